@@ -1,0 +1,246 @@
+//! `#[repr(C)]` mirrors of the records the BPF socket tracer writes to its ring buffer.
+//!
+//! Owns the user-space view of `crates/bpf/c/socket_trace.h`: event structs, tags, directions,
+//! roles, protocols, stats indices and size limits. The C header is the source of truth and both
+//! sides assert the same sizes and offsets. Must stay `no_std`, dependency-free and free of
+//! decoding logic (that is the collector's loader).
+#![no_std]
+
+/// Largest payload one data record carries (`LOUPE_CHUNK_SIZE`).
+pub const CHUNK_SIZE: usize = 8192;
+/// Most data records emitted for one syscall (`LOUPE_MAX_CHUNKS`).
+pub const MAX_CHUNKS: usize = 4;
+/// Most iovecs walked for the vector I/O syscalls (`LOUPE_MAX_IOV`).
+pub const MAX_IOV: usize = 8;
+
+/// `EventHeader::kind` of a [`ConnOpenEvent`].
+pub const EVENT_CONN_OPEN: u32 = 1;
+/// `EventHeader::kind` of a [`DataHeader`] record.
+pub const EVENT_DATA: u32 = 2;
+/// `EventHeader::kind` of a [`ConnCloseEvent`].
+pub const EVENT_CONN_CLOSE: u32 = 3;
+
+/// The process called `connect`.
+pub const ROLE_CLIENT: u8 = 1;
+/// The process accepted the connection.
+pub const ROLE_SERVER: u8 = 2;
+/// First seen on data.
+pub const ROLE_UNKNOWN: u8 = 4;
+
+/// Bytes written by the traced process.
+pub const DIR_EGRESS: u8 = 1;
+/// Bytes read by the traced process.
+pub const DIR_INGRESS: u8 = 2;
+
+/// No data seen yet on the connection.
+pub const PROTO_UNCLASSIFIED: u8 = 0;
+/// HTTP/1.x: the only protocol whose payload is exported so far.
+pub const PROTO_HTTP: u8 = 1;
+/// Seen, not a known protocol: bytes are counted but not exported.
+pub const PROTO_OTHER: u8 = 255;
+
+/// `DataHeader::flags`: the syscall's last record; it accounts for every byte from
+/// `chunk_offset` to `msg_size`, captured or not.
+pub const DATA_FLAG_LAST: u8 = 1;
+
+/// Linux `AF_INET`.
+pub const AF_INET: u16 = 2;
+/// Linux `AF_INET6`.
+pub const AF_INET6: u16 = 10;
+
+/// Stats index: records written to the ring buffer.
+pub const STAT_EVENTS: usize = 0;
+/// Stats index: records dropped because the ring buffer was full.
+pub const STAT_RINGBUF_FAILURES: usize = 1;
+/// Stats index: syscalls that moved more bytes than were captured.
+pub const STAT_TRUNCATED: usize = 2;
+/// Stats index: `bpf_probe_read_user` failures on payload or iovecs.
+pub const STAT_READ_FAILURES: usize = 3;
+/// Stats index: failed `conn_map` inserts.
+pub const STAT_CONN_MAP_FULL: usize = 4;
+/// Stats index: failed `args_map` inserts.
+pub const STAT_ARGS_MAP_FULL: usize = 5;
+/// Stats index: forced consumer wakeups.
+pub const STAT_WAKEUPS: usize = 6;
+/// Number of counters in the per-CPU `stats` entry.
+pub const STAT_LEN: usize = 8;
+
+/// Name of the ring buffer map.
+pub const MAP_EVENTS: &str = "events";
+/// Name of the per-CPU counters map (one entry of `[u64; STAT_LEN]`).
+pub const MAP_STATS: &str = "stats";
+/// Global: tgid never traced (usually the agent itself).
+pub const GLOBAL_EXCLUDE_TGID: &str = "loupe_exclude_tgid";
+/// Global: if non-zero, the only tgid traced.
+pub const GLOBAL_ONLY_TGID: &str = "loupe_only_tgid";
+/// Global: force a consumer wakeup every N records per CPU.
+pub const GLOBAL_WAKE_EVERY: &str = "loupe_wake_every";
+
+/// Common prefix of every record (`struct loupe_event_header`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventHeader {
+    /// One of `EVENT_*`.
+    pub kind: u32,
+    /// Process id.
+    pub tgid: u32,
+    /// `bpf_ktime_get_ns()`.
+    pub ts_ns: u64,
+    /// Distinguishes fd reuse: the time the connection was first seen.
+    pub generation: u64,
+    /// File descriptor.
+    pub fd: i32,
+    /// Padding.
+    pub _pad0: u32,
+}
+
+/// A connection was opened or first seen (`struct loupe_conn_open`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnOpenEvent {
+    /// Common header.
+    pub hdr: EventHeader,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// Local port, host byte order.
+    pub local_port: u16,
+    /// Remote port, host byte order.
+    pub remote_port: u16,
+    /// One of `ROLE_*`.
+    pub role: u8,
+    /// Padding.
+    pub _pad0: u8,
+    /// Local address, network order; IPv4 uses the first 4 bytes.
+    pub local_addr: [u8; 16],
+    /// Remote address, network order; IPv4 uses the first 4 bytes.
+    pub remote_addr: [u8; 16],
+}
+
+/// Header of a data record (`struct loupe_data_header`); `len` payload bytes follow it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataHeader {
+    /// Common header.
+    pub hdr: EventHeader,
+    /// Stream offset (this direction) of the syscall's first byte.
+    pub pos: u64,
+    /// Bytes the syscall moved (its return value).
+    pub msg_size: u64,
+    /// Offset of this record's first byte within the syscall's bytes.
+    pub chunk_offset: u64,
+    /// Payload bytes that follow the header.
+    pub len: u32,
+    /// `DIR_EGRESS` or `DIR_INGRESS`.
+    pub direction: u8,
+    /// One of `PROTO_*`.
+    pub protocol: u8,
+    /// `DATA_FLAG_*` bits.
+    pub flags: u8,
+    /// Padding.
+    pub _pad0: u8,
+}
+
+/// A tracked connection was closed (`struct loupe_conn_close`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnCloseEvent {
+    /// Common header.
+    pub hdr: EventHeader,
+    /// Bytes written over the connection's life.
+    pub bytes_sent: u64,
+    /// Bytes read over the connection's life.
+    pub bytes_recv: u64,
+    /// One of `ROLE_*`.
+    pub role: u8,
+    /// One of `PROTO_*`.
+    pub protocol: u8,
+    /// Padding.
+    pub _pad0: [u8; 6],
+}
+
+/// `LOUPE_SIZE_EVENT_HEADER` in the C header.
+pub const SIZE_EVENT_HEADER: usize = 32;
+/// `LOUPE_SIZE_CONN_OPEN` in the C header.
+pub const SIZE_CONN_OPEN: usize = 72;
+/// `LOUPE_SIZE_DATA_HEADER` in the C header.
+pub const SIZE_DATA_HEADER: usize = 64;
+/// `LOUPE_SIZE_CONN_CLOSE` in the C header.
+pub const SIZE_CONN_CLOSE: usize = 56;
+
+// The same numbers are `_Static_assert`ed in socket_trace.h; a mismatch fails the build here.
+const _: () = assert!(core::mem::size_of::<EventHeader>() == SIZE_EVENT_HEADER);
+const _: () = assert!(core::mem::size_of::<ConnOpenEvent>() == SIZE_CONN_OPEN);
+const _: () = assert!(core::mem::size_of::<DataHeader>() == SIZE_DATA_HEADER);
+const _: () = assert!(core::mem::size_of::<ConnCloseEvent>() == SIZE_CONN_CLOSE);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    /// Pulls `#define NAME value` out of the C header, so the Rust constants cannot drift.
+    fn c_define(name: &str) -> u64 {
+        let header = include_str!("../../bpf/c/socket_trace.h");
+        let needle = ["#define ", name, " "];
+        for line in header.lines() {
+            let Some(rest) = line
+                .strip_prefix(needle[0])
+                .and_then(|r| r.strip_prefix(needle[1]))
+                .and_then(|r| r.strip_prefix(needle[2]))
+            else {
+                continue;
+            };
+            let value = rest.split_whitespace().next().expect("define without value");
+            return value.parse().expect("define is not a number");
+        }
+        panic!("{name} not defined in socket_trace.h");
+    }
+
+    #[test]
+    fn sizes_and_offsets_match_the_c_header() {
+        assert_eq!(size_of::<EventHeader>() as u64, c_define("LOUPE_SIZE_EVENT_HEADER"));
+        assert_eq!(size_of::<ConnOpenEvent>() as u64, c_define("LOUPE_SIZE_CONN_OPEN"));
+        assert_eq!(size_of::<DataHeader>() as u64, c_define("LOUPE_SIZE_DATA_HEADER"));
+        assert_eq!(size_of::<ConnCloseEvent>() as u64, c_define("LOUPE_SIZE_CONN_CLOSE"));
+        assert_eq!(offset_of!(DataHeader, len) as u64, c_define("LOUPE_OFFSET_DATA_LEN"));
+        assert_eq!(offset_of!(ConnOpenEvent, local_addr) as u64, c_define("LOUPE_OFFSET_OPEN_LOCAL_ADDR"));
+        assert_eq!(offset_of!(ConnOpenEvent, remote_addr), 56);
+        assert_eq!(offset_of!(ConnCloseEvent, bytes_sent), 32);
+    }
+
+    #[test]
+    fn constants_match_the_c_header() {
+        let pairs: [(&str, u64); 27] = [
+            ("LOUPE_CHUNK_SIZE", CHUNK_SIZE as u64),
+            ("LOUPE_MAX_CHUNKS", MAX_CHUNKS as u64),
+            ("LOUPE_MAX_IOV", MAX_IOV as u64),
+            ("LOUPE_EVENT_CONN_OPEN", EVENT_CONN_OPEN.into()),
+            ("LOUPE_EVENT_DATA", EVENT_DATA.into()),
+            ("LOUPE_EVENT_CONN_CLOSE", EVENT_CONN_CLOSE.into()),
+            ("LOUPE_ROLE_CLIENT", ROLE_CLIENT.into()),
+            ("LOUPE_ROLE_SERVER", ROLE_SERVER.into()),
+            ("LOUPE_ROLE_UNKNOWN", ROLE_UNKNOWN.into()),
+            ("LOUPE_DIR_EGRESS", DIR_EGRESS.into()),
+            ("LOUPE_DIR_INGRESS", DIR_INGRESS.into()),
+            ("LOUPE_PROTO_UNCLASSIFIED", PROTO_UNCLASSIFIED.into()),
+            ("LOUPE_PROTO_HTTP", PROTO_HTTP.into()),
+            ("LOUPE_PROTO_OTHER", PROTO_OTHER.into()),
+            ("LOUPE_DATA_FLAG_LAST", DATA_FLAG_LAST.into()),
+            ("LOUPE_AF_INET", AF_INET.into()),
+            ("LOUPE_AF_INET6", AF_INET6.into()),
+            ("LOUPE_STAT_EVENTS", STAT_EVENTS as u64),
+            ("LOUPE_STAT_RINGBUF_FAILURES", STAT_RINGBUF_FAILURES as u64),
+            ("LOUPE_STAT_TRUNCATED", STAT_TRUNCATED as u64),
+            ("LOUPE_STAT_READ_FAILURES", STAT_READ_FAILURES as u64),
+            ("LOUPE_STAT_CONN_MAP_FULL", STAT_CONN_MAP_FULL as u64),
+            ("LOUPE_STAT_ARGS_MAP_FULL", STAT_ARGS_MAP_FULL as u64),
+            ("LOUPE_STAT_WAKEUPS", STAT_WAKEUPS as u64),
+            ("LOUPE_STAT_LEN", STAT_LEN as u64),
+            ("LOUPE_SIZE_DATA_HEADER", SIZE_DATA_HEADER as u64),
+            ("LOUPE_SIZE_CONN_OPEN", SIZE_CONN_OPEN as u64),
+        ];
+        for (name, value) in pairs {
+            assert_eq!(c_define(name), value, "{name} differs between socket_trace.h and bpf-common");
+        }
+    }
+}

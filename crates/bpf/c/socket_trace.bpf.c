@@ -1,0 +1,736 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Loupe socket tracer: TCP connection lifecycle and HTTP payloads from syscall tracepoints.
+ *
+ * Owns the kernel half of socket tracing: syscall enter/exit handlers, per-connection state
+ * (conn_map), the protocol gate and the `events` ring buffer. Must not parse protocols beyond the
+ * first-bytes classification: parsing happens in user space (crates/protocols). Record layouts
+ * live in socket_trace.h and are mirrored by crates/bpf-common.
+ *
+ * Only syscall tracepoints are used: this kernel has no kprobes and fentry/fexit do not load.
+ *
+ * Flow: sys_enter_* filters by tgid, checks the fd is a TCP socket (cached in conn_map) and
+ * stashes the arguments in args_map keyed by pid_tgid; sys_exit_* reads the return value, opens
+ * the connection if needed, classifies its first bytes, and for exported protocols copies the
+ * payload into the ring buffer in chunks.
+ *
+ * Rebuild: `bash crates/bpf/build.sh` (the object is committed and checked for freshness).
+ */
+#include "vmlinux.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "bpf_endian.h"
+#include "socket_trace.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by the loader before load (EbpfLoader::override_global); read-only once loaded. */
+const volatile __u32 loupe_exclude_tgid = 0; /* usually the agent itself */
+const volatile __u32 loupe_only_tgid = 0;    /* 0 = trace every process */
+const volatile __u32 loupe_wake_every = 64;  /* force a consumer wakeup every N records per CPU */
+
+#define S_IFMT_ 00170000
+#define S_IFSOCK_ 0140000
+#define SOCK_STREAM_ 1
+#define EINPROGRESS_ 115
+
+/* What an enter handler stashed for its exit handler. */
+#define ARGS_BUF 1     /* buf = user buffer */
+#define ARGS_IOV 2     /* buf = user iovec array, count = iovcnt */
+#define ARGS_CONNECT 3 /* fd being connected */
+#define ARGS_ACCEPT 4  /* new fd is the return value */
+
+struct syscall_args {
+	__u64 sk;    /* struct sock * when the fd was not yet in conn_map, else 0 */
+	__u64 buf;
+	__u64 count;
+	__s32 fd;
+	__u32 kind;
+};
+
+/* Per-connection state, keyed by (tgid << 32) | fd. */
+struct conn_info {
+	__u64 generation;
+	__u64 bytes_sent;
+	__u64 bytes_recv;
+	__u8 role;
+	__u8 protocol;
+	__u8 _pad0[6];
+};
+
+struct loupe_iov {
+	__u64 base;
+	__u64 len;
+};
+
+/*
+ * Per-CPU scratch: the data record is too big for the 512-byte BPF stack. The iovec walk keeps
+ * its loop-carried state here too (see emit_data).
+ */
+struct scratch {
+	struct loupe_iov iov[LOUPE_MAX_IOV];
+	__u64 walk_idx;     /* current iovec */
+	__u64 walk_iov_off; /* bytes of it already emitted */
+	__u64 walk_msg_off; /* bytes of the message already emitted */
+	struct loupe_data_event ev;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024); /* overridden by the loader */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct conn_info);
+} conn_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct syscall_args);
+} args_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct loupe_stats);
+} stats SEC(".maps");
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u32 zero = 0;
+	struct loupe_stats *s = bpf_map_lookup_elem(&stats, &zero);
+
+	if (s && idx < LOUPE_STAT_LEN)
+		s->counters[idx] += 1;
+}
+
+/* Writes one record; wakes the consumer only every loupe_wake_every records on this CPU. */
+static __always_inline void submit(void *data, __u64 size)
+{
+	__u32 zero = 0;
+	struct loupe_stats *s = bpf_map_lookup_elem(&stats, &zero);
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 n = 0;
+
+	if (s) {
+		n = s->counters[LOUPE_STAT_EVENTS] + 1;
+		if (loupe_wake_every <= 1 || n % loupe_wake_every == 0)
+			flags = BPF_RB_FORCE_WAKEUP;
+	}
+	if (bpf_ringbuf_output(&events, data, size, flags) == 0) {
+		if (s) {
+			s->counters[LOUPE_STAT_EVENTS] = n;
+			if (flags == BPF_RB_FORCE_WAKEUP)
+				s->counters[LOUPE_STAT_WAKEUPS] += 1;
+		}
+	} else if (s) {
+		s->counters[LOUPE_STAT_RINGBUF_FAILURES] += 1;
+	}
+}
+
+static __always_inline bool tgid_wanted(__u32 tgid)
+{
+	if (loupe_only_tgid != 0 && tgid != loupe_only_tgid)
+		return false;
+	return tgid != loupe_exclude_tgid;
+}
+
+static __always_inline __u64 conn_key(__u32 tgid, __s32 fd)
+{
+	return ((__u64)tgid << 32) | (__u32)fd;
+}
+
+/* The struct sock behind `fd` in the current task if it is an AF_INET/AF_INET6 stream socket, else NULL. */
+static __always_inline struct sock *tcp_sock_of_fd(__s32 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+	struct socket *sock;
+	struct sock *sk;
+	unsigned int max_fds;
+	umode_t mode;
+	short type;
+	__u16 family;
+
+	if (!fdt || fd < 0)
+		return NULL;
+	max_fds = BPF_CORE_READ(fdt, max_fds);
+	if ((__u32)fd >= max_fds)
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT_) != S_IFSOCK_)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return NULL;
+	type = BPF_CORE_READ(sock, type);
+	if (type != SOCK_STREAM_)
+		return NULL;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return NULL;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != LOUPE_AF_INET && family != LOUPE_AF_INET6)
+		return NULL;
+	return sk;
+}
+
+static __always_inline void emit_close(__u32 tgid, __s32 fd, struct conn_info *c)
+{
+	struct loupe_conn_close ev = {};
+
+	ev.hdr.kind = LOUPE_EVENT_CONN_CLOSE;
+	ev.hdr.tgid = tgid;
+	ev.hdr.ts_ns = bpf_ktime_get_ns();
+	ev.hdr.generation = c->generation;
+	ev.hdr.fd = fd;
+	ev.bytes_sent = c->bytes_sent;
+	ev.bytes_recv = c->bytes_recv;
+	ev.role = c->role;
+	ev.protocol = c->protocol;
+	submit(&ev, sizeof(ev));
+}
+
+/* Starts tracking (tgid, fd) with a fresh generation and emits the open event. */
+static __always_inline struct conn_info *open_conn(__u32 tgid, __s32 fd, struct sock *sk, __u8 role)
+{
+	__u64 key = conn_key(tgid, fd);
+	struct conn_info *old = bpf_map_lookup_elem(&conn_map, &key);
+	struct conn_info c = {};
+	struct loupe_conn_open ev = {};
+	__u16 dport;
+
+	/* The fd was reused without a close we saw (dup2, close_range): end the old one first. */
+	if (old)
+		emit_close(tgid, fd, old);
+
+	c.generation = bpf_ktime_get_ns();
+	c.role = role;
+	if (bpf_map_update_elem(&conn_map, &key, &c, BPF_ANY)) {
+		stat_inc(LOUPE_STAT_CONN_MAP_FULL);
+		return NULL;
+	}
+
+	ev.hdr.kind = LOUPE_EVENT_CONN_OPEN;
+	ev.hdr.tgid = tgid;
+	ev.hdr.ts_ns = c.generation;
+	ev.hdr.generation = c.generation;
+	ev.hdr.fd = fd;
+	ev.role = role;
+	ev.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ev.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	ev.remote_port = bpf_ntohs(dport);
+	if (ev.family == LOUPE_AF_INET) {
+		bpf_core_read(&ev.local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(&ev.remote_addr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(&ev.local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(&ev.remote_addr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	submit(&ev, sizeof(ev));
+	return bpf_map_lookup_elem(&conn_map, &key);
+}
+
+/* ---- protocol gate ---- */
+
+static __always_inline bool has_prefix(__u64 word, __u64 avail, const char *p, __u64 n)
+{
+	__u64 want = 0;
+	__u64 mask = 0;
+
+	if (avail < n)
+		return false;
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		if (i < n) {
+			want |= (__u64)(__u8)p[i] << (8 * i);
+			mask |= (__u64)0xff << (8 * i);
+		}
+	}
+	return (word & mask) == want;
+}
+
+/* Classifies a connection from its first bytes. Add a protocol: one more LOUPE_PROTO_* and a test here. */
+static __always_inline __u8 classify(__u64 word, __u64 avail)
+{
+	if (has_prefix(word, avail, "GET ", 4) || has_prefix(word, avail, "POST ", 5) ||
+	    has_prefix(word, avail, "PUT ", 4) || has_prefix(word, avail, "DELETE ", 7) ||
+	    has_prefix(word, avail, "HEAD ", 5) || has_prefix(word, avail, "PATCH ", 6) ||
+	    has_prefix(word, avail, "OPTIONS ", 8) || has_prefix(word, avail, "CONNECT ", 8) ||
+	    has_prefix(word, avail, "TRACE ", 6) || has_prefix(word, avail, "HTTP/1.", 7))
+		return LOUPE_PROTO_HTTP;
+	return LOUPE_PROTO_OTHER;
+}
+
+static __always_inline bool protocol_exported(__u8 protocol)
+{
+	return protocol == LOUPE_PROTO_HTTP;
+}
+
+/* Index of the first non-empty iovec at or after `idx` (n_iov or more if none). */
+static __always_inline __u64 skip_empty(struct scratch *s, __u64 idx, __u64 n_iov)
+{
+	for (int j = 0; j < LOUPE_MAX_IOV; j++) {
+		if (idx >= n_iov || idx >= LOUPE_MAX_IOV)
+			break;
+		if (s->iov[idx & (LOUPE_MAX_IOV - 1)].len != 0)
+			break;
+		idx++;
+	}
+	return idx;
+}
+
+/* Volatile reload: the verifier then sees an unknown scalar, not a path-specific constant. */
+#define RELOAD(x) (*(volatile __u64 *)&(x))
+
+/*
+ * Copies the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most LOUPE_MAX_CHUNKS
+ * records. Chunks are contiguous from the message start; the record flagged LAST accounts for
+ * everything up to `ret`, so uncaptured bytes show as msg_size - chunk_offset > len.
+ *
+ * The walk state lives in the scratch map and is reloaded every iteration: kept in registers,
+ * each iteration's exact offsets multiply the verifier's paths past its 1M-instruction limit.
+ */
+static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
+{
+	struct loupe_data_event *ev = &s->ev;
+
+	s->walk_idx = skip_empty(s, 0, n_iov);
+	s->walk_iov_off = 0;
+	s->walk_msg_off = 0;
+
+	for (int k = 0; k < LOUPE_MAX_CHUNKS; k++) {
+		__u64 idx = RELOAD(s->walk_idx);
+		__u64 iov_off = RELOAD(s->walk_iov_off);
+		__u64 msg_off = RELOAD(s->walk_msg_off);
+		__u64 len, avail, src, iov_len;
+		bool last;
+
+		if (idx >= n_iov || idx >= LOUPE_MAX_IOV || msg_off >= ret)
+			break;
+		iov_len = s->iov[idx & (LOUPE_MAX_IOV - 1)].len;
+		src = s->iov[idx & (LOUPE_MAX_IOV - 1)].base + iov_off;
+		if (iov_off >= iov_len)
+			break;
+		avail = iov_len - iov_off;
+		len = ret - msg_off;
+		if (len > avail)
+			len = avail;
+		if (len > LOUPE_CHUNK_SIZE)
+			len = LOUPE_CHUNK_SIZE;
+
+		ev->h.chunk_offset = msg_off;
+		iov_off += len;
+		msg_off += len;
+		if (iov_off >= iov_len) {
+			idx = skip_empty(s, idx + 1, n_iov);
+			iov_off = 0;
+		}
+		last = k == LOUPE_MAX_CHUNKS - 1 || idx >= n_iov || msg_off >= ret;
+		s->walk_idx = idx;
+		s->walk_iov_off = iov_off;
+		s->walk_msg_off = msg_off;
+		ev->h.flags = last ? LOUPE_DATA_FLAG_LAST : 0;
+
+		/* Re-bound in a 64-bit register right before the helper (clang-14 verifier quirk). */
+		if (len > LOUPE_CHUNK_SIZE)
+			len = LOUPE_CHUNK_SIZE;
+		if (bpf_probe_read_user(ev->data, len, (const void *)src)) {
+			stat_inc(LOUPE_STAT_READ_FAILURES);
+			ev->h.len = 0;
+			ev->h.flags = LOUPE_DATA_FLAG_LAST;
+			submit(ev, sizeof(ev->h));
+			return;
+		}
+		ev->h.len = len;
+		submit(ev, sizeof(ev->h) + len);
+		if (last)
+			break;
+	}
+	if (RELOAD(s->walk_msg_off) < ret)
+		stat_inc(LOUPE_STAT_TRUNCATED);
+}
+
+/* Reads up to 8 bytes from the first non-empty iovec, for classification. */
+static __always_inline __u8 classify_iov(struct scratch *s, __u64 n_iov, __u64 ret)
+{
+	__u64 idx = skip_empty(s, 0, n_iov);
+	__u64 word = 0;
+	__u64 avail;
+
+	if (idx >= n_iov || idx >= LOUPE_MAX_IOV)
+		return LOUPE_PROTO_OTHER;
+	avail = s->iov[idx & (LOUPE_MAX_IOV - 1)].len;
+	if (avail > ret)
+		avail = ret;
+	if (avail > 8)
+		avail = 8;
+	if (bpf_probe_read_user(&word, avail, (const void *)s->iov[idx & (LOUPE_MAX_IOV - 1)].base)) {
+		stat_inc(LOUPE_STAT_READ_FAILURES);
+		return LOUPE_PROTO_UNCLASSIFIED; /* try again on the next data */
+	}
+	return classify(word, avail);
+}
+
+/* ---- enter/exit bodies ---- */
+
+static __always_inline int enter_data(__s64 fd_arg, __u64 buf, __u64 count, __u32 kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__s32 fd = (__s32)fd_arg;
+	struct syscall_args a = {};
+	__u64 key;
+
+	if (!tgid_wanted(tgid) || fd < 0)
+		return 0;
+	key = conn_key(tgid, fd);
+	if (!bpf_map_lookup_elem(&conn_map, &key)) {
+		/* The expensive check runs once per connection: afterwards conn_map answers. */
+		a.sk = (__u64)tcp_sock_of_fd(fd);
+		if (!a.sk)
+			return 0;
+	}
+	a.fd = fd;
+	a.buf = buf;
+	a.count = count;
+	a.kind = kind;
+	if (bpf_map_update_elem(&args_map, &id, &a, BPF_ANY))
+		stat_inc(LOUPE_STAT_ARGS_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int exit_data(long ret, __u8 direction)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct syscall_args *ap = bpf_map_lookup_elem(&args_map, &id);
+	struct syscall_args a;
+	struct conn_info *c;
+	struct scratch *s;
+	__u32 zero = 0;
+	__u64 n_iov;
+	__u64 key, pos, size;
+
+	if (!ap)
+		return 0;
+	a = *ap;
+	bpf_map_delete_elem(&args_map, &id);
+	if (ret <= 0)
+		return 0;
+	size = (__u64)ret;
+
+	key = conn_key(tgid, a.fd);
+	c = bpf_map_lookup_elem(&conn_map, &key);
+	if (!c) {
+		if (!a.sk)
+			return 0; /* closed by another thread meanwhile */
+		c = open_conn(tgid, a.fd, (struct sock *)a.sk, LOUPE_ROLE_UNKNOWN);
+		if (!c)
+			return 0;
+	}
+	if (direction == LOUPE_DIR_EGRESS) {
+		pos = c->bytes_sent;
+		c->bytes_sent = pos + size;
+	} else {
+		pos = c->bytes_recv;
+		c->bytes_recv = pos + size;
+	}
+	if (c->protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->protocol))
+		return 0;
+
+	s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return 0;
+	if (a.kind == ARGS_IOV) {
+		__u64 cnt = a.count;
+
+		if (cnt > LOUPE_MAX_IOV)
+			cnt = LOUPE_MAX_IOV;
+		if (cnt == 0)
+			return 0;
+		if (bpf_probe_read_user(s->iov, cnt * sizeof(struct loupe_iov), (const void *)a.buf)) {
+			stat_inc(LOUPE_STAT_READ_FAILURES);
+			return 0;
+		}
+		n_iov = cnt;
+	} else {
+		s->iov[0].base = a.buf;
+		s->iov[0].len = size;
+		n_iov = 1;
+	}
+
+	if (c->protocol == LOUPE_PROTO_UNCLASSIFIED) {
+		c->protocol = classify_iov(s, n_iov, size);
+		if (!protocol_exported(c->protocol))
+			return 0;
+	}
+
+	s->ev.h.hdr.kind = LOUPE_EVENT_DATA;
+	s->ev.h.hdr.tgid = tgid;
+	s->ev.h.hdr.ts_ns = bpf_ktime_get_ns();
+	s->ev.h.hdr.generation = c->generation;
+	s->ev.h.hdr.fd = a.fd;
+	s->ev.h.hdr._pad0 = 0;
+	s->ev.h.pos = pos;
+	s->ev.h.msg_size = size;
+	s->ev.h.direction = direction;
+	s->ev.h.protocol = c->protocol;
+	s->ev.h._pad0 = 0;
+	emit_data(s, n_iov, size);
+	return 0;
+}
+
+/* sendmsg/recvmsg: stash msg->msg_iov and msg->msg_iovlen as an iovec array. */
+static __always_inline int enter_msg(__s64 fd, __u64 msg_ptr)
+{
+	struct user_msghdr *msg = (struct user_msghdr *)msg_ptr;
+	struct iovec *iov = NULL;
+	__u64 iovlen = 0;
+
+	if (bpf_core_read_user(&iov, sizeof(iov), &msg->msg_iov) ||
+	    bpf_core_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen))
+		return 0;
+	return enter_data(fd, (__u64)iov, iovlen, ARGS_IOV);
+}
+
+#define ENTER_ARGS(ctx) ((struct trace_event_raw_sys_enter *)(ctx))->args
+#define EXIT_RET(ctx) ((struct trace_event_raw_sys_exit *)(ctx))->ret
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int loupe_enter_read(void *ctx)
+{
+	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], 0, ARGS_BUF);
+}
+
+SEC("tracepoint/syscalls/sys_exit_read")
+int loupe_exit_read(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int loupe_enter_write(void *ctx)
+{
+	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], 0, ARGS_BUF);
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int loupe_exit_write(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int loupe_enter_recvfrom(void *ctx)
+{
+	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], 0, ARGS_BUF);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int loupe_exit_recvfrom(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int loupe_enter_sendto(void *ctx)
+{
+	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], 0, ARGS_BUF);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int loupe_exit_sendto(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int loupe_enter_readv(void *ctx)
+{
+	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], ENTER_ARGS(ctx)[2], ARGS_IOV);
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int loupe_exit_readv(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int loupe_enter_writev(void *ctx)
+{
+	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], ENTER_ARGS(ctx)[2], ARGS_IOV);
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int loupe_exit_writev(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int loupe_enter_recvmsg(void *ctx)
+{
+	return enter_msg(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int loupe_exit_recvmsg(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int loupe_enter_sendmsg(void *ctx)
+{
+	return enter_msg(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int loupe_exit_sendmsg(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+}
+
+/* ---- connection lifecycle ---- */
+
+static __always_inline int enter_connect(__s64 fd_arg)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__s32 fd = (__s32)fd_arg;
+	struct syscall_args a = {};
+
+	if (!tgid_wanted(tgid) || fd < 0)
+		return 0;
+	a.sk = (__u64)tcp_sock_of_fd(fd);
+	if (!a.sk)
+		return 0;
+	a.fd = fd;
+	a.kind = ARGS_CONNECT;
+	if (bpf_map_update_elem(&args_map, &id, &a, BPF_ANY))
+		stat_inc(LOUPE_STAT_ARGS_MAP_FULL);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int loupe_enter_connect(void *ctx)
+{
+	return enter_connect(ENTER_ARGS(ctx)[0]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int loupe_exit_connect(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct syscall_args *ap = bpf_map_lookup_elem(&args_map, &id);
+	long ret = EXIT_RET(ctx);
+	struct syscall_args a;
+
+	if (!ap)
+		return 0;
+	a = *ap;
+	bpf_map_delete_elem(&args_map, &id);
+	if (ret != 0 && ret != -EINPROGRESS_)
+		return 0;
+	open_conn(id >> 32, a.fd, (struct sock *)a.sk, LOUPE_ROLE_CLIENT);
+	return 0;
+}
+
+static __always_inline int enter_accept(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct syscall_args a = {};
+
+	if (!tgid_wanted(id >> 32))
+		return 0;
+	a.kind = ARGS_ACCEPT;
+	if (bpf_map_update_elem(&args_map, &id, &a, BPF_ANY))
+		stat_inc(LOUPE_STAT_ARGS_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int exit_accept(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct sock *sk;
+
+	if (!bpf_map_lookup_elem(&args_map, &id))
+		return 0;
+	bpf_map_delete_elem(&args_map, &id);
+	if (ret < 0)
+		return 0;
+	sk = tcp_sock_of_fd((__s32)ret);
+	if (!sk)
+		return 0;
+	open_conn(id >> 32, (__s32)ret, sk, LOUPE_ROLE_SERVER);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept")
+int loupe_enter_accept(void *ctx)
+{
+	return enter_accept();
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int loupe_exit_accept(void *ctx)
+{
+	return exit_accept(EXIT_RET(ctx));
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int loupe_enter_accept4(void *ctx)
+{
+	return enter_accept();
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int loupe_exit_accept4(void *ctx)
+{
+	return exit_accept(EXIT_RET(ctx));
+}
+
+/*
+ * close releases the fd even when it returns an error (EINTR, EIO), so the enter side is enough:
+ * no exit handler, one tracepoint fewer on a hot path.
+ */
+SEC("tracepoint/syscalls/sys_enter_close")
+int loupe_enter_close(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__s32 fd = (__s32)ENTER_ARGS(ctx)[0];
+	struct conn_info *c;
+	__u64 key;
+
+	if (!tgid_wanted(tgid) || fd < 0)
+		return 0;
+	key = conn_key(tgid, fd);
+	c = bpf_map_lookup_elem(&conn_map, &key);
+	if (!c)
+		return 0;
+	emit_close(tgid, fd, c);
+	bpf_map_delete_elem(&conn_map, &key);
+	return 0;
+}

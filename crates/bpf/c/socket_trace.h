@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+/*
+ * Loupe socket tracer: the records the BPF side writes to the `events` ring buffer.
+ *
+ * Owns the wire layout shared with user space. Every struct here has a `#[repr(C)]` mirror in
+ * crates/bpf-common/src/lib.rs; the sizes and offsets asserted at the bottom of this file are
+ * asserted again there. Change both sides together, then run `bash crates/bpf/build.sh`.
+ *
+ * This header must not include kernel headers: it only needs the fixed-width __u8..__u64 types,
+ * which the includer provides (vmlinux.h on the BPF side).
+ */
+#ifndef LOUPE_SOCKET_TRACE_H
+#define LOUPE_SOCKET_TRACE_H
+
+/* Largest payload one data record carries. */
+#define LOUPE_CHUNK_SIZE 8192
+/* Most data records emitted for one syscall; bytes beyond CHUNK_SIZE * MAX_CHUNKS are counted, not copied. */
+#define LOUPE_MAX_CHUNKS 4
+/* Most iovecs walked for readv/writev/sendmsg/recvmsg. */
+#define LOUPE_MAX_IOV 8
+
+/* loupe_event_header.kind */
+#define LOUPE_EVENT_CONN_OPEN 1
+#define LOUPE_EVENT_DATA 2
+#define LOUPE_EVENT_CONN_CLOSE 3
+
+/* Roles, matching Pixie's trace_role column. */
+#define LOUPE_ROLE_CLIENT 1
+#define LOUPE_ROLE_SERVER 2
+#define LOUPE_ROLE_UNKNOWN 4
+
+/* Data directions, seen from the traced process. */
+#define LOUPE_DIR_EGRESS 1
+#define LOUPE_DIR_INGRESS 2
+
+/* Protocols. 0 means "no data seen yet"; OTHER means "seen, not exported". */
+#define LOUPE_PROTO_UNCLASSIFIED 0
+#define LOUPE_PROTO_HTTP 1
+#define LOUPE_PROTO_OTHER 255
+
+/* loupe_data_header.flags: this is the syscall's last record; it accounts for every byte from
+ * chunk_offset to msg_size, captured or not. */
+#define LOUPE_DATA_FLAG_LAST 1
+
+/* Address families as stored in loupe_conn_open.family (Linux values). */
+#define LOUPE_AF_INET 2
+#define LOUPE_AF_INET6 10
+
+/* Indices into the per-CPU `stats` counters. */
+#define LOUPE_STAT_EVENTS 0          /* records written to the ring buffer */
+#define LOUPE_STAT_RINGBUF_FAILURES 1 /* records dropped: ring buffer full */
+#define LOUPE_STAT_TRUNCATED 2       /* syscalls that moved more bytes than were captured */
+#define LOUPE_STAT_READ_FAILURES 3   /* bpf_probe_read_user failures on payload or iovecs */
+#define LOUPE_STAT_CONN_MAP_FULL 4   /* conn_map inserts that failed */
+#define LOUPE_STAT_ARGS_MAP_FULL 5   /* args_map inserts that failed */
+#define LOUPE_STAT_WAKEUPS 6         /* forced consumer wakeups */
+#define LOUPE_STAT_LEN 8
+
+/* Common prefix of every record. 32 bytes. */
+struct loupe_event_header {
+	__u32 kind;       /* LOUPE_EVENT_* */
+	__u32 tgid;       /* process id */
+	__u64 ts_ns;      /* bpf_ktime_get_ns() */
+	__u64 generation; /* distinguishes fd reuse: bpf_ktime_get_ns() when the connection was first seen */
+	__s32 fd;
+	__u32 _pad0;
+};
+
+/* LOUPE_EVENT_CONN_OPEN. 72 bytes. */
+struct loupe_conn_open {
+	struct loupe_event_header hdr;
+	__u16 family;       /* LOUPE_AF_INET or LOUPE_AF_INET6 */
+	__u16 local_port;   /* host byte order */
+	__u16 remote_port;  /* host byte order */
+	__u8 role;          /* LOUPE_ROLE_* */
+	__u8 _pad0;
+	__u8 local_addr[16];  /* network order; IPv4 uses the first 4 bytes */
+	__u8 remote_addr[16];
+};
+
+/* LOUPE_EVENT_DATA header, followed by `len` payload bytes. 64 bytes. */
+struct loupe_data_header {
+	struct loupe_event_header hdr;
+	__u64 pos;          /* stream offset (this direction) of the syscall's first byte */
+	__u64 msg_size;     /* bytes the syscall moved (its return value) */
+	__u64 chunk_offset; /* offset of this record's first byte within the syscall's bytes */
+	__u32 len;          /* payload bytes that follow */
+	__u8 direction;     /* LOUPE_DIR_* */
+	__u8 protocol;      /* LOUPE_PROTO_* */
+	__u8 flags;         /* LOUPE_DATA_FLAG_* */
+	__u8 _pad0;
+};
+
+struct loupe_data_event {
+	struct loupe_data_header h;
+	__u8 data[LOUPE_CHUNK_SIZE];
+};
+
+/* LOUPE_EVENT_CONN_CLOSE. 56 bytes. */
+struct loupe_conn_close {
+	struct loupe_event_header hdr;
+	__u64 bytes_sent;
+	__u64 bytes_recv;
+	__u8 role;
+	__u8 protocol;
+	__u8 _pad0[6];
+};
+
+/* Value of the single per-CPU `stats` entry. */
+struct loupe_stats {
+	__u64 counters[LOUPE_STAT_LEN];
+};
+
+#define LOUPE_SIZE_EVENT_HEADER 32
+#define LOUPE_SIZE_CONN_OPEN 72
+#define LOUPE_SIZE_DATA_HEADER 64
+#define LOUPE_SIZE_CONN_CLOSE 56
+#define LOUPE_OFFSET_DATA_LEN 56
+#define LOUPE_OFFSET_OPEN_LOCAL_ADDR 40
+
+_Static_assert(sizeof(struct loupe_event_header) == LOUPE_SIZE_EVENT_HEADER, "event header size");
+_Static_assert(sizeof(struct loupe_conn_open) == LOUPE_SIZE_CONN_OPEN, "conn open size");
+_Static_assert(sizeof(struct loupe_data_header) == LOUPE_SIZE_DATA_HEADER, "data header size");
+_Static_assert(sizeof(struct loupe_conn_close) == LOUPE_SIZE_CONN_CLOSE, "conn close size");
+_Static_assert(__builtin_offsetof(struct loupe_data_header, len) == LOUPE_OFFSET_DATA_LEN, "data len offset");
+_Static_assert(__builtin_offsetof(struct loupe_conn_open, local_addr) == LOUPE_OFFSET_OPEN_LOCAL_ADDR,
+	       "open local_addr offset");
+_Static_assert(sizeof(struct loupe_data_event) == LOUPE_SIZE_DATA_HEADER + LOUPE_CHUNK_SIZE, "data event size");
+
+#endif /* LOUPE_SOCKET_TRACE_H */

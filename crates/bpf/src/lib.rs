@@ -1,0 +1,57 @@
+//! Prebuilt CO-RE eBPF objects and their C sources.
+//!
+//! Owns the kernel programs (`c/*.bpf.c`), the committed objects built from them (`obj/`) and
+//! `build.sh`, which regenerates the objects. Must not load or attach anything: that is the
+//! collector's loader. Cargo never runs clang; the `committed_object_is_fresh` test checks that
+//! the committed object matches the sources.
+
+/// Bytes with 8-byte alignment, so ELF parsers may read them in place.
+#[repr(C, align(8))]
+struct Aligned<B: ?Sized> {
+    bytes: B,
+}
+
+static SOCKET_TRACE: &Aligned<[u8]> = &Aligned { bytes: *include_bytes!("../obj/socket_trace.bpf.o") };
+
+/// The socket tracer: syscall tracepoints for connect/accept/close and the read/write family,
+/// emitting the records described in `loupe_bpf_common` into the `events` ring buffer.
+///
+/// 8-byte aligned, as aya's `EbpfLoader::load` expects.
+pub const SOCKET_TRACE_OBJ: &[u8] = &SOCKET_TRACE.bytes;
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    #[test]
+    fn object_is_aligned_elf() {
+        assert_eq!(super::SOCKET_TRACE_OBJ.as_ptr() as usize % 8, 0);
+        assert_eq!(&super::SOCKET_TRACE_OBJ[..4], b"\x7fELF");
+    }
+
+    #[test]
+    fn committed_object_is_fresh() {
+        if Command::new("clang").arg("--version").output().is_err() {
+            eprintln!("skipping committed_object_is_fresh: clang is not on PATH");
+            return;
+        }
+        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = std::env::temp_dir().join(format!("loupe-socket-trace-{}.bpf.o", std::process::id()));
+        let status = Command::new("bash")
+            .arg(crate_dir.join("build.sh"))
+            .env("LOUPE_BPF_OUT", &out)
+            .status()
+            .expect("failed to run bash crates/bpf/build.sh");
+        assert!(status.success(), "crates/bpf/build.sh failed: {status}");
+        let fresh = std::fs::read(&out).expect("build.sh wrote no object");
+        let _ = std::fs::remove_file(&out);
+        let committed = std::fs::read(crate_dir.join("obj/socket_trace.bpf.o"))
+            .expect("crates/bpf/obj/socket_trace.bpf.o is missing");
+        assert!(
+            fresh == committed,
+            "crates/bpf/obj/socket_trace.bpf.o is stale (differs from what crates/bpf/c compiles to); \
+             regenerate it with `bash crates/bpf/build.sh` and commit it"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! `px`: Loupe's command-line client. Runs PxL scripts and prints their tables.
+//!
+//! Speaks only the public API in `loupe-proto`; must never link server internals. Uses
+//! `loupe-pxl` only for the bundled script texts and to render compile errors with a caret.
+
+mod output;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use loupe_proto::vizierpb::vizier_service_client::VizierServiceClient;
+use loupe_proto::vizierpb::{ExecuteScriptRequest, HealthCheckRequest, execute_script_response};
+
+use crate::output::{Format, ResultTable};
+
+/// Loupe's command-line client.
+#[derive(Parser)]
+#[command(name = "px", version, about = "Run PxL scripts against Loupe and print the results")]
+struct Cli {
+    /// Address of the Loupe endpoint (host:port or URL).
+    #[arg(long, global = true, env = "PX_CLOUD_ADDR", default_value = "127.0.0.1:50300")]
+    cloud_addr: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a PxL script: a bundled one by name (`px/http_data`) or a file with -f.
+    Run {
+        /// Bundled script name, e.g. px/http_data (see `px run --list`).
+        script: Option<String>,
+        /// Run the script in this file instead.
+        #[arg(short, long, conflicts_with = "script")]
+        file: Option<std::path::PathBuf>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+        /// List the bundled scripts and exit.
+        #[arg(long)]
+        list: bool,
+        /// Evaluate `px.now()` as this Unix time in nanoseconds (for reproducible runs).
+        #[arg(long, hide = true)]
+        now_ns: Option<i64>,
+    },
+    /// Print the client's and the server's versions.
+    Version,
+}
+
+/// Exit codes: 0 success, 1 the script failed (compile or run), 2 usage or connection errors.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn endpoint(addr: &str) -> String {
+    if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") }
+}
+
+async fn connect(addr: &str) -> Result<VizierServiceClient<tonic::transport::Channel>> {
+    let url = endpoint(addr);
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .with_context(|| format!("invalid address {addr:?}"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| {
+            format!("failed to connect to Loupe at {url} (is `loupe up` running? set PX_CLOUD_ADDR or --cloud-addr)")
+        })?;
+    Ok(VizierServiceClient::new(channel).max_decoding_message_size(64 << 20))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Version => {
+            println!("px client version {}", env!("CARGO_PKG_VERSION"));
+            match connect(&cli.cloud_addr).await {
+                Ok(mut c) => match c.health_check(HealthCheckRequest {}).await {
+                    Ok(r) => println!("server version {} at {}", r.into_inner().version, cli.cloud_addr),
+                    Err(s) => println!("server at {} did not answer: {}", cli.cloud_addr, s.message()),
+                },
+                Err(e) => println!("server: unreachable ({e:#})"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { script, file, output, list, now_ns } => {
+            if list {
+                for s in loupe_pxl::bundled::scripts() {
+                    println!("{:<28} {}", s.name, s.short);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (origin, source) = match (script, file) {
+                (_, Some(path)) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("failed to read script {}", path.display()))?;
+                    (path.display().to_string(), text)
+                }
+                (Some(name), None) => match loupe_pxl::bundled::get(&name) {
+                    Some(s) => (name, s.pxl.to_string()),
+                    None => bail!("no bundled script named {name:?}; `px run --list` shows them"),
+                },
+                (None, None) => bail!("name a bundled script (e.g. px/http_data) or pass -f FILE"),
+            };
+            let mut client = connect(&cli.cloud_addr).await?;
+            let req = ExecuteScriptRequest {
+                query_str: source.clone(),
+                query_name: origin.clone(),
+                now_ns: now_ns.unwrap_or(0),
+            };
+            let mut stream = client.execute_script(req).await.context("script request failed")?.into_inner();
+            let mut tables: Vec<ResultTable> = Vec::new();
+            while let Some(msg) = stream.message().await.context("result stream broke")? {
+                match msg.result {
+                    Some(execute_script_response::Result::MetaData(m)) => tables.push(ResultTable::new(m)?),
+                    Some(execute_script_response::Result::Data(d)) => {
+                        let t = tables
+                            .iter_mut()
+                            .find(|t| t.id == d.table_id)
+                            .context("server sent data for an unannounced table")?;
+                        t.add(&d)?;
+                    }
+                    Some(execute_script_response::Result::Status(s)) if s.code != 0 => {
+                        let mut err = std::io::stderr().lock();
+                        if s.compiler_errors.is_empty() {
+                            writeln!(err, "error: {}", s.message)?;
+                        }
+                        for ce in &s.compiler_errors {
+                            let d = loupe_pxl::Diagnostic {
+                                message: ce.message.clone(),
+                                line: ce.line,
+                                column: ce.column,
+                                span: ce.span_start as usize..ce.span_end as usize,
+                                notes: ce.notes.clone(),
+                                helps: ce.helps.clone(),
+                            };
+                            writeln!(err, "{}", d.render(&source, &origin))?;
+                        }
+                        return Ok(ExitCode::from(1));
+                    }
+                    Some(_) | None => {}
+                }
+            }
+            let mut out = std::io::stdout().lock();
+            output::print(&tables, output, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

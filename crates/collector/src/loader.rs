@@ -1,0 +1,575 @@
+//! Loads the socket tracer into the kernel and decodes its ring-buffer records.
+//!
+//! Owns the user-space half of `loupe_bpf::SOCKET_TRACE_OBJ`: load-time configuration (globals,
+//! ring size), attaching each syscall tracepoint (a probe that fails is reported, the rest keep
+//! working), draining the `events` ring buffer into [`KernelEvent`]s and reading the per-CPU
+//! counters. Must not track connections or parse protocols (that is `conn` and
+//! `loupe_protocols`), and must not mount or check the environment (that is `preflight`).
+//!
+//! # Data events and gaps
+//!
+//! The kernel copies at most `MAX_CHUNKS` records of `CHUNK_SIZE` bytes per syscall. Each record
+//! becomes one [`KernelEvent::Data`] with `pos` = the stream offset of its first byte and
+//! `msg_size` = the bytes of the stream it accounts for: `data.len()` for every record but the
+//! syscall's last, which accounts for everything up to the end of the syscall's bytes. So for
+//! one direction of one connection, consecutive `Data` events satisfy
+//! `next.pos == prev.pos + prev.msg_size` unless records were lost, and the uncaptured bytes of
+//! a syscall are `msg_size - data.len()` of its last event, at offset `pos + data.len()`.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use aya::maps::{MapData, MapError, PerCpuArray, RingBuf};
+use aya::programs::{ProgramError, TracePoint};
+use aya::{Ebpf, EbpfError, EbpfLoader};
+use loupe_bpf_common as wire;
+use tracing::{debug, warn};
+
+use crate::events::{ConnKey, Direction, KernelEvent, Role};
+
+/// Every program in the object and the syscall tracepoint it attaches to.
+///
+/// `close` has no exit probe on purpose: Linux releases the fd even when `close` fails.
+const PROBES: &[(&str, &str)] = &[
+    ("loupe_enter_connect", "sys_enter_connect"),
+    ("loupe_exit_connect", "sys_exit_connect"),
+    ("loupe_enter_accept", "sys_enter_accept"),
+    ("loupe_exit_accept", "sys_exit_accept"),
+    ("loupe_enter_accept4", "sys_enter_accept4"),
+    ("loupe_exit_accept4", "sys_exit_accept4"),
+    ("loupe_enter_close", "sys_enter_close"),
+    ("loupe_enter_read", "sys_enter_read"),
+    ("loupe_exit_read", "sys_exit_read"),
+    ("loupe_enter_write", "sys_enter_write"),
+    ("loupe_exit_write", "sys_exit_write"),
+    ("loupe_enter_readv", "sys_enter_readv"),
+    ("loupe_exit_readv", "sys_exit_readv"),
+    ("loupe_enter_writev", "sys_enter_writev"),
+    ("loupe_exit_writev", "sys_exit_writev"),
+    ("loupe_enter_sendto", "sys_enter_sendto"),
+    ("loupe_exit_sendto", "sys_exit_sendto"),
+    ("loupe_enter_recvfrom", "sys_enter_recvfrom"),
+    ("loupe_exit_recvfrom", "sys_exit_recvfrom"),
+    ("loupe_enter_sendmsg", "sys_enter_sendmsg"),
+    ("loupe_exit_sendmsg", "sys_exit_sendmsg"),
+    ("loupe_enter_recvmsg", "sys_enter_recvmsg"),
+    ("loupe_exit_recvmsg", "sys_exit_recvmsg"),
+];
+
+/// Tracepoint category of every probe.
+const CATEGORY: &str = "syscalls";
+
+/// Load-time settings of the socket tracer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracerConfig {
+    /// A process never traced, usually the agent itself (`std::process::id()`); 0 excludes none.
+    pub exclude_tgid: u32,
+    /// If non-zero, the only process traced (tests use their own pid); 0 traces all.
+    pub only_tgid: u32,
+    /// Ring buffer size in bytes: a power of two, at least the page size.
+    pub ring_bytes: u32,
+    /// Wake an epoll-waiting consumer every this many records per CPU (0 and 1 wake on every
+    /// record). `Tracer::poll` does not wait, so this only bounds a future epoll consumer's lag.
+    pub wake_every: u32,
+}
+
+impl Default for TracerConfig {
+    /// Excludes the current process, traces all others, 8 MiB ring, wakeup every 64 records.
+    fn default() -> Self {
+        Self { exclude_tgid: std::process::id(), only_tgid: 0, ring_bytes: 8 * 1024 * 1024, wake_every: 64 }
+    }
+}
+
+/// Whether one probe attached, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeStatus {
+    /// The tracepoint, e.g. `syscalls/sys_enter_read`.
+    pub name: String,
+    /// The program is loaded and attached.
+    pub attached: bool,
+    /// Why it is not; for load failures the verifier log, cut to its head and last 4 KiB.
+    pub error: Option<String>,
+}
+
+/// Counters summed over all CPUs (kernel side) plus the decoder's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TracerStats {
+    /// Records the kernel wrote to the ring buffer.
+    pub events: u64,
+    /// Records the kernel dropped because the ring buffer was full.
+    pub ringbuf_reserve_failures: u64,
+    /// Syscalls that moved more bytes than were captured (beyond `MAX_CHUNKS * CHUNK_SIZE` or
+    /// `MAX_IOV` iovecs); the gap is visible in the `Data` events.
+    pub truncated_chunks: u64,
+    /// Failed reads of user memory (payload or iovec arrays).
+    pub read_failures: u64,
+    /// Connections not tracked because `conn_map` was full.
+    pub conn_map_full: u64,
+    /// Syscalls not traced because `args_map` was full.
+    pub args_map_full: u64,
+    /// Forced consumer wakeups.
+    pub wakeups: u64,
+    /// Events `poll` decoded.
+    pub decoded: u64,
+    /// Records `poll` could not decode (layout mismatch: a bug).
+    pub decode_errors: u64,
+}
+
+/// Why the tracer could not load.
+#[derive(thiserror::Error, Debug)]
+pub enum LoadError {
+    /// The configuration is unusable.
+    #[error("invalid tracer config: {reason}")]
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The object could not be parsed or its maps created (BTF, relocations, map limits).
+    #[error("failed to load the socket tracer object")]
+    Object(#[source] EbpfError),
+    /// The object lacks a map the loader needs (object and loader out of sync).
+    #[error("the socket tracer object has no `{name}` map")]
+    MissingMap {
+        /// The map's name.
+        name: &'static str,
+    },
+    /// A map exists but could not be opened with the expected type.
+    #[error("failed to open the `{name}` map")]
+    Map {
+        /// The map's name.
+        name: &'static str,
+        /// The underlying error.
+        #[source]
+        source: MapError,
+    },
+    /// Not a single probe loaded and attached; carries the first failure (with its verifier log).
+    #[error("no socket tracer probe attached (first failure: {probe})")]
+    NoProbeAttached {
+        /// The first probe that failed.
+        probe: String,
+        /// Why it failed.
+        #[source]
+        source: ProbeError,
+    },
+}
+
+/// Why one probe did not load or attach.
+#[derive(thiserror::Error, Debug)]
+pub enum ProbeError {
+    /// The object has no program of that name (object and loader out of sync).
+    #[error("the socket tracer object has no program `{0}`")]
+    MissingProgram(String),
+    /// The verifier rejected the program (the message carries its log) or attaching failed
+    /// (e.g. tracefs not mounted, tracepoint absent).
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+}
+
+/// A record that did not match the wire layout.
+#[derive(thiserror::Error, Debug, PartialEq, Eq)]
+enum DecodeError {
+    #[error("record of {len} bytes is shorter than its {need}-byte header")]
+    Short { len: usize, need: usize },
+    #[error("unknown record kind {0}")]
+    Kind(u32),
+    #[error("unknown direction {0}")]
+    Direction(u8),
+    #[error("payload length {len} exceeds the record ({avail} bytes) or the chunk size")]
+    PayloadLength { len: usize, avail: usize },
+}
+
+/// The loaded, attached socket tracer. Detaches everything when dropped.
+pub struct Tracer {
+    /// Owns the programs and their links; dropping it detaches.
+    _ebpf: Ebpf,
+    ring: RingBuf<MapData>,
+    stats: PerCpuArray<MapData, [u64; wire::STAT_LEN]>,
+    probes: Vec<ProbeStatus>,
+    /// Upper bound on records drained per `poll`, so a busy producer cannot pin the caller.
+    max_records_per_poll: usize,
+    decoded: u64,
+    decode_errors: u64,
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer").field("probes", &self.probes).field("decoded", &self.decoded).finish_non_exhaustive()
+    }
+}
+
+impl Tracer {
+    /// Loads and attaches all programs.
+    ///
+    /// A program that fails to load or attach is reported in [`Tracer::probes`] and logged with
+    /// the reason; the rest keep working. Returns an error only if nothing useful can run: the
+    /// config is invalid, the object or its maps fail to load, or no probe attached at all (the
+    /// error then carries the first failure, verifier log included).
+    ///
+    /// Attaching needs tracefs mounted: call `preflight::check` first.
+    pub fn load(config: &TracerConfig) -> Result<Tracer, LoadError> {
+        validate(config)?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(wire::GLOBAL_EXCLUDE_TGID, &config.exclude_tgid, true)
+            .override_global(wire::GLOBAL_ONLY_TGID, &config.only_tgid, true)
+            .override_global(wire::GLOBAL_WAKE_EVERY, &config.wake_every, true)
+            .map_max_entries(wire::MAP_EVENTS, config.ring_bytes)
+            .load(loupe_bpf::SOCKET_TRACE_OBJ)
+            .map_err(LoadError::Object)?;
+
+        let mut probes = Vec::with_capacity(PROBES.len());
+        let mut first_failure: Option<(String, ProbeError)> = None;
+        for &(program, tracepoint) in PROBES {
+            let name = format!("{CATEGORY}/{tracepoint}");
+            match attach(&mut ebpf, program, tracepoint) {
+                Ok(()) => {
+                    debug!(probe = %name, "attached");
+                    probes.push(ProbeStatus { name, attached: true, error: None });
+                }
+                Err(error) => {
+                    let reason = summarize(&error.to_string());
+                    warn!(probe = %name, error = %reason, "socket tracer probe not attached");
+                    probes.push(ProbeStatus { name: name.clone(), attached: false, error: Some(reason) });
+                    if first_failure.is_none() {
+                        first_failure = Some((name, error));
+                    }
+                }
+            }
+        }
+        if !probes.iter().any(|p| p.attached)
+            && let Some((probe, source)) = first_failure
+        {
+            return Err(LoadError::NoProbeAttached { probe, source });
+        }
+
+        let ring = take_map(&mut ebpf, wire::MAP_EVENTS)?;
+        let ring = RingBuf::try_from(ring).map_err(|source| LoadError::Map { name: wire::MAP_EVENTS, source })?;
+        let stats = take_map(&mut ebpf, wire::MAP_STATS)?;
+        let stats = PerCpuArray::try_from(stats).map_err(|source| LoadError::Map { name: wire::MAP_STATS, source })?;
+
+        Ok(Tracer {
+            _ebpf: ebpf,
+            ring,
+            stats,
+            probes,
+            // Every record is at least 64 bytes with its ring header, so a full ring holds
+            // fewer than ring_bytes / 64: twice that drains a full ring plus what arrives meanwhile.
+            max_records_per_poll: (config.ring_bytes as usize / 32).max(1024),
+            decoded: 0,
+            decode_errors: 0,
+        })
+    }
+
+    /// Status of every probe, attached or not, in a fixed order.
+    pub fn probes(&self) -> &[ProbeStatus] {
+        &self.probes
+    }
+
+    /// Drains the records currently in the ring buffer without blocking, decoding them into
+    /// `out`. Returns the number of events added.
+    ///
+    /// Stops after a bound proportional to the ring size so a producer faster than the consumer
+    /// cannot keep the caller here forever; call it again (the lead's loop does every ~20 ms).
+    pub fn poll(&mut self, out: &mut Vec<KernelEvent>) -> usize {
+        let before = out.len();
+        let mut errors = 0u64;
+        for _ in 0..self.max_records_per_poll {
+            let Some(record) = self.ring.next() else {
+                break;
+            };
+            match decode(&record) {
+                Ok(event) => out.push(event),
+                Err(error) => {
+                    errors += 1;
+                    // One log per poll at most: a layout mismatch would repeat for every record.
+                    if errors == 1 {
+                        warn!(%error, "undecodable socket tracer record");
+                    }
+                }
+            }
+        }
+        let added = out.len() - before;
+        self.decoded += added as u64;
+        self.decode_errors += errors;
+        added
+    }
+
+    /// Kernel counters summed over CPUs, plus the decoder's counters.
+    pub fn stats(&self) -> TracerStats {
+        let mut sum = [0u64; wire::STAT_LEN];
+        match self.stats.get(&0, 0) {
+            Ok(per_cpu) => {
+                for counters in per_cpu.iter() {
+                    for (total, value) in sum.iter_mut().zip(counters.iter()) {
+                        *total = total.wrapping_add(*value);
+                    }
+                }
+            }
+            Err(error) => warn!(%error, "failed to read socket tracer counters"),
+        }
+        TracerStats {
+            events: sum[wire::STAT_EVENTS],
+            ringbuf_reserve_failures: sum[wire::STAT_RINGBUF_FAILURES],
+            truncated_chunks: sum[wire::STAT_TRUNCATED],
+            read_failures: sum[wire::STAT_READ_FAILURES],
+            conn_map_full: sum[wire::STAT_CONN_MAP_FULL],
+            args_map_full: sum[wire::STAT_ARGS_MAP_FULL],
+            wakeups: sum[wire::STAT_WAKEUPS],
+            decoded: self.decoded,
+            decode_errors: self.decode_errors,
+        }
+    }
+}
+
+fn validate(config: &TracerConfig) -> Result<(), LoadError> {
+    // SAFETY: sysconf only reads a system constant; no pointers are involved.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = u32::try_from(page).unwrap_or(4096);
+    if !config.ring_bytes.is_power_of_two() || config.ring_bytes < page {
+        return Err(LoadError::InvalidConfig {
+            reason: format!(
+                "ring_bytes must be a power of two of at least the page size ({page}), got {}",
+                config.ring_bytes
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), ProbeError> {
+    let program: &mut TracePoint =
+        ebpf.program_mut(program).ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?.try_into()?;
+    program.load()?;
+    program.attach(CATEGORY, tracepoint)?;
+    Ok(())
+}
+
+/// Keeps an error message readable: verifier logs run to megabytes, and their useful part is the
+/// end (the rejected instruction and the reason), so long messages keep their head and tail.
+fn summarize(message: &str) -> String {
+    const HEAD: usize = 256;
+    const TAIL: usize = 4096;
+    if message.len() <= HEAD + TAIL {
+        return message.to_owned();
+    }
+    let head_end = (0..=HEAD).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+    let tail_start =
+        (message.len() - TAIL..message.len()).find(|&i| message.is_char_boundary(i)).unwrap_or(message.len());
+    format!("{} [... {} bytes elided ...] {}", &message[..head_end], tail_start - head_end, &message[tail_start..])
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadError> {
+    ebpf.take_map(name).ok_or(LoadError::MissingMap { name })
+}
+
+/// Plain-old-data wire structs: every bit pattern is a valid value.
+///
+/// # Safety
+/// Implementors must be `#[repr(C)]` and contain only integers and integer arrays.
+unsafe trait Wire: Copy {}
+// SAFETY: repr(C) structs of integers and byte arrays (see loupe_bpf_common).
+unsafe impl Wire for wire::EventHeader {}
+// SAFETY: as above.
+unsafe impl Wire for wire::ConnOpenEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::DataHeader {}
+// SAFETY: as above.
+unsafe impl Wire for wire::ConnCloseEvent {}
+
+/// Reads a `T` from the front of `bytes`, or reports how short it is.
+fn read_wire<T: Wire>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let need = std::mem::size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short { len: bytes.len(), need });
+    }
+    // SAFETY: `bytes` holds at least size_of::<T>() readable bytes (checked above), `T: Wire`
+    // accepts any bit pattern, and read_unaligned has no alignment requirement.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Decodes one ring-buffer record.
+fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
+    let hdr: wire::EventHeader = read_wire(record)?;
+    let key = ConnKey { tgid: hdr.tgid, fd: hdr.fd, generation: hdr.generation };
+    match hdr.kind {
+        wire::EVENT_CONN_OPEN => {
+            let ev: wire::ConnOpenEvent = read_wire(record)?;
+            Ok(KernelEvent::ConnOpen {
+                ts_ns: hdr.ts_ns,
+                key,
+                role: role(ev.role),
+                local: socket_addr(ev.family, &ev.local_addr, ev.local_port),
+                remote: socket_addr(ev.family, &ev.remote_addr, ev.remote_port),
+            })
+        }
+        wire::EVENT_DATA => {
+            let h: wire::DataHeader = read_wire(record)?;
+            let direction = match h.direction {
+                wire::DIR_EGRESS => Direction::Egress,
+                wire::DIR_INGRESS => Direction::Ingress,
+                other => return Err(DecodeError::Direction(other)),
+            };
+            let payload = &record[wire::SIZE_DATA_HEADER..];
+            let len = h.len as usize;
+            if len > payload.len() || len > wire::CHUNK_SIZE {
+                return Err(DecodeError::PayloadLength { len, avail: payload.len() });
+            }
+            let captured = len as u64;
+            // The syscall's last record accounts for the uncaptured rest of its bytes.
+            let msg_size = if h.flags & wire::DATA_FLAG_LAST != 0 {
+                h.msg_size.saturating_sub(h.chunk_offset).max(captured)
+            } else {
+                captured
+            };
+            Ok(KernelEvent::Data {
+                ts_ns: hdr.ts_ns,
+                key,
+                direction,
+                pos: h.pos.wrapping_add(h.chunk_offset),
+                msg_size,
+                data: payload[..len].to_vec(),
+            })
+        }
+        wire::EVENT_CONN_CLOSE => {
+            let ev: wire::ConnCloseEvent = read_wire(record)?;
+            Ok(KernelEvent::ConnClose { ts_ns: hdr.ts_ns, key, bytes_sent: ev.bytes_sent, bytes_recv: ev.bytes_recv })
+        }
+        other => Err(DecodeError::Kind(other)),
+    }
+}
+
+fn role(raw: u8) -> Role {
+    match raw {
+        wire::ROLE_CLIENT => Role::Client,
+        wire::ROLE_SERVER => Role::Server,
+        _ => Role::Unknown,
+    }
+}
+
+/// Builds a socket address; IPv4-mapped IPv6 addresses (dual-stack sockets) come out as IPv4.
+fn socket_addr(family: u16, addr: &[u8; 16], port: u16) -> Option<SocketAddr> {
+    match family {
+        wire::AF_INET => {
+            let ip = Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]);
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, port)))
+        }
+        wire::AF_INET6 => {
+            let ip = Ipv6Addr::from(*addr);
+            Some(match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+                None => SocketAddr::V6(SocketAddrV6::new(ip, port, 0, 0)),
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: u32) -> wire::EventHeader {
+        wire::EventHeader { kind, tgid: 7, ts_ns: 100, generation: 42, fd: 3, _pad0: 0 }
+    }
+
+    fn bytes_of<T: Wire>(value: &T) -> Vec<u8> {
+        let size = std::mem::size_of::<T>();
+        // SAFETY: `value` is a live reference to `size` bytes of a padding-free repr(C) struct
+        // (its padding is explicit `_pad` fields), so every byte is initialised.
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size) }.to_vec()
+    }
+
+    fn data_record(chunk_offset: u64, payload: &[u8], last: bool) -> Vec<u8> {
+        let h = wire::DataHeader {
+            hdr: header(wire::EVENT_DATA),
+            pos: 1000,
+            msg_size: 10_000,
+            chunk_offset,
+            len: payload.len() as u32,
+            direction: wire::DIR_EGRESS,
+            protocol: wire::PROTO_HTTP,
+            flags: if last { wire::DATA_FLAG_LAST } else { 0 },
+            _pad0: 0,
+        };
+        let mut record = bytes_of(&h);
+        record.extend_from_slice(payload);
+        record
+    }
+
+    #[test]
+    fn data_chunks_are_contiguous_and_the_last_covers_the_gap() {
+        let first = decode(&data_record(0, b"abcd", false)).expect("decodes");
+        let last = decode(&data_record(4, b"ef", true)).expect("decodes");
+        let KernelEvent::Data { pos: p1, msg_size: m1, .. } = first else {
+            panic!("not data: {first:?}");
+        };
+        let KernelEvent::Data { pos: p2, msg_size: m2, data, .. } = last else {
+            panic!("not data: {last:?}");
+        };
+        assert_eq!((p1, m1), (1000, 4));
+        assert_eq!(p2, p1 + m1);
+        assert_eq!(m2, 10_000 - 4);
+        assert_eq!(data, b"ef");
+    }
+
+    #[test]
+    fn open_decodes_ipv4_and_mapped_ipv6() {
+        let mut ev = wire::ConnOpenEvent {
+            hdr: header(wire::EVENT_CONN_OPEN),
+            family: wire::AF_INET,
+            local_port: 8080,
+            remote_port: 5555,
+            role: wire::ROLE_SERVER,
+            _pad0: 0,
+            local_addr: [0; 16],
+            remote_addr: [0; 16],
+        };
+        ev.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        ev.remote_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        let decoded = decode(&bytes_of(&ev)).expect("decodes");
+        assert_eq!(
+            decoded,
+            KernelEvent::ConnOpen {
+                ts_ns: 100,
+                key: ConnKey { tgid: 7, fd: 3, generation: 42 },
+                role: Role::Server,
+                local: Some("127.0.0.1:8080".parse().expect("addr")),
+                remote: Some("10.0.0.2:5555".parse().expect("addr")),
+            }
+        );
+        ev.family = wire::AF_INET6;
+        ev.local_addr = Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped().octets();
+        ev.remote_addr = Ipv6Addr::LOCALHOST.octets();
+        let KernelEvent::ConnOpen { local, remote, .. } = decode(&bytes_of(&ev)).expect("ok") else {
+            panic!("not an open");
+        };
+        assert_eq!(local, Some("127.0.0.1:8080".parse().expect("addr")));
+        assert_eq!(remote, Some("[::1]:5555".parse().expect("addr")));
+    }
+
+    #[test]
+    fn malformed_records_are_errors_not_panics() {
+        assert!(matches!(decode(&[1, 2, 3]), Err(DecodeError::Short { .. })));
+        assert_eq!(decode(&bytes_of(&header(99))), Err(DecodeError::Kind(99)));
+        let mut record = data_record(0, b"abcd", true);
+        record.truncate(record.len() - 1);
+        assert!(matches!(decode(&record), Err(DecodeError::PayloadLength { len: 4, avail: 3 })));
+        let open = bytes_of(&header(wire::EVENT_CONN_OPEN));
+        assert!(matches!(decode(&open), Err(DecodeError::Short { .. })));
+    }
+
+    #[test]
+    fn long_errors_keep_head_and_tail() {
+        let long = format!("start{}end", "x".repeat(10_000));
+        let short = summarize(&long);
+        assert!(short.len() < 4500, "{}", short.len());
+        assert!(short.starts_with("start") && short.ends_with("end"));
+        assert_eq!(summarize("short"), "short");
+    }
+
+    #[test]
+    fn config_validation() {
+        let mut config = TracerConfig { ring_bytes: 3 * 4096, ..TracerConfig::default() };
+        assert!(matches!(validate(&config), Err(LoadError::InvalidConfig { .. })));
+        config.ring_bytes = 1 << 20;
+        assert!(validate(&config).is_ok());
+    }
+}

@@ -1,0 +1,468 @@
+//! The socket tracer end to end: real sockets in this process, real BPF programs, decoded events.
+//!
+//! Owns what the kernel side must report for loopback TCP traffic (opens with roles and ports,
+//! exact payload bytes with contiguous positions, gap accounting, the protocol gate, closes) over
+//! every hooked syscall family. Must not depend on connection tracking or protocol parsing.
+//!
+//! Tests run in parallel in one process and each tracer sees the whole process, so every test
+//! picks out its own connections by the listener's port.
+
+use std::io::{IoSlice, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use loupe_collector::events::{ConnKey, Direction, KernelEvent, Role};
+use loupe_collector::loader::{Tracer, TracerConfig};
+use loupe_collector::preflight::{self, PreflightError};
+
+/// Loads a tracer that sees only this test process, or returns `None` when not root (after
+/// checking that preflight says so).
+fn tracer() -> Option<Tracer> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        match preflight::check() {
+            Err(PreflightError::NotRoot { .. }) => {
+                eprintln!("not root: checked that preflight reports NotRoot, tracer not loaded");
+                return None;
+            }
+            Ok(_) => {} // CAP_BPF + CAP_PERFMON: go on.
+            Err(other) => panic!("preflight failed: {other}"),
+        }
+    } else {
+        preflight::check().expect("preflight failed as root");
+    }
+    let config = TracerConfig { exclude_tgid: 0, only_tgid: std::process::id(), ..TracerConfig::default() };
+    let tracer = Tracer::load(&config).expect("tracer failed to load");
+    for probe in tracer.probes() {
+        assert!(probe.attached, "{} not attached: {:?}", probe.name, probe.error);
+    }
+    Some(tracer)
+}
+
+/// Events gathered from one tracer, with lookups by connection.
+struct Capture {
+    events: Vec<KernelEvent>,
+}
+
+impl Capture {
+    /// Polls until `done` holds or 2 s pass.
+    fn until(tracer: &mut Tracer, done: impl Fn(&Capture) -> bool) -> Capture {
+        let mut capture = Capture { events: Vec::new() };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            tracer.poll(&mut capture.events);
+            if done(&capture) || Instant::now() > deadline {
+                return capture;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The open event of the connection whose local (`local == true`) or remote port is `port`.
+    fn open(&self, role: Role, port: u16, local: bool) -> Option<(ConnKey, SocketAddr, SocketAddr)> {
+        self.events.iter().find_map(|e| match e {
+            KernelEvent::ConnOpen { key, role: r, local: Some(l), remote: Some(rem), .. }
+                if *r == role && (if local { l.port() } else { rem.port() }) == port =>
+            {
+                Some((*key, *l, *rem))
+            }
+            _ => None,
+        })
+    }
+
+    fn closed(&self, key: ConnKey) -> Option<(u64, u64)> {
+        self.events.iter().find_map(|e| match e {
+            KernelEvent::ConnClose { key: k, bytes_sent, bytes_recv, .. } if *k == key => {
+                Some((*bytes_sent, *bytes_recv))
+            }
+            _ => None,
+        })
+    }
+
+    /// `(pos, msg_size, data)` of every data event of `key` in `direction`, sorted by pos.
+    fn data(&self, key: ConnKey, direction: Direction) -> Vec<(u64, u64, Vec<u8>)> {
+        let mut chunks: Vec<_> = self
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                KernelEvent::Data { key: k, direction: d, pos, msg_size, data, .. } if *k == key && *d == direction => {
+                    Some((*pos, *msg_size, data.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        chunks.sort_by_key(|c| c.0);
+        chunks
+    }
+
+    /// The stream bytes of `key` in `direction`, asserting positions start at 0, are
+    /// contiguous and every byte was captured.
+    fn stream(&self, key: ConnKey, direction: Direction) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (pos, msg_size, data) in self.data(key, direction) {
+            assert_eq!(pos, out.len() as u64, "gap or overlap before pos {pos}");
+            assert_eq!(msg_size, data.len() as u64, "uncaptured bytes at pos {pos}");
+            out.extend_from_slice(&data);
+        }
+        out
+    }
+}
+
+const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+
+/// Reads until the end of an HTTP header block (enough for these tests' requests).
+fn read_head(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("server read");
+        assert!(n > 0, "client closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+#[test]
+fn http_roundtrip_reports_opens_data_and_closes_on_both_sides() {
+    let Some(mut tracer) = tracer() else { return };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let request = read_head(&mut stream);
+        stream.write_all(RESPONSE).expect("server write");
+        request
+    });
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let client_port = client.local_addr().expect("addr").port();
+    client.write_all(REQUEST).expect("client write");
+    let mut response = vec![0u8; RESPONSE.len()];
+    client.read_exact(&mut response).expect("client read");
+    drop(client);
+    assert_eq!(server.join().expect("server thread"), REQUEST);
+    assert_eq!(response, RESPONSE);
+
+    let capture = Capture::until(&mut tracer, |c| {
+        let (Some(cl), Some(sv)) = (c.open(Role::Client, port, false), c.open(Role::Server, port, true)) else {
+            return false;
+        };
+        c.closed(cl.0).is_some() && c.closed(sv.0).is_some()
+    });
+    let (client_key, client_local, client_remote) =
+        capture.open(Role::Client, port, false).expect("no client open event");
+    let (server_key, server_local, server_remote) =
+        capture.open(Role::Server, port, true).expect("no server open event");
+
+    assert_eq!(client_remote, SocketAddr::from(([127, 0, 0, 1], port)));
+    assert_eq!(client_local, SocketAddr::from(([127, 0, 0, 1], client_port)));
+    assert_eq!(server_local, SocketAddr::from(([127, 0, 0, 1], port)));
+    assert_eq!(server_remote, SocketAddr::from(([127, 0, 0, 1], client_port)));
+    assert_eq!(client_key.tgid, std::process::id());
+    assert_ne!(client_key, server_key);
+
+    assert_eq!(capture.stream(client_key, Direction::Egress), REQUEST);
+    assert_eq!(capture.stream(client_key, Direction::Ingress), RESPONSE);
+    assert_eq!(capture.stream(server_key, Direction::Ingress), REQUEST);
+    assert_eq!(capture.stream(server_key, Direction::Egress), RESPONSE);
+
+    let len = |b: &[u8]| b.len() as u64;
+    assert_eq!(capture.closed(client_key), Some((len(REQUEST), len(RESPONSE))));
+    assert_eq!(capture.closed(server_key), Some((len(RESPONSE), len(REQUEST))));
+}
+
+/// write(2) every byte with the raw syscall (std would use send(2)).
+fn libc_write_all(fd: i32, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a live slice of `bytes.len()` readable bytes.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        assert!(n > 0, "write failed: {}", std::io::Error::last_os_error());
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// read(2) until EOF with the raw syscall, 16 KiB at a time.
+fn libc_read_to_end(fd: i32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        assert!(n >= 0, "read failed: {}", std::io::Error::last_os_error());
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+#[test]
+fn large_write_accounts_for_every_byte_and_marks_the_gap() {
+    let Some(mut tracer) = tracer() else { return };
+    const TOTAL: usize = 100 * 1024;
+    let mut body = b"POST /upload HTTP/1.1\r\nContent-Length: 102369\r\n\r\n".to_vec();
+    body.extend((0..TOTAL - body.len()).map(|i| b'a' + (i % 26) as u8));
+    assert_eq!(body.len(), TOTAL);
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        libc_read_to_end(stream.as_raw_fd())
+    });
+    let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    libc_write_all(client.as_raw_fd(), &body);
+    drop(client);
+    assert_eq!(server.join().expect("server thread"), body);
+
+    let capture = Capture::until(&mut tracer, |c| {
+        let (Some(cl), Some(sv)) = (c.open(Role::Client, port, false), c.open(Role::Server, port, true)) else {
+            return false;
+        };
+        c.closed(cl.0).is_some() && c.closed(sv.0).is_some()
+    });
+    let (client_key, ..) = capture.open(Role::Client, port, false).expect("no client open");
+    let (server_key, ..) = capture.open(Role::Server, port, true).expect("no server open");
+
+    // Client side: one big write(2); positions stay contiguous, msg_size covers all bytes and the
+    // captured bytes are the right ones, but not all were captured.
+    let chunks = capture.data(client_key, Direction::Egress);
+    let mut next = 0u64;
+    let mut captured = 0usize;
+    for (pos, msg_size, data) in &chunks {
+        assert_eq!(*pos, next, "positions not contiguous");
+        assert!(data.len() as u64 <= *msg_size);
+        let at = *pos as usize;
+        assert_eq!(data.as_slice(), &body[at..at + data.len()], "wrong bytes at {pos}");
+        next += msg_size;
+        captured += data.len();
+    }
+    assert_eq!(next, TOTAL as u64, "sum of msg_size on egress");
+    assert!(captured < TOTAL, "a 100 KiB write should exceed the per-syscall capture");
+    assert!(tracer.stats().truncated_chunks > 0);
+
+    // Server side: 16 KiB read(2)s, each fully captured.
+    assert_eq!(capture.stream(server_key, Direction::Ingress), body);
+    assert_eq!(capture.closed(server_key), Some((0, TOTAL as u64)));
+    assert_eq!(capture.closed(client_key), Some((TOTAL as u64, 0)));
+}
+
+#[test]
+fn non_http_connection_is_counted_but_not_exported() {
+    let Some(mut tracer) = tracer() else { return };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 6];
+        stream.read_exact(&mut buf).expect("server read");
+        stream.write_all(b"world\n").expect("server write");
+        buf
+    });
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    client.write_all(b"hello\n").expect("client write");
+    let mut reply = [0u8; 6];
+    client.read_exact(&mut reply).expect("client read");
+    drop(client);
+    assert_eq!(&server.join().expect("server thread"), b"hello\n");
+
+    let capture = Capture::until(&mut tracer, |c| {
+        let (Some(cl), Some(sv)) = (c.open(Role::Client, port, false), c.open(Role::Server, port, true)) else {
+            return false;
+        };
+        c.closed(cl.0).is_some() && c.closed(sv.0).is_some()
+    });
+    let (client_key, ..) = capture.open(Role::Client, port, false).expect("no client open");
+    let (server_key, ..) = capture.open(Role::Server, port, true).expect("no server open");
+    for key in [client_key, server_key] {
+        for direction in [Direction::Egress, Direction::Ingress] {
+            assert!(capture.data(key, direction).is_empty(), "{key:?} {direction:?} exported data");
+        }
+    }
+    assert_eq!(capture.closed(client_key), Some((6, 6)));
+    assert_eq!(capture.closed(server_key), Some((6, 6)));
+}
+
+/// recvmsg(2) into two buffers until `want` bytes arrived.
+fn recvmsg_exact(fd: i32, want: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < want {
+        let mut a = [0u8; 7];
+        let mut b = [0u8; 256];
+        let mut iov = [
+            libc::iovec { iov_base: a.as_mut_ptr().cast(), iov_len: a.len() },
+            libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() },
+        ];
+        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = iov.len();
+        // SAFETY: `msg` points at two live, writable iovecs for the duration of the call.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+        assert!(n > 0, "recvmsg failed: {}", std::io::Error::last_os_error());
+        let n = n as usize;
+        let first = n.min(a.len());
+        out.extend_from_slice(&a[..first]);
+        out.extend_from_slice(&b[..n - first]);
+    }
+    out
+}
+
+/// readv(2) into two buffers until `want` bytes arrived.
+fn readv_exact(fd: i32, want: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < want {
+        let mut a = [0u8; 5];
+        let mut b = [0u8; 256];
+        let iov = [
+            libc::iovec { iov_base: a.as_mut_ptr().cast(), iov_len: a.len() },
+            libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() },
+        ];
+        // SAFETY: `iov` describes two live, writable buffers for the duration of the call.
+        let n = unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as i32) };
+        assert!(n > 0, "readv failed: {}", std::io::Error::last_os_error());
+        let n = n as usize;
+        let first = n.min(a.len());
+        out.extend_from_slice(&a[..first]);
+        out.extend_from_slice(&b[..n - first]);
+    }
+    out
+}
+
+#[test]
+fn vectored_and_msg_syscalls_are_captured() {
+    let Some(mut tracer) = tracer() else { return };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let fd = stream.as_raw_fd();
+        let request = recvmsg_exact(fd, REQUEST.len());
+        let (head, body) = RESPONSE.split_at(17);
+        let iov = [
+            libc::iovec { iov_base: head.as_ptr().cast_mut().cast(), iov_len: head.len() },
+            libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+            libc::iovec { iov_base: body.as_ptr().cast_mut().cast(), iov_len: body.len() },
+        ];
+        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_ptr().cast_mut();
+        msg.msg_iovlen = iov.len();
+        // SAFETY: `msg` points at live iovecs over RESPONSE (read-only use by sendmsg).
+        let sent = unsafe { libc::sendmsg(fd, &msg, 0) };
+        assert_eq!(sent, RESPONSE.len() as isize);
+        request
+    });
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (a, rest) = REQUEST.split_at(4);
+    let (b, c) = rest.split_at(10);
+    let slices = [IoSlice::new(a), IoSlice::new(b), IoSlice::new(c)];
+    let written = client.write_vectored(&slices).expect("writev");
+    assert_eq!(written, REQUEST.len(), "loopback writev should be complete");
+    let response = readv_exact(client.as_raw_fd(), RESPONSE.len());
+    drop(client);
+    assert_eq!(server.join().expect("server thread"), REQUEST);
+    assert_eq!(response, RESPONSE);
+
+    let capture = Capture::until(&mut tracer, |c| {
+        let (Some(cl), Some(sv)) = (c.open(Role::Client, port, false), c.open(Role::Server, port, true)) else {
+            return false;
+        };
+        c.closed(cl.0).is_some() && c.closed(sv.0).is_some()
+    });
+    let (client_key, ..) = capture.open(Role::Client, port, false).expect("no client open");
+    let (server_key, ..) = capture.open(Role::Server, port, true).expect("no server open");
+    assert_eq!(capture.stream(client_key, Direction::Egress), REQUEST, "writev");
+    assert_eq!(capture.stream(server_key, Direction::Ingress), REQUEST, "recvmsg");
+    assert_eq!(capture.stream(server_key, Direction::Egress), RESPONSE, "sendmsg");
+    assert_eq!(capture.stream(client_key, Direction::Ingress), RESPONSE, "readv");
+    // writev's three iovecs fit one chunk budget: they arrive as contiguous chunks.
+    assert!(capture.data(client_key, Direction::Egress).len() >= 3);
+}
+
+#[test]
+fn tracer_reports_every_probe_and_counts_events() {
+    let Some(mut tracer) = tracer() else { return };
+    assert_eq!(tracer.probes().len(), 23);
+    let mut events = Vec::new();
+    tracer.poll(&mut events);
+    let stats = tracer.stats();
+    assert_eq!(stats.decode_errors, 0);
+    assert_eq!(stats.ringbuf_reserve_failures, 0);
+    assert!(stats.decoded >= events.len() as u64);
+}
+
+#[test]
+fn connection_first_seen_on_data_opens_with_unknown_role() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    // Connected before the tracer exists: neither connect nor accept is seen.
+    let Some(mut tracer) = tracer() else { return };
+    client.write_all(REQUEST).expect("client write");
+    assert_eq!(read_head(&mut server), REQUEST);
+    server.write_all(RESPONSE).expect("server write");
+    let mut response = vec![0u8; RESPONSE.len()];
+    client.read_exact(&mut response).expect("client read");
+    drop(client);
+    drop(server);
+
+    let capture = Capture::until(&mut tracer, |c| {
+        let (Some(cl), Some(sv)) = (c.open(Role::Unknown, port, false), c.open(Role::Unknown, port, true)) else {
+            return false;
+        };
+        c.closed(cl.0).is_some() && c.closed(sv.0).is_some()
+    });
+    let (client_key, ..) = capture.open(Role::Unknown, port, false).expect("no open for the client side");
+    let (server_key, ..) = capture.open(Role::Unknown, port, true).expect("no open for the server side");
+    assert_eq!(capture.stream(client_key, Direction::Egress), REQUEST);
+    assert_eq!(capture.stream(server_key, Direction::Ingress), REQUEST);
+    assert_eq!(capture.stream(server_key, Direction::Egress), RESPONSE);
+    assert_eq!(capture.stream(client_key, Direction::Ingress), RESPONSE);
+}
+
+#[test]
+fn ipv6_connection_reports_v6_addresses() {
+    let Some(mut tracer) = tracer() else { return };
+    let listener = TcpListener::bind("[::1]:0").expect("bind [::1]");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let request = read_head(&mut stream);
+        stream.write_all(RESPONSE).expect("server write");
+        request
+    });
+    let mut client = TcpStream::connect(("::1", port)).expect("connect");
+    let client_port = client.local_addr().expect("addr").port();
+    client.write_all(REQUEST).expect("client write");
+    let mut response = vec![0u8; RESPONSE.len()];
+    client.read_exact(&mut response).expect("client read");
+    drop(client);
+    assert_eq!(server.join().expect("server thread"), REQUEST);
+
+    let capture = Capture::until(&mut tracer, |c| {
+        let (Some(cl), Some(sv)) = (c.open(Role::Client, port, false), c.open(Role::Server, port, true)) else {
+            return false;
+        };
+        c.closed(cl.0).is_some() && c.closed(sv.0).is_some()
+    });
+    let loopback = std::net::Ipv6Addr::LOCALHOST;
+    let (client_key, client_local, client_remote) = capture.open(Role::Client, port, false).expect("no client open");
+    let (_, server_local, server_remote) = capture.open(Role::Server, port, true).expect("no server open");
+    assert_eq!(client_remote, SocketAddr::from((loopback, port)));
+    assert_eq!(client_local, SocketAddr::from((loopback, client_port)));
+    assert_eq!(server_local, SocketAddr::from((loopback, port)));
+    assert_eq!(server_remote, SocketAddr::from((loopback, client_port)));
+    assert_eq!(capture.stream(client_key, Direction::Egress), REQUEST);
+}
+
+/// The lead polls from a dedicated thread: the tracer must move there.
+#[test]
+fn tracer_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Tracer>();
+}

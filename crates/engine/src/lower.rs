@@ -1,0 +1,247 @@
+//! Lowering of `loupe_pxl` plans and expressions to DataFusion `DataFrame`s.
+//!
+//! Owns the store scan (time-pruned batches into a partitioned `MemTable`, then an exact
+//! `time_` filter), one DataFusion operator per PxL operator, aggregate mapping (percentiles
+//! via `approx_percentile_cont`, `px.quantiles` as a JSON string built from seven of them)
+//! and the final per-output projection and row cap. Must not type-check: the compiler already
+//! normalized every expression, so this maps node to node.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemTable;
+use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrame;
+use datafusion::functions_aggregate::expr_fn as agg;
+use datafusion::logical_expr::{Expr as DfExpr, Operator, binary_expr, cast, ident, lit, not, when};
+use datafusion::prelude::SessionContext;
+use loupe_pxl::{AggFunc, BinaryOp, Expr, Literal, Output, PercentileKey, Plan, PxType, ScalarFunc};
+use loupe_store::{Store, TimeRange};
+
+use crate::{ExecError, Result, udf};
+
+/// The schema of `name`: the store's table, else the `loupe_schema` definition.
+pub(crate) fn table_schema(store: &Store, name: &str) -> Option<SchemaRef> {
+    store.table(name).map(|t| t.schema()).or_else(|| loupe_schema::table(name).map(|t| t.arrow_schema()))
+}
+
+/// The DataFrame computing one output: its plan, the script's column order, the row cap.
+pub(crate) fn output_frame(ctx: &SessionContext, store: &Store, out: &Output, max_rows: usize) -> Result<DataFrame> {
+    let df = lower_plan(ctx, store, &out.plan)?;
+    let cols: Vec<DfExpr> = out
+        .columns
+        .iter()
+        .map(|c| cast_if_needed(df.schema().field_with_unqualified_name(&c.name).ok().map(|f| f.data_type()), ident(&c.name), c.ty).alias(&c.name))
+        .collect();
+    Ok(df.select(cols)?.limit(0, Some(max_rows))?)
+}
+
+fn cast_if_needed(current: Option<&DataType>, e: DfExpr, ty: PxType) -> DfExpr {
+    let want = ty.arrow_type();
+    match current {
+        Some(dt) if *dt == want => e,
+        _ => cast(e, want),
+    }
+}
+
+fn time_lit(ns: i64) -> DfExpr {
+    lit(ScalarValue::TimestampNanosecond(Some(ns), None))
+}
+
+fn lower_plan(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<DataFrame> {
+    Ok(match plan {
+        Plan::Source { table, columns, start_ns, end_ns } => {
+            let schema = table_schema(store, table).ok_or_else(|| ExecError::UnknownTable(table.clone()))?;
+            let range = TimeRange { start_ns: *start_ns, end_ns: *end_ns };
+            let batches = store.table(table).map(|t| t.scan(range)).unwrap_or_default();
+            let parts = partition(batches, ctx.copied_config().target_partitions());
+            let mut df = ctx.read_table(Arc::new(MemTable::try_new(schema, parts)?))?;
+            // The store prunes whole batches; rows are filtered exactly here.
+            if let Some(s) = start_ns {
+                df = df.filter(ident(loupe_schema::TIME_COLUMN).gt_eq(time_lit(*s)))?;
+            }
+            if let Some(e) = end_ns {
+                df = df.filter(ident(loupe_schema::TIME_COLUMN).lt_eq(time_lit(*e)))?;
+            }
+            match columns {
+                Some(cols) => df.select(cols.iter().map(ident).collect::<Vec<_>>())?,
+                None => df,
+            }
+        }
+        Plan::Filter { input, predicate } => lower_plan(ctx, store, input)?.filter(lower_expr(predicate))?,
+        Plan::Map { input, column, expr } => {
+            let df = lower_plan(ctx, store, input)?;
+            let value = lower_expr(expr).alias(column);
+            let mut replaced = false;
+            let mut exprs: Vec<DfExpr> = Vec::new();
+            for f in df.schema().fields() {
+                if f.name() == column {
+                    exprs.push(value.clone());
+                    replaced = true;
+                } else {
+                    exprs.push(ident(f.name()));
+                }
+            }
+            if !replaced {
+                exprs.push(value);
+            }
+            df.select(exprs)?
+        }
+        Plan::Project { input, columns } => lower_plan(ctx, store, input)?.select(columns.iter().map(ident).collect::<Vec<_>>())?,
+        Plan::Drop { input, columns } => {
+            let df = lower_plan(ctx, store, input)?;
+            let keep: Vec<DfExpr> =
+                df.schema().fields().iter().filter(|f| !columns.contains(f.name())).map(|f| ident(f.name())).collect();
+            df.select(keep)?
+        }
+        Plan::Aggregate { input, group_by, aggs } => {
+            let df = lower_plan(ctx, store, input)?;
+            let input_type = |c: &str| df.schema().field_with_unqualified_name(c).ok().map(|f| f.data_type().clone());
+            let mut agg_exprs = Vec::new();
+            // Final projection: keys, then each aggregate (quantiles rebuilt as JSON).
+            let mut finals: Vec<DfExpr> = group_by.iter().map(ident).collect();
+            for a in aggs {
+                let is_bool = input_type(&a.column) == Some(DataType::Boolean);
+                let col = ident(&a.column);
+                match a.func {
+                    AggFunc::Quantiles => {
+                        let mut parts: Vec<DfExpr> = Vec::new();
+                        for (i, k) in PercentileKey::ALL.iter().enumerate() {
+                            let inner = format!("__{}_{}", a.output, k.name());
+                            agg_exprs.push(percentile(col.clone(), k.fraction()).alias(&inner));
+                            let sep = if i == 0 { "{" } else { "," };
+                            parts.push(lit(format!("{sep}\"{}\":", k.name())));
+                            parts.push(cast(ident(&inner), DataType::Utf8));
+                        }
+                        parts.push(lit("}"));
+                        finals.push(datafusion::functions::string::concat().call(parts).alias(&a.output));
+                        continue;
+                    }
+                    func => {
+                        let e = match func {
+                            AggFunc::Count => agg::count(col),
+                            AggFunc::Sum if is_bool => agg::sum(cast(col, DataType::Int64)),
+                            AggFunc::Sum => agg::sum(col),
+                            AggFunc::Mean if is_bool => agg::avg(cast(col, DataType::Float64)),
+                            AggFunc::Mean => agg::avg(col),
+                            AggFunc::Min | AggFunc::Any => agg::min(col),
+                            AggFunc::Max => agg::max(col),
+                            AggFunc::Percentile(k) => percentile(col, k.fraction()),
+                            AggFunc::Quantiles => agg::count(col),
+                        };
+                        agg_exprs.push(e.alias(&a.output));
+                        finals.push(ident(&a.output));
+                    }
+                }
+            }
+            let group_exprs: Vec<DfExpr> = group_by.iter().map(ident).collect();
+            df.aggregate(group_exprs, agg_exprs)?.select(finals)?
+        }
+        Plan::Limit { input, n } => lower_plan(ctx, store, input)?.limit(0, Some(*n))?,
+    })
+}
+
+/// `approx_percentile_cont(p) WITHIN GROUP (ORDER BY x)` over `x` as FLOAT64.
+fn percentile(x: DfExpr, p: f64) -> DfExpr {
+    agg::approx_percentile_cont(cast(x, DataType::Float64).sort(true, false), lit(p), None)
+}
+
+/// Splits batches into `n` contiguous partitions so every core scans a share.
+fn partition(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
+    let n = n.max(1);
+    if batches.is_empty() {
+        return vec![Vec::new()];
+    }
+    let per = batches.len().div_ceil(n);
+    let mut parts: Vec<Vec<RecordBatch>> = Vec::with_capacity(n);
+    let mut it = batches.into_iter().peekable();
+    while it.peek().is_some() {
+        parts.push(it.by_ref().take(per).collect());
+    }
+    parts
+}
+
+pub(crate) fn lower_expr(e: &Expr) -> DfExpr {
+    match e {
+        Expr::Column(c) => ident(c),
+        Expr::Literal(l) => match l {
+            Literal::Int(i) => lit(*i),
+            Literal::Float(f) => lit(*f),
+            Literal::String(s) => lit(s.clone()),
+            Literal::Bool(b) => lit(*b),
+            Literal::Time(t) => time_lit(*t),
+        },
+        Expr::Binary { op, left, right } => {
+            let op = match op {
+                BinaryOp::Add => Operator::Plus,
+                BinaryOp::Sub => Operator::Minus,
+                BinaryOp::Mul => Operator::Multiply,
+                BinaryOp::Div => Operator::Divide,
+                BinaryOp::Mod => Operator::Modulo,
+                BinaryOp::Eq => Operator::Eq,
+                BinaryOp::NotEq => Operator::NotEq,
+                BinaryOp::Lt => Operator::Lt,
+                BinaryOp::LtE => Operator::LtEq,
+                BinaryOp::Gt => Operator::Gt,
+                BinaryOp::GtE => Operator::GtEq,
+                BinaryOp::And => Operator::And,
+                BinaryOp::Or => Operator::Or,
+            };
+            binary_expr(lower_expr(left), op, lower_expr(right))
+        }
+        Expr::Not(x) => not(lower_expr(x)),
+        Expr::Negate(x) => DfExpr::Negative(Box::new(lower_expr(x))),
+        Expr::Cast { expr, to } => cast(lower_expr(expr), to.arrow_type()),
+        Expr::Call { func, args } => lower_call(*func, args),
+    }
+}
+
+fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
+    use datafusion::functions::{math, regex, string, unicode};
+    let a: Vec<DfExpr> = args.iter().map(lower_expr).collect();
+    let arg = |i: usize| a.get(i).cloned().unwrap_or_else(|| lit(ScalarValue::Null));
+    match func {
+        ScalarFunc::Select => when(arg(0), arg(1)).otherwise(arg(2)).unwrap_or_else(|_| lit(ScalarValue::Null)),
+        ScalarFunc::Bin => {
+            // Floor toward negative infinity, not toward zero.
+            let (x, size) = (arg(0), arg(1));
+            x.clone() - ((x % size.clone()) + size.clone()) % size
+        }
+        ScalarFunc::Contains => string::contains().call(a),
+        ScalarFunc::Find => cast(unicode::strpos().call(a), DataType::Int64) - lit(1i64),
+        ScalarFunc::Length => cast(string::octet_length().call(a), DataType::Int64),
+        ScalarFunc::ToLower => string::lower().call(a),
+        ScalarFunc::ToUpper => string::upper().call(a),
+        ScalarFunc::Trim => string::btrim().call(a),
+        ScalarFunc::Substring => unicode::substr().call(vec![arg(0), arg(1) + lit(1i64), arg(2)]),
+        ScalarFunc::RegexMatch => {
+            // Pixie matches the whole string (RE2::FullMatch).
+            let pattern = match args.first() {
+                Some(Expr::Literal(Literal::String(p))) => lit(format!("^(?:{p})$")),
+                _ => arg(0),
+            };
+            regex::regexp_like().call(vec![arg(1), pattern])
+        }
+        ScalarFunc::Abs => math::abs().call(a),
+        ScalarFunc::Floor => math::floor().call(a),
+        ScalarFunc::Ceil => math::ceil().call(a),
+        ScalarFunc::Round => math::round().call(a),
+        ScalarFunc::Sqrt => math::sqrt().call(a),
+        ScalarFunc::Exp => math::exp().call(a),
+        ScalarFunc::Ln => math::ln().call(a),
+        ScalarFunc::Log2 => math::log2().call(a),
+        ScalarFunc::Log10 => math::log10().call(a),
+        ScalarFunc::Pow => math::power().call(a),
+        ScalarFunc::Pluck => udf::pluck(udf::PluckKind::String).call(a),
+        ScalarFunc::PluckInt64 => udf::pluck(udf::PluckKind::Int64).call(a),
+        ScalarFunc::PluckFloat64 => udf::pluck(udf::PluckKind::Float64).call(a),
+        ScalarFunc::EqualsAny => {
+            let mut it = a.into_iter();
+            let x = it.next().unwrap_or_else(|| lit(ScalarValue::Null));
+            x.in_list(it.collect(), false)
+        }
+        ScalarFunc::Int64ToTime => cast(arg(0), DataType::Timestamp(TimeUnit::Nanosecond, None)),
+        ScalarFunc::TimeToInt64 => cast(arg(0), DataType::Int64),
+    }
+}

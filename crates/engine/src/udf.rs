@@ -1,0 +1,129 @@
+//! `px.*` scalar functions DataFusion has no built-in for, as `ScalarUDFImpl`s.
+//!
+//! Owns `pluck`, `pluck_int64` and `pluck_float64` (read one key of a JSON object string,
+//! null when the text is not an object or lacks the key). Must not hold state between calls.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{Array, ArrayRef, AsArray, Float64Builder, Int64Builder, StringBuilder};
+use arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+/// Which `pluck` variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum PluckKind {
+    /// `px.pluck` → STRING (the JSON text of non-string values)
+    String,
+    /// `px.pluck_int64` → INT64
+    Int64,
+    /// `px.pluck_float64` → FLOAT64
+    Float64,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Pluck {
+    kind: PluckKind,
+    signature: Signature,
+}
+
+impl Pluck {
+    fn new(kind: PluckKind) -> Self {
+        Pluck { kind, signature: Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Immutable) }
+    }
+}
+
+/// The shared UDF for one pluck variant.
+pub(crate) fn pluck(kind: PluckKind) -> Arc<ScalarUDF> {
+    static UDFS: OnceLock<[Arc<ScalarUDF>; 3]> = OnceLock::new();
+    let udfs = UDFS.get_or_init(|| {
+        [PluckKind::String, PluckKind::Int64, PluckKind::Float64]
+            .map(|k| Arc::new(ScalarUDF::new_from_impl(Pluck::new(k))))
+    });
+    match kind {
+        PluckKind::String => udfs[0].clone(),
+        PluckKind::Int64 => udfs[1].clone(),
+        PluckKind::Float64 => udfs[2].clone(),
+    }
+}
+
+/// Registers every `px` UDF on a session (so plans built elsewhere resolve them by name).
+pub(crate) fn register(ctx: &SessionContext) {
+    for k in [PluckKind::String, PluckKind::Int64, PluckKind::Float64] {
+        ctx.register_udf(pluck(k).as_ref().clone());
+    }
+}
+
+impl ScalarUDFImpl for Pluck {
+    fn name(&self) -> &str {
+        match self.kind {
+            PluckKind::String => "px_pluck",
+            PluckKind::Int64 => "px_pluck_int64",
+            PluckKind::Float64 => "px_pluck_float64",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.kind {
+            PluckKind::String => DataType::Utf8,
+            PluckKind::Int64 => DataType::Int64,
+            PluckKind::Float64 => DataType::Float64,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [json, key] = args.args.as_slice() else {
+            return exec_err!("{} takes 2 arguments", self.name());
+        };
+        let key = match key {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(k))) => k.clone(),
+            _ => return exec_err!("{}: the key must be a string constant", self.name()),
+        };
+        let json = json.to_array(args.number_rows)?;
+        let json = json.as_string::<i32>();
+        let lookup = |i: usize| -> Option<serde_json::Value> {
+            if json.is_null(i) {
+                return None;
+            }
+            match serde_json::from_str::<serde_json::Value>(json.value(i)) {
+                Ok(serde_json::Value::Object(mut m)) => m.remove(&key),
+                _ => None,
+            }
+        };
+        let out: ArrayRef = match self.kind {
+            PluckKind::String => {
+                let mut b = StringBuilder::with_capacity(json.len(), json.len() * 8);
+                for i in 0..json.len() {
+                    match lookup(i) {
+                        Some(serde_json::Value::String(s)) => b.append_value(s),
+                        Some(v) => b.append_value(v.to_string()),
+                        None => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            PluckKind::Int64 => {
+                let mut b = Int64Builder::with_capacity(json.len());
+                for i in 0..json.len() {
+                    b.append_option(lookup(i).and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok())));
+                }
+                Arc::new(b.finish())
+            }
+            PluckKind::Float64 => {
+                let mut b = Float64Builder::with_capacity(json.len());
+                for i in 0..json.len() {
+                    b.append_option(lookup(i).and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok())));
+                }
+                Arc::new(b.finish())
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}

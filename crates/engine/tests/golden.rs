@@ -1,0 +1,316 @@
+//! Golden tests: script in, exact table out.
+
+use crate::common::{MS, NOW, engine, engine_with, lines, row, run, table_sorted};
+
+fn expect(actual: Vec<String>, expected: &str) {
+    let expected: Vec<String> = expected.trim().lines().map(|l| l.trim().to_string()).collect();
+    assert_eq!(actual, expected, "\nactual:\n{}\n", actual.join("\n"));
+}
+
+#[test]
+fn filter_and_keep_columns() {
+    let t = table_sorted(
+        &engine(),
+        "import px
+df = px.DataFrame(table='http_events', start_time='-5m')
+df = df[df.resp_status >= 400]
+px.display(df[['req_path', 'resp_status']])",
+    );
+    expect(
+        t,
+        "
++----------+-------------+
+| req_path | resp_status |
++----------+-------------+
+| /a       | 500         |
+| /b       | 404         |
++----------+-------------+",
+    );
+}
+
+#[test]
+fn filter_method_with_boolean_operators() {
+    let t = table_sorted(
+        &engine(),
+        "import px
+df = px.DataFrame('http_events')
+df = df.filter((df.req_path == '/a') & ~(df.resp_status == 500) | (df.latency > px.DurationNanos(900000000)))
+df = df['req_path', 'latency']",
+    );
+    let _ = t;
+}
+
+#[test]
+fn map_adds_and_replaces_columns_in_place() {
+    let t = table_sorted(
+        &engine(),
+        "import px
+df = px.DataFrame('http_events', select=['req_path', 'resp_status', 'latency'], start_time='-5m')
+df.latency_ms = df.latency / 1000000
+df['resp_status'] = df.resp_status + 1
+df = df[df.req_path == '/b']
+px.display(df)",
+    );
+    expect(
+        t,
+        "
++----------+-------------+----------+------------+
+| req_path | resp_status | latency  | latency_ms |
++----------+-------------+----------+------------+
+| /b       | 201         | 20000000 | 20.0       |
+| /b       | 405         | 40000000 | 40.0       |
++----------+-------------+----------+------------+",
+    );
+}
+
+#[test]
+fn groupby_aggregates() {
+    let t = table_sorted(
+        &engine(),
+        "import px
+df = px.DataFrame('http_events', start_time='-5m')
+df.failure = df.resp_status >= 400
+s = df.groupby(['req_path', 'req_method']).agg(
+    n=('latency', px.count),
+    total=('latency', px.sum),
+    mean=('latency', px.mean),
+    lo=('latency', px.min),
+    hi=('latency', px.max),
+    errors=('failure', px.sum),
+    error_rate=('failure', px.mean),
+)
+px.display(s)",
+    );
+    expect(
+        t,
+        "
++----------+------------+---+----------+------------+----------+----------+--------+--------------------+
+| req_path | req_method | n | total    | mean       | lo       | hi       | errors | error_rate         |
++----------+------------+---+----------+------------+----------+----------+--------+--------------------+
+| /a       | GET        | 3 | 90000000 | 30000000.0 | 10000000 | 50000000 | 1      | 0.3333333333333333 |
+| /b       | POST       | 2 | 60000000 | 30000000.0 | 20000000 | 40000000 | 1      | 0.5                |
++----------+------------+---+----------+------------+----------+----------+--------+--------------------+",
+    );
+}
+
+#[test]
+fn agg_without_groups() {
+    let t = table_sorted(
+        &engine(),
+        "import px
+df = px.DataFrame('http_events')
+px.display(df.agg(n=('latency', px.count), worst=('resp_status', px.max)))",
+    );
+    expect(
+        t,
+        "
++---+-------+
+| n | worst |
++---+-------+
+| 6 | 500   |
++---+-------+",
+    );
+}
+
+#[test]
+fn head_limits_rows() {
+    let out = run(&engine(), "import px\ndf = px.DataFrame('http_events')\npx.display(df.head(2))\npx.display(df.head(n=4), 'four')\npx.display(df.head(), 'five')");
+    let rows: Vec<usize> = out.iter().map(|o| o.num_rows()).collect();
+    assert_eq!(rows, vec![2, 4, 5]);
+}
+
+#[test]
+fn drop_removes_columns() {
+    let out = run(
+        &engine(),
+        "import px
+df = px.DataFrame('http_events', select=['time_', 'req_path', 'resp_status', 'latency'])
+df = df.drop(['time_', 'latency'])
+px.display(df.drop('resp_status'), 'only_path')",
+    );
+    let names: Vec<&str> = out[0].schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, vec!["req_path"]);
+    assert_eq!(out[0].num_rows(), 6);
+}
+
+#[test]
+fn display_names_and_order() {
+    let out = run(
+        &engine(),
+        "import px
+df = px.DataFrame('http_events')
+px.display(df[df.resp_status == 200], 'ok')
+px.display(df[df.resp_status != 200])
+px.debug(df.head(1), 'peek')",
+    );
+    let names: Vec<(&str, usize)> = out.iter().map(|o| (o.name.as_str(), o.num_rows())).collect();
+    assert_eq!(names, vec![("ok", 4), ("output", 2), ("_peek", 1)]);
+}
+
+#[test]
+fn relative_and_absolute_time_ranges_prune_exactly() {
+    let e = engine();
+    let count = |script: &str| run(&e, script)[0].num_rows();
+    assert_eq!(count("import px\npx.display(px.DataFrame('http_events'))"), 6);
+    assert_eq!(count("import px\npx.display(px.DataFrame('http_events', start_time='-5m'))"), 5);
+    assert_eq!(count("import px\npx.display(px.DataFrame('http_events', start_time='-30s'))"), 3);
+    assert_eq!(count("import px\npx.display(px.DataFrame('http_events', start_time='-45s', end_time='-15s'))"), 3);
+    assert_eq!(
+        count("import px\npx.display(px.DataFrame('http_events', start_time=px.now() - px.minutes(1), end_time=px.now() - px.seconds(20)))"),
+        4
+    );
+    let abs = format!("import px\npx.display(px.DataFrame('http_events', start_time={}))", NOW - 20_000_000_000);
+    assert_eq!(count(&abs), 2);
+    // Time comparisons in filters, against px.now() arithmetic.
+    assert_eq!(count("import px\ndf = px.DataFrame('http_events')\npx.display(df[df.time_ >= px.now() - px.seconds(25)])"), 2);
+}
+
+#[test]
+fn quantiles_and_direct_percentiles() {
+    let rows: Vec<_> = (1..=100).map(|i| row(i, "/q", "GET", 200, i)).collect();
+    let e = engine_with(&rows);
+    let out = run(
+        &e,
+        "import px
+df = px.DataFrame('http_events')
+df.ms = df.latency / 1000000
+s = df.groupby('req_path').agg(q=('ms', px.quantiles), p50=('ms', px.p50), p99=('ms', px.p99), p90=('latency', px.p90))
+s.q50 = px.pluck_float64(s.q, 'p50')
+s.q99 = px.DurationNanos(px.pluck_float64(s.q, 'p99'))
+px.display(s)",
+    );
+    let b = &out[0].batches[0];
+    let f = |name: &str| -> f64 {
+        let i = out[0].schema.index_of(name).expect(name);
+        datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Float64Type>(b.column(i)).value(0)
+    };
+    assert!((f("p50") - 50.5).abs() <= 1.0, "p50 {}", f("p50"));
+    assert!((f("p99") - 99.0).abs() <= 1.5, "p99 {}", f("p99"));
+    assert!((f("p90") - 90.5e6).abs() <= 1.5e6, "p90 {}", f("p90"));
+    assert_eq!(f("q50"), f("p50"));
+    assert_eq!(f("q99"), f("p99"));
+    let q = datafusion::arrow::array::AsArray::as_string::<i32>(b.column(1)).value(0).to_string();
+    for key in ["p01", "p10", "p25", "p50", "p75", "p90", "p99"] {
+        assert!(q.contains(&format!("\"{key}\":")), "{q}");
+    }
+    assert!(q.starts_with('{') && q.ends_with('}'), "{q}");
+}
+
+#[test]
+fn scalar_functions() {
+    let t = table_sorted(
+        &engine(),
+        "import px
+df = px.DataFrame('http_events', start_time='-5m')
+df.kind = px.select(df.resp_status >= 400, 'error', 'ok')
+df.is_a = px.contains(df.req_path, 'a')
+df.in_set = px.equals_any(df.resp_status, [404, 500])
+df.bucket = px.bin(df.latency, 25000000)
+df.upper = px.toupper(df.req_method)
+df.len = px.length(df.req_body)
+df.sub = px.substring(df.req_body, 0, 3)
+df.re = px.regex_match('/[ab]', df.req_path)
+df.ms = px.floor(df.latency / 1000000 / 7)
+df = df.drop(['time_', 'upid', 'remote_addr', 'remote_port', 'local_addr', 'local_port', 'trace_role', 'encrypted', 'major_version', 'minor_version', 'content_type', 'req_headers', 'req_method', 'req_body', 'req_body_size', 'resp_headers', 'resp_message', 'resp_body', 'resp_body_size', 'latency'])
+px.display(df)",
+    );
+    expect(
+        t,
+        "
++----------+-------------+-------+-------+--------+----------+-------+-----+-----+------+-----+
+| req_path | resp_status | kind  | is_a  | in_set | bucket   | upper | len | sub | re   | ms  |
++----------+-------------+-------+-------+--------+----------+-------+-----+-----+------+-----+
+| /a       | 200         | ok    | true  | false  | 0        | GET   | 6   | req | true | 1.0 |
+| /a       | 200         | ok    | true  | false  | 50000000 | GET   | 6   | req | true | 7.0 |
+| /a       | 500         | error | true  | true   | 25000000 | GET   | 6   | req | true | 4.0 |
+| /b       | 200         | ok    | false | false  | 0        | POST  | 6   | req | true | 2.0 |
+| /b       | 404         | error | false | true   | 25000000 | POST  | 6   | req | true | 5.0 |
++----------+-------------+-------+-------+--------+----------+-------+-----+-----+------+-----+",
+    );
+}
+
+#[test]
+fn time_functions_and_bins() {
+    let out = run(
+        &engine(),
+        "import px
+df = px.DataFrame('http_events', start_time='-5m')
+df.age_s = (px.now() - df.time_) / 1000000000
+df.t = px.bin(df.time_, px.seconds(60))
+df.ns = px.time_to_int64(df.time_)
+df.back = px.int64_to_time(df.ns)
+df = df[df.back == df.time_]
+s = df.groupby('t').agg(n=('age_s', px.count), oldest=('age_s', px.max))
+px.display(s)",
+    );
+    assert_eq!(out[0].num_rows(), 1, "{:?}", lines(&out[0], false));
+    let l = lines(&out[0], true);
+    assert!(l[3].contains("| 5 | 50.0"), "{l:?}");
+}
+
+#[test]
+fn user_functions_and_settings() {
+    let out = run(
+        &engine(),
+        "#px:set max_output_rows_per_table=2
+import px
+
+def recent(start_time: str, path='/a'):
+    df = px.DataFrame('http_events', start_time=start_time)
+    return df[df.req_path == path]
+
+px.display(recent('-5m'), 'a')
+px.display(recent(start_time='-10m', path='/old'), 'old')",
+    );
+    let rows: Vec<(&str, usize)> = out.iter().map(|o| (o.name.as_str(), o.num_rows())).collect();
+    assert_eq!(rows, vec![("a", 2), ("old", 1)]);
+}
+
+#[test]
+fn max_output_rows_caps_every_output() {
+    let e = engine();
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let opts = loupe_engine::ExecOptions { now_ns: Some(NOW), max_output_rows: 3 };
+    let out = rt.block_on(e.execute_script("import px\npx.display(px.DataFrame('http_events'))", &opts)).expect("runs");
+    assert_eq!(out[0].num_rows(), 3);
+}
+
+#[test]
+fn registered_but_empty_table_yields_no_rows() {
+    // http_events is known to loupe_schema but not registered in this store.
+    let store = std::sync::Arc::new(loupe_store::Store::new(loupe_store::StoreConfig::default()));
+    let e = loupe_engine::Engine::new(store);
+    let out = run(&e, "import px\ndf = px.DataFrame('http_events')\npx.display(df.groupby('req_path').agg(n=('latency', px.count)))");
+    assert_eq!(out[0].num_rows(), 0);
+    let names: Vec<&str> = out[0].schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, vec!["req_path", "n"]);
+}
+
+#[test]
+fn compile_errors_are_reported_with_positions() {
+    let e = engine();
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let err = rt
+        .block_on(e.execute_script("import px\ndf = px.DataFrame('http_events')\ndf = df[df.resp_statu >= 400]\n", &crate::common::opts()))
+        .expect_err("must fail");
+    match err {
+        loupe_engine::ExecError::Compile(d) => {
+            assert_eq!((d[0].line, d[0].column), (3, 12));
+            assert_eq!(d[0].helps, vec!["did you mean `resp_status`?".to_string()]);
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn bundled_scripts_run() {
+    for s in loupe_pxl::bundled::scripts() {
+        let out = run(&engine(), s.pxl);
+        assert_eq!(out.len(), 1, "{}", s.name);
+        assert!(out[0].num_rows() > 0, "{} returned no rows", s.name);
+    }
+    let stats = run(&engine(), loupe_pxl::bundled::get("px/http_request_stats").expect("bundled").pxl);
+    let l = lines(&stats[0], true);
+    assert!(l[1].contains("req_path") && l[1].contains("error_rate") && l[1].contains("latency_p99"), "{l:?}");
+    let _ = MS;
+}

@@ -1,0 +1,5 @@
+//! Integration tests of `loupe-engine`: PxL scripts over synthetic `http_events` in a real
+//! store, with exact expected tables (one test binary, modules by concern).
+
+mod common;
+mod golden;

@@ -1,0 +1,67 @@
+//! Loupe's wire contracts: protobuf messages, generated gRPC clients and servers, the error code
+//! shared by every service, and Arrow IPC helpers for result batches.
+//!
+//! **API boundary.** Everything a client (`px`, the UI, another service) may rely on is defined
+//! here. Must not depend on any server crate: services implement the generated traits elsewhere.
+
+pub mod arrow_ipc;
+
+/// `px.api.vizierpb`: the query API (script execution, health).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod vizierpb {
+    tonic::include_proto!("px.api.vizierpb");
+}
+
+pub use vizierpb::ErrorCode;
+
+impl ErrorCode {
+    /// The gRPC status code for this error code.
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            ErrorCode::Ok => tonic::Code::Ok,
+            ErrorCode::InvalidArgument => tonic::Code::InvalidArgument,
+            ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
+            ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
+            ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::Internal => tonic::Code::Internal,
+            ErrorCode::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+            ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
+            ErrorCode::AlreadyExists => tonic::Code::AlreadyExists,
+            ErrorCode::FailedPrecondition => tonic::Code::FailedPrecondition,
+        }
+    }
+
+    /// The HTTP status code for this error code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::Ok => 200,
+            ErrorCode::InvalidArgument => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::PermissionDenied => 403,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+            ErrorCode::DeadlineExceeded => 504,
+            ErrorCode::ResourceExhausted => 429,
+            ErrorCode::AlreadyExists => 409,
+            ErrorCode::FailedPrecondition => 412,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_maps_consistently() {
+        for code in 0..=10 {
+            let c = ErrorCode::try_from(code).expect("known code");
+            let http = c.http_status();
+            assert_eq!(c == ErrorCode::Ok, http == 200);
+            assert_eq!(c == ErrorCode::Ok, c.grpc_code() == tonic::Code::Ok);
+            assert!((200..600).contains(&http));
+        }
+    }
+}

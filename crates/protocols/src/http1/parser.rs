@@ -1,0 +1,732 @@
+//! The incremental HTTP/1.x parser for one direction of one connection.
+//!
+//! Owns [`StreamParser`]: buffering of partial heads (bounded by
+//! [`ParseConfig::max_header_bytes`]), body framing (length, chunked, until close, none),
+//! resynchronisation after garbage or capture gaps, and [`ParseStats`]. Must not touch the
+//! pairing of requests with responses (see `stitch`), and does no I/O.
+//!
+//! How it works: bytes are consumed by a state machine. A message head is copied into a
+//! bounded buffer line by line and each completed line is parsed at once, so malformed input
+//! is rejected at the first bad line. When a head turns out to be garbage, its buffered bytes
+//! minus the first are replayed through the start-of-message scanner, so a real message that
+//! starts inside the garbage is still found; every failure drops at least one byte, so parsing
+//! always terminates. Body bytes are never buffered beyond the kept prefix.
+
+use std::collections::VecDeque;
+
+use super::head::{self, HeaderLine, StartMatch};
+use super::message::{Message, MessageKind, ParseConfig};
+
+/// Longest chunk-size line accepted (hex size, extensions and CRLF).
+const MAX_CHUNK_LINE_BYTES: usize = 1024;
+
+/// Longest status line accepted. A reason phrase has no structure to validate, so this cap is
+/// what keeps rescanning garbage like `HTTP/1.1 200 HTTP/1.1 200 …` linear in practice.
+const MAX_STATUS_LINE_BYTES: usize = 512;
+
+/// Most request methods a response parser remembers (see [`StreamParser::note_request`]).
+pub const MAX_PENDING_METHODS: usize = 1024;
+
+/// Counters kept by a [`StreamParser`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParseStats {
+    /// Complete messages emitted.
+    pub messages: u64,
+    /// Times the parser lost sync on malformed input (a bad head, bad chunk framing, or bytes
+    /// between messages that do not start one). A run of garbage counts once.
+    pub errors: u64,
+    /// Bytes discarded while looking for a message start.
+    pub skipped_bytes: u64,
+    /// Capture gaps reported through [`StreamParser::gap`].
+    pub gaps: u64,
+    /// Gaps that fell inside a body of known extent, which the parser stepped over in sync.
+    pub gaps_absorbed: u64,
+    /// Partial messages discarded because of a gap or a close.
+    pub dropped_partial: u64,
+    /// Messages whose body was longer than [`ParseConfig::max_body_bytes`].
+    pub truncated_bodies: u64,
+}
+
+/// Where the parser is within the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Between messages, looking for the next start.
+    Idle,
+    /// Reading a message head into `head_buf`.
+    Head,
+    /// Reading a `Content-Length` body.
+    Body { remaining: u64 },
+    /// Reading a chunk-size line into `line_buf`.
+    ChunkSize,
+    /// Reading chunk data.
+    ChunkData { remaining: u64 },
+    /// Expecting the CRLF after chunk data.
+    ChunkDataEnd { seen_cr: bool },
+    /// Reading trailer lines after the last chunk.
+    Trailers,
+    /// Reading a body that ends when the connection closes.
+    UntilClose,
+}
+
+/// The outcome of one parsing step.
+enum Step {
+    /// Consumed this many input bytes and can go on.
+    Consumed(usize),
+    /// Consumed this many bytes, then hit garbage; `replay` holds bytes to rescan first.
+    Failed(usize),
+}
+
+/// How the body of a message is delimited.
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// What the response parser needs to know about the request a response answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PendingMethod {
+    Head,
+    Connect,
+    Other,
+}
+
+/// Incremental parser for one direction of one connection.
+///
+/// Feed it the stream's bytes in order with [`feed`](Self::feed); complete messages come out in
+/// order. A response parser must learn which requests were `HEAD` (their responses carry no
+/// body) through [`note_request`](Self::note_request); [`Http1Conn`](super::Http1Conn) does
+/// this for you.
+#[derive(Debug, Clone)]
+pub struct StreamParser {
+    kind: MessageKind,
+    config: ParseConfig,
+    state: State,
+    /// False after garbage or a gap, until a message head parses again.
+    in_sync: bool,
+    /// The message being parsed.
+    cur: Message,
+    /// After a gap inside a body, further body bytes are counted but no longer kept.
+    body_frozen: bool,
+    /// Raw bytes of the head being parsed (bounded by `max_header_bytes`).
+    head_buf: Vec<u8>,
+    /// Start of the incomplete line within `head_buf`.
+    line_start: usize,
+    start_line_done: bool,
+    start_confirmed: bool,
+    /// Spaces seen so far in a request line, and where its version begins.
+    start_spaces: u8,
+    version_at: usize,
+    /// A chunk-size or trailer line being read.
+    line_buf: Vec<u8>,
+    trailer_bytes: usize,
+    /// Bytes to rescan before the rest of the input, after a failed head.
+    replay: Vec<u8>,
+    pending_methods: VecDeque<PendingMethod>,
+    stats: ParseStats,
+}
+
+impl StreamParser {
+    /// A parser for a stream of `kind` messages.
+    pub fn new(kind: MessageKind, config: ParseConfig) -> Self {
+        Self {
+            kind,
+            config,
+            state: State::Idle,
+            in_sync: true,
+            cur: Message::empty(kind),
+            body_frozen: false,
+            head_buf: Vec::new(),
+            line_start: 0,
+            start_line_done: false,
+            start_confirmed: false,
+            start_spaces: 0,
+            version_at: 0,
+            line_buf: Vec::new(),
+            trailer_bytes: 0,
+            replay: Vec::new(),
+            pending_methods: VecDeque::new(),
+            stats: ParseStats::default(),
+        }
+    }
+
+    /// The kind of messages this parser reads.
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ParseStats {
+        self.stats
+    }
+
+    /// False after garbage or a capture gap, until a message head parses again.
+    pub fn in_sync(&self) -> bool {
+        self.in_sync
+    }
+
+    /// Bytes currently held for incomplete messages (head, line and kept-body buffers). Bounded
+    /// by about `max_header_bytes * 2 + max_body_bytes + 1024`.
+    pub fn buffered_bytes(&self) -> usize {
+        self.head_buf.len() + self.line_buf.len() + self.replay.len() + self.cur.body.len()
+    }
+
+    /// Tells a response parser that a request with `method` was sent, in request order.
+    ///
+    /// Each final (non-1xx) response consumes one entry; a response to `HEAD` then has no body,
+    /// and a 2xx response to `CONNECT` has none either. Responses with no remembered request are
+    /// framed as if the request was not `HEAD`. At most [`MAX_PENDING_METHODS`] are kept (the
+    /// oldest is forgotten). Has no effect on a request parser.
+    pub fn note_request(&mut self, method: &str) {
+        if self.kind != MessageKind::Response {
+            return;
+        }
+        if self.pending_methods.len() >= MAX_PENDING_METHODS {
+            self.pending_methods.pop_front();
+        }
+        self.pending_methods.push_back(match method {
+            "HEAD" => PendingMethod::Head,
+            "CONNECT" => PendingMethod::Connect,
+            _ => PendingMethod::Other,
+        });
+    }
+
+    /// Feeds the next bytes of the stream, carried by a syscall at `ts_ns`. Complete messages
+    /// are pushed to `out`.
+    pub fn feed(&mut self, data: &[u8], ts_ns: u64, out: &mut Vec<Message>) {
+        let mut rest = data;
+        loop {
+            if !self.replay.is_empty() {
+                let replay = std::mem::take(&mut self.replay);
+                let consumed = self.run(&replay, ts_ns, out);
+                // On failure `self.replay` holds the new bytes to rescan, which come first.
+                self.replay.extend_from_slice(replay.get(consumed..).unwrap_or_default());
+                continue;
+            }
+            if rest.is_empty() {
+                break;
+            }
+            let consumed = self.run(rest, ts_ns, out);
+            rest = rest.get(consumed..).unwrap_or_default();
+        }
+    }
+
+    /// The stream lost `len` bytes (a capture gap).
+    ///
+    /// A gap inside a body of known extent (strictly inside a Content-Length body, within a
+    /// chunk's data, or in a close-delimited body) is stepped over: the message stays in sync, `body_size` counts the
+    /// lost bytes and the kept body stops at the gap. Any other gap drops the partial message
+    /// (and, for a response parser, the remembered request methods) and the parser skips to
+    /// the next plausible message start.
+    pub fn gap(&mut self, len: u64) {
+        self.stats.gaps += 1;
+        match self.state {
+            State::Body { remaining } if len < remaining => {
+                self.state = State::Body { remaining: remaining - len };
+                self.absorb_gap(len);
+                return;
+            }
+            State::ChunkData { remaining } if len <= remaining => {
+                self.state = if len == remaining {
+                    State::ChunkDataEnd { seen_cr: false }
+                } else {
+                    State::ChunkData { remaining: remaining - len }
+                };
+                self.absorb_gap(len);
+                return;
+            }
+            State::UntilClose => {
+                self.absorb_gap(len);
+                return;
+            }
+            _ => {}
+        }
+        if self.state != State::Idle || !self.head_buf.is_empty() {
+            self.stats.dropped_partial += 1;
+        }
+        self.reset_partial();
+        self.pending_methods.clear();
+        self.in_sync = false;
+    }
+
+    /// The connection closed at `ts_ns`: a close-delimited response is complete and pushed to
+    /// `out` with `ts_ns` as its timestamp (the close is what ends it); any other partial
+    /// message is dropped. The parser is then ready for a fresh stream.
+    pub fn close(&mut self, ts_ns: u64, out: &mut Vec<Message>) {
+        match self.state {
+            State::UntilClose => self.emit(ts_ns, out),
+            State::Idle if self.head_buf.is_empty() => {}
+            _ => self.stats.dropped_partial += 1,
+        }
+        self.reset_partial();
+        self.pending_methods.clear();
+        self.in_sync = true;
+    }
+
+    fn absorb_gap(&mut self, len: u64) {
+        self.stats.gaps_absorbed += 1;
+        self.cur.body_size = self.cur.body_size.saturating_add(len);
+        self.body_frozen = true;
+    }
+
+    /// Forgets the message in progress and any buffered bytes.
+    fn reset_partial(&mut self) {
+        self.state = State::Idle;
+        self.cur = Message::empty(self.kind);
+        self.body_frozen = false;
+        self.head_buf.clear();
+        self.line_buf.clear();
+        self.replay.clear();
+    }
+
+    /// Runs steps over `input` until it is consumed or a step fails; returns bytes consumed.
+    fn run(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> usize {
+        let mut pos = 0;
+        while let Some(rest) = input.get(pos..).filter(|rest| !rest.is_empty()) {
+            match self.step(rest, ts_ns, out) {
+                Step::Consumed(0) => {
+                    // Unreachable by construction; drop a byte rather than spin.
+                    self.skip_garbage(1);
+                    self.reset_partial();
+                    pos += 1;
+                }
+                Step::Consumed(n) => pos += n,
+                Step::Failed(n) => return pos + n,
+            }
+        }
+        pos
+    }
+
+    fn step(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
+        match self.state {
+            State::Idle => self.step_idle(input, ts_ns, out),
+            State::Head => self.step_head(input, ts_ns, out),
+            State::Body { remaining } => {
+                let n = self.take_body(input, remaining);
+                if n as u64 == remaining {
+                    self.emit(ts_ns, out);
+                } else {
+                    self.state = State::Body { remaining: remaining - n as u64 };
+                }
+                Step::Consumed(n)
+            }
+            State::ChunkSize => self.step_chunk_size(input),
+            State::ChunkData { remaining } => {
+                let n = self.take_body(input, remaining);
+                self.state = if n as u64 == remaining {
+                    State::ChunkDataEnd { seen_cr: false }
+                } else {
+                    State::ChunkData { remaining: remaining - n as u64 }
+                };
+                Step::Consumed(n)
+            }
+            State::ChunkDataEnd { seen_cr } => match input.first() {
+                Some(b'\r') if !seen_cr => {
+                    self.state = State::ChunkDataEnd { seen_cr: true };
+                    Step::Consumed(1)
+                }
+                Some(b'\n') => {
+                    self.state = State::ChunkSize;
+                    Step::Consumed(1)
+                }
+                _ => self.fail_body(0),
+            },
+            State::Trailers => self.step_trailers(input, ts_ns, out),
+            State::UntilClose => {
+                self.append_body(input);
+                Step::Consumed(input.len())
+            }
+        }
+    }
+
+    /// Skips blank lines and garbage up to the next message start, then reads its head.
+    fn step_idle(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
+        // Blank lines between messages are tolerated (RFC 9112 section 2.2).
+        let blank =
+            if self.in_sync { input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len()) } else { 0 };
+        let rest = input.get(blank..).unwrap_or_default();
+        if rest.is_empty() {
+            return Step::Consumed(blank);
+        }
+        let Some((offset, _)) = head::find_start(self.kind, rest) else {
+            self.skip_garbage(rest.len());
+            return Step::Consumed(input.len());
+        };
+        if offset > 0 {
+            self.skip_garbage(offset);
+        }
+        self.begin_message(ts_ns);
+        let skipped = blank + offset;
+        match self.step_head(rest.get(offset..).unwrap_or_default(), ts_ns, out) {
+            Step::Consumed(n) => Step::Consumed(skipped + n),
+            Step::Failed(n) => Step::Failed(skipped + n),
+        }
+    }
+
+    fn skip_garbage(&mut self, len: usize) {
+        self.stats.skipped_bytes = self.stats.skipped_bytes.saturating_add(len as u64);
+        if self.in_sync {
+            self.stats.errors += 1;
+            self.in_sync = false;
+        }
+    }
+
+    fn begin_message(&mut self, ts_ns: u64) {
+        self.state = State::Head;
+        self.cur = Message::empty(self.kind);
+        self.cur.ts_ns = ts_ns;
+        self.body_frozen = false;
+        self.head_buf.clear();
+        self.line_start = 0;
+        self.start_line_done = false;
+        self.start_confirmed = false;
+        self.start_spaces = 0;
+        self.version_at = 0;
+    }
+
+    /// Copies head bytes line by line, parsing each completed line.
+    fn step_head(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
+        let mut pos = 0;
+        while let Some(rest) = input.get(pos..).filter(|rest| !rest.is_empty()) {
+            let (chunk, line_done) = match rest.iter().position(|&b| b == b'\n') {
+                Some(end) => (rest.get(..=end).unwrap_or(rest), true),
+                None => (rest, false),
+            };
+            let room = self.config.max_header_bytes.saturating_sub(self.head_buf.len());
+            if chunk.len() > room {
+                let fits = chunk.get(..room).unwrap_or_default();
+                self.head_buf.extend_from_slice(fits);
+                pos += fits.len();
+                if self.head_buf.is_empty() {
+                    // Nothing fits at all (`max_header_bytes == 0`): drop the byte itself.
+                    pos += 1;
+                }
+                return self.fail_head(pos);
+            }
+            let appended_at = self.head_buf.len();
+            self.head_buf.extend_from_slice(chunk);
+            pos += chunk.len();
+            if !self.start_line_done && !self.partial_start_line_ok(appended_at) {
+                return self.fail_head(pos);
+            }
+            if !self.start_confirmed {
+                match head::match_start(self.kind, &self.head_buf) {
+                    StartMatch::Yes => self.start_confirmed = true,
+                    StartMatch::Partial => {}
+                    StartMatch::No => return self.fail_head(pos),
+                }
+            }
+            if !line_done {
+                break;
+            }
+            let line = self.head_buf.get(self.line_start..).unwrap_or_default();
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            self.line_start = self.head_buf.len();
+            let ok = if !self.start_line_done {
+                self.start_line_done = true;
+                parse_start_line(self.kind, line, &mut self.cur)
+            } else if line.is_empty() {
+                return match self.finish_head(ts_ns, out) {
+                    Some(()) => Step::Consumed(pos),
+                    None => self.fail_head(pos),
+                };
+            } else {
+                add_header_line(line, &mut self.cur.headers)
+            };
+            if !ok {
+                return self.fail_head(pos);
+            }
+        }
+        Step::Consumed(pos)
+    }
+
+    /// Checks the start line read so far (bytes from `appended_at` are new) can still become
+    /// valid, so a false start inside garbage is rejected within a few bytes rather than at the
+    /// end of a long line (which would make rescanning quadratic).
+    fn partial_start_line_ok(&mut self, appended_at: usize) -> bool {
+        match self.kind {
+            MessageKind::Request => {
+                let new = self.head_buf.get(appended_at..).unwrap_or_default();
+                for (offset, &byte) in new.iter().enumerate() {
+                    if byte == b' ' {
+                        self.start_spaces = self.start_spaces.saturating_add(1);
+                        if self.start_spaces == 2 {
+                            self.version_at = appended_at + offset + 1;
+                        }
+                    }
+                }
+                match self.start_spaces {
+                    0 | 1 => true,
+                    2 => {
+                        let version = self.head_buf.get(self.version_at..).unwrap_or_default();
+                        let version = version.strip_suffix(b"\n").unwrap_or(version);
+                        let version = version.strip_suffix(b"\r").unwrap_or(version);
+                        version.len() <= 8 && version.iter().zip(b"HTTP/1.").all(|(a, b)| a == b)
+                    }
+                    _ => false,
+                }
+            }
+            MessageKind::Response => self.head_buf.len() <= MAX_STATUS_LINE_BYTES,
+        }
+    }
+
+    /// Abandons the head being read; its bytes after the first are rescanned.
+    fn fail_head(&mut self, consumed: usize) -> Step {
+        self.skip_garbage(1);
+        self.replay.extend_from_slice(self.head_buf.get(1..).unwrap_or_default());
+        self.head_buf.clear();
+        self.state = State::Idle;
+        self.cur = Message::empty(self.kind);
+        Step::Failed(consumed)
+    }
+
+    /// Abandons a message whose body framing broke; the bytes of the line being read (which
+    /// may be the start of the next message) are rescanned.
+    fn fail_body(&mut self, consumed: usize) -> Step {
+        self.skip_garbage(0);
+        self.replay.append(&mut self.line_buf);
+        self.state = State::Idle;
+        self.cur = Message::empty(self.kind);
+        Step::Failed(consumed)
+    }
+
+    /// The head is complete: choose the body framing. `None` if the framing headers are bad.
+    fn finish_head(&mut self, ts_ns: u64, out: &mut Vec<Message>) -> Option<()> {
+        let framing = self.framing()?;
+        self.head_buf.clear();
+        self.in_sync = true;
+        match framing {
+            Framing::Empty | Framing::Length(0) => self.emit(ts_ns, out),
+            Framing::Length(len) => self.state = State::Body { remaining: len },
+            Framing::Chunked => {
+                self.line_buf.clear();
+                self.state = State::ChunkSize;
+            }
+            Framing::UntilClose => self.state = State::UntilClose,
+        }
+        Some(())
+    }
+
+    /// Body framing per RFC 9112 section 6.3.
+    fn framing(&mut self) -> Option<Framing> {
+        let mut content_length: Option<u64> = None;
+        let mut transfer_encoding: Option<&str> = None;
+        for (name, value) in &self.cur.headers {
+            if name.eq_ignore_ascii_case("content-length") {
+                let len = parse_content_length(value)?;
+                if content_length.is_some_and(|seen| seen != len) {
+                    return None;
+                }
+                content_length = Some(len);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                // With several fields the last coding listed is the final one.
+                transfer_encoding = Some(value);
+            }
+        }
+        let chunked = transfer_encoding
+            .map(|te| te.rsplit(',').next().is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked")));
+        match self.kind {
+            MessageKind::Request => match (chunked, content_length) {
+                (Some(true), _) => Some(Framing::Chunked),
+                // A request body with a non-chunked final coding cannot be delimited.
+                (Some(false), _) => None,
+                (None, Some(len)) => Some(Framing::Length(len)),
+                (None, None) => Some(Framing::Empty),
+            },
+            MessageKind::Response => {
+                let status = self.cur.status;
+                let method = if status >= 200 || status == 101 { self.pending_methods.pop_front() } else { None };
+                let no_body = status < 200
+                    || status == 204
+                    || status == 304
+                    || method == Some(PendingMethod::Head)
+                    || (method == Some(PendingMethod::Connect) && (200..300).contains(&status));
+                Some(match (no_body, chunked, content_length) {
+                    (true, _, _) => Framing::Empty,
+                    (false, Some(true), _) => Framing::Chunked,
+                    (false, Some(false), _) => Framing::UntilClose,
+                    (false, None, Some(len)) => Framing::Length(len),
+                    (false, None, None) => Framing::UntilClose,
+                })
+            }
+        }
+    }
+
+    /// Consumes up to `remaining` body bytes from `input`; returns how many.
+    fn take_body(&mut self, input: &[u8], remaining: u64) -> usize {
+        let n = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
+        self.append_body(input.get(..n).unwrap_or_default());
+        n
+    }
+
+    fn append_body(&mut self, bytes: &[u8]) {
+        self.cur.body_size = self.cur.body_size.saturating_add(bytes.len() as u64);
+        if self.body_frozen {
+            return;
+        }
+        let room = self.config.max_body_bytes.saturating_sub(self.cur.body.len());
+        let kept = bytes.get(..room.min(bytes.len())).unwrap_or_default();
+        self.cur.body.extend_from_slice(kept);
+    }
+
+    /// Reads into `line_buf` up to and including a `\n`; returns bytes consumed and whether the
+    /// line is complete, or `None` if the line would exceed `limit`.
+    fn read_line(&mut self, input: &[u8], limit: usize) -> Option<(usize, bool)> {
+        let (chunk, done) = match input.iter().position(|&b| b == b'\n') {
+            Some(end) => (input.get(..=end).unwrap_or(input), true),
+            None => (input, false),
+        };
+        if self.line_buf.len() + chunk.len() > limit {
+            return None;
+        }
+        self.line_buf.extend_from_slice(chunk);
+        Some((chunk.len(), done))
+    }
+
+    fn step_chunk_size(&mut self, input: &[u8]) -> Step {
+        let Some((n, done)) = self.read_line(input, MAX_CHUNK_LINE_BYTES) else {
+            return self.fail_body(0);
+        };
+        if !done {
+            return Step::Consumed(n);
+        }
+        match parse_chunk_size(&self.line_buf) {
+            Some(0) => {
+                self.line_buf.clear();
+                self.trailer_bytes = 0;
+                self.state = State::Trailers;
+                Step::Consumed(n)
+            }
+            Some(size) => {
+                self.line_buf.clear();
+                self.state = State::ChunkData { remaining: size };
+                Step::Consumed(n)
+            }
+            None => self.fail_body(n),
+        }
+    }
+
+    fn step_trailers(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
+        let limit = self.config.max_header_bytes.saturating_sub(self.trailer_bytes);
+        let Some((n, done)) = self.read_line(input, limit) else {
+            return self.fail_body(0);
+        };
+        if !done {
+            return Step::Consumed(n);
+        }
+        let line = self.line_buf.as_slice();
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            self.line_buf.clear();
+            self.emit(ts_ns, out);
+            return Step::Consumed(n);
+        }
+        // Trailers are validated (to notice lost framing) but not kept.
+        if !matches!(head::parse_header_line(line), Some(HeaderLine::Field(..))) {
+            return self.fail_body(n);
+        }
+        self.trailer_bytes += self.line_buf.len();
+        self.line_buf.clear();
+        Step::Consumed(n)
+    }
+
+    /// Pushes the current message; a response takes `ts_ns` (its last byte) as its timestamp.
+    fn emit(&mut self, ts_ns: u64, out: &mut Vec<Message>) {
+        let mut message = std::mem::replace(&mut self.cur, Message::empty(self.kind));
+        if self.kind == MessageKind::Response {
+            message.ts_ns = ts_ns;
+        }
+        if message.body_size > message.body.len() as u64 {
+            self.stats.truncated_bodies += 1;
+        }
+        self.stats.messages += 1;
+        self.state = State::Idle;
+        self.body_frozen = false;
+        out.push(message);
+    }
+}
+
+/// Parses the start line into `message`; false if it is not one.
+fn parse_start_line(kind: MessageKind, line: &[u8], message: &mut Message) -> bool {
+    match kind {
+        MessageKind::Request => match head::parse_request_line(line) {
+            Some(request) => {
+                message.method = request.method;
+                message.path = request.path;
+                message.minor_version = request.minor_version;
+                true
+            }
+            None => false,
+        },
+        MessageKind::Response => match head::parse_status_line(line) {
+            Some(status) => {
+                message.status = status.status;
+                message.reason = status.reason;
+                message.minor_version = status.minor_version;
+                true
+            }
+            None => false,
+        },
+    }
+}
+
+/// Adds a header line (a field, or a folded continuation of the last one); false if invalid.
+fn add_header_line(line: &[u8], headers: &mut Vec<(String, String)>) -> bool {
+    match head::parse_header_line(line) {
+        Some(HeaderLine::Field(name, value)) => {
+            headers.push((name, value));
+            true
+        }
+        Some(HeaderLine::Continuation(more)) => match headers.last_mut() {
+            Some((_, value)) => {
+                if !value.is_empty() && !more.is_empty() {
+                    value.push(' ');
+                }
+                value.push_str(&more);
+                true
+            }
+            None => false,
+        },
+        None => false,
+    }
+}
+
+/// Parses a Content-Length value; a list of identical values (`5, 5`) is accepted.
+fn parse_content_length(value: &str) -> Option<u64> {
+    let mut result = None;
+    for part in value.split(',') {
+        let part = part.trim_matches([' ', '\t']);
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let len: u64 = part.parse().ok()?;
+        if result.is_some_and(|seen| seen != len) {
+            return None;
+        }
+        result = Some(len);
+    }
+    result
+}
+
+/// Parses a chunk-size line (`1a;ext=1\r\n`) into the size.
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let size = line.split(|&b| b == b';').next().unwrap_or_default();
+    let size = head::trim_ows(size);
+    if size.is_empty() || size.len() > 16 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &digit in size {
+        let nibble = char::from(digit).to_digit(16)?;
+        value = value.checked_mul(16)?.checked_add(u64::from(nibble))?;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! Pairing HTTP/1.x requests with responses, and the per-connection entry point.
+//!
+//! Owns [`Stitcher`] (in-order pairing with bounded queues), [`Record`] and [`Http1Conn`], which
+//! drives one request parser and one response parser and keeps the `HEAD` bookkeeping between
+//! them. Must not touch byte-level parsing (see `parser`) and does no I/O.
+
+use std::collections::VecDeque;
+
+use super::message::{Message, MessageKind, ParseConfig};
+use super::parser::{ParseStats, StreamParser};
+
+/// Default bound on each of the stitcher's queues (pending requests, pending responses, ready
+/// records).
+pub const DEFAULT_MAX_PENDING: usize = 1024;
+
+/// A request paired with its response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The request.
+    pub req: Message,
+    /// The response.
+    pub resp: Message,
+    /// `resp.ts_ns - req.ts_ns`, saturating at 0.
+    pub latency_ns: u64,
+}
+
+/// Counters kept by a [`Stitcher`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StitchStats {
+    /// Records produced.
+    pub records: u64,
+    /// Responses dropped because no request could have caused them (they ended before the
+    /// oldest pending request started, or were left over at close).
+    pub orphan_responses: u64,
+    /// Requests dropped without a response (after a response-side gap, or left over at close).
+    pub unanswered_requests: u64,
+    /// Informational (1xx other than 101) responses, which are not paired.
+    pub informational_responses: u64,
+    /// Messages or records dropped because a queue was full.
+    pub overflow_drops: u64,
+}
+
+/// Pairs requests with responses of one connection, in order (HTTP/1 has no ids).
+///
+/// Pairing is eager: each push pairs what it can, and [`drain`](Self::drain) hands the records
+/// out. A response whose timestamp (its last byte) is earlier than the oldest pending request's
+/// (its first byte) cannot answer it and is dropped as an orphan; a response with no pending
+/// request waits, so the two sides may be fed in either order. All queues are bounded.
+#[derive(Debug, Clone)]
+pub struct Stitcher {
+    requests: VecDeque<Message>,
+    responses: VecDeque<Message>,
+    ready: VecDeque<Record>,
+    max_pending: usize,
+    stats: StitchStats,
+}
+
+impl Default for Stitcher {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_PENDING)
+    }
+}
+
+impl Stitcher {
+    /// A stitcher whose queues each hold at most `max_pending` entries (at least 1); the oldest
+    /// entry is dropped when a queue is full.
+    pub fn new(max_pending: usize) -> Self {
+        Self {
+            requests: VecDeque::new(),
+            responses: VecDeque::new(),
+            ready: VecDeque::new(),
+            max_pending: max_pending.max(1),
+            stats: StitchStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> StitchStats {
+        self.stats
+    }
+
+    /// Requests waiting for a response.
+    pub fn pending_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Responses waiting for a request.
+    pub fn pending_responses(&self) -> usize {
+        self.responses.len()
+    }
+
+    /// Adds the next request of the connection.
+    pub fn push_request(&mut self, message: Message) {
+        push_bounded(&mut self.requests, message, self.max_pending, &mut self.stats);
+        self.pair();
+    }
+
+    /// Adds the next response of the connection. Informational responses (1xx except 101
+    /// Switching Protocols) are counted and dropped: the final response answers the request.
+    pub fn push_response(&mut self, message: Message) {
+        if (100..200).contains(&message.status) && message.status != 101 {
+            self.stats.informational_responses += 1;
+            return;
+        }
+        push_bounded(&mut self.responses, message, self.max_pending, &mut self.stats);
+        self.pair();
+    }
+
+    /// Moves the records paired so far to `out`, oldest first.
+    pub fn drain(&mut self, out: &mut Vec<Record>) {
+        out.extend(self.ready.drain(..));
+    }
+
+    /// The response stream lost bytes and its parser lost sync: the responses to the pending
+    /// requests were probably lost, so drop those requests rather than pair every later
+    /// response with the wrong request.
+    pub fn response_gap(&mut self) {
+        self.stats.unanswered_requests += self.requests.len() as u64;
+        self.requests.clear();
+    }
+
+    /// The connection closed: unpaired messages can no longer be paired and are dropped.
+    pub fn close(&mut self) {
+        self.stats.unanswered_requests += self.requests.len() as u64;
+        self.stats.orphan_responses += self.responses.len() as u64;
+        self.requests.clear();
+        self.responses.clear();
+    }
+
+    fn pair(&mut self) {
+        while let (Some(req), Some(resp)) = (self.requests.front(), self.responses.front()) {
+            if resp.ts_ns < req.ts_ns {
+                self.responses.pop_front();
+                self.stats.orphan_responses += 1;
+                continue;
+            }
+            let (Some(req), Some(resp)) = (self.requests.pop_front(), self.responses.pop_front()) else {
+                break;
+            };
+            if self.ready.len() >= self.max_pending {
+                self.ready.pop_front();
+                self.stats.overflow_drops += 1;
+            }
+            self.stats.records += 1;
+            self.ready.push_back(Record { latency_ns: resp.ts_ns.saturating_sub(req.ts_ns), req, resp });
+        }
+    }
+}
+
+fn push_bounded(queue: &mut VecDeque<Message>, message: Message, max: usize, stats: &mut StitchStats) {
+    if queue.len() >= max {
+        queue.pop_front();
+        stats.overflow_drops += 1;
+    }
+    queue.push_back(message);
+}
+
+/// One direction of a connection, named by what it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The direction carrying requests (egress for a client, ingress for a server).
+    Request,
+    /// The direction carrying responses.
+    Response,
+}
+
+/// Counters for one [`Http1Conn`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// The request parser's counters.
+    pub request: ParseStats,
+    /// The response parser's counters.
+    pub response: ParseStats,
+    /// The stitcher's counters.
+    pub stitch: StitchStats,
+}
+
+/// HTTP/1.x for one connection: the main entry point.
+///
+/// Feed each direction's bytes as they are captured, then take the paired records with
+/// [`drain_records`](Self::drain_records). Each parsed request's method is passed to the
+/// response parser, so responses to `HEAD` are framed without a body; for that, feed a
+/// request before the response that answers it (true when events are fed in capture order).
+#[derive(Debug, Clone)]
+pub struct Http1Conn {
+    requests: StreamParser,
+    responses: StreamParser,
+    stitcher: Stitcher,
+    scratch: Vec<Message>,
+}
+
+impl Http1Conn {
+    /// A connection with no bytes seen yet.
+    pub fn new(config: ParseConfig) -> Self {
+        Self {
+            requests: StreamParser::new(MessageKind::Request, config),
+            responses: StreamParser::new(MessageKind::Response, config),
+            stitcher: Stitcher::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Feeds bytes of the direction carrying requests, captured at `ts_ns`.
+    pub fn feed_request_side(&mut self, data: &[u8], ts_ns: u64) {
+        self.feed(Side::Request, data, ts_ns);
+    }
+
+    /// Feeds bytes of the direction carrying responses, captured at `ts_ns`.
+    pub fn feed_response_side(&mut self, data: &[u8], ts_ns: u64) {
+        self.feed(Side::Response, data, ts_ns);
+    }
+
+    /// Feeds bytes of `side`, captured at `ts_ns`.
+    pub fn feed(&mut self, side: Side, data: &[u8], ts_ns: u64) {
+        let mut messages = std::mem::take(&mut self.scratch);
+        match side {
+            Side::Request => self.requests.feed(data, ts_ns, &mut messages),
+            Side::Response => self.responses.feed(data, ts_ns, &mut messages),
+        }
+        self.push_messages(side, &mut messages);
+        self.scratch = messages;
+    }
+
+    /// `side` lost `len` bytes (a capture gap). See [`StreamParser::gap`]; when the response
+    /// side loses sync, the requests still waiting for a response are dropped.
+    pub fn gap(&mut self, side: Side, len: u64) {
+        match side {
+            Side::Request => self.requests.gap(len),
+            Side::Response => {
+                self.responses.gap(len);
+                if !self.responses.in_sync() {
+                    self.stitcher.response_gap();
+                }
+            }
+        }
+    }
+
+    /// The connection closed at `ts_ns`: a close-delimited response is completed and paired,
+    /// then everything still unpaired is dropped (and counted).
+    pub fn close(&mut self, ts_ns: u64) {
+        let mut messages = std::mem::take(&mut self.scratch);
+        self.requests.close(ts_ns, &mut messages);
+        self.push_messages(Side::Request, &mut messages);
+        self.responses.close(ts_ns, &mut messages);
+        self.push_messages(Side::Response, &mut messages);
+        self.scratch = messages;
+        self.stitcher.close();
+    }
+
+    /// Moves the records paired so far to `out`, oldest first.
+    pub fn drain_records(&mut self, out: &mut Vec<Record>) {
+        self.stitcher.drain(out);
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ConnStats {
+        ConnStats { request: self.requests.stats(), response: self.responses.stats(), stitch: self.stitcher.stats() }
+    }
+
+    /// Bytes buffered by both parsers for incomplete messages.
+    pub fn buffered_bytes(&self) -> usize {
+        self.requests.buffered_bytes() + self.responses.buffered_bytes()
+    }
+
+    /// Messages waiting in the stitcher (pending requests plus pending responses).
+    pub fn pending_messages(&self) -> usize {
+        self.stitcher.pending_requests() + self.stitcher.pending_responses()
+    }
+
+    fn push_messages(&mut self, side: Side, messages: &mut Vec<Message>) {
+        for message in messages.drain(..) {
+            match side {
+                Side::Request => {
+                    self.responses.note_request(&message.method);
+                    self.stitcher.push_request(message);
+                }
+                Side::Response => self.stitcher.push_response(message),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,303 @@
+//! Property tests for the whole HTTP/1 pipeline: arbitrary bytes never panic or grow memory
+//! unboundedly, and valid generated exchanges round-trip through any fragmentation.
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+
+use super::*;
+
+/// Upper bound on what one connection may buffer for partial messages with `config`.
+fn buffer_bound(config: &ParseConfig) -> usize {
+    // Per direction: head + replay (each <= max_header_bytes), a chunk/trailer line
+    // (<= max(1024, max_header_bytes)) and the kept body.
+    2 * (3 * config.max_header_bytes.max(1024) + config.max_body_bytes)
+}
+
+/// One fuzz-like operation on a connection.
+#[derive(Debug, Clone)]
+enum Op {
+    Feed(Side, Vec<u8>),
+    Gap(Side, u64),
+    Close,
+}
+
+/// Byte fragments that steer the parser into its deeper states far more often than uniform
+/// random bytes would.
+const FRAGMENTS: &[&[u8]] = &[
+    b"GET / HTTP/1.1\r\n",
+    b"HEAD /h HTTP/1.0\r\n",
+    b"POST /p HTTP/1.1\r\n",
+    b"HTTP/1.1 200 OK\r\n",
+    b"HTTP/1.0 204 No Content\r\n",
+    b"HTTP/1.1 100 Continue\r\n",
+    b"Content-Length: 5\r\n",
+    b"Content-Length: 99999999999999999999\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Host: x\r\n",
+    b"\r\n",
+    b"\n",
+    b"5\r\nhello\r\n",
+    b"0\r\n\r\n",
+    b"ffffffffffffffff\r\n",
+    b" folded\r\n",
+    b"GE",
+    b"HTTP/1.",
+];
+
+fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64),
+        prop::collection::vec(prop::sample::select(FRAGMENTS), 0..12).prop_map(|parts| parts.concat()),
+    ]
+}
+
+fn arb_side() -> impl Strategy<Value = Side> {
+    prop_oneof![Just(Side::Request), Just(Side::Response)]
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (arb_side(), arb_bytes()).prop_map(|(side, bytes)| Op::Feed(side, bytes)),
+        1 => (arb_side(), prop_oneof![0u64..16, any::<u64>()]).prop_map(|(s, n)| Op::Gap(s, n)),
+        1 => Just(Op::Close),
+    ]
+}
+
+fn arb_config() -> impl Strategy<Value = ParseConfig> {
+    prop_oneof![
+        Just(ParseConfig::default()),
+        (0usize..64, 0usize..128)
+            .prop_map(|(max_body_bytes, max_header_bytes)| ParseConfig { max_body_bytes, max_header_bytes }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_input_never_panics_and_stays_bounded(
+        config in arb_config(),
+        ops in prop::collection::vec(arb_op(), 0..40),
+    ) {
+        let mut conn = Http1Conn::new(config);
+        let mut records = Vec::new();
+        let bound = buffer_bound(&config);
+        let mut ts = 0;
+        for op in ops {
+            ts += 1;
+            match op {
+                Op::Feed(side, bytes) => conn.feed(side, &bytes, ts),
+                Op::Gap(side, len) => conn.gap(side, len),
+                Op::Close => conn.close(ts),
+            }
+            prop_assert!(conn.buffered_bytes() <= bound, "{} > {bound}", conn.buffered_bytes());
+            prop_assert!(conn.pending_messages() <= 2 * DEFAULT_MAX_PENDING);
+            conn.drain_records(&mut records);
+        }
+        for record in &records {
+            prop_assert!(record.req.body.len() <= config.max_body_bytes);
+            prop_assert!(record.resp.body.len() <= config.max_body_bytes);
+            prop_assert!(record.resp.body.len() as u64 <= record.resp.body_size);
+            let json: Result<serde_json::Value, _> =
+                serde_json::from_str(&record.resp.headers_json());
+            prop_assert!(json.is_ok());
+        }
+    }
+
+    #[test]
+    fn random_bytes_in_random_chunks_never_panic(
+        data in prop::collection::vec(any::<u8>(), 0..4096),
+        sizes in prop::collection::vec(1usize..300, 1..20),
+    ) {
+        let config = ParseConfig::default();
+        for kind in [MessageKind::Request, MessageKind::Response] {
+            let mut parser = StreamParser::new(kind, config);
+            let mut out = Vec::new();
+            let mut rest = data.as_slice();
+            for &size in sizes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (piece, tail) = rest.split_at(size.min(rest.len()));
+                parser.feed(piece, 0, &mut out);
+                prop_assert!(parser.buffered_bytes() <= buffer_bound(&config) / 2);
+                rest = tail;
+            }
+            parser.close(1, &mut out);
+            prop_assert_eq!(parser.buffered_bytes(), 0);
+        }
+    }
+}
+
+/// A generated request/response exchange, with the messages the parser must produce.
+#[derive(Debug, Clone)]
+struct Exchange {
+    request_bytes: Vec<u8>,
+    response_bytes: Vec<u8>,
+    request: Message,
+    response: Message,
+}
+
+#[derive(Debug, Clone)]
+enum BodyFraming {
+    Length,
+    Chunked(Vec<Index>),
+}
+
+fn arb_headers() -> impl Strategy<Value = Vec<(String, String)>> {
+    prop::collection::vec(("X-[A-Za-z0-9-]{0,12}", "([!-~]([ !-~]{0,30}[!-~])?)?"), 0..6)
+}
+
+fn arb_framing() -> impl Strategy<Value = BodyFraming> {
+    prop_oneof![Just(BodyFraming::Length), prop::collection::vec(any::<Index>(), 0..4).prop_map(BodyFraming::Chunked),]
+}
+
+/// Serialises a head plus a framed body and fills in the expected headers and body.
+fn serialise(
+    start_line: String,
+    mut expected: Message,
+    body: &[u8],
+    framing: Option<&BodyFraming>,
+    head_only_length: Option<usize>,
+) -> (Vec<u8>, Message) {
+    let mut bytes = start_line.into_bytes();
+    bytes.extend_from_slice(b"\r\n");
+    let mut framing_header = None;
+    let mut encoded_body = Vec::new();
+    match framing {
+        _ if head_only_length.is_some() => {
+            framing_header = head_only_length.map(|n| ("Content-Length".to_string(), n.to_string()));
+        }
+        None => {}
+        Some(BodyFraming::Length) => {
+            framing_header = Some(("Content-Length".to_string(), body.len().to_string()));
+            encoded_body.extend_from_slice(body);
+            expected.body_size = body.len() as u64;
+        }
+        Some(BodyFraming::Chunked(cuts)) => {
+            framing_header = Some(("Transfer-Encoding".to_string(), "chunked".to_string()));
+            let mut positions: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+            positions.push(0);
+            positions.push(body.len());
+            positions.sort_unstable();
+            positions.dedup();
+            for pair in positions.windows(2) {
+                let chunk = &body[pair[0]..pair[1]];
+                encoded_body.extend_from_slice(format!("{:X};x=y\r\n", chunk.len()).as_bytes());
+                encoded_body.extend_from_slice(chunk);
+                encoded_body.extend_from_slice(b"\r\n");
+            }
+            encoded_body.extend_from_slice(b"0\r\n\r\n");
+            expected.body_size = body.len() as u64;
+        }
+    }
+    expected.headers.extend(framing_header);
+    for (name, value) in &expected.headers {
+        bytes.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"\r\n");
+    bytes.extend_from_slice(&encoded_body);
+    if head_only_length.is_none() && framing.is_some() {
+        expected.body = body[..body.len().min(ParseConfig::default().max_body_bytes)].to_vec();
+    }
+    (bytes, expected)
+}
+
+fn arb_exchange() -> impl Strategy<Value = Exchange> {
+    let request = (
+        prop::sample::select(&["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"][..]),
+        "/[A-Za-z0-9/._?=&%-]{0,40}",
+        0u8..=1,
+        arb_headers(),
+        prop::option::of((prop::collection::vec(any::<u8>(), 0..700), arb_framing())),
+    );
+    let response = (
+        prop::sample::select(&[200u16, 201, 204, 301, 304, 400, 404, 500, 503][..]),
+        "([A-Za-z][A-Za-z ]{0,20})?",
+        0u8..=1,
+        arb_headers(),
+        prop::collection::vec(any::<u8>(), 0..700),
+        arb_framing(),
+        0usize..100_000,
+    );
+    (request, response).prop_map(|(request, response)| {
+        let (method, path, req_minor, req_headers, req_body) = request;
+        let mut expected_req = Message::empty(MessageKind::Request);
+        expected_req.method = method.to_string();
+        expected_req.path = path.clone();
+        expected_req.minor_version = req_minor;
+        expected_req.headers = req_headers;
+        let (body, framing) = match &req_body {
+            Some((body, framing)) => (body.as_slice(), Some(framing)),
+            None => (&[][..], None),
+        };
+        let (request_bytes, request) =
+            serialise(format!("{method} {path} HTTP/1.{req_minor}"), expected_req, body, framing, None);
+
+        let (status, reason, resp_minor, resp_headers, resp_body, resp_framing, head_len) = response;
+        let mut expected_resp = Message::empty(MessageKind::Response);
+        expected_resp.status = status;
+        expected_resp.reason = reason.clone();
+        expected_resp.minor_version = resp_minor;
+        expected_resp.headers = resp_headers;
+        let no_body = status == 204 || status == 304;
+        let (response_bytes, response) = if method == "HEAD" {
+            // A HEAD response advertises a length but carries no body.
+            serialise(format!("HTTP/1.{resp_minor} {status} {reason}"), expected_resp, &[], None, Some(head_len))
+        } else {
+            serialise(
+                format!("HTTP/1.{resp_minor} {status} {reason}"),
+                expected_resp,
+                &resp_body,
+                (!no_body).then_some(&resp_framing),
+                None,
+            )
+        };
+        Exchange { request_bytes, response_bytes, request, response }
+    })
+}
+
+/// Feeds `bytes` to `side` cut at the given points.
+fn feed_cut(conn: &mut Http1Conn, side: Side, bytes: &[u8], cuts: &[Index], ts: &mut u64) {
+    let mut positions: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+    positions.push(0);
+    positions.push(bytes.len());
+    positions.sort_unstable();
+    for pair in positions.windows(2) {
+        *ts += 1;
+        conn.feed(side, &bytes[pair[0]..pair[1]], *ts);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn valid_exchanges_round_trip_through_any_fragmentation(
+        exchanges in prop::collection::vec(arb_exchange(), 1..6),
+        request_cuts in prop::collection::vec(any::<Index>(), 0..24),
+        response_cuts in prop::collection::vec(any::<Index>(), 0..24),
+    ) {
+        let request_stream: Vec<u8> =
+            exchanges.iter().flat_map(|e| e.request_bytes.clone()).collect();
+        let response_stream: Vec<u8> =
+            exchanges.iter().flat_map(|e| e.response_bytes.clone()).collect();
+        let mut conn = Http1Conn::new(ParseConfig::default());
+        let mut ts = 0;
+        feed_cut(&mut conn, Side::Request, &request_stream, &request_cuts, &mut ts);
+        feed_cut(&mut conn, Side::Response, &response_stream, &response_cuts, &mut ts);
+        let mut records = Vec::new();
+        conn.drain_records(&mut records);
+        let stats = conn.stats();
+        prop_assert_eq!(stats.request.errors + stats.response.errors, 0);
+        prop_assert_eq!(records.len(), exchanges.len());
+        for (record, exchange) in records.iter().zip(&exchanges) {
+            let (mut req, mut resp) = (record.req.clone(), record.resp.clone());
+            prop_assert!(resp.ts_ns >= req.ts_ns);
+            req.ts_ns = 0;
+            resp.ts_ns = 0;
+            prop_assert_eq!(&req, &exchange.request);
+            prop_assert_eq!(&resp, &exchange.response);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! PxL, Pixie's Python-like dataframe language: parse, check, and lower to a logical plan.
+//!
+//! Entry point [`compile`]: source text + a [`Catalog`] of table schemas → a [`Program`] of
+//! typed logical [`Plan`]s, one per `px.display`, or [`Diagnostic`]s with line:column spans.
+//! Phases: `syntax` (Python parser → own AST; the only module that sees ruff types), `check`
+//! (names, types, constant folding → plans). Also owns the bundled `px/*` scripts
+//! ([`bundled`]).
+//!
+//! Architecture invariant: no execution and no DataFusion here; the engine crate runs plans.
+//! The parser crate's types never appear in this crate's public API.
+
+pub mod bundled;
+mod check;
+mod diagnostic;
+mod plan;
+mod syntax;
+mod time;
+
+use arrow::datatypes::SchemaRef;
+
+pub use diagnostic::Diagnostic;
+pub use plan::{
+    AggFunc, Aggregation, BinaryOp, ColumnDef, Expr, Literal, Output, PercentileKey, Plan, Program,
+    PxType, ScalarFunc,
+};
+
+/// Pixie's default for `max_output_rows_per_table`.
+pub const DEFAULT_MAX_OUTPUT_ROWS: usize = 10_000;
+
+/// Where the compiler looks up tables.
+pub trait Catalog {
+    /// The Arrow schema of table `name`, if it exists.
+    fn table_schema(&self, name: &str) -> Option<SchemaRef>;
+
+    /// Every table name, used for "did you mean" suggestions. Empty by default.
+    fn table_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+impl<F> Catalog for F
+where
+    F: Fn(&str) -> Option<SchemaRef>,
+{
+    fn table_schema(&self, name: &str) -> Option<SchemaRef> {
+        self(name)
+    }
+}
+
+/// The tables `loupe_schema` defines, for compiling without a store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SchemaCatalog;
+
+impl Catalog for SchemaCatalog {
+    fn table_schema(&self, name: &str) -> Option<SchemaRef> {
+        loupe_schema::table(name).map(|t| t.arrow_schema())
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        loupe_schema::all_tables().iter().map(|t| t.name.to_string()).collect()
+    }
+}
+
+/// Compile-time inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// "Now" in Unix ns: `px.now()` and relative times like `'-5m'` resolve against it.
+    pub now_ns: i64,
+}
+
+/// Compiles a PxL script into plans, or returns its diagnostics (syntax errors all at once,
+/// semantic errors from the first failing statement).
+pub fn compile(source: &str, catalog: &dyn Catalog, options: &CompileOptions) -> Result<Program, Vec<Diagnostic>> {
+    let max_output_rows_per_table = parse_settings(source)?;
+    let stmts = syntax::parse(source)?;
+    let outputs = check::Checker::new(source, catalog, options).run(&stmts).map_err(|d| vec![*d])?;
+    Ok(Program { outputs, max_output_rows_per_table })
+}
+
+/// Reads `#px:set key=value` lines; returns `max_output_rows_per_table` when set.
+fn parse_settings(source: &str) -> Result<Option<usize>, Vec<Diagnostic>> {
+    let mut max_rows = None;
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let trimmed = line.trim();
+        let Some(rest) = trimmed.strip_prefix("#px:set") else { continue };
+        let at = start + (line.len() - line.trim_start().len());
+        for setting in rest.split_whitespace() {
+            let Some((key, value)) = setting.split_once('=') else {
+                let d = Diagnostic::new(source, at..at + trimmed.len(), format!("invalid setting `{setting}`: expected key=value"));
+                return Err(vec![d]);
+            };
+            if key == "max_output_rows_per_table" {
+                match value.parse::<usize>() {
+                    Ok(n) => max_rows = Some(n),
+                    Err(_) => {
+                        let d = Diagnostic::new(source, at..at + trimmed.len(), format!("invalid max_output_rows_per_table `{value}`: expected a non-negative integer"));
+                        return Err(vec![d]);
+                    }
+                }
+            }
+        }
+    }
+    Ok(max_rows)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,467 @@
+//! The logical plan a compiled PxL script becomes: operators, typed expressions, outputs.
+//!
+//! Owns [`Program`], [`Output`], [`Plan`], [`Expr`] and the PxL type system ([`PxType`]).
+//! This is the contract with the engine: every expression is already type-checked and
+//! normalized (division operands cast to FLOAT64, time arithmetic spelled with explicit
+//! `int64_to_time`/`time_to_int64`), so an executor maps nodes one to one. Must not know how
+//! plans execute (no DataFusion here).
+
+use arrow::datatypes::{DataType, TimeUnit};
+
+/// A PxL value type (Pixie's data types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PxType {
+    /// BOOLEAN
+    Boolean,
+    /// INT64
+    Int64,
+    /// FLOAT64
+    Float64,
+    /// STRING
+    String,
+    /// TIME64NS: nanoseconds since the Unix epoch
+    Time,
+}
+
+impl PxType {
+    /// The Arrow type the engine uses for this type.
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            PxType::Boolean => DataType::Boolean,
+            PxType::Int64 => DataType::Int64,
+            PxType::Float64 => DataType::Float64,
+            PxType::String => DataType::Utf8,
+            PxType::Time => DataType::Timestamp(TimeUnit::Nanosecond, None),
+        }
+    }
+
+    /// The PxL type of an Arrow column, if PxL can use it.
+    pub fn from_arrow(dt: &DataType) -> Option<PxType> {
+        match dt {
+            DataType::Boolean => Some(PxType::Boolean),
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64 => Some(PxType::Int64),
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => Some(PxType::Float64),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(PxType::String),
+            DataType::Dictionary(_, v) => PxType::from_arrow(v).filter(|t| *t == PxType::String),
+            DataType::Timestamp(_, _) => Some(PxType::Time),
+            _ => None,
+        }
+    }
+
+    /// True for INT64 and FLOAT64.
+    pub fn is_numeric(self) -> bool {
+        matches!(self, PxType::Int64 | PxType::Float64)
+    }
+
+    /// Pixie's spelling (`INT64`), used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            PxType::Boolean => "BOOLEAN",
+            PxType::Int64 => "INT64",
+            PxType::Float64 => "FLOAT64",
+            PxType::String => "STRING",
+            PxType::Time => "TIME64NS",
+        }
+    }
+}
+
+impl std::fmt::Display for PxType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A named, typed column of a plan's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDef {
+    /// Column name.
+    pub name: String,
+    /// Column type.
+    pub ty: PxType,
+}
+
+/// A compiled script: one plan per `px.display` call, in call order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    /// Output tables, in the order the script displays them.
+    pub outputs: Vec<Output>,
+    /// `#px:set max_output_rows_per_table=N`, when the script sets it.
+    pub max_output_rows_per_table: Option<usize>,
+}
+
+/// One output table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// Table name from `px.display(df, name)` (`output` by default).
+    pub name: String,
+    /// The plan producing it.
+    pub plan: Plan,
+    /// Its columns, in order, with types known at compile time.
+    pub columns: Vec<ColumnDef>,
+}
+
+/// A logical operator tree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Rows of a table within an inclusive time range on `time_`.
+    Source {
+        /// Table name.
+        table: String,
+        /// Columns to keep (`select=`), in order; `None` keeps all.
+        columns: Option<Vec<String>>,
+        /// Earliest `time_` (ns), inclusive; `None` = from the oldest row.
+        start_ns: Option<i64>,
+        /// Latest `time_` (ns), inclusive; `None` = up to the newest row.
+        end_ns: Option<i64>,
+    },
+    /// Rows where `predicate` (BOOLEAN) is true.
+    Filter {
+        /// Input plan.
+        input: Box<Plan>,
+        /// Predicate.
+        predicate: Expr,
+    },
+    /// Adds `column`, or replaces it in place when it exists.
+    Map {
+        /// Input plan.
+        input: Box<Plan>,
+        /// Column written.
+        column: String,
+        /// Its value.
+        expr: Expr,
+    },
+    /// Keeps `columns`, in this order.
+    Project {
+        /// Input plan.
+        input: Box<Plan>,
+        /// Columns kept.
+        columns: Vec<String>,
+    },
+    /// Removes `columns`.
+    Drop {
+        /// Input plan.
+        input: Box<Plan>,
+        /// Columns removed.
+        columns: Vec<String>,
+    },
+    /// One row per distinct `group_by` key (one row in all when empty); output is the
+    /// group columns then the aggregates, in order.
+    Aggregate {
+        /// Input plan.
+        input: Box<Plan>,
+        /// Group keys.
+        group_by: Vec<String>,
+        /// Aggregates.
+        aggs: Vec<Aggregation>,
+    },
+    /// The first `n` rows.
+    Limit {
+        /// Input plan.
+        input: Box<Plan>,
+        /// Row count.
+        n: usize,
+    },
+}
+
+/// `out_name=('column', px.func)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregation {
+    /// Output column name.
+    pub output: String,
+    /// Aggregate function.
+    pub func: AggFunc,
+    /// Input column.
+    pub column: String,
+}
+
+/// Aggregate functions (Pixie UDAs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AggFunc {
+    /// Row count → INT64.
+    Count,
+    /// Sum → INT64 for INT64/BOOLEAN input, FLOAT64 for FLOAT64.
+    Sum,
+    /// Arithmetic mean → FLOAT64; for BOOLEAN the fraction of true.
+    Mean,
+    /// Minimum, same type.
+    Min,
+    /// Maximum, same type.
+    Max,
+    /// Any value of the group, same type.
+    Any,
+    /// A JSON string `{"p01":..,"p10":..,"p25":..,"p50":..,"p75":..,"p90":..,"p99":..}`.
+    Quantiles,
+    /// Approximate percentile (0..=1) → FLOAT64: `px.p50`, `px.p90`, `px.p99`, ...
+    Percentile(PercentileKey),
+}
+
+/// A fixed percentile, kept as an enum so plans stay `Eq` and `Hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PercentileKey {
+    /// 0.01
+    P01,
+    /// 0.10
+    P10,
+    /// 0.25
+    P25,
+    /// 0.50
+    P50,
+    /// 0.75
+    P75,
+    /// 0.90
+    P90,
+    /// 0.99
+    P99,
+}
+
+impl PercentileKey {
+    /// All keys, in the order `px.quantiles` emits them.
+    pub const ALL: [PercentileKey; 7] = [
+        PercentileKey::P01,
+        PercentileKey::P10,
+        PercentileKey::P25,
+        PercentileKey::P50,
+        PercentileKey::P75,
+        PercentileKey::P90,
+        PercentileKey::P99,
+    ];
+
+    /// The fraction, e.g. 0.99.
+    pub fn fraction(self) -> f64 {
+        match self {
+            PercentileKey::P01 => 0.01,
+            PercentileKey::P10 => 0.10,
+            PercentileKey::P25 => 0.25,
+            PercentileKey::P50 => 0.50,
+            PercentileKey::P75 => 0.75,
+            PercentileKey::P90 => 0.90,
+            PercentileKey::P99 => 0.99,
+        }
+    }
+
+    /// The JSON key / function suffix, e.g. `p99`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PercentileKey::P01 => "p01",
+            PercentileKey::P10 => "p10",
+            PercentileKey::P25 => "p25",
+            PercentileKey::P50 => "p50",
+            PercentileKey::P75 => "p75",
+            PercentileKey::P90 => "p90",
+            PercentileKey::P99 => "p99",
+        }
+    }
+
+    /// The key called `name` (`p99`).
+    pub fn from_name(name: &str) -> Option<PercentileKey> {
+        PercentileKey::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl AggFunc {
+    /// The output type for an input of type `input`, or `None` when the function does not
+    /// accept it.
+    pub fn output_type(self, input: PxType) -> Option<PxType> {
+        use PxType::*;
+        match (self, input) {
+            (AggFunc::Count, _) => Some(Int64),
+            (AggFunc::Any, t) => Some(t),
+            (AggFunc::Sum, Int64 | Boolean) => Some(Int64),
+            (AggFunc::Sum, Float64) => Some(Float64),
+            (AggFunc::Mean, Int64 | Float64 | Boolean) => Some(Float64),
+            (AggFunc::Min | AggFunc::Max, t @ (Int64 | Float64 | Time | String)) => Some(t),
+            (AggFunc::Quantiles, Int64 | Float64) => Some(String),
+            (AggFunc::Percentile(_), Int64 | Float64) => Some(Float64),
+            _ => None,
+        }
+    }
+
+    /// The `px.` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFunc::Count => "count",
+            AggFunc::Sum => "sum",
+            AggFunc::Mean => "mean",
+            AggFunc::Min => "min",
+            AggFunc::Max => "max",
+            AggFunc::Any => "any",
+            AggFunc::Quantiles => "quantiles",
+            AggFunc::Percentile(k) => k.name(),
+        }
+    }
+
+    /// The aggregate called `px.<name>`.
+    pub fn from_name(name: &str) -> Option<AggFunc> {
+        Some(match name {
+            "count" => AggFunc::Count,
+            "sum" => AggFunc::Sum,
+            "mean" => AggFunc::Mean,
+            "min" => AggFunc::Min,
+            "max" => AggFunc::Max,
+            "any" => AggFunc::Any,
+            "quantiles" => AggFunc::Quantiles,
+            other => AggFunc::Percentile(PercentileKey::from_name(other)?),
+        })
+    }
+}
+
+/// A typed scalar expression over the columns of its input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// A column of the input.
+    Column(String),
+    /// A constant.
+    Literal(Literal),
+    /// `left op right`; operands already have compatible types.
+    Binary {
+        /// Operator.
+        op: BinaryOp,
+        /// Left operand.
+        left: Box<Expr>,
+        /// Right operand.
+        right: Box<Expr>,
+    },
+    /// Logical not of a BOOLEAN.
+    Not(Box<Expr>),
+    /// Arithmetic negation.
+    Negate(Box<Expr>),
+    /// Type conversion (the checker inserts these).
+    Cast {
+        /// Operand.
+        expr: Box<Expr>,
+        /// Target type.
+        to: PxType,
+    },
+    /// A scalar `px.` function.
+    Call {
+        /// The function.
+        func: ScalarFunc,
+        /// Arguments, type-checked against the function's signature.
+        args: Vec<Expr>,
+    },
+}
+
+/// A constant value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    /// INT64
+    Int(i64),
+    /// FLOAT64
+    Float(f64),
+    /// STRING
+    String(String),
+    /// BOOLEAN
+    Bool(bool),
+    /// TIME64NS (ns since the epoch)
+    Time(i64),
+}
+
+impl Literal {
+    /// The literal's type.
+    pub fn ty(&self) -> PxType {
+        match self {
+            Literal::Int(_) => PxType::Int64,
+            Literal::Float(_) => PxType::Float64,
+            Literal::String(_) => PxType::String,
+            Literal::Bool(_) => PxType::Boolean,
+            Literal::Time(_) => PxType::Time,
+        }
+    }
+}
+
+/// Binary operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/` (operands are FLOAT64)
+    Div,
+    /// `%`
+    Mod,
+    /// `==`
+    Eq,
+    /// `!=`
+    NotEq,
+    /// `<`
+    Lt,
+    /// `<=`
+    LtE,
+    /// `>`
+    Gt,
+    /// `>=`
+    GtE,
+    /// `and`, `&`
+    And,
+    /// `or`, `|`
+    Or,
+}
+
+/// Scalar `px.` functions the engine must implement. Argument types are checked by the
+/// compiler; see each variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScalarFunc {
+    /// `select(cond BOOLEAN, a T, b T) -> T`
+    Select,
+    /// `bin(x INT64, size INT64) -> INT64`: floor `x` to a multiple of `size` (the compiler
+    /// spells FLOAT64 and TIME64NS bins with other nodes)
+    Bin,
+    /// `contains(s STRING, sub STRING) -> BOOLEAN`
+    Contains,
+    /// `find(s STRING, sub STRING) -> INT64`: 0-based byte index or -1
+    Find,
+    /// `length(s STRING) -> INT64`
+    Length,
+    /// `tolower(s STRING) -> STRING`
+    ToLower,
+    /// `toupper(s STRING) -> STRING`
+    ToUpper,
+    /// `trim(s STRING) -> STRING`
+    Trim,
+    /// `substring(s STRING, pos INT64, len INT64) -> STRING`, 0-based `pos`
+    Substring,
+    /// `regex_match(pattern STRING literal, s STRING) -> BOOLEAN`: whole-string match
+    RegexMatch,
+    /// `abs(x) -> same`
+    Abs,
+    /// `floor(x FLOAT64) -> FLOAT64`
+    Floor,
+    /// `ceil(x FLOAT64) -> FLOAT64`
+    Ceil,
+    /// `round(x FLOAT64) -> FLOAT64`
+    Round,
+    /// `sqrt(x FLOAT64) -> FLOAT64`
+    Sqrt,
+    /// `exp(x FLOAT64) -> FLOAT64`
+    Exp,
+    /// `ln(x FLOAT64) -> FLOAT64`
+    Ln,
+    /// `log2(x FLOAT64) -> FLOAT64`
+    Log2,
+    /// `log10(x FLOAT64) -> FLOAT64`
+    Log10,
+    /// `pow(x FLOAT64, y FLOAT64) -> FLOAT64`
+    Pow,
+    /// `pluck(json STRING, key STRING) -> STRING`
+    Pluck,
+    /// `pluck_int64(json STRING, key STRING) -> INT64`
+    PluckInt64,
+    /// `pluck_float64(json STRING, key STRING) -> FLOAT64`
+    PluckFloat64,
+    /// `equals_any(x T, v1 T, v2 T, ...) -> BOOLEAN` (the values are literals)
+    EqualsAny,
+    /// `int64_to_time(ns INT64) -> TIME64NS`
+    Int64ToTime,
+    /// `time_to_int64(t TIME64NS) -> INT64`
+    TimeToInt64,
+}

@@ -1,0 +1,1 @@
+//! Compiler tests: one per construct, one per error kind.

@@ -1,0 +1,59 @@
+//! Compile-time time values: relative time strings and `px.<unit>(n)` durations.
+//!
+//! Owns parsing of `'-5m'`-style strings (an optional minus, digits, a unit of `ms`, `s`, `m`,
+//! `h` or `d`) into signed nanoseconds. Must not read the clock: the caller passes "now".
+
+/// Nanoseconds per unit name used by `px.<unit>(n)`.
+pub(crate) fn unit_ns(func: &str) -> Option<i64> {
+    Some(match func {
+        "days" => 86_400_000_000_000,
+        "hours" => 3_600_000_000_000,
+        "minutes" => 60_000_000_000,
+        "seconds" => 1_000_000_000,
+        "milliseconds" => 1_000_000,
+        "microseconds" => 1_000,
+        _ => return None,
+    })
+}
+
+/// Parses a duration string like `-5m`, `30s`, `1h`, `250ms`, `2d` into signed nanoseconds.
+pub(crate) fn parse_duration(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (negative, rest) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let digits_end = rest.find(|c: char| !c.is_ascii_digit())?;
+    if digits_end == 0 {
+        return None;
+    }
+    let n: i64 = rest[..digits_end].parse().ok()?;
+    let unit = match &rest[digits_end..] {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        _ => return None,
+    };
+    let ns = n.checked_mul(unit)?;
+    Some(if negative { -ns } else { ns })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_strings() {
+        assert_eq!(parse_duration("-5m"), Some(-300_000_000_000));
+        assert_eq!(parse_duration("-30s"), Some(-30_000_000_000));
+        assert_eq!(parse_duration("1h"), Some(3_600_000_000_000));
+        assert_eq!(parse_duration("-250ms"), Some(-250_000_000));
+        assert_eq!(parse_duration("-2d"), Some(-172_800_000_000_000));
+        assert_eq!(parse_duration("-5"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("-5w"), None);
+        assert_eq!(parse_duration("-99999999999999999999m"), None);
+    }
+}

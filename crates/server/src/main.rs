@@ -1,0 +1,119 @@
+//! `loupe`: the server binary. `loupe up` runs the whole product on one machine; the other
+//! subcommands run one service each.
+//!
+//! A thin `main`: parses flags, sets up logging, and calls into the service libraries. Must not
+//! hold service logic of its own.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use loupe_collector::CollectorConfig;
+use loupe_store::StoreConfig;
+use loupe_vizier::{Pem, PemConfig};
+
+/// Loupe: eBPF observability for Kubernetes and Linux hosts, with a self-hosted cloud.
+#[derive(Parser)]
+#[command(name = "loupe", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything on this machine: a node agent tracing this host, and the query endpoint.
+    Up(AgentArgs),
+    /// Run one data-plane service.
+    #[command(subcommand)]
+    Vizier(VizierCommand),
+}
+
+#[derive(Subcommand)]
+enum VizierCommand {
+    /// The node agent (PEM): traces this host and answers queries over its store.
+    Pem(AgentArgs),
+}
+
+#[derive(Args, Clone)]
+struct AgentArgs {
+    /// Address of the query endpoint (gRPC).
+    #[arg(long, env = "LOUPE_LISTEN", default_value = "127.0.0.1:50300")]
+    listen: SocketAddr,
+    /// Memory budget of the http_events table, in MiB (Pixie's default: 40% of 1 GiB).
+    #[arg(long, env = "LOUPE_HTTP_EVENTS_MB", default_value_t = 409)]
+    http_events_mb: usize,
+    /// Largest request or response body kept per row, in bytes (longer ones are truncated).
+    #[arg(long, env = "LOUPE_MAX_BODY_BYTES", default_value_t = 512)]
+    max_body_bytes: usize,
+    /// Serve queries without tracing (no root needed; the store stays empty).
+    #[arg(long)]
+    no_trace: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOUPE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) | Command::Vizier(VizierCommand::Pem(args)) => run_agent(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the whole cause chain: what failed and why.
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_agent(args: AgentArgs) -> Result<()> {
+    let mut store = StoreConfig::default();
+    store.table_bytes.insert("http_events".into(), args.http_events_mb.saturating_mul(1 << 20));
+    let collector = (!args.no_trace).then(|| {
+        let mut c = CollectorConfig::default();
+        c.tracer.exclude_tgid = std::process::id();
+        c.tracker.parse.max_body_bytes = args.max_body_bytes;
+        c
+    });
+    let pem = Pem::start(PemConfig { listen: args.listen, store, collector }).await?;
+    let addr = pem.local_addr()?;
+    tracing::info!(%addr, "query endpoint listening; try: PX_CLOUD_ADDR={addr} px run px/http_data");
+    pem.serve(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM (what Kubernetes sends), logging which.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; stop with Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        () = term => tracing::info!("terminated; shutting down"),
+    }
+}

@@ -1,0 +1,339 @@
+//! End to end: `loupe up` traces real HTTP servers (nginx, python's http.server) and a real
+//! client (curl) on loopback; `px run` must report exactly the requests made.
+//!
+//! Needs root (CI runs as root) and the Debian packages `scripts/test.sh` installs. Each test
+//! picks free ports and filters its queries to them, so tests and other traffic on the machine
+//! do not disturb each other.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn loupe_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_loupe"))
+}
+
+fn px_bin() -> PathBuf {
+    let px = loupe_bin().with_file_name("px");
+    assert!(px.exists(), "{} is missing: build it first with `cargo build --workspace --bins`", px.display());
+    px
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start listening on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `loupe up` on a free port and waits until its query endpoint answers.
+fn start_loupe() -> (Guard, u16) {
+    let port = free_port();
+    let mut child = Command::new(loupe_bin())
+        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+        .env("LOUPE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn loupe");
+    // Echo loupe's log into the test output, so a failure shows what the agent said.
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[loupe] {line}");
+        }
+    });
+    let guard = Guard(child);
+    wait_for_port(port, "loupe up");
+    (guard, port)
+}
+
+fn px(port: u16, args: &[&str]) -> Output {
+    Command::new(px_bin()).args(args).env("PX_CLOUD_ADDR", format!("127.0.0.1:{port}")).output().expect("run px")
+}
+
+fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write script");
+    p
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("loupe-e2e-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn curl(args: &[&str]) {
+    let out = Command::new("curl").args(["-sS", "-o", "/dev/null"]).args(args).output().expect("run curl");
+    assert!(out.status.success(), "curl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Per (trace_role, method, path, status): count and the smallest latency, for one server port.
+fn counts_script(port: u16) -> String {
+    format!(
+        "import px\n\
+         df = px.DataFrame(table='http_events', start_time='-5m')\n\
+         df = df[(df.local_port == {port}) | (df.remote_port == {port})]\n\
+         df.ok_addr = (df.remote_addr == '127.0.0.1') & (df.local_addr == '127.0.0.1')\n\
+         s = df.groupby(['trace_role', 'req_method', 'req_path', 'resp_status']).agg(\n\
+         \x20   n=('latency', px.count), min_latency=('latency', px.min), addrs_ok=('ok_addr', px.mean),\n\
+         \x20   port=('local_port', px.max), rport=('remote_port', px.max))\n\
+         px.display(s, 'counts')\n"
+    )
+}
+
+type Key = (i64, String, String, i64);
+
+/// Polls `px run` until the counts equal `expected` or 2 s pass; returns the last rows seen.
+fn poll_counts(loupe_port: u16, script: &Path, expected: &[(Key, i64)]) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut want: Vec<(Key, i64)> = expected.to_vec();
+    want.sort();
+    loop {
+        let out = px(loupe_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
+        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
+        let rows: Vec<Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
+        let mut got: Vec<(Key, i64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    (
+                        r["trace_role"].as_i64().unwrap_or(-1),
+                        r["req_method"].as_str().unwrap_or_default().to_string(),
+                        r["req_path"].as_str().unwrap_or_default().to_string(),
+                        r["resp_status"].as_i64().unwrap_or(-1),
+                    ),
+                    r["n"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect();
+        got.sort();
+        if got == want {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "after 2 s px reported\n{got:#?}\nbut the traffic was\n{want:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn check_rows(rows: &[Value], server_port: u16) {
+    for r in rows {
+        assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
+        assert_eq!(r["addrs_ok"].as_f64(), Some(1.0), "addresses must be 127.0.0.1: {r}");
+        let port = i64::from(server_port);
+        match r["trace_role"].as_i64() {
+            Some(1) => assert_eq!(r["rport"].as_i64(), Some(port), "client rows: remote port is the server's: {r}"),
+            Some(2) => assert_eq!(r["port"].as_i64(), Some(port), "server rows: local port is the server's: {r}"),
+            other => panic!("unexpected trace_role {other:?}: {r}"),
+        }
+    }
+}
+
+fn both_roles(method: &str, path: &str, status: i64, n: i64) -> [(Key, i64); 2] {
+    [((1, method.into(), path.into(), status), n), ((2, method.into(), path.into(), status), n)]
+}
+
+#[test]
+fn nginx_keepalive_get_post_mix_is_counted_exactly() {
+    if !is_root() {
+        eprintln!("skipping: tracing needs root; `non_root_agent_exits_with_one_line` covers this case");
+        return;
+    }
+    let (_loupe, loupe_port) = start_loupe();
+    let dir = temp_dir("nginx");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n\
+         uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+         server {{ listen 127.0.0.1:{port}; keepalive_requests 1000;\n\
+           location = /api/items {{ if ($request_method = POST) {{ return 201 'created'; }} return 200 '[1,2,3]'; }}\n\
+           location = /health {{ return 204; }}\n\
+           location / {{ return 404 'nope'; }} }} }}\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
+    let _nginx = Guard(
+        Command::new("nginx")
+            .args(["-c", &dir.join("nginx.conf").display().to_string(), "-p", &dir.display().to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nginx (apt-get install nginx-light)"),
+    );
+    wait_for_port(port, "nginx");
+
+    let base = format!("http://127.0.0.1:{port}");
+    // One curl, one connection, keep-alive: 3 GETs to /api/items, 2 to /missing, 1 to /health.
+    let urls: Vec<String> = ["/api/items", "/missing", "/api/items", "/health", "/missing", "/api/items"]
+        .iter()
+        .map(|p| format!("{base}{p}"))
+        .collect();
+    let url_args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    curl(&url_args);
+    // POSTs with bodies, on new connections.
+    curl(&["-d", r#"{"name":"a"}"#, "-H", "Content-Type: application/json", &format!("{base}/api/items")]);
+    curl(&["-d", "x=1", &format!("{base}/api/items")]);
+
+    let script = write_script(&dir, "counts.pxl", &counts_script(port));
+    let mut expected = Vec::new();
+    expected.extend(both_roles("GET", "/api/items", 200, 3));
+    expected.extend(both_roles("GET", "/missing", 404, 2));
+    expected.extend(both_roles("GET", "/health", 204, 1));
+    expected.extend(both_roles("POST", "/api/items", 201, 2));
+    let rows = poll_counts(loupe_port, &script, &expected);
+    check_rows(&rows, port);
+
+    // Bodies and headers reach the table.
+    let body_script = write_script(
+        &dir,
+        "bodies.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame('http_events', start_time='-5m')\n\
+             df = df[(df.local_port == {port}) & (df.req_method == 'POST')]\n\
+             px.display(df[['req_body', 'req_body_size', 'resp_body', 'content_type', 'req_headers']], 'posts')\n"
+        ),
+    );
+    let out = px(loupe_port, &["run", "-f", body_script.to_str().expect("utf8"), "-o", "json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(r#""req_body":"{\"name\":\"a\"}""#), "{text}");
+    assert!(text.contains(r#""req_body":"x=1""#), "{text}");
+    assert!(text.contains(r#""resp_body":"created""#), "{text}");
+    assert!(text.contains(r#""content_type":1"#), "JSON request must be content_type 1: {text}");
+    assert!(text.contains("application/json"), "{text}");
+}
+
+#[test]
+fn python_http_server_is_counted_and_bundled_scripts_run() {
+    if !is_root() {
+        eprintln!("skipping: tracing needs root; `non_root_agent_exits_with_one_line` covers this case");
+        return;
+    }
+    let (_loupe, loupe_port) = start_loupe();
+    let dir = temp_dir("python");
+    std::fs::write(dir.join("hello.txt"), "hello\n").expect("file");
+    let port = free_port();
+    let _server = Guard(
+        Command::new("/usr/bin/python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn python3 http.server"),
+    );
+    wait_for_port(port, "python http.server");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..4 {
+        curl(&[&format!("{base}/hello.txt")]);
+    }
+    curl(&[&format!("{base}/nothing-here")]);
+    curl(&["-X", "POST", "-d", "abc", &format!("{base}/hello.txt")]);
+
+    let script = write_script(&dir, "counts.pxl", &counts_script(port));
+    let mut expected = Vec::new();
+    expected.extend(both_roles("GET", "/hello.txt", 200, 4));
+    expected.extend(both_roles("GET", "/nothing-here", 404, 1));
+    expected.extend(both_roles("POST", "/hello.txt", 501, 1));
+    let rows = poll_counts(loupe_port, &script, &expected);
+    check_rows(&rows, port);
+
+    // The bundled scripts run and print in every format.
+    for format in ["table", "json", "csv"] {
+        let out = px(loupe_port, &["run", "px/http_data", "-o", format]);
+        assert!(out.status.success(), "px/http_data -o {format}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("/hello.txt"), "px/http_data -o {format} lacks the traffic:\n{text}");
+    }
+    let out = px(loupe_port, &["version"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("px client version") && text.contains("server version"), "{text}");
+}
+
+#[test]
+fn pxl_mistakes_come_back_with_line_and_column() {
+    // Serving queries needs no tracing, so this runs as any user.
+    let port = free_port();
+    let _loupe = Guard(
+        Command::new(loupe_bin())
+            .args(["up", "--no-trace", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn loupe"),
+    );
+    wait_for_port(port, "loupe up --no-trace");
+    let dir = temp_dir("typo");
+    let script = write_script(
+        &dir,
+        "typo.pxl",
+        "import px\ndf = px.DataFrame(table='http_events')\ndf = df[df.resp_statu >= 400]\npx.display(df)\n",
+    );
+    let out = px(port, &["run", "-f", script.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(1), "a script error exits 1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("resp_statu"), "{err}");
+    assert!(err.contains("typo.pxl:3:"), "the error names line 3: {err}");
+    assert!(err.contains('^'), "a caret marks the column: {err}");
+    assert!(err.contains("resp_status"), "suggests the right name: {err}");
+
+    let syntax = write_script(&dir, "syntax.pxl", "import px\ndf = px.DataFrame(table='http_events'\n");
+    let out = px(port, &["run", "-f", syntax.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("syntax.pxl:"), "{err}");
+}
+
+#[test]
+fn non_root_agent_exits_with_one_line() {
+    // Drop to `nobody` when root; run as is otherwise.
+    let mut cmd = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]).arg(loupe_bin());
+        c
+    } else {
+        Command::new(loupe_bin())
+    };
+    let out = cmd.args(["up", "--listen", "127.0.0.1:0"]).env("LOUPE_LOG", "off").output().expect("run loupe");
+    assert!(!out.status.success(), "loupe up must fail without privileges");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, got: {err}");
+    assert!(lines[0].contains("root") && lines[0].contains("CAP_BPF"), "{err}");
+}
+
+#[test]
+fn px_reports_an_unreachable_server_clearly() {
+    let port = free_port();
+    let out = px(port, &["run", "px/http_data"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed to connect") && err.contains("loupe up"), "{err}");
+}

@@ -1,0 +1,3 @@
+//! End-to-end tests: the real `loupe` and `px` binaries, real HTTP servers and clients.
+
+mod e2e;

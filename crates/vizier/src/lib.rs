@@ -1,0 +1,11 @@
+//! The data plane's services. For now: the PEM (node agent), which owns a table store, runs the
+//! collector into it and answers PxL scripts over gRPC (`px.api.vizierpb.VizierService`).
+//!
+//! Owns wiring and serving. Must not parse wire protocols, compile PxL or plan queries itself
+//! (that is `collector`, `pxl` and `engine`), and must not know about the cloud.
+
+pub mod http;
+pub mod pem;
+pub mod query_service;
+
+pub use pem::{Pem, PemConfig};
