@@ -114,6 +114,8 @@ pub struct ConnOpenEvent {
     pub local_addr: [u8; 16],
     /// Remote address, network order; IPv4 uses the first 4 bytes.
     pub remote_addr: [u8; 16],
+    /// The process's `start_boottime` in ns (the UPID's start time, before conversion to ticks).
+    pub proc_start_ns: u64,
 }
 
 /// Header of a data record (`struct loupe_data_header`); `len` payload bytes follow it.
@@ -161,7 +163,7 @@ pub struct ConnCloseEvent {
 /// `LOUPE_SIZE_EVENT_HEADER` in the C header.
 pub const SIZE_EVENT_HEADER: usize = 32;
 /// `LOUPE_SIZE_CONN_OPEN` in the C header.
-pub const SIZE_CONN_OPEN: usize = 72;
+pub const SIZE_CONN_OPEN: usize = 80;
 /// `LOUPE_SIZE_DATA_HEADER` in the C header.
 pub const SIZE_DATA_HEADER: usize = 64;
 /// `LOUPE_SIZE_CONN_CLOSE` in the C header.

@@ -235,6 +235,11 @@ static __always_inline struct conn_info *open_conn(__u32 tgid, __s32 fd, struct 
 	ev.hdr.generation = c.generation;
 	ev.hdr.fd = fd;
 	ev.role = role;
+	/* Read here, not later from /proc: a short-lived client (curl) is gone by then. Kernels
+	 * before 5.5 name the field differently; there 0 makes user space fall back to /proc. */
+	if (bpf_core_field_exists(((struct task_struct *)0)->start_boottime))
+		ev.proc_start_ns = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), group_leader,
+						 start_boottime);
 	ev.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	ev.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	dport = BPF_CORE_READ(sk, __sk_common.skc_dport);

@@ -66,7 +66,7 @@ struct loupe_event_header {
 	__u32 _pad0;
 };
 
-/* LOUPE_EVENT_CONN_OPEN. 72 bytes. */
+/* LOUPE_EVENT_CONN_OPEN. 80 bytes. */
 struct loupe_conn_open {
 	struct loupe_event_header hdr;
 	__u16 family;       /* LOUPE_AF_INET or LOUPE_AF_INET6 */
@@ -76,6 +76,7 @@ struct loupe_conn_open {
 	__u8 _pad0;
 	__u8 local_addr[16];  /* network order; IPv4 uses the first 4 bytes */
 	__u8 remote_addr[16];
+	__u64 proc_start_ns;  /* the process's start_boottime: with /proc/<pid>/stat's starttime it makes the UPID */
 };
 
 /* LOUPE_EVENT_DATA header, followed by `len` payload bytes. 64 bytes. */
@@ -112,7 +113,7 @@ struct loupe_stats {
 };
 
 #define LOUPE_SIZE_EVENT_HEADER 32
-#define LOUPE_SIZE_CONN_OPEN 72
+#define LOUPE_SIZE_CONN_OPEN 80
 #define LOUPE_SIZE_DATA_HEADER 64
 #define LOUPE_SIZE_CONN_CLOSE 56
 #define LOUPE_OFFSET_DATA_LEN 56

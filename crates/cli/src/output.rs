@@ -47,6 +47,77 @@ impl ResultTable {
     }
 }
 
+/// Widest cell in table output; longer values (bodies, headers) are cut with `…`. JSON and CSV
+/// output are never cut.
+const MAX_CELL_CHARS: usize = 64;
+
+/// One cell as table text: control characters escaped so a row stays on one line, long
+/// values cut.
+fn cell_text(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len().min(MAX_CELL_CHARS + 8));
+    let mut chars = 0;
+    for c in raw.chars() {
+        let piece: &str = match c {
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            _ => "",
+        };
+        let add = if piece.is_empty() { 1 } else { 2 };
+        if chars + add > MAX_CELL_CHARS {
+            out.push('…');
+            return out;
+        }
+        if piece.is_empty() {
+            out.push(if c.is_control() { '?' } else { c });
+        } else {
+            out.push_str(piece);
+        }
+        chars += add;
+    }
+    out
+}
+
+fn write_table(schema: &SchemaRef, batches: &[RecordBatch], out: &mut dyn Write) -> Result<()> {
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let options = arrow::util::display::FormatOptions::default().with_null("null");
+    for b in batches {
+        let formatters = b
+            .columns()
+            .iter()
+            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for i in 0..b.num_rows() {
+            rows.push(formatters.iter().map(|f| cell_text(&f.value(i).to_string())).collect());
+        }
+    }
+    let mut widths: Vec<usize> = names.iter().map(|n| n.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String], out: &mut dyn Write| -> std::io::Result<()> {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                s.extend(std::iter::repeat_n(' ', w - c.chars().count()));
+            }
+        }
+        writeln!(out, "{s}")
+    };
+    line(&names.iter().map(|n| n.to_uppercase()).collect::<Vec<_>>(), out)?;
+    for r in &rows {
+        line(r, out)?;
+    }
+    Ok(())
+}
+
 /// Prints every table in `format`.
 pub fn print(tables: &[ResultTable], format: Format, out: &mut dyn Write) -> Result<()> {
     for (i, t) in tables.iter().enumerate() {
@@ -57,12 +128,7 @@ pub fn print(tables: &[ResultTable], format: Format, out: &mut dyn Write) -> Res
                 }
                 let rows: usize = t.batches.iter().map(RecordBatch::num_rows).sum();
                 writeln!(out, "Table: {} ({rows} rows)", t.name)?;
-                let text = if t.batches.is_empty() {
-                    arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(t.schema.clone())])?
-                } else {
-                    arrow::util::pretty::pretty_format_batches(&t.batches)?
-                };
-                writeln!(out, "{text}")?;
+                write_table(&t.schema, &t.batches, out)?;
             }
             Format::Json => {
                 let mut buf = Vec::new();
@@ -94,4 +160,55 @@ pub fn print(tables: &[ResultTable], format: Format, out: &mut dyn Write) -> Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+
+    use super::*;
+
+    fn table() -> ResultTable {
+        let batch = RecordBatch::try_from_iter(vec![
+            ("status", Arc::new(Int64Array::from(vec![200, 404])) as _),
+            ("body", Arc::new(StringArray::from(vec!["line1\nline2", &"x".repeat(100)])) as _),
+        ])
+        .expect("batch");
+        ResultTable { id: "0".into(), name: "out".into(), schema: batch.schema(), batches: vec![batch] }
+    }
+
+    fn render(format: Format) -> String {
+        let mut buf = Vec::new();
+        print(&[table()], format, &mut buf).expect("print");
+        String::from_utf8(buf).expect("utf8")
+    }
+
+    #[test]
+    fn table_rows_stay_on_one_line_and_long_cells_are_cut() {
+        let text = render(Format::Table);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "Table: out (2 rows)");
+        assert!(lines[1].starts_with("STATUS  BODY"), "{text}");
+        assert!(lines[2].contains(r"line1\nline2"), "{text}");
+        assert!(lines[3].ends_with('…') && lines[3].chars().count() < 80, "{text}");
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn json_rows_carry_the_table_name_and_full_values() {
+        let text = render(Format::Json);
+        let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["_tableName"], "out");
+        assert_eq!(rows[0]["body"], "line1\nline2");
+        assert_eq!(rows[1]["body"].as_str().map(str::len), Some(100));
+    }
+
+    #[test]
+    fn csv_has_a_header_and_quotes_newlines() {
+        let text = render(Format::Csv);
+        assert!(text.starts_with("status,body\n200,\"line1\nline2\"\n"), "{text}");
+    }
 }

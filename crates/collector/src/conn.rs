@@ -197,7 +197,12 @@ impl Tracker {
     /// Consumes one event; finished request/response pairs become rows in `rows`.
     pub fn handle(&mut self, event: KernelEvent, rows: &mut Vec<HttpEventRow>) {
         match event {
-            KernelEvent::ConnOpen { ts_ns, key, role, local, remote } => {
+            KernelEvent::ConnOpen { ts_ns, key, role, local, remote, proc_start_ns } => {
+                if proc_start_ns != 0 {
+                    // Fresh from the kernel, so it also replaces an entry left by a reused pid.
+                    let upid = Upid::from_start_boottime_ns(self.config.asid, key.tgid, proc_start_ns);
+                    self.upids.insert(key.tgid, upid.to_string());
+                }
                 if let Some(old) = self.conns.remove(&key) {
                     self.finish(key, old, ts_ns, rows);
                 }
@@ -405,6 +410,7 @@ mod tests {
             role,
             local: Some("127.0.0.1:5000".parse().expect("addr")),
             remote: Some("[::ffff:127.0.0.1]:8080".parse().expect("addr")),
+            proc_start_ns: 0,
         }
     }
 
@@ -429,6 +435,17 @@ mod tests {
         assert_eq!((r.remote_addr.as_str(), r.remote_port, r.local_port), ("127.0.0.1", 8080, 5000));
         assert!(r.upid.starts_with("0:4242:"));
         assert_eq!(r.minor_version, 1);
+    }
+
+    #[test]
+    fn upid_comes_from_the_kernel_start_time_when_given() {
+        let mut t = tracker();
+        let mut rows = Vec::new();
+        let KernelEvent::ConnOpen { ts_ns, key, role, local, remote, .. } = open(Role::Client) else { unreachable!() };
+        t.handle(KernelEvent::ConnOpen { ts_ns, key, role, local, remote, proc_start_ns: 1_230_000_000 }, &mut rows);
+        t.handle(data(1, Direction::Egress, 0, REQ), &mut rows);
+        t.handle(data(2, Direction::Ingress, 0, RESP), &mut rows);
+        assert_eq!(rows[0].upid, "0:4242:123");
     }
 
     #[test]

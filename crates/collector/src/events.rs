@@ -68,6 +68,8 @@ pub enum KernelEvent {
         local: Option<SocketAddr>,
         /// Remote address and port, if the socket is AF_INET/AF_INET6.
         remote: Option<SocketAddr>,
+        /// The owning process's start time (`start_boottime`, ns since boot); 0 if unknown.
+        proc_start_ns: u64,
     },
     /// Bytes moved by one syscall, possibly truncated to the chunk limit.
     Data {

@@ -398,6 +398,7 @@ fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
                 role: role(ev.role),
                 local: socket_addr(ev.family, &ev.local_addr, ev.local_port),
                 remote: socket_addr(ev.family, &ev.remote_addr, ev.remote_port),
+                proc_start_ns: ev.proc_start_ns,
             })
         }
         wire::EVENT_DATA => {
@@ -521,6 +522,7 @@ mod tests {
             _pad0: 0,
             local_addr: [0; 16],
             remote_addr: [0; 16],
+            proc_start_ns: 7,
         };
         ev.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
         ev.remote_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
@@ -533,6 +535,7 @@ mod tests {
                 role: Role::Server,
                 local: Some("127.0.0.1:8080".parse().expect("addr")),
                 remote: Some("10.0.0.2:5555".parse().expect("addr")),
+                proc_start_ns: 7,
             }
         );
         ev.family = wire::AF_INET6;

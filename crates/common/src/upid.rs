@@ -22,11 +22,24 @@ impl Upid {
         (u128::from((u64::from(self.asid) << 32) | u64::from(self.pid)) << 64) | u128::from(self.start_ticks)
     }
 
+    /// The UPID for a process whose `start_boottime` (ns since boot, as the kernel keeps it) is
+    /// known, e.g. read by a BPF program. Converted to clock ticks as `/proc/<pid>/stat` reports it.
+    pub fn from_start_boottime_ns(asid: u32, pid: u32, start_ns: u64) -> Upid {
+        Upid { asid, pid, start_ticks: start_ns / (1_000_000_000 / clock_ticks_per_second()) }
+    }
+
     /// Reads the start time of `pid` from procfs; `None` if the process is gone.
     pub fn for_local_pid(asid: u32, pid: u32) -> Option<Upid> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         Some(Upid { asid, pid, start_ticks: start_ticks_from_stat(&stat)? })
     }
+}
+
+/// `sysconf(_SC_CLK_TCK)`, the unit of `/proc/<pid>/stat` times (100 on every Linux in use).
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 { v as u64 } else { 100 }
 }
 
 /// Field 22 (starttime) of a `/proc/<pid>/stat` line. The comm field may hold spaces and
@@ -59,5 +72,12 @@ mod tests {
         assert!(u.start_ticks > 0);
         assert_eq!(u.to_string(), format!("0:{}:{}", std::process::id(), u.start_ticks));
         assert_eq!((u.as_u128() >> 64) as u32, std::process::id());
+    }
+
+    #[test]
+    fn boottime_ns_converts_to_the_ticks_procfs_reports() {
+        let procfs = Upid::for_local_pid(0, std::process::id()).expect("own stat");
+        let ns = procfs.start_ticks * (1_000_000_000 / clock_ticks_per_second());
+        assert_eq!(Upid::from_start_boottime_ns(0, procfs.pid, ns + 5), procfs);
     }
 }

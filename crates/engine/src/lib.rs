@@ -91,8 +91,8 @@ impl Engine {
     /// Compiles and runs `source`; one [`QueryOutput`] per `px.display`, in script order.
     pub async fn execute_script(&self, source: &str, opts: &ExecOptions) -> Result<Vec<QueryOutput>> {
         let now_ns = opts.now_ns.unwrap_or_else(loupe_common::time::now_unix_ns);
-        let program = loupe_pxl::compile(source, &self.catalog(), &CompileOptions { now_ns })
-            .map_err(ExecError::Compile)?;
+        let program =
+            loupe_pxl::compile(source, &self.catalog(), &CompileOptions { now_ns }).map_err(ExecError::Compile)?;
         self.execute_program(&program, opts).await
     }
 

@@ -32,7 +32,14 @@ pub(crate) fn output_frame(ctx: &SessionContext, store: &Store, out: &Output, ma
     let cols: Vec<DfExpr> = out
         .columns
         .iter()
-        .map(|c| cast_if_needed(df.schema().field_with_unqualified_name(&c.name).ok().map(|f| f.data_type()), ident(&c.name), c.ty).alias(&c.name))
+        .map(|c| {
+            cast_if_needed(
+                df.schema().field_with_unqualified_name(&c.name).ok().map(|f| f.data_type()),
+                ident(&c.name),
+                c.ty,
+            )
+            .alias(&c.name)
+        })
         .collect();
     Ok(df.select(cols)?.limit(0, Some(max_rows))?)
 }
@@ -88,7 +95,9 @@ fn lower_plan(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<DataFr
             }
             df.select(exprs)?
         }
-        Plan::Project { input, columns } => lower_plan(ctx, store, input)?.select(columns.iter().map(ident).collect::<Vec<_>>())?,
+        Plan::Project { input, columns } => {
+            lower_plan(ctx, store, input)?.select(columns.iter().map(ident).collect::<Vec<_>>())?
+        }
         Plan::Drop { input, columns } => {
             let df = lower_plan(ctx, store, input)?;
             let keep: Vec<DfExpr> =

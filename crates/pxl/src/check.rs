@@ -10,9 +10,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::diagnostic::{Diagnostic, closest, did_you_mean};
-use crate::plan::{
-    AggFunc, Aggregation, BinaryOp, ColumnDef, Expr, Literal, Output, Plan, PxType, ScalarFunc,
-};
+use crate::plan::{AggFunc, Aggregation, BinaryOp, ColumnDef, Expr, Literal, Output, Plan, PxType, ScalarFunc};
 use crate::syntax::{self, BinOp, ExprKind, FunctionDef, Ident, Span, Stmt, Target, UnOp};
 use crate::time;
 use crate::{Catalog, CompileOptions};
@@ -23,17 +21,8 @@ type Result<T, E = Box<Diagnostic>> = std::result::Result<T, E>;
 const MAX_CALL_DEPTH: usize = 32;
 
 /// Semantic-type casts: identity functions on the value.
-const SEMANTIC_CASTS: &[&str] = &[
-    "DurationNanos",
-    "Percent",
-    "Bytes",
-    "Service",
-    "Pod",
-    "Namespace",
-    "Node",
-    "Container",
-    "UPID",
-];
+const SEMANTIC_CASTS: &[&str] =
+    &["DurationNanos", "Percent", "Bytes", "Service", "Pod", "Namespace", "Node", "Container", "UPID"];
 
 /// Scalar functions and their engine counterparts.
 const SCALAR_FUNCS: &[(&str, ScalarFunc)] = &[
@@ -424,7 +413,10 @@ impl<'a> Checker<'a> {
     fn eval_scalar(&mut self, e: &syntax::Expr, role: &str) -> Result<TExpr> {
         match self.eval(e)? {
             Value::Scalar(t) => Ok(t),
-            other => Err(self.err(&e.span, format!("expected {role} (a column expression or a constant), found {}", other.describe()))),
+            other => Err(self.err(
+                &e.span,
+                format!("expected {role} (a column expression or a constant), found {}", other.describe()),
+            )),
         }
     }
 
@@ -455,7 +447,10 @@ impl<'a> Checker<'a> {
             Value::List(items) => items,
             v @ Value::Scalar(_) => vec![(v, e.span.clone())],
             other => {
-                return Err(self.err(&e.span, format!("{what} expects a column name or a list of them, found {}", other.describe())));
+                return Err(self.err(
+                    &e.span,
+                    format!("{what} expects a column name or a list of them, found {}", other.describe()),
+                ));
             }
         };
         let mut out = Vec::with_capacity(items.len());
@@ -473,7 +468,8 @@ impl<'a> Checker<'a> {
         match frame.column(name) {
             Some(c) => Ok(c),
             None => {
-                let mut d = Diagnostic::new(self.source, span.clone(), format!("unknown column `{name}` in {}", frame.desc));
+                let mut d =
+                    Diagnostic::new(self.source, span.clone(), format!("unknown column `{name}` in {}", frame.desc));
                 if let Some(h) = did_you_mean(name, frame.names()) {
                     d = d.with_help(h);
                 }
@@ -681,10 +677,15 @@ impl<'a> Checker<'a> {
                 Value::Frame(frame) => self.call_method(frame, attr, args, kwargs, span),
                 Value::GroupBy(frame, keys) => {
                     if attr.name != "agg" {
-                        return Err(self.err(&attr.span, format!("a grouped dataframe has no method `{}`; call `.agg(...)`", attr.name)));
+                        return Err(self.err(
+                            &attr.span,
+                            format!("a grouped dataframe has no method `{}`; call `.agg(...)`", attr.name),
+                        ));
                     }
                     if let Some(a) = args.first() {
-                        return Err(self.err(&a.span, "`agg` takes keyword arguments only: `agg(name=('column', px.count))`"));
+                        return Err(
+                            self.err(&a.span, "`agg` takes keyword arguments only: `agg(name=('column', px.count))`")
+                        );
                     }
                     self.aggregate(&frame, keys, kwargs, span)
                 }
@@ -719,7 +720,11 @@ impl<'a> Checker<'a> {
         }
         for (k, v) in kwargs {
             let Some(i) = params.iter().position(|p| *p == k.name) else {
-                let mut d = Diagnostic::new(self.source, k.span.clone(), format!("unexpected argument `{}` to `{what}`", k.name));
+                let mut d = Diagnostic::new(
+                    self.source,
+                    k.span.clone(),
+                    format!("unexpected argument `{}` to `{what}`", k.name),
+                );
                 if let Some(h) = did_you_mean(&k.name, params.iter().copied()) {
                     d = d.with_help(h);
                 }
@@ -736,7 +741,13 @@ impl<'a> Checker<'a> {
         Ok(Args { values })
     }
 
-    fn call_px(&mut self, attr: &Ident, args: &[syntax::Expr], kwargs: &[(Ident, syntax::Expr)], span: &Span) -> Result<Value> {
+    fn call_px(
+        &mut self,
+        attr: &Ident,
+        args: &[syntax::Expr],
+        kwargs: &[(Ident, syntax::Expr)],
+        span: &Span,
+    ) -> Result<Value> {
         let name = attr.name.as_str();
         let what = format!("px.{name}");
         match name {
@@ -773,14 +784,18 @@ impl<'a> Checker<'a> {
                 let a = self.bind_args(&what, &["duration"], 1, args, kwargs, span)?;
                 let Some(e) = a.get(0) else { return Err(self.err(span, "missing duration")) };
                 let text = self.eval_string(e, "the duration")?;
-                let ns = time::parse_duration(&text).ok_or_else(|| self.err(&e.span, format!("invalid duration `{text}`: expected e.g. '5m', '-30s', '250ms'")))?;
+                let ns = time::parse_duration(&text).ok_or_else(|| {
+                    self.err(&e.span, format!("invalid duration `{text}`: expected e.g. '5m', '-30s', '250ms'"))
+                })?;
                 Ok(Value::Scalar(TExpr::lit(Literal::Int(ns))))
             }
             unit if time::unit_ns(unit).is_some() => {
                 let a = self.bind_args(&what, &["n"], 1, args, kwargs, span)?;
                 let Some(e) = a.get(0) else { return Err(self.err(span, "missing count")) };
                 let n = self.eval_int(e, "the count")?;
-                let ns = time::unit_ns(unit).and_then(|u| n.checked_mul(u)).ok_or_else(|| self.err(&e.span, "duration overflows 64-bit nanoseconds"))?;
+                let ns = time::unit_ns(unit)
+                    .and_then(|u| n.checked_mul(u))
+                    .ok_or_else(|| self.err(&e.span, "duration overflows 64-bit nanoseconds"))?;
                 Ok(Value::Scalar(TExpr::lit(Literal::Int(ns))))
             }
             cast if SEMANTIC_CASTS.contains(&cast) => {
@@ -789,10 +804,16 @@ impl<'a> Checker<'a> {
                 Ok(Value::Scalar(self.eval_scalar(e, "a value")?))
             }
             agg if AggFunc::from_name(agg).is_some() => Err(Box::new(
-                Diagnostic::new(self.source, attr.span.clone(), format!("`px.{agg}` is an aggregate and cannot be called directly"))
-                    .with_help(format!("use it in an aggregation: `df.groupby('k').agg(out=('column', px.{agg}))`")),
+                Diagnostic::new(
+                    self.source,
+                    attr.span.clone(),
+                    format!("`px.{agg}` is an aggregate and cannot be called directly"),
+                )
+                .with_help(format!("use it in an aggregation: `df.groupby('k').agg(out=('column', px.{agg}))`")),
             )),
-            meta if is_metadata_func(meta) => Err(self.err(&attr.span, format!("`px.{meta}` needs Kubernetes metadata, which is not available yet"))),
+            meta if is_metadata_func(meta) => {
+                Err(self.err(&attr.span, format!("`px.{meta}` needs Kubernetes metadata, which is not available yet")))
+            }
             other => match SCALAR_FUNCS.iter().find(|(n, _)| *n == other) {
                 Some((_, f)) => {
                     if let Some((k, _)) = kwargs.first() {
@@ -806,7 +827,8 @@ impl<'a> Checker<'a> {
     }
 
     fn dataframe(&mut self, args: &[syntax::Expr], kwargs: &[(Ident, syntax::Expr)], span: &Span) -> Result<Value> {
-        let a = self.bind_args("px.DataFrame", &["table", "select", "start_time", "end_time"], 1, args, kwargs, span)?;
+        let a =
+            self.bind_args("px.DataFrame", &["table", "select", "start_time", "end_time"], 1, args, kwargs, span)?;
         let Some(table_arg) = a.get(0) else { return Err(self.err(span, "missing table")) };
         let table = self.eval_string(table_arg, "the table name")?;
         let Some(schema) = self.catalog.table_schema(&table) else {
@@ -860,16 +882,29 @@ impl<'a> Checker<'a> {
                     )),
                 },
                 other => Err(Box::new(
-                    Diagnostic::new(self.source, e.span.clone(), format!("{what} cannot be a {} constant", other.ty())).with_help(help),
+                    Diagnostic::new(self.source, e.span.clone(), format!("{what} cannot be a {} constant", other.ty()))
+                        .with_help(help),
                 )),
             },
             other => Err(Box::new(
-                Diagnostic::new(self.source, e.span.clone(), format!("{what} must be a constant, found {}", other.describe())).with_help(help),
+                Diagnostic::new(
+                    self.source,
+                    e.span.clone(),
+                    format!("{what} must be a constant, found {}", other.describe()),
+                )
+                .with_help(help),
             )),
         }
     }
 
-    fn call_method(&mut self, frame: Frame, attr: &Ident, args: &[syntax::Expr], kwargs: &[(Ident, syntax::Expr)], span: &Span) -> Result<Value> {
+    fn call_method(
+        &mut self,
+        frame: Frame,
+        attr: &Ident,
+        args: &[syntax::Expr],
+        kwargs: &[(Ident, syntax::Expr)],
+        span: &Span,
+    ) -> Result<Value> {
         let what = format!("df.{}", attr.name);
         match attr.name.as_str() {
             "filter" => {
@@ -909,7 +944,9 @@ impl<'a> Checker<'a> {
             }
             "agg" => {
                 if let Some(a) = args.first() {
-                    return Err(self.err(&a.span, "`agg` takes keyword arguments only: `agg(name=('column', px.count))`"));
+                    return Err(
+                        self.err(&a.span, "`agg` takes keyword arguments only: `agg(name=('column', px.count))`")
+                    );
                 }
                 self.aggregate(&frame, Vec::new(), kwargs, span)
             }
@@ -928,7 +965,8 @@ impl<'a> Checker<'a> {
                 if frame.column(other).is_some() {
                     return Err(self.err(&attr.span, format!("column `{other}` is not callable")));
                 }
-                let mut d = Diagnostic::new(self.source, attr.span.clone(), format!("unknown dataframe method `{other}`"));
+                let mut d =
+                    Diagnostic::new(self.source, attr.span.clone(), format!("unknown dataframe method `{other}`"));
                 if let Some(h) = did_you_mean(other, FRAME_METHODS.iter().copied()) {
                     d = d.with_help(h);
                 }
@@ -937,7 +975,13 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn aggregate(&mut self, frame: &Frame, keys: Vec<String>, kwargs: &[(Ident, syntax::Expr)], span: &Span) -> Result<Value> {
+    fn aggregate(
+        &mut self,
+        frame: &Frame,
+        keys: Vec<String>,
+        kwargs: &[(Ident, syntax::Expr)],
+        span: &Span,
+    ) -> Result<Value> {
         if kwargs.is_empty() {
             return Err(self.err(span, "`agg` needs at least one aggregate: `agg(name=('column', px.count))`"));
         }
@@ -949,7 +993,12 @@ impl<'a> Checker<'a> {
                 ExprKind::Tuple(items) | ExprKind::List(items) if items.len() == 2 => items,
                 _ => {
                     return Err(Box::new(
-                        Diagnostic::new(self.source, spec.span.clone(), format!("wrong aggregate spec for `{}`", out.name)).with_help(spec_help),
+                        Diagnostic::new(
+                            self.source,
+                            spec.span.clone(),
+                            format!("wrong aggregate spec for `{}`", out.name),
+                        )
+                        .with_help(spec_help),
                     ));
                 }
             };
@@ -957,7 +1006,12 @@ impl<'a> Checker<'a> {
                 ExprKind::Str(s) => s.clone(),
                 _ => {
                     return Err(Box::new(
-                        Diagnostic::new(self.source, items[0].span.clone(), "wrong aggregate spec: the first item must be a column name string").with_help(spec_help),
+                        Diagnostic::new(
+                            self.source,
+                            items[0].span.clone(),
+                            "wrong aggregate spec: the first item must be a column name string",
+                        )
+                        .with_help(spec_help),
                     ));
                 }
             };
@@ -977,7 +1031,10 @@ impl<'a> Checker<'a> {
                 }
             };
             let Some(ty) = func.output_type(input.ty) else {
-                return Err(self.err(&items[1].span, format!("`px.{}` does not accept {} column `{}`", func.name(), input.ty, input.name)));
+                return Err(self.err(
+                    &items[1].span,
+                    format!("`px.{}` does not accept {} column `{}`", func.name(), input.ty, input.name),
+                ));
             };
             if columns.iter().any(|c| c.name == out.name) {
                 return Err(self.err(&out.span, format!("duplicate output column `{}`", out.name)));
@@ -989,7 +1046,13 @@ impl<'a> Checker<'a> {
         Ok(Value::Frame(Frame { plan, columns, desc: "the aggregated dataframe".into() }))
     }
 
-    fn call_user(&mut self, f: &Rc<FunctionDef>, args: &[syntax::Expr], kwargs: &[(Ident, syntax::Expr)], span: &Span) -> Result<Value> {
+    fn call_user(
+        &mut self,
+        f: &Rc<FunctionDef>,
+        args: &[syntax::Expr],
+        kwargs: &[(Ident, syntax::Expr)],
+        span: &Span,
+    ) -> Result<Value> {
         if self.scopes.len() > MAX_CALL_DEPTH {
             return Err(self.err(span, "function calls nest too deeply"));
         }
@@ -1018,12 +1081,23 @@ impl<'a> Checker<'a> {
         use ScalarFunc as F;
         let arity = match func {
             F::Select | F::Substring => 3,
-            F::Bin | F::Contains | F::Find | F::RegexMatch | F::Pow | F::Pluck | F::PluckInt64 | F::PluckFloat64 | F::EqualsAny => 2,
+            F::Bin
+            | F::Contains
+            | F::Find
+            | F::RegexMatch
+            | F::Pow
+            | F::Pluck
+            | F::PluckInt64
+            | F::PluckFloat64
+            | F::EqualsAny => 2,
             _ => 1,
         };
         if args.len() != arity {
             let at = args.get(arity).map_or(span.clone(), |a| a.span.clone());
-            return Err(self.err(&at, format!("`{what}` takes {arity} argument{}, found {}", if arity == 1 { "" } else { "s" }, args.len())));
+            return Err(self.err(
+                &at,
+                format!("`{what}` takes {arity} argument{}, found {}", if arity == 1 { "" } else { "s" }, args.len()),
+            ));
         }
         if func == F::EqualsAny {
             return self.equals_any(what, &args[0], &args[1]);
@@ -1041,7 +1115,10 @@ impl<'a> Checker<'a> {
             Err(this.err(s, format!("argument {} of `{what}` must be {}, found {}", i + 1, names.join(" or "), v.ty)))
         };
         let take = |vals: Vec<(TExpr, Span)>| vals.into_iter().map(|(v, _)| v).collect::<Vec<_>>();
-        let call = |func: ScalarFunc, args: Vec<TExpr>, ty: PxType| TExpr { expr: Expr::Call { func, args: args.into_iter().map(|a| a.expr).collect() }, ty };
+        let call = |func: ScalarFunc, args: Vec<TExpr>, ty: PxType| TExpr {
+            expr: Expr::Call { func, args: args.into_iter().map(|a| a.expr).collect() },
+            ty,
+        };
         Ok(match func {
             F::Select => {
                 expect(self, 0, &[Boolean])?;
@@ -1049,7 +1126,12 @@ impl<'a> Checker<'a> {
                 let ty = match (a, b) {
                     _ if a == b => a,
                     (Int64 | Float64, Int64 | Float64) => Float64,
-                    _ => return Err(self.err(&vals[2].1, format!("both branches of `{what}` must have one type, found {a} and {b}"))),
+                    _ => {
+                        return Err(self.err(
+                            &vals[2].1,
+                            format!("both branches of `{what}` must have one type, found {a} and {b}"),
+                        ));
+                    }
                 };
                 let v = take(vals);
                 let mut it = v.into_iter();
@@ -1153,7 +1235,12 @@ impl<'a> Checker<'a> {
         let x = self.eval_scalar(x, "an argument")?;
         let items = match self.eval(list)? {
             Value::List(items) => items,
-            other => return Err(self.err(&list.span, format!("argument 2 of `{what}` must be a list of constants, found {}", other.describe()))),
+            other => {
+                return Err(self.err(
+                    &list.span,
+                    format!("argument 2 of `{what}` must be a list of constants, found {}", other.describe()),
+                ));
+            }
         };
         let mut args = vec![x.expr];
         for (v, span) in items {

@@ -20,8 +20,7 @@ use arrow::datatypes::SchemaRef;
 
 pub use diagnostic::Diagnostic;
 pub use plan::{
-    AggFunc, Aggregation, BinaryOp, ColumnDef, Expr, Literal, Output, PercentileKey, Plan, Program,
-    PxType, ScalarFunc,
+    AggFunc, Aggregation, BinaryOp, ColumnDef, Expr, Literal, Output, PercentileKey, Plan, Program, PxType, ScalarFunc,
 };
 
 /// Pixie's default for `max_output_rows_per_table`.
@@ -89,14 +88,22 @@ fn parse_settings(source: &str) -> Result<Option<usize>, Vec<Diagnostic>> {
         let at = start + (line.len() - line.trim_start().len());
         for setting in rest.split_whitespace() {
             let Some((key, value)) = setting.split_once('=') else {
-                let d = Diagnostic::new(source, at..at + trimmed.len(), format!("invalid setting `{setting}`: expected key=value"));
+                let d = Diagnostic::new(
+                    source,
+                    at..at + trimmed.len(),
+                    format!("invalid setting `{setting}`: expected key=value"),
+                );
                 return Err(vec![d]);
             };
             if key == "max_output_rows_per_table" {
                 match value.parse::<usize>() {
                     Ok(n) => max_rows = Some(n),
                     Err(_) => {
-                        let d = Diagnostic::new(source, at..at + trimmed.len(), format!("invalid max_output_rows_per_table `{value}`: expected a non-negative integer"));
+                        let d = Diagnostic::new(
+                            source,
+                            at..at + trimmed.len(),
+                            format!("invalid max_output_rows_per_table `{value}`: expected a non-negative integer"),
+                        );
                         return Err(vec![d]);
                     }
                 }

@@ -154,10 +154,7 @@ fn ident(id: &py::Identifier) -> Ident {
 fn lower_stmt(stmt: &py::Stmt) -> Stmt {
     match stmt {
         py::Stmt::Import(s) => Stmt::Import(
-            s.names
-                .iter()
-                .map(|a| Ident { name: a.name.id.as_str().to_string(), span: span_of(&a.name) })
-                .collect(),
+            s.names.iter().map(|a| Ident { name: a.name.id.as_str().to_string(), span: span_of(&a.name) }).collect(),
         ),
         py::Stmt::Assign(s) => {
             if s.targets.len() != 1 {
@@ -285,10 +282,7 @@ fn lower_expr(e: &py::Expr) -> Expr {
             for v in values {
                 let op_span = between(prev, v);
                 let s = acc.span.start..span_of(v).end;
-                acc = Expr {
-                    kind: ExprKind::Binary { op, op_span, left: Box::new(acc), right: boxed(v) },
-                    span: s,
-                };
+                acc = Expr { kind: ExprKind::Binary { op, op_span, left: Box::new(acc), right: boxed(v) }, span: s };
                 prev = v;
             }
             return acc;

@@ -229,6 +229,27 @@ fn nginx_keepalive_get_post_mix_is_counted_exactly() {
     assert!(text.contains(r#""resp_body":"created""#), "{text}");
     assert!(text.contains(r#""content_type":1"#), "JSON request must be content_type 1: {text}");
     assert!(text.contains("application/json"), "{text}");
+
+    // curl has exited by now, yet its rows carry a full UPID (start time read in the kernel).
+    let upid_script = write_script(
+        &dir,
+        "upids.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame('http_events', start_time='-5m')\n\
+             px.display(df[df.remote_port == {port}][['upid']], 'clients')\n"
+        ),
+    );
+    let out = px(loupe_port, &["run", "-f", upid_script.to_str().expect("utf8"), "-o", "json"]);
+    let rows: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(rows.len(), 8, "one client row per request");
+    for r in &rows {
+        let upid = r["upid"].as_str().unwrap_or_default();
+        let parts: Vec<&str> = upid.split(':').collect();
+        assert_eq!(parts.len(), 3, "{upid}");
+        assert_ne!(parts[2], "0", "client UPID lacks its start time: {upid}");
+    }
 }
 
 #[test]
