@@ -21,6 +21,8 @@ const LAYERS: &[&str] = &[
     "loupe-collector",
     "loupe-pxl",
     "loupe-engine",
+    "loupe-metastore",
+    "loupe-auth",
     "loupe-vizier",
     "loupe-cli",
     "loupe-server",
@@ -37,6 +39,8 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("loupe-store", "datafusion", "the store knows nothing of queries"),
     ("loupe-protocols", "tokio", "parsers do no I/O"),
     ("loupe-collector", "tokio", "the collector runs on its own thread"),
+    ("loupe-auth", "sqlx", "auth is logic; storage is the metastore's"),
+    ("loupe-metastore", "loupe-auth", "the metastore stores hashes; it never hashes or verifies"),
 ];
 
 /// Every problem found, as one line each.

@@ -1,0 +1,41 @@
+//! Loupe's built-in authentication logic: argon2id password hashing and policy, HS256 session tokens,
+//! `px-api-…`/`px-dep-…` keys, session revocation and login throttling state, and admin bootstrap.
+//!
+//! This crate owns the *rules*; it must not touch a database, HTTP or gRPC. Users, key hashes and session rows
+//! are persisted by the metastore crate, and the API server glues the two together. The only I/O here is the
+//! optional Redis connection behind [`sessions::RedisSessionCache`].
+//!
+//! The pieces are deliberately small and composable:
+//!
+//! - [`password`]: [`hash_password`], [`verify_password`], [`validate_new_password`].
+//! - [`token`]: [`SigningKey`], [`TokenSigner`] (issue, verify, revocation-aware validate and refresh).
+//! - [`keys`]: [`generate_api_key`], [`generate_deploy_key`], [`hash_key`], [`key_kind`].
+//! - [`sessions`]: the [`SessionCache`] trait with [`InMemorySessionCache`] and [`RedisSessionCache`].
+//! - [`throttle`]: [`LoginThrottle`], brute-force limits per account and per source address.
+//! - [`bootstrap`]: [`AdminBootstrap`] and the forced-password-change route policy.
+
+pub mod bootstrap;
+pub mod keys;
+pub mod password;
+mod random;
+pub mod sessions;
+pub mod throttle;
+pub mod token;
+
+pub use bootstrap::{AdminBootstrap, BootstrapError, NewAdmin, is_allowed_while_password_change_pending};
+pub use keys::{KeyHash, KeyKind, display_prefix, generate_api_key, generate_deploy_key, hash_key, key_kind};
+pub use password::{PasswordError, PolicyError, hash_password, validate_new_password, verify_password};
+pub use random::RandomError;
+pub use sessions::{InMemorySessionCache, RedisSessionCache, RedisSessionCacheConfig, SessionCache, SessionError};
+pub use throttle::{LoginThrottle, ThrottleError, ThrottlePolicy};
+pub use token::{Claims, IssuedToken, Role, SigningKey, TokenError, TokenSigner, UserClaims, ValidationError};
+
+/// Current wall-clock time as whole seconds since the Unix epoch (the unit of every JWT time claim).
+///
+/// A clock before 1970 yields 0 rather than a panic.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
