@@ -1,0 +1,202 @@
+//! The `Metastore` trait: every operation the cloud services need on durable state.
+//!
+//! Owns the trait's contract (what each call returns and fails with). Must not touch: SQL, pools or any backend
+//! detail; the backends live in `sqlite`, `postgres` and the shared `sql` module.
+//!
+//! Isolation contract: every read, update or delete of an org-owned row takes the caller's `org_id` and acts only
+//! on rows of that org. A row of another org is `NotFound`, never returned or changed. The few unscoped calls
+//! (lookups by a secret hash or a session id, `list_enabled_cron_scripts`, the global `kv`) say so.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::{
+    ApiKey, CronScript, CronScriptUpdate, DeployKey, Invitation, NewApiKey, NewCronScript, NewDeployKey, NewInvitation,
+    NewScript, NewUser, NewVizier, Org, Role, Script, ScriptUpdate, Session, Setting, User, Vizier, VizierStatusUpdate,
+};
+
+/// Durable cloud state behind one dyn-compatible trait, held by the services as `Arc<dyn Metastore>`.
+///
+/// Timestamps are Unix nanoseconds computed by the store. Text fields must not contain NUL bytes (`Invalid`).
+#[async_trait]
+pub trait Metastore: Send + Sync + std::fmt::Debug {
+    /// The backend's name: `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// Runs a trivial query; `Unavailable` if the database cannot be reached. For readiness probes.
+    async fn health_check(&self) -> Result<()>;
+
+    // ---- orgs ----
+
+    /// Creates an org. `AlreadyExists { entity: "org" }` if the name is taken.
+    async fn create_org(&self, name: &str) -> Result<Org>;
+    /// The org with this id.
+    async fn get_org(&self, org_id: Uuid) -> Result<Org>;
+    /// The org with this exact name.
+    async fn get_org_by_name(&self, name: &str) -> Result<Org>;
+    /// All orgs, by name.
+    async fn list_orgs(&self) -> Result<Vec<Org>>;
+    /// Deletes an org and, by cascade, everything it owns.
+    async fn delete_org(&self, org_id: Uuid) -> Result<()>;
+
+    // ---- users ----
+
+    /// Creates a user. `AlreadyExists { entity: "user" }` if the email is taken (case-insensitively, across all
+    /// orgs); `NotFound { entity: "org" }` if the org does not exist.
+    async fn create_user(&self, user: NewUser) -> Result<User>;
+    /// The user with this id in this org.
+    async fn get_user(&self, org_id: Uuid, user_id: Uuid) -> Result<User>;
+    /// The user with this email, compared case-insensitively. Unscoped: used at login, before the org is known.
+    async fn get_user_by_email(&self, email: &str) -> Result<User>;
+    /// The org's users, by email.
+    async fn list_users(&self, org_id: Uuid) -> Result<Vec<User>>;
+    /// Replaces the password hash and sets the must-change flag.
+    async fn update_user_password(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        password_hash: &str,
+        must_change_password: bool,
+    ) -> Result<User>;
+    /// Changes the display name.
+    async fn update_user_display_name(&self, org_id: Uuid, user_id: Uuid, display_name: &str) -> Result<User>;
+    /// Changes the user's role.
+    async fn set_user_role(&self, org_id: Uuid, user_id: Uuid, role: Role) -> Result<User>;
+    /// Deletes the user with their sessions, API keys and settings.
+    async fn delete_user(&self, org_id: Uuid, user_id: Uuid) -> Result<()>;
+
+    /// Creates org `org_name` (if absent) and an admin user with `email` (if no user has that email), with
+    /// `must_change_password = true`. Returns the user and whether it was created now. Idempotent and safe to race:
+    /// `loupe setup create-admin` and `loupe up` call it on every start. An existing user is returned unchanged.
+    async fn create_admin_if_absent(&self, email: &str, password_hash: &str, org_name: &str) -> Result<(User, bool)>;
+
+    // ---- invitations ----
+
+    /// Creates an invitation. `AlreadyExists` if the token hash is taken; `NotFound` if the org does not exist or
+    /// `created_by` is not a user of it.
+    async fn create_invitation(&self, invitation: NewInvitation) -> Result<Invitation>;
+    /// The invitation with this token hash. Unscoped: the token is the credential.
+    async fn get_invitation_by_token_hash(&self, token_hash: &str) -> Result<Invitation>;
+    /// The org's invitations, newest first.
+    async fn list_invitations(&self, org_id: Uuid) -> Result<Vec<Invitation>>;
+    /// Deletes an invitation of this org.
+    async fn delete_invitation(&self, org_id: Uuid, invitation_id: Uuid) -> Result<()>;
+    /// Atomically marks the invitation accepted and creates its user (email and role from the invitation,
+    /// `must_change_password = false`). `NotFound` for an unknown token, `Invalid` if expired or already accepted,
+    /// `AlreadyExists { entity: "user" }` if the email is taken (the invitation then stays unaccepted).
+    async fn accept_invitation(&self, token_hash: &str, display_name: &str, password_hash: &str) -> Result<User>;
+
+    // ---- sessions ----
+
+    /// Records a session for a user of `org_id` that expires at `expires_at` (Unix ns).
+    async fn create_session(&self, org_id: Uuid, user_id: Uuid, expires_at: i64) -> Result<Session>;
+    /// The session with this id, revoked or expired ones included (check `Session::is_active`). Unscoped: the id
+    /// comes from a token the auth layer has already verified.
+    async fn get_session(&self, session_id: Uuid) -> Result<Session>;
+    /// The user's sessions, newest first.
+    async fn list_user_sessions(&self, org_id: Uuid, user_id: Uuid) -> Result<Vec<Session>>;
+    /// Revokes one session of this org; revoking twice keeps the first time.
+    async fn revoke_session(&self, org_id: Uuid, session_id: Uuid) -> Result<()>;
+    /// Revokes all the user's live sessions; returns how many were revoked now.
+    async fn revoke_user_sessions(&self, org_id: Uuid, user_id: Uuid) -> Result<u64>;
+    /// Deletes sessions that expired before `before_ns`; returns how many.
+    async fn purge_expired_sessions(&self, before_ns: i64) -> Result<u64>;
+
+    // ---- API keys ----
+
+    /// Creates an API key. `NotFound { entity: "user" }` unless the user belongs to the org.
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey>;
+    /// The org's API keys, optionally only one user's, oldest first; revoked keys included.
+    async fn list_api_keys(&self, org_id: Uuid, user_id: Option<Uuid>) -> Result<Vec<ApiKey>>;
+    /// One API key of this org (revoked or not).
+    async fn get_api_key(&self, org_id: Uuid, key_id: Uuid) -> Result<ApiKey>;
+    /// The unrevoked API key with this hash; `NotFound` for revoked keys. Unscoped: the key is the credential.
+    async fn get_api_key_by_hash(&self, key_hash: &str) -> Result<ApiKey>;
+    /// Revokes an API key of this org; revoking twice keeps the first time.
+    async fn revoke_api_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()>;
+    /// Records a successful use now.
+    async fn touch_api_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()>;
+
+    // ---- deploy keys ----
+
+    /// Creates a deploy key. `NotFound` if the org does not exist or `created_by` is not a user of it.
+    async fn create_deploy_key(&self, key: NewDeployKey) -> Result<DeployKey>;
+    /// The org's deploy keys, oldest first; revoked keys included.
+    async fn list_deploy_keys(&self, org_id: Uuid) -> Result<Vec<DeployKey>>;
+    /// One deploy key of this org (revoked or not).
+    async fn get_deploy_key(&self, org_id: Uuid, key_id: Uuid) -> Result<DeployKey>;
+    /// The unrevoked deploy key with this hash; `NotFound` for revoked keys. Unscoped: the key is the credential.
+    async fn get_deploy_key_by_hash(&self, key_hash: &str) -> Result<DeployKey>;
+    /// Revokes a deploy key of this org; revoking twice keeps the first time.
+    async fn revoke_deploy_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()>;
+    /// Records a successful use now.
+    async fn touch_deploy_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()>;
+
+    // ---- scripts ----
+
+    /// Saves a script. `AlreadyExists { entity: "script" }` if the org already has one with that name (other orgs
+    /// may use the same name).
+    async fn create_script(&self, script: NewScript) -> Result<Script>;
+    /// Replaces the content of the org's script `name`.
+    async fn update_script(&self, org_id: Uuid, name: &str, update: ScriptUpdate) -> Result<Script>;
+    /// The org's script `name`.
+    async fn get_script(&self, org_id: Uuid, name: &str) -> Result<Script>;
+    /// The org's scripts, by name.
+    async fn list_scripts(&self, org_id: Uuid) -> Result<Vec<Script>>;
+    /// Deletes the org's script `name`.
+    async fn delete_script(&self, org_id: Uuid, name: &str) -> Result<()>;
+
+    // ---- viziers ----
+
+    /// Registers a vizier. `AlreadyExists { entity: "vizier" }` if the org already has one with that name.
+    async fn create_vizier(&self, vizier: NewVizier) -> Result<Vizier>;
+    /// One vizier of this org.
+    async fn get_vizier(&self, org_id: Uuid, vizier_id: Uuid) -> Result<Vizier>;
+    /// The org's vizier named `name`.
+    async fn get_vizier_by_name(&self, org_id: Uuid, name: &str) -> Result<Vizier>;
+    /// The org's viziers, by name.
+    async fn list_viziers(&self, org_id: Uuid) -> Result<Vec<Vizier>>;
+    /// Records a status report (and heartbeat) of one of the org's viziers.
+    async fn update_vizier_status(&self, org_id: Uuid, vizier_id: Uuid, update: VizierStatusUpdate) -> Result<Vizier>;
+    /// Deletes one of the org's viziers.
+    async fn delete_vizier(&self, org_id: Uuid, vizier_id: Uuid) -> Result<()>;
+
+    // ---- cron scripts ----
+
+    /// Creates a cron script. `Invalid` unless `frequency_s > 0`.
+    async fn create_cron_script(&self, cron: NewCronScript) -> Result<CronScript>;
+    /// One cron script of this org.
+    async fn get_cron_script(&self, org_id: Uuid, cron_id: Uuid) -> Result<CronScript>;
+    /// The org's cron scripts, oldest first.
+    async fn list_cron_scripts(&self, org_id: Uuid) -> Result<Vec<CronScript>>;
+    /// Every org's enabled cron scripts. Unscoped: for the scheduler only, never for an API caller.
+    async fn list_enabled_cron_scripts(&self) -> Result<Vec<CronScript>>;
+    /// Replaces the mutable fields of one of the org's cron scripts.
+    async fn update_cron_script(&self, org_id: Uuid, cron_id: Uuid, update: CronScriptUpdate) -> Result<CronScript>;
+    /// Deletes one of the org's cron scripts.
+    async fn delete_cron_script(&self, org_id: Uuid, cron_id: Uuid) -> Result<()>;
+
+    // ---- settings ----
+
+    /// A user's setting, `None` if unset. `NotFound` unless the user belongs to the org.
+    async fn get_user_setting(&self, org_id: Uuid, user_id: Uuid, key: &str) -> Result<Option<String>>;
+    /// Sets (inserts or overwrites) a user's setting.
+    async fn put_user_setting(&self, org_id: Uuid, user_id: Uuid, key: &str, value: &str) -> Result<()>;
+    /// All of a user's settings, by key.
+    async fn list_user_settings(&self, org_id: Uuid, user_id: Uuid) -> Result<Vec<Setting>>;
+    /// An org setting, `None` if unset. `NotFound` if the org does not exist.
+    async fn get_org_setting(&self, org_id: Uuid, key: &str) -> Result<Option<String>>;
+    /// Sets (inserts or overwrites) an org setting.
+    async fn put_org_setting(&self, org_id: Uuid, key: &str, value: &str) -> Result<()>;
+    /// All of an org's settings, by key.
+    async fn list_org_settings(&self, org_id: Uuid) -> Result<Vec<Setting>>;
+
+    // ---- global kv ----
+
+    /// The global value under `key`, if any (e.g. a generated signing key).
+    async fn kv_get(&self, key: &str) -> Result<Option<String>>;
+    /// Stores `value` under `key` unless a value is already there, atomically, and returns the value that won.
+    /// Concurrent callers with different values all get the same winner.
+    async fn kv_put_if_absent(&self, key: &str, value: &str) -> Result<String>;
+}
