@@ -24,6 +24,7 @@ const LAYERS: &[&str] = &[
     "loupe-metastore",
     "loupe-auth",
     "loupe-vizier",
+    "loupe-cloud",
     "loupe-cli",
     "loupe-server",
 ];
@@ -40,6 +41,10 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("loupe-protocols", "tokio", "parsers do no I/O"),
     ("loupe-collector", "tokio", "the collector runs on its own thread"),
     ("loupe-auth", "sqlx", "auth is logic; storage is the metastore's"),
+    ("loupe-cloud", "sqlx", "the cloud reaches storage only through the metastore trait"),
+    ("loupe-cloud", "loupe-vizier", "the cloud reaches vizier only via proto"),
+    ("loupe-cloud", "loupe-engine", "the cloud reaches vizier only via proto"),
+    ("loupe-cloud", "loupe-collector", "the cloud reaches vizier only via proto"),
     ("loupe-metastore", "loupe-auth", "the metastore stores hashes; it never hashes or verifies"),
 ];
 

@@ -1,12 +1,13 @@
 //! The first admin account: its defaults (`admin@default.com` / `admin`, as in Pixie), environment
 //! overrides, and the policy that forces a password change at first login.
 //!
-//! Owns what the bootstrap admin looks like and which routes a must-change-password session may call. Must
-//! not create the user (the API / `create-admin` job does, through the metastore, only if no user exists).
+//! Owns what the bootstrap admin looks like. Must not create the user (the API / `create-admin` job does,
+//! through the metastore, only if no user exists), nor decide which routes a pending change allows (the API
+//! enforces that in its types: only password change, logout and `me` accept a caller whose change is pending).
 //!
 //! Flow: the admin row is created with [`NewAdmin::password_hash`] and `must_change_password = true`. Every
-//! token issued for it carries `MustChangePassword = true`, and the API refuses every route except those for
-//! which [`is_allowed_while_password_change_pending`] is true. Changing the password clears the flag, calls
+//! token issued for it carries `MustChangePassword = true`, and the API refuses everything but changing the
+//! password, logging out and describing the caller. Changing the password clears the flag, calls
 //! `revoke_all_for_user`, and issues a fresh token. Because the default password is public, this holds even
 //! when `LOUPE_ADMIN_PASSWORD` overrides it (that value sits in a deployment secret, not in the admin's head).
 
@@ -21,15 +22,6 @@ pub const DEFAULT_ADMIN_PASSWORD: &str = "admin";
 pub const ADMIN_EMAIL_ENV: &str = "LOUPE_ADMIN_EMAIL";
 /// Environment variable overriding the initial admin password.
 pub const ADMIN_PASSWORD_ENV: &str = "LOUPE_ADMIN_PASSWORD";
-
-/// Route that changes the caller's password.
-pub const CHANGE_PASSWORD_ROUTE: &str = "/api/auth/password";
-/// Route that ends the caller's session.
-pub const LOGOUT_ROUTE: &str = "/api/auth/logout";
-/// Route that describes the caller (so the UI can show the change-password screen).
-pub const WHOAMI_ROUTE: &str = "/api/auth/me";
-/// Every route a session with `MustChangePassword = true` may call.
-pub const PASSWORD_CHANGE_PENDING_ROUTES: &[&str] = &[CHANGE_PASSWORD_ROUTE, LOGOUT_ROUTE, WHOAMI_ROUTE];
 
 /// Errors reading the bootstrap settings.
 #[derive(Debug, thiserror::Error)]
@@ -131,15 +123,6 @@ impl AdminBootstrap {
     }
 }
 
-/// Whether a session whose token says `MustChangePassword = true` may call `route` (a request path; a query
-/// string and trailing slash are ignored). Everything else must be refused with 403 and a message telling the
-/// user to change their password.
-pub fn is_allowed_while_password_change_pending(route: &str) -> bool {
-    let path = route.split(['?', '#']).next().unwrap_or_default();
-    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
-    PASSWORD_CHANGE_PENDING_ROUTES.contains(&path)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -198,19 +181,5 @@ mod tests {
     #[test]
     fn debug_redacts_password() {
         assert!(!format!("{:?}", AdminBootstrap::default()).contains("\"admin\""));
-    }
-
-    #[test]
-    fn pending_password_change_allows_only_auth_routes() {
-        assert!(is_allowed_while_password_change_pending("/api/auth/password"));
-        assert!(is_allowed_while_password_change_pending("/api/auth/password/"));
-        assert!(is_allowed_while_password_change_pending("/api/auth/logout?x=1"));
-        assert!(is_allowed_while_password_change_pending("/api/auth/me"));
-        assert!(!is_allowed_while_password_change_pending("/api/auth/password/../../clusters"));
-        assert!(!is_allowed_while_password_change_pending("/api/clusters"));
-        assert!(!is_allowed_while_password_change_pending("/api/keys"));
-        assert!(!is_allowed_while_password_change_pending(""));
-        assert!(!is_allowed_while_password_change_pending("/"));
-        assert!(!is_allowed_while_password_change_pending("/API/AUTH/PASSWORD"));
     }
 }

@@ -22,7 +22,7 @@ pub mod sessions;
 pub mod throttle;
 pub mod token;
 
-pub use bootstrap::{AdminBootstrap, BootstrapError, NewAdmin, is_allowed_while_password_change_pending};
+pub use bootstrap::{AdminBootstrap, BootstrapError, NewAdmin};
 pub use keys::{KeyHash, KeyKind, display_prefix, generate_api_key, generate_deploy_key, hash_key, key_kind};
 pub use password::{PasswordError, PolicyError, hash_password, validate_new_password, verify_password};
 pub use random::RandomError;

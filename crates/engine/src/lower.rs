@@ -254,3 +254,38 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         ScalarFunc::TimeToInt64 => cast(arg(0), DataType::Int64),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loupe_schema::http::{HttpEventRow, HttpEventsBuilder};
+
+    fn batch(rows: usize) -> RecordBatch {
+        let mut b = HttpEventsBuilder::new();
+        for i in 0..rows {
+            b.append(&HttpEventRow { time_ns: i as i64, ..HttpEventRow::default() });
+        }
+        b.finish().expect("batch")
+    }
+
+    #[test]
+    fn partition_spreads_batches_contiguously() {
+        let parts = partition((0..5).map(|_| batch(1)).collect(), 2);
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 2]);
+        assert_eq!(partition(Vec::new(), 4).len(), 1, "an empty scan still needs one partition");
+        assert_eq!(partition(vec![batch(2)], 8).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn bin_floors_toward_negative_infinity() {
+        use arrow::array::AsArray;
+        use arrow::datatypes::Int64Type;
+        let ctx = SessionContext::new();
+        let bin =
+            |x: i64| lower_call(ScalarFunc::Bin, &[Expr::Literal(Literal::Int(x)), Expr::Literal(Literal::Int(5))]);
+        let exprs = vec![bin(-7).alias("a"), bin(7).alias("b"), bin(10).alias("c")];
+        let batches = ctx.read_empty().expect("empty").select(exprs).expect("select").collect().await.expect("runs");
+        let got: Vec<i64> = batches[0].columns().iter().map(|c| c.as_primitive::<Int64Type>().value(0)).collect();
+        assert_eq!(got, vec![-10, 5, 10]);
+    }
+}

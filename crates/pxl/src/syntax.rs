@@ -125,8 +125,19 @@ pub(crate) enum ExprKind {
     Unsupported(&'static str),
 }
 
+/// Deepest expression nesting accepted. PxL scripts stay far below it; the limit keeps the
+/// recursive lowering and checking from exhausting the stack on hostile input.
+const MAX_DEPTH: usize = 64;
+
 /// Parses `source` into PxL statements, or returns every syntax error.
 pub(crate) fn parse(source: &str) -> Result<Vec<Stmt>, Vec<Diagnostic>> {
+    if let Some(at) = too_deep_brackets(source) {
+        return Err(vec![Diagnostic::new(
+            source,
+            at..at + 1,
+            format!("brackets nest more than {MAX_DEPTH} levels deep"),
+        )]);
+    }
     let parsed = parse_unchecked_source(source, py::PySourceType::Python);
     if !parsed.errors().is_empty() {
         return Err(parsed
@@ -140,6 +151,25 @@ pub(crate) fn parse(source: &str) -> Result<Vec<Stmt>, Vec<Diagnostic>> {
             .collect());
     }
     Ok(parsed.syntax().body.iter().map(lower_stmt).collect())
+}
+
+/// The offset of the first bracket nested deeper than [`MAX_DEPTH`] (strings and comments
+/// are not skipped: a false alarm needs 64 unbalanced brackets in a string).
+fn too_deep_brackets(source: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, b) in source.bytes().enumerate() {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn span_of<T: Ranged>(node: &T) -> Span {
@@ -212,12 +242,20 @@ fn lower_target(e: &py::Expr) -> Target {
     }
 }
 
-fn boxed(e: &py::Expr) -> Box<Expr> {
-    Box::new(lower_expr(e))
+fn boxed(e: &py::Expr, depth: usize) -> Box<Expr> {
+    Box::new(lower_expr_at(e, depth + 1))
 }
 
 fn lower_expr(e: &py::Expr) -> Expr {
+    lower_expr_at(e, 0)
+}
+
+fn lower_expr_at(e: &py::Expr, depth: usize) -> Expr {
     let span = span_of(e);
+    if depth > MAX_DEPTH {
+        return Expr { kind: ExprKind::Unsupported("expressions nested this deeply"), span };
+    }
+    let d = depth;
     let kind = match e {
         py::Expr::Name(n) => ExprKind::Name(n.id.as_str().to_string()),
         py::Expr::NumberLiteral(n) => match &n.value {
@@ -231,15 +269,15 @@ fn lower_expr(e: &py::Expr) -> Expr {
         py::Expr::StringLiteral(s) => ExprKind::Str(s.value.to_str().to_string()),
         py::Expr::BooleanLiteral(b) => ExprKind::Bool(b.value),
         py::Expr::NoneLiteral(_) => ExprKind::None,
-        py::Expr::List(l) => ExprKind::List(l.elts.iter().map(lower_expr).collect()),
-        py::Expr::Tuple(t) => ExprKind::Tuple(t.elts.iter().map(lower_expr).collect()),
-        py::Expr::Attribute(a) => ExprKind::Attr { obj: boxed(&a.value), attr: ident(&a.attr) },
-        py::Expr::Subscript(s) => ExprKind::Index { obj: boxed(&s.value), key: boxed(&s.slice) },
+        py::Expr::List(l) => ExprKind::List(l.elts.iter().map(|x| lower_expr_at(x, d + 1)).collect()),
+        py::Expr::Tuple(t) => ExprKind::Tuple(t.elts.iter().map(|x| lower_expr_at(x, d + 1)).collect()),
+        py::Expr::Attribute(a) => ExprKind::Attr { obj: boxed(&a.value, d), attr: ident(&a.attr) },
+        py::Expr::Subscript(s) => ExprKind::Index { obj: boxed(&s.value, d), key: boxed(&s.slice, d) },
         py::Expr::Call(c) => {
             let mut kwargs = Vec::new();
             for k in &c.arguments.keywords {
                 match &k.arg {
-                    Some(name) => kwargs.push((ident(name), lower_expr(&k.value))),
+                    Some(name) => kwargs.push((ident(name), lower_expr_at(&k.value, d + 1))),
                     None => {
                         return Expr { kind: ExprKind::Unsupported("`**kwargs` arguments"), span: span_of(k) };
                     }
@@ -250,9 +288,9 @@ fn lower_expr(e: &py::Expr) -> Expr {
                 if let py::Expr::Starred(s) = a {
                     return Expr { kind: ExprKind::Unsupported("`*args` arguments"), span: span_of(s) };
                 }
-                args.push(lower_expr(a));
+                args.push(lower_expr_at(a, d + 1));
             }
-            ExprKind::Call { func: boxed(&c.func), args, kwargs }
+            ExprKind::Call { func: boxed(&c.func, d), args, kwargs }
         }
         py::Expr::BinOp(b) => {
             let op = match b.op {
@@ -266,23 +304,26 @@ fn lower_expr(e: &py::Expr) -> Expr {
                 _ => return Expr { kind: ExprKind::Unsupported("this operator"), span },
             };
             let op_span = between(&b.left, &b.right);
-            ExprKind::Binary { op, op_span, left: boxed(&b.left), right: boxed(&b.right) }
+            ExprKind::Binary { op, op_span, left: boxed(&b.left, d), right: boxed(&b.right, d) }
         }
         py::Expr::BoolOp(b) => {
             let op = match b.op {
                 py::BoolOp::And => BinOp::And,
                 py::BoolOp::Or => BinOp::Or,
             };
+            if b.values.len() > MAX_DEPTH {
+                return Expr { kind: ExprKind::Unsupported("boolean chains this long"), span };
+            }
             let mut values = b.values.iter();
             let Some(first) = values.next() else {
                 return Expr { kind: ExprKind::Unsupported("an empty boolean expression"), span };
             };
-            let mut acc = lower_expr(first);
+            let mut acc = lower_expr_at(first, d + 1);
             let mut prev = first;
             for v in values {
                 let op_span = between(prev, v);
                 let s = acc.span.start..span_of(v).end;
-                acc = Expr { kind: ExprKind::Binary { op, op_span, left: Box::new(acc), right: boxed(v) }, span: s };
+                acc = Expr { kind: ExprKind::Binary { op, op_span, left: Box::new(acc), right: boxed(v, d) }, span: s };
                 prev = v;
             }
             return acc;
@@ -294,9 +335,9 @@ fn lower_expr(e: &py::Expr) -> Expr {
                 py::UnaryOp::USub => UnOp::Neg,
                 py::UnaryOp::UAdd => UnOp::Plus,
             };
-            ExprKind::Unary { op, operand: boxed(&u.operand) }
+            ExprKind::Unary { op, operand: boxed(&u.operand, d) }
         }
-        py::Expr::Compare(c) => return lower_compare(c),
+        py::Expr::Compare(c) => return lower_compare(c, d),
         py::Expr::FString(_) => ExprKind::Unsupported("f-strings"),
         py::Expr::Dict(_) => ExprKind::Unsupported("dict literals"),
         py::Expr::Lambda(_) => ExprKind::Unsupported("lambdas"),
@@ -316,7 +357,10 @@ fn between(left: &py::Expr, right: &py::Expr) -> Span {
 }
 
 /// `a < b < c` becomes `(a < b) and (b < c)`.
-fn lower_compare(c: &py::ExprCompare) -> Expr {
+fn lower_compare(c: &py::ExprCompare, d: usize) -> Expr {
+    if c.ops.len() > MAX_DEPTH {
+        return Expr { kind: ExprKind::Unsupported("comparison chains this long"), span: span_of(c) };
+    }
     let mut acc: Option<Expr> = None;
     let mut left: &py::Expr = &c.left;
     for (op, right) in c.ops.iter().zip(c.comparators.iter()) {
@@ -336,7 +380,7 @@ fn lower_compare(c: &py::ExprCompare) -> Expr {
         };
         let op_span = between(left, right);
         let cmp = Expr {
-            kind: ExprKind::Binary { op: bin, op_span: op_span.clone(), left: boxed(left), right: boxed(right) },
+            kind: ExprKind::Binary { op: bin, op_span: op_span.clone(), left: boxed(left, d), right: boxed(right, d) },
             span: span_of(left).start..span_of(right).end,
         };
         acc = Some(match acc {

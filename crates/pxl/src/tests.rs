@@ -1,1 +1,487 @@
-//! Compiler tests: one per construct, one per error kind.
+//! Compiler tests: one per supported construct, one per error kind (exact line:column), and a
+//! property test that arbitrary input never panics.
+
+use proptest::prelude::*;
+
+use crate::*;
+
+const NOW: i64 = 1_700_000_000_000_000_000;
+const MIN: i64 = 60_000_000_000;
+
+fn ok(src: &str) -> Program {
+    compile(src, &SchemaCatalog, &CompileOptions { now_ns: NOW })
+        .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.render(src, "t.pxl")).collect::<String>()))
+}
+
+fn plan(src: &str) -> Plan {
+    ok(src).outputs.remove(0).plan
+}
+
+fn cols(src: &str) -> Vec<(String, PxType)> {
+    ok(src).outputs.remove(0).columns.into_iter().map(|c| (c.name, c.ty)).collect()
+}
+
+/// The first diagnostic: (line, column, message).
+fn err(src: &str) -> (u32, u32, String) {
+    let d = compile(src, &SchemaCatalog, &CompileOptions { now_ns: NOW }).expect_err("must not compile");
+    (d[0].line, d[0].column, d[0].message.clone())
+}
+
+fn src(body: &str) -> String {
+    format!("import px\ndf = px.DataFrame('http_events')\n{body}")
+}
+
+fn source(table: &str) -> Plan {
+    Plan::Source { table: table.into(), columns: None, start_ns: None, end_ns: None }
+}
+
+fn col(c: &str) -> Expr {
+    Expr::Column(c.into())
+}
+
+// ------------------------------------------------------------------ constructs
+
+#[test]
+fn dataframe_positional_and_keyword_with_select() {
+    assert_eq!(plan("import px\npx.display(px.DataFrame('http_events'))"), source("http_events"));
+    let p = plan("import px\npx.display(px.DataFrame(table='http_events', select=['req_path', 'latency']))");
+    assert_eq!(
+        p,
+        Plan::Source {
+            table: "http_events".into(),
+            columns: Some(vec!["req_path".into(), "latency".into()]),
+            start_ns: None,
+            end_ns: None
+        }
+    );
+    assert_eq!(
+        cols("import px\npx.display(px.DataFrame('http_events', select=['req_path', 'latency']))"),
+        vec![("req_path".into(), PxType::String), ("latency".into(), PxType::Int64)]
+    );
+}
+
+#[test]
+fn time_arguments_resolve_against_now() {
+    let p = plan("import px\npx.display(px.DataFrame('http_events', start_time='-5m', end_time='-30s'))");
+    assert_eq!(
+        p,
+        Plan::Source {
+            table: "http_events".into(),
+            columns: None,
+            start_ns: Some(NOW - 5 * MIN),
+            end_ns: Some(NOW - 30_000_000_000)
+        }
+    );
+    let p = plan("import px\npx.display(px.DataFrame('http_events', start_time=px.now() - px.hours(1), end_time=123))");
+    assert_eq!(
+        p,
+        Plan::Source { table: "http_events".into(), columns: None, start_ns: Some(NOW - 60 * MIN), end_ns: Some(123) }
+    );
+    let p = plan(
+        "import px\nt = px.now() - px.days(1) + px.milliseconds(2) - px.microseconds(3)\npx.display(px.DataFrame('http_events', start_time=t))",
+    );
+    let Plan::Source { start_ns, .. } = p else { panic!("source") };
+    assert_eq!(start_ns, Some(NOW - 86_400_000_000_000 + 2_000_000 - 3_000));
+}
+
+#[test]
+fn filter_by_subscript_and_method() {
+    let expected = Plan::Filter {
+        input: Box::new(source("http_events")),
+        predicate: Expr::Binary {
+            op: BinaryOp::GtE,
+            left: Box::new(col("resp_status")),
+            right: Box::new(Expr::Literal(Literal::Int(400))),
+        },
+    };
+    assert_eq!(plan(&src("px.display(df[df.resp_status >= 400])")), expected);
+    assert_eq!(plan(&src("px.display(df.filter(df['resp_status'] >= 400))")), expected);
+}
+
+#[test]
+fn boolean_operators() {
+    let p = plan(&src("px.display(df[(df.resp_status == 200) & ~(df.req_method == 'GET') | (not df.encrypted)])"));
+    let Plan::Filter { predicate, .. } = p else { panic!("filter") };
+    let Expr::Binary { op: BinaryOp::Or, left, right } = predicate else { panic!("or: {predicate:?}") };
+    assert!(matches!(*left, Expr::Binary { op: BinaryOp::And, .. }));
+    assert!(matches!(*right, Expr::Not(_)));
+    let p = plan(&src("px.display(df[df.resp_status == 200 and df.latency > 5 or df.encrypted])"));
+    assert!(matches!(p, Plan::Filter { predicate: Expr::Binary { op: BinaryOp::Or, .. }, .. }));
+    let p = plan(&src("px.display(df[200 <= df.resp_status < 300])"));
+    assert!(matches!(p, Plan::Filter { predicate: Expr::Binary { op: BinaryOp::And, .. }, .. }));
+}
+
+#[test]
+fn map_by_attribute_and_subscript_and_method() {
+    let c = cols(&src(
+        "df.ms = df.latency / 1000000\ndf['ok'] = df.resp_status < 400\ndf = df.map('x', df.latency * 2 % 7)\npx.display(df[['ms', 'ok', 'x']])",
+    ));
+    assert_eq!(c, vec![("ms".into(), PxType::Float64), ("ok".into(), PxType::Boolean), ("x".into(), PxType::Int64)]);
+    // Division casts both sides to FLOAT64.
+    let p = plan(&src("df.ms = df.latency / 2\npx.display(df)"));
+    let Plan::Map { expr, column, .. } = p else { panic!("map") };
+    assert_eq!(column, "ms");
+    assert_eq!(
+        expr,
+        Expr::Binary {
+            op: BinaryOp::Div,
+            left: Box::new(Expr::Cast { expr: Box::new(col("latency")), to: PxType::Float64 }),
+            right: Box::new(Expr::Literal(Literal::Float(2.0))),
+        }
+    );
+}
+
+#[test]
+fn replacing_a_column_keeps_its_position() {
+    let c = cols(
+        "import px\ndf = px.DataFrame('http_events', select=['req_path', 'latency', 'resp_status'])\ndf.latency = df.latency / 1000\npx.display(df)",
+    );
+    assert_eq!(c[1], ("latency".into(), PxType::Float64));
+    assert_eq!(c.len(), 3);
+}
+
+#[test]
+fn keep_columns_list_and_tuple() {
+    let expected =
+        Plan::Project { input: Box::new(source("http_events")), columns: vec!["req_path".into(), "latency".into()] };
+    assert_eq!(plan(&src("px.display(df[['req_path', 'latency']])")), expected);
+    assert_eq!(plan(&src("px.display(df['req_path', 'latency'])")), expected);
+}
+
+#[test]
+fn drop_list_and_single() {
+    let expected = Plan::Drop { input: Box::new(source("http_events")), columns: vec!["req_body".into()] };
+    assert_eq!(plan(&src("px.display(df.drop(['req_body']))")), expected);
+    assert_eq!(plan(&src("px.display(df.drop('req_body'))")), expected);
+    assert!(!cols(&src("px.display(df.drop('req_body'))")).iter().any(|(n, _)| n == "req_body"));
+}
+
+#[test]
+fn groupby_agg_single_and_multi_key() {
+    let p = plan(&src("px.display(df.groupby('req_path').agg(n=('latency', px.count)))"));
+    assert_eq!(
+        p,
+        Plan::Aggregate {
+            input: Box::new(source("http_events")),
+            group_by: vec!["req_path".into()],
+            aggs: vec![Aggregation { output: "n".into(), func: AggFunc::Count, column: "latency".into() }],
+        }
+    );
+    let c = cols(&src(
+        "df.err = df.resp_status >= 400\npx.display(df.groupby(['req_path', 'req_method']).agg(n=('latency', px.count), s=('latency', px.sum), m=('latency', px.mean), lo=('latency', px.min), hi=('time_', px.max), e=('err', px.mean), es=('err', px.sum), p=('latency', px.p99), q=('latency', px.quantiles), a=('req_body', px.any)))",
+    ));
+    let types: Vec<PxType> = c.iter().map(|(_, t)| *t).collect();
+    use PxType::*;
+    assert_eq!(
+        types,
+        vec![String, String, Int64, Int64, Float64, Int64, Time, Float64, Int64, Float64, String, String]
+    );
+}
+
+#[test]
+fn agg_without_groups() {
+    let p = plan(&src("px.display(df.agg(n=('latency', px.count)))"));
+    assert!(matches!(p, Plan::Aggregate { ref group_by, .. } if group_by.is_empty()));
+}
+
+#[test]
+fn quantiles_pluck_and_direct_percentiles() {
+    let c = cols(&src(
+        "s = df.groupby('req_path').agg(q=('latency', px.quantiles), p50=('latency', px.p50), p90=('latency', px.p90))\ns.p99 = px.DurationNanos(px.pluck_float64(s.q, 'p99'))\npx.display(s)",
+    ));
+    assert_eq!(c.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), vec!["req_path", "q", "p50", "p90", "p99"]);
+    assert_eq!(c[4].1, PxType::Float64);
+}
+
+#[test]
+fn head_default_and_explicit() {
+    assert_eq!(plan(&src("px.display(df.head(7))")), Plan::Limit { input: Box::new(source("http_events")), n: 7 });
+    assert_eq!(plan(&src("px.display(df.head(n=3))")), Plan::Limit { input: Box::new(source("http_events")), n: 3 });
+    assert_eq!(plan(&src("px.display(df.head())")), Plan::Limit { input: Box::new(source("http_events")), n: 5 });
+}
+
+#[test]
+fn display_names_debug_and_cols() {
+    let p = ok(&src(
+        "px.display(df)\npx.display(df, 'second')\npx.display(df, name='third', cols=['latency'])\npx.debug(df, 'dbg')",
+    ));
+    let names: Vec<&str> = p.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, vec!["output", "second", "third", "_dbg"]);
+    assert_eq!(p.outputs[2].columns.len(), 1);
+}
+
+#[test]
+fn scalar_functions_type_check() {
+    let c = cols(&src("df.a = px.select(df.resp_status >= 400, 'err', 'ok')
+df.b = px.bin(df.latency, 1000)
+df.c = px.bin(df.time_, px.seconds(10))
+df.d = px.contains(df.req_path, '/api')
+df.e = px.abs(df.latency - 5)
+df.f = px.floor(df.latency / 3)
+df.g = px.ceil(df.latency)
+df.h = px.length(df.req_path)
+df.i = px.tolower(df.req_method)
+df.j = px.toupper(df.req_method)
+df.k = px.equals_any(df.resp_status, [200, 201])
+df.l = px.int64_to_time(df.latency)
+df.m = px.time_to_int64(df.time_)
+df.n = px.substring(df.req_path, 0, 4)
+df.o = px.regex_match('/api/.*', df.req_path)
+df.p = px.Percent(px.Bytes(px.Service(df.req_body_size)))
+df.q = px.pluck(df.req_headers, 'Host')
+df.r = px.pluck_int64(df.req_headers, 'n')
+df.s = px.select(df.encrypted, 1, 2.5)
+df.t = px.bin(df.latency / 7, 0.5)
+px.display(df[['a','b','c','d','e','f','g','h','i','j','k','l','m','n','o','p','q','r','s','t']])"));
+    use PxType::*;
+    let types: Vec<PxType> = c.iter().map(|(_, t)| *t).collect();
+    assert_eq!(
+        types,
+        vec![
+            String, Int64, Time, Boolean, Int64, Float64, Float64, Int64, String, String, Boolean, Time, Int64, String,
+            Boolean, Int64, String, Int64, Float64, Float64
+        ]
+    );
+}
+
+#[test]
+fn time_arithmetic_is_normalized() {
+    let p = plan(&src("df = df[df.time_ > px.now() - px.minutes(1)]\npx.display(df)"));
+    let Plan::Filter { predicate, .. } = p else { panic!("filter") };
+    assert_eq!(
+        predicate,
+        Expr::Binary {
+            op: BinaryOp::Gt,
+            left: Box::new(col("time_")),
+            right: Box::new(Expr::Literal(Literal::Time(NOW - MIN)))
+        }
+    );
+    let c = cols(&src("df.age = px.now() - df.time_\ndf.later = df.time_ + 5\npx.display(df[['age', 'later']])"));
+    assert_eq!(c, vec![("age".into(), PxType::Int64), ("later".into(), PxType::Time)]);
+}
+
+#[test]
+fn user_function_called_at_top_level() {
+    let p = ok(
+        "import px\n\ndef f(start_time: str, n: int = 10):\n    '''doc'''\n    df = px.DataFrame('http_events', start_time=start_time)\n    return df.head(n)\n\npx.display(f('-5m'), 'a')\npx.display(f(start_time='-1m', n=2), 'b')\n",
+    );
+    assert_eq!(p.outputs.len(), 2);
+    assert!(matches!(p.outputs[1].plan, Plan::Limit { n: 2, .. }));
+}
+
+#[test]
+fn settings_line_sets_max_rows() {
+    let script = format!("#px:set max_output_rows_per_table=42\n{}", src("px.display(df)"));
+    assert_eq!(ok(&script).max_output_rows_per_table, Some(42));
+    assert_eq!(ok(&src("px.display(df)")).max_output_rows_per_table, None);
+}
+
+#[test]
+fn closure_catalog_works() {
+    let cat = |name: &str| loupe_schema::table(name).map(|t| t.arrow_schema());
+    let p = compile("import px\npx.display(px.DataFrame('http_events'))", &cat, &CompileOptions { now_ns: 0 });
+    assert!(p.is_ok());
+}
+
+// ------------------------------------------------------------------ errors
+
+#[test]
+fn error_syntax() {
+    let (l, c, m) = err("import px\ndf = px.DataFrame('http_events'\npx.display(df)\n");
+    assert!(m.starts_with("syntax error"), "{m}");
+    assert_eq!((l, c), (3, 1), "{m}");
+    let (l, c, _) = err("import px\ndf = = 1\n");
+    assert_eq!((l, c), (2, 6));
+}
+
+#[test]
+fn error_unknown_table() {
+    let d = compile("import px\ndf = px.DataFrame('http_event')\n", &SchemaCatalog, &CompileOptions { now_ns: 0 })
+        .expect_err("fails");
+    assert_eq!((d[0].line, d[0].column), (2, 19));
+    assert_eq!(d[0].message, "unknown table `http_event`");
+    assert_eq!(d[0].helps, vec!["did you mean `http_events`?".to_string()]);
+}
+
+#[test]
+fn error_unknown_column_attribute_and_subscript() {
+    let s = src("df = df[df.resp_statu >= 400]\n");
+    let d = compile(&s, &SchemaCatalog, &CompileOptions { now_ns: 0 }).expect_err("fails");
+    assert_eq!((d[0].line, d[0].column, d[0].span.len()), (3, 12, 10));
+    assert_eq!(d[0].message, "unknown column `resp_statu` in table `http_events`");
+    assert_eq!(d[0].helps, vec!["did you mean `resp_status`?".to_string()]);
+    assert!(d[0].render(&s, "script.pxl").contains(" --> script.pxl:3:12\n"));
+    assert_eq!(err(&src("x = df['latencyy']\n")), (3, 8, "unknown column `latencyy` in table `http_events`".into()));
+    assert_eq!(err(&src("x = df[['latency', 'nope']]\n")).0, 3);
+    assert_eq!(err(&src("x = df.groupby('nope')\n")).1, 16);
+}
+
+#[test]
+fn error_wrong_operand_types() {
+    let (l, c, m) = err(&src("df.x = df.req_path + 1\n"));
+    assert_eq!((l, c), (3, 20), "{m}");
+    assert_eq!(m, "cannot combine STRING and INT64 with `+`");
+    let (l, c, m) = err(&src("df = df[df.req_path == 200]\n"));
+    assert_eq!((l, c), (3, 21), "{m}");
+    assert_eq!(m, "cannot compare STRING and INT64 with `==`");
+    let (l, c, _) = err(&src("df = df[df.encrypted & 1]\n"));
+    assert_eq!((l, c), (3, 22));
+}
+
+#[test]
+fn error_filter_needs_boolean() {
+    assert_eq!(
+        err(&src("df = df[df.latency + 1]\n")),
+        (3, 9, "filter expects a BOOLEAN expression, found INT64".into())
+    );
+}
+
+#[test]
+fn error_unknown_px_function() {
+    let d = compile(&src("df.x = px.tolowr(df.req_path)\n"), &SchemaCatalog, &CompileOptions { now_ns: 0 })
+        .expect_err("fails");
+    assert_eq!((d[0].line, d[0].column), (3, 11));
+    assert_eq!(d[0].message, "unknown px function `px.tolowr`");
+    assert_eq!(d[0].helps, vec!["did you mean `px.tolower`?".to_string()]);
+}
+
+#[test]
+fn error_wrong_function_argument_types() {
+    assert_eq!(
+        err(&src("df.x = px.length(df.latency)\n")),
+        (3, 18, "argument 1 of `px.length` must be STRING, found INT64".into())
+    );
+    assert_eq!(err(&src("df.x = px.select(df.latency, 1, 2)\n")).1, 18);
+    assert_eq!(err(&src("df.x = px.length(df.req_path, 1)\n")).1, 31);
+}
+
+#[test]
+fn error_wrong_agg_spec() {
+    assert_eq!(
+        err(&src("s = df.groupby('req_path').agg(n='latency')\n")),
+        (3, 34, "wrong aggregate spec for `n`".into())
+    );
+    assert_eq!(err(&src("s = df.groupby('req_path').agg(n=('latency', 5))\n")).1, 46);
+    assert_eq!(
+        err(&src("s = df.groupby('req_path').agg(n=('latency', px.tolower))\n")),
+        (3, 46, "`px.tolower` is not an aggregate function".into())
+    );
+    assert_eq!(
+        err(&src("s = df.groupby('req_path').agg(n=('req_path', px.mean))\n")),
+        (3, 47, "`px.mean` does not accept STRING column `req_path`".into())
+    );
+    assert_eq!(err(&src("s = df.groupby('req_path').agg(n=(1, px.mean))\n")).1, 35);
+    assert_eq!(err(&src("s = df.groupby('req_path').agg()\n")).1, 5);
+    assert_eq!(err(&src("s = df.agg(n=('nope', px.count))\n")).1, 15);
+}
+
+#[test]
+fn error_aggregate_called_as_scalar() {
+    assert_eq!(err(&src("df.x = px.count(df.latency)\n")).1, 11);
+}
+
+#[test]
+fn error_ctx_not_available() {
+    assert_eq!(err(&src("df.svc = df.ctx['service']\n")), (3, 13, "`ctx` metadata is not available yet".into()));
+    assert_eq!(err(&src("df.pod = px.upid_to_pod_name(df.upid)\n")).1, 13);
+}
+
+#[test]
+fn error_undefined_name_and_missing_import() {
+    let d = compile("df = px.DataFrame('http_events')\n", &SchemaCatalog, &CompileOptions { now_ns: 0 })
+        .expect_err("fails");
+    assert_eq!((d[0].line, d[0].column), (1, 6));
+    assert_eq!(d[0].helps, vec!["add `import px` at the top of the script".to_string()]);
+    assert_eq!(err(&src("px.display(dff)\n")), (3, 12, "name `dff` is not defined".into()));
+}
+
+#[test]
+fn error_bad_time_argument() {
+    assert_eq!(
+        err("import px\ndf = px.DataFrame('http_events', start_time='-5x')\n"),
+        (2, 45, "invalid start_time `-5x`".into())
+    );
+    assert_eq!(err("import px\ndf = px.DataFrame('http_events', end_time=px.now)\n").1, 43);
+}
+
+#[test]
+fn error_unexpected_and_missing_arguments() {
+    assert_eq!(
+        err("import px\ndf = px.DataFrame('http_events', strat_time='-5m')\n"),
+        (2, 34, "unexpected argument `strat_time` to `px.DataFrame`".into())
+    );
+    assert_eq!(err("import px\ndf = px.DataFrame()\n"), (2, 6, "`px.DataFrame` is missing argument `table`".into()));
+}
+
+#[test]
+fn error_unsupported_syntax_and_methods() {
+    assert_eq!(err(&src("for x in [1]:\n    pass\n")), (3, 1, "`for` loops are not supported in PxL".into()));
+    assert_eq!(err(&src("x = df.merge(df)\n")), (3, 8, "`df.merge` is not supported yet".into()));
+    assert_eq!(err(&src("x = df.hed(3)\n")).1, 8);
+}
+
+#[test]
+fn error_no_output() {
+    assert_eq!(err(&src("")).0, 1);
+    let d = compile("import px\ndef f():\n    return 1\n", &SchemaCatalog, &CompileOptions { now_ns: 0 })
+        .expect_err("fails");
+    assert!(d[0].helps[0].contains("call a function"), "{:?}", d[0].helps);
+}
+
+#[test]
+fn error_bad_setting() {
+    assert_eq!(
+        err("#px:set max_output_rows_per_table=lots\nimport px\n"),
+        (1, 1, "invalid max_output_rows_per_table `lots`: expected a non-negative integer".into())
+    );
+}
+
+#[test]
+fn error_duplicate_output() {
+    assert_eq!(
+        err(&src("px.display(df, 'a')\npx.display(df, 'a')\n")),
+        (4, 16, "output `a` is displayed twice".into())
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn random_text_never_panics(s in "\\PC{0,200}") {
+        let _ = compile(&s, &SchemaCatalog, &CompileOptions { now_ns: NOW });
+    }
+
+    #[test]
+    fn pxl_shaped_text_never_panics(parts in proptest::collection::vec(prop_oneof![
+        Just("import px\n"), Just("df = px.DataFrame('http_events')\n"), Just("df["), Just("]"), Just("df."),
+        Just("resp_status"), Just(" >= "), Just("400"), Just("px.display(df)\n"), Just("("), Just(")"),
+        Just("'"), Just(","), Just("\n"), Just("px."), Just("groupby('req_path').agg(n=('latency', px.count))"),
+        Just(" + "), Just(" / "), Just("é"), Just("def f(a):\n    return a\n"), Just("f(df)"),
+    ], 0..30)) {
+        let s: String = parts.concat();
+        if let Err(d) = compile(&s, &SchemaCatalog, &CompileOptions { now_ns: NOW }) {
+            for d in d {
+                let _ = d.render(&s, "p.pxl");
+            }
+        }
+    }
+}
+
+#[test]
+fn deeply_nested_input_is_an_error_not_a_crash() {
+    let (l, c, m) = err(&format!("import px\nx = {}1{}\n", "(".repeat(100), ")".repeat(100)));
+    assert_eq!((l, c, m.as_str()), (2, 69, "brackets nest more than 64 levels deep"));
+    for depth in [100, 1_000, 10_000] {
+        let s = format!("import px\nx = {}1{}\n", "(".repeat(depth), ")".repeat(depth));
+        let _ = compile(&s, &SchemaCatalog, &CompileOptions { now_ns: NOW });
+        let s = format!("import px\nx = {}1\n", "-".repeat(depth));
+        let _ = compile(&s, &SchemaCatalog, &CompileOptions { now_ns: NOW });
+        let s = format!("import px\nx = 1{}\n", " + 1".repeat(depth));
+        let _ = compile(&s, &SchemaCatalog, &CompileOptions { now_ns: NOW });
+        let s = format!("import px\nx = 1{}\n", " and 1".repeat(depth));
+        let _ = compile(&s, &SchemaCatalog, &CompileOptions { now_ns: NOW });
+        let s = format!("import px\nx = 1{}\n", " < 1".repeat(depth));
+        let _ = compile(&s, &SchemaCatalog, &CompileOptions { now_ns: NOW });
+    }
+}

@@ -1,0 +1,259 @@
+//! Who is calling: the credential extractors every authenticated handler takes, and the input extractors that
+//! turn axum's rejections into `ApiError`s.
+//!
+//! Owns credential parsing and checking (`pixie-api-key: px-api-…` first, then `Authorization: Bearer`), the
+//! refusal of deploy keys on user endpoints, and the forced-password-change gate. A handler opts into being
+//! callable during a pending password change by taking `PendingCaller` instead of `Caller`; there is no path
+//! list to keep in sync. Must not decide what a role may do (handlers do, with `Caller::require_admin`).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use loupe_auth::{Claims, KeyKind, TokenError, ValidationError, hash_key, key_kind, unix_now};
+use loupe_metastore::{MetastoreError, Role, User};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::CloudState;
+
+/// Header carrying an API key (Pixie's name).
+pub const API_KEY_HEADER: &str = "pixie-api-key";
+/// Header carrying a deploy key in Pixie's gRPC calls; refused on user endpoints with a clear message.
+pub const DEPLOY_KEY_HEADER: &str = "x-api-key";
+
+const DEPLOY_KEY_REFUSED: &str = "deploy keys (px-dep-…) can only register a vizier; \
+     use a session token (Authorization: Bearer …) or an API key (pixie-api-key: px-api-…)";
+const MISSING_CREDENTIALS: &str = "missing credentials: send Authorization: Bearer <token> or pixie-api-key: px-api-…";
+
+/// An authenticated caller whose password is not pending a change: what most handlers take.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Authenticated);
+
+/// An authenticated caller who may have a password change pending; only password change, logout and `me`
+/// take this.
+#[derive(Debug, Clone)]
+pub struct PendingCaller(pub Authenticated);
+
+/// The checked identity of a request.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user, as stored now (not as the token remembers it).
+    pub user: User,
+    /// How the caller proved it.
+    pub credential: Credential,
+}
+
+/// The credential a request carried.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A session token.
+    Session {
+        /// Its verified claims.
+        claims: Box<Claims>,
+        /// The compact token, for refresh.
+        token: String,
+    },
+    /// An API key (`IsAPIUser`).
+    ApiKey {
+        /// The key's id.
+        key_id: Uuid,
+    },
+}
+
+impl Authenticated {
+    /// The caller's org: every handler passes it to the metastore.
+    pub fn org_id(&self) -> Uuid {
+        self.user.org_id
+    }
+
+    /// The caller's user id.
+    pub fn user_id(&self) -> Uuid {
+        self.user.id
+    }
+
+    /// Whether the caller is an org admin.
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+
+    /// 403 unless the caller is an org admin.
+    pub fn require_admin(&self, action: &str) -> Result<(), ApiError> {
+        if self.is_admin() { Ok(()) } else { Err(ApiError::forbidden(format!("only org admins may {action}"))) }
+    }
+
+    /// Whether the credential is an API key.
+    pub fn is_api_user(&self) -> bool {
+        matches!(self.credential, Credential::ApiKey { .. })
+    }
+}
+
+impl std::ops::Deref for Caller {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for PendingCaller {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl FromRequestParts<CloudState> for PendingCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &CloudState) -> Result<Self, ApiError> {
+        authenticate(&parts.headers, state).await.map(PendingCaller)
+    }
+}
+
+impl FromRequestParts<CloudState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &CloudState) -> Result<Self, ApiError> {
+        let auth = authenticate(&parts.headers, state).await?;
+        // The stored row decides, not the token's MustChangePassword claim: a flag set after the token was
+        // issued still applies, and one cleared by a password change came with a new token anyway.
+        if auth.user.must_change_password {
+            return Err(ApiError::password_change_required());
+        }
+        Ok(Caller(auth))
+    }
+}
+
+/// Checks the request's credential and loads its user.
+async fn authenticate(headers: &HeaderMap, state: &CloudState) -> Result<Authenticated, ApiError> {
+    if let Some(value) = headers.get(API_KEY_HEADER) {
+        let key = value.to_str().map_err(|_| ApiError::unauthenticated("the API key is not valid text"))?;
+        return authenticate_key(key, state).await;
+    }
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value =
+            value.to_str().map_err(|_| ApiError::unauthenticated("the Authorization header is not valid text"))?;
+        let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(ApiError::unauthenticated("the Authorization header must be `Bearer <token>`"));
+        }
+        let token = token.trim();
+        // Accept a key in the bearer slot too: scripts tend to put every credential there.
+        if key_kind(token).is_some() {
+            return authenticate_key(token, state).await;
+        }
+        return authenticate_token(token, state).await;
+    }
+    if headers.contains_key(DEPLOY_KEY_HEADER) {
+        return Err(ApiError::unauthenticated(DEPLOY_KEY_REFUSED));
+    }
+    Err(ApiError::unauthenticated(MISSING_CREDENTIALS))
+}
+
+async fn authenticate_key(key: &str, state: &CloudState) -> Result<Authenticated, ApiError> {
+    match key_kind(key) {
+        Some(KeyKind::Api) => {}
+        Some(KeyKind::Deploy) => return Err(ApiError::unauthenticated(DEPLOY_KEY_REFUSED)),
+        None => return Err(ApiError::unauthenticated("malformed API key: expected px-api-…")),
+    }
+    let hash = hash_key(key);
+    let api_key = match state.metastore.get_api_key_by_hash(hash.as_str()).await {
+        Ok(api_key) => api_key,
+        Err(MetastoreError::NotFound { .. }) => {
+            return Err(ApiError::unauthenticated("unknown or revoked API key"));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let user = load_user(state, api_key.org_id, api_key.user_id).await?;
+    // Best effort: a failed touch must not fail the request it describes.
+    if let Err(err) = state.metastore.touch_api_key(api_key.org_id, api_key.id).await {
+        tracing::debug!(error = %err, key_id = %api_key.id, "could not record API key use");
+    }
+    Ok(Authenticated { user, credential: Credential::ApiKey { key_id: api_key.id } })
+}
+
+async fn authenticate_token(token: &str, state: &CloudState) -> Result<Authenticated, ApiError> {
+    let claims = state.signer.validate(token, unix_now(), state.sessions.as_ref()).await.map_err(token_error)?;
+    let (Ok(user_id), Ok(org_id)) = (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.org_id)) else {
+        return Err(ApiError::unauthenticated("the session token does not name a user of an org"));
+    };
+    let user = load_user(state, org_id, user_id).await?;
+    Ok(Authenticated { user, credential: Credential::Session { claims: Box::new(claims), token: token.to_owned() } })
+}
+
+/// The user, re-read on every request: a deleted user or one moved out of the org loses access at once.
+async fn load_user(state: &CloudState, org_id: Uuid, user_id: Uuid) -> Result<User, ApiError> {
+    match state.metastore.get_user(org_id, user_id).await {
+        Ok(user) => Ok(user),
+        Err(MetastoreError::NotFound { .. }) => Err(ApiError::unauthenticated("the user no longer exists")),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// 401 for a bad, expired or revoked token; 503 when revocation cannot be checked (fail closed).
+pub(crate) fn token_error(err: ValidationError) -> ApiError {
+    match err {
+        ValidationError::Token(TokenError::Expired { .. }) => {
+            ApiError::unauthenticated("the session token has expired; log in again")
+        }
+        ValidationError::Revoked => ApiError::unauthenticated("the session has ended; log in again"),
+        ValidationError::Session(err) => err.into(),
+        ValidationError::Token(_) => ApiError::unauthenticated("invalid session token"),
+    }
+}
+
+/// The client address used for login throttling: the TCP peer, or the first `X-Forwarded-For` hop when
+/// `CloudConfig::trust_forwarded_for` is set. Unknown (in-process tests) counts as `0.0.0.0`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<CloudState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &CloudState) -> Result<Self, Self::Rejection> {
+        if state.config.trust_forwarded_for
+            && let Some(ip) = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        {
+            return Ok(ClientIp(ip));
+        }
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        Ok(ClientIp(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
+    }
+}
+
+/// `axum::Json` whose rejections are `ApiError`s (400/413/415 with a JSON message).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // Through a `Value` first: serde would otherwise accept `[]` for a struct whose fields all have defaults.
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::invalid("the request body must be a JSON object"));
+        }
+        serde_json::from_value(value).map(ApiJson).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+    }
+}
+
+/// `axum::extract::Path` whose rejections are `ApiError`s.
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(value))
+    }
+}

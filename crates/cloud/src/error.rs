@@ -1,0 +1,251 @@
+//! The API's one error type, `ApiError`, and how every failure becomes a JSON answer.
+//!
+//! Owns the mapping from metastore, auth and extractor failures to an `ErrorCode` (and so to an HTTP status),
+//! and the JSON error body `{"code": "INVALID_ARGUMENT", "message": "..."}`. Must not log user errors; internal
+//! errors keep their detail out of the response and hand it to the request middleware, which logs it once.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use loupe_metastore::MetastoreError;
+use loupe_proto::ErrorCode;
+use serde::Serialize;
+
+/// Message for every failed login, whether the email is unknown or the password wrong.
+pub const INVALID_LOGIN: &str = "invalid email or password";
+/// Message of the 403 answered while a password change is pending.
+pub const PASSWORD_CHANGE_REQUIRED: &str =
+    "the password must be changed before anything else: POST /api/v1/auth/password";
+/// `reason` of the 403 answered while a password change is pending, for clients that branch on it.
+pub const PASSWORD_CHANGE_REQUIRED_REASON: &str = "PASSWORD_CHANGE_REQUIRED";
+
+/// Every error a handler can return. The HTTP status is `code.http_status()` except for the few transport
+/// errors HTTP has a more precise status for (413, 415, 405), which keep their code but refine the status.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The product-wide error code.
+    pub code: ErrorCode,
+    /// What went wrong, for the caller; never contains internal detail.
+    pub message: String,
+    /// A machine-readable refinement of `code` (e.g. `PASSWORD_CHANGE_REQUIRED`).
+    pub reason: Option<&'static str>,
+    status: StatusCode,
+    retry_after_secs: Option<u64>,
+    internal: Option<String>,
+}
+
+/// Internal error detail, carried from `ApiError::into_response` to the request middleware in the response's
+/// extensions so that it is logged exactly once, inside the request's span, and never sent to the client.
+#[derive(Debug, Clone)]
+pub(crate) struct InternalErrorDetail(pub(crate) String);
+
+/// The JSON error body.
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+/// `Result` with `ApiError` as the default error.
+pub type ApiResult<T, E = ApiError> = std::result::Result<T, E>;
+
+impl ApiError {
+    /// An error with `code` and a message for the caller.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self { code, message: message.into(), reason: None, status, retry_after_secs: None, internal: None }
+    }
+
+    /// 400: the request is malformed or a field is invalid.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// 401: no or unusable credentials.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthenticated, message)
+    }
+
+    /// 403: authenticated but not allowed.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PermissionDenied, message)
+    }
+
+    /// 409.
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::AlreadyExists, message)
+    }
+
+    /// 503: a dependency (database, session store) is unreachable.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+
+    /// 500 with an opaque message; `detail` is logged once by the middleware and never sent.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        let mut err = Self::new(ErrorCode::Internal, "internal error; the server log has details");
+        err.internal = Some(detail.to_string());
+        err
+    }
+
+    /// 429 with a `Retry-After` header.
+    pub fn throttled(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut err = Self::new(ErrorCode::ResourceExhausted, message);
+        err.retry_after_secs = Some(retry_after_secs);
+        err
+    }
+
+    /// The 403 answered to a session whose password must be changed first.
+    pub fn password_change_required() -> Self {
+        let mut err = Self::forbidden(PASSWORD_CHANGE_REQUIRED);
+        err.reason = Some(PASSWORD_CHANGE_REQUIRED_REASON);
+        err
+    }
+
+    /// Refines the HTTP status (413, 415, 405) while keeping the code.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str_name(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { code: self.code.as_str_name(), message: &self.message, reason: self.reason };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(detail) = self.internal {
+            response.extensions_mut().insert(InternalErrorDetail(detail));
+        }
+        response
+    }
+}
+
+impl From<MetastoreError> for ApiError {
+    fn from(err: MetastoreError) -> Self {
+        match err {
+            MetastoreError::NotFound { entity } => ApiError::not_found(format!("{entity} not found")),
+            MetastoreError::AlreadyExists { entity } => ApiError::already_exists(format!("{entity} already exists")),
+            MetastoreError::Unavailable { .. } => {
+                ApiError::unavailable("the metastore database is unavailable; retry shortly").with_internal_note(&err)
+            }
+            MetastoreError::Invalid { reason } => ApiError::invalid(reason),
+            MetastoreError::Internal { .. } => ApiError::internal(DisplayChain(&err)),
+        }
+    }
+}
+
+impl ApiError {
+    /// Attaches detail to log without changing the answer (used for 503s, which an operator should see).
+    fn with_internal_note(mut self, err: &dyn std::error::Error) -> Self {
+        self.internal = Some(DisplayChain(err).to_string());
+        self
+    }
+}
+
+/// Displays an error with its `source` chain, `a: b: c`.
+pub(crate) struct DisplayChain<'a>(pub(crate) &'a dyn std::error::Error);
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match &rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::invalid("expected a request body with content type application/json")
+                    .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            }
+            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::invalid("request body is too large").with_status(StatusCode::PAYLOAD_TOO_LARGE)
+            }
+            // Syntax errors, wrong shapes and unknown fields (axum says 400 or 422) are all one 400 here; a body
+            // that could not be read (connection reset) is the client's problem too, never a 5xx.
+            _ => ApiError::invalid(rejection.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::invalid(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::invalid(rejection.body_text())
+    }
+}
+
+impl From<loupe_auth::SessionError> for ApiError {
+    fn from(err: loupe_auth::SessionError) -> Self {
+        ApiError::unavailable("the session store is unavailable; retry shortly").with_internal_note(&err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metastore_errors_map_to_codes() {
+        let cases = [
+            (MetastoreError::NotFound { entity: "script" }, 404),
+            (MetastoreError::AlreadyExists { entity: "script" }, 409),
+            (MetastoreError::Unavailable { source: "down".into() }, 503),
+            (MetastoreError::invalid("bad"), 400),
+            (MetastoreError::Internal { source: "secret detail".into() }, 500),
+        ];
+        for (err, status) in cases {
+            let api = ApiError::from(err);
+            assert_eq!(api.status().as_u16(), status, "{api}");
+            assert!(!api.message.contains("secret detail"));
+        }
+    }
+
+    #[test]
+    fn internal_detail_stays_out_of_the_body() {
+        let response = ApiError::internal("db password is hunter2").into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.extensions().get::<InternalErrorDetail>().is_some());
+    }
+
+    #[test]
+    fn throttled_sets_retry_after() {
+        let response = ApiError::throttled("slow down", 42).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("42"));
+    }
+}

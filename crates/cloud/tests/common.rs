@@ -1,0 +1,156 @@
+//! Shared test harness: a fresh API server per test, request builders and login helpers.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use loupe_auth::{AdminBootstrap, InMemorySessionCache, hash_password};
+use loupe_cloud::{CloudConfig, CloudState, app, bootstrap, load_or_create_signing_key};
+use loupe_metastore::{NewUser, Role};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use uuid::Uuid;
+
+/// The password the bootstrap admin is given by `Harness::admin_token`.
+pub const NEW_ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// A credential to send.
+#[derive(Debug, Clone)]
+pub enum Cred {
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// `pixie-api-key: <key>`.
+    ApiKey(String),
+    /// Any header.
+    Header(&'static str, String),
+}
+
+/// An answer: status, headers and the body parsed as JSON (`Value::Null` if empty, a string if not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The `message` of a JSON error body.
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_default()
+    }
+
+    /// Asserts the status, printing the body on failure.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        self
+    }
+}
+
+pub struct Harness {
+    pub state: CloudState,
+    pub app: Router,
+}
+
+pub async fn harness() -> Harness {
+    harness_with(CloudConfig::default()).await
+}
+
+pub async fn harness_with(config: CloudConfig) -> Harness {
+    let metastore = loupe_metastore::connect("sqlite::memory:").await.expect("metastore");
+    let key = load_or_create_signing_key(metastore.as_ref()).await.expect("signing key");
+    let sessions: Arc<dyn loupe_auth::SessionCache> = Arc::new(InMemorySessionCache::new());
+    let state = CloudState::new(metastore, sessions, key, config);
+    let outcome = bootstrap(&state, &AdminBootstrap::default()).await.expect("bootstrap");
+    assert!(outcome.created);
+    Harness { app: app(state.clone()), state }
+}
+
+pub fn request(method: &str, path: &str, cred: Option<&Cred>, body: Option<&Value>) -> Request<Body> {
+    let mut builder = Request::builder().method(Method::from_bytes(method.as_bytes()).expect("method")).uri(path);
+    match cred {
+        Some(Cred::Bearer(token)) => builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}")),
+        Some(Cred::ApiKey(key)) => builder = builder.header("pixie-api-key", key),
+        Some(Cred::Header(name, value)) => builder = builder.header(*name, value),
+        None => {}
+    }
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(body).expect("json")))
+            .expect("request"),
+        None => builder.body(Body::empty()).expect("request"),
+    }
+}
+
+impl Harness {
+    pub async fn send(&self, req: Request<Body>) -> Answer {
+        let response = self.app.clone().oneshot(req).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Answer { status, headers, body }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, cred: Option<&Cred>, body: Option<Value>) -> Answer {
+        self.send(request(method, path, cred, body.as_ref())).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Answer {
+        self.call("POST", "/api/v1/auth/login", None, Some(json!({ "email": email, "password": password }))).await
+    }
+
+    /// Logs in as the bootstrap admin and does the forced password change; returns the new token.
+    pub async fn admin_token(&self) -> String {
+        let first = self.login("admin@default.com", "admin").await.expect(200);
+        let token = Cred::Bearer(first.body["token"].as_str().expect("token").to_owned());
+        let changed = self
+            .call(
+                "POST",
+                "/api/v1/auth/password",
+                Some(&token),
+                Some(json!({ "current_password": "admin", "new_password": NEW_ADMIN_PASSWORD })),
+            )
+            .await
+            .expect(200);
+        changed.body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Creates org `name` with an admin `admin@<name>.test` (no forced change) through the metastore; returns
+    /// a session token of that admin.
+    pub async fn second_org(&self, name: &str) -> String {
+        let org = self.state.metastore.create_org(name).await.expect("org");
+        self.create_user(org.id, &format!("admin@{name}.test"), Role::Admin).await;
+        let answer = self.login(&format!("admin@{name}.test"), NEW_ADMIN_PASSWORD).await.expect(200);
+        answer.body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Creates a user with password `NEW_ADMIN_PASSWORD` in `org_id`.
+    pub async fn create_user(&self, org_id: Uuid, email: &str, role: Role) -> Uuid {
+        let user = self
+            .state
+            .metastore
+            .create_user(NewUser {
+                org_id,
+                email: email.to_owned(),
+                display_name: email.to_owned(),
+                password_hash: hash_password(NEW_ADMIN_PASSWORD).expect("hash"),
+                role,
+                must_change_password: false,
+            })
+            .await
+            .expect("user");
+        user.id
+    }
+}
+
+/// Fills an axum path template with usable values.
+pub fn concrete_path(template: &str, id: &str, name: &str) -> String {
+    template.replace("{id}", id).replace("{*name}", name)
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the cloud API: the real router (`app`) over a real SQLite metastore and the in-memory
+//! session cache, driven with `tower::ServiceExt::oneshot`.
+
+mod bad_input;
+mod common;
+mod flows;
+mod fuzz;
+mod isolation;
+mod routes;
