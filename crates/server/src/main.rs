@@ -1,8 +1,10 @@
 //! `loupe`: the server binary. `loupe up` runs the whole product on one machine; the other
-//! subcommands run one service each.
+//! subcommands run one service or one setup step each.
 //!
 //! A thin `main`: parses flags, sets up logging, and calls into the service libraries. Must not
 //! hold service logic of its own.
+
+mod cloud;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -12,6 +14,9 @@ use clap::{Args, Parser, Subcommand};
 use loupe_collector::CollectorConfig;
 use loupe_store::StoreConfig;
 use loupe_vizier::{Pem, PemConfig};
+use tokio::sync::watch;
+
+use crate::cloud::{CloudArgs, MetastoreArgs};
 
 /// Loupe: eBPF observability for Kubernetes and Linux hosts, with a self-hosted cloud.
 #[derive(Parser)]
@@ -23,17 +28,45 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything on this machine: a node agent tracing this host, and the query endpoint.
-    Up(AgentArgs),
+    /// Run everything on this machine: a node agent tracing this host, its query endpoint, and
+    /// the cloud API with an embedded SQLite metastore.
+    Up(UpArgs),
     /// Run one data-plane service.
     #[command(subcommand)]
     Vizier(VizierCommand),
+    /// Run one cloud service.
+    #[command(subcommand)]
+    Cloud(CloudCommand),
+    /// One-off setup steps (idempotent; safe to run as Kubernetes Jobs).
+    #[command(subcommand)]
+    Setup(SetupCommand),
 }
 
 #[derive(Subcommand)]
 enum VizierCommand {
     /// The node agent (PEM): traces this host and answers queries over its store.
     Pem(AgentArgs),
+}
+
+#[derive(Subcommand)]
+enum CloudCommand {
+    /// The API server: REST under /api/v1, health and metrics.
+    Api(CloudArgs),
+}
+
+#[derive(Subcommand)]
+enum SetupCommand {
+    /// Create the first admin (LOUPE_ADMIN_EMAIL / LOUPE_ADMIN_PASSWORD, default admin@default.com /
+    /// admin) unless it exists. The password must be changed at first login.
+    CreateAdmin(MetastoreArgs),
+}
+
+#[derive(Args, Clone)]
+struct UpArgs {
+    #[command(flatten)]
+    agent: AgentArgs,
+    #[command(flatten)]
+    cloud: CloudArgs,
 }
 
 #[derive(Args, Clone)]
@@ -70,7 +103,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up(args) | Command::Vizier(VizierCommand::Pem(args)) => run_agent(args).await,
+            Command::Up(args) => run_up(args).await,
+            Command::Vizier(VizierCommand::Pem(args)) => run_agent(args, shutdown_signal()).await,
+            Command::Cloud(CloudCommand::Api(args)) => cloud::run_api(&args, shutdown_signal()).await,
+            Command::Setup(SetupCommand::CreateAdmin(args)) => cloud::create_admin(&args).await,
         }
     });
     match result {
@@ -83,7 +119,35 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_agent(args: AgentArgs) -> Result<()> {
+async fn run_up(args: UpArgs) -> Result<()> {
+    // The agent first: its preflight (root, BTF, tracefs) is the likeliest failure on a new machine.
+    let pem = start_pem(args.agent).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let api = cloud::start_api(&args.cloud, stopped()).await?;
+    let agent = pem.serve(stopped());
+    tokio::pin!(agent);
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    // Whichever ends first (a signal, or a service failing) stops the other.
+    let result = tokio::select! {
+        () = &mut signal => Ok(()),
+        r = &mut agent => r.map_err(anyhow::Error::from),
+    };
+    let _ = stop_tx.send(true);
+    if result.is_ok() {
+        agent.await?;
+    }
+    api.await??;
+    result
+}
+
+async fn start_pem(args: AgentArgs) -> Result<Pem> {
     let mut store = StoreConfig::default();
     store.table_bytes.insert("http_events".into(), args.http_events_mb.saturating_mul(1 << 20));
     let collector = (!args.no_trace).then(|| {
@@ -95,7 +159,11 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
     let pem = Pem::start(PemConfig { listen: args.listen, store, collector }).await?;
     let addr = pem.local_addr()?;
     tracing::info!(%addr, "query endpoint listening; try: PX_CLOUD_ADDR={addr} px run px/http_data");
-    pem.serve(shutdown_signal()).await?;
+    Ok(pem)
+}
+
+async fn run_agent(args: AgentArgs, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<()> {
+    start_pem(args).await?.serve(shutdown).await?;
     Ok(())
 }
 

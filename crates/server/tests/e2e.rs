@@ -50,11 +50,19 @@ fn wait_for_port(port: u16, what: &str) {
     }
 }
 
+/// `loupe up` with every port free and its own data directory, so tests can run side by side.
+fn loupe_up(port: u16, api_port: u16, tag: &str) -> Command {
+    let mut c = Command::new(loupe_bin());
+    c.args(["up", "--listen", &format!("127.0.0.1:{port}"), "--api-listen", &format!("127.0.0.1:{api_port}")])
+        .arg("--data-dir")
+        .arg(temp_dir(&format!("data-{tag}")));
+    c
+}
+
 /// Starts `loupe up` on a free port and waits until its query endpoint answers.
 fn start_loupe() -> (Guard, u16) {
     let port = free_port();
-    let mut child = Command::new(loupe_bin())
-        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+    let mut child = loupe_up(port, free_port(), &port.to_string())
         .env("LOUPE_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -304,11 +312,7 @@ fn pxl_mistakes_come_back_with_line_and_column() {
     // Serving queries needs no tracing, so this runs as any user.
     let port = free_port();
     let _loupe = Guard(
-        Command::new(loupe_bin())
-            .args(["up", "--no-trace", "--listen", &format!("127.0.0.1:{port}")])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn loupe"),
+        loupe_up(port, free_port(), "typo").arg("--no-trace").stderr(Stdio::null()).spawn().expect("spawn loupe"),
     );
     wait_for_port(port, "loupe up --no-trace");
     let dir = temp_dir("typo");
@@ -342,7 +346,13 @@ fn non_root_agent_exits_with_one_line() {
     } else {
         Command::new(loupe_bin())
     };
-    let out = cmd.args(["up", "--listen", "127.0.0.1:0"]).env("LOUPE_LOG", "off").output().expect("run loupe");
+    let data = temp_dir("nonroot");
+    let out = cmd
+        .args(["up", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("LOUPE_LOG", "off")
+        .output()
+        .expect("run loupe");
     assert!(!out.status.success(), "loupe up must fail without privileges");
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -357,4 +367,41 @@ fn px_reports_an_unreachable_server_clearly() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("failed to connect") && err.contains("loupe up"), "{err}");
+}
+
+#[test]
+fn loupe_up_serves_the_cloud_api_with_a_forced_admin_password_change() {
+    let (port, api_port) = (free_port(), free_port());
+    let _loupe =
+        Guard(loupe_up(port, api_port, "cloud").arg("--no-trace").stderr(Stdio::null()).spawn().expect("spawn"));
+    wait_for_port(api_port, "the cloud API");
+    let api = format!("http://127.0.0.1:{api_port}/api/v1");
+    let call = |args: &[&str]| -> Value {
+        let out = Command::new("curl").args(["-sS"]).args(args).output().expect("curl");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let login = call(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"email":"admin@default.com","password":"admin"}"#,
+        &format!("{api}/auth/login"),
+    ]);
+    assert_eq!(login["must_change_password"], Value::Bool(true), "{login}");
+    let token = login["token"].as_str().expect("token").to_string();
+    let bearer = format!("authorization: Bearer {token}");
+    let refused = call(&["-H", &bearer, &format!("{api}/api-keys")]);
+    assert!(refused["message"].as_str().unwrap_or_default().contains("password must be changed"), "{refused}");
+    let changed = call(&[
+        "-H",
+        &bearer,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"current_password":"admin","new_password":"a long new passphrase"}"#,
+        &format!("{api}/auth/password"),
+    ]);
+    let token = changed["token"].as_str().expect("new token").to_string();
+    let keys = call(&["-H", &format!("authorization: Bearer {token}"), &format!("{api}/api-keys")]);
+    assert!(keys.is_array() || keys["api_keys"].is_array() || keys["items"].is_array(), "{keys}");
 }
