@@ -35,6 +35,19 @@ macro_rules! impl_sql_metastore {
             fn expect_row(rows: u64, entity: &'static str) -> Result<()> {
                 if rows == 0 { Err(MetastoreError::NotFound { entity }) } else { Ok(()) }
             }
+
+            /// Runs `sql`, an UPDATE of one key row binding `$1` = now, `$2` = org id, `$3` = key id (revoke
+            /// and touch, for API and deploy keys alike); no such key in the org is `NotFound { entity }`.
+            async fn update_key_row(&self, sql: &'static str, entity: &'static str, org_id: Uuid, key_id: Uuid) -> Result<()> {
+                let done = sqlx::query(sql)
+                    .bind(now_ns())
+                    .bind(org_id)
+                    .bind(key_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err(entity))?;
+                Self::expect_row(done.rows_affected(), entity)
+            }
         }
 
         #[async_trait]
@@ -568,27 +581,13 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn revoke_api_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()> {
-                let done = sqlx::query(
-                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE org_id = $2 AND id = $3",
-                )
-                .bind(now_ns())
-                .bind(org_id)
-                .bind(key_id)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err("api key"))?;
-                Self::expect_row(done.rows_affected(), "api key")
+                let sql = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE org_id = $2 AND id = $3";
+                self.update_key_row(sql, "api key", org_id, key_id).await
             }
 
             async fn touch_api_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()> {
-                let done = sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE org_id = $2 AND id = $3")
-                    .bind(now_ns())
-                    .bind(org_id)
-                    .bind(key_id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err("api key"))?;
-                Self::expect_row(done.rows_affected(), "api key")
+                let sql = "UPDATE api_keys SET last_used_at = $1 WHERE org_id = $2 AND id = $3";
+                self.update_key_row(sql, "api key", org_id, key_id).await
             }
 
             // ---- deploy keys ----
@@ -658,27 +657,13 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn revoke_deploy_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()> {
-                let done = sqlx::query(
-                    "UPDATE deploy_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE org_id = $2 AND id = $3",
-                )
-                .bind(now_ns())
-                .bind(org_id)
-                .bind(key_id)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err("deploy key"))?;
-                Self::expect_row(done.rows_affected(), "deploy key")
+                let sql = "UPDATE deploy_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE org_id = $2 AND id = $3";
+                self.update_key_row(sql, "deploy key", org_id, key_id).await
             }
 
             async fn touch_deploy_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()> {
-                let done = sqlx::query("UPDATE deploy_keys SET last_used_at = $1 WHERE org_id = $2 AND id = $3")
-                    .bind(now_ns())
-                    .bind(org_id)
-                    .bind(key_id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err("deploy key"))?;
-                Self::expect_row(done.rows_affected(), "deploy key")
+                let sql = "UPDATE deploy_keys SET last_used_at = $1 WHERE org_id = $2 AND id = $3";
+                self.update_key_row(sql, "deploy key", org_id, key_id).await
             }
 
             // ---- scripts ----
