@@ -20,7 +20,7 @@ use crate::output::{Format, ResultTable};
 #[command(name = "px", version, about = "Run PxL scripts against Loupe and print the results")]
 struct Cli {
     /// Address of the Loupe endpoint (host:port or URL).
-    #[arg(long, global = true, env = "PX_CLOUD_ADDR", default_value = "127.0.0.1:50300")]
+    #[arg(long, global = true, env = "PX_CLOUD_ADDR", default_value = "127.0.0.1:51200")]
     cloud_addr: String,
     #[command(subcommand)]
     command: Command,

@@ -186,7 +186,17 @@ pub async fn serve(
     state: CloudState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+    serve_router(listener, app(state), shutdown).await
+}
+
+/// Serves a router built on `app(state)` (with more routes mounted, e.g. gRPC) the same way: HTTP/1 and
+/// HTTP/2 (h2c) on one port, peer addresses available for login throttling.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -21,7 +21,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod state;
 
-pub use crate::app::{ROUTES, RouteSpec, app, serve};
+pub use crate::app::{ROUTES, RouteSpec, app, serve, serve_router};
 pub use crate::caller::{API_KEY_HEADER, Caller, PendingCaller};
 pub use crate::error::{ApiError, ApiResult, PASSWORD_CHANGE_REQUIRED};
 pub use crate::state::{

@@ -70,9 +70,15 @@ async fn session_cache(args: &CloudArgs) -> Result<Arc<dyn SessionCache>> {
     })
 }
 
-/// Opens the metastore, creates the admin if absent, and starts serving the API in the background.
+/// The gRPC query service `loupe up` mounts on the API's port, so one address serves REST and queries.
+pub type QueryGrpc =
+    loupe_proto::vizierpb::vizier_service_server::VizierServiceServer<loupe_vizier::query_service::QueryService>;
+
+/// Opens the metastore, creates the admin if absent, and starts serving the API in the background;
+/// with `query`, gRPC `px.api.vizierpb.VizierService` calls on the same port go to it.
 pub async fn start_api(
     args: &CloudArgs,
+    query: Option<QueryGrpc>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let metastore = open_metastore(&args.metastore).await?;
@@ -95,12 +101,16 @@ pub async fn start_api(
     } else {
         tracing::info!(%addr, "cloud API listening");
     }
-    Ok(tokio::spawn(loupe_cloud::serve(listener, state, shutdown)))
+    let mut router = loupe_cloud::app(state);
+    if let Some(query) = query {
+        router = router.route_service("/px.api.vizierpb.VizierService/{*method}", query);
+    }
+    Ok(tokio::spawn(loupe_cloud::serve_router(listener, router, shutdown)))
 }
 
 /// `loupe cloud api`: the API server alone, until `shutdown`.
 pub async fn run_api(args: &CloudArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
-    start_api(args, shutdown).await?.await??;
+    start_api(args, None, shutdown).await?.await??;
     Ok(())
 }
 

@@ -129,7 +129,7 @@ async fn run_up(args: UpArgs) -> Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let api = cloud::start_api(&args.cloud, stopped()).await?;
+    let api = cloud::start_api(&args.cloud, Some(pem.query_service()), stopped()).await?;
     let agent = pem.serve(stopped());
     tokio::pin!(agent);
     let signal = shutdown_signal();

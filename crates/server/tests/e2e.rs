@@ -59,10 +59,11 @@ fn loupe_up(port: u16, api_port: u16, tag: &str) -> Command {
     c
 }
 
-/// Starts `loupe up` on a free port and waits until its query endpoint answers.
-fn start_loupe() -> (Guard, u16) {
-    let port = free_port();
-    let mut child = loupe_up(port, free_port(), &port.to_string())
+/// Starts `loupe up` on free ports and waits until its query endpoint answers; returns the agent's
+/// query port and the cloud API's port (which serves queries too).
+fn start_loupe() -> (Guard, u16, u16) {
+    let (port, api_port) = (free_port(), free_port());
+    let mut child = loupe_up(port, api_port, &port.to_string())
         .env("LOUPE_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -77,7 +78,8 @@ fn start_loupe() -> (Guard, u16) {
     });
     let guard = Guard(child);
     wait_for_port(port, "loupe up");
-    (guard, port)
+    wait_for_port(api_port, "loupe up's cloud API");
+    (guard, port, api_port)
 }
 
 fn px(port: u16, args: &[&str]) -> Output {
@@ -174,7 +176,7 @@ fn nginx_keepalive_get_post_mix_is_counted_exactly() {
         eprintln!("skipping: tracing needs root; `non_root_agent_exits_with_one_line` covers this case");
         return;
     }
-    let (_loupe, loupe_port) = start_loupe();
+    let (_loupe, loupe_port, _api_port) = start_loupe();
     let dir = temp_dir("nginx");
     let port = free_port();
     let conf = format!(
@@ -266,7 +268,7 @@ fn python_http_server_is_counted_and_bundled_scripts_run() {
         eprintln!("skipping: tracing needs root; `non_root_agent_exits_with_one_line` covers this case");
         return;
     }
-    let (_loupe, loupe_port) = start_loupe();
+    let (_loupe, loupe_port, api_port) = start_loupe();
     let dir = temp_dir("python");
     std::fs::write(dir.join("hello.txt"), "hello\n").expect("file");
     let port = free_port();
@@ -302,6 +304,10 @@ fn python_http_server_is_counted_and_bundled_scripts_run() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("/hello.txt"), "px/http_data -o {format} lacks the traffic:\n{text}");
     }
+    // One address for everything: the cloud API's port answers queries too.
+    let out = px(api_port, &["run", "px/http_data", "-o", "json"]);
+    assert!(out.status.success(), "px via the API port: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/hello.txt"));
     let out = px(loupe_port, &["version"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("px client version") && text.contains("server version"), "{text}");

@@ -1,3 +1,4 @@
 //! End-to-end tests: the real `loupe` and `px` binaries, real HTTP servers and clients.
 
 mod e2e;
+mod px_cloud;

@@ -99,8 +99,9 @@ impl Pem {
         &self.store
     }
 
-    /// Serves queries until `shutdown` resolves.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), PemError> {
+    /// The query API over this node's store, as a gRPC service (also mounted by `loupe up` on the
+    /// cloud API's port, so one address serves REST and queries).
+    pub fn query_service(&self) -> VizierServiceServer<QueryService> {
         let probes = self
             .collector
             .as_ref()
@@ -115,9 +116,14 @@ impl Pem {
             })
             .unwrap_or_default();
         let engine = Arc::new(Engine::new(self.store.clone()));
-        let svc = VizierServiceServer::new(QueryService::new(engine, probes))
+        VizierServiceServer::new(QueryService::new(engine, probes))
             .max_decoding_message_size(2 << 20)
-            .max_encoding_message_size(64 << 20);
+            .max_encoding_message_size(64 << 20)
+    }
+
+    /// Serves queries until `shutdown` resolves.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), PemError> {
+        let svc = self.query_service();
         // Plain HTTP routes for probes and scrapers share the gRPC port.
         let http = crate::http::router(self.store.clone(), self.collector.as_ref().map(Collector::shared_counters));
         let routes = tonic::service::Routes::from(http).add_service(svc);

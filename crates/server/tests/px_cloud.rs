@@ -1,0 +1,1 @@
+//! End to end: `px` cloud commands against `loupe up` (written next).
