@@ -2,7 +2,11 @@
 //!
 //! Speaks only the public API in `loupe-proto`; must never link server internals. Uses
 //! `loupe-pxl` only for the bundled script texts and to render compile errors with a caret.
+//! The cloud commands (`px auth`, `px api-key`, `px deploy-key`, `px script`) live in `cloud` and speak
+//! the cloud's REST API by its JSON alone.
 
+mod cloud;
+mod config;
 mod output;
 
 use std::io::Write;
@@ -47,6 +51,8 @@ enum Command {
     },
     /// Print the client's and the server's versions.
     Version,
+    #[command(flatten)]
+    Cloud(cloud::CloudCommand),
 }
 
 /// Exit codes: 0 success, 1 the script failed (compile or run), 2 usage or connection errors.
@@ -81,6 +87,7 @@ async fn connect(addr: &str) -> Result<VizierServiceClient<tonic::transport::Cha
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Cloud(command) => cloud::run(&cli.cloud_addr, command),
         Command::Version => {
             println!("px client version {}", env!("CARGO_PKG_VERSION"));
             match connect(&cli.cloud_addr).await {
