@@ -9,7 +9,7 @@ secs=${1:-10}
 rounds=${2:-3}
 for p in nginx wrk; do command -v $p >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; }; done
 cargo build --release --bin loupe >/dev/null
-loupe=target/release/loupe
+loupe=${CARGO_TARGET_DIR:-target}/release/loupe
 dir=$(mktemp -d)
 port=18080
 cat > "$dir/nginx.conf" <<CONF
