@@ -96,6 +96,11 @@ impl DirStream {
             stats.duplicate_chunks += 1;
             return;
         }
+        if pos == next && self.pending.is_empty() {
+            // The common case, chunks in order: no detour through the reorder map.
+            self.deliver(pos, chunk, stats, out);
+            return;
+        }
         self.pending_bytes += chunk.data.len();
         if self.pending.insert(pos, chunk).is_some() {
             stats.duplicate_chunks += 1;
@@ -119,16 +124,21 @@ impl DirStream {
             }
             let Some(chunk) = self.pending.remove(&pos) else { return };
             self.pending_bytes -= chunk.data.len();
-            let captured = chunk.data.len() as u64;
-            let missing = chunk.msg_size.saturating_sub(captured);
-            self.next_pos = Some(pos + chunk.msg_size.max(captured));
-            if !chunk.data.is_empty() {
-                out.push(Piece::Bytes { ts_ns: chunk.ts_ns, data: chunk.data });
-            }
-            if missing > 0 {
-                out.push(Piece::Gap { len: missing });
-                stats.gap_bytes += missing;
-            }
+            self.deliver(pos, chunk, stats, out);
+        }
+    }
+
+    /// Hands on the chunk at `pos` (the next expected position), and a gap for what it did not capture.
+    fn deliver(&mut self, pos: u64, chunk: Chunk, stats: &mut TrackerStats, out: &mut Vec<Piece>) {
+        let captured = chunk.data.len() as u64;
+        let missing = chunk.msg_size.saturating_sub(captured);
+        self.next_pos = Some(pos + chunk.msg_size.max(captured));
+        if !chunk.data.is_empty() {
+            out.push(Piece::Bytes { ts_ns: chunk.ts_ns, data: chunk.data });
+        }
+        if missing > 0 {
+            out.push(Piece::Gap { len: missing });
+            stats.gap_bytes += missing;
         }
     }
 }
