@@ -6,57 +6,17 @@
 //! do not disturb each other.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn loupe_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_loupe"))
-}
-
-fn px_bin() -> PathBuf {
-    let px = loupe_bin().with_file_name("px");
-    assert!(px.exists(), "{} is missing: build it first with `cargo build --workspace --bins`", px.display());
-    px
-}
+use crate::common::{Guard, free_port, loupe_bin, loupe_up, px_bin, temp_dir, wait_for_port};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-/// A child process killed when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start listening on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `loupe up` with every port free and its own data directory, so tests can run side by side.
-fn loupe_up(port: u16, api_port: u16, tag: &str) -> Command {
-    let mut c = Command::new(loupe_bin());
-    c.args(["up", "--listen", &format!("127.0.0.1:{port}"), "--api-listen", &format!("127.0.0.1:{api_port}")])
-        .arg("--data-dir")
-        .arg(temp_dir(&format!("data-{tag}")));
-    c
 }
 
 /// Starts `loupe up` on free ports and waits until its query endpoint answers; returns the agent's
@@ -90,13 +50,6 @@ fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write script");
     p
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("loupe-e2e-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
 }
 
 fn curl(args: &[&str]) {

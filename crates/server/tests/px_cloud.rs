@@ -2,58 +2,19 @@
 //! against the real cloud REST API served by `loupe up --no-trace`.
 //!
 //! Needs no root: tracing is off, and every test has its own free ports, data directory and `px` config
-//! directory (`PX_CONFIG_DIR`). Owns only these tests; the helpers are small copies of `e2e`'s.
+//! directory (`PX_CONFIG_DIR`). Owns only these tests; shared helpers are in `common`.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+use crate::common::{Guard, free_port, loupe_up, px_bin, temp_dir, wait_for_port};
+
 const ADMIN: &str = "admin@default.com";
 const NEW_PASSWORD: &str = "a long new passphrase";
-
-fn loupe_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_loupe"))
-}
-
-fn px_bin() -> PathBuf {
-    let px = loupe_bin().with_file_name("px");
-    assert!(px.exists(), "{} is missing: build it first with `cargo build --workspace --bins`", px.display());
-    px
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-/// A child process killed when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("loupe-px-cloud-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start listening on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
@@ -69,18 +30,15 @@ struct Cloud {
 impl Cloud {
     fn start(tag: &str) -> Self {
         let (port, api_port) = (free_port(), free_port());
-        let loupe = Command::new(loupe_bin())
-            .args(["up", "--no-trace", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--api-listen", &format!("127.0.0.1:{api_port}")])
-            .arg("--data-dir")
-            .arg(temp_dir(&format!("data-{tag}")))
+        let loupe = loupe_up(port, api_port, &format!("px-{tag}"))
+            .arg("--no-trace")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn loupe");
         let loupe = Guard(loupe);
         wait_for_port(api_port, "loupe up's cloud API");
-        Cloud { _loupe: loupe, api_port, config: temp_dir(&format!("config-{tag}")).join("px") }
+        Cloud { _loupe: loupe, api_port, config: temp_dir(&format!("px-config-{tag}")).join("px") }
     }
 
     fn auth_file(&self) -> PathBuf {
@@ -263,7 +221,7 @@ fn px_cloud_commands_explain_themselves() {
 
 #[test]
 fn px_reports_an_unreachable_cloud_clearly() {
-    let config = temp_dir("unreachable");
+    let config = temp_dir("px-unreachable");
     let port = free_port();
     let out = Command::new(px_bin())
         .args(["auth", "login", "--email", ADMIN, "--password", "whatever"])

@@ -1,4 +1,5 @@
 //! End-to-end tests: the real `loupe` and `px` binaries, real HTTP servers and clients.
 
+mod common;
 mod e2e;
 mod px_cloud;

@@ -1,0 +1,60 @@
+//! Helpers shared by the end-to-end modules: the binaries under test, free ports, temporary
+//! directories, and child processes that die with the test.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The `loupe` binary cargo built for these tests.
+pub fn loupe_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_loupe"))
+}
+
+/// The `px` binary, built beside `loupe` by `cargo build --workspace --bins`.
+pub fn px_bin() -> PathBuf {
+    let px = loupe_bin().with_file_name("px");
+    assert!(px.exists(), "{} is missing: build it first with `cargo build --workspace --bins`", px.display());
+    px
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits up to 20 s for something to listen on `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start listening on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An empty directory of this test process, unique per `tag`.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("loupe-e2e-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// `loupe up` with every port given and its own data directory, so tests can run side by side.
+pub fn loupe_up(port: u16, api_port: u16, tag: &str) -> Command {
+    let mut c = Command::new(loupe_bin());
+    c.args(["up", "--listen", &format!("127.0.0.1:{port}"), "--api-listen", &format!("127.0.0.1:{api_port}")])
+        .arg("--data-dir")
+        .arg(temp_dir(&format!("data-{tag}")));
+    c
+}
