@@ -62,6 +62,18 @@ pub struct CreatedKey {
     pub created_at: i64,
 }
 
+/// The 201 answer to a key creation, API or deploy key alike: the only time the key itself is shown.
+fn created(
+    key: String,
+    id: Uuid,
+    prefix: String,
+    description: String,
+    created_at: i64,
+) -> (StatusCode, Json<CreatedKey>) {
+    let created_at = to_secs(created_at);
+    (StatusCode::CREATED, Json(CreatedKey { id: id.to_string(), key, prefix, description, created_at }))
+}
+
 impl From<&ApiKey> for KeyView {
     fn from(k: &ApiKey) -> Self {
         Self {
@@ -126,16 +138,7 @@ pub async fn create_api_key(
             prefix: display_prefix(&key).to_owned(),
         })
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedKey {
-            id: stored.id.to_string(),
-            prefix: stored.prefix,
-            description: stored.description,
-            created_at: to_secs(stored.created_at),
-            key,
-        }),
-    ))
+    Ok(created(key, stored.id, stored.prefix, stored.description, stored.created_at))
 }
 
 /// `GET /api/v1/api-keys`: the caller's own keys; an admin's listing covers the whole org.
@@ -190,16 +193,7 @@ pub async fn create_deploy_key(
             prefix: display_prefix(&key).to_owned(),
         })
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedKey {
-            id: stored.id.to_string(),
-            prefix: stored.prefix,
-            description: stored.description,
-            created_at: to_secs(stored.created_at),
-            key,
-        }),
-    ))
+    Ok(created(key, stored.id, stored.prefix, stored.description, stored.created_at))
 }
 
 /// `GET /api/v1/deploy-keys`.
