@@ -2,11 +2,21 @@
 //! messages and tonic clients/servers into OUT_DIR.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/vizierapi.proto"];
+    let protos = ["proto/vizierapi.proto", "proto/cloudapi.proto"];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::compile(protos, ["proto"])?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // The cloud API's messages are also its REST bodies: same field names, unknown fields refused, absent
+        // fields defaulted (the services validate what must be set), maps in a stable order.
+        .message_attribute(
+            ".loupe.cloud.v1",
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
+        )
+        .btree_map(".loupe.cloud.v1")
+        .compile_fds(fds)?;
     Ok(())
 }

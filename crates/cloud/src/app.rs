@@ -1,8 +1,9 @@
-//! The route table and the router built from it: `app(state)` is what `loupe up`, `loupe cloud api` and the
-//! tests all serve.
+//! The route table and the router built from it: `gateway_app(gateway)` is the public port of `loupe cloud api`,
+//! and `app(state)` the same with every service in process (`loupe up`, the tests).
 //!
-//! Owns the list of routes (`ROUTES`), from which both the router and the OpenAPI document are built, so the
-//! two cannot drift apart. Must not hold handler logic.
+//! Owns the list of REST routes (`ROUTES`), from which both the router and the OpenAPI document are built, so
+//! the two cannot drift apart, and the mounting of the public gRPC services next to them. Must not hold
+//! handler logic.
 
 use std::net::SocketAddr;
 
@@ -11,6 +12,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::api::{self, auth, keys, profile, scripts};
+use crate::gateway::{Gateway, GrpcForward};
+use crate::services::ServiceKind;
 use crate::state::CloudState;
 
 /// How a route authenticates.
@@ -123,7 +126,7 @@ pub const ROUTES: &[RouteSpec] = &[
 ];
 
 /// The handler of a route in `ROUTES`. A route without one panics at router construction (a test builds it).
-fn handler(method: &str, path: &str) -> MethodRouter<CloudState> {
+fn handler(method: &str, path: &str) -> MethodRouter<Gateway> {
     match (method, path) {
         ("GET", "/healthz") => get(api::healthz),
         ("GET", "/readyz") => get(api::readyz),
@@ -164,19 +167,48 @@ fn handler(method: &str, path: &str) -> MethodRouter<CloudState> {
     }
 }
 
-/// The API server's router, built from `ROUTES`: JSON errors for unknown routes and methods, a body limit of
-/// `config.max_body_bytes` (413 beyond), and the request middleware (request id, span, metrics).
+/// The API server with every service in process on `state`: what `loupe up` and the tests serve.
 pub fn app(state: CloudState) -> Router {
+    gateway_app(Gateway::in_process(&state))
+}
+
+/// The API gateway's router: the REST routes of `ROUTES` (JSON errors for unknown routes and methods, a body
+/// limit of `config.max_body_bytes`, 413 beyond) and the public gRPC services (`/loupe.cloud.v1.*`, forwarded
+/// to the process that owns each), all behind the request middleware (request id, span, metrics).
+pub fn gateway_app(gateway: Gateway) -> Router {
     let mut router = Router::new();
     for spec in ROUTES {
         router = router.route(spec.path, handler(spec.method, spec.path));
     }
+    for kind in ServiceKind::ALL {
+        for service in kind.grpc_services() {
+            router = router.route_service(&format!("/{service}/{{*method}}"), GrpcForward::new(&gateway, kind));
+        }
+    }
     router
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::middleware::track_request))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(gateway.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(gateway.clone(), crate::middleware::track_request))
+        .with_state(gateway)
+}
+
+/// The router of one service process (`loupe cloud auth|profile|scripts`): its gRPC services, `/healthz`, and
+/// `/metrics` of its calls.
+pub fn service_app(state: CloudState, kind: ServiceKind) -> Router {
+    let metrics = std::sync::Arc::clone(&state.metrics);
+    crate::services::CloudServices::new(state)
+        .router(kind)
+        .prepare()
+        .into_axum_router()
+        .route("/healthz", get(api::healthz))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = std::sync::Arc::clone(&metrics);
+                async move { metrics.render() }
+            }),
+        )
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, with peer addresses available for login

@@ -6,9 +6,7 @@
 //! callable during a pending password change by taking `PendingCaller` instead of `Caller`; there is no path
 //! list to keep in sync. Must not decide what a role may do (handlers do, with `Caller::require_admin`).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use loupe_auth::{Claims, KeyKind, TokenError, ValidationError, hash_key, key_kind, unix_now};
@@ -16,7 +14,9 @@ use loupe_metastore::{MetastoreError, Role, User};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::app::{Access, ROUTES};
 use crate::error::ApiError;
+use crate::gateway::{CallContext, Gateway};
 use crate::state::CloudState;
 
 /// Header carrying an API key (Pixie's name).
@@ -104,19 +104,17 @@ impl std::ops::Deref for PendingCaller {
     }
 }
 
-impl FromRequestParts<CloudState> for PendingCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &CloudState) -> Result<Self, ApiError> {
-        authenticate(&parts.headers, state).await.map(PendingCaller)
+impl PendingCaller {
+    /// The caller named by a call's credential headers (gRPC metadata are HTTP headers).
+    pub async fn from_headers(headers: &HeaderMap, state: &CloudState) -> Result<Self, ApiError> {
+        authenticate(headers, state).await.map(PendingCaller)
     }
 }
 
-impl FromRequestParts<CloudState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &CloudState) -> Result<Self, ApiError> {
-        let auth = authenticate(&parts.headers, state).await?;
+impl Caller {
+    /// The caller named by a call's credential headers, refused while a password change is pending.
+    pub async fn from_headers(headers: &HeaderMap, state: &CloudState) -> Result<Self, ApiError> {
+        let auth = authenticate(headers, state).await?;
         // The stored row decides, not the token's MustChangePassword claim: a flag set after the token was
         // issued still applies, and one cleared by a password change came with a new token anyway.
         if auth.user.must_change_password {
@@ -204,45 +202,46 @@ pub(crate) fn token_error(err: ValidationError) -> ApiError {
     }
 }
 
-/// The client address used for login throttling: the TCP peer, or the first `X-Forwarded-For` hop when
-/// `CloudConfig::trust_forwarded_for` is set. Unknown (in-process tests) counts as `0.0.0.0`.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub IpAddr);
-
-impl FromRequestParts<CloudState> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, state: &CloudState) -> Result<Self, Self::Rejection> {
-        if state.config.trust_forwarded_for
-            && let Some(ip) = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok())
-        {
-            return Ok(ClientIp(ip));
-        }
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
-        Ok(ClientIp(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
-    }
-}
-
 /// `axum::Json` whose rejections are `ApiError`s (400/413/415 with a JSON message).
+///
+/// A body is parsed before any service sees the call, yet a bad credential or a pending password change is
+/// the more useful answer: so when the body is refused on a route that needs a credential, the credential is
+/// checked first (`AuthService.Me`), and its refusal wins.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned + Send> FromRequest<Gateway> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        // Through a `Value` first: serde would otherwise accept `[]` for a struct whose fields all have defaults.
-        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
-        if !value.is_object() {
-            return Err(ApiError::invalid("the request body must be a JSON object"));
+    async fn from_request(req: Request, gateway: &Gateway) -> Result<Self, ApiError> {
+        let access = req
+            .extensions()
+            .get::<MatchedPath>()
+            .and_then(|path| ROUTES.iter().find(|r| r.path == path.as_str() && r.method == req.method().as_str()))
+            .map_or(Access::Public, |route| route.access);
+        let (mut parts, body) = req.into_parts();
+        let context = CallContext::from_request_parts(&mut parts, gateway).await;
+        let parsed = parse_json_object(Request::from_parts(parts, body), gateway).await;
+        let Err(body_error) = parsed else { return parsed.map(ApiJson) };
+        if access == Access::Public {
+            return Err(body_error);
         }
-        serde_json::from_value(value).map(ApiJson).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+        let Ok(context) = context;
+        let me = gateway.clients.auth().me(context.request(loupe_proto::cloudpb::Empty {})).await?.into_inner();
+        if me.must_change_password && access != Access::UserPendingAllowed {
+            return Err(ApiError::password_change_required());
+        }
+        Err(body_error)
     }
+}
+
+async fn parse_json_object<T: DeserializeOwned>(req: Request, gateway: &Gateway) -> Result<T, ApiError> {
+    // Through a `Value` first: serde would otherwise accept `[]` for a struct whose fields all have defaults.
+    let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, gateway).await?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("the request body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
 }
 
 /// `axum::extract::Path` whose rejections are `ApiError`s.

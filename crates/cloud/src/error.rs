@@ -8,7 +8,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loupe_metastore::MetastoreError;
-use loupe_proto::ErrorCode;
+use loupe_proto::{ErrorCode, REASON_METADATA, RETRY_AFTER_METADATA};
 use serde::Serialize;
 
 /// Message for every failed login, whether the email is unknown or the password wrong.
@@ -143,6 +143,45 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// How a service answers a failed call: the code's gRPC status, the message, and the reason and retry delay as
+/// metadata. Internal detail is logged here, once, by the service that had it, and never sent.
+impl From<ApiError> for tonic::Status {
+    fn from(err: ApiError) -> Self {
+        if let Some(detail) = &err.internal {
+            if err.code == ErrorCode::Internal {
+                tracing::error!(code = err.code.as_str_name(), error = %detail, "call failed");
+            } else {
+                tracing::warn!(code = err.code.as_str_name(), error = %detail, "dependency unavailable");
+            }
+        }
+        let mut status = tonic::Status::new(err.code.grpc_code(), err.message);
+        if let Some(reason) = err.reason {
+            status.metadata_mut().insert(REASON_METADATA, tonic::metadata::MetadataValue::from_static(reason));
+        }
+        if let Some(secs) = err.retry_after_secs {
+            status.metadata_mut().insert(RETRY_AFTER_METADATA, secs.into());
+        }
+        status
+    }
+}
+
+/// How the gateway answers a failed service call over REST: the inverse of the conversion above. A status
+/// that no service produced (the service unreachable, a transport failure) keeps its message: it says what
+/// went wrong between the gateway and the service, which is the operator's and the caller's business alike.
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        let code = ErrorCode::from_grpc(status.code());
+        let mut err = ApiError::new(code, status.message());
+        err.reason = match status.metadata().get(REASON_METADATA).and_then(|v| v.to_str().ok()) {
+            Some(PASSWORD_CHANGE_REQUIRED_REASON) => Some(PASSWORD_CHANGE_REQUIRED_REASON),
+            _ => None,
+        };
+        err.retry_after_secs =
+            status.metadata().get(RETRY_AFTER_METADATA).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        err
+    }
+}
+
 impl From<MetastoreError> for ApiError {
     fn from(err: MetastoreError) -> Self {
         match err {
@@ -240,6 +279,26 @@ mod tests {
         let response = ApiError::internal("db password is hunter2").into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(response.extensions().get::<InternalErrorDetail>().is_some());
+    }
+
+    #[test]
+    fn errors_survive_the_trip_through_grpc() {
+        for err in [
+            ApiError::password_change_required(),
+            ApiError::throttled("slow down", 7),
+            ApiError::not_found("script not found"),
+            ApiError::already_exists("script already exists"),
+            ApiError::unavailable("down"),
+        ] {
+            let (code, message, reason, retry, status) =
+                (err.code, err.message.clone(), err.reason, err.retry_after_secs, err.status());
+            let back = ApiError::from(tonic::Status::from(err));
+            assert_eq!((back.code, &back.message, back.reason, back.retry_after_secs), (code, &message, reason, retry));
+            assert_eq!(back.status(), status);
+        }
+        let internal = tonic::Status::from(ApiError::internal("db password is hunter2"));
+        assert_eq!(internal.code(), tonic::Code::Internal);
+        assert!(!internal.message().contains("hunter2"));
     }
 
     #[test]

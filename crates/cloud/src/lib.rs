@@ -1,12 +1,17 @@
-//! Loupe's cloud API server: REST with JSON under `/api/v1` (login and sessions, API and deploy keys, scripts,
-//! org, users, invitations, settings, viziers), plus `/healthz`, `/readyz`, `/metrics` and an OpenAPI document.
+//! Loupe's cloud: the services (auth, profile, scripts) as gRPC servers, and the API gateway in front of them,
+//! which serves REST with JSON under `/api/v1` (login and sessions, API and deploy keys, scripts, org, users,
+//! invitations, settings, viziers), the same operations over gRPC (`loupe.cloud.v1`), `/healthz`, `/readyz`,
+//! `/metrics` and an OpenAPI document, all on one port.
 //!
 //! Entry points: build a `CloudState` (`CloudState::new`, with the key from `load_or_create_signing_key`), run
-//! `bootstrap` once per start (creates the first admin if missing), then serve `app(state)` (or call `serve`).
+//! `bootstrap` once per start (creates the first admin if missing), then serve `app(state)` (everything in one
+//! process), or `service_app(state, kind)` per service process and `gateway_app(Gateway::new(clients, …))` in
+//! front. The gateway reaches the services only through `ServiceClients`, in process or remote alike.
 //!
-//! Owns: HTTP glue between `loupe_auth` (the rules: hashing, tokens, throttling) and `loupe_metastore` (durable
-//! state), the error mapping onto `ErrorCode`, and org scoping at the edge (every handler passes the caller's
-//! org id). Must not touch: SQL, password or token internals, the vizier (reached later only through `proto`).
+//! Owns: the glue between `loupe_auth` (the rules: hashing, tokens, throttling) and `loupe_metastore` (durable
+//! state), the error mapping onto `ErrorCode` (HTTP status and gRPC code alike), and org scoping in the
+//! services (every call passes the caller's org id). Must not touch: SQL, password or token internals, the
+//! vizier (reached later only through `proto`).
 //!
 //! Roles: every org member may read scripts, users, the org, viziers and deploy-key metadata, and manage their
 //! own API keys and settings. Only org admins invite users, remove users, create or revoke deploy keys, write
@@ -15,15 +20,21 @@
 pub mod api;
 pub mod app;
 pub mod caller;
+pub mod clients;
 pub mod error;
+pub mod gateway;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod services;
 pub mod state;
 
-pub use crate::app::{ROUTES, RouteSpec, app, serve, serve_router};
+pub use crate::app::{ROUTES, RouteSpec, app, gateway_app, serve, serve_router, service_app};
 pub use crate::caller::{API_KEY_HEADER, Caller, PendingCaller};
+pub use crate::clients::{ServiceAddrs, ServiceChannel, ServiceClients};
 pub use crate::error::{ApiError, ApiResult, PASSWORD_CHANGE_REQUIRED};
+pub use crate::gateway::Gateway;
+pub use crate::services::{CloudServices, ServiceKind};
 pub use crate::state::{
     BootstrapOutcome, CloudConfig, CloudError, CloudState, SIGNING_KEY_KV, bootstrap, load_or_create_signing_key,
 };

@@ -11,7 +11,7 @@ use axum::response::Response;
 use tracing::Instrument as _;
 
 use crate::error::InternalErrorDetail;
-use crate::state::CloudState;
+use crate::gateway::Gateway;
 
 /// The request id header, accepted from the client (or a proxy) and echoed on every answer.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -27,7 +27,7 @@ fn acceptable_request_id(value: &HeaderValue) -> Option<&str> {
 }
 
 /// The request middleware: see the module doc.
-pub async fn track_request(State(state): State<CloudState>, request: Request, next: Next) -> Response {
+pub async fn track_request(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
         .get(&REQUEST_ID_HEADER)
@@ -50,7 +50,7 @@ pub async fn track_request(State(state): State<CloudState>, request: Request, ne
             }
         });
     }
-    state.metrics.record_request(&method, &route, status.as_u16());
+    gateway.metrics.record_request(&method, &route, status.as_u16());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }

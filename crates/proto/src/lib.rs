@@ -12,7 +12,19 @@ pub mod vizierpb {
     tonic::include_proto!("px.api.vizierpb");
 }
 
+/// `loupe.cloud.v1`: the cloud API (auth, keys, scripts, profile, viziers), the gRPC twin of the REST API.
+/// Its messages derive serde so they double as the REST JSON bodies.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod cloudpb {
+    tonic::include_proto!("loupe.cloud.v1");
+}
+
 pub use vizierpb::ErrorCode;
+
+/// gRPC metadata key refining a status code for clients that branch on it (e.g. `PASSWORD_CHANGE_REQUIRED`).
+pub const REASON_METADATA: &str = "loupe-reason";
+/// gRPC metadata key with the seconds to wait before retrying a throttled call.
+pub const RETRY_AFTER_METADATA: &str = "retry-after";
 
 impl ErrorCode {
     /// The gRPC status code for this error code.
@@ -29,6 +41,27 @@ impl ErrorCode {
             ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
             ErrorCode::AlreadyExists => tonic::Code::AlreadyExists,
             ErrorCode::FailedPrecondition => tonic::Code::FailedPrecondition,
+        }
+    }
+
+    /// The error code of a gRPC status code: the inverse of `grpc_code`, with the codes `ErrorCode` lacks
+    /// folded into the nearest one (a cancelled or unknown call is `Internal`; `Aborted` is `Unavailable`).
+    pub fn from_grpc(code: tonic::Code) -> Self {
+        use tonic::Code;
+        match code {
+            Code::Ok => ErrorCode::Ok,
+            Code::InvalidArgument | Code::OutOfRange => ErrorCode::InvalidArgument,
+            Code::NotFound => ErrorCode::NotFound,
+            Code::Unauthenticated => ErrorCode::Unauthenticated,
+            Code::PermissionDenied => ErrorCode::PermissionDenied,
+            Code::Unavailable | Code::Aborted => ErrorCode::Unavailable,
+            Code::DeadlineExceeded => ErrorCode::DeadlineExceeded,
+            Code::ResourceExhausted => ErrorCode::ResourceExhausted,
+            Code::AlreadyExists => ErrorCode::AlreadyExists,
+            Code::FailedPrecondition => ErrorCode::FailedPrecondition,
+            Code::Internal | Code::Unknown | Code::Cancelled | Code::Unimplemented | Code::DataLoss => {
+                ErrorCode::Internal
+            }
         }
     }
 
@@ -62,6 +95,7 @@ mod tests {
             assert_eq!(c == ErrorCode::Ok, http == 200);
             assert_eq!(c == ErrorCode::Ok, c.grpc_code() == tonic::Code::Ok);
             assert!((200..600).contains(&http));
+            assert_eq!(ErrorCode::from_grpc(c.grpc_code()), c, "grpc round trip of {c:?}");
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The REST handlers, one module per area, and the operational endpoints (`/healthz`, `/readyz`, `/metrics`,
 //! the OpenAPI document).
 //!
-//! Owns request and response shapes. Every handler that touches org-owned data takes a `Caller` and passes
-//! `caller.org_id()` to the metastore; none reads an org id from the request. Must not build the router (the
-//! `app` module does) nor format errors (the `error` module does).
+//! Each handler turns a REST request into one call of a generated service client and the answer back into
+//! JSON: the request bodies and answers are the services' protobuf messages in their JSON form (see
+//! `proto/cloudapi.proto`), except where REST has a friendlier shape (bare arrays for listings, `vis` as a
+//! JSON value for scripts). Owns HTTP statuses of successes (201, 204). Must not decide anything a service
+//! decides (credentials, roles, org scoping, validation) nor build the router (the `app` module does).
 
 pub mod auth;
 pub mod keys;
@@ -14,20 +16,30 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use uuid::Uuid;
+use loupe_proto::cloudpb;
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::CloudState;
+use crate::gateway::Gateway;
+use crate::services::ServiceKind;
 
-/// Unix nanoseconds (the metastore's unit) to Unix seconds (the API's unit).
-pub(crate) fn to_secs(ns: i64) -> i64 {
-    ns.div_euclid(1_000_000_000)
+/// The message of a service call's answer, its failure as an `ApiError`.
+pub(crate) async fn answer<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> ApiResult<T> {
+    Ok(call.await?.into_inner())
 }
 
-/// Parses an id from a path. Anything that is not a UUID names nothing, so callers answer 404 (as for an id
-/// of another org) rather than explaining id syntax.
-pub(crate) fn parse_id(id: &str) -> Option<Uuid> {
-    Uuid::parse_str(id).ok()
+/// `204 No Content` after a successful call.
+pub(crate) async fn no_content<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> ApiResult<StatusCode> {
+    call.await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `IdRequest` from a path segment.
+pub(crate) fn id(id: String) -> cloudpb::IdRequest {
+    cloudpb::IdRequest { id }
 }
 
 /// `GET /healthz`: the process is up.
@@ -35,15 +47,22 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the metastore answers.
-pub async fn readyz(State(state): State<CloudState>) -> ApiResult<Json<serde_json::Value>> {
-    state.metastore.health_check().await?;
-    Ok(Json(serde_json::json!({ "status": "ok", "metastore": state.metastore.backend() })))
+/// `GET /readyz`: every service answers and reaches its metastore.
+pub async fn readyz(State(gateway): State<Gateway>) -> ApiResult<Json<serde_json::Value>> {
+    let mut services = serde_json::Map::new();
+    for kind in ServiceKind::ALL {
+        let ready = gateway.clients.health(kind).ready(cloudpb::Empty {}).await.map_err(|status| {
+            ApiError::unavailable(format!("the {} service is not ready: {}", kind.name(), status.message()))
+        })?;
+        services.insert(kind.name().to_owned(), ready.into_inner().metastore.into());
+    }
+    let metastore = services.values().next().cloned().unwrap_or_default();
+    Ok(Json(serde_json::json!({ "status": "ok", "metastore": metastore, "services": services })))
 }
 
 /// `GET /metrics`: Prometheus text.
-pub async fn metrics(State(state): State<CloudState>) -> Response {
-    let mut response = state.metrics.render().into_response();
+pub async fn metrics(State(gateway): State<Gateway>) -> Response {
+    let mut response = gateway.metrics.render().into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -1,0 +1,150 @@
+//! The generated gRPC clients of the cloud services over one channel type, `ServiceChannel`, which is either an
+//! in-process service (`loupe up`, tests) or a network connection (`loupe cloud api` in front of separate
+//! `loupe cloud auth|profile|scripts` processes). Callers cannot tell the two apart: requests are encoded,
+//! routed and decoded the same way.
+//!
+//! Owns which service kind answers which gRPC service, and channel construction. Must not hold business rules.
+
+use std::convert::Infallible;
+
+use loupe_proto::cloudpb::{
+    api_key_service_client::ApiKeyServiceClient, auth_service_client::AuthServiceClient,
+    deploy_key_service_client::DeployKeyServiceClient, profile_service_client::ProfileServiceClient,
+    script_service_client::ScriptServiceClient, service_health_client::ServiceHealthClient,
+    vizier_info_service_client::VizierInfoServiceClient,
+};
+use tower::ServiceExt as _;
+use tower::util::BoxCloneSyncService;
+
+use crate::services::{CloudServices, ServiceKind};
+
+/// Any error a channel can fail with (a transport failure; in-process channels never fail).
+///
+/// A named type rather than a bare `Box<dyn Error>`: the generated clients' futures must be `Send` for every
+/// lifetime inside axum handlers, and the boxed trait object's conversion trips that check.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ChannelError(Box<dyn std::error::Error + Send + Sync>);
+
+/// A gRPC channel to one service process, in process or remote.
+pub type ServiceChannel =
+    BoxCloneSyncService<http::Request<tonic::body::Body>, http::Response<tonic::body::Body>, ChannelError>;
+
+/// Errors building remote channels.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A service address is not a usable URI.
+    #[error("invalid {service} service address {addr:?}: {reason}")]
+    InvalidAddress {
+        /// Which service.
+        service: &'static str,
+        /// The address given.
+        addr: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// Addresses of the service processes, `http://host:port`.
+#[derive(Debug, Clone)]
+pub struct ServiceAddrs {
+    /// `loupe cloud auth`.
+    pub auth: String,
+    /// `loupe cloud profile`.
+    pub profile: String,
+    /// `loupe cloud scripts`.
+    pub scripts: String,
+}
+
+/// One channel per service kind.
+#[derive(Debug, Clone)]
+pub struct ServiceClients {
+    auth: ServiceChannel,
+    profile: ServiceChannel,
+    scripts: ServiceChannel,
+}
+
+/// A channel answered by `routes` in this process.
+fn in_process(routes: tonic::service::Routes) -> ServiceChannel {
+    let routes = tower::ServiceExt::<http::Request<tonic::body::Body>>::map_err(
+        routes.prepare(),
+        |never: Infallible| match never {},
+    );
+    BoxCloneSyncService::new(routes)
+}
+
+/// A channel to `addr`, connected on first use and reconnected after failures, so a service started later or
+/// restarted is picked up without restarting the caller.
+fn remote(service: &'static str, addr: &str) -> Result<ServiceChannel, ClientError> {
+    let invalid = |reason: String| ClientError::InvalidAddress { service, addr: addr.to_owned(), reason };
+    let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    let endpoint = tonic::transport::Endpoint::from_shared(url)
+        .map_err(|e| invalid(e.to_string()))?
+        .connect_timeout(std::time::Duration::from_secs(3));
+    let channel = endpoint.connect_lazy();
+    Ok(BoxCloneSyncService::new(channel.map_err(|e| ChannelError(Box::new(e)))))
+}
+
+impl ServiceClients {
+    /// Clients answered by `services` in this process: each kind on its own router, as if it were remote.
+    pub fn in_process(services: &CloudServices) -> Self {
+        Self {
+            auth: in_process(services.router(ServiceKind::Auth)),
+            profile: in_process(services.router(ServiceKind::Profile)),
+            scripts: in_process(services.router(ServiceKind::Scripts)),
+        }
+    }
+
+    /// Clients of remote service processes.
+    pub fn remote(addrs: &ServiceAddrs) -> Result<Self, ClientError> {
+        Ok(Self {
+            auth: remote("auth", &addrs.auth)?,
+            profile: remote("profile", &addrs.profile)?,
+            scripts: remote("scripts", &addrs.scripts)?,
+        })
+    }
+
+    /// The channel of a service kind.
+    pub fn channel(&self, kind: ServiceKind) -> ServiceChannel {
+        match kind {
+            ServiceKind::Auth => self.auth.clone(),
+            ServiceKind::Profile => self.profile.clone(),
+            ServiceKind::Scripts => self.scripts.clone(),
+        }
+    }
+
+    /// `AuthService`.
+    pub fn auth(&self) -> AuthServiceClient<ServiceChannel> {
+        AuthServiceClient::new(self.auth.clone())
+    }
+
+    /// `ApiKeyService`.
+    pub fn api_keys(&self) -> ApiKeyServiceClient<ServiceChannel> {
+        ApiKeyServiceClient::new(self.auth.clone())
+    }
+
+    /// `DeployKeyService`.
+    pub fn deploy_keys(&self) -> DeployKeyServiceClient<ServiceChannel> {
+        DeployKeyServiceClient::new(self.auth.clone())
+    }
+
+    /// `ProfileService`.
+    pub fn profile(&self) -> ProfileServiceClient<ServiceChannel> {
+        ProfileServiceClient::new(self.profile.clone())
+    }
+
+    /// `VizierInfoService`.
+    pub fn viziers(&self) -> VizierInfoServiceClient<ServiceChannel> {
+        VizierInfoServiceClient::new(self.profile.clone())
+    }
+
+    /// `ScriptService`.
+    pub fn scripts(&self) -> ScriptServiceClient<ServiceChannel> {
+        ScriptServiceClient::new(self.scripts.clone())
+    }
+
+    /// `ServiceHealth` of one service process.
+    pub fn health(&self, kind: ServiceKind) -> ServiceHealthClient<ServiceChannel> {
+        ServiceHealthClient::new(self.channel(kind))
+    }
+}

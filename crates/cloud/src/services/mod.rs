@@ -1,0 +1,158 @@
+//! The cloud's services, as gRPC servers: auth (sessions, API and deploy keys), profile (org, users, settings,
+//! invitations, the vizier registry) and scripts. This is where the rules live; the REST API and the public
+//! gRPC port reach them only through the generated clients (`crate::clients`), in process or over the network.
+//!
+//! Owns credential checking on every call (the `authorization` or `pixie-api-key` metadata, exactly as the HTTP
+//! headers), org scoping (every call passes the caller's org id to the metastore, never one from the request),
+//! and the mapping of `ApiError` onto gRPC statuses. Must not know about HTTP routes, JSON or status codes.
+
+mod auth;
+mod keys;
+mod profile;
+mod scripts;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use loupe_proto::cloudpb::{self, api_key_service_server::ApiKeyServiceServer, auth_service_server::AuthServiceServer};
+use loupe_proto::cloudpb::{
+    deploy_key_service_server::DeployKeyServiceServer, profile_service_server::ProfileServiceServer,
+    script_service_server::ScriptServiceServer, service_health_server::ServiceHealthServer,
+    vizier_info_service_server::VizierInfoServiceServer,
+};
+use tonic::{Request, Response, Status};
+
+use crate::caller::{Authenticated, Caller, PendingCaller};
+use crate::error::{ApiError, ApiResult};
+use crate::state::CloudState;
+
+pub use scripts::{BUNDLED_PREFIX, ORG_PREFIX};
+
+/// Metadata key carrying the end client's address, set by the API gateway (which knows the TCP peer or trusts
+/// the proxy's `X-Forwarded-For`), used for login throttling. Service ports are internal: only the gateway is
+/// exposed, and it always overwrites this key.
+pub const CLIENT_IP_METADATA: &str = "x-loupe-client-ip";
+
+/// The three service processes of the cloud, each serving some of the gRPC services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// Sessions, API keys and deploy keys (`AuthService`, `ApiKeyService`, `DeployKeyService`).
+    Auth,
+    /// Org, users, settings, invitations and viziers (`ProfileService`, `VizierInfoService`).
+    Profile,
+    /// The script manager (`ScriptService`).
+    Scripts,
+}
+
+impl ServiceKind {
+    /// Every kind, in start order.
+    pub const ALL: [ServiceKind; 3] = [ServiceKind::Auth, ServiceKind::Profile, ServiceKind::Scripts];
+
+    /// Name used in flags and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::Auth => "auth",
+            ServiceKind::Profile => "profile",
+            ServiceKind::Scripts => "scripts",
+        }
+    }
+
+    /// The gRPC service names (`package.Service`) this kind serves, for routing.
+    pub fn grpc_services(self) -> &'static [&'static str] {
+        match self {
+            ServiceKind::Auth => {
+                &["loupe.cloud.v1.AuthService", "loupe.cloud.v1.ApiKeyService", "loupe.cloud.v1.DeployKeyService"]
+            }
+            ServiceKind::Profile => &["loupe.cloud.v1.ProfileService", "loupe.cloud.v1.VizierInfoService"],
+            ServiceKind::Scripts => &["loupe.cloud.v1.ScriptService"],
+        }
+    }
+}
+
+/// The implementation of every cloud gRPC service over one `CloudState`. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CloudServices {
+    state: CloudState,
+}
+
+impl CloudServices {
+    /// Services over `state`.
+    pub fn new(state: CloudState) -> Self {
+        Self { state }
+    }
+
+    /// The state the services run on.
+    pub fn state(&self) -> &CloudState {
+        &self.state
+    }
+
+    /// A router serving the gRPC services of `kind`, plus the health service every process has.
+    pub fn router(&self, kind: ServiceKind) -> tonic::service::Routes {
+        let mut routes = tonic::service::Routes::new(ServiceHealthServer::new(self.clone()));
+        match kind {
+            ServiceKind::Auth => {
+                routes = routes
+                    .add_service(AuthServiceServer::new(self.clone()))
+                    .add_service(ApiKeyServiceServer::new(self.clone()))
+                    .add_service(DeployKeyServiceServer::new(self.clone()));
+            }
+            ServiceKind::Profile => {
+                routes = routes
+                    .add_service(ProfileServiceServer::new(self.clone()))
+                    .add_service(VizierInfoServiceServer::new(self.clone()));
+            }
+            ServiceKind::Scripts => routes = routes.add_service(ScriptServiceServer::new(self.clone())),
+        }
+        routes
+    }
+
+    /// The authenticated caller of `request`, refused while a password change is pending.
+    async fn caller<T>(&self, request: &Request<T>) -> ApiResult<Caller> {
+        Caller::from_headers(request.metadata().as_ref(), &self.state).await
+    }
+
+    /// The authenticated caller of `request`, even with a password change pending.
+    async fn pending_caller<T>(&self, request: &Request<T>) -> ApiResult<Authenticated> {
+        Ok(PendingCaller::from_headers(request.metadata().as_ref(), &self.state).await?.0)
+    }
+}
+
+/// The end client's address: what the gateway put in `CLIENT_IP_METADATA`, else the peer of this call, else
+/// `0.0.0.0` (in-process calls without a gateway).
+fn client_ip<T>(request: &Request<T>) -> IpAddr {
+    request
+        .metadata()
+        .get(CLIENT_IP_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .or_else(|| request.remote_addr().map(|a| a.ip()))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// A handler's result as a gRPC answer.
+fn reply<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl cloudpb::service_health_server::ServiceHealth for CloudServices {
+    async fn ready(&self, _request: Request<cloudpb::Empty>) -> Result<Response<cloudpb::ReadyResponse>, Status> {
+        reply(
+            async {
+                self.state.metastore.health_check().await?;
+                Ok(cloudpb::ReadyResponse { metastore: self.state.metastore.backend().to_owned() })
+            }
+            .await,
+        )
+    }
+}
+
+/// Unix nanoseconds (the metastore's unit) to Unix seconds (the API's unit).
+pub(crate) fn to_secs(ns: i64) -> i64 {
+    ns.div_euclid(1_000_000_000)
+}
+
+/// Parses an id. Anything that is not a UUID names nothing, so callers answer "not found" (as for an id of
+/// another org) rather than explaining id syntax.
+pub(crate) fn parse_id(id: &str, what: &'static str) -> ApiResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("{what} not found")))
+}

@@ -1,0 +1,210 @@
+//! `ScriptService`: the bundled catalog (`px/…`, read-only) merged with the org's saved scripts (`org/…`).
+//!
+//! Owns script naming (`org/<[a-z0-9_-]+>` for saved scripts) and who may write them (admins). Must not run or
+//! compile scripts; PxL is stored as text and checked when it runs.
+
+use loupe_metastore::{NewScript, Script, ScriptUpdate};
+use loupe_proto::cloudpb::{self, script_service_server::ScriptService};
+use tonic::{Request, Response, Status};
+
+use super::{CloudServices, reply, to_secs};
+use crate::error::{ApiError, ApiResult};
+
+/// Prefix of bundled (read-only) scripts.
+pub const BUNDLED_PREFIX: &str = "px/";
+/// Prefix of org scripts.
+pub const ORG_PREFIX: &str = "org/";
+/// Longest name after `org/`.
+const MAX_NAME_LEN: usize = 64;
+/// Largest PxL source or vis spec (as JSON text).
+const MAX_SCRIPT_BYTES: usize = 256 * 1024;
+/// Longest description.
+const MAX_DESCRIPTION_LEN: usize = 4096;
+
+fn org_script_view(s: Script) -> cloudpb::Script {
+    cloudpb::Script {
+        name: s.name,
+        description: s.description,
+        source: "org".to_owned(),
+        read_only: false,
+        pxl: s.pxl,
+        vis_json: s.vis,
+        created_at: Some(to_secs(s.created_at)),
+        updated_at: Some(to_secs(s.updated_at)),
+    }
+}
+
+/// Checks an org script name: `org/` then 1–64 of `[a-z0-9_-]`. Bundled names are refused as read-only.
+fn check_org_name(name: &str) -> ApiResult<()> {
+    if name.starts_with(BUNDLED_PREFIX) {
+        return Err(ApiError::forbidden("bundled scripts (px/…) are read-only; save a copy as org/<name>"));
+    }
+    let valid = name.strip_prefix(ORG_PREFIX).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= MAX_NAME_LEN
+            && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!("script names must look like org/<name> with 1 to {MAX_NAME_LEN} of [a-z0-9_-]")))
+    }
+}
+
+/// Checks a script's content; the vis spec must be JSON (or empty).
+fn check_content(req: &cloudpb::SaveScriptRequest) -> ApiResult<()> {
+    if req.pxl.trim().is_empty() {
+        return Err(ApiError::invalid("pxl must not be empty"));
+    }
+    if req.pxl.len() > MAX_SCRIPT_BYTES {
+        return Err(ApiError::invalid(format!("pxl must be at most {MAX_SCRIPT_BYTES} bytes")));
+    }
+    if req.description.chars().count() > MAX_DESCRIPTION_LEN {
+        return Err(ApiError::invalid(format!("description must be at most {MAX_DESCRIPTION_LEN} characters")));
+    }
+    if req.vis_json.len() > MAX_SCRIPT_BYTES {
+        return Err(ApiError::invalid(format!("vis must be at most {MAX_SCRIPT_BYTES} bytes of JSON")));
+    }
+    if !req.vis_json.is_empty() && serde_json::from_str::<serde_json::Value>(&req.vis_json).is_err() {
+        return Err(ApiError::invalid("vis_json must be JSON text"));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl ScriptService for CloudServices {
+    /// Bundled scripts, then the org's, each by name.
+    async fn list_scripts(&self, request: Request<cloudpb::Empty>) -> Result<Response<cloudpb::ScriptList>, Status> {
+        reply(
+            async {
+                let caller = self.caller(&request).await?;
+                let mut scripts: Vec<cloudpb::ScriptSummary> = loupe_pxl::bundled::scripts()
+                    .iter()
+                    .map(|s| cloudpb::ScriptSummary {
+                        name: s.name.to_owned(),
+                        description: s.short.to_owned(),
+                        source: "bundled".to_owned(),
+                        read_only: true,
+                        updated_at: None,
+                    })
+                    .collect();
+                for s in self.state.metastore.list_scripts(caller.org_id()).await? {
+                    scripts.push(cloudpb::ScriptSummary {
+                        name: s.name,
+                        description: s.description,
+                        source: "org".to_owned(),
+                        read_only: false,
+                        updated_at: Some(to_secs(s.updated_at)),
+                    });
+                }
+                Ok(cloudpb::ScriptList { scripts })
+            }
+            .await,
+        )
+    }
+
+    async fn get_script(&self, request: Request<cloudpb::ScriptName>) -> Result<Response<cloudpb::Script>, Status> {
+        reply(
+            async {
+                let caller = self.caller(&request).await?;
+                let name = &request.get_ref().name;
+                if name.starts_with(BUNDLED_PREFIX) {
+                    let script = loupe_pxl::bundled::scripts()
+                        .iter()
+                        .find(|s| s.name == name)
+                        .ok_or_else(|| ApiError::not_found("script not found"))?;
+                    return Ok(cloudpb::Script {
+                        name: script.name.to_owned(),
+                        description: script.short.to_owned(),
+                        source: "bundled".to_owned(),
+                        read_only: true,
+                        pxl: script.pxl.to_owned(),
+                        vis_json: String::new(),
+                        created_at: None,
+                        updated_at: None,
+                    });
+                }
+                if check_org_name(name).is_err() {
+                    return Err(ApiError::not_found("script not found"));
+                }
+                Ok(org_script_view(self.state.metastore.get_script(caller.org_id(), name).await?))
+            }
+            .await,
+        )
+    }
+
+    async fn create_script(
+        &self,
+        request: Request<cloudpb::SaveScriptRequest>,
+    ) -> Result<Response<cloudpb::Script>, Status> {
+        reply(
+            async {
+                let caller = self.caller(&request).await?;
+                caller.require_admin("save org scripts")?;
+                let req = request.into_inner();
+                check_org_name(&req.name)?;
+                check_content(&req)?;
+                let script = self
+                    .state
+                    .metastore
+                    .create_script(NewScript {
+                        org_id: caller.org_id(),
+                        name: req.name,
+                        pxl: req.pxl,
+                        vis: req.vis_json,
+                        description: req.description,
+                    })
+                    .await?;
+                Ok(org_script_view(script))
+            }
+            .await,
+        )
+    }
+
+    async fn update_script(
+        &self,
+        request: Request<cloudpb::SaveScriptRequest>,
+    ) -> Result<Response<cloudpb::Script>, Status> {
+        reply(
+            async {
+                let caller = self.caller(&request).await?;
+                caller.require_admin("change org scripts")?;
+                let req = request.into_inner();
+                check_org_name(&req.name)?;
+                check_content(&req)?;
+                let update = ScriptUpdate { pxl: req.pxl, vis: req.vis_json, description: req.description };
+                Ok(org_script_view(self.state.metastore.update_script(caller.org_id(), &req.name, update).await?))
+            }
+            .await,
+        )
+    }
+
+    async fn delete_script(&self, request: Request<cloudpb::ScriptName>) -> Result<Response<cloudpb::Empty>, Status> {
+        reply(
+            async {
+                let caller = self.caller(&request).await?;
+                caller.require_admin("delete org scripts")?;
+                let name = &request.get_ref().name;
+                check_org_name(name)?;
+                self.state.metastore.delete_script(caller.org_id(), name).await?;
+                Ok(cloudpb::Empty {})
+            }
+            .await,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_names_are_checked() {
+        assert!(check_org_name("org/my_script-1").is_ok());
+        for bad in ["org/", "org/A", "org/a b", "org/a/b", "mine", "org/x'; DROP TABLE scripts;--", ""] {
+            assert_eq!(check_org_name(bad).map_err(|e| e.status().as_u16()), Err(400), "{bad}");
+        }
+        assert_eq!(check_org_name("px/http_data").map_err(|e| e.status().as_u16()), Err(403));
+        assert!(check_org_name(&format!("org/{}", "a".repeat(65))).is_err());
+    }
+}
