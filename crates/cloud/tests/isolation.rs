@@ -6,19 +6,22 @@ use serde_json::{Value, json};
 
 use crate::common::{Cred, Harness, harness};
 
+/// What org B's items contain that must never show up in org A's answers.
+pub const B_SECRETS: &[&str] = &["borg", "b.test", "b-key", "b-dep", "b-cluster", "org B secret", "b_secret"];
+
 /// Everything org B owns, by id or name.
-struct OrgB {
-    api_key_id: String,
-    api_key: String,
-    deploy_key_id: String,
-    script: &'static str,
-    user_id: String,
-    member_id: String,
-    vizier_id: String,
-    invitation_id: String,
+pub struct OrgB {
+    pub api_key_id: String,
+    pub api_key: String,
+    pub deploy_key_id: String,
+    pub script: &'static str,
+    pub user_id: String,
+    pub member_id: String,
+    pub vizier_id: String,
+    pub invitation_id: String,
 }
 
-async fn populate_b(h: &Harness, b: &Cred) -> OrgB {
+pub async fn populate_b(h: &Harness, b: &Cred) -> OrgB {
     let api = h.call("POST", "/api/v1/api-keys", Some(b), Some(json!({ "description": "b-key" }))).await.expect(201);
     let dep = h.call("POST", "/api/v1/deploy-keys", Some(b), Some(json!({ "description": "b-dep" }))).await.expect(201);
     let script = json!({ "name": "org/shared_name", "pxl": "# org B secret", "description": "b" });
@@ -52,7 +55,7 @@ async fn populate_b(h: &Harness, b: &Cred) -> OrgB {
     }
 }
 
-fn ids(b: &OrgB) -> Vec<&str> {
+pub fn ids(b: &OrgB) -> Vec<&str> {
     vec![&b.api_key_id, &b.deploy_key_id, &b.user_id, &b.member_id, &b.vizier_id, &b.invitation_id]
 }
 
@@ -120,7 +123,7 @@ async fn org_a_cannot_touch_org_b() {
             for id in ids(&b) {
                 assert!(!text.contains(id), "{listing} leaks {id}: {text}");
             }
-            for secret in ["borg", "b.test", "b-key", "b-dep", "b-cluster", "org B secret", "b_secret"] {
+            for secret in B_SECRETS {
                 assert!(!text.contains(secret), "{listing} leaks {secret:?}: {text}");
             }
         }

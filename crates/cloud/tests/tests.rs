@@ -1,9 +1,11 @@
 //! Integration tests of the cloud API: the real router (`app`) over a real SQLite metastore and the in-memory
-//! session cache, driven with `tower::ServiceExt::oneshot`.
+//! session cache, driven with `tower::ServiceExt::oneshot` (REST) or generated gRPC clients over a real TCP
+//! port (`grpc`).
 
 mod bad_input;
 mod common;
 mod flows;
 mod fuzz;
+mod grpc;
 mod isolation;
 mod routes;
