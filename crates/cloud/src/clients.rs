@@ -22,9 +22,11 @@ use crate::services::{CloudServices, ServiceKind};
 ///
 /// A named type rather than a bare `Box<dyn Error>`: the generated clients' futures must be `Send` for every
 /// lifetime inside axum handlers, and the boxed trait object's conversion trips that check.
+///
+/// Remote channels put a `tonic::Status` in it, which the clients find in the source chain and return as is.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct ChannelError(Box<dyn std::error::Error + Send + Sync>);
+#[error("{0}")]
+pub struct ChannelError(#[source] Box<dyn std::error::Error + Send + Sync>);
 
 /// A gRPC channel to one service process, in process or remote.
 pub type ServiceChannel =
@@ -82,7 +84,16 @@ fn remote(service: &'static str, addr: &str) -> Result<ServiceChannel, ClientErr
         .map_err(|e| invalid(e.to_string()))?
         .connect_timeout(std::time::Duration::from_secs(3));
     let channel = endpoint.connect_lazy();
-    Ok(BoxCloneSyncService::new(channel.map_err(|e| ChannelError(Box::new(e)))))
+    let addr = addr.to_owned();
+    // The transport's own words ("tcp connect error") do not say what is down: name the service, and log where
+    // it was looked for (the address stays out of the answer, which reaches end users).
+    let unreachable = move |err: tonic::transport::Error| {
+        let status = tonic::Status::from_error(Box::new(err));
+        tracing::warn!(service, %addr, error = %status.message(), "cloud service unreachable");
+        let message = format!("the {service} service is unreachable ({}); retry shortly", status.message());
+        ChannelError(Box::new(tonic::Status::new(status.code(), message)))
+    };
+    Ok(BoxCloneSyncService::new(channel.map_err(unreachable)))
 }
 
 impl ServiceClients {

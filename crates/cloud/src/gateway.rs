@@ -149,3 +149,59 @@ impl Service<Request> for GrpcForward {
         })
     }
 }
+
+/// Wraps a gRPC service so that every call must carry a user credential (a session token with no password
+/// change pending, or an API key), checked by `AuthService.Me` before the call goes through. Used for the query
+/// API (`px.api.vizierpb.VizierService`) that `loupe up` mounts on the cloud's port.
+#[derive(Debug, Clone)]
+pub struct RequireUser<S> {
+    gateway: Gateway,
+    inner: S,
+}
+
+impl<S> RequireUser<S> {
+    /// `inner`, behind the credential check.
+    pub fn new(gateway: Gateway, inner: S) -> Self {
+        Self { gateway, inner }
+    }
+}
+
+impl<S, B> Service<Request> for RequireUser<S>
+where
+    S: Service<Request, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let gateway = self.gateway.clone();
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let Ok(context) = CallContext::from_request_parts(&mut parts, &gateway).await;
+            let checked = gateway.clients.auth().me(context.request(loupe_proto::cloudpb::Empty {})).await;
+            let refusal = match checked {
+                Ok(me) if me.get_ref().must_change_password => {
+                    Some(tonic::Status::from(crate::error::ApiError::password_change_required()))
+                }
+                Ok(_) => None,
+                Err(status) => Some(status),
+            };
+            match refusal {
+                Some(status) => Ok(status.into_http::<axum::body::Body>()),
+                None => {
+                    let Ok(response) = inner.oneshot(Request::from_parts(parts, body)).await;
+                    Ok(response.map(axum::body::Body::new))
+                }
+            }
+        })
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use loupe_auth::{AdminBootstrap, InMemorySessionCache, RedisSessionCache, RedisSessionCacheConfig, SessionCache};
-use loupe_cloud::{CloudConfig, CloudState};
+use loupe_cloud::{CloudConfig, CloudState, Gateway, ServiceAddrs, ServiceClients, ServiceKind};
 use loupe_metastore::Metastore;
 
 /// Where the cloud keeps its state.
@@ -21,13 +21,11 @@ pub struct MetastoreArgs {
     pub data_dir: PathBuf,
 }
 
-/// Cloud API settings.
+/// What every process running cloud services needs: state, sessions and the token audience.
 #[derive(Args, Clone, Debug)]
-pub struct CloudArgs {
-    /// Address of the cloud API (REST under /api/v1).
-    #[arg(long, env = "LOUPE_API_LISTEN", default_value = "127.0.0.1:51200")]
-    pub api_listen: SocketAddr,
-    /// Redis URL for sessions, revocations and login throttling; in memory when absent.
+pub struct StateArgs {
+    /// Redis URL for sessions, revocations and login throttling; in memory when absent (then separate
+    /// service processes do not see each other's logouts: use Redis as soon as services run apart).
     #[arg(long, env = "LOUPE_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// The deployment's domain: the audience of every token (PL_DOMAIN_NAME in Pixie).
@@ -35,6 +33,44 @@ pub struct CloudArgs {
     pub domain: String,
     #[command(flatten)]
     pub metastore: MetastoreArgs,
+}
+
+/// Cloud API settings.
+#[derive(Args, Clone, Debug)]
+pub struct CloudArgs {
+    /// Address of the cloud API (REST under /api/v1, gRPC loupe.cloud.v1).
+    #[arg(long, env = "LOUPE_API_LISTEN", default_value = "127.0.0.1:51200")]
+    pub api_listen: SocketAddr,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// `loupe cloud api`: the services in process, or remote when all three addresses are given.
+#[derive(Args, Clone, Debug)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+    /// Address of `loupe cloud auth` (e.g. http://auth:50100); with the other two, the API server runs as a
+    /// gateway without a metastore of its own.
+    #[arg(long, env = "LOUPE_AUTH_ADDR", requires_all = ["profile_addr", "scripts_addr"])]
+    pub auth_addr: Option<String>,
+    /// Address of `loupe cloud profile` (e.g. http://profile:51500).
+    #[arg(long, env = "LOUPE_PROFILE_ADDR", requires_all = ["auth_addr", "scripts_addr"])]
+    pub profile_addr: Option<String>,
+    /// Address of `loupe cloud scripts` (e.g. http://scripts:52000).
+    #[arg(long, env = "LOUPE_SCRIPTS_ADDR", requires_all = ["auth_addr", "profile_addr"])]
+    pub scripts_addr: Option<String>,
+}
+
+/// `loupe cloud auth|profile|scripts`: one service process.
+#[derive(Args, Clone, Debug)]
+pub struct ServiceArgs {
+    /// Address to serve gRPC (and /healthz, /metrics) on; default 127.0.0.1 with the service's port (auth
+    /// 50100, profile 51500, scripts 52000). Internal only: expose the API server, not this.
+    #[arg(long, env = "LOUPE_SERVICE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -59,7 +95,7 @@ async fn open_metastore(args: &MetastoreArgs) -> Result<Arc<dyn Metastore>> {
     Ok(m)
 }
 
-async fn session_cache(args: &CloudArgs) -> Result<Arc<dyn SessionCache>> {
+async fn session_cache(args: &StateArgs) -> Result<Arc<dyn SessionCache>> {
     Ok(match &args.redis_url {
         Some(url) => Arc::new(
             RedisSessionCache::connect(RedisSessionCacheConfig::new(url.clone()))
@@ -74,43 +110,101 @@ async fn session_cache(args: &CloudArgs) -> Result<Arc<dyn SessionCache>> {
 pub type QueryGrpc =
     loupe_proto::vizierpb::vizier_service_server::VizierServiceServer<loupe_vizier::query_service::QueryService>;
 
-/// Opens the metastore, creates the admin if absent, and starts serving the API in the background;
-/// with `query`, gRPC `px.api.vizierpb.VizierService` calls on the same port go to it.
+fn cloud_config(args: &StateArgs) -> CloudConfig {
+    CloudConfig { domain: args.domain.clone(), ..CloudConfig::default() }
+}
+
+/// The services' state: metastore (migrated), token signing key (created on first start), session cache.
+async fn open_state(args: &StateArgs) -> Result<CloudState> {
+    let metastore = open_metastore(&args.metastore).await?;
+    let key = loupe_cloud::load_or_create_signing_key(metastore.as_ref()).await?;
+    let sessions = session_cache(args).await?;
+    Ok(CloudState::new(metastore, sessions, key, cloud_config(args)))
+}
+
+/// Creates the first admin if absent, and says how to log in while its password is the initial one.
+async fn bootstrap_admin(state: &CloudState) -> Result<()> {
+    let admin = AdminBootstrap::from_env().context("invalid LOUPE_ADMIN_EMAIL / LOUPE_ADMIN_PASSWORD")?;
+    let outcome = loupe_cloud::bootstrap(state, &admin).await?;
+    if outcome.admin.must_change_password {
+        tracing::info!(
+            admin = %outcome.admin.email,
+            "log in as the admin (initial password from LOUPE_ADMIN_PASSWORD, default `admin`): you must change it first"
+        );
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr} ({flag})"))
+}
+
+/// Opens the metastore, creates the admin if absent, and starts serving the API with every service in
+/// process, in the background. With `query`, gRPC `px.api.vizierpb.VizierService` calls on the same port go
+/// to it, once the caller's credential is checked.
 pub async fn start_api(
     args: &CloudArgs,
     query: Option<QueryGrpc>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let metastore = open_metastore(&args.metastore).await?;
-    let key = loupe_cloud::load_or_create_signing_key(metastore.as_ref()).await?;
-    let sessions = session_cache(args).await?;
-    let config = CloudConfig { domain: args.domain.clone(), ..CloudConfig::default() };
-    let state = CloudState::new(metastore, sessions, key, config);
-    let admin = AdminBootstrap::from_env().context("invalid LOUPE_ADMIN_EMAIL / LOUPE_ADMIN_PASSWORD")?;
-    let outcome = loupe_cloud::bootstrap(&state, &admin).await?;
-    let listener = tokio::net::TcpListener::bind(args.api_listen)
-        .await
-        .with_context(|| format!("failed to listen on {} (--api-listen)", args.api_listen))?;
-    let addr = listener.local_addr()?;
-    if outcome.admin.must_change_password {
-        tracing::info!(
-            %addr,
-            admin = %outcome.admin.email,
-            "cloud API listening; log in as the admin (initial password from LOUPE_ADMIN_PASSWORD, default `admin`): you must change it first"
-        );
-    } else {
-        tracing::info!(%addr, "cloud API listening");
-    }
-    let mut router = loupe_cloud::app(state);
+    let state = open_state(&args.state).await?;
+    bootstrap_admin(&state).await?;
+    let listener = bind(args.api_listen, "--api-listen").await?;
+    tracing::info!(addr = %listener.local_addr()?, "cloud API listening (REST /api/v1, gRPC loupe.cloud.v1)");
+    let gateway = Gateway::in_process(&state);
+    let mut router = loupe_cloud::gateway_app(gateway.clone());
     if let Some(query) = query {
-        router = router.route_service("/px.api.vizierpb.VizierService/{*method}", query);
+        router = router
+            .route_service("/px.api.vizierpb.VizierService/{*method}", loupe_cloud::RequireUser::new(gateway, query));
     }
     Ok(tokio::spawn(loupe_cloud::serve_router(listener, router, shutdown)))
 }
 
-/// `loupe cloud api`: the API server alone, until `shutdown`.
-pub async fn run_api(args: &CloudArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
-    start_api(args, None, shutdown).await?.await??;
+/// `loupe cloud api`: the API server, with the services in process or, given their addresses, in front of
+/// `loupe cloud auth|profile|scripts` (then it needs no metastore).
+pub async fn run_api(args: &ApiArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+    let (Some(auth), Some(profile), Some(scripts)) = (&args.auth_addr, &args.profile_addr, &args.scripts_addr) else {
+        start_api(&args.cloud, None, shutdown).await?.await??;
+        return Ok(());
+    };
+    let addrs = ServiceAddrs { auth: auth.clone(), profile: profile.clone(), scripts: scripts.clone() };
+    let clients = ServiceClients::remote(&addrs)?;
+    let gateway = Gateway::new(clients, cloud_config(&args.cloud.state));
+    let listener = bind(args.cloud.api_listen, "--api-listen").await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        auth = %addrs.auth, profile = %addrs.profile, scripts = %addrs.scripts,
+        "cloud API gateway listening"
+    );
+    loupe_cloud::serve_router(listener, loupe_cloud::gateway_app(gateway), shutdown).await?;
+    Ok(())
+}
+
+/// `loupe cloud auth|profile|scripts`: one service process. The auth service also creates the first admin.
+pub async fn run_service(
+    kind: ServiceKind,
+    args: &ServiceArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let state = open_state(&args.state).await?;
+    if args.state.redis_url.is_none() {
+        tracing::warn!(
+            service = kind.name(),
+            "no --redis-url: logouts and login throttling stay inside this process; other service processes will not see them"
+        );
+    }
+    if kind == ServiceKind::Auth {
+        bootstrap_admin(&state).await?;
+    }
+    let default_port = match kind {
+        ServiceKind::Auth => 50100,
+        ServiceKind::Profile => 51500,
+        ServiceKind::Scripts => 52000,
+    };
+    let addr = args.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)));
+    let listener = bind(addr, "--listen").await?;
+    tracing::info!(service = kind.name(), addr = %listener.local_addr()?, "cloud service listening (gRPC)");
+    loupe_cloud::serve_router(listener, loupe_cloud::service_app(state, kind), shutdown).await?;
     Ok(())
 }
 

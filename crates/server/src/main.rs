@@ -16,7 +16,8 @@ use loupe_store::StoreConfig;
 use loupe_vizier::{Pem, PemConfig};
 use tokio::sync::watch;
 
-use crate::cloud::{CloudArgs, MetastoreArgs};
+use crate::cloud::{ApiArgs, CloudArgs, MetastoreArgs, ServiceArgs};
+use loupe_cloud::ServiceKind;
 
 /// Loupe: eBPF observability for Kubernetes and Linux hosts, with a self-hosted cloud.
 #[derive(Parser)]
@@ -50,8 +51,15 @@ enum VizierCommand {
 
 #[derive(Subcommand)]
 enum CloudCommand {
-    /// The API server: REST under /api/v1, health and metrics.
-    Api(CloudArgs),
+    /// The API server: REST under /api/v1 and gRPC loupe.cloud.v1 on one port, health and metrics. Runs the
+    /// services in process unless --auth-addr, --profile-addr and --scripts-addr name them.
+    Api(ApiArgs),
+    /// The auth service (gRPC): sessions, API keys, deploy keys; creates the first admin.
+    Auth(ServiceArgs),
+    /// The profile service (gRPC): org, users, settings, invitations, viziers.
+    Profile(ServiceArgs),
+    /// The script manager (gRPC): bundled and org scripts.
+    Scripts(ServiceArgs),
 }
 
 #[derive(Subcommand)]
@@ -107,6 +115,15 @@ fn main() -> ExitCode {
             Command::Up(args) => run_up(args).await,
             Command::Vizier(VizierCommand::Pem(args)) => run_agent(args, shutdown_signal()).await,
             Command::Cloud(CloudCommand::Api(args)) => cloud::run_api(&args, shutdown_signal()).await,
+            Command::Cloud(CloudCommand::Auth(args)) => {
+                cloud::run_service(ServiceKind::Auth, &args, shutdown_signal()).await
+            }
+            Command::Cloud(CloudCommand::Profile(args)) => {
+                cloud::run_service(ServiceKind::Profile, &args, shutdown_signal()).await
+            }
+            Command::Cloud(CloudCommand::Scripts(args)) => {
+                cloud::run_service(ServiceKind::Scripts, &args, shutdown_signal()).await
+            }
             Command::Setup(SetupCommand::CreateAdmin(args)) => cloud::create_admin(&args).await,
         }
     });

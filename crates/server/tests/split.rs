@@ -1,0 +1,141 @@
+//! End to end: the cloud as separate processes, as a distributed deployment runs it. `loupe cloud auth`,
+//! `loupe cloud profile` and `loupe cloud scripts` share a SQLite metastore and a real `redis-server`;
+//! `loupe cloud api --auth-addr … --profile-addr … --scripts-addr …` is the gateway in front, reaching them
+//! through the same generated clients `loupe up` uses in process. The real `px` drives it.
+//!
+//! Needs no root. Checks that a logout done by the auth process is seen by the scripts process (through
+//! Redis), and that a restarted service is picked up by the running gateway.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Guard, free_port, loupe_bin, px_bin, temp_dir, wait_for_port};
+
+const NEW_PASSWORD: &str = "a long new passphrase";
+
+fn px(api_port: u16, config: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(px_bin())
+        .args(args)
+        .env("PX_CLOUD_ADDR", format!("127.0.0.1:{api_port}"))
+        .env("PX_CONFIG_DIR", config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn px");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("run px")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `loupe cloud <service>` on `port`, over the shared metastore and Redis.
+fn service(service: &str, port: u16, metastore: &str, redis: &str) -> Guard {
+    let child = Command::new(loupe_bin())
+        .args(["cloud", service, "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metastore-url", metastore, "--redis-url", redis])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn loupe cloud service");
+    wait_for_port(port, service);
+    Guard(child)
+}
+
+/// Polls until `f` holds or 10 s pass.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what} did not happen within 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
+    let dir = temp_dir("split");
+    let redis_port = free_port();
+    let redis = Command::new("redis-server")
+        .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is needed (scripts/test.sh installs it)");
+    let _redis = Guard(redis);
+    wait_for_port(redis_port, "redis-server");
+    let redis = format!("redis://127.0.0.1:{redis_port}");
+    let metastore = format!("sqlite://{}", dir.join("loupe.db").display());
+
+    // Auth first: it migrates the metastore and creates the admin.
+    let (auth_port, profile_port, scripts_port, api_port) = (free_port(), free_port(), free_port(), free_port());
+    let _auth = service("auth", auth_port, &metastore, &redis);
+    let _profile = service("profile", profile_port, &metastore, &redis);
+    let mut scripts = service("scripts", scripts_port, &metastore, &redis);
+    let gateway = Command::new(loupe_bin())
+        .args(["cloud", "api", "--api-listen", &format!("127.0.0.1:{api_port}")])
+        .args(["--auth-addr", &format!("http://127.0.0.1:{auth_port}")])
+        .args(["--profile-addr", &format!("http://127.0.0.1:{profile_port}")])
+        .args(["--scripts-addr", &format!("127.0.0.1:{scripts_port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn loupe cloud api");
+    let _gateway = Guard(gateway);
+    wait_for_port(api_port, "the API gateway");
+
+    let config = dir.join("px");
+    let run = |args: &[&str], stdin: &str| px(api_port, &config, args, stdin);
+    let ok = |args: &[&str], stdin: &str| {
+        let out = run(args, stdin);
+        assert!(out.status.success(), "px {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+
+    // The forced password change, through the gateway to the auth process.
+    ok(&["auth", "login", "--email", "admin@default.com"], "admin\n");
+    let refused = run(&["script", "list"], "");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("the password must be changed"), "{}", text(&refused.stderr));
+    ok(&["auth", "password"], &format!("admin\n{NEW_PASSWORD}\n"));
+
+    // Each process answers its part.
+    let key = ok(&["api-key", "create", "--description", "split", "-o", "json"], "");
+    let key: Value = serde_json::from_str(key.trim()).expect("json");
+    assert!(key["key"].as_str().is_some_and(|k| k.starts_with("px-api-")), "{key}");
+    let scripts_listed = ok(&["script", "list", "-o", "json"], "");
+    assert!(scripts_listed.contains("px/http_data"), "{scripts_listed}");
+    let status = ok(&["auth", "status", "-o", "json"], "");
+    assert!(status.contains("admin@default.com"), "{status}");
+
+    // A service that goes away is a clear error; once back, the same gateway uses it again.
+    drop(scripts);
+    let down = run(&["script", "list"], "");
+    assert_eq!(down.status.code(), Some(1), "{}", text(&down.stderr));
+    assert!(
+        text(&down.stderr).contains("unavailable") || text(&down.stderr).contains("unreachable"),
+        "{}",
+        text(&down.stderr)
+    );
+    scripts = service("scripts", scripts_port, &metastore, &redis);
+    eventually("the gateway reconnecting to the restarted scripts service", || {
+        run(&["script", "list"], "").status.success()
+    });
+
+    // A logout in the auth process is seen by the scripts process (through Redis).
+    let saved = std::fs::read(config.join("auth.json")).expect("auth.json");
+    ok(&["auth", "logout"], "");
+    std::fs::write(config.join("auth.json"), saved).expect("restore the old token");
+    let ended = run(&["script", "list"], "");
+    assert_eq!(ended.status.code(), Some(1), "{}", text(&ended.stderr));
+    assert!(text(&ended.stderr).contains("session has ended"), "{}", text(&ended.stderr));
+    drop(scripts);
+}
