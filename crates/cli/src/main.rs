@@ -85,13 +85,41 @@ async fn connect(addr: &str) -> Result<VizierServiceClient<tonic::transport::Cha
     Ok(VizierServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
+/// A query request carrying the credential stored for `cloud_addr` (by `px auth login`), if any: the cloud's
+/// port requires one; a node agent's own port ignores it.
+fn with_credential<T>(cloud_addr: &str, message: T) -> Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    let Some(cred) = config::AuthStore::from_env()?.load_for(&config::normalize_addr(cloud_addr))? else {
+        return Ok(request);
+    };
+    let metadata = request.metadata_mut();
+    if let Some(token) = &cred.token {
+        let value = format!("Bearer {token}").parse().context("the stored session token is not valid text")?;
+        metadata.insert("authorization", value);
+    } else if let Some(key) = &cred.api_key {
+        metadata.insert("pixie-api-key", key.parse().context("the stored API key is not valid text")?);
+    }
+    Ok(request)
+}
+
+/// What to say when the query API refuses the call.
+fn refused(status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        tonic::Code::Unauthenticated => {
+            anyhow::anyhow!("{} (log in with `px auth login`)", status.message())
+        }
+        tonic::Code::PermissionDenied => anyhow::anyhow!("{}", status.message()),
+        _ => anyhow::Error::new(status).context("script request failed"),
+    }
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Cloud(command) => cloud::run(&cli.cloud_addr, command),
         Command::Version => {
             println!("px client version {}", env!("CARGO_PKG_VERSION"));
             match connect(&cli.cloud_addr).await {
-                Ok(mut c) => match c.health_check(HealthCheckRequest {}).await {
+                Ok(mut c) => match c.health_check(with_credential(&cli.cloud_addr, HealthCheckRequest {})?).await {
                     Ok(r) => println!("server version {} at {}", r.into_inner().version, cli.cloud_addr),
                     Err(s) => println!("server at {} did not answer: {}", cli.cloud_addr, s.message()),
                 },
@@ -124,7 +152,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 query_name: origin.clone(),
                 now_ns: now_ns.unwrap_or(0),
             };
-            let mut stream = client.execute_script(req).await.context("script request failed")?.into_inner();
+            let req = with_credential(&cli.cloud_addr, req)?;
+            let mut stream = client.execute_script(req).await.map_err(refused)?.into_inner();
             let mut tables: Vec<ResultTable> = Vec::new();
             while let Some(msg) = stream.message().await.context("result stream broke")? {
                 match msg.result {

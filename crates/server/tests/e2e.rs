@@ -43,7 +43,25 @@ fn start_loupe() -> (Guard, u16, u16) {
 }
 
 fn px(port: u16, args: &[&str]) -> Output {
-    Command::new(px_bin()).args(args).env("PX_CLOUD_ADDR", format!("127.0.0.1:{port}")).output().expect("run px")
+    px_with_stdin(port, args, "")
+}
+
+/// `px` against `127.0.0.1:port` with its own config directory (never the user's), feeding `stdin`.
+fn px_with_stdin(port: u16, args: &[&str], stdin: &str) -> Output {
+    let config = std::env::temp_dir().join(format!("loupe-e2e-px-config-{}-{port}", std::process::id()));
+    let mut child = Command::new(px_bin())
+        .args(args)
+        .env("PX_CLOUD_ADDR", format!("127.0.0.1:{port}"))
+        .env("PX_CONFIG_DIR", config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn px");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = std::io::Write::write_all(&mut input, stdin.as_bytes());
+    }
+    child.wait_with_output().expect("run px")
 }
 
 fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -257,7 +275,21 @@ fn python_http_server_is_counted_and_bundled_scripts_run() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("/hello.txt"), "px/http_data -o {format} lacks the traffic:\n{text}");
     }
-    // One address for everything: the cloud API's port answers queries too.
+    // One address for everything: the cloud API's port answers queries too, for a logged-in user whose
+    // password is no longer the initial one.
+    let out = px(api_port, &["run", "px/http_data", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(2), "no credential: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("px auth login"), "{}", String::from_utf8_lossy(&out.stderr));
+    let login = px_with_stdin(api_port, &["auth", "login", "--email", "admin@default.com"], "admin\n");
+    assert!(login.status.success(), "login: {}", String::from_utf8_lossy(&login.stderr));
+    let out = px(api_port, &["run", "px/http_data", "-o", "json"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("password must be changed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let change = px_with_stdin(api_port, &["auth", "password"], "admin\na long new passphrase\n");
+    assert!(change.status.success(), "password change: {}", String::from_utf8_lossy(&change.stderr));
     let out = px(api_port, &["run", "px/http_data", "-o", "json"]);
     assert!(out.status.success(), "px via the API port: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("/hello.txt"));
