@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .codec_path("crate::codec::StrictProstCodec")
         // The cloud API's messages are also its REST bodies: same field names, unknown fields refused, absent
         // fields defaulted (the services validate what must be set), maps in a stable order.
         .message_attribute(

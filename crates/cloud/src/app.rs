@@ -197,18 +197,13 @@ pub fn gateway_app(gateway: Gateway) -> Router {
 /// `/metrics` of its calls.
 pub fn service_app(state: CloudState, kind: ServiceKind) -> Router {
     let metrics = std::sync::Arc::clone(&state.metrics);
-    crate::services::CloudServices::new(state)
-        .router(kind)
-        .prepare()
-        .into_axum_router()
-        .route("/healthz", get(api::healthz))
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = std::sync::Arc::clone(&metrics);
-                async move { metrics.render() }
-            }),
-        )
+    crate::services::CloudServices::new(state).router(kind).route("/healthz", get(api::healthz)).route(
+        "/metrics",
+        get(move || {
+            let metrics = std::sync::Arc::clone(&metrics);
+            async move { metrics.render() }
+        }),
+    )
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, with peer addresses available for login

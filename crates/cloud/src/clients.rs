@@ -67,11 +67,13 @@ pub struct ServiceClients {
 }
 
 /// A channel answered by `routes` in this process.
-fn in_process(routes: tonic::service::Routes) -> ServiceChannel {
-    let routes = tower::ServiceExt::<http::Request<tonic::body::Body>>::map_err(
-        routes.prepare(),
-        |never: Infallible| match never {},
+fn in_process(router: axum::Router) -> ServiceChannel {
+    let router = tower::ServiceExt::<http::Request<tonic::body::Body>>::map_response(
+        router,
+        |response: axum::response::Response| response.map(tonic::body::Body::new),
     );
+    let routes =
+        tower::ServiceExt::<http::Request<tonic::body::Body>>::map_err(router, |never: Infallible| match never {});
     BoxCloneSyncService::new(routes)
 }
 

@@ -1,4 +1,5 @@
-//! Random methods, paths, bodies and headers never produce a 5xx or a panic.
+//! Random methods, paths, bodies and headers never produce a 5xx or a panic; random gRPC messages to every
+//! cloud RPC never produce an internal error.
 
 use std::sync::Arc;
 
@@ -146,6 +147,91 @@ fn random_requests_never_5xx_or_panic() {
             return Err(TestCaseError::fail(format!("{status} without a JSON message for {input:?}: {}", answer.body)));
         }
         Ok(())
+    });
+    if let Err(err) = result {
+        panic!("{err}");
+    }
+}
+
+/// Every `/package.Service/Method` path of the cloud's public gRPC API, read from its proto file so that a new
+/// RPC is fuzzed without touching this test. `ServiceHealth` is internal (not routed by the gateway).
+fn grpc_methods() -> Vec<String> {
+    let proto = include_str!("../../proto/proto/cloudapi.proto");
+    let (mut service, mut paths) = (String::new(), Vec::new());
+    for line in proto.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("service ") {
+            service = rest.trim_end_matches(['{', ' ']).to_owned();
+        } else if let Some(rest) = line.strip_prefix("rpc ")
+            && service != "ServiceHealth"
+        {
+            let method = rest.split('(').next().expect("rpc name").trim();
+            paths.push(format!("/loupe.cloud.v1.{service}/{method}"));
+        }
+    }
+    assert!(paths.len() > 30, "only {} RPCs found in cloudapi.proto", paths.len());
+    paths
+}
+
+/// A gRPC length-prefixed frame; `honest` false lies about the length or sets the compression flag.
+fn grpc_frame(payload: &[u8], honest: bool, lie: u8) -> Vec<u8> {
+    let (flag, len) = match (honest, lie % 3) {
+        (true, _) => (0u8, payload.len() as u32),
+        (false, 0) => (0, payload.len() as u32 + 7),
+        (false, 1) => (1, payload.len() as u32),
+        (false, _) => (0, u32::MAX),
+    };
+    let mut frame = vec![flag];
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[test]
+fn random_grpc_messages_are_never_internal_errors() {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (h, token) = rt.block_on(async {
+        let h = harness().await;
+        let token = h.admin_token().await;
+        (h, token)
+    });
+    let methods = grpc_methods();
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(300);
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let strategy = (
+        proptest::sample::select(methods),
+        proptest::collection::vec(any::<u8>(), 0..128),
+        proptest::bool::weighted(0.8),
+        any::<u8>(),
+        any::<bool>(),
+    );
+    let result = runner.run(&strategy, |(method, payload, honest, lie, with_token)| {
+        let mut builder = Request::builder()
+            .method("POST")
+            .uri(method.as_str())
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if with_token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let request = builder.body(Body::from(grpc_frame(&payload, honest, lie))).expect("request");
+        let (code, message) = rt.block_on(async {
+            let response = h.app.clone().oneshot(request).await.expect("infallible");
+            let (parts, body) = response.into_parts();
+            let trailers = body.collect().await.ok().and_then(|b| b.trailers().cloned());
+            let status = tonic::Status::from_header_map(&parts.headers)
+                .or_else(|| trailers.as_ref().and_then(tonic::Status::from_header_map));
+            status.map_or((None, String::new()), |s| (Some(s.code()), s.message().to_owned()))
+        });
+        match code {
+            None => Err(TestCaseError::fail(format!("{method}: no grpc-status at all"))),
+            Some(tonic::Code::Internal | tonic::Code::Unknown) => {
+                Err(TestCaseError::fail(format!("{method} answered {code:?}: {message} (payload {payload:?})")))
+            }
+            Some(_) => Ok(()),
+        }
     });
     if let Err(err) = result {
         panic!("{err}");

@@ -5,6 +5,7 @@
 //! here. Must not depend on any server crate: services implement the generated traits elsewhere.
 
 pub mod arrow_ipc;
+pub mod codec;
 
 /// `px.api.vizierpb`: the query API (script execution, health).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -85,8 +85,13 @@ impl CloudServices {
         &self.state
     }
 
-    /// A router serving the gRPC services of `kind`, plus the health service every process has.
-    pub fn router(&self, kind: ServiceKind) -> tonic::service::Routes {
+    /// A router serving the gRPC services of `kind`, plus the health service every process has, behind the
+    /// framing check (`check_unary_frame`).
+    pub fn router(&self, kind: ServiceKind) -> axum::Router {
+        self.routes(kind).prepare().into_axum_router().layer(axum::middleware::from_fn(check_unary_frame))
+    }
+
+    fn routes(&self, kind: ServiceKind) -> tonic::service::Routes {
         let mut routes = tonic::service::Routes::new(ServiceHealthServer::new(self.clone()));
         match kind {
             ServiceKind::Auth => {
@@ -113,6 +118,38 @@ impl CloudServices {
     /// The authenticated caller of `request`, even with a password change pending.
     async fn pending_caller<T>(&self, request: &Request<T>) -> ApiResult<Authenticated> {
         Ok(PendingCaller::from_headers(request.metadata().as_ref(), &self.state).await?.0)
+    }
+}
+
+/// Largest request message a cloud RPC takes.
+const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+/// Every cloud RPC is unary: its request body must be exactly one uncompressed length-prefixed message. tonic
+/// answers a missing, truncated or surplus frame as an internal error; it is the caller's mistake, so it is
+/// refused here as `INVALID_ARGUMENT` (or `RESOURCE_EXHAUSTED` when too big) before tonic sees it.
+async fn check_unary_frame(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let refuse = |status: Status| status.into_http::<axum::body::Body>();
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_MESSAGE_BYTES + 5).await else {
+        return refuse(Status::resource_exhausted(format!(
+            "the request is larger than {MAX_MESSAGE_BYTES} bytes or could not be read"
+        )));
+    };
+    let problem = match bytes.get(..5) {
+        None => Some("the request carries no message".to_owned()),
+        Some(&[0, a, b, c, d]) => {
+            let declared = u32::from_be_bytes([a, b, c, d]) as usize;
+            match (bytes.len() - 5).cmp(&declared) {
+                std::cmp::Ordering::Equal => None,
+                std::cmp::Ordering::Less => Some(format!("the message is cut short: {declared} bytes announced")),
+                std::cmp::Ordering::Greater => Some("a unary call takes exactly one message".to_owned()),
+            }
+        }
+        Some(_) => Some("compressed messages are not accepted".to_owned()),
+    };
+    match problem {
+        Some(problem) => refuse(Status::invalid_argument(problem)),
+        None => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
     }
 }
 
