@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 use crate::common::{Cred, Harness, harness};
-use crate::isolation::{B_SECRETS, OrgB, ids, populate_b};
+use crate::isolation::{B_SECRETS, OrgB, assert_b_intact, ids, populate_b};
 
 /// Serves `app(state)` (REST and gRPC on one port) on a loopback port and connects a channel to it.
 async fn serve(h: &Harness) -> Channel {
@@ -158,17 +158,7 @@ async fn org_a_cannot_touch_org_b_over_grpc() {
     }
 
     // B's things are intact, seen over REST.
-    let api = Cred::ApiKey(b.api_key.clone());
-    h.call("GET", "/api/v1/org", Some(&api), None).await.expect(200);
-    let script = h.call("GET", &format!("/api/v1/scripts/{}", b.script), Some(&b_admin), None).await.expect(200);
-    assert_eq!(script.body["pxl"], "# org B secret");
-    h.call("GET", &format!("/api/v1/users/{}", b.member_id), Some(&b_admin), None).await.expect(200);
-    h.call("GET", &format!("/api/v1/viziers/{}", b.vizier_id), Some(&b_admin), None).await.expect(200);
-    let deploy =
-        h.call("GET", &format!("/api/v1/deploy-keys/{}", b.deploy_key_id), Some(&b_admin), None).await.expect(200);
-    assert!(deploy.body["revoked_at"].is_null());
-    let invitations = h.call("GET", "/api/v1/invitations", Some(&b_admin), None).await.expect(200);
-    assert!(invitations.body.to_string().contains(&b.invitation_id));
+    assert_b_intact(&h, &b_admin, &b).await;
 }
 
 #[tokio::test]

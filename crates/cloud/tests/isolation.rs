@@ -55,6 +55,23 @@ pub async fn populate_b(h: &Harness, b: &Cred) -> OrgB {
     }
 }
 
+/// B's things are intact: key works, scripts unchanged, member and vizier still there, deploy key not
+/// revoked, invitation listed.
+pub async fn assert_b_intact(h: &Harness, b_admin: &Cred, b: &OrgB) {
+    h.call("GET", "/api/v1/org", Some(&Cred::ApiKey(b.api_key.clone())), None).await.expect(200);
+    for name in ["org/shared_name", "org/b_only"] {
+        let script = h.call("GET", &format!("/api/v1/scripts/{name}"), Some(b_admin), None).await.expect(200);
+        assert_eq!(script.body["pxl"], "# org B secret");
+    }
+    h.call("GET", &format!("/api/v1/users/{}", b.member_id), Some(b_admin), None).await.expect(200);
+    h.call("GET", &format!("/api/v1/viziers/{}", b.vizier_id), Some(b_admin), None).await.expect(200);
+    let deploy =
+        h.call("GET", &format!("/api/v1/deploy-keys/{}", b.deploy_key_id), Some(b_admin), None).await.expect(200);
+    assert!(deploy.body["revoked_at"].is_null());
+    let invitations = h.call("GET", "/api/v1/invitations", Some(b_admin), None).await.expect(200);
+    assert!(invitations.body.to_string().contains(&b.invitation_id));
+}
+
 pub fn ids(b: &OrgB) -> Vec<&str> {
     vec![&b.api_key_id, &b.deploy_key_id, &b.user_id, &b.member_id, &b.vizier_id, &b.invitation_id]
 }
@@ -137,19 +154,7 @@ async fn org_a_cannot_touch_org_b() {
         h.call("GET", listing, Some(&a_deploy), None).await.expect(401);
     }
 
-    // B's things are intact: key works, script unchanged, member and vizier still there, invitation listed.
-    h.call("GET", "/api/v1/org", Some(&Cred::ApiKey(b.api_key.clone())), None).await.expect(200);
-    for name in ["org/shared_name", "org/b_only"] {
-        let script = h.call("GET", &format!("/api/v1/scripts/{name}"), Some(&b_admin), None).await.expect(200);
-        assert_eq!(script.body["pxl"], "# org B secret");
-    }
-    h.call("GET", &format!("/api/v1/users/{}", b.member_id), Some(&b_admin), None).await.expect(200);
-    h.call("GET", &format!("/api/v1/viziers/{}", b.vizier_id), Some(&b_admin), None).await.expect(200);
-    let deploy =
-        h.call("GET", &format!("/api/v1/deploy-keys/{}", b.deploy_key_id), Some(&b_admin), None).await.expect(200);
-    assert!(deploy.body["revoked_at"].is_null());
-    let invitations = h.call("GET", "/api/v1/invitations", Some(&b_admin), None).await.expect(200);
-    assert!(invitations.body.to_string().contains(&b.invitation_id));
+    assert_b_intact(&h, &b_admin, &b).await;
     let settings = h.call("GET", "/api/v1/users/me/settings", Some(&b_admin), None).await.expect(200);
     assert_eq!(settings.body["settings"]["b_secret"], "s3");
     // And B cannot see A's script either.

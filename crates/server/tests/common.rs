@@ -1,9 +1,10 @@
 //! Helpers shared by the end-to-end modules: the binaries under test, free ports, temporary
 //! directories, and child processes that die with the test.
 
+use std::io::Write as _;
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `loupe` binary cargo built for these tests.
@@ -16,6 +17,26 @@ pub fn px_bin() -> PathBuf {
     let px = loupe_bin().with_file_name("px");
     assert!(px.exists(), "{} is missing: build it first with `cargo build --workspace --bins`", px.display());
     px
+}
+
+/// Runs `px` against `addr` with `config` as its config directory (never the user's), feeding `stdin`
+/// (passwords are read from it), and returns what it printed.
+pub fn px_output(addr: &str, config: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(px_bin())
+        .args(args)
+        .env("PX_CLOUD_ADDR", addr)
+        .env("PX_CONFIG_DIR", config)
+        .env_remove("PX_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn px");
+    if let Some(mut input) = child.stdin.take() {
+        // px may exit without reading (e.g. when not logged in); a closed pipe is not a failure here.
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("run px")
 }
 
 /// A loopback port free right now.

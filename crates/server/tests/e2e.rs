@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Guard, free_port, loupe_bin, loupe_up, px_bin, temp_dir, wait_for_port};
+use crate::common::{Guard, free_port, loupe_bin, loupe_up, px_output, temp_dir, wait_for_port};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -46,22 +46,10 @@ fn px(port: u16, args: &[&str]) -> Output {
     px_with_stdin(port, args, "")
 }
 
-/// `px` against `127.0.0.1:port` with its own config directory (never the user's), feeding `stdin`.
+/// `px` against `127.0.0.1:port` with a config directory of this test process, feeding `stdin`.
 fn px_with_stdin(port: u16, args: &[&str], stdin: &str) -> Output {
     let config = std::env::temp_dir().join(format!("loupe-e2e-px-config-{}-{port}", std::process::id()));
-    let mut child = Command::new(px_bin())
-        .args(args)
-        .env("PX_CLOUD_ADDR", format!("127.0.0.1:{port}"))
-        .env("PX_CONFIG_DIR", config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn px");
-    if let Some(mut input) = child.stdin.take() {
-        let _ = std::io::Write::write_all(&mut input, stdin.as_bytes());
-    }
-    child.wait_with_output().expect("run px")
+    px_output(&format!("127.0.0.1:{port}"), &config, args, stdin)
 }
 
 fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {

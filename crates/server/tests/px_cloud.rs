@@ -4,14 +4,13 @@
 //! Needs no root: tracing is off, and every test has its own free ports, data directory and `px` config
 //! directory (`PX_CONFIG_DIR`). Owns only these tests; shared helpers are in `common`.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{Guard, free_port, loupe_up, px_bin, temp_dir, wait_for_port};
+use crate::common::{Guard, free_port, loupe_up, px_bin, px_output, temp_dir, wait_for_port};
 
 const ADMIN: &str = "admin@default.com";
 const NEW_PASSWORD: &str = "a long new passphrase";
@@ -47,21 +46,7 @@ impl Cloud {
 
     /// Runs `px` against this cloud (or `addr`), feeding `stdin`.
     fn px_at(&self, addr: &str, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(px_bin())
-            .args(args)
-            .env("PX_CLOUD_ADDR", addr)
-            .env("PX_CONFIG_DIR", &self.config)
-            .env_remove("PX_PASSWORD")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn px");
-        if let Some(mut input) = child.stdin.take() {
-            // px may exit without reading (e.g. when not logged in); a closed pipe is not a failure here.
-            let _ = input.write_all(stdin.as_bytes());
-        }
-        child.wait_with_output().expect("run px")
+        px_output(addr, &self.config, args, stdin)
     }
 
     fn px_in(&self, args: &[&str], stdin: &str) -> Output {

@@ -6,31 +6,18 @@
 //! Needs no root. Checks that a logout done by the auth process is seen by the scripts process (through
 //! Redis), and that a restarted service is picked up by the running gateway.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Guard, free_port, loupe_bin, px_bin, temp_dir, wait_for_port};
+use crate::common::{Guard, free_port, loupe_bin, px_output, temp_dir, wait_for_port};
 
 const NEW_PASSWORD: &str = "a long new passphrase";
 
 fn px(api_port: u16, config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(px_bin())
-        .args(args)
-        .env("PX_CLOUD_ADDR", format!("127.0.0.1:{api_port}"))
-        .env("PX_CONFIG_DIR", config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn px");
-    if let Some(mut input) = child.stdin.take() {
-        let _ = input.write_all(stdin.as_bytes());
-    }
-    child.wait_with_output().expect("run px")
+    px_output(&format!("127.0.0.1:{api_port}"), config, args, stdin)
 }
 
 fn text(bytes: &[u8]) -> String {
