@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, header};
 use serde_json::{Value, json};
 
-use crate::common::{Answer, Cred, Harness, concrete_path, harness};
+use crate::common::{Answer, Cred, Harness, concrete_path, harness, pxl};
 use loupe_cloud::ROUTES;
 
 const INJECTIONS: &[&str] = &[
@@ -27,8 +27,8 @@ fn template(schema: &str) -> Value {
         "LoginRequest" => json!({ "email": "admin@default.com", "password": "x" }),
         "ChangePasswordRequest" => json!({ "current_password": "nope", "new_password": "a long new password" }),
         "CreateKeyRequest" => json!({ "description": "d" }),
-        "CreateScriptRequest" => json!({ "name": "org/y", "pxl": "import px", "description": "d", "vis": {} }),
-        "UpdateScriptRequest" => json!({ "pxl": "import px", "description": "d" }),
+        "CreateScriptRequest" => json!({ "name": "org/y", "pxl": pxl("y"), "description": "d", "vis": {} }),
+        "UpdateScriptRequest" => json!({ "pxl": pxl("y"), "description": "d" }),
         "Settings" => json!({ "settings": { "theme": "dark" } }),
         "CreateInvitationRequest" => json!({ "email": "x@example.com", "role": "member" }),
         "AcceptInvitationRequest" => json!({ "token": "t", "display_name": "n", "password": "a long password" }),
@@ -101,7 +101,7 @@ fn assert_client_error(answer: &Answer, expected: Option<u16>, what: &str) {
 
 async fn setup(h: &Harness) -> Cred {
     let admin = Cred::Bearer(h.admin_token().await);
-    let script = json!({ "name": "org/x", "pxl": "import px" });
+    let script = json!({ "name": "org/x", "pxl": pxl("x") });
     h.call("POST", "/api/v1/scripts", Some(&admin), Some(script)).await.expect(201);
     admin
 }

@@ -150,6 +150,11 @@ impl Harness {
     }
 }
 
+/// A PxL script that compiles (scripts are compiled when saved), with `marker` as a comment to find it by.
+pub fn pxl(marker: &str) -> String {
+    format!("import px\n# {marker}\npx.display(px.DataFrame('http_events'))\n")
+}
+
 /// Fills an axum path template with usable values.
 pub fn concrete_path(template: &str, id: &str, name: &str) -> String {
     template.replace("{id}", id).replace("{*name}", name)

@@ -7,7 +7,7 @@ use loupe_auth::{Role as TokenRole, ThrottlePolicy, UserClaims, unix_now};
 use loupe_cloud::{CloudConfig, PASSWORD_CHANGE_REQUIRED, ROUTES, app::Access};
 use serde_json::json;
 
-use crate::common::{Cred, NEW_ADMIN_PASSWORD, concrete_path, harness, harness_with};
+use crate::common::{Cred, NEW_ADMIN_PASSWORD, concrete_path, harness, harness_with, pxl};
 
 #[tokio::test]
 async fn forced_password_change_blocks_everything_else_until_done() {
@@ -233,7 +233,7 @@ async fn invitations_create_members_with_limited_rights() {
     h.call("POST", "/api/v1/api-keys", Some(&bob), Some(json!({}))).await.expect(201);
     h.call("POST", "/api/v1/invitations", Some(&bob), Some(json!({ "email": "eve@example.com" }))).await.expect(403);
     h.call("POST", "/api/v1/deploy-keys", Some(&bob), Some(json!({}))).await.expect(403);
-    let script = json!({ "name": "org/bobs", "pxl": "import px" });
+    let script = json!({ "name": "org/bobs", "pxl": pxl("bob") });
     h.call("POST", "/api/v1/scripts", Some(&bob), Some(script)).await.expect(403);
     // Bob sees only his own API keys; the admin sees the org's.
     h.call("POST", "/api/v1/api-keys", Some(&admin), Some(json!({}))).await.expect(201);
@@ -250,13 +250,12 @@ async fn invitations_create_members_with_limited_rights() {
 async fn scripts_settings_and_ops_endpoints_work() {
     let h = harness().await;
     let admin = Cred::Bearer(h.admin_token().await);
-    let script =
-        json!({ "name": "org/slow_requests", "pxl": "import px\n", "vis": { "widgets": [] }, "description": "d" });
+    let script = json!({ "name": "org/slow_requests", "pxl": pxl("v1"), "vis": { "widgets": [] }, "description": "d" });
     h.call("POST", "/api/v1/scripts", Some(&admin), Some(script.clone())).await.expect(201);
     h.call("POST", "/api/v1/scripts", Some(&admin), Some(script)).await.expect(409);
     let got = h.call("GET", "/api/v1/scripts/org/slow_requests", Some(&admin), None).await.expect(200);
     assert_eq!(got.body["vis"], json!({ "widgets": [] }));
-    let update = json!({ "pxl": "import px\n# v2\n", "description": "v2" });
+    let update = json!({ "pxl": pxl("v2"), "description": "v2" });
     h.call("PUT", "/api/v1/scripts/org/slow_requests", Some(&admin), Some(update.clone())).await.expect(200);
     h.call("PUT", "/api/v1/scripts/px/http_data", Some(&admin), Some(update.clone())).await.expect(403);
     h.call("PUT", "/api/v1/scripts/org/missing", Some(&admin), Some(update)).await.expect(404);

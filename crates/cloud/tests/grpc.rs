@@ -79,7 +79,7 @@ impl Clients {
     async fn attacks(&mut self, cred: &Cred, b: &OrgB) -> Vec<(&'static str, Code)> {
         let update = cloudpb::SaveScriptRequest {
             name: b.script.to_owned(),
-            pxl: "# overwritten by A".into(),
+            pxl: crate::common::pxl("overwritten by A"),
             ..Default::default()
         };
         let script = || cloudpb::ScriptName { name: b.script.to_owned() };
@@ -221,7 +221,8 @@ async fn rest_and_grpc_answer_the_same() {
     let h = harness().await;
     let admin = Cred::Bearer(h.admin_token().await);
     let mut c = Clients::new(serve(&h).await);
-    let body = json!({ "name": "org/both", "pxl": "px.display(1)", "description": "same", "vis": { "a": 1 } });
+    let body =
+        json!({ "name": "org/both", "pxl": crate::common::pxl("both"), "description": "same", "vis": { "a": 1 } });
     h.call("POST", "/api/v1/scripts", Some(&admin), Some(body)).await.expect(201);
     let rest = h.call("GET", "/api/v1/scripts", Some(&admin), None).await.expect(200);
     let grpc = c.scripts.list_scripts(req(&admin, cloudpb::Empty {})).await.expect("list").into_inner();

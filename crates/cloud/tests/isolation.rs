@@ -4,7 +4,7 @@
 use loupe_metastore::{NewVizier, Role};
 use serde_json::{Value, json};
 
-use crate::common::{Cred, Harness, harness};
+use crate::common::{Cred, Harness, harness, pxl};
 
 /// What org B's items contain that must never show up in org A's answers.
 pub const B_SECRETS: &[&str] = &["borg", "b.test", "b-key", "b-dep", "b-cluster", "org B secret", "b_secret"];
@@ -24,9 +24,9 @@ pub struct OrgB {
 pub async fn populate_b(h: &Harness, b: &Cred) -> OrgB {
     let api = h.call("POST", "/api/v1/api-keys", Some(b), Some(json!({ "description": "b-key" }))).await.expect(201);
     let dep = h.call("POST", "/api/v1/deploy-keys", Some(b), Some(json!({ "description": "b-dep" }))).await.expect(201);
-    let script = json!({ "name": "org/shared_name", "pxl": "# org B secret", "description": "b" });
+    let script = json!({ "name": "org/shared_name", "pxl": pxl("org B secret"), "description": "b" });
     h.call("POST", "/api/v1/scripts", Some(b), Some(script)).await.expect(201);
-    let script = json!({ "name": "org/b_only", "pxl": "# org B secret", "description": "b" });
+    let script = json!({ "name": "org/b_only", "pxl": pxl("org B secret"), "description": "b" });
     h.call("POST", "/api/v1/scripts", Some(b), Some(script)).await.expect(201);
     let inv = h.call("POST", "/api/v1/invitations", Some(b), Some(json!({ "email": "new@b.test" }))).await.expect(201);
     let me = h.call("GET", "/api/v1/auth/me", Some(b), None).await.expect(200);
@@ -61,7 +61,7 @@ pub async fn assert_b_intact(h: &Harness, b_admin: &Cred, b: &OrgB) {
     h.call("GET", "/api/v1/org", Some(&Cred::ApiKey(b.api_key.clone())), None).await.expect(200);
     for name in ["org/shared_name", "org/b_only"] {
         let script = h.call("GET", &format!("/api/v1/scripts/{name}"), Some(b_admin), None).await.expect(200);
-        assert_eq!(script.body["pxl"], "# org B secret");
+        assert_eq!(script.body["pxl"], pxl("org B secret"));
     }
     h.call("GET", &format!("/api/v1/users/{}", b.member_id), Some(b_admin), None).await.expect(200);
     h.call("GET", &format!("/api/v1/viziers/{}", b.vizier_id), Some(b_admin), None).await.expect(200);
@@ -78,7 +78,7 @@ pub fn ids(b: &OrgB) -> Vec<&str> {
 
 /// Every request of A aimed at B's items, with the statuses that count as refused.
 fn attacks(b: &OrgB) -> Vec<(&'static str, String, Option<Value>)> {
-    let update = json!({ "pxl": "# overwritten by A", "description": "a" });
+    let update = json!({ "pxl": pxl("overwritten by A"), "description": "a" });
     vec![
         ("GET", format!("/api/v1/api-keys/{}", b.api_key_id), None),
         ("DELETE", format!("/api/v1/api-keys/{}", b.api_key_id), None),
@@ -118,7 +118,7 @@ async fn org_a_cannot_touch_org_b() {
         .expect(200);
 
     // A's own script of the same name is fine (names are per org) and does not reveal B's.
-    let a_script = json!({ "name": "org/shared_name", "pxl": "# org A", "description": "a" });
+    let a_script = json!({ "name": "org/shared_name", "pxl": pxl("org A"), "description": "a" });
     h.call("POST", "/api/v1/scripts", Some(&a_admin), Some(a_script)).await.expect(201);
     // A's API key and a member of A.
     let a_key = h.call("POST", "/api/v1/api-keys", Some(&a_admin), Some(json!({}))).await.expect(201);
@@ -133,7 +133,7 @@ async fn org_a_cannot_touch_org_b() {
             assert!(answer.body["message"].is_string());
         }
         let script = h.call("GET", "/api/v1/scripts/org/shared_name", Some(cred), None).await.expect(200);
-        assert_eq!(script.body["pxl"], "# org A");
+        assert_eq!(script.body["pxl"], pxl("org A"));
         for listing in LISTINGS {
             let answer = h.call("GET", listing, Some(cred), None).await.expect(200);
             let text = answer.body.to_string();

@@ -1,7 +1,7 @@
 //! `ScriptService`: the bundled catalog (`px/…`, read-only) merged with the org's saved scripts (`org/…`).
 //!
-//! Owns script naming (`org/<[a-z0-9_-]+>` for saved scripts) and who may write them (admins). Must not run or
-//! compile scripts; PxL is stored as text and checked when it runs.
+//! Owns script naming (`org/<[a-z0-9_-]+>` for saved scripts) and who may write them (admins). Scripts are
+//! compiled when saved (errors at line and column) but never run here.
 
 use loupe_metastore::{NewScript, Script, ScriptUpdate};
 use loupe_proto::cloudpb::{self, script_service_server::ScriptService};
@@ -68,7 +68,24 @@ fn check_content(req: &cloudpb::SaveScriptRequest) -> ApiResult<()> {
     if !req.vis_json.is_empty() && serde_json::from_str::<serde_json::Value>(&req.vis_json).is_err() {
         return Err(ApiError::invalid("vis_json must be JSON text"));
     }
-    Ok(())
+    check_pxl(&req.pxl)
+}
+
+/// Compiles the script against the tables this Loupe knows, so a mistake is reported when the script is
+/// saved, at its line and column, rather than when someone first runs it.
+fn check_pxl(pxl: &str) -> ApiResult<()> {
+    let options = loupe_pxl::CompileOptions { now_ns: loupe_metastore::now_ns() };
+    let Err(diagnostics) = loupe_pxl::compile(pxl, &loupe_pxl::SchemaCatalog, &options) else { return Ok(()) };
+    let Some(first) = diagnostics.first() else { return Ok(()) };
+    let more = match diagnostics.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    let help = first.helps.first().map(|h| format!("; help: {h}")).unwrap_or_default();
+    Err(ApiError::invalid(format!(
+        "pxl does not compile: line {}, column {}: {}{help}{more}",
+        first.line, first.column, first.message
+    )))
 }
 
 #[tonic::async_trait]
@@ -197,6 +214,18 @@ impl ScriptService for CloudServices {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pxl_mistakes_are_reported_at_their_line_and_column() {
+        assert!(check_pxl("import px\ndf = px.DataFrame('http_events')\npx.display(df)\n").is_ok());
+        let err = check_pxl("import px\ndf = px.DataFrame('http_events')\ndf = df[df.resp_stat == 200]\n")
+            .expect_err("unknown column");
+        assert_eq!(err.status().as_u16(), 400);
+        assert!(err.message.contains("line 3, column"), "{}", err.message);
+        assert!(err.message.contains("resp_status"), "did you mean: {}", err.message);
+        let err = check_pxl("import px\ndf = px.DataFrame('http_events'\n").expect_err("syntax");
+        assert!(err.message.starts_with("pxl does not compile: line "), "{}", err.message);
+    }
 
     #[test]
     fn org_names_are_checked() {
