@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "loupe-auth",
     "loupe-vizier",
     "loupe-cloud",
+    "loupe-proxy",
     "loupe-cli",
     "loupe-server",
 ];
