@@ -33,11 +33,15 @@ pub struct CloudArgs {
     /// The deployment's domain: the audience of every token (PL_DOMAIN_NAME in Pixie).
     #[arg(long, env = "LOUPE_DOMAIN", default_value = "localhost")]
     pub domain: String,
+    /// Throttle logins by the first `X-Forwarded-For` address: only behind a proxy that sets it (`loupe cloud
+    /// proxy`), else clients pick their own. `loupe up` sets it when its proxy fronts a loopback-only API.
+    #[arg(long, env = "LOUPE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
     #[command(flatten)]
     pub metastore: MetastoreArgs,
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
@@ -84,7 +88,11 @@ pub async fn start_api(
     let metastore = open_metastore(&args.metastore).await?;
     let key = loupe_cloud::load_or_create_signing_key(metastore.as_ref()).await?;
     let sessions = session_cache(args).await?;
-    let config = CloudConfig { domain: args.domain.clone(), ..CloudConfig::default() };
+    let config = CloudConfig {
+        domain: args.domain.clone(),
+        trust_forwarded_for: args.trust_forwarded_for,
+        ..CloudConfig::default()
+    };
     let state = CloudState::new(metastore, sessions, key, config);
     let admin = AdminBootstrap::from_env().context("invalid LOUPE_ADMIN_EMAIL / LOUPE_ADMIN_PASSWORD")?;
     let outcome = loupe_cloud::bootstrap(&state, &admin).await?;
