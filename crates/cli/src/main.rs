@@ -3,7 +3,7 @@
 //! Speaks only the public API in `loupe-proto`; must never link server internals. Uses
 //! `loupe-pxl` only for the bundled script texts and to render compile errors with a caret.
 //! The cloud commands (`px auth`, `px api-key`, `px deploy-key`, `px script`) live in `cloud` and speak
-//! the cloud's REST API by its JSON alone.
+//! the cloud's REST API by its JSON alone. Over `https://`, both REST and gRPC trust what `tls` sets up.
 
 mod cloud;
 mod config;
