@@ -22,7 +22,7 @@ use hyper::http::uri::{Authority, Scheme};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,6 +30,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take to finish the TLS handshake before its connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an HTTP/1 client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting to the upstream may take before the request fails with 502.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -200,8 +202,7 @@ async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, forwarder: Arc<
                 let forwarder = forwarder.clone();
                 async move { Ok::<_, Infallible>(forwarder.forward(req, peer).await) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(error) = http_builder().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
@@ -216,12 +217,20 @@ async fn serve_redirect(listener: TcpListener, https_port: u16) {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| async move {
                 Ok::<_, Infallible>(redirect(&req, local, https_port))
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(error) = builder.serve_connection(TokioIo::new(tcp), service).await {
+            if let Err(error) = http_builder().serve_connection(TokioIo::new(tcp), service).await {
                 tracing::debug!(%peer, %error, "redirect connection ended with an error");
             }
         });
     }
+}
+
+/// HTTP/1.1 and HTTP/2 on one connection, whichever the client speaks. The timer arms hyper's limit on how long
+/// an HTTP/1 client may take to send its headers, so idle or trickling connections do not pile up.
+fn http_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    builder
 }
 
 /// The next connection; `None` after an accept error (e.g. out of file descriptors), after a short pause so a
@@ -293,7 +302,8 @@ impl Forwarder {
         parts.headers.remove(header::HOST);
         parts.headers.remove(X_FORWARDED_FOR);
         parts.headers.remove(X_FORWARDED_HOST);
-        if let Ok(ip) = HeaderValue::from_str(&peer.ip().to_string()) {
+        // Canonical, so a dual-stack listener reports `1.2.3.4`, not `::ffff:1.2.3.4`.
+        if let Ok(ip) = HeaderValue::from_str(&peer.ip().to_canonical().to_string()) {
             parts.headers.insert(X_FORWARDED_FOR, ip);
         }
         parts.headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
