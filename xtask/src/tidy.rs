@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "loupe-auth",
     "loupe-vizier",
     "loupe-cloud",
+    "loupe-proxy",
     "loupe-cli",
     "loupe-server",
 ];
@@ -38,6 +39,7 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("loupe-cli", "loupe-cloud", "px speaks only the public API"),
     ("loupe-cli", "loupe-auth", "px speaks only the public API"),
     ("loupe-cli", "loupe-metastore", "px speaks only the public API"),
+    ("loupe-cli", "loupe-proxy", "px speaks only the public API"),
     ("loupe-pxl", "datafusion", "pxl plans; only engine executes"),
     ("loupe-pxl", "loupe-store", "pxl knows schemas, not storage"),
     ("loupe-store", "datafusion", "the store knows nothing of queries"),

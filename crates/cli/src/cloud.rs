@@ -22,6 +22,7 @@ use self::client::{ApiError, Auth, Client};
 use self::render::{Column, text, time};
 use crate::config::{AuthStore, Credential, normalize_addr};
 use crate::output::Format;
+use crate::tls::Trust;
 
 /// The cloud commands, flattened into `px`'s top-level commands.
 #[derive(Debug, Subcommand)]
@@ -193,21 +194,30 @@ const KEY_COLUMNS: &[Column] = &[
     time("revoked_at", "revoked"),
 ];
 
-/// Runs a cloud command against `cloud_addr`. A refusal by the server prints `error: <its message>` (and a
+/// The cloud a command talks to: its address (`host:port` or a URL) and how its certificate is trusted.
+#[derive(Debug, Clone)]
+pub struct Cloud {
+    /// As given by `--cloud-addr` / `PX_CLOUD_ADDR`.
+    pub addr: String,
+    /// For `https://` addresses.
+    pub trust: Trust,
+}
+
+/// Runs a cloud command against `cloud`. A refusal by the server prints `error: <its message>` (and a
 /// hint when there is an obvious next step) and exits 1; usage and connection errors are returned (exit 2).
 ///
 /// Blocking: `px` runs one command at a time, so the async runtime has nothing else to do meanwhile.
-pub fn run(cloud_addr: &str, command: CloudCommand) -> Result<ExitCode> {
+pub fn run(cloud: &Cloud, command: CloudCommand) -> Result<ExitCode> {
     let store = AuthStore::from_env()?;
     let mut out = std::io::stdout().lock();
     let result = match command {
-        CloudCommand::Auth(AuthCommand::Login(args)) => login(&store, cloud_addr, args, &mut out),
-        CloudCommand::Auth(AuthCommand::Logout) => logout(&store, cloud_addr, &mut out),
-        CloudCommand::Auth(AuthCommand::Status { output }) => status(&store, cloud_addr, output, &mut out),
-        CloudCommand::Auth(AuthCommand::Password(args)) => change_password(&store, cloud_addr, args, &mut out),
-        CloudCommand::ApiKey(cmd) => keys(&store, cloud_addr, &API_KEYS, cmd, &mut out),
-        CloudCommand::DeployKey(cmd) => keys(&store, cloud_addr, &DEPLOY_KEYS, cmd, &mut out),
-        CloudCommand::Script(cmd) => scripts(&store, cloud_addr, cmd, &mut out),
+        CloudCommand::Auth(AuthCommand::Login(args)) => login(&store, cloud, args, &mut out),
+        CloudCommand::Auth(AuthCommand::Logout) => logout(&store, cloud, &mut out),
+        CloudCommand::Auth(AuthCommand::Status { output }) => status(&store, cloud, output, &mut out),
+        CloudCommand::Auth(AuthCommand::Password(args)) => change_password(&store, cloud, args, &mut out),
+        CloudCommand::ApiKey(cmd) => keys(&store, cloud, &API_KEYS, cmd, &mut out),
+        CloudCommand::DeployKey(cmd) => keys(&store, cloud, &DEPLOY_KEYS, cmd, &mut out),
+        CloudCommand::Script(cmd) => scripts(&store, cloud, cmd, &mut out),
     };
     match result {
         Ok(code) => Ok(code),
@@ -233,8 +243,8 @@ fn now() -> i64 {
 
 /// A client carrying the stored credential for this cloud; an error telling the user to log in if there is
 /// none, it belongs to another cloud, or it has expired.
-fn logged_in(store: &AuthStore, cloud_addr: &str) -> Result<(Client, Credential)> {
-    let addr = normalize_addr(cloud_addr);
+fn logged_in(store: &AuthStore, cloud: &Cloud) -> Result<(Client, Credential)> {
+    let addr = normalize_addr(&cloud.addr);
     let Some(cred) = store.load_for(&addr)? else {
         match store.load()? {
             Some(other) => bail!(
@@ -252,7 +262,7 @@ fn logged_in(store: &AuthStore, cloud_addr: &str) -> Result<(Client, Credential)
         (None, Some(key)) => Auth::ApiKey(key.clone()),
         (None, None) => bail!("the stored credential for {addr} is empty; run `px auth login`"),
     };
-    Ok((Client::new(&addr).with_auth(auth), cred))
+    Ok((Client::new(&addr, &cloud.trust).with_auth(auth), cred))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T> {
@@ -267,8 +277,8 @@ fn without_hint(err: anyhow::Error) -> anyhow::Error {
     }
 }
 
-fn login(store: &AuthStore, cloud_addr: &str, args: LoginArgs, out: &mut dyn Write) -> Result<ExitCode> {
-    let client = Client::new(cloud_addr);
+fn login(store: &AuthStore, cloud: &Cloud, args: LoginArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let client = Client::new(&cloud.addr, &cloud.trust);
     let addr = client.base().to_owned();
     if let Some(key) = args.api_key {
         let key = if key == "-" { read_secret("API key: ")? } else { key };
@@ -314,7 +324,7 @@ fn login(store: &AuthStore, cloud_addr: &str, args: LoginArgs, out: &mut dyn Wri
         eprintln!("Your password must be changed before anything else can be done on this cloud.");
         if std::io::stdin().is_terminal() && confirm("Change it now? [Y/n] ")? {
             let args = PasswordArgs { current: Some(password), new: None };
-            return change_password(store, &addr, args, out);
+            return change_password(store, cloud, args, out);
         }
         eprintln!("Run `px auth password` to change it (it asks for the current and the new password).");
     }
@@ -332,14 +342,14 @@ fn save_session(store: &AuthStore, addr: &str, session: &Session) -> Result<()> 
     })
 }
 
-fn logout(store: &AuthStore, cloud_addr: &str, out: &mut dyn Write) -> Result<ExitCode> {
-    let addr = normalize_addr(cloud_addr);
+fn logout(store: &AuthStore, cloud: &Cloud, out: &mut dyn Write) -> Result<ExitCode> {
+    let addr = normalize_addr(&cloud.addr);
     let Some(cred) = store.load_for(&addr)? else {
         writeln!(out, "Not logged in to {addr}.")?;
         return Ok(ExitCode::SUCCESS);
     };
     if let Some(token) = &cred.token {
-        let client = Client::new(&addr).with_auth(Auth::Token(token.clone()));
+        let client = Client::new(&addr, &cloud.trust).with_auth(Auth::Token(token.clone()));
         match client.post("/api/v1/auth/logout", None) {
             Ok(_) => {}
             // An expired or already revoked session has ended anyway.
@@ -361,8 +371,8 @@ fn logout(store: &AuthStore, cloud_addr: &str, out: &mut dyn Write) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(store: &AuthStore, cloud_addr: &str, format: Format, out: &mut dyn Write) -> Result<ExitCode> {
-    let (client, cred) = logged_in(store, cloud_addr)?;
+fn status(store: &AuthStore, cloud: &Cloud, format: Format, out: &mut dyn Write) -> Result<ExitCode> {
+    let (client, cred) = logged_in(store, cloud)?;
     let mut me = client.get("/api/v1/auth/me")?;
     let parsed: Me = parse(me.clone(), "/api/v1/auth/me")?;
     if let Some(obj) = me.as_object_mut() {
@@ -388,8 +398,8 @@ fn status(store: &AuthStore, cloud_addr: &str, format: Format, out: &mut dyn Wri
     Ok(ExitCode::SUCCESS)
 }
 
-fn change_password(store: &AuthStore, cloud_addr: &str, args: PasswordArgs, out: &mut dyn Write) -> Result<ExitCode> {
-    let (client, cred) = logged_in(store, cloud_addr)?;
+fn change_password(store: &AuthStore, cloud: &Cloud, args: PasswordArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let (client, cred) = logged_in(store, cloud)?;
     if cred.token.is_none() {
         bail!("changing the password needs a password login: run `px auth login --email {}` first", cred.email);
     }
@@ -417,8 +427,8 @@ fn change_password(store: &AuthStore, cloud_addr: &str, args: PasswordArgs, out:
     Ok(ExitCode::SUCCESS)
 }
 
-fn keys(store: &AuthStore, cloud_addr: &str, kind: &KeyKind, cmd: KeyCommand, out: &mut dyn Write) -> Result<ExitCode> {
-    let (client, _) = logged_in(store, cloud_addr)?;
+fn keys(store: &AuthStore, cloud: &Cloud, kind: &KeyKind, cmd: KeyCommand, out: &mut dyn Write) -> Result<ExitCode> {
+    let (client, _) = logged_in(store, cloud)?;
     match cmd {
         KeyCommand::Create { description, output } => {
             let created = client.post(kind.path, Some(&json!({ "description": description })))?;
@@ -456,8 +466,8 @@ fn keys(store: &AuthStore, cloud_addr: &str, kind: &KeyKind, cmd: KeyCommand, ou
     Ok(ExitCode::SUCCESS)
 }
 
-fn scripts(store: &AuthStore, cloud_addr: &str, cmd: ScriptCommand, out: &mut dyn Write) -> Result<ExitCode> {
-    let (client, _) = logged_in(store, cloud_addr)?;
+fn scripts(store: &AuthStore, cloud: &Cloud, cmd: ScriptCommand, out: &mut dyn Write) -> Result<ExitCode> {
+    let (client, _) = logged_in(store, cloud)?;
     match cmd {
         ScriptCommand::List { output } => {
             let list = client.get("/api/v1/scripts")?;

@@ -3,11 +3,12 @@
 //! Speaks only the public API in `loupe-proto`; must never link server internals. Uses
 //! `loupe-pxl` only for the bundled script texts and to render compile errors with a caret.
 //! The cloud commands (`px auth`, `px api-key`, `px deploy-key`, `px script`) live in `cloud` and speak
-//! the cloud's REST API by its JSON alone.
+//! the cloud's REST API by its JSON alone. Over `https://`, both REST and gRPC trust what `tls` sets up.
 
 mod cloud;
 mod config;
 mod output;
+mod tls;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -18,6 +19,7 @@ use loupe_proto::vizierpb::vizier_service_client::VizierServiceClient;
 use loupe_proto::vizierpb::{ExecuteScriptRequest, HealthCheckRequest, execute_script_response};
 
 use crate::output::{Format, ResultTable};
+use crate::tls::Trust;
 
 /// Loupe's command-line client.
 #[derive(Parser)]
@@ -26,6 +28,10 @@ struct Cli {
     /// Address of the Loupe endpoint (host:port or URL).
     #[arg(long, global = true, env = "PX_CLOUD_ADDR", default_value = "127.0.0.1:51200")]
     cloud_addr: String,
+    /// CA certificate (PEM) to trust for an https:// address, e.g. `loupe up`'s <data-dir>/secrets/ca.crt;
+    /// the system's roots otherwise.
+    #[arg(long, global = true, env = "PX_CA_CERT", value_name = "PEM")]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,10 +65,21 @@ enum Command {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(code) => code,
+    let trust = match Trust::load(cli.ca_cert.as_deref()) {
+        Ok(trust) => trust,
         Err(e) => {
             eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli, &trust).await {
+        Ok(code) => code,
+        Err(e) => {
+            // A refused certificate gets one line saying what to do, not the TLS stack's error chain.
+            match trust.explain(&e) {
+                Some(line) => eprintln!("error: {line}"),
+                None => eprintln!("error: {e:#}"),
+            }
             ExitCode::from(2)
         }
     }
@@ -72,16 +89,17 @@ fn endpoint(addr: &str) -> String {
     if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") }
 }
 
-async fn connect(addr: &str) -> Result<VizierServiceClient<tonic::transport::Channel>> {
+async fn connect(addr: &str, trust: &Trust) -> Result<VizierServiceClient<tonic::transport::Channel>> {
     let url = endpoint(addr);
-    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
         .with_context(|| format!("invalid address {addr:?}"))?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| {
-            format!("failed to connect to Loupe at {url} (is `loupe up` running? set PX_CLOUD_ADDR or --cloud-addr)")
-        })?;
+        .connect_timeout(std::time::Duration::from_secs(5));
+    if url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://")) {
+        endpoint = endpoint.tls_config(trust.tonic_config()).context("invalid TLS settings")?;
+    }
+    let channel = endpoint.connect().await.with_context(|| {
+        format!("failed to connect to Loupe at {url} (is `loupe up` running? set PX_CLOUD_ADDR or --cloud-addr)")
+    })?;
     Ok(VizierServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
@@ -113,17 +131,20 @@ fn refused(status: tonic::Status) -> anyhow::Error {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
+async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
     match cli.command {
-        Command::Cloud(command) => cloud::run(&cli.cloud_addr, command),
+        Command::Cloud(command) => cloud::run(&cloud::Cloud { addr: cli.cloud_addr, trust: trust.clone() }, command),
         Command::Version => {
             println!("px client version {}", env!("CARGO_PKG_VERSION"));
-            match connect(&cli.cloud_addr).await {
+            match connect(&cli.cloud_addr, trust).await {
                 Ok(mut c) => match c.health_check(with_credential(&cli.cloud_addr, HealthCheckRequest {})?).await {
                     Ok(r) => println!("server version {} at {}", r.into_inner().version, cli.cloud_addr),
                     Err(s) => println!("server at {} did not answer: {}", cli.cloud_addr, s.message()),
                 },
-                Err(e) => println!("server: unreachable ({e:#})"),
+                Err(e) => match trust.explain(&e) {
+                    Some(line) => println!("server: unreachable ({line})"),
+                    None => println!("server: unreachable ({e:#})"),
+                },
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -146,7 +167,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 (None, None) => bail!("name a bundled script (e.g. px/http_data) or pass -f FILE"),
             };
-            let mut client = connect(&cli.cloud_addr).await?;
+            let mut client = connect(&cli.cloud_addr, trust).await?;
             let req = ExecuteScriptRequest {
                 query_str: source.clone(),
                 query_name: origin.clone(),

@@ -72,6 +72,18 @@ async fn forced_password_change_blocks_everything_else_until_done() {
 }
 
 #[tokio::test]
+async fn a_login_right_after_a_password_change_is_not_born_revoked() {
+    let h = harness().await;
+    let changed = Cred::Bearer(h.admin_token().await);
+    // Within the same second as the change (argon2 takes milliseconds here): the revocation cut-off is the
+    // next second, and a fresh login must still be valid.
+    let login = h.login("admin@default.com", NEW_ADMIN_PASSWORD).await.expect(200);
+    let fresh = Cred::Bearer(login.body["token"].as_str().expect("token").to_owned());
+    h.call("GET", "/api/v1/org", Some(&fresh), None).await.expect(200);
+    h.call("GET", "/api/v1/org", Some(&changed), None).await.expect(200);
+}
+
+#[tokio::test]
 async fn the_user_row_decides_not_the_token_claim() {
     let h = harness().await;
     let token = Cred::Bearer(h.admin_token().await);

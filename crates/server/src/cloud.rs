@@ -41,6 +41,10 @@ pub struct CloudArgs {
     /// Address of the cloud API (REST under /api/v1, gRPC loupe.cloud.v1).
     #[arg(long, env = "LOUPE_API_LISTEN", default_value = "127.0.0.1:51200")]
     pub api_listen: SocketAddr,
+    /// Throttle logins by the first `X-Forwarded-For` address: only behind a proxy that sets it (`loupe cloud
+    /// proxy`), else clients pick their own. `loupe up` sets it when its proxy fronts a loopback-only API.
+    #[arg(long, env = "LOUPE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -73,7 +77,7 @@ pub struct ServiceArgs {
     pub state: StateArgs,
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
@@ -110,16 +114,17 @@ async fn session_cache(args: &StateArgs) -> Result<Arc<dyn SessionCache>> {
 pub type QueryGrpc =
     loupe_proto::vizierpb::vizier_service_server::VizierServiceServer<loupe_vizier::query_service::QueryService>;
 
-fn cloud_config(args: &StateArgs) -> CloudConfig {
-    CloudConfig { domain: args.domain.clone(), ..CloudConfig::default() }
+/// `trust_forwarded_for` matters only where client requests arrive: the API server (the gateway).
+fn cloud_config(args: &StateArgs, trust_forwarded_for: bool) -> CloudConfig {
+    CloudConfig { domain: args.domain.clone(), trust_forwarded_for, ..CloudConfig::default() }
 }
 
 /// The services' state: metastore (migrated), token signing key (created on first start), session cache.
-async fn open_state(args: &StateArgs) -> Result<CloudState> {
+async fn open_state(args: &StateArgs, config: CloudConfig) -> Result<CloudState> {
     let metastore = open_metastore(&args.metastore).await?;
     let key = loupe_cloud::load_or_create_signing_key(metastore.as_ref()).await?;
     let sessions = session_cache(args).await?;
-    Ok(CloudState::new(metastore, sessions, key, cloud_config(args)))
+    Ok(CloudState::new(metastore, sessions, key, config))
 }
 
 /// Creates the first admin if absent, and says how to log in while its password is the initial one.
@@ -147,7 +152,7 @@ pub async fn start_api(
     query: Option<QueryGrpc>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let state = open_state(&args.state).await?;
+    let state = open_state(&args.state, cloud_config(&args.state, args.trust_forwarded_for)).await?;
     bootstrap_admin(&state).await?;
     let listener = bind(args.api_listen, "--api-listen").await?;
     tracing::info!(addr = %listener.local_addr()?, "cloud API listening (REST /api/v1, gRPC loupe.cloud.v1)");
@@ -169,7 +174,7 @@ pub async fn run_api(args: &ApiArgs, shutdown: impl std::future::Future<Output =
     };
     let addrs = ServiceAddrs { auth: auth.clone(), profile: profile.clone(), scripts: scripts.clone() };
     let clients = ServiceClients::remote(&addrs)?;
-    let gateway = Gateway::new(clients, cloud_config(&args.cloud.state));
+    let gateway = Gateway::new(clients, cloud_config(&args.cloud.state, args.cloud.trust_forwarded_for));
     let listener = bind(args.cloud.api_listen, "--api-listen").await?;
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -186,7 +191,7 @@ pub async fn run_service(
     args: &ServiceArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let state = open_state(&args.state).await?;
+    let state = open_state(&args.state, cloud_config(&args.state, false)).await?;
     if args.state.redis_url.is_none() {
         tracing::warn!(
             service = kind.name(),

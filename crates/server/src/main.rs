@@ -5,6 +5,7 @@
 //! hold service logic of its own.
 
 mod cloud;
+mod proxy;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -29,8 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything on this machine: a node agent tracing this host, its query endpoint, and
-    /// the cloud API with an embedded SQLite metastore.
+    /// Run everything on this machine: a node agent tracing this host, its query endpoint, the cloud
+    /// API with an embedded SQLite metastore, and a TLS proxy in front of the API (https on :56000).
     Up(UpArgs),
     /// Run one data-plane service.
     #[command(subcommand)]
@@ -60,6 +61,8 @@ enum CloudCommand {
     Profile(ServiceArgs),
     /// The script manager (gRPC): bundled and org scripts.
     Scripts(ServiceArgs),
+    /// The TLS proxy in front of the API: REST and gRPC on one https port, optional HTTP→HTTPS redirect.
+    Proxy(proxy::ProxyArgs),
 }
 
 #[derive(Subcommand)]
@@ -67,6 +70,9 @@ enum SetupCommand {
     /// Create the first admin (LOUPE_ADMIN_EMAIL / LOUPE_ADMIN_PASSWORD, default admin@default.com /
     /// admin) unless it exists. The password must be changed at first login.
     CreateAdmin(MetastoreArgs),
+    /// Generate the CA, the server certificate and random secrets (signing key, DB password) that are absent,
+    /// under <data-dir>/secrets; existing files are never overwritten.
+    InitSecrets(proxy::InitSecretsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -75,6 +81,8 @@ struct UpArgs {
     agent: AgentArgs,
     #[command(flatten)]
     cloud: CloudArgs,
+    #[command(flatten)]
+    proxy: proxy::UpProxyArgs,
 }
 
 #[derive(Args, Clone)]
@@ -124,7 +132,9 @@ fn main() -> ExitCode {
             Command::Cloud(CloudCommand::Scripts(args)) => {
                 cloud::run_service(ServiceKind::Scripts, &args, shutdown_signal()).await
             }
+            Command::Cloud(CloudCommand::Proxy(args)) => proxy::run_proxy(&args, shutdown_signal()).await,
             Command::Setup(SetupCommand::CreateAdmin(args)) => cloud::create_admin(&args).await,
+            Command::Setup(SetupCommand::InitSecrets(args)) => proxy::init_secrets(&args),
         }
     });
     match result {
@@ -137,7 +147,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_up(args: UpArgs) -> Result<()> {
+async fn run_up(mut args: UpArgs) -> Result<()> {
     // The agent first: its preflight (root, BTF, tracefs) is the likeliest failure on a new machine.
     let pem = start_pem(args.agent).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -147,7 +157,19 @@ async fn run_up(args: UpArgs) -> Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
+    // Behind the proxy every login comes from loopback; its X-Forwarded-For is the client to throttle. Trusted
+    // only when nothing but local processes can reach the API directly.
+    args.cloud.trust_forwarded_for |= !args.proxy.no_proxy && args.cloud.api_listen.ip().is_loopback();
     let api = cloud::start_api(&args.cloud, Some(pem.query_service()), stopped()).await?;
+    let proxy = if args.proxy.no_proxy {
+        None
+    } else {
+        let data_dir = &args.cloud.state.metastore.data_dir;
+        Some(
+            proxy::start_for_up(&args.proxy, data_dir, &args.cloud.state.domain, args.cloud.api_listen, stopped())
+                .await?,
+        )
+    };
     let agent = pem.serve(stopped());
     tokio::pin!(agent);
     let signal = shutdown_signal();
@@ -162,6 +184,9 @@ async fn run_up(args: UpArgs) -> Result<()> {
         agent.await?;
     }
     api.await??;
+    if let Some(proxy) = proxy {
+        proxy.await?;
+    }
     result
 }
 
@@ -211,5 +236,16 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
         () = term => tracing::info!("terminated; shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Flag names, env vars and `requires` links are checked by clap only when parsed; check them all here.
+    #[test]
+    fn every_subcommand_has_consistent_flags() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -63,18 +63,31 @@ pub fn wait_for_port(port: u16, what: &str) {
     }
 }
 
+/// The path `temp_dir(tag)` creates, without touching it.
+pub fn temp_path(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("loupe-e2e-{tag}-{}", std::process::id()))
+}
+
 /// An empty directory of this test process, unique per `tag`.
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("loupe-e2e-{tag}-{}", std::process::id()));
+    let d = temp_path(tag);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
 }
 
-/// `loupe up` with every port given and its own data directory, so tests can run side by side.
+/// `loupe up` with every port given and its own data directory, so tests can run side by side. Its TLS proxy
+/// takes any free port; `loupe_up_with_proxy` names one.
 pub fn loupe_up(port: u16, api_port: u16, tag: &str) -> Command {
+    loupe_up_with_proxy(port, api_port, 0, tag)
+}
+
+/// `loupe up` as [`loupe_up`] starts it, with its TLS proxy on `proxy_port`. Its data directory is
+/// `temp_path("data-<tag>")`.
+pub fn loupe_up_with_proxy(port: u16, api_port: u16, proxy_port: u16, tag: &str) -> Command {
     let mut c = Command::new(loupe_bin());
     c.args(["up", "--listen", &format!("127.0.0.1:{port}"), "--api-listen", &format!("127.0.0.1:{api_port}")])
+        .args(["--proxy-listen", &format!("127.0.0.1:{proxy_port}")])
         .arg("--data-dir")
         .arg(temp_dir(&format!("data-{tag}")));
     c

@@ -1,7 +1,7 @@
 //! A small blocking client for the cloud's REST API (`{addr}/api/v1/...`, JSON both ways).
 //!
 //! Owns URL building (`http://` is assumed when the address has no scheme; `https://` uses rustls with the
-//! webpki roots), the credential headers (`Authorization: Bearer <token>` or `pixie-api-key: <key>`), and the
+//! trust `crate::tls::Trust` sets up), the credential headers (`Authorization: Bearer <token>` or `pixie-api-key: <key>`), and the
 //! turning of a non-2xx answer into an [`ApiError`] that keeps the server's `{"code","message"}` intact. Must not
 //! read or write the credential file, nor print anything.
 
@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::config::normalize_addr;
+use crate::tls::Trust;
 
 /// Header carrying an API key (Pixie's name).
 const API_KEY_HEADER: &str = "pixie-api-key";
@@ -79,9 +80,10 @@ pub struct Client {
 
 impl Client {
     /// A client for `addr` (`host:port` or a URL), without a credential.
-    pub fn new(addr: &str) -> Self {
+    pub fn new(addr: &str, trust: &Trust) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .tls_config(trust.ureq_config())
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_global(Some(Duration::from_secs(60)))
             .user_agent(format!("px/{}", env!("CARGO_PKG_VERSION")))

@@ -1,0 +1,196 @@
+//! Wiring of the TLS edge: `loupe setup init-secrets`, `loupe cloud proxy`, and the proxy `loupe up` starts in
+//! front of its API.
+//!
+//! Owns the flags, the default paths under the data directory and what is printed or logged; the secrets and
+//! the proxy themselves are `loupe-proxy`'s. Must not hold proxy or certificate logic of its own.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use loupe_proxy::secrets::{CA_CERT, SERVER_CERT, SERVER_KEY};
+use loupe_proxy::{Outcome, Proxy, ProxyConfig, Report, San};
+
+use crate::cloud::default_data_dir;
+
+/// Name of the secrets directory inside the data directory.
+const SECRETS_DIR: &str = "secrets";
+
+/// `loupe setup init-secrets` flags.
+#[derive(Args, Clone, Debug)]
+pub struct InitSecretsArgs {
+    /// Where to write the secrets. Default: `<data-dir>/secrets`.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The deployment's domain: the server certificate also covers it and `*.<domain>`.
+    #[arg(long, env = "LOUPE_DOMAIN")]
+    pub domain: Option<String>,
+    /// Another DNS name or IP address the server certificate must cover (repeatable).
+    #[arg(long = "san", value_name = "NAME")]
+    pub sans: Vec<String>,
+    /// The data directory (holds `secrets/` unless --dir says otherwise).
+    #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+}
+
+/// `loupe cloud proxy` flags.
+#[derive(Args, Clone, Debug)]
+pub struct ProxyArgs {
+    /// Address of the TLS listener (REST, gRPC and, later, the UI on one port).
+    #[arg(long, env = "LOUPE_PROXY_LISTEN", default_value = "0.0.0.0:56000")]
+    pub listen: SocketAddr,
+    /// Also listen for plain HTTP here, answering every request with a redirect to https.
+    #[arg(long, env = "LOUPE_PROXY_REDIRECT_LISTEN")]
+    pub redirect_listen: Option<SocketAddr>,
+    /// The cloud API to forward to (plain HTTP).
+    #[arg(long, env = "LOUPE_PROXY_UPSTREAM", default_value = "http://127.0.0.1:51200")]
+    pub upstream: String,
+    /// PEM certificate chain to present. Default: `<data-dir>/secrets/server.crt`.
+    #[arg(long, env = "LOUPE_TLS_CERT")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the certificate. Default: `<data-dir>/secrets/server.key`.
+    #[arg(long, env = "LOUPE_TLS_KEY")]
+    pub key: Option<PathBuf>,
+    /// The data directory whose `secrets/` holds the default certificate and key.
+    #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+}
+
+/// The proxy flags of `loupe up`.
+#[derive(Args, Clone, Debug)]
+pub struct UpProxyArgs {
+    /// Address of the TLS proxy in front of the cloud API (certificates from `<data-dir>/secrets`, generated on
+    /// first start).
+    #[arg(long, env = "LOUPE_PROXY_LISTEN", default_value = "127.0.0.1:56000")]
+    pub proxy_listen: SocketAddr,
+    /// Do not start the TLS proxy; the API is then reachable only over plain HTTP.
+    #[arg(long)]
+    pub no_proxy: bool,
+}
+
+fn requested_names(domain: Option<&str>, sans: &[String]) -> Result<Vec<San>> {
+    let mut names = Vec::new();
+    if let Some(domain) = domain.map(str::trim).filter(|d| !d.is_empty() && *d != "localhost") {
+        let domain = San::parse(domain).with_context(|| format!("invalid --domain {domain:?}"))?;
+        if let San::Dns(name) = &domain {
+            names.push(San::Dns(format!("*.{name}")));
+        }
+        names.insert(0, domain);
+    }
+    for san in sans {
+        names.push(San::parse(san).with_context(|| format!("invalid --san {san:?}"))?);
+    }
+    Ok(names)
+}
+
+fn missing_names_warning(report: &Report) -> Option<String> {
+    (!report.missing_names.is_empty()).then(|| {
+        let names: Vec<String> = report.missing_names.iter().map(San::to_string).collect();
+        format!(
+            "{} does not cover {}: clients using those names will refuse it; remove {SERVER_CERT} and {SERVER_KEY} \
+             and run `loupe setup init-secrets` again to reissue it with the same CA",
+            report.path(SERVER_CERT).display(),
+            names.join(", ")
+        )
+    })
+}
+
+/// `loupe setup init-secrets`: creates what is absent, keeps what exists, and prints which is which.
+pub fn init_secrets(args: &InitSecretsArgs) -> Result<()> {
+    let dir = args.dir.clone().unwrap_or_else(|| args.data_dir.join(SECRETS_DIR));
+    let names = requested_names(args.domain.as_deref(), &args.sans)?;
+    let report = loupe_proxy::init_secrets(&dir, &names)
+        .with_context(|| format!("failed to initialise the secrets in {}", dir.display()))?;
+    for (name, outcome) in &report.files {
+        let verb = match outcome {
+            Outcome::Created => "created",
+            Outcome::Kept => "kept   ",
+        };
+        println!("{verb} {}", report.path(name).display());
+    }
+    if let Some(warning) = missing_names_warning(&report) {
+        eprintln!("warning: {warning}");
+    }
+    if report.files.iter().any(|(name, outcome)| *name == CA_CERT && *outcome == Outcome::Created) {
+        println!(
+            "Clients must trust the new CA: PX_CA_CERT={} (or add it to the system's or browser's authorities).",
+            report.path(CA_CERT).display()
+        );
+    }
+    Ok(())
+}
+
+/// `loupe cloud proxy`: the TLS proxy alone, until `shutdown`.
+pub async fn run_proxy(args: &ProxyArgs, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    let secrets = args.data_dir.join(SECRETS_DIR);
+    let config = ProxyConfig {
+        listen: args.listen,
+        redirect_listen: args.redirect_listen,
+        upstream: args.upstream.clone(),
+        cert: args.cert.clone().unwrap_or_else(|| secrets.join(SERVER_CERT)),
+        key: args.key.clone().unwrap_or_else(|| secrets.join(SERVER_KEY)),
+    };
+    let proxy = bind(&config, "").await?;
+    proxy.serve(shutdown).await;
+    Ok(())
+}
+
+/// Binds the proxy and logs where it listens; `hint` ends the error message when it fails.
+async fn bind(config: &ProxyConfig, hint: &str) -> Result<Proxy> {
+    let proxy = Proxy::bind(config).await.with_context(|| {
+        if config.cert.exists() {
+            format!("failed to start the TLS proxy{hint}")
+        } else {
+            format!(
+                "failed to start the TLS proxy ({} is missing: run `loupe setup init-secrets`, or pass --cert and --key)",
+                config.cert.display()
+            )
+        }
+    })?;
+    let addr = proxy.local_addr();
+    tracing::info!(%addr, upstream = %proxy.upstream(), "TLS proxy listening");
+    if let Some(redirect) = proxy.redirect_addr() {
+        tracing::info!(%redirect, "redirecting plain HTTP to https");
+    }
+    Ok(proxy)
+}
+
+/// For `loupe up`: generates the secrets under `data_dir` if absent, and starts the TLS proxy in front of the
+/// API at `api`, serving until `shutdown`.
+pub async fn start_for_up(
+    args: &UpProxyArgs,
+    data_dir: &Path,
+    domain: &str,
+    api: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let dir = data_dir.join(SECRETS_DIR);
+    let report = loupe_proxy::init_secrets(&dir, &requested_names(Some(domain), &[])?)
+        .with_context(|| format!("failed to initialise the TLS secrets in {}", dir.display()))?;
+    let ca = report.path(CA_CERT);
+    if report.created_any() {
+        tracing::info!(dir = %dir.display(), "generated TLS secrets (a private CA and a server certificate)");
+    }
+    if let Some(warning) = missing_names_warning(&report) {
+        tracing::warn!("{warning}");
+    }
+    // The API binds a wildcard address or a specific one; the proxy reaches it on loopback in the first case.
+    let upstream_ip = if api.ip().is_unspecified() { Ipv4Addr::LOCALHOST.into() } else { api.ip() };
+    let config = ProxyConfig {
+        listen: args.proxy_listen,
+        redirect_listen: None,
+        upstream: format!("http://{}", SocketAddr::new(upstream_ip, api.port())),
+        cert: dir.join(SERVER_CERT),
+        key: dir.join(SERVER_KEY),
+    };
+    let proxy = bind(&config, " (change --proxy-listen, or pass --no-proxy)").await?;
+    let addr = proxy.local_addr();
+    tracing::info!(
+        ca = %ca.display(),
+        "trust this CA to reach the cloud over TLS; try: PX_CLOUD_ADDR=https://{addr} PX_CA_CERT={} px auth login --email <you>",
+        ca.display()
+    );
+    Ok(tokio::spawn(proxy.serve(shutdown)))
+}
