@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cloud API's speed and footprint on this machine: idle RSS of `loupe up` (no tracing), then
+# The cloud's speed and footprint on this machine: idle RSS of `loupe up` (no tracing), then
 # login and authenticated GET throughput and latency under wrk on loopback.
 # Usage: bash scripts/bench-cloud.sh [seconds-per-run]
 # Needs: wrk, curl (Debian); builds loupe in release mode.
@@ -11,11 +11,12 @@ cargo build --release --bin loupe >/dev/null
 loupe=${CARGO_TARGET_DIR:-target}/release/loupe
 dir=$(mktemp -d)
 api=127.0.0.1:18200
-LOUPE_LOG=warn "$loupe" up --no-trace --listen 127.0.0.1:18300 --api-listen $api --data-dir "$dir" & pid=$!
+tls=127.0.0.1:18400
+LOUPE_LOG=warn "$loupe" up --no-trace --listen 127.0.0.1:18300 --api-listen $api --proxy-listen $tls --data-dir "$dir" & pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do curl -sf "http://$api/healthz" >/dev/null && break; sleep 0.1; done
 sleep 2
-printf 'idle RSS of loupe up (agent store + cloud API, no tracing): %d MiB\n' $(( $(awk '/VmRSS/ {print $2}' /proc/$pid/status) / 1024 ))
+printf 'idle RSS of loupe up (agent store + cloud services, gateway and TLS proxy, no tracing): %d MiB\n' $(( $(awk '/VmRSS/ {print $2}' /proc/$pid/status) / 1024 ))
 
 json='content-type: application/json'
 token=$(curl -sf -H "$json" -d '{"email":"admin@default.com","password":"admin"}' "http://$api/api/v1/auth/login" | sed 's/.*"token":"\([^"]*\)".*/\1/')
@@ -29,6 +30,8 @@ wrk.headers["content-type"] = "application/json"
 LUA
 echo "== authenticated GET /api/v1/auth/me (2 threads, 16 connections)"
 wrk -t2 -c16 -d"${secs}s" --latency -H "authorization: Bearer $token" "http://$api/api/v1/auth/me" | grep -E "Requests/sec|99%|50%"
+echo "== the same over TLS through the proxy (2 threads, 16 connections)"
+wrk -t2 -c16 -d"${secs}s" --latency -H "authorization: Bearer $token" "https://$tls/api/v1/auth/me" | grep -E "Requests/sec|99%|50%"
 # Logins from one address would trip the brute-force throttle after 20 failures, but these succeed:
 # each costs one argon2id verification, which is the point of measuring it.
 echo "== POST /api/v1/auth/login (2 threads, 4 connections)"
