@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use loupe_auth::{AdminBootstrap, InMemorySessionCache, RedisSessionCache, RedisSessionCacheConfig, SessionCache};
+use loupe_auth::{
+    AdminBootstrap, InMemorySessionCache, RedisSessionCache, RedisSessionCacheConfig, SessionCache, SigningKey,
+};
 use loupe_cloud::{CloudConfig, CloudState, Gateway, ServiceAddrs, ServiceClients, ServiceKind};
 use loupe_metastore::Metastore;
 
@@ -31,6 +33,11 @@ pub struct StateArgs {
     /// The deployment's domain: the audience of every token (PL_DOMAIN_NAME in Pixie).
     #[arg(long, env = "LOUPE_DOMAIN", default_value = "localhost")]
     pub domain: String,
+    /// File holding the token signing key, such as `jwt-signing-key` from `loupe setup init-secrets` (every
+    /// service process must use the same one). Default: a key generated at first start and kept in the
+    /// metastore.
+    #[arg(long, env = "LOUPE_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub metastore: MetastoreArgs,
 }
@@ -122,9 +129,20 @@ fn cloud_config(args: &StateArgs, trust_forwarded_for: bool) -> CloudConfig {
 /// The services' state: metastore (migrated), token signing key (created on first start), session cache.
 async fn open_state(args: &StateArgs, config: CloudConfig) -> Result<CloudState> {
     let metastore = open_metastore(&args.metastore).await?;
-    let key = loupe_cloud::load_or_create_signing_key(metastore.as_ref()).await?;
+    let key = match &args.signing_key_file {
+        Some(path) => read_signing_key(path)?,
+        None => loupe_cloud::load_or_create_signing_key(metastore.as_ref()).await?,
+    };
     let sessions = session_cache(args).await?;
     Ok(CloudState::new(metastore, sessions, key, config))
+}
+
+/// The signing key in `path`: its text, trimmed, used as the HMAC key (init-secrets writes 64 hex digits).
+fn read_signing_key(path: &std::path::Path) -> Result<SigningKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read the signing key {} (--signing-key-file)", path.display()))?;
+    SigningKey::from_bytes(text.trim().as_bytes())
+        .with_context(|| format!("the signing key in {} is unusable", path.display()))
 }
 
 /// Creates the first admin if absent, and says how to log in while its password is the initial one.

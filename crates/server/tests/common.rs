@@ -19,19 +19,23 @@ pub fn px_bin() -> PathBuf {
     px
 }
 
-/// Runs `px` against `addr` with `config` as its config directory (never the user's), feeding `stdin`
-/// (passwords are read from it), and returns what it printed.
-pub fn px_output(addr: &str, config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(px_bin())
+/// Runs `px` against `addr` with `config` as its config directory (never the user's), trusting the CA in
+/// `ca` (else the system's roots), feeding `stdin` (passwords are read from it), and returns what it printed.
+pub fn px_output(addr: &str, ca: Option<&Path>, config: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut command = Command::new(px_bin());
+    command
         .args(args)
         .env("PX_CLOUD_ADDR", addr)
         .env("PX_CONFIG_DIR", config)
         .env_remove("PX_PASSWORD")
+        .env_remove("PX_CA_CERT")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn px");
+        .stderr(Stdio::piped());
+    if let Some(ca) = ca {
+        command.env("PX_CA_CERT", ca);
+    }
+    let mut child = command.spawn().expect("spawn px");
     if let Some(mut input) = child.stdin.take() {
         // px may exit without reading (e.g. when not logged in); a closed pipe is not a failure here.
         let _ = input.write_all(stdin.as_bytes());

@@ -49,7 +49,7 @@ fn px(port: u16, args: &[&str]) -> Output {
 /// `px` against `127.0.0.1:port` with a config directory of this test process, feeding `stdin`.
 fn px_with_stdin(port: u16, args: &[&str], stdin: &str) -> Output {
     let config = std::env::temp_dir().join(format!("loupe-e2e-px-config-{}-{port}", std::process::id()));
-    px_output(&format!("127.0.0.1:{port}"), &config, args, stdin)
+    px_output(&format!("127.0.0.1:{port}"), None, &config, args, stdin)
 }
 
 fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -46,7 +46,7 @@ impl Cloud {
 
     /// Runs `px` against this cloud (or `addr`), feeding `stdin`.
     fn px_at(&self, addr: &str, args: &[&str], stdin: &str) -> Output {
-        px_output(addr, &self.config, args, stdin)
+        px_output(addr, None, &self.config, args, stdin)
     }
 
     fn px_in(&self, args: &[&str], stdin: &str) -> Output {

@@ -1,7 +1,9 @@
-//! End to end: the cloud as separate processes, as a distributed deployment runs it. `loupe cloud auth`,
-//! `loupe cloud profile` and `loupe cloud scripts` share a SQLite metastore and a real `redis-server`;
-//! `loupe cloud api --auth-addr … --profile-addr … --scripts-addr …` is the gateway in front, reaching them
-//! through the same generated clients `loupe up` uses in process. The real `px` drives it.
+//! End to end: the cloud as separate processes, as a distributed deployment runs it. `loupe setup
+//! init-secrets` makes the CA, the server certificate and the token signing key. `loupe cloud auth`,
+//! `loupe cloud profile` and `loupe cloud scripts` share a SQLite metastore, a real `redis-server` and that
+//! signing key; `loupe cloud api --auth-addr … --profile-addr … --scripts-addr …` is the gateway in front,
+//! reaching them through the same generated clients `loupe up` uses in process; `loupe cloud proxy` terminates
+//! TLS in front of the gateway. The real `px` drives it over https, trusting the generated CA.
 //!
 //! Needs no root. Checks that a logout done by the auth process is seen by the scripts process (through
 //! Redis), and that a restarted service is picked up by the running gateway.
@@ -16,19 +18,22 @@ use crate::common::{Guard, free_port, loupe_bin, px_output, temp_dir, wait_for_p
 
 const NEW_PASSWORD: &str = "a long new passphrase";
 
-fn px(api_port: u16, config: &Path, args: &[&str], stdin: &str) -> Output {
-    px_output(&format!("127.0.0.1:{api_port}"), config, args, stdin)
+/// `px` over https through the proxy on `port`, trusting the CA in `secrets`.
+fn px(port: u16, secrets: &Path, config: &Path, args: &[&str], stdin: &str) -> Output {
+    px_output(&format!("https://127.0.0.1:{port}"), Some(&secrets.join("ca.crt")), config, args, stdin)
 }
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// `loupe cloud <service>` on `port`, over the shared metastore and Redis.
-fn service(service: &str, port: u16, metastore: &str, redis: &str) -> Guard {
+/// `loupe cloud <service>` on `port`, over the shared metastore, Redis and signing key.
+fn service(service: &str, port: u16, metastore: &str, redis: &str, secrets: &Path) -> Guard {
     let child = Command::new(loupe_bin())
         .args(["cloud", service, "--listen", &format!("127.0.0.1:{port}")])
         .args(["--metastore-url", metastore, "--redis-url", redis])
+        .arg("--signing-key-file")
+        .arg(secrets.join("jwt-signing-key"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -61,12 +66,15 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
     wait_for_port(redis_port, "redis-server");
     let redis = format!("redis://127.0.0.1:{redis_port}");
     let metastore = format!("sqlite://{}", dir.join("loupe.db").display());
+    let secrets = dir.join("secrets");
+    let init = Command::new(loupe_bin()).args(["setup", "init-secrets", "--dir"]).arg(&secrets).output().expect("run");
+    assert!(init.status.success(), "init-secrets: {}", text(&init.stderr));
 
     // Auth first: it migrates the metastore and creates the admin.
     let (auth_port, profile_port, scripts_port, api_port) = (free_port(), free_port(), free_port(), free_port());
-    let _auth = service("auth", auth_port, &metastore, &redis);
-    let _profile = service("profile", profile_port, &metastore, &redis);
-    let mut scripts = service("scripts", scripts_port, &metastore, &redis);
+    let _auth = service("auth", auth_port, &metastore, &redis, &secrets);
+    let _profile = service("profile", profile_port, &metastore, &redis, &secrets);
+    let mut scripts = service("scripts", scripts_port, &metastore, &redis, &secrets);
     let gateway = Command::new(loupe_bin())
         .args(["cloud", "api", "--api-listen", &format!("127.0.0.1:{api_port}")])
         .args(["--auth-addr", &format!("http://127.0.0.1:{auth_port}")])
@@ -78,9 +86,23 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
         .expect("spawn loupe cloud api");
     let _gateway = Guard(gateway);
     wait_for_port(api_port, "the API gateway");
+    let tls_port = free_port();
+    let proxy = Command::new(loupe_bin())
+        .args(["cloud", "proxy", "--listen", &format!("127.0.0.1:{tls_port}")])
+        .args(["--upstream", &format!("http://127.0.0.1:{api_port}")])
+        .arg("--cert")
+        .arg(secrets.join("server.crt"))
+        .arg("--key")
+        .arg(secrets.join("server.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn loupe cloud proxy");
+    let _proxy = Guard(proxy);
+    wait_for_port(tls_port, "the TLS proxy");
 
     let config = dir.join("px");
-    let run = |args: &[&str], stdin: &str| px(api_port, &config, args, stdin);
+    let run = |args: &[&str], stdin: &str| px(tls_port, &secrets, &config, args, stdin);
     let ok = |args: &[&str], stdin: &str| {
         let out = run(args, stdin);
         assert!(out.status.success(), "px {args:?}: {}", text(&out.stderr));
@@ -112,7 +134,7 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
         "{}",
         text(&down.stderr)
     );
-    scripts = service("scripts", scripts_port, &metastore, &redis);
+    scripts = service("scripts", scripts_port, &metastore, &redis, &secrets);
     eventually("the gateway reconnecting to the restarted scripts service", || {
         run(&["script", "list"], "").status.success()
     });
@@ -125,4 +147,10 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
     assert_eq!(ended.status.code(), Some(1), "{}", text(&ended.stderr));
     assert!(text(&ended.stderr).contains("session has ended"), "{}", text(&ended.stderr));
     drop(scripts);
+
+    // The key came from init-secrets, not from the metastore.
+    for file in ["loupe.db", "loupe.db-wal"] {
+        let bytes = std::fs::read(dir.join(file)).unwrap_or_default();
+        assert!(!bytes.windows(16).any(|w| w == b"auth.signing_key"), "a signing key was generated into {file}");
+    }
 }

@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{Guard, free_port, loupe_bin, loupe_up_with_proxy, px_bin, temp_dir, temp_path, wait_for_port};
+use crate::common::{Guard, free_port, loupe_bin, loupe_up_with_proxy, px_output, temp_dir, temp_path, wait_for_port};
 
 const ADMIN: &str = "admin@default.com";
 const NEW_PASSWORD: &str = "a long new passphrase over tls";
@@ -24,24 +24,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Runs `px` against `addr`, trusting `ca` if given (and nothing from the environment otherwise).
 fn px(addr: &str, ca: Option<&Path>, config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut cmd = Command::new(px_bin());
-    cmd.args(args)
-        .env("PX_CLOUD_ADDR", addr)
-        .env("PX_CONFIG_DIR", config)
-        .env_remove("PX_PASSWORD")
-        .env_remove("PX_CA_CERT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(ca) = ca {
-        cmd.env("PX_CA_CERT", ca);
-    }
-    let mut child = cmd.spawn().expect("spawn px");
-    if let Some(mut input) = child.stdin.take() {
-        // px may exit without reading; a closed pipe is not a failure here.
-        let _ = input.write_all(stdin.as_bytes());
-    }
-    child.wait_with_output().expect("run px")
+    px_output(addr, ca, config, args, stdin)
 }
 
 fn ok(out: &Output, what: &str) -> String {
