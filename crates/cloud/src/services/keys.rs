@@ -10,7 +10,7 @@ use loupe_proto::cloudpb::{self, api_key_service_server::ApiKeyService, deploy_k
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{CloudServices, parse_id, reply, to_secs};
+use super::{CloudServices, parse_id, to_secs};
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::CloudState;
@@ -75,63 +75,50 @@ impl ApiKeyService for CloudServices {
         &self,
         request: Request<cloudpb::CreateKeyRequest>,
     ) -> Result<Response<cloudpb::CreatedKey>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let req = request.into_inner();
-                check_description(&req.description)?;
-                let (key, hash) = generate_api_key().map_err(ApiError::internal)?;
-                let stored = self
-                    .state
-                    .metastore
-                    .create_api_key(NewApiKey {
-                        org_id: caller.org_id(),
-                        user_id: caller.user_id(),
-                        description: req.description,
-                        key_hash: hash.as_str().to_owned(),
-                        prefix: display_prefix(&key).to_owned(),
-                    })
-                    .await?;
-                Ok(created(key, stored.id, stored.prefix, stored.description, stored.created_at))
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            check_description(&req.description)?;
+            let (key, hash) = generate_api_key().map_err(ApiError::internal)?;
+            let stored = self
+                .state
+                .metastore
+                .create_api_key(NewApiKey {
+                    org_id: caller.org_id(),
+                    user_id: caller.user_id(),
+                    description: req.description,
+                    key_hash: hash.as_str().to_owned(),
+                    prefix: display_prefix(&key).to_owned(),
+                })
+                .await?;
+            Ok(created(key, stored.id, stored.prefix, stored.description, stored.created_at))
+        })
+        .await
     }
 
     /// The caller's own keys; an admin's listing covers the whole org.
     async fn list_api_keys(&self, request: Request<cloudpb::Empty>) -> Result<Response<cloudpb::KeyList>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let only_user = (!caller.is_admin()).then(|| caller.user_id());
-                let keys = self.state.metastore.list_api_keys(caller.org_id(), only_user).await?;
-                Ok(cloudpb::KeyList { keys: keys.iter().map(api_key_view).collect() })
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, _| async move {
+            let only_user = (!caller.is_admin()).then(|| caller.user_id());
+            let keys = self.state.metastore.list_api_keys(caller.org_id(), only_user).await?;
+            Ok(cloudpb::KeyList { keys: keys.iter().map(api_key_view).collect() })
+        })
+        .await
     }
 
     async fn get_api_key(&self, request: Request<cloudpb::IdRequest>) -> Result<Response<cloudpb::Key>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                Ok(api_key_view(&visible_api_key(&self.state, &caller, &request.get_ref().id).await?))
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            Ok(api_key_view(&visible_api_key(&self.state, &caller, &req.id).await?))
+        })
+        .await
     }
 
     /// Revokes the key (it stays listed, with `revoked_at`).
     async fn delete_api_key(&self, request: Request<cloudpb::IdRequest>) -> Result<Response<cloudpb::Empty>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let key = visible_api_key(&self.state, &caller, &request.get_ref().id).await?;
-                self.state.metastore.revoke_api_key(caller.org_id(), key.id).await?;
-                Ok(cloudpb::Empty {})
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            let key = visible_api_key(&self.state, &caller, &req.id).await?;
+            self.state.metastore.revoke_api_key(caller.org_id(), key.id).await?;
+            Ok(cloudpb::Empty {})
+        })
+        .await
     }
 }
 
@@ -141,64 +128,51 @@ impl DeployKeyService for CloudServices {
         &self,
         request: Request<cloudpb::CreateKeyRequest>,
     ) -> Result<Response<cloudpb::CreatedKey>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                caller.require_admin("create deploy keys")?;
-                let req = request.into_inner();
-                check_description(&req.description)?;
-                let (key, hash) = generate_deploy_key().map_err(ApiError::internal)?;
-                let stored = self
-                    .state
-                    .metastore
-                    .create_deploy_key(NewDeployKey {
-                        org_id: caller.org_id(),
-                        created_by: Some(caller.user_id()),
-                        description: req.description,
-                        key_hash: hash.as_str().to_owned(),
-                        prefix: display_prefix(&key).to_owned(),
-                    })
-                    .await?;
-                Ok(created(key, stored.id, stored.prefix, stored.description, stored.created_at))
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            caller.require_admin("create deploy keys")?;
+            check_description(&req.description)?;
+            let (key, hash) = generate_deploy_key().map_err(ApiError::internal)?;
+            let stored = self
+                .state
+                .metastore
+                .create_deploy_key(NewDeployKey {
+                    org_id: caller.org_id(),
+                    created_by: Some(caller.user_id()),
+                    description: req.description,
+                    key_hash: hash.as_str().to_owned(),
+                    prefix: display_prefix(&key).to_owned(),
+                })
+                .await?;
+            Ok(created(key, stored.id, stored.prefix, stored.description, stored.created_at))
+        })
+        .await
     }
 
     async fn list_deploy_keys(&self, request: Request<cloudpb::Empty>) -> Result<Response<cloudpb::KeyList>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let keys = self.state.metastore.list_deploy_keys(caller.org_id()).await?;
-                Ok(cloudpb::KeyList { keys: keys.iter().map(deploy_key_view).collect() })
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, _| async move {
+            let keys = self.state.metastore.list_deploy_keys(caller.org_id()).await?;
+            Ok(cloudpb::KeyList { keys: keys.iter().map(deploy_key_view).collect() })
+        })
+        .await
     }
 
     async fn get_deploy_key(&self, request: Request<cloudpb::IdRequest>) -> Result<Response<cloudpb::Key>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                Ok(deploy_key_view(&org_deploy_key(&self.state, &caller, &request.get_ref().id).await?))
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            Ok(deploy_key_view(&org_deploy_key(&self.state, &caller, &req.id).await?))
+        })
+        .await
     }
 
     async fn delete_deploy_key(
         &self,
         request: Request<cloudpb::IdRequest>,
     ) -> Result<Response<cloudpb::Empty>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                caller.require_admin("revoke deploy keys")?;
-                let key = org_deploy_key(&self.state, &caller, &request.get_ref().id).await?;
-                self.state.metastore.revoke_deploy_key(caller.org_id(), key.id).await?;
-                Ok(cloudpb::Empty {})
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            caller.require_admin("revoke deploy keys")?;
+            let key = org_deploy_key(&self.state, &caller, &req.id).await?;
+            self.state.metastore.revoke_deploy_key(caller.org_id(), key.id).await?;
+            Ok(cloudpb::Empty {})
+        })
+        .await
     }
 }

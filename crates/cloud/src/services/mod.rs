@@ -11,6 +11,7 @@ mod keys;
 mod profile;
 mod scripts;
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 
 use loupe_proto::cloudpb::{self, api_key_service_server::ApiKeyServiceServer, auth_service_server::AuthServiceServer};
@@ -113,6 +114,25 @@ impl CloudServices {
     /// The authenticated caller of `request`, refused while a password change is pending.
     async fn caller<T>(&self, request: &Request<T>) -> ApiResult<Caller> {
         Caller::from_headers(request.metadata().as_ref(), &self.state).await
+    }
+
+    /// Answers `request` with `op`, run for its authenticated caller (refused while a password change is
+    /// pending) and its message: the shape of nearly every call.
+    async fn with_caller<T, R, F>(
+        &self,
+        request: Request<T>,
+        op: impl FnOnce(Caller, T) -> F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: Future<Output = ApiResult<R>>,
+    {
+        reply(
+            async {
+                let caller = self.caller(&request).await?;
+                op(caller, request.into_inner()).await
+            }
+            .await,
+        )
     }
 
     /// The authenticated caller of `request`, even with a password change pending.

@@ -140,152 +140,121 @@ impl CloudServices {
 #[tonic::async_trait]
 impl ProfileService for CloudServices {
     async fn get_org(&self, request: Request<cloudpb::Empty>) -> Result<Response<cloudpb::Org>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let org = self.state.metastore.get_org(caller.org_id()).await?;
-                Ok(cloudpb::Org { id: org.id.to_string(), name: org.name, created_at: to_secs(org.created_at) })
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, _| async move {
+            let org = self.state.metastore.get_org(caller.org_id()).await?;
+            Ok(cloudpb::Org { id: org.id.to_string(), name: org.name, created_at: to_secs(org.created_at) })
+        })
+        .await
     }
 
     async fn list_users(&self, request: Request<cloudpb::Empty>) -> Result<Response<cloudpb::UserList>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let users = self.state.metastore.list_users(caller.org_id()).await?;
-                Ok(cloudpb::UserList { users: users.iter().map(user_view).collect() })
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, _| async move {
+            let users = self.state.metastore.list_users(caller.org_id()).await?;
+            Ok(cloudpb::UserList { users: users.iter().map(user_view).collect() })
+        })
+        .await
     }
 
     async fn get_user(&self, request: Request<cloudpb::IdRequest>) -> Result<Response<cloudpb::User>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let id = parse_id(&request.get_ref().id, "user")?;
-                Ok(user_view(&self.state.metastore.get_user(caller.org_id(), id).await?))
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            let id = parse_id(&req.id, "user")?;
+            Ok(user_view(&self.state.metastore.get_user(caller.org_id(), id).await?))
+        })
+        .await
     }
 
     /// Admins; not oneself. The user's sessions die with the row: every call re-reads the user.
     async fn delete_user(&self, request: Request<cloudpb::IdRequest>) -> Result<Response<cloudpb::Empty>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                caller.require_admin("remove users")?;
-                let id = parse_id(&request.get_ref().id, "user")?;
-                if id == caller.user_id() {
-                    return Err(ApiError::invalid("you cannot remove yourself"));
-                }
-                self.state.metastore.delete_user(caller.org_id(), id).await?;
-                self.state.sessions.revoke_all_for_user(&id.to_string(), unix_now() + 1).await?;
-                Ok(cloudpb::Empty {})
+        self.with_caller(request, |caller, req| async move {
+            caller.require_admin("remove users")?;
+            let id = parse_id(&req.id, "user")?;
+            if id == caller.user_id() {
+                return Err(ApiError::invalid("you cannot remove yourself"));
             }
-            .await,
-        )
+            self.state.metastore.delete_user(caller.org_id(), id).await?;
+            self.state.sessions.revoke_all_for_user(&id.to_string(), unix_now() + 1).await?;
+            Ok(cloudpb::Empty {})
+        })
+        .await
     }
 
     async fn get_settings(&self, request: Request<cloudpb::Empty>) -> Result<Response<cloudpb::Settings>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                self.settings_of(caller.org_id(), caller.user_id()).await
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, _| async move { self.settings_of(caller.org_id(), caller.user_id()).await })
+            .await
     }
 
     async fn update_settings(
         &self,
         request: Request<cloudpb::Settings>,
     ) -> Result<Response<cloudpb::Settings>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let req = request.into_inner();
-                check_settings(&req)?;
-                for (key, value) in &req.settings {
-                    self.state.metastore.put_user_setting(caller.org_id(), caller.user_id(), key, value).await?;
-                }
-                self.settings_of(caller.org_id(), caller.user_id()).await
+        self.with_caller(request, |caller, req| async move {
+            check_settings(&req)?;
+            for (key, value) in &req.settings {
+                self.state.metastore.put_user_setting(caller.org_id(), caller.user_id(), key, value).await?;
             }
-            .await,
-        )
+            self.settings_of(caller.org_id(), caller.user_id()).await
+        })
+        .await
     }
 
     async fn list_invitations(
         &self,
         request: Request<cloudpb::Empty>,
     ) -> Result<Response<cloudpb::InvitationList>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                caller.require_admin("list invitations")?;
-                let invitations = self.state.metastore.list_invitations(caller.org_id()).await?;
-                Ok(cloudpb::InvitationList { invitations: invitations.iter().map(invitation_view).collect() })
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, _| async move {
+            caller.require_admin("list invitations")?;
+            let invitations = self.state.metastore.list_invitations(caller.org_id()).await?;
+            Ok(cloudpb::InvitationList { invitations: invitations.iter().map(invitation_view).collect() })
+        })
+        .await
     }
 
     async fn create_invitation(
         &self,
         request: Request<cloudpb::CreateInvitationRequest>,
     ) -> Result<Response<cloudpb::CreatedInvitation>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                caller.require_admin("invite users")?;
-                let req = request.into_inner();
-                let email = req.email.trim().to_owned();
-                check_email(&email)?;
-                let role = parse_role(&req.role)?;
-                let token = invitation_token();
-                let ttl_ns = i64::try_from(self.state.config.invitation_ttl.as_nanos()).unwrap_or(i64::MAX);
-                let invitation = self
-                    .state
-                    .metastore
-                    .create_invitation(NewInvitation {
-                        org_id: caller.org_id(),
-                        email,
-                        role,
-                        token_hash: hash_key(&token).as_str().to_owned(),
-                        expires_at: now_ns().saturating_add(ttl_ns),
-                        created_by: Some(caller.user_id()),
-                    })
-                    .await?;
-                Ok(cloudpb::CreatedInvitation {
-                    id: invitation.id.to_string(),
-                    email: invitation.email,
-                    role: role_name(invitation.role),
-                    invite_url_path: format!("/invite?token={token}"),
-                    invite_token: token,
-                    expires_at: to_secs(invitation.expires_at),
+        self.with_caller(request, |caller, req| async move {
+            caller.require_admin("invite users")?;
+            let email = req.email.trim().to_owned();
+            check_email(&email)?;
+            let role = parse_role(&req.role)?;
+            let token = invitation_token();
+            let ttl_ns = i64::try_from(self.state.config.invitation_ttl.as_nanos()).unwrap_or(i64::MAX);
+            let invitation = self
+                .state
+                .metastore
+                .create_invitation(NewInvitation {
+                    org_id: caller.org_id(),
+                    email,
+                    role,
+                    token_hash: hash_key(&token).as_str().to_owned(),
+                    expires_at: now_ns().saturating_add(ttl_ns),
+                    created_by: Some(caller.user_id()),
                 })
-            }
-            .await,
-        )
+                .await?;
+            Ok(cloudpb::CreatedInvitation {
+                id: invitation.id.to_string(),
+                email: invitation.email,
+                role: role_name(invitation.role),
+                invite_url_path: format!("/invite?token={token}"),
+                invite_token: token,
+                expires_at: to_secs(invitation.expires_at),
+            })
+        })
+        .await
     }
 
     async fn delete_invitation(
         &self,
         request: Request<cloudpb::IdRequest>,
     ) -> Result<Response<cloudpb::Empty>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                caller.require_admin("withdraw invitations")?;
-                let id = parse_id(&request.get_ref().id, "invitation")?;
-                self.state.metastore.delete_invitation(caller.org_id(), id).await?;
-                Ok(cloudpb::Empty {})
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            caller.require_admin("withdraw invitations")?;
+            let id = parse_id(&req.id, "invitation")?;
+            self.state.metastore.delete_invitation(caller.org_id(), id).await?;
+            Ok(cloudpb::Empty {})
+        })
+        .await
     }
 
     async fn accept_invitation(
@@ -299,38 +268,29 @@ impl ProfileService for CloudServices {
 #[tonic::async_trait]
 impl VizierInfoService for CloudServices {
     async fn list_viziers(&self, request: Request<cloudpb::Empty>) -> Result<Response<cloudpb::VizierList>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let viziers = self.state.metastore.list_viziers(caller.org_id()).await?;
-                Ok(cloudpb::VizierList { viziers: viziers.iter().map(vizier_view).collect() })
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, _| async move {
+            let viziers = self.state.metastore.list_viziers(caller.org_id()).await?;
+            Ok(cloudpb::VizierList { viziers: viziers.iter().map(vizier_view).collect() })
+        })
+        .await
     }
 
     async fn get_vizier(&self, request: Request<cloudpb::IdRequest>) -> Result<Response<cloudpb::Vizier>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let id = parse_id(&request.get_ref().id, "vizier")?;
-                Ok(vizier_view(&self.state.metastore.get_vizier(caller.org_id(), id).await?))
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            let id = parse_id(&req.id, "vizier")?;
+            Ok(vizier_view(&self.state.metastore.get_vizier(caller.org_id(), id).await?))
+        })
+        .await
     }
 
     /// Admins: forgets a cluster.
     async fn delete_vizier(&self, request: Request<cloudpb::IdRequest>) -> Result<Response<cloudpb::Empty>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                caller.require_admin("delete viziers")?;
-                let id = parse_id(&request.get_ref().id, "vizier")?;
-                self.state.metastore.delete_vizier(caller.org_id(), id).await?;
-                Ok(cloudpb::Empty {})
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            caller.require_admin("delete viziers")?;
+            let id = parse_id(&req.id, "vizier")?;
+            self.state.metastore.delete_vizier(caller.org_id(), id).await?;
+            Ok(cloudpb::Empty {})
+        })
+        .await
     }
 }

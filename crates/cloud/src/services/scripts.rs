@@ -7,7 +7,7 @@ use loupe_metastore::{NewScript, Script, ScriptUpdate};
 use loupe_proto::cloudpb::{self, script_service_server::ScriptService};
 use tonic::{Request, Response, Status};
 
-use super::{CloudServices, reply, to_secs};
+use super::{CloudServices, to_secs};
 use crate::error::{ApiError, ApiResult};
 
 /// Prefix of bundled (read-only) scripts.
@@ -92,122 +92,105 @@ fn check_pxl(pxl: &str) -> ApiResult<()> {
 impl ScriptService for CloudServices {
     /// Bundled scripts, then the org's, each by name.
     async fn list_scripts(&self, request: Request<cloudpb::Empty>) -> Result<Response<cloudpb::ScriptList>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let mut scripts: Vec<cloudpb::ScriptSummary> = loupe_pxl::bundled::scripts()
-                    .iter()
-                    .map(|s| cloudpb::ScriptSummary {
-                        name: s.name.to_owned(),
-                        description: s.short.to_owned(),
-                        source: "bundled".to_owned(),
-                        read_only: true,
-                        updated_at: None,
-                    })
-                    .collect();
-                for s in self.state.metastore.list_scripts(caller.org_id()).await? {
-                    scripts.push(cloudpb::ScriptSummary {
-                        name: s.name,
-                        description: s.description,
-                        source: "org".to_owned(),
-                        read_only: false,
-                        updated_at: Some(to_secs(s.updated_at)),
-                    });
-                }
-                Ok(cloudpb::ScriptList { scripts })
+        self.with_caller(request, |caller, _| async move {
+            let mut scripts: Vec<cloudpb::ScriptSummary> = loupe_pxl::bundled::scripts()
+                .iter()
+                .map(|s| cloudpb::ScriptSummary {
+                    name: s.name.to_owned(),
+                    description: s.short.to_owned(),
+                    source: "bundled".to_owned(),
+                    read_only: true,
+                    updated_at: None,
+                })
+                .collect();
+            for s in self.state.metastore.list_scripts(caller.org_id()).await? {
+                scripts.push(cloudpb::ScriptSummary {
+                    name: s.name,
+                    description: s.description,
+                    source: "org".to_owned(),
+                    read_only: false,
+                    updated_at: Some(to_secs(s.updated_at)),
+                });
             }
-            .await,
-        )
+            Ok(cloudpb::ScriptList { scripts })
+        })
+        .await
     }
 
     async fn get_script(&self, request: Request<cloudpb::ScriptName>) -> Result<Response<cloudpb::Script>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                let name = &request.get_ref().name;
-                if name.starts_with(BUNDLED_PREFIX) {
-                    let script = loupe_pxl::bundled::scripts()
-                        .iter()
-                        .find(|s| s.name == name)
-                        .ok_or_else(|| ApiError::not_found("script not found"))?;
-                    return Ok(cloudpb::Script {
-                        name: script.name.to_owned(),
-                        description: script.short.to_owned(),
-                        source: "bundled".to_owned(),
-                        read_only: true,
-                        pxl: script.pxl.to_owned(),
-                        vis_json: String::new(),
-                        created_at: None,
-                        updated_at: None,
-                    });
-                }
-                if check_org_name(name).is_err() {
-                    return Err(ApiError::not_found("script not found"));
-                }
-                Ok(org_script_view(self.state.metastore.get_script(caller.org_id(), name).await?))
+        self.with_caller(request, |caller, req| async move {
+            let name = &req.name;
+            if name.starts_with(BUNDLED_PREFIX) {
+                let script = loupe_pxl::bundled::scripts()
+                    .iter()
+                    .find(|s| s.name == name)
+                    .ok_or_else(|| ApiError::not_found("script not found"))?;
+                return Ok(cloudpb::Script {
+                    name: script.name.to_owned(),
+                    description: script.short.to_owned(),
+                    source: "bundled".to_owned(),
+                    read_only: true,
+                    pxl: script.pxl.to_owned(),
+                    vis_json: String::new(),
+                    created_at: None,
+                    updated_at: None,
+                });
             }
-            .await,
-        )
+            if check_org_name(name).is_err() {
+                return Err(ApiError::not_found("script not found"));
+            }
+            Ok(org_script_view(self.state.metastore.get_script(caller.org_id(), name).await?))
+        })
+        .await
     }
 
     async fn create_script(
         &self,
         request: Request<cloudpb::SaveScriptRequest>,
     ) -> Result<Response<cloudpb::Script>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                caller.require_admin("save org scripts")?;
-                let req = request.into_inner();
-                check_org_name(&req.name)?;
-                check_content(&req)?;
-                let script = self
-                    .state
-                    .metastore
-                    .create_script(NewScript {
-                        org_id: caller.org_id(),
-                        name: req.name,
-                        pxl: req.pxl,
-                        vis: req.vis_json,
-                        description: req.description,
-                    })
-                    .await?;
-                Ok(org_script_view(script))
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            caller.require_admin("save org scripts")?;
+            check_org_name(&req.name)?;
+            check_content(&req)?;
+            let script = self
+                .state
+                .metastore
+                .create_script(NewScript {
+                    org_id: caller.org_id(),
+                    name: req.name,
+                    pxl: req.pxl,
+                    vis: req.vis_json,
+                    description: req.description,
+                })
+                .await?;
+            Ok(org_script_view(script))
+        })
+        .await
     }
 
     async fn update_script(
         &self,
         request: Request<cloudpb::SaveScriptRequest>,
     ) -> Result<Response<cloudpb::Script>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                caller.require_admin("change org scripts")?;
-                let req = request.into_inner();
-                check_org_name(&req.name)?;
-                check_content(&req)?;
-                let update = ScriptUpdate { pxl: req.pxl, vis: req.vis_json, description: req.description };
-                Ok(org_script_view(self.state.metastore.update_script(caller.org_id(), &req.name, update).await?))
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            caller.require_admin("change org scripts")?;
+            check_org_name(&req.name)?;
+            check_content(&req)?;
+            let update = ScriptUpdate { pxl: req.pxl, vis: req.vis_json, description: req.description };
+            Ok(org_script_view(self.state.metastore.update_script(caller.org_id(), &req.name, update).await?))
+        })
+        .await
     }
 
     async fn delete_script(&self, request: Request<cloudpb::ScriptName>) -> Result<Response<cloudpb::Empty>, Status> {
-        reply(
-            async {
-                let caller = self.caller(&request).await?;
-                caller.require_admin("delete org scripts")?;
-                let name = &request.get_ref().name;
-                check_org_name(name)?;
-                self.state.metastore.delete_script(caller.org_id(), name).await?;
-                Ok(cloudpb::Empty {})
-            }
-            .await,
-        )
+        self.with_caller(request, |caller, req| async move {
+            caller.require_admin("delete org scripts")?;
+            let name = &req.name;
+            check_org_name(name)?;
+            self.state.metastore.delete_script(caller.org_id(), name).await?;
+            Ok(cloudpb::Empty {})
+        })
+        .await
     }
 }
 
