@@ -42,6 +42,20 @@ fn service(service: &str, port: u16, metastore: &str, redis: &str, secrets: &Pat
     Guard(child)
 }
 
+/// `GET /readyz` over https with curl: `"<status> <body>"`.
+fn readyz(port: u16, secrets: &Path) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}", "-o", "-", "--cacert"])
+        .arg(secrets.join("ca.crt"))
+        .arg(format!("https://127.0.0.1:{port}/readyz"))
+        .output()
+        .expect("curl is needed (scripts/test.sh installs it)");
+    let text = text(&out.stdout);
+    // curl writes the body, then a line with the status: put the status first.
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    format!("{status} {body}")
+}
+
 /// Polls until `f` holds or 10 s pass.
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -125,8 +139,14 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
     let status = ok(&["auth", "status", "-o", "json"], "");
     assert!(status.contains("admin@default.com"), "{status}");
 
+    // Readiness covers every service, through the proxy.
+    let ready = readyz(tls_port, &secrets);
+    assert!(ready.starts_with("200 ") && ready.contains(r#""scripts":"sqlite""#), "{ready}");
+
     // A service that goes away is a clear error; once back, the same gateway uses it again.
     drop(scripts);
+    let ready = readyz(tls_port, &secrets);
+    assert!(ready.starts_with("503 ") && ready.contains("scripts service"), "{ready}");
     let down = run(&["script", "list"], "");
     assert_eq!(down.status.code(), Some(1), "{}", text(&down.stderr));
     assert!(
