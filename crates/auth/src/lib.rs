@@ -28,7 +28,9 @@ pub use password::{PasswordError, PolicyError, hash_password, validate_new_passw
 pub use random::RandomError;
 pub use sessions::{InMemorySessionCache, RedisSessionCache, RedisSessionCacheConfig, SessionCache, SessionError};
 pub use throttle::{LoginThrottle, ThrottleError, ThrottlePolicy};
-pub use token::{Claims, IssuedToken, Role, SigningKey, TokenError, TokenSigner, UserClaims, ValidationError};
+pub use token::{
+    Claims, IssuedToken, Role, SigningKey, TokenError, TokenSigner, UserClaims, ValidationError, session_issue_time,
+};
 
 /// Current wall-clock time as whole seconds since the Unix epoch (the unit of every JWT time claim).
 ///

@@ -427,8 +427,17 @@ impl TokenSigner {
         cache: &dyn SessionCache,
     ) -> Result<IssuedToken, ValidationError> {
         let claims = self.validate(token, now, cache).await?;
-        Ok(self.reissue(&claims, ttl, now)?)
+        // A valid token is at or after the user's cut-off, so stamping the renewal no earlier than the token it
+        // renews keeps it valid, even in the second a "revoke all" put its cut-off ahead of the clock.
+        Ok(self.reissue(&claims, ttl, now.max(claims.iat))?)
     }
+}
+
+/// The time to stamp a new session of `user_id` with: `now`, or the user's "revoke all" cut-off when that is
+/// still ahead (a password change sets it to the next second, token times being whole seconds), so that a
+/// session issued in that second is not born revoked by [`ensure_not_revoked`]. Within the verifier's leeway.
+pub async fn session_issue_time(cache: &dyn SessionCache, user_id: &str, now: i64) -> Result<i64, SessionError> {
+    Ok(cache.user_revoked_before(user_id).await?.map_or(now, |cutoff| now.max(cutoff)))
 }
 
 /// Fails with [`ValidationError::Revoked`] if the session was revoked or the token predates the user's
@@ -687,6 +696,26 @@ mod tests {
 
         cache.revoke(&issued.claims.jti, refreshed.claims.exp).await.expect("revoke");
         assert!(matches!(s.refresh(&refreshed.token, HOUR, now + 60, &cache).await, Err(ValidationError::Revoked)));
+    }
+
+    #[tokio::test]
+    async fn sessions_issued_or_renewed_in_the_cut_off_second_are_valid() {
+        let s = signer();
+        let cache = InMemorySessionCache::new();
+        let now = crate::unix_now();
+        // A password change: everything before the next second is revoked, its new token stamped at the cut-off.
+        cache.revoke_all_for_user("user-1", now + 1).await.expect("revoke all");
+        let at = session_issue_time(&cache, "user-1", now).await.expect("cache");
+        assert_eq!(at, now + 1);
+        let issued = s.issue(&user(), HOUR, at).expect("issue");
+        assert!(s.validate(&issued.token, now, &cache).await.is_ok());
+        // Renewed in that same second, it stays valid.
+        let refreshed = s.refresh(&issued.token, HOUR, now, &cache).await.expect("refresh");
+        assert_eq!(refreshed.claims.iat, now + 1);
+        assert!(s.validate(&refreshed.token, now, &cache).await.is_ok());
+        // With no cut-off, or one in the past, the clock decides.
+        assert_eq!(session_issue_time(&cache, "user-2", now).await.expect("cache"), now);
+        assert_eq!(session_issue_time(&cache, "user-1", now + 5).await.expect("cache"), now + 5);
     }
 
     #[test]

@@ -52,15 +52,10 @@ fn token_role(role: Role) -> loupe_auth::Role {
     }
 }
 
-/// Issues a new session for `user` at `now` (Unix seconds) and builds the answer.
-///
-/// A password change revokes every token of the user issued before the *next* second (token times are whole
-/// seconds, so that is the only way to also catch one issued this second). A session issued meanwhile, such as
-/// a login right after the change, is stamped at that cut-off, within the verifier's leeway, so it is not born
-/// revoked.
+/// Issues a new session for `user` at `now` (Unix seconds), or at the user's revocation cut-off if that is
+/// still ahead (`loupe_auth::session_issue_time`), and builds the answer.
 pub(crate) async fn issue_session(state: &CloudState, user: &User, now: i64) -> ApiResult<cloudpb::Session> {
-    let cutoff = state.sessions.user_revoked_before(&user.id.to_string()).await?;
-    let now = cutoff.map_or(now, |cutoff| now.max(cutoff));
+    let now = loupe_auth::session_issue_time(state.sessions.as_ref(), &user.id.to_string(), now).await?;
     let org = state.metastore.get_org(user.org_id).await?;
     let mut claims =
         UserClaims::user(user.id.to_string(), user.org_id.to_string(), user.email.clone(), token_role(user.role));
