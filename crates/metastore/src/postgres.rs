@@ -55,4 +55,4 @@ impl PostgresMetastore {
     }
 }
 
-impl_sql_metastore!(PostgresMetastore, "postgres");
+impl_sql_metastore!(PostgresMetastore, sqlx::Postgres, "postgres");

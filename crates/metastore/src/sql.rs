@@ -10,8 +10,37 @@
 //! while the macro expands to plain concrete code the compiler checks for each backend.
 
 macro_rules! impl_sql_metastore {
-    ($store:ty, $backend:literal) => {
+    ($store:ty, $db:ty, $backend:literal) => {
         impl $store {
+            /// The one row `sql` selects with `$1` = org id and `$2` = id; none is `NotFound { entity }`.
+            async fn org_row<T>(&self, sql: &'static str, entity: &'static str, org_id: Uuid, id: Uuid) -> Result<T>
+            where
+                T: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+            {
+                sqlx::query_as::<_, T>(sql).bind(org_id).bind(id).fetch_one(&self.pool).await.map_err(db_err(entity))
+            }
+
+            /// Every row `sql` selects with `$1` = org id.
+            async fn org_rows<T>(&self, sql: &'static str, entity: &'static str, org_id: Uuid) -> Result<Vec<T>>
+            where
+                T: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+            {
+                sqlx::query_as::<_, T>(sql).bind(org_id).fetch_all(&self.pool).await.map_err(db_err(entity))
+            }
+
+            /// Runs `sql`, a DELETE of one row binding `$1` = org id and `$2` = id; none is `NotFound { entity }`.
+            async fn delete_org_row(
+                &self,
+                sql: &'static str,
+                entity: &'static str,
+                org_id: Uuid,
+                id: Uuid,
+            ) -> Result<()> {
+                let done =
+                    sqlx::query(sql).bind(org_id).bind(id).execute(&self.pool).await.map_err(db_err(entity))?;
+                Self::expect_row(done.rows_affected(), entity)
+            }
+
             /// `NotFound { entity: "org" }` if the org is missing, else `NotFound { entity: "user" }`.
             async fn missing_org_or_user(&self, org_id: Uuid) -> MetastoreError {
                 match self.get_org(org_id).await {
@@ -148,12 +177,7 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn get_user(&self, org_id: Uuid, user_id: Uuid) -> Result<User> {
-                sqlx::query_as::<_, User>("SELECT * FROM users WHERE org_id = $1 AND id = $2")
-                    .bind(org_id)
-                    .bind(user_id)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db_err("user"))
+                self.org_row("SELECT * FROM users WHERE org_id = $1 AND id = $2", "user", org_id, user_id).await
             }
 
             async fn get_user_by_email(&self, email: &str) -> Result<User> {
@@ -166,11 +190,7 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn list_users(&self, org_id: Uuid) -> Result<Vec<User>> {
-                sqlx::query_as::<_, User>("SELECT * FROM users WHERE org_id = $1 ORDER BY email_lower, id")
-                    .bind(org_id)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_err("user"))
+                self.org_rows("SELECT * FROM users WHERE org_id = $1 ORDER BY email_lower, id", "user", org_id).await
             }
 
             async fn update_user_password(
@@ -223,13 +243,7 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn delete_user(&self, org_id: Uuid, user_id: Uuid) -> Result<()> {
-                let done = sqlx::query("DELETE FROM users WHERE org_id = $1 AND id = $2")
-                    .bind(org_id)
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err("user"))?;
-                Self::expect_row(done.rows_affected(), "user")
+                self.delete_org_row("DELETE FROM users WHERE org_id = $1 AND id = $2", "user", org_id, user_id).await
             }
 
             async fn create_admin_if_absent(
@@ -355,23 +369,13 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn list_invitations(&self, org_id: Uuid) -> Result<Vec<Invitation>> {
-                sqlx::query_as::<_, Invitation>(
-                    "SELECT * FROM invitations WHERE org_id = $1 ORDER BY created_at DESC, id",
-                )
-                .bind(org_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err("invitation"))
+                let sql = "SELECT * FROM invitations WHERE org_id = $1 ORDER BY created_at DESC, id";
+                self.org_rows(sql, "invitation", org_id).await
             }
 
             async fn delete_invitation(&self, org_id: Uuid, invitation_id: Uuid) -> Result<()> {
-                let done = sqlx::query("DELETE FROM invitations WHERE org_id = $1 AND id = $2")
-                    .bind(org_id)
-                    .bind(invitation_id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err("invitation"))?;
-                Self::expect_row(done.rows_affected(), "invitation")
+                let sql = "DELETE FROM invitations WHERE org_id = $1 AND id = $2";
+                self.delete_org_row(sql, "invitation", org_id, invitation_id).await
             }
 
             async fn accept_invitation(
@@ -563,12 +567,7 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn get_api_key(&self, org_id: Uuid, key_id: Uuid) -> Result<ApiKey> {
-                sqlx::query_as::<_, ApiKey>("SELECT * FROM api_keys WHERE org_id = $1 AND id = $2")
-                    .bind(org_id)
-                    .bind(key_id)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db_err("api key"))
+                self.org_row("SELECT * FROM api_keys WHERE org_id = $1 AND id = $2", "api key", org_id, key_id).await
             }
 
             async fn get_api_key_by_hash(&self, key_hash: &str) -> Result<ApiKey> {
@@ -629,20 +628,13 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn list_deploy_keys(&self, org_id: Uuid) -> Result<Vec<DeployKey>> {
-                sqlx::query_as::<_, DeployKey>("SELECT * FROM deploy_keys WHERE org_id = $1 ORDER BY created_at, id")
-                    .bind(org_id)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_err("deploy key"))
+                let sql = "SELECT * FROM deploy_keys WHERE org_id = $1 ORDER BY created_at, id";
+                self.org_rows(sql, "deploy key", org_id).await
             }
 
             async fn get_deploy_key(&self, org_id: Uuid, key_id: Uuid) -> Result<DeployKey> {
-                sqlx::query_as::<_, DeployKey>("SELECT * FROM deploy_keys WHERE org_id = $1 AND id = $2")
-                    .bind(org_id)
-                    .bind(key_id)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db_err("deploy key"))
+                let sql = "SELECT * FROM deploy_keys WHERE org_id = $1 AND id = $2";
+                self.org_row(sql, "deploy key", org_id, key_id).await
             }
 
             async fn get_deploy_key_by_hash(&self, key_hash: &str) -> Result<DeployKey> {
@@ -733,11 +725,7 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn list_scripts(&self, org_id: Uuid) -> Result<Vec<Script>> {
-                sqlx::query_as::<_, Script>("SELECT * FROM scripts WHERE org_id = $1 ORDER BY name, id")
-                    .bind(org_id)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_err("script"))
+                self.org_rows("SELECT * FROM scripts WHERE org_id = $1 ORDER BY name, id", "script", org_id).await
             }
 
             async fn delete_script(&self, org_id: Uuid, name: &str) -> Result<()> {
@@ -786,12 +774,7 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn get_vizier(&self, org_id: Uuid, vizier_id: Uuid) -> Result<Vizier> {
-                sqlx::query_as::<_, Vizier>("SELECT * FROM viziers WHERE org_id = $1 AND id = $2")
-                    .bind(org_id)
-                    .bind(vizier_id)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db_err("vizier"))
+                self.org_row("SELECT * FROM viziers WHERE org_id = $1 AND id = $2", "vizier", org_id, vizier_id).await
             }
 
             async fn get_vizier_by_name(&self, org_id: Uuid, name: &str) -> Result<Vizier> {
@@ -805,11 +788,7 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn list_viziers(&self, org_id: Uuid) -> Result<Vec<Vizier>> {
-                sqlx::query_as::<_, Vizier>("SELECT * FROM viziers WHERE org_id = $1 ORDER BY name, id")
-                    .bind(org_id)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_err("vizier"))
+                self.org_rows("SELECT * FROM viziers WHERE org_id = $1 ORDER BY name, id", "vizier", org_id).await
             }
 
             async fn update_vizier_status(
@@ -837,13 +816,8 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn delete_vizier(&self, org_id: Uuid, vizier_id: Uuid) -> Result<()> {
-                let done = sqlx::query("DELETE FROM viziers WHERE org_id = $1 AND id = $2")
-                    .bind(org_id)
-                    .bind(vizier_id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err("vizier"))?;
-                Self::expect_row(done.rows_affected(), "vizier")
+                let sql = "DELETE FROM viziers WHERE org_id = $1 AND id = $2";
+                self.delete_org_row(sql, "vizier", org_id, vizier_id).await
             }
 
             // ---- cron scripts ----
@@ -885,22 +859,13 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn get_cron_script(&self, org_id: Uuid, cron_id: Uuid) -> Result<CronScript> {
-                sqlx::query_as::<_, CronScript>("SELECT * FROM cron_scripts WHERE org_id = $1 AND id = $2")
-                    .bind(org_id)
-                    .bind(cron_id)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db_err("cron script"))
+                let sql = "SELECT * FROM cron_scripts WHERE org_id = $1 AND id = $2";
+                self.org_row(sql, "cron script", org_id, cron_id).await
             }
 
             async fn list_cron_scripts(&self, org_id: Uuid) -> Result<Vec<CronScript>> {
-                sqlx::query_as::<_, CronScript>(
-                    "SELECT * FROM cron_scripts WHERE org_id = $1 ORDER BY created_at, id",
-                )
-                .bind(org_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err("cron script"))
+                let sql = "SELECT * FROM cron_scripts WHERE org_id = $1 ORDER BY created_at, id";
+                self.org_rows(sql, "cron script", org_id).await
             }
 
             async fn list_enabled_cron_scripts(&self) -> Result<Vec<CronScript>> {
@@ -940,13 +905,8 @@ macro_rules! impl_sql_metastore {
             }
 
             async fn delete_cron_script(&self, org_id: Uuid, cron_id: Uuid) -> Result<()> {
-                let done = sqlx::query("DELETE FROM cron_scripts WHERE org_id = $1 AND id = $2")
-                    .bind(org_id)
-                    .bind(cron_id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err("cron script"))?;
-                Self::expect_row(done.rows_affected(), "cron script")
+                let sql = "DELETE FROM cron_scripts WHERE org_id = $1 AND id = $2";
+                self.delete_org_row(sql, "cron script", org_id, cron_id).await
             }
 
             // ---- settings ----

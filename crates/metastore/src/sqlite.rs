@@ -84,4 +84,4 @@ impl SqliteMetastore {
     }
 }
 
-impl_sql_metastore!(SqliteMetastore, "sqlite");
+impl_sql_metastore!(SqliteMetastore, sqlx::Sqlite, "sqlite");
