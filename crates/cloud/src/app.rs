@@ -12,7 +12,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::api::{self, auth, keys, profile, scripts};
-use crate::gateway::{Gateway, GrpcForward};
+use crate::gateway::{Gateway, grpc_forward};
 use crate::services::ServiceKind;
 use crate::state::CloudState;
 
@@ -182,7 +182,7 @@ pub fn gateway_app(gateway: Gateway) -> Router {
     }
     for kind in ServiceKind::ALL {
         for service in kind.grpc_services() {
-            router = router.route_service(&format!("/{service}/{{*method}}"), GrpcForward::new(&gateway, kind));
+            router = router.route_service(&format!("/{service}/{{*method}}"), grpc_forward(&gateway, kind));
         }
     }
     router

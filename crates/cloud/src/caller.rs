@@ -206,7 +206,7 @@ pub(crate) fn token_error(err: ValidationError) -> ApiError {
 ///
 /// A body is parsed before any service sees the call, yet a bad credential or a pending password change is
 /// the more useful answer: so when the body is refused on a route that needs a credential, the credential is
-/// checked first (`AuthService.Me`), and its refusal wins.
+/// checked first (`Gateway::check_caller`), and its refusal wins.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -227,10 +227,7 @@ impl<T: DeserializeOwned + Send> FromRequest<Gateway> for ApiJson<T> {
             return Err(body_error);
         }
         let Ok(context) = context;
-        let me = gateway.clients.auth().me(context.request(loupe_proto::cloudpb::Empty {})).await?.into_inner();
-        if me.must_change_password && access != Access::UserPendingAllowed {
-            return Err(ApiError::password_change_required());
-        }
+        gateway.check_caller(&context, access == Access::UserPendingAllowed).await?;
         Err(body_error)
     }
 }

@@ -7,20 +7,19 @@
 //! `CloudConfig::trust_forwarded_for`). Must not decide anything a service decides.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
+use loupe_proto::cloudpb;
 use tower::{Service, ServiceExt as _};
 
 use crate::caller::{API_KEY_HEADER, DEPLOY_KEY_HEADER};
-use crate::clients::{ServiceChannel, ServiceClients};
+use crate::clients::ServiceClients;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::middleware::REQUEST_ID_HEADER;
 use crate::services::{CLIENT_IP_METADATA, CloudServices, ServiceKind};
@@ -41,6 +40,16 @@ impl Gateway {
     /// A gateway in front of remote services.
     pub fn new(clients: ServiceClients, config: CloudConfig) -> Self {
         Self { clients, config: Arc::new(config), metrics: Arc::new(Metrics::default()) }
+    }
+
+    /// Checks the caller named by `context` with `AuthService.Me`: a refused credential keeps the auth service's
+    /// answer, and a pending password change is refused unless `pending_allowed`.
+    pub(crate) async fn check_caller(&self, context: &CallContext, pending_allowed: bool) -> Result<(), ApiError> {
+        let me = self.clients.auth().me(context.request(cloudpb::Empty {})).await?.into_inner();
+        if me.must_change_password && !pending_allowed {
+            return Err(ApiError::password_change_required());
+        }
+        Ok(())
     }
 
     /// A gateway whose services run in this process on `state`; they share its settings and metrics.
@@ -106,102 +115,55 @@ impl FromRequestParts<Gateway> for CallContext {
 }
 
 /// Forwards public gRPC calls of one service kind to its channel, stamping the end client's address.
-#[derive(Debug, Clone)]
-pub(crate) struct GrpcForward {
-    channel: ServiceChannel,
-    trust_forwarded_for: bool,
-}
-
-impl GrpcForward {
-    pub(crate) fn new(gateway: &Gateway, kind: ServiceKind) -> Self {
-        Self { channel: gateway.clients.channel(kind), trust_forwarded_for: gateway.config.trust_forwarded_for }
-    }
-}
-
-impl Service<Request> for GrpcForward {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
+pub(crate) fn grpc_forward(
+    gateway: &Gateway,
+    kind: ServiceKind,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static {
+    let channel = gateway.clients.channel(kind);
+    let trust_forwarded_for = gateway.config.trust_forwarded_for;
+    tower::service_fn(move |request: Request| {
         let (mut parts, body) = request.into_parts();
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr);
-        let ip = client_ip(&parts.headers, peer, self.trust_forwarded_for);
+        let ip = client_ip(&parts.headers, peer, trust_forwarded_for);
         parts.headers.remove(CLIENT_IP_METADATA);
         if let Ok(value) = HeaderValue::from_str(&ip.to_string()) {
             parts.headers.insert(CLIENT_IP_METADATA, value);
         }
         let request = http::Request::from_parts(parts, tonic::body::Body::new(body));
-        let channel = self.channel.clone();
-        Box::pin(async move {
-            match channel.oneshot(request).await {
-                Ok(response) => Ok(response.map(axum::body::Body::new)),
-                Err(err) => {
-                    tracing::warn!(error = %err, "cloud service unreachable");
-                    let status = tonic::Status::unavailable(format!("the cloud service is unreachable: {err}"));
-                    Ok(status.into_http::<axum::body::Body>())
-                }
-            }
-        })
-    }
+        let channel = channel.clone();
+        async move {
+            Ok(match channel.oneshot(request).await {
+                Ok(response) => response.map(axum::body::Body::new),
+                // The channel already named the service and logged where it was looked for; its status says so.
+                Err(err) => tonic::Status::from_error(Box::new(err)).into_http(),
+            })
+        }
+    })
 }
 
-/// Wraps a gRPC service so that every call must carry a user credential (a session token with no password
-/// change pending, or an API key), checked by `AuthService.Me` before the call goes through. Used for the query
-/// API (`px.api.vizierpb.VizierService`) that `loupe up` mounts on the cloud's port.
-#[derive(Debug, Clone)]
-pub struct RequireUser<S> {
+/// `inner`, a gRPC service, behind a credential check: every call must carry a user credential (a session
+/// token with no password change pending, or an API key), checked by `Gateway::check_caller`. Used for the
+/// query API (`px.api.vizierpb.VizierService`) that `loupe up` mounts on the cloud's port.
+pub fn require_user<S, B>(
     gateway: Gateway,
     inner: S,
-}
-
-impl<S> RequireUser<S> {
-    /// `inner`, behind the credential check.
-    pub fn new(gateway: Gateway, inner: S) -> Self {
-        Self { gateway, inner }
-    }
-}
-
-impl<S, B> Service<Request> for RequireUser<S>
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static
 where
-    S: Service<Request, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request, Response = http::Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
     B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let gateway = self.gateway.clone();
-        let inner = self.inner.clone();
-        Box::pin(async move {
+    tower::service_fn(move |request: Request| {
+        let (gateway, inner) = (gateway.clone(), inner.clone());
+        async move {
             let (mut parts, body) = request.into_parts();
             let Ok(context) = CallContext::from_request_parts(&mut parts, &gateway).await;
-            let checked = gateway.clients.auth().me(context.request(loupe_proto::cloudpb::Empty {})).await;
-            let refusal = match checked {
-                Ok(me) if me.get_ref().must_change_password => {
-                    Some(tonic::Status::from(crate::error::ApiError::password_change_required()))
-                }
-                Ok(_) => None,
-                Err(status) => Some(status),
-            };
-            match refusal {
-                Some(status) => Ok(status.into_http::<axum::body::Body>()),
-                None => {
-                    let Ok(response) = inner.oneshot(Request::from_parts(parts, body)).await;
-                    Ok(response.map(axum::body::Body::new))
-                }
+            if let Err(refused) = gateway.check_caller(&context, false).await {
+                return Ok(tonic::Status::from(refused).into_http());
             }
-        })
-    }
+            let Ok(response) = inner.oneshot(Request::from_parts(parts, body)).await;
+            Ok(response.map(axum::body::Body::new))
+        }
+    })
 }

@@ -33,7 +33,7 @@ pub use crate::app::{ROUTES, RouteSpec, app, gateway_app, serve, serve_router, s
 pub use crate::caller::{API_KEY_HEADER, Caller, PendingCaller};
 pub use crate::clients::{ServiceAddrs, ServiceChannel, ServiceClients};
 pub use crate::error::{ApiError, ApiResult, PASSWORD_CHANGE_REQUIRED};
-pub use crate::gateway::{Gateway, RequireUser};
+pub use crate::gateway::{Gateway, require_user};
 pub use crate::services::{CloudServices, ServiceKind};
 pub use crate::state::{
     BootstrapOutcome, CloudConfig, CloudError, CloudState, SIGNING_KEY_KV, bootstrap, load_or_create_signing_key,

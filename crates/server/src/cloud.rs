@@ -177,8 +177,8 @@ pub async fn start_api(
     let gateway = Gateway::in_process(&state);
     let mut router = loupe_cloud::gateway_app(gateway.clone());
     if let Some(query) = query {
-        router = router
-            .route_service("/px.api.vizierpb.VizierService/{*method}", loupe_cloud::RequireUser::new(gateway, query));
+        router =
+            router.route_service("/px.api.vizierpb.VizierService/{*method}", loupe_cloud::require_user(gateway, query));
     }
     Ok(tokio::spawn(loupe_cloud::serve_router(listener, router, shutdown)))
 }

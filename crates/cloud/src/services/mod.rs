@@ -20,6 +20,7 @@ use loupe_proto::cloudpb::{
     script_service_server::ScriptServiceServer, service_health_server::ServiceHealthServer,
     vizier_info_service_server::VizierInfoServiceServer,
 };
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use crate::caller::{Authenticated, Caller, PendingCaller};
@@ -57,14 +58,20 @@ impl ServiceKind {
         }
     }
 
-    /// The gRPC service names (`package.Service`) this kind serves, for routing.
+    /// The gRPC service names (`package.Service`) this kind serves, for routing: the generated servers' own
+    /// names, so they cannot drift from what `CloudServices::router` registers.
     pub fn grpc_services(self) -> &'static [&'static str] {
         match self {
-            ServiceKind::Auth => {
-                &["loupe.cloud.v1.AuthService", "loupe.cloud.v1.ApiKeyService", "loupe.cloud.v1.DeployKeyService"]
-            }
-            ServiceKind::Profile => &["loupe.cloud.v1.ProfileService", "loupe.cloud.v1.VizierInfoService"],
-            ServiceKind::Scripts => &["loupe.cloud.v1.ScriptService"],
+            ServiceKind::Auth => &[
+                <AuthServiceServer<CloudServices> as NamedService>::NAME,
+                <ApiKeyServiceServer<CloudServices> as NamedService>::NAME,
+                <DeployKeyServiceServer<CloudServices> as NamedService>::NAME,
+            ],
+            ServiceKind::Profile => &[
+                <ProfileServiceServer<CloudServices> as NamedService>::NAME,
+                <VizierInfoServiceServer<CloudServices> as NamedService>::NAME,
+            ],
+            ServiceKind::Scripts => &[<ScriptServiceServer<CloudServices> as NamedService>::NAME],
         }
     }
 }
