@@ -238,14 +238,3 @@ async fn shutdown_signal() {
         () = term => tracing::info!("terminated; shutting down"),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory as _;
-
-    /// Flag names, env vars and `requires` links are checked by clap only when parsed; check them all here.
-    #[test]
-    fn every_subcommand_has_consistent_flags() {
-        super::Cli::command().debug_assert();
-    }
-}

@@ -384,3 +384,27 @@ fn loupe_up_serves_the_cloud_api_with_a_forced_admin_password_change() {
     let keys = call(&["-H", &format!("authorization: Bearer {token}"), &format!("{api}/api-keys")]);
     assert!(keys.is_array() || keys["api_keys"].is_array() || keys["items"].is_array(), "{keys}");
 }
+
+/// Every subcommand answers `--help`. These are debug builds, so clap also checks each command's flags (unique
+/// names, `requires` links) as it builds it: a conflict fails here rather than at a user's first run.
+#[test]
+fn every_subcommand_has_help() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["up"],
+        &["vizier", "pem"],
+        &["cloud", "api"],
+        &["cloud", "auth"],
+        &["cloud", "profile"],
+        &["cloud", "scripts"],
+        &["cloud", "proxy"],
+        &["setup", "create-admin"],
+        &["setup", "init-secrets"],
+    ];
+    for command in commands {
+        let out = Command::new(loupe_bin()).args(*command).arg("--help").output().expect("run loupe");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "loupe {command:?} --help: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(help.contains("Usage:"), "loupe {command:?} --help printed no usage:\n{help}");
+    }
+}
