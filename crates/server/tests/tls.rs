@@ -22,11 +22,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Runs `px` against `addr`, trusting `ca` if given (and nothing from the environment otherwise).
-fn px(addr: &str, ca: Option<&Path>, config: &Path, args: &[&str], stdin: &str) -> Output {
-    px_output(addr, ca, config, args, stdin)
-}
-
 fn ok(out: &Output, what: &str) -> String {
     assert!(out.status.success(), "{what} failed: {}", text(&out.stderr));
     text(&out.stdout)
@@ -47,7 +42,7 @@ fn px_logs_in_manages_keys_and_runs_scripts_over_tls_through_loupe_up() {
     assert!(ca.exists(), "loupe up did not generate {}", ca.display());
     let config = temp_dir("px-config-tls").join("px");
     let addr = format!("https://127.0.0.1:{proxy_port}");
-    let px = |ca: Option<&Path>, args: &[&str], stdin: &str| px(&addr, ca, &config, args, stdin);
+    let px = |ca: Option<&Path>, args: &[&str], stdin: &str| px_output(&addr, ca, &config, args, stdin);
 
     // Without the CA: one clear line, exit 2, no credential stored.
     let out = px(None, &["auth", "login", "--email", ADMIN], "admin\n");
@@ -173,7 +168,7 @@ fn init_secrets_is_idempotent_and_cloud_proxy_redirects_and_reports_a_down_api()
     // Through TLS to a down API: the proxy's 502 reaches px as the server's message.
     let config = temp_dir("px-config-tls-down");
     let addr = format!("https://localhost:{tls_port}");
-    let out = px(&addr, Some(&dir.join("ca.crt")), &config, &["auth", "login", "--email", ADMIN], "admin\n");
+    let out = px_output(&addr, Some(&dir.join("ca.crt")), &config, &["auth", "login", "--email", ADMIN], "admin\n");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("error: the cloud API at 127.0.0.1:") && err.contains("is unreachable"), "{err}");
