@@ -1,27 +1,93 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: system packages the end-to-end tests drive, then format,
-# lint, build and test. Run as root: the eBPF tests load real programs.
+# The whole test suite, as CI runs it: system packages the end-to-end tests drive, then format, lint, build,
+# test, and a bounded fuzzing run of every parser. Run as root: the eBPF tests load real programs.
+#
+# Under CI=true the kernel-facing prerequisites are checked first and a missing one fails the run with the
+# reason (a non-root CI that "passed" would have covered no kernel code), and the eBPF and end-to-end tests
+# panic instead of skipping. FUZZ_SECONDS (default 20 per target) bounds the fuzzing; 0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real peers for the end-to-end tests, from Debian (python3 and curl are usually present).
+phase_start=$(date +%s)
+suite_start=$phase_start
+# Prints how long the phase that just ended took, and starts the next one.
+phase() {
+  local now
+  now=$(date +%s)
+  echo "== $1 took $((now - phase_start))s"
+  phase_start=$now
+}
+
+if [ "${CI:-}" = "true" ]; then
+  problems=()
+  if [ "$(id -u)" != 0 ]; then
+    problems+=("not running as root (uid $(id -u)): the eBPF tests load real programs and the end-to-end tests trace real traffic; run CI as root")
+  fi
+  [ -r /sys/kernel/btf/vmlinux ] ||
+    problems+=("no kernel BTF at /sys/kernel/btf/vmlinux: the CO-RE programs need a kernel built with CONFIG_DEBUG_INFO_BTF")
+  if [ "$(id -u)" = 0 ] && [ ! -d /sys/kernel/tracing/events/syscalls ]; then
+    mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
+  fi
+  if [ "$(id -u)" = 0 ] && [ ! -d /sys/kernel/tracing/events/syscalls/sys_enter_read ]; then
+    problems+=("no syscall tracepoints under /sys/kernel/tracing/events/syscalls: tracefs cannot be mounted or the kernel lacks CONFIG_FTRACE_SYSCALLS")
+  fi
+  if ((${#problems[@]})); then
+    for p in "${problems[@]}"; do echo "error: $p" >&2; done
+    echo "error: CI=true needs these to run the kernel tests; refusing to pass without them" >&2
+    exit 1
+  fi
+fi
+
+# Real peers for the end-to-end tests, from Debian (python3 and curl are usually present), and clang/llvm for
+# the check that the committed BPF object matches its C sources.
 need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/bin/python3 ] || need+=(python3)
-# The metastore suite runs against a real PostgreSQL 15; sessions against a real Redis.
+# The metastore suite and the split cloud run against a real PostgreSQL 15; sessions against a real Redis.
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+command -v llvm-strip >/dev/null 2>&1 || need+=(llvm)
 if ((${#need[@]})); then
   echo "installing test peers: ${need[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+phase "packages"
 
-start=$(date +%s)
 cargo fmt --all --check
+phase "rustfmt"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+phase "clippy"
 # The end-to-end tests drive the real `loupe` and `px` binaries.
 cargo build --workspace --bins --locked
+phase "build"
 cargo test --workspace --locked
-echo "test suite finished in $(( $(date +%s) - start ))s"
+phase "tests"
+
+# Coverage-guided fuzzing of every parser target for a bounded time. cargo-fuzz needs nightly flags
+# (-Zsanitizer); RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
+fuzz_seconds=${FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" != 0 ]; then
+  export RUSTC_BOOTSTRAP=1
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked --quiet
+  fi
+  (
+    cd fuzz
+    log=$(mktemp)
+    for target in $(cargo fuzz list); do
+      echo "fuzzing $target for ${fuzz_seconds}s"
+      if ! cargo fuzz run "$target" -- -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 >"$log" 2>&1; then
+        cat "$log"
+        echo "error: fuzz target $target failed; the input that broke it is under fuzz/artifacts/$target/" >&2
+        exit 1
+      fi
+      tail -n 1 "$log"
+    done
+    rm -f "$log"
+  )
+  phase "fuzz"
+fi
+echo "test suite finished in $(($(date +%s) - suite_start))s"

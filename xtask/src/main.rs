@@ -3,6 +3,7 @@
 //!
 //! Owns checks over the source tree itself. Must not be depended on by any product crate.
 
+mod ci;
 mod tidy;
 
 fn main() -> std::process::ExitCode {

@@ -11,6 +11,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// Internal crates, top (depended on) to bottom. A crate may depend only on crates before it.
 const LAYERS: &[&str] = &[
+    "loupe-testkit",
     "loupe-common",
     "loupe-schema",
     "loupe-proto",
@@ -29,6 +30,9 @@ const LAYERS: &[&str] = &[
     "loupe-cli",
     "loupe-server",
 ];
+
+/// Test support: any crate may use it, but only as a dev-dependency.
+const TESTKIT: &str = "loupe-testkit";
 
 /// Edges that the layering alone would allow but the architecture forbids, with the reason.
 const FORBIDDEN: &[(&str, &str, &str)] = &[
@@ -114,6 +118,10 @@ pub fn layering_problems(root: &Path) -> Vec<String> {
         for dep in pkg["dependencies"].as_array().into_iter().flatten() {
             let dep_name = dep["name"].as_str().unwrap_or_default();
             let normal = dep["kind"].is_null();
+            if dep_name == TESTKIT && dep["kind"].as_str() != Some("dev") {
+                problems
+                    .push(format!("{name} depends on {TESTKIT} outside [dev-dependencies]: it is test support only"));
+            }
             if let Some(dep_rank) = LAYERS.iter().position(|l| *l == dep_name)
                 && normal
                 && dep_rank >= rank

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use loupe_metastore::{ConnectOptions, Metastore, MetastoreError};
 
-use crate::pg_server::PgServer;
+use loupe_testkit::PgServer;
 
 fn chain(err: &MetastoreError) -> String {
     let mut text = err.to_string();
@@ -41,7 +41,7 @@ fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, MetastoreError>, sta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_mid_suite() {
     let server = tokio::task::spawn_blocking(PgServer::start).await.expect("join").expect("start a private server");
-    let url = server.create_database().await;
+    let url = server.create_database();
     // Default options: a 3 s acquire timeout.
     let store = loupe_metastore::connect(&url).await.expect("connect");
     let org = store.create_org("before-restart").await.expect("create org");
@@ -85,7 +85,7 @@ async fn postgres_unreachable_at_connect_is_unavailable() {
 /// Connecting again (and concurrently) to a migrated database applies nothing twice and sees the data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_reconnect_is_idempotent() {
-    let url = PgServer::shared().create_database().await;
+    let url = PgServer::shared().create_database();
     let mut connects = Vec::new();
     for _ in 0..3 {
         let url = url.clone();

@@ -126,10 +126,13 @@ pub async fn user_updates_and_delete_cascade(store: Arc<dyn Metastore>) {
     let a = org(store, "acme").await;
     let u = user(store, a.id, "u@acme.io").await;
 
+    let before = now_ns();
     let changed = store.update_user_password(a.id, u.id, "$argon2id$new", true).await.expect("password");
+    let after = now_ns();
     assert_eq!(changed.password_hash, "$argon2id$new");
     assert!(changed.must_change_password);
-    assert!(changed.updated_at >= u.updated_at);
+    // Stamped by this update, not kept from the creation.
+    assert!((before..=after).contains(&changed.updated_at), "{before} <= {} <= {after}", changed.updated_at);
     assert_eq!(changed.created_at, u.created_at);
     let changed = store.update_user_display_name(a.id, u.id, "Ulla").await.expect("display name");
     assert_eq!(changed.display_name, "Ulla");
@@ -418,9 +421,12 @@ pub async fn scripts_crud_and_unique_per_org(store: Arc<dyn Metastore>) {
     assert_err!(store.create_script(new_script(a.id, "")).await, MetastoreError::Invalid { .. });
 
     let update = ScriptUpdate { pxl: "px.display(1)".to_owned(), vis: "{}".to_owned(), description: "v2".to_owned() };
+    let before = now_ns();
     let updated = store.update_script(a.id, "org/my_script", update.clone()).await.expect("update");
+    let after = now_ns();
     assert_eq!((updated.id, updated.pxl.as_str(), updated.description.as_str()), (s.id, "px.display(1)", "v2"));
-    assert!(updated.updated_at >= s.updated_at);
+    assert!((before..=after).contains(&updated.updated_at), "{before} <= {} <= {after}", updated.updated_at);
+    assert_eq!(updated.created_at, s.created_at);
     assert_eq!(store.get_script(b.id, "org/my_script").await.expect("b untouched"), same_name_elsewhere);
     assert_err!(store.update_script(a.id, "missing", update).await, MetastoreError::NotFound { entity: "script" });
 

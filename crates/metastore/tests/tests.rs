@@ -3,12 +3,11 @@
 //!
 //! Owns `metastore_test_suite!` (quickwit's pattern: one list of behaviours, one expansion per backend) and the
 //! per-backend setup. Must not touch: anything outside this crate; Postgres runs in a private temp server
-//! (`pg_server`), SQLite in memory or in a temp dir.
+//! (`loupe_testkit::PgServer`), SQLite in memory or in a temp dir.
 //!
 //! Run: `cargo test -p loupe-metastore` (needs the `postgresql-15` package; as root it runs the server as `postgres`).
 
 mod backend_specific;
-mod pg_server;
 mod suite;
 
 use std::sync::Arc;
@@ -71,7 +70,7 @@ pub async fn sqlite_file() -> (Arc<dyn Metastore>, TempDir) {
 
 /// A fresh database on the shared test PostgreSQL server.
 pub async fn postgres() -> (Arc<dyn Metastore>, ()) {
-    let url = pg_server::PgServer::shared().create_database().await;
+    let url = loupe_testkit::PgServer::shared().create_database();
     (loupe_metastore::connect_with(&url, &suite_options()).await.expect("connect to test postgres"), ())
 }
 

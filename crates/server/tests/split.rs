@@ -1,7 +1,7 @@
 //! End to end: the cloud as separate processes, as a distributed deployment runs it. `loupe setup
 //! init-secrets` makes the CA, the server certificate and the token signing key. `loupe cloud auth`,
-//! `loupe cloud profile` and `loupe cloud scripts` share a SQLite metastore, a real `redis-server` and that
-//! signing key; `loupe cloud api --auth-addr … --profile-addr … --scripts-addr …` is the gateway in front,
+//! `loupe cloud profile` and `loupe cloud scripts` share a real PostgreSQL 15 metastore, a real `redis-server`
+//! (both started by the test, as a distributed deployment runs them) and that signing key; `loupe cloud api --auth-addr … --profile-addr … --scripts-addr …` is the gateway in front,
 //! reaching them through the same generated clients `loupe up` uses in process; `loupe cloud proxy` terminates
 //! TLS in front of the gateway. The real `px` drives it over https, trusting the generated CA.
 //!
@@ -13,6 +13,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use loupe_testkit::{PgServer, RedisServer};
 
 use crate::common::{Guard, free_port, loupe_bin, px_output, temp_dir, wait_for_port};
 
@@ -68,18 +70,10 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
     let dir = temp_dir("split");
-    let redis_port = free_port();
-    let redis = Command::new("redis-server")
-        .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is needed (scripts/test.sh installs it)");
-    let _redis = Guard(redis);
-    wait_for_port(redis_port, "redis-server");
-    let redis = format!("redis://127.0.0.1:{redis_port}");
-    let metastore = format!("sqlite://{}", dir.join("loupe.db").display());
+    let redis_server = RedisServer::start();
+    let redis = redis_server.url();
+    let postgres = PgServer::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+    let metastore = postgres.create_database();
     let secrets = dir.join("secrets");
     let init = Command::new(loupe_bin()).args(["setup", "init-secrets", "--dir"]).arg(&secrets).output().expect("run");
     assert!(init.status.success(), "init-secrets: {}", text(&init.stderr));
@@ -141,7 +135,7 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
 
     // Readiness covers every service, through the proxy.
     let ready = readyz(tls_port, &secrets);
-    assert!(ready.starts_with("200 ") && ready.contains(r#""scripts":"sqlite""#), "{ready}");
+    assert!(ready.starts_with("200 ") && ready.contains(r#""scripts":"postgres""#), "{ready}");
 
     // A service that goes away is a clear error; once back, the same gateway uses it again.
     drop(scripts);
@@ -169,8 +163,11 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
     drop(scripts);
 
     // The key came from init-secrets, not from the metastore.
-    for file in ["loupe.db", "loupe.db-wal"] {
-        let bytes = std::fs::read(dir.join(file)).unwrap_or_default();
-        assert!(!bytes.windows(16).any(|w| w == b"auth.signing_key"), "a signing key was generated into {file}");
-    }
+    let kv = Command::new("psql")
+        .arg(&metastore)
+        .args(["-tAc", "SELECT count(*) FROM kv WHERE key LIKE '%signing%'"])
+        .output()
+        .expect("psql (from postgresql-15)");
+    assert!(kv.status.success(), "psql: {}", text(&kv.stderr));
+    assert_eq!(text(&kv.stdout).trim(), "0", "a signing key was generated into the metastore");
 }

@@ -14,8 +14,6 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sqlx::Connection;
-
 const DEFAULT_BIN: &str = "/usr/lib/postgresql/15/bin";
 const INSTALL_HINT: &str = "install PostgreSQL 15 with `apt-get install postgresql-15` (or set LOUPE_PG_BIN)";
 
@@ -48,7 +46,7 @@ impl PgServer {
         let base = std::env::temp_dir().join(format!("loupe-metastore-pg-{}-{id}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).map_err(|e| format!("creating {}: {e}", base.display()))?;
-        let server = PgServer { base, bin, port: free_port()?, as_postgres_user };
+        let server = PgServer { base, bin, port: crate::free_port(), as_postgres_user };
         if as_postgres_user {
             run(Command::new("chown").arg("postgres:postgres").arg(&server.base))?;
         }
@@ -98,17 +96,30 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Creates a fresh empty database and returns its URL.
-    pub async fn create_database(&self) -> String {
+    /// Creates a fresh empty database (with the package's `createdb`) and returns its URL.
+    ///
+    /// # Panics
+    /// When the server refuses: the test cannot go on without its database.
+    pub fn create_database(&self) -> String {
         let name = format!("t_{}", NEXT_ID.fetch_add(1, Ordering::SeqCst));
-        let mut conn = sqlx::PgConnection::connect(&self.url("postgres")).await.expect("connect to the test server");
-        // The name is generated digits, never input: safe to splice.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create a test database");
-        let _ = conn.close().await;
+        let created = run(Command::new(self.bin.join("createdb")).args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            &name,
+        ]));
+        if let Err(err) = created {
+            panic!("cannot create a test database: {err}");
+        }
         self.url(&name)
+    }
+
+    /// The port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -159,11 +170,6 @@ impl Drop for PgServer {
         });
         let _ = std::fs::remove_dir_all(&self.base);
     }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| format!("finding a free port: {e}"))
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
