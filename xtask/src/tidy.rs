@@ -1,6 +1,8 @@
-//! Tidy checks: every Rust file opens with a `//!` doc, and crates depend only on crates above
-//! them in the layering written in `docs/architecture.md`.
+//! Tidy checks: every Rust file opens with a `//!` doc, and every crate's dependencies are exactly what its
+//! section of `docs/architecture.md` lists, in the layering order of that map, with none of its `**Never:**`
+//! crates. The map is the single source: edit it and the check follows.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -9,53 +11,110 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// Internal crates, top (depended on) to bottom. A crate may depend only on crates before it.
-const LAYERS: &[&str] = &[
-    "loupe-testkit",
-    "loupe-common",
-    "loupe-schema",
-    "loupe-proto",
-    "loupe-protocols",
-    "loupe-bpf-common",
-    "loupe-bpf",
-    "loupe-store",
-    "loupe-collector",
-    "loupe-pxl",
-    "loupe-engine",
-    "loupe-metastore",
-    "loupe-auth",
-    "loupe-vizier",
-    "loupe-cloud",
-    "loupe-proxy",
-    "loupe-cli",
-    "loupe-server",
-];
-
 /// Test support: any crate may use it, but only as a dev-dependency.
 const TESTKIT: &str = "loupe-testkit";
 
-/// Edges that the layering alone would allow but the architecture forbids, with the reason.
-const FORBIDDEN: &[(&str, &str, &str)] = &[
-    ("loupe-cli", "loupe-vizier", "px speaks only the public API"),
-    ("loupe-cli", "loupe-engine", "px speaks only the public API"),
-    ("loupe-cli", "loupe-collector", "px speaks only the public API"),
-    ("loupe-cli", "loupe-store", "px speaks only the public API"),
-    ("loupe-cli", "loupe-cloud", "px speaks only the public API"),
-    ("loupe-cli", "loupe-auth", "px speaks only the public API"),
-    ("loupe-cli", "loupe-metastore", "px speaks only the public API"),
-    ("loupe-cli", "loupe-proxy", "px speaks only the public API"),
-    ("loupe-pxl", "datafusion", "pxl plans; only engine executes"),
-    ("loupe-pxl", "loupe-store", "pxl knows schemas, not storage"),
-    ("loupe-store", "datafusion", "the store knows nothing of queries"),
-    ("loupe-protocols", "tokio", "parsers do no I/O"),
-    ("loupe-collector", "tokio", "the collector runs on its own thread"),
-    ("loupe-auth", "sqlx", "auth is logic; storage is the metastore's"),
-    ("loupe-cloud", "sqlx", "the cloud reaches storage only through the metastore trait"),
-    ("loupe-cloud", "loupe-vizier", "the cloud reaches vizier only via proto"),
-    ("loupe-cloud", "loupe-engine", "the cloud reaches vizier only via proto"),
-    ("loupe-cloud", "loupe-collector", "the cloud reaches vizier only via proto"),
-    ("loupe-metastore", "loupe-auth", "the metastore stores hashes; it never hashes or verifies"),
-];
+/// What `docs/architecture.md` says one crate may use: its section's place in the layering and the lines
+/// `**Depends on:**`, `**Build:**`, `**Tests also:**` and `**Never:**`, each a list of backticked crate names.
+#[derive(Debug, Default)]
+pub struct CrateRules {
+    /// The package name, from the section heading (`### \`name\``).
+    pub name: String,
+    /// Normal dependencies, exactly.
+    pub normal: BTreeSet<String>,
+    /// Build dependencies, exactly.
+    pub build: BTreeSet<String>,
+    /// Dev-dependencies, exactly.
+    pub dev: BTreeSet<String>,
+    /// Crates it must never depend on, of any kind (the invariants an allow-list edit must not quietly drop).
+    pub never: BTreeSet<String>,
+}
+
+/// The rules of every crate, in the map's order: top of the dependency graph (depended on) first.
+pub fn rules_from_doc(doc: &str) -> Vec<CrateRules> {
+    let mut rules: Vec<CrateRules> = Vec::new();
+    for line in doc.lines() {
+        if let Some(heading) = line.strip_prefix("### `") {
+            let name = heading.split('`').next().unwrap_or_default();
+            rules.push(CrateRules { name: name.to_string(), ..CrateRules::default() });
+            continue;
+        }
+        if line.starts_with("## ") && !rules.is_empty() {
+            break; // the code map ended
+        }
+        let Some(current) = rules.last_mut() else { continue };
+        for (label, list) in [
+            ("**Depends on:**", &mut current.normal),
+            ("**Build:**", &mut current.build),
+            ("**Tests also:**", &mut current.dev),
+            ("**Never:**", &mut current.never),
+        ] {
+            if let Some(rest) = line.strip_prefix(label) {
+                list.extend(rest.split('`').skip(1).step_by(2).map(str::to_string));
+            }
+        }
+    }
+    rules
+}
+
+/// Every dependency edge that the map does not say, as one line each: a crate missing from the map (or a map
+/// section naming no crate), a dependency not listed (or listed but absent), an internal normal dependency on
+/// a crate at or below it, a `**Never:**` crate, and test support outside dev-dependencies.
+pub fn edge_problems(rules: &[CrateRules], metadata: &serde_json::Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let packages: Vec<&serde_json::Value> = metadata["packages"].as_array().into_iter().flatten().collect();
+    let rank = |name: &str| rules.iter().position(|r| r.name == name);
+    for section in rules {
+        if !packages.iter().any(|p| p["name"] == section.name.as_str()) {
+            problems.push(format!("docs/architecture.md has a section for `{}`, which is no package", section.name));
+        }
+    }
+    for pkg in packages {
+        let name = pkg["name"].as_str().unwrap_or_default();
+        let Some(own_rank) = rank(name) else {
+            problems.push(format!("{name}: no section in docs/architecture.md (its place and dependencies)"));
+            continue;
+        };
+        let rule = &rules[own_rank];
+        let mut seen: [BTreeSet<String>; 3] = Default::default();
+        for dep in pkg["dependencies"].as_array().into_iter().flatten() {
+            let dep_name = dep["name"].as_str().unwrap_or_default().to_string();
+            let kind = dep["kind"].as_str().unwrap_or("normal");
+            let (index, allowed, label) = match kind {
+                "build" => (1, &rule.build, "**Build:**"),
+                "dev" => (2, &rule.dev, "**Tests also:**"),
+                _ => (0, &rule.normal, "**Depends on:**"),
+            };
+            if !allowed.contains(&dep_name) {
+                problems.push(format!("{name} has the {kind} dependency {dep_name}, which its {label} line lacks"));
+            }
+            if rule.never.contains(&dep_name) {
+                problems.push(format!("{name} must never depend on {dep_name} (its **Never:** line)"));
+            }
+            if dep_name == TESTKIT && kind != "dev" {
+                problems
+                    .push(format!("{name} depends on {TESTKIT} outside [dev-dependencies]: it is test support only"));
+            }
+            if kind == "normal"
+                && let Some(dep_rank) = rank(&dep_name)
+                && dep_rank >= own_rank
+            {
+                problems.push(format!("{name} depends on {dep_name}, which sits at or below it in the layering"));
+            }
+            seen[index].insert(dep_name);
+        }
+        for (listed, present, label) in [
+            (&rule.normal, &seen[0], "**Depends on:**"),
+            (&rule.build, &seen[1], "**Build:**"),
+            (&rule.dev, &seen[2], "**Tests also:**"),
+        ] {
+            for stale in listed.difference(present) {
+                problems.push(format!("{name}'s {label} line lists {stale}, which it does not use"));
+            }
+        }
+    }
+    problems
+}
 
 /// Every problem found, as one line each.
 pub fn all_problems(root: &Path) -> Vec<String> {
@@ -94,48 +153,29 @@ pub fn missing_module_docs(root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Dependency edges that break the layering or a forbidden rule.
-pub fn layering_problems(root: &Path) -> Vec<String> {
+/// `cargo metadata` of the workspace's own packages.
+fn workspace_metadata(root: &Path) -> Result<serde_json::Value, String> {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
         .current_dir(root)
-        .output();
-    let meta: serde_json::Value = match out {
-        Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).unwrap_or_default(),
-        Ok(o) => return vec![format!("cargo metadata failed: {}", String::from_utf8_lossy(&o.stderr))],
-        Err(e) => return vec![format!("cannot run cargo metadata: {e}")],
-    };
-    let mut problems = Vec::new();
-    for pkg in meta["packages"].as_array().into_iter().flatten() {
-        let name = pkg["name"].as_str().unwrap_or_default();
-        if name == "xtask" {
-            continue;
-        }
-        let Some(rank) = LAYERS.iter().position(|l| *l == name) else {
-            problems.push(format!("{name}: not placed in xtask's LAYERS list and docs/architecture.md"));
-            continue;
-        };
-        for dep in pkg["dependencies"].as_array().into_iter().flatten() {
-            let dep_name = dep["name"].as_str().unwrap_or_default();
-            let normal = dep["kind"].is_null();
-            if dep_name == TESTKIT && dep["kind"].as_str() != Some("dev") {
-                problems
-                    .push(format!("{name} depends on {TESTKIT} outside [dev-dependencies]: it is test support only"));
-            }
-            if let Some(dep_rank) = LAYERS.iter().position(|l| *l == dep_name)
-                && normal
-                && dep_rank >= rank
-            {
-                problems.push(format!("{name} depends on {dep_name}, which sits at or below it in the layering"));
-            }
-            for (from, to, why) in FORBIDDEN {
-                if *from == name && *to == dep_name && normal {
-                    problems.push(format!("{name} must not depend on {dep_name}: {why}"));
-                }
-            }
-        }
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
-    problems
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata printed no JSON: {e}"))
+}
+
+/// Dependency edges that `docs/architecture.md` does not allow.
+pub fn layering_problems(root: &Path) -> Vec<String> {
+    let doc = match std::fs::read_to_string(root.join("docs/architecture.md")) {
+        Ok(doc) => doc,
+        Err(e) => return vec![format!("cannot read docs/architecture.md: {e}")],
+    };
+    match workspace_metadata(root) {
+        Ok(metadata) => edge_problems(&rules_from_doc(&doc), &metadata),
+        Err(problem) => vec![problem],
+    }
 }
 
 #[cfg(test)]
@@ -154,10 +194,40 @@ mod tests {
         assert!(p.is_empty(), "{}", p.join("\n"));
     }
 
+    /// The real map and the real metadata, with one edge added that the map forbids: tidy must say so.
+    fn problems_with_extra_edge(from: &str, to: &str, kind: Option<&str>) -> Vec<String> {
+        let root = workspace_root();
+        let doc = std::fs::read_to_string(root.join("docs/architecture.md")).expect("architecture.md");
+        let mut metadata = workspace_metadata(&root).expect("metadata");
+        let packages = metadata["packages"].as_array_mut().expect("packages");
+        let pkg = packages.iter_mut().find(|p| p["name"] == from).expect("package");
+        let deps = pkg["dependencies"].as_array_mut().expect("dependencies");
+        deps.push(serde_json::json!({ "name": to, "kind": kind }));
+        edge_problems(&rules_from_doc(&doc), &metadata)
+    }
+
     #[test]
-    fn architecture_doc_names_every_crate() {
-        let doc = std::fs::read_to_string(workspace_root().join("docs/architecture.md")).unwrap_or_default();
-        let missing: Vec<_> = LAYERS.iter().filter(|c| !doc.contains(&format!("`{c}`"))).collect();
-        assert!(missing.is_empty(), "docs/architecture.md lacks a code-map entry for {missing:?}");
+    fn an_added_forbidden_edge_fails() {
+        let p = problems_with_extra_edge("loupe-protocols", "tokio", None);
+        assert!(p.iter().any(|l| l.contains("loupe-protocols must never depend on tokio")), "{p:?}");
+        let p = problems_with_extra_edge("loupe-cli", "loupe-vizier", None);
+        assert!(p.iter().any(|l| l.contains("loupe-cli must never depend on loupe-vizier")), "{p:?}");
+        let p = problems_with_extra_edge("loupe-common", "loupe-store", None);
+        assert!(p.iter().any(|l| l.contains("sits at or below it")), "{p:?}");
+        let p = problems_with_extra_edge("loupe-store", "loupe-testkit", None);
+        assert!(p.iter().any(|l| l.contains("outside [dev-dependencies]")), "{p:?}");
+        // Not listed at all, even as a dev-dependency: the allow-list covers tests too.
+        let p = problems_with_extra_edge("loupe-schema", "rand", Some("dev"));
+        assert!(p.iter().any(|l| l.contains("loupe-schema has the dev dependency rand")), "{p:?}");
+    }
+
+    #[test]
+    fn the_map_lists_no_dependency_a_crate_lacks() {
+        let rules = rules_from_doc("### `a` (`crates/a`)\n**Depends on:** `b`\n### `b` (`crates/b`)\n");
+        let metadata = serde_json::json!({ "packages": [
+            { "name": "a", "dependencies": [] },
+            { "name": "b", "dependencies": [] },
+        ]});
+        assert_eq!(edge_problems(&rules, &metadata), vec!["a's **Depends on:** line lists b, which it does not use"]);
     }
 }
