@@ -47,6 +47,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 # The metastore suite and the split cloud run against a real PostgreSQL 15; sessions against a real Redis.
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The bus suite runs against a real NATS server with JetStream.
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v llvm-strip >/dev/null 2>&1 || need+=(llvm)
 if ((${#need[@]})); then

@@ -1,12 +1,14 @@
-//! Test support shared by every package's tests: real servers from Debian packages (PostgreSQL 15, Redis),
+//! Test support shared by every package's tests: real servers from Debian packages (PostgreSQL 15, Redis, NATS with JetStream),
 //! each started by the test itself on a free loopback port in a temp dir, and stopped with it.
 //!
 //! Owns process management only. Must not contain assertions about the code under test, and must never be a
 //! normal (non-dev) dependency of any crate: tidy refuses that edge.
 
+pub mod nats;
 pub mod postgres;
 pub mod redis;
 
+pub use nats::NatsServer;
 pub use postgres::PgServer;
 pub use redis::RedisServer;
 
