@@ -1,0 +1,113 @@
+//! The host tables (Pixie's names and columns): process and network counters, JVM stats, CPU profiles, exits,
+//! TCP stats and the collector's own error tables. Empty until a source fills them, but declared now so that a
+//! script naming any of them compiles and returns no rows.
+
+crate::table! {
+    /// `process_stats`: per-process CPU, memory, fault and I/O counters from /proc.
+    process_stats = "process_stats", "per-process CPU, memory and I/O counters", ProcessStatsRow, ProcessStatsBuilder {
+        time_ns: Time = "time_", "ST_NONE", "time of the sample";
+        upid: Upid = "upid", "ST_UPID", "the process";
+        major_faults: I64 = "major_faults", "ST_NONE", "major page faults (counter)";
+        minor_faults: I64 = "minor_faults", "ST_NONE", "minor page faults (counter)";
+        cpu_utime_ns: I64 = "cpu_utime_ns", "ST_DURATION_NS", "user CPU time (counter)";
+        cpu_ktime_ns: I64 = "cpu_ktime_ns", "ST_DURATION_NS", "kernel CPU time (counter)";
+        num_threads: I64 = "num_threads", "ST_NONE", "threads now";
+        vsize_bytes: I64 = "vsize_bytes", "ST_BYTES", "virtual memory size";
+        rss_bytes: I64 = "rss_bytes", "ST_BYTES", "resident memory";
+        rchar_bytes: I64 = "rchar_bytes", "ST_BYTES", "bytes read by syscalls (counter)";
+        wchar_bytes: I64 = "wchar_bytes", "ST_BYTES", "bytes written by syscalls (counter)";
+        read_bytes: I64 = "read_bytes", "ST_BYTES", "bytes read from storage (counter)";
+        write_bytes: I64 = "write_bytes", "ST_BYTES", "bytes written to storage (counter)";
+    }
+}
+
+crate::table! {
+    /// `network_stats`: per-pod (or per network namespace) interface counters.
+    network_stats = "network_stats", "network interface counters per pod", NetworkStatsRow, NetworkStatsBuilder {
+        time_ns: Time = "time_", "ST_NONE", "time of the sample";
+        pod_id: Str = "pod_id", "ST_NONE", "pod (or network namespace on a bare host)";
+        rx_bytes: I64 = "rx_bytes", "ST_BYTES", "bytes received (counter)";
+        rx_packets: I64 = "rx_packets", "ST_NONE", "packets received (counter)";
+        rx_errors: I64 = "rx_errors", "ST_NONE", "receive errors (counter)";
+        rx_drops: I64 = "rx_drops", "ST_NONE", "receive drops (counter)";
+        tx_bytes: I64 = "tx_bytes", "ST_BYTES", "bytes sent (counter)";
+        tx_packets: I64 = "tx_packets", "ST_NONE", "packets sent (counter)";
+        tx_errors: I64 = "tx_errors", "ST_NONE", "send errors (counter)";
+        tx_drops: I64 = "tx_drops", "ST_NONE", "send drops (counter)";
+    }
+}
+
+crate::table! {
+    /// `jvm_stats`: garbage collection and heap figures of JVM processes.
+    jvm_stats = "jvm_stats", "JVM garbage collection and heap figures", JvmStatsRow, JvmStatsBuilder {
+        time_ns: Time = "time_", "ST_NONE", "time of the sample";
+        upid: Upid = "upid", "ST_UPID", "the JVM process";
+        young_gc_time: I64 = "young_gc_time", "ST_DURATION_NS", "young-generation GC time (counter)";
+        full_gc_time: I64 = "full_gc_time", "ST_DURATION_NS", "full GC time (counter)";
+        used_heap_size: I64 = "used_heap_size", "ST_BYTES", "heap in use";
+        total_heap_size: I64 = "total_heap_size", "ST_BYTES", "heap committed";
+        max_heap_size: I64 = "max_heap_size", "ST_BYTES", "heap limit";
+    }
+}
+
+crate::table! {
+    /// `stack_traces.beta`: CPU profile samples, one row per distinct stack per window.
+    stack_traces = "stack_traces.beta", "CPU profile: sampled stacks and their counts", StackTraceRow, StackTracesBuilder {
+        time_ns: Time = "time_", "ST_NONE", "end of the sampling window";
+        upid: Upid = "upid", "ST_UPID", "the sampled process";
+        stack_trace_id: I64 = "stack_trace_id", "ST_NONE", "id of the stack";
+        stack_trace: Str = "stack_trace", "ST_NONE", "folded frames joined by `;`";
+        count: I64 = "count", "ST_NONE", "samples of this stack in the window";
+    }
+}
+
+crate::table! {
+    /// `proc_exit_events`: processes that exited, with their code or signal.
+    proc_exit_events = "proc_exit_events", "process exits", ProcExitEventRow, ProcExitEventsBuilder {
+        time_ns: Time = "time_", "ST_NONE", "time of the exit";
+        upid: Upid = "upid", "ST_UPID", "the process";
+        exit_code: I64 = "exit_code", "ST_NONE", "exit code";
+        signal: I64 = "signal", "ST_NONE", "terminating signal, 0 if none";
+        comm: Str = "comm", "ST_NONE", "command name";
+    }
+}
+
+crate::table! {
+    /// `tcp_stats_events`: per-connection TCP bytes and retransmits.
+    tcp_stats_events = "tcp_stats_events", "TCP bytes and retransmits per connection", TcpStatsEventRow, TcpStatsEventsBuilder {
+        time_ns: Time = "time_", "ST_NONE", "time of the report";
+        upid: Upid = "upid", "ST_UPID", "process owning the socket";
+        local_addr: Str = "local_addr", "ST_IP_ADDRESS", "own IP address";
+        local_port: I64 = "local_port", "ST_PORT", "own port";
+        remote_addr: Str = "remote_addr", "ST_IP_ADDRESS", "peer IP address";
+        remote_port: I64 = "remote_port", "ST_PORT", "peer port";
+        tx: I64 = "tx", "ST_BYTES", "bytes sent (counter)";
+        rx: I64 = "rx", "ST_BYTES", "bytes received (counter)";
+        retransmits: I64 = "retransmits", "ST_NONE", "retransmitted segments (counter)";
+    }
+}
+
+crate::table! {
+    /// `stirling_error`: the collector's status reports per source.
+    stirling_error = "stirling_error", "collector status per source", StirlingErrorRow, StirlingErrorBuilder {
+        time_ns: Time = "time_", "ST_NONE", "time of the report";
+        upid: Upid = "upid", "ST_UPID", "the agent";
+        source_connector: Str = "source_connector", "ST_NONE", "source";
+        status: I64 = "status", "ST_NONE", "status code";
+        error: Str = "error", "ST_NONE", "error text";
+        context: Str = "context", "ST_NONE", "context";
+    }
+}
+
+crate::table! {
+    /// `probe_status`: which probes each source attached, and why not.
+    probe_status = "probe_status", "probe attach status per source", ProbeStatusRow, ProbeStatusBuilder {
+        time_ns: Time = "time_", "ST_NONE", "time of the report";
+        upid: Upid = "upid", "ST_UPID", "the agent";
+        source_connector: Str = "source_connector", "ST_NONE", "source";
+        tracepoint: Str = "tracepoint", "ST_NONE", "probe";
+        status: I64 = "status", "ST_NONE", "status code";
+        error: Str = "error", "ST_NONE", "error text";
+        info: Str = "info", "ST_NONE", "details as JSON";
+    }
+}
