@@ -21,3 +21,4 @@
 )]
 
 pub mod http1;
+pub mod redact;
