@@ -135,9 +135,23 @@ fn log_in_and_change_password(api_port: u16, secrets: &Secrets) {
     assert!(change.status.success(), "password change: {}", String::from_utf8_lossy(&change.stderr));
 }
 
-/// Every http_events row `filter` selects, as `px run -o json` prints it, polled until `done` accepts the rows
-/// (or 10 s pass). Returns the raw output and its rows.
-fn rows(loupe_port: u16, dir: &Path, filter: &str, done: impl Fn(&[Value]) -> bool) -> (String, Vec<Value>) {
+/// http_events rows as `px run -o json` printed them: the raw text and each row parsed.
+struct Rows {
+    text: String,
+    rows: Vec<Value>,
+}
+
+/// What one run of the traffic left in http_events.
+struct Capture {
+    /// Rows of the nginx port (curl's and nginx's side).
+    server: Rows,
+    /// Rows of the cloud API port (px's side).
+    api: Rows,
+    secrets: Secrets,
+}
+
+/// Every http_events row `filter` selects, polled until `done` accepts the rows (or 10 s pass).
+fn rows(loupe_port: u16, dir: &Path, filter: &str, done: impl Fn(&[Value]) -> bool) -> Rows {
     let script = write_script(
         dir,
         "rows.pxl",
@@ -154,7 +168,7 @@ fn rows(loupe_port: u16, dir: &Path, filter: &str, done: impl Fn(&[Value]) -> bo
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let rows: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
         if done(&rows) {
-            return (text, rows);
+            return Rows { text, rows };
         }
         assert!(Instant::now() < deadline, "rows for {filter} never completed; last seen:\n{text}");
         std::thread::sleep(Duration::from_millis(200));
@@ -176,9 +190,8 @@ fn header(row: &Value, column: &str, name: &str) -> String {
     headers[name].as_str().unwrap_or_else(|| panic!("no {name} in {column}: {row}")).to_string()
 }
 
-/// Runs the traffic against a `loupe up` started with `extra_args`; returns (text, rows) for the nginx port and
-/// for the cloud API port, and the secrets used.
-fn capture(extra_args: &[&str], tag: &str) -> ((String, Vec<Value>), (String, Vec<Value>), Secrets) {
+/// Runs the traffic against a `loupe up` started with `extra_args`.
+fn capture(extra_args: &[&str], tag: &str) -> Capture {
     let (_loupe, loupe_port, api_port) = start_loupe_with(extra_args);
     let dir = temp_dir(tag);
     let port = free_port();
@@ -194,7 +207,7 @@ fn capture(extra_args: &[&str], tag: &str) -> ((String, Vec<Value>), (String, Ve
     let api = rows(loupe_port, &dir, &format!("df.remote_port == {api_port}"), |rows| {
         !rows_for(rows, "/api/v1/auth/login").is_empty() && !rows_for(rows, "/api/v1/auth/password").is_empty()
     });
-    (server, api, secrets)
+    Capture { server, api, secrets }
 }
 
 #[test]
@@ -203,7 +216,8 @@ fn captured_credentials_are_redacted_before_rows_are_stored() {
         eprintln!("skipping: tracing needs root");
         return;
     }
-    let ((text, rows), (api_text, api_rows), secrets) = capture(&[], "redact-on");
+    let Capture { server: Rows { text, rows }, api: Rows { text: api_text, rows: api_rows }, secrets } =
+        capture(&[], "redact-on");
     for secret in secrets.all() {
         assert!(!text.contains(secret) && !api_text.contains(secret), "{secret} leaked:\n{text}\n{api_text}");
     }
@@ -258,7 +272,8 @@ fn with_no_redact_the_same_traffic_keeps_every_secret() {
         eprintln!("skipping: tracing needs root");
         return;
     }
-    let ((text, _), (api_text, api_rows), secrets) = capture(&["--no-redact"], "redact-off");
+    let Capture { server: Rows { text, .. }, api: Rows { text: api_text, rows: api_rows }, secrets } =
+        capture(&["--no-redact"], "redact-off");
     for secret in &secrets.all()[..10] {
         assert!(text.contains(secret), "{secret} missing although redaction is off:\n{text}");
     }
