@@ -122,7 +122,7 @@ impl NameBuf {
     }
 }
 
-/// The value of one value of header `name` as it may be stored: [`MARKER`] for a secret
+/// A value of header (or metadata entry) `name` as it may be stored: [`MARKER`] for a secret
 /// header (after the scheme for `Authorization: Bearer ...`), the URL with its query redacted
 /// for `Referer`, `Location` and `Content-Location`, else unchanged.
 pub fn header_value<'a>(name: &str, value: &'a str) -> Cow<'a, str> {
