@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use loupe_common::{ClockConverter, Upid};
 use loupe_protocols::http1::{self, Http1Conn, ParseConfig, Record, Side};
+use loupe_protocols::redact;
 use loupe_schema::http::HttpEventRow;
 
 use crate::events::{ConnKey, Direction, KernelEvent, Role};
@@ -28,6 +29,9 @@ pub struct TrackerConfig {
     pub idle_timeout_ns: u64,
     /// Body truncation and header limits.
     pub parse: ParseConfig,
+    /// Replace credentials (auth headers, cookies, secret query parameters and body fields) by
+    /// `[REDACTED]` before a row is built; see `docs/redaction.md`. On by default.
+    pub redact: bool,
 }
 
 impl Default for TrackerConfig {
@@ -38,6 +42,7 @@ impl Default for TrackerConfig {
             max_reorder_wait_ns: 100_000_000,
             idle_timeout_ns: 300_000_000_000,
             parse: ParseConfig::default(),
+            redact: true,
         }
     }
 }
@@ -359,7 +364,10 @@ fn emit(
             .clone();
         let (local_addr, local_port) = addr_parts(conn.local);
         let (remote_addr, remote_port) = addr_parts(conn.remote);
-        for rec in records.drain(..) {
+        for mut rec in records.drain(..) {
+            if config.redact {
+                redact::http1_record(&mut rec);
+            }
             stats.rows += 1;
             rows.push(HttpEventRow {
                 time_ns: clock.to_unix_ns(rec.resp.ts_ns),
@@ -567,5 +575,21 @@ mod tests {
         t.tick(2 + TrackerConfig::default().idle_timeout_ns, &mut rows);
         assert_eq!(t.open_connections(), 0);
         assert_eq!(t.stats().conns_closed, 1);
+    }
+
+    #[test]
+    fn credentials_are_redacted_before_the_row_unless_turned_off() {
+        const SECRET_REQ: &[u8] = b"GET /a?token=t0k HTTP/1.1\r\nAuthorization: Bearer b3arer\r\n\r\n";
+        for (redact, path, auth) in
+            [(true, "/a?token=[REDACTED]", "Bearer [REDACTED]"), (false, "/a?token=t0k", "Bearer b3arer")]
+        {
+            let mut t = Tracker::new(TrackerConfig { redact, ..TrackerConfig::default() }, ClockConverter::new());
+            let mut rows = Vec::new();
+            t.handle(open(Role::Client), &mut rows);
+            t.handle(data(1, Direction::Egress, 0, SECRET_REQ), &mut rows);
+            t.handle(data(2, Direction::Ingress, 0, RESP), &mut rows);
+            assert_eq!(rows[0].req_path, path);
+            assert_eq!(rows[0].req_headers, format!(r#"{{"Authorization":"{auth}"}}"#));
+        }
     }
 }

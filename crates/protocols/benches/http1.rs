@@ -1,14 +1,16 @@
 //! Throughput of `Http1Conn` over the recorded mix in `testdata/http1`, against two in-run
 //! baselines over the same bytes: `httparse` (the parser users would compare against: heads parsed, bodies
-//! framed by Content-Length or chunked, on the contiguous streams) and a plain byte loop counting `\n`.
+//! framed by Content-Length or chunked, on the contiguous streams) and a plain byte loop counting `\n`; and of
+//! redacting the mix's parsed records (`redact::http1_record`).
 //!
 //! Owns benchmarking only; must not touch parser internals (it uses the public API).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group};
-use loupe_protocols::http1::{Http1Conn, ParseConfig, Record};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
+use loupe_protocols::http1::{Http1Conn, Message, ParseConfig, Record};
+use loupe_protocols::redact;
 
 macro_rules! corpus_file {
     ($name:literal) => {
@@ -155,7 +157,31 @@ fn bench_http1(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_http1);
+/// Bytes redaction reads in one message: the target, the headers and the kept body.
+fn redacted_bytes(message: &Message) -> u64 {
+    let headers: usize = message.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+    (message.path.len() + headers + message.body.len()) as u64
+}
+
+/// Redaction of the mix's parsed records, as the collector runs it on every row. The records are
+/// cloned outside the timed part; throughput counts the bytes redaction reads.
+fn bench_redact(c: &mut Criterion) {
+    let mut records = Vec::new();
+    parse_mix(&mut records);
+    let bytes = records.iter().map(|r| redacted_bytes(&r.req) + redacted_bytes(&r.resp)).sum();
+    let mut group = c.benchmark_group("redact");
+    group.throughput(Throughput::BytesDecimal(bytes));
+    group.bench_function("redact_recorded_mix_records", |b| {
+        b.iter_batched_ref(
+            || records.clone(),
+            |records| records.iter_mut().for_each(redact::http1_record),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_http1, bench_redact);
 
 /// Runs `f` repeatedly for about `budget` and returns MB/s over the corpus.
 fn measure_mb_per_s(budget: Duration, mut f: impl FnMut() -> usize) -> f64 {

@@ -1,7 +1,7 @@
 //! Wire-protocol parsers: bytes of a captured connection in, parsed records out.
 //!
 //! Owns protocol framing and request/response pairing, one module per protocol (`http1` so
-//! far). Architecture invariant: this crate does no I/O, uses no async runtime and no `unsafe`,
+//! far), and `redact`, the credential redaction all of them share. Architecture invariant: this crate does no I/O, uses no async runtime and no `unsafe`,
 //! and never panics on any input; memory per connection is bounded by configuration. Must not
 //! touch connection tracking, eBPF events or table storage: the collector feeds bytes in and
 //! turns records into rows.
@@ -21,3 +21,4 @@
 )]
 
 pub mod http1;
+pub mod redact;

@@ -99,6 +99,10 @@ struct AgentArgs {
     /// Serve queries without tracing (no root needed; the store stays empty).
     #[arg(long)]
     no_trace: bool,
+    /// Store credentials as captured: auth headers, cookies, secret query parameters and body fields are
+    /// otherwise replaced by [REDACTED] before a row is stored (see docs/redaction.md).
+    #[arg(long, env = "LOUPE_NO_REDACT", value_parser = clap::builder::BoolishValueParser::new())]
+    no_redact: bool,
 }
 
 fn main() -> ExitCode {
@@ -197,6 +201,10 @@ async fn start_pem(args: AgentArgs) -> Result<Pem> {
         let mut c = CollectorConfig::default();
         c.tracer.exclude_tgid = std::process::id();
         c.tracker.parse.max_body_bytes = args.max_body_bytes;
+        c.tracker.redact = !args.no_redact;
+        if args.no_redact {
+            tracing::warn!("redaction is off (--no-redact): captured rows keep passwords, tokens and cookies as sent");
+        }
         c
     });
     let pem = Pem::start(PemConfig { listen: args.listen, store, collector }).await?;

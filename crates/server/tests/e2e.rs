@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::common::{Guard, free_port, loupe_bin, loupe_up, px_output, temp_dir, wait_for_port};
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
@@ -33,8 +33,14 @@ fn can_trace() -> bool {
 /// Starts `loupe up` on free ports and waits until its query endpoint answers; returns the agent's
 /// query port and the cloud API's port (which serves queries too).
 fn start_loupe() -> (Guard, u16, u16) {
+    start_loupe_with(&[])
+}
+
+/// [`start_loupe`] with `extra_args` on `loupe up`'s command line.
+pub(crate) fn start_loupe_with(extra_args: &[&str]) -> (Guard, u16, u16) {
     let (port, api_port) = (free_port(), free_port());
     let mut child = loupe_up(port, api_port, &port.to_string())
+        .args(extra_args)
         .env("LOUPE_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -53,23 +59,23 @@ fn start_loupe() -> (Guard, u16, u16) {
     (guard, port, api_port)
 }
 
-fn px(port: u16, args: &[&str]) -> Output {
+pub(crate) fn px(port: u16, args: &[&str]) -> Output {
     px_with_stdin(port, args, "")
 }
 
 /// `px` against `127.0.0.1:port` with a config directory of this test process, feeding `stdin`.
-fn px_with_stdin(port: u16, args: &[&str], stdin: &str) -> Output {
+pub(crate) fn px_with_stdin(port: u16, args: &[&str], stdin: &str) -> Output {
     let config = std::env::temp_dir().join(format!("loupe-e2e-px-config-{}-{port}", std::process::id()));
     px_output(&format!("127.0.0.1:{port}"), None, &config, args, stdin)
 }
 
-fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write script");
     p
 }
 
-fn curl(args: &[&str]) {
+pub(crate) fn curl(args: &[&str]) {
     let out = Command::new("curl").args(["-sS", "-o", "/dev/null"]).args(args).output().expect("run curl");
     assert!(out.status.success(), "curl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }

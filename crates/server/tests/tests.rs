@@ -3,5 +3,6 @@
 mod common;
 mod e2e;
 mod px_cloud;
+mod redaction;
 mod split;
 mod tls;

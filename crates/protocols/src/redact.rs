@@ -1,0 +1,434 @@
+//! Redaction of credentials in captured traffic, applied before a row is stored.
+//!
+//! Owns the one rule every protocol follows: which names carry secrets ([`is_secret_name`]),
+//! the one marker that replaces them ([`MARKER`]), and tolerant scanners for where they hide:
+//! header values ([`header_value`]), URL queries ([`url`]), form bodies ([`form`]) and JSON
+//! bodies ([`json`], which copes with the truncated JSON a capped body leaves). Protocol modules
+//! gain a thin adapter here (today [`http1_record`]); the on/off switch belongs to the caller.
+//! Must not touch parsing, framing or rows: it rewrites values of already parsed messages.
+//!
+//! The scanners never allocate when nothing matches (they return [`Cow::Borrowed`]): they run on
+//! the agent's hot path for every captured message. They never panic on any input.
+
+use std::borrow::Cow;
+
+use crate::http1::{Message, Record};
+
+/// What every redacted value becomes, in every protocol and every place (headers, queries,
+/// bodies). In JSON it is written as the string `"[REDACTED]"`.
+pub const MARKER: &str = "[REDACTED]";
+
+/// The marker as a JSON string literal, so that redacted JSON stays JSON.
+const MARKER_JSON: &[u8] = b"\"[REDACTED]\"";
+
+/// A name carries a secret when, compared case-insensitively and ignoring the separators in
+/// [`SEPARATORS`], it ends with one of these: `password`, `new_password`, `X-Auth-Token`,
+/// `accessToken`, `client_secret`, `X-Api-Key`, `X-Amz-Signature` ...
+const SECRET_SUFFIXES: &[&[u8]] = &[b"password", b"passwd", b"secret", b"token", b"apikey", b"signature"];
+
+/// ... or is exactly one of these (after the same normalisation).
+const SECRET_NAMES: &[&[u8]] = &[b"sig", b"authorization", b"proxyauthorization", b"cookie", b"setcookie"];
+
+/// Ignored when names are compared: `api_key`, `Api-Key`, `apiKey` and `user[password]` all name
+/// what they seem to.
+const SEPARATORS: &[u8] = b"_-. []";
+
+/// Authorization schemes kept in front of the marker (`Bearer [REDACTED]`), because they tell
+/// how a client authenticates without giving anything away. Anything else is replaced whole.
+const AUTH_SCHEMES: &[&str] = &[
+    "Basic",
+    "Bearer",
+    "Digest",
+    "Negotiate",
+    "NTLM",
+    "Token",
+    "DPoP",
+    "AWS4-HMAC-SHA256",
+    "HOBA",
+    "Mutual",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "vapid",
+];
+
+/// Headers whose value is a URL that may carry a query with secrets (`Referer: /cb?code=...`).
+const URL_HEADERS: &[&str] = &["Referer", "Location", "Content-Location"];
+
+/// Longest decoded name kept for matching; a longer name is matched on its last bytes only.
+const NAME_BUF: usize = 64;
+
+/// Whether a header, query parameter, form field or JSON key named `name` holds a secret.
+///
+/// The comparison is ASCII case-insensitive and ignores `_`, `-`, `.`, space, `[` and `]`. A name
+/// is secret when it ends with `password`, `passwd`, `secret`, `token`, `apikey` or `signature`
+/// (so `access_token`, `new_password`, `X-Auth-Token`, `X-Api-Key`, `X-Amz-Signature`), or is
+/// exactly `sig`, `authorization`, `proxy-authorization`, `cookie` or `set-cookie`. Names that
+/// only contain such a word elsewhere are kept: `tokens_used`, `password_hint`, `token_type`.
+pub fn is_secret_name(name: &str) -> bool {
+    secret_name(name.as_bytes(), false)
+}
+
+/// [`is_secret_name`] on raw bytes; `truncated` says the name lost its head (too long to keep
+/// whole), so only suffixes can match.
+fn secret_name(name: &[u8], truncated: bool) -> bool {
+    // Every listed word ends in one of these letters: a cheap first test for the common case.
+    let last = name.iter().rev().find(|b| !SEPARATORS.contains(b)).map(u8::to_ascii_lowercase);
+    if !matches!(last, Some(b'd' | b't' | b'n' | b'y' | b'e' | b'g')) {
+        return false;
+    }
+    if SECRET_SUFFIXES.iter().any(|word| ends_with_word(name, word)) {
+        return true;
+    }
+    !truncated && SECRET_NAMES.iter().any(|word| ends_with_word(name, word) && normalized_len(name) == word.len())
+}
+
+/// Whether `name`, lowercased and without separators, ends with `word` (lowercase).
+fn ends_with_word(name: &[u8], word: &[u8]) -> bool {
+    let mut chars = name.iter().rev().filter(|b| !SEPARATORS.contains(b)).map(u8::to_ascii_lowercase);
+    word.iter().rev().all(|&w| chars.next() == Some(w))
+}
+
+fn normalized_len(name: &[u8]) -> usize {
+    name.iter().filter(|b| !SEPARATORS.contains(b)).count()
+}
+
+/// A decoded name (percent-encoding, JSON escapes) on the stack; past [`NAME_BUF`] bytes it
+/// keeps the last ones, which is all suffix matching needs.
+struct NameBuf {
+    bytes: [u8; NAME_BUF],
+    len: usize,
+    truncated: bool,
+}
+
+impl NameBuf {
+    fn new() -> Self {
+        NameBuf { bytes: [0; NAME_BUF], len: 0, truncated: false }
+    }
+
+    fn push(&mut self, byte: u8) {
+        if self.len == NAME_BUF {
+            self.bytes.copy_within(1.., 0);
+            self.len -= 1;
+            self.truncated = true;
+        }
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    fn is_secret(&self) -> bool {
+        secret_name(self.bytes.get(..self.len).unwrap_or_default(), self.truncated)
+    }
+}
+
+/// A value of header (or metadata entry) `name` as it may be stored: [`MARKER`] for a secret
+/// header (after the scheme for `Authorization: Bearer ...`), the URL with its query redacted
+/// for `Referer`, `Location` and `Content-Location`, else unchanged.
+pub fn header_value<'a>(name: &str, value: &'a str) -> Cow<'a, str> {
+    if is_secret_name(name) {
+        if value.is_empty() {
+            return Cow::Borrowed(value);
+        }
+        if ends_with_word(name.as_bytes(), b"authorization") {
+            let scheme = value.split(' ').next().unwrap_or_default();
+            if scheme.len() < value.len() && AUTH_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+                return Cow::Owned(format!("{scheme} {MARKER}"));
+            }
+        }
+        return Cow::Owned(MARKER.to_string());
+    }
+    if URL_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+        return url(value);
+    }
+    Cow::Borrowed(value)
+}
+
+/// A request target or URL with the values of secret query parameters (and fragment
+/// parameters, `#access_token=...`) replaced by [`MARKER`]. Parameter names may be
+/// percent-encoded.
+pub fn url(target: &str) -> Cow<'_, str> {
+    let Some(query_start) = target.bytes().position(|b| b == b'?' || b == b'#') else {
+        return Cow::Borrowed(target);
+    };
+    let (path, query) = target.as_bytes().split_at(query_start);
+    match form(query) {
+        Cow::Borrowed(_) => Cow::Borrowed(target),
+        Cow::Owned(redacted) => {
+            let mut out = Vec::with_capacity(path.len() + redacted.len());
+            out.extend_from_slice(path);
+            out.extend_from_slice(&redacted);
+            Cow::Owned(into_string(out))
+        }
+    }
+}
+
+/// The body as it may be stored, by its `content_type` (a header value, if any): JSON for any
+/// `…json…` type, a form for `application/x-www-form-urlencoded`. Without either, a body that
+/// starts like JSON (`{` or `[`) or like a form (`name=`) is treated as one.
+pub fn body<'a>(content_type: Option<&str>, body: &'a [u8]) -> Cow<'a, [u8]> {
+    let ct = content_type.unwrap_or_default().as_bytes();
+    let ct_is = |kind: &[u8]| ct.windows(kind.len()).any(|w| w.eq_ignore_ascii_case(kind));
+    if ct_is(b"json") || (!ct_is(b"x-www-form-urlencoded") && looks_like_json(body)) {
+        json(body)
+    } else if ct_is(b"x-www-form-urlencoded") || looks_like_form(body) {
+        form(body)
+    } else {
+        Cow::Borrowed(body)
+    }
+}
+
+fn looks_like_json(body: &[u8]) -> bool {
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    matches!(body.iter().find(|b| !b.is_ascii_whitespace()), Some(&(b'{' | b'[')))
+}
+
+/// A form starts with a name made of URL-safe bytes and an `=`.
+fn looks_like_form(body: &[u8]) -> bool {
+    let name_len =
+        body.iter().position(|&b| !(b.is_ascii_alphanumeric() || b"_-.~%+*[]".contains(&b))).unwrap_or(body.len());
+    name_len > 0 && body.get(name_len) == Some(&b'=')
+}
+
+/// Form-encoded pairs (`a=1&password=x`, also a URL's `?query`) with the values of secret names
+/// replaced by [`MARKER`]. A name starts at the beginning or after `&`, `;`, `?` or `#`; a
+/// secret's value runs to the next `&` or the end, so a truncated value is hidden too.
+pub fn form(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let mut splicer = Splicer::new(bytes);
+    let mut name_start = 0;
+    while name_start < bytes.len() {
+        let rest = bytes.get(name_start..).unwrap_or_default();
+        let name_len = rest.iter().position(|b| b"=&;?#".contains(b)).unwrap_or(rest.len());
+        let name_end = name_start + name_len;
+        if bytes.get(name_end) == Some(&b'=') && form_name_is_secret(rest.get(..name_len).unwrap_or_default()) {
+            let value_start = name_end + 1;
+            let value_len = bytes.get(value_start..).unwrap_or_default().iter().position(|&b| b == b'&');
+            let value_end = value_len.map_or(bytes.len(), |len| value_start + len);
+            if value_end > value_start {
+                splicer.replace(value_start, value_end, MARKER.as_bytes());
+            }
+            name_start = value_end + 1;
+        } else {
+            let after = bytes.get(name_end..).unwrap_or_default();
+            match after.iter().position(|b| b"&;?#".contains(b)) {
+                Some(offset) => name_start = name_end + offset + 1,
+                None => break,
+            }
+        }
+    }
+    splicer.finish()
+}
+
+/// Decodes `%XX` and `+` only when present, so plain names are matched in place.
+fn form_name_is_secret(raw: &[u8]) -> bool {
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return secret_name(raw, false);
+    }
+    let mut name = NameBuf::new();
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        let hex = |at: usize| raw.get(at).and_then(|d| char::from(*d).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                name.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b'+', ..) => {
+                name.push(b' ');
+                i += 1;
+            }
+            _ => {
+                name.push(b);
+                i += 1;
+            }
+        }
+    }
+    name.is_secret()
+}
+
+/// JSON text with the value of every secret key replaced by `"[REDACTED]"`, at any depth and
+/// whatever the value's type (string, number, object, array). Truncated or malformed JSON is
+/// scanned as far as it goes: a secret value cut short is hidden up to the end. Keys are the
+/// strings followed by `:`; escapes in keys and values are understood.
+pub fn json(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let mut splicer = Splicer::new(bytes);
+    let mut i = 0;
+    while let Some(offset) = bytes.get(i..).and_then(|rest| rest.iter().position(|&b| b == b'"')) {
+        let open = i + offset;
+        let (end, escaped) = string_end(bytes, open + 1);
+        let colon = skip_whitespace(bytes, end);
+        if bytes.get(colon) != Some(&b':') {
+            // A value, or a string cut off by truncation (then `end` is the end of input).
+            i = end;
+            continue;
+        }
+        let key = bytes.get(open + 1..end.saturating_sub(1)).unwrap_or_default();
+        let is_secret = if escaped { json_key_is_secret(key) } else { secret_name(key, false) };
+        let value_start = skip_whitespace(bytes, colon + 1);
+        if !is_secret || value_start >= bytes.len() {
+            i = colon + 1;
+            continue;
+        }
+        let value_end = json_value_end(bytes, value_start);
+        splicer.replace(value_start, value_end, MARKER_JSON);
+        i = value_end;
+    }
+    splicer.finish()
+}
+
+/// Index just past the string whose contents start at `from` (past its closing quote, or the
+/// end of input when truncated), and whether it contains escapes.
+fn string_end(bytes: &[u8], from: usize) -> (usize, bool) {
+    let mut i = from;
+    let mut escaped = false;
+    loop {
+        let rest = bytes.get(i..).unwrap_or_default();
+        match rest.iter().position(|&b| b == b'"' || b == b'\\') {
+            None => return (bytes.len(), escaped),
+            Some(offset) => {
+                let at = i + offset;
+                if bytes.get(at) == Some(&b'"') {
+                    return (at + 1, escaped);
+                }
+                escaped = true;
+                i = at + 2;
+            }
+        }
+    }
+}
+
+fn skip_whitespace(bytes: &[u8], from: usize) -> usize {
+    let rest = bytes.get(from..).unwrap_or_default();
+    from + rest.iter().position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')).unwrap_or(rest.len())
+}
+
+/// Index just past the JSON value starting at `start`, or the end of input when it is cut off.
+fn json_value_end(bytes: &[u8], start: usize) -> usize {
+    match bytes.get(start) {
+        Some(&b'"') => string_end(bytes, start + 1).0,
+        Some(&(b'{' | b'[')) => {
+            let mut depth = 0usize;
+            let mut i = start;
+            while let Some(&b) = bytes.get(i) {
+                match b {
+                    b'"' => {
+                        i = string_end(bytes, i + 1).0;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            bytes.len()
+        }
+        // A number, literal or anything malformed: up to the next delimiter. Spaces do not end
+        // it, so an unquoted `hunter2 and more` is hidden whole.
+        _ => {
+            let rest = bytes.get(start..).unwrap_or_default();
+            start + rest.iter().position(|&b| matches!(b, b',' | b'}' | b']' | b'\n' | b'\r')).unwrap_or(rest.len())
+        }
+    }
+}
+
+/// Decodes a JSON key with escapes (`"pass\u0077ord"`) before matching it.
+fn json_key_is_secret(raw: &[u8]) -> bool {
+    let mut name = NameBuf::new();
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        if b != b'\\' {
+            name.push(b);
+            i += 1;
+            continue;
+        }
+        match raw.get(i + 1) {
+            Some(b'u') => {
+                let code = raw
+                    .get(i + 2..i + 6)
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok());
+                // Non-ASCII never matches a listed name; keep a placeholder so lengths stay honest.
+                name.push(code.and_then(|c| u8::try_from(c).ok()).filter(u8::is_ascii).unwrap_or(0xff));
+                i += 6;
+            }
+            Some(&other) => {
+                name.push(other);
+                i += 2;
+            }
+            None => i += 1,
+        }
+    }
+    name.is_secret()
+}
+
+/// Builds the redacted copy only once a first replacement is needed.
+struct Splicer<'a> {
+    input: &'a [u8],
+    out: Option<Vec<u8>>,
+    copied: usize,
+}
+
+impl<'a> Splicer<'a> {
+    fn new(input: &'a [u8]) -> Self {
+        Splicer { input, out: None, copied: 0 }
+    }
+
+    /// Replaces `input[start..end]` (ranges come in increasing order) by `with`.
+    fn replace(&mut self, start: usize, end: usize, with: &[u8]) {
+        let out = self.out.get_or_insert_with(|| Vec::with_capacity(self.input.len() + 2 * MARKER_JSON.len()));
+        out.extend_from_slice(self.input.get(self.copied..start).unwrap_or_default());
+        out.extend_from_slice(with);
+        self.copied = end.max(self.copied);
+    }
+
+    fn finish(self) -> Cow<'a, [u8]> {
+        match self.out {
+            None => Cow::Borrowed(self.input),
+            Some(mut out) => {
+                out.extend_from_slice(self.input.get(self.copied..).unwrap_or_default());
+                Cow::Owned(out)
+            }
+        }
+    }
+}
+
+/// Text spliced at ASCII delimiters stays valid UTF-8; the lossy path only guards the invariant.
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Redacts one HTTP/1 message in place: secret header values, secret query parameters of the
+/// request target, and secret fields of the body (by its own `Content-Type`). Allocates only
+/// for what it replaces.
+pub fn http1_message(message: &mut Message) {
+    for (name, value) in &mut message.headers {
+        if let Cow::Owned(redacted) = header_value(name, value) {
+            *value = redacted;
+        }
+    }
+    if let Cow::Owned(redacted) = url(&message.path) {
+        message.path = redacted;
+    }
+    let redacted_body = match body(message.header("content-type"), &message.body) {
+        Cow::Owned(redacted) => Some(redacted),
+        Cow::Borrowed(_) => None,
+    };
+    if let Some(redacted) = redacted_body {
+        message.body = redacted;
+    }
+}
+
+/// Redacts both messages of an HTTP/1 exchange (see [`http1_message`]).
+pub fn http1_record(record: &mut Record) {
+    http1_message(&mut record.req);
+    http1_message(&mut record.resp);
+}
+
+#[cfg(test)]
+mod tests;
