@@ -28,6 +28,15 @@ end
 return 1
 ";
 
+/// Takes one hit back without creating the counter or touching its expiry; KEYS[1] = counter.
+const UNHIT_LUA: &str = r"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 1
+";
+
 /// Connection settings for [`RedisSessionCache`].
 #[derive(Clone)]
 pub struct RedisSessionCacheConfig {
@@ -237,6 +246,18 @@ impl SessionCache for RedisSessionCache {
             .arg(&key);
         let (count,): (u64,) = self.query("hit", Request::Pipe(&pipe)).await?;
         Ok(count)
+    }
+
+    async fn unhit(&self, key: &str) -> Result<(), SessionError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(UNHIT_LUA).arg(1).arg(self.key("hit", key));
+        let _: i64 = self.query("unhit", Request::Cmd(&cmd)).await?;
+        Ok(())
+    }
+
+    /// Redis bounds its own memory; revocations carry a TTL and are never deleted early by this crate.
+    async fn admit_session(&self) -> Result<(), SessionError> {
+        Ok(())
     }
 
     async fn counter(&self, key: &str) -> Result<Option<Counter>, SessionError> {
