@@ -113,10 +113,30 @@ impl RedisSessionCache {
     }
 
     /// Like [`RedisSessionCache::new`], then connects and sends `PING`, so a misconfiguration shows at startup.
+    /// Warns when Redis may evict keys under memory pressure: revocations would then be forgotten.
     pub async fn connect(config: RedisSessionCacheConfig) -> Result<Self, SessionError> {
         let cache = Self::new(config)?;
         cache.ping().await?;
+        match cache.eviction_policy().await {
+            Ok(Some(policy)) if policy != "noeviction" => tracing::warn!(
+                policy,
+                "redis may evict keys when full, revoked sessions included; set maxmemory-policy noeviction so a \
+                 full redis refuses writes (and logins) instead of forgetting revocations"
+            ),
+            Ok(_) => {}
+            // Managed Redis often disables CONFIG: nothing to check then.
+            Err(error) => tracing::debug!(%error, "cannot read redis' maxmemory-policy"),
+        }
         Ok(cache)
+    }
+
+    /// Redis' `maxmemory-policy`, or `None` when no memory limit is set (then nothing is ever evicted).
+    pub async fn eviction_policy(&self) -> Result<Option<String>, SessionError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("CONFIG").arg("GET").arg("maxmemory").cmd("CONFIG").arg("GET").arg("maxmemory-policy");
+        let (limit, policy): (Vec<String>, Vec<String>) = self.query("eviction_policy", Request::Pipe(&pipe)).await?;
+        let limit = limit.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Ok((limit > 0).then(|| policy.get(1).cloned().unwrap_or_default()))
     }
 
     /// Round-trips a `PING`; for readiness probes.

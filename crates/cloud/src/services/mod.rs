@@ -137,6 +137,17 @@ impl CloudServices {
         let metadata = request.metadata();
         let from_gateway =
             metadata.get(GATEWAY_CREDENTIAL_METADATA).is_some_and(|value| self.gateway.accepts(value.as_bytes()));
+        if !from_gateway && metadata.contains_key(GATEWAY_CREDENTIAL_METADATA) {
+            // Most likely a gateway started with another signing key: every client would then share the
+            // gateway's address for throttling. Said once, since it repeats on every call.
+            static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    "a caller presented a gateway credential that does not match this service's signing key; its \
+                     client addresses are ignored (give the gateway the same --signing-key-file)"
+                );
+            }
+        }
         from_gateway
             .then(|| metadata.get(CLIENT_IP_METADATA))
             .flatten()
