@@ -145,7 +145,13 @@ fn restrict(path: &Path) -> Result<()> {
     if mode != wanted {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))
             .with_context(|| format!("failed to restrict the permissions of {}", path.display()))?;
-        tracing::warn!(path = %path.display(), was = format!("{mode:o}"), now = format!("{wanted:o}"), "tightened permissions");
+        let (was, now) = (format!("{mode:o}"), format!("{wanted:o}"));
+        // Certificates are public (init-secrets writes them 0644): tightening them is routine, not a finding.
+        if path.extension().is_some_and(|e| e == "crt") {
+            tracing::debug!(path = %path.display(), was, now, "tightened permissions");
+        } else {
+            tracing::warn!(path = %path.display(), was, now, "tightened permissions");
+        }
     }
     if meta.is_dir() {
         let entries = std::fs::read_dir(path).with_context(|| format!("failed to list {}", path.display()))?;
