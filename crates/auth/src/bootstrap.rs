@@ -2,7 +2,8 @@
 //! overrides, and the policy that forces a password change at first login.
 //!
 //! Owns what the bootstrap admin looks like. Must not create the user (the API / `create-admin` job does,
-//! through the metastore, only if no user exists), nor decide which routes a pending change allows (the API
+//! through the metastore, only into an empty user table: a deleted bootstrap admin never comes back while
+//! any user exists), nor decide which routes a pending change allows (the API
 //! enforces that in its types: only password change, logout and `me` accept a caller whose change is pending).
 //!
 //! Flow: the admin row is created with [`NewAdmin::password_hash`] and `must_change_password = true`. Every
@@ -39,7 +40,7 @@ pub enum BootstrapError {
     Password(#[from] PasswordError),
 }
 
-/// Credentials for the admin created on first start when no user exists.
+/// Credentials for the admin created on first start, only when the metastore has no user at all.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminBootstrap {
     /// Login email.

@@ -21,6 +21,18 @@ const KEY_RANDOM_BYTES: usize = 24;
 /// Accepted key body lengths: 32 (ours) up to 64; a Pixie-style UUID body (36) falls inside.
 const KEY_BODY_CHARS: std::ops::RangeInclusive<usize> = 32..=64;
 
+/// A random shared secret between two processes (32 bytes, base64url), such as the one `loupe up`'s TLS proxy
+/// sends its API to prove a request came through it.
+pub fn generate_shared_secret() -> Result<String, RandomError> {
+    random::url_safe_string::<32>()
+}
+
+/// Constant-time comparison of a presented shared secret or derived credential with the expected one. Only the
+/// lengths may leak, and those are public (fixed by the format).
+pub fn secrets_match(presented: &[u8], expected: &[u8]) -> bool {
+    presented.ct_eq(expected).into()
+}
+
 /// What a key may be used for, read from its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyKind {
@@ -137,6 +149,18 @@ pub fn display_prefix(key: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_secrets_are_random_and_compared_exactly() {
+        let a = generate_shared_secret().expect("random");
+        let b = generate_shared_secret().expect("random");
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert!(secrets_match(a.as_bytes(), a.clone().as_bytes()));
+        assert!(!secrets_match(a.as_bytes(), b.as_bytes()));
+        assert!(!secrets_match(&a.as_bytes()[..42], a.as_bytes()));
+        assert!(!secrets_match(b"", a.as_bytes()));
+    }
 
     #[test]
     fn generated_keys_have_prefix_kind_and_matching_hash() {

@@ -11,10 +11,13 @@
 //! - [`token`]: [`SigningKey`], [`TokenSigner`] (issue, verify, revocation-aware validate and refresh).
 //! - [`keys`]: [`generate_api_key`], [`generate_deploy_key`], [`hash_key`], [`key_kind`].
 //! - [`sessions`]: the [`SessionCache`] trait with [`InMemorySessionCache`] and [`RedisSessionCache`].
-//! - [`throttle`]: [`LoginThrottle`], brute-force limits per account and per source address.
+//! - [`throttle`]: [`LoginThrottle`], brute-force limits per account and per source address, counted before
+//!   the password is checked.
+//! - [`hashing`]: [`HashingLimiter`], the bound on concurrent argon2 work.
 //! - [`bootstrap`]: [`AdminBootstrap`] and the forced-password-change route policy.
 
 pub mod bootstrap;
+pub mod hashing;
 pub mod keys;
 pub mod password;
 mod random;
@@ -23,13 +26,18 @@ pub mod throttle;
 pub mod token;
 
 pub use bootstrap::{AdminBootstrap, BootstrapError, NewAdmin};
-pub use keys::{KeyHash, KeyKind, display_prefix, generate_api_key, generate_deploy_key, hash_key, key_kind};
+pub use hashing::{HashingBusy, HashingError, HashingLimiter};
+pub use keys::{
+    KeyHash, KeyKind, display_prefix, generate_api_key, generate_deploy_key, generate_shared_secret, hash_key,
+    key_kind, secrets_match,
+};
 pub use password::{PasswordError, PolicyError, hash_password, validate_new_password, verify_password};
 pub use random::RandomError;
 pub use sessions::{InMemorySessionCache, RedisSessionCache, RedisSessionCacheConfig, SessionCache, SessionError};
 pub use throttle::{LoginThrottle, ThrottleError, ThrottlePolicy};
 pub use token::{
-    Claims, IssuedToken, Role, SigningKey, TokenError, TokenSigner, UserClaims, ValidationError, session_issue_time,
+    Claims, DEFAULT_MAX_SESSION_LIFETIME, IssuedToken, Role, SigningKey, TokenError, TokenSigner, UserClaims,
+    ValidationError, session_issue_time,
 };
 
 /// Current wall-clock time as whole seconds since the Unix epoch (the unit of every JWT time claim).

@@ -1,7 +1,13 @@
 //! Brute-force login throttling per account (email) and per source address, on top of a [`SessionCache`].
 //!
-//! Owns the limits and counter keys. Must not verify passwords or decide the HTTP answer; the API calls
-//! [`LoginThrottle::check`] before verifying and records the outcome after.
+//! Owns the limits and counter keys. Must not verify passwords or decide the HTTP answer.
+//!
+//! An attempt is counted *before* the password is verified, atomically: [`LoginThrottle::reserve`] adds one
+//! to the account's and the address's counters and refuses the attempt if either is then past its limit, so
+//! however many attempts arrive at once, at most the limit of them reach the password check. The caller then
+//! reports how it ended: [`LoginThrottle::succeeded`] clears the account counter and takes the attempt back
+//! from the address, [`LoginThrottle::cancel`] takes it back from both (the check never ran), and a failure
+//! needs no call: it was counted up front.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,11 +18,11 @@ use crate::sessions::{SessionCache, SessionError};
 /// Limits for [`LoginThrottle`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThrottlePolicy {
-    /// Failed logins allowed per account within `window` before the account is locked for the rest of it.
+    /// Password checks allowed per account within `window`; a success starts the count again.
     pub max_failures_per_account: u64,
-    /// Failed logins allowed per source address (IPv6: per /64) within `window`.
+    /// Failed password checks allowed per source address (IPv6: per /64) within `window`.
     pub max_failures_per_ip: u64,
-    /// Length of the fixed window, starting at the first failure.
+    /// Length of the fixed window, starting at the first attempt.
     pub window: Duration,
 }
 
@@ -30,13 +36,13 @@ impl Default for ThrottlePolicy {
 /// Why a login attempt may not proceed.
 #[derive(Debug, thiserror::Error)]
 pub enum ThrottleError {
-    /// Too many recent failures for this account or address; answer 429 with `Retry-After`.
+    /// Too many recent attempts for this account or address; answer 429 with `Retry-After`.
     #[error("too many failed login attempts; retry in {} s", ceil_secs(*retry_after))]
     Throttled {
         /// Time until the blocking window ends.
         retry_after: Duration,
     },
-    /// Counters could not be read: fail closed (refuse the login), answer 503.
+    /// Counters could not be read or written: fail closed (refuse the login), answer 503.
     #[error(transparent)]
     Session(#[from] SessionError),
 }
@@ -59,39 +65,54 @@ impl LoginThrottle {
         &self.policy
     }
 
-    /// Refuses the attempt if the account or the address has used up its failures in the current window.
-    /// Call before verifying the password, so a locked account costs no argon2 work.
-    pub async fn check(&self, email: &str, ip: IpAddr) -> Result<(), ThrottleError> {
-        let checks =
-            [(account_key(email), self.policy.max_failures_per_account), (ip_key(ip), self.policy.max_failures_per_ip)];
-        let mut retry_after = None::<Duration>;
-        for (key, max) in checks {
-            if let Some(counter) = self.cache.counter(&key).await?
-                && counter.count >= max
-            {
-                retry_after = Some(retry_after.map_or(counter.resets_in, |r| r.max(counter.resets_in)));
+    /// Counts one attempt against the account and the address, and refuses it if either is now past its limit
+    /// (the refused attempt is taken back, so the counters hold the attempts that were let through). Call
+    /// before verifying the password: a refused attempt costs no argon2 work, and parallel attempts cannot all
+    /// pass a check that none of them has counted yet.
+    pub async fn reserve(&self, email: &str, ip: IpAddr) -> Result<(), ThrottleError> {
+        let (account, by_ip) = (account_key(email), ip_key(ip));
+        let account_count = self.cache.hit(&account, self.policy.window).await?;
+        let ip_count = match self.cache.hit(&by_ip, self.policy.window).await {
+            Ok(count) => count,
+            Err(err) => {
+                self.cache.unhit(&account).await?;
+                return Err(err.into());
+            }
+        };
+        let over = [
+            (account_count > self.policy.max_failures_per_account, &account),
+            (ip_count > self.policy.max_failures_per_ip, &by_ip),
+        ];
+        if !over.iter().any(|(over, _)| *over) {
+            return Ok(());
+        }
+        let mut retry_after = Duration::ZERO;
+        for (is_over, key) in over {
+            if is_over && let Some(counter) = self.cache.counter(key).await? {
+                retry_after = retry_after.max(counter.resets_in);
             }
         }
-        match retry_after {
-            Some(retry_after) => Err(ThrottleError::Throttled { retry_after }),
-            None => Ok(()),
+        self.cache.unhit(&account).await?;
+        self.cache.unhit(&by_ip).await?;
+        if account_count == self.policy.max_failures_per_account + 1 || ip_count == self.policy.max_failures_per_ip + 1
+        {
+            tracing::info!(account_attempts = account_count, ip_attempts = ip_count, %ip, "login throttled");
         }
+        Err(ThrottleError::Throttled { retry_after: retry_after.max(Duration::from_secs(1)) })
     }
 
-    /// Counts a failed login (wrong password or unknown account) against the account and the address.
-    pub async fn record_failure(&self, email: &str, ip: IpAddr) -> Result<(), SessionError> {
-        let account = self.cache.hit(&account_key(email), self.policy.window).await?;
-        let by_ip = self.cache.hit(&ip_key(ip), self.policy.window).await?;
-        if account == self.policy.max_failures_per_account || by_ip == self.policy.max_failures_per_ip {
-            tracing::info!(account_failures = account, ip_failures = by_ip, %ip, "login throttled");
-        }
-        Ok(())
+    /// The reserved attempt proved the password: clears the account's counter and takes the attempt back from
+    /// the address. Earlier failures of the address stay counted, so one valid account cannot be used to reset
+    /// an address that is guessing others.
+    pub async fn succeeded(&self, email: &str, ip: IpAddr) -> Result<(), SessionError> {
+        self.cache.reset(&account_key(email)).await?;
+        self.cache.unhit(&ip_key(ip)).await
     }
 
-    /// Clears the account's failure counter after a successful login. The address counter is kept, so one
-    /// valid account cannot be used to reset an address that is guessing others.
-    pub async fn record_success(&self, email: &str) -> Result<(), SessionError> {
-        self.cache.reset(&account_key(email)).await
+    /// The reserved attempt never reached the password check (e.g. no hashing capacity): takes it back.
+    pub async fn cancel(&self, email: &str, ip: IpAddr) -> Result<(), SessionError> {
+        self.cache.unhit(&account_key(email)).await?;
+        self.cache.unhit(&ip_key(ip)).await
     }
 }
 
@@ -132,34 +153,66 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn account_locks_after_five_failures_and_success_clears_it() {
+    async fn account_locks_after_five_attempts_and_success_clears_it() {
         let t = throttle(ThrottlePolicy::default());
-        for _ in 0..4 {
-            t.record_failure("Alice@Example.com", IP).await.expect("record");
-            assert!(t.check("alice@example.com", IP).await.is_ok());
+        for _ in 0..5 {
+            t.reserve("Alice@Example.com", IP).await.expect("within the limit");
         }
-        t.record_failure("alice@example.com ", IP).await.expect("record");
-        match t.check("alice@example.com", IP).await {
+        match t.reserve("alice@example.com ", IP).await {
             Err(ThrottleError::Throttled { retry_after }) => {
                 assert!(retry_after <= Duration::from_secs(900) && retry_after > Duration::from_secs(890));
             }
             other => panic!("expected throttled, got {other:?}"),
         }
-        assert!(t.check("bob@example.com", IP).await.is_ok(), "other accounts unaffected");
-        t.record_success("alice@example.com").await.expect("success");
-        assert!(t.check("alice@example.com", IP).await.is_ok());
+        t.reserve("bob@example.com", IP).await.expect("other accounts unaffected");
+        t.succeeded("alice@example.com", IP).await.expect("success");
+        t.reserve("alice@example.com", IP).await.expect("cleared");
     }
 
     #[tokio::test]
-    async fn address_locks_after_twenty_failures_across_accounts() {
+    async fn address_locks_after_twenty_attempts_across_accounts() {
         let t = throttle(ThrottlePolicy::default());
         for i in 0..20 {
-            t.record_failure(&format!("user{i}@example.com"), IP).await.expect("record");
+            t.reserve(&format!("user{i}@example.com"), IP).await.expect("within the limit");
         }
-        assert!(matches!(t.check("new@example.com", IP).await, Err(ThrottleError::Throttled { .. })));
-        assert!(t.check("new@example.com", IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))).await.is_ok());
-        t.record_success("new@example.com").await.expect("success");
-        assert!(t.check("new@example.com", IP).await.is_err(), "success does not reset the address");
+        assert!(matches!(t.reserve("new@example.com", IP).await, Err(ThrottleError::Throttled { .. })));
+        t.reserve("new@example.com", IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))).await.expect("another address");
+        t.succeeded("new@example.com", IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))).await.expect("success");
+        assert!(t.reserve("new@example.com", IP).await.is_err(), "success elsewhere does not reset the address");
+    }
+
+    /// The race of the security review: many attempts at once all passed a check that none had counted yet.
+    /// Reserving first lets exactly the limit through, whatever the interleaving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn parallel_attempts_let_exactly_the_limit_through() {
+        let t = throttle(ThrottlePolicy::default());
+        let tasks: Vec<_> = (0..24)
+            .map(|_| {
+                let t = t.clone();
+                tokio::spawn(async move { t.reserve("victim@example.com", IP).await.is_ok() })
+            })
+            .collect();
+        let mut admitted = 0;
+        for task in tasks {
+            admitted += usize::from(task.await.expect("join"));
+        }
+        assert_eq!(admitted, 5);
+    }
+
+    #[tokio::test]
+    async fn successes_and_cancels_cost_the_address_nothing() {
+        let policy =
+            ThrottlePolicy { max_failures_per_account: 100, max_failures_per_ip: 2, window: Duration::from_secs(60) };
+        let t = throttle(policy);
+        for _ in 0..10 {
+            t.reserve("a@b.c", IP).await.expect("reserve");
+            t.succeeded("a@b.c", IP).await.expect("success");
+            t.reserve("a@b.c", IP).await.expect("reserve");
+            t.cancel("a@b.c", IP).await.expect("cancel");
+        }
+        t.reserve("x@b.c", IP).await.expect("first failure");
+        t.reserve("y@b.c", IP).await.expect("second failure");
+        assert!(t.reserve("z@b.c", IP).await.is_err());
     }
 
     #[tokio::test]
@@ -167,10 +220,10 @@ mod tests {
         let policy =
             ThrottlePolicy { max_failures_per_account: 1, max_failures_per_ip: 100, window: Duration::from_millis(50) };
         let t = throttle(policy);
-        t.record_failure("a@b.c", IP).await.expect("record");
-        assert!(t.check("a@b.c", IP).await.is_err());
+        t.reserve("a@b.c", IP).await.expect("first");
+        assert!(t.reserve("a@b.c", IP).await.is_err());
         tokio::time::sleep(Duration::from_millis(80)).await;
-        assert!(t.check("a@b.c", IP).await.is_ok());
+        assert!(t.reserve("a@b.c", IP).await.is_ok());
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub enum ValidationError {
     /// Revocation state could not be read: fail closed, answer 503.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// The session reached its absolute lifetime (counted from the login that started it): refresh refused,
+    /// answer 401 and log in again.
+    #[error("session reached its maximum lifetime; log in again")]
+    LifetimeExceeded,
 }
 
 impl ValidationError {
@@ -147,6 +151,16 @@ impl SigningKey {
 
     fn mac(&self) -> Result<HmacSha256, TokenError> {
         HmacSha256::new_from_slice(&self.0).map_err(|e| TokenError::InvalidKey(e.to_string()))
+    }
+
+    /// A credential for `purpose` derived from this key (HMAC-SHA256 of the purpose, base64url): what processes
+    /// sharing the key prove to each other with, such as the gateway to the services. Reveals nothing of the
+    /// key, and differs per purpose, so it cannot be used to sign tokens.
+    pub fn derive_credential(&self, purpose: &str) -> Result<String, TokenError> {
+        let mut mac = self.mac()?;
+        mac.update(b"loupe derived credential\0");
+        mac.update(purpose.as_bytes());
+        Ok(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
     }
 }
 
@@ -229,6 +243,11 @@ pub struct Claims {
     /// Whether only the password-change routes may be used.
     #[serde(rename = "MustChangePassword", default)]
     pub must_change_password: bool,
+    /// When the user authenticated (logged in) to start this session, Unix seconds (OpenID Connect's name).
+    /// Refreshes keep it, so the session's absolute lifetime counts from the login. 0 in tokens issued before
+    /// it existed: those cannot be refreshed.
+    #[serde(default)]
+    pub auth_time: i64,
 }
 
 impl Claims {
@@ -281,18 +300,41 @@ struct Header {
     typ: Option<String>,
 }
 
+/// Default absolute session lifetime: 30 days from the login, however often the session is refreshed (OWASP
+/// ASVS 3.3.2 asks for periodic re-authentication of sessions that stay logged in; 30 days is its level 2).
+pub const DEFAULT_MAX_SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Issues and verifies tokens for one deployment (one key, one audience).
 #[derive(Debug, Clone)]
 pub struct TokenSigner {
     key: SigningKey,
     audience: String,
     leeway: Duration,
+    max_lifetime: Duration,
 }
 
 impl TokenSigner {
-    /// A signer for tokens whose `aud` is `audience` (the deployment's domain), with [`DEFAULT_LEEWAY`].
+    /// A signer for tokens whose `aud` is `audience` (the deployment's domain), with [`DEFAULT_LEEWAY`] and
+    /// [`DEFAULT_MAX_SESSION_LIFETIME`].
     pub fn new(key: SigningKey, audience: impl Into<String>) -> Self {
-        Self { key, audience: audience.into(), leeway: DEFAULT_LEEWAY }
+        Self { key, audience: audience.into(), leeway: DEFAULT_LEEWAY, max_lifetime: DEFAULT_MAX_SESSION_LIFETIME }
+    }
+
+    /// Replaces the absolute session lifetime: no token of a session expires later than its `auth_time` plus
+    /// this, and refreshing past it is refused.
+    pub fn with_max_lifetime(mut self, max_lifetime: Duration) -> Self {
+        self.max_lifetime = max_lifetime;
+        self
+    }
+
+    /// The absolute session lifetime.
+    pub fn max_lifetime(&self) -> Duration {
+        self.max_lifetime
+    }
+
+    /// The key tokens are signed with (to derive credentials from, see [`SigningKey::derive_credential`]).
+    pub fn key(&self) -> &SigningKey {
+        &self.key
     }
 
     /// Replaces the clock-skew leeway applied to `exp` and `nbf`.
@@ -306,24 +348,41 @@ impl TokenSigner {
         &self.audience
     }
 
-    /// Starts a new session for `user`: a random `jti`, `iat = nbf = now`, `exp = now + ttl`.
+    /// Starts a new session for `user`: a random `jti`, `iat = nbf = auth_time = now`, `exp = now + ttl`, capped
+    /// at the absolute lifetime.
     pub fn issue(&self, user: &UserClaims, ttl: Duration, now: i64) -> Result<IssuedToken, TokenError> {
         let jti = random::url_safe_string::<16>()?;
-        self.sign_session(user, jti, ttl, now)
+        self.sign_session(user, jti, ttl, now, now)
     }
 
-    /// Re-signs an existing session (same `jti` and identity) with fresh times; what [`TokenSigner::refresh`]
-    /// uses after its checks. Callers must have verified `claims` first.
+    /// Re-signs an existing session (same `jti`, identity and `auth_time`) with fresh times; what
+    /// [`TokenSigner::refresh`] uses after its checks. Callers must have verified `claims` first.
     pub fn reissue(&self, claims: &Claims, ttl: Duration, now: i64) -> Result<IssuedToken, TokenError> {
-        self.sign_session(&claims.user_claims(), claims.jti.clone(), ttl, now)
+        self.sign_session(&claims.user_claims(), claims.jti.clone(), ttl, now, claims.auth_time)
     }
 
-    fn sign_session(&self, user: &UserClaims, jti: String, ttl: Duration, now: i64) -> Result<IssuedToken, TokenError> {
+    /// The last second a session that started at `auth_time` may be used.
+    pub fn session_deadline(&self, auth_time: i64) -> i64 {
+        auth_time.saturating_add(i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    fn sign_session(
+        &self,
+        user: &UserClaims,
+        jti: String,
+        ttl: Duration,
+        now: i64,
+        auth_time: i64,
+    ) -> Result<IssuedToken, TokenError> {
         let secs = i64::try_from(ttl.as_secs()).map_err(|_| TokenError::InvalidTtl(format!("{ttl:?} is too long")))?;
         if secs <= 0 {
             return Err(TokenError::InvalidTtl(format!("{ttl:?} is shorter than one second")));
         }
         let exp = now.checked_add(secs).ok_or_else(|| TokenError::InvalidTtl(format!("{ttl:?} overflows")))?;
+        let exp = exp.min(self.session_deadline(auth_time));
+        if exp <= now {
+            return Err(TokenError::InvalidTtl("the session has reached its maximum lifetime".to_owned()));
+        }
         let claims = Claims {
             aud: self.audience.clone(),
             iss: ISSUER.to_owned(),
@@ -338,6 +397,7 @@ impl TokenSigner {
             is_api_user: user.is_api_user,
             role: user.role,
             must_change_password: user.must_change_password,
+            auth_time,
         };
         let token = self.sign(&claims)?;
         Ok(IssuedToken { token, claims })
@@ -416,7 +476,9 @@ impl TokenSigner {
         Ok(claims)
     }
 
-    /// Extends a valid, unrevoked session: same `jti` and identity, `exp = now + ttl`.
+    /// Extends a valid, unrevoked session: same `jti`, identity and `auth_time`, `exp = now + ttl` capped at the
+    /// absolute lifetime. [`ValidationError::LifetimeExceeded`] once that is reached (or for a token without
+    /// `auth_time`): refreshing cannot keep a session alive past it.
     ///
     /// When the API later revokes the session it must pass the latest `exp` it issued for that `jti`.
     pub async fn refresh(
@@ -427,6 +489,9 @@ impl TokenSigner {
         cache: &dyn SessionCache,
     ) -> Result<IssuedToken, ValidationError> {
         let claims = self.validate(token, now, cache).await?;
+        if claims.auth_time <= 0 || now >= self.session_deadline(claims.auth_time) {
+            return Err(ValidationError::LifetimeExceeded);
+        }
         // A valid token is at or after the user's cut-off, so stamping the renewal no earlier than the token it
         // renews keeps it valid, even in the second a "revoke all" put its cut-off ahead of the clock.
         Ok(self.reissue(&claims, ttl, now.max(claims.iat))?)
@@ -716,6 +781,58 @@ mod tests {
         // With no cut-off, or one in the past, the clock decides.
         assert_eq!(session_issue_time(&cache, "user-2", now).await.expect("cache"), now);
         assert_eq!(session_issue_time(&cache, "user-1", now + 5).await.expect("cache"), now + 5);
+    }
+
+    /// The attack: keep a stolen (or forgotten) session alive forever by refreshing it before each expiry.
+    #[tokio::test]
+    async fn refresh_cannot_extend_a_session_past_its_absolute_lifetime() {
+        let s = signer().with_max_lifetime(Duration::from_secs(3 * 3600));
+        let cache = InMemorySessionCache::new();
+        let first = s.issue(&user(), HOUR, NOW).expect("issue");
+        assert_eq!(first.claims.auth_time, NOW);
+        let mut token = first.token;
+        let mut now = NOW;
+        for _ in 0..2 {
+            now += 3500;
+            let refreshed = s.refresh(&token, HOUR, now, &cache).await.expect("refresh within the lifetime");
+            assert_eq!(refreshed.claims.auth_time, NOW, "refresh keeps the login time");
+            assert_eq!(refreshed.claims.jti, first.claims.jti);
+            token = refreshed.token;
+        }
+        // The third refresh would reach past NOW + 3 h: its expiry is capped at the deadline.
+        now += 3500;
+        let capped = s.refresh(&token, HOUR, now, &cache).await.expect("refresh");
+        assert_eq!(capped.claims.exp, NOW + 3 * 3600);
+        // At the deadline, refreshing is refused however fresh the token is.
+        let err = s.refresh(&capped.token, HOUR, NOW + 3 * 3600, &cache).await.expect_err("past the lifetime");
+        assert!(matches!(err, ValidationError::LifetimeExceeded), "{err}");
+        // A new login starts a new lifetime.
+        let again = s.issue(&user(), HOUR, NOW + 3 * 3600).expect("issue");
+        assert_eq!(again.claims.exp, NOW + 4 * 3600);
+    }
+
+    #[tokio::test]
+    async fn tokens_without_auth_time_cannot_be_refreshed_and_issue_is_capped() {
+        let s = signer().with_max_lifetime(Duration::from_secs(600));
+        let issued = s.issue(&user(), HOUR, NOW).expect("issue");
+        assert_eq!(issued.claims.exp, NOW + 600, "capped at the absolute lifetime");
+        let mut legacy = issued.claims.clone();
+        legacy.auth_time = 0;
+        let token = s.sign(&legacy).expect("sign");
+        let err = s.refresh(&token, HOUR, NOW + 10, &InMemorySessionCache::new()).await.expect_err("legacy");
+        assert!(matches!(err, ValidationError::LifetimeExceeded), "{err}");
+    }
+
+    #[test]
+    fn derived_credentials_differ_by_purpose_and_key() {
+        let key = SigningKey::from_bytes(&[7u8; 32]).expect("key");
+        let other = SigningKey::from_bytes(&[8u8; 32]).expect("key");
+        let a = key.derive_credential("gateway").expect("derive");
+        assert_eq!(a, key.derive_credential("gateway").expect("derive"), "stable");
+        assert_ne!(a, key.derive_credential("proxy").expect("derive"));
+        assert_ne!(a, other.derive_credential("gateway").expect("derive"));
+        assert_eq!(a.len(), 43);
+        assert!(!a.contains(&key.to_base64()));
     }
 
     #[test]

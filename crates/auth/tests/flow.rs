@@ -21,11 +21,11 @@ async fn bootstrap_admin_must_change_password_then_old_sessions_die() {
     let admin = AdminBootstrap::from_lookup(|_| None).expect("defaults").prepare().expect("prepare");
 
     // A wrong guess is counted; the right password logs in and clears the account counter.
-    throttle.check(&admin.email, ip).await.expect("not throttled");
+    throttle.reserve(&admin.email, ip).await.expect("not throttled");
     assert!(!verify_password("guess", &admin.password_hash).expect("verify"));
-    throttle.record_failure(&admin.email, ip).await.expect("record");
+    throttle.reserve(&admin.email, ip).await.expect("not throttled");
     assert!(verify_password("admin", &admin.password_hash).expect("verify"));
-    throttle.record_success(&admin.email).await.expect("success");
+    throttle.succeeded(&admin.email, ip).await.expect("success");
 
     let now = loupe_auth::unix_now() - 1;
     let claims = UserClaims {

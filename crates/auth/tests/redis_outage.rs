@@ -95,3 +95,31 @@ async fn key_prefixes_isolate_deployments() {
     assert!(a.is_revoked("jti").await.expect("a"));
     assert!(!b.is_revoked("jti").await.expect("b"));
 }
+
+/// Revocations must not be forgotten: a Redis that may evict keys when full is reported at connect.
+#[tokio::test]
+async fn an_evicting_redis_is_recognised() {
+    let server = RedisServer::start();
+    let cache = RedisSessionCache::connect(config(&server)).await.expect("connect");
+    assert_eq!(cache.eviction_policy().await.expect("policy"), None, "no memory limit: nothing is evicted");
+    let client = redis::Client::open(server.url()).expect("url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("100mb").query_async(&mut conn).await.expect("set");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    assert_eq!(cache.eviction_policy().await.expect("policy").as_deref(), Some("allkeys-lru"));
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    assert_eq!(cache.eviction_policy().await.expect("policy").as_deref(), Some("noeviction"));
+}

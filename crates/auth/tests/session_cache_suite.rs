@@ -131,17 +131,58 @@ macro_rules! session_cache_suite {
                 let t = LoginThrottle::new(Arc::clone(&f.cache), policy);
                 let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
                 for _ in 0..3 {
-                    t.check("a@b.c", ip).await.expect("not yet throttled");
-                    t.record_failure("a@b.c", ip).await.expect("record");
+                    t.reserve("a@b.c", ip).await.expect("not yet throttled");
                 }
-                match t.check("a@b.c", ip).await {
+                match t.reserve("a@b.c", ip).await {
                     Err(ThrottleError::Throttled { retry_after }) => {
                         assert!(retry_after > Duration::from_secs(890), "{retry_after:?}")
                     }
                     other => panic!("expected throttled, got {other:?}"),
                 }
-                t.record_success("a@b.c").await.expect("success");
-                t.check("a@b.c", ip).await.expect("cleared");
+                t.succeeded("a@b.c", ip).await.expect("success");
+                t.reserve("a@b.c", ip).await.expect("cleared");
+            }
+
+            /// Many logins for one account at once: each reservation is one atomic increment, so exactly the
+            /// limit of them reach the password check, and a correct password sent after them is refused.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn parallel_reservations_admit_exactly_the_limit() {
+                let f = $fixture().await;
+                let t = LoginThrottle::new(Arc::clone(&f.cache), ThrottlePolicy::default());
+                let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+                let tasks: Vec<_> = (0..24)
+                    .map(|_| {
+                        let t = t.clone();
+                        tokio::spawn(async move { t.reserve("victim@b.c", ip).await.is_ok() })
+                    })
+                    .collect();
+                let mut admitted = 0;
+                for task in tasks {
+                    admitted += usize::from(task.await.expect("join"));
+                }
+                assert_eq!(admitted, 5);
+                assert!(matches!(t.reserve("victim@b.c", ip).await, Err(ThrottleError::Throttled { .. })));
+                assert_eq!(
+                    f.cache.counter("login:account:victim@b.c").await.expect("counter").map(|c| c.count),
+                    Some(5)
+                );
+            }
+
+            #[tokio::test]
+            async fn unhit_takes_one_back_without_creating() {
+                let f = $fixture().await;
+                f.cache.unhit("never").await.expect("unhit");
+                assert_eq!(f.cache.counter("never").await.expect("counter"), None);
+                f.cache.hit("k", Duration::from_secs(60)).await.expect("hit");
+                f.cache.hit("k", Duration::from_secs(60)).await.expect("hit");
+                f.cache.unhit("k").await.expect("unhit");
+                let left = f.cache.counter("k").await.expect("counter").expect("still counting");
+                assert_eq!(left.count, 1);
+                assert!(left.resets_in > Duration::from_secs(50), "the window is kept: {:?}", left.resets_in);
+                f.cache.unhit("k").await.expect("unhit");
+                f.cache.unhit("k").await.expect("unhit below zero");
+                assert_eq!(f.cache.counter("k").await.expect("counter"), None);
+                assert_eq!(f.cache.hit("k", Duration::from_secs(60)).await.expect("hit"), 1);
             }
 
             #[tokio::test]

@@ -153,6 +153,17 @@ struct Session {
     org: OrgRef,
     #[serde(default)]
     must_change_password: bool,
+    /// Password change only: the caller's API keys the change revoked.
+    #[serde(default)]
+    revoked_api_keys: Vec<RevokedKey>,
+}
+
+/// An API key a password change revoked: enough to recognise it, never its material.
+#[derive(Debug, Deserialize)]
+struct RevokedKey {
+    prefix: String,
+    #[serde(default)]
+    description: String,
 }
 
 /// The answer to `GET /api/v1/auth/me`.
@@ -424,6 +435,18 @@ fn change_password(store: &AuthStore, cloud: &Cloud, args: PasswordArgs, out: &m
     let session: Session = parse(client.post("/api/v1/auth/password", Some(&body))?, "/api/v1/auth/password")?;
     save_session(store, client.base(), &session)?;
     writeln!(out, "Password changed; logged in to {} as {}.", client.base(), session.user.email)?;
+    // A changed password ends every credential made with the old one: say which keys stopped working.
+    match session.revoked_api_keys.len() {
+        0 => writeln!(out, "You had no active API keys; none were revoked.")?,
+        n => {
+            let plural = if n == 1 { "" } else { "s" };
+            writeln!(out, "Revoked your {n} API key{plural} (made with the old password):")?;
+            for key in &session.revoked_api_keys {
+                writeln!(out, "  {}… {}", key.prefix, key.description)?;
+            }
+            writeln!(out, "Create new ones with `px api-key create`.")?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

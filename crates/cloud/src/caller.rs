@@ -197,6 +197,9 @@ pub(crate) fn token_error(err: ValidationError) -> ApiError {
             ApiError::unauthenticated("the session token has expired; log in again")
         }
         ValidationError::Revoked => ApiError::unauthenticated("the session has ended; log in again"),
+        ValidationError::LifetimeExceeded => {
+            ApiError::unauthenticated("the session reached its maximum lifetime; log in again")
+        }
         ValidationError::Session(err) => err.into(),
         ValidationError::Token(_) => ApiError::unauthenticated("invalid session token"),
     }

@@ -250,13 +250,44 @@ impl From<QueryRejection> for ApiError {
 
 impl From<loupe_auth::SessionError> for ApiError {
     fn from(err: loupe_auth::SessionError) -> Self {
-        ApiError::unavailable("the session store is unavailable; retry shortly").with_internal_note(&err)
+        match err {
+            // Revocations are never dropped to make room, so the store refuses new sessions instead: say so.
+            loupe_auth::SessionError::Full { .. } => ApiError::unavailable(
+                "the session store is full of revoked sessions that have not expired yet; no new session can be \
+                 started now, retry later",
+            )
+            .with_internal_note(&err),
+            _ => ApiError::unavailable("the session store is unavailable; retry shortly").with_internal_note(&err),
+        }
+    }
+}
+
+impl From<loupe_auth::HashingError> for ApiError {
+    fn from(err: loupe_auth::HashingError) -> Self {
+        match err {
+            loupe_auth::HashingError::Busy(busy) => ApiError::throttled(
+                "the server is busy checking other passwords; retry shortly",
+                loupe_auth::throttle::ceil_secs(busy.retry_after),
+            ),
+            loupe_auth::HashingError::Task(detail) => ApiError::internal(detail),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_session_store_and_busy_hashing_say_what_happened() {
+        let full = ApiError::from(loupe_auth::SessionError::Full { max_entries: 3 });
+        assert_eq!(full.status().as_u16(), 503);
+        assert!(full.message.starts_with("the session store is full of revoked sessions"), "{}", full.message);
+        let busy = ApiError::from(loupe_auth::HashingError::Busy(loupe_auth::HashingBusy {
+            retry_after: std::time::Duration::from_secs(1),
+        }));
+        assert_eq!((busy.status().as_u16(), busy.retry_after_secs), (429, Some(1)));
+    }
 
     #[test]
     fn metastore_errors_map_to_codes() {

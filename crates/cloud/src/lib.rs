@@ -3,8 +3,8 @@
 //! invitations, settings, viziers), the same operations over gRPC (`loupe.cloud.v1`), `/healthz`, `/readyz`,
 //! `/metrics` and an OpenAPI document, all on one port.
 //!
-//! Entry points: build a `CloudState` (`CloudState::new`, with the key from `load_or_create_signing_key`), run
-//! `bootstrap` once per start (creates the first admin if missing), then serve `app(state)` (everything in one
+//! Entry points: build a `CloudState` (`CloudState::new`, with the signing key the binary read from its file),
+//! run `bootstrap` once per start (creates the first admin into an empty metastore), then serve `app(state)` (everything in one
 //! process), or `service_app(state, kind)` per service process and `gateway_app(Gateway::new(clients, …))` in
 //! front. The gateway reaches the services only through `ServiceClients`, in process or remote alike.
 //!
@@ -33,8 +33,9 @@ pub use crate::app::{ROUTES, RouteSpec, app, gateway_app, serve, serve_router, s
 pub use crate::caller::{API_KEY_HEADER, Caller, PendingCaller};
 pub use crate::clients::{ServiceAddrs, ServiceChannel, ServiceClients};
 pub use crate::error::{ApiError, ApiResult, PASSWORD_CHANGE_REQUIRED};
-pub use crate::gateway::{Gateway, require_user};
+pub use crate::gateway::{Gateway, PROXY_SECRET_HEADER, TrustedProxy, require_user};
 pub use crate::services::{CloudServices, ServiceKind};
 pub use crate::state::{
-    BootstrapOutcome, CloudConfig, CloudError, CloudState, SIGNING_KEY_KV, bootstrap, load_or_create_signing_key,
+    BootstrapOutcome, CloudConfig, CloudError, CloudState, LEGACY_SIGNING_KEY_KV, bootstrap, bootstrap_into,
+    forget_stored_signing_key,
 };

@@ -1,5 +1,6 @@
 //! The API server's shared state (`CloudState`), its settings (`CloudConfig`) and the start-up steps the binary
-//! runs before serving: loading or creating the token signing key and creating the first admin.
+//! runs before serving: forgetting a signing key an older version kept in the metastore, and creating the first
+//! admin into an empty metastore.
 //!
 //! Owns what a running API server holds and how it is built. Must not handle requests (the `api` modules do)
 //! and must not read files, flags or environment variables other than through the values it is given.
@@ -8,14 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loupe_auth::{
-    AdminBootstrap, BootstrapError, LoginThrottle, SessionCache, SigningKey, ThrottlePolicy, TokenSigner,
+    AdminBootstrap, BootstrapError, DEFAULT_MAX_SESSION_LIFETIME, HashingLimiter, LoginThrottle, SessionCache,
+    SigningKey, ThrottlePolicy, TokenSigner,
 };
 use loupe_metastore::{Metastore, MetastoreError, User};
 
+use crate::gateway::TrustedProxy;
 use crate::metrics::Metrics;
 
-/// The global kv key under which the token signing key is stored (base64).
-pub const SIGNING_KEY_KV: &str = "auth.signing_key";
+/// The global kv key under which versions before the hardening kept the token signing key. The key now lives
+/// in a 0600 file (`<data-dir>/secrets/jwt-signing-key`); a leftover row is deleted at start.
+pub const LEGACY_SIGNING_KEY_KV: &str = "auth.signing_key";
 /// Name of the org the bootstrap admin belongs to.
 pub const DEFAULT_ORG_NAME: &str = "default";
 
@@ -33,9 +37,15 @@ pub struct CloudConfig {
     pub max_body_bytes: usize,
     /// Login brute-force limits.
     pub throttle: ThrottlePolicy,
-    /// Take the client address for login throttling from the first `X-Forwarded-For` entry. Enable only behind
-    /// a proxy that sets it (`loupe cloud proxy`), or clients could pick their own address.
-    pub trust_forwarded_for: bool,
+    /// Absolute lifetime of a session, counted from its login: refreshing cannot extend a session past it
+    /// (default 30 days).
+    pub session_max_lifetime: Duration,
+    /// Peers whose `X-Forwarded-For` names the end client (its last entry, the one the proxy appended). Any
+    /// other peer is the client itself.
+    pub trusted_proxies: Vec<TrustedProxy>,
+    /// A secret the in-process TLS proxy of `loupe up` sends in `PROXY_SECRET_HEADER`: a request carrying it came
+    /// through that proxy, whatever its (loopback) peer, so its `X-Forwarded-For` is trusted.
+    pub proxy_secret: Option<String>,
     /// The org the bootstrap admin is created in.
     pub default_org: String,
 }
@@ -48,7 +58,9 @@ impl Default for CloudConfig {
             invitation_ttl: Duration::from_secs(7 * 24 * 3600),
             max_body_bytes: 1024 * 1024,
             throttle: ThrottlePolicy::default(),
-            trust_forwarded_for: false,
+            session_max_lifetime: DEFAULT_MAX_SESSION_LIFETIME,
+            trusted_proxies: Vec::new(),
+            proxy_secret: None,
             default_org: DEFAULT_ORG_NAME.to_owned(),
         }
     }
@@ -65,6 +77,8 @@ pub struct CloudState {
     pub signer: TokenSigner,
     /// Login brute-force limits on top of `sessions`.
     pub throttle: LoginThrottle,
+    /// The bound on concurrent password hashing.
+    pub hashing: HashingLimiter,
     /// Settings.
     pub config: Arc<CloudConfig>,
     /// Request counters served at `/metrics`.
@@ -79,9 +93,18 @@ impl CloudState {
         signing_key: SigningKey,
         config: CloudConfig,
     ) -> Self {
-        let signer = TokenSigner::new(signing_key, config.domain.clone());
+        let signer =
+            TokenSigner::new(signing_key, config.domain.clone()).with_max_lifetime(config.session_max_lifetime);
         let throttle = LoginThrottle::new(Arc::clone(&sessions), config.throttle.clone());
-        Self { metastore, sessions, signer, throttle, config: Arc::new(config), metrics: Arc::new(Metrics::default()) }
+        Self {
+            metastore,
+            sessions,
+            signer,
+            throttle,
+            hashing: HashingLimiter::for_this_machine(),
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
+        }
     }
 }
 
@@ -94,9 +117,6 @@ pub enum CloudError {
     /// The admin settings are unusable or the password could not be hashed.
     #[error("admin bootstrap: {0}")]
     Bootstrap(#[from] BootstrapError),
-    /// The stored signing key is unusable (it is never replaced silently: tokens would all break).
-    #[error("stored token signing key {SIGNING_KEY_KV:?} is invalid: {0}")]
-    SigningKey(String),
     /// A blocking task (password hashing) panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
@@ -105,50 +125,50 @@ pub enum CloudError {
 /// What `bootstrap` did.
 #[derive(Debug, Clone)]
 pub struct BootstrapOutcome {
-    /// The admin user (existing or new).
-    pub admin: User,
-    /// Whether it was created by this call.
-    pub created: bool,
-    /// Whether its initial password is the public default (worth a warning; the first login must change it).
+    /// The admin created by this call; `None` when the metastore already had users (then nothing was done).
+    pub created: Option<User>,
+    /// Whether the initial password is the public default (worth a warning; the first login must change it).
     pub uses_default_password: bool,
 }
 
-/// Returns the deployment's token signing key, generating and storing one on first start.
-///
-/// There is no default key. Concurrent first starts agree because the store keeps whichever value was written
-/// first (`kv_put_if_absent`) and every caller uses the winner.
-pub async fn load_or_create_signing_key(metastore: &dyn Metastore) -> Result<SigningKey, CloudError> {
-    let stored = match metastore.kv_get(SIGNING_KEY_KV).await? {
-        Some(stored) => stored,
-        None => {
-            let fresh = SigningKey::generate().map_err(|e| CloudError::SigningKey(e.to_string()))?;
-            metastore.kv_put_if_absent(SIGNING_KEY_KV, &fresh.to_base64()).await?
-        }
-    };
-    SigningKey::from_base64(&stored).map_err(|e| CloudError::SigningKey(e.to_string()))
+/// Deletes the signing key older versions kept in the metastore's kv table (readable by anyone who can read
+/// the database file). Returns whether there was one: sessions signed with it end, since the key now comes
+/// from a file.
+pub async fn forget_stored_signing_key(metastore: &dyn Metastore) -> Result<bool, CloudError> {
+    Ok(metastore.kv_delete(LEGACY_SIGNING_KEY_KV).await?)
 }
 
-/// Creates the first admin (in org `config.default_org`, must change password at first login) unless a user
-/// with that email exists. Idempotent: `loupe up` and `loupe setup create-admin` run it on every start.
+/// Creates the first admin (in org `config.default_org`, must change password at first login) only if the
+/// metastore has no user at all. `loupe up` and the auth service run it on every start; a deleted bootstrap
+/// admin stays deleted while any other user exists.
 pub async fn bootstrap(state: &CloudState, admin: &AdminBootstrap) -> Result<BootstrapOutcome, CloudError> {
-    // Hashing is only needed when the admin is missing, but checking first would race with a concurrent start;
-    // create_admin_if_absent is the atomic step, so hash unconditionally (one argon2 run per start).
+    bootstrap_into(state.metastore.as_ref(), &state.config.default_org, admin).await
+}
+
+/// [`bootstrap`] on a bare metastore: what `loupe setup create-admin` runs, with no signing key in sight.
+pub async fn bootstrap_into(
+    metastore: &dyn Metastore,
+    org: &str,
+    admin: &AdminBootstrap,
+) -> Result<BootstrapOutcome, CloudError> {
+    // Hashing is only needed when the table is empty, but checking first would race with a concurrent start;
+    // create_first_admin is the atomic step, so hash unconditionally (one argon2 run per start).
     let prepared = {
         let admin = admin.clone();
         tokio::task::spawn_blocking(move || admin.prepare()).await.map_err(|e| CloudError::Task(e.to_string()))??
     };
-    let (user, created) = state
-        .metastore
-        .create_admin_if_absent(&prepared.email, &prepared.password_hash, &state.config.default_org)
-        .await?;
-    if created {
-        tracing::info!(email = %user.email, org = %state.config.default_org, "created the bootstrap admin");
-        if admin.uses_default_password() {
-            tracing::warn!(
-                email = %user.email,
-                "the bootstrap admin has the default password; it must be changed at first login"
-            );
+    let created = metastore.create_first_admin(&prepared.email, &prepared.password_hash, org).await?;
+    match &created {
+        Some(user) => {
+            tracing::info!(email = %user.email, org, "created the bootstrap admin");
+            if admin.uses_default_password() {
+                tracing::warn!(
+                    email = %user.email,
+                    "the bootstrap admin has the default password; it must be changed at first login"
+                );
+            }
         }
+        None => tracing::debug!("the metastore has users; no bootstrap admin created"),
     }
-    Ok(BootstrapOutcome { admin: user, created, uses_default_password: admin.uses_default_password() })
+    Ok(BootstrapOutcome { created, uses_default_password: admin.uses_default_password() })
 }

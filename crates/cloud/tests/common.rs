@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use loupe_auth::{AdminBootstrap, InMemorySessionCache, hash_password};
-use loupe_cloud::{CloudConfig, CloudState, app, bootstrap, load_or_create_signing_key};
+use loupe_auth::{AdminBootstrap, InMemorySessionCache, SessionCache, SigningKey, hash_password};
+use loupe_cloud::{CloudConfig, CloudState, app, bootstrap};
 use loupe_metastore::{NewUser, Role};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -58,12 +58,16 @@ pub async fn harness() -> Harness {
 }
 
 pub async fn harness_with(config: CloudConfig) -> Harness {
+    harness_with_cache(config, Arc::new(InMemorySessionCache::new())).await
+}
+
+/// A harness whose revocations and counters live in `sessions`.
+pub async fn harness_with_cache(config: CloudConfig, sessions: Arc<dyn SessionCache>) -> Harness {
     let metastore = loupe_metastore::connect("sqlite::memory:").await.expect("metastore");
-    let key = load_or_create_signing_key(metastore.as_ref()).await.expect("signing key");
-    let sessions: Arc<dyn loupe_auth::SessionCache> = Arc::new(InMemorySessionCache::new());
+    let key = SigningKey::generate().expect("signing key");
     let state = CloudState::new(metastore, sessions, key, config);
     let outcome = bootstrap(&state, &AdminBootstrap::default()).await.expect("bootstrap");
-    assert!(outcome.created);
+    assert!(outcome.created.is_some());
     Harness { app: app(state.clone()), state }
 }
 

@@ -100,14 +100,13 @@ async fn the_user_row_decides_not_the_token_claim() {
 }
 
 #[tokio::test]
-async fn bootstrap_is_idempotent_and_signing_key_is_stable() {
+async fn bootstrap_is_idempotent_and_keeps_no_signing_key() {
     let h = harness().await;
     let again = loupe_cloud::bootstrap(&h.state, &loupe_auth::AdminBootstrap::default()).await.expect("again");
-    assert!(!again.created);
-    let k1 = loupe_cloud::load_or_create_signing_key(h.state.metastore.as_ref()).await.expect("k1");
-    let k2 = loupe_cloud::load_or_create_signing_key(h.state.metastore.as_ref()).await.expect("k2");
-    assert_eq!(k1.to_base64(), k2.to_base64());
-    assert_eq!(h.state.metastore.list_users(again.admin.org_id).await.expect("users").len(), 1);
+    assert!(again.created.is_none());
+    let admin = h.state.metastore.get_user_by_email("admin@default.com").await.expect("admin");
+    assert_eq!(h.state.metastore.list_users(admin.org_id).await.expect("users").len(), 1);
+    assert_eq!(h.state.metastore.kv_get(loupe_cloud::LEGACY_SIGNING_KEY_KV).await.expect("kv"), None);
 }
 
 #[tokio::test]
@@ -299,22 +298,25 @@ async fn scripts_settings_and_ops_endpoints_work() {
 }
 
 #[tokio::test]
-async fn forwarded_for_is_used_only_when_trusted() {
+async fn forwarded_for_is_used_only_from_a_trusted_proxy() {
     let policy =
         ThrottlePolicy { max_failures_per_account: 100, max_failures_per_ip: 2, window: Duration::from_secs(60) };
     for trusted in [true, false] {
-        let config = CloudConfig { throttle: policy.clone(), trust_forwarded_for: trusted, ..CloudConfig::default() };
+        let trusted_proxies = if trusted { vec!["127.0.0.0/8".parse().expect("cidr")] } else { Vec::new() };
+        let config = CloudConfig { throttle: policy.clone(), trusted_proxies, ..CloudConfig::default() };
         let h = harness_with(config).await;
         let login_from = |ip: &'static str, email: &'static str| {
             let body = json!({ "email": email, "password": "wrong" });
             let mut req = crate::common::request("POST", "/api/v1/auth/login", None, Some(&body));
             req.headers_mut().insert("x-forwarded-for", ip.parse().expect("header"));
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 40000))));
             req
         };
         h.send(login_from("203.0.113.1", "a@example.com")).await.expect(401);
         h.send(login_from("203.0.113.1", "b@example.com")).await.expect(401);
         h.send(login_from("203.0.113.1", "c@example.com")).await.expect(429);
-        // Another address is a fresh budget only if the header is trusted; otherwise all share the peer's.
+        // Another address is a fresh budget only behind a trusted proxy; otherwise all share the peer's.
         let other = h.send(login_from("198.51.100.7", "d@example.com")).await;
         assert_eq!(other.status.as_u16(), if trusted { 401 } else { 429 }, "trusted={trusted}");
     }

@@ -7,5 +7,6 @@ mod common;
 mod flows;
 mod fuzz;
 mod grpc;
+mod hardening;
 mod isolation;
 mod routes;

@@ -66,10 +66,11 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     /// Deletes the user with their sessions, API keys and settings.
     async fn delete_user(&self, org_id: Uuid, user_id: Uuid) -> Result<()>;
 
-    /// Creates org `org_name` (if absent) and an admin user with `email` (if no user has that email), with
-    /// `must_change_password = true`. Returns the user and whether it was created now. Idempotent and safe to race:
-    /// `loupe setup create-admin` and `loupe up` call it on every start. An existing user is returned unchanged.
-    async fn create_admin_if_absent(&self, email: &str, password_hash: &str, org_name: &str) -> Result<(User, bool)>;
+    /// Creates org `org_name` (if absent) and an admin user with `email` and `must_change_password = true`, only
+    /// if the metastore has no user at all; returns the new admin, or `None` when users exist. Safe to race
+    /// (exactly one racer creates it): `loupe setup create-admin` and `loupe up` call it on every start, so a
+    /// bootstrap admin that was deleted while other users exist is never created again.
+    async fn create_first_admin(&self, email: &str, password_hash: &str, org_name: &str) -> Result<Option<User>>;
 
     // ---- invitations ----
 
@@ -196,6 +197,8 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
 
     /// The global value under `key`, if any (e.g. a generated signing key).
     async fn kv_get(&self, key: &str) -> Result<Option<String>>;
+    /// Deletes the value under `key`; whether there was one.
+    async fn kv_delete(&self, key: &str) -> Result<bool>;
     /// Stores `value` under `key` unless a value is already there, atomically, and returns the value that won.
     /// Concurrent callers with different values all get the same winner.
     async fn kv_put_if_absent(&self, key: &str, value: &str) -> Result<String>;

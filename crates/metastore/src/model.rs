@@ -365,6 +365,10 @@ pub struct VizierStatusUpdate {
 /// The status a vizier gets when created.
 pub const VIZIER_INITIAL_STATUS: &str = "disconnected";
 
+/// The kv row `create_first_admin` writes first, so racing bootstraps run one after the other; it holds the
+/// time (Unix ns) of the bootstrap that created the first admin.
+pub const ADMIN_BOOTSTRAP_KV: &str = "auth.admin_bootstrap";
+
 /// A script run on a schedule against some of the org's viziers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct CronScript {

@@ -246,19 +246,32 @@ macro_rules! impl_sql_metastore {
                 self.delete_org_row("DELETE FROM users WHERE org_id = $1 AND id = $2", "user", org_id, user_id).await
             }
 
-            async fn create_admin_if_absent(
-                &self,
-                email: &str,
-                password_hash: &str,
-                org_name: &str,
-            ) -> Result<(User, bool)> {
+            async fn create_first_admin(&self, email: &str, password_hash: &str, org_name: &str) -> Result<Option<User>> {
                 check_name("email", email)?;
                 check_name("password hash", password_hash)?;
                 check_name("org name", org_name)?;
                 let now = now_ns();
-                // The first statement writes, so SQLite takes its write lock up front (no read-to-write upgrade
-                // that could fail with SQLITE_BUSY), and Postgres serialises racing inserts on the unique name.
-                let mut tx = self.pool.begin().await.map_err(db_err("org"))?;
+                // The first statement writes a lock row, so racing bootstraps run one after the other: SQLite
+                // takes its write lock up front, and Postgres makes the second upsert wait for the first
+                // transaction's commit, after which (read committed) it sees the user that one created.
+                let mut tx = self.pool.begin().await.map_err(db_err("user"))?;
+                sqlx::query(
+                    "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(ADMIN_BOOTSTRAP_KV)
+                .bind(now.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("kv entry"))?;
+                let any_user = sqlx::query("SELECT 1 FROM users LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err("user"))?;
+                if any_user.is_some() {
+                    // Rolled back: the lock row's timestamp records only bootstraps that created the admin.
+                    drop(tx);
+                    return Ok(None);
+                }
                 sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
                     .bind(Uuid::new_v4())
                     .bind(org_name)
@@ -271,15 +284,6 @@ macro_rules! impl_sql_metastore {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db_err("org"))?;
-                let existing = sqlx::query_as::<_, User>("SELECT * FROM users WHERE email_lower = $1")
-                    .bind(email_key(email))
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err("user"))?;
-                if let Some(user) = existing {
-                    tx.commit().await.map_err(db_err("org"))?;
-                    return Ok((user, false));
-                }
                 let user = User {
                     id: Uuid::new_v4(),
                     org_id: org.id,
@@ -291,7 +295,7 @@ macro_rules! impl_sql_metastore {
                     created_at: now,
                     updated_at: now,
                 };
-                let inserted = sqlx::query(
+                sqlx::query(
                     "INSERT INTO users (id, org_id, email, email_lower, display_name, password_hash, role, \
                      must_change_password, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
                 )
@@ -306,19 +310,9 @@ macro_rules! impl_sql_metastore {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(db_err("user"));
-                match inserted {
-                    Ok(_) => {
-                        tx.commit().await.map_err(db_err("user"))?;
-                        Ok((user, true))
-                    }
-                    // A racing caller created the user between our check and insert: theirs wins.
-                    Err(MetastoreError::AlreadyExists { .. }) => {
-                        drop(tx);
-                        Ok((self.get_user_by_email(email).await?, false))
-                    }
-                    Err(err) => Err(err),
-                }
+                .map_err(db_err("user"))?;
+                tx.commit().await.map_err(db_err("user"))?;
+                Ok(Some(user))
             }
 
             // ---- invitations ----
@@ -995,6 +989,13 @@ macro_rules! impl_sql_metastore {
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(db_err("kv entry"))
+            }
+
+            async fn kv_delete(&self, key: &str) -> Result<bool> {
+                check_text("kv key", key)?;
+                let done =
+                    sqlx::query("DELETE FROM kv WHERE key = $1").bind(key).execute(&self.pool).await.map_err(db_err("kv entry"))?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn kv_put_if_absent(&self, key: &str, value: &str) -> Result<String> {

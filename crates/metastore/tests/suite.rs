@@ -154,42 +154,65 @@ pub async fn user_updates_and_delete_cascade(store: Arc<dyn Metastore>) {
     user(store, a.id, "U@acme.io").await;
 }
 
-pub async fn create_admin_if_absent_is_idempotent(store: Arc<dyn Metastore>) {
-    let (admin, created) =
-        store.create_admin_if_absent("admin@default.com", "$argon2id$admin", "default").await.expect("bootstrap");
-    assert!(created);
+pub async fn create_first_admin_only_into_an_empty_user_table(store: Arc<dyn Metastore>) {
+    let admin = store
+        .create_first_admin("admin@default.com", "$argon2id$admin", "default")
+        .await
+        .expect("bootstrap")
+        .expect("created into an empty table");
     assert_eq!(admin.role, Role::Admin);
     assert!(admin.must_change_password, "the bootstrap admin must change the default password");
     let default_org = store.get_org_by_name("default").await.expect("org created");
     assert_eq!(admin.org_id, default_org.id);
 
-    // A second run (any casing) returns the same user unchanged, even after the password was changed.
+    // A second run (any casing) creates nothing and leaves the admin unchanged.
     store.update_user_password(default_org.id, admin.id, "$argon2id$changed", false).await.expect("change");
-    let (again, created) =
-        store.create_admin_if_absent("ADMIN@default.com", "$argon2id$admin", "default").await.expect("again");
-    assert!(!created);
-    assert_eq!(again.id, admin.id);
-    assert_eq!(again.password_hash, "$argon2id$changed");
+    assert_eq!(store.create_first_admin("ADMIN@default.com", "$argon2id$admin", "default").await.expect("again"), None);
+    assert_eq!(store.get_user_by_email("admin@default.com").await.expect("admin").password_hash, "$argon2id$changed");
     assert_eq!(store.list_orgs().await.expect("orgs").len(), 1);
 
-    // Racing bootstraps (several replicas starting at once) create exactly one admin.
+    // The attack of the security review: a real admin exists, the default one is deleted; a restart must not
+    // bring `admin@default.com` back.
+    let real = store
+        .create_user(NewUser {
+            org_id: default_org.id,
+            email: "ops@corp.io".to_owned(),
+            display_name: "ops".to_owned(),
+            password_hash: "$argon2id$ops".to_owned(),
+            role: Role::Admin,
+            must_change_password: false,
+        })
+        .await
+        .expect("real admin");
+    store.delete_user(default_org.id, admin.id).await.expect("delete default admin");
+    assert_eq!(
+        store.create_first_admin("admin@default.com", "$argon2id$admin", "default").await.expect("restart"),
+        None
+    );
+    assert_err!(store.get_user_by_email("admin@default.com").await, MetastoreError::NotFound { .. });
+    assert_eq!(
+        store.list_users(default_org.id).await.expect("users").iter().map(|u| u.id).collect::<Vec<_>>(),
+        vec![real.id]
+    );
+    assert_err!(store.create_first_admin("", "h", "corp").await, MetastoreError::Invalid { .. });
+}
+
+/// Racing bootstraps (several replicas starting at once, even with different admin emails) create exactly one.
+pub async fn create_first_admin_races_create_one(store: Arc<dyn Metastore>) {
     let mut tasks = Vec::new();
-    for _ in 0..6 {
+    for i in 0..6 {
         let store = Arc::clone(&store);
-        tasks.push(tokio::spawn(
-            async move { store.create_admin_if_absent("ops@corp.io", "$argon2id$ops", "corp").await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            store.create_first_admin(&format!("ops{i}@corp.io"), "$argon2id$ops", "corp").await
+        }));
     }
-    let mut ids = Vec::new();
-    let mut created_count = 0;
+    let mut created = Vec::new();
     for task in tasks {
-        let (user, created) = task.await.expect("join").expect("racing bootstrap");
-        ids.push(user.id);
-        created_count += usize::from(created);
+        created.extend(task.await.expect("join").expect("racing bootstrap"));
     }
-    assert_eq!(created_count, 1, "exactly one racer creates the admin");
-    assert!(ids.iter().all(|id| *id == ids[0]), "all racers see the same admin");
-    assert_err!(store.create_admin_if_absent("", "h", "corp").await, MetastoreError::Invalid { .. });
+    assert_eq!(created.len(), 1, "exactly one racer creates the admin: {created:?}");
+    let org = store.get_org_by_name("corp").await.expect("org");
+    assert_eq!(store.list_users(org.id).await.expect("users").len(), 1);
 }
 
 fn invitation(org_id: Uuid, email: &str, token_hash: &str, expires_at: i64, by: Option<Uuid>) -> NewInvitation {
@@ -547,6 +570,10 @@ pub async fn kv_put_if_absent_race_has_one_winner(store: Arc<dyn Metastore>) {
     assert_eq!(store.kv_put_if_absent("first", "one").await.expect("put"), "one");
     assert_eq!(store.kv_put_if_absent("first", "two").await.expect("put again"), "one", "never overwritten");
     assert_eq!(store.kv_get("first").await.expect("get").as_deref(), Some("one"));
+    assert!(store.kv_delete("first").await.expect("delete"));
+    assert!(!store.kv_delete("first").await.expect("delete again"));
+    assert_eq!(store.kv_get("first").await.expect("get"), None);
+    assert_eq!(store.kv_put_if_absent("first", "three").await.expect("put after delete"), "three");
 
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -758,7 +785,7 @@ pub async fn nul_bytes_are_invalid_everywhere(store: Arc<dyn Metastore>) {
     inv(store.get_user_by_email(nul).await.map(drop), "get_user_by_email");
     inv(store.update_user_password(o.id, u.id, nul, false).await.map(drop), "update_user_password");
     inv(store.update_user_display_name(o.id, u.id, nul).await.map(drop), "update_user_display_name");
-    inv(store.create_admin_if_absent(nul, "h", "org").await.map(drop), "create_admin_if_absent");
+    inv(store.create_first_admin(nul, "h", "org").await.map(drop), "create_first_admin");
     inv(store.create_invitation(invitation(o.id, nul, "t", 1, None)).await.map(drop), "create_invitation");
     inv(store.accept_invitation(nul, "n", "h").await.map(drop), "accept_invitation");
     inv(store.create_api_key(api_key(o.id, u.id, nul)).await.map(drop), "create_api_key");

@@ -2,7 +2,8 @@
 //!
 //! Owns TLS (rustls on ring, ALPN `h2` and `http/1.1` on one port), forwarding every request to one plain-HTTP
 //! upstream with its method, path, headers, body and trailers intact (gRPC over HTTP/2 prior knowledge, so
-//! trailers survive; everything else over HTTP/1.1), the `X-Forwarded-*` headers, the 502 answer when the
+//! trailers survive; everything else over HTTP/1.1), the `X-Forwarded-*` headers, any fixed headers the
+//! configuration adds (such as a secret by which the upstream recognises this proxy), the 502 answer when the
 //! upstream is down, and the 308 redirect. Must not look inside requests beyond HTTP semantics: no routes, no
 //! auth, no knowledge of the cloud's API.
 
@@ -86,6 +87,9 @@ pub enum ProxyError {
     /// The upstream address is not a plain-HTTP `host:port` or `http://host:port`.
     #[error("invalid upstream {0:?}: expected host:port or http://host:port")]
     Upstream(String),
+    /// A configured upstream header has an invalid name or value.
+    #[error("invalid upstream header {0:?}")]
+    UpstreamHeader(String),
 }
 
 /// `Result` with [`ProxyError`].
@@ -105,6 +109,9 @@ pub struct ProxyConfig {
     pub cert: PathBuf,
     /// PEM private key of that certificate.
     pub key: PathBuf,
+    /// Headers set on every forwarded request, replacing any the client sent under the same names: e.g. a
+    /// secret by which the upstream tells this proxy's requests from others on the same network.
+    pub upstream_headers: Vec<(String, String)>,
 }
 
 /// A bound proxy, ready to [`serve`](Proxy::serve).
@@ -119,7 +126,7 @@ impl Proxy {
     /// Loads the certificate and key, and binds the listeners (so a busy port fails here, before serving).
     pub async fn bind(config: &ProxyConfig) -> Result<Self> {
         let acceptor = TlsAcceptor::from(server_tls_config(&config.cert, &config.key)?);
-        let forwarder = Arc::new(Forwarder::new(&config.upstream)?);
+        let forwarder = Arc::new(Forwarder::new(&config.upstream)?.with_headers(&config.upstream_headers)?);
         let tls = bind(config.listen).await?;
         let redirect = match config.redirect_listen {
             Some(addr) => Some(bind(addr).await?),
@@ -261,6 +268,7 @@ struct Forwarder {
     authority: Authority,
     http1: Client<HttpConnector, Incoming>,
     http2: Client<HttpConnector, Incoming>,
+    extra: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Forwarder {
@@ -278,7 +286,18 @@ impl Forwarder {
         connector.set_nodelay(true);
         let http1 = Client::builder(TokioExecutor::new()).build(connector.clone());
         let http2 = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
-        Ok(Self { scheme: Scheme::HTTP, authority, http1, http2 })
+        Ok(Self { scheme: Scheme::HTTP, authority, http1, http2, extra: Vec::new() })
+    }
+
+    /// Adds fixed headers to every forwarded request.
+    fn with_headers(mut self, headers: &[(String, String)]) -> Result<Self> {
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ProxyError::UpstreamHeader(name.clone()))?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| ProxyError::UpstreamHeader(name.to_string()))?;
+            value.set_sensitive(true);
+            self.extra.push((name, value));
+        }
+        Ok(self)
     }
 
     async fn forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
@@ -309,6 +328,9 @@ impl Forwarder {
         parts.headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         if let Some(host) = host {
             parts.headers.insert(X_FORWARDED_HOST, host);
+        }
+        for (name, value) in &self.extra {
+            parts.headers.insert(name.clone(), value.clone());
         }
         let (client, version) = if grpc { (&self.http2, Version::HTTP_2) } else { (&self.http1, Version::HTTP_11) };
         parts.version = version;

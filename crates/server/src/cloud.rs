@@ -1,15 +1,19 @@
-//! Wiring of the cloud services: flags, metastore and session-cache selection, bootstrap.
+//! Wiring of the cloud services: flags, metastore and session-cache selection, the token signing key file, the
+//! private data directory, bootstrap.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use loupe_auth::{
     AdminBootstrap, InMemorySessionCache, RedisSessionCache, RedisSessionCacheConfig, SessionCache, SigningKey,
 };
-use loupe_cloud::{CloudConfig, CloudState, Gateway, ServiceAddrs, ServiceClients, ServiceKind};
+use loupe_cloud::services::GatewayCredential;
+use loupe_cloud::{CloudConfig, CloudState, Gateway, ServiceAddrs, ServiceClients, ServiceKind, TrustedProxy};
 use loupe_metastore::Metastore;
 
 /// Where the cloud keeps its state.
@@ -18,7 +22,8 @@ pub struct MetastoreArgs {
     /// Metastore URL: `postgres://user:pass@host/db`, or `sqlite://path.db`. Default: SQLite in --data-dir.
     #[arg(long, env = "LOUPE_METASTORE_URL", hide_env_values = true)]
     pub metastore_url: Option<String>,
-    /// Directory for embedded state (the SQLite metastore).
+    /// Directory for embedded state (the SQLite metastore, `secrets/`). Kept private: the directory is made
+    /// 0700 and everything in it readable by its owner only, at every start.
     #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
 }
@@ -34,10 +39,14 @@ pub struct StateArgs {
     #[arg(long, env = "LOUPE_DOMAIN", default_value = "localhost")]
     pub domain: String,
     /// File holding the token signing key, such as `jwt-signing-key` from `loupe setup init-secrets` (every
-    /// service process must use the same one). Default: a key generated at first start and kept in the
-    /// metastore.
+    /// service process and the API gateway must use the same one). Default: `<data-dir>/secrets/jwt-signing-key`,
+    /// generated (0600) on first start.
     #[arg(long, env = "LOUPE_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
+    /// Absolute lifetime of a session, from the login that started it: refreshing cannot extend a session past
+    /// it, so users log in again at least this often. A number with a unit: s, m, h or d.
+    #[arg(long, env = "LOUPE_SESSION_MAX_LIFETIME", default_value = "30d", value_parser = parse_duration)]
+    pub session_max_lifetime: Duration,
     #[command(flatten)]
     pub metastore: MetastoreArgs,
 }
@@ -48,10 +57,14 @@ pub struct CloudArgs {
     /// Address of the cloud API (REST under /api/v1, gRPC loupe.cloud.v1).
     #[arg(long, env = "LOUPE_API_LISTEN", default_value = "127.0.0.1:51200")]
     pub api_listen: SocketAddr,
-    /// Throttle logins by the first `X-Forwarded-For` address: only behind a proxy that sets it (`loupe cloud
-    /// proxy`), else clients pick their own. `loupe up` sets it when its proxy fronts a loopback-only API.
-    #[arg(long, env = "LOUPE_TRUST_FORWARDED_FOR")]
-    pub trust_forwarded_for: bool,
+    /// A proxy in front of the API (an address or CIDR network, repeatable or comma-separated): requests from it
+    /// are throttled by the last `X-Forwarded-For` entry, the client it saw. Others by their own address.
+    /// `loupe up`'s own TLS proxy needs no entry: it proves itself with a per-process secret header instead.
+    #[arg(long = "trusted-proxy", value_name = "ADDR", env = "LOUPE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<TrustedProxy>,
+    /// Set by `loupe up`: the secret its TLS proxy adds to every request (never a flag).
+    #[arg(skip)]
+    pub proxy_secret: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -91,18 +104,114 @@ pub(crate) fn default_data_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("/var/lib/loupe"), |d| d.join("loupe"))
 }
 
+/// `30d`, `12h`, `90m`, `3600s`: a positive duration with a unit.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a number with a unit (s, m, h, d)"))?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 24 * 3600,
+        _ => return Err(format!("{text:?} needs a unit: s, m, h or d (e.g. 30d)")),
+    };
+    match number.checked_mul(unit_secs) {
+        Some(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+        _ => Err(format!("{text:?} must be more than zero and less than centuries")),
+    }
+}
+
+/// Makes `dir` (created if absent) 0700 and strips group and other permissions from everything in it: the
+/// SQLite files and the secrets are readable by the owner only, also when an older version or a loose umask
+/// made them readable by everyone.
+pub(crate) fn secure_data_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("failed to create data directory {}", dir.display()))?;
+    restrict(dir)
+}
+
+fn restrict(path: &Path) -> Result<()> {
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("failed to inspect {}", path.display()))?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    let wanted = if meta.is_dir() { 0o700 } else { mode & !0o077 };
+    if mode != wanted {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))
+            .with_context(|| format!("failed to restrict the permissions of {}", path.display()))?;
+        let (was, now) = (format!("{mode:o}"), format!("{wanted:o}"));
+        // Certificates are public (init-secrets writes them 0644): tightening them is routine, not a finding.
+        if path.extension().is_some_and(|e| e == "crt") {
+            tracing::debug!(path = %path.display(), was, now, "tightened permissions");
+        } else {
+            tracing::warn!(path = %path.display(), was, now, "tightened permissions");
+        }
+    }
+    if meta.is_dir() {
+        let entries = std::fs::read_dir(path).with_context(|| format!("failed to list {}", path.display()))?;
+        for entry in entries {
+            restrict(&entry.with_context(|| format!("failed to list {}", path.display()))?.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the SQLite file 0600 before SQLite does (it would follow the umask): SQLite then gives its `-wal`
+/// and `-shm` files the database file's permissions.
+fn create_private_file(path: &Path) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o077))
+            .with_context(|| format!("failed to restrict the permissions of {}", path.display()))?;
+    }
+    Ok(())
+}
+
 async fn open_metastore(args: &MetastoreArgs) -> Result<Arc<dyn Metastore>> {
     let url = match &args.metastore_url {
         Some(u) => u.clone(),
         None => {
-            std::fs::create_dir_all(&args.data_dir)
-                .with_context(|| format!("failed to create data directory {}", args.data_dir.display()))?;
-            format!("sqlite://{}", args.data_dir.join("loupe.db").display())
+            secure_data_dir(&args.data_dir)?;
+            let path = args.data_dir.join("loupe.db");
+            create_private_file(&path)?;
+            format!("sqlite://{}", path.display())
         }
     };
+    // A SQLite file named by URL is kept private too (its directory is the operator's).
+    if let Some(path) = url.strip_prefix("sqlite://").map(|rest| rest.split('?').next().unwrap_or(rest))
+        && !path.is_empty()
+        && !path.starts_with(':')
+    {
+        create_private_file(Path::new(path))?;
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{path}{suffix}"));
+            if side.exists() {
+                create_private_file(&side)?;
+            }
+        }
+    }
     let backend = url.split(':').next().unwrap_or_default().to_string();
     let m = loupe_metastore::connect(&url).await.context("failed to open the metastore")?;
     tracing::info!(backend, "metastore ready");
+    if loupe_cloud::forget_stored_signing_key(m.as_ref()).await? {
+        tracing::warn!(
+            "deleted the token signing key an older version kept in the metastore; the key now comes from a file, \
+             so sessions signed with the old key have ended: log in again"
+        );
+    }
     Ok(m)
 }
 
@@ -121,37 +230,68 @@ async fn session_cache(args: &StateArgs) -> Result<Arc<dyn SessionCache>> {
 pub type QueryGrpc =
     loupe_proto::vizierpb::vizier_service_server::VizierServiceServer<loupe_vizier::query_service::QueryService>;
 
-/// `trust_forwarded_for` matters only where client requests arrive: the API server (the gateway).
-fn cloud_config(args: &StateArgs, trust_forwarded_for: bool) -> CloudConfig {
-    CloudConfig { domain: args.domain.clone(), trust_forwarded_for, ..CloudConfig::default() }
+/// The settings of a process serving `args`; the proxies matter only where client requests arrive (the API).
+fn cloud_config(args: &StateArgs, api: Option<&CloudArgs>) -> CloudConfig {
+    CloudConfig {
+        domain: args.domain.clone(),
+        session_max_lifetime: args.session_max_lifetime,
+        trusted_proxies: api.map(|a| a.trusted_proxies.clone()).unwrap_or_default(),
+        proxy_secret: api.and_then(|a| a.proxy_secret.clone()),
+        ..CloudConfig::default()
+    }
 }
 
-/// The services' state: metastore (migrated), token signing key (created on first start), session cache.
+/// The services' state: metastore (migrated), token signing key (from its file), session cache.
 async fn open_state(args: &StateArgs, config: CloudConfig) -> Result<CloudState> {
+    let key = signing_key(args)?;
     let metastore = open_metastore(&args.metastore).await?;
-    let key = match &args.signing_key_file {
-        Some(path) => read_signing_key(path)?,
-        None => loupe_cloud::load_or_create_signing_key(metastore.as_ref()).await?,
-    };
     let sessions = session_cache(args).await?;
     Ok(CloudState::new(metastore, sessions, key, config))
 }
 
+/// The token signing key: `--signing-key-file`, else `<data-dir>/secrets/jwt-signing-key`, generated by the
+/// init-secrets code (with the rest of the secrets directory) if absent.
+fn signing_key(args: &StateArgs) -> Result<SigningKey> {
+    if let Some(path) = &args.signing_key_file {
+        return read_signing_key(path);
+    }
+    let data_dir = &args.metastore.data_dir;
+    secure_data_dir(data_dir)?;
+    let dir = data_dir.join(crate::proxy::SECRETS_DIR);
+    let path = dir.join(loupe_proxy::secrets::JWT_SIGNING_KEY);
+    if !path.exists() {
+        let names = crate::proxy::requested_names(Some(&args.domain), &[])?;
+        loupe_proxy::init_secrets(&dir, &names)
+            .with_context(|| format!("failed to generate the secrets in {}", dir.display()))?;
+        tracing::info!(path = %path.display(), "generated the token signing key");
+    }
+    read_signing_key(&path)
+}
+
 /// The signing key in `path`: its text, trimmed, used as the HMAC key (init-secrets writes 64 hex digits).
-fn read_signing_key(path: &std::path::Path) -> Result<SigningKey> {
+fn read_signing_key(path: &Path) -> Result<SigningKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read the signing key {} (--signing-key-file)", path.display()))?;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the token signing key is readable by other users, who could sign tokens with it: chmod 600 it"
+        );
+    }
     SigningKey::from_bytes(text.trim().as_bytes())
         .with_context(|| format!("the signing key in {} is unusable", path.display()))
 }
 
-/// Creates the first admin if absent, and says how to log in while its password is the initial one.
+/// Creates the first admin into an empty metastore, and says how to log in with its initial password.
 async fn bootstrap_admin(state: &CloudState) -> Result<()> {
     let admin = AdminBootstrap::from_env().context("invalid LOUPE_ADMIN_EMAIL / LOUPE_ADMIN_PASSWORD")?;
     let outcome = loupe_cloud::bootstrap(state, &admin).await?;
-    if outcome.admin.must_change_password {
+    if let Some(created) = outcome.created {
         tracing::info!(
-            admin = %outcome.admin.email,
+            admin = %created.email,
             "log in as the admin (initial password from LOUPE_ADMIN_PASSWORD, default `admin`): you must change it first"
         );
     }
@@ -170,7 +310,7 @@ pub async fn start_api(
     query: Option<QueryGrpc>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let state = open_state(&args.state, cloud_config(&args.state, args.trust_forwarded_for)).await?;
+    let state = open_state(&args.state, cloud_config(&args.state, Some(args))).await?;
     bootstrap_admin(&state).await?;
     let listener = bind(args.api_listen, "--api-listen").await?;
     tracing::info!(addr = %listener.local_addr()?, "cloud API listening (REST /api/v1, gRPC loupe.cloud.v1)");
@@ -192,7 +332,10 @@ pub async fn run_api(args: &ApiArgs, shutdown: impl std::future::Future<Output =
     };
     let addrs = ServiceAddrs { auth: auth.clone(), profile: profile.clone(), scripts: scripts.clone() };
     let clients = ServiceClients::remote(&addrs)?;
-    let gateway = Gateway::new(clients, cloud_config(&args.cloud.state, args.cloud.trust_forwarded_for));
+    // The services believe the client addresses this gateway stamps only with the credential derived from
+    // the signing key they share.
+    let credential = GatewayCredential::derive(&signing_key(&args.cloud.state)?)?;
+    let gateway = Gateway::new(clients, cloud_config(&args.cloud.state, Some(&args.cloud)), credential);
     let listener = bind(args.cloud.api_listen, "--api-listen").await?;
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -209,7 +352,7 @@ pub async fn run_service(
     args: &ServiceArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let state = open_state(&args.state, cloud_config(&args.state, false)).await?;
+    let state = open_state(&args.state, cloud_config(&args.state, None)).await?;
     if args.state.redis_url.is_none() {
         tracing::warn!(
             service = kind.name(),
@@ -231,18 +374,33 @@ pub async fn run_service(
     Ok(())
 }
 
-/// `loupe setup create-admin`: idempotent. Also generates the token signing key if absent, so a
-/// Job running it before the API starts leaves nothing to chance.
+/// `loupe setup create-admin`: creates the first admin only into an empty metastore, so running it again, or
+/// after the bootstrap admin was deleted, does nothing. Needs no signing key and stores none.
 pub async fn create_admin(args: &MetastoreArgs) -> Result<()> {
     let metastore = open_metastore(args).await?;
-    let key = loupe_cloud::load_or_create_signing_key(metastore.as_ref()).await?;
-    let state = CloudState::new(metastore, Arc::new(InMemorySessionCache::new()), key, CloudConfig::default());
     let admin = AdminBootstrap::from_env().context("invalid LOUPE_ADMIN_EMAIL / LOUPE_ADMIN_PASSWORD")?;
-    let outcome = loupe_cloud::bootstrap(&state, &admin).await?;
-    if outcome.created {
-        println!("created admin {} (the password must be changed at first login)", outcome.admin.email);
-    } else {
-        println!("admin {} already exists; nothing to do", outcome.admin.email);
+    let outcome = loupe_cloud::bootstrap_into(metastore.as_ref(), loupe_cloud::state::DEFAULT_ORG_NAME, &admin).await?;
+    match outcome.created {
+        Some(created) => println!("created admin {} (the password must be changed at first login)", created.email),
+        None => println!(
+            "the metastore already has users; no admin created (the first admin is only created into an empty metastore)"
+        ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit_and_a_positive_number() {
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 24 * 3600)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("3600s"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "30", "d", "0d", "-1d", "1w", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -161,9 +161,13 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    // Behind the proxy every login comes from loopback; its X-Forwarded-For is the client to throttle. Trusted
-    // only when nothing but local processes can reach the API directly.
-    args.cloud.trust_forwarded_for |= !args.proxy.no_proxy && args.cloud.api_listen.ip().is_loopback();
+    // Behind the proxy every login comes from loopback, which any local process reaches too: the proxy proves
+    // itself with a per-process secret header, and only then is its X-Forwarded-For the client to throttle.
+    if !args.proxy.no_proxy {
+        let secret = proxy::proxy_secret()?;
+        args.proxy.upstream_secret = Some(secret.clone());
+        args.cloud.proxy_secret = Some(secret);
+    }
     let api = cloud::start_api(&args.cloud, Some(pem.query_service()), stopped()).await?;
     let proxy = if args.proxy.no_proxy {
         None

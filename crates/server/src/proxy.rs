@@ -16,7 +16,9 @@ use loupe_proxy::{Outcome, Proxy, ProxyConfig, Report, San};
 use crate::cloud::default_data_dir;
 
 /// Name of the secrets directory inside the data directory.
-const SECRETS_DIR: &str = "secrets";
+pub(crate) const SECRETS_DIR: &str = "secrets";
+/// Header by which `loupe up`'s proxy proves its requests to the API (`loupe_cloud::PROXY_SECRET_HEADER`).
+const PROXY_SECRET_HEADER: &str = loupe_cloud::PROXY_SECRET_HEADER;
 
 /// `loupe setup init-secrets` flags.
 #[derive(Args, Clone, Debug)]
@@ -68,9 +70,18 @@ pub struct UpProxyArgs {
     /// Do not start the TLS proxy; the API is then reachable only over plain HTTP.
     #[arg(long)]
     pub no_proxy: bool,
+    /// Set by `loupe up`: the per-process secret the proxy adds to every request for the API (never a flag).
+    #[arg(skip)]
+    pub upstream_secret: Option<String>,
 }
 
-fn requested_names(domain: Option<&str>, sans: &[String]) -> Result<Vec<San>> {
+/// A fresh secret for `loupe up`'s proxy to prove itself to its API with: the API listens on loopback, which
+/// any local process reaches too, so the peer address alone proves nothing.
+pub fn proxy_secret() -> Result<String> {
+    loupe_auth::generate_shared_secret().context("failed to generate the proxy secret")
+}
+
+pub(crate) fn requested_names(domain: Option<&str>, sans: &[String]) -> Result<Vec<San>> {
     let mut names = Vec::new();
     if let Some(domain) = domain.map(str::trim).filter(|d| !d.is_empty() && *d != "localhost") {
         let domain = San::parse(domain).with_context(|| format!("invalid --domain {domain:?}"))?;
@@ -131,6 +142,7 @@ pub async fn run_proxy(args: &ProxyArgs, shutdown: impl Future<Output = ()> + Se
         upstream: args.upstream.clone(),
         cert: args.cert.clone().unwrap_or_else(|| secrets.join(SERVER_CERT)),
         key: args.key.clone().unwrap_or_else(|| secrets.join(SERVER_KEY)),
+        upstream_headers: Vec::new(),
     };
     let proxy = bind(&config, "").await?;
     proxy.serve(shutdown).await;
@@ -184,6 +196,7 @@ pub async fn start_for_up(
         upstream: format!("http://{}", SocketAddr::new(upstream_ip, api.port())),
         cert: dir.join(SERVER_CERT),
         key: dir.join(SERVER_KEY),
+        upstream_headers: args.upstream_secret.iter().map(|s| (PROXY_SECRET_HEADER.to_owned(), s.clone())).collect(),
     };
     let proxy = bind(&config, " (change --proxy-listen, or pass --no-proxy)").await?;
     let addr = proxy.local_addr();

@@ -88,6 +88,9 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
         .args(["--auth-addr", &format!("http://127.0.0.1:{auth_port}")])
         .args(["--profile-addr", &format!("http://127.0.0.1:{profile_port}")])
         .args(["--scripts-addr", &format!("127.0.0.1:{scripts_port}")])
+        // The services believe the client addresses the gateway stamps only with a credential derived from it.
+        .arg("--signing-key-file")
+        .arg(secrets.join("jwt-signing-key"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

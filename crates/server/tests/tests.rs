@@ -2,6 +2,7 @@
 
 mod common;
 mod e2e;
+mod hardening_auth;
 mod px_cloud;
 mod redaction;
 mod split;

@@ -41,6 +41,17 @@ pub enum SessionError {
     /// The cache was configured with something unusable (e.g. a malformed Redis URL).
     #[error("invalid session store configuration: {0}")]
     InvalidConfig(String),
+    /// The in-memory cache holds its maximum of live entries. Revocations are never dropped to make room (a
+    /// forgotten revocation would bring a logged-out token back), so new sessions and new throttling counters
+    /// are refused until entries expire: answer 503.
+    #[error(
+        "the session store is full ({max_entries} live revocations and counters); new sessions are refused until \
+         some expire"
+    )]
+    Full {
+        /// The configured bound.
+        max_entries: usize,
+    },
 }
 
 /// The state of one throttling counter.
@@ -55,7 +66,9 @@ pub struct Counter {
 /// Expiring revocation and throttling state. Dyn-compatible: the API holds an `Arc<dyn SessionCache>`.
 ///
 /// Times given as `i64` are Unix seconds, the unit of JWT claims. Implementations bound their memory by
-/// expiring every entry; nothing here lives forever.
+/// expiring every entry; nothing here lives forever. A revocation is never dropped before it expires (fail
+/// closed): a bounded implementation refuses new sessions ([`SessionCache::admit_session`]) and new counters
+/// instead.
 #[async_trait]
 pub trait SessionCache: Send + Sync + std::fmt::Debug {
     /// Marks the session `jti` revoked until `until_exp` (the latest `exp` any token of that session can
@@ -75,6 +88,14 @@ pub trait SessionCache: Send + Sync + std::fmt::Debug {
     /// Adds one hit to the fixed-window counter `key` and returns the new count. The window starts at the
     /// first hit and lasts `window`; after it the counter starts again from zero.
     async fn hit(&self, key: &str, window: Duration) -> Result<u64, SessionError>;
+
+    /// Takes one hit back from the counter `key` (never below zero, never creating it): an attempt that was
+    /// counted up front and then turned out not to need counting (a successful login, a refused hashing slot).
+    async fn unhit(&self, key: &str) -> Result<(), SessionError>;
+
+    /// Whether a new session may be issued now: [`SessionError::Full`] when the cache could not hold that
+    /// session's revocation later without exceeding its bound.
+    async fn admit_session(&self) -> Result<(), SessionError>;
 
     /// Reads the counter `key` without changing it; `None` if it has no hits in the current window.
     async fn counter(&self, key: &str) -> Result<Option<Counter>, SessionError>;

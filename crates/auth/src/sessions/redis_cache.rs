@@ -28,6 +28,15 @@ end
 return 1
 ";
 
+/// Takes one hit back without creating the counter or touching its expiry; KEYS[1] = counter.
+const UNHIT_LUA: &str = r"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 1
+";
+
 /// Connection settings for [`RedisSessionCache`].
 #[derive(Clone)]
 pub struct RedisSessionCacheConfig {
@@ -104,10 +113,30 @@ impl RedisSessionCache {
     }
 
     /// Like [`RedisSessionCache::new`], then connects and sends `PING`, so a misconfiguration shows at startup.
+    /// Warns when Redis may evict keys under memory pressure: revocations would then be forgotten.
     pub async fn connect(config: RedisSessionCacheConfig) -> Result<Self, SessionError> {
         let cache = Self::new(config)?;
         cache.ping().await?;
+        match cache.eviction_policy().await {
+            Ok(Some(policy)) if policy != "noeviction" => tracing::warn!(
+                policy,
+                "redis may evict keys when full, revoked sessions included; set maxmemory-policy noeviction so a \
+                 full redis refuses writes (and logins) instead of forgetting revocations"
+            ),
+            Ok(_) => {}
+            // Managed Redis often disables CONFIG: nothing to check then.
+            Err(error) => tracing::debug!(%error, "cannot read redis' maxmemory-policy"),
+        }
         Ok(cache)
+    }
+
+    /// Redis' `maxmemory-policy`, or `None` when no memory limit is set (then nothing is ever evicted).
+    pub async fn eviction_policy(&self) -> Result<Option<String>, SessionError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("CONFIG").arg("GET").arg("maxmemory").cmd("CONFIG").arg("GET").arg("maxmemory-policy");
+        let (limit, policy): (Vec<String>, Vec<String>) = self.query("eviction_policy", Request::Pipe(&pipe)).await?;
+        let limit = limit.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Ok((limit > 0).then(|| policy.get(1).cloned().unwrap_or_default()))
     }
 
     /// Round-trips a `PING`; for readiness probes.
@@ -237,6 +266,18 @@ impl SessionCache for RedisSessionCache {
             .arg(&key);
         let (count,): (u64,) = self.query("hit", Request::Pipe(&pipe)).await?;
         Ok(count)
+    }
+
+    async fn unhit(&self, key: &str) -> Result<(), SessionError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(UNHIT_LUA).arg(1).arg(self.key("hit", key));
+        let _: i64 = self.query("unhit", Request::Cmd(&cmd)).await?;
+        Ok(())
+    }
+
+    /// Redis bounds its own memory; revocations carry a TTL and are never deleted early by this crate.
+    async fn admit_session(&self) -> Result<(), SessionError> {
+        Ok(())
     }
 
     async fn counter(&self, key: &str) -> Result<Option<Counter>, SessionError> {

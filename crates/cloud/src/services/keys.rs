@@ -23,7 +23,7 @@ fn created(key: String, id: Uuid, prefix: String, description: String, created_a
     cloudpb::CreatedKey { id: id.to_string(), key, prefix, description, created_at: to_secs(created_at) }
 }
 
-fn api_key_view(k: &ApiKey) -> cloudpb::Key {
+pub(crate) fn api_key_view(k: &ApiKey) -> cloudpb::Key {
     cloudpb::Key {
         id: k.id.to_string(),
         prefix: k.prefix.clone(),

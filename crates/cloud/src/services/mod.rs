@@ -13,7 +13,9 @@ mod scripts;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
+use loupe_auth::{SigningKey, TokenError};
 use loupe_proto::cloudpb::{self, api_key_service_server::ApiKeyServiceServer, auth_service_server::AuthServiceServer};
 use loupe_proto::cloudpb::{
     deploy_key_service_server::DeployKeyServiceServer, profile_service_server::ProfileServiceServer,
@@ -30,9 +32,40 @@ use crate::state::CloudState;
 pub use scripts::{BUNDLED_PREFIX, ORG_PREFIX};
 
 /// Metadata key carrying the end client's address, set by the API gateway (which knows the TCP peer or trusts
-/// the proxy's `X-Forwarded-For`), used for login throttling. Service ports are internal: only the gateway is
-/// exposed, and it always overwrites this key.
+/// a proxy's `X-Forwarded-For`), used for login throttling. Believed only next to a valid
+/// `GATEWAY_CREDENTIAL_METADATA`: anyone else who reaches a service port is throttled by their own address.
 pub const CLIENT_IP_METADATA: &str = "x-loupe-client-ip";
+/// Metadata key carrying the gateway's credential (`GatewayCredential`), which the services check before
+/// believing `CLIENT_IP_METADATA`.
+pub const GATEWAY_CREDENTIAL_METADATA: &str = "x-loupe-gateway-credential";
+
+/// What the gateway proves itself to the services with: derived from the token signing key they all share
+/// (so nothing new to distribute), and useless for signing tokens. Its `Debug` hides it.
+#[derive(Clone)]
+pub struct GatewayCredential(Arc<str>);
+
+impl GatewayCredential {
+    /// The credential of every process holding `key`.
+    pub fn derive(key: &SigningKey) -> Result<Self, TokenError> {
+        Ok(Self(key.derive_credential("gateway to services")?.into()))
+    }
+
+    /// The header value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time check of a presented value.
+    fn accepts(&self, presented: &[u8]) -> bool {
+        loupe_auth::secrets_match(presented, self.0.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for GatewayCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatewayCredential(<redacted>)")
+    }
+}
 
 /// The three service processes of the cloud, each serving some of the gRPC services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +113,48 @@ impl ServiceKind {
 #[derive(Debug, Clone)]
 pub struct CloudServices {
     state: CloudState,
+    gateway: GatewayCredential,
 }
 
 impl CloudServices {
-    /// Services over `state`.
+    /// Services over `state`; a gateway proves itself with the credential derived from `state`'s signing key.
     pub fn new(state: CloudState) -> Self {
-        Self { state }
+        // Deriving is an HMAC, which takes a key of any length: it cannot fail for a key the signer holds.
+        let gateway = GatewayCredential::derive(state.signer.key())
+            .unwrap_or_else(|_| GatewayCredential(loupe_auth::generate_shared_secret().unwrap_or_default().into()));
+        Self { state, gateway }
+    }
+
+    /// The credential a gateway in front of these services must present.
+    pub fn gateway_credential(&self) -> &GatewayCredential {
+        &self.gateway
+    }
+
+    /// The end client's address: what an authenticated gateway put in `CLIENT_IP_METADATA`, else the peer of
+    /// this call, else `0.0.0.0` (in-process calls without a gateway). A caller without the gateway's
+    /// credential cannot choose the address it is throttled under.
+    fn client_ip<T>(&self, request: &Request<T>) -> IpAddr {
+        let metadata = request.metadata();
+        let from_gateway =
+            metadata.get(GATEWAY_CREDENTIAL_METADATA).is_some_and(|value| self.gateway.accepts(value.as_bytes()));
+        if !from_gateway && metadata.contains_key(GATEWAY_CREDENTIAL_METADATA) {
+            // Most likely a gateway started with another signing key: every client would then share the
+            // gateway's address for throttling. Said once, since it repeats on every call.
+            static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    "a caller presented a gateway credential that does not match this service's signing key; its \
+                     client addresses are ignored (give the gateway the same --signing-key-file)"
+                );
+            }
+        }
+        from_gateway
+            .then(|| metadata.get(CLIENT_IP_METADATA))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .or_else(|| request.remote_addr().map(|a| a.ip().to_canonical()))
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     }
 
     /// The state the services run on.
@@ -178,18 +247,6 @@ async fn check_unary_frame(request: axum::extract::Request, next: axum::middlewa
         Some(problem) => refuse(Status::invalid_argument(problem)),
         None => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
     }
-}
-
-/// The end client's address: what the gateway put in `CLIENT_IP_METADATA`, else the peer of this call, else
-/// `0.0.0.0` (in-process calls without a gateway).
-fn client_ip<T>(request: &Request<T>) -> IpAddr {
-    request
-        .metadata()
-        .get(CLIENT_IP_METADATA)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .or_else(|| request.remote_addr().map(|a| a.ip()))
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// A handler's result as a gRPC answer.

@@ -10,7 +10,7 @@ use loupe_proto::cloudpb::{
 };
 use tonic::{Request, Response, Status};
 
-use super::auth::{MAX_EMAIL_LEN, blocking, issue_session, role_name, user_view};
+use super::auth::{MAX_EMAIL_LEN, hashing, issue_session, role_name, user_view};
 use super::{CloudServices, parse_id, reply, to_secs};
 use crate::error::{ApiError, ApiResult};
 
@@ -123,7 +123,7 @@ impl CloudServices {
         }
         validate_new_password(&req.password, &invitation.email).map_err(|e| ApiError::invalid(e.to_string()))?;
         let password = req.password;
-        let hash = blocking(move || hash_password(&password)).await?.map_err(ApiError::internal)?;
+        let hash = hashing(state, move || hash_password(&password)).await?.map_err(ApiError::internal)?;
         let user = match state.metastore.accept_invitation(token_hash.as_str(), &display_name, &hash).await {
             Ok(user) => user,
             // Raced with another acceptance or expired meanwhile.

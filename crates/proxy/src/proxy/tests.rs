@@ -71,6 +71,7 @@ async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Json
         "x-forwarded-proto": header("x-forwarded-proto"),
         "x-forwarded-host": header("x-forwarded-host"),
         "x-custom": header("x-custom"),
+        "x-upstream-secret": header("x-upstream-secret"),
         "body": String::from_utf8_lossy(&body),
     }))
 }
@@ -96,6 +97,7 @@ async fn start_proxy(tag: &str, upstream: &str) -> (SocketAddr, SocketAddr, Path
         upstream: upstream.to_owned(),
         cert: dir.join(SERVER_CERT),
         key: dir.join(SERVER_KEY),
+        upstream_headers: vec![("x-upstream-secret".to_owned(), "s3cret".to_owned())],
     };
     let proxy = Proxy::bind(&config).await.expect("bind proxy");
     let (tls, redirect) = (proxy.local_addr(), proxy.redirect_addr().expect("redirect listener"));
@@ -157,6 +159,7 @@ fn post_echo(addr: SocketAddr, version: Version) -> hyper::http::request::Builde
     builder
         .header("x-custom", "kept")
         .header("x-forwarded-for", "6.6.6.6")
+        .header("x-upstream-secret", "forged")
         .header(header::CONTENT_TYPE, "application/json")
 }
 
@@ -193,6 +196,8 @@ async fn rest_is_forwarded_over_http1_and_http2_with_forwarded_headers() {
         assert_eq!(seen["x-custom"], "kept", "{seen}");
         // The client's claim is replaced by the real peer.
         assert_eq!(seen["x-forwarded-for"], "127.0.0.1", "{seen}");
+        // The configured header replaces the client's forgery.
+        assert_eq!(seen["x-upstream-secret"], "s3cret", "{seen}");
         assert_eq!(seen["x-forwarded-proto"], "https", "{seen}");
         assert_eq!(seen["x-forwarded-host"], format!("localhost:{}", proxy.port()), "{seen}");
     }
@@ -348,4 +353,6 @@ fn upstreams_must_be_plain_http() {
     for bad in ["https://127.0.0.1:1", "http://127.0.0.1:1/prefix", "", "ftp://x:1"] {
         assert!(matches!(Forwarder::new(bad), Err(ProxyError::Upstream(_))), "{bad}");
     }
+    let forwarder = Forwarder::new("127.0.0.1:1").expect("upstream");
+    assert!(matches!(forwarder.with_headers(&[("bad name".into(), "v".into())]), Err(ProxyError::UpstreamHeader(_))));
 }
