@@ -69,9 +69,17 @@ impl LoginThrottle {
     /// (the refused attempt is taken back, so the counters hold the attempts that were let through). Call
     /// before verifying the password: a refused attempt costs no argon2 work, and parallel attempts cannot all
     /// pass a check that none of them has counted yet.
+    ///
+    /// The account is counted first and the address only for attempts the account admits, so a burst against
+    /// one account cannot push the address over its limit with attempts that are refused anyway (which would
+    /// refuse attempts the account still allows).
     pub async fn reserve(&self, email: &str, ip: IpAddr) -> Result<(), ThrottleError> {
         let (account, by_ip) = (account_key(email), ip_key(ip));
         let account_count = self.cache.hit(&account, self.policy.window).await?;
+        if account_count > self.policy.max_failures_per_account {
+            let limit = self.policy.max_failures_per_account;
+            return Err(self.refuse(&[&account], &account, (account_count, limit), ip).await?);
+        }
         let ip_count = match self.cache.hit(&by_ip, self.policy.window).await {
             Ok(count) => count,
             Err(err) => {
@@ -79,26 +87,30 @@ impl LoginThrottle {
                 return Err(err.into());
             }
         };
-        let over = [
-            (account_count > self.policy.max_failures_per_account, &account),
-            (ip_count > self.policy.max_failures_per_ip, &by_ip),
-        ];
-        if !over.iter().any(|(over, _)| *over) {
-            return Ok(());
+        if ip_count > self.policy.max_failures_per_ip {
+            let limit = self.policy.max_failures_per_ip;
+            return Err(self.refuse(&[&account, &by_ip], &by_ip, (ip_count, limit), ip).await?);
         }
-        let mut retry_after = Duration::ZERO;
-        for (is_over, key) in over {
-            if is_over && let Some(counter) = self.cache.counter(key).await? {
-                retry_after = retry_after.max(counter.resets_in);
-            }
+        Ok(())
+    }
+
+    /// Takes back the attempt on `counted` and answers how long `over` (at `count` of its `limit`) stays past its
+    /// limit. Logs once per window, when the limit is first passed.
+    async fn refuse(
+        &self,
+        counted: &[&str],
+        over: &str,
+        (count, limit): (u64, u64),
+        ip: IpAddr,
+    ) -> Result<ThrottleError, SessionError> {
+        let retry_after = self.cache.counter(over).await?.map_or(Duration::ZERO, |c| c.resets_in);
+        for key in counted {
+            self.cache.unhit(key).await?;
         }
-        self.cache.unhit(&account).await?;
-        self.cache.unhit(&by_ip).await?;
-        if account_count == self.policy.max_failures_per_account + 1 || ip_count == self.policy.max_failures_per_ip + 1
-        {
-            tracing::info!(account_attempts = account_count, ip_attempts = ip_count, %ip, "login throttled");
+        if count == limit + 1 {
+            tracing::info!(attempts = count, %ip, key = over, "login throttled");
         }
-        Err(ThrottleError::Throttled { retry_after: retry_after.max(Duration::from_secs(1)) })
+        Ok(ThrottleError::Throttled { retry_after: retry_after.max(Duration::from_secs(1)) })
     }
 
     /// The reserved attempt proved the password: clears the account's counter and takes the attempt back from

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use loupe_auth::sessions::{RedisSessionCache, RedisSessionCacheConfig, SessionCache, SessionError};
 use loupe_auth::{Role, SigningKey, TokenSigner, UserClaims, ValidationError, unix_now};
 
-use crate::support::RedisServer;
+use loupe_testkit::RedisServer;
 
 fn config(server: &RedisServer) -> RedisSessionCacheConfig {
     RedisSessionCacheConfig {

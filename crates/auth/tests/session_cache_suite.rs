@@ -8,7 +8,7 @@ use std::time::Duration;
 use loupe_auth::sessions::{InMemorySessionCache, RedisSessionCache, RedisSessionCacheConfig, SessionCache};
 use loupe_auth::{LoginThrottle, Role, SigningKey, ThrottleError, ThrottlePolicy, TokenSigner, UserClaims, unix_now};
 
-use crate::support::RedisServer;
+use loupe_testkit::RedisServer;
 
 /// A cache under test plus whatever must outlive it.
 pub struct Fixture {

@@ -5,4 +5,3 @@
 mod flow;
 mod redis_outage;
 mod session_cache_suite;
-mod support;
