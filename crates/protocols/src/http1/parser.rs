@@ -109,6 +109,8 @@ pub struct StreamParser {
     cur: Message,
     /// After a gap inside a body, further body bytes are counted but no longer kept.
     body_frozen: bool,
+    /// A gap swallowed chunk framing: the next chunk-size line is expected where it ended.
+    chunk_resync: bool,
     /// Raw bytes of the head being parsed (bounded by `max_header_bytes`).
     head_buf: Vec<u8>,
     /// Start of the incomplete line within `head_buf`.
@@ -137,6 +139,7 @@ impl StreamParser {
             in_sync: true,
             cur: Message::empty(kind),
             body_frozen: false,
+            chunk_resync: false,
             head_buf: Vec::new(),
             line_start: 0,
             start_line_done: false,
@@ -212,35 +215,86 @@ impl StreamParser {
         }
     }
 
-    /// The stream lost `len` bytes (a capture gap).
+    /// The stream lost `len` bytes (a capture gap) from data carried by a syscall at `ts_ns`;
+    /// messages the gap completes are pushed to `out`.
     ///
-    /// A gap inside a body of known extent (strictly inside a Content-Length body, within a
-    /// chunk's data, or in a close-delimited body) is stepped over: the message stays in sync, `body_size` counts the
-    /// lost bytes and the kept body stops at the gap. Any other gap drops the partial message
+    /// The kernel copies a bounded prefix of each syscall, so a large body usually arrives as
+    /// captured bytes and gaps of known length. Missing bytes that fall inside a body of known
+    /// extent are body bytes not seen, wherever they fall: a `Content-Length` body (up to and
+    /// including its last byte, which completes the message), chunk data and the CRLF closing
+    /// it, or a close-delimited body. `body_size` counts them, so it is the real size; the kept
+    /// body stops at the first gap (see [`Message::body_truncated`]). A gap that runs past the
+    /// end of a body completes that message first. A gap that swallows a chunk-size line
+    /// leaves the parser expecting the next chunk-size line where the gap ends (servers write
+    /// a chunk with its framing in one syscall); the lost bytes are counted in `body_size`,
+    /// which then also counts the lost chunk framing, and a message whose framing does not
+    /// resume is dropped. What is left of a gap outside any body drops the partial message
     /// (and, for a response parser, the remembered request methods) and the parser skips to
     /// the next plausible message start.
-    pub fn gap(&mut self, len: u64) {
+    pub fn gap(&mut self, len: u64, ts_ns: u64, out: &mut Vec<Message>) {
         self.stats.gaps += 1;
-        match self.state {
-            State::Body { remaining } if len < remaining => {
-                self.state = State::Body { remaining: remaining - len };
-                self.absorb_gap(len);
-                return;
+        let mut left = len;
+        let mut absorbed = false;
+        while left > 0 {
+            match self.state {
+                State::Body { remaining } => {
+                    let n = left.min(remaining);
+                    left -= n;
+                    self.absorb_gap(n);
+                    absorbed = true;
+                    if n == remaining {
+                        self.emit(ts_ns, out);
+                    } else {
+                        self.state = State::Body { remaining: remaining - n };
+                    }
+                }
+                State::ChunkData { remaining } => {
+                    let n = left.min(remaining);
+                    left -= n;
+                    self.absorb_gap(n);
+                    absorbed = true;
+                    self.state = if n == remaining {
+                        State::ChunkDataEnd { seen_cr: false }
+                    } else {
+                        State::ChunkData { remaining: remaining - n }
+                    };
+                }
+                // The CRLF closing chunk data carries no body bytes.
+                State::ChunkDataEnd { seen_cr: false } => {
+                    left -= 1;
+                    self.state = State::ChunkDataEnd { seen_cr: true };
+                }
+                State::ChunkDataEnd { seen_cr: true } => {
+                    left -= 1;
+                    self.state = State::ChunkSize;
+                }
+                State::ChunkSize => {
+                    // Chunk framing was lost: count the rest as body, expect a chunk-size line
+                    // where the gap ends.
+                    self.absorb_gap(left);
+                    absorbed = true;
+                    left = 0;
+                    self.line_buf.clear();
+                    self.chunk_resync = true;
+                }
+                State::UntilClose => {
+                    self.absorb_gap(left);
+                    absorbed = true;
+                    left = 0;
+                }
+                State::Trailers => {
+                    // The body is complete; only trailers (never kept) were lost with the rest.
+                    self.line_buf.clear();
+                    self.emit(ts_ns, out);
+                }
+                State::Idle | State::Head => break,
             }
-            State::ChunkData { remaining } if len <= remaining => {
-                self.state = if len == remaining {
-                    State::ChunkDataEnd { seen_cr: false }
-                } else {
-                    State::ChunkData { remaining: remaining - len }
-                };
-                self.absorb_gap(len);
-                return;
-            }
-            State::UntilClose => {
-                self.absorb_gap(len);
-                return;
-            }
-            _ => {}
+        }
+        if absorbed {
+            self.stats.gaps_absorbed += 1;
+        }
+        if left == 0 {
+            return;
         }
         if self.state != State::Idle || !self.head_buf.is_empty() {
             self.stats.dropped_partial += 1;
@@ -265,7 +319,6 @@ impl StreamParser {
     }
 
     fn absorb_gap(&mut self, len: u64) {
-        self.stats.gaps_absorbed += 1;
         self.cur.body_size = self.cur.body_size.saturating_add(len);
         self.body_frozen = true;
     }
@@ -275,6 +328,7 @@ impl StreamParser {
         self.state = State::Idle;
         self.cur = Message::empty(self.kind);
         self.body_frozen = false;
+        self.chunk_resync = false;
         self.head_buf.clear();
         self.line_buf.clear();
         self.replay.clear();
@@ -377,6 +431,7 @@ impl StreamParser {
         self.cur = Message::empty(self.kind);
         self.cur.ts_ns = ts_ns;
         self.body_frozen = false;
+        self.chunk_resync = false;
         self.head_buf.clear();
         self.line_start = 0;
         self.start_line_done = false;
@@ -485,6 +540,10 @@ impl StreamParser {
     /// Abandons a message whose body framing broke; the bytes of the line being read (which
     /// may be the start of the next message) are rescanned.
     fn fail_body(&mut self, consumed: usize) -> Step {
+        if std::mem::take(&mut self.chunk_resync) {
+            // Framing did not resume after a gap: the message is lost to the gap, not garbage.
+            self.stats.dropped_partial += 1;
+        }
         self.skip_garbage(0);
         self.replay.append(&mut self.line_buf);
         self.state = State::Idle;
@@ -595,12 +654,14 @@ impl StreamParser {
         match parse_chunk_size(&self.line_buf) {
             Some(0) => {
                 self.line_buf.clear();
+                self.chunk_resync = false;
                 self.trailer_bytes = 0;
                 self.state = State::Trailers;
                 Step::Consumed(n)
             }
             Some(size) => {
                 self.line_buf.clear();
+                self.chunk_resync = false;
                 self.state = State::ChunkData { remaining: size };
                 Step::Consumed(n)
             }
@@ -645,6 +706,7 @@ impl StreamParser {
         self.stats.messages += 1;
         self.state = State::Idle;
         self.body_frozen = false;
+        self.chunk_resync = false;
         out.push(message);
     }
 }

@@ -221,17 +221,20 @@ impl Http1Conn {
         self.scratch = messages;
     }
 
-    /// `side` lost `len` bytes (a capture gap). See [`StreamParser::gap`]; when the response
-    /// side loses sync, the requests still waiting for a response are dropped.
-    pub fn gap(&mut self, side: Side, len: u64) {
+    /// `side` lost `len` bytes (a capture gap) from data carried at `ts_ns`. See
+    /// [`StreamParser::gap`]: a gap that ends a body completes its message, which is paired as
+    /// usual. When the response side loses sync, the requests still waiting for a response
+    /// are dropped.
+    pub fn gap(&mut self, side: Side, len: u64, ts_ns: u64) {
+        let mut messages = std::mem::take(&mut self.scratch);
         match side {
-            Side::Request => self.requests.gap(len),
-            Side::Response => {
-                self.responses.gap(len);
-                if !self.responses.in_sync() {
-                    self.stitcher.response_gap();
-                }
-            }
+            Side::Request => self.requests.gap(len, ts_ns, &mut messages),
+            Side::Response => self.responses.gap(len, ts_ns, &mut messages),
+        }
+        self.push_messages(side, &mut messages);
+        self.scratch = messages;
+        if side == Side::Response && !self.responses.in_sync() {
+            self.stitcher.response_gap();
         }
     }
 

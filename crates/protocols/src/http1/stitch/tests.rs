@@ -118,7 +118,7 @@ fn conn_response_gap_does_not_misalign_later_pairs() {
     let mut conn = Http1Conn::new(ParseConfig::default());
     conn.feed_request_side(b"GET /a HTTP/1.1\r\n\r\n", 1);
     conn.feed_response_side(b"HTTP/1.1 200 OK\r\nContent-Len", 2);
-    conn.gap(Side::Response, 50);
+    conn.gap(Side::Response, 50, 2);
     conn.feed_request_side(b"GET /b HTTP/1.1\r\n\r\n", 3);
     conn.feed_response_side(b"gth: 3\r\n\r\nabcHTTP/1.1 404 Not Found\r\n\r\n", 4);
     conn.close(5);
@@ -134,7 +134,7 @@ fn conn_response_gap_does_not_misalign_later_pairs() {
 #[test]
 fn conn_request_gap_leaves_orphan_response_dropped() {
     let mut conn = Http1Conn::new(ParseConfig::default());
-    conn.gap(Side::Request, 100);
+    conn.gap(Side::Request, 100, 1);
     conn.feed_response_side(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2);
     conn.feed_request_side(b"GET /next HTTP/1.1\r\n\r\n", 3);
     conn.feed_response_side(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", 4);
