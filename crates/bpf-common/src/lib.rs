@@ -40,7 +40,8 @@ pub const PROTO_HTTP: u8 = 1;
 pub const PROTO_OTHER: u8 = 255;
 
 /// `DataHeader::flags`: the syscall's last record; it accounts for every byte from
-/// `chunk_offset` to `msg_size`, captured or not.
+/// `chunk_offset` to `msg_size`, captured or not. `sendfile` and `splice` emit one such record
+/// with `len` 0: `msg_size` bytes moved that were never in user memory.
 pub const DATA_FLAG_LAST: u8 = 1;
 
 /// Linux `AF_INET`.
@@ -62,6 +63,8 @@ pub const STAT_CONN_MAP_FULL: usize = 4;
 pub const STAT_ARGS_MAP_FULL: usize = 5;
 /// Stats index: forced consumer wakeups.
 pub const STAT_WAKEUPS: usize = 6;
+/// Stats index: `sendfile`/`splice` syscalls on a tracked socket, counted but not copied.
+pub const STAT_NOT_COPIED: usize = 7;
 /// Number of counters in the per-CPU `stats` entry.
 pub const STAT_LEN: usize = 8;
 
@@ -212,7 +215,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 27] = [
+        let pairs: [(&str, u64); 28] = [
             ("LOUPE_CHUNK_SIZE", CHUNK_SIZE as u64),
             ("LOUPE_MAX_CHUNKS", MAX_CHUNKS as u64),
             ("LOUPE_MAX_IOV", MAX_IOV as u64),
@@ -237,6 +240,7 @@ mod tests {
             ("LOUPE_STAT_CONN_MAP_FULL", STAT_CONN_MAP_FULL as u64),
             ("LOUPE_STAT_ARGS_MAP_FULL", STAT_ARGS_MAP_FULL as u64),
             ("LOUPE_STAT_WAKEUPS", STAT_WAKEUPS as u64),
+            ("LOUPE_STAT_NOT_COPIED", STAT_NOT_COPIED as u64),
             ("LOUPE_STAT_LEN", STAT_LEN as u64),
             ("LOUPE_SIZE_DATA_HEADER", SIZE_DATA_HEADER as u64),
             ("LOUPE_SIZE_CONN_OPEN", SIZE_CONN_OPEN as u64),

@@ -33,13 +33,23 @@ pub fn http_events() -> TableSpec {
             col("req_headers", Str, "ST_NONE", "request headers as a JSON object"),
             col("req_method", Str, "ST_HTTP_REQ_METHOD", "request method"),
             col("req_path", Str, "ST_NONE", "request path and query"),
-            col("req_body", Str, "ST_NONE", "request body, truncated"),
-            col("req_body_size", Int64, "ST_BYTES", "request body size before truncation"),
+            col("req_body", Str, "ST_NONE", "request body, truncated; a cut body ends with ... [TRUNCATED]"),
+            col(
+                "req_body_size",
+                Int64,
+                "ST_BYTES",
+                "request body size before truncation (bytes not captured included)",
+            ),
             col("resp_headers", Str, "ST_NONE", "response headers as a JSON object"),
             col("resp_status", Int64, "ST_HTTP_RESP_STATUS", "response status code"),
             col("resp_message", Str, "ST_HTTP_RESP_MESSAGE", "response reason phrase"),
-            col("resp_body", Str, "ST_NONE", "response body, truncated"),
-            col("resp_body_size", Int64, "ST_BYTES", "response body size before truncation"),
+            col("resp_body", Str, "ST_NONE", "response body, truncated; a cut body ends with ... [TRUNCATED]"),
+            col(
+                "resp_body_size",
+                Int64,
+                "ST_BYTES",
+                "response body size before truncation (bytes not captured included)",
+            ),
             col("latency", Int64, "ST_DURATION_NS", "response time minus request time"),
         ],
     }
@@ -76,7 +86,7 @@ pub struct HttpEventRow {
     pub req_method: String,
     /// Path and query.
     pub req_path: String,
-    /// Truncated body.
+    /// Truncated body; one that is not whole ends with `... [TRUNCATED]`.
     pub req_body: String,
     /// Size before truncation.
     pub req_body_size: i64,
@@ -86,7 +96,7 @@ pub struct HttpEventRow {
     pub resp_status: i64,
     /// Reason phrase.
     pub resp_message: String,
-    /// Truncated body.
+    /// Truncated body; one that is not whole ends with `... [TRUNCATED]`.
     pub resp_body: String,
     /// Size before truncation.
     pub resp_body_size: i64,
