@@ -10,6 +10,9 @@
 pub const CHUNK_SIZE: usize = 8192;
 /// Most data records emitted for one syscall (`LOUPE_MAX_CHUNKS`).
 pub const MAX_CHUNKS: usize = 4;
+/// Bytes one syscall may copy while the ring buffer is more than half full
+/// (`LOUPE_PRESSURE_COPY_BYTES`); past 1/8 full, one record of [`CHUNK_SIZE`].
+pub const PRESSURE_COPY_BYTES: usize = 2048;
 /// Most iovecs walked for the vector I/O syscalls (`LOUPE_MAX_IOV`).
 pub const MAX_IOV: usize = 8;
 
@@ -215,10 +218,11 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 28] = [
+        let pairs: [(&str, u64); 29] = [
             ("LOUPE_CHUNK_SIZE", CHUNK_SIZE as u64),
             ("LOUPE_MAX_CHUNKS", MAX_CHUNKS as u64),
             ("LOUPE_MAX_IOV", MAX_IOV as u64),
+            ("LOUPE_PRESSURE_COPY_BYTES", PRESSURE_COPY_BYTES as u64),
             ("LOUPE_EVENT_CONN_OPEN", EVENT_CONN_OPEN.into()),
             ("LOUPE_EVENT_DATA", EVENT_DATA.into()),
             ("LOUPE_EVENT_CONN_CLOSE", EVENT_CONN_CLOSE.into()),

@@ -307,12 +307,31 @@ static __always_inline __u64 skip_empty(struct scratch *s, __u64 idx, __u64 n_io
 	return idx;
 }
 
+/*
+ * Bytes one syscall may copy. While the consumer keeps up, up to MAX_CHUNKS records; when the
+ * ring fills (a burst of large bodies outrunning the consumer), only a prefix of each syscall:
+ * message heads sit at the start of a syscall, so they keep getting through while the rest
+ * of the bodies become gaps of known length instead of filling the ring and losing whole
+ * records (and with them the heads behind them).
+ */
+static __always_inline __u64 copy_budget(void)
+{
+	__u64 size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
+	__u64 used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	if (used > size / 2)
+		return LOUPE_PRESSURE_COPY_BYTES;
+	if (used > size / 8)
+		return LOUPE_CHUNK_SIZE;
+	return LOUPE_CHUNK_SIZE * LOUPE_MAX_CHUNKS;
+}
+
 /* Volatile reload: the verifier then sees an unknown scalar, not a path-specific constant. */
 #define RELOAD(x) (*(volatile __u64 *)&(x))
 
 /*
  * Copies the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most LOUPE_MAX_CHUNKS
- * records. Chunks are contiguous from the message start; the record flagged LAST accounts for
+ * records, and no more than copy_budget() bytes. Chunks are contiguous from the message start; the record flagged LAST accounts for
  * everything up to `ret`, so uncaptured bytes show as msg_size - chunk_offset > len.
  *
  * The walk state lives in the scratch map and is reloaded every iteration: kept in registers,
@@ -321,6 +340,8 @@ static __always_inline __u64 skip_empty(struct scratch *s, __u64 idx, __u64 n_io
 static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 {
 	struct loupe_data_event *ev = &s->ev;
+	__u64 budget = copy_budget();
+	__u64 limit = ret < budget ? ret : budget;
 
 	s->walk_idx = skip_empty(s, 0, n_iov);
 	s->walk_iov_off = 0;
@@ -333,14 +354,14 @@ static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 		__u64 len, avail, src, iov_len;
 		bool last;
 
-		if (idx >= n_iov || idx >= LOUPE_MAX_IOV || msg_off >= ret)
+		if (idx >= n_iov || idx >= LOUPE_MAX_IOV || msg_off >= limit)
 			break;
 		iov_len = s->iov[idx & (LOUPE_MAX_IOV - 1)].len;
 		src = s->iov[idx & (LOUPE_MAX_IOV - 1)].base + iov_off;
 		if (iov_off >= iov_len)
 			break;
 		avail = iov_len - iov_off;
-		len = ret - msg_off;
+		len = limit - msg_off;
 		if (len > avail)
 			len = avail;
 		if (len > LOUPE_CHUNK_SIZE)
@@ -353,7 +374,7 @@ static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 			idx = skip_empty(s, idx + 1, n_iov);
 			iov_off = 0;
 		}
-		last = k == LOUPE_MAX_CHUNKS - 1 || idx >= n_iov || msg_off >= ret;
+		last = k == LOUPE_MAX_CHUNKS - 1 || idx >= n_iov || msg_off >= limit;
 		s->walk_idx = idx;
 		s->walk_iov_off = iov_off;
 		s->walk_msg_off = msg_off;

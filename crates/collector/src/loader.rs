@@ -19,6 +19,7 @@
 //! is one `Data` event with empty `data` and `msg_size` = the bytes moved, a gap of that length.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
 
 use aya::maps::{MapData, MapError, PerCpuArray, RingBuf};
 use aya::programs::{ProgramError, TracePoint};
@@ -299,6 +300,20 @@ impl Tracer {
         self.decoded += added as u64;
         self.decode_errors += errors;
         added
+    }
+
+    /// Sleeps until the kernel wakes the consumer or `timeout` passes, whichever comes first;
+    /// returns at once if records are waiting.
+    ///
+    /// The kernel wakes the consumer every `wake_every` records per CPU, so a burst (large
+    /// bodies on loopback move a ring's worth of bytes in milliseconds) is drained as it comes
+    /// rather than after a fixed sleep, while a trickle still waits up to `timeout`.
+    pub fn wait(&self, timeout: std::time::Duration) {
+        let mut fd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `fd` is one valid pollfd for the ring buffer's open map fd, and nfds is 1.
+        // An error (EINTR) only ends the wait early, which the caller's loop tolerates.
+        unsafe { libc::poll(&mut fd, 1, ms) };
     }
 
     /// Kernel counters summed over CPUs, plus the decoder's counters.
