@@ -10,8 +10,8 @@
 pub const CHUNK_SIZE: usize = 8192;
 /// Most data records emitted for one syscall (`LOUPE_MAX_CHUNKS`).
 pub const MAX_CHUNKS: usize = 4;
-/// Bytes one syscall may copy while the ring buffer is more than half full
-/// (`LOUPE_PRESSURE_COPY_BYTES`); past 1/8 full, one record of [`CHUNK_SIZE`].
+/// Bytes one syscall may copy while the ring buffer is more than 3/4 full
+/// (`LOUPE_PRESSURE_COPY_BYTES`); past 1/2 full, one record of [`CHUNK_SIZE`].
 pub const PRESSURE_COPY_BYTES: usize = 2048;
 /// Most iovecs walked for the vector I/O syscalls (`LOUPE_MAX_IOV`).
 pub const MAX_IOV: usize = 8;

@@ -319,9 +319,9 @@ static __always_inline __u64 copy_budget(void)
 	__u64 size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
 	__u64 used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 
-	if (used > size / 2)
+	if (used > size / 4 * 3)
 		return LOUPE_PRESSURE_COPY_BYTES;
-	if (used > size / 8)
+	if (used > size / 2)
 		return LOUPE_CHUNK_SIZE;
 	return LOUPE_CHUNK_SIZE * LOUPE_MAX_CHUNKS;
 }

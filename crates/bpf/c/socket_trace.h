@@ -15,9 +15,9 @@
 /* Largest payload one data record carries. */
 #define LOUPE_CHUNK_SIZE 8192
 /* Most data records emitted for one syscall; bytes beyond CHUNK_SIZE * MAX_CHUNKS are counted, not copied.
- * Under ring pressure fewer are: one record past 1/8 full, PRESSURE_COPY_BYTES past 1/2. */
+ * Under ring pressure fewer are: one record past 1/2 full, PRESSURE_COPY_BYTES past 3/4. */
 #define LOUPE_MAX_CHUNKS 4
-/* Bytes one syscall may copy while the ring buffer is more than half full. */
+/* Bytes one syscall may copy while the ring buffer is more than 3/4 full. */
 #define LOUPE_PRESSURE_COPY_BYTES 2048
 /* Most iovecs walked for readv/writev/sendmsg/recvmsg. */
 #define LOUPE_MAX_IOV 8
