@@ -60,6 +60,8 @@ enum State {
     ChunkSize,
     /// Reading chunk data.
     ChunkData { remaining: u64 },
+    /// A gap swallowed chunk framing: scanning for the next chunk-size line.
+    ChunkResync,
     /// Expecting the CRLF after chunk data.
     ChunkDataEnd { seen_cr: bool },
     /// Reading trailer lines after the last chunk.
@@ -109,8 +111,18 @@ pub struct StreamParser {
     cur: Message,
     /// After a gap inside a body, further body bytes are counted but no longer kept.
     body_frozen: bool,
-    /// A gap swallowed chunk framing: the next chunk-size line is expected where it ended.
+    /// A chunk found by resynchronisation is being read: if its framing breaks before its
+    /// closing CRLF, the message is lost to the gap (not garbage).
     chunk_resync: bool,
+    /// While resynchronising: stream bytes since the CRLF that closed the last chunk known.
+    resync_region: u64,
+    /// Whether bytes were scanned since the last gap (a chunk-size line right at the gap's end
+    /// has no CRLF before it in the input).
+    resync_scanned: bool,
+    /// Size of the last chunk of this message read in sync; 0 if none.
+    last_chunk: u64,
+    /// While resynchronising: when the message's bytes were last seen or lost.
+    resync_ts: u64,
     /// Raw bytes of the head being parsed (bounded by `max_header_bytes`).
     head_buf: Vec<u8>,
     /// Start of the incomplete line within `head_buf`.
@@ -140,6 +152,10 @@ impl StreamParser {
             cur: Message::empty(kind),
             body_frozen: false,
             chunk_resync: false,
+            resync_region: 0,
+            resync_scanned: false,
+            last_chunk: 0,
+            resync_ts: 0,
             head_buf: Vec::new(),
             line_start: 0,
             start_line_done: false,
@@ -269,13 +285,25 @@ impl StreamParser {
                     self.state = State::ChunkSize;
                 }
                 State::ChunkSize => {
-                    // Chunk framing was lost: count the rest as body, expect a chunk-size line
-                    // where the gap ends.
-                    self.absorb_gap(left);
+                    // Chunk framing was lost: scan for the next chunk-size line. The region
+                    // starts at the CRLF closing the last chunk read (before the first chunk,
+                    // an imaginary one keeps the arithmetic uniform).
+                    self.resync_region = (2 + self.line_buf.len() as u64).saturating_add(left);
+                    self.resync_scanned = false;
+                    self.line_buf.clear();
+                    self.chunk_resync = false;
+                    self.body_frozen = true;
+                    self.state = State::ChunkResync;
+                    self.resync_ts = ts_ns;
                     absorbed = true;
                     left = 0;
-                    self.line_buf.clear();
-                    self.chunk_resync = true;
+                }
+                State::ChunkResync => {
+                    self.resync_region = self.resync_region.saturating_add(left);
+                    self.resync_scanned = false;
+                    self.resync_ts = ts_ns;
+                    absorbed = true;
+                    left = 0;
                 }
                 State::UntilClose => {
                     self.absorb_gap(left);
@@ -366,6 +394,7 @@ impl StreamParser {
                 Step::Consumed(n)
             }
             State::ChunkSize => self.step_chunk_size(input),
+            State::ChunkResync => self.step_chunk_resync(input, ts_ns, out),
             State::ChunkData { remaining } => {
                 let n = self.take_body(input, remaining);
                 self.state = if n as u64 == remaining {
@@ -382,6 +411,7 @@ impl StreamParser {
                 }
                 Some(b'\n') => {
                     self.state = State::ChunkSize;
+                    self.chunk_resync = false;
                     Step::Consumed(1)
                 }
                 _ => self.fail_body(0),
@@ -432,6 +462,7 @@ impl StreamParser {
         self.cur.ts_ns = ts_ns;
         self.body_frozen = false;
         self.chunk_resync = false;
+        self.last_chunk = 0;
         self.head_buf.clear();
         self.line_start = 0;
         self.start_line_done = false;
@@ -660,12 +691,64 @@ impl StreamParser {
                 Step::Consumed(n)
             }
             Some(size) => {
+                // A chunk found by resynchronisation is believed once its closing CRLF is seen.
                 self.line_buf.clear();
-                self.chunk_resync = false;
+                self.last_chunk = size;
                 self.state = State::ChunkData { remaining: size };
                 Step::Consumed(n)
             }
             None => self.fail_body(n),
+        }
+    }
+
+    /// Scans for the next chunk boundary (CRLF, then a chunk-size line) after a gap swallowed
+    /// chunk framing. At the boundary, the body bytes of the region skipped are counted and
+    /// parsing resumes at the chunk-size line.
+    ///
+    /// A message start found instead means the message ended in what was lost: it is completed
+    /// there. The region holds the lost chunks' data and framing. Servers mostly write chunks of one
+    /// size: when the region is a whole number of chunks of the last size read, the data bytes
+    /// are exact; otherwise the number of chunks is estimated with that size (or the region's
+    /// framing is counted as body when no chunk was read yet).
+    fn step_chunk_resync(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
+        let at_start = !self.resync_scanned;
+        self.resync_scanned = true;
+        let found = match find_chunk_boundary(self.kind, input, at_start, self.last_chunk) {
+            Resync::Boundary(at) => at,
+            Resync::MessageStart(at) => {
+                // The next message begins, so this one ended in what was lost, with its last
+                // chunk ("0\r\n\r\n"): the usual case on keep-alive, where the read or write
+                // of a response's last bytes ends with them. It completes at the time its last
+                // bytes were seen or lost.
+                let region = self.resync_region.saturating_add(at as u64).saturating_sub(5);
+                self.absorb_gap(resync_data_bytes(region, self.last_chunk));
+                self.resync_region = 0;
+                let end_ts = self.resync_ts;
+                self.emit(end_ts, out);
+                return match at {
+                    0 => self.step_idle(input, ts_ns, out),
+                    n => Step::Consumed(n),
+                };
+            }
+            Resync::NotYet => {
+                // A boundary cut by the end of the input is missed; the next one will do.
+                self.resync_region = self.resync_region.saturating_add(input.len() as u64);
+                self.resync_ts = ts_ns;
+                return Step::Consumed(input.len());
+            }
+        };
+        // The CRLF closing the last lost chunk belongs to the region.
+        let skip_crlf = if input.get(found..found + 2) == Some(b"\r\n") { 2 } else { 0 };
+        let region = self.resync_region.saturating_add((found + skip_crlf) as u64);
+        self.absorb_gap(resync_data_bytes(region, self.last_chunk));
+        self.resync_region = 0;
+        self.state = State::ChunkSize;
+        self.line_buf.clear();
+        self.chunk_resync = true;
+        match found + skip_crlf {
+            // A step must consume something: read the chunk-size line now.
+            0 => self.step_chunk_size(input),
+            n => Step::Consumed(n),
         }
     }
 
@@ -771,6 +854,74 @@ fn parse_content_length(value: &str) -> Option<u64> {
         result = Some(len);
     }
     result
+}
+
+/// What a resynchronisation scan found.
+enum Resync {
+    /// A chunk boundary starts here: `\r\n` then a chunk-size line, or the line itself at 0.
+    Boundary(usize),
+    /// The next message starts here (after a line end, or at 0).
+    MessageStart(usize),
+    /// Neither, in this input.
+    NotYet,
+}
+
+/// Where in `input` a chunk boundary starts: `\r\n` then a complete chunk-size line (or, with
+/// `at_start`, a chunk-size line at offset 0). When the input holds the end of the chunk it
+/// announces, the CRLF after its data must be there, which rejects most false boundaries
+/// inside body data; otherwise a size larger than `last_chunk` (when known) is not believed.
+/// A message start at a line start ends the scan.
+fn find_chunk_boundary(kind: MessageKind, input: &[u8], at_start: bool, last_chunk: u64) -> Resync {
+    let message_at =
+        |from: usize| input.get(from..).is_some_and(|rest| head::match_start(kind, rest) == StartMatch::Yes);
+    let line_ok = |from: usize| -> bool {
+        let Some(rest) = input.get(from..).filter(|r| r.first().is_some_and(u8::is_ascii_hexdigit)) else {
+            return false;
+        };
+        let window = rest.get(..MAX_CHUNK_LINE_BYTES.min(rest.len())).unwrap_or_default();
+        let Some(end) = window.iter().position(|&b| b == b'\n') else { return false };
+        let Some(line) = rest.get(..=end) else { return false };
+        let Some(size) = parse_chunk_size(line) else { return false };
+        let data_end = usize::try_from(size).ok().and_then(|s| (from + end + 1).checked_add(s));
+        match data_end.and_then(|e| input.get(e..e.saturating_add(2))) {
+            Some(crlf) if size > 0 => crlf == b"\r\n",
+            // Unverifiable here: plausible if no larger than the chunks read so far (servers
+            // write chunks of one size, the last one smaller).
+            _ => last_chunk == 0 || size <= last_chunk,
+        }
+    };
+    if at_start && line_ok(0) {
+        return Resync::Boundary(0);
+    }
+    if at_start && message_at(0) {
+        return Resync::MessageStart(0);
+    }
+    let mut from = 0;
+    while let Some(offset) = input.get(from..).and_then(|rest| rest.windows(2).position(|w| w == b"\r\n")) {
+        let at = from + offset;
+        if line_ok(at + 2) {
+            return Resync::Boundary(at);
+        }
+        if message_at(at + 2) {
+            return Resync::MessageStart(at + 2);
+        }
+        from = at + 1;
+    }
+    Resync::NotYet
+}
+
+/// Data bytes in a resync region of `region` stream bytes (from the CRLF closing the last chunk
+/// read up to the next chunk-size line), given the last chunk size read (0 if none).
+fn resync_data_bytes(region: u64, last_chunk: u64) -> u64 {
+    let body = region.saturating_sub(2);
+    if last_chunk == 0 {
+        return body;
+    }
+    // Each lost chunk is "<hex>\r\n<data>\r\n": 4 framing bytes plus the hex digits.
+    let hex_digits = u64::from((64 - last_chunk.leading_zeros()).div_ceil(4).max(1));
+    let per_chunk = last_chunk.saturating_add(hex_digits + 4);
+    let chunks = body.saturating_add(per_chunk / 2) / per_chunk;
+    body.saturating_sub(chunks.max(1).saturating_mul(hex_digits + 4))
 }
 
 /// Parses a chunk-size line (`1a;ext=1\r\n`) into the size.

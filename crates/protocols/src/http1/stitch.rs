@@ -119,6 +119,18 @@ impl Stitcher {
         self.requests.clear();
     }
 
+    /// The response stream lost `n` whole responses while staying in sync (a gap swallowed a
+    /// body's framing, found again only at the next message): the `n` oldest pending requests
+    /// will get no response.
+    pub fn responses_lost(&mut self, n: u64) {
+        for _ in 0..n {
+            if self.requests.pop_front().is_none() {
+                break;
+            }
+            self.stats.unanswered_requests += 1;
+        }
+    }
+
     /// The connection closed: unpaired messages can no longer be paired and are dropped.
     pub fn close(&mut self) {
         self.stats.unanswered_requests += self.requests.len() as u64;
@@ -215,7 +227,13 @@ impl Http1Conn {
         let mut messages = std::mem::take(&mut self.scratch);
         match side {
             Side::Request => self.requests.feed(data, ts_ns, &mut messages),
-            Side::Response => self.responses.feed(data, ts_ns, &mut messages),
+            Side::Response => {
+                let dropped = self.responses.stats().dropped_partial;
+                self.responses.feed(data, ts_ns, &mut messages);
+                // Feeding drops a partial message only when it was being resynchronised after
+                // a gap, and that message precedes any emitted by this feed.
+                self.stitcher.responses_lost(self.responses.stats().dropped_partial - dropped);
+            }
         }
         self.push_messages(side, &mut messages);
         self.scratch = messages;
