@@ -1,7 +1,8 @@
 //! End to end: HTTP/1 capture keeps every request whatever its body size. `loupe up` traces
 //! python's `http.server` (bodies written with `send`, larger than what the kernel copies per
-//! syscall) and nginx with `sendfile on` (bodies never in user memory), both fetched by curl;
-//! every request must appear exactly once per side with its status and exact `resp_body_size`.
+//! syscall), nginx with `sendfile on` (bodies never in user memory) and a keep-alive python
+//! server sending chunked bodies, all fetched by curl; every request must appear exactly once
+//! per side with its status and exact `resp_body_size`.
 //!
 //! Owns only this acceptance check; it drives the binaries through the shared helpers in
 //! `common` and must not assume it is alone on the host: its queries filter by its own ports.
@@ -140,6 +141,24 @@ fn check(server: &str, got: &Counts, rows: &[Value]) {
     }
 }
 
+/// A keep-alive HTTP/1.1 server sending each file as a chunked body, one 16 KiB chunk per write.
+const CHUNKED_SERVER: &str = r#"
+import http.server, os, sys
+class Chunked(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *args):
+        pass
+    def do_GET(self):
+        with open(os.path.join(sys.argv[2], self.path.lstrip("/")), "rb") as f:
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            while chunk := f.read(16384):
+                self.wfile.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Chunked).serve_forever()
+"#;
+
 /// Writes the files served: `f<size>.bin`, printable bytes.
 fn write_files(dir: &Path) {
     for &size in SIZES {
@@ -191,14 +210,30 @@ fn bodies_of_any_size_keep_one_row_per_side_with_their_real_size() {
             .spawn()
             .expect("spawn nginx (apt-get install nginx-light)"),
     );
+    let chunked_port = free_port();
+    std::fs::write(dir.join("chunked.py"), CHUNKED_SERVER).expect("chunked.py");
+    let _chunked = Guard(
+        Command::new("/usr/bin/python3")
+            .arg(dir.join("chunked.py"))
+            .arg(chunked_port.to_string())
+            .arg(&files)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the chunked python server"),
+    );
     wait_for_port(python_port, "python http.server");
     wait_for_port(nginx_port, "nginx");
+    wait_for_port(chunked_port, "the chunked python server");
 
-    fetch_all(python_port);
-    fetch_all(nginx_port);
+    let servers =
+        [("python http.server", python_port), ("nginx sendfile on", nginx_port), ("python chunked", chunked_port)];
+    for (_, port) in servers {
+        fetch_all(port);
+    }
 
     let mut failures = Vec::new();
-    for (server, port) in [("python http.server", python_port), ("nginx sendfile on", nginx_port)] {
+    for (server, port) in servers {
         let script = dir.join(format!("counts-{port}.pxl"));
         std::fs::write(&script, counts_script(port)).expect("write script");
         let (got, rows) = poll_counts(loupe_port, &script);

@@ -333,11 +333,13 @@ impl StreamParser {
     }
 
     /// The connection closed at `ts_ns`: a close-delimited response is complete and pushed to
-    /// `out` with `ts_ns` as its timestamp (the close is what ends it); any other partial
-    /// message is dropped. The parser is then ready for a fresh stream.
+    /// `out` with `ts_ns` as its timestamp (the close is what ends it), and so is a chunked
+    /// message whose framing and end were lost in a gap; any other partial message is dropped. The parser is then ready for a fresh stream.
     pub fn close(&mut self, ts_ns: u64, out: &mut Vec<Message>) {
         match self.state {
             State::UntilClose => self.emit(ts_ns, out),
+            // A gap swallowed the body's framing and its end: the close says it ended there.
+            State::ChunkResync => self.end_resynced_message(0, out),
             State::Idle if self.head_buf.is_empty() => {}
             _ => self.stats.dropped_partial += 1,
         }
@@ -720,11 +722,7 @@ impl StreamParser {
                 // chunk ("0\r\n\r\n"): the usual case on keep-alive, where the read or write
                 // of a response's last bytes ends with them. It completes at the time its last
                 // bytes were seen or lost.
-                let region = self.resync_region.saturating_add(at as u64).saturating_sub(5);
-                self.absorb_gap(resync_data_bytes(region, self.last_chunk));
-                self.resync_region = 0;
-                let end_ts = self.resync_ts;
-                self.emit(end_ts, out);
+                self.end_resynced_message(at, out);
                 return match at {
                     0 => self.step_idle(input, ts_ns, out),
                     n => Step::Consumed(n),
@@ -750,6 +748,17 @@ impl StreamParser {
             0 => self.step_chunk_size(input),
             n => Step::Consumed(n),
         }
+    }
+
+    /// Completes a message whose chunk framing was lost in a gap and whose end was lost too
+    /// (`seen` more bytes of it were scanned): the region less the last chunk (`0\r\n\r\n`)
+    /// is counted as chunks, and the message ends when its bytes were last seen or lost.
+    fn end_resynced_message(&mut self, seen: usize, out: &mut Vec<Message>) {
+        let region = self.resync_region.saturating_add(seen as u64).saturating_sub(5);
+        self.absorb_gap(resync_data_bytes(region, self.last_chunk));
+        self.resync_region = 0;
+        let end_ts = self.resync_ts;
+        self.emit(end_ts, out);
     }
 
     fn step_trailers(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
@@ -912,16 +921,33 @@ fn find_chunk_boundary(kind: MessageKind, input: &[u8], at_start: bool, last_chu
 
 /// Data bytes in a resync region of `region` stream bytes (from the CRLF closing the last chunk
 /// read up to the next chunk-size line), given the last chunk size read (0 if none).
+///
+/// Servers write chunks of one size, the last one of a body smaller: the region is read as
+/// whole chunks of `last_chunk` bytes plus at most one smaller chunk, which is exact when that
+/// is what was sent. Otherwise it is an estimate (the framing of about that many chunks is
+/// taken off), or the region's bytes when no chunk was read yet.
 fn resync_data_bytes(region: u64, last_chunk: u64) -> u64 {
     let body = region.saturating_sub(2);
     if last_chunk == 0 {
         return body;
     }
-    // Each lost chunk is "<hex>\r\n<data>\r\n": 4 framing bytes plus the hex digits.
-    let hex_digits = u64::from((64 - last_chunk.leading_zeros()).div_ceil(4).max(1));
-    let per_chunk = last_chunk.saturating_add(hex_digits + 4);
-    let chunks = body.saturating_add(per_chunk / 2) / per_chunk;
-    body.saturating_sub(chunks.max(1).saturating_mul(hex_digits + 4))
+    // Each chunk is "<hex>\r\n<data>\r\n": 4 framing bytes plus the hex digits.
+    let framing = |size: u64| u64::from((64 - size.leading_zeros()).div_ceil(4).max(1)) + 4;
+    let per_chunk = last_chunk.saturating_add(framing(last_chunk));
+    let whole = body / per_chunk;
+    let rest = body % per_chunk;
+    if rest == 0 {
+        return whole.saturating_mul(last_chunk);
+    }
+    // The rest as one smaller chunk: `rest == size + framing(size)` for some size.
+    let smaller = (5..=20u64).filter_map(|f| rest.checked_sub(f)).find(|&size| size + framing(size) == rest);
+    match smaller {
+        Some(size) => whole.saturating_mul(last_chunk).saturating_add(size),
+        None => {
+            let chunks = body.saturating_add(per_chunk / 2) / per_chunk;
+            body.saturating_sub(chunks.max(1).saturating_mul(framing(last_chunk)))
+        }
+    }
 }
 
 /// Parses a chunk-size line (`1a;ext=1\r\n`) into the size.

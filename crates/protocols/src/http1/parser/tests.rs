@@ -531,13 +531,15 @@ fn chunked_gap_swallowing_framing_resumes_at_a_chunk_size_line() {
 
 #[test]
 fn chunked_gaps_at_any_read_size_resync_with_the_exact_size() {
-    // A client reads a chunked body (ten 1000-byte chunks) in reads that cut chunks anywhere,
-    // of which the kernel copied only the first 300 bytes each.
+    // A client reads a chunked body (nine 1000-byte chunks and a last one of 123 bytes, as a
+    // server writing a file in fixed chunks sends it) in reads that cut chunks anywhere, of
+    // which the kernel copied only the first 300 bytes each.
     let mut stream = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     let head_len = stream.len();
     for i in 0..10u8 {
-        stream.extend_from_slice(b"3e8\r\n");
-        stream.extend(std::iter::repeat_n(b'a' + i, 1000));
+        let size = if i < 9 { 1000 } else { 123 };
+        stream.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+        stream.extend(std::iter::repeat_n(b'a' + i, size));
         stream.extend_from_slice(b"\r\n");
     }
     stream.extend_from_slice(b"0\r\n\r\n");
@@ -560,7 +562,7 @@ fn chunked_gaps_at_any_read_size_resync_with_the_exact_size() {
         // Keep-alive: the next response comes in a read of its own.
         p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", ts + 1, &mut out);
         let got: Vec<(u16, u64)> = out.iter().map(|m| (m.status, m.body_size)).collect();
-        assert_eq!(got, [(200, 10_000), (200, 2)], "reads of {read}");
+        assert_eq!(got, [(200, 9_123), (200, 2)], "reads of {read}");
         assert_eq!((p.stats().errors, p.stats().dropped_partial), (0, 0), "reads of {read}");
     }
 }
@@ -575,11 +577,24 @@ fn chunk_resync_ends_the_message_at_the_next_message() {
         2,
         b"zzzz no framing here\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
     );
-    // 16 bytes of the first chunk, then 110 bytes of stream up to the 201 less its last chunk:
-    // about 5 chunks of 16 bytes with their framing, so 73 more data bytes (an estimate: the
-    // region is not a whole number of such chunks).
-    assert_eq!(out.iter().map(|m| (m.status, m.body_size, m.ts_ns)).collect::<Vec<_>>(), [(200, 89, 2), (201, 0, 3)]);
+    // 16 bytes of the first chunk, then 105 bytes of region before the 201 (less the lost last
+    // chunk): read as 4 chunks of 16 bytes (22 with framing) and one of 10 (15), 74 more bytes.
+    assert_eq!(out.iter().map(|m| (m.status, m.body_size, m.ts_ns)).collect::<Vec<_>>(), [(200, 90, 2), (201, 0, 3)]);
     assert_eq!((p.stats().dropped_partial, p.stats().errors), (0, 0));
+}
+
+#[test]
+fn close_ends_a_chunked_message_whose_end_was_lost() {
+    // Two 16-byte chunks read in sync, then a gap holding the last data chunk (3 bytes), the
+    // last chunk and everything up to the close.
+    let mut p = parser(MessageKind::Response, &["GET"]);
+    let mut out = Vec::new();
+    p.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n10\r\n01", 1, &mut out);
+    p.gap(14 + 2 + 8 + 5, 2, &mut out);
+    assert!(out.is_empty());
+    p.close(9, &mut out);
+    assert_eq!(out.iter().map(|m| (m.status, m.body_size, m.ts_ns)).collect::<Vec<_>>(), [(200, 35, 2)]);
+    assert_eq!(p.stats().dropped_partial, 0);
 }
 
 #[test]
