@@ -715,7 +715,21 @@ impl StreamParser {
     fn step_chunk_resync(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
         let at_start = !self.resync_scanned;
         self.resync_scanned = true;
-        let found = match find_chunk_boundary(self.kind, input, at_start, self.last_chunk) {
+        // Chunks of the last size read put the next chunk-size line at a known offset: the
+        // exact resync when the server writes chunks of one size.
+        let predicted = (self.last_chunk > 0)
+            .then(|| {
+                let per_chunk = chunk_stream_bytes(self.last_chunk);
+                let into = self.resync_region.saturating_sub(2) % per_chunk;
+                usize::try_from((per_chunk - into) % per_chunk).ok()
+            })
+            .flatten()
+            .filter(|&at| chunk_line_at(input, at, self.last_chunk));
+        let scanned = match predicted {
+            Some(at) => Resync::Boundary(at),
+            None => find_chunk_boundary(self.kind, input, at_start, self.last_chunk),
+        };
+        let found = match scanned {
             Resync::Boundary(at) => at,
             Resync::MessageStart(at) => {
                 // The next message begins, so this one ended in what was lost, with its last
@@ -883,26 +897,12 @@ enum Resync {
 fn find_chunk_boundary(kind: MessageKind, input: &[u8], at_start: bool, last_chunk: u64) -> Resync {
     let message_at =
         |from: usize| input.get(from..).is_some_and(|rest| head::match_start(kind, rest) == StartMatch::Yes);
-    let line_ok = |from: usize| -> bool {
-        let Some(rest) = input.get(from..).filter(|r| r.first().is_some_and(u8::is_ascii_hexdigit)) else {
-            return false;
-        };
-        let window = rest.get(..MAX_CHUNK_LINE_BYTES.min(rest.len())).unwrap_or_default();
-        let Some(end) = window.iter().position(|&b| b == b'\n') else { return false };
-        let Some(line) = rest.get(..=end) else { return false };
-        let Some(size) = parse_chunk_size(line) else { return false };
-        let data_end = usize::try_from(size).ok().and_then(|s| (from + end + 1).checked_add(s));
-        match data_end.and_then(|e| input.get(e..e.saturating_add(2))) {
-            Some(crlf) if size > 0 => crlf == b"\r\n",
-            // Unverifiable here: plausible if no larger than the chunks read so far (servers
-            // write chunks of one size, the last one smaller).
-            _ => last_chunk == 0 || size <= last_chunk,
-        }
-    };
+    let line_ok = |from: usize| chunk_line_at(input, from, last_chunk);
     if at_start && line_ok(0) {
         return Resync::Boundary(0);
     }
-    if at_start && message_at(0) {
+    // A read or write often begins with the next message (keep-alive), gap or not.
+    if message_at(0) {
         return Resync::MessageStart(0);
     }
     let mut from = 0;
@@ -919,6 +919,36 @@ fn find_chunk_boundary(kind: MessageKind, input: &[u8], at_start: bool, last_chu
     Resync::NotYet
 }
 
+/// Whether a plausible chunk-size line starts at `input[from]`: complete, and followed by its
+/// data and CRLF when the input holds them (for the last chunk, by the CRLF ending the
+/// trailers); else no larger than `last_chunk` when that is known (servers write chunks of one
+/// size, the last one smaller).
+fn chunk_line_at(input: &[u8], from: usize, last_chunk: u64) -> bool {
+    let Some(rest) = input.get(from..).filter(|r| r.first().is_some_and(u8::is_ascii_hexdigit)) else {
+        return false;
+    };
+    let window = rest.get(..MAX_CHUNK_LINE_BYTES.min(rest.len())).unwrap_or_default();
+    let Some(end) = window.iter().position(|&b| b == b'\n') else { return false };
+    let Some(line) = rest.get(..=end) else { return false };
+    let Some(size) = parse_chunk_size(line) else { return false };
+    let after_line = from + end + 1;
+    if size == 0 {
+        // "0" is also the tail of many a cut size line ("200"): believe it only with the
+        // empty line ending the trailers after it, or nothing after it.
+        return input.get(after_line..after_line + 2).is_none_or(|next| next == b"\r\n");
+    }
+    let data_end = usize::try_from(size).ok().and_then(|s| after_line.checked_add(s));
+    match data_end.and_then(|e| input.get(e..e.saturating_add(2))) {
+        Some(crlf) => crlf == b"\r\n",
+        None => last_chunk == 0 || size <= last_chunk,
+    }
+}
+
+/// Stream bytes of a chunk of `size` data bytes: "<hex>\r\n<data>\r\n".
+fn chunk_stream_bytes(size: u64) -> u64 {
+    size.saturating_add(u64::from((64 - size.leading_zeros()).div_ceil(4).max(1)) + 4)
+}
+
 /// Data bytes in a resync region of `region` stream bytes (from the CRLF closing the last chunk
 /// read up to the next chunk-size line), given the last chunk size read (0 if none).
 ///
@@ -931,9 +961,8 @@ fn resync_data_bytes(region: u64, last_chunk: u64) -> u64 {
     if last_chunk == 0 {
         return body;
     }
-    // Each chunk is "<hex>\r\n<data>\r\n": 4 framing bytes plus the hex digits.
-    let framing = |size: u64| u64::from((64 - size.leading_zeros()).div_ceil(4).max(1)) + 4;
-    let per_chunk = last_chunk.saturating_add(framing(last_chunk));
+    let framing = |size: u64| chunk_stream_bytes(size) - size;
+    let per_chunk = chunk_stream_bytes(last_chunk);
     let whole = body / per_chunk;
     let rest = body % per_chunk;
     if rest == 0 {

@@ -450,3 +450,52 @@ proptest! {
         prop_assert_eq!(conn.buffered_bytes(), 0);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// A client reading a chunked body (chunks of one size, the last smaller, as servers send
+    /// files) in reads cut anywhere, of which the kernel copied a prefix of at least its
+    /// smallest budget (2 KiB): the response keeps its row and its exact size, and the next
+    /// response on the connection parses.
+    #[test]
+    fn chunked_bodies_read_with_capture_gaps_keep_their_exact_size(
+        body_len in 0usize..200_000,
+        chunk in prop::sample::select(&[512usize, 1000, 4096, 8192, 16_384, 65_536][..]),
+        reads in prop::collection::vec(1usize..100_000, 1..16),
+        copied in prop::collection::vec(2048usize..=32_768, 1..8),
+    ) {
+        let mut stream = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let head_len = stream.len();
+        let body: Vec<u8> = (0..body_len).map(|i| b'g' + (i % 20) as u8).collect();
+        for piece in body.chunks(chunk) {
+            stream.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            stream.extend_from_slice(piece);
+            stream.extend_from_slice(b"\r\n");
+        }
+        stream.extend_from_slice(b"0\r\n\r\n");
+        let mut p = StreamParser::new(MessageKind::Response, ParseConfig::default());
+        p.note_request("GET");
+        p.note_request("GET");
+        let mut out = Vec::new();
+        p.feed(&stream[..head_len], 1, &mut out);
+        let mut at = head_len;
+        let mut ts = 1;
+        let mut k = 0;
+        while at < stream.len() {
+            let end = (at + reads[k % reads.len()]).min(stream.len());
+            let n = (end - at).min(copied[k % copied.len()]);
+            k += 1;
+            ts += 1;
+            p.feed(&stream[at..at + n], ts, &mut out);
+            if at + n < end {
+                p.gap((end - at - n) as u64, ts, &mut out);
+            }
+            at = end;
+        }
+        p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", ts + 1, &mut out);
+        let got: Vec<(u16, u64)> = out.iter().map(|m| (m.status, m.body_size)).collect();
+        prop_assert_eq!(got, vec![(200, body_len as u64), (200, 2)]);
+        prop_assert_eq!(p.stats().dropped_partial, 0);
+    }
+}
