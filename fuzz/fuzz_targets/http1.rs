@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         let len = usize::from(control >> 3) + 1;
         match (control >> 1) & 3 {
             2 => {
-                conn.gap(side, len as u64);
+                conn.gap(side, len as u64, ts);
                 rest = tail;
             }
             3 if control >> 3 == 0 => {

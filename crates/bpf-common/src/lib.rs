@@ -10,6 +10,9 @@
 pub const CHUNK_SIZE: usize = 8192;
 /// Most data records emitted for one syscall (`LOUPE_MAX_CHUNKS`).
 pub const MAX_CHUNKS: usize = 4;
+/// Bytes one syscall may copy while the ring buffer is more than 3/4 full
+/// (`LOUPE_PRESSURE_COPY_BYTES`); past 1/2 full, one record of [`CHUNK_SIZE`].
+pub const PRESSURE_COPY_BYTES: usize = 2048;
 /// Most iovecs walked for the vector I/O syscalls (`LOUPE_MAX_IOV`).
 pub const MAX_IOV: usize = 8;
 
@@ -40,7 +43,8 @@ pub const PROTO_HTTP: u8 = 1;
 pub const PROTO_OTHER: u8 = 255;
 
 /// `DataHeader::flags`: the syscall's last record; it accounts for every byte from
-/// `chunk_offset` to `msg_size`, captured or not.
+/// `chunk_offset` to `msg_size`, captured or not. `sendfile` and `splice` emit one such record
+/// with `len` 0: `msg_size` bytes moved that were never in user memory.
 pub const DATA_FLAG_LAST: u8 = 1;
 
 /// Linux `AF_INET`.
@@ -62,6 +66,8 @@ pub const STAT_CONN_MAP_FULL: usize = 4;
 pub const STAT_ARGS_MAP_FULL: usize = 5;
 /// Stats index: forced consumer wakeups.
 pub const STAT_WAKEUPS: usize = 6;
+/// Stats index: `sendfile`/`splice` syscalls on a tracked socket, counted but not copied.
+pub const STAT_NOT_COPIED: usize = 7;
 /// Number of counters in the per-CPU `stats` entry.
 pub const STAT_LEN: usize = 8;
 
@@ -212,10 +218,11 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 27] = [
+        let pairs: [(&str, u64); 29] = [
             ("LOUPE_CHUNK_SIZE", CHUNK_SIZE as u64),
             ("LOUPE_MAX_CHUNKS", MAX_CHUNKS as u64),
             ("LOUPE_MAX_IOV", MAX_IOV as u64),
+            ("LOUPE_PRESSURE_COPY_BYTES", PRESSURE_COPY_BYTES as u64),
             ("LOUPE_EVENT_CONN_OPEN", EVENT_CONN_OPEN.into()),
             ("LOUPE_EVENT_DATA", EVENT_DATA.into()),
             ("LOUPE_EVENT_CONN_CLOSE", EVENT_CONN_CLOSE.into()),
@@ -237,6 +244,7 @@ mod tests {
             ("LOUPE_STAT_CONN_MAP_FULL", STAT_CONN_MAP_FULL as u64),
             ("LOUPE_STAT_ARGS_MAP_FULL", STAT_ARGS_MAP_FULL as u64),
             ("LOUPE_STAT_WAKEUPS", STAT_WAKEUPS as u64),
+            ("LOUPE_STAT_NOT_COPIED", STAT_NOT_COPIED as u64),
             ("LOUPE_STAT_LEN", STAT_LEN as u64),
             ("LOUPE_SIZE_DATA_HEADER", SIZE_DATA_HEADER as u64),
             ("LOUPE_SIZE_CONN_OPEN", SIZE_CONN_OPEN as u64),

@@ -12,7 +12,9 @@
  * Flow: sys_enter_* filters by tgid, checks the fd is a TCP socket (cached in conn_map) and
  * stashes the arguments in args_map keyed by pid_tgid; sys_exit_* reads the return value, opens
  * the connection if needed, classifies its first bytes, and for exported protocols copies the
- * payload into the ring buffer in chunks.
+ * payload into the ring buffer in chunks. sendfile and splice move bytes between an fd and a
+ * socket inside the kernel, with no user buffer to copy: they advance the stream position and
+ * emit a payload-less record, a gap of known length for user space.
  *
  * Rebuild: `bash crates/bpf/build.sh` (the object is committed and checked for freshness).
  */
@@ -39,6 +41,7 @@ const volatile __u32 loupe_wake_every = 64;  /* force a consumer wakeup every N 
 #define ARGS_IOV 2     /* buf = user iovec array, count = iovcnt */
 #define ARGS_CONNECT 3 /* fd being connected */
 #define ARGS_ACCEPT 4  /* new fd is the return value */
+#define ARGS_NOCOPY 5  /* sendfile/splice: count = LOUPE_DIR_* of the socket's bytes */
 
 struct syscall_args {
 	__u64 sk;    /* struct sock * when the fd was not yet in conn_map, else 0 */
@@ -304,12 +307,31 @@ static __always_inline __u64 skip_empty(struct scratch *s, __u64 idx, __u64 n_io
 	return idx;
 }
 
+/*
+ * Bytes one syscall may copy. While the consumer keeps up, up to MAX_CHUNKS records; when the
+ * ring fills (a burst of large bodies outrunning the consumer), only a prefix of each syscall:
+ * message heads sit at the start of a syscall, so they keep getting through while the rest
+ * of the bodies become gaps of known length instead of filling the ring and losing whole
+ * records (and with them the heads behind them).
+ */
+static __always_inline __u64 copy_budget(void)
+{
+	__u64 size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
+	__u64 used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	if (used > size / 4 * 3)
+		return LOUPE_PRESSURE_COPY_BYTES;
+	if (used > size / 2)
+		return LOUPE_CHUNK_SIZE;
+	return LOUPE_CHUNK_SIZE * LOUPE_MAX_CHUNKS;
+}
+
 /* Volatile reload: the verifier then sees an unknown scalar, not a path-specific constant. */
 #define RELOAD(x) (*(volatile __u64 *)&(x))
 
 /*
  * Copies the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most LOUPE_MAX_CHUNKS
- * records. Chunks are contiguous from the message start; the record flagged LAST accounts for
+ * records, and no more than copy_budget() bytes. Chunks are contiguous from the message start; the record flagged LAST accounts for
  * everything up to `ret`, so uncaptured bytes show as msg_size - chunk_offset > len.
  *
  * The walk state lives in the scratch map and is reloaded every iteration: kept in registers,
@@ -318,6 +340,8 @@ static __always_inline __u64 skip_empty(struct scratch *s, __u64 idx, __u64 n_io
 static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 {
 	struct loupe_data_event *ev = &s->ev;
+	__u64 budget = copy_budget();
+	__u64 limit = ret < budget ? ret : budget;
 
 	s->walk_idx = skip_empty(s, 0, n_iov);
 	s->walk_iov_off = 0;
@@ -330,14 +354,14 @@ static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 		__u64 len, avail, src, iov_len;
 		bool last;
 
-		if (idx >= n_iov || idx >= LOUPE_MAX_IOV || msg_off >= ret)
+		if (idx >= n_iov || idx >= LOUPE_MAX_IOV || msg_off >= limit)
 			break;
 		iov_len = s->iov[idx & (LOUPE_MAX_IOV - 1)].len;
 		src = s->iov[idx & (LOUPE_MAX_IOV - 1)].base + iov_off;
 		if (iov_off >= iov_len)
 			break;
 		avail = iov_len - iov_off;
-		len = ret - msg_off;
+		len = limit - msg_off;
 		if (len > avail)
 			len = avail;
 		if (len > LOUPE_CHUNK_SIZE)
@@ -350,7 +374,7 @@ static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 			idx = skip_empty(s, idx + 1, n_iov);
 			iov_off = 0;
 		}
-		last = k == LOUPE_MAX_CHUNKS - 1 || idx >= n_iov || msg_off >= ret;
+		last = k == LOUPE_MAX_CHUNKS - 1 || idx >= n_iov || msg_off >= limit;
 		s->walk_idx = idx;
 		s->walk_iov_off = iov_off;
 		s->walk_msg_off = msg_off;
@@ -398,7 +422,8 @@ static __always_inline __u8 classify_iov(struct scratch *s, __u64 n_iov, __u64 r
 
 /* ---- enter/exit bodies ---- */
 
-static __always_inline int enter_data(__s64 fd_arg, __u64 buf, __u64 count, __u32 kind)
+/* Stashes the syscall's arguments for its exit if `fd` is a tracked or TCP socket; true if it is. */
+static __always_inline bool stash_args(__s64 fd_arg, __u64 buf, __u64 count, __u32 kind)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
@@ -407,13 +432,13 @@ static __always_inline int enter_data(__s64 fd_arg, __u64 buf, __u64 count, __u3
 	__u64 key;
 
 	if (!tgid_wanted(tgid) || fd < 0)
-		return 0;
+		return false;
 	key = conn_key(tgid, fd);
 	if (!bpf_map_lookup_elem(&conn_map, &key)) {
 		/* The expensive check runs once per connection: afterwards conn_map answers. */
 		a.sk = (__u64)tcp_sock_of_fd(fd);
 		if (!a.sk)
-			return 0;
+			return false;
 	}
 	a.fd = fd;
 	a.buf = buf;
@@ -421,6 +446,12 @@ static __always_inline int enter_data(__s64 fd_arg, __u64 buf, __u64 count, __u3
 	a.kind = kind;
 	if (bpf_map_update_elem(&args_map, &id, &a, BPF_ANY))
 		stat_inc(LOUPE_STAT_ARGS_MAP_FULL);
+	return true;
+}
+
+static __always_inline int enter_data(__s64 fd_arg, __u64 buf, __u64 count, __u32 kind)
+{
+	stash_args(fd_arg, buf, count, kind);
 	return 0;
 }
 
@@ -502,6 +533,68 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	s->ev.h.protocol = c->protocol;
 	s->ev.h._pad0 = 0;
 	emit_data(s, n_iov, size);
+	return 0;
+}
+
+/*
+ * sendfile/splice exit: the socket's stream moved `ret` bytes that were never in a user buffer.
+ * They advance the position like any I/O; for an exported protocol one payload-less record
+ * tells user space to count them as a gap. A connection not yet classified has shown no bytes
+ * to classify by, so it is only counted.
+ */
+static __always_inline int exit_nocopy(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct syscall_args *ap = bpf_map_lookup_elem(&args_map, &id);
+	struct loupe_data_header h = {};
+	struct syscall_args a;
+	struct conn_info *c;
+	__u64 key, pos, size;
+	__u8 direction;
+
+	if (!ap)
+		return 0;
+	a = *ap;
+	bpf_map_delete_elem(&args_map, &id);
+	if (ret <= 0 || a.kind != ARGS_NOCOPY)
+		return 0;
+	size = (__u64)ret;
+	direction = a.count == LOUPE_DIR_INGRESS ? LOUPE_DIR_INGRESS : LOUPE_DIR_EGRESS;
+
+	key = conn_key(tgid, a.fd);
+	c = bpf_map_lookup_elem(&conn_map, &key);
+	if (!c) {
+		if (!a.sk)
+			return 0;
+		c = open_conn(tgid, a.fd, (struct sock *)a.sk, LOUPE_ROLE_UNKNOWN);
+		if (!c)
+			return 0;
+	}
+	if (direction == LOUPE_DIR_EGRESS) {
+		pos = c->bytes_sent;
+		c->bytes_sent = pos + size;
+	} else {
+		pos = c->bytes_recv;
+		c->bytes_recv = pos + size;
+	}
+	stat_inc(LOUPE_STAT_NOT_COPIED);
+	if (!protocol_exported(c->protocol))
+		return 0;
+
+	h.hdr.kind = LOUPE_EVENT_DATA;
+	h.hdr.tgid = tgid;
+	h.hdr.ts_ns = bpf_ktime_get_ns();
+	h.hdr.generation = c->generation;
+	h.hdr.fd = a.fd;
+	h.pos = pos;
+	h.msg_size = size;
+	h.chunk_offset = 0;
+	h.len = 0;
+	h.direction = direction;
+	h.protocol = c->protocol;
+	h.flags = LOUPE_DATA_FLAG_LAST;
+	submit(&h, sizeof(h));
 	return 0;
 }
 
@@ -615,6 +708,37 @@ SEC("tracepoint/syscalls/sys_exit_sendmsg")
 int loupe_exit_sendmsg(void *ctx)
 {
 	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+}
+
+/* sendfile(out_fd, in_fd, offset, count): only out_fd can be the socket (in_fd must be mmap-able). */
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int loupe_enter_sendfile64(void *ctx)
+{
+	return enter_data(ENTER_ARGS(ctx)[0], 0, LOUPE_DIR_EGRESS, ARGS_NOCOPY);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int loupe_exit_sendfile64(void *ctx)
+{
+	return exit_nocopy(EXIT_RET(ctx));
+}
+
+/*
+ * splice(fd_in, off_in, fd_out, off_out, len, flags): one end is a pipe. A socket at fd_out is
+ * sending (a proxy or file server writing without a copy), a socket at fd_in is receiving.
+ */
+SEC("tracepoint/syscalls/sys_enter_splice")
+int loupe_enter_splice(void *ctx)
+{
+	if (!stash_args(ENTER_ARGS(ctx)[2], 0, LOUPE_DIR_EGRESS, ARGS_NOCOPY))
+		stash_args(ENTER_ARGS(ctx)[0], 0, LOUPE_DIR_INGRESS, ARGS_NOCOPY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_splice")
+int loupe_exit_splice(void *ctx)
+{
+	return exit_nocopy(EXIT_RET(ctx));
 }
 
 /* ---- connection lifecycle ---- */

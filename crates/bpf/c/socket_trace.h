@@ -14,8 +14,11 @@
 
 /* Largest payload one data record carries. */
 #define LOUPE_CHUNK_SIZE 8192
-/* Most data records emitted for one syscall; bytes beyond CHUNK_SIZE * MAX_CHUNKS are counted, not copied. */
+/* Most data records emitted for one syscall; bytes beyond CHUNK_SIZE * MAX_CHUNKS are counted, not copied.
+ * Under ring pressure fewer are: one record past 1/2 full, PRESSURE_COPY_BYTES past 3/4. */
 #define LOUPE_MAX_CHUNKS 4
+/* Bytes one syscall may copy while the ring buffer is more than 3/4 full. */
+#define LOUPE_PRESSURE_COPY_BYTES 2048
 /* Most iovecs walked for readv/writev/sendmsg/recvmsg. */
 #define LOUPE_MAX_IOV 8
 
@@ -39,7 +42,8 @@
 #define LOUPE_PROTO_OTHER 255
 
 /* loupe_data_header.flags: this is the syscall's last record; it accounts for every byte from
- * chunk_offset to msg_size, captured or not. */
+ * chunk_offset to msg_size, captured or not. sendfile and splice move bytes the tracer cannot
+ * copy: they emit one LAST record with len 0, a gap of msg_size bytes in the stream. */
 #define LOUPE_DATA_FLAG_LAST 1
 
 /* Address families as stored in loupe_conn_open.family (Linux values). */
@@ -54,6 +58,7 @@
 #define LOUPE_STAT_CONN_MAP_FULL 4   /* conn_map inserts that failed */
 #define LOUPE_STAT_ARGS_MAP_FULL 5   /* args_map inserts that failed */
 #define LOUPE_STAT_WAKEUPS 6         /* forced consumer wakeups */
+#define LOUPE_STAT_NOT_COPIED 7      /* sendfile/splice syscalls on a tracked socket: counted, not copied */
 #define LOUPE_STAT_LEN 8
 
 /* Common prefix of every record. 32 bytes. */

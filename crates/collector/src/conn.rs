@@ -87,10 +87,12 @@ struct DirStream {
     pending_bytes: usize,
 }
 
-/// What a direction stream hands on: bytes in order, or a hole.
+/// What a direction stream hands on: bytes in order, or a hole (bytes the stream moved but
+/// nobody copied: past the kernel's per-syscall copy limit, sent by `sendfile`/`splice`, or
+/// lost records), stamped with the syscall that reported it.
 enum Piece {
     Bytes { ts_ns: u64, data: Vec<u8> },
-    Gap { len: u64 },
+    Gap { ts_ns: u64, len: u64 },
 }
 
 impl DirStream {
@@ -123,7 +125,7 @@ impl DirStream {
                 if self.pending_bytes <= cfg.max_pending_bytes && !stale {
                     return;
                 }
-                out.push(Piece::Gap { len: pos - next });
+                out.push(Piece::Gap { ts_ns: first.ts_ns, len: pos - next });
                 stats.gap_bytes += pos - next;
                 self.next_pos = Some(pos);
             }
@@ -138,11 +140,12 @@ impl DirStream {
         let captured = chunk.data.len() as u64;
         let missing = chunk.msg_size.saturating_sub(captured);
         self.next_pos = Some(pos + chunk.msg_size.max(captured));
+        let ts_ns = chunk.ts_ns;
         if !chunk.data.is_empty() {
-            out.push(Piece::Bytes { ts_ns: chunk.ts_ns, data: chunk.data });
+            out.push(Piece::Bytes { ts_ns, data: chunk.data });
         }
         if missing > 0 {
-            out.push(Piece::Gap { len: missing });
+            out.push(Piece::Gap { ts_ns, len: missing });
             stats.gap_bytes += missing;
         }
     }
@@ -319,7 +322,7 @@ impl Tracker {
             let side = if request_side { Side::Request } else { Side::Response };
             match piece {
                 Piece::Bytes { ts_ns, data } => http.feed(side, &data, ts_ns),
-                Piece::Gap { len } => http.gap(side, len),
+                Piece::Gap { ts_ns, len } => http.gap(side, len, ts_ns),
             }
         }
         pieces.clear();
@@ -384,17 +387,30 @@ fn emit(
                 req_headers: rec.req.headers_json(),
                 req_method: rec.req.method.clone(),
                 req_path: rec.req.path.clone(),
-                req_body: String::from_utf8_lossy(&rec.req.body).into_owned(),
+                req_body: body_text(&rec.req),
                 req_body_size: rec.req.body_size as i64,
                 resp_headers: rec.resp.headers_json(),
                 resp_status: i64::from(rec.resp.status),
                 resp_message: rec.resp.reason.clone(),
-                resp_body: String::from_utf8_lossy(&rec.resp.body).into_owned(),
+                resp_body: body_text(&rec.resp),
                 resp_body_size: rec.resp.body_size as i64,
                 latency_ns: rec.latency_ns as i64,
             });
         }
     }
+}
+
+/// Ends a `req_body` / `resp_body` value that holds less than the whole body (longer than
+/// `max_body_bytes`, or partly not captured); `*_body_size` has the real size. Pixie's marker.
+pub const BODY_TRUNCATED_MARKER: &str = "... [TRUNCATED]";
+
+/// The kept body as column text, marked when it is not the whole body.
+fn body_text(message: &http1::Message) -> String {
+    let mut text = String::from_utf8_lossy(&message.body).into_owned();
+    if message.body_truncated() {
+        text.push_str(BODY_TRUNCATED_MARKER);
+    }
+    text
 }
 
 /// Address text and port; IPv4-mapped IPv6 addresses print as IPv4, as Pixie shows them.
@@ -509,28 +525,100 @@ mod tests {
         let mut t = tracker();
         let mut rows = Vec::new();
         t.handle(open(Role::Client), &mut rows);
-        t.handle(data(1, Direction::Egress, 0, REQ), &mut rows);
-        // A big response of which only the first bytes were captured.
+        t.handle(data(1_000, Direction::Egress, 0, REQ), &mut rows);
+        // A big response of which only the first bytes were captured: the gap runs to the
+        // body's last byte, which completes the response.
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nxxxx";
+        let resp_len = head.len() as u64 - 4 + 100_000;
         t.handle(
             KernelEvent::Data {
-                ts_ns: 2,
+                ts_ns: 2_000,
                 key: KEY,
                 direction: Direction::Ingress,
                 pos: 0,
-                msg_size: head.len() as u64 - 4 + 100_000,
+                msg_size: resp_len,
                 data: head.to_vec(),
             },
             &mut rows,
         );
         assert_eq!(t.stats().gap_bytes, 100_000 - 4);
-        let next = REQ.len() as u64;
-        let resp_pos = head.len() as u64 - 4 + 100_000;
-        t.handle(data(3, Direction::Egress, next, REQ), &mut rows);
-        t.handle(data(4, Direction::Ingress, resp_pos, RESP), &mut rows);
-        let statuses: Vec<i64> = rows.iter().map(|r| r.resp_status).collect();
-        assert!(statuses.ends_with(&[200]), "{statuses:?}");
-        assert!(!rows.is_empty());
+        assert_eq!(rows.len(), 1, "the gap completes the response");
+        // Keep-alive: the next exchange on the same connection parses from its first byte.
+        t.handle(data(3_000, Direction::Egress, REQ.len() as u64, REQ), &mut rows);
+        t.handle(data(4_500, Direction::Ingress, resp_len, RESP), &mut rows);
+        let got: Vec<(i64, String, i64, i64)> =
+            rows.iter().map(|r| (r.resp_status, r.resp_body.clone(), r.resp_body_size, r.latency_ns)).collect();
+        assert_eq!(got, [(200, "xxxx... [TRUNCATED]".to_string(), 100_000, 1_000), (200, "hi".to_string(), 2, 1_500)]);
+        assert_eq!(t.stats().rows, 2);
+        assert_eq!(t.stats().gap_bytes, 100_000 - 4);
+    }
+
+    /// One syscall as the loader decodes it: records of `copied` bytes at most, contiguous from
+    /// `pos`, the last accounting for what the kernel did not copy.
+    fn syscall(ts_ns: u64, direction: Direction, pos: u64, bytes: &[u8], copied: usize) -> Vec<KernelEvent> {
+        let copied = copied.min(bytes.len());
+        let records: Vec<&[u8]> = bytes[..copied].chunks(8192).collect();
+        let n = records.len().max(1);
+        let mut at = pos;
+        (0..n)
+            .map(|i| {
+                let data = records.get(i).copied().unwrap_or_default().to_vec();
+                let msg_size = if i + 1 == n { pos + bytes.len() as u64 - at } else { data.len() as u64 };
+                let event = KernelEvent::Data { ts_ns, key: KEY, direction, pos: at, msg_size, data };
+                at += msg_size;
+                event
+            })
+            .collect()
+    }
+
+    #[test]
+    fn server_rows_keep_the_real_size_of_bodies_larger_than_a_capture() {
+        // A server writes the head, then a 1 MB body in 64 KiB writes of which 32 KiB are
+        // copied, then `sendfile`s a 40 KB body (nothing copied), on one keep-alive connection.
+        let mut t = tracker();
+        let mut rows = Vec::new();
+        t.handle(open(Role::Server), &mut rows);
+        let mut out_pos = 0u64;
+        let mut in_pos = 0u64;
+        let mut ts = 10;
+        for (path, size, sendfile) in [("/big", 1_000_000u64, false), ("/file", 40_960, true), ("/small", 2, false)] {
+            let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+            ts += 10;
+            for e in syscall(ts, Direction::Ingress, in_pos, req.as_bytes(), 32_768) {
+                t.handle(e, &mut rows);
+            }
+            in_pos += req.len() as u64;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+            ts += 10;
+            for e in syscall(ts, Direction::Egress, out_pos, head.as_bytes(), 32_768) {
+                t.handle(e, &mut rows);
+            }
+            out_pos += head.len() as u64;
+            let mut sent = 0;
+            while sent < size {
+                let n = (size - sent).min(65_536);
+                let copied = if sendfile { 0 } else { 32_768 };
+                ts += 10;
+                for e in syscall(ts, Direction::Egress, out_pos, &vec![b'b'; n as usize], copied) {
+                    t.handle(e, &mut rows);
+                }
+                out_pos += n;
+                sent += n;
+            }
+        }
+        let got: Vec<(String, i64, i64, usize)> =
+            rows.iter().map(|r| (r.req_path.clone(), r.resp_status, r.resp_body_size, r.resp_body.len())).collect();
+        let marked = 512 + BODY_TRUNCATED_MARKER.len();
+        assert_eq!(
+            got,
+            [
+                ("/big".to_string(), 200, 1_000_000, marked),
+                ("/file".to_string(), 200, 40_960, BODY_TRUNCATED_MARKER.len()),
+                ("/small".to_string(), 200, 2, 2),
+            ]
+        );
+        assert!(rows.iter().all(|r| r.trace_role == 2));
+        assert_eq!(t.stats().gap_bytes, 15 * 32_768 + 40_960);
     }
 
     #[test]

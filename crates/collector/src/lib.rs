@@ -46,7 +46,7 @@ pub struct CollectorConfig {
     pub tracer: TracerConfig,
     /// Connection-tracking settings.
     pub tracker: TrackerConfig,
-    /// How often the ring buffer is drained when idle.
+    /// Longest wait for the kernel's wakeup before the ring buffer is drained anyway.
     pub poll_interval: Duration,
     /// Rows are pushed to the store at least this often...
     pub push_interval: Duration,
@@ -177,7 +177,7 @@ fn run(
         counters.open_connections.store(tracker.open_connections() as u64, Ordering::Relaxed);
         counters.gap_bytes.store(tracker.stats().gap_bytes, Ordering::Relaxed);
         if n == 0 {
-            std::thread::sleep(config.poll_interval);
+            tracer.wait(config.poll_interval);
         }
     }
     push(&mut builder, &table, counters);

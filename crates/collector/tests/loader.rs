@@ -390,7 +390,7 @@ fn vectored_and_msg_syscalls_are_captured() {
 #[test]
 fn tracer_reports_every_probe_and_counts_events() {
     let Some(mut tracer) = tracer() else { return };
-    assert_eq!(tracer.probes().len(), 23);
+    assert_eq!(tracer.probes().len(), 27);
     // One real exchange, so the counters have something to count.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();

@@ -12,13 +12,13 @@ crate::conn8_table! {
         req_headers: Str = "req_headers", "ST_NONE", "request headers as a JSON object";
         req_method: Str = "req_method", "ST_HTTP_REQ_METHOD", "request method";
         req_path: Str = "req_path", "ST_NONE", "request path and query";
-        req_body: Str = "req_body", "ST_NONE", "request body, truncated";
-        req_body_size: I64 = "req_body_size", "ST_BYTES", "request body size before truncation";
+        req_body: Str = "req_body", "ST_NONE", "request body, truncated; a cut body ends with `... [TRUNCATED]`";
+        req_body_size: I64 = "req_body_size", "ST_BYTES", "request body size before truncation (bytes not captured included)";
         resp_headers: Str = "resp_headers", "ST_NONE", "response headers as a JSON object";
         resp_status: I64 = "resp_status", "ST_HTTP_RESP_STATUS", "response status code";
         resp_message: Str = "resp_message", "ST_HTTP_RESP_MESSAGE", "response reason phrase";
-        resp_body: Str = "resp_body", "ST_NONE", "response body, truncated";
-        resp_body_size: I64 = "resp_body_size", "ST_BYTES", "response body size before truncation";
+        resp_body: Str = "resp_body", "ST_NONE", "response body, truncated; a cut body ends with `... [TRUNCATED]`";
+        resp_body_size: I64 = "resp_body_size", "ST_BYTES", "response body size before truncation (bytes not captured included)";
         latency_ns: I64 = "latency", "ST_DURATION_NS", "response time minus request time";
     }
 }

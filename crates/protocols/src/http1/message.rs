@@ -59,7 +59,8 @@ pub struct Message {
     /// The body, truncated to [`ParseConfig::max_body_bytes`]; de-chunked for chunked bodies.
     pub body: Vec<u8>,
     /// The full body size before truncation (de-chunked size for chunked bodies). Bytes lost in
-    /// a capture gap inside a body are counted here although they are missing from `body`.
+    /// a capture gap inside a body are counted here although they are missing from `body` (when
+    /// a gap swallowed chunk framing, the lost framing bytes are counted too).
     pub body_size: u64,
     /// Timestamp of the fed chunk that carried the first byte of a request, or the last byte of
     /// a response, so that `response.ts_ns - request.ts_ns` spans the whole exchange.
@@ -81,6 +82,13 @@ impl Message {
             body_size: 0,
             ts_ns: 0,
         }
+    }
+
+    /// True when `body` holds less than the whole body: it was longer than
+    /// [`ParseConfig::max_body_bytes`], or part of it was lost in a capture gap (the kept body
+    /// stops at the first gap). `body_size` is the real size either way.
+    pub fn body_truncated(&self) -> bool {
+        self.body_size > self.body.len() as u64
     }
 
     /// The value of the first header named `name` (case-insensitive).

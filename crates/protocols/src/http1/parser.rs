@@ -60,6 +60,8 @@ enum State {
     ChunkSize,
     /// Reading chunk data.
     ChunkData { remaining: u64 },
+    /// A gap swallowed chunk framing: scanning for the next chunk-size line.
+    ChunkResync,
     /// Expecting the CRLF after chunk data.
     ChunkDataEnd { seen_cr: bool },
     /// Reading trailer lines after the last chunk.
@@ -109,6 +111,18 @@ pub struct StreamParser {
     cur: Message,
     /// After a gap inside a body, further body bytes are counted but no longer kept.
     body_frozen: bool,
+    /// A chunk found by resynchronisation is being read: if its framing breaks before its
+    /// closing CRLF, the message is lost to the gap (not garbage).
+    chunk_resync: bool,
+    /// While resynchronising: stream bytes since the CRLF that closed the last chunk known.
+    resync_region: u64,
+    /// Whether bytes were scanned since the last gap (a chunk-size line right at the gap's end
+    /// has no CRLF before it in the input).
+    resync_scanned: bool,
+    /// Size of the last chunk of this message read in sync; 0 if none.
+    last_chunk: u64,
+    /// While resynchronising: when the message's bytes were last seen or lost.
+    resync_ts: u64,
     /// Raw bytes of the head being parsed (bounded by `max_header_bytes`).
     head_buf: Vec<u8>,
     /// Start of the incomplete line within `head_buf`.
@@ -137,6 +151,11 @@ impl StreamParser {
             in_sync: true,
             cur: Message::empty(kind),
             body_frozen: false,
+            chunk_resync: false,
+            resync_region: 0,
+            resync_scanned: false,
+            last_chunk: 0,
+            resync_ts: 0,
             head_buf: Vec::new(),
             line_start: 0,
             start_line_done: false,
@@ -212,35 +231,98 @@ impl StreamParser {
         }
     }
 
-    /// The stream lost `len` bytes (a capture gap).
+    /// The stream lost `len` bytes (a capture gap) from data carried by a syscall at `ts_ns`;
+    /// messages the gap completes are pushed to `out`.
     ///
-    /// A gap inside a body of known extent (strictly inside a Content-Length body, within a
-    /// chunk's data, or in a close-delimited body) is stepped over: the message stays in sync, `body_size` counts the
-    /// lost bytes and the kept body stops at the gap. Any other gap drops the partial message
+    /// The kernel copies a bounded prefix of each syscall, so a large body usually arrives as
+    /// captured bytes and gaps of known length. Missing bytes that fall inside a body of known
+    /// extent are body bytes not seen, wherever they fall: a `Content-Length` body (up to and
+    /// including its last byte, which completes the message), chunk data and the CRLF closing
+    /// it, or a close-delimited body. `body_size` counts them, so it is the real size; the kept
+    /// body stops at the first gap (see [`Message::body_truncated`]). A gap that runs past the
+    /// end of a body completes that message first. A gap that swallows a chunk-size line
+    /// leaves the parser expecting the next chunk-size line where the gap ends (servers write
+    /// a chunk with its framing in one syscall); the lost bytes are counted in `body_size`,
+    /// which then also counts the lost chunk framing, and a message whose framing does not
+    /// resume is dropped. What is left of a gap outside any body drops the partial message
     /// (and, for a response parser, the remembered request methods) and the parser skips to
     /// the next plausible message start.
-    pub fn gap(&mut self, len: u64) {
+    pub fn gap(&mut self, len: u64, ts_ns: u64, out: &mut Vec<Message>) {
         self.stats.gaps += 1;
-        match self.state {
-            State::Body { remaining } if len < remaining => {
-                self.state = State::Body { remaining: remaining - len };
-                self.absorb_gap(len);
-                return;
+        let mut left = len;
+        let mut absorbed = false;
+        while left > 0 {
+            match self.state {
+                State::Body { remaining } => {
+                    let n = left.min(remaining);
+                    left -= n;
+                    self.absorb_gap(n);
+                    absorbed = true;
+                    if n == remaining {
+                        self.emit(ts_ns, out);
+                    } else {
+                        self.state = State::Body { remaining: remaining - n };
+                    }
+                }
+                State::ChunkData { remaining } => {
+                    let n = left.min(remaining);
+                    left -= n;
+                    self.absorb_gap(n);
+                    absorbed = true;
+                    self.state = if n == remaining {
+                        State::ChunkDataEnd { seen_cr: false }
+                    } else {
+                        State::ChunkData { remaining: remaining - n }
+                    };
+                }
+                // The CRLF closing chunk data carries no body bytes.
+                State::ChunkDataEnd { seen_cr: false } => {
+                    left -= 1;
+                    self.state = State::ChunkDataEnd { seen_cr: true };
+                }
+                State::ChunkDataEnd { seen_cr: true } => {
+                    left -= 1;
+                    self.state = State::ChunkSize;
+                }
+                State::ChunkSize => {
+                    // Chunk framing was lost: scan for the next chunk-size line. The region
+                    // starts at the CRLF closing the last chunk read (before the first chunk,
+                    // an imaginary one keeps the arithmetic uniform).
+                    self.resync_region = (2 + self.line_buf.len() as u64).saturating_add(left);
+                    self.resync_scanned = false;
+                    self.line_buf.clear();
+                    self.chunk_resync = false;
+                    self.body_frozen = true;
+                    self.state = State::ChunkResync;
+                    self.resync_ts = ts_ns;
+                    absorbed = true;
+                    left = 0;
+                }
+                State::ChunkResync => {
+                    self.resync_region = self.resync_region.saturating_add(left);
+                    self.resync_scanned = false;
+                    self.resync_ts = ts_ns;
+                    absorbed = true;
+                    left = 0;
+                }
+                State::UntilClose => {
+                    self.absorb_gap(left);
+                    absorbed = true;
+                    left = 0;
+                }
+                State::Trailers => {
+                    // The body is complete; only trailers (never kept) were lost with the rest.
+                    self.line_buf.clear();
+                    self.emit(ts_ns, out);
+                }
+                State::Idle | State::Head => break,
             }
-            State::ChunkData { remaining } if len <= remaining => {
-                self.state = if len == remaining {
-                    State::ChunkDataEnd { seen_cr: false }
-                } else {
-                    State::ChunkData { remaining: remaining - len }
-                };
-                self.absorb_gap(len);
-                return;
-            }
-            State::UntilClose => {
-                self.absorb_gap(len);
-                return;
-            }
-            _ => {}
+        }
+        if absorbed {
+            self.stats.gaps_absorbed += 1;
+        }
+        if left == 0 {
+            return;
         }
         if self.state != State::Idle || !self.head_buf.is_empty() {
             self.stats.dropped_partial += 1;
@@ -251,11 +333,13 @@ impl StreamParser {
     }
 
     /// The connection closed at `ts_ns`: a close-delimited response is complete and pushed to
-    /// `out` with `ts_ns` as its timestamp (the close is what ends it); any other partial
-    /// message is dropped. The parser is then ready for a fresh stream.
+    /// `out` with `ts_ns` as its timestamp (the close is what ends it), and so is a chunked
+    /// message whose framing and end were lost in a gap; any other partial message is dropped. The parser is then ready for a fresh stream.
     pub fn close(&mut self, ts_ns: u64, out: &mut Vec<Message>) {
         match self.state {
             State::UntilClose => self.emit(ts_ns, out),
+            // A gap swallowed the body's framing and its end: the close says it ended there.
+            State::ChunkResync => self.end_resynced_message(0, out),
             State::Idle if self.head_buf.is_empty() => {}
             _ => self.stats.dropped_partial += 1,
         }
@@ -265,7 +349,6 @@ impl StreamParser {
     }
 
     fn absorb_gap(&mut self, len: u64) {
-        self.stats.gaps_absorbed += 1;
         self.cur.body_size = self.cur.body_size.saturating_add(len);
         self.body_frozen = true;
     }
@@ -275,6 +358,7 @@ impl StreamParser {
         self.state = State::Idle;
         self.cur = Message::empty(self.kind);
         self.body_frozen = false;
+        self.chunk_resync = false;
         self.head_buf.clear();
         self.line_buf.clear();
         self.replay.clear();
@@ -312,6 +396,7 @@ impl StreamParser {
                 Step::Consumed(n)
             }
             State::ChunkSize => self.step_chunk_size(input),
+            State::ChunkResync => self.step_chunk_resync(input, ts_ns, out),
             State::ChunkData { remaining } => {
                 let n = self.take_body(input, remaining);
                 self.state = if n as u64 == remaining {
@@ -328,6 +413,7 @@ impl StreamParser {
                 }
                 Some(b'\n') => {
                     self.state = State::ChunkSize;
+                    self.chunk_resync = false;
                     Step::Consumed(1)
                 }
                 _ => self.fail_body(0),
@@ -377,6 +463,8 @@ impl StreamParser {
         self.cur = Message::empty(self.kind);
         self.cur.ts_ns = ts_ns;
         self.body_frozen = false;
+        self.chunk_resync = false;
+        self.last_chunk = 0;
         self.head_buf.clear();
         self.line_start = 0;
         self.start_line_done = false;
@@ -485,6 +573,10 @@ impl StreamParser {
     /// Abandons a message whose body framing broke; the bytes of the line being read (which
     /// may be the start of the next message) are rescanned.
     fn fail_body(&mut self, consumed: usize) -> Step {
+        if std::mem::take(&mut self.chunk_resync) {
+            // Framing did not resume after a gap: the message is lost to the gap, not garbage.
+            self.stats.dropped_partial += 1;
+        }
         self.skip_garbage(0);
         self.replay.append(&mut self.line_buf);
         self.state = State::Idle;
@@ -595,17 +687,92 @@ impl StreamParser {
         match parse_chunk_size(&self.line_buf) {
             Some(0) => {
                 self.line_buf.clear();
+                self.chunk_resync = false;
                 self.trailer_bytes = 0;
                 self.state = State::Trailers;
                 Step::Consumed(n)
             }
             Some(size) => {
+                // A chunk found by resynchronisation is believed once its closing CRLF is seen.
                 self.line_buf.clear();
+                self.last_chunk = size;
                 self.state = State::ChunkData { remaining: size };
                 Step::Consumed(n)
             }
             None => self.fail_body(n),
         }
+    }
+
+    /// Scans for the next chunk boundary (CRLF, then a chunk-size line) after a gap swallowed
+    /// chunk framing. At the boundary, the body bytes of the region skipped are counted and
+    /// parsing resumes at the chunk-size line.
+    ///
+    /// A message start found instead means the message ended in what was lost: it is completed
+    /// there. The region holds the lost chunks' data and framing. Servers mostly write chunks of one
+    /// size: when the region is a whole number of chunks of the last size read, the data bytes
+    /// are exact; otherwise the number of chunks is estimated with that size (or the region's
+    /// framing is counted as body when no chunk was read yet).
+    fn step_chunk_resync(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
+        let at_start = !self.resync_scanned;
+        self.resync_scanned = true;
+        // Chunks of the last size read put the next chunk-size line at a known offset: the
+        // exact resync when the server writes chunks of one size.
+        let predicted = (self.last_chunk > 0)
+            .then(|| {
+                let per_chunk = chunk_stream_bytes(self.last_chunk);
+                let into = self.resync_region.saturating_sub(2) % per_chunk;
+                usize::try_from((per_chunk - into) % per_chunk).ok()
+            })
+            .flatten()
+            .filter(|&at| chunk_line_at(input, at, self.last_chunk));
+        let scanned = match predicted {
+            Some(at) => Resync::Boundary(at),
+            None => find_chunk_boundary(self.kind, input, at_start, self.last_chunk),
+        };
+        let found = match scanned {
+            Resync::Boundary(at) => at,
+            Resync::MessageStart(at) => {
+                // The next message begins, so this one ended in what was lost, with its last
+                // chunk ("0\r\n\r\n"): the usual case on keep-alive, where the read or write
+                // of a response's last bytes ends with them. It completes at the time its last
+                // bytes were seen or lost.
+                self.end_resynced_message(at, out);
+                return match at {
+                    0 => self.step_idle(input, ts_ns, out),
+                    n => Step::Consumed(n),
+                };
+            }
+            Resync::NotYet => {
+                // A boundary cut by the end of the input is missed; the next one will do.
+                self.resync_region = self.resync_region.saturating_add(input.len() as u64);
+                self.resync_ts = ts_ns;
+                return Step::Consumed(input.len());
+            }
+        };
+        // The CRLF closing the last lost chunk belongs to the region.
+        let skip_crlf = if input.get(found..found + 2) == Some(b"\r\n") { 2 } else { 0 };
+        let region = self.resync_region.saturating_add((found + skip_crlf) as u64);
+        self.absorb_gap(resync_data_bytes(region, self.last_chunk));
+        self.resync_region = 0;
+        self.state = State::ChunkSize;
+        self.line_buf.clear();
+        self.chunk_resync = true;
+        match found + skip_crlf {
+            // A step must consume something: read the chunk-size line now.
+            0 => self.step_chunk_size(input),
+            n => Step::Consumed(n),
+        }
+    }
+
+    /// Completes a message whose chunk framing was lost in a gap and whose end was lost too
+    /// (`seen` more bytes of it were scanned): the region less the last chunk (`0\r\n\r\n`)
+    /// is counted as chunks, and the message ends when its bytes were last seen or lost.
+    fn end_resynced_message(&mut self, seen: usize, out: &mut Vec<Message>) {
+        let region = self.resync_region.saturating_add(seen as u64).saturating_sub(5);
+        self.absorb_gap(resync_data_bytes(region, self.last_chunk));
+        self.resync_region = 0;
+        let end_ts = self.resync_ts;
+        self.emit(end_ts, out);
     }
 
     fn step_trailers(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
@@ -645,6 +812,7 @@ impl StreamParser {
         self.stats.messages += 1;
         self.state = State::Idle;
         self.body_frozen = false;
+        self.chunk_resync = false;
         out.push(message);
     }
 }
@@ -709,6 +877,106 @@ fn parse_content_length(value: &str) -> Option<u64> {
         result = Some(len);
     }
     result
+}
+
+/// What a resynchronisation scan found.
+enum Resync {
+    /// A chunk boundary starts here: `\r\n` then a chunk-size line, or the line itself at 0.
+    Boundary(usize),
+    /// The next message starts here (after a line end, or at 0).
+    MessageStart(usize),
+    /// Neither, in this input.
+    NotYet,
+}
+
+/// Where in `input` a chunk boundary starts: `\r\n` then a complete chunk-size line (or, with
+/// `at_start`, a chunk-size line at offset 0). When the input holds the end of the chunk it
+/// announces, the CRLF after its data must be there, which rejects most false boundaries
+/// inside body data; otherwise a size larger than `last_chunk` (when known) is not believed.
+/// A message start at a line start ends the scan.
+fn find_chunk_boundary(kind: MessageKind, input: &[u8], at_start: bool, last_chunk: u64) -> Resync {
+    let message_at =
+        |from: usize| input.get(from..).is_some_and(|rest| head::match_start(kind, rest) == StartMatch::Yes);
+    let line_ok = |from: usize| chunk_line_at(input, from, last_chunk);
+    if at_start && line_ok(0) {
+        return Resync::Boundary(0);
+    }
+    // A read or write often begins with the next message (keep-alive), gap or not.
+    if message_at(0) {
+        return Resync::MessageStart(0);
+    }
+    let mut from = 0;
+    while let Some(offset) = input.get(from..).and_then(|rest| rest.windows(2).position(|w| w == b"\r\n")) {
+        let at = from + offset;
+        if line_ok(at + 2) {
+            return Resync::Boundary(at);
+        }
+        if message_at(at + 2) {
+            return Resync::MessageStart(at + 2);
+        }
+        from = at + 1;
+    }
+    Resync::NotYet
+}
+
+/// Whether a plausible chunk-size line starts at `input[from]`: complete, and followed by its
+/// data and CRLF when the input holds them (for the last chunk, by the CRLF ending the
+/// trailers); else no larger than `last_chunk` when that is known (servers write chunks of one
+/// size, the last one smaller).
+fn chunk_line_at(input: &[u8], from: usize, last_chunk: u64) -> bool {
+    let Some(rest) = input.get(from..).filter(|r| r.first().is_some_and(u8::is_ascii_hexdigit)) else {
+        return false;
+    };
+    let window = rest.get(..MAX_CHUNK_LINE_BYTES.min(rest.len())).unwrap_or_default();
+    let Some(end) = window.iter().position(|&b| b == b'\n') else { return false };
+    let Some(line) = rest.get(..=end) else { return false };
+    let Some(size) = parse_chunk_size(line) else { return false };
+    let after_line = from + end + 1;
+    if size == 0 {
+        // "0" is also the tail of many a cut size line ("200"): believe it only with the
+        // empty line ending the trailers after it, or nothing after it.
+        return input.get(after_line..after_line + 2).is_none_or(|next| next == b"\r\n");
+    }
+    let data_end = usize::try_from(size).ok().and_then(|s| after_line.checked_add(s));
+    match data_end.and_then(|e| input.get(e..e.saturating_add(2))) {
+        Some(crlf) => crlf == b"\r\n",
+        None => last_chunk == 0 || size <= last_chunk,
+    }
+}
+
+/// Stream bytes of a chunk of `size` data bytes: "<hex>\r\n<data>\r\n".
+fn chunk_stream_bytes(size: u64) -> u64 {
+    size.saturating_add(u64::from((64 - size.leading_zeros()).div_ceil(4).max(1)) + 4)
+}
+
+/// Data bytes in a resync region of `region` stream bytes (from the CRLF closing the last chunk
+/// read up to the next chunk-size line), given the last chunk size read (0 if none).
+///
+/// Servers write chunks of one size, the last one of a body smaller: the region is read as
+/// whole chunks of `last_chunk` bytes plus at most one smaller chunk, which is exact when that
+/// is what was sent. Otherwise it is an estimate (the framing of about that many chunks is
+/// taken off), or the region's bytes when no chunk was read yet.
+fn resync_data_bytes(region: u64, last_chunk: u64) -> u64 {
+    let body = region.saturating_sub(2);
+    if last_chunk == 0 {
+        return body;
+    }
+    let framing = |size: u64| chunk_stream_bytes(size) - size;
+    let per_chunk = chunk_stream_bytes(last_chunk);
+    let whole = body / per_chunk;
+    let rest = body % per_chunk;
+    if rest == 0 {
+        return whole.saturating_mul(last_chunk);
+    }
+    // The rest as one smaller chunk: `rest == size + framing(size)` for some size.
+    let smaller = (5..=20u64).filter_map(|f| rest.checked_sub(f)).find(|&size| size + framing(size) == rest);
+    match smaller {
+        Some(size) => whole.saturating_mul(last_chunk).saturating_add(size),
+        None => {
+            let chunks = body.saturating_add(per_chunk / 2) / per_chunk;
+            body.saturating_sub(chunks.max(1).saturating_mul(framing(last_chunk)))
+        }
+    }
 }
 
 /// Parses a chunk-size line (`1a;ext=1\r\n`) into the size.

@@ -119,6 +119,18 @@ impl Stitcher {
         self.requests.clear();
     }
 
+    /// The response stream lost `n` whole responses while staying in sync (a gap swallowed a
+    /// body's framing, found again only at the next message): the `n` oldest pending requests
+    /// will get no response.
+    pub fn responses_lost(&mut self, n: u64) {
+        for _ in 0..n {
+            if self.requests.pop_front().is_none() {
+                break;
+            }
+            self.stats.unanswered_requests += 1;
+        }
+    }
+
     /// The connection closed: unpaired messages can no longer be paired and are dropped.
     pub fn close(&mut self) {
         self.stats.unanswered_requests += self.requests.len() as u64;
@@ -215,23 +227,32 @@ impl Http1Conn {
         let mut messages = std::mem::take(&mut self.scratch);
         match side {
             Side::Request => self.requests.feed(data, ts_ns, &mut messages),
-            Side::Response => self.responses.feed(data, ts_ns, &mut messages),
+            Side::Response => {
+                let dropped = self.responses.stats().dropped_partial;
+                self.responses.feed(data, ts_ns, &mut messages);
+                // Feeding drops a partial message only when it was being resynchronised after
+                // a gap, and that message precedes any emitted by this feed.
+                self.stitcher.responses_lost(self.responses.stats().dropped_partial - dropped);
+            }
         }
         self.push_messages(side, &mut messages);
         self.scratch = messages;
     }
 
-    /// `side` lost `len` bytes (a capture gap). See [`StreamParser::gap`]; when the response
-    /// side loses sync, the requests still waiting for a response are dropped.
-    pub fn gap(&mut self, side: Side, len: u64) {
+    /// `side` lost `len` bytes (a capture gap) from data carried at `ts_ns`. See
+    /// [`StreamParser::gap`]: a gap that ends a body completes its message, which is paired as
+    /// usual. When the response side loses sync, the requests still waiting for a response
+    /// are dropped.
+    pub fn gap(&mut self, side: Side, len: u64, ts_ns: u64) {
+        let mut messages = std::mem::take(&mut self.scratch);
         match side {
-            Side::Request => self.requests.gap(len),
-            Side::Response => {
-                self.responses.gap(len);
-                if !self.responses.in_sync() {
-                    self.stitcher.response_gap();
-                }
-            }
+            Side::Request => self.requests.gap(len, ts_ns, &mut messages),
+            Side::Response => self.responses.gap(len, ts_ns, &mut messages),
+        }
+        self.push_messages(side, &mut messages);
+        self.scratch = messages;
+        if side == Side::Response && !self.responses.in_sync() {
+            self.stitcher.response_gap();
         }
     }
 

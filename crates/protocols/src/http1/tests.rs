@@ -87,7 +87,7 @@ proptest! {
             ts += 1;
             match op {
                 Op::Feed(side, bytes) => conn.feed(side, &bytes, ts),
-                Op::Gap(side, len) => conn.gap(side, len),
+                Op::Gap(side, len) => conn.gap(side, len, ts),
                 Op::Close => conn.close(ts),
             }
             prop_assert!(conn.buffered_bytes() <= bound, "{} > {bound}", conn.buffered_bytes());
@@ -299,5 +299,203 @@ proptest! {
             prop_assert_eq!(&req, &exchange.request);
             prop_assert_eq!(&resp, &exchange.response);
         }
+    }
+}
+
+/// One message of a capture-gap scenario: its body length, whether it is chunked, where its
+/// body is split into syscalls (or chunks) and how much of each syscall the kernel copied.
+#[derive(Debug, Clone)]
+struct GappyMessage {
+    body_len: usize,
+    chunked: bool,
+    cuts: Vec<Index>,
+    copied: Vec<Index>,
+}
+
+fn arb_gappy_message() -> impl Strategy<Value = GappyMessage> {
+    (
+        prop_oneof![0usize..64, 0usize..5000, Just(8192usize), Just(32_769usize)],
+        any::<bool>(),
+        prop::collection::vec(any::<Index>(), 0..6),
+        prop::collection::vec(any::<Index>(), 1..8),
+    )
+        .prop_map(|(body_len, chunked, cuts, copied)| GappyMessage { body_len, chunked, cuts, copied })
+}
+
+fn gappy_body(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| b'a' + ((i + j) % 26) as u8).collect()
+}
+
+/// The syscalls a peer makes to send message `i`, each as (bytes, bytes the kernel copied): the
+/// head in one syscall, copied whole; a `Content-Length` body in pieces; a chunked body one
+/// chunk (size line, data, CRLF) per syscall, of which at least the size line is copied.
+fn gappy_syscalls(kind: MessageKind, i: usize, m: &GappyMessage) -> Vec<(Vec<u8>, usize)> {
+    let framing =
+        if m.chunked { "Transfer-Encoding: chunked".to_string() } else { format!("Content-Length: {}", m.body_len) };
+    let head = match kind {
+        MessageKind::Request => format!("POST /m{i} HTTP/1.1\r\nHost: h\r\n{framing}\r\n\r\n"),
+        MessageKind::Response => format!("HTTP/1.1 200 OK\r\n{framing}\r\n\r\n"),
+    };
+    let mut calls = vec![(head.clone().into_bytes(), head.len())];
+    let body = gappy_body(i, m.body_len);
+    let mut positions: Vec<usize> = m.cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+    positions.extend([0, body.len()]);
+    positions.sort_unstable();
+    positions.dedup();
+    for (k, pair) in positions.windows(2).enumerate() {
+        let piece = &body[pair[0]..pair[1]];
+        let copied = &m.copied[k % m.copied.len()];
+        if m.chunked {
+            let line = format!("{:x}\r\n", piece.len());
+            let mut bytes = line.clone().into_bytes();
+            bytes.extend_from_slice(piece);
+            bytes.extend_from_slice(b"\r\n");
+            let n = line.len() + copied.index(piece.len() + 3);
+            calls.push((bytes, n));
+        } else {
+            calls.push((piece.to_vec(), copied.index(piece.len() + 1)));
+        }
+    }
+    if m.chunked {
+        calls.push((b"0\r\n\r\n".to_vec(), 5));
+    }
+    calls
+}
+
+fn feed_gappy(conn: &mut Http1Conn, side: Side, calls: &[(Vec<u8>, usize)], ts: &mut u64) {
+    for (bytes, copied) in calls {
+        *ts += 1;
+        conn.feed(side, &bytes[..*copied], *ts);
+        if *copied < bytes.len() {
+            conn.gap(side, (bytes.len() - copied) as u64, *ts);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// What the kernel does to big messages (copies a prefix of each syscall, reports the rest
+    /// as a gap) costs body bytes, never a message: every exchange comes out, with its real
+    /// body size and a kept body that is a prefix of the real one.
+    #[test]
+    fn bodies_with_capture_gaps_keep_every_message_and_its_real_size(
+        messages in prop::collection::vec(arb_gappy_message(), 1..5),
+        max_body_bytes in prop_oneof![Just(512usize), 0usize..64],
+    ) {
+        let config = ParseConfig { max_body_bytes, ..ParseConfig::default() };
+        let mut conn = Http1Conn::new(config);
+        let mut ts = 0;
+        for (i, m) in messages.iter().enumerate() {
+            feed_gappy(&mut conn, Side::Request, &gappy_syscalls(MessageKind::Request, i, m), &mut ts);
+            feed_gappy(&mut conn, Side::Response, &gappy_syscalls(MessageKind::Response, i, m), &mut ts);
+        }
+        let mut records = Vec::new();
+        conn.drain_records(&mut records);
+        let stats = conn.stats();
+        prop_assert_eq!(stats.request.errors + stats.response.errors, 0);
+        prop_assert_eq!(stats.request.dropped_partial + stats.response.dropped_partial, 0);
+        prop_assert_eq!(records.len(), messages.len());
+        for (i, (record, m)) in records.iter().zip(&messages).enumerate() {
+            let body = gappy_body(i, m.body_len);
+            prop_assert_eq!(&record.req.path, &format!("/m{i}"));
+            prop_assert_eq!(record.resp.status, 200);
+            for message in [&record.req, &record.resp] {
+                prop_assert_eq!(message.body_size, m.body_len as u64);
+                prop_assert!(message.body.len() <= max_body_bytes);
+                prop_assert!(body.starts_with(&message.body));
+                prop_assert_eq!(message.body_truncated(), message.body.len() < m.body_len);
+            }
+        }
+        prop_assert_eq!(conn.buffered_bytes(), 0);
+    }
+
+    /// Random gaps anywhere, at any size, between well-formed and random bytes: no panic, and
+    /// memory stays within the same bound as without gaps.
+    #[test]
+    fn random_gaps_never_panic(
+        messages in prop::collection::vec(arb_gappy_message(), 0..4),
+        ops in prop::collection::vec(arb_op(), 0..20),
+        gap_at in prop::collection::vec((any::<Index>(), prop_oneof![1u64..40, any::<u64>()]), 0..6),
+    ) {
+        let config = ParseConfig::default();
+        let mut conn = Http1Conn::new(config);
+        let mut ts = 0;
+        let mut stream = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            for (bytes, _) in gappy_syscalls(MessageKind::Response, i, m) {
+                stream.extend_from_slice(&bytes);
+            }
+        }
+        let mut positions: Vec<(usize, u64)> = gap_at.iter().map(|(at, len)| (at.index(stream.len() + 1), *len)).collect();
+        positions.sort_unstable();
+        let mut from = 0;
+        for (at, len) in positions {
+            ts += 1;
+            conn.feed(Side::Response, &stream[from..at], ts);
+            conn.gap(Side::Response, len, ts);
+            from = at;
+        }
+        conn.feed(Side::Response, &stream[from..], ts + 1);
+        for op in ops {
+            ts += 1;
+            match op {
+                Op::Feed(side, bytes) => conn.feed(side, &bytes, ts),
+                Op::Gap(side, len) => conn.gap(side, len, ts),
+                Op::Close => conn.close(ts),
+            }
+            prop_assert!(conn.buffered_bytes() <= buffer_bound(&config));
+        }
+        conn.close(ts + 1);
+        prop_assert_eq!(conn.buffered_bytes(), 0);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// A client reading a chunked body (chunks of one size, the last smaller, as servers send
+    /// files) in reads cut anywhere, of which the kernel copied a prefix of at least its
+    /// smallest budget (2 KiB): the response keeps its row and its exact size, and the next
+    /// response on the connection parses.
+    #[test]
+    fn chunked_bodies_read_with_capture_gaps_keep_their_exact_size(
+        body_len in 0usize..200_000,
+        chunk in prop::sample::select(&[512usize, 1000, 4096, 8192, 16_384, 65_536][..]),
+        reads in prop::collection::vec(1usize..100_000, 1..16),
+        copied in prop::collection::vec(2048usize..=32_768, 1..8),
+    ) {
+        let mut stream = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let head_len = stream.len();
+        let body: Vec<u8> = (0..body_len).map(|i| b'g' + (i % 20) as u8).collect();
+        for piece in body.chunks(chunk) {
+            stream.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            stream.extend_from_slice(piece);
+            stream.extend_from_slice(b"\r\n");
+        }
+        stream.extend_from_slice(b"0\r\n\r\n");
+        let mut p = StreamParser::new(MessageKind::Response, ParseConfig::default());
+        p.note_request("GET");
+        p.note_request("GET");
+        let mut out = Vec::new();
+        p.feed(&stream[..head_len], 1, &mut out);
+        let mut at = head_len;
+        let mut ts = 1;
+        let mut k = 0;
+        while at < stream.len() {
+            let end = (at + reads[k % reads.len()]).min(stream.len());
+            let n = (end - at).min(copied[k % copied.len()]);
+            k += 1;
+            ts += 1;
+            p.feed(&stream[at..at + n], ts, &mut out);
+            if at + n < end {
+                p.gap((end - at - n) as u64, ts, &mut out);
+            }
+            at = end;
+        }
+        p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", ts + 1, &mut out);
+        let got: Vec<(u16, u64)> = out.iter().map(|m| (m.status, m.body_size)).collect();
+        prop_assert_eq!(got, vec![(200, body_len as u64), (200, 2)]);
+        prop_assert_eq!(p.stats().dropped_partial, 0);
     }
 }

@@ -118,7 +118,7 @@ fn conn_response_gap_does_not_misalign_later_pairs() {
     let mut conn = Http1Conn::new(ParseConfig::default());
     conn.feed_request_side(b"GET /a HTTP/1.1\r\n\r\n", 1);
     conn.feed_response_side(b"HTTP/1.1 200 OK\r\nContent-Len", 2);
-    conn.gap(Side::Response, 50);
+    conn.gap(Side::Response, 50, 2);
     conn.feed_request_side(b"GET /b HTTP/1.1\r\n\r\n", 3);
     conn.feed_response_side(b"gth: 3\r\n\r\nabcHTTP/1.1 404 Not Found\r\n\r\n", 4);
     conn.close(5);
@@ -132,9 +132,24 @@ fn conn_response_gap_does_not_misalign_later_pairs() {
 }
 
 #[test]
+fn conn_response_lost_to_a_chunk_resync_failure_does_not_misalign_later_pairs() {
+    let mut conn = Http1Conn::new(ParseConfig::default());
+    conn.feed_request_side(b"GET /a HTTP/1.1\r\n\r\n", 1);
+    conn.feed_request_side(b"GET /b HTTP/1.1\r\n\r\n", 2);
+    conn.feed_response_side(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nab", 3);
+    conn.gap(Side::Response, 100, 3);
+    // A chunk-size line is found, then its data is not followed by a CRLF: the message is lost.
+    conn.feed_response_side(b"3\r\nab", 4);
+    conn.feed_response_side(b"cX\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 5);
+    let recs = records(&mut conn);
+    assert_eq!(recs.iter().map(|r| (r.req.path.as_str(), r.resp.status)).collect::<Vec<_>>(), [("/b", 404)]);
+    assert_eq!(conn.stats().stitch.unanswered_requests, 1);
+}
+
+#[test]
 fn conn_request_gap_leaves_orphan_response_dropped() {
     let mut conn = Http1Conn::new(ParseConfig::default());
-    conn.gap(Side::Request, 100);
+    conn.gap(Side::Request, 100, 1);
     conn.feed_response_side(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2);
     conn.feed_request_side(b"GET /next HTTP/1.1\r\n\r\n", 3);
     conn.feed_response_side(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", 4);
