@@ -4,6 +4,7 @@
 //! Owns process management only. Must not contain assertions about the code under test, and must never be a
 //! normal (non-dev) dependency of any crate: tidy refuses that edge.
 
+mod daemon;
 pub mod nats;
 pub mod postgres;
 pub mod redis;

@@ -1,21 +1,17 @@
 //! `NatsServer`: a real `nats-server` (Debian's `nats-server`) with JetStream, on a free loopback port and its
 //! own store directory, killed on drop. It can be stopped and started again on the same port and store, so
 //! tests can show that clients and durable messages survive a restart.
-//! Owns process management only; must not contain assertions about the code under test.
+//! Owns how to run and ping NATS; process management is [`crate::daemon`]'s.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::daemon::{Daemon, Recipe};
 
 /// A throwaway NATS server with JetStream in its own temp dir.
-pub struct NatsServer {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
+pub struct NatsServer(Daemon);
 
 impl NatsServer {
     /// Starts `nats-server -js` on a free port and waits until it answers `PING`.
@@ -23,73 +19,29 @@ impl NatsServer {
     /// # Panics
     /// When the binary is missing or the server does not come up: the test cannot go on.
     pub fn start() -> Self {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "loupe-test-nats-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create nats temp dir");
-        let mut server = NatsServer { child: None, port: crate::free_port(), dir };
-        server.spawn();
-        server
+        NatsServer(Daemon::start(Recipe { program: "nats-server", package: "nats-server", args, ready: ping }))
     }
 
     /// The `nats://` URL of this server.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.0.port)
     }
 
     /// Kills the server and waits for it to exit; the port and the JetStream store stay for
     /// [`NatsServer::restart`].
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.0.stop();
     }
 
     /// Starts the server again on the same port, over the same JetStream store.
     pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.dir.join("jetstream"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "nats-server not found on PATH; these tests need a real NATS: `apt-get install nats-server` \
-                 (scripts/test.sh installs it in CI)"
-            ),
-            Err(e) => panic!("failed to start nats-server: {e}"),
-        };
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ping(self.port) {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("nats-server exited early with {status} (port {})", self.port);
-            }
-            assert!(Instant::now() < deadline, "nats-server did not answer PING on port {} within 10 s", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.0.restart();
     }
 }
 
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn args(port: u16, dir: &Path) -> Vec<String> {
+    let store = dir.join("jetstream").display().to_string();
+    ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd", &store].map(String::from).to_vec()
 }
 
 /// NATS greets with `INFO {...}`; a `PING` after `CONNECT` is answered `PONG`.

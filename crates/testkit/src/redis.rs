@@ -1,97 +1,47 @@
-//! `RedisServer`: a real `redis-server` child process on a free loopback port, killed on drop.
-//! Owns process management only; must not contain assertions about the code under test.
+//! `RedisServer`: a real `redis-server` (no persistence) on a free loopback port, killed on drop.
+//! Owns how to run and ping Redis; process management is [`crate::daemon`]'s.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-/// A throwaway Redis server (no persistence) in its own temp dir.
-pub struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
+use crate::daemon::{Daemon, Recipe};
+
+/// A throwaway Redis server in its own temp dir.
+pub struct RedisServer(Daemon);
 
 impl RedisServer {
     /// Starts `redis-server` on a free port and waits until it answers `PING`.
+    ///
+    /// # Panics
+    /// When the binary is missing or the server does not come up: the test cannot go on.
     pub fn start() -> Self {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "loupe-test-redis-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create redis temp dir");
-        let port = crate::free_port();
-        let mut server = Self { child: None, port, dir };
-        server.spawn();
-        server
+        RedisServer(Daemon::start(Recipe { program: "redis-server", package: "redis-server", args, ready: ping }))
     }
 
     /// The `redis://` URL of this server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://127.0.0.1:{}", self.0.port)
     }
 
     /// Kills the server and waits for it to exit; the port stays reserved for [`RedisServer::restart`].
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.0.stop();
     }
 
     /// Starts a fresh server on the same port (state is gone: no persistence).
     pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "redis-server not found on PATH; these tests need a real Redis: `apt-get install redis-server` \
-                 (scripts/test.sh installs it in CI)"
-            ),
-            Err(e) => panic!("failed to start redis-server: {e}"),
-        };
-        self.child = Some(child);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if ping(self.port) {
-                return;
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("redis-server exited early with {status} (port {})", self.port);
-            }
-            assert!(Instant::now() < deadline, "redis-server did not answer PING on port {} within 10 s", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.0.restart();
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn args(port: u16, dir: &Path) -> Vec<String> {
+    let port = port.to_string();
+    let dir = dir.display().to_string();
+    ["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", &dir]
+        .map(String::from)
+        .to_vec()
 }
 
 fn ping(port: u16) -> bool {
