@@ -387,6 +387,105 @@ fn vectored_and_msg_syscalls_are_captured() {
     assert_eq!(capture.data(client_key, Direction::Egress).len(), 3);
 }
 
+/// The kernel side of `sendfile` and `splice`: real syscalls on a loopback socket of this process. The
+/// bytes they move are not copied, but each is accounted for as a payload-less record (a gap of its size).
+#[test]
+fn sendfile_and_splice_are_counted_as_gaps_of_their_size() {
+    let Some(mut tracer) = tracer() else { return };
+    for name in ["sys_enter_sendfile64", "sys_exit_sendfile64", "sys_enter_splice", "sys_exit_splice"] {
+        let probe = tracer.probes().iter().find(|p| p.name.ends_with(name)).expect("probe listed");
+        assert!(probe.attached, "{name}: {:?}", probe.error);
+    }
+
+    const FILE_BYTES: usize = 40_000;
+    const SPLICED: usize = 3_000;
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", FILE_BYTES + SPLICED);
+    let path = std::env::temp_dir().join(format!("loupe-sendfile-{}", std::process::id()));
+    std::fs::write(&path, vec![b'f'; FILE_BYTES]).expect("write file");
+    let file = std::fs::File::open(&path).expect("open file");
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).expect("read");
+        got
+    });
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    client.write_all(head.as_bytes()).expect("write head");
+    let mut left = FILE_BYTES;
+    while left > 0 {
+        // SAFETY: both fds are open for the whole call; a null offset uses the file's own.
+        let n = unsafe { libc::sendfile(client.as_raw_fd(), file.as_raw_fd(), std::ptr::null_mut(), left) };
+        assert!(n > 0, "sendfile: {}", std::io::Error::last_os_error());
+        left -= n as usize;
+    }
+    let mut pipe = [0i32; 2];
+    // SAFETY: `pipe` has room for the two fds pipe(2) writes.
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    let filler = vec![b's'; SPLICED];
+    // SAFETY: `filler` is valid for SPLICED bytes; the pipe's write end is open.
+    assert_eq!(unsafe { libc::write(pipe[1], filler.as_ptr().cast(), SPLICED) }, SPLICED as isize);
+    let mut left = SPLICED;
+    while left > 0 {
+        // SAFETY: both fds are open; null offsets are required for a pipe and a socket.
+        let n =
+            unsafe { libc::splice(pipe[0], std::ptr::null_mut(), client.as_raw_fd(), std::ptr::null_mut(), left, 0) };
+        assert!(n > 0, "splice: {}", std::io::Error::last_os_error());
+        left -= n as usize;
+    }
+    // SAFETY: closing the pipe fds this test opened, once each.
+    unsafe {
+        libc::close(pipe[0]);
+        libc::close(pipe[1]);
+    }
+    drop(client);
+    let received = server.join().expect("server");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(received.len(), head.len() + FILE_BYTES + SPLICED);
+
+    let total = (head.len() + FILE_BYTES + SPLICED) as u64;
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let client_key = loop {
+        tracer.poll(&mut events);
+        let key = events.iter().find_map(|e| match e {
+            KernelEvent::ConnOpen { key, role: Role::Client, remote: Some(r), .. } if r.port() == port => Some(*key),
+            _ => None,
+        });
+        let closed =
+            key.is_some_and(|k| events.iter().any(|e| matches!(e, KernelEvent::ConnClose { key, .. } if *key == k)));
+        if closed || std::time::Instant::now() > deadline {
+            break key.expect("no client open event");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut next = 0;
+    let mut not_copied = Vec::new();
+    for event in &events {
+        if let KernelEvent::Data { key, direction: Direction::Egress, pos, msg_size, data, .. } = event
+            && *key == client_key
+        {
+            assert_eq!(*pos, next, "positions are contiguous");
+            next += msg_size;
+            if data.is_empty() {
+                not_copied.push((*pos, *msg_size));
+            }
+        }
+    }
+    assert_eq!(next, total, "every byte sent is accounted for");
+    let uncopied: u64 = not_copied.iter().map(|(_, n)| n).sum();
+    assert_eq!(uncopied, (FILE_BYTES + SPLICED) as u64, "{not_copied:?}");
+    assert_eq!(not_copied.first().map(|(pos, _)| *pos), Some(head.len() as u64));
+    let closed = events.iter().find_map(|e| match e {
+        KernelEvent::ConnClose { key, bytes_sent, .. } if *key == client_key => Some(*bytes_sent),
+        _ => None,
+    });
+    assert_eq!(closed, Some(total));
+    assert!(tracer.stats().not_copied >= 2);
+}
+
 #[test]
 fn tracer_reports_every_probe_and_counts_events() {
     let Some(mut tracer) = tracer() else { return };
