@@ -2,6 +2,7 @@
 
 mod common;
 mod e2e;
+mod hardening_query;
 mod px_cloud;
 mod split;
 mod tls;

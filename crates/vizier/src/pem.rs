@@ -1,14 +1,21 @@
-//! The PEM: one node's agent. Store + collector + query endpoint.
+//! The PEM: one node's agent. Store + collector, a query port that demands the query token, and the
+//! operational routes (`/healthz`, `/readyz`, `/metrics`) for a separate listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
+use axum::http::StatusCode;
 use loupe_collector::{Collector, CollectorConfig};
-use loupe_engine::Engine;
+use loupe_engine::{Engine, ExecOptions};
 use loupe_proto::vizierpb::vizier_service_server::VizierServiceServer;
 use loupe_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 
+use crate::health::ProbeReport;
+use crate::http::PemOps;
+use crate::query_auth::{QueryToken, RequireToken};
 use crate::query_service::QueryService;
 
 /// Errors running the PEM.
@@ -17,16 +24,7 @@ pub enum PemError {
     /// The tracer could not start.
     #[error(transparent)]
     Collector(#[from] loupe_collector::CollectorError),
-    /// The query endpoint could not bind.
-    #[error("failed to listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The gRPC server failed.
+    /// The query port failed.
     #[error("query endpoint failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -34,34 +32,36 @@ pub enum PemError {
 /// PEM settings.
 #[derive(Debug, Clone)]
 pub struct PemConfig {
-    /// Where the query endpoint listens (Pixie's query broker uses port 50300).
-    pub listen: SocketAddr,
     /// Table budgets.
     pub store: StoreConfig,
     /// Tracing settings; `None` serves queries without tracing (a store filled by other means).
     pub collector: Option<CollectorConfig>,
+    /// Every query's limits: row cap, time limit, memory pool.
+    pub limits: ExecOptions,
 }
 
 impl Default for PemConfig {
     fn default() -> Self {
         PemConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 50300)),
             store: StoreConfig::default(),
             collector: Some(CollectorConfig::default()),
+            limits: ExecOptions::default(),
         }
     }
 }
 
-/// A started PEM: tracing runs; call [`Pem::serve`] to answer queries.
+/// A started PEM: tracing runs. Serve its queries with [`Pem::serve`] (the token-protected port)
+/// or mount [`Pem::query_service`] behind another credential check; dropping it stops tracing.
 pub struct Pem {
     store: Arc<Store>,
     collector: Option<Collector>,
-    listener: TcpListener,
+    limits: ExecOptions,
+    probes: ProbeReport,
 }
 
 impl Pem {
-    /// Starts the collector (if configured) and binds the query endpoint.
-    pub async fn start(config: PemConfig) -> Result<Pem, PemError> {
+    /// Creates the store and starts the collector (if configured).
+    pub fn start(config: PemConfig) -> Result<Pem, PemError> {
         let store = Arc::new(Store::new(config.store.clone()));
         for spec in loupe_schema::all_tables() {
             // Registering can only fail for a schema without `time_`, which a test rules out.
@@ -69,7 +69,7 @@ impl Pem {
                 tracing::error!(%error, table = spec.name, "table not registered");
             }
         }
-        let collector = match config.collector {
+        let (collector, probes) = match config.collector {
             Some(c) => {
                 let collector = Collector::start(store.clone(), c)?;
                 for p in collector.probes() {
@@ -80,18 +80,12 @@ impl Pem {
                 }
                 let ok = collector.probes().iter().filter(|p| p.attached).count();
                 tracing::info!(attached = ok, total = collector.probes().len(), "eBPF socket tracer running");
-                Some(collector)
+                let probes = ProbeReport::tracing(collector.probes());
+                (Some(collector), probes)
             }
-            None => None,
+            None => (None, ProbeReport::not_tracing()),
         };
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|source| PemError::Bind { addr: config.listen, source })?;
-        Ok(Pem { store, collector, listener })
-    }
-
-    /// The bound query address (useful with port 0).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        Ok(Pem { store, collector, limits: config.limits, probes })
     }
 
     /// The node's store.
@@ -99,35 +93,37 @@ impl Pem {
         &self.store
     }
 
-    /// The query API over this node's store, as a gRPC service (also mounted by `loupe up` on the
-    /// cloud API's port, so one address serves REST and queries).
+    /// Which probes attached.
+    pub fn probes(&self) -> &ProbeReport {
+        &self.probes
+    }
+
+    /// The query API over this node's store, as a gRPC service WITHOUT any credential check: mount
+    /// it only behind one (`loupe up` mounts it on the cloud API's port behind `require_user`).
     pub fn query_service(&self) -> VizierServiceServer<QueryService> {
-        let probes = self
-            .collector
-            .as_ref()
-            .map(|c| {
-                c.probes()
-                    .iter()
-                    .map(|p| match &p.error {
-                        None => format!("{}: ok", p.name),
-                        Some(e) => format!("{}: {e}", p.name),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         let engine = Arc::new(Engine::new(self.store.clone()));
-        VizierServiceServer::new(QueryService::new(engine, probes))
+        VizierServiceServer::new(QueryService::new(engine, self.limits, self.probes.clone()))
             .max_decoding_message_size(2 << 20)
             .max_encoding_message_size(64 << 20)
     }
 
-    /// Serves queries until `shutdown` resolves.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), PemError> {
-        let svc = self.query_service();
-        // Plain HTTP routes for probes and scrapers share the gRPC port.
-        let http = crate::http::router(self.store.clone(), self.collector.as_ref().map(Collector::shared_counters));
-        let routes = tonic::service::Routes::from(http).add_service(svc);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+    /// What the operational listener serves: metrics and readiness of this agent.
+    pub fn ops(&self) -> PemOps {
+        PemOps::new(self.store.clone(), self.collector.as_ref().map(Collector::shared_counters), self.probes.clone())
+    }
+
+    /// Serves queries on `listener` until `shutdown` resolves. Every call must carry `token`; the port
+    /// serves nothing else (other paths answer 404). Tracing stops when this returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        token: QueryToken,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), PemError> {
+        let svc = InterceptedService::new(self.query_service(), RequireToken(token));
+        let base = Router::new().fallback(|| async { StatusCode::NOT_FOUND });
+        let routes = tonic::service::Routes::from(base).add_service(svc);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         tonic::transport::Server::builder()
             .accept_http1(true)
             .add_routes(routes)
@@ -137,3 +133,6 @@ impl Pem {
         Ok(())
     }
 }
+
+/// The address a PEM's query port listens on unless told otherwise (Pixie's query broker uses 50300).
+pub const DEFAULT_QUERY_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50300);
