@@ -166,7 +166,10 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
         Command::Version => {
             println!("px client version {}", env!("CARGO_PKG_VERSION"));
             match connect(&cli.cloud_addr, trust).await {
-                Ok(mut c) => match c.health_check(with_credential(&cli.cloud_addr, token()?.as_deref(), HealthCheckRequest {})?).await {
+                Ok(mut c) => match c
+                    .health_check(with_credential(&cli.cloud_addr, token()?.as_deref(), HealthCheckRequest {})?)
+                    .await
+                {
                     Ok(r) => println!("server version {} at {}", r.into_inner().version, cli.cloud_addr),
                     Err(s) => println!("server at {} did not answer: {}", cli.cloud_addr, s.message()),
                 },

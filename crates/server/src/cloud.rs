@@ -190,7 +190,11 @@ pub struct OpsListener {
 }
 
 /// Binds `ops` and serves `gateway`'s operational routes there until `stop` turns true, in the background.
-async fn start_ops(ops: OpsListener, gateway: Gateway, stop: &Stop) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+async fn start_ops(
+    ops: OpsListener,
+    gateway: Gateway,
+    stop: &Stop,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let listener = bind(ops.addr, "--metrics-listen").await?;
     tracing::info!(addr = %listener.local_addr()?, "health and metrics listening (/healthz, /readyz, /metrics)");
     Ok(tokio::spawn(loupe_cloud::serve_router(listener, loupe_cloud::ops_app(gateway, ops.colocated), stopped(stop))))
@@ -232,10 +236,7 @@ pub async fn start_api(
 
 /// `loupe cloud api`: the API server, with the services in process or, given their addresses, in front of
 /// `loupe cloud auth|profile|scripts` (then it needs no metastore).
-pub async fn run_api(
-    args: &ApiArgs,
-    stop: &Stop,
-) -> Result<()> {
+pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
     let ops = OpsListener { addr: args.metrics_listen, colocated: None };
     let (Some(auth), Some(profile), Some(scripts)) = (&args.auth_addr, &args.profile_addr, &args.scripts_addr) else {
         start_api(&args.cloud, None, ops, stop).await?.await??;
@@ -257,11 +258,7 @@ pub async fn run_api(
 }
 
 /// `loupe cloud auth|profile|scripts`: one service process. The auth service also creates the first admin.
-pub async fn run_service(
-    kind: ServiceKind,
-    args: &ServiceArgs,
-    stop: &Stop,
-) -> Result<()> {
+pub async fn run_service(kind: ServiceKind, args: &ServiceArgs, stop: &Stop) -> Result<()> {
     let state = open_state(&args.state, cloud_config(&args.state, false)).await?;
     if args.state.redis_url.is_none() {
         tracing::warn!(
@@ -283,7 +280,8 @@ pub async fn run_service(
     let metrics = args.metrics_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_metrics_port)));
     let ops = OpsListener { addr: metrics, colocated: None };
     let ops = start_ops(ops, Gateway::in_process(&state), stop).await?;
-    let service = tokio::spawn(loupe_cloud::serve_router(listener, loupe_cloud::service_app(state, kind), stopped(stop)));
+    let service =
+        tokio::spawn(loupe_cloud::serve_router(listener, loupe_cloud::service_app(state, kind), stopped(stop)));
     both(service, ops).await?;
     Ok(())
 }

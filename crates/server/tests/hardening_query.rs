@@ -92,7 +92,11 @@ fn a_standalone_agent_refuses_every_query_without_its_token() {
     assert!(text(&out.stderr).contains("needs its query token"), "{}", text(&out.stderr));
     // Health checks are query calls too.
     let out = px(&addr, &[], &["version"]);
-    assert!(text(&out.stdout).contains("did not answer: this query endpoint needs its query token"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("did not answer: this query endpoint needs its query token"),
+        "{}",
+        text(&out.stdout)
+    );
     // A wrong token, or the right one with a byte missing.
     for wrong in ["0000000000000000000000000000000000000000000000000000000000000000", &token[..63]] {
         let out = px(&addr, &[("PX_VIZIER_TOKEN", wrong)], &["run", "px/http_data", "-o", "json"]);
@@ -101,7 +105,8 @@ fn a_standalone_agent_refuses_every_query_without_its_token() {
     }
 
     // With the token (file or environment) the same query runs.
-    let out = px(&addr, &[], &["run", "px/http_data", "-o", "json", "--token-file", token_file.to_str().expect("utf8")]);
+    let out =
+        px(&addr, &[], &["run", "px/http_data", "-o", "json", "--token-file", token_file.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = px(&addr, &[("PX_VIZIER_TOKEN", &token)], &["version"]);
     assert!(text(&out.stdout).contains("server version"), "{}", text(&out.stdout));

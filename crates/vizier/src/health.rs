@@ -73,7 +73,8 @@ mod tests {
     #[test]
     fn ready_only_when_every_probe_attached_or_nothing_is_traced() {
         assert_eq!(ProbeReport::not_tracing().readiness(), Ok(()));
-        let all = ProbeReport::tracing(&[probe("syscalls/sys_enter_read", None), probe("syscalls/sys_exit_read", None)]);
+        let all =
+            ProbeReport::tracing(&[probe("syscalls/sys_enter_read", None), probe("syscalls/sys_exit_read", None)]);
         assert_eq!(all.readiness(), Ok(()));
         let some = ProbeReport::tracing(&[
             probe("syscalls/sys_enter_read", None),

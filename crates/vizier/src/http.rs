@@ -114,7 +114,11 @@ mod tests {
         let store = Arc::new(Store::new(loupe_store::StoreConfig::default()));
         let probes = [
             ProbeStatus { name: "syscalls/sys_enter_read".into(), attached: true, error: None },
-            ProbeStatus { name: "syscalls/sys_enter_nope".into(), attached: false, error: Some("no such tracepoint".into()) },
+            ProbeStatus {
+                name: "syscalls/sys_enter_nope".into(),
+                attached: false,
+                error: Some("no such tracepoint".into()),
+            },
         ];
         let failing = PemOps::new(store.clone(), None, ProbeReport::tracing(&probes));
         assert_eq!(

@@ -136,3 +136,150 @@ impl Pem {
 
 /// The address a PEM's query port listens on unless told otherwise (Pixie's query broker uses 50300).
 pub const DEFAULT_QUERY_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50300);
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use loupe_proto::vizierpb::vizier_service_client::VizierServiceClient;
+    use loupe_proto::vizierpb::{ErrorCode, ExecuteScriptRequest, ExecuteScriptResponse, execute_script_response};
+    use loupe_schema::http::{HttpEventRow, HttpEventsBuilder};
+
+    use super::*;
+
+    const TOKEN: &str = "test-token-0123456789abcdef";
+    /// Rows with their own `req_path` each: their quantiles per path take seconds in a debug build.
+    const ROWS: usize = 10_000;
+
+    /// Every path's latency quantiles: one group and seven t-digests per row.
+    const HEAVY: &str = "import px\n\
+        df = px.DataFrame('http_events', start_time='-5m')\n\
+        px.display(df.groupby('req_path').agg(q=('latency', px.quantiles)), 'heavy')\n";
+
+    /// A PEM without tracing over `ROWS` rows, serving its query port on loopback until the sender drops.
+    async fn serve(limits: ExecOptions) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let pem = Pem::start(PemConfig { collector: None, limits, ..PemConfig::default() }).expect("start");
+        let table = pem.store().table("http_events").expect("registered");
+        let now = loupe_common::time::now_unix_ns();
+        let mut b = HttpEventsBuilder::new();
+        for i in 0..ROWS {
+            let row = HttpEventRow {
+                time_ns: now - 60_000_000_000 + i as i64,
+                upid: "1:2:3".into(),
+                req_method: "GET".into(),
+                req_path: format!("/item/{i}"),
+                resp_status: 200,
+                latency_ns: (i % 1000) as i64 * 1000,
+                ..HttpEventRow::default()
+            };
+            b.append(&row);
+            if (i + 1) % 1024 == 0 || i + 1 == ROWS {
+                table.append(b.finish().expect("batch")).expect("append");
+            }
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let token = QueryToken::new(TOKEN).expect("token");
+        tokio::spawn(pem.serve(listener, token, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    /// Runs `script` with `token`: each message with when it arrived, or the call's refusal.
+    async fn run(
+        addr: SocketAddr,
+        token: Option<&str>,
+        script: &str,
+    ) -> Result<Vec<(Duration, ExecuteScriptResponse)>, tonic::Status> {
+        let mut client = VizierServiceClient::connect(format!("http://{addr}")).await.expect("connect");
+        let mut request =
+            tonic::Request::new(ExecuteScriptRequest { query_str: script.into(), query_name: "t".into(), now_ns: 0 });
+        if let Some(t) = token {
+            request.metadata_mut().insert(crate::TOKEN_METADATA, t.parse().expect("ascii"));
+        }
+        let started = Instant::now();
+        let mut stream = client.execute_script(request).await?.into_inner();
+        let mut out = Vec::new();
+        while let Some(m) = stream.message().await? {
+            out.push((started.elapsed(), m));
+        }
+        Ok(out)
+    }
+
+    fn limits(timeout_ms: Option<u64>, memory_limit_bytes: Option<usize>) -> ExecOptions {
+        ExecOptions { timeout: timeout_ms.map(Duration::from_millis), memory_limit_bytes, ..ExecOptions::default() }
+    }
+
+    /// The final status's code and message (`OK` for stats).
+    fn outcome(messages: &[(Duration, ExecuteScriptResponse)]) -> (i32, String) {
+        match messages.last().and_then(|(_, m)| m.result.as_ref()) {
+            Some(execute_script_response::Result::Status(s)) => (s.code, s.message.clone()),
+            Some(execute_script_response::Result::Stats(_)) => (ErrorCode::Ok as i32, String::new()),
+            other => panic!("the stream ended with {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_query_port_refuses_a_call_without_the_token() {
+        let (addr, _stop) = serve(ExecOptions::default()).await;
+        let small = "import px\npx.display(px.DataFrame('http_events').head(1))\n";
+        for token in [None, Some("test-token-0123456789abcdeX")] {
+            let refused = run(addr, token, small).await.expect_err("refused");
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        }
+        let answered = run(addr, Some(TOKEN), small).await.expect("with the token");
+        assert_eq!(outcome(&answered), (ErrorCode::Ok as i32, String::new()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_stream_as_they_are_produced_within_the_row_cap() {
+        let (addr, _stop) = serve(ExecOptions { max_output_rows: 100, ..ExecOptions::default() }).await;
+        let script = format!(
+            "#px:set max_output_rows_per_table=1000000\nimport px\n\
+             df = px.DataFrame('http_events', start_time='-5m')\n\
+             px.display(df[df.req_path == '/item/7'][['req_path']], 'light')\n\
+             px.display(df[['req_path']], 'capped')\n{}",
+            HEAVY.lines().skip(2).collect::<Vec<_>>().join("\n")
+        );
+        let messages = run(addr, Some(TOKEN), &script).await.expect("runs");
+        assert_eq!(outcome(&messages), (ErrorCode::Ok as i32, String::new()));
+        let rows = |table: &str| -> u64 {
+            messages
+                .iter()
+                .filter_map(|(_, m)| match &m.result {
+                    Some(execute_script_response::Result::Data(d)) if d.table_id == table => Some(d.num_rows),
+                    _ => None,
+                })
+                .sum()
+        };
+        assert_eq!((rows("0"), rows("1"), rows("2")), (1, 100, 100), "the script asked for 1,000,000");
+        // The light output's rows arrive while the heavy one is still computing.
+        let first = messages
+            .iter()
+            .find(|(_, m)| matches!(&m.result, Some(execute_script_response::Result::Data(d)) if d.num_rows > 0))
+            .map(|(t, _)| *t)
+            .expect("a batch");
+        let last = messages.last().map(|(t, _)| *t).expect("messages");
+        assert!(first < last / 4, "first rows at {first:?}, end at {last:?}: results were held back");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn limits_stop_a_query_with_a_clear_status() {
+        let (addr, _stop) = serve(limits(Some(200), None)).await;
+        let messages = run(addr, Some(TOKEN), HEAVY).await.expect("answered");
+        assert_eq!(
+            outcome(&messages),
+            (ErrorCode::DeadlineExceeded as i32, "query stopped: it exceeded its time limit of 200ms".into())
+        );
+        assert!(messages.last().map(|(t, _)| *t) < Some(Duration::from_millis(1500)), "{messages:?}");
+
+        let (addr, _stop) = serve(limits(None, Some(4 << 20))).await;
+        let messages = run(addr, Some(TOKEN), HEAVY).await.expect("answered");
+        assert_eq!(
+            outcome(&messages),
+            (ErrorCode::ResourceExhausted as i32, "query stopped: it needs more than its memory limit of 4 MiB".into())
+        );
+    }
+}

@@ -155,13 +155,11 @@ struct GrpcSink {
 impl GrpcSink {
     fn encode(&self, event: QueryEvent) -> Result<ExecuteScriptResponse, String> {
         let result = match event {
-            QueryEvent::Output { index, name, schema } => {
-                execute_script_response::Result::MetaData(QueryMetadata {
-                    name,
-                    id: index.to_string(),
-                    arrow_schema: arrow_ipc::encode_schema(&schema).map_err(|e| e.to_string())?,
-                })
-            }
+            QueryEvent::Output { index, name, schema } => execute_script_response::Result::MetaData(QueryMetadata {
+                name,
+                id: index.to_string(),
+                arrow_schema: arrow_ipc::encode_schema(&schema).map_err(|e| e.to_string())?,
+            }),
             QueryEvent::Batch { index, batch } => execute_script_response::Result::Data(QueryData {
                 table_id: index.to_string(),
                 arrow_batch: arrow_ipc::encode_batch(&batch).map_err(|e| e.to_string())?,
