@@ -270,3 +270,65 @@ pub async fn serve_router(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// A colocated component with a fixed readiness, as `loupe up`'s agent reports one.
+    struct Agent(Result<(), String>);
+
+    impl Colocated for Agent {
+        fn metrics_text(&self) -> String {
+            "loupe_agent_test 1\n".into()
+        }
+
+        fn readiness(&self) -> Result<(), String> {
+            self.0.clone()
+        }
+    }
+
+    async fn get(router: Router, path: &str) -> (u16, String) {
+        let answer = router.oneshot(Request::get(path).body(Body::empty()).expect("request")).await.expect("answer");
+        let status = answer.status().as_u16();
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20).await.expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_ops_listener_answers_for_the_api_and_its_colocated_agent() {
+        let metastore = loupe_metastore::connect("sqlite::memory:").await.expect("metastore");
+        let key = crate::load_or_create_signing_key(metastore.as_ref()).await.expect("key");
+        let sessions: Arc<dyn loupe_auth::SessionCache> = Arc::new(loupe_auth::InMemorySessionCache::new());
+        let state = CloudState::new(metastore, sessions, key, crate::CloudConfig::default());
+        let gateway = Gateway::in_process(&state);
+
+        let unready = Agent(Err("1 of 20 probes not attached: syscalls/sys_enter_read (gone)".into()));
+        let ops = ops_app(gateway.clone(), Some(Arc::new(unready)));
+        let (status, body) = get(ops.clone(), "/readyz").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body.contains("the node agent is not ready: 1 of 20 probes not attached: syscalls/sys_enter_read"),
+            "{body}"
+        );
+        assert_eq!(get(ops.clone(), "/healthz").await.0, 200);
+        let (status, body) = get(ops, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("loupe_cloud_login_failures_total 0") && body.ends_with("loupe_agent_test 1\n"),
+            "{body}"
+        );
+
+        let (status, body) = get(ops_app(gateway.clone(), Some(Arc::new(Agent(Ok(()))))), "/readyz").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""agent":"ok""#) && body.contains(r#""metastore":"sqlite""#), "{body}");
+        // The public router serves none of them.
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            assert_eq!(get(gateway_app(gateway.clone()), path).await.0, 404, "{path}");
+        }
+    }
+}

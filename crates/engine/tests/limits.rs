@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use loupe_engine::{Cancelled, Engine, ExecError, ExecOptions, QueryEvent, QuerySink};
-use loupe_schema::http::{HttpEventRow, HttpEventsBuilder, http_events};
+use loupe_schema::http::{HttpEventsBuilder, http_events};
 use loupe_store::{Store, StoreConfig};
 
 use crate::common::{NOW, engine, row};
