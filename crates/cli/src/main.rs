@@ -170,7 +170,13 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
                     .health_check(with_credential(&cli.cloud_addr, token()?.as_deref(), HealthCheckRequest {})?)
                     .await
                 {
-                    Ok(r) => println!("server version {} at {}", r.into_inner().version, cli.cloud_addr),
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        println!("server version {} at {}", r.version, cli.cloud_addr);
+                        if let Some(s) = r.status.filter(|s| s.code != 0) {
+                            println!("server not ready: {}", s.message);
+                        }
+                    }
                     Err(s) => println!("server at {} did not answer: {}", cli.cloud_addr, s.message()),
                 },
                 Err(e) => match trust.explain(&e) {

@@ -248,3 +248,36 @@ fn rand_id() -> u64 {
     let seq = NEXT.fetch_add(1, Ordering::Relaxed);
     (loupe_common::time::now_unix_ns() as u64).rotate_left(17) ^ seq
 }
+
+#[cfg(test)]
+mod tests {
+    use loupe_collector::ProbeStatus;
+    use loupe_store::{Store, StoreConfig};
+
+    use super::*;
+
+    async fn health(probes: ProbeReport) -> HealthCheckResponse {
+        let engine = Arc::new(Engine::new(Arc::new(Store::new(StoreConfig::default()))));
+        let service = QueryService::new(engine, ExecOptions::default(), probes);
+        service.health_check(Request::new(HealthCheckRequest {})).await.expect("answers").into_inner()
+    }
+
+    #[tokio::test]
+    async fn the_health_check_is_not_ok_when_a_probe_failed_to_attach() {
+        let probes = [
+            ProbeStatus { name: "syscalls/sys_enter_read".into(), attached: true, error: None },
+            ProbeStatus { name: "syscalls/sys_enter_nope".into(), attached: false, error: Some("absent".into()) },
+        ];
+        let failing = health(ProbeReport::tracing(&probes)).await;
+        let status = failing.status.expect("status");
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (ErrorCode::Unavailable as i32, "1 of 2 probes not attached: syscalls/sys_enter_nope (absent)")
+        );
+        assert_eq!(failing.probes, ["syscalls/sys_enter_read: ok", "syscalls/sys_enter_nope: absent"]);
+        for ok in [ProbeReport::tracing(&probes[..1]), ProbeReport::not_tracing()] {
+            let status = health(ok).await.status.expect("status");
+            assert_eq!((status.code, status.message.as_str()), (ErrorCode::Ok as i32, "ok"));
+        }
+    }
+}
