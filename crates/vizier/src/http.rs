@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -23,17 +23,30 @@ pub struct PemOps {
     store: Arc<Store>,
     counters: Option<Arc<CollectorCounters>>,
     probes: ProbeReport,
+    running_queries: Arc<AtomicU64>,
 }
 
 impl PemOps {
     /// The routes' inputs.
     pub fn new(store: Arc<Store>, counters: Option<Arc<CollectorCounters>>, probes: ProbeReport) -> Self {
-        PemOps { store, counters, probes }
+        PemOps { store, counters, probes, running_queries: Arc::default() }
     }
 
-    /// Prometheus text of the store's and collector's counters.
+    /// Reports `running` as the number of queries running now.
+    pub fn with_running_queries(mut self, running: Arc<AtomicU64>) -> Self {
+        self.running_queries = running;
+        self
+    }
+
+    /// Prometheus text of the store's, collector's and query service's counters.
     pub fn metrics_text(&self) -> String {
-        metrics_text(&self.store, self.counters.as_deref())
+        let mut text = metrics_text(&self.store, self.counters.as_deref());
+        let _ = writeln!(
+            text,
+            "# HELP loupe_queries_running Queries running now.\n# TYPE loupe_queries_running gauge\nloupe_queries_running {}",
+            self.running_queries.load(Ordering::Relaxed)
+        );
+        text
     }
 
     /// `Ok` when the agent is ready, else why not.

@@ -57,6 +57,8 @@ pub struct Pem {
     collector: Option<Collector>,
     limits: ExecOptions,
     probes: ProbeReport,
+    /// Queries running now, over every mount of the query service.
+    running: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Pem {
@@ -85,7 +87,7 @@ impl Pem {
             }
             None => (None, ProbeReport::not_tracing()),
         };
-        Ok(Pem { store, collector, limits: config.limits, probes })
+        Ok(Pem { store, collector, limits: config.limits, probes, running: Arc::default() })
     }
 
     /// The node's store.
@@ -102,14 +104,15 @@ impl Pem {
     /// it only behind one (`loupe up` mounts it on the cloud API's port behind `require_user`).
     pub fn query_service(&self) -> VizierServiceServer<QueryService> {
         let engine = Arc::new(Engine::new(self.store.clone()));
-        VizierServiceServer::new(QueryService::new(engine, self.limits, self.probes.clone()))
-            .max_decoding_message_size(2 << 20)
-            .max_encoding_message_size(64 << 20)
+        let service =
+            QueryService::new(engine, self.limits, self.probes.clone()).with_running_counter(Arc::clone(&self.running));
+        VizierServiceServer::new(service).max_decoding_message_size(2 << 20).max_encoding_message_size(64 << 20)
     }
 
     /// What the operational listener serves: metrics and readiness of this agent.
     pub fn ops(&self) -> PemOps {
-        PemOps::new(self.store.clone(), self.collector.as_ref().map(Collector::shared_counters), self.probes.clone())
+        let counters = self.collector.as_ref().map(Collector::shared_counters);
+        PemOps::new(self.store.clone(), counters, self.probes.clone()).with_running_queries(Arc::clone(&self.running))
     }
 
     /// Serves queries on `listener` until `shutdown` resolves. Every call must carry `token`; the port
@@ -156,8 +159,18 @@ mod tests {
         df = px.DataFrame('http_events', start_time='-5m')\n\
         px.display(df.groupby('req_path').agg(q=('latency', px.quantiles)), 'heavy')\n";
 
+    /// The heavy queries share the process's query runtime: run one test at a time, so that one test's
+    /// query does not delay another's first rows.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// A PEM without tracing over `ROWS` rows, serving its query port on loopback until the sender drops.
     async fn serve(limits: ExecOptions) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let (addr, stop, _) = serve_with_ops(limits).await;
+        (addr, stop)
+    }
+
+    /// As [`serve`], with the agent's operational view.
+    async fn serve_with_ops(limits: ExecOptions) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, PemOps) {
         let pem = Pem::start(PemConfig { collector: None, limits, ..PemConfig::default() }).expect("start");
         let table = pem.store().table("http_events").expect("registered");
         let now = loupe_common::time::now_unix_ns();
@@ -181,10 +194,11 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let token = QueryToken::new(TOKEN).expect("token");
+        let ops = pem.ops();
         tokio::spawn(pem.serve(listener, token, async move {
             let _ = stopped.await;
         }));
-        (addr, stop)
+        (addr, stop, ops)
     }
 
     /// Runs `script` with `token`: each message with when it arrived, or the call's refusal.
@@ -223,6 +237,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_query_port_refuses_a_call_without_the_token() {
+        let _serial = SERIAL.lock().await;
         let (addr, _stop) = serve(ExecOptions::default()).await;
         let small = "import px\npx.display(px.DataFrame('http_events').head(1))\n";
         for token in [None, Some("test-token-0123456789abcdeX")] {
@@ -235,6 +250,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn results_stream_as_they_are_produced_within_the_row_cap() {
+        let _serial = SERIAL.lock().await;
         let (addr, _stop) = serve(ExecOptions { max_output_rows: 100, ..ExecOptions::default() }).await;
         let script = format!(
             "#px:set max_output_rows_per_table=1000000\nimport px\n\
@@ -267,11 +283,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn limits_stop_a_query_with_a_clear_status() {
-        let (addr, _stop) = serve(limits(Some(200), None)).await;
+        let _serial = SERIAL.lock().await;
+        // The heavy query takes 0.6 s alone here, more under load: 50 ms cannot be enough.
+        let (addr, _stop) = serve(limits(Some(50), None)).await;
         let messages = run(addr, Some(TOKEN), HEAVY).await.expect("answered");
         assert_eq!(
             outcome(&messages),
-            (ErrorCode::DeadlineExceeded as i32, "query stopped: it exceeded its time limit of 200ms".into())
+            (ErrorCode::DeadlineExceeded as i32, "query stopped: it exceeded its time limit of 50ms".into())
         );
         assert!(messages.last().map(|(t, _)| *t) < Some(Duration::from_millis(1500)), "{messages:?}");
 
@@ -281,5 +299,30 @@ mod tests {
             outcome(&messages),
             (ErrorCode::ResourceExhausted as i32, "query stopped: it needs more than its memory limit of 4 MiB".into())
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_goes_away_stops_its_query() {
+        let _serial = SERIAL.lock().await;
+        let (addr, _stop, ops) = serve_with_ops(ExecOptions::default()).await;
+        let running = |ops: &PemOps| ops.metrics_text().lines().any(|l| l == "loupe_queries_running 1");
+        let whole = run(addr, Some(TOKEN), HEAVY).await.expect("runs").last().map(|(t, _)| *t).expect("messages");
+        let mut client = VizierServiceClient::connect(format!("http://{addr}")).await.expect("connect");
+        let mut request =
+            tonic::Request::new(ExecuteScriptRequest { query_str: HEAVY.into(), query_name: "t".into(), now_ns: 0 });
+        request.metadata_mut().insert(crate::TOKEN_METADATA, TOKEN.parse().expect("ascii"));
+        let mut stream = client.execute_script(request).await.expect("accepted").into_inner();
+        let first = stream.message().await.expect("a message").expect("not the end");
+        assert!(matches!(first.result, Some(execute_script_response::Result::MetaData(_))), "{first:?}");
+        assert!(running(&ops), "{}", ops.metrics_text());
+        // Leaving must stop it long before it would have ended.
+        drop(stream);
+        drop(client);
+        let left = Instant::now();
+        while running(&ops) {
+            assert!(left.elapsed() < whole / 3, "the query kept running after its client left (it takes {whole:?})");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ops.metrics_text().contains("loupe_queries_running 0"), "{}", ops.metrics_text());
     }
 }

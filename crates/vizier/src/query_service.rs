@@ -7,6 +7,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use futures::Stream;
@@ -32,13 +33,36 @@ pub struct QueryService {
     engine: Arc<Engine>,
     limits: ExecOptions,
     probes: ProbeReport,
+    running: Arc<AtomicU64>,
 }
 
 impl QueryService {
     /// A service over `engine`, running every query within `limits` (its `now_ns` is ignored: each
     /// request brings its own); `probes` is what the agent reports in health checks.
     pub fn new(engine: Arc<Engine>, limits: ExecOptions, probes: ProbeReport) -> Self {
-        QueryService { engine, limits, probes }
+        QueryService { engine, limits, probes, running: Arc::default() }
+    }
+
+    /// Counts the queries running now in `running` (shared with the metrics).
+    pub fn with_running_counter(mut self, running: Arc<AtomicU64>) -> Self {
+        self.running = running;
+        self
+    }
+}
+
+/// Holds one count of the running queries while alive.
+struct Running(Arc<AtomicU64>);
+
+impl Running {
+    fn start(counter: &Arc<AtomicU64>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Running(Arc::clone(counter))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -221,7 +245,11 @@ impl VizierService for QueryService {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let engine = Arc::clone(&self.engine);
         let limits = self.limits;
-        tokio::spawn(async move { run_query(&engine, &req, &query_id, limits, tx).await });
+        let running = Running::start(&self.running);
+        tokio::spawn(async move {
+            run_query(&engine, &req, &query_id, limits, tx).await;
+            drop(running);
+        });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
