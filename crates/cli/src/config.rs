@@ -46,13 +46,26 @@ impl Credential {
 }
 
 /// The cloud address in one canonical form, so `host:port`, `http://host:port` and `http://host:port/` name
-/// the same cloud: a scheme is always present (`http://` when none is given), lowercase, no trailing slash.
+/// the same cloud: a scheme is always present, lowercase, no trailing slash. Without one, `https://` is assumed,
+/// except for a loopback host (`localhost`, 127.0.0.0/8, `[::1]`), where plain `http://` stays: a credential must
+/// not cross a network in clear because a scheme was left out.
 pub fn normalize_addr(addr: &str) -> String {
     let addr = addr.trim().trim_end_matches('/');
     match addr.split_once("://") {
         Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
-        None => format!("http://{addr}"),
+        None if is_loopback_host(addr) => format!("http://{addr}"),
+        None => format!("https://{addr}"),
     }
+}
+
+/// Whether the host of `addr` (`host`, `host:port`, `[v6]:port`, maybe with a path) is this machine.
+fn is_loopback_host(addr: &str) -> bool {
+    let authority = addr.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _port)| host),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The config directory: `$PX_CONFIG_DIR`, else `$XDG_CONFIG_HOME/loupe`, else `$HOME/.config/loupe`.
@@ -243,5 +256,21 @@ mod tests {
     fn addresses_normalise() {
         assert_eq!(normalize_addr("127.0.0.1:51200"), "http://127.0.0.1:51200");
         assert_eq!(normalize_addr(" https://Cloud.example/ "), "https://Cloud.example");
+    }
+
+    #[test]
+    fn a_host_without_a_scheme_gets_https_unless_it_is_loopback() {
+        // Loopback keeps plain HTTP: `loupe up`'s API on this machine.
+        for local in ["127.0.0.1:51200", "127.9.8.7:1", "localhost:51200", "LocalHost", "[::1]:51200", "127.0.0.1"] {
+            assert_eq!(normalize_addr(local), format!("http://{local}"), "{local}");
+        }
+        // Anything else would send credentials across a network: https.
+        for remote in ["cloud.example:443", "10.0.0.1:51200", "[2001:db8::1]:51200", "128.0.0.1:1", "localhost.evil:1"]
+        {
+            assert_eq!(normalize_addr(remote), format!("https://{remote}"), "{remote}");
+        }
+        // An explicit scheme always wins, both ways.
+        assert_eq!(normalize_addr("http://cloud.example:80"), "http://cloud.example:80");
+        assert_eq!(normalize_addr("https://127.0.0.1:56000"), "https://127.0.0.1:56000");
     }
 }

@@ -25,9 +25,14 @@ use crate::tls::Trust;
 #[derive(Parser)]
 #[command(name = "px", version, about = "Run PxL scripts against Loupe and print the results")]
 struct Cli {
-    /// Address of the Loupe endpoint (host:port or URL).
+    /// Address of the Loupe endpoint (host:port or URL). Without a scheme, https:// is used, except for a
+    /// loopback host (localhost, 127.0.0.0/8, [::1]), which gets http://.
     #[arg(long, global = true, env = "PX_CLOUD_ADDR", default_value = "127.0.0.1:51200")]
     cloud_addr: String,
+    /// File holding a node agent's query token, to query `loupe vizier pem`'s own port directly (e.g. its
+    /// <data-dir>/secrets/vizier-query-token). The token itself may be given in PX_VIZIER_TOKEN instead.
+    #[arg(long, global = true, env = "PX_VIZIER_TOKEN_FILE", value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
     /// CA certificate (PEM) to trust for an https:// address, e.g. `loupe up`'s <data-dir>/secrets/ca.crt;
     /// the system's roots otherwise.
     #[arg(long, global = true, env = "PX_CA_CERT", value_name = "PEM")]
@@ -39,6 +44,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a PxL script: a bundled one by name (`px/http_data`) or a file with -f.
+    ///
+    /// Against the cloud (`loupe up`'s API port), log in first with `px auth login`. Against a node agent's own
+    /// query port (`loupe vizier pem --listen`), give its query token instead: PX_VIZIER_TOKEN=<token>, or
+    /// --token-file <data-dir>/secrets/vizier-query-token.
     Run {
         /// Bundled script name, e.g. px/http_data (see `px run --list`).
         script: Option<String>,
@@ -85,12 +94,8 @@ async fn main() -> ExitCode {
     }
 }
 
-fn endpoint(addr: &str) -> String {
-    if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") }
-}
-
 async fn connect(addr: &str, trust: &Trust) -> Result<VizierServiceClient<tonic::transport::Channel>> {
-    let url = endpoint(addr);
+    let url = config::normalize_addr(addr);
     let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
         .with_context(|| format!("invalid address {addr:?}"))?
         .connect_timeout(std::time::Duration::from_secs(5));
@@ -103,10 +108,29 @@ async fn connect(addr: &str, trust: &Trust) -> Result<VizierServiceClient<tonic:
     Ok(VizierServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
-/// A query request carrying the credential stored for `cloud_addr` (by `px auth login`), if any: the cloud's
-/// port requires one; a node agent's own port ignores it.
-fn with_credential<T>(cloud_addr: &str, message: T) -> Result<tonic::Request<T>> {
+/// The metadata key of a node agent's query token (`loupe_vizier::TOKEN_METADATA`; px does not link vizier).
+const VIZIER_TOKEN_METADATA: &str = "loupe-vizier-token";
+
+/// The node agent's query token: PX_VIZIER_TOKEN, else the file named by --token-file.
+fn vizier_token(token_file: Option<&std::path::Path>) -> Result<Option<String>> {
+    if let Some(token) = std::env::var("PX_VIZIER_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+        return Ok(Some(token.trim().to_owned()));
+    }
+    let Some(path) = token_file else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read the query token file {} (--token-file)", path.display()))?;
+    Ok(Some(text.trim().to_owned()))
+}
+
+/// A query request carrying the node agent's query token, if given, and the credential stored for `cloud_addr`
+/// (by `px auth login`), if any: the cloud's port requires a user's credential, a node agent's own port the
+/// token.
+fn with_credential<T>(cloud_addr: &str, token: Option<&str>, message: T) -> Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        let value = token.parse().context("the query token is not valid text")?;
+        request.metadata_mut().insert(VIZIER_TOKEN_METADATA, value);
+    }
     let Some(cred) = config::AuthStore::from_env()?.load_for(&config::normalize_addr(cloud_addr))? else {
         return Ok(request);
     };
@@ -123,6 +147,10 @@ fn with_credential<T>(cloud_addr: &str, message: T) -> Result<tonic::Request<T>>
 /// What to say when the query API refuses the call.
 fn refused(status: tonic::Status) -> anyhow::Error {
     match status.code() {
+        // A node agent's refusal already says which token it wants.
+        tonic::Code::Unauthenticated if status.message().contains("query token") => {
+            anyhow::anyhow!("{}", status.message())
+        }
         tonic::Code::Unauthenticated => {
             anyhow::anyhow!("{} (log in with `px auth login`)", status.message())
         }
@@ -132,13 +160,23 @@ fn refused(status: tonic::Status) -> anyhow::Error {
 }
 
 async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
+    let token = || vizier_token(cli.token_file.as_deref());
     match cli.command {
         Command::Cloud(command) => cloud::run(&cloud::Cloud { addr: cli.cloud_addr, trust: trust.clone() }, command),
         Command::Version => {
             println!("px client version {}", env!("CARGO_PKG_VERSION"));
             match connect(&cli.cloud_addr, trust).await {
-                Ok(mut c) => match c.health_check(with_credential(&cli.cloud_addr, HealthCheckRequest {})?).await {
-                    Ok(r) => println!("server version {} at {}", r.into_inner().version, cli.cloud_addr),
+                Ok(mut c) => match c
+                    .health_check(with_credential(&cli.cloud_addr, token()?.as_deref(), HealthCheckRequest {})?)
+                    .await
+                {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        println!("server version {} at {}", r.version, cli.cloud_addr);
+                        if let Some(s) = r.status.filter(|s| s.code != 0) {
+                            println!("server not ready: {}", s.message);
+                        }
+                    }
                     Err(s) => println!("server at {} did not answer: {}", cli.cloud_addr, s.message()),
                 },
                 Err(e) => match trust.explain(&e) {
@@ -173,7 +211,7 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
                 query_name: origin.clone(),
                 now_ns: now_ns.unwrap_or(0),
             };
-            let req = with_credential(&cli.cloud_addr, req)?;
+            let req = with_credential(&cli.cloud_addr, token()?.as_deref(), req)?;
             let mut stream = client.execute_script(req).await.map_err(refused)?.into_inner();
             let mut tables: Vec<ResultTable> = Vec::new();
             while let Some(msg) = stream.message().await.context("result stream broke")? {

@@ -1,17 +1,23 @@
-//! The route table and the router built from it: `gateway_app(gateway)` is the public port of `loupe cloud api`,
-//! and `app(state)` the same with every service in process (`loupe up`, the tests).
+//! The route table and the routers built from it: `gateway_app(gateway)` is the public port of `loupe cloud api`,
+//! `app(state)` the same with every service in process (`loupe up`, the tests), and `ops_app` the operational
+//! listener (`/healthz`, `/readyz`, `/metrics`) that every cloud process serves apart from its public port.
 //!
 //! Owns the list of REST routes (`ROUTES`), from which both the router and the OpenAPI document are built, so
 //! the two cannot drift apart, and the mounting of the public gRPC services next to them. Must not hold
-//! handler logic.
+//! handler logic, and must not put an operational route on a public router: probes and scrapers need no
+//! credential, so those routes live only where `--metrics-listen` binds them.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::api::{self, auth, keys, profile, scripts};
+use crate::error::{ApiError, ApiResult};
 use crate::gateway::{Gateway, grpc_forward};
 use crate::services::ServiceKind;
 use crate::state::CloudState;
@@ -19,7 +25,7 @@ use crate::state::CloudState;
 /// How a route authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// No credential (health, login, invitation acceptance, the OpenAPI document).
+    /// No credential (login, invitation acceptance, the OpenAPI document).
     Public,
     /// A session token or an API key; refused while a password change is pending.
     User,
@@ -64,9 +70,6 @@ use Access::{Admin, Public, User, UserPendingAllowed};
 
 /// Every route the API serves.
 pub const ROUTES: &[RouteSpec] = &[
-    r("GET", "/healthz", Public, None, 200, "ops", "liveness: the process is up"),
-    r("GET", "/readyz", Public, None, 200, "ops", "readiness: the metastore answers"),
-    r("GET", "/metrics", Public, None, 200, "ops", "Prometheus metrics of the API server"),
     r("GET", "/api/v1/openapi.json", Public, None, 200, "ops", "this OpenAPI document"),
     r("POST", "/api/v1/auth/login", Public, Some("LoginRequest"), 200, "auth", "log in with email and password"),
     r(
@@ -128,9 +131,6 @@ pub const ROUTES: &[RouteSpec] = &[
 /// The handler of a route in `ROUTES`. A route without one panics at router construction (a test builds it).
 fn handler(method: &str, path: &str) -> MethodRouter<Gateway> {
     match (method, path) {
-        ("GET", "/healthz") => get(api::healthz),
-        ("GET", "/readyz") => get(api::readyz),
-        ("GET", "/metrics") => get(api::metrics),
         ("GET", "/api/v1/openapi.json") => get(api::openapi),
         ("POST", "/api/v1/auth/login") => post(auth::login),
         ("POST", "/api/v1/auth/password") => post(auth::change_password),
@@ -193,17 +193,60 @@ pub fn gateway_app(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-/// The router of one service process (`loupe cloud auth|profile|scripts`): its gRPC services, `/healthz`, and
-/// `/metrics` of its calls.
+/// The router of one service process (`loupe cloud auth|profile|scripts`): its gRPC services only; its health
+/// and metrics are on its `ops_app`.
 pub fn service_app(state: CloudState, kind: ServiceKind) -> Router {
-    let metrics = std::sync::Arc::clone(&state.metrics);
-    crate::services::CloudServices::new(state).router(kind).route("/healthz", get(api::healthz)).route(
-        "/metrics",
-        get(move || {
-            let metrics = std::sync::Arc::clone(&metrics);
-            async move { metrics.render() }
-        }),
-    )
+    crate::services::CloudServices::new(state).router(kind)
+}
+
+/// A component sharing the API's process (the node agent under `loupe up`): the operational listener answers
+/// for it too.
+pub trait Colocated: Send + Sync + 'static {
+    /// Its Prometheus text, appended to the API's.
+    fn metrics_text(&self) -> String;
+    /// `Ok` when it is ready, else why not.
+    fn readiness(&self) -> Result<(), String>;
+}
+
+#[derive(Clone)]
+struct Ops {
+    gateway: Gateway,
+    colocated: Option<Arc<dyn Colocated>>,
+}
+
+/// The operational listener of a cloud process: `GET /healthz` (the process is up), `/readyz` (every service
+/// reaches its metastore, and `colocated` is ready; 503 naming what is not) and `/metrics` (Prometheus text of
+/// `gateway`'s counters, then `colocated`'s). No credential: bind it where only probes and scrapers reach it.
+pub fn ops_app(gateway: Gateway, colocated: Option<Arc<dyn Colocated>>) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(api::not_found)
+        .with_state(Ops { gateway, colocated })
+}
+
+async fn readyz(State(ops): State<Ops>) -> ApiResult<axum::Json<serde_json::Value>> {
+    if let Some(Err(why)) = ops.colocated.as_ref().map(|c| c.readiness()) {
+        return Err(ApiError::unavailable(format!("the node agent is not ready: {why}")));
+    }
+    let axum::Json(mut ready) = api::readyz(State(ops.gateway)).await?;
+    if ops.colocated.is_some() {
+        ready["agent"] = "ok".into();
+    }
+    Ok(axum::Json(ready))
+}
+
+async fn metrics(State(ops): State<Ops>) -> Response {
+    let mut text = ops.gateway.metrics.render();
+    if let Some(c) = &ops.colocated {
+        text.push_str(&c.metrics_text());
+    }
+    let mut response = text.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, with peer addresses available for login
@@ -226,4 +269,66 @@ pub async fn serve_router(
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// A colocated component with a fixed readiness, as `loupe up`'s agent reports one.
+    struct Agent(Result<(), String>);
+
+    impl Colocated for Agent {
+        fn metrics_text(&self) -> String {
+            "loupe_agent_test 1\n".into()
+        }
+
+        fn readiness(&self) -> Result<(), String> {
+            self.0.clone()
+        }
+    }
+
+    async fn get(router: Router, path: &str) -> (u16, String) {
+        let answer = router.oneshot(Request::get(path).body(Body::empty()).expect("request")).await.expect("answer");
+        let status = answer.status().as_u16();
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20).await.expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_ops_listener_answers_for_the_api_and_its_colocated_agent() {
+        let metastore = loupe_metastore::connect("sqlite::memory:").await.expect("metastore");
+        let key = crate::load_or_create_signing_key(metastore.as_ref()).await.expect("key");
+        let sessions: Arc<dyn loupe_auth::SessionCache> = Arc::new(loupe_auth::InMemorySessionCache::new());
+        let state = CloudState::new(metastore, sessions, key, crate::CloudConfig::default());
+        let gateway = Gateway::in_process(&state);
+
+        let unready = Agent(Err("1 of 20 probes not attached: syscalls/sys_enter_read (gone)".into()));
+        let ops = ops_app(gateway.clone(), Some(Arc::new(unready)));
+        let (status, body) = get(ops.clone(), "/readyz").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body.contains("the node agent is not ready: 1 of 20 probes not attached: syscalls/sys_enter_read"),
+            "{body}"
+        );
+        assert_eq!(get(ops.clone(), "/healthz").await.0, 200);
+        let (status, body) = get(ops, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("loupe_cloud_login_failures_total 0") && body.ends_with("loupe_agent_test 1\n"),
+            "{body}"
+        );
+
+        let (status, body) = get(ops_app(gateway.clone(), Some(Arc::new(Agent(Ok(()))))), "/readyz").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""agent":"ok""#) && body.contains(r#""metastore":"sqlite""#), "{body}");
+        // The public router serves none of them.
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            assert_eq!(get(gateway_app(gateway.clone()), path).await.0, 404, "{path}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Loupe's cloud: the services (auth, profile, scripts) as gRPC servers, and the API gateway in front of them,
 //! which serves REST with JSON under `/api/v1` (login and sessions, API and deploy keys, scripts, org, users,
-//! invitations, settings, viziers), the same operations over gRPC (`loupe.cloud.v1`), `/healthz`, `/readyz`,
-//! `/metrics` and an OpenAPI document, all on one port.
+//! invitations, settings, viziers), the same operations over gRPC (`loupe.cloud.v1`) and an OpenAPI document,
+//! all on one port; `/healthz`, `/readyz` and `/metrics` are on a separate operational listener (`ops_app`).
 //!
 //! Entry points: build a `CloudState` (`CloudState::new`, with the signing key the binary read from its file),
 //! run `bootstrap` once per start (creates the first admin into an empty metastore), then serve `app(state)` (everything in one
@@ -29,7 +29,7 @@ pub mod openapi;
 pub mod services;
 pub mod state;
 
-pub use crate::app::{ROUTES, RouteSpec, app, gateway_app, serve, serve_router, service_app};
+pub use crate::app::{Colocated, ROUTES, RouteSpec, app, gateway_app, ops_app, serve, serve_router, service_app};
 pub use crate::caller::{API_KEY_HEADER, Caller, PendingCaller};
 pub use crate::clients::{ServiceAddrs, ServiceChannel, ServiceClients};
 pub use crate::error::{ApiError, ApiResult, PASSWORD_CHANGE_REQUIRED};

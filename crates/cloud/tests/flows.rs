@@ -7,7 +7,7 @@ use loupe_auth::{Role as TokenRole, ThrottlePolicy, UserClaims, unix_now};
 use loupe_cloud::{CloudConfig, PASSWORD_CHANGE_REQUIRED, ROUTES, app::Access};
 use serde_json::json;
 
-use crate::common::{Cred, NEW_ADMIN_PASSWORD, concrete_path, harness, harness_with, pxl};
+use crate::common::{Cred, Harness, NEW_ADMIN_PASSWORD, concrete_path, harness, harness_with, pxl};
 
 #[tokio::test]
 async fn forced_password_change_blocks_everything_else_until_done() {
@@ -124,7 +124,7 @@ async fn login_is_throttled_per_account_with_retry_after() {
     let unknown = h.login("nobody@default.com", "whatever").await.expect(401);
     assert_eq!(unknown.message(), "invalid email or password");
 
-    let metrics = h.call("GET", "/metrics", None, None).await.expect(200);
+    let metrics = ops(&h).call("GET", "/metrics", None, None).await.expect(200);
     let text = metrics.body.as_str().expect("text");
     assert!(text.contains("loupe_cloud_login_failures_total 6"), "{text}");
     assert!(text.contains("loupe_cloud_logins_throttled_total 1"), "{text}");
@@ -285,15 +285,20 @@ async fn scripts_settings_and_ops_endpoints_work() {
     let got = h.call("GET", "/api/v1/users/me/settings", Some(&admin), None).await.expect(200);
     assert_eq!(got.body["settings"]["theme"], "dark");
 
-    h.call("GET", "/healthz", None, None).await.expect(200);
-    let ready = h.call("GET", "/readyz", None, None).await.expect(200);
+    ops(&h).call("GET", "/healthz", None, None).await.expect(200);
+    let ready = ops(&h).call("GET", "/readyz", None, None).await.expect(200);
+    // Not on the public router: probes and scrapers use the operational listener.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        h.call("GET", path, None, None).await.expect(404);
+    }
     assert_eq!(ready.body["metastore"], "sqlite");
     let answer = h.call("GET", "/api/v1/viziers", Some(&admin), None).await.expect(200);
     assert_eq!(answer.body, json!([]));
     // Request ids: echoed when sane, generated otherwise.
-    let answer = h.call("GET", "/healthz", None, None).await;
+    let answer = h.call("GET", "/api/v1/openapi.json", None, None).await;
     assert!(answer.headers.contains_key("x-request-id"));
-    let echoed = h.call("GET", "/healthz", Some(&Cred::Header("x-request-id", "abc-123".into())), None).await;
+    let echoed =
+        h.call("GET", "/api/v1/openapi.json", Some(&Cred::Header("x-request-id", "abc-123".into())), None).await;
     assert_eq!(echoed.headers["x-request-id"], "abc-123");
 }
 
@@ -320,4 +325,10 @@ async fn forwarded_for_is_used_only_from_a_trusted_proxy() {
         let other = h.send(login_from("198.51.100.7", "d@example.com")).await;
         assert_eq!(other.status.as_u16(), if trusted { 401 } else { 429 }, "trusted={trusted}");
     }
+}
+
+/// The operational listener's router over the same state (and so the same counters) as `h`.
+fn ops(h: &Harness) -> Harness {
+    let app = loupe_cloud::ops_app(loupe_cloud::Gateway::in_process(&h.state), None);
+    Harness { app, state: h.state.clone() }
 }

@@ -2,33 +2,118 @@
 //!
 //! Owns [`Engine`] (a store handle plus DataFusion session settings), the catalog the compiler
 //! sees ([`StoreCatalog`]), lowering of `loupe_pxl` plans to DataFusion `DataFrame`s (`lower`),
-//! and the `px.*` functions DataFusion lacks (`udf`). Must not parse PxL (that is `loupe_pxl`)
-//! nor write to the store: it only scans.
+//! the `px.*` functions DataFusion lacks (`udf`), and each query's limits: a deadline, a memory
+//! pool and a row cap per output, with results streamed to a [`QuerySink`] as batches are
+//! produced. Must not parse PxL (that is `loupe_pxl`) nor write to the store: it only scans.
 
 mod lower;
 mod udf;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt as _;
 use loupe_pxl::{Catalog, CompileOptions, Diagnostic, Program};
 use loupe_store::Store;
 
-/// Per-query settings.
+/// Per-query settings: the operator's limits and the script's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecOptions {
     /// "Now" in Unix ns for `px.now()` and relative times; `None` reads the clock.
     pub now_ns: Option<i64>,
-    /// Row cap per output table (a script's `#px:set max_output_rows_per_table` wins).
+    /// Row cap per output table. A script's `#px:set max_output_rows_per_table` may lower it, never
+    /// raise it: this is the operator's ceiling.
     pub max_output_rows: usize,
+    /// Wall-clock limit of the whole query, sending its results included; `None` sets none. Needs a
+    /// tokio runtime with its timer enabled.
+    pub timeout: Option<Duration>,
+    /// Bytes DataFusion's operators (aggregations, sorts) may hold for this query; `None` sets no
+    /// limit. Nothing spills to disk, so a query that needs more fails.
+    pub memory_limit_bytes: Option<usize>,
 }
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        ExecOptions { now_ns: None, max_output_rows: loupe_pxl::DEFAULT_MAX_OUTPUT_ROWS }
+        ExecOptions {
+            now_ns: None,
+            max_output_rows: loupe_pxl::DEFAULT_MAX_OUTPUT_ROWS,
+            timeout: None,
+            memory_limit_bytes: None,
+        }
+    }
+}
+
+impl ExecOptions {
+    /// The row cap of every output of `program`: the script's setting, but never above ours.
+    pub fn row_cap(&self, program: &Program) -> usize {
+        program.max_output_rows_per_table.map_or(self.max_output_rows, |n| n.min(self.max_output_rows))
+    }
+}
+
+/// What a running query hands its consumer, in order: for each output, `Output`, its `Batch`es,
+/// then `OutputEnd`; outputs follow the script's `px.display` order.
+#[derive(Debug, Clone)]
+pub enum QueryEvent {
+    /// An output begins.
+    Output {
+        /// Position in the script's outputs, from 0.
+        index: usize,
+        /// Name given by `px.display(df, name)`.
+        name: String,
+        /// Column names and types, in script order.
+        schema: SchemaRef,
+    },
+    /// Rows of the current output, sent as soon as DataFusion produced them.
+    Batch {
+        /// The output's index.
+        index: usize,
+        /// The rows (never empty).
+        batch: RecordBatch,
+    },
+    /// The current output has no more rows.
+    OutputEnd {
+        /// The output's index.
+        index: usize,
+    },
+}
+
+/// The consumer went away; the query stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled;
+
+/// Where a query's results go, one event at a time. Waiting in `send` holds the query back
+/// (backpressure); an `Err(Cancelled)` stops it and drops what it holds.
+pub trait QuerySink: Send {
+    /// Takes one event.
+    fn send(&mut self, event: QueryEvent) -> impl std::future::Future<Output = Result<(), Cancelled>> + Send;
+}
+
+/// Collects every output whole: what [`Engine::execute_script`] returns.
+#[derive(Debug, Default)]
+struct CollectSink {
+    outputs: Vec<QueryOutput>,
+}
+
+impl QuerySink for CollectSink {
+    async fn send(&mut self, event: QueryEvent) -> Result<(), Cancelled> {
+        match event {
+            QueryEvent::Output { name, schema, .. } => {
+                self.outputs.push(QueryOutput { name, schema, batches: Vec::new() })
+            }
+            QueryEvent::Batch { index, batch } => {
+                if let Some(out) = self.outputs.get_mut(index) {
+                    out.batches.push(batch);
+                }
+            }
+            QueryEvent::OutputEnd { .. } => {}
+        }
+        Ok(())
     }
 }
 
@@ -62,6 +147,32 @@ pub enum ExecError {
     /// A plan references a table that is neither in the store nor in `loupe_schema`.
     #[error("unknown table `{0}`")]
     UnknownTable(String),
+    /// The query ran past [`ExecOptions::timeout`] and was stopped.
+    #[error("query stopped: it exceeded its time limit of {}", humanize(*.0))]
+    Timeout(Duration),
+    /// The query needed more than [`ExecOptions::memory_limit_bytes`] and was stopped.
+    #[error("query stopped: it needs more than its memory limit of {} MiB", .limit_bytes.div_ceil(1 << 20))]
+    MemoryLimit {
+        /// The limit.
+        limit_bytes: usize,
+        /// DataFusion's account of who asked for how much.
+        #[source]
+        source: DataFusionError,
+    },
+    /// The consumer went away before the query ended.
+    #[error("query cancelled: the client went away")]
+    Cancelled,
+}
+
+impl From<Cancelled> for ExecError {
+    fn from(_: Cancelled) -> Self {
+        ExecError::Cancelled
+    }
+}
+
+/// `1.5s`, `250ms`: short enough for an error line.
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
 }
 
 /// `Result` with [`ExecError`].
@@ -90,36 +201,133 @@ impl Engine {
 
     /// Compiles and runs `source`; one [`QueryOutput`] per `px.display`, in script order.
     pub async fn execute_script(&self, source: &str, opts: &ExecOptions) -> Result<Vec<QueryOutput>> {
-        let now_ns = opts.now_ns.unwrap_or_else(loupe_common::time::now_unix_ns);
-        let program =
-            loupe_pxl::compile(source, &self.catalog(), &CompileOptions { now_ns }).map_err(ExecError::Compile)?;
+        let program = self.compile(source, opts)?;
         self.execute_program(&program, opts).await
     }
 
-    /// Runs an already compiled program.
+    /// Compiles `source` against this engine's catalog, with `px.now()` at `opts.now_ns`.
+    pub fn compile(&self, source: &str, opts: &ExecOptions) -> Result<Program> {
+        let now_ns = opts.now_ns.unwrap_or_else(loupe_common::time::now_unix_ns);
+        loupe_pxl::compile(source, &self.catalog(), &CompileOptions { now_ns }).map_err(ExecError::Compile)
+    }
+
+    /// Runs an already compiled program and collects its outputs whole.
     pub async fn execute_program(&self, program: &Program, opts: &ExecOptions) -> Result<Vec<QueryOutput>> {
-        let max_rows = program.max_output_rows_per_table.unwrap_or(opts.max_output_rows);
-        let ctx = self.session();
-        let mut outputs = Vec::with_capacity(program.outputs.len());
+        let mut sink = CollectSink::default();
+        self.execute_program_to(program, opts, &mut sink).await?;
+        Ok(sink.outputs)
+    }
+
+    /// Runs `program` within `opts`' limits, handing each batch to `sink` as soon as it is produced.
+    /// Returns the number of rows sent. On a limit, an error or a cancelled sink the query stops and
+    /// DataFusion's tasks are dropped with it.
+    pub async fn execute_program_to(
+        &self,
+        program: &Program,
+        opts: &ExecOptions,
+        sink: &mut impl QuerySink,
+    ) -> Result<u64> {
+        let run = self.run(program, opts, sink);
+        match opts.timeout {
+            Some(limit) => tokio::time::timeout(limit, run).await.map_err(|_| ExecError::Timeout(limit))?,
+            None => run.await,
+        }
+    }
+
+    async fn run(&self, program: &Program, opts: &ExecOptions, sink: &mut impl QuerySink) -> Result<u64> {
+        let max_rows = opts.row_cap(program);
+        let ctx = self.session(opts)?;
+        let memory_error = |e: DataFusionError| match (opts.memory_limit_bytes, e.find_root()) {
+            (Some(limit_bytes), DataFusionError::ResourcesExhausted(_)) => {
+                ExecError::MemoryLimit { limit_bytes, source: e }
+            }
+            _ => ExecError::Execution(e),
+        };
+        // Every output is planned before any runs, so a planning error comes before any result.
+        let mut frames = Vec::with_capacity(program.outputs.len());
         for out in &program.outputs {
             let df = lower::output_frame(&ctx, &self.store, out, max_rows)?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
-            outputs.push(QueryOutput { name: out.name.clone(), schema, batches });
+            frames.push((out.name.clone(), schema, df));
         }
-        Ok(outputs)
+        let mut rows = 0u64;
+        for (index, (name, schema, df)) in frames.into_iter().enumerate() {
+            sink.send(QueryEvent::Output { index, name, schema }).await?;
+            // DataFusion's operators may compute for seconds inside one poll (a final aggregation), which
+            // would starve the caller's runtime: its timers (the deadline), its I/O (a client leaving, health
+            // checks). The stream is drained on the query runtime instead, and this future only waits on a
+            // channel, where the deadline and the sink can stop it; dropping the producer aborts it.
+            let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+            // Planned there too: executing a plan may already spawn its partitions' tasks where it runs.
+            let _producer = AbortOnDrop(query_runtime().spawn(async move {
+                let mut stream = match df.execute_stream().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                while let Some(batch) = stream.next().await {
+                    if tx.send(batch).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+            while let Some(batch) = rx.recv().await {
+                let batch = batch.map_err(memory_error)?;
+                if batch.num_rows() > 0 {
+                    rows += batch.num_rows() as u64;
+                    sink.send(QueryEvent::Batch { index, batch }).await?;
+                }
+            }
+            sink.send(QueryEvent::OutputEnd { index }).await?;
+        }
+        Ok(rows)
     }
 
-    /// A fresh DataFusion session with the `px.*` UDFs registered.
-    fn session(&self) -> SessionContext {
-        let ctx = SessionContext::new_with_config(self.config.clone());
+    /// A fresh DataFusion session with the `px.*` UDFs registered, and its own memory pool when
+    /// `opts` sets a limit. Nothing spills: a node agent must not write query state to disk.
+    fn session(&self, opts: &ExecOptions) -> Result<SessionContext> {
+        let mut runtime = RuntimeEnvBuilder::new()
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
+        if let Some(limit) = opts.memory_limit_bytes {
+            runtime = runtime.with_memory_limit(limit, 1.0);
+        }
+        let ctx = SessionContext::new_with_config_rt(self.config.clone(), runtime.build_arc()?);
         udf::register(&ctx);
-        ctx
+        Ok(ctx)
     }
 
     /// The number of DataFusion partitions (and MemTable partitions) a query uses.
     pub fn target_partitions(&self) -> usize {
         self.config.target_partitions()
+    }
+}
+
+/// The runtime DataFusion's work runs on: one worker per core, apart from the caller's runtime so that
+/// a CPU-bound query cannot hold off the caller's timers and I/O. Built on first use, never dropped.
+fn query_runtime() -> &'static tokio::runtime::Handle {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(cores)
+                .thread_name("loupe-query")
+                .enable_time()
+                .build()
+                // Only fails when the OS refuses threads, which leaves nothing to run queries on.
+                .unwrap_or_else(|e| panic!("failed to start the query runtime: {e}"))
+        })
+        .handle()
+}
+
+/// Aborts a task when dropped, so a query stopped early does not keep computing.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -291,7 +291,7 @@ px.display(recent(start_time='-10m', path='/old'), 'old')",
 fn max_output_rows_caps_every_output() {
     let e = engine();
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let opts = loupe_engine::ExecOptions { now_ns: Some(NOW), max_output_rows: 3 };
+    let opts = loupe_engine::ExecOptions { now_ns: Some(NOW), max_output_rows: 3, ..Default::default() };
     let out = rt.block_on(e.execute_script("import px\npx.display(px.DataFrame('http_events'))", &opts)).expect("runs");
     assert_eq!(out[0].num_rows(), 3);
 }

@@ -74,6 +74,10 @@ pub struct CloudArgs {
 pub struct ApiArgs {
     #[command(flatten)]
     pub cloud: CloudArgs,
+    /// Address of /healthz, /readyz (every service reaches its metastore) and /metrics; not on the API's port.
+    /// No credential is asked there: keep it where only probes and Prometheus reach it.
+    #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9092")]
+    pub metrics_listen: SocketAddr,
     /// Address of `loupe cloud auth` (e.g. http://auth:50100); with the other two, the API server runs as a
     /// gateway without a metastore of its own.
     #[arg(long, env = "LOUPE_AUTH_ADDR", requires_all = ["profile_addr", "scripts_addr"])]
@@ -89,10 +93,14 @@ pub struct ApiArgs {
 /// `loupe cloud auth|profile|scripts`: one service process.
 #[derive(Args, Clone, Debug)]
 pub struct ServiceArgs {
-    /// Address to serve gRPC (and /healthz, /metrics) on; default 127.0.0.1 with the service's port (auth
-    /// 50100, profile 51500, scripts 52000). Internal only: expose the API server, not this.
+    /// Address to serve gRPC on; default 127.0.0.1 with the service's port (auth 50100, profile 51500, scripts
+    /// 52000). Internal only: expose the API server, not this.
     #[arg(long, env = "LOUPE_SERVICE_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Address of /healthz, /readyz and /metrics; default 127.0.0.1 with the service's metrics port (auth 9093,
+    /// profile 9094, scripts 9095). No credential is asked there.
+    #[arg(long, env = "LOUPE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -302,32 +310,76 @@ async fn bind(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr} ({flag})"))
 }
 
+/// Turns `true` when the process must stop (a signal, or a sibling service failing).
+pub type Stop = tokio::sync::watch::Receiver<bool>;
+
+/// Resolves once `stop` turns true, or its sender is gone.
+pub fn stopped(stop: &Stop) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = stop.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Where a cloud process serves `/healthz`, `/readyz` and `/metrics`, and what else it answers for.
+pub struct OpsListener {
+    /// `--metrics-listen`.
+    pub addr: SocketAddr,
+    /// A component in the same process (`loupe up`'s agent) whose readiness and metrics it adds.
+    pub colocated: Option<Arc<dyn loupe_cloud::Colocated>>,
+}
+
+/// Binds `ops` and serves `gateway`'s operational routes there until `stop` turns true, in the background.
+async fn start_ops(
+    ops: OpsListener,
+    gateway: Gateway,
+    stop: &Stop,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = bind(ops.addr, "--metrics-listen").await?;
+    tracing::info!(addr = %listener.local_addr()?, "health and metrics listening (/healthz, /readyz, /metrics)");
+    Ok(tokio::spawn(loupe_cloud::serve_router(listener, loupe_cloud::ops_app(gateway, ops.colocated), stopped(stop))))
+}
+
+/// Both listeners' tasks as one: the first failure, else both results.
+async fn both(
+    api: tokio::task::JoinHandle<std::io::Result<()>>,
+    ops: tokio::task::JoinHandle<std::io::Result<()>>,
+) -> std::io::Result<()> {
+    let (api, ops) = tokio::join!(api, ops);
+    api.map_err(std::io::Error::other)??;
+    ops.map_err(std::io::Error::other)?
+}
+
 /// Opens the metastore, creates the admin if absent, and starts serving the API with every service in
-/// process, in the background. With `query`, gRPC `px.api.vizierpb.VizierService` calls on the same port go
-/// to it, once the caller's credential is checked.
+/// process, and its operational routes on `ops`, in the background. With `query`, gRPC
+/// `px.api.vizierpb.VizierService` calls on the API's port go to it, once the caller's credential is checked.
 pub async fn start_api(
     args: &CloudArgs,
     query: Option<QueryGrpc>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ops: OpsListener,
+    stop: &Stop,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let state = open_state(&args.state, cloud_config(&args.state, Some(args))).await?;
     bootstrap_admin(&state).await?;
     let listener = bind(args.api_listen, "--api-listen").await?;
     tracing::info!(addr = %listener.local_addr()?, "cloud API listening (REST /api/v1, gRPC loupe.cloud.v1)");
     let gateway = Gateway::in_process(&state);
+    let ops = start_ops(ops, gateway.clone(), stop).await?;
     let mut router = loupe_cloud::gateway_app(gateway.clone());
     if let Some(query) = query {
         router =
             router.route_service("/px.api.vizierpb.VizierService/{*method}", loupe_cloud::require_user(gateway, query));
     }
-    Ok(tokio::spawn(loupe_cloud::serve_router(listener, router, shutdown)))
+    let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
+    Ok(tokio::spawn(both(api, ops)))
 }
 
 /// `loupe cloud api`: the API server, with the services in process or, given their addresses, in front of
 /// `loupe cloud auth|profile|scripts` (then it needs no metastore).
-pub async fn run_api(args: &ApiArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
+    let ops = OpsListener { addr: args.metrics_listen, colocated: None };
     let (Some(auth), Some(profile), Some(scripts)) = (&args.auth_addr, &args.profile_addr, &args.scripts_addr) else {
-        start_api(&args.cloud, None, shutdown).await?.await??;
+        start_api(&args.cloud, None, ops, stop).await?.await??;
         return Ok(());
     };
     let addrs = ServiceAddrs { auth: auth.clone(), profile: profile.clone(), scripts: scripts.clone() };
@@ -342,16 +394,14 @@ pub async fn run_api(args: &ApiArgs, shutdown: impl std::future::Future<Output =
         auth = %addrs.auth, profile = %addrs.profile, scripts = %addrs.scripts,
         "cloud API gateway listening"
     );
-    loupe_cloud::serve_router(listener, loupe_cloud::gateway_app(gateway), shutdown).await?;
+    let ops = start_ops(ops, gateway.clone(), stop).await?;
+    let api = tokio::spawn(loupe_cloud::serve_router(listener, loupe_cloud::gateway_app(gateway), stopped(stop)));
+    both(api, ops).await?;
     Ok(())
 }
 
 /// `loupe cloud auth|profile|scripts`: one service process. The auth service also creates the first admin.
-pub async fn run_service(
-    kind: ServiceKind,
-    args: &ServiceArgs,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+pub async fn run_service(kind: ServiceKind, args: &ServiceArgs, stop: &Stop) -> Result<()> {
     let state = open_state(&args.state, cloud_config(&args.state, None)).await?;
     if args.state.redis_url.is_none() {
         tracing::warn!(
@@ -362,15 +412,20 @@ pub async fn run_service(
     if kind == ServiceKind::Auth {
         bootstrap_admin(&state).await?;
     }
-    let default_port = match kind {
-        ServiceKind::Auth => 50100,
-        ServiceKind::Profile => 51500,
-        ServiceKind::Scripts => 52000,
+    let (default_port, default_metrics_port) = match kind {
+        ServiceKind::Auth => (50100, 9093),
+        ServiceKind::Profile => (51500, 9094),
+        ServiceKind::Scripts => (52000, 9095),
     };
     let addr = args.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)));
     let listener = bind(addr, "--listen").await?;
     tracing::info!(service = kind.name(), addr = %listener.local_addr()?, "cloud service listening (gRPC)");
-    loupe_cloud::serve_router(listener, loupe_cloud::service_app(state, kind), shutdown).await?;
+    let metrics = args.metrics_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_metrics_port)));
+    let ops = OpsListener { addr: metrics, colocated: None };
+    let ops = start_ops(ops, Gateway::in_process(&state), stop).await?;
+    let service =
+        tokio::spawn(loupe_cloud::serve_router(listener, loupe_cloud::service_app(state, kind), stopped(stop)));
+    both(service, ops).await?;
     Ok(())
 }
 

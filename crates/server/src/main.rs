@@ -8,13 +8,17 @@ mod cloud;
 mod proxy;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use loupe_collector::CollectorConfig;
+use loupe_engine::ExecOptions;
 use loupe_store::StoreConfig;
-use loupe_vizier::{Pem, PemConfig};
+use loupe_vizier::{Pem, PemConfig, QueryToken};
 use tokio::sync::watch;
 
 use crate::cloud::{ApiArgs, CloudArgs, MetastoreArgs, ServiceArgs};
@@ -30,8 +34,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything on this machine: a node agent tracing this host, its query endpoint, the cloud
-    /// API with an embedded SQLite metastore, and a TLS proxy in front of the API (https on :56000).
+    /// Run everything on this machine: a node agent tracing this host, the cloud API with an embedded SQLite
+    /// metastore (which also answers queries, for logged-in users only), and a TLS proxy in front of the API
+    /// (https on :56000). Health and metrics are on --metrics-listen (127.0.0.1:9090).
     Up(UpArgs),
     /// Run one data-plane service.
     #[command(subcommand)]
@@ -46,8 +51,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum VizierCommand {
-    /// The node agent (PEM): traces this host and answers queries over its store.
-    Pem(AgentArgs),
+    /// The node agent (PEM): traces this host and answers queries over its store on --listen, to callers that
+    /// send its query token (--query-token-file); health and metrics on --metrics-listen (127.0.0.1:9091).
+    Pem(PemArgs),
 }
 
 #[derive(Subcommand)]
@@ -70,8 +76,8 @@ enum SetupCommand {
     /// Create the first admin (LOUPE_ADMIN_EMAIL / LOUPE_ADMIN_PASSWORD, default admin@default.com /
     /// admin) unless it exists. The password must be changed at first login.
     CreateAdmin(MetastoreArgs),
-    /// Generate the CA, the server certificate and random secrets (signing key, DB password) that are absent,
-    /// under <data-dir>/secrets; existing files are never overwritten.
+    /// Generate the CA, the server certificate and random secrets (signing key, DB password, the agents' query
+    /// token) that are absent, under <data-dir>/secrets; existing files are never overwritten.
     InitSecrets(proxy::InitSecretsArgs),
 }
 
@@ -83,13 +89,36 @@ struct UpArgs {
     cloud: CloudArgs,
     #[command(flatten)]
     proxy: proxy::UpProxyArgs,
+    /// Address of /healthz, /readyz (503 when a probe failed to attach or the metastore is down) and /metrics.
+    /// No credential is asked there: keep it where only probes and Prometheus reach it.
+    #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
+    metrics_listen: SocketAddr,
+}
+
+/// `loupe vizier pem`: the agent and its own query port.
+#[derive(Args, Clone)]
+struct PemArgs {
+    #[command(flatten)]
+    agent: AgentArgs,
+    /// Address of the query endpoint (gRPC). Every call must carry the query token.
+    #[arg(long, env = "LOUPE_LISTEN", default_value = "127.0.0.1:50300")]
+    listen: SocketAddr,
+    /// File holding the query token callers must send (`loupe-vizier-token` metadata; px: PX_VIZIER_TOKEN or
+    /// --token-file), such as `vizier-query-token` from `loupe setup init-secrets`. Generated (0600) if absent.
+    /// Default: <data-dir>/secrets/vizier-query-token.
+    #[arg(long, env = "LOUPE_QUERY_TOKEN_FILE")]
+    query_token_file: Option<PathBuf>,
+    /// Directory for the agent's state (the default query token file).
+    #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = cloud::default_data_dir())]
+    data_dir: PathBuf,
+    /// Address of /healthz, /readyz (503 naming the probes that failed to attach) and /metrics. No credential
+    /// is asked there: keep it where only probes and Prometheus reach it.
+    #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9091")]
+    metrics_listen: SocketAddr,
 }
 
 #[derive(Args, Clone)]
 struct AgentArgs {
-    /// Address of the query endpoint (gRPC).
-    #[arg(long, env = "LOUPE_LISTEN", default_value = "127.0.0.1:50300")]
-    listen: SocketAddr,
     /// Memory budget of the http_events table, in MiB (Pixie's default: 40% of 1 GiB).
     #[arg(long, env = "LOUPE_HTTP_EVENTS_MB", default_value_t = 409)]
     http_events_mb: usize,
@@ -103,6 +132,16 @@ struct AgentArgs {
     /// otherwise replaced by [REDACTED] before a row is stored (see docs/redaction.md).
     #[arg(long, env = "LOUPE_NO_REDACT", value_parser = clap::builder::BoolishValueParser::new())]
     no_redact: bool,
+    /// Longest a query may run, sending its results included (e.g. 30s, 2m); it then stops with an error.
+    #[arg(long, env = "LOUPE_QUERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    query_timeout: Duration,
+    /// Memory one query's operators (aggregations, sorts) may hold, in MiB; a query needing more fails.
+    #[arg(long, env = "LOUPE_QUERY_MEMORY_MB", default_value_t = 256)]
+    query_memory_mb: usize,
+    /// Most rows returned per output table. A script's `#px:set max_output_rows_per_table` may lower it, never
+    /// raise it.
+    #[arg(long, env = "LOUPE_MAX_OUTPUT_ROWS", default_value_t = 10_000)]
+    max_output_rows: usize,
 }
 
 fn main() -> ExitCode {
@@ -126,15 +165,15 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => run_up(args).await,
             Command::Vizier(VizierCommand::Pem(args)) => run_agent(args, shutdown_signal()).await,
-            Command::Cloud(CloudCommand::Api(args)) => cloud::run_api(&args, shutdown_signal()).await,
+            Command::Cloud(CloudCommand::Api(args)) => cloud::run_api(&args, &stop_on_signal()).await,
             Command::Cloud(CloudCommand::Auth(args)) => {
-                cloud::run_service(ServiceKind::Auth, &args, shutdown_signal()).await
+                cloud::run_service(ServiceKind::Auth, &args, &stop_on_signal()).await
             }
             Command::Cloud(CloudCommand::Profile(args)) => {
-                cloud::run_service(ServiceKind::Profile, &args, shutdown_signal()).await
+                cloud::run_service(ServiceKind::Profile, &args, &stop_on_signal()).await
             }
             Command::Cloud(CloudCommand::Scripts(args)) => {
-                cloud::run_service(ServiceKind::Scripts, &args, shutdown_signal()).await
+                cloud::run_service(ServiceKind::Scripts, &args, &stop_on_signal()).await
             }
             Command::Cloud(CloudCommand::Proxy(args)) => proxy::run_proxy(&args, shutdown_signal()).await,
             Command::Setup(SetupCommand::CreateAdmin(args)) => cloud::create_admin(&args).await,
@@ -153,14 +192,9 @@ fn main() -> ExitCode {
 
 async fn run_up(mut args: UpArgs) -> Result<()> {
     // The agent first: its preflight (root, BTF, tracefs) is the likeliest failure on a new machine.
-    let pem = start_pem(args.agent).await?;
+    let pem = start_pem(&args.agent)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
+    let stopped = || cloud::stopped(&stop_rx);
     // Behind the proxy every login comes from loopback, which any local process reaches too: the proxy proves
     // itself with a per-process secret header, and only then is its X-Forwarded-For the client to throttle.
     if !args.proxy.no_proxy {
@@ -168,7 +202,9 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
         args.proxy.upstream_secret = Some(secret.clone());
         args.cloud.proxy_secret = Some(secret);
     }
-    let api = cloud::start_api(&args.cloud, Some(pem.query_service()), stopped()).await?;
+    // The agent opens no port of its own: queries reach it only through the API, behind a user's credential.
+    let ops = cloud::OpsListener { addr: args.metrics_listen, colocated: Some(Arc::new(AgentOps(pem.ops()))) };
+    let mut api = cloud::start_api(&args.cloud, Some(pem.query_service()), ops, &stop_rx).await?;
     let proxy = if args.proxy.no_proxy {
         None
     } else {
@@ -178,27 +214,37 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
                 .await?,
         )
     };
-    let agent = pem.serve(stopped());
-    tokio::pin!(agent);
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
-    // Whichever ends first (a signal, or a service failing) stops the other.
-    let result = tokio::select! {
-        () = &mut signal => Ok(()),
-        r = &mut agent => r.map_err(anyhow::Error::from),
+    // Whichever ends first (a signal, or the API failing) stops the rest.
+    let failed = tokio::select! {
+        () = shutdown_signal() => None,
+        r = &mut api => Some(r),
     };
     let _ = stop_tx.send(true);
-    if result.is_ok() {
-        agent.await?;
+    match failed {
+        Some(r) => r??,
+        None => api.await??,
     }
-    api.await??;
     if let Some(proxy) = proxy {
         proxy.await?;
     }
-    result
+    drop(pem);
+    Ok(())
 }
 
-async fn start_pem(args: AgentArgs) -> Result<Pem> {
+/// The agent's readiness and metrics, served by `loupe up`'s operational listener with the API's.
+struct AgentOps(loupe_vizier::http::PemOps);
+
+impl loupe_cloud::Colocated for AgentOps {
+    fn metrics_text(&self) -> String {
+        self.0.metrics_text()
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        self.0.readiness()
+    }
+}
+
+fn start_pem(args: &AgentArgs) -> Result<Pem> {
     let mut store = StoreConfig::default();
     store.table_bytes.insert("http_events".into(), args.http_events_mb.saturating_mul(1 << 20));
     let collector = (!args.no_trace).then(|| {
@@ -211,15 +257,51 @@ async fn start_pem(args: AgentArgs) -> Result<Pem> {
         }
         c
     });
-    let pem = Pem::start(PemConfig { listen: args.listen, store, collector }).await?;
-    let addr = pem.local_addr()?;
-    tracing::info!(%addr, "query endpoint listening; try: PX_CLOUD_ADDR={addr} px run px/http_data");
+    let limits = ExecOptions {
+        now_ns: None,
+        max_output_rows: args.max_output_rows,
+        timeout: Some(args.query_timeout),
+        memory_limit_bytes: Some(args.query_memory_mb.saturating_mul(1 << 20)),
+    };
+    let pem = Pem::start(PemConfig { store, collector, limits })?;
+    if let Err(why) = pem.probes().readiness() {
+        tracing::error!(%why, "the agent is not ready: some traffic will not be seen (/readyz answers 503)");
+    }
     Ok(pem)
 }
 
-async fn run_agent(args: AgentArgs, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<()> {
-    start_pem(args).await?.serve(shutdown).await?;
+async fn run_agent(args: PemArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+    let token_file =
+        args.query_token_file.clone().unwrap_or_else(|| args.data_dir.join("secrets").join("vizier-query-token"));
+    let (token, created) = QueryToken::load_or_create(&token_file).context("the query endpoint needs its token")?;
+    let pem = start_pem(&args.agent)?;
+    let listener = bind(args.listen, "--listen").await?;
+    let ops_listener = bind(args.metrics_listen, "--metrics-listen").await?;
+    let addr = listener.local_addr()?;
+    if created {
+        tracing::info!(file = %token_file.display(), "generated the query token");
+    }
+    tracing::info!(
+        %addr,
+        metrics = %ops_listener.local_addr()?,
+        "query endpoint listening; every call needs the query token; try: PX_CLOUD_ADDR={addr} px run px/http_data --token-file {}",
+        token_file.display()
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ops = tokio::spawn(loupe_cloud::serve_router(
+        ops_listener,
+        loupe_vizier::http::router(pem.ops()),
+        cloud::stopped(&stop_rx),
+    ));
+    let result = pem.serve(listener, token, shutdown).await;
+    let _ = stop_tx.send(true);
+    ops.await??;
+    result?;
     Ok(())
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr} ({flag})"))
 }
 
 /// Password hashing allocates 19 MiB per login on whichever blocking thread runs it. glibc's
@@ -230,6 +312,16 @@ fn keep_large_allocations_mapped() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
+}
+
+/// A stop signal that turns true on SIGINT or SIGTERM.
+fn stop_on_signal() -> cloud::Stop {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
 }
 
 /// Resolves on SIGINT or SIGTERM (what Kubernetes sends), logging which.

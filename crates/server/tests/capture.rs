@@ -7,14 +7,14 @@
 //! Owns only this acceptance check; it drives the binaries through the shared helpers in
 //! `common` and must not assume it is alone on the host: its queries filter by its own ports.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Guard, free_port, loupe_up, px_output, temp_dir, wait_for_port};
+use crate::common::{Guard, free_port, temp_dir, wait_for_port};
+use crate::e2e::{can_trace, login, px, start_loupe};
 
 /// Body sizes served: round sizes and sizes one byte either side of the kernel's copy limits
 /// (8 KiB per record, 32 KiB per syscall) and of common socket buffer sizes.
@@ -23,35 +23,6 @@ const SIZES: &[u64] =
 
 /// Each file is fetched this many times from each server.
 const FETCHES: i64 = 3;
-
-/// Starts `loupe up` as e2e.rs's `start_loupe` does (log echoed into the test output); returns
-/// its query port. Kept to the shared `common` helpers: at merge this can become e2e.rs's own.
-fn start_loupe() -> (Guard, u16) {
-    let (port, api_port) = (free_port(), free_port());
-    let mut child = loupe_up(port, api_port, &format!("capture-{port}"))
-        .env("LOUPE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn loupe");
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[loupe] {line}");
-        }
-    });
-    let guard = Guard(child);
-    wait_for_port(port, "loupe up");
-    wait_for_port(api_port, "loupe up's cloud API");
-    (guard, port)
-}
-
-/// `px run -f script -o json` against the agent, as e2e.rs's `px` runs it.
-fn px_run_json(loupe_port: u16, script: &Path) -> Output {
-    let config = std::env::temp_dir().join(format!("loupe-e2e-px-config-{}-{loupe_port}", std::process::id()));
-    let script = script.to_str().expect("utf8 path");
-    px_output(&format!("127.0.0.1:{loupe_port}"), None, &config, &["run", "-f", script, "-o", "json"], "")
-}
 
 /// Fetches every file `FETCHES` times: one curl per round, all files in it, so curl reuses its
 /// connection where the server keeps it alive.
@@ -93,11 +64,11 @@ fn expected_counts() -> Counts {
 }
 
 /// Polls `px run` until the counts equal the traffic or 20 s pass; returns the last counts and rows.
-fn poll_counts(loupe_port: u16, script: &Path) -> (Counts, Vec<Value>) {
+fn poll_counts(api_port: u16, script: &Path) -> (Counts, Vec<Value>) {
     let want = expected_counts();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let out = px_run_json(loupe_port, script);
+        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
         assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
         let rows: Vec<Value> =
             String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
@@ -169,13 +140,11 @@ fn write_files(dir: &Path) {
 
 #[test]
 fn bodies_of_any_size_keep_one_row_per_side_with_their_real_size() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but not root: this test would not run");
-        eprintln!("skipping: tracing needs root");
+    if !can_trace() {
         return;
     }
-    let (_loupe, loupe_port) = start_loupe();
+    let (_loupe, _metrics_port, api_port) = start_loupe();
+    login(api_port);
     let dir = temp_dir("capture");
     let files = dir.join("files");
     std::fs::create_dir_all(&files).expect("files dir");
@@ -236,7 +205,7 @@ fn bodies_of_any_size_keep_one_row_per_side_with_their_real_size() {
     for (server, port) in servers {
         let script = dir.join(format!("counts-{port}.pxl"));
         std::fs::write(&script, counts_script(port)).expect("write script");
-        let (got, rows) = poll_counts(loupe_port, &script);
+        let (got, rows) = poll_counts(api_port, &script);
         // Both servers are reported before any assertion fails, so one run gives the whole table.
         if let Err(panic) = std::panic::catch_unwind(|| check(server, &got, &rows)) {
             failures.push(panic);

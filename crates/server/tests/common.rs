@@ -80,8 +80,8 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// `loupe up` with every port given and its own data directory, so tests can run side by side. Its TLS proxy
-/// takes any free port; `loupe_up_with_proxy` names one.
+/// `loupe up` with every port given (`port` is its health and metrics listener) and its own data directory, so
+/// tests can run side by side. Its TLS proxy takes any free port; `loupe_up_with_proxy` names one.
 pub fn loupe_up(port: u16, api_port: u16, tag: &str) -> Command {
     loupe_up_with_proxy(port, api_port, 0, tag)
 }
@@ -90,7 +90,7 @@ pub fn loupe_up(port: u16, api_port: u16, tag: &str) -> Command {
 /// `temp_path("data-<tag>")`.
 pub fn loupe_up_with_proxy(port: u16, api_port: u16, proxy_port: u16, tag: &str) -> Command {
     let mut c = Command::new(loupe_bin());
-    c.args(["up", "--listen", &format!("127.0.0.1:{port}"), "--api-listen", &format!("127.0.0.1:{api_port}")])
+    c.args(["up", "--metrics-listen", &format!("127.0.0.1:{port}"), "--api-listen", &format!("127.0.0.1:{api_port}")])
         .args(["--proxy-listen", &format!("127.0.0.1:{proxy_port}")])
         .arg("--data-dir")
         .arg(temp_dir(&format!("data-{tag}")));

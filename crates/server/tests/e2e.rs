@@ -21,7 +21,7 @@ pub(crate) fn is_root() -> bool {
 
 /// Whether this test may trace: root is needed. Elsewhere it skips (`non_root_agent_exits_with_one_line`
 /// covers that case), but under `CI=true` it fails, so a CI without root cannot pass with no kernel coverage.
-fn can_trace() -> bool {
+pub(crate) fn can_trace() -> bool {
     if is_root() {
         return true;
     }
@@ -30,8 +30,8 @@ fn can_trace() -> bool {
     false
 }
 
-/// Starts `loupe up` on free ports and waits until its query endpoint answers; returns the agent's
-/// query port and the cloud API's port (which serves queries too).
+/// Starts `loupe up` on free ports and waits until it listens; returns its metrics port and the cloud API's
+/// port (which serves queries, to a logged-in user: see [`login`]).
 fn start_loupe() -> (Guard, u16, u16) {
     start_loupe_with(&[])
 }
@@ -57,6 +57,15 @@ pub(crate) fn start_loupe_with(extra_args: &[&str]) -> (Guard, u16, u16) {
     wait_for_port(port, "loupe up");
     wait_for_port(api_port, "loupe up's cloud API");
     (guard, port, api_port)
+}
+
+/// Logs the bootstrap admin in for `px` against `api_port` and replaces the initial password, so queries
+/// there are allowed.
+pub(crate) fn login(api_port: u16) {
+    let login = px_with_stdin(api_port, &["auth", "login", "--email", "admin@default.com"], "admin\n");
+    assert!(login.status.success(), "login: {}", String::from_utf8_lossy(&login.stderr));
+    let change = px_with_stdin(api_port, &["auth", "password"], "admin\na long new passphrase\n");
+    assert!(change.status.success(), "password change: {}", String::from_utf8_lossy(&change.stderr));
 }
 
 pub(crate) fn px(port: u16, args: &[&str]) -> Output {
@@ -151,7 +160,8 @@ fn nginx_keepalive_get_post_mix_is_counted_exactly() {
     if !can_trace() {
         return;
     }
-    let (_loupe, loupe_port, _api_port) = start_loupe();
+    let (_loupe, _metrics_port, loupe_port) = start_loupe();
+    login(loupe_port);
     let dir = temp_dir("nginx");
     let port = free_port();
     let conf = format!(
@@ -242,7 +252,23 @@ fn python_http_server_is_counted_and_bundled_scripts_run() {
     if !can_trace() {
         return;
     }
-    let (_loupe, loupe_port, api_port) = start_loupe();
+    let (_loupe, _metrics_port, api_port) = start_loupe();
+    let loupe_port = api_port;
+    // One address for everything: the cloud API's port answers queries, only for a logged-in user whose
+    // password is no longer the initial one.
+    let out = px(api_port, &["run", "px/http_data", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(2), "no credential: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("px auth login"), "{}", String::from_utf8_lossy(&out.stderr));
+    let login = px_with_stdin(api_port, &["auth", "login", "--email", "admin@default.com"], "admin\n");
+    assert!(login.status.success(), "login: {}", String::from_utf8_lossy(&login.stderr));
+    let out = px(api_port, &["run", "px/http_data", "-o", "json"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("password must be changed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let change = px_with_stdin(api_port, &["auth", "password"], "admin\na long new passphrase\n");
+    assert!(change.status.success(), "password change: {}", String::from_utf8_lossy(&change.stderr));
     let dir = temp_dir("python");
     std::fs::write(dir.join("hello.txt"), "hello\n").expect("file");
     let port = free_port();
@@ -278,21 +304,6 @@ fn python_http_server_is_counted_and_bundled_scripts_run() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("/hello.txt"), "px/http_data -o {format} lacks the traffic:\n{text}");
     }
-    // One address for everything: the cloud API's port answers queries too, for a logged-in user whose
-    // password is no longer the initial one.
-    let out = px(api_port, &["run", "px/http_data", "-o", "json"]);
-    assert_eq!(out.status.code(), Some(2), "no credential: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("px auth login"), "{}", String::from_utf8_lossy(&out.stderr));
-    let login = px_with_stdin(api_port, &["auth", "login", "--email", "admin@default.com"], "admin\n");
-    assert!(login.status.success(), "login: {}", String::from_utf8_lossy(&login.stderr));
-    let out = px(api_port, &["run", "px/http_data", "-o", "json"]);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("password must be changed"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let change = px_with_stdin(api_port, &["auth", "password"], "admin\na long new passphrase\n");
-    assert!(change.status.success(), "password change: {}", String::from_utf8_lossy(&change.stderr));
     let out = px(api_port, &["run", "px/http_data", "-o", "json"]);
     assert!(out.status.success(), "px via the API port: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("/hello.txt"));
@@ -304,11 +315,12 @@ fn python_http_server_is_counted_and_bundled_scripts_run() {
 #[test]
 fn pxl_mistakes_come_back_with_line_and_column() {
     // Serving queries needs no tracing, so this runs as any user.
-    let port = free_port();
+    let (metrics_port, port) = (free_port(), free_port());
     let _loupe = Guard(
-        loupe_up(port, free_port(), "typo").arg("--no-trace").stderr(Stdio::null()).spawn().expect("spawn loupe"),
+        loupe_up(metrics_port, port, "typo").arg("--no-trace").stderr(Stdio::null()).spawn().expect("spawn loupe"),
     );
-    wait_for_port(port, "loupe up --no-trace");
+    wait_for_port(metrics_port, "loupe up --no-trace");
+    login(port);
     let dir = temp_dir("typo");
     let script = write_script(
         &dir,
@@ -342,7 +354,7 @@ fn non_root_agent_exits_with_one_line() {
     };
     let data = temp_dir("nonroot");
     let out = cmd
-        .args(["up", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--data-dir"])
+        .args(["up", "--metrics-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .env("LOUPE_LOG", "off")
         .output()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::{Guard, free_port, loupe_bin, temp_dir, wait_for_port};
-use crate::e2e::{curl, is_root, px, px_with_stdin, start_loupe_with, write_script};
+use crate::e2e::{can_trace, curl, px, px_with_stdin, start_loupe_with, write_script};
 
 const MARKER: &str = "[REDACTED]";
 
@@ -151,7 +151,7 @@ struct Capture {
 }
 
 /// Every http_events row `filter` selects, polled until `done` accepts the rows (or 10 s pass).
-fn rows(loupe_port: u16, dir: &Path, filter: &str, done: impl Fn(&[Value]) -> bool) -> Rows {
+fn rows(api_port: u16, dir: &Path, filter: &str, done: impl Fn(&[Value]) -> bool) -> Rows {
     let script = write_script(
         dir,
         "rows.pxl",
@@ -163,7 +163,7 @@ fn rows(loupe_port: u16, dir: &Path, filter: &str, done: impl Fn(&[Value]) -> bo
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = px(loupe_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
+        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
         assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let rows: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
@@ -192,19 +192,20 @@ fn header(row: &Value, column: &str, name: &str) -> String {
 
 /// Runs the traffic against a `loupe up` started with `extra_args`.
 fn capture(extra_args: &[&str], tag: &str) -> Capture {
-    let (_loupe, loupe_port, api_port) = start_loupe_with(extra_args);
+    let (_loupe, _metrics_port, api_port) = start_loupe_with(extra_args);
     let dir = temp_dir(tag);
     let port = free_port();
     let secrets = Secrets::new();
     let _nginx = start_nginx(&dir, port, &secrets);
     send_secrets(port, &secrets);
+    // Also makes px's login on `api_port` the one its queries below use.
     log_in_and_change_password(api_port, &secrets);
     // Seven requests, each seen by curl (client) and nginx (server).
-    let server = rows(loupe_port, &dir, &format!("(df.local_port == {port}) | (df.remote_port == {port})"), |rows| {
+    let server = rows(api_port, &dir, &format!("(df.local_port == {port}) | (df.remote_port == {port})"), |rows| {
         rows.len() == 14
     });
     // px is traced as the client; loupe never traces itself.
-    let api = rows(loupe_port, &dir, &format!("df.remote_port == {api_port}"), |rows| {
+    let api = rows(api_port, &dir, &format!("df.remote_port == {api_port}"), |rows| {
         !rows_for(rows, "/api/v1/auth/login").is_empty() && !rows_for(rows, "/api/v1/auth/password").is_empty()
     });
     Capture { server, api, secrets }
@@ -212,8 +213,7 @@ fn capture(extra_args: &[&str], tag: &str) -> Capture {
 
 #[test]
 fn captured_credentials_are_redacted_before_rows_are_stored() {
-    if !is_root() {
-        eprintln!("skipping: tracing needs root");
+    if !can_trace() {
         return;
     }
     let Capture { server: Rows { text, rows }, api: Rows { text: api_text, rows: api_rows }, secrets } =
@@ -268,8 +268,7 @@ fn captured_credentials_are_redacted_before_rows_are_stored() {
 
 #[test]
 fn with_no_redact_the_same_traffic_keeps_every_secret() {
-    if !is_root() {
-        eprintln!("skipping: tracing needs root");
+    if !can_trace() {
         return;
     }
     let Capture { server: Rows { text, .. }, api: Rows { text: api_text, rows: api_rows }, secrets } =
@@ -317,8 +316,7 @@ fn startup_log(env: Option<(&str, &str)>) -> Vec<String> {
 
 #[test]
 fn turning_redaction_off_warns_once_at_start() {
-    if !is_root() {
-        eprintln!("skipping: tracing needs root");
+    if !can_trace() {
         return;
     }
     let off = startup_log(Some(("LOUPE_NO_REDACT", "1")));

@@ -4,6 +4,7 @@ mod capture;
 mod common;
 mod e2e;
 mod hardening_auth;
+mod hardening_query;
 mod px_cloud;
 mod redaction;
 mod split;

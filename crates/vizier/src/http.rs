@@ -1,20 +1,75 @@
-//! Plain HTTP routes beside the gRPC API: `/healthz`, `/readyz` and Prometheus `/metrics`.
+//! The operational routes of an agent, for a listener apart from the query port: `/healthz`,
+//! `/readyz` (503 naming the probes that failed to attach) and Prometheus `/metrics`.
+//!
+//! Owns their rendering. Must not serve queries, and needs no credential: bind it where only
+//! kubelet and Prometheus reach it (loopback by default).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::get;
 use loupe_collector::CollectorCounters;
 use loupe_store::Store;
 
-/// The routes, over this node's store and (when tracing) the collector's counters.
-pub fn router(store: Arc<Store>, counters: Option<Arc<CollectorCounters>>) -> Router {
+use crate::health::ProbeReport;
+
+/// What an agent's operational routes read: its store, the collector's counters (when tracing) and
+/// its probe report. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PemOps {
+    store: Arc<Store>,
+    counters: Option<Arc<CollectorCounters>>,
+    probes: ProbeReport,
+    running_queries: Arc<AtomicU64>,
+}
+
+impl PemOps {
+    /// The routes' inputs.
+    pub fn new(store: Arc<Store>, counters: Option<Arc<CollectorCounters>>, probes: ProbeReport) -> Self {
+        PemOps { store, counters, probes, running_queries: Arc::default() }
+    }
+
+    /// Reports `running` as the number of queries running now.
+    pub fn with_running_queries(mut self, running: Arc<AtomicU64>) -> Self {
+        self.running_queries = running;
+        self
+    }
+
+    /// Prometheus text of the store's, collector's and query service's counters.
+    pub fn metrics_text(&self) -> String {
+        let mut text = metrics_text(&self.store, self.counters.as_deref());
+        let _ = writeln!(
+            text,
+            "# HELP loupe_queries_running Queries running now.\n# TYPE loupe_queries_running gauge\nloupe_queries_running {}",
+            self.running_queries.load(Ordering::Relaxed)
+        );
+        text
+    }
+
+    /// `Ok` when the agent is ready, else why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        self.probes.readiness()
+    }
+}
+
+/// The routes.
+pub fn router(ops: PemOps) -> Router {
+    let metrics = ops.clone();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ok\n" }))
-        .route("/metrics", get(move || async move { metrics_text(&store, counters.as_deref()) }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                match ops.readiness() {
+                    Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+                }
+            }),
+        )
+        .route("/metrics", get(move || async move { metrics.metrics_text() }))
 }
 
 /// Prometheus text exposition of the store's and collector's counters.
@@ -53,7 +108,45 @@ pub fn metrics_text(store: &Store, counters: Option<&CollectorCounters>) -> Stri
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use loupe_collector::ProbeStatus;
+    use tower::ServiceExt as _;
+
     use super::*;
+
+    async fn get_text(router: Router, path: &str) -> (u16, String) {
+        let answer = router.oneshot(Request::get(path).body(Body::empty()).expect("request")).await.expect("answer");
+        let status = answer.status().as_u16();
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20).await.expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readyz_names_the_probes_that_failed() {
+        let store = Arc::new(Store::new(loupe_store::StoreConfig::default()));
+        let probes = [
+            ProbeStatus { name: "syscalls/sys_enter_read".into(), attached: true, error: None },
+            ProbeStatus {
+                name: "syscalls/sys_enter_nope".into(),
+                attached: false,
+                error: Some("no such tracepoint".into()),
+            },
+        ];
+        let failing = PemOps::new(store.clone(), None, ProbeReport::tracing(&probes));
+        assert_eq!(
+            get_text(router(failing.clone()), "/readyz").await,
+            (503, "not ready: 1 of 2 probes not attached: syscalls/sys_enter_nope (no such tracepoint)\n".into())
+        );
+        assert_eq!(get_text(router(failing), "/healthz").await, (200, "ok\n".into()));
+        let attached = PemOps::new(store.clone(), None, ProbeReport::tracing(&probes[..1]));
+        assert_eq!(get_text(router(attached), "/readyz").await, (200, "ok\n".into()));
+        let no_trace = PemOps::new(store, None, ProbeReport::not_tracing());
+        assert_eq!(get_text(router(no_trace.clone()), "/readyz").await, (200, "ok\n".into()));
+        let (status, text) = get_text(router(no_trace), "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(text.contains("# TYPE loupe_table_rows gauge"), "{text}");
+    }
 
     #[test]
     fn metrics_list_every_table() {

@@ -1,11 +1,16 @@
 //! The data plane's services. For now: the PEM (node agent), which owns a table store, runs the
-//! collector into it and answers PxL scripts over gRPC (`px.api.vizierpb.VizierService`).
+//! collector into it and answers PxL scripts over gRPC (`px.api.vizierpb.VizierService`) to callers
+//! holding its query token, within the operator's query limits.
 //!
 //! Owns wiring and serving. Must not parse wire protocols, compile PxL or plan queries itself
 //! (that is `collector`, `pxl` and `engine`), and must not know about the cloud.
 
+pub mod health;
 pub mod http;
 pub mod pem;
+pub mod query_auth;
 pub mod query_service;
 
+pub use health::ProbeReport;
 pub use pem::{Pem, PemConfig};
+pub use query_auth::{QueryToken, TOKEN_METADATA};

@@ -1,14 +1,21 @@
-//! The PEM: one node's agent. Store + collector + query endpoint.
+//! The PEM: one node's agent. Store + collector, a query port that demands the query token, and the
+//! operational routes (`/healthz`, `/readyz`, `/metrics`) for a separate listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
+use axum::http::StatusCode;
 use loupe_collector::{Collector, CollectorConfig};
-use loupe_engine::Engine;
+use loupe_engine::{Engine, ExecOptions};
 use loupe_proto::vizierpb::vizier_service_server::VizierServiceServer;
 use loupe_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 
+use crate::health::ProbeReport;
+use crate::http::PemOps;
+use crate::query_auth::{QueryToken, RequireToken};
 use crate::query_service::QueryService;
 
 /// Errors running the PEM.
@@ -17,16 +24,7 @@ pub enum PemError {
     /// The tracer could not start.
     #[error(transparent)]
     Collector(#[from] loupe_collector::CollectorError),
-    /// The query endpoint could not bind.
-    #[error("failed to listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The gRPC server failed.
+    /// The query port failed.
     #[error("query endpoint failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -34,34 +32,38 @@ pub enum PemError {
 /// PEM settings.
 #[derive(Debug, Clone)]
 pub struct PemConfig {
-    /// Where the query endpoint listens (Pixie's query broker uses port 50300).
-    pub listen: SocketAddr,
     /// Table budgets.
     pub store: StoreConfig,
     /// Tracing settings; `None` serves queries without tracing (a store filled by other means).
     pub collector: Option<CollectorConfig>,
+    /// Every query's limits: row cap, time limit, memory pool.
+    pub limits: ExecOptions,
 }
 
 impl Default for PemConfig {
     fn default() -> Self {
         PemConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 50300)),
             store: StoreConfig::default(),
             collector: Some(CollectorConfig::default()),
+            limits: ExecOptions::default(),
         }
     }
 }
 
-/// A started PEM: tracing runs; call [`Pem::serve`] to answer queries.
+/// A started PEM: tracing runs. Serve its queries with [`Pem::serve`] (the token-protected port)
+/// or mount [`Pem::query_service`] behind another credential check; dropping it stops tracing.
 pub struct Pem {
     store: Arc<Store>,
     collector: Option<Collector>,
-    listener: TcpListener,
+    limits: ExecOptions,
+    probes: ProbeReport,
+    /// Queries running now, over every mount of the query service.
+    running: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Pem {
-    /// Starts the collector (if configured) and binds the query endpoint.
-    pub async fn start(config: PemConfig) -> Result<Pem, PemError> {
+    /// Creates the store and starts the collector (if configured).
+    pub fn start(config: PemConfig) -> Result<Pem, PemError> {
         let store = Arc::new(Store::new(config.store.clone()));
         for spec in loupe_schema::all_tables() {
             // Registering can only fail for a schema without `time_`, which a test rules out.
@@ -69,7 +71,7 @@ impl Pem {
                 tracing::error!(%error, table = spec.name, "table not registered");
             }
         }
-        let collector = match config.collector {
+        let (collector, probes) = match config.collector {
             Some(c) => {
                 let collector = Collector::start(store.clone(), c)?;
                 for p in collector.probes() {
@@ -80,18 +82,12 @@ impl Pem {
                 }
                 let ok = collector.probes().iter().filter(|p| p.attached).count();
                 tracing::info!(attached = ok, total = collector.probes().len(), "eBPF socket tracer running");
-                Some(collector)
+                let probes = ProbeReport::tracing(collector.probes());
+                (Some(collector), probes)
             }
-            None => None,
+            None => (None, ProbeReport::not_tracing()),
         };
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|source| PemError::Bind { addr: config.listen, source })?;
-        Ok(Pem { store, collector, listener })
-    }
-
-    /// The bound query address (useful with port 0).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        Ok(Pem { store, collector, limits: config.limits, probes, running: Arc::default() })
     }
 
     /// The node's store.
@@ -99,35 +95,38 @@ impl Pem {
         &self.store
     }
 
-    /// The query API over this node's store, as a gRPC service (also mounted by `loupe up` on the
-    /// cloud API's port, so one address serves REST and queries).
-    pub fn query_service(&self) -> VizierServiceServer<QueryService> {
-        let probes = self
-            .collector
-            .as_ref()
-            .map(|c| {
-                c.probes()
-                    .iter()
-                    .map(|p| match &p.error {
-                        None => format!("{}: ok", p.name),
-                        Some(e) => format!("{}: {e}", p.name),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let engine = Arc::new(Engine::new(self.store.clone()));
-        VizierServiceServer::new(QueryService::new(engine, probes))
-            .max_decoding_message_size(2 << 20)
-            .max_encoding_message_size(64 << 20)
+    /// Which probes attached.
+    pub fn probes(&self) -> &ProbeReport {
+        &self.probes
     }
 
-    /// Serves queries until `shutdown` resolves.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), PemError> {
-        let svc = self.query_service();
-        // Plain HTTP routes for probes and scrapers share the gRPC port.
-        let http = crate::http::router(self.store.clone(), self.collector.as_ref().map(Collector::shared_counters));
-        let routes = tonic::service::Routes::from(http).add_service(svc);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+    /// The query API over this node's store, as a gRPC service WITHOUT any credential check: mount
+    /// it only behind one (`loupe up` mounts it on the cloud API's port behind `require_user`).
+    pub fn query_service(&self) -> VizierServiceServer<QueryService> {
+        let engine = Arc::new(Engine::new(self.store.clone()));
+        let service =
+            QueryService::new(engine, self.limits, self.probes.clone()).with_running_counter(Arc::clone(&self.running));
+        VizierServiceServer::new(service).max_decoding_message_size(2 << 20).max_encoding_message_size(64 << 20)
+    }
+
+    /// What the operational listener serves: metrics and readiness of this agent.
+    pub fn ops(&self) -> PemOps {
+        let counters = self.collector.as_ref().map(Collector::shared_counters);
+        PemOps::new(self.store.clone(), counters, self.probes.clone()).with_running_queries(Arc::clone(&self.running))
+    }
+
+    /// Serves queries on `listener` until `shutdown` resolves. Every call must carry `token`; the port
+    /// serves nothing else (other paths answer 404). Tracing stops when this returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        token: QueryToken,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), PemError> {
+        let svc = InterceptedService::new(self.query_service(), RequireToken(token));
+        let base = Router::new().fallback(|| async { StatusCode::NOT_FOUND });
+        let routes = tonic::service::Routes::from(base).add_service(svc);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         tonic::transport::Server::builder()
             .accept_http1(true)
             .add_routes(routes)
@@ -135,5 +134,195 @@ impl Pem {
             .await?;
         drop(self.collector);
         Ok(())
+    }
+}
+
+/// The address a PEM's query port listens on unless told otherwise (Pixie's query broker uses 50300).
+pub const DEFAULT_QUERY_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50300);
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use loupe_proto::vizierpb::vizier_service_client::VizierServiceClient;
+    use loupe_proto::vizierpb::{ErrorCode, ExecuteScriptRequest, ExecuteScriptResponse, execute_script_response};
+    use loupe_schema::http::{HttpEventRow, HttpEventsBuilder};
+
+    use super::*;
+
+    const TOKEN: &str = "test-token-0123456789abcdef";
+    /// Rows with their own `req_path` each: their quantiles per path take seconds in a debug build.
+    const ROWS: usize = 10_000;
+
+    /// Every path's latency quantiles: one group and seven t-digests per row.
+    const HEAVY: &str = "import px\n\
+        df = px.DataFrame('http_events', start_time='-5m')\n\
+        px.display(df.groupby('req_path').agg(q=('latency', px.quantiles)), 'heavy')\n";
+
+    /// The heavy queries share the process's query runtime: run one test at a time, so that one test's
+    /// query does not delay another's first rows.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// A PEM without tracing over `ROWS` rows, serving its query port on loopback until the sender drops.
+    async fn serve(limits: ExecOptions) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let (addr, stop, _) = serve_with_ops(limits).await;
+        (addr, stop)
+    }
+
+    /// As [`serve`], with the agent's operational view.
+    async fn serve_with_ops(limits: ExecOptions) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, PemOps) {
+        let pem = Pem::start(PemConfig { collector: None, limits, ..PemConfig::default() }).expect("start");
+        let table = pem.store().table("http_events").expect("registered");
+        let now = loupe_common::time::now_unix_ns();
+        let mut b = HttpEventsBuilder::new();
+        for i in 0..ROWS {
+            let row = HttpEventRow {
+                time_ns: now - 60_000_000_000 + i as i64,
+                upid: "1:2:3".into(),
+                req_method: "GET".into(),
+                req_path: format!("/item/{i}"),
+                resp_status: 200,
+                latency_ns: (i % 1000) as i64 * 1000,
+                ..HttpEventRow::default()
+            };
+            b.append(&row);
+            if (i + 1) % 1024 == 0 || i + 1 == ROWS {
+                table.append(b.finish().expect("batch")).expect("append");
+            }
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let token = QueryToken::new(TOKEN).expect("token");
+        let ops = pem.ops();
+        tokio::spawn(pem.serve(listener, token, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop, ops)
+    }
+
+    /// Runs `script` with `token`: each message with when it arrived, or the call's refusal.
+    async fn run(
+        addr: SocketAddr,
+        token: Option<&str>,
+        script: &str,
+    ) -> Result<Vec<(Duration, ExecuteScriptResponse)>, tonic::Status> {
+        let mut client = VizierServiceClient::connect(format!("http://{addr}")).await.expect("connect");
+        let mut request =
+            tonic::Request::new(ExecuteScriptRequest { query_str: script.into(), query_name: "t".into(), now_ns: 0 });
+        if let Some(t) = token {
+            request.metadata_mut().insert(crate::TOKEN_METADATA, t.parse().expect("ascii"));
+        }
+        let started = Instant::now();
+        let mut stream = client.execute_script(request).await?.into_inner();
+        let mut out = Vec::new();
+        while let Some(m) = stream.message().await? {
+            out.push((started.elapsed(), m));
+        }
+        Ok(out)
+    }
+
+    fn limits(timeout_ms: Option<u64>, memory_limit_bytes: Option<usize>) -> ExecOptions {
+        ExecOptions { timeout: timeout_ms.map(Duration::from_millis), memory_limit_bytes, ..ExecOptions::default() }
+    }
+
+    /// The final status's code and message (`OK` for stats).
+    fn outcome(messages: &[(Duration, ExecuteScriptResponse)]) -> (i32, String) {
+        match messages.last().and_then(|(_, m)| m.result.as_ref()) {
+            Some(execute_script_response::Result::Status(s)) => (s.code, s.message.clone()),
+            Some(execute_script_response::Result::Stats(_)) => (ErrorCode::Ok as i32, String::new()),
+            other => panic!("the stream ended with {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_query_port_refuses_a_call_without_the_token() {
+        let _serial = SERIAL.lock().await;
+        let (addr, _stop) = serve(ExecOptions::default()).await;
+        let small = "import px\npx.display(px.DataFrame('http_events').head(1))\n";
+        for token in [None, Some("test-token-0123456789abcdeX")] {
+            let refused = run(addr, token, small).await.expect_err("refused");
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        }
+        let answered = run(addr, Some(TOKEN), small).await.expect("with the token");
+        assert_eq!(outcome(&answered), (ErrorCode::Ok as i32, String::new()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_stream_as_they_are_produced_within_the_row_cap() {
+        let _serial = SERIAL.lock().await;
+        let (addr, _stop) = serve(ExecOptions { max_output_rows: 100, ..ExecOptions::default() }).await;
+        let script = format!(
+            "#px:set max_output_rows_per_table=1000000\nimport px\n\
+             df = px.DataFrame('http_events', start_time='-5m')\n\
+             px.display(df[df.req_path == '/item/7'][['req_path']], 'light')\n\
+             px.display(df[['req_path']], 'capped')\n{}",
+            HEAVY.lines().skip(2).collect::<Vec<_>>().join("\n")
+        );
+        let messages = run(addr, Some(TOKEN), &script).await.expect("runs");
+        assert_eq!(outcome(&messages), (ErrorCode::Ok as i32, String::new()));
+        let rows = |table: &str| -> u64 {
+            messages
+                .iter()
+                .filter_map(|(_, m)| match &m.result {
+                    Some(execute_script_response::Result::Data(d)) if d.table_id == table => Some(d.num_rows),
+                    _ => None,
+                })
+                .sum()
+        };
+        assert_eq!((rows("0"), rows("1"), rows("2")), (1, 100, 100), "the script asked for 1,000,000");
+        // The light output's rows arrive while the heavy one is still computing.
+        let first = messages
+            .iter()
+            .find(|(_, m)| matches!(&m.result, Some(execute_script_response::Result::Data(d)) if d.num_rows > 0))
+            .map(|(t, _)| *t)
+            .expect("a batch");
+        let last = messages.last().map(|(t, _)| *t).expect("messages");
+        assert!(first < last / 4, "first rows at {first:?}, end at {last:?}: results were held back");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn limits_stop_a_query_with_a_clear_status() {
+        let _serial = SERIAL.lock().await;
+        // The heavy query takes 0.6 s alone here, more under load: 50 ms cannot be enough.
+        let (addr, _stop) = serve(limits(Some(50), None)).await;
+        let messages = run(addr, Some(TOKEN), HEAVY).await.expect("answered");
+        assert_eq!(
+            outcome(&messages),
+            (ErrorCode::DeadlineExceeded as i32, "query stopped: it exceeded its time limit of 50ms".into())
+        );
+        assert!(messages.last().map(|(t, _)| *t) < Some(Duration::from_millis(1500)), "{messages:?}");
+
+        let (addr, _stop) = serve(limits(None, Some(4 << 20))).await;
+        let messages = run(addr, Some(TOKEN), HEAVY).await.expect("answered");
+        assert_eq!(
+            outcome(&messages),
+            (ErrorCode::ResourceExhausted as i32, "query stopped: it needs more than its memory limit of 4 MiB".into())
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_goes_away_stops_its_query() {
+        let _serial = SERIAL.lock().await;
+        let (addr, _stop, ops) = serve_with_ops(ExecOptions::default()).await;
+        let running = |ops: &PemOps| ops.metrics_text().lines().any(|l| l == "loupe_queries_running 1");
+        let whole = run(addr, Some(TOKEN), HEAVY).await.expect("runs").last().map(|(t, _)| *t).expect("messages");
+        let mut client = VizierServiceClient::connect(format!("http://{addr}")).await.expect("connect");
+        let mut request =
+            tonic::Request::new(ExecuteScriptRequest { query_str: HEAVY.into(), query_name: "t".into(), now_ns: 0 });
+        request.metadata_mut().insert(crate::TOKEN_METADATA, TOKEN.parse().expect("ascii"));
+        let mut stream = client.execute_script(request).await.expect("accepted").into_inner();
+        let first = stream.message().await.expect("a message").expect("not the end");
+        assert!(matches!(first.result, Some(execute_script_response::Result::MetaData(_))), "{first:?}");
+        assert!(running(&ops), "{}", ops.metrics_text());
+        // Leaving must stop it long before it would have ended.
+        drop(stream);
+        drop(client);
+        let left = Instant::now();
+        while running(&ops) {
+            assert!(left.elapsed() < whole / 3, "the query kept running after its client left (it takes {whole:?})");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ops.metrics_text().contains("loupe_queries_running 0"), "{}", ops.metrics_text());
     }
 }

@@ -1,11 +1,17 @@
-//! `VizierService` over one node's store: compile and run a script, stream Arrow results back.
+//! `VizierService` over one node's store: compile and run a script within the operator's limits,
+//! stream Arrow results back as they are produced.
+//!
+//! Owns the mapping of engine events and errors to response messages. Must not check credentials:
+//! whoever mounts the service puts a check in front (`query_auth` on a PEM's port, the cloud's
+//! `require_user` on the API's).
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use futures::Stream;
-use loupe_engine::{Engine, ExecError, ExecOptions};
+use loupe_engine::{Cancelled, Engine, ExecError, ExecOptions, QueryEvent, QuerySink};
 use loupe_proto::arrow_ipc;
 use loupe_proto::vizierpb::vizier_service_server::VizierService;
 use loupe_proto::vizierpb::{
@@ -13,6 +19,8 @@ use loupe_proto::vizierpb::{
     QueryData, QueryExecutionStats, QueryMetadata, Status, execute_script_response,
 };
 use tonic::{Request, Response};
+
+use crate::health::ProbeReport;
 
 /// The version string servers report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -23,13 +31,38 @@ pub const MAX_SCRIPT_BYTES: usize = 1 << 20;
 /// Serves scripts against one engine.
 pub struct QueryService {
     engine: Arc<Engine>,
-    probes: Vec<String>,
+    limits: ExecOptions,
+    probes: ProbeReport,
+    running: Arc<AtomicU64>,
 }
 
 impl QueryService {
-    /// A service over `engine`; `probes` is what the agent reports in health checks.
-    pub fn new(engine: Arc<Engine>, probes: Vec<String>) -> Self {
-        QueryService { engine, probes }
+    /// A service over `engine`, running every query within `limits` (its `now_ns` is ignored: each
+    /// request brings its own); `probes` is what the agent reports in health checks.
+    pub fn new(engine: Arc<Engine>, limits: ExecOptions, probes: ProbeReport) -> Self {
+        QueryService { engine, limits, probes, running: Arc::default() }
+    }
+
+    /// Counts the queries running now in `running` (shared with the metrics).
+    pub fn with_running_counter(mut self, running: Arc<AtomicU64>) -> Self {
+        self.running = running;
+        self
+    }
+}
+
+/// Holds one count of the running queries while alive.
+struct Running(Arc<AtomicU64>);
+
+impl Running {
+    fn start(counter: &Arc<AtomicU64>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Running(Arc::clone(counter))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -61,78 +94,125 @@ pub fn error_status(error: &ExecError) -> Status {
                 })
                 .collect(),
         },
+        ExecError::Timeout(_) => {
+            Status { code: ErrorCode::DeadlineExceeded as i32, message: error.to_string(), compiler_errors: vec![] }
+        }
+        ExecError::MemoryLimit { .. } => {
+            Status { code: ErrorCode::ResourceExhausted as i32, message: error.to_string(), compiler_errors: vec![] }
+        }
         other => Status { code: ErrorCode::Internal as i32, message: other.to_string(), compiler_errors: vec![] },
     }
 }
 
-/// Runs a script and renders every response message, in order.
-pub async fn execute(engine: &Engine, req: &ExecuteScriptRequest, query_id: &str) -> Vec<ExecuteScriptResponse> {
-    let msg = |r| ExecuteScriptResponse { query_id: query_id.to_string(), result: Some(r) };
+/// Runs one request within `limits` and sends every response message to `tx` as it is ready: per
+/// output its metadata, its batches as DataFusion produces them, an empty `eos` message; then the
+/// stats, or a `Status` when the script fails. Returns when the query ends, fails, or `tx`'s
+/// receiver is dropped (the client went away), which stops the query at once.
+pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &str, limits: ExecOptions, tx: Sender) {
     if req.query_str.len() > MAX_SCRIPT_BYTES {
-        return vec![status_response(
-            query_id,
-            Status {
-                code: ErrorCode::InvalidArgument as i32,
-                message: format!("script is {} bytes; the limit is {MAX_SCRIPT_BYTES}", req.query_str.len()),
-                compiler_errors: vec![],
-            },
-        )];
+        let status = Status {
+            code: ErrorCode::InvalidArgument as i32,
+            message: format!("script is {} bytes; the limit is {MAX_SCRIPT_BYTES}", req.query_str.len()),
+            compiler_errors: vec![],
+        };
+        let _ = tx.send(Ok(status_response(query_id, status))).await;
+        return;
     }
-    let opts = ExecOptions { now_ns: (req.now_ns != 0).then_some(req.now_ns), ..ExecOptions::default() };
+    let opts = ExecOptions { now_ns: (req.now_ns != 0).then_some(req.now_ns), ..limits };
     let started = Instant::now();
-    let outputs = match engine.execute_script(&req.query_str, &opts).await {
-        Ok(o) => o,
-        Err(e) => {
-            if !matches!(e, ExecError::Compile(_)) {
-                tracing::warn!(error = %e, query = %req.query_name, "script failed");
+    let mut sink = GrpcSink { tx: tx.clone(), query_id: query_id.to_owned(), encode_error: None };
+    let result = match engine.compile(&req.query_str, &opts) {
+        Ok(program) => {
+            let run = engine.execute_program_to(&program, &opts, &mut sink);
+            // A client that leaves while DataFusion computes (no message to send yet) stops it too.
+            tokio::select! {
+                r = run => r,
+                () = tx.closed() => Err(ExecError::Cancelled),
             }
-            return vec![status_response(query_id, error_status(&e))];
+        }
+        Err(e) => Err(e),
+    };
+    let last = match (result, sink.encode_error.take()) {
+        (_, Some(e)) => internal(query_id, &e),
+        (Ok(rows), None) => msg(
+            query_id,
+            execute_script_response::Result::Stats(QueryExecutionStats {
+                compilation_time_ns: 0,
+                execution_time_ns: started.elapsed().as_nanos() as i64,
+                records_processed: rows as i64,
+                bytes_processed: 0,
+            }),
+        ),
+        (Err(ExecError::Cancelled), None) => {
+            tracing::info!(query_id, "client went away; query stopped");
+            return;
+        }
+        (Err(e), None) => {
+            match &e {
+                ExecError::Compile(_) => {}
+                ExecError::Timeout(_) | ExecError::MemoryLimit { .. } => {
+                    tracing::warn!(query_id, error = %e, query = %req.query_name, "script stopped at a limit")
+                }
+                _ => tracing::warn!(query_id, error = %e, query = %req.query_name, "script failed"),
+            }
+            status_response(query_id, error_status(&e))
         }
     };
-    let exec_ns = started.elapsed().as_nanos() as i64;
-    let mut out = Vec::new();
-    let mut records = 0i64;
-    for (i, o) in outputs.iter().enumerate() {
-        let id = i.to_string();
-        let schema = match arrow_ipc::encode_schema(&o.schema) {
-            Ok(s) => s,
-            Err(e) => return vec![internal(query_id, &e)],
-        };
-        out.push(msg(execute_script_response::Result::MetaData(QueryMetadata {
-            name: o.name.clone(),
-            id: id.clone(),
-            arrow_schema: schema,
-        })));
-        let n = o.batches.len();
-        for (j, b) in o.batches.iter().enumerate() {
-            records += b.num_rows() as i64;
-            let bytes = match arrow_ipc::encode_batch(b) {
-                Ok(s) => s,
-                Err(e) => return vec![internal(query_id, &e)],
-            };
-            out.push(msg(execute_script_response::Result::Data(QueryData {
-                table_id: id.clone(),
-                arrow_batch: bytes,
-                num_rows: b.num_rows() as u64,
-                eos: j + 1 == n,
-            })));
-        }
-        if n == 0 {
-            out.push(msg(execute_script_response::Result::Data(QueryData {
-                table_id: id,
+    let _ = tx.send(Ok(last)).await;
+}
+
+/// The sending half of a response stream.
+pub type Sender = tokio::sync::mpsc::Sender<Result<ExecuteScriptResponse, tonic::Status>>;
+
+fn msg(query_id: &str, result: execute_script_response::Result) -> ExecuteScriptResponse {
+    ExecuteScriptResponse { query_id: query_id.to_string(), result: Some(result) }
+}
+
+/// Encodes each engine event as a response message and sends it; a closed stream cancels the query.
+struct GrpcSink {
+    tx: Sender,
+    query_id: String,
+    /// Why encoding failed, if it did (the query is then cancelled and an internal error sent).
+    encode_error: Option<String>,
+}
+
+impl GrpcSink {
+    fn encode(&self, event: QueryEvent) -> Result<ExecuteScriptResponse, String> {
+        let result = match event {
+            QueryEvent::Output { index, name, schema } => execute_script_response::Result::MetaData(QueryMetadata {
+                name,
+                id: index.to_string(),
+                arrow_schema: arrow_ipc::encode_schema(&schema).map_err(|e| e.to_string())?,
+            }),
+            QueryEvent::Batch { index, batch } => execute_script_response::Result::Data(QueryData {
+                table_id: index.to_string(),
+                arrow_batch: arrow_ipc::encode_batch(&batch).map_err(|e| e.to_string())?,
+                num_rows: batch.num_rows() as u64,
+                eos: false,
+            }),
+            // The end of an output is only known after its last batch: an empty message says so.
+            QueryEvent::OutputEnd { index } => execute_script_response::Result::Data(QueryData {
+                table_id: index.to_string(),
                 arrow_batch: vec![],
                 num_rows: 0,
                 eos: true,
-            })));
-        }
+            }),
+        };
+        Ok(msg(&self.query_id, result))
     }
-    out.push(msg(execute_script_response::Result::Stats(QueryExecutionStats {
-        compilation_time_ns: 0,
-        execution_time_ns: exec_ns,
-        records_processed: records,
-        bytes_processed: 0,
-    })));
-    out
+}
+
+impl QuerySink for GrpcSink {
+    async fn send(&mut self, event: QueryEvent) -> Result<(), Cancelled> {
+        let message = match self.encode(event) {
+            Ok(m) => m,
+            Err(e) => {
+                self.encode_error = Some(e);
+                return Err(Cancelled);
+            }
+        };
+        self.tx.send(Ok(message)).await.map_err(|_| Cancelled)
+    }
 }
 
 fn internal(query_id: &str, e: &dyn std::fmt::Display) -> ExecuteScriptResponse {
@@ -147,6 +227,10 @@ fn internal(query_id: &str, e: &dyn std::fmt::Display) -> ExecuteScriptResponse 
     )
 }
 
+/// Messages buffered per query between DataFusion and the client: enough to keep both busy, few
+/// enough that a slow client holds the query back rather than growing memory.
+const STREAM_BUFFER: usize = 4;
+
 #[tonic::async_trait]
 impl VizierService for QueryService {
     type ExecuteScriptStream = ResponseStream;
@@ -158,18 +242,29 @@ impl VizierService for QueryService {
         let req = request.into_inner();
         let query_id = format!("{:016x}", rand_id());
         tracing::info!(query_id, name = %req.query_name, bytes = req.query_str.len(), "executing script");
-        let msgs = execute(&self.engine, &req, &query_id).await;
-        Ok(Response::new(Box::pin(tokio_stream::iter(msgs.into_iter().map(Ok)))))
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let engine = Arc::clone(&self.engine);
+        let limits = self.limits;
+        let running = Running::start(&self.running);
+        tokio::spawn(async move {
+            run_query(&engine, &req, &query_id, limits, tx).await;
+            drop(running);
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn health_check(
         &self,
         _: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, tonic::Status> {
+        let status = match self.probes.readiness() {
+            Ok(()) => Status { code: ErrorCode::Ok as i32, message: "ok".into(), compiler_errors: vec![] },
+            Err(why) => Status { code: ErrorCode::Unavailable as i32, message: why, compiler_errors: vec![] },
+        };
         Ok(Response::new(HealthCheckResponse {
-            status: Some(Status { code: ErrorCode::Ok as i32, message: "ok".into(), compiler_errors: vec![] }),
+            status: Some(status),
             version: VERSION.to_string(),
-            probes: self.probes.clone(),
+            probes: self.probes.lines(),
         }))
     }
 }
@@ -180,4 +275,37 @@ fn rand_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let seq = NEXT.fetch_add(1, Ordering::Relaxed);
     (loupe_common::time::now_unix_ns() as u64).rotate_left(17) ^ seq
+}
+
+#[cfg(test)]
+mod tests {
+    use loupe_collector::ProbeStatus;
+    use loupe_store::{Store, StoreConfig};
+
+    use super::*;
+
+    async fn health(probes: ProbeReport) -> HealthCheckResponse {
+        let engine = Arc::new(Engine::new(Arc::new(Store::new(StoreConfig::default()))));
+        let service = QueryService::new(engine, ExecOptions::default(), probes);
+        service.health_check(Request::new(HealthCheckRequest {})).await.expect("answers").into_inner()
+    }
+
+    #[tokio::test]
+    async fn the_health_check_is_not_ok_when_a_probe_failed_to_attach() {
+        let probes = [
+            ProbeStatus { name: "syscalls/sys_enter_read".into(), attached: true, error: None },
+            ProbeStatus { name: "syscalls/sys_enter_nope".into(), attached: false, error: Some("absent".into()) },
+        ];
+        let failing = health(ProbeReport::tracing(&probes)).await;
+        let status = failing.status.expect("status");
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (ErrorCode::Unavailable as i32, "1 of 2 probes not attached: syscalls/sys_enter_nope (absent)")
+        );
+        assert_eq!(failing.probes, ["syscalls/sys_enter_read: ok", "syscalls/sys_enter_nope: absent"]);
+        for ok in [ProbeReport::tracing(&probes[..1]), ProbeReport::not_tracing()] {
+            let status = health(ok).await.status.expect("status");
+            assert_eq!((status.code, status.message.as_str()), (ErrorCode::Ok as i32, "ok"));
+        }
+    }
 }

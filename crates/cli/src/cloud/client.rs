@@ -1,6 +1,6 @@
 //! A small blocking client for the cloud's REST API (`{addr}/api/v1/...`, JSON both ways).
 //!
-//! Owns URL building (`http://` is assumed when the address has no scheme; `https://` uses rustls with the
+//! Owns URL building (`config::normalize_addr` picks the scheme when the address has none; `https://` uses rustls with the
 //! trust `crate::tls::Trust` sets up), the credential headers (`Authorization: Bearer <token>` or `pixie-api-key: <key>`), and the
 //! turning of a non-2xx answer into an [`ApiError`] that keeps the server's `{"code","message"}` intact. Must not
 //! read or write the credential file, nor print anything.
