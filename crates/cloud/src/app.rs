@@ -302,7 +302,7 @@ mod tests {
     #[tokio::test]
     async fn the_ops_listener_answers_for_the_api_and_its_colocated_agent() {
         let metastore = loupe_metastore::connect("sqlite::memory:").await.expect("metastore");
-        let key = crate::load_or_create_signing_key(metastore.as_ref()).await.expect("key");
+        let key = loupe_auth::SigningKey::generate().expect("key");
         let sessions: Arc<dyn loupe_auth::SessionCache> = Arc::new(loupe_auth::InMemorySessionCache::new());
         let state = CloudState::new(metastore, sessions, key, crate::CloudConfig::default());
         let gateway = Gateway::in_process(&state);

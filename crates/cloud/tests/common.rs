@@ -89,6 +89,13 @@ pub fn request(method: &str, path: &str, cred: Option<&Cred>, body: Option<&Valu
 }
 
 impl Harness {
+    /// The operational listener's router (health, readiness, metrics) over the same state, and so the same
+    /// counters, as this harness.
+    pub fn ops(&self) -> Harness {
+        let app = loupe_cloud::ops_app(loupe_cloud::Gateway::in_process(&self.state), None);
+        Harness { app, state: self.state.clone() }
+    }
+
     pub async fn send(&self, req: Request<Body>) -> Answer {
         let response = self.app.clone().oneshot(req).await.expect("infallible");
         let status = response.status();

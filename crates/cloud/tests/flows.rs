@@ -124,7 +124,7 @@ async fn login_is_throttled_per_account_with_retry_after() {
     let unknown = h.login("nobody@default.com", "whatever").await.expect(401);
     assert_eq!(unknown.message(), "invalid email or password");
 
-    let metrics = ops(&h).call("GET", "/metrics", None, None).await.expect(200);
+    let metrics = h.ops().call("GET", "/metrics", None, None).await.expect(200);
     let text = metrics.body.as_str().expect("text");
     assert!(text.contains("loupe_cloud_login_failures_total 6"), "{text}");
     assert!(text.contains("loupe_cloud_logins_throttled_total 1"), "{text}");
@@ -285,8 +285,8 @@ async fn scripts_settings_and_ops_endpoints_work() {
     let got = h.call("GET", "/api/v1/users/me/settings", Some(&admin), None).await.expect(200);
     assert_eq!(got.body["settings"]["theme"], "dark");
 
-    ops(&h).call("GET", "/healthz", None, None).await.expect(200);
-    let ready = ops(&h).call("GET", "/readyz", None, None).await.expect(200);
+    h.ops().call("GET", "/healthz", None, None).await.expect(200);
+    let ready = h.ops().call("GET", "/readyz", None, None).await.expect(200);
     // Not on the public router: probes and scrapers use the operational listener.
     for path in ["/healthz", "/readyz", "/metrics"] {
         h.call("GET", path, None, None).await.expect(404);
@@ -325,10 +325,4 @@ async fn forwarded_for_is_used_only_from_a_trusted_proxy() {
         let other = h.send(login_from("198.51.100.7", "d@example.com")).await;
         assert_eq!(other.status.as_u16(), if trusted { 401 } else { 429 }, "trusted={trusted}");
     }
-}
-
-/// The operational listener's router over the same state (and so the same counters) as `h`.
-fn ops(h: &Harness) -> Harness {
-    let app = loupe_cloud::ops_app(loupe_cloud::Gateway::in_process(&h.state), None);
-    Harness { app, state: h.state.clone() }
 }

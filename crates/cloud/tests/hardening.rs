@@ -75,7 +75,7 @@ async fn parallel_wrong_logins_verify_exactly_the_limit() {
     }
     assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 19, "{statuses:?}");
-    let metrics = h.call("GET", "/metrics", None, None).await.expect(200);
+    let metrics = h.ops().call("GET", "/metrics", None, None).await.expect(200);
     assert!(metrics.body.as_str().expect("text").contains("loupe_cloud_login_failures_total 5"));
 }
 

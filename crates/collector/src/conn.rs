@@ -368,6 +368,8 @@ fn emit(
         let (local_addr, local_port) = addr_parts(conn.local);
         let (remote_addr, remote_port) = addr_parts(conn.remote);
         for mut rec in records.drain(..) {
+            // Whether a body is whole is a fact of the capture: decide it before redaction changes the text.
+            let cut = (rec.req.body_truncated(), rec.resp.body_truncated());
             if config.redact {
                 redact::http1_record(&mut rec);
             }
@@ -387,12 +389,12 @@ fn emit(
                 req_headers: rec.req.headers_json(),
                 req_method: rec.req.method.clone(),
                 req_path: rec.req.path.clone(),
-                req_body: body_text(&rec.req),
+                req_body: body_text(&rec.req, cut.0),
                 req_body_size: rec.req.body_size as i64,
                 resp_headers: rec.resp.headers_json(),
                 resp_status: i64::from(rec.resp.status),
                 resp_message: rec.resp.reason.clone(),
-                resp_body: body_text(&rec.resp),
+                resp_body: body_text(&rec.resp, cut.1),
                 resp_body_size: rec.resp.body_size as i64,
                 latency_ns: rec.latency_ns as i64,
             });
@@ -404,10 +406,10 @@ fn emit(
 /// `max_body_bytes`, or partly not captured); `*_body_size` has the real size. Pixie's marker.
 pub const BODY_TRUNCATED_MARKER: &str = "... [TRUNCATED]";
 
-/// The kept body as column text, marked when it is not the whole body.
-fn body_text(message: &http1::Message) -> String {
+/// The kept body as column text, marked when it is not the whole body (`cut`).
+fn body_text(message: &http1::Message, cut: bool) -> String {
     let mut text = String::from_utf8_lossy(&message.body).into_owned();
-    if message.body_truncated() {
+    if cut {
         text.push_str(BODY_TRUNCATED_MARKER);
     }
     text
@@ -679,5 +681,22 @@ mod tests {
             assert_eq!(rows[0].req_path, path);
             assert_eq!(rows[0].req_headers, format!(r#"{{"Authorization":"{auth}"}}"#));
         }
+    }
+
+    /// A whole body stays unmarked when redaction shortens it: whether a body is cut is a fact of the capture.
+    #[test]
+    fn a_whole_body_that_redaction_shortened_is_not_marked_truncated() {
+        const BODY: &str = r#"{"user":"a","password":"a long secret value"}"#;
+        let req = format!(
+            "POST /login HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{BODY}",
+            BODY.len()
+        );
+        let mut t = Tracker::new(TrackerConfig::default(), ClockConverter::new());
+        let mut rows = Vec::new();
+        t.handle(open(Role::Client), &mut rows);
+        t.handle(data(1, Direction::Egress, 0, req.as_bytes()), &mut rows);
+        t.handle(data(2, Direction::Ingress, 0, RESP), &mut rows);
+        assert_eq!(rows[0].req_body, r#"{"user":"a","password":"[REDACTED]"}"#);
+        assert_eq!(rows[0].req_body_size, BODY.len() as i64);
     }
 }

@@ -89,10 +89,16 @@ pub fn loupe_up(port: u16, api_port: u16, tag: &str) -> Command {
 /// `loupe up` as [`loupe_up`] starts it, with its TLS proxy on `proxy_port`. Its data directory is
 /// `temp_path("data-<tag>")`.
 pub fn loupe_up_with_proxy(port: u16, api_port: u16, proxy_port: u16, tag: &str) -> Command {
+    loupe_up_over(&temp_dir(&format!("data-{tag}")), port, api_port, proxy_port)
+}
+
+/// `loupe up` over an existing data directory `data` (kept as it is, e.g. for a restart), with its metrics
+/// listener on `port`, the cloud API on `api_port` and its TLS proxy on `proxy_port` (0: any).
+pub fn loupe_up_over(data: &Path, port: u16, api_port: u16, proxy_port: u16) -> Command {
     let mut c = Command::new(loupe_bin());
     c.args(["up", "--metrics-listen", &format!("127.0.0.1:{port}"), "--api-listen", &format!("127.0.0.1:{api_port}")])
         .args(["--proxy-listen", &format!("127.0.0.1:{proxy_port}")])
         .arg("--data-dir")
-        .arg(temp_dir(&format!("data-{tag}")));
+        .arg(data);
     c
 }

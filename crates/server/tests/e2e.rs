@@ -32,7 +32,7 @@ pub(crate) fn can_trace() -> bool {
 
 /// Starts `loupe up` on free ports and waits until it listens; returns its metrics port and the cloud API's
 /// port (which serves queries, to a logged-in user: see [`login`]).
-fn start_loupe() -> (Guard, u16, u16) {
+pub(crate) fn start_loupe() -> (Guard, u16, u16) {
     start_loupe_with(&[])
 }
 

@@ -11,7 +11,9 @@ use std::process::{Command, Output, Stdio};
 use loupe_auth::{SigningKey, TokenSigner, unix_now};
 use serde_json::{Value, json};
 
-use crate::common::{Guard, free_port, loupe_bin, loupe_up, px_output, temp_dir, temp_path, wait_for_port};
+use crate::common::{
+    Guard, free_port, loupe_bin, loupe_up, loupe_up_over, px_output, temp_dir, temp_path, wait_for_port,
+};
 
 const ADMIN: &str = "admin@default.com";
 const NEW_PASSWORD: &str = "a long new passphrase";
@@ -42,11 +44,8 @@ impl Up {
     fn restart(&mut self) {
         self.guard = None;
         let (port, api_port) = (free_port(), free_port());
-        let child = Command::new(loupe_bin())
-            .args(["up", "--no-trace", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--api-listen", &format!("127.0.0.1:{api_port}"), "--proxy-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(&self.data)
+        let child = loupe_up_over(&self.data, port, api_port, 0)
+            .arg("--no-trace")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -178,10 +177,8 @@ fn the_signing_key_is_a_private_file_and_not_in_the_database() {
     assert!(planted.status.success(), "{}", String::from_utf8_lossy(&planted.stderr));
 
     let (port, api_port) = (free_port(), free_port());
-    let child = Command::new(loupe_bin())
-        .args(["up", "--no-trace", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--api-listen", &format!("127.0.0.1:{api_port}"), "--proxy-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
+    let child = loupe_up_over(&data, port, api_port, 0)
+        .arg("--no-trace")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
