@@ -7,7 +7,7 @@ use loupe_auth::{Role as TokenRole, ThrottlePolicy, UserClaims, unix_now};
 use loupe_cloud::{CloudConfig, PASSWORD_CHANGE_REQUIRED, ROUTES, app::Access};
 use serde_json::json;
 
-use crate::common::{Cred, Harness, NEW_ADMIN_PASSWORD, concrete_path, harness, harness_with, pxl};
+use crate::common::{Cred, NEW_ADMIN_PASSWORD, concrete_path, harness, harness_with, pxl};
 
 #[tokio::test]
 async fn forced_password_change_blocks_everything_else_until_done() {
