@@ -40,12 +40,6 @@ pub use token::{
     ValidationError, session_issue_time,
 };
 
-/// Current wall-clock time as whole seconds since the Unix epoch (the unit of every JWT time claim).
-///
-/// A clock before 1970 yields 0 rather than a panic.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Current wall-clock time as whole seconds since the Unix epoch (the unit of every JWT time claim): the
+/// workspace's one clock.
+pub use loupe_common::time::now_unix_secs as unix_now;

@@ -246,12 +246,6 @@ pub fn run(cloud: &Cloud, command: CloudCommand) -> Result<ExitCode> {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// A client carrying the stored credential for this cloud; an error telling the user to log in if there is
 /// none, it belongs to another cloud, or it has expired.
 fn logged_in(store: &AuthStore, cloud: &Cloud) -> Result<(Client, Credential)> {
@@ -265,7 +259,7 @@ fn logged_in(store: &AuthStore, cloud: &Cloud) -> Result<(Client, Credential)> {
             None => bail!("not logged in to {addr}; run `px auth login`"),
         }
     };
-    if cred.is_expired(now()) {
+    if cred.is_expired(loupe_common::time::now_unix_secs()) {
         bail!("the session on {addr} has expired; run `px auth login`");
     }
     let auth = match (&cred.token, &cred.api_key) {

@@ -109,7 +109,7 @@ async fn connect(addr: &str, trust: &Trust) -> Result<VizierServiceClient<tonic:
 }
 
 /// The metadata key of a node agent's query token (`loupe_vizier::TOKEN_METADATA`; px does not link vizier).
-const VIZIER_TOKEN_METADATA: &str = "loupe-vizier-token";
+const VIZIER_TOKEN_METADATA: &str = loupe_proto::headers::VIZIER_TOKEN;
 
 /// The node agent's query token: PX_VIZIER_TOKEN, else the file named by --token-file.
 fn vizier_token(token_file: Option<&std::path::Path>) -> Result<Option<String>> {
@@ -137,9 +137,9 @@ fn with_credential<T>(cloud_addr: &str, token: Option<&str>, message: T) -> Resu
     let metadata = request.metadata_mut();
     if let Some(token) = &cred.token {
         let value = format!("Bearer {token}").parse().context("the stored session token is not valid text")?;
-        metadata.insert("authorization", value);
+        metadata.insert(loupe_proto::headers::AUTHORIZATION, value);
     } else if let Some(key) = &cred.api_key {
-        metadata.insert("pixie-api-key", key.parse().context("the stored API key is not valid text")?);
+        metadata.insert(loupe_proto::headers::API_KEY, key.parse().context("the stored API key is not valid text")?);
     }
     Ok(request)
 }

@@ -20,7 +20,7 @@ use crate::gateway::{CallContext, Gateway};
 use crate::state::CloudState;
 
 /// Header carrying an API key (Pixie's name).
-pub const API_KEY_HEADER: &str = "pixie-api-key";
+pub const API_KEY_HEADER: &str = loupe_proto::headers::API_KEY;
 /// Header carrying a deploy key in Pixie's gRPC calls; refused on user endpoints with a clear message.
 pub const DEPLOY_KEY_HEADER: &str = "x-api-key";
 

@@ -36,7 +36,7 @@ use crate::state::{CloudConfig, CloudState};
 
 /// Header by which `loupe up`'s TLS proxy proves a request came through it (`CloudConfig::proxy_secret`). Never
 /// passed on to a service.
-pub const PROXY_SECRET_HEADER: &str = "x-loupe-proxy-secret";
+pub const PROXY_SECRET_HEADER: &str = loupe_proto::headers::PROXY_SECRET;
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// What the REST handlers and the gRPC forwarding share. Cheap to clone.

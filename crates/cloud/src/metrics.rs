@@ -4,9 +4,10 @@
 //! count in tight loops: one increment per request or login attempt, under a short lock.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use loupe_common::prometheus::{Kind, Writer};
 
 /// Counters served at `/metrics`.
 #[derive(Debug, Default)]
@@ -50,30 +51,32 @@ impl Metrics {
 
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP loupe_cloud_http_requests_total HTTP requests answered, by route and status class.\n");
-        out.push_str("# TYPE loupe_cloud_http_requests_total counter\n");
-        if let Ok(map) = self.requests.lock() {
-            for ((method, route, class), count) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "loupe_cloud_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{class}\"}} {count}",
-                    escape_label(route)
-                );
-            }
-        }
-        out.push_str("# HELP loupe_cloud_login_failures_total Failed logins (unknown email or wrong password).\n");
-        out.push_str("# TYPE loupe_cloud_login_failures_total counter\n");
-        let _ = writeln!(out, "loupe_cloud_login_failures_total {}", self.login_failures.load(Ordering::Relaxed));
-        out.push_str("# HELP loupe_cloud_logins_throttled_total Logins refused by brute-force throttling.\n");
-        out.push_str("# TYPE loupe_cloud_logins_throttled_total counter\n");
-        let _ = writeln!(out, "loupe_cloud_logins_throttled_total {}", self.logins_throttled.load(Ordering::Relaxed));
-        out
+        let mut w = Writer::new();
+        // A copy, so the lock is not held while formatting.
+        let requests: Vec<((String, String, &str), u64)> =
+            self.requests.lock().map(|map| map.iter().map(|(k, n)| (k.clone(), *n)).collect()).unwrap_or_default();
+        w.family(
+            "loupe_cloud_http_requests_total",
+            Kind::Counter,
+            "HTTP requests answered, by route and status class.",
+            requests.iter().map(|((method, route, class), count)| {
+                ([("method", method.as_str()), ("route", route.as_str()), ("status", *class)], *count)
+            }),
+        );
+        w.single(
+            "loupe_cloud_login_failures_total",
+            Kind::Counter,
+            "Failed logins (unknown email or wrong password).",
+            self.login_failures.load(Ordering::Relaxed),
+        );
+        w.single(
+            "loupe_cloud_logins_throttled_total",
+            Kind::Counter,
+            "Logins refused by brute-force throttling.",
+            self.logins_throttled.load(Ordering::Relaxed),
+        );
+        w.finish()
     }
-}
-
-fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]

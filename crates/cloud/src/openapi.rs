@@ -147,7 +147,7 @@ pub fn document() -> Value {
             "schemas": schemas(),
             "securitySchemes": {
                 "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
-                "apiKey": { "type": "apiKey", "in": "header", "name": "pixie-api-key" }
+                "apiKey": { "type": "apiKey", "in": "header", "name": loupe_proto::headers::API_KEY }
             }
         },
         "security": [ { "bearer": [] }, { "apiKey": [] } ]

@@ -1,4 +1,5 @@
-//! Clocks: converting the kernel's monotonic timestamps to wall-clock nanoseconds.
+//! Clocks: the one wall clock every crate reads (nanoseconds or seconds since the Unix epoch), and converting
+//! the kernel's monotonic timestamps to wall-clock nanoseconds.
 //!
 //! BPF programs stamp events with `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`); every stored row's
 //! `time_` is wall-clock nanoseconds since the Unix epoch, as in Pixie.
@@ -8,6 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Nanoseconds since the Unix epoch, now.
 pub fn now_unix_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)).unwrap_or(0)
+}
+
+/// Whole seconds since the Unix epoch, now (the unit of token time claims). A clock before 1970 gives 0.
+pub fn now_unix_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds (the clock `bpf_ktime_get_ns` reads).

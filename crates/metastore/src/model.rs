@@ -9,11 +9,8 @@ use uuid::Uuid;
 
 use crate::error::{MetastoreError, Result};
 
-/// The current time as Unix nanoseconds, the unit of every timestamp in the metastore.
-pub fn now_ns() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX)
-}
+/// The current time as Unix nanoseconds, the unit of every timestamp in the metastore: the workspace's one clock.
+pub use loupe_common::time::now_unix_ns as now_ns;
 
 /// A user's role within their org.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

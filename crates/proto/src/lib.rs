@@ -22,6 +22,23 @@ pub mod cloudpb {
 
 pub use vizierpb::ErrorCode;
 
+/// The names of the credential and forwarding headers, spelled once for every client and server. Each is both
+/// an HTTP header and a gRPC metadata key (lowercase, as gRPC requires).
+pub mod headers {
+    /// A user's session (`Bearer <token>`) or an API key (`Bearer px-api-…`).
+    pub const AUTHORIZATION: &str = "authorization";
+    /// An API key, as Pixie's clients send it.
+    pub const API_KEY: &str = "pixie-api-key";
+    /// The shared secret a node agent's query port demands (`loupe vizier pem --query-token-file`).
+    pub const VIZIER_TOKEN: &str = "loupe-vizier-token";
+    /// The end client's address, stamped by the API gateway for the services behind it.
+    pub const CLIENT_IP: &str = "x-loupe-client-ip";
+    /// The gateway's proof that it stamped [`CLIENT_IP`], derived from the shared signing key.
+    pub const GATEWAY_CREDENTIAL: &str = "x-loupe-gateway-credential";
+    /// The per-process secret with which `loupe up`'s TLS proxy proves itself to the API.
+    pub const PROXY_SECRET: &str = "x-loupe-proxy-secret";
+}
+
 /// gRPC metadata key refining a status code for clients that branch on it (e.g. `PASSWORD_CHANGE_REQUIRED`).
 pub const REASON_METADATA: &str = "loupe-reason";
 /// gRPC metadata key with the seconds to wait before retrying a throttled call.

@@ -4,7 +4,6 @@
 //! Owns their rendering. Must not serve queries, and needs no credential: bind it where only
 //! kubelet and Prometheus reach it (loopback by default).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,6 +11,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use loupe_collector::CollectorCounters;
+use loupe_common::prometheus::{Kind, Writer};
 use loupe_store::Store;
 
 use crate::health::ProbeReport;
@@ -40,13 +40,15 @@ impl PemOps {
 
     /// Prometheus text of the store's, collector's and query service's counters.
     pub fn metrics_text(&self) -> String {
-        let mut text = metrics_text(&self.store, self.counters.as_deref());
-        let _ = writeln!(
-            text,
-            "# HELP loupe_queries_running Queries running now.\n# TYPE loupe_queries_running gauge\nloupe_queries_running {}",
-            self.running_queries.load(Ordering::Relaxed)
+        let mut w = Writer::new();
+        write_metrics(&mut w, &self.store, self.counters.as_deref());
+        w.single(
+            "loupe_queries_running",
+            Kind::Gauge,
+            "Queries running now.",
+            self.running_queries.load(Ordering::Relaxed),
         );
-        text
+        w.finish()
     }
 
     /// `Ok` when the agent is ready, else why not.
@@ -74,36 +76,42 @@ pub fn router(ops: PemOps) -> Router {
 
 /// Prometheus text exposition of the store's and collector's counters.
 pub fn metrics_text(store: &Store, counters: Option<&CollectorCounters>) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
+    let mut w = Writer::new();
+    write_metrics(&mut w, store, counters);
+    w.finish()
+}
+
+fn write_metrics(w: &mut Writer, store: &Store, counters: Option<&CollectorCounters>) {
+    let tables: Vec<_> = store.tables().iter().map(|t| (t.name().to_string(), t.stats())).collect();
+    let mut per_table = |name: &str, kind: Kind, help: &str, f: fn(&loupe_store::TableStats) -> u64| {
+        w.family(name, kind, help, tables.iter().map(|(table, s)| ([("table", table.as_str())], f(s))));
     };
-    let tables: Vec<_> = store.tables().iter().map(|t| (format!("{{table=\"{}\"}}", t.name()), t.stats())).collect();
-    let per =
-        |f: fn(&loupe_store::TableStats) -> u64| tables.iter().map(|(l, s)| (l.clone(), f(s))).collect::<Vec<_>>();
-    family("loupe_table_rows", "gauge", "Rows held in the table store.", &per(|s| s.rows));
-    family("loupe_table_bytes", "gauge", "Bytes held in the table store.", &per(|s| s.bytes));
-    family("loupe_table_budget_bytes", "gauge", "Byte budget of each table.", &per(|s| s.budget_bytes));
-    family("loupe_table_rows_appended_total", "counter", "Rows appended.", &per(|s| s.rows_appended));
-    family(
-        "loupe_table_rows_evicted_total",
-        "counter",
-        "Rows evicted to stay within budget.",
-        &per(|s| s.rows_evicted),
-    );
-    family("loupe_table_rows_dropped_total", "counter", "Rows refused or cut.", &per(|s| s.rows_dropped));
+    per_table("loupe_table_rows", Kind::Gauge, "Rows held in the table store.", |s| s.rows);
+    per_table("loupe_table_bytes", Kind::Gauge, "Bytes held in the table store.", |s| s.bytes);
+    per_table("loupe_table_budget_bytes", Kind::Gauge, "Byte budget of each table.", |s| s.budget_bytes);
+    per_table("loupe_table_rows_appended_total", Kind::Counter, "Rows appended.", |s| s.rows_appended);
+    per_table("loupe_table_rows_evicted_total", Kind::Counter, "Rows evicted to stay within budget.", |s| {
+        s.rows_evicted
+    });
+    per_table("loupe_table_rows_dropped_total", Kind::Counter, "Rows refused or cut.", |s| s.rows_dropped);
     if let Some(c) = counters {
-        let one = |v: &std::sync::atomic::AtomicU64| vec![(String::new(), v.load(Ordering::Relaxed))];
-        family("loupe_collector_events_total", "counter", "Kernel events consumed.", &one(&c.events));
-        family("loupe_collector_rows_total", "counter", "Rows appended by the collector.", &one(&c.rows));
-        family("loupe_collector_store_errors_total", "counter", "Batches the store refused.", &one(&c.store_errors));
-        family("loupe_collector_open_connections", "gauge", "Connections tracked now.", &one(&c.open_connections));
-        family("loupe_collector_gap_bytes_total", "counter", "Bytes lost to capture gaps.", &one(&c.gap_bytes));
+        let load = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+        w.single("loupe_collector_events_total", Kind::Counter, "Kernel events consumed.", load(&c.events));
+        w.single("loupe_collector_rows_total", Kind::Counter, "Rows appended by the collector.", load(&c.rows));
+        w.single(
+            "loupe_collector_store_errors_total",
+            Kind::Counter,
+            "Batches the store refused.",
+            load(&c.store_errors),
+        );
+        w.single(
+            "loupe_collector_open_connections",
+            Kind::Gauge,
+            "Connections tracked now.",
+            load(&c.open_connections),
+        );
+        w.single("loupe_collector_gap_bytes_total", Kind::Counter, "Bytes lost to capture gaps.", load(&c.gap_bytes));
     }
-    out
 }
 
 #[cfg(test)]

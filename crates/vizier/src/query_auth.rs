@@ -14,7 +14,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq as _;
 
 /// The metadata key that carries the query token.
-pub const TOKEN_METADATA: &str = "loupe-vizier-token";
+pub const TOKEN_METADATA: &str = loupe_proto::headers::VIZIER_TOKEN;
 
 /// Shortest token accepted from a file: anything shorter could be guessed.
 const MIN_TOKEN_BYTES: usize = 16;

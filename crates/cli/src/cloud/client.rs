@@ -14,7 +14,7 @@ use crate::config::normalize_addr;
 use crate::tls::Trust;
 
 /// Header carrying an API key (Pixie's name).
-const API_KEY_HEADER: &str = "pixie-api-key";
+const API_KEY_HEADER: &str = loupe_proto::headers::API_KEY;
 /// The 403 `reason` of a session whose password must be changed first.
 const PASSWORD_CHANGE_REQUIRED: &str = "PASSWORD_CHANGE_REQUIRED";
 /// Longest answer read; the API's answers are small.
@@ -132,7 +132,7 @@ impl Client {
         let req = req.header("accept", "application/json");
         match &self.auth {
             Auth::None => req,
-            Auth::Token(token) => req.header("authorization", format!("Bearer {token}")),
+            Auth::Token(token) => req.header(loupe_proto::headers::AUTHORIZATION, format!("Bearer {token}")),
             Auth::ApiKey(key) => req.header(API_KEY_HEADER, key.as_str()),
         }
     }

@@ -34,10 +34,10 @@ pub use scripts::{BUNDLED_PREFIX, ORG_PREFIX};
 /// Metadata key carrying the end client's address, set by the API gateway (which knows the TCP peer or trusts
 /// a proxy's `X-Forwarded-For`), used for login throttling. Believed only next to a valid
 /// `GATEWAY_CREDENTIAL_METADATA`: anyone else who reaches a service port is throttled by their own address.
-pub const CLIENT_IP_METADATA: &str = "x-loupe-client-ip";
+pub const CLIENT_IP_METADATA: &str = loupe_proto::headers::CLIENT_IP;
 /// Metadata key carrying the gateway's credential (`GatewayCredential`), which the services check before
 /// believing `CLIENT_IP_METADATA`.
-pub const GATEWAY_CREDENTIAL_METADATA: &str = "x-loupe-gateway-credential";
+pub const GATEWAY_CREDENTIAL_METADATA: &str = loupe_proto::headers::GATEWAY_CREDENTIAL;
 
 /// What the gateway proves itself to the services with: derived from the token signing key they all share
 /// (so nothing new to distribute), and useless for signing tokens. Its `Debug` hides it.
