@@ -1,7 +1,7 @@
 //! `NatsServer`: a real `nats-server` (Debian's `nats-server`) with JetStream, on a free loopback port and its
 //! own store directory, killed on drop. It can be stopped and started again on the same port and store, so
 //! tests can show that clients and durable messages survive a restart.
-//! Owns how to run and ping NATS; process management is [`crate::daemon`]'s.
+//! Owns how to run and ping NATS; process management is the private `daemon` module's.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;

@@ -1,5 +1,5 @@
 //! `RedisServer`: a real `redis-server` (no persistence) on a free loopback port, killed on drop.
-//! Owns how to run and ping Redis; process management is [`crate::daemon`]'s.
+//! Owns how to run and ping Redis; process management is the private `daemon` module's.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
