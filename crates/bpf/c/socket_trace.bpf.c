@@ -455,6 +455,34 @@ static __always_inline int enter_data(__s64 fd_arg, __u64 buf, __u64 count, __u3
 	return 0;
 }
 
+/*
+ * The connection of a finished syscall (opened now if it was first seen mid-stream), with its stream
+ * position in `direction` advanced by `size`; `*pos` gets the position before. NULL when there is
+ * none to track: the socket was closed by another thread meanwhile, or conn_map is full.
+ */
+static __always_inline struct conn_info *advance_conn(__u32 tgid, struct syscall_args *a, __u8 direction,
+						      __u64 size, __u64 *pos)
+{
+	__u64 key = conn_key(tgid, a->fd);
+	struct conn_info *c = bpf_map_lookup_elem(&conn_map, &key);
+
+	if (!c) {
+		if (!a->sk)
+			return NULL;
+		c = open_conn(tgid, a->fd, (struct sock *)a->sk, LOUPE_ROLE_UNKNOWN);
+		if (!c)
+			return NULL;
+	}
+	if (direction == LOUPE_DIR_EGRESS) {
+		*pos = c->bytes_sent;
+		c->bytes_sent = *pos + size;
+	} else {
+		*pos = c->bytes_recv;
+		c->bytes_recv = *pos + size;
+	}
+	return c;
+}
+
 static __always_inline int exit_data(long ret, __u8 direction)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -465,7 +493,7 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	struct scratch *s;
 	__u32 zero = 0;
 	__u64 n_iov;
-	__u64 key, pos, size;
+	__u64 pos, size;
 
 	if (!ap)
 		return 0;
@@ -475,22 +503,9 @@ static __always_inline int exit_data(long ret, __u8 direction)
 		return 0;
 	size = (__u64)ret;
 
-	key = conn_key(tgid, a.fd);
-	c = bpf_map_lookup_elem(&conn_map, &key);
-	if (!c) {
-		if (!a.sk)
-			return 0; /* closed by another thread meanwhile */
-		c = open_conn(tgid, a.fd, (struct sock *)a.sk, LOUPE_ROLE_UNKNOWN);
-		if (!c)
-			return 0;
-	}
-	if (direction == LOUPE_DIR_EGRESS) {
-		pos = c->bytes_sent;
-		c->bytes_sent = pos + size;
-	} else {
-		pos = c->bytes_recv;
-		c->bytes_recv = pos + size;
-	}
+	c = advance_conn(tgid, &a, direction, size, &pos);
+	if (!c)
+		return 0;
 	if (c->protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->protocol))
 		return 0;
 
@@ -550,7 +565,7 @@ static __always_inline int exit_nocopy(long ret)
 	struct loupe_data_header h = {};
 	struct syscall_args a;
 	struct conn_info *c;
-	__u64 key, pos, size;
+	__u64 pos, size;
 	__u8 direction;
 
 	if (!ap)
@@ -562,22 +577,9 @@ static __always_inline int exit_nocopy(long ret)
 	size = (__u64)ret;
 	direction = a.count == LOUPE_DIR_INGRESS ? LOUPE_DIR_INGRESS : LOUPE_DIR_EGRESS;
 
-	key = conn_key(tgid, a.fd);
-	c = bpf_map_lookup_elem(&conn_map, &key);
-	if (!c) {
-		if (!a.sk)
-			return 0;
-		c = open_conn(tgid, a.fd, (struct sock *)a.sk, LOUPE_ROLE_UNKNOWN);
-		if (!c)
-			return 0;
-	}
-	if (direction == LOUPE_DIR_EGRESS) {
-		pos = c->bytes_sent;
-		c->bytes_sent = pos + size;
-	} else {
-		pos = c->bytes_recv;
-		c->bytes_recv = pos + size;
-	}
+	c = advance_conn(tgid, &a, direction, size, &pos);
+	if (!c)
+		return 0;
 	stat_inc(LOUPE_STAT_NOT_COPIED);
 	if (!protocol_exported(c->protocol))
 		return 0;
