@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Guard, free_port, temp_dir, wait_for_port};
+use crate::common::{Guard, free_port, start_nginx, temp_dir, wait_for_port};
 use crate::e2e::{can_trace, login, px, start_loupe};
 
 /// Body sizes served: round sizes and sizes one byte either side of the kernel's copy limits
@@ -161,23 +161,11 @@ fn bodies_of_any_size_keep_one_row_per_side_with_their_real_size() {
             .expect("spawn python3 http.server"),
     );
     let nginx_port = free_port();
-    let conf = format!(
-        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000;\n\
-         client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d};\n\
-         scgi_temp_path {d}; default_type application/octet-stream;\n\
-         server {{ listen 127.0.0.1:{nginx_port}; root {files}; }} }}\n",
-        d = dir.display(),
-        files = files.display()
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
-    let _nginx = Guard(
-        Command::new("nginx")
-            .args(["-c", &dir.join("nginx.conf").display().to_string(), "-p", &dir.display().to_string()])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nginx (apt-get install nginx-light)"),
+    let _nginx = start_nginx(
+        &dir,
+        nginx_port,
+        "sendfile on; tcp_nopush on; keepalive_requests 1000; default_type application/octet-stream;",
+        &format!("root {};", files.display()),
     );
     let chunked_port = free_port();
     std::fs::write(dir.join("chunked.py"), CHUNKED_SERVER).expect("chunked.py");
@@ -192,7 +180,6 @@ fn bodies_of_any_size_keep_one_row_per_side_with_their_real_size() {
             .expect("spawn the chunked python server"),
     );
     wait_for_port(python_port, "python http.server");
-    wait_for_port(nginx_port, "nginx");
     wait_for_port(chunked_port, "the chunked python server");
 
     let servers =

@@ -102,3 +102,27 @@ pub fn loupe_up_over(data: &Path, port: u16, api_port: u16, proxy_port: u16) -> 
         .arg(data);
     c
 }
+
+/// nginx from Debian in the foreground, one worker, every file it writes inside `dir`, serving `server` (the
+/// inside of one `server { … }` block, after its `listen`) on 127.0.0.1:`port`, with `http` added to the `http`
+/// block (e.g. `sendfile on;`). Waits until it listens; killed with the guard.
+pub fn start_nginx(dir: &Path, port: u16, http: &str, server: &str) -> Guard {
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n\
+         uwsgi_temp_path {d}; scgi_temp_path {d}; {http}\n\
+         server {{ listen 127.0.0.1:{port}; {server} }} }}\n",
+        d = dir.display(),
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
+    let guard = Guard(
+        Command::new("nginx")
+            .args(["-c", &dir.join("nginx.conf").display().to_string(), "-p", &dir.display().to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nginx (apt-get install nginx-light)"),
+    );
+    wait_for_port(port, "nginx");
+    guard
+}

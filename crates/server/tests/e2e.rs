@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Guard, free_port, loupe_bin, loupe_up, px_output, temp_dir, wait_for_port};
+use crate::common::{Guard, free_port, loupe_bin, loupe_up, px_output, start_nginx, temp_dir, wait_for_port};
 
 pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -164,26 +164,15 @@ fn nginx_keepalive_get_post_mix_is_counted_exactly() {
     login(loupe_port);
     let dir = temp_dir("nginx");
     let port = free_port();
-    let conf = format!(
-        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n\
-         uwsgi_temp_path {d}; scgi_temp_path {d};\n\
-         server {{ listen 127.0.0.1:{port}; keepalive_requests 1000;\n\
-           location = /api/items {{ if ($request_method = POST) {{ return 201 'created'; }} return 200 '[1,2,3]'; }}\n\
-           location = /health {{ return 204; }}\n\
-           location / {{ return 404 'nope'; }} }} }}\n",
-        d = dir.display()
+    let _nginx = start_nginx(
+        &dir,
+        port,
+        "",
+        "keepalive_requests 1000;\n\
+         location = /api/items { if ($request_method = POST) { return 201 'created'; } return 200 '[1,2,3]'; }\n\
+         location = /health { return 204; }\n\
+         location / { return 404 'nope'; }",
     );
-    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
-    let _nginx = Guard(
-        Command::new("nginx")
-            .args(["-c", &dir.join("nginx.conf").display().to_string(), "-p", &dir.display().to_string()])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nginx (apt-get install nginx-light)"),
-    );
-    wait_for_port(port, "nginx");
 
     let base = format!("http://127.0.0.1:{port}");
     // One curl, one connection, keep-alive: 3 GETs to /api/items, 2 to /missing, 1 to /health.

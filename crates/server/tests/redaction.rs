@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Guard, free_port, loupe_bin, temp_dir, wait_for_port};
+use crate::common::{self, Guard, free_port, loupe_bin, temp_dir};
 use crate::e2e::{can_trace, curl, px, px_with_stdin, start_loupe_with, write_script};
 
 const MARKER: &str = "[REDACTED]";
@@ -82,29 +82,13 @@ impl Secrets {
 
 /// nginx on `port`: `/login` answers with a `Set-Cookie` and a JSON body holding a token.
 fn start_nginx(dir: &Path, port: u16, secrets: &Secrets) -> Guard {
-    let conf = format!(
-        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n\
-         uwsgi_temp_path {d}; scgi_temp_path {d};\n\
-         server {{ listen 127.0.0.1:{port};\n\
-           location = /login {{ add_header Set-Cookie 'session={set_cookie}; HttpOnly' always;\n\
-             default_type application/json; return 200 '{{\"user\":\"alice\",\"token\":\"{token}\"}}'; }}\n\
-           location / {{ return 200 'ok'; }} }} }}\n",
-        d = dir.display(),
-        set_cookie = secrets.set_cookie,
-        token = secrets.response_token,
+    let server = format!(
+        "location = /login {{ add_header Set-Cookie 'session={}; HttpOnly' always;\n\
+           default_type application/json; return 200 '{{\"user\":\"alice\",\"token\":\"{}\"}}'; }}\n\
+         location / {{ return 200 'ok'; }}",
+        secrets.set_cookie, secrets.response_token,
     );
-    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
-    let guard = Guard(
-        Command::new("nginx")
-            .args(["-c", &dir.join("nginx.conf").display().to_string(), "-p", &dir.display().to_string()])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nginx (apt-get install nginx-light)"),
-    );
-    wait_for_port(port, "nginx");
-    guard
+    common::start_nginx(dir, port, "", &server)
 }
 
 /// Seven requests through curl, each carrying secrets a different way.
