@@ -84,13 +84,6 @@ pub fn run(engine: &Engine, script: &str) -> Vec<QueryOutput> {
     }
 }
 
-/// The one output of `script`, as sorted table lines (order-insensitive comparisons).
-pub fn table_sorted(engine: &Engine, script: &str) -> Vec<String> {
-    let out = run(engine, script);
-    assert_eq!(out.len(), 1, "expected one output");
-    lines(&out[0], true)
-}
-
 /// An output as table lines; `sort` sorts the data rows.
 pub fn lines(out: &QueryOutput, sort: bool) -> Vec<String> {
     let text = pretty_format_batches(&out.batches).expect("format").to_string();

@@ -3,5 +3,6 @@
 
 mod common;
 mod golden;
+mod golden_files;
 mod limits;
 mod tables;
