@@ -21,6 +21,17 @@ enum Op {
     Close,
 }
 
+impl Op {
+    /// Does this step to `conn` at time `ts`.
+    fn apply(self, conn: &mut Http1Conn, ts: u64) {
+        match self {
+            Op::Feed(side, bytes) => conn.feed(side, &bytes, ts),
+            Op::Gap(side, len) => conn.gap(side, len, ts),
+            Op::Close => conn.close(ts),
+        }
+    }
+}
+
 /// Byte fragments that steer the parser into its deeper states far more often than uniform
 /// random bytes would.
 const FRAGMENTS: &[&[u8]] = &[
@@ -85,11 +96,7 @@ proptest! {
         let mut ts = 0;
         for op in ops {
             ts += 1;
-            match op {
-                Op::Feed(side, bytes) => conn.feed(side, &bytes, ts),
-                Op::Gap(side, len) => conn.gap(side, len, ts),
-                Op::Close => conn.close(ts),
-            }
+            op.apply(&mut conn, ts);
             prop_assert!(conn.buffered_bytes() <= bound, "{} > {bound}", conn.buffered_bytes());
             prop_assert!(conn.pending_messages() <= 2 * DEFAULT_MAX_PENDING);
             conn.drain_records(&mut records);
@@ -439,11 +446,7 @@ proptest! {
         conn.feed(Side::Response, &stream[from..], ts + 1);
         for op in ops {
             ts += 1;
-            match op {
-                Op::Feed(side, bytes) => conn.feed(side, &bytes, ts),
-                Op::Gap(side, len) => conn.gap(side, len, ts),
-                Op::Close => conn.close(ts),
-            }
+            op.apply(&mut conn, ts);
             prop_assert!(conn.buffered_bytes() <= buffer_bound(&config));
         }
         conn.close(ts + 1);
