@@ -2,7 +2,7 @@
 //! messages and tonic clients/servers into OUT_DIR.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/vizierapi.proto", "proto/cloudapi.proto"];
+    let protos = ["proto/vizierapi.proto", "proto/cloudapi.proto", "proto/vzconn.proto"];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

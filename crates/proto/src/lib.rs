@@ -20,6 +20,12 @@ pub mod cloudpb {
     tonic::include_proto!("loupe.cloud.v1");
 }
 
+/// `loupe.vzconn.v1`: the vizier <-> cloud connection (registration, the bridge stream and its messages).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod vzconnpb {
+    tonic::include_proto!("loupe.vzconn.v1");
+}
+
 pub use vizierpb::ErrorCode;
 
 /// The names of the credential and forwarding headers, spelled once for every client and server. Each is both

@@ -1,0 +1,196 @@
+//! The vizier's cloud connector (Pixie's `vizier-cloud-connector`): registers the vizier with its org's deploy
+//! key (or reuses the identity kept in its data dir), holds one bridge stream to the cloud's VZConn, sends a
+//! heartbeat every 5 s, and answers passthrough queries by calling the vizier's own query service. When the
+//! cloud or its bus goes away it reconnects by itself, with exponential backoff and jitter.
+//!
+//! Owns the vizier end of the VZConn protocol. Must not know the cloud's rules or storage (it speaks only
+//! `loupe.vzconn.v1` and the query API from `loupe-proto`), and must not run queries itself.
+
+mod backoff;
+mod identity;
+mod query;
+mod session;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use crate::backoff::Backoff;
+pub use crate::identity::{IDENTITY_FILE, Identity};
+
+/// The topics and metadata keys of the VZConn protocol, as the cloud side (`loupe-vzconn`) spells them; its
+/// tests check that both agree.
+pub mod wire {
+    /// The bridge's first message.
+    pub const REGISTER: &str = "register";
+    /// Its answer.
+    pub const REGISTER_ACK: &str = "registerAck";
+    /// A heartbeat.
+    pub const HEARTBEAT: &str = "heartbeat";
+    /// Run a query.
+    pub const QUERY: &str = "query";
+    /// Stop a query.
+    pub const CANCEL: &str = "cancel";
+    /// Prefix of a query's replies.
+    pub const REPLY_PREFIX: &str = "reply.";
+    /// The deploy key on `RegisterVizier`.
+    pub const DEPLOY_KEY_METADATA: &str = "x-api-key";
+    /// The vizier id on `Bridge`.
+    pub const VIZIER_ID_METADATA: &str = "x-loupe-vizier-id";
+    /// The vizier credential on `Bridge`.
+    pub const VIZIER_CREDENTIAL_METADATA: &str = "x-loupe-vizier-credential";
+}
+
+/// Why the connector cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// Neither a deploy key nor a saved identity: there is no way to reach the cloud as anyone.
+    #[error("no deploy key given and no saved identity in {0}: pass a deploy key (px deploy-key create)")]
+    NoCredential(PathBuf),
+    /// The data dir or identity file cannot be used.
+    #[error("vizier identity in {path}: {source}")]
+    Identity {
+        /// The file or directory.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An address that is not a URL.
+    #[error("invalid {what} address {addr:?}: {reason}")]
+    Address {
+        /// Which address.
+        what: &'static str,
+        /// As given.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The connector's settings.
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    /// VZConn's address, `http://host:port`.
+    pub cloud_addr: String,
+    /// The org's deploy key (`px-dep-…`); optional once an identity is saved.
+    pub deploy_key: Option<String>,
+    /// Where the identity is kept (`vizier-identity.json`, 0600 in a 0700 directory).
+    pub data_dir: PathBuf,
+    /// The cluster's name, as the org will see it; empty for a generated one.
+    pub cluster_name: String,
+    /// The cluster's identity; empty to generate one once and keep it in the data dir.
+    pub cluster_uid: String,
+    /// The vizier's version.
+    pub version: String,
+    /// The vizier's query service, `http://host:port`.
+    pub query_addr: String,
+    /// The query service's token (metadata `loupe-vizier-token`).
+    pub query_token: String,
+    /// The address reported in heartbeats for the query endpoint.
+    pub advertise_addr: String,
+    /// Heartbeat period (Pixie: 5 s).
+    pub heartbeat_interval: Duration,
+    /// First reconnect delay; doubles per failure up to `backoff_max`, each with up to half of it as jitter.
+    pub backoff_initial: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+    /// How long the cloud has to answer `register`.
+    pub handshake_timeout: Duration,
+    /// Queries run at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_queries: usize,
+    /// Largest bridge message (it must fit the cloud's limit).
+    pub max_message_bytes: usize,
+}
+
+impl ConnectorConfig {
+    /// Defaults for the rest: 5 s heartbeats, reconnects from 1 s up to 60 s, 30 s handshake, 16 queries,
+    /// 1,000,000-byte messages.
+    pub fn new(cloud_addr: impl Into<String>, data_dir: impl Into<PathBuf>, query_addr: impl Into<String>) -> Self {
+        let query_addr = query_addr.into();
+        ConnectorConfig {
+            cloud_addr: cloud_addr.into(),
+            deploy_key: None,
+            data_dir: data_dir.into(),
+            cluster_name: String::new(),
+            cluster_uid: String::new(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            advertise_addr: query_addr.clone(),
+            query_addr,
+            query_token: String::new(),
+            heartbeat_interval: Duration::from_secs(5),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(30),
+            max_concurrent_queries: 16,
+            max_message_bytes: 1_000_000,
+        }
+    }
+}
+
+/// What the connector is doing, for logs, readiness and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectorState {
+    /// The vizier's id and name, once registered.
+    pub vizier: Option<(String, String)>,
+    /// Whether a bridge is open (registerAck received).
+    pub connected: bool,
+    /// Bridges opened so far.
+    pub bridges_opened: u64,
+    /// Heartbeats sent so far.
+    pub heartbeats_sent: u64,
+    /// Why the last attempt or bridge ended.
+    pub last_error: Option<String>,
+}
+
+/// A running connector; dropping it stops it.
+pub struct Connector {
+    state: watch::Receiver<ConnectorState>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+impl Connector {
+    /// Checks the configuration and the data dir, then connects in the background until stopped.
+    pub fn start(config: ConnectorConfig) -> Result<Connector, ConnectorError> {
+        let mut ident = identity::Store::open(&config.data_dir)?;
+        if config.deploy_key.is_none() && ident.identity().vizier_id.is_empty() {
+            return Err(ConnectorError::NoCredential(config.data_dir.clone()));
+        }
+        for (what, addr) in [("cloud", &config.cloud_addr), ("query", &config.query_addr)] {
+            tonic::transport::Endpoint::from_shared(addr.clone()).map_err(|e| ConnectorError::Address {
+                what,
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        ident.ensure_cluster_uid(&config.cluster_uid)?;
+        let (state_tx, state) = watch::channel(ConnectorState::default());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(session::run(config, ident, state_tx, stopped));
+        Ok(Connector { state, stop, task: Some(task) })
+    }
+
+    /// Watches the connector's state.
+    pub fn state(&self) -> watch::Receiver<ConnectorState> {
+        self.state.clone()
+    }
+
+    /// Stops: closes the bridge (queries in flight end) and waits for the background task.
+    pub async fn stop(mut self) {
+        self.stop.send_replace(true);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The vizier's query service, as the connector calls it: ExecuteScript with the node's query token, and
+//! HealthCheck for the heartbeat's status. The only module that knows the query API's messages; the bridge
+//! carries them as opaque bytes.
+//!
+//! Owns the calls. Must not touch the bridge.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt as _};
+use loupe_proto::vizierpb::vizier_service_client::VizierServiceClient;
+use loupe_proto::vizierpb::{ErrorCode, ExecuteScriptRequest, HealthCheckRequest};
+use prost::Message as _;
+use tonic::transport::Channel;
+
+/// The query service of this vizier.
+#[derive(Clone)]
+pub(crate) struct QueryClient {
+    channel: Channel,
+    token: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl QueryClient {
+    /// A client that connects when first used (the query service may start after the connector).
+    pub(crate) fn new(addr: &str, token: &str) -> Result<Self, String> {
+        let channel = tonic::transport::Endpoint::from_shared(addr.to_owned())
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        let token = token.parse().map_err(|_| "the query token is not ASCII".to_owned())?;
+        Ok(QueryClient { channel, token })
+    }
+
+    fn client(&self) -> VizierServiceClient<Channel> {
+        VizierServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(loupe_proto::headers::VIZIER_TOKEN, self.token.clone());
+        request
+    }
+
+    /// Runs an encoded ExecuteScriptRequest; each response comes back encoded.
+    pub(crate) async fn execute(
+        &self,
+        request: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<impl Stream<Item = Result<Bytes, tonic::Status>> + Send + use<>, tonic::Status> {
+        let request = ExecuteScriptRequest::decode(request)
+            .map_err(|_| tonic::Status::invalid_argument("undecodable ExecuteScriptRequest"))?;
+        let mut request = self.request(request);
+        if let Some(t) = timeout {
+            request.set_timeout(t);
+        }
+        let stream = self.client().execute_script(request).await?.into_inner();
+        Ok(stream.map(|m| m.map(|response| Bytes::from(response.encode_to_vec()))))
+    }
+
+    /// Whether the query service answers and reports itself OK, with why not.
+    pub(crate) async fn health(&self, timeout: Duration) -> Result<(), String> {
+        let mut client = self.client();
+        match tokio::time::timeout(timeout, client.health_check(self.request(HealthCheckRequest {}))).await {
+            Err(_) => Err(format!("query service health check took over {timeout:?}")),
+            Ok(Err(status)) => Err(format!("query service: {}", status.message())),
+            Ok(Ok(answer)) => match answer.into_inner().status {
+                Some(s) if s.code == ErrorCode::Ok as i32 => Ok(()),
+                Some(s) => Err(s.message),
+                None => Err("query service health check without a status".into()),
+            },
+        }
+    }
+}
