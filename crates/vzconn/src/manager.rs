@@ -116,6 +116,13 @@ impl ManagerStats {
         Some(BUCKETS as u64 - 1)
     }
 
+    /// Starts a new latency window (the counters keep counting).
+    pub fn reset_latency(&self) {
+        for bucket in &self.latency_ms {
+            bucket.store(0, Ordering::Relaxed);
+        }
+    }
+
     fn observe(&self, sent_ns: i64, done_ns: i64) {
         let ms = (done_ns.saturating_sub(sent_ns).max(0) as u64).div_ceil(1_000_000);
         let bucket = (ms as usize).min(BUCKETS - 1);
@@ -249,6 +256,8 @@ mod tests {
         assert_eq!(s.latency_quantile_ms(1.0), Some(100));
         s.observe(0, 60_000_000_000);
         assert_eq!(s.latency_quantile_ms(1.0), Some(10_000));
+        s.reset_latency();
+        assert_eq!(s.latency_quantile_ms(0.5), None);
     }
 
     #[test]
