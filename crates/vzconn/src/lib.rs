@@ -146,7 +146,8 @@ impl VzConn {
         VzConnServiceServer::new(self.clone()).max_decoding_message_size(limit).max_encoding_message_size(limit)
     }
 
-    /// Ends every open bridge (their viziers reconnect, to another replica or to this one once it is back).
+    /// Ends every open bridge and refuses new ones from now on: the service is shutting down (its viziers
+    /// reconnect, to another replica or to a new service once it is up).
     pub fn close_bridges(&self) {
         self.inner.closing.send_replace(true);
     }

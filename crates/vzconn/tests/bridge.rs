@@ -179,3 +179,83 @@ async fn a_second_bridge_replaces_the_first_and_oversize_messages_are_refused() 
     assert!(matches!(code, Code::ResourceExhausted | Code::OutOfRange), "{code:?}");
     assert!(tokio::time::timeout(Duration::from_millis(200), up.next()).await.is_err(), "nothing published");
 }
+
+/// A hand-driven vizier answering a passthrough request: pieces are joined, a gap is an error, and a request
+/// that runs out of time is cancelled on the vizier.
+#[tokio::test]
+async fn passthrough_joins_pieces_notices_gaps_and_cancels_on_timeout() {
+    use loupe_proto::vzconnpb::{QueryCancel, QueryReply, QueryRequest, QueryStatus, query_reply::Reply};
+    use loupe_vzconn::{Passthrough, PassthroughConfig, PassthroughError};
+
+    let dir = TempDir::new("bridge-passthrough");
+    let ms = metastore(dir.path()).await;
+    let (_, key, _) = org_with_key(&ms, "org").await;
+    let bus = Backend::InProcess.bus().await;
+    let server = Server::start(Arc::clone(&ms), Arc::clone(&bus)).await;
+    let v = register(&mut server.client().await, Some(&key), registration("a", "ua")).await.expect("a");
+    let id = Uuid::parse_str(&v.vizier_id).expect("uuid");
+    let mut b = connected(&server, &v).await;
+    let passthrough = Passthrough::new(
+        Arc::clone(&bus),
+        PassthroughConfig { accept_timeout: Duration::from_secs(2), timeout: Duration::from_millis(500) },
+    );
+
+    // Receives the next query and answers it with `replies` (sequence, reply, more).
+    async fn answer(b: &mut Bridge, replies: Vec<(u64, Reply, bool)>) -> String {
+        let m = tokio::time::timeout(Duration::from_secs(5), b.down.message())
+            .await
+            .expect("in time")
+            .expect("ok")
+            .expect("m");
+        assert_eq!(m.topic, "query");
+        let q = QueryRequest::decode(m.payload.as_slice()).expect("query");
+        assert_eq!((q.execute_script_request.as_slice(), q.timeout_ms), (&b"script"[..], 500));
+        for (sequence, reply, more) in replies {
+            let r = QueryReply { request_id: q.request_id.clone(), sequence, reply: Some(reply), more };
+            let up = BridgeMessage {
+                topic: format!("reply.{}", q.request_id),
+                session_id: q.request_id.clone(),
+                payload: r.encode_to_vec(),
+            };
+            b.up.send(up).await.expect("send");
+        }
+        q.request_id
+    }
+
+    let call = passthrough.execute(id, bytes::Bytes::from_static(b"script"));
+    let replies = vec![
+        (0, Reply::Accepted(true), false),
+        (1, Reply::Response(b"he".to_vec()), true),
+        (2, Reply::Response(b"llo".to_vec()), false),
+        (3, Reply::Response(b"!".to_vec()), false),
+        (4, Reply::Done(QueryStatus { code: 0, message: String::new() }), false),
+    ];
+    let (stream, _) = tokio::join!(call, answer(&mut b, replies));
+    let got: Vec<_> = stream.expect("accepted").map(|r| r.expect("reply")).collect().await;
+    assert_eq!(got, [bytes::Bytes::from_static(b"hello"), bytes::Bytes::from_static(b"!")]);
+
+    let call = passthrough.execute(id, bytes::Bytes::from_static(b"script"));
+    let replies = vec![(0, Reply::Accepted(true), false), (2, Reply::Response(b"x".to_vec()), false)];
+    let (stream, lost_id) = tokio::join!(call, answer(&mut b, replies));
+    let got: Vec<_> = stream.expect("accepted").collect().await;
+    assert!(matches!(got.as_slice(), [Err(PassthroughError::ReplyLost)]), "{got:?}");
+    // An incomplete request is stopped on the vizier too.
+    assert_eq!(next_cancel(&mut b).await, lost_id);
+
+    let call = passthrough.execute(id, bytes::Bytes::from_static(b"script"));
+    let (stream, request_id) = tokio::join!(call, answer(&mut b, vec![(0, Reply::Accepted(true), false)]));
+    let mut stream = stream.expect("accepted");
+    assert!(matches!(stream.next().await, Some(Err(PassthroughError::TimedOut { .. }))));
+    drop(stream);
+    assert_eq!(next_cancel(&mut b).await, request_id);
+
+    async fn next_cancel(b: &mut Bridge) -> String {
+        let m = tokio::time::timeout(Duration::from_secs(5), b.down.message())
+            .await
+            .expect("in time")
+            .expect("ok")
+            .expect("m");
+        assert_eq!(m.topic, "cancel");
+        QueryCancel::decode(m.payload.as_slice()).expect("cancel").request_id
+    }
+}
