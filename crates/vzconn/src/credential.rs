@@ -31,7 +31,7 @@ impl std::fmt::Debug for CredentialKey {
 }
 
 impl CredentialKey {
-    /// A key from a secret of at least [`MIN_SECRET_BYTES`] bytes.
+    /// A key from a secret of at least 32 bytes.
     pub fn new(secret: &[u8]) -> Result<Self, VzConnError> {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(VzConnError::WeakSecret { min: MIN_SECRET_BYTES, got: secret.len() });

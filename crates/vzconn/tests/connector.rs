@@ -291,3 +291,25 @@ fn both_ends_spell_the_protocol_the_same() {
         [loupe_vzconn::DEPLOY_KEY_METADATA, loupe_vzconn::VIZIER_ID_METADATA, loupe_vzconn::VIZIER_CREDENTIAL_METADATA]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vizier_whose_query_service_is_down_is_unhealthy() {
+    let dir = TempDir::new("conn-unhealthy");
+    let ms = metastore(dir.path()).await;
+    let (org, key, _) = org_with_key(&ms, "org").await;
+    let bus = Backend::InProcess.bus().await;
+    let server = Server::start(Arc::clone(&ms), Arc::clone(&bus)).await;
+    let _manager = VizierManager::start(Arc::clone(&ms), Arc::clone(&bus), manager_config()).await.expect("manager");
+    // A port nothing listens on.
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", loupe_testkit::free_port()).parse().expect("addr");
+    let connector =
+        Connector::start(connector_config(&server.url(), &dir.path().join("c"), dead, Some(&key))).expect("start");
+    let id = vizier_id(&wait_state(&connector, "connected", |s| s.connected).await);
+    eventually(Duration::from_secs(10), "status unhealthy", || {
+        let ms = Arc::clone(&ms);
+        async move { status_of(&ms, org, id).await.0 == "unhealthy" }
+    })
+    .await;
+    connector.stop().await;
+    server.stop().await;
+}
