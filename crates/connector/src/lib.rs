@@ -161,7 +161,8 @@ impl Drop for Connector {
 }
 
 impl Connector {
-    /// Checks the configuration and the data dir, then connects in the background until stopped.
+    /// Checks the configuration and the data dir, then connects in the background until stopped. Call it
+    /// within a tokio runtime.
     pub fn start(config: ConnectorConfig) -> Result<Connector, ConnectorError> {
         let mut ident = identity::Store::open(&config.data_dir)?;
         if config.deploy_key.is_none() && ident.identity().vizier_id.is_empty() {

@@ -278,7 +278,14 @@ fn dispatch(
             let Ok(request) = QueryRequest::decode(m.payload.as_slice()) else {
                 return tracing::warn!("undecodable query request dropped");
             };
+            // The id becomes a topic token: anything else would make the cloud close the bridge.
             let id = request.request_id.clone();
+            if id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return tracing::warn!("query request with an unusable request id dropped");
+            }
             let key = id.clone();
             let Ok(mut map) = running.lock() else { return };
             let busy = map.len() >= config.max_concurrent_queries;
