@@ -23,7 +23,9 @@ mod conn;
 mod resp;
 
 pub use conn::{Command, PUSH_PUB, Record, RedisConfig, RedisConn, RedisStats, Reply};
-pub use resp::{Aggregate, Frame, MAX_DEPTH, MAX_ITEMS, MAX_LINE_BYTES, RespParser, RespStats, Value};
+pub use resp::{
+    Aggregate, Frame, MAX_DEPTH, MAX_ITEMS, MAX_LINE_BYTES, RespParser, RespStats, Value, looks_like_command,
+};
 
 #[cfg(test)]
 mod tests;

@@ -468,3 +468,68 @@ fn valid_scalar(marker: u8, text: &[u8]) -> bool {
         _ => !text.is_empty() && text.iter().all(|b| b.is_ascii_graphic()),
     }
 }
+
+/// Commands recognised when a connection's first bytes are an inline command (`PING\r\n`).
+/// Clients send arrays; inline commands come from people at `telnet` and from health checks,
+/// so the common ones are enough.
+const INLINE_COMMANDS: &[&[u8]] = &[
+    b"PING",
+    b"AUTH",
+    b"HELLO",
+    b"SELECT",
+    b"ECHO",
+    b"INFO",
+    b"QUIT",
+    b"GET",
+    b"SET",
+    b"DEL",
+    b"EXISTS",
+    b"INCR",
+    b"DECR",
+    b"KEYS",
+    b"SCAN",
+    b"TYPE",
+    b"TTL",
+    b"EXPIRE",
+    b"MGET",
+    b"MSET",
+    b"HGET",
+    b"HSET",
+    b"HGETALL",
+    b"LPUSH",
+    b"RPUSH",
+    b"LPOP",
+    b"RPOP",
+    b"LRANGE",
+    b"SADD",
+    b"SMEMBERS",
+    b"ZADD",
+    b"ZRANGE",
+    b"PUBLISH",
+    b"SUBSCRIBE",
+    b"DBSIZE",
+    b"FLUSHDB",
+    b"FLUSHALL",
+    b"CLIENT",
+    b"CONFIG",
+    b"COMMAND",
+    b"MONITOR",
+];
+
+/// Whether the first bytes of a stream are a Redis command: an array of bulk strings
+/// (`*<count>\r\n$`), as every client library sends, or a whole inline line starting with a
+/// common command name (any case). Cheap: it looks at the first line only.
+pub fn looks_like_command(prefix: &[u8]) -> bool {
+    if let Some(rest) = prefix.strip_prefix(b"*") {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        return (1..=10).contains(&digits) && rest.get(digits..digits + 3) == Some(b"\r\n$".as_slice());
+    }
+    let Some(end) = prefix.iter().take(MAX_LINE_BYTES).position(|&b| b == b'\n') else { return false };
+    let line = prefix.get(..end).unwrap_or_default();
+    if line.windows(6).any(|w| w == b" HTTP/") {
+        // An HTTP request line whose method is also a Redis command (`GET`).
+        return false;
+    }
+    let word = line.split(|&b| b == b' ' || b == b'\r').next().unwrap_or_default();
+    INLINE_COMMANDS.iter().any(|c| c.eq_ignore_ascii_case(word))
+}

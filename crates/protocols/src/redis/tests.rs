@@ -426,3 +426,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn commands_are_recognised_from_their_first_bytes() {
+    for yes in [&b"*1\r\n$4\r\nPING\r\n"[..], b"*3\r\n$3", b"PING\r\n", b"ping\n", b"AUTH pw\r\n", b"get k\r\n"] {
+        assert!(looks_like_command(yes), "{}", String::from_utf8_lossy(yes));
+    }
+    for no in [&b"*\r\n$"[..], b"*1\r\n:1", b"+OK\r\n", b"GET / HTTP/1.1\r\n", b"PING", b"SSH-2.0\r\n", b"*12", b""] {
+        assert!(!looks_like_command(no), "{}", String::from_utf8_lossy(no));
+    }
+}
