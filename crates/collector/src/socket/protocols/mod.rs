@@ -27,7 +27,11 @@ use super::tracker::TrackerConfig;
 use crate::events::Role;
 
 /// Every protocol the socket tracer parses, in the order inference tries them: one line each.
-pub(crate) static PROTOCOLS: &[&(dyn DynProtocol + Sync)] = &[&Registered::<Http1>::NEW, &Registered::<Redis>::NEW];
+#[rustfmt::skip]
+pub(crate) static PROTOCOLS: &[&(dyn DynProtocol + Sync)] = &[
+    &Registered::<Http1>::NEW,
+    &Registered::<Redis>::NEW,
+];
 
 /// Ends a stored value (an HTTP body, Redis arguments or reply) that holds less than the whole
 /// value; the size columns, where a table has them, keep the real size. Pixie's marker.
