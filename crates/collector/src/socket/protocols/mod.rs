@@ -1,10 +1,10 @@
 //! The protocols the socket tracer parses, and how each one's records become rows.
 //!
 //! Owns the [`Protocol`] trait (a `loupe_protocols` parser, its table, its first-bytes test and
-//! its row building), the registry [`PROTOCOLS`], the type-erased per-connection parser the
-//! tracker holds ([`ConnRows`]) and the pending rows of every protocol table ([`TableRows`]).
+//! its row building), the registry `PROTOCOLS`, the type-erased per-connection parser the
+//! tracker holds (`ConnRows`) and the pending rows of every protocol table ([`TableRows`]).
 //! Adding a protocol means: a parser in `loupe_protocols`, its table in `loupe_schema`, a module
-//! here implementing [`Protocol`], and one line in [`PROTOCOLS`] (plus the kernel's first-bytes
+//! here implementing [`Protocol`], and one line in `PROTOCOLS` (plus the kernel's first-bytes
 //! gate in `crates/bpf/c` when it filters by protocol). Must not touch reassembly or connection
 //! state: it sees bytes of one side at a time and one connection's identity when building rows.
 
@@ -262,7 +262,7 @@ impl<P: Protocol> PendingRows for Rows<P> {
     }
 }
 
-/// Rows waiting to be appended, one buffer per protocol table, in [`PROTOCOLS`] order.
+/// Rows waiting to be appended, one buffer per protocol table, in `PROTOCOLS` order.
 pub struct TableRows {
     slots: Vec<Box<dyn PendingRows>>,
 }
