@@ -86,13 +86,16 @@ fn drive(port: u16) -> Vec<(String, String, String)> {
     want
 }
 
-/// (trace_role, req_cmd, req_args, resp) of every row for `port`, sorted, and the latencies.
-fn query(api_port: u16, script: &std::path::Path) -> (Vec<(i64, String, String, String)>, Vec<i64>) {
+/// One row as compared: (trace_role, req_cmd, req_args, resp).
+type Row = (i64, String, String, String);
+
+/// Every row for `port`, sorted, and the latencies.
+fn query(api_port: u16, script: &std::path::Path) -> (Vec<Row>, Vec<i64>) {
     let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
     assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
-    let mut got: Vec<(i64, String, String, String)> = rows
+    let mut got: Vec<Row> = rows
         .iter()
         .map(|r| {
             let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
@@ -114,7 +117,7 @@ fn redis_commands_land_in_redis_events_once_per_side() {
     let (_loupe, _metrics_port, api_port) = start_loupe();
     login(api_port);
     let want_side = drive(port);
-    let mut want: Vec<(i64, String, String, String)> = [1, 2]
+    let mut want: Vec<Row> = [1, 2]
         .into_iter()
         .flat_map(|role| want_side.iter().map(move |(c, a, r)| (role, c.clone(), a.clone(), r.clone())))
         .collect();
