@@ -83,3 +83,29 @@ impl Tables {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use loupe_schema::protocols::{RedisEventRow, RedisEventsBuilder, redis_events};
+    use loupe_store::StoreConfig;
+
+    use super::*;
+
+    #[test]
+    fn batches_reach_their_table_and_failures_are_counted() {
+        let store = Store::new(StoreConfig::default());
+        let counters = Arc::new(CollectorCounters::default());
+        let tables = Tables::register(&store, &[redis_events()], counters.clone()).expect("register");
+        let mut builder = RedisEventsBuilder::new();
+        for cmd in ["GET", "SET"] {
+            builder.append(&RedisEventRow { time_ns: 1, req_cmd: cmd.into(), ..Default::default() });
+        }
+        tables.append("redis_events", 2, builder.finish());
+        tables.append("no_such_table", 1, RedisEventsBuilder::new().finish());
+        tables.append("redis_events", 1, Err(ArrowError::ComputeError("broken".into())));
+        let table = store.table("redis_events").expect("registered");
+        assert_eq!(table.stats().rows_appended, 2);
+        assert_eq!(counters.rows.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.store_errors.load(Ordering::Relaxed), 2);
+    }
+}

@@ -23,8 +23,8 @@ pub enum Side {
 /// - records come out with [`drain_records`](Self::drain_records) in the order they completed;
 ///   a record may be a request paired with its response, or a message that has no partner
 ///   (a Redis pub/sub push);
-/// - it never panics, whatever the bytes, and [`buffered_bytes`](Self::buffered_bytes) stays under
-///   a bound fixed by its configuration;
+/// - it never panics, whatever the bytes; [`buffered_bytes`](Self::buffered_bytes) stays under a
+///   bound fixed by its configuration, and its stitcher's queues are bounded by count;
 /// - [`close`](Self::close) completes what the end of the connection completes (a close-delimited
 ///   body) and drops the rest.
 pub trait ConnParser {
@@ -43,6 +43,8 @@ pub trait ConnParser {
     /// Moves the records finished so far to `out`, oldest first.
     fn drain_records(&mut self, out: &mut Vec<Self::Record>);
 
-    /// Bytes held for incomplete messages and unpaired ones.
+    /// Bytes held for incomplete messages, bounded by the parser's configuration (the bound the
+    /// proptests and fuzz targets check). Complete messages waiting for their partner are bounded
+    /// by count in the stitcher instead.
     fn buffered_bytes(&self) -> usize;
 }
