@@ -1,5 +1,6 @@
 //! End to end: Redis capture. `loupe up` traces a real `redis-server` driven by a raw RESP client
-//! (plain, pipelined, an error reply, pub/sub, ACL and AUTH) and by `redis-cli`; `px run` of
+//! (plain, pipelined, an error reply, pub/sub, ACL and AUTH, RESP3 after `HELLO 3 AUTH`) and by
+//! `redis-cli`; `px run` of
 //! `px.DataFrame(table='redis_events')` must return exactly those commands, once per side, with
 //! their replies, and with the credentials redacted.
 //!
@@ -53,6 +54,26 @@ fn drive(port: u16) -> Vec<(String, String, String)> {
     exchange(&mut client, &command(&["INCR", "greeting"]), b"-ERR value is not an integer or out of range\r\n");
     exchange(&mut client, &command(&["ACL", "SETUSER", "alice", "on", ">s3cret", "~*", "&*", "+@all"]), b"+OK\r\n");
     exchange(&mut client, &command(&["AUTH", "alice", "s3cret"]), b"+OK\r\n");
+    // RESP3 on a connection of its own, authenticating in HELLO: maps and nulls come back typed.
+    let mut resp3 = TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
+    resp3
+        .write_all(&[command(&["HELLO", "3", "AUTH", "alice", "s3cret"]), command(&["PING"])].concat())
+        .expect("write");
+    let mut hello = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !hello.ends_with(b"+PONG\r\n") {
+        let n = resp3.read(&mut buf).expect("read HELLO's map and PONG");
+        assert!(n > 0, "redis closed the RESP3 connection: {}", String::from_utf8_lossy(&hello));
+        hello.extend_from_slice(&buf[..n]);
+    }
+    assert!(hello.starts_with(b"%"), "HELLO 3 answers with a map: {}", String::from_utf8_lossy(&hello));
+    exchange(
+        &mut resp3,
+        &command(&["HGETALL", "user:1"]),
+        b"%2\r\n$4\r\nname\r\n$5\r\nalice\r\n$3\r\nage\r\n$2\r\n42\r\n",
+    );
+    exchange(&mut resp3, &command(&["GET", "missing"]), b"_\r\n");
+    drop(resp3);
     // Pub/sub: the published message reaches the subscriber as a push that answers no command.
     exchange(&mut subscriber, &command(&["SUBSCRIBE", "news"]), b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n");
     exchange(&mut client, &command(&["PUBLISH", "news", "hi"]), b":1\r\n");
@@ -77,6 +98,10 @@ fn drive(port: u16) -> Vec<(String, String, String)> {
         row("INCR", r#"["greeting"]"#, "-ERR value is not an integer or out of range"),
         row("ACL SETUSER", r#"["alice","on",">[REDACTED]","~*","&*","+@all"]"#, "OK"),
         row("AUTH", r#"["[REDACTED]","[REDACTED]"]"#, "OK"),
+        row("HELLO", r#"["3","AUTH","[REDACTED]","[REDACTED]"]"#, HELLO_MAP),
+        row("PING", "[]", "PONG"),
+        row("HGETALL", r#"["user:1"]"#, r#"{"age":"42","name":"alice"}"#),
+        row("GET", r#"["missing"]"#, "<NULL>"),
         row("SUBSCRIBE", r#"["news"]"#, r#"["subscribe","news","1"]"#),
         row("PUBLISH", r#"["news","hi"]"#, "1"),
         row("PUSH PUB", "[]", r#"["message","news","hi"]"#),
@@ -85,6 +110,10 @@ fn drive(port: u16) -> Vec<(String, String, String)> {
     want.sort();
     want
 }
+
+/// Stands for the `resp` of `HELLO 3`, a map whose client id varies: [`query`] checks its fixed
+/// fields and puts this in its place.
+const HELLO_MAP: &str = "<HELLO 3 map>";
 
 /// One row as compared: (trace_role, req_cmd, req_args, resp).
 type Row = (i64, String, String, String);
@@ -99,7 +128,14 @@ fn query(api_port: u16, script: &std::path::Path) -> (Vec<Row>, Vec<i64>) {
         .iter()
         .map(|r| {
             let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
-            (r["trace_role"].as_i64().unwrap_or(-1), text("req_cmd"), text("req_args"), text("resp"))
+            let mut resp = text("resp");
+            if text("req_cmd") == "HELLO" {
+                for field in [r#""proto":"3""#, r#""server":"redis""#, r#""role":"master""#] {
+                    assert!(resp.contains(field), "HELLO's reply lacks {field}: {resp}");
+                }
+                resp = HELLO_MAP.to_string();
+            }
+            (r["trace_role"].as_i64().unwrap_or(-1), text("req_cmd"), text("req_args"), resp)
         })
         .collect();
     got.sort();
