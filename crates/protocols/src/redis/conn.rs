@@ -139,6 +139,13 @@ pub struct RedisStats {
 }
 
 /// Redis for one connection: the main entry point (see the module example).
+///
+/// Capture gaps: a gap inside a bulk string is stepped over (the value is marked cut); a gap on
+/// the reply side that loses sync drops the commands still waiting, so later replies do not pair
+/// with the wrong command. A command lost on the request side leaves its reply unpaired; the
+/// in-order stitcher drops a reply older than the oldest waiting command, which covers clients
+/// that wait for each reply, but a pipelined batch cut by a gap may pair replies with the wrong
+/// command until the pipeline drains.
 #[derive(Debug, Clone)]
 pub struct RedisConn {
     config: RedisConfig,
