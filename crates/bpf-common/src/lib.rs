@@ -37,8 +37,10 @@ pub const DIR_INGRESS: u8 = 2;
 
 /// No data seen yet on the connection.
 pub const PROTO_UNCLASSIFIED: u8 = 0;
-/// HTTP/1.x: the only protocol whose payload is exported so far.
+/// HTTP/1.x: its payload is exported.
 pub const PROTO_HTTP: u8 = 1;
+/// Redis (a RESP command array or a common inline command first): its payload is exported.
+pub const PROTO_REDIS: u8 = 7;
 /// Seen, not a known protocol: bytes are counted but not exported.
 pub const PROTO_OTHER: u8 = 255;
 
@@ -218,7 +220,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 29] = [
+        let pairs: [(&str, u64); 30] = [
             ("LOUPE_CHUNK_SIZE", CHUNK_SIZE as u64),
             ("LOUPE_MAX_CHUNKS", MAX_CHUNKS as u64),
             ("LOUPE_MAX_IOV", MAX_IOV as u64),
@@ -233,6 +235,7 @@ mod tests {
             ("LOUPE_DIR_INGRESS", DIR_INGRESS.into()),
             ("LOUPE_PROTO_UNCLASSIFIED", PROTO_UNCLASSIFIED.into()),
             ("LOUPE_PROTO_HTTP", PROTO_HTTP.into()),
+            ("LOUPE_PROTO_REDIS", PROTO_REDIS.into()),
             ("LOUPE_PROTO_OTHER", PROTO_OTHER.into()),
             ("LOUPE_DATA_FLAG_LAST", DATA_FLAG_LAST.into()),
             ("LOUPE_AF_INET", AF_INET.into()),

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Loupe socket tracer: TCP connection lifecycle and HTTP payloads from syscall tracepoints.
+ * Loupe socket tracer: TCP connection lifecycle and HTTP and Redis payloads from syscall tracepoints.
  *
  * Owns the kernel half of socket tracing: syscall enter/exit handlers, per-connection state
  * (conn_map), the protocol gate and the `events` ring buffer. Must not parse protocols beyond the
@@ -277,7 +277,51 @@ static __always_inline bool has_prefix(__u64 word, __u64 avail, const char *p, _
 	return (word & mask) == want;
 }
 
-/* Classifies a connection from its first bytes. Add a protocol: one more LOUPE_PROTO_* and a test here. */
+#define BYTE(word, i) ((__u8)((word) >> (8 * (i))))
+
+static __always_inline bool is_digit(__u8 c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/*
+ * A RESP command, as every Redis client library sends it: an array of bulk strings,
+ * "*<count>\r\n$". Counts of one to four digits fit the 8 bytes read.
+ */
+static __always_inline bool is_resp_command(__u64 word, __u64 avail)
+{
+	__u64 digits = 0;
+
+	if (avail < 5 || BYTE(word, 0) != '*')
+		return false;
+#pragma unroll
+	for (int i = 1; i <= 4; i++) {
+		if (digits + 1 != (__u64)i || !is_digit(BYTE(word, i)))
+			break;
+		digits = i;
+	}
+	if (digits == 0 || avail < digits + 4)
+		return false;
+	/* digits is 1..4, so the CRLF and '$' sit within the 8 bytes. */
+	return BYTE(word, digits + 1) == '\r' && BYTE(word, digits + 2) == '\n' && BYTE(word, digits + 3) == '$';
+}
+
+/* An inline Redis command (typed at telnet, sent by health checks): a few common ones. */
+static __always_inline bool is_redis_inline(__u64 word, __u64 avail)
+{
+	return has_prefix(word, avail, "PING\r\n", 6) || has_prefix(word, avail, "ping\r\n", 6) ||
+	       has_prefix(word, avail, "PING ", 5) || has_prefix(word, avail, "AUTH ", 5) ||
+	       has_prefix(word, avail, "auth ", 5) || has_prefix(word, avail, "HELLO ", 6) ||
+	       has_prefix(word, avail, "HELLO\r\n", 7) || has_prefix(word, avail, "SET ", 4) ||
+	       has_prefix(word, avail, "set ", 4) || has_prefix(word, avail, "get ", 4);
+}
+
+/*
+ * Classifies a connection from its first bytes, as Pixie does: first match wins, HTTP before Redis
+ * (an inline "GET k" is exported as HTTP and user space then finds Redis). Add a protocol: one more
+ * LOUPE_PROTO_*, a test here, and protocol_exported. User space infers again on whole lines
+ * (crates/collector/src/socket/infer.rs), so this only has to let the right connections through.
+ */
 static __always_inline __u8 classify(__u64 word, __u64 avail)
 {
 	if (has_prefix(word, avail, "GET ", 4) || has_prefix(word, avail, "POST ", 5) ||
@@ -286,12 +330,14 @@ static __always_inline __u8 classify(__u64 word, __u64 avail)
 	    has_prefix(word, avail, "OPTIONS ", 8) || has_prefix(word, avail, "CONNECT ", 8) ||
 	    has_prefix(word, avail, "TRACE ", 6) || has_prefix(word, avail, "HTTP/1.", 7))
 		return LOUPE_PROTO_HTTP;
+	if (is_resp_command(word, avail) || is_redis_inline(word, avail))
+		return LOUPE_PROTO_REDIS;
 	return LOUPE_PROTO_OTHER;
 }
 
 static __always_inline bool protocol_exported(__u8 protocol)
 {
-	return protocol == LOUPE_PROTO_HTTP;
+	return protocol == LOUPE_PROTO_HTTP || protocol == LOUPE_PROTO_REDIS;
 }
 
 /* Index of the first non-empty iovec at or after `idx` (n_iov or more if none). */

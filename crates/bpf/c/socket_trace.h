@@ -39,6 +39,7 @@
 /* Protocols. 0 means "no data seen yet"; OTHER means "seen, not exported". */
 #define LOUPE_PROTO_UNCLASSIFIED 0
 #define LOUPE_PROTO_HTTP 1
+#define LOUPE_PROTO_REDIS 7 /* Pixie's number for Redis */
 #define LOUPE_PROTO_OTHER 255
 
 /* loupe_data_header.flags: this is the syscall's last record; it accounts for every byte from

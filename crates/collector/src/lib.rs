@@ -1,26 +1,24 @@
 //! The node collector: loads the eBPF programs, tracks connections, parses protocols, fills the store.
 //!
-//! Owns the path from kernel events to table rows: [`preflight`] checks the host, [`loader`]
-//! attaches the BPF programs and decodes ring-buffer records into [`events`], [`conn`] turns
-//! them into rows, and [`Collector`] runs that loop on its own thread and appends batches to the
-//! store. Must not know about PxL, queries or gRPC.
+//! Owns the path from the kernel to table rows: [`preflight`] checks the host, [`source`] defines
+//! what a data source is ([`Source`]) and the named tables it appends to, [`socket`] is the socket
+//! tracer (loader, reassembly, tracker, inference, per-protocol rows), and [`Collector`] runs the
+//! sources on its own thread. Must not know about PxL, queries or gRPC.
 
-pub mod conn;
-pub mod events;
-pub mod loader;
 pub mod preflight;
+pub mod socket;
+pub mod source;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use loupe_common::ClockConverter;
-use loupe_schema::http::{HttpEventsBuilder, http_events};
 use loupe_store::Store;
 
-pub use conn::{Tracker, TrackerConfig, TrackerStats};
-pub use loader::{ProbeStatus, Tracer, TracerConfig};
+pub use socket::loader::{ProbeStatus, Tracer, TracerConfig};
+pub use socket::{SocketConfig, SocketTracer, TableRows, Tracker, TrackerConfig, TrackerStats, events, loader};
+pub use source::{Source, Tables};
 
 /// Errors starting the collector.
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +88,19 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Checks the host, loads and attaches the tracer, and starts collecting into `store`.
+    /// Checks the host, loads and attaches the socket tracer, and starts collecting into `store`.
     pub fn start(store: Arc<Store>, config: CollectorConfig) -> Result<Collector, CollectorError> {
         preflight::check()?;
-        let table = store.register(&http_events())?;
-        let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(CollectorCounters::default());
+        let tables = Tables::register(&store, &SocketTracer::table_specs(), counters.clone())?;
+        let socket = SocketConfig {
+            tracer: config.tracer.clone(),
+            tracker: config.tracker.clone(),
+            tick_interval: config.poll_interval,
+            push_interval: config.push_interval,
+            push_rows: config.push_rows,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let thread = {
             let stop = stop.clone();
@@ -103,15 +108,17 @@ impl Collector {
             std::thread::Builder::new()
                 .name("loupe-collector".into())
                 .spawn(move || {
-                    let tracer = match Tracer::load(&config.tracer) {
+                    // Loaded on this thread, which owns the sources from here on.
+                    let tracer = match SocketTracer::load(socket, counters) {
                         Ok(t) => t,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok(tracer.probes().to_vec()));
-                    run(tracer, table, config, &stop, &counters);
+                    let _ = ready_tx.send(Ok(tracer.probes()));
+                    let sources: Vec<Box<dyn Source>> = vec![Box::new(tracer)];
+                    run(sources, &tables, config.poll_interval, &stop);
                 })
                 .map_err(|e| CollectorError::Thread(e.to_string()))?
         };
@@ -144,57 +151,23 @@ impl Drop for Collector {
     }
 }
 
-fn run(
-    mut tracer: Tracer,
-    table: Arc<loupe_store::Table>,
-    config: CollectorConfig,
-    stop: &AtomicBool,
-    counters: &CollectorCounters,
-) {
-    let mut tracker = Tracker::new(config.tracker.clone(), ClockConverter::new());
-    let mut events = Vec::with_capacity(4096);
-    let mut rows = Vec::new();
-    let mut builder = HttpEventsBuilder::new();
-    let mut last_push = Instant::now();
-    let mut last_tick = Instant::now();
+/// Polls every source until `stop`; when none had work, waits on each in turn for its share
+/// of `poll_interval`.
+fn run(mut sources: Vec<Box<dyn Source>>, tables: &Tables, poll_interval: Duration, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
-        let n = tracer.poll(&mut events);
-        counters.events.fetch_add(n as u64, Ordering::Relaxed);
-        for e in events.drain(..) {
-            tracker.handle(e, &mut rows);
+        let mut busy = false;
+        for source in &mut sources {
+            busy |= source.poll(tables);
         }
-        if last_tick.elapsed() >= config.poll_interval {
-            tracker.tick(loupe_common::time::monotonic_ns(), &mut rows);
-            last_tick = Instant::now();
-        }
-        for r in rows.drain(..) {
-            builder.append(&r);
-        }
-        if builder.len() >= config.push_rows || (!builder.is_empty() && last_push.elapsed() >= config.push_interval) {
-            push(&mut builder, &table, counters);
-            last_push = Instant::now();
-        }
-        counters.open_connections.store(tracker.open_connections() as u64, Ordering::Relaxed);
-        counters.gap_bytes.store(tracker.stats().gap_bytes, Ordering::Relaxed);
-        if n == 0 {
-            tracer.wait(config.poll_interval);
+        if !busy {
+            let share = poll_interval / sources.len().max(1) as u32;
+            for source in &mut sources {
+                source.wait(share);
+            }
         }
     }
-    push(&mut builder, &table, counters);
-}
-
-fn push(builder: &mut HttpEventsBuilder, table: &loupe_store::Table, counters: &CollectorCounters) {
-    if builder.is_empty() {
-        return;
-    }
-    let n = builder.len() as u64;
-    match builder.finish().map_err(|e| e.to_string()).and_then(|b| table.append(b).map_err(|e| e.to_string())) {
-        Ok(()) => {
-            counters.rows.fetch_add(n, Ordering::Relaxed);
-        }
-        Err(error) => {
-            counters.store_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(%error, rows = n, "dropping http_events batch");
-        }
+    for source in &mut sources {
+        source.flush(tables);
+        tracing::debug!(source = source.name(), "source stopped");
     }
 }

@@ -590,3 +590,57 @@ fn tracer_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<Tracer>();
 }
+
+/// One request/reply exchange over loopback; returns the server's port.
+fn exchange(request: &'static [u8], reply: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; request.len()];
+        stream.read_exact(&mut buf).expect("server read");
+        stream.write_all(reply).expect("server write");
+        buf
+    });
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    client.write_all(request).expect("client write");
+    let mut got = vec![0u8; reply.len()];
+    client.read_exact(&mut got).expect("client read");
+    drop(client);
+    assert_eq!(server.join().expect("server thread"), request);
+    port
+}
+
+#[test]
+fn redis_commands_are_exported_and_other_star_lines_are_not() {
+    let Some(mut tracer) = tracer() else { return };
+    const COMMAND: &[u8] = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+    const REPLY: &[u8] = b"$1\r\nv\r\n";
+    const INLINE: &[u8] = b"PING\r\n";
+    let resp_port = exchange(COMMAND, REPLY);
+    let inline_port = exchange(INLINE, b"+PONG\r\n");
+    let other_port = exchange(b"*not resp\r\n", b"ok\n");
+    let ports = [resp_port, inline_port, other_port];
+    let capture = Capture::until(&mut tracer, |c| {
+        ports.iter().all(|&port| {
+            let (Some(cl), Some(sv)) = (c.open(Role::Client, port, false), c.open(Role::Server, port, true)) else {
+                return false;
+            };
+            c.closed(cl.0).is_some() && c.closed(sv.0).is_some()
+        })
+    });
+    for (port, request, reply) in [(resp_port, COMMAND, REPLY), (inline_port, INLINE, &b"+PONG\r\n"[..])] {
+        let (client, ..) = capture.open(Role::Client, port, false).expect("no client open");
+        let (server, ..) = capture.open(Role::Server, port, true).expect("no server open");
+        assert_eq!(capture.stream(client, Direction::Egress), request);
+        assert_eq!(capture.stream(client, Direction::Ingress), reply);
+        assert_eq!(capture.stream(server, Direction::Ingress), request);
+        assert_eq!(capture.stream(server, Direction::Egress), reply);
+    }
+    for key in [capture.open(Role::Client, other_port, false), capture.open(Role::Server, other_port, true)] {
+        let (key, ..) = key.expect("no open of the other connection");
+        for direction in [Direction::Egress, Direction::Ingress] {
+            assert!(capture.data(key, direction).is_empty(), "{key:?} {direction:?} exported data");
+        }
+    }
+}

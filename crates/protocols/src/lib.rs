@@ -1,7 +1,9 @@
 //! Wire-protocol parsers: bytes of a captured connection in, parsed records out.
 //!
-//! Owns protocol framing and request/response pairing, one module per protocol (`http1` so
-//! far), and `redact`, the credential redaction all of them share. Architecture invariant: this crate does no I/O, uses no async runtime and no `unsafe`,
+//! Owns protocol framing and request/response pairing: the shape every protocol has
+//! ([`ConnParser`], in `conn_parser`), the generic stitchers ([`stitch::FifoStitcher`],
+//! [`stitch::KeyedStitcher`]), one module per protocol (`http1`, `redis`), and `redact`, the
+//! credential redaction all of them share. Architecture invariant: this crate does no I/O, uses no async runtime and no `unsafe`,
 //! and never panics on any input; memory per connection is bounded by configuration. Must not
 //! touch connection tracking, eBPF events or table storage: the collector feeds bytes in and
 //! turns records into rows.
@@ -20,5 +22,14 @@
     )
 )]
 
+mod conn_parser;
 pub mod http1;
 pub mod redact;
+pub mod redis;
+pub mod stitch;
+
+pub use conn_parser::{ConnParser, Side};
+
+/// Ends a stored value (an HTTP body, Redis arguments or reply) that holds less than the whole
+/// value: longer than the configured limit, or partly not captured. Pixie's marker.
+pub const TRUNCATED_MARKER: &str = "... [TRUNCATED]";

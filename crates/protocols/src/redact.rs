@@ -4,7 +4,7 @@
 //! the one marker that replaces them ([`MARKER`]), and tolerant scanners for where they hide:
 //! header values ([`header_value`]), URL queries ([`url`]), form bodies ([`form`]) and JSON
 //! bodies ([`json`], which copes with the truncated JSON a capped body leaves). Protocol modules
-//! gain a thin adapter here (today [`http1_record`]); the on/off switch belongs to the caller.
+//! gain a thin adapter here ([`http1_record`], [`redis_command`]); the on/off switch belongs to the caller.
 //! Must not touch parsing, framing or rows: it rewrites values of already parsed messages.
 //!
 //! The scanners never allocate when nothing matches (they return [`Cow::Borrowed`]): they run on
@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 
 use crate::http1::{Message, Record};
+use crate::redis::Command as RedisCommand;
 
 /// What every redacted value becomes, in every protocol and every place (headers, queries,
 /// bodies). In JSON it is written as the string `"[REDACTED]"`.
@@ -428,6 +429,58 @@ pub fn http1_message(message: &mut Message) {
 pub fn http1_record(record: &mut Record) {
     http1_message(&mut record.req);
     http1_message(&mut record.resp);
+}
+
+/// `CONFIG SET` parameters that hold a password although their names do not say so.
+const REDIS_SECRET_CONFIG: &[&str] = &["requirepass", "masterauth"];
+
+/// Redacts the credentials a Redis command carries, in place: every argument of `AUTH`, the
+/// password (and user) after `AUTH` in `HELLO` and after `AUTH`/`AUTH2` in `MIGRATE`, the value of
+/// a secret `CONFIG SET` parameter (`requirepass`, `masterauth`, or a secret name), and the
+/// password rules of `ACL SETUSER` (`>pw`, `<pw`, `#hash`, `!hash` keep their first character).
+pub fn redis_command(command: &mut RedisCommand) {
+    let args = &mut command.args;
+    let redact_next = |args: &mut [String], from: usize, n: usize| {
+        for arg in args.iter_mut().skip(from).take(n) {
+            *arg = MARKER.to_string();
+        }
+    };
+    match command.name.as_str() {
+        "AUTH" => {
+            let n = args.len();
+            redact_next(args, 0, n);
+        }
+        "HELLO" | "MIGRATE" => {
+            let mut i = 0;
+            while i < args.len() {
+                let n = match args.get(i).map(String::as_str) {
+                    Some(a) if a.eq_ignore_ascii_case("AUTH") && command.name == "HELLO" => 2,
+                    Some(a) if a.eq_ignore_ascii_case("AUTH") => 1,
+                    Some(a) if a.eq_ignore_ascii_case("AUTH2") => 2,
+                    _ => 0,
+                };
+                redact_next(args, i + 1, n);
+                i += 1 + n;
+            }
+        }
+        "CONFIG SET" => {
+            for pair in args.chunks_mut(2) {
+                if let [name, value] = pair
+                    && (REDIS_SECRET_CONFIG.iter().any(|s| name.eq_ignore_ascii_case(s)) || is_secret_name(name))
+                {
+                    *value = MARKER.to_string();
+                }
+            }
+        }
+        "ACL SETUSER" => {
+            for rule in args.iter_mut().skip(1) {
+                if let Some(kind @ ('>' | '<' | '#' | '!')) = rule.chars().next() {
+                    *rule = format!("{kind}{MARKER}");
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

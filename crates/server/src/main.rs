@@ -122,7 +122,8 @@ struct AgentArgs {
     /// Memory budget of the http_events table, in MiB (Pixie's default: 40% of 1 GiB).
     #[arg(long, env = "LOUPE_HTTP_EVENTS_MB", default_value_t = 409)]
     http_events_mb: usize,
-    /// Largest request or response body kept per row, in bytes (longer ones are truncated).
+    /// Largest request or response body kept per row, in bytes (longer ones are truncated); also bounds
+    /// Redis arguments and replies.
     #[arg(long, env = "LOUPE_MAX_BODY_BYTES", default_value_t = 512)]
     max_body_bytes: usize,
     /// Serve queries without tracing (no root needed; the store stays empty).

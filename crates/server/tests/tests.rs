@@ -7,5 +7,6 @@ mod hardening_auth;
 mod hardening_query;
 mod px_cloud;
 mod redaction;
+mod redis_capture;
 mod split;
 mod tls;

@@ -1,27 +1,25 @@
 //! Pairing HTTP/1.x requests with responses, and the per-connection entry point.
 //!
-//! Owns [`Stitcher`] (in-order pairing with bounded queues), [`Record`] and [`Http1Conn`], which
-//! drives one request parser and one response parser and keeps the `HEAD` bookkeeping between
-//! them. Must not touch byte-level parsing (see `parser`) and does no I/O.
-
-use std::collections::VecDeque;
+//! Owns [`Stitcher`] (the generic in-order [`FifoStitcher`] plus HTTP's informational-response
+//! rule), [`Record`] and [`Http1Conn`], which drives one request parser and one response parser,
+//! keeps the `HEAD` bookkeeping between them and implements [`ConnParser`]. Must not touch
+//! byte-level parsing (see `parser`) and does no I/O.
 
 use super::message::{Message, MessageKind, ParseConfig};
 use super::parser::{ParseStats, StreamParser};
+use crate::conn_parser::ConnParser;
+pub use crate::conn_parser::Side;
+use crate::stitch::{Exchange, FifoStitcher, Timed};
 
-/// Default bound on each of the stitcher's queues (pending requests, pending responses, ready
-/// records).
-pub const DEFAULT_MAX_PENDING: usize = 1024;
+pub use crate::stitch::DEFAULT_MAX_PENDING;
 
 /// A request paired with its response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// The request.
-    pub req: Message,
-    /// The response.
-    pub resp: Message,
-    /// `resp.ts_ns - req.ts_ns`, saturating at 0.
-    pub latency_ns: u64,
+pub type Record = Exchange<Message, Message>;
+
+impl Timed for Message {
+    fn ts_ns(&self) -> u64 {
+        self.ts_ns
+    }
 }
 
 /// Counters kept by a [`Stitcher`].
@@ -40,7 +38,9 @@ pub struct StitchStats {
     pub overflow_drops: u64,
 }
 
-/// Pairs requests with responses of one connection, in order (HTTP/1 has no ids).
+/// Pairs HTTP/1 requests with responses of one connection, in order (HTTP/1 has no ids): the
+/// generic [`FifoStitcher`] with HTTP's one rule on top, that informational responses answer
+/// nothing.
 ///
 /// Pairing is eager: each push pairs what it can, and [`drain`](Self::drain) hands the records
 /// out. A response whose timestamp (its last byte) is earlier than the oldest pending request's
@@ -48,11 +48,8 @@ pub struct StitchStats {
 /// request waits, so the two sides may be fed in either order. All queues are bounded.
 #[derive(Debug, Clone)]
 pub struct Stitcher {
-    requests: VecDeque<Message>,
-    responses: VecDeque<Message>,
-    ready: VecDeque<Record>,
-    max_pending: usize,
-    stats: StitchStats,
+    fifo: FifoStitcher<Message, Message>,
+    informational: u64,
 }
 
 impl Default for Stitcher {
@@ -65,115 +62,67 @@ impl Stitcher {
     /// A stitcher whose queues each hold at most `max_pending` entries (at least 1); the oldest
     /// entry is dropped when a queue is full.
     pub fn new(max_pending: usize) -> Self {
-        Self {
-            requests: VecDeque::new(),
-            responses: VecDeque::new(),
-            ready: VecDeque::new(),
-            max_pending: max_pending.max(1),
-            stats: StitchStats::default(),
-        }
+        Self { fifo: FifoStitcher::new(max_pending), informational: 0 }
     }
 
     /// Counters so far.
     pub fn stats(&self) -> StitchStats {
-        self.stats
+        let c = self.fifo.counts();
+        StitchStats {
+            records: c.records,
+            orphan_responses: c.orphan_responses,
+            unanswered_requests: c.unanswered_requests,
+            informational_responses: self.informational,
+            overflow_drops: c.overflow_drops,
+        }
     }
 
     /// Requests waiting for a response.
     pub fn pending_requests(&self) -> usize {
-        self.requests.len()
+        self.fifo.pending_requests()
     }
 
     /// Responses waiting for a request.
     pub fn pending_responses(&self) -> usize {
-        self.responses.len()
+        self.fifo.pending_responses()
     }
 
     /// Adds the next request of the connection.
     pub fn push_request(&mut self, message: Message) {
-        push_bounded(&mut self.requests, message, self.max_pending, &mut self.stats);
-        self.pair();
+        self.fifo.push_request(message);
     }
 
     /// Adds the next response of the connection. Informational responses (1xx except 101
     /// Switching Protocols) are counted and dropped: the final response answers the request.
     pub fn push_response(&mut self, message: Message) {
         if (100..200).contains(&message.status) && message.status != 101 {
-            self.stats.informational_responses += 1;
+            self.informational += 1;
             return;
         }
-        push_bounded(&mut self.responses, message, self.max_pending, &mut self.stats);
-        self.pair();
+        self.fifo.push_response(message);
     }
 
     /// Moves the records paired so far to `out`, oldest first.
     pub fn drain(&mut self, out: &mut Vec<Record>) {
-        out.extend(self.ready.drain(..));
+        self.fifo.drain(out);
     }
 
-    /// The response stream lost bytes and its parser lost sync: the responses to the pending
-    /// requests were probably lost, so drop those requests rather than pair every later
-    /// response with the wrong request.
+    /// The response stream lost bytes and its parser lost sync: see [`FifoStitcher::response_gap`].
     pub fn response_gap(&mut self) {
-        self.stats.unanswered_requests += self.requests.len() as u64;
-        self.requests.clear();
+        self.fifo.response_gap();
     }
 
     /// The response stream lost `n` whole responses while staying in sync (a gap swallowed a
     /// body's framing, found again only at the next message): the `n` oldest pending requests
     /// will get no response.
     pub fn responses_lost(&mut self, n: u64) {
-        for _ in 0..n {
-            if self.requests.pop_front().is_none() {
-                break;
-            }
-            self.stats.unanswered_requests += 1;
-        }
+        self.fifo.responses_lost(n);
     }
 
     /// The connection closed: unpaired messages can no longer be paired and are dropped.
     pub fn close(&mut self) {
-        self.stats.unanswered_requests += self.requests.len() as u64;
-        self.stats.orphan_responses += self.responses.len() as u64;
-        self.requests.clear();
-        self.responses.clear();
+        self.fifo.close();
     }
-
-    fn pair(&mut self) {
-        while let (Some(req), Some(resp)) = (self.requests.front(), self.responses.front()) {
-            if resp.ts_ns < req.ts_ns {
-                self.responses.pop_front();
-                self.stats.orphan_responses += 1;
-                continue;
-            }
-            let (Some(req), Some(resp)) = (self.requests.pop_front(), self.responses.pop_front()) else {
-                break;
-            };
-            if self.ready.len() >= self.max_pending {
-                self.ready.pop_front();
-                self.stats.overflow_drops += 1;
-            }
-            self.stats.records += 1;
-            self.ready.push_back(Record { latency_ns: resp.ts_ns.saturating_sub(req.ts_ns), req, resp });
-        }
-    }
-}
-
-fn push_bounded(queue: &mut VecDeque<Message>, message: Message, max: usize, stats: &mut StitchStats) {
-    if queue.len() >= max {
-        queue.pop_front();
-        stats.overflow_drops += 1;
-    }
-    queue.push_back(message);
-}
-
-/// One direction of a connection, named by what it carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The direction carrying requests (egress for a client, ingress for a server).
-    Request,
-    /// The direction carrying responses.
-    Response,
 }
 
 /// Counters for one [`Http1Conn`].
@@ -298,6 +247,30 @@ impl Http1Conn {
                 Side::Response => self.stitcher.push_response(message),
             }
         }
+    }
+}
+
+impl ConnParser for Http1Conn {
+    type Record = Record;
+
+    fn feed(&mut self, side: Side, data: &[u8], ts_ns: u64) {
+        Http1Conn::feed(self, side, data, ts_ns);
+    }
+
+    fn gap(&mut self, side: Side, len: u64, ts_ns: u64) {
+        Http1Conn::gap(self, side, len, ts_ns);
+    }
+
+    fn close(&mut self, ts_ns: u64) {
+        Http1Conn::close(self, ts_ns);
+    }
+
+    fn drain_records(&mut self, out: &mut Vec<Record>) {
+        Http1Conn::drain_records(self, out);
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        Http1Conn::buffered_bytes(self)
     }
 }
 

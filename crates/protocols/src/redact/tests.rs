@@ -432,3 +432,44 @@ proptest! {
         prop_assert!(!leaks(url(&target).as_bytes()), "{target}");
     }
 }
+
+/// The arguments a Redis command keeps after redaction, as its `req_args` column.
+fn redis_args(words: &[&str]) -> String {
+    let mut command = crate::redis::Command::from_words(words.iter().map(|w| w.to_string()).collect(), false, 0);
+    redis_command(&mut command);
+    format!("{} {}", command.name, command.args_json())
+}
+
+#[test]
+fn redis_credentials_are_redacted() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["AUTH", "s3cret"], r#"AUTH ["[REDACTED]"]"#),
+        (&["auth", "alice", "s3cret"], r#"AUTH ["[REDACTED]","[REDACTED]"]"#),
+        (
+            &["HELLO", "3", "AUTH", "alice", "s3cret", "SETNAME", "app"],
+            r#"HELLO ["3","AUTH","[REDACTED]","[REDACTED]","SETNAME","app"]"#,
+        ),
+        (&["HELLO", "3"], r#"HELLO ["3"]"#),
+        (
+            &["MIGRATE", "h", "6379", "k", "0", "5000", "AUTH", "pw", "KEYS", "a"],
+            r#"MIGRATE ["h","6379","k","0","5000","AUTH","[REDACTED]","KEYS","a"]"#,
+        ),
+        (
+            &["MIGRATE", "h", "1", "", "0", "9", "AUTH2", "u", "pw"],
+            r#"MIGRATE ["h","1","","0","9","AUTH2","[REDACTED]","[REDACTED]"]"#,
+        ),
+        (
+            &["CONFIG", "SET", "requirepass", "pw", "maxmemory", "1mb", "masterauth", "pw2"],
+            r#"CONFIG SET ["requirepass","[REDACTED]","maxmemory","1mb","masterauth","[REDACTED]"]"#,
+        ),
+        (
+            &["ACL", "SETUSER", "bob", "on", ">pw", "<old", "#ab12", "~keys:*"],
+            r##"ACL SETUSER ["bob","on",">[REDACTED]","<[REDACTED]","#[REDACTED]","~keys:*"]"##,
+        ),
+        (&["SET", "password", "kept"], r#"SET ["password","kept"]"#),
+        (&["AUTH"], "AUTH []"),
+    ];
+    for (words, want) in cases {
+        assert_eq!(redis_args(words), *want, "{words:?}");
+    }
+}

@@ -3,7 +3,7 @@
 //! Owns the user-space half of `loupe_bpf::SOCKET_TRACE_OBJ`: load-time configuration (globals,
 //! ring size), attaching each syscall tracepoint (a probe that fails is reported, the rest keep
 //! working), draining the `events` ring buffer into [`KernelEvent`]s and reading the per-CPU
-//! counters. Must not track connections or parse protocols (that is `conn` and
+//! counters. Must not track connections or parse protocols (that is `tracker` and
 //! `loupe_protocols`), and must not mount or check the environment (that is `preflight`).
 //!
 //! # Data events and gaps

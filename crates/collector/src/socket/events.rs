@@ -2,7 +2,7 @@
 //!
 //! Owns the user-space shape of the three events the BPF side emits (connection open, data chunk,
 //! connection close). Must not know about protocols or the store: it is the seam between
-//! `loader` (which decodes raw ring-buffer records into these) and `conn` (which consumes them).
+//! `loader` (which decodes raw ring-buffer records into these) and `tracker` (which consumes them).
 
 use std::net::SocketAddr;
 

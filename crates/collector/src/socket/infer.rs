@@ -1,0 +1,52 @@
+//! Protocol inference: which registered protocol a connection speaks, from its first captured
+//! bytes, and which role the traced process plays when the kernel did not see the connection open.
+//!
+//! Owns the first-bytes decision in user space (the kernel makes a cheaper one of its own, on 8
+//! bytes, to decide what to copy at all; see `crates/bpf/c`). Must not keep state: the tracker
+//! asks once per connection.
+
+use super::protocols::{Looks, PROTOCOLS};
+use crate::events::{Direction, Role};
+
+/// The protocol found for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inferred {
+    /// Index into `PROTOCOLS`.
+    pub protocol: usize,
+    /// The role the first bytes imply: a process that sends a request, or receives a response,
+    /// is the client.
+    pub role: Role,
+}
+
+/// The first protocol, in registry order, that the bytes look like; `None` when none does.
+pub fn infer(first: &[u8], direction: Direction) -> Option<Inferred> {
+    PROTOCOLS.iter().enumerate().find_map(|(protocol, p)| {
+        let looks = p.looks_like(first)?;
+        let role = match (direction, looks) {
+            (Direction::Egress, Looks::Request) | (Direction::Ingress, Looks::Response) => Role::Client,
+            _ => Role::Server,
+        };
+        Some(Inferred { protocol, role })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_bytes_pick_the_protocol_and_the_role() {
+        type Case = (&'static [u8], Direction, Option<(usize, Role)>);
+        let cases: &[Case] = &[
+            (b"GET / HTTP/1.1\r\n", Direction::Egress, Some((0, Role::Client))),
+            (b"HTTP/1.1 200 OK\r\n", Direction::Egress, Some((0, Role::Server))),
+            (b"*1\r\n$4\r\nPING\r\n", Direction::Ingress, Some((1, Role::Server))),
+            (b"GET key\r\n", Direction::Egress, Some((1, Role::Client))),
+            (b"SSH-2.0-OpenSSH_9.2\r\n", Direction::Egress, None),
+        ];
+        for (bytes, direction, want) in cases {
+            let got = infer(bytes, *direction).map(|i| (i.protocol, i.role));
+            assert_eq!(got, *want, "{}", String::from_utf8_lossy(bytes));
+        }
+    }
+}
