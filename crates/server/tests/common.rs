@@ -58,9 +58,10 @@ impl Drop for Guard {
     }
 }
 
-/// Waits up to 20 s for something to listen on `port`.
+/// Waits up to 60 s for something to listen on `port` (loading the BPF programs alone takes ~8 s in a debug
+/// build, more when several agents start at once on two busy cores).
 pub fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "{what} did not start listening on port {port}");
         std::thread::sleep(Duration::from_millis(50));

@@ -287,7 +287,7 @@ fn startup_log(env: Option<(&str, &str)>) -> Vec<String> {
         }
     });
     let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !lines.iter().any(|l: &String| l.contains("listening")) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
