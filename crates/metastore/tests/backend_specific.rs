@@ -8,7 +8,8 @@ use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use loupe_metastore::{ConnectOptions, Metastore, MetastoreError};
+use loupe_metastore::prelude::*;
+use loupe_metastore::{ConnectOptions, MetastoreError};
 
 use loupe_testkit::PgServer;
 
