@@ -8,13 +8,19 @@ use std::sync::Arc;
 
 use loupe_metastore::prelude::*;
 use loupe_metastore::{
-    CronScriptUpdate, KeyKind, MetastoreError, NewCronScript, NewInvitation, NewKey, NewScript, NewUser, NewVizier,
-    Org, Role, ScriptUpdate, User, VizierStatusUpdate, now_ns,
+    CronScriptUpdate, Key, KeyKind, MetastoreError, NewCronScript, NewInvitation, NewKey, NewScript, NewUser,
+    NewVizier, Org, Role, ScriptUpdate, User, VizierStatusUpdate, now_ns,
 };
 use uuid::Uuid;
 
-/// Asserts `$result` is `Err($pattern)`, printing what it was otherwise.
+/// Asserts `$result` is `Err($pattern)` (with an optional guard), printing what it was otherwise.
 macro_rules! assert_err {
+    ($result:expr, $pattern:pat if $guard:expr) => {
+        match $result {
+            Err($pattern) if $guard => {}
+            other => panic!("expected Err({} if {}), got {:?}", stringify!($pattern), stringify!($guard), other),
+        }
+    };
     ($result:expr, $pattern:pat) => {
         match $result {
             Err($pattern) => {}
@@ -331,15 +337,55 @@ pub async fn sessions_create_revoke_and_purge(store: Arc<dyn Metastore>) {
     assert_err!(store.get_session(old.id).await, MetastoreError::NotFound { .. });
 }
 
-fn api_key(org_id: Uuid, user_id: Uuid, hash: &str) -> NewKey {
+fn new_key(kind: KeyKind, org_id: Uuid, user_id: Option<Uuid>, hash: &str) -> NewKey {
     NewKey {
-        kind: KeyKind::Api,
+        kind,
         org_id,
-        user_id: Some(user_id),
-        description: format!("key {hash}"),
+        user_id,
+        description: format!("{kind} key {hash}"),
         key_hash: hash.to_owned(),
-        prefix: "px-api-1234".to_owned(),
+        prefix: format!("{}1234", kind.prefix()),
     }
+}
+
+fn api_key(org_id: Uuid, user_id: Uuid, hash: &str) -> NewKey {
+    new_key(KeyKind::Api, org_id, Some(user_id), hash)
+}
+
+fn deploy_key(org_id: Uuid, created_by: Option<Uuid>, hash: &str) -> NewKey {
+    new_key(KeyKind::Deploy, org_id, created_by, hash)
+}
+
+/// The lifecycle both kinds share, on a key of `kind` made by `user` in `org`: read back by id, hash and listing;
+/// a second key with the same hash is refused; touch; revoke (idempotent) hides it from the hash lookup only.
+/// Returns the (revoked) key.
+async fn key_lifecycle(store: &dyn Metastore, kind: KeyKind, org: Uuid, user: Uuid) -> Key {
+    let entity = kind.entity();
+    let hash = format!("{kind}-lifecycle");
+    let key = store.create_key(new_key(kind, org, Some(user), &hash)).await.expect("create");
+    assert!(key.last_used_at.is_none() && key.revoked_at.is_none());
+    assert_eq!((key.kind, key.user_id), (kind, Some(user)));
+    assert_eq!(store.get_key(kind, org, key.id).await.expect("get"), key);
+    assert_eq!(store.get_key_by_hash(kind, &hash).await.expect("by hash"), key);
+    assert!(store.list_keys(kind, org, None).await.expect("list").contains(&key));
+    assert_eq!(store.list_keys(kind, org, Some(user)).await.expect("list the user's"), vec![key.clone()]);
+    assert_err!(
+        store.create_key(new_key(kind, org, Some(user), &hash)).await,
+        MetastoreError::AlreadyExists { entity: e } if e == entity
+    );
+
+    store.touch_key(kind, org, key.id).await.expect("touch");
+    assert!(store.get_key(kind, org, key.id).await.expect("get").last_used_at.is_some());
+    store.revoke_key(kind, org, key.id).await.expect("revoke");
+    assert_err!(store.get_key_by_hash(kind, &hash).await, MetastoreError::NotFound { entity: e } if e == entity);
+    let revoked = store.get_key(kind, org, key.id).await.expect("still listed");
+    assert!(revoked.revoked_at.is_some());
+    store.revoke_key(kind, org, key.id).await.expect("revoke twice");
+    assert_eq!(store.get_key(kind, org, key.id).await.expect("get").revoked_at, revoked.revoked_at);
+    let unknown = Uuid::new_v4();
+    assert_err!(store.revoke_key(kind, org, unknown).await, MetastoreError::NotFound { entity: e } if e == entity);
+    assert_err!(store.touch_key(kind, org, Uuid::new_v4()).await, MetastoreError::NotFound { .. });
+    revoked
 }
 
 pub async fn api_keys_lifecycle_and_revocation(store: Arc<dyn Metastore>) {
@@ -350,51 +396,17 @@ pub async fn api_keys_lifecycle_and_revocation(store: Arc<dyn Metastore>) {
     let u2 = user(store, a.id, "u2@acme.io").await;
     let other = user(store, b.id, "o@beta.io").await;
 
-    let k1 = store.create_key(api_key(a.id, u1.id, "hash-1")).await.expect("k1");
+    let k1 = key_lifecycle(store, KeyKind::Api, a.id, u1.id).await;
     let k2 = store.create_key(api_key(a.id, u2.id, "hash-2")).await.expect("k2");
-    assert!(k1.last_used_at.is_none() && k1.revoked_at.is_none());
-    assert_eq!(store.get_key(KeyKind::Api, a.id, k1.id).await.expect("get"), k1);
-    assert_eq!(store.get_key_by_hash(KeyKind::Api, "hash-1").await.expect("by hash"), k1);
-    let all = store.list_keys(KeyKind::Api, a.id, None).await.expect("list");
-    assert_eq!(all.len(), 2);
+    assert_eq!(store.list_keys(KeyKind::Api, a.id, None).await.expect("list"), vec![k1.clone(), k2.clone()]);
     assert_eq!(store.list_keys(KeyKind::Api, a.id, Some(u2.id)).await.expect("list u2"), vec![k2]);
-    assert_err!(
-        store.create_key(api_key(a.id, u2.id, "hash-1")).await,
-        MetastoreError::AlreadyExists { entity: "api key" }
-    );
     assert_err!(store.create_key(api_key(a.id, other.id, "hash-3")).await, MetastoreError::NotFound { entity: "user" });
     // An API key needs its owner; the kinds never see each other's keys, even with the same hash.
     let ownerless = NewKey { user_id: None, ..api_key(a.id, u1.id, "hash-4") };
     assert_err!(store.create_key(ownerless).await, MetastoreError::Invalid { .. });
     assert_err!(store.get_key(KeyKind::Deploy, a.id, k1.id).await, MetastoreError::NotFound { entity: "deploy key" });
-    assert_err!(store.get_key_by_hash(KeyKind::Deploy, "hash-1").await, MetastoreError::NotFound { .. });
-    assert!(store.list_keys(KeyKind::Deploy, a.id, None).await.expect("no deploy keys").is_empty());
-
-    store.touch_key(KeyKind::Api, a.id, k1.id).await.expect("touch");
-    assert!(store.get_key(KeyKind::Api, a.id, k1.id).await.expect("get").last_used_at.is_some());
-
-    store.revoke_key(KeyKind::Api, a.id, k1.id).await.expect("revoke");
-    assert_err!(store.get_key_by_hash(KeyKind::Api, "hash-1").await, MetastoreError::NotFound { entity: "api key" });
-    let revoked = store.get_key(KeyKind::Api, a.id, k1.id).await.expect("still listed");
-    assert!(revoked.revoked_at.is_some());
-    store.revoke_key(KeyKind::Api, a.id, k1.id).await.expect("revoke twice");
-    assert_eq!(store.get_key(KeyKind::Api, a.id, k1.id).await.expect("get").revoked_at, revoked.revoked_at);
-    assert_err!(
-        store.revoke_key(KeyKind::Api, a.id, Uuid::new_v4()).await,
-        MetastoreError::NotFound { entity: "api key" }
-    );
-    assert_err!(store.touch_key(KeyKind::Api, a.id, Uuid::new_v4()).await, MetastoreError::NotFound { .. });
-}
-
-fn deploy_key(org_id: Uuid, created_by: Option<Uuid>, hash: &str) -> NewKey {
-    NewKey {
-        kind: KeyKind::Deploy,
-        org_id,
-        user_id: created_by,
-        description: "auto-generated".to_owned(),
-        key_hash: hash.to_owned(),
-        prefix: "px-dep-abcd".to_owned(),
-    }
+    store.create_key(deploy_key(a.id, None, "hash-2")).await.expect("a deploy key may share an api key's hash");
+    assert_eq!(store.list_keys(KeyKind::Deploy, a.id, None).await.expect("deploy keys").len(), 1);
 }
 
 pub async fn deploy_keys_lifecycle_and_revocation(store: Arc<dyn Metastore>) {
@@ -404,16 +416,10 @@ pub async fn deploy_keys_lifecycle_and_revocation(store: Arc<dyn Metastore>) {
     let admin = user(store, a.id, "admin@acme.io").await;
     let other = user(store, b.id, "o@beta.io").await;
 
+    let by_admin = key_lifecycle(store, KeyKind::Deploy, a.id, admin.id).await;
     let generated = store.create_key(deploy_key(a.id, None, "dep-1")).await.expect("no creator");
-    let by_admin = store.create_key(deploy_key(a.id, Some(admin.id), "dep-2")).await.expect("by admin");
-    assert_eq!(by_admin.user_id, Some(admin.id));
-    assert_eq!(store.get_key(KeyKind::Deploy, a.id, generated.id).await.expect("get"), generated);
-    assert_eq!(store.get_key_by_hash(KeyKind::Deploy, "dep-2").await.expect("by hash"), by_admin);
-    assert_eq!(store.list_keys(KeyKind::Deploy, a.id, None).await.expect("list").len(), 2);
-    assert_err!(
-        store.create_key(deploy_key(a.id, None, "dep-1")).await,
-        MetastoreError::AlreadyExists { entity: "deploy key" }
-    );
+    assert_eq!(generated.user_id, None);
+    assert_eq!(store.list_keys(KeyKind::Deploy, a.id, None).await.expect("list"), vec![by_admin.clone(), generated]);
     assert_err!(
         store.create_key(deploy_key(a.id, Some(other.id), "dep-3")).await,
         MetastoreError::NotFound { entity: "user" }
@@ -423,18 +429,11 @@ pub async fn deploy_keys_lifecycle_and_revocation(store: Arc<dyn Metastore>) {
         MetastoreError::NotFound { entity: "org" }
     );
 
-    store.touch_key(KeyKind::Deploy, a.id, generated.id).await.expect("touch");
-    assert!(store.get_key(KeyKind::Deploy, a.id, generated.id).await.expect("get").last_used_at.is_some());
-    store.revoke_key(KeyKind::Deploy, a.id, generated.id).await.expect("revoke");
-    assert_err!(
-        store.get_key_by_hash(KeyKind::Deploy, "dep-1").await,
-        MetastoreError::NotFound { entity: "deploy key" }
-    );
-    assert!(store.get_key(KeyKind::Deploy, a.id, generated.id).await.expect("get").revoked_at.is_some());
-
-    // The creator's deletion keeps the key, without a creator.
+    // The creator's deletion keeps the key, without a creator (an API key goes with its owner).
+    let api = store.create_key(api_key(a.id, admin.id, "admin-api")).await.expect("api key");
     store.delete_user(a.id, admin.id).await.expect("delete admin");
     assert_eq!(store.get_key(KeyKind::Deploy, a.id, by_admin.id).await.expect("kept").user_id, None);
+    assert_err!(store.get_key(KeyKind::Api, a.id, api.id).await, MetastoreError::NotFound { entity: "api key" });
 }
 
 pub async fn scripts_crud_and_unique_per_org(store: Arc<dyn Metastore>) {

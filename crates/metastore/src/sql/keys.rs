@@ -49,7 +49,7 @@ macro_rules! impl_key_store {
                     revoked_at: None,
                 };
                 let done = sqlx::query(
-                    "INSERT INTO keys (id, kind, org_id, owner_id, created_by, description, key_hash, prefix, \
+                    "INSERT INTO keys (id, kind, org_id, owner_id, user_id, description, key_hash, prefix, \
                      created_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
                      WHERE EXISTS (SELECT 1 FROM orgs WHERE id = $3) \
                      AND ($5 IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = $5 AND org_id = $3))",
@@ -74,9 +74,8 @@ macro_rules! impl_key_store {
 
             async fn list_keys(&self, kind: KeyKind, org_id: Uuid, user_id: Option<Uuid>) -> Result<Vec<Key>> {
                 sqlx::query_as::<_, Key>(
-                    "SELECT id, kind, org_id, created_by AS user_id, description, key_hash, prefix, created_at, \
-                     last_used_at, revoked_at FROM keys \
-                     WHERE kind = $1 AND org_id = $2 AND ($3 IS NULL OR created_by = $3) ORDER BY created_at, id",
+                    "SELECT * FROM keys WHERE kind = $1 AND org_id = $2 AND ($3 IS NULL OR user_id = $3) \
+                     ORDER BY created_at, id",
                 )
                 .bind(kind.as_str())
                 .bind(org_id)
@@ -87,29 +86,23 @@ macro_rules! impl_key_store {
             }
 
             async fn get_key(&self, kind: KeyKind, org_id: Uuid, key_id: Uuid) -> Result<Key> {
-                sqlx::query_as::<_, Key>(
-                    "SELECT id, kind, org_id, created_by AS user_id, description, key_hash, prefix, created_at, \
-                     last_used_at, revoked_at FROM keys WHERE kind = $1 AND org_id = $2 AND id = $3",
-                )
-                .bind(kind.as_str())
-                .bind(org_id)
-                .bind(key_id)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err(kind.entity()))
+                sqlx::query_as::<_, Key>("SELECT * FROM keys WHERE kind = $1 AND org_id = $2 AND id = $3")
+                    .bind(kind.as_str())
+                    .bind(org_id)
+                    .bind(key_id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err(kind.entity()))
             }
 
             async fn get_key_by_hash(&self, kind: KeyKind, key_hash: &str) -> Result<Key> {
                 check_text("key hash", key_hash)?;
-                sqlx::query_as::<_, Key>(
-                    "SELECT id, kind, org_id, created_by AS user_id, description, key_hash, prefix, created_at, \
-                     last_used_at, revoked_at FROM keys WHERE kind = $1 AND key_hash = $2 AND revoked_at IS NULL",
-                )
-                .bind(kind.as_str())
-                .bind(key_hash)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err(kind.entity()))
+                sqlx::query_as::<_, Key>("SELECT * FROM keys WHERE kind = $1 AND key_hash = $2 AND revoked_at IS NULL")
+                    .bind(kind.as_str())
+                    .bind(key_hash)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err(kind.entity()))
             }
 
             async fn revoke_key(&self, kind: KeyKind, org_id: Uuid, key_id: Uuid) -> Result<()> {
