@@ -458,7 +458,7 @@ impl TokenSigner {
                 ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
                     TokenError::UnsupportedAlgorithm(ALGORITHM.to_owned())
                 }
-                _ => TokenError::Malformed(format!("claims: {err}")),
+                _ => TokenError::Malformed(err.to_string()),
             })?
             .claims;
 
