@@ -1,4 +1,5 @@
-//! API keys (`px-api-…`) and deploy keys (`px-dep-…`): generation, hashing, kind parsing, display prefixes.
+//! API keys (`px-api-…`) and deploy keys (`px-dep-…`): one generator, hasher and parser for both, parameterized
+//! by [`KeyKind`] (shared with the metastore through `loupe-common`), and display prefixes.
 //!
 //! Owns the key format. Must not store keys: a key's plaintext is shown to its creator exactly once and only
 //! its [`KeyHash`] (plus the [`display_prefix`] for listings) is persisted, by the metastore.
@@ -8,12 +9,10 @@ use std::fmt;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
+pub use loupe_common::KeyKind;
+
 use crate::random::{self, RandomError};
 
-/// Prefix of a user API key, exchanged for a session token with `IsAPIUser = true`.
-pub const API_KEY_PREFIX: &str = "px-api-";
-/// Prefix of an org deploy key, only good for registering a Vizier.
-pub const DEPLOY_KEY_PREFIX: &str = "px-dep-";
 /// Number of leading characters of a key kept for listings (`px-api-AbCdE`).
 pub const DISPLAY_PREFIX_CHARS: usize = 12;
 /// Random bytes in a generated key body: 24 bytes = 192 bits = 32 base64url characters.
@@ -31,25 +30,6 @@ pub fn generate_shared_secret() -> Result<String, RandomError> {
 /// lengths may leak, and those are public (fixed by the format).
 pub fn secrets_match(presented: &[u8], expected: &[u8]) -> bool {
     presented.ct_eq(expected).into()
-}
-
-/// What a key may be used for, read from its prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyKind {
-    /// `px-api-…`: acts as the user who created it, in their org.
-    Api,
-    /// `px-dep-…`: registers a Vizier into the org; nothing else.
-    Deploy,
-}
-
-impl KeyKind {
-    /// The textual prefix of keys of this kind.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            KeyKind::Api => API_KEY_PREFIX,
-            KeyKind::Deploy => DEPLOY_KEY_PREFIX,
-        }
-    }
 }
 
 /// Lowercase hex SHA-256 of a key's full plaintext, the only form in which a key is stored.
@@ -100,16 +80,6 @@ pub fn generate_key(kind: KeyKind) -> Result<(String, KeyHash), RandomError> {
     Ok((plaintext, hash))
 }
 
-/// Generates a user API key (`px-api-…`) and its hash.
-pub fn generate_api_key() -> Result<(String, KeyHash), RandomError> {
-    generate_key(KeyKind::Api)
-}
-
-/// Generates an org deploy key (`px-dep-…`) and its hash.
-pub fn generate_deploy_key() -> Result<(String, KeyHash), RandomError> {
-    generate_key(KeyKind::Deploy)
-}
-
 /// Hashes a presented key for lookup. Surrounding whitespace is ignored (keys get pasted from terminals).
 pub fn hash_key(plaintext: &str) -> KeyHash {
     let digest = Sha256::digest(plaintext.trim().as_bytes());
@@ -129,7 +99,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Pixie's UUID bodies both qualify). Use it to route a credential before any lookup.
 pub fn key_kind(key: &str) -> Option<KeyKind> {
     let key = key.trim();
-    [KeyKind::Api, KeyKind::Deploy].into_iter().find(|kind| {
+    KeyKind::ALL.into_iter().find(|kind| {
         key.strip_prefix(kind.prefix()).is_some_and(|body| {
             KEY_BODY_CHARS.contains(&body.len())
                 && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -164,13 +134,13 @@ mod tests {
 
     #[test]
     fn generated_keys_have_prefix_kind_and_matching_hash() {
-        let (api, api_hash) = generate_api_key().expect("random");
+        let (api, api_hash) = generate_key(KeyKind::Api).expect("random");
         assert!(api.starts_with("px-api-"));
         assert_eq!(api.len(), 7 + 32);
         assert_eq!(key_kind(&api), Some(KeyKind::Api));
         assert_eq!(hash_key(&api), api_hash);
 
-        let (dep, dep_hash) = generate_deploy_key().expect("random");
+        let (dep, dep_hash) = generate_key(KeyKind::Deploy).expect("random");
         assert!(dep.starts_with("px-dep-"));
         assert_eq!(key_kind(&dep), Some(KeyKind::Deploy));
         assert!(dep_hash.ct_eq(&hash_key(&dep)));
@@ -179,8 +149,8 @@ mod tests {
 
     #[test]
     fn generated_keys_are_unique() {
-        let (a, _) = generate_api_key().expect("random");
-        let (b, _) = generate_api_key().expect("random");
+        let (a, _) = generate_key(KeyKind::Api).expect("random");
+        let (b, _) = generate_key(KeyKind::Api).expect("random");
         assert_ne!(a, b);
     }
 

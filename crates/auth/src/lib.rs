@@ -9,7 +9,7 @@
 //!
 //! - [`password`]: [`hash_password`], [`verify_password`], [`validate_new_password`].
 //! - [`token`]: [`SigningKey`], [`TokenSigner`] (issue, verify, revocation-aware validate and refresh).
-//! - [`keys`]: [`generate_api_key`], [`generate_deploy_key`], [`hash_key`], [`key_kind`].
+//! - [`keys`]: [`generate_key`] and [`hash_key`] for either [`KeyKind`], [`key_kind`].
 //! - [`sessions`]: the [`SessionCache`] trait with [`InMemorySessionCache`] and [`RedisSessionCache`].
 //! - [`throttle`]: [`LoginThrottle`], brute-force limits per account and per source address, counted before
 //!   the password is checked.
@@ -18,6 +18,7 @@
 
 pub mod bootstrap;
 pub mod hashing;
+mod jwt;
 pub mod keys;
 pub mod password;
 mod random;
@@ -28,8 +29,7 @@ pub mod token;
 pub use bootstrap::{AdminBootstrap, BootstrapError, NewAdmin};
 pub use hashing::{HashingBusy, HashingError, HashingLimiter};
 pub use keys::{
-    KeyHash, KeyKind, display_prefix, generate_api_key, generate_deploy_key, generate_shared_secret, hash_key,
-    key_kind, secrets_match,
+    KeyHash, KeyKind, display_prefix, generate_key, generate_shared_secret, hash_key, key_kind, secrets_match,
 };
 pub use password::{PasswordError, PolicyError, hash_password, validate_new_password, verify_password};
 pub use random::RandomError;

@@ -4,18 +4,20 @@
 //! Owns the token format, signing key handling and the claim checks. Must not decide who may log in or what a
 //! role may do (that is the API's job) and must not store sessions (the metastore's).
 //!
-//! Format: `base64url(header).base64url(claims).base64url(HMAC-SHA256)`, header `{"alg":"HS256","typ":"JWT"}`.
-//! Verification rejects any `alg` but `HS256` (so `none` and algorithm-confusion tricks fail), compares the MAC
-//! in constant time, and only then trusts the claims.
+//! Format: compact JWS (RFC 7515) with `HS256`, encoded, signed and verified by the `jsonwebtoken` crate over the
+//! HS256-only provider in `jwt`. Verification rejects any `alg` but `HS256` (so `none` and algorithm-confusion
+//! tricks fail), compares the MAC in constant time, and only then trusts the claims. The claim checks (`iss`,
+//! `aud`, `exp`, `nbf` with leeway) stay here because they take the caller's `now`, which refresh and the tests
+//! rely on, and report the offending value.
 
 use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use hmac::{Hmac, Mac as _};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::random::{self, RandomError};
 use crate::sessions::{SessionCache, SessionError};
@@ -32,8 +34,6 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The scope carried by user tokens (Pixie's `Scopes = "user"`).
 pub const USER_SCOPE: &str = "user";
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Errors from signing keys, issuing and verifying tokens.
 #[derive(Debug, thiserror::Error)]
@@ -149,18 +149,22 @@ impl SigningKey {
         STANDARD.encode(&self.0)
     }
 
-    fn mac(&self) -> Result<HmacSha256, TokenError> {
-        HmacSha256::new_from_slice(&self.0).map_err(|e| TokenError::InvalidKey(e.to_string()))
+    fn encoding_key(&self) -> Result<EncodingKey, TokenError> {
+        EncodingKey::from_secret(&self.0).map_err(|e| TokenError::InvalidKey(e.to_string()))
+    }
+
+    fn decoding_key(&self) -> Result<DecodingKey, TokenError> {
+        DecodingKey::from_secret(&self.0).map_err(|e| TokenError::InvalidKey(e.to_string()))
     }
 
     /// A credential for `purpose` derived from this key (HMAC-SHA256 of the purpose, base64url): what processes
     /// sharing the key prove to each other with, such as the gateway to the services. Reveals nothing of the
     /// key, and differs per purpose, so it cannot be used to sign tokens.
     pub fn derive_credential(&self, purpose: &str) -> Result<String, TokenError> {
-        let mut mac = self.mac()?;
-        mac.update(b"loupe derived credential\0");
-        mac.update(purpose.as_bytes());
-        Ok(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        crate::jwt::install();
+        let message = [b"loupe derived credential\0".as_slice(), purpose.as_bytes()].concat();
+        jsonwebtoken::crypto::sign(&message, &self.encoding_key()?, Algorithm::HS256)
+            .map_err(|e| TokenError::InvalidKey(e.to_string()))
     }
 }
 
@@ -293,11 +297,23 @@ impl fmt::Debug for IssuedToken {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Header {
+/// The one header field read before `jsonwebtoken` parses the token, so that a refused algorithm is named in the
+/// error even when the crate does not know it (`none`, `hs256`).
+#[derive(Deserialize)]
+struct AlgorithmOnly {
     alg: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    typ: Option<String>,
+}
+
+/// What `jsonwebtoken` checks on decode: the algorithm and signature, and the claims' JSON. Times, issuer and
+/// audience are checked by `TokenSigner::verify` against the caller's clock, so the crate's own (wall-clock)
+/// checks are off and no claim is required by it (`Claims` requires its fields itself).
+fn signature_only_validation() -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation
 }
 
 /// Default absolute session lifetime: 30 days from the login, however often the session is refreshed (OWASP
@@ -405,51 +421,46 @@ impl TokenSigner {
 
     /// Signs `claims` exactly as given. Prefer [`TokenSigner::issue`]; this exists for tests and tools.
     pub fn sign(&self, claims: &Claims) -> Result<String, TokenError> {
-        let header = Header { alg: ALGORITHM.to_owned(), typ: Some("JWT".to_owned()) };
-        let header = serde_json::to_vec(&header).map_err(|e| TokenError::Encode(e.to_string()))?;
-        let payload = serde_json::to_vec(claims).map_err(|e| TokenError::Encode(e.to_string()))?;
-        let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
-        let mut mac = self.key.mac()?;
-        mac.update(signing_input.as_bytes());
-        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        Ok(format!("{signing_input}.{signature}"))
+        crate::jwt::install();
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key.encoding_key()?)
+            .map_err(|e| TokenError::Encode(e.to_string()))
     }
 
     /// Checks the signature and claims of `token` at time `now` (Unix seconds). Does not consult revocation;
     /// use [`TokenSigner::validate`] for requests.
     ///
-    /// Order: shape, header `alg`, signature (constant-time), then `iss`, `aud`, `exp`, `nbf`. Never panics.
+    /// Order: shape, header `alg`, signature (constant-time, by `jsonwebtoken`), then `iss`, `aud`, `exp`, `nbf`.
+    /// Never panics.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed(format!("longer than {MAX_TOKEN_BYTES} bytes")));
         }
         let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(header_b64), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed("expected three dot-separated segments".to_owned()));
         };
-
         let header = URL_SAFE_NO_PAD
             .decode(header_b64)
             .map_err(|e| TokenError::Malformed(format!("header is not base64url: {e}")))?;
-        let header: Header =
+        let header: AlgorithmOnly =
             serde_json::from_slice(&header).map_err(|e| TokenError::Malformed(format!("header: {e}")))?;
         if header.alg != ALGORITHM {
             return Err(TokenError::UnsupportedAlgorithm(header.alg));
         }
 
-        let signature = URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| TokenError::BadSignature)?;
-        let signing_input_len = header_b64.len() + 1 + payload_b64.len();
-        let mut mac = self.key.mac()?;
-        mac.update(&token.as_bytes()[..signing_input_len]);
-        mac.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
-
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload_b64)
-            .map_err(|e| TokenError::Malformed(format!("claims are not base64url: {e}")))?;
-        let claims: Claims =
-            serde_json::from_slice(&payload).map_err(|e| TokenError::Malformed(format!("claims: {e}")))?;
+        crate::jwt::install();
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key.decoding_key()?, &signature_only_validation())
+            .map_err(|err| match err.kind() {
+                // The header was read above, and the claims are decoded only once the signature matched: a
+                // base64 failure here is the signature segment's.
+                ErrorKind::InvalidSignature | ErrorKind::Base64(_) => TokenError::BadSignature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+                    TokenError::UnsupportedAlgorithm(ALGORITHM.to_owned())
+                }
+                _ => TokenError::Malformed(err.to_string()),
+            })?
+            .claims;
 
         if claims.iss != ISSUER {
             return Err(TokenError::WrongIssuer(claims.iss));
@@ -573,7 +584,9 @@ mod tests {
         assert_eq!(json["Scopes"], "user");
         assert_eq!(json["Role"], "admin");
         let header = issued.token.split('.').next().expect("header");
-        assert_eq!(URL_SAFE_NO_PAD.decode(header).expect("b64"), br#"{"alg":"HS256","typ":"JWT"}"#);
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("b64")).expect("json");
+        assert_eq!(header, serde_json::json!({"alg": "HS256", "typ": "JWT"}));
     }
 
     #[test]
@@ -640,7 +653,7 @@ mod tests {
         let s = signer();
         let issued = s.issue(&user(), HOUR, NOW).expect("issue");
         let payload = issued.token.split('.').nth(1).expect("payload");
-        for alg in ["none", "None", "NONE", "HS512", "RS256", "hs256", ""] {
+        for alg in ["none", "None", "NONE", "HS384", "HS512", "RS256", "hs256", ""] {
             let header = b64(&format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
             for sig in ["", "AAAA"] {
                 let token = format!("{header}.{payload}.{sig}");
@@ -671,7 +684,7 @@ mod tests {
     fn malformed_tokens_are_rejected() {
         let s = signer();
         let good = s.issue(&user(), HOUR, NOW).expect("issue").token;
-        let (h, rest) = good.split_once('.').expect("parts");
+        let (_, rest) = good.split_once('.').expect("parts");
         let cases = [
             String::new(),
             "abc".to_owned(),
@@ -686,10 +699,10 @@ mod tests {
             assert!(matches!(s.verify(&token, NOW), Err(TokenError::Malformed(_))), "{token:?} not malformed");
         }
         // Validly signed but claims missing required fields.
-        let mut mac = s.key.mac().expect("mac");
-        let input = format!("{h}.{}", b64(r#"{"sub":"x"}"#));
-        mac.update(input.as_bytes());
-        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+        crate::jwt::install();
+        let key = s.key.encoding_key().expect("key");
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &serde_json::json!({"sub": "x"}), &key).expect("sign");
         assert!(matches!(s.verify(&token, NOW), Err(TokenError::Malformed(_))));
     }
 
@@ -833,6 +846,12 @@ mod tests {
         assert_ne!(a, other.derive_credential("gateway").expect("derive"));
         assert_eq!(a.len(), 43);
         assert!(!a.contains(&key.to_base64()));
+        // The same bytes as before tokens moved to jsonwebtoken: base64url(HMAC-SHA256(key, label || purpose)), so
+        // processes of either build still agree.
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&[7u8; 32]).expect("key");
+        mac.update(b"loupe derived credential\0gateway");
+        assert_eq!(a, URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
     }
 
     #[test]

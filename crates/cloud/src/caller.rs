@@ -157,16 +157,19 @@ async fn authenticate_key(key: &str, state: &CloudState) -> Result<Authenticated
         None => return Err(ApiError::unauthenticated("malformed API key: expected px-api-…")),
     }
     let hash = hash_key(key);
-    let api_key = match state.metastore.get_api_key_by_hash(hash.as_str()).await {
+    let api_key = match state.metastore.get_key_by_hash(KeyKind::Api, hash.as_str()).await {
         Ok(api_key) => api_key,
         Err(MetastoreError::NotFound { .. }) => {
             return Err(ApiError::unauthenticated("unknown or revoked API key"));
         }
         Err(err) => return Err(err.into()),
     };
-    let user = load_user(state, api_key.org_id, api_key.user_id).await?;
+    let Some(owner) = api_key.user_id else {
+        return Err(ApiError::unauthenticated("unknown or revoked API key"));
+    };
+    let user = load_user(state, api_key.org_id, owner).await?;
     // Best effort: a failed touch must not fail the request it describes.
-    if let Err(err) = state.metastore.touch_api_key(api_key.org_id, api_key.id).await {
+    if let Err(err) = state.metastore.touch_key(KeyKind::Api, api_key.org_id, api_key.id).await {
         tracing::debug!(error = %err, key_id = %api_key.id, "could not record API key use");
     }
     Ok(Authenticated { user, credential: Credential::ApiKey { key_id: api_key.id } })

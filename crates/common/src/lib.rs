@@ -1,12 +1,14 @@
-//! Loupe's small shared vocabulary: process identities (UPID), the clock and its conversion, and the Prometheus
-//! text writer every `/metrics` uses.
+//! Loupe's small shared vocabulary: process identities (UPID), the clock and its conversion, the Prometheus
+//! text writer every `/metrics` uses, and the kinds of key (`KeyKind`) auth and the metastore share.
 //!
 //! Owns types every other crate may name. Must stay tiny and dependency-free (only `libc`):
 //! no Arrow, no async, no I/O beyond reading the clocks and `/proc/<pid>/stat`.
 
+pub mod keys;
 pub mod prometheus;
 pub mod time;
 pub mod upid;
 
+pub use keys::KeyKind;
 pub use time::ClockConverter;
 pub use upid::Upid;

@@ -1,11 +1,14 @@
 //! Loupe's cloud metastore: orgs, users, invitations, sessions, API and deploy keys, scripts, viziers, cron
-//! scripts, settings and a global key/value store, behind one dyn-compatible `Metastore` trait with two backends.
+//! scripts, settings and a global key/value store, behind one dyn-compatible `Metastore` handle with two backends.
+//! `Metastore` is a supertrait of one trait per area (`OrgStore`, `UserStore`, `InvitationStore`, `SessionStore`,
+//! `KeyStore`, `ScriptStore`, `VizierStore`, `CronScriptStore`, `SettingStore`, `KvStore`); callers hold
+//! `Arc<dyn Metastore>` and `use loupe_metastore::prelude::*` to call any area's methods.
 //!
 //! - `SqliteMetastore`: the embedded default (`loupe up`), a SQLite file or `:memory:`.
 //! - `PostgresMetastore`: the distributed backend (Kubernetes), PostgreSQL 15+.
 //!
 //! `connect` picks the backend from the URL scheme and applies the embedded, versioned migrations. Both backends run
-//! the same SQL (`sql`), classify errors the same way (`error`) and pass the same test suite (`tests/suite.rs`).
+//! the same SQL (`sql`, one module per area), classify errors the same way (`error`) and pass the same test suite (`tests/suite.rs`).
 //!
 //! Owns: durable cloud state and its isolation rule (every org-owned read, update or delete filters by the caller's
 //! org id). Must not touch: hashing, token signing or passwords (the auth layer hands in hashes), HTTP or gRPC,
@@ -23,14 +26,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::error::{BoxError, MetastoreError, Result};
-pub use crate::metastore::Metastore;
+pub use crate::metastore::{
+    CronScriptStore, InvitationStore, KeyStore, KvStore, Metastore, OrgStore, ScriptStore, SessionStore, SettingStore,
+    UserStore, VizierStore,
+};
 pub use crate::model::{
-    ApiKey, CronScript, CronScriptUpdate, DeployKey, Invitation, NewApiKey, NewCronScript, NewDeployKey, NewInvitation,
-    NewScript, NewUser, NewVizier, Org, Role, Script, ScriptUpdate, Session, Setting, User, VIZIER_INITIAL_STATUS,
-    Vizier, VizierStatusUpdate, now_ns,
+    CronScript, CronScriptUpdate, Invitation, Key, KeyKind, NewCronScript, NewInvitation, NewKey, NewScript, NewUser,
+    NewVizier, Org, Role, Script, ScriptUpdate, Session, Setting, User, VIZIER_INITIAL_STATUS, Vizier,
+    VizierStatusUpdate, now_ns,
 };
 pub use crate::postgres::PostgresMetastore;
 pub use crate::sqlite::SqliteMetastore;
+
+/// The `Metastore` handle and every area trait, so that any area's method can be called on `Arc<dyn Metastore>`.
+pub mod prelude {
+    pub use crate::metastore::{
+        CronScriptStore, InvitationStore, KeyStore, KvStore, Metastore, OrgStore, ScriptStore, SessionStore,
+        SettingStore, UserStore, VizierStore,
+    };
+}
 
 /// Pool settings shared by both backends.
 #[derive(Debug, Clone)]

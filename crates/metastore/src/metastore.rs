@@ -1,7 +1,9 @@
-//! The `Metastore` trait: every operation the cloud services need on durable state.
+//! The `Metastore` handle and its area traits (`OrgStore`, `UserStore`, …, `KvStore`): every operation the cloud
+//! services need on durable state, one trait per area.
 //!
 //! Owns the trait's contract (what each call returns and fails with). Must not touch: SQL, pools or any backend
-//! detail; the backends live in `sqlite`, `postgres` and the shared `sql` module.
+//! detail; the backends live in `sqlite`, `postgres` and the shared `sql` modules (one per
+//! area).
 //!
 //! Isolation contract: every read, update or delete of an org-owned row takes the caller's `org_id` and acts only
 //! on rows of that org. A row of another org is `NotFound`, never returned or changed. The few unscoped calls
@@ -12,23 +14,41 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::model::{
-    ApiKey, CronScript, CronScriptUpdate, DeployKey, Invitation, NewApiKey, NewCronScript, NewDeployKey, NewInvitation,
-    NewScript, NewUser, NewVizier, Org, Role, Script, ScriptUpdate, Session, Setting, User, Vizier, VizierStatusUpdate,
+    CronScript, CronScriptUpdate, Invitation, Key, KeyKind, NewCronScript, NewInvitation, NewKey, NewScript, NewUser,
+    NewVizier, Org, Role, Script, ScriptUpdate, Session, Setting, User, Vizier, VizierStatusUpdate,
 };
 
-/// Durable cloud state behind one dyn-compatible trait, held by the services as `Arc<dyn Metastore>`.
+/// Durable cloud state: every area's calls behind one dyn-compatible handle, held by the services as
+/// `Arc<dyn Metastore>`. The areas are separate traits so each has one contract and one SQL module; bring them into
+/// scope with `use loupe_metastore::prelude::*`.
 ///
 /// Timestamps are Unix nanoseconds computed by the store. Text fields must not contain NUL bytes (`Invalid`).
 #[async_trait]
-pub trait Metastore: Send + Sync + std::fmt::Debug {
+pub trait Metastore:
+    OrgStore
+    + UserStore
+    + InvitationStore
+    + SessionStore
+    + KeyStore
+    + ScriptStore
+    + VizierStore
+    + CronScriptStore
+    + SettingStore
+    + KvStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+{
     /// The backend's name: `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 
     /// Runs a trivial query; `Unavailable` if the database cannot be reached. For readiness probes.
     async fn health_check(&self) -> Result<()>;
+}
 
-    // ---- orgs ----
-
+/// Orgs: the unit of isolation.
+#[async_trait]
+pub trait OrgStore {
     /// Creates an org. `AlreadyExists { entity: "org" }` if the name is taken.
     async fn create_org(&self, name: &str) -> Result<Org>;
     /// The org with this id.
@@ -39,9 +59,11 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn list_orgs(&self) -> Result<Vec<Org>>;
     /// Deletes an org and, by cascade, everything it owns.
     async fn delete_org(&self, org_id: Uuid) -> Result<()>;
+}
 
-    // ---- users ----
-
+/// Users of an org, and the first admin bootstrap.
+#[async_trait]
+pub trait UserStore {
     /// Creates a user. `AlreadyExists { entity: "user" }` if the email is taken (case-insensitively, across all
     /// orgs); `NotFound { entity: "org" }` if the org does not exist.
     async fn create_user(&self, user: NewUser) -> Result<User>;
@@ -71,9 +93,11 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     /// (exactly one racer creates it): `loupe setup create-admin` and `loupe up` call it on every start, so a
     /// bootstrap admin that was deleted while other users exist is never created again.
     async fn create_first_admin(&self, email: &str, password_hash: &str, org_name: &str) -> Result<Option<User>>;
+}
 
-    // ---- invitations ----
-
+/// Invitations into an org, accepted with a one-time token.
+#[async_trait]
+pub trait InvitationStore {
     /// Creates an invitation. `AlreadyExists` if the token hash is taken; `NotFound` if the org does not exist or
     /// `created_by` is not a user of it.
     async fn create_invitation(&self, invitation: NewInvitation) -> Result<Invitation>;
@@ -87,9 +111,11 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     /// `must_change_password = false`). `NotFound` for an unknown token, `Invalid` if expired or already accepted,
     /// `AlreadyExists { entity: "user" }` if the email is taken (the invitation then stays unaccepted).
     async fn accept_invitation(&self, token_hash: &str, display_name: &str, password_hash: &str) -> Result<User>;
+}
 
-    // ---- sessions ----
-
+/// Login sessions, the durable side of session tokens.
+#[async_trait]
+pub trait SessionStore {
     /// Records a session for a user of `org_id` that expires at `expires_at` (Unix ns).
     async fn create_session(&self, org_id: Uuid, user_id: Uuid, expires_at: i64) -> Result<Session>;
     /// The session with this id, revoked or expired ones included (check `Session::is_active`). Unscoped: the id
@@ -103,39 +129,32 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn revoke_user_sessions(&self, org_id: Uuid, user_id: Uuid) -> Result<u64>;
     /// Deletes sessions that expired before `before_ns`; returns how many.
     async fn purge_expired_sessions(&self, before_ns: i64) -> Result<u64>;
+}
 
-    // ---- API keys ----
-
-    /// Creates an API key. `NotFound { entity: "user" }` unless the user belongs to the org.
-    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey>;
-    /// The org's API keys, optionally only one user's, oldest first; revoked keys included.
-    async fn list_api_keys(&self, org_id: Uuid, user_id: Option<Uuid>) -> Result<Vec<ApiKey>>;
-    /// One API key of this org (revoked or not).
-    async fn get_api_key(&self, org_id: Uuid, key_id: Uuid) -> Result<ApiKey>;
-    /// The unrevoked API key with this hash; `NotFound` for revoked keys. Unscoped: the key is the credential.
-    async fn get_api_key_by_hash(&self, key_hash: &str) -> Result<ApiKey>;
-    /// Revokes an API key of this org; revoking twice keeps the first time.
-    async fn revoke_api_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()>;
+/// API keys (`px-api-…`) and deploy keys (`px-dep-…`): one area, every call taking the kind. Errors name the
+/// kind's entity (`"api key"` or `"deploy key"`).
+#[async_trait]
+pub trait KeyStore {
+    /// Creates a key. An API key needs `user_id`, a user of the org (`Invalid` without one, `NotFound { entity:
+    /// "user" }` otherwise); a deploy key's creator is optional but, when given, must be a user of the org.
+    /// `NotFound { entity: "org" }` if the org does not exist; `AlreadyExists` if the kind already has the hash.
+    async fn create_key(&self, key: NewKey) -> Result<Key>;
+    /// The org's keys of `kind`, optionally only those of one user (owner or creator), oldest first; revoked
+    /// keys included.
+    async fn list_keys(&self, kind: KeyKind, org_id: Uuid, user_id: Option<Uuid>) -> Result<Vec<Key>>;
+    /// One key of `kind` of this org (revoked or not).
+    async fn get_key(&self, kind: KeyKind, org_id: Uuid, key_id: Uuid) -> Result<Key>;
+    /// The unrevoked key of `kind` with this hash; `NotFound` for revoked keys. Unscoped: the key is the credential.
+    async fn get_key_by_hash(&self, kind: KeyKind, key_hash: &str) -> Result<Key>;
+    /// Revokes a key of `kind` of this org; revoking twice keeps the first time.
+    async fn revoke_key(&self, kind: KeyKind, org_id: Uuid, key_id: Uuid) -> Result<()>;
     /// Records a successful use now.
-    async fn touch_api_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()>;
+    async fn touch_key(&self, kind: KeyKind, org_id: Uuid, key_id: Uuid) -> Result<()>;
+}
 
-    // ---- deploy keys ----
-
-    /// Creates a deploy key. `NotFound` if the org does not exist or `created_by` is not a user of it.
-    async fn create_deploy_key(&self, key: NewDeployKey) -> Result<DeployKey>;
-    /// The org's deploy keys, oldest first; revoked keys included.
-    async fn list_deploy_keys(&self, org_id: Uuid) -> Result<Vec<DeployKey>>;
-    /// One deploy key of this org (revoked or not).
-    async fn get_deploy_key(&self, org_id: Uuid, key_id: Uuid) -> Result<DeployKey>;
-    /// The unrevoked deploy key with this hash; `NotFound` for revoked keys. Unscoped: the key is the credential.
-    async fn get_deploy_key_by_hash(&self, key_hash: &str) -> Result<DeployKey>;
-    /// Revokes a deploy key of this org; revoking twice keeps the first time.
-    async fn revoke_deploy_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()>;
-    /// Records a successful use now.
-    async fn touch_deploy_key(&self, org_id: Uuid, key_id: Uuid) -> Result<()>;
-
-    // ---- scripts ----
-
+/// Saved PxL scripts of an org.
+#[async_trait]
+pub trait ScriptStore {
     /// Saves a script. `AlreadyExists { entity: "script" }` if the org already has one with that name (other orgs
     /// may use the same name).
     async fn create_script(&self, script: NewScript) -> Result<Script>;
@@ -147,9 +166,11 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn list_scripts(&self, org_id: Uuid) -> Result<Vec<Script>>;
     /// Deletes the org's script `name`.
     async fn delete_script(&self, org_id: Uuid, name: &str) -> Result<()>;
+}
 
-    // ---- viziers ----
-
+/// Registered viziers of an org and their last reported status.
+#[async_trait]
+pub trait VizierStore {
     /// Registers a vizier. `AlreadyExists { entity: "vizier" }` if the org already has one with that name.
     async fn create_vizier(&self, vizier: NewVizier) -> Result<Vizier>;
     /// One vizier of this org.
@@ -162,9 +183,11 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn update_vizier_status(&self, org_id: Uuid, vizier_id: Uuid, update: VizierStatusUpdate) -> Result<Vizier>;
     /// Deletes one of the org's viziers.
     async fn delete_vizier(&self, org_id: Uuid, vizier_id: Uuid) -> Result<()>;
+}
 
-    // ---- cron scripts ----
-
+/// Scripts an org runs on a schedule.
+#[async_trait]
+pub trait CronScriptStore {
     /// Creates a cron script. `Invalid` unless `frequency_s > 0`.
     async fn create_cron_script(&self, cron: NewCronScript) -> Result<CronScript>;
     /// One cron script of this org.
@@ -177,9 +200,11 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn update_cron_script(&self, org_id: Uuid, cron_id: Uuid, update: CronScriptUpdate) -> Result<CronScript>;
     /// Deletes one of the org's cron scripts.
     async fn delete_cron_script(&self, org_id: Uuid, cron_id: Uuid) -> Result<()>;
+}
 
-    // ---- settings ----
-
+/// Per-user and per-org settings.
+#[async_trait]
+pub trait SettingStore {
     /// A user's setting, `None` if unset. `NotFound` unless the user belongs to the org.
     async fn get_user_setting(&self, org_id: Uuid, user_id: Uuid, key: &str) -> Result<Option<String>>;
     /// Sets (inserts or overwrites) a user's setting.
@@ -192,9 +217,11 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn put_org_setting(&self, org_id: Uuid, key: &str, value: &str) -> Result<()>;
     /// All of an org's settings, by key.
     async fn list_org_settings(&self, org_id: Uuid) -> Result<Vec<Setting>>;
+}
 
-    // ---- global kv ----
-
+/// The global key/value store (not org-scoped): generated secrets and bootstrap markers.
+#[async_trait]
+pub trait KvStore {
     /// The global value under `key`, if any (e.g. a generated signing key).
     async fn kv_get(&self, key: &str) -> Result<Option<String>>;
     /// Deletes the value under `key`; whether there was one.

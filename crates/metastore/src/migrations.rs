@@ -16,10 +16,16 @@ use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use crate::error::{MetastoreError, classify};
 
 /// `(version, description, sql)` of each SQLite migration, in order.
-pub(crate) const SQLITE: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, "keys", include_str!("../migrations/sqlite/0002_keys.sql")),
+];
 
 /// `(version, description, sql)` of each PostgreSQL migration, in order.
-pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+    (2, "keys", include_str!("../migrations/postgres/0002_keys.sql")),
+];
 
 /// Maps a migration failure: connection trouble stays `Unavailable`, anything else is `Internal`.
 pub(crate) fn migrate_err(backend: &'static str) -> impl Fn(MigrateError) -> MetastoreError {
@@ -77,6 +83,6 @@ mod tests {
     #[test]
     fn migrator_keeps_versions_in_order() {
         let versions: Vec<i64> = migrator(POSTGRES).iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1]);
+        assert_eq!(versions, vec![1, 2]);
     }
 }

@@ -4,6 +4,7 @@
 //! checks every backend runs before touching the database.
 //! Must not touch: SQL or connections; it knows nothing about which backend reads these rows.
 
+pub use loupe_common::KeyKind;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -191,18 +192,23 @@ impl Session {
     }
 }
 
-/// An API key (`px-api-…`) of one user in one org; only its hash is stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
-pub struct ApiKey {
+/// An API key (`px-api-…`, a user's) or a deploy key (`px-dep-…`, an org's, used only to register viziers);
+/// only its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Key {
     /// Key id.
     pub id: Uuid,
+    /// Which kind of key.
+    #[sqlx(try_from = "String")]
+    pub kind: KeyKind,
     /// Owning org.
     pub org_id: Uuid,
-    /// Owning user.
-    pub user_id: Uuid,
+    /// An API key's owner (always set: the key is deleted with its user). A deploy key's creator (none for
+    /// generated keys, cleared if that user is deleted).
+    pub user_id: Option<Uuid>,
     /// Free text.
     pub description: String,
-    /// Hash of the key (unique).
+    /// Hash of the key (unique within its kind).
     pub key_hash: String,
     /// The key's first characters, shown in lists.
     pub prefix: String,
@@ -214,54 +220,18 @@ pub struct ApiKey {
     pub revoked_at: Option<i64>,
 }
 
-/// Input of `Metastore::create_api_key`.
+/// Input of `KeyStore::create_key`.
 #[derive(Debug, Clone)]
-pub struct NewApiKey {
+pub struct NewKey {
+    /// Which kind of key.
+    pub kind: KeyKind,
     /// Owning org; must exist.
     pub org_id: Uuid,
-    /// Owning user; must be a user of `org_id`.
-    pub user_id: Uuid,
+    /// An API key's owner (required) or a deploy key's creator (optional); when given, a user of `org_id`.
+    pub user_id: Option<Uuid>,
     /// Free text.
     pub description: String,
-    /// Hash of the key (unique).
-    pub key_hash: String,
-    /// The key's first characters.
-    pub prefix: String,
-}
-
-/// A deploy key (`px-dep-…`) of one org, used only to register viziers; only its hash is stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
-pub struct DeployKey {
-    /// Key id.
-    pub id: Uuid,
-    /// Owning org.
-    pub org_id: Uuid,
-    /// The user who created it (cleared if that user is deleted; none for generated keys).
-    pub created_by: Option<Uuid>,
-    /// Free text.
-    pub description: String,
-    /// Hash of the key (unique).
-    pub key_hash: String,
-    /// The key's first characters, shown in lists.
-    pub prefix: String,
-    /// Creation time, Unix ns.
-    pub created_at: i64,
-    /// Last successful use, Unix ns.
-    pub last_used_at: Option<i64>,
-    /// Revocation time, Unix ns.
-    pub revoked_at: Option<i64>,
-}
-
-/// Input of `Metastore::create_deploy_key`.
-#[derive(Debug, Clone)]
-pub struct NewDeployKey {
-    /// Owning org; must exist.
-    pub org_id: Uuid,
-    /// The creating user; when given, must be a user of `org_id`.
-    pub created_by: Option<Uuid>,
-    /// Free text.
-    pub description: String,
-    /// Hash of the key (unique).
+    /// Hash of the key (unique within its kind).
     pub key_hash: String,
     /// The key's first characters.
     pub prefix: String,

@@ -2,7 +2,7 @@
 //!
 //! Owns the Postgres pool (bounded acquire timeout so a down server surfaces as `Unavailable` within seconds,
 //! test-before-acquire so a restarted server is picked up by the same instance) and applying the Postgres migrations.
-//! Must not touch: query text (shared with SQLite in `sql`) or anything SQLite-specific. Never logs the URL: it
+//! Must not touch: query text (shared with SQLite in the `sql` area modules) or anything SQLite-specific. Never logs the URL: it
 //! carries the password.
 
 use std::str::FromStr;
@@ -14,9 +14,9 @@ use sqlx::{Pool, Postgres};
 use uuid::Uuid;
 
 use crate::error::{MetastoreError, Result, db_err};
-use crate::metastore::Metastore;
 use crate::model::*;
-use crate::sql::{check_frequency, impl_sql_metastore};
+use crate::prelude::*;
+use crate::sql::impl_sql_metastore;
 use crate::{ConnectOptions, migrations};
 
 /// The PostgreSQL metastore. Cheap to clone (the pool is shared).

@@ -1,7 +1,7 @@
 //! The embedded backend: `SqliteMetastore`, a SQLite file (or memory) database for `loupe up`.
 //!
 //! Owns opening the database (WAL, foreign keys, busy timeout), its pool and applying the SQLite migrations.
-//! Must not touch: query text (shared with Postgres in `sql`) or anything Postgres-specific.
+//! Must not touch: query text (shared with Postgres in the `sql` area modules) or anything Postgres-specific.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,9 +13,9 @@ use sqlx::{Pool, Sqlite};
 use uuid::Uuid;
 
 use crate::error::{MetastoreError, Result, db_err};
-use crate::metastore::Metastore;
 use crate::model::*;
-use crate::sql::{check_frequency, impl_sql_metastore};
+use crate::prelude::*;
+use crate::sql::impl_sql_metastore;
 use crate::{ConnectOptions, migrations};
 
 /// The SQLite metastore. Cheap to clone (the pool is shared).

@@ -6,14 +6,21 @@
 
 use std::sync::Arc;
 
+use loupe_metastore::prelude::*;
 use loupe_metastore::{
-    CronScriptUpdate, Metastore, MetastoreError, NewApiKey, NewCronScript, NewDeployKey, NewInvitation, NewScript,
-    NewUser, NewVizier, Org, Role, ScriptUpdate, User, VizierStatusUpdate, now_ns,
+    CronScriptUpdate, Key, KeyKind, MetastoreError, NewCronScript, NewInvitation, NewKey, NewScript, NewUser,
+    NewVizier, Org, Role, ScriptUpdate, User, VizierStatusUpdate, now_ns,
 };
 use uuid::Uuid;
 
-/// Asserts `$result` is `Err($pattern)`, printing what it was otherwise.
+/// Asserts `$result` is `Err($pattern)` (with an optional guard), printing what it was otherwise.
 macro_rules! assert_err {
+    ($result:expr, $pattern:pat if $guard:expr) => {
+        match $result {
+            Err($pattern) if $guard => {}
+            other => panic!("expected Err({} if {}), got {:?}", stringify!($pattern), stringify!($guard), other),
+        }
+    };
     ($result:expr, $pattern:pat) => {
         match $result {
             Err($pattern) => {}
@@ -143,12 +150,12 @@ pub async fn user_updates_and_delete_cascade(store: Arc<dyn Metastore>) {
 
     // Deleting a user removes their sessions, API keys and settings.
     let session = store.create_session(a.id, u.id, now_ns() + HOUR_NS).await.expect("session");
-    let key = store.create_api_key(api_key(a.id, u.id, "h-del")).await.expect("key");
+    let key = store.create_key(api_key(a.id, u.id, "h-del")).await.expect("key");
     store.put_user_setting(a.id, u.id, "theme", "dark").await.expect("setting");
     store.delete_user(a.id, u.id).await.expect("delete");
     assert_err!(store.get_user(a.id, u.id).await, MetastoreError::NotFound { entity: "user" });
     assert_err!(store.get_session(session.id).await, MetastoreError::NotFound { entity: "session" });
-    assert_err!(store.get_api_key(a.id, key.id).await, MetastoreError::NotFound { .. });
+    assert_err!(store.get_key(KeyKind::Api, a.id, key.id).await, MetastoreError::NotFound { .. });
     assert_err!(store.delete_user(a.id, u.id).await, MetastoreError::NotFound { entity: "user" });
     // The email is free again.
     user(store, a.id, "U@acme.io").await;
@@ -330,14 +337,55 @@ pub async fn sessions_create_revoke_and_purge(store: Arc<dyn Metastore>) {
     assert_err!(store.get_session(old.id).await, MetastoreError::NotFound { .. });
 }
 
-fn api_key(org_id: Uuid, user_id: Uuid, hash: &str) -> NewApiKey {
-    NewApiKey {
+fn new_key(kind: KeyKind, org_id: Uuid, user_id: Option<Uuid>, hash: &str) -> NewKey {
+    NewKey {
+        kind,
         org_id,
         user_id,
-        description: format!("key {hash}"),
+        description: format!("{kind} key {hash}"),
         key_hash: hash.to_owned(),
-        prefix: "px-api-1234".to_owned(),
+        prefix: format!("{}1234", kind.prefix()),
     }
+}
+
+fn api_key(org_id: Uuid, user_id: Uuid, hash: &str) -> NewKey {
+    new_key(KeyKind::Api, org_id, Some(user_id), hash)
+}
+
+fn deploy_key(org_id: Uuid, created_by: Option<Uuid>, hash: &str) -> NewKey {
+    new_key(KeyKind::Deploy, org_id, created_by, hash)
+}
+
+/// The lifecycle both kinds share, on a key of `kind` made by `user` in `org`: read back by id, hash and listing;
+/// a second key with the same hash is refused; touch; revoke (idempotent) hides it from the hash lookup only.
+/// Returns the (revoked) key.
+async fn key_lifecycle(store: &dyn Metastore, kind: KeyKind, org: Uuid, user: Uuid) -> Key {
+    let entity = kind.entity();
+    let hash = format!("{kind}-lifecycle");
+    let key = store.create_key(new_key(kind, org, Some(user), &hash)).await.expect("create");
+    assert!(key.last_used_at.is_none() && key.revoked_at.is_none());
+    assert_eq!((key.kind, key.user_id), (kind, Some(user)));
+    assert_eq!(store.get_key(kind, org, key.id).await.expect("get"), key);
+    assert_eq!(store.get_key_by_hash(kind, &hash).await.expect("by hash"), key);
+    assert!(store.list_keys(kind, org, None).await.expect("list").contains(&key));
+    assert_eq!(store.list_keys(kind, org, Some(user)).await.expect("list the user's"), vec![key.clone()]);
+    assert_err!(
+        store.create_key(new_key(kind, org, Some(user), &hash)).await,
+        MetastoreError::AlreadyExists { entity: e } if e == entity
+    );
+
+    store.touch_key(kind, org, key.id).await.expect("touch");
+    assert!(store.get_key(kind, org, key.id).await.expect("get").last_used_at.is_some());
+    store.revoke_key(kind, org, key.id).await.expect("revoke");
+    assert_err!(store.get_key_by_hash(kind, &hash).await, MetastoreError::NotFound { entity: e } if e == entity);
+    let revoked = store.get_key(kind, org, key.id).await.expect("still listed");
+    assert!(revoked.revoked_at.is_some());
+    store.revoke_key(kind, org, key.id).await.expect("revoke twice");
+    assert_eq!(store.get_key(kind, org, key.id).await.expect("get").revoked_at, revoked.revoked_at);
+    let unknown = Uuid::new_v4();
+    assert_err!(store.revoke_key(kind, org, unknown).await, MetastoreError::NotFound { entity: e } if e == entity);
+    assert_err!(store.touch_key(kind, org, Uuid::new_v4()).await, MetastoreError::NotFound { .. });
+    revoked
 }
 
 pub async fn api_keys_lifecycle_and_revocation(store: Arc<dyn Metastore>) {
@@ -348,44 +396,17 @@ pub async fn api_keys_lifecycle_and_revocation(store: Arc<dyn Metastore>) {
     let u2 = user(store, a.id, "u2@acme.io").await;
     let other = user(store, b.id, "o@beta.io").await;
 
-    let k1 = store.create_api_key(api_key(a.id, u1.id, "hash-1")).await.expect("k1");
-    let k2 = store.create_api_key(api_key(a.id, u2.id, "hash-2")).await.expect("k2");
-    assert!(k1.last_used_at.is_none() && k1.revoked_at.is_none());
-    assert_eq!(store.get_api_key(a.id, k1.id).await.expect("get"), k1);
-    assert_eq!(store.get_api_key_by_hash("hash-1").await.expect("by hash"), k1);
-    let all = store.list_api_keys(a.id, None).await.expect("list");
-    assert_eq!(all.len(), 2);
-    assert_eq!(store.list_api_keys(a.id, Some(u2.id)).await.expect("list u2"), vec![k2]);
-    assert_err!(
-        store.create_api_key(api_key(a.id, u2.id, "hash-1")).await,
-        MetastoreError::AlreadyExists { entity: "api key" }
-    );
-    assert_err!(
-        store.create_api_key(api_key(a.id, other.id, "hash-3")).await,
-        MetastoreError::NotFound { entity: "user" }
-    );
-
-    store.touch_api_key(a.id, k1.id).await.expect("touch");
-    assert!(store.get_api_key(a.id, k1.id).await.expect("get").last_used_at.is_some());
-
-    store.revoke_api_key(a.id, k1.id).await.expect("revoke");
-    assert_err!(store.get_api_key_by_hash("hash-1").await, MetastoreError::NotFound { entity: "api key" });
-    let revoked = store.get_api_key(a.id, k1.id).await.expect("still listed");
-    assert!(revoked.revoked_at.is_some());
-    store.revoke_api_key(a.id, k1.id).await.expect("revoke twice");
-    assert_eq!(store.get_api_key(a.id, k1.id).await.expect("get").revoked_at, revoked.revoked_at);
-    assert_err!(store.revoke_api_key(a.id, Uuid::new_v4()).await, MetastoreError::NotFound { entity: "api key" });
-    assert_err!(store.touch_api_key(a.id, Uuid::new_v4()).await, MetastoreError::NotFound { .. });
-}
-
-fn deploy_key(org_id: Uuid, created_by: Option<Uuid>, hash: &str) -> NewDeployKey {
-    NewDeployKey {
-        org_id,
-        created_by,
-        description: "auto-generated".to_owned(),
-        key_hash: hash.to_owned(),
-        prefix: "px-dep-abcd".to_owned(),
-    }
+    let k1 = key_lifecycle(store, KeyKind::Api, a.id, u1.id).await;
+    let k2 = store.create_key(api_key(a.id, u2.id, "hash-2")).await.expect("k2");
+    assert_eq!(store.list_keys(KeyKind::Api, a.id, None).await.expect("list"), vec![k1.clone(), k2.clone()]);
+    assert_eq!(store.list_keys(KeyKind::Api, a.id, Some(u2.id)).await.expect("list u2"), vec![k2]);
+    assert_err!(store.create_key(api_key(a.id, other.id, "hash-3")).await, MetastoreError::NotFound { entity: "user" });
+    // An API key needs its owner; the kinds never see each other's keys, even with the same hash.
+    let ownerless = NewKey { user_id: None, ..api_key(a.id, u1.id, "hash-4") };
+    assert_err!(store.create_key(ownerless).await, MetastoreError::Invalid { .. });
+    assert_err!(store.get_key(KeyKind::Deploy, a.id, k1.id).await, MetastoreError::NotFound { entity: "deploy key" });
+    store.create_key(deploy_key(a.id, None, "hash-2")).await.expect("a deploy key may share an api key's hash");
+    assert_eq!(store.list_keys(KeyKind::Deploy, a.id, None).await.expect("deploy keys").len(), 1);
 }
 
 pub async fn deploy_keys_lifecycle_and_revocation(store: Arc<dyn Metastore>) {
@@ -395,34 +416,24 @@ pub async fn deploy_keys_lifecycle_and_revocation(store: Arc<dyn Metastore>) {
     let admin = user(store, a.id, "admin@acme.io").await;
     let other = user(store, b.id, "o@beta.io").await;
 
-    let generated = store.create_deploy_key(deploy_key(a.id, None, "dep-1")).await.expect("no creator");
-    let by_admin = store.create_deploy_key(deploy_key(a.id, Some(admin.id), "dep-2")).await.expect("by admin");
-    assert_eq!(by_admin.created_by, Some(admin.id));
-    assert_eq!(store.get_deploy_key(a.id, generated.id).await.expect("get"), generated);
-    assert_eq!(store.get_deploy_key_by_hash("dep-2").await.expect("by hash"), by_admin);
-    assert_eq!(store.list_deploy_keys(a.id).await.expect("list").len(), 2);
+    let by_admin = key_lifecycle(store, KeyKind::Deploy, a.id, admin.id).await;
+    let generated = store.create_key(deploy_key(a.id, None, "dep-1")).await.expect("no creator");
+    assert_eq!(generated.user_id, None);
+    assert_eq!(store.list_keys(KeyKind::Deploy, a.id, None).await.expect("list"), vec![by_admin.clone(), generated]);
     assert_err!(
-        store.create_deploy_key(deploy_key(a.id, None, "dep-1")).await,
-        MetastoreError::AlreadyExists { entity: "deploy key" }
-    );
-    assert_err!(
-        store.create_deploy_key(deploy_key(a.id, Some(other.id), "dep-3")).await,
+        store.create_key(deploy_key(a.id, Some(other.id), "dep-3")).await,
         MetastoreError::NotFound { entity: "user" }
     );
     assert_err!(
-        store.create_deploy_key(deploy_key(Uuid::new_v4(), None, "dep-4")).await,
+        store.create_key(deploy_key(Uuid::new_v4(), None, "dep-4")).await,
         MetastoreError::NotFound { entity: "org" }
     );
 
-    store.touch_deploy_key(a.id, generated.id).await.expect("touch");
-    assert!(store.get_deploy_key(a.id, generated.id).await.expect("get").last_used_at.is_some());
-    store.revoke_deploy_key(a.id, generated.id).await.expect("revoke");
-    assert_err!(store.get_deploy_key_by_hash("dep-1").await, MetastoreError::NotFound { entity: "deploy key" });
-    assert!(store.get_deploy_key(a.id, generated.id).await.expect("get").revoked_at.is_some());
-
-    // The creator's deletion keeps the key, without a creator.
+    // The creator's deletion keeps the key, without a creator (an API key goes with its owner).
+    let api = store.create_key(api_key(a.id, admin.id, "admin-api")).await.expect("api key");
     store.delete_user(a.id, admin.id).await.expect("delete admin");
-    assert_eq!(store.get_deploy_key(a.id, by_admin.id).await.expect("kept").created_by, None);
+    assert_eq!(store.get_key(KeyKind::Deploy, a.id, by_admin.id).await.expect("kept").user_id, None);
+    assert_err!(store.get_key(KeyKind::Api, a.id, api.id).await, MetastoreError::NotFound { entity: "api key" });
 }
 
 pub async fn scripts_crud_and_unique_per_org(store: Arc<dyn Metastore>) {
@@ -599,8 +610,8 @@ pub async fn org_isolation_for_every_entity(store: Arc<dyn Metastore>) {
     let au = user(store, a.id, "alice@victim.io").await;
     let xu = user(store, x.id, "mallory@attacker.io").await;
     let session = store.create_session(a.id, au.id, now_ns() + HOUR_NS).await.expect("session");
-    let key = store.create_api_key(api_key(a.id, au.id, "victim-key")).await.expect("api key");
-    let dep = store.create_deploy_key(deploy_key(a.id, Some(au.id), "victim-dep")).await.expect("deploy key");
+    let key = store.create_key(api_key(a.id, au.id, "victim-key")).await.expect("api key");
+    let dep = store.create_key(deploy_key(a.id, Some(au.id), "victim-dep")).await.expect("deploy key");
     let script = store.create_script(new_script(a.id, "victim/secret")).await.expect("script");
     let vz = store.create_vizier(new_vizier(a.id, "prod")).await.expect("vizier");
     let cron = store.create_cron_script(new_cron(a.id, vec![vz.id])).await.expect("cron");
@@ -618,8 +629,8 @@ pub async fn org_isolation_for_every_entity(store: Arc<dyn Metastore>) {
     let x_id = x.id;
     // Reads.
     nf(store.get_user(x_id, au.id).await.map(drop), "get_user");
-    nf(store.get_api_key(x_id, key.id).await.map(drop), "get_api_key");
-    nf(store.get_deploy_key(x_id, dep.id).await.map(drop), "get_deploy_key");
+    nf(store.get_key(KeyKind::Api, x_id, key.id).await.map(drop), "get_api_key");
+    nf(store.get_key(KeyKind::Deploy, x_id, dep.id).await.map(drop), "get_deploy_key");
     nf(store.get_script(x_id, "victim/secret").await.map(drop), "get_script");
     nf(store.get_vizier(x_id, vz.id).await.map(drop), "get_vizier");
     nf(store.get_vizier_by_name(x_id, "prod").await.map(drop), "get_vizier_by_name");
@@ -627,9 +638,9 @@ pub async fn org_isolation_for_every_entity(store: Arc<dyn Metastore>) {
     nf(store.get_user_setting(x_id, au.id, "theme").await.map(drop), "get_user_setting");
     nf(store.list_user_settings(x_id, au.id).await.map(drop), "list_user_settings");
     assert!(store.list_users(x_id).await.expect("users").iter().all(|u| u.org_id == x_id));
-    assert!(store.list_api_keys(x_id, None).await.expect("keys").is_empty());
-    assert!(store.list_api_keys(x_id, Some(au.id)).await.expect("keys of a's user").is_empty());
-    assert!(store.list_deploy_keys(x_id).await.expect("deploy keys").is_empty());
+    assert!(store.list_keys(KeyKind::Api, x_id, None).await.expect("keys").is_empty());
+    assert!(store.list_keys(KeyKind::Api, x_id, Some(au.id)).await.expect("keys of a's user").is_empty());
+    assert!(store.list_keys(KeyKind::Deploy, x_id, None).await.expect("deploy keys").is_empty());
     assert!(store.list_scripts(x_id).await.expect("scripts").is_empty());
     assert!(store.list_viziers(x_id).await.expect("viziers").is_empty());
     assert!(store.list_cron_scripts(x_id).await.expect("crons").is_empty());
@@ -646,12 +657,12 @@ pub async fn org_isolation_for_every_entity(store: Arc<dyn Metastore>) {
     nf(store.create_session(x_id, au.id, now_ns() + HOUR_NS).await.map(drop), "create_session");
     nf(store.revoke_session(x_id, session.id).await, "revoke_session");
     assert_eq!(store.revoke_user_sessions(x_id, au.id).await.expect("revoke all"), 0);
-    nf(store.create_api_key(api_key(x_id, au.id, "x-key")).await.map(drop), "create_api_key for a's user");
-    nf(store.create_api_key(api_key(a.id, xu.id, "x-key2")).await.map(drop), "create_api_key into a");
-    nf(store.revoke_api_key(x_id, key.id).await, "revoke_api_key");
-    nf(store.touch_api_key(x_id, key.id).await, "touch_api_key");
-    nf(store.revoke_deploy_key(x_id, dep.id).await, "revoke_deploy_key");
-    nf(store.touch_deploy_key(x_id, dep.id).await, "touch_deploy_key");
+    nf(store.create_key(api_key(x_id, au.id, "x-key")).await.map(drop), "create_api_key for a's user");
+    nf(store.create_key(api_key(a.id, xu.id, "x-key2")).await.map(drop), "create_api_key into a");
+    nf(store.revoke_key(KeyKind::Api, x_id, key.id).await, "revoke_api_key");
+    nf(store.touch_key(KeyKind::Api, x_id, key.id).await, "touch_api_key");
+    nf(store.revoke_key(KeyKind::Deploy, x_id, dep.id).await, "revoke_deploy_key");
+    nf(store.touch_key(KeyKind::Deploy, x_id, dep.id).await, "touch_deploy_key");
     let update = ScriptUpdate { pxl: "pwned".into(), vis: "{}".into(), description: "pwned".into() };
     nf(store.update_script(x_id, "victim/secret", update).await.map(drop), "update_script");
     nf(store.delete_script(x_id, "victim/secret").await, "delete_script");
@@ -673,14 +684,14 @@ pub async fn org_isolation_for_every_entity(store: Arc<dyn Metastore>) {
     // Nothing of the victim's changed.
     assert_eq!(store.get_user(a.id, au.id).await.expect("user"), au);
     assert_eq!(store.get_session(session.id).await.expect("session"), session);
-    assert_eq!(store.get_api_key(a.id, key.id).await.expect("key"), key);
-    assert_eq!(store.get_deploy_key(a.id, dep.id).await.expect("deploy key"), dep);
+    assert_eq!(store.get_key(KeyKind::Api, a.id, key.id).await.expect("key"), key);
+    assert_eq!(store.get_key(KeyKind::Deploy, a.id, dep.id).await.expect("deploy key"), dep);
     assert_eq!(store.get_script(a.id, "victim/secret").await.expect("script"), script);
     assert_eq!(store.get_vizier(a.id, vz.id).await.expect("vizier"), vz);
     assert_eq!(store.get_cron_script(a.id, cron.id).await.expect("cron"), cron);
     assert_eq!(store.get_invitation_by_token_hash("victim-tok").await.expect("invitation"), inv);
     assert_eq!(store.get_user_setting(a.id, au.id, "theme").await.expect("setting").as_deref(), Some("dark"));
-    assert_eq!(store.list_api_keys(a.id, None).await.expect("keys").len(), 1, "no key was planted in a");
+    assert_eq!(store.list_keys(KeyKind::Api, a.id, None).await.expect("keys").len(), 1, "no key was planted in a");
 }
 
 /// Strings full of SQL and encoding hazards round-trip unchanged through every text field.
@@ -715,24 +726,26 @@ pub async fn sql_metacharacters_round_trip(store: Arc<dyn Metastore>) {
             .await
             .expect("invitation");
         assert_eq!(store.get_invitation_by_token_hash(&inv.token_hash).await.expect("inv"), inv);
-        let k = NewApiKey {
+        let k = NewKey {
+            kind: KeyKind::Api,
             org_id: o.id,
-            user_id: u.id,
+            user_id: Some(u.id),
             description: evil.clone(),
             key_hash: evil.clone(),
             prefix: evil.clone(),
         };
-        let k = store.create_api_key(k).await.expect("api key");
-        assert_eq!(store.get_api_key_by_hash(&evil).await.expect("key by hash"), k);
-        let d = NewDeployKey {
+        let k = store.create_key(k).await.expect("api key");
+        assert_eq!(store.get_key_by_hash(KeyKind::Api, &evil).await.expect("key by hash"), k);
+        let d = NewKey {
+            kind: KeyKind::Deploy,
             org_id: o.id,
-            created_by: None,
+            user_id: None,
             description: evil.clone(),
             key_hash: evil.clone(),
             prefix: evil.clone(),
         };
-        let d = store.create_deploy_key(d).await.expect("deploy key");
-        assert_eq!(store.get_deploy_key_by_hash(&evil).await.expect("dep by hash"), d);
+        let d = store.create_key(d).await.expect("deploy key");
+        assert_eq!(store.get_key_by_hash(KeyKind::Deploy, &evil).await.expect("dep by hash"), d);
         let s = NewScript {
             org_id: o.id,
             name: evil.clone(),
@@ -788,9 +801,9 @@ pub async fn nul_bytes_are_invalid_everywhere(store: Arc<dyn Metastore>) {
     inv(store.create_first_admin(nul, "h", "org").await.map(drop), "create_first_admin");
     inv(store.create_invitation(invitation(o.id, nul, "t", 1, None)).await.map(drop), "create_invitation");
     inv(store.accept_invitation(nul, "n", "h").await.map(drop), "accept_invitation");
-    inv(store.create_api_key(api_key(o.id, u.id, nul)).await.map(drop), "create_api_key");
-    inv(store.get_api_key_by_hash(nul).await.map(drop), "get_api_key_by_hash");
-    inv(store.create_deploy_key(deploy_key(o.id, None, nul)).await.map(drop), "create_deploy_key");
+    inv(store.create_key(api_key(o.id, u.id, nul)).await.map(drop), "create_api_key");
+    inv(store.get_key_by_hash(KeyKind::Api, nul).await.map(drop), "get_api_key_by_hash");
+    inv(store.create_key(deploy_key(o.id, None, nul)).await.map(drop), "create_deploy_key");
     let mut s = new_script(o.id, "ok");
     s.pxl = nul.into();
     inv(store.create_script(s).await.map(drop), "create_script");

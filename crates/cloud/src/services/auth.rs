@@ -13,11 +13,11 @@ use loupe_auth::password::verify_dummy_password;
 use loupe_auth::{
     HashingError, ThrottleError, UserClaims, hash_password, unix_now, validate_new_password, verify_password,
 };
-use loupe_metastore::{MetastoreError, Org, Role, User};
+use loupe_metastore::{KeyKind, MetastoreError, Org, Role, User};
 use loupe_proto::cloudpb::{self, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
 
-use super::keys::api_key_view;
+use super::keys::key_view;
 use super::{CloudServices, reply};
 use crate::caller::{Authenticated, Credential};
 use crate::error::{ApiError, ApiResult, INVALID_LOGIN};
@@ -193,17 +193,17 @@ async fn change_password(
     state.sessions.revoke_all_for_user(&user.id.to_string(), now + 1).await?;
     // API keys made under the old password end with it too: whoever knew that password may have made one.
     let mut revoked = Vec::new();
-    for key in state.metastore.list_api_keys(user.org_id, Some(user.id)).await? {
+    for key in state.metastore.list_keys(KeyKind::Api, user.org_id, Some(user.id)).await? {
         if key.revoked_at.is_none() {
-            state.metastore.revoke_api_key(user.org_id, key.id).await?;
-            revoked.push(state.metastore.get_api_key(user.org_id, key.id).await?);
+            state.metastore.revoke_key(KeyKind::Api, user.org_id, key.id).await?;
+            revoked.push(state.metastore.get_key(KeyKind::Api, user.org_id, key.id).await?);
         }
     }
     if !revoked.is_empty() {
         tracing::info!(user = %user.id, revoked = revoked.len(), "password changed; revoked the user's API keys");
     }
     let mut session = issue_session(state, &user, now + 1).await?;
-    session.revoked_api_keys = revoked.iter().map(api_key_view).collect();
+    session.revoked_api_keys = revoked.iter().map(key_view).collect();
     Ok(session)
 }
 
