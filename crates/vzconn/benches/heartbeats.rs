@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use loupe_bus::InProcessBus;
-use loupe_metastore::NewDeployKey;
+use loupe_metastore::{KeyKind, NewKey};
 use loupe_proto::vzconnpb::vz_conn_service_client::VzConnServiceClient;
 use loupe_proto::vzconnpb::{BridgeMessage, BridgeRegister, Heartbeat, RegisterVizierRequest, VizierStatus};
 use loupe_vzconn::{ManagerConfig, VizierManager, VzConn, VzConnConfig};
@@ -72,10 +72,11 @@ fn main() {
         let ms =
             loupe_metastore::connect(&format!("sqlite://{}", dir.join("meta.db").display())).await.expect("metastore");
         let org = ms.create_org("bench").await.expect("org");
-        let (key, hash) = loupe_auth::generate_deploy_key().expect("key");
-        ms.create_deploy_key(NewDeployKey {
+        let (key, hash) = loupe_auth::generate_key(KeyKind::Deploy).expect("key");
+        ms.create_key(NewKey {
+            kind: KeyKind::Deploy,
             org_id: org.id,
-            created_by: None,
+            user_id: None,
             description: "bench".into(),
             key_hash: hash.as_str().into(),
             prefix: "px-dep-".into(),

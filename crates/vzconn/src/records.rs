@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use loupe_metastore::{Metastore, MetastoreError, NewVizier, Vizier, VizierStatusUpdate};
+use loupe_metastore::{KeyKind, Metastore, MetastoreError, NewVizier, Vizier, VizierStatusUpdate};
 use uuid::Uuid;
 
 /// The metastore, as VZConn uses it.
@@ -27,17 +27,17 @@ impl Records {
     /// The org of an unrevoked deploy key, `None` for anything else. A string that is not shaped like a deploy
     /// key is refused without a lookup.
     pub(crate) async fn org_of_deploy_key(&self, key: &str) -> Result<Option<Uuid>> {
-        if loupe_auth::key_kind(key) != Some(loupe_auth::KeyKind::Deploy) {
+        if loupe_auth::key_kind(key) != Some(KeyKind::Deploy) {
             return Ok(None);
         }
         let hash = loupe_auth::hash_key(key);
-        let found = none_if_missing(self.metastore.get_deploy_key_by_hash(hash.as_str()).await)?;
+        let found = none_if_missing(self.metastore.get_key_by_hash(KeyKind::Deploy, hash.as_str()).await)?;
         let Some(found) = found else { return Ok(None) };
         // The lookup is by hash; a revoked key is already NotFound, but say so here too.
         if found.revoked_at.is_some() {
             return Ok(None);
         }
-        if let Err(error) = self.metastore.touch_deploy_key(found.org_id, found.id).await {
+        if let Err(error) = self.metastore.touch_key(KeyKind::Deploy, found.org_id, found.id).await {
             tracing::debug!(%error, "deploy key last-use time not recorded");
         }
         Ok(Some(found.org_id))

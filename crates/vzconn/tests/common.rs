@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use loupe_bus::{Bus, InProcessBus, NatsBus, NatsBusConfig};
 use loupe_connector::ConnectorConfig;
-use loupe_metastore::{Metastore, NewDeployKey};
+use loupe_metastore::{KeyKind, Metastore, NewKey};
 use loupe_proto::vzconnpb::vz_conn_service_client::VzConnServiceClient;
 use loupe_proto::vzconnpb::{RegisterVizierRequest, RegisterVizierResponse};
 use loupe_testkit::NatsServer;
@@ -80,11 +80,12 @@ pub async fn metastore(dir: &Path) -> Arc<dyn Metastore> {
 /// A new org and a deploy key of it: (org id, key plaintext, key id).
 pub async fn org_with_key(metastore: &Arc<dyn Metastore>, name: &str) -> (Uuid, String, Uuid) {
     let org = metastore.create_org(name).await.expect("org");
-    let (key, hash) = loupe_auth::generate_deploy_key().expect("key");
+    let (key, hash) = loupe_auth::generate_key(KeyKind::Deploy).expect("key");
     let stored = metastore
-        .create_deploy_key(NewDeployKey {
+        .create_key(NewKey {
+            kind: KeyKind::Deploy,
             org_id: org.id,
-            created_by: None,
+            user_id: None,
             description: "test".into(),
             key_hash: hash.as_str().to_owned(),
             prefix: loupe_auth::display_prefix(&key).to_owned(),

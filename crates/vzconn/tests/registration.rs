@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use loupe_bus::InProcessBus;
-use loupe_metastore::VizierStatusUpdate;
+use loupe_metastore::{KeyKind, VizierStatusUpdate};
 use loupe_vzconn::{CredentialKey, VzConnConfig};
 use tonic::Code;
 use uuid::Uuid;
@@ -48,8 +48,8 @@ async fn missing_malformed_forged_and_revoked_keys_are_refused() {
     let (org, key, key_id) = org_with_key(&ms, "org").await;
     let server = Server::start(Arc::clone(&ms), Arc::new(InProcessBus::new())).await;
     let mut client = server.client().await;
-    let forged = loupe_auth::generate_deploy_key().expect("key").0;
-    let (api_key, _) = loupe_auth::generate_api_key().expect("key");
+    let forged = loupe_auth::generate_key(KeyKind::Deploy).expect("key").0;
+    let (api_key, _) = loupe_auth::generate_key(KeyKind::Api).expect("key");
     for (what, k) in [
         ("none", None),
         ("malformed", Some("px-dep-short")),
@@ -60,7 +60,7 @@ async fn missing_malformed_forged_and_revoked_keys_are_refused() {
         assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
     }
     register(&mut client, Some(&key), registration("x", "u")).await.expect("valid before revocation");
-    ms.revoke_deploy_key(org, key_id).await.expect("revoke");
+    ms.revoke_key(KeyKind::Deploy, org, key_id).await.expect("revoke");
     let e = register(&mut client, Some(&key), registration("y", "v")).await.expect_err("revoked");
     assert_eq!((e.code(), e.message()), (Code::Unauthenticated, "invalid or revoked deploy key"));
     assert_eq!(ms.list_viziers(org).await.expect("list").len(), 1);
@@ -138,7 +138,7 @@ async fn an_address_that_keeps_failing_is_refused_before_any_lookup() {
     )
     .await;
     let mut client = server.client().await;
-    let forged = loupe_auth::generate_deploy_key().expect("key").0;
+    let forged = loupe_auth::generate_key(KeyKind::Deploy).expect("key").0;
     for _ in 0..3 {
         let e = register(&mut client, Some(&forged), registration("x", "u")).await.expect_err("forged");
         assert_eq!(e.code(), Code::Unauthenticated);
