@@ -1,9 +1,10 @@
-//! Loupe's small shared vocabulary: process identities (UPID), the clock and its conversion, and the Prometheus
-//! text writer every `/metrics` uses.
+//! Loupe's small shared vocabulary: process identities (UPID), the clock and its conversion, the Prometheus
+//! text writer every `/metrics` uses, and the caret renderer of compile errors (`caret`).
 //!
 //! Owns types every other crate may name. Must stay tiny and dependency-free (only `libc`):
 //! no Arrow, no async, no I/O beyond reading the clocks and `/proc/<pid>/stat`.
 
+pub mod caret;
 pub mod prometheus;
 pub mod time;
 pub mod upid;
