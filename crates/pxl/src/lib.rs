@@ -3,13 +3,15 @@
 //! Entry point [`compile`]: source text + a [`Catalog`] of table schemas → a [`Program`] of
 //! typed logical [`Plan`]s, one per `px.display`, or [`Diagnostic`]s with line:column spans.
 //! Phases: `syntax` (Python parser → own AST; the only module that sees ruff types), `check`
-//! (names, types, constant folding → plans).
+//! (names, types, constant folding → plans), typing scalar `px.` calls from the one
+//! registry of functions ([`functions`]), which the engine lowers and `docs/pxl-functions.md` lists.
 //!
 //! Architecture invariant: no execution and no DataFusion here; the engine crate runs plans.
 //! The parser crate's types never appear in this crate's public API.
 
 mod check;
 mod diagnostic;
+pub mod functions;
 mod plan;
 mod syntax;
 mod time;
