@@ -1,7 +1,8 @@
 //! `px`: Loupe's command-line client. Runs PxL scripts and prints their tables.
 //!
-//! Speaks only the public API in `loupe-proto`; must never link server internals. Uses
-//! `loupe-pxl` only for the bundled script texts and to render compile errors with a caret.
+//! Speaks only the public API in `loupe-proto`; must never link server internals nor the PxL
+//! compiler: bundled script texts come from `loupe-scripts`, and compile errors arrive as structured
+//! `CompilerError`s that `loupe-proto` draws with a caret under the script we sent.
 //! The cloud commands (`px auth`, `px api-key`, `px deploy-key`, `px script`) live in `cloud` and speak
 //! the cloud's REST API by its JSON alone. Over `https://`, both REST and gRPC trust what `tls` sets up.
 
@@ -188,7 +189,7 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
         }
         Command::Run { script, file, output, list, now_ns } => {
             if list {
-                for s in loupe_pxl::bundled::scripts() {
+                for s in loupe_scripts::scripts() {
                     println!("{:<28} {}", s.name, s.short);
                 }
                 return Ok(ExitCode::SUCCESS);
@@ -199,7 +200,7 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
                         .with_context(|| format!("failed to read script {}", path.display()))?;
                     (path.display().to_string(), text)
                 }
-                (Some(name), None) => match loupe_pxl::bundled::get(&name) {
+                (Some(name), None) => match loupe_scripts::get(&name) {
                     Some(s) => (name, s.pxl.to_string()),
                     None => bail!("no bundled script named {name:?}; `px run --list` shows them"),
                 },
@@ -229,16 +230,9 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
                         if s.compiler_errors.is_empty() {
                             writeln!(err, "error: {}", s.message)?;
                         }
+                        // Drawn from the wire fields and the text we sent: px does not link the compiler.
                         for ce in &s.compiler_errors {
-                            let d = loupe_pxl::Diagnostic {
-                                message: ce.message.clone(),
-                                line: ce.line,
-                                column: ce.column,
-                                span: ce.span_start as usize..ce.span_end as usize,
-                                notes: ce.notes.clone(),
-                                helps: ce.helps.clone(),
-                            };
-                            writeln!(err, "{}", d.render(&source, &origin))?;
+                            writeln!(err, "{}", ce.render(&source, &origin))?;
                         }
                         return Ok(ExitCode::from(1));
                     }

@@ -238,7 +238,7 @@ pub(crate) fn grpc_forward(
 
 /// `inner`, a gRPC service, behind a credential check: every call must carry a user credential (a session
 /// token with no password change pending, or an API key), checked by `Gateway::check_caller`. Used for the
-/// query API (`px.api.vizierpb.VizierService`) that `loupe up` mounts on the cloud's port.
+/// query API (`loupe.vizier.v1.VizierService`) that `loupe up` mounts on the cloud's port.
 pub fn require_user<S, B>(
     gateway: Gateway,
     inner: S,

@@ -1,9 +1,11 @@
 //! Loupe's small shared vocabulary: process identities (UPID), the clock and its conversion, the Prometheus
-//! text writer every `/metrics` uses, and the kinds of key (`KeyKind`) auth and the metastore share.
+//! text writer every `/metrics` uses, the kinds of key (`KeyKind`) auth and the metastore share, and the caret
+//! renderer of compile errors (`caret`).
 //!
 //! Owns types every other crate may name. Must stay tiny and dependency-free (only `libc`):
 //! no Arrow, no async, no I/O beyond reading the clocks and `/proc/<pid>/stat`.
 
+pub mod caret;
 pub mod keys;
 pub mod prometheus;
 pub mod time;

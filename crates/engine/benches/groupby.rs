@@ -172,7 +172,12 @@ fn bench(c: &mut Criterion) {
         .register_table("http_events", Arc::new(MemTable::try_new(table.schema(), parts).expect("memtable")))
         .expect("register");
 
-    let run_pxl = || rt.block_on(engine.execute_script(PXL, &opts)).expect("pxl runs");
+    // Compiled inside the loop, as SQL is parsed and planned inside its own: the comparison stays whole.
+    let compile_options = loupe_pxl::CompileOptions { now_ns: 0 };
+    let run_pxl = || {
+        let program = loupe_pxl::compile(PXL, &engine.catalog(), &compile_options).expect("pxl compiles");
+        rt.block_on(engine.execute_program(&program, &opts)).expect("pxl runs")
+    };
     let run_sql = || rt.block_on(async { sql_ctx.sql(SQL).await?.collect().await }).expect("sql runs");
     let groups_pxl = run_pxl()[0].num_rows();
     let groups_sql: usize = run_sql().iter().map(RecordBatch::num_rows).sum();

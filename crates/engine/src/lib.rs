@@ -1,10 +1,12 @@
-//! The query engine: runs compiled PxL programs with DataFusion over the table store.
+//! The query engine: runs compiled PxL plans with DataFusion over the table store.
 //!
-//! Owns [`Engine`] (a store handle plus DataFusion session settings), the catalog the compiler
-//! sees ([`StoreCatalog`]), lowering of `loupe_pxl` plans to DataFusion `DataFrame`s (`lower`),
-//! the `px.*` functions DataFusion lacks (`udf`), and each query's limits: a deadline, a memory
-//! pool and a row cap per output, with results streamed to a [`QuerySink`] as batches are
-//! produced. Must not parse PxL (that is `loupe_pxl`) nor write to the store: it only scans.
+//! Owns [`Engine`] (a store handle plus DataFusion session settings), the catalog a caller compiles
+//! against ([`StoreCatalog`]), lowering of `loupe_pxl` plans to DataFusion `DataFrame`s (`lower`;
+//! every registered `px.*` function's lowering is one arm of its exhaustive match), the `px.*`
+//! functions DataFusion lacks (`udf`), and each query's limits: a deadline, a memory pool and a row
+//! cap per output, with results streamed to a [`QuerySink`] as batches are produced. Its API takes a
+//! compiled [`Program`], never source text: the caller compiles and splits (`loupe-planner`), so a
+//! broker can plan what agents run. Must not parse PxL nor write to the store: it only scans.
 
 mod lower;
 mod udf;
@@ -19,14 +21,13 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt as _;
-use loupe_pxl::{Catalog, CompileOptions, Diagnostic, Program};
+use loupe_pxl::{Catalog, Program};
 use loupe_store::Store;
 
-/// Per-query settings: the operator's limits and the script's clock.
+/// Per-query settings: the operator's limits. (The script's clock is a compile input: plans arrive
+/// with their times resolved.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecOptions {
-    /// "Now" in Unix ns for `px.now()` and relative times; `None` reads the clock.
-    pub now_ns: Option<i64>,
     /// Row cap per output table. A script's `#px:set max_output_rows_per_table` may lower it, never
     /// raise it: this is the operator's ceiling.
     pub max_output_rows: usize,
@@ -40,12 +41,7 @@ pub struct ExecOptions {
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        ExecOptions {
-            now_ns: None,
-            max_output_rows: loupe_pxl::DEFAULT_MAX_OUTPUT_ROWS,
-            timeout: None,
-            memory_limit_bytes: None,
-        }
+        ExecOptions { max_output_rows: loupe_pxl::DEFAULT_MAX_OUTPUT_ROWS, timeout: None, memory_limit_bytes: None }
     }
 }
 
@@ -94,7 +90,7 @@ pub trait QuerySink: Send {
     fn send(&mut self, event: QueryEvent) -> impl std::future::Future<Output = Result<(), Cancelled>> + Send;
 }
 
-/// Collects every output whole: what [`Engine::execute_script`] returns.
+/// Collects every output whole: what [`Engine::execute_program`] returns.
 #[derive(Debug, Default)]
 struct CollectSink {
     outputs: Vec<QueryOutput>,
@@ -138,9 +134,6 @@ impl QueryOutput {
 /// Errors running a script.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    /// The script does not compile; render each diagnostic for the user.
-    #[error("script does not compile: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Compile(Vec<Diagnostic>),
     /// DataFusion failed while planning or running a plan.
     #[error("query execution failed")]
     Execution(#[from] DataFusionError),
@@ -178,7 +171,7 @@ fn humanize(d: Duration) -> String {
 /// `Result` with [`ExecError`].
 pub type Result<T, E = ExecError> = std::result::Result<T, E>;
 
-/// Runs PxL scripts against a [`Store`].
+/// Runs compiled PxL programs against a [`Store`].
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Arc<Store>,
@@ -193,25 +186,14 @@ impl Engine {
         Engine { store, config }
     }
 
-    /// The catalog scripts compile against: every `loupe_schema` table plus any extra table
-    /// registered in the store.
-    pub fn catalog(&self) -> impl Catalog + use<> {
+    /// The catalog a caller compiles scripts against for this engine: every `loupe_schema` table plus
+    /// any extra table registered in the store.
+    pub fn catalog(&self) -> StoreCatalog {
         StoreCatalog { store: self.store.clone() }
     }
 
-    /// Compiles and runs `source`; one [`QueryOutput`] per `px.display`, in script order.
-    pub async fn execute_script(&self, source: &str, opts: &ExecOptions) -> Result<Vec<QueryOutput>> {
-        let program = self.compile(source, opts)?;
-        self.execute_program(&program, opts).await
-    }
-
-    /// Compiles `source` against this engine's catalog, with `px.now()` at `opts.now_ns`.
-    pub fn compile(&self, source: &str, opts: &ExecOptions) -> Result<Program> {
-        let now_ns = opts.now_ns.unwrap_or_else(loupe_common::time::now_unix_ns);
-        loupe_pxl::compile(source, &self.catalog(), &CompileOptions { now_ns }).map_err(ExecError::Compile)
-    }
-
-    /// Runs an already compiled program and collects its outputs whole.
+    /// Runs a compiled program and collects its outputs whole; one [`QueryOutput`] per `px.display`,
+    /// in script order.
     pub async fn execute_program(&self, program: &Program, opts: &ExecOptions) -> Result<Vec<QueryOutput>> {
         let mut sink = CollectSink::default();
         self.execute_program_to(program, opts, &mut sink).await?;

@@ -3,8 +3,10 @@
 //! Owns the store scan (time-pruned batches into a partitioned `MemTable`, then an exact
 //! `time_` filter), one DataFusion operator per PxL operator, aggregate mapping (percentiles
 //! via `approx_percentile_cont`, `px.quantiles` as a JSON string built from seven of them)
-//! and the final per-output projection and row cap. Must not type-check: the compiler already
-//! normalized every expression, so this maps node to node.
+//! and the final per-output projection and row cap, and the lowering of every scalar function of
+//! the PxL registry (`lower_call`: one exhaustive `match` over `ScalarFunc`, so a function added to
+//! the registry does not build until it is lowered here; `tests/functions.rs` runs each one). Must
+//! not type-check: the compiler already normalized every expression, so this maps node to node.
 
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use loupe_engine::{Engine, ExecOptions, QueryOutput};
+use loupe_pxl::{CompileOptions, Program};
 use loupe_schema::http::{HttpEventRow, HttpEventsBuilder, http_events};
 use loupe_store::{Store, StoreConfig};
 
@@ -70,18 +71,25 @@ pub fn engine() -> Engine {
 }
 
 pub fn opts() -> ExecOptions {
-    ExecOptions { now_ns: Some(NOW), ..ExecOptions::default() }
+    ExecOptions::default()
+}
+
+/// `script` compiled against `engine`'s catalog with `px.now()` at [`NOW`], as a caller of the engine
+/// does (the engine itself takes plans, never text); panics with the rendered diagnostics.
+pub fn compile(engine: &Engine, script: &str) -> Program {
+    loupe_pxl::compile(script, &engine.catalog(), &CompileOptions { now_ns: NOW })
+        .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.render(script, "test.pxl")).collect::<String>()))
+}
+
+/// Compiles and runs `script` within `opts`.
+pub fn execute(engine: &Engine, script: &str, opts: &ExecOptions) -> Result<Vec<QueryOutput>, loupe_engine::ExecError> {
+    let program = compile(engine, script);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(engine.execute_program(&program, opts))
 }
 
 pub fn run(engine: &Engine, script: &str) -> Vec<QueryOutput> {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    match rt.block_on(engine.execute_script(script, &opts())) {
-        Ok(out) => out,
-        Err(loupe_engine::ExecError::Compile(d)) => {
-            panic!("{}", d.iter().map(|d| d.render(script, "test.pxl")).collect::<String>())
-        }
-        Err(e) => panic!("{e}: {:?}", std::error::Error::source(&e)),
-    }
+    execute(engine, script, &opts()).unwrap_or_else(|e| panic!("{e}: {:?}", std::error::Error::source(&e)))
 }
 
 /// An output as table lines; `sort` sorts the data rows.

@@ -1,7 +1,7 @@
 //! Golden tests that check more than one table: counts, names, errors, ranges and settings. Scripts whose whole
 //! answer is a table live as data in `tests/golden/` (`golden_files`).
 
-use crate::common::{MS, NOW, engine, engine_with, lines, row, run};
+use crate::common::{MS, NOW, engine, engine_with, execute, lines, row, run};
 
 #[test]
 fn head_limits_rows() {
@@ -138,9 +138,8 @@ px.display(recent(start_time='-10m', path='/old'), 'old')",
 #[test]
 fn max_output_rows_caps_every_output() {
     let e = engine();
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let opts = loupe_engine::ExecOptions { now_ns: Some(NOW), max_output_rows: 3, ..Default::default() };
-    let out = rt.block_on(e.execute_script("import px\npx.display(px.DataFrame('http_events'))", &opts)).expect("runs");
+    let opts = loupe_engine::ExecOptions { max_output_rows: 3, ..Default::default() };
+    let out = execute(&e, "import px\npx.display(px.DataFrame('http_events'))", &opts).expect("runs");
     assert_eq!(out[0].num_rows(), 3);
 }
 
@@ -159,22 +158,13 @@ fn registered_but_empty_table_yields_no_rows() {
 }
 
 #[test]
-fn compile_errors_are_reported_with_positions() {
+fn compile_errors_against_the_store_catalog_are_reported_with_positions() {
+    // The engine takes plans; its catalog is what callers compile against, with column suggestions.
     let e = engine();
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let err = rt
-        .block_on(e.execute_script(
-            "import px\ndf = px.DataFrame('http_events')\ndf = df[df.resp_statu >= 400]\n",
-            &crate::common::opts(),
-        ))
-        .expect_err("must fail");
-    match err {
-        loupe_engine::ExecError::Compile(d) => {
-            assert_eq!((d[0].line, d[0].column), (3, 12));
-            assert_eq!(d[0].helps, vec!["did you mean `resp_status`?".to_string()]);
-        }
-        other => panic!("unexpected {other}"),
-    }
+    let src = "import px\ndf = px.DataFrame('http_events')\ndf = df[df.resp_statu >= 400]\n";
+    let d = loupe_pxl::compile(src, &e.catalog(), &loupe_pxl::CompileOptions { now_ns: NOW }).expect_err("must fail");
+    assert_eq!((d[0].line, d[0].column), (3, 12));
+    assert_eq!(d[0].helps, vec!["did you mean `resp_status`?".to_string()]);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use loupe_engine::{Cancelled, Engine, ExecError, ExecOptions, QueryEvent, QueryS
 use loupe_schema::http::{HttpEventsBuilder, http_events};
 use loupe_store::{Store, StoreConfig};
 
-use crate::common::{NOW, engine, row};
+use crate::common::{NOW, compile, engine, row};
 
 /// Rows in the big store: enough that their quantiles per path (seven t-digests per row) take a
 /// while in a debug build (0.6 s alone, up to 7 s beside other builds), few enough to keep tests short.
@@ -63,15 +63,16 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn opts(timeout: Option<Duration>, memory_limit_bytes: Option<usize>) -> ExecOptions {
-    ExecOptions { now_ns: Some(NOW), timeout, memory_limit_bytes, max_output_rows: BIG_ROWS * 2 }
+    ExecOptions { timeout, memory_limit_bytes, max_output_rows: BIG_ROWS * 2 }
 }
 
 /// Runs `script` on the big store, returning what came of it and how long it took.
 fn timed(script: &str, opts: &ExecOptions) -> (Result<Vec<loupe_engine::QueryOutput>, ExecError>, Duration) {
     let engine = big_engine();
+    let program = compile(engine, script);
     let rt = runtime();
     let started = Instant::now();
-    let result = rt.block_on(engine.execute_script(script, opts));
+    let result = rt.block_on(engine.execute_program(&program, opts));
     (result, started.elapsed())
 }
 
@@ -79,15 +80,15 @@ fn timed(script: &str, opts: &ExecOptions) -> (Result<Vec<loupe_engine::QueryOut
 fn a_script_can_lower_the_row_cap_but_never_raise_it() {
     let e = engine();
     let rt = runtime();
-    let capped = ExecOptions { now_ns: Some(NOW), max_output_rows: 4, ..ExecOptions::default() };
+    let capped = ExecOptions { max_output_rows: 4, ..ExecOptions::default() };
     let script = |setting: &str| format!("{setting}import px\npx.display(px.DataFrame('http_events'))\n");
-    let run = |text: &str| rt.block_on(e.execute_script(text, &capped)).expect("runs")[0].num_rows();
+    let run = |text: &str| rt.block_on(e.execute_program(&compile(&e, text), &capped)).expect("runs")[0].num_rows();
     assert_eq!(run(&script("")), 4, "the operator's cap applies");
     assert_eq!(run(&script("#px:set max_output_rows_per_table=1000000\n")), 4, "a script cannot lift it");
     assert_eq!(run(&script("#px:set max_output_rows_per_table=2\n")), 2, "a script may lower it");
     // The fixture has six rows, so without a cap every one comes back.
     let open = ExecOptions { max_output_rows: 1_000_000, ..capped };
-    assert_eq!(rt.block_on(e.execute_script(&script(""), &open)).expect("runs")[0].num_rows(), 6);
+    assert_eq!(rt.block_on(e.execute_program(&compile(&e, &script("")), &open)).expect("runs")[0].num_rows(), 6);
 }
 
 #[test]
@@ -150,7 +151,7 @@ fn clocked(cancel_at_first_batch: bool) -> (Result<u64, ExecError>, Clock, Durat
     let engine = big_engine();
     let rt = runtime();
     let o = opts(None, None);
-    let program = engine.compile(LIGHT_THEN_HEAVY, &o).expect("compiles");
+    let program = compile(engine, LIGHT_THEN_HEAVY);
     let mut clock = Clock { started: Instant::now(), first_batch: None, events: Vec::new(), cancel_at_first_batch };
     let result = rt.block_on(engine.execute_program_to(&program, &o, &mut clock));
     let took = clock.started.elapsed();

@@ -2,6 +2,7 @@
 //! store, with exact expected tables (one test binary, modules by concern).
 
 mod common;
+mod functions;
 mod golden;
 mod golden_files;
 mod limits;

@@ -1,5 +1,6 @@
 //! Loupe's wire contracts: protobuf messages, generated gRPC clients and servers, the error code
-//! shared by every service, and Arrow IPC helpers for result batches.
+//! shared by every service, Arrow IPC helpers for result batches, and drawing a compiler error
+//! from its wire form (`CompilerError::render`).
 //!
 //! **API boundary.** Everything a client (`px`, the UI, another service) may rely on is defined
 //! here. Must not depend on any server crate: services implement the generated traits elsewhere.
@@ -7,10 +8,31 @@
 pub mod arrow_ipc;
 pub mod codec;
 
-/// `px.api.vizierpb`: the query API (script execution, health).
+/// `loupe.vizier.v1`: the query API (script execution, health) and the product-wide `ErrorCode`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod vizierpb {
-    tonic::include_proto!("px.api.vizierpb");
+    tonic::include_proto!("loupe.vizier.v1");
+}
+
+/// The gRPC path prefix of the query service, for routers that mount it by path.
+pub const VIZIER_SERVICE_PATH: &str = "/loupe.vizier.v1.VizierService";
+
+impl vizierpb::CompilerError {
+    /// This error drawn under its line of `source`, with carets under its span (the compiler's own
+    /// renderer, `loupe_common::caret`), so a client needs only the script text it sent.
+    pub fn render(&self, source: &str, origin: &str) -> String {
+        let span = usize::try_from(self.span_start).unwrap_or(usize::MAX)
+            ..usize::try_from(self.span_end).unwrap_or(usize::MAX);
+        loupe_common::caret::Caret {
+            message: &self.message,
+            line: self.line,
+            column: self.column,
+            span,
+            notes: &self.notes,
+            helps: &self.helps,
+        }
+        .render(source, origin)
+    }
 }
 
 /// `loupe.cloud.v1`: the cloud API (auth, keys, scripts, profile, viziers), the gRPC twin of the REST API.
@@ -121,5 +143,29 @@ mod tests {
             assert!((200..600).contains(&http));
             assert_eq!(ErrorCode::from_grpc(c.grpc_code()), c, "grpc round trip of {c:?}");
         }
+    }
+
+    #[test]
+    fn a_compiler_error_renders_from_its_wire_fields() {
+        let src = "import px\npx.display(px.DataFrame('http_event'))\n";
+        let at = src.find("'http_event'").unwrap_or(0);
+        let e = vizierpb::CompilerError {
+            line: 2,
+            column: 25,
+            message: "unknown table `http_event`".into(),
+            span_start: at as u64,
+            span_end: (at + 12) as u64,
+            notes: vec![],
+            helps: vec!["did you mean `http_events`?".into()],
+        };
+        let expected = "error: unknown table `http_event`
+ --> s.pxl:2:25
+  |
+2 | px.display(px.DataFrame('http_event'))
+  |                         ^^^^^^^^^^^^
+  = help: did you mean `http_events`?
+";
+        assert_eq!(e.render(src, "s.pxl"), expected);
+        assert_eq!(VIZIER_SERVICE_PATH, format!("/{}", vizierpb::vizier_service_server::SERVICE_NAME));
     }
 }

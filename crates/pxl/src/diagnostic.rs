@@ -1,10 +1,12 @@
 //! Compiler diagnostics: a message tied to a byte span of the script, rendered rustc-style.
 //!
-//! Owns [`Diagnostic`], the byte-offset → line:column conversion and the "did you mean"
-//! suggestion helper. Must not know about the parser or the plan; every phase produces these.
+//! Owns [`Diagnostic`] and the "did you mean" suggestion helper; the drawing and the byte-offset →
+//! line:column conversion are `loupe_common::caret`'s, shared with `px`. Must not know about the
+//! parser or the plan; every phase produces these.
 
-use std::fmt::Write as _;
 use std::ops::Range;
+
+use loupe_common::caret::{Caret, clamp_to_char_boundary, line_column};
 
 /// One compile error, pointing at the offending token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,32 +46,24 @@ impl Diagnostic {
         self
     }
 
-    /// Renders the diagnostic with the offending source line and carets under the span.
+    /// Renders the diagnostic with the offending source line and carets under the span
+    /// (`loupe_common::caret`, the renderer `px` uses on the wire form too).
     ///
     /// `origin` names the script in the ` --> origin:line:col` header.
     pub fn render(&self, source: &str, origin: &str) -> String {
-        let line_no = self.line.to_string();
-        let pad = " ".repeat(line_no.len());
-        let mut out = String::new();
-        let _ = writeln!(out, "error: {}", self.message);
-        let _ = writeln!(out, "{pad}--> {origin}:{}:{}", self.line, self.column);
-        let _ = writeln!(out, "{pad} |");
-        let start = clamp_to_char_boundary(source, self.span.start);
-        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[line_start..].find('\n').map_or(source.len(), |i| line_start + i);
-        let text = source[line_start..line_end].trim_end_matches('\r');
-        let _ = writeln!(out, "{line_no} | {text}");
-        let end = clamp_to_char_boundary(source, self.span.end.clamp(start, line_end));
-        let lead = source[line_start..start].chars().count();
-        let width = source[start..end].chars().count().max(1);
-        let _ = writeln!(out, "{pad} | {}{}", " ".repeat(lead), "^".repeat(width));
-        for note in &self.notes {
-            let _ = writeln!(out, "{pad} = note: {note}");
+        self.caret().render(source, origin)
+    }
+
+    /// The fields the renderer draws.
+    pub fn caret(&self) -> Caret<'_> {
+        Caret {
+            message: &self.message,
+            line: self.line,
+            column: self.column,
+            span: self.span.clone(),
+            notes: &self.notes,
+            helps: &self.helps,
         }
-        for help in &self.helps {
-            let _ = writeln!(out, "{pad} = help: {help}");
-        }
-        out
     }
 }
 
@@ -80,24 +74,6 @@ impl std::fmt::Display for Diagnostic {
 }
 
 impl std::error::Error for Diagnostic {}
-
-/// 1-based line and char column of byte offset `at` (clamped to the source).
-pub(crate) fn line_column(source: &str, at: usize) -> (u32, u32) {
-    let at = clamp_to_char_boundary(source, at);
-    let before = &source[..at];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX))
-}
-
-fn clamp_to_char_boundary(source: &str, at: usize) -> usize {
-    let mut at = at.min(source.len());
-    while !source.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
-}
 
 /// Levenshtein distance between two short identifiers.
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
@@ -140,15 +116,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn line_column_counts_chars_from_one() {
-        let src = "ab\ncdé f\n";
-        assert_eq!(line_column(src, 0), (1, 1));
-        assert_eq!(line_column(src, 3), (2, 1));
-        // `f` is after a two-byte char
-        assert_eq!(line_column(src, src.find('f').unwrap_or(0)), (2, 5));
-    }
 
     #[test]
     fn render_points_at_the_span() {

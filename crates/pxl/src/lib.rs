@@ -3,15 +3,15 @@
 //! Entry point [`compile`]: source text + a [`Catalog`] of table schemas → a [`Program`] of
 //! typed logical [`Plan`]s, one per `px.display`, or [`Diagnostic`]s with line:column spans.
 //! Phases: `syntax` (Python parser → own AST; the only module that sees ruff types), `check`
-//! (names, types, constant folding → plans). Also owns the bundled `px/*` scripts
-//! ([`bundled`]).
+//! (names, types, constant folding → plans), typing scalar `px.` calls from the one
+//! registry of functions ([`functions`]), which the engine lowers and `docs/pxl-functions.md` lists.
 //!
 //! Architecture invariant: no execution and no DataFusion here; the engine crate runs plans.
 //! The parser crate's types never appear in this crate's public API.
 
-pub mod bundled;
 mod check;
 mod diagnostic;
+pub mod functions;
 mod plan;
 mod syntax;
 mod time;
@@ -19,6 +19,9 @@ mod time;
 use arrow::datatypes::SchemaRef;
 
 pub use diagnostic::Diagnostic;
+/// The bundled `px/*` scripts (`loupe-scripts`), for callers that link the compiler anyway (the
+/// cloud's script service lists and validates them). `px` reads `loupe-scripts` directly.
+pub use loupe_scripts as bundled;
 pub use plan::{
     AggFunc, Aggregation, BinaryOp, ColumnDef, Expr, Literal, Output, PercentileKey, Plan, Program, PxType, ScalarFunc,
 };

@@ -8,6 +8,8 @@
 
 use arrow::datatypes::{DataType, TimeUnit};
 
+pub use crate::functions::ScalarFunc;
+
 /// A PxL value type (Pixie's data types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PxType {
@@ -339,7 +341,7 @@ pub enum Expr {
         /// Target type.
         to: PxType,
     },
-    /// A scalar `px.` function.
+    /// A scalar `px.` function (declared in `crate::functions`).
     Call {
         /// The function.
         func: ScalarFunc,
@@ -405,63 +407,4 @@ pub enum BinaryOp {
     And,
     /// `or`, `|`
     Or,
-}
-
-/// Scalar `px.` functions the engine must implement. Argument types are checked by the
-/// compiler; see each variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ScalarFunc {
-    /// `select(cond BOOLEAN, a T, b T) -> T`
-    Select,
-    /// `bin(x INT64, size INT64) -> INT64`: floor `x` to a multiple of `size` (the compiler
-    /// spells FLOAT64 and TIME64NS bins with other nodes)
-    Bin,
-    /// `contains(s STRING, sub STRING) -> BOOLEAN`
-    Contains,
-    /// `find(s STRING, sub STRING) -> INT64`: 0-based byte index or -1
-    Find,
-    /// `length(s STRING) -> INT64`
-    Length,
-    /// `tolower(s STRING) -> STRING`
-    ToLower,
-    /// `toupper(s STRING) -> STRING`
-    ToUpper,
-    /// `trim(s STRING) -> STRING`
-    Trim,
-    /// `substring(s STRING, pos INT64, len INT64) -> STRING`, 0-based `pos`
-    Substring,
-    /// `regex_match(pattern STRING literal, s STRING) -> BOOLEAN`: whole-string match
-    RegexMatch,
-    /// `abs(x) -> same`
-    Abs,
-    /// `floor(x FLOAT64) -> FLOAT64`
-    Floor,
-    /// `ceil(x FLOAT64) -> FLOAT64`
-    Ceil,
-    /// `round(x FLOAT64) -> FLOAT64`
-    Round,
-    /// `sqrt(x FLOAT64) -> FLOAT64`
-    Sqrt,
-    /// `exp(x FLOAT64) -> FLOAT64`
-    Exp,
-    /// `ln(x FLOAT64) -> FLOAT64`
-    Ln,
-    /// `log2(x FLOAT64) -> FLOAT64`
-    Log2,
-    /// `log10(x FLOAT64) -> FLOAT64`
-    Log10,
-    /// `pow(x FLOAT64, y FLOAT64) -> FLOAT64`
-    Pow,
-    /// `pluck(json STRING, key STRING) -> STRING`
-    Pluck,
-    /// `pluck_int64(json STRING, key STRING) -> INT64`
-    PluckInt64,
-    /// `pluck_float64(json STRING, key STRING) -> FLOAT64`
-    PluckFloat64,
-    /// `equals_any(x T, v1 T, v2 T, ...) -> BOOLEAN` (the values are literals)
-    EqualsAny,
-    /// `int64_to_time(ns INT64) -> TIME64NS`
-    Int64ToTime,
-    /// `time_to_int64(t TIME64NS) -> INT64`
-    TimeToInt64,
 }

@@ -485,3 +485,14 @@ fn deeply_nested_input_is_an_error_not_a_crash() {
         let _ = compile(&s, &SchemaCatalog, &CompileOptions { now_ns: NOW });
     }
 }
+
+#[test]
+fn every_bundled_script_compiles_against_the_schema_catalog() {
+    assert_eq!(bundled::scripts().len(), 3);
+    for s in bundled::scripts() {
+        let program = compile(s.pxl, &SchemaCatalog, &CompileOptions { now_ns: NOW }).unwrap_or_else(|d| {
+            panic!("{}: {}", s.name, d.iter().map(|d| d.render(s.pxl, s.name)).collect::<String>())
+        });
+        assert_eq!(program.outputs.len(), 1, "{}", s.name);
+    }
+}

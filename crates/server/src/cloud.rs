@@ -352,7 +352,7 @@ async fn both(
 
 /// Opens the metastore, creates the admin if absent, and starts serving the API with every service in
 /// process, and its operational routes on `ops`, in the background. With `query`, gRPC
-/// `px.api.vizierpb.VizierService` calls on the API's port go to it, once the caller's credential is checked.
+/// `loupe.vizier.v1.VizierService` calls on the API's port go to it, once the caller's credential is checked.
 pub async fn start_api(
     args: &CloudArgs,
     query: Option<QueryGrpc>,
@@ -367,8 +367,10 @@ pub async fn start_api(
     let ops = start_ops(ops, gateway.clone(), stop).await?;
     let mut router = loupe_cloud::gateway_app(gateway.clone());
     if let Some(query) = query {
-        router =
-            router.route_service("/px.api.vizierpb.VizierService/{*method}", loupe_cloud::require_user(gateway, query));
+        router = router.route_service(
+            &format!("{}/{{*method}}", loupe_proto::VIZIER_SERVICE_PATH),
+            loupe_cloud::require_user(gateway, query),
+        );
     }
     let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
     Ok(tokio::spawn(both(api, ops)))

@@ -259,7 +259,6 @@ fn start_pem(args: &AgentArgs) -> Result<Pem> {
         c
     });
     let limits = ExecOptions {
-        now_ns: None,
         max_output_rows: args.max_output_rows,
         timeout: Some(args.query_timeout),
         memory_limit_bytes: Some(args.query_memory_mb.saturating_mul(1 << 20)),

@@ -1,5 +1,5 @@
 //! The data plane's services. For now: the PEM (node agent), which owns a table store, runs the
-//! collector into it and answers PxL scripts over gRPC (`px.api.vizierpb.VizierService`) to callers
+//! collector into it and answers PxL scripts over gRPC (`loupe.vizier.v1.VizierService`) to callers
 //! holding its query token, within the operator's query limits.
 //!
 //! Owns wiring and serving. Must not parse wire protocols, compile PxL or plan queries itself

@@ -1,23 +1,27 @@
-//! `VizierService` over one node's store: compile and run a script within the operator's limits,
-//! stream Arrow results back as they are produced.
+//! `VizierService` over one node's store: compile and split a script (`loupe-planner`), run the plan
+//! within the operator's limits (`loupe-engine`), stream Arrow results back as they are produced.
 //!
-//! Owns the mapping of engine events and errors to response messages. Must not check credentials:
+//! Owns the mapping of compile diagnostics, engine events and errors to response messages, and the
+//! stats (compile time as the planner measured it). Must not parse, type-check or split PxL itself
+//! (the planner does), nor lower plans (the engine does). Must not check credentials:
 //! whoever mounts the service puts a check in front (`query_auth` on a PEM's port, the cloud's
 //! `require_user` on the API's).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use loupe_engine::{Cancelled, Engine, ExecError, ExecOptions, QueryEvent, QuerySink};
+use loupe_planner::PlanError;
 use loupe_proto::arrow_ipc;
 use loupe_proto::vizierpb::vizier_service_server::VizierService;
 use loupe_proto::vizierpb::{
     CompilerError, ErrorCode, ExecuteScriptRequest, ExecuteScriptResponse, HealthCheckRequest, HealthCheckResponse,
     QueryData, QueryExecutionStats, QueryMetadata, Status, execute_script_response,
 };
+use loupe_pxl::{CompileOptions, Diagnostic};
 use tonic::{Request, Response};
 
 use crate::health::ProbeReport;
@@ -37,8 +41,8 @@ pub struct QueryService {
 }
 
 impl QueryService {
-    /// A service over `engine`, running every query within `limits` (its `now_ns` is ignored: each
-    /// request brings its own); `probes` is what the agent reports in health checks.
+    /// A service over `engine`, running every query within `limits`; `probes` is what the agent
+    /// reports in health checks.
     pub fn new(engine: Arc<Engine>, limits: ExecOptions, probes: ProbeReport) -> Self {
         QueryService { engine, limits, probes, running: Arc::default() }
     }
@@ -75,25 +79,54 @@ fn status_response(query_id: &str, status: Status) -> ExecuteScriptResponse {
     }
 }
 
-/// Maps an execution error to the wire status: compile errors keep every diagnostic.
-pub fn error_status(error: &ExecError) -> Status {
+/// Why a query failed, at whichever step.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The script does not compile; every diagnostic goes to the client.
+    #[error("script does not compile: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Compile(Vec<Diagnostic>),
+    /// The plan needs more than this node can run.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The engine failed or stopped the query.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
+/// A compiler diagnostic in its wire form: every field, so the client draws the caret from it and
+/// the text it sent (`CompilerError::render`).
+pub fn compiler_error(d: &Diagnostic) -> CompilerError {
+    CompilerError {
+        line: d.line,
+        column: d.column,
+        message: d.message.clone(),
+        span_start: d.span.start as u64,
+        span_end: d.span.end as u64,
+        notes: d.notes.clone(),
+        helps: d.helps.clone(),
+    }
+}
+
+/// Maps a failure to the wire status: compile errors keep every diagnostic.
+pub fn error_status(error: &QueryError) -> Status {
+    let error = match error {
+        QueryError::Compile(diags) => {
+            return Status {
+                code: ErrorCode::InvalidArgument as i32,
+                message: diags.first().map_or_else(|| "compilation failed".to_string(), |d| d.message.clone()),
+                compiler_errors: diags.iter().map(compiler_error).collect(),
+            };
+        }
+        QueryError::Plan(e) => {
+            return Status {
+                code: ErrorCode::FailedPrecondition as i32,
+                message: e.to_string(),
+                compiler_errors: vec![],
+            };
+        }
+        QueryError::Exec(e) => e,
+    };
     match error {
-        ExecError::Compile(diags) => Status {
-            code: ErrorCode::InvalidArgument as i32,
-            message: diags.first().map_or_else(|| "compilation failed".to_string(), |d| d.message.clone()),
-            compiler_errors: diags
-                .iter()
-                .map(|d| CompilerError {
-                    line: d.line,
-                    column: d.column,
-                    message: d.message.clone(),
-                    span_start: d.span.start as u64,
-                    span_end: d.span.end as u64,
-                    notes: d.notes.clone(),
-                    helps: d.helps.clone(),
-                })
-                .collect(),
-        },
         ExecError::Timeout(_) => {
             Status { code: ErrorCode::DeadlineExceeded as i32, message: error.to_string(), compiler_errors: vec![] }
         }
@@ -118,39 +151,53 @@ pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &s
         let _ = tx.send(Ok(status_response(query_id, status))).await;
         return;
     }
-    let opts = ExecOptions { now_ns: (req.now_ns != 0).then_some(req.now_ns), ..limits };
-    let started = Instant::now();
+    let now_ns = if req.now_ns != 0 { req.now_ns } else { loupe_common::time::now_unix_ns() };
     let mut sink = GrpcSink { tx: tx.clone(), query_id: query_id.to_owned(), encode_error: None };
-    let result = match engine.compile(&req.query_str, &opts) {
+    // Compile and split here, in the caller of the engine: the engine only ever sees plans.
+    let planned = loupe_planner::plan_single_node(&req.query_str, &engine.catalog(), &CompileOptions { now_ns })
+        .map_err(QueryError::Compile);
+    let compile_time = planned.as_ref().map_or(Duration::ZERO, |p| p.compile_time);
+    let started = Instant::now();
+    let result = match planned.and_then(|p| Ok(p.into_local()?)) {
         Ok(program) => {
-            let run = engine.execute_program_to(&program, &opts, &mut sink);
+            tracing::debug!(query_id, compile_ns = compile_time.as_nanos() as u64, "script compiled");
+            let run = engine.execute_program_to(&program, &limits, &mut sink);
             // A client that leaves while DataFusion computes (no message to send yet) stops it too.
             tokio::select! {
-                r = run => r,
-                () = tx.closed() => Err(ExecError::Cancelled),
+                r = run => r.map_err(QueryError::Exec),
+                () = tx.closed() => Err(QueryError::Exec(ExecError::Cancelled)),
             }
         }
         Err(e) => Err(e),
     };
     let last = match (result, sink.encode_error.take()) {
         (_, Some(e)) => internal(query_id, &e),
-        (Ok(rows), None) => msg(
-            query_id,
-            execute_script_response::Result::Stats(QueryExecutionStats {
-                compilation_time_ns: 0,
-                execution_time_ns: started.elapsed().as_nanos() as i64,
-                records_processed: rows as i64,
-                bytes_processed: 0,
-            }),
-        ),
-        (Err(ExecError::Cancelled), None) => {
+        (Ok(rows), None) => {
+            tracing::info!(
+                query_id,
+                compile_us = compile_time.as_micros() as u64,
+                execute_us = started.elapsed().as_micros() as u64,
+                rows,
+                "script done"
+            );
+            msg(
+                query_id,
+                execute_script_response::Result::Stats(QueryExecutionStats {
+                    compilation_time_ns: i64::try_from(compile_time.as_nanos()).unwrap_or(i64::MAX),
+                    execution_time_ns: i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX),
+                    records_processed: rows as i64,
+                    bytes_processed: 0,
+                }),
+            )
+        }
+        (Err(QueryError::Exec(ExecError::Cancelled)), None) => {
             tracing::info!(query_id, "client went away; query stopped");
             return;
         }
         (Err(e), None) => {
             match &e {
-                ExecError::Compile(_) => {}
-                ExecError::Timeout(_) | ExecError::MemoryLimit { .. } => {
+                QueryError::Compile(_) => {}
+                QueryError::Exec(ExecError::Timeout(_) | ExecError::MemoryLimit { .. }) => {
                     tracing::warn!(query_id, error = %e, query = %req.query_name, "script stopped at a limit")
                 }
                 _ => tracing::warn!(query_id, error = %e, query = %req.query_name, "script failed"),
@@ -288,6 +335,59 @@ mod tests {
         let engine = Arc::new(Engine::new(Arc::new(Store::new(StoreConfig::default()))));
         let service = QueryService::new(engine, ExecOptions::default(), probes);
         service.health_check(Request::new(HealthCheckRequest {})).await.expect("answers").into_inner()
+    }
+
+    /// Every message `run_query` sends for `script`, over a store with `http_events` registered and empty.
+    async fn answer(script: &str) -> Vec<execute_script_response::Result> {
+        let store = Arc::new(Store::new(StoreConfig::default()));
+        store.register(&loupe_schema::http::http_events()).expect("register");
+        let engine = Engine::new(store);
+        let req = ExecuteScriptRequest { query_str: script.into(), query_name: "t".into(), now_ns: 0 };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        run_query(&engine, &req, "q", ExecOptions::default(), tx).await;
+        let mut out = Vec::new();
+        while let Some(m) = rx.recv().await {
+            out.push(m.expect("no transport error").result.expect("a result"));
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stats_report_the_time_the_planner_spent_compiling_a_bundled_script() {
+        let script = loupe_pxl::bundled::get("px/http_request_stats").expect("bundled");
+        let messages = answer(script.pxl).await;
+        assert_eq!(messages.len(), 3, "metadata, end of the (empty) table, stats: {messages:?}");
+        let Some(execute_script_response::Result::Stats(stats)) = messages.last() else {
+            panic!("ends with stats: {messages:?}")
+        };
+        assert!(stats.compilation_time_ns > 0, "{stats:?}");
+        // Measured here (debug build): 0.7 to 1.0 ms to compile and split px/http_request_stats.
+        assert!(stats.compilation_time_ns < 5_000_000_000, "{stats:?}");
+        assert_eq!(stats.records_processed, 0);
+        println!("px/http_request_stats compiled in {} ns", stats.compilation_time_ns);
+    }
+
+    #[tokio::test]
+    async fn compile_errors_travel_with_every_field_and_draw_the_same_caret_as_the_compiler() {
+        let src = "import px\ndf = px.DataFrame('http_events')\ndf = df[df.resp_statu >= 400]\npx.display(df)\n";
+        let messages = answer(src).await;
+        let [execute_script_response::Result::Status(status)] = messages.as_slice() else {
+            panic!("one status: {messages:?}")
+        };
+        assert_eq!(status.code, ErrorCode::InvalidArgument as i32);
+        let at = src.find("resp_statu").expect("in the script") as u64;
+        let expected = CompilerError {
+            line: 3,
+            column: 12,
+            message: "unknown column `resp_statu` in table `http_events`".into(),
+            span_start: at,
+            span_end: at + 10,
+            notes: vec![],
+            helps: vec!["did you mean `resp_status`?".into()],
+        };
+        assert_eq!(status.compiler_errors, vec![expected]);
+        let d = loupe_pxl::compile(src, &loupe_pxl::SchemaCatalog, &CompileOptions { now_ns: 0 }).expect_err("fails");
+        assert_eq!(status.compiler_errors[0].render(src, "t.pxl"), d[0].render(src, "t.pxl"));
     }
 
     #[tokio::test]

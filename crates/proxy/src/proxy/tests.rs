@@ -79,7 +79,7 @@ async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Json
 async fn start_upstream() -> SocketAddr {
     let router = axum::Router::new()
         .route("/echo", axum::routing::any(echo))
-        .route_service("/px.api.vizierpb.VizierService/{*method}", VizierServiceServer::new(FakeVizier));
+        .route_service("/loupe.vizier.v1.VizierService/{*method}", VizierServiceServer::new(FakeVizier));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, router).await });

@@ -1,8 +1,9 @@
-//! The `px/*` scripts shipped inside the binary, with their manifest descriptions.
+//! The `px/*` scripts shipped inside the binaries, with their manifest descriptions.
 //!
-//! Owns the list of bundled scripts (sources under `crates/pxl/scripts/`, embedded with
-//! `include_str!`) and reading the `short:` line of each `manifest.yaml`. Must not compile or
-//! run them; callers do.
+//! Owns the list of bundled scripts (sources under `crates/scripts/px/`, embedded with
+//! `include_str!`) and reading the `short:`/`long:` lines of each `manifest.yaml`. A crate of its
+//! own, with no dependencies, so that `px` can run a script by name without linking the compiler.
+//! Must not compile or run them: `loupe-pxl`'s tests compile every one, callers run them.
 
 use std::sync::OnceLock;
 
@@ -21,20 +22,16 @@ pub struct BundledScript {
 
 /// (name, pxl, manifest) of each script.
 const SOURCES: &[(&str, &str, &str)] = &[
-    (
-        "px/http_data",
-        include_str!("../scripts/px/http_data/http_data.pxl"),
-        include_str!("../scripts/px/http_data/manifest.yaml"),
-    ),
+    ("px/http_data", include_str!("../px/http_data/http_data.pxl"), include_str!("../px/http_data/manifest.yaml")),
     (
         "px/http_request_stats",
-        include_str!("../scripts/px/http_request_stats/http_request_stats.pxl"),
-        include_str!("../scripts/px/http_request_stats/manifest.yaml"),
+        include_str!("../px/http_request_stats/http_request_stats.pxl"),
+        include_str!("../px/http_request_stats/manifest.yaml"),
     ),
     (
         "px/http_status_counts",
-        include_str!("../scripts/px/http_status_counts/http_status_counts.pxl"),
-        include_str!("../scripts/px/http_status_counts/manifest.yaml"),
+        include_str!("../px/http_status_counts/http_status_counts.pxl"),
+        include_str!("../px/http_status_counts/manifest.yaml"),
     ),
 ];
 
@@ -73,18 +70,14 @@ fn manifest_field(manifest: &'static str, key: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CompileOptions, SchemaCatalog, compile};
 
     #[test]
-    fn every_bundled_script_compiles_against_the_schema_catalog() {
-        let opts = CompileOptions { now_ns: 1_700_000_000_000_000_000 };
-        assert_eq!(scripts().len(), 3);
+    fn every_bundled_script_has_a_manifest() {
+        let names: Vec<&str> = scripts().iter().map(|s| s.name).collect();
+        assert_eq!(names, ["px/http_data", "px/http_request_stats", "px/http_status_counts"]);
         for s in scripts() {
             assert!(!s.short.is_empty() && !s.long.is_empty(), "{} manifest", s.name);
-            let program = compile(s.pxl, &SchemaCatalog, &opts).unwrap_or_else(|d| {
-                panic!("{}: {}", s.name, d.iter().map(|d| d.render(s.pxl, s.name)).collect::<String>())
-            });
-            assert_eq!(program.outputs.len(), 1, "{}", s.name);
+            assert!(s.pxl.contains("px.display("), "{} displays nothing", s.name);
         }
     }
 

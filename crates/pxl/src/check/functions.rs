@@ -1,0 +1,153 @@
+//! Scalar `px.` functions, typed from their declarations in the registry (`crate::functions`):
+//! arity, accepted argument types, constant arguments, conversions and the result type all come
+//! from the function's entry; its [`Rule`] says how the call is built.
+//!
+//! Owns reading a declaration against a call and the few rules a signature cannot say (`bin`'s
+//! time and float spellings, `equals_any`'s list of constants, conversions folded for constants).
+//! Must not name individual functions outside those rules: a new function is a registry entry.
+
+use super::expr::bin;
+use super::value::{TExpr, Value};
+use super::{Checker, Result};
+use crate::functions::{Function, ParamType, Returns, Rule};
+use crate::plan::{BinaryOp, Expr, PxType, ScalarFunc};
+use crate::syntax::{self, Span};
+
+fn call(func: ScalarFunc, args: Vec<TExpr>, ty: PxType) -> TExpr {
+    TExpr { expr: Expr::Call { func, args: args.into_iter().map(|a| a.expr).collect() }, ty }
+}
+
+impl Checker<'_> {
+    /// A call of the registered function `f` (spelled `what` in messages).
+    pub(super) fn scalar_call(
+        &mut self,
+        f: &'static Function,
+        what: &str,
+        args: &[syntax::Expr],
+        span: &Span,
+    ) -> Result<TExpr> {
+        let arity = f.params.len();
+        if args.len() != arity {
+            let at = args.get(arity).map_or(span.clone(), |a| a.span.clone());
+            return Err(self.err(
+                &at,
+                format!("`{what}` takes {arity} argument{}, found {}", if arity == 1 { "" } else { "s" }, args.len()),
+            ));
+        }
+        if f.rule == Rule::EqualsAny {
+            return self.equals_any(what, &args[0], &args[1]);
+        }
+        let mut vals = Vec::with_capacity(arity);
+        let mut spans = Vec::with_capacity(arity);
+        for a in args {
+            vals.push(self.eval_scalar(a, "an argument")?);
+            spans.push(a.span.clone());
+        }
+        for (i, (param, v)) in f.params.iter().zip(&vals).enumerate() {
+            if let ParamType::OneOf(want) = param.ty
+                && !want.contains(&v.ty)
+            {
+                let names: Vec<&str> = want.iter().map(|t| t.name()).collect();
+                let message = format!("argument {} of `{what}` must be {}, found {}", i + 1, names.join(" or "), v.ty);
+                return Err(self.err(&spans[i], message));
+            }
+        }
+        for (i, (param, v)) in f.params.iter().zip(&vals).enumerate() {
+            if param.constant && v.literal().is_none() {
+                let kind =
+                    if param.ty == ParamType::OneOf(&[PxType::String]) { "a string constant" } else { "a constant" };
+                return Err(self.err(&spans[i], format!("the {} of `{what}` must be {kind}", param.name)));
+            }
+        }
+        let mut vals: Vec<TExpr> = vals
+            .into_iter()
+            .zip(f.params)
+            .map(|(v, p)| match p.cast_to {
+                Some(t) => v.cast(t),
+                None => v,
+            })
+            .collect();
+        if f.rule == Rule::Bin {
+            return self.bin(f, vals, span);
+        }
+        let ty = match f.returns {
+            Returns::Fixed(t) => t,
+            Returns::SameAs(n) => vals[n].ty,
+            Returns::CommonOf(a, b) => {
+                let (ta, tb) = (vals[a].ty, vals[b].ty);
+                let ty = match (ta, tb) {
+                    _ if ta == tb => ta,
+                    (PxType::Int64 | PxType::Float64, PxType::Int64 | PxType::Float64) => PxType::Float64,
+                    _ => {
+                        let (na, nb) = (f.params[a].name, f.params[b].name);
+                        return Err(self.err(
+                            &spans[b],
+                            format!("`{na}` and `{nb}` of `{what}` must have one type, found {ta} and {tb}"),
+                        ));
+                    }
+                };
+                vals[a] = vals[a].clone().cast(ty);
+                vals[b] = vals[b].clone().cast(ty);
+                ty
+            }
+            // Only rules compute their own type; `functions::tests` holds every declaration to that.
+            Returns::ByRule(_) => return Err(self.err(span, format!("`{what}` has an inconsistent declaration"))),
+        };
+        Ok(match f.rule {
+            Rule::Call => call(f.func, vals, ty),
+            Rule::Conversion => vals.remove(0).cast(ty),
+            Rule::Bin | Rule::EqualsAny => {
+                return Err(self.err(span, format!("`{what}` has an inconsistent declaration")));
+            }
+        })
+    }
+
+    /// `bin(x, size)`: INT64 buckets call the function, TIME64NS buckets bin the nanoseconds, FLOAT64
+    /// buckets are `floor(x / size) * size`.
+    fn bin(&self, f: &'static Function, vals: Vec<TExpr>, span: &Span) -> Result<TExpr> {
+        use PxType::{Float64, Int64, Time};
+        let mut it = vals.into_iter();
+        let (Some(x), Some(size)) = (it.next(), it.next()) else {
+            return Err(self.err(span, "missing arguments"));
+        };
+        Ok(match (x.ty, size.ty) {
+            (Time, Int64) => call(f.func, vec![x.cast(Int64), size], Int64).cast(Time),
+            (Int64, Int64) => call(f.func, vec![x, size], Int64),
+            (Time, _) => return Err(self.err(span, "`px.bin` of a time needs an integer bucket size in ns")),
+            _ => {
+                let (x, size) = (x.cast(Float64), size.cast(Float64));
+                let q = TExpr { expr: bin(BinaryOp::Div, x.expr, size.expr.clone()), ty: Float64 };
+                let floor = call(ScalarFunc::Floor, vec![q], Float64);
+                TExpr { expr: bin(BinaryOp::Mul, floor.expr, size.expr), ty: Float64 }
+            }
+        })
+    }
+
+    fn equals_any(&mut self, what: &str, x: &syntax::Expr, list: &syntax::Expr) -> Result<TExpr> {
+        let x = self.eval_scalar(x, "an argument")?;
+        let items = match self.eval(list)? {
+            Value::List(items) => items,
+            other => {
+                return Err(self.err(
+                    &list.span,
+                    format!("argument 2 of `{what}` must be a list of constants, found {}", other.describe()),
+                ));
+            }
+        };
+        let mut args = vec![x.expr];
+        for (v, span) in items {
+            match v {
+                Value::Scalar(t) if t.literal().is_some() => {
+                    let t = match (x.ty, t.ty) {
+                        (a, b) if a == b => t,
+                        (PxType::Float64, PxType::Int64) | (PxType::Time, PxType::Int64) => t.cast(x.ty),
+                        (a, b) => return Err(self.err(&span, format!("cannot compare {a} with {b} in `{what}`"))),
+                    };
+                    args.push(t.expr);
+                }
+                other => return Err(self.err(&span, format!("`{what}` needs constants, found {}", other.describe()))),
+            }
+        }
+        Ok(TExpr { expr: Expr::Call { func: ScalarFunc::EqualsAny, args }, ty: PxType::Boolean })
+    }
+}

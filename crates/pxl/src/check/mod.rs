@@ -1,0 +1,224 @@
+//! The checker: interprets the PxL syntax tree into typed logical plans.
+//!
+//! PxL is evaluated like Python at compile time: a dataframe variable holds a plan, a column
+//! expression holds a typed [`Expr`](crate::Expr). This module owns the interpreter state
+//! ([`Checker`]): statements, scopes and names (variables, assignments, user functions and their
+//! calls). The rest is split by concern, each module an `impl Checker` block:
+//! `expr` (expressions, operators, types, constant folding), `frame` (dataframe operations),
+//! `calls` (`px.*` names, argument binding, the `px` module's calls), `functions` (scalar
+//! functions, typed from the registry in `crate::functions`), `value` (what names evaluate to) and
+//! `diagnostics` (building errors). Must not touch the Python parser (see `syntax`) or execute
+//! anything.
+
+mod calls;
+mod diagnostics;
+mod expr;
+mod frame;
+mod functions;
+mod value;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::plan::Output;
+use crate::syntax::{self, ExprKind, FunctionDef, Ident, Span, Stmt, Target};
+use crate::{Catalog, CompileOptions};
+
+use self::frame::map_column;
+use self::value::Value;
+
+type Result<T, E = Box<Diagnostic>> = std::result::Result<T, E>;
+
+/// Deepest user-function call chain accepted.
+const MAX_CALL_DEPTH: usize = 32;
+
+/// Compile-time interpreter state.
+pub(crate) struct Checker<'a> {
+    source: &'a str,
+    catalog: &'a dyn Catalog,
+    now_ns: i64,
+    /// Scope stack: index 0 holds globals; a function call pushes its locals.
+    scopes: Vec<HashMap<String, Value>>,
+    outputs: Vec<Output>,
+    defined_functions: bool,
+}
+
+enum Flow {
+    Next,
+    Return(Value),
+}
+
+impl<'a> Checker<'a> {
+    pub(crate) fn new(source: &'a str, catalog: &'a dyn Catalog, options: &CompileOptions) -> Self {
+        Checker {
+            source,
+            catalog,
+            now_ns: options.now_ns,
+            scopes: vec![HashMap::new()],
+            outputs: Vec::new(),
+            defined_functions: false,
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// Runs the whole script and returns its outputs.
+    pub(crate) fn run(mut self, stmts: &[Stmt]) -> Result<Vec<Output>> {
+        for stmt in stmts {
+            if let Flow::Return(_) = self.exec(stmt)? {
+                let span = match stmt {
+                    Stmt::Return { span, .. } => span.clone(),
+                    _ => 0..0,
+                };
+                return Err(self.err(&span, "`return` outside of a function"));
+            }
+        }
+        if self.outputs.is_empty() {
+            let mut d = Diagnostic::new(self.source, 0..0, "script has no `px.display` call, so it produces no output");
+            if self.defined_functions {
+                d = d.with_help("call a function at top level, e.g. `px.display(f('-5m'))`");
+            } else {
+                d = d.with_help("add `px.display(df)` for each table to return");
+            }
+            return Err(Box::new(d));
+        }
+        Ok(self.outputs)
+    }
+
+    fn exec_block(&mut self, body: &[Stmt]) -> Result<Value> {
+        for stmt in body {
+            if let Flow::Return(v) = self.exec(stmt)? {
+                return Ok(v);
+            }
+        }
+        Ok(Value::None)
+    }
+
+    fn exec(&mut self, stmt: &Stmt) -> Result<Flow> {
+        match stmt {
+            Stmt::Import(names) => {
+                for n in names {
+                    match n.name.as_str() {
+                        "px" | "pl" => self.bind(&n.name, Value::Module),
+                        "pxviews" | "pxtrace" => {
+                            return Err(self.err(&n.span, format!("module `{}` is not supported yet", n.name)));
+                        }
+                        other => return Err(self.err(&n.span, format!("unknown module `{other}`"))),
+                    }
+                }
+            }
+            Stmt::Assign { target, value } => self.assign(target, value)?,
+            Stmt::Expr(e) => {
+                self.eval(e)?;
+            }
+            Stmt::FunctionDef(f) => {
+                self.defined_functions = true;
+                self.bind(&f.name.name, Value::Func(f.clone()));
+            }
+            Stmt::Return { value, span } => {
+                if self.scopes.len() == 1 {
+                    return Err(self.err(span, "`return` outside of a function"));
+                }
+                let v = match value {
+                    Some(e) => self.eval(e)?,
+                    None => Value::None,
+                };
+                return Ok(Flow::Return(v));
+            }
+            Stmt::Pass => {}
+            Stmt::Unsupported { what, span } => {
+                return Err(self.err(span, format!("{what} are not supported in PxL")));
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    fn bind(&mut self, name: &str, value: Value) {
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.insert(name.to_string(), value);
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Option<&Value> {
+        let top = self.scopes.last().and_then(|s| s.get(name));
+        top.or_else(|| self.scopes.first().and_then(|s| s.get(name)))
+    }
+
+    fn assign(&mut self, target: &Target, value: &syntax::Expr) -> Result<()> {
+        match target {
+            Target::Name(id) => {
+                let v = self.eval(value)?;
+                self.bind(&id.name, v);
+                Ok(())
+            }
+            Target::Attr { obj, attr } => self.assign_column(obj, &attr.name, &attr.span, value),
+            Target::Index { obj, key } => match &key.kind {
+                ExprKind::Str(name) => self.assign_column(obj, name, &key.span, value),
+                _ => Err(self.err(&key.span, "column assignment needs a string column name: `df['name'] = ...`")),
+            },
+            Target::Unsupported(span) => Err(self.err(span, "can only assign to a name or a dataframe column")),
+        }
+    }
+
+    fn assign_column(&mut self, obj: &syntax::Expr, column: &str, col_span: &Span, value: &syntax::Expr) -> Result<()> {
+        let ExprKind::Name(var) = &obj.kind else {
+            return Err(self.err(&obj.span, "can only assign columns of a dataframe variable"));
+        };
+        let frame = match self.eval(obj)? {
+            Value::Frame(f) => f,
+            other => {
+                return Err(self.err(&obj.span, format!("`{var}` is {}, not a dataframe", other.describe())));
+            }
+        };
+        if column == "ctx" {
+            return Err(self.err(col_span, "`ctx` is reserved for metadata and cannot be assigned"));
+        }
+        let expr = self.eval_scalar(value, "a column value")?;
+        let frame = map_column(&frame, column, expr);
+        self.bind(var, Value::Frame(frame));
+        Ok(())
+    }
+
+    fn call_user(
+        &mut self,
+        f: &Rc<FunctionDef>,
+        args: &[syntax::Expr],
+        kwargs: &[(Ident, syntax::Expr)],
+        span: &Span,
+    ) -> Result<Value> {
+        if self.scopes.len() > MAX_CALL_DEPTH {
+            return Err(self.err(span, "function calls nest too deeply"));
+        }
+        let names: Vec<&str> = f.params.iter().map(|p| p.name.name.as_str()).collect();
+        let a = self.bind_args(&f.name.name, &names, 0, args, kwargs, span)?;
+        let mut locals = HashMap::new();
+        for (i, p) in f.params.iter().enumerate() {
+            let v = match (a.get(i), &p.default) {
+                (Some(e), _) | (None, Some(e)) => self.eval(e)?,
+                (None, None) => {
+                    return Err(self.err(span, format!("`{}` is missing argument `{}`", f.name.name, p.name.name)));
+                }
+            };
+            locals.insert(p.name.name.clone(), v);
+        }
+        self.scopes.push(locals);
+        let result = self.exec_block(&f.body);
+        self.scopes.pop();
+        result
+    }
+
+    /// The "not defined" error for name `n`, with the closest name in scope as help.
+    fn undefined_name(&self, n: &str, span: &Span) -> Box<Diagnostic> {
+        let mut d = Diagnostic::new(self.source, span.clone(), format!("name `{n}` is not defined"));
+        if n == "px" {
+            d = d.with_help("add `import px` at the top of the script");
+        } else {
+            let names: Vec<&str> = self.scopes.iter().flat_map(|s| s.keys().map(String::as_str)).collect();
+            if let Some(h) = did_you_mean(n, names) {
+                d = d.with_help(h);
+            }
+        }
+        Box::new(d)
+    }
+}

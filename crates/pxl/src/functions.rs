@@ -1,0 +1,341 @@
+//! The registry of scalar `px.` functions: one declaration per function, which every consumer reads.
+//!
+//! Owns [`ScalarFunc`] (generated from the same declaration, so a function cannot exist in one table
+//! and not the other), each function's signature, result type, result semantic type and doc line
+//! ([`Function`], [`FUNCTIONS`]), and the reference page `docs/pxl-functions.md`
+//! ([`reference_markdown`]). The checker types calls from it (`check::calls`); the engine lowers each
+//! [`ScalarFunc`] in one exhaustive `match`, so adding a function is one entry here plus its lowering
+//! there, and the compiler refuses a missing one. Must not know DataFusion or type-check anything
+//! itself: the rules that read these declarations live in the checker.
+
+use std::fmt::Write as _;
+
+use crate::plan::PxType;
+
+/// What a parameter accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    /// A value of one of these types.
+    OneOf(&'static [PxType]),
+    /// A value of any type.
+    Any,
+    /// A list of constants of the type of parameter `n` (`equals_any`'s values).
+    ConstantsLike(usize),
+}
+
+/// One parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param {
+    /// Its name, used in messages (`the key of px.pluck must be ...`) and the reference.
+    pub name: &'static str,
+    /// What it accepts.
+    pub ty: ParamType,
+    /// Whether it must be a constant (a regex pattern, a JSON key).
+    pub constant: bool,
+    /// The type the checker converts it to before the call (FLOAT64 for math on INT64).
+    pub cast_to: Option<PxType>,
+}
+
+/// The result type of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returns {
+    /// Always this type.
+    Fixed(PxType),
+    /// The type of argument `n`.
+    SameAs(usize),
+    /// The common type of arguments `a` and `b` (INT64 with FLOAT64 is FLOAT64; both are converted).
+    CommonOf(usize, usize),
+    /// Computed by the function's [`Rule`]; the text says how.
+    ByRule(&'static str),
+}
+
+/// The semantic type of the result (Pixie's `ST_*`, which drives how a UI shows a column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Semantic {
+    /// `ST_NONE`.
+    None,
+    /// The semantic type of argument `n` (a bin of a latency is still a duration).
+    SameAs(usize),
+}
+
+/// How the checker turns a call into an expression, beyond the signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// A call of the function on the (converted) arguments.
+    Call,
+    /// A type conversion: folded when the argument is a constant.
+    Conversion,
+    /// `bin`: INT64 calls the function; TIME64NS bins its nanoseconds; FLOAT64 is `floor(x / size) * size`.
+    Bin,
+    /// `equals_any`: the second argument is a list of constants, each compared with the first.
+    EqualsAny,
+}
+
+/// One scalar `px.` function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Function {
+    /// The lowering key: the engine maps it to DataFusion.
+    pub func: ScalarFunc,
+    /// The name after `px.`.
+    pub name: &'static str,
+    /// Parameters, in order (all positional).
+    pub params: &'static [Param],
+    /// The result type.
+    pub returns: Returns,
+    /// The result's semantic type.
+    pub semantic: Semantic,
+    /// How the checker builds the call.
+    pub rule: Rule,
+    /// One line for the reference.
+    pub doc: &'static str,
+}
+
+const fn p(name: &'static str, types: &'static [PxType]) -> Param {
+    Param { name, ty: ParamType::OneOf(types), constant: false, cast_to: None }
+}
+
+const fn any(name: &'static str) -> Param {
+    Param { name, ty: ParamType::Any, constant: false, cast_to: None }
+}
+
+const fn constant(name: &'static str, types: &'static [PxType]) -> Param {
+    Param { name, ty: ParamType::OneOf(types), constant: true, cast_to: None }
+}
+
+/// A number, converted to FLOAT64 for the call.
+const fn float(name: &'static str) -> Param {
+    Param { name, ty: ParamType::OneOf(NUMBER), constant: false, cast_to: Some(PxType::Float64) }
+}
+
+const B: PxType = PxType::Boolean;
+const F: PxType = PxType::Float64;
+const I: PxType = PxType::Int64;
+const S: PxType = PxType::String;
+const T: PxType = PxType::Time;
+const BOOL: &[PxType] = &[B];
+const STR: &[PxType] = &[S];
+const INT: &[PxType] = &[I];
+const TIME: &[PxType] = &[T];
+const NUMBER: &[PxType] = &[I, F];
+
+/// Declares every function once: the [`ScalarFunc`] variants and [`FUNCTIONS`] come from this list,
+/// in this order, so `FUNCTIONS[f as usize].func == f`.
+macro_rules! functions {
+    ($($variant:ident $name:literal ($($param:expr),*) -> $returns:expr, $semantic:expr, $rule:expr, $doc:literal;)+) => {
+        /// Scalar `px.` functions: the key by which the engine lowers each one. Declared with its
+        /// signature in [`FUNCTIONS`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ScalarFunc {
+            $(#[doc = concat!("`px.", $name, "`: ", $doc)] $variant,)+
+        }
+
+        /// Every scalar function, in declaration order (`FUNCTIONS[f as usize]` is `f`'s entry).
+        pub static FUNCTIONS: &[Function] = &[
+            $(Function {
+                func: ScalarFunc::$variant,
+                name: $name,
+                params: &[$($param),*],
+                returns: $returns,
+                semantic: $semantic,
+                rule: $rule,
+                doc: $doc,
+            },)+
+        ];
+    };
+}
+
+functions! {
+    Select "select"(p("cond", BOOL), any("a"), any("b")) -> Returns::CommonOf(1, 2), Semantic::SameAs(1), Rule::Call,
+        "`a` where `cond` is true, else `b`";
+    Bin "bin"(p("x", &[I, F, T]), p("size", NUMBER))
+        -> Returns::ByRule("the type of `x`; FLOAT64 when either is FLOAT64"), Semantic::SameAs(0), Rule::Bin,
+        "`x` rounded down to a multiple of `size` (time bins take a size in ns)";
+    Contains "contains"(p("s", STR), p("sub", STR)) -> Returns::Fixed(B), Semantic::None, Rule::Call,
+        "whether `s` contains `sub`";
+    Find "find"(p("s", STR), p("sub", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
+        "the byte index of `sub` in `s` from 0, or -1";
+    Length "length"(p("s", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
+        "the length of `s` in bytes";
+    ToLower "tolower"(p("s", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "`s` in lower case";
+    ToUpper "toupper"(p("s", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "`s` in upper case";
+    Trim "trim"(p("s", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "`s` without leading and trailing whitespace";
+    Substring "substring"(p("s", STR), p("pos", INT), p("len", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "`len` chars of `s` from char `pos` (from 0)";
+    RegexMatch "regex_match"(constant("pattern", STR), p("s", STR)) -> Returns::Fixed(B), Semantic::None, Rule::Call,
+        "whether the whole of `s` matches `pattern`";
+    Abs "abs"(p("x", NUMBER)) -> Returns::SameAs(0), Semantic::SameAs(0), Rule::Call,
+        "the absolute value of `x`";
+    Floor "floor"(float("x")) -> Returns::Fixed(F), Semantic::None, Rule::Call,
+        "the largest integer not above `x`";
+    Ceil "ceil"(float("x")) -> Returns::Fixed(F), Semantic::None, Rule::Call,
+        "the smallest integer not below `x`";
+    Round "round"(float("x")) -> Returns::Fixed(F), Semantic::None, Rule::Call,
+        "`x` rounded to the nearest integer, halves away from zero";
+    Sqrt "sqrt"(float("x")) -> Returns::Fixed(F), Semantic::None, Rule::Call,
+        "the square root of `x`";
+    Exp "exp"(float("x")) -> Returns::Fixed(F), Semantic::None, Rule::Call,
+        "e to the power `x`";
+    Ln "ln"(float("x")) -> Returns::Fixed(F), Semantic::None, Rule::Call,
+        "the natural logarithm of `x`";
+    Log2 "log2"(float("x")) -> Returns::Fixed(F), Semantic::None, Rule::Call,
+        "the base-2 logarithm of `x`";
+    Log10 "log10"(float("x")) -> Returns::Fixed(F), Semantic::None, Rule::Call,
+        "the base-10 logarithm of `x`";
+    Pow "pow"(float("x"), float("y")) -> Returns::Fixed(F), Semantic::None, Rule::Call,
+        "`x` to the power `y`";
+    Pluck "pluck"(p("json", STR), constant("key", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the value at `key` of a JSON object, as text (null when absent)";
+    PluckInt64 "pluck_int64"(p("json", STR), constant("key", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
+        "the value at `key` of a JSON object, as an integer (null when absent)";
+    PluckFloat64 "pluck_float64"(p("json", STR), constant("key", STR)) -> Returns::Fixed(F), Semantic::None,
+        Rule::Call, "the value at `key` of a JSON object, as a float (null when absent)";
+    EqualsAny "equals_any"(any("x"), Param { name: "values", ty: ParamType::ConstantsLike(0), constant: true, cast_to: None })
+        -> Returns::Fixed(B), Semantic::None, Rule::EqualsAny,
+        "whether `x` equals one of the constants in `values`";
+    Int64ToTime "int64_to_time"(p("ns", INT)) -> Returns::Fixed(T), Semantic::None, Rule::Conversion,
+        "nanoseconds since the Unix epoch as a time";
+    TimeToInt64 "time_to_int64"(p("t", TIME)) -> Returns::Fixed(I), Semantic::None, Rule::Conversion,
+        "a time as nanoseconds since the Unix epoch";
+}
+
+impl ScalarFunc {
+    /// This function's declaration.
+    pub fn spec(self) -> &'static Function {
+        &FUNCTIONS[self as usize]
+    }
+
+    /// The function called `px.<name>`.
+    pub fn from_name(name: &str) -> Option<ScalarFunc> {
+        FUNCTIONS.iter().find(|f| f.name == name).map(|f| f.func)
+    }
+}
+
+impl ParamType {
+    fn describe(self) -> String {
+        match self {
+            ParamType::OneOf(types) => types.iter().map(|t| t.name()).collect::<Vec<_>>().join("/"),
+            ParamType::Any => "any".into(),
+            ParamType::ConstantsLike(n) => format!("list of constants like argument {}", n + 1),
+        }
+    }
+}
+
+impl Function {
+    /// `px.bin(x INT64/FLOAT64/TIME64NS, size INT64/FLOAT64)`.
+    pub fn signature(&self) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|p| {
+                let constant =
+                    if p.constant && !matches!(p.ty, ParamType::ConstantsLike(_)) { " constant" } else { "" };
+                format!("{} {}{constant}", p.name, p.ty.describe())
+            })
+            .collect();
+        format!("px.{}({})", self.name, params.join(", "))
+    }
+
+    /// The result type, as the reference shows it.
+    pub fn returns_text(&self) -> String {
+        let arg = |n: usize| self.params.get(n).map_or("?", |p| p.name);
+        match self.returns {
+            Returns::Fixed(t) => t.name().to_string(),
+            Returns::SameAs(n) => format!("the type of `{}`", arg(n)),
+            Returns::CommonOf(a, b) => format!("the common type of `{}` and `{}`", arg(a), arg(b)),
+            Returns::ByRule(text) => text.to_string(),
+        }
+    }
+
+    /// The result's semantic type, as the reference shows it.
+    pub fn semantic_text(&self) -> String {
+        match self.semantic {
+            Semantic::None => "ST_NONE".into(),
+            Semantic::SameAs(n) => format!("that of `{}`", self.params.get(n).map_or("?", |p| p.name)),
+        }
+    }
+}
+
+/// The reference page `docs/pxl-functions.md`, generated from [`FUNCTIONS`].
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# PxL scalar functions\n\nGenerated from the registry in `crates/pxl/src/functions.rs` (`cargo test -p loupe-pxl` \
+         checks it; `LOUPE_BLESS=1 cargo test -p loupe-pxl` rewrites it). Arguments are positional. A number \
+         parameter takes INT64 or FLOAT64; where a result is FLOAT64, INT64 arguments are converted.\n\n\
+         | function | returns | semantic type | what it does |\n|---|---|---|---|\n",
+    );
+    for f in FUNCTIONS {
+        let _ = writeln!(out, "| `{}` | {} | {} | {} |", f.signature(), f.returns_text(), f.semantic_text(), f.doc);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_sits_at_its_own_index_and_names_are_unique() {
+        for (i, f) in FUNCTIONS.iter().enumerate() {
+            assert_eq!(f.func as usize, i, "{}", f.name);
+            assert_eq!(ScalarFunc::from_name(f.name), Some(f.func));
+            assert_eq!(f.func.spec().name, f.name);
+        }
+        assert_eq!(FUNCTIONS.len(), 26);
+        assert_eq!(ScalarFunc::from_name("nope"), None);
+    }
+
+    #[test]
+    fn every_argument_index_a_declaration_names_exists() {
+        for f in FUNCTIONS {
+            let n = f.params.len();
+            let ok = match f.returns {
+                Returns::SameAs(a) => a < n,
+                Returns::CommonOf(a, b) => a < n && b < n,
+                Returns::Fixed(_) | Returns::ByRule(_) => true,
+            };
+            assert!(ok, "{}: returns names a missing argument", f.name);
+            assert!(!matches!(f.semantic, Semantic::SameAs(a) if a >= n), "{}: semantic", f.name);
+            for p in f.params {
+                assert!(!matches!(p.ty, ParamType::ConstantsLike(a) if a >= n), "{}: {}", f.name, p.name);
+            }
+        }
+    }
+
+    #[test]
+    fn only_rules_compute_their_own_type() {
+        for f in FUNCTIONS {
+            let by_rule = matches!(f.returns, Returns::ByRule(_));
+            assert_eq!(by_rule, f.rule == Rule::Bin, "{}", f.name);
+            assert_eq!(f.rule == Rule::EqualsAny, f.params.iter().any(|p| matches!(p.ty, ParamType::ConstantsLike(_))));
+        }
+    }
+
+    #[test]
+    fn signatures_read_like_the_reference() {
+        assert_eq!(ScalarFunc::Bin.spec().signature(), "px.bin(x INT64/FLOAT64/TIME64NS, size INT64/FLOAT64)");
+        assert_eq!(ScalarFunc::Pluck.spec().signature(), "px.pluck(json STRING, key STRING constant)");
+        assert_eq!(
+            ScalarFunc::EqualsAny.spec().signature(),
+            "px.equals_any(x any, values list of constants like argument 1)"
+        );
+        assert_eq!(ScalarFunc::Select.spec().returns_text(), "the common type of `a` and `b`");
+    }
+
+    /// `docs/pxl-functions.md` is what the registry says; `LOUPE_BLESS=1` rewrites it.
+    #[test]
+    fn functions_doc_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/pxl-functions.md");
+        let want = reference_markdown();
+        if std::env::var_os("LOUPE_BLESS").is_some() {
+            std::fs::write(&path, &want).expect("write docs/pxl-functions.md");
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/pxl-functions.md is stale: run `LOUPE_BLESS=1 cargo test -p loupe-pxl` and commit it"
+        );
+    }
+}
