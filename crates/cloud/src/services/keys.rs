@@ -10,8 +10,8 @@ use loupe_proto::cloudpb::{self, api_key_service_server::ApiKeyService, deploy_k
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use super::caller::Caller;
 use super::{CloudServices, parse_id, to_secs};
-use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::CloudState;
 
