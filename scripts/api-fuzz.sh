@@ -16,11 +16,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
-LOUPE_BIN=${LOUPE_BIN:-target/debug/loupe}
-ST_VENV=${ST_VENV:-/tmp/st}
+LOUPE_BIN=$(realpath -m "${LOUPE_BIN:-target/debug/loupe}")
+ST_VENV=$(realpath -m "${ST_VENV:-/tmp/st}")
 FUZZ_EXAMPLES=${FUZZ_EXAMPLES:-25}
 work=$(mktemp -d /tmp/loupe-api-fuzz.XXXXXX)
-FUZZ_REPORT_DIR=${FUZZ_REPORT_DIR:-$work/report}
+FUZZ_REPORT_DIR=$(realpath -m "${FUZZ_REPORT_DIR:-$work/report}")
 
 if [ ! -x "$LOUPE_BIN" ]; then
   cargo build -p loupe-server --bin loupe
@@ -79,6 +79,8 @@ changed=$(call /api/v1/auth/password "authorization: Bearer $token" \
 [ "$(echo "$changed" | field '["must_change_password"]')" = False ]
 call /api/v1/auth/refresh "authorization: Bearer $token" '{}' 401 >/dev/null
 token=$(echo "$changed" | field '["token"]')
+# Refresh's own case: the new session extends.
+token=$(call /api/v1/auth/refresh "authorization: Bearer $token" '{}' 200 | field '["token"]')
 key=$(call /api/v1/api-keys "authorization: Bearer $token" '{"description":"api-fuzz"}' 201 | field '["key"]')
 # Logout's own case: a second session ends, and then answers 401.
 second=$(call /api/v1/auth/login "" "{\"email\":\"admin@default.com\",\"password\":\"$password\"}" 200 | field '["token"]')
@@ -95,9 +97,10 @@ st() {
     bearer) printf '\n[auth.openapi.bearer]\nbearer = "%s"\n' "$2" >>"$config" ;;
   esac
   shift 2
-  "$ST_VENV/bin/schemathesis" --config-file "$config" run "$base/api/v1/openapi.json" --checks all \
+  # From the scratch directory, where schemathesis keeps its cache.
+  (cd "$work" && "$ST_VENV/bin/schemathesis" --config-file "$config" run "$base/api/v1/openapi.json" --checks all \
     --max-examples "$FUZZ_EXAMPLES" ${FUZZ_SEED:+--seed "$FUZZ_SEED"} --workers 1 --report junit \
-    --report-dir "$FUZZ_REPORT_DIR" --suppress-health-check too_slow "$@"
+    --report-dir "$FUZZ_REPORT_DIR" --suppress-health-check too_slow "$@")
 }
 
 status=0
