@@ -17,6 +17,11 @@ use utoipa::ToSchema;
 /// A setting key.
 pub const SETTING_KEY_PATTERN: &str = r"^[A-Za-z0-9_.-]{1,64}$";
 
+/// A script that compiles, for the document's examples (so that the examples save a script).
+fn pxl_example() -> serde_json::Value {
+    "import px\npx.display(px.DataFrame('http_events'))\n".into()
+}
+
 // ---- requests ----
 
 /// `POST /api/v1/auth/login`.
@@ -59,10 +64,10 @@ pub struct CreateKeyRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateScriptRequest {
     /// `org/` then 1 to 64 of `[a-z0-9_-]`.
-    #[schema(pattern = r"^org/[a-z0-9_-]{1,64}$")]
+    #[schema(pattern = r"^org/[a-z0-9_-]{1,64}$", example = "org/http_overview")]
     pub name: String,
     /// PxL source; it must compile against the tables this Loupe knows (400 with line and column otherwise).
-    #[schema(min_length = 1, max_length = 262144, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 262144, pattern = r"\S", example = pxl_example)]
     pub pxl: String,
     /// Vis spec, a JSON object (at most 256 KiB as text); `null` or absent for none.
     #[serde(default)]
@@ -79,7 +84,7 @@ pub struct CreateScriptRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateScriptRequest {
     /// PxL source; it must compile.
-    #[schema(min_length = 1, max_length = 262144, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 262144, pattern = r"\S", example = pxl_example)]
     pub pxl: String,
     /// Vis spec, a JSON object (at most 256 KiB as text); `null` or absent for none.
     #[serde(default)]
@@ -120,7 +125,7 @@ impl Role {
 #[serde(deny_unknown_fields)]
 pub struct CreateInvitationRequest {
     /// Who is invited.
-    #[schema(max_length = 254, pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$")]
+    #[schema(example = "new.user@example.com", max_length = 254, pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$")]
     pub email: String,
     /// The role the invitee gets; `member` when absent.
     #[serde(default)]
