@@ -125,7 +125,11 @@ impl Role {
 #[serde(deny_unknown_fields)]
 pub struct CreateInvitationRequest {
     /// Who is invited.
-    #[schema(example = "new.user@example.com", max_length = 254, pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$")]
+    #[schema(
+        example = "new.user@example.com",
+        max_length = 254,
+        pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub email: String,
     /// The role the invitee gets; `member` when absent.
     #[serde(default)]
