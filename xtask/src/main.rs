@@ -1,9 +1,10 @@
 //! Repository chores. `cargo run -p xtask -- tidy` runs the tidy checks that `cargo test` also
-//! runs: module docs present, crate layering respected.
+//! runs: module docs present, crate layering respected, no cycle among a crate's top-level modules.
 //!
 //! Owns checks over the source tree itself. Must not be depended on by any product crate.
 
 mod ci;
+mod modules;
 mod tidy;
 
 fn main() -> std::process::ExitCode {

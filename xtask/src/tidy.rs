@@ -1,6 +1,7 @@
 //! Tidy checks: every Rust file opens with a `//!` doc, and every crate's dependencies are exactly what its
 //! section of `docs/architecture.md` lists, in the layering order of that map, with none of its `**Never:**`
-//! crates. The map is the single source: edit it and the check follows.
+//! crates. The map is the single source: edit it and the check follows. Inside each crate, `modules` checks
+//! that the top-level modules form no cycle.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -120,6 +121,7 @@ pub fn edge_problems(rules: &[CrateRules], metadata: &serde_json::Value) -> Vec<
 pub fn all_problems(root: &Path) -> Vec<String> {
     let mut p = missing_module_docs(root);
     p.extend(layering_problems(root));
+    p.extend(crate::modules::module_cycle_problems(root));
     p
 }
 

@@ -39,13 +39,36 @@ pub struct ApiError {
 #[derive(Debug, Clone)]
 pub(crate) struct InternalErrorDetail(pub(crate) String);
 
-/// The JSON error body.
-#[derive(Debug, Serialize)]
-struct ErrorBody<'a> {
-    code: &'static str,
-    message: &'a str,
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What kind of failure.
+    #[schema(schema_with = error_code_schema)]
+    pub code: &'static str,
+    /// What went wrong, for a person.
+    #[schema(min_length = 1)]
+    pub message: String,
+    /// A machine-readable refinement of `code`; absent when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
+    #[schema(schema_with = reason_schema)]
+    pub reason: Option<&'static str>,
+}
+
+/// `code`: the names of every `ErrorCode` but `OK`, taken from the type itself.
+fn error_code_schema() -> utoipa::openapi::schema::Object {
+    let names = (1..).map_while(|n| ErrorCode::try_from(n).ok()).map(|code| code.as_str_name());
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names))
+        .build()
+}
+
+fn reason_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some([PASSWORD_CHANGE_REQUIRED_REASON]))
+        .build()
 }
 
 /// `Result` with `ApiError` as the default error.
@@ -131,7 +154,7 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { code: self.code.as_str_name(), message: &self.message, reason: self.reason };
+        let body = ErrorBody { code: self.code.as_str_name(), message: self.message, reason: self.reason };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -17,25 +17,25 @@
 //! own API keys and settings. Only org admins invite users, remove users, create or revoke deploy keys, write
 //! org scripts, delete viziers, and see (and revoke) other members' API keys.
 
+// Layers, each using only those listed before it (xtask's tidy checks the module graph is acyclic):
+// error, metrics → state → services → clients → gateway → api → app.
 pub mod api;
 pub mod app;
-pub mod caller;
 pub mod clients;
 pub mod error;
 pub mod gateway;
 pub mod metrics;
-pub mod middleware;
-pub mod openapi;
 pub mod services;
 pub mod state;
 
-pub use crate::app::{Colocated, ROUTES, RouteSpec, app, gateway_app, ops_app, serve, serve_router, service_app};
-pub use crate::caller::{API_KEY_HEADER, Caller, PendingCaller};
+pub use crate::api::{Route, document as openapi_document, routes};
+pub use crate::app::{Colocated, app, gateway_app, ops_app, serve, serve_router, service_app};
 pub use crate::clients::{ServiceAddrs, ServiceChannel, ServiceClients};
 pub use crate::error::{ApiError, ApiResult, PASSWORD_CHANGE_REQUIRED};
-pub use crate::gateway::{Gateway, PROXY_SECRET_HEADER, TrustedProxy, require_user};
-pub use crate::services::{CloudServices, ServiceKind};
+pub use crate::gateway::{Gateway, PROXY_SECRET_HEADER, require_user};
+pub use crate::services::caller::{API_KEY_HEADER, Caller, PendingCaller};
+pub use crate::services::{Access, CloudServices, ServiceKind};
 pub use crate::state::{
-    BootstrapOutcome, CloudConfig, CloudError, CloudState, LEGACY_SIGNING_KEY_KV, bootstrap, bootstrap_into,
-    forget_stored_signing_key,
+    BootstrapOutcome, CloudConfig, CloudError, CloudState, LEGACY_SIGNING_KEY_KV, TrustedProxy, bootstrap,
+    bootstrap_into, forget_stored_signing_key,
 };

@@ -5,6 +5,9 @@
 //! Owns what a running API server holds and how it is built. Must not handle requests (the `api` modules do)
 //! and must not read files, flags or environment variables other than through the values it is given.
 
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +17,6 @@ use loupe_auth::{
 };
 use loupe_metastore::{Metastore, MetastoreError, User};
 
-use crate::gateway::TrustedProxy;
 use crate::metrics::Metrics;
 
 /// The global kv key under which versions before the hardening kept the token signing key. The key now lives
@@ -171,4 +173,65 @@ pub async fn bootstrap_into(
         None => tracing::debug!("the metastore has users; no bootstrap admin created"),
     }
     Ok(BootstrapOutcome { created, uses_default_password: admin.uses_default_password() })
+}
+
+/// An address or network (`10.0.0.0/8`, `fd00::/8`, `192.0.2.1`) whose connections are proxies, given with
+/// `--trusted-proxy`. IPv4-mapped IPv6 peers match their IPv4 form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustedProxy {
+    network: IpAddr,
+    prefix: u8,
+}
+
+/// A `--trusted-proxy` value that is not an address or `address/prefix`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an IP address or CIDR network (such as 10.0.0.0/8 or fd00::/8)")]
+pub struct TrustedProxyError(String);
+
+impl TrustedProxy {
+    /// Whether `ip` is inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => mask_v4(ip, self.prefix) == u32::from(net),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => mask_v6(ip.into(), self.prefix) == u128::from(net),
+            _ => false,
+        }
+    }
+}
+
+fn mask_v4(ip: std::net::Ipv4Addr, prefix: u8) -> u32 {
+    if prefix == 0 { 0 } else { u32::from(ip) & (u32::MAX << (32 - u32::from(prefix))) }
+}
+
+fn mask_v6(ip: u128, prefix: u8) -> u128 {
+    if prefix == 0 { 0 } else { ip & (u128::MAX << (128 - u32::from(prefix))) }
+}
+
+impl FromStr for TrustedProxy {
+    type Err = TrustedProxyError;
+
+    fn from_str(s: &str) -> Result<Self, TrustedProxyError> {
+        let invalid = || TrustedProxyError(s.to_owned());
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix.parse::<u8>().map_err(|_| invalid())?)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr.parse::<IpAddr>().map_err(|_| invalid())?.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(invalid());
+        }
+        let network = match addr {
+            IpAddr::V4(v4) => IpAddr::V4(mask_v4(v4, prefix).into()),
+            IpAddr::V6(v6) => IpAddr::V6(mask_v6(v6.into(), prefix).into()),
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+impl fmt::Display for TrustedProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
 }

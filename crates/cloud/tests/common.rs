@@ -168,5 +168,7 @@ pub fn pxl(marker: &str) -> String {
 
 /// Fills an axum path template with usable values.
 pub fn concrete_path(template: &str, id: &str, name: &str) -> String {
-    template.replace("{id}", id).replace("{*name}", name)
+    // Script URLs name the script after its `px/` or `org/`, which the template already spells.
+    let short = name.split_once('/').map_or(name, |(_, short)| short);
+    template.replace("{id}", id).replace("{name}", short)
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use loupe_auth::{Role as TokenRole, ThrottlePolicy, UserClaims, unix_now};
-use loupe_cloud::{CloudConfig, PASSWORD_CHANGE_REQUIRED, ROUTES, app::Access};
+use loupe_cloud::{Access, CloudConfig, PASSWORD_CHANGE_REQUIRED};
 use serde_json::json;
 
 use crate::common::{Cred, NEW_ADMIN_PASSWORD, concrete_path, harness, harness_with, pxl};
@@ -20,10 +20,10 @@ async fn forced_password_change_blocks_everything_else_until_done() {
 
     // Every authenticated route but password change, logout and me answers 403 with the message.
     let mut checked = 0;
-    for spec in ROUTES.iter().filter(|s| matches!(s.access, Access::User | Access::Admin)) {
-        let path = concrete_path(spec.path, &uuid::Uuid::new_v4().to_string(), "org/x");
-        let body = spec.body.map(|_| json!({}));
-        let answer = h.call(spec.method, &path, Some(&old), body).await;
+    for spec in loupe_cloud::routes().iter().filter(|s| matches!(s.access, Access::User | Access::Admin)) {
+        let path = concrete_path(&spec.path, &uuid::Uuid::new_v4().to_string(), "org/x");
+        let body = spec.body.as_ref().map(|_| json!({}));
+        let answer = h.call(&spec.method, &path, Some(&old), body).await;
         assert_eq!(answer.status.as_u16(), 403, "{} {path}: {}", spec.method, answer.body);
         assert_eq!(answer.message(), PASSWORD_CHANGE_REQUIRED, "{} {path}", spec.method);
         assert_eq!(answer.body["reason"], "PASSWORD_CHANGE_REQUIRED");
@@ -272,13 +272,14 @@ async fn scripts_settings_and_ops_endpoints_work() {
     assert_eq!(got.body["vis"], json!({ "widgets": [] }));
     let update = json!({ "pxl": pxl("v2"), "description": "v2" });
     h.call("PUT", "/api/v1/scripts/org/slow_requests", Some(&admin), Some(update.clone())).await.expect(200);
-    h.call("PUT", "/api/v1/scripts/px/http_data", Some(&admin), Some(update.clone())).await.expect(403);
+    // Bundled scripts are read-only: their URL has no PUT or DELETE.
+    h.call("PUT", "/api/v1/scripts/px/http_data", Some(&admin), Some(update.clone())).await.expect(405);
     h.call("PUT", "/api/v1/scripts/org/missing", Some(&admin), Some(update)).await.expect(404);
     let list = h.call("GET", "/api/v1/scripts", Some(&admin), None).await.expect(200);
     let names: Vec<&str> = list.body.as_array().expect("list").iter().filter_map(|s| s["name"].as_str()).collect();
     assert!(names.contains(&"px/http_data") && names.contains(&"org/slow_requests"), "{names:?}");
     h.call("DELETE", "/api/v1/scripts/org/slow_requests", Some(&admin), None).await.expect(204);
-    h.call("DELETE", "/api/v1/scripts/px/http_data", Some(&admin), None).await.expect(403);
+    h.call("DELETE", "/api/v1/scripts/px/http_data", Some(&admin), None).await.expect(405);
 
     let put = json!({ "settings": { "theme": "dark", "tour_seen": "true" } });
     h.call("PUT", "/api/v1/users/me/settings", Some(&admin), Some(put)).await.expect(200);

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
-use loupe_cloud::ROUTES;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -36,10 +35,10 @@ fn segment() -> impl Strategy<Value = String> {
 }
 
 fn path() -> impl Strategy<Value = String> {
-    let templates: Vec<&'static str> = ROUTES.iter().map(|r| r.path).collect();
+    let templates: Vec<String> = loupe_cloud::routes().into_iter().map(|r| r.path).collect();
     prop_oneof![
         3 => (proptest::sample::select(templates), segment(), segment())
-            .prop_map(|(t, a, b)| t.replace("{id}", &a).replace("{*name}", &b)),
+            .prop_map(|(t, a, b)| t.replace("{id}", &a).replace("{name}", &b)),
         1 => proptest::collection::vec(segment(), 0..5).prop_map(|segs| format!("/{}", segs.join("/"))),
         1 => proptest::collection::vec(segment(), 0..4).prop_map(|segs| format!("/api/v1/{}", segs.join("/"))),
     ]

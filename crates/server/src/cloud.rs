@@ -1,6 +1,7 @@
 //! Wiring of the cloud services: flags, metastore and session-cache selection, the token signing key file, the
 //! private data directory, bootstrap.
 
+use crate::default_data_dir;
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -103,13 +104,6 @@ pub struct ServiceArgs {
     pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub state: StateArgs,
-}
-
-pub(crate) fn default_data_dir() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .map_or_else(|| PathBuf::from("/var/lib/loupe"), |d| d.join("loupe"))
 }
 
 /// `30d`, `12h`, `90m`, `3600s`: a positive duration with a unit.

@@ -109,7 +109,7 @@ struct PemArgs {
     #[arg(long, env = "LOUPE_QUERY_TOKEN_FILE")]
     query_token_file: Option<PathBuf>,
     /// Directory for the agent's state (the default query token file).
-    #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = cloud::default_data_dir())]
+    #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
     /// Address of /healthz, /readyz (503 naming the probes that failed to attach) and /metrics. No credential
     /// is asked there: keep it where only probes and Prometheus reach it.
@@ -143,6 +143,15 @@ struct AgentArgs {
     /// raise it.
     #[arg(long, env = "LOUPE_MAX_OUTPUT_ROWS", default_value_t = 10_000)]
     max_output_rows: usize,
+}
+
+/// The default data directory: `$XDG_DATA_HOME/loupe`, else `~/.local/share/loupe`, else `/var/lib/loupe`. At
+/// the crate root because both the cloud and the proxy subcommands default to it.
+pub(crate) fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map_or_else(|| PathBuf::from("/var/lib/loupe"), |d| d.join("loupe"))
 }
 
 fn main() -> ExitCode {

@@ -13,7 +13,7 @@ use clap::Args;
 use loupe_proxy::secrets::{CA_CERT, SERVER_CERT, SERVER_KEY};
 use loupe_proxy::{Outcome, Proxy, ProxyConfig, Report, San};
 
-use crate::cloud::default_data_dir;
+use crate::default_data_dir;
 
 /// Name of the secrets directory inside the data directory.
 pub(crate) const SECRETS_DIR: &str = "secrets";

@@ -1,61 +1,99 @@
 //! `/api/v1/api-keys` and `/api/v1/deploy-keys` (`ApiKeyService`, `DeployKeyService`).
 //!
-//! Owns nothing but the translation; who may manage which key is decided in `services::keys`.
+//! Owns the translation and one REST rule: a revoked key is gone from its URL (`GET` and `DELETE` answer 404,
+//! as for any deleted resource), while listings keep it, with `revoked_at`, for audit. Who may manage which key
+//! is decided in `services::keys`. The two kinds differ only in names (paths, clients, methods), so their four
+//! handlers are written once, by `key_handlers!`.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use loupe_proto::cloudpb;
 
-use super::{answer, id, no_content};
-use crate::caller::{ApiJson, ApiPath};
-use crate::error::ApiResult;
+use super::model::{CreateKeyRequest, CreatedKey, Key};
+use super::{ApiJson, ApiPath, IdPath, answer, no_content};
+use crate::error::{ApiError, ApiResult};
 use crate::gateway::{CallContext, Gateway};
 
-/// The four REST handlers of one kind of key, each one call of that kind's generated client: the two kinds differ
-/// only in names (paths, clients, methods), so they are written once.
+/// The key, unless it is revoked: then 404, as for a deleted resource.
+fn live(key: cloudpb::Key, what: &str) -> ApiResult<Key> {
+    match key.revoked_at {
+        Some(_) => Err(ApiError::not_found(format!("{what} not found (revoked)"))),
+        None => Ok(key.into()),
+    }
+}
+
+/// The four REST handlers of one kind of key, each one call of that kind's generated client.
 macro_rules! key_handlers {
     (
-        $path:literal, $client:ident,
+        $what:literal, $path:literal, $item_path:literal, $client:ident,
         $create:ident, $list:ident, $get:ident, $delete:ident
     ) => {
-        #[doc = concat!("`POST ", $path, "`: the key is in the answer, and only there.")]
+        /// Create a key (API keys: the caller's own; deploy keys: the org's, admins only). The key is in the
+        /// answer, and only there.
+        #[utoipa::path(post, path = $path, tag = "keys", request_body = CreateKeyRequest, responses(
+            (status = 201, description = "the new key, shown once", body = CreatedKey),
+        ))]
         pub async fn $create(
             State(gw): State<Gateway>,
             ctx: CallContext,
-            ApiJson(req): ApiJson<cloudpb::CreateKeyRequest>,
-        ) -> ApiResult<(StatusCode, Json<cloudpb::CreatedKey>)> {
-            Ok((StatusCode::CREATED, Json(answer(gw.clients.$client().$create(ctx.request(req))).await?)))
+            ApiJson(req): ApiJson<CreateKeyRequest>,
+        ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+            let created = answer(gw.clients.$client().$create(ctx.request(req.into()))).await?;
+            Ok((StatusCode::CREATED, Json(created.into())))
         }
 
-        #[doc = concat!("`GET ", $path, "`: the keys the caller may see (`services::keys` decides which).")]
-        pub async fn $list(State(gw): State<Gateway>, ctx: CallContext) -> ApiResult<Json<Vec<cloudpb::Key>>> {
-            Ok(Json(answer(gw.clients.$client().$list(ctx.request(cloudpb::Empty {}))).await?.keys))
+        /// The keys the caller may see (API keys: the caller's own, the whole org's for an admin; deploy keys:
+        /// the org's). Revoked keys stay listed.
+        #[utoipa::path(get, path = $path, tag = "keys", responses(
+            (status = 200, description = "the keys", body = Vec<Key>),
+        ))]
+        pub async fn $list(State(gw): State<Gateway>, ctx: CallContext) -> ApiResult<Json<Vec<Key>>> {
+            let list = answer(gw.clients.$client().$list(ctx.request(cloudpb::Empty {}))).await?;
+            Ok(Json(list.keys.into_iter().map(Key::from).collect()))
         }
 
-        #[doc = concat!("`GET ", $path, "/{id}`.")]
+        /// One live key the caller may see.
+        #[utoipa::path(get, path = $item_path, tag = "keys", params(IdPath), responses(
+            (status = 200, description = "the key", body = Key),
+        ))]
         pub async fn $get(
             State(gw): State<Gateway>,
             ctx: CallContext,
-            ApiPath(key): ApiPath<String>,
-        ) -> ApiResult<Json<cloudpb::Key>> {
-            Ok(Json(answer(gw.clients.$client().$get(ctx.request(id(key)))).await?))
+            ApiPath(path): ApiPath<IdPath>,
+        ) -> ApiResult<Json<Key>> {
+            Ok(Json(live(answer(gw.clients.$client().$get(ctx.request(path.request()))).await?, $what)?))
         }
 
-        #[doc = concat!("`DELETE ", $path, "/{id}`: revokes the key (it stays listed, with `revoked_at`).")]
+        /// Revoke a key: it stays listed, with `revoked_at`, and its URL answers 404 from then on.
+        #[utoipa::path(delete, path = $item_path, tag = "keys", params(IdPath), responses(
+            (status = 204, description = "revoked"),
+        ))]
         pub async fn $delete(
             State(gw): State<Gateway>,
             ctx: CallContext,
-            ApiPath(key): ApiPath<String>,
+            ApiPath(path): ApiPath<IdPath>,
         ) -> ApiResult<StatusCode> {
-            no_content(gw.clients.$client().$delete(ctx.request(id(key)))).await
+            live(answer(gw.clients.$client().$get(ctx.request(path.request()))).await?, $what)?;
+            no_content(gw.clients.$client().$delete(ctx.request(path.request()))).await
         }
     };
 }
 
-key_handlers!("/api/v1/api-keys", api_keys, create_api_key, list_api_keys, get_api_key, delete_api_key);
 key_handlers!(
+    "api key",
+    "/api/v1/api-keys",
+    "/api/v1/api-keys/{id}",
+    api_keys,
+    create_api_key,
+    list_api_keys,
+    get_api_key,
+    delete_api_key
+);
+key_handlers!(
+    "deploy key",
     "/api/v1/deploy-keys",
+    "/api/v1/deploy-keys/{id}",
     deploy_keys,
     create_deploy_key,
     list_deploy_keys,

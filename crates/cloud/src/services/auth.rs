@@ -17,9 +17,9 @@ use loupe_metastore::{KeyKind, MetastoreError, Org, Role, User};
 use loupe_proto::cloudpb::{self, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
 
+use super::caller::{Authenticated, Credential};
 use super::keys::key_view;
 use super::{CloudServices, reply};
-use crate::caller::{Authenticated, Credential};
 use crate::error::{ApiError, ApiResult, INVALID_LOGIN};
 use crate::state::CloudState;
 
@@ -209,7 +209,7 @@ async fn change_password(
 
 async fn logout(state: &CloudState, caller: Authenticated) -> ApiResult<cloudpb::LogoutResponse> {
     let Credential::Session { claims, .. } = &caller.credential else {
-        return Err(ApiError::invalid("API keys do not log out; delete the key with DELETE /api/v1/api-keys/{id}"));
+        return Err(ApiError::forbidden("API keys do not log out; revoke the key with DELETE /api/v1/api-keys/{id}"));
     };
     // Refreshes extend a session, so revoke until the latest expiry a token of it could carry.
     // Never past the session's absolute deadline, after which no token of it can be valid.
@@ -223,14 +223,14 @@ async fn logout(state: &CloudState, caller: Authenticated) -> ApiResult<cloudpb:
 
 async fn refresh(state: &CloudState, caller: Authenticated) -> ApiResult<cloudpb::Session> {
     let Credential::Session { token, .. } = &caller.credential else {
-        return Err(ApiError::invalid("API keys do not expire and cannot be refreshed"));
+        return Err(ApiError::forbidden("API keys do not expire and cannot be refreshed"));
     };
     let now = unix_now();
     let issued = state
         .signer
         .refresh(token, state.config.session_ttl, now, state.sessions.as_ref())
         .await
-        .map_err(crate::caller::token_error)?;
+        .map_err(super::caller::token_error)?;
     let org = state.metastore.get_org(caller.org_id()).await?;
     Ok(cloudpb::Session {
         token: issued.token,

@@ -11,8 +11,8 @@ use loupe_metastore::{Key, KeyKind, NewKey};
 use loupe_proto::cloudpb::{self, api_key_service_server::ApiKeyService, deploy_key_service_server::DeployKeyService};
 use tonic::{Request, Response, Status};
 
+use super::caller::Caller;
 use super::{CloudServices, parse_id, to_secs};
-use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
 
 /// Longest key description.

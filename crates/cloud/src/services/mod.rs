@@ -7,6 +7,7 @@
 //! and the mapping of `ApiError` onto gRPC statuses. Must not know about HTTP routes, JSON or status codes.
 
 mod auth;
+pub mod caller;
 mod keys;
 mod profile;
 mod scripts;
@@ -25,11 +26,47 @@ use loupe_proto::cloudpb::{
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::caller::{Authenticated, Caller, PendingCaller};
+use self::caller::{Authenticated, Caller, PendingCaller};
 use crate::error::{ApiError, ApiResult};
 use crate::state::CloudState;
 
 pub use scripts::{BUNDLED_PREFIX, ORG_PREFIX};
+
+/// Who may make a call: the credential rule of each operation, which the calls enforce (`with_caller` for
+/// `User`, `pending_caller` for `UserPendingAllowed`, `require_admin` on top for `Admin`) and which the REST
+/// layer names in its document and uses to order its refusals (a bad credential before a bad body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No credential (login, invitation acceptance, the OpenAPI document).
+    Public,
+    /// A session token or an API key; refused while a password change is pending.
+    User,
+    /// Like `User`, but also allowed while a password change is pending.
+    UserPendingAllowed,
+    /// Like `User`, and only org admins.
+    Admin,
+}
+
+impl Access {
+    /// The name the OpenAPI document uses (`x-access`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::User => "user",
+            Access::UserPendingAllowed => "user-pending-allowed",
+            Access::Admin => "admin",
+        }
+    }
+
+    /// Whether the caller `me` (the answer of `AuthService.Me` for the call's credential) passes this rule's
+    /// password-change gate. The role is left to the call itself.
+    pub fn admits(self, me: &cloudpb::MeResponse) -> ApiResult<()> {
+        if me.must_change_password && !matches!(self, Access::Public | Access::UserPendingAllowed) {
+            return Err(ApiError::password_change_required());
+        }
+        Ok(())
+    }
+}
 
 /// Metadata key carrying the end client's address, set by the API gateway (which knows the TCP peer or trusts
 /// a proxy's `X-Forwarded-For`), used for login throttling. Believed only next to a valid

@@ -23,9 +23,10 @@ const MAX_SETTING_KEY_LEN: usize = 64;
 /// Longest setting value.
 const MAX_SETTING_VALUE_LEN: usize = 4096;
 
-/// A plausible email: one `@` with text on both sides, no whitespace or control characters, at most 254 bytes.
+/// A plausible email: one `@` with text on both sides, no whitespace or control characters, at most 254
+/// characters (the REST schema of `CreateInvitationRequest.email` says the same).
 pub(crate) fn check_email(email: &str) -> ApiResult<()> {
-    let valid = email.len() <= MAX_EMAIL_LEN
+    let valid = email.chars().count() <= MAX_EMAIL_LEN
         && email
             .split_once('@')
             .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'))
@@ -114,12 +115,16 @@ impl CloudServices {
         if invitation.accepted_at.is_some() || invitation.expires_at <= now_ns() {
             return Err(unusable());
         }
-        let display_name = req.display_name.trim().to_owned();
+        let display_name = req.display_name;
         if display_name.is_empty() || display_name.chars().count() > MAX_DISPLAY_NAME_LEN {
             return Err(ApiError::invalid(format!("display_name must be 1 to {MAX_DISPLAY_NAME_LEN} characters")));
         }
         if display_name.chars().any(char::is_control) {
             return Err(ApiError::invalid("display_name must not contain control characters"));
+        }
+        // Refused rather than trimmed, so that what the REST schema's pattern allows is exactly what is stored.
+        if display_name.trim() != display_name {
+            return Err(ApiError::invalid("display_name must not start or end with whitespace"));
         }
         validate_new_password(&req.password, &invitation.email).map_err(|e| ApiError::invalid(e.to_string()))?;
         let password = req.password;
@@ -169,7 +174,7 @@ impl ProfileService for CloudServices {
             caller.require_admin("remove users")?;
             let id = parse_id(&req.id, "user")?;
             if id == caller.user_id() {
-                return Err(ApiError::invalid("you cannot remove yourself"));
+                return Err(ApiError::forbidden("you cannot remove yourself"));
             }
             self.state.metastore.delete_user(caller.org_id(), id).await?;
             self.state.sessions.revoke_all_for_user(&id.to_string(), unix_now() + 1).await?;
@@ -215,7 +220,8 @@ impl ProfileService for CloudServices {
     ) -> Result<Response<cloudpb::CreatedInvitation>, Status> {
         self.with_caller(request, |caller, req| async move {
             caller.require_admin("invite users")?;
-            let email = req.email.trim().to_owned();
+            // Not trimmed: an email with surrounding whitespace is refused, as the REST schema says.
+            let email = req.email;
             check_email(&email)?;
             let role = parse_role(&req.role)?;
             let token = invitation_token();

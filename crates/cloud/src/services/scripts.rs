@@ -56,8 +56,9 @@ fn check_content(req: &cloudpb::SaveScriptRequest) -> ApiResult<()> {
     if req.pxl.trim().is_empty() {
         return Err(ApiError::invalid("pxl must not be empty"));
     }
-    if req.pxl.len() > MAX_SCRIPT_BYTES {
-        return Err(ApiError::invalid(format!("pxl must be at most {MAX_SCRIPT_BYTES} bytes")));
+    // Characters, as the REST schema's `maxLength` counts them.
+    if req.pxl.chars().count() > MAX_SCRIPT_BYTES {
+        return Err(ApiError::invalid(format!("pxl must be at most {MAX_SCRIPT_BYTES} characters")));
     }
     if req.description.chars().count() > MAX_DESCRIPTION_LEN {
         return Err(ApiError::invalid(format!("description must be at most {MAX_DESCRIPTION_LEN} characters")));

@@ -1,22 +1,17 @@
-//! Who is calling: the credential extractors every authenticated handler takes, and the input extractors that
-//! turn axum's rejections into `ApiError`s.
+//! Who is calling: the credential check every authenticated service call starts with.
 //!
-//! Owns credential parsing and checking (`pixie-api-key: px-api-…` first, then `Authorization: Bearer`), the
-//! refusal of deploy keys on user endpoints, and the forced-password-change gate. A handler opts into being
-//! callable during a pending password change by taking `PendingCaller` instead of `Caller`; there is no path
-//! list to keep in sync. Must not decide what a role may do (handlers do, with `Caller::require_admin`).
+//! Owns credential parsing and checking (`pixie-api-key: px-api-…` first, then `Authorization: Bearer`, read
+//! from the call's metadata, which are the HTTP headers the gateway forwarded), the refusal of deploy keys on
+//! user calls, and the forced-password-change gate. A call opts into being allowed during a pending password
+//! change by asking for a `PendingCaller` instead of a `Caller`. Must not decide what a role may do (the calls
+//! do, with `Caller::require_admin`) and must not know about HTTP routes or the gateway.
 
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Request};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use loupe_auth::{Claims, KeyKind, TokenError, ValidationError, hash_key, key_kind, unix_now};
 use loupe_metastore::{MetastoreError, Role, User};
-use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::app::{Access, ROUTES};
 use crate::error::ApiError;
-use crate::gateway::{CallContext, Gateway};
 use crate::state::CloudState;
 
 /// Header carrying an API key (Pixie's name).
@@ -205,57 +200,5 @@ pub(crate) fn token_error(err: ValidationError) -> ApiError {
         }
         ValidationError::Session(err) => err.into(),
         ValidationError::Token(_) => ApiError::unauthenticated("invalid session token"),
-    }
-}
-
-/// `axum::Json` whose rejections are `ApiError`s (400/413/415 with a JSON message).
-///
-/// A body is parsed before any service sees the call, yet a bad credential or a pending password change is
-/// the more useful answer: so when the body is refused on a route that needs a credential, the credential is
-/// checked first (`Gateway::check_caller`), and its refusal wins.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned + Send> FromRequest<Gateway> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, gateway: &Gateway) -> Result<Self, ApiError> {
-        let access = req
-            .extensions()
-            .get::<MatchedPath>()
-            .and_then(|path| ROUTES.iter().find(|r| r.path == path.as_str() && r.method == req.method().as_str()))
-            .map_or(Access::Public, |route| route.access);
-        let (mut parts, body) = req.into_parts();
-        let context = CallContext::from_request_parts(&mut parts, gateway).await;
-        let parsed = parse_json_object(Request::from_parts(parts, body), gateway).await;
-        let Err(body_error) = parsed else { return parsed.map(ApiJson) };
-        if access == Access::Public {
-            return Err(body_error);
-        }
-        let Ok(context) = context;
-        gateway.check_caller(&context, access == Access::UserPendingAllowed).await?;
-        Err(body_error)
-    }
-}
-
-async fn parse_json_object<T: DeserializeOwned>(req: Request, gateway: &Gateway) -> Result<T, ApiError> {
-    // Through a `Value` first: serde would otherwise accept `[]` for a struct whose fields all have defaults.
-    let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, gateway).await?;
-    if !value.is_object() {
-        return Err(ApiError::invalid("the request body must be a JSON object"));
-    }
-    serde_json::from_value(value).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
-}
-
-/// `axum::extract::Path` whose rejections are `ApiError`s.
-#[derive(Debug, Clone)]
-pub struct ApiPath<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(value) = Path::<T>::from_request_parts(parts, state).await?;
-        Ok(ApiPath(value))
     }
 }

@@ -10,8 +10,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument as _;
 
+use super::Gateway;
 use crate::error::InternalErrorDetail;
-use crate::gateway::Gateway;
 
 /// The request id header, accepted from the client (or a proxy) and echoed on every answer.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");

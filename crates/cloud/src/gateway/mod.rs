@@ -5,7 +5,9 @@
 //! Owns what crosses from the edge to a service: the credential headers, the request id, the end client's
 //! address (`CLIENT_IP_METADATA`, always set here) and the gateway's own credential
 //! (`GATEWAY_CREDENTIAL_METADATA`, which makes the services believe that address). Must not decide anything a
-//! service decides.
+//! service decides: credentials are checked by the services (`services::caller`), the gateway only forwards
+//! them (and asks the auth service when it must order its refusals). The request middleware (request ids,
+//! spans, metrics) is in `middleware`.
 //!
 //! The end client's address is the TCP peer, unless the request provably came through a proxy: its peer is one
 //! of `CloudConfig::trusted_proxies`, or it carries `loupe up`'s per-process proxy secret (its proxy reaches the
@@ -14,9 +16,7 @@
 //! claims.
 
 use std::convert::Infallible;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
@@ -26,12 +26,16 @@ use axum::response::Response;
 use loupe_proto::cloudpb;
 use tower::{Service, ServiceExt as _};
 
-use crate::caller::{API_KEY_HEADER, DEPLOY_KEY_HEADER};
+pub mod middleware;
+
+use self::middleware::REQUEST_ID_HEADER;
 use crate::clients::ServiceClients;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::middleware::REQUEST_ID_HEADER;
-use crate::services::{CLIENT_IP_METADATA, CloudServices, GATEWAY_CREDENTIAL_METADATA, GatewayCredential, ServiceKind};
+use crate::services::caller::{API_KEY_HEADER, DEPLOY_KEY_HEADER};
+use crate::services::{
+    Access, CLIENT_IP_METADATA, CloudServices, GATEWAY_CREDENTIAL_METADATA, GatewayCredential, ServiceKind,
+};
 use crate::state::{CloudConfig, CloudState};
 
 /// Header by which `loupe up`'s TLS proxy proves a request came through it (`CloudConfig::proxy_secret`). Never
@@ -59,14 +63,11 @@ impl Gateway {
         Self { clients, config: Arc::new(config), metrics: Arc::new(Metrics::default()), credential }
     }
 
-    /// Checks the caller named by `context` with `AuthService.Me`: a refused credential keeps the auth service's
-    /// answer, and a pending password change is refused unless `pending_allowed`.
-    pub(crate) async fn check_caller(&self, context: &CallContext, pending_allowed: bool) -> Result<(), ApiError> {
+    /// Asks the auth service whether the caller named by `context` passes `access` (`AuthService.Me`, then
+    /// `Access::admits`): a refused credential keeps the auth service's answer.
+    pub(crate) async fn check_caller(&self, context: &CallContext, access: Access) -> Result<(), ApiError> {
         let me = self.clients.auth().me(context.request(cloudpb::Empty {})).await?.into_inner();
-        if me.must_change_password && !pending_allowed {
-            return Err(ApiError::password_change_required());
-        }
-        Ok(())
+        access.admits(&me)
     }
 
     /// A gateway whose services run in this process on `state`; they share its settings and metrics.
@@ -89,67 +90,6 @@ impl Gateway {
         if let Ok(value) = HeaderValue::from_str(self.credential.as_str()) {
             headers.insert(GATEWAY_CREDENTIAL_METADATA, value);
         }
-    }
-}
-
-/// An address or network (`10.0.0.0/8`, `fd00::/8`, `192.0.2.1`) whose connections are proxies, given with
-/// `--trusted-proxy`. IPv4-mapped IPv6 peers match their IPv4 form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TrustedProxy {
-    network: IpAddr,
-    prefix: u8,
-}
-
-/// A `--trusted-proxy` value that is not an address or `address/prefix`.
-#[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not an IP address or CIDR network (such as 10.0.0.0/8 or fd00::/8)")]
-pub struct TrustedProxyError(String);
-
-impl TrustedProxy {
-    /// Whether `ip` is inside this network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => mask_v4(ip, self.prefix) == u32::from(net),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => mask_v6(ip.into(), self.prefix) == u128::from(net),
-            _ => false,
-        }
-    }
-}
-
-fn mask_v4(ip: std::net::Ipv4Addr, prefix: u8) -> u32 {
-    if prefix == 0 { 0 } else { u32::from(ip) & (u32::MAX << (32 - u32::from(prefix))) }
-}
-
-fn mask_v6(ip: u128, prefix: u8) -> u128 {
-    if prefix == 0 { 0 } else { ip & (u128::MAX << (128 - u32::from(prefix))) }
-}
-
-impl FromStr for TrustedProxy {
-    type Err = TrustedProxyError;
-
-    fn from_str(s: &str) -> Result<Self, TrustedProxyError> {
-        let invalid = || TrustedProxyError(s.to_owned());
-        let (addr, prefix) = match s.trim().split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix.parse::<u8>().map_err(|_| invalid())?)),
-            None => (s.trim(), None),
-        };
-        let addr: IpAddr = addr.parse::<IpAddr>().map_err(|_| invalid())?.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        if prefix > max {
-            return Err(invalid());
-        }
-        let network = match addr {
-            IpAddr::V4(v4) => IpAddr::V4(mask_v4(v4, prefix).into()),
-            IpAddr::V6(v6) => IpAddr::V6(mask_v6(v6.into(), prefix).into()),
-        };
-        Ok(Self { network, prefix })
-    }
-}
-
-impl fmt::Display for TrustedProxy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
     }
 }
 
@@ -254,7 +194,7 @@ where
         async move {
             let (mut parts, body) = request.into_parts();
             let Ok(context) = CallContext::from_request_parts(&mut parts, &gateway).await;
-            if let Err(refused) = gateway.check_caller(&context, false).await {
+            if let Err(refused) = gateway.check_caller(&context, Access::User).await {
                 return Ok(tonic::Status::from(refused).into_http());
             }
             parts.headers.remove(PROXY_SECRET_HEADER);
@@ -267,6 +207,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::TrustedProxy;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
