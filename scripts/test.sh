@@ -4,7 +4,8 @@
 #
 # Under CI=true the kernel-facing prerequisites are checked first and a missing one fails the run with the
 # reason (a non-root CI that "passed" would have covered no kernel code), and the eBPF and end-to-end tests
-# panic instead of skipping. FUZZ_SECONDS (default 20 per target) bounds the fuzzing; 0 skips it.
+# panic instead of skipping. FUZZ_SECONDS (default 20 per target) bounds the fuzzing of the parsers and
+# API_FUZZ_EXAMPLES (default 25 per operation) the schema-driven fuzzing of the REST API; 0 skips either.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +50,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The bus suite runs against a real NATS server with JetStream.
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+# The API fuzzing phase puts schemathesis (from PyPI) in a virtualenv.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v llvm-strip >/dev/null 2>&1 || need+=(llvm)
 if ((${#need[@]})); then
@@ -71,6 +74,14 @@ cargo build --workspace --bins --locked
 phase "build"
 cargo test --workspace --locked
 phase "tests"
+
+# Schema-driven fuzzing of the live REST API against its served OpenAPI document (schemathesis, every check).
+# API_FUZZ_EXAMPLES (default 25 per operation) bounds it; 0 skips it.
+api_fuzz_examples=${API_FUZZ_EXAMPLES:-25}
+if [ "$api_fuzz_examples" != 0 ]; then
+  FUZZ_EXAMPLES=$api_fuzz_examples bash scripts/api-fuzz.sh
+  phase "api-fuzz"
+fi
 
 # Coverage-guided fuzzing of every parser target for a bounded time. cargo-fuzz needs nightly flags
 # (-Zsanitizer); RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
