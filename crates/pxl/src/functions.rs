@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::plan::PxType;
+use crate::types::PxType;
 
 /// What a parameter accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

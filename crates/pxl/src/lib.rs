@@ -15,6 +15,7 @@ pub mod functions;
 mod plan;
 mod syntax;
 mod time;
+mod types;
 
 use arrow::datatypes::SchemaRef;
 
