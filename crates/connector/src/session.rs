@@ -37,7 +37,7 @@ pub(crate) async fn run(
     state: watch::Sender<ConnectorState>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let query = match QueryClient::new(&config.query_addr, &config.query_token) {
+    let query = match QueryClient::new(&config.query_addr, config.query_channel.clone(), &config.query_token) {
         Ok(q) => q,
         Err(error) => {
             tracing::error!(%error, "cannot use the query service address; the connector stops");
