@@ -32,8 +32,8 @@ macro_rules! key_handlers {
         /// Create a key (API keys: the caller's own; deploy keys: the org's, admins only). The key is in the
         /// answer, and only there.
         #[utoipa::path(post, path = $path, tag = "keys", request_body = CreateKeyRequest, responses(
-                            (status = 201, description = "the new key, shown once", body = CreatedKey),
-                        ))]
+                    (status = 201, description = "the new key, shown once", body = CreatedKey),
+                ))]
         pub async fn $create(
             State(gw): State<Gateway>,
             ctx: CallContext,
@@ -46,8 +46,8 @@ macro_rules! key_handlers {
         /// The keys the caller may see (API keys: the caller's own, the whole org's for an admin; deploy keys:
         /// the org's). Revoked keys stay listed.
         #[utoipa::path(get, path = $path, tag = "keys", responses(
-                            (status = 200, description = "the keys", body = Vec<Key>),
-                        ))]
+                    (status = 200, description = "the keys", body = Vec<Key>),
+                ))]
         pub async fn $list(State(gw): State<Gateway>, ctx: CallContext) -> ApiResult<Json<Vec<Key>>> {
             let list = answer(gw.clients.$client().$list(ctx.request(cloudpb::Empty {}))).await?;
             Ok(Json(list.keys.into_iter().map(Key::from).collect()))
@@ -55,8 +55,8 @@ macro_rules! key_handlers {
 
         /// One live key the caller may see.
         #[utoipa::path(get, path = $item_path, tag = "keys", params(IdPath), responses(
-                            (status = 200, description = "the key", body = Key),
-                        ))]
+                    (status = 200, description = "the key", body = Key),
+                ))]
         pub async fn $get(
             State(gw): State<Gateway>,
             ctx: CallContext,
@@ -67,8 +67,8 @@ macro_rules! key_handlers {
 
         /// Revoke a key: it stays listed, with `revoked_at`, and its URL answers 404 from then on.
         #[utoipa::path(delete, path = $item_path, tag = "keys", params(IdPath), responses(
-                            (status = 204, description = "revoked"),
-                        ))]
+                    (status = 204, description = "revoked"),
+                ))]
         pub async fn $delete(
             State(gw): State<Gateway>,
             ctx: CallContext,
