@@ -255,6 +255,7 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
         args.cloud.api_listen,
         &data_dir.join("vizier"),
         pem.query_service(),
+        args.vizier_disconnect_timeout,
     )
     .await?;
     let proxy = if args.proxy.no_proxy {

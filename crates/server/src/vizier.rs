@@ -159,6 +159,7 @@ pub async fn start_own(
     api: SocketAddr,
     data_dir: &Path,
     query: crate::cloud::QueryGrpc,
+    disconnect_after: std::time::Duration,
 ) -> Result<Connector> {
     let deploy_key = if data_dir.join(loupe_connector::IDENTITY_FILE).exists() {
         None
@@ -185,6 +186,8 @@ pub async fn start_own(
     config.deploy_key = deploy_key;
     config.cluster_name = host_name();
     config.query_channel = Some(in_memory_channel(query));
+    // Several heartbeats per disconnect timeout, also when a short one is set (tests, demos).
+    config.heartbeat_interval = config.heartbeat_interval.min(disconnect_after / 3);
     Connector::start(config).context("cannot start this host's vizier connector")
 }
 

@@ -234,3 +234,83 @@ fn a_revoked_or_foreign_deploy_key_fails_vizier_up_clearly() {
     let list = cloud.viziers();
     assert_eq!(list.len(), 1, "only loupe up's own vizier: {list:?}");
 }
+
+/// `curl -s` of a local URL: (HTTP status, body).
+fn curl(url: &str) -> (u16, String) {
+    let out = Command::new("curl").args(["-s", "-w", "\n%{http_code}", url]).output().expect("curl");
+    let text = text(&out.stdout);
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.parse().expect("status"), body.to_owned())
+}
+
+#[test]
+fn cloud_vzconn_alone_registers_a_vizier_up_and_a_separate_pem_connector() {
+    let cloud = Cloud::start("split", &[]);
+    let (key, _) = cloud.deploy_key();
+    // `loupe cloud vzconn` as its own process over loupe up's SQLite metastore, with its own credential key.
+    let (vz_port, vz_metrics) = (free_port(), free_port());
+    let vz_data = temp_dir("vz-split-vzconn");
+    let metastore = format!("sqlite://{}", cloud.data.join("loupe.db").display());
+    let _vzconn = Guard(
+        Command::new(loupe_bin())
+            .args(["cloud", "vzconn", "--metastore-url", &metastore, "--disconnect-timeout", "1m"])
+            .args(["--listen", &format!("127.0.0.1:{vz_port}"), "--metrics-listen", &format!("127.0.0.1:{vz_metrics}")])
+            .arg("--data-dir")
+            .arg(&vz_data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn loupe cloud vzconn"),
+    );
+    wait_for_port(vz_port, "loupe cloud vzconn");
+    wait_for_port(vz_metrics, "loupe cloud vzconn's metrics");
+    let key_file = vz_data.join("secrets").join("vizier-credential-key");
+    assert_eq!(std::fs::read_to_string(&key_file).expect("credential key").len(), 64);
+    assert_eq!(curl(&format!("http://127.0.0.1:{vz_metrics}/healthz")), (200, r#"{"status":"ok"}"#.to_owned()));
+    assert_eq!(curl(&format!("http://127.0.0.1:{vz_metrics}/readyz")).0, 200);
+
+    // A whole vizier, and a PEM with a connector beside it, both through this VZConn.
+    let vz_addr = format!("127.0.0.1:{vz_port}");
+    let _edge = Guard(vizier_up(&vz_addr, Some(&key), "split-up", &temp_dir("vz-split-up")).spawn().expect("spawn"));
+    let (pem_port, pem_metrics) = (free_port(), free_port());
+    let pem_data = temp_dir("vz-split-pem");
+    let _pem = Guard(
+        Command::new(loupe_bin())
+            .args(["vizier", "pem", "--no-trace", "--listen", &format!("127.0.0.1:{pem_port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{pem_metrics}")])
+            .arg("--data-dir")
+            .arg(&pem_data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn loupe vizier pem"),
+    );
+    wait_for_port(pem_port, "loupe vizier pem");
+    let _connector = Guard(
+        Command::new(loupe_bin())
+            .args(["vizier", "connector", "--cloud-addr", &vz_addr, "--cluster-name", "split-pem"])
+            .args(["--query-addr", &format!("127.0.0.1:{pem_port}")])
+            .arg("--query-token-file")
+            .arg(pem_data.join("secrets").join("vizier-query-token"))
+            .arg("--data-dir")
+            .arg(temp_dir("vz-split-connector"))
+            .env("LOUPE_DEPLOY_KEY", &key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn loupe vizier connector"),
+    );
+    // Healthy means heartbeats arrive, and the connector's health check passed the PEM's query token.
+    let list = cloud.viziers_until(Duration::from_secs(30), "the split viziers healthy", |l| {
+        ["split-up", "split-pem"].iter().all(|n| named(l, n).is_some_and(|v| v["status"] == "healthy"))
+    });
+    assert_eq!(list.len(), 3, "{list:?}");
+    let (status, metrics) = curl(&format!("http://127.0.0.1:{vz_metrics}/metrics"));
+    assert_eq!(status, 200);
+    let recorded: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("loupe_vzconn_heartbeats_recorded_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(recorded >= 2, "{metrics}");
+}
