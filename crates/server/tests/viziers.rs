@@ -244,16 +244,19 @@ fn curl(url: &str) -> (u16, String) {
 }
 
 #[test]
-fn cloud_vzconn_alone_registers_a_vizier_up_and_a_separate_pem_connector() {
+fn cloud_vzconn_on_nats_registers_a_vizier_up_and_a_separate_pem_connector() {
     let cloud = Cloud::start("split", &[]);
     let (key, _) = cloud.deploy_key();
-    // `loupe cloud vzconn` as its own process over loupe up's SQLite metastore, with its own credential key.
+    // `loupe cloud vzconn` as its own process over loupe up's SQLite metastore and a real NATS, with its own
+    // credential key.
+    let nats = loupe_testkit::NatsServer::start();
     let (vz_port, vz_metrics) = (free_port(), free_port());
     let vz_data = temp_dir("vz-split-vzconn");
     let metastore = format!("sqlite://{}", cloud.data.join("loupe.db").display());
     let _vzconn = Guard(
         Command::new(loupe_bin())
             .args(["cloud", "vzconn", "--metastore-url", &metastore, "--disconnect-timeout", "1m"])
+            .args(["--nats-url", &nats.url()])
             .args(["--listen", &format!("127.0.0.1:{vz_port}"), "--metrics-listen", &format!("127.0.0.1:{vz_metrics}")])
             .arg("--data-dir")
             .arg(&vz_data)
