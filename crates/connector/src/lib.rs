@@ -146,6 +146,10 @@ pub struct ConnectorState {
     pub heartbeats_sent: u64,
     /// Why the last attempt or bridge ended.
     pub last_error: Option<String>,
+    /// Set when the cloud refused the deploy key or the saved identity (unauthenticated, permission denied,
+    /// invalid): retrying cannot help until the key changes, so a process may choose to exit. Cleared by a
+    /// registration that succeeds.
+    pub refused: Option<String>,
 }
 
 /// A running connector; dropping it stops it.

@@ -131,15 +131,8 @@ pub async fn run_connector(args: ConnectorArgs, shutdown: impl Future<Output = (
 /// down, busy) are retried by the connector.
 async fn refused(mut state: watch::Receiver<ConnectorState>) -> Result<()> {
     loop {
-        {
-            let s = state.borrow_and_update();
-            // The connector words a refused registration "registration refused: <why> (<gRPC code>)".
-            if let Some(error) = &s.last_error
-                && error.starts_with("registration refused")
-                && ["(Unauthenticated)", "(PermissionDenied)", "(InvalidArgument)"].iter().any(|c| error.ends_with(c))
-            {
-                bail!("the cloud refused this vizier: {error}");
-            }
+        if let Some(why) = &state.borrow_and_update().refused {
+            bail!("the cloud refused this vizier: {why}");
         }
         if state.changed().await.is_err() {
             bail!("the cloud connector stopped");

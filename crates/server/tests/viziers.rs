@@ -26,18 +26,40 @@ struct Cloud {
 
 impl Cloud {
     fn start(tag: &str, extra: &[&str]) -> Self {
-        let (port, api_port) = (free_port(), free_port());
-        let data = temp_dir(&format!("vz-data-{tag}"));
-        let stderr = std::fs::File::create(data.with_extension("log")).expect("log file");
-        let loupe = loupe_up_over(&data, port, api_port, 0)
-            .arg("--no-trace")
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn loupe up");
-        let loupe = Guard(loupe);
-        wait_for_port(api_port, "loupe up's cloud API");
+        // Free ports are only free when asked: a parallel test may take one first (then loupe up exits), so a
+        // start is retried on new ports.
+        let mut attempt = 0;
+        let (loupe, api_port, data) = loop {
+            attempt += 1;
+            let (port, api_port) = (free_port(), free_port());
+            let data = temp_dir(&format!("vz-data-{tag}"));
+            let stderr = std::fs::File::create(data.with_extension("log")).expect("log file");
+            let loupe = loupe_up_over(&data, port, api_port, 0)
+                .arg("--no-trace")
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("spawn loupe up");
+            let mut loupe = Guard(loupe);
+            wait_for_port(api_port, "loupe up's cloud API");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let up = loop {
+                if loupe.0.try_wait().expect("wait").is_some() {
+                    break false;
+                }
+                if curl(&format!("http://127.0.0.1:{port}/healthz")).0 == 200 {
+                    break true;
+                }
+                assert!(Instant::now() < deadline, "loupe up did not answer /healthz");
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            if up {
+                break (loupe, api_port, data);
+            }
+            let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+            assert!(attempt < 3, "loupe up exited: {log}");
+        };
         let cloud = Cloud { loupe, api_port, data, config: temp_dir(&format!("vz-px-{tag}")).join("px") };
         let out = cloud.px_in(&["auth", "login", "--email", ADMIN], "admin\n");
         assert!(out.status.success(), "login: {}", text(&out.stderr));
