@@ -1,5 +1,5 @@
 //! `px`'s cloud commands over the REST API: `px auth login|logout|status|password`, `px api-key …`,
-//! `px deploy-key …` and `px script list|show`.
+//! `px deploy-key …`, `px script list|show` and `px get viziers`, `px get vizier NAME`, `px delete vizier NAME`.
 //!
 //! Owns the command-line shape of these verbs (kept close to Pixie's `px`), reading secrets without echoing
 //! them, choosing the stored credential for the current cloud, and telling the user what to do next (log in,
@@ -40,6 +40,41 @@ pub enum CloudCommand {
     /// List the scripts the cloud offers (bundled `px/…` and your org's `org/…`) or print one.
     #[command(subcommand, visible_alias = "scripts")]
     Script(ScriptCommand),
+    /// Show the org's viziers (the clusters registered with this cloud): `px get viziers`, `px get vizier NAME`.
+    #[command(subcommand)]
+    Get(GetCommand),
+    /// Forget a vizier (org admins): `px delete vizier NAME`. A vizier still running registers again.
+    #[command(subcommand)]
+    Delete(DeleteCommand),
+}
+
+/// `px get …`.
+#[derive(Debug, Subcommand)]
+pub enum GetCommand {
+    /// List the viziers: name, id, status (healthy, unhealthy, disconnected), last heartbeat, version.
+    Viziers {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Show one vizier, by name (or id).
+    Vizier {
+        /// The vizier's name (see `px get viziers`) or id.
+        name: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+/// `px delete …`.
+#[derive(Debug, Subcommand)]
+pub enum DeleteCommand {
+    /// Forget a vizier, by name (or id).
+    Vizier {
+        /// The vizier's name (see `px get viziers`) or id.
+        name: String,
+    },
 }
 
 /// `px auth …`.
@@ -229,6 +264,8 @@ pub fn run(cloud: &Cloud, command: CloudCommand) -> Result<ExitCode> {
         CloudCommand::ApiKey(cmd) => keys(&store, cloud, &API_KEYS, cmd, &mut out),
         CloudCommand::DeployKey(cmd) => keys(&store, cloud, &DEPLOY_KEYS, cmd, &mut out),
         CloudCommand::Script(cmd) => scripts(&store, cloud, cmd, &mut out),
+        CloudCommand::Get(cmd) => get(&store, cloud, cmd, &mut out),
+        CloudCommand::Delete(DeleteCommand::Vizier { name }) => delete_vizier(&store, cloud, &name, &mut out),
     };
     match result {
         Ok(code) => Ok(code),
@@ -480,6 +517,64 @@ fn keys(store: &AuthStore, cloud: &Cloud, kind: &KeyKind, cmd: KeyCommand, out: 
             writeln!(out, "Revoked {} {id}.", kind.noun)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+const VIZIERS: &str = "/api/v1/viziers";
+
+/// What `px get viziers` shows. The REST body has no agent count yet, so there is no agents column.
+const VIZIER_COLUMNS: &[Column] = &[
+    text("name", "name"),
+    text("id", "id"),
+    text("status", "status"),
+    time("last_heartbeat_at", "last heartbeat"),
+    text("version", "version"),
+];
+
+fn list_viziers(client: &Client) -> Result<Vec<Value>> {
+    match client.get(VIZIERS)? {
+        Value::Array(rows) => Ok(rows),
+        _ => bail!("the cloud's list of viziers is not a list"),
+    }
+}
+
+/// The vizier named (or with the id) `name`, as listed; an [`ApiError`] when there is none.
+fn find_vizier(client: &Client, name: &str) -> Result<Value> {
+    let rows = list_viziers(client)?;
+    let found = rows.iter().find(|v| v["name"] == name).or_else(|| rows.iter().find(|v| v["id"] == name));
+    match found {
+        Some(v) => Ok(v.clone()),
+        None => Err(ApiError {
+            status: 404,
+            message: format!("no vizier named {name:?}"),
+            hint: Some("see `px get viziers`".into()),
+        }
+        .into()),
+    }
+}
+
+fn get(store: &AuthStore, cloud: &Cloud, cmd: GetCommand, out: &mut dyn Write) -> Result<ExitCode> {
+    let (client, _) = logged_in(store, cloud)?;
+    match cmd {
+        GetCommand::Viziers { output } => render::list(&list_viziers(&client)?, VIZIER_COLUMNS, output, out)?,
+        GetCommand::Vizier { name, output } => {
+            let listed = find_vizier(&client, &name)?;
+            let id = listed["id"].as_str().context("the cloud listed a vizier without an id")?;
+            let vizier = client.get(&format!("{VIZIERS}/{}", client::segment(id)))?;
+            let mut cols = VIZIER_COLUMNS.to_vec();
+            cols.extend([text("cluster_uid", "cluster uid"), time("created_at", "registered")]);
+            render::record(&vizier, &cols, output, out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn delete_vizier(store: &AuthStore, cloud: &Cloud, name: &str, out: &mut dyn Write) -> Result<ExitCode> {
+    let (client, _) = logged_in(store, cloud)?;
+    let vizier = find_vizier(&client, name)?;
+    let id = vizier["id"].as_str().context("the cloud listed a vizier without an id")?;
+    client.delete(&format!("{VIZIERS}/{}", client::segment(id)))?;
+    writeln!(out, "Deleted vizier {} ({id}).", vizier["name"].as_str().unwrap_or(name))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -86,6 +86,9 @@ pub struct ConnectorConfig {
     pub version: String,
     /// The vizier's query service, `http://host:port`.
     pub query_addr: String,
+    /// A channel to the query service to use instead of dialing `query_addr` (which is then only reported):
+    /// `loupe up` reaches its in-process query service in memory, without a port.
+    pub query_channel: Option<tonic::transport::Channel>,
     /// The query service's token (metadata `loupe-vizier-token`).
     pub query_token: String,
     /// The address reported in heartbeats for the query endpoint.
@@ -118,6 +121,7 @@ impl ConnectorConfig {
             version: env!("CARGO_PKG_VERSION").into(),
             advertise_addr: query_addr.clone(),
             query_addr,
+            query_channel: None,
             query_token: String::new(),
             heartbeat_interval: Duration::from_secs(5),
             backoff_initial: Duration::from_secs(1),
@@ -142,6 +146,10 @@ pub struct ConnectorState {
     pub heartbeats_sent: u64,
     /// Why the last attempt or bridge ended.
     pub last_error: Option<String>,
+    /// Set when the cloud refused the deploy key or the saved identity (unauthenticated, permission denied,
+    /// invalid): retrying cannot help until the key changes, so a process may choose to exit. Cleared by a
+    /// registration that succeeds.
+    pub refused: Option<String>,
 }
 
 /// A running connector; dropping it stops it.

@@ -21,12 +21,16 @@ pub(crate) struct QueryClient {
 }
 
 impl QueryClient {
-    /// A client that connects when first used (the query service may start after the connector).
-    pub(crate) fn new(addr: &str, token: &str) -> Result<Self, String> {
-        let channel = tonic::transport::Endpoint::from_shared(addr.to_owned())
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(5))
-            .connect_lazy();
+    /// A client over `channel` if given, else one that connects to `addr` when first used (the query service
+    /// may start after the connector).
+    pub(crate) fn new(addr: &str, channel: Option<Channel>, token: &str) -> Result<Self, String> {
+        let channel = match channel {
+            Some(c) => c,
+            None => tonic::transport::Endpoint::from_shared(addr.to_owned())
+                .map_err(|e| e.to_string())?
+                .connect_timeout(Duration::from_secs(5))
+                .connect_lazy(),
+        };
         let token = token.parse().map_err(|_| "the query token is not ASCII".to_owned())?;
         Ok(QueryClient { channel, token })
     }

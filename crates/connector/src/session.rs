@@ -37,7 +37,7 @@ pub(crate) async fn run(
     state: watch::Sender<ConnectorState>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let query = match QueryClient::new(&config.query_addr, &config.query_token) {
+    let query = match QueryClient::new(&config.query_addr, config.query_channel.clone(), &config.query_token) {
         Ok(q) => q,
         Err(error) => {
             tracing::error!(%error, "cannot use the query service address; the connector stops");
@@ -98,10 +98,16 @@ async fn session(
     let limit = config.max_message_bytes + 1024;
     let mut client =
         VzConnServiceClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
-    if let Some(key) = &config.deploy_key
-        && let Err(e) = register(config, ident, &mut client, key).await
-    {
-        return ended(e);
+    if let Some(key) = &config.deploy_key {
+        match register(config, ident, &mut client, key).await {
+            Ok(()) => state.send_modify(|s| s.refused = None),
+            Err((error, code)) => {
+                if matches!(code, Some(Code::Unauthenticated | Code::PermissionDenied | Code::InvalidArgument)) {
+                    state.send_modify(|s| s.refused = Some(error.clone()));
+                }
+                return ended(error);
+            }
+        }
     }
     let identity = ident.identity().clone();
     state.send_modify(|s| s.vizier = Some((identity.vizier_id.clone(), identity.vizier_name.clone())));
@@ -113,7 +119,7 @@ async fn register(
     ident: &mut Store,
     client: &mut VzConnServiceClient<Channel>,
     key: &str,
-) -> Result<(), String> {
+) -> Result<(), (String, Option<Code>)> {
     let saved = ident.identity().clone();
     let attempt = |previous: bool| {
         let mut request = tonic::Request::new(RegisterVizierRequest {
@@ -138,7 +144,7 @@ async fn register(
         }
         other => other,
     }
-    .map_err(|s| format!("registration refused: {} ({:?})", s.message(), s.code()))?;
+    .map_err(|s| (format!("registration refused: {} ({:?})", s.message(), s.code()), Some(s.code())))?;
     if answer.vizier_id != saved.vizier_id {
         tracing::info!(vizier_id = %answer.vizier_id, name = %answer.vizier_name, "registered with the cloud");
     }
@@ -149,7 +155,7 @@ async fn register(
         credential: answer.credential,
     };
     if &next != ident.identity() {
-        ident.save(next).map_err(|e| e.to_string())?;
+        ident.save(next).map_err(|e| (e.to_string(), None))?;
     }
     Ok(())
 }

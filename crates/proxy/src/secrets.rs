@@ -36,6 +36,9 @@ pub const DB_PASSWORD: &str = "db-password";
 /// A random token every caller of a node agent's own query port must send (64 hex digits); `loupe vizier pem`
 /// reads it (`--query-token-file`).
 pub const VIZIER_QUERY_TOKEN: &str = "vizier-query-token";
+/// A random key the cloud derives every vizier's credential from (64 hex digits); `loupe cloud vzconn` and
+/// `loupe up` read it. Every VZConn replica needs the same one; changing it makes every vizier register again.
+pub const VIZIER_CREDENTIAL_KEY: &str = "vizier-credential-key";
 
 /// The CA's subject. A server certificate issued later by an existing CA names it as issuer, so it must not
 /// change between versions.
@@ -255,7 +258,9 @@ pub fn init_secrets(dir: &Path, extra_names: &[San]) -> Result<Report> {
     }
 
     // 32 bytes for an HMAC-SHA256 key; 16 for a password that must fit in URLs and config files unquoted.
-    for (name, bytes) in [(JWT_SIGNING_KEY, 32), (DB_PASSWORD, 16), (VIZIER_QUERY_TOKEN, 32)] {
+    for (name, bytes) in
+        [(JWT_SIGNING_KEY, 32), (DB_PASSWORD, 16), (VIZIER_QUERY_TOKEN, 32), (VIZIER_CREDENTIAL_KEY, 32)]
+    {
         if exists(name) {
             report.files.push((name, Outcome::Kept));
         } else {
@@ -418,7 +423,16 @@ pub(crate) mod tests {
         let dir = temp_dir("idempotent");
         let extra = [San::parse("loupe.example.com").expect("name"), San::parse("*.example.com").expect("wildcard")];
         let first = init_secrets(&dir, &extra).expect("first run");
-        let all = [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, JWT_SIGNING_KEY, DB_PASSWORD, VIZIER_QUERY_TOKEN];
+        let all = [
+            CA_CERT,
+            CA_KEY,
+            SERVER_CERT,
+            SERVER_KEY,
+            JWT_SIGNING_KEY,
+            DB_PASSWORD,
+            VIZIER_QUERY_TOKEN,
+            VIZIER_CREDENTIAL_KEY,
+        ];
         assert_eq!(outcomes(&first), all.map(|n| (n, Outcome::Created)).to_vec());
         assert!(first.missing_names.is_empty(), "{:?}", first.missing_names);
         let before: Vec<_> = all.iter().map(|n| std::fs::read(dir.join(n)).expect("read")).collect();
@@ -432,6 +446,7 @@ pub(crate) mod tests {
         assert_eq!(std::fs::read_to_string(dir.join(JWT_SIGNING_KEY)).expect("key").len(), 64);
         assert_eq!(std::fs::read_to_string(dir.join(DB_PASSWORD)).expect("password").len(), 32);
         assert_eq!(std::fs::read_to_string(dir.join(VIZIER_QUERY_TOKEN)).expect("query token").len(), 64);
+        assert_eq!(std::fs::read_to_string(dir.join(VIZIER_CREDENTIAL_KEY)).expect("credential key").len(), 64);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), all.len());
     }
@@ -443,7 +458,7 @@ pub(crate) mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         init_secrets(&dir, &[]).expect("init");
         assert_eq!(mode(&dir), 0o700);
-        for name in [CA_KEY, SERVER_KEY, JWT_SIGNING_KEY, DB_PASSWORD, VIZIER_QUERY_TOKEN] {
+        for name in [CA_KEY, SERVER_KEY, JWT_SIGNING_KEY, DB_PASSWORD, VIZIER_QUERY_TOKEN, VIZIER_CREDENTIAL_KEY] {
             assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
         }
         for name in [CA_CERT, SERVER_CERT] {

@@ -182,7 +182,7 @@ fn create_private_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn open_metastore(args: &MetastoreArgs) -> Result<Arc<dyn Metastore>> {
+pub(crate) async fn open_metastore(args: &MetastoreArgs) -> Result<Arc<dyn Metastore>> {
     let url = match &args.metastore_url {
         Some(u) => u.clone(),
         None => {
@@ -344,15 +344,28 @@ async fn both(
     ops.map_err(std::io::Error::other)?
 }
 
+/// The API started by [`start_api`]: its task, and the state `loupe up` wires its own vizier with.
+pub struct StartedApi {
+    /// Ends when the API and its operational listener stop.
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The metastore the services use.
+    pub metastore: Arc<dyn Metastore>,
+    /// The org the first admin belongs to.
+    pub default_org: String,
+}
+
 /// Opens the metastore, creates the admin if absent, and starts serving the API with every service in
 /// process, and its operational routes on `ops`, in the background. With `query`, gRPC
 /// `loupe.vizier.v1.VizierService` calls on the API's port go to it, once the caller's credential is checked.
+/// With `vzconn`, VZConn (`loupe.vzconn.v1`) is served on the API's port too, over that bus; its bridges end
+/// when `stop` turns true (a graceful shutdown would otherwise wait for them forever).
 pub async fn start_api(
     args: &CloudArgs,
     query: Option<QueryGrpc>,
+    vzconn: Option<(Arc<dyn loupe_bus::Bus>, loupe_vzconn::VzConnConfig)>,
     ops: OpsListener,
     stop: &Stop,
-) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+) -> Result<StartedApi> {
     let state = open_state(&args.state, cloud_config(&args.state, Some(args))).await?;
     bootstrap_admin(&state).await?;
     let listener = bind(args.api_listen, "--api-listen").await?;
@@ -366,8 +379,24 @@ pub async fn start_api(
             loupe_cloud::require_user(gateway, query),
         );
     }
+    if let Some((bus, config)) = vzconn {
+        let vzconn = loupe_vzconn::VzConn::new(Arc::clone(&state.metastore), bus, config)
+            .context("the vizier credential key is unusable")?;
+        let closing = vzconn.clone();
+        let stopping = stopped(stop);
+        tokio::spawn(async move {
+            stopping.await;
+            closing.close_bridges();
+        });
+        let name = <loupe_proto::vzconnpb::vz_conn_service_server::VzConnServiceServer<loupe_vzconn::VzConn> as tonic::server::NamedService>::NAME;
+        router = router.route_service(&format!("/{name}/{{*method}}"), vzconn.service());
+    }
     let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
-    Ok(tokio::spawn(both(api, ops)))
+    Ok(StartedApi {
+        task: tokio::spawn(both(api, ops)),
+        metastore: Arc::clone(&state.metastore),
+        default_org: state.config.default_org.clone(),
+    })
 }
 
 /// `loupe cloud api`: the API server, with the services in process or, given their addresses, in front of
@@ -375,7 +404,7 @@ pub async fn start_api(
 pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
     let ops = OpsListener { addr: args.metrics_listen, colocated: None };
     let (Some(auth), Some(profile), Some(scripts)) = (&args.auth_addr, &args.profile_addr, &args.scripts_addr) else {
-        start_api(&args.cloud, None, ops, stop).await?.await??;
+        start_api(&args.cloud, None, None, ops, stop).await?.task.await??;
         return Ok(());
     };
     let addrs = ServiceAddrs { auth: auth.clone(), profile: profile.clone(), scripts: scripts.clone() };

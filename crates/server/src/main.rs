@@ -6,6 +6,8 @@
 
 mod cloud;
 mod proxy;
+mod vizier;
+mod vzconn;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +56,14 @@ enum VizierCommand {
     /// The node agent (PEM): traces this host and answers queries over its store on --listen, to callers that
     /// send its query token (--query-token-file); health and metrics on --metrics-listen (127.0.0.1:9091).
     Pem(PemArgs),
+    /// A whole single-node vizier registered with a cloud: the agent tracing this host, its query endpoint on
+    /// --listen (guarded by its query token), and the cloud connector (deploy key from LOUPE_DEPLOY_KEY or
+    /// --deploy-key at first start; the identity is then kept in --data-dir). Exits non-zero when the cloud
+    /// refuses the key.
+    Up(vizier::VizierUpArgs),
+    /// The cloud connector alone, for a PEM running apart (`loupe vizier pem`): registers, keeps the bridge,
+    /// sends heartbeats and forwards the cloud's queries to --query-addr with the PEM's query token.
+    Connector(vizier::ConnectorArgs),
 }
 
 #[derive(Subcommand)]
@@ -67,6 +77,9 @@ enum CloudCommand {
     Profile(ServiceArgs),
     /// The script manager (gRPC): bundled and org scripts.
     Scripts(ServiceArgs),
+    /// VZConn (gRPC loupe.vzconn.v1, :51800), where viziers register with a deploy key and keep their bridge,
+    /// and the vizier manager (heartbeats into the metastore; DISCONNECTED after --disconnect-timeout).
+    Vzconn(vzconn::VzConnArgs),
     /// The TLS proxy in front of the API: REST and gRPC on one https port, optional HTTP→HTTPS redirect.
     Proxy(proxy::ProxyArgs),
 }
@@ -93,6 +106,10 @@ struct UpArgs {
     /// No credential is asked there: keep it where only probes and Prometheus reach it.
     #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
     metrics_listen: SocketAddr,
+    /// This host's vizier (and any other registered here) is marked DISCONNECTED after this long without a
+    /// heartbeat (e.g. 2m, 10s).
+    #[arg(long, env = "LOUPE_DISCONNECT_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    vizier_disconnect_timeout: Duration,
 }
 
 /// `loupe vizier pem`: the agent and its own query port.
@@ -118,7 +135,7 @@ struct PemArgs {
 }
 
 #[derive(Args, Clone)]
-struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// Memory budget of the http_events table, in MiB (Pixie's default: 40% of 1 GiB).
     #[arg(long, env = "LOUPE_HTTP_EVENTS_MB", default_value_t = 409)]
     http_events_mb: usize,
@@ -175,6 +192,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => run_up(args).await,
             Command::Vizier(VizierCommand::Pem(args)) => run_agent(args, shutdown_signal()).await,
+            Command::Vizier(VizierCommand::Up(args)) => vizier::run_vizier_up(args, shutdown_signal()).await,
+            Command::Vizier(VizierCommand::Connector(args)) => vizier::run_connector(args, shutdown_signal()).await,
+            Command::Cloud(CloudCommand::Vzconn(args)) => vzconn::run_vzconn(&args, &stop_on_signal()).await,
             Command::Cloud(CloudCommand::Api(args)) => cloud::run_api(&args, &stop_on_signal()).await,
             Command::Cloud(CloudCommand::Auth(args)) => {
                 cloud::run_service(ServiceKind::Auth, &args, &stop_on_signal()).await
@@ -214,7 +234,30 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
     }
     // The agent opens no port of its own: queries reach it only through the API, behind a user's credential.
     let ops = cloud::OpsListener { addr: args.metrics_listen, colocated: Some(Arc::new(AgentOps(pem.ops()))) };
-    let mut api = cloud::start_api(&args.cloud, Some(pem.query_service()), ops, &stop_rx).await?;
+    // This host's vizier registers through VZConn like any other, served on the API's port (so the TLS proxy
+    // routes it too) over a bus in process; its connector reaches the query service in memory.
+    let data_dir = args.cloud.state.metastore.data_dir.clone();
+    let secret = vzconn::credential_key(None, &data_dir, &args.cloud.state.domain)?;
+    let bus: Arc<dyn loupe_bus::Bus> = Arc::new(loupe_bus::InProcessBus::new());
+    let vzconn = (Arc::clone(&bus), loupe_vzconn::VzConnConfig::new(secret));
+    let started = cloud::start_api(&args.cloud, Some(pem.query_service()), Some(vzconn), ops, &stop_rx).await?;
+    let mut api = started.task;
+    let manager = loupe_vzconn::VizierManager::start(
+        Arc::clone(&started.metastore),
+        bus,
+        vzconn::manager_config(args.vizier_disconnect_timeout),
+    )
+    .await
+    .context("failed to start the vizier manager")?;
+    let connector = vizier::start_own(
+        &started.metastore,
+        &started.default_org,
+        args.cloud.api_listen,
+        &data_dir.join("vizier"),
+        pem.query_service(),
+        args.vizier_disconnect_timeout,
+    )
+    .await?;
     let proxy = if args.proxy.no_proxy {
         None
     } else {
@@ -229,7 +272,10 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
         () = shutdown_signal() => None,
         r = &mut api => Some(r),
     };
+    // The connector first, so it does not reconnect to a closing API.
+    connector.stop().await;
     let _ = stop_tx.send(true);
+    drop(manager);
     match failed {
         Some(r) => r??,
         None => api.await??,
@@ -254,7 +300,7 @@ impl loupe_cloud::Colocated for AgentOps {
     }
 }
 
-fn start_pem(args: &AgentArgs) -> Result<Pem> {
+pub(crate) fn start_pem(args: &AgentArgs) -> Result<Pem> {
     let mut store = StoreConfig::default();
     store.table_bytes.insert("http_events".into(), args.http_events_mb.saturating_mul(1 << 20));
     let collector = (!args.no_trace).then(|| {

@@ -10,3 +10,4 @@ mod redaction;
 mod redis_capture;
 mod split;
 mod tls;
+mod viziers;

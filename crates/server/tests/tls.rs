@@ -111,8 +111,16 @@ fn init_secrets_is_idempotent_and_cloud_proxy_redirects_and_reports_a_down_api()
     let data = temp_dir("tls-proxy-data");
     let dir: PathBuf = data.join("secrets");
     let dir_arg = dir.to_string_lossy().into_owned();
-    let files =
-        ["ca.crt", "ca.key", "server.crt", "server.key", "jwt-signing-key", "db-password", "vizier-query-token"];
+    let files = [
+        "ca.crt",
+        "ca.key",
+        "server.crt",
+        "server.key",
+        "jwt-signing-key",
+        "db-password",
+        "vizier-query-token",
+        "vizier-credential-key",
+    ];
 
     let out = loupe(&["setup", "init-secrets", "--dir", &dir_arg, "--domain", "loupe.example.com"]);
     let printed = ok(&out, "init-secrets");

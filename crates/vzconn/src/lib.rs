@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::credential::CredentialKey;
-pub use crate::manager::{ManagerConfig, VizierManager, status_name};
+pub use crate::manager::{ManagerConfig, ManagerStats, VizierManager, status_name};
 pub use crate::passthrough::{Passthrough, PassthroughConfig, PassthroughError, ReplyStream};
 
 /// Metadata key of the deploy key on `RegisterVizier` (Pixie's connector sends it there).

@@ -313,3 +313,24 @@ async fn a_vizier_whose_query_service_is_down_is_unhealthy() {
     connector.stop().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_deploy_key_is_reported_as_refused_and_a_good_one_clears_it() {
+    let dir = TempDir::new("conn-refused");
+    let ms = metastore(dir.path()).await;
+    let (org, key, key_id) = org_with_key(&ms, "org").await;
+    ms.revoke_key(loupe_metastore::KeyKind::Deploy, org, key_id).await.expect("revoke");
+    let server = Server::start(Arc::clone(&ms), Backend::InProcess.bus().await).await;
+    let (query_addr, _pem, _) = pem(1).await;
+    let data = dir.path().join("connector");
+    let refused = Connector::start(connector_config(&server.url(), &data, query_addr, Some(&key))).expect("start");
+    let state = wait_state(&refused, "refused", |s| s.refused.is_some()).await;
+    assert_eq!(state.refused.as_deref(), Some("registration refused: invalid or revoked deploy key (Unauthenticated)"));
+    assert!(!state.connected && state.vizier.is_none(), "{state:?}");
+    refused.stop().await;
+
+    let (_, good, _) = org_with_key(&ms, "other").await;
+    let connector = Connector::start(connector_config(&server.url(), &data, query_addr, Some(&good))).expect("start");
+    let state = wait_state(&connector, "connected", |s| s.connected).await;
+    assert_eq!(state.refused, None);
+}
