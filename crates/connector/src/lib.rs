@@ -19,27 +19,13 @@ use tokio::sync::watch;
 pub use crate::backoff::Backoff;
 pub use crate::identity::{IDENTITY_FILE, Identity};
 
-/// The topics and metadata keys of the VZConn protocol, as the cloud side (`loupe-vzconn`) spells them; its
-/// tests check that both agree.
+/// The topics and metadata keys of the VZConn protocol, as `loupe-proto` spells them for both ends.
 pub mod wire {
-    /// The bridge's first message.
-    pub const REGISTER: &str = "register";
-    /// Its answer.
-    pub const REGISTER_ACK: &str = "registerAck";
-    /// A heartbeat.
-    pub const HEARTBEAT: &str = "heartbeat";
-    /// Run a query.
-    pub const QUERY: &str = "query";
-    /// Stop a query.
-    pub const CANCEL: &str = "cancel";
-    /// Prefix of a query's replies.
-    pub const REPLY_PREFIX: &str = "reply.";
-    /// The deploy key on `RegisterVizier`.
-    pub const DEPLOY_KEY_METADATA: &str = "x-api-key";
-    /// The vizier id on `Bridge`.
-    pub const VIZIER_ID_METADATA: &str = "x-loupe-vizier-id";
-    /// The vizier credential on `Bridge`.
-    pub const VIZIER_CREDENTIAL_METADATA: &str = "x-loupe-vizier-credential";
+    pub use loupe_proto::headers::{
+        DEPLOY_KEY as DEPLOY_KEY_METADATA, VIZIER_CREDENTIAL as VIZIER_CREDENTIAL_METADATA,
+        VIZIER_ID as VIZIER_ID_METADATA,
+    };
+    pub use loupe_proto::vzconn_topic::*;
 }
 
 /// Why the connector cannot start.

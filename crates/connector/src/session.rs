@@ -297,7 +297,7 @@ fn dispatch(
             let busy = map.len() >= config.max_concurrent_queries;
             let replies = Replies {
                 out: out.clone(),
-                topic: format!("{}{id}", wire::REPLY_PREFIX),
+                topic: wire::reply(&id),
                 request_id: id.clone(),
                 sequence: 0,
                 chunk: config.max_message_bytes / 2,

@@ -48,6 +48,28 @@ pub mod vzconnpb {
     tonic::include_proto!("loupe.vzconn.v1");
 }
 
+/// The topics of the VZConn bridge, spelled once for both ends (the cloud's `loupe-vzconn` and the vizier's
+/// `loupe-connector`). A topic is the last part of a bus subject (`v2c.<shard>.<vizier id>.<topic>`).
+pub mod vzconn_topic {
+    /// The bridge's first message, vizier → cloud.
+    pub const REGISTER: &str = "register";
+    /// The answer to [`REGISTER`], cloud → vizier.
+    pub const REGISTER_ACK: &str = "registerAck";
+    /// A vizier's heartbeat, vizier → cloud.
+    pub const HEARTBEAT: &str = "heartbeat";
+    /// Run a query, cloud → vizier.
+    pub const QUERY: &str = "query";
+    /// Stop a query, cloud → vizier.
+    pub const CANCEL: &str = "cancel";
+    /// Prefix of a query's replies, vizier → cloud: `reply.<request id>`.
+    pub const REPLY_PREFIX: &str = "reply.";
+
+    /// The topic of a query's replies.
+    pub fn reply(request_id: &str) -> String {
+        format!("{REPLY_PREFIX}{request_id}")
+    }
+}
+
 pub use vizierpb::ErrorCode;
 
 /// The names of the credential and forwarding headers, spelled once for every client and server. Each is both
@@ -65,6 +87,12 @@ pub mod headers {
     pub const GATEWAY_CREDENTIAL: &str = "x-loupe-gateway-credential";
     /// The per-process secret with which `loupe up`'s TLS proxy proves itself to the API.
     pub const PROXY_SECRET: &str = "x-loupe-proxy-secret";
+    /// A deploy key (`px-dep-…`) on VZConn's `RegisterVizier` (where Pixie's connector sends it).
+    pub const DEPLOY_KEY: &str = "x-api-key";
+    /// The vizier id on VZConn's `Bridge`.
+    pub const VIZIER_ID: &str = "x-loupe-vizier-id";
+    /// The vizier's credential on VZConn's `Bridge`.
+    pub const VIZIER_CREDENTIAL: &str = "x-loupe-vizier-credential";
 }
 
 /// gRPC metadata key refining a status code for clients that branch on it (e.g. `PASSWORD_CHANGE_REQUIRED`).

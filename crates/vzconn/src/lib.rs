@@ -33,12 +33,10 @@ pub use crate::credential::CredentialKey;
 pub use crate::manager::{ManagerConfig, ManagerStats, VizierManager, status_name};
 pub use crate::passthrough::{Passthrough, PassthroughConfig, PassthroughError, ReplyStream};
 
-/// Metadata key of the deploy key on `RegisterVizier` (Pixie's connector sends it there).
-pub const DEPLOY_KEY_METADATA: &str = "x-api-key";
-/// Metadata key of the vizier id on `Bridge`.
-pub const VIZIER_ID_METADATA: &str = "x-loupe-vizier-id";
-/// Metadata key of the vizier credential on `Bridge`.
-pub const VIZIER_CREDENTIAL_METADATA: &str = "x-loupe-vizier-credential";
+/// Metadata keys of the deploy key on `RegisterVizier`, and of the vizier id and credential on `Bridge`.
+pub use loupe_proto::headers::{
+    DEPLOY_KEY as DEPLOY_KEY_METADATA, VIZIER_CREDENTIAL as VIZIER_CREDENTIAL_METADATA, VIZIER_ID as VIZIER_ID_METADATA,
+};
 
 /// `Result` with [`VzConnError`].
 pub type Result<T, E = VzConnError> = std::result::Result<T, E>;

@@ -1,28 +1,14 @@
-//! The bridge's topics: the names both ends agree on, and which topics a vizier may send.
+//! The bridge's topics: the names both ends agree on (spelled in `loupe_proto::vzconn_topic`), the cloud's own
+//! internal one, and which topics a vizier may send.
 //!
 //! Owns topic names and their validation. Must not touch subjects beyond appending a topic (that layout is
 //! `loupe_bus::subject`'s).
 
-/// The bridge's first message, vizier → cloud.
-pub const REGISTER: &str = "register";
-/// The answer to [`REGISTER`], cloud → vizier.
-pub const REGISTER_ACK: &str = "registerAck";
-/// A vizier's heartbeat, vizier → cloud.
-pub const HEARTBEAT: &str = "heartbeat";
-/// Run a query, cloud → vizier.
-pub const QUERY: &str = "query";
-/// Stop a query, cloud → vizier.
-pub const CANCEL: &str = "cancel";
-/// Prefix of a query's replies, vizier → cloud: `reply.<request id>`.
-pub const REPLY_PREFIX: &str = "reply.";
+pub use loupe_proto::vzconn_topic::*;
+
 /// Internal, on `c2v.<id>.bridge_opened`: a new bridge of this vizier announces itself (payload: its nonce),
 /// and any older bridge of the same vizier, on any replica, closes. Never forwarded to the vizier.
 pub const BRIDGE_OPENED: &str = "bridge_opened";
-
-/// The topic of a query's replies.
-pub fn reply(request_id: &str) -> String {
-    format!("{REPLY_PREFIX}{request_id}")
-}
 
 /// Longest topic a vizier may send.
 pub const MAX_TOPIC_LEN: usize = 128;

@@ -278,20 +278,6 @@ async fn a_passthrough_query_returns_what_the_query_service_returns_and_a_drop_c
     }
 }
 
-#[test]
-fn both_ends_spell_the_protocol_the_same() {
-    use loupe_connector::wire;
-    use loupe_vzconn::topic;
-    assert_eq!(
-        [wire::REGISTER, wire::REGISTER_ACK, wire::HEARTBEAT, wire::QUERY, wire::CANCEL, wire::REPLY_PREFIX],
-        [topic::REGISTER, topic::REGISTER_ACK, topic::HEARTBEAT, topic::QUERY, topic::CANCEL, topic::REPLY_PREFIX]
-    );
-    assert_eq!(
-        [wire::DEPLOY_KEY_METADATA, wire::VIZIER_ID_METADATA, wire::VIZIER_CREDENTIAL_METADATA],
-        [loupe_vzconn::DEPLOY_KEY_METADATA, loupe_vzconn::VIZIER_ID_METADATA, loupe_vzconn::VIZIER_CREDENTIAL_METADATA]
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vizier_whose_query_service_is_down_is_unhealthy() {
     let dir = TempDir::new("conn-unhealthy");
