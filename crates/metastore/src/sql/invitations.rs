@@ -111,22 +111,7 @@ macro_rules! impl_invitation_store {
                     created_at: now,
                     updated_at: now,
                 };
-                sqlx::query(
-                    "INSERT INTO users (id, org_id, email, email_lower, display_name, password_hash, role, \
-                     must_change_password, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-                )
-                .bind(user.id)
-                .bind(user.org_id)
-                .bind(&user.email)
-                .bind(email_key(&user.email))
-                .bind(&user.display_name)
-                .bind(&user.password_hash)
-                .bind(user.role.as_str())
-                .bind(user.must_change_password)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err("user"))?;
+                Self::expect_row(Self::insert_user(&mut tx, &user).await?, "org")?;
                 tx.commit().await.map_err(db_err("invitation"))?;
                 Ok(user)
             }

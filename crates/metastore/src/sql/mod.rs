@@ -1,8 +1,8 @@
 //! The SQL both backends run, written once: one module per metastore area, each a macro that implements its area
 //! trait for a struct with a sqlx `pool`, and `impl_sql_metastore!`, which expands them all plus `Metastore`.
 //!
-//! Owns the helpers every area shares (one row or all rows of an org, delete one, the row-count check) and the
-//! list of areas. Must not touch: connecting, pool options or migrations (see `sqlite`, `postgres`,
+//! Owns the helpers every area shares (one row or all rows of an org, delete one, the row-count check, the one
+//! `users` INSERT that users and invitations both write through) and the list of areas. Must not touch: connecting, pool options or migrations (see `sqlite`, `postgres`,
 //! `migrations`); an area's queries live in its own module, never here.
 //!
 //! The SQL is the common subset of SQLite and PostgreSQL 15: `$n` placeholders (SQLite reads `$1` as parameter 1),
@@ -72,6 +72,31 @@ macro_rules! impl_sql_metastore {
                     .await
                     .map(|_| ())
                     .map_err(db_err("user"))
+            }
+
+            /// Inserts `user` on `conn` (the pool's or a transaction's connection) if its org exists; the rows
+            /// inserted (0 when the org is missing). The one `users` INSERT: creation, the admin bootstrap and an
+            /// invitation's acceptance all write the row through it.
+            async fn insert_user(conn: &mut <$db as sqlx::Database>::Connection, user: &User) -> Result<u64> {
+                let done = sqlx::query(
+                    "INSERT INTO users (id, org_id, email, email_lower, display_name, password_hash, role, \
+                     must_change_password, created_at, updated_at) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM orgs WHERE id = $2)",
+                )
+                .bind(user.id)
+                .bind(user.org_id)
+                .bind(&user.email)
+                .bind(email_key(&user.email))
+                .bind(&user.display_name)
+                .bind(&user.password_hash)
+                .bind(user.role.as_str())
+                .bind(user.must_change_password)
+                .bind(user.created_at)
+                .bind(user.updated_at)
+                .execute(conn)
+                .await
+                .map_err(db_err("user"))?;
+                Ok(done.rows_affected())
             }
 
             /// Checks the row count of a statement that should touch one row: zero rows is `NotFound { entity }`.

@@ -1,7 +1,9 @@
 //! The `UserStore` SQL, written once for both backends. Users: create, look up (by id in an org, or by case-folded
 //! email), update, delete, and the race-safe first-admin bootstrap.
 //!
-//! Owns the queries on the `users` table (plus, in the bootstrap transaction only, one `orgs` row and the bootstrap lock row in `kv`). Must not touch: connecting, pools or migrations
+//! Owns the queries on the `users` table, except the row INSERT (`insert_user` in `sql`, shared with
+//! invitations), plus, in the bootstrap transaction only, one `orgs` row and the bootstrap lock row in `kv`.
+//! Must not touch: connecting, pools or migrations
 //! (`sqlite`, `postgres`, `migrations`), nor another area's rows except where said above.
 
 /// Implements `UserStore` for a backend struct with a sqlx `pool` and the `sql` helpers; expanded by
@@ -26,24 +28,9 @@ macro_rules! impl_user_store {
                     created_at: now,
                     updated_at: now,
                 };
-                let done = sqlx::query(
-                    "INSERT INTO users (id, org_id, email, email_lower, display_name, password_hash, role, \
-                     must_change_password, created_at, updated_at) \
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9 WHERE EXISTS (SELECT 1 FROM orgs WHERE id = $2)",
-                )
-                .bind(user.id)
-                .bind(user.org_id)
-                .bind(&user.email)
-                .bind(email_key(&user.email))
-                .bind(&user.display_name)
-                .bind(&user.password_hash)
-                .bind(user.role.as_str())
-                .bind(user.must_change_password)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err("user"))?;
-                Self::expect_row(done.rows_affected(), "org")?;
+                let mut conn = self.pool.acquire().await.map_err(db_err("user"))?;
+                let inserted = Self::insert_user(&mut conn, &user).await?;
+                Self::expect_row(inserted, "org")?;
                 Ok(user)
             }
 
@@ -166,22 +153,7 @@ macro_rules! impl_user_store {
                     created_at: now,
                     updated_at: now,
                 };
-                sqlx::query(
-                    "INSERT INTO users (id, org_id, email, email_lower, display_name, password_hash, role, \
-                     must_change_password, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-                )
-                .bind(user.id)
-                .bind(user.org_id)
-                .bind(&user.email)
-                .bind(email_key(&user.email))
-                .bind(&user.display_name)
-                .bind(&user.password_hash)
-                .bind(user.role.as_str())
-                .bind(user.must_change_password)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err("user"))?;
+                Self::expect_row(Self::insert_user(&mut tx, &user).await?, "org")?;
                 tx.commit().await.map_err(db_err("user"))?;
                 Ok(Some(user))
             }
