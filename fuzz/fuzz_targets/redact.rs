@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = redact::form(bytes);
     let redacted = redact::body(content_type, bytes);
     if let Cow::Owned(out) = &redacted {
-        assert!(out.windows(redact::MARKER.len()).any(|w| w == redact::MARKER.as_bytes()), "an owned copy holds the marker");
+        assert!(
+            out.windows(redact::MARKER.len()).any(|w| w == redact::MARKER.as_bytes()),
+            "an owned copy holds the marker"
+        );
     }
     let text = String::from_utf8_lossy(bytes);
     let _ = redact::url(&text);
