@@ -135,7 +135,8 @@ fn root_reexports(root_code: &str, modules: &BTreeSet<String>) -> BTreeMap<Strin
     map
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every `.rs` file under `dir`, recursively, appended to `out` (also the doc check's file list).
+pub(crate) fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let path = e.path();

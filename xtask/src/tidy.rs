@@ -125,23 +125,11 @@ pub fn all_problems(root: &Path) -> Vec<String> {
     p
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|x| x == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// Files whose first non-blank line is not a `//!` doc comment.
 pub fn missing_module_docs(root: &Path) -> Vec<String> {
     let mut files = Vec::new();
     for top in ["crates", "xtask", "fuzz/fuzz_targets"] {
-        rust_files(&root.join(top), &mut files);
+        crate::modules::rust_files(&root.join(top), &mut files);
     }
     files
         .into_iter()
