@@ -216,6 +216,13 @@ async fn api_keys_authenticate_until_revoked_and_deploy_keys_never_do() {
     h.call("DELETE", &format!("/api/v1/api-keys/{id}"), Some(&admin), None).await.expect(204);
     h.call("GET", "/api/v1/org", Some(&api), None).await.expect(401);
     h.call("GET", "/api/v1/org", Some(&Cred::ApiKey("px-api-short".into())), None).await.expect(401);
+    // A revoked key is gone from its URL, as any deleted resource, but stays listed with its revocation time.
+    let gone = h.call("GET", &format!("/api/v1/api-keys/{id}"), Some(&admin), None).await.expect(404);
+    assert_eq!(gone.message(), "api key not found (revoked)");
+    h.call("DELETE", &format!("/api/v1/api-keys/{id}"), Some(&admin), None).await.expect(404);
+    let listed = h.call("GET", "/api/v1/api-keys", Some(&admin), None).await.expect(200);
+    let row = listed.body.as_array().expect("list").iter().find(|k| k["id"] == id.as_str()).expect("still listed");
+    assert!(row["revoked_at"].is_i64(), "{row}");
 }
 
 #[tokio::test]

@@ -1,8 +1,7 @@
 //! `/api/v1/api-keys` and `/api/v1/deploy-keys` (`ApiKeyService`, `DeployKeyService`).
 //!
-//! Owns the translation and one REST rule: a revoked key is gone from its URL (`GET` and `DELETE` answer 404,
-//! as for any deleted resource), while listings keep it, with `revoked_at`, for audit. Who may manage which key
-//! is decided in `services::keys`. The two kinds differ only in names (paths, clients, methods), so their four
+//! Owns nothing but the translation; who may manage which key, and that a revoked key is gone from its URL
+//! (`GET` and `DELETE` answer 404) while listings keep it, are decided in `services::keys`. The two kinds differ only in names (paths, clients, methods), so their four
 //! handlers are written once, by `key_handlers!`.
 
 use axum::Json;
@@ -12,23 +11,15 @@ use loupe_proto::cloudpb;
 
 use super::model::{CreateKeyRequest, CreatedKey, Key};
 use super::{ApiJson, ApiPath, IdPath, answer, no_content};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::gateway::{CallContext, Gateway};
-
-/// The key, unless it is revoked: then 404, as for a deleted resource.
-fn live(key: cloudpb::Key, what: &str) -> ApiResult<Key> {
-    match key.revoked_at {
-        Some(_) => Err(ApiError::not_found(format!("{what} not found (revoked)"))),
-        None => Ok(key.into()),
-    }
-}
 
 /// The four REST handlers of one kind of key, each one call of that kind's generated client. (rustfmt re-indents
 /// the `utoipa::path` arguments inside a macro on every run, so it is told to leave this one alone.)
 #[rustfmt::skip]
 macro_rules! key_handlers {
     (
-        $what:literal, $path:literal, $item_path:literal, $client:ident,
+        $path:literal, $item_path:literal, $client:ident,
         $create:ident, $list:ident, $get:ident, $delete:ident
     ) => {
         /// Create a key (API keys: the caller's own; deploy keys: the org's, admins only). The key is in the
@@ -64,7 +55,7 @@ macro_rules! key_handlers {
             ctx: CallContext,
             ApiPath(path): ApiPath<IdPath>,
         ) -> ApiResult<Json<Key>> {
-            Ok(Json(live(answer(gw.clients.$client().$get(ctx.request(path.request()))).await?, $what)?))
+            Ok(Json(answer(gw.clients.$client().$get(ctx.request(path.request()))).await?.into()))
         }
 
         /// Revoke a key: it stays listed, with `revoked_at`, and its URL answers 404 from then on.
@@ -76,14 +67,12 @@ macro_rules! key_handlers {
             ctx: CallContext,
             ApiPath(path): ApiPath<IdPath>,
         ) -> ApiResult<StatusCode> {
-            live(answer(gw.clients.$client().$get(ctx.request(path.request()))).await?, $what)?;
             no_content(gw.clients.$client().$delete(ctx.request(path.request()))).await
         }
     };
 }
 
 key_handlers!(
-    "api key",
     "/api/v1/api-keys",
     "/api/v1/api-keys/{id}",
     api_keys,
@@ -93,7 +82,6 @@ key_handlers!(
     delete_api_key
 );
 key_handlers!(
-    "deploy key",
     "/api/v1/deploy-keys",
     "/api/v1/deploy-keys/{id}",
     deploy_keys,

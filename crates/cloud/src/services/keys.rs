@@ -98,13 +98,18 @@ impl KeyServiceImpl<'_> {
         Ok(cloudpb::KeyList { keys: keys.iter().map(key_view).collect() })
     }
 
-    /// The key `id` if the caller may see it: any of the org's, except another user's personal key for a member.
+    /// The live key `id` if the caller may see it: any of the org's, except another user's personal key for a
+    /// member. A revoked key is gone from its id (not found, as any deleted resource), though listings keep it,
+    /// with `revoked_at`, for audit.
     async fn visible(&self, caller: &Caller, id: &str) -> ApiResult<Key> {
         let entity = self.rules.kind.entity();
         let id = parse_id(id, entity)?;
         let key = self.services.state.metastore.get_key(self.rules.kind, caller.org_id(), id).await?;
         if self.rules.personal && key.user_id != Some(caller.user_id()) && !caller.is_admin() {
             return Err(ApiError::not_found(format!("{entity} not found")));
+        }
+        if key.revoked_at.is_some() {
+            return Err(ApiError::not_found(format!("{entity} not found (revoked)")));
         }
         Ok(key)
     }
@@ -113,10 +118,11 @@ impl KeyServiceImpl<'_> {
         Ok(key_view(&self.visible(&caller, &req.id).await?))
     }
 
-    /// Revokes the key (it stays listed, with `revoked_at`).
+    /// Revokes the key (it stays listed, with `revoked_at`). A key the caller cannot see, or one already
+    /// revoked, is not found before the write permission is asked.
     async fn delete(&self, caller: Caller, req: cloudpb::IdRequest) -> ApiResult<cloudpb::Empty> {
-        self.rules.check_write(&caller, "revoke")?;
         let key = self.visible(&caller, &req.id).await?;
+        self.rules.check_write(&caller, "revoke")?;
         self.services.state.metastore.revoke_key(self.rules.kind, caller.org_id(), key.id).await?;
         Ok(cloudpb::Empty {})
     }
