@@ -77,7 +77,8 @@ pub struct ConnectorConfig {
     pub query_channel: Option<tonic::transport::Channel>,
     /// The query service's token (metadata `loupe-vizier-token`).
     pub query_token: String,
-    /// The address reported in heartbeats for the query endpoint.
+    /// The address reported in heartbeats for the query endpoint, `host:port` (the cloud's DNS manager names
+    /// the vizier after it); empty when unknown. Default: `query_addr`'s, unless its host is a wildcard.
     pub advertise_addr: String,
     /// Heartbeat period (Pixie: 5 s).
     pub heartbeat_interval: Duration,
@@ -105,7 +106,7 @@ impl ConnectorConfig {
             cluster_name: String::new(),
             cluster_uid: String::new(),
             version: env!("CARGO_PKG_VERSION").into(),
-            advertise_addr: query_addr.clone(),
+            advertise_addr: default_advertise_addr(&query_addr),
             query_addr,
             query_channel: None,
             query_token: String::new(),
@@ -187,5 +188,32 @@ impl Connector {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+    }
+}
+
+/// The `host:port` of a query address (`http://10.0.0.5:50300` → `10.0.0.5:50300`), or empty when the host is a
+/// wildcard (`0.0.0.0`, `::`), which no client can dial.
+pub fn default_advertise_addr(query_addr: &str) -> String {
+    let rest = query_addr.split_once("://").map_or(query_addr, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
+    if ip.is_ok_and(|ip| ip.is_unspecified()) { String::new() } else { authority.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_advertised_address_is_the_query_address_unless_a_wildcard() {
+        assert_eq!(default_advertise_addr("http://10.0.0.5:50300"), "10.0.0.5:50300");
+        assert_eq!(default_advertise_addr("http://[fd00::5]:50300/"), "[fd00::5]:50300");
+        assert_eq!(default_advertise_addr("vizier.example.com:50300"), "vizier.example.com:50300");
+        assert_eq!(default_advertise_addr("http://0.0.0.0:50300"), "");
+        assert_eq!(default_advertise_addr("http://[::]:50300"), "");
     }
 }

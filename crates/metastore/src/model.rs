@@ -303,6 +303,10 @@ pub struct Vizier {
     pub version: String,
     /// Registration time, Unix ns.
     pub created_at: i64,
+    /// Agents the vizier last reported running (0 before its first heartbeat).
+    pub num_agents: i64,
+    /// Where clients may reach the vizier's query endpoint (`host:port`), as it last reported; empty when unknown.
+    pub address: String,
 }
 
 /// Input of `Metastore::create_vizier`; the vizier starts with status `"disconnected"` and no heartbeat.
@@ -327,6 +331,10 @@ pub struct VizierStatusUpdate {
     pub last_heartbeat_ns: i64,
     /// New version, if it changed.
     pub version: Option<String>,
+    /// Agents running, when reported (`None` keeps the stored count).
+    pub num_agents: Option<i64>,
+    /// The reported address, when reported (`None` keeps the stored one).
+    pub address: Option<String>,
 }
 
 /// The status a vizier gets when created.

@@ -489,18 +489,54 @@ pub async fn viziers_register_and_report_status(store: Arc<dyn Metastore>) {
     store.create_vizier(new_vizier(b.id, "prod")).await.expect("same name in another org");
 
     let beat = now_ns();
-    let update = VizierStatusUpdate { status: "healthy".to_owned(), last_heartbeat_ns: beat, version: None };
+    assert_eq!((v.num_agents, v.address.as_str()), (0, ""));
+    let update = VizierStatusUpdate {
+        status: "healthy".to_owned(),
+        last_heartbeat_ns: beat,
+        version: None,
+        num_agents: Some(3),
+        address: Some("10.0.0.7:50300".into()),
+    };
     let healthy = store.update_vizier_status(a.id, v.id, update).await.expect("status");
     assert_eq!(
         (healthy.status.as_str(), healthy.last_heartbeat_ns, healthy.version.as_str()),
         ("healthy", Some(beat), "0.1.0")
     );
+    assert_eq!((healthy.num_agents, healthy.address.as_str()), (3, "10.0.0.7:50300"));
+    assert_eq!(store.get_vizier(a.id, v.id).await.expect("get"), healthy);
+    // A status without a report (the monitor's DISCONNECTED) keeps the last agent count and address.
     let update = VizierStatusUpdate {
         status: "updating".to_owned(),
         last_heartbeat_ns: beat + 1,
         version: Some("0.2.0".into()),
+        num_agents: None,
+        address: None,
     };
-    assert_eq!(store.update_vizier_status(a.id, v.id, update).await.expect("status 2").version, "0.2.0");
+    let updated = store.update_vizier_status(a.id, v.id, update).await.expect("status 2");
+    assert_eq!(
+        (updated.version.as_str(), updated.num_agents, updated.address.as_str()),
+        ("0.2.0", 3, "10.0.0.7:50300")
+    );
+    let update = VizierStatusUpdate {
+        status: "healthy".to_owned(),
+        last_heartbeat_ns: beat + 2,
+        version: None,
+        num_agents: Some(0),
+        address: Some(String::new()),
+    };
+    let cleared = store.update_vizier_status(a.id, v.id, update).await.expect("status 3");
+    assert_eq!((cleared.num_agents, cleared.address.as_str()), (0, ""));
+    let negative = VizierStatusUpdate {
+        status: "healthy".to_owned(),
+        last_heartbeat_ns: beat + 3,
+        version: None,
+        num_agents: Some(-1),
+        address: None,
+    };
+    assert!(matches!(
+        store.update_vizier_status(a.id, v.id, negative).await,
+        Err(MetastoreError::Invalid { .. })
+    ));
 
     store.delete_vizier(a.id, v.id).await.expect("delete");
     assert_err!(store.get_vizier(a.id, v.id).await, MetastoreError::NotFound { entity: "vizier" });
@@ -666,7 +702,13 @@ pub async fn org_isolation_for_every_entity(store: Arc<dyn Metastore>) {
     let update = ScriptUpdate { pxl: "pwned".into(), vis: "{}".into(), description: "pwned".into() };
     nf(store.update_script(x_id, "victim/secret", update).await.map(drop), "update_script");
     nf(store.delete_script(x_id, "victim/secret").await, "delete_script");
-    let update = VizierStatusUpdate { status: "pwned".into(), last_heartbeat_ns: 1, version: None };
+    let update = VizierStatusUpdate {
+        status: "pwned".into(),
+        last_heartbeat_ns: 1,
+        version: None,
+        num_agents: Some(1),
+        address: Some("pwned".into()),
+    };
     nf(store.update_vizier_status(x_id, vz.id, update).await.map(drop), "update_vizier_status");
     nf(store.delete_vizier(x_id, vz.id).await, "delete_vizier");
     let update = CronScriptUpdate {
@@ -758,8 +800,15 @@ pub async fn sql_metacharacters_round_trip(store: Arc<dyn Metastore>) {
         let v = NewVizier { org_id: o.id, name: evil.clone(), cluster_uid: evil.clone(), version: evil.clone() };
         let v = store.create_vizier(v).await.expect("vizier");
         assert_eq!(store.get_vizier_by_name(o.id, &evil).await.expect("vizier"), v);
-        let update = VizierStatusUpdate { status: evil.clone(), last_heartbeat_ns: 1, version: Some(evil.clone()) };
-        assert_eq!(store.update_vizier_status(o.id, v.id, update).await.expect("status").status, evil);
+        let update = VizierStatusUpdate {
+            status: evil.clone(),
+            last_heartbeat_ns: 1,
+            version: Some(evil.clone()),
+            num_agents: Some(1),
+            address: Some(evil.clone()),
+        };
+        let updated = store.update_vizier_status(o.id, v.id, update).await.expect("status");
+        assert_eq!((updated.status.as_str(), updated.address.as_str()), (evil.as_str(), evil.as_str()));
         let mut c = new_cron(o.id, vec![v.id]);
         c.script = evil.clone();
         c.configs = evil.clone();

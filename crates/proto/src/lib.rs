@@ -63,6 +63,10 @@ pub mod vzconn_topic {
     pub const CANCEL: &str = "cancel";
     /// Prefix of a query's replies, vizier → cloud: `reply.<request id>`.
     pub const REPLY_PREFIX: &str = "reply.";
+    /// A vizier asks the DNS manager for a certificate for its hostname, vizier → cloud.
+    pub const DNS_CERT_REQUEST: &str = "dnsCertRequest";
+    /// The DNS manager's answer to [`DNS_CERT_REQUEST`], cloud → vizier.
+    pub const DNS_CERT: &str = "dnsCert";
 
     /// The topic of a query's replies.
     pub fn reply(request_id: &str) -> String {

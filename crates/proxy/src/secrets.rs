@@ -3,8 +3,9 @@
 //!
 //! Owns generating them (in Rust, with rcgen on ring), the file names, their protection (directory 0700,
 //! private keys and secrets 0600) and the rule that nothing is ever overwritten: a file that exists is kept, and
-//! a server certificate that lacks a name asked for is reported, not replaced. Must not read the secrets back
-//! into any service: each service loads the file it needs itself.
+//! a server certificate that lacks a name asked for is reported, not replaced. [`CertificateAuthority`] loads
+//! the CA to sign certificates for keys held elsewhere (the DNS manager's vizier certificates). Must not read
+//! the other secrets back into any service: each service loads the file it needs itself.
 
 use std::fmt;
 use std::fs::{DirBuilder, OpenOptions};
@@ -100,6 +101,9 @@ pub enum SecretsError {
     /// The system's random number generator failed.
     #[error("the system's random number generator failed")]
     Random,
+    /// A public key to certify is not an uncompressed ECDSA P-256 point.
+    #[error("the public key is not an uncompressed ECDSA P-256 point")]
+    InvalidPublicKey,
 }
 
 /// `Result` with [`SecretsError`].
@@ -311,7 +315,55 @@ fn load_ca(dir: &Path) -> Result<Ca> {
     Ok(Ca { params: ca_params()?, key, cert_pem, key_pem })
 }
 
-fn issue_server_cert(ca: &Ca, names: &[San]) -> Result<(String, String)> {
+/// The private CA of a secrets directory, loaded to sign certificates for public keys whose private halves
+/// stay with their owners (a vizier asks the DNS manager for one over the bus and keeps its key).
+pub struct CertificateAuthority {
+    ca: Ca,
+}
+
+impl fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateAuthority").finish_non_exhaustive()
+    }
+}
+
+/// What rcgen needs of a public key it did not generate: its bits and algorithm.
+struct P256PublicKey<'a>(&'a [u8]);
+
+impl rcgen::PublicKeyData for P256PublicKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+impl CertificateAuthority {
+    /// Loads `ca.crt` and `ca.key` from the secrets directory `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        Ok(Self { ca: load_ca(dir)? })
+    }
+
+    /// The CA's certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.ca.cert_pem
+    }
+
+    /// A server certificate (PEM) for `names`, valid as long as the proxy's, for the ECDSA P-256 public key
+    /// `public_key` (the uncompressed point: 65 bytes starting with 4; anything else is refused).
+    pub fn issue_for_p256_key(&self, names: &[San], public_key: &[u8]) -> Result<String> {
+        if public_key.len() != 65 || public_key[0] != 4 {
+            return Err(SecretsError::InvalidPublicKey);
+        }
+        let params = server_params(names)?;
+        let issuer = Issuer::from_params(&self.ca.params, &self.ca.key);
+        Ok(params.signed_by(&P256PublicKey(public_key), &issuer)?.pem())
+    }
+}
+
+fn server_params(names: &[San]) -> Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.subject_alt_names = names.iter().map(San::to_rcgen).collect::<Result<_>>()?;
     let mut dn = DistinguishedName::new();
@@ -324,6 +376,11 @@ fn issue_server_cert(ca: &Ca, names: &[San]) -> Result<(String, String)> {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(SERVER_VALIDITY_DAYS);
+    Ok(params)
+}
+
+fn issue_server_cert(ca: &Ca, names: &[San]) -> Result<(String, String)> {
+    let params = server_params(names)?;
     let key = KeyPair::generate()?;
     let issuer = Issuer::from_params(&ca.params, &ca.key);
     let cert = params.signed_by(&key, &issuer)?;
@@ -412,6 +469,22 @@ pub(crate) mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_ca_certifies_a_key_it_never_sees() {
+        let dir = temp_dir("ca-issue");
+        init_secrets(&dir, &[]).expect("init");
+        let ca = CertificateAuthority::load(&dir).expect("load");
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let cert = ca.issue_for_p256_key(&[San::Dns("localhost".into())], key.public_key_raw()).expect("issue");
+        assert!(chains_to(&cert, ca.cert_pem()));
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).expect("pem");
+        let parsed = webpki::EndEntityCert::try_from(&der).expect("cert");
+        let name = ServerName::try_from("localhost").expect("name");
+        assert!(parsed.verify_is_valid_for_subject_name(&name).is_ok());
+        assert!(matches!(ca.issue_for_p256_key(&[], &[4; 64]), Err(SecretsError::InvalidPublicKey)));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn outcomes(report: &Report) -> Vec<(&'static str, Outcome)> {

@@ -17,7 +17,7 @@ use loupe_proto::vzconnpb::{BusEnvelope, Heartbeat, VizierStatus};
 use prost::Message as _;
 use uuid::Uuid;
 
-use crate::records::Records;
+use crate::records::{Records, Reported};
 use crate::{Result, topic};
 
 /// Status text of a vizier whose last report was healthy.
@@ -182,6 +182,24 @@ impl VizierManager {
     }
 }
 
+/// Longest address a vizier may report (a DNS name of 253 characters and a port).
+const MAX_ADDRESS_CHARS: usize = 260;
+
+/// What a heartbeat reports besides its status. The stored version and address are kept when the heartbeat
+/// leaves them empty, or sends something unusable as an address (a vizier's report is not trusted to be
+/// well-formed).
+fn reported(beat: &Heartbeat) -> Reported {
+    let address = beat.address.trim();
+    let usable = !address.is_empty()
+        && address.chars().count() <= MAX_ADDRESS_CHARS
+        && !address.chars().any(|c| c.is_control() || c.is_whitespace());
+    Reported {
+        version: (!beat.version.is_empty()).then(|| beat.version.clone()),
+        num_agents: Some(i64::from(beat.num_agents)),
+        address: usable.then(|| address.to_owned()),
+    }
+}
+
 async fn record_heartbeat(records: &Records, stats: &ManagerStats, payload: &[u8]) {
     let fail = |why: &str| {
         stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -194,9 +212,9 @@ async fn record_heartbeat(records: &Records, stats: &ManagerStats, payload: &[u8
     };
     let Ok(beat) = Heartbeat::decode(envelope.payload.as_slice()) else { return fail("undecodable heartbeat") };
     let status = status_name(beat.status());
-    let version = (!beat.version.is_empty()).then(|| beat.version.clone());
+    let reported = reported(&beat);
     let now = loupe_common::time::now_unix_ns();
-    match records.set_status(org_id, vizier_id, status, now, version).await {
+    match records.set_status(org_id, vizier_id, status, now, reported).await {
         Ok(Some(_)) => {
             stats.recorded.fetch_add(1, Ordering::Relaxed);
             stats.observe(beat.time_ns, loupe_common::time::now_unix_ns());
@@ -230,7 +248,7 @@ async fn mark_disconnected(records: &Records, stats: &ManagerStats, after: Durat
             continue;
         }
         let last = fresh.last_heartbeat_ns.unwrap_or(0);
-        match records.set_status(v.org_id, v.id, DISCONNECTED, last, None).await {
+        match records.set_status(v.org_id, v.id, DISCONNECTED, last, Reported::default()).await {
             Ok(_) => {
                 stats.marked_disconnected.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(vizier_id = %v.id, name = %v.name, "vizier disconnected: no heartbeat in {after:?}");
@@ -258,6 +276,29 @@ mod tests {
         assert_eq!(s.latency_quantile_ms(1.0), Some(10_000));
         s.reset_latency();
         assert_eq!(s.latency_quantile_ms(0.5), None);
+    }
+
+    #[test]
+    fn a_heartbeat_reports_agents_and_a_usable_address() {
+        let beat = |address: &str| Heartbeat {
+            num_agents: 4,
+            version: "1.2.3".into(),
+            address: address.into(),
+            ..Heartbeat::default()
+        };
+        assert_eq!(
+            reported(&beat(" 10.1.2.3:50300 ")),
+            Reported {
+                version: Some("1.2.3".into()),
+                num_agents: Some(4),
+                address: Some("10.1.2.3:50300".into())
+            }
+        );
+        let long = "a".repeat(MAX_ADDRESS_CHARS + 1);
+        for unusable in ["", "a b:1", "x\n:1", long.as_str()] {
+            assert_eq!(reported(&beat(unusable)).address, None, "{unusable:?}");
+        }
+        assert_eq!(reported(&Heartbeat::default()), Reported { num_agents: Some(0), ..Reported::default() });
     }
 
     #[test]

@@ -14,6 +14,14 @@ pub(crate) struct Records {
     metastore: Arc<dyn Metastore>,
 }
 
+/// What a heartbeat reports besides the status; a `None` keeps the stored value.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Reported {
+    pub(crate) version: Option<String>,
+    pub(crate) num_agents: Option<i64>,
+    pub(crate) address: Option<String>,
+}
+
 /// The org already has a vizier of that name.
 pub(crate) struct NameTaken;
 
@@ -80,16 +88,22 @@ impl Records {
         }
     }
 
-    /// Records a status; `None` when the vizier is gone.
+    /// Records a status and what came with it; `None` when the vizier is gone.
     pub(crate) async fn set_status(
         &self,
         org_id: Uuid,
         vizier_id: Uuid,
         status: &str,
         heartbeat_ns: i64,
-        version: Option<String>,
+        reported: Reported,
     ) -> Result<Option<Vizier>> {
-        let update = VizierStatusUpdate { status: status.to_owned(), last_heartbeat_ns: heartbeat_ns, version };
+        let update = VizierStatusUpdate {
+            status: status.to_owned(),
+            last_heartbeat_ns: heartbeat_ns,
+            version: reported.version,
+            num_agents: reported.num_agents,
+            address: reported.address,
+        };
         none_if_missing(self.metastore.update_vizier_status(org_id, vizier_id, update).await)
     }
 }

@@ -85,6 +85,9 @@ async fn heartbeats_make_a_vizier_healthy_and_a_stopped_one_disconnected() {
         })
         .await;
         assert!(manager.stats().recorded() >= 1);
+        // The heartbeat's report: one agent (the PEM answered its health check) and the query address.
+        let v = ms.get_vizier(org, id).await.expect("vizier");
+        assert_eq!((v.num_agents, v.address), (1, query_addr.to_string()), "{}", backend.name());
 
         connector.stop().await;
         eventually(Duration::from_secs(10), "disconnected after the shortened timeout", || {

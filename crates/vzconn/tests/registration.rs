@@ -80,7 +80,13 @@ async fn a_previous_identity_keeps_its_id_only_with_its_credential_and_org() {
     ms.update_vizier_status(
         org_a,
         id,
-        VizierStatusUpdate { status: "healthy".into(), last_heartbeat_ns: 1, version: None },
+        VizierStatusUpdate {
+            status: "healthy".into(),
+            last_heartbeat_ns: 1,
+            version: None,
+            num_agents: None,
+            address: None,
+        },
     )
     .await
     .expect("status");
@@ -109,7 +115,13 @@ async fn a_previous_identity_keeps_its_id_only_with_its_credential_and_org() {
     ms.update_vizier_status(
         org_a,
         id,
-        VizierStatusUpdate { status: "disconnected".into(), last_heartbeat_ns: 1, version: None },
+        VizierStatusUpdate {
+            status: "disconnected".into(),
+            last_heartbeat_ns: 1,
+            version: None,
+            num_agents: None,
+            address: None,
+        },
     )
     .await
     .expect("status");

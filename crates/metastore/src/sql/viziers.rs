@@ -23,6 +23,8 @@ macro_rules! impl_vizier_store {
                     last_heartbeat_ns: None,
                     version: new.version,
                     created_at: now_ns(),
+                    num_agents: 0,
+                    address: String::new(),
                 };
                 let done = sqlx::query(
                     "INSERT INTO viziers (id, org_id, name, cluster_uid, status, version, created_at) \
@@ -70,8 +72,15 @@ macro_rules! impl_vizier_store {
                 if let Some(version) = &update.version {
                     check_text("vizier version", version)?;
                 }
+                if let Some(address) = &update.address {
+                    check_text("vizier address", address)?;
+                }
+                if update.num_agents.is_some_and(|n| n < 0) {
+                    return Err(MetastoreError::invalid("vizier agent count must not be negative"));
+                }
                 sqlx::query_as::<_, Vizier>(
-                    "UPDATE viziers SET status = $1, last_heartbeat_ns = $2, version = COALESCE($3, version) \
+                    "UPDATE viziers SET status = $1, last_heartbeat_ns = $2, version = COALESCE($3, version), \
+                     num_agents = COALESCE($6, num_agents), address = COALESCE($7, address) \
                      WHERE org_id = $4 AND id = $5 RETURNING *",
                 )
                 .bind(&update.status)
@@ -79,6 +88,8 @@ macro_rules! impl_vizier_store {
                 .bind(&update.version)
                 .bind(org_id)
                 .bind(vizier_id)
+                .bind(update.num_agents)
+                .bind(&update.address)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_err("vizier"))
