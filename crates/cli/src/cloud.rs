@@ -51,7 +51,8 @@ pub enum CloudCommand {
 /// `px get …`.
 #[derive(Debug, Subcommand)]
 pub enum GetCommand {
-    /// List the viziers: name, id, status (healthy, unhealthy, disconnected), last heartbeat, version.
+    /// List the viziers: name, id, status (healthy, unhealthy, disconnected), last heartbeat, version, agents,
+    /// address.
     Viziers {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
@@ -522,13 +523,15 @@ fn keys(store: &AuthStore, cloud: &Cloud, kind: &KeyKind, cmd: KeyCommand, out: 
 
 const VIZIERS: &str = "/api/v1/viziers";
 
-/// What `px get viziers` shows. The REST body has no agent count yet, so there is no agents column.
+/// What `px get viziers` shows: the agents and the address are as the vizier last reported them.
 const VIZIER_COLUMNS: &[Column] = &[
     text("name", "name"),
     text("id", "id"),
     text("status", "status"),
     time("last_heartbeat_at", "last heartbeat"),
     text("version", "version"),
+    text("num_agents", "agents"),
+    text("address", "address"),
 ];
 
 fn list_viziers(client: &Client) -> Result<Vec<Value>> {

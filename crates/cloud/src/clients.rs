@@ -98,6 +98,12 @@ fn remote(service: &'static str, addr: &str) -> Result<ServiceChannel, ClientErr
     Ok(BoxCloneSyncService::new(channel.map_err(unreachable)))
 }
 
+/// A channel to a gRPC service of another process at `addr` (plain HTTP/2), connected on first use, named
+/// `service` in errors: the gateway forwards VZConn (`loupe cloud api --vzconn-addr`) over one.
+pub fn remote_channel(service: &'static str, addr: &str) -> Result<ServiceChannel, ClientError> {
+    remote(service, addr)
+}
+
 impl ServiceClients {
     /// Clients answered by `services` in this process: each kind on its own router, as if it were remote.
     pub fn in_process(services: &CloudServices) -> Self {

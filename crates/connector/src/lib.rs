@@ -7,9 +7,11 @@
 //! `loupe.vzconn.v1` and the query API from `loupe-proto`), and must not run queries itself.
 
 mod backoff;
+pub mod certs;
 mod identity;
 mod query;
 mod session;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use tokio::sync::watch;
 
 pub use crate::backoff::Backoff;
 pub use crate::identity::{IDENTITY_FILE, Identity};
+pub use crate::tls::cloud_url;
 
 /// The topics and metadata keys of the VZConn protocol, as `loupe-proto` spells them for both ends.
 pub mod wire {
@@ -58,8 +61,10 @@ pub enum ConnectorError {
 /// The connector's settings.
 #[derive(Debug, Clone)]
 pub struct ConnectorConfig {
-    /// VZConn's address, `http://host:port`.
+    /// VZConn's address, `http://host:port`, or `https://host:port` for TLS (see [`cloud_url`]).
     pub cloud_addr: String,
+    /// The CA certificates (PEM) to trust for an `https://` cloud; `None` trusts the system's roots.
+    pub ca_cert_pem: Option<Vec<u8>>,
     /// The org's deploy key (`px-dep-…`); optional once an identity is saved.
     pub deploy_key: Option<String>,
     /// Where the identity is kept (`vizier-identity.json`, 0600 in a 0700 directory).
@@ -101,6 +106,7 @@ impl ConnectorConfig {
         let query_addr = query_addr.into();
         ConnectorConfig {
             cloud_addr: cloud_addr.into(),
+            ca_cert_pem: None,
             deploy_key: None,
             data_dir: data_dir.into(),
             cluster_name: String::new(),
@@ -137,6 +143,9 @@ pub struct ConnectorState {
     /// invalid): retrying cannot help until the key changes, so a process may choose to exit. Cleared by a
     /// registration that succeeds.
     pub refused: Option<String>,
+    /// The names of the certificate the cloud's DNS manager last issued (kept in `<data dir>/tls`), the stable
+    /// hostname first; empty until one arrives.
+    pub dns_names: Vec<String>,
 }
 
 /// A running connector; dropping it stops it.
@@ -163,13 +172,12 @@ impl Connector {
         if config.deploy_key.is_none() && ident.identity().vizier_id.is_empty() {
             return Err(ConnectorError::NoCredential(config.data_dir.clone()));
         }
-        for (what, addr) in [("cloud", &config.cloud_addr), ("query", &config.query_addr)] {
-            tonic::transport::Endpoint::from_shared(addr.clone()).map_err(|e| ConnectorError::Address {
-                what,
-                addr: addr.clone(),
-                reason: e.to_string(),
-            })?;
-        }
+        tls::endpoint(&config)?;
+        tonic::transport::Endpoint::from_shared(config.query_addr.clone()).map_err(|e| ConnectorError::Address {
+            what: "query",
+            addr: config.query_addr.clone(),
+            reason: e.to_string(),
+        })?;
         ident.ensure_cluster_uid(&config.cluster_uid)?;
         let (state_tx, state) = watch::channel(ConnectorState::default());
         let (stop, stopped) = watch::channel(false);

@@ -81,19 +81,13 @@ async fn session(
     query: &QueryClient,
     state: &watch::Sender<ConnectorState>,
 ) -> Outcome {
-    let channel = match tonic::transport::Endpoint::from_shared(config.cloud_addr.clone()) {
+    let channel = match crate::tls::endpoint(config) {
         Ok(e) => e,
         Err(e) => return ended(e),
     };
-    let channel = match channel
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .connect()
-        .await
-    {
+    let channel = match channel.connect().await {
         Ok(c) => c,
-        Err(e) => return ended(format!("cannot reach the cloud at {}: {e}", config.cloud_addr)),
+        Err(e) => return ended(format!("cannot reach the cloud at {}: {}", config.cloud_addr, crate::tls::chain(&e))),
     };
     let limit = config.max_message_bytes + 1024;
     let mut client =
@@ -214,6 +208,18 @@ async fn bridge(
         s.bridges_opened += 1;
     });
 
+    // A certificate for the vizier's hostname, from the DNS manager if the cloud runs one.
+    match crate::certs::request(&config.data_dir) {
+        Ok(r) => {
+            let m = BridgeMessage {
+                topic: wire::DNS_CERT_REQUEST.into(),
+                session_id: String::new(),
+                payload: r.encode_to_vec(),
+            };
+            let _ = out.send(m).await;
+        }
+        Err(error) => tracing::warn!(%error, "no certificate requested for this vizier's hostname"),
+    }
     let running: Running = Arc::default();
     let error = serve(config, identity, &mut inbound, &out, query, state, &running).await;
     for (_, task) in running.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default() {
@@ -246,11 +252,25 @@ async fn serve(
                 state.send_modify(|s| s.heartbeats_sent += 1);
             }
             m = inbound.message() => match m {
+                Ok(Some(m)) if m.topic == wire::DNS_CERT => keep_certificate(config, &m, state),
                 Ok(Some(m)) => dispatch(config, identity, m, out, query, running),
                 Ok(None) => return "the cloud closed the bridge".into(),
                 Err(s) => return format!("bridge ended: {} ({:?})", s.message(), s.code()),
             },
         }
+    }
+}
+
+fn keep_certificate(config: &ConnectorConfig, m: &BridgeMessage, state: &watch::Sender<ConnectorState>) {
+    let stored = crate::certs::DnsCert::decode(m.payload.as_slice())
+        .map_err(|e| e.to_string())
+        .and_then(|answer| crate::certs::store(&config.data_dir, answer).map_err(|e| e.to_string()));
+    match stored {
+        Ok(names) => {
+            tracing::info!(?names, "certificate for this vizier's hostname kept");
+            state.send_modify(|s| s.dns_names = names);
+        }
+        Err(error) => tracing::warn!(%error, "certificate for this vizier's hostname not kept"),
     }
 }
 

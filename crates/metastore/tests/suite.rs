@@ -533,10 +533,7 @@ pub async fn viziers_register_and_report_status(store: Arc<dyn Metastore>) {
         num_agents: Some(-1),
         address: None,
     };
-    assert!(matches!(
-        store.update_vizier_status(a.id, v.id, negative).await,
-        Err(MetastoreError::Invalid { .. })
-    ));
+    assert!(matches!(store.update_vizier_status(a.id, v.id, negative).await, Err(MetastoreError::Invalid { .. })));
 
     store.delete_vizier(a.id, v.id).await.expect("delete");
     assert_err!(store.get_vizier(a.id, v.id).await, MetastoreError::NotFound { entity: "vizier" });

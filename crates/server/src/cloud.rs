@@ -89,6 +89,31 @@ pub struct ApiArgs {
     /// Address of `loupe cloud scripts` (e.g. http://scripts:52000).
     #[arg(long, env = "LOUPE_SCRIPTS_ADDR", requires_all = ["auth_addr", "profile_addr"])]
     pub scripts_addr: Option<String>,
+    /// Address of `loupe cloud vzconn` (plain HTTP/2 on an internal network, e.g. http://vzconn:51800, served
+    /// with --insecure-plaintext): VZConn's gRPC calls (`/loupe.vzconn.v1.*`) on the API's port, and so through
+    /// the TLS proxy, are forwarded there, so viziers may use the cloud's one public address.
+    #[arg(long, env = "LOUPE_VZCONN_ADDR")]
+    pub vzconn_addr: Option<String>,
+}
+
+/// How the API's port serves VZConn: in process over a bus (`loupe up`), or forwarded to `loupe cloud vzconn`.
+pub enum VzConnMount {
+    /// VZConn itself, on this bus with these settings.
+    InProcess(Arc<dyn loupe_bus::Bus>, loupe_vzconn::VzConnConfig),
+    /// Forwarded to this address.
+    Remote(String),
+}
+
+/// The path VZConn's gRPC calls take.
+fn vzconn_path() -> String {
+    let name = <loupe_proto::vzconnpb::vz_conn_service_server::VzConnServiceServer<loupe_vzconn::VzConn> as tonic::server::NamedService>::NAME;
+    format!("/{name}/{{*method}}")
+}
+
+fn mount_remote_vzconn(router: axum::Router, addr: &str) -> Result<axum::Router> {
+    let channel = loupe_cloud::remote_channel("vzconn", addr).context("invalid --vzconn-addr")?;
+    tracing::info!(vzconn = %addr, "forwarding VZConn (loupe.vzconn.v1) from the API's port");
+    Ok(router.route_service(&vzconn_path(), loupe_cloud::grpc_forward_to(channel)))
 }
 
 /// `loupe cloud auth|profile|scripts`: one service process.
@@ -362,7 +387,7 @@ pub struct StartedApi {
 pub async fn start_api(
     args: &CloudArgs,
     query: Option<QueryGrpc>,
-    vzconn: Option<(Arc<dyn loupe_bus::Bus>, loupe_vzconn::VzConnConfig)>,
+    vzconn: Option<VzConnMount>,
     ops: OpsListener,
     stop: &Stop,
 ) -> Result<StartedApi> {
@@ -379,17 +404,20 @@ pub async fn start_api(
             loupe_cloud::require_user(gateway, query),
         );
     }
-    if let Some((bus, config)) = vzconn {
-        let vzconn = loupe_vzconn::VzConn::new(Arc::clone(&state.metastore), bus, config)
-            .context("the vizier credential key is unusable")?;
-        let closing = vzconn.clone();
-        let stopping = stopped(stop);
-        tokio::spawn(async move {
-            stopping.await;
-            closing.close_bridges();
-        });
-        let name = <loupe_proto::vzconnpb::vz_conn_service_server::VzConnServiceServer<loupe_vzconn::VzConn> as tonic::server::NamedService>::NAME;
-        router = router.route_service(&format!("/{name}/{{*method}}"), vzconn.service());
+    match vzconn {
+        Some(VzConnMount::InProcess(bus, config)) => {
+            let vzconn = loupe_vzconn::VzConn::new(Arc::clone(&state.metastore), bus, config)
+                .context("the vizier credential key is unusable")?;
+            let closing = vzconn.clone();
+            let stopping = stopped(stop);
+            tokio::spawn(async move {
+                stopping.await;
+                closing.close_bridges();
+            });
+            router = router.route_service(&vzconn_path(), vzconn.service());
+        }
+        Some(VzConnMount::Remote(addr)) => router = mount_remote_vzconn(router, &addr)?,
+        None => {}
     }
     let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
     Ok(StartedApi {
@@ -404,7 +432,8 @@ pub async fn start_api(
 pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
     let ops = OpsListener { addr: args.metrics_listen, colocated: None };
     let (Some(auth), Some(profile), Some(scripts)) = (&args.auth_addr, &args.profile_addr, &args.scripts_addr) else {
-        start_api(&args.cloud, None, None, ops, stop).await?.task.await??;
+        let vzconn = args.vzconn_addr.clone().map(VzConnMount::Remote);
+        start_api(&args.cloud, None, vzconn, ops, stop).await?.task.await??;
         return Ok(());
     };
     let addrs = ServiceAddrs { auth: auth.clone(), profile: profile.clone(), scripts: scripts.clone() };
@@ -420,7 +449,11 @@ pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
         "cloud API gateway listening"
     );
     let ops = start_ops(ops, gateway.clone(), stop).await?;
-    let api = tokio::spawn(loupe_cloud::serve_router(listener, loupe_cloud::gateway_app(gateway), stopped(stop)));
+    let mut router = loupe_cloud::gateway_app(gateway);
+    if let Some(addr) = &args.vzconn_addr {
+        router = mount_remote_vzconn(router, addr)?;
+    }
+    let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
     both(api, ops).await?;
     Ok(())
 }

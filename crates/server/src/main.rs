@@ -5,6 +5,7 @@
 //! hold service logic of its own.
 
 mod cloud;
+mod dnsmgr;
 mod proxy;
 mod vizier;
 mod vzconn;
@@ -82,6 +83,9 @@ enum CloudCommand {
     Vzconn(vzconn::VzConnArgs),
     /// The TLS proxy in front of the API: REST and gRPC on one https port, optional HTTP→HTTPS redirect.
     Proxy(proxy::ProxyArgs),
+    /// The DNS manager: each vizier as `<vizier name>.<domain>` over DNS (--dns-listen, UDP and TCP), and a
+    /// certificate for that name from the cloud CA, which viziers ask for over the bus (--nats-url).
+    Dnsmgr(dnsmgr::DnsMgrArgs),
 }
 
 #[derive(Subcommand)]
@@ -206,6 +210,7 @@ fn main() -> ExitCode {
                 cloud::run_service(ServiceKind::Scripts, &args, &stop_on_signal()).await
             }
             Command::Cloud(CloudCommand::Proxy(args)) => proxy::run_proxy(&args, shutdown_signal()).await,
+            Command::Cloud(CloudCommand::Dnsmgr(args)) => dnsmgr::run_dnsmgr(&args, &stop_on_signal()).await,
             Command::Setup(SetupCommand::CreateAdmin(args)) => cloud::create_admin(&args).await,
             Command::Setup(SetupCommand::InitSecrets(args)) => proxy::init_secrets(&args),
         }
@@ -239,7 +244,7 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
     let data_dir = args.cloud.state.metastore.data_dir.clone();
     let secret = vzconn::credential_key(None, &data_dir, &args.cloud.state.domain)?;
     let bus: Arc<dyn loupe_bus::Bus> = Arc::new(loupe_bus::InProcessBus::new());
-    let vzconn = (Arc::clone(&bus), loupe_vzconn::VzConnConfig::new(secret));
+    let vzconn = cloud::VzConnMount::InProcess(Arc::clone(&bus), loupe_vzconn::VzConnConfig::new(secret));
     let started = cloud::start_api(&args.cloud, Some(pem.query_service()), Some(vzconn), ops, &stop_rx).await?;
     let mut api = started.task;
     let manager = loupe_vzconn::VizierManager::start(

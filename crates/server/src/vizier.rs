@@ -32,6 +32,16 @@ pub struct CloudLinkArgs {
     /// The cluster's name, as the org sees it.
     #[arg(long, env = "LOUPE_CLUSTER_NAME")]
     pub cluster_name: String,
+    /// CA certificate (PEM) to trust for a TLS cloud address, such as the cloud's `<data-dir>/secrets/ca.crt`;
+    /// default: the system's roots. The cloud is reached over TLS when --cloud-addr is `https://…`, or has no
+    /// scheme and a host other than loopback (as `px` does).
+    #[arg(long, env = "LOUPE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// The address (HOST:PORT) at which clients may reach this vizier's query endpoint, reported to the cloud
+    /// (shown by `px get viziers`; the DNS manager points `<name>.<domain>` at it). Default: the query
+    /// endpoint's own address, unless that is a wildcard (then none is reported).
+    #[arg(long, env = "LOUPE_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
 }
 
 /// `loupe vizier up` flags.
@@ -77,12 +87,27 @@ fn token_file(file: Option<&Path>, data_dir: &Path) -> PathBuf {
     file.map_or_else(|| data_dir.join("secrets").join("vizier-query-token"), Path::to_owned)
 }
 
-fn connector_config(link: &CloudLinkArgs, data_dir: &Path, query_addr: String, token: &QueryToken) -> ConnectorConfig {
-    let mut config = ConnectorConfig::new(url(&link.cloud_addr), data_dir, query_addr);
+fn connector_config(
+    link: &CloudLinkArgs,
+    data_dir: &Path,
+    query_addr: String,
+    token: &QueryToken,
+) -> Result<ConnectorConfig> {
+    let mut config = ConnectorConfig::new(loupe_connector::cloud_url(&link.cloud_addr), data_dir, query_addr);
     config.deploy_key = link.deploy_key.clone();
     config.cluster_name = link.cluster_name.clone();
     config.query_token = token.expose().to_owned();
-    config
+    if let Some(path) = &link.ca_cert {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("failed to read the CA certificate {} (--ca-cert)", path.display()))?;
+        config.ca_cert_pem = Some(pem);
+    }
+    if let Some(addr) = &link.advertise_addr {
+        config.advertise_addr = addr.trim().to_owned();
+    } else if config.advertise_addr.is_empty() {
+        tracing::warn!("the query endpoint listens on a wildcard address: pass --advertise-addr to report one");
+    }
+    Ok(config)
 }
 
 /// `loupe vizier up`: the agent, its query port, and the connector, until `shutdown` or a refused registration.
@@ -94,7 +119,7 @@ pub async fn run_vizier_up(args: VizierUpArgs, shutdown: impl Future<Output = ()
         .await
         .with_context(|| format!("failed to listen on {} (--listen)", args.listen))?;
     let addr = listener.local_addr()?;
-    let config = connector_config(&args.link, &args.data_dir, format!("http://{addr}"), &token);
+    let config = connector_config(&args.link, &args.data_dir, format!("http://{addr}"), &token)?;
     let connector = Connector::start(config).context("cannot start the cloud connector")?;
     tracing::info!(%addr, cloud = %args.link.cloud_addr, "vizier up: query endpoint listening, connecting to the cloud");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -116,7 +141,7 @@ pub async fn run_connector(args: ConnectorArgs, shutdown: impl Future<Output = (
         .with_context(|| format!("failed to read the query token {} (--query-token-file)", token_file.display()))?;
     let token =
         QueryToken::new(&text).with_context(|| format!("the query token in {} is too short", token_file.display()))?;
-    let config = connector_config(&args.link, &args.data_dir, url(&args.query_addr), &token);
+    let config = connector_config(&args.link, &args.data_dir, url(&args.query_addr), &token)?;
     let connector = Connector::start(config).context("cannot start the cloud connector")?;
     let outcome = tokio::select! {
         () = shutdown => Ok(()),
@@ -178,6 +203,8 @@ pub async fn start_own(
         ConnectorConfig::new(format!("http://{}", SocketAddr::new(host, api.port())), data_dir, "http://in-process");
     config.deploy_key = deploy_key;
     config.cluster_name = host_name();
+    // Its queries are answered on the API's port (behind a user's credential): that is where clients reach it.
+    config.advertise_addr = SocketAddr::new(host, api.port()).to_string();
     config.query_channel = Some(in_memory_channel(query));
     // Several heartbeats per disconnect timeout, also when a short one is set (tests, demos).
     config.heartbeat_interval = config.heartbeat_interval.min(disconnect_after / 3);

@@ -23,10 +23,24 @@ use crate::cloud::{MetastoreArgs, Stop};
 /// `loupe cloud vzconn` flags.
 #[derive(Args, Clone, Debug)]
 pub struct VzConnArgs {
-    /// Address of the VZConn gRPC endpoint viziers dial (plain HTTP/2; put a TLS proxy in front when viziers
-    /// reach it over a network you do not trust).
+    /// Address of the VZConn gRPC endpoint viziers dial. It serves TLS (the cloud CA's server certificate, see
+    /// --tls-cert) unless --insecure-plaintext is given.
     #[arg(long, env = "LOUPE_VZCONN_LISTEN", default_value = "127.0.0.1:51800")]
     pub listen: SocketAddr,
+    /// PEM certificate chain to present. Default: `<data-dir>/secrets/server.crt`, generated with the CA (and
+    /// covering --domain) when the secrets directory lacks it.
+    #[arg(long, env = "LOUPE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert. Default: `<data-dir>/secrets/server.key`.
+    #[arg(long, env = "LOUPE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP/2 instead of TLS: only behind a TLS proxy, or on a network where viziers' credentials
+    /// may be read.
+    #[arg(long, env = "LOUPE_VZCONN_INSECURE_PLAINTEXT", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub insecure_plaintext: bool,
+    /// The deployment's domain: the generated server certificate also covers it and `*.<domain>`.
+    #[arg(long, env = "LOUPE_DOMAIN", default_value = "localhost")]
+    pub domain: String,
     /// Address of /healthz, /readyz (503 when the metastore is unreachable) and /metrics. No credential is asked
     /// there: keep it where only probes and Prometheus reach it.
     #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9096")]
@@ -81,7 +95,13 @@ pub fn credential_key(file: Option<&Path>, data_dir: &Path, domain: &str) -> Res
 
 /// `loupe cloud vzconn`: VZConn and the vizier manager, until `stop`.
 pub async fn run_vzconn(args: &VzConnArgs, stop: &Stop) -> Result<()> {
-    let secret = credential_key(args.credential_key_file.as_deref(), &args.metastore.data_dir, "localhost")?;
+    let secret = credential_key(args.credential_key_file.as_deref(), &args.metastore.data_dir, &args.domain)?;
+    let tls = if args.insecure_plaintext {
+        tracing::warn!("--insecure-plaintext: viziers' deploy keys and credentials cross the network in clear");
+        None
+    } else {
+        Some(tls_identity(args)?)
+    };
     let metastore = crate::cloud::open_metastore(&args.metastore).await?;
     let bus: Arc<dyn Bus> = match &args.nats_url {
         Some(url) => Arc::new(NatsBus::connect(NatsBusConfig::new(url.clone())).await.context("failed to reach NATS")?),
@@ -105,6 +125,7 @@ pub async fn run_vzconn(args: &VzConnArgs, stop: &Stop) -> Result<()> {
         addr = %listener.local_addr()?,
         metrics = %ops_listener.local_addr()?,
         disconnect_timeout = ?args.disconnect_timeout,
+        tls = tls.is_some(),
         "VZConn listening (gRPC loupe.vzconn.v1)"
     );
     let ops = tokio::spawn(loupe_cloud::serve_router(
@@ -112,10 +133,30 @@ pub async fn run_vzconn(args: &VzConnArgs, stop: &Stop) -> Result<()> {
         ops_router(metastore, Arc::clone(manager.stats())),
         crate::cloud::stopped(stop),
     ));
-    let served = vzconn.serve(listener, crate::cloud::stopped(stop)).await;
+    let served = match tls {
+        Some((cert, key)) => vzconn.serve_tls(listener, &cert, &key, crate::cloud::stopped(stop)).await,
+        None => vzconn.serve(listener, crate::cloud::stopped(stop)).await,
+    };
     ops.await??;
     drop(manager);
     served.context("VZConn failed")
+}
+
+/// The certificate chain and key VZConn presents: the files given, else the secrets directory's server
+/// certificate, generated with the CA if absent.
+fn tls_identity(args: &VzConnArgs) -> Result<(Vec<u8>, Vec<u8>)> {
+    let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => {
+            let dir = args.metastore.data_dir.join(crate::proxy::SECRETS_DIR);
+            let names = crate::proxy::requested_names(Some(&args.domain), &[])?;
+            loupe_proxy::init_secrets(&dir, &names)
+                .with_context(|| format!("failed to initialise the TLS secrets in {}", dir.display()))?;
+            (dir.join(loupe_proxy::secrets::SERVER_CERT), dir.join(loupe_proxy::secrets::SERVER_KEY))
+        }
+    };
+    let read = |path: &Path| std::fs::read(path).with_context(|| format!("failed to read {}", path.display()));
+    Ok((read(&cert)?, read(&key)?))
 }
 
 /// `/healthz`, `/readyz` (the metastore answers) and `/metrics` (the manager's counters).

@@ -2,6 +2,7 @@
 
 mod capture;
 mod common;
+mod dns;
 mod e2e;
 mod hardening_auth;
 mod hardening_query;
@@ -11,3 +12,4 @@ mod redis_capture;
 mod split;
 mod tls;
 mod viziers;
+mod vzconn_tls;

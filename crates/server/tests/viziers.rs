@@ -172,7 +172,10 @@ fn loupe_up_shows_its_own_vizier_healthy_right_after_start() {
     let table = cloud.ok(&["get", "viziers"]);
     let header: Vec<&str> =
         table.lines().next().expect("header").split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
-    assert_eq!(header, ["NAME", "ID", "STATUS", "LAST HEARTBEAT", "VERSION"], "{table}");
+    assert_eq!(header, ["NAME", "ID", "STATUS", "LAST HEARTBEAT", "VERSION", "AGENTS", "ADDRESS"], "{table}");
+    // loupe up's vizier runs one agent and answers queries on the API's port.
+    assert_eq!(own["num_agents"], 1, "{own}");
+    assert_eq!(own["address"], cloud.addr().as_str(), "{own}");
     let one = cloud.ok(&["get", "vizier", &host_name(), "-o", "json"]);
     let one: Value = serde_json::from_str(one.trim()).expect("json");
     assert_eq!(one["id"], own["id"]);
@@ -278,6 +281,7 @@ fn cloud_vzconn_on_nats_registers_a_vizier_up_and_a_separate_pem_connector() {
     let _vzconn = Guard(
         Command::new(loupe_bin())
             .args(["cloud", "vzconn", "--metastore-url", &metastore, "--disconnect-timeout", "1m"])
+            .arg("--insecure-plaintext")
             .args(["--nats-url", &nats.url()])
             .args(["--listen", &format!("127.0.0.1:{vz_port}"), "--metrics-listen", &format!("127.0.0.1:{vz_metrics}")])
             .arg("--data-dir")

@@ -150,11 +150,36 @@ impl VzConn {
         self.inner.closing.send_replace(true);
     }
 
-    /// Serves VZConn alone on `listener` until `shutdown` resolves; then closes the bridges and drains.
+    /// Serves VZConn alone, in plaintext, on `listener` until `shutdown` resolves; then closes the bridges and
+    /// drains.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        self.serve_with(tonic::transport::Server::builder(), listener, shutdown).await
+    }
+
+    /// As [`VzConn::serve`], over TLS with the certificate chain and private key given (PEM): what `loupe cloud
+    /// vzconn` does with the cloud CA's server certificate.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        let identity = tonic::transport::Identity::from_pem(cert_pem, key_pem);
+        let tls = tonic::transport::ServerTlsConfig::new().identity(identity).timeout(Duration::from_secs(10));
+        let builder = tonic::transport::Server::builder().tls_config(tls)?;
+        self.serve_with(builder, listener, shutdown).await
+    }
+
+    async fn serve_with(
+        self,
+        builder: tonic::transport::Server,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let this = self.clone();
-        tonic::transport::Server::builder()
+        builder
             // Viziers behind NAT keep their one stream alive; a dead peer is noticed within a minute.
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))

@@ -288,11 +288,7 @@ mod tests {
         };
         assert_eq!(
             reported(&beat(" 10.1.2.3:50300 ")),
-            Reported {
-                version: Some("1.2.3".into()),
-                num_agents: Some(4),
-                address: Some("10.1.2.3:50300".into())
-            }
+            Reported { version: Some("1.2.3".into()), num_agents: Some(4), address: Some("10.1.2.3:50300".into()) }
         );
         let long = "a".repeat(MAX_ADDRESS_CHARS + 1);
         for unusable in ["", "a b:1", "x\n:1", long.as_str()] {

@@ -402,6 +402,10 @@ pub struct Vizier {
     pub version: String,
     /// When it registered, Unix seconds.
     pub created_at: i64,
+    /// Agents it last reported running.
+    pub num_agents: i64,
+    /// Where clients may reach its query endpoint (`host:port`), as it last reported; empty when unknown.
+    pub address: String,
 }
 
 // ---- conversions ----
@@ -594,6 +598,8 @@ impl From<cloudpb::Vizier> for Vizier {
             last_heartbeat_at: v.last_heartbeat_at,
             version: v.version,
             created_at: v.created_at,
+            num_agents: v.num_agents,
+            address: v.address,
         }
     }
 }

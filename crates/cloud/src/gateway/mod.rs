@@ -29,7 +29,7 @@ use tower::{Service, ServiceExt as _};
 pub mod middleware;
 
 use self::middleware::REQUEST_ID_HEADER;
-use crate::clients::ServiceClients;
+use crate::clients::{ServiceChannel, ServiceClients};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::services::caller::{API_KEY_HEADER, DEPLOY_KEY_HEADER};
@@ -170,6 +170,26 @@ pub(crate) fn grpc_forward(
             Ok(match channel.oneshot(request).await {
                 Ok(response) => response.map(axum::body::Body::new),
                 // The channel already named the service and logged where it was looked for; its status says so.
+                Err(err) => tonic::Status::from_error(Box::new(err)).into_http(),
+            })
+        }
+    })
+}
+
+/// Forwards gRPC calls as they are to `channel`: for a service that checks its own callers and needs no
+/// stamped client address (VZConn, whose viziers present deploy keys and credentials). Long-lived streams pass
+/// through, as nothing here times a call out.
+pub fn grpc_forward_to(
+    channel: ServiceChannel,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static {
+    tower::service_fn(move |request: Request| {
+        let (mut parts, body) = request.into_parts();
+        parts.headers.remove(PROXY_SECRET_HEADER);
+        let request = http::Request::from_parts(parts, tonic::body::Body::new(body));
+        let channel = channel.clone();
+        async move {
+            Ok(match channel.oneshot(request).await {
+                Ok(response) => response.map(axum::body::Body::new),
                 Err(err) => tonic::Status::from_error(Box::new(err)).into_http(),
             })
         }

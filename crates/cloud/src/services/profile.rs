@@ -68,6 +68,8 @@ fn vizier_view(v: &Vizier) -> cloudpb::Vizier {
         last_heartbeat_at: v.last_heartbeat_ns.map(to_secs),
         version: v.version.clone(),
         created_at: to_secs(v.created_at),
+        num_agents: v.num_agents,
+        address: v.address.clone(),
     }
 }
 
