@@ -176,7 +176,7 @@ mod tests {
     }
 
     fn rdata(m: &Message) -> Vec<String> {
-        m.answers.iter().map(|r| r.data().to_string()).collect()
+        m.answers.iter().map(|r| r.data.to_string()).collect()
     }
 
     #[test]
@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         assert!(m.metadata.authoritative);
         assert_eq!(rdata(&m), ["10.0.0.7"]);
-        assert_eq!(m.answers[0].ttl(), 30);
+        assert_eq!(m.answers[0].ttl, 30);
         assert_eq!(rdata(&ask("six.example.com.", RecordType::AAAA)), ["fd00::7"]);
         assert_eq!(rdata(&ask("alias.example.com.", RecordType::A)), ["node.lan."]);
         // The other family: the name exists, with no data of that type.

@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(zone.names_of(young.id), vec![format!("{}.example.com", young.id)]);
         assert_eq!(zone.host(&young.id.to_string()).expect("id").target, Target::Ip("10.0.0.2".parse().expect("ip")));
         // Once the older one is gone, the name passes on.
-        let zone = Zone::build(&apex, &[young.clone()]);
+        let zone = Zone::build(&apex, std::slice::from_ref(&young));
         assert_eq!(zone.host("prod").expect("prod").vizier_id, young.id);
     }
 }
