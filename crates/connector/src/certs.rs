@@ -10,7 +10,12 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-pub(crate) use loupe_proto::vzconnpb::{DnsCert, DnsCertRequest};
+use loupe_proto::vzconn_topic::DNS_CERT_REQUEST;
+use loupe_proto::vzconnpb::{BridgeMessage, DnsCert, DnsCertRequest};
+use prost::Message as _;
+use tokio::sync::watch;
+
+use crate::ConnectorState;
 
 /// The directory under the data dir holding the vizier's key and certificate.
 pub const TLS_DIR: &str = "tls";
@@ -71,6 +76,35 @@ pub(crate) fn store(data_dir: &Path, answer: DnsCert) -> Result<Vec<String>, Cer
     write_private(&dir.join(CERT_FILE), answer.cert_pem.as_bytes())?;
     write_private(&dir.join(CA_FILE), answer.ca_pem.as_bytes())?;
     Ok(answer.names)
+}
+
+/// The bridge message asking for a certificate; `None` (logged) when the key cannot be made or read.
+pub(crate) fn request_message(data_dir: &Path) -> Option<BridgeMessage> {
+    match request(data_dir) {
+        Ok(r) => Some(BridgeMessage {
+            topic: DNS_CERT_REQUEST.into(),
+            session_id: String::new(),
+            payload: r.encode_to_vec(),
+        }),
+        Err(error) => {
+            tracing::warn!(%error, "no certificate requested for this vizier's hostname");
+            None
+        }
+    }
+}
+
+/// Keeps the certificate in a `dnsCert` message and records its names in the state.
+pub(crate) fn keep(data_dir: &Path, payload: &[u8], state: &watch::Sender<ConnectorState>) {
+    let stored = DnsCert::decode(payload)
+        .map_err(|e| e.to_string())
+        .and_then(|answer| store(data_dir, answer).map_err(|e| e.to_string()));
+    match stored {
+        Ok(names) => {
+            tracing::info!(?names, "certificate for this vizier's hostname kept");
+            state.send_modify(|s| s.dns_names = names);
+        }
+        Err(error) => tracing::warn!(%error, "certificate for this vizier's hostname not kept"),
+    }
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CertError> {

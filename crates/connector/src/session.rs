@@ -208,17 +208,8 @@ async fn bridge(
         s.bridges_opened += 1;
     });
 
-    // A certificate for the vizier's hostname, from the DNS manager if the cloud runs one.
-    match crate::certs::request(&config.data_dir) {
-        Ok(r) => {
-            let m = BridgeMessage {
-                topic: wire::DNS_CERT_REQUEST.into(),
-                session_id: String::new(),
-                payload: r.encode_to_vec(),
-            };
-            let _ = out.send(m).await;
-        }
-        Err(error) => tracing::warn!(%error, "no certificate requested for this vizier's hostname"),
+    if let Some(m) = crate::certs::request_message(&config.data_dir) {
+        let _ = out.send(m).await;
     }
     let running: Running = Arc::default();
     let error = serve(config, identity, &mut inbound, &out, query, state, &running).await;
@@ -252,25 +243,12 @@ async fn serve(
                 state.send_modify(|s| s.heartbeats_sent += 1);
             }
             m = inbound.message() => match m {
-                Ok(Some(m)) if m.topic == wire::DNS_CERT => keep_certificate(config, &m, state),
+                Ok(Some(m)) if m.topic == wire::DNS_CERT => crate::certs::keep(&config.data_dir, &m.payload, state),
                 Ok(Some(m)) => dispatch(config, identity, m, out, query, running),
                 Ok(None) => return "the cloud closed the bridge".into(),
                 Err(s) => return format!("bridge ended: {} ({:?})", s.message(), s.code()),
             },
         }
-    }
-}
-
-fn keep_certificate(config: &ConnectorConfig, m: &BridgeMessage, state: &watch::Sender<ConnectorState>) {
-    let stored = crate::certs::DnsCert::decode(m.payload.as_slice())
-        .map_err(|e| e.to_string())
-        .and_then(|answer| crate::certs::store(&config.data_dir, answer).map_err(|e| e.to_string()));
-    match stored {
-        Ok(names) => {
-            tracing::info!(?names, "certificate for this vizier's hostname kept");
-            state.send_modify(|s| s.dns_names = names);
-        }
-        Err(error) => tracing::warn!(%error, "certificate for this vizier's hostname not kept"),
     }
 }
 

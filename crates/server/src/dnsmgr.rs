@@ -46,6 +46,24 @@ pub struct DnsMgrArgs {
     pub metastore: MetastoreArgs,
 }
 
+/// `loupe up --dns-listen`: the DNS manager in process, on `loupe up`'s bus, metastore and CA.
+pub async fn start_in_process(
+    domain: &str,
+    listen: SocketAddr,
+    data_dir: &std::path::Path,
+    metastore: &Arc<dyn loupe_metastore::Metastore>,
+    bus: Arc<dyn Bus>,
+) -> Result<DnsMgr> {
+    let dir = data_dir.join(crate::proxy::SECRETS_DIR);
+    let ca = loupe_proxy::secrets::CertificateAuthority::load(&dir)
+        .with_context(|| format!("failed to load the cloud CA from {}", dir.display()))?;
+    let dns = DnsMgr::start(DnsMgrConfig::new(domain, listen), Arc::clone(metastore), bus, ca)
+        .await
+        .context("failed to start the DNS manager (--dns-listen)")?;
+    tracing::info!(addr = %dns.local_addr(), %domain, "DNS manager serving vizier names (UDP and TCP)");
+    Ok(dns)
+}
+
 /// `loupe cloud dnsmgr`: serves until `stop`.
 pub async fn run_dnsmgr(args: &DnsMgrArgs, stop: &Stop) -> Result<()> {
     let dir = match &args.secrets_dir {

@@ -114,6 +114,10 @@ struct UpArgs {
     /// heartbeat (e.g. 2m, 10s).
     #[arg(long, env = "LOUPE_DISCONNECT_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     vizier_disconnect_timeout: Duration,
+    /// Also run the DNS manager here: DNS (UDP and TCP) on this address for `<vizier name>.<domain>`, and a
+    /// certificate for that name from the cloud CA for each vizier (as `loupe cloud dnsmgr`).
+    #[arg(long, env = "LOUPE_DNS_LISTEN")]
+    dns_listen: Option<SocketAddr>,
 }
 
 /// `loupe vizier pem`: the agent and its own query port.
@@ -249,11 +253,17 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
     let mut api = started.task;
     let manager = loupe_vzconn::VizierManager::start(
         Arc::clone(&started.metastore),
-        bus,
+        Arc::clone(&bus),
         vzconn::manager_config(args.vizier_disconnect_timeout),
     )
     .await
     .context("failed to start the vizier manager")?;
+    let dns = match args.dns_listen {
+        Some(listen) => {
+            Some(dnsmgr::start_in_process(&args.cloud.state.domain, listen, &data_dir, &started.metastore, bus).await?)
+        }
+        None => None,
+    };
     let connector = vizier::start_own(
         &started.metastore,
         &started.default_org,
@@ -281,6 +291,7 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
     connector.stop().await;
     let _ = stop_tx.send(true);
     drop(manager);
+    drop(dns);
     match failed {
         Some(r) => r??,
         None => api.await??,

@@ -24,6 +24,10 @@ pub(crate) struct CloudUp {
 
 impl CloudUp {
     pub(crate) fn start(tag: &str) -> Self {
+        Self::start_with(tag, &[])
+    }
+
+    pub(crate) fn start_with(tag: &str, extra: &[&str]) -> Self {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -32,6 +36,7 @@ impl CloudUp {
             let log = std::fs::File::create(data.with_extension("log")).expect("log file");
             let child = loupe_up_over(&data, port, api_port, proxy_port)
                 .arg("--no-trace")
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -127,7 +132,7 @@ pub(crate) fn vizier_up(cloud: &str, ca: Option<&Path>, key: &str, name: &str, d
     Guard(c.spawn().expect("spawn loupe vizier up"))
 }
 
-fn dig(port: u16, args: &[&str]) -> String {
+pub(crate) fn dig(port: u16, args: &[&str]) -> String {
     let out = Command::new("dig")
         .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=2"])
         .args(args)

@@ -8,17 +8,35 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Guard, free_port, loupe_bin, temp_dir, wait_for_port};
-use crate::dns::{CloudUp, read, vizier_up};
+use crate::dns::{CloudUp, dig, read, vizier_up};
 
 #[test]
 fn a_vizier_registers_through_the_tls_proxy_port() {
-    let cloud = CloudUp::start("vztls-proxy");
+    // With the DNS manager in process too (`loupe up --dns-listen`, domain `localhost`).
+    let dns_port = free_port();
+    let cloud = CloudUp::start_with("vztls-proxy", &["--dns-listen", &format!("127.0.0.1:{dns_port}")]);
     let key = cloud.deploy_key();
     let data = temp_dir("vztls-proxy-edge");
-    let _edge =
-        vizier_up(&format!("https://127.0.0.1:{}", cloud.proxy_port), Some(&cloud.ca()), &key, "via-proxy", &data, &[]);
+    let _edge = vizier_up(
+        &format!("https://127.0.0.1:{}", cloud.proxy_port),
+        Some(&cloud.ca()),
+        &key,
+        "via-proxy",
+        &data,
+        &["--advertise-addr", "127.0.0.42:50300"],
+    );
     let row = cloud.healthy("via-proxy", Duration::from_secs(30), &data.with_extension("log"));
     assert_eq!(row["num_agents"], 1, "{row}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dig(dns_port, &["+short", "via-proxy.localhost", "A"]).trim() != "127.0.0.42" {
+        assert!(Instant::now() < deadline, "loupe up's DNS manager never named the vizier");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !data.join("tls").join("vizier.crt").exists() {
+        assert!(Instant::now() < deadline, "no certificate from loupe up's DNS manager");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The bridge is a long-lived stream through the proxy: heartbeats keep arriving over it.
     let first = row["last_heartbeat_at"].as_i64().expect("heartbeat");
     let deadline = Instant::now() + Duration::from_secs(20);
