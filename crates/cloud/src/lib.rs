@@ -18,13 +18,14 @@
 //! org scripts, delete viziers, and see (and revoke) other members' API keys.
 
 // Layers, each using only those listed before it (xtask's tidy checks the module graph is acyclic):
-// error, metrics → state → services → clients → gateway → api → app.
+// error, metrics → state → services → clients → gateway → query → api → app.
 pub mod api;
 pub mod app;
 pub mod clients;
 pub mod error;
 pub mod gateway;
 pub mod metrics;
+pub mod query;
 pub mod services;
 pub mod state;
 
@@ -33,9 +34,10 @@ pub use crate::app::{Colocated, app, gateway_app, ops_app, serve, serve_router, 
 pub use crate::clients::{ServiceAddrs, ServiceChannel, ServiceClients};
 pub use crate::error::{ApiError, ApiResult, PASSWORD_CHANGE_REQUIRED};
 pub use crate::gateway::{Gateway, PROXY_SECRET_HEADER, require_user};
+pub use crate::query::QueryPassthrough;
 pub use crate::services::caller::{API_KEY_HEADER, Caller, PendingCaller};
 pub use crate::services::{Access, CloudServices, ServiceKind};
 pub use crate::state::{
-    BootstrapOutcome, CloudConfig, CloudError, CloudState, LEGACY_SIGNING_KEY_KV, TrustedProxy, bootstrap,
-    bootstrap_into, forget_stored_signing_key,
+    BootstrapOutcome, CloudConfig, CloudError, CloudState, LEGACY_SIGNING_KEY_KV, NewOrgOutcome, TrustedProxy,
+    bootstrap, bootstrap_into, create_org_with_admin, forget_stored_signing_key,
 };

@@ -66,6 +66,10 @@ pub struct CloudArgs {
     /// Set by `loupe up`: the secret its TLS proxy adds to every request (never a flag).
     #[arg(skip)]
     pub proxy_secret: Option<String>,
+    /// Longest a script sent through the cloud to a vizier may run, its results included (e.g. 5m, 90s); then
+    /// the cloud stops waiting and tells the vizier to stop. The vizier's own --query-timeout applies as well.
+    #[arg(long, env = "LOUPE_VIZIER_QUERY_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub vizier_query_timeout: Duration,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -89,6 +93,21 @@ pub struct ApiArgs {
     /// Address of `loupe cloud scripts` (e.g. http://scripts:52000).
     #[arg(long, env = "LOUPE_SCRIPTS_ADDR", requires_all = ["auth_addr", "profile_addr"])]
     pub scripts_addr: Option<String>,
+    /// NATS URL of the message bus `loupe cloud vzconn` uses (e.g. nats://nats:4222): scripts sent to this API
+    /// (`px run -c VIZIER`) reach the viziers through it. Without it, queries are refused.
+    #[arg(long, env = "LOUPE_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+}
+
+/// `loupe setup create-admin` flags.
+#[derive(Args, Clone, Debug)]
+pub struct CreateAdminArgs {
+    /// Add this org, with the admin as its first user, unless an org of that name exists (then nothing is done).
+    /// Needs LOUPE_ADMIN_EMAIL. Without it, the first admin of an empty metastore is created in the `default` org.
+    #[arg(long, value_name = "NAME")]
+    pub org: Option<String>,
+    #[command(flatten)]
+    pub metastore: MetastoreArgs,
 }
 
 /// `loupe cloud auth|profile|scripts`: one service process.
@@ -228,10 +247,6 @@ async fn session_cache(args: &StateArgs) -> Result<Arc<dyn SessionCache>> {
     })
 }
 
-/// The gRPC query service `loupe up` mounts on the API's port, so one address serves REST and queries.
-pub type QueryGrpc =
-    loupe_proto::vizierpb::vizier_service_server::VizierServiceServer<loupe_vizier::query_service::QueryService>;
-
 /// The settings of a process serving `args`; the proxies matter only where client requests arrive (the API).
 fn cloud_config(args: &StateArgs, api: Option<&CloudArgs>) -> CloudConfig {
     CloudConfig {
@@ -354,14 +369,32 @@ pub struct StartedApi {
     pub default_org: String,
 }
 
+/// The route of the query API on the cloud's port: `loupe_cloud::query` in front of the viziers, through
+/// `bus` when there is one.
+fn with_queries(
+    router: axum::Router,
+    gateway: Gateway,
+    bus: Option<Arc<dyn loupe_bus::Bus>>,
+    args: &CloudArgs,
+) -> axum::Router {
+    let config = loupe_vzconn::PassthroughConfig {
+        timeout: args.vizier_query_timeout,
+        ..loupe_vzconn::PassthroughConfig::default()
+    };
+    let passthrough = bus.map(|bus| loupe_vzconn::Passthrough::new(bus, config));
+    router.route_service(
+        &format!("{}/{{*method}}", loupe_proto::VIZIER_SERVICE_PATH),
+        loupe_cloud::query::service(gateway, passthrough),
+    )
+}
+
 /// Opens the metastore, creates the admin if absent, and starts serving the API with every service in
-/// process, and its operational routes on `ops`, in the background. With `query`, gRPC
-/// `loupe.vizier.v1.VizierService` calls on the API's port go to it, once the caller's credential is checked.
-/// With `vzconn`, VZConn (`loupe.vzconn.v1`) is served on the API's port too, over that bus; its bridges end
-/// when `stop` turns true (a graceful shutdown would otherwise wait for them forever).
+/// process, and its operational routes on `ops`, in the background. With `vzconn`, VZConn (`loupe.vzconn.v1`)
+/// is served on the API's port too, over that bus (its bridges end when `stop` turns true: a graceful shutdown
+/// would otherwise wait for them forever), and the query API (`loupe.vizier.v1.VizierService`) sends each
+/// script through it to a vizier of the caller's org.
 pub async fn start_api(
     args: &CloudArgs,
-    query: Option<QueryGrpc>,
     vzconn: Option<(Arc<dyn loupe_bus::Bus>, loupe_vzconn::VzConnConfig)>,
     ops: OpsListener,
     stop: &Stop,
@@ -373,12 +406,7 @@ pub async fn start_api(
     let gateway = Gateway::in_process(&state);
     let ops = start_ops(ops, gateway.clone(), stop).await?;
     let mut router = loupe_cloud::gateway_app(gateway.clone());
-    if let Some(query) = query {
-        router = router.route_service(
-            &format!("{}/{{*method}}", loupe_proto::VIZIER_SERVICE_PATH),
-            loupe_cloud::require_user(gateway, query),
-        );
-    }
+    router = with_queries(router, gateway, vzconn.as_ref().map(|(bus, _)| Arc::clone(bus)), args);
     if let Some((bus, config)) = vzconn {
         let vzconn = loupe_vzconn::VzConn::new(Arc::clone(&state.metastore), bus, config)
             .context("the vizier credential key is unusable")?;
@@ -403,8 +431,19 @@ pub async fn start_api(
 /// `loupe cloud auth|profile|scripts` (then it needs no metastore).
 pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
     let ops = OpsListener { addr: args.metrics_listen, colocated: None };
+    let bus: Option<Arc<dyn loupe_bus::Bus>> = match &args.nats_url {
+        Some(url) => Some(Arc::new(
+            loupe_bus::NatsBus::connect(loupe_bus::NatsBusConfig::new(url.clone()))
+                .await
+                .context("failed to reach NATS (--nats-url)")?,
+        )),
+        None => {
+            tracing::warn!("no --nats-url: scripts sent to this API cannot reach any vizier");
+            None
+        }
+    };
     let (Some(auth), Some(profile), Some(scripts)) = (&args.auth_addr, &args.profile_addr, &args.scripts_addr) else {
-        start_api(&args.cloud, None, None, ops, stop).await?.task.await??;
+        start_api_alone(args, bus, ops, stop).await?.await??;
         return Ok(());
     };
     let addrs = ServiceAddrs { auth: auth.clone(), profile: profile.clone(), scripts: scripts.clone() };
@@ -420,9 +459,29 @@ pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
         "cloud API gateway listening"
     );
     let ops = start_ops(ops, gateway.clone(), stop).await?;
-    let api = tokio::spawn(loupe_cloud::serve_router(listener, loupe_cloud::gateway_app(gateway), stopped(stop)));
+    let router = with_queries(loupe_cloud::gateway_app(gateway.clone()), gateway, bus, &args.cloud);
+    let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
     both(api, ops).await?;
     Ok(())
+}
+
+/// `loupe cloud api` with the services in process: like `loupe up`'s API, with queries through `bus` (NATS,
+/// shared with `loupe cloud vzconn`) rather than a VZConn of its own.
+async fn start_api_alone(
+    args: &ApiArgs,
+    bus: Option<Arc<dyn loupe_bus::Bus>>,
+    ops: OpsListener,
+    stop: &Stop,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let state = open_state(&args.cloud.state, cloud_config(&args.cloud.state, Some(&args.cloud))).await?;
+    bootstrap_admin(&state).await?;
+    let listener = bind(args.cloud.api_listen, "--api-listen").await?;
+    tracing::info!(addr = %listener.local_addr()?, "cloud API listening (REST /api/v1, gRPC loupe.cloud.v1)");
+    let gateway = Gateway::in_process(&state);
+    let ops = start_ops(ops, gateway.clone(), stop).await?;
+    let router = with_queries(loupe_cloud::gateway_app(gateway.clone()), gateway, bus, &args.cloud);
+    let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
+    Ok(tokio::spawn(both(api, ops)))
 }
 
 /// `loupe cloud auth|profile|scripts`: one service process. The auth service also creates the first admin.
@@ -455,10 +514,27 @@ pub async fn run_service(kind: ServiceKind, args: &ServiceArgs, stop: &Stop) -> 
 }
 
 /// `loupe setup create-admin`: creates the first admin only into an empty metastore, so running it again, or
-/// after the bootstrap admin was deleted, does nothing. Needs no signing key and stores none.
-pub async fn create_admin(args: &MetastoreArgs) -> Result<()> {
-    let metastore = open_metastore(args).await?;
+/// after the bootstrap admin was deleted, does nothing. With `--org`, adds that org with its first admin unless
+/// it exists. Needs no signing key and stores none.
+pub async fn create_admin(args: &CreateAdminArgs) -> Result<()> {
+    let metastore = open_metastore(&args.metastore).await?;
     let admin = AdminBootstrap::from_env().context("invalid LOUPE_ADMIN_EMAIL / LOUPE_ADMIN_PASSWORD")?;
+    if let Some(org) = &args.org {
+        // The default email belongs to the first org's admin; another org's admin must be named.
+        if std::env::var_os(loupe_auth::bootstrap::ADMIN_EMAIL_ENV).is_none() {
+            anyhow::bail!("--org needs the new org's admin in {}", loupe_auth::bootstrap::ADMIN_EMAIL_ENV);
+        }
+        match loupe_cloud::create_org_with_admin(metastore.as_ref(), org, &admin)
+            .await
+            .with_context(|| format!("failed to create org {org:?} with admin {}", admin.email))?
+        {
+            loupe_cloud::NewOrgOutcome::Created(user) => {
+                println!("created org {org} with admin {} (the password must be changed at first login)", user.email)
+            }
+            loupe_cloud::NewOrgOutcome::OrgExists => println!("org {org} already exists; no admin created"),
+        }
+        return Ok(());
+    }
     let outcome = loupe_cloud::bootstrap_into(metastore.as_ref(), loupe_cloud::state::DEFAULT_ORG_NAME, &admin).await?;
     match outcome.created {
         Some(created) => println!("created admin {} (the password must be changed at first login)", created.email),
