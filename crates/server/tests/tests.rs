@@ -10,4 +10,5 @@ mod redaction;
 mod redis_capture;
 mod split;
 mod tls;
+mod two_orgs;
 mod viziers;
