@@ -223,7 +223,7 @@ fn a_vizier_up_process_registers_disconnects_and_keeps_its_id_across_restarts() 
     // Two viziers: a script needs -c, and runs on the one named.
     let out = cloud.px_in(&["run", "px/http_data"], "");
     assert_eq!(out.status.code(), Some(2));
-    let mut names = vec!["edge-1".to_owned(), host_name()];
+    let mut names = ["edge-1".to_owned(), host_name()];
     names.sort();
     assert_eq!(
         text(&out.stderr),
