@@ -356,7 +356,10 @@ fn two_orgs_share_a_split_cloud_and_each_reaches_only_its_own_vizier() {
     beta.0.kill().expect("kill beta");
     beta.0.wait().expect("reap beta");
     let killed = Instant::now();
-    assert_eq!(acme.viziers_become(Duration::from_secs(40), &[("beta", "disconnected")]), std::slice::from_ref(&beta_id));
+    assert_eq!(
+        acme.viziers_become(Duration::from_secs(40), &[("beta", "disconnected")]),
+        std::slice::from_ref(&beta_id)
+    );
     assert!(killed.elapsed() >= Duration::from_secs(7), "disconnected too soon: {:?}", killed.elapsed());
     let out = acme.px(&["run", "-f", script]);
     assert_eq!(out.status.code(), Some(2), "{}", cloud.logs());
