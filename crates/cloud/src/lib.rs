@@ -30,7 +30,9 @@ pub mod services;
 pub mod state;
 
 pub use crate::api::{Route, document as openapi_document, routes};
-pub use crate::app::{Colocated, app, gateway_app, ops_app, serve, serve_router, service_app};
+pub use crate::app::{
+    Colocated, app, gateway_app, gateway_app_with_queries, ops_app, serve, serve_router, service_app,
+};
 pub use crate::clients::{ServiceAddrs, ServiceChannel, ServiceClients};
 pub use crate::error::{ApiError, ApiResult, PASSWORD_CHANGE_REQUIRED};
 pub use crate::gateway::{Gateway, PROXY_SECRET_HEADER, require_user};

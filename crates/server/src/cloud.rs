@@ -369,33 +369,26 @@ pub struct StartedApi {
     pub default_org: String,
 }
 
-/// The route of the query API on the cloud's port: `loupe_cloud::query` in front of the viziers, through
-/// `bus` when there is one.
-fn with_queries(
-    router: axum::Router,
-    gateway: Gateway,
-    bus: Option<Arc<dyn loupe_bus::Bus>>,
-    args: &CloudArgs,
-) -> axum::Router {
+/// The public router of a cloud API process: REST, cloud gRPC, and the query API, which reaches the viziers
+/// through `bus` (without one, queries are refused saying why).
+fn public_router(gateway: Gateway, bus: Option<Arc<dyn loupe_bus::Bus>>, args: &CloudArgs) -> axum::Router {
     let config = loupe_vzconn::PassthroughConfig {
         timeout: args.vizier_query_timeout,
         ..loupe_vzconn::PassthroughConfig::default()
     };
     let passthrough = bus.map(|bus| loupe_vzconn::Passthrough::new(bus, config));
-    router.route_service(
-        &format!("{}/{{*method}}", loupe_proto::VIZIER_SERVICE_PATH),
-        loupe_cloud::query::service(gateway, passthrough),
-    )
+    loupe_cloud::gateway_app_with_queries(gateway, passthrough)
 }
 
 /// Opens the metastore, creates the admin if absent, and starts serving the API with every service in
-/// process, and its operational routes on `ops`, in the background. With `vzconn`, VZConn (`loupe.vzconn.v1`)
-/// is served on the API's port too, over that bus (its bridges end when `stop` turns true: a graceful shutdown
-/// would otherwise wait for them forever), and the query API (`loupe.vizier.v1.VizierService`) sends each
-/// script through it to a vizier of the caller's org.
+/// process, and its operational routes on `ops`, in the background. The query API
+/// (`loupe.vizier.v1.VizierService`) sends each script over `bus` to a vizier of the caller's org. With
+/// `vzconn` (and a bus), VZConn (`loupe.vzconn.v1`) is served on the API's port too (its bridges end when
+/// `stop` turns true: a graceful shutdown would otherwise wait for them forever).
 pub async fn start_api(
     args: &CloudArgs,
-    vzconn: Option<(Arc<dyn loupe_bus::Bus>, loupe_vzconn::VzConnConfig)>,
+    bus: Option<Arc<dyn loupe_bus::Bus>>,
+    vzconn: Option<loupe_vzconn::VzConnConfig>,
     ops: OpsListener,
     stop: &Stop,
 ) -> Result<StartedApi> {
@@ -405,9 +398,8 @@ pub async fn start_api(
     tracing::info!(addr = %listener.local_addr()?, "cloud API listening (REST /api/v1, gRPC loupe.cloud.v1)");
     let gateway = Gateway::in_process(&state);
     let ops = start_ops(ops, gateway.clone(), stop).await?;
-    let mut router = loupe_cloud::gateway_app(gateway.clone());
-    router = with_queries(router, gateway, vzconn.as_ref().map(|(bus, _)| Arc::clone(bus)), args);
-    if let Some((bus, config)) = vzconn {
+    let mut router = public_router(gateway, bus.clone(), args);
+    if let (Some(bus), Some(config)) = (bus, vzconn) {
         let vzconn = loupe_vzconn::VzConn::new(Arc::clone(&state.metastore), bus, config)
             .context("the vizier credential key is unusable")?;
         let closing = vzconn.clone();
@@ -443,7 +435,7 @@ pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
         }
     };
     let (Some(auth), Some(profile), Some(scripts)) = (&args.auth_addr, &args.profile_addr, &args.scripts_addr) else {
-        start_api_alone(args, bus, ops, stop).await?.await??;
+        start_api(&args.cloud, bus, None, ops, stop).await?.task.await??;
         return Ok(());
     };
     let addrs = ServiceAddrs { auth: auth.clone(), profile: profile.clone(), scripts: scripts.clone() };
@@ -459,29 +451,10 @@ pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
         "cloud API gateway listening"
     );
     let ops = start_ops(ops, gateway.clone(), stop).await?;
-    let router = with_queries(loupe_cloud::gateway_app(gateway.clone()), gateway, bus, &args.cloud);
-    let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
+    let api =
+        tokio::spawn(loupe_cloud::serve_router(listener, public_router(gateway, bus, &args.cloud), stopped(stop)));
     both(api, ops).await?;
     Ok(())
-}
-
-/// `loupe cloud api` with the services in process: like `loupe up`'s API, with queries through `bus` (NATS,
-/// shared with `loupe cloud vzconn`) rather than a VZConn of its own.
-async fn start_api_alone(
-    args: &ApiArgs,
-    bus: Option<Arc<dyn loupe_bus::Bus>>,
-    ops: OpsListener,
-    stop: &Stop,
-) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let state = open_state(&args.cloud.state, cloud_config(&args.cloud.state, Some(&args.cloud))).await?;
-    bootstrap_admin(&state).await?;
-    let listener = bind(args.cloud.api_listen, "--api-listen").await?;
-    tracing::info!(addr = %listener.local_addr()?, "cloud API listening (REST /api/v1, gRPC loupe.cloud.v1)");
-    let gateway = Gateway::in_process(&state);
-    let ops = start_ops(ops, gateway.clone(), stop).await?;
-    let router = with_queries(loupe_cloud::gateway_app(gateway.clone()), gateway, bus, &args.cloud);
-    let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
-    Ok(tokio::spawn(both(api, ops)))
 }
 
 /// `loupe cloud auth|profile|scripts`: one service process. The auth service also creates the first admin.

@@ -244,8 +244,8 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
     let data_dir = args.cloud.state.metastore.data_dir.clone();
     let secret = vzconn::credential_key(None, &data_dir, &args.cloud.state.domain)?;
     let bus: Arc<dyn loupe_bus::Bus> = Arc::new(loupe_bus::InProcessBus::new());
-    let vzconn = (Arc::clone(&bus), loupe_vzconn::VzConnConfig::new(secret));
-    let started = cloud::start_api(&args.cloud, Some(vzconn), ops, &stop_rx).await?;
+    let vzconn = loupe_vzconn::VzConnConfig::new(secret);
+    let started = cloud::start_api(&args.cloud, Some(Arc::clone(&bus)), Some(vzconn), ops, &stop_rx).await?;
     let mut api = started.task;
     let manager = loupe_vzconn::VizierManager::start(
         Arc::clone(&started.metastore),

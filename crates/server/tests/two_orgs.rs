@@ -247,6 +247,15 @@ fn two_orgs_share_a_split_cloud_and_each_reaches_only_its_own_vizier() {
         "created org acme with admin admin@acme.example (the password must be changed at first login)\n"
     );
     assert_eq!(text(&create_org().stdout), "org acme already exists; no admin created\n");
+    // Another org's admin must be named: the default email is the first org's.
+    let unnamed = Command::new(loupe_bin())
+        .args(["setup", "create-admin", "--org", "other", "--metastore-url", &cloud.metastore])
+        .env_remove("LOUPE_ADMIN_EMAIL")
+        .output()
+        .expect("run create-admin");
+    assert_eq!(unnamed.status.code(), Some(2));
+    let stderr = text(&unnamed.stderr);
+    assert_eq!(stderr.lines().last(), Some("error: --org needs the new org's admin in LOUPE_ADMIN_EMAIL"), "{stderr}");
     cloud.start_api(services);
     cloud.start_vzconn();
 
