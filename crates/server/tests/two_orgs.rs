@@ -4,7 +4,7 @@
 //! real PostgreSQL 15 metastore, a real Redis and a real `nats-server` (all started by the test); the second org
 //! and its admin come from `loupe setup create-admin --org`. Two real `loupe vizier up` processes register with
 //! the deploy keys of the two orgs. Each org sees only its own vizier; a script sent through the cloud with
-//! `px run -c` returns the same rows as on the vizier's own port; a user of one org cannot reach the other's
+//! `px run -c` returns the same rows as on the vizier's own port, cut at the vizier's row cap; a user of one org cannot reach the other's
 //! vizier (the same "not found" as a vizier that does not exist); restarting `nats-server`, and then the API and
 //! VZConn processes, loses no vizier and the link comes back by itself; a killed vizier turns DISCONNECTED after
 //! the shortened timeout, and a script for it names it.
@@ -22,6 +22,8 @@ use serde_json::Value;
 use crate::common::{Guard, free_port, loupe_bin, px_output, temp_dir, wait_for_port};
 
 const NEW_PASSWORD: &str = "a long new passphrase";
+/// The viziers' output row cap (`--max-output-rows`), below the test traffic's 6 rows.
+const ROW_CAP: usize = 4;
 /// The disconnect timeout VZConn runs with: over two 5 s heartbeat periods.
 const DISCONNECT_AFTER: &str = "12s";
 
@@ -180,10 +182,11 @@ impl User {
 }
 
 /// `loupe vizier up` registering as `name` with `key`, its query port `port`, its state in `data`.
+/// Every output of its scripts is cut at `ROW_CAP` rows.
 fn vizier_up(vz_port: u16, key: &str, name: &str, port: u16, data: &Path, trace: bool) -> Guard {
     let mut c = Command::new(loupe_bin());
     c.args(["vizier", "up", "--cloud-addr", &format!("127.0.0.1:{vz_port}"), "--cluster-name", name])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--max-output-rows", &ROW_CAP.to_string()])
         .arg("--data-dir")
         .arg(data)
         .env("LOUPE_DEPLOY_KEY", key)
@@ -292,23 +295,29 @@ fn two_orgs_share_a_split_cloud_and_each_reaches_only_its_own_vizier() {
         let out = Command::new("curl").args(["-sS", "-o", "/dev/null", &url]).output().expect("curl");
         assert!(out.status.success(), "curl: {}", text(&out.stderr));
     }
+    let port_rows = format!(
+        "import px\ndf = px.DataFrame(table='http_events', start_time='-10m')\n\
+         df = df[(df.local_port == {web_port}) | (df.remote_port == {web_port})]\n"
+    );
+    let counts = site.join("counts.pxl");
+    let counts_text = "df = df.groupby(['trace_role']).agg(n=('latency', px.count))\npx.display(df, 'counts')\n";
+    std::fs::write(&counts, format!("{port_rows}{counts_text}")).expect("script");
     let script = site.join("port.pxl");
-    std::fs::write(
-        &script,
-        format!(
-            "import px\ndf = px.DataFrame(table='http_events', start_time='-10m')\n\
-             df = df[(df.local_port == {web_port}) | (df.remote_port == {web_port})]\n\
-             px.display(df[['time_', 'trace_role', 'req_method', 'req_path', 'resp_status', 'latency']], 'port')\n"
-        ),
-    )
-    .expect("script");
-    let script = script.to_str().expect("utf8");
-    // Three requests, each seen by the client (curl) and the server (python): 6 rows once the agent has them.
-    let want = if trace { 6 } else { 0 };
-    let through_cloud = eventually(Duration::from_secs(30), "the traffic's rows through the cloud", || {
-        let got = rows(&default.px(&["run", "-c", "alpha", "-f", script, "-o", "json"]))?;
-        if got.len() == want { Ok(got) } else { Err(format!("{} rows: {got:?}", got.len())) }
+    let columns =
+        "px.display(df[['time_', 'trace_role', 'req_method', 'req_path', 'resp_status', 'latency']], 'port')\n";
+    std::fs::write(&script, format!("{port_rows}{columns}")).expect("script");
+    let (counts, script) = (counts.to_str().expect("utf8"), script.to_str().expect("utf8"));
+    // Three requests, each seen by the client (curl) and the server (python): 3 rows per role once the agent has
+    // them all, and the 6 rows are cut at the cap.
+    let roles = if trace { 2 } else { 0 };
+    eventually(Duration::from_secs(30), "the traffic's rows through the cloud", || {
+        let got = rows(&default.px(&["run", "-c", "alpha", "-f", counts, "-o", "json"]))?;
+        let n: Vec<Value> = got.iter().map(|r| serde_json::from_str::<Value>(r).expect("json")["n"].clone()).collect();
+        if n.len() == roles && n.iter().all(|n| n == 3) { Ok(()) } else { Err(format!("{got:?}")) }
     });
+    let want = if trace { ROW_CAP } else { 0 };
+    let through_cloud = rows(&default.px(&["run", "-c", "alpha", "-f", script, "-o", "json"])).expect("rows");
+    assert_eq!(through_cloud.len(), want, "{through_cloud:?}");
     let token = std::fs::read_to_string(alpha_data.join("secrets").join("vizier-query-token")).expect("token");
     let direct = Command::new(crate::common::px_bin())
         .args(["run", "-f", script, "-o", "json"])
