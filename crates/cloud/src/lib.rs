@@ -7,11 +7,13 @@
 //! run `bootstrap` once per start (creates the first admin into an empty metastore), then serve `app(state)` (everything in one
 //! process), or `service_app(state, kind)` per service process and `gateway_app(Gateway::new(clients, …))` in
 //! front. The gateway reaches the services only through `ServiceClients`, in process or remote alike.
+//! `gateway_app_with_queries` adds the query API (`query`): scripts run on the caller's org's viziers through
+//! `loupe_vzconn::Passthrough` over the bus.
 //!
 //! Owns: the glue between `loupe_auth` (the rules: hashing, tokens, throttling) and `loupe_metastore` (durable
 //! state), the error mapping onto `ErrorCode` (HTTP status and gRPC code alike), and org scoping in the
 //! services (every call passes the caller's org id). Must not touch: SQL, password or token internals, the
-//! vizier (reached later only through `proto`).
+//! vizier (reached only through `proto` messages carried by `loupe_vzconn`).
 //!
 //! Roles: every org member may read scripts, users, the org, viziers and deploy-key metadata, and manage their
 //! own API keys and settings. Only org admins invite users, remove users, create or revoke deploy keys, write

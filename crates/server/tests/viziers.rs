@@ -376,3 +376,16 @@ fn cloud_vzconn_on_nats_registers_a_vizier_up_and_a_separate_pem_connector() {
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(recorded >= 2, "{metrics}");
 }
+
+#[test]
+fn a_script_through_the_cloud_stops_at_the_cloud_timeout_and_names_the_vizier() {
+    // A timeout no script can meet: the vizier accepts, then the cloud stops waiting (and tells it to stop).
+    let cloud = Cloud::start("timeout", &["--vizier-query-timeout", "1ms"]);
+    let list = cloud.viziers_until(Duration::from_secs(30), "loupe up's vizier healthy", |l| {
+        l.len() == 1 && l[0]["status"] == "healthy"
+    });
+    let id = list[0]["id"].as_str().expect("id").to_owned();
+    let out = cloud.px_in(&["run", "px/http_data"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stderr), format!("error: vizier {} ({id}) did not finish within 1ms\n", host_name()));
+}
