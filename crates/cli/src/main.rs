@@ -46,7 +46,8 @@ struct Cli {
 enum Command {
     /// Run a PxL script: a bundled one by name (`px/http_data`) or a file with -f.
     ///
-    /// Against the cloud (`loupe up`'s API port), log in first with `px auth login`. Against a node agent's own
+    /// Against the cloud (`loupe up`'s API port), log in first with `px auth login`: the script runs on one of
+    /// your org's viziers (-c NAME, which may be left out when the org has one). Against a node agent's own
     /// query port (`loupe vizier pem --listen`), give its query token instead: PX_VIZIER_TOKEN=<token>, or
     /// --token-file <data-dir>/secrets/vizier-query-token.
     Run {
@@ -55,6 +56,9 @@ enum Command {
         /// Run the script in this file instead.
         #[arg(short, long, conflicts_with = "script")]
         file: Option<std::path::PathBuf>,
+        /// The vizier to run on, by name or id (`px get viziers`); optional when your org has only one.
+        #[arg(short = 'c', long = "cluster", value_name = "VIZIER")]
+        cluster: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
@@ -155,7 +159,13 @@ fn refused(status: tonic::Status) -> anyhow::Error {
         tonic::Code::Unauthenticated => {
             anyhow::anyhow!("{} (log in with `px auth login`)", status.message())
         }
-        tonic::Code::PermissionDenied => anyhow::anyhow!("{}", status.message()),
+        // The cloud's answers about the vizier (unknown, ambiguous, not connected, too slow) say it all.
+        tonic::Code::PermissionDenied
+        | tonic::Code::NotFound
+        | tonic::Code::InvalidArgument
+        | tonic::Code::FailedPrecondition
+        | tonic::Code::Unavailable
+        | tonic::Code::DeadlineExceeded => anyhow::anyhow!("{}", status.message()),
         _ => anyhow::Error::new(status).context("script request failed"),
     }
 }
@@ -187,7 +197,7 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { script, file, output, list, now_ns } => {
+        Command::Run { script, file, cluster, output, list, now_ns } => {
             if list {
                 for s in loupe_scripts::scripts() {
                     println!("{:<28} {}", s.name, s.short);
@@ -212,10 +222,14 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
                 query_name: origin.clone(),
                 now_ns: now_ns.unwrap_or(0),
             };
-            let req = with_credential(&cli.cloud_addr, token()?.as_deref(), req)?;
+            let mut req = with_credential(&cli.cloud_addr, token()?.as_deref(), req)?;
+            if let Some(cluster) = &cluster {
+                let value = cluster.parse().with_context(|| format!("-c {cluster:?}: a vizier name or id is ASCII"))?;
+                req.metadata_mut().insert(loupe_proto::headers::CLUSTER, value);
+            }
             let mut stream = client.execute_script(req).await.map_err(refused)?.into_inner();
             let mut tables: Vec<ResultTable> = Vec::new();
-            while let Some(msg) = stream.message().await.context("result stream broke")? {
+            while let Some(msg) = stream.message().await.map_err(refused)? {
                 match msg.result {
                     Some(execute_script_response::Result::MetaData(m)) => tables.push(ResultTable::new(m)?),
                     Some(execute_script_response::Result::Data(d)) => {

@@ -32,7 +32,21 @@ pub fn app(state: CloudState) -> Router {
 /// limit of `config.max_body_bytes`, 413 beyond) and the public gRPC services (`/loupe.cloud.v1.*`, forwarded
 /// to the process that owns each), all behind the request middleware (request id, span, metrics).
 pub fn gateway_app(gateway: Gateway) -> Router {
+    assemble(gateway, None)
+}
+
+/// [`gateway_app`] plus the query API (`loupe.vizier.v1.VizierService`, see `query`), which runs scripts on the
+/// caller's viziers through `passthrough` (`None`: the process has no bus, and queries are refused saying so).
+pub fn gateway_app_with_queries(gateway: Gateway, passthrough: Option<loupe_vzconn::Passthrough>) -> Router {
+    assemble(gateway, Some(passthrough))
+}
+
+fn assemble(gateway: Gateway, queries: Option<Option<loupe_vzconn::Passthrough>>) -> Router {
     let mut router = api::router();
+    if let Some(passthrough) = queries {
+        let path = format!("{}/{{*method}}", loupe_proto::VIZIER_SERVICE_PATH);
+        router = router.route_service(&path, crate::query::service(gateway.clone(), passthrough));
+    }
     for kind in ServiceKind::ALL {
         for service in kind.grpc_services() {
             router = router.route_service(&format!("/{service}/{{*method}}"), grpc_forward(&gateway, kind));

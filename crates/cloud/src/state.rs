@@ -175,6 +175,55 @@ pub async fn bootstrap_into(
     Ok(BootstrapOutcome { created, uses_default_password: admin.uses_default_password() })
 }
 
+/// What [`create_org_with_admin`] did.
+#[derive(Debug, Clone)]
+pub enum NewOrgOutcome {
+    /// The org and its first admin were created.
+    Created(User),
+    /// An org of that name exists already; nothing was done.
+    OrgExists,
+}
+
+/// Adds org `org` with `admin` as its first admin (who must change the password at first login), for an operator
+/// hosting several orgs in one cloud (`loupe setup create-admin --org`). Does nothing when the org exists, so
+/// running it again is safe. If the admin cannot be created (the email is taken), the new org is removed again,
+/// so a retry with another email starts clean.
+pub async fn create_org_with_admin(
+    metastore: &dyn Metastore,
+    org: &str,
+    admin: &AdminBootstrap,
+) -> Result<NewOrgOutcome, CloudError> {
+    let prepared = {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || admin.prepare()).await.map_err(|e| CloudError::Task(e.to_string()))??
+    };
+    let created = match metastore.create_org(org).await {
+        Ok(created) => created,
+        Err(MetastoreError::AlreadyExists { .. }) => return Ok(NewOrgOutcome::OrgExists),
+        Err(e) => return Err(e.into()),
+    };
+    let user = loupe_metastore::NewUser {
+        org_id: created.id,
+        email: prepared.email,
+        display_name: "admin".to_owned(),
+        password_hash: prepared.password_hash,
+        role: loupe_metastore::Role::Admin,
+        must_change_password: prepared.must_change_password,
+    };
+    match metastore.create_user(user).await {
+        Ok(user) => {
+            tracing::info!(email = %user.email, org, "created an org and its first admin");
+            Ok(NewOrgOutcome::Created(user))
+        }
+        Err(e) => {
+            if let Err(undo) = metastore.delete_org(created.id).await {
+                tracing::warn!(error = %undo, org, "the org without an admin could not be removed");
+            }
+            Err(e.into())
+        }
+    }
+}
+
 /// An address or network (`10.0.0.0/8`, `fd00::/8`, `192.0.2.1`) whose connections are proxies, given with
 /// `--trusted-proxy`. IPv4-mapped IPv6 peers match their IPv4 form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,5 +282,47 @@ impl FromStr for TrustedProxy {
 impl fmt::Display for TrustedProxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admin(email: &str) -> AdminBootstrap {
+        AdminBootstrap { email: email.to_owned(), password: "first password".to_owned() }
+    }
+
+    #[tokio::test]
+    async fn a_second_org_gets_its_first_admin_once() {
+        let metastore = loupe_metastore::connect("sqlite::memory:").await.expect("metastore");
+        let first = bootstrap_into(metastore.as_ref(), DEFAULT_ORG_NAME, &admin("admin@default.com")).await;
+        assert!(first.expect("bootstrap").created.is_some());
+
+        let NewOrgOutcome::Created(user) =
+            create_org_with_admin(metastore.as_ref(), "acme", &admin("root@acme.example")).await.expect("create")
+        else {
+            panic!("acme was not created");
+        };
+        let acme = metastore.get_org_by_name("acme").await.expect("acme");
+        assert_eq!(
+            (user.org_id, user.email.as_str(), user.role),
+            (acme.id, "root@acme.example", loupe_metastore::Role::Admin)
+        );
+        assert!(user.must_change_password);
+        let default = metastore.get_org_by_name(DEFAULT_ORG_NAME).await.expect("default");
+        assert_ne!(acme.id, default.id);
+
+        // Again: nothing happens, whatever the email.
+        let again =
+            create_org_with_admin(metastore.as_ref(), "acme", &admin("other@acme.example")).await.expect("again");
+        assert!(matches!(again, NewOrgOutcome::OrgExists), "{again:?}");
+        assert_eq!(metastore.list_users(acme.id).await.expect("users").len(), 1);
+
+        // A taken email fails and leaves no org without an admin behind.
+        let taken = create_org_with_admin(metastore.as_ref(), "beta", &admin("admin@default.com")).await;
+        assert!(matches!(taken, Err(CloudError::Metastore(MetastoreError::AlreadyExists { .. }))), "{taken:?}");
+        assert!(metastore.get_org_by_name("beta").await.is_err());
+        assert_eq!(metastore.list_orgs().await.expect("orgs").len(), 2);
     }
 }

@@ -97,6 +97,10 @@ pub mod headers {
     pub const VIZIER_ID: &str = "x-loupe-vizier-id";
     /// The vizier's credential on VZConn's `Bridge`.
     pub const VIZIER_CREDENTIAL: &str = "x-loupe-vizier-credential";
+    // Query passthrough.
+    /// The vizier (its name or id) a query sent to the cloud runs on (`px run -c`); optional when the caller's
+    /// org has exactly one vizier.
+    pub const CLUSTER: &str = "x-loupe-cluster";
 }
 
 /// gRPC metadata key refining a status code for clients that branch on it (e.g. `PASSWORD_CHANGE_REQUIRED`).

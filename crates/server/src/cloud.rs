@@ -66,6 +66,10 @@ pub struct CloudArgs {
     /// Set by `loupe up`: the secret its TLS proxy adds to every request (never a flag).
     #[arg(skip)]
     pub proxy_secret: Option<String>,
+    /// Longest a script sent through the cloud to a vizier may run, its results included (e.g. 5m, 90s); then
+    /// the cloud stops waiting and tells the vizier to stop. The vizier's own --query-timeout applies as well.
+    #[arg(long, env = "LOUPE_VIZIER_QUERY_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub vizier_query_timeout: Duration,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -94,6 +98,10 @@ pub struct ApiArgs {
     /// the TLS proxy, are forwarded there, so viziers may use the cloud's one public address.
     #[arg(long, env = "LOUPE_VZCONN_ADDR")]
     pub vzconn_addr: Option<String>,
+    /// NATS URL of the message bus `loupe cloud vzconn` uses (e.g. nats://nats:4222): scripts sent to this API
+    /// (`px run -c VIZIER`) reach the viziers through it. Without it, queries are refused.
+    #[arg(long, env = "LOUPE_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
 }
 
 /// How the API's port serves VZConn: in process over a bus (`loupe up`), or forwarded to `loupe cloud vzconn`.
@@ -114,6 +122,17 @@ fn mount_remote_vzconn(router: axum::Router, addr: &str) -> Result<axum::Router>
     let channel = loupe_cloud::remote_channel("vzconn", addr).context("invalid --vzconn-addr")?;
     tracing::info!(vzconn = %addr, "forwarding VZConn (loupe.vzconn.v1) from the API's port");
     Ok(router.route_service(&vzconn_path(), loupe_cloud::grpc_forward_to(channel)))
+}
+
+/// `loupe setup create-admin` flags.
+#[derive(Args, Clone, Debug)]
+pub struct CreateAdminArgs {
+    /// Add this org, with the admin as its first user, unless an org of that name exists (then nothing is done).
+    /// Needs LOUPE_ADMIN_EMAIL. Without it, the first admin of an empty metastore is created in the `default` org.
+    #[arg(long, value_name = "NAME")]
+    pub org: Option<String>,
+    #[command(flatten)]
+    pub metastore: MetastoreArgs,
 }
 
 /// `loupe cloud auth|profile|scripts`: one service process.
@@ -253,10 +272,6 @@ async fn session_cache(args: &StateArgs) -> Result<Arc<dyn SessionCache>> {
     })
 }
 
-/// The gRPC query service `loupe up` mounts on the API's port, so one address serves REST and queries.
-pub type QueryGrpc =
-    loupe_proto::vizierpb::vizier_service_server::VizierServiceServer<loupe_vizier::query_service::QueryService>;
-
 /// The settings of a process serving `args`; the proxies matter only where client requests arrive (the API).
 fn cloud_config(args: &StateArgs, api: Option<&CloudArgs>) -> CloudConfig {
     CloudConfig {
@@ -379,14 +394,25 @@ pub struct StartedApi {
     pub default_org: String,
 }
 
+/// The public router of a cloud API process: REST, cloud gRPC, and the query API, which reaches the viziers
+/// through `bus` (without one, queries are refused saying why).
+fn public_router(gateway: Gateway, bus: Option<Arc<dyn loupe_bus::Bus>>, args: &CloudArgs) -> axum::Router {
+    let config = loupe_vzconn::PassthroughConfig {
+        timeout: args.vizier_query_timeout,
+        ..loupe_vzconn::PassthroughConfig::default()
+    };
+    let passthrough = bus.map(|bus| loupe_vzconn::Passthrough::new(bus, config));
+    loupe_cloud::gateway_app_with_queries(gateway, passthrough)
+}
+
 /// Opens the metastore, creates the admin if absent, and starts serving the API with every service in
-/// process, and its operational routes on `ops`, in the background. With `query`, gRPC
-/// `loupe.vizier.v1.VizierService` calls on the API's port go to it, once the caller's credential is checked.
-/// With `vzconn`, VZConn (`loupe.vzconn.v1`) is served on the API's port too, over that bus; its bridges end
-/// when `stop` turns true (a graceful shutdown would otherwise wait for them forever).
+/// process, and its operational routes on `ops`, in the background. The query API
+/// (`loupe.vizier.v1.VizierService`) sends each script over `bus` to a vizier of the caller's org. With
+/// `vzconn` (and a bus), VZConn (`loupe.vzconn.v1`) is served on the API's port too (its bridges end when
+/// `stop` turns true: a graceful shutdown would otherwise wait for them forever).
 pub async fn start_api(
     args: &CloudArgs,
-    query: Option<QueryGrpc>,
+    bus: Option<Arc<dyn loupe_bus::Bus>>,
     vzconn: Option<VzConnMount>,
     ops: OpsListener,
     stop: &Stop,
@@ -397,13 +423,7 @@ pub async fn start_api(
     tracing::info!(addr = %listener.local_addr()?, "cloud API listening (REST /api/v1, gRPC loupe.cloud.v1)");
     let gateway = Gateway::in_process(&state);
     let ops = start_ops(ops, gateway.clone(), stop).await?;
-    let mut router = loupe_cloud::gateway_app(gateway.clone());
-    if let Some(query) = query {
-        router = router.route_service(
-            &format!("{}/{{*method}}", loupe_proto::VIZIER_SERVICE_PATH),
-            loupe_cloud::require_user(gateway, query),
-        );
-    }
+    let mut router = public_router(gateway, bus, args);
     match vzconn {
         Some(VzConnMount::InProcess(bus, config)) => {
             let vzconn = loupe_vzconn::VzConn::new(Arc::clone(&state.metastore), bus, config)
@@ -431,9 +451,20 @@ pub async fn start_api(
 /// `loupe cloud auth|profile|scripts` (then it needs no metastore).
 pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
     let ops = OpsListener { addr: args.metrics_listen, colocated: None };
+    let bus: Option<Arc<dyn loupe_bus::Bus>> = match &args.nats_url {
+        Some(url) => Some(Arc::new(
+            loupe_bus::NatsBus::connect(loupe_bus::NatsBusConfig::new(url.clone()))
+                .await
+                .context("failed to reach NATS (--nats-url)")?,
+        )),
+        None => {
+            tracing::warn!("no --nats-url: scripts sent to this API cannot reach any vizier");
+            None
+        }
+    };
     let (Some(auth), Some(profile), Some(scripts)) = (&args.auth_addr, &args.profile_addr, &args.scripts_addr) else {
         let vzconn = args.vzconn_addr.clone().map(VzConnMount::Remote);
-        start_api(&args.cloud, None, vzconn, ops, stop).await?.task.await??;
+        start_api(&args.cloud, bus, vzconn, ops, stop).await?.task.await??;
         return Ok(());
     };
     let addrs = ServiceAddrs { auth: auth.clone(), profile: profile.clone(), scripts: scripts.clone() };
@@ -449,7 +480,7 @@ pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
         "cloud API gateway listening"
     );
     let ops = start_ops(ops, gateway.clone(), stop).await?;
-    let mut router = loupe_cloud::gateway_app(gateway);
+    let mut router = public_router(gateway, bus, &args.cloud);
     if let Some(addr) = &args.vzconn_addr {
         router = mount_remote_vzconn(router, addr)?;
     }
@@ -488,10 +519,27 @@ pub async fn run_service(kind: ServiceKind, args: &ServiceArgs, stop: &Stop) -> 
 }
 
 /// `loupe setup create-admin`: creates the first admin only into an empty metastore, so running it again, or
-/// after the bootstrap admin was deleted, does nothing. Needs no signing key and stores none.
-pub async fn create_admin(args: &MetastoreArgs) -> Result<()> {
-    let metastore = open_metastore(args).await?;
+/// after the bootstrap admin was deleted, does nothing. With `--org`, adds that org with its first admin unless
+/// it exists. Needs no signing key and stores none.
+pub async fn create_admin(args: &CreateAdminArgs) -> Result<()> {
+    let metastore = open_metastore(&args.metastore).await?;
     let admin = AdminBootstrap::from_env().context("invalid LOUPE_ADMIN_EMAIL / LOUPE_ADMIN_PASSWORD")?;
+    if let Some(org) = &args.org {
+        // The default email belongs to the first org's admin; another org's admin must be named.
+        if std::env::var_os(loupe_auth::bootstrap::ADMIN_EMAIL_ENV).is_none() {
+            anyhow::bail!("--org needs the new org's admin in {}", loupe_auth::bootstrap::ADMIN_EMAIL_ENV);
+        }
+        match loupe_cloud::create_org_with_admin(metastore.as_ref(), org, &admin)
+            .await
+            .with_context(|| format!("failed to create org {org:?} with admin {}", admin.email))?
+        {
+            loupe_cloud::NewOrgOutcome::Created(user) => {
+                println!("created org {org} with admin {} (the password must be changed at first login)", user.email)
+            }
+            loupe_cloud::NewOrgOutcome::OrgExists => println!("org {org} already exists; no admin created"),
+        }
+        return Ok(());
+    }
     let outcome = loupe_cloud::bootstrap_into(metastore.as_ref(), loupe_cloud::state::DEFAULT_ORG_NAME, &admin).await?;
     match outcome.created {
         Some(created) => println!("created admin {} (the password must be changed at first login)", created.email),

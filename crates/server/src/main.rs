@@ -24,7 +24,7 @@ use loupe_store::StoreConfig;
 use loupe_vizier::{Pem, PemConfig, QueryToken};
 use tokio::sync::watch;
 
-use crate::cloud::{ApiArgs, CloudArgs, MetastoreArgs, ServiceArgs};
+use crate::cloud::{ApiArgs, CloudArgs, ServiceArgs};
 use loupe_cloud::ServiceKind;
 
 /// Loupe: eBPF observability for Kubernetes and Linux hosts, with a self-hosted cloud.
@@ -37,9 +37,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything on this machine: a node agent tracing this host, the cloud API with an embedded SQLite
-    /// metastore (which also answers queries, for logged-in users only), and a TLS proxy in front of the API
-    /// (https on :56000). Health and metrics are on --metrics-listen (127.0.0.1:9090).
+    /// Run everything on this machine: a node agent tracing this host, registered as this host's vizier with the
+    /// cloud API (embedded SQLite metastore) through VZConn, which the API's queries (logged-in users only) go
+    /// through; and a TLS proxy in front of the API (https on :56000). Health and metrics are on
+    /// --metrics-listen (127.0.0.1:9090); /readyz also waits for this host's vizier to be connected.
     Up(UpArgs),
     /// Run one data-plane service.
     #[command(subcommand)]
@@ -91,8 +92,9 @@ enum CloudCommand {
 #[derive(Subcommand)]
 enum SetupCommand {
     /// Create the first admin (LOUPE_ADMIN_EMAIL / LOUPE_ADMIN_PASSWORD, default admin@default.com /
-    /// admin) unless it exists. The password must be changed at first login.
-    CreateAdmin(MetastoreArgs),
+    /// admin) unless it exists; with --org NAME, add that org with LOUPE_ADMIN_EMAIL as its first admin unless the
+    /// org exists. The password must be changed at first login.
+    CreateAdmin(cloud::CreateAdminArgs),
     /// Generate the CA, the server certificate and random secrets (signing key, DB password, the agents' query
     /// token) that are absent, under <data-dir>/secrets; existing files are never overwritten.
     InitSecrets(proxy::InitSecretsArgs),
@@ -241,15 +243,18 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
         args.proxy.upstream_secret = Some(secret.clone());
         args.cloud.proxy_secret = Some(secret);
     }
-    // The agent opens no port of its own: queries reach it only through the API, behind a user's credential.
-    let ops = cloud::OpsListener { addr: args.metrics_listen, colocated: Some(Arc::new(AgentOps(pem.ops()))) };
+    // The agent opens no port of its own: queries reach it only through the API, behind a user's credential, and
+    // through VZConn like any vizier's. The host's vizier being connected is part of readiness.
+    let (own_connected_tx, own_connected) = watch::channel(false);
+    let agent_ops = AgentOps { pem: pem.ops(), own_connected };
+    let ops = cloud::OpsListener { addr: args.metrics_listen, colocated: Some(Arc::new(agent_ops)) };
     // This host's vizier registers through VZConn like any other, served on the API's port (so the TLS proxy
     // routes it too) over a bus in process; its connector reaches the query service in memory.
     let data_dir = args.cloud.state.metastore.data_dir.clone();
     let secret = vzconn::credential_key(None, &data_dir, &args.cloud.state.domain)?;
     let bus: Arc<dyn loupe_bus::Bus> = Arc::new(loupe_bus::InProcessBus::new());
     let vzconn = cloud::VzConnMount::InProcess(Arc::clone(&bus), loupe_vzconn::VzConnConfig::new(secret));
-    let started = cloud::start_api(&args.cloud, Some(pem.query_service()), Some(vzconn), ops, &stop_rx).await?;
+    let started = cloud::start_api(&args.cloud, Some(Arc::clone(&bus)), Some(vzconn), ops, &stop_rx).await?;
     let mut api = started.task;
     let manager = loupe_vzconn::VizierManager::start(
         Arc::clone(&started.metastore),
@@ -273,6 +278,7 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
         args.vizier_disconnect_timeout,
     )
     .await?;
+    vizier::report_connected(&connector, own_connected_tx).await;
     let proxy = if args.proxy.no_proxy {
         None
     } else {
@@ -303,16 +309,24 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
     Ok(())
 }
 
-/// The agent's readiness and metrics, served by `loupe up`'s operational listener with the API's.
-struct AgentOps(loupe_vizier::http::PemOps);
+/// The agent's readiness and metrics, served by `loupe up`'s operational listener with the API's. Queries reach
+/// the agent only through this host's vizier connection, so it is not ready while that is down.
+struct AgentOps {
+    pem: loupe_vizier::http::PemOps,
+    own_connected: watch::Receiver<bool>,
+}
 
 impl loupe_cloud::Colocated for AgentOps {
     fn metrics_text(&self) -> String {
-        self.0.metrics_text()
+        self.pem.metrics_text()
     }
 
     fn readiness(&self) -> Result<(), String> {
-        self.0.readiness()
+        self.pem.readiness()?;
+        if !*self.own_connected.borrow() {
+            return Err("this host's vizier is not connected to the cloud (VZConn)".into());
+        }
+        Ok(())
     }
 }
 

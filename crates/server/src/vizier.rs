@@ -165,6 +165,32 @@ async fn refused(mut state: watch::Receiver<ConnectorState>) -> Result<()> {
     }
 }
 
+/// The gRPC query service `loupe up`'s own connector reaches in memory.
+pub type QueryGrpc =
+    loupe_proto::vizierpb::vizier_service_server::VizierServiceServer<loupe_vizier::query_service::QueryService>;
+
+/// Keeps `connected` equal to whether `connector`'s bridge is open, in the background, after waiting up to 30 s
+/// for the first connection: `loupe up` serves its own queries through it, so a user who sees it up can query
+/// at once.
+pub async fn report_connected(connector: &Connector, connected: watch::Sender<bool>) {
+    let mut state = connector.state();
+    let limit = std::time::Duration::from_secs(30);
+    if matches!(tokio::time::timeout(limit, state.wait_for(|s| s.connected)).await, Ok(Ok(_))) {
+        tracing::info!("this host's vizier is connected to the cloud");
+    } else {
+        tracing::warn!("this host's vizier is not connected to the cloud yet; its queries fail until it is");
+    }
+    tokio::spawn(async move {
+        loop {
+            connected.send_replace(state.borrow_and_update().connected);
+            if state.changed().await.is_err() {
+                connected.send_replace(false);
+                return;
+            }
+        }
+    });
+}
+
 /// The description of the deploy key `loupe up` creates for its own vizier.
 const OWN_KEY_DESCRIPTION: &str = "loupe up: this host's vizier";
 
@@ -176,7 +202,7 @@ pub async fn start_own(
     org: &str,
     api: SocketAddr,
     data_dir: &Path,
-    query: crate::cloud::QueryGrpc,
+    query: QueryGrpc,
     disconnect_after: std::time::Duration,
 ) -> Result<Connector> {
     let deploy_key = if data_dir.join(loupe_connector::IDENTITY_FILE).exists() {
@@ -222,7 +248,7 @@ fn host_name() -> String {
 
 /// A channel to `service` through in-memory pipes: each connection is a `tokio::io::duplex` whose other end a
 /// tonic server serves, so `loupe up` opens no port for its own connector.
-fn in_memory_channel(service: crate::cloud::QueryGrpc) -> tonic::transport::Channel {
+fn in_memory_channel(service: QueryGrpc) -> tonic::transport::Channel {
     let (conns_tx, conns_rx) = tokio::sync::mpsc::channel::<tokio::io::DuplexStream>(4);
     let incoming = tokio_stream::wrappers::ReceiverStream::new(conns_rx).map(Ok::<_, std::io::Error>);
     tokio::spawn(async move {

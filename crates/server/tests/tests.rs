@@ -11,5 +11,6 @@ mod redaction;
 mod redis_capture;
 mod split;
 mod tls;
+mod two_orgs;
 mod viziers;
 mod vzconn_tls;

@@ -1,6 +1,7 @@
 //! End to end: viziers registering with the cloud through VZConn. `loupe up` registers its own vizier in process;
 //! a real `loupe vizier up --no-trace` process registers with a `px deploy-key create` key over loupe up's API
-//! port; `px get viziers` / `px get vizier` / `px delete vizier` show and forget them.
+//! port; `px get viziers` / `px get vizier` / `px delete vizier` show and forget them; `px run [-c VIZIER]` runs
+//! scripts on them through the cloud.
 //!
 //! Needs no root: tracing is off everywhere. Every test has its own ports, data directories and `px` config.
 //! Owns only these tests; shared helpers are in `common`.
@@ -167,6 +168,22 @@ fn loupe_up_shows_its_own_vizier_healthy_right_after_start() {
     assert_eq!(own["name"], host_name().as_str(), "{own}");
     assert_eq!(own["version"], env!("CARGO_PKG_VERSION"), "{own}");
     assert!(own["last_heartbeat_at"].is_i64(), "{own}");
+    let own_id = own["id"].as_str().expect("id").to_owned();
+
+    // Scripts run on it through VZConn: without -c (the org's only vizier), by name and by id; a name the org
+    // does not have is refused. Tracing is off, so the table is empty.
+    let host = host_name();
+    for target in [None, Some(host.as_str()), Some(own_id.as_str())] {
+        let mut args = vec!["run", "px/http_data"];
+        args.extend(target.iter().flat_map(|t| ["-c", t]));
+        let out = cloud.ok(&args);
+        assert!(out.starts_with("Table: http_data (0 rows)\nTIME_  UPID  "), "{target:?}: {out}");
+    }
+    let out = cloud.px_in(&["run", "px/http_data", "-c", "nope"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stderr), "error: no vizier \"nope\" in your org (`px get viziers` lists them)\n");
+    let version = cloud.ok(&["version"]);
+    assert!(version.contains(&format!("server version {}", env!("CARGO_PKG_VERSION"))), "{version}");
 
     // The table and the single-vizier view say the same.
     let table = cloud.ok(&["get", "viziers"]);
@@ -206,11 +223,31 @@ fn a_vizier_up_process_registers_disconnects_and_keeps_its_id_across_restarts() 
     let id = first["id"].as_str().expect("id").to_owned();
     assert!(named(&list, &host_name()).is_some(), "{list:?}");
 
+    // Two viziers: a script needs -c, and runs on the one named.
+    let out = cloud.px_in(&["run", "px/http_data"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let mut names = ["edge-1".to_owned(), host_name()];
+    names.sort();
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: your org has 2 viziers ({}): name one with `px run -c NAME` (metadata `x-loupe-cluster`)\n",
+            names.join(", ")
+        )
+    );
+    let out = cloud.ok(&["run", "px/http_data", "-c", "edge-1", "-o", "csv"]);
+    assert!(out.starts_with("time_,upid,"), "{out}");
+
     // (c) Killed, it turns DISCONNECTED after the shortened timeout (12 s: over two 5 s heartbeat periods);
     // loupe up's own stays healthy.
     edge.0.kill().expect("kill");
     edge.0.wait().expect("reap");
     let started = Instant::now();
+    // A script for it now fails, naming it (its record may still say healthy).
+    let out = cloud.px_in(&["run", "px/http_data", "-c", "edge-1"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let prefix = format!("error: vizier edge-1 ({id}) is not connected to the cloud (status ");
+    assert!(text(&out.stderr).starts_with(&prefix), "{}", text(&out.stderr));
     let list = cloud.viziers_until(Duration::from_secs(40), "edge-1 disconnected", |l| {
         named(l, "edge-1").is_some_and(|v| v["status"] == "disconnected")
     });
@@ -342,4 +379,17 @@ fn cloud_vzconn_on_nats_registers_a_vizier_up_and_a_separate_pem_connector() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(recorded >= 2, "{metrics}");
+}
+
+#[test]
+fn a_script_through_the_cloud_stops_at_the_cloud_timeout_and_names_the_vizier() {
+    // A timeout no script can meet: the vizier accepts, then the cloud stops waiting (and tells it to stop).
+    let cloud = Cloud::start("timeout", &["--vizier-query-timeout", "1ms"]);
+    let list = cloud.viziers_until(Duration::from_secs(30), "loupe up's vizier healthy", |l| {
+        l.len() == 1 && l[0]["status"] == "healthy"
+    });
+    let id = list[0]["id"].as_str().expect("id").to_owned();
+    let out = cloud.px_in(&["run", "px/http_data"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stderr), format!("error: vizier {} ({id}) did not finish within 1ms\n", host_name()));
 }

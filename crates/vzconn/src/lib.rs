@@ -31,7 +31,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::credential::CredentialKey;
 pub use crate::manager::{ManagerConfig, ManagerStats, VizierManager, status_name};
-pub use crate::passthrough::{Passthrough, PassthroughConfig, PassthroughError, ReplyStream};
+pub use crate::passthrough::{Passthrough, PassthroughConfig, PassthroughError, ReplyStream, VIZIER_GRACE};
 
 /// Metadata keys of the deploy key on `RegisterVizier`, and of the vizier id and credential on `Bridge`.
 pub use loupe_proto::headers::{

@@ -25,12 +25,17 @@ use uuid::Uuid;
 
 use crate::topic;
 
+/// What the vizier is given on top of the request's timeout: the cloud's own deadline ends the request first (and
+/// the caller learns that it was the cloud's limit, naming the vizier), and the vizier stops by itself shortly
+/// after if the `cancel` is lost.
+pub const VIZIER_GRACE: Duration = Duration::from_secs(1);
+
 /// Passthrough settings.
 #[derive(Debug, Clone)]
 pub struct PassthroughConfig {
     /// How long the vizier has to acknowledge a request before it counts as not connected.
     pub accept_timeout: Duration,
-    /// The longest a request may run, replies included; the vizier is told too.
+    /// The longest a request may run, replies included; the vizier is told this plus [`VIZIER_GRACE`].
     pub timeout: Duration,
 }
 
@@ -112,7 +117,7 @@ impl Passthrough {
         let query = QueryRequest {
             request_id: request_id.clone(),
             execute_script_request: request.to_vec(),
-            timeout_ms: self.config.timeout.as_millis() as u64,
+            timeout_ms: (self.config.timeout + VIZIER_GRACE).as_millis() as u64,
         };
         let envelope =
             BusEnvelope { session_id: request_id.clone(), payload: query.encode_to_vec(), ..Default::default() };
@@ -161,6 +166,11 @@ async fn next_reply(mut s: State) -> Option<(Result<Bytes, PassthroughError>, St
         return None;
     }
     loop {
+        // Past the deadline, replies already queued do not count: the limit is on the whole request.
+        if Instant::now() >= s.deadline {
+            let after = s.timeout;
+            return s.fail(PassthroughError::TimedOut { after });
+        }
         let m = match tokio::time::timeout_at(s.deadline, s.replies.next()).await {
             Ok(Some(m)) => m,
             Ok(None) => return s.fail(BusError::Unavailable("reply subscription ended".into()).into()),

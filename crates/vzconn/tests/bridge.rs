@@ -209,7 +209,7 @@ async fn passthrough_joins_pieces_notices_gaps_and_cancels_on_timeout() {
             .expect("m");
         assert_eq!(m.topic, "query");
         let q = QueryRequest::decode(m.payload.as_slice()).expect("query");
-        assert_eq!((q.execute_script_request.as_slice(), q.timeout_ms), (&b"script"[..], 500));
+        assert_eq!((q.execute_script_request.as_slice(), q.timeout_ms), (&b"script"[..], 1500));
         for (sequence, reply, more) in replies {
             let r = QueryReply { request_id: q.request_id.clone(), sequence, reply: Some(reply), more };
             let up = BridgeMessage {
