@@ -102,6 +102,7 @@ impl Cloud {
         let log = std::fs::File::create(self.dir.join("vzconn.log")).expect("log");
         let child = Command::new(loupe_bin())
             .args(["cloud", "vzconn", "--metastore-url", &self.metastore, "--nats-url", &self.nats.url()])
+            .arg("--insecure-plaintext")
             .args(["--listen", &format!("127.0.0.1:{}", self.vz_port), "--metrics-listen", "127.0.0.1:0"])
             .args(["--disconnect-timeout", DISCONNECT_AFTER])
             .arg("--data-dir")
