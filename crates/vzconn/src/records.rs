@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use loupe_metastore::{KeyKind, Metastore, MetastoreError, NewVizier, Vizier, VizierStatusUpdate};
+use loupe_metastore::{
+    CronScript, KeyKind, Metastore, MetastoreError, NewCronResult, NewVizier, Vizier, VizierStatusUpdate,
+};
 use uuid::Uuid;
 
 /// The metastore, as VZConn uses it.
@@ -91,6 +93,22 @@ impl Records {
     ) -> Result<Option<Vizier>> {
         let update = VizierStatusUpdate { status: status.to_owned(), last_heartbeat_ns: heartbeat_ns, version };
         none_if_missing(self.metastore.update_vizier_status(org_id, vizier_id, update).await)
+    }
+}
+
+impl Records {
+    /// The enabled cron scripts of the org that run on this vizier (those naming it, and those naming none).
+    pub(crate) async fn cron_scripts_of(&self, org_id: Uuid, vizier_id: Uuid) -> Result<Vec<CronScript>> {
+        let all = self.metastore.list_cron_scripts(org_id).await?;
+        Ok(all
+            .into_iter()
+            .filter(|c| c.enabled && (c.cluster_ids.is_empty() || c.cluster_ids.contains(&vizier_id)))
+            .collect())
+    }
+
+    /// Stores one run's result; `None` when its script is not the org's (any more).
+    pub(crate) async fn record_cron_result(&self, result: NewCronResult, keep: u32) -> Result<Option<bool>> {
+        none_if_missing(self.metastore.record_cron_result(result, keep).await)
     }
 }
 
