@@ -36,6 +36,6 @@ pub use crate::gateway::{Gateway, PROXY_SECRET_HEADER, require_user};
 pub use crate::services::caller::{API_KEY_HEADER, Caller, PendingCaller};
 pub use crate::services::{Access, CloudServices, ServiceKind};
 pub use crate::state::{
-    BootstrapOutcome, CloudConfig, CloudError, CloudState, LEGACY_SIGNING_KEY_KV, TrustedProxy, bootstrap,
+    BootstrapOutcome, CloudConfig, CloudError, CloudState, CronChanges, LEGACY_SIGNING_KEY_KV, TrustedProxy, bootstrap,
     bootstrap_into, forget_stored_signing_key,
 };
