@@ -362,11 +362,22 @@ pub struct StartedApi {
 pub async fn start_api(
     args: &CloudArgs,
     query: Option<QueryGrpc>,
-    vzconn: Option<(Arc<dyn loupe_bus::Bus>, loupe_vzconn::VzConnConfig)>,
+    vzconn: Option<(Arc<dyn loupe_bus::Bus>, loupe_vzconn::VzConnConfig, loupe_vzconn::CronConfig)>,
     ops: OpsListener,
     stop: &Stop,
 ) -> Result<StartedApi> {
-    let state = open_state(&args.state, cloud_config(&args.state, Some(args))).await?;
+    let mut state = open_state(&args.state, cloud_config(&args.state, Some(args))).await?;
+    // Cron scripts: VZConn's cron side runs here, and the cron service pushes its changes to it directly.
+    let cron = match &vzconn {
+        Some((bus, _, config)) => {
+            let cron = loupe_vzconn::CronService::start(Arc::clone(&state.metastore), Arc::clone(bus), config.clone())
+                .await
+                .context("failed to start the cron side")?;
+            state.cron_changes = Some(Arc::new(crate::vzconn::PushCronChanges(cron.pusher())));
+            Some(cron)
+        }
+        None => None,
+    };
     bootstrap_admin(&state).await?;
     let listener = bind(args.api_listen, "--api-listen").await?;
     tracing::info!(addr = %listener.local_addr()?, "cloud API listening (REST /api/v1, gRPC loupe.cloud.v1)");
@@ -379,7 +390,7 @@ pub async fn start_api(
             loupe_cloud::require_user(gateway, query),
         );
     }
-    if let Some((bus, config)) = vzconn {
+    if let Some((bus, config, _)) = vzconn {
         let vzconn = loupe_vzconn::VzConn::new(Arc::clone(&state.metastore), bus, config)
             .context("the vizier credential key is unusable")?;
         let closing = vzconn.clone();
@@ -387,6 +398,7 @@ pub async fn start_api(
         tokio::spawn(async move {
             stopping.await;
             closing.close_bridges();
+            drop(cron);
         });
         let name = <loupe_proto::vzconnpb::vz_conn_service_server::VzConnServiceServer<loupe_vzconn::VzConn> as tonic::server::NamedService>::NAME;
         router = router.route_service(&format!("/{name}/{{*method}}"), vzconn.service());

@@ -110,6 +110,9 @@ struct UpArgs {
     /// heartbeat (e.g. 2m, 10s).
     #[arg(long, env = "LOUPE_DISCONNECT_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     vizier_disconnect_timeout: Duration,
+    /// Results kept per cron script (the newest).
+    #[arg(long, env = "LOUPE_CRON_RESULTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    cron_results: u32,
 }
 
 /// `loupe vizier pem`: the agent and its own query port.
@@ -239,7 +242,7 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
     let data_dir = args.cloud.state.metastore.data_dir.clone();
     let secret = vzconn::credential_key(None, &data_dir, &args.cloud.state.domain)?;
     let bus: Arc<dyn loupe_bus::Bus> = Arc::new(loupe_bus::InProcessBus::new());
-    let vzconn = (Arc::clone(&bus), loupe_vzconn::VzConnConfig::new(secret));
+    let vzconn = (Arc::clone(&bus), loupe_vzconn::VzConnConfig::new(secret), vzconn::cron_config(args.cron_results));
     let started = cloud::start_api(&args.cloud, Some(pem.query_service()), Some(vzconn), ops, &stop_rx).await?;
     let mut api = started.task;
     let manager = loupe_vzconn::VizierManager::start(

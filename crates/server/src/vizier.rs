@@ -32,6 +32,10 @@ pub struct CloudLinkArgs {
     /// The cluster's name, as the org sees it.
     #[arg(long, env = "LOUPE_CLUSTER_NAME")]
     pub cluster_name: String,
+    /// The longest wait between two attempts to reach the cloud (the wait doubles from 1 s up to this, with
+    /// jitter), e.g. 60s, 5s.
+    #[arg(long, env = "LOUPE_RECONNECT_MAX", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub reconnect_max: std::time::Duration,
 }
 
 /// `loupe vizier up` flags.
@@ -82,6 +86,7 @@ fn connector_config(link: &CloudLinkArgs, data_dir: &Path, query_addr: String, t
     config.deploy_key = link.deploy_key.clone();
     config.cluster_name = link.cluster_name.clone();
     config.query_token = token.expose().to_owned();
+    config.backoff_max = link.reconnect_max.max(config.backoff_initial);
     config
 }
 

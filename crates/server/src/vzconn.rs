@@ -16,7 +16,9 @@ use axum::routing::get;
 use clap::Args;
 use loupe_bus::{Bus, InProcessBus, NatsBus, NatsBusConfig};
 use loupe_metastore::Metastore;
-use loupe_vzconn::{ManagerConfig, ManagerStats, VizierManager, VzConn, VzConnConfig};
+use loupe_vzconn::{
+    CronConfig, CronPusher, CronService, ManagerConfig, ManagerStats, VizierManager, VzConn, VzConnConfig,
+};
 
 use crate::cloud::{MetastoreArgs, Stop};
 
@@ -43,6 +45,9 @@ pub struct VzConnArgs {
     /// A vizier without a heartbeat for this long is marked DISCONNECTED (e.g. 2m, 90s).
     #[arg(long, env = "LOUPE_DISCONNECT_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     pub disconnect_timeout: Duration,
+    /// Results kept per cron script (the newest).
+    #[arg(long, env = "LOUPE_CRON_RESULTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cron_results: u32,
     #[command(flatten)]
     pub metastore: MetastoreArgs,
 }
@@ -53,6 +58,28 @@ pub fn manager_config(disconnect_after: Duration) -> ManagerConfig {
         disconnect_after,
         check_every: (disconnect_after / 4).clamp(Duration::from_millis(250), Duration::from_secs(5)),
         ..ManagerConfig::default()
+    }
+}
+
+/// The cron side's settings: `keep` results per script.
+pub fn cron_config(keep: u32) -> CronConfig {
+    CronConfig { keep_results: keep, ..CronConfig::default() }
+}
+
+/// Tells the org's viziers when the cron service in this process changes their scripts.
+#[derive(Clone)]
+pub struct PushCronChanges(pub CronPusher);
+
+impl std::fmt::Debug for PushCronChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushCronChanges")
+    }
+}
+
+impl loupe_cloud::CronChanges for PushCronChanges {
+    fn changed(&self, org_id: uuid::Uuid) {
+        let pusher = self.0.clone();
+        tokio::spawn(async move { pusher.push_org(org_id).await });
     }
 }
 
@@ -92,9 +119,14 @@ pub async fn run_vzconn(args: &VzConnArgs, stop: &Stop) -> Result<()> {
     };
     let vzconn = VzConn::new(Arc::clone(&metastore), Arc::clone(&bus), VzConnConfig::new(secret))
         .context("the vizier credential key is unusable")?;
-    let manager = VizierManager::start(Arc::clone(&metastore), bus, manager_config(args.disconnect_timeout))
+    let manager =
+        VizierManager::start(Arc::clone(&metastore), Arc::clone(&bus), manager_config(args.disconnect_timeout))
+            .await
+            .context("failed to start the vizier manager")?;
+    // Changes made through an API in another process reach the viziers at their next cron request.
+    let cron = CronService::start(Arc::clone(&metastore), bus, cron_config(args.cron_results))
         .await
-        .context("failed to start the vizier manager")?;
+        .context("failed to start the cron side")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("failed to listen on {} (--listen)", args.listen))?;
@@ -115,6 +147,7 @@ pub async fn run_vzconn(args: &VzConnArgs, stop: &Stop) -> Result<()> {
     let served = vzconn.serve(listener, crate::cloud::stopped(stop)).await;
     ops.await??;
     drop(manager);
+    drop(cron);
     served.context("VZConn failed")
 }
 
