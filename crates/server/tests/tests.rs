@@ -2,6 +2,7 @@
 
 mod capture;
 mod common;
+mod cron;
 mod e2e;
 mod hardening_auth;
 mod hardening_query;
