@@ -354,6 +354,23 @@ pub struct StartedApi {
     pub default_org: String,
 }
 
+/// Tells the org's viziers when the cron service in this process changes their scripts.
+#[derive(Clone)]
+pub struct PushCronChanges(pub loupe_vzconn::CronPusher);
+
+impl std::fmt::Debug for PushCronChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushCronChanges")
+    }
+}
+
+impl loupe_cloud::CronChanges for PushCronChanges {
+    fn changed(&self, org_id: uuid::Uuid) {
+        let pusher = self.0.clone();
+        tokio::spawn(async move { pusher.push_org(org_id).await });
+    }
+}
+
 /// Opens the metastore, creates the admin if absent, and starts serving the API with every service in
 /// process, and its operational routes on `ops`, in the background. With `query`, gRPC
 /// `loupe.vizier.v1.VizierService` calls on the API's port go to it, once the caller's credential is checked.
@@ -373,7 +390,7 @@ pub async fn start_api(
             let cron = loupe_vzconn::CronService::start(Arc::clone(&state.metastore), Arc::clone(bus), config.clone())
                 .await
                 .context("failed to start the cron side")?;
-            state.cron_changes = Some(Arc::new(crate::vzconn::PushCronChanges(cron.pusher())));
+            state.cron_changes = Some(Arc::new(PushCronChanges(cron.pusher())));
             Some(cron)
         }
         None => None,

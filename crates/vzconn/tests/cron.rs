@@ -111,7 +111,7 @@ async fn viziers_get_their_scripts_and_a_result_is_stored_once_on_both_buses() {
             up(&bus, org, b, topic::CRON_RESULT, run.encode_to_vec()).await;
             let (topic, payload) = down(&mut to_b, Duration::from_secs(5)).await.expect("an ack in time");
             assert_eq!(topic, topic::CRON_ACK);
-            assert_eq!(CronResultAck::decode(payload.as_slice()).expect("ack").runs, [key.clone()]);
+            assert_eq!(CronResultAck::decode(payload.as_slice()).expect("ack").runs, std::slice::from_ref(&key));
         }
         let stored = ms.list_cron_results(org, only_b).await.expect("results");
         let got: Vec<(Uuid, i64, i64, i64, i64, i64)> =
