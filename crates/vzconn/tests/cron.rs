@@ -132,3 +132,96 @@ async fn viziers_get_their_scripts_and_a_result_is_stored_once_on_both_buses() {
         assert_eq!(names, ["only-b"], "{}", backend.name());
     }
 }
+
+/// The real connector: it runs what the cloud sent through the real query service; restarted while the cloud is
+/// down it runs the scripts it kept on disk, and the results made meanwhile reach the cloud once it is back,
+/// each run once, and are then forgotten by the vizier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vizier_restarted_while_the_cloud_is_down_keeps_running_its_scripts() {
+    use loupe_connector::{CRON_RESULTS_FILE, CRON_SCRIPTS_FILE, Connector};
+
+    use crate::common::{Server, connector_config, eventually, org_with_key, pem};
+
+    let dir = TempDir::new("cron-restart");
+    let ms = metastore(dir.path()).await;
+    let (org, key, _) = org_with_key(&ms, "org").await;
+    let bus: Arc<dyn Bus> = Arc::new(loupe_bus::InProcessBus::new());
+    let server = Server::start(Arc::clone(&ms), Arc::clone(&bus)).await;
+    let addr = server.addr;
+    let cron_side = CronService::start(Arc::clone(&ms), Arc::clone(&bus), CronConfig::default()).await.expect("cron");
+    let (query_addr, _pem, _) = pem(5).await;
+    let data = dir.path().join("vizier");
+    let config = connector_config(&server.url(), &data, query_addr, Some(&key));
+    let connector = Connector::start(config.clone()).expect("start");
+    let mut state = connector.state();
+    tokio::time::timeout(Duration::from_secs(20), state.wait_for(|s| s.connected)).await.expect("in time").expect("up");
+
+    let new = NewCronScript {
+        org_id: org,
+        name: "rows".into(),
+        script: "import px\npx.display(px.DataFrame(table='http_events', start_time='-5m')[['req_path']])".into(),
+        cluster_ids: vec![],
+        frequency_s: 1,
+        cron_expr: String::new(),
+        enabled: true,
+        configs: String::new(),
+    };
+    let cron_id = ms.create_cron_script(new).await.expect("cron").id;
+    cron_side.pusher().push_org(org).await;
+    let stored = |ms: Arc<dyn Metastore>| async move { ms.list_cron_results(org, cron_id).await.expect("results") };
+    eventually(Duration::from_secs(10), "a first result", || {
+        let ms = Arc::clone(&ms);
+        async move { !stored(ms).await.is_empty() }
+    })
+    .await;
+
+    // The cloud goes away, then the vizier restarts: it runs what it kept, and keeps the results.
+    server.stop().await;
+    connector.stop().await;
+    let saved = std::fs::read_to_string(data.join(CRON_SCRIPTS_FILE)).expect("scripts kept");
+    assert!(saved.contains("\"rows\""), "{saved}");
+    let before = stored(Arc::clone(&ms)).await.len();
+    let again = Connector::start(config).expect("restart");
+    let pending = || {
+        let text = std::fs::read_to_string(data.join(CRON_RESULTS_FILE)).unwrap_or_default();
+        // One `cron_id` per waiting result (the file is JSON; this crate has no JSON parser).
+        text.matches("\"cron_id\"").count()
+    };
+    eventually(Duration::from_secs(10), "two runs without the cloud", || async { pending() >= 2 }).await;
+    assert_eq!(stored(Arc::clone(&ms)).await.len(), before, "nothing reaches a cloud that is down");
+
+    // The cloud returns: the waiting results arrive, each run once, and the vizier forgets them.
+    let server = Server::start_with(
+        Arc::clone(&ms),
+        Arc::clone(&bus),
+        loupe_vzconn::VzConnConfig::new(crate::common::SECRET.to_vec()),
+        addr,
+    )
+    .await;
+    eventually(Duration::from_secs(15), "the waiting results stored", || {
+        let ms = Arc::clone(&ms);
+        async move { stored(ms).await.len() >= before + 2 }
+    })
+    .await;
+    // Disabled, it stops running; what is left is acknowledged and forgotten.
+    let off = loupe_metastore::CronScriptUpdate {
+        script: "import px\npx.display(px.DataFrame(table='http_events', start_time='-5m')[['req_path']])".into(),
+        cluster_ids: vec![],
+        frequency_s: 1,
+        cron_expr: String::new(),
+        enabled: false,
+        configs: String::new(),
+    };
+    ms.update_cron_script(org, cron_id, off).await.expect("disable");
+    cron_side.pusher().push_org(org).await;
+    eventually(Duration::from_secs(5), "acknowledged results forgotten", || async { pending() == 0 }).await;
+    again.stop().await;
+    let results = stored(Arc::clone(&ms)).await;
+    let runs: Vec<i64> = results.iter().map(|r| r.run_at).collect();
+    let mut distinct = runs.clone();
+    distinct.dedup();
+    assert_eq!(distinct, runs, "each run once");
+    assert!(runs.iter().all(|t| t % 1_000_000_000 == 0), "runs at whole seconds: {runs:?}");
+    assert!(results.iter().all(|r| (r.error_code, r.records) == (0, 5)), "{results:?}");
+    server.stop().await;
+}
