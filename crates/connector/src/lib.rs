@@ -5,7 +5,8 @@
 //! org's cron scripts on schedule (`cron`), with or without the cloud link.
 //!
 //! Owns the vizier end of the VZConn protocol. Must not know the cloud's rules or storage (it speaks only
-//! `loupe.vzconn.v1` and the query API from `loupe-proto`), and must not run queries itself.
+//! `loupe.vzconn.v1` and the query API from `loupe-proto`), and must not compile or execute scripts itself: the
+//! vizier's query service does, for passthrough queries and cron runs alike.
 
 mod backoff;
 mod cron;
