@@ -4,10 +4,10 @@
 //! A vizier asks for its set on `cron.request` (when its bridge opens and every 30 s) with the checksum of the
 //! set it holds; the set is answered on `c2v.<id>.cron.sync` unless the checksums match. A change made through
 //! the cron service reaches the org's viziers at once through [`CronPusher::push_org`] (wired in process), and
-//! otherwise at their next request. Each result on `cron.result` is stored (once per run, the newest
-//! `keep_results` per script) and acknowledged on `c2v.<id>.cron.ack`, so the vizier forgets it; a result that
-//! cannot be stored now (the database is down) is not acknowledged and comes again. Both subscriptions use a
-//! queue group, so several replicas share the work.
+//! otherwise at their next request. Each result on `cron.result` from a vizier the script runs on is stored
+//! (once per run, the newest `keep_results` per script) and acknowledged on `c2v.<id>.cron.ack`, so the vizier
+//! forgets it; a result that cannot be stored now (the database is down) is not acknowledged and comes again.
+//! Both subscriptions use a queue group, so several replicas share the work.
 //!
 //! Owns the cron topics' protocol on the cloud side. Must not parse schedules or run scripts (the vizier does),
 //! nor touch SQL (`records`).
@@ -188,7 +188,14 @@ impl CronPusher {
                     records: run.records.max(0),
                     bytes: run.bytes.max(0),
                 };
-                match self.records.record_cron_result(result, keep).await {
+                // Only a vizier the script runs on reports its runs; anything else is dropped (and acknowledged:
+                // sending it again cannot help).
+                let stored = match self.records.cron_script_runs_on(org_id, cron_id, vizier_id).await {
+                    Ok(Some(true)) => self.records.record_cron_result(result, keep).await,
+                    Ok(_) => Ok(None),
+                    Err(error) => Err(error),
+                };
+                match stored {
                     Ok(stored) => stored,
                     Err(error) => {
                         // Not acknowledged: the vizier sends it again.
@@ -198,7 +205,7 @@ impl CronPusher {
             }
         };
         if stored.is_none() {
-            tracing::debug!(%vizier_id, cron_id = %run.cron_id, "result of an unknown cron script dropped");
+            tracing::debug!(%vizier_id, cron_id = %run.cron_id, "result of a cron script not run here dropped");
         }
         self.send(vizier_id, topic::CRON_ACK, CronResultAck { runs: vec![key] }.encode_to_vec()).await;
     }

@@ -106,6 +106,17 @@ impl Records {
             .collect())
     }
 
+    /// Whether the org's cron script `cron_id` runs on this vizier (enabled or not); `None` when there is none.
+    pub(crate) async fn cron_script_runs_on(
+        &self,
+        org_id: Uuid,
+        cron_id: Uuid,
+        vizier_id: Uuid,
+    ) -> Result<Option<bool>> {
+        let script = none_if_missing(self.metastore.get_cron_script(org_id, cron_id).await)?;
+        Ok(script.map(|c| c.cluster_ids.is_empty() || c.cluster_ids.contains(&vizier_id)))
+    }
+
     /// Stores one run's result; `None` when its script is not the org's (any more).
     pub(crate) async fn record_cron_result(&self, result: NewCronResult, keep: u32) -> Result<Option<bool>> {
         none_if_missing(self.metastore.record_cron_result(result, keep).await)

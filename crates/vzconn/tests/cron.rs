@@ -118,6 +118,13 @@ async fn viziers_get_their_scripts_and_a_result_is_stored_once_on_both_buses() {
             stored.iter().map(|r| (r.vizier_id, r.run_at, r.duration_ns, r.error_code, r.records, r.bytes)).collect();
         assert_eq!(got, [(b, 1_700_000_010_000_000_000, 2_500_000, 0, 7, 1234)], "{}", backend.name());
 
+        // A result from a vizier the script does not run on is acknowledged and dropped.
+        let elsewhere = CronRunResult { run_at_ns: 1_700_000_020_000_000_000, ..run.clone() };
+        up(&bus, org, a, topic::CRON_RESULT, elsewhere.encode_to_vec()).await;
+        let (topic, _) = down(&mut to_a, Duration::from_secs(5)).await.expect("an ack in time");
+        assert_eq!(topic, topic::CRON_ACK);
+        assert_eq!(ms.list_cron_results(org, only_b).await.expect("results").len(), 1, "{}", backend.name());
+
         // A result for a script that does not exist (deleted, or never) is acknowledged and dropped.
         let ghost = CronRunResult { cron_id: Uuid::new_v4().to_string(), ..run.clone() };
         up(&bus, org, b, topic::CRON_RESULT, ghost.encode_to_vec()).await;
