@@ -51,8 +51,8 @@ pub async fn create_cron_script(
     let create = cloudpb::CreateCronScriptRequest {
         name: req.name,
         script: req.script,
-        frequency_s: req.frequency_s.unwrap_or(0),
-        cron: req.cron.unwrap_or_default(),
+        frequency_s: req.frequency_s,
+        cron: req.cron,
         viziers: req.viziers,
         enabled: req.enabled,
     };

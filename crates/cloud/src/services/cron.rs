@@ -70,8 +70,29 @@ fn check_script(script: &str) -> ApiResult<()> {
     super::scripts::check_pxl(script)
 }
 
+/// Longest cron expression.
+const MAX_CRON_CHARS: usize = 256;
+
 fn check_schedule(frequency_s: i64, cron: &str) -> ApiResult<()> {
+    if cron.chars().count() > MAX_CRON_CHARS {
+        return Err(ApiError::invalid(format!("a cron expression is at most {MAX_CRON_CHARS} characters")));
+    }
     Schedule::new(frequency_s, cron).map(drop).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// The schedule of a request: each field, when given, must hold a value (a period ≥ 1 s, a non-empty
+/// expression); `(0, "")` stands for absent in the store.
+fn given_schedule(frequency_s: Option<i64>, cron: Option<String>) -> ApiResult<(i64, String)> {
+    if frequency_s.is_some_and(|f| f < 1) {
+        return Err(ApiError::invalid("a period must be at least 1 second"));
+    }
+    let cron = cron.map(|c| c.trim().to_owned());
+    if cron.as_deref() == Some("") {
+        return Err(ApiError::invalid("a cron expression must not be empty"));
+    }
+    let (frequency_s, cron) = (frequency_s.unwrap_or(0), cron.unwrap_or_default());
+    check_schedule(frequency_s, &cron)?;
+    Ok((frequency_s, cron))
 }
 
 impl CloudServices {
@@ -136,7 +157,7 @@ impl CronScriptService for CloudServices {
     ) -> Result<Response<cloudpb::CronScript>, Status> {
         self.with_caller(request, |caller, req| async move {
             check_name(&req.name)?;
-            check_schedule(req.frequency_s, &req.cron)?;
+            let (frequency_s, cron_expr) = given_schedule(req.frequency_s, req.cron)?;
             check_script(&req.script)?;
             let cluster_ids = self.vizier_ids(&caller, &req.viziers).await?;
             let new = NewCronScript {
@@ -144,8 +165,8 @@ impl CronScriptService for CloudServices {
                 name: req.name,
                 script: req.script,
                 cluster_ids,
-                frequency_s: req.frequency_s,
-                cron_expr: req.cron.trim().to_owned(),
+                frequency_s,
+                cron_expr,
                 enabled: req.enabled.unwrap_or(true),
                 configs: String::new(),
             };
@@ -165,9 +186,8 @@ impl CronScriptService for CloudServices {
             let current = self.cron_script(&caller, &req.name).await?;
             let (frequency_s, cron_expr) = match (req.frequency_s, req.cron) {
                 (None, None) => (current.frequency_s, current.cron_expr.clone()),
-                (f, c) => (f.unwrap_or(0), c.unwrap_or_default().trim().to_owned()),
+                (f, c) => given_schedule(f, c)?,
             };
-            check_schedule(frequency_s, &cron_expr)?;
             let script = match req.script {
                 Some(s) => {
                     check_script(&s)?;
@@ -235,5 +255,12 @@ mod tests {
         assert!(refused(0, "").contains("at least 1 second"));
         assert!(refused(10, "* * * * *").contains("not both"));
         assert!(refused(0, "61 * * * *").contains("outside 0-59"));
+        assert!(refused(0, &"* ".repeat(200)).contains("at most 256"));
+        let given = |f, c: Option<&str>| given_schedule(f, c.map(str::to_owned));
+        assert_eq!(given(Some(10), None).expect("period"), (10, String::new()));
+        assert_eq!(given(None, Some(" @daily ")).expect("expression"), (0, "@daily".to_owned()));
+        assert!(given(Some(0), Some("* * * * *")).expect_err("zero").to_string().contains("at least 1 second"));
+        assert!(given(None, Some(" ")).expect_err("blank").to_string().contains("must not be empty"));
+        assert!(given(None, None).expect_err("neither").to_string().contains("at least 1 second"));
     }
 }
