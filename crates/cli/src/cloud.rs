@@ -1,5 +1,6 @@
 //! `px`'s cloud commands over the REST API: `px auth login|logout|status|password`, `px api-key …`,
-//! `px deploy-key …`, `px script list|show` and `px get viziers`, `px get vizier NAME`, `px delete vizier NAME`.
+//! `px deploy-key …`, `px script list|show`, `px get viziers`, `px get vizier NAME`, `px delete vizier NAME` and
+//! `px cron …` (in `cron`).
 //!
 //! Owns the command-line shape of these verbs (kept close to Pixie's `px`), reading secrets without echoing
 //! them, choosing the stored credential for the current cloud, and telling the user what to do next (log in,
@@ -8,6 +9,7 @@
 //! JSON, and must never print a password, nor a key except the one just created.
 
 mod client;
+mod cron;
 mod render;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -46,6 +48,9 @@ pub enum CloudCommand {
     /// Forget a vizier (org admins): `px delete vizier NAME`. A vizier still running registers again.
     #[command(subcommand)]
     Delete(DeleteCommand),
+    /// Manage the org's cron scripts (scripts its viziers run on a schedule) and read their results.
+    #[command(subcommand)]
+    Cron(cron::CronCommand),
 }
 
 /// `px get …`.
@@ -267,6 +272,7 @@ pub fn run(cloud: &Cloud, command: CloudCommand) -> Result<ExitCode> {
         CloudCommand::Script(cmd) => scripts(&store, cloud, cmd, &mut out),
         CloudCommand::Get(cmd) => get(&store, cloud, cmd, &mut out),
         CloudCommand::Delete(DeleteCommand::Vizier { name }) => delete_vizier(&store, cloud, &name, &mut out),
+        CloudCommand::Cron(cmd) => cron::run(&store, cloud, cmd, &mut out),
     };
     match result {
         Ok(code) => Ok(code),

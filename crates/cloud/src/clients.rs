@@ -9,9 +9,9 @@ use std::convert::Infallible;
 
 use loupe_proto::cloudpb::{
     api_key_service_client::ApiKeyServiceClient, auth_service_client::AuthServiceClient,
-    deploy_key_service_client::DeployKeyServiceClient, profile_service_client::ProfileServiceClient,
-    script_service_client::ScriptServiceClient, service_health_client::ServiceHealthClient,
-    vizier_info_service_client::VizierInfoServiceClient,
+    cron_script_service_client::CronScriptServiceClient, deploy_key_service_client::DeployKeyServiceClient,
+    profile_service_client::ProfileServiceClient, script_service_client::ScriptServiceClient,
+    service_health_client::ServiceHealthClient, vizier_info_service_client::VizierInfoServiceClient,
 };
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
@@ -145,6 +145,11 @@ impl ServiceClients {
     /// `DeployKeyService`.
     pub fn deploy_keys(&self) -> DeployKeyServiceClient<ServiceChannel> {
         DeployKeyServiceClient::new(self.auth.clone())
+    }
+
+    /// `CronScriptService` (served with the scripts).
+    pub fn cron_scripts(&self) -> CronScriptServiceClient<ServiceChannel> {
+        CronScriptServiceClient::new(self.scripts.clone())
     }
 
     /// `ProfileService`.

@@ -42,6 +42,6 @@ pub use crate::query::QueryPassthrough;
 pub use crate::services::caller::{API_KEY_HEADER, Caller, PendingCaller};
 pub use crate::services::{Access, CloudServices, ServiceKind};
 pub use crate::state::{
-    BootstrapOutcome, CloudConfig, CloudError, CloudState, LEGACY_SIGNING_KEY_KV, NewOrgOutcome, TrustedProxy,
-    bootstrap, bootstrap_into, create_org_with_admin, forget_stored_signing_key,
+    BootstrapOutcome, CloudConfig, CloudError, CloudState, CronChanges, LEGACY_SIGNING_KEY_KV, NewOrgOutcome,
+    TrustedProxy, bootstrap, bootstrap_into, create_org_with_admin, forget_stored_signing_key,
 };

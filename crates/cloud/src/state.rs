@@ -85,6 +85,15 @@ pub struct CloudState {
     pub config: Arc<CloudConfig>,
     /// Request counters served at `/metrics`.
     pub(crate) metrics: Arc<Metrics>,
+    /// Told when an org's cron scripts change, so that its viziers get them at once; `None` where VZConn does
+    /// not run in this process (the viziers then learn it at their next request).
+    pub cron_changes: Option<Arc<dyn CronChanges>>,
+}
+
+/// What the cron service calls after changing an org's cron scripts (VZConn's pusher, wired by the binary).
+pub trait CronChanges: Send + Sync + fmt::Debug {
+    /// The org's cron scripts changed.
+    fn changed(&self, org_id: uuid::Uuid);
 }
 
 impl CloudState {
@@ -106,6 +115,7 @@ impl CloudState {
             hashing: HashingLimiter::for_this_machine(),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
+            cron_changes: None,
         }
     }
 }

@@ -31,6 +31,8 @@ fn template(schema: &str) -> Value {
         "Settings" => json!({ "settings": { "theme": "dark" } }),
         "CreateInvitationRequest" => json!({ "email": "x@example.com", "role": "member" }),
         "AcceptInvitationRequest" => json!({ "token": "t", "display_name": "n", "password": "a long password" }),
+        "CreateCronScriptRequest" => json!({ "name": "cy", "script": pxl("y"), "frequency_s": 60, "cron": null }),
+        "UpdateCronScriptRequest" => json!({ "script": pxl("y") }),
         other => panic!("no template for {other}"),
     }
 }

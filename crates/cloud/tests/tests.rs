@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod common;
+mod cron;
 mod flows;
 mod fuzz;
 mod grpc;

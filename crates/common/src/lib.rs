@@ -1,6 +1,6 @@
 //! Loupe's small shared vocabulary: process identities (UPID), the clock and its conversion, the Prometheus
 //! text writer every `/metrics` uses, the kinds of key (`KeyKind`) auth and the metastore share, and the caret
-//! renderer of compile errors (`caret`).
+//! renderer of compile errors (`caret`), and cron schedules (`schedule`).
 //!
 //! Owns types every other crate may name. Must stay tiny and dependency-free (only `libc`):
 //! no Arrow, no async, no I/O beyond reading the clocks and `/proc/<pid>/stat`.
@@ -8,6 +8,7 @@
 pub mod caret;
 pub mod keys;
 pub mod prometheus;
+pub mod schedule;
 pub mod time;
 pub mod upid;
 

@@ -1,13 +1,16 @@
 //! The vizier's cloud connector (Pixie's `vizier-cloud-connector`): registers the vizier with its org's deploy
 //! key (or reuses the identity kept in its data dir), holds one bridge stream to the cloud's VZConn, sends a
 //! heartbeat every 5 s, and answers passthrough queries by calling the vizier's own query service. When the
-//! cloud or its bus goes away it reconnects by itself, with exponential backoff and jitter.
+//! cloud or its bus goes away it reconnects by itself, with exponential backoff and jitter. It also runs the
+//! org's cron scripts on schedule (`cron`), with or without the cloud link.
 //!
 //! Owns the vizier end of the VZConn protocol. Must not know the cloud's rules or storage (it speaks only
-//! `loupe.vzconn.v1` and the query API from `loupe-proto`), and must not run queries itself.
+//! `loupe.vzconn.v1` and the query API from `loupe-proto`), and must not compile or execute scripts itself: the
+//! vizier's query service does, for passthrough queries and cron runs alike.
 
 mod backoff;
 pub mod certs;
+mod cron;
 mod identity;
 mod query;
 mod session;
@@ -19,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use crate::backoff::Backoff;
+pub use crate::cron::{RESULTS_FILE as CRON_RESULTS_FILE, SCRIPTS_FILE as CRON_SCRIPTS_FILE};
 pub use crate::identity::{IDENTITY_FILE, Identity};
 pub use crate::tls::cloud_url;
 
@@ -97,11 +101,16 @@ pub struct ConnectorConfig {
     pub max_concurrent_queries: usize,
     /// Largest bridge message (it must fit the cloud's limit).
     pub max_message_bytes: usize,
+    /// How often a connected vizier asks for its cron scripts (changes made on another cloud replica arrive
+    /// within this; those made in process are pushed at once).
+    pub cron_request_interval: Duration,
+    /// Cron results kept while the cloud has not acknowledged them (on disk); past it the oldest are dropped.
+    pub cron_max_pending: usize,
 }
 
 impl ConnectorConfig {
     /// Defaults for the rest: 5 s heartbeats, reconnects from 1 s up to 60 s, 30 s handshake, 16 queries,
-    /// 1,000,000-byte messages.
+    /// 1,000,000-byte messages, cron requests every 30 s, 1,000 cron results kept.
     pub fn new(cloud_addr: impl Into<String>, data_dir: impl Into<PathBuf>, query_addr: impl Into<String>) -> Self {
         let query_addr = query_addr.into();
         ConnectorConfig {
@@ -122,6 +131,8 @@ impl ConnectorConfig {
             handshake_timeout: Duration::from_secs(30),
             max_concurrent_queries: 16,
             max_message_bytes: 1_000_000,
+            cron_request_interval: Duration::from_secs(30),
+            cron_max_pending: 1_000,
         }
     }
 }

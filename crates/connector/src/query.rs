@@ -75,3 +75,44 @@ impl QueryClient {
         }
     }
 }
+
+/// What one run of a script returned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RunSummary {
+    /// Rows over every output.
+    pub(crate) records: i64,
+    /// Arrow IPC bytes of those rows.
+    pub(crate) bytes: i64,
+}
+
+impl QueryClient {
+    /// Runs PxL `script` (a cron script) to its end, counting what it returns; an error status the service streams
+    /// (a compile error, a limit) is the run's error.
+    pub(crate) async fn run_script(
+        &self,
+        script: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<RunSummary, tonic::Status> {
+        use loupe_proto::vizierpb::execute_script_response::Result as Part;
+        let mut request =
+            self.request(ExecuteScriptRequest { query_str: script.to_owned(), query_name: name.to_owned(), now_ns: 0 });
+        request.set_timeout(timeout);
+        let mut stream = self.client().execute_script(request).await?.into_inner();
+        let mut summary = RunSummary::default();
+        while let Some(response) = stream.message().await? {
+            match response.result {
+                Some(Part::Data(data)) => {
+                    summary.records += data.num_rows as i64;
+                    summary.bytes += data.arrow_batch.len() as i64;
+                }
+                Some(Part::Status(s)) if s.code != ErrorCode::Ok as i32 => {
+                    let code = ErrorCode::try_from(s.code).unwrap_or(ErrorCode::Internal).grpc_code();
+                    return Err(tonic::Status::new(code, s.message));
+                }
+                _ => {}
+            }
+        }
+        Ok(summary)
+    }
+}

@@ -23,6 +23,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::backoff::Backoff;
+use crate::cron::{CronHandle, CronSettings};
 use crate::identity::{Identity, Store};
 use crate::query::QueryClient;
 use crate::{ConnectorConfig, ConnectorState, wire};
@@ -44,12 +45,19 @@ pub(crate) async fn run(
             return;
         }
     };
+    let settings = CronSettings {
+        data_dir: config.data_dir.clone(),
+        request_interval: config.cron_request_interval,
+        max_pending: config.cron_max_pending,
+    };
+    let cron = crate::cron::start(settings, query.clone());
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
     loop {
         let outcome = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            r = session(&config, &mut identity, &query, &state) => r,
+            r = session(&config, &mut identity, &query, &state, &cron) => r,
         };
+        cron.unlinked();
         state.send_modify(|s| s.connected = false);
         let Outcome { bridged, error } = outcome;
         if bridged {
@@ -80,6 +88,7 @@ async fn session(
     ident: &mut Store,
     query: &QueryClient,
     state: &watch::Sender<ConnectorState>,
+    cron: &CronHandle,
 ) -> Outcome {
     let channel = match crate::tls::endpoint(config) {
         Ok(e) => e,
@@ -105,7 +114,7 @@ async fn session(
     }
     let identity = ident.identity().clone();
     state.send_modify(|s| s.vizier = Some((identity.vizier_id.clone(), identity.vizier_name.clone())));
-    bridge(config, &identity, client, query, state).await
+    bridge(config, &identity, client, query, state, cron).await
 }
 
 async fn register(
@@ -163,6 +172,7 @@ async fn bridge(
     mut client: VzConnServiceClient<Channel>,
     query: &QueryClient,
     state: &watch::Sender<ConnectorState>,
+    cron: &CronHandle,
 ) -> Outcome {
     let (out, rx) = mpsc::channel::<BridgeMessage>(OUTBOUND_BUFFER);
     let register = BridgeRegister {
@@ -212,13 +222,15 @@ async fn bridge(
         let _ = out.send(m).await;
     }
     let running: Running = Arc::default();
-    let error = serve(config, identity, &mut inbound, &out, query, state, &running).await;
+    cron.linked(out.clone());
+    let error = serve(config, identity, &mut inbound, &out, query, state, &running, cron).await;
     for (_, task) in running.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default() {
         task.abort();
     }
     Outcome { bridged: true, error }
 }
 
+#[expect(clippy::too_many_arguments, reason = "the bridge's parts, each borrowed from `bridge`")]
 async fn serve(
     config: &ConnectorConfig,
     identity: &Identity,
@@ -227,6 +239,7 @@ async fn serve(
     query: &QueryClient,
     state: &watch::Sender<ConnectorState>,
     running: &Running,
+    cron: &CronHandle,
 ) -> String {
     let mut tick = tokio::time::interval(config.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -243,6 +256,7 @@ async fn serve(
                 state.send_modify(|s| s.heartbeats_sent += 1);
             }
             m = inbound.message() => match m {
+                Ok(Some(m)) if m.topic == wire::CRON_SYNC || m.topic == wire::CRON_ACK => cron.deliver(m),
                 Ok(Some(m)) if m.topic == wire::DNS_CERT => crate::certs::keep(&config.data_dir, &m.payload, state),
                 Ok(Some(m)) => dispatch(config, identity, m, out, query, running),
                 Ok(None) => return "the cloud closed the bridge".into(),

@@ -1,7 +1,7 @@
 //! Loupe's cloud metastore: orgs, users, invitations, sessions, API and deploy keys, scripts, viziers, cron
 //! scripts, settings and a global key/value store, behind one dyn-compatible `Metastore` handle with two backends.
 //! `Metastore` is a supertrait of one trait per area (`OrgStore`, `UserStore`, `InvitationStore`, `SessionStore`,
-//! `KeyStore`, `ScriptStore`, `VizierStore`, `CronScriptStore`, `SettingStore`, `KvStore`); callers hold
+//! `KeyStore`, `ScriptStore`, `VizierStore`, `CronScriptStore`, `CronResultStore`, `SettingStore`, `KvStore`); callers hold
 //! `Arc<dyn Metastore>` and `use loupe_metastore::prelude::*` to call any area's methods.
 //!
 //! - `SqliteMetastore`: the embedded default (`loupe up`), a SQLite file or `:memory:`.
@@ -27,13 +27,13 @@ use std::time::Duration;
 
 pub use crate::error::{BoxError, MetastoreError, Result};
 pub use crate::metastore::{
-    CronScriptStore, InvitationStore, KeyStore, KvStore, Metastore, OrgStore, ScriptStore, SessionStore, SettingStore,
-    UserStore, VizierStore,
+    CronResultStore, CronScriptStore, InvitationStore, KeyStore, KvStore, Metastore, OrgStore, ScriptStore,
+    SessionStore, SettingStore, UserStore, VizierStore,
 };
 pub use crate::model::{
-    CronScript, CronScriptUpdate, Invitation, Key, KeyKind, NewCronScript, NewInvitation, NewKey, NewScript, NewUser,
-    NewVizier, Org, Role, Script, ScriptUpdate, Session, Setting, User, VIZIER_INITIAL_STATUS, Vizier,
-    VizierStatusUpdate, now_ns,
+    CronResult, CronScript, CronScriptUpdate, Invitation, Key, KeyKind, NewCronResult, NewCronScript, NewInvitation,
+    NewKey, NewScript, NewUser, NewVizier, Org, Role, Script, ScriptUpdate, Session, Setting, User,
+    VIZIER_INITIAL_STATUS, Vizier, VizierStatusUpdate, now_ns,
 };
 pub use crate::postgres::PostgresMetastore;
 pub use crate::sqlite::SqliteMetastore;
@@ -41,8 +41,8 @@ pub use crate::sqlite::SqliteMetastore;
 /// The `Metastore` handle and every area trait, so that any area's method can be called on `Arc<dyn Metastore>`.
 pub mod prelude {
     pub use crate::metastore::{
-        CronScriptStore, InvitationStore, KeyStore, KvStore, Metastore, OrgStore, ScriptStore, SessionStore,
-        SettingStore, UserStore, VizierStore,
+        CronResultStore, CronScriptStore, InvitationStore, KeyStore, KvStore, Metastore, OrgStore, ScriptStore,
+        SessionStore, SettingStore, UserStore, VizierStore,
     };
 }
 

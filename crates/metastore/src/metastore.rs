@@ -14,8 +14,9 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::model::{
-    CronScript, CronScriptUpdate, Invitation, Key, KeyKind, NewCronScript, NewInvitation, NewKey, NewScript, NewUser,
-    NewVizier, Org, Role, Script, ScriptUpdate, Session, Setting, User, Vizier, VizierStatusUpdate,
+    CronResult, CronScript, CronScriptUpdate, Invitation, Key, KeyKind, NewCronResult, NewCronScript, NewInvitation,
+    NewKey, NewScript, NewUser, NewVizier, Org, Role, Script, ScriptUpdate, Session, Setting, User, Vizier,
+    VizierStatusUpdate,
 };
 
 /// Durable cloud state: every area's calls behind one dyn-compatible handle, held by the services as
@@ -33,6 +34,7 @@ pub trait Metastore:
     + ScriptStore
     + VizierStore
     + CronScriptStore
+    + CronResultStore
     + SettingStore
     + KvStore
     + Send
@@ -188,7 +190,8 @@ pub trait VizierStore {
 /// Scripts an org runs on a schedule.
 #[async_trait]
 pub trait CronScriptStore {
-    /// Creates a cron script. `Invalid` unless `frequency_s > 0`.
+    /// Creates a cron script. `Invalid` unless exactly one of `frequency_s > 0` and a non-empty `cron_expr`;
+    /// `AlreadyExists { entity: "cron script" }` if the org has one of that name.
     async fn create_cron_script(&self, cron: NewCronScript) -> Result<CronScript>;
     /// One cron script of this org.
     async fn get_cron_script(&self, org_id: Uuid, cron_id: Uuid) -> Result<CronScript>;
@@ -200,6 +203,17 @@ pub trait CronScriptStore {
     async fn update_cron_script(&self, org_id: Uuid, cron_id: Uuid, update: CronScriptUpdate) -> Result<CronScript>;
     /// Deletes one of the org's cron scripts.
     async fn delete_cron_script(&self, org_id: Uuid, cron_id: Uuid) -> Result<()>;
+}
+
+/// The last results of each cron script.
+#[async_trait]
+pub trait CronResultStore {
+    /// Stores the result of one run and keeps only the newest `keep` (by `run_at`) of that script; `false` when
+    /// the run (script, vizier, `run_at`) was already stored, which changes nothing. `NotFound { entity: "cron
+    /// script" }` unless the script is the org's.
+    async fn record_cron_result(&self, result: NewCronResult, keep: u32) -> Result<bool>;
+    /// The stored results of one of the org's scripts, oldest run first.
+    async fn list_cron_results(&self, org_id: Uuid, cron_id: Uuid) -> Result<Vec<CronResult>>;
 }
 
 /// Per-user and per-org settings.

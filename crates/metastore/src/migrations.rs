@@ -20,6 +20,7 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "keys", include_str!("../migrations/sqlite/0002_keys.sql")),
     (3, "vizier_report", include_str!("../migrations/sqlite/0003_vizier_report.sql")),
+    (4, "cron", include_str!("../migrations/sqlite/0004_cron.sql")),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, in order.
@@ -27,6 +28,7 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "keys", include_str!("../migrations/postgres/0002_keys.sql")),
     (3, "vizier_report", include_str!("../migrations/postgres/0003_vizier_report.sql")),
+    (4, "cron", include_str!("../migrations/postgres/0004_cron.sql")),
 ];
 
 /// Maps a migration failure: connection trouble stays `Unavailable`, anything else is `Internal`.
@@ -85,6 +87,6 @@ mod tests {
     #[test]
     fn migrator_keeps_versions_in_order() {
         let versions: Vec<i64> = migrator(POSTGRES).iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1, 2, 3]);
+        assert_eq!(versions, vec![1, 2, 3, 4]);
     }
 }

@@ -351,13 +351,17 @@ pub struct CronScript {
     pub id: Uuid,
     /// Owning org.
     pub org_id: Uuid,
+    /// Name, unique within the org.
+    pub name: String,
     /// PxL source.
     pub script: String,
-    /// Viziers to run on (stored as a JSON array).
+    /// Viziers to run on (stored as a JSON array); empty for every vizier of the org.
     #[sqlx(json)]
     pub cluster_ids: Vec<Uuid>,
-    /// Period in seconds (> 0).
+    /// Period in seconds (> 0), or 0 when `cron_expr` is the schedule.
     pub frequency_s: i64,
+    /// A cron expression, or empty when `frequency_s` is the schedule.
+    pub cron_expr: String,
     /// Whether the scheduler runs it.
     pub enabled: bool,
     /// Free-form configuration text (e.g. YAML export settings).
@@ -373,12 +377,16 @@ pub struct CronScript {
 pub struct NewCronScript {
     /// Owning org; must exist.
     pub org_id: Uuid,
+    /// Name, unique within the org.
+    pub name: String,
     /// PxL source.
     pub script: String,
-    /// Viziers to run on.
+    /// Viziers to run on; empty for every vizier of the org.
     pub cluster_ids: Vec<Uuid>,
-    /// Period in seconds (> 0).
+    /// Period in seconds (> 0), or 0 with a `cron_expr`.
     pub frequency_s: i64,
+    /// A cron expression, or empty with a period.
+    pub cron_expr: String,
     /// Whether the scheduler runs it.
     pub enabled: bool,
     /// Free-form configuration text.
@@ -390,14 +398,66 @@ pub struct NewCronScript {
 pub struct CronScriptUpdate {
     /// PxL source.
     pub script: String,
-    /// Viziers to run on.
+    /// Viziers to run on; empty for every vizier of the org.
     pub cluster_ids: Vec<Uuid>,
-    /// Period in seconds (> 0).
+    /// Period in seconds (> 0), or 0 with a `cron_expr`.
     pub frequency_s: i64,
+    /// A cron expression, or empty with a period.
+    pub cron_expr: String,
     /// Whether the scheduler runs it.
     pub enabled: bool,
     /// Free-form configuration text.
     pub configs: String,
+}
+
+/// The result of one run of a cron script on one vizier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct CronResult {
+    /// Result id.
+    pub id: Uuid,
+    /// Owning org.
+    pub org_id: Uuid,
+    /// The cron script.
+    pub cron_id: Uuid,
+    /// The vizier that ran it.
+    pub vizier_id: Uuid,
+    /// When the run was due, Unix ns (the vizier's clock); with the script and vizier, it names the run.
+    pub run_at: i64,
+    /// How long the run took.
+    pub duration_ns: i64,
+    /// 0 when the run succeeded, else a gRPC status code.
+    pub error_code: i64,
+    /// Why the run failed; empty when it succeeded.
+    pub error: String,
+    /// Rows the script returned, over all its outputs.
+    pub records: i64,
+    /// Bytes of those rows (Arrow IPC).
+    pub bytes: i64,
+    /// When the cloud received it, Unix ns.
+    pub received_at: i64,
+}
+
+/// Input of `Metastore::record_cron_result`.
+#[derive(Debug, Clone)]
+pub struct NewCronResult {
+    /// Owning org: the script must be this org's.
+    pub org_id: Uuid,
+    /// The cron script.
+    pub cron_id: Uuid,
+    /// The vizier that ran it.
+    pub vizier_id: Uuid,
+    /// When the run was due, Unix ns.
+    pub run_at: i64,
+    /// How long the run took.
+    pub duration_ns: i64,
+    /// 0 when the run succeeded, else a gRPC status code.
+    pub error_code: i64,
+    /// Why the run failed; empty when it succeeded.
+    pub error: String,
+    /// Rows returned.
+    pub records: i64,
+    /// Bytes returned.
+    pub bytes: i64,
 }
 
 /// One key/value setting (of a user or an org).

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use loupe_metastore::prelude::*;
 use loupe_metastore::{
-    CronScriptUpdate, Key, KeyKind, MetastoreError, NewCronScript, NewInvitation, NewKey, NewScript, NewUser,
-    NewVizier, Org, Role, ScriptUpdate, User, VizierStatusUpdate, now_ns,
+    CronScriptUpdate, Key, KeyKind, MetastoreError, NewCronResult, NewCronScript, NewInvitation, NewKey, NewScript,
+    NewUser, NewVizier, Org, Role, ScriptUpdate, User, VizierStatusUpdate, now_ns,
 };
 use uuid::Uuid;
 
@@ -61,8 +61,11 @@ fn new_script(org_id: Uuid, name: &str) -> NewScript {
 }
 
 fn new_cron(org_id: Uuid, cluster_ids: Vec<Uuid>) -> NewCronScript {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     NewCronScript {
         org_id,
+        name: format!("cron-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        cron_expr: String::new(),
         script: "px.display(px.DataFrame('conn_stats'))".to_owned(),
         cluster_ids,
         frequency_s: 60,
@@ -567,6 +570,7 @@ pub async fn cron_scripts_crud(store: Arc<dyn Metastore>) {
         script: "px.display(2)".to_owned(),
         cluster_ids: vec![clusters[1]],
         frequency_s: 300,
+        cron_expr: String::new(),
         enabled: false,
         configs: String::new(),
     };
@@ -580,6 +584,95 @@ pub async fn cron_scripts_crud(store: Arc<dyn Metastore>) {
     store.delete_cron_script(a.id, c.id).await.expect("delete");
     assert_err!(store.get_cron_script(a.id, c.id).await, MetastoreError::NotFound { entity: "cron script" });
     assert_err!(store.delete_cron_script(a.id, c.id).await, MetastoreError::NotFound { .. });
+}
+
+/// Names are unique per org, and the schedule is a period or a cron expression, never both nor neither.
+pub async fn cron_scripts_names_and_schedules(store: Arc<dyn Metastore>) {
+    let store = store.as_ref();
+    let a = org(store, "acme").await;
+    let b = org(store, "beta").await;
+    let named = |org_id, name: &str| NewCronScript { name: name.to_owned(), ..new_cron(org_id, vec![]) };
+    let first = store.create_cron_script(named(a.id, "nightly")).await.expect("create");
+    assert_eq!(first.name, "nightly");
+    assert_err!(
+        store.create_cron_script(named(a.id, "nightly")).await,
+        MetastoreError::AlreadyExists { entity: "cron script" }
+    );
+    store.create_cron_script(named(b.id, "nightly")).await.expect("same name in another org");
+    assert_err!(store.create_cron_script(named(a.id, " ")).await, MetastoreError::Invalid { .. });
+
+    let by_expr = NewCronScript { frequency_s: 0, cron_expr: "*/5 * * * *".into(), ..named(a.id, "every5") };
+    let c = store.create_cron_script(by_expr).await.expect("cron expression");
+    assert_eq!((c.frequency_s, c.cron_expr.as_str()), (0, "*/5 * * * *"));
+    assert_eq!(store.get_cron_script(a.id, c.id).await.expect("get"), c);
+    let both = NewCronScript { frequency_s: 10, cron_expr: "* * * * *".into(), ..named(a.id, "both") };
+    assert_err!(store.create_cron_script(both).await, MetastoreError::Invalid { .. });
+    let neither = NewCronScript { frequency_s: 0, ..named(a.id, "neither") };
+    assert_err!(store.create_cron_script(neither).await, MetastoreError::Invalid { .. });
+
+    let update = CronScriptUpdate {
+        script: c.script.clone(),
+        cluster_ids: vec![],
+        frequency_s: 10,
+        cron_expr: String::new(),
+        enabled: true,
+        configs: String::new(),
+    };
+    let updated = store.update_cron_script(a.id, c.id, update).await.expect("to a period");
+    assert_eq!((updated.name.as_str(), updated.frequency_s, updated.cron_expr.as_str()), ("every5", 10, ""));
+    let names: Vec<String> = store.list_cron_scripts(a.id).await.expect("list").into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["nightly", "every5"]);
+}
+
+/// A run's result is stored once however often it is sent, only the newest `keep` per script stay, results are
+/// the org's alone, and they go with their script.
+pub async fn cron_results_once_per_run_and_trimmed(store: Arc<dyn Metastore>) {
+    let store = store.as_ref();
+    let a = org(store, "acme").await;
+    let x = org(store, "attacker").await;
+    let c = store.create_cron_script(new_cron(a.id, vec![])).await.expect("cron");
+    let other = store.create_cron_script(new_cron(a.id, vec![])).await.expect("other cron");
+    let vizier = Uuid::new_v4();
+    let result = |cron_id, run_at: i64| NewCronResult {
+        org_id: a.id,
+        cron_id,
+        vizier_id: vizier,
+        run_at,
+        duration_ns: 1_500_000,
+        error_code: if run_at == 30 { 3 } else { 0 },
+        error: if run_at == 30 { "compile error".into() } else { String::new() },
+        records: run_at / 10,
+        bytes: run_at * 100,
+    };
+    for run_at in [10, 20, 30, 40] {
+        assert!(store.record_cron_result(result(c.id, run_at), 3).await.expect("record"));
+    }
+    assert!(!store.record_cron_result(result(c.id, 40), 3).await.expect("sent again"), "a re-sent run counts once");
+    assert!(store.record_cron_result(result(other.id, 10), 3).await.expect("other script"));
+    let kept = store.list_cron_results(a.id, c.id).await.expect("list");
+    let runs: Vec<(i64, i64, &str, i64, i64)> =
+        kept.iter().map(|r| (r.run_at, r.error_code, r.error.as_str(), r.records, r.bytes)).collect();
+    assert_eq!(runs, [(20, 0, "", 2, 2000), (30, 3, "compile error", 3, 3000), (40, 0, "", 4, 4000)]);
+    assert!(kept.iter().all(|r| r.cron_id == c.id && r.vizier_id == vizier && r.duration_ns == 1_500_000));
+    // Another vizier's run at the same time is another run.
+    let second = NewCronResult { vizier_id: Uuid::new_v4(), ..result(c.id, 40) };
+    assert!(store.record_cron_result(second, 3).await.expect("second vizier"));
+    let runs: Vec<i64> = store.list_cron_results(a.id, c.id).await.expect("list").iter().map(|r| r.run_at).collect();
+    assert_eq!(runs, [30, 40, 40]);
+
+    // Another org neither reads nor writes them.
+    assert!(store.list_cron_results(x.id, c.id).await.expect("other org").is_empty());
+    let forged = NewCronResult { org_id: x.id, ..result(c.id, 50) };
+    assert_err!(store.record_cron_result(forged, 3).await, MetastoreError::NotFound { entity: "cron script" });
+    assert_eq!(store.list_cron_results(a.id, c.id).await.expect("list").len(), 3);
+
+    store.delete_cron_script(a.id, c.id).await.expect("delete");
+    assert!(store.list_cron_results(a.id, c.id).await.expect("gone").is_empty());
+    assert_err!(
+        store.record_cron_result(result(c.id, 60), 3).await,
+        MetastoreError::NotFound { entity: "cron script" }
+    );
+    assert_eq!(store.list_cron_results(a.id, other.id).await.expect("other kept").len(), 1);
 }
 
 pub async fn user_and_org_settings(store: Arc<dyn Metastore>) {
@@ -712,6 +805,7 @@ pub async fn org_isolation_for_every_entity(store: Arc<dyn Metastore>) {
         script: "pwned".into(),
         cluster_ids: vec![],
         frequency_s: 1,
+        cron_expr: String::new(),
         enabled: true,
         configs: "".into(),
     };

@@ -32,6 +32,8 @@ macro_rules! metastore_test_suite {
             scripts_crud_and_unique_per_org,
             viziers_register_and_report_status,
             cron_scripts_crud,
+            cron_scripts_names_and_schedules,
+            cron_results_once_per_run_and_trimmed,
             user_and_org_settings,
             kv_put_if_absent_race_has_one_winner,
             org_isolation_for_every_entity,

@@ -72,6 +72,16 @@ pub mod vzconn_topic {
     pub fn reply(request_id: &str) -> String {
         format!("{REPLY_PREFIX}{request_id}")
     }
+
+    // Cron scripts (issue 11).
+    /// A vizier asks for its cron scripts (with the checksum of those it holds), vizier → cloud.
+    pub const CRON_REQUEST: &str = "cron.request";
+    /// A vizier's whole set of cron scripts, cloud → vizier.
+    pub const CRON_SYNC: &str = "cron.sync";
+    /// One cron run's result, vizier → cloud.
+    pub const CRON_RESULT: &str = "cron.result";
+    /// Cron results stored, cloud → vizier.
+    pub const CRON_ACK: &str = "cron.ack";
 }
 
 pub use vizierpb::ErrorCode;

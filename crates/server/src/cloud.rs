@@ -106,8 +106,8 @@ pub struct ApiArgs {
 
 /// How the API's port serves VZConn: in process over a bus (`loupe up`), or forwarded to `loupe cloud vzconn`.
 pub enum VzConnMount {
-    /// VZConn itself, on this bus with these settings.
-    InProcess(Arc<dyn loupe_bus::Bus>, loupe_vzconn::VzConnConfig),
+    /// VZConn itself and its cron side, on this bus with these settings.
+    InProcess(Arc<dyn loupe_bus::Bus>, loupe_vzconn::VzConnConfig, loupe_vzconn::CronConfig),
     /// Forwarded to this address.
     Remote(String),
 }
@@ -405,6 +405,23 @@ fn public_router(gateway: Gateway, bus: Option<Arc<dyn loupe_bus::Bus>>, args: &
     loupe_cloud::gateway_app_with_queries(gateway, passthrough)
 }
 
+/// Tells the org's viziers when the cron service in this process changes their scripts.
+#[derive(Clone)]
+pub struct PushCronChanges(pub loupe_vzconn::CronPusher);
+
+impl std::fmt::Debug for PushCronChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushCronChanges")
+    }
+}
+
+impl loupe_cloud::CronChanges for PushCronChanges {
+    fn changed(&self, org_id: uuid::Uuid) {
+        let pusher = self.0.clone();
+        tokio::spawn(async move { pusher.push_org(org_id).await });
+    }
+}
+
 /// Opens the metastore, creates the admin if absent, and starts serving the API with every service in
 /// process, and its operational routes on `ops`, in the background. The query API
 /// (`loupe.vizier.v1.VizierService`) sends each script over `bus` to a vizier of the caller's org. With
@@ -417,7 +434,18 @@ pub async fn start_api(
     ops: OpsListener,
     stop: &Stop,
 ) -> Result<StartedApi> {
-    let state = open_state(&args.state, cloud_config(&args.state, Some(args))).await?;
+    let mut state = open_state(&args.state, cloud_config(&args.state, Some(args))).await?;
+    // Cron scripts: VZConn's cron side runs here, and the cron service pushes its changes to it directly.
+    let cron = match &vzconn {
+        Some(VzConnMount::InProcess(bus, _, config)) => {
+            let cron = loupe_vzconn::CronService::start(Arc::clone(&state.metastore), Arc::clone(bus), config.clone())
+                .await
+                .context("failed to start the cron side")?;
+            state.cron_changes = Some(Arc::new(PushCronChanges(cron.pusher())));
+            Some(cron)
+        }
+        _ => None,
+    };
     bootstrap_admin(&state).await?;
     let listener = bind(args.api_listen, "--api-listen").await?;
     tracing::info!(addr = %listener.local_addr()?, "cloud API listening (REST /api/v1, gRPC loupe.cloud.v1)");
@@ -425,7 +453,7 @@ pub async fn start_api(
     let ops = start_ops(ops, gateway.clone(), stop).await?;
     let mut router = public_router(gateway, bus, args);
     match vzconn {
-        Some(VzConnMount::InProcess(bus, config)) => {
+        Some(VzConnMount::InProcess(bus, config, _)) => {
             let vzconn = loupe_vzconn::VzConn::new(Arc::clone(&state.metastore), bus, config)
                 .context("the vizier credential key is unusable")?;
             let closing = vzconn.clone();
@@ -433,6 +461,7 @@ pub async fn start_api(
             tokio::spawn(async move {
                 stopping.await;
                 closing.close_bridges();
+                drop(cron);
             });
             router = router.route_service(&vzconn_path(), vzconn.service());
         }

@@ -120,6 +120,9 @@ struct UpArgs {
     /// certificate for that name from the cloud CA for each vizier (as `loupe cloud dnsmgr`).
     #[arg(long, env = "LOUPE_DNS_LISTEN")]
     dns_listen: Option<SocketAddr>,
+    /// Results kept per cron script (the newest).
+    #[arg(long, env = "LOUPE_CRON_RESULTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    cron_results: u32,
 }
 
 /// `loupe vizier pem`: the agent and its own query port.
@@ -253,7 +256,11 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
     let data_dir = args.cloud.state.metastore.data_dir.clone();
     let secret = vzconn::credential_key(None, &data_dir, &args.cloud.state.domain)?;
     let bus: Arc<dyn loupe_bus::Bus> = Arc::new(loupe_bus::InProcessBus::new());
-    let vzconn = cloud::VzConnMount::InProcess(Arc::clone(&bus), loupe_vzconn::VzConnConfig::new(secret));
+    let vzconn = cloud::VzConnMount::InProcess(
+        Arc::clone(&bus),
+        loupe_vzconn::VzConnConfig::new(secret),
+        vzconn::cron_config(args.cron_results),
+    );
     let started = cloud::start_api(&args.cloud, Some(Arc::clone(&bus)), Some(vzconn), ops, &stop_rx).await?;
     let mut api = started.task;
     let manager = loupe_vzconn::VizierManager::start(

@@ -42,6 +42,10 @@ pub struct CloudLinkArgs {
     /// endpoint's own address, unless that is a wildcard (then none is reported).
     #[arg(long, env = "LOUPE_ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
+    /// The longest wait between two attempts to reach the cloud (the wait doubles from 1 s up to this, with
+    /// jitter), e.g. 60s, 5s.
+    #[arg(long, env = "LOUPE_RECONNECT_MAX", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub reconnect_max: std::time::Duration,
 }
 
 /// `loupe vizier up` flags.
@@ -107,6 +111,7 @@ fn connector_config(
     } else if config.advertise_addr.is_empty() {
         tracing::warn!("the query endpoint listens on a wildcard address: pass --advertise-addr to report one");
     }
+    config.backoff_max = link.reconnect_max.max(config.backoff_initial);
     Ok(config)
 }
 

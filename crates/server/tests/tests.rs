@@ -2,6 +2,7 @@
 
 mod capture;
 mod common;
+mod cron;
 mod dns;
 mod e2e;
 mod hardening_auth;

@@ -6,6 +6,7 @@
 //! - [`VizierManager`]: consumes heartbeats from the bus (a queue group, so several replicas share them), records
 //!   them in the metastore, and marks viziers without a recent heartbeat DISCONNECTED.
 //! - [`Passthrough`]: how a cloud service runs a query on a vizier over the bus and reads its replies.
+//! - [`CronService`]: sends each vizier its cron scripts and stores the results of their runs.
 //!
 //! Owns the vizier connection rules (who may register where, the credential, one bridge per vizier, limits).
 //! Must not touch SQL or key hashing (the metastore's and auth's, reached only from `records`), nor the query
@@ -13,6 +14,7 @@
 
 mod bridge;
 mod credential;
+mod cron;
 mod manager;
 mod passthrough;
 mod records;
@@ -30,6 +32,7 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::credential::CredentialKey;
+pub use crate::cron::{CronConfig, CronPusher, CronService, script_set};
 pub use crate::manager::{ManagerConfig, ManagerStats, VizierManager, status_name};
 pub use crate::passthrough::{Passthrough, PassthroughConfig, PassthroughError, ReplyStream, VIZIER_GRACE};
 

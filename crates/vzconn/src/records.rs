@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use loupe_metastore::{KeyKind, Metastore, MetastoreError, NewVizier, Vizier, VizierStatusUpdate};
+use loupe_metastore::{
+    CronScript, KeyKind, Metastore, MetastoreError, NewCronResult, NewVizier, Vizier, VizierStatusUpdate,
+};
 use uuid::Uuid;
 
 /// The metastore, as VZConn uses it.
@@ -105,6 +107,33 @@ impl Records {
             address: reported.address,
         };
         none_if_missing(self.metastore.update_vizier_status(org_id, vizier_id, update).await)
+    }
+}
+
+impl Records {
+    /// The enabled cron scripts of the org that run on this vizier (those naming it, and those naming none).
+    pub(crate) async fn cron_scripts_of(&self, org_id: Uuid, vizier_id: Uuid) -> Result<Vec<CronScript>> {
+        let all = self.metastore.list_cron_scripts(org_id).await?;
+        Ok(all
+            .into_iter()
+            .filter(|c| c.enabled && (c.cluster_ids.is_empty() || c.cluster_ids.contains(&vizier_id)))
+            .collect())
+    }
+
+    /// Whether the org's cron script `cron_id` runs on this vizier (enabled or not); `None` when there is none.
+    pub(crate) async fn cron_script_runs_on(
+        &self,
+        org_id: Uuid,
+        cron_id: Uuid,
+        vizier_id: Uuid,
+    ) -> Result<Option<bool>> {
+        let script = none_if_missing(self.metastore.get_cron_script(org_id, cron_id).await)?;
+        Ok(script.map(|c| c.cluster_ids.is_empty() || c.cluster_ids.contains(&vizier_id)))
+    }
+
+    /// Stores one run's result; `None` when its script is not the org's (any more).
+    pub(crate) async fn record_cron_result(&self, result: NewCronResult, keep: u32) -> Result<Option<bool>> {
+        none_if_missing(self.metastore.record_cron_result(result, keep).await)
     }
 }
 

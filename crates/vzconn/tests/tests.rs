@@ -5,4 +5,5 @@
 mod bridge;
 mod common;
 mod connector;
+mod cron;
 mod registration;

@@ -118,6 +118,12 @@ impl Client {
         self.finish(path, answer)
     }
 
+    /// `PATCH {base}{path}` with a JSON body.
+    pub fn patch(&self, path: &str, body: &Value) -> Result<Value> {
+        let req = self.authed(self.agent.patch(self.url(path)));
+        self.finish(path, req.send_json(body))
+    }
+
     /// `DELETE {base}{path}`.
     pub fn delete(&self, path: &str) -> Result<Value> {
         let req = self.authed(self.agent.delete(self.url(path)));

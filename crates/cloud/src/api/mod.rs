@@ -10,6 +10,7 @@
 //! roles, org scoping, validation beyond the declared shape) nor serve the operational endpoints (`app` does).
 
 pub mod auth;
+pub mod cron;
 pub mod keys;
 pub mod model;
 pub mod profile;
@@ -94,6 +95,13 @@ fn declare() -> Declared {
         .add(User, routes!(profile::list_viziers))
         .add(User, routes!(profile::get_vizier))
         .add(Admin, routes!(profile::delete_vizier))
+        // Cron scripts (issue 11).
+        .add(User, routes!(cron::list_cron_scripts))
+        .add(User, routes!(cron::create_cron_script))
+        .add(User, routes!(cron::get_cron_script))
+        .add(User, routes!(cron::update_cron_script))
+        .add(User, routes!(cron::delete_cron_script))
+        .add(User, routes!(cron::list_cron_script_results))
 }
 
 /// The document's frame: what no single route says.
@@ -380,7 +388,7 @@ mod tests {
     fn every_route_documents_what_its_access_and_shape_imply() {
         let doc = document();
         let routes = routes();
-        assert_eq!(routes.len(), 33);
+        assert_eq!(routes.len(), 39);
         for route in &routes {
             let op = operation(doc, route);
             let what = format!("{} {}", route.method, route.path);

@@ -603,3 +603,129 @@ impl From<cloudpb::Vizier> for Vizier {
         }
     }
 }
+
+// ---- cron scripts (requests, responses and conversions) ----
+
+/// `POST /api/v1/cron-scripts`: exactly one of `frequency_s` and `cron`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCronScriptRequest {
+    /// 1 to 64 of `[a-z0-9_-]`, unique in the org.
+    #[schema(pattern = r"^[a-z0-9_-]{1,64}$", example = "http_errors")]
+    pub name: String,
+    /// PxL source; it must compile (400 with line and column otherwise).
+    #[schema(min_length = 1, max_length = 262144, pattern = r"\S", example = pxl_example)]
+    pub script: String,
+    /// Run every this many seconds (at multiples of it since the Unix epoch).
+    #[serde(default)]
+    #[schema(minimum = 1, example = 60)]
+    pub frequency_s: Option<i64>,
+    /// Or a five-field cron expression, in UTC (`*/5 * * * *`).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    pub cron: Option<String>,
+    /// Vizier names or ids to run on; absent or empty for every vizier of the org.
+    #[serde(default)]
+    pub viziers: Vec<String>,
+    /// Whether it runs; absent means enabled.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// `PATCH /api/v1/cron-scripts/{name}`: the fields given change; `frequency_s` or `cron` replaces the schedule.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCronScriptRequest {
+    /// New PxL source.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 262144, pattern = r"\S")]
+    pub script: Option<String>,
+    /// A new period in seconds.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub frequency_s: Option<i64>,
+    /// A new cron expression.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    pub cron: Option<String>,
+    /// Enable or disable it.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// A cron script.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CronScriptView {
+    /// Its id.
+    #[schema(format = "uuid")]
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// PxL source.
+    pub script: String,
+    /// The period in seconds; `null` when `cron` is the schedule.
+    pub frequency_s: Option<i64>,
+    /// The cron expression (UTC); `null` when `frequency_s` is the schedule.
+    pub cron: Option<String>,
+    /// Vizier ids it runs on; empty for every vizier of the org.
+    pub viziers: Vec<String>,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Last change, Unix seconds.
+    pub updated_at: i64,
+}
+
+/// The result of one run of a cron script on one vizier.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CronScriptResultView {
+    /// The vizier that ran it.
+    #[schema(format = "uuid")]
+    pub vizier_id: String,
+    /// When the run was due, Unix seconds (the vizier's clock).
+    pub run_at: i64,
+    /// How long it took, milliseconds.
+    pub duration_ms: i64,
+    /// 0 when it succeeded, else a gRPC status code.
+    pub error_code: i32,
+    /// Why it failed; empty when it succeeded.
+    pub error: String,
+    /// Rows it returned, over all outputs.
+    pub records: i64,
+    /// Bytes of those rows (Arrow IPC).
+    pub bytes: i64,
+    /// When the cloud received it, Unix seconds.
+    pub received_at: i64,
+}
+
+impl From<cloudpb::CronScript> for CronScriptView {
+    fn from(c: cloudpb::CronScript) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+            script: c.script,
+            frequency_s: (c.frequency_s > 0).then_some(c.frequency_s),
+            cron: (!c.cron.is_empty()).then_some(c.cron),
+            viziers: c.viziers,
+            enabled: c.enabled,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+impl From<cloudpb::CronScriptResult> for CronScriptResultView {
+    fn from(r: cloudpb::CronScriptResult) -> Self {
+        Self {
+            vizier_id: r.vizier_id,
+            run_at: r.run_at,
+            duration_ms: r.duration_ms,
+            error_code: r.error_code,
+            error: r.error,
+            records: r.records,
+            bytes: r.bytes,
+            received_at: r.received_at,
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! The cloud's services, as gRPC servers: auth (sessions, API and deploy keys), profile (org, users, settings,
-//! invitations, the vizier registry) and scripts. This is where the rules live; the REST API and the public
+//! invitations, the vizier registry), scripts and cron scripts. This is where the rules live; the REST API and the public
 //! gRPC port reach them only through the generated clients (`crate::clients`), in process or over the network.
 //!
 //! Owns credential checking on every call (the `authorization` or `pixie-api-key` metadata, exactly as the HTTP
@@ -8,6 +8,7 @@
 
 mod auth;
 pub mod caller;
+mod cron;
 mod keys;
 mod profile;
 mod scripts;
@@ -19,9 +20,9 @@ use std::sync::Arc;
 use loupe_auth::{SigningKey, TokenError};
 use loupe_proto::cloudpb::{self, api_key_service_server::ApiKeyServiceServer, auth_service_server::AuthServiceServer};
 use loupe_proto::cloudpb::{
-    deploy_key_service_server::DeployKeyServiceServer, profile_service_server::ProfileServiceServer,
-    script_service_server::ScriptServiceServer, service_health_server::ServiceHealthServer,
-    vizier_info_service_server::VizierInfoServiceServer,
+    cron_script_service_server::CronScriptServiceServer, deploy_key_service_server::DeployKeyServiceServer,
+    profile_service_server::ProfileServiceServer, script_service_server::ScriptServiceServer,
+    service_health_server::ServiceHealthServer, vizier_info_service_server::VizierInfoServiceServer,
 };
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
@@ -111,7 +112,7 @@ pub enum ServiceKind {
     Auth,
     /// Org, users, settings, invitations and viziers (`ProfileService`, `VizierInfoService`).
     Profile,
-    /// The script manager (`ScriptService`).
+    /// The script manager (`ScriptService`, `CronScriptService`).
     Scripts,
 }
 
@@ -141,7 +142,10 @@ impl ServiceKind {
                 <ProfileServiceServer<CloudServices> as NamedService>::NAME,
                 <VizierInfoServiceServer<CloudServices> as NamedService>::NAME,
             ],
-            ServiceKind::Scripts => &[<ScriptServiceServer<CloudServices> as NamedService>::NAME],
+            ServiceKind::Scripts => &[
+                <ScriptServiceServer<CloudServices> as NamedService>::NAME,
+                <CronScriptServiceServer<CloudServices> as NamedService>::NAME,
+            ],
         }
     }
 }
@@ -219,7 +223,11 @@ impl CloudServices {
                     .add_service(ProfileServiceServer::new(self.clone()))
                     .add_service(VizierInfoServiceServer::new(self.clone()));
             }
-            ServiceKind::Scripts => routes = routes.add_service(ScriptServiceServer::new(self.clone())),
+            ServiceKind::Scripts => {
+                routes = routes
+                    .add_service(ScriptServiceServer::new(self.clone()))
+                    .add_service(CronScriptServiceServer::new(self.clone()));
+            }
         }
         routes
     }

@@ -74,7 +74,7 @@ fn check_content(req: &cloudpb::SaveScriptRequest) -> ApiResult<()> {
 
 /// Compiles the script against the tables this Loupe knows, so a mistake is reported when the script is
 /// saved, at its line and column, rather than when someone first runs it.
-fn check_pxl(pxl: &str) -> ApiResult<()> {
+pub(super) fn check_pxl(pxl: &str) -> ApiResult<()> {
     let options = loupe_pxl::CompileOptions { now_ns: loupe_metastore::now_ns() };
     let Err(diagnostics) = loupe_pxl::compile(pxl, &loupe_pxl::SchemaCatalog, &options) else { return Ok(()) };
     let Some(first) = diagnostics.first() else { return Ok(()) };

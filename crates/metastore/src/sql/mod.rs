@@ -11,6 +11,7 @@
 //! Macros rather than generics: sqlx's per-backend bounds (executor, encode, decode) make a generic impl brittle,
 //! while a macro expands to plain concrete code the compiler checks for each backend.
 
+pub(crate) mod cron_results;
 pub(crate) mod cron_scripts;
 pub(crate) mod invitations;
 pub(crate) mod keys;
@@ -113,6 +114,7 @@ macro_rules! impl_sql_metastore {
         $crate::sql::scripts::impl_script_store!($store);
         $crate::sql::viziers::impl_vizier_store!($store);
         $crate::sql::cron_scripts::impl_cron_script_store!($store);
+        $crate::sql::cron_results::impl_cron_result_store!($store);
         $crate::sql::settings::impl_setting_store!($store);
         $crate::sql::kv::impl_kv_store!($store);
 
