@@ -17,6 +17,7 @@ use loupe_proto::vzconnpb::{
     BridgeMessage, BridgeRegister, BridgeRegisterAck, Heartbeat, QueryCancel, QueryReply, QueryRequest, QueryStatus,
     RegisterVizierRequest, VizierStatus, query_reply,
 };
+use futures::StreamExt as _;
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 use tonic::Code;
@@ -364,11 +365,25 @@ async fn run_query(mut replies: Replies, query: QueryClient, request: QueryReque
             .await;
     }
     let timeout = (request.timeout_ms > 0).then(|| Duration::from_millis(request.timeout_ms));
-    let mut stream = match query.execute(&request.execute_script_request, timeout).await {
-        Ok(s) => Box::pin(s),
+    let started = if request.method.is_empty() {
+        query.execute(&request.execute_script_request, timeout).await.map(|s| s.boxed())
+    } else {
+        // A named method is forwarded as bytes, only when it is one of the query methods allowed.
+        match crate::query::FORWARDED_METHODS.iter().find(|m| **m == request.method) {
+            Some(method) => {
+                let bytes = bytes::Bytes::from(request.execute_script_request);
+                query.forward(method, bytes, timeout).await.map(|s| s.boxed())
+            }
+            None => Err(tonic::Status::unimplemented(format!(
+                "this vizier does not forward queries to {:?}",
+                request.method
+            ))),
+        }
+    };
+    let mut stream = match started {
+        Ok(s) => s,
         Err(status) => return replies.done(status.code(), status.message().to_owned()).await,
     };
-    use futures::StreamExt as _;
     while let Some(item) = stream.next().await {
         match item {
             Ok(bytes) => {
