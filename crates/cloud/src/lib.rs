@@ -32,6 +32,7 @@ pub use crate::api::{Route, document as openapi_document, routes};
 pub use crate::app::{Colocated, app, gateway_app, ops_app, serve, serve_router, service_app};
 pub use crate::clients::{ServiceAddrs, ServiceChannel, ServiceClients};
 pub use crate::error::{ApiError, ApiResult, PASSWORD_CHANGE_REQUIRED};
+pub use crate::gateway::pixie::{ByteStream, PixieQueries, VizierCalls, pixie_query_service};
 pub use crate::gateway::{Gateway, PROXY_SECRET_HEADER, require_user};
 pub use crate::services::caller::{API_KEY_HEADER, Caller, PendingCaller};
 pub use crate::services::{Access, CloudServices, ServiceKind};

@@ -91,6 +91,9 @@ pub mod pixie {
         tonic::include_proto!("px.cloudapi");
     }
 
+    /// The timestamp type of Pixie's messages (`google.protobuf.Timestamp`).
+    pub use prost_types::Timestamp;
+
     /// The gRPC path of Pixie's `ExecuteScript`.
     pub const EXECUTE_SCRIPT_PATH: &str = "/px.api.vizierpb.VizierService/ExecuteScript";
     /// The gRPC path of Pixie's `HealthCheck`.

@@ -376,10 +376,11 @@ pub async fn start_api(
     if let Some(query) = query {
         router = router.route_service(
             &format!("{}/{{*method}}", loupe_proto::VIZIER_SERVICE_PATH),
-            loupe_cloud::require_user(gateway, query),
+            loupe_cloud::require_user(gateway.clone(), query),
         );
     }
     if let Some((bus, config)) = vzconn {
+        router = mount_pixie_queries(router, gateway.clone(), Arc::clone(&bus));
         let vzconn = loupe_vzconn::VzConn::new(Arc::clone(&state.metastore), bus, config)
             .context("the vizier credential key is unusable")?;
         let closing = vzconn.clone();
@@ -397,6 +398,36 @@ pub async fn start_api(
         metastore: Arc::clone(&state.metastore),
         default_org: state.config.default_org.clone(),
     })
+}
+
+/// Mounts Pixie's query API (`px.api.vizierpb.VizierService`) on `router`: scripts naming a cluster go to that
+/// vizier through the bus passthrough, once the profile service says the caller may reach it.
+pub fn mount_pixie_queries(router: axum::Router, gateway: Gateway, bus: Arc<dyn loupe_bus::Bus>) -> axum::Router {
+    let passthrough = loupe_vzconn::Passthrough::new(bus, loupe_vzconn::PassthroughConfig::default());
+    let service = loupe_cloud::pixie_query_service(gateway, Arc::new(PassthroughCalls(passthrough)));
+    let name = loupe_proto::pixie::vizierpb::vizier_service_server::SERVICE_NAME;
+    router.route_service(&format!("/{name}/{{*method}}"), service)
+}
+
+/// The cloud's calls to a vizier, over VZConn's passthrough.
+struct PassthroughCalls(loupe_vzconn::Passthrough);
+
+impl loupe_cloud::VizierCalls for PassthroughCalls {
+    fn call(
+        &self,
+        vizier_id: uuid::Uuid,
+        method: &'static str,
+        request: tonic::codegen::Bytes,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<loupe_cloud::ByteStream, tonic::Status>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            let replies = self.0.execute_method(vizier_id, method, request).await?;
+            let replies: loupe_cloud::ByteStream =
+                Box::pin(tokio_stream::StreamExt::map(replies, |r| r.map_err(tonic::Status::from)));
+            Ok(replies)
+        })
+    }
 }
 
 /// `loupe cloud api`: the API server, with the services in process or, given their addresses, in front of

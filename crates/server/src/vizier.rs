@@ -151,7 +151,7 @@ pub async fn start_own(
     org: &str,
     api: SocketAddr,
     data_dir: &Path,
-    query: crate::cloud::QueryGrpc,
+    query: tonic::service::Routes,
     disconnect_after: std::time::Duration,
 ) -> Result<Connector> {
     let deploy_key = if data_dir.join(loupe_connector::IDENTITY_FILE).exists() {
@@ -193,13 +193,13 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// A channel to `service` through in-memory pipes: each connection is a `tokio::io::duplex` whose other end a
+/// A channel to `routes` (the query services, Loupe's and Pixie's) through in-memory pipes: each connection is a `tokio::io::duplex` whose other end a
 /// tonic server serves, so `loupe up` opens no port for its own connector.
-fn in_memory_channel(service: crate::cloud::QueryGrpc) -> tonic::transport::Channel {
+fn in_memory_channel(routes: tonic::service::Routes) -> tonic::transport::Channel {
     let (conns_tx, conns_rx) = tokio::sync::mpsc::channel::<tokio::io::DuplexStream>(4);
     let incoming = tokio_stream::wrappers::ReceiverStream::new(conns_rx).map(Ok::<_, std::io::Error>);
     tokio::spawn(async move {
-        if let Err(error) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await
+        if let Err(error) = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming(incoming).await
         {
             tracing::error!(%error, "the in-memory query channel failed");
         }

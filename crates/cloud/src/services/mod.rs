@@ -1,5 +1,5 @@
 //! The cloud's services, as gRPC servers: auth (sessions, API and deploy keys), profile (org, users, settings,
-//! invitations, the vizier registry) and scripts. This is where the rules live; the REST API and the public
+//! invitations, the vizier registry) and scripts, and Pixie's public cloud API over them (`pixie`). This is where the rules live; the REST API and the public
 //! gRPC port reach them only through the generated clients (`crate::clients`), in process or over the network.
 //!
 //! Owns credential checking on every call (the `authorization` or `pixie-api-key` metadata, exactly as the HTTP
@@ -9,6 +9,7 @@
 mod auth;
 pub mod caller;
 mod keys;
+pub mod pixie;
 mod profile;
 mod scripts;
 
@@ -136,12 +137,17 @@ impl ServiceKind {
                 <AuthServiceServer<CloudServices> as NamedService>::NAME,
                 <ApiKeyServiceServer<CloudServices> as NamedService>::NAME,
                 <DeployKeyServiceServer<CloudServices> as NamedService>::NAME,
+                pixie::AUTH_SERVICES[0],
+                pixie::AUTH_SERVICES[1],
             ],
             ServiceKind::Profile => &[
                 <ProfileServiceServer<CloudServices> as NamedService>::NAME,
                 <VizierInfoServiceServer<CloudServices> as NamedService>::NAME,
+                pixie::PROFILE_SERVICES[0],
+                pixie::PROFILE_SERVICES[1],
+                pixie::PROFILE_SERVICES[2],
             ],
-            ServiceKind::Scripts => &[<ScriptServiceServer<CloudServices> as NamedService>::NAME],
+            ServiceKind::Scripts => &[<ScriptServiceServer<CloudServices> as NamedService>::NAME, pixie::SCRIPTS_SERVICES[0]],
         }
     }
 }
@@ -221,7 +227,7 @@ impl CloudServices {
             }
             ServiceKind::Scripts => routes = routes.add_service(ScriptServiceServer::new(self.clone())),
         }
-        routes
+        self.pixie_routes(kind, routes)
     }
 
     /// The authenticated caller of `request`, refused while a password change is pending.
