@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use loupe_proto::vzconnpb::vz_conn_service_client::VzConnServiceClient;
 use loupe_proto::vzconnpb::{
     BridgeMessage, BridgeRegister, BridgeRegisterAck, Heartbeat, QueryCancel, QueryReply, QueryRequest, QueryStatus,
     RegisterVizierRequest, VizierStatus, query_reply,
 };
-use futures::StreamExt as _;
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 use tonic::Code;

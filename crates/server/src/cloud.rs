@@ -418,9 +418,8 @@ impl loupe_cloud::VizierCalls for PassthroughCalls {
         vizier_id: uuid::Uuid,
         method: &'static str,
         request: tonic::codegen::Bytes,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<loupe_cloud::ByteStream, tonic::Status>> + Send + '_>,
-    > {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<loupe_cloud::ByteStream, tonic::Status>> + Send + '_>>
+    {
         Box::pin(async move {
             let replies = self.0.execute_method(vizier_id, method, request).await?;
             let replies: loupe_cloud::ByteStream =

@@ -199,8 +199,7 @@ fn in_memory_channel(routes: tonic::service::Routes) -> tonic::transport::Channe
     let (conns_tx, conns_rx) = tokio::sync::mpsc::channel::<tokio::io::DuplexStream>(4);
     let incoming = tokio_stream::wrappers::ReceiverStream::new(conns_rx).map(Ok::<_, std::io::Error>);
     tokio::spawn(async move {
-        if let Err(error) = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming(incoming).await
-        {
+        if let Err(error) = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming(incoming).await {
             tracing::error!(%error, "the in-memory query channel failed");
         }
     });

@@ -5,6 +5,7 @@ mod common;
 mod e2e;
 mod hardening_auth;
 mod hardening_query;
+mod pixie_api;
 mod px_cloud;
 mod redaction;
 mod redis_capture;

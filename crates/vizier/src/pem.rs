@@ -15,8 +15,8 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::health::ProbeReport;
 use crate::http::PemOps;
-use crate::query_auth::{QueryToken, RequireToken};
 use crate::pixie_service::PixieQueryService;
+use crate::query_auth::{QueryToken, RequireToken};
 use crate::query_service::QueryService;
 
 type PixieServer<T> = loupe_proto::pixie::vizierpb::vizier_service_server::VizierServiceServer<T>;

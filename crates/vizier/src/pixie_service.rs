@@ -56,21 +56,27 @@ impl PixieVizierService for PixieQueryService {
         let (metadata, extensions, req) = request.into_parts();
         // Features of Pixie's API that Loupe does not have answer as a status the client shows, not silently.
         let refused = if !req.exec_funcs.is_empty() {
-            Some("exec_funcs (running a script's vis functions) is not supported by Loupe; call px.display in the script")
+            Some(
+                "exec_funcs (running a script's vis functions) is not supported by Loupe; call px.display in the script",
+            )
         } else if req.mutation {
             Some("mutations (tracepoint deployment) are not supported by Loupe")
         } else {
             None
         };
         if let Some(why) = refused {
-            let status = px::Status { code: tonic::Code::Unimplemented as i32, message: why.into(), error_details: vec![] };
+            let status =
+                px::Status { code: tonic::Code::Unimplemented as i32, message: why.into(), error_details: vec![] };
             return Ok(Response::new(only_status(req.query_id, status)));
         }
         let mut converter = match Converter::new(req.encryption_options.as_ref()) {
             Ok(c) => c,
             Err(e) => {
-                let status =
-                    px::Status { code: tonic::Code::InvalidArgument as i32, message: e.to_string(), error_details: vec![] };
+                let status = px::Status {
+                    code: tonic::Code::InvalidArgument as i32,
+                    message: e.to_string(),
+                    error_details: vec![],
+                };
                 return Ok(Response::new(only_status(req.query_id, status)));
             }
         };
@@ -97,7 +103,8 @@ impl PixieVizierService for PixieQueryService {
         request: Request<px::HealthCheckRequest>,
     ) -> Result<Response<Self::HealthCheckStream>, Status> {
         let (metadata, extensions, _) = request.into_parts();
-        let health = self.inner.health_check(Request::from_parts(metadata, extensions, lp::HealthCheckRequest {})).await?;
+        let health =
+            self.inner.health_check(Request::from_parts(metadata, extensions, lp::HealthCheckRequest {})).await?;
         let status = health.into_inner().status.unwrap_or_default();
         let code = lp::ErrorCode::try_from(status.code).map_or(tonic::Code::Unknown, lp::ErrorCode::grpc_code);
         let answer = px::HealthCheckResponse {

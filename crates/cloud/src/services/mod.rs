@@ -147,7 +147,9 @@ impl ServiceKind {
                 pixie::PROFILE_SERVICES[1],
                 pixie::PROFILE_SERVICES[2],
             ],
-            ServiceKind::Scripts => &[<ScriptServiceServer<CloudServices> as NamedService>::NAME, pixie::SCRIPTS_SERVICES[0]],
+            ServiceKind::Scripts => {
+                &[<ScriptServiceServer<CloudServices> as NamedService>::NAME, pixie::SCRIPTS_SERVICES[0]]
+            }
         }
     }
 }

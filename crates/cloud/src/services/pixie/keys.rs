@@ -78,7 +78,13 @@ impl px::api_key_manager_server::ApiKeyManager for CloudServices {
             .filter(|k| k.revoked_at.is_none())
             .map(|k| {
                 let c = common(k, &org);
-                px::ApiKeyMetadata { id: c.id, created_at: c.created_at, desc: c.desc, org_id: c.org_id, user_id: c.user_id }
+                px::ApiKeyMetadata {
+                    id: c.id,
+                    created_at: c.created_at,
+                    desc: c.desc,
+                    org_id: c.org_id,
+                    user_id: c.user_id,
+                }
             })
             .collect();
         Ok(Response::new(px::ListApiKeyResponse { keys }))

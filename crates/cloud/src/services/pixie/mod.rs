@@ -77,21 +77,24 @@ type ClusterInfoServer =
     loupe_proto::pixie::cloudpb::vizier_cluster_info_server::VizierClusterInfoServer<CloudServices>;
 type ApiKeyServer = loupe_proto::pixie::cloudpb::api_key_manager_server::ApiKeyManagerServer<CloudServices>;
 type DeployKeyServer =
-    loupe_proto::pixie::cloudpb::vizier_deployment_key_manager_server::VizierDeploymentKeyManagerServer<
-        CloudServices,
-    >;
+    loupe_proto::pixie::cloudpb::vizier_deployment_key_manager_server::VizierDeploymentKeyManagerServer<CloudServices>;
 type ScriptMgrServer = loupe_proto::pixie::cloudpb::script_mgr_server::ScriptMgrServer<CloudServices>;
 
 /// The Pixie services the auth process serves (keys).
 pub(crate) const AUTH_SERVICES: [&str; 2] = [ApiKeyServer::NAME, DeployKeyServer::NAME];
 /// The Pixie services the profile process serves (clusters, user, org).
-pub(crate) const PROFILE_SERVICES: [&str; 3] = [ClusterInfoServer::NAME, UserServiceServer::NAME, OrgServiceServer::NAME];
+pub(crate) const PROFILE_SERVICES: [&str; 3] =
+    [ClusterInfoServer::NAME, UserServiceServer::NAME, OrgServiceServer::NAME];
 /// The Pixie services the scripts process serves.
 pub(crate) const SCRIPTS_SERVICES: [&str; 1] = [ScriptMgrServer::NAME];
 
 impl CloudServices {
     /// Adds the Pixie services of `kind` to `routes`.
-    pub(crate) fn pixie_routes(&self, kind: super::ServiceKind, routes: tonic::service::Routes) -> tonic::service::Routes {
+    pub(crate) fn pixie_routes(
+        &self,
+        kind: super::ServiceKind,
+        routes: tonic::service::Routes,
+    ) -> tonic::service::Routes {
         use super::ServiceKind;
         match kind {
             ServiceKind::Auth => {

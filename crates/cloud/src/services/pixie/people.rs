@@ -32,19 +32,31 @@ impl px::user_service_server::UserService for CloudServices {
         }))
     }
 
-    async fn get_user_settings(&self, _: Request<px::GetUserSettingsRequest>) -> Result<Response<px::GetUserSettingsResponse>, Status> {
+    async fn get_user_settings(
+        &self,
+        _: Request<px::GetUserSettingsRequest>,
+    ) -> Result<Response<px::GetUserSettingsResponse>, Status> {
         Err(unimplemented("GetUserSettings", LOUPE_API))
     }
 
-    async fn update_user_settings(&self, _: Request<px::UpdateUserSettingsRequest>) -> Result<Response<px::UpdateUserSettingsResponse>, Status> {
+    async fn update_user_settings(
+        &self,
+        _: Request<px::UpdateUserSettingsRequest>,
+    ) -> Result<Response<px::UpdateUserSettingsResponse>, Status> {
         Err(unimplemented("UpdateUserSettings", LOUPE_API))
     }
 
-    async fn get_user_attributes(&self, _: Request<px::GetUserAttributesRequest>) -> Result<Response<px::GetUserAttributesResponse>, Status> {
+    async fn get_user_attributes(
+        &self,
+        _: Request<px::GetUserAttributesRequest>,
+    ) -> Result<Response<px::GetUserAttributesResponse>, Status> {
         Err(unimplemented("GetUserAttributes", LOUPE_API))
     }
 
-    async fn set_user_attributes(&self, _: Request<px::SetUserAttributesRequest>) -> Result<Response<px::SetUserAttributesResponse>, Status> {
+    async fn set_user_attributes(
+        &self,
+        _: Request<px::SetUserAttributesRequest>,
+    ) -> Result<Response<px::SetUserAttributesResponse>, Status> {
         Err(unimplemented("SetUserAttributes", LOUPE_API))
     }
 
@@ -93,27 +105,45 @@ impl px::organization_service_server::OrganizationService for CloudServices {
         Err(unimplemented("UpdateOrg", LOUPE_API))
     }
 
-    async fn get_users_in_org(&self, _: Request<px::GetUsersInOrgRequest>) -> Result<Response<px::GetUsersInOrgResponse>, Status> {
+    async fn get_users_in_org(
+        &self,
+        _: Request<px::GetUsersInOrgRequest>,
+    ) -> Result<Response<px::GetUsersInOrgResponse>, Status> {
         Err(unimplemented("GetUsersInOrg", LOUPE_API))
     }
 
-    async fn remove_user_from_org(&self, _: Request<px::RemoveUserFromOrgRequest>) -> Result<Response<px::RemoveUserFromOrgResponse>, Status> {
+    async fn remove_user_from_org(
+        &self,
+        _: Request<px::RemoveUserFromOrgRequest>,
+    ) -> Result<Response<px::RemoveUserFromOrgResponse>, Status> {
         Err(unimplemented("RemoveUserFromOrg", LOUPE_API))
     }
 
-    async fn add_org_ide_config(&self, _: Request<px::AddOrgIdeConfigRequest>) -> Result<Response<px::AddOrgIdeConfigResponse>, Status> {
+    async fn add_org_ide_config(
+        &self,
+        _: Request<px::AddOrgIdeConfigRequest>,
+    ) -> Result<Response<px::AddOrgIdeConfigResponse>, Status> {
         Err(unimplemented("AddOrgIDEConfig", LOUPE_API))
     }
 
-    async fn delete_org_ide_config(&self, _: Request<px::DeleteOrgIdeConfigRequest>) -> Result<Response<px::DeleteOrgIdeConfigResponse>, Status> {
+    async fn delete_org_ide_config(
+        &self,
+        _: Request<px::DeleteOrgIdeConfigRequest>,
+    ) -> Result<Response<px::DeleteOrgIdeConfigResponse>, Status> {
         Err(unimplemented("DeleteOrgIDEConfig", LOUPE_API))
     }
 
-    async fn get_org_ide_configs(&self, _: Request<px::GetOrgIdeConfigsRequest>) -> Result<Response<px::GetOrgIdeConfigsResponse>, Status> {
+    async fn get_org_ide_configs(
+        &self,
+        _: Request<px::GetOrgIdeConfigsRequest>,
+    ) -> Result<Response<px::GetOrgIdeConfigsResponse>, Status> {
         Err(unimplemented("GetOrgIDEConfigs", LOUPE_API))
     }
 
-    async fn create_invite_token(&self, _: Request<px::CreateInviteTokenRequest>) -> Result<Response<px::InviteToken>, Status> {
+    async fn create_invite_token(
+        &self,
+        _: Request<px::CreateInviteTokenRequest>,
+    ) -> Result<Response<px::InviteToken>, Status> {
         Err(unimplemented("CreateInviteToken", LOUPE_API))
     }
 
@@ -121,7 +151,10 @@ impl px::organization_service_server::OrganizationService for CloudServices {
         Err(unimplemented("RevokeAllInviteTokens", LOUPE_API))
     }
 
-    async fn verify_invite_token(&self, _: Request<px::InviteToken>) -> Result<Response<px::VerifyInviteTokenResponse>, Status> {
+    async fn verify_invite_token(
+        &self,
+        _: Request<px::InviteToken>,
+    ) -> Result<Response<px::VerifyInviteTokenResponse>, Status> {
         Err(unimplemented("VerifyInviteToken", LOUPE_API))
     }
 }

@@ -38,7 +38,10 @@ impl CloudServices {
 
 #[tonic::async_trait]
 impl px::script_mgr_server::ScriptMgr for CloudServices {
-    async fn get_live_views(&self, request: Request<px::GetLiveViewsReq>) -> Result<Response<px::GetLiveViewsResp>, Status> {
+    async fn get_live_views(
+        &self,
+        request: Request<px::GetLiveViewsReq>,
+    ) -> Result<Response<px::GetLiveViewsResp>, Status> {
         let live_views = self
             .all_scripts(&request)
             .await?
