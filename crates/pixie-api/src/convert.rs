@@ -455,3 +455,155 @@ mod tests {
         assert_eq!(unknown.expect_err("refused").to_string(), "data for table \"9\" before its metadata");
     }
 }
+
+/// One run of the format benchmark (`cargo test --release -p loupe-pixie-api -- --ignored --nocapture`):
+/// 1 M rows shaped like `http_events` output, in batches of 8,192 as DataFusion produces them, through Loupe's
+/// Arrow path (IPC encode, then decode on the client) and through Pixie's format (Arrow decode, conversion,
+/// protobuf encode; and with encryption). Prints rows/s and bytes on the wire of each. With
+/// `LOUPE_PIXIE_BENCH_OUT=<file>` it also writes the Pixie responses (length-prefixed) for timing pxapi's client.
+#[cfg(test)]
+mod bench {
+    use std::time::Instant;
+
+    use arrow::array::{Int64Array, StringArray, TimestampNanosecondArray};
+    use prost::Message as _;
+
+    use super::*;
+
+    const ROWS: usize = 1_000_000;
+    const BATCH: usize = 8_192;
+
+    fn batches() -> Vec<RecordBatch> {
+        let meta = |s: &str| HashMap::from([(SEMANTIC_TYPE_KEY.to_owned(), s.to_owned())]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("time_", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+            Field::new("upid", DataType::Utf8, false).with_metadata(meta("ST_UPID")),
+            Field::new("req_method", DataType::Utf8, false).with_metadata(meta("ST_HTTP_REQ_METHOD")),
+            Field::new("req_path", DataType::Utf8, false),
+            Field::new("resp_status", DataType::Int64, false).with_metadata(meta("ST_HTTP_RESP_STATUS")),
+            Field::new("latency", DataType::Int64, false).with_metadata(meta("ST_DURATION_NS")),
+        ]));
+        (0..ROWS)
+            .step_by(BATCH)
+            .map(|start| {
+                let n = BATCH.min(ROWS - start);
+                let i = start as i64..(start + n) as i64;
+                RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![
+                        Arc::new(TimestampNanosecondArray::from_iter_values(
+                            i.clone().map(|i| 1_700_000_000_000_000_000 + i * 1_000),
+                        )),
+                        Arc::new(StringArray::from_iter_values(
+                            i.clone().map(|i| format!("0:{}:{}", 1000 + i % 7, 99_000 + i % 7)),
+                        )),
+                        Arc::new(StringArray::from_iter_values(
+                            i.clone().map(|i| if i % 5 == 0 { "POST" } else { "GET" }),
+                        )),
+                        Arc::new(StringArray::from_iter_values(
+                            i.clone().map(|i| format!("/api/v1/items/{}", i % 1000)),
+                        )),
+                        Arc::new(Int64Array::from_iter_values(i.clone().map(|i| if i % 50 == 0 { 500 } else { 200 }))),
+                        Arc::new(Int64Array::from_iter_values(i.map(|i| 100_000 + (i * 7919) % 5_000_000))),
+                    ],
+                )
+                .expect("batch")
+            })
+            .collect()
+    }
+
+    fn report(what: &str, rows: usize, bytes: usize, started: Instant) {
+        let s = started.elapsed().as_secs_f64();
+        println!(
+            "{what}: {rows} rows in {s:.3} s = {:.0} rows/s, {bytes} bytes on the wire ({:.1} B/row)",
+            rows as f64 / s,
+            bytes as f64 / rows as f64
+        );
+    }
+
+    #[test]
+    #[ignore = "a benchmark: run once with --release -- --ignored --nocapture"]
+    fn one_million_rows_in_loupes_and_pixies_formats() {
+        let batches = batches();
+        let schema = batches[0].schema();
+        // Loupe: what the vizier sends (IPC per batch) and what px decodes.
+        let started = Instant::now();
+        let ipc: Vec<Vec<u8>> = batches.iter().map(|b| loupe_proto::arrow_ipc::encode_batch(b).expect("ipc")).collect();
+        report("loupe arrow ipc encode", ROWS, ipc.iter().map(Vec::len).sum(), started);
+        let started = Instant::now();
+        let decoded: usize = ipc
+            .iter()
+            .map(|b| {
+                loupe_proto::arrow_ipc::decode_batches(b)
+                    .expect("decode")
+                    .iter()
+                    .map(RecordBatch::num_rows)
+                    .sum::<usize>()
+            })
+            .sum();
+        report("loupe arrow ipc decode (client)", decoded, 0, started);
+        // Pixie: from the IPC the query service produced to encoded Pixie responses.
+        let lp_msgs: Vec<lp::ExecuteScriptResponse> =
+            std::iter::once(lp::execute_script_response::Result::MetaData(lp::QueryMetadata {
+                name: "rows".into(),
+                id: "0".into(),
+                arrow_schema: loupe_proto::arrow_ipc::encode_schema(&schema).expect("schema"),
+            }))
+            .chain(ipc.into_iter().map(|arrow_batch| {
+                lp::execute_script_response::Result::Data(lp::QueryData {
+                    table_id: "0".into(),
+                    arrow_batch,
+                    num_rows: 0,
+                    eos: false,
+                })
+            }))
+            .chain(std::iter::once(lp::execute_script_response::Result::Data(lp::QueryData {
+                table_id: "0".into(),
+                arrow_batch: vec![],
+                num_rows: 0,
+                eos: true,
+            })))
+            .map(|r| lp::ExecuteScriptResponse { query_id: "q".into(), result: Some(r) })
+            .collect();
+        let started = Instant::now();
+        let mut c = Converter::new(None).expect("converter");
+        let pixie: Vec<Vec<u8>> =
+            lp_msgs.iter().cloned().map(|m| c.convert(m).expect("converts").expect("twin").encode_to_vec()).collect();
+        report("pixie row batches (convert + encode)", ROWS, pixie.iter().map(|m| m.len() + 5).sum(), started);
+        let started = Instant::now();
+        let rows: i64 = pixie
+            .iter()
+            .map(|m| px::ExecuteScriptResponse::decode(m.as_slice()).expect("decode"))
+            .filter_map(|m| match m.result {
+                Some(px::execute_script_response::Result::Data(d)) => d.batch.map(|b| b.num_rows),
+                _ => None,
+            })
+            .sum();
+        report("pixie row batches decode (prost, client)", rows as usize, 0, started);
+        if let Ok(path) = std::env::var("LOUPE_PIXIE_BENCH_OUT") {
+            let mut out = Vec::new();
+            for m in &pixie {
+                out.extend((m.len() as u32).to_be_bytes());
+                out.extend(m);
+            }
+            std::fs::write(path, out).expect("write");
+        }
+        // Encrypted: a client key, as pxapi makes one.
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 4096).expect("key");
+        let public = key.to_public_key();
+        use base64::Engine as _;
+        use rsa::traits::PublicKeyParts as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let options = px::execute_script_request::EncryptionOptions {
+            jwk_key: serde_json::json!({"kty": "RSA", "n": b64.encode(public.n().to_bytes_be()), "e": b64.encode(public.e().to_bytes_be())}).to_string(),
+            key_alg: "RSA-OAEP-256".into(),
+            content_alg: "A256GCM".into(),
+            compression_alg: "DEF".into(),
+        };
+        let started = Instant::now();
+        let mut c = Converter::new(Some(&options)).expect("converter");
+        let sealed: usize =
+            lp_msgs.into_iter().map(|m| c.convert(m).expect("converts").expect("twin").encoded_len() + 5).sum();
+        report("pixie row batches encrypted (convert + deflate + JWE + encode)", ROWS, sealed, started);
+    }
+}
