@@ -105,3 +105,71 @@ fn pixies_python_client_runs_unchanged_against_loupe_up() {
     let error = seen["pxl_error"].as_str().unwrap_or_default();
     assert!(error.contains("PxL, line 3, unknown column `resp_statu` in table `http_events`"), "{error}");
 }
+
+/// Pixie's cloud services through the split cloud's gateway (`loupe cloud api` in front of the auth, profile and
+/// scripts processes): each call reaches the process that serves it, with an API key in `pixie-api-key` as
+/// Pixie's clients send it. `key` is an API key of the admin (its id `key_id`); the cloud has no vizier.
+pub(crate) fn pixie_calls_reach_each_split_process(api_port: u16, key: &str, key_id: &str) {
+    use loupe_proto::pixie::cloudpb as px;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{api_port}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect to the gateway");
+        let request = |m| {
+            let mut r = tonic::Request::new(m);
+            r.metadata_mut().insert("pixie-api-key", key.parse().expect("ascii"));
+            r
+        };
+        // Auth process.
+        let keys = px::api_key_manager_client::ApiKeyManagerClient::new(channel.clone())
+            .list(request(px::ListApiKeyRequest {}))
+            .await
+            .expect("APIKeyManager.List")
+            .into_inner();
+        let id = uuid::Uuid::parse_str(key_id).expect("uuid").as_u64_pair();
+        assert!(keys.keys.iter().any(|k| k.id.map(|i| (i.high_bits, i.low_bits)) == Some(id)), "{keys:?}");
+        // Profile process: no vizier in this cloud.
+        let clusters = px::vizier_cluster_info_client::VizierClusterInfoClient::new(channel.clone())
+            .get_cluster_info(request(px::GetClusterInfoRequest { id: None }))
+            .await
+            .expect("VizierClusterInfo.GetClusterInfo")
+            .into_inner();
+        assert_eq!(clusters.clusters, vec![]);
+        // Scripts process.
+        let script = px::script_mgr_client::ScriptMgrClient::new(channel.clone())
+            .get_script_contents(request(px::GetScriptContentsReq { script_id: "px/http_data".into() }))
+            .await
+            .expect("ScriptMgr.GetScriptContents")
+            .into_inner();
+        let bundled = std::fs::read_to_string(repo().join("crates/scripts/px/http_data/http_data.pxl")).expect("read");
+        assert_eq!(script.contents, bundled);
+        // Without a credential: refused by the service, as Loupe's own calls are.
+        let refused = px::script_mgr_client::ScriptMgrClient::new(channel.clone())
+            .get_scripts(px::GetScriptsReq {})
+            .await
+            .expect_err("no credential");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        // A Pixie service Loupe does not serve: UNIMPLEMENTED, with a message.
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.expect("ready");
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/px.cloudapi.ArtifactTracker/GetArtifactList");
+        let unserved = grpc
+            .unary::<_, tonic::codegen::Bytes, _>(
+                request(tonic::codegen::Bytes::new()),
+                path,
+                loupe_proto::codec::BytesCodec,
+            )
+            .await
+            .expect_err("unserved");
+        assert_eq!(
+            (unserved.code(), unserved.message()),
+            (
+                tonic::Code::Unimplemented,
+                "/px.cloudapi.ArtifactTracker/GetArtifactList is part of Pixie's API that Loupe does not serve"
+            )
+        );
+    });
+}
