@@ -118,14 +118,14 @@ pub(crate) fn pixie_calls_reach_each_split_process(api_port: u16, key: &str, key
             .connect()
             .await
             .expect("connect to the gateway");
-        let request = |m| {
+        fn with_key<T>(key: &str, m: T) -> tonic::Request<T> {
             let mut r = tonic::Request::new(m);
             r.metadata_mut().insert("pixie-api-key", key.parse().expect("ascii"));
             r
-        };
+        }
         // Auth process.
         let keys = px::api_key_manager_client::ApiKeyManagerClient::new(channel.clone())
-            .list(request(px::ListApiKeyRequest {}))
+            .list(with_key(key, px::ListApiKeyRequest {}))
             .await
             .expect("APIKeyManager.List")
             .into_inner();
@@ -133,14 +133,14 @@ pub(crate) fn pixie_calls_reach_each_split_process(api_port: u16, key: &str, key
         assert!(keys.keys.iter().any(|k| k.id.map(|i| (i.high_bits, i.low_bits)) == Some(id)), "{keys:?}");
         // Profile process: no vizier in this cloud.
         let clusters = px::vizier_cluster_info_client::VizierClusterInfoClient::new(channel.clone())
-            .get_cluster_info(request(px::GetClusterInfoRequest { id: None }))
+            .get_cluster_info(with_key(key, px::GetClusterInfoRequest { id: None }))
             .await
             .expect("VizierClusterInfo.GetClusterInfo")
             .into_inner();
         assert_eq!(clusters.clusters, vec![]);
         // Scripts process.
         let script = px::script_mgr_client::ScriptMgrClient::new(channel.clone())
-            .get_script_contents(request(px::GetScriptContentsReq { script_id: "px/http_data".into() }))
+            .get_script_contents(with_key(key, px::GetScriptContentsReq { script_id: "px/http_data".into() }))
             .await
             .expect("ScriptMgr.GetScriptContents")
             .into_inner();
@@ -158,7 +158,7 @@ pub(crate) fn pixie_calls_reach_each_split_process(api_port: u16, key: &str, key
         let path = tonic::codegen::http::uri::PathAndQuery::from_static("/px.cloudapi.ArtifactTracker/GetArtifactList");
         let unserved = grpc
             .unary::<_, tonic::codegen::Bytes, _>(
-                request(tonic::codegen::Bytes::new()),
+                with_key(key, tonic::codegen::Bytes::new()),
                 path,
                 loupe_proto::codec::BytesCodec,
             )
