@@ -2,7 +2,15 @@
 //! messages and tonic clients/servers into OUT_DIR.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/vizierapi.proto", "proto/cloudapi.proto", "proto/vzconn.proto"];
+    let protos = [
+        "proto/vizierapi.proto",
+        "proto/cloudapi.proto",
+        "proto/vzconn.proto",
+        // Pixie's public API (px.*), with Pixie's names and field numbers.
+        "proto/pixie/uuid.proto",
+        "proto/pixie/vizierapi.proto",
+        "proto/pixie/cloudapi.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

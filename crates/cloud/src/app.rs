@@ -52,6 +52,17 @@ fn assemble(gateway: Gateway, queries: Option<Option<loupe_vzconn::Passthrough>>
             router = router.route_service(&format!("/{service}/{{*method}}"), grpc_forward(&gateway, kind));
         }
     }
+    // Pixie's services Loupe does not serve answer as gRPC does for an unknown method, with a message.
+    for service in crate::services::pixie::UNSERVED_SERVICES {
+        router = router.route_service(
+            &format!("/{service}/{{*method}}"),
+            tower::service_fn(|request: axum::extract::Request| async move {
+                Ok::<_, std::convert::Infallible>(
+                    crate::services::pixie::unserved(request.uri().path()).into_http::<axum::body::Body>(),
+                )
+            }),
+        );
+    }
     router
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

@@ -37,6 +37,7 @@ pub use crate::app::{
 };
 pub use crate::clients::{ServiceAddrs, ServiceChannel, ServiceClients, remote_channel};
 pub use crate::error::{ApiError, ApiResult, PASSWORD_CHANGE_REQUIRED};
+pub use crate::gateway::pixie::{ByteStream, PixieQueries, VizierCalls, pixie_query_service};
 pub use crate::gateway::{Gateway, PROXY_SECRET_HEADER, grpc_forward_to, require_user};
 pub use crate::query::QueryPassthrough;
 pub use crate::services::caller::{API_KEY_HEADER, Caller, PendingCaller};

@@ -13,6 +13,11 @@ use loupe_proto::vizierpb::{ErrorCode, ExecuteScriptRequest, HealthCheckRequest}
 use prost::Message as _;
 use tonic::transport::Channel;
 
+/// The methods of the query port the cloud may ask for by name (`QueryRequest.method`), besides Loupe's
+/// ExecuteScript (the default): Pixie's public query API. Anything else is refused.
+pub(crate) const FORWARDED_METHODS: [&str; 2] =
+    [loupe_proto::pixie::EXECUTE_SCRIPT_PATH, loupe_proto::pixie::HEALTH_CHECK_PATH];
+
 /// The query service of this vizier.
 #[derive(Clone)]
 pub(crate) struct QueryClient {
@@ -59,6 +64,24 @@ impl QueryClient {
         }
         let stream = self.client().execute_script(request).await?.into_inner();
         Ok(stream.map(|m| m.map(|response| Bytes::from(response.encode_to_vec()))))
+    }
+
+    /// Forwards an encoded request to `method` of the query service (one of [`FORWARDED_METHODS`]) and streams
+    /// its encoded responses, without decoding either: Pixie's API travels this way.
+    pub(crate) async fn forward(
+        &self,
+        method: &'static str,
+        request: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<impl Stream<Item = Result<Bytes, tonic::Status>> + Send + use<>, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(64 << 20);
+        grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("query service: {e}")))?;
+        let mut request = self.request(request);
+        if let Some(t) = timeout {
+            request.set_timeout(t);
+        }
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+        Ok(grpc.server_streaming(request, path, loupe_proto::codec::BytesCodec).await?.into_inner())
     }
 
     /// Whether the query service answers and reports itself OK, with why not.

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use loupe_proto::vzconnpb::vz_conn_service_client::VzConnServiceClient;
 use loupe_proto::vzconnpb::{
     BridgeMessage, BridgeRegister, BridgeRegisterAck, Heartbeat, QueryCancel, QueryReply, QueryRequest, QueryStatus,
@@ -376,11 +377,25 @@ async fn run_query(mut replies: Replies, query: QueryClient, request: QueryReque
             .await;
     }
     let timeout = (request.timeout_ms > 0).then(|| Duration::from_millis(request.timeout_ms));
-    let mut stream = match query.execute(&request.execute_script_request, timeout).await {
-        Ok(s) => Box::pin(s),
+    let started = if request.method.is_empty() {
+        query.execute(&request.execute_script_request, timeout).await.map(|s| s.boxed())
+    } else {
+        // A named method is forwarded as bytes, only when it is one of the query methods allowed.
+        match crate::query::FORWARDED_METHODS.iter().find(|m| **m == request.method) {
+            Some(method) => {
+                let bytes = bytes::Bytes::from(request.execute_script_request);
+                query.forward(method, bytes, timeout).await.map(|s| s.boxed())
+            }
+            None => Err(tonic::Status::unimplemented(format!(
+                "this vizier does not forward queries to {:?}",
+                request.method
+            ))),
+        }
+    };
+    let mut stream = match started {
+        Ok(s) => s,
         Err(status) => return replies.done(status.code(), status.message().to_owned()).await,
     };
-    use futures::StreamExt as _;
     while let Some(item) = stream.next().await {
         match item {
             Ok(bytes) => {

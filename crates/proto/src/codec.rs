@@ -52,3 +52,48 @@ impl<U: prost::Message + Default> Decoder for StrictDecoder<U> {
         self.0.buffer_settings()
     }
 }
+
+/// A codec that moves messages as their encoded bytes, for forwarding a call to a method chosen at run time
+/// without decoding it (the vizier's connector, the cloud's passthrough). A frame that arrives is handed on as is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BytesCodec;
+
+/// The encoder and decoder of [`BytesCodec`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BytesCoder;
+
+impl Codec for BytesCodec {
+    type Encode = bytes::Bytes;
+    type Decode = bytes::Bytes;
+    type Encoder = BytesCoder;
+    type Decoder = BytesCoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        BytesCoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BytesCoder
+    }
+}
+
+impl tonic::codec::Encoder for BytesCoder {
+    type Item = bytes::Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: bytes::Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        use bytes::BufMut as _;
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for BytesCoder {
+    type Item = bytes::Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<bytes::Bytes>, Status> {
+        use bytes::Buf as _;
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
+    }
+}

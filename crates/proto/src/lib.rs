@@ -84,6 +84,36 @@ pub mod vzconn_topic {
     pub const CRON_ACK: &str = "cron.ack";
 }
 
+/// Pixie's public API, with Pixie's packages, message names and field numbers, so that Pixie's own clients
+/// (`pxapi`, the Go CLI) talk to Loupe unchanged. Loupe's own protocol is `vizierpb` and `cloudpb` above.
+pub mod pixie {
+    /// `px.uuidpb`: a UUID as its high and low 64 bits.
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod uuidpb {
+        tonic::include_proto!("px.uuidpb");
+    }
+
+    /// `px.api.vizierpb`: Pixie's query API (typed column batches, relations, compiler errors as error details).
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod vizierpb {
+        tonic::include_proto!("px.api.vizierpb");
+    }
+
+    /// `px.cloudapi`: the cloud services Pixie's clients call (clusters, keys, scripts, user, org).
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod cloudpb {
+        tonic::include_proto!("px.cloudapi");
+    }
+
+    /// The timestamp type of Pixie's messages (`google.protobuf.Timestamp`).
+    pub use prost_types::Timestamp;
+
+    /// The gRPC path of Pixie's `ExecuteScript`.
+    pub const EXECUTE_SCRIPT_PATH: &str = "/px.api.vizierpb.VizierService/ExecuteScript";
+    /// The gRPC path of Pixie's `HealthCheck`.
+    pub const HEALTH_CHECK_PATH: &str = "/px.api.vizierpb.VizierService/HealthCheck";
+}
+
 pub use vizierpb::ErrorCode;
 
 /// The names of the credential and forwarding headers, spelled once for every client and server. Each is both

@@ -402,7 +402,11 @@ fn public_router(gateway: Gateway, bus: Option<Arc<dyn loupe_bus::Bus>>, args: &
         ..loupe_vzconn::PassthroughConfig::default()
     };
     let passthrough = bus.map(|bus| loupe_vzconn::Passthrough::new(bus, config));
-    loupe_cloud::gateway_app_with_queries(gateway, passthrough)
+    let router = loupe_cloud::gateway_app_with_queries(gateway.clone(), passthrough.clone());
+    match passthrough {
+        Some(passthrough) => mount_pixie_queries(router, gateway, passthrough),
+        None => router,
+    }
 }
 
 /// Tells the org's viziers when the cron service in this process changes their scripts.
@@ -474,6 +478,34 @@ pub async fn start_api(
         metastore: Arc::clone(&state.metastore),
         default_org: state.config.default_org.clone(),
     })
+}
+
+/// Mounts Pixie's query API (`px.api.vizierpb.VizierService`) on `router`: scripts naming a cluster go to that
+/// vizier through the bus passthrough, once the profile service says the caller may reach it.
+fn mount_pixie_queries(router: axum::Router, gateway: Gateway, passthrough: loupe_vzconn::Passthrough) -> axum::Router {
+    let service = loupe_cloud::pixie_query_service(gateway, Arc::new(PassthroughCalls(passthrough)));
+    let name = loupe_proto::pixie::vizierpb::vizier_service_server::SERVICE_NAME;
+    router.route_service(&format!("/{name}/{{*method}}"), service)
+}
+
+/// The cloud's calls to a vizier, over VZConn's passthrough.
+struct PassthroughCalls(loupe_vzconn::Passthrough);
+
+impl loupe_cloud::VizierCalls for PassthroughCalls {
+    fn call(
+        &self,
+        vizier_id: uuid::Uuid,
+        method: &'static str,
+        request: tonic::codegen::Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<loupe_cloud::ByteStream, tonic::Status>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let replies = self.0.execute_method(vizier_id, method, request).await?;
+            let replies: loupe_cloud::ByteStream =
+                Box::pin(tokio_stream::StreamExt::map(replies, |r| r.map_err(tonic::Status::from)));
+            Ok(replies)
+        })
+    }
 }
 
 /// `loupe cloud api`: the API server, with the services in process or, given their addresses, in front of

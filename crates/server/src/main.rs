@@ -281,7 +281,7 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
         &started.default_org,
         args.cloud.api_listen,
         &data_dir.join("vizier"),
-        pem.query_service(),
+        pem.query_routes(),
         args.vizier_disconnect_timeout,
     )
     .await?;

@@ -170,10 +170,6 @@ async fn refused(mut state: watch::Receiver<ConnectorState>) -> Result<()> {
     }
 }
 
-/// The gRPC query service `loupe up`'s own connector reaches in memory.
-pub type QueryGrpc =
-    loupe_proto::vizierpb::vizier_service_server::VizierServiceServer<loupe_vizier::query_service::QueryService>;
-
 /// Keeps `connected` equal to whether `connector`'s bridge is open, in the background, after waiting up to 30 s
 /// for the first connection: `loupe up` serves its own queries through it, so a user who sees it up can query
 /// at once.
@@ -207,7 +203,7 @@ pub async fn start_own(
     org: &str,
     api: SocketAddr,
     data_dir: &Path,
-    query: QueryGrpc,
+    query: tonic::service::Routes,
     disconnect_after: std::time::Duration,
 ) -> Result<Connector> {
     let deploy_key = if data_dir.join(loupe_connector::IDENTITY_FILE).exists() {
@@ -251,14 +247,13 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// A channel to `service` through in-memory pipes: each connection is a `tokio::io::duplex` whose other end a
+/// A channel to `routes` (the query services, Loupe's and Pixie's) through in-memory pipes: each connection is a `tokio::io::duplex` whose other end a
 /// tonic server serves, so `loupe up` opens no port for its own connector.
-fn in_memory_channel(service: QueryGrpc) -> tonic::transport::Channel {
+fn in_memory_channel(routes: tonic::service::Routes) -> tonic::transport::Channel {
     let (conns_tx, conns_rx) = tokio::sync::mpsc::channel::<tokio::io::DuplexStream>(4);
     let incoming = tokio_stream::wrappers::ReceiverStream::new(conns_rx).map(Ok::<_, std::io::Error>);
     tokio::spawn(async move {
-        if let Err(error) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await
-        {
+        if let Err(error) = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming(incoming).await {
             tracing::error!(%error, "the in-memory query channel failed");
         }
     });

@@ -132,6 +132,9 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
     let key = ok(&["api-key", "create", "--description", "split", "-o", "json"], "");
     let key: Value = serde_json::from_str(key.trim()).expect("json");
     assert!(key["key"].as_str().is_some_and(|k| k.starts_with("px-api-")), "{key}");
+    // Pixie's cloud API reaches the same processes through the gateway.
+    let (key_text, key_id) = (key["key"].as_str().unwrap_or_default(), key["id"].as_str().unwrap_or_default());
+    crate::pixie_api::pixie_calls_reach_each_split_process(api_port, key_text, key_id);
     let scripts_listed = ok(&["script", "list", "-o", "json"], "");
     assert!(scripts_listed.contains("px/http_data"), "{scripts_listed}");
     let status = ok(&["auth", "status", "-o", "json"], "");

@@ -1,5 +1,6 @@
 //! The data plane's services. For now: the PEM (node agent), which owns a table store, runs the
-//! collector into it and answers PxL scripts over gRPC (`loupe.vizier.v1.VizierService`) to callers
+//! collector into it and answers PxL scripts over gRPC (`loupe.vizier.v1.VizierService`, and Pixie's
+//! `px.api.vizierpb.VizierService` in Pixie's format) to callers
 //! holding its query token, within the operator's query limits.
 //!
 //! Owns wiring and serving. Must not parse wire protocols, compile PxL or plan queries itself
@@ -8,6 +9,7 @@
 pub mod health;
 pub mod http;
 pub mod pem;
+pub mod pixie_service;
 pub mod query_auth;
 pub mod query_service;
 

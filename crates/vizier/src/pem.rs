@@ -15,8 +15,11 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::health::ProbeReport;
 use crate::http::PemOps;
+use crate::pixie_service::PixieQueryService;
 use crate::query_auth::{QueryToken, RequireToken};
 use crate::query_service::QueryService;
+
+type PixieServer<T> = loupe_proto::pixie::vizierpb::vizier_service_server::VizierServiceServer<T>;
 
 /// Errors running the PEM.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,20 @@ impl Pem {
         VizierServiceServer::new(service).max_decoding_message_size(2 << 20).max_encoding_message_size(64 << 20)
     }
 
+    /// Pixie's query API (`px.api.vizierpb`) over this node's store, WITHOUT any credential check, like
+    /// `query_service`: for Pixie's clients, reached through the cloud's passthrough.
+    pub fn pixie_query_service(&self) -> PixieServer<PixieQueryService> {
+        let engine = Arc::new(Engine::new(self.store.clone()));
+        let service =
+            QueryService::new(engine, self.limits, self.probes.clone()).with_running_counter(Arc::clone(&self.running));
+        PixieQueryService::new(service).into_server()
+    }
+
+    /// Both query APIs, Loupe's and Pixie's, as one set of gRPC routes WITHOUT any credential check.
+    pub fn query_routes(&self) -> tonic::service::Routes {
+        tonic::service::Routes::new(self.query_service()).add_service(self.pixie_query_service())
+    }
+
     /// What the operational listener serves: metrics and readiness of this agent.
     pub fn ops(&self) -> PemOps {
         let counters = self.collector.as_ref().map(Collector::shared_counters);
@@ -123,9 +140,10 @@ impl Pem {
         token: QueryToken,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), PemError> {
-        let svc = InterceptedService::new(self.query_service(), RequireToken(token));
+        let svc = InterceptedService::new(self.query_service(), RequireToken(token.clone()));
+        let pixie = InterceptedService::new(self.pixie_query_service(), RequireToken(token));
         let base = Router::new().fallback(|| async { StatusCode::NOT_FOUND });
-        let routes = tonic::service::Routes::from(base).add_service(svc);
+        let routes = tonic::service::Routes::from(base).add_service(svc).add_service(pixie);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         tonic::transport::Server::builder()
             .accept_http1(true)

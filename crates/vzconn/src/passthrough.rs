@@ -111,6 +111,18 @@ impl Passthrough {
     /// Sends `request` (an encoded ExecuteScriptRequest of the query API) to vizier `vizier_id`; the stream
     /// yields each encoded ExecuteScriptResponse and ends after the vizier's last one, or with an error.
     pub async fn execute(&self, vizier_id: Uuid, request: Bytes) -> Result<ReplyStream, PassthroughError> {
+        self.execute_method(vizier_id, "", request).await
+    }
+
+    /// Like [`Passthrough::execute`], for the gRPC `method` of the vizier's query port (e.g. Pixie's
+    /// `/px.api.vizierpb.VizierService/ExecuteScript`; empty is Loupe's ExecuteScript): `request` and the replies
+    /// are that method's encoded messages. The vizier refuses a method it does not allow.
+    pub async fn execute_method(
+        &self,
+        vizier_id: Uuid,
+        method: &str,
+        request: Bytes,
+    ) -> Result<ReplyStream, PassthroughError> {
         let request_id = Uuid::new_v4().to_string();
         let id = vizier_id.to_string();
         let mut replies = self.bus.subscribe(&subject::v2c(&id, &topic::reply(&request_id))).await?;
@@ -118,6 +130,7 @@ impl Passthrough {
             request_id: request_id.clone(),
             execute_script_request: request.to_vec(),
             timeout_ms: (self.config.timeout + VIZIER_GRACE).as_millis() as u64,
+            method: method.to_owned(),
         };
         let envelope =
             BusEnvelope { session_id: request_id.clone(), payload: query.encode_to_vec(), ..Default::default() };

@@ -27,6 +27,7 @@ use loupe_proto::cloudpb;
 use tower::{Service, ServiceExt as _};
 
 pub mod middleware;
+pub mod pixie;
 
 use self::middleware::REQUEST_ID_HEADER;
 use crate::clients::{ServiceChannel, ServiceClients};

@@ -1,5 +1,6 @@
 //! The cloud's services, as gRPC servers: auth (sessions, API and deploy keys), profile (org, users, settings,
-//! invitations, the vizier registry), scripts and cron scripts. This is where the rules live; the REST API and the public
+//! invitations, the vizier registry), scripts and cron scripts, and Pixie's public cloud API over them (`pixie`).
+//! This is where the rules live; the REST API and the public
 //! gRPC port reach them only through the generated clients (`crate::clients`), in process or over the network.
 //!
 //! Owns credential checking on every call (the `authorization` or `pixie-api-key` metadata, exactly as the HTTP
@@ -10,6 +11,7 @@ mod auth;
 pub mod caller;
 mod cron;
 mod keys;
+pub mod pixie;
 mod profile;
 mod scripts;
 
@@ -137,14 +139,20 @@ impl ServiceKind {
                 <AuthServiceServer<CloudServices> as NamedService>::NAME,
                 <ApiKeyServiceServer<CloudServices> as NamedService>::NAME,
                 <DeployKeyServiceServer<CloudServices> as NamedService>::NAME,
+                pixie::AUTH_SERVICES[0],
+                pixie::AUTH_SERVICES[1],
             ],
             ServiceKind::Profile => &[
                 <ProfileServiceServer<CloudServices> as NamedService>::NAME,
                 <VizierInfoServiceServer<CloudServices> as NamedService>::NAME,
+                pixie::PROFILE_SERVICES[0],
+                pixie::PROFILE_SERVICES[1],
+                pixie::PROFILE_SERVICES[2],
             ],
             ServiceKind::Scripts => &[
                 <ScriptServiceServer<CloudServices> as NamedService>::NAME,
                 <CronScriptServiceServer<CloudServices> as NamedService>::NAME,
+                pixie::SCRIPTS_SERVICES[0],
             ],
         }
     }
@@ -229,7 +237,7 @@ impl CloudServices {
                     .add_service(CronScriptServiceServer::new(self.clone()));
             }
         }
-        routes
+        self.pixie_routes(kind, routes)
     }
 
     /// The authenticated caller of `request`, refused while a password change is pending.
