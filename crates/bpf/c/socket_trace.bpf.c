@@ -30,6 +30,7 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 loupe_exclude_tgid = 0; /* usually the agent itself */
 const volatile __u32 loupe_only_tgid = 0;    /* 0 = trace every process */
 const volatile __u32 loupe_wake_every = 64;  /* force a consumer wakeup every N records per CPU */
+const volatile __u32 loupe_wake_bytes = 0;   /* ...or once this many bytes wait in the ring (0: never) */
 
 #define S_IFMT_ 00170000
 #define S_IFSOCK_ 0140000
@@ -58,7 +59,8 @@ struct conn_info {
 	__u64 bytes_recv;
 	__u8 role;
 	__u8 protocol;
-	__u8 _pad0[6];
+	__u8 excluded; /* one of the agent's own ports: tracked (so the fd check runs once) but never emitted */
+	__u8 _pad0[5];
 };
 
 struct loupe_iov {
@@ -111,6 +113,14 @@ struct {
 	__type(value, struct loupe_stats);
 } stats SEC(".maps");
 
+/* Local or remote ports whose connections are left out (the agent's own listeners), filled by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LOUPE_MAX_EXCLUDED_PORTS);
+	__type(key, __u16);
+	__type(value, __u8);
+} excluded_ports SEC(".maps");
+
 static __always_inline void stat_inc(__u32 idx)
 {
 	__u32 zero = 0;
@@ -120,8 +130,13 @@ static __always_inline void stat_inc(__u32 idx)
 		s->counters[idx] += 1;
 }
 
-/* Writes one record; wakes the consumer only every loupe_wake_every records on this CPU. */
-static __always_inline void submit(void *data, __u64 size)
+/*
+ * Writes one record. Wake-ups are batched: the consumer is woken every loupe_wake_every records
+ * on this CPU, or when loupe_wake_bytes wait in the ring, and otherwise drains on its own timer.
+ * A record that does not fit is counted, with the stream bytes it accounted for (`lost_bytes`),
+ * so user space can tell exactly what a gap cost.
+ */
+static __always_inline void submit(void *data, __u64 size, __u64 lost_bytes)
 {
 	__u32 zero = 0;
 	struct loupe_stats *s = bpf_map_lookup_elem(&stats, &zero);
@@ -133,6 +148,9 @@ static __always_inline void submit(void *data, __u64 size)
 		if (loupe_wake_every <= 1 || n % loupe_wake_every == 0)
 			flags = BPF_RB_FORCE_WAKEUP;
 	}
+	if (flags != BPF_RB_FORCE_WAKEUP && loupe_wake_bytes != 0 &&
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= loupe_wake_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
 	if (bpf_ringbuf_output(&events, data, size, flags) == 0) {
 		if (s) {
 			s->counters[LOUPE_STAT_EVENTS] = n;
@@ -141,6 +159,7 @@ static __always_inline void submit(void *data, __u64 size)
 		}
 	} else if (s) {
 		s->counters[LOUPE_STAT_RINGBUF_FAILURES] += 1;
+		s->counters[LOUPE_STAT_RINGBUF_FAILED_BYTES] += lost_bytes;
 	}
 }
 
@@ -200,6 +219,9 @@ static __always_inline void emit_close(__u32 tgid, __s32 fd, struct conn_info *c
 {
 	struct loupe_conn_close ev = {};
 
+	if (c->excluded)
+		return;
+
 	ev.hdr.kind = LOUPE_EVENT_CONN_CLOSE;
 	ev.hdr.tgid = tgid;
 	ev.hdr.ts_ns = bpf_ktime_get_ns();
@@ -209,7 +231,13 @@ static __always_inline void emit_close(__u32 tgid, __s32 fd, struct conn_info *c
 	ev.bytes_recv = c->bytes_recv;
 	ev.role = c->role;
 	ev.protocol = c->protocol;
-	submit(&ev, sizeof(ev));
+	submit(&ev, sizeof(ev), 0);
+}
+
+/* Whether a connection with these ports is one of the agent's own (left out unless asked for). */
+static __always_inline bool ports_excluded(__u16 local_port, __u16 remote_port)
+{
+	return bpf_map_lookup_elem(&excluded_ports, &local_port) || bpf_map_lookup_elem(&excluded_ports, &remote_port);
 }
 
 /* Starts tracking (tgid, fd) with a fresh generation and emits the open event. */
@@ -227,10 +255,19 @@ static __always_inline struct conn_info *open_conn(__u32 tgid, __s32 fd, struct 
 
 	c.generation = bpf_ktime_get_ns();
 	c.role = role;
+	dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	if (ports_excluded(BPF_CORE_READ(sk, __sk_common.skc_num), bpf_ntohs(dport))) {
+		/* Tracked so later syscalls skip the fd walk, but never exported: no open, data or close. */
+		c.excluded = 1;
+		c.protocol = LOUPE_PROTO_OTHER;
+		stat_inc(LOUPE_STAT_EXCLUDED_CONNS);
+	}
 	if (bpf_map_update_elem(&conn_map, &key, &c, BPF_ANY)) {
 		stat_inc(LOUPE_STAT_CONN_MAP_FULL);
 		return NULL;
 	}
+	if (c.excluded)
+		return bpf_map_lookup_elem(&conn_map, &key);
 
 	ev.hdr.kind = LOUPE_EVENT_CONN_OPEN;
 	ev.hdr.tgid = tgid;
@@ -245,7 +282,6 @@ static __always_inline struct conn_info *open_conn(__u32 tgid, __s32 fd, struct 
 						 start_boottime);
 	ev.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	ev.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
 	ev.remote_port = bpf_ntohs(dport);
 	if (ev.family == LOUPE_AF_INET) {
 		bpf_core_read(&ev.local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
@@ -254,7 +290,7 @@ static __always_inline struct conn_info *open_conn(__u32 tgid, __s32 fd, struct 
 		bpf_core_read(&ev.local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(&ev.remote_addr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
-	submit(&ev, sizeof(ev));
+	submit(&ev, sizeof(ev), 0);
 	return bpf_map_lookup_elem(&conn_map, &key);
 }
 
@@ -433,11 +469,12 @@ static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 			stat_inc(LOUPE_STAT_READ_FAILURES);
 			ev->h.len = 0;
 			ev->h.flags = LOUPE_DATA_FLAG_LAST;
-			submit(ev, sizeof(ev->h));
+			submit(ev, sizeof(ev->h), ret - (msg_off - len));
 			return;
 		}
 		ev->h.len = len;
-		submit(ev, sizeof(ev->h) + len);
+		/* A dropped record loses its bytes, and the last one the uncaptured rest too. */
+		submit(ev, sizeof(ev->h) + len, last ? ret - (msg_off - len) : len);
 		if (last)
 			break;
 	}
@@ -642,7 +679,7 @@ static __always_inline int exit_nocopy(long ret)
 	h.direction = direction;
 	h.protocol = c->protocol;
 	h.flags = LOUPE_DATA_FLAG_LAST;
-	submit(&h, sizeof(h));
+	submit(&h, sizeof(h), size);
 	return 0;
 }
 
@@ -886,6 +923,30 @@ SEC("tracepoint/syscalls/sys_exit_accept4")
 int loupe_exit_accept4(void *ctx)
 {
 	return exit_accept(EXIT_RET(ctx));
+}
+
+/*
+ * The agent's own listeners: when the excluded process (the agent) listens, its port joins
+ * excluded_ports, so clients talking to it (px, the UI, Prometheus) are left out too. At enter the
+ * socket is bound already (a listen() that autobinds a port is missed: the agent binds first).
+ */
+SEC("tracepoint/syscalls/sys_enter_listen")
+int loupe_enter_listen(void *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct sock *sk;
+	__u16 port;
+	__u8 one = 1;
+
+	if (loupe_exclude_tgid == 0 || tgid != loupe_exclude_tgid)
+		return 0;
+	sk = tcp_sock_of_fd((__s32)ENTER_ARGS(ctx)[0]);
+	if (!sk)
+		return 0;
+	port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (port != 0)
+		bpf_map_update_elem(&excluded_ports, &port, &one, BPF_ANY);
+	return 0;
 }
 
 /*
