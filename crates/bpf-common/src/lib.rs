@@ -24,6 +24,8 @@ pub const EVENT_CONN_OPEN: u32 = 1;
 pub const EVENT_DATA: u32 = 2;
 /// `EventHeader::kind` of a [`ConnCloseEvent`].
 pub const EVENT_CONN_CLOSE: u32 = 3;
+/// `EventHeader::kind` of a bare [`EventHeader`]: process `tgid` ended, and its connections with it.
+pub const EVENT_PROC_EXIT: u32 = 4;
 
 /// The process called `connect`.
 pub const ROLE_CLIENT: u8 = 1;
@@ -231,7 +233,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 33] = [
+        let pairs: [(&str, u64); 34] = [
             ("LOUPE_CHUNK_SIZE", CHUNK_SIZE as u64),
             ("LOUPE_MAX_CHUNKS", MAX_CHUNKS as u64),
             ("LOUPE_MAX_IOV", MAX_IOV as u64),
@@ -239,6 +241,7 @@ mod tests {
             ("LOUPE_EVENT_CONN_OPEN", EVENT_CONN_OPEN.into()),
             ("LOUPE_EVENT_DATA", EVENT_DATA.into()),
             ("LOUPE_EVENT_CONN_CLOSE", EVENT_CONN_CLOSE.into()),
+            ("LOUPE_EVENT_PROC_EXIT", EVENT_PROC_EXIT.into()),
             ("LOUPE_ROLE_CLIENT", ROLE_CLIENT.into()),
             ("LOUPE_ROLE_SERVER", ROLE_SERVER.into()),
             ("LOUPE_ROLE_UNKNOWN", ROLE_UNKNOWN.into()),

@@ -953,12 +953,11 @@ int loupe_enter_listen(void *ctx)
  * close releases the fd even when it returns an error (EINTR, EIO), so the enter side is enough:
  * no exit handler, one tracepoint fewer on a hot path.
  */
-SEC("tracepoint/syscalls/sys_enter_close")
-int loupe_enter_close(void *ctx)
+static __always_inline int close_fd(__s64 fd_arg)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	__s32 fd = (__s32)ENTER_ARGS(ctx)[0];
+	__s32 fd = (__s32)fd_arg;
 	struct conn_info *c;
 	__u64 key;
 
@@ -970,5 +969,50 @@ int loupe_enter_close(void *ctx)
 		return 0;
 	emit_close(tgid, fd, c);
 	bpf_map_delete_elem(&conn_map, &key);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int loupe_enter_close(void *ctx)
+{
+	return close_fd(ENTER_ARGS(ctx)[0]);
+}
+
+/* dup2/dup3(oldfd, newfd) close newfd first when it is open (unless it is oldfd): the same end. */
+SEC("tracepoint/syscalls/sys_enter_dup2")
+int loupe_enter_dup2(void *ctx)
+{
+	if (ENTER_ARGS(ctx)[0] == ENTER_ARGS(ctx)[1])
+		return 0;
+	return close_fd(ENTER_ARGS(ctx)[1]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_dup3")
+int loupe_enter_dup3(void *ctx)
+{
+	if (ENTER_ARGS(ctx)[0] == ENTER_ARGS(ctx)[1])
+		return 0;
+	return close_fd(ENTER_ARGS(ctx)[1]);
+}
+
+/*
+ * A process's exit closes its fds without close syscalls: one record tells user space to end
+ * every connection of the process. Only the thread-group leader's exit counts. The kernel-side
+ * entries are left to conn_map's LRU (walking the map on every exit would cost more).
+ */
+SEC("tracepoint/sched/sched_process_exit")
+int loupe_sched_process_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct loupe_event_header ev = {};
+
+	if ((__u32)id != tgid || !tgid_wanted(tgid))
+		return 0;
+	ev.kind = LOUPE_EVENT_PROC_EXIT;
+	ev.tgid = tgid;
+	ev.ts_ns = bpf_ktime_get_ns();
+	ev.fd = -1;
+	submit(&ev, sizeof(ev), 0);
 	return 0;
 }

@@ -28,6 +28,7 @@
 #define LOUPE_EVENT_CONN_OPEN 1
 #define LOUPE_EVENT_DATA 2
 #define LOUPE_EVENT_CONN_CLOSE 3
+#define LOUPE_EVENT_PROC_EXIT 4 /* a traced process ended: its connections end with it (no close syscalls) */
 
 /* Roles, matching Pixie's trace_role column. */
 #define LOUPE_ROLE_CLIENT 1

@@ -489,7 +489,7 @@ fn sendfile_and_splice_are_counted_as_gaps_of_their_size() {
 #[test]
 fn tracer_reports_every_probe_and_counts_events() {
     let Some(mut tracer) = tracer() else { return };
-    assert_eq!(tracer.probes().len(), 28);
+    assert_eq!(tracer.probes().len(), 31);
     // One real exchange, so the counters have something to count.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -774,4 +774,46 @@ fn connections_to_excluded_ports_are_left_out() {
     let own = own.local_addr().expect("addr").port();
     // Other tests of this process listen too meanwhile: their ports join, which is right.
     assert!(tracer.excluded_ports().contains(&own), "{:?} lacks {own}", tracer.excluded_ports());
+}
+
+/// Issue 13: connections ended without a close syscall. `dup2` over a socket's fd ends that
+/// connection; a process that exits with a connection open reports its exit.
+#[test]
+fn dup2_and_process_exit_end_connections() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    let Some(mut tracer) = tracer() else { return };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (_server, _) = listener.accept().expect("accept");
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    // SAFETY: both fds are open and owned here; dup2 replaces the socket's fd with /dev/null's.
+    assert_eq!(unsafe { libc::dup2(null.as_raw_fd(), client.as_raw_fd()) }, client.as_raw_fd());
+    let capture =
+        Capture::until(&mut tracer, |c| c.open(Role::Client, port, false).is_some_and(|(k, ..)| c.closed(k).is_some()));
+    let (key, ..) = capture.open(Role::Client, port, false).expect("no client open");
+    assert_eq!(capture.closed(key), Some((0, 0)), "dup2 ended the connection");
+    drop(client); // closes /dev/null now
+
+    let mut child = Command::new("python3")
+        .args(["-c", "import os, socket, sys\nprint('ready', flush=True); sys.stdin.readline()\ns = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\ns.sendall(b'GET / HTTP/1.1\\r\\n\\r\\n')\nos._exit(0)", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed (scripts/test.sh installs it)");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready");
+    let config = TracerConfig { exclude_tgid: 0, only_tgid: child.id(), ..TracerConfig::default() };
+    let mut tracer = Tracer::load(&config).expect("tracer failed to load");
+    child.stdin.take().expect("stdin").write_all(b"go\n").expect("go");
+    let (_peer, _) = listener.accept().expect("accept the child");
+    child.wait().expect("child exits");
+    let pid = child.id();
+    let exited = |c: &Capture| c.events.iter().any(|e| matches!(e, KernelEvent::ProcExit { tgid, .. } if *tgid == pid));
+    let capture = Capture::until(&mut tracer, exited);
+    let (key, ..) = capture.open(Role::Client, port, false).expect("no open for the child's connection");
+    assert!(exited(&capture), "no exit event for the child");
+    assert_eq!(key.tgid, pid);
+    assert_eq!(capture.closed(key), None, "no close syscall: the exit ends it");
 }

@@ -1,7 +1,7 @@
 //! Typed kernel events: what the loader hands to connection tracking.
 //!
-//! Owns the user-space shape of the three events the BPF side emits (connection open, data chunk,
-//! connection close). Must not know about protocols or the store: it is the seam between
+//! Owns the user-space shape of the four events the BPF side emits (connection open, data chunk,
+//! connection close, process exit). Must not know about protocols or the store: it is the seam between
 //! `loader` (which decodes raw ring-buffer records into these) and `tracker` (which consumes them).
 
 use std::borrow::Cow;
@@ -99,6 +99,13 @@ pub enum KernelEvent<'a> {
         /// Total bytes read over the connection's life, as seen by the tracer.
         bytes_recv: u64,
     },
+    /// A process ended: its connections ended with it, with no close seen.
+    ProcExit {
+        /// `CLOCK_MONOTONIC` nanoseconds.
+        ts_ns: u64,
+        /// The process.
+        tgid: u32,
+    },
 }
 
 impl KernelEvent<'_> {
@@ -114,6 +121,7 @@ impl KernelEvent<'_> {
             KernelEvent::ConnClose { ts_ns, key, bytes_sent, bytes_recv } => {
                 KernelEvent::ConnClose { ts_ns, key, bytes_sent, bytes_recv }
             }
+            KernelEvent::ProcExit { ts_ns, tgid } => KernelEvent::ProcExit { ts_ns, tgid },
         }
     }
 }

@@ -29,42 +29,42 @@ use tracing::{debug, warn};
 
 use crate::events::{ConnKey, Direction, KernelEvent, Role};
 
-/// Every program in the object and the syscall tracepoint it attaches to.
+/// Every program in the object and the tracepoint (category, name) it attaches to.
 ///
 /// `close` has no exit probe on purpose: Linux releases the fd even when `close` fails.
-const PROBES: &[(&str, &str)] = &[
-    ("loupe_enter_connect", "sys_enter_connect"),
-    ("loupe_exit_connect", "sys_exit_connect"),
-    ("loupe_enter_accept", "sys_enter_accept"),
-    ("loupe_exit_accept", "sys_exit_accept"),
-    ("loupe_enter_accept4", "sys_enter_accept4"),
-    ("loupe_exit_accept4", "sys_exit_accept4"),
-    ("loupe_enter_close", "sys_enter_close"),
-    ("loupe_enter_listen", "sys_enter_listen"),
-    ("loupe_enter_read", "sys_enter_read"),
-    ("loupe_exit_read", "sys_exit_read"),
-    ("loupe_enter_write", "sys_enter_write"),
-    ("loupe_exit_write", "sys_exit_write"),
-    ("loupe_enter_readv", "sys_enter_readv"),
-    ("loupe_exit_readv", "sys_exit_readv"),
-    ("loupe_enter_writev", "sys_enter_writev"),
-    ("loupe_exit_writev", "sys_exit_writev"),
-    ("loupe_enter_sendto", "sys_enter_sendto"),
-    ("loupe_exit_sendto", "sys_exit_sendto"),
-    ("loupe_enter_recvfrom", "sys_enter_recvfrom"),
-    ("loupe_exit_recvfrom", "sys_exit_recvfrom"),
-    ("loupe_enter_sendmsg", "sys_enter_sendmsg"),
-    ("loupe_exit_sendmsg", "sys_exit_sendmsg"),
-    ("loupe_enter_recvmsg", "sys_enter_recvmsg"),
-    ("loupe_exit_recvmsg", "sys_exit_recvmsg"),
-    ("loupe_enter_sendfile64", "sys_enter_sendfile64"),
-    ("loupe_exit_sendfile64", "sys_exit_sendfile64"),
-    ("loupe_enter_splice", "sys_enter_splice"),
-    ("loupe_exit_splice", "sys_exit_splice"),
+const PROBES: &[(&str, &str, &str)] = &[
+    ("loupe_enter_connect", "syscalls", "sys_enter_connect"),
+    ("loupe_exit_connect", "syscalls", "sys_exit_connect"),
+    ("loupe_enter_accept", "syscalls", "sys_enter_accept"),
+    ("loupe_exit_accept", "syscalls", "sys_exit_accept"),
+    ("loupe_enter_accept4", "syscalls", "sys_enter_accept4"),
+    ("loupe_exit_accept4", "syscalls", "sys_exit_accept4"),
+    ("loupe_enter_close", "syscalls", "sys_enter_close"),
+    ("loupe_enter_dup2", "syscalls", "sys_enter_dup2"),
+    ("loupe_enter_dup3", "syscalls", "sys_enter_dup3"),
+    ("loupe_sched_process_exit", "sched", "sched_process_exit"),
+    ("loupe_enter_listen", "syscalls", "sys_enter_listen"),
+    ("loupe_enter_read", "syscalls", "sys_enter_read"),
+    ("loupe_exit_read", "syscalls", "sys_exit_read"),
+    ("loupe_enter_write", "syscalls", "sys_enter_write"),
+    ("loupe_exit_write", "syscalls", "sys_exit_write"),
+    ("loupe_enter_readv", "syscalls", "sys_enter_readv"),
+    ("loupe_exit_readv", "syscalls", "sys_exit_readv"),
+    ("loupe_enter_writev", "syscalls", "sys_enter_writev"),
+    ("loupe_exit_writev", "syscalls", "sys_exit_writev"),
+    ("loupe_enter_sendto", "syscalls", "sys_enter_sendto"),
+    ("loupe_exit_sendto", "syscalls", "sys_exit_sendto"),
+    ("loupe_enter_recvfrom", "syscalls", "sys_enter_recvfrom"),
+    ("loupe_exit_recvfrom", "syscalls", "sys_exit_recvfrom"),
+    ("loupe_enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
+    ("loupe_exit_sendmsg", "syscalls", "sys_exit_sendmsg"),
+    ("loupe_enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
+    ("loupe_exit_recvmsg", "syscalls", "sys_exit_recvmsg"),
+    ("loupe_enter_sendfile64", "syscalls", "sys_enter_sendfile64"),
+    ("loupe_exit_sendfile64", "syscalls", "sys_exit_sendfile64"),
+    ("loupe_enter_splice", "syscalls", "sys_enter_splice"),
+    ("loupe_exit_splice", "syscalls", "sys_exit_splice"),
 ];
-
-/// Tracepoint category of every probe.
-const CATEGORY: &str = "syscalls";
 
 /// Load-time settings of the socket tracer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,9 +257,9 @@ impl Tracer {
 
         let mut probes = Vec::with_capacity(PROBES.len());
         let mut first_failure: Option<(String, ProbeError)> = None;
-        for &(program, tracepoint) in PROBES {
-            let name = format!("{CATEGORY}/{tracepoint}");
-            match attach(&mut ebpf, program, tracepoint) {
+        for &(program, category, tracepoint) in PROBES {
+            let name = format!("{category}/{tracepoint}");
+            match attach(&mut ebpf, program, category, tracepoint) {
                 Ok(()) => {
                     debug!(probe = %name, "attached");
                     probes.push(ProbeStatus { name, attached: true, error: None });
@@ -408,11 +408,11 @@ fn validate(config: &TracerConfig) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), ProbeError> {
+fn attach(ebpf: &mut Ebpf, program: &str, category: &str, tracepoint: &str) -> Result<(), ProbeError> {
     let program: &mut TracePoint =
         ebpf.program_mut(program).ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?.try_into()?;
     program.load()?;
-    program.attach(CATEGORY, tracepoint)?;
+    program.attach(category, tracepoint)?;
     Ok(())
 }
 
@@ -507,6 +507,7 @@ fn decode(record: &[u8]) -> Result<KernelEvent<'_>, DecodeError> {
             let ev: wire::ConnCloseEvent = read_wire(record)?;
             Ok(KernelEvent::ConnClose { ts_ns: hdr.ts_ns, key, bytes_sent: ev.bytes_sent, bytes_recv: ev.bytes_recv })
         }
+        wire::EVENT_PROC_EXIT => Ok(KernelEvent::ProcExit { ts_ns: hdr.ts_ns, tgid: hdr.tgid }),
         other => Err(DecodeError::Kind(other)),
     }
 }
@@ -646,6 +647,10 @@ mod tests {
     fn malformed_records_are_errors_not_panics() {
         assert!(matches!(decode(&[1, 2, 3]), Err(DecodeError::Short { .. })));
         assert_eq!(decode(&bytes_of(&header(99))), Err(DecodeError::Kind(99)));
+        assert_eq!(
+            decode(&bytes_of(&header(wire::EVENT_PROC_EXIT))),
+            Ok(KernelEvent::ProcExit { ts_ns: 100, tgid: 7 })
+        );
         let mut record = data_record(0, b"abcd", true);
         record.truncate(record.len() - 1);
         assert!(matches!(decode(&record), Err(DecodeError::PayloadLength { len: 4, avail: 3 })));

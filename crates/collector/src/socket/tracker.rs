@@ -246,6 +246,16 @@ impl Tracker {
                     self.finish(key, conn, ts_ns, rows);
                 }
             }
+            KernelEvent::ProcExit { ts_ns, tgid } => {
+                // The exit closed every fd of the process without a close syscall.
+                let ended: Vec<ConnKey> = self.conns.keys().filter(|k| k.tgid == tgid).copied().collect();
+                for key in ended {
+                    if let Some(conn) = self.conns.remove(&key) {
+                        self.finish(key, conn, ts_ns, rows);
+                    }
+                }
+                self.upids.remove(&tgid);
+            }
         }
     }
 
@@ -590,6 +600,25 @@ mod tests {
         assert_eq!(http(&rows)[0].resp_body, "body until close");
         assert_eq!(http(&rows)[0].minor_version, 0);
         assert_eq!(t.open_connections(), 0);
+    }
+
+    #[test]
+    fn a_process_exit_ends_its_connections_and_no_others() {
+        let mut t = tracker();
+        let mut rows = TableRows::default();
+        t.handle(open(Role::Client), &mut rows);
+        let other = ConnKey { tgid: KEY.tgid + 1, ..KEY };
+        let KernelEvent::ConnOpen { ts_ns, role, local, remote, proc_start_ns, .. } = open(Role::Client) else {
+            unreachable!()
+        };
+        t.handle(KernelEvent::ConnOpen { ts_ns, key: other, role, local, remote, proc_start_ns }, &mut rows);
+        t.handle(data(1, Direction::Egress, 0, b"GET / HTTP/1.0\r\n\r\n"), &mut rows);
+        t.handle(data(2, Direction::Ingress, 0, b"HTTP/1.0 200 OK\r\n\r\nuntil the end"), &mut rows);
+        assert!(http(&rows).is_empty());
+        t.handle(KernelEvent::ProcExit { ts_ns: 3, tgid: KEY.tgid }, &mut rows);
+        assert_eq!(http(&rows).len(), 1, "the exit ends the close-delimited response");
+        assert_eq!(http(&rows)[0].resp_body, "until the end");
+        assert_eq!((t.open_connections(), t.stats().conns_closed), (1, 1));
     }
 
     #[test]

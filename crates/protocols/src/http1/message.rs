@@ -156,10 +156,7 @@ fn write_json_string(out: &mut impl std::fmt::Write, pieces: &[&str]) -> std::fm
 
 /// Writes the values joined by `,` as one JSON string literal. Escapes `"`, `\\` and control
 /// characters (as `\n`, `\u001f`, ...), as serde_json does.
-fn write_json_joined(
-    out: &mut impl std::fmt::Write,
-    values: &mut dyn Iterator<Item = &str>,
-) -> std::fmt::Result {
+fn write_json_joined(out: &mut impl std::fmt::Write, values: &mut dyn Iterator<Item = &str>) -> std::fmt::Result {
     out.write_char('"')?;
     for (i, value) in values.enumerate() {
         if i > 0 {
