@@ -13,6 +13,9 @@
 # Other load on the host skews every figure: compare within one run, and repeat.
 # Usage (as root): bash scripts/bench-agent.sh [seconds-per-run] [rounds]     (defaults: 10 s, 5 rounds)
 #        LOUPE_BENCH_ONLY=worst|realistic|completeness runs one part.
+#        LOUPE_BENCH_FLOOR=1 adds to each worst-case round a run with the probes attached but every event
+#        filtered out in the kernel (the agent traces pid 1 only): the part of the cost that is the
+#        tracepoints themselves.
 # Needs: nginx-light, wrk (Debian); builds the two examples in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +44,7 @@ sleep 0.5
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 start_agent() {
-  LOUPE_LOG=warn "$agent" "${agent_args[@]}" > "$dir/agent.out" 2>&1 & agent_pid=$!
+  LOUPE_LOG=warn "$agent" ${agent_args[@]+"${agent_args[@]}"} > "$dir/agent.out" 2>&1 & agent_pid=$!
   for _ in $(seq 100); do grep -q tracing "$dir/agent.out" 2>/dev/null && break; sleep 0.1; done
   sleep 1
 }
@@ -53,8 +56,13 @@ field() { tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
 
 if [[ $only == all || $only == worst ]]; then
   echo "== worst case: nginx, wrk -t1 -c16, ${secs}s runs, $rounds off/on alternations"
-  : > "$dir/ratios"; : > "$dir/cpu"
+  : > "$dir/ratios"; : > "$dir/cpu"; : > "$dir/floor"
   for r in $(seq "$rounds"); do
+    if [[ ${LOUPE_BENCH_FLOOR:-} == 1 ]]; then
+      LOUPE_BENCH_ONLY_TGID=1 start_agent
+      floor=$(run_wrk)
+      stop_agent
+    fi
     off=$(run_wrk)
     start_agent
     t0=$(cpu_ticks "$agent_pid")
@@ -65,7 +73,14 @@ if [[ $only == all || $only == worst ]]; then
     us=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v r="$on" -v s="$secs" 'BEGIN {print t / hz * 1e6 / (r * s)}')
     echo "$ratio" >> "$dir/ratios"; echo "$us" >> "$dir/cpu"
     printf 'round %d: off %.0f req/s, on %.0f req/s, ratio %.3f, agent CPU %.2f us per request\n' "$r" "$off" "$on" "$ratio" "$us"
+    if [[ ${LOUPE_BENCH_FLOOR:-} == 1 ]]; then
+      awk -v a="$floor" -v b="$off" 'BEGIN {print a / b}' >> "$dir/floor"
+      printf 'round %d: probes attached, all filtered in the kernel: %.0f req/s\n' "$r" "$floor"
+    fi
   done
+  if [[ ${LOUPE_BENCH_FLOOR:-} == 1 ]]; then
+    echo "worst case floor (probes attached, nothing traced) / off: median $(stats < "$dir/floor")"
+  fi
   echo "worst case on/off throughput ratio: median $(stats < "$dir/ratios")"
   echo "worst case agent CPU per traced request (us): median $(stats < "$dir/cpu")"
 fi

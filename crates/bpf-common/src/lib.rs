@@ -15,6 +15,9 @@ pub const MAX_CHUNKS: usize = 4;
 pub const PRESSURE_COPY_BYTES: usize = 2048;
 /// Most iovecs walked for the vector I/O syscalls (`LOUPE_MAX_IOV`).
 pub const MAX_IOV: usize = 8;
+/// Most messages of one `sendmmsg`/`recvmmsg` whose sizes are read (`LOUPE_MAX_MMSG`): the
+/// first message is copied, the others are a gap of their summed size.
+pub const MAX_MMSG: usize = 64;
 /// Most entries of the `excluded_ports` map (`LOUPE_MAX_EXCLUDED_PORTS`).
 pub const MAX_EXCLUDED_PORTS: usize = 16;
 
@@ -233,7 +236,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 34] = [
+        let pairs: [(&str, u64); 35] = [
             ("LOUPE_CHUNK_SIZE", CHUNK_SIZE as u64),
             ("LOUPE_MAX_CHUNKS", MAX_CHUNKS as u64),
             ("LOUPE_MAX_IOV", MAX_IOV as u64),
@@ -265,6 +268,7 @@ mod tests {
             ("LOUPE_STAT_RINGBUF_FAILED_BYTES", STAT_RINGBUF_FAILED_BYTES as u64),
             ("LOUPE_STAT_EXCLUDED_CONNS", STAT_EXCLUDED_CONNS as u64),
             ("LOUPE_MAX_EXCLUDED_PORTS", MAX_EXCLUDED_PORTS as u64),
+            ("LOUPE_MAX_MMSG", MAX_MMSG as u64),
             ("LOUPE_STAT_LEN", STAT_LEN as u64),
             ("LOUPE_SIZE_DATA_HEADER", SIZE_DATA_HEADER as u64),
             ("LOUPE_SIZE_CONN_OPEN", SIZE_CONN_OPEN as u64),

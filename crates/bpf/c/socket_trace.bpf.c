@@ -43,6 +43,7 @@ const volatile __u32 loupe_wake_bytes = 0;   /* ...or once this many bytes wait 
 #define ARGS_CONNECT 3 /* fd being connected */
 #define ARGS_ACCEPT 4  /* new fd is the return value */
 #define ARGS_NOCOPY 5  /* sendfile/splice: count = LOUPE_DIR_* of the socket's bytes */
+#define ARGS_MMSG 6    /* sendmmsg/recvmmsg: buf = user mmsghdr array, count = vlen */
 
 struct syscall_args {
 	__u64 sk;    /* struct sock * when the fd was not yet in conn_map, else 0 */
@@ -130,9 +131,12 @@ static __always_inline void stat_inc(__u32 idx)
 		s->counters[idx] += 1;
 }
 
+#define WAKE_BYTES_EVERY 256
+
 /*
  * Writes one record. Wake-ups are batched: the consumer is woken every loupe_wake_every records
- * on this CPU, or when loupe_wake_bytes wait in the ring, and otherwise drains on its own timer.
+ * on this CPU, or when loupe_wake_bytes wait in the ring (checked every WAKE_BYTES_EVERY records),
+ * and otherwise drains on its own timer.
  * A record that does not fit is counted, with the stream bytes it accounted for (`lost_bytes`),
  * so user space can tell exactly what a gap cost.
  */
@@ -148,7 +152,9 @@ static __always_inline void submit(void *data, __u64 size, __u64 lost_bytes)
 		if (loupe_wake_every <= 1 || n % loupe_wake_every == 0)
 			flags = BPF_RB_FORCE_WAKEUP;
 	}
-	if (flags != BPF_RB_FORCE_WAKEUP && loupe_wake_bytes != 0 &&
+	/* Checked every WAKE_BYTES_EVERY records only: once the consumer lags past the threshold,
+	 * checking on every record would wake it on every record, at the traced process's cost. */
+	if (flags != BPF_RB_FORCE_WAKEUP && loupe_wake_bytes != 0 && n % WAKE_BYTES_EVERY == 0 &&
 	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= loupe_wake_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	if (bpf_ringbuf_output(&events, data, size, flags) == 0) {
@@ -412,18 +418,18 @@ static __always_inline __u64 copy_budget(void)
 #define RELOAD(x) (*(volatile __u64 *)&(x))
 
 /*
- * Copies the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most LOUPE_MAX_CHUNKS
+ * Copies the first `copy` of the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most LOUPE_MAX_CHUNKS
  * records, and no more than copy_budget() bytes. Chunks are contiguous from the message start; the record flagged LAST accounts for
  * everything up to `ret`, so uncaptured bytes show as msg_size - chunk_offset > len.
  *
  * The walk state lives in the scratch map and is reloaded every iteration: kept in registers,
  * each iteration's exact offsets multiply the verifier's paths past its 1M-instruction limit.
  */
-static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
+static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 copy, __u64 ret)
 {
 	struct loupe_data_event *ev = &s->ev;
 	__u64 budget = copy_budget();
-	__u64 limit = ret < budget ? ret : budget;
+	__u64 limit = copy < budget ? copy : budget;
 
 	s->walk_idx = skip_empty(s, 0, n_iov);
 	s->walk_iov_off = 0;
@@ -566,6 +572,31 @@ static __always_inline struct conn_info *advance_conn(__u32 tgid, struct syscall
 	return c;
 }
 
+/*
+ * Sizes of a sendmmsg/recvmmsg result: `n` messages of the user mmsghdr array at `vec`; `*first`
+ * gets the first one's length, `*total` the sum over the first LOUPE_MAX_MMSG (a larger batch
+ * under-counts the stream, which parsing then meets as garbage and resynchronises). Nonzero if
+ * a length could not be read.
+ */
+static __always_inline int mmsg_sizes(__u64 vec, __u64 n, __u64 *first, __u64 *total)
+{
+	struct mmsghdr *m = (struct mmsghdr *)vec;
+	__u64 sum = 0;
+	__u32 len = 0;
+
+	for (int i = 0; i < LOUPE_MAX_MMSG; i++) {
+		if (i >= n)
+			break;
+		if (bpf_probe_read_user(&len, sizeof(len), &m[i].msg_len))
+			return -1;
+		if (i == 0)
+			*first = len;
+		sum += len;
+	}
+	*total = sum;
+	return 0;
+}
+
 static __always_inline int exit_data(long ret, __u8 direction)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -576,7 +607,7 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	struct scratch *s;
 	__u32 zero = 0;
 	__u64 n_iov;
-	__u64 pos, size;
+	__u64 pos, size, copy;
 
 	if (!ap)
 		return 0;
@@ -585,6 +616,21 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	if (ret <= 0)
 		return 0;
 	size = (__u64)ret;
+	copy = size;
+	if (a.kind == ARGS_MMSG) {
+		/* ret counts messages: the stream moved the sum of their msg_len; the first is copied. */
+		struct user_msghdr *first = (struct user_msghdr *)a.buf;
+
+		if (mmsg_sizes(a.buf, size, &copy, &size) ||
+		    bpf_core_read_user(&a.buf, sizeof(a.buf), &first->msg_iov) ||
+		    bpf_core_read_user(&a.count, sizeof(a.count), &first->msg_iovlen)) {
+			stat_inc(LOUPE_STAT_READ_FAILURES);
+			return 0;
+		}
+		a.kind = ARGS_IOV;
+		if (size == 0)
+			return 0;
+	}
 
 	c = advance_conn(tgid, &a, direction, size, &pos);
 	if (!c)
@@ -614,7 +660,7 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	}
 
 	if (c->protocol == LOUPE_PROTO_UNCLASSIFIED) {
-		c->protocol = classify_iov(s, n_iov, size);
+		c->protocol = classify_iov(s, n_iov, copy);
 		if (!protocol_exported(c->protocol))
 			return 0;
 	}
@@ -630,7 +676,7 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	s->ev.h.direction = direction;
 	s->ev.h.protocol = c->protocol;
 	s->ev.h._pad0 = 0;
-	emit_data(s, n_iov, size);
+	emit_data(s, n_iov, copy, size);
 	return 0;
 }
 
@@ -793,6 +839,31 @@ SEC("tracepoint/syscalls/sys_exit_sendmsg")
 int loupe_exit_sendmsg(void *ctx)
 {
 	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+}
+
+/* sendmmsg/recvmmsg(fd, mmsghdr *vec, vlen, ...): several messages in one call (rare on TCP). */
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int loupe_enter_sendmmsg(void *ctx)
+{
+	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], ENTER_ARGS(ctx)[2], ARGS_MMSG);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int loupe_exit_sendmmsg(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int loupe_enter_recvmmsg(void *ctx)
+{
+	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], ENTER_ARGS(ctx)[2], ARGS_MMSG);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int loupe_exit_recvmmsg(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS);
 }
 
 /* sendfile(out_fd, in_fd, offset, count): only out_fd can be the socket (in_fd must be mmap-able). */

@@ -21,6 +21,8 @@
 #define LOUPE_PRESSURE_COPY_BYTES 2048
 /* Most iovecs walked for readv/writev/sendmsg/recvmsg. */
 #define LOUPE_MAX_IOV 8
+/* Most messages of one sendmmsg/recvmmsg whose sizes are read: the first is copied, the rest are a gap. */
+#define LOUPE_MAX_MMSG 64
 /* Most ports in the `excluded_ports` map (the agent's own listeners). */
 #define LOUPE_MAX_EXCLUDED_PORTS 16
 

@@ -5,6 +5,9 @@
 //! `LOUPE_BENCH_PORT` set, the `http_events` rows of that server port per side and every
 //! `agent_stats` counter that is not zero (the completeness check compares them).
 //!
+//! `LOUPE_BENCH_ONLY_TGID=<pid>` traces that process only: with a pid that does no I/O (1), every
+//! event is filtered out in the kernel, which measures what the attached tracepoints cost by themselves.
+//!
 //! Usage (root): `[LOUPE_BENCH_PORT=18080] cargo run --release -p loupe-collector --example agent`
 
 use std::sync::Arc;
@@ -28,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut config = CollectorConfig::default();
     config.tracer.exclude_tgid = std::process::id();
+    if let Some(only) = std::env::var("LOUPE_BENCH_ONLY_TGID").ok().and_then(|p| p.parse().ok()) {
+        config.tracer.only_tgid = only;
+    }
     let collector = Collector::start(store.clone(), config)?;
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {

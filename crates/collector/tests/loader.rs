@@ -489,7 +489,7 @@ fn sendfile_and_splice_are_counted_as_gaps_of_their_size() {
 #[test]
 fn tracer_reports_every_probe_and_counts_events() {
     let Some(mut tracer) = tracer() else { return };
-    assert_eq!(tracer.probes().len(), 31);
+    assert_eq!(tracer.probes().len(), 35);
     // One real exchange, so the counters have something to count.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -816,4 +816,58 @@ fn dup2_and_process_exit_end_connections() {
     assert!(exited(&capture), "no exit event for the child");
     assert_eq!(key.tgid, pid);
     assert_eq!(capture.closed(key), None, "no close syscall: the exit ends it");
+}
+
+/// Issue 13: `sendmmsg`/`recvmmsg`. The first message is copied; the others are counted in the
+/// stream (the last record accounts for them), so positions stay exact.
+#[test]
+fn mmsg_syscalls_copy_the_first_message_and_count_the_rest() {
+    let Some(mut tracer) = tracer() else { return };
+    const SECOND: &[u8] = b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n";
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    let mut iov = [
+        libc::iovec { iov_base: REQUEST.as_ptr() as *mut libc::c_void, iov_len: REQUEST.len() },
+        libc::iovec { iov_base: SECOND.as_ptr() as *mut libc::c_void, iov_len: SECOND.len() },
+    ];
+    // SAFETY: zeroed mmsghdrs are valid (no name, no control); each points at one live iovec.
+    let mut msgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
+    for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+        m.msg_hdr.msg_iov = v;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the fd is open and `msgs` holds two initialised mmsghdrs.
+    let sent = unsafe { libc::sendmmsg(client.as_raw_fd(), msgs.as_mut_ptr(), 2, 0) };
+    assert_eq!(sent, 2, "sendmmsg: {}", std::io::Error::last_os_error());
+    let total = REQUEST.len() + SECOND.len();
+    let mut buf = vec![0u8; total];
+    let mut recv_iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: total };
+    // SAFETY: as above, one message over one iovec of `total` live bytes.
+    let mut recv: libc::mmsghdr = unsafe { std::mem::zeroed() };
+    recv.msg_hdr.msg_iov = &mut recv_iov;
+    recv.msg_hdr.msg_iovlen = 1;
+    let mut got = 0;
+    while got < total {
+        recv_iov = libc::iovec { iov_base: buf[got..].as_mut_ptr().cast(), iov_len: total - got };
+        recv.msg_hdr.msg_iov = &mut recv_iov;
+        // SAFETY: the fd is open; `recv` points at live memory for `total - got` bytes.
+        let n = unsafe { libc::recvmmsg(server.as_raw_fd(), &mut recv, 1, 0, std::ptr::null_mut()) };
+        assert_eq!(n, 1, "recvmmsg: {}", std::io::Error::last_os_error());
+        got += recv.msg_len as usize;
+    }
+    assert_eq!(buf, [REQUEST, SECOND].concat());
+    drop(client);
+    drop(server);
+    let capture = Capture::until(&mut tracer, |c| {
+        c.open(Role::Server, port, true).is_some_and(|(k, ..)| c.closed(k).is_some())
+            && c.open(Role::Client, port, false).is_some_and(|(k, ..)| c.closed(k).is_some())
+    });
+    let (client_key, ..) = capture.open(Role::Client, port, false).expect("no client open");
+    let (server_key, ..) = capture.open(Role::Server, port, true).expect("no server open");
+    let sent = capture.data(client_key, Direction::Egress);
+    assert_eq!(sent, [(0, total as u64, REQUEST.to_vec())], "first message copied, the second counted");
+    assert_eq!(capture.stream(server_key, Direction::Ingress), [REQUEST, SECOND].concat());
+    assert_eq!(capture.closed(client_key), Some((total as u64, 0)));
 }

@@ -17,6 +17,7 @@
 //! a syscall are `msg_size - data.len()` of its last event, at offset `pos + data.len()`.
 //! `sendfile` and `splice` move socket bytes that were never in user memory: each such syscall
 //! is one `Data` event with empty `data` and `msg_size` = the bytes moved, a gap of that length.
+//! `sendmmsg`/`recvmmsg` copy their first message; the others are a gap of their summed size.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
@@ -60,6 +61,10 @@ const PROBES: &[(&str, &str, &str)] = &[
     ("loupe_exit_sendmsg", "syscalls", "sys_exit_sendmsg"),
     ("loupe_enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
     ("loupe_exit_recvmsg", "syscalls", "sys_exit_recvmsg"),
+    ("loupe_enter_sendmmsg", "syscalls", "sys_enter_sendmmsg"),
+    ("loupe_exit_sendmmsg", "syscalls", "sys_exit_sendmmsg"),
+    ("loupe_enter_recvmmsg", "syscalls", "sys_enter_recvmmsg"),
+    ("loupe_exit_recvmmsg", "syscalls", "sys_exit_recvmmsg"),
     ("loupe_enter_sendfile64", "syscalls", "sys_enter_sendfile64"),
     ("loupe_exit_sendfile64", "syscalls", "sys_exit_sendfile64"),
     ("loupe_enter_splice", "syscalls", "sys_enter_splice"),
