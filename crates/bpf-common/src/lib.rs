@@ -15,6 +15,11 @@ pub const MAX_CHUNKS: usize = 4;
 pub const PRESSURE_COPY_BYTES: usize = 2048;
 /// Most iovecs walked for the vector I/O syscalls (`LOUPE_MAX_IOV`).
 pub const MAX_IOV: usize = 8;
+/// Most messages of one `sendmmsg`/`recvmmsg` whose sizes are read (`LOUPE_MAX_MMSG`): the
+/// first message is copied, the others are a gap of their summed size.
+pub const MAX_MMSG: usize = 64;
+/// Most entries of the `excluded_ports` map (`LOUPE_MAX_EXCLUDED_PORTS`).
+pub const MAX_EXCLUDED_PORTS: usize = 16;
 
 /// `EventHeader::kind` of a [`ConnOpenEvent`].
 pub const EVENT_CONN_OPEN: u32 = 1;
@@ -22,6 +27,8 @@ pub const EVENT_CONN_OPEN: u32 = 1;
 pub const EVENT_DATA: u32 = 2;
 /// `EventHeader::kind` of a [`ConnCloseEvent`].
 pub const EVENT_CONN_CLOSE: u32 = 3;
+/// `EventHeader::kind` of a bare [`EventHeader`]: process `tgid` ended, and its connections with it.
+pub const EVENT_PROC_EXIT: u32 = 4;
 
 /// The process called `connect`.
 pub const ROLE_CLIENT: u8 = 1;
@@ -70,19 +77,28 @@ pub const STAT_ARGS_MAP_FULL: usize = 5;
 pub const STAT_WAKEUPS: usize = 6;
 /// Stats index: `sendfile`/`splice` syscalls on a tracked socket, counted but not copied.
 pub const STAT_NOT_COPIED: usize = 7;
+/// Stats index: stream bytes the dropped data records accounted for (their payload, and for a
+/// syscall's last record the uncaptured rest of its bytes).
+pub const STAT_RINGBUF_FAILED_BYTES: usize = 8;
+/// Stats index: connections left out because a port is in `excluded_ports` (the agent's own).
+pub const STAT_EXCLUDED_CONNS: usize = 9;
 /// Number of counters in the per-CPU `stats` entry.
-pub const STAT_LEN: usize = 8;
+pub const STAT_LEN: usize = 10;
 
 /// Name of the ring buffer map.
 pub const MAP_EVENTS: &str = "events";
 /// Name of the per-CPU counters map (one entry of `[u64; STAT_LEN]`).
 pub const MAP_STATS: &str = "stats";
+/// Name of the hash map of excluded ports (`u16` → `u8`).
+pub const MAP_EXCLUDED_PORTS: &str = "excluded_ports";
 /// Global: tgid never traced (usually the agent itself).
 pub const GLOBAL_EXCLUDE_TGID: &str = "loupe_exclude_tgid";
 /// Global: if non-zero, the only tgid traced.
 pub const GLOBAL_ONLY_TGID: &str = "loupe_only_tgid";
 /// Global: force a consumer wakeup every N records per CPU.
 pub const GLOBAL_WAKE_EVERY: &str = "loupe_wake_every";
+/// Global: force a consumer wakeup once this many bytes wait in the ring (0: never).
+pub const GLOBAL_WAKE_BYTES: &str = "loupe_wake_bytes";
 
 /// Common prefix of every record (`struct loupe_event_header`).
 #[repr(C)]
@@ -220,7 +236,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 30] = [
+        let pairs: [(&str, u64); 35] = [
             ("LOUPE_CHUNK_SIZE", CHUNK_SIZE as u64),
             ("LOUPE_MAX_CHUNKS", MAX_CHUNKS as u64),
             ("LOUPE_MAX_IOV", MAX_IOV as u64),
@@ -228,6 +244,7 @@ mod tests {
             ("LOUPE_EVENT_CONN_OPEN", EVENT_CONN_OPEN.into()),
             ("LOUPE_EVENT_DATA", EVENT_DATA.into()),
             ("LOUPE_EVENT_CONN_CLOSE", EVENT_CONN_CLOSE.into()),
+            ("LOUPE_EVENT_PROC_EXIT", EVENT_PROC_EXIT.into()),
             ("LOUPE_ROLE_CLIENT", ROLE_CLIENT.into()),
             ("LOUPE_ROLE_SERVER", ROLE_SERVER.into()),
             ("LOUPE_ROLE_UNKNOWN", ROLE_UNKNOWN.into()),
@@ -248,6 +265,10 @@ mod tests {
             ("LOUPE_STAT_ARGS_MAP_FULL", STAT_ARGS_MAP_FULL as u64),
             ("LOUPE_STAT_WAKEUPS", STAT_WAKEUPS as u64),
             ("LOUPE_STAT_NOT_COPIED", STAT_NOT_COPIED as u64),
+            ("LOUPE_STAT_RINGBUF_FAILED_BYTES", STAT_RINGBUF_FAILED_BYTES as u64),
+            ("LOUPE_STAT_EXCLUDED_CONNS", STAT_EXCLUDED_CONNS as u64),
+            ("LOUPE_MAX_EXCLUDED_PORTS", MAX_EXCLUDED_PORTS as u64),
+            ("LOUPE_MAX_MMSG", MAX_MMSG as u64),
             ("LOUPE_STAT_LEN", STAT_LEN as u64),
             ("LOUPE_SIZE_DATA_HEADER", SIZE_DATA_HEADER as u64),
             ("LOUPE_SIZE_CONN_OPEN", SIZE_CONN_OPEN as u64),

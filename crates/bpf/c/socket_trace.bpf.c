@@ -30,6 +30,7 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 loupe_exclude_tgid = 0; /* usually the agent itself */
 const volatile __u32 loupe_only_tgid = 0;    /* 0 = trace every process */
 const volatile __u32 loupe_wake_every = 64;  /* force a consumer wakeup every N records per CPU */
+const volatile __u32 loupe_wake_bytes = 0;   /* ...or once this many bytes wait in the ring (0: never) */
 
 #define S_IFMT_ 00170000
 #define S_IFSOCK_ 0140000
@@ -42,6 +43,7 @@ const volatile __u32 loupe_wake_every = 64;  /* force a consumer wakeup every N 
 #define ARGS_CONNECT 3 /* fd being connected */
 #define ARGS_ACCEPT 4  /* new fd is the return value */
 #define ARGS_NOCOPY 5  /* sendfile/splice: count = LOUPE_DIR_* of the socket's bytes */
+#define ARGS_MMSG 6    /* sendmmsg/recvmmsg: buf = user mmsghdr array, count = vlen */
 
 struct syscall_args {
 	__u64 sk;    /* struct sock * when the fd was not yet in conn_map, else 0 */
@@ -58,7 +60,8 @@ struct conn_info {
 	__u64 bytes_recv;
 	__u8 role;
 	__u8 protocol;
-	__u8 _pad0[6];
+	__u8 excluded; /* one of the agent's own ports: tracked (so the fd check runs once) but never emitted */
+	__u8 _pad0[5];
 };
 
 struct loupe_iov {
@@ -111,6 +114,14 @@ struct {
 	__type(value, struct loupe_stats);
 } stats SEC(".maps");
 
+/* Local or remote ports whose connections are left out (the agent's own listeners), filled by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LOUPE_MAX_EXCLUDED_PORTS);
+	__type(key, __u16);
+	__type(value, __u8);
+} excluded_ports SEC(".maps");
+
 static __always_inline void stat_inc(__u32 idx)
 {
 	__u32 zero = 0;
@@ -120,8 +131,16 @@ static __always_inline void stat_inc(__u32 idx)
 		s->counters[idx] += 1;
 }
 
-/* Writes one record; wakes the consumer only every loupe_wake_every records on this CPU. */
-static __always_inline void submit(void *data, __u64 size)
+#define WAKE_BYTES_EVERY 256
+
+/*
+ * Writes one record. Wake-ups are batched: the consumer is woken every loupe_wake_every records
+ * on this CPU, or when loupe_wake_bytes wait in the ring (checked every WAKE_BYTES_EVERY records),
+ * and otherwise drains on its own timer.
+ * A record that does not fit is counted, with the stream bytes it accounted for (`lost_bytes`),
+ * so user space can tell exactly what a gap cost.
+ */
+static __always_inline void submit(void *data, __u64 size, __u64 lost_bytes)
 {
 	__u32 zero = 0;
 	struct loupe_stats *s = bpf_map_lookup_elem(&stats, &zero);
@@ -133,6 +152,11 @@ static __always_inline void submit(void *data, __u64 size)
 		if (loupe_wake_every <= 1 || n % loupe_wake_every == 0)
 			flags = BPF_RB_FORCE_WAKEUP;
 	}
+	/* Checked every WAKE_BYTES_EVERY records only: once the consumer lags past the threshold,
+	 * checking on every record would wake it on every record, at the traced process's cost. */
+	if (flags != BPF_RB_FORCE_WAKEUP && loupe_wake_bytes != 0 && n % WAKE_BYTES_EVERY == 0 &&
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= loupe_wake_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
 	if (bpf_ringbuf_output(&events, data, size, flags) == 0) {
 		if (s) {
 			s->counters[LOUPE_STAT_EVENTS] = n;
@@ -141,6 +165,7 @@ static __always_inline void submit(void *data, __u64 size)
 		}
 	} else if (s) {
 		s->counters[LOUPE_STAT_RINGBUF_FAILURES] += 1;
+		s->counters[LOUPE_STAT_RINGBUF_FAILED_BYTES] += lost_bytes;
 	}
 }
 
@@ -200,6 +225,9 @@ static __always_inline void emit_close(__u32 tgid, __s32 fd, struct conn_info *c
 {
 	struct loupe_conn_close ev = {};
 
+	if (c->excluded)
+		return;
+
 	ev.hdr.kind = LOUPE_EVENT_CONN_CLOSE;
 	ev.hdr.tgid = tgid;
 	ev.hdr.ts_ns = bpf_ktime_get_ns();
@@ -209,7 +237,13 @@ static __always_inline void emit_close(__u32 tgid, __s32 fd, struct conn_info *c
 	ev.bytes_recv = c->bytes_recv;
 	ev.role = c->role;
 	ev.protocol = c->protocol;
-	submit(&ev, sizeof(ev));
+	submit(&ev, sizeof(ev), 0);
+}
+
+/* Whether a connection with these ports is one of the agent's own (left out unless asked for). */
+static __always_inline bool ports_excluded(__u16 local_port, __u16 remote_port)
+{
+	return bpf_map_lookup_elem(&excluded_ports, &local_port) || bpf_map_lookup_elem(&excluded_ports, &remote_port);
 }
 
 /* Starts tracking (tgid, fd) with a fresh generation and emits the open event. */
@@ -227,10 +261,19 @@ static __always_inline struct conn_info *open_conn(__u32 tgid, __s32 fd, struct 
 
 	c.generation = bpf_ktime_get_ns();
 	c.role = role;
+	dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	if (ports_excluded(BPF_CORE_READ(sk, __sk_common.skc_num), bpf_ntohs(dport))) {
+		/* Tracked so later syscalls skip the fd walk, but never exported: no open, data or close. */
+		c.excluded = 1;
+		c.protocol = LOUPE_PROTO_OTHER;
+		stat_inc(LOUPE_STAT_EXCLUDED_CONNS);
+	}
 	if (bpf_map_update_elem(&conn_map, &key, &c, BPF_ANY)) {
 		stat_inc(LOUPE_STAT_CONN_MAP_FULL);
 		return NULL;
 	}
+	if (c.excluded)
+		return bpf_map_lookup_elem(&conn_map, &key);
 
 	ev.hdr.kind = LOUPE_EVENT_CONN_OPEN;
 	ev.hdr.tgid = tgid;
@@ -245,7 +288,6 @@ static __always_inline struct conn_info *open_conn(__u32 tgid, __s32 fd, struct 
 						 start_boottime);
 	ev.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	ev.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
 	ev.remote_port = bpf_ntohs(dport);
 	if (ev.family == LOUPE_AF_INET) {
 		bpf_core_read(&ev.local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
@@ -254,7 +296,7 @@ static __always_inline struct conn_info *open_conn(__u32 tgid, __s32 fd, struct 
 		bpf_core_read(&ev.local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(&ev.remote_addr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
-	submit(&ev, sizeof(ev));
+	submit(&ev, sizeof(ev), 0);
 	return bpf_map_lookup_elem(&conn_map, &key);
 }
 
@@ -376,18 +418,18 @@ static __always_inline __u64 copy_budget(void)
 #define RELOAD(x) (*(volatile __u64 *)&(x))
 
 /*
- * Copies the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most LOUPE_MAX_CHUNKS
+ * Copies the first `copy` of the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most LOUPE_MAX_CHUNKS
  * records, and no more than copy_budget() bytes. Chunks are contiguous from the message start; the record flagged LAST accounts for
  * everything up to `ret`, so uncaptured bytes show as msg_size - chunk_offset > len.
  *
  * The walk state lives in the scratch map and is reloaded every iteration: kept in registers,
  * each iteration's exact offsets multiply the verifier's paths past its 1M-instruction limit.
  */
-static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
+static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 copy, __u64 ret)
 {
 	struct loupe_data_event *ev = &s->ev;
 	__u64 budget = copy_budget();
-	__u64 limit = ret < budget ? ret : budget;
+	__u64 limit = copy < budget ? copy : budget;
 
 	s->walk_idx = skip_empty(s, 0, n_iov);
 	s->walk_iov_off = 0;
@@ -433,11 +475,12 @@ static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 			stat_inc(LOUPE_STAT_READ_FAILURES);
 			ev->h.len = 0;
 			ev->h.flags = LOUPE_DATA_FLAG_LAST;
-			submit(ev, sizeof(ev->h));
+			submit(ev, sizeof(ev->h), ret - (msg_off - len));
 			return;
 		}
 		ev->h.len = len;
-		submit(ev, sizeof(ev->h) + len);
+		/* A dropped record loses its bytes, and the last one the uncaptured rest too. */
+		submit(ev, sizeof(ev->h) + len, last ? ret - (msg_off - len) : len);
 		if (last)
 			break;
 	}
@@ -529,6 +572,31 @@ static __always_inline struct conn_info *advance_conn(__u32 tgid, struct syscall
 	return c;
 }
 
+/*
+ * Sizes of a sendmmsg/recvmmsg result: `n` messages of the user mmsghdr array at `vec`; `*first`
+ * gets the first one's length, `*total` the sum over the first LOUPE_MAX_MMSG (a larger batch
+ * under-counts the stream, which parsing then meets as garbage and resynchronises). Nonzero if
+ * a length could not be read.
+ */
+static __always_inline int mmsg_sizes(__u64 vec, __u64 n, __u64 *first, __u64 *total)
+{
+	struct mmsghdr *m = (struct mmsghdr *)vec;
+	__u64 sum = 0;
+	__u32 len = 0;
+
+	for (int i = 0; i < LOUPE_MAX_MMSG; i++) {
+		if (i >= n)
+			break;
+		if (bpf_probe_read_user(&len, sizeof(len), &m[i].msg_len))
+			return -1;
+		if (i == 0)
+			*first = len;
+		sum += len;
+	}
+	*total = sum;
+	return 0;
+}
+
 static __always_inline int exit_data(long ret, __u8 direction)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -539,7 +607,7 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	struct scratch *s;
 	__u32 zero = 0;
 	__u64 n_iov;
-	__u64 pos, size;
+	__u64 pos, size, copy;
 
 	if (!ap)
 		return 0;
@@ -548,6 +616,21 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	if (ret <= 0)
 		return 0;
 	size = (__u64)ret;
+	copy = size;
+	if (a.kind == ARGS_MMSG) {
+		/* ret counts messages: the stream moved the sum of their msg_len; the first is copied. */
+		struct user_msghdr *first = (struct user_msghdr *)a.buf;
+
+		if (mmsg_sizes(a.buf, size, &copy, &size) ||
+		    bpf_core_read_user(&a.buf, sizeof(a.buf), &first->msg_iov) ||
+		    bpf_core_read_user(&a.count, sizeof(a.count), &first->msg_iovlen)) {
+			stat_inc(LOUPE_STAT_READ_FAILURES);
+			return 0;
+		}
+		a.kind = ARGS_IOV;
+		if (size == 0)
+			return 0;
+	}
 
 	c = advance_conn(tgid, &a, direction, size, &pos);
 	if (!c)
@@ -577,7 +660,7 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	}
 
 	if (c->protocol == LOUPE_PROTO_UNCLASSIFIED) {
-		c->protocol = classify_iov(s, n_iov, size);
+		c->protocol = classify_iov(s, n_iov, copy);
 		if (!protocol_exported(c->protocol))
 			return 0;
 	}
@@ -593,7 +676,7 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	s->ev.h.direction = direction;
 	s->ev.h.protocol = c->protocol;
 	s->ev.h._pad0 = 0;
-	emit_data(s, n_iov, size);
+	emit_data(s, n_iov, copy, size);
 	return 0;
 }
 
@@ -642,7 +725,7 @@ static __always_inline int exit_nocopy(long ret)
 	h.direction = direction;
 	h.protocol = c->protocol;
 	h.flags = LOUPE_DATA_FLAG_LAST;
-	submit(&h, sizeof(h));
+	submit(&h, sizeof(h), size);
 	return 0;
 }
 
@@ -756,6 +839,31 @@ SEC("tracepoint/syscalls/sys_exit_sendmsg")
 int loupe_exit_sendmsg(void *ctx)
 {
 	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+}
+
+/* sendmmsg/recvmmsg(fd, mmsghdr *vec, vlen, ...): several messages in one call (rare on TCP). */
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int loupe_enter_sendmmsg(void *ctx)
+{
+	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], ENTER_ARGS(ctx)[2], ARGS_MMSG);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int loupe_exit_sendmmsg(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int loupe_enter_recvmmsg(void *ctx)
+{
+	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], ENTER_ARGS(ctx)[2], ARGS_MMSG);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int loupe_exit_recvmmsg(void *ctx)
+{
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS);
 }
 
 /* sendfile(out_fd, in_fd, offset, count): only out_fd can be the socket (in_fd must be mmap-able). */
@@ -889,15 +997,38 @@ int loupe_exit_accept4(void *ctx)
 }
 
 /*
+ * The agent's own listeners: when the excluded process (the agent) listens, its port joins
+ * excluded_ports, so clients talking to it (px, the UI, Prometheus) are left out too. At enter the
+ * socket is bound already (a listen() that autobinds a port is missed: the agent binds first).
+ */
+SEC("tracepoint/syscalls/sys_enter_listen")
+int loupe_enter_listen(void *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct sock *sk;
+	__u16 port;
+	__u8 one = 1;
+
+	if (loupe_exclude_tgid == 0 || tgid != loupe_exclude_tgid)
+		return 0;
+	sk = tcp_sock_of_fd((__s32)ENTER_ARGS(ctx)[0]);
+	if (!sk)
+		return 0;
+	port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (port != 0)
+		bpf_map_update_elem(&excluded_ports, &port, &one, BPF_ANY);
+	return 0;
+}
+
+/*
  * close releases the fd even when it returns an error (EINTR, EIO), so the enter side is enough:
  * no exit handler, one tracepoint fewer on a hot path.
  */
-SEC("tracepoint/syscalls/sys_enter_close")
-int loupe_enter_close(void *ctx)
+static __always_inline int close_fd(__s64 fd_arg)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	__s32 fd = (__s32)ENTER_ARGS(ctx)[0];
+	__s32 fd = (__s32)fd_arg;
 	struct conn_info *c;
 	__u64 key;
 
@@ -909,5 +1040,50 @@ int loupe_enter_close(void *ctx)
 		return 0;
 	emit_close(tgid, fd, c);
 	bpf_map_delete_elem(&conn_map, &key);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int loupe_enter_close(void *ctx)
+{
+	return close_fd(ENTER_ARGS(ctx)[0]);
+}
+
+/* dup2/dup3(oldfd, newfd) close newfd first when it is open (unless it is oldfd): the same end. */
+SEC("tracepoint/syscalls/sys_enter_dup2")
+int loupe_enter_dup2(void *ctx)
+{
+	if (ENTER_ARGS(ctx)[0] == ENTER_ARGS(ctx)[1])
+		return 0;
+	return close_fd(ENTER_ARGS(ctx)[1]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_dup3")
+int loupe_enter_dup3(void *ctx)
+{
+	if (ENTER_ARGS(ctx)[0] == ENTER_ARGS(ctx)[1])
+		return 0;
+	return close_fd(ENTER_ARGS(ctx)[1]);
+}
+
+/*
+ * A process's exit closes its fds without close syscalls: one record tells user space to end
+ * every connection of the process. Only the thread-group leader's exit counts. The kernel-side
+ * entries are left to conn_map's LRU (walking the map on every exit would cost more).
+ */
+SEC("tracepoint/sched/sched_process_exit")
+int loupe_sched_process_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct loupe_event_header ev = {};
+
+	if ((__u32)id != tgid || !tgid_wanted(tgid))
+		return 0;
+	ev.kind = LOUPE_EVENT_PROC_EXIT;
+	ev.tgid = tgid;
+	ev.ts_ns = bpf_ktime_get_ns();
+	ev.fd = -1;
+	submit(&ev, sizeof(ev), 0);
 	return 0;
 }

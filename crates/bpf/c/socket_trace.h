@@ -21,11 +21,16 @@
 #define LOUPE_PRESSURE_COPY_BYTES 2048
 /* Most iovecs walked for readv/writev/sendmsg/recvmsg. */
 #define LOUPE_MAX_IOV 8
+/* Most messages of one sendmmsg/recvmmsg whose sizes are read: the first is copied, the rest are a gap. */
+#define LOUPE_MAX_MMSG 64
+/* Most ports in the `excluded_ports` map (the agent's own listeners). */
+#define LOUPE_MAX_EXCLUDED_PORTS 16
 
 /* loupe_event_header.kind */
 #define LOUPE_EVENT_CONN_OPEN 1
 #define LOUPE_EVENT_DATA 2
 #define LOUPE_EVENT_CONN_CLOSE 3
+#define LOUPE_EVENT_PROC_EXIT 4 /* a traced process ended: its connections end with it (no close syscalls) */
 
 /* Roles, matching Pixie's trace_role column. */
 #define LOUPE_ROLE_CLIENT 1
@@ -60,7 +65,9 @@
 #define LOUPE_STAT_ARGS_MAP_FULL 5   /* args_map inserts that failed */
 #define LOUPE_STAT_WAKEUPS 6         /* forced consumer wakeups */
 #define LOUPE_STAT_NOT_COPIED 7      /* sendfile/splice syscalls on a tracked socket: counted, not copied */
-#define LOUPE_STAT_LEN 8
+#define LOUPE_STAT_RINGBUF_FAILED_BYTES 8 /* stream bytes the dropped data records accounted for */
+#define LOUPE_STAT_EXCLUDED_CONNS 9  /* connections left out: the agent's own ports (px, the UI) */
+#define LOUPE_STAT_LEN 10
 
 /* Common prefix of every record. 32 bytes. */
 struct loupe_event_header {

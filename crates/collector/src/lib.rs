@@ -9,8 +9,8 @@ pub mod preflight;
 pub mod socket;
 pub mod source;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -50,6 +50,9 @@ pub struct CollectorConfig {
     pub push_interval: Duration,
     /// ...or as soon as this many are pending (Pixie pushes at 1,024 rows).
     pub push_rows: usize,
+    /// The agent's counters are written to `agent_stats` this often (and sampled for `/metrics`
+    /// every second).
+    pub stats_interval: Duration,
 }
 
 impl Default for CollectorConfig {
@@ -60,6 +63,7 @@ impl Default for CollectorConfig {
             poll_interval: Duration::from_millis(20),
             push_interval: Duration::from_millis(100),
             push_rows: 1024,
+            stats_interval: Duration::from_secs(10),
         }
     }
 }
@@ -77,6 +81,29 @@ pub struct CollectorCounters {
     pub open_connections: AtomicU64,
     /// Bytes lost to capture gaps.
     pub gap_bytes: AtomicU64,
+    /// Rows of refused batches.
+    pub rows_dropped: AtomicU64,
+    /// The latest sample of every counter of what was traced, dropped and why (what `agent_stats` stores).
+    pub agent_stats: Mutex<Vec<AgentStat>>,
+}
+
+impl CollectorCounters {
+    /// The latest sample of the agent's counters (empty before the first).
+    pub fn agent_stats(&self) -> Vec<AgentStat> {
+        self.agent_stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// One counter of what the agent traced, dropped or could not parse, by cause: a row of
+/// `agent_stats` and a sample of `loupe_agent_stat_total` on `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentStat {
+    /// What is counted (`kernel_records_dropped`).
+    pub counter: &'static str,
+    /// Why (`ring_full`).
+    pub cause: &'static str,
+    /// Total since the collector started.
+    pub value: u64,
 }
 
 /// A running collector; stops and joins its thread when dropped.
@@ -99,6 +126,7 @@ impl Collector {
             tick_interval: config.poll_interval,
             push_interval: config.push_interval,
             push_rows: config.push_rows,
+            stats_interval: config.stats_interval,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);

@@ -64,6 +64,13 @@ impl Tables {
         Ok(Tables { by_name, counters })
     }
 
+    /// Rows each registered table evicted to stay within its budget, by table name.
+    pub fn rows_evicted(&self) -> Vec<(&'static str, u64)> {
+        let mut evicted: Vec<_> = self.by_name.iter().map(|(name, t)| (*name, t.stats().rows_evicted)).collect();
+        evicted.sort_unstable();
+        evicted
+    }
+
     /// Appends a batch of `rows` rows to `table`; a batch that failed to build, or that the store
     /// refuses, is counted and logged, and dropped.
     pub fn append(&self, table: &str, rows: usize, batch: Result<RecordBatch, ArrowError>) {
@@ -78,6 +85,7 @@ impl Tables {
             }
             Err(error) => {
                 self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                self.counters.rows_dropped.fetch_add(rows as u64, Ordering::Relaxed);
                 tracing::error!(%error, table, rows, "dropping batch");
             }
         }
@@ -107,5 +115,7 @@ mod tests {
         assert_eq!(table.stats().rows_appended, 2);
         assert_eq!(counters.rows.load(Ordering::Relaxed), 2);
         assert_eq!(counters.store_errors.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.rows_dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(tables.rows_evicted(), [("redis_events", 0)]);
     }
 }

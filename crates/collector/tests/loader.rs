@@ -48,7 +48,7 @@ fn tracer() -> Option<Tracer> {
 
 /// Events gathered from one tracer, with lookups by connection.
 struct Capture {
-    events: Vec<KernelEvent>,
+    events: Vec<KernelEvent<'static>>,
 }
 
 impl Capture {
@@ -57,7 +57,7 @@ impl Capture {
         let mut capture = Capture { events: Vec::new() };
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            tracer.poll(&mut capture.events);
+            tracer.poll(|e| capture.events.push(e.into_owned()));
             if done(&capture) || Instant::now() > deadline {
                 return capture;
             }
@@ -93,7 +93,7 @@ impl Capture {
             .iter()
             .filter_map(|e| match e {
                 KernelEvent::Data { key: k, direction: d, pos, msg_size, data, .. } if *k == key && *d == direction => {
-                    Some((*pos, *msg_size, data.clone()))
+                    Some((*pos, *msg_size, data.to_vec()))
                 }
                 _ => None,
             })
@@ -449,7 +449,7 @@ fn sendfile_and_splice_are_counted_as_gaps_of_their_size() {
     let mut events = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     let client_key = loop {
-        tracer.poll(&mut events);
+        tracer.poll(|e| events.push(e.into_owned()));
         let key = events.iter().find_map(|e| match e {
             KernelEvent::ConnOpen { key, role: Role::Client, remote: Some(r), .. } if r.port() == port => Some(*key),
             _ => None,
@@ -489,7 +489,7 @@ fn sendfile_and_splice_are_counted_as_gaps_of_their_size() {
 #[test]
 fn tracer_reports_every_probe_and_counts_events() {
     let Some(mut tracer) = tracer() else { return };
-    assert_eq!(tracer.probes().len(), 27);
+    assert_eq!(tracer.probes().len(), 35);
     // One real exchange, so the counters have something to count.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -643,4 +643,231 @@ fn redis_commands_are_exported_and_other_star_lines_are_not() {
             assert!(capture.data(key, direction).is_empty(), "{key:?} {direction:?} exported data");
         }
     }
+}
+
+/// Root or not: the kernel tests below need a tracer configured their own way.
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A child that, once told to go, sends `n` HTTP requests of `size` bytes each over one loopback
+/// connection to itself (one `send` each) and reads them all, then waits to be told to exit. A
+/// separate process, so a tracer limited to it sees none of the other tests' traffic.
+const DROP_CHILD: &str = r#"
+import socket, sys, threading
+n, size = int(sys.argv[1]), int(sys.argv[2])
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+print("ready", flush=True); sys.stdin.readline()
+c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+head = b"GET /"; tail = b" HTTP/1.1\r\nHost: x\r\n\r\n"
+msg = head + b"a" * (size - len(head) - len(tail)) + tail
+def drain():
+    got = 0
+    while got < n * size:
+        b = s.recv(65536)
+        if not b: break
+        got += len(b)
+t = threading.Thread(target=drain); t.start()
+for _ in range(n): c.sendall(msg)
+t.join()
+print("done", flush=True); sys.stdin.readline()
+"#;
+
+/// Issue 13: nothing is lost silently. A one-page ring buffer that nobody drains while 300 requests
+/// go out overflows; afterwards every record the kernel submitted was decoded, and the stream bytes
+/// the decoded records account for plus the bytes the kernel counted as dropped are exactly the
+/// bytes both sides moved.
+#[test]
+fn a_full_ring_buffer_counts_exactly_what_it_dropped() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    if !is_root() {
+        return;
+    }
+    const N: u64 = 300;
+    const SIZE: u64 = 1000;
+    preflight::check().expect("preflight failed as root");
+    let mut child = Command::new("python3")
+        .args(["-c", DROP_CHILD, &N.to_string(), &SIZE.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed (scripts/test.sh installs it)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("child ready");
+    assert_eq!(line, "ready\n");
+    let page = 4096;
+    let config = TracerConfig { exclude_tgid: 0, only_tgid: child.id(), ring_bytes: page, ..TracerConfig::default() };
+    let mut tracer = Tracer::load(&config).expect("tracer failed to load");
+    stdin.write_all(b"go\n").expect("go");
+    line.clear();
+    stdout.read_line(&mut line).expect("child done");
+    assert_eq!(line, "done\n");
+
+    let (mut records, mut accounted) = (0u64, 0u64);
+    for _ in 0..3 {
+        tracer.poll(|e| {
+            records += 1;
+            if let KernelEvent::Data { msg_size, .. } = e {
+                accounted += msg_size;
+            }
+        });
+    }
+    let stats = tracer.stats();
+    stdin.write_all(b"exit\n").expect("exit");
+    child.wait().expect("child exits");
+    assert!(stats.ringbuf_reserve_failures > 0, "the ring never filled: {stats:?}");
+    assert_eq!(stats.events, records, "every submitted record was decoded: {stats:?}");
+    assert_eq!(stats.decoded, records);
+    assert_eq!(accounted + stats.ringbuf_failed_bytes, 2 * N * SIZE, "{stats:?}");
+}
+
+/// Issue 13: the agent does not trace itself. Connections to an excluded port are left out on both
+/// ends, and a port the excluded process (the agent) listens on becomes excluded by itself.
+#[test]
+fn connections_to_excluded_ports_are_left_out() {
+    if !is_root() {
+        return;
+    }
+    preflight::check().expect("preflight failed as root");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let config = TracerConfig {
+        exclude_tgid: 0,
+        only_tgid: std::process::id(),
+        exclude_ports: vec![port],
+        ..TracerConfig::default()
+    };
+    let mut tracer = Tracer::load(&config).expect("tracer failed to load");
+    assert_eq!(tracer.excluded_ports(), [port]);
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        read_head(&mut stream);
+        stream.write_all(RESPONSE).expect("respond");
+    });
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    client.write_all(REQUEST).expect("request");
+    let mut response = vec![0u8; RESPONSE.len()];
+    client.read_exact(&mut response).expect("response");
+    server.join().expect("server");
+    drop(client);
+    // A connection of this process that is not excluded, to know the tracer saw this far.
+    let other = exchange(REQUEST, RESPONSE);
+    let capture = Capture::until(&mut tracer, |c| c.open(Role::Client, other, false).is_some());
+    assert!(capture.open(Role::Client, other, false).is_some(), "the tracer saw nothing at all");
+    let touches = |e: &KernelEvent<'_>| match e {
+        KernelEvent::ConnOpen { local, remote, .. } => {
+            local.is_some_and(|a| a.port() == port) || remote.is_some_and(|a| a.port() == port)
+        }
+        _ => false,
+    };
+    assert!(!capture.events.iter().any(touches), "an excluded connection was reported");
+    assert_eq!(tracer.stats().excluded_conns, 2, "client and server ends");
+
+    // The agent's own listener: excluded as soon as it listens.
+    let agent = TracerConfig { exclude_tgid: std::process::id(), only_tgid: 0, ..TracerConfig::default() };
+    let tracer = Tracer::load(&agent).expect("tracer failed to load");
+    let own = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let own = own.local_addr().expect("addr").port();
+    // Other tests of this process listen too meanwhile: their ports join, which is right.
+    assert!(tracer.excluded_ports().contains(&own), "{:?} lacks {own}", tracer.excluded_ports());
+}
+
+/// Issue 13: connections ended without a close syscall. `dup2` over a socket's fd ends that
+/// connection; a process that exits with a connection open reports its exit.
+#[test]
+fn dup2_and_process_exit_end_connections() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    let Some(mut tracer) = tracer() else { return };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (_server, _) = listener.accept().expect("accept");
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    // SAFETY: both fds are open and owned here; dup2 replaces the socket's fd with /dev/null's.
+    assert_eq!(unsafe { libc::dup2(null.as_raw_fd(), client.as_raw_fd()) }, client.as_raw_fd());
+    let capture =
+        Capture::until(&mut tracer, |c| c.open(Role::Client, port, false).is_some_and(|(k, ..)| c.closed(k).is_some()));
+    let (key, ..) = capture.open(Role::Client, port, false).expect("no client open");
+    assert_eq!(capture.closed(key), Some((0, 0)), "dup2 ended the connection");
+    drop(client); // closes /dev/null now
+
+    let mut child = Command::new("python3")
+        .args(["-c", "import os, socket, sys\nprint('ready', flush=True); sys.stdin.readline()\ns = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\ns.sendall(b'GET / HTTP/1.1\\r\\n\\r\\n')\nos._exit(0)", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed (scripts/test.sh installs it)");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready");
+    let config = TracerConfig { exclude_tgid: 0, only_tgid: child.id(), ..TracerConfig::default() };
+    let mut tracer = Tracer::load(&config).expect("tracer failed to load");
+    child.stdin.take().expect("stdin").write_all(b"go\n").expect("go");
+    let (_peer, _) = listener.accept().expect("accept the child");
+    child.wait().expect("child exits");
+    let pid = child.id();
+    let exited = |c: &Capture| c.events.iter().any(|e| matches!(e, KernelEvent::ProcExit { tgid, .. } if *tgid == pid));
+    let capture = Capture::until(&mut tracer, exited);
+    let (key, ..) = capture.open(Role::Client, port, false).expect("no open for the child's connection");
+    assert!(exited(&capture), "no exit event for the child");
+    assert_eq!(key.tgid, pid);
+    assert_eq!(capture.closed(key), None, "no close syscall: the exit ends it");
+}
+
+/// Issue 13: `sendmmsg`/`recvmmsg`. The first message is copied; the others are counted in the
+/// stream (the last record accounts for them), so positions stay exact.
+#[test]
+fn mmsg_syscalls_copy_the_first_message_and_count_the_rest() {
+    let Some(mut tracer) = tracer() else { return };
+    const SECOND: &[u8] = b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n";
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    let mut iov = [
+        libc::iovec { iov_base: REQUEST.as_ptr() as *mut libc::c_void, iov_len: REQUEST.len() },
+        libc::iovec { iov_base: SECOND.as_ptr() as *mut libc::c_void, iov_len: SECOND.len() },
+    ];
+    // SAFETY: zeroed mmsghdrs are valid (no name, no control); each points at one live iovec.
+    let mut msgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
+    for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+        m.msg_hdr.msg_iov = v;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the fd is open and `msgs` holds two initialised mmsghdrs.
+    let sent = unsafe { libc::sendmmsg(client.as_raw_fd(), msgs.as_mut_ptr(), 2, 0) };
+    assert_eq!(sent, 2, "sendmmsg: {}", std::io::Error::last_os_error());
+    let total = REQUEST.len() + SECOND.len();
+    let mut buf = vec![0u8; total];
+    let mut recv_iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: total };
+    // SAFETY: as above, one message over one iovec of `total` live bytes.
+    let mut recv: libc::mmsghdr = unsafe { std::mem::zeroed() };
+    recv.msg_hdr.msg_iov = &mut recv_iov;
+    recv.msg_hdr.msg_iovlen = 1;
+    let mut got = 0;
+    while got < total {
+        recv_iov = libc::iovec { iov_base: buf[got..].as_mut_ptr().cast(), iov_len: total - got };
+        recv.msg_hdr.msg_iov = &mut recv_iov;
+        // SAFETY: the fd is open; `recv` points at live memory for `total - got` bytes.
+        let n = unsafe { libc::recvmmsg(server.as_raw_fd(), &mut recv, 1, 0, std::ptr::null_mut()) };
+        assert_eq!(n, 1, "recvmmsg: {}", std::io::Error::last_os_error());
+        got += recv.msg_len as usize;
+    }
+    assert_eq!(buf, [REQUEST, SECOND].concat());
+    drop(client);
+    drop(server);
+    let capture = Capture::until(&mut tracer, |c| {
+        c.open(Role::Server, port, true).is_some_and(|(k, ..)| c.closed(k).is_some())
+            && c.open(Role::Client, port, false).is_some_and(|(k, ..)| c.closed(k).is_some())
+    });
+    let (client_key, ..) = capture.open(Role::Client, port, false).expect("no client open");
+    let (server_key, ..) = capture.open(Role::Server, port, true).expect("no server open");
+    let sent = capture.data(client_key, Direction::Egress);
+    assert_eq!(sent, [(0, total as u64, REQUEST.to_vec())], "first message copied, the second counted");
+    assert_eq!(capture.stream(server_key, Direction::Ingress), [REQUEST, SECOND].concat());
+    assert_eq!(capture.closed(client_key), Some((total as u64, 0)));
 }

@@ -1,6 +1,7 @@
 //! The host tables (Pixie's names and columns): process and network counters, JVM stats, CPU profiles, exits,
-//! TCP stats and the collector's own error tables. Empty until a source fills them, but declared now so that a
-//! script naming any of them compiles and returns no rows.
+//! TCP stats, the collector's own error tables and the agent's counters (`agent_stats`, which the collector fills).
+//! The others stay empty until a source fills them, but are declared now so that a script naming any of them
+//! compiles and returns no rows.
 
 crate::table! {
     /// `process_stats`: per-process CPU, memory, fault and I/O counters from /proc.
@@ -18,6 +19,22 @@ crate::table! {
         wchar_bytes: I64 = "wchar_bytes", "ST_BYTES", "bytes written by syscalls (counter)";
         read_bytes: I64 = "read_bytes", "ST_BYTES", "bytes read from storage (counter)";
         write_bytes: I64 = "write_bytes", "ST_BYTES", "bytes written to storage (counter)";
+    }
+}
+
+/// Name of the agent's counters table.
+pub const AGENT_STATS: &str = "agent_stats";
+
+crate::table! {
+    /// `agent_stats`: the agent's own counters, so that what it traced, dropped and why is queryable with PxL
+    /// (`px.DataFrame('agent_stats')`). One row per counter and cause at each sample; values are totals since
+    /// the agent started.
+    agent_stats = "agent_stats", "the agent's own counters: events traced, dropped and why", AgentStatsRow, AgentStatsBuilder {
+        time_ns: Time = "time_", "ST_NONE", "time of the sample";
+        upid: Upid = "upid", "ST_UPID", "the agent process";
+        counter: Str = "counter", "ST_NONE", "what is counted, e.g. `kernel_records_dropped`";
+        cause: Str = "cause", "ST_NONE", "why, e.g. `ring_full`";
+        value: I64 = "value", "ST_NONE", "total since the agent started (counter)";
     }
 }
 

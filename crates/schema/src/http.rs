@@ -32,9 +32,40 @@ mod tests {
         let mut b = HttpEventsBuilder::new();
         b.append(&HttpEventRow { time_ns: 1, resp_status: 200, ..Default::default() });
         b.append(&HttpEventRow { time_ns: 2, resp_status: 404, ..Default::default() });
+        b.time_ns.append_value(3);
+        b.upid.append_value("1:2:3");
+        for column in [&mut b.remote_addr, &mut b.local_addr, &mut b.req_headers, &mut b.req_method] {
+            column.append_value("x");
+        }
+        for column in [&mut b.req_path, &mut b.req_body, &mut b.resp_headers, &mut b.resp_message, &mut b.resp_body] {
+            column.append_value("y");
+        }
+        for column in [&mut b.remote_port, &mut b.local_port, &mut b.trace_role, &mut b.major_version] {
+            column.append_value(1);
+        }
+        for column in [&mut b.minor_version, &mut b.content_type, &mut b.req_body_size, &mut b.resp_status] {
+            column.append_value(2);
+        }
+        b.resp_body_size.append_value(5);
+        b.latency_ns.append_value(6);
+        b.encrypted.append_value(true);
+        b.end_row();
+        let snapshot = b.snapshot().expect("valid snapshot");
+        assert_eq!(b.len(), 3, "a snapshot leaves the rows pending");
         let batch = b.finish().expect("valid batch");
-        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch, snapshot);
+        assert_eq!(batch.num_rows(), 3);
         assert_eq!(batch.schema(), http_events().arrow_schema());
         assert!(b.is_empty());
+        let rows = HttpEventRow::from_batch(&batch);
+        assert_eq!(rows[1], HttpEventRow { time_ns: 2, resp_status: 404, ..Default::default() });
+        assert_eq!(
+            (rows[2].upid.as_str(), rows[2].req_method.as_str(), rows[2].resp_body.as_str()),
+            ("1:2:3", "x", "y")
+        );
+        assert_eq!(
+            (rows[2].minor_version, rows[2].resp_body_size, rows[2].latency_ns, rows[2].encrypted),
+            (2, 5, 6, true)
+        );
     }
 }

@@ -124,6 +124,7 @@ pub fn all_tables() -> Vec<TableSpec> {
         host::tcp_stats_events(),
         host::stirling_error(),
         host::probe_status(),
+        host::agent_stats(),
     ]
 }
 
@@ -171,10 +172,10 @@ mod tests {
     #[test]
     fn every_table_has_a_unique_name_and_builds_an_empty_batch() {
         let mut names: Vec<_> = all_tables().iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 21);
+        assert_eq!(names.len(), 22);
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 21, "duplicate table names");
+        assert_eq!(names.len(), 22, "duplicate table names");
         let batch = protocols::RedisEventsBuilder::new().finish().expect("empty batch");
         assert_eq!(batch.schema(), protocols::redis_events().arrow_schema());
         let mut exits = host::ProcExitEventsBuilder::new();

@@ -5,7 +5,8 @@
 //! Owns the macro and the column kinds it maps to Arrow. Must not know any particular table.
 
 use arrow::array::{
-    ArrayBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
+    Array, ArrayBuilder, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder,
+    StringArray, StringBuilder, TimestampNanosecondArray, TimestampNanosecondBuilder,
 };
 
 use crate::ColumnType;
@@ -18,12 +19,36 @@ pub trait ColumnKind {
     type Value: Default + Clone + std::fmt::Debug + PartialEq;
     /// The Arrow builder.
     type Builder: ArrayBuilder + Default;
+    /// The Arrow array the builder makes.
+    type Array: Array + 'static;
     /// Appends one value.
     fn append(builder: &mut Self::Builder, value: &Self::Value);
+    /// Reads value `i` back (rows read from a batch: tests and tools, not the hot path).
+    fn value(array: &Self::Array, i: usize) -> Self::Value;
+}
+
+/// What every table's builder offers, so code generic over tables (the collector's per-protocol row buffers)
+/// can hold one.
+pub trait TableBuilder: Default + Send + 'static {
+    /// The table's owned row.
+    type Row: Send + 'static;
+    /// Rows pending.
+    fn len(&self) -> usize;
+    /// True when no rows are pending.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The pending rows as one batch, leaving them pending.
+    fn snapshot(&self) -> Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError>;
+    /// Emits the pending rows as one batch and resets the builder.
+    fn finish(&mut self) -> Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError>;
+    /// The rows of a batch of this table.
+    fn rows(batch: &arrow::record_batch::RecordBatch) -> Vec<Self::Row>;
 }
 
 macro_rules! kind {
-    ($(#[$doc:meta])* $name:ident, $ty:ident, $value:ty, $builder:ty, |$b:ident, $v:ident| $append:expr) => {
+    ($(#[$doc:meta])* $name:ident, $ty:ident, $value:ty, $builder:ty, $array:ty,
+     |$b:ident, $v:ident| $append:expr, |$a:ident, $i:ident| $read:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
         pub struct $name;
@@ -31,25 +56,30 @@ macro_rules! kind {
             const TYPE: ColumnType = ColumnType::$ty;
             type Value = $value;
             type Builder = $builder;
+            type Array = $array;
             fn append($b: &mut $builder, $v: &$value) {
                 $append
+            }
+            fn value($a: &$array, $i: usize) -> $value {
+                $read
             }
         }
     };
 }
 
 kind!(/// BOOLEAN.
-    Bool, Boolean, bool, BooleanBuilder, |b, v| b.append_value(*v));
+    Bool, Boolean, bool, BooleanBuilder, BooleanArray, |b, v| b.append_value(*v), |a, i| a.value(i));
 kind!(/// INT64 (also enums, ports, counters, durations).
-    I64, Int64, i64, Int64Builder, |b, v| b.append_value(*v));
+    I64, Int64, i64, Int64Builder, Int64Array, |b, v| b.append_value(*v), |a, i| a.value(i));
 kind!(/// FLOAT64.
-    F64, Float64, f64, Float64Builder, |b, v| b.append_value(*v));
+    F64, Float64, f64, Float64Builder, Float64Array, |b, v| b.append_value(*v), |a, i| a.value(i));
 kind!(/// STRING.
-    Str, String, String, StringBuilder, |b, v| b.append_value(v));
+    Str, String, String, StringBuilder, StringArray, |b, v| b.append_value(v), |a, i| a.value(i).to_string());
 kind!(/// TIME64NS: Unix nanoseconds.
-    Time, Time64Ns, i64, TimestampNanosecondBuilder, |b, v| b.append_value(*v));
+    Time, Time64Ns, i64, TimestampNanosecondBuilder, TimestampNanosecondArray, |b, v| b.append_value(*v),
+    |a, i| a.value(i));
 kind!(/// UINT128 `upid`, held in its text form `asid:pid:start_ticks`.
-    Upid, Uint128, String, StringBuilder, |b, v| b.append_value(v));
+    Upid, Uint128, String, StringBuilder, StringArray, |b, v| b.append_value(v), |a, i| a.value(i).to_string());
 
 /// Declares a table. Each column is `field: Kind = "column", "SEMANTIC_TYPE", "one-line doc";` where `field` names
 /// the row struct's member and `Kind` is one of [`Bool`], [`I64`], [`F64`], [`Str`], [`Time`], [`Upid`]. The first
@@ -95,11 +125,38 @@ macro_rules! table {
             )+
         }
 
+        impl $row {
+            /// The rows of a batch of this table (for tests and tools: the hot path appends to the builder's
+            /// columns directly). Rows of a batch with other columns come out as defaults.
+            pub fn from_batch(batch: &::arrow::record_batch::RecordBatch) -> Vec<Self> {
+                let mut rows = vec![Self::default(); batch.num_rows()];
+                let mut column = 0;
+                $(
+                    if let Some(array) = batch.columns().get(column).and_then(|c| {
+                        c.as_any().downcast_ref::<<$crate::table::$kind as $crate::table::ColumnKind>::Array>()
+                    }) {
+                        for (i, row) in rows.iter_mut().enumerate() {
+                            row.$field = <$crate::table::$kind as $crate::table::ColumnKind>::value(array, i);
+                        }
+                    }
+                    column += 1;
+                )+
+                let _ = column;
+                rows
+            }
+        }
+
         #[doc = concat!("Accumulates `", $name, "` rows column by column and emits record batches.")]
+        ///
+        /// Either [`append`](Self::append) whole rows, or (the allocation-free path) append one value to every
+        /// column field, then call [`end_row`](Self::end_row).
         pub struct $builder {
             schema: ::arrow::datatypes::SchemaRef,
             rows: usize,
-            $($field: <$crate::table::$kind as $crate::table::ColumnKind>::Builder,)+
+            $(
+                #[doc = concat!("The `", $col, "` column.")]
+                pub $field: <$crate::table::$kind as $crate::table::ColumnKind>::Builder,
+            )+
         }
 
         impl $builder {
@@ -128,6 +185,18 @@ macro_rules! table {
                 self.rows += 1;
             }
 
+            /// Counts a row whose columns were appended one by one.
+            pub fn end_row(&mut self) {
+                self.rows += 1;
+            }
+
+            /// The pending rows as one batch, leaving them pending.
+            pub fn snapshot(&self) -> Result<::arrow::record_batch::RecordBatch, ::arrow::error::ArrowError> {
+                let columns: Vec<::arrow::array::ArrayRef> =
+                    vec![$(::arrow::array::ArrayBuilder::finish_cloned(&self.$field)),+];
+                ::arrow::record_batch::RecordBatch::try_new(self.schema.clone(), columns)
+            }
+
             /// Emits the pending rows as one batch and resets the builder.
             pub fn finish(&mut self) -> Result<::arrow::record_batch::RecordBatch, ::arrow::error::ArrowError> {
                 // The trait's `finish` (an `ArrayRef`), not the builders' own typed ones.
@@ -141,6 +210,22 @@ macro_rules! table {
         impl Default for $builder {
             fn default() -> Self {
                 Self::new()
+            }
+        }
+
+        impl $crate::table::TableBuilder for $builder {
+            type Row = $row;
+            fn len(&self) -> usize {
+                self.rows
+            }
+            fn snapshot(&self) -> Result<::arrow::record_batch::RecordBatch, ::arrow::error::ArrowError> {
+                $builder::snapshot(self)
+            }
+            fn finish(&mut self) -> Result<::arrow::record_batch::RecordBatch, ::arrow::error::ArrowError> {
+                $builder::finish(self)
+            }
+            fn rows(batch: &::arrow::record_batch::RecordBatch) -> Vec<$row> {
+                $row::from_batch(batch)
             }
         }
     };

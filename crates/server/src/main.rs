@@ -159,6 +159,10 @@ pub(crate) struct AgentArgs {
     /// Serve queries without tracing (no root needed; the store stays empty).
     #[arg(long)]
     no_trace: bool,
+    /// Trace the agent itself too: its own process and the connections to the ports it listens on (px, the UI,
+    /// Prometheus) are otherwise left out, so views show the services watched, not the observer.
+    #[arg(long, env = "LOUPE_TRACE_SELF", value_parser = clap::builder::BoolishValueParser::new())]
+    trace_self: bool,
     /// Store credentials as captured: auth headers, cookies, secret query parameters and body fields are
     /// otherwise replaced by [REDACTED] before a row is stored (see docs/redaction.md).
     #[arg(long, env = "LOUPE_NO_REDACT", value_parser = clap::builder::BoolishValueParser::new())]
@@ -342,7 +346,8 @@ pub(crate) fn start_pem(args: &AgentArgs) -> Result<Pem> {
     store.table_bytes.insert("http_events".into(), args.http_events_mb.saturating_mul(1 << 20));
     let collector = (!args.no_trace).then(|| {
         let mut c = CollectorConfig::default();
-        c.tracer.exclude_tgid = std::process::id();
+        // Excluding its own process also excludes every port it listens on (see the kernel's listen hook).
+        c.tracer.exclude_tgid = if args.trace_self { 0 } else { std::process::id() };
         c.tracker.parse.max_body_bytes = args.max_body_bytes;
         c.tracker.redact = !args.no_redact;
         if args.no_redact {

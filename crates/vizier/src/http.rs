@@ -111,6 +111,13 @@ fn write_metrics(w: &mut Writer, store: &Store, counters: Option<&CollectorCount
             load(&c.open_connections),
         );
         w.single("loupe_collector_gap_bytes_total", Kind::Counter, "Bytes lost to capture gaps.", load(&c.gap_bytes));
+        let stats = c.agent_stats();
+        w.family(
+            "loupe_agent_stat_total",
+            Kind::Counter,
+            "What the agent traced, dropped or could not parse, by counter and cause (the agent_stats table).",
+            stats.iter().map(|s| ([("counter", s.counter), ("cause", s.cause)], s.value)),
+        );
     }
 }
 
@@ -160,8 +167,15 @@ mod tests {
     fn metrics_list_every_table() {
         let store = Store::new(loupe_store::StoreConfig::default());
         store.register(&loupe_schema::http::http_events()).expect("register");
-        let text = metrics_text(&store, Some(&CollectorCounters::default()));
+        let counters = CollectorCounters::default();
+        *counters.agent_stats.lock().expect("lock") =
+            vec![loupe_collector::AgentStat { counter: "kernel_records_dropped", cause: "ring_full", value: 7 }];
+        let text = metrics_text(&store, Some(&counters));
         assert!(text.contains("loupe_table_rows{table=\"http_events\"} 0"), "{text}");
         assert!(text.contains("# TYPE loupe_collector_events_total counter"), "{text}");
+        assert!(
+            text.contains("loupe_agent_stat_total{counter=\"kernel_records_dropped\",cause=\"ring_full\"} 7"),
+            "{text}"
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! Typed kernel events: what the loader hands to connection tracking.
 //!
-//! Owns the user-space shape of the three events the BPF side emits (connection open, data chunk,
-//! connection close). Must not know about protocols or the store: it is the seam between
+//! Owns the user-space shape of the four events the BPF side emits (connection open, data chunk,
+//! connection close, process exit). Must not know about protocols or the store: it is the seam between
 //! `loader` (which decodes raw ring-buffer records into these) and `tracker` (which consumes them).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 /// Which side of a connection the traced process plays.
@@ -53,9 +54,10 @@ pub struct ConnKey {
     pub generation: u64,
 }
 
-/// One event from the kernel, decoded.
+/// One event from the kernel, decoded. A data event borrows its bytes from the ring buffer: they
+/// are parsed where the kernel put them, and copied only when reassembly must hold them back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KernelEvent {
+pub enum KernelEvent<'a> {
     /// A connection was opened (connect/accept returned) or first seen on data.
     ConnOpen {
         /// `CLOCK_MONOTONIC` nanoseconds (`bpf_ktime_get_ns`).
@@ -83,8 +85,8 @@ pub enum KernelEvent {
         pos: u64,
         /// Bytes the syscall moved in total; `data.len()` may be smaller (truncated capture).
         msg_size: u64,
-        /// The captured bytes.
-        data: Vec<u8>,
+        /// The captured bytes: borrowed from the ring buffer as the loader hands them over.
+        data: Cow<'a, [u8]>,
     },
     /// The connection was closed.
     ConnClose {
@@ -97,4 +99,29 @@ pub enum KernelEvent {
         /// Total bytes read over the connection's life, as seen by the tracer.
         bytes_recv: u64,
     },
+    /// A process ended: its connections ended with it, with no close seen.
+    ProcExit {
+        /// `CLOCK_MONOTONIC` nanoseconds.
+        ts_ns: u64,
+        /// The process.
+        tgid: u32,
+    },
+}
+
+impl KernelEvent<'_> {
+    /// The event with its bytes copied out of the ring buffer, to keep past the poll.
+    pub fn into_owned(self) -> KernelEvent<'static> {
+        match self {
+            KernelEvent::ConnOpen { ts_ns, key, role, local, remote, proc_start_ns } => {
+                KernelEvent::ConnOpen { ts_ns, key, role, local, remote, proc_start_ns }
+            }
+            KernelEvent::Data { ts_ns, key, direction, pos, msg_size, data } => {
+                KernelEvent::Data { ts_ns, key, direction, pos, msg_size, data: Cow::Owned(data.into_owned()) }
+            }
+            KernelEvent::ConnClose { ts_ns, key, bytes_sent, bytes_recv } => {
+                KernelEvent::ConnClose { ts_ns, key, bytes_sent, bytes_recv }
+            }
+            KernelEvent::ProcExit { ts_ns, tgid } => KernelEvent::ProcExit { ts_ns, tgid },
+        }
+    }
 }

@@ -17,11 +17,12 @@
 //! a syscall are `msg_size - data.len()` of its last event, at offset `pos + data.len()`.
 //! `sendfile` and `splice` move socket bytes that were never in user memory: each such syscall
 //! is one `Data` event with empty `data` and `msg_size` = the bytes moved, a gap of that length.
+//! `sendmmsg`/`recvmmsg` copy their first message; the others are a gap of their summed size.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
-use aya::maps::{MapData, MapError, PerCpuArray, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
 use aya::programs::{ProgramError, TracePoint};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use loupe_bpf_common as wire;
@@ -29,41 +30,46 @@ use tracing::{debug, warn};
 
 use crate::events::{ConnKey, Direction, KernelEvent, Role};
 
-/// Every program in the object and the syscall tracepoint it attaches to.
+/// Every program in the object and the tracepoint (category, name) it attaches to.
 ///
 /// `close` has no exit probe on purpose: Linux releases the fd even when `close` fails.
-const PROBES: &[(&str, &str)] = &[
-    ("loupe_enter_connect", "sys_enter_connect"),
-    ("loupe_exit_connect", "sys_exit_connect"),
-    ("loupe_enter_accept", "sys_enter_accept"),
-    ("loupe_exit_accept", "sys_exit_accept"),
-    ("loupe_enter_accept4", "sys_enter_accept4"),
-    ("loupe_exit_accept4", "sys_exit_accept4"),
-    ("loupe_enter_close", "sys_enter_close"),
-    ("loupe_enter_read", "sys_enter_read"),
-    ("loupe_exit_read", "sys_exit_read"),
-    ("loupe_enter_write", "sys_enter_write"),
-    ("loupe_exit_write", "sys_exit_write"),
-    ("loupe_enter_readv", "sys_enter_readv"),
-    ("loupe_exit_readv", "sys_exit_readv"),
-    ("loupe_enter_writev", "sys_enter_writev"),
-    ("loupe_exit_writev", "sys_exit_writev"),
-    ("loupe_enter_sendto", "sys_enter_sendto"),
-    ("loupe_exit_sendto", "sys_exit_sendto"),
-    ("loupe_enter_recvfrom", "sys_enter_recvfrom"),
-    ("loupe_exit_recvfrom", "sys_exit_recvfrom"),
-    ("loupe_enter_sendmsg", "sys_enter_sendmsg"),
-    ("loupe_exit_sendmsg", "sys_exit_sendmsg"),
-    ("loupe_enter_recvmsg", "sys_enter_recvmsg"),
-    ("loupe_exit_recvmsg", "sys_exit_recvmsg"),
-    ("loupe_enter_sendfile64", "sys_enter_sendfile64"),
-    ("loupe_exit_sendfile64", "sys_exit_sendfile64"),
-    ("loupe_enter_splice", "sys_enter_splice"),
-    ("loupe_exit_splice", "sys_exit_splice"),
+const PROBES: &[(&str, &str, &str)] = &[
+    ("loupe_enter_connect", "syscalls", "sys_enter_connect"),
+    ("loupe_exit_connect", "syscalls", "sys_exit_connect"),
+    ("loupe_enter_accept", "syscalls", "sys_enter_accept"),
+    ("loupe_exit_accept", "syscalls", "sys_exit_accept"),
+    ("loupe_enter_accept4", "syscalls", "sys_enter_accept4"),
+    ("loupe_exit_accept4", "syscalls", "sys_exit_accept4"),
+    ("loupe_enter_close", "syscalls", "sys_enter_close"),
+    ("loupe_enter_dup2", "syscalls", "sys_enter_dup2"),
+    ("loupe_enter_dup3", "syscalls", "sys_enter_dup3"),
+    ("loupe_sched_process_exit", "sched", "sched_process_exit"),
+    ("loupe_enter_listen", "syscalls", "sys_enter_listen"),
+    ("loupe_enter_read", "syscalls", "sys_enter_read"),
+    ("loupe_exit_read", "syscalls", "sys_exit_read"),
+    ("loupe_enter_write", "syscalls", "sys_enter_write"),
+    ("loupe_exit_write", "syscalls", "sys_exit_write"),
+    ("loupe_enter_readv", "syscalls", "sys_enter_readv"),
+    ("loupe_exit_readv", "syscalls", "sys_exit_readv"),
+    ("loupe_enter_writev", "syscalls", "sys_enter_writev"),
+    ("loupe_exit_writev", "syscalls", "sys_exit_writev"),
+    ("loupe_enter_sendto", "syscalls", "sys_enter_sendto"),
+    ("loupe_exit_sendto", "syscalls", "sys_exit_sendto"),
+    ("loupe_enter_recvfrom", "syscalls", "sys_enter_recvfrom"),
+    ("loupe_exit_recvfrom", "syscalls", "sys_exit_recvfrom"),
+    ("loupe_enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
+    ("loupe_exit_sendmsg", "syscalls", "sys_exit_sendmsg"),
+    ("loupe_enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
+    ("loupe_exit_recvmsg", "syscalls", "sys_exit_recvmsg"),
+    ("loupe_enter_sendmmsg", "syscalls", "sys_enter_sendmmsg"),
+    ("loupe_exit_sendmmsg", "syscalls", "sys_exit_sendmmsg"),
+    ("loupe_enter_recvmmsg", "syscalls", "sys_enter_recvmmsg"),
+    ("loupe_exit_recvmmsg", "syscalls", "sys_exit_recvmmsg"),
+    ("loupe_enter_sendfile64", "syscalls", "sys_enter_sendfile64"),
+    ("loupe_exit_sendfile64", "syscalls", "sys_exit_sendfile64"),
+    ("loupe_enter_splice", "syscalls", "sys_enter_splice"),
+    ("loupe_exit_splice", "syscalls", "sys_exit_splice"),
 ];
-
-/// Tracepoint category of every probe.
-const CATEGORY: &str = "syscalls";
 
 /// Load-time settings of the socket tracer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,15 +80,30 @@ pub struct TracerConfig {
     pub only_tgid: u32,
     /// Ring buffer size in bytes: a power of two, at least the page size.
     pub ring_bytes: u32,
-    /// Wake an epoll-waiting consumer every this many records per CPU (0 and 1 wake on every
-    /// record). `Tracer::poll` does not wait, so this only bounds a future epoll consumer's lag.
+    /// Wake a consumer waiting in [`Tracer::wait`] every this many records per CPU (0 and 1 wake
+    /// on every record)...
     pub wake_every: u32,
+    /// ...or once this many bytes wait in the ring (0: never). Between wake-ups the consumer
+    /// drains on its own timer, so wake-ups are batched by count, bytes and time.
+    pub wake_bytes: u32,
+    /// Connections with one of these local or remote ports are left out (at most
+    /// `MAX_EXCLUDED_PORTS`): the agent's own listeners, so `px` and the UI talking to it are not
+    /// traced.
+    pub exclude_ports: Vec<u16>,
 }
 
 impl Default for TracerConfig {
-    /// Excludes the current process, traces all others, 8 MiB ring, wakeup every 64 records.
+    /// Excludes the current process, traces all others, 8 MiB ring, wake-up every 4,096 records
+    /// per CPU or at 1 MiB waiting.
     fn default() -> Self {
-        Self { exclude_tgid: std::process::id(), only_tgid: 0, ring_bytes: 8 * 1024 * 1024, wake_every: 64 }
+        Self {
+            exclude_tgid: std::process::id(),
+            only_tgid: 0,
+            ring_bytes: 8 * 1024 * 1024,
+            wake_every: 4096,
+            wake_bytes: 1024 * 1024,
+            exclude_ports: Vec::new(),
+        }
     }
 }
 
@@ -104,6 +125,10 @@ pub struct TracerStats {
     pub events: u64,
     /// Records the kernel dropped because the ring buffer was full.
     pub ringbuf_reserve_failures: u64,
+    /// Stream bytes those dropped data records accounted for (they reach user space as gaps).
+    pub ringbuf_failed_bytes: u64,
+    /// Connections left out because of an excluded port (the agent's own).
+    pub excluded_conns: u64,
     /// Syscalls that moved more bytes than were captured (beyond `MAX_CHUNKS * CHUNK_SIZE` or
     /// `MAX_IOV` iovecs); the gap is visible in the `Data` events.
     pub truncated_chunks: u64,
@@ -193,6 +218,7 @@ pub struct Tracer {
     _ebpf: Ebpf,
     ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, [u64; wire::STAT_LEN]>,
+    excluded_ports: BpfHashMap<MapData, u16, u8>,
     probes: Vec<ProbeStatus>,
     /// Upper bound on records drained per `poll`, so a busy producer cannot pin the caller.
     max_records_per_poll: usize,
@@ -221,15 +247,24 @@ impl Tracer {
             .override_global(wire::GLOBAL_EXCLUDE_TGID, &config.exclude_tgid, true)
             .override_global(wire::GLOBAL_ONLY_TGID, &config.only_tgid, true)
             .override_global(wire::GLOBAL_WAKE_EVERY, &config.wake_every, true)
+            .override_global(wire::GLOBAL_WAKE_BYTES, &config.wake_bytes, true)
             .map_max_entries(wire::MAP_EVENTS, config.ring_bytes)
             .load(loupe_bpf::SOCKET_TRACE_OBJ)
             .map_err(LoadError::Object)?;
 
+        // Before attaching, so the agent's own connections are never seen, not even briefly.
+        let ports = take_map(&mut ebpf, wire::MAP_EXCLUDED_PORTS)?;
+        let map_error = |source| LoadError::Map { name: wire::MAP_EXCLUDED_PORTS, source };
+        let mut excluded_ports: BpfHashMap<MapData, u16, u8> = BpfHashMap::try_from(ports).map_err(map_error)?;
+        for &port in &config.exclude_ports {
+            excluded_ports.insert(port, 1, 0).map_err(map_error)?;
+        }
+
         let mut probes = Vec::with_capacity(PROBES.len());
         let mut first_failure: Option<(String, ProbeError)> = None;
-        for &(program, tracepoint) in PROBES {
-            let name = format!("{CATEGORY}/{tracepoint}");
-            match attach(&mut ebpf, program, tracepoint) {
+        for &(program, category, tracepoint) in PROBES {
+            let name = format!("{category}/{tracepoint}");
+            match attach(&mut ebpf, program, category, tracepoint) {
                 Ok(()) => {
                     debug!(probe = %name, "attached");
                     probes.push(ProbeStatus { name, attached: true, error: None });
@@ -259,6 +294,7 @@ impl Tracer {
             _ebpf: ebpf,
             ring,
             stats,
+            excluded_ports,
             probes,
             // Every record is at least 64 bytes with its ring header, so a full ring holds
             // fewer than ring_bytes / 64: twice that drains a full ring plus what arrives meanwhile.
@@ -268,25 +304,37 @@ impl Tracer {
         })
     }
 
+    /// Ports whose connections are left out: the configured ones, and every port the excluded
+    /// process (the agent) listened on since the tracer loaded. Sorted.
+    pub fn excluded_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self.excluded_ports.keys().filter_map(Result::ok).collect();
+        ports.sort_unstable();
+        ports
+    }
+
     /// Status of every probe, attached or not, in a fixed order.
     pub fn probes(&self) -> &[ProbeStatus] {
         &self.probes
     }
 
-    /// Drains the records currently in the ring buffer without blocking, decoding them into
-    /// `out`. Returns the number of events added.
+    /// Drains the records currently in the ring buffer without blocking, handing each decoded
+    /// event to `handle` while its bytes are still in the ring (no copy). Returns the number of
+    /// events handled.
     ///
     /// Stops after a bound proportional to the ring size so a producer faster than the consumer
     /// cannot keep the caller here forever; call it again (the collector thread does, after each wakeup).
-    pub fn poll(&mut self, out: &mut Vec<KernelEvent>) -> usize {
-        let before = out.len();
+    pub fn poll(&mut self, mut handle: impl FnMut(KernelEvent<'_>)) -> usize {
+        let mut added = 0usize;
         let mut errors = 0u64;
         for _ in 0..self.max_records_per_poll {
             let Some(record) = self.ring.next() else {
                 break;
             };
             match decode(&record) {
-                Ok(event) => out.push(event),
+                Ok(event) => {
+                    handle(event);
+                    added += 1;
+                }
                 Err(error) => {
                     errors += 1;
                     // One log per poll at most: a layout mismatch would repeat for every record.
@@ -296,7 +344,6 @@ impl Tracer {
                 }
             }
         }
-        let added = out.len() - before;
         self.decoded += added as u64;
         self.decode_errors += errors;
         added
@@ -332,6 +379,8 @@ impl Tracer {
         TracerStats {
             events: sum[wire::STAT_EVENTS],
             ringbuf_reserve_failures: sum[wire::STAT_RINGBUF_FAILURES],
+            ringbuf_failed_bytes: sum[wire::STAT_RINGBUF_FAILED_BYTES],
+            excluded_conns: sum[wire::STAT_EXCLUDED_CONNS],
             truncated_chunks: sum[wire::STAT_TRUNCATED],
             read_failures: sum[wire::STAT_READ_FAILURES],
             conn_map_full: sum[wire::STAT_CONN_MAP_FULL],
@@ -348,6 +397,11 @@ fn validate(config: &TracerConfig) -> Result<(), LoadError> {
     // SAFETY: sysconf only reads a system constant; no pointers are involved.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     let page = u32::try_from(page).unwrap_or(4096);
+    if config.exclude_ports.len() > wire::MAX_EXCLUDED_PORTS {
+        return Err(LoadError::InvalidConfig {
+            reason: format!("at most {} excluded ports, got {}", wire::MAX_EXCLUDED_PORTS, config.exclude_ports.len()),
+        });
+    }
     if !config.ring_bytes.is_power_of_two() || config.ring_bytes < page {
         return Err(LoadError::InvalidConfig {
             reason: format!(
@@ -359,11 +413,11 @@ fn validate(config: &TracerConfig) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), ProbeError> {
+fn attach(ebpf: &mut Ebpf, program: &str, category: &str, tracepoint: &str) -> Result<(), ProbeError> {
     let program: &mut TracePoint =
         ebpf.program_mut(program).ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?.try_into()?;
     program.load()?;
-    program.attach(CATEGORY, tracepoint)?;
+    program.attach(category, tracepoint)?;
     Ok(())
 }
 
@@ -411,7 +465,7 @@ fn read_wire<T: Wire>(bytes: &[u8]) -> Result<T, DecodeError> {
 }
 
 /// Decodes one ring-buffer record.
-fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
+fn decode(record: &[u8]) -> Result<KernelEvent<'_>, DecodeError> {
     let hdr: wire::EventHeader = read_wire(record)?;
     let key = ConnKey { tgid: hdr.tgid, fd: hdr.fd, generation: hdr.generation };
     match hdr.kind {
@@ -451,13 +505,14 @@ fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
                 direction,
                 pos: h.pos.wrapping_add(h.chunk_offset),
                 msg_size,
-                data: payload[..len].to_vec(),
+                data: std::borrow::Cow::Borrowed(&payload[..len]),
             })
         }
         wire::EVENT_CONN_CLOSE => {
             let ev: wire::ConnCloseEvent = read_wire(record)?;
             Ok(KernelEvent::ConnClose { ts_ns: hdr.ts_ns, key, bytes_sent: ev.bytes_sent, bytes_recv: ev.bytes_recv })
         }
+        wire::EVENT_PROC_EXIT => Ok(KernelEvent::ProcExit { ts_ns: hdr.ts_ns, tgid: hdr.tgid }),
         other => Err(DecodeError::Kind(other)),
     }
 }
@@ -522,8 +577,9 @@ mod tests {
 
     #[test]
     fn data_chunks_are_contiguous_and_the_last_covers_the_gap() {
-        let first = decode(&data_record(0, b"abcd", false)).expect("decodes");
-        let last = decode(&data_record(4, b"ef", true)).expect("decodes");
+        let (first, last) = (data_record(0, b"abcd", false), data_record(4, b"ef", true));
+        let first = decode(&first).expect("decodes");
+        let last = decode(&last).expect("decodes");
         let KernelEvent::Data { pos: p1, msg_size: m1, .. } = first else {
             panic!("not data: {first:?}");
         };
@@ -533,13 +589,14 @@ mod tests {
         assert_eq!((p1, m1), (1000, 4));
         assert_eq!(p2, p1 + m1);
         assert_eq!(m2, 10_000 - 4);
-        assert_eq!(data, b"ef");
+        assert_eq!(&*data, b"ef");
     }
 
     #[test]
     fn a_payload_less_record_is_a_gap_of_its_whole_size() {
         // What sendfile and splice emit: nothing copied, msg_size bytes moved.
-        let event = decode(&data_record(0, b"", true)).expect("decodes");
+        let record = data_record(0, b"", true);
+        let event = decode(&record).expect("decodes");
         assert_eq!(
             event,
             KernelEvent::Data {
@@ -548,7 +605,7 @@ mod tests {
                 direction: Direction::Egress,
                 pos: 1000,
                 msg_size: 10_000,
-                data: Vec::new(),
+                data: std::borrow::Cow::Borrowed(&[]),
             }
         );
     }
@@ -568,7 +625,8 @@ mod tests {
         };
         ev.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
         ev.remote_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
-        let decoded = decode(&bytes_of(&ev)).expect("decodes");
+        let record = bytes_of(&ev);
+        let decoded = decode(&record).expect("decodes");
         assert_eq!(
             decoded,
             KernelEvent::ConnOpen {
@@ -594,6 +652,10 @@ mod tests {
     fn malformed_records_are_errors_not_panics() {
         assert!(matches!(decode(&[1, 2, 3]), Err(DecodeError::Short { .. })));
         assert_eq!(decode(&bytes_of(&header(99))), Err(DecodeError::Kind(99)));
+        assert_eq!(
+            decode(&bytes_of(&header(wire::EVENT_PROC_EXIT))),
+            Ok(KernelEvent::ProcExit { ts_ns: 100, tgid: 7 })
+        );
         let mut record = data_record(0, b"abcd", true);
         record.truncate(record.len() - 1);
         assert!(matches!(decode(&record), Err(DecodeError::PayloadLength { len: 4, avail: 3 })));
@@ -616,5 +678,7 @@ mod tests {
         assert!(matches!(validate(&config), Err(LoadError::InvalidConfig { .. })));
         config.ring_bytes = 1 << 20;
         assert!(validate(&config).is_ok());
+        config.exclude_ports = (0..=wire::MAX_EXCLUDED_PORTS as u16).collect();
+        assert!(matches!(validate(&config), Err(LoadError::InvalidConfig { .. })));
     }
 }

@@ -4,7 +4,8 @@
 //! `events`) → `reassembly` (per-direction reorder by byte position, gaps) → `tracker`
 //! (per-connection state) → `infer` (which protocol, which role) → `protocols` (each protocol's
 //! parser and rows), and [`SocketTracer`], which runs it and pushes rows every `push_interval`
-//! or `push_rows`. Must not know PxL, queries or gRPC.
+//! or `push_rows`, and samples every counter of what was traced or lost (kernel, reassembly,
+//! parsers, store) into `agent_stats`. Must not know PxL, queries or gRPC.
 
 pub mod events;
 mod infer;
@@ -17,15 +18,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use loupe_common::ClockConverter;
+use loupe_common::{ClockConverter, Upid};
 use loupe_schema::TableSpec;
+use loupe_schema::host::{AgentStatsBuilder, AgentStatsRow, agent_stats};
 
-use self::events::KernelEvent;
 use self::loader::{LoadError, ProbeStatus, Tracer, TracerConfig};
 pub use self::protocols::{BODY_TRUNCATED_MARKER, TableRows};
 pub use self::tracker::{Tracker, TrackerConfig, TrackerStats};
-use crate::CollectorCounters;
 use crate::source::{Source, Tables};
+use crate::{AgentStat, CollectorCounters};
 
 /// Settings of the socket tracer.
 #[derive(Debug, Clone)]
@@ -40,17 +41,26 @@ pub struct SocketConfig {
     pub push_interval: Duration,
     /// ...or as soon as this many are pending.
     pub push_rows: usize,
+    /// Counters are written to `agent_stats` this often.
+    pub stats_interval: Duration,
 }
+
+/// The counters are sampled for `/metrics` this often: reading the kernel's per-CPU counters is a
+/// syscall and the parsers' losses a walk over the connections, too much for every poll.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The socket tracer as a [`Source`].
 pub struct SocketTracer {
     tracer: Tracer,
     tracker: Tracker,
     config: SocketConfig,
-    events: Vec<KernelEvent>,
     rows: TableRows,
     last_push: Instant,
     last_tick: Instant,
+    last_sample: Instant,
+    last_stats_rows: Instant,
+    /// The agent's own process, as `agent_stats` names it.
+    upid: String,
     counters: Arc<CollectorCounters>,
 }
 
@@ -59,26 +69,111 @@ impl SocketTracer {
     pub fn load(config: SocketConfig, counters: Arc<CollectorCounters>) -> Result<SocketTracer, LoadError> {
         let tracer = Tracer::load(&config.tracer)?;
         let tracker = Tracker::new(config.tracker.clone(), ClockConverter::new());
+        let (asid, pid) = (config.tracker.asid, std::process::id());
+        let upid = Upid::for_local_pid(asid, pid).map_or_else(|| format!("{asid}:{pid}:0"), |u| u.to_string());
         Ok(SocketTracer {
             tracer,
             tracker,
             config,
-            events: Vec::with_capacity(4096),
             rows: TableRows::default(),
             last_push: Instant::now(),
             last_tick: Instant::now(),
+            last_sample: Instant::now(),
+            last_stats_rows: Instant::now(),
+            upid,
             counters,
         })
     }
 
-    /// The tables of every registered protocol.
+    /// The tables of every registered protocol, and `agent_stats`.
     pub fn table_specs() -> Vec<TableSpec> {
-        protocols::tables()
+        let mut specs = protocols::tables();
+        specs.push(agent_stats());
+        specs
     }
 
     fn push(&mut self, tables: &Tables) {
         self.rows.finish_each(|table, n, batch| tables.append(table, n, batch));
         self.last_push = Instant::now();
+    }
+
+    /// Every counter of what was traced or lost, by cause: kernel, decoder, reassembly, parsers, store.
+    pub fn agent_stats(&self, tables: &Tables) -> Vec<AgentStat> {
+        let k = self.tracer.stats();
+        let t = self.tracker.stats();
+        let c = &self.counters;
+        let stat = |counter, cause, value| AgentStat { counter, cause, value };
+        let mut stats = vec![
+            stat("kernel_records", "submitted", k.events),
+            stat("kernel_records_dropped", "ring_full", k.ringbuf_reserve_failures),
+            stat("kernel_bytes_dropped", "ring_full", k.ringbuf_failed_bytes),
+            stat("kernel_syscalls_truncated", "copy_limit", k.truncated_chunks),
+            stat("kernel_syscalls_not_copied", "sendfile_splice", k.not_copied),
+            stat("kernel_read_failures", "user_memory", k.read_failures),
+            stat("kernel_conns_untracked", "conn_map_full", k.conn_map_full),
+            stat("kernel_syscalls_untraced", "args_map_full", k.args_map_full),
+            stat("kernel_conns_excluded", "agent_port", k.excluded_conns),
+            stat("kernel_wakeups", "batch", k.wakeups),
+            stat("records_decoded", "ok", k.decoded),
+            stat("records_dropped", "undecodable", k.decode_errors),
+            stat("chunks_dropped", "duplicate", t.duplicate_chunks),
+            stat("gap_bytes", "capture_gap", t.gap_bytes),
+            stat("rows", "produced", t.rows),
+            stat("rows_dropped", "store_refused", c.rows_dropped.load(Ordering::Relaxed)),
+        ];
+        for (protocol, l) in self.tracker.losses() {
+            let named = |what: &str| -> &'static str {
+                match (protocol, what) {
+                    ("http1", "parse_errors") => "http1_parse_errors",
+                    ("http1", "dropped_partial") => "http1_messages_dropped",
+                    ("http1", "unpaired") => "http1_messages_unpaired",
+                    ("http1", _) => "http1_messages_overflow",
+                    ("redis", "parse_errors") => "redis_parse_errors",
+                    ("redis", "dropped_partial") => "redis_messages_dropped",
+                    ("redis", "unpaired") => "redis_messages_unpaired",
+                    ("redis", _) => "redis_messages_overflow",
+                    _ => "protocol_losses",
+                }
+            };
+            stats.push(stat(named("parse_errors"), "malformed", l.parse_errors));
+            stats.push(stat(named("dropped_partial"), "gap_or_close", l.dropped_partial));
+            stats.push(stat(named("unpaired"), "no_partner", l.unpaired));
+            stats.push(stat(named("overflow"), "queue_full", l.overflow));
+        }
+        for (table, evicted) in tables.rows_evicted() {
+            stats.push(stat("rows_evicted", table, evicted));
+        }
+        stats
+    }
+
+    /// Refreshes the `/metrics` sample every second and writes `agent_stats` rows every `stats_interval`
+    /// (and when `force`d, at the end).
+    fn sample(&mut self, tables: &Tables, force: bool) {
+        if !force && self.last_sample.elapsed() < SAMPLE_INTERVAL {
+            return;
+        }
+        self.last_sample = Instant::now();
+        let stats = self.agent_stats(tables);
+        if force || self.last_stats_rows.elapsed() >= self.config.stats_interval {
+            self.last_stats_rows = Instant::now();
+            let time_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+            let mut builder = AgentStatsBuilder::new();
+            for s in &stats {
+                builder.append(&AgentStatsRow {
+                    time_ns,
+                    upid: self.upid.clone(),
+                    counter: s.counter.to_string(),
+                    cause: s.cause.to_string(),
+                    value: i64::try_from(s.value).unwrap_or(i64::MAX),
+                });
+            }
+            tables.append(loupe_schema::host::AGENT_STATS, stats.len(), builder.finish());
+        }
+        if let Ok(mut sample) = self.counters.agent_stats.lock() {
+            *sample = stats;
+        }
     }
 }
 
@@ -92,11 +187,9 @@ impl Source for SocketTracer {
     }
 
     fn poll(&mut self, tables: &Tables) -> bool {
-        let n = self.tracer.poll(&mut self.events);
+        let (tracker, rows) = (&mut self.tracker, &mut self.rows);
+        let n = self.tracer.poll(|e| tracker.handle(e, rows));
         self.counters.events.fetch_add(n as u64, Ordering::Relaxed);
-        for e in self.events.drain(..) {
-            self.tracker.handle(e, &mut self.rows);
-        }
         if self.last_tick.elapsed() >= self.config.tick_interval {
             self.tracker.tick(loupe_common::time::monotonic_ns(), &mut self.rows);
             self.last_tick = Instant::now();
@@ -107,11 +200,13 @@ impl Source for SocketTracer {
         }
         self.counters.open_connections.store(self.tracker.open_connections() as u64, Ordering::Relaxed);
         self.counters.gap_bytes.store(self.tracker.stats().gap_bytes, Ordering::Relaxed);
+        self.sample(tables, false);
         n > 0
     }
 
     fn flush(&mut self, tables: &Tables) {
         self.push(tables);
+        self.sample(tables, true);
     }
 
     fn wait(&mut self, timeout: Duration) {

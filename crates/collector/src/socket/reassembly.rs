@@ -70,6 +70,28 @@ impl DirStream {
         DirStream { next_pos: Some(pos), ..DirStream::default() }
     }
 
+    /// The zero-copy path: when a chunk at `pos` is the next expected one and nothing waits,
+    /// accepts it without holding it (the caller hands its bytes straight to the parser) and
+    /// returns how many of the `msg_size` bytes it accounts for were not captured (a gap after
+    /// its `captured` bytes). `None` when the chunk must go through [`push`](Self::push).
+    pub fn take_in_order(
+        &mut self,
+        pos: u64,
+        msg_size: u64,
+        captured: usize,
+        counters: &mut StreamCounters,
+    ) -> Option<u64> {
+        let next = *self.next_pos.get_or_insert(pos);
+        if pos != next || !self.pending.is_empty() {
+            return None;
+        }
+        let captured = captured as u64;
+        let missing = msg_size.saturating_sub(captured);
+        self.next_pos = Some(pos + msg_size.max(captured));
+        counters.gap_bytes += missing;
+        Some(missing)
+    }
+
     /// Accepts a chunk at `pos` and pushes whatever became contiguous to `out`.
     pub fn push(
         &mut self,
@@ -183,6 +205,22 @@ mod tests {
         s.push(115, chunk(2, b"0123456789", 10), &LIMITS, &mut c, &mut out);
         assert_eq!(text(&out), ["ab", "<gap 98>", "<gap 5>", "0123456789"]);
         assert_eq!(c.gap_bytes, 103);
+    }
+
+    #[test]
+    fn in_order_chunks_are_taken_without_holding_and_others_are_refused() {
+        let mut s = DirStream::starting_at(0);
+        let mut c = StreamCounters::default();
+        let mut out = Vec::new();
+        // 3 bytes of a 10-byte syscall captured: next expected is 10, 7 bytes missing.
+        assert_eq!(s.take_in_order(0, 10, 3, &mut c), Some(7));
+        assert_eq!(s.take_in_order(12, 2, 2, &mut c), None, "ahead of the stream: must be held");
+        s.push(12, chunk(1, b"yz", 2), &LIMITS, &mut c, &mut out);
+        assert_eq!(s.take_in_order(10, 2, 2, &mut c), None, "a chunk waits: order goes through push");
+        s.push(10, chunk(2, b"wx", 2), &LIMITS, &mut c, &mut out);
+        assert_eq!(text(&out), ["wx", "yz"]);
+        assert_eq!(s.take_in_order(14, 1, 1, &mut c), Some(0));
+        assert_eq!(c, StreamCounters { gap_bytes: 7, duplicate_chunks: 0 });
     }
 
     #[test]

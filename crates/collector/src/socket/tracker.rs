@@ -14,7 +14,7 @@ use loupe_protocols::Side;
 use loupe_protocols::http1::ParseConfig;
 
 use super::infer;
-use super::protocols::{ConnRows, PROTOCOLS, RowContext, TableRows};
+use super::protocols::{ConnRows, Losses, PROTOCOLS, RowContext, TableRows, addr_parts};
 use super::reassembly::{Chunk, DirStream, Piece, ReorderLimits, StreamCounters};
 use crate::events::{ConnKey, Direction, KernelEvent, Role};
 
@@ -81,8 +81,9 @@ enum Parsing {
 
 struct Conn {
     role: Role,
-    local: Option<SocketAddr>,
-    remote: Option<SocketAddr>,
+    /// Address texts and ports as rows show them, made once per connection.
+    local: (String, i64),
+    remote: (String, i64),
     last_ns: u64,
     parsing: Parsing,
     egress: DirStream,
@@ -98,7 +99,15 @@ impl Conn {
         streams_at: Option<u64>,
     ) -> Self {
         let stream = || streams_at.map_or_else(DirStream::default, DirStream::starting_at);
-        Conn { role, local, remote, last_ns: ts_ns, parsing: Parsing::Undecided, egress: stream(), ingress: stream() }
+        Conn {
+            role,
+            local: addr_parts(local),
+            remote: addr_parts(remote),
+            last_ns: ts_ns,
+            parsing: Parsing::Undecided,
+            egress: stream(),
+            ingress: stream(),
+        }
     }
 
     fn stream(&mut self, direction: Direction) -> &mut DirStream {
@@ -126,6 +135,8 @@ pub struct Tracker {
     stats: TrackerStats,
     streams: StreamCounters,
     pieces: Vec<Piece>,
+    /// What the parsers of connections already gone lost, per `PROTOCOLS` slot.
+    closed_losses: Vec<Losses>,
 }
 
 impl Tracker {
@@ -139,7 +150,22 @@ impl Tracker {
             stats: TrackerStats::default(),
             streams: StreamCounters::default(),
             pieces: Vec::new(),
+            closed_losses: vec![Losses::default(); PROTOCOLS.len()],
         }
+    }
+
+    /// What the parsers lost, per protocol (`(name, losses)` in `PROTOCOLS` order): connections
+    /// gone and open ones alike. Walks the open connections: call it for a sample, not per event.
+    pub fn losses(&self) -> Vec<(&'static str, Losses)> {
+        let mut total = self.closed_losses.clone();
+        for conn in self.conns.values() {
+            if let Parsing::Parsed { protocol, parser } = &conn.parsing
+                && let Some(t) = total.get_mut(*protocol)
+            {
+                t.add(parser.losses());
+            }
+        }
+        PROTOCOLS.iter().zip(total).map(|(p, l)| (p.name(), l)).collect()
     }
 
     /// Counters so far.
@@ -164,7 +190,7 @@ impl Tracker {
     }
 
     /// Consumes one event; finished exchanges become rows of their protocol's table in `rows`.
-    pub fn handle(&mut self, event: KernelEvent, rows: &mut TableRows) {
+    pub fn handle(&mut self, event: KernelEvent<'_>, rows: &mut TableRows) {
         match event {
             KernelEvent::ConnOpen { ts_ns, key, role, local, remote, proc_start_ns } => {
                 if proc_start_ns != 0 {
@@ -190,10 +216,24 @@ impl Tracker {
                 if matches!(conn.parsing, Parsing::Other) {
                     return;
                 }
+                // The common case, in order: the parser reads the bytes where the ring buffer has them.
+                if let Some(missing) =
+                    conn.stream(direction).take_in_order(pos, msg_size, data.len(), &mut self.streams)
+                {
+                    let stats = &mut self.stats;
+                    if !data.is_empty() {
+                        feed_piece(conn, stats, &self.config, direction, PieceRef::Bytes { ts_ns, data: &data });
+                    }
+                    if missing > 0 {
+                        feed_piece(conn, stats, &self.config, direction, PieceRef::Gap { ts_ns, len: missing });
+                    }
+                    self.emit(key, None, rows);
+                    return;
+                }
                 let mut pieces = std::mem::take(&mut self.pieces);
                 conn.stream(direction).push(
                     pos,
-                    Chunk { ts_ns, msg_size, data },
+                    Chunk { ts_ns, msg_size, data: data.into_owned() },
                     &limits,
                     &mut self.streams,
                     &mut pieces,
@@ -205,6 +245,16 @@ impl Tracker {
                 if let Some(conn) = self.conns.remove(&key) {
                     self.finish(key, conn, ts_ns, rows);
                 }
+            }
+            KernelEvent::ProcExit { ts_ns, tgid } => {
+                // The exit closed every fd of the process without a close syscall.
+                let ended: Vec<ConnKey> = self.conns.keys().filter(|k| k.tgid == tgid).copied().collect();
+                for key in ended {
+                    if let Some(conn) = self.conns.remove(&key) {
+                        self.finish(key, conn, ts_ns, rows);
+                    }
+                }
+                self.upids.remove(&tgid);
             }
         }
     }
@@ -243,25 +293,12 @@ impl Tracker {
             return;
         };
         for piece in pieces.drain(..) {
-            if matches!(conn.parsing, Parsing::Undecided) {
-                let Piece::Bytes { data, .. } = &piece else { continue };
-                let Some(found) = infer::infer(data, direction) else {
-                    conn.parsing = Parsing::Other;
-                    self.stats.conns_other += 1;
-                    break;
-                };
-                if conn.role == Role::Unknown {
-                    conn.role = found.role;
-                }
-                let Some(protocol) = PROTOCOLS.get(found.protocol) else { break };
-                conn.parsing = Parsing::Parsed { protocol: found.protocol, parser: protocol.new_conn(&self.config) };
-                self.stats.conns_parsed += 1;
-            }
-            let side = conn.side(direction);
-            let Parsing::Parsed { parser, .. } = &mut conn.parsing else { break };
-            match piece {
-                Piece::Bytes { ts_ns, data } => parser.feed(side, &data, ts_ns),
-                Piece::Gap { ts_ns, len } => parser.gap(side, len, ts_ns),
+            let piece = match &piece {
+                Piece::Bytes { ts_ns, data } => PieceRef::Bytes { ts_ns: *ts_ns, data },
+                Piece::Gap { ts_ns, len } => PieceRef::Gap { ts_ns: *ts_ns, len: *len },
+            };
+            if !feed_piece(conn, &mut self.stats, &self.config, direction, piece) {
+                break;
             }
         }
         pieces.clear();
@@ -271,8 +308,11 @@ impl Tracker {
     /// Ends a connection: its parser completes what a close completes, and the rest is dropped.
     fn finish(&mut self, key: ConnKey, mut conn: Conn, ts_ns: u64, rows: &mut TableRows) {
         self.stats.conns_closed += 1;
-        if let Parsing::Parsed { parser, .. } = &mut conn.parsing {
+        if let Parsing::Parsed { protocol, parser } = &mut conn.parsing {
             parser.close(ts_ns);
+            if let Some(total) = self.closed_losses.get_mut(*protocol) {
+                total.add(parser.losses());
+            }
         }
         self.emit(key, Some(conn), rows);
     }
@@ -291,9 +331,56 @@ impl Tracker {
         let upid = upids.entry(key.tgid).or_insert_with(|| {
             Upid::for_local_pid(asid, key.tgid).unwrap_or(Upid { asid, pid: key.tgid, start_ticks: 0 }).to_string()
         });
-        let ctx = RowContext { upid, local: conn.local, remote: conn.remote, role: conn.role, clock, config };
+        let ctx = RowContext {
+            upid,
+            remote_addr: &conn.remote.0,
+            remote_port: conn.remote.1,
+            local_addr: &conn.local.0,
+            local_port: conn.local.1,
+            role: conn.role,
+            clock,
+            config,
+        };
         stats.rows += parser.emit(&ctx, rows, *protocol) as u64;
     }
+}
+
+/// A piece of one direction, borrowed: from the ring buffer (in order) or from reassembly.
+enum PieceRef<'a> {
+    Bytes { ts_ns: u64, data: &'a [u8] },
+    Gap { ts_ns: u64, len: u64 },
+}
+
+/// Feeds one piece to the connection's parser, choosing the protocol on its first bytes; false
+/// once the connection's bytes are known not to be parsed (the rest of its pieces are dropped).
+fn feed_piece(
+    conn: &mut Conn,
+    stats: &mut TrackerStats,
+    config: &TrackerConfig,
+    direction: Direction,
+    piece: PieceRef<'_>,
+) -> bool {
+    if matches!(conn.parsing, Parsing::Undecided) {
+        let PieceRef::Bytes { data, .. } = &piece else { return true };
+        let Some(found) = infer::infer(data, direction) else {
+            conn.parsing = Parsing::Other;
+            stats.conns_other += 1;
+            return false;
+        };
+        if conn.role == Role::Unknown {
+            conn.role = found.role;
+        }
+        let Some(protocol) = PROTOCOLS.get(found.protocol) else { return false };
+        conn.parsing = Parsing::Parsed { protocol: found.protocol, parser: protocol.new_conn(config) };
+        stats.conns_parsed += 1;
+    }
+    let side = conn.side(direction);
+    let Parsing::Parsed { parser, .. } = &mut conn.parsing else { return false };
+    match piece {
+        PieceRef::Bytes { ts_ns, data } => parser.feed(side, data, ts_ns),
+        PieceRef::Gap { ts_ns, len } => parser.gap(side, len, ts_ns),
+    }
+    true
 }
 
 #[cfg(test)]
@@ -304,7 +391,7 @@ mod tests {
     use super::*;
     use crate::socket::protocols::BODY_TRUNCATED_MARKER;
 
-    fn http(rows: &TableRows) -> &[HttpEventRow] {
+    fn http(rows: &TableRows) -> Vec<HttpEventRow> {
         rows.of()
     }
 
@@ -314,7 +401,7 @@ mod tests {
         Tracker::new(TrackerConfig::default(), ClockConverter::new())
     }
 
-    fn open(role: Role) -> KernelEvent {
+    fn open(role: Role) -> KernelEvent<'static> {
         KernelEvent::ConnOpen {
             ts_ns: 1,
             key: KEY,
@@ -325,8 +412,8 @@ mod tests {
         }
     }
 
-    fn data(ts_ns: u64, direction: Direction, pos: u64, bytes: &[u8]) -> KernelEvent {
-        KernelEvent::Data { ts_ns, key: KEY, direction, pos, msg_size: bytes.len() as u64, data: bytes.to_vec() }
+    fn data(ts_ns: u64, direction: Direction, pos: u64, bytes: &[u8]) -> KernelEvent<'_> {
+        KernelEvent::Data { ts_ns, key: KEY, direction, pos, msg_size: bytes.len() as u64, data: bytes.into() }
     }
 
     const REQ: &[u8] = b"GET /a?x=1 HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -414,7 +501,7 @@ mod tests {
                 direction: Direction::Ingress,
                 pos: 0,
                 msg_size: resp_len,
-                data: head.to_vec(),
+                data: head.to_vec().into(),
             },
             &mut rows,
         );
@@ -432,16 +519,16 @@ mod tests {
 
     /// One syscall as the loader decodes it: records of `copied` bytes at most, contiguous from
     /// `pos`, the last accounting for what the kernel did not copy.
-    fn syscall(ts_ns: u64, direction: Direction, pos: u64, bytes: &[u8], copied: usize) -> Vec<KernelEvent> {
+    fn syscall(ts_ns: u64, direction: Direction, pos: u64, bytes: &[u8], copied: usize) -> Vec<KernelEvent<'static>> {
         let copied = copied.min(bytes.len());
         let records: Vec<&[u8]> = bytes[..copied].chunks(8192).collect();
         let n = records.len().max(1);
         let mut at = pos;
         (0..n)
             .map(|i| {
-                let data = records.get(i).copied().unwrap_or_default().to_vec();
+                let data: Vec<u8> = records.get(i).copied().unwrap_or_default().to_vec();
                 let msg_size = if i + 1 == n { pos + bytes.len() as u64 - at } else { data.len() as u64 };
-                let event = KernelEvent::Data { ts_ns, key: KEY, direction, pos: at, msg_size, data };
+                let event = KernelEvent::Data { ts_ns, key: KEY, direction, pos: at, msg_size, data: data.into() };
                 at += msg_size;
                 event
             })
@@ -513,6 +600,25 @@ mod tests {
         assert_eq!(http(&rows)[0].resp_body, "body until close");
         assert_eq!(http(&rows)[0].minor_version, 0);
         assert_eq!(t.open_connections(), 0);
+    }
+
+    #[test]
+    fn a_process_exit_ends_its_connections_and_no_others() {
+        let mut t = tracker();
+        let mut rows = TableRows::default();
+        t.handle(open(Role::Client), &mut rows);
+        let other = ConnKey { tgid: KEY.tgid + 1, ..KEY };
+        let KernelEvent::ConnOpen { ts_ns, role, local, remote, proc_start_ns, .. } = open(Role::Client) else {
+            unreachable!()
+        };
+        t.handle(KernelEvent::ConnOpen { ts_ns, key: other, role, local, remote, proc_start_ns }, &mut rows);
+        t.handle(data(1, Direction::Egress, 0, b"GET / HTTP/1.0\r\n\r\n"), &mut rows);
+        t.handle(data(2, Direction::Ingress, 0, b"HTTP/1.0 200 OK\r\n\r\nuntil the end"), &mut rows);
+        assert!(http(&rows).is_empty());
+        t.handle(KernelEvent::ProcExit { ts_ns: 3, tgid: KEY.tgid }, &mut rows);
+        assert_eq!(http(&rows).len(), 1, "the exit ends the close-delimited response");
+        assert_eq!(http(&rows)[0].resp_body, "until the end");
+        assert_eq!((t.open_connections(), t.stats().conns_closed), (1, 1));
     }
 
     #[test]

@@ -148,11 +148,7 @@ pub(crate) fn parse_request_line(line: &[u8]) -> Option<RequestLine> {
     if target.is_empty() || target.iter().any(|&b| is_forbidden_ctl(b) || b == b'\t') {
         return None;
     }
-    Some(RequestLine {
-        method: String::from_utf8_lossy(method).into_owned(),
-        path: String::from_utf8_lossy(target).into_owned(),
-        minor_version: parse_version(version)?,
-    })
+    Some(RequestLine { method: text(method), path: text(target), minor_version: parse_version(version)? })
 }
 
 /// Parses `HTTP/1.d SP 3DIGIT [SP reason]` (line without its CRLF).
@@ -179,7 +175,16 @@ pub(crate) fn parse_status_line(line: &[u8]) -> Option<StatusLine> {
     if reason.iter().copied().any(is_forbidden_ctl) {
         return None;
     }
-    Some(StatusLine { minor_version, status, reason: String::from_utf8_lossy(reason).into_owned() })
+    Some(StatusLine { minor_version, status, reason: text(reason) })
+}
+
+/// The bytes as text, invalid UTF-8 replaced by U+FFFD. Heads are ASCII almost always, and
+/// validating first is several times faster than the replacing decoder (the agent's profile).
+fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(valid) => valid.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 /// Trims HTTP optional whitespace (spaces and tabs) from both ends.
@@ -206,7 +211,7 @@ pub(crate) fn parse_header_line(line: &[u8]) -> Option<HeaderLine> {
     }
     if matches!(line.first(), Some(b' ' | b'\t')) {
         let value = trim_ows(line);
-        return Some(HeaderLine::Continuation(String::from_utf8_lossy(value).into_owned()));
+        return Some(HeaderLine::Continuation(text(value)));
     }
     let colon = line.iter().position(|&b| b == b':')?;
     let (name, value) = line.split_at(colon);
@@ -214,7 +219,7 @@ pub(crate) fn parse_header_line(line: &[u8]) -> Option<HeaderLine> {
         return None;
     }
     let value = trim_ows(value.get(1..).unwrap_or_default());
-    Some(HeaderLine::Field(String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(value).into_owned()))
+    Some(HeaderLine::Field(text(name), text(value)))
 }
 
 /// Returns the first line of `prefix` (without CR/LF) if a full line is present.
@@ -325,6 +330,7 @@ mod tests {
         assert!(parse_header_line(b"NoColon").is_none());
         assert!(parse_header_line(b": novalue").is_none());
         assert!(parse_header_line(b"X: a\x01b").is_none());
+        assert_eq!(parse_header_line(b"X: a\xffb"), Some(HeaderLine::Field("X".into(), "a\u{fffd}b".into())));
     }
 
     #[test]

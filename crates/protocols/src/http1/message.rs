@@ -101,28 +101,34 @@ impl Message {
     /// Names are kept as sent, in first-seen order; repeated names (exact match) are merged into
     /// one entry with their values joined by `,`, as HTTP allows for list-valued fields.
     pub fn headers_json(&self) -> String {
-        let mut merged: Vec<(&str, String)> = Vec::with_capacity(self.headers.len());
-        for (name, value) in &self.headers {
-            match merged.iter_mut().find(|(n, _)| *n == name.as_str()) {
-                Some((_, joined)) => {
-                    joined.push(',');
-                    joined.push_str(value);
-                }
-                None => merged.push((name.as_str(), value.clone())),
-            }
-        }
         let mut json = String::with_capacity(2 + self.headers.len() * 32);
-        json.push('{');
-        for (i, (name, value)) in merged.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
-            }
-            push_json_string(&mut json, name);
-            json.push(':');
-            push_json_string(&mut json, value);
-        }
-        json.push('}');
+        // Writing to a String cannot fail.
+        let _ = self.write_headers_json(&mut json);
         json
+    }
+
+    /// [`headers_json`](Self::headers_json) written to `out` (an Arrow string builder, say)
+    /// without allocating.
+    pub fn write_headers_json(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        out.write_char('{')?;
+        let mut first = true;
+        for (i, (name, value)) in self.headers.iter().enumerate() {
+            // A repeated name was written with its first occurrence.
+            if self.headers.get(..i).unwrap_or_default().iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            if !first {
+                out.write_char(',')?;
+            }
+            first = false;
+            write_json_string(out, &[name.as_str()])?;
+            out.write_char(':')?;
+            let later = self.headers.get(i + 1..).unwrap_or_default();
+            let mut values =
+                std::iter::once(value.as_str()).chain(later.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()));
+            write_json_joined(out, &mut values)?;
+        }
+        out.write_char('}')
     }
 
     /// Pixie's content-type code: [`CONTENT_TYPE_JSON`] for `application/json…`,
@@ -143,13 +149,43 @@ impl Message {
     }
 }
 
-/// Appends `s` as a JSON string literal (serde_json does the escaping).
-fn push_json_string(json: &mut String, s: &str) {
-    // Serialising a &str cannot fail; fall back to an empty string rather than panic.
-    match serde_json::to_string(s) {
-        Ok(quoted) => json.push_str(&quoted),
-        Err(_) => json.push_str("\"\""),
+/// Writes the pieces as one JSON string literal, escaped as serde_json escapes.
+fn write_json_string(out: &mut impl std::fmt::Write, pieces: &[&str]) -> std::fmt::Result {
+    write_json_joined(out, &mut pieces.iter().copied())
+}
+
+/// Writes the values joined by `,` as one JSON string literal. Escapes `"`, `\\` and control
+/// characters (as `\n`, `\u001f`, ...), as serde_json does.
+fn write_json_joined(out: &mut impl std::fmt::Write, values: &mut dyn Iterator<Item = &str>) -> std::fmt::Result {
+    out.write_char('"')?;
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            out.write_char(',')?;
+        }
+        let mut plain = 0;
+        for (at, byte) in value.bytes().enumerate() {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            out.write_str(value.get(plain..at).unwrap_or_default())?;
+            if escape.is_empty() {
+                write!(out, "\\u{byte:04x}")?;
+            } else {
+                out.write_str(escape)?;
+            }
+            plain = at + 1;
+        }
+        out.write_str(value.get(plain..).unwrap_or_default())?;
     }
+    out.write_char('"')
 }
 
 #[cfg(test)]
@@ -175,6 +211,15 @@ mod tests {
         assert_eq!(parsed["Set-Cookie"], "a=1,b=2");
         assert_eq!(parsed["X-Quote"], "say \"hi\"\\ \u{7f} é");
         assert_eq!(with_headers(&[]).headers_json(), "{}");
+        // Byte for byte what serde_json writes, control characters included.
+        let nasty = "a\u{0}b\u{8}\u{c}\n\r\t\u{1f}\"\\\u{7f}é";
+        let m = with_headers(&[(nasty, nasty), ("k", "1"), (nasty, "2")]);
+        let want = format!(
+            "{{{}:{},\"k\":\"1\"}}",
+            serde_json::to_string(nasty).expect("json"),
+            serde_json::to_string(&format!("{nasty},2")).expect("json")
+        );
+        assert_eq!(m.headers_json(), want);
     }
 
     #[test]

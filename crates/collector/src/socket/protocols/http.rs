@@ -1,24 +1,28 @@
 //! HTTP/1.x: `loupe_protocols::http1` records become `http_events` rows.
 //!
 //! Owns the HTTP row: which columns come from which message, redaction before the row, and the
-//! body truncation marker. Must not parse bytes (that is `loupe_protocols::http1`).
+//! body truncation marker. Values are written straight into the table's column builders: no
+//! owned row and no `String` per column on the way. Must not parse bytes (that is
+//! `loupe_protocols::http1`).
 
-use arrow::error::ArrowError;
-use arrow::record_batch::RecordBatch;
+use std::fmt::Write as _;
+
+use arrow::array::StringBuilder;
 use loupe_protocols::http1::{self, Http1Conn, Record};
 use loupe_protocols::redact;
 use loupe_schema::TableSpec;
-use loupe_schema::http::{HttpEventRow, HttpEventsBuilder, http_events};
+use loupe_schema::http::{HttpEventsBuilder, http_events};
 
-use super::{BODY_TRUNCATED_MARKER, Looks, Protocol, RowContext};
+use super::{BODY_TRUNCATED_MARKER, Looks, Losses, Protocol, RowContext, append_conn8};
 use crate::socket::tracker::TrackerConfig;
 
 /// HTTP/1.0 and HTTP/1.1 into `http_events`.
 pub struct Http1;
 
 impl Protocol for Http1 {
+    const NAME: &'static str = "http1";
     type Parser = Http1Conn;
-    type Row = HttpEventRow;
+    type Builder = HttpEventsBuilder;
 
     fn table() -> TableSpec {
         http_events()
@@ -38,53 +42,53 @@ impl Protocol for Http1 {
         Http1Conn::new(config.parse)
     }
 
-    fn row(mut rec: Record, ctx: &RowContext<'_>) -> HttpEventRow {
+    fn losses(parser: &Http1Conn) -> Losses {
+        let s = parser.stats();
+        Losses {
+            parse_errors: s.request.errors + s.response.errors,
+            dropped_partial: s.request.dropped_partial + s.response.dropped_partial,
+            unpaired: s.stitch.orphan_responses + s.stitch.unanswered_requests,
+            overflow: s.stitch.overflow_drops,
+        }
+    }
+
+    fn append(b: &mut HttpEventsBuilder, mut rec: Record, ctx: &RowContext<'_>) {
         // Whether a body is whole is a fact of the capture: decide it before redaction changes the text.
         let cut = (rec.req.body_truncated(), rec.resp.body_truncated());
         if ctx.config.redact {
             redact::http1_record(&mut rec);
         }
-        let (remote_addr, remote_port, local_addr, local_port) = ctx.addrs();
-        HttpEventRow {
-            time_ns: ctx.time_ns(rec.resp.ts_ns),
-            upid: ctx.upid.to_string(),
-            remote_addr,
-            remote_port,
-            local_addr,
-            local_port,
-            trace_role: ctx.role.as_trace_role(),
-            encrypted: false,
-            major_version: 1,
-            minor_version: i64::from(rec.req.minor_version),
-            content_type: rec.resp.content_type().max(rec.req.content_type()),
-            req_headers: rec.req.headers_json(),
-            req_method: rec.req.method.clone(),
-            req_path: rec.req.path.clone(),
-            req_body: body_text(&rec.req, cut.0),
-            req_body_size: rec.req.body_size as i64,
-            resp_headers: rec.resp.headers_json(),
-            resp_status: i64::from(rec.resp.status),
-            resp_message: rec.resp.reason.clone(),
-            resp_body: body_text(&rec.resp, cut.1),
-            resp_body_size: rec.resp.body_size as i64,
-            latency_ns: rec.latency_ns as i64,
-        }
-    }
-
-    fn batch(rows: &[HttpEventRow]) -> Result<RecordBatch, ArrowError> {
-        let mut builder = HttpEventsBuilder::new();
-        for row in rows {
-            builder.append(row);
-        }
-        builder.finish()
+        append_conn8!(b, ctx, ctx.time_ns(rec.resp.ts_ns));
+        b.major_version.append_value(1);
+        b.minor_version.append_value(i64::from(rec.req.minor_version));
+        b.content_type.append_value(rec.resp.content_type().max(rec.req.content_type()));
+        headers_json(&mut b.req_headers, &rec.req);
+        b.req_method.append_value(&rec.req.method);
+        b.req_path.append_value(&rec.req.path);
+        body_text(&mut b.req_body, &rec.req, cut.0);
+        b.req_body_size.append_value(rec.req.body_size as i64);
+        headers_json(&mut b.resp_headers, &rec.resp);
+        b.resp_status.append_value(i64::from(rec.resp.status));
+        b.resp_message.append_value(&rec.resp.reason);
+        body_text(&mut b.resp_body, &rec.resp, cut.1);
+        b.resp_body_size.append_value(rec.resp.body_size as i64);
+        b.latency_ns.append_value(rec.latency_ns as i64);
+        b.end_row();
     }
 }
 
-/// The kept body as column text, marked when it is not the whole body (`cut`).
-fn body_text(message: &http1::Message, cut: bool) -> String {
-    let mut text = String::from_utf8_lossy(&message.body).into_owned();
+/// Appends the message's headers as a JSON object.
+fn headers_json(column: &mut StringBuilder, message: &http1::Message) {
+    // Writing to a string builder cannot fail.
+    let _ = message.write_headers_json(column);
+    column.append_value("");
+}
+
+/// Appends the kept body as column text, marked when it is not the whole body (`cut`).
+fn body_text(column: &mut StringBuilder, message: &http1::Message, cut: bool) {
+    let _ = column.write_str(&String::from_utf8_lossy(&message.body));
     if cut {
-        text.push_str(BODY_TRUNCATED_MARKER);
+        let _ = column.write_str(BODY_TRUNCATED_MARKER);
     }
-    text
+    column.append_value("");
 }

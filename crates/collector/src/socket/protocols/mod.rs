@@ -20,6 +20,7 @@ use arrow::record_batch::RecordBatch;
 use loupe_common::ClockConverter;
 use loupe_protocols::{ConnParser, Side};
 use loupe_schema::TableSpec;
+use loupe_schema::table::TableBuilder;
 
 pub use self::http::Http1;
 pub use self::redis::Redis;
@@ -46,12 +47,37 @@ pub enum Looks {
     Response,
 }
 
+/// What one connection's parser lost, by cause (summed into `agent_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Times a parser lost sync on malformed bytes (a run of garbage counts once).
+    pub parse_errors: u64,
+    /// Partial messages dropped at a capture gap or a close.
+    pub dropped_partial: u64,
+    /// Messages dropped without a partner: responses no request explains, requests left unanswered.
+    pub unpaired: u64,
+    /// Messages dropped because a bounded queue was full.
+    pub overflow: u64,
+}
+
+impl Losses {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: Losses) {
+        self.parse_errors += other.parse_errors;
+        self.dropped_partial += other.dropped_partial;
+        self.unpaired += other.unpaired;
+        self.overflow += other.overflow;
+    }
+}
+
 /// One protocol, as the socket tracer uses it.
 pub trait Protocol: 'static {
+    /// Short name, the prefix of its `agent_stats` counters (`http1`).
+    const NAME: &'static str;
     /// The parser of one connection.
     type Parser: ConnParser<Record: Send> + Send + 'static;
-    /// One row of the protocol's table.
-    type Row: Send + 'static;
+    /// The column builder of the protocol's table: rows are appended to it column by column.
+    type Builder: TableBuilder;
 
     /// The table its rows go to.
     fn table() -> TableSpec;
@@ -63,21 +89,26 @@ pub trait Protocol: 'static {
     /// A parser for a new connection.
     fn parser(config: &TrackerConfig) -> Self::Parser;
 
-    /// The row for one record, redacted when `ctx.config.redact`.
-    fn row(record: <Self::Parser as ConnParser>::Record, ctx: &RowContext<'_>) -> Self::Row;
+    /// What the connection's parser lost so far.
+    fn losses(parser: &Self::Parser) -> Losses;
 
-    /// The rows as one batch of the table.
-    fn batch(rows: &[Self::Row]) -> Result<RecordBatch, ArrowError>;
+    /// Appends the row for one record straight to the table's columns (no owned row in
+    /// between), redacted when `ctx.config.redact`.
+    fn append(builder: &mut Self::Builder, record: <Self::Parser as ConnParser>::Record, ctx: &RowContext<'_>);
 }
 
 /// What a row needs to know about its connection.
 pub struct RowContext<'a> {
     /// The owning process, as text.
     pub upid: &'a str,
-    /// The traced process's end.
-    pub local: Option<SocketAddr>,
-    /// The peer.
-    pub remote: Option<SocketAddr>,
+    /// The peer's address as text (`-` when unknown), made once per connection.
+    pub remote_addr: &'a str,
+    /// The peer's port (-1 when unknown).
+    pub remote_port: i64,
+    /// The traced process's address as text (`-` when unknown).
+    pub local_addr: &'a str,
+    /// The traced process's port (-1 when unknown).
+    pub local_port: i64,
     /// Client or server.
     pub role: Role,
     /// Converts capture times to Unix time.
@@ -91,17 +122,26 @@ impl RowContext<'_> {
     pub fn time_ns(&self, mono_ns: u64) -> i64 {
         self.clock.to_unix_ns(mono_ns)
     }
-
-    /// `(remote_addr, remote_port, local_addr, local_port)`.
-    pub fn addrs(&self) -> (String, i64, String, i64) {
-        let (remote_addr, remote_port) = addr_parts(self.remote);
-        let (local_addr, local_port) = addr_parts(self.local);
-        (remote_addr, remote_port, local_addr, local_port)
-    }
 }
 
+/// Appends Pixie's CONN8 prefix (`time_` to `encrypted`) of a protocol row to its columns.
+macro_rules! append_conn8 {
+    ($b:expr, $ctx:expr, $time_ns:expr) => {{
+        let (b, ctx) = (&mut *$b, $ctx);
+        b.time_ns.append_value($time_ns);
+        b.upid.append_value(ctx.upid);
+        b.remote_addr.append_value(ctx.remote_addr);
+        b.remote_port.append_value(ctx.remote_port);
+        b.local_addr.append_value(ctx.local_addr);
+        b.local_port.append_value(ctx.local_port);
+        b.trace_role.append_value(ctx.role.as_trace_role());
+        b.encrypted.append_value(false);
+    }};
+}
+pub(crate) use append_conn8;
+
 /// Address text and port; IPv4-mapped IPv6 addresses print as IPv4, as Pixie shows them.
-fn addr_parts(addr: Option<SocketAddr>) -> (String, i64) {
+pub(crate) fn addr_parts(addr: Option<SocketAddr>) -> (String, i64) {
     match addr {
         Some(a) => {
             let ip = match a.ip() {
@@ -134,6 +174,8 @@ pub fn bounded_text(mut text: String, cut: bool, max: usize) -> String {
 
 /// A protocol, type-erased, so the registry can hold them all.
 pub(crate) trait DynProtocol {
+    /// See [`Protocol::NAME`].
+    fn name(&self) -> &'static str;
     /// The table its rows go to.
     fn table(&self) -> TableSpec;
     /// See [`Protocol::looks_like`].
@@ -153,6 +195,10 @@ impl<P: Protocol> Registered<P> {
 }
 
 impl<P: Protocol> DynProtocol for Registered<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
     fn table(&self) -> TableSpec {
         P::table()
     }
@@ -166,7 +212,7 @@ impl<P: Protocol> DynProtocol for Registered<P> {
     }
 
     fn new_rows(&self) -> Box<dyn PendingRows> {
-        Box::new(Rows::<P> { table: P::table().name, rows: Vec::new() })
+        Box::new(Rows::<P> { table: P::table().name, builder: P::Builder::default() })
     }
 }
 
@@ -182,6 +228,8 @@ pub(crate) trait ConnRows: Send {
     fn collect(&mut self) -> usize;
     /// Turns the collected records into rows in `out`; returns how many.
     fn emit(&mut self, ctx: &RowContext<'_>, out: &mut TableRows, slot: usize) -> usize;
+    /// What the parser lost so far.
+    fn losses(&self) -> Losses;
 }
 
 struct ParsedConn<P: Protocol> {
@@ -209,13 +257,20 @@ impl<P: Protocol> ConnRows for ParsedConn<P> {
 
     fn emit(&mut self, ctx: &RowContext<'_>, out: &mut TableRows, slot: usize) -> usize {
         let n = self.records.len();
-        let Some(rows) = out.slots.get_mut(slot).and_then(|s| s.rows_any_mut().downcast_mut::<Vec<P::Row>>()) else {
+        let Some(builder) = out.slots.get_mut(slot).and_then(|s| s.builder_any_mut().downcast_mut::<P::Builder>())
+        else {
             // The slot belongs to another protocol: a registry mix-up, never expected.
             self.records.clear();
             return 0;
         };
-        rows.extend(self.records.drain(..).map(|r| P::row(r, ctx)));
+        for record in self.records.drain(..) {
+            P::append(builder, record, ctx);
+        }
         n
+    }
+
+    fn losses(&self) -> Losses {
+        P::losses(&self.parser)
     }
 }
 
@@ -225,17 +280,17 @@ pub(crate) trait PendingRows: Send {
     fn table(&self) -> &'static str;
     /// Rows pending.
     fn len(&self) -> usize;
-    /// The `Vec<Row>` itself.
-    fn rows_any(&self) -> &dyn Any;
-    /// The `Vec<Row>` itself.
-    fn rows_any_mut(&mut self) -> &mut dyn Any;
+    /// The pending rows as owned rows (`Vec<Row>`), for tests and tools.
+    fn rows_any(&self) -> Box<dyn Any>;
+    /// The table's builder itself.
+    fn builder_any_mut(&mut self) -> &mut dyn Any;
     /// The pending rows as a batch; they are gone afterwards.
     fn finish(&mut self) -> Result<RecordBatch, ArrowError>;
 }
 
 struct Rows<P: Protocol> {
     table: &'static str,
-    rows: Vec<P::Row>,
+    builder: P::Builder,
 }
 
 impl<P: Protocol> PendingRows for Rows<P> {
@@ -244,21 +299,20 @@ impl<P: Protocol> PendingRows for Rows<P> {
     }
 
     fn len(&self) -> usize {
-        self.rows.len()
+        self.builder.len()
     }
 
-    fn rows_any(&self) -> &dyn Any {
-        &self.rows
+    fn rows_any(&self) -> Box<dyn Any> {
+        let rows = self.builder.snapshot().map(|batch| P::Builder::rows(&batch)).unwrap_or_default();
+        Box::new(rows)
     }
 
-    fn rows_any_mut(&mut self) -> &mut dyn Any {
-        &mut self.rows
+    fn builder_any_mut(&mut self) -> &mut dyn Any {
+        &mut self.builder
     }
 
     fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
-        let batch = P::batch(&self.rows);
-        self.rows.clear();
-        batch
+        self.builder.finish()
     }
 }
 
@@ -290,10 +344,11 @@ impl TableRows {
         self.len() == 0
     }
 
-    /// The pending rows of type `R` (`HttpEventRow`, `RedisEventRow`, ...); empty for a type no
-    /// registered protocol produces.
-    pub fn of<R: 'static>(&self) -> &[R] {
-        self.slots.iter().find_map(|s| s.rows_any().downcast_ref::<Vec<R>>()).map_or(&[], Vec::as_slice)
+    /// A copy of the pending rows of type `R` (`HttpEventRow`, `RedisEventRow`, ...), read back
+    /// from the columns; empty for a type no registered protocol produces. For tests and tools:
+    /// it copies every pending row.
+    pub fn of<R: 'static>(&self) -> Vec<R> {
+        self.slots.iter().find_map(|s| s.rows_any().downcast::<Vec<R>>().ok()).map_or_else(Vec::new, |rows| *rows)
     }
 
     /// Hands every non-empty table's rows to `append` as one batch, with the table's name and

@@ -4,22 +4,21 @@
 //! text bounded like an HTTP body and marked when cut. Must not parse bytes (that is
 //! `loupe_protocols::redis`).
 
-use arrow::error::ArrowError;
-use arrow::record_batch::RecordBatch;
 use loupe_protocols::redact;
 use loupe_protocols::redis::{self, Record, RedisConfig, RedisConn};
 use loupe_schema::TableSpec;
-use loupe_schema::protocols::{RedisEventRow, RedisEventsBuilder, redis_events};
+use loupe_schema::protocols::{RedisEventsBuilder, redis_events};
 
-use super::{Looks, Protocol, RowContext, bounded_text};
+use super::{Looks, Losses, Protocol, RowContext, append_conn8, bounded_text};
 use crate::socket::tracker::TrackerConfig;
 
 /// Redis (RESP2 and RESP3) into `redis_events`.
 pub struct Redis;
 
 impl Protocol for Redis {
+    const NAME: &'static str = "redis";
     type Parser = RedisConn;
-    type Row = RedisEventRow;
+    type Builder = RedisEventsBuilder;
 
     fn table() -> TableSpec {
         redis_events()
@@ -33,33 +32,26 @@ impl Protocol for Redis {
         RedisConn::new(RedisConfig { max_value_bytes: config.parse.max_body_bytes, ..RedisConfig::default() })
     }
 
-    fn row(mut rec: Record, ctx: &RowContext<'_>) -> RedisEventRow {
+    fn losses(parser: &RedisConn) -> Losses {
+        let s = parser.stats();
+        Losses {
+            parse_errors: s.request.errors + s.response.errors,
+            dropped_partial: s.request.dropped_partial + s.response.dropped_partial,
+            unpaired: s.stitch.orphan_responses + s.stitch.unanswered_requests,
+            overflow: s.stitch.overflow_drops,
+        }
+    }
+
+    fn append(b: &mut RedisEventsBuilder, mut rec: Record, ctx: &RowContext<'_>) {
         if ctx.config.redact {
             redact::redis_command(&mut rec.req);
         }
         let max = ctx.config.parse.max_body_bytes;
-        let (remote_addr, remote_port, local_addr, local_port) = ctx.addrs();
-        RedisEventRow {
-            time_ns: ctx.time_ns(rec.resp.ts_ns),
-            upid: ctx.upid.to_string(),
-            remote_addr,
-            remote_port,
-            local_addr,
-            local_port,
-            trace_role: ctx.role.as_trace_role(),
-            encrypted: false,
-            req_args: bounded_text(rec.req.args_json(), rec.req.cut, max),
-            req_cmd: rec.req.name,
-            resp: bounded_text(rec.resp.text, rec.resp.cut, max),
-            latency_ns: rec.latency_ns as i64,
-        }
-    }
-
-    fn batch(rows: &[RedisEventRow]) -> Result<RecordBatch, ArrowError> {
-        let mut builder = RedisEventsBuilder::new();
-        for row in rows {
-            builder.append(row);
-        }
-        builder.finish()
+        append_conn8!(b, ctx, ctx.time_ns(rec.resp.ts_ns));
+        b.req_cmd.append_value(&rec.req.name);
+        b.req_args.append_value(bounded_text(rec.req.args_json(), rec.req.cut, max));
+        b.resp.append_value(bounded_text(rec.resp.text, rec.resp.cut, max));
+        b.latency_ns.append_value(rec.latency_ns as i64);
+        b.end_row();
     }
 }

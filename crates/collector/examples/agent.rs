@@ -1,0 +1,70 @@
+//! The agent's hot path alone: the node collector tracing this host into an in-memory store, with
+//! no query engine, API or cloud around it. `scripts/bench-agent.sh` runs it (it builds in a
+//! fraction of `loupe`'s release build time) to measure what tracing costs; `loupe up` runs the
+//! same collector. Stops on SIGTERM or SIGINT and prints the rows it stored per table, and with
+//! `LOUPE_BENCH_PORT` set, the `http_events` rows of that server port per side and every
+//! `agent_stats` counter that is not zero (the completeness check compares them).
+//!
+//! `LOUPE_BENCH_ONLY_TGID=<pid>` traces that process only: with a pid that does no I/O (1), every
+//! event is filtered out in the kernel, which measures what the attached tracepoints cost by themselves.
+//!
+//! Usage (root): `[LOUPE_BENCH_PORT=18080] cargo run --release -p loupe-collector --example agent`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use loupe_collector::{Collector, CollectorConfig};
+use loupe_schema::http::HttpEventRow;
+use loupe_store::{Store, StoreConfig, TimeRange};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let store = Arc::new(Store::new(StoreConfig::default()));
+    for spec in loupe_schema::all_tables() {
+        store.register(&spec)?;
+    }
+    let mut config = CollectorConfig::default();
+    config.tracer.exclude_tgid = std::process::id();
+    if let Some(only) = std::env::var("LOUPE_BENCH_ONLY_TGID").ok().and_then(|p| p.parse().ok()) {
+        config.tracer.only_tgid = only;
+    }
+    let collector = Collector::start(store.clone(), config)?;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    println!("tracing");
+    while !STOP.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let counters = collector.shared_counters();
+    // Stopping flushes pending rows and takes the last sample of the counters.
+    drop(collector);
+    if let Some(port) = std::env::var("LOUPE_BENCH_PORT").ok().and_then(|p| p.parse::<i64>().ok()) {
+        let (mut server, mut client) = (0, 0);
+        for batch in store.table("http_events").map(|t| t.scan(TimeRange::ALL)).unwrap_or_default() {
+            for row in HttpEventRow::from_batch(&batch) {
+                server += u64::from(row.trace_role == 2 && row.local_port == port);
+                client += u64::from(row.trace_role == 1 && row.remote_port == port);
+            }
+        }
+        println!("http_events port={port} server_rows={server} client_rows={client}");
+        for s in counters.agent_stats().iter().filter(|s| s.value > 0) {
+            println!("agent_stats {} {} {}", s.counter, s.cause, s.value);
+        }
+    }
+    for table in store.tables() {
+        let stats = table.stats();
+        if stats.rows_appended > 0 {
+            println!("{}: {} rows appended", table.name(), stats.rows_appended);
+        }
+    }
+    Ok(())
+}
