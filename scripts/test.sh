@@ -44,6 +44,8 @@ fi
 need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ -x /usr/bin/python3 ] || need+=(python3)
 # The metastore suite and the split cloud run against a real PostgreSQL 15; sessions against a real Redis.
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)

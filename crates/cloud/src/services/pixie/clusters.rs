@@ -31,6 +31,9 @@ pub(crate) fn cluster_info(v: &cloudpb::Vizier) -> px::ClusterInfo {
         cluster_name: v.name.clone(),
         pretty_cluster_name: v.name.clone(),
         vizier_version: v.version.clone(),
+        // One agent (PEM) runs per node: the reported agent count is both.
+        num_nodes: i32::try_from(v.num_agents).unwrap_or(i32::MAX),
+        num_instrumented_nodes: i32::try_from(v.num_agents).unwrap_or(i32::MAX),
         ..Default::default()
     }
 }
@@ -99,6 +102,8 @@ mod tests {
             last_heartbeat_at: Some(1_700_000_000),
             version: "0.1.0".into(),
             created_at: 1,
+            num_agents: 3,
+            address: "10.0.0.1:50300".into(),
         };
         let c = cluster_info(&v);
         assert_eq!(
@@ -112,6 +117,8 @@ mod tests {
                 cluster_name: "host-a".into(),
                 pretty_cluster_name: "host-a".into(),
                 vizier_version: "0.1.0".into(),
+                num_nodes: 3,
+                num_instrumented_nodes: 3,
                 ..Default::default()
             }
         );
