@@ -18,6 +18,21 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs `scripts/pxapi-check.sh` with the arguments `args` adds (and the bundled script it compares), one at a
+/// time: the tests share its virtualenv, which the first run makes.
+pub(crate) fn pxapi_check(args: impl FnOnce(&mut Command)) -> std::process::Output {
+    static VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = VENV.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut c = Command::new(repo().join("scripts/pxapi-check.sh"));
+    c.env("PXAPI_VENV", repo().join("target/pxapi-venv"));
+    args(&mut c);
+    c.args(["--bundled", "px/http_data"])
+        .arg("--bundled-file")
+        .arg(repo().join("crates/scripts/px/http_data/http_data.pxl"))
+        .output()
+        .expect("run scripts/pxapi-check.sh")
+}
+
 #[test]
 fn pixies_python_client_runs_unchanged_against_loupe_up() {
     if !can_trace() {
@@ -75,18 +90,13 @@ fn pixies_python_client_runs_unchanged_against_loupe_up() {
     let key = created["key"].as_str().expect("key");
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname").trim().to_owned();
 
-    let out = Command::new(repo().join("scripts/pxapi-check.sh"))
-        .env("PXAPI_VENV", repo().join("target/pxapi-venv"))
-        .args(["--addr", &format!("127.0.0.1:{api_port}"), "--key", key, "--cluster", &host])
-        .args(["--script", &script.display().to_string(), "--table", "rows"])
-        .args(["--expect", &dir.join("expected.json").display().to_string()])
-        .args(["--bad-script", &bad.display().to_string(), "--bad-line", "3"])
-        .args(["--email", "admin@default.com", "--org", "default"])
-        .args(["--bundled", "px/http_data"])
-        .arg("--bundled-file")
-        .arg(repo().join("crates/scripts/px/http_data/http_data.pxl"))
-        .output()
-        .expect("run scripts/pxapi-check.sh");
+    let out = pxapi_check(|c| {
+        c.args(["--addr", &format!("127.0.0.1:{api_port}"), "--key", key, "--cluster", &host])
+            .args(["--script", &script.display().to_string(), "--table", "rows"])
+            .args(["--expect", &dir.join("expected.json").display().to_string()])
+            .args(["--bad-script", &bad.display().to_string(), "--bad-line", "3"])
+            .args(["--email", "admin@default.com", "--org", "default"]);
+    });
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "pxapi check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("json summary");

@@ -7,7 +7,8 @@
 //! `px run -c` returns the same rows as on the vizier's own port, cut at the vizier's row cap; a user of one org cannot reach the other's
 //! vizier (the same "not found" as a vizier that does not exist); restarting `nats-server`, and then the API and
 //! VZConn processes, loses no vizier and the link comes back by itself; a killed vizier turns DISCONNECTED after
-//! the shortened timeout, and a script for it names it.
+//! the shortened timeout, and a script for it names it. Pixie's Python client `pxapi` works through the split
+//! cloud with an API key of each org, and sees only that org's vizier.
 //!
 //! The first vizier traces (with root; its rows are filtered by the test's own server port, since other tests
 //! trace on this host too), the second does not. Owns only these tests; shared helpers are in `common`.
@@ -347,6 +348,47 @@ fn two_orgs_share_a_split_cloud_and_each_reaches_only_its_own_vizier() {
         );
     }
     assert_eq!(rows(&acme.px(&["run", "-f", script, "-o", "json"])), Ok(Vec::new()), "beta does not trace");
+
+    // Pixie's own client (pxapi from PyPI) through the split cloud, with an API key of each org: the same rows as
+    // `px run`, a PxL mistake at its line, every Pixie call decoded by pxapi's classes, and nothing of the other
+    // org's.
+    if trace {
+        let api_key = |user: &User| {
+            let created: Value =
+                serde_json::from_str(user.ok(&["api-key", "create", "-d", "pxapi", "-o", "json"]).trim())
+                    .expect("json");
+            created["key"].as_str().expect("key").to_owned()
+        };
+        let (default_api, acme_api) = (api_key(&default), api_key(&acme));
+        let expected = site.join("counts.json");
+        let counted = default.ok(&["run", "-c", "alpha", "-f", counts, "-o", "json"]);
+        std::fs::write(&expected, &counted).expect("expected rows");
+        let bad = site.join("bad.pxl");
+        std::fs::write(
+            &bad,
+            "import px\ndf = px.DataFrame('http_events')\n\ndf = df[df.latencyy > 0]\npx.display(df)\n",
+        )
+        .expect("script");
+        let out = crate::pixie_api::pxapi_check(|c| {
+            c.args(["--addr", &addr, "--key", &default_api, "--other-key", &acme_api, "--cluster", "alpha"])
+                .args(["--script", counts, "--table", "counts"])
+                .arg("--expect")
+                .arg(&expected)
+                .arg("--bad-script")
+                .arg(&bad)
+                .args(["--bad-line", "4", "--email", "admin@default.com", "--org", "default"]);
+        });
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "pxapi against the split cloud:\n{stdout}\n{}\n{}",
+            text(&out.stderr),
+            cloud.logs()
+        );
+        let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("json summary");
+        assert_eq!((&seen["rows"], &seen["other_org_clusters"]), (&Value::from(2), &Value::from(1)), "{seen}");
+        assert_eq!(seen["compatible_calls"].as_array().map(Vec::len), Some(18), "{seen}");
+    }
 
     // NATS restarts: no record is lost, and the links come back by themselves.
     cloud.nats.stop();
