@@ -31,6 +31,10 @@ const volatile __u32 loupe_exclude_tgid = 0; /* usually the agent itself */
 const volatile __u32 loupe_only_tgid = 0;    /* 0 = trace every process */
 const volatile __u32 loupe_wake_every = 64;  /* force a consumer wakeup every N records per CPU */
 const volatile __u32 loupe_wake_bytes = 0;   /* ...or once this many bytes wait in the ring (0: never) */
+/* Most bytes one syscall copies on an HTTP connection: the head and the body budget the parser keeps.
+ * The rest is accounted for (msg_size), not copied: user space sees a gap of known length, so rows
+ * keep the real body size. 0: no HTTP-specific limit (LOUPE_CHUNK_SIZE * LOUPE_MAX_CHUNKS). */
+const volatile __u32 loupe_http_copy_bytes = 0;
 
 #define S_IFMT_ 00170000
 #define S_IFSOCK_ 0140000
@@ -93,8 +97,14 @@ struct {
 	__type(value, struct conn_info);
 } conn_map SEC(".maps");
 
+/*
+ * A plain (preallocated) hash, not an LRU one: every traced syscall inserts and deletes one entry,
+ * and the LRU list's locking on both made up about half of the kernel-side cost per request (perf,
+ * issue 13). Entries live from a syscall's enter to its exit only; one whose exit never comes (a
+ * thread killed mid-syscall) stays, and a full map is counted (LOUPE_STAT_ARGS_MAP_FULL).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct syscall_args);
@@ -676,6 +686,9 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	s->ev.h.direction = direction;
 	s->ev.h.protocol = c->protocol;
 	s->ev.h._pad0 = 0;
+	/* HTTP: the parser keeps the head and a body budget only; the rest is a gap of known size. */
+	if (c->protocol == LOUPE_PROTO_HTTP && loupe_http_copy_bytes != 0 && copy > loupe_http_copy_bytes)
+		copy = loupe_http_copy_bytes;
 	emit_data(s, n_iov, copy, size);
 	return 0;
 }
