@@ -137,11 +137,50 @@ impl Conn {
     }
 }
 
+/// Hashes [`ConnKey`]s for the connection table, which every record looks up: SipHash (the
+/// default) was a visible part of the agent's profile, and the keys (pid, fd, kernel timestamp)
+/// come from the kernel, not from traffic, so flooding resistance buys nothing here.
+#[derive(Default, Clone, Copy)]
+struct BuildConnKeyHasher;
+
+impl std::hash::BuildHasher for BuildConnKeyHasher {
+    type Hasher = ConnKeyHasher;
+    fn build_hasher(&self) -> ConnKeyHasher {
+        ConnKeyHasher(0)
+    }
+}
+
+/// A multiply-rotate hash over the key's integers (the FxHash scheme).
+struct ConnKeyHasher(u64);
+
+impl std::hash::Hasher for ConnKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(u64::from(n as u32));
+    }
+    fn write_u64(&mut self, n: u64) {
+        const K: u64 = 0xf135_7aea_2e62_a9c5;
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(K);
+    }
+}
+
 /// Tracks every traced connection of this node.
 pub struct Tracker {
     config: TrackerConfig,
     clock: ClockConverter,
-    conns: HashMap<ConnKey, Conn>,
+    conns: HashMap<ConnKey, Conn, BuildConnKeyHasher>,
     upids: HashMap<u32, String>,
     stats: TrackerStats,
     streams: StreamCounters,
@@ -156,7 +195,7 @@ impl Tracker {
         Tracker {
             config,
             clock,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             upids: HashMap::new(),
             stats: TrackerStats::default(),
             streams: StreamCounters::default(),
