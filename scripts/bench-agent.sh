@@ -46,8 +46,11 @@ sleep 0.5
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 start_agent() {
+  # Emptied first, so the previous run's "tracing" is not taken for this one's. Loading (the verifier)
+  # takes seconds, more on a busy host: wait up to a minute.
+  : > "$dir/agent.out"
   LOUPE_LOG=warn "$agent" ${agent_args[@]+"${agent_args[@]}"} > "$dir/agent.out" 2>&1 & agent_pid=$!
-  for _ in $(seq 100); do grep -q tracing "$dir/agent.out" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 600); do grep -q tracing "$dir/agent.out" 2>/dev/null && break; sleep 0.1; done
   sleep 1
 }
 stop_agent() { kill -TERM "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=; }

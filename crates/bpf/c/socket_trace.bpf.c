@@ -82,6 +82,7 @@ struct scratch {
 	__u64 walk_idx;     /* current iovec */
 	__u64 walk_iov_off; /* bytes of it already emitted */
 	__u64 walk_msg_off; /* bytes of the message already emitted */
+	__u64 copy_limit;   /* bytes of the syscall to copy at most (see exit_data) */
 	struct loupe_data_event ev;
 };
 
@@ -428,17 +429,18 @@ static __always_inline __u64 copy_budget(void)
 #define RELOAD(x) (*(volatile __u64 *)&(x))
 
 /*
- * Copies the first `copy` of the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most LOUPE_MAX_CHUNKS
+ * Copies the first s->copy_limit of the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most LOUPE_MAX_CHUNKS
  * records, and no more than copy_budget() bytes. Chunks are contiguous from the message start; the record flagged LAST accounts for
  * everything up to `ret`, so uncaptured bytes show as msg_size - chunk_offset > len.
  *
  * The walk state lives in the scratch map and is reloaded every iteration: kept in registers,
  * each iteration's exact offsets multiply the verifier's paths past its 1M-instruction limit.
  */
-static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 copy, __u64 ret)
+static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 {
 	struct loupe_data_event *ev = &s->ev;
 	__u64 budget = copy_budget();
+	__u64 copy = RELOAD(s->copy_limit);
 	__u64 limit = copy < budget ? copy : budget;
 
 	s->walk_idx = skip_empty(s, 0, n_iov);
@@ -686,10 +688,13 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	s->ev.h.direction = direction;
 	s->ev.h.protocol = c->protocol;
 	s->ev.h._pad0 = 0;
-	/* HTTP: the parser keeps the head and a body budget only; the rest is a gap of known size. */
+	/* HTTP: the parser keeps the head and a body budget only; the rest is a gap of known size.
+	 * Passed through the scratch map, which the verifier does not track: in a register, the two
+	 * ranges of `copy` doubled the paths it walks through emit_data (and the load time). */
+	s->copy_limit = copy;
 	if (c->protocol == LOUPE_PROTO_HTTP && loupe_http_copy_bytes != 0 && copy > loupe_http_copy_bytes)
-		copy = loupe_http_copy_bytes;
-	emit_data(s, n_iov, copy, size);
+		s->copy_limit = loupe_http_copy_bytes;
+	emit_data(s, n_iov, size);
 	return 0;
 }
 
