@@ -151,7 +151,7 @@ pub(crate) struct AgentArgs {
     /// The agent's memory budget in MiB, covering the table store, the parsers' per-connection state and
     /// the eBPF ring buffer (minimum 64). Past it the oldest rows are evicted, new connections over the
     /// derived cap are counted and dropped (agent_stats conns_dropped/conn_cap) and a full ring drops
-    /// records (counted): resident memory stays near the budget under any load.
+    /// records (counted). `scripts/bench-agent.sh` reports the resident size against it.
     #[arg(long, env = "LOUPE_MEMORY_BUDGET_MB", default_value_t = loupe_collector::MemoryBudget::DEFAULT_MIB)]
     memory_budget: usize,
     /// Budget of the http_events table alone, in MiB, taken out of --memory-budget (default: half of the
