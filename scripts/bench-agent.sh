@@ -6,13 +6,15 @@
 #  2. realistic case: the same server at a fixed 10 k req/s (the open-loop `loadgen` example), without and
 #     with the agent: p50/p99 latency and the agent's CPU in cores;
 #  3. completeness: 100,000 keep-alive requests at full speed, then the http_events rows of each side
-#     (server: nginx, client: loadgen) against the requests sent, and the agent's drop counters.
+#     (server: nginx, client: loadgen) against the requests sent, and the agent's drop counters;
+#  4. memory: the agent under a 64 MiB budget (LOUPE_BENCH_BUDGET_MB) while http_events receives more
+#     than 10x the rows it can hold; reports the peak resident size (VmHWM) against the budget.
 # The agent is the collector alone (`crates/collector/examples/agent.rs`, the same code `loupe up`
 # runs, built in a fraction of the time); LOUPE_BENCH_AGENT=<binary> measures another (e.g.
 # target/release/loupe with LOUPE_BENCH_AGENT_ARGS="up --listen 127.0.0.1:0").
 # Other load on the host skews every figure: compare within one run, and repeat.
 # Usage (as root): bash scripts/bench-agent.sh [seconds-per-run] [rounds]     (defaults: 10 s, 5 rounds)
-#        LOUPE_BENCH_ONLY=worst|realistic|completeness runs one part.
+#        LOUPE_BENCH_ONLY=worst|realistic|completeness|memory runs one part.
 #        LOUPE_BENCH_FLOOR=1 adds to each worst-case round a run with the probes attached but every event
 #        filtered out in the kernel (the agent traces pid 1 only): the part of the cost that is the
 #        tracepoints themselves.
@@ -44,45 +46,61 @@ sleep 0.5
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 start_agent() {
+  # Emptied first, so the previous run's "tracing" is not taken for this one's. Loading (the verifier)
+  # takes seconds, more on a busy host: wait up to a minute.
+  : > "$dir/agent.out"
   LOUPE_LOG=warn "$agent" ${agent_args[@]+"${agent_args[@]}"} > "$dir/agent.out" 2>&1 & agent_pid=$!
-  for _ in $(seq 100); do grep -q tracing "$dir/agent.out" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 600); do grep -q tracing "$dir/agent.out" 2>/dev/null && break; sleep 0.1; done
   sleep 1
 }
 stop_agent() { kill -TERM "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=; }
-run_wrk() { wrk -t1 -c16 -d"${secs}s" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}'; }
+# Prints "<req/s> <nginx us/request> <wrk us/request>": the CPU each side spent per request (user +
+# system, BPF programs included), which other load on the host skews far less than throughput.
+run_wrk() {
+  local n0 n1 out
+  n0=$(cpu_ticks "$nginx_pid")
+  out=$(sh -c 'wrk -t1 -c16 -d"$1s" "$2" | awk "/Requests\/sec/ {print \$2}"; awk "{print \$16 + \$17}" /proc/$$/stat' _ "$secs" "http://127.0.0.1:$port/" | tr '\n' ' ')
+  n1=$(cpu_ticks "$nginx_pid")
+  echo "$out" | awk -v n=$((n1 - n0)) -v hz="$hz" -v s="$secs" '{r = $1 * s; printf "%s %.2f %.2f\n", $1, n / hz * 1e6 / r, $2 / hz * 1e6 / r}'
+}
 # median, min and max of the numbers on stdin
 stats() { sort -g | awk '{v[NR]=$1} END {m = NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; printf "%.3f (min %.3f, max %.3f, n %d)", m, v[1], v[NR], NR}'; }
 field() { tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
 
 if [[ $only == all || $only == worst ]]; then
   echo "== worst case: nginx, wrk -t1 -c16, ${secs}s runs, $rounds off/on alternations"
-  : > "$dir/ratios"; : > "$dir/cpu"; : > "$dir/floor"
+  : > "$dir/ratios"; : > "$dir/cpu"; : > "$dir/floor"; : > "$dir/kernel"; : > "$dir/floorcpu"
   for r in $(seq "$rounds"); do
     if [[ ${LOUPE_BENCH_FLOOR:-} == 1 ]]; then
       LOUPE_BENCH_ONLY_TGID=1 start_agent
-      floor=$(run_wrk)
+      read -r floor floor_nginx floor_wrk < <(run_wrk)
       stop_agent
     fi
-    off=$(run_wrk)
+    read -r off off_nginx off_wrk < <(run_wrk)
     start_agent
     t0=$(cpu_ticks "$agent_pid")
-    on=$(run_wrk)
+    read -r on on_nginx on_wrk < <(run_wrk)
     t1=$(cpu_ticks "$agent_pid")
     stop_agent
     ratio=$(awk -v a="$on" -v b="$off" 'BEGIN {print a / b}')
     us=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v r="$on" -v s="$secs" 'BEGIN {print t / hz * 1e6 / (r * s)}')
     echo "$ratio" >> "$dir/ratios"; echo "$us" >> "$dir/cpu"
     printf 'round %d: off %.0f req/s, on %.0f req/s, ratio %.3f, agent CPU %.2f us per request\n' "$r" "$off" "$on" "$ratio" "$us"
+    printf 'round %d: CPU per request (us) nginx off %.2f on %.2f, wrk off %.2f on %.2f\n' "$r" "$off_nginx" "$on_nginx" "$off_wrk" "$on_wrk"
+    echo "$on_nginx $off_nginx $on_wrk $off_wrk" | awk '{print $1 - $2 + $3 - $4}' >> "$dir/kernel"
     if [[ ${LOUPE_BENCH_FLOOR:-} == 1 ]]; then
       awk -v a="$floor" -v b="$off" 'BEGIN {print a / b}' >> "$dir/floor"
-      printf 'round %d: probes attached, all filtered in the kernel: %.0f req/s\n' "$r" "$floor"
+      printf 'round %d: probes attached, all filtered in the kernel: %.0f req/s, nginx %.2f us, wrk %.2f us per request\n' "$r" "$floor" "$floor_nginx" "$floor_wrk"
+      echo "$floor_nginx $off_nginx $floor_wrk $off_wrk" | awk '{print $1 - $2 + $3 - $4}' >> "$dir/floorcpu"
     fi
   done
   if [[ ${LOUPE_BENCH_FLOOR:-} == 1 ]]; then
     echo "worst case floor (probes attached, nothing traced) / off: median $(stats < "$dir/floor")"
+    echo "worst case floor: CPU added to nginx + wrk per request (us): median $(stats < "$dir/floorcpu")"
   fi
   echo "worst case on/off throughput ratio: median $(stats < "$dir/ratios")"
   echo "worst case agent CPU per traced request (us): median $(stats < "$dir/cpu")"
+  echo "worst case CPU added to nginx + wrk per request, in their syscalls and BPF programs (us): median $(stats < "$dir/kernel")"
 fi
 
 if [[ $only == all || $only == realistic ]]; then
@@ -119,4 +137,28 @@ if [[ $only == all || $only == completeness ]]; then
   printf 'completeness: server side %s/%s (%.3f%%), client side %s/%s (%.3f%%)\n' \
     "$server" "$n" "$(awk -v a="$server" -v b="$n" 'BEGIN {print 100 * a / b}')" \
     "$client" "$n" "$(awk -v a="$client" -v b="$n" 'BEGIN {print 100 * a / b}')"
+fi
+
+if [[ $only == all || $only == memory ]]; then
+  budget=${LOUPE_BENCH_BUDGET_MB:-64}
+  echo "== memory: a ${budget} MiB budget under more than 10x the traffic http_events holds"
+  LOUPE_MEMORY_BUDGET_MB=$budget LOUPE_BENCH_PORT=$port start_agent
+  rss_idle=$(awk '/^VmRSS/ {print $2}' "/proc/$agent_pid/status")
+  sent=0
+  # Batches of 200,000 requests (400,000 rows, both sides) until http_events has evicted 10x what it holds.
+  for _ in $(seq 10); do
+    "$loadgen" "127.0.0.1:$port" 16 0 120 200000 > /dev/null
+    sent=$((sent + 200000))
+    kill -USR1 "$agent_pid"
+    sleep 1.5
+    held=$(awk '/^http_events:/ {print $5}' "$dir/agent.out" | tail -1)
+    evicted=$(awk '/^http_events:/ {print $12}' "$dir/agent.out" | tail -1)
+    [[ -n $held && $held -gt 0 && $evicted -ge $((10 * held)) ]] && break
+  done
+  peak=$(awk '/^VmHWM/ {print $2}' "/proc/$agent_pid/status")
+  stop_agent
+  grep -E '^http_events:' "$dir/agent.out" | tail -1
+  grep -E '^agent_stats .*(dropped|evicted|messages)' "$dir/agent.out" || true
+  awk -v p="$peak" -v i="$rss_idle" -v b="$budget" -v s="$sent" 'BEGIN {
+    printf "memory: %d requests; resident at start %.1f MiB, peak %.1f MiB = %.3f x the %d MiB budget\n", s, i / 1024, p / 1024, p / 1024 / b, b }'
 fi

@@ -99,6 +99,9 @@ pub const GLOBAL_ONLY_TGID: &str = "loupe_only_tgid";
 pub const GLOBAL_WAKE_EVERY: &str = "loupe_wake_every";
 /// Global: force a consumer wakeup once this many bytes wait in the ring (0: never).
 pub const GLOBAL_WAKE_BYTES: &str = "loupe_wake_bytes";
+/// Global: most bytes one syscall copies on an HTTP connection, 0 for no HTTP-specific limit
+/// (`loupe_http_copy_bytes`).
+pub const GLOBAL_HTTP_COPY_BYTES: &str = "loupe_http_copy_bytes";
 
 /// Common prefix of every record (`struct loupe_event_header`).
 #[repr(C)]

@@ -8,28 +8,57 @@
 //! `LOUPE_BENCH_ONLY_TGID=<pid>` traces that process only: with a pid that does no I/O (1), every
 //! event is filtered out in the kernel, which measures what the attached tracepoints cost by themselves.
 //!
+//! `LOUPE_MEMORY_BUDGET_MB=<MiB>` sets the memory budget (`loupe up --memory-budget`; default 512): the
+//! bench's memory step checks the resident size against it, printing the tables on SIGUSR1.
+//!
 //! Usage (root): `[LOUPE_BENCH_PORT=18080] cargo run --release -p loupe-collector --example agent`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use loupe_collector::{Collector, CollectorConfig};
+use loupe_collector::{Collector, CollectorConfig, MemoryBudget};
 use loupe_schema::http::HttpEventRow;
-use loupe_store::{Store, StoreConfig, TimeRange};
+use loupe_store::{Store, TimeRange};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static REPORT: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+extern "C" fn on_signal(signal: libc::c_int) {
+    if signal == libc::SIGUSR1 {
+        REPORT.store(true, Ordering::Relaxed);
+    } else {
+        STOP.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Rows per table, held and evicted (the bench's memory step reads the `http_events` line).
+fn print_tables(store: &Store) {
+    for table in store.tables() {
+        let stats = table.stats();
+        if stats.rows_appended > 0 {
+            println!(
+                "{}: {} rows appended, {} held in {} bytes (budget {}), {} evicted",
+                table.name(),
+                stats.rows_appended,
+                stats.rows,
+                stats.bytes,
+                stats.budget_bytes,
+                stats.rows_evicted
+            );
+        }
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let store = Arc::new(Store::new(StoreConfig::default()));
+    let mib = std::env::var("LOUPE_MEMORY_BUDGET_MB").ok().and_then(|m| m.parse().ok());
+    let budget = MemoryBudget::from_mib(mib.unwrap_or(MemoryBudget::DEFAULT_MIB))?;
+    let store = Arc::new(Store::new(budget.store_config()));
     for spec in loupe_schema::all_tables() {
         store.register(&spec)?;
     }
     let mut config = CollectorConfig::default();
+    budget.apply(&mut config);
     config.tracer.exclude_tgid = std::process::id();
     if let Some(only) = std::env::var("LOUPE_BENCH_ONLY_TGID").ok().and_then(|p| p.parse().ok()) {
         config.tracer.only_tgid = only;
@@ -39,10 +68,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
     }
     println!("tracing");
     while !STOP.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if REPORT.swap(false, Ordering::Relaxed) {
+            print_tables(&store);
+        }
     }
     let counters = collector.shared_counters();
     // Stopping flushes pending rows and takes the last sample of the counters.
@@ -60,11 +93,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("agent_stats {} {} {}", s.counter, s.cause, s.value);
         }
     }
-    for table in store.tables() {
-        let stats = table.stats();
-        if stats.rows_appended > 0 {
-            println!("{}: {} rows appended", table.name(), stats.rows_appended);
-        }
-    }
+    print_tables(&store);
     Ok(())
 }

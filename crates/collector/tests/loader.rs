@@ -20,6 +20,11 @@ use loupe_collector::preflight::{self, PreflightError};
 /// Loads a tracer that sees only this test process, or returns `None` when not root (after
 /// checking that preflight says so). Under `CI=true` not being root fails the test: CI must cover the kernel.
 fn tracer() -> Option<Tracer> {
+    tracer_with(TracerConfig { exclude_tgid: 0, only_tgid: std::process::id(), ..TracerConfig::default() })
+}
+
+/// [`tracer`] with another configuration.
+fn tracer_with(config: TracerConfig) -> Option<Tracer> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 {
@@ -38,7 +43,6 @@ fn tracer() -> Option<Tracer> {
     } else {
         preflight::check().expect("preflight failed as root");
     }
-    let config = TracerConfig { exclude_tgid: 0, only_tgid: std::process::id(), ..TracerConfig::default() };
     let tracer = Tracer::load(&config).expect("tracer failed to load");
     for probe in tracer.probes() {
         assert!(probe.attached, "{} not attached: {:?}", probe.name, probe.error);
@@ -252,6 +256,45 @@ fn large_write_accounts_for_every_byte_and_marks_the_gap() {
     assert_eq!(capture.stream(server_key, Direction::Ingress), body);
     assert_eq!(capture.closed(server_key), Some((0, TOTAL as u64)));
     assert_eq!(capture.closed(client_key), Some((TOTAL as u64, 0)));
+}
+
+/// Issue 13: on an HTTP connection the kernel copies the head and body budget only
+/// (`http_copy_bytes`) and accounts for the rest as a gap of its exact size; other protocols keep
+/// the general per-syscall limit.
+#[test]
+fn http_copies_only_its_budget_and_accounts_for_the_rest() {
+    const LIMIT: u32 = 1024;
+    let config = TracerConfig {
+        exclude_tgid: 0,
+        only_tgid: std::process::id(),
+        http_copy_bytes: LIMIT,
+        ..TracerConfig::default()
+    };
+    let Some(mut tracer) = tracer_with(config) else { return };
+    let mut request = b"POST /big HTTP/1.1\r\nContent-Length: 6000\r\n\r\n".to_vec();
+    request.extend((0..6000).map(|i| b'a' + (i % 26) as u8));
+    let total = request.len() as u64;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        libc_read_to_end(stream.as_raw_fd())
+    });
+    let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    libc_write_all(client.as_raw_fd(), &request);
+    drop(client);
+    assert_eq!(server.join().expect("server thread"), request);
+    let capture = Capture::until(&mut tracer, |c| {
+        c.open(Role::Client, port, false).is_some_and(|(key, ..)| c.closed(key).is_some())
+    });
+    let (client_key, ..) = capture.open(Role::Client, port, false).expect("no client open");
+    // One write(2): one record with the first LIMIT bytes, accounting for all of them.
+    let chunks = capture.data(client_key, Direction::Egress);
+    assert_eq!(chunks.len(), 1, "{chunks:?}");
+    let (pos, msg_size, data) = &chunks[0];
+    assert_eq!((*pos, *msg_size, data.len()), (0, total, LIMIT as usize));
+    assert_eq!(data.as_slice(), &request[..LIMIT as usize]);
+    assert!(tracer.stats().truncated_chunks > 0);
 }
 
 #[test]

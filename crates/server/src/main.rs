@@ -20,7 +20,6 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use loupe_collector::CollectorConfig;
 use loupe_engine::ExecOptions;
-use loupe_store::StoreConfig;
 use loupe_vizier::{Pem, PemConfig, QueryToken};
 use tokio::sync::watch;
 
@@ -149,9 +148,16 @@ struct PemArgs {
 
 #[derive(Args, Clone)]
 pub(crate) struct AgentArgs {
-    /// Memory budget of the http_events table, in MiB (Pixie's default: 40% of 1 GiB).
-    #[arg(long, env = "LOUPE_HTTP_EVENTS_MB", default_value_t = 409)]
-    http_events_mb: usize,
+    /// The agent's memory budget in MiB, covering the table store, the parsers' per-connection state and
+    /// the eBPF ring buffer (minimum 64). Past it the oldest rows are evicted, new connections over the
+    /// derived cap are counted and dropped (agent_stats conns_dropped/conn_cap) and a full ring drops
+    /// records (counted). `scripts/bench-agent.sh` reports the resident size against it.
+    #[arg(long, env = "LOUPE_MEMORY_BUDGET_MB", default_value_t = loupe_collector::MemoryBudget::DEFAULT_MIB)]
+    memory_budget: usize,
+    /// Budget of the http_events table alone, in MiB, taken out of --memory-budget (default: half of the
+    /// budget's store share).
+    #[arg(long, env = "LOUPE_HTTP_EVENTS_MB")]
+    http_events_mb: Option<usize>,
     /// Largest request or response body kept per row, in bytes (longer ones are truncated); also bounds
     /// Redis arguments and replies.
     #[arg(long, env = "LOUPE_MAX_BODY_BYTES", default_value_t = 512)]
@@ -342,10 +348,14 @@ impl loupe_cloud::Colocated for AgentOps {
 }
 
 pub(crate) fn start_pem(args: &AgentArgs) -> Result<Pem> {
-    let mut store = StoreConfig::default();
-    store.table_bytes.insert("http_events".into(), args.http_events_mb.saturating_mul(1 << 20));
+    let budget = loupe_collector::MemoryBudget::from_mib(args.memory_budget).context("invalid --memory-budget")?;
+    let mut store = budget.store_config();
+    if let Some(mb) = args.http_events_mb {
+        store.table_bytes.insert("http_events".into(), mb.saturating_mul(1 << 20));
+    }
     let collector = (!args.no_trace).then(|| {
         let mut c = CollectorConfig::default();
+        budget.apply(&mut c);
         // Excluding its own process also excludes every port it listens on (see the kernel's listen hook).
         c.tracer.exclude_tgid = if args.trace_self { 0 } else { std::process::id() };
         c.tracker.parse.max_body_bytes = args.max_body_bytes;

@@ -71,6 +71,10 @@ const PROBES: &[(&str, &str, &str)] = &[
     ("loupe_exit_splice", "syscalls", "sys_exit_splice"),
 ];
 
+/// Default [`TracerConfig::http_copy_bytes`]: twice the HTTP parser's default head limit (8 KiB), so a
+/// head, the default 512-byte body budget and a pipelined next head fit.
+pub const DEFAULT_HTTP_COPY_BYTES: u32 = 16 * 1024;
+
 /// Load-time settings of the socket tracer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TracerConfig {
@@ -90,6 +94,12 @@ pub struct TracerConfig {
     /// `MAX_EXCLUDED_PORTS`): the agent's own listeners, so `px` and the UI talking to it are not
     /// traced.
     pub exclude_ports: Vec<u16>,
+    /// Most bytes one syscall copies on an HTTP connection (0: `MAX_CHUNKS * CHUNK_SIZE`, as for
+    /// other protocols). The HTTP parser keeps the head and a body budget only, so the rest of a
+    /// large body is accounted for (a gap of known size: rows keep the real body size) but never
+    /// copied. Keep it above the head limit plus the body budget, with room for a second message
+    /// read in the same syscall.
+    pub http_copy_bytes: u32,
 }
 
 impl Default for TracerConfig {
@@ -103,6 +113,7 @@ impl Default for TracerConfig {
             wake_every: 4096,
             wake_bytes: 1024 * 1024,
             exclude_ports: Vec::new(),
+            http_copy_bytes: DEFAULT_HTTP_COPY_BYTES,
         }
     }
 }
@@ -248,6 +259,7 @@ impl Tracer {
             .override_global(wire::GLOBAL_ONLY_TGID, &config.only_tgid, true)
             .override_global(wire::GLOBAL_WAKE_EVERY, &config.wake_every, true)
             .override_global(wire::GLOBAL_WAKE_BYTES, &config.wake_bytes, true)
+            .override_global(wire::GLOBAL_HTTP_COPY_BYTES, &config.http_copy_bytes, true)
             .map_max_entries(wire::MAP_EVENTS, config.ring_bytes)
             .load(loupe_bpf::SOCKET_TRACE_OBJ)
             .map_err(LoadError::Object)?;

@@ -119,6 +119,9 @@ impl SocketTracer {
             stat("chunks_dropped", "duplicate", t.duplicate_chunks),
             stat("gap_bytes", "capture_gap", t.gap_bytes),
             stat("rows", "produced", t.rows),
+            stat("conns_dropped", "conn_cap", t.conns_over_cap),
+            stat("records_dropped", "conn_cap", t.records_over_cap),
+            stat("bytes_dropped", "conn_cap", t.bytes_over_cap),
             stat("rows_dropped", "store_refused", c.rows_dropped.load(Ordering::Relaxed)),
         ];
         for (protocol, l) in self.tracker.losses() {

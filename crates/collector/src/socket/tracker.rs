@@ -35,6 +35,10 @@ pub struct TrackerConfig {
     /// Replace credentials (auth headers, cookies, secret query parameters and body fields, Redis
     /// `AUTH` arguments) by `[REDACTED]` before a row is built; see `docs/redaction.md`. On by default.
     pub redact: bool,
+    /// Most connections tracked at once (the memory budget sets it). Past it a new connection is
+    /// not tracked: its open and data records are counted (`conns_over_cap`, `records_over_cap`)
+    /// and dropped, until a tracked connection ends.
+    pub max_connections: usize,
 }
 
 impl Default for TrackerConfig {
@@ -46,6 +50,7 @@ impl Default for TrackerConfig {
             idle_timeout_ns: 300_000_000_000,
             parse: ParseConfig::default(),
             redact: true,
+            max_connections: 65_536,
         }
     }
 }
@@ -67,6 +72,12 @@ pub struct TrackerStats {
     pub duplicate_chunks: u64,
     /// Rows produced.
     pub rows: u64,
+    /// Connection opens refused because `max_connections` were tracked.
+    pub conns_over_cap: u64,
+    /// Data records dropped because their connection was not tracked, over the cap.
+    pub records_over_cap: u64,
+    /// Stream bytes those records accounted for.
+    pub bytes_over_cap: u64,
 }
 
 /// What a connection's bytes are known to be.
@@ -126,11 +137,50 @@ impl Conn {
     }
 }
 
+/// Hashes [`ConnKey`]s for the connection table, which every record looks up: SipHash (the
+/// default) was a visible part of the agent's profile, and the keys (pid, fd, kernel timestamp)
+/// come from the kernel, not from traffic, so flooding resistance buys nothing here.
+#[derive(Default, Clone, Copy)]
+struct BuildConnKeyHasher;
+
+impl std::hash::BuildHasher for BuildConnKeyHasher {
+    type Hasher = ConnKeyHasher;
+    fn build_hasher(&self) -> ConnKeyHasher {
+        ConnKeyHasher(0)
+    }
+}
+
+/// A multiply-rotate hash over the key's integers (the FxHash scheme).
+struct ConnKeyHasher(u64);
+
+impl std::hash::Hasher for ConnKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(u64::from(n as u32));
+    }
+    fn write_u64(&mut self, n: u64) {
+        const K: u64 = 0xf135_7aea_2e62_a9c5;
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(K);
+    }
+}
+
 /// Tracks every traced connection of this node.
 pub struct Tracker {
     config: TrackerConfig,
     clock: ClockConverter,
-    conns: HashMap<ConnKey, Conn>,
+    conns: HashMap<ConnKey, Conn, BuildConnKeyHasher>,
     upids: HashMap<u32, String>,
     stats: TrackerStats,
     streams: StreamCounters,
@@ -145,7 +195,7 @@ impl Tracker {
         Tracker {
             config,
             clock,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             upids: HashMap::new(),
             stats: TrackerStats::default(),
             streams: StreamCounters::default(),
@@ -201,6 +251,10 @@ impl Tracker {
                 if let Some(old) = self.conns.remove(&key) {
                     self.finish(key, old, ts_ns, rows);
                 }
+                if self.conns.len() >= self.config.max_connections {
+                    self.stats.conns_over_cap += 1;
+                    return;
+                }
                 self.stats.conns_opened += 1;
                 // Seen opening, so both streams start at byte 0 (`pos` counts from the open); a
                 // connection first seen on data (its open event lost) starts where it is found.
@@ -208,6 +262,11 @@ impl Tracker {
             }
             KernelEvent::Data { ts_ns, key, direction, pos, msg_size, data } => {
                 let limits = self.limits();
+                if self.conns.len() >= self.config.max_connections && !self.conns.contains_key(&key) {
+                    self.stats.records_over_cap += 1;
+                    self.stats.bytes_over_cap += msg_size;
+                    return;
+                }
                 let conn = self.conns.entry(key).or_insert_with(|| {
                     self.stats.conns_opened += 1;
                     Conn::new(Role::Unknown, None, None, ts_ns, None)
@@ -433,6 +492,41 @@ mod tests {
         assert_eq!((r.remote_addr.as_str(), r.remote_port, r.local_port), ("127.0.0.1", 8080, 5000));
         assert!(r.upid.starts_with("0:4242:"));
         assert_eq!(r.minor_version, 1);
+    }
+
+    /// Issue 13: past the connection cap a new connection is refused and what it sends is counted,
+    /// not tracked; once a tracked connection ends, new ones are tracked again.
+    #[test]
+    fn connections_past_the_cap_are_counted_and_dropped() {
+        let mut t =
+            Tracker::new(TrackerConfig { max_connections: 1, ..TrackerConfig::default() }, ClockConverter::new());
+        let mut rows = TableRows::default();
+        let other = ConnKey { fd: KEY.fd + 1, ..KEY };
+        t.handle(open(Role::Client), &mut rows);
+        let KernelEvent::ConnOpen { ts_ns, role, local, remote, proc_start_ns, .. } = open(Role::Client) else {
+            unreachable!()
+        };
+        t.handle(KernelEvent::ConnOpen { ts_ns, key: other, role, local, remote, proc_start_ns }, &mut rows);
+        let on_other = |pos: u64, bytes: &'static [u8]| KernelEvent::Data {
+            ts_ns: 2,
+            key: other,
+            direction: Direction::Egress,
+            pos,
+            msg_size: bytes.len() as u64,
+            data: bytes.into(),
+        };
+        t.handle(on_other(0, REQ), &mut rows);
+        t.handle(data(1_000, Direction::Egress, 0, REQ), &mut rows);
+        t.handle(data(2_000, Direction::Ingress, 0, RESP), &mut rows);
+        let s = t.stats();
+        assert_eq!(
+            (s.conns_opened, s.conns_over_cap, s.records_over_cap, s.bytes_over_cap),
+            (1, 1, 1, REQ.len() as u64)
+        );
+        assert_eq!((t.open_connections(), http(&rows).len()), (1, 1));
+        t.handle(KernelEvent::ConnClose { ts_ns: 3_000, key: KEY, bytes_sent: 0, bytes_recv: 0 }, &mut rows);
+        t.handle(on_other(REQ.len() as u64, REQ), &mut rows);
+        assert_eq!((t.stats().conns_opened, t.stats().records_over_cap, t.open_connections()), (2, 1, 1));
     }
 
     #[test]
