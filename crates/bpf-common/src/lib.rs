@@ -46,6 +46,8 @@ pub const DIR_INGRESS: u8 = 2;
 pub const PROTO_UNCLASSIFIED: u8 = 0;
 /// HTTP/1.x: its payload is exported.
 pub const PROTO_HTTP: u8 = 1;
+/// PostgreSQL (a startup-phase packet or a simple query first): its payload is exported.
+pub const PROTO_PGSQL: u8 = 5;
 /// Redis (a RESP command array or a common inline command first): its payload is exported.
 pub const PROTO_REDIS: u8 = 7;
 /// Seen, not a known protocol: bytes are counted but not exported.

@@ -44,6 +44,7 @@
 /* Protocols. 0 means "no data seen yet"; OTHER means "seen, not exported". */
 #define LOUPE_PROTO_UNCLASSIFIED 0
 #define LOUPE_PROTO_HTTP 1
+#define LOUPE_PROTO_PGSQL 5 /* Pixie's number for PostgreSQL */
 #define LOUPE_PROTO_REDIS 7 /* Pixie's number for Redis */
 #define LOUPE_PROTO_OTHER 255
 

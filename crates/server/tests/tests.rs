@@ -7,6 +7,7 @@ mod dns;
 mod e2e;
 mod hardening_auth;
 mod hardening_query;
+mod pgsql_capture;
 mod pixie_api;
 mod px_cloud;
 mod redaction;

@@ -42,6 +42,9 @@ mod tests {
             (b"HTTP/1.1 200 OK\r\n", Direction::Egress, Some((0, Role::Server))),
             (b"*1\r\n$4\r\nPING\r\n", Direction::Ingress, Some((1, Role::Server))),
             (b"GET key\r\n", Direction::Egress, Some((1, Role::Client))),
+            (b"\0\0\0\x08\x04\xd2\x16\x2f", Direction::Egress, Some((2, Role::Client))),
+            (b"\0\0\0\x54\0\x03\0\0user\0", Direction::Ingress, Some((2, Role::Server))),
+            (b"Q\0\0\0\x0dSELECT 1\0", Direction::Ingress, Some((2, Role::Server))),
             (b"SSH-2.0-OpenSSH_9.2\r\n", Direction::Egress, None),
         ];
         for (bytes, direction, want) in cases {

@@ -473,3 +473,23 @@ fn redis_credentials_are_redacted() {
         assert_eq!(redis_args(words), *want, "{words:?}");
     }
 }
+
+#[test]
+fn postgres_password_literals_are_redacted_in_sql() {
+    let cases: &[(&str, &str)] = &[
+        ("ALTER ROLE bob PASSWORD 'hunter2'", "ALTER ROLE bob PASSWORD '[REDACTED]'"),
+        (
+            "CREATE USER a WITH ENCRYPTED password  'md5abc' VALID UNTIL 'infinity'",
+            "CREATE USER a WITH ENCRYPTED password  '[REDACTED]' VALID UNTIL 'infinity'",
+        ),
+        ("alter user x password 'it''s' login", "alter user x password '[REDACTED]' login"),
+        ("ALTER ROLE x PASSWORD 'cut sho", "ALTER ROLE x PASSWORD '[REDACTED]"),
+        ("SELECT password FROM users WHERE name = 'x'", "SELECT password FROM users WHERE name = 'x'"),
+        ("ALTER ROLE x PASSWORD NULL", "ALTER ROLE x PASSWORD NULL"),
+        ("SELECT my_password 'x'", "SELECT my_password 'x'"),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(sql_password_literals(sql), *want, "{sql}");
+    }
+    assert!(matches!(sql_password_literals("SELECT 1"), Cow::Borrowed(_)));
+}
