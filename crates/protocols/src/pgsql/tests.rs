@@ -541,3 +541,64 @@ fn conn_request() -> Request {
     c.drain_records(&mut records);
     records.remove(0).req
 }
+
+/// Feeds a recorded connection in 1460-byte pieces, requests before responses; returns its records.
+fn recorded(req: &[u8], resp: &[u8]) -> (Vec<Record>, PgStats) {
+    let mut c = conn();
+    for piece in req.chunks(1460) {
+        c.feed(Side::Request, piece, 1);
+    }
+    for piece in resp.chunks(1460) {
+        c.feed(Side::Response, piece, 2);
+    }
+    c.close(3);
+    let mut records = Vec::new();
+    c.drain_records(&mut records);
+    (records, c.stats())
+}
+
+#[test]
+fn recorded_psql_and_pgbench_sessions_give_every_exchange() {
+    let (records, stats) =
+        recorded(include_bytes!("../../testdata/pgsql/psql.req"), include_bytes!("../../testdata/pgsql/psql.resp"));
+    let got: Vec<_> = records.iter().map(|r| (r.req.cmd, r.req.text.as_str(), r.resp.error)).collect();
+    assert_eq!(
+        got,
+        [
+            ("STARTUP", "user=postgres database=postgres application_name=psql", false),
+            ("QUERY", "SELECT id, name FROM items ORDER BY id", false),
+            ("QUERY", "UPDATE items SET name = name WHERE id < 10", false),
+            ("QUERY", "SELECT * FROM nope", true),
+        ]
+    );
+    assert!(records[1].resp.text.starts_with("id,name\n1,item 1\n2,item 2\n"), "{}", records[1].resp.text);
+    assert_eq!(records[2].resp.text, "UPDATE 9");
+    assert_eq!((stats.stitch.unanswered_requests, stats.stitch.orphan_responses), (0, 0));
+
+    for (req, resp, parses) in [
+        (
+            &include_bytes!("../../testdata/pgsql/pgbench_prepared.req")[..],
+            &include_bytes!("../../testdata/pgsql/pgbench_prepared.resp")[..],
+            2,
+        ),
+        (
+            &include_bytes!("../../testdata/pgsql/pgbench_extended.req")[..],
+            &include_bytes!("../../testdata/pgsql/pgbench_extended.resp")[..],
+            40,
+        ),
+    ] {
+        let (records, stats) = recorded(req, resp);
+        let count = |cmd: &str| records.iter().filter(|r| r.req.cmd == cmd).count();
+        // 20 transactions of a SELECT and an UPDATE: each bound, described and executed.
+        assert_eq!(
+            [count("STARTUP"), count("PARSE"), count("BIND"), count("DESCRIBE"), count("EXECUTE")],
+            [1, parses, 40, 40, 40]
+        );
+        assert_eq!(records.len(), 1 + parses + 120);
+        assert!(records.iter().all(|r| !r.resp.error));
+        let selects = records.iter().filter(|r| r.req.cmd == "EXECUTE" && r.req.text.starts_with("SELECT"));
+        assert!(selects.clone().count() == 20 && selects.clone().all(|r| r.resp.text.starts_with("item ")));
+        assert_eq!((stats.stitch.unanswered_requests, stats.stitch.orphan_responses), (0, 0));
+        assert_eq!(stats.request.errors + stats.response.errors, 0);
+    }
+}
