@@ -48,6 +48,8 @@ pub const PROTO_UNCLASSIFIED: u8 = 0;
 pub const PROTO_HTTP: u8 = 1;
 /// PostgreSQL (a startup-phase packet or a simple query first): its payload is exported.
 pub const PROTO_PGSQL: u8 = 5;
+/// DNS over TCP (a length, then a query header with one question): its payload is exported.
+pub const PROTO_DNS: u8 = 6;
 /// Redis (a RESP command array or a common inline command first): its payload is exported.
 pub const PROTO_REDIS: u8 = 7;
 /// Seen, not a known protocol: bytes are counted but not exported.

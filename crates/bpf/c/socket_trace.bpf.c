@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Loupe socket tracer: TCP connection lifecycle and HTTP, Redis and PostgreSQL payloads from syscall tracepoints.
+ * Loupe socket tracer: TCP connection lifecycle and HTTP, Redis, PostgreSQL and DNS-over-TCP payloads from syscall tracepoints.
  *
  * Owns the kernel half of socket tracing: syscall enter/exit handlers, per-connection state
  * (conn_map), the protocol gate and the `events` ring buffer. Must not parse protocols beyond the
@@ -381,6 +381,22 @@ static __always_inline bool is_pgsql_request(__u64 word, __u64 avail)
 }
 
 /*
+ * A DNS query over TCP, as far as 8 bytes tell: a two-byte length of 17 to 255 (one question),
+ * an id, flags with QR and the opcode clear, and a question count of one. Resolvers and clients
+ * often move the length on its own (dnsmasq reads 2 bytes first; dig writes it as the first
+ * iovec), so a first buffer of exactly those 2 bytes counts too; user space checks the message.
+ * UDP sockets are not traced at all (tcp_sock_of_fd accepts stream sockets only), so DNS over
+ * UDP never gets here.
+ */
+static __always_inline bool is_dns_tcp_query(__u64 word, __u64 avail)
+{
+	if (avail == 2)
+		return BYTE(word, 0) == 0 && BYTE(word, 1) >= 17;
+	return avail == 8 && BYTE(word, 0) == 0 && BYTE(word, 1) >= 17 && (BYTE(word, 4) & 0xf8) == 0 &&
+	       BYTE(word, 6) == 0 && BYTE(word, 7) == 1;
+}
+
+/*
  * Classifies a connection from its first bytes, as Pixie does: first match wins, HTTP before Redis
  * (an inline "GET k" is exported as HTTP and user space then finds Redis). Add a protocol: one more
  * LOUPE_PROTO_*, a test here, and protocol_exported. User space infers again on whole lines
@@ -398,12 +414,15 @@ static __always_inline __u8 classify(__u64 word, __u64 avail)
 		return LOUPE_PROTO_REDIS;
 	if (is_pgsql_request(word, avail))
 		return LOUPE_PROTO_PGSQL;
+	if (is_dns_tcp_query(word, avail))
+		return LOUPE_PROTO_DNS;
 	return LOUPE_PROTO_OTHER;
 }
 
 static __always_inline bool protocol_exported(__u8 protocol)
 {
-	return protocol == LOUPE_PROTO_HTTP || protocol == LOUPE_PROTO_REDIS || protocol == LOUPE_PROTO_PGSQL;
+	return protocol == LOUPE_PROTO_HTTP || protocol == LOUPE_PROTO_REDIS || protocol == LOUPE_PROTO_PGSQL ||
+	       protocol == LOUPE_PROTO_DNS;
 }
 
 /* Index of the first non-empty iovec at or after `idx` (n_iov or more if none). */

@@ -4,6 +4,7 @@ mod capture;
 mod common;
 mod cron;
 mod dns;
+mod dns_capture;
 mod e2e;
 mod hardening_auth;
 mod hardening_query;

@@ -45,6 +45,11 @@ mod tests {
             (b"\0\0\0\x08\x04\xd2\x16\x2f", Direction::Egress, Some((2, Role::Client))),
             (b"\0\0\0\x54\0\x03\0\0user\0", Direction::Ingress, Some((2, Role::Server))),
             (b"Q\0\0\0\x0dSELECT 1\0", Direction::Ingress, Some((2, Role::Server))),
+            (
+                b"\0\x1d\x12\x34\x01\x20\0\x01\0\0\0\0\0\0\x01a\x04test\0\0\x01\0\x01",
+                Direction::Egress,
+                Some((3, Role::Client)),
+            ),
             (b"SSH-2.0-OpenSSH_9.2\r\n", Direction::Egress, None),
         ];
         for (bytes, direction, want) in cases {
