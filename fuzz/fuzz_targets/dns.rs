@@ -10,6 +10,7 @@
 mod steps;
 
 use libfuzzer_sys::fuzz_target;
+use loupe_protocols::ConnParser;
 use loupe_protocols::dns::{DnsConfig, DnsConn, MAX_TCP_MESSAGE, Transport};
 
 fuzz_target!(|data: &[u8]| {

@@ -202,3 +202,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_recorded_dig_connection_gives_all_fifty_exchanges() {
+    let mut c = DnsConn::new(DnsConfig::default());
+    for piece in include_bytes!("../../testdata/dns/dig_keepopen.req").chunks(1460) {
+        c.feed(Side::Request, piece, 1);
+    }
+    for piece in include_bytes!("../../testdata/dns/dig_keepopen.resp").chunks(1460) {
+        c.feed(Side::Response, piece, 2);
+    }
+    let mut records = Vec::new();
+    c.drain_records(&mut records);
+    assert_eq!(records.len(), 50);
+    let nx = records.iter().filter(|r| r.resp.header.flags & 0xf == 3).count();
+    let cnames = records.iter().filter(|r| r.resp.body_json().contains(r#""cname":"web.loupe.test""#)).count();
+    assert_eq!((nx, cnames), (10, 10));
+    let s = c.stats();
+    assert_eq!((s.messages, s.errors, s.stitch.orphan_responses, s.stitch.unanswered_requests), (100, 0, 0, 0));
+}
