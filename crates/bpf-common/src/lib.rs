@@ -46,6 +46,8 @@ pub const DIR_INGRESS: u8 = 2;
 pub const PROTO_UNCLASSIFIED: u8 = 0;
 /// HTTP/1.x: its payload is exported.
 pub const PROTO_HTTP: u8 = 1;
+/// MySQL/MariaDB (the server greeting first): its payload is exported.
+pub const PROTO_MYSQL: u8 = 3;
 /// PostgreSQL (a startup-phase packet or a simple query first): its payload is exported.
 pub const PROTO_PGSQL: u8 = 5;
 /// DNS over TCP (a length, then a query header with one question): its payload is exported.

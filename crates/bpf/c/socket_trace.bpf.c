@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Loupe socket tracer: TCP connection lifecycle and HTTP, Redis, PostgreSQL and DNS-over-TCP payloads from syscall tracepoints.
+ * Loupe socket tracer: TCP connection lifecycle and HTTP, Redis, PostgreSQL, MySQL and DNS-over-TCP payloads from syscall tracepoints.
  *
  * Owns the kernel half of socket tracing: syscall enter/exit handlers, per-connection state
  * (conn_map), the protocol gate and the `events` ring buffer. Must not parse protocols beyond the
@@ -397,6 +397,18 @@ static __always_inline bool is_dns_tcp_query(__u64 word, __u64 avail)
 }
 
 /*
+ * A MySQL server's greeting (the server speaks first): a packet of 40 to 1023 bytes with sequence
+ * 0 whose payload starts with protocol version 10 and a version string starting with a digit.
+ */
+static __always_inline bool is_mysql_greeting(__u64 word, __u64 avail)
+{
+	__u64 len = (__u64)BYTE(word, 0) | ((__u64)BYTE(word, 1) << 8);
+
+	return avail >= 6 && BYTE(word, 2) == 0 && BYTE(word, 3) == 0 && BYTE(word, 4) == 10 && len >= 40 &&
+	       len < 1024 && BYTE(word, 5) >= '0' && BYTE(word, 5) <= '9';
+}
+
+/*
  * Classifies a connection from its first bytes, as Pixie does: first match wins, HTTP before Redis
  * (an inline "GET k" is exported as HTTP and user space then finds Redis). Add a protocol: one more
  * LOUPE_PROTO_*, a test here, and protocol_exported. User space infers again on whole lines
@@ -416,13 +428,15 @@ static __always_inline __u8 classify(__u64 word, __u64 avail)
 		return LOUPE_PROTO_PGSQL;
 	if (is_dns_tcp_query(word, avail))
 		return LOUPE_PROTO_DNS;
+	if (is_mysql_greeting(word, avail))
+		return LOUPE_PROTO_MYSQL;
 	return LOUPE_PROTO_OTHER;
 }
 
 static __always_inline bool protocol_exported(__u8 protocol)
 {
 	return protocol == LOUPE_PROTO_HTTP || protocol == LOUPE_PROTO_REDIS || protocol == LOUPE_PROTO_PGSQL ||
-	       protocol == LOUPE_PROTO_DNS;
+	       protocol == LOUPE_PROTO_DNS || protocol == LOUPE_PROTO_MYSQL;
 }
 
 /* Index of the first non-empty iovec at or after `idx` (n_iov or more if none). */

@@ -4,7 +4,7 @@
 //! the one marker that replaces them ([`MARKER`]), and tolerant scanners for where they hide:
 //! header values ([`header_value`]), URL queries ([`url`]), form bodies ([`form`]) and JSON
 //! bodies ([`json`], which copes with the truncated JSON a capped body leaves). Protocol modules
-//! gain a thin adapter here ([`http1_record`], [`redis_command`], [`pgsql_request`]); the on/off switch belongs to the caller.
+//! gain a thin adapter here ([`http1_record`], [`redis_command`], [`pgsql_request`], [`mysql_command`]); the on/off switch belongs to the caller.
 //! Must not touch parsing, framing or rows: it rewrites values of already parsed messages.
 //!
 //! The scanners never allocate when nothing matches (they return [`Cow::Borrowed`]): they run on
@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 
 use crate::http1::{Message, Record};
+use crate::mysql::Command as MysqlCommand;
 use crate::pgsql::Request as PgRequest;
 use crate::redis::Command as RedisCommand;
 
@@ -500,27 +501,27 @@ pub fn pgsql_request(request: &mut PgRequest) {
     }
 }
 
-/// `sql` with the content of every string literal that follows the keyword `PASSWORD`
-/// (any case, then whitespace) replaced by the marker; a literal cut short is redacted to its end.
+/// `sql` with the content of every string literal that follows the keyword `PASSWORD` or
+/// `IDENTIFIED BY` (any case, then whitespace, `=` or `(`) replaced by the marker; a literal cut
+/// short is redacted to its end.
 fn sql_password_literals(sql: &str) -> Cow<'_, str> {
-    const KEYWORD: &[u8] = b"password";
     let bytes = sql.as_bytes();
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut i = 0;
-    while i + KEYWORD.len() <= bytes.len() {
-        let word = bytes.get(i..i + KEYWORD.len()).unwrap_or_default();
+    while i < bytes.len() {
         let starts_word = i == 0 || bytes.get(i - 1).is_some_and(|b| !b.is_ascii_alphanumeric() && *b != b'_');
-        if !starts_word || !word.eq_ignore_ascii_case(KEYWORD) {
+        let Some(after) = starts_word.then(|| password_keyword_end(bytes, i)).flatten() else {
             i += 1;
             continue;
+        };
+        // Then whitespace, at most one `=` or `(` (`SET PASSWORD = PASSWORD('x')`), whitespace, a quote.
+        let mut j = skip_whitespace(bytes, after);
+        if matches!(bytes.get(j), Some(b'=' | b'(')) {
+            j = skip_whitespace(bytes, j + 1);
         }
-        let mut j = i + KEYWORD.len();
-        while bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
-            j += 1;
-        }
-        if j == i + KEYWORD.len() || bytes.get(j) != Some(&b'\'') {
-            i += KEYWORD.len();
+        if j == after || bytes.get(j) != Some(&b'\'') {
+            i = after;
             continue;
         }
         // The literal runs to the next quote that is not doubled ('it''s').
@@ -546,5 +547,33 @@ fn sql_password_literals(sql: &str) -> Cow<'_, str> {
             Cow::Owned(text)
         }
         None => Cow::Borrowed(sql),
+    }
+}
+
+/// The end of `PASSWORD` or `IDENTIFIED BY` (any case, whole words) at `i`, if one starts there.
+fn password_keyword_end(bytes: &[u8], i: usize) -> Option<usize> {
+    let word_at = |at: usize, word: &[u8]| {
+        let end = at + word.len();
+        let matches = bytes.get(at..end).is_some_and(|w| w.eq_ignore_ascii_case(word));
+        let ends = bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'_');
+        (matches && ends).then_some(end)
+    };
+    if let Some(end) = word_at(i, b"password") {
+        return Some(end);
+    }
+    let end = word_at(i, b"identified")?;
+    let by = skip_whitespace(bytes, end);
+    if by == end {
+        return None;
+    }
+    word_at(by, b"by")
+}
+
+/// Redacts the credentials a MySQL command's SQL carries, in place: the literal after
+/// `IDENTIFIED BY` or `PASSWORD` (`CREATE USER a IDENTIFIED BY 'x'`, `SET PASSWORD = PASSWORD('x')`).
+/// Authentication responses never reach a record (the parser does not keep them).
+pub fn mysql_command(command: &mut MysqlCommand) {
+    if let Cow::Owned(text) = sql_password_literals(&command.body) {
+        command.body = text;
     }
 }

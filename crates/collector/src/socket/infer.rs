@@ -50,6 +50,8 @@ mod tests {
                 Direction::Egress,
                 Some((3, Role::Client)),
             ),
+            (b"d\0\0\0\x0a5.5.5-10.11.19-MariaDB\0", Direction::Egress, Some((4, Role::Server))),
+            (b"d\0\0\0\x0a5.5.5-10.11.19-MariaDB\0", Direction::Ingress, Some((4, Role::Client))),
             (b"SSH-2.0-OpenSSH_9.2\r\n", Direction::Egress, None),
         ];
         for (bytes, direction, want) in cases {

@@ -487,6 +487,10 @@ fn postgres_password_literals_are_redacted_in_sql() {
         ("SELECT password FROM users WHERE name = 'x'", "SELECT password FROM users WHERE name = 'x'"),
         ("ALTER ROLE x PASSWORD NULL", "ALTER ROLE x PASSWORD NULL"),
         ("SELECT my_password 'x'", "SELECT my_password 'x'"),
+        ("CREATE USER 'bob'@'%' IDENTIFIED BY 'hunter2'", "CREATE USER 'bob'@'%' IDENTIFIED BY '[REDACTED]'"),
+        ("SET PASSWORD = PASSWORD('n3w')", "SET PASSWORD = PASSWORD('[REDACTED]')"),
+        ("alter user x identified  by password '*ABC'", "alter user x identified  by password '[REDACTED]'"),
+        ("SELECT 'a' ORDER BY 'x'", "SELECT 'a' ORDER BY 'x'"),
     ];
     for (sql, want) in cases {
         assert_eq!(sql_password_literals(sql), *want, "{sql}");

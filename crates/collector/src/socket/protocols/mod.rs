@@ -10,6 +10,7 @@
 
 mod dns;
 mod http;
+mod mysql;
 mod pgsql;
 mod redis;
 
@@ -26,6 +27,7 @@ use loupe_schema::table::TableBuilder;
 
 pub use self::dns::Dns;
 pub use self::http::Http1;
+pub use self::mysql::Mysql;
 pub use self::pgsql::Pgsql;
 pub use self::redis::Redis;
 use super::tracker::TrackerConfig;
@@ -38,6 +40,7 @@ pub(crate) static PROTOCOLS: &[&(dyn DynProtocol + Sync)] = &[
     &Registered::<Redis>::NEW,
     &Registered::<Pgsql>::NEW,
     &Registered::<Dns>::NEW,
+    &Registered::<Mysql>::NEW,
 ];
 
 /// Ends a stored value (an HTTP body, Redis arguments or reply) that holds less than the whole
@@ -388,6 +391,6 @@ mod tests {
     #[test]
     fn every_registered_protocol_has_its_own_table() {
         let names: Vec<&str> = tables().iter().map(|t| t.name).collect();
-        assert_eq!(names, ["http_events", "redis_events", "pgsql_events", "dns_events"]);
+        assert_eq!(names, ["http_events", "redis_events", "pgsql_events", "dns_events", "mysql_events"]);
     }
 }
