@@ -46,6 +46,12 @@ pub const DIR_INGRESS: u8 = 2;
 pub const PROTO_UNCLASSIFIED: u8 = 0;
 /// HTTP/1.x: its payload is exported.
 pub const PROTO_HTTP: u8 = 1;
+/// MySQL/MariaDB (the server greeting first): its payload is exported.
+pub const PROTO_MYSQL: u8 = 3;
+/// PostgreSQL (a startup-phase packet or a simple query first): its payload is exported.
+pub const PROTO_PGSQL: u8 = 5;
+/// DNS over TCP (a length, then a query header with one question): its payload is exported.
+pub const PROTO_DNS: u8 = 6;
 /// Redis (a RESP command array or a common inline command first): its payload is exported.
 pub const PROTO_REDIS: u8 = 7;
 /// Seen, not a known protocol: bytes are counted but not exported.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Loupe socket tracer: TCP connection lifecycle and HTTP and Redis payloads from syscall tracepoints.
+ * Loupe socket tracer: TCP connection lifecycle and HTTP, Redis, PostgreSQL, MySQL and DNS-over-TCP payloads from syscall tracepoints.
  *
  * Owns the kernel half of socket tracing: syscall enter/exit handlers, per-connection state
  * (conn_map), the protocol gate and the `events` ring buffer. Must not parse protocols beyond the
@@ -370,6 +370,56 @@ static __always_inline bool is_redis_inline(__u64 word, __u64 avail)
 }
 
 /*
+ * A PostgreSQL client's first message: a startup-phase packet (length below 64 KiB, then the code
+ * of protocol 3.0, SSLRequest, GSSENCRequest or CancelRequest), or a simple Query ('Q', a length
+ * below 16 MiB, then a letter) when the capture starts mid-connection.
+ */
+static __always_inline bool is_pgsql_request(__u64 word, __u64 avail)
+{
+	__u32 code;
+
+	if (avail == 8 && BYTE(word, 0) == 0 && BYTE(word, 1) == 0) {
+		code = ((__u32)BYTE(word, 4) << 24) | ((__u32)BYTE(word, 5) << 16) | ((__u32)BYTE(word, 6) << 8) |
+		       (__u32)BYTE(word, 7);
+		return code == 196608 || code == 80877102 || code == 80877103 || code == 80877104;
+	}
+	if (avail >= 6 && BYTE(word, 0) == 'Q' && BYTE(word, 1) == 0 && BYTE(word, 2) == 0) {
+		__u8 c = BYTE(word, 5) | 0x20;
+
+		return c >= 'a' && c <= 'z';
+	}
+	return false;
+}
+
+/*
+ * A DNS query over TCP, as far as 8 bytes tell: a two-byte length of 17 to 255 (one question),
+ * an id, flags with QR and the opcode clear, and a question count of one. Resolvers and clients
+ * often move the length on its own (dnsmasq reads 2 bytes first; dig writes it as the first
+ * iovec), so a first buffer of exactly those 2 bytes counts too; user space checks the message.
+ * UDP sockets are not traced at all (tcp_sock_of_fd accepts stream sockets only), so DNS over
+ * UDP never gets here.
+ */
+static __always_inline bool is_dns_tcp_query(__u64 word, __u64 avail)
+{
+	if (avail == 2)
+		return BYTE(word, 0) == 0 && BYTE(word, 1) >= 17;
+	return avail == 8 && BYTE(word, 0) == 0 && BYTE(word, 1) >= 17 && (BYTE(word, 4) & 0xf8) == 0 &&
+	       BYTE(word, 6) == 0 && BYTE(word, 7) == 1;
+}
+
+/*
+ * A MySQL server's greeting (the server speaks first): a packet of 40 to 1023 bytes with sequence
+ * 0 whose payload starts with protocol version 10 and a version string starting with a digit.
+ */
+static __always_inline bool is_mysql_greeting(__u64 word, __u64 avail)
+{
+	__u64 len = (__u64)BYTE(word, 0) | ((__u64)BYTE(word, 1) << 8);
+
+	return avail >= 6 && BYTE(word, 2) == 0 && BYTE(word, 3) == 0 && BYTE(word, 4) == 10 && len >= 40 &&
+	       len < 1024 && BYTE(word, 5) >= '0' && BYTE(word, 5) <= '9';
+}
+
+/*
  * Classifies a connection from its first bytes, as Pixie does: first match wins, HTTP before Redis
  * (an inline "GET k" is exported as HTTP and user space then finds Redis). Add a protocol: one more
  * LOUPE_PROTO_*, a test here, and protocol_exported. User space infers again on whole lines
@@ -385,12 +435,19 @@ static __always_inline __u8 classify(__u64 word, __u64 avail)
 		return LOUPE_PROTO_HTTP;
 	if (is_resp_command(word, avail) || is_redis_inline(word, avail))
 		return LOUPE_PROTO_REDIS;
+	if (is_pgsql_request(word, avail))
+		return LOUPE_PROTO_PGSQL;
+	if (is_dns_tcp_query(word, avail))
+		return LOUPE_PROTO_DNS;
+	if (is_mysql_greeting(word, avail))
+		return LOUPE_PROTO_MYSQL;
 	return LOUPE_PROTO_OTHER;
 }
 
 static __always_inline bool protocol_exported(__u8 protocol)
 {
-	return protocol == LOUPE_PROTO_HTTP || protocol == LOUPE_PROTO_REDIS;
+	return protocol == LOUPE_PROTO_HTTP || protocol == LOUPE_PROTO_REDIS || protocol == LOUPE_PROTO_PGSQL ||
+	       protocol == LOUPE_PROTO_DNS || protocol == LOUPE_PROTO_MYSQL;
 }
 
 /* Index of the first non-empty iovec at or after `idx` (n_iov or more if none). */

@@ -4,7 +4,7 @@
 //! the one marker that replaces them ([`MARKER`]), and tolerant scanners for where they hide:
 //! header values ([`header_value`]), URL queries ([`url`]), form bodies ([`form`]) and JSON
 //! bodies ([`json`], which copes with the truncated JSON a capped body leaves). Protocol modules
-//! gain a thin adapter here ([`http1_record`], [`redis_command`]); the on/off switch belongs to the caller.
+//! gain a thin adapter here ([`http1_record`], [`redis_command`], [`pgsql_request`], [`mysql_command`]); the on/off switch belongs to the caller.
 //! Must not touch parsing, framing or rows: it rewrites values of already parsed messages.
 //!
 //! The scanners never allocate when nothing matches (they return [`Cow::Borrowed`]): they run on
@@ -13,6 +13,8 @@
 use std::borrow::Cow;
 
 use crate::http1::{Message, Record};
+use crate::mysql::Command as MysqlCommand;
+use crate::pgsql::Request as PgRequest;
 use crate::redis::Command as RedisCommand;
 
 /// What every redacted value becomes, in every protocol and every place (headers, queries,
@@ -485,3 +487,93 @@ pub fn redis_command(command: &mut RedisCommand) {
 
 #[cfg(test)]
 mod tests;
+
+/// Redacts the credentials a PostgreSQL request carries, in place: a password or SASL message
+/// whole, and in SQL text the string literal after `PASSWORD` (`CREATE ROLE a PASSWORD 'x'`,
+/// `ALTER USER a WITH ENCRYPTED PASSWORD 'md5...'`, which `psql`'s `\password` sends).
+pub fn pgsql_request(request: &mut PgRequest) {
+    if request.credential {
+        request.text = MARKER.to_string();
+        return;
+    }
+    if let Cow::Owned(text) = sql_password_literals(&request.text) {
+        request.text = text;
+    }
+}
+
+/// `sql` with the content of every string literal that follows the keyword `PASSWORD` or
+/// `IDENTIFIED BY` (any case, then whitespace, `=` or `(`) replaced by the marker; a literal cut
+/// short is redacted to its end.
+fn sql_password_literals(sql: &str) -> Cow<'_, str> {
+    let bytes = sql.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts_word = i == 0 || bytes.get(i - 1).is_some_and(|b| !b.is_ascii_alphanumeric() && *b != b'_');
+        let Some(after) = starts_word.then(|| password_keyword_end(bytes, i)).flatten() else {
+            i += 1;
+            continue;
+        };
+        // Then whitespace, at most one `=` or `(` (`SET PASSWORD = PASSWORD('x')`), whitespace, a quote.
+        let mut j = skip_whitespace(bytes, after);
+        if matches!(bytes.get(j), Some(b'=' | b'(')) {
+            j = skip_whitespace(bytes, j + 1);
+        }
+        if j == after || bytes.get(j) != Some(&b'\'') {
+            i = after;
+            continue;
+        }
+        // The literal runs to the next quote that is not doubled ('it''s').
+        let start = j + 1;
+        let mut end = start;
+        loop {
+            match bytes.get(end) {
+                None => break,
+                Some(b'\'') if bytes.get(end + 1) == Some(&b'\'') => end += 2,
+                Some(b'\'') => break,
+                Some(_) => end += 1,
+            }
+        }
+        let text = out.get_or_insert_with(|| String::with_capacity(sql.len()));
+        text.push_str(sql.get(copied..start).unwrap_or_default());
+        text.push_str(MARKER);
+        copied = end.min(bytes.len());
+        i = end + 1;
+    }
+    match out {
+        Some(mut text) => {
+            text.push_str(sql.get(copied..).unwrap_or_default());
+            Cow::Owned(text)
+        }
+        None => Cow::Borrowed(sql),
+    }
+}
+
+/// The end of `PASSWORD` or `IDENTIFIED BY` (any case, whole words) at `i`, if one starts there.
+fn password_keyword_end(bytes: &[u8], i: usize) -> Option<usize> {
+    let word_at = |at: usize, word: &[u8]| {
+        let end = at + word.len();
+        let matches = bytes.get(at..end).is_some_and(|w| w.eq_ignore_ascii_case(word));
+        let ends = bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'_');
+        (matches && ends).then_some(end)
+    };
+    if let Some(end) = word_at(i, b"password") {
+        return Some(end);
+    }
+    let end = word_at(i, b"identified")?;
+    let by = skip_whitespace(bytes, end);
+    if by == end {
+        return None;
+    }
+    word_at(by, b"by")
+}
+
+/// Redacts the credentials a MySQL command's SQL carries, in place: the literal after
+/// `IDENTIFIED BY` or `PASSWORD` (`CREATE USER a IDENTIFIED BY 'x'`, `SET PASSWORD = PASSWORD('x')`).
+/// Authentication responses never reach a record (the parser does not keep them).
+pub fn mysql_command(command: &mut MysqlCommand) {
+    if let Cow::Owned(text) = sql_password_literals(&command.body) {
+        command.body = text;
+    }
+}

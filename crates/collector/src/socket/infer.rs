@@ -42,6 +42,16 @@ mod tests {
             (b"HTTP/1.1 200 OK\r\n", Direction::Egress, Some((0, Role::Server))),
             (b"*1\r\n$4\r\nPING\r\n", Direction::Ingress, Some((1, Role::Server))),
             (b"GET key\r\n", Direction::Egress, Some((1, Role::Client))),
+            (b"\0\0\0\x08\x04\xd2\x16\x2f", Direction::Egress, Some((2, Role::Client))),
+            (b"\0\0\0\x54\0\x03\0\0user\0", Direction::Ingress, Some((2, Role::Server))),
+            (b"Q\0\0\0\x0dSELECT 1\0", Direction::Ingress, Some((2, Role::Server))),
+            (
+                b"\0\x1d\x12\x34\x01\x20\0\x01\0\0\0\0\0\0\x01a\x04test\0\0\x01\0\x01",
+                Direction::Egress,
+                Some((3, Role::Client)),
+            ),
+            (b"d\0\0\0\x0a5.5.5-10.11.19-MariaDB\0", Direction::Egress, Some((4, Role::Server))),
+            (b"d\0\0\0\x0a5.5.5-10.11.19-MariaDB\0", Direction::Ingress, Some((4, Role::Client))),
             (b"SSH-2.0-OpenSSH_9.2\r\n", Direction::Egress, None),
         ];
         for (bytes, direction, want) in cases {

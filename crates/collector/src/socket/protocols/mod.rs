@@ -8,7 +8,10 @@
 //! gate in `crates/bpf/c` when it filters by protocol). Must not touch reassembly or connection
 //! state: it sees bytes of one side at a time and one connection's identity when building rows.
 
+mod dns;
 mod http;
+mod mysql;
+mod pgsql;
 mod redis;
 
 use std::any::Any;
@@ -22,7 +25,10 @@ use loupe_protocols::{ConnParser, Side};
 use loupe_schema::TableSpec;
 use loupe_schema::table::TableBuilder;
 
+pub use self::dns::Dns;
 pub use self::http::Http1;
+pub use self::mysql::Mysql;
+pub use self::pgsql::Pgsql;
 pub use self::redis::Redis;
 use super::tracker::TrackerConfig;
 use crate::events::Role;
@@ -32,6 +38,9 @@ use crate::events::Role;
 pub(crate) static PROTOCOLS: &[&(dyn DynProtocol + Sync)] = &[
     &Registered::<Http1>::NEW,
     &Registered::<Redis>::NEW,
+    &Registered::<Pgsql>::NEW,
+    &Registered::<Dns>::NEW,
+    &Registered::<Mysql>::NEW,
 ];
 
 /// Ends a stored value (an HTTP body, Redis arguments or reply) that holds less than the whole
@@ -382,6 +391,6 @@ mod tests {
     #[test]
     fn every_registered_protocol_has_its_own_table() {
         let names: Vec<&str> = tables().iter().map(|t| t.name).collect();
-        assert_eq!(names, ["http_events", "redis_events"]);
+        assert_eq!(names, ["http_events", "redis_events", "pgsql_events", "dns_events", "mysql_events"]);
     }
 }
