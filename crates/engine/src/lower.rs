@@ -16,9 +16,9 @@ use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::functions_aggregate::expr_fn as agg;
-use datafusion::logical_expr::{Expr as DfExpr, Operator, binary_expr, cast, ident, lit, not, when};
+use datafusion::logical_expr::{Expr as DfExpr, JoinType, Operator, binary_expr, cast, ident, lit, not, when};
 use datafusion::prelude::SessionContext;
-use loupe_pxl::{AggFunc, BinaryOp, Expr, Literal, Output, PercentileKey, Plan, PxType, ScalarFunc};
+use loupe_pxl::{AggFunc, BinaryOp, Expr, JoinHow, Literal, Output, PercentileKey, Plan, PxType, ScalarFunc};
 use loupe_store::{Store, TimeRange};
 
 use crate::{ExecError, Result, udf};
@@ -150,6 +150,66 @@ fn lower_plan(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<DataFr
             df.aggregate(group_exprs, agg_exprs)?.select(finals)?
         }
         Plan::Limit { input, n } => lower_plan(ctx, store, input)?.limit(0, Some(*n))?,
+        Plan::Join { left, right, how, left_columns, right_columns, left_on, right_on } => {
+            // Each side is renamed first, so every column of the join has one unambiguous name.
+            let side = |plan: &Plan, cols: &[(String, String)]| -> Result<DataFrame> {
+                let exprs: Vec<DfExpr> = cols.iter().map(|(i, o)| ident(i).alias(o)).collect();
+                Ok(lower_plan(ctx, store, plan)?.select(exprs)?)
+            };
+            let (l, r) = (side(left, left_columns)?, side(right, right_columns)?);
+            let join = match how {
+                JoinHow::Inner => JoinType::Inner,
+                JoinHow::Left => JoinType::Left,
+                JoinHow::Right => JoinType::Right,
+                JoinHow::Outer => JoinType::Full,
+            };
+            let lk: Vec<&str> = left_on.iter().map(String::as_str).collect();
+            let rk: Vec<&str> = right_on.iter().map(String::as_str).collect();
+            let out: Vec<DfExpr> = left_columns.iter().chain(right_columns).map(|(_, o)| ident(o)).collect();
+            l.join(r, join, &lk, &rk, None)?.select(out)?
+        }
+        Plan::Union { inputs } => {
+            let mut it = inputs.iter();
+            let first = it.next().ok_or_else(|| {
+                ExecError::Execution(datafusion::error::DataFusionError::Internal("append of no dataframes".into()))
+            })?;
+            let mut df = lower_plan(ctx, store, first)?;
+            let names: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+            for p in it {
+                // Same names and order (the compiler projected it); aliases keep DataFusion's union by position honest.
+                let other = lower_plan(ctx, store, p)?;
+                let exprs: Vec<DfExpr> = other
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(&names)
+                    .map(|(f, n)| {
+                        cast(
+                            ident(f.name()),
+                            df.schema()
+                                .field_with_unqualified_name(n)
+                                .map_or(f.data_type().clone(), |t| t.data_type().clone()),
+                        )
+                        .alias(n)
+                    })
+                    .collect();
+                df = df.union(other.select(exprs)?)?;
+            }
+            df
+        }
+        Plan::Rename { input, renames } => {
+            let df = lower_plan(ctx, store, input)?;
+            let exprs: Vec<DfExpr> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| match renames.iter().find(|(old, _)| old == f.name()) {
+                    Some((_, new)) => ident(f.name()).alias(new),
+                    None => ident(f.name()),
+                })
+                .collect();
+            df.select(exprs)?
+        }
     })
 }
 

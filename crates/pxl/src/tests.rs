@@ -416,7 +416,7 @@ fn error_unexpected_and_missing_arguments() {
 #[test]
 fn error_unsupported_syntax_and_methods() {
     assert_eq!(err(&src("for x in [1]:\n    pass\n")), (3, 1, "`for` loops are not supported in PxL".into()));
-    assert_eq!(err(&src("x = df.merge(df)\n")), (3, 8, "`df.merge` is not supported yet".into()));
+    assert_eq!(err(&src("x = df.rolling(5)\n")), (3, 8, "`df.rolling` is not supported yet".into()));
     assert_eq!(err(&src("x = df.hed(3)\n")).1, 8);
 }
 
@@ -495,4 +495,154 @@ fn every_bundled_script_compiles_against_the_schema_catalog() {
         });
         assert_eq!(program.outputs.len(), 1, "{}", s.name);
     }
+}
+
+// ------------------------------------------------------------------ exec_funcs (vis specs)
+
+const FORM_B: &str = "import px\n\ndef rows(start_time: str, n: int, slow: float = 0.5, on: bool = True):\n    df = px.DataFrame('http_events', start_time=start_time)\n    df = df[df.latency > slow]\n    df.on = on\n    return df.head(n)\n";
+
+/// (function, [(parameter, value)], output name).
+type Call<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
+fn exec(calls: &[Call]) -> Result<Program, Vec<Diagnostic>> {
+    let funcs: Vec<ExecFunc> = calls
+        .iter()
+        .map(|(name, args, out)| ExecFunc {
+            name: name.to_string(),
+            args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            output_prefix: out.to_string(),
+        })
+        .collect();
+    compile_with_funcs(FORM_B, &SchemaCatalog, &CompileOptions { now_ns: NOW }, &funcs)
+}
+
+#[test]
+fn exec_funcs_call_functions_with_typed_arguments_and_defaults() {
+    let p = exec(&[
+        ("rows", &[("start_time", "-10m"), ("n", "3")], "Table"),
+        ("rows", &[("start_time", "-1m"), ("n", "1"), ("slow", "2"), ("on", "false")], "widget_1"),
+    ])
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    let names: Vec<&str> = p.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["Table", "widget_1"]);
+    let filtered = |start: i64, slow: f64, on: bool| Plan::Map {
+        input: Box::new(Plan::Filter {
+            input: Box::new(Plan::Source {
+                table: "http_events".into(),
+                columns: None,
+                start_ns: Some(NOW - start * MIN),
+                end_ns: None,
+            }),
+            predicate: Expr::Binary {
+                op: BinaryOp::Gt,
+                left: Box::new(Expr::Cast { expr: Box::new(col("latency")), to: PxType::Float64 }),
+                right: Box::new(Expr::Literal(Literal::Float(slow))),
+            },
+        }),
+        column: "on".into(),
+        expr: Expr::Literal(Literal::Bool(on)),
+    };
+    assert_eq!(p.outputs[0].plan, Plan::Limit { input: Box::new(filtered(10, 0.5, true)), n: 3 });
+    assert_eq!(p.outputs[1].plan, Plan::Limit { input: Box::new(filtered(1, 2.0, false)), n: 1 });
+}
+
+#[test]
+fn exec_funcs_errors_name_the_function_and_argument() {
+    let e = |calls: &[Call]| {
+        let d = exec(calls).expect_err("must fail");
+        (d[0].line, d[0].column, d[0].message.clone())
+    };
+    assert_eq!(e(&[("row", &[], "t")]), (1, 1, "the vis spec calls `row`, which the script does not define".into()));
+    assert_eq!(
+        e(&[("rows", &[("start_time", "-5m")], "t")]),
+        (3, 5, "`rows` is missing argument `n`: the vis spec gives no value".into())
+    );
+    assert_eq!(
+        e(&[("rows", &[("start_time", "-5m"), ("n", "x")], "t")]),
+        (3, 27, "argument `n` of `rows` must be an integer, found `x`".into())
+    );
+    assert_eq!(
+        e(&[("rows", &[("start_time", "-5m"), ("n", "1"), ("on", "maybe")], "t")]),
+        (3, 54, "argument `on` of `rows` must be true or false, found `maybe`".into())
+    );
+    assert_eq!(
+        e(&[("rows", &[("start_time", "-5m"), ("n", "1"), ("x", "1")], "t")]),
+        (3, 5, "`rows` has no parameter `x` (given by the vis spec)".into())
+    );
+    assert_eq!(
+        e(&[("rows", &[("start_time", "-5m"), ("n", "1")], "t"), ("rows", &[("start_time", "-5m"), ("n", "1")], "t")]),
+        (3, 5, "output `t` is displayed twice".into())
+    );
+}
+
+#[test]
+fn a_function_that_returns_no_dataframe_is_refused_for_the_vis_spec() {
+    let src = "import px\ndef f():\n    px.display(px.DataFrame('http_events'))\n";
+    let funcs = [ExecFunc { name: "f".into(), args: vec![], output_prefix: "o".into() }];
+    let d = compile_with_funcs(src, &SchemaCatalog, &CompileOptions { now_ns: NOW }, &funcs).expect_err("fails");
+    assert_eq!((d[0].line, d[0].column), (2, 5));
+    assert_eq!(d[0].message, "`f` must return a dataframe for the vis spec, found `None`");
+}
+
+// ------------------------------------------------------------------ merge, append, rename
+
+#[test]
+fn merge_suffixes_names_both_sides_have() {
+    let p = ok(&src(
+        "a = df.groupby('req_path').agg(n=('latency', px.count))\nb = df.groupby('req_path').agg(m=('latency', px.max))\npx.display(a.merge(b, how='left', left_on='req_path', right_on='req_path', suffixes=['', '_r']))",
+    ));
+    let names: Vec<&str> = p.outputs[0].columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["req_path", "n", "req_path_r", "m"]);
+    let Plan::Join { how, left_on, right_on, .. } = &p.outputs[0].plan else { panic!("not a join") };
+    assert_eq!(
+        (*how, left_on.as_slice(), right_on.as_slice()),
+        (JoinHow::Left, &["req_path".to_string()][..], &["req_path_r".to_string()][..])
+    );
+    let names = |how: &str| -> Vec<String> {
+        let p = ok(&src(&format!(
+            "px.display(df.merge(df, how='{how}', left_on='upid', right_on='upid')[['upid_x', 'upid_y']])"
+        )));
+        p.outputs[0].columns.iter().map(|c| c.name.clone()).collect()
+    };
+    assert_eq!(names("outer"), ["upid_x", "upid_y"]);
+}
+
+#[test]
+fn merge_append_rename_errors() {
+    assert_eq!(
+        err(&src("px.display(df.merge(df, how='cross', left_on='upid', right_on='upid'))")),
+        (3, 29, "`how` must be inner, left, right or outer, found `cross`".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.merge(df, how='inner', left_on='upid'))")),
+        (3, 12, "`df.merge` is missing argument `right_on`".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.merge(df, how='inner', left_on='upid', right_on='latency'))")),
+        (3, 63, "cannot join STRING column `upid` with INT64 column `latency`".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.merge(df, how='inner', left_on='upid', right_on='upid', suffixes=['', '']))")),
+        (3, 80, "the merge outputs column `time_` twice: choose other suffixes".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.append(df[['upid']]))")),
+        (3, 22, "`df.append` needs frames with the same columns".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.append(1))")),
+        (3, 22, "`df.append` takes dataframes, found a INT64 constant".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.rename({'nope': 'x'}))")),
+        (3, 23, "unknown column `nope` in table `http_events`".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.rename({'upid': 'latency'}))")),
+        (3, 31, "column `latency` already exists".into())
+    );
+    assert_eq!(
+        err(&src("x = {'a': 1}")),
+        (3, 5, "a dict literal is only accepted as the mapping of `df.rename({'old': 'new'})`".into())
+    );
 }

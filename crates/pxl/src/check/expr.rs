@@ -44,6 +44,9 @@ impl Checker<'_> {
                 let v = self.eval_scalar(operand, "an operand")?;
                 Ok(Value::Scalar(self.unary(*op, v, &e.span)?))
             }
+            ExprKind::Dict(_) => {
+                Err(self.err(&e.span, "a dict literal is only accepted as the mapping of `df.rename({'old': 'new'})`"))
+            }
             ExprKind::Unsupported(what) => Err(self.err(&e.span, format!("{what} are not supported in PxL"))),
         }
     }
