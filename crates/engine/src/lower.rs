@@ -304,6 +304,37 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         ScalarFunc::Log2 => math::log2().call(a),
         ScalarFunc::Log10 => math::log10().call(a),
         ScalarFunc::Pow => math::power().call(a),
+        ScalarFunc::UpidToPid => cast(string::split_part().call(vec![arg(0), lit(":"), lit(2i64)]), DataType::Int64),
+        ScalarFunc::UpidToAsid => cast(string::split_part().call(vec![arg(0), lit(":"), lit(1i64)]), DataType::Int64),
+        // One node answers for its own processes only, so a UPID's host and node are this host.
+        ScalarFunc::ExecHostname | ScalarFunc::UpidToHostname | ScalarFunc::UpidToNodeName => lit(hostname()),
+        // No Kubernetes metadata is collected yet: every process is outside any pod and service, which Pixie
+        // answers with '' (docs/pxl-functions.md says so for each function).
+        ScalarFunc::UpidToPodName
+        | ScalarFunc::UpidToPodId
+        | ScalarFunc::UpidToNamespace
+        | ScalarFunc::UpidToServiceName
+        | ScalarFunc::UpidToServiceId
+        | ScalarFunc::UpidToContainerName
+        | ScalarFunc::UpidToContainerId
+        | ScalarFunc::UpidToDeploymentName
+        | ScalarFunc::UpidToDeploymentId
+        | ScalarFunc::UpidToReplicasetName
+        | ScalarFunc::UpidToReplicasetId
+        | ScalarFunc::IpToPodId
+        | ScalarFunc::IpToServiceId
+        | ScalarFunc::PodIdToPodName
+        | ScalarFunc::PodIdToNamespace
+        | ScalarFunc::PodIdToServiceName
+        | ScalarFunc::PodIdToNodeName
+        | ScalarFunc::PodNameToPodId
+        | ScalarFunc::PodNameToServiceName
+        | ScalarFunc::PodNameToNamespace
+        | ScalarFunc::PodNameToPodIp
+        | ScalarFunc::ServiceIdToServiceName
+        | ScalarFunc::ServiceNameToServiceId
+        | ScalarFunc::ServiceNameToNamespace => lit(""),
+        ScalarFunc::HasServiceName => lit(false),
         ScalarFunc::Pluck => udf::pluck(udf::PluckKind::String).call(a),
         ScalarFunc::PluckInt64 => udf::pluck(udf::PluckKind::Int64).call(a),
         ScalarFunc::PluckFloat64 => udf::pluck(udf::PluckKind::Float64).call(a),
@@ -350,4 +381,14 @@ mod tests {
         let got: Vec<i64> = batches[0].columns().iter().map(|c| c.as_primitive::<Int64Type>().value(0)).collect();
         assert_eq!(got, vec![-10, 5, 10]);
     }
+}
+
+/// This host's name (`/proc/sys/kernel/hostname`), read once; `localhost` where that file does not exist.
+fn hostname() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "localhost".into(), |s| s.trim().to_string())
+    })
+    .clone()
 }

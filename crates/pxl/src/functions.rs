@@ -199,6 +199,66 @@ functions! {
         "nanoseconds since the Unix epoch as a time";
     TimeToInt64 "time_to_int64"(p("t", TIME)) -> Returns::Fixed(I), Semantic::None, Rule::Conversion,
         "a time as nanoseconds since the Unix epoch";
+    UpidToPid "upid_to_pid"(p("upid", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
+        "the process id of a UPID (`asid:pid:start`)";
+    UpidToAsid "upid_to_asid"(p("upid", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
+        "the agent short id of a UPID (`asid:pid:start`)";
+    ExecHostname "_exec_hostname"() -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the name of the host the query runs on";
+    UpidToHostname "upid_to_hostname"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the host of a UPID: the agent's host name (one node holds only its own processes)";
+    UpidToNodeName "upid_to_node_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the node of a UPID: the agent's host name (one node holds only its own processes)";
+    UpidToPodName "upid_to_pod_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToPodId "upid_to_pod_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToNamespace "upid_to_namespace"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToServiceName "upid_to_service_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToServiceId "upid_to_service_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToContainerName "upid_to_container_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToContainerId "upid_to_container_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToDeploymentName "upid_to_deployment_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToDeploymentId "upid_to_deployment_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToReplicasetName "upid_to_replicaset_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToReplicasetId "upid_to_replicaset_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    IpToPodId "ip_to_pod_id"(p("ip", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    IpToServiceId "ip_to_service_id"(p("ip", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodIdToPodName "pod_id_to_pod_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodIdToNamespace "pod_id_to_namespace"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodIdToServiceName "pod_id_to_service_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodIdToNodeName "pod_id_to_node_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodNameToPodId "pod_name_to_pod_id"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodNameToServiceName "pod_name_to_service_name"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodNameToNamespace "pod_name_to_namespace"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodNameToPodIp "pod_name_to_pod_ip"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    ServiceIdToServiceName "service_id_to_service_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    ServiceNameToServiceId "service_name_to_service_id"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    ServiceNameToNamespace "service_name_to_namespace"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    HasServiceName "has_service_name"(p("services", STR), p("name", STR)) -> Returns::Fixed(B), Semantic::None,
+        Rule::Call, "always false today: Loupe has no Kubernetes metadata yet, so no process is in a service";
 }
 
 impl ScalarFunc {
@@ -283,7 +343,7 @@ mod tests {
             assert_eq!(ScalarFunc::from_name(f.name), Some(f.func));
             assert_eq!(f.func.spec().name, f.name);
         }
-        assert_eq!(FUNCTIONS.len(), 26);
+        assert_eq!(FUNCTIONS.len(), 56);
         assert_eq!(ScalarFunc::from_name("nope"), None);
     }
 

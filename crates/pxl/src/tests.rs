@@ -381,9 +381,35 @@ fn error_aggregate_called_as_scalar() {
 }
 
 #[test]
-fn error_ctx_not_available() {
-    assert_eq!(err(&src("df.svc = df.ctx['service']\n")), (3, 13, "`ctx` metadata is not available yet".into()));
-    assert_eq!(err(&src("df.pod = px.upid_to_pod_name(df.upid)\n")).1, 13);
+fn ctx_keys_become_upid_functions() {
+    let p = plan(&src(
+        "df.svc = df.ctx['service']\ndf.pid = df.ctx['pid']\nkey = 'node'\ndf[key] = df.ctx[key]\npx.display(df)",
+    ));
+    let upid = || vec![col("upid")];
+    let Plan::Map { input, column, expr } = p else { panic!("not a map") };
+    assert_eq!((column.as_str(), expr), ("node", Expr::Call { func: ScalarFunc::UpidToNodeName, args: upid() }));
+    let Plan::Map { input, column, expr } = *input else { panic!("not a map") };
+    assert_eq!((column.as_str(), expr), ("pid", Expr::Call { func: ScalarFunc::UpidToPid, args: upid() }));
+    let Plan::Map { column, expr, .. } = *input else { panic!("not a map") };
+    assert_eq!((column.as_str(), expr), ("svc", Expr::Call { func: ScalarFunc::UpidToServiceName, args: upid() }));
+}
+
+#[test]
+fn error_ctx_keys() {
+    assert_eq!(err(&src("df.svc = df.ctx['servce']\n")), (3, 17, "unknown `ctx` key `servce`".into()));
+    assert_eq!(
+        err(&src("df.c = df.ctx['cmdline']\n")),
+        (3, 15, "`ctx['cmdline']` is not available yet: Loupe keeps no process command lines".into())
+    );
+    assert_eq!(
+        err(&src("df = df[['latency']]\ndf.p = df.ctx['pod']\n")),
+        (4, 15, "`ctx['pod']` needs a `upid` column, which table `http_events` does not have".into())
+    );
+    assert_eq!(err(&src("x = df.ctx\n")), (3, 8, "`ctx` is read by key: `df.ctx['pod']`".into()));
+    assert_eq!(
+        err(&src("df.pod = px.pod_name_to_status(df.upid)\n")),
+        (3, 13, "`px.pod_name_to_status` needs Kubernetes metadata, which is not available yet".into())
+    );
 }
 
 #[test]

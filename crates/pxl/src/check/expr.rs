@@ -128,7 +128,7 @@ impl Checker<'_> {
             }
             Value::Frame(frame) => {
                 if attr.name == "ctx" {
-                    return Err(self.ctx_error(&attr.span));
+                    return Err(self.err(&attr.span, "`ctx` is read by key: `df.ctx['pod']`"));
                 }
                 if let Some(c) = frame.column(&attr.name) {
                     return Ok(Value::Scalar(TExpr { expr: Expr::Column(c.name.clone()), ty: c.ty }));
@@ -146,25 +146,34 @@ impl Checker<'_> {
     }
 
     pub(super) fn eval_index(&mut self, obj: &syntax::Expr, key: &syntax::Expr) -> Result<Value> {
+        // `df.ctx['pod']`: metadata of each row's process.
+        if let ExprKind::Attr { obj: inner, attr } = &obj.kind
+            && attr.name == "ctx"
+        {
+            let frame = self.eval_frame(inner, "`ctx`")?;
+            return self.ctx_lookup(&frame, key).map(Value::Scalar);
+        }
         let frame = match self.eval(obj)? {
             Value::Frame(f) => f,
             other => return Err(self.err(&obj.span, format!("cannot index {}", other.describe()))),
         };
-        match &key.kind {
-            ExprKind::Str(name) => {
-                let c = self.require_column(&frame, name, &key.span)?;
-                return Ok(Value::Scalar(TExpr { expr: Expr::Column(c.name.clone()), ty: c.ty }));
+        // The key may be a literal or any constant (`df[col_name]` with `col_name = 'latency'`).
+        let is_name = |v: &Value| matches!(v, Value::Scalar(TExpr { expr: Expr::Literal(Literal::String(_)), .. }));
+        match self.eval(key)? {
+            Value::Scalar(TExpr { expr: Expr::Literal(Literal::String(name)), .. }) => {
+                let c = self.require_column(&frame, &name, &key.span)?;
+                Ok(Value::Scalar(TExpr { expr: Expr::Column(c.name.clone()), ty: c.ty }))
             }
-            ExprKind::List(items) | ExprKind::Tuple(items)
-                if !items.is_empty() && items.iter().all(|i| matches!(i.kind, ExprKind::Str(_))) =>
-            {
+            Value::List(items) if !items.is_empty() && items.iter().all(|(v, _)| is_name(v)) => {
                 let columns = self.eval_column_list(key, &frame, "keeping columns")?;
-                return Ok(Value::Frame(project(&frame, columns)));
+                Ok(Value::Frame(project(&frame, columns)))
             }
-            _ => {}
+            Value::Scalar(pred) => Ok(Value::Frame(self.filter(&frame, pred, &key.span)?)),
+            other => Err(self.err(
+                &key.span,
+                format!("expected a filter, a column name or a list of them, found {}", other.describe()),
+            )),
         }
-        let pred = self.eval_scalar(key, "a filter")?;
-        Ok(Value::Frame(self.filter(&frame, pred, &key.span)?))
     }
 
     /// The operator token inside the gap between two operands, or the whole expression.

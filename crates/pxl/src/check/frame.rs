@@ -160,7 +160,7 @@ impl Checker<'_> {
                 let expr = self.eval_scalar(e, "a column value")?;
                 Ok(Value::Frame(map_column(&frame, &column, expr)))
             }
-            "ctx" => Err(self.ctx_error(&attr.span)),
+            "ctx" => Err(self.err(&attr.span, "`ctx` is read by key: `df.ctx['pod']`")),
             "merge" => self.merge(frame, args, kwargs, span),
             "append" => self.append(frame, args, kwargs, span),
             "rename" => self.rename(frame, args, kwargs, span),

@@ -7,7 +7,7 @@
 //! Must not name individual functions outside those rules: a new function is a registry entry.
 
 use super::expr::bin;
-use super::value::{TExpr, Value};
+use super::value::{Frame, TExpr, Value};
 use super::{Checker, Result};
 use crate::functions::{Function, ParamType, Returns, Rule};
 use crate::plan::{BinaryOp, Expr, PxType, ScalarFunc};
@@ -17,7 +17,64 @@ fn call(func: ScalarFunc, args: Vec<TExpr>, ty: PxType) -> TExpr {
     TExpr { expr: Expr::Call { func, args: args.into_iter().map(|a| a.expr).collect() }, ty }
 }
 
+/// `ctx` keys (Pixie's, with their aliases) and the `upid_to_*` function each one is.
+const CTX_KEYS: &[(&str, ScalarFunc)] = &[
+    ("service_name", ScalarFunc::UpidToServiceName),
+    ("service", ScalarFunc::UpidToServiceName),
+    ("service_id", ScalarFunc::UpidToServiceId),
+    ("pod_name", ScalarFunc::UpidToPodName),
+    ("pod", ScalarFunc::UpidToPodName),
+    ("pod_id", ScalarFunc::UpidToPodId),
+    ("namespace", ScalarFunc::UpidToNamespace),
+    ("node_name", ScalarFunc::UpidToNodeName),
+    ("node", ScalarFunc::UpidToNodeName),
+    ("hostname", ScalarFunc::UpidToHostname),
+    ("host", ScalarFunc::UpidToHostname),
+    ("container_name", ScalarFunc::UpidToContainerName),
+    ("container", ScalarFunc::UpidToContainerName),
+    ("container_id", ScalarFunc::UpidToContainerId),
+    ("deployment_name", ScalarFunc::UpidToDeploymentName),
+    ("deployment", ScalarFunc::UpidToDeploymentName),
+    ("deployment_id", ScalarFunc::UpidToDeploymentId),
+    ("replicaset_name", ScalarFunc::UpidToReplicasetName),
+    ("replica_set", ScalarFunc::UpidToReplicasetName),
+    ("replicaset_id", ScalarFunc::UpidToReplicasetId),
+    ("asid", ScalarFunc::UpidToAsid),
+    ("pid", ScalarFunc::UpidToPid),
+];
+
 impl Checker<'_> {
+    /// `df.ctx['key']`: the key's `upid_to_*` function of the frame's `upid` column (Pixie's rewrite).
+    pub(super) fn ctx_lookup(&mut self, frame: &Frame, key: &syntax::Expr) -> Result<TExpr> {
+        let name = self.eval_string(key, "the `ctx` key")?;
+        let Some(&(_, func)) = CTX_KEYS.iter().find(|(k, _)| *k == name) else {
+            let mut d = crate::diagnostic::Diagnostic::new(
+                self.source,
+                key.span.clone(),
+                format!("unknown `ctx` key `{name}`"),
+            );
+            if matches!(name.as_str(), "cmdline" | "cmd") {
+                d = crate::diagnostic::Diagnostic::new(
+                    self.source,
+                    key.span.clone(),
+                    format!("`ctx['{name}']` is not available yet: Loupe keeps no process command lines"),
+                );
+            } else if let Some(h) = crate::diagnostic::did_you_mean(&name, CTX_KEYS.iter().map(|(k, _)| *k)) {
+                d = d.with_help(h);
+            }
+            return Err(Box::new(d));
+        };
+        let Some(upid) = frame.column("upid") else {
+            return Err(self
+                .err(&key.span, format!("`ctx['{name}']` needs a `upid` column, which {} does not have", frame.desc)));
+        };
+        let Returns::Fixed(ty) = func.spec().returns else {
+            return Err(self.err(&key.span, format!("`ctx['{name}']` has an inconsistent declaration")));
+        };
+        let arg = TExpr { expr: Expr::Column(upid.name.clone()), ty: upid.ty };
+        Ok(call(func, vec![arg], ty))
+    }
+
     /// A call of the registered function `f` (spelled `what` in messages).
     pub(super) fn scalar_call(
         &mut self,

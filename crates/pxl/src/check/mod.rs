@@ -158,8 +158,10 @@ impl Checker<'_> {
                 Ok(())
             }
             Target::Attr { obj, attr } => self.assign_column(obj, &attr.name, &attr.span, value),
-            Target::Index { obj, key } => match &key.kind {
-                ExprKind::Str(name) => self.assign_column(obj, name, &key.span, value),
+            Target::Index { obj, key } => match self.eval(key)? {
+                Value::Scalar(TExpr { expr: crate::plan::Expr::Literal(Literal::String(name)), .. }) => {
+                    self.assign_column(obj, &name, &key.span, value)
+                }
                 _ => Err(self.err(&key.span, "column assignment needs a string column name: `df['name'] = ...`")),
             },
             Target::Unsupported(span) => Err(self.err(span, "can only assign to a name or a dataframe column")),
