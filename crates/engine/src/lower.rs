@@ -166,7 +166,12 @@ fn lower_plan(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<DataFr
             let lk: Vec<&str> = left_on.iter().map(String::as_str).collect();
             let rk: Vec<&str> = right_on.iter().map(String::as_str).collect();
             let out: Vec<DfExpr> = left_columns.iter().chain(right_columns).map(|(_, o)| ident(o)).collect();
-            l.join(r, join, &lk, &rk, None)?.select(out)?
+            if lk.is_empty() {
+                // `left_on=[]`: every left row with every right row.
+                l.join_on(r, join, Vec::<DfExpr>::new())?.select(out)?
+            } else {
+                l.join(r, join, &lk, &rk, None)?.select(out)?
+            }
         }
         Plan::Union { inputs } => {
             let mut it = inputs.iter();
@@ -304,6 +309,22 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         ScalarFunc::Log2 => math::log2().call(a),
         ScalarFunc::Log10 => math::log10().call(a),
         ScalarFunc::Pow => math::power().call(a),
+        ScalarFunc::Concat => string::concat().call(a),
+        ScalarFunc::ScriptReference => {
+            // {"label":<label>,"script":<script>,"args":{"<name>":<value>,...}}, each value a JSON string.
+            let mut parts = vec![lit("{\"label\":"), json_string(arg(0)), lit(",\"script\":"), json_string(arg(1))];
+            parts.push(lit(",\"args\":{"));
+            for (i, pair) in a.get(2..).unwrap_or_default().chunks(2).enumerate() {
+                if let [name, value] = pair {
+                    parts.push(lit(if i == 0 { "" } else { "," }));
+                    parts.push(json_string(name.clone()));
+                    parts.push(lit(":"));
+                    parts.push(json_string(value.clone()));
+                }
+            }
+            parts.push(lit("}}"));
+            string::concat().call(parts)
+        }
         ScalarFunc::UpidToPid => cast(string::split_part().call(vec![arg(0), lit(":"), lit(2i64)]), DataType::Int64),
         ScalarFunc::UpidToAsid => cast(string::split_part().call(vec![arg(0), lit(":"), lit(1i64)]), DataType::Int64),
         // One node answers for its own processes only, so a UPID's host and node are this host.
@@ -391,4 +412,13 @@ fn hostname() -> String {
             .map_or_else(|_| "localhost".into(), |s| s.trim().to_string())
     })
     .clone()
+}
+
+/// `e` as a quoted JSON string: backslashes and quotes escaped (a null becomes `""`).
+fn json_string(e: DfExpr) -> DfExpr {
+    use datafusion::functions::string;
+    let text = datafusion::functions::core::expr_fn::coalesce(vec![e, lit("")]);
+    let escaped = string::replace().call(vec![text, lit("\\"), lit("\\\\")]);
+    let escaped = string::replace().call(vec![escaped, lit("\""), lit("\\\"")]);
+    string::concat().call(vec![lit("\""), escaped, lit("\"")])
 }

@@ -69,6 +69,8 @@ pub enum Rule {
     Bin,
     /// `equals_any`: the second argument is a list of constants, each compared with the first.
     EqualsAny,
+    /// `script_reference`: the third argument is a dict literal whose values may be columns.
+    ScriptReference,
 }
 
 /// One scalar `px.` function.
@@ -199,6 +201,11 @@ functions! {
         "nanoseconds since the Unix epoch as a time";
     TimeToInt64 "time_to_int64"(p("t", TIME)) -> Returns::Fixed(I), Semantic::None, Rule::Conversion,
         "a time as nanoseconds since the Unix epoch";
+    Concat "_concat"(p("a", STR), p("b", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "`a` followed by `b` (what `a + b` on strings becomes)";
+    ScriptReference "script_reference"(any("label"), constant("script", STR), any("args"))
+        -> Returns::Fixed(S), Semantic::None, Rule::ScriptReference,
+        "a link cell to `script` with `args` (a dict of strings): JSON `{\"label\",\"script\",\"args\"}` (ST_SCRIPT_REFERENCE)";
     UpidToPid "upid_to_pid"(p("upid", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
         "the process id of a UPID (`asid:pid:start`)";
     UpidToAsid "upid_to_asid"(p("upid", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
@@ -343,7 +350,7 @@ mod tests {
             assert_eq!(ScalarFunc::from_name(f.name), Some(f.func));
             assert_eq!(f.func.spec().name, f.name);
         }
-        assert_eq!(FUNCTIONS.len(), 56);
+        assert_eq!(FUNCTIONS.len(), 58);
         assert_eq!(ScalarFunc::from_name("nope"), None);
     }
 

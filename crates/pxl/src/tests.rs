@@ -371,7 +371,7 @@ fn error_wrong_agg_spec() {
         (3, 47, "`px.mean` does not accept STRING column `req_path`".into())
     );
     assert_eq!(err(&src("s = df.groupby('req_path').agg(n=(1, px.mean))\n")).1, 35);
-    assert_eq!(err(&src("s = df.groupby('req_path').agg()\n")).1, 5);
+    assert_eq!(err(&src("s = df.agg()\n")).1, 5);
     assert_eq!(err(&src("s = df.agg(n=('nope', px.count))\n")).1, 15);
 }
 
@@ -670,5 +670,43 @@ fn merge_append_rename_errors() {
     assert_eq!(
         err(&src("x = {'a': 1}")),
         (3, 5, "a dict literal is only accepted as the mapping of `df.rename({'old': 'new'})`".into())
+    );
+}
+
+// ------------------------------------------------------------------ Pixie script idioms
+
+#[test]
+fn pixie_idioms_compile() {
+    // A missing comma between keyword arguments (Pixie's parser takes it), `px.Pod = str`, an aggregate
+    // column held in a variable, distinct keys with `.agg()`, string constants joined with `+`.
+    let p = ok(&src(
+        "px.Pod = str\ncolumn = 'lat' + 'ency'\ns = df.groupby('req_path').agg(n=(column, px.count)\n    m=('latency', px.max))\npx.display(s)\npx.display(df.groupby(['req_path', 'req_method']).agg(), 'keys')",
+    ));
+    let names: Vec<Vec<&str>> = p.outputs.iter().map(|o| o.columns.iter().map(|c| c.name.as_str()).collect()).collect();
+    assert_eq!(names, vec![vec!["req_path", "n", "m"], vec!["req_path", "req_method"]]);
+    let Plan::Aggregate { aggs, .. } = &p.outputs[0].plan else { panic!("not an aggregate") };
+    assert_eq!(aggs[0].column, "latency");
+    // Other syntax errors still stop the script.
+    assert_eq!(err("import px\nx = (1 +\n").2, "syntax error: unexpected EOF while parsing");
+}
+
+#[test]
+fn script_reference_takes_a_dict_of_arguments() {
+    let p = plan(&src(
+        "df.link = px.script_reference(df.req_path, 'px/pod', {'start_time': '-5m', 'pod': df.req_path})\npx.display(df[['link']])",
+    ));
+    let Plan::Project { input, .. } = p else { panic!("not a projection") };
+    let Plan::Map { expr, .. } = *input else { panic!("not a map") };
+    let s = |v: &str| Expr::Literal(Literal::String(v.into()));
+    assert_eq!(
+        expr,
+        Expr::Call {
+            func: ScalarFunc::ScriptReference,
+            args: vec![col("req_path"), s("px/pod"), s("start_time"), s("-5m"), s("pod"), col("req_path")]
+        }
+    );
+    assert_eq!(
+        err(&src("df.l = px.script_reference(df.req_path, 'px/pod', ['x'])")),
+        (3, 51, "argument 3 of `px.script_reference` must be a dict literal of arguments".into())
     );
 }

@@ -214,6 +214,15 @@ impl Checker<'_> {
                     _ => BinaryOp::Mod,
                 };
                 match (l.ty, r.ty) {
+                    (String, String) if bop == BinaryOp::Add => match (l.literal(), r.literal()) {
+                        (Some(Literal::String(a)), Some(Literal::String(b))) => {
+                            Ok(TExpr::lit(Literal::String(format!("{a}{b}"))))
+                        }
+                        _ => Ok(TExpr {
+                            expr: Expr::Call { func: crate::plan::ScalarFunc::Concat, args: vec![l.expr, r.expr] },
+                            ty: String,
+                        }),
+                    },
                     (Int64, Int64) => Ok(fold_int(bop, l, r)),
                     (Int64 | Float64, Int64 | Float64) => {
                         let (l, r) = (l.cast(Float64), r.cast(Float64));

@@ -186,7 +186,8 @@ impl Checker<'_> {
         kwargs: &[(Ident, syntax::Expr)],
         span: &Span,
     ) -> Result<Value> {
-        if kwargs.is_empty() {
+        // `groupby(keys).agg()` is the distinct keys (Pixie's idiom); no groups need an aggregate.
+        if kwargs.is_empty() && keys.is_empty() {
             return Err(self.err(span, "`agg` needs at least one aggregate: `agg(name=('column', px.count))`"));
         }
         let mut columns: Vec<ColumnDef> = keys.iter().filter_map(|k| frame.column(k).cloned()).collect();
@@ -206,8 +207,8 @@ impl Checker<'_> {
                     ));
                 }
             };
-            let col_name = match &items[0].kind {
-                ExprKind::Str(s) => s.clone(),
+            let col_name = match self.eval(&items[0])? {
+                Value::Scalar(TExpr { expr: Expr::Literal(Literal::String(s)), .. }) => s,
                 _ => {
                     return Err(Box::new(
                         Diagnostic::new(
@@ -279,7 +280,7 @@ impl Checker<'_> {
         };
         let left_on = self.eval_column_list(lo, &left, what)?;
         let right_on = self.eval_column_list(ro, &right, what)?;
-        if left_on.len() != right_on.len() || left_on.is_empty() {
+        if left_on.len() != right_on.len() {
             return Err(self.err(
                 &ro.span,
                 format!(

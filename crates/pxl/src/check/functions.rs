@@ -84,6 +84,9 @@ impl Checker<'_> {
         span: &Span,
     ) -> Result<TExpr> {
         let arity = f.params.len();
+        if f.rule == Rule::ScriptReference && (args.len() == 2 || args.len() == 3) {
+            return self.script_reference(what, args);
+        }
         if args.len() != arity {
             let at = args.get(arity).map_or(span.clone(), |a| a.span.clone());
             return Err(self.err(
@@ -153,7 +156,7 @@ impl Checker<'_> {
         Ok(match f.rule {
             Rule::Call => call(f.func, vals, ty),
             Rule::Conversion => vals.remove(0).cast(ty),
-            Rule::Bin | Rule::EqualsAny => {
+            Rule::Bin | Rule::EqualsAny | Rule::ScriptReference => {
                 return Err(self.err(span, format!("`{what}` has an inconsistent declaration")));
             }
         })
@@ -178,6 +181,29 @@ impl Checker<'_> {
                 TExpr { expr: bin(BinaryOp::Mul, floor.expr, size.expr), ty: Float64 }
             }
         })
+    }
+
+    /// `px.script_reference(label, script, {'arg': value, ...})`: the call's arguments are the label, the
+    /// script, then each argument's name and value, all STRING (values converted).
+    fn script_reference(&mut self, what: &str, args: &[syntax::Expr]) -> Result<TExpr> {
+        let label = self.eval_scalar(&args[0], "an argument")?.cast(PxType::String);
+        let script = self.eval_scalar(&args[1], "an argument")?;
+        if script.ty != PxType::String {
+            return Err(self.err(&args[1].span, format!("argument 2 of `{what}` must be STRING, found {}", script.ty)));
+        }
+        let mut out = vec![label.expr, script.expr];
+        if let Some(dict) = args.get(2) {
+            let syntax::ExprKind::Dict(items) = &dict.kind else {
+                return Err(self.err(&dict.span, format!("argument 3 of `{what}` must be a dict literal of arguments")));
+            };
+            for (k, v) in items {
+                let name = self.eval_string(k, "the argument name")?;
+                let value = self.eval_scalar(v, "an argument value")?.cast(PxType::String);
+                out.push(crate::plan::Expr::Literal(crate::plan::Literal::String(name)));
+                out.push(value.expr);
+            }
+        }
+        Ok(TExpr { expr: Expr::Call { func: ScalarFunc::ScriptReference, args: out }, ty: PxType::String })
     }
 
     fn equals_any(&mut self, what: &str, x: &syntax::Expr, list: &syntax::Expr) -> Result<TExpr> {

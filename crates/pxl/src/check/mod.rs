@@ -172,6 +172,10 @@ impl Checker<'_> {
         let ExprKind::Name(var) = &obj.kind else {
             return Err(self.err(&obj.span, "can only assign columns of a dataframe variable"));
         };
+        // `px.Pod = str`: Pixie's scripts alias semantic types for Python tooling; PxL ignores it.
+        if let Some(Value::Module) = self.lookup(var) {
+            return Ok(());
+        }
         let frame = match self.eval(obj)? {
             Value::Frame(f) => f,
             other => {
