@@ -16,7 +16,9 @@ use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::functions_aggregate::expr_fn as agg;
-use datafusion::logical_expr::{Expr as DfExpr, JoinType, Operator, binary_expr, cast, ident, lit, not, when};
+use datafusion::logical_expr::{
+    Expr as DfExpr, JoinType, Operator, binary_expr, cast, ident, lit, not, try_cast, when,
+};
 use datafusion::prelude::SessionContext;
 use loupe_pxl::{AggFunc, BinaryOp, Expr, JoinHow, Literal, Output, PercentileKey, Plan, PxType, ScalarFunc};
 use loupe_store::{Store, TimeRange};
@@ -310,6 +312,11 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         ScalarFunc::Log10 => math::log10().call(a),
         ScalarFunc::Pow => math::power().call(a),
         ScalarFunc::Concat => string::concat().call(a),
+        ScalarFunc::UpidToCmdline => udf::cmdline().call(a),
+        // Pixie's replace is RE2's GlobalReplace: every match, `\\1` for groups (DataFusion reads those too).
+        ScalarFunc::Replace => regex::regexp_replace().call(vec![arg(1), arg(0), arg(2), lit("g")]),
+        ScalarFunc::PodNameToStartTime => lit(ScalarValue::TimestampNanosecond(Some(0), None)),
+        ScalarFunc::PodNameToStatus => lit(""),
         ScalarFunc::ScriptReference => {
             // {"label":<label>,"script":<script>,"args":{"<name>":<value>,...}}, each value a JSON string.
             let mut parts = vec![lit("{\"label\":"), json_string(arg(0)), lit(",\"script\":"), json_string(arg(1))];
@@ -325,8 +332,12 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
             parts.push(lit("}}"));
             string::concat().call(parts)
         }
-        ScalarFunc::UpidToPid => cast(string::split_part().call(vec![arg(0), lit(":"), lit(2i64)]), DataType::Int64),
-        ScalarFunc::UpidToAsid => cast(string::split_part().call(vec![arg(0), lit(":"), lit(1i64)]), DataType::Int64),
+        ScalarFunc::UpidToPid => {
+            try_cast(string::split_part().call(vec![arg(0), lit(":"), lit(2i64)]), DataType::Int64)
+        }
+        ScalarFunc::UpidToAsid => {
+            try_cast(string::split_part().call(vec![arg(0), lit(":"), lit(1i64)]), DataType::Int64)
+        }
         // One node answers for its own processes only, so a UPID's host and node are this host.
         ScalarFunc::ExecHostname | ScalarFunc::UpidToHostname | ScalarFunc::UpidToNodeName => lit(hostname()),
         // No Kubernetes metadata is collected yet: every process is outside any pod and service, which Pixie

@@ -203,9 +203,17 @@ functions! {
         "a time as nanoseconds since the Unix epoch";
     Concat "_concat"(p("a", STR), p("b", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
         "`a` followed by `b` (what `a + b` on strings becomes)";
-    ScriptReference "script_reference"(any("label"), constant("script", STR), any("args"))
+    ScriptReference "script_reference"(any("label"), constant("script", STR))
         -> Returns::Fixed(S), Semantic::None, Rule::ScriptReference,
-        "a link cell to `script` with `args` (a dict of strings): JSON `{\"label\",\"script\",\"args\"}` (ST_SCRIPT_REFERENCE)";
+        "a link cell to `script`, with an optional third argument: a dict of its arguments (values may be columns); JSON `{\"label\",\"script\",\"args\"}` (ST_SCRIPT_REFERENCE)";
+    UpidToCmdline "upid_to_cmdline"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the command line of the UPID's process, read from this host's /proc when the query runs ('' once it exited)";
+    Replace "replace"(constant("pattern", STR), p("s", STR), p("sub", STR)) -> Returns::Fixed(S), Semantic::None,
+        Rule::Call, "`s` with every match of regex `pattern` replaced by `sub` (`\\1` names a group)";
+    PodNameToStartTime "pod_name_to_start_time"(p("name", STR)) -> Returns::Fixed(T), Semantic::None, Rule::Call,
+        "always the epoch (0) today: Loupe has no Kubernetes metadata yet, so no pod exists (Pixie's answer for an unknown pod)";
+    PodNameToStatus "pod_name_to_status"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no pod exists";
     UpidToPid "upid_to_pid"(p("upid", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
         "the process id of a UPID (`asid:pid:start`)";
     UpidToAsid "upid_to_asid"(p("upid", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
@@ -350,7 +358,7 @@ mod tests {
             assert_eq!(ScalarFunc::from_name(f.name), Some(f.func));
             assert_eq!(f.func.spec().name, f.name);
         }
-        assert_eq!(FUNCTIONS.len(), 58);
+        assert_eq!(FUNCTIONS.len(), 62);
         assert_eq!(ScalarFunc::from_name("nope"), None);
     }
 

@@ -397,18 +397,15 @@ fn ctx_keys_become_upid_functions() {
 #[test]
 fn error_ctx_keys() {
     assert_eq!(err(&src("df.svc = df.ctx['servce']\n")), (3, 17, "unknown `ctx` key `servce`".into()));
-    assert_eq!(
-        err(&src("df.c = df.ctx['cmdline']\n")),
-        (3, 15, "`ctx['cmdline']` is not available yet: Loupe keeps no process command lines".into())
-    );
+    assert_eq!(err(&src("df.c = df.ctx['cmdlines']\n")), (3, 15, "unknown `ctx` key `cmdlines`".into()));
     assert_eq!(
         err(&src("df = df[['latency']]\ndf.p = df.ctx['pod']\n")),
         (4, 15, "`ctx['pod']` needs a `upid` column, which table `http_events` does not have".into())
     );
     assert_eq!(err(&src("x = df.ctx\n")), (3, 8, "`ctx` is read by key: `df.ctx['pod']`".into()));
     assert_eq!(
-        err(&src("df.pod = px.pod_name_to_status(df.upid)\n")),
-        (3, 13, "`px.pod_name_to_status` needs Kubernetes metadata, which is not available yet".into())
+        err(&src("df.pod = px.pod_name_to_owner_references(df.upid)\n")),
+        (3, 13, "`px.pod_name_to_owner_references` needs Kubernetes metadata, which is not available yet".into())
     );
 }
 

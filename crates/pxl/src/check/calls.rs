@@ -33,7 +33,6 @@ const NOT_YET: &[&str] = &[
     "uint128",
     "make_upid",
     "split",
-    "replace",
     "atoi",
     "itoa",
     "normalize_mysql",

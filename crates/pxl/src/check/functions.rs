@@ -39,6 +39,8 @@ const CTX_KEYS: &[(&str, ScalarFunc)] = &[
     ("replicaset_name", ScalarFunc::UpidToReplicasetName),
     ("replica_set", ScalarFunc::UpidToReplicasetName),
     ("replicaset_id", ScalarFunc::UpidToReplicasetId),
+    ("cmdline", ScalarFunc::UpidToCmdline),
+    ("cmd", ScalarFunc::UpidToCmdline),
     ("asid", ScalarFunc::UpidToAsid),
     ("pid", ScalarFunc::UpidToPid),
 ];
