@@ -380,6 +380,25 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
     }
 }
 
+/// This host's name (`/proc/sys/kernel/hostname`), read once; `localhost` where that file does not exist.
+fn hostname() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "localhost".into(), |s| s.trim().to_string())
+    })
+    .clone()
+}
+
+/// `e` as a quoted JSON string: backslashes and quotes escaped (a null becomes `""`).
+fn json_string(e: DfExpr) -> DfExpr {
+    use datafusion::functions::string;
+    let text = datafusion::functions::core::expr_fn::coalesce(vec![e, lit("")]);
+    let escaped = string::replace().call(vec![text, lit("\\"), lit("\\\\")]);
+    let escaped = string::replace().call(vec![escaped, lit("\""), lit("\\\"")]);
+    string::concat().call(vec![lit("\""), escaped, lit("\"")])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,23 +432,4 @@ mod tests {
         let got: Vec<i64> = batches[0].columns().iter().map(|c| c.as_primitive::<Int64Type>().value(0)).collect();
         assert_eq!(got, vec![-10, 5, 10]);
     }
-}
-
-/// This host's name (`/proc/sys/kernel/hostname`), read once; `localhost` where that file does not exist.
-fn hostname() -> String {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map_or_else(|_| "localhost".into(), |s| s.trim().to_string())
-    })
-    .clone()
-}
-
-/// `e` as a quoted JSON string: backslashes and quotes escaped (a null becomes `""`).
-fn json_string(e: DfExpr) -> DfExpr {
-    use datafusion::functions::string;
-    let text = datafusion::functions::core::expr_fn::coalesce(vec![e, lit("")]);
-    let escaped = string::replace().call(vec![text, lit("\\"), lit("\\\\")]);
-    let escaped = string::replace().call(vec![escaped, lit("\""), lit("\\\"")]);
-    string::concat().call(vec![lit("\""), escaped, lit("\"")])
 }
