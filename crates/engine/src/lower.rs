@@ -312,6 +312,11 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         ScalarFunc::Log10 => math::log10().call(a),
         ScalarFunc::Pow => math::power().call(a),
         ScalarFunc::Concat => string::concat().call(a),
+        ScalarFunc::Negate => DfExpr::Negative(Box::new(arg(0))),
+        ScalarFunc::ExecHostNumCpus => {
+            lit(std::thread::available_parallelism().map_or(1i64, |n| i64::try_from(n.get()).unwrap_or(i64::MAX)))
+        }
+        ScalarFunc::PluckArray => udf::pluck_array().call(a),
         ScalarFunc::UpidToCmdline => udf::cmdline().call(a),
         // Pixie's replace is RE2's GlobalReplace: every match, `\\1` for groups (DataFusion reads those too).
         ScalarFunc::Replace => regex::regexp_replace().call(vec![arg(1), arg(0), arg(2), lit("g")]),

@@ -55,6 +55,7 @@ pub(crate) fn register(ctx: &SessionContext) {
         ctx.register_udf(pluck(k).as_ref().clone());
     }
     ctx.register_udf(cmdline().as_ref().clone());
+    ctx.register_udf(pluck_array().as_ref().clone());
 }
 
 impl ScalarUDFImpl for Pluck {
@@ -186,6 +187,66 @@ impl ScalarUDFImpl for Cmdline {
                 b.append_null();
             } else {
                 b.append_value(cmdline_of(upids.value(i)));
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish())))
+    }
+}
+
+/// `px.pluck_array(json, index)`: item `index` of a JSON array as text (strings unquoted), null when the
+/// text is not an array or is shorter.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PluckArray {
+    signature: Signature,
+}
+
+/// The shared `pluck_array` UDF.
+pub(crate) fn pluck_array() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    UDF.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(PluckArray {
+            signature: Signature::exact(vec![DataType::Utf8, DataType::Int64], Volatility::Immutable),
+        }))
+    })
+    .clone()
+}
+
+impl ScalarUDFImpl for PluckArray {
+    fn name(&self) -> &str {
+        "px_pluck_array"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [json, index] = args.args.as_slice() else {
+            return exec_err!("{} takes 2 arguments", self.name());
+        };
+        let index = match index {
+            ColumnarValue::Scalar(ScalarValue::Int64(Some(i))) => usize::try_from(*i).ok(),
+            _ => return exec_err!("{}: the index must be an integer constant", self.name()),
+        };
+        let json = json.to_array(args.number_rows)?;
+        let json = json.as_string::<i32>();
+        let mut b = StringBuilder::with_capacity(json.len(), json.len() * 8);
+        for i in 0..json.len() {
+            let item = match (json.is_null(i), index) {
+                (false, Some(at)) => match serde_json::from_str::<serde_json::Value>(json.value(i)) {
+                    Ok(serde_json::Value::Array(mut items)) if at < items.len() => Some(items.swap_remove(at)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match item {
+                Some(serde_json::Value::String(s)) => b.append_value(s),
+                Some(v) => b.append_value(v.to_string()),
+                None => b.append_null(),
             }
         }
         Ok(ColumnarValue::Array(Arc::new(b.finish())))

@@ -214,6 +214,12 @@ functions! {
         "always the epoch (0) today: Loupe has no Kubernetes metadata yet, so no pod exists (Pixie's answer for an unknown pod)";
     PodNameToStatus "pod_name_to_status"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
         "always '' today: Loupe has no Kubernetes metadata yet, so no pod exists";
+    Negate "negate"(p("x", NUMBER)) -> Returns::SameAs(0), Semantic::SameAs(0), Rule::Call,
+        "`-x`";
+    ExecHostNumCpus "_exec_host_num_cpus"() -> Returns::Fixed(I), Semantic::None, Rule::Call,
+        "the number of CPUs of the host the query runs on";
+    PluckArray "pluck_array"(p("json", STR), constant("index", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "item `index` (from 0) of a JSON array, as text (null when absent)";
     UpidToPid "upid_to_pid"(p("upid", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
         "the process id of a UPID (`asid:pid:start`)";
     UpidToAsid "upid_to_asid"(p("upid", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
@@ -358,7 +364,7 @@ mod tests {
             assert_eq!(ScalarFunc::from_name(f.name), Some(f.func));
             assert_eq!(f.func.spec().name, f.name);
         }
-        assert_eq!(FUNCTIONS.len(), 62);
+        assert_eq!(FUNCTIONS.len(), 65);
         assert_eq!(ScalarFunc::from_name("nope"), None);
     }
 

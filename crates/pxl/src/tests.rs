@@ -395,6 +395,17 @@ fn ctx_keys_become_upid_functions() {
 }
 
 #[test]
+fn ctx_on_a_table_keyed_by_pod_reads_pod_id() {
+    let p = plan("import px\ndf = px.DataFrame('network_stats')\ndf.pod = df.ctx['pod']\npx.display(df)");
+    let Plan::Map { expr, .. } = p else { panic!("not a map") };
+    assert_eq!(expr, Expr::Call { func: ScalarFunc::PodIdToPodName, args: vec![col("pod_id")] });
+    assert_eq!(
+        err("import px\ndf = px.DataFrame('network_stats')\ndf.p = df.ctx['pid']\n"),
+        (3, 15, "`ctx['pid']` needs a `upid` column, which table `network_stats` does not have".into())
+    );
+}
+
+#[test]
 fn error_ctx_keys() {
     assert_eq!(err(&src("df.svc = df.ctx['servce']\n")), (3, 17, "unknown `ctx` key `servce`".into()));
     assert_eq!(err(&src("df.c = df.ctx['cmdlines']\n")), (3, 15, "unknown `ctx` key `cmdlines`".into()));

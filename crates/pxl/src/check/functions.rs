@@ -66,6 +66,22 @@ impl Checker<'_> {
             }
             return Err(Box::new(d));
         };
+        // Tables keyed by pod rather than process (`network_stats`) answer the pod keys from `pod_id`.
+        if frame.column("upid").is_none()
+            && let Some(pod_id) = frame.column("pod_id")
+        {
+            let by_pod = match func {
+                ScalarFunc::UpidToPodName => Some(ScalarFunc::PodIdToPodName),
+                ScalarFunc::UpidToNamespace => Some(ScalarFunc::PodIdToNamespace),
+                ScalarFunc::UpidToServiceName => Some(ScalarFunc::PodIdToServiceName),
+                ScalarFunc::UpidToNodeName => Some(ScalarFunc::PodIdToNodeName),
+                _ => None,
+            };
+            if let Some(f) = by_pod {
+                let arg = TExpr { expr: Expr::Column(pod_id.name.clone()), ty: pod_id.ty };
+                return Ok(call(f, vec![arg], PxType::String));
+            }
+        }
         let Some(upid) = frame.column("upid") else {
             return Err(self
                 .err(&key.span, format!("`ctx['{name}']` needs a `upid` column, which {} does not have", frame.desc)));
