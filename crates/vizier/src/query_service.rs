@@ -378,6 +378,31 @@ mod tests {
         println!("px/http_request_stats compiled in {} ns", stats.compilation_time_ns);
     }
 
+    /// A vis spec's functions (`exec_funcs`) run through the request: each output is named by its prefix.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exec_funcs_in_the_request_call_the_scripts_functions() {
+        use loupe_proto::vizierpb::{ExecFunc, exec_func::ArgValue};
+        let store = Arc::new(Store::new(StoreConfig::default()));
+        store.register(&loupe_schema::http::http_events()).expect("register");
+        let engine = Engine::new(store);
+        let script = "import px\ndef rows(start_time: str, n: int):\n    return px.DataFrame('http_events', start_time=start_time).head(n)\n";
+        let arg = |name: &str, value: &str| ArgValue { name: name.into(), value: value.into() };
+        let req = ExecuteScriptRequest {
+            query_str: script.into(),
+            exec_funcs: vec![ExecFunc {
+                func_name: "rows".into(),
+                arg_values: vec![arg("start_time", "-5m"), arg("n", "3")],
+                output_table_prefix: "Table".into(),
+            }],
+            ..Default::default()
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        run_query(&engine, &req, "q", ExecOptions::default(), tx).await;
+        let first = rx.recv().await.expect("a message").expect("no transport error").result;
+        let Some(execute_script_response::Result::MetaData(meta)) = first else { panic!("metadata first: {first:?}") };
+        assert_eq!(meta.name, "Table");
+    }
+
     #[tokio::test]
     async fn compile_errors_travel_with_every_field_and_draw_the_same_caret_as_the_compiler() {
         let src = "import px\ndf = px.DataFrame('http_events')\ndf = df[df.resp_statu >= 400]\npx.display(df)\n";
