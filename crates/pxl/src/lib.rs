@@ -86,8 +86,8 @@ pub struct ExecFunc {
     pub output_prefix: String,
 }
 
-/// Compiles a PxL script into plans, or returns its diagnostics (syntax errors all at once,
-/// semantic errors from the first failing statement).
+/// Compiles a PxL script into plans, or returns its diagnostics: syntax errors all at once, else one
+/// per failing top-level statement (what depends on a failed assignment reports nothing more).
 pub fn compile(source: &str, catalog: &dyn Catalog, options: &CompileOptions) -> Result<Program, Vec<Diagnostic>> {
     compile_with_funcs(source, catalog, options, &[])
 }
@@ -102,7 +102,7 @@ pub fn compile_with_funcs(
 ) -> Result<Program, Vec<Diagnostic>> {
     let max_output_rows_per_table = parse_settings(source)?;
     let stmts = syntax::parse(source)?;
-    let outputs = check::Checker::new(source, catalog, options).run(&stmts, exec_funcs).map_err(|d| vec![*d])?;
+    let outputs = check::Checker::new(source, catalog, options).run(&stmts, exec_funcs)?;
     Ok(Program { outputs, max_output_rows_per_table })
 }
 

@@ -718,3 +718,14 @@ fn script_reference_takes_a_dict_of_arguments() {
         (3, 51, "argument 3 of `px.script_reference` must be a dict literal of arguments".into())
     );
 }
+
+#[test]
+fn every_failing_statement_reports_once() {
+    let script = "import px\ndf = px.DataFrame('http_event')\ndf.x = df.latency * 2\npx.display(df)\nok = px.DataFrame('http_events')\nok.y = ok.nope\npx.display(ok.head(1))\npx.display(ok, 'o2', cols=['zzz'])\n";
+    let d = compile(script, &SchemaCatalog, &CompileOptions { now_ns: NOW }).expect_err("fails");
+    let got: Vec<(u32, u32, &str)> = d.iter().map(|d| (d.line, d.column, d.message.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![(2, 19, "unknown table `http_event`"), (6, 11, "unknown column `nope` in table `http_events`"),]
+    );
+}

@@ -16,6 +16,8 @@ impl Checker<'_> {
     pub(super) fn eval(&mut self, e: &syntax::Expr) -> Result<Value> {
         match &e.kind {
             ExprKind::Name(n) => match self.lookup(n) {
+                // The poison marker (an empty message): the failure was reported where it happened.
+                Some(Value::Poisoned) => Err(Box::new(Diagnostic::new(self.source, e.span.clone(), ""))),
                 Some(v) => Ok(v.clone()),
                 None => Err(self.undefined_name(n, &e.span)),
             },

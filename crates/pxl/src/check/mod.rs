@@ -66,18 +66,53 @@ impl<'a> Checker<'a> {
 impl Checker<'_> {
     /// Runs the whole script, then calls each of `exec_funcs` (a vis spec's functions), and returns
     /// the outputs: the script's own `px.display`s, then one per function, named by its prefix.
-    pub(crate) fn run(mut self, stmts: &[Stmt], exec_funcs: &[ExecFunc]) -> Result<Vec<Output>> {
+    ///
+    /// Every failing top-level statement and function call adds its diagnostic and the checker goes on;
+    /// a name the failed statement assigned (or whose column it assigned) is then poisoned, so what
+    /// follows from it reports nothing more (one mistake, one error).
+    pub(crate) fn run(mut self, stmts: &[Stmt], exec_funcs: &[ExecFunc]) -> Result<Vec<Output>, Vec<Diagnostic>> {
+        let mut errors: Vec<Diagnostic> = Vec::new();
+        let mut keep = |d: Box<Diagnostic>| {
+            // An empty message is the poison marker: the real error was reported where it happened.
+            if !d.message.is_empty() {
+                errors.push(*d);
+            }
+        };
         for stmt in stmts {
-            if let Flow::Return(_) = self.exec(stmt)? {
-                let span = match stmt {
-                    Stmt::Return { span, .. } => span.clone(),
-                    _ => 0..0,
-                };
-                return Err(self.err(&span, "`return` outside of a function"));
+            match self.exec(stmt) {
+                Ok(Flow::Next) => {}
+                Ok(Flow::Return(_)) => {
+                    let span = match stmt {
+                        Stmt::Return { span, .. } => span.clone(),
+                        _ => 0..0,
+                    };
+                    keep(self.err(&span, "`return` outside of a function"));
+                }
+                Err(d) => {
+                    keep(d);
+                    let poisoned = match stmt {
+                        Stmt::Assign { target: Target::Name(id), .. } => Some(id.name.clone()),
+                        Stmt::Assign { target: Target::Attr { obj, .. } | Target::Index { obj, .. }, .. } => {
+                            match &obj.kind {
+                                ExprKind::Name(n) => Some(n.clone()),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    if let Some(name) = poisoned {
+                        self.bind(&name, Value::Poisoned);
+                    }
+                }
             }
         }
         for call in exec_funcs {
-            self.exec_func(call)?;
+            if let Err(d) = self.exec_func(call) {
+                keep(d);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         if self.outputs.is_empty() {
             let mut d = Diagnostic::new(self.source, 0..0, "script has no `px.display` call, so it produces no output");
@@ -86,7 +121,7 @@ impl Checker<'_> {
             } else {
                 d = d.with_help("add `px.display(df)` for each table to return");
             }
-            return Err(Box::new(d));
+            return Err(vec![d]);
         }
         Ok(self.outputs)
     }
