@@ -10,6 +10,7 @@ mod cloud;
 mod config;
 mod output;
 mod tls;
+mod vis;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -68,6 +69,14 @@ enum Command {
         /// Evaluate `px.now()` as this Unix time in nanoseconds (for reproducible runs).
         #[arg(long, hide = true)]
         now_ns: Option<i64>,
+        /// A vis spec (Pixie's vis.json) for a function-form script: each global function and each widget's
+        /// function is called, its variables taken from the script arguments after `--` or their defaults.
+        /// A bundled script uses its own vis spec unless this is given.
+        #[arg(long, value_name = "VIS_JSON")]
+        vis: Option<std::path::PathBuf>,
+        /// Script arguments for the vis spec's variables, after `--`: `-- --start_time=-10m --svc=ns/cart`.
+        #[arg(last = true, value_name = "ARGS")]
+        script_args: Vec<String>,
     },
     /// Print the client's and the server's versions.
     Version,
@@ -197,30 +206,48 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { script, file, cluster, output, list, now_ns } => {
+        Command::Run { script, file, cluster, output, list, now_ns, vis, script_args } => {
             if list {
                 for s in loupe_scripts::scripts() {
                     println!("{:<28} {}", s.name, s.short);
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let (origin, source) = match (script, file) {
+            let (origin, source, bundled_vis) = match (script, file) {
                 (_, Some(path)) => {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("failed to read script {}", path.display()))?;
-                    (path.display().to_string(), text)
+                    (path.display().to_string(), text, None)
                 }
                 (Some(name), None) => match loupe_scripts::get(&name) {
-                    Some(s) => (name, s.pxl.to_string()),
+                    Some(s) => (name, s.pxl.to_string(), s.vis),
                     None => bail!("no bundled script named {name:?}; `px run --list` shows them"),
                 },
                 (None, None) => bail!("name a bundled script (e.g. px/http_data) or pass -f FILE"),
+            };
+            let vis_text = match (&vis, bundled_vis) {
+                (Some(path), _) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("failed to read vis spec {}", path.display()))?,
+                ),
+                (None, Some(text)) => Some(text.to_string()),
+                (None, None) => None,
+            };
+            let exec_funcs = match vis_text {
+                Some(text) => {
+                    let args = vis::parse_script_args(&script_args)?;
+                    let what = vis.as_ref().map_or_else(|| format!("{origin}'s vis spec"), |p| p.display().to_string());
+                    vis::exec_funcs(&text, &args).with_context(|| what)?
+                }
+                None if !script_args.is_empty() => bail!("script arguments need a vis spec: pass --vis vis.json"),
+                None => Vec::new(),
             };
             let mut client = connect(&cli.cloud_addr, trust).await?;
             let req = ExecuteScriptRequest {
                 query_str: source.clone(),
                 query_name: origin.clone(),
                 now_ns: now_ns.unwrap_or(0),
+                exec_funcs,
             };
             let mut req = with_credential(&cli.cloud_addr, token()?.as_deref(), req)?;
             if let Some(cluster) = &cluster {

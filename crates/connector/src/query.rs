@@ -118,8 +118,12 @@ impl QueryClient {
         timeout: Duration,
     ) -> Result<RunSummary, tonic::Status> {
         use loupe_proto::vizierpb::execute_script_response::Result as Part;
-        let mut request =
-            self.request(ExecuteScriptRequest { query_str: script.to_owned(), query_name: name.to_owned(), now_ns: 0 });
+        let mut request = self.request(ExecuteScriptRequest {
+            query_str: script.to_owned(),
+            query_name: name.to_owned(),
+            now_ns: 0,
+            ..Default::default()
+        });
         request.set_timeout(timeout);
         let mut stream = self.client().execute_script(request).await?.into_inner();
         let mut summary = RunSummary::default();

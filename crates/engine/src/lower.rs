@@ -16,9 +16,11 @@ use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::functions_aggregate::expr_fn as agg;
-use datafusion::logical_expr::{Expr as DfExpr, Operator, binary_expr, cast, ident, lit, not, when};
+use datafusion::logical_expr::{
+    Expr as DfExpr, JoinType, Operator, binary_expr, cast, ident, lit, not, try_cast, when,
+};
 use datafusion::prelude::SessionContext;
-use loupe_pxl::{AggFunc, BinaryOp, Expr, Literal, Output, PercentileKey, Plan, PxType, ScalarFunc};
+use loupe_pxl::{AggFunc, BinaryOp, Expr, JoinHow, Literal, Output, PercentileKey, Plan, PxType, ScalarFunc};
 use loupe_store::{Store, TimeRange};
 
 use crate::{ExecError, Result, udf};
@@ -150,6 +152,71 @@ fn lower_plan(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<DataFr
             df.aggregate(group_exprs, agg_exprs)?.select(finals)?
         }
         Plan::Limit { input, n } => lower_plan(ctx, store, input)?.limit(0, Some(*n))?,
+        Plan::Join { left, right, how, left_columns, right_columns, left_on, right_on } => {
+            // Each side is renamed first, so every column of the join has one unambiguous name.
+            let side = |plan: &Plan, cols: &[(String, String)]| -> Result<DataFrame> {
+                let exprs: Vec<DfExpr> = cols.iter().map(|(i, o)| ident(i).alias(o)).collect();
+                Ok(lower_plan(ctx, store, plan)?.select(exprs)?)
+            };
+            let (l, r) = (side(left, left_columns)?, side(right, right_columns)?);
+            let join = match how {
+                JoinHow::Inner => JoinType::Inner,
+                JoinHow::Left => JoinType::Left,
+                JoinHow::Right => JoinType::Right,
+                JoinHow::Outer => JoinType::Full,
+            };
+            let lk: Vec<&str> = left_on.iter().map(String::as_str).collect();
+            let rk: Vec<&str> = right_on.iter().map(String::as_str).collect();
+            let out: Vec<DfExpr> = left_columns.iter().chain(right_columns).map(|(_, o)| ident(o)).collect();
+            if lk.is_empty() {
+                // `left_on=[]`: every left row with every right row.
+                l.join_on(r, join, Vec::<DfExpr>::new())?.select(out)?
+            } else {
+                l.join(r, join, &lk, &rk, None)?.select(out)?
+            }
+        }
+        Plan::Union { inputs } => {
+            let mut it = inputs.iter();
+            let first = it.next().ok_or_else(|| {
+                ExecError::Execution(datafusion::error::DataFusionError::Internal("append of no dataframes".into()))
+            })?;
+            let mut df = lower_plan(ctx, store, first)?;
+            let names: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+            for p in it {
+                // Same names and order (the compiler projected it); aliases keep DataFusion's union by position honest.
+                let other = lower_plan(ctx, store, p)?;
+                let exprs: Vec<DfExpr> = other
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(&names)
+                    .map(|(f, n)| {
+                        cast(
+                            ident(f.name()),
+                            df.schema()
+                                .field_with_unqualified_name(n)
+                                .map_or(f.data_type().clone(), |t| t.data_type().clone()),
+                        )
+                        .alias(n)
+                    })
+                    .collect();
+                df = df.union(other.select(exprs)?)?;
+            }
+            df
+        }
+        Plan::Rename { input, renames } => {
+            let df = lower_plan(ctx, store, input)?;
+            let exprs: Vec<DfExpr> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| match renames.iter().find(|(old, _)| old == f.name()) {
+                    Some((_, new)) => ident(f.name()).alias(new),
+                    None => ident(f.name()),
+                })
+                .collect();
+            df.select(exprs)?
+        }
     })
 }
 
@@ -244,6 +311,67 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         ScalarFunc::Log2 => math::log2().call(a),
         ScalarFunc::Log10 => math::log10().call(a),
         ScalarFunc::Pow => math::power().call(a),
+        ScalarFunc::Concat => string::concat().call(a),
+        ScalarFunc::Negate => DfExpr::Negative(Box::new(arg(0))),
+        ScalarFunc::ExecHostNumCpus => {
+            lit(std::thread::available_parallelism().map_or(1i64, |n| i64::try_from(n.get()).unwrap_or(i64::MAX)))
+        }
+        ScalarFunc::PluckArray => udf::pluck_array().call(a),
+        ScalarFunc::UpidToCmdline => udf::cmdline().call(a),
+        // Pixie's replace is RE2's GlobalReplace: every match, `\\1` for groups (DataFusion reads those too).
+        ScalarFunc::Replace => regex::regexp_replace().call(vec![arg(1), arg(0), arg(2), lit("g")]),
+        ScalarFunc::PodNameToStartTime => lit(ScalarValue::TimestampNanosecond(Some(0), None)),
+        ScalarFunc::PodNameToStatus => lit(""),
+        ScalarFunc::ScriptReference => {
+            // {"label":<label>,"script":<script>,"args":{"<name>":<value>,...}}, each value a JSON string.
+            let mut parts = vec![lit("{\"label\":"), json_string(arg(0)), lit(",\"script\":"), json_string(arg(1))];
+            parts.push(lit(",\"args\":{"));
+            for (i, pair) in a.get(2..).unwrap_or_default().chunks(2).enumerate() {
+                if let [name, value] = pair {
+                    parts.push(lit(if i == 0 { "" } else { "," }));
+                    parts.push(json_string(name.clone()));
+                    parts.push(lit(":"));
+                    parts.push(json_string(value.clone()));
+                }
+            }
+            parts.push(lit("}}"));
+            string::concat().call(parts)
+        }
+        ScalarFunc::UpidToPid => {
+            try_cast(string::split_part().call(vec![arg(0), lit(":"), lit(2i64)]), DataType::Int64)
+        }
+        ScalarFunc::UpidToAsid => {
+            try_cast(string::split_part().call(vec![arg(0), lit(":"), lit(1i64)]), DataType::Int64)
+        }
+        // One node answers for its own processes only, so a UPID's host and node are this host.
+        ScalarFunc::ExecHostname | ScalarFunc::UpidToHostname | ScalarFunc::UpidToNodeName => lit(hostname()),
+        // No Kubernetes metadata is collected yet: every process is outside any pod and service, which Pixie
+        // answers with '' (docs/pxl-functions.md says so for each function).
+        ScalarFunc::UpidToPodName
+        | ScalarFunc::UpidToPodId
+        | ScalarFunc::UpidToNamespace
+        | ScalarFunc::UpidToServiceName
+        | ScalarFunc::UpidToServiceId
+        | ScalarFunc::UpidToContainerName
+        | ScalarFunc::UpidToContainerId
+        | ScalarFunc::UpidToDeploymentName
+        | ScalarFunc::UpidToDeploymentId
+        | ScalarFunc::UpidToReplicasetName
+        | ScalarFunc::UpidToReplicasetId
+        | ScalarFunc::IpToPodId
+        | ScalarFunc::IpToServiceId
+        | ScalarFunc::PodIdToPodName
+        | ScalarFunc::PodIdToNamespace
+        | ScalarFunc::PodIdToServiceName
+        | ScalarFunc::PodIdToNodeName
+        | ScalarFunc::PodNameToPodId
+        | ScalarFunc::PodNameToServiceName
+        | ScalarFunc::PodNameToNamespace
+        | ScalarFunc::PodNameToPodIp
+        | ScalarFunc::ServiceIdToServiceName
+        | ScalarFunc::ServiceNameToServiceId
+        | ScalarFunc::ServiceNameToNamespace => lit(""),
+        ScalarFunc::HasServiceName => lit(false),
         ScalarFunc::Pluck => udf::pluck(udf::PluckKind::String).call(a),
         ScalarFunc::PluckInt64 => udf::pluck(udf::PluckKind::Int64).call(a),
         ScalarFunc::PluckFloat64 => udf::pluck(udf::PluckKind::Float64).call(a),
@@ -255,6 +383,25 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         ScalarFunc::Int64ToTime => cast(arg(0), DataType::Timestamp(TimeUnit::Nanosecond, None)),
         ScalarFunc::TimeToInt64 => cast(arg(0), DataType::Int64),
     }
+}
+
+/// This host's name (`/proc/sys/kernel/hostname`), read once; `localhost` where that file does not exist.
+fn hostname() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "localhost".into(), |s| s.trim().to_string())
+    })
+    .clone()
+}
+
+/// `e` as a quoted JSON string: backslashes and quotes escaped (a null becomes `""`).
+fn json_string(e: DfExpr) -> DfExpr {
+    use datafusion::functions::string;
+    let text = datafusion::functions::core::expr_fn::coalesce(vec![e, lit("")]);
+    let escaped = string::replace().call(vec![text, lit("\\"), lit("\\\\")]);
+    let escaped = string::replace().call(vec![escaped, lit("\""), lit("\\\"")]);
+    string::concat().call(vec![lit("\""), escaped, lit("\"")])
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use loupe_pxl::{Aggregation, Catalog, CompileOptions, Diagnostic, Program};
+use loupe_pxl::{Aggregation, Catalog, CompileOptions, Diagnostic, ExecFunc, Program};
 
 /// A script compiled and split, ready for the engines that run it.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,8 +94,19 @@ pub fn plan_single_node(
     catalog: &dyn Catalog,
     options: &CompileOptions,
 ) -> Result<DistributedPlan, Vec<Diagnostic>> {
+    plan_single_node_with_funcs(source, catalog, options, &[])
+}
+
+/// [`plan_single_node`] for a function-form script: each of `exec_funcs` (from a vis spec) is called
+/// and its dataframe becomes one more output (`loupe_pxl::compile_with_funcs`).
+pub fn plan_single_node_with_funcs(
+    source: &str,
+    catalog: &dyn Catalog,
+    options: &CompileOptions,
+    exec_funcs: &[ExecFunc],
+) -> Result<DistributedPlan, Vec<Diagnostic>> {
     let started = Instant::now();
-    let program = loupe_pxl::compile(source, catalog, options)?;
+    let program = loupe_pxl::compile_with_funcs(source, catalog, options, exec_funcs)?;
     let mut plan = split_single_node(program);
     plan.compile_time = started.elapsed();
     Ok(plan)

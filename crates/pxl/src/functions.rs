@@ -69,6 +69,8 @@ pub enum Rule {
     Bin,
     /// `equals_any`: the second argument is a list of constants, each compared with the first.
     EqualsAny,
+    /// `script_reference`: the third argument is a dict literal whose values may be columns.
+    ScriptReference,
 }
 
 /// One scalar `px.` function.
@@ -199,6 +201,85 @@ functions! {
         "nanoseconds since the Unix epoch as a time";
     TimeToInt64 "time_to_int64"(p("t", TIME)) -> Returns::Fixed(I), Semantic::None, Rule::Conversion,
         "a time as nanoseconds since the Unix epoch";
+    Concat "_concat"(p("a", STR), p("b", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "`a` followed by `b` (what `a + b` on strings becomes)";
+    ScriptReference "script_reference"(any("label"), constant("script", STR))
+        -> Returns::Fixed(S), Semantic::None, Rule::ScriptReference,
+        "a link cell to `script`, with an optional third argument: a dict of its arguments (values may be columns); JSON `{\"label\",\"script\",\"args\"}` (ST_SCRIPT_REFERENCE)";
+    UpidToCmdline "upid_to_cmdline"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the command line of the UPID's process, read from this host's /proc when the query runs ('' once it exited)";
+    Replace "replace"(constant("pattern", STR), p("s", STR), p("sub", STR)) -> Returns::Fixed(S), Semantic::None,
+        Rule::Call, "`s` with every match of regex `pattern` replaced by `sub` (`\\1` names a group)";
+    PodNameToStartTime "pod_name_to_start_time"(p("name", STR)) -> Returns::Fixed(T), Semantic::None, Rule::Call,
+        "always the epoch (0) today: Loupe has no Kubernetes metadata yet, so no pod exists (Pixie's answer for an unknown pod)";
+    PodNameToStatus "pod_name_to_status"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no pod exists";
+    Negate "negate"(p("x", NUMBER)) -> Returns::SameAs(0), Semantic::SameAs(0), Rule::Call,
+        "`-x`";
+    ExecHostNumCpus "_exec_host_num_cpus"() -> Returns::Fixed(I), Semantic::None, Rule::Call,
+        "the number of CPUs of the host the query runs on";
+    PluckArray "pluck_array"(p("json", STR), constant("index", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "item `index` (from 0) of a JSON array, as text (null when absent)";
+    UpidToPid "upid_to_pid"(p("upid", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
+        "the process id of a UPID (`asid:pid:start`)";
+    UpidToAsid "upid_to_asid"(p("upid", STR)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
+        "the agent short id of a UPID (`asid:pid:start`)";
+    ExecHostname "_exec_hostname"() -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the name of the host the query runs on";
+    UpidToHostname "upid_to_hostname"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the host of a UPID: the agent's host name (one node holds only its own processes)";
+    UpidToNodeName "upid_to_node_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the node of a UPID: the agent's host name (one node holds only its own processes)";
+    UpidToPodName "upid_to_pod_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToPodId "upid_to_pod_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToNamespace "upid_to_namespace"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToServiceName "upid_to_service_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToServiceId "upid_to_service_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToContainerName "upid_to_container_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToContainerId "upid_to_container_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToDeploymentName "upid_to_deployment_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToDeploymentId "upid_to_deployment_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToReplicasetName "upid_to_replicaset_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    UpidToReplicasetId "upid_to_replicaset_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    IpToPodId "ip_to_pod_id"(p("ip", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    IpToServiceId "ip_to_service_id"(p("ip", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodIdToPodName "pod_id_to_pod_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodIdToNamespace "pod_id_to_namespace"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodIdToServiceName "pod_id_to_service_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodIdToNodeName "pod_id_to_node_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodNameToPodId "pod_name_to_pod_id"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodNameToServiceName "pod_name_to_service_name"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodNameToNamespace "pod_name_to_namespace"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    PodNameToPodIp "pod_name_to_pod_ip"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    ServiceIdToServiceName "service_id_to_service_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    ServiceNameToServiceId "service_name_to_service_id"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    ServiceNameToNamespace "service_name_to_namespace"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+    HasServiceName "has_service_name"(p("services", STR), p("name", STR)) -> Returns::Fixed(B), Semantic::None,
+        Rule::Call, "always false today: Loupe has no Kubernetes metadata yet, so no process is in a service";
 }
 
 impl ScalarFunc {
@@ -283,7 +364,7 @@ mod tests {
             assert_eq!(ScalarFunc::from_name(f.name), Some(f.func));
             assert_eq!(f.func.spec().name, f.name);
         }
-        assert_eq!(FUNCTIONS.len(), 26);
+        assert_eq!(FUNCTIONS.len(), 65);
         assert_eq!(ScalarFunc::from_name("nope"), None);
     }
 

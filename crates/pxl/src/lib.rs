@@ -24,7 +24,8 @@ pub use diagnostic::Diagnostic;
 /// cloud's script service lists and validates them). `px` reads `loupe-scripts` directly.
 pub use loupe_scripts as bundled;
 pub use plan::{
-    AggFunc, Aggregation, BinaryOp, ColumnDef, Expr, Literal, Output, PercentileKey, Plan, Program, PxType, ScalarFunc,
+    AggFunc, Aggregation, BinaryOp, ColumnDef, Expr, JoinHow, Literal, Output, PercentileKey, Plan, Program, PxType,
+    ScalarFunc,
 };
 
 /// Pixie's default for `max_output_rows_per_table`.
@@ -71,12 +72,37 @@ pub struct CompileOptions {
     pub now_ns: i64,
 }
 
-/// Compiles a PxL script into plans, or returns its diagnostics (syntax errors all at once,
-/// semantic errors from the first failing statement).
+/// One function a caller asks to run (Pixie's `ExecuteScriptRequest.exec_funcs`, made from a vis
+/// spec's widgets and global functions): its arguments are strings, converted by the parameters'
+/// annotations (`int`, `float`, `bool`; others stay strings), and the dataframe it returns is output
+/// `output_prefix`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecFunc {
+    /// The script's function to call.
+    pub name: String,
+    /// `(parameter, value)` pairs; parameters left out take their defaults.
+    pub args: Vec<(String, String)>,
+    /// The output table's name.
+    pub output_prefix: String,
+}
+
+/// Compiles a PxL script into plans, or returns its diagnostics: syntax errors all at once, else one
+/// per failing top-level statement (what depends on a failed assignment reports nothing more).
 pub fn compile(source: &str, catalog: &dyn Catalog, options: &CompileOptions) -> Result<Program, Vec<Diagnostic>> {
+    compile_with_funcs(source, catalog, options, &[])
+}
+
+/// [`compile`], then calls each of `exec_funcs` (a function-form script driven by a vis spec): the
+/// outputs are the script's own `px.display`s followed by one per function.
+pub fn compile_with_funcs(
+    source: &str,
+    catalog: &dyn Catalog,
+    options: &CompileOptions,
+    exec_funcs: &[ExecFunc],
+) -> Result<Program, Vec<Diagnostic>> {
     let max_output_rows_per_table = parse_settings(source)?;
     let stmts = syntax::parse(source)?;
-    let outputs = check::Checker::new(source, catalog, options).run(&stmts).map_err(|d| vec![*d])?;
+    let outputs = check::Checker::new(source, catalog, options).run(&stmts, exec_funcs)?;
     Ok(Program { outputs, max_output_rows_per_table })
 }
 

@@ -99,6 +99,50 @@ pub enum Plan {
         /// Row count.
         n: usize,
     },
+    /// `left.merge(right, how, left_on, right_on, suffixes)`: an equi-join. Each side's columns are
+    /// first renamed (`(input name, output name)`, suffixes already applied to names both sides
+    /// have), so the output is the left's renamed columns then the right's, all distinct.
+    Join {
+        /// Left input.
+        left: Box<Plan>,
+        /// Right input.
+        right: Box<Plan>,
+        /// Join type.
+        how: JoinHow,
+        /// Left columns, renamed, in order.
+        left_columns: Vec<(String, String)>,
+        /// Right columns, renamed, in order.
+        right_columns: Vec<(String, String)>,
+        /// Left key columns (output names), pairwise equal to `right_on`.
+        left_on: Vec<String>,
+        /// Right key columns (output names).
+        right_on: Vec<String>,
+    },
+    /// `df.append(others)`: the rows of every input, which all have the same columns in the same order.
+    Union {
+        /// Inputs, the first being the frame appended to.
+        inputs: Vec<Plan>,
+    },
+    /// `df.rename({'old': 'new'})`: columns renamed in place.
+    Rename {
+        /// Input plan.
+        input: Box<Plan>,
+        /// `(old, new)` pairs.
+        renames: Vec<(String, String)>,
+    },
+}
+
+/// `how=` of a merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JoinHow {
+    /// Rows with a match on both sides.
+    Inner,
+    /// Every left row.
+    Left,
+    /// Every right row.
+    Right,
+    /// Every row of both sides.
+    Outer,
 }
 
 /// `out_name=('column', px.func)`.

@@ -55,6 +55,21 @@ pub(crate) struct FunctionDef {
 pub(crate) struct Param {
     pub name: Ident,
     pub default: Option<Expr>,
+    /// The annotation's type, which an `exec_funcs` caller's string argument is converted to.
+    pub kind: ParamKind,
+}
+
+/// What a parameter annotation asks an `exec_funcs` argument to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParamKind {
+    /// `str`, a semantic type (`px.Service`, `px.Pod`, ...) or no annotation: the text as it is.
+    Str,
+    /// `int`.
+    Int,
+    /// `float`.
+    Float,
+    /// `bool`.
+    Bool,
 }
 
 /// Left-hand side of an assignment.
@@ -117,11 +132,31 @@ pub(crate) enum ExprKind {
     None,
     List(Vec<Expr>),
     Tuple(Vec<Expr>),
-    Attr { obj: Box<Expr>, attr: Ident },
-    Index { obj: Box<Expr>, key: Box<Expr> },
-    Call { func: Box<Expr>, args: Vec<Expr>, kwargs: Vec<(Ident, Expr)> },
-    Binary { op: BinOp, op_span: Span, left: Box<Expr>, right: Box<Expr> },
-    Unary { op: UnOp, operand: Box<Expr> },
+    /// `{key: value, ...}` (`df.rename`'s mapping).
+    Dict(Vec<(Expr, Expr)>),
+    Attr {
+        obj: Box<Expr>,
+        attr: Ident,
+    },
+    Index {
+        obj: Box<Expr>,
+        key: Box<Expr>,
+    },
+    Call {
+        func: Box<Expr>,
+        args: Vec<Expr>,
+        kwargs: Vec<(Ident, Expr)>,
+    },
+    Binary {
+        op: BinOp,
+        op_span: Span,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
+    Unary {
+        op: UnOp,
+        operand: Box<Expr>,
+    },
     Unsupported(&'static str),
 }
 
@@ -139,7 +174,10 @@ pub(crate) fn parse(source: &str) -> Result<Vec<Stmt>, Vec<Diagnostic>> {
         )]);
     }
     let parsed = parse_unchecked_source(source, py::PySourceType::Python);
-    if !parsed.errors().is_empty() {
+    // Pixie's parser accepts a missing comma between call arguments (several of its bundled scripts
+    // have one), so the recovered tree is used when that is the only kind of error.
+    let tolerated = |e: &ruff_python_parser::ParseError| e.error.to_string() == "Expected `,`, found name";
+    if !parsed.errors().iter().all(tolerated) {
         return Err(parsed
             .errors()
             .iter()
@@ -223,7 +261,11 @@ fn lower_function(f: &py::StmtFunctionDef) -> Stmt {
         .args
         .iter()
         .chain(p.kwonlyargs.iter())
-        .map(|a| Param { name: ident(&a.parameter.name), default: a.default.as_deref().map(lower_expr) })
+        .map(|a| Param {
+            name: ident(&a.parameter.name),
+            default: a.default.as_deref().map(lower_expr),
+            kind: param_kind(a.parameter.annotation.as_deref()),
+        })
         .collect();
     // Decorators (`@px.vis.vega`) only matter to the UI.
     Stmt::FunctionDef(std::rc::Rc::new(FunctionDef {
@@ -231,6 +273,19 @@ fn lower_function(f: &py::StmtFunctionDef) -> Stmt {
         params,
         body: f.body.iter().map(lower_stmt).collect(),
     }))
+}
+
+/// `int`, `float` and `bool` annotations convert; everything else (`str`, `px.Service`) stays text.
+fn param_kind(annotation: Option<&py::Expr>) -> ParamKind {
+    match annotation {
+        Some(py::Expr::Name(n)) => match n.id.as_str() {
+            "int" => ParamKind::Int,
+            "float" => ParamKind::Float,
+            "bool" => ParamKind::Bool,
+            _ => ParamKind::Str,
+        },
+        _ => ParamKind::Str,
+    }
 }
 
 fn lower_target(e: &py::Expr) -> Target {
@@ -339,7 +394,14 @@ fn lower_expr_at(e: &py::Expr, depth: usize) -> Expr {
         }
         py::Expr::Compare(c) => return lower_compare(c, d),
         py::Expr::FString(_) => ExprKind::Unsupported("f-strings"),
-        py::Expr::Dict(_) => ExprKind::Unsupported("dict literals"),
+        py::Expr::Dict(dict) => {
+            let items: Option<Vec<(Expr, Expr)>> = dict
+                .items
+                .iter()
+                .map(|item| item.key.as_ref().map(|k| (lower_expr_at(k, d + 1), lower_expr_at(&item.value, d + 1))))
+                .collect();
+            items.map_or(ExprKind::Unsupported("`**` in dict literals"), ExprKind::Dict)
+        }
         py::Expr::Lambda(_) => ExprKind::Unsupported("lambdas"),
         py::Expr::If(_) => ExprKind::Unsupported("conditional expressions (use `px.select`)"),
         py::Expr::ListComp(_) | py::Expr::SetComp(_) | py::Expr::DictComp(_) | py::Expr::Generator(_) => {

@@ -371,7 +371,7 @@ fn error_wrong_agg_spec() {
         (3, 47, "`px.mean` does not accept STRING column `req_path`".into())
     );
     assert_eq!(err(&src("s = df.groupby('req_path').agg(n=(1, px.mean))\n")).1, 35);
-    assert_eq!(err(&src("s = df.groupby('req_path').agg()\n")).1, 5);
+    assert_eq!(err(&src("s = df.agg()\n")).1, 5);
     assert_eq!(err(&src("s = df.agg(n=('nope', px.count))\n")).1, 15);
 }
 
@@ -381,9 +381,43 @@ fn error_aggregate_called_as_scalar() {
 }
 
 #[test]
-fn error_ctx_not_available() {
-    assert_eq!(err(&src("df.svc = df.ctx['service']\n")), (3, 13, "`ctx` metadata is not available yet".into()));
-    assert_eq!(err(&src("df.pod = px.upid_to_pod_name(df.upid)\n")).1, 13);
+fn ctx_keys_become_upid_functions() {
+    let p = plan(&src(
+        "df.svc = df.ctx['service']\ndf.pid = df.ctx['pid']\nkey = 'node'\ndf[key] = df.ctx[key]\npx.display(df)",
+    ));
+    let upid = || vec![col("upid")];
+    let Plan::Map { input, column, expr } = p else { panic!("not a map") };
+    assert_eq!((column.as_str(), expr), ("node", Expr::Call { func: ScalarFunc::UpidToNodeName, args: upid() }));
+    let Plan::Map { input, column, expr } = *input else { panic!("not a map") };
+    assert_eq!((column.as_str(), expr), ("pid", Expr::Call { func: ScalarFunc::UpidToPid, args: upid() }));
+    let Plan::Map { column, expr, .. } = *input else { panic!("not a map") };
+    assert_eq!((column.as_str(), expr), ("svc", Expr::Call { func: ScalarFunc::UpidToServiceName, args: upid() }));
+}
+
+#[test]
+fn ctx_on_a_table_keyed_by_pod_reads_pod_id() {
+    let p = plan("import px\ndf = px.DataFrame('network_stats')\ndf.pod = df.ctx['pod']\npx.display(df)");
+    let Plan::Map { expr, .. } = p else { panic!("not a map") };
+    assert_eq!(expr, Expr::Call { func: ScalarFunc::PodIdToPodName, args: vec![col("pod_id")] });
+    assert_eq!(
+        err("import px\ndf = px.DataFrame('network_stats')\ndf.p = df.ctx['pid']\n"),
+        (3, 15, "`ctx['pid']` needs a `upid` column, which table `network_stats` does not have".into())
+    );
+}
+
+#[test]
+fn error_ctx_keys() {
+    assert_eq!(err(&src("df.svc = df.ctx['servce']\n")), (3, 17, "unknown `ctx` key `servce`".into()));
+    assert_eq!(err(&src("df.c = df.ctx['cmdlines']\n")), (3, 15, "unknown `ctx` key `cmdlines`".into()));
+    assert_eq!(
+        err(&src("df = df[['latency']]\ndf.p = df.ctx['pod']\n")),
+        (4, 15, "`ctx['pod']` needs a `upid` column, which table `http_events` does not have".into())
+    );
+    assert_eq!(err(&src("x = df.ctx\n")), (3, 8, "`ctx` is read by key: `df.ctx['pod']`".into()));
+    assert_eq!(
+        err(&src("df.pod = px.pod_name_to_owner_references(df.upid)\n")),
+        (3, 13, "`px.pod_name_to_owner_references` needs Kubernetes metadata, which is not available yet".into())
+    );
 }
 
 #[test]
@@ -416,7 +450,7 @@ fn error_unexpected_and_missing_arguments() {
 #[test]
 fn error_unsupported_syntax_and_methods() {
     assert_eq!(err(&src("for x in [1]:\n    pass\n")), (3, 1, "`for` loops are not supported in PxL".into()));
-    assert_eq!(err(&src("x = df.merge(df)\n")), (3, 8, "`df.merge` is not supported yet".into()));
+    assert_eq!(err(&src("x = df.rolling(5)\n")), (3, 8, "`df.rolling` is not supported yet".into()));
     assert_eq!(err(&src("x = df.hed(3)\n")).1, 8);
 }
 
@@ -495,4 +529,203 @@ fn every_bundled_script_compiles_against_the_schema_catalog() {
         });
         assert_eq!(program.outputs.len(), 1, "{}", s.name);
     }
+}
+
+// ------------------------------------------------------------------ exec_funcs (vis specs)
+
+const FORM_B: &str = "import px\n\ndef rows(start_time: str, n: int, slow: float = 0.5, on: bool = True):\n    df = px.DataFrame('http_events', start_time=start_time)\n    df = df[df.latency > slow]\n    df.on = on\n    return df.head(n)\n";
+
+/// (function, [(parameter, value)], output name).
+type Call<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
+fn exec(calls: &[Call]) -> Result<Program, Vec<Diagnostic>> {
+    let funcs: Vec<ExecFunc> = calls
+        .iter()
+        .map(|(name, args, out)| ExecFunc {
+            name: name.to_string(),
+            args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            output_prefix: out.to_string(),
+        })
+        .collect();
+    compile_with_funcs(FORM_B, &SchemaCatalog, &CompileOptions { now_ns: NOW }, &funcs)
+}
+
+#[test]
+fn exec_funcs_call_functions_with_typed_arguments_and_defaults() {
+    let p = exec(&[
+        ("rows", &[("start_time", "-10m"), ("n", "3")], "Table"),
+        ("rows", &[("start_time", "-1m"), ("n", "1"), ("slow", "2"), ("on", "false")], "widget_1"),
+    ])
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    let names: Vec<&str> = p.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["Table", "widget_1"]);
+    let filtered = |start: i64, slow: f64, on: bool| Plan::Map {
+        input: Box::new(Plan::Filter {
+            input: Box::new(Plan::Source {
+                table: "http_events".into(),
+                columns: None,
+                start_ns: Some(NOW - start * MIN),
+                end_ns: None,
+            }),
+            predicate: Expr::Binary {
+                op: BinaryOp::Gt,
+                left: Box::new(Expr::Cast { expr: Box::new(col("latency")), to: PxType::Float64 }),
+                right: Box::new(Expr::Literal(Literal::Float(slow))),
+            },
+        }),
+        column: "on".into(),
+        expr: Expr::Literal(Literal::Bool(on)),
+    };
+    assert_eq!(p.outputs[0].plan, Plan::Limit { input: Box::new(filtered(10, 0.5, true)), n: 3 });
+    assert_eq!(p.outputs[1].plan, Plan::Limit { input: Box::new(filtered(1, 2.0, false)), n: 1 });
+}
+
+#[test]
+fn exec_funcs_errors_name_the_function_and_argument() {
+    let e = |calls: &[Call]| {
+        let d = exec(calls).expect_err("must fail");
+        (d[0].line, d[0].column, d[0].message.clone())
+    };
+    assert_eq!(e(&[("row", &[], "t")]), (1, 1, "the vis spec calls `row`, which the script does not define".into()));
+    assert_eq!(
+        e(&[("rows", &[("start_time", "-5m")], "t")]),
+        (3, 5, "`rows` is missing argument `n`: the vis spec gives no value".into())
+    );
+    assert_eq!(
+        e(&[("rows", &[("start_time", "-5m"), ("n", "x")], "t")]),
+        (3, 27, "argument `n` of `rows` must be an integer, found `x`".into())
+    );
+    assert_eq!(
+        e(&[("rows", &[("start_time", "-5m"), ("n", "1"), ("on", "maybe")], "t")]),
+        (3, 54, "argument `on` of `rows` must be true or false, found `maybe`".into())
+    );
+    assert_eq!(
+        e(&[("rows", &[("start_time", "-5m"), ("n", "1"), ("x", "1")], "t")]),
+        (3, 5, "`rows` has no parameter `x` (given by the vis spec)".into())
+    );
+    assert_eq!(
+        e(&[("rows", &[("start_time", "-5m"), ("n", "1")], "t"), ("rows", &[("start_time", "-5m"), ("n", "1")], "t")]),
+        (3, 5, "output `t` is displayed twice".into())
+    );
+}
+
+#[test]
+fn a_function_that_returns_no_dataframe_is_refused_for_the_vis_spec() {
+    let src = "import px\ndef f():\n    px.display(px.DataFrame('http_events'))\n";
+    let funcs = [ExecFunc { name: "f".into(), args: vec![], output_prefix: "o".into() }];
+    let d = compile_with_funcs(src, &SchemaCatalog, &CompileOptions { now_ns: NOW }, &funcs).expect_err("fails");
+    assert_eq!((d[0].line, d[0].column), (2, 5));
+    assert_eq!(d[0].message, "`f` must return a dataframe for the vis spec, found `None`");
+}
+
+// ------------------------------------------------------------------ merge, append, rename
+
+#[test]
+fn merge_suffixes_names_both_sides_have() {
+    let p = ok(&src(
+        "a = df.groupby('req_path').agg(n=('latency', px.count))\nb = df.groupby('req_path').agg(m=('latency', px.max))\npx.display(a.merge(b, how='left', left_on='req_path', right_on='req_path', suffixes=['', '_r']))",
+    ));
+    let names: Vec<&str> = p.outputs[0].columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["req_path", "n", "req_path_r", "m"]);
+    let Plan::Join { how, left_on, right_on, .. } = &p.outputs[0].plan else { panic!("not a join") };
+    assert_eq!(
+        (*how, left_on.as_slice(), right_on.as_slice()),
+        (JoinHow::Left, &["req_path".to_string()][..], &["req_path_r".to_string()][..])
+    );
+    let names = |how: &str| -> Vec<String> {
+        let p = ok(&src(&format!(
+            "px.display(df.merge(df, how='{how}', left_on='upid', right_on='upid')[['upid_x', 'upid_y']])"
+        )));
+        p.outputs[0].columns.iter().map(|c| c.name.clone()).collect()
+    };
+    assert_eq!(names("outer"), ["upid_x", "upid_y"]);
+}
+
+#[test]
+fn merge_append_rename_errors() {
+    assert_eq!(
+        err(&src("px.display(df.merge(df, how='cross', left_on='upid', right_on='upid'))")),
+        (3, 29, "`how` must be inner, left, right or outer, found `cross`".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.merge(df, how='inner', left_on='upid'))")),
+        (3, 12, "`df.merge` is missing argument `right_on`".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.merge(df, how='inner', left_on='upid', right_on='latency'))")),
+        (3, 63, "cannot join STRING column `upid` with INT64 column `latency`".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.merge(df, how='inner', left_on='upid', right_on='upid', suffixes=['', '']))")),
+        (3, 80, "the merge outputs column `time_` twice: choose other suffixes".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.append(df[['upid']]))")),
+        (3, 22, "`df.append` needs frames with the same columns".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.append(1))")),
+        (3, 22, "`df.append` takes dataframes, found a INT64 constant".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.rename({'nope': 'x'}))")),
+        (3, 23, "unknown column `nope` in table `http_events`".into())
+    );
+    assert_eq!(
+        err(&src("px.display(df.rename({'upid': 'latency'}))")),
+        (3, 31, "column `latency` already exists".into())
+    );
+    assert_eq!(
+        err(&src("x = {'a': 1}")),
+        (3, 5, "a dict literal is only accepted as the mapping of `df.rename({'old': 'new'})`".into())
+    );
+}
+
+// ------------------------------------------------------------------ Pixie script idioms
+
+#[test]
+fn pixie_idioms_compile() {
+    // A missing comma between keyword arguments (Pixie's parser takes it), `px.Pod = str`, an aggregate
+    // column held in a variable, distinct keys with `.agg()`, string constants joined with `+`.
+    let p = ok(&src(
+        "px.Pod = str\ncolumn = 'lat' + 'ency'\ns = df.groupby('req_path').agg(n=(column, px.count)\n    m=('latency', px.max))\npx.display(s)\npx.display(df.groupby(['req_path', 'req_method']).agg(), 'keys')",
+    ));
+    let names: Vec<Vec<&str>> = p.outputs.iter().map(|o| o.columns.iter().map(|c| c.name.as_str()).collect()).collect();
+    assert_eq!(names, vec![vec!["req_path", "n", "m"], vec!["req_path", "req_method"]]);
+    let Plan::Aggregate { aggs, .. } = &p.outputs[0].plan else { panic!("not an aggregate") };
+    assert_eq!(aggs[0].column, "latency");
+    // Other syntax errors still stop the script.
+    assert_eq!(err("import px\nx = (1 +\n").2, "syntax error: unexpected EOF while parsing");
+}
+
+#[test]
+fn script_reference_takes_a_dict_of_arguments() {
+    let p = plan(&src(
+        "df.link = px.script_reference(df.req_path, 'px/pod', {'start_time': '-5m', 'pod': df.req_path})\npx.display(df[['link']])",
+    ));
+    let Plan::Project { input, .. } = p else { panic!("not a projection") };
+    let Plan::Map { expr, .. } = *input else { panic!("not a map") };
+    let s = |v: &str| Expr::Literal(Literal::String(v.into()));
+    assert_eq!(
+        expr,
+        Expr::Call {
+            func: ScalarFunc::ScriptReference,
+            args: vec![col("req_path"), s("px/pod"), s("start_time"), s("-5m"), s("pod"), col("req_path")]
+        }
+    );
+    assert_eq!(
+        err(&src("df.l = px.script_reference(df.req_path, 'px/pod', ['x'])")),
+        (3, 51, "argument 3 of `px.script_reference` must be a dict literal of arguments".into())
+    );
+}
+
+#[test]
+fn every_failing_statement_reports_once() {
+    let script = "import px\ndf = px.DataFrame('http_event')\ndf.x = df.latency * 2\npx.display(df)\nok = px.DataFrame('http_events')\nok.y = ok.nope\npx.display(ok.head(1))\npx.display(ok, 'o2', cols=['zzz'])\n";
+    let d = compile(script, &SchemaCatalog, &CompileOptions { now_ns: NOW }).expect_err("fails");
+    let got: Vec<(u32, u32, &str)> = d.iter().map(|d| (d.line, d.column, d.message.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![(2, 19, "unknown table `http_event`"), (6, 11, "unknown column `nope` in table `http_events`"),]
+    );
 }

@@ -18,6 +18,8 @@ pub struct BundledScript {
     pub short: &'static str,
     /// Longer description (`long:` in `manifest.yaml`).
     pub long: &'static str,
+    /// Its vis spec (Pixie's `vis.json`), for a function-form script.
+    pub vis: Option<&'static str>,
 }
 
 /// (name, pxl, manifest) of each script.
@@ -35,6 +37,9 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// (name, vis.json) of each function-form script.
+const VIS: &[(&str, &str)] = &[];
+
 /// Every bundled script, sorted by name.
 pub fn scripts() -> &'static [BundledScript] {
     static SCRIPTS: OnceLock<Vec<BundledScript>> = OnceLock::new();
@@ -46,6 +51,7 @@ pub fn scripts() -> &'static [BundledScript] {
                 pxl,
                 short: manifest_field(manifest, "short"),
                 long: manifest_field(manifest, "long"),
+                vis: VIS.iter().find(|(n, _)| n == name).map(|(_, v)| *v),
             })
             .collect();
         v.sort_by_key(|s| s.name);

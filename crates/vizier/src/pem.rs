@@ -226,8 +226,12 @@ mod tests {
         script: &str,
     ) -> Result<Vec<(Duration, ExecuteScriptResponse)>, tonic::Status> {
         let mut client = VizierServiceClient::connect(format!("http://{addr}")).await.expect("connect");
-        let mut request =
-            tonic::Request::new(ExecuteScriptRequest { query_str: script.into(), query_name: "t".into(), now_ns: 0 });
+        let mut request = tonic::Request::new(ExecuteScriptRequest {
+            query_str: script.into(),
+            query_name: "t".into(),
+            now_ns: 0,
+            ..Default::default()
+        });
         if let Some(t) = token {
             request.metadata_mut().insert(crate::TOKEN_METADATA, t.parse().expect("ascii"));
         }
@@ -326,8 +330,12 @@ mod tests {
         let running = |ops: &PemOps| ops.metrics_text().lines().any(|l| l == "loupe_queries_running 1");
         let whole = run(addr, Some(TOKEN), HEAVY).await.expect("runs").last().map(|(t, _)| *t).expect("messages");
         let mut client = VizierServiceClient::connect(format!("http://{addr}")).await.expect("connect");
-        let mut request =
-            tonic::Request::new(ExecuteScriptRequest { query_str: HEAVY.into(), query_name: "t".into(), now_ns: 0 });
+        let mut request = tonic::Request::new(ExecuteScriptRequest {
+            query_str: HEAVY.into(),
+            query_name: "t".into(),
+            now_ns: 0,
+            ..Default::default()
+        });
         request.metadata_mut().insert(crate::TOKEN_METADATA, TOKEN.parse().expect("ascii"));
         let mut stream = client.execute_script(request).await.expect("accepted").into_inner();
         let first = stream.message().await.expect("a message").expect("not the end");

@@ -55,15 +55,8 @@ impl PixieVizierService for PixieQueryService {
     ) -> Result<Response<Self::ExecuteScriptStream>, Status> {
         let (metadata, extensions, req) = request.into_parts();
         // Features of Pixie's API that Loupe does not have answer as a status the client shows, not silently.
-        let refused = if !req.exec_funcs.is_empty() {
-            Some(
-                "exec_funcs (running a script's vis functions) is not supported by Loupe; call px.display in the script",
-            )
-        } else if req.mutation {
-            Some("mutations (tracepoint deployment) are not supported by Loupe")
-        } else {
-            None
-        };
+        let refused =
+            if req.mutation { Some("mutations (tracepoint deployment) are not supported by Loupe") } else { None };
         if let Some(why) = refused {
             let status =
                 px::Status { code: tonic::Code::Unimplemented as i32, message: why.into(), error_details: vec![] };
@@ -80,7 +73,22 @@ impl PixieVizierService for PixieQueryService {
                 return Ok(Response::new(only_status(req.query_id, status)));
             }
         };
-        let loupe = lp::ExecuteScriptRequest { query_str: req.query_str, query_name: req.query_name, now_ns: 0 };
+        // A vis spec's functions (Pixie's exec_funcs) pass through as they are.
+        let exec_funcs = req
+            .exec_funcs
+            .into_iter()
+            .map(|f| lp::ExecFunc {
+                func_name: f.func_name,
+                arg_values: f
+                    .arg_values
+                    .into_iter()
+                    .map(|a| lp::exec_func::ArgValue { name: a.name, value: a.value })
+                    .collect(),
+                output_table_prefix: f.output_table_prefix,
+            })
+            .collect();
+        let loupe =
+            lp::ExecuteScriptRequest { query_str: req.query_str, query_name: req.query_name, now_ns: 0, exec_funcs };
         let inner = self.inner.execute_script(Request::from_parts(metadata, extensions, loupe)).await?.into_inner();
         let converted = inner.filter_map(move |item| {
             let out = match item {

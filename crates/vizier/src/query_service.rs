@@ -154,7 +154,17 @@ pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &s
     let now_ns = if req.now_ns != 0 { req.now_ns } else { loupe_common::time::now_unix_ns() };
     let mut sink = GrpcSink { tx: tx.clone(), query_id: query_id.to_owned(), encode_error: None };
     // Compile and split here, in the caller of the engine: the engine only ever sees plans.
-    let planned = loupe_planner::plan_single_node(&req.query_str, &engine.catalog(), &CompileOptions { now_ns })
+    let funcs: Vec<loupe_pxl::ExecFunc> = req
+        .exec_funcs
+        .iter()
+        .map(|f| loupe_pxl::ExecFunc {
+            name: f.func_name.clone(),
+            args: f.arg_values.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
+            output_prefix: f.output_table_prefix.clone(),
+        })
+        .collect();
+    let options = CompileOptions { now_ns };
+    let planned = loupe_planner::plan_single_node_with_funcs(&req.query_str, &engine.catalog(), &options, &funcs)
         .map_err(QueryError::Compile);
     let compile_time = planned.as_ref().map_or(Duration::ZERO, |p| p.compile_time);
     let started = Instant::now();
@@ -342,7 +352,8 @@ mod tests {
         let store = Arc::new(Store::new(StoreConfig::default()));
         store.register(&loupe_schema::http::http_events()).expect("register");
         let engine = Engine::new(store);
-        let req = ExecuteScriptRequest { query_str: script.into(), query_name: "t".into(), now_ns: 0 };
+        let req =
+            ExecuteScriptRequest { query_str: script.into(), query_name: "t".into(), now_ns: 0, ..Default::default() };
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         run_query(&engine, &req, "q", ExecOptions::default(), tx).await;
         let mut out = Vec::new();
@@ -365,6 +376,31 @@ mod tests {
         assert!(stats.compilation_time_ns < 5_000_000_000, "{stats:?}");
         assert_eq!(stats.records_processed, 0);
         println!("px/http_request_stats compiled in {} ns", stats.compilation_time_ns);
+    }
+
+    /// A vis spec's functions (`exec_funcs`) run through the request: each output is named by its prefix.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exec_funcs_in_the_request_call_the_scripts_functions() {
+        use loupe_proto::vizierpb::{ExecFunc, exec_func::ArgValue};
+        let store = Arc::new(Store::new(StoreConfig::default()));
+        store.register(&loupe_schema::http::http_events()).expect("register");
+        let engine = Engine::new(store);
+        let script = "import px\ndef rows(start_time: str, n: int):\n    return px.DataFrame('http_events', start_time=start_time).head(n)\n";
+        let arg = |name: &str, value: &str| ArgValue { name: name.into(), value: value.into() };
+        let req = ExecuteScriptRequest {
+            query_str: script.into(),
+            exec_funcs: vec![ExecFunc {
+                func_name: "rows".into(),
+                arg_values: vec![arg("start_time", "-5m"), arg("n", "3")],
+                output_table_prefix: "Table".into(),
+            }],
+            ..Default::default()
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        run_query(&engine, &req, "q", ExecOptions::default(), tx).await;
+        let first = rx.recv().await.expect("a message").expect("no transport error").result;
+        let Some(execute_script_response::Result::MetaData(meta)) = first else { panic!("metadata first: {first:?}") };
+        assert_eq!(meta.name, "Table");
     }
 
     #[tokio::test]

@@ -193,7 +193,7 @@ fn rows(messages: &[ExecuteScriptResponse]) -> Vec<String> {
 }
 
 fn request(script: &str) -> ExecuteScriptRequest {
-    ExecuteScriptRequest { query_str: script.into(), query_name: "t".into(), now_ns: 0 }
+    ExecuteScriptRequest { query_str: script.into(), query_name: "t".into(), now_ns: 0, ..Default::default() }
 }
 
 async fn direct(addr: std::net::SocketAddr, script: &str) -> Vec<ExecuteScriptResponse> {

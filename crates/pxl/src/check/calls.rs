@@ -33,7 +33,6 @@ const NOT_YET: &[&str] = &[
     "uint128",
     "make_upid",
     "split",
-    "replace",
     "atoi",
     "itoa",
     "normalize_mysql",
@@ -239,15 +238,16 @@ impl Checker<'_> {
                 )
                 .with_help(format!("use it in an aggregation: `df.groupby('k').agg(out=('column', px.{agg}))`")),
             )),
-            meta if is_metadata_func(meta) => {
-                Err(self.err(&attr.span, format!("`px.{meta}` needs Kubernetes metadata, which is not available yet")))
-            }
             other => match ScalarFunc::from_name(other) {
                 Some(f) => {
                     if let Some((k, _)) = kwargs.first() {
                         return Err(self.err(&k.span, format!("`{what}` takes positional arguments only")));
                     }
                     self.scalar_call(f.spec(), &what, args, span).map(Value::Scalar)
+                }
+                None if is_metadata_func(other) => {
+                    Err(self
+                        .err(&attr.span, format!("`px.{other}` needs Kubernetes metadata, which is not available yet")))
                 }
                 None => Err(self.err(&attr.span, format!("`px.{other}` is not supported yet"))),
             },

@@ -16,6 +16,8 @@ impl Checker<'_> {
     pub(super) fn eval(&mut self, e: &syntax::Expr) -> Result<Value> {
         match &e.kind {
             ExprKind::Name(n) => match self.lookup(n) {
+                // The poison marker (an empty message): the failure was reported where it happened.
+                Some(Value::Poisoned) => Err(Box::new(Diagnostic::new(self.source, e.span.clone(), ""))),
                 Some(v) => Ok(v.clone()),
                 None => Err(self.undefined_name(n, &e.span)),
             },
@@ -43,6 +45,9 @@ impl Checker<'_> {
             ExprKind::Unary { op, operand } => {
                 let v = self.eval_scalar(operand, "an operand")?;
                 Ok(Value::Scalar(self.unary(*op, v, &e.span)?))
+            }
+            ExprKind::Dict(_) => {
+                Err(self.err(&e.span, "a dict literal is only accepted as the mapping of `df.rename({'old': 'new'})`"))
             }
             ExprKind::Unsupported(what) => Err(self.err(&e.span, format!("{what} are not supported in PxL"))),
         }
@@ -125,7 +130,7 @@ impl Checker<'_> {
             }
             Value::Frame(frame) => {
                 if attr.name == "ctx" {
-                    return Err(self.ctx_error(&attr.span));
+                    return Err(self.err(&attr.span, "`ctx` is read by key: `df.ctx['pod']`"));
                 }
                 if let Some(c) = frame.column(&attr.name) {
                     return Ok(Value::Scalar(TExpr { expr: Expr::Column(c.name.clone()), ty: c.ty }));
@@ -143,25 +148,34 @@ impl Checker<'_> {
     }
 
     pub(super) fn eval_index(&mut self, obj: &syntax::Expr, key: &syntax::Expr) -> Result<Value> {
+        // `df.ctx['pod']`: metadata of each row's process.
+        if let ExprKind::Attr { obj: inner, attr } = &obj.kind
+            && attr.name == "ctx"
+        {
+            let frame = self.eval_frame(inner, "`ctx`")?;
+            return self.ctx_lookup(&frame, key).map(Value::Scalar);
+        }
         let frame = match self.eval(obj)? {
             Value::Frame(f) => f,
             other => return Err(self.err(&obj.span, format!("cannot index {}", other.describe()))),
         };
-        match &key.kind {
-            ExprKind::Str(name) => {
-                let c = self.require_column(&frame, name, &key.span)?;
-                return Ok(Value::Scalar(TExpr { expr: Expr::Column(c.name.clone()), ty: c.ty }));
+        // The key may be a literal or any constant (`df[col_name]` with `col_name = 'latency'`).
+        let is_name = |v: &Value| matches!(v, Value::Scalar(TExpr { expr: Expr::Literal(Literal::String(_)), .. }));
+        match self.eval(key)? {
+            Value::Scalar(TExpr { expr: Expr::Literal(Literal::String(name)), .. }) => {
+                let c = self.require_column(&frame, &name, &key.span)?;
+                Ok(Value::Scalar(TExpr { expr: Expr::Column(c.name.clone()), ty: c.ty }))
             }
-            ExprKind::List(items) | ExprKind::Tuple(items)
-                if !items.is_empty() && items.iter().all(|i| matches!(i.kind, ExprKind::Str(_))) =>
-            {
+            Value::List(items) if !items.is_empty() && items.iter().all(|(v, _)| is_name(v)) => {
                 let columns = self.eval_column_list(key, &frame, "keeping columns")?;
-                return Ok(Value::Frame(project(&frame, columns)));
+                Ok(Value::Frame(project(&frame, columns)))
             }
-            _ => {}
+            Value::Scalar(pred) => Ok(Value::Frame(self.filter(&frame, pred, &key.span)?)),
+            other => Err(self.err(
+                &key.span,
+                format!("expected a filter, a column name or a list of them, found {}", other.describe()),
+            )),
         }
-        let pred = self.eval_scalar(key, "a filter")?;
-        Ok(Value::Frame(self.filter(&frame, pred, &key.span)?))
     }
 
     /// The operator token inside the gap between two operands, or the whole expression.
@@ -202,6 +216,15 @@ impl Checker<'_> {
                     _ => BinaryOp::Mod,
                 };
                 match (l.ty, r.ty) {
+                    (String, String) if bop == BinaryOp::Add => match (l.literal(), r.literal()) {
+                        (Some(Literal::String(a)), Some(Literal::String(b))) => {
+                            Ok(TExpr::lit(Literal::String(format!("{a}{b}"))))
+                        }
+                        _ => Ok(TExpr {
+                            expr: Expr::Call { func: crate::plan::ScalarFunc::Concat, args: vec![l.expr, r.expr] },
+                            ty: String,
+                        }),
+                    },
                     (Int64, Int64) => Ok(fold_int(bop, l, r)),
                     (Int64 | Float64, Int64 | Float64) => {
                         let (l, r) = (l.cast(Float64), r.cast(Float64));

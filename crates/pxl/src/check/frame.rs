@@ -8,12 +8,12 @@
 use super::value::{Frame, TExpr, Value};
 use super::{Checker, Result};
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::plan::{AggFunc, Aggregation, ColumnDef, Expr, Literal, Plan, PxType};
+use crate::plan::{AggFunc, Aggregation, ColumnDef, Expr, JoinHow, Literal, Plan, PxType};
 use crate::syntax::{self, ExprKind, Ident, Span};
 use crate::time;
 
 pub(super) const FRAME_METHODS: &[&str] =
-    &["filter", "drop", "head", "groupby", "agg", "map", "merge", "append", "rolling", "stream", "ctx"];
+    &["filter", "drop", "head", "groupby", "agg", "map", "merge", "append", "rename", "rolling", "stream", "ctx"];
 
 impl Checker<'_> {
     pub(super) fn filter(&self, frame: &Frame, pred: TExpr, span: &Span) -> Result<Frame> {
@@ -160,10 +160,11 @@ impl Checker<'_> {
                 let expr = self.eval_scalar(e, "a column value")?;
                 Ok(Value::Frame(map_column(&frame, &column, expr)))
             }
-            "ctx" => Err(self.ctx_error(&attr.span)),
-            m @ ("merge" | "append" | "rolling" | "stream") => {
-                Err(self.err(&attr.span, format!("`df.{m}` is not supported yet")))
-            }
+            "ctx" => Err(self.err(&attr.span, "`ctx` is read by key: `df.ctx['pod']`")),
+            "merge" => self.merge(frame, args, kwargs, span),
+            "append" => self.append(frame, args, kwargs, span),
+            "rename" => self.rename(frame, args, kwargs, span),
+            m @ ("rolling" | "stream") => Err(self.err(&attr.span, format!("`df.{m}` is not supported yet"))),
             other => {
                 if frame.column(other).is_some() {
                     return Err(self.err(&attr.span, format!("column `{other}` is not callable")));
@@ -185,7 +186,8 @@ impl Checker<'_> {
         kwargs: &[(Ident, syntax::Expr)],
         span: &Span,
     ) -> Result<Value> {
-        if kwargs.is_empty() {
+        // `groupby(keys).agg()` is the distinct keys (Pixie's idiom); no groups need an aggregate.
+        if kwargs.is_empty() && keys.is_empty() {
             return Err(self.err(span, "`agg` needs at least one aggregate: `agg(name=('column', px.count))`"));
         }
         let mut columns: Vec<ColumnDef> = keys.iter().filter_map(|k| frame.column(k).cloned()).collect();
@@ -205,8 +207,8 @@ impl Checker<'_> {
                     ));
                 }
             };
-            let col_name = match &items[0].kind {
-                ExprKind::Str(s) => s.clone(),
+            let col_name = match self.eval(&items[0])? {
+                Value::Scalar(TExpr { expr: Expr::Literal(Literal::String(s)), .. }) => s,
                 _ => {
                     return Err(Box::new(
                         Diagnostic::new(
@@ -247,6 +249,178 @@ impl Checker<'_> {
         }
         let plan = Plan::Aggregate { input: Box::new(frame.plan.clone()), group_by: keys, aggs };
         Ok(Value::Frame(Frame { plan, columns, desc: "the aggregated dataframe".into() }))
+    }
+}
+
+impl Checker<'_> {
+    /// `df.merge(right, how, left_on, right_on, suffixes=['_x', '_y'])`: output columns are the left's
+    /// then the right's; a name both sides have gets the left suffix on the left and the right suffix on
+    /// the right (keys included, as in Pixie: `asid` becomes `asid_x` and `asid_y`).
+    fn merge(
+        &mut self,
+        left: Frame,
+        args: &[syntax::Expr],
+        kwargs: &[(Ident, syntax::Expr)],
+        span: &Span,
+    ) -> Result<Value> {
+        let what = "df.merge";
+        let a = self.bind_args(what, &["right", "how", "left_on", "right_on", "suffixes"], 4, args, kwargs, span)?;
+        let (Some(r), Some(h), Some(lo), Some(ro)) = (a.get(0), a.get(1), a.get(2), a.get(3)) else {
+            return Err(self.err(span, "missing arguments"));
+        };
+        let right = self.eval_frame(r, what)?;
+        let how = match self.eval_string(h, "`how`")?.as_str() {
+            "inner" => JoinHow::Inner,
+            "left" => JoinHow::Left,
+            "right" => JoinHow::Right,
+            "outer" => JoinHow::Outer,
+            other => {
+                return Err(self.err(&h.span, format!("`how` must be inner, left, right or outer, found `{other}`")));
+            }
+        };
+        let left_on = self.eval_column_list(lo, &left, what)?;
+        let right_on = self.eval_column_list(ro, &right, what)?;
+        if left_on.len() != right_on.len() {
+            return Err(self.err(
+                &ro.span,
+                format!(
+                    "`left_on` and `right_on` must name as many columns, found {} and {}",
+                    left_on.len(),
+                    right_on.len()
+                ),
+            ));
+        }
+        for (l, r) in left_on.iter().zip(&right_on) {
+            let (lt, rt) = (left.column(l).map(|c| c.ty), right.column(r).map(|c| c.ty));
+            if lt != rt {
+                let (lt, rt) = (lt.map_or("?", |t| t.name()), rt.map_or("?", |t| t.name()));
+                return Err(self.err(&ro.span, format!("cannot join {lt} column `{l}` with {rt} column `{r}`")));
+            }
+        }
+        let (lsuf, rsuf) = match a.get(4) {
+            None => ("_x".to_string(), "_y".to_string()),
+            Some(e) => {
+                let Value::List(items) = self.eval(e)? else {
+                    return Err(self.err(&e.span, "`suffixes` must be a list of two strings, e.g. ['_x', '_y']"));
+                };
+                let strs: Vec<Option<String>> = items
+                    .iter()
+                    .map(|(v, _)| match v {
+                        Value::Scalar(TExpr { expr: Expr::Literal(Literal::String(s)), .. }) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                match strs.as_slice() {
+                    [Some(l), Some(r)] => (l.clone(), r.clone()),
+                    _ => return Err(self.err(&e.span, "`suffixes` must be a list of two strings, e.g. ['_x', '_y']")),
+                }
+            }
+        };
+        let rename = |cols: &[ColumnDef], other: &Frame, suffix: &str| -> Vec<(String, String, PxType)> {
+            cols.iter()
+                .map(|c| {
+                    let out =
+                        if other.column(&c.name).is_some() { format!("{}{suffix}", c.name) } else { c.name.clone() };
+                    (c.name.clone(), out, c.ty)
+                })
+                .collect()
+        };
+        let lcols = rename(&left.columns, &right, &lsuf);
+        let rcols = rename(&right.columns, &left, &rsuf);
+        let mut columns: Vec<ColumnDef> = Vec::new();
+        for (_, out, ty) in lcols.iter().chain(&rcols) {
+            if columns.iter().any(|c| &c.name == out) {
+                return Err(self.err(
+                    a.get(4).map_or(span, |e| &e.span),
+                    format!("the merge outputs column `{out}` twice: choose other suffixes"),
+                ));
+            }
+            columns.push(ColumnDef { name: out.clone(), ty: *ty });
+        }
+        let out_name = |cols: &[(String, String, PxType)], name: &str| {
+            cols.iter().find(|(i, _, _)| i == name).map_or_else(|| name.to_string(), |(_, o, _)| o.clone())
+        };
+        let plan = Plan::Join {
+            left: Box::new(left.plan.clone()),
+            right: Box::new(right.plan.clone()),
+            how,
+            left_on: left_on.iter().map(|c| out_name(&lcols, c)).collect(),
+            right_on: right_on.iter().map(|c| out_name(&rcols, c)).collect(),
+            left_columns: lcols.iter().map(|(i, o, _)| (i.clone(), o.clone())).collect(),
+            right_columns: rcols.iter().map(|(i, o, _)| (i.clone(), o.clone())).collect(),
+        };
+        Ok(Value::Frame(Frame { plan, columns, desc: "the merged dataframe".into() }))
+    }
+
+    /// `df.append(other)` or `df.append([a, b])`: every frame must have the same column names and types;
+    /// their order may differ (each is put in `df`'s order).
+    fn append(
+        &mut self,
+        frame: Frame,
+        args: &[syntax::Expr],
+        kwargs: &[(Ident, syntax::Expr)],
+        span: &Span,
+    ) -> Result<Value> {
+        let a = self.bind_args("df.append", &["objs"], 1, args, kwargs, span)?;
+        let Some(e) = a.get(0) else { return Err(self.err(span, "missing dataframes")) };
+        let others: Vec<(Value, Span)> = match self.eval(e)? {
+            Value::List(items) => items,
+            v => vec![(v, e.span.clone())],
+        };
+        let mut inputs = vec![frame.plan.clone()];
+        for (v, at) in others {
+            let Value::Frame(other) = v else {
+                return Err(self.err(&at, format!("`df.append` takes dataframes, found {}", v.describe())));
+            };
+            let mut same = other.columns.len() == frame.columns.len();
+            for c in &frame.columns {
+                same &= other.column(&c.name).is_some_and(|o| o.ty == c.ty);
+            }
+            if !same {
+                let show =
+                    |f: &Frame| f.columns.iter().map(|c| format!("{} {}", c.name, c.ty)).collect::<Vec<_>>().join(", ");
+                return Err(Box::new(
+                    Diagnostic::new(self.source, at.clone(), "`df.append` needs frames with the same columns")
+                        .with_note(format!("the frame has: {}", show(&frame)))
+                        .with_note(format!("this one has: {}", show(&other))),
+                ));
+            }
+            let names: Vec<String> = frame.columns.iter().map(|c| c.name.clone()).collect();
+            inputs.push(project(&other, names).plan);
+        }
+        let plan = Plan::Union { inputs };
+        Ok(Value::Frame(frame.wrap(plan, frame.columns.clone())))
+    }
+
+    /// `df.rename({'old': 'new', ...})`: renamed in place.
+    fn rename(
+        &mut self,
+        frame: Frame,
+        args: &[syntax::Expr],
+        kwargs: &[(Ident, syntax::Expr)],
+        span: &Span,
+    ) -> Result<Value> {
+        let a = self.bind_args("df.rename", &["columns"], 1, args, kwargs, span)?;
+        let Some(e) = a.get(0) else { return Err(self.err(span, "missing mapping")) };
+        let ExprKind::Dict(items) = &e.kind else {
+            return Err(self.err(&e.span, "`df.rename` takes a dict of column names: `df.rename({'old': 'new'})`"));
+        };
+        let mut columns = frame.columns.clone();
+        let mut renames = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            let old = self.eval_string(k, "the column name")?;
+            let new = self.eval_string(v, "the new column name")?;
+            self.require_column(&frame, &old, &k.span)?;
+            if old != new && columns.iter().any(|c| c.name == new) {
+                return Err(self.err(&v.span, format!("column `{new}` already exists")));
+            }
+            if let Some(c) = columns.iter_mut().find(|c| c.name == old) {
+                c.name = new.clone();
+            }
+            renames.push((old, new));
+        }
+        let plan = Plan::Rename { input: Box::new(frame.plan.clone()), renames };
+        Ok(Value::Frame(frame.wrap(plan, columns)))
     }
 }
 

@@ -7,7 +7,7 @@
 //! Must not name individual functions outside those rules: a new function is a registry entry.
 
 use super::expr::bin;
-use super::value::{TExpr, Value};
+use super::value::{Frame, TExpr, Value};
 use super::{Checker, Result};
 use crate::functions::{Function, ParamType, Returns, Rule};
 use crate::plan::{BinaryOp, Expr, PxType, ScalarFunc};
@@ -17,7 +17,82 @@ fn call(func: ScalarFunc, args: Vec<TExpr>, ty: PxType) -> TExpr {
     TExpr { expr: Expr::Call { func, args: args.into_iter().map(|a| a.expr).collect() }, ty }
 }
 
+/// `ctx` keys (Pixie's, with their aliases) and the `upid_to_*` function each one is.
+const CTX_KEYS: &[(&str, ScalarFunc)] = &[
+    ("service_name", ScalarFunc::UpidToServiceName),
+    ("service", ScalarFunc::UpidToServiceName),
+    ("service_id", ScalarFunc::UpidToServiceId),
+    ("pod_name", ScalarFunc::UpidToPodName),
+    ("pod", ScalarFunc::UpidToPodName),
+    ("pod_id", ScalarFunc::UpidToPodId),
+    ("namespace", ScalarFunc::UpidToNamespace),
+    ("node_name", ScalarFunc::UpidToNodeName),
+    ("node", ScalarFunc::UpidToNodeName),
+    ("hostname", ScalarFunc::UpidToHostname),
+    ("host", ScalarFunc::UpidToHostname),
+    ("container_name", ScalarFunc::UpidToContainerName),
+    ("container", ScalarFunc::UpidToContainerName),
+    ("container_id", ScalarFunc::UpidToContainerId),
+    ("deployment_name", ScalarFunc::UpidToDeploymentName),
+    ("deployment", ScalarFunc::UpidToDeploymentName),
+    ("deployment_id", ScalarFunc::UpidToDeploymentId),
+    ("replicaset_name", ScalarFunc::UpidToReplicasetName),
+    ("replica_set", ScalarFunc::UpidToReplicasetName),
+    ("replicaset_id", ScalarFunc::UpidToReplicasetId),
+    ("cmdline", ScalarFunc::UpidToCmdline),
+    ("cmd", ScalarFunc::UpidToCmdline),
+    ("asid", ScalarFunc::UpidToAsid),
+    ("pid", ScalarFunc::UpidToPid),
+];
+
 impl Checker<'_> {
+    /// `df.ctx['key']`: the key's `upid_to_*` function of the frame's `upid` column (Pixie's rewrite).
+    pub(super) fn ctx_lookup(&mut self, frame: &Frame, key: &syntax::Expr) -> Result<TExpr> {
+        let name = self.eval_string(key, "the `ctx` key")?;
+        let Some(&(_, func)) = CTX_KEYS.iter().find(|(k, _)| *k == name) else {
+            let mut d = crate::diagnostic::Diagnostic::new(
+                self.source,
+                key.span.clone(),
+                format!("unknown `ctx` key `{name}`"),
+            );
+            if matches!(name.as_str(), "cmdline" | "cmd") {
+                d = crate::diagnostic::Diagnostic::new(
+                    self.source,
+                    key.span.clone(),
+                    format!("`ctx['{name}']` is not available yet: Loupe keeps no process command lines"),
+                );
+            } else if let Some(h) = crate::diagnostic::did_you_mean(&name, CTX_KEYS.iter().map(|(k, _)| *k)) {
+                d = d.with_help(h);
+            }
+            return Err(Box::new(d));
+        };
+        // Tables keyed by pod rather than process (`network_stats`) answer the pod keys from `pod_id`.
+        if frame.column("upid").is_none()
+            && let Some(pod_id) = frame.column("pod_id")
+        {
+            let by_pod = match func {
+                ScalarFunc::UpidToPodName => Some(ScalarFunc::PodIdToPodName),
+                ScalarFunc::UpidToNamespace => Some(ScalarFunc::PodIdToNamespace),
+                ScalarFunc::UpidToServiceName => Some(ScalarFunc::PodIdToServiceName),
+                ScalarFunc::UpidToNodeName => Some(ScalarFunc::PodIdToNodeName),
+                _ => None,
+            };
+            if let Some(f) = by_pod {
+                let arg = TExpr { expr: Expr::Column(pod_id.name.clone()), ty: pod_id.ty };
+                return Ok(call(f, vec![arg], PxType::String));
+            }
+        }
+        let Some(upid) = frame.column("upid") else {
+            return Err(self
+                .err(&key.span, format!("`ctx['{name}']` needs a `upid` column, which {} does not have", frame.desc)));
+        };
+        let Returns::Fixed(ty) = func.spec().returns else {
+            return Err(self.err(&key.span, format!("`ctx['{name}']` has an inconsistent declaration")));
+        };
+        let arg = TExpr { expr: Expr::Column(upid.name.clone()), ty: upid.ty };
+        Ok(call(func, vec![arg], ty))
+    }
+
     /// A call of the registered function `f` (spelled `what` in messages).
     pub(super) fn scalar_call(
         &mut self,
@@ -27,6 +102,9 @@ impl Checker<'_> {
         span: &Span,
     ) -> Result<TExpr> {
         let arity = f.params.len();
+        if f.rule == Rule::ScriptReference && (args.len() == 2 || args.len() == 3) {
+            return self.script_reference(what, args);
+        }
         if args.len() != arity {
             let at = args.get(arity).map_or(span.clone(), |a| a.span.clone());
             return Err(self.err(
@@ -96,7 +174,7 @@ impl Checker<'_> {
         Ok(match f.rule {
             Rule::Call => call(f.func, vals, ty),
             Rule::Conversion => vals.remove(0).cast(ty),
-            Rule::Bin | Rule::EqualsAny => {
+            Rule::Bin | Rule::EqualsAny | Rule::ScriptReference => {
                 return Err(self.err(span, format!("`{what}` has an inconsistent declaration")));
             }
         })
@@ -121,6 +199,29 @@ impl Checker<'_> {
                 TExpr { expr: bin(BinaryOp::Mul, floor.expr, size.expr), ty: Float64 }
             }
         })
+    }
+
+    /// `px.script_reference(label, script, {'arg': value, ...})`: the call's arguments are the label, the
+    /// script, then each argument's name and value, all STRING (values converted).
+    fn script_reference(&mut self, what: &str, args: &[syntax::Expr]) -> Result<TExpr> {
+        let label = self.eval_scalar(&args[0], "an argument")?.cast(PxType::String);
+        let script = self.eval_scalar(&args[1], "an argument")?;
+        if script.ty != PxType::String {
+            return Err(self.err(&args[1].span, format!("argument 2 of `{what}` must be STRING, found {}", script.ty)));
+        }
+        let mut out = vec![label.expr, script.expr];
+        if let Some(dict) = args.get(2) {
+            let syntax::ExprKind::Dict(items) = &dict.kind else {
+                return Err(self.err(&dict.span, format!("argument 3 of `{what}` must be a dict literal of arguments")));
+            };
+            for (k, v) in items {
+                let name = self.eval_string(k, "the argument name")?;
+                let value = self.eval_scalar(v, "an argument value")?.cast(PxType::String);
+                out.push(crate::plan::Expr::Literal(crate::plan::Literal::String(name)));
+                out.push(value.expr);
+            }
+        }
+        Ok(TExpr { expr: Expr::Call { func: ScalarFunc::ScriptReference, args: out }, ty: PxType::String })
     }
 
     fn equals_any(&mut self, what: &str, x: &syntax::Expr, list: &syntax::Expr) -> Result<TExpr> {

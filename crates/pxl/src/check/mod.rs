@@ -21,12 +21,13 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::plan::Literal;
 use crate::plan::Output;
-use crate::syntax::{self, ExprKind, FunctionDef, Ident, Span, Stmt, Target};
-use crate::{Catalog, CompileOptions};
+use crate::syntax::{self, ExprKind, FunctionDef, Ident, ParamKind, Span, Stmt, Target};
+use crate::{Catalog, CompileOptions, ExecFunc};
 
 use self::frame::map_column;
-use self::value::Value;
+use self::value::{TExpr, Value};
 
 type Result<T, E = Box<Diagnostic>> = std::result::Result<T, E>;
 
@@ -63,16 +64,55 @@ impl<'a> Checker<'a> {
 }
 
 impl Checker<'_> {
-    /// Runs the whole script and returns its outputs.
-    pub(crate) fn run(mut self, stmts: &[Stmt]) -> Result<Vec<Output>> {
-        for stmt in stmts {
-            if let Flow::Return(_) = self.exec(stmt)? {
-                let span = match stmt {
-                    Stmt::Return { span, .. } => span.clone(),
-                    _ => 0..0,
-                };
-                return Err(self.err(&span, "`return` outside of a function"));
+    /// Runs the whole script, then calls each of `exec_funcs` (a vis spec's functions), and returns
+    /// the outputs: the script's own `px.display`s, then one per function, named by its prefix.
+    ///
+    /// Every failing top-level statement and function call adds its diagnostic and the checker goes on;
+    /// a name the failed statement assigned (or whose column it assigned) is then poisoned, so what
+    /// follows from it reports nothing more (one mistake, one error).
+    pub(crate) fn run(mut self, stmts: &[Stmt], exec_funcs: &[ExecFunc]) -> Result<Vec<Output>, Vec<Diagnostic>> {
+        let mut errors: Vec<Diagnostic> = Vec::new();
+        let mut keep = |d: Box<Diagnostic>| {
+            // An empty message is the poison marker: the real error was reported where it happened.
+            if !d.message.is_empty() {
+                errors.push(*d);
             }
+        };
+        for stmt in stmts {
+            match self.exec(stmt) {
+                Ok(Flow::Next) => {}
+                Ok(Flow::Return(_)) => {
+                    let span = match stmt {
+                        Stmt::Return { span, .. } => span.clone(),
+                        _ => 0..0,
+                    };
+                    keep(self.err(&span, "`return` outside of a function"));
+                }
+                Err(d) => {
+                    keep(d);
+                    let poisoned = match stmt {
+                        Stmt::Assign { target: Target::Name(id), .. } => Some(id.name.clone()),
+                        Stmt::Assign { target: Target::Attr { obj, .. } | Target::Index { obj, .. }, .. } => {
+                            match &obj.kind {
+                                ExprKind::Name(n) => Some(n.clone()),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    if let Some(name) = poisoned {
+                        self.bind(&name, Value::Poisoned);
+                    }
+                }
+            }
+        }
+        for call in exec_funcs {
+            if let Err(d) = self.exec_func(call) {
+                keep(d);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         if self.outputs.is_empty() {
             let mut d = Diagnostic::new(self.source, 0..0, "script has no `px.display` call, so it produces no output");
@@ -81,7 +121,7 @@ impl Checker<'_> {
             } else {
                 d = d.with_help("add `px.display(df)` for each table to return");
             }
-            return Err(Box::new(d));
+            return Err(vec![d]);
         }
         Ok(self.outputs)
     }
@@ -153,8 +193,10 @@ impl Checker<'_> {
                 Ok(())
             }
             Target::Attr { obj, attr } => self.assign_column(obj, &attr.name, &attr.span, value),
-            Target::Index { obj, key } => match &key.kind {
-                ExprKind::Str(name) => self.assign_column(obj, name, &key.span, value),
+            Target::Index { obj, key } => match self.eval(key)? {
+                Value::Scalar(TExpr { expr: crate::plan::Expr::Literal(Literal::String(name)), .. }) => {
+                    self.assign_column(obj, &name, &key.span, value)
+                }
                 _ => Err(self.err(&key.span, "column assignment needs a string column name: `df['name'] = ...`")),
             },
             Target::Unsupported(span) => Err(self.err(span, "can only assign to a name or a dataframe column")),
@@ -165,6 +207,10 @@ impl Checker<'_> {
         let ExprKind::Name(var) = &obj.kind else {
             return Err(self.err(&obj.span, "can only assign columns of a dataframe variable"));
         };
+        // `px.Pod = str`: Pixie's scripts alias semantic types for Python tooling; PxL ignores it.
+        if let Some(Value::Module) = self.lookup(var) {
+            return Ok(());
+        }
         let frame = match self.eval(obj)? {
             Value::Frame(f) => f,
             other => {
@@ -206,6 +252,93 @@ impl Checker<'_> {
         let result = self.exec_block(&f.body);
         self.scopes.pop();
         result
+    }
+
+    /// Calls the script's function `call.name` with the caller's string arguments, each converted
+    /// to its parameter's annotated type, and displays the frame it returns as `call.output_prefix`.
+    /// Errors point at the function's name (or the script start when it does not exist).
+    fn exec_func(&mut self, call: &ExecFunc) -> Result<()> {
+        let f = match self.scopes.first().and_then(|s| s.get(&call.name)) {
+            Some(Value::Func(f)) => f.clone(),
+            _ => {
+                let mut d = Diagnostic::new(
+                    self.source,
+                    0..0,
+                    format!("the vis spec calls `{}`, which the script does not define", call.name),
+                );
+                let funcs = self.scopes[0].iter().filter(|(_, v)| matches!(v, Value::Func(_))).map(|(k, _)| k.as_str());
+                if let Some(h) = did_you_mean(&call.name, funcs) {
+                    d = d.with_help(h);
+                }
+                return Err(Box::new(d));
+            }
+        };
+        let at = f.name.span.clone();
+        for (name, _) in &call.args {
+            if !f.params.iter().any(|p| &p.name.name == name) {
+                return Err(self.err(&at, format!("`{}` has no parameter `{name}` (given by the vis spec)", call.name)));
+            }
+        }
+        let mut locals = HashMap::new();
+        for p in &f.params {
+            let v = match call.args.iter().find(|(n, _)| *n == p.name.name) {
+                Some((_, text)) => Value::Scalar(TExpr::lit(self.exec_arg(&call.name, p, text)?)),
+                None => match &p.default {
+                    Some(e) => self.eval(e)?,
+                    None => {
+                        return Err(self.err(
+                            &at,
+                            format!(
+                                "`{}` is missing argument `{}`: the vis spec gives no value",
+                                call.name, p.name.name
+                            ),
+                        ));
+                    }
+                },
+            };
+            locals.insert(p.name.name.clone(), v);
+        }
+        if self.scopes.len() > MAX_CALL_DEPTH {
+            return Err(self.err(&at, "function calls nest too deeply"));
+        }
+        self.scopes.push(locals);
+        let result = self.exec_block(&f.body);
+        self.scopes.pop();
+        match result? {
+            Value::Frame(frame) => {
+                if self.outputs.iter().any(|o| o.name == call.output_prefix) {
+                    return Err(self.err(&at, format!("output `{}` is displayed twice", call.output_prefix)));
+                }
+                self.outputs.push(Output {
+                    name: call.output_prefix.clone(),
+                    plan: frame.plan,
+                    columns: frame.columns,
+                });
+                Ok(())
+            }
+            other => Err(self.err(
+                &at,
+                format!("`{}` must return a dataframe for the vis spec, found {}", call.name, other.describe()),
+            )),
+        }
+    }
+
+    /// One `exec_funcs` argument, converted by the parameter's annotation (`int`, `float`, `bool`;
+    /// anything else stays a string).
+    fn exec_arg(&self, func: &str, p: &syntax::Param, text: &str) -> Result<Literal> {
+        let bad = |want: &str| {
+            self.err(&p.name.span, format!("argument `{}` of `{func}` must be {want}, found `{text}`", p.name.name))
+        };
+        Ok(match p.kind {
+            ParamKind::Str => Literal::String(text.to_string()),
+            ParamKind::Int => Literal::Int(text.trim().parse().map_err(|_| bad("an integer"))?),
+            ParamKind::Float => Literal::Float(text.trim().parse().map_err(|_| bad("a number"))?),
+            ParamKind::Bool => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Literal::Bool(true),
+                "false" | "0" => Literal::Bool(false),
+                _ => return Err(bad("true or false")),
+            },
+        })
     }
 
     /// The "not defined" error for name `n`, with the closest name in scope as help.

@@ -89,6 +89,8 @@ pub(super) enum Value {
     PxAttr(String),
     /// A user-defined function.
     Func(Rc<FunctionDef>),
+    /// A name whose assignment failed (already reported): using it reports nothing more.
+    Poisoned,
 }
 
 impl Value {
@@ -103,6 +105,7 @@ impl Value {
             Value::None => "`None`".into(),
             Value::PxAttr(n) => format!("`px.{n}`"),
             Value::Func(f) => format!("function `{}`", f.name.name),
+            Value::Poisoned => "a value that failed earlier".into(),
         }
     }
 }
