@@ -79,15 +79,21 @@ pub async fn run(
         if lines.finished {
             return None;
         }
-        let chunk = match replies.next().await {
-            Some(Ok(reply)) => lines.reply(reply),
-            Some(Err(status)) => {
-                lines.finished = true;
-                line(&json!({ "error": { "code": format!("{:?}", status.code()), "message": status.message() } }))
-            }
-            None => {
-                lines.finished = true;
-                line(&json!({ "done": true, "rows": lines.rows, "truncated": false }))
+        // Never an empty chunk: a zero-length chunk would end a chunked HTTP/1.1 body early.
+        let chunk = loop {
+            let chunk = match replies.next().await {
+                Some(Ok(reply)) => lines.reply(reply),
+                Some(Err(status)) => {
+                    lines.finished = true;
+                    line(&json!({ "error": { "code": format!("{:?}", status.code()), "message": status.message() } }))
+                }
+                None => {
+                    lines.finished = true;
+                    line(&json!({ "done": true, "rows": lines.rows, "truncated": false }))
+                }
+            };
+            if !chunk.is_empty() {
+                break chunk;
             }
         };
         Some((Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), (replies, lines)))
@@ -131,7 +137,9 @@ impl Lines {
                 line(&json!({ "table": meta.name, "columns": columns }))
             }
             Some(execute_script_response::Result::Data(data)) => {
-                let Some(table) = self.tables.get(&data.table_id).cloned() else {
+                // A table's end of stream may come alone, with no batch.
+                let Some(table) = self.tables.get(&data.table_id).cloned().filter(|_| !data.arrow_batch.is_empty())
+                else {
                     return Vec::new();
                 };
                 let batches = match loupe_proto::arrow_ipc::decode_batches(&data.arrow_batch) {
@@ -312,11 +320,16 @@ mod tests {
             })),
         };
         let mut lines = Lines { tables: HashMap::new(), rows: 0, cap: 3, finished: false };
+        let mut eos = data.clone();
+        if let Some(execute_script_response::Result::Data(d)) = &mut eos.result {
+            d.arrow_batch.clear();
+        }
         let first: Value = serde_json::from_slice(&lines.reply(meta)).expect("json");
         assert_eq!(first["table"], "http_data");
         assert_eq!(first["columns"][2], json!({ "name": "resp_status", "type": "Int64", "semantic_type": "" }));
         assert_eq!(lines.reply(data.clone()).iter().filter(|b| **b == b'\n').count(), 1);
         assert!(!lines.finished);
+        assert!(lines.reply(eos).is_empty(), "an end of stream alone is no line");
         let last = String::from_utf8(lines.reply(data)).expect("utf8");
         let last: Vec<Value> = last.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
         assert_eq!(last[0]["rows"].as_array().expect("rows").len(), 1);

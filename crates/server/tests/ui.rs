@@ -145,9 +145,9 @@ fn raw_request(port: u16, method: &str, path: &str, body: &str) {
     assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
 }
 
-/// nginx on a free port answering `ok` to everything, and the requests the live view must show: a plain one and
-/// two carrying markup (in the path and in the body). Returns the guard, the port, the paths and the bodies.
-fn traffic(tag: &str) -> (Guard, u16, Vec<String>, Vec<String>) {
+/// nginx on a free port answering `ok` to everything, and three requests to it: a plain one and two carrying
+/// markup (in the path and in the body). Returns the guard and the port.
+fn traffic(tag: &str) -> (Guard, u16) {
     let port = free_port();
     let nginx = start_nginx(&temp_dir(&format!("ui-nginx-{tag}-{port}")), port, "", "location / { return 200 'ok'; }");
     let paths =
@@ -156,7 +156,7 @@ fn traffic(tag: &str) -> (Guard, u16, Vec<String>, Vec<String>) {
     raw_request(port, "GET", &paths[0], "");
     raw_request(port, "GET", &paths[1], "");
     raw_request(port, "POST", &paths[2], &bodies[2]);
-    (nginx, port, paths, bodies)
+    (nginx, port)
 }
 
 #[test]
@@ -183,17 +183,10 @@ fn ui_live_view_shows_the_tests_traffic_with_markup_inert_and_loads_small_and_fa
     }
     let ui = start("live");
     let vizier = ready_admin(&ui);
-    let (_nginx, port, paths, bodies) = traffic("live");
-    journey(
-        &ui,
-        "live",
-        &[
-            ("vizier", vizier.clone()),
-            ("port", port.to_string()),
-            ("paths", serde_json::to_string(&paths).expect("json")),
-            ("bodies", serde_json::to_string(&bodies).expect("json")),
-        ],
-    );
+    // Its traffic is made by the journey itself, afresh at each attempt (the host is shared).
+    let port = free_port();
+    let _nginx = start_nginx(&temp_dir(&format!("ui-nginx-live-{port}")), port, "", "location / { return 200 'ok'; }");
+    journey(&ui, "live", &[("vizier", vizier.clone()), ("port", port.to_string())]);
     let facts = journey(&ui, "first_load", &[("vizier", vizier)]);
     eprintln!("first load of the live view: {facts}");
     let (plain, gzip) = loupe_ui::first_load_bytes();
@@ -238,7 +231,7 @@ fn ui_editor_marks_a_compile_error_at_its_line_and_saves_the_fixed_script() {
     }
     let ui = start("editor");
     let vizier = ready_admin(&ui);
-    let (_nginx, port, _, _) = traffic("editor");
+    let (_nginx, port) = traffic("editor");
     let facts = journey(&ui, "editor", &[("vizier", vizier), ("port", port.to_string())]);
     // Exactly the three server rows of the test's nginx.
     assert_eq!(facts["rows"], 3, "{facts}");

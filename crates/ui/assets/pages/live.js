@@ -18,7 +18,7 @@ function widgetFor(vis, table) {
 function makeWidget(vis, table, columns) {
   const widget = widgetFor(vis, table);
   const spec = widget && widget.displaySpec;
-  const type = spec && String(spec['@type'] || '');
+  const type = spec ? String(spec['@type'] || '') : '';
   if (type.endsWith('TimeseriesChart')) {
     const series = (spec.timeseries || [])[0] || {};
     if (columns.some((c) => c.name === series.value)) {
@@ -49,9 +49,14 @@ export async function run({ pxl, name, vizier, vis, widgets, status, errorBox, s
   const started = performance.now();
   const byTable = new Map();
   let failure = null;
+  let finished = false;
   try {
     await runScript({ pxl, name, vizier }, (line) => {
-      if (line.columns) {
+      // `done` first: its `rows` is a count, not rows.
+      if (line.done) {
+        finished = true;
+        status.textContent = summary(line, started);
+      } else if (line.columns) {
         const widget = makeWidget(vis, line.table, line.columns);
         byTable.set(line.table, widget);
         widgets.append(widget.element);
@@ -62,10 +67,13 @@ export async function run({ pxl, name, vizier, vis, widgets, status, errorBox, s
         failure = line.error;
         errorBox.append(h('p', {}, line.error.message), compileErrors(line.error));
         status.textContent = 'Failed.';
-      } else if (line.done) {
-        status.textContent = summary(line, started);
       }
     }, signal);
+    if (!finished && !failure) {
+      failure = { message: 'The results ended early: the connection to the server was lost.' };
+      status.textContent = 'Failed.';
+      errorBox.append(h('p', {}, failure.message));
+    }
   } catch (e) {
     status.textContent = e && e.name === 'AbortError' ? 'Cancelled.' : 'Failed.';
     if (!(e && e.name === 'AbortError')) errorBox.append(h('p', {}, describe(e)));
@@ -145,6 +153,10 @@ export async function livePage(main, { params, args }) {
   if (viziers.length === 0) {
     vizierSelect.append(h('option', { value: '' }, 'no vizier registered'));
   }
+  if (wanted && !viziers.some((v) => v.name === wanted || v.id === wanted)) {
+    // A shared link may name a vizier this user cannot see: keep it, and let the server say so.
+    vizierSelect.append(h('option', { value: wanted, selected: true }, `${wanted} (not in your list)`));
+  }
   for (const v of viziers) {
     vizierSelect.append(h('option', { value: v.name, selected: v.name === wanted || v.id === wanted }, `${v.name} (${v.status})`));
   }
@@ -152,7 +164,7 @@ export async function livePage(main, { params, args }) {
   for (const s of scripts) {
     scriptSelect.append(h('option', { value: s.name, selected: s.name === script, title: s.description }, s.name));
   }
-  if (viziers.length > 0) {
+  if (viziers.length > 0 || wanted) {
     shareable();
     start();
   }
