@@ -181,11 +181,15 @@ fn ui_live_view_shows_the_tests_traffic_with_markup_inert_and_loads_small_and_fa
     if !can_trace() {
         return;
     }
-    let ui = start("live");
-    let vizier = ready_admin(&ui);
-    // Its traffic is made by the journey itself, afresh at each attempt (the host is shared).
+    // Its first requests go out as soon as `loupe up` listens, so they are among the store's first rows; the
+    // journey makes more, afresh at each attempt (the host is shared, and px/http_data shows 100 rows).
     let port = free_port();
     let _nginx = start_nginx(&temp_dir(&format!("ui-nginx-live-{port}")), port, "", "location / { return 200 'ok'; }");
+    let ui = start("live");
+    raw_request(port, "GET", &format!("/ui-plain-{port}-0"), "");
+    raw_request(port, "GET", "/<script>window.__pwned=1</script>?a=0", "");
+    raw_request(port, "POST", "/submit?a=0", r#"<img src=x onerror="window.__pwned=2">0"#);
+    let vizier = ready_admin(&ui);
     journey(&ui, "live", &[("vizier", vizier.clone()), ("port", port.to_string())]);
     let facts = journey(&ui, "first_load", &[("vizier", vizier)]);
     eprintln!("first load of the live view: {facts}");

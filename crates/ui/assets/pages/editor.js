@@ -42,7 +42,7 @@ export async function editorPage(main, { params }) {
   const pxl = h('textarea', { id: 'pxl', spellcheck: 'false', rows: 18, wrap: 'off' });
   const vis = h('textarea', { id: 'vis', spellcheck: 'false', rows: 18, wrap: 'off' });
   const vizier = h('select', { id: 'vizier' });
-  const saveName = h('input', { id: 'save-name', type: 'text', pattern: 'org/[a-z0-9_-]{1,64}', placeholder: 'org/my_script' });
+  const saveName = h('input', { id: 'save-name', type: 'text', pattern: 'org/[a-z0-9_\\-]{1,64}', placeholder: 'org/my_script' });
   const runButton = h('button', { type: 'submit', id: 'run' }, 'Run');
   const cancelButton = h('button', { type: 'button', id: 'cancel', disabled: true }, 'Cancel');
   let controller = null;
