@@ -150,12 +150,9 @@ fn raw_request(port: u16, method: &str, path: &str, body: &str) {
 fn traffic(tag: &str) -> (Guard, u16) {
     let port = free_port();
     let nginx = start_nginx(&temp_dir(&format!("ui-nginx-{tag}-{port}")), port, "", "location / { return 200 'ok'; }");
-    let paths =
-        vec![format!("/ui-plain-{port}"), "/<script>window.__pwned=1</script>".to_owned(), "/submit".to_owned()];
-    let bodies = vec![String::new(), String::new(), r#"<img src=x onerror="window.__pwned=2">"#.to_owned()];
-    raw_request(port, "GET", &paths[0], "");
-    raw_request(port, "GET", &paths[1], "");
-    raw_request(port, "POST", &paths[2], &bodies[2]);
+    raw_request(port, "GET", &format!("/ui-plain-{port}"), "");
+    raw_request(port, "GET", "/<script>window.__pwned=1</script>", "");
+    raw_request(port, "POST", "/submit", r#"<img src=x onerror="window.__pwned=2">"#);
     (nginx, port)
 }
 
