@@ -156,6 +156,44 @@ fn traffic(tag: &str) -> (Guard, u16) {
     (nginx, port)
 }
 
+/// `POST /api/v1/query` from outside the browser: no credential, no query; a cross-site form (no credential,
+/// not JSON) is refused as unauthenticated; the row cap ends the stream as truncated.
+fn check_query_api(ui: &Ui) {
+    let script = json!({"pxl": "import px\npx.display(px.DataFrame(table='http_events', start_time='-5m'), 'all')\n"});
+    let (status, body) = rest(ui.api, "POST", "/api/v1/query", None, Some(script.clone()), &[]);
+    assert_eq!((status, body["code"].as_str()), (401, Some("UNAUTHENTICATED")), "{body}");
+    let form = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: text/plain", "-d", "pxl=x"])
+        .arg(format!("http://127.0.0.1:{}/api/v1/query", ui.api))
+        .output()
+        .expect("curl");
+    // The missing credential is what refuses it, before the body's type is looked at.
+    assert_eq!(String::from_utf8_lossy(&form.stdout), "401");
+
+    let (_, session) = rest(
+        ui.api,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": "admin@default.com", "password": PASSWORD})),
+        &[],
+    );
+    let token = session["token"].as_str().expect("token");
+    let mut capped = script;
+    capped["max_rows"] = json!(2);
+    let out = Command::new("curl")
+        .args(["-sS", "-N", "-H", &format!("Authorization: Bearer {token}"), "-H", "Content-Type: application/json"])
+        .args(["-d", &capped.to_string(), &format!("http://127.0.0.1:{}/api/v1/query", ui.api)])
+        .output()
+        .expect("curl");
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.first().map(|l| &l["table"]), Some(&json!("all")), "{lines:?}");
+    let rows: usize = lines.iter().filter_map(|l| l["rows"].as_array()).map(Vec::len).sum();
+    assert_eq!(rows, 2, "{lines:?}");
+    assert_eq!(lines.last(), Some(&json!({"done": true, "rows": 2, "truncated": true})), "{lines:?}");
+}
+
 #[test]
 fn ui_first_login_forces_a_password_change_and_shows_errors_in_the_page() {
     let ui = start("login");
@@ -188,6 +226,7 @@ fn ui_live_view_shows_the_tests_traffic_with_markup_inert_and_loads_small_and_fa
     raw_request(port, "POST", "/submit?a=0", r#"<img src=x onerror="window.__pwned=2">0"#);
     let vizier = ready_admin(&ui);
     journey(&ui, "live", &[("vizier", vizier.clone()), ("port", port.to_string())]);
+    check_query_api(&ui);
     let facts = journey(&ui, "first_load", &[("vizier", vizier)]);
     eprintln!("first load of the live view: {facts}");
     let (plain, gzip) = loupe_ui::first_load_bytes();

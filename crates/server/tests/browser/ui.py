@@ -458,6 +458,22 @@ def journey_editor(b, args):
     b.open(f"/live/org/ui_port_rows?vizier={args['vizier']}")
     b.wait_text("#run-status", r"rows in \d+ ms")
     check(len(rows_of(b, "out")) == len(rows), "the saved script runs in the live view")
+
+    # A vis spec asking for a time series draws one: a line through each row's latency over time.
+    b.open(f"/editor?script=org/ui_port_rows&vizier={args['vizier']}")
+    b.wait("the script text", lambda d: "local_port" in b.el("#pxl").get_attribute("value"))
+    vis = {"widgets": [{"name": "latency", "func": {"outputName": "out"},
+                        "displaySpec": {"@type": "types.px.dev/px.vispb.TimeseriesChart",
+                                        "timeseries": [{"value": "latency"}]}}]}
+    b.driver.execute_script("arguments[0].value = arguments[1]", b.el("#vis"), json.dumps(vis))
+    b.el("#run").click()
+    b.wait_text("#run-status", r"rows in \d+ ms")
+    path = b.el("[data-chart=latency] path.series")
+    points = re.findall(r"[ML]", path.get_attribute("d"))
+    check(len(points) == len(rows), f"one point per row: {path.get_attribute('d')}")
+    label = b.el("[data-chart=latency] svg.chart").get_attribute("aria-label")
+    check(label.startswith(f"latency: latency over time, {len(rows)} points, 1 series"), f"label {label}")
+    b.shot("editor-time-series")
     return {"rows": len(rows)}
 
 
