@@ -69,7 +69,9 @@ class Browser:
 
     def wait(self, what, condition, timeout=WAIT):
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
+            # Pages redraw: an element found a moment ago may be gone; look again then.
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
+                                 ignored_exceptions=[StaleElementReferenceException]).until(lambda d: condition(d))
         except TimeoutException:
             self.shot("failure")
             fail(f"timed out waiting for {what} (at {self.driver.current_url}); page text:\n"
@@ -186,6 +188,7 @@ def journey_login(b, args):
     b.type("input[type=email]", "admin@default.com")
     b.type("input[type=password]", "a long new passphrase", enter=True)
     b.wait_path("/admin/api-keys")
+    b.wait_text("#key-list", "No API keys yet.")
     # The server ends the session (as expiry or logout elsewhere would): the next call sends the user to log in,
     # saying why.
     token = session_token(b)
@@ -397,6 +400,23 @@ def journey_admin(b, args):
     url = b.wait_text("#invite-url", "/invite")
     check(re.fullmatch(re.escape(b.base) + r"/invite\?token=[0-9a-f]{64}", url), f"invite url {url}")
     b.shot("admin-users")
+
+    # The invitee opens the link, joins as a member, and is refused what only admins may do.
+    b.el("#logout").click()
+    b.wait_path("/login")
+    b.driver.get(url)
+    b.type("#display-name", "New User")
+    b.type("#new-password", "the invitee's passphrase", enter=True)
+    b.wait_path("/live/px/http_data")
+    check(b.text("#who") == "new.user@default.com", "logged in as the invitee")
+    b.open("/admin/users")
+    row = b.el("tr[data-user='new.user@default.com']")
+    check([td.text for td in row.find_elements(By.TAG_NAME, "td")][1:3] == ["New User", "member"], "a member")
+    b.open("/admin/deploy-keys")
+    b.el("#key-list")
+    b.type("#key-description", "not mine to make", enter=True)
+    refused = b.wait_text("#page-error", ".")
+    check("admin" in refused, f"a member is refused: {refused}")
     return out
 
 
