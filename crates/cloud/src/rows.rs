@@ -85,7 +85,8 @@ pub async fn run(
                 Some(Ok(reply)) => lines.reply(reply),
                 Some(Err(status)) => {
                     lines.finished = true;
-                    line(&json!({ "error": { "code": format!("{:?}", status.code()), "message": status.message() } }))
+                    let code = loupe_proto::ErrorCode::from_grpc(status.code()).as_str_name();
+                    line(&json!({ "error": { "code": code, "message": status.message() } }))
                 }
                 None => {
                     lines.finished = true;

@@ -306,6 +306,12 @@ def journey_live(b, args):
     check(b.el("[data-table=http_data] th:nth-child(10)").get_attribute("aria-sort") == "descending", "descending")
     values = [int(r["resp_status"]) for r in rows_of(b, "http_data") if r["resp_status"]]
     check(values == sorted(values, reverse=True), f"descending: {values}")
+
+    # A run can be cancelled: Run then Cancel in one task, so the cancel lands while the run is in flight.
+    b.driver.execute_script("document.getElementById('run').click(); document.getElementById('cancel').click();")
+    check(b.wait_text("#run-status", ".") == "Cancelled.", f"status {b.text('#run-status')}")
+    check(b.el("#run").is_enabled() and not b.el("#cancel").is_enabled(), "Run is back, Cancel is off")
+    check(b.text("#run-error") == "", "a cancel is no error")
     return {}
 
 
@@ -440,8 +446,7 @@ def journey_other_org(b, args):
     b.el(f"tr[data-user='{args['email']}']")
     check(len(b.els("#users tbody tr")) == 1, "only the org's own user")
     # Naming the first org's vizier in the URL does not reach it.
-    b.open(f"/live/px/http_data?vizier={args['vizier']}")
-    b.el("#run").click()
+    b.open(f"/live/px/http_data?vizier={args['vizier']}")  # runs by itself
     error = b.wait_text("#run-error", ".")
     check(error == f"no vizier \"{args['vizier']}\" in your org (`px get viziers` lists them)", f"error: {error}")
     b.shot("other-org")

@@ -65,6 +65,7 @@ export async function editorPage(main, { params }) {
         return;
       }
       const failure = await run({ pxl: pxl.value, name: name || 'editor', vizier: vizier.value || null, vis: spec, widgets, status, errorBox: error, signal: controller.signal });
+      if (failure && failure.cancelled) status.textContent = 'Cancelled.';
       const errors = (failure && failure.compiler_errors) || [];
       if (errors.length > 0) {
         replace(marks, marked(pxl.value, errors));

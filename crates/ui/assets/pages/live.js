@@ -75,8 +75,12 @@ export async function run({ pxl, name, vizier, vis, widgets, status, errorBox, s
       errorBox.append(h('p', {}, failure.message));
     }
   } catch (e) {
-    status.textContent = e && e.name === 'AbortError' ? 'Cancelled.' : 'Failed.';
-    if (!(e && e.name === 'AbortError')) errorBox.append(h('p', {}, describe(e)));
+    if (e && e.name === 'AbortError') {
+      // Cancelled, or replaced by a newer run (which owns the status line then): the caller tells which.
+      return { message: 'Cancelled.', cancelled: true };
+    }
+    status.textContent = 'Failed.';
+    errorBox.append(h('p', {}, describe(e)));
     failure = { message: describe(e) };
   }
   return failure;
@@ -109,10 +113,16 @@ export async function livePage(main, { params, args }) {
     cancelButton.disabled = false;
     try {
       const view = await api('GET', scriptPath(script), undefined, mine.signal);
-      await run({ pxl: view.pxl, name: script, vizier: vizierSelect.value || null, vis: view.vis, widgets, status, errorBox, signal: mine.signal });
+      const failure = await run({ pxl: view.pxl, name: script, vizier: vizierSelect.value || null, vis: view.vis, widgets, status, errorBox, signal: mine.signal });
+      if (failure && failure.cancelled && controller === mine) status.textContent = 'Cancelled.';
     } catch (e) {
-      status.textContent = 'Failed.';
-      errorBox.replaceChildren(h('p', {}, describe(e)));
+      // A run replaced by a newer one, or cancelled, says so and leaves the page to the newer one.
+      if (e && e.name === 'AbortError') {
+        if (controller === mine) status.textContent = 'Cancelled.';
+      } else {
+        status.textContent = 'Failed.';
+        errorBox.replaceChildren(h('p', {}, describe(e)));
+      }
     } finally {
       if (controller === mine) {
         runButton.disabled = false;
