@@ -35,8 +35,8 @@ pub fn gateway_app(gateway: Gateway) -> Router {
     assemble(gateway, None)
 }
 
-/// [`gateway_app`] plus the query API (`loupe.vizier.v1.VizierService`, see `query`), which runs scripts on the
-/// caller's viziers through `passthrough` (`None`: the process has no bus, and queries are refused saying so).
+/// [`gateway_app`] plus the query API (`loupe.vizier.v1.VizierService`, see `query`, and `POST /api/v1/query`
+/// for browsers, see `rows`), which runs scripts on the caller's viziers through `passthrough` (`None`: the process has no bus, and queries are refused saying so).
 pub fn gateway_app_with_queries(gateway: Gateway, passthrough: Option<loupe_vzconn::Passthrough>) -> Router {
     assemble(gateway, Some(passthrough))
 }
@@ -45,7 +45,15 @@ fn assemble(gateway: Gateway, queries: Option<Option<loupe_vzconn::Passthrough>>
     let mut router = api::router();
     if let Some(passthrough) = queries {
         let path = format!("{}/{{*method}}", loupe_proto::VIZIER_SERVICE_PATH);
-        router = router.route_service(&path, crate::query::service(gateway.clone(), passthrough));
+        router = router.route_service(&path, crate::query::service(gateway.clone(), passthrough.clone()));
+        // The same queries for a browser, as JSON lines (`rows`).
+        let queries = crate::query::QueryPassthrough::new(gateway.clone(), passthrough);
+        router = router.route(
+            crate::rows::PATH,
+            axum::routing::post(crate::rows::run)
+                .layer::<_, std::convert::Infallible>(axum::Extension(queries))
+                .layer::<_, std::convert::Infallible>(axum::Extension(crate::services::Access::User)),
+        );
     }
     for kind in ServiceKind::ALL {
         for service in kind.grpc_services() {

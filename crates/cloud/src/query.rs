@@ -73,6 +73,11 @@ pub fn service(
 type Replies = Pin<Box<dyn Stream<Item = Result<ExecuteScriptResponse, Status>> + Send>>;
 
 impl QueryPassthrough {
+    /// The query API of `gateway`'s callers, reaching viziers through `passthrough`.
+    pub fn new(gateway: Gateway, passthrough: Option<Passthrough>) -> Self {
+        Self { gateway, passthrough }
+    }
+
     /// The caller's org's viziers: the profile service checks the credential and scopes the list to its org.
     async fn viziers<T>(&self, request: &tonic::Request<T>) -> Result<Vec<cloudpb::Vizier>, Status> {
         let context = request

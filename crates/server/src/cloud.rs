@@ -394,15 +394,15 @@ pub struct StartedApi {
     pub default_org: String,
 }
 
-/// The public router of a cloud API process: REST, cloud gRPC, and the query API, which reaches the viziers
-/// through `bus` (without one, queries are refused saying why).
+/// The public router of a cloud API process: REST, cloud gRPC, the query API, which reaches the viziers
+/// through `bus` (without one, queries are refused saying why), and the web UI (`loupe_ui`) at `/`.
 fn public_router(gateway: Gateway, bus: Option<Arc<dyn loupe_bus::Bus>>, args: &CloudArgs) -> axum::Router {
     let config = loupe_vzconn::PassthroughConfig {
         timeout: args.vizier_query_timeout,
         ..loupe_vzconn::PassthroughConfig::default()
     };
     let passthrough = bus.map(|bus| loupe_vzconn::Passthrough::new(bus, config));
-    let router = loupe_cloud::gateway_app_with_queries(gateway.clone(), passthrough.clone());
+    let router = loupe_cloud::gateway_app_with_queries(gateway.clone(), passthrough.clone()).merge(loupe_ui::router());
     match passthrough {
         Some(passthrough) => mount_pixie_queries(router, gateway, passthrough),
         None => router,

@@ -17,5 +17,6 @@ mod redis_capture;
 mod split;
 mod tls;
 mod two_orgs;
+mod ui;
 mod viziers;
 mod vzconn_tls;

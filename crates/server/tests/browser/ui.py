@@ -1,0 +1,537 @@
+#!/usr/bin/python3
+"""Browser journeys of Loupe's web UI in real headless Chromium, driven by Selenium (Debian's `chromium`,
+`chromium-driver`, `python3-selenium`).
+
+Run by the Rust tests in `crates/server/tests/ui.rs` against a real `loupe up` they start (and traffic they make);
+runnable alone too:
+
+    /usr/bin/python3 crates/server/tests/browser/ui.py JOURNEY --base https://127.0.0.1:PORT --shots DIR [--arg K=V]
+
+Each journey asserts as it goes and exits non-zero with the failing step on stderr; it prints one JSON object of
+facts the Rust test checks further (a created key, measured sizes). Every page load also fails the journey on any
+Content-Security-Policy violation or script error in the browser console, so the UI is shown to work under its
+own policy.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException, TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+WAIT = 20
+
+
+class Browser:
+    def __init__(self, base, shots):
+        self.base = base.rstrip("/")
+        self.shots = shots
+        os.makedirs(shots, exist_ok=True)
+        self.profile = tempfile.TemporaryDirectory(prefix="loupe-ui-chromium-")
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = "/usr/bin/chromium"
+        for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                    # loupe up's proxy serves a certificate of its own private CA.
+                    "--ignore-certificate-errors", "--window-size=1400,1000",
+                    f"--user-data-dir={self.profile.name}", "--no-first-run", "--disable-extensions"]:
+            opts.add_argument(arg)
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        self.driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+        self.driver.set_page_load_timeout(WAIT)
+
+    def close(self):
+        self.check_console()
+        self.driver.quit()
+        self.profile.cleanup()
+
+    def check_console(self):
+        """No CSP violation, no uncaught error: the UI must work under its own policy."""
+        for entry in self.driver.get_log("browser"):
+            message = entry.get("message", "")
+            if os.environ.get("UI_CONSOLE"):
+                print(f"console: {message}", file=sys.stderr)
+            if entry.get("level") == "SEVERE" and (
+                "Content Security Policy" in message or "Uncaught" in message or "SyntaxError" in message
+            ):
+                fail(f"browser console: {message}")
+
+    def open(self, path):
+        self.driver.get(self.base + path)
+
+    def wait(self, what, condition, timeout=WAIT):
+        try:
+            # Pages redraw: an element found a moment ago may be gone; look again then.
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
+                                 ignored_exceptions=[StaleElementReferenceException]).until(lambda d: condition(d))
+        except TimeoutException:
+            self.shot("failure")
+            fail(f"timed out waiting for {what} (at {self.driver.current_url}); page text:\n"
+                 f"{self.driver.find_element(By.TAG_NAME, 'body').text[:3000]}")
+
+    def el(self, css, timeout=WAIT):
+        return self.wait(f"element {css}", lambda d: (d.find_elements(By.CSS_SELECTOR, css) or [None])[0], timeout)
+
+    def els(self, css):
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def text(self, css):
+        # The page may redraw between finding an element and reading it: read again then.
+        for _ in range(50):
+            try:
+                return self.el(css).text
+            except StaleElementReferenceException:
+                time.sleep(0.05)
+        fail(f"{css} kept changing")
+
+    def path(self):
+        return self.driver.execute_script("return location.pathname + location.search")
+
+    def wait_path(self, prefix):
+        self.wait(f"path {prefix}", lambda d: self.path().startswith(prefix))
+
+    def wait_text(self, css, pattern):
+        regex = re.compile(pattern)
+        return self.wait(f"{css} to read /{pattern}/",
+                         lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, css) if regex.search(e.text)), None))
+
+    def type(self, css, text, enter=False):
+        field = self.el(css)
+        field.clear()
+        field.send_keys(text)
+        if enter:
+            field.send_keys(Keys.ENTER)
+
+    def shot(self, name):
+        self.driver.save_screenshot(os.path.join(self.shots, f"{name}.png"))
+
+    def no_alert(self):
+        try:
+            alert = self.driver.switch_to.alert
+            fail(f"an alert opened: {alert.text!r}")
+        except NoAlertPresentException:
+            pass
+
+    def login(self, email, password):
+        self.open("/login")
+        self.type("input[type=email]", email)
+        self.type("input[type=password]", password, enter=True)
+        self.wait("the login to finish", lambda d: not self.path().startswith("/login"))
+
+
+def fail(message):
+    print(f"FAIL: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def session_token(b):
+    return b.driver.execute_script("return JSON.parse(sessionStorage.getItem('loupe.session')).token")
+
+
+def journey_login(b, args):
+    """First login forces the password change; errors (wrong password, mismatch, throttled) show in the page;
+    logout ends the session; an ended session sends the user back to log in."""
+    b.open("/live/px/http_data")
+    b.wait_path("/login?next=")
+    check(b.path() == "/login?next=%2Flive%2Fpx%2Fhttp_data", f"redirect keeps the target: {b.path()}")
+    for css in ["input[type=email]", "input[type=password]", "button[type=submit]"]:
+        b.el(css)
+    check(b.driver.switch_to.active_element.get_attribute("type") == "email", "the email field has focus")
+    b.shot("login")
+
+    # Keyboard only: the email field has focus; Tab goes to the password, then to the button.
+    active = b.driver.switch_to.active_element
+    active.send_keys("admin@default.com", Keys.TAB)
+    b.driver.switch_to.active_element.send_keys("not the password", Keys.TAB)
+    check(b.driver.switch_to.active_element.get_attribute("id") == "login", "Tab reaches the submit button")
+    b.driver.switch_to.active_element.send_keys(Keys.ENTER)
+    check(b.wait_text("#form-error", ".") == "invalid email or password", "wrong password message")
+    check(b.path().startswith("/login"), "still on the login page")
+
+    b.type("input[type=password]", "admin", enter=True)
+    b.wait_path("/password")
+    check(b.text("#must-change") == "This is your first login: choose a new password to continue.", "told to change")
+    check(len(b.els("input[type=password]")) == 3, "current, new and confirm")
+    b.shot("password-change")
+    # Every other page sends the user back here until the password is changed.
+    b.open("/admin/viziers")
+    b.wait_path("/password")
+    b.type("#current-password", "admin")
+    b.type("#new-password", "a long new passphrase")
+    b.type("#confirm-password", "a long new passphrase, mistyped", enter=True)
+    check(b.wait_text("#form-error", ".") == "The new passwords do not match.", "mismatch shown")
+    b.type("#current-password", "wrong current")
+    b.type("#confirm-password", "a long new passphrase", enter=True)
+    b.wait_text("#form-error", "(?i)password")
+    wrong_current = b.text("#form-error")
+    b.type("#current-password", "admin")
+    b.type("#new-password", "a long new passphrase")
+    b.type("#confirm-password", "a long new passphrase", enter=True)
+    b.wait_path("/admin/viziers")
+    check(b.text("#who") == "admin@default.com", "the header names the user")
+
+    b.el("#logout").click()
+    b.wait_path("/login")
+    b.open("/admin/api-keys")
+    b.wait_path("/login?next=%2Fadmin%2Fapi-keys")
+
+    # Logging in again needs no change, and lands on the page asked for.
+    b.type("input[type=email]", "admin@default.com")
+    b.type("input[type=password]", "a long new passphrase", enter=True)
+    b.wait_path("/admin/api-keys")
+    b.wait_text("#key-list", "No API keys yet.")
+    # The server ends the session (as expiry or logout elsewhere would): the next call sends the user to log in,
+    # saying why.
+    token = session_token(b)
+    status = b.driver.execute_script(
+        "return fetch('/api/v1/auth/logout', {method: 'POST', headers: {Authorization: 'Bearer ' + arguments[0]}})"
+        ".then(r => r.status)", token)
+    check(status == 200, f"logout by fetch: {status}")
+    b.el("a[href='/admin/viziers']").click()
+    b.wait_path("/login?next=%2Fadmin%2Fviziers")
+    check(b.wait_text("#form-error", ".") == "Your session has expired. Log in again.", "expiry shown")
+
+    # Throttled: the sixth failure of one account within the window.
+    for _ in range(6):
+        b.type("input[type=email]", "nobody@default.com")
+        b.type("input[type=password]", "guess", enter=True)
+        b.wait("the answer", lambda d: not self_busy(b) and b.el("#form-error").text)
+    message = b.wait_text("#form-error", "too many")
+    check(re.fullmatch(r"too many failed login attempts; retry in \d+ s", message), f"throttle message: {message}")
+    b.shot("login-throttled")
+    return {"wrong_current_password": wrong_current}
+
+
+def self_busy(b):
+    return b.el("#login").get_attribute("disabled") is not None
+
+
+def rows_of(b, table):
+    """Every row of the widget's current page as {column: text}."""
+    return b.driver.execute_script(
+        """
+        const widget = document.querySelector(`[data-table="${arguments[0]}"]`);
+        if (!widget) return null;
+        return [...widget.querySelectorAll('tbody tr')].map(tr =>
+          Object.fromEntries([...tr.children].map(td => [td.dataset.column, td.textContent])));
+        """, table)
+
+
+def raw_request(port, method, path, body=""):
+    """One HTTP/1.1 request whose request line carries exactly `path`, as an attacker would send it."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall((f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: <script>window.__pwned=3</script>\r\n"
+                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}").encode())
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    check(answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok"), f"nginx answered {answer!r}")
+
+
+def requests_of(port, attempt):
+    """The paths and bodies of one attempt: a plain request, markup in the path, markup in the body."""
+    paths = [f"/ui-plain-{port}-{attempt}", f"/<script>window.__pwned=1</script>?a={attempt}", f"/submit?a={attempt}"]
+    bodies = ["", "", f'<img src=x onerror="window.__pwned=2">{attempt}']
+    return paths, bodies
+
+
+def journey_live(b, args):
+    """The live view of px/http_data shows the test's real traffic; attacker-written values are inert text.
+    The host is shared (other tests trace too, and px/http_data shows 100 rows), so each attempt makes fresh
+    requests, told apart by an attempt number, and looks for exactly those."""
+    port = int(args["port"])
+    b.login("admin@default.com", "a long new passphrase")
+    vizier = args["vizier"]
+    b.open(f"/live/px/http_data?vizier={vizier}")
+    b.wait_text("#run-status", r"rows in \d+ ms|Failed")
+    check(b.el("#vizier").get_attribute("value") == vizier, "the vizier from the URL is chosen")
+    check(b.el("#script").get_attribute("value") == "px/http_data", "the script from the URL is chosen")
+    deadline = time.time() + 60
+    # Attempt 0 was made by the test right after `loupe up` started listening (among the store's first rows);
+    # each later attempt makes fresh requests (among its newest).
+    attempts = {0: requests_of(port, 0)}
+    attempt = 0
+    while True:
+        if attempt > 0:
+            attempts[attempt] = requests_of(port, attempt)
+            for path, body in zip(*attempts[attempt]):
+                raw_request(port, "POST" if body else "GET", path, body)
+            time.sleep(0.3)
+            b.el("#run").click()
+        b.wait_text("#run-status", r"rows in \d+ ms")
+        check(b.text("#run-error") == "", f"the run failed: {b.text('#run-error')}")
+        b.type("[data-table=http_data] input[type=search]", str(port))
+        shown = [r for r in (rows_of(b, "http_data") or []) if r.get("local_port") == str(port)]
+        found = None
+        for paths, bodies in attempts.values():
+            mine = [r for r in shown if r["req_path"] in paths]
+            if sorted(r["req_path"] for r in mine) == sorted(paths):
+                found = (paths, bodies, mine)
+                break
+        if found:
+            paths, bodies, mine = found
+            break
+        check(time.time() < deadline, f"server rows of port {port}: {shown}, want one of {attempts}")
+        attempt += 1
+    check(sorted(r["req_body"] for r in mine) == sorted(bodies), f"bodies as text: {[r['req_body'] for r in mine]}")
+    check(all(r["resp_status"] == "200" and r["req_method"] in ("GET", "POST") for r in mine), f"rows {mine}")
+    # Inert: the payloads are text; no element, no alert, no script ran.
+    b.no_alert()
+    check(b.driver.execute_script("return window.__pwned === undefined"), "a payload ran")
+    widget = b.el("#widgets")
+    check(widget.find_elements(By.CSS_SELECTOR, "img, script, iframe, svg") == [], "a payload made an element")
+    check(len(b.els("script")) == 1, "only the app's module script")
+    b.shot("live-http-data")
+
+    # Sorting: by status, ascending then descending, announced on the header.
+    b.type("[data-table=http_data] input[type=search]", "")
+    header = b.el("[data-table=http_data] th:nth-child(10) button")
+    check(header.text.startswith("resp_status"), f"column 10 is {header.text}")
+    header.click()
+    th = b.el("[data-table=http_data] th:nth-child(10)")
+    check(th.get_attribute("aria-sort") == "ascending", "aria-sort ascending")
+    values = [int(r["resp_status"]) for r in rows_of(b, "http_data") if r["resp_status"]]
+    check(values == sorted(values), f"ascending: {values}")
+    b.driver.switch_to.active_element.send_keys(Keys.ENTER)  # the header button keeps focus; Enter sorts again
+    check(b.el("[data-table=http_data] th:nth-child(10)").get_attribute("aria-sort") == "descending", "descending")
+    values = [int(r["resp_status"]) for r in rows_of(b, "http_data") if r["resp_status"]]
+    check(values == sorted(values, reverse=True), f"descending: {values}")
+
+    # A run can be cancelled: Run then Cancel in one task, so the cancel lands while the run is in flight.
+    b.driver.execute_script("document.getElementById('run').click(); document.getElementById('cancel').click();")
+    check(b.wait_text("#run-status", ".") == "Cancelled.", f"status {b.text('#run-status')}")
+    check(b.el("#run").is_enabled() and not b.el("#cancel").is_enabled(), "Run is back, Cancel is off")
+    check(b.text("#run-error") == "", "a cancel is no error")
+    return {}
+
+
+def journey_first_load(b, args):
+    """The first load of the live view: bytes over the wire (compressed) and time to interactive."""
+    b.login("admin@default.com", "a long new passphrase")
+    facts = b.driver.execute_script(
+        """
+        const nav = performance.getEntriesByType('navigation')[0];
+        const resources = performance.getEntriesByType('resource').filter(r => !r.name.includes('/api/'));
+        return {
+          interactive_ms: nav.domInteractive,
+          content_loaded_ms: nav.domContentLoadedEventEnd,
+          html_bytes: nav.encodedBodySize,
+          assets: resources.map(r => [new URL(r.name).pathname, r.encodedBodySize, r.decodedBodySize]),
+        };
+        """)
+    # A fresh browser: nothing cached. Open the live view itself and time until its toolbar works.
+    fresh = Browser(b.base, b.shots)
+    try:
+        fresh.driver.get(b.base + "/login")
+        fresh.el("input[type=email]")
+        fresh.driver.execute_script(
+            "sessionStorage.setItem('loupe.session', arguments[0])",
+            b.driver.execute_script("return sessionStorage.getItem('loupe.session')"))
+        fresh.driver.execute_script("performance.clearResourceTimings()")
+        fresh.driver.delete_all_cookies()
+        fresh.driver.execute_cdp_cmd("Network.enable", {})
+        fresh.driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+        start = time.time()
+        fresh.open(f"/live/px/http_data?vizier={args['vizier']}")
+        fresh.el("#run")
+        fresh.wait("the script list", lambda d: len(d.find_elements(By.CSS_SELECTOR, "#script option")) > 0)
+        ready_s = time.time() - start
+        timing = fresh.driver.execute_script(
+            """
+            const nav = performance.getEntriesByType('navigation')[0];
+            const ui = performance.getEntriesByType('resource').filter(r => r.name.includes('/ui/'));
+            return {
+              dom_interactive_ms: nav.domInteractive,
+              transfer_bytes: nav.transferSize + ui.reduce((s, r) => s + r.transferSize, 0),
+              encoded_bytes: nav.encodedBodySize + ui.reduce((s, r) => s + r.encodedBodySize, 0),
+              decoded_bytes: nav.decodedBodySize + ui.reduce((s, r) => s + r.decodedBodySize, 0),
+              files: ui.length + 1,
+            };
+            """)
+        timing["toolbar_ready_ms"] = round(ready_s * 1000)
+        fresh.shot("live-first-load")
+    finally:
+        fresh.close()
+    check(timing["encoded_bytes"] < 1_000_000, f"first load {timing}")
+    check(timing["toolbar_ready_ms"] < 1000, f"interactive in {timing['toolbar_ready_ms']} ms")
+    facts.update(timing)
+    return facts
+
+
+def journey_admin(b, args):
+    """Viziers with status, version, agents and heartbeat; an API key and a deploy key created and revoked;
+    users listed and invited."""
+    b.login("admin@default.com", "a long new passphrase")
+    vizier = args["vizier"]
+    b.open("/admin/viziers")
+    row = b.el(f"tr[data-vizier='{vizier}']")
+    cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+    check(cells[1] == "healthy", f"status: {cells}")
+    check(cells[2] == args["version"], f"version: {cells}")
+    check(cells[3] == "1", f"agents: {cells}")
+    check(re.fullmatch(r"\d+ s ago", cells[4]), f"heartbeat: {cells}")
+    b.shot("admin-viziers")
+
+    out = {}
+    for kind, prefix in [("api-keys", "px-api-"), ("deploy-keys", "px-dep-")]:
+        b.open(f"/admin/{kind}")
+        b.el("#key-list")
+        b.type("#key-description", f"browser {kind}", enter=True)
+        key = b.wait_text("#new-key", prefix)
+        check(re.fullmatch(prefix + r"[A-Za-z0-9_-]{32}", key), f"key shape: {key}")
+        listed = b.el(f"tr[data-key='{key[:12]}']")
+        check(listed.get_attribute("data-revoked") == "false", "listed active")
+        check(f"browser {kind}" in listed.text, "with its description")
+        b.shot(f"admin-{kind}")
+        listed.find_element(By.CSS_SELECTOR, "button.revoke").click()
+        b.wait("the revocation", lambda d: d.execute_script(
+            "const r = document.querySelector(`tr[data-key='${arguments[0]}']`); return r && r.dataset.revoked",
+            key[:12]) == "true")
+        out[kind] = key
+
+    b.open("/admin/users")
+    row = b.el("tr[data-user='admin@default.com']")
+    check([td.text for td in row.find_elements(By.TAG_NAME, "td")][2] == "admin", "admin's role")
+    b.type("#invite-email", "new.user@default.com", enter=True)
+    url = b.wait_text("#invite-url", "/invite")
+    check(re.fullmatch(re.escape(b.base) + r"/invite\?token=[0-9a-f]{64}", url), f"invite url {url}")
+    b.shot("admin-users")
+
+    # The invitee opens the link, joins as a member, and is refused what only admins may do.
+    b.el("#logout").click()
+    b.wait_path("/login")
+    b.driver.get(url)
+    b.type("#display-name", "New User")
+    b.type("#new-password", "the invitee's passphrase", enter=True)
+    b.wait_path("/live/px/http_data")
+    check(b.text("#who") == "new.user@default.com", "logged in as the invitee")
+    b.open("/admin/users")
+    row = b.el("tr[data-user='new.user@default.com']")
+    check([td.text for td in row.find_elements(By.TAG_NAME, "td")][1:3] == ["New User", "member"], "a member")
+    b.open("/admin/deploy-keys")
+    b.el("#key-list")
+    b.type("#key-description", "not mine to make", enter=True)
+    refused = b.wait_text("#page-error", ".")
+    check("admin" in refused, f"a member is refused: {refused}")
+    return out
+
+
+def journey_other_org(b, args):
+    """A user of another org sees none of this org's data: no vizier, no keys, no users, no rows."""
+    b.open("/login")
+    b.type("input[type=email]", args["email"])
+    b.type("input[type=password]", args["password"], enter=True)
+    b.wait_path("/password")
+    b.type("#current-password", args["password"])
+    b.type("#new-password", "another long passphrase")
+    b.type("#confirm-password", "another long passphrase", enter=True)
+    b.wait_path("/live/px/http_data")
+    check(b.wait_text("#vizier option", ".") == "no vizier registered", "no vizier in the picker")
+    check(b.els("[data-table]") == [], "no rows")
+    b.open("/admin/viziers")
+    b.wait_text("main p", "No vizier is registered yet")
+    b.open("/admin/api-keys")
+    b.wait_text("#key-list", "No API keys yet.")
+    b.open("/admin/users")
+    b.el(f"tr[data-user='{args['email']}']")
+    check(len(b.els("#users tbody tr")) == 1, "only the org's own user")
+    # Naming the first org's vizier in the URL does not reach it.
+    b.open(f"/live/px/http_data?vizier={args['vizier']}")  # runs by itself
+    error = b.wait_text("#run-error", ".")
+    check(error == f"no vizier \"{args['vizier']}\" in your org (`px get viziers` lists them)", f"error: {error}")
+    b.shot("other-org")
+    return {}
+
+
+def journey_editor(b, args):
+    """An edited script with an error shows it at its line; a fixed one runs; it saves as an org script."""
+    b.login("admin@default.com", "a long new passphrase")
+    b.open(f"/editor?script=px/http_data&vizier={args['vizier']}")
+    b.wait("the script text", lambda d: "http_events" in b.el("#pxl").get_attribute("value"))
+    broken = "import px\ndf = px.DataFrame(table='http_events', start_time='-5m')\ndf = df[df.no_such_column == 1]\npx.display(df, 'out')\n"
+    pxl = b.el("#pxl")
+    pxl.clear()
+    b.driver.execute_script("arguments[0].value = arguments[1]", pxl, broken)
+    b.el("#run").click()
+    marked = b.el("#source li.error-line")
+    check(marked.get_attribute("data-line") == "3", f"marked line {marked.get_attribute('data-line')}")
+    check(marked.find_element(By.TAG_NAME, "code").text == "df = df[df.no_such_column == 1]", "the line's text")
+    message = marked.find_element(By.CLASS_NAME, "line-error").text
+    check("no_such_column" in message, f"message: {message}")
+    check(b.wait_text(".compile-errors li", "line 3") .startswith("line 3, column "), "listed with its place")
+    b.shot("editor-compile-error")
+
+    fixed = f"import px\ndf = px.DataFrame(table='http_events', start_time='-5m')\ndf = df[df.local_port == {args['port']}]\npx.display(df, 'out')\n"
+    b.driver.execute_script("arguments[0].value = arguments[1]", pxl, fixed)
+    b.el("#run").click()
+    b.wait_text("#run-status", r"rows in \d+ ms")
+    check(b.els("#source") == [], "no marks left")
+    rows = rows_of(b, "out")
+    check(rows and all(r["local_port"] == str(args["port"]) for r in rows), f"rows {rows}")
+    b.type("#save-name", "org/ui_port_rows", enter=True)
+    check(b.wait_text("#save-status", ".") == "Saved as org/ui_port_rows.", "saved")
+    b.open(f"/live/org/ui_port_rows?vizier={args['vizier']}")
+    b.wait_text("#run-status", r"rows in \d+ ms")
+    check(len(rows_of(b, "out")) == len(rows), "the saved script runs in the live view")
+
+    # A vis spec asking for a time series draws one: a line through each row's latency over time.
+    b.open(f"/editor?script=org/ui_port_rows&vizier={args['vizier']}")
+    b.wait("the script text", lambda d: "local_port" in b.el("#pxl").get_attribute("value"))
+    vis = {"widgets": [{"name": "latency", "func": {"outputName": "out"},
+                        "displaySpec": {"@type": "types.px.dev/px.vispb.TimeseriesChart",
+                                        "timeseries": [{"value": "latency"}]}}]}
+    b.driver.execute_script("arguments[0].value = arguments[1]", b.el("#vis"), json.dumps(vis))
+    b.el("#run").click()
+    b.wait_text("#run-status", r"rows in \d+ ms")
+    path = b.el("[data-chart=latency] path.series")
+    points = re.findall(r"[ML]", path.get_attribute("d"))
+    check(len(points) == len(rows), f"one point per row: {path.get_attribute('d')}")
+    label = b.el("[data-chart=latency] svg.chart").get_attribute("aria-label")
+    check(label.startswith(f"latency: latency over time, {len(rows)} points, 1 series"), f"label {label}")
+    b.shot("editor-time-series")
+    return {"rows": len(rows)}
+
+
+JOURNEYS = {
+    "login": journey_login,
+    "live": journey_live,
+    "first_load": journey_first_load,
+    "admin": journey_admin,
+    "other_org": journey_other_org,
+    "editor": journey_editor,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("journey", choices=sorted(JOURNEYS))
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--shots", required=True)
+    parser.add_argument("--arg", action="append", default=[], help="KEY=VALUE passed to the journey")
+    options = parser.parse_args()
+    args = dict(a.split("=", 1) for a in options.arg)
+    b = Browser(options.base, options.shots)
+    try:
+        facts = JOURNEYS[options.journey](b, args)
+        b.check_console()
+    finally:
+        b.driver.quit()
+    print(json.dumps(facts))
+
+
+if __name__ == "__main__":
+    main()
