@@ -56,10 +56,25 @@ command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v llvm-strip >/dev/null 2>&1 || need+=(llvm)
-if ((${#need[@]})); then
-  echo "installing test peers: ${need[*]}"
+# The web UI's browser tests: Debian's Chromium and ChromeDriver, driven by Selenium for /usr/bin/python3.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+/usr/bin/python3 -c 'import selenium' >/dev/null 2>&1 || need+=(python3-selenium)
+# Protocol captures against real servers, each started by its test on a private port and data dir. Installed
+# without recommends: only the server binaries, no system instance or its extras.
+bare=()
+[ -x /usr/sbin/named ] || bare+=(bind9)
+[ -x /usr/sbin/mariadbd ] || bare+=(mariadb-server-core)
+command -v mariadb >/dev/null 2>&1 || bare+=(mariadb-client-core)
+if ((${#need[@]} + ${#bare[@]})); then
+  echo "installing test peers: ${need[*]} ${bare[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  if ((${#need[@]})); then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  if ((${#bare[@]})); then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${bare[@]}" >/dev/null
+  fi
 fi
 phase "packages"
 

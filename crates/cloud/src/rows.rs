@@ -67,7 +67,12 @@ pub async fn run(
         return Err(ApiError::invalid("the script is empty"));
     }
     let cap = run.max_rows.unwrap_or(MAX_ROWS).clamp(1, MAX_ROWS);
-    let mut request = context.request(ExecuteScriptRequest { query_str: run.pxl, query_name: run.name, now_ns: 0 });
+    let mut request = context.request(ExecuteScriptRequest {
+        query_str: run.pxl,
+        query_name: run.name,
+        now_ns: 0,
+        exec_funcs: Vec::new(),
+    });
     if let Some(vizier) = run.vizier.filter(|v| !v.trim().is_empty()) {
         let value = vizier.trim().parse().map_err(|_| ApiError::invalid("`vizier` must be a vizier's name or id"))?;
         request.metadata_mut().insert(CLUSTER_METADATA, value);
