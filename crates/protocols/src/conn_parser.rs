@@ -47,4 +47,10 @@ pub trait ConnParser {
     /// proptests and fuzz targets check). Complete messages waiting for their partner are bounded
     /// by count in the stitcher instead.
     fn buffered_bytes(&self) -> usize;
+
+    /// Hands back a record the caller is done with, so that its buffers serve later records
+    /// (steady traffic then parses without allocating). Optional: by default it is dropped.
+    fn recycle(&mut self, record: Self::Record) {
+        drop(record);
+    }
 }

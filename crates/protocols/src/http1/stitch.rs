@@ -227,6 +227,13 @@ impl Http1Conn {
         ConnStats { request: self.requests.stats(), response: self.responses.stats(), stitch: self.stitcher.stats() }
     }
 
+    /// Hands back a record once its row is built: its messages' buffers are reused for the
+    /// next messages (see [`StreamParser::recycle`]).
+    pub fn recycle(&mut self, record: Record) {
+        self.requests.recycle(record.req);
+        self.responses.recycle(record.resp);
+    }
+
     /// Bytes buffered by both parsers for incomplete messages.
     pub fn buffered_bytes(&self) -> usize {
         self.requests.buffered_bytes() + self.responses.buffered_bytes()
@@ -271,6 +278,10 @@ impl ConnParser for Http1Conn {
 
     fn buffered_bytes(&self) -> usize {
         Http1Conn::buffered_bytes(self)
+    }
+
+    fn recycle(&mut self, record: Record) {
+        Http1Conn::recycle(self, record);
     }
 }
 

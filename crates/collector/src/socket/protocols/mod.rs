@@ -104,6 +104,19 @@ pub trait Protocol: 'static {
     /// Appends the row for one record straight to the table's columns (no owned row in
     /// between), redacted when `ctx.config.redact`.
     fn append(builder: &mut Self::Builder, record: <Self::Parser as ConnParser>::Record, ctx: &RowContext<'_>);
+
+    /// [`append`](Self::append), then the record goes back to the connection's `parser` for
+    /// reuse of its buffers ([`ConnParser::recycle`]), when the protocol's row building can hand
+    /// it back. The tracker calls this one; by default it is `append`.
+    fn append_recycling(
+        builder: &mut Self::Builder,
+        record: <Self::Parser as ConnParser>::Record,
+        ctx: &RowContext<'_>,
+        parser: &mut Self::Parser,
+    ) {
+        let _ = parser;
+        Self::append(builder, record, ctx);
+    }
 }
 
 /// What a row needs to know about its connection.
@@ -273,7 +286,7 @@ impl<P: Protocol> ConnRows for ParsedConn<P> {
             return 0;
         };
         for record in self.records.drain(..) {
-            P::append(builder, record, ctx);
+            P::append_recycling(builder, record, ctx, &mut self.parser);
         }
         n
     }
