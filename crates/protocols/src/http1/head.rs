@@ -227,20 +227,23 @@ pub(crate) enum HeaderLine<'a> {
 
 /// Parses one header line (without its CRLF); `None` if it is not a valid field line.
 pub(crate) fn parse_header_line(line: &[u8]) -> Option<HeaderLine<'_>> {
-    if line.iter().copied().any(is_forbidden_ctl) {
-        return None;
-    }
     if matches!(line.first(), Some(b' ' | b'\t')) {
+        if line.iter().copied().any(is_forbidden_ctl) {
+            return None;
+        }
         let value = trim_ows(line);
         return Some(HeaderLine::Continuation(text(value)));
     }
-    let colon = line.iter().position(|&b| b == b':')?;
+    // One pass over the name: it is tchars up to the colon (no control byte is a tchar).
+    let colon = line.iter().position(|&b| !is_tchar(b))?;
     let (name, value) = line.split_at(colon);
-    if name.is_empty() || !name.iter().copied().all(is_tchar) {
+    let value = value.strip_prefix(b":")?;
+    if name.is_empty() || value.iter().copied().any(is_forbidden_ctl) {
         return None;
     }
-    let value = trim_ows(value.get(1..).unwrap_or_default());
-    Some(HeaderLine::Field(text(name), text(value)))
+    // A name of tchars is ASCII, so valid text.
+    let name = std::str::from_utf8(name).ok()?;
+    Some(HeaderLine::Field(Cow::Borrowed(name), text(trim_ows(value))))
 }
 
 /// Returns the first line of `prefix` (without CR/LF) if a full line is present.

@@ -39,7 +39,7 @@ impl Protocol for Http1 {
     }
 
     fn parser(config: &TrackerConfig) -> Http1Conn {
-        Http1Conn::new(config.parse)
+        Http1Conn::with_max_pending(config.parse, config.max_pending_messages)
     }
 
     fn losses(parser: &Http1Conn) -> Losses {

@@ -252,6 +252,10 @@ pub(crate) trait ConnRows: Send {
     fn emit(&mut self, ctx: &RowContext<'_>, out: &mut TableRows, slot: usize) -> usize;
     /// What the parser lost so far.
     fn losses(&self) -> Losses;
+    /// Complete messages waiting for their partner (see [`ConnParser::pending_messages`]).
+    fn pending_messages(&self) -> usize;
+    /// Drops up to `n` of the oldest of them; returns how many (see [`ConnParser::shed_oldest`]).
+    fn shed_oldest(&mut self, n: usize) -> usize;
 }
 
 struct ParsedConn<P: Protocol> {
@@ -293,6 +297,14 @@ impl<P: Protocol> ConnRows for ParsedConn<P> {
 
     fn losses(&self) -> Losses {
         P::losses(&self.parser)
+    }
+
+    fn pending_messages(&self) -> usize {
+        self.parser.pending_messages()
+    }
+
+    fn shed_oldest(&mut self, n: usize) -> usize {
+        self.parser.shed_oldest(n)
     }
 }
 
