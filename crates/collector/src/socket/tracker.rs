@@ -151,9 +151,10 @@ impl Conn {
     }
 }
 
-/// Hashes [`ConnKey`]s for the connection table, which every record looks up: SipHash (the
-/// default) was a visible part of the agent's profile, and the keys (pid, fd, kernel timestamp)
-/// come from the kernel, not from traffic, so flooding resistance buys nothing here.
+/// Hashes [`ConnKey`]s for the connection table, which every record looks up, and pids for the
+/// UPID cache, which every row looks up: SipHash (the default) was a visible part of the agent's
+/// profile, and the keys (pid, fd, kernel timestamp) come from the kernel, not from traffic, so
+/// flooding resistance buys nothing here.
 #[derive(Default, Clone, Copy)]
 struct BuildConnKeyHasher;
 
@@ -195,7 +196,7 @@ pub struct Tracker {
     config: TrackerConfig,
     clock: ClockConverter,
     conns: HashMap<ConnKey, Conn, BuildConnKeyHasher>,
-    upids: HashMap<u32, String>,
+    upids: HashMap<u32, String, BuildConnKeyHasher>,
     stats: TrackerStats,
     streams: StreamCounters,
     pieces: Vec<Piece>,
@@ -212,7 +213,7 @@ impl Tracker {
             config,
             clock,
             conns: HashMap::default(),
-            upids: HashMap::new(),
+            upids: HashMap::default(),
             stats: TrackerStats::default(),
             streams: StreamCounters::default(),
             pieces: Vec::new(),
@@ -304,7 +305,8 @@ impl Tracker {
                         feed_piece(conn, stats, &self.config, direction, PieceRef::Gap { ts_ns, len: missing });
                     }
                     bound_pending(conn, &mut self.pending, stats, self.config.max_pending_messages_total);
-                    self.emit(key, None, rows);
+                    // The connection is at hand: no second lookup.
+                    emit_rows(key, conn, &mut self.upids, &self.clock, &self.config, stats, rows);
                     return;
                 }
                 let mut pieces = std::mem::take(&mut self.pieces);
@@ -404,26 +406,39 @@ impl Tracker {
         let Tracker { config, clock, conns, upids, stats, .. } = self;
         let mut detached = detached;
         let Some(conn) = detached.as_mut().or_else(|| conns.get_mut(&key)) else { return };
-        let Parsing::Parsed { protocol, parser } = &mut conn.parsing else { return };
-        if parser.collect() == 0 {
-            return;
-        }
-        let asid = config.asid;
-        let upid = upids.entry(key.tgid).or_insert_with(|| {
-            Upid::for_local_pid(asid, key.tgid).unwrap_or(Upid { asid, pid: key.tgid, start_ticks: 0 }).to_string()
-        });
-        let ctx = RowContext {
-            upid,
-            remote_addr: &conn.remote.0,
-            remote_port: conn.remote.1,
-            local_addr: &conn.local.0,
-            local_port: conn.local.1,
-            role: conn.role,
-            clock,
-            config,
-        };
-        stats.rows += parser.emit(&ctx, rows, *protocol) as u64;
+        emit_rows(key, conn, upids, clock, config, stats, rows);
     }
+}
+
+/// Turns the finished records of `conn` (the connection of `key`) into rows.
+fn emit_rows(
+    key: ConnKey,
+    conn: &mut Conn,
+    upids: &mut HashMap<u32, String, BuildConnKeyHasher>,
+    clock: &ClockConverter,
+    config: &TrackerConfig,
+    stats: &mut TrackerStats,
+    rows: &mut TableRows,
+) {
+    let Parsing::Parsed { protocol, parser } = &mut conn.parsing else { return };
+    if parser.collect() == 0 {
+        return;
+    }
+    let asid = config.asid;
+    let upid = upids.entry(key.tgid).or_insert_with(|| {
+        Upid::for_local_pid(asid, key.tgid).unwrap_or(Upid { asid, pid: key.tgid, start_ticks: 0 }).to_string()
+    });
+    let ctx = RowContext {
+        upid,
+        remote_addr: &conn.remote.0,
+        remote_port: conn.remote.1,
+        local_addr: &conn.local.0,
+        local_port: conn.local.1,
+        role: conn.role,
+        clock,
+        config,
+    };
+    stats.rows += parser.emit(&ctx, rows, *protocol) as u64;
 }
 
 /// Recounts the connection's unpaired messages into the total over all connections; when that
