@@ -133,28 +133,32 @@ fn is_forbidden_ctl(byte: u8) -> bool {
     (byte < 0x20 && byte != b'\t') || byte == 0x7f
 }
 
-/// RFC 9110 `tchar`: the characters a method or header name may contain. A table lookup: every
-/// header name byte goes through it (a scan of the symbol list was a visible part of the
-/// agent's profile).
+/// RFC 9110 `tchar`: the characters a method or header name may contain. One `match` the
+/// compiler turns into range and bit tests: every header name byte goes through it (a scan of the
+/// symbol list was a visible part of the agent's profile).
 fn is_tchar(byte: u8) -> bool {
-    TCHAR[usize::from(byte)]
+    matches!(
+        byte,
+        b'0'..=b'9'
+            | b'a'..=b'z'
+            | b'A'..=b'Z'
+            | b'!'
+            | b'#'
+            | b'$'
+            | b'%'
+            | b'&'
+            | b'\''
+            | b'*'
+            | b'+'
+            | b'-'
+            | b'.'
+            | b'^'
+            | b'_'
+            | b'`'
+            | b'|'
+            | b'~'
+    )
 }
-
-/// `TCHAR[b]` is whether byte `b` is a `tchar`.
-static TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
-            );
-        b += 1;
-    }
-    table
-};
 
 /// Parses `METHOD SP request-target SP HTTP/1.d` (line without its CRLF).
 pub(crate) fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
@@ -289,6 +293,14 @@ pub fn looks_like_response(prefix: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tchar_is_exactly_rfc_9110s_set() {
+        for byte in 0..=u8::MAX {
+            let rfc = byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte);
+            assert_eq!(is_tchar(byte), rfc, "{byte:#04x}");
+        }
+    }
 
     #[test]
     fn match_start_distinguishes_full_partial_and_none() {
