@@ -499,13 +499,21 @@ impl StreamParser {
     /// Copies head bytes line by line, parsing each completed line.
     fn step_head(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
         let mut pos = 0;
+        // Complete header lines parsed where they lie in `input` and not yet copied to
+        // `head_buf`: the head usually completes within one input, and then its bytes are never
+        // copied at all. Whatever must outlive this call (a head cut by the input's end, or
+        // bytes to replay after a failure) is copied first, so `head_buf` then holds exactly
+        // what it would have held had every line been copied.
+        let mut uncopied = 0..0;
         while let Some(rest) = input.get(pos..).filter(|rest| !rest.is_empty()) {
             let (chunk, line_done) = match rest.iter().position(|&b| b == b'\n') {
                 Some(end) => (rest.get(..=end).unwrap_or(rest), true),
                 None => (rest, false),
             };
-            let room = self.config.max_header_bytes.saturating_sub(self.head_buf.len());
+            let held = self.head_buf.len() + uncopied.len();
+            let room = self.config.max_header_bytes.saturating_sub(held);
             if chunk.len() > room {
+                self.copy_head(input, &mut uncopied);
                 let fits = chunk.get(..room).unwrap_or_default();
                 self.head_buf.extend_from_slice(fits);
                 pos += fits.len();
@@ -515,6 +523,32 @@ impl StreamParser {
                 }
                 return self.fail_head(pos);
             }
+            if self.start_line_done && self.start_confirmed && line_done && held == self.line_start {
+                // A whole header line (or the blank line ending the head), read in place: no
+                // part of it came with an earlier input.
+                if uncopied.start == uncopied.end {
+                    uncopied = pos..pos;
+                }
+                pos += chunk.len();
+                uncopied.end = pos;
+                self.line_start = held + chunk.len();
+                let line = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let ok = if line.is_empty() {
+                    match self.finish_head(ts_ns, out) {
+                        Some(()) => return Step::Consumed(pos),
+                        None => false,
+                    }
+                } else {
+                    add_header_line(line, &mut self.cur.headers, &mut self.spare_texts)
+                };
+                if !ok {
+                    self.copy_head(input, &mut uncopied);
+                    return self.fail_head(pos);
+                }
+                continue;
+            }
+            self.copy_head(input, &mut uncopied);
             let appended_at = self.head_buf.len();
             self.head_buf.extend_from_slice(chunk);
             pos += chunk.len();
@@ -550,7 +584,16 @@ impl StreamParser {
                 return self.fail_head(pos);
             }
         }
+        self.copy_head(input, &mut uncopied);
         Step::Consumed(pos)
+    }
+
+    /// Copies the head lines `step_head` read in place (`input[uncopied]`) to `head_buf`.
+    fn copy_head(&mut self, input: &[u8], uncopied: &mut std::ops::Range<usize>) {
+        if uncopied.start < uncopied.end {
+            self.head_buf.extend_from_slice(input.get(uncopied.clone()).unwrap_or_default());
+            *uncopied = 0..0;
+        }
     }
 
     /// Checks the start line read so far (bytes from `appended_at` are new) can still become
