@@ -24,6 +24,10 @@ const TRACKING_SHARE: usize = 8; // 1/8
 /// reorder chunks): the connection cap is the tracking share divided by this.
 const BYTES_PER_CONNECTION: usize = 8 * 1024;
 
+/// Memory one complete message waiting for its partner is assumed to hold (its head's texts and
+/// kept body): a quarter of the tracking share divided by this bounds them over all connections.
+const BYTES_PER_PENDING_MESSAGE: usize = 2 * 1024;
+
 /// The share of the store `http_events` gets; the other tables split the rest evenly.
 const HTTP_EVENTS_PERCENT: usize = 50;
 
@@ -56,6 +60,8 @@ pub struct BudgetSplit {
     pub max_connections: usize,
     /// Bytes held per direction while waiting for a missing chunk.
     pub max_pending_bytes: usize,
+    /// Complete messages held waiting for their partner, over all connections.
+    pub max_pending_messages_total: usize,
     /// The store's budget in all, split over the tables by [`MemoryBudget::store_config`].
     pub store_bytes: usize,
 }
@@ -88,6 +94,7 @@ impl MemoryBudget {
             ring_bytes: u32::try_from(ring).unwrap_or(1 << 23),
             max_connections,
             max_pending_bytes,
+            max_pending_messages_total: (tracking / 4 / BYTES_PER_PENDING_MESSAGE).max(1024),
             store_bytes,
         }
     }
@@ -109,6 +116,7 @@ impl MemoryBudget {
         collector.tracer.ring_bytes = split.ring_bytes;
         collector.tracker.max_connections = split.max_connections;
         collector.tracker.max_pending_bytes = split.max_pending_bytes;
+        collector.tracker.max_pending_messages_total = split.max_pending_messages_total;
     }
 }
 
@@ -149,6 +157,7 @@ mod tests {
         assert_eq!(split.ring_bytes, 8 << 20);
         assert_eq!(split.max_connections, 8192);
         assert_eq!(split.max_pending_bytes, 1 << 20);
+        assert_eq!(split.max_pending_messages_total, 8192);
         assert_eq!(split.store_bytes, (512 - 32 - 8 - 64) << 20);
         let small = MemoryBudget::from_mib(64).expect("valid").split();
         assert_eq!((small.ring_bytes, small.max_connections, small.max_pending_bytes), (4 << 20, 1024, 512 << 10));

@@ -47,4 +47,24 @@ pub trait ConnParser {
     /// proptests and fuzz targets check). Complete messages waiting for their partner are bounded
     /// by count in the stitcher instead.
     fn buffered_bytes(&self) -> usize;
+
+    /// Hands back a record the caller is done with, so that its buffers serve later records
+    /// (steady traffic then parses without allocating). Optional: by default it is dropped.
+    fn recycle(&mut self, record: Self::Record) {
+        drop(record);
+    }
+
+    /// Complete messages waiting for their partner in the stitcher (0 for a parser that does not
+    /// report them): what the collector bounds over all connections.
+    fn pending_messages(&self) -> usize {
+        0
+    }
+
+    /// Drops up to `n` of the oldest messages waiting for their partner, the collector's bound
+    /// over all connections being reached; returns how many were dropped. The caller counts
+    /// them (the parser's own counters do not), so each drop is counted once.
+    fn shed_oldest(&mut self, n: usize) -> usize {
+        let _ = n;
+        0
+    }
 }

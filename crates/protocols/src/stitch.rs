@@ -142,6 +142,16 @@ impl<Req: Timed, Resp: Timed> FifoStitcher<Req, Resp> {
         }
     }
 
+    /// Drops up to `n` of the oldest unpaired messages (requests first, then responses) without
+    /// counting them: the caller that asked counts them under its own cause. Returns how many.
+    pub fn shed_oldest(&mut self, n: usize) -> usize {
+        let from_requests = n.min(self.requests.len());
+        self.requests.drain(..from_requests);
+        let from_responses = (n - from_requests).min(self.responses.len());
+        self.responses.drain(..from_responses);
+        from_requests + from_responses
+    }
+
     /// The connection closed: unpaired messages can no longer be paired and are dropped.
     pub fn close(&mut self) {
         self.counts.unanswered_requests += self.requests.len() as u64;

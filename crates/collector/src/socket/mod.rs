@@ -122,6 +122,7 @@ impl SocketTracer {
             stat("conns_dropped", "conn_cap", t.conns_over_cap),
             stat("records_dropped", "conn_cap", t.records_over_cap),
             stat("bytes_dropped", "conn_cap", t.bytes_over_cap),
+            stat("messages_dropped", "pending_total_cap", t.messages_over_total_cap),
             stat("rows_dropped", "store_refused", c.rows_dropped.load(Ordering::Relaxed)),
         ];
         for (protocol, l) in self.tracker.losses() {

@@ -39,6 +39,13 @@ pub struct TrackerConfig {
     /// not tracked: its open and data records are counted (`conns_over_cap`, `records_over_cap`)
     /// and dropped, until a tracked connection ends.
     pub max_connections: usize,
+    /// Most complete messages one connection holds waiting for their partner, per queue
+    /// (requests, responses); past it the oldest is dropped (`http1_messages_overflow`,
+    /// `queue_full`). Protocols that take no bound keep their own.
+    pub max_pending_messages: usize,
+    /// Most such messages held over all connections (the memory budget sets it); past it the
+    /// connection adding one drops its oldest (`messages_dropped`, `pending_total_cap`).
+    pub max_pending_messages_total: usize,
 }
 
 impl Default for TrackerConfig {
@@ -51,6 +58,8 @@ impl Default for TrackerConfig {
             parse: ParseConfig::default(),
             redact: true,
             max_connections: 65_536,
+            max_pending_messages: 256,
+            max_pending_messages_total: 65_536,
         }
     }
 }
@@ -78,6 +87,8 @@ pub struct TrackerStats {
     pub records_over_cap: u64,
     /// Stream bytes those records accounted for.
     pub bytes_over_cap: u64,
+    /// Unpaired messages dropped because `max_pending_messages_total` were held.
+    pub messages_over_total_cap: u64,
 }
 
 /// What a connection's bytes are known to be.
@@ -96,6 +107,8 @@ struct Conn {
     local: (String, i64),
     remote: (String, i64),
     last_ns: u64,
+    /// Messages its parser holds waiting for their partner, as last counted in `Tracker::pending`.
+    pending: usize,
     parsing: Parsing,
     egress: DirStream,
     ingress: DirStream,
@@ -115,6 +128,7 @@ impl Conn {
             local: addr_parts(local),
             remote: addr_parts(remote),
             last_ns: ts_ns,
+            pending: 0,
             parsing: Parsing::Undecided,
             egress: stream(),
             ingress: stream(),
@@ -137,9 +151,10 @@ impl Conn {
     }
 }
 
-/// Hashes [`ConnKey`]s for the connection table, which every record looks up: SipHash (the
-/// default) was a visible part of the agent's profile, and the keys (pid, fd, kernel timestamp)
-/// come from the kernel, not from traffic, so flooding resistance buys nothing here.
+/// Hashes [`ConnKey`]s for the connection table, which every record looks up, and pids for the
+/// UPID cache, which every row looks up: SipHash (the default) was a visible part of the agent's
+/// profile, and the keys (pid, fd, kernel timestamp) come from the kernel, not from traffic, so
+/// flooding resistance buys nothing here.
 #[derive(Default, Clone, Copy)]
 struct BuildConnKeyHasher;
 
@@ -181,12 +196,14 @@ pub struct Tracker {
     config: TrackerConfig,
     clock: ClockConverter,
     conns: HashMap<ConnKey, Conn, BuildConnKeyHasher>,
-    upids: HashMap<u32, String>,
+    upids: HashMap<u32, String, BuildConnKeyHasher>,
     stats: TrackerStats,
     streams: StreamCounters,
     pieces: Vec<Piece>,
     /// What the parsers of connections already gone lost, per `PROTOCOLS` slot.
     closed_losses: Vec<Losses>,
+    /// Unpaired messages held over all connections (the sum of their `pending`).
+    pending: usize,
 }
 
 impl Tracker {
@@ -196,11 +213,12 @@ impl Tracker {
             config,
             clock,
             conns: HashMap::default(),
-            upids: HashMap::new(),
+            upids: HashMap::default(),
             stats: TrackerStats::default(),
             streams: StreamCounters::default(),
             pieces: Vec::new(),
             closed_losses: vec![Losses::default(); PROTOCOLS.len()],
+            pending: 0,
         }
     }
 
@@ -286,7 +304,9 @@ impl Tracker {
                     if missing > 0 {
                         feed_piece(conn, stats, &self.config, direction, PieceRef::Gap { ts_ns, len: missing });
                     }
-                    self.emit(key, None, rows);
+                    bound_pending(conn, &mut self.pending, stats, self.config.max_pending_messages_total);
+                    // The connection is at hand: no second lookup.
+                    emit_rows(key, conn, &mut self.upids, &self.clock, &self.config, stats, rows);
                     return;
                 }
                 let mut pieces = std::mem::take(&mut self.pieces);
@@ -360,6 +380,7 @@ impl Tracker {
                 break;
             }
         }
+        bound_pending(conn, &mut self.pending, &mut self.stats, self.config.max_pending_messages_total);
         pieces.clear();
         self.emit(key, None, rows);
     }
@@ -367,6 +388,9 @@ impl Tracker {
     /// Ends a connection: its parser completes what a close completes, and the rest is dropped.
     fn finish(&mut self, key: ConnKey, mut conn: Conn, ts_ns: u64, rows: &mut TableRows) {
         self.stats.conns_closed += 1;
+        // The close drops whatever is unpaired (counted by the parser as such).
+        self.pending -= conn.pending.min(self.pending);
+        conn.pending = 0;
         if let Parsing::Parsed { protocol, parser } = &mut conn.parsing {
             parser.close(ts_ns);
             if let Some(total) = self.closed_losses.get_mut(*protocol) {
@@ -382,25 +406,55 @@ impl Tracker {
         let Tracker { config, clock, conns, upids, stats, .. } = self;
         let mut detached = detached;
         let Some(conn) = detached.as_mut().or_else(|| conns.get_mut(&key)) else { return };
-        let Parsing::Parsed { protocol, parser } = &mut conn.parsing else { return };
-        if parser.collect() == 0 {
-            return;
-        }
-        let asid = config.asid;
-        let upid = upids.entry(key.tgid).or_insert_with(|| {
-            Upid::for_local_pid(asid, key.tgid).unwrap_or(Upid { asid, pid: key.tgid, start_ticks: 0 }).to_string()
-        });
-        let ctx = RowContext {
-            upid,
-            remote_addr: &conn.remote.0,
-            remote_port: conn.remote.1,
-            local_addr: &conn.local.0,
-            local_port: conn.local.1,
-            role: conn.role,
-            clock,
-            config,
-        };
-        stats.rows += parser.emit(&ctx, rows, *protocol) as u64;
+        emit_rows(key, conn, upids, clock, config, stats, rows);
+    }
+}
+
+/// Turns the finished records of `conn` (the connection of `key`) into rows.
+fn emit_rows(
+    key: ConnKey,
+    conn: &mut Conn,
+    upids: &mut HashMap<u32, String, BuildConnKeyHasher>,
+    clock: &ClockConverter,
+    config: &TrackerConfig,
+    stats: &mut TrackerStats,
+    rows: &mut TableRows,
+) {
+    let Parsing::Parsed { protocol, parser } = &mut conn.parsing else { return };
+    if parser.collect() == 0 {
+        return;
+    }
+    let asid = config.asid;
+    let upid = upids.entry(key.tgid).or_insert_with(|| {
+        Upid::for_local_pid(asid, key.tgid).unwrap_or(Upid { asid, pid: key.tgid, start_ticks: 0 }).to_string()
+    });
+    let ctx = RowContext {
+        upid,
+        remote_addr: &conn.remote.0,
+        remote_port: conn.remote.1,
+        local_addr: &conn.local.0,
+        local_port: conn.local.1,
+        role: conn.role,
+        clock,
+        config,
+    };
+    stats.rows += parser.emit(&ctx, rows, *protocol) as u64;
+}
+
+/// Recounts the connection's unpaired messages into the total over all connections; when that
+/// passes `max_total`, the connection drops its oldest until the total is back at the bound, and
+/// the drops are counted. Whichever connection pushes the total over pays, so one flooding
+/// connection cannot make the others lose theirs first.
+fn bound_pending(conn: &mut Conn, total: &mut usize, stats: &mut TrackerStats, max_total: usize) {
+    let Parsing::Parsed { parser, .. } = &mut conn.parsing else { return };
+    let now = parser.pending_messages();
+    *total = total.saturating_sub(conn.pending) + now;
+    conn.pending = now;
+    if *total > max_total {
+        let shed = parser.shed_oldest(*total - max_total);
+        stats.messages_over_total_cap += shed as u64;
+        conn.pending -= shed;
+        *total -= shed;
     }
 }
 
@@ -527,6 +581,59 @@ mod tests {
         t.handle(KernelEvent::ConnClose { ts_ns: 3_000, key: KEY, bytes_sent: 0, bytes_recv: 0 }, &mut rows);
         t.handle(on_other(REQ.len() as u64, REQ), &mut rows);
         assert_eq!((t.stats().conns_opened, t.stats().records_over_cap, t.open_connections()), (2, 1, 1));
+    }
+
+    /// Unanswered requests are bounded per connection (the stitcher drops its oldest, counted as
+    /// overflow) and over all connections (the connection pushing the total past the bound drops
+    /// its oldest, counted as `messages_over_total_cap`); what is kept still pairs in order.
+    #[test]
+    fn unpaired_messages_are_bounded_per_connection_and_in_total() {
+        let config =
+            TrackerConfig { max_pending_messages: 2, max_pending_messages_total: 3, ..TrackerConfig::default() };
+        let mut t = Tracker::new(config, ClockConverter::new());
+        let mut rows = TableRows::default();
+        let other = ConnKey { fd: KEY.fd + 1, ..KEY };
+        let mut pos = [[0u64; 2]; 2];
+        let mut ts = 10;
+        let mut send = |t: &mut Tracker, rows: &mut TableRows, conn: usize, direction: Direction, bytes: &str| {
+            let key = [KEY, other][conn];
+            let at = &mut pos[conn][usize::from(direction == Direction::Ingress)];
+            let event = KernelEvent::Data {
+                ts_ns: ts,
+                key,
+                direction,
+                pos: *at,
+                msg_size: bytes.len() as u64,
+                data: bytes.as_bytes().to_vec().into(),
+            };
+            *at += bytes.len() as u64;
+            ts += 10;
+            t.handle(event, rows);
+        };
+        let req = |path: &str| format!("GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        for key in [KEY, other] {
+            let KernelEvent::ConnOpen { ts_ns, role, local, remote, proc_start_ns, .. } = open(Role::Client) else {
+                unreachable!()
+            };
+            t.handle(KernelEvent::ConnOpen { ts_ns, key, role, local, remote, proc_start_ns }, &mut rows);
+        }
+        send(&mut t, &mut rows, 0, Direction::Egress, &req("a1"));
+        send(&mut t, &mut rows, 0, Direction::Egress, &req("a2"));
+        send(&mut t, &mut rows, 1, Direction::Egress, &req("b1"));
+        assert_eq!(t.stats().messages_over_total_cap, 0, "3 held: at the bound");
+        send(&mut t, &mut rows, 1, Direction::Egress, &req("b2"));
+        assert_eq!(t.stats().messages_over_total_cap, 1, "the 4th makes its connection drop its oldest (b1)");
+        send(&mut t, &mut rows, 0, Direction::Egress, &req("a3"));
+        let http1 = |t: &Tracker| t.losses().into_iter().find(|(name, _)| *name == "http1").map(|(_, l)| l);
+        assert_eq!(http1(&t).map(|l| l.overflow), Some(1), "a's queue holds 2: a1 dropped");
+        assert_eq!(t.stats().messages_over_total_cap, 1, "the total did not grow");
+        let resp = String::from_utf8(RESP.to_vec()).expect("text");
+        for conn in [0, 0, 1] {
+            send(&mut t, &mut rows, conn, Direction::Ingress, &resp);
+        }
+        let paths: Vec<String> = http(&rows).iter().map(|r| r.req_path.clone()).collect();
+        assert_eq!(paths, ["/a2", "/a3", "/b2"]);
+        assert_eq!(t.pending, 0);
     }
 
     #[test]

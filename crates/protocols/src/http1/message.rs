@@ -124,9 +124,14 @@ impl Message {
             write_json_string(out, &[name.as_str()])?;
             out.write_char(':')?;
             let later = self.headers.get(i + 1..).unwrap_or_default();
-            let mut values =
-                std::iter::once(value.as_str()).chain(later.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()));
-            write_json_joined(out, &mut values)?;
+            if later.iter().any(|(n, _)| n == name) {
+                let mut values = std::iter::once(value.as_str())
+                    .chain(later.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()));
+                write_json_joined(out, &mut values)?;
+            } else {
+                // The common case, a name seen once: no iterator chain.
+                write_json_string(out, &[value.as_str()])?;
+            }
         }
         out.write_char('}')
     }
@@ -151,41 +156,54 @@ impl Message {
 
 /// Writes the pieces as one JSON string literal, escaped as serde_json escapes.
 fn write_json_string(out: &mut impl std::fmt::Write, pieces: &[&str]) -> std::fmt::Result {
-    write_json_joined(out, &mut pieces.iter().copied())
+    out.write_char('"')?;
+    for piece in pieces {
+        write_json_escaped(out, piece)?;
+    }
+    out.write_char('"')
 }
 
-/// Writes the values joined by `,` as one JSON string literal. Escapes `"`, `\\` and control
-/// characters (as `\n`, `\u001f`, ...), as serde_json does.
+/// Writes the values joined by `,` as one JSON string literal.
 fn write_json_joined(out: &mut impl std::fmt::Write, values: &mut dyn Iterator<Item = &str>) -> std::fmt::Result {
     out.write_char('"')?;
     for (i, value) in values.enumerate() {
         if i > 0 {
             out.write_char(',')?;
         }
-        let mut plain = 0;
-        for (at, byte) in value.bytes().enumerate() {
-            let escape = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0..=0x1f => "",
-                _ => continue,
-            };
-            out.write_str(value.get(plain..at).unwrap_or_default())?;
-            if escape.is_empty() {
-                write!(out, "\\u{byte:04x}")?;
-            } else {
-                out.write_str(escape)?;
-            }
-            plain = at + 1;
-        }
-        out.write_str(value.get(plain..).unwrap_or_default())?;
+        write_json_escaped(out, value)?;
     }
     out.write_char('"')
+}
+
+/// Writes `value` as the inside of a JSON string literal. Escapes `"`, `\\` and control
+/// characters (as `\n`, `\u001f`, ...), as serde_json does.
+fn write_json_escaped(out: &mut impl std::fmt::Write, value: &str) -> std::fmt::Result {
+    if !value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        // Nothing to escape (nearly every header): one write.
+        return out.write_str(value);
+    }
+    let mut plain = 0;
+    for (at, byte) in value.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.write_str(value.get(plain..at).unwrap_or_default())?;
+        if escape.is_empty() {
+            write!(out, "\\u{byte:04x}")?;
+        } else {
+            out.write_str(escape)?;
+        }
+        plain = at + 1;
+    }
+    out.write_str(value.get(plain..).unwrap_or_default())
 }
 
 #[cfg(test)]

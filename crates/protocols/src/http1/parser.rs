@@ -139,6 +139,12 @@ pub struct StreamParser {
     replay: Vec<u8>,
     pending_methods: VecDeque<PendingMethod>,
     stats: ParseStats,
+    /// Emptied messages handed back by [`recycle`](Self::recycle), reused for the next
+    /// messages so that steady traffic parses without allocating (at most [`MAX_SPARE_MESSAGES`]).
+    spare: Vec<Message>,
+    /// Emptied header texts of recycled messages, reused for the next headers (at most
+    /// [`MAX_SPARE_TEXTS`]).
+    spare_texts: Vec<String>,
 }
 
 impl StreamParser {
@@ -167,6 +173,8 @@ impl StreamParser {
             replay: Vec::new(),
             pending_methods: VecDeque::new(),
             stats: ParseStats::default(),
+            spare: Vec::new(),
+            spare_texts: Vec::new(),
         }
     }
 
@@ -189,6 +197,21 @@ impl StreamParser {
     /// by about `max_header_bytes * 2 + max_body_bytes + 1024`.
     pub fn buffered_bytes(&self) -> usize {
         self.head_buf.len() + self.line_buf.len() + self.replay.len() + self.cur.body.len()
+    }
+
+    /// Hands back a message this parser emitted, once the caller is done with it: its buffers
+    /// (texts, headers, body) are reused for later messages, so that steady traffic parses
+    /// without allocating. Keeps a few; the rest, and buffers grown large, are freed.
+    pub fn recycle(&mut self, mut message: Message) {
+        if self.spare.len() < MAX_SPARE_MESSAGES && message.kind == self.kind {
+            empty_message(&mut message, &mut self.spare_texts);
+            self.spare.push(message);
+        }
+    }
+
+    /// Empties the message in progress, keeping its buffers.
+    fn reset_cur(&mut self) {
+        empty_message(&mut self.cur, &mut self.spare_texts);
     }
 
     /// Tells a response parser that a request with `method` was sent, in request order.
@@ -356,7 +379,7 @@ impl StreamParser {
     /// Forgets the message in progress and any buffered bytes.
     fn reset_partial(&mut self) {
         self.state = State::Idle;
-        self.cur = Message::empty(self.kind);
+        self.reset_cur();
         self.body_frozen = false;
         self.chunk_resync = false;
         self.head_buf.clear();
@@ -460,7 +483,7 @@ impl StreamParser {
 
     fn begin_message(&mut self, ts_ns: u64) {
         self.state = State::Head;
-        self.cur = Message::empty(self.kind);
+        self.reset_cur();
         self.cur.ts_ns = ts_ns;
         self.body_frozen = false;
         self.chunk_resync = false;
@@ -476,13 +499,21 @@ impl StreamParser {
     /// Copies head bytes line by line, parsing each completed line.
     fn step_head(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
         let mut pos = 0;
+        // Complete header lines parsed where they lie in `input` and not yet copied to
+        // `head_buf`: the head usually completes within one input, and then its bytes are never
+        // copied at all. Whatever must outlive this call (a head cut by the input's end, or
+        // bytes to replay after a failure) is copied first, so `head_buf` then holds exactly
+        // what it would have held had every line been copied.
+        let mut uncopied = 0..0;
         while let Some(rest) = input.get(pos..).filter(|rest| !rest.is_empty()) {
             let (chunk, line_done) = match rest.iter().position(|&b| b == b'\n') {
                 Some(end) => (rest.get(..=end).unwrap_or(rest), true),
                 None => (rest, false),
             };
-            let room = self.config.max_header_bytes.saturating_sub(self.head_buf.len());
+            let held = self.head_buf.len() + uncopied.len();
+            let room = self.config.max_header_bytes.saturating_sub(held);
             if chunk.len() > room {
+                self.copy_head(input, &mut uncopied);
                 let fits = chunk.get(..room).unwrap_or_default();
                 self.head_buf.extend_from_slice(fits);
                 pos += fits.len();
@@ -492,6 +523,32 @@ impl StreamParser {
                 }
                 return self.fail_head(pos);
             }
+            if self.start_line_done && self.start_confirmed && line_done && held == self.line_start {
+                // A whole header line (or the blank line ending the head), read in place: no
+                // part of it came with an earlier input.
+                if uncopied.start == uncopied.end {
+                    uncopied = pos..pos;
+                }
+                pos += chunk.len();
+                uncopied.end = pos;
+                self.line_start = held + chunk.len();
+                let line = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let ok = if line.is_empty() {
+                    match self.finish_head(ts_ns, out) {
+                        Some(()) => return Step::Consumed(pos),
+                        None => false,
+                    }
+                } else {
+                    add_header_line(line, &mut self.cur.headers, &mut self.spare_texts)
+                };
+                if !ok {
+                    self.copy_head(input, &mut uncopied);
+                    return self.fail_head(pos);
+                }
+                continue;
+            }
+            self.copy_head(input, &mut uncopied);
             let appended_at = self.head_buf.len();
             self.head_buf.extend_from_slice(chunk);
             pos += chunk.len();
@@ -521,13 +578,22 @@ impl StreamParser {
                     None => self.fail_head(pos),
                 };
             } else {
-                add_header_line(line, &mut self.cur.headers)
+                add_header_line(line, &mut self.cur.headers, &mut self.spare_texts)
             };
             if !ok {
                 return self.fail_head(pos);
             }
         }
+        self.copy_head(input, &mut uncopied);
         Step::Consumed(pos)
+    }
+
+    /// Copies the head lines `step_head` read in place (`input[uncopied]`) to `head_buf`.
+    fn copy_head(&mut self, input: &[u8], uncopied: &mut std::ops::Range<usize>) {
+        if uncopied.start < uncopied.end {
+            self.head_buf.extend_from_slice(input.get(uncopied.clone()).unwrap_or_default());
+            *uncopied = 0..0;
+        }
     }
 
     /// Checks the start line read so far (bytes from `appended_at` are new) can still become
@@ -566,7 +632,7 @@ impl StreamParser {
         self.replay.extend_from_slice(self.head_buf.get(1..).unwrap_or_default());
         self.head_buf.clear();
         self.state = State::Idle;
-        self.cur = Message::empty(self.kind);
+        self.reset_cur();
         Step::Failed(consumed)
     }
 
@@ -580,7 +646,7 @@ impl StreamParser {
         self.skip_garbage(0);
         self.replay.append(&mut self.line_buf);
         self.state = State::Idle;
-        self.cur = Message::empty(self.kind);
+        self.reset_cur();
         Step::Failed(consumed)
     }
 
@@ -802,7 +868,8 @@ impl StreamParser {
 
     /// Pushes the current message; a response takes `ts_ns` (its last byte) as its timestamp.
     fn emit(&mut self, ts_ns: u64, out: &mut Vec<Message>) {
-        let mut message = std::mem::replace(&mut self.cur, Message::empty(self.kind));
+        let next = self.spare.pop().unwrap_or_else(|| Message::empty(self.kind));
+        let mut message = std::mem::replace(&mut self.cur, next);
         if self.kind == MessageKind::Response {
             message.ts_ns = ts_ns;
         }
@@ -817,13 +884,62 @@ impl StreamParser {
     }
 }
 
+/// Most emptied messages a parser keeps for reuse: one in flight and one being turned into a
+/// row is the steady state; pipelining needs more only briefly.
+const MAX_SPARE_MESSAGES: usize = 4;
+/// Most emptied header texts a parser keeps for reuse (a name and a value per header).
+const MAX_SPARE_TEXTS: usize = 64;
+/// Buffers that grew past this are freed rather than kept for reuse, so that one huge head
+/// does not stay resident for the connection's life.
+const MAX_SPARE_CAPACITY: usize = 1024;
+
+/// Empties `message` for reuse (as [`Message::empty`] makes it), keeping its buffers unless they
+/// grew large; its header texts go to `spare_texts`.
+fn empty_message(message: &mut Message, spare_texts: &mut Vec<String>) {
+    let Message { kind: _, minor_version, method, path, status, reason, headers, body, body_size, ts_ns } = message;
+    *minor_version = 1;
+    *status = 0;
+    *body_size = 0;
+    *ts_ns = 0;
+    for text in [method, path, reason] {
+        text.clear();
+        if text.capacity() > MAX_SPARE_CAPACITY {
+            *text = String::new();
+        }
+    }
+    body.clear();
+    if body.capacity() > MAX_SPARE_CAPACITY {
+        *body = Vec::new();
+    }
+    for (name, value) in headers.drain(..) {
+        for mut text in [name, value] {
+            if spare_texts.len() < MAX_SPARE_TEXTS && text.capacity() <= MAX_SPARE_CAPACITY {
+                text.clear();
+                spare_texts.push(text);
+            }
+        }
+    }
+    if headers.capacity() > MAX_SPARE_TEXTS {
+        *headers = Vec::new();
+    }
+}
+
+/// `text` copied into a reused buffer from `spare_texts` (a new one when none is left).
+fn reused_text(text: &str, spare_texts: &mut Vec<String>) -> String {
+    let mut out = spare_texts.pop().unwrap_or_default();
+    out.push_str(text);
+    out
+}
+
 /// Parses the start line into `message`; false if it is not one.
 fn parse_start_line(kind: MessageKind, line: &[u8], message: &mut Message) -> bool {
     match kind {
         MessageKind::Request => match head::parse_request_line(line) {
             Some(request) => {
-                message.method = request.method;
-                message.path = request.path;
+                message.method.clear();
+                message.method.push_str(&request.method);
+                message.path.clear();
+                message.path.push_str(&request.path);
                 message.minor_version = request.minor_version;
                 true
             }
@@ -832,7 +948,8 @@ fn parse_start_line(kind: MessageKind, line: &[u8], message: &mut Message) -> bo
         MessageKind::Response => match head::parse_status_line(line) {
             Some(status) => {
                 message.status = status.status;
-                message.reason = status.reason;
+                message.reason.clear();
+                message.reason.push_str(&status.reason);
                 message.minor_version = status.minor_version;
                 true
             }
@@ -842,10 +959,10 @@ fn parse_start_line(kind: MessageKind, line: &[u8], message: &mut Message) -> bo
 }
 
 /// Adds a header line (a field, or a folded continuation of the last one); false if invalid.
-fn add_header_line(line: &[u8], headers: &mut Vec<(String, String)>) -> bool {
+fn add_header_line(line: &[u8], headers: &mut Vec<(String, String)>, spare_texts: &mut Vec<String>) -> bool {
     match head::parse_header_line(line) {
         Some(HeaderLine::Field(name, value)) => {
-            headers.push((name, value));
+            headers.push((reused_text(&name, spare_texts), reused_text(&value, spare_texts)));
             true
         }
         Some(HeaderLine::Continuation(more)) => match headers.last_mut() {

@@ -123,6 +123,11 @@ impl Stitcher {
     pub fn close(&mut self) {
         self.fifo.close();
     }
+
+    /// Drops up to `n` of the oldest unpaired messages, uncounted: see [`FifoStitcher::shed_oldest`].
+    pub fn shed_oldest(&mut self, n: usize) -> usize {
+        self.fifo.shed_oldest(n)
+    }
 }
 
 /// Counters for one [`Http1Conn`].
@@ -153,10 +158,16 @@ pub struct Http1Conn {
 impl Http1Conn {
     /// A connection with no bytes seen yet.
     pub fn new(config: ParseConfig) -> Self {
+        Self::with_max_pending(config, DEFAULT_MAX_PENDING)
+    }
+
+    /// A connection whose stitcher queues each hold at most `max_pending` messages (see
+    /// [`Stitcher::new`]).
+    pub fn with_max_pending(config: ParseConfig, max_pending: usize) -> Self {
         Self {
             requests: StreamParser::new(MessageKind::Request, config),
             responses: StreamParser::new(MessageKind::Response, config),
-            stitcher: Stitcher::default(),
+            stitcher: Stitcher::new(max_pending),
             scratch: Vec::new(),
         }
     }
@@ -227,6 +238,13 @@ impl Http1Conn {
         ConnStats { request: self.requests.stats(), response: self.responses.stats(), stitch: self.stitcher.stats() }
     }
 
+    /// Hands back a record once its row is built: its messages' buffers are reused for the
+    /// next messages (see [`StreamParser::recycle`]).
+    pub fn recycle(&mut self, record: Record) {
+        self.requests.recycle(record.req);
+        self.responses.recycle(record.resp);
+    }
+
     /// Bytes buffered by both parsers for incomplete messages.
     pub fn buffered_bytes(&self) -> usize {
         self.requests.buffered_bytes() + self.responses.buffered_bytes()
@@ -271,6 +289,18 @@ impl ConnParser for Http1Conn {
 
     fn buffered_bytes(&self) -> usize {
         Http1Conn::buffered_bytes(self)
+    }
+
+    fn recycle(&mut self, record: Record) {
+        Http1Conn::recycle(self, record);
+    }
+
+    fn pending_messages(&self) -> usize {
+        Http1Conn::pending_messages(self)
+    }
+
+    fn shed_oldest(&mut self, n: usize) -> usize {
+        self.stitcher.shed_oldest(n)
     }
 }
 

@@ -502,3 +502,44 @@ proptest! {
         prop_assert_eq!(p.stats().dropped_partial, 0);
     }
 }
+
+/// Messages built in recycled buffers are exactly those built fresh, whatever the previous
+/// message left in them (more headers, a folded value, a longer path, a body, invalid UTF-8).
+#[test]
+fn recycled_records_parse_the_same_as_fresh_ones() {
+    let requests: &[&[u8]] = &[
+        b"POST /a/long/path?x=1 HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n  two\r\nX-A: 1\r\nX-A: 2\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET /\xff HTTP/1.1\r\nHost: \xfeb\r\n\r\n",
+        b"HEAD /h HTTP/1.1\r\nHost: c\r\n\r\n",
+    ];
+    let responses: &[&[u8]] = &[
+        b"HTTP/1.1 201 Created Here\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 204 \r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
+    ];
+    let (mut fresh, mut recycled) = (Http1Conn::new(ParseConfig::default()), Http1Conn::new(ParseConfig::default()));
+    let (mut want, mut got) = (Vec::new(), Vec::new());
+    let mut ts = 0;
+    for _ in 0..3 {
+        for (req, resp) in requests.iter().zip(responses) {
+            ts += 10;
+            for conn in [&mut fresh, &mut recycled] {
+                conn.feed_request_side(req, ts);
+                conn.feed_response_side(resp, ts + 5);
+            }
+            let mut records = Vec::new();
+            fresh.drain_records(&mut records);
+            want.extend(records);
+            let mut records = Vec::new();
+            recycled.drain_records(&mut records);
+            for record in records {
+                got.push(record.clone());
+                recycled.recycle(record);
+            }
+        }
+    }
+    assert_eq!(got.len(), 12);
+    assert_eq!(got, want);
+}

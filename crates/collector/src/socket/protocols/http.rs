@@ -39,7 +39,7 @@ impl Protocol for Http1 {
     }
 
     fn parser(config: &TrackerConfig) -> Http1Conn {
-        Http1Conn::new(config.parse)
+        Http1Conn::with_max_pending(config.parse, config.max_pending_messages)
     }
 
     fn losses(parser: &Http1Conn) -> Losses {
@@ -53,35 +53,59 @@ impl Protocol for Http1 {
     }
 
     fn append(b: &mut HttpEventsBuilder, mut rec: Record, ctx: &RowContext<'_>) {
-        // Whether a body is whole is a fact of the capture: decide it before redaction changes the text.
-        let cut = (rec.req.body_truncated(), rec.resp.body_truncated());
-        if ctx.config.redact {
-            redact::http1_record(&mut rec);
-        }
-        append_conn8!(b, ctx, ctx.time_ns(rec.resp.ts_ns));
-        b.major_version.append_value(1);
-        b.minor_version.append_value(i64::from(rec.req.minor_version));
-        b.content_type.append_value(rec.resp.content_type().max(rec.req.content_type()));
-        headers_json(&mut b.req_headers, &rec.req);
-        b.req_method.append_value(&rec.req.method);
-        b.req_path.append_value(&rec.req.path);
-        body_text(&mut b.req_body, &rec.req, cut.0);
-        b.req_body_size.append_value(rec.req.body_size as i64);
-        headers_json(&mut b.resp_headers, &rec.resp);
-        b.resp_status.append_value(i64::from(rec.resp.status));
-        b.resp_message.append_value(&rec.resp.reason);
-        body_text(&mut b.resp_body, &rec.resp, cut.1);
-        b.resp_body_size.append_value(rec.resp.body_size as i64);
-        b.latency_ns.append_value(rec.latency_ns as i64);
-        b.end_row();
+        append_row(b, &mut rec, ctx);
     }
+
+    fn append_recycling(b: &mut HttpEventsBuilder, mut rec: Record, ctx: &RowContext<'_>, parser: &mut Http1Conn) {
+        append_row(b, &mut rec, ctx);
+        parser.recycle(rec);
+    }
+}
+
+/// Appends the row of one exchange, redacted first when `ctx.config.redact` (in place: the
+/// record's buffers are then reused by its parser).
+fn append_row(b: &mut HttpEventsBuilder, rec: &mut Record, ctx: &RowContext<'_>) {
+    // Whether a body is whole is a fact of the capture: decide it before redaction changes the text.
+    let cut = (rec.req.body_truncated(), rec.resp.body_truncated());
+    if ctx.config.redact {
+        redact::http1_record(rec);
+    }
+    append_conn8!(b, ctx, ctx.time_ns(rec.resp.ts_ns));
+    b.major_version.append_value(1);
+    b.minor_version.append_value(i64::from(rec.req.minor_version));
+    b.content_type.append_value(rec.resp.content_type().max(rec.req.content_type()));
+    headers_json(&mut b.req_headers, &rec.req);
+    b.req_method.append_value(&rec.req.method);
+    b.req_path.append_value(&rec.req.path);
+    body_text(&mut b.req_body, &rec.req, cut.0);
+    b.req_body_size.append_value(rec.req.body_size as i64);
+    headers_json(&mut b.resp_headers, &rec.resp);
+    b.resp_status.append_value(i64::from(rec.resp.status));
+    b.resp_message.append_value(&rec.resp.reason);
+    body_text(&mut b.resp_body, &rec.resp, cut.1);
+    b.resp_body_size.append_value(rec.resp.body_size as i64);
+    b.latency_ns.append_value(rec.latency_ns as i64);
+    b.end_row();
 }
 
 /// Appends the message's headers as a JSON object.
 fn headers_json(column: &mut StringBuilder, message: &http1::Message) {
-    // Writing to a string builder cannot fail.
-    let _ = message.write_headers_json(column);
-    column.append_value("");
+    // Built in a reused string, then appended once: the column's own `fmt::Write` is a buffer
+    // extension per piece, and a JSON object is many small pieces.
+    JSON_SCRATCH.with_borrow_mut(|json| {
+        json.clear();
+        // Writing to a String cannot fail.
+        let _ = message.write_headers_json(json);
+        column.append_value(json.as_str());
+        if json.capacity() > 64 * 1024 {
+            *json = String::new();
+        }
+    });
+}
+
+thread_local! {
+    /// The text `headers_json` builds, reused from row to row.
+    static JSON_SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// Appends the kept body as column text, marked when it is not the whole body (`cut`).

@@ -104,6 +104,19 @@ pub trait Protocol: 'static {
     /// Appends the row for one record straight to the table's columns (no owned row in
     /// between), redacted when `ctx.config.redact`.
     fn append(builder: &mut Self::Builder, record: <Self::Parser as ConnParser>::Record, ctx: &RowContext<'_>);
+
+    /// [`append`](Self::append), then the record goes back to the connection's `parser` for
+    /// reuse of its buffers ([`ConnParser::recycle`]), when the protocol's row building can hand
+    /// it back. The tracker calls this one; by default it is `append`.
+    fn append_recycling(
+        builder: &mut Self::Builder,
+        record: <Self::Parser as ConnParser>::Record,
+        ctx: &RowContext<'_>,
+        parser: &mut Self::Parser,
+    ) {
+        let _ = parser;
+        Self::append(builder, record, ctx);
+    }
 }
 
 /// What a row needs to know about its connection.
@@ -239,6 +252,10 @@ pub(crate) trait ConnRows: Send {
     fn emit(&mut self, ctx: &RowContext<'_>, out: &mut TableRows, slot: usize) -> usize;
     /// What the parser lost so far.
     fn losses(&self) -> Losses;
+    /// Complete messages waiting for their partner (see [`ConnParser::pending_messages`]).
+    fn pending_messages(&self) -> usize;
+    /// Drops up to `n` of the oldest of them; returns how many (see [`ConnParser::shed_oldest`]).
+    fn shed_oldest(&mut self, n: usize) -> usize;
 }
 
 struct ParsedConn<P: Protocol> {
@@ -273,13 +290,21 @@ impl<P: Protocol> ConnRows for ParsedConn<P> {
             return 0;
         };
         for record in self.records.drain(..) {
-            P::append(builder, record, ctx);
+            P::append_recycling(builder, record, ctx, &mut self.parser);
         }
         n
     }
 
     fn losses(&self) -> Losses {
         P::losses(&self.parser)
+    }
+
+    fn pending_messages(&self) -> usize {
+        self.parser.pending_messages()
+    }
+
+    fn shed_oldest(&mut self, n: usize) -> usize {
+        self.parser.shed_oldest(n)
     }
 }
 
