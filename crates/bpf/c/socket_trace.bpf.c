@@ -498,6 +498,10 @@ static __always_inline __u8 classify(__u64 word, __u64 avail)
 	 * never exported as such; its plaintext comes from the TLS library's uprobes. */
 	if (avail >= 3 && BYTE(word, 0) >= 0x14 && BYTE(word, 0) <= 0x17 && BYTE(word, 1) == 3 && BYTE(word, 2) <= 4)
 		return LOUPE_PROTO_TLS;
+	/* nginx peeks at one byte (recv MSG_PEEK) to tell TLS from plain HTTP: a lone handshake byte
+	 * decides nothing yet, the full read that follows does. */
+	if (avail < 3 && avail >= 1 && BYTE(word, 0) == 0x16)
+		return LOUPE_PROTO_UNCLASSIFIED;
 	if (has_prefix(word, avail, "GET ", 4) || has_prefix(word, avail, "POST ", 5) ||
 	    has_prefix(word, avail, "PUT ", 4) || has_prefix(word, avail, "DELETE ", 7) ||
 	    has_prefix(word, avail, "HEAD ", 5) || has_prefix(word, avail, "PATCH ", 6) ||
@@ -679,7 +683,7 @@ static __always_inline bool stash_addr_args(__s64 fd_arg, __u64 buf, __u64 count
 			return true;
 		a.dgram = c->dgram;
 		/* Inside SSL_read/SSL_write on this thread, the socket it moves bytes on is this one. */
-		if (c->protocol == LOUPE_PROTO_TLS)
+		if (c->protocol == LOUPE_PROTO_TLS || c->tls)
 			note_tls_fd(id, fd);
 	}
 	if (a.dgram)
@@ -1015,7 +1019,8 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	c = advance_conn(tgid, &a, direction, size, &pos);
 	if (!c)
 		return 0;
-	if (c->protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->protocol))
+	/* Not exported, or TLS whose plaintext the uprobes send (a STARTTLS protocol's raw records). */
+	if ((c->protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->protocol)) || c->tls)
 		return 0;
 
 	s = bpf_map_lookup_elem(&scratch_map, &zero);
