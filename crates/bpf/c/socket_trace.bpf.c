@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Loupe socket tracer: TCP connection lifecycle and HTTP, Redis, PostgreSQL, MySQL and DNS-over-TCP payloads from syscall tracepoints.
+ * Loupe socket tracer: TCP connection lifecycle and HTTP, Redis, PostgreSQL, MySQL and DNS payloads from syscall
+ * tracepoints (DNS over UDP as one record per datagram), and TLS plaintext from OpenSSL uprobes.
  *
  * Owns the kernel half of socket tracing: syscall enter/exit handlers, per-connection state
  * (conn_map), the protocol gate and the `events` ring buffer. Must not parse protocols beyond the
  * first-bytes classification: parsing happens in user space (crates/protocols). Record layouts
  * live in socket_trace.h and are mirrored by crates/bpf-common.
  *
- * Only syscall tracepoints are used: this kernel has no kprobes and fentry/fexit do not load.
+ * Only syscall tracepoints and uprobes are used: this kernel has no kprobes and fentry/fexit do not load.
  *
  * Flow: sys_enter_* filters by tgid, checks the fd is a TCP socket (cached in conn_map) and
  * stashes the arguments in args_map keyed by pid_tgid; sys_exit_* reads the return value, opens
@@ -463,8 +464,7 @@ static __always_inline bool is_pgsql_request(__u64 word, __u64 avail)
  * an id, flags with QR and the opcode clear, and a question count of one. Resolvers and clients
  * often move the length on its own (dnsmasq reads 2 bytes first; dig writes it as the first
  * iovec), so a first buffer of exactly those 2 bytes counts too; user space checks the message.
- * UDP sockets are not traced at all (tcp_sock_of_fd accepts stream sockets only), so DNS over
- * UDP never gets here.
+ * DNS over UDP never gets here: datagram sockets take exit_dgram (is_dns_udp_query).
  */
 static __always_inline bool is_dns_tcp_query(__u64 word, __u64 avail)
 {

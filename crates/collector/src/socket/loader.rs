@@ -475,7 +475,6 @@ fn validate(config: &TracerConfig) -> Result<(), LoadError> {
 /// Loads (without attaching) the TLS uprobe programs; the return probes load once for both forms.
 fn load_tls(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
     let mut names: Vec<&str> = TLS_PROBES.iter().flat_map(|&(_, entry, ret)| [entry, ret]).collect();
-    names.dedup();
     names.sort_unstable();
     names.dedup();
     for name in names {

@@ -198,10 +198,8 @@ pub struct Tracker {
 /// The key a UDP socket's exchanges with one peer are tracked under: the socket's key with the
 /// peer mixed into its generation, so each peer gets its own parser, addresses and role.
 fn datagram_flow(socket: ConnKey, peer: Option<SocketAddr>) -> ConnKey {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = BuildConnKeyHasher.build_hasher();
-    peer.hash(&mut h);
-    ConnKey { generation: socket.generation ^ h.finish().max(1), ..socket }
+    use std::hash::BuildHasher;
+    ConnKey { generation: socket.generation ^ BuildConnKeyHasher.hash_one(peer).max(1), ..socket }
 }
 
 impl Tracker {
