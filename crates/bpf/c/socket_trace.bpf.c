@@ -1545,7 +1545,10 @@ static __always_inline int tls_exit(long ret, __u8 direction)
 		if (!c)
 			return 0;
 	}
-	if (c->excluded)
+	/* Only a connection that is TLS from its first bytes: a STARTTLS protocol (PostgreSQL's
+	 * SSLRequest) was exported in the clear and its parser stops at the switch; plaintext positions
+	 * starting at 0 would collide with the raw stream it already read. */
+	if (c->excluded || (c->protocol != LOUPE_PROTO_TLS && c->protocol != LOUPE_PROTO_UNCLASSIFIED))
 		return 0;
 	if (!c->tls) {
 		/* Before the first plaintext record: user space marks the connection's rows encrypted. */
