@@ -29,6 +29,14 @@ pub const EVENT_DATA: u32 = 2;
 pub const EVENT_CONN_CLOSE: u32 = 3;
 /// `EventHeader::kind` of a bare [`EventHeader`]: process `tgid` ended, and its connections with it.
 pub const EVENT_PROC_EXIT: u32 = 4;
+/// One whole datagram of a UDP socket, with both ends' addresses (`LOUPE_EVENT_DATAGRAM`).
+pub const EVENT_DATAGRAM: u32 = 5;
+/// Header only: the connection's data records from now on are TLS plaintext (`LOUPE_EVENT_TLS_CONN`).
+pub const EVENT_TLS_CONN: u32 = 6;
+/// Most datagrams of one `sendmmsg`/`recvmmsg` emitted (`LOUPE_MAX_DGRAMS`).
+pub const MAX_DGRAMS: usize = 4;
+/// Most bytes of one datagram copied (`LOUPE_DGRAM_COPY`).
+pub const DGRAM_COPY: usize = 4096;
 
 /// The process called `connect`.
 pub const ROLE_CLIENT: u8 = 1;
@@ -88,8 +96,10 @@ pub const STAT_NOT_COPIED: usize = 7;
 pub const STAT_RINGBUF_FAILED_BYTES: usize = 8;
 /// Stats index: connections left out because a port is in `excluded_ports` (the agent's own).
 pub const STAT_EXCLUDED_CONNS: usize = 9;
+/// Index: TLS reads/writes whose socket could not be found.
+pub const STAT_TLS_NO_FD: usize = 10;
 /// Number of counters in the per-CPU `stats` entry.
-pub const STAT_LEN: usize = 10;
+pub const STAT_LEN: usize = 11;
 
 /// Name of the ring buffer map.
 pub const MAP_EVENTS: &str = "events";
@@ -193,6 +203,26 @@ pub struct ConnCloseEvent {
     pub _pad0: [u8; 6],
 }
 
+/// Header of a datagram record (`struct loupe_dgram_header`); `h.len` payload bytes follow it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DgramHeader {
+    /// The data header: `msg_size` is the datagram's size, `flags` has `DATA_FLAG_LAST`.
+    pub h: DataHeader,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// Local port, host byte order.
+    pub local_port: u16,
+    /// The peer's port, host byte order.
+    pub remote_port: u16,
+    /// Padding.
+    pub _pad0: u16,
+    /// Local address, network order; IPv4 uses the first 4 bytes.
+    pub local_addr: [u8; 16],
+    /// The peer's address, network order; IPv4 uses the first 4 bytes.
+    pub remote_addr: [u8; 16],
+}
+
 /// `LOUPE_SIZE_EVENT_HEADER` in the C header.
 pub const SIZE_EVENT_HEADER: usize = 32;
 /// `LOUPE_SIZE_CONN_OPEN` in the C header.
@@ -201,12 +231,15 @@ pub const SIZE_CONN_OPEN: usize = 80;
 pub const SIZE_DATA_HEADER: usize = 64;
 /// `LOUPE_SIZE_CONN_CLOSE` in the C header.
 pub const SIZE_CONN_CLOSE: usize = 56;
+/// `LOUPE_SIZE_DGRAM_HEADER` in the C header.
+pub const SIZE_DGRAM_HEADER: usize = 104;
 
 // The same numbers are `_Static_assert`ed in socket_trace.h; a mismatch fails the build here.
 const _: () = assert!(core::mem::size_of::<EventHeader>() == SIZE_EVENT_HEADER);
 const _: () = assert!(core::mem::size_of::<ConnOpenEvent>() == SIZE_CONN_OPEN);
 const _: () = assert!(core::mem::size_of::<DataHeader>() == SIZE_DATA_HEADER);
 const _: () = assert!(core::mem::size_of::<ConnCloseEvent>() == SIZE_CONN_CLOSE);
+const _: () = assert!(core::mem::size_of::<DgramHeader>() == SIZE_DGRAM_HEADER);
 
 #[cfg(test)]
 mod tests {
@@ -237,6 +270,7 @@ mod tests {
         assert_eq!(size_of::<ConnOpenEvent>() as u64, c_define("LOUPE_SIZE_CONN_OPEN"));
         assert_eq!(size_of::<DataHeader>() as u64, c_define("LOUPE_SIZE_DATA_HEADER"));
         assert_eq!(size_of::<ConnCloseEvent>() as u64, c_define("LOUPE_SIZE_CONN_CLOSE"));
+        assert_eq!(size_of::<DgramHeader>() as u64, c_define("LOUPE_SIZE_DGRAM_HEADER"));
         assert_eq!(offset_of!(DataHeader, len) as u64, c_define("LOUPE_OFFSET_DATA_LEN"));
         assert_eq!(offset_of!(ConnOpenEvent, local_addr) as u64, c_define("LOUPE_OFFSET_OPEN_LOCAL_ADDR"));
         assert_eq!(offset_of!(ConnOpenEvent, remote_addr), 56);
@@ -245,7 +279,12 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 35] = [
+        let pairs: [(&str, u64); 40] = [
+            ("LOUPE_EVENT_TLS_CONN", EVENT_TLS_CONN.into()),
+            ("LOUPE_STAT_TLS_NO_FD", STAT_TLS_NO_FD as u64),
+            ("LOUPE_EVENT_DATAGRAM", EVENT_DATAGRAM.into()),
+            ("LOUPE_MAX_DGRAMS", MAX_DGRAMS as u64),
+            ("LOUPE_DGRAM_COPY", DGRAM_COPY as u64),
             ("LOUPE_CHUNK_SIZE", CHUNK_SIZE as u64),
             ("LOUPE_MAX_CHUNKS", MAX_CHUNKS as u64),
             ("LOUPE_MAX_IOV", MAX_IOV as u64),

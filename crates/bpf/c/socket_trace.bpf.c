@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Loupe socket tracer: TCP connection lifecycle and HTTP, Redis, PostgreSQL, MySQL and DNS-over-TCP payloads from syscall tracepoints.
+ * Loupe socket tracer: TCP connection lifecycle and HTTP, Redis, PostgreSQL, MySQL and DNS payloads from syscall
+ * tracepoints (DNS over UDP as one record per datagram), and TLS plaintext from OpenSSL uprobes.
  *
  * Owns the kernel half of socket tracing: syscall enter/exit handlers, per-connection state
  * (conn_map), the protocol gate and the `events` ring buffer. Must not parse protocols beyond the
  * first-bytes classification: parsing happens in user space (crates/protocols). Record layouts
  * live in socket_trace.h and are mirrored by crates/bpf-common.
  *
- * Only syscall tracepoints are used: this kernel has no kprobes and fentry/fexit do not load.
+ * Only syscall tracepoints and uprobes are used: this kernel has no kprobes and fentry/fexit do not load.
  *
  * Flow: sys_enter_* filters by tgid, checks the fd is a TCP socket (cached in conn_map) and
  * stashes the arguments in args_map keyed by pid_tgid; sys_exit_* reads the return value, opens
@@ -22,6 +23,7 @@
 #include "bpf_helpers.h"
 #include "bpf_core_read.h"
 #include "bpf_endian.h"
+#include "bpf_tracing.h"
 #include "socket_trace.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -39,6 +41,8 @@ const volatile __u32 loupe_http_copy_bytes = 0;
 #define S_IFMT_ 00170000
 #define S_IFSOCK_ 0140000
 #define SOCK_STREAM_ 1
+#define SOCK_DGRAM_ 2
+#define DNS_PORT 53
 #define EINPROGRESS_ 115
 
 /* What an enter handler stashed for its exit handler. */
@@ -53,8 +57,11 @@ struct syscall_args {
 	__u64 sk;    /* struct sock * when the fd was not yet in conn_map, else 0 */
 	__u64 buf;
 	__u64 count;
+	__u64 addr;  /* datagram sockets: the user sockaddr (sendto/recvfrom) or msghdr.msg_name, or 0 */
 	__s32 fd;
 	__u32 kind;
+	__u32 dgram; /* the fd is a UDP socket: its bytes are datagrams (exit_dgram) */
+	__u32 _pad0;
 };
 
 /* Per-connection state, keyed by (tgid << 32) | fd. */
@@ -65,7 +72,12 @@ struct conn_info {
 	__u8 role;
 	__u8 protocol;
 	__u8 excluded; /* one of the agent's own ports: tracked (so the fd check runs once) but never emitted */
-	__u8 _pad0[5];
+	__u8 dgram;    /* a UDP socket: no open record, each datagram names its peer */
+	__u8 tls;      /* TLS plaintext seen (uprobes): data records carry it, the raw syscalls are skipped */
+	__u8 tls_protocol; /* the plaintext's protocol, classified like `protocol` */
+	__u8 _pad0[2];
+	__u64 tls_sent; /* plaintext stream positions */
+	__u64 tls_recv;
 };
 
 struct loupe_iov {
@@ -84,6 +96,7 @@ struct scratch {
 	__u64 walk_msg_off; /* bytes of the message already emitted */
 	__u64 copy_limit;   /* bytes of the syscall to copy at most (see exit_data) */
 	struct loupe_data_event ev;
+	struct loupe_dgram_event dg;
 };
 
 struct {
@@ -132,6 +145,48 @@ struct {
 	__type(key, __u16);
 	__type(value, __u8);
 } excluded_ports SEC(".maps");
+
+/*
+ * TLS library calls in flight, keyed by pid_tgid: set by the SSL_read/SSL_write uprobes, completed
+ * with the socket fd by the first read/write syscall the call makes on a TLS socket (note_tls_fd),
+ * consumed by the uretprobes. As in Pixie, the socket is the one the same thread touches inside the call.
+ */
+struct tls_call {
+	__u64 ssl;     /* the SSL * */
+	__u64 buf;     /* the plaintext buffer */
+	__u64 len_ptr; /* _ex forms: size_t * getting the bytes moved; 0 for SSL_read/SSL_write */
+	__s32 fd;      /* -1 until a syscall names it */
+	__u32 _pad0;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct tls_call);
+} tls_calls SEC(".maps");
+
+/* The socket of each SSL * seen, for calls served from OpenSSL's buffer (no syscall inside). */
+struct tls_ssl_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 _pad0;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tls_ssl_key);
+	__type(value, __s32);
+} tls_fds SEC(".maps");
+
+static __always_inline void note_tls_fd(__u64 id, __s32 fd)
+{
+	struct tls_call *t = bpf_map_lookup_elem(&tls_calls, &id);
+
+	if (t && t->fd < 0)
+		t->fd = fd;
+}
 
 static __always_inline void stat_inc(__u32 idx)
 {
@@ -192,8 +247,11 @@ static __always_inline __u64 conn_key(__u32 tgid, __s32 fd)
 	return ((__u64)tgid << 32) | (__u32)fd;
 }
 
-/* The struct sock behind `fd` in the current task if it is an AF_INET/AF_INET6 stream socket, else NULL. */
-static __always_inline struct sock *tcp_sock_of_fd(__s32 fd)
+/*
+ * The struct sock behind `fd` in the current task if it is an AF_INET/AF_INET6 stream socket, or
+ * a datagram socket when `dgram` is given (set to whether it is one), else NULL.
+ */
+static __always_inline struct sock *sock_of_fd(__s32 fd, __u32 *dgram)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -221,7 +279,9 @@ static __always_inline struct sock *tcp_sock_of_fd(__s32 fd)
 	if (!sock)
 		return NULL;
 	type = BPF_CORE_READ(sock, type);
-	if (type != SOCK_STREAM_)
+	if (type == SOCK_DGRAM_ && dgram)
+		*dgram = 1;
+	else if (type != SOCK_STREAM_)
 		return NULL;
 	sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
@@ -232,11 +292,19 @@ static __always_inline struct sock *tcp_sock_of_fd(__s32 fd)
 	return sk;
 }
 
+static __always_inline struct sock *tcp_sock_of_fd(__s32 fd)
+{
+	return sock_of_fd(fd, NULL);
+}
+
 static __always_inline void emit_close(__u32 tgid, __s32 fd, struct conn_info *c)
 {
 	struct loupe_conn_close ev = {};
 
 	if (c->excluded)
+		return;
+	/* A UDP socket had no open record: only one whose datagrams were exported ends. */
+	if (c->dgram && c->protocol != LOUPE_PROTO_DNS)
 		return;
 
 	ev.hdr.kind = LOUPE_EVENT_CONN_CLOSE;
@@ -396,8 +464,7 @@ static __always_inline bool is_pgsql_request(__u64 word, __u64 avail)
  * an id, flags with QR and the opcode clear, and a question count of one. Resolvers and clients
  * often move the length on its own (dnsmasq reads 2 bytes first; dig writes it as the first
  * iovec), so a first buffer of exactly those 2 bytes counts too; user space checks the message.
- * UDP sockets are not traced at all (tcp_sock_of_fd accepts stream sockets only), so DNS over
- * UDP never gets here.
+ * DNS over UDP never gets here: datagram sockets take exit_dgram (is_dns_udp_query).
  */
 static __always_inline bool is_dns_tcp_query(__u64 word, __u64 avail)
 {
@@ -427,6 +494,14 @@ static __always_inline bool is_mysql_greeting(__u64 word, __u64 avail)
  */
 static __always_inline __u8 classify(__u64 word, __u64 avail)
 {
+	/* A TLS record (handshake, application data, alert, change cipher spec) of SSL 3.0 to TLS 1.3:
+	 * never exported as such; its plaintext comes from the TLS library's uprobes. */
+	if (avail >= 3 && BYTE(word, 0) >= 0x14 && BYTE(word, 0) <= 0x17 && BYTE(word, 1) == 3 && BYTE(word, 2) <= 4)
+		return LOUPE_PROTO_TLS;
+	/* nginx peeks at one byte (recv MSG_PEEK) to tell TLS from plain HTTP: a lone handshake byte
+	 * decides nothing yet, the full read that follows does. */
+	if (avail < 3 && avail >= 1 && BYTE(word, 0) == 0x16)
+		return LOUPE_PROTO_UNCLASSIFIED;
 	if (has_prefix(word, avail, "GET ", 4) || has_prefix(word, avail, "POST ", 5) ||
 	    has_prefix(word, avail, "PUT ", 4) || has_prefix(word, avail, "DELETE ", 7) ||
 	    has_prefix(word, avail, "HEAD ", 5) || has_prefix(word, avail, "PATCH ", 6) ||
@@ -580,24 +655,39 @@ static __always_inline __u8 classify_iov(struct scratch *s, __u64 n_iov, __u64 r
 
 /* ---- enter/exit bodies ---- */
 
-/* Stashes the syscall's arguments for its exit if `fd` is a tracked or TCP socket; true if it is. */
-static __always_inline bool stash_args(__s64 fd_arg, __u64 buf, __u64 count, __u32 kind)
+/*
+ * Stashes the syscall's arguments for its exit if `fd` is a tracked, TCP or UDP socket; true if it
+ * is. `addr` is the user sockaddr a datagram syscall names (kept for UDP sockets only).
+ */
+static __always_inline bool stash_addr_args(__s64 fd_arg, __u64 buf, __u64 count, __u32 kind, __u64 addr)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 	__s32 fd = (__s32)fd_arg;
 	struct syscall_args a = {};
+	struct conn_info *c;
 	__u64 key;
 
 	if (!tgid_wanted(tgid) || fd < 0)
 		return false;
 	key = conn_key(tgid, fd);
-	if (!bpf_map_lookup_elem(&conn_map, &key)) {
+	c = bpf_map_lookup_elem(&conn_map, &key);
+	if (!c) {
 		/* The expensive check runs once per connection: afterwards conn_map answers. */
-		a.sk = (__u64)tcp_sock_of_fd(fd);
+		a.sk = (__u64)sock_of_fd(fd, &a.dgram);
 		if (!a.sk)
 			return false;
+	} else {
+		/* A UDP socket that showed no DNS: nothing to stash (the cheapest way out). */
+		if (c->dgram && c->protocol == LOUPE_PROTO_OTHER)
+			return true;
+		a.dgram = c->dgram;
+		/* Inside SSL_read/SSL_write on this thread, the socket it moves bytes on is this one. */
+		if (c->protocol == LOUPE_PROTO_TLS || c->tls)
+			note_tls_fd(id, fd);
 	}
+	if (a.dgram)
+		a.addr = addr;
 	a.fd = fd;
 	a.buf = buf;
 	a.count = count;
@@ -607,9 +697,14 @@ static __always_inline bool stash_args(__s64 fd_arg, __u64 buf, __u64 count, __u
 	return true;
 }
 
+static __always_inline bool stash_args(__s64 fd_arg, __u64 buf, __u64 count, __u32 kind)
+{
+	return stash_addr_args(fd_arg, buf, count, kind, 0);
+}
+
 static __always_inline int enter_data(__s64 fd_arg, __u64 buf, __u64 count, __u32 kind)
 {
-	stash_args(fd_arg, buf, count, kind);
+	stash_addr_args(fd_arg, buf, count, kind, 0);
 	return 0;
 }
 
@@ -666,6 +761,224 @@ static __always_inline int mmsg_sizes(__u64 vec, __u64 n, __u64 *first, __u64 *t
 	return 0;
 }
 
+/* Fills the data record's header and emits the syscall's (or TLS call's) bytes in s->iov[0..n_iov]. */
+static __always_inline void emit_conn_data(struct scratch *s, __u32 tgid, __s32 fd, __u64 generation, __u8 protocol,
+					   __u8 direction, __u64 pos, __u64 size, __u64 copy, __u64 n_iov)
+{
+	s->ev.h.hdr.kind = LOUPE_EVENT_DATA;
+	s->ev.h.hdr.tgid = tgid;
+	s->ev.h.hdr.ts_ns = bpf_ktime_get_ns();
+	s->ev.h.hdr.generation = generation;
+	s->ev.h.hdr.fd = fd;
+	s->ev.h.hdr._pad0 = 0;
+	s->ev.h.pos = pos;
+	s->ev.h.msg_size = size;
+	s->ev.h.direction = direction;
+	s->ev.h.protocol = protocol;
+	s->ev.h._pad0 = 0;
+	/* HTTP: the parser keeps the head and a body budget only; the rest is a gap of known size.
+	 * Passed through the scratch map, which the verifier does not track: in a register, the two
+	 * ranges of `copy` doubled the paths it walks through emit_data (and the load time). */
+	s->copy_limit = copy;
+	if (protocol == LOUPE_PROTO_HTTP && loupe_http_copy_bytes != 0 && copy > loupe_http_copy_bytes)
+		s->copy_limit = loupe_http_copy_bytes;
+	emit_data(s, n_iov, size);
+}
+
+/* ---- datagram (UDP) sockets ---- */
+
+/*
+ * A DNS query as its first 8 bytes tell: QR clear, a standard opcode (QUERY, IQUERY, STATUS), RA,
+ * Z and RCODE clear, one question and no answers, in a datagram long enough for a question. The
+ * first datagram a UDP socket moves decides for the socket's life: a DNS query (or either end on
+ * port 53) exports its datagrams, anything else is never looked at again.
+ */
+static __always_inline bool is_dns_udp_query(__u64 word, __u64 size)
+{
+	return size >= 17 && (BYTE(word, 2) & 0x80) == 0 && ((BYTE(word, 2) >> 3) & 0xf) <= 2 &&
+	       (BYTE(word, 3) & 0xcf) == 0 && BYTE(word, 4) == 0 && BYTE(word, 5) == 1 && BYTE(word, 6) == 0 &&
+	       BYTE(word, 7) == 0;
+}
+
+/* Starts tracking a UDP socket. No record: it has no single peer, each datagram names its own. */
+static __always_inline struct conn_info *open_dgram(__u32 tgid, __s32 fd)
+{
+	__u64 key = conn_key(tgid, fd);
+	struct conn_info c = {};
+
+	c.generation = bpf_ktime_get_ns();
+	c.role = LOUPE_ROLE_UNKNOWN;
+	c.dgram = 1;
+	if (bpf_map_update_elem(&conn_map, &key, &c, BPF_ANY)) {
+		stat_inc(LOUPE_STAT_CONN_MAP_FULL);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&conn_map, &key);
+}
+
+/* Both ends of a datagram: the socket's own address and its connected peer (if any). */
+static __always_inline void ends_from_sock(struct loupe_dgram_header *d, struct sock *sk)
+{
+	d->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	d->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	d->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	d->_pad0 = 0;
+	__builtin_memset(d->local_addr, 0, sizeof(d->local_addr));
+	__builtin_memset(d->remote_addr, 0, sizeof(d->remote_addr));
+	if (d->family == LOUPE_AF_INET) {
+		bpf_core_read(&d->local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(&d->remote_addr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(&d->local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(&d->remote_addr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+}
+
+/* The datagram's peer from the user sockaddr the syscall named (an unconnected socket), if any. */
+static __always_inline void peer_from_user(struct loupe_dgram_header *d, __u64 name)
+{
+	struct sockaddr_in6 sa = {};
+
+	if (!name || bpf_probe_read_user(&sa, sizeof(struct sockaddr_in), (const void *)name))
+		return;
+	if (sa.sin6_family == LOUPE_AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+
+		d->remote_port = bpf_ntohs(in->sin_port);
+		__builtin_memset(d->remote_addr, 0, sizeof(d->remote_addr));
+		__builtin_memcpy(d->remote_addr, &in->sin_addr, 4);
+	} else if (sa.sin6_family == LOUPE_AF_INET6 && !bpf_probe_read_user(&sa, sizeof(sa), (const void *)name)) {
+		d->remote_port = bpf_ntohs(sa.sin6_port);
+		__builtin_memcpy(d->remote_addr, &sa.sin6_addr, 16);
+	}
+}
+
+/*
+ * Emits one datagram of `size` bytes whose first `len` sit at user address `base`; classifies the
+ * socket on its first. False once the socket is known not to carry DNS.
+ */
+static __always_inline bool emit_dgram(struct scratch *s, struct conn_info *c, struct sock *sk, __u32 tgid,
+				       __s32 fd, __u8 direction, __u64 base, __u64 len, __u64 size, __u64 name)
+{
+	struct loupe_dgram_event *ev = &s->dg;
+
+	ends_from_sock(&ev->d, sk);
+	peer_from_user(&ev->d, name);
+	if (c->protocol == LOUPE_PROTO_UNCLASSIFIED) {
+		__u64 word = 0;
+
+		if (len >= 8 && bpf_probe_read_user(&word, 8, (const void *)base)) {
+			stat_inc(LOUPE_STAT_READ_FAILURES);
+			return false;
+		}
+		if (!is_dns_udp_query(word, len) && ev->d.local_port != DNS_PORT && ev->d.remote_port != DNS_PORT) {
+			c->protocol = LOUPE_PROTO_OTHER;
+			return false;
+		}
+		c->protocol = LOUPE_PROTO_DNS;
+	}
+	ev->d.h.hdr.kind = LOUPE_EVENT_DATAGRAM;
+	ev->d.h.hdr.tgid = tgid;
+	ev->d.h.hdr.ts_ns = bpf_ktime_get_ns();
+	ev->d.h.hdr.generation = c->generation;
+	ev->d.h.hdr.fd = fd;
+	ev->d.h.hdr._pad0 = 0;
+	ev->d.h.pos = 0;
+	ev->d.h.msg_size = size;
+	ev->d.h.chunk_offset = 0;
+	ev->d.h.direction = direction;
+	ev->d.h.protocol = c->protocol;
+	ev->d.h.flags = LOUPE_DATA_FLAG_LAST;
+	ev->d.h._pad0 = 0;
+	if (len > LOUPE_DGRAM_COPY)
+		len = LOUPE_DGRAM_COPY;
+	if (len && bpf_probe_read_user(ev->data, len, (const void *)base)) {
+		stat_inc(LOUPE_STAT_READ_FAILURES);
+		len = 0;
+	}
+	if (len > LOUPE_DGRAM_COPY)
+		len = LOUPE_DGRAM_COPY;
+	ev->d.h.len = len;
+	submit(ev, sizeof(ev->d) + len, size);
+	return true;
+}
+
+/*
+ * A finished syscall on a UDP socket: each datagram (up to LOUPE_MAX_DGRAMS of a sendmmsg or
+ * recvmmsg) becomes one record with its peer, its first iovec copied. A datagram spread over
+ * several iovecs is cut at the first: user space then fails to decode it and counts an error.
+ */
+static __always_inline int exit_dgram(__u32 tgid, struct syscall_args *a, __u8 direction, __u64 ret)
+{
+	__u64 key = conn_key(tgid, a->fd);
+	struct conn_info *c = bpf_map_lookup_elem(&conn_map, &key);
+	struct sock *sk = (struct sock *)a->sk;
+	struct scratch *s;
+	__u32 zero = 0;
+	__u32 dgram = 0;
+	__u64 n = 1;
+
+	if (!c) {
+		if (!sk)
+			return 0;
+		c = open_dgram(tgid, a->fd);
+		if (!c)
+			return 0;
+	}
+	if (c->protocol == LOUPE_PROTO_OTHER)
+		return 0;
+	if (!sk)
+		sk = sock_of_fd(a->fd, &dgram);
+	s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!sk || !s)
+		return 0;
+	if (direction == LOUPE_DIR_EGRESS)
+		c->bytes_sent += ret;
+	else
+		c->bytes_recv += ret;
+	if (a->kind == ARGS_MMSG)
+		n = ret < LOUPE_MAX_DGRAMS ? ret : LOUPE_MAX_DGRAMS;
+	for (int i = 0; i < LOUPE_MAX_DGRAMS; i++) {
+		__u64 size = ret;
+		__u64 name = a->addr;
+		__u64 len;
+
+		if (i >= n)
+			break;
+		if (a->kind == ARGS_MMSG) {
+			struct mmsghdr *m = &((struct mmsghdr *)a->buf)[i];
+			struct iovec *iov = NULL;
+			void *nm = NULL;
+			__u32 mlen = 0;
+
+			if (bpf_probe_read_user(&mlen, sizeof(mlen), &m->msg_len) ||
+			    bpf_core_read_user(&iov, sizeof(iov), &m->msg_hdr.msg_iov) ||
+			    bpf_core_read_user(&nm, sizeof(nm), &m->msg_hdr.msg_name) ||
+			    bpf_probe_read_user(&s->iov[0], sizeof(struct loupe_iov), iov)) {
+				stat_inc(LOUPE_STAT_READ_FAILURES);
+				return 0;
+			}
+			size = mlen;
+			name = (__u64)nm;
+		} else if (a->kind == ARGS_IOV) {
+			if (a->count == 0 ||
+			    bpf_probe_read_user(&s->iov[0], sizeof(struct loupe_iov), (const void *)a->buf)) {
+				stat_inc(LOUPE_STAT_READ_FAILURES);
+				return 0;
+			}
+		} else {
+			s->iov[0].base = a->buf;
+			s->iov[0].len = ret;
+		}
+		len = s->iov[0].len;
+		if (len > size)
+			len = size;
+		if (!emit_dgram(s, c, sk, tgid, a->fd, direction, s->iov[0].base, len, size, name))
+			return 0;
+	}
+	return 0;
+}
+
 static __always_inline int exit_data(long ret, __u8 direction)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -684,6 +997,8 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	bpf_map_delete_elem(&args_map, &id);
 	if (ret <= 0)
 		return 0;
+	if (a.dgram)
+		return exit_dgram(tgid, &a, direction, (__u64)ret);
 	size = (__u64)ret;
 	copy = size;
 	if (a.kind == ARGS_MMSG) {
@@ -704,7 +1019,8 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	c = advance_conn(tgid, &a, direction, size, &pos);
 	if (!c)
 		return 0;
-	if (c->protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->protocol))
+	/* Not exported, or TLS whose plaintext the uprobes send (a STARTTLS protocol's raw records). */
+	if ((c->protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->protocol)) || c->tls)
 		return 0;
 
 	s = bpf_map_lookup_elem(&scratch_map, &zero);
@@ -734,24 +1050,7 @@ static __always_inline int exit_data(long ret, __u8 direction)
 			return 0;
 	}
 
-	s->ev.h.hdr.kind = LOUPE_EVENT_DATA;
-	s->ev.h.hdr.tgid = tgid;
-	s->ev.h.hdr.ts_ns = bpf_ktime_get_ns();
-	s->ev.h.hdr.generation = c->generation;
-	s->ev.h.hdr.fd = a.fd;
-	s->ev.h.hdr._pad0 = 0;
-	s->ev.h.pos = pos;
-	s->ev.h.msg_size = size;
-	s->ev.h.direction = direction;
-	s->ev.h.protocol = c->protocol;
-	s->ev.h._pad0 = 0;
-	/* HTTP: the parser keeps the head and a body budget only; the rest is a gap of known size.
-	 * Passed through the scratch map, which the verifier does not track: in a register, the two
-	 * ranges of `copy` doubled the paths it walks through emit_data (and the load time). */
-	s->copy_limit = copy;
-	if (c->protocol == LOUPE_PROTO_HTTP && loupe_http_copy_bytes != 0 && copy > loupe_http_copy_bytes)
-		s->copy_limit = loupe_http_copy_bytes;
-	emit_data(s, n_iov, size);
+	emit_conn_data(s, tgid, a.fd, c->generation, c->protocol, direction, pos, size, copy, n_iov);
 	return 0;
 }
 
@@ -776,7 +1075,7 @@ static __always_inline int exit_nocopy(long ret)
 		return 0;
 	a = *ap;
 	bpf_map_delete_elem(&args_map, &id);
-	if (ret <= 0 || a.kind != ARGS_NOCOPY)
+	if (ret <= 0 || a.kind != ARGS_NOCOPY || a.dgram)
 		return 0;
 	size = (__u64)ret;
 	direction = a.count == LOUPE_DIR_INGRESS ? LOUPE_DIR_INGRESS : LOUPE_DIR_EGRESS;
@@ -804,17 +1103,20 @@ static __always_inline int exit_nocopy(long ret)
 	return 0;
 }
 
-/* sendmsg/recvmsg: stash msg->msg_iov and msg->msg_iovlen as an iovec array. */
+/* sendmsg/recvmsg: stash msg->msg_iov and msg->msg_iovlen as an iovec array (and msg_name for UDP). */
 static __always_inline int enter_msg(__s64 fd, __u64 msg_ptr)
 {
 	struct user_msghdr *msg = (struct user_msghdr *)msg_ptr;
 	struct iovec *iov = NULL;
+	void *name = NULL;
 	__u64 iovlen = 0;
 
 	if (bpf_core_read_user(&iov, sizeof(iov), &msg->msg_iov) ||
-	    bpf_core_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen))
+	    bpf_core_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen) ||
+	    bpf_core_read_user(&name, sizeof(name), &msg->msg_name))
 		return 0;
-	return enter_data(fd, (__u64)iov, iovlen, ARGS_IOV);
+	stash_addr_args(fd, (__u64)iov, iovlen, ARGS_IOV, (__u64)name);
+	return 0;
 }
 
 #define ENTER_ARGS(ctx) ((struct trace_event_raw_sys_enter *)(ctx))->args
@@ -844,10 +1146,12 @@ int loupe_exit_write(void *ctx)
 	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
 }
 
+/* recvfrom/sendto(fd, buf, len, flags, addr, addrlen): addr names a UDP datagram's peer. */
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int loupe_enter_recvfrom(void *ctx)
 {
-	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], 0, ARGS_BUF);
+	stash_addr_args(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], 0, ARGS_BUF, ENTER_ARGS(ctx)[4]);
+	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
@@ -859,7 +1163,8 @@ int loupe_exit_recvfrom(void *ctx)
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int loupe_enter_sendto(void *ctx)
 {
-	return enter_data(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], 0, ARGS_BUF);
+	stash_addr_args(ENTER_ARGS(ctx)[0], ENTER_ARGS(ctx)[1], 0, ARGS_BUF, ENTER_ARGS(ctx)[4]);
+	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendto")
@@ -1161,4 +1466,159 @@ int loupe_sched_process_exit(void *ctx)
 	ev.fd = -1;
 	submit(&ev, sizeof(ev), 0);
 	return 0;
+}
+
+/* ---- TLS plaintext: OpenSSL's SSL_read/SSL_write (and _ex) uprobes ---- */
+
+/*
+ * Attached by the loader to every libssl it finds mapped (crates/collector/src/socket/tls.rs).
+ * Entry stashes the call; the syscalls inside it name the socket (note_tls_fd); the return emits the
+ * plaintext as data records of that connection, with their own stream positions and protocol. The
+ * raw syscalls of a TLS socket classify as LOUPE_PROTO_TLS and are never exported.
+ */
+static __always_inline int tls_enter(__u64 ssl, __u64 buf, __u64 len_ptr)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_call t = {};
+
+	if (!tgid_wanted(id >> 32))
+		return 0;
+	t.ssl = ssl;
+	t.buf = buf;
+	t.len_ptr = len_ptr;
+	t.fd = -1;
+	if (bpf_map_update_elem(&tls_calls, &id, &t, BPF_ANY))
+		stat_inc(LOUPE_STAT_ARGS_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int tls_exit(long ret, __u8 direction)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct tls_call *tp = bpf_map_lookup_elem(&tls_calls, &id);
+	struct tls_ssl_key sk_key = {};
+	struct loupe_event_header mark = {};
+	struct tls_call t;
+	struct conn_info *c;
+	struct scratch *s;
+	__u32 zero = 0;
+	__s32 *known;
+	__u64 key, size = 0, pos;
+
+	if (!tp)
+		return 0;
+	t = *tp;
+	bpf_map_delete_elem(&tls_calls, &id);
+	if (t.len_ptr) {
+		/* SSL_read_ex/SSL_write_ex return 1 on success, the byte count goes to *len_ptr. */
+		if (ret != 1 || bpf_probe_read_user(&size, sizeof(size), (const void *)t.len_ptr))
+			return 0;
+	} else {
+		if (ret <= 0)
+			return 0;
+		size = (__u64)ret;
+	}
+	if (size == 0)
+		return 0;
+	sk_key.ssl = t.ssl;
+	sk_key.tgid = tgid;
+	if (t.fd < 0) {
+		known = bpf_map_lookup_elem(&tls_fds, &sk_key);
+		if (!known) {
+			stat_inc(LOUPE_STAT_TLS_NO_FD);
+			return 0;
+		}
+		t.fd = *known;
+	} else {
+		bpf_map_update_elem(&tls_fds, &sk_key, &t.fd, BPF_ANY);
+	}
+
+	key = conn_key(tgid, t.fd);
+	c = bpf_map_lookup_elem(&conn_map, &key);
+	if (!c) {
+		struct sock *sk = tcp_sock_of_fd(t.fd);
+
+		if (!sk)
+			return 0;
+		c = open_conn(tgid, t.fd, sk, LOUPE_ROLE_UNKNOWN);
+		if (!c)
+			return 0;
+	}
+	/* Only a connection that is TLS from its first bytes: a STARTTLS protocol (PostgreSQL's
+	 * SSLRequest) was exported in the clear and its parser stops at the switch; plaintext positions
+	 * starting at 0 would collide with the raw stream it already read. */
+	if (c->excluded || (c->protocol != LOUPE_PROTO_TLS && c->protocol != LOUPE_PROTO_UNCLASSIFIED))
+		return 0;
+	if (!c->tls) {
+		/* Before the first plaintext record: user space marks the connection's rows encrypted. */
+		c->tls = 1;
+		mark.kind = LOUPE_EVENT_TLS_CONN;
+		mark.tgid = tgid;
+		mark.ts_ns = bpf_ktime_get_ns();
+		mark.generation = c->generation;
+		mark.fd = t.fd;
+		submit(&mark, sizeof(mark), 0);
+	}
+	if (direction == LOUPE_DIR_EGRESS) {
+		pos = c->tls_sent;
+		c->tls_sent = pos + size;
+	} else {
+		pos = c->tls_recv;
+		c->tls_recv = pos + size;
+	}
+	if (c->tls_protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->tls_protocol))
+		return 0;
+	s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return 0;
+	s->iov[0].base = t.buf;
+	s->iov[0].len = size;
+	if (c->tls_protocol == LOUPE_PROTO_UNCLASSIFIED) {
+		c->tls_protocol = classify_iov(s, 1, size);
+		if (!protocol_exported(c->tls_protocol))
+			return 0;
+	}
+	emit_conn_data(s, tgid, t.fd, c->generation, c->tls_protocol, direction, pos, size, size, 1);
+	return 0;
+}
+
+/* int SSL_write(SSL *ssl, const void *buf, int num) */
+SEC("uprobe/loupe_ssl_write")
+int loupe_ssl_write(struct pt_regs *ctx)
+{
+	return tls_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), 0);
+}
+
+SEC("uretprobe/loupe_ssl_write_ret")
+int loupe_ssl_write_ret(struct pt_regs *ctx)
+{
+	return tls_exit((int)PT_REGS_RC(ctx), LOUPE_DIR_EGRESS);
+}
+
+/* int SSL_read(SSL *ssl, void *buf, int num) */
+SEC("uprobe/loupe_ssl_read")
+int loupe_ssl_read(struct pt_regs *ctx)
+{
+	return tls_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), 0);
+}
+
+SEC("uretprobe/loupe_ssl_read_ret")
+int loupe_ssl_read_ret(struct pt_regs *ctx)
+{
+	return tls_exit((int)PT_REGS_RC(ctx), LOUPE_DIR_INGRESS);
+}
+
+/* int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written) */
+SEC("uprobe/loupe_ssl_write_ex")
+int loupe_ssl_write_ex(struct pt_regs *ctx)
+{
+	return tls_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM4(ctx));
+}
+
+/* int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes) */
+SEC("uprobe/loupe_ssl_read_ex")
+int loupe_ssl_read_ex(struct pt_regs *ctx)
+{
+	return tls_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM4(ctx));
 }

@@ -23,6 +23,10 @@
 #define LOUPE_MAX_IOV 8
 /* Most messages of one sendmmsg/recvmmsg whose sizes are read: the first is copied, the rest are a gap. */
 #define LOUPE_MAX_MMSG 64
+/* Most datagrams of one sendmmsg/recvmmsg emitted on a datagram (DNS) socket. */
+#define LOUPE_MAX_DGRAMS 4
+/* Most bytes of one datagram copied (DNS over UDP: 512 classic, ~1232 with EDNS, 4096 at most in practice). */
+#define LOUPE_DGRAM_COPY 4096
 /* Most ports in the `excluded_ports` map (the agent's own listeners). */
 #define LOUPE_MAX_EXCLUDED_PORTS 16
 
@@ -31,6 +35,8 @@
 #define LOUPE_EVENT_DATA 2
 #define LOUPE_EVENT_CONN_CLOSE 3
 #define LOUPE_EVENT_PROC_EXIT 4 /* a traced process ended: its connections end with it (no close syscalls) */
+#define LOUPE_EVENT_DATAGRAM 5  /* one whole datagram of a UDP socket, with both ends' addresses */
+#define LOUPE_EVENT_TLS_CONN 6  /* header only: the connection's data records from now on are TLS plaintext */
 
 /* Roles, matching Pixie's trace_role column. */
 #define LOUPE_ROLE_CLIENT 1
@@ -46,8 +52,9 @@
 #define LOUPE_PROTO_HTTP 1
 #define LOUPE_PROTO_MYSQL 3 /* Pixie's number for MySQL */
 #define LOUPE_PROTO_PGSQL 5 /* Pixie's number for PostgreSQL */
-#define LOUPE_PROTO_DNS 6   /* Pixie's number for DNS (over TCP here: only stream sockets are traced) */
+#define LOUPE_PROTO_DNS 6   /* Pixie's number for DNS (over TCP, and over UDP as LOUPE_EVENT_DATAGRAM) */
 #define LOUPE_PROTO_REDIS 7 /* Pixie's number for Redis */
+#define LOUPE_PROTO_TLS 254 /* kernel-internal: a TLS record layer (its plaintext comes from uprobes) */
 #define LOUPE_PROTO_OTHER 255
 
 /* loupe_data_header.flags: this is the syscall's last record; it accounts for every byte from
@@ -70,7 +77,8 @@
 #define LOUPE_STAT_NOT_COPIED 7      /* sendfile/splice syscalls on a tracked socket: counted, not copied */
 #define LOUPE_STAT_RINGBUF_FAILED_BYTES 8 /* stream bytes the dropped data records accounted for */
 #define LOUPE_STAT_EXCLUDED_CONNS 9  /* connections left out: the agent's own ports (px, the UI) */
-#define LOUPE_STAT_LEN 10
+#define LOUPE_STAT_TLS_NO_FD 10      /* TLS reads/writes whose socket was not found (no syscall seen for the SSL*) */
+#define LOUPE_STAT_LEN 11
 
 /* Common prefix of every record. 32 bytes. */
 struct loupe_event_header {
@@ -113,6 +121,27 @@ struct loupe_data_event {
 	__u8 data[LOUPE_CHUNK_SIZE];
 };
 
+/*
+ * LOUPE_EVENT_DATAGRAM header, followed by `h.len` payload bytes (at most LOUPE_DGRAM_COPY). 104 bytes.
+ * `h.msg_size` is the datagram's size, `h.pos` and `h.chunk_offset` are 0, `h.flags` is LAST. UDP
+ * sockets get no open record: each datagram names its peer (from the syscall's address, or the
+ * connected peer), so user space keys exchanges by (socket, peer).
+ */
+struct loupe_dgram_header {
+	struct loupe_data_header h;
+	__u16 family;        /* LOUPE_AF_INET or LOUPE_AF_INET6 */
+	__u16 local_port;    /* host byte order */
+	__u16 remote_port;   /* host byte order */
+	__u16 _pad0;
+	__u8 local_addr[16]; /* network order; IPv4 uses the first 4 bytes */
+	__u8 remote_addr[16];
+};
+
+struct loupe_dgram_event {
+	struct loupe_dgram_header d;
+	__u8 data[LOUPE_DGRAM_COPY];
+};
+
 /* LOUPE_EVENT_CONN_CLOSE. 56 bytes. */
 struct loupe_conn_close {
 	struct loupe_event_header hdr;
@@ -132,6 +161,7 @@ struct loupe_stats {
 #define LOUPE_SIZE_CONN_OPEN 80
 #define LOUPE_SIZE_DATA_HEADER 64
 #define LOUPE_SIZE_CONN_CLOSE 56
+#define LOUPE_SIZE_DGRAM_HEADER 104
 #define LOUPE_OFFSET_DATA_LEN 56
 #define LOUPE_OFFSET_OPEN_LOCAL_ADDR 40
 
@@ -139,6 +169,7 @@ _Static_assert(sizeof(struct loupe_event_header) == LOUPE_SIZE_EVENT_HEADER, "ev
 _Static_assert(sizeof(struct loupe_conn_open) == LOUPE_SIZE_CONN_OPEN, "conn open size");
 _Static_assert(sizeof(struct loupe_data_header) == LOUPE_SIZE_DATA_HEADER, "data header size");
 _Static_assert(sizeof(struct loupe_conn_close) == LOUPE_SIZE_CONN_CLOSE, "conn close size");
+_Static_assert(sizeof(struct loupe_dgram_header) == LOUPE_SIZE_DGRAM_HEADER, "datagram header size");
 _Static_assert(__builtin_offsetof(struct loupe_data_header, len) == LOUPE_OFFSET_DATA_LEN, "data len offset");
 _Static_assert(__builtin_offsetof(struct loupe_conn_open, local_addr) == LOUPE_OFFSET_OPEN_LOCAL_ADDR,
 	       "open local_addr offset");

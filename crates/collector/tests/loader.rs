@@ -914,3 +914,60 @@ fn mmsg_syscalls_copy_the_first_message_and_count_the_rest() {
     assert_eq!(capture.stream(server_key, Direction::Ingress), [REQUEST, SECOND].concat());
     assert_eq!(capture.closed(client_key), Some((total as u64, 0)));
 }
+
+/// A DNS query over UDP (`a.test` A), as `dig` sends one.
+const DNS_QUERY: &[u8] = b"\x12\x34\x01\x20\0\x01\0\0\0\0\0\0\x01a\x04test\0\0\x01\0\x01";
+
+/// UDP sockets: a socket whose first datagram is a DNS query exports each datagram whole, with
+/// both ends' addresses (from `sendto`/`recvfrom`'s address, or the connected peer); a socket whose
+/// first datagram is anything else exports nothing. The TLS uprobe programs load.
+#[test]
+fn dns_datagrams_are_exported_with_their_peer_and_other_udp_is_not() {
+    let Some(mut tracer) = tracer() else { return };
+    assert_eq!(tracer.tls_error(), None, "TLS uprobe programs must load");
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let (server_addr, client_addr) = (server.local_addr().expect("addr"), client.local_addr().expect("addr"));
+    client.send_to(DNS_QUERY, server_addr).expect("send_to");
+    let mut buf = [0u8; 512];
+    let (n, from) = server.recv_from(&mut buf).expect("recv_from");
+    assert_eq!((n, from), (DNS_QUERY.len(), client_addr));
+    let mut reply = DNS_QUERY.to_vec();
+    reply[2] |= 0x80;
+    server.send_to(&reply, client_addr).expect("send_to");
+    client.connect(server_addr).expect("connect");
+    assert_eq!(client.recv(&mut buf).expect("recv"), reply.len());
+    // Another pair whose first datagram is not DNS.
+    let other = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let other_addr = other.local_addr().expect("addr");
+    let other_client = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    other_client.send_to(b"not dns, just bytes", other_addr).expect("send_to");
+    other.recv_from(&mut buf).expect("recv_from");
+
+    let dgrams = |c: &Capture| -> Vec<(Direction, SocketAddr, SocketAddr, Vec<u8>)> {
+        c.events
+            .iter()
+            .filter_map(|e| match e {
+                KernelEvent::Datagram { direction, local: Some(l), remote: Some(r), msg_size, data, .. }
+                    if *msg_size == data.len() as u64
+                        && [server_addr, client_addr, other_addr, other_client.local_addr().expect("addr")]
+                            .contains(l) =>
+                {
+                    Some((*direction, *l, *r, data.to_vec()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let capture = Capture::until(&mut tracer, |c| dgrams(c).len() >= 4);
+    let mut got = dgrams(&capture);
+    got.sort_by_key(|d| format!("{d:?}"));
+    let mut want = vec![
+        (Direction::Egress, client_addr, server_addr, DNS_QUERY.to_vec()),
+        (Direction::Ingress, server_addr, client_addr, DNS_QUERY.to_vec()),
+        (Direction::Egress, server_addr, client_addr, reply.clone()),
+        (Direction::Ingress, client_addr, server_addr, reply.clone()),
+    ];
+    want.sort_by_key(|d| format!("{d:?}"));
+    assert_eq!(got, want);
+}

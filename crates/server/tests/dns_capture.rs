@@ -1,11 +1,12 @@
 //! End to end: DNS capture. `loupe up` traces a real BIND `named` (started by the test on a private
-//! port with its own zone, config and state dir) queried by `dig +tcp`: an A record, a CNAME
-//! chain, an NXDOMAIN, an empty AAAA answer, and two queries on one kept-open connection.
-//! `px run` of `dns_events` must return exactly those exchanges once per side (client and
-//! server), with the headers and bodies as JSON and latencies above zero; a PxL groupby over
-//! them must count the same.
+//! port with its own zone, config and state dir) queried by `dig`, over TCP (`+tcp`) and over UDP:
+//! an A record, a CNAME chain, an NXDOMAIN, an empty AAAA answer, and two queries in one `dig`
+//! (on one kept-open connection over TCP). `px run` of `dns_events` must return exactly those
+//! exchanges once per side (client and server), with the headers and bodies as JSON and
+//! latencies above zero; a PxL groupby over them must count the same. Over UDP `named` receives
+//! with `recvmmsg` and answers with `sendmmsg` naming each peer, and `dig` sends on a connected
+//! socket with `sendmmsg` and receives with `recvmsg`.
 //!
-//! DNS over UDP is not captured: the kernel side traces stream sockets only (see `crates/bpf`).
 //! `named` rather than `dnsmasq`: dnsmasq reads a TCP query's length one byte at a time, and a
 //! first read of one byte cannot be classified by the kernel's first-bytes gate, so its server
 //! side is not captured (its client side is).
@@ -58,10 +59,11 @@ fn start_named(port: u16, dir: &Path) -> Guard {
     guard
 }
 
-/// `dig +tcp` against the server; returns its short answer.
-fn dig(port: u16, args: &[&str]) -> String {
+/// `dig` against the server (`+tcp` or over UDP); returns its short answer.
+fn dig(tcp: bool, port: u16, args: &[&str]) -> String {
     let out = Command::new("dig")
-        .args(["+tcp", "+short", "+tries=1", "+time=5", "@127.0.0.1", "-p", &port.to_string()])
+        .args([if tcp { "+tcp" } else { "+notcp" }, "+short", "+tries=1", "+time=5", "@127.0.0.1", "-p"])
+        .arg(port.to_string())
         .args(args)
         .output()
         .expect("run dig (Debian package bind9-dnsutils)");
@@ -82,20 +84,29 @@ fn header(rcode: u8, answers: u16, auth: u16) -> String {
 
 #[test]
 fn dns_over_tcp_lands_in_dns_events_once_per_side() {
+    dns_lands_in_dns_events_once_per_side(true);
+}
+
+#[test]
+fn dns_over_udp_lands_in_dns_events_once_per_side() {
+    dns_lands_in_dns_events_once_per_side(false);
+}
+
+fn dns_lands_in_dns_events_once_per_side(tcp: bool) {
     if !can_trace() {
         return;
     }
     let port = free_port();
-    let dir = temp_dir("dns-capture");
+    let dir = temp_dir(if tcp { "dns-capture" } else { "dns-capture-udp" });
     let _named = start_named(port, &dir);
     let (_loupe, _metrics_port, api_port) = start_loupe();
     login(api_port);
 
-    assert_eq!(dig(port, &["web.loupe.test", "A"]), "10.0.0.7\n");
-    assert_eq!(dig(port, &["www.loupe.test", "A"]), "web.loupe.test.\n10.0.0.7\n");
-    assert_eq!(dig(port, &["nope.loupe.test", "A"]), "");
-    assert_eq!(dig(port, &["web.loupe.test", "AAAA"]), "");
-    assert_eq!(dig(port, &["+keepopen", "api.loupe.test", "A", "web.loupe.test", "A"]), "10.1.2.3\n10.0.0.7\n");
+    assert_eq!(dig(tcp, port, &["web.loupe.test", "A"]), "10.0.0.7\n");
+    assert_eq!(dig(tcp, port, &["www.loupe.test", "A"]), "web.loupe.test.\n10.0.0.7\n");
+    assert_eq!(dig(tcp, port, &["nope.loupe.test", "A"]), "");
+    assert_eq!(dig(tcp, port, &["web.loupe.test", "AAAA"]), "");
+    assert_eq!(dig(tcp, port, &["+keepopen", "api.loupe.test", "A", "web.loupe.test", "A"]), "10.1.2.3\n10.0.0.7\n");
 
     let query = |name: &str, t: &str| format!(r#"{{"queries":[{{"name":"{name}","type":"{t}"}}]}}"#);
     let req_header = r#"{"txid":0,"qr":0,"opcode":0,"aa":0,"tc":0,"rd":1,"ra":0,"ad":1,"cd":0,"rcode":0,"num_queries":1,"num_answers":0,"num_auth":0,"num_addl":1}"#;

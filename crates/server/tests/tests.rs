@@ -16,6 +16,7 @@ mod redaction;
 mod redis_capture;
 mod split;
 mod tls;
+mod tls_capture;
 mod two_orgs;
 mod ui;
 mod viziers;

@@ -1,7 +1,7 @@
 //! Typed kernel events: what the loader hands to connection tracking.
 //!
-//! Owns the user-space shape of the four events the BPF side emits (connection open, data chunk,
-//! connection close, process exit). Must not know about protocols or the store: it is the seam between
+//! Owns the user-space shape of the six events the BPF side emits (connection open, data chunk,
+//! datagram, TLS start, connection close, process exit). Must not know about protocols or the store: it is the seam between
 //! `loader` (which decodes raw ring-buffer records into these) and `tracker` (which consumes them).
 
 use std::borrow::Cow;
@@ -88,6 +88,24 @@ pub enum KernelEvent<'a> {
         /// The captured bytes: borrowed from the ring buffer as the loader hands them over.
         data: Cow<'a, [u8]>,
     },
+    /// One whole datagram of a UDP socket (DNS only: the kernel exports no other UDP). `key` is the
+    /// socket; its exchanges with each peer are tracked apart.
+    Datagram {
+        /// `CLOCK_MONOTONIC` nanoseconds at syscall exit.
+        ts_ns: u64,
+        /// The socket.
+        key: ConnKey,
+        /// Egress (sent) or ingress (received).
+        direction: Direction,
+        /// The socket's own address (unspecified if bound to any).
+        local: Option<SocketAddr>,
+        /// The datagram's peer: the address the syscall named, or the connected peer.
+        remote: Option<SocketAddr>,
+        /// The datagram's size; `data.len()` is smaller if it was cut.
+        msg_size: u64,
+        /// The captured bytes.
+        data: Cow<'a, [u8]>,
+    },
     /// The connection was closed.
     ConnClose {
         /// `CLOCK_MONOTONIC` nanoseconds.
@@ -98,6 +116,14 @@ pub enum KernelEvent<'a> {
         bytes_sent: u64,
         /// Total bytes read over the connection's life, as seen by the tracer.
         bytes_recv: u64,
+    },
+    /// The connection's data from now on is TLS plaintext (from the TLS library's uprobes): its
+    /// rows are `encrypted`.
+    TlsConn {
+        /// `CLOCK_MONOTONIC` nanoseconds.
+        ts_ns: u64,
+        /// The connection.
+        key: ConnKey,
     },
     /// A process ended: its connections ended with it, with no close seen.
     ProcExit {
@@ -118,10 +144,20 @@ impl KernelEvent<'_> {
             KernelEvent::Data { ts_ns, key, direction, pos, msg_size, data } => {
                 KernelEvent::Data { ts_ns, key, direction, pos, msg_size, data: Cow::Owned(data.into_owned()) }
             }
+            KernelEvent::Datagram { ts_ns, key, direction, local, remote, msg_size, data } => KernelEvent::Datagram {
+                ts_ns,
+                key,
+                direction,
+                local,
+                remote,
+                msg_size,
+                data: Cow::Owned(data.into_owned()),
+            },
             KernelEvent::ConnClose { ts_ns, key, bytes_sent, bytes_recv } => {
                 KernelEvent::ConnClose { ts_ns, key, bytes_sent, bytes_recv }
             }
             KernelEvent::ProcExit { ts_ns, tgid } => KernelEvent::ProcExit { ts_ns, tgid },
+            KernelEvent::TlsConn { ts_ns, key } => KernelEvent::TlsConn { ts_ns, key },
         }
     }
 }

@@ -30,6 +30,19 @@ pub fn infer(first: &[u8], direction: Direction) -> Option<Inferred> {
     })
 }
 
+/// The first protocol, in registry order, that a UDP socket's first datagram with a peer looks
+/// like (only protocols that travel in datagrams answer); `None` when none does.
+pub fn infer_datagram(first: &[u8], direction: Direction) -> Option<Inferred> {
+    PROTOCOLS.iter().enumerate().find_map(|(protocol, p)| {
+        let looks = p.datagram_looks_like(first)?;
+        let role = match (direction, looks) {
+            (Direction::Egress, Looks::Request) | (Direction::Ingress, Looks::Response) => Role::Client,
+            _ => Role::Server,
+        };
+        Some(Inferred { protocol, role })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

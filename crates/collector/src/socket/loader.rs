@@ -18,12 +18,19 @@
 //! `sendfile` and `splice` move socket bytes that were never in user memory: each such syscall
 //! is one `Data` event with empty `data` and `msg_size` = the bytes moved, a gap of that length.
 //! `sendmmsg`/`recvmmsg` copy their first message; the others are a gap of their summed size.
+//!
+//! # Datagrams
+//!
+//! UDP sockets whose first datagram is a DNS query (or that use port 53) give one
+//! [`KernelEvent::Datagram`] per datagram (up to `MAX_DGRAMS` of one `sendmmsg`/`recvmmsg`), with
+//! both ends' addresses and at most `DGRAM_COPY` bytes; no open event, and a close only for those.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
-use aya::programs::{ProgramError, TracePoint};
+use aya::programs::uprobe::UProbeScope;
+use aya::programs::{ProgramError, TracePoint, UProbe};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use loupe_bpf_common as wire;
 use tracing::{debug, warn};
@@ -69,6 +76,15 @@ const PROBES: &[(&str, &str, &str)] = &[
     ("loupe_exit_sendfile64", "syscalls", "sys_exit_sendfile64"),
     ("loupe_enter_splice", "syscalls", "sys_enter_splice"),
     ("loupe_exit_splice", "syscalls", "sys_exit_splice"),
+];
+
+/// The TLS library functions hooked, as (symbol, entry program, return program). The `_ex` forms
+/// share the return programs: the entry program records where their byte count goes.
+pub const TLS_PROBES: &[(&str, &str, &str)] = &[
+    ("SSL_write", "loupe_ssl_write", "loupe_ssl_write_ret"),
+    ("SSL_read", "loupe_ssl_read", "loupe_ssl_read_ret"),
+    ("SSL_write_ex", "loupe_ssl_write_ex", "loupe_ssl_write_ret"),
+    ("SSL_read_ex", "loupe_ssl_read_ex", "loupe_ssl_read_ret"),
 ];
 
 /// Default [`TracerConfig::http_copy_bytes`]: twice the HTTP parser's default head limit (8 KiB), so a
@@ -154,6 +170,8 @@ pub struct TracerStats {
     /// `sendfile`/`splice` syscalls on a tracked socket: their bytes are counted as a gap in the
     /// stream, never copied.
     pub not_copied: u64,
+    /// TLS reads/writes whose socket could not be found (no syscall seen for the `SSL *` yet).
+    pub tls_no_fd: u64,
     /// Events `poll` decoded.
     pub decoded: u64,
     /// Records `poll` could not decode (layout mismatch: a bug).
@@ -226,7 +244,9 @@ enum DecodeError {
 /// The loaded, attached socket tracer. Detaches everything when dropped.
 pub struct Tracer {
     /// Owns the programs and their links; dropping it detaches.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
+    /// Whether the TLS uprobe programs loaded (`None`), or why not.
+    tls_error: Option<String>,
     ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, [u64; wire::STAT_LEN]>,
     excluded_ports: BpfHashMap<MapData, u16, u8>,
@@ -303,7 +323,8 @@ impl Tracer {
         let stats = PerCpuArray::try_from(stats).map_err(|source| LoadError::Map { name: wire::MAP_STATS, source })?;
 
         Ok(Tracer {
-            _ebpf: ebpf,
+            tls_error: load_tls(&mut ebpf).err().map(|e| summarize(&e.to_string())),
+            ebpf,
             ring,
             stats,
             excluded_ports,
@@ -322,6 +343,31 @@ impl Tracer {
         let mut ports: Vec<u16> = self.excluded_ports.keys().filter_map(Result::ok).collect();
         ports.sort_unstable();
         ports
+    }
+
+    /// Why the TLS uprobe programs did not load, if they did not (TLS plaintext is then not traced).
+    pub fn tls_error(&self) -> Option<&str> {
+        self.tls_error.as_deref()
+    }
+
+    /// Attaches the TLS uprobes to every process mapping the library file `target` (one attach per
+    /// file covers processes started later too). Fails on the first function the file lacks or
+    /// that does not attach; the links made before stay.
+    pub fn attach_tls(&mut self, target: &std::path::Path) -> Result<(), ProbeError> {
+        if self.tls_error.is_some() {
+            return Err(ProbeError::MissingProgram("loupe_ssl_write (TLS programs did not load)".into()));
+        }
+        for &(symbol, entry, ret) in TLS_PROBES {
+            for program in [entry, ret] {
+                let p: &mut UProbe = self
+                    .ebpf
+                    .program_mut(program)
+                    .ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?
+                    .try_into()?;
+                p.attach(symbol, target, UProbeScope::AllProcesses)?;
+            }
+        }
+        Ok(())
     }
 
     /// Status of every probe, attached or not, in a fixed order.
@@ -399,6 +445,7 @@ impl Tracer {
             args_map_full: sum[wire::STAT_ARGS_MAP_FULL],
             wakeups: sum[wire::STAT_WAKEUPS],
             not_copied: sum[wire::STAT_NOT_COPIED],
+            tls_no_fd: sum[wire::STAT_TLS_NO_FD],
             decoded: self.decoded,
             decode_errors: self.decode_errors,
         }
@@ -421,6 +468,19 @@ fn validate(config: &TracerConfig) -> Result<(), LoadError> {
                 config.ring_bytes
             ),
         });
+    }
+    Ok(())
+}
+
+/// Loads (without attaching) the TLS uprobe programs; the return probes load once for both forms.
+fn load_tls(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
+    let mut names: Vec<&str> = TLS_PROBES.iter().flat_map(|&(_, entry, ret)| [entry, ret]).collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let p: &mut UProbe =
+            ebpf.program_mut(name).ok_or_else(|| ProbeError::MissingProgram(name.to_owned()))?.try_into()?;
+        p.load()?;
     }
     Ok(())
 }
@@ -464,6 +524,8 @@ unsafe impl Wire for wire::ConnOpenEvent {}
 unsafe impl Wire for wire::DataHeader {}
 // SAFETY: as above.
 unsafe impl Wire for wire::ConnCloseEvent {}
+// SAFETY: as above.
+unsafe impl Wire for wire::DgramHeader {}
 
 /// Reads a `T` from the front of `bytes`, or reports how short it is.
 fn read_wire<T: Wire>(bytes: &[u8]) -> Result<T, DecodeError> {
@@ -520,11 +582,34 @@ fn decode(record: &[u8]) -> Result<KernelEvent<'_>, DecodeError> {
                 data: std::borrow::Cow::Borrowed(&payload[..len]),
             })
         }
+        wire::EVENT_DATAGRAM => {
+            let d: wire::DgramHeader = read_wire(record)?;
+            let direction = match d.h.direction {
+                wire::DIR_EGRESS => Direction::Egress,
+                wire::DIR_INGRESS => Direction::Ingress,
+                other => return Err(DecodeError::Direction(other)),
+            };
+            let payload = &record[wire::SIZE_DGRAM_HEADER..];
+            let len = d.h.len as usize;
+            if len > payload.len() || len > wire::DGRAM_COPY {
+                return Err(DecodeError::PayloadLength { len, avail: payload.len() });
+            }
+            Ok(KernelEvent::Datagram {
+                ts_ns: hdr.ts_ns,
+                key,
+                direction,
+                local: socket_addr(d.family, &d.local_addr, d.local_port),
+                remote: socket_addr(d.family, &d.remote_addr, d.remote_port),
+                msg_size: d.h.msg_size.max(len as u64),
+                data: std::borrow::Cow::Borrowed(&payload[..len]),
+            })
+        }
         wire::EVENT_CONN_CLOSE => {
             let ev: wire::ConnCloseEvent = read_wire(record)?;
             Ok(KernelEvent::ConnClose { ts_ns: hdr.ts_ns, key, bytes_sent: ev.bytes_sent, bytes_recv: ev.bytes_recv })
         }
         wire::EVENT_PROC_EXIT => Ok(KernelEvent::ProcExit { ts_ns: hdr.ts_ns, tgid: hdr.tgid }),
+        wire::EVENT_TLS_CONN => Ok(KernelEvent::TlsConn { ts_ns: hdr.ts_ns, key }),
         other => Err(DecodeError::Kind(other)),
     }
 }
@@ -658,6 +743,47 @@ mod tests {
         };
         assert_eq!(local, Some("127.0.0.1:8080".parse().expect("addr")));
         assert_eq!(remote, Some("[::1]:5555".parse().expect("addr")));
+    }
+
+    #[test]
+    fn a_datagram_names_both_ends() {
+        let mut d = wire::DgramHeader {
+            h: wire::DataHeader {
+                hdr: header(wire::EVENT_DATAGRAM),
+                pos: 0,
+                msg_size: 5,
+                chunk_offset: 0,
+                len: 3,
+                direction: wire::DIR_INGRESS,
+                protocol: wire::PROTO_DNS,
+                flags: wire::DATA_FLAG_LAST,
+                _pad0: 0,
+            },
+            family: wire::AF_INET,
+            local_port: 53,
+            remote_port: 4000,
+            _pad0: 0,
+            local_addr: [0; 16],
+            remote_addr: [0; 16],
+        };
+        d.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        d.remote_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        let mut record = bytes_of(&d);
+        record.extend_from_slice(b"abc");
+        assert_eq!(
+            decode(&record),
+            Ok(KernelEvent::Datagram {
+                ts_ns: 100,
+                key: ConnKey { tgid: 7, fd: 3, generation: 42 },
+                direction: Direction::Ingress,
+                local: Some("127.0.0.1:53".parse().expect("addr")),
+                remote: Some("10.0.0.2:4000".parse().expect("addr")),
+                msg_size: 5,
+                data: std::borrow::Cow::Borrowed(b"abc"),
+            })
+        );
+        record.truncate(record.len() - 1);
+        assert!(matches!(decode(&record), Err(DecodeError::PayloadLength { len: 3, avail: 2 })));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Owns the pipeline `loader` (attach the BPF programs, decode ring-buffer records into
 //! `events`) → `reassembly` (per-direction reorder by byte position, gaps) → `tracker`
 //! (per-connection state) → `infer` (which protocol, which role) → `protocols` (each protocol's
-//! parser and rows), and [`SocketTracer`], which runs it and pushes rows every `push_interval`
+//! parser and rows), `tls` (attaching the TLS library uprobes to the libraries processes map), and
+//! [`SocketTracer`], which runs it and pushes rows every `push_interval`
 //! or `push_rows`, and samples every counter of what was traced or lost (kernel, reassembly,
 //! parsers, store) into `agent_stats`. Must not know PxL, queries or gRPC.
 
@@ -12,6 +13,7 @@ mod infer;
 pub mod loader;
 pub mod protocols;
 mod reassembly;
+pub mod tls;
 mod tracker;
 
 use std::sync::Arc;
@@ -52,6 +54,7 @@ const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// The socket tracer as a [`Source`].
 pub struct SocketTracer {
     tracer: Tracer,
+    tls: tls::TlsAttacher,
     tracker: Tracker,
     config: SocketConfig,
     rows: TableRows,
@@ -67,12 +70,25 @@ pub struct SocketTracer {
 impl SocketTracer {
     /// Loads and attaches the BPF programs.
     pub fn load(config: SocketConfig, counters: Arc<CollectorCounters>) -> Result<SocketTracer, LoadError> {
-        let tracer = Tracer::load(&config.tracer)?;
+        let mut tracer = Tracer::load(&config.tracer)?;
+        let mut tls = tls::TlsAttacher::new("/proc");
+        match tracer.tls_error() {
+            None => {
+                tls.scan(&mut tracer);
+                tracing::info!(
+                    libraries = ?tls.attached(),
+                    "TLS plaintext: uprobes on OpenSSL SSL_read/SSL_write (and _ex), libraries found in /proc/<pid>/maps every {}s",
+                    tls::SCAN_INTERVAL.as_secs()
+                );
+            }
+            Some(error) => tracing::warn!(%error, "TLS plaintext not traced: the uprobe programs did not load"),
+        }
         let tracker = Tracker::new(config.tracker.clone(), ClockConverter::new());
         let (asid, pid) = (config.tracker.asid, std::process::id());
         let upid = Upid::for_local_pid(asid, pid).map_or_else(|| format!("{asid}:{pid}:0"), |u| u.to_string());
         Ok(SocketTracer {
             tracer,
+            tls,
             tracker,
             config,
             rows: TableRows::default(),
@@ -113,6 +129,7 @@ impl SocketTracer {
             stat("kernel_conns_untracked", "conn_map_full", k.conn_map_full),
             stat("kernel_syscalls_untraced", "args_map_full", k.args_map_full),
             stat("kernel_conns_excluded", "agent_port", k.excluded_conns),
+            stat("kernel_tls_calls_untraced", "no_socket", k.tls_no_fd),
             stat("kernel_wakeups", "batch", k.wakeups),
             stat("records_decoded", "ok", k.decoded),
             stat("records_dropped", "undecodable", k.decode_errors),
@@ -194,6 +211,7 @@ impl Source for SocketTracer {
         let (tracker, rows) = (&mut self.tracker, &mut self.rows);
         let n = self.tracer.poll(|e| tracker.handle(e, rows));
         self.counters.events.fetch_add(n as u64, Ordering::Relaxed);
+        self.tls.maybe_scan(&mut self.tracer);
         if self.last_tick.elapsed() >= self.config.tick_interval {
             self.tracker.tick(loupe_common::time::monotonic_ns(), &mut self.rows);
             self.last_tick = Instant::now();

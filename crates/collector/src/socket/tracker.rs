@@ -103,6 +103,8 @@ enum Parsing {
 
 struct Conn {
     role: Role,
+    /// Its data is TLS plaintext (rows are `encrypted`).
+    encrypted: bool,
     /// Address texts and ports as rows show them, made once per connection.
     local: (String, i64),
     remote: (String, i64),
@@ -125,6 +127,7 @@ impl Conn {
         let stream = || streams_at.map_or_else(DirStream::default, DirStream::starting_at);
         Conn {
             role,
+            encrypted: false,
             local: addr_parts(local),
             remote: addr_parts(remote),
             last_ns: ts_ns,
@@ -204,6 +207,16 @@ pub struct Tracker {
     closed_losses: Vec<Losses>,
     /// Unpaired messages held over all connections (the sum of their `pending`).
     pending: usize,
+    /// UDP sockets → the keys of their per-peer exchanges in `conns` (see [`datagram_flow`]), so a
+    /// socket's close ends them all. Pruned of expired keys on `tick`.
+    dgram_flows: HashMap<ConnKey, Vec<ConnKey>, BuildConnKeyHasher>,
+}
+
+/// The key a UDP socket's exchanges with one peer are tracked under: the socket's key with the
+/// peer mixed into its generation, so each peer gets its own parser, addresses and role.
+fn datagram_flow(socket: ConnKey, peer: Option<SocketAddr>) -> ConnKey {
+    use std::hash::BuildHasher;
+    ConnKey { generation: socket.generation ^ BuildConnKeyHasher.hash_one(peer).max(1), ..socket }
 }
 
 impl Tracker {
@@ -219,6 +232,7 @@ impl Tracker {
             pieces: Vec::new(),
             closed_losses: vec![Losses::default(); PROTOCOLS.len()],
             pending: 0,
+            dgram_flows: HashMap::default(),
         }
     }
 
@@ -320,9 +334,22 @@ impl Tracker {
                 self.deliver(key, direction, &mut pieces, rows);
                 self.pieces = pieces;
             }
+            KernelEvent::Datagram { ts_ns, key, direction, local, remote, msg_size, data } => {
+                self.datagram(ts_ns, key, direction, (local, remote), msg_size, &data, rows);
+            }
+            KernelEvent::TlsConn { key, .. } => {
+                if let Some(conn) = self.conns.get_mut(&key) {
+                    conn.encrypted = true;
+                }
+            }
             KernelEvent::ConnClose { ts_ns, key, .. } => {
                 if let Some(conn) = self.conns.remove(&key) {
                     self.finish(key, conn, ts_ns, rows);
+                }
+                for flow in self.dgram_flows.remove(&key).unwrap_or_default() {
+                    if let Some(conn) = self.conns.remove(&flow) {
+                        self.finish(flow, conn, ts_ns, rows);
+                    }
                 }
             }
             KernelEvent::ProcExit { ts_ns, tgid } => {
@@ -334,8 +361,57 @@ impl Tracker {
                     }
                 }
                 self.upids.remove(&tgid);
+                self.dgram_flows.retain(|k, _| k.tgid != tgid);
             }
         }
+    }
+
+    /// One whole datagram of a UDP socket: fed to the parser of the socket's exchange with its peer,
+    /// started on the first datagram that a protocol recognises (the others are dropped).
+    #[allow(clippy::too_many_arguments)]
+    fn datagram(
+        &mut self,
+        ts_ns: u64,
+        socket: ConnKey,
+        direction: Direction,
+        (local, remote): (Option<SocketAddr>, Option<SocketAddr>),
+        msg_size: u64,
+        data: &[u8],
+        rows: &mut TableRows,
+    ) {
+        let flow = datagram_flow(socket, remote);
+        if !self.conns.contains_key(&flow) {
+            if self.conns.len() >= self.config.max_connections {
+                self.stats.records_over_cap += 1;
+                self.stats.bytes_over_cap += msg_size;
+                return;
+            }
+            let Some(found) = infer::infer_datagram(data, direction) else {
+                self.stats.conns_other += 1;
+                return;
+            };
+            let Some(protocol) = PROTOCOLS.get(found.protocol) else { return };
+            let mut conn = Conn::new(found.role, local, remote, ts_ns, Some(0));
+            conn.parsing =
+                Parsing::Parsed { protocol: found.protocol, parser: protocol.new_datagram_conn(&self.config) };
+            self.stats.conns_opened += 1;
+            self.stats.conns_parsed += 1;
+            self.conns.insert(flow, conn);
+            self.dgram_flows.entry(socket).or_default().push(flow);
+        }
+        let Some(conn) = self.conns.get_mut(&flow) else { return };
+        conn.last_ns = ts_ns;
+        let side = conn.side(direction);
+        if let Parsing::Parsed { parser, .. } = &mut conn.parsing {
+            if data.len() as u64 == msg_size {
+                parser.feed(side, data, ts_ns);
+            } else {
+                // Cut by the kernel's copy limit: the datagram is lost, the next one is whole.
+                self.streams.gap_bytes += msg_size;
+                parser.gap(side, msg_size, ts_ns);
+            }
+        }
+        self.emit(flow, None, rows);
     }
 
     /// Periodic upkeep at monotonic time `now_ns`: delivers chunks that waited too long for a
@@ -358,6 +434,11 @@ impl Tracker {
                 self.finish(key, conn, now_ns, rows);
             }
         }
+        let conns = &self.conns;
+        self.dgram_flows.retain(|_, flows| {
+            flows.retain(|k| conns.contains_key(k));
+            !flows.is_empty()
+        });
         // Forget UPIDs of processes that no longer have connections.
         if self.upids.len() > 4 * self.conns.len() + 64 {
             let live: std::collections::HashSet<u32> = self.conns.keys().map(|k| k.tgid).collect();
@@ -435,6 +516,7 @@ fn emit_rows(
         local_addr: &conn.local.0,
         local_port: conn.local.1,
         role: conn.role,
+        encrypted: conn.encrypted,
         clock,
         config,
     };
@@ -911,5 +993,65 @@ mod tests {
             ]
         );
         assert_eq!(t.stats().conns_parsed, 1);
+    }
+
+    /// A DNS message: `qr` selects query or response (one A answer, 10.0.0.7), for `a.test`.
+    fn dns_msg(txid: u16, qr: bool) -> Vec<u8> {
+        let mut m = txid.to_be_bytes().to_vec();
+        m.extend_from_slice(if qr {
+            &[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
+        } else {
+            &[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
+        });
+        m.extend_from_slice(b"\x01a\x04test\0\0\x01\0\x01");
+        if qr {
+            m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 7]);
+        }
+        m
+    }
+
+    fn dgram(ts_ns: u64, direction: Direction, peer: &str, bytes: &[u8]) -> KernelEvent<'static> {
+        KernelEvent::Datagram {
+            ts_ns,
+            key: KEY,
+            direction,
+            local: Some("127.0.0.1:53".parse().expect("addr")),
+            remote: Some(peer.parse().expect("addr")),
+            msg_size: bytes.len() as u64,
+            data: bytes.to_vec().into(),
+        }
+    }
+
+    /// A UDP server socket: each peer's exchange is its own flow with the peer's address, the role
+    /// comes from the QR bit, and the socket's close ends every flow.
+    #[test]
+    fn datagrams_pair_per_peer_and_end_with_their_socket() {
+        use loupe_schema::protocols::DnsEventRow;
+        let mut t = tracker();
+        let mut rows = TableRows::default();
+        t.handle(dgram(10, Direction::Ingress, "127.0.0.1:4000", &dns_msg(7, false)), &mut rows);
+        t.handle(dgram(20, Direction::Ingress, "127.0.0.1:4001", &dns_msg(7, false)), &mut rows);
+        t.handle(dgram(50, Direction::Egress, "127.0.0.1:4001", &dns_msg(7, true)), &mut rows);
+        t.handle(dgram(60, Direction::Egress, "127.0.0.1:4000", &dns_msg(7, true)), &mut rows);
+        // Cut by the kernel: counted as a gap, never parsed.
+        let mut cut = dgram(70, Direction::Ingress, "127.0.0.1:4000", &dns_msg(8, false));
+        if let KernelEvent::Datagram { msg_size, .. } = &mut cut {
+            *msg_size += 100;
+        }
+        t.handle(cut, &mut rows);
+        let got: Vec<(i64, i64, i64, String)> = rows
+            .of::<DnsEventRow>()
+            .iter()
+            .map(|r| (r.remote_port, r.trace_role, r.latency_ns, r.resp_body.clone()))
+            .collect();
+        let body = r#"{"answers":[{"name":"a.test","type":"A","addr":"10.0.0.7"}]}"#.to_string();
+        assert_eq!(got, [(4001, 2, 30, body.clone()), (4000, 2, 50, body)]);
+        assert_eq!((t.open_connections(), t.stats().conns_parsed), (2, 2));
+        assert_eq!(t.stats().gap_bytes, dns_msg(8, false).len() as u64 + 100);
+        // Not DNS: no flow.
+        t.handle(dgram(80, Direction::Ingress, "127.0.0.1:4002", b"hello, not dns at all"), &mut rows);
+        assert_eq!((t.open_connections(), t.stats().conns_other), (2, 1));
+        t.handle(KernelEvent::ConnClose { ts_ns: 90, key: KEY, bytes_sent: 0, bytes_recv: 0 }, &mut rows);
+        assert_eq!(t.open_connections(), 0);
     }
 }

@@ -1,9 +1,8 @@
 //! DNS: `loupe_protocols::dns` records become `dns_events` rows.
 //!
 //! Owns the DNS row: `req_header`, `req_body`, `resp_header`, `resp_body` (JSON, Pixie's field
-//! names) and `latency`. Only DNS over TCP reaches it: the kernel side traces stream sockets only,
-//! so UDP datagrams are never captured (see `crates/bpf`). Must not parse bytes (that is
-//! `loupe_protocols::dns`).
+//! names) and `latency`, for DNS over TCP (length-framed streams) and over UDP (one message per
+//! datagram, one parser per socket and peer). Must not parse bytes (that is `loupe_protocols::dns`).
 
 use loupe_protocols::dns::{self, DnsConfig, DnsConn, Record, Transport};
 use loupe_schema::TableSpec;
@@ -12,7 +11,7 @@ use loupe_schema::protocols::{DnsEventsBuilder, dns_events};
 use super::{Looks, Losses, Protocol, RowContext, append_conn8, bounded_text};
 use crate::socket::tracker::TrackerConfig;
 
-/// DNS over TCP into `dns_events`.
+/// DNS over TCP and UDP into `dns_events`.
 pub struct Dns;
 
 impl Protocol for Dns {
@@ -31,6 +30,17 @@ impl Protocol for Dns {
     fn parser(config: &TrackerConfig) -> DnsConn {
         let _ = config;
         DnsConn::new(DnsConfig { transport: Transport::Tcp, ..DnsConfig::default() })
+    }
+
+    fn datagram_looks_like(first: &[u8]) -> Option<Looks> {
+        // The QR bit says which way: a traced resolver both receives queries and sends them.
+        let msg = dns::decode(first, 0)?;
+        Some(if msg.header.flags & 0x8000 == 0 { Looks::Request } else { Looks::Response })
+    }
+
+    fn datagram_parser(config: &TrackerConfig) -> DnsConn {
+        let _ = config;
+        DnsConn::new(DnsConfig { transport: Transport::Udp, ..DnsConfig::default() })
     }
 
     fn losses(parser: &DnsConn) -> Losses {

@@ -98,6 +98,18 @@ pub trait Protocol: 'static {
     /// A parser for a new connection.
     fn parser(config: &TrackerConfig) -> Self::Parser;
 
+    /// Whether the first datagram of a UDP socket's exchange with one peer is this protocol, and
+    /// which way. `None` (the default) for protocols that never travel in datagrams.
+    fn datagram_looks_like(first: &[u8]) -> Option<Looks> {
+        let _ = first;
+        None
+    }
+
+    /// A parser for one UDP peer's datagrams, each fed whole (the default: the stream parser).
+    fn datagram_parser(config: &TrackerConfig) -> Self::Parser {
+        Self::parser(config)
+    }
+
     /// What the connection's parser lost so far.
     fn losses(parser: &Self::Parser) -> Losses;
 
@@ -133,6 +145,8 @@ pub struct RowContext<'a> {
     pub local_port: i64,
     /// Client or server.
     pub role: Role,
+    /// The bytes were TLS plaintext (the `encrypted` column).
+    pub encrypted: bool,
     /// Converts capture times to Unix time.
     pub clock: &'a ClockConverter,
     /// Redaction switch and limits.
@@ -157,7 +171,7 @@ macro_rules! append_conn8 {
         b.local_addr.append_value(ctx.local_addr);
         b.local_port.append_value(ctx.local_port);
         b.trace_role.append_value(ctx.role.as_trace_role());
-        b.encrypted.append_value(false);
+        b.encrypted.append_value(ctx.encrypted);
     }};
 }
 pub(crate) use append_conn8;
@@ -204,6 +218,10 @@ pub(crate) trait DynProtocol {
     fn looks_like(&self, first: &[u8]) -> Option<Looks>;
     /// A parser for a new connection.
     fn new_conn(&self, config: &TrackerConfig) -> Box<dyn ConnRows>;
+    /// See [`Protocol::datagram_looks_like`].
+    fn datagram_looks_like(&self, first: &[u8]) -> Option<Looks>;
+    /// A parser for one UDP peer's datagrams.
+    fn new_datagram_conn(&self, config: &TrackerConfig) -> Box<dyn ConnRows>;
     /// An empty row buffer for its table.
     fn new_rows(&self) -> Box<dyn PendingRows>;
 }
@@ -231,6 +249,14 @@ impl<P: Protocol> DynProtocol for Registered<P> {
 
     fn new_conn(&self, config: &TrackerConfig) -> Box<dyn ConnRows> {
         Box::new(ParsedConn::<P> { parser: P::parser(config), records: Vec::new() })
+    }
+
+    fn datagram_looks_like(&self, first: &[u8]) -> Option<Looks> {
+        P::datagram_looks_like(first)
+    }
+
+    fn new_datagram_conn(&self, config: &TrackerConfig) -> Box<dyn ConnRows> {
+        Box::new(ParsedConn::<P> { parser: P::datagram_parser(config), records: Vec::new() })
     }
 
     fn new_rows(&self) -> Box<dyn PendingRows> {

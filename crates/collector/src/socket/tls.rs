@@ -1,0 +1,179 @@
+//! TLS libraries: finds the OpenSSL copies processes map and attaches the TLS uprobes to each.
+//!
+//! Owns the `/proc` scan: every process not yet seen (by pid and executable, so an `exec` is seen
+//! again) has its `/proc/<pid>/maps` read once; each `libssl.so*` file found gets the uprobes of
+//! [`super::loader::TLS_PROBES`] attached once per file (by device and inode, through
+//! `/proc/<pid>/root` so a container's copy is its own file). One attach covers every process
+//! mapping that file, including processes started later; the periodic rescan finds new files. A
+//! process whose TLS library is not covered (GnuTLS, NSS, wolfSSL, mbed TLS) is reported once.
+//! Must not decode events or parse protocols.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::loader::Tracer;
+
+/// How often `/proc` is listed for new processes.
+pub const SCAN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// TLS libraries whose plaintext is not traced, by file name prefix.
+const NOT_COVERED: &[&str] = &["libgnutls.so", "libnss3.so", "libwolfssl.so", "libmbedtls.so"];
+
+/// What a process maps, as far as TLS goes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Mapped {
+    /// OpenSSL's `libssl` files (paths as the process sees them).
+    pub openssl: Vec<String>,
+    /// TLS libraries that are not covered (file names).
+    pub uncovered: Vec<String>,
+}
+
+/// Reads the TLS libraries out of one `/proc/<pid>/maps` text.
+pub fn mapped_tls_libraries(maps: &str) -> Mapped {
+    let mut out = Mapped::default();
+    for line in maps.lines() {
+        // address perms offset dev inode path: the path is the sixth field and may hold spaces.
+        let Some(path) = line.splitn(6, ' ').nth(5).map(str::trim_start) else { continue };
+        if !path.starts_with('/') {
+            continue;
+        }
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if name.starts_with("libssl.so") {
+            if !out.openssl.iter().any(|p| p == path) {
+                out.openssl.push(path.to_owned());
+            }
+        } else if let Some(lib) = NOT_COVERED.iter().find(|p| name.starts_with(**p))
+            && !out.uncovered.iter().any(|u| u == lib)
+        {
+            out.uncovered.push((*lib).to_owned());
+        }
+    }
+    out
+}
+
+/// Finds TLS libraries in processes and attaches the uprobes to them.
+pub struct TlsAttacher {
+    proc_root: PathBuf,
+    /// Library files handled, attached or failed, by (device, inode): each is tried once.
+    files: HashSet<(u64, u64)>,
+    /// Paths attached, for the log and tests.
+    attached: Vec<PathBuf>,
+    /// Processes scanned: pid → the executable it ran then.
+    seen: HashMap<u32, PathBuf>,
+    /// Processes already reported as using an uncovered library.
+    reported: HashSet<u32>,
+    last_scan: Option<Instant>,
+    own_pid: u32,
+}
+
+impl TlsAttacher {
+    /// An attacher over `proc_root` (normally `/proc`).
+    pub fn new(proc_root: impl Into<PathBuf>) -> Self {
+        TlsAttacher {
+            proc_root: proc_root.into(),
+            files: HashSet::new(),
+            attached: Vec::new(),
+            seen: HashMap::new(),
+            reported: HashSet::new(),
+            last_scan: None,
+            own_pid: std::process::id(),
+        }
+    }
+
+    /// Library files the uprobes are attached to.
+    pub fn attached(&self) -> &[PathBuf] {
+        &self.attached
+    }
+
+    /// Scans if `SCAN_INTERVAL` passed since the last scan.
+    pub fn maybe_scan(&mut self, tracer: &mut Tracer) {
+        if self.last_scan.is_none_or(|t| t.elapsed() >= SCAN_INTERVAL) {
+            self.scan(tracer);
+        }
+    }
+
+    /// Lists processes and handles every one not seen before (or that ran `exec` since).
+    pub fn scan(&mut self, tracer: &mut Tracer) {
+        self.last_scan = Some(Instant::now());
+        if tracer.tls_error().is_some() {
+            return;
+        }
+        let Ok(dir) = std::fs::read_dir(&self.proc_root) else { return };
+        let mut live = HashSet::new();
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if pid == self.own_pid {
+                continue;
+            }
+            live.insert(pid);
+            let proc_dir = entry.path();
+            // Kernel threads have no executable: nothing to scan.
+            let Ok(exe) = std::fs::read_link(proc_dir.join("exe")) else { continue };
+            if self.seen.get(&pid) == Some(&exe) {
+                continue;
+            }
+            self.seen.insert(pid, exe);
+            let Ok(maps) = std::fs::read_to_string(proc_dir.join("maps")) else { continue };
+            let mapped = mapped_tls_libraries(&maps);
+            for path in &mapped.openssl {
+                self.attach_file(tracer, &proc_dir, path);
+            }
+            if mapped.openssl.is_empty() && !mapped.uncovered.is_empty() && self.reported.insert(pid) {
+                let comm = std::fs::read_to_string(proc_dir.join("comm")).unwrap_or_default();
+                warn!(
+                    pid,
+                    process = comm.trim(),
+                    libraries = ?mapped.uncovered,
+                    "TLS library not covered: this process's TLS plaintext is not traced (covered: OpenSSL libssl)"
+                );
+            }
+        }
+        self.seen.retain(|pid, _| live.contains(pid));
+        self.reported.retain(|pid| live.contains(pid));
+    }
+
+    fn attach_file(&mut self, tracer: &mut Tracer, proc_dir: &Path, path: &str) {
+        // Through the process's root: the file it maps, even inside a container.
+        let target = proc_dir.join("root").join(path.trim_start_matches('/'));
+        let Ok(meta) = std::fs::metadata(&target) else { return };
+        if !self.files.insert((meta.dev(), meta.ino())) {
+            return;
+        }
+        match tracer.attach_tls(&target) {
+            Ok(()) => {
+                info!(library = path, "TLS plaintext: uprobes attached to SSL_read/SSL_write (and _ex)");
+                self.attached.push(PathBuf::from(path));
+            }
+            Err(error) => warn!(library = path, %error, "TLS plaintext: uprobes not attached"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lines_give_openssl_and_uncovered_libraries() {
+        let maps = "\
+7f00-7f10 r--p 00000000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f10-7f20 r-xp 00010000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f20-7f30 r--p 00000000 08:01 124 /usr/lib/x86_64-linux-gnu/libgnutls.so.30
+7f30-7f40 rw-p 00000000 00:00 0 \n\
+7f40-7f50 r--p 00000000 08:01 125 /opt/my app/libssl.so.1.1
+7ffd-7ffe rw-p 00000000 00:00 0                          [stack]
+";
+        assert_eq!(
+            mapped_tls_libraries(maps),
+            Mapped {
+                openssl: vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3".into(), "/opt/my app/libssl.so.1.1".into()],
+                uncovered: vec!["libgnutls.so".into()],
+            }
+        );
+        assert_eq!(mapped_tls_libraries("garbage\n\n1 2 3"), Mapped::default());
+    }
+}
