@@ -26,8 +26,18 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
     img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The paths that answer with the page shell (`index.html`); the modules draw each one.
-pub const PAGES: &[&str] =
-    &["/", "/login", "/password", "/live", "/live/{*script}", "/editor", "/admin", "/admin/{page}", "/invite", "/settings"];
+pub const PAGES: &[&str] = &[
+    "/",
+    "/login",
+    "/password",
+    "/live",
+    "/live/{*script}",
+    "/editor",
+    "/admin",
+    "/admin/{page}",
+    "/invite",
+    "/settings",
+];
 
 /// One embedded file.
 struct Asset {
@@ -189,9 +199,17 @@ mod tests {
 
     #[tokio::test]
     async fn every_page_is_the_shell_with_a_strict_policy() {
-        for path in
-            ["/", "/login", "/password", "/live/px/http_data", "/editor", "/admin/api-keys", "/admin/cron-scripts", "/settings", "/invite"]
-        {
+        for path in [
+            "/",
+            "/login",
+            "/password",
+            "/live/px/http_data",
+            "/editor",
+            "/admin/api-keys",
+            "/admin/cron-scripts",
+            "/settings",
+            "/invite",
+        ] {
             let response = get(path, &[]).await;
             assert_eq!(response.status(), StatusCode::OK, "{path}");
             assert_eq!(response.headers()[header::CONTENT_SECURITY_POLICY], CONTENT_SECURITY_POLICY);

@@ -19,8 +19,9 @@
 //! read before giving up at [`MAX_SCANNED`], then `"complete": false`). A failure before the first line (no
 //! credential, no such vizier) is an ordinary REST error.
 //!
-//! Owns the JSON shape of results. Must not decide who the caller is or which vizier they may reach (`query`
-//! and the services do), and holds no state between calls.
+//! Declared with the REST routes (so the OpenAPI document describes it); the passthrough comes as a request
+//! extension that `app` adds. Owns the JSON shape of results. Must not decide who the caller is or which
+//! vizier they may reach (`query` and the services do), and holds no state between calls.
 
 use std::collections::HashMap;
 
@@ -32,14 +33,14 @@ use axum::extract::Extension;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse as _, Response};
 use futures::{Stream, StreamExt as _};
-use loupe_proto::vizierpb::vizier_service_server::VizierService as _;
 use loupe_proto::vizierpb::exec_func::ArgValue;
+use loupe_proto::vizierpb::vizier_service_server::VizierService as _;
 use loupe_proto::vizierpb::{ExecFunc, ExecuteScriptRequest, ExecuteScriptResponse, execute_script_response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::ApiJson;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::gateway::CallContext;
 use crate::query::{CLUSTER_METADATA, QueryPassthrough};
 
@@ -57,28 +58,38 @@ pub const MAX_EXEC_FUNCS: usize = 64;
 /// The route's path.
 pub const PATH: &str = "/api/v1/query";
 
-/// What to run, and where.
-#[derive(Debug, Deserialize)]
+/// `POST /api/v1/query`: a script to run, and where.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The PxL source.
+    #[schema(
+        min_length = 1,
+        max_length = 262144,
+        pattern = r"\S",
+        example = "import px\npx.display(px.DataFrame(table='http_events', start_time='-5m'))\n"
+    )]
     pub pxl: String,
     /// The vizier, by name or id; may be left out when the org has exactly one.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub vizier: Option<String>,
     /// The script's name, for the vizier's logs (`px/http_data`).
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub name: String,
-    /// The row cap of this call (at most, and by default, [`MAX_ROWS`]).
+    /// The row cap of this call (at most, and by default, 10000).
     #[serde(default)]
     pub max_rows: Option<u64>,
-    /// The script's functions to run, each displayed as its `output_table_prefix` (from the vis spec).
+    /// The script's functions to run, each displayed as its `output_table_prefix` (from the vis spec and its
+    /// variables, as `px run` makes them).
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub exec_funcs: Vec<RunFunc>,
 }
 
 /// One function of a function-form script and its arguments (as text, converted by its parameters' types).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunFunc {
     /// The function's name in the script.
@@ -91,7 +102,7 @@ pub struct RunFunc {
 }
 
 /// One argument of a [`RunFunc`].
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunArg {
     /// The parameter's name.
@@ -100,7 +111,21 @@ pub struct RunArg {
     pub value: String,
 }
 
-/// `POST /api/v1/query`, mounted with the passthrough as an extension (`app`).
+/// Runs a PxL script on one of the caller's viziers and streams its results as JSON lines.
+///
+/// Each line is one object: `{"table", "columns": [{"name", "type", "semantic_type"}]}` announces a table,
+/// `{"table", "rows": [[...]]}` carries rows of it, `{"reset": true}` (past the row cap) drops the rows sent
+/// so far before the rows kept are sent again, `{"error": {"code", "message", "compiler_errors": [{"line",
+/// "column", "message"}]}}` is a failure after the stream began (a compile error among them), and `{"done":
+/// true, "rows", "truncated", "total_rows"}` ends it. Past the cap (`max_rows`, at most 10000 over all tables)
+/// the rows kept are the first in a stable order: by table name, then by their cells in column order.
+#[utoipa::path(post, path = "/api/v1/query", tag = "query", request_body = RunRequest, responses(
+    (status = 200, description = "the results, one JSON object per line", content_type = "application/x-ndjson",
+        body = String),
+    (status = 404, description = "no vizier of this name or id in the caller's org", body = ErrorBody),
+    (status = 412, description = "the caller's org has no vizier", body = ErrorBody),
+    (status = 503, description = "the vizier is not connected to the cloud", body = ErrorBody),
+))]
 pub async fn run(
     Extension(queries): Extension<QueryPassthrough>,
     context: CallContext,
@@ -489,7 +514,9 @@ mod tests {
         RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(TimestampNanosecondArray::from((from..to).map(|i| 1_700_000_000_000_000_000 + i).collect::<Vec<_>>())),
+                Arc::new(TimestampNanosecondArray::from(
+                    (from..to).map(|i| 1_700_000_000_000_000_000 + i).collect::<Vec<_>>(),
+                )),
                 Arc::new(StringArray::from(vec![Some("/"); n])),
                 Arc::new(Int64Array::from((from..to).collect::<Vec<_>>())),
                 Arc::new(DurationNanosecondArray::from(vec![1; n])),
