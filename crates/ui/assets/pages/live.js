@@ -45,12 +45,12 @@ function makeWidgets(vis, table, columns, extra) {
     } else if (extra && EXTRA.test(type)) {
       const w = extra.makeExtraWidget(type, name, columns, spec);
       if (w) made.push(w);
-    } else if (type.endsWith('.Table') && name !== table) {
+    } else if (type.endsWith('.Table')) {
       made.push(new TableWidget(name, columns));
     }
   }
-  // A table is always there to read the rows, unless a widget already draws them as a table.
-  if (!made.some((w) => w instanceof TableWidget)) made.push(new TableWidget(table, columns));
+  // An output no widget of the spec draws (or draws with a type this UI does not know) is a table.
+  if (made.length === 0) made.push(new TableWidget(table, columns));
   return made;
 }
 
