@@ -264,7 +264,7 @@ export class GraphWidget {
     this.plot.setAttribute('viewBox', `0 0 ${W} ${H}`);
     const maxWeight = Math.max(...edges.map((e) => e.weight)) || 1;
     this.plot.append(svg('defs', {}, ...['ok', 'medium', 'high'].map((level) =>
-      svg('marker', { id: `arrow-${level}`, viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 6, markerHeight: 6, orient: 'auto-start-reverse', class: `edge-${level}` },
+      svg('marker', { id: `arrow-${level}`, viewBox: '0 0 10 10', refX: 10, refY: 5, markerUnits: 'userSpaceOnUse', markerWidth: 10, markerHeight: 10, orient: 'auto-start-reverse', class: `edge-${level}` },
         svg('path', { d: 'M0,0L10,5L0,10z' })))));
     for (const e of edges) {
       const a = pos.get(e.from);
