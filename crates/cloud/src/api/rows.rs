@@ -52,6 +52,9 @@ pub const MAX_ROWS: u64 = 10_000;
 /// of what was read.
 pub const MAX_SCANNED: u64 = 100 * MAX_ROWS;
 
+/// The longest script one call may run, as a saved script may be.
+pub const MAX_SCRIPT_CHARS: usize = 256 * 1024;
+
 /// The most functions one call may run (a vis spec's global functions and widgets).
 pub const MAX_EXEC_FUNCS: usize = 64;
 
@@ -133,6 +136,12 @@ pub async fn run(
 ) -> ApiResult<Response> {
     if run.pxl.trim().is_empty() {
         return Err(ApiError::invalid("the script is empty"));
+    }
+    if run.pxl.chars().count() > MAX_SCRIPT_CHARS {
+        return Err(ApiError::invalid(format!("the script is longer than {MAX_SCRIPT_CHARS} characters")));
+    }
+    if run.name.chars().count() > 256 || run.vizier.as_ref().is_some_and(|v| v.chars().count() > 256) {
+        return Err(ApiError::invalid("`name` and `vizier` are at most 256 characters"));
     }
     if run.exec_funcs.len() > MAX_EXEC_FUNCS {
         return Err(ApiError::invalid(format!("at most {MAX_EXEC_FUNCS} functions may run in one call")));
