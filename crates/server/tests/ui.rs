@@ -192,7 +192,11 @@ fn check_query_api(ui: &Ui) {
     let rows: usize = lines.iter().filter_map(|l| l["rows"].as_array()).map(Vec::len).sum();
     assert_eq!(rows, 2, "{lines:?}");
     let done = lines.last().expect("done");
-    assert_eq!((&done["done"], &done["rows"], &done["truncated"]), (&json!(true), &json!(2), &json!(true)), "{lines:?}");
+    assert_eq!(
+        (&done["done"], &done["rows"], &done["truncated"]),
+        (&json!(true), &json!(2), &json!(true)),
+        "{lines:?}"
+    );
     assert!(done["total_rows"].as_u64().expect("total_rows") > 2, "{lines:?}");
 }
 
