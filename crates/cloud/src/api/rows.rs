@@ -83,6 +83,7 @@ pub struct RunRequest {
     pub name: String,
     /// The row cap of this call (at most, and by default, 10000).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_rows: Option<u64>,
     /// The script's functions to run, each displayed as its `output_table_prefix` (from the vis spec and its
     /// variables, as `px run` makes them).
@@ -146,7 +147,10 @@ pub async fn run(
     if run.exec_funcs.len() > MAX_EXEC_FUNCS {
         return Err(ApiError::invalid(format!("at most {MAX_EXEC_FUNCS} functions may run in one call")));
     }
-    let cap = run.max_rows.unwrap_or(MAX_ROWS).clamp(1, MAX_ROWS);
+    let cap = run.max_rows.unwrap_or(MAX_ROWS);
+    if !(1..=MAX_ROWS).contains(&cap) {
+        return Err(ApiError::invalid(format!("`max_rows` must be 1 to {MAX_ROWS}")));
+    }
     let exec_funcs = run
         .exec_funcs
         .into_iter()
