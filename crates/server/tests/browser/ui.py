@@ -634,7 +634,9 @@ def journey_widgets(b, args):
     b.wait("two bars", lambda d: len(bars_of(b, "per path")) == 2)
     check(sorted(bars_of(b, "per path")) == [["/main/serve/parse", 3], ["/main/serve/write", 2]], "filtered bars")
     check(f"min_count=2" in b.path() and f"port={port}" in b.path(), f"the URL shares the values: {b.path()}")
-    check(b.text("[data-stat=total] output") == "6", "the stat is not filtered")
+    # The stat's table may come after the bars' (each widget draws when its rows arrive).
+    b.wait("the stat, not filtered", lambda d: d.execute_script(
+        "const o = document.querySelector('[data-stat=total] output'); return o && o.dataset.value") == "6")
     b.no_alert()
     return {"frames": len(frames)}
 
