@@ -35,25 +35,21 @@ pub fn gateway_app(gateway: Gateway) -> Router {
     assemble(gateway, None)
 }
 
-/// [`gateway_app`] plus the query API (`loupe.vizier.v1.VizierService`, see `query`, and `POST /api/v1/query`
-/// for browsers, see `rows`), which runs scripts on the caller's viziers through `passthrough` (`None`: the process has no bus, and queries are refused saying so).
+/// [`gateway_app`] plus the query API (`loupe.vizier.v1.VizierService`, see `query`), which runs scripts on the
+/// caller's viziers through `passthrough` (`None`: the process has no bus, and queries are refused saying so), as
+/// `POST /api/v1/query` for browsers (`api::rows`) does here; without it, that route refuses queries.
 pub fn gateway_app_with_queries(gateway: Gateway, passthrough: Option<loupe_vzconn::Passthrough>) -> Router {
     assemble(gateway, Some(passthrough))
 }
 
 fn assemble(gateway: Gateway, queries: Option<Option<loupe_vzconn::Passthrough>>) -> Router {
-    let mut router = api::router();
+    // `POST /api/v1/query` (`api::rows`, declared with the REST routes) runs scripts through this passthrough;
+    // where the process has none, queries are refused saying so.
+    let rows = crate::query::QueryPassthrough::new(gateway.clone(), queries.clone().flatten());
+    let mut router = api::router().layer(axum::Extension(rows));
     if let Some(passthrough) = queries {
         let path = format!("{}/{{*method}}", loupe_proto::VIZIER_SERVICE_PATH);
-        router = router.route_service(&path, crate::query::service(gateway.clone(), passthrough.clone()));
-        // The same queries for a browser, as JSON lines (`rows`).
-        let queries = crate::query::QueryPassthrough::new(gateway.clone(), passthrough);
-        router = router.route(
-            crate::rows::PATH,
-            axum::routing::post(crate::rows::run)
-                .layer::<_, std::convert::Infallible>(axum::Extension(queries))
-                .layer::<_, std::convert::Infallible>(axum::Extension(crate::services::Access::User)),
-        );
+        router = router.route_service(&path, crate::query::service(gateway.clone(), passthrough));
     }
     for kind in ServiceKind::ALL {
         for service in kind.grpc_services() {

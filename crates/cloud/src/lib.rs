@@ -8,7 +8,7 @@
 //! process), or `service_app(state, kind)` per service process and `gateway_app(Gateway::new(clients, …))` in
 //! front. The gateway reaches the services only through `ServiceClients`, in process or remote alike.
 //! `gateway_app_with_queries` adds the query API (`query`): scripts run on the caller's org's viziers through
-//! `loupe_vzconn::Passthrough` over the bus, and `rows` the same for a browser, as JSON lines.
+//! `loupe_vzconn::Passthrough` over the bus, and `api::rows` the same for a browser, as JSON lines.
 //!
 //! Owns: the glue between `loupe_auth` (the rules: hashing, tokens, throttling) and `loupe_metastore` (durable
 //! state), the error mapping onto `ErrorCode` (HTTP status and gRPC code alike), and org scoping in the
@@ -20,7 +20,7 @@
 //! org scripts, delete viziers, and see (and revoke) other members' API keys.
 
 // Layers, each using only those listed before it (xtask's tidy checks the module graph is acyclic):
-// error, metrics → state → services → clients → gateway → query → api → rows → app.
+// error, metrics → state → services → clients → gateway → query → api → app.
 pub mod api;
 pub mod app;
 pub mod clients;
@@ -28,7 +28,6 @@ pub mod error;
 pub mod gateway;
 pub mod metrics;
 pub mod query;
-pub mod rows;
 pub mod services;
 pub mod state;
 

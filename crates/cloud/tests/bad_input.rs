@@ -33,6 +33,7 @@ fn template(schema: &str) -> Value {
         "AcceptInvitationRequest" => json!({ "token": "t", "display_name": "n", "password": "a long password" }),
         "CreateCronScriptRequest" => json!({ "name": "cy", "script": pxl("y"), "frequency_s": 60, "cron": null }),
         "UpdateCronScriptRequest" => json!({ "script": pxl("y") }),
+        "RunRequest" => json!({ "pxl": pxl("y"), "vizier": "v", "name": "n" }),
         other => panic!("no template for {other}"),
     }
 }

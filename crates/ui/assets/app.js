@@ -14,6 +14,8 @@ const ROUTES = [
   [/^\/live\/(.+)$/, './pages/live.js', 'livePage', true],
   [/^\/editor$/, './pages/editor.js', 'editorPage', true],
   [/^\/admin\/(viziers|api-keys|deploy-keys|users)$/, './pages/admin.js', 'adminPage', true],
+  [/^\/admin\/cron-scripts$/, './pages/cron.js', 'cronPage', true],
+  [/^\/settings$/, './pages/settings.js', 'settingsPage', true],
 ];
 
 const main = document.getElementById('main');
@@ -42,7 +44,9 @@ function header(s) {
         item('/admin/viziers', 'Viziers'),
         item('/admin/api-keys', 'API keys'),
         item('/admin/deploy-keys', 'Deploy keys'),
-        item('/admin/users', 'Users')),
+        item('/admin/users', 'Users'),
+        item('/admin/cron-scripts', 'Cron scripts'),
+        item('/settings', 'Settings')),
       h('span', { class: 'who' }, h('span', { id: 'who' }, s.user.email), ' · ', h('span', {}, s.org.name)),
       h('button', { type: 'button', id: 'logout', on: { click: logout } }, 'Log out')));
   top.hidden = false;

@@ -10,7 +10,7 @@ const H = 240;
 const PAD = { left: 64, right: 16, top: 12, bottom: 28 };
 const COLORS = ['#7cc4ff', '#f7a35c', '#90ed7d', '#e4d354', '#f15c80', '#8085e9', '#2b908f', '#f45b5b'];
 
-function svg(tag, attrs, ...children) {
+export function svg(tag, attrs, ...children) {
   const el = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
   for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(String(c)));

@@ -14,6 +14,7 @@ pub mod cron;
 pub mod keys;
 pub mod model;
 pub mod profile;
+pub mod rows;
 pub mod scripts;
 
 use std::sync::OnceLock;
@@ -102,6 +103,8 @@ fn declare() -> Declared {
         .add(User, routes!(cron::update_cron_script))
         .add(User, routes!(cron::delete_cron_script))
         .add(User, routes!(cron::list_cron_script_results))
+        // Scripts run for a browser, as JSON lines (`rows`; its passthrough comes as an extension, `app`).
+        .add(User, routes!(rows::run))
 }
 
 /// The document's frame: what no single route says.
@@ -388,7 +391,7 @@ mod tests {
     fn every_route_documents_what_its_access_and_shape_imply() {
         let doc = document();
         let routes = routes();
-        assert_eq!(routes.len(), 39);
+        assert_eq!(routes.len(), 40);
         for route in &routes {
             let op = operation(doc, route);
             let what = format!("{} {}", route.method, route.path);

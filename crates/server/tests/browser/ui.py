@@ -506,6 +506,244 @@ def journey_editor(b, args):
     return {"rows": len(rows)}
 
 
+WIDGETS_PXL = """import px
+
+
+def requests(start_time: str, port: int, min_count: int):
+    df = px.DataFrame(table='http_events', start_time=start_time)
+    df = df[df.local_port == port]
+    df = df.groupby(['req_method', 'req_path']).agg(requests=('latency', px.count))
+    df = df[df.requests >= min_count]
+    df.stack_trace = px.replace('/', px.substring(df.req_path, 1, 200), ';')
+    return df
+
+
+def total(start_time: str, port: int):
+    df = px.DataFrame(table='http_events', start_time=start_time)
+    df = df[df.local_port == port]
+    return df.agg(requests=('latency', px.count))
+
+
+# The scripts service compiles a saved script without its vis spec's functions, so it wants one display.
+px.display(total('-1m', 0), 'port_zero')
+"""
+
+WIDGETS_VIS = {
+    "variables": [
+        {"name": "start_time", "type": "PX_STRING", "defaultValue": "-5m"},
+        {"name": "port", "type": "PX_INT64", "description": "the test's nginx port"},
+        {"name": "min_count", "type": "PX_INT64", "defaultValue": "0"},
+    ],
+    "globalFuncs": [
+        {"outputName": "by_path", "func": {"name": "requests", "args": [
+            {"name": "start_time", "variable": "start_time"}, {"name": "port", "variable": "port"},
+            {"name": "min_count", "variable": "min_count"}]}},
+    ],
+    "widgets": [
+        {"name": "total", "func": {"name": "total", "args": [
+            {"name": "start_time", "variable": "start_time"}, {"name": "port", "variable": "port"}]},
+         "displaySpec": {"@type": "types.px.dev/px.vispb.StatChart", "stat": {"value": "requests"}}},
+        {"name": "per path", "globalFuncOutputName": "by_path",
+         "displaySpec": {"@type": "types.px.dev/px.vispb.BarChart",
+                         "bar": {"value": "requests", "label": "req_path", "horizontal": True}}},
+        {"name": "request graph", "globalFuncOutputName": "by_path",
+         "displaySpec": {"@type": "types.px.dev/px.vispb.RequestGraph", "requestorServiceColumn": "req_method",
+                         "responderServiceColumn": "req_path", "totalRequestCountColumn": "requests"}},
+        {"name": "flame", "globalFuncOutputName": "by_path",
+         "displaySpec": {"@type": "types.px.dev/px.vispb.StackTraceFlameGraph",
+                         "stacktraceColumn": "stack_trace", "countColumn": "requests"}},
+    ],
+}
+
+# The requests the Rust test makes to its nginx before this journey: path -> how many.
+WIDGET_PATHS = {"/main/serve/parse": 3, "/main/serve/write": 2, "/main/gc": 1}
+
+
+def bars_of(b, name):
+    return b.driver.execute_script(
+        "return [...document.querySelectorAll(`[data-bar=\"${arguments[0]}\"] g.bar`)]"
+        ".map(g => [g.dataset.label, Number(g.dataset.value)])", name)
+
+
+def frames_of(b):
+    """The flamegraph's frames: name -> (depth, samples, rect width)."""
+    return b.driver.execute_script(
+        """return Object.fromEntries([...document.querySelectorAll('[data-flamegraph] g.frame')].map(g =>
+             [g.dataset.frame, [Number(g.dataset.depth), Number(g.dataset.samples),
+                                Number(g.querySelector('rect').getAttribute('width'))]]))""")
+
+
+def journey_widgets(b, args):
+    """A function-form script written in the editor with a vis spec of a stat, a bar chart, a request graph
+    and a flamegraph, saved, and opened in the live view: its variables are inputs (the port from the URL),
+    each widget draws the test's requests, and changing a variable re-runs with it (and the URL says so)."""
+    b.login("admin@default.com", "a long new passphrase")
+    vizier, port = args["vizier"], args["port"]
+    b.open(f"/editor?vizier={vizier}")
+    b.el("#pxl")
+    b.driver.execute_script("arguments[0].value = arguments[1]", b.el("#pxl"), WIDGETS_PXL)
+    b.driver.execute_script("arguments[0].value = arguments[1]", b.el("#vis"), json.dumps(WIDGETS_VIS, indent=2))
+    b.type("#save-name", "org/ui_widgets", enter=True)
+    check(b.wait_text("#save-status", ".") == "Saved as org/ui_widgets.", f"saved: {b.text('#run-error')}")
+
+    b.open(f"/live/org/ui_widgets?vizier={vizier}&port={port}")
+    b.wait_text("#run-status", r"rows in \d+ ms|Failed")
+    check(b.text("#run-error") == "", f"the run failed: {b.text('#run-error')}")
+    check(b.el("#var-port").get_attribute("value") == port, "the port variable comes from the URL")
+    check(b.el("#var-min_count").get_attribute("value") == "0", "min_count has its default")
+    check(b.el("#var-start_time").get_attribute("value") == "-5m", "start_time has its default")
+    # The test's requests were made before the journey; the capture may still be on its way: run again until
+    # all six are there.
+    deadline = time.time() + 60
+    while b.driver.execute_script(
+            "const o = document.querySelector('[data-stat=total] output'); return o && o.dataset.value") != "6":
+        check(time.time() < deadline, f"stat: {b.text('#widgets')[:500]}")
+        time.sleep(1)
+        b.el("#run").click()
+        b.wait_text("#run-status", r"rows in \d+ ms")
+    check(b.text("[data-stat=total] output") == "6", "the stat shows the total")
+
+    bars = sorted(bars_of(b, "per path"))
+    check(bars == sorted([list(i) for i in WIDGET_PATHS.items()]), f"one bar per path with its count: {bars}")
+    nodes = b.driver.execute_script(
+        "return [...document.querySelectorAll('[data-graph] g.node')].map(g => g.dataset.node).sort()")
+    check(nodes == sorted(["GET", *WIDGET_PATHS]), f"graph nodes: {nodes}")
+    edges = b.driver.execute_script(
+        "return [...document.querySelectorAll('[data-graph] g.edge')].map(g => [g.dataset.edge, Number(g.dataset.weight)]).sort()")
+    check(edges == sorted([[f"GET → {p}", n] for p, n in WIDGET_PATHS.items()]), f"graph edges: {edges}")
+    check(b.el("[data-graph] g.edge path").get_attribute("marker-end").startswith("url(#arrow-"), "edges have arrows")
+
+    frames = frames_of(b)
+    check(frames["all"][:2] == [0, 6] and frames["main"][:2] == [1, 6], f"root frames: {frames}")
+    check(frames["serve"][:2] == [2, 5] and frames["gc"][:2] == [2, 1], f"second level: {frames}")
+    check(frames["parse"][:2] == [3, 3] and frames["write"][:2] == [3, 2], f"leaves: {frames}")
+    check(abs(frames["serve"][2] / frames["main"][2] - 5 / 6) < 0.01, f"widths follow samples: {frames}")
+    b.shot("live-widgets")
+    # Zoom into `serve` by keyboard: it spans the width, `parse` takes three fifths of it; Reset zooms out.
+    frame = b.el("[data-flamegraph] g.frame[data-frame=serve]")
+    frame.send_keys(Keys.ENTER)
+    b.wait("the zoom", lambda d: "gc" not in frames_of(b))
+    frames = frames_of(b)
+    check(abs(frames["parse"][2] / frames["serve"][2] - 3 / 5) < 0.01 and frames["serve"][2] > 990, f"zoomed: {frames}")
+    b.el("[data-flamegraph] button.reset-zoom").click()
+    b.wait("the zoom out", lambda d: "gc" in frames_of(b))
+    b.shot("live-flamegraph-zoomed-out")
+
+    # A variable changed re-runs with it: min_count 2 leaves the paths asked at least twice.
+    b.type("#var-min_count", "2", enter=True)
+    b.wait("two bars", lambda d: len(bars_of(b, "per path")) == 2)
+    check(sorted(bars_of(b, "per path")) == [["/main/serve/parse", 3], ["/main/serve/write", 2]], "filtered bars")
+    check(f"min_count=2" in b.path() and f"port={port}" in b.path(), f"the URL shares the values: {b.path()}")
+    # The stat's table may come after the bars' (each widget draws when its rows arrive).
+    b.wait("the stat, not filtered", lambda d: d.execute_script(
+        "const o = document.querySelector('[data-stat=total] output'); return o && o.dataset.value") == "6")
+    b.no_alert()
+    return {"frames": len(frames)}
+
+
+def journey_big(b, args):
+    """A result past the row cap: the page says it was truncated and how much it keeps, every widget holds
+    the kept rows, and the page stays usable (sort, page, filter over 10,000 rows), timed."""
+    b.login("admin@default.com", "a long new passphrase")
+    b.open(f"/editor?vizier={args['vizier']}")
+    b.el("#pxl")
+    b.driver.execute_script("arguments[0].value = arguments[1]", b.el("#pxl"), args["pxl"])
+    b.driver.execute_script("arguments[0].value = ''", b.el("#vis"))
+    b.type("#save-name", "org/ui_big", enter=True)
+    check(b.wait_text("#save-status", ".") == "Saved as org/ui_big.", "saved")
+    b.open(f"/live/org/ui_big?vizier={args['vizier']}")
+    notice = b.wait_text("#truncated", "truncated")
+    b.wait_text("#run-status", r"rows in \d+ ms")
+    check(b.text("#run-error") == "", f"the run failed: {b.text('#run-error')}")
+    m = re.search(r"showing the first (\d+) of (\d+) rows", notice)
+    check(m and m.group(1) == "10000" and int(m.group(2)) > 10000, f"notice: {notice}")
+    counts = b.driver.execute_script(
+        "return [...document.querySelectorAll('[data-table] .count')].map(c => c.textContent)")
+    total = sum(int(c.split()[0]) for c in counts)
+    check(total == 10000, f"the widgets hold the kept rows: {counts}")
+    check(len(b.els("[data-table] tbody tr")) <= 2 * 100, "only a page of each table is in the DOM")
+    b.shot("live-truncated")
+
+    # Usable: each action redraws at once (timed in the page, from the click to the redraw).
+    def timed(script):
+        return b.driver.execute_script(
+            "const t = performance.now();" + script + "; return performance.now() - t;")
+    table = "document.querySelector('[data-table]')"
+    sort_ms = timed(f"{table}.querySelector('th:nth-child(2) button').click()")
+    next_ms = timed(f"[...{table}.querySelectorAll('.pager button')].find(x => x.textContent === 'Next').click()")
+    filter_ms = timed(f"const f = {table}.querySelector('input[type=search]'); f.value = '1'; "
+                      "f.dispatchEvent(new Event('input'))")
+    check(re.search(r"page 1 of|of \d+ rows", b.text("[data-table] .pager") + b.text("[data-table] .count")), "redrawn")
+    # A frame is drawn between actions: the main thread is free (a busy page would time out here).
+    frame_ms = b.driver.execute_async_script(
+        "const done = arguments[0]; const t = performance.now(); requestAnimationFrame(() => done(performance.now() - t));")
+    facts = {"sort_ms": round(sort_ms), "next_page_ms": round(next_ms), "filter_ms": round(filter_ms),
+             "frame_ms": round(frame_ms), "notice": notice}
+    check(max(sort_ms, next_ms, filter_ms) < 2000, f"usable: {facts}")
+    return facts
+
+
+def journey_cron_settings(b, args):
+    """Cron scripts: one created runs and reports results, is disabled, enabled and deleted. Settings: the
+    profile and org show, a setting is saved, and the password is changed (a mismatch refused first)."""
+    b.login("admin@default.com", "a long new passphrase")
+    b.open("/admin/cron-scripts")
+    b.wait_text("#cron-list", "No cron scripts yet.")
+    b.type("#cron-name", "ui_cron")
+    b.type("#cron-frequency", "2")
+    b.driver.execute_script("arguments[0].value = arguments[1]", b.el("#cron-script"),
+                            "import px\npx.display(px.DataFrame(table='http_events', start_time='-1m').head(5), 'out')\n")
+    b.el("#create-cron").click()
+    row = b.el("tr[data-cron=ui_cron]")
+    check(row.get_attribute("data-enabled") == "true", "created enabled")
+    check("every 2 s" in row.text and "all" in row.text, f"row: {row.text}")
+    b.shot("admin-cron-scripts")
+    deadline = time.time() + 60
+    while True:
+        b.el("tr[data-cron=ui_cron] button.results").click()
+        b.wait("the results", lambda d: d.find_elements(By.CSS_SELECTOR, "#cron-results table, #no-results"))
+        if b.els("#cron-results tr[data-result]"):
+            break
+        check(time.time() < deadline, "no cron result within a minute")
+        time.sleep(2)
+    result = b.el("#cron-results tr[data-result]")
+    cells = [td.text for td in result.find_elements(By.TAG_NAME, "td")]
+    check(cells[0] == args["vizier"] and result.get_attribute("data-result") == "ok", f"result: {cells}")
+    b.shot("admin-cron-results")
+    b.el("tr[data-cron=ui_cron] button.toggle").click()
+    b.wait("disabled", lambda d: b.el("tr[data-cron=ui_cron]").get_attribute("data-enabled") == "false")
+    b.el("tr[data-cron=ui_cron] button.toggle").click()
+    b.wait("enabled", lambda d: b.el("tr[data-cron=ui_cron]").get_attribute("data-enabled") == "true")
+    b.el("tr[data-cron=ui_cron] button.delete").click()
+    b.wait_text("#cron-list", "No cron scripts yet.")
+    # A script that does not compile is refused, in the page.
+    b.type("#cron-name", "ui_broken")
+    b.driver.execute_script("arguments[0].value = 'import px\\npx.display(nope)\\n'", b.el("#cron-script"))
+    b.el("#create-cron").click()
+    b.wait_text("#page-error", ".")
+
+    b.open("/settings")
+    check(b.wait_text("#profile-facts [data-fact=Email]", ".") == "admin@default.com", "profile email")
+    check(b.text("#profile-facts [data-fact=Role]") == "admin", "profile role")
+    check(b.text("#org-facts [data-fact=Name]") == "default", "org name")
+    b.type("#setting-key", "ui.theme")
+    b.type("#setting-value", "dark", enter=True)
+    check(b.el("tr[data-setting='ui.theme']").text == "ui.theme dark", "setting saved")
+    b.open("/settings")
+    check(b.el("tr[data-setting='ui.theme']").text == "ui.theme dark", "setting kept")
+    b.type("#settings-current-password", "a long new passphrase")
+    b.type("#settings-new-password", "the settings passphrase")
+    b.type("#settings-confirm-password", "not the same", enter=True)
+    check(b.wait_text("#page-error", ".") == "The new passwords do not match.", "mismatch")
+    b.type("#settings-confirm-password", "the settings passphrase", enter=True)
+    check(b.wait_text("#password-status", ".") == "Password changed.", f"changed: {b.text('#page-error')}")
+    b.shot("settings")
+    # The tab's new session works.
+    b.open("/admin/viziers")
+    b.el(f"tr[data-vizier='{args['vizier']}']")
+    return {}
+
+
 JOURNEYS = {
     "login": journey_login,
     "live": journey_live,
@@ -513,6 +751,9 @@ JOURNEYS = {
     "admin": journey_admin,
     "other_org": journey_other_org,
     "editor": journey_editor,
+    "widgets": journey_widgets,
+    "big": journey_big,
+    "cron_settings": journey_cron_settings,
 }
 
 

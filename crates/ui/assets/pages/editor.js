@@ -3,7 +3,7 @@
 
 import { ApiError, api, describe, scriptPath } from '../api.js';
 import { h, replace } from '../dom.js';
-import { run } from './live.js';
+import { defaults, execFuncs, run } from './live.js';
 
 // The source with each line numbered and the lines of `errors` marked, each followed by its messages.
 function marked(source, errors) {
@@ -36,6 +36,7 @@ export async function editorPage(main, { params }) {
   const name = params.get('script') || '';
   const error = h('div', { id: 'run-error', class: 'error', role: 'alert' });
   const status = h('p', { id: 'run-status', role: 'status', class: 'muted' });
+  const notice = h('p', { id: 'truncated', class: 'notice', role: 'status' });
   const saved = h('p', { id: 'save-status', role: 'status', class: 'muted' });
   const widgets = h('div', { id: 'widgets' });
   const marks = h('div', { id: 'marks' });
@@ -56,15 +57,18 @@ export async function editorPage(main, { params }) {
       cancelButton.disabled = false;
       replace(marks);
       let spec = null;
+      let funcs = [];
       try {
         spec = vis.value.trim() ? JSON.parse(vis.value) : null;
+        // The editor runs a function-form script with its variables' defaults (the live view sets them).
+        funcs = execFuncs(spec, defaults(spec));
       } catch (e) {
-        error.replaceChildren(h('p', {}, `The vis spec is not JSON: ${e.message}`));
+        error.replaceChildren(h('p', {}, e instanceof SyntaxError ? `The vis spec is not JSON: ${e.message}` : e.message));
         runButton.disabled = false;
         cancelButton.disabled = true;
         return;
       }
-      const failure = await run({ pxl: pxl.value, name: name || 'editor', vizier: vizier.value || null, vis: spec, widgets, status, errorBox: error, signal: controller.signal });
+      const failure = await run({ pxl: pxl.value, name: name || 'editor', vizier: vizier.value || null, vis: spec, execFuncs: funcs, widgets, notice, status, errorBox: error, signal: controller.signal });
       if (failure && failure.cancelled) status.textContent = 'Cancelled.';
       const errors = (failure && failure.compiler_errors) || [];
       if (errors.length > 0) {
@@ -103,7 +107,7 @@ export async function editorPage(main, { params }) {
         error.replaceChildren(h('p', {}, describe(e)));
       }
     } } }, h('label', { for: 'save-name' }, 'Save as'), saveName, h('button', { type: 'submit', id: 'save' }, 'Save')),
-    saved, status, error, marks, widgets);
+    saved, status, notice, error, marks, widgets);
   cancelButton.addEventListener('click', () => controller && controller.abort());
 
   try {
