@@ -66,6 +66,8 @@ bare=()
 [ -x /usr/sbin/named ] || bare+=(bind9)
 [ -x /usr/sbin/mariadbd ] || bare+=(mariadb-server-core)
 command -v mariadb >/dev/null 2>&1 || bare+=(mariadb-client-core)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || bare+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || bare+=(mosquitto-clients)
 if ((${#need[@]} + ${#bare[@]})); then
   echo "installing test peers: ${need[*]} ${bare[*]}"
   apt-get update -qq

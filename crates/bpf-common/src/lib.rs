@@ -54,6 +54,12 @@ pub const PROTO_PGSQL: u8 = 5;
 pub const PROTO_DNS: u8 = 6;
 /// Redis (a RESP command array or a common inline command first): its payload is exported.
 pub const PROTO_REDIS: u8 = 7;
+/// NATS (the server's `INFO {` first): its payload is exported.
+pub const PROTO_NATS: u8 = 8;
+/// AMQP 0-9-1 (the `AMQP` protocol header or a Connection.Start frame first): its payload is exported.
+pub const PROTO_AMQP: u8 = 12;
+/// MQTT (a CONNECT packet, or its first byte alone, first); not in Pixie's list, so the next free number.
+pub const PROTO_MQTT: u8 = 14;
 /// Seen, not a known protocol: bytes are counted but not exported.
 pub const PROTO_OTHER: u8 = 255;
 
@@ -262,6 +268,9 @@ mod tests {
             ("LOUPE_PROTO_UNCLASSIFIED", PROTO_UNCLASSIFIED.into()),
             ("LOUPE_PROTO_HTTP", PROTO_HTTP.into()),
             ("LOUPE_PROTO_REDIS", PROTO_REDIS.into()),
+            ("LOUPE_PROTO_NATS", PROTO_NATS.into()),
+            ("LOUPE_PROTO_AMQP", PROTO_AMQP.into()),
+            ("LOUPE_PROTO_MQTT", PROTO_MQTT.into()),
             ("LOUPE_PROTO_OTHER", PROTO_OTHER.into()),
             ("LOUPE_DATA_FLAG_LAST", DATA_FLAG_LAST.into()),
             ("LOUPE_AF_INET", AF_INET.into()),

@@ -48,6 +48,9 @@
 #define LOUPE_PROTO_PGSQL 5 /* Pixie's number for PostgreSQL */
 #define LOUPE_PROTO_DNS 6   /* Pixie's number for DNS (over TCP here: only stream sockets are traced) */
 #define LOUPE_PROTO_REDIS 7 /* Pixie's number for Redis */
+#define LOUPE_PROTO_NATS 8  /* Pixie's number for NATS */
+#define LOUPE_PROTO_AMQP 12 /* Pixie's number for AMQP */
+#define LOUPE_PROTO_MQTT 14 /* not in Pixie's list (it has no MQTT table): the next free number */
 #define LOUPE_PROTO_OTHER 255
 
 /* loupe_data_header.flags: this is the syscall's last record; it accounts for every byte from
