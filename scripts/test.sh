@@ -68,6 +68,8 @@ bare=()
 command -v mariadb >/dev/null 2>&1 || bare+=(mariadb-client-core)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || bare+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || bare+=(mosquitto-clients)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || bare+=(rabbitmq-server)
+/usr/bin/python3 -c 'import pika' >/dev/null 2>&1 || bare+=(python3-pika)
 if ((${#need[@]} + ${#bare[@]})); then
   echo "installing test peers: ${need[*]} ${bare[*]}"
   apt-get update -qq

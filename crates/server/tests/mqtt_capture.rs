@@ -118,9 +118,10 @@ fn drive(port: u16) -> Vec<(i64, i64, String, String)> {
     ok(publish(port, "5", "loupe-pub3", "s3cret", "loupe/c", "zero", 0));
     let refused = publish(port, "mqttv311", "loupe-bad", "wrong", "loupe/x", "no", 0);
     assert!(!refused.status.success(), "a wrong password is refused");
-    let received: Vec<String> =
-        lines.map_while(Result::ok).filter(|l| !l.starts_with("Client ") && !l.starts_with("Subscribed")).collect();
-    assert_eq!(received, ["hello", "two", "zero"]);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let received: Vec<&String> =
+        rest.iter().filter(|l| !l.starts_with("Client ") && !l.starts_with("Subscribed")).collect();
+    assert_eq!(received, ["hello", "two", "zero"], "mosquitto_sub printed: {rest:?}");
     assert!(sub.wait().expect("mosquitto_sub").success());
 
     let connect = |id: &str, v: u8, pw: &str| {

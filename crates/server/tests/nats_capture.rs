@@ -19,10 +19,10 @@ use serde_json::Value;
 use crate::common::temp_dir;
 use crate::e2e::{can_trace, login, px, start_loupe, write_script};
 
-/// One NATS client connection over a plain socket.
+/// One NATS client connection over a plain socket. Reads and writes go through the one fd, as
+/// in real clients (a `try_clone`d reader would be a second fd: a connection of its own to the tracer).
 struct Client {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
+    stream: BufReader<TcpStream>,
 }
 
 impl Client {
@@ -30,19 +30,18 @@ impl Client {
     fn connect(port: u16) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to nats");
         stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        let reader = BufReader::new(stream.try_clone().expect("clone"));
-        let mut client = Client { stream, reader };
+        let mut client = Client { stream: BufReader::new(stream) };
         assert!(client.line().starts_with("INFO {"), "nats greets with INFO");
         client
     }
 
     fn send(&mut self, bytes: &str) {
-        self.stream.write_all(bytes.as_bytes()).expect("write to nats");
+        self.stream.get_mut().write_all(bytes.as_bytes()).expect("write to nats");
     }
 
     fn line(&mut self) -> String {
         let mut line = String::new();
-        self.reader.read_line(&mut line).expect("read from nats");
+        self.stream.read_line(&mut line).expect("read from nats");
         line
     }
 
@@ -50,7 +49,7 @@ impl Client {
     fn exchange(&mut self, bytes: &str, reply: &str) {
         self.send(bytes);
         let mut got = vec![0u8; reply.len()];
-        self.reader.read_exact(&mut got).expect("read from nats");
+        self.stream.read_exact(&mut got).expect("read from nats");
         assert_eq!(String::from_utf8_lossy(&got), reply);
     }
 }
