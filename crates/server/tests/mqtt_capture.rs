@@ -97,7 +97,9 @@ fn summary(kind: i64, body: &str) -> String {
 
 /// Drives the broker on `port`; returns the rows each side must show.
 fn drive(port: u16) -> Vec<(i64, i64, String, String)> {
-    let mut sub = Command::new("mosquitto_sub")
+    // Line-buffered (coreutils' stdbuf): piped, its stdio would hold the SUBACK line until exit.
+    let mut sub = Command::new("stdbuf")
+        .args(["-oL", "mosquitto_sub"])
         .args(client_args(port, "mqttv311", "loupe-sub", "s3cret"))
         .args(["-t", "loupe/#", "-q", "1", "-C", "3", "-W", "30", "-d"])
         .stdout(Stdio::piped())
