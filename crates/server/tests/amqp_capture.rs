@@ -29,10 +29,18 @@ struct Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         // The start script, the Erlang VM and its helpers share the group the child leads.
-        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.child.id())]).status();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-s", "KILL", "--", &group]).status();
         let _ = self.child.wait();
-        // epmd detaches into a session of its own; it is ours (its port is private) and stops on request.
-        let _ = Command::new("epmd").arg("-kill").envs(self.env.iter().cloned()).stdout(Stdio::null()).status();
+        // epmd detaches into a session of its own; it is ours (its port is private) and stops on
+        // request once the killed node's registration is gone.
+        for _ in 0..50 {
+            let out = Command::new("epmd").arg("-kill").envs(self.env.iter().cloned()).output();
+            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("Killed")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

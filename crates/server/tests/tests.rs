@@ -1,7 +1,7 @@
 //! End-to-end tests: the real `loupe` and `px` binaries, real HTTP servers and clients.
 
-mod capture;
 mod amqp_capture;
+mod capture;
 mod common;
 mod conn_stats;
 mod cron;
