@@ -155,7 +155,7 @@ impl AmqpConn {
         }
         let replies = replies_of(method.class_id, method.method_id);
         if replies.is_empty() {
-            if method.method_id % 10 != 0 && (method.class_id, method.method_id) != (10, 61) {
+            if !method.method_id.is_multiple_of(10) && (method.class_id, method.method_id) != (10, 61) {
                 // A reply (ids ending in 1 or 2) that nothing waited for yet: its method may still
                 // come on the other direction.
                 if self.early.len() >= self.max()

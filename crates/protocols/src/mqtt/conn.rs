@@ -64,6 +64,9 @@ pub struct MqttStats {
     pub overflow_drops: u64,
 }
 
+/// Where a packet waits for its answer: (sender is the client, answer type, packet id).
+type IdKey = (bool, u8, u16);
+
 /// What answers a packet: the answer's type, and whether pairing is by packet id.
 fn answer_of(packet: &Packet) -> Option<(u8, bool)> {
     match packet.kind {
@@ -87,10 +90,10 @@ pub struct MqttConn {
     /// `CONNECT` and `PINGREQ` waiting, in order, with the answer type they wait for.
     in_order: VecDeque<(u8, Packet)>,
     /// Packets waiting by (sender, answer type, packet id), with an arrival number for eviction.
-    by_id: HashMap<(bool, u8, u16), (u64, Packet)>,
+    by_id: HashMap<IdKey, (u64, Packet)>,
     /// Answers by id that arrived before the packet they answer (the two directions are fed
     /// separately), by (sender is the client, answer type, packet id).
-    early: HashMap<(bool, u8, u16), Packet>,
+    early: HashMap<IdKey, Packet>,
     seq: u64,
     ready: VecDeque<Record>,
     packets: Vec<Packet>,
@@ -229,13 +232,13 @@ impl MqttConn {
 
     fn flush_waiting(&mut self) {
         let in_order: Vec<Packet> = self.in_order.drain(..).map(|(_, p)| p).collect();
-        let mut early: Vec<((bool, u8, u16), Packet)> = self.early.drain().collect();
+        let mut early: Vec<(IdKey, Packet)> = self.early.drain().collect();
         early.sort_by_key(|(_, p)| p.last_ns);
         for ((from_client, ..), p) in early {
             self.stats.orphan_answers += 1;
             self.push_ready(p, if from_client { Side::Request } else { Side::Response }, None);
         }
-        let mut by_id: Vec<((bool, u8, u16), (u64, Packet))> = self.by_id.drain().collect();
+        let mut by_id: Vec<(IdKey, (u64, Packet))> = self.by_id.drain().collect();
         by_id.sort_by_key(|(_, (seq, _))| *seq);
         for p in in_order {
             self.stats.unanswered += 1;
