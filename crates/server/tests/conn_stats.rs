@@ -26,6 +26,11 @@ const RAW_DOWN: usize = 567;
 /// (trace_role, remote_port, protocol, addr_family, conn_open, conn_close, conn_active, bytes_sent, bytes_recv)
 type Row = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
 
+/// A row's key (trace_role, remote_port, protocol) and its never-decreasing counters (open,
+/// close, sent, received), which tell the latest report apart.
+type Key = (i64, i64, i64);
+type Progress = (i64, i64, i64, i64);
+
 /// Serves one connection per entry of `kinds`, each on a thread of its own: an HTTP exchange
 /// (`true`) or raw bytes (`false`), then waits for the client to close.
 fn serve(listener: TcpListener, kinds: Vec<bool>) -> std::thread::JoinHandle<()> {
@@ -114,7 +119,7 @@ fn conn_stats_counts_connections_and_bytes_on_both_sides() {
     // counters, which never decrease) is the state.
     let deadline = Instant::now() + Duration::from_secs(40);
     let got = loop {
-        let mut latest: BTreeMap<(i64, i64, i64), ((i64, i64, i64, i64), Row)> = BTreeMap::new();
+        let mut latest: BTreeMap<Key, (Progress, Row)> = BTreeMap::new();
         for r in run(api_port, &script) {
             let int = |c: &str| r[c].as_i64().unwrap_or(-1);
             let row: Row = (
