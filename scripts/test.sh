@@ -66,6 +66,10 @@ bare=()
 [ -x /usr/sbin/named ] || bare+=(bind9)
 [ -x /usr/sbin/mariadbd ] || bare+=(mariadb-server-core)
 command -v mariadb >/dev/null 2>&1 || bare+=(mariadb-client-core)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || bare+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || bare+=(mosquitto-clients)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || bare+=(rabbitmq-server)
+/usr/bin/python3 -c 'import pika' >/dev/null 2>&1 || bare+=(python3-pika)
 if ((${#need[@]} + ${#bare[@]})); then
   echo "installing test peers: ${need[*]} ${bare[*]}"
   apt-get update -qq

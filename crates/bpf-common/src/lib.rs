@@ -62,6 +62,12 @@ pub const PROTO_PGSQL: u8 = 5;
 pub const PROTO_DNS: u8 = 6;
 /// Redis (a RESP command array or a common inline command first): its payload is exported.
 pub const PROTO_REDIS: u8 = 7;
+/// NATS (the server's `INFO {` first): its payload is exported.
+pub const PROTO_NATS: u8 = 8;
+/// AMQP 0-9-1 (the `AMQP` protocol header or a Connection.Start frame first): its payload is exported.
+pub const PROTO_AMQP: u8 = 12;
+/// MQTT (a CONNECT packet, or its first byte alone, first); not in Pixie's list, so the next free number.
+pub const PROTO_MQTT: u8 = 14;
 /// Seen, not a known protocol: bytes are counted but not exported.
 pub const PROTO_OTHER: u8 = 255;
 
@@ -279,7 +285,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 40] = [
+        let pairs: [(&str, u64); 43] = [
             ("LOUPE_EVENT_TLS_CONN", EVENT_TLS_CONN.into()),
             ("LOUPE_STAT_TLS_NO_FD", STAT_TLS_NO_FD as u64),
             ("LOUPE_EVENT_DATAGRAM", EVENT_DATAGRAM.into()),
@@ -301,6 +307,9 @@ mod tests {
             ("LOUPE_PROTO_UNCLASSIFIED", PROTO_UNCLASSIFIED.into()),
             ("LOUPE_PROTO_HTTP", PROTO_HTTP.into()),
             ("LOUPE_PROTO_REDIS", PROTO_REDIS.into()),
+            ("LOUPE_PROTO_NATS", PROTO_NATS.into()),
+            ("LOUPE_PROTO_AMQP", PROTO_AMQP.into()),
+            ("LOUPE_PROTO_MQTT", PROTO_MQTT.into()),
             ("LOUPE_PROTO_OTHER", PROTO_OTHER.into()),
             ("LOUPE_DATA_FLAG_LAST", DATA_FLAG_LAST.into()),
             ("LOUPE_AF_INET", AF_INET.into()),

@@ -487,6 +487,51 @@ static __always_inline bool is_mysql_greeting(__u64 word, __u64 avail)
 }
 
 /*
+ * NATS: the server speaks first ("INFO {...}"), and a client that is traced from its first write
+ * sends "CONNECT {" (which the HTTP test above has already let through as a method).
+ */
+static __always_inline bool is_nats_info(__u64 word, __u64 avail)
+{
+	return has_prefix(word, avail, "INFO {", 6) || has_prefix(word, avail, "INFO\t{", 6);
+}
+
+/*
+ * MQTT: a client's CONNECT (first byte 0x10), then the remaining length (one byte, or two when the
+ * packet is 128 bytes or more), then the protocol name "MQTT" (3.1.1 and 5) or "MQIsdp" (3.1)
+ * with its two-byte length. Brokers such as mosquitto read the fixed header a byte at a time, so
+ * a first read of exactly the byte 0x10 counts too; user space checks the packet.
+ */
+static __always_inline bool is_mqtt_connect(__u64 word, __u64 avail)
+{
+	if (BYTE(word, 0) != 0x10)
+		return false;
+	if (avail == 1)
+		return true;
+	if (avail < 8)
+		return false;
+	if (BYTE(word, 1) < 0x80)
+		return BYTE(word, 2) == 0 && ((BYTE(word, 3) == 4 && BYTE(word, 4) == 'M' && BYTE(word, 5) == 'Q' &&
+					       BYTE(word, 6) == 'T' && BYTE(word, 7) == 'T') ||
+					      (BYTE(word, 3) == 6 && BYTE(word, 4) == 'M' && BYTE(word, 5) == 'Q' &&
+					       BYTE(word, 6) == 'I' && BYTE(word, 7) == 's'));
+	return BYTE(word, 2) != 0 && BYTE(word, 2) < 0x80 && BYTE(word, 3) == 0 &&
+	       (BYTE(word, 4) == 4 || BYTE(word, 4) == 6) && BYTE(word, 5) == 'M' && BYTE(word, 6) == 'Q';
+}
+
+/*
+ * AMQP 0-9-1: the client's protocol header "AMQP\0\0\x09\x01", or the server's first frame,
+ * Connection.Start: a method frame (type 1) on channel 0 whose 4-byte size is below 64 KiB and
+ * whose class and method are 10, 10 (only the size and the start of the class fit in 8 bytes).
+ */
+static __always_inline bool is_amqp(__u64 word, __u64 avail)
+{
+	if (has_prefix(word, avail, "AMQP", 4))
+		return true;
+	return avail == 8 && BYTE(word, 0) == 1 && BYTE(word, 1) == 0 && BYTE(word, 2) == 0 && BYTE(word, 3) == 0 &&
+	       BYTE(word, 4) == 0 && BYTE(word, 7) == 0;
+}
+
+/*
  * Classifies a connection from its first bytes, as Pixie does: first match wins, HTTP before Redis
  * (an inline "GET k" is exported as HTTP and user space then finds Redis). Add a protocol: one more
  * LOUPE_PROTO_*, a test here, and protocol_exported. User space infers again on whole lines
@@ -516,13 +561,20 @@ static __always_inline __u8 classify(__u64 word, __u64 avail)
 		return LOUPE_PROTO_DNS;
 	if (is_mysql_greeting(word, avail))
 		return LOUPE_PROTO_MYSQL;
+	if (is_nats_info(word, avail))
+		return LOUPE_PROTO_NATS;
+	if (is_mqtt_connect(word, avail))
+		return LOUPE_PROTO_MQTT;
+	if (is_amqp(word, avail))
+		return LOUPE_PROTO_AMQP;
 	return LOUPE_PROTO_OTHER;
 }
 
 static __always_inline bool protocol_exported(__u8 protocol)
 {
 	return protocol == LOUPE_PROTO_HTTP || protocol == LOUPE_PROTO_REDIS || protocol == LOUPE_PROTO_PGSQL ||
-	       protocol == LOUPE_PROTO_DNS || protocol == LOUPE_PROTO_MYSQL;
+	       protocol == LOUPE_PROTO_DNS || protocol == LOUPE_PROTO_MYSQL || protocol == LOUPE_PROTO_NATS ||
+	       protocol == LOUPE_PROTO_MQTT || protocol == LOUPE_PROTO_AMQP;
 }
 
 /* Index of the first non-empty iovec at or after `idx` (n_iov or more if none). */

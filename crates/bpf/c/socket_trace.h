@@ -54,6 +54,9 @@
 #define LOUPE_PROTO_PGSQL 5 /* Pixie's number for PostgreSQL */
 #define LOUPE_PROTO_DNS 6   /* Pixie's number for DNS (over TCP, and over UDP as LOUPE_EVENT_DATAGRAM) */
 #define LOUPE_PROTO_REDIS 7 /* Pixie's number for Redis */
+#define LOUPE_PROTO_NATS 8  /* Pixie's number for NATS */
+#define LOUPE_PROTO_AMQP 12 /* Pixie's number for AMQP */
+#define LOUPE_PROTO_MQTT 14 /* not in Pixie's list (it has no MQTT table): the next free number */
 #define LOUPE_PROTO_TLS 254 /* kernel-internal: a TLS record layer (its plaintext comes from uprobes) */
 #define LOUPE_PROTO_OTHER 255
 

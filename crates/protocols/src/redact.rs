@@ -4,7 +4,7 @@
 //! the one marker that replaces them ([`MARKER`]), and tolerant scanners for where they hide:
 //! header values ([`header_value`]), URL queries ([`url`]), form bodies ([`form`]) and JSON
 //! bodies ([`json`], which copes with the truncated JSON a capped body leaves). Protocol modules
-//! gain a thin adapter here ([`http1_record`], [`redis_command`], [`pgsql_request`], [`mysql_command`]); the on/off switch belongs to the caller.
+//! gain a thin adapter here ([`http1_record`], [`redis_command`], [`pgsql_request`], [`mysql_command`], [`nats_message`], [`mqtt_packet`], [`amqp_method`]); the on/off switch belongs to the caller.
 //! Must not touch parsing, framing or rows: it rewrites values of already parsed messages.
 //!
 //! The scanners never allocate when nothing matches (they return [`Cow::Borrowed`]): they run on
@@ -12,8 +12,11 @@
 
 use std::borrow::Cow;
 
+use crate::amqp::Method as AmqpMethod;
 use crate::http1::{Message, Record};
+use crate::mqtt::Packet as MqttPacket;
 use crate::mysql::Command as MysqlCommand;
+use crate::nats::Message as NatsMessage;
 use crate::pgsql::Request as PgRequest;
 use crate::redis::Command as RedisCommand;
 
@@ -576,4 +579,81 @@ pub fn mysql_command(command: &mut MysqlCommand) {
     if let Cow::Owned(text) = sql_password_literals(&command.body) {
         command.body = text;
     }
+}
+
+/// `CONNECT` fields that hold credentials besides the names [`is_secret_name`] knows (`auth_token`,
+/// `sig`): the password and the user JWT.
+const NATS_SECRET_FIELDS: &[&str] = &["pass", "jwt"];
+
+/// Redacts the credentials a NATS message carries, in place: in `CONNECT`, the values of `pass`,
+/// `auth_token`, `jwt`, `sig` and any other secret-named field. A `CONNECT` document that does not
+/// parse (cut to the value limit, or not JSON) is replaced whole, since its secrets cannot be found.
+pub fn nats_message(message: &mut NatsMessage) {
+    if !message.cmd.eq_ignore_ascii_case("CONNECT") {
+        return;
+    }
+    let mut doc = match serde_json::from_str::<serde_json::Value>(&message.body) {
+        Ok(serde_json::Value::Object(doc)) => doc,
+        _ => {
+            message.body = MARKER.to_string();
+            return;
+        }
+    };
+    let mut changed = false;
+    for (name, value) in doc.iter_mut() {
+        if NATS_SECRET_FIELDS.contains(&name.as_str()) || is_secret_name(name) {
+            *value = serde_json::Value::String(MARKER.to_string());
+            changed = true;
+        }
+    }
+    if changed {
+        message.body = serde_json::Value::Object(doc).to_string();
+    }
+}
+
+/// Redacts the credentials an MQTT packet carries, in place: the `password` of a `CONNECT` (and
+/// any other secret-named field). A `CONNECT` body that does not parse is replaced whole.
+pub fn mqtt_packet(packet: &mut MqttPacket) {
+    if packet.kind != 1 {
+        return;
+    }
+    let mut doc = match serde_json::from_str::<serde_json::Value>(&packet.body) {
+        Ok(serde_json::Value::Object(doc)) => doc,
+        _ => {
+            packet.body = MARKER.to_string();
+            return;
+        }
+    };
+    let mut changed = false;
+    for (name, value) in doc.iter_mut() {
+        if is_secret_name(name) {
+            *value = serde_json::Value::String(MARKER.to_string());
+            changed = true;
+        }
+    }
+    if changed {
+        packet.body = serde_json::Value::Object(doc).to_string();
+    }
+}
+
+/// Redacts the credentials an AMQP method carries, in place: the login `response` of
+/// `Connection.Start-Ok` and `Connection.Secure-Ok` (the PLAIN mechanism's is `\0user\0password`).
+/// A message that does not parse is replaced whole.
+pub fn amqp_method(method: &mut AmqpMethod) {
+    if !matches!((method.class_id, method.method_id), (10, 11) | (10, 21)) {
+        return;
+    }
+    let mut doc = match serde_json::from_str::<serde_json::Value>(&method.msg) {
+        Ok(serde_json::Value::Object(doc)) => doc,
+        _ => {
+            method.msg = MARKER.to_string();
+            return;
+        }
+    };
+    for (name, value) in doc.iter_mut() {
+        if name == "response" || is_secret_name(name) {
+            *value = serde_json::Value::String(MARKER.to_string());
+        }
+    }
+    method.msg = serde_json::Value::Object(doc).to_string();
 }

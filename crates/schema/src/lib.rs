@@ -113,6 +113,7 @@ pub fn all_tables() -> Vec<TableSpec> {
         protocols::nats_events(),
         protocols::mux_events(),
         protocols::amqp_events(),
+        protocols::mqtt_events(),
         protocols::mongodb_events(),
         protocols::tls_events(),
         protocols::conn_stats(),
@@ -172,10 +173,10 @@ mod tests {
     #[test]
     fn every_table_has_a_unique_name_and_builds_an_empty_batch() {
         let mut names: Vec<_> = all_tables().iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), 22);
+        assert_eq!(names.len(), 23);
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 22, "duplicate table names");
+        assert_eq!(names.len(), 23, "duplicate table names");
         let batch = protocols::RedisEventsBuilder::new().finish().expect("empty batch");
         assert_eq!(batch.schema(), protocols::redis_events().arrow_schema());
         let mut exits = host::ProcExitEventsBuilder::new();

@@ -98,6 +98,18 @@ crate::conn8_table! {
 }
 
 crate::conn8_table! {
+    /// `mqtt_events`: MQTT control packets paired with their answers. Pixie parses MQTT but has no
+    /// table for it (pixie-io/pixie#341); the columns follow its other binary protocols.
+    mqtt_events = "mqtt_events", "MQTT packets paired with their answers", MqttEventRow, MqttEventsBuilder {
+        req_type: I64 = "req_type", "ST_NONE", "control packet type of the packet that started the exchange (1 CONNECT, 3 PUBLISH, 8 SUBSCRIBE, ...)";
+        req_body: Str = "req_body", "ST_NONE", "its fields as JSON";
+        resp_type: I64 = "resp_type", "ST_NONE", "control packet type of the answer (2 CONNACK, 4 PUBACK, ...), 0 when none is expected";
+        resp_body: Str = "resp_body", "ST_NONE", "the answer's fields as JSON";
+        latency_ns: I64 = "latency", "ST_DURATION_NS", "answer time minus packet time, 0 without an answer";
+    }
+}
+
+crate::conn8_table! {
     /// `mongodb_events`: MongoDB request-response pairs.
     mongodb_events = "mongodb_events", "MongoDB request-response pairs", MongodbEventRow, MongodbEventsBuilder {
         req_cmd: Str = "req_cmd", "ST_NONE", "command";

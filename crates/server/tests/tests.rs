@@ -1,14 +1,18 @@
 //! End-to-end tests: the real `loupe` and `px` binaries, real HTTP servers and clients.
 
+mod amqp_capture;
 mod capture;
 mod common;
+mod conn_stats;
 mod cron;
 mod dns;
 mod dns_capture;
 mod e2e;
 mod hardening_auth;
 mod hardening_query;
+mod mqtt_capture;
 mod mysql_capture;
+mod nats_capture;
 mod pgsql_capture;
 mod pixie_api;
 mod px_cloud;

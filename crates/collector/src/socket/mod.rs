@@ -8,6 +8,7 @@
 //! or `push_rows`, and samples every counter of what was traced or lost (kernel, reassembly,
 //! parsers, store) into `agent_stats`. Must not know PxL, queries or gRPC.
 
+mod conn_stats;
 pub mod events;
 mod infer;
 pub mod loader;
@@ -62,6 +63,8 @@ pub struct SocketTracer {
     last_tick: Instant,
     last_sample: Instant,
     last_stats_rows: Instant,
+    /// When `conn_stats` was last reported.
+    last_conn_stats: Instant,
     /// The agent's own process, as `agent_stats` names it.
     upid: String,
     counters: Arc<CollectorCounters>,
@@ -96,6 +99,7 @@ impl SocketTracer {
             last_tick: Instant::now(),
             last_sample: Instant::now(),
             last_stats_rows: Instant::now(),
+            last_conn_stats: Instant::now(),
             upid,
             counters,
         })
@@ -105,6 +109,7 @@ impl SocketTracer {
     pub fn table_specs() -> Vec<TableSpec> {
         let mut specs = protocols::tables();
         specs.push(agent_stats());
+        specs.push(loupe_schema::protocols::conn_stats());
         specs
     }
 
@@ -140,6 +145,7 @@ impl SocketTracer {
             stat("records_dropped", "conn_cap", t.records_over_cap),
             stat("bytes_dropped", "conn_cap", t.bytes_over_cap),
             stat("messages_dropped", "pending_total_cap", t.messages_over_total_cap),
+            stat("conn_stats_dropped", "key_cap", self.tracker.conn_stats_dropped()),
             stat("rows_dropped", "store_refused", c.rows_dropped.load(Ordering::Relaxed)),
         ];
         for (protocol, l) in self.tracker.losses() {
@@ -198,6 +204,25 @@ impl SocketTracer {
     }
 }
 
+impl SocketTracer {
+    /// Writes a `conn_stats` report every `stats_interval` (10 s by default, Pixie's period) and
+    /// when `force`d, at the end.
+    fn report_conn_stats(&mut self, tables: &Tables, force: bool) {
+        if !force && self.last_conn_stats.elapsed() < self.config.stats_interval {
+            return;
+        }
+        self.last_conn_stats = Instant::now();
+        let time_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let mut builder = self.tracker.conn_stats(time_ns);
+        let n = builder.len();
+        if n > 0 {
+            tables.append(loupe_schema::protocols::conn_stats().name, n, builder.finish());
+        }
+    }
+}
+
 impl Source for SocketTracer {
     fn name(&self) -> &'static str {
         "socket_tracer"
@@ -223,12 +248,14 @@ impl Source for SocketTracer {
         self.counters.open_connections.store(self.tracker.open_connections() as u64, Ordering::Relaxed);
         self.counters.gap_bytes.store(self.tracker.stats().gap_bytes, Ordering::Relaxed);
         self.sample(tables, false);
+        self.report_conn_stats(tables, false);
         n > 0
     }
 
     fn flush(&mut self, tables: &Tables) {
         self.push(tables);
         self.sample(tables, true);
+        self.report_conn_stats(tables, true);
     }
 
     fn wait(&mut self, timeout: Duration) {

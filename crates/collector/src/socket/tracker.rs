@@ -13,6 +13,9 @@ use loupe_common::{ClockConverter, Upid};
 use loupe_protocols::Side;
 use loupe_protocols::http1::ParseConfig;
 
+use loupe_schema::protocols::ConnStatsBuilder;
+
+use super::conn_stats::{ClosedStats, ConnStatsKey, traffic_protocol};
 use super::infer;
 use super::protocols::{ConnRows, Losses, PROTOCOLS, RowContext, TableRows, addr_parts};
 use super::reassembly::{Chunk, DirStream, Piece, ReorderLimits, StreamCounters};
@@ -114,6 +117,10 @@ struct Conn {
     parsing: Parsing,
     egress: DirStream,
     ingress: DirStream,
+    /// For `conn_stats`: the socket's address family, and bytes each way so far.
+    family: i64,
+    bytes_sent: u64,
+    bytes_recv: u64,
 }
 
 impl Conn {
@@ -135,6 +142,13 @@ impl Conn {
             parsing: Parsing::Undecided,
             egress: stream(),
             ingress: stream(),
+            family: match remote {
+                Some(SocketAddr::V4(_)) => 2,
+                Some(SocketAddr::V6(_)) => 10,
+                None => 0,
+            },
+            bytes_sent: 0,
+            bytes_recv: 0,
         }
     }
 
@@ -194,6 +208,10 @@ impl std::hash::Hasher for ConnKeyHasher {
     }
 }
 
+/// Most keys `conn_stats` keeps for connections gone (a server's clients each have a key of their
+/// own, by remote port): about 200 bytes each.
+const MAX_CONN_STATS_KEYS: usize = 65_536;
+
 /// Tracks every traced connection of this node.
 pub struct Tracker {
     config: TrackerConfig,
@@ -210,6 +228,8 @@ pub struct Tracker {
     /// UDP sockets → the keys of their per-peer exchanges in `conns` (see [`datagram_flow`]), so a
     /// socket's close ends them all. Pruned of expired keys on `tick`.
     dgram_flows: HashMap<ConnKey, Vec<ConnKey>, BuildConnKeyHasher>,
+    /// `conn_stats` of connections already gone.
+    closed_stats: ClosedStats,
 }
 
 /// The key a UDP socket's exchanges with one peer are tracked under: the socket's key with the
@@ -233,6 +253,7 @@ impl Tracker {
             closed_losses: vec![Losses::default(); PROTOCOLS.len()],
             pending: 0,
             dgram_flows: HashMap::default(),
+            closed_stats: ClosedStats::new(MAX_CONN_STATS_KEYS),
         }
     }
 
@@ -257,6 +278,22 @@ impl Tracker {
             duplicate_chunks: self.streams.duplicate_chunks,
             ..self.stats.clone()
         }
+    }
+
+    /// One `conn_stats` report at Unix time `time_ns`: every connection seen since tracing began,
+    /// cumulative, one row per (process, remote endpoint, role, protocol, TLS).
+    pub fn conn_stats(&mut self, time_ns: i64) -> ConnStatsBuilder {
+        let Tracker { conns, upids, config, closed_stats, .. } = self;
+        let open: Vec<(ConnStatsKey, u64, u64)> = conns
+            .iter()
+            .map(|(key, conn)| (conn_stats_key(upids, config.asid, *key, conn), conn.bytes_sent, conn.bytes_recv))
+            .collect();
+        closed_stats.report(open, time_ns)
+    }
+
+    /// Closed connections left out of `conn_stats` because its table of keys was full.
+    pub fn conn_stats_dropped(&self) -> u64 {
+        self.closed_stats.dropped
     }
 
     /// Connections tracked now.
@@ -304,6 +341,11 @@ impl Tracker {
                     Conn::new(Role::Unknown, None, None, ts_ns, None)
                 });
                 conn.last_ns = ts_ns;
+                let end = pos.saturating_add(msg_size);
+                match direction {
+                    Direction::Egress => conn.bytes_sent = conn.bytes_sent.max(end),
+                    Direction::Ingress => conn.bytes_recv = conn.bytes_recv.max(end),
+                }
                 if matches!(conn.parsing, Parsing::Other) {
                     return;
                 }
@@ -342,8 +384,11 @@ impl Tracker {
                     conn.encrypted = true;
                 }
             }
-            KernelEvent::ConnClose { ts_ns, key, .. } => {
-                if let Some(conn) = self.conns.remove(&key) {
+            KernelEvent::ConnClose { ts_ns, key, bytes_sent, bytes_recv } => {
+                if let Some(mut conn) = self.conns.remove(&key) {
+                    // The kernel's totals also count what was never exported.
+                    conn.bytes_sent = conn.bytes_sent.max(bytes_sent);
+                    conn.bytes_recv = conn.bytes_recv.max(bytes_recv);
                     self.finish(key, conn, ts_ns, rows);
                 }
                 for flow in self.dgram_flows.remove(&key).unwrap_or_default() {
@@ -472,6 +517,8 @@ impl Tracker {
         // The close drops whatever is unpaired (counted by the parser as such).
         self.pending -= conn.pending.min(self.pending);
         conn.pending = 0;
+        let stats_key = conn_stats_key(&mut self.upids, self.config.asid, key, &conn);
+        self.closed_stats.add(stats_key, conn.bytes_sent, conn.bytes_recv);
         if let Parsing::Parsed { protocol, parser } = &mut conn.parsing {
             parser.close(ts_ns);
             if let Some(total) = self.closed_losses.get_mut(*protocol) {
@@ -537,6 +584,26 @@ fn bound_pending(conn: &mut Conn, total: &mut usize, stats: &mut TrackerStats, m
         stats.messages_over_total_cap += shed as u64;
         conn.pending -= shed;
         *total -= shed;
+    }
+}
+
+/// The `conn_stats` key a connection counts under now.
+fn conn_stats_key(upids: &mut HashMap<u32, String>, asid: u32, key: ConnKey, conn: &Conn) -> ConnStatsKey {
+    let upid = upids.entry(key.tgid).or_insert_with(|| {
+        Upid::for_local_pid(asid, key.tgid).unwrap_or(Upid { asid, pid: key.tgid, start_ticks: 0 }).to_string()
+    });
+    let protocol = match &conn.parsing {
+        Parsing::Parsed { protocol, .. } => PROTOCOLS.get(*protocol).map_or(0, |p| traffic_protocol(p.name())),
+        _ => 0,
+    };
+    ConnStatsKey {
+        upid: upid.clone(),
+        remote_addr: conn.remote.0.clone(),
+        remote_port: conn.remote.1,
+        trace_role: conn.role.as_trace_role(),
+        addr_family: conn.family,
+        protocol,
+        ssl: false,
     }
 }
 

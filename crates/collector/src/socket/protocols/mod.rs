@@ -8,9 +8,12 @@
 //! gate in `crates/bpf/c` when it filters by protocol). Must not touch reassembly or connection
 //! state: it sees bytes of one side at a time and one connection's identity when building rows.
 
+mod amqp;
 mod dns;
 mod http;
+mod mqtt;
 mod mysql;
+mod nats;
 mod pgsql;
 mod redis;
 
@@ -25,9 +28,12 @@ use loupe_protocols::{ConnParser, Side};
 use loupe_schema::TableSpec;
 use loupe_schema::table::TableBuilder;
 
+pub use self::amqp::Amqp;
 pub use self::dns::Dns;
 pub use self::http::Http1;
+pub use self::mqtt::Mqtt;
 pub use self::mysql::Mysql;
+pub use self::nats::Nats;
 pub use self::pgsql::Pgsql;
 pub use self::redis::Redis;
 use super::tracker::TrackerConfig;
@@ -37,10 +43,14 @@ use crate::events::Role;
 #[rustfmt::skip]
 pub(crate) static PROTOCOLS: &[&(dyn DynProtocol + Sync)] = &[
     &Registered::<Http1>::NEW,
+    // Before Redis: "INFO {" is NATS's greeting, and also a line Redis's inline test accepts.
+    &Registered::<Nats>::NEW,
     &Registered::<Redis>::NEW,
     &Registered::<Pgsql>::NEW,
     &Registered::<Dns>::NEW,
     &Registered::<Mysql>::NEW,
+    &Registered::<Mqtt>::NEW,
+    &Registered::<Amqp>::NEW,
 ];
 
 /// Ends a stored value (an HTTP body, Redis arguments or reply) that holds less than the whole
@@ -442,6 +452,18 @@ mod tests {
     #[test]
     fn every_registered_protocol_has_its_own_table() {
         let names: Vec<&str> = tables().iter().map(|t| t.name).collect();
-        assert_eq!(names, ["http_events", "redis_events", "pgsql_events", "dns_events", "mysql_events"]);
+        assert_eq!(
+            names,
+            [
+                "http_events",
+                "nats_events.beta",
+                "redis_events",
+                "pgsql_events",
+                "dns_events",
+                "mysql_events",
+                "mqtt_events",
+                "amqp_events"
+            ]
+        );
     }
 }

@@ -1,0 +1,34 @@
+//! Fuzz target: arbitrary bytes into `NatsConn` on both sides, split at data-derived points, with
+//! gaps and closes (the step encoding of `steps`), and every record through redaction. Run with
+//! `cargo fuzz run nats` from `fuzz/`.
+//!
+//! Owns nothing but this harness; must not touch parser internals (public API only). The parser
+//! must never panic, never hang, and stay within its memory bound, whatever the input.
+
+#![no_main]
+
+mod steps;
+
+use libfuzzer_sys::fuzz_target;
+use loupe_protocols::nats::{MAX_LINE_BYTES, NatsConfig, NatsConn};
+use loupe_protocols::{ConnParser, redact};
+
+fuzz_target!(|data: &[u8]| {
+    // First byte picks the value limit, so small limits (and their edge cases) get exercised too.
+    let Some((&config_byte, rest)) = data.split_first() else {
+        return;
+    };
+    let config = if config_byte & 1 == 0 {
+        NatsConfig::default()
+    } else {
+        NatsConfig { max_value_bytes: usize::from(config_byte >> 2), max_pending: usize::from(config_byte >> 5) + 1 }
+    };
+    let bound = 2 * (MAX_LINE_BYTES + config.max_value_bytes + 256);
+    let mut conn = NatsConn::new(config);
+    let records = steps::drive(&mut conn, rest, |conn| {
+        assert!(conn.buffered_bytes() <= bound, "{} > {bound}", conn.buffered_bytes());
+    });
+    for mut record in records {
+        redact::nats_message(&mut record.msg);
+    }
+});
