@@ -29,16 +29,8 @@ use crate::secrets::{
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Every key the secrets directory can hold, in the order they are reported.
-pub const SECRET_KEYS: [&str; 8] = [
-    CA_CERT,
-    CA_KEY,
-    SERVER_CERT,
-    SERVER_KEY,
-    JWT_SIGNING_KEY,
-    DB_PASSWORD,
-    VIZIER_QUERY_TOKEN,
-    VIZIER_CREDENTIAL_KEY,
-];
+pub const SECRET_KEYS: [&str; 8] =
+    [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, JWT_SIGNING_KEY, DB_PASSWORD, VIZIER_QUERY_TOKEN, VIZIER_CREDENTIAL_KEY];
 
 /// A response body larger than this is refused: one Secret of a few keys is a few kilobytes.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -166,7 +158,9 @@ impl KubeApi {
                 }
                 None
             }
-            _ => return Err(KubeError::Config(format!("the Kubernetes API URL {:?} needs http(s)://", config.api_url))),
+            _ => {
+                return Err(KubeError::Config(format!("the Kubernetes API URL {:?} needs http(s)://", config.api_url)));
+            }
         };
         if config.namespace.is_empty()
             || !config.namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -357,7 +351,10 @@ pub async fn sync_secret(
 ) -> Result<SyncReport, KubeError> {
     for key in only {
         if !SECRET_KEYS.contains(&key.as_str()) {
-            return Err(KubeError::Config(format!("unknown secret {key:?} (--only): one of {}", SECRET_KEYS.join(", "))));
+            return Err(KubeError::Config(format!(
+                "unknown secret {key:?} (--only): one of {}",
+                SECRET_KEYS.join(", ")
+            )));
         }
     }
     let wanted: Vec<&str> =
@@ -401,11 +398,11 @@ pub async fn sync_secret(
 /// Writes the Secret's known keys into `dir` where the files are absent, with the permissions
 /// [`init_secrets`] gives them, so that it keeps them and builds on them.
 fn restore_into(name: &str, dir: &Path, data: &BTreeMap<String, Vec<u8>>) -> Result<(), KubeError> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| KubeError::Io { action: "create", path: dir.to_owned(), source })?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| KubeError::Io {
+        action: "create",
+        path: dir.to_owned(),
+        source,
+    })?;
     for (key, bytes) in data {
         if !SECRET_KEYS.contains(&key.as_str()) {
             // Someone else's key in the same Secret: left alone, never written to disk.
@@ -574,14 +571,15 @@ mod tests {
         let store: Store = Arc::default();
         let url = fake_api(Arc::clone(&store)).await;
         let only = vec![VIZIER_QUERY_TOKEN.to_owned()];
-        let report =
-            sync_secret(&api(&url, TOKEN), "vizier-secrets", &scratch("d"), &[], &only).await.expect("sync");
+        let report = sync_secret(&api(&url, TOKEN), "vizier-secrets", &scratch("d"), &[], &only).await.expect("sync");
         assert_eq!(report.added, only);
         let data = data_of(&store, "vizier-secrets");
         assert_eq!(data.keys().cloned().collect::<Vec<_>>(), only);
         assert_eq!(data[VIZIER_QUERY_TOKEN].len(), 64);
 
-        let err = sync_secret(&api(&url, TOKEN), "x", &scratch("e"), &[], &["ca.pem".into()]).await.unwrap_err();
+        let err = sync_secret(&api(&url, TOKEN), "x", &scratch("e"), &[], &["ca.pem".into()])
+            .await
+            .expect_err("an unknown key is refused");
         assert!(err.to_string().contains("unknown secret \"ca.pem\""), "{err}");
     }
 
@@ -589,7 +587,9 @@ mod tests {
     async fn a_refused_token_is_a_clear_error_that_names_no_secret_value() {
         let store: Store = Arc::default();
         let url = fake_api(Arc::clone(&store)).await;
-        let err = sync_secret(&api(&url, "wrong"), "loupe-secrets", &scratch("f"), &[], &[]).await.unwrap_err();
+        let err = sync_secret(&api(&url, "wrong"), "loupe-secrets", &scratch("f"), &[], &[])
+            .await
+            .expect_err("a wrong token is refused");
         let text = err.to_string();
         assert!(text.contains("HTTP 401") && text.contains("get Secret loupe-secrets"), "{text}");
         assert!(store.lock().expect("lock").is_empty());

@@ -215,8 +215,18 @@ fn connector_metrics(s: &ConnectorState) -> ([(axum::http::HeaderName, &'static 
     let mut text = String::new();
     for (name, kind, help, value) in [
         ("loupe_connector_connected", "gauge", "1 while the bridge to the cloud is open", u64::from(s.connected)),
-        ("loupe_connector_registered", "gauge", "1 once the cloud gave this vizier an id", u64::from(s.vizier.is_some())),
-        ("loupe_connector_refused", "gauge", "1 when the cloud refused the deploy key or identity", u64::from(s.refused.is_some())),
+        (
+            "loupe_connector_registered",
+            "gauge",
+            "1 once the cloud gave this vizier an id",
+            u64::from(s.vizier.is_some()),
+        ),
+        (
+            "loupe_connector_refused",
+            "gauge",
+            "1 when the cloud refused the deploy key or identity",
+            u64::from(s.refused.is_some()),
+        ),
         ("loupe_connector_bridges_opened_total", "counter", "Bridges to the cloud opened", s.bridges_opened),
         ("loupe_connector_heartbeats_sent_total", "counter", "Heartbeats sent to the cloud", s.heartbeats_sent),
     ] {
