@@ -96,6 +96,11 @@ phase "build"
 cargo test --workspace --locked
 phase "tests"
 
+# The Kubernetes manifests under deploy/: rendered, validated offline, checked against the rules, and the PEM run
+# under exactly the DaemonSet's capabilities.
+bash scripts/deploy-check.sh
+phase "deploy-check"
+
 # Schema-driven fuzzing of the live REST API against its served OpenAPI document (schemathesis, every check).
 # API_FUZZ_EXAMPLES (default 25 per operation) bounds it; 0 skips it.
 api_fuzz_examples=${API_FUZZ_EXAMPLES:-25}

@@ -231,7 +231,7 @@ fn main() -> ExitCode {
             Command::Cloud(CloudCommand::Proxy(args)) => proxy::run_proxy(&args, shutdown_signal()).await,
             Command::Cloud(CloudCommand::Dnsmgr(args)) => dnsmgr::run_dnsmgr(&args, &stop_on_signal()).await,
             Command::Setup(SetupCommand::CreateAdmin(args)) => cloud::create_admin(&args).await,
-            Command::Setup(SetupCommand::InitSecrets(args)) => proxy::init_secrets(&args),
+            Command::Setup(SetupCommand::InitSecrets(args)) => proxy::init_secrets(&args).await,
         }
     });
     match result {

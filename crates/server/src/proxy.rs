@@ -35,6 +35,23 @@ pub struct InitSecretsArgs {
     /// The data directory (holds `secrets/` unless --dir says otherwise).
     #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
+    /// Keep the secrets in this Kubernetes Secret (run as a Job in the pod's namespace, with a service account
+    /// allowed to get, create and patch it): keys it holds are kept, the missing ones generated and added; --dir
+    /// is then only scratch space (mount an in-memory emptyDir there).
+    #[arg(long, value_name = "NAME")]
+    pub k8s_secret: Option<String>,
+    /// Only these keys go into the Kubernetes Secret (repeatable), e.g. `vizier-query-token` for a vizier.
+    #[arg(long = "only", value_name = "KEY", requires = "k8s_secret")]
+    pub only: Vec<String>,
+    /// The Secret's namespace. Default: the pod's own.
+    #[arg(long, requires = "k8s_secret")]
+    pub k8s_namespace: Option<String>,
+    /// The Kubernetes API's URL. Default: in-cluster (`KUBERNETES_SERVICE_HOST`); plain http only to loopback.
+    #[arg(long, requires = "k8s_secret", value_name = "URL")]
+    pub k8s_api: Option<String>,
+    /// File holding the bearer token for the API. Default: the pod's service account token.
+    #[arg(long, requires = "k8s_secret", value_name = "FILE")]
+    pub k8s_token_file: Option<PathBuf>,
 }
 
 /// `loupe cloud proxy` flags.
@@ -108,10 +125,67 @@ fn missing_names_warning(report: &Report) -> Option<String> {
     })
 }
 
+/// The Kubernetes API `init-secrets --k8s-secret` talks to: in-cluster defaults, each overridable by a flag.
+fn kube_api(args: &InitSecretsArgs) -> Result<loupe_proxy::k8s::KubeApi> {
+    use loupe_proxy::k8s::{KubeApi, KubeConfig, SERVICE_ACCOUNT_DIR};
+    let sa = Path::new(SERVICE_ACCOUNT_DIR);
+    let mut config = if args.k8s_api.is_some() && args.k8s_token_file.is_some() {
+        KubeConfig {
+            api_url: String::new(),
+            token: String::new(),
+            ca_pem: std::fs::read(sa.join("ca.crt")).ok(),
+            namespace: std::fs::read_to_string(sa.join("namespace")).map(|n| n.trim().to_owned()).unwrap_or_default(),
+        }
+    } else {
+        KubeConfig::in_cluster(sa)?
+    };
+    if let Some(url) = &args.k8s_api {
+        config.api_url.clone_from(url);
+    }
+    if let Some(file) = &args.k8s_token_file {
+        let token = std::fs::read_to_string(file)
+            .with_context(|| format!("failed to read the API token {} (--k8s-token-file)", file.display()))?;
+        config.token = token.trim().to_owned();
+    }
+    if let Some(ns) = &args.k8s_namespace {
+        config.namespace.clone_from(ns);
+    }
+    Ok(KubeApi::new(config)?)
+}
+
+/// `loupe setup init-secrets --k8s-secret NAME`: the Secret gets every key it lacks; prints which were kept and
+/// which added, never a value.
+async fn init_k8s_secret(args: &InitSecretsArgs, name: &str, dir: &Path, names: &[San]) -> Result<()> {
+    let api = kube_api(args)?;
+    let report = loupe_proxy::k8s::sync_secret(&api, name, dir, names, &args.only)
+        .await
+        .with_context(|| format!("failed to initialise the Kubernetes Secret {name}"))?;
+    for key in &report.kept {
+        println!("kept    {name}/{key}");
+    }
+    for key in &report.added {
+        println!("added   {name}/{key}");
+    }
+    if let Some(warning) = missing_names_warning(&report.files) {
+        eprintln!("warning: {warning}");
+    }
+    tracing::info!(
+        secret = name,
+        created = report.created,
+        kept = report.kept.len(),
+        added = report.added.len(),
+        "Kubernetes Secret initialised"
+    );
+    Ok(())
+}
+
 /// `loupe setup init-secrets`: creates what is absent, keeps what exists, and prints which is which.
-pub fn init_secrets(args: &InitSecretsArgs) -> Result<()> {
+pub async fn init_secrets(args: &InitSecretsArgs) -> Result<()> {
     let dir = args.dir.clone().unwrap_or_else(|| args.data_dir.join(SECRETS_DIR));
     let names = requested_names(args.domain.as_deref(), &args.sans)?;
+    if let Some(name) = &args.k8s_secret {
+        return init_k8s_secret(args, name, &dir, &names).await;
+    }
     let report = loupe_proxy::init_secrets(&dir, &names)
         .with_context(|| format!("failed to initialise the secrets in {}", dir.display()))?;
     for (name, outcome) in &report.files {

@@ -81,6 +81,10 @@ pub struct ConnectorArgs {
     /// Directory for the vizier's cloud identity (`vizier-identity.json`).
     #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
+    /// Address of /healthz, /readyz (503 until the bridge to the cloud is open, saying why) and /metrics. No
+    /// credential is asked there: keep it where only probes and Prometheus reach it.
+    #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9097")]
+    pub metrics_listen: SocketAddr,
 }
 
 fn url(addr: &str) -> String {
@@ -147,13 +151,88 @@ pub async fn run_connector(args: ConnectorArgs, shutdown: impl Future<Output = (
     let token =
         QueryToken::new(&text).with_context(|| format!("the query token in {} is too short", token_file.display()))?;
     let config = connector_config(&args.link, &args.data_dir, url(&args.query_addr), &token)?;
+    let ops_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("failed to listen on {} (--metrics-listen)", args.metrics_listen))?;
     let connector = Connector::start(config).context("cannot start the cloud connector")?;
+    tracing::info!(
+        metrics = %ops_listener.local_addr()?,
+        cloud = %args.link.cloud_addr,
+        query_addr = %args.query_addr,
+        "connector started: health and metrics listening (/healthz, /readyz, /metrics)"
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ops = tokio::spawn(loupe_cloud::serve_router(
+        ops_listener,
+        connector_ops_router(connector.state()),
+        crate::cloud::stopped(&stop_rx),
+    ));
     let outcome = tokio::select! {
         () = shutdown => Ok(()),
         r = refused(connector.state()) => r,
     };
+    let _ = stop_tx.send(true);
     connector.stop().await;
+    ops.await??;
     outcome
+}
+
+/// The connector's operational routes: liveness, readiness (the bridge to the cloud is open) and its counters in
+/// the Prometheus text format.
+fn connector_ops_router(state: watch::Receiver<ConnectorState>) -> axum::Router {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let json = |text: String| ([(header::CONTENT_TYPE, "application/json")], text);
+    let ready_state = state.clone();
+    axum::Router::new()
+        .route("/healthz", get(move || async move { json(r#"{"status":"ok"}"#.into()) }))
+        .route(
+            "/readyz",
+            get(move || {
+                let s = ready_state.borrow().clone();
+                async move {
+                    if s.connected {
+                        (StatusCode::OK, json(r#"{"status":"ok","cloud":"connected"}"#.into()))
+                    } else {
+                        let why = s.refused.or(s.last_error).unwrap_or_else(|| "not connected yet".into());
+                        let body = serde_json::json!({"status": "unavailable", "cloud": why});
+                        (StatusCode::SERVICE_UNAVAILABLE, json(body.to_string()))
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let s = state.borrow().clone();
+                async move { connector_metrics(&s) }
+            }),
+        )
+}
+
+fn connector_metrics(s: &ConnectorState) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for (name, kind, help, value) in [
+        ("loupe_connector_connected", "gauge", "1 while the bridge to the cloud is open", u64::from(s.connected)),
+        (
+            "loupe_connector_registered",
+            "gauge",
+            "1 once the cloud gave this vizier an id",
+            u64::from(s.vizier.is_some()),
+        ),
+        (
+            "loupe_connector_refused",
+            "gauge",
+            "1 when the cloud refused the deploy key or identity",
+            u64::from(s.refused.is_some()),
+        ),
+        ("loupe_connector_bridges_opened_total", "counter", "Bridges to the cloud opened", s.bridges_opened),
+        ("loupe_connector_heartbeats_sent_total", "counter", "Heartbeats sent to the cloud", s.heartbeats_sent),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// Resolves with an error when the cloud refuses the deploy key or the identity for good (a wrong, revoked or
