@@ -46,6 +46,8 @@ pub const DIR_INGRESS: u8 = 2;
 pub const PROTO_UNCLASSIFIED: u8 = 0;
 /// HTTP/1.x: its payload is exported.
 pub const PROTO_HTTP: u8 = 1;
+/// HTTP/2 in cleartext (the client preface, or a server's first SETTINGS frame): its payload is exported.
+pub const PROTO_HTTP2: u8 = 2;
 /// MySQL/MariaDB (the server greeting first): its payload is exported.
 pub const PROTO_MYSQL: u8 = 3;
 /// PostgreSQL (a startup-phase packet or a simple query first): its payload is exported.
@@ -245,7 +247,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 35] = [
+        let pairs: [(&str, u64); 36] = [
             ("LOUPE_CHUNK_SIZE", CHUNK_SIZE as u64),
             ("LOUPE_MAX_CHUNKS", MAX_CHUNKS as u64),
             ("LOUPE_MAX_IOV", MAX_IOV as u64),
@@ -261,6 +263,7 @@ mod tests {
             ("LOUPE_DIR_INGRESS", DIR_INGRESS.into()),
             ("LOUPE_PROTO_UNCLASSIFIED", PROTO_UNCLASSIFIED.into()),
             ("LOUPE_PROTO_HTTP", PROTO_HTTP.into()),
+            ("LOUPE_PROTO_HTTP2", PROTO_HTTP2.into()),
             ("LOUPE_PROTO_REDIS", PROTO_REDIS.into()),
             ("LOUPE_PROTO_OTHER", PROTO_OTHER.into()),
             ("LOUPE_DATA_FLAG_LAST", DATA_FLAG_LAST.into()),

@@ -52,6 +52,10 @@ mod tests {
             ),
             (b"d\0\0\0\x0a5.5.5-10.11.19-MariaDB\0", Direction::Egress, Some((4, Role::Server))),
             (b"d\0\0\0\x0a5.5.5-10.11.19-MariaDB\0", Direction::Ingress, Some((4, Role::Client))),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Direction::Egress, Some((5, Role::Client))),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Direction::Ingress, Some((5, Role::Server))),
+            (b"\0\0\x12\x04\0\0\0\0\0\0\x03\0\0\0\x64", Direction::Egress, Some((5, Role::Server))),
+            (b"\0\0\x12\x04\0\0\0\0\0\0\x03\0\0\0\x64", Direction::Ingress, Some((5, Role::Client))),
             (b"SSH-2.0-OpenSSH_9.2\r\n", Direction::Egress, None),
         ];
         for (bytes, direction, want) in cases {
