@@ -65,6 +65,9 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 bare=()
 [ -x /usr/sbin/named ] || bare+=(bind9)
 [ -x /usr/sbin/mariadbd ] || bare+=(mariadb-server-core)
+# HTTP/2 and gRPC captures: nghttp (multiplexed h2c) and Python's grpcio (gRPC's C core) for /usr/bin/python3.
+command -v nghttp >/dev/null 2>&1 || bare+=(nghttp2-client)
+/usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || bare+=(python3-grpcio)
 command -v mariadb >/dev/null 2>&1 || bare+=(mariadb-client-core)
 if ((${#need[@]} + ${#bare[@]})); then
   echo "installing test peers: ${need[*]} ${bare[*]}"

@@ -8,6 +8,7 @@ mod dns_capture;
 mod e2e;
 mod hardening_auth;
 mod hardening_query;
+mod http2_capture;
 mod mysql_capture;
 mod pgsql_capture;
 mod pixie_api;

@@ -779,6 +779,8 @@ fn gap_dir(dir: &mut Dir, streams: &mut Streams, len: u64) {
         return;
     }
     if matches!(dir.state, State::Lost) {
+        // A candidate frame header cut by the gap is no candidate.
+        dir.head_len = 0;
         return;
     }
     dir.lose_sync(streams);
