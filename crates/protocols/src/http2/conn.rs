@@ -316,10 +316,9 @@ impl Streams {
             self.open.pop_first();
             self.stats.overflow += 1;
         }
-        self.open.entry(id).or_insert_with(|| Stream {
-            req: Half::new(MessageKind::Request),
-            resp: Half::new(MessageKind::Response),
-        })
+        self.open
+            .entry(id)
+            .or_insert_with(|| Stream { req: Half::new(MessageKind::Request), resp: Half::new(MessageKind::Response) })
     }
 
     fn on_headers(

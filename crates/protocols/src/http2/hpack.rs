@@ -437,11 +437,8 @@ pub(crate) fn huffman_decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), HpackE
     let mut accepting = true;
     for &byte in src {
         for nibble in [byte >> 4, byte & 0x0f] {
-            let step = table
-                .steps
-                .get(state)
-                .and_then(|row| row.get(usize::from(nibble)))
-                .ok_or(HpackError::BadHuffman)?;
+            let step =
+                table.steps.get(state).and_then(|row| row.get(usize::from(nibble))).ok_or(HpackError::BadHuffman)?;
             if step.fail {
                 return Err(HpackError::BadHuffman);
             }
@@ -572,6 +569,9 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(o.dropped, 2);
         // Oversized integers.
-        assert_eq!(d.decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], &mut out, 10), Err(HpackError::IntegerOverflow));
+        assert_eq!(
+            d.decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], &mut out, 10),
+            Err(HpackError::IntegerOverflow)
+        );
     }
 }
