@@ -166,7 +166,7 @@ impl FrameHead {
             HEADERS => on_stream && f.flags & !(END_STREAM | END_HEADERS | PADDED | PRIORITY_FLAG) == 0,
             PRIORITY => on_stream && f.len == 5 && f.flags == 0,
             RST_STREAM => on_stream && f.len == 4 && f.flags == 0,
-            SETTINGS => !on_stream && f.len % 6 == 0 && f.flags & !ACK == 0 && (f.flags == 0 || f.len == 0),
+            SETTINGS => !on_stream && f.len.is_multiple_of(6) && f.flags & !ACK == 0 && (f.flags == 0 || f.len == 0),
             PUSH_PROMISE => on_stream && f.flags & !(END_HEADERS | PADDED) == 0 && f.len >= 4,
             PING => !on_stream && f.len == 8 && f.flags & !ACK == 0,
             GOAWAY => !on_stream && f.len >= 8 && f.flags == 0,
@@ -669,11 +669,7 @@ fn finish_frame(dir: &mut Dir, streams: &mut Streams, ts: u64) {
     dir.state = State::Header;
     let f = dir.frame;
     match f.ty {
-        DATA => {
-            if f.flags & END_STREAM != 0 {
-                streams.on_end(dir.side, f.stream, ts);
-            }
-        }
+        DATA if f.flags & END_STREAM != 0 => streams.on_end(dir.side, f.stream, ts),
         HEADERS | PUSH_PROMISE => {
             let mut off = 0usize;
             let mut pad = 0usize;

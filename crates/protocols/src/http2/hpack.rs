@@ -458,19 +458,19 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("decodes")).collect()
     }
 
     #[test]
     fn huffman_rfc_examples() {
         let mut out = Vec::new();
-        huffman_decode(&hex("f1e3 c2e5 f23a 6ba0 ab90 f4ff"), &mut out).unwrap();
+        huffman_decode(&hex("f1e3 c2e5 f23a 6ba0 ab90 f4ff"), &mut out).expect("decodes");
         assert_eq!(out, b"www.example.com");
         out.clear();
-        huffman_decode(&hex("a8eb 1064 9cbf"), &mut out).unwrap();
+        huffman_decode(&hex("a8eb 1064 9cbf"), &mut out).expect("decodes");
         assert_eq!(out, b"no-cache");
         out.clear();
-        huffman_decode(&hex("6402"), &mut out).unwrap();
+        huffman_decode(&hex("6402"), &mut out).expect("decodes");
         assert_eq!(out, b"302");
         // EOS inside, and padding of zeros, are refused.
         assert!(huffman_decode(&[0xff, 0xff, 0xff, 0xff], &mut Vec::new()).is_err());
@@ -480,8 +480,7 @@ mod tests {
     #[test]
     fn every_symbol_round_trips_through_the_code() {
         // Encode each byte value with the RFC code, then decode.
-        for sym in 0..256usize {
-            let (code, len) = CODES[sym];
+        for (sym, &(code, len)) in CODES.iter().enumerate().take(256) {
             let mut bits: u64 = u64::from(code);
             let mut n = u32::from(len);
             let pad = (8 - n % 8) % 8;
@@ -489,7 +488,7 @@ mod tests {
             n += pad;
             let bytes: Vec<u8> = (0..n / 8).rev().map(|i| (bits >> (i * 8)) as u8).collect();
             let mut out = Vec::new();
-            huffman_decode(&bytes, &mut out).unwrap();
+            huffman_decode(&bytes, &mut out).expect("decodes");
             assert_eq!(out, [sym as u8]);
         }
     }
@@ -499,7 +498,7 @@ mod tests {
     fn rfc_c4_requests_share_the_dynamic_table() {
         let mut d = Decoder::new(4096, true);
         let mut out = Vec::new();
-        d.decode(&hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff"), &mut out, 8192).unwrap();
+        d.decode(&hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff"), &mut out, 8192).expect("decodes");
         assert_eq!(
             out,
             [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")]
@@ -507,11 +506,11 @@ mod tests {
         );
         assert_eq!(d.table_size(), 57);
         out.clear();
-        d.decode(&hex("8286 84be 5886 a8eb 1064 9cbf"), &mut out, 8192).unwrap();
+        d.decode(&hex("8286 84be 5886 a8eb 1064 9cbf"), &mut out, 8192).expect("decodes");
         assert_eq!(out[3], (":authority".into(), "www.example.com".into()));
         assert_eq!(out[4], ("cache-control".into(), "no-cache".into()));
         out.clear();
-        d.decode(&hex("8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf"), &mut out, 8192).unwrap();
+        d.decode(&hex("8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf"), &mut out, 8192).expect("decodes");
         assert_eq!(out[2], (":path".into(), "/index.html".into()));
         assert_eq!(out[4], ("custom-key".into(), "custom-value".into()));
         assert_eq!(d.table_size(), 164);
@@ -528,11 +527,11 @@ mod tests {
             &mut out,
             8192,
         )
-        .unwrap();
+        .expect("decodes");
         assert_eq!(out[0], (":status".into(), "302".into()));
         assert_eq!(d.table_size(), 222);
         out.clear();
-        d.decode(&hex("4883 640e ffc1 c0bf"), &mut out, 8192).unwrap();
+        d.decode(&hex("4883 640e ffc1 c0bf"), &mut out, 8192).expect("decodes");
         assert_eq!(out[0], (":status".into(), "307".into()));
         assert_eq!(out[3], ("location".into(), "https://www.example.com".into()));
         assert_eq!(d.table_size(), 222);
@@ -547,7 +546,7 @@ mod tests {
         let mut block = vec![0xbe];
         block.extend(hex("400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572"));
         block.extend([0xbe, 0xbf]);
-        let o = d.decode(&block, &mut out, 8192).unwrap();
+        let o = d.decode(&block, &mut out, 8192).expect("decodes");
         assert_eq!(o.unresolved, 2);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1], ("custom-key".into(), "custom-header".into()));
@@ -565,7 +564,7 @@ mod tests {
         // Kept bytes bounded.
         let mut d = Decoder::new(4096, true);
         let mut out = Vec::new();
-        let o = d.decode(&hex("8286 84"), &mut out, 14).unwrap();
+        let o = d.decode(&hex("8286 84"), &mut out, 14).expect("decodes");
         assert_eq!(out.len(), 1);
         assert_eq!(o.dropped, 2);
         // Oversized integers.
