@@ -54,6 +54,8 @@ pub const DIR_INGRESS: u8 = 2;
 pub const PROTO_UNCLASSIFIED: u8 = 0;
 /// HTTP/1.x: its payload is exported.
 pub const PROTO_HTTP: u8 = 1;
+/// HTTP/2 in cleartext (the client preface, or a server's first SETTINGS frame): its payload is exported.
+pub const PROTO_HTTP2: u8 = 2;
 /// MySQL/MariaDB (the server greeting first): its payload is exported.
 pub const PROTO_MYSQL: u8 = 3;
 /// PostgreSQL (a startup-phase packet or a simple query first): its payload is exported.
@@ -285,7 +287,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 43] = [
+        let pairs: [(&str, u64); 44] = [
             ("LOUPE_EVENT_TLS_CONN", EVENT_TLS_CONN.into()),
             ("LOUPE_STAT_TLS_NO_FD", STAT_TLS_NO_FD as u64),
             ("LOUPE_EVENT_DATAGRAM", EVENT_DATAGRAM.into()),
@@ -306,6 +308,7 @@ mod tests {
             ("LOUPE_DIR_INGRESS", DIR_INGRESS.into()),
             ("LOUPE_PROTO_UNCLASSIFIED", PROTO_UNCLASSIFIED.into()),
             ("LOUPE_PROTO_HTTP", PROTO_HTTP.into()),
+            ("LOUPE_PROTO_HTTP2", PROTO_HTTP2.into()),
             ("LOUPE_PROTO_REDIS", PROTO_REDIS.into()),
             ("LOUPE_PROTO_NATS", PROTO_NATS.into()),
             ("LOUPE_PROTO_AMQP", PROTO_AMQP.into()),

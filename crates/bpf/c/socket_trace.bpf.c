@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Loupe socket tracer: TCP connection lifecycle and HTTP, Redis, PostgreSQL, MySQL and DNS payloads from syscall
- * tracepoints (DNS over UDP as one record per datagram), and TLS plaintext from OpenSSL uprobes.
+ * Loupe socket tracer: TCP connection lifecycle and HTTP/1, HTTP/2 (h2c), Redis, PostgreSQL, MySQL, DNS, NATS,
+ * MQTT and AMQP payloads from syscall tracepoints (DNS over UDP as one record per datagram), and TLS plaintext
+ * from OpenSSL uprobes.
  *
  * Owns the kernel half of socket tracing: syscall enter/exit handlers, per-connection state
  * (conn_map), the protocol gate and the `events` ring buffer. Must not parse protocols beyond the
@@ -532,6 +533,21 @@ static __always_inline bool is_amqp(__u64 word, __u64 avail)
 }
 
 /*
+ * HTTP/2 in cleartext: the client preface ("PRI * HT"), or a server's first frame, SETTINGS
+ * without ACK on stream 0 (8 bytes see 3 of its 4 stream id bytes) with a whole number of
+ * settings and at most 64 of them. User space checks the full frame header.
+ */
+static __always_inline bool is_http2_start(__u64 word, __u64 avail)
+{
+	__u64 len = ((__u64)BYTE(word, 0) << 16) | ((__u64)BYTE(word, 1) << 8) | (__u64)BYTE(word, 2);
+
+	if (has_prefix(word, avail, "PRI * HT", 8))
+		return true;
+	return avail == 8 && BYTE(word, 3) == 4 && BYTE(word, 4) == 0 && BYTE(word, 5) == 0 && BYTE(word, 6) == 0 &&
+	       BYTE(word, 7) == 0 && len % 6 == 0 && len <= 384;
+}
+
+/*
  * Classifies a connection from its first bytes, as Pixie does: first match wins, HTTP before Redis
  * (an inline "GET k" is exported as HTTP and user space then finds Redis). Add a protocol: one more
  * LOUPE_PROTO_*, a test here, and protocol_exported. User space infers again on whole lines
@@ -567,6 +583,8 @@ static __always_inline __u8 classify(__u64 word, __u64 avail)
 		return LOUPE_PROTO_MQTT;
 	if (is_amqp(word, avail))
 		return LOUPE_PROTO_AMQP;
+	if (is_http2_start(word, avail))
+		return LOUPE_PROTO_HTTP2;
 	return LOUPE_PROTO_OTHER;
 }
 
@@ -574,7 +592,8 @@ static __always_inline bool protocol_exported(__u8 protocol)
 {
 	return protocol == LOUPE_PROTO_HTTP || protocol == LOUPE_PROTO_REDIS || protocol == LOUPE_PROTO_PGSQL ||
 	       protocol == LOUPE_PROTO_DNS || protocol == LOUPE_PROTO_MYSQL || protocol == LOUPE_PROTO_NATS ||
-	       protocol == LOUPE_PROTO_MQTT || protocol == LOUPE_PROTO_AMQP;
+	       protocol == LOUPE_PROTO_MQTT || protocol == LOUPE_PROTO_AMQP ||
+	       protocol == LOUPE_PROTO_HTTP2;
 }
 
 /* Index of the first non-empty iovec at or after `idx` (n_iov or more if none). */

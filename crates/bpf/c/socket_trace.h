@@ -50,6 +50,7 @@
 /* Protocols. 0 means "no data seen yet"; OTHER means "seen, not exported". */
 #define LOUPE_PROTO_UNCLASSIFIED 0
 #define LOUPE_PROTO_HTTP 1
+#define LOUPE_PROTO_HTTP2 2 /* Pixie's number for HTTP/2 (cleartext here) */
 #define LOUPE_PROTO_MYSQL 3 /* Pixie's number for MySQL */
 #define LOUPE_PROTO_PGSQL 5 /* Pixie's number for PostgreSQL */
 #define LOUPE_PROTO_DNS 6   /* Pixie's number for DNS (over TCP, and over UDP as LOUPE_EVENT_DATAGRAM) */

@@ -2,7 +2,7 @@
 //!
 //! Owns protocol framing and request/response pairing: the shape every protocol has
 //! ([`ConnParser`], in `conn_parser`), the generic stitchers ([`stitch::FifoStitcher`],
-//! [`stitch::KeyedStitcher`]), one module per protocol (`amqp`, `dns`, `http1`, `mqtt`, `mysql`, `nats`, `pgsql`, `redis`), and `redact`, the
+//! [`stitch::KeyedStitcher`]), one module per protocol (`amqp`, `dns`, `http1`, `http2`, `mqtt`, `mysql`, `nats`, `pgsql`, `redis`), and `redact`, the
 //! credential redaction all of them share. Architecture invariant: this crate does no I/O, uses no async runtime and no `unsafe`,
 //! and never panics on any input; memory per connection is bounded by configuration. Must not
 //! touch connection tracking, eBPF events or table storage: the collector feeds bytes in and
@@ -27,6 +27,7 @@ mod conn_parser;
 pub mod dns;
 pub mod http1;
 pub mod mqtt;
+pub mod http2;
 pub mod mysql;
 pub mod nats;
 pub mod pgsql;

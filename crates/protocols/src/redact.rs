@@ -4,7 +4,7 @@
 //! the one marker that replaces them ([`MARKER`]), and tolerant scanners for where they hide:
 //! header values ([`header_value`]), URL queries ([`url`]), form bodies ([`form`]) and JSON
 //! bodies ([`json`], which copes with the truncated JSON a capped body leaves). Protocol modules
-//! gain a thin adapter here ([`http1_record`], [`redis_command`], [`pgsql_request`], [`mysql_command`], [`nats_message`], [`mqtt_packet`], [`amqp_method`]); the on/off switch belongs to the caller.
+//! gain a thin adapter here ([`http1_record`], [`http2_record`], [`redis_command`], [`pgsql_request`], [`mysql_command`], [`nats_message`], [`mqtt_packet`], [`amqp_method`]); the on/off switch belongs to the caller.
 //! Must not touch parsing, framing or rows: it rewrites values of already parsed messages.
 //!
 //! The scanners never allocate when nothing matches (they return [`Cow::Borrowed`]): they run on
@@ -432,6 +432,13 @@ pub fn http1_message(message: &mut Message) {
 
 /// Redacts both messages of an HTTP/1 exchange (see [`http1_message`]).
 pub fn http1_record(record: &mut Record) {
+    http1_message(&mut record.req);
+    http1_message(&mut record.resp);
+}
+
+/// Redacts both messages of an HTTP/2 or gRPC exchange as HTTP/1's (see [`http1_message`]):
+/// `authorization` metadata, secret query parameters of `:path`, secret body fields.
+pub fn http2_record(record: &mut crate::http2::Record) {
     http1_message(&mut record.req);
     http1_message(&mut record.resp);
 }

@@ -11,6 +11,7 @@ mod e2e;
 mod hardening_auth;
 mod hardening_query;
 mod mqtt_capture;
+mod http2_capture;
 mod mysql_capture;
 mod nats_capture;
 mod pgsql_capture;

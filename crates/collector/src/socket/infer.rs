@@ -72,6 +72,10 @@ mod tests {
             (b"\x10", Direction::Ingress, Some((6, Role::Server))),
             (b"AMQP\x00\x00\x09\x01", Direction::Egress, Some((7, Role::Client))),
             (b"\x01\x00\x00\x00\x00\x01\xf4\x00\x0a\x00\x0a\x00\x09", Direction::Egress, Some((7, Role::Server))),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Direction::Egress, Some((8, Role::Client))),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Direction::Ingress, Some((8, Role::Server))),
+            (b"\0\0\x12\x04\0\0\0\0\0\0\x03\0\0\0\x64", Direction::Egress, Some((8, Role::Server))),
+            (b"\0\0\x12\x04\0\0\0\0\0\0\x03\0\0\0\x64", Direction::Ingress, Some((8, Role::Client))),
             (b"SSH-2.0-OpenSSH_9.2\r\n", Direction::Egress, None),
         ];
         for (bytes, direction, want) in cases {

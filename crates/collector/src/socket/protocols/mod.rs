@@ -12,6 +12,7 @@ mod amqp;
 mod dns;
 mod http;
 mod mqtt;
+mod http2;
 mod mysql;
 mod nats;
 mod pgsql;
@@ -32,6 +33,7 @@ pub use self::amqp::Amqp;
 pub use self::dns::Dns;
 pub use self::http::Http1;
 pub use self::mqtt::Mqtt;
+pub use self::http2::Http2;
 pub use self::mysql::Mysql;
 pub use self::nats::Nats;
 pub use self::pgsql::Pgsql;
@@ -51,6 +53,7 @@ pub(crate) static PROTOCOLS: &[&(dyn DynProtocol + Sync)] = &[
     &Registered::<Mysql>::NEW,
     &Registered::<Mqtt>::NEW,
     &Registered::<Amqp>::NEW,
+    &Registered::<Http2>::NEW,
 ];
 
 /// Ends a stored value (an HTTP body, Redis arguments or reply) that holds less than the whole
@@ -418,7 +421,8 @@ impl TableRows {
     /// from the columns; empty for a type no registered protocol produces. For tests and tools:
     /// it copies every pending row.
     pub fn of<R: 'static>(&self) -> Vec<R> {
-        self.slots.iter().find_map(|s| s.rows_any().downcast::<Vec<R>>().ok()).map_or_else(Vec::new, |rows| *rows)
+        // Two protocols may share a table (HTTP/1 and HTTP/2 both fill `http_events`).
+        self.slots.iter().filter_map(|s| s.rows_any().downcast::<Vec<R>>().ok()).flat_map(|rows| *rows).collect()
     }
 
     /// Hands every non-empty table's rows to `append` as one batch, with the table's name and
@@ -433,9 +437,15 @@ impl TableRows {
     }
 }
 
-/// The tables of every registered protocol.
+/// The tables of every registered protocol, each once (HTTP/1 and HTTP/2 share `http_events`).
 pub fn tables() -> Vec<TableSpec> {
-    PROTOCOLS.iter().map(|p| p.table()).collect()
+    let mut specs: Vec<TableSpec> = Vec::new();
+    for table in PROTOCOLS.iter().map(|p| p.table()) {
+        if !specs.iter().any(|t| t.name == table.name) {
+            specs.push(table);
+        }
+    }
+    specs
 }
 
 #[cfg(test)]
