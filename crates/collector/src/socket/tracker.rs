@@ -588,7 +588,12 @@ fn bound_pending(conn: &mut Conn, total: &mut usize, stats: &mut TrackerStats, m
 }
 
 /// The `conn_stats` key a connection counts under now.
-fn conn_stats_key(upids: &mut HashMap<u32, String>, asid: u32, key: ConnKey, conn: &Conn) -> ConnStatsKey {
+fn conn_stats_key(
+    upids: &mut HashMap<u32, String, BuildConnKeyHasher>,
+    asid: u32,
+    key: ConnKey,
+    conn: &Conn,
+) -> ConnStatsKey {
     let upid = upids.entry(key.tgid).or_insert_with(|| {
         Upid::for_local_pid(asid, key.tgid).unwrap_or(Upid { asid, pid: key.tgid, start_ticks: 0 }).to_string()
     });
