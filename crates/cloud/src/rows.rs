@@ -71,7 +71,7 @@ pub async fn run(
         query_str: run.pxl,
         query_name: run.name,
         now_ns: 0,
-        exec_funcs: Vec::new(),
+        ..Default::default()
     });
     if let Some(vizier) = run.vizier.filter(|v| !v.trim().is_empty()) {
         let value = vizier.trim().parse().map_err(|_| ApiError::invalid("`vizier` must be a vizier's name or id"))?;
