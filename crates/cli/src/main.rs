@@ -78,6 +78,19 @@ enum Command {
         #[arg(last = true, value_name = "ARGS")]
         script_args: Vec<String>,
     },
+    /// Run one read-only SQL statement over the same tables, through the same API, credentials and row cap
+    /// as `px run` (DataFusion's SQL dialect): `px sql "SELECT req_path, count(*) FROM http_events GROUP BY 1"`.
+    /// Quote table names with a dot ("stack_traces.beta"); PxL's functions are `px_<name>(...)`.
+    Sql {
+        /// The SQL statement.
+        query: String,
+        /// The vizier to run on, by name or id; optional when your org has only one.
+        #[arg(short = 'c', long = "cluster", value_name = "VIZIER")]
+        cluster: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Print the client's and the server's versions.
     Version,
     #[command(flatten)]
@@ -242,47 +255,70 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
                 None if !script_args.is_empty() => bail!("script arguments need a vis spec: pass --vis vis.json"),
                 None => Vec::new(),
             };
-            let mut client = connect(&cli.cloud_addr, trust).await?;
             let req = ExecuteScriptRequest {
-                query_str: source.clone(),
-                query_name: origin.clone(),
+                query_str: source,
+                query_name: origin,
                 now_ns: now_ns.unwrap_or(0),
                 exec_funcs,
+                ..Default::default()
             };
-            let mut req = with_credential(&cli.cloud_addr, token()?.as_deref(), req)?;
-            if let Some(cluster) = &cluster {
-                let value = cluster.parse().with_context(|| format!("-c {cluster:?}: a vizier name or id is ASCII"))?;
-                req.metadata_mut().insert(loupe_proto::headers::CLUSTER, value);
-            }
-            let mut stream = client.execute_script(req).await.map_err(refused)?.into_inner();
-            let mut tables: Vec<ResultTable> = Vec::new();
-            while let Some(msg) = stream.message().await.map_err(refused)? {
-                match msg.result {
-                    Some(execute_script_response::Result::MetaData(m)) => tables.push(ResultTable::new(m)?),
-                    Some(execute_script_response::Result::Data(d)) => {
-                        let t = tables
-                            .iter_mut()
-                            .find(|t| t.id == d.table_id)
-                            .context("server sent data for an unannounced table")?;
-                        t.add(&d)?;
-                    }
-                    Some(execute_script_response::Result::Status(s)) if s.code != 0 => {
-                        let mut err = std::io::stderr().lock();
-                        if s.compiler_errors.is_empty() {
-                            writeln!(err, "error: {}", s.message)?;
-                        }
-                        // Drawn from the wire fields and the text we sent: px does not link the compiler.
-                        for ce in &s.compiler_errors {
-                            writeln!(err, "{}", ce.render(&source, &origin))?;
-                        }
-                        return Ok(ExitCode::from(1));
-                    }
-                    Some(_) | None => {}
-                }
-            }
-            let mut out = std::io::stdout().lock();
-            output::print(&tables, output, &mut out)?;
-            Ok(ExitCode::SUCCESS)
+            execute(&cli.cloud_addr, trust, token()?.as_deref(), req, cluster.as_deref(), output).await
+        }
+        Command::Sql { query, cluster, output } => {
+            let req = ExecuteScriptRequest {
+                query_str: query,
+                query_name: "sql".into(),
+                language: loupe_proto::vizierpb::QueryLanguage::Sql as i32,
+                ..Default::default()
+            };
+            execute(&cli.cloud_addr, trust, token()?.as_deref(), req, cluster.as_deref(), output).await
         }
     }
+}
+
+/// Sends one query request (a script or SQL) and prints its tables, or its errors on stderr (exit 1).
+async fn execute(
+    cloud_addr: &str,
+    trust: &Trust,
+    token: Option<&str>,
+    req: ExecuteScriptRequest,
+    cluster: Option<&str>,
+    output: Format,
+) -> Result<ExitCode> {
+    let (source, origin) = (req.query_str.clone(), req.query_name.clone());
+    let mut client = connect(cloud_addr, trust).await?;
+    let mut req = with_credential(cloud_addr, token, req)?;
+    if let Some(cluster) = cluster {
+        let value = cluster.parse().with_context(|| format!("-c {cluster:?}: a vizier name or id is ASCII"))?;
+        req.metadata_mut().insert(loupe_proto::headers::CLUSTER, value);
+    }
+    let mut stream = client.execute_script(req).await.map_err(refused)?.into_inner();
+    let mut tables: Vec<ResultTable> = Vec::new();
+    while let Some(msg) = stream.message().await.map_err(refused)? {
+        match msg.result {
+            Some(execute_script_response::Result::MetaData(m)) => tables.push(ResultTable::new(m)?),
+            Some(execute_script_response::Result::Data(d)) => {
+                let t = tables
+                    .iter_mut()
+                    .find(|t| t.id == d.table_id)
+                    .context("server sent data for an unannounced table")?;
+                t.add(&d)?;
+            }
+            Some(execute_script_response::Result::Status(s)) if s.code != 0 => {
+                let mut err = std::io::stderr().lock();
+                if s.compiler_errors.is_empty() {
+                    writeln!(err, "error: {}", s.message)?;
+                }
+                // Drawn from the wire fields and the text we sent: px does not link the compiler.
+                for ce in &s.compiler_errors {
+                    writeln!(err, "{}", ce.render(&source, &origin))?;
+                }
+                return Ok(ExitCode::from(1));
+            }
+            Some(_) | None => {}
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    output::print(&tables, output, &mut out)?;
+    Ok(ExitCode::SUCCESS)
 }

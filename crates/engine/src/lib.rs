@@ -9,7 +9,10 @@
 //! broker can plan what agents run. Must not parse PxL nor write to the store: it only scans.
 
 mod lower;
+mod names;
+mod sqlnorm;
 mod udf;
+mod udtf;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,6 +140,10 @@ pub enum ExecError {
     /// DataFusion failed while planning or running a plan.
     #[error("query execution failed")]
     Execution(#[from] DataFusionError),
+    /// A SQL statement does not parse or plan (an unknown table or column, a refused statement); the
+    /// message says why.
+    #[error("{0}")]
+    Sql(#[source] DataFusionError),
     /// A plan references a table that is neither in the store nor in `loupe_schema`.
     #[error("unknown table `{0}`")]
     UnknownTable(String),
@@ -176,6 +183,47 @@ pub type Result<T, E = ExecError> = std::result::Result<T, E>;
 pub struct Engine {
     store: Arc<Store>,
     config: SessionConfig,
+    agent: AgentInfo,
+}
+
+/// What `px.GetAgentStatus()` and the other agent-level source functions say about the agent this engine
+/// answers for. [`AgentInfo::this_host`] reads it from the host; a node agent may set its own ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    /// The agent's id (a UUID as text).
+    pub agent_id: String,
+    /// The agent's short id, the first part of every UPID it records.
+    pub asid: i64,
+    /// The host's name.
+    pub hostname: String,
+    /// The host's primary IP address.
+    pub ip_address: String,
+    /// When the agent started, Unix ns.
+    pub create_time_ns: i64,
+}
+
+impl AgentInfo {
+    /// This host as an agent with short id 0 (what the collector stamps in UPIDs by default): its id is
+    /// derived from /etc/machine-id when there is one, its address is the one the host routes out from.
+    pub fn this_host() -> Self {
+        let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+        let hex: String = machine.trim().chars().filter(char::is_ascii_hexdigit).take(32).collect();
+        let hex = format!("{hex:0<32}");
+        let agent_id = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+        // Connecting a UDP socket sends nothing; it only picks the source address of the default route.
+        let ip_address = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()))
+            .map_or_else(|_| "127.0.0.1".to_string(), |a| a.ip().to_string());
+        AgentInfo {
+            agent_id,
+            asid: 0,
+            hostname: lower::hostname(),
+            ip_address,
+            create_time_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        }
+    }
 }
 
 impl Engine {
@@ -183,7 +231,13 @@ impl Engine {
     pub fn new(store: Arc<Store>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let config = SessionConfig::new().with_target_partitions(cores).with_information_schema(false);
-        Engine { store, config }
+        Engine { store, config, agent: AgentInfo::this_host() }
+    }
+
+    /// The same engine answering `px.GetAgentStatus()` and friends as `agent`.
+    pub fn with_agent(mut self, agent: AgentInfo) -> Self {
+        self.agent = agent;
+        self
     }
 
     /// The catalog a caller compiles scripts against for this engine: every `loupe_schema` table plus
@@ -217,54 +271,67 @@ impl Engine {
     }
 
     async fn run(&self, program: &Program, opts: &ExecOptions, sink: &mut impl QuerySink) -> Result<u64> {
+        // Planned on the query runtime, whose threads have the stack DataFusion's recursive planning needs for
+        // a large script (a caller's runtime may have less: a deep plan must fail or run, not overflow it).
+        let (engine, program_owned, limits) = (self.clone(), program.clone(), *opts);
+        let frames = query_runtime()
+            .spawn(async move { engine.plan_frames(&program_owned, &limits) })
+            .await
+            .map_err(|e| ExecError::Execution(DataFusionError::External(Box::new(e))))??;
+        stream_frames(frames, opts, sink).await
+    }
+
+    /// Every output lowered to a DataFrame before any runs, so a planning error comes before any result.
+    fn plan_frames(
+        &self,
+        program: &Program,
+        opts: &ExecOptions,
+    ) -> Result<Vec<(String, datafusion::dataframe::DataFrame)>> {
         let max_rows = opts.row_cap(program);
         let ctx = self.session(opts)?;
-        let memory_error = |e: DataFusionError| match (opts.memory_limit_bytes, e.find_root()) {
-            (Some(limit_bytes), DataFusionError::ResourcesExhausted(_)) => {
-                ExecError::MemoryLimit { limit_bytes, source: e }
-            }
-            _ => ExecError::Execution(e),
-        };
-        // Every output is planned before any runs, so a planning error comes before any result.
         let mut frames = Vec::with_capacity(program.outputs.len());
         for out in &program.outputs {
-            let df = lower::output_frame(&ctx, &self.store, out, max_rows)?;
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            frames.push((out.name.clone(), schema, df));
+            let df = lower::output_frame(&ctx, self, out, max_rows)?;
+            frames.push((out.name.clone(), df));
         }
-        let mut rows = 0u64;
-        for (index, (name, schema, df)) in frames.into_iter().enumerate() {
-            sink.send(QueryEvent::Output { index, name, schema }).await?;
-            // DataFusion's operators may compute for seconds inside one poll (a final aggregation), which
-            // would starve the caller's runtime: its timers (the deadline), its I/O (a client leaving, health
-            // checks). The stream is drained on the query runtime instead, and this future only waits on a
-            // channel, where the deadline and the sink can stop it; dropping the producer aborts it.
-            let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-            // Planned there too: executing a plan may already spawn its partitions' tasks where it runs.
-            let _producer = AbortOnDrop(query_runtime().spawn(async move {
-                let mut stream = match df.execute_stream().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                while let Some(batch) = stream.next().await {
-                    if tx.send(batch).await.is_err() {
-                        break;
-                    }
-                }
-            }));
-            while let Some(batch) = rx.recv().await {
-                let batch = batch.map_err(memory_error)?;
-                if batch.num_rows() > 0 {
-                    rows += batch.num_rows() as u64;
-                    sink.send(QueryEvent::Batch { index, batch }).await?;
+        Ok(frames)
+    }
+
+    /// Runs one read-only SQL statement (DataFusion's dialect) over every table this engine can read,
+    /// within `opts`' limits (the row cap is [`ExecOptions::max_output_rows`]), streaming its one output,
+    /// `output`, to `sink`. Table names with a dot are quoted: `SELECT * FROM "stack_traces.beta"`. The
+    /// `px.*` functions are there as `px_<name>` (`px_kafka_api_key_name(req_cmd)`). Statements that
+    /// would change anything (DDL, DML, `SET`) are refused.
+    pub async fn execute_sql_to(&self, sql: &str, opts: &ExecOptions, sink: &mut impl QuerySink) -> Result<u64> {
+        let run = async {
+            let ctx = self.session(opts)?;
+            let mut names: Vec<String> = loupe_schema::all_tables().iter().map(|t| t.name.to_string()).collect();
+            for t in self.store.tables() {
+                if !names.iter().any(|n| n == t.name()) {
+                    names.push(t.name().to_string());
                 }
             }
-            sink.send(QueryEvent::OutputEnd { index }).await?;
+            for name in names {
+                let Some(schema) = lower::table_schema(&self.store, &name) else { continue };
+                // Arc clones of the stored batches: no copy of the store.
+                let batches =
+                    self.store.table(&name).map(|t| t.scan(loupe_store::TimeRange::default())).unwrap_or_default();
+                let parts = lower::partition(batches, self.config.target_partitions());
+                let table = datafusion::catalog::MemTable::try_new(schema, parts)?;
+                ctx.register_table(datafusion::common::TableReference::bare(name), Arc::new(table))?;
+            }
+            let options = datafusion::execution::context::SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let df = ctx.sql_with_options(sql, options).await.map_err(ExecError::Sql)?;
+            let df = df.limit(0, Some(opts.max_output_rows))?;
+            stream_frames(vec![("output".to_string(), df)], opts, sink).await
+        };
+        match opts.timeout {
+            Some(limit) => tokio::time::timeout(limit, run).await.map_err(|_| ExecError::Timeout(limit))?,
+            None => run.await,
         }
-        Ok(rows)
     }
 
     /// A fresh DataFusion session with the `px.*` UDFs registered, and its own memory pool when
@@ -286,6 +353,54 @@ impl Engine {
     }
 }
 
+/// Streams each planned output to `sink` in order: its schema, its batches as DataFusion produces them, its end.
+async fn stream_frames(
+    frames: Vec<(String, datafusion::dataframe::DataFrame)>,
+    opts: &ExecOptions,
+    sink: &mut impl QuerySink,
+) -> Result<u64> {
+    let memory_error = |e: DataFusionError| match (opts.memory_limit_bytes, e.find_root()) {
+        (Some(limit_bytes), DataFusionError::ResourcesExhausted(_)) => {
+            ExecError::MemoryLimit { limit_bytes, source: e }
+        }
+        _ => ExecError::Execution(e),
+    };
+    let mut rows = 0u64;
+    for (index, (name, df)) in frames.into_iter().enumerate() {
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        sink.send(QueryEvent::Output { index, name, schema }).await?;
+        // DataFusion's operators may compute for seconds inside one poll (a final aggregation), which
+        // would starve the caller's runtime: its timers (the deadline), its I/O (a client leaving, health
+        // checks). The stream is drained on the query runtime instead, and this future only waits on a
+        // channel, where the deadline and the sink can stop it; dropping the producer aborts it.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        // Planned there too: executing a plan may already spawn its partitions' tasks where it runs.
+        let _producer = AbortOnDrop(query_runtime().spawn(async move {
+            let mut stream = match df.execute_stream().await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            while let Some(batch) = stream.next().await {
+                if tx.send(batch).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        while let Some(batch) = rx.recv().await {
+            let batch = batch.map_err(memory_error)?;
+            if batch.num_rows() > 0 {
+                rows += batch.num_rows() as u64;
+                sink.send(QueryEvent::Batch { index, batch }).await?;
+            }
+        }
+        sink.send(QueryEvent::OutputEnd { index }).await?;
+    }
+    Ok(rows)
+}
+
 /// The runtime DataFusion's work runs on: one worker per core, apart from the caller's runtime so that
 /// a CPU-bound query cannot hold off the caller's timers and I/O. Built on first use, never dropped.
 fn query_runtime() -> &'static tokio::runtime::Handle {
@@ -295,6 +410,9 @@ fn query_runtime() -> &'static tokio::runtime::Handle {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(cores)
+                // Planning and optimizing recurse over the plan tree; a script of a few hundred operators
+                // needs more than the default 2 MiB in a debug build. Only touched pages are committed.
+                .thread_stack_size(QUERY_THREAD_STACK)
                 .thread_name("loupe-query")
                 .enable_time()
                 .build()
@@ -303,6 +421,9 @@ fn query_runtime() -> &'static tokio::runtime::Handle {
         })
         .handle()
 }
+
+/// Stack of each query runtime thread.
+const QUERY_THREAD_STACK: usize = 64 << 20;
 
 /// Aborts a task when dropped, so a query stopped early does not keep computing.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

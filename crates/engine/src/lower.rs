@@ -23,7 +23,7 @@ use datafusion::prelude::SessionContext;
 use loupe_pxl::{AggFunc, BinaryOp, Expr, JoinHow, Literal, Output, PercentileKey, Plan, PxType, ScalarFunc};
 use loupe_store::{Store, TimeRange};
 
-use crate::{ExecError, Result, udf};
+use crate::{Engine, ExecError, Result, udf, udtf};
 
 /// The schema of `name`: the store's table, else the `loupe_schema` definition.
 pub(crate) fn table_schema(store: &Store, name: &str) -> Option<SchemaRef> {
@@ -31,8 +31,8 @@ pub(crate) fn table_schema(store: &Store, name: &str) -> Option<SchemaRef> {
 }
 
 /// The DataFrame computing one output: its plan, the script's column order, the row cap.
-pub(crate) fn output_frame(ctx: &SessionContext, store: &Store, out: &Output, max_rows: usize) -> Result<DataFrame> {
-    let df = lower_plan(ctx, store, &out.plan)?;
+pub(crate) fn output_frame(ctx: &SessionContext, eng: &Engine, out: &Output, max_rows: usize) -> Result<DataFrame> {
+    let df = lower_plan(ctx, eng, &out.plan)?;
     let cols: Vec<DfExpr> = out
         .columns
         .iter()
@@ -60,9 +60,14 @@ fn time_lit(ns: i64) -> DfExpr {
     lit(ScalarValue::TimestampNanosecond(Some(ns), None))
 }
 
-fn lower_plan(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<DataFrame> {
+fn lower_plan(ctx: &SessionContext, eng: &Engine, plan: &Plan) -> Result<DataFrame> {
     Ok(match plan {
+        Plan::Udtf { func, args } => {
+            let batch = udtf::rows(eng, *func, args)?;
+            ctx.read_table(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?))?
+        }
         Plan::Source { table, columns, start_ns, end_ns } => {
+            let store = &eng.store;
             let schema = table_schema(store, table).ok_or_else(|| ExecError::UnknownTable(table.clone()))?;
             let range = TimeRange { start_ns: *start_ns, end_ns: *end_ns };
             let batches = store.table(table).map(|t| t.scan(range)).unwrap_or_default();
@@ -80,9 +85,9 @@ fn lower_plan(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<DataFr
                 None => df,
             }
         }
-        Plan::Filter { input, predicate } => lower_plan(ctx, store, input)?.filter(lower_expr(predicate))?,
+        Plan::Filter { input, predicate } => lower_plan(ctx, eng, input)?.filter(lower_expr(predicate))?,
         Plan::Map { input, column, expr } => {
-            let df = lower_plan(ctx, store, input)?;
+            let df = lower_plan(ctx, eng, input)?;
             let value = lower_expr(expr).alias(column);
             let mut replaced = false;
             let mut exprs: Vec<DfExpr> = Vec::new();
@@ -100,16 +105,16 @@ fn lower_plan(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<DataFr
             df.select(exprs)?
         }
         Plan::Project { input, columns } => {
-            lower_plan(ctx, store, input)?.select(columns.iter().map(ident).collect::<Vec<_>>())?
+            lower_plan(ctx, eng, input)?.select(columns.iter().map(ident).collect::<Vec<_>>())?
         }
         Plan::Drop { input, columns } => {
-            let df = lower_plan(ctx, store, input)?;
+            let df = lower_plan(ctx, eng, input)?;
             let keep: Vec<DfExpr> =
                 df.schema().fields().iter().filter(|f| !columns.contains(f.name())).map(|f| ident(f.name())).collect();
             df.select(keep)?
         }
         Plan::Aggregate { input, group_by, aggs } => {
-            let df = lower_plan(ctx, store, input)?;
+            let df = lower_plan(ctx, eng, input)?;
             let input_type = |c: &str| df.schema().field_with_unqualified_name(c).ok().map(|f| f.data_type().clone());
             let mut agg_exprs = Vec::new();
             // Final projection: keys, then each aggregate (quantiles rebuilt as JSON).
@@ -151,12 +156,12 @@ fn lower_plan(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<DataFr
             let group_exprs: Vec<DfExpr> = group_by.iter().map(ident).collect();
             df.aggregate(group_exprs, agg_exprs)?.select(finals)?
         }
-        Plan::Limit { input, n } => lower_plan(ctx, store, input)?.limit(0, Some(*n))?,
+        Plan::Limit { input, n } => lower_plan(ctx, eng, input)?.limit(0, Some(*n))?,
         Plan::Join { left, right, how, left_columns, right_columns, left_on, right_on } => {
             // Each side is renamed first, so every column of the join has one unambiguous name.
             let side = |plan: &Plan, cols: &[(String, String)]| -> Result<DataFrame> {
                 let exprs: Vec<DfExpr> = cols.iter().map(|(i, o)| ident(i).alias(o)).collect();
-                Ok(lower_plan(ctx, store, plan)?.select(exprs)?)
+                Ok(lower_plan(ctx, eng, plan)?.select(exprs)?)
             };
             let (l, r) = (side(left, left_columns)?, side(right, right_columns)?);
             let join = match how {
@@ -180,11 +185,11 @@ fn lower_plan(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<DataFr
             let first = it.next().ok_or_else(|| {
                 ExecError::Execution(datafusion::error::DataFusionError::Internal("append of no dataframes".into()))
             })?;
-            let mut df = lower_plan(ctx, store, first)?;
+            let mut df = lower_plan(ctx, eng, first)?;
             let names: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
             for p in it {
                 // Same names and order (the compiler projected it); aliases keep DataFusion's union by position honest.
-                let other = lower_plan(ctx, store, p)?;
+                let other = lower_plan(ctx, eng, p)?;
                 let exprs: Vec<DfExpr> = other
                     .schema()
                     .fields()
@@ -205,7 +210,7 @@ fn lower_plan(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<DataFr
             df
         }
         Plan::Rename { input, renames } => {
-            let df = lower_plan(ctx, store, input)?;
+            let df = lower_plan(ctx, eng, input)?;
             let exprs: Vec<DfExpr> = df
                 .schema()
                 .fields()
@@ -226,7 +231,7 @@ fn percentile(x: DfExpr, p: f64) -> DfExpr {
 }
 
 /// Splits batches into `n` contiguous partitions so every core scans a share.
-fn partition(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
+pub(crate) fn partition(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
     let n = n.max(1);
     if batches.is_empty() {
         return vec![Vec::new()];
@@ -372,6 +377,26 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         | ScalarFunc::ServiceNameToServiceId
         | ScalarFunc::ServiceNameToNamespace => lit(""),
         ScalarFunc::HasServiceName => lit(false),
+        ScalarFunc::ContainerIdToStatus => lit(r#"{"state":"Unknown","message":"","reason":""}"#),
+        ScalarFunc::KafkaApiKeyName => udf::text_udf("px_kafka_api_key_name").call(a),
+        ScalarFunc::CqlOpcodeName => udf::text_udf("px_cql_opcode_name").call(a),
+        ScalarFunc::AmqpFrameTypeName => udf::text_udf("px_amqp_frame_type_name").call(a),
+        ScalarFunc::AmqpMethodName => udf::text_udf("px_amqp_method_name").call(a),
+        ScalarFunc::MuxFrameTypeName => udf::text_udf("px_mux_frame_type_name").call(a),
+        ScalarFunc::DnsRcodeName => udf::text_udf("px_dns_rcode_name").call(a),
+        ScalarFunc::MysqlCommandName => udf::text_udf("px_mysql_command_name").call(a),
+        ScalarFunc::ProtocolName => udf::text_udf("px_protocol_name").call(a),
+        ScalarFunc::HttpRespMessage => udf::text_udf("px_http_resp_message").call(a),
+        ScalarFunc::Split => udf::text_udf("px_split").call(a),
+        ScalarFunc::NormalizePgsql => udf::text_udf("px_normalize_pgsql").call(a),
+        ScalarFunc::NormalizeMysql => udf::text_udf("px_normalize_mysql").call(a),
+        ScalarFunc::Nslookup => udf::nslookup().call(a),
+        ScalarFunc::Itoa => cast(arg(0), DataType::Utf8),
+        // absl's SimpleAtoi: surrounding spaces allowed, anything else not a number gives the default.
+        ScalarFunc::Atoi => datafusion::functions::core::expr_fn::coalesce(vec![
+            try_cast(string::btrim().call(vec![arg(0)]), DataType::Int64),
+            arg(1),
+        ]),
         ScalarFunc::Pluck => udf::pluck(udf::PluckKind::String).call(a),
         ScalarFunc::PluckInt64 => udf::pluck(udf::PluckKind::Int64).call(a),
         ScalarFunc::PluckFloat64 => udf::pluck(udf::PluckKind::Float64).call(a),
@@ -386,7 +411,7 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
 }
 
 /// This host's name (`/proc/sys/kernel/hostname`), read once; `localhost` where that file does not exist.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")

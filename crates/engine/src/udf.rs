@@ -2,7 +2,9 @@
 //!
 //! Owns `pluck`, `pluck_int64` and `pluck_float64` (read one key of a JSON object string,
 //! null when the text is not an object or lacks the key) and `upid_to_cmdline` (read from this host's
-//! `/proc` when the call runs). Must not hold state between calls.
+//! `/proc` when the call runs), the row-at-a-time text functions (protocol code names from `names`, `split`,
+//! the SQL normalizers of `sqlnorm`) and `nslookup` (reverse DNS through the system resolver, with a
+//! bounded cache and a per-batch budget). Must not hold state between calls beyond that cache.
 
 use std::sync::{Arc, OnceLock};
 
@@ -11,6 +13,8 @@ use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use datafusion::prelude::SessionContext;
+
+use crate::{names, sqlnorm};
 
 /// Which `pluck` variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,6 +60,281 @@ pub(crate) fn register(ctx: &SessionContext) {
     }
     ctx.register_udf(cmdline().as_ref().clone());
     ctx.register_udf(pluck_array().as_ref().clone());
+    ctx.register_udf(nslookup().as_ref().clone());
+    for f in TEXT_FNS {
+        ctx.register_udf(text_udf(f.name).as_ref().clone());
+    }
+}
+
+/// One argument of a [`TextFn`] row (a null argument makes the row's answer null without a call).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arg<'a> {
+    /// An INT64 value.
+    Int(i64),
+    /// A STRING value.
+    Str(&'a str),
+}
+
+impl Arg<'_> {
+    fn int(self) -> i64 {
+        match self {
+            Arg::Int(i) => i,
+            Arg::Str(_) => 0,
+        }
+    }
+
+    fn str(&self) -> &str {
+        match self {
+            Arg::Str(s) => s,
+            Arg::Int(_) => "",
+        }
+    }
+}
+
+/// A row-at-a-time STRING function of INT64/STRING arguments: the protocol names, `split` and the SQL
+/// normalizers, which are plain Rust functions of their arguments.
+struct TextFnSpec {
+    /// The DataFusion name (`px_` + the PxL name), also callable from SQL.
+    name: &'static str,
+    /// Argument types.
+    args: &'static [DataType],
+    /// The function of one row's (non-null) arguments.
+    f: fn(&[Arg<'_>]) -> String,
+}
+
+const I64: DataType = DataType::Int64;
+const UTF8: DataType = DataType::Utf8;
+
+static TEXT_FNS: &[TextFnSpec] = &[
+    TextFnSpec { name: "px_kafka_api_key_name", args: &[I64], f: |a| names::kafka_api_key(a[0].int()) },
+    TextFnSpec { name: "px_cql_opcode_name", args: &[I64], f: |a| names::cql_opcode(a[0].int()) },
+    TextFnSpec { name: "px_amqp_frame_type_name", args: &[I64], f: |a| names::amqp_frame_type(a[0].int()) },
+    TextFnSpec { name: "px_amqp_method_name", args: &[I64, I64], f: |a| names::amqp_method(a[0].int(), a[1].int()) },
+    TextFnSpec { name: "px_mux_frame_type_name", args: &[I64], f: |a| names::mux_frame_type(a[0].int()) },
+    TextFnSpec { name: "px_dns_rcode_name", args: &[I64], f: |a| names::dns_rcode(a[0].int()) },
+    TextFnSpec { name: "px_mysql_command_name", args: &[I64], f: |a| names::mysql_command(a[0].int()) },
+    TextFnSpec { name: "px_protocol_name", args: &[I64], f: |a| names::protocol(a[0].int()) },
+    TextFnSpec { name: "px_http_resp_message", args: &[I64], f: |a| names::http_status(a[0].int()) },
+    TextFnSpec { name: "px_split", args: &[UTF8, UTF8], f: |a| split_json(a[0].str(), a[1].str()) },
+    TextFnSpec { name: "px_normalize_pgsql", args: &[UTF8, UTF8], f: |a| sqlnorm::pgsql(a[0].str(), a[1].str()) },
+    TextFnSpec { name: "px_normalize_mysql", args: &[UTF8, I64], f: |a| sqlnorm::mysql(a[0].str(), a[1].int()) },
+];
+
+/// `px.split(s, delim)`: the pieces as a JSON array of strings (an empty delimiter keeps `s` whole).
+fn split_json(s: &str, delim: &str) -> String {
+    let items: Vec<serde_json::Value> =
+        if delim.is_empty() { vec![s.into()] } else { s.split(delim).map(serde_json::Value::from).collect() };
+    serde_json::Value::Array(items).to_string()
+}
+
+#[derive(Debug)]
+struct TextFn {
+    name: &'static str,
+    signature: Signature,
+    f: fn(&[Arg<'_>]) -> String,
+}
+
+// Identity is the name: each name has one function (comparing function pointers is unreliable).
+impl PartialEq for TextFn {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for TextFn {}
+
+impl std::hash::Hash for TextFn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+/// The UDF of text function `name` (one of [`TEXT_FNS`]).
+pub(crate) fn text_udf(name: &'static str) -> Arc<ScalarUDF> {
+    static UDFS: OnceLock<Vec<Arc<ScalarUDF>>> = OnceLock::new();
+    let udfs = UDFS.get_or_init(|| {
+        TEXT_FNS
+            .iter()
+            .map(|spec| {
+                Arc::new(ScalarUDF::new_from_impl(TextFn {
+                    name: spec.name,
+                    signature: Signature::exact(spec.args.to_vec(), Volatility::Immutable),
+                    f: spec.f,
+                }))
+            })
+            .collect()
+    });
+    let at = TEXT_FNS.iter().position(|f| f.name == name).unwrap_or(0);
+    udfs[at].clone()
+}
+
+impl ScalarUDFImpl for TextFn {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays: Vec<ArrayRef> = args.args.iter().map(|a| a.to_array(n)).collect::<Result<_>>()?;
+        let mut b = StringBuilder::with_capacity(n, n * 16);
+        let mut row: Vec<Arg<'_>> = Vec::with_capacity(arrays.len());
+        for i in 0..n {
+            row.clear();
+            for a in &arrays {
+                if a.is_null(i) {
+                    break;
+                }
+                match a.data_type() {
+                    DataType::Int64 => row.push(Arg::Int(a.as_primitive::<arrow::datatypes::Int64Type>().value(i))),
+                    DataType::Utf8 => row.push(Arg::Str(a.as_string::<i32>().value(i))),
+                    other => return exec_err!("{}: unexpected argument type {other}", self.name),
+                }
+            }
+            if row.len() == arrays.len() {
+                b.append_value((self.f)(&row));
+            } else {
+                b.append_null();
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish())))
+    }
+}
+
+/// Most uncached reverse lookups one batch makes, and the time it may spend on them: past either, the
+/// remaining addresses answer as themselves (uncached, so a later query resolves them). A caller cannot
+/// make a query wait on DNS for longer than this per batch.
+const NSLOOKUP_MAX_PER_BATCH: usize = 64;
+const NSLOOKUP_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+/// Addresses remembered, with their names (or themselves when they have none).
+const NSLOOKUP_CACHE_ENTRIES: usize = 1024;
+
+/// `px.nslookup(addr)`: the host name of an IP address by reverse DNS (the system resolver: /etc/hosts,
+/// then DNS), cached; the address itself when it has no name.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Nslookup {
+    signature: Signature,
+}
+
+/// The shared `nslookup` UDF.
+pub(crate) fn nslookup() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    UDF.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(Nslookup {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Volatile),
+        }))
+    })
+    .clone()
+}
+
+fn nslookup_cache() -> &'static std::sync::Mutex<std::collections::HashMap<String, String>> {
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The name of `addr` by the system resolver, `None` when it has none (or is not an IP address).
+pub(crate) fn reverse_lookup(addr: &str) -> Option<String> {
+    let ip: std::net::IpAddr = addr.trim().parse().ok()?;
+    // SAFETY: the sockaddr is fully initialised for its family and getnameinfo is given its exact size;
+    // the host buffer's length is passed with it, and getnameinfo NUL-terminates what it writes.
+    let mut host: [libc::c_char; 1025] = [0; 1025];
+    let rc = match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes(v4.octets()) };
+            unsafe {
+                libc::getnameinfo(
+                    (&raw const sa).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    host.as_mut_ptr(),
+                    host.len() as libc::socklen_t,
+                    std::ptr::null_mut(),
+                    0,
+                    libc::NI_NAMEREQD,
+                )
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sa.sin6_addr = libc::in6_addr { s6_addr: v6.octets() };
+            unsafe {
+                libc::getnameinfo(
+                    (&raw const sa).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                    host.as_mut_ptr(),
+                    host.len() as libc::socklen_t,
+                    std::ptr::null_mut(),
+                    0,
+                    libc::NI_NAMEREQD,
+                )
+            }
+        }
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: on success getnameinfo wrote a NUL-terminated string into `host`.
+    let name = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+impl ScalarUDFImpl for Nslookup {
+    fn name(&self) -> &str {
+        "px_nslookup"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [addr] = args.args.as_slice() else {
+            return exec_err!("{} takes 1 argument", self.name());
+        };
+        let addrs = addr.to_array(args.number_rows)?;
+        let addrs = addrs.as_string::<i32>();
+        let started = std::time::Instant::now();
+        let mut lookups = 0;
+        let mut b = StringBuilder::with_capacity(addrs.len(), addrs.len() * 16);
+        for i in 0..addrs.len() {
+            if addrs.is_null(i) {
+                b.append_null();
+                continue;
+            }
+            let a = addrs.value(i);
+            let cached = nslookup_cache().lock().ok().and_then(|c| c.get(a).cloned());
+            let name = match cached {
+                Some(name) => name,
+                None if lookups < NSLOOKUP_MAX_PER_BATCH && started.elapsed() < NSLOOKUP_BUDGET => {
+                    lookups += 1;
+                    let name = reverse_lookup(a).unwrap_or_else(|| a.to_string());
+                    if let Ok(mut c) = nslookup_cache().lock() {
+                        if c.len() >= NSLOOKUP_CACHE_ENTRIES {
+                            c.clear();
+                        }
+                        c.insert(a.to_string(), name.clone());
+                    }
+                    name
+                }
+                None => a.to_string(),
+            };
+            b.append_value(name);
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish())))
+    }
 }
 
 impl ScalarUDFImpl for Pluck {
@@ -256,6 +535,16 @@ impl ScalarUDFImpl for PluckArray {
 #[cfg(test)]
 mod tests {
     use super::cmdline_of;
+
+    #[test]
+    fn nslookup_resolves_through_the_system_resolver_and_refuses_what_is_not_an_address() {
+        // /etc/hosts names the loopback address on any host.
+        let name = super::reverse_lookup("127.0.0.1").expect("127.0.0.1 has a name");
+        assert!(!name.is_empty() && name != "127.0.0.1", "{name}");
+        assert_eq!(super::reverse_lookup("not an address"), None);
+        assert_eq!(super::split_json("a:b::c", ":"), r#"["a","b","","c"]"#);
+        assert_eq!(super::split_json("abc", ""), r#"["abc"]"#);
+    }
 
     #[test]
     fn cmdline_reads_a_live_process_and_refuses_a_reused_pid() {

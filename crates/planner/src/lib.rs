@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use loupe_pxl::{Aggregation, Catalog, CompileOptions, Diagnostic, ExecFunc, Program};
 
+/// Stack of the thread a script compiles on.
+const COMPILE_STACK: usize = 64 << 20;
+
 /// A script compiled and split, ready for the engines that run it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DistributedPlan {
@@ -91,7 +94,7 @@ pub enum PlanError {
 /// Compiles `source` against `catalog` and splits it for one node, measuring both.
 pub fn plan_single_node(
     source: &str,
-    catalog: &dyn Catalog,
+    catalog: &(dyn Catalog + Sync),
     options: &CompileOptions,
 ) -> Result<DistributedPlan, Vec<Diagnostic>> {
     plan_single_node_with_funcs(source, catalog, options, &[])
@@ -101,12 +104,27 @@ pub fn plan_single_node(
 /// and its dataframe becomes one more output (`loupe_pxl::compile_with_funcs`).
 pub fn plan_single_node_with_funcs(
     source: &str,
-    catalog: &dyn Catalog,
+    catalog: &(dyn Catalog + Sync),
     options: &CompileOptions,
     exec_funcs: &[ExecFunc],
 ) -> Result<DistributedPlan, Vec<Diagnostic>> {
     let started = Instant::now();
-    let program = loupe_pxl::compile_with_funcs(source, catalog, options, exec_funcs)?;
+    // The checker recurses over the script (nested expressions, user function calls): it runs on a thread
+    // of its own with a stack sized for the largest scripts the parser accepts, whatever stack the caller has.
+    let program = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("pxl-compile".into())
+            .stack_size(COMPILE_STACK)
+            .spawn_scoped(scope, || loupe_pxl::compile_with_funcs(source, catalog, options, exec_funcs))
+            .map(|handle| handle.join())
+    });
+    let program = match program {
+        Ok(Ok(result)) => result?,
+        // No thread to compile on (the OS refused one), or the compiler panicked: compile here and let the
+        // caller see what it sees.
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => loupe_pxl::compile_with_funcs(source, catalog, options, exec_funcs)?,
+    };
     let mut plan = split_single_node(program);
     plan.compile_time = started.elapsed();
     Ok(plan)

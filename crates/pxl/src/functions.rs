@@ -280,6 +280,38 @@ functions! {
         "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
     HasServiceName "has_service_name"(p("services", STR), p("name", STR)) -> Returns::Fixed(B), Semantic::None,
         Rule::Call, "always false today: Loupe has no Kubernetes metadata yet, so no process is in a service";
+    ProtocolName "protocol_name"(p("protocol", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the name of a protocol number of `conn_stats.protocol` (`HTTP`, `MySQL`, ...; `Invalid (n)` when unknown)";
+    HttpRespMessage "http_resp_message"(p("code", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the reason phrase of an HTTP status code (`Not Found`; '' when unknown)";
+    KafkaApiKeyName "kafka_api_key_name"(p("api_key", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the name of a Kafka API key (`Produce`, `Fetch`, ...; the number as text when unknown)";
+    MysqlCommandName "mysql_command_name"(p("cmd", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the name of a MySQL command byte (`Query`, `StmtExecute`, ...; the number as text when unknown)";
+    CqlOpcodeName "cql_opcode_name"(p("opcode", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the name of a Cassandra CQL opcode (`Query`, `Result`, ...; the number as text when unknown)";
+    AmqpFrameTypeName "amqp_frame_type_name"(p("frame_type", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the name of an AMQP frame type (`Frame method`, `Heartbeat`, ...; the number as text when unknown)";
+    AmqpMethodName "amqp_method_name"(p("class_id", INT), p("method_id", INT)) -> Returns::Fixed(S), Semantic::None,
+        Rule::Call, "the name of an AMQP method (`BasicPublish`; the class name for method 0; `Unknown` otherwise)";
+    MuxFrameTypeName "mux_frame_type_name"(p("frame_type", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the name of a Mux frame type (`Tdispatch`, `Rerr`, ...; `Unknown (n)` otherwise)";
+    DnsRcodeName "dns_rcode_name"(p("rcode", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the name of a DNS response code (`NOERROR`, `NXDOMAIN`, ...; the number as text when unknown)";
+    Atoi "atoi"(p("s", STR), p("default", INT)) -> Returns::Fixed(I), Semantic::None, Rule::Call,
+        "`s` parsed as a 64-bit integer (surrounding spaces allowed), else `default`";
+    Itoa "itoa"(p("i", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "`i` as decimal text";
+    Split "split"(p("s", STR), constant("delimiter", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "`s` split at each `delimiter`, as a JSON array of strings (read items with `px.pluck_array`)";
+    Nslookup "nslookup"(p("addr", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the host name of an IP address by reverse DNS (cached; the address itself when it has no name or the lookup budget of the call is spent)";
+    NormalizePgsql "normalize_pgsql"(p("sql", STR), p("cmd", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "a PostgreSQL request (`cmd` `Query`, or `Execute` with `query=[..] params=[..]`) with constants replaced by `$n`: JSON `{\"query\",\"params\"}`, or `{\"error\"}`";
+    NormalizeMysql "normalize_mysql"(p("sql", STR), p("cmd", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "a MySQL request (`cmd` 3 Query, or 23 StmtExecute with `query=[..] params=[..]`) with constants replaced by `?`: JSON `{\"query\",\"params\"}`, or `{\"error\"}`";
+    ContainerIdToStatus "container_id_to_status"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "always `{\"state\":\"Unknown\",\"message\":\"\",\"reason\":\"\"}` today: Loupe has no Kubernetes metadata yet, so no container is known";
 }
 
 impl ScalarFunc {
@@ -364,7 +396,7 @@ mod tests {
             assert_eq!(ScalarFunc::from_name(f.name), Some(f.func));
             assert_eq!(f.func.spec().name, f.name);
         }
-        assert_eq!(FUNCTIONS.len(), 65);
+        assert_eq!(FUNCTIONS.len(), 81);
         assert_eq!(ScalarFunc::from_name("nope"), None);
     }
 

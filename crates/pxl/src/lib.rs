@@ -25,7 +25,7 @@ pub use diagnostic::Diagnostic;
 pub use loupe_scripts as bundled;
 pub use plan::{
     AggFunc, Aggregation, BinaryOp, ColumnDef, Expr, JoinHow, Literal, Output, PercentileKey, Plan, Program, PxType,
-    ScalarFunc,
+    ScalarFunc, Udtf,
 };
 
 /// Pixie's default for `max_output_rows_per_table`.

@@ -123,6 +123,14 @@ pub enum Plan {
         /// Inputs, the first being the frame appended to.
         inputs: Vec<Plan>,
     },
+    /// A source function (Pixie's UDTFs: `px.GetAgentStatus()`, `px.GetSchemas()`, ...): rows the engine
+    /// computes from what it knows (its agent, its tables, the function registry), columns [`Udtf::columns`].
+    Udtf {
+        /// The function.
+        func: Udtf,
+        /// Its arguments, one per [`Udtf::params`] entry, defaults filled in.
+        args: Vec<Literal>,
+    },
     /// `df.rename({'old': 'new'})`: columns renamed in place.
     Rename {
         /// Input plan.
@@ -130,6 +138,131 @@ pub enum Plan {
         /// `(old, new)` pairs.
         renames: Vec<(String, String)>,
     },
+}
+
+/// Source functions a script reads like tables (Pixie's UDTFs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Udtf {
+    /// `px.GetAgentStatus(include_kelvin=True)`: one row per agent.
+    AgentStatus,
+    /// `px.GetSchemas()`: one row per column of every table.
+    Schemas,
+    /// `px.GetTables()`: one row per table.
+    Tables,
+    /// `px.GetUDFList()`: one row per scalar function.
+    UdfList,
+    /// `px.GetUDAList()`: one row per aggregate function.
+    UdaList,
+    /// `px.GetUDTFList()`: one row per source function.
+    UdtfList,
+    /// `px.GetTracepointStatus()`: dynamic tracepoints (none: Loupe deploys none).
+    TracepointStatus,
+    /// `px.GetLinuxHeadersStatus()`: whether each agent's host has kernel headers.
+    LinuxHeadersStatus,
+    /// `px._HeapStats(asid=-1)`: each agent's memory use, as text.
+    HeapStats,
+    /// `px._HeapGrowthStacks(asid=-1)`: each agent's memory growth, as text.
+    HeapGrowthStacks,
+    /// `px._HeapSampleStacks(asid=-1)`: each agent's memory sample, as text.
+    HeapSampleStacks,
+}
+
+const fn col(name: &'static str, ty: PxType) -> (&'static str, PxType) {
+    (name, ty)
+}
+
+impl Udtf {
+    /// Every source function.
+    pub const ALL: [Udtf; 11] = [
+        Udtf::AgentStatus,
+        Udtf::Schemas,
+        Udtf::Tables,
+        Udtf::UdfList,
+        Udtf::UdaList,
+        Udtf::UdtfList,
+        Udtf::TracepointStatus,
+        Udtf::LinuxHeadersStatus,
+        Udtf::HeapStats,
+        Udtf::HeapGrowthStacks,
+        Udtf::HeapSampleStacks,
+    ];
+
+    /// The name after `px.`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Udtf::AgentStatus => "GetAgentStatus",
+            Udtf::Schemas => "GetSchemas",
+            Udtf::Tables => "GetTables",
+            Udtf::UdfList => "GetUDFList",
+            Udtf::UdaList => "GetUDAList",
+            Udtf::UdtfList => "GetUDTFList",
+            Udtf::TracepointStatus => "GetTracepointStatus",
+            Udtf::LinuxHeadersStatus => "GetLinuxHeadersStatus",
+            Udtf::HeapStats => "_HeapStats",
+            Udtf::HeapGrowthStacks => "_HeapGrowthStacks",
+            Udtf::HeapSampleStacks => "_HeapSampleStacks",
+        }
+    }
+
+    /// The source function called `px.<name>`.
+    pub fn from_name(name: &str) -> Option<Udtf> {
+        Udtf::ALL.into_iter().find(|u| u.name() == name)
+    }
+
+    /// Parameters with their defaults, in order.
+    pub fn params(self) -> &'static [(&'static str, Literal)] {
+        const INCLUDE_KELVIN: &[(&str, Literal)] = &[("include_kelvin", Literal::Bool(true))];
+        const ASID: &[(&str, Literal)] = &[("asid", Literal::Int(-1))];
+        match self {
+            Udtf::AgentStatus => INCLUDE_KELVIN,
+            Udtf::HeapStats | Udtf::HeapGrowthStacks | Udtf::HeapSampleStacks => ASID,
+            _ => &[],
+        }
+    }
+
+    /// The output columns (Pixie's names; UINT128 ids are STRING here, as `upid` is).
+    pub fn columns(self) -> Vec<ColumnDef> {
+        use PxType::{Boolean, Int64, String, Time};
+        let cols: &[(&str, PxType)] = match self {
+            Udtf::AgentStatus => &[
+                col("agent_id", String),
+                col("asid", Int64),
+                col("hostname", String),
+                col("ip_address", String),
+                col("agent_state", String),
+                col("create_time", Time),
+                col("last_heartbeat_ns", Int64),
+                col("kernel_headers_installed", Boolean),
+            ],
+            Udtf::Schemas => &[
+                col("table_name", String),
+                col("column_name", String),
+                col("column_type", String),
+                col("pattern_type", String),
+                col("column_desc", String),
+            ],
+            Udtf::Tables => &[col("table_name", String), col("table_desc", String)],
+            Udtf::UdfList | Udtf::UdaList => &[col("name", String), col("return_type", String), col("args", String)],
+            Udtf::UdtfList => &[
+                col("name", String),
+                col("executor", String),
+                col("init_args", String),
+                col("output_relation", String),
+            ],
+            Udtf::TracepointStatus => &[
+                col("tracepoint_id", String),
+                col("name", String),
+                col("state", String),
+                col("status", String),
+                col("output_tables", String),
+            ],
+            Udtf::LinuxHeadersStatus => &[col("asid", Int64), col("kernel_headers_installed", Boolean)],
+            Udtf::HeapStats | Udtf::HeapGrowthStacks | Udtf::HeapSampleStacks => {
+                &[col("asid", Int64), col("heap", String)]
+            }
+        };
+        cols.iter().map(|(n, t)| ColumnDef { name: (*n).to_string(), ty: *t }).collect()
+    }
 }
 
 /// `how=` of a merge.

@@ -729,3 +729,39 @@ fn every_failing_statement_reports_once() {
         vec![(2, 19, "unknown table `http_event`"), (6, 11, "unknown column `nope` in table `http_events`"),]
     );
 }
+
+#[test]
+fn source_functions_are_frames_with_their_columns_and_checked_arguments() {
+    let p = plan("import px\npx.display(px.GetAgentStatus(False))\n");
+    assert_eq!(p, Plan::Udtf { func: Udtf::AgentStatus, args: vec![Literal::Bool(false)] });
+    let c = cols("import px\npx.display(px._HeapGrowthStacks(3))\n");
+    assert_eq!(c, vec![("asid".into(), PxType::Int64), ("heap".into(), PxType::String)]);
+    assert_eq!(plan("import px\npx.display(px.GetSchemas())\n"), Plan::Udtf { func: Udtf::Schemas, args: vec![] });
+    assert_eq!(
+        err("import px\npx.display(px.GetAgentStatus('x'))\n"),
+        (2, 30, "`include_kelvin` of `px.GetAgentStatus` must be a BOOLEAN constant, found STRING".into())
+    );
+    assert_eq!(
+        err("import px\npx.display(px.GetTables(1))\n"),
+        (2, 25, "`px.GetTables` takes at most 0 arguments".into())
+    );
+}
+
+#[test]
+fn operator_functions_and_format_duration() {
+    assert_eq!(
+        plan(&src("px.display(df[px.equal(df.resp_status, 200)])\n")),
+        plan(&src("px.display(df[df.resp_status == 200])\n"))
+    );
+    assert_eq!(
+        plan(&src("df.x = px.add(df.latency, 1.5)\npx.display(df)\n")),
+        plan(&src("df.x = df.latency + 1.5\npx.display(df)\n"))
+    );
+    assert_eq!(
+        err(&src("df.x = px.equal(df.req_path, 1)\npx.display(df)\n")),
+        (3, 11, "cannot compare STRING and INT64 with `equal`".into())
+    );
+    let p = plan(&src("df.w = px.format_duration(2 * px.parse_duration('-5m'))\npx.display(df)\n"));
+    let Plan::Map { expr, .. } = p else { panic!("{p:?}") };
+    assert_eq!(expr, Expr::Literal(Literal::String("-10m".into())));
+}

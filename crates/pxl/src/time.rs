@@ -40,6 +40,21 @@ pub(crate) fn parse_duration(text: &str) -> Option<i64> {
     Some(if negative { -ns } else { ns })
 }
 
+/// `px.format_duration(ns)`: the largest whole unit of `d`, `h`, `m`, `s`, `ms` that fits, rounded down,
+/// sign kept (`-300_000_000_000` is `-5m`; below a millisecond, `0ms`).
+pub(crate) fn format_duration(ns: i64) -> String {
+    let sign = if ns < 0 { "-" } else { "" };
+    let abs = ns.unsigned_abs();
+    let units: [(u64, &str); 4] =
+        [(86_400_000_000_000, "d"), (3_600_000_000_000, "h"), (60_000_000_000, "m"), (1_000_000_000, "s")];
+    for (size, unit) in units {
+        if abs >= size {
+            return format!("{sign}{}{unit}", abs / size);
+        }
+    }
+    format!("{sign}{}ms", abs / 1_000_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +70,18 @@ mod tests {
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration("-5w"), None);
         assert_eq!(parse_duration("-99999999999999999999m"), None);
+    }
+
+    #[test]
+    fn durations_format_to_their_largest_whole_unit() {
+        assert_eq!(format_duration(-300_000_000_000), "-5m");
+        assert_eq!(format_duration(-300_000_000_000 + 5), "-4m");
+        assert_eq!(format_duration(-5 * 3_600_000_000_000), "-5h");
+        assert_eq!(format_duration(2 * 86_400_000_000_000 + 1), "2d");
+        assert_eq!(format_duration(1_500_000_000), "1s");
+        assert_eq!(format_duration(2_500_000), "2ms");
+        assert_eq!(format_duration(0), "0ms");
+        assert_eq!(format_duration(i64::MIN), "-106751d");
+        assert_eq!(parse_duration(&format_duration(-600_000_000_000)), Some(-600_000_000_000));
     }
 }

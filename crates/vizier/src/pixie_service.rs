@@ -87,8 +87,12 @@ impl PixieVizierService for PixieQueryService {
                 output_table_prefix: f.output_table_prefix,
             })
             .collect();
-        let loupe =
-            lp::ExecuteScriptRequest { query_str: req.query_str, query_name: req.query_name, now_ns: 0, exec_funcs };
+        let loupe = lp::ExecuteScriptRequest {
+            query_str: req.query_str,
+            query_name: req.query_name,
+            exec_funcs,
+            ..Default::default()
+        };
         let inner = self.inner.execute_script(Request::from_parts(metadata, extensions, loupe)).await?.into_inner();
         let converted = inner.filter_map(move |item| {
             let out = match item {

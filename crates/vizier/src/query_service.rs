@@ -164,6 +164,35 @@ pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &s
         })
         .collect();
     let options = CompileOptions { now_ns };
+    // `px sql`: the same engine, limits and stream, over SQL instead of PxL (nothing to compile here).
+    if req.language == loupe_proto::vizierpb::QueryLanguage::Sql as i32 {
+        let started = Instant::now();
+        let run = engine.execute_sql_to(&req.query_str, &limits, &mut sink);
+        let result = tokio::select! {
+            r = run => r,
+            () = tx.closed() => Err(ExecError::Cancelled),
+        };
+        let last = match (result, sink.encode_error.take()) {
+            (_, Some(e)) => internal(query_id, &e),
+            (Ok(rows), None) => msg(
+                query_id,
+                execute_script_response::Result::Stats(QueryExecutionStats {
+                    compilation_time_ns: 0,
+                    execution_time_ns: i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX),
+                    records_processed: rows as i64,
+                    bytes_processed: 0,
+                }),
+            ),
+            (Err(ExecError::Cancelled), None) => return,
+            (Err(ExecError::Sql(e)), None) => status_response(
+                query_id,
+                Status { code: ErrorCode::InvalidArgument as i32, message: e.to_string(), compiler_errors: vec![] },
+            ),
+            (Err(e), None) => status_response(query_id, error_status(&QueryError::Exec(e))),
+        };
+        let _ = tx.send(Ok(last)).await;
+        return;
+    }
     let planned = loupe_planner::plan_single_node_with_funcs(&req.query_str, &engine.catalog(), &options, &funcs)
         .map_err(QueryError::Compile);
     let compile_time = planned.as_ref().map_or(Duration::ZERO, |p| p.compile_time);
@@ -401,6 +430,56 @@ mod tests {
         let first = rx.recv().await.expect("a message").expect("no transport error").result;
         let Some(execute_script_response::Result::MetaData(meta)) = first else { panic!("metadata first: {first:?}") };
         assert_eq!(meta.name, "Table");
+    }
+
+    /// `px sql`: the same run over SQL; a statement that would change anything, or names no table, is refused.
+    #[tokio::test]
+    async fn sql_requests_run_over_the_same_tables_and_refuse_changes() {
+        use loupe_schema::http::{HttpEventRow, HttpEventsBuilder};
+        let store = Arc::new(Store::new(StoreConfig::default()));
+        let table = store.register(&loupe_schema::http::http_events()).expect("register");
+        let mut b = HttpEventsBuilder::new();
+        for (path, status) in [("/a", 200), ("/a", 500), ("/b", 200)] {
+            b.append(&HttpEventRow { req_path: path.into(), resp_status: status, ..HttpEventRow::default() });
+        }
+        table.append(b.finish().expect("batch")).expect("append");
+        let engine = Engine::new(store);
+        let run = async |sql: &str| {
+            let req = ExecuteScriptRequest {
+                query_str: sql.into(),
+                language: loupe_proto::vizierpb::QueryLanguage::Sql as i32,
+                ..Default::default()
+            };
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            run_query(&engine, &req, "q", ExecOptions::default(), tx).await;
+            let mut out = Vec::new();
+            while let Some(m) = rx.recv().await {
+                out.push(m.expect("no transport error").result.expect("a result"));
+            }
+            out
+        };
+        let messages = run("SELECT req_path, count(*) AS n FROM http_events GROUP BY req_path").await;
+        let Some(execute_script_response::Result::MetaData(meta)) = messages.first() else {
+            panic!("metadata first: {messages:?}")
+        };
+        assert_eq!(meta.name, "output");
+        let rows: u64 = messages
+            .iter()
+            .map(|m| match m {
+                execute_script_response::Result::Data(d) => d.num_rows,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(rows, 2);
+        assert!(matches!(messages.last(), Some(execute_script_response::Result::Stats(_))), "{messages:?}");
+        for (sql, says) in [("DROP TABLE http_events", "DDL"), ("SELECT * FROM nope", "nope")] {
+            let messages = run(sql).await;
+            let [execute_script_response::Result::Status(status)] = messages.as_slice() else {
+                panic!("one status: {messages:?}")
+            };
+            assert_eq!(status.code, ErrorCode::InvalidArgument as i32, "{sql}");
+            assert!(status.message.contains(says), "{sql}: {}", status.message);
+        }
     }
 
     #[tokio::test]

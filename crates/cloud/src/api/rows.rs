@@ -160,8 +160,13 @@ pub async fn run(
             output_table_prefix: f.output_table_prefix,
         })
         .collect();
-    let mut request =
-        context.request(ExecuteScriptRequest { query_str: run.pxl, query_name: run.name, now_ns: 0, exec_funcs });
+    let mut request = context.request(ExecuteScriptRequest {
+        query_str: run.pxl,
+        query_name: run.name,
+        now_ns: 0,
+        exec_funcs,
+        ..Default::default()
+    });
     if let Some(vizier) = run.vizier.filter(|v| !v.trim().is_empty()) {
         let value = vizier.trim().parse().map_err(|_| ApiError::invalid("`vizier` must be a vizier's name or id"))?;
         request.metadata_mut().insert(CLUSTER_METADATA, value);

@@ -11,39 +11,34 @@ use super::value::{TExpr, Value};
 use super::{Checker, Result};
 use crate::diagnostic::{Diagnostic, closest, did_you_mean};
 use crate::functions::{FUNCTIONS, ScalarFunc};
-use crate::plan::{AggFunc, Literal, Output};
-use crate::syntax::{self, ExprKind, Ident, Span};
+use crate::plan::{AggFunc, Literal, Output, Plan, Udtf};
+use crate::syntax::{self, BinOp, ExprKind, Ident, Span};
 use crate::time;
 
 /// Semantic-type casts: identity functions on the value.
 const SEMANTIC_CASTS: &[&str] =
     &["DurationNanos", "Percent", "Bytes", "Service", "Pod", "Namespace", "Node", "Container", "UPID"];
 
-/// `px.*` names that are known but need machinery Loupe does not have yet.
-const NOT_YET: &[&str] = &[
-    "merge",
-    "script_reference",
-    "export",
-    "otel",
-    "vis",
-    "strptime",
-    "parse_time",
-    "format_duration",
-    "nslookup",
-    "uint128",
-    "make_upid",
-    "split",
-    "atoi",
-    "itoa",
-    "normalize_mysql",
-    "normalize_pgsql",
-    "GetAgentStatus",
-    "GetSchemas",
-    "GetTables",
-    "GetUDFList",
-    "GetUDAList",
-    "GetUDTFList",
+/// Operators spelled as functions (`px.equal(a, b)` is `a == b`), typed like the operator.
+const OPERATOR_FUNCS: &[(&str, BinOp)] = &[
+    ("add", BinOp::Add),
+    ("subtract", BinOp::Sub),
+    ("multiply", BinOp::Mul),
+    ("divide", BinOp::Div),
+    ("modulo", BinOp::Mod),
+    ("equal", BinOp::Eq),
+    ("notEqual", BinOp::NotEq),
+    ("greaterThan", BinOp::Gt),
+    ("greaterThanEqual", BinOp::GtE),
+    ("lessThan", BinOp::Lt),
+    ("lessThanEqual", BinOp::LtE),
+    ("logicalAnd", BinOp::And),
+    ("logicalOr", BinOp::Or),
 ];
+
+/// `px.*` names that are known but need machinery Loupe does not have yet.
+const NOT_YET: &[&str] =
+    &["merge", "script_reference", "export", "otel", "vis", "strptime", "parse_time", "uint128", "make_upid"];
 
 /// True for `px.` metadata lookups that need Kubernetes state (`upid_to_pod_name`, ...).
 fn is_metadata_func(name: &str) -> bool {
@@ -54,13 +49,15 @@ fn is_metadata_func(name: &str) -> bool {
 }
 
 fn known_px_names() -> impl Iterator<Item = &'static str> {
-    ["DataFrame", "display", "debug", "now", "parse_duration"]
+    ["DataFrame", "display", "debug", "now", "parse_duration", "format_duration"]
         .into_iter()
         .chain(["days", "hours", "minutes", "seconds", "milliseconds", "microseconds"])
         .chain(["count", "sum", "mean", "min", "max", "any", "quantiles", "p01", "p10", "p25"])
         .chain(["p50", "p75", "p90", "p99"])
         .chain(SEMANTIC_CASTS.iter().copied())
+        .chain(OPERATOR_FUNCS.iter().map(|(n, _)| *n))
         .chain(FUNCTIONS.iter().map(|f| f.name))
+        .chain(Udtf::ALL.iter().map(|u| u.name()))
         .chain(NOT_YET.iter().copied())
 }
 
@@ -215,6 +212,49 @@ impl Checker<'_> {
                     self.err(&e.span, format!("invalid duration `{text}`: expected e.g. '5m', '-30s', '250ms'"))
                 })?;
                 Ok(Value::Scalar(TExpr::lit(Literal::Int(ns))))
+            }
+            udtf if Udtf::from_name(udtf).is_some() => {
+                let Some(func) = Udtf::from_name(udtf) else { return Err(self.err(span, "unknown source")) };
+                let names: Vec<&str> = func.params().iter().map(|(n, _)| *n).collect();
+                let a = self.bind_args(&what, &names, 0, args, kwargs, span)?;
+                let mut values = Vec::with_capacity(names.len());
+                for (i, (pname, default)) in func.params().iter().enumerate() {
+                    let v = match a.get(i) {
+                        None => default.clone(),
+                        Some(e) => match self.eval_scalar(e, "an argument")? {
+                            TExpr { expr: crate::plan::Expr::Literal(l), .. } if l.ty() == default.ty() => l,
+                            other => {
+                                return Err(self.err(
+                                    &e.span,
+                                    format!(
+                                        "`{pname}` of `{what}` must be a {} constant, found {}",
+                                        default.ty(),
+                                        other.ty
+                                    ),
+                                ));
+                            }
+                        },
+                    };
+                    values.push(v);
+                }
+                Ok(Value::Frame(super::value::Frame {
+                    plan: Plan::Udtf { func, args: values },
+                    columns: func.columns(),
+                    desc: format!("`{what}()`"),
+                }))
+            }
+            "format_duration" => {
+                let a = self.bind_args(&what, &["duration"], 1, args, kwargs, span)?;
+                let Some(e) = a.get(0) else { return Err(self.err(span, "missing duration")) };
+                let ns = self.eval_int(e, "the duration")?;
+                Ok(Value::Scalar(TExpr::lit(Literal::String(time::format_duration(ns)))))
+            }
+            op if OPERATOR_FUNCS.iter().any(|(n, _)| *n == op) => {
+                let a = self.bind_args(&what, &["a", "b"], 2, args, kwargs, span)?;
+                let (Some(l), Some(r)) = (a.get(0), a.get(1)) else { return Err(self.err(span, "missing operands")) };
+                let bop = OPERATOR_FUNCS.iter().find(|(n, _)| *n == op).map(|(_, b)| *b).unwrap_or(BinOp::Eq);
+                let (lv, rv) = (self.eval_scalar(l, "an operand")?, self.eval_scalar(r, "an operand")?);
+                Ok(Value::Scalar(self.binary(bop, lv, rv, &attr.span)?))
             }
             unit if time::unit_ns(unit).is_some() => {
                 let a = self.bind_args(&what, &["n"], 1, args, kwargs, span)?;
