@@ -38,25 +38,49 @@ pub(crate) fn start_loupe() -> (Guard, u16, u16) {
 
 /// [`start_loupe`] with `extra_args` on `loupe up`'s command line.
 pub(crate) fn start_loupe_with(extra_args: &[&str]) -> (Guard, u16, u16) {
-    let (port, api_port) = (free_port(), free_port());
-    let mut child = loupe_up(port, api_port, &port.to_string())
-        .args(extra_args)
-        .env("LOUPE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn loupe");
-    // Echo loupe's log into the test output, so a failure shows what the agent said.
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[loupe] {line}");
+    // A port picked free may be taken by another test's process before loupe binds it: a start that exits
+    // at once (address in use) is retried on other ports, up to three times, instead of waiting out the minute.
+    for attempt in 1..=3 {
+        let (port, api_port) = (free_port(), free_port());
+        let mut child = loupe_up(port, api_port, &port.to_string())
+            .args(extra_args)
+            .env("LOUPE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn loupe");
+        // Echo loupe's log into the test output, so a failure shows what the agent said.
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[loupe] {line}");
+            }
+        });
+        let mut guard = Guard(child);
+        match wait_for_ports_or_exit(&mut guard, &[port, api_port]) {
+            Ok(()) => return (guard, port, api_port),
+            Err(status) if attempt < 3 => {
+                eprintln!("loupe up exited while starting ({status}); retrying on other ports")
+            }
+            Err(status) => panic!("loupe up exited while starting ({status}), three times"),
         }
-    });
-    let guard = Guard(child);
-    wait_for_port(port, "loupe up");
-    wait_for_port(api_port, "loupe up's cloud API");
-    (guard, port, api_port)
+    }
+    unreachable!("the loop returns or panics")
+}
+
+/// Waits up to 60 s for every port to accept connections; `Err` with the exit status if the process ends first.
+fn wait_for_ports_or_exit(guard: &mut Guard, ports: &[u16]) -> Result<(), std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(status) = guard.0.try_wait().expect("poll loupe") {
+            return Err(status);
+        }
+        if ports.iter().all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok()) {
+            return Ok(());
+        }
+        assert!(std::time::Instant::now() < deadline, "loupe up did not start listening on ports {ports:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Logs the bootstrap admin in for `px` against `api_port` and replaces the initial password, so queries
