@@ -5,8 +5,11 @@
 //!
 //! Owns benchmarking only; must not touch parser internals (it uses the public API).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group};
 use loupe_protocols::dns::{DnsConfig, DnsConn, Record};
@@ -74,14 +77,8 @@ fn bench_dns(c: &mut Criterion) {
 criterion_group!(benches, bench_dns);
 
 /// Runs `f` repeatedly for about `budget` and returns MB/s over the corpus.
-fn measure_mb_per_s(budget: Duration, mut f: impl FnMut() -> usize) -> f64 {
-    let start = Instant::now();
-    let mut iterations: u64 = 0;
-    while start.elapsed() < budget {
-        black_box(f());
-        iterations += 1;
-    }
-    corpus_bytes() as f64 * iterations as f64 / start.elapsed().as_secs_f64() / 1e6
+fn measure_mb_per_s(budget: Duration, f: impl FnMut() -> usize) -> f64 {
+    common::mb_per_s(corpus_bytes(), budget, f)
 }
 
 fn main() {

@@ -5,8 +5,11 @@
 //!
 //! Owns benchmarking only; must not touch parser internals (it uses the public API).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use loupe_protocols::http1::{Http1Conn, Message, ParseConfig, Record};
@@ -19,7 +22,7 @@ macro_rules! corpus_file {
 }
 
 /// The recorded mix: (request stream, response stream) per connection.
-const CORPUS: &[(&[u8], &[u8])] = &[
+const CORPUS: common::Corpus = &[
     (corpus_file!("curl_get.req"), corpus_file!("curl_get.resp")),
     (corpus_file!("browser.req"), corpus_file!("browser.resp")),
     (corpus_file!("json_post.req"), corpus_file!("json_post.resp")),
@@ -28,11 +31,8 @@ const CORPUS: &[(&[u8], &[u8])] = &[
     (corpus_file!("http10_close.req"), corpus_file!("http10_close.resp")),
 ];
 
-/// Bytes a socket read typically delivers; the streams are fed in pieces this size.
-const SEGMENT: usize = 1460;
-
 fn corpus_bytes() -> u64 {
-    CORPUS.iter().map(|(req, resp)| (req.len() + resp.len()) as u64).sum()
+    common::corpus_bytes(CORPUS)
 }
 
 /// Parses and stitches the whole mix once; returns the number of records.
@@ -41,11 +41,11 @@ fn parse_mix(records: &mut Vec<Record>) -> usize {
     let mut ts = 0;
     for (req, resp) in CORPUS {
         let mut conn = Http1Conn::new(ParseConfig::default());
-        for piece in req.chunks(SEGMENT) {
+        for piece in req.chunks(common::SEGMENT) {
             ts += 1;
             conn.feed_request_side(piece, ts);
         }
-        for piece in resp.chunks(SEGMENT) {
+        for piece in resp.chunks(common::SEGMENT) {
             ts += 1;
             conn.feed_response_side(piece, ts);
         }
@@ -134,17 +134,7 @@ fn chunked_len(body: &[u8]) -> usize {
 
 /// The floor: the simplest possible pass over the same bytes.
 fn count_newlines() -> usize {
-    let mut count = 0;
-    for (req, resp) in CORPUS {
-        for stream in [req, resp] {
-            for &byte in black_box(*stream) {
-                if byte == b'\n' {
-                    count += 1;
-                }
-            }
-        }
-    }
-    count
+    common::count_byte(CORPUS, b'\n')
 }
 
 fn bench_http1(c: &mut Criterion) {
@@ -184,15 +174,8 @@ fn bench_redact(c: &mut Criterion) {
 criterion_group!(benches, bench_http1, bench_redact);
 
 /// Runs `f` repeatedly for about `budget` and returns MB/s over the corpus.
-fn measure_mb_per_s(budget: Duration, mut f: impl FnMut() -> usize) -> f64 {
-    let start = Instant::now();
-    let mut iterations: u64 = 0;
-    while start.elapsed() < budget {
-        black_box(f());
-        iterations += 1;
-    }
-    let bytes = corpus_bytes() as f64 * iterations as f64;
-    bytes / start.elapsed().as_secs_f64() / 1e6
+fn measure_mb_per_s(budget: Duration, f: impl FnMut() -> usize) -> f64 {
+    common::mb_per_s(corpus_bytes(), budget, f)
 }
 
 fn main() {

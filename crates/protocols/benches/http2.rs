@@ -5,12 +5,15 @@
 //!
 //! Owns benchmarking only; must not touch parser internals (it uses the public API).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use loupe_protocols::http2::{Http2Config, Http2Conn, PREFACE, Record};
-use loupe_protocols::{ConnParser, Side, redact};
+use loupe_protocols::redact;
 
 macro_rules! corpus_file {
     ($name:literal) => {
@@ -19,36 +22,18 @@ macro_rules! corpus_file {
 }
 
 /// The recorded mix: (request stream, response stream) per connection.
-const CORPUS: &[(&[u8], &[u8])] = &[
+const CORPUS: common::Corpus = &[
     (corpus_file!("nghttp_nginx.req"), corpus_file!("nghttp_nginx.resp")),
     (corpus_file!("grpc.req"), corpus_file!("grpc.resp")),
 ];
 
-/// Bytes a socket read typically delivers; the streams are fed in pieces this size.
-const SEGMENT: usize = 1460;
-
 fn corpus_bytes() -> u64 {
-    CORPUS.iter().map(|(req, resp)| (req.len() + resp.len()) as u64).sum()
+    common::corpus_bytes(CORPUS)
 }
 
 /// Parses and pairs the whole mix once; returns the number of records.
 fn parse_mix(records: &mut Vec<Record>) -> usize {
-    records.clear();
-    let mut ts = 0;
-    for (req, resp) in CORPUS {
-        let mut conn = Http2Conn::new(Http2Config::default());
-        for piece in req.chunks(SEGMENT) {
-            ts += 1;
-            conn.feed(Side::Request, piece, ts);
-        }
-        for piece in resp.chunks(SEGMENT) {
-            ts += 1;
-            conn.feed(Side::Response, piece, ts);
-        }
-        conn.close(ts + 1);
-        conn.drain_records(records);
-    }
-    records.len()
+    common::parse_mix(CORPUS, || Http2Conn::new(Http2Config::default()), records)
 }
 
 /// The bare framing baseline: walks every frame header on whole contiguous streams (after the
@@ -71,17 +56,7 @@ fn frame_walk() -> usize {
 
 /// The floor: the simplest possible pass over the same bytes.
 fn count_zeros() -> usize {
-    let mut count = 0;
-    for (req, resp) in CORPUS {
-        for stream in [req, resp] {
-            for &byte in black_box(*stream) {
-                if byte == 0 {
-                    count += 1;
-                }
-            }
-        }
-    }
-    count
+    common::count_byte(CORPUS, 0)
 }
 
 fn bench_http2(c: &mut Criterion) {
@@ -108,14 +83,8 @@ fn bench_http2(c: &mut Criterion) {
 criterion_group!(benches, bench_http2);
 
 /// Runs `f` repeatedly for about `budget` and returns MB/s over the corpus.
-fn measure_mb_per_s(budget: Duration, mut f: impl FnMut() -> usize) -> f64 {
-    let start = Instant::now();
-    let mut iterations: u64 = 0;
-    while start.elapsed() < budget {
-        black_box(f());
-        iterations += 1;
-    }
-    corpus_bytes() as f64 * iterations as f64 / start.elapsed().as_secs_f64() / 1e6
+fn measure_mb_per_s(budget: Duration, f: impl FnMut() -> usize) -> f64 {
+    common::mb_per_s(corpus_bytes(), budget, f)
 }
 
 fn main() {

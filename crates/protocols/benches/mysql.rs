@@ -4,12 +4,14 @@
 //!
 //! Owns benchmarking only; must not touch parser internals (it uses the public API).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group};
 use loupe_protocols::mysql::{MysqlConfig, MysqlConn, Record};
-use loupe_protocols::{ConnParser, Side};
 
 macro_rules! corpus_file {
     ($name:literal) => {
@@ -17,31 +19,17 @@ macro_rules! corpus_file {
     };
 }
 
-const CORPUS: &[(&[u8], &[u8])] = &[
+const CORPUS: common::Corpus = &[
     (corpus_file!("queries.req"), corpus_file!("queries.resp")),
     (corpus_file!("sql_prepare.req"), corpus_file!("sql_prepare.resp")),
 ];
 
-const SEGMENT: usize = 1460;
-
 fn corpus_bytes() -> u64 {
-    CORPUS.iter().map(|(req, resp)| (req.len() + resp.len()) as u64).sum()
+    common::corpus_bytes(CORPUS)
 }
 
 fn parse_mix(records: &mut Vec<Record>) -> usize {
-    records.clear();
-    for (req, resp) in CORPUS {
-        let mut conn = MysqlConn::new(MysqlConfig::default());
-        for piece in req.chunks(SEGMENT) {
-            conn.feed(Side::Request, piece, 1);
-        }
-        for piece in resp.chunks(SEGMENT) {
-            conn.feed(Side::Response, piece, 2);
-        }
-        conn.close(3);
-        conn.drain_records(records);
-    }
-    records.len()
+    common::parse_mix(CORPUS, || MysqlConn::new(MysqlConfig::default()), records)
 }
 
 /// The bare framing baseline: walks every packet's 3-byte length; returns the packet count.
@@ -62,7 +50,7 @@ fn packet_walk() -> usize {
 }
 
 fn count_zeros() -> usize {
-    CORPUS.iter().flat_map(|(a, b)| [*a, *b]).map(|s| black_box(s).iter().filter(|&&b| b == 0).count()).sum()
+    common::count_byte(CORPUS, 0)
 }
 
 fn bench_mysql(c: &mut Criterion) {
@@ -77,14 +65,8 @@ fn bench_mysql(c: &mut Criterion) {
 
 criterion_group!(benches, bench_mysql);
 
-fn measure_mb_per_s(budget: Duration, mut f: impl FnMut() -> usize) -> f64 {
-    let start = Instant::now();
-    let mut iterations: u64 = 0;
-    while start.elapsed() < budget {
-        black_box(f());
-        iterations += 1;
-    }
-    corpus_bytes() as f64 * iterations as f64 / start.elapsed().as_secs_f64() / 1e6
+fn measure_mb_per_s(budget: Duration, f: impl FnMut() -> usize) -> f64 {
+    common::mb_per_s(corpus_bytes(), budget, f)
 }
 
 fn main() {
