@@ -171,6 +171,11 @@ pub fn module_graph(src: &Path) -> Graph {
         if module.first().is_some_and(|first| first == "bin") {
             continue;
         }
+        // A module's unit tests (`x/tests.rs`) may drive it together with a sibling, as the
+        // redaction tests of each protocol do: no code of the module depends on the sibling for it.
+        if module.len() > 1 && module.last().is_some_and(|last| last == "tests") {
+            continue;
+        }
         modules.insert(module[0].clone());
         parsed.push((module, code));
     }
@@ -290,6 +295,7 @@ mod tests {
                 ("b/inner.rs", "fn f() { super::super::d::g(); $crate::a::h(); }\n"),
                 ("c.rs", "fn f() -> crate::Thing { todo!() }\n"),
                 ("d.rs", "/* crate::a */\n"),
+                ("d/tests.rs", "use crate::a::X;\n"),
                 ("e.rs", "pub struct Thing; pub struct Other;\n"),
             ],
         );
