@@ -33,20 +33,17 @@ import urllib.request
 
 import yaml
 
+# The checks' own rendering and port picking (this script runs beside it, in the same venv).
+import deploy_check
+from deploy_check import free_port
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PG_BIN = pathlib.Path(os.environ.get("LOUPE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 NAMESPACE_DOMAINS = ("", ".{ns}", ".{ns}.svc", ".{ns}.svc.cluster.local")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def render(path):
-    out = subprocess.run(["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=True)
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
+    return deploy_check.render("kubectl", path)
 
 
 class KubeApi(http.server.ThreadingHTTPServer):
