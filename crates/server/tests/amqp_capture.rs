@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{free_port, temp_dir};
+use crate::common::{free_port, run_counts, temp_dir};
 use crate::e2e::{can_trace, login, px, start_loupe, write_script};
 
 /// The broker (its process group) and its epmd, stopped on drop.
@@ -246,20 +246,14 @@ fn amqp_methods_land_in_amqp_events_once_per_side() {
              px.display(s, 'counts')\n"
         ),
     );
-    let mut counts: Vec<(i64, i64, i64, i64)> = run(api_port, &counts_script)
+    let mut counts: Vec<((i64, i64, i64), i64)> = run(api_port, &counts_script)
         .iter()
         .map(|r| {
             let int = |c: &str| r[c].as_i64().unwrap_or(-1);
-            (int("trace_role"), int("req_class_id"), int("req_method_id"), int("n"))
+            ((int("trace_role"), int("req_class_id"), int("req_method_id")), int("n"))
         })
         .collect();
     counts.sort();
-    let mut want_counts: Vec<(i64, i64, i64, i64)> = Vec::new();
-    for (role, c, m, ..) in &want {
-        match want_counts.last_mut() {
-            Some((r, wc, wm, n)) if r == role && wc == c && wm == m => *n += 1,
-            _ => want_counts.push((*role, *c, *m, 1)),
-        }
-    }
+    let want_counts = run_counts(want.iter().map(|(role, a, b, ..)| (*role, *a, *b)));
     assert_eq!(counts, want_counts);
 }

@@ -44,6 +44,19 @@ pub fn px_output(addr: &str, ca: Option<&Path>, config: &Path, args: &[&str], st
 }
 
 /// A loopback port free right now.
+/// The expected answer of a PxL groupby count: each run of equal keys in `sorted` (the expected rows, in the
+/// order the keys sort) with its length.
+pub fn run_counts<K: PartialEq>(sorted: impl IntoIterator<Item = K>) -> Vec<(K, i64)> {
+    let mut counts: Vec<(K, i64)> = Vec::new();
+    for key in sorted {
+        match counts.last_mut() {
+            Some((k, n)) if *k == key => *n += 1,
+            _ => counts.push((key, 1)),
+        }
+    }
+    counts
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }

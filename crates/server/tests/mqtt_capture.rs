@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{free_port, temp_dir};
+use crate::common::{free_port, run_counts, temp_dir};
 use crate::e2e::{can_trace, login, px, start_loupe, write_script};
 
 /// The broker, killed on drop.
@@ -241,20 +241,14 @@ fn mqtt_packets_land_in_mqtt_events_once_per_side() {
              px.display(s, 'counts')\n"
         ),
     );
-    let mut counts: Vec<(i64, i64, i64, i64)> = run(api_port, &counts_script)
+    let mut counts: Vec<((i64, i64, i64), i64)> = run(api_port, &counts_script)
         .iter()
         .map(|r| {
             let int = |c: &str| r[c].as_i64().unwrap_or(-1);
-            (int("trace_role"), int("req_type"), int("resp_type"), int("n"))
+            ((int("trace_role"), int("req_type"), int("resp_type")), int("n"))
         })
         .collect();
     counts.sort();
-    let mut want_counts: Vec<(i64, i64, i64, i64)> = Vec::new();
-    for (role, q, a, ..) in &want {
-        match want_counts.last_mut() {
-            Some((r, wq, wa, n)) if r == role && wq == q && wa == a => *n += 1,
-            _ => want_counts.push((*role, *q, *a, 1)),
-        }
-    }
+    let want_counts = run_counts(want.iter().map(|(role, a, b, ..)| (*role, *a, *b)));
     assert_eq!(counts, want_counts);
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use loupe_testkit::NatsServer;
 use serde_json::Value;
 
-use crate::common::temp_dir;
+use crate::common::{run_counts, temp_dir};
 use crate::e2e::{can_trace, login, px, start_loupe, write_script};
 
 /// One NATS client connection over a plain socket. Reads and writes go through the one fd, as
@@ -191,23 +191,14 @@ fn nats_messages_land_in_nats_events_once_per_side() {
              s = df.groupby(['trace_role', 'cmd']).agg(n=('resp', px.count))\npx.display(s, 'counts')\n"
         ),
     );
-    let mut counts: Vec<(i64, String, i64)> = run(api_port, &counts_script)
+    let mut counts: Vec<((i64, String), i64)> = run(api_port, &counts_script)
         .iter()
         .map(|r| {
-            (
-                r["trace_role"].as_i64().unwrap_or(-1),
-                r["cmd"].as_str().unwrap_or_default().to_string(),
-                r["n"].as_i64().unwrap_or(-1),
-            )
+            let key = (r["trace_role"].as_i64().unwrap_or(-1), r["cmd"].as_str().unwrap_or_default().to_string());
+            (key, r["n"].as_i64().unwrap_or(-1))
         })
         .collect();
     counts.sort();
-    let mut want_counts: Vec<(i64, String, i64)> = Vec::new();
-    for (role, cmd, ..) in &want {
-        match want_counts.last_mut() {
-            Some((r, c, n)) if r == role && c == cmd => *n += 1,
-            _ => want_counts.push((*role, cmd.clone(), 1)),
-        }
-    }
+    let want_counts = run_counts(want.iter().map(|(role, cmd, ..)| (*role, cmd.clone())));
     assert_eq!(counts, want_counts);
 }
