@@ -2,8 +2,8 @@
 //!
 //! Owns the kernel programs (`c/*.bpf.c`), the committed objects built from them (`obj/`) and
 //! `build.sh`, which regenerates the objects. Must not load or attach anything: that is the
-//! collector's loader. Cargo never runs clang; the `committed_object_is_fresh` test checks that
-//! the committed object matches the sources.
+//! collector's loader. Cargo never runs clang; the `committed_objects_are_fresh` test checks that
+//! every committed object matches its source.
 
 /// Bytes with 8-byte alignment, so ELF parsers may read them in place.
 #[repr(C, align(8))]
@@ -31,32 +31,40 @@ mod tests {
     }
 
     #[test]
-    fn committed_object_is_fresh() {
+    fn committed_objects_are_fresh() {
         if Command::new("clang").arg("--version").output().is_err() {
             // CI installs clang (scripts/test.sh), so there a missing clang is a broken setup, not a skip.
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "CI=true but clang is not on PATH: the check cannot run"
             );
-            eprintln!("skipping committed_object_is_fresh: clang is not on PATH");
+            eprintln!("skipping committed_objects_are_fresh: clang is not on PATH");
             return;
         }
         let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = std::env::temp_dir().join(format!("loupe-socket-trace-{}.bpf.o", std::process::id()));
+        let out = std::env::temp_dir().join(format!("loupe-bpf-objs-{}", std::process::id()));
         let status = Command::new("bash")
             .arg(crate_dir.join("build.sh"))
-            .env("LOUPE_BPF_OUT", &out)
+            .env("LOUPE_BPF_OUT_DIR", &out)
             .status()
             .expect("failed to run bash crates/bpf/build.sh");
         assert!(status.success(), "crates/bpf/build.sh failed: {status}");
-        let fresh = std::fs::read(&out).expect("build.sh wrote no object");
-        let _ = std::fs::remove_file(&out);
-        let committed = std::fs::read(crate_dir.join("obj/socket_trace.bpf.o"))
-            .expect("crates/bpf/obj/socket_trace.bpf.o is missing");
-        assert!(
-            fresh == committed,
-            "crates/bpf/obj/socket_trace.bpf.o is stale (differs from what crates/bpf/c compiles to); \
-             regenerate it with `bash crates/bpf/build.sh` and commit it"
-        );
+        let mut checked = 0;
+        for entry in std::fs::read_dir(crate_dir.join("c")).expect("crates/bpf/c") {
+            let name = entry.expect("dir entry").file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".bpf.c") else { continue };
+            let obj = format!("{stem}.bpf.o");
+            let fresh = std::fs::read(out.join(&obj)).unwrap_or_else(|e| panic!("build.sh wrote no {obj}: {e}"));
+            let committed = std::fs::read(crate_dir.join("obj").join(&obj))
+                .unwrap_or_else(|e| panic!("crates/bpf/obj/{obj} is missing ({e}): run `bash crates/bpf/build.sh`"));
+            assert!(
+                fresh == committed,
+                "crates/bpf/obj/{obj} is stale (differs from what crates/bpf/c compiles to); \
+                 regenerate it with `bash crates/bpf/build.sh` and commit it"
+            );
+            checked += 1;
+        }
+        let _ = std::fs::remove_dir_all(&out);
+        assert!(checked > 0, "no crates/bpf/c/*.bpf.c found");
     }
 }
