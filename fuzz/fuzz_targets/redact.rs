@@ -1,5 +1,5 @@
 //! Fuzz target: arbitrary bytes through every redaction scanner (JSON, form, URL, header values,
-//! content-type dispatch). Run with `cargo +nightly fuzz run redact` from `fuzz/`.
+//! content-type dispatch, credential shapes). Run with `cargo +nightly fuzz run redact` from `fuzz/`.
 //!
 //! Owns nothing but this harness; must not touch redaction internals (public API only). Redaction
 //! must never panic or hang, and it copies a body only to put the marker in.
@@ -29,6 +29,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             out.windows(redact::MARKER.len()).any(|w| w == redact::MARKER.as_bytes()),
             "an owned copy holds the marker"
+        );
+    }
+    if let Cow::Owned(out) = redact::tokens(bytes) {
+        assert!(
+            out.windows(redact::MARKER.len()).any(|w| w == redact::MARKER.as_bytes()),
+            "a token scan copies only to put the marker in"
         );
     }
     let text = String::from_utf8_lossy(bytes);

@@ -3,7 +3,10 @@
 //! Owns the one rule every protocol follows: which names carry secrets ([`is_secret_name`]),
 //! the one marker that replaces them ([`MARKER`]), and tolerant scanners for where they hide:
 //! header values ([`header_value`]), URL queries ([`url`]), form bodies ([`form`]) and JSON
-//! bodies ([`json`], which copes with the truncated JSON a capped body leaves). Protocol modules
+//! bodies ([`json`], which copes with the truncated JSON a capped body leaves). Where no name
+//! says what a value is (protobuf and other binary bodies, message payloads, SQL text), known
+//! credential shapes are found by their form ([`tokens`]): JWTs and JWEs, Loupe's and Pixie's
+//! `px-api-`/`px-dep-` keys, and vizier credentials. Protocol modules
 //! gain a thin adapter here ([`http1_record`], [`http2_record`], [`redis_command`], [`pgsql_request`], [`mysql_command`], [`nats_message`], [`mqtt_packet`], [`amqp_method`]); the on/off switch belongs to the caller.
 //! Must not touch parsing, framing or rows: it rewrites values of already parsed messages.
 //!
@@ -30,7 +33,8 @@ const MARKER_JSON: &[u8] = b"\"[REDACTED]\"";
 /// A name carries a secret when, compared case-insensitively and ignoring the separators in
 /// [`SEPARATORS`], it ends with one of these: `password`, `new_password`, `X-Auth-Token`,
 /// `accessToken`, `client_secret`, `X-Api-Key`, `X-Amz-Signature` ...
-const SECRET_SUFFIXES: &[&[u8]] = &[b"password", b"passwd", b"secret", b"token", b"apikey", b"signature"];
+const SECRET_SUFFIXES: &[&[u8]] =
+    &[b"password", b"passwd", b"secret", b"token", b"apikey", b"signature", b"credential", b"credentials"];
 
 /// ... or is exactly one of these (after the same normalisation).
 const SECRET_NAMES: &[&[u8]] = &[b"sig", b"authorization", b"proxyauthorization", b"cookie", b"setcookie"];
@@ -66,8 +70,9 @@ const NAME_BUF: usize = 64;
 /// Whether a header, query parameter, form field or JSON key named `name` holds a secret.
 ///
 /// The comparison is ASCII case-insensitive and ignores `_`, `-`, `.`, space, `[` and `]`. A name
-/// is secret when it ends with `password`, `passwd`, `secret`, `token`, `apikey` or `signature`
-/// (so `access_token`, `new_password`, `X-Auth-Token`, `X-Api-Key`, `X-Amz-Signature`), or is
+/// is secret when it ends with `password`, `passwd`, `secret`, `token`, `apikey`, `signature`,
+/// `credential` or `credentials` (so `access_token`, `new_password`, `X-Auth-Token`, `X-Api-Key`,
+/// `X-Amz-Signature`, `x-loupe-vizier-credential`), or is
 /// exactly `sig`, `authorization`, `proxy-authorization`, `cookie` or `set-cookie`. Names that
 /// only contain such a word elsewhere are kept: `tokens_used`, `password_hint`, `token_type`.
 pub fn is_secret_name(name: &str) -> bool {
@@ -79,7 +84,7 @@ pub fn is_secret_name(name: &str) -> bool {
 fn secret_name(name: &[u8], truncated: bool) -> bool {
     // Every listed word ends in one of these letters: a cheap first test for the common case.
     let last = name.iter().rev().find(|b| !SEPARATORS.contains(b)).map(u8::to_ascii_lowercase);
-    if !matches!(last, Some(b'd' | b't' | b'n' | b'y' | b'e' | b'g')) {
+    if !matches!(last, Some(b'd' | b't' | b'n' | b'y' | b'e' | b'g' | b'l' | b's')) {
         return false;
     }
     if SECRET_SUFFIXES.iter().any(|word| ends_with_word(name, word)) {
@@ -417,10 +422,12 @@ pub fn http1_message(message: &mut Message) {
         if let Cow::Owned(redacted) = header_value(name, value) {
             *value = redacted;
         }
+        tokens_in_place(value);
     }
     if let Cow::Owned(redacted) = url(&message.path) {
         message.path = redacted;
     }
+    tokens_in_place(&mut message.path);
     let redacted_body = match body(message.header("content-type"), &message.body) {
         Cow::Owned(redacted) => Some(redacted),
         Cow::Borrowed(_) => None,
@@ -428,6 +435,110 @@ pub fn http1_message(message: &mut Message) {
     if let Some(redacted) = redacted_body {
         message.body = redacted;
     }
+    if let Cow::Owned(redacted) = tokens(&message.body) {
+        message.body = redacted;
+    }
+}
+
+/// A credential's prefix kept in front of the marker (`px-api-[REDACTED]`): it tells what leaked
+/// without giving it away.
+const KEY_PREFIXES: &[&[u8]] = &[b"px-api-", b"px-dep-"];
+
+/// The shortest body of a `px-api-`/`px-dep-` key (Pixie's UUIDs have 36 characters, Loupe's
+/// base64url bodies 32).
+const KEY_BODY_MIN: usize = 32;
+
+/// The starts [`tokens`] looks for: a key prefix's common head, the base64url of `{"` that opens
+/// every JWT and JWE, and the version of a vizier credential.
+const TOKEN_STARTS: [&[u8]; 3] = [b"px-", b"eyJ", b"v1."];
+
+/// The shortest credential [`tokens`] recognises (a JWT's three short segments).
+const TOKEN_MIN: usize = 16;
+
+/// `bytes` with every credential recognised by its shape replaced by [`MARKER`], for text where
+/// no name tells a secret apart (protobuf bodies, message payloads, SQL):
+/// - JWTs and JWEs (`eyJ…` base64url segments joined by `.`, at least two dots);
+/// - `px-api-…` and `px-dep-…` keys (the prefix stays: `px-api-[REDACTED]`);
+/// - vizier credentials (`v1.<org uuid>.<hex MAC>`).
+///
+/// A match runs to the end of its base64url/key characters, so a token is never cut in two.
+/// Returns [`Cow::Borrowed`] when nothing matches.
+pub fn tokens(bytes: &[u8]) -> Cow<'_, [u8]> {
+    // Most header values are shorter than any credential: no search at all.
+    if bytes.len() < TOKEN_MIN {
+        return Cow::Borrowed(bytes);
+    }
+    static FINDERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
+        std::sync::LazyLock::new(|| TOKEN_STARTS.map(memchr::memmem::Finder::new));
+    let finders = &*FINDERS;
+    let mut out = Splicer::new(bytes);
+    // The next occurrence of each start at or after `from`; found again only once passed.
+    let mut next: [Option<usize>; 3] = [None; 3];
+    let mut from = 0;
+    loop {
+        for (slot, finder) in next.iter_mut().zip(finders) {
+            if slot.is_none_or(|at| at < from) {
+                *slot = bytes.get(from..).and_then(|hay| finder.find(hay)).map(|at| from + at);
+            }
+        }
+        let Some(at) = next.iter().flatten().copied().min() else { break };
+        // No word boundary is asked for in front: in protobuf the byte before a string is its length,
+        // which may well be a letter (`h` before a 104-byte credential).
+        match token_at(bytes, at) {
+            Some((keep, end)) => {
+                let mut with = Vec::with_capacity(keep + MARKER.len());
+                with.extend_from_slice(bytes.get(at..at + keep).unwrap_or_default());
+                with.extend_from_slice(MARKER.as_bytes());
+                out.replace(at, end, &with);
+                from = end;
+            }
+            None => from = at + 1,
+        }
+    }
+    out.finish()
+}
+
+/// [`tokens`] on a text field, in place (allocates only when something matched).
+pub fn tokens_in_place(text: &mut String) {
+    if let Cow::Owned(redacted) = tokens(text.as_bytes()) {
+        *text = into_string(redacted);
+    }
+}
+
+/// Bytes of base64url and of key bodies.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// The credential starting at `at`, if any: how many of its leading bytes to keep, and its end.
+fn token_at(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
+    let rest = bytes.get(at..)?;
+    let run = |from: usize| rest.get(from..).map_or(0, |r| r.iter().take_while(|b| is_token_byte(**b)).count());
+    if let Some(prefix) = KEY_PREFIXES.iter().find(|p| rest.starts_with(p)) {
+        let body = run(prefix.len());
+        return (body >= KEY_BODY_MIN).then_some((prefix.len(), at + prefix.len() + body));
+    }
+    if rest.starts_with(b"eyJ") {
+        // Segments of base64url joined by dots; a JWT has three, a JWE five (some may be empty).
+        let mut end = run(0);
+        let mut dots = 0;
+        while rest.get(end) == Some(&b'.') {
+            dots += 1;
+            end += 1 + run(end + 1);
+        }
+        return (dots >= 2 && end >= 16).then_some((0, at + end));
+    }
+    if rest.starts_with(b"v1.") {
+        // `v1.` + a hyphenated UUID (36) + `.` + at least 32 hex digits.
+        let uuid = rest.get(3..39)?;
+        let uuid_ok = uuid.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-') && uuid.get(8) == Some(&b'-');
+        if !uuid_ok || rest.get(39) != Some(&b'.') {
+            return None;
+        }
+        let mac = rest.get(40..).map_or(0, |r| r.iter().take_while(|b| b.is_ascii_hexdigit()).count());
+        return (mac >= 32).then_some((0, at + 40 + mac));
+    }
+    None
 }
 
 /// Redacts both messages of an HTTP/1 exchange (see [`http1_message`]).
@@ -493,6 +604,10 @@ pub fn redis_command(command: &mut RedisCommand) {
         }
         _ => {}
     }
+    // A session store's values (`SET sess:1 eyJ…`) carry tokens no command name announces.
+    for arg in args.iter_mut() {
+        tokens_in_place(arg);
+    }
 }
 
 #[cfg(test)]
@@ -509,6 +624,7 @@ pub fn pgsql_request(request: &mut PgRequest) {
     if let Cow::Owned(text) = sql_password_literals(&request.text) {
         request.text = text;
     }
+    tokens_in_place(&mut request.text);
 }
 
 /// `sql` with the content of every string literal that follows the keyword `PASSWORD` or
@@ -586,6 +702,7 @@ pub fn mysql_command(command: &mut MysqlCommand) {
     if let Cow::Owned(text) = sql_password_literals(&command.body) {
         command.body = text;
     }
+    tokens_in_place(&mut command.body);
 }
 
 /// `CONNECT` fields that hold credentials besides the names [`is_secret_name`] knows (`auth_token`,
@@ -597,6 +714,7 @@ const NATS_SECRET_FIELDS: &[&str] = &["pass", "jwt"];
 /// parse (cut to the value limit, or not JSON) is replaced whole, since its secrets cannot be found.
 pub fn nats_message(message: &mut NatsMessage) {
     if !message.cmd.eq_ignore_ascii_case("CONNECT") {
+        tokens_in_place(&mut message.body);
         return;
     }
     let mut doc = match serde_json::from_str::<serde_json::Value>(&message.body) {
@@ -622,6 +740,7 @@ pub fn nats_message(message: &mut NatsMessage) {
 /// any other secret-named field). A `CONNECT` body that does not parse is replaced whole.
 pub fn mqtt_packet(packet: &mut MqttPacket) {
     if packet.kind != 1 {
+        tokens_in_place(&mut packet.body);
         return;
     }
     let mut doc = match serde_json::from_str::<serde_json::Value>(&packet.body) {
@@ -648,6 +767,7 @@ pub fn mqtt_packet(packet: &mut MqttPacket) {
 /// A message that does not parse is replaced whole.
 pub fn amqp_method(method: &mut AmqpMethod) {
     if !matches!((method.class_id, method.method_id), (10, 11) | (10, 21)) {
+        tokens_in_place(&mut method.msg);
         return;
     }
     let mut doc = match serde_json::from_str::<serde_json::Value>(&method.msg) {

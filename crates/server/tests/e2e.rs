@@ -317,7 +317,8 @@ fn python_http_server_is_counted_and_bundled_scripts_run() {
         let out = px(loupe_port, &["run", "px/http_data", "-o", format]);
         assert!(out.status.success(), "px/http_data -o {format}: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("req_path") && text.contains("resp_status"), "px/http_data -o {format}:\n{text}");
+        let columns = text.to_lowercase();
+        assert!(columns.contains("req_path") && columns.contains("resp_status"), "px/http_data -o {format}:\n{text}");
         let out = px(loupe_port, &["run", "px/http_request_stats", "-o", format]);
         assert!(out.status.success(), "px/http_request_stats -o {format}: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);

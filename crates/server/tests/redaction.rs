@@ -43,6 +43,10 @@ struct Secrets {
     set_cookie: String,
     response_token: String,
     new_admin_password: String,
+    /// Credentials no name announces, found by their shape in a binary (gRPC) body.
+    shaped_key: String,
+    shaped_jwt: String,
+    vizier_credential: String,
 }
 
 impl Secrets {
@@ -60,7 +64,18 @@ impl Secrets {
             set_cookie: s("setcookie"),
             response_token: s("rtoken"),
             new_admin_password: format!("redaction passphrase {}", random_hex()),
+            shaped_key: format!("px-api-{}{}", random_hex(), random_hex()),
+            shaped_jwt: format!("eyJ{}.eyJ{}.{}", random_hex(), random_hex(), random_hex()),
+            vizier_credential: {
+                let h = random_hex();
+                format!("v1.{}-{}-{}-{}-{}.{}{}{}{}", &h[..8], &h[8..12], &h[12..16], &h[..4], &h[4..], h, h, h, h)
+            },
         }
+    }
+
+    /// The secrets that only their shape gives away (the key's `px-api-` prefix may stay).
+    fn shaped(&self) -> [&str; 3] {
+        [&self.shaped_key["px-api-".len()..], &self.shaped_jwt, &self.vizier_credential]
     }
 
     fn all(&self) -> [&str; 11] {
@@ -91,8 +106,8 @@ fn start_nginx(dir: &Path, port: u16, secrets: &Secrets) -> Guard {
     common::start_nginx(dir, port, "", &server)
 }
 
-/// Seven requests through curl, each carrying secrets a different way.
-fn send_secrets(port: u16, secrets: &Secrets) {
+/// Eight requests through curl, each carrying secrets a different way.
+fn send_secrets(dir: &Path, port: u16, secrets: &Secrets) {
     let base = format!("http://127.0.0.1:{port}");
     curl(&["-H", &format!("Authorization: Bearer {}", secrets.bearer), &format!("{base}/bearer")]);
     curl(&["-H", &format!("Cookie: session={}", secrets.cookie), &format!("{base}/cookie")]);
@@ -108,6 +123,24 @@ fn send_secrets(port: u16, secrets: &Secrets) {
     curl(&["-H", "Content-Type: application/json", "-d", &json, &format!("{base}/json")]);
     curl(&["-d", &format!("user=alice&password={}", secrets.form_password), &format!("{base}/form")]);
     curl(&[&format!("{base}/login")]);
+    // A gRPC-framed protobuf: field tags and length bytes around the strings, one of them a letter.
+    let mut grpc = b"\x00\x00\x00\x00\xa0\n\x08cluster1\x12".to_vec();
+    for value in [&secrets.shaped_key, &secrets.shaped_jwt, &secrets.vizier_credential] {
+        grpc.push(u8::try_from(value.len()).expect("short"));
+        grpc.extend_from_slice(value.as_bytes());
+        grpc.push(b'\x1a');
+    }
+    let body = dir.join("grpc.bin");
+    std::fs::write(&body, grpc).expect("write the gRPC body");
+    curl(&[
+        "-H",
+        "Content-Type: application/grpc",
+        "-H",
+        &format!("x-loupe-vizier-credential: {}", secrets.vizier_credential),
+        "--data-binary",
+        &format!("@{}", body.display()),
+        &format!("{base}/grpc"),
+    ]);
 }
 
 /// `px auth login` as the bootstrap admin (password `admin`), then the forced password change.
@@ -181,12 +214,12 @@ fn capture(extra_args: &[&str], tag: &str) -> Capture {
     let port = free_port();
     let secrets = Secrets::new();
     let _nginx = start_nginx(&dir, port, &secrets);
-    send_secrets(port, &secrets);
+    send_secrets(&dir, port, &secrets);
     // Also makes px's login on `api_port` the one its queries below use.
     log_in_and_change_password(api_port, &secrets);
-    // Seven requests, each seen by curl (client) and nginx (server).
+    // Eight requests, each seen by curl (client) and nginx (server).
     let server = rows(api_port, &dir, &format!("(df.local_port == {port}) | (df.remote_port == {port})"), |rows| {
-        rows.len() == 14
+        rows.len() == 16
     });
     // px is traced as the client: the tests start loupe with --trace-self, since by default (issue 13)
     // connections to loupe's own ports are left out.
@@ -203,10 +236,12 @@ fn captured_credentials_are_redacted_before_rows_are_stored() {
     }
     let Capture { server: Rows { text, rows }, api: Rows { text: api_text, rows: api_rows }, secrets } =
         capture(&["--trace-self"], "redact-on");
-    for secret in secrets.all() {
+    for secret in secrets.all().into_iter().chain(secrets.shaped()) {
         assert!(!text.contains(secret) && !api_text.contains(secret), "{secret} leaked:\n{text}\n{api_text}");
     }
-    for (prefix, count) in [("/bearer", 2), ("/cookie", 2), ("/apikey", 2), ("/query", 2), ("/json", 2), ("/form", 2)] {
+    for (prefix, count) in
+        [("/bearer", 2), ("/cookie", 2), ("/apikey", 2), ("/query", 2), ("/json", 2), ("/form", 2), ("/grpc", 2)]
+    {
         assert_eq!(rows_for(&rows, prefix).len(), count, "{prefix}: both curl's and nginx's row");
     }
     for row in rows_for(&rows, "/bearer") {
@@ -230,6 +265,12 @@ fn captured_credentials_are_redacted_before_rows_are_stored() {
     }
     for row in rows_for(&rows, "/form") {
         assert_eq!(row["req_body"], "user=alice&password=[REDACTED]");
+    }
+    for row in rows_for(&rows, "/grpc") {
+        assert_eq!(header(row, "req_headers", "x-loupe-vizier-credential"), MARKER);
+        let body = row["req_body"].as_str().unwrap_or_default();
+        assert_eq!(body.matches(MARKER).count(), 3, "{row}");
+        assert!(body.contains("cluster1") && body.contains("px-api-[REDACTED]"), "the rest of the body stays: {row}");
     }
     for row in rows_for(&rows, "/login") {
         assert_eq!(header(row, "resp_headers", "Set-Cookie"), MARKER);
@@ -258,7 +299,7 @@ fn with_no_redact_the_same_traffic_keeps_every_secret() {
     }
     let Capture { server: Rows { text, .. }, api: Rows { text: api_text, rows: api_rows }, secrets } =
         capture(&["--no-redact", "--trace-self"], "redact-off");
-    for secret in &secrets.all()[..10] {
+    for secret in secrets.all()[..10].iter().chain(&secrets.shaped()) {
         assert!(text.contains(secret), "{secret} missing although redaction is off:\n{text}");
     }
     assert!(api_text.contains(&secrets.new_admin_password), "{api_text}");

@@ -389,6 +389,7 @@ proptest! {
         let _ = header_value(&name, &text);
         let _ = header_value("authorization", &text);
         let _ = is_secret_name(&text);
+        let _ = tokens(&bytes);
     }
 
     #[test]
@@ -544,5 +545,106 @@ proptest! {
     fn postgres_password_literals_never_survive_redaction(pw in "[a-zA-Z0-9]{6,12}", pre in "[a-z ]{0,10}") {
         let sql = format!("{pre}ALTER ROLE x PASSWORD '{pw}'");
         prop_assert!(!sql_password_literals(&sql).contains(&pw));
+    }
+}
+
+fn tokens_str(input: &[u8]) -> String {
+    String::from_utf8_lossy(&tokens(input)).into_owned()
+}
+
+const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiIsImV4cCI6MTc5OTk5OTk5OX0.c2lnbmF0dXJlLWJ5dGVzLWhlcmU";
+const KEY: &str = "px-api-Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0";
+const VIZIER_CREDENTIAL: &str =
+    "v1.bc01f93b-e737-4958-8506-f271d67baf23.0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+#[test]
+fn credential_shapes_are_redacted_in_binary_bodies() {
+    // A protobuf response the way gRPC frames it: field tags and length bytes around the strings.
+    let mut body = b"\x00\x00\x00\x00\x90\n$8a4d50d1-96df-46dc-a0fa-af2b07a15255\x12\x02vm\x1a\x68".to_vec();
+    body.extend_from_slice(VIZIER_CREDENTIAL.as_bytes());
+    body.extend_from_slice(b"\"\x2c");
+    body.extend_from_slice(KEY.as_bytes());
+    body.extend_from_slice(b"\x2a\x5a");
+    body.extend_from_slice(JWT.as_bytes());
+    let out = tokens(&body);
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("0f1e2d3c") && !text.contains("Zm9vYmFy") && !text.contains("c2lnbmF0"), "{text}");
+    assert!(text.contains("8a4d50d1-96df-46dc-a0fa-af2b07a15255\u{12}\u{2}vm"), "ids stay: {text}");
+    assert!(text.contains("px-api-[REDACTED]"), "the key's kind stays: {text}");
+    assert_eq!(text.matches(MARKER).count(), 3, "{text}");
+}
+
+#[test]
+fn each_shape_becomes_one_marker_and_the_rest_stays() {
+    assert_eq!(tokens_str(format!("token {JWT} end").as_bytes()), "token [REDACTED] end");
+    assert_eq!(tokens_str(format!("{KEY}\n").as_bytes()), "px-api-[REDACTED]\n");
+    let dep = KEY.replace("px-api-", "px-dep-");
+    assert_eq!(tokens_str(format!("key={dep}").as_bytes()), "key=px-dep-[REDACTED]");
+    assert_eq!(tokens_str(format!("({VIZIER_CREDENTIAL})").as_bytes()), "([REDACTED])");
+    // A JWE (five segments, the second empty with `dir`).
+    let jwe = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..aXYtYnl0ZXM.Y2lwaGVydGV4dA.dGFnLWJ5dGVz";
+    assert_eq!(tokens_str(jwe.as_bytes()), "[REDACTED]");
+}
+
+#[test]
+fn lookalikes_are_kept_without_copying() {
+    for text in [
+        "class=\"px-2 px-api-short\" v1.2.3 eyJ alone",
+        "px-api-Zm9vYmFy",                      // too short for a key
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0", // one dot: not a JWT
+        "v1.bc01f93b-e737-4958-8506-f271d67baf23.short",
+        "pX-api-Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0", // the prefix is lower case
+        "v1.bc01f93b_e737_4958_8506_f271d67baf23.0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+    ] {
+        assert!(is_borrowed(&tokens(text.as_bytes())), "{text}");
+    }
+}
+
+#[test]
+fn credential_names_are_secret() {
+    for name in ["x-loupe-vizier-credential", "x-loupe-gateway-credential", "aws_credentials", "Credential"] {
+        assert!(is_secret_name(name), "{name}");
+    }
+    assert!(!is_secret_name("credential_type") && !is_secret_name("credentials_url"));
+}
+
+#[test]
+fn payloads_and_sql_lose_tokens_too() {
+    assert_eq!(redis_args(&["SET", "session:1", JWT]), r#"SET ["session:1","[REDACTED]"]"#);
+    let mut nats = crate::nats::Message {
+        cmd: "PUB".into(),
+        body: format!(r#"{{"subject":"v2c.1.x.register","payload":"{KEY}"}}"#),
+        cut: false,
+        ts_ns: 0,
+    };
+    nats_message(&mut nats);
+    assert_eq!(nats.body, r#"{"subject":"v2c.1.x.register","payload":"px-api-[REDACTED]"}"#);
+    let mut query = format!("Q\0\0\0\0SELECT * FROM keys WHERE k = '{KEY}'\0").into_bytes();
+    let len = u32::try_from(query.len() - 1).expect("len").to_be_bytes();
+    query[1..5].copy_from_slice(&len);
+    let requests = pgsql_requests(&query, b"Z\0\0\0\x05I");
+    let mut request = requests.into_iter().next().expect("one request");
+    pgsql_request(&mut request);
+    assert_eq!(request.text, "SELECT * FROM keys WHERE k = 'px-api-[REDACTED]'");
+}
+
+proptest! {
+    /// A token anywhere in arbitrary bytes never survives, and the bytes around it do.
+    #[test]
+    fn a_token_among_arbitrary_bytes_is_always_redacted(
+        before in prop::collection::vec(any::<u8>(), 0..64),
+        after in prop::collection::vec(any::<u8>(), 0..64),
+        which in 0..3usize,
+    ) {
+        let token = [JWT, KEY, VIZIER_CREDENTIAL][which];
+        let mut bytes = before.clone();
+        bytes.push(b' ');
+        bytes.extend_from_slice(token.as_bytes());
+        bytes.push(b' ');
+        bytes.extend_from_slice(&after);
+        let out = tokens(&bytes);
+        let secret = &token.as_bytes()[token.len() - 20..];
+        prop_assert!(!out.windows(secret.len()).any(|w| w == secret));
+        prop_assert!(out.ends_with(&after));
     }
 }
