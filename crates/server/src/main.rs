@@ -6,6 +6,7 @@
 
 mod cloud;
 mod dnsmgr;
+mod doctor;
 mod proxy;
 mod vizier;
 mod vzconn;
@@ -50,6 +51,11 @@ enum Command {
     /// One-off setup steps (idempotent; safe to run as Kubernetes Jobs).
     #[command(subcommand)]
     Setup(SetupCommand),
+    /// Check a cloud deployment from the outside in, in the order things break: the cloud address and its port,
+    /// DNS, the certificate's names and expiry, the proxy's REST and gRPC routes, VZConn, the metastore, NATS and
+    /// Redis with their credentials, and each vizier's last heartbeat. Prints the one thing to fix for each
+    /// failure; exits 1 when a check fails. Read-only.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Subcommand)]
@@ -197,10 +203,12 @@ pub(crate) fn default_data_dir() -> PathBuf {
 fn main() -> ExitCode {
     keep_large_allocations_mapped();
     let cli = Cli::parse();
+    // `loupe doctor` prints its own report; its clients' connection chatter would only bury it.
+    let default_level = if matches!(cli.command, Command::Doctor(_)) { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LOUPE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -211,8 +219,21 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let command = match cli.command {
+        Command::Doctor(args) => {
+            return match runtime.block_on(doctor::run(&args)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        other => other,
+    };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Up(args) => run_up(args).await,
             Command::Vizier(VizierCommand::Pem(args)) => run_agent(args, shutdown_signal()).await,
             Command::Vizier(VizierCommand::Up(args)) => vizier::run_vizier_up(args, shutdown_signal()).await,
@@ -232,6 +253,7 @@ fn main() -> ExitCode {
             Command::Cloud(CloudCommand::Dnsmgr(args)) => dnsmgr::run_dnsmgr(&args, &stop_on_signal()).await,
             Command::Setup(SetupCommand::CreateAdmin(args)) => cloud::create_admin(&args).await,
             Command::Setup(SetupCommand::InitSecrets(args)) => proxy::init_secrets(&args).await,
+            Command::Doctor(_) => unreachable!("handled before the runtime runs a service"),
         }
     });
     match result {

@@ -7,6 +7,7 @@ mod conn_stats;
 mod cron;
 mod dns;
 mod dns_capture;
+mod doctor;
 mod e2e;
 mod hardening_auth;
 mod hardening_query;
