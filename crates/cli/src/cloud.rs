@@ -1,6 +1,6 @@
 //! `px`'s cloud commands over the REST API: `px auth login|logout|status|password`, `px api-key …`,
 //! `px deploy-key …`, `px script list|show`, `px get viziers`, `px get vizier NAME`, `px delete vizier NAME` and
-//! `px cron …` (in `cron`).
+//! `px cron …` (in `cron`), and the REST half of `px debug` (in `debug`).
 //!
 //! Owns the command-line shape of these verbs (kept close to Pixie's `px`), reading secrets without echoing
 //! them, choosing the stored credential for the current cloud, and telling the user what to do next (log in,
@@ -10,6 +10,7 @@
 
 mod client;
 mod cron;
+pub mod debug;
 mod render;
 
 use std::io::{BufRead, IsTerminal, Write};

@@ -93,6 +93,15 @@ enum Command {
     },
     /// Print the client's and the server's versions.
     Version,
+    /// Check this client's way to the cloud and its viziers, in order: the address, DNS, the API and its
+    /// certificate, the stored credential, the session, the org's viziers, then a small script's round trip to
+    /// each healthy vizier and the server's version. Prints the one thing to fix for each failure; exits 1 when
+    /// a check fails. (The cloud side is checked by `loupe doctor`.)
+    Debug {
+        /// Output format (json for scripts).
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     #[command(flatten)]
     Cloud(cloud::CloudCommand),
 }
@@ -196,6 +205,7 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
     let token = || vizier_token(cli.token_file.as_deref());
     match cli.command {
         Command::Cloud(command) => cloud::run(&cloud::Cloud { addr: cli.cloud_addr, trust: trust.clone() }, command),
+        Command::Debug { output } => debug(&cli.cloud_addr, trust, output).await,
         Command::Version => {
             println!("px client version {}", env!("CARGO_PKG_VERSION"));
             match connect(&cli.cloud_addr, trust).await {
@@ -274,6 +284,80 @@ async fn run(cli: Cli, trust: &Trust) -> Result<ExitCode> {
             execute(&cli.cloud_addr, trust, token()?.as_deref(), req, cluster.as_deref(), output).await
         }
     }
+}
+
+/// The script `px debug` sends to each vizier: small, and it touches every agent.
+const DEBUG_SCRIPT: &str = "import px\npx.display(px.GetAgentStatus(), 'agents')\n";
+
+/// `px debug`: the REST checks, then a script's round trip to each healthy vizier, then the versions.
+async fn debug(cloud_addr: &str, trust: &Trust, output: Format) -> Result<ExitCode> {
+    use cloud::debug::Check;
+    let store = config::AuthStore::from_env()?;
+    let cloud = cloud::Cloud { addr: cloud_addr.to_owned(), trust: trust.clone() };
+    let found = cloud::debug::checks(&store, &cloud);
+    let mut checks = found.checks;
+    let session_ok = checks.iter().any(|c| c.name == "session" && c.status == cloud::debug::Status::Ok);
+    for vizier in found.healthy_viziers.iter().take(10) {
+        let name = format!("query {vizier}");
+        let started = std::time::Instant::now();
+        let check = match probe(cloud_addr, trust, vizier).await {
+            Ok(agents) => {
+                Check::ok(&name, format!("a script ran in {} ms ({agents} agent(s))", started.elapsed().as_millis()))
+            }
+            Err(e) => Check::fail(
+                &name,
+                trust.explain(&e).unwrap_or_else(|| format!("{e:#}")),
+                "the cloud reached no answer from this vizier: read its connector's log, and run `loupe doctor` on                  the cloud side",
+            ),
+        };
+        checks.push(check);
+    }
+    if session_ok {
+        let version = async {
+            let mut client = connect(cloud_addr, trust).await?;
+            let answer = client
+                .health_check(with_credential(cloud_addr, None, HealthCheckRequest {})?)
+                .await
+                .map_err(refused)?;
+            Ok::<_, anyhow::Error>(answer.into_inner().version)
+        };
+        checks.push(match version.await {
+            Ok(server) if server == env!("CARGO_PKG_VERSION") => {
+                Check::ok("version", format!("px and the cloud are {server}"))
+            }
+            Ok(server) => Check::warn(
+                "version",
+                format!("px is {} and the cloud {server}", env!("CARGO_PKG_VERSION")),
+                "use the px of the cloud's release",
+            ),
+            Err(e) => Check::fail("version", format!("{e:#}"), "check that gRPC reaches the cloud (loupe doctor)"),
+        });
+    }
+    let healthy = cloud::debug::print(&checks, output, &mut std::io::stdout().lock())?;
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Runs [`DEBUG_SCRIPT`] on `vizier` through the cloud; the number of agents it listed.
+async fn probe(cloud_addr: &str, trust: &Trust, vizier: &str) -> Result<usize> {
+    let mut client = connect(cloud_addr, trust).await?;
+    let req =
+        ExecuteScriptRequest { query_str: DEBUG_SCRIPT.into(), query_name: "px debug".into(), ..Default::default() };
+    let mut req = with_credential(cloud_addr, None, req)?;
+    req.metadata_mut().insert(loupe_proto::headers::CLUSTER, vizier.parse().context("a vizier name is ASCII")?);
+    let mut stream = client.execute_script(req).await.map_err(refused)?.into_inner();
+    let mut rows = 0;
+    while let Some(msg) = stream.message().await.map_err(refused)? {
+        match msg.result {
+            Some(execute_script_response::Result::Data(d)) if !d.arrow_batch.is_empty() => {
+                let batches = loupe_proto::arrow_ipc::decode_batches(&d.arrow_batch)
+                    .context("the vizier sent an unreadable batch")?;
+                rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+            }
+            Some(execute_script_response::Result::Status(s)) if s.code != 0 => bail!("{}", s.message),
+            Some(_) | None => {}
+        }
+    }
+    Ok(rows)
 }
 
 /// Sends one query request (a script or SQL) and prints its tables, or its errors on stderr (exit 1).

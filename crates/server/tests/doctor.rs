@@ -1,4 +1,7 @@
-//! End to end: `loupe doctor` against a real `loupe up --no-trace` (its TLS proxy, VZConn through it, its SQLite
+//! End to end: `loupe doctor` (the cloud's side) and `px debug` (the client's side) against a real `loupe up
+//! --no-trace`.
+//!
+//! `loupe doctor` runs against `loupe up` (its TLS proxy, VZConn through it, its SQLite
 //! metastore and its own vizier), a real `nats-server` and a real `redis-server`, then with the faults
 //! self-hosters meet put in on purpose: a stopped NATS, a Redis that wants a password, a wrong domain, an address
 //! without its port, a cloud that stopped. Each must fail its own check with its fix and leave the others alone.
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 use loupe_testkit::{NatsServer, RedisServer};
 use serde_json::Value;
 
-use crate::common::{Guard, free_port, loupe_bin, loupe_up_over, temp_dir, wait_for_port};
+use crate::common::{Guard, free_port, loupe_bin, loupe_up_over, px_output, temp_dir, wait_for_port};
 
 /// `loupe doctor -o json` with `args`: its exit code and report.
 fn doctor(data: &Path, args: &[&str]) -> (Option<i32>, Value) {
@@ -196,4 +199,82 @@ fn doctor_passes_a_healthy_cloud_and_names_each_fault_with_its_fix() {
     let viziers = check(&report, "viziers");
     assert_eq!(viziers["status"], "fail", "{report:#}");
     assert!(viziers["detail"].as_str().unwrap_or_default().contains("last heard"), "{report:#}");
+}
+
+/// `px debug -o json` against `addr` with `config` as its config directory: exit code and report.
+fn px_debug(addr: &str, ca: Option<&Path>, config: &Path) -> (Option<i32>, Value) {
+    let out = px_output(addr, ca, config, &["debug", "-o", "json"], "");
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&out.stdout), text(&out.stderr)));
+    (out.status.code(), report)
+}
+
+#[test]
+fn px_debug_walks_the_client_side_and_says_what_to_do_next() {
+    let data = temp_dir("px-debug");
+    let config = temp_dir("px-debug-config");
+    let (port, api_port, proxy_port) = (free_port(), free_port(), free_port());
+    let child = loupe_up_over(&data, port, api_port, proxy_port)
+        .arg("--no-trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn loupe up");
+    let _loupe = Guard(child);
+    wait_for_port(proxy_port, "loupe up's TLS proxy");
+    let addr = format!("https://localhost:{proxy_port}");
+    let ca = data.join("secrets/ca.crt");
+
+    // The CA not trusted: the API check says so and what to pass.
+    let (code, report) = px_debug(&addr, None, &config);
+    assert_eq!(code, Some(1), "{report:#}");
+    let api = check(&report, "api");
+    assert_eq!(api["status"], "fail", "{report:#}");
+    assert!(api["fix"].as_str().unwrap_or_default().contains("PX_CA_CERT"), "{report:#}");
+    assert_eq!(check(&report, "credential")["status"], "skip", "{report:#}");
+
+    // Trusted, not logged in.
+    let (code, report) = px_debug(&addr, Some(&ca), &config);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(check(&report, "api")["status"], "ok", "{report:#}");
+    let credential = check(&report, "credential");
+    assert_eq!(credential["status"], "fail", "{report:#}");
+    assert!(credential["fix"].as_str().unwrap_or_default().contains("px auth login"), "{report:#}");
+
+    // Logged in with the initial password: the session must change it first.
+    let login = px_output(&addr, Some(&ca), &config, &["auth", "login", "--email", "admin@default.com"], "admin\n");
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    let (code, report) = px_debug(&addr, Some(&ca), &config);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(check(&report, "session")["fix"], "run `px auth password`", "{report:#}");
+    let change = px_output(&addr, Some(&ca), &config, &["auth", "password"], "admin\na long debug passphrase\n");
+    assert!(change.status.success(), "{}", text(&change.stderr));
+
+    // Healthy: the host's vizier answers a script through the cloud.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let (code, report) = px_debug(&addr, Some(&ca), &config);
+        if code == Some(0) {
+            break report;
+        }
+        assert!(Instant::now() < deadline, "px debug never passed: {report:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let names: Vec<String> = statuses(&report).into_iter().map(|(n, _)| n).collect();
+    let vizier = names.iter().find(|n| n.starts_with("query ")).unwrap_or_else(|| panic!("no query check: {report:#}"));
+    assert_eq!(names, ["address", "dns", "api", "credential", "session", "viziers", vizier.as_str(), "version"]);
+    for (name, status) in statuses(&report) {
+        assert_eq!(status, "ok", "{name}: {report:#}");
+    }
+    assert!(check(&report, vizier)["detail"].as_str().unwrap_or_default().ends_with("(1 agent(s))"), "{report:#}");
+    let stored = std::fs::read_to_string(config.join("auth.json")).expect("auth.json");
+    let token: Value = serde_json::from_str(&stored).expect("json");
+    let token = token["token"].as_str().expect("a session token");
+    assert!(!report.to_string().contains(token), "the credential is never printed");
+
+    // A name that does not resolve.
+    let (code, report) = px_debug("https://no-such-host.invalid:443", Some(&ca), &config);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(check(&report, "dns")["status"], "fail", "{report:#}");
+    assert_eq!(check(&report, "api")["status"], "skip", "{report:#}");
 }
