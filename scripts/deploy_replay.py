@@ -11,6 +11,8 @@ and answers of a real API server for one Secret), and read back from there for t
 Then, as a user would: `px auth login` through the proxy (https, the generated CA), the forced password change,
 `px deploy-key create`, and a vizier started from the rendered vizier manifests (PEM and connector, with the
 deploy key and the cloud's CA as the operator would create them), until `px get viziers` shows it connected.
+Last, `loupe doctor` with the services' settings passes every check, and fails the right one for each fault put
+in on purpose: a wrong domain, an address without its port, a stopped NATS.
 
 Usage: deploy_replay.py --loupe target/debug/loupe --px target/debug/px [--overlay deploy/cloud/overlays/dev]
 """
@@ -362,6 +364,50 @@ class Replay:
         return r
 
 
+def doctor(r, by, cloud):
+    """`loupe doctor` against the replayed deployment with the services' own settings: every check passes, then
+    each fault put in on purpose (a wrong domain, an address without its port, a stopped NATS) fails its check."""
+    _, auth_env = r.pod(by[("Deployment", "auth")], cloud)
+    _, vzconn_env = r.pod(by[("Deployment", "vzconn")], cloud)
+    env = {"PATH": os.environ["PATH"], "HOME": str(r.work)}
+    for key in ("LOUPE_METASTORE_URL", "LOUPE_REDIS_URL", "LOUPE_DOMAIN"):
+        if key in auth_env:
+            env[key] = auth_env[key]
+    env["LOUPE_NATS_URL"] = vzconn_env["LOUPE_NATS_URL"]
+    proxy = f"127.0.0.1:{r.services[('cloud-proxy-service', 443)]}"
+    vzconn = f"127.0.0.1:{r.services[('vzconn-service', 51800)]}"
+    base = [r.loupe, "doctor", "-o", "json", "--ca-cert", str(r.ca_file), "--data-dir", str(r.work / "doctor"),
+            "--timeout", "3s", "--vzconn-addr", vzconn]
+
+    def run(*extra):
+        p = subprocess.run([*base, *extra], env=env, capture_output=True, text=True, timeout=120)
+        try:
+            report = json.loads(p.stdout)
+        except ValueError:
+            raise SystemExit(f"replay: loupe doctor printed no report: {p.stdout}\n{p.stderr}")
+        return p.returncode, {c["check"]: c for c in report["checks"]}, p.stdout
+
+    def expect(what, code, checks, out, failed):
+        bad = sorted(n for n, c in checks.items() if (c["status"] == "fail") != (n in failed))
+        if code != (1 if failed else 0) or bad:
+            raise SystemExit(f"replay: loupe doctor with {what}: exit {code}, unexpected {bad}:\n{out}")
+
+    code, checks, out = run("--cloud-addr", proxy)
+    expect("the replayed deployment", code, checks, out, set())
+    if any(c["status"] != "ok" for c in checks.values()):
+        raise SystemExit(f"replay: loupe doctor skipped or warned on a whole deployment:\n{out}")
+    code, checks, out = run("--cloud-addr", proxy, "--domain", "wrong.example")
+    expect("a wrong domain", code, checks, out, {"certificate", "vzconn"})
+    code, checks, out = run("--cloud-addr", "127.0.0.1")
+    expect("an address without its port", code, checks, out, {"address"})
+    nats = next(proc for name, proc in r.procs if name == "nats")
+    nats.terminate()
+    nats.wait(timeout=15)
+    code, checks, out = run("--cloud-addr", proxy)
+    expect("NATS stopped", code, checks, out, {"nats"})
+    print("  loupe doctor: every check passes; a wrong domain, a missing port and a stopped NATS each fail theirs")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loupe", required=True)
@@ -451,6 +497,7 @@ def main():
                 if q.returncode != 0:
                     raise SystemExit(f"replay: a script through the cloud to the vizier failed: {q.stderr}")
                 print("  px run -c replayed: a script went cloud -> VZConn -> connector -> PEM and back")
+                doctor(r, by, cloud)
                 ok = True
                 return
             time.sleep(1)

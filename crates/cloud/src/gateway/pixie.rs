@@ -60,7 +60,7 @@ impl PixieQueries {
         }
         let id = uuid::Uuid::parse_str(cluster_id).map_err(|_| Status::not_found("cluster not found"))?;
         let mut check = Request::new(cloudpb::IdRequest { id: id.to_string() });
-        *check.metadata_mut() = request.metadata().clone();
+        *check.metadata_mut() = crate::services::caller::relayed_metadata(request.metadata());
         self.gateway.clients.viziers().get_vizier(check).await?;
         Ok(id)
     }

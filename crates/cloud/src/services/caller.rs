@@ -19,6 +19,22 @@ pub const API_KEY_HEADER: &str = loupe_proto::headers::API_KEY;
 /// Header carrying a deploy key in Pixie's gRPC calls; refused on user endpoints with a clear message.
 pub const DEPLOY_KEY_HEADER: &str = "x-api-key";
 
+/// Headers that describe one HTTP/2 request's framing, not the call: a call relayed with another message (a
+/// Pixie call answered by a Loupe call) must not carry them, or the next hop sees a `content-length` that its
+/// body does not have and resets the stream.
+const FRAMING_HEADERS: &[&str] =
+    &["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "proxy-connection", "host"];
+
+/// The metadata of a call, for another call made on its behalf: the credential, request id and client address
+/// stay; the framing of the original request goes.
+pub(crate) fn relayed_metadata(from: &tonic::metadata::MetadataMap) -> tonic::metadata::MetadataMap {
+    let mut headers = from.clone().into_headers();
+    for name in FRAMING_HEADERS {
+        headers.remove(*name);
+    }
+    tonic::metadata::MetadataMap::from_headers(headers)
+}
+
 const DEPLOY_KEY_REFUSED: &str = "deploy keys (px-dep-…) can only register a vizier; \
      use a session token (Authorization: Bearer …) or an API key (pixie-api-key: px-api-…)";
 const MISSING_CREDENTIALS: &str = "missing credentials: send Authorization: Bearer <token> or pixie-api-key: px-api-…";
@@ -200,5 +216,26 @@ pub(crate) fn token_error(err: ValidationError) -> ApiError {
         }
         ValidationError::Session(err) => err.into(),
         ValidationError::Token(_) => ApiError::unauthenticated("invalid session token"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relayed_call_keeps_the_credential_and_drops_the_framing() {
+        let mut from = tonic::metadata::MetadataMap::new();
+        from.insert("authorization", "Bearer t".parse().expect("ascii"));
+        from.insert(API_KEY_HEADER, "px-api-k".parse().expect("ascii"));
+        from.insert("x-request-id", "r1".parse().expect("ascii"));
+        // What a client such as an HTTP/2 library with a known body size sends: the relayed call has another body.
+        from.insert("content-length", "42".parse().expect("ascii"));
+        from.insert("host", "cloud:443".parse().expect("ascii"));
+        let relayed = relayed_metadata(&from).into_headers();
+        assert_eq!(relayed.get("authorization").map(|v| v.as_bytes()), Some(&b"Bearer t"[..]));
+        assert_eq!(relayed.get(API_KEY_HEADER).map(|v| v.as_bytes()), Some(&b"px-api-k"[..]));
+        assert_eq!(relayed.get("x-request-id").map(|v| v.as_bytes()), Some(&b"r1"[..]));
+        assert!(relayed.get("content-length").is_none() && relayed.get("host").is_none(), "{relayed:?}");
     }
 }

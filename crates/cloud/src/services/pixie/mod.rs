@@ -44,7 +44,7 @@ pub(crate) fn unimplemented(method: &str, why: &str) -> Status {
 /// `message` as a request carrying `request`'s metadata (the credential), for the Loupe call that answers it.
 pub(crate) fn relay<T, U>(request: &Request<T>, message: U) -> Request<U> {
     let mut relayed = Request::new(message);
-    *relayed.metadata_mut() = request.metadata().clone();
+    *relayed.metadata_mut() = crate::services::caller::relayed_metadata(request.metadata());
     relayed
 }
 
