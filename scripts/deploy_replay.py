@@ -308,9 +308,23 @@ class Replay:
         self.start("nats", ["nats-server", *args, "-a", "127.0.0.1", "-p", str(self.ports[("nats", 4222)])], None)
         self.wait_listening("nats", self.ports[("nats", 4222)])
 
+    def container_env(self, c):
+        """A StatefulSet container's env with its Secret references read, for the $(VAR)s of its args."""
+        env = {}
+        for e in c.get("env", []):
+            if "value" in e:
+                env[e["name"]] = e["value"]
+            elif "secretKeyRef" in e.get("valueFrom", {}):
+                ref = e["valueFrom"]["secretKeyRef"]
+                env[e["name"]] = self.secret_files(ref["name"], [{"key": ref["key"], "path": "x"}])["x"].decode()
+        return env
+
     def start_redis(self, sts):
         c = sts["spec"]["template"]["spec"]["containers"][0]
-        args = list(c["args"])
+        env = self.container_env(c)
+        args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a) for a in c["args"]]
+        if "--requirepass" not in args:
+            raise SystemExit("replay: the redis StatefulSet runs without a password")
         data = self.work / "redis"
         data.mkdir()
         args[args.index("--dir") + 1] = str(data)
@@ -366,7 +380,8 @@ class Replay:
 
 def doctor(r, by, cloud):
     """`loupe doctor` against the replayed deployment with the services' own settings: every check passes, then
-    each fault put in on purpose (a wrong domain, an address without its port, a stopped NATS) fails its check."""
+    each fault put in on purpose (a wrong domain, an address without its port, Redis without its password, a
+    stopped NATS) fails its check."""
     _, auth_env = r.pod(by[("Deployment", "auth")], cloud)
     _, vzconn_env = r.pod(by[("Deployment", "vzconn")], cloud)
     env = {"PATH": os.environ["PATH"], "HOME": str(r.work)}
@@ -379,7 +394,7 @@ def doctor(r, by, cloud):
     base = [r.loupe, "doctor", "-o", "json", "--ca-cert", str(r.ca_file), "--data-dir", str(r.work / "doctor"),
             "--timeout", "3s", "--vzconn-addr", vzconn]
 
-    def run(*extra):
+    def run(*extra, env=env):
         p = subprocess.run([*base, *extra], env=env, capture_output=True, text=True, timeout=120)
         try:
             report = json.loads(p.stdout)
@@ -400,12 +415,16 @@ def doctor(r, by, cloud):
     expect("a wrong domain", code, checks, out, {"certificate", "vzconn"})
     code, checks, out = run("--cloud-addr", "127.0.0.1")
     expect("an address without its port", code, checks, out, {"address"})
+    no_password = dict(env, LOUPE_REDIS_URL=re.sub(r"//:[^@]*@", "//", env["LOUPE_REDIS_URL"]))
+    code, checks, out = run("--cloud-addr", proxy, env=no_password)
+    expect("Redis without its password", code, checks, out, {"redis"})
     nats = next(proc for name, proc in r.procs if name == "nats")
     nats.terminate()
     nats.wait(timeout=15)
     code, checks, out = run("--cloud-addr", proxy)
     expect("NATS stopped", code, checks, out, {"nats"})
-    print("  loupe doctor: every check passes; a wrong domain, a missing port and a stopped NATS each fail theirs")
+    print("  loupe doctor: every check passes; a wrong domain, a missing port, Redis without its password and a "
+          "stopped NATS each fail theirs")
 
 
 def main():

@@ -21,16 +21,25 @@ use hyper::{Method, Request, StatusCode, Uri};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject as _};
 
 use crate::secrets::{
-    CA_CERT, CA_KEY, DB_PASSWORD, JWT_SIGNING_KEY, Report, SERVER_CERT, SERVER_KEY, San, VIZIER_CREDENTIAL_KEY,
-    VIZIER_QUERY_TOKEN, init_secrets,
+    CA_CERT, CA_KEY, DB_PASSWORD, JWT_SIGNING_KEY, REDIS_PASSWORD, Report, SERVER_CERT, SERVER_KEY, San,
+    VIZIER_CREDENTIAL_KEY, VIZIER_QUERY_TOKEN, init_secrets,
 };
 
 /// Where a pod finds its service account's credentials.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Every key the secrets directory can hold, in the order they are reported.
-pub const SECRET_KEYS: [&str; 8] =
-    [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, JWT_SIGNING_KEY, DB_PASSWORD, VIZIER_QUERY_TOKEN, VIZIER_CREDENTIAL_KEY];
+pub const SECRET_KEYS: [&str; 9] = [
+    CA_CERT,
+    CA_KEY,
+    SERVER_CERT,
+    SERVER_KEY,
+    JWT_SIGNING_KEY,
+    DB_PASSWORD,
+    REDIS_PASSWORD,
+    VIZIER_QUERY_TOKEN,
+    VIZIER_CREDENTIAL_KEY,
+];
 
 /// A response body larger than this is refused: one Secret of a few keys is a few kilobytes.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;

@@ -34,6 +34,9 @@ pub const SERVER_KEY: &str = "server.key";
 pub const JWT_SIGNING_KEY: &str = "jwt-signing-key";
 /// A random password for the metastore's database (32 hex digits).
 pub const DB_PASSWORD: &str = "db-password";
+/// A random password Redis asks every client for (32 hex digits); the cloud services put it in their
+/// `LOUPE_REDIS_URL`.
+pub const REDIS_PASSWORD: &str = "redis-password";
 /// A random token every caller of a node agent's own query port must send (64 hex digits); `loupe vizier pem`
 /// reads it (`--query-token-file`).
 pub const VIZIER_QUERY_TOKEN: &str = "vizier-query-token";
@@ -262,9 +265,13 @@ pub fn init_secrets(dir: &Path, extra_names: &[San]) -> Result<Report> {
     }
 
     // 32 bytes for an HMAC-SHA256 key; 16 for a password that must fit in URLs and config files unquoted.
-    for (name, bytes) in
-        [(JWT_SIGNING_KEY, 32), (DB_PASSWORD, 16), (VIZIER_QUERY_TOKEN, 32), (VIZIER_CREDENTIAL_KEY, 32)]
-    {
+    for (name, bytes) in [
+        (JWT_SIGNING_KEY, 32),
+        (DB_PASSWORD, 16),
+        (REDIS_PASSWORD, 16),
+        (VIZIER_QUERY_TOKEN, 32),
+        (VIZIER_CREDENTIAL_KEY, 32),
+    ] {
         if exists(name) {
             report.files.push((name, Outcome::Kept));
         } else {
@@ -503,6 +510,7 @@ pub(crate) mod tests {
             SERVER_KEY,
             JWT_SIGNING_KEY,
             DB_PASSWORD,
+            REDIS_PASSWORD,
             VIZIER_QUERY_TOKEN,
             VIZIER_CREDENTIAL_KEY,
         ];
@@ -518,6 +526,7 @@ pub(crate) mod tests {
 
         assert_eq!(std::fs::read_to_string(dir.join(JWT_SIGNING_KEY)).expect("key").len(), 64);
         assert_eq!(std::fs::read_to_string(dir.join(DB_PASSWORD)).expect("password").len(), 32);
+        assert_eq!(std::fs::read_to_string(dir.join(REDIS_PASSWORD)).expect("password").len(), 32);
         assert_eq!(std::fs::read_to_string(dir.join(VIZIER_QUERY_TOKEN)).expect("query token").len(), 64);
         assert_eq!(std::fs::read_to_string(dir.join(VIZIER_CREDENTIAL_KEY)).expect("credential key").len(), 64);
         // No temporary file is left behind.
@@ -531,7 +540,15 @@ pub(crate) mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         init_secrets(&dir, &[]).expect("init");
         assert_eq!(mode(&dir), 0o700);
-        for name in [CA_KEY, SERVER_KEY, JWT_SIGNING_KEY, DB_PASSWORD, VIZIER_QUERY_TOKEN, VIZIER_CREDENTIAL_KEY] {
+        for name in [
+            CA_KEY,
+            SERVER_KEY,
+            JWT_SIGNING_KEY,
+            DB_PASSWORD,
+            REDIS_PASSWORD,
+            VIZIER_QUERY_TOKEN,
+            VIZIER_CREDENTIAL_KEY,
+        ] {
             assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
         }
         for name in [CA_CERT, SERVER_CERT] {

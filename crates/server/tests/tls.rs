@@ -118,6 +118,7 @@ fn init_secrets_is_idempotent_and_cloud_proxy_redirects_and_reports_a_down_api()
         "server.key",
         "jwt-signing-key",
         "db-password",
+        "redis-password",
         "vizier-query-token",
         "vizier-credential-key",
     ];
