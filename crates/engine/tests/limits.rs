@@ -166,11 +166,13 @@ fn the_first_batch_reaches_the_consumer_before_the_query_ends_and_leaving_stops_
     assert_eq!(clock.events[..4], ["output light", "batch 0 rows 1", "end 0", "output heavy"]);
     assert_eq!(clock.events.last().map(String::as_str), Some("end 1"));
     let first = clock.first_batch.expect("a batch came");
-    assert!(first < took / 4, "the light output came at {first:?} of {took:?}: results were held back");
+    // Held back, the light output would come at the very end (≈ `took`); streamed, early. Half leaves room for a
+    // loaded host, where compiling and planning the light part take longer than on a quiet one.
+    assert!(first < took / 2, "the light output came at {first:?} of {took:?}: results were held back");
 
     // A consumer that goes away at the first batch stops the query there.
     let (result, clock, took_cancelled) = clocked(true);
     assert!(matches!(result, Err(ExecError::Cancelled)), "{result:?}");
     assert_eq!(clock.events, ["output light", "batch 0 rows 1"]);
-    assert!(took_cancelled < took / 4, "cancelled after {took_cancelled:?}; the whole query takes {took:?}");
+    assert!(took_cancelled < took / 2, "cancelled after {took_cancelled:?}; the whole query takes {took:?}");
 }
