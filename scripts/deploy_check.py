@@ -188,6 +188,22 @@ def check_rules(objs):
                 names = {port.get("name") for _, spec in selected for c in spec["containers"] for port in c.get("ports", [])}
                 if tp not in names:
                     problems.append(f"{name_of(s)}: targetPort {tp} is not a port of the pods it selects")
+    # Where ServiceMonitors exist (prod), every workload's `metrics` port is scraped: a Service with a `metrics`
+    # port selects the pods, and a ServiceMonitor selects that Service.
+    monitors = [o for o in objs if o["kind"] == "ServiceMonitor"]
+    if monitors:
+        services = [o for o in objs if o["kind"] == "Service" and o["spec"].get("selector")]
+        for o, labels, spec in pods:
+            if not any(p.get("name") == "metrics" for c in spec["containers"] for p in c.get("ports", [])):
+                continue
+            scraped = any(
+                matches(s["spec"]["selector"], labels)
+                and any(p.get("name") == "metrics" for p in s["spec"].get("ports", []))
+                and any(matches(m["spec"]["selector"], s["metadata"].get("labels", {})) for m in monitors)
+                for s in services
+            )
+            if not scraped:
+                problems.append(f"{name_of(o)}: its metrics port is scraped by no ServiceMonitor")
     # PodDisruptionBudgets: where more than one replica runs, and never on a single replica.
     pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
     for o, labels, _ in pods:
@@ -279,6 +295,16 @@ def self_test(objs):
         if not any(expected in p for p in check_rules(b)):
             failures.append(f"the rules did not catch {what} (expected a problem containing {expected!r})")
     return failures
+
+
+def self_test_monitors(objs):
+    """The scraping rule must fail when one component's ServiceMonitor is missing."""
+    broken = [o for o in copy.deepcopy(objs) if name_of(o) != "ServiceMonitor/loupe-proxy"]
+    if len(broken) == len(objs):
+        return ["the monitoring self-test found no ServiceMonitor/loupe-proxy to remove"]
+    if not any("Deployment/proxy: its metrics port is scraped by no ServiceMonitor" in p for p in check_rules(broken)):
+        return ["the rules did not catch a component no ServiceMonitor scrapes"]
+    return []
 
 
 def free_port():
@@ -393,6 +419,8 @@ def main():
         problems += check_domain(args.kubectl, overlay, objs)
         if args.loupe and any(o["kind"] == "DaemonSet" for o in objs):
             problems += check_pem_capabilities(objs, args.loupe, args.px)
+        if any(o["kind"] == "ServiceMonitor" for o in objs):
+            problems += self_test_monitors(objs)
         if not self_tested and any(o["kind"] == "Deployment" for o in objs):
             problems += self_test(objs)
             self_tested = True

@@ -11,5 +11,5 @@ pub mod k8s;
 pub mod proxy;
 pub mod secrets;
 
-pub use crate::proxy::{Proxy, ProxyConfig, ProxyError};
+pub use crate::proxy::{Proxy, ProxyConfig, ProxyError, ProxyStats};
 pub use crate::secrets::{Outcome, Report, San, SecretsError, init_secrets};

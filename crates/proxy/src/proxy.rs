@@ -12,6 +12,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -114,6 +115,52 @@ pub struct ProxyConfig {
     pub upstream_headers: Vec<(String, String)>,
 }
 
+/// What a proxy has done since it started, for its `/metrics`.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    connections: AtomicU64,
+    handshakes_failed: AtomicU64,
+    requests_grpc: AtomicU64,
+    requests_http: AtomicU64,
+    upstream_errors: AtomicU64,
+    redirects: AtomicU64,
+}
+
+impl ProxyStats {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters in Prometheus' text format.
+    pub fn prometheus(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut text = String::new();
+        for (name, help, value) in [
+            ("loupe_proxy_connections_total", "TCP connections accepted on the TLS port.", get(&self.connections)),
+            (
+                "loupe_proxy_tls_handshakes_failed_total",
+                "TLS handshakes that failed or timed out (clients that do not trust the CA, plain HTTP, scanners).",
+                get(&self.handshakes_failed),
+            ),
+            (
+                "loupe_proxy_upstream_errors_total",
+                "Requests the cloud API could not be reached for.",
+                get(&self.upstream_errors),
+            ),
+            ("loupe_proxy_redirects_total", "Plain-HTTP requests redirected to https.", get(&self.redirects)),
+        ] {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+        }
+        let name = "loupe_proxy_requests_total";
+        text.push_str(&format!(
+            "# HELP {name} Requests forwarded to the cloud API, by protocol.\n# TYPE {name} counter\n"
+        ));
+        text.push_str(&format!("{name}{{protocol=\"grpc\"}} {}\n", get(&self.requests_grpc)));
+        text.push_str(&format!("{name}{{protocol=\"http\"}} {}\n", get(&self.requests_http)));
+        text
+    }
+}
+
 /// A bound proxy, ready to [`serve`](Proxy::serve).
 pub struct Proxy {
     tls: TcpListener,
@@ -145,6 +192,11 @@ impl Proxy {
         self.redirect.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Its counters, for a `/metrics` endpoint.
+    pub fn stats(&self) -> Arc<ProxyStats> {
+        Arc::clone(&self.forwarder.stats)
+    }
+
     /// The upstream requests go to, as `http://host:port`.
     pub fn upstream(&self) -> String {
         format!("{}://{}", self.forwarder.scheme, self.forwarder.authority)
@@ -154,10 +206,11 @@ impl Proxy {
     /// connections still open at shutdown are left to finish or to end with the process.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
         let https_port = self.local_addr().port();
+        let stats = self.stats();
         let tls = serve_tls(self.tls, self.acceptor, self.forwarder);
         let redirect = async move {
             match self.redirect {
-                Some(listener) => serve_redirect(listener, https_port).await,
+                Some(listener) => serve_redirect(listener, https_port, stats).await,
                 None => std::future::pending().await,
             }
         };
@@ -197,13 +250,20 @@ async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, forwarder: Arc<
         let Some((tcp, peer)) = accept(&listener).await else { continue };
         let acceptor = acceptor.clone();
         let forwarder = forwarder.clone();
+        ProxyStats::add(&forwarder.stats.connections);
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 // A scanner, a client that does not trust the CA, plain HTTP on the TLS port: the client's
-                // problem, not the operator's.
-                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                // problem, not the operator's (counted, logged at debug).
+                Ok(Err(error)) => {
+                    ProxyStats::add(&forwarder.stats.handshakes_failed);
+                    return tracing::debug!(%peer, %error, "TLS handshake failed");
+                }
+                Err(_) => {
+                    ProxyStats::add(&forwarder.stats.handshakes_failed);
+                    return tracing::debug!(%peer, "TLS handshake timed out");
+                }
             };
             let service = hyper::service::service_fn(move |req| {
                 let forwarder = forwarder.clone();
@@ -216,13 +276,15 @@ async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, forwarder: Arc<
     }
 }
 
-async fn serve_redirect(listener: TcpListener, https_port: u16) {
+async fn serve_redirect(listener: TcpListener, https_port: u16, stats: Arc<ProxyStats>) {
     loop {
         let Some((tcp, peer)) = accept(&listener).await else { continue };
         let local = tcp.local_addr().ok();
+        let stats = Arc::clone(&stats);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| async move {
-                Ok::<_, Infallible>(redirect(&req, local, https_port))
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                ProxyStats::add(&stats.redirects);
+                async move { Ok::<_, Infallible>(redirect(&req, local, https_port)) }
             });
             if let Err(error) = http_builder().serve_connection(TokioIo::new(tcp), service).await {
                 tracing::debug!(%peer, %error, "redirect connection ended with an error");
@@ -269,6 +331,7 @@ struct Forwarder {
     http1: Client<HttpConnector, Incoming>,
     http2: Client<HttpConnector, Incoming>,
     extra: Vec<(HeaderName, HeaderValue)>,
+    stats: Arc<ProxyStats>,
 }
 
 impl Forwarder {
@@ -286,7 +349,7 @@ impl Forwarder {
         connector.set_nodelay(true);
         let http1 = Client::builder(TokioExecutor::new()).build(connector.clone());
         let http2 = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
-        Ok(Self { scheme: Scheme::HTTP, authority, http1, http2, extra: Vec::new() })
+        Ok(Self { scheme: Scheme::HTTP, authority, http1, http2, extra: Vec::new(), stats: Arc::default() })
     }
 
     /// Adds fixed headers to every forwarded request.
@@ -304,6 +367,7 @@ impl Forwarder {
         let (mut parts, body) = req.into_parts();
         let grpc =
             parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        ProxyStats::add(if grpc { &self.stats.requests_grpc } else { &self.stats.requests_http });
         let host = parts
             .headers
             .get(header::HOST)
@@ -342,6 +406,7 @@ impl Forwarder {
                 Response::from_parts(parts, body.boxed())
             }
             Err(error) => {
+                ProxyStats::add(&self.stats.upstream_errors);
                 tracing::warn!(upstream = %self.authority, error = %error_chain(&error), "upstream request failed");
                 let message = format!("the cloud API at {} is unreachable", self.authority);
                 if grpc {

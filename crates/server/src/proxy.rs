@@ -75,6 +75,11 @@ pub struct ProxyArgs {
     /// The data directory whose `secrets/` holds the default certificate and key.
     #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
+    /// Address of /healthz, /readyz (the upstream API accepts connections) and /metrics (connections, failed
+    /// handshakes, requests by protocol, upstream errors, redirects). No credential is asked there: keep it where
+    /// only probes and Prometheus reach it.
+    #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9098")]
+    pub metrics_listen: SocketAddr,
 }
 
 /// The proxy flags of `loupe up`.
@@ -219,8 +224,55 @@ pub async fn run_proxy(args: &ProxyArgs, shutdown: impl Future<Output = ()> + Se
         upstream_headers: Vec::new(),
     };
     let proxy = bind(&config, "").await?;
+    let ops_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("failed to listen on {} (--metrics-listen)", args.metrics_listen))?;
+    tracing::info!(addr = %ops_listener.local_addr()?, "health and metrics listening (/healthz, /readyz, /metrics)");
+    let ops = ops_router(proxy.stats(), args.upstream.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ops = tokio::spawn(loupe_cloud::serve_router(ops_listener, ops, crate::cloud::stopped(&stop_rx)));
     proxy.serve(shutdown).await;
+    let _ = stop_tx.send(true);
+    ops.await.context("the health listener panicked")?.context("the health listener failed")?;
     Ok(())
+}
+
+/// `/healthz`, `/readyz` (the upstream accepts a TCP connection within 2 s) and `/metrics` (the proxy's counters).
+fn ops_router(stats: std::sync::Arc<loupe_proxy::ProxyStats>, upstream: String) -> axum::Router {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let json = |text: String| ([(header::CONTENT_TYPE, "application/json")], text);
+    let authority =
+        upstream.split_once("://").map_or(upstream.as_str(), |(_, rest)| rest).trim_end_matches('/').to_owned();
+    axum::Router::new()
+        .route("/healthz", get(move || async move { json(r#"{"status":"ok"}"#.into()) }))
+        .route(
+            "/readyz",
+            get(move || {
+                let authority = authority.clone();
+                async move {
+                    let connect = tokio::net::TcpStream::connect(authority.as_str());
+                    match tokio::time::timeout(std::time::Duration::from_secs(2), connect).await {
+                        Ok(Ok(_)) => (StatusCode::OK, json(r#"{"status":"ok","upstream":"ok"}"#.into())),
+                        Ok(Err(e)) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            json(format!(r#"{{"status":"unavailable","upstream":{:?}}}"#, e.to_string())),
+                        ),
+                        Err(_) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            json(r#"{"status":"unavailable","upstream":"no answer within 2s"}"#.into()),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let stats = std::sync::Arc::clone(&stats);
+                async move { stats.prometheus() }
+            }),
+        )
 }
 
 /// Binds the proxy and logs where it listens; `hint` ends the error message when it fails.

@@ -98,9 +98,10 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
         .expect("spawn loupe cloud api");
     let _gateway = Guard(gateway);
     wait_for_port(api_port, "the API gateway");
-    let tls_port = free_port();
+    let (tls_port, proxy_metrics_port) = (free_port(), free_port());
     let proxy = Command::new(loupe_bin())
         .args(["cloud", "proxy", "--listen", &format!("127.0.0.1:{tls_port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{proxy_metrics_port}")])
         .args(["--upstream", &format!("http://127.0.0.1:{api_port}")])
         .arg("--cert")
         .arg(secrets.join("server.crt"))

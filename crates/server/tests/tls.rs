@@ -148,10 +148,11 @@ fn init_secrets_is_idempotent_and_cloud_proxy_redirects_and_reports_a_down_api()
     assert!(text(&out.stderr).contains("loupe setup init-secrets"), "{}", text(&out.stderr));
 
     // The proxy alone, in front of an API that is not running.
-    let (tls_port, redirect_port, api_port) = (free_port(), free_port(), free_port());
+    let (tls_port, redirect_port, api_port, metrics_port) = (free_port(), free_port(), free_port(), free_port());
     let proxy = Command::new(loupe_bin())
         .args(["cloud", "proxy", "--listen", &format!("127.0.0.1:{tls_port}")])
         .args(["--redirect-listen", &format!("127.0.0.1:{redirect_port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .args(["--upstream", &format!("http://127.0.0.1:{api_port}")])
         .arg("--data-dir")
         .arg(&data)
@@ -182,4 +183,22 @@ fn init_secrets_is_idempotent_and_cloud_proxy_redirects_and_reports_a_down_api()
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("error: the cloud API at 127.0.0.1:") && err.contains("is unreachable"), "{err}");
+
+    // Its health and metrics: not ready while the API is down, and every event above counted.
+    wait_for_port(metrics_port, "loupe cloud proxy's metrics listener");
+    let get =
+        |path: &str| raw_http(metrics_port, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    assert!(get("/healthz").starts_with("http/1.1 200"), "{}", get("/healthz"));
+    let ready = get("/readyz");
+    assert!(ready.starts_with("http/1.1 503") && ready.contains("upstream"), "{ready}");
+    let metrics = get("/metrics");
+    for line in [
+        "loupe_proxy_redirects_total 1\n",
+        "loupe_proxy_upstream_errors_total 1\n",
+        "loupe_proxy_requests_total{protocol=\"http\"} 1\n",
+        "loupe_proxy_requests_total{protocol=\"grpc\"} 0\n",
+        "# type loupe_proxy_tls_handshakes_failed_total counter\n", // raw_http lowercases the answer
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from:\n{metrics}");
+    }
 }
