@@ -461,7 +461,7 @@ def main():
 
         # 3. every Deployment, then create-admin.
         metrics = {"auth": 9093, "profile": 9094, "scripts": 9095, "api": 9092, "vzconn": 9096,
-                   "vzconn-internal": 9096, "proxy": 9098}
+                   "vzconn-internal": 9096, "proxy": 9098, "dnsmgr": 9099}
         for name in ("auth", "profile", "scripts", "vzconn", "vzconn-internal", "api", "proxy", "dnsmgr"):
             argv, env = r.pod(by[("Deployment", name)], cloud)
             r.start(name, argv, env)

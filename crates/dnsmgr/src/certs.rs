@@ -32,6 +32,11 @@ pub(crate) async fn serve(shared: Arc<Shared>) -> Result<(), loupe_bus::BusError
             continue;
         };
         let answer = issue(&shared, org_id, vizier_id, &envelope.payload).await;
+        crate::DnsStats::add(if answer.code == 0 {
+            &shared.stats.certificates_issued
+        } else {
+            &shared.stats.certificates_refused
+        });
         let down = BusEnvelope { payload: answer.encode_to_vec(), ..BusEnvelope::default() };
         if let Err(error) =
             shared.bus.publish(&subject::c2v(&vizier_id.to_string(), DNS_CERT), Bytes::from(down.encode_to_vec())).await

@@ -18,6 +18,7 @@ mod zone;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
@@ -95,6 +96,7 @@ pub(crate) struct Shared {
     settings: RwLock<ZoneSettings>,
     zone: RwLock<Zone>,
     rate: server::RateLimit,
+    stats: Arc<DnsStats>,
 }
 
 impl Shared {
@@ -121,6 +123,56 @@ impl Shared {
             settings.serial = now.max(settings.serial.wrapping_add(1));
         }
         Ok(())
+    }
+}
+
+/// What a DNS manager has done since it started, for its `/metrics`.
+#[derive(Debug, Default)]
+pub struct DnsStats {
+    answered: AtomicU64,
+    dropped: AtomicU64,
+    unanswerable: AtomicU64,
+    certificates_issued: AtomicU64,
+    certificates_refused: AtomicU64,
+    refresh_failures: AtomicU64,
+}
+
+impl DnsStats {
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters in Prometheus' text format.
+    pub fn prometheus(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut text = String::new();
+        for (name, help, value) in [
+            ("loupe_dnsmgr_queries_answered_total", "DNS queries answered (UDP and TCP).", get(&self.answered)),
+            (
+                "loupe_dnsmgr_queries_dropped_total",
+                "DNS queries dropped: over a client's rate, or larger than a query may be.",
+                get(&self.dropped),
+            ),
+            (
+                "loupe_dnsmgr_queries_unanswerable_total",
+                "Datagrams that were not a DNS query.",
+                get(&self.unanswerable),
+            ),
+            ("loupe_dnsmgr_certificates_issued_total", "Vizier certificates issued.", get(&self.certificates_issued)),
+            (
+                "loupe_dnsmgr_certificates_refused_total",
+                "Vizier certificate requests refused (unknown vizier, bad key, database down).",
+                get(&self.certificates_refused),
+            ),
+            (
+                "loupe_dnsmgr_zone_refresh_failures_total",
+                "Reads of the vizier records that failed.",
+                get(&self.refresh_failures),
+            ),
+        ] {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+        }
+        text
     }
 }
 
@@ -168,6 +220,7 @@ impl DnsMgr {
             apex,
             settings: RwLock::new(settings),
             rate: server::RateLimit::new(config.queries_per_second),
+            stats: Arc::default(),
         });
         shared.refresh().await?;
         let listen_err = |addr, source| DnsMgrError::Listen { addr, source };
@@ -190,6 +243,7 @@ impl DnsMgr {
                 loop {
                     tick.tick().await;
                     if let Err(error) = shared.refresh().await {
+                        DnsStats::add(&shared.stats.refresh_failures);
                         tracing::warn!(%error, "vizier records not read; serving the last zone");
                     }
                 }
@@ -207,6 +261,11 @@ impl DnsMgr {
     /// Where DNS is served (UDP and TCP).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Its counters, for a `/metrics` endpoint.
+    pub fn stats(&self) -> Arc<DnsStats> {
+        Arc::clone(&self.shared.stats)
     }
 
     /// The zone as last read.

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-use crate::Shared;
+use crate::{DnsStats, Shared};
 
 /// Largest query accepted over UDP (a query is one question: tens of bytes; EDNS adds a few).
 const MAX_UDP_QUERY: usize = 1232;
@@ -73,10 +73,15 @@ pub(crate) async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>) {
             }
         };
         if n > MAX_UDP_QUERY || !shared.rate.allow(peer.ip()) {
+            DnsStats::add(&shared.stats.dropped);
             continue;
         }
-        if let Some(reply) = shared.answer(&buf[..n], false) {
-            let _ = socket.send_to(&reply, peer).await;
+        match shared.answer(&buf[..n], false) {
+            Some(reply) => {
+                DnsStats::add(&shared.stats.answered);
+                let _ = socket.send_to(&reply, peer).await;
+            }
+            None => DnsStats::add(&shared.stats.unanswerable),
         }
     }
 }
@@ -109,11 +114,16 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) ->
             _ => return Ok(()),
         };
         if len > MAX_TCP_QUERY || !shared.rate.allow(peer.ip()) {
+            DnsStats::add(&shared.stats.dropped);
             return Ok(());
         }
         let mut query = vec![0u8; len];
         tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut query)).await??;
-        let Some(reply) = shared.answer(&query, true) else { return Ok(()) };
+        let Some(reply) = shared.answer(&query, true) else {
+            DnsStats::add(&shared.stats.unanswerable);
+            return Ok(());
+        };
+        DnsStats::add(&shared.stats.answered);
         let Ok(reply_len) = u16::try_from(reply.len()) else { return Ok(()) };
         let mut framed = Vec::with_capacity(reply.len() + 2);
         framed.extend_from_slice(&reply_len.to_be_bytes());

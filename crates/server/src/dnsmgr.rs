@@ -42,6 +42,11 @@ pub struct DnsMgrArgs {
     /// Queries answered per client address per second (twice that as a burst); more are dropped.
     #[arg(long, env = "LOUPE_DNS_RATE", default_value_t = 100)]
     pub queries_per_second: u32,
+    /// Address of /healthz, /readyz (the metastore answers) and /metrics (queries answered and dropped,
+    /// certificates issued and refused). No credential is asked there: keep it where only probes and Prometheus
+    /// reach it.
+    #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9099")]
+    pub metrics_listen: SocketAddr,
     #[command(flatten)]
     pub metastore: MetastoreArgs,
 }
@@ -91,9 +96,51 @@ pub async fn run_dnsmgr(args: &DnsMgrArgs, stop: &Stop) -> Result<()> {
     config.refresh_every = args.refresh;
     config.ttl = args.ttl;
     config.queries_per_second = args.queries_per_second;
-    let dns = DnsMgr::start(config, metastore, bus, ca).await.context("failed to start the DNS manager")?;
+    let ops_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("failed to listen on {} (--metrics-listen)", args.metrics_listen))?;
+    let dns =
+        DnsMgr::start(config, Arc::clone(&metastore), bus, ca).await.context("failed to start the DNS manager")?;
     tracing::info!(addr = %dns.local_addr(), domain = %args.domain, "DNS manager serving vizier names (UDP and TCP)");
+    tracing::info!(addr = %ops_listener.local_addr()?, "health and metrics listening (/healthz, /readyz, /metrics)");
+    let ops = tokio::spawn(loupe_cloud::serve_router(
+        ops_listener,
+        ops_router(metastore, dns.stats()),
+        crate::cloud::stopped(stop),
+    ));
     crate::cloud::stopped(stop).await;
     drop(dns);
+    ops.await.context("the health listener panicked")?.context("the health listener failed")?;
     Ok(())
+}
+
+/// `/healthz`, `/readyz` (the metastore answers) and `/metrics` (the DNS manager's counters).
+fn ops_router(metastore: Arc<dyn loupe_metastore::Metastore>, stats: Arc<loupe_dnsmgr::DnsStats>) -> axum::Router {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let json = |text: String| ([(header::CONTENT_TYPE, "application/json")], text);
+    axum::Router::new()
+        .route("/healthz", get(move || async move { json(r#"{"status":"ok"}"#.into()) }))
+        .route(
+            "/readyz",
+            get(move || {
+                let metastore = Arc::clone(&metastore);
+                async move {
+                    match metastore.health_check().await {
+                        Ok(()) => (StatusCode::OK, json(r#"{"status":"ok","metastore":"ok"}"#.into())),
+                        Err(e) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            json(format!(r#"{{"status":"unavailable","metastore":{:?}}}"#, e.to_string())),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let stats = Arc::clone(&stats);
+                async move { stats.prometheus() }
+            }),
+        )
 }

@@ -149,7 +149,7 @@ fn dnsmgr_names_a_registered_vizier_and_issues_its_certificate() {
     let db = format!("sqlite://{}", cloud.data.join("loupe.db").display());
     // VZConn (TLS with the cloud CA's server certificate: the default) and the DNS manager, both over loupe up's
     // metastore and secrets and one NATS.
-    let (vz_port, vz_metrics, dns_port) = (free_port(), free_port(), free_port());
+    let (vz_port, vz_metrics, dns_port, dns_metrics) = (free_port(), free_port(), free_port(), free_port());
     let common = |c: &mut Command| {
         c.args(["--metastore-url", &db, "--nats-url", &nats.url()]).arg("--data-dir").arg(&cloud.data);
     };
@@ -160,7 +160,7 @@ fn dnsmgr_names_a_registered_vizier_and_issues_its_certificate() {
     let _vzconn = Guard(vzconn.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn vzconn"));
     let mut dnsmgr = Command::new(loupe_bin());
     dnsmgr.args(["cloud", "dnsmgr", "--domain", "Loupe.Test", "--dns-listen", &format!("127.0.0.1:{dns_port}")]);
-    dnsmgr.args(["--refresh", "500ms"]);
+    dnsmgr.args(["--refresh", "500ms", "--metrics-listen", &format!("127.0.0.1:{dns_metrics}")]);
     common(&mut dnsmgr);
     let _dnsmgr = Guard(dnsmgr.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn dnsmgr"));
     wait_for_port(vz_port, "loupe cloud vzconn");
@@ -218,4 +218,25 @@ fn dnsmgr_names_a_registered_vizier_and_issues_its_certificate() {
     let mode = |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).expect("meta").permissions());
     assert_eq!(mode(&tls.join("vizier.key")) & 0o777, 0o600);
     assert_eq!(std::fs::read(tls.join("ca.crt")).expect("ca"), std::fs::read(cloud.ca()).expect("cloud ca"));
+
+    // Its health and metrics: ready, and what it answered and issued counted.
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", dns_metrics)).expect("connect to metrics");
+        write!(tcp, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).expect("read");
+        answer
+    };
+    assert!(get("/readyz").starts_with("HTTP/1.1 200"), "{}", get("/readyz"));
+    let metrics = get("/metrics");
+    let value = |name: &str| -> u64 {
+        let line =
+            metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {metrics}"));
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
+    };
+    // At least the 7 digs above (the first one may have been asked several times before the record arrived).
+    assert!(value("loupe_dnsmgr_queries_answered_total") >= 7, "{metrics}");
+    assert_eq!(value("loupe_dnsmgr_certificates_issued_total"), 1, "{metrics}");
+    assert_eq!(value("loupe_dnsmgr_certificates_refused_total"), 0, "{metrics}");
 }
