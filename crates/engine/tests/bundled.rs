@@ -1,4 +1,4 @@
-//! Golden tests of the bundled `px/*` scripts (`loupe-scripts`): each script runs over the recorded data set
+//! Golden tests of the bundled `px/*` scripts (`loupe-scripts`): each script runs over the checked-in data set
 //! `crates/scripts/testdata/fixture.json`, called as `px run` and the UI call it (a function-form script through
 //! its vis spec's `exec_funcs` with every variable at its default), with "now" pinned to the data set's `now_ns`
 //! so that `'-5m'` keeps meaning the same rows. Each script's outputs must equal

@@ -135,6 +135,24 @@ pub fn get(name: &str) -> Option<&'static BundledScript> {
     scripts().iter().find(|s| s.name == name)
 }
 
+/// The reference page `docs/scripts.md`: every bundled script with its descriptions and how it runs.
+pub fn scripts_markdown() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "# Bundled scripts\n\nGenerated from `crates/scripts/px/*/manifest.yaml` (`cargo test -p loupe-scripts` \
+         checks it; `LOUPE_BLESS=1 cargo test -p loupe-scripts` rewrites it). `px run --list` lists them, `px run \
+         px/<name>` runs one, and the UI's live view draws one at `/live/px/<name>`. A script with a vis spec is \
+         function-form: its widgets call its functions with the spec's variables, which `px run px/<name> -- \
+         --start_time=-15m` sets. Each has a golden test over the checked-in data set `crates/scripts/testdata/fixture.json`.\n\n\
+         | script | form | what it shows |\n|---|---|---|\n",
+    );
+    for s in scripts() {
+        let form = if s.vis.is_some() { "vis spec" } else { "top level" };
+        let _ = writeln!(out, "| `{}` | {form} | **{}.** {} |", s.name, s.short, s.long);
+    }
+    out
+}
+
 /// The value of a one-line `key: value` entry of a manifest (empty when absent).
 fn manifest_field(manifest: &'static str, key: &str) -> &'static str {
     manifest
@@ -213,6 +231,18 @@ mod tests {
             let has_vis_file = dir.join(s.name.trim_start_matches("px/")).join("vis.json").exists();
             assert_eq!(has_vis_file, s.vis.is_some(), "{}: vis.json and VIS disagree", s.name);
         }
+    }
+
+    /// `docs/scripts.md` is what the manifests say; `LOUPE_BLESS=1` rewrites it.
+    #[test]
+    fn scripts_doc_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/scripts.md");
+        let want = scripts_markdown();
+        if std::env::var_os("LOUPE_BLESS").is_some() {
+            std::fs::write(&path, &want).expect("write docs/scripts.md");
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(have == want, "docs/scripts.md is stale: run `LOUPE_BLESS=1 cargo test -p loupe-scripts` and commit it");
     }
 
     #[test]
