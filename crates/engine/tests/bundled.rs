@@ -9,9 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
-};
+use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder};
 use arrow::record_batch::RecordBatch;
 use loupe_engine::{AgentInfo, Engine, ExecOptions};
 use loupe_pxl::{CompileOptions, ExecFunc};
@@ -40,12 +38,8 @@ fn load_fixture() -> Fixture {
     let tables = doc["tables"].as_object().expect("tables");
     for (name, table) in tables {
         let spec = loupe_schema::table(name).unwrap_or_else(|| panic!("fixture table {name} is not a known table"));
-        let columns: Vec<&str> = table["columns"]
-            .as_array()
-            .expect("columns")
-            .iter()
-            .map(|c| c.as_str().expect("column name"))
-            .collect();
+        let columns: Vec<&str> =
+            table["columns"].as_array().expect("columns").iter().map(|c| c.as_str().expect("column name")).collect();
         for c in &columns {
             assert!(spec.column(c).is_some(), "fixture column {name}.{c} is not in the schema");
         }
@@ -69,7 +63,11 @@ fn load_fixture() -> Fixture {
                         let mut b = Int64Builder::new();
                         for r in &rows {
                             let v = cell(r);
-                            b.append_value(if v.is_null() { 0 } else { v.as_i64().unwrap_or_else(|| panic!("{}", what(&v))) });
+                            b.append_value(if v.is_null() {
+                                0
+                            } else {
+                                v.as_i64().unwrap_or_else(|| panic!("{}", what(&v)))
+                            });
                         }
                         Arc::new(b.finish()) as ArrayRef
                     }
@@ -77,7 +75,11 @@ fn load_fixture() -> Fixture {
                         let mut b = Float64Builder::new();
                         for r in &rows {
                             let v = cell(r);
-                            b.append_value(if v.is_null() { 0.0 } else { v.as_f64().unwrap_or_else(|| panic!("{}", what(&v))) });
+                            b.append_value(if v.is_null() {
+                                0.0
+                            } else {
+                                v.as_f64().unwrap_or_else(|| panic!("{}", what(&v)))
+                            });
                         }
                         Arc::new(b.finish())
                     }
@@ -93,7 +95,11 @@ fn load_fixture() -> Fixture {
                         let mut b = StringBuilder::new();
                         for r in &rows {
                             let v = cell(r);
-                            b.append_value(if v.is_null() { "" } else { v.as_str().unwrap_or_else(|| panic!("{}", what(&v))) });
+                            b.append_value(if v.is_null() {
+                                ""
+                            } else {
+                                v.as_str().unwrap_or_else(|| panic!("{}", what(&v)))
+                            });
                         }
                         Arc::new(b.finish())
                     }
@@ -157,7 +163,8 @@ fn default_calls(script: &str, vis: &str) -> Vec<ExecFunc> {
     }
     for (i, w) in list("widgets").iter().enumerate() {
         if w["func"].is_object() {
-            let name = w["name"].as_str().filter(|n| !n.is_empty()).map_or_else(|| format!("widget_{i}"), str::to_string);
+            let name =
+                w["name"].as_str().filter(|n| !n.is_empty()).map_or_else(|| format!("widget_{i}"), str::to_string);
             out.push(call(&w["func"], name));
         } else if let Some(global) = w["globalFuncOutputName"].as_str() {
             assert!(

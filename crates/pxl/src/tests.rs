@@ -536,7 +536,8 @@ fn default_calls(vis: &str) -> Vec<ExecFunc> {
             .into_iter()
             .flatten()
             .map(|a| {
-                let value = a["variable"].as_str().map_or_else(|| a["value"].as_str().expect("value").to_string(), default_of);
+                let value =
+                    a["variable"].as_str().map_or_else(|| a["value"].as_str().expect("value").to_string(), default_of);
                 (a["name"].as_str().expect("arg name").to_string(), value)
             })
             .collect(),

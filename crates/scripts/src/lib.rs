@@ -242,7 +242,10 @@ mod tests {
             std::fs::write(&path, &want).expect("write docs/scripts.md");
         }
         let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(have == want, "docs/scripts.md is stale: run `LOUPE_BLESS=1 cargo test -p loupe-scripts` and commit it");
+        assert!(
+            have == want,
+            "docs/scripts.md is stale: run `LOUPE_BLESS=1 cargo test -p loupe-scripts` and commit it"
+        );
     }
 
     #[test]
