@@ -3,7 +3,8 @@
 //! its vis spec's `exec_funcs` with every variable at its default), with "now" pinned to the data set's `now_ns`
 //! so that `'-5m'` keeps meaning the same rows. Each script's outputs must equal
 //! `crates/scripts/testdata/golden/<name>.out` (each output as `== <name>`, then its table with the data rows
-//! sorted), and every script must answer at least one row. `LOUPE_BLESS=1 cargo test -p loupe-engine --test
+//! sorted; an empty one as its column names), and every script must answer at least one row. A few runs with
+//! variables set ([`WITH_ARGUMENTS`]) check the other paths, each against `<name>.<case>.out`. `LOUPE_BLESS=1 cargo test -p loupe-engine --test
 //! tests bundled` rewrites the `.out` files from what the engine answers: review the diff before committing it.
 
 use std::path::{Path, PathBuf};
@@ -132,10 +133,21 @@ fn load_fixture() -> Fixture {
 /// each global function by its `outputName`, then each widget that calls a function by its `name`
 /// (`widget_<index>` without one).
 fn default_calls(script: &str, vis: &str) -> Vec<ExecFunc> {
+    calls_with(script, vis, &[])
+}
+
+/// [`default_calls`] with some variables set, as `px run <script> -- --name=value` sets them.
+fn calls_with(script: &str, vis: &str, set: &[(&str, &str)]) -> Vec<ExecFunc> {
     let vis: Value = serde_json::from_str(vis).unwrap_or_else(|e| panic!("{script}: vis.json: {e}"));
     let empty = Vec::new();
     let list = |key: &str| vis[key].as_array().unwrap_or(&empty).clone();
+    for (name, _) in set {
+        assert!(list("variables").iter().any(|v| v["name"] == *name), "{script}: no variable {name}");
+    }
     let default_of = |var: &str| -> String {
+        if let Some((_, value)) = set.iter().find(|(n, _)| *n == var) {
+            return value.to_string();
+        }
         let v = list("variables").into_iter().find(|v| v["name"] == var);
         let v = v.unwrap_or_else(|| panic!("{script}: vis.json reads undeclared variable {var}"));
         v["defaultValue"].as_str().unwrap_or_else(|| panic!("{script}: variable {var} has no default")).to_string()
@@ -176,6 +188,16 @@ fn default_calls(script: &str, vis: &str) -> Vec<ExecFunc> {
     out
 }
 
+/// Runs with some variables set, beside every script's run with the defaults: (script, variables, golden file).
+const WITH_ARGUMENTS: &[(&str, &[(&str, &str)], &str)] = &[
+    ("px/http_data_filtered", &[("method", "POST"), ("status", "500")], "http_data_filtered.post_500"),
+    ("px/slow_http_requests", &[("min_latency_ms", "500.5"), ("start_time", "-15m")], "slow_http_requests.500ms"),
+    ("px/service_stats", &[("service", "10.0.0.1:8080"), ("start_time", "-1m"), ("window", "1m")], "service_stats.one"),
+    ("px/dns_data", &[("query_contains", "nothing.such")], "dns_data.none"),
+    ("px/redis_data", &[("command", "GET"), ("max_rows", "2")], "redis_data.get"),
+    ("px/schemas", &[("table_contains", "redis")], "schemas.redis"),
+];
+
 #[test]
 fn bundled_scripts_match_their_expected_output() {
     let fixture = load_fixture();
@@ -187,33 +209,50 @@ fn bundled_scripts_match_their_expected_output() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut failures = Vec::new();
     let mut expected_files = Vec::new();
+    let mut cases: Vec<(&loupe_pxl::bundled::BundledScript, Vec<ExecFunc>, String)> = Vec::new();
     for s in loupe_pxl::bundled::scripts() {
         let calls = s.vis.map(|v| default_calls(s.name, v)).unwrap_or_default();
+        cases.push((s, calls, s.name.trim_start_matches("px/").to_string()));
+    }
+    for (name, set, stem) in WITH_ARGUMENTS {
+        let s = loupe_pxl::bundled::get(name).unwrap_or_else(|| panic!("no bundled script {name}"));
+        let vis = s.vis.unwrap_or_else(|| panic!("{name} has no vis spec"));
+        cases.push((s, calls_with(name, vis, set), stem.to_string()));
+    }
+    for (s, calls, stem) in &cases {
         let options = CompileOptions { now_ns: fixture.now_ns };
-        let program = loupe_pxl::compile_with_funcs(s.pxl, &fixture.engine.catalog(), &options, &calls)
+        let program = loupe_pxl::compile_with_funcs(s.pxl, &fixture.engine.catalog(), &options, calls)
             .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.render(s.pxl, s.name)).collect::<String>()));
         let outputs = rt
             .block_on(fixture.engine.execute_program(&program, &ExecOptions::default()))
             .unwrap_or_else(|e| panic!("{}: {e}: {:?}", s.name, std::error::Error::source(&e)));
         assert!(!outputs.is_empty(), "{} has no output", s.name);
-        assert!(outputs.iter().any(|o| o.num_rows() > 0), "{} answers no row over the data set", s.name);
+        // The data set must exercise every script; a run with arguments may select nothing.
+        let with_defaults = *stem == s.name.trim_start_matches("px/");
+        assert!(!with_defaults || outputs.iter().any(|o| o.num_rows() > 0), "{} answers no row", s.name);
         let mut actual = String::new();
         for out in &outputs {
             actual.push_str(&format!("== {}\n", out.name));
+            if out.num_rows() == 0 {
+                // A table printer shows nothing of an empty result: its columns still matter.
+                let names: Vec<&str> = out.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                actual.push_str(&format!("(no rows) {}\n", names.join(", ")));
+                continue;
+            }
             for line in lines(out, true) {
                 actual.push_str(line.trim_end());
                 actual.push('\n');
             }
         }
-        let file = format!("{}.out", s.name.trim_start_matches("px/"));
+        let file = format!("{stem}.out");
         let path = dir.join(&file);
-        expected_files.push(file);
+        expected_files.push(file.clone());
         if bless {
             std::fs::write(&path, &actual).expect("write .out");
         }
         let expected = std::fs::read_to_string(&path).unwrap_or_default();
         if expected != actual {
-            failures.push(format!("{}\nexpected:\n{expected}actual:\n{actual}", s.name));
+            failures.push(format!("{file}\nexpected:\n{expected}actual:\n{actual}"));
         }
     }
     // A golden file without its script is a script that was renamed or removed: it must go too.
@@ -224,9 +263,9 @@ fn bundled_scripts_match_their_expected_output() {
     assert!(stale.is_empty(), "golden files without a bundled script: {stale:?}");
     assert!(
         failures.is_empty(),
-        "{} of {} bundled scripts differ (LOUPE_BLESS=1 rewrites testdata/golden/*.out):\n{}",
+        "{} of {} bundled script runs differ (LOUPE_BLESS=1 rewrites testdata/golden/*.out):\n{}",
         failures.len(),
-        loupe_pxl::bundled::scripts().len(),
+        cases.len(),
         failures.join("\n")
     );
 }
