@@ -4,8 +4,9 @@
 //! so that `'-5m'` keeps meaning the same rows. Each script's outputs must equal
 //! `crates/scripts/testdata/golden/<name>.out` (each output as `== <name>`, then its table with the data rows
 //! sorted; an empty one as its column names), and every script must answer at least one row. A few runs with
-//! variables set ([`WITH_ARGUMENTS`]) check the other paths, each against `<name>.<case>.out`. `LOUPE_BLESS=1 cargo test -p loupe-engine --test
-//! tests bundled` rewrites the `.out` files from what the engine answers: review the diff before committing it.
+//! variables set ([`WITH_ARGUMENTS`]) check the other paths, each against `<name>.<case>.out`.
+//! `LOUPE_BLESS=1 cargo test -p loupe-engine --test tests bundled` rewrites the `.out` files from what the
+//! engine answers: review the diff before committing it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
