@@ -4,7 +4,8 @@
 //! so that `'-5m'` keeps meaning the same rows. Each script's outputs must equal
 //! `crates/scripts/testdata/golden/<name>.out` (each output as `== <name>`, then its table with the data rows
 //! sorted; an empty one as its column names), and every script must answer at least one row. A few runs with
-//! variables set ([`WITH_ARGUMENTS`]) check the other paths, each against `<name>.<case>.out`.
+//! variables set ([`WITH_ARGUMENTS`]) check the other paths, each against `<name>.<case>.out`. Every widget must
+//! name columns its output has (a chart of a missing column draws nothing in the UI).
 //! `LOUPE_BLESS=1 cargo test -p loupe-engine --test tests bundled` rewrites the `.out` files from what the
 //! engine answers: review the diff before committing it.
 
@@ -189,6 +190,51 @@ fn calls_with(script: &str, vis: &str, set: &[(&str, &str)]) -> Vec<ExecFunc> {
     out
 }
 
+/// Each widget of `vis` names columns its output has: a widget drawing a column its table lacks draws nothing
+/// in the UI (which falls back to a table without a word), so the spec and the script must agree.
+fn check_widget_columns(script: &str, vis: &str, outputs: &[loupe_engine::QueryOutput]) {
+    let vis: Value = serde_json::from_str(vis).expect("vis.json");
+    let empty = Vec::new();
+    // A time series is drawn over `time_`.
+    let time = Value::String(loupe_schema::TIME_COLUMN.into());
+    for (i, w) in vis["widgets"].as_array().unwrap_or(&empty).iter().enumerate() {
+        let output = match (w["globalFuncOutputName"].as_str(), w["name"].as_str()) {
+            (Some(global), _) => global.to_string(),
+            (None, Some(name)) if !name.is_empty() => name.to_string(),
+            _ => format!("widget_{i}"),
+        };
+        let out = outputs.iter().find(|o| o.name == output);
+        let out = out.unwrap_or_else(|| panic!("{script}: widget {i} reads output {output}, which is not made"));
+        let spec = &w["displaySpec"];
+        let kind = spec["@type"].as_str().unwrap_or_default().rsplit('.').next().unwrap_or_default();
+        let columns: Vec<&Value> = match kind {
+            "Table" => Vec::new(),
+            "TimeseriesChart" => {
+                let series = spec["timeseries"].as_array().unwrap_or(&empty);
+                let named = series.iter().flat_map(|t| [&t["value"], &t["series"]]);
+                named.filter(|v| !v.is_null()).chain([&time]).collect()
+            }
+            "BarChart" => [&spec["bar"]["value"], &spec["bar"]["label"], &spec["bar"]["groupBy"]]
+                .into_iter()
+                .filter(|v| !v.is_null())
+                .collect(),
+            "StatChart" => vec![&spec["stat"]["value"]],
+            "Graph" => {
+                let hover = spec["edgeHoverInfo"].as_array().unwrap_or(&empty).iter();
+                [&spec["adjacencyList"]["fromColumn"], &spec["adjacencyList"]["toColumn"], &spec["edgeWeightColumn"]]
+                    .into_iter()
+                    .chain(hover)
+                    .collect()
+            }
+            other => panic!("{script}: widget {i} has display type {other:?}, which the UI does not draw"),
+        };
+        for c in columns {
+            let c = c.as_str().unwrap_or_else(|| panic!("{script}: widget {i}: column {c} is not a name"));
+            assert!(out.schema.index_of(c).is_ok(), "{script}: widget {i} ({output}) draws column {c}, which it lacks");
+        }
+    }
+}
+
 /// Runs with some variables set, beside every script's run with the defaults: (script, variables, golden file).
 const WITH_ARGUMENTS: &[(&str, &[(&str, &str)], &str)] = &[
     ("px/http_data_filtered", &[("method", "POST"), ("status", "500")], "http_data_filtered.post_500"),
@@ -231,6 +277,9 @@ fn bundled_scripts_match_their_expected_output() {
         // The data set must exercise every script; a run with arguments may select nothing.
         let with_defaults = *stem == s.name.trim_start_matches("px/");
         assert!(!with_defaults || outputs.iter().any(|o| o.num_rows() > 0), "{} answers no row", s.name);
+        if let Some(vis) = s.vis {
+            check_widget_columns(s.name, vis, &outputs);
+        }
         let mut actual = String::new();
         for out in &outputs {
             actual.push_str(&format!("== {}\n", out.name));
