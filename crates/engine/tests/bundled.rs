@@ -235,8 +235,11 @@ fn check_widget_columns(script: &str, vis: &str, outputs: &[loupe_engine::QueryO
     }
 }
 
+/// (script, variables set, golden file stem).
+type ArgumentCase = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+
 /// Runs with some variables set, beside every script's run with the defaults: (script, variables, golden file).
-const WITH_ARGUMENTS: &[(&str, &[(&str, &str)], &str)] = &[
+const WITH_ARGUMENTS: &[ArgumentCase] = &[
     ("px/http_data_filtered", &[("method", "POST"), ("status", "500")], "http_data_filtered.post_500"),
     ("px/slow_http_requests", &[("min_latency_ms", "500.5"), ("start_time", "-15m")], "slow_http_requests.500ms"),
     ("px/service_stats", &[("service", "10.0.0.1:8080"), ("start_time", "-1m"), ("window", "1m")], "service_stats.one"),
