@@ -285,6 +285,15 @@ async fn scripts_settings_and_ops_endpoints_work() {
     let list = h.call("GET", "/api/v1/scripts", Some(&admin), None).await.expect(200);
     let names: Vec<&str> = list.body.as_array().expect("list").iter().filter_map(|s| s["name"].as_str()).collect();
     assert!(names.contains(&"px/http_data") && names.contains(&"org/slow_requests"), "{names:?}");
+    let bundled = names.iter().filter(|n| n.starts_with("px/")).count();
+    assert_eq!(bundled, loupe_pxl::bundled::scripts().len(), "{names:?}");
+    assert!(bundled >= 25, "{bundled} bundled scripts");
+    // A function-form bundled script comes with its vis spec (the live view calls its functions by it).
+    let stats = h.call("GET", "/api/v1/scripts/px/service_stats", Some(&admin), None).await.expect(200);
+    let widgets = stats.body["vis"]["widgets"].as_array().expect("vis.widgets");
+    assert!(widgets.iter().any(|w| w["name"] == "Endpoints"), "{}", stats.body);
+    let top_level = h.call("GET", "/api/v1/scripts/px/http_data", Some(&admin), None).await.expect(200);
+    assert!(top_level.body["vis"].is_null(), "{}", top_level.body);
     h.call("DELETE", "/api/v1/scripts/org/slow_requests", Some(&admin), None).await.expect(204);
     h.call("DELETE", "/api/v1/scripts/px/http_data", Some(&admin), None).await.expect(405);
 

@@ -1,7 +1,7 @@
 //! Golden tests that check more than one table: counts, names, errors, ranges and settings. Scripts whose whole
 //! answer is a table live as data in `tests/golden/` (`golden_files`).
 
-use crate::common::{MS, NOW, engine, engine_with, execute, lines, row, run};
+use crate::common::{NOW, engine, engine_with, execute, lines, row, run};
 
 #[test]
 fn head_limits_rows() {
@@ -165,17 +165,4 @@ fn compile_errors_against_the_store_catalog_are_reported_with_positions() {
     let d = loupe_pxl::compile(src, &e.catalog(), &loupe_pxl::CompileOptions { now_ns: NOW }).expect_err("must fail");
     assert_eq!((d[0].line, d[0].column), (3, 12));
     assert_eq!(d[0].helps, vec!["did you mean `resp_status`?".to_string()]);
-}
-
-#[test]
-fn bundled_scripts_run() {
-    for s in loupe_pxl::bundled::scripts() {
-        let out = run(&engine(), s.pxl);
-        assert_eq!(out.len(), 1, "{}", s.name);
-        assert!(out[0].num_rows() > 0, "{} returned no rows", s.name);
-    }
-    let stats = run(&engine(), loupe_pxl::bundled::get("px/http_request_stats").expect("bundled").pxl);
-    let l = lines(&stats[0], true);
-    assert!(l[1].contains("req_path") && l[1].contains("error_rate") && l[1].contains("latency_p99"), "{l:?}");
-    let _ = MS;
 }

@@ -1,6 +1,7 @@
 //! Integration tests of `loupe-engine`: PxL scripts over synthetic `http_events` in a real
 //! store, with exact expected tables (one test binary, modules by concern).
 
+mod bundled;
 mod common;
 mod functions;
 mod golden;

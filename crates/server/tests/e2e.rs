@@ -327,6 +327,26 @@ fn python_http_server_is_counted_and_bundled_scripts_run() {
     let out = px(api_port, &["run", "px/http_status_counts", "-o", "json"]);
     assert!(out.status.success(), "px via the API port: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("/hello.txt"));
+    // Function-form bundled scripts run through their own vis specs, with arguments after `--`.
+    let out = px(api_port, &["run", "px/service_stats", "-o", "json", "--", "--start_time=-10m"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "px/service_stats: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Endpoints") && text.contains("/hello.txt"), "px/service_stats lacks the traffic:\n{text}");
+    let out = px(api_port, &["run", "px/http_errors", "-o", "csv", "--", "--path_contains=nothing-here"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "px/http_errors: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("/nothing-here") && !text.contains("/hello.txt"), "px/http_errors:\n{text}");
+    // Every script `px run --list` shows runs on a live host with its vis spec's defaults.
+    let list = px(api_port, &["run", "--list"]);
+    let names: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert!(names.len() >= 25, "px run --list: {names:?}");
+    for name in &names {
+        let out = px(api_port, &["run", name, "-o", "json"]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     let out = px(loupe_port, &["version"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("px client version") && text.contains("server version"), "{text}");

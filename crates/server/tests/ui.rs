@@ -358,6 +358,18 @@ fn ui_widgets_draw_a_function_form_script_with_its_variables() {
 }
 
 #[test]
+fn ui_live_view_draws_every_bundled_script_by_its_vis_spec() {
+    if !can_trace() {
+        return;
+    }
+    let ui = start("bundled");
+    let vizier = ready_admin(&ui);
+    let facts = journey(&ui, "bundled", &[("vizier", vizier)]);
+    eprintln!("bundled scripts: {facts}");
+    assert!(facts["widgets"].as_u64().expect("widgets") >= 40, "{facts}");
+}
+
+#[test]
 fn ui_a_result_past_the_cap_keeps_the_same_rows_and_the_page_says_so_and_stays_usable() {
     if !can_trace() {
         return;

@@ -132,7 +132,8 @@ impl ScriptService for CloudServices {
                     source: "bundled".to_owned(),
                     read_only: true,
                     pxl: script.pxl.to_owned(),
-                    vis_json: String::new(),
+                    // A function-form script is a live view: the UI and `px` call its functions by this spec.
+                    vis_json: script.vis.unwrap_or_default().to_owned(),
                     created_at: None,
                     updated_at: None,
                 });

@@ -641,6 +641,41 @@ def journey_widgets(b, args):
     return {"frames": len(frames)}
 
 
+def journey_bundled(b, args):
+    """Every bundled script with a vis spec opens in the live view of this host: the run ends without an error,
+    each variable is an input holding its default, and each widget of the spec is drawn under its name (a
+    table, time series, bar chart, stat or graph), with or without rows."""
+    b.login("admin@default.com", "a long new passphrase")
+    vizier = args["vizier"]
+    specs = b.driver.execute_async_script("""
+        const [token, done] = arguments;
+        const get = (p) => fetch(p, {headers: {Authorization: 'Bearer ' + token}}).then((r) => r.json());
+        get('/api/v1/scripts').then(async (list) => {
+          const out = {};
+          for (const s of list.filter((s) => s.name.startsWith('px/'))) out[s.name] = (await get(`/api/v1/scripts/${s.name}`)).vis;
+          done(out);
+        }).catch((e) => done(String(e)));""", session_token(b))
+    check(isinstance(specs, dict) and len(specs) >= 25, f"the bundled scripts: {specs}")
+    kinds = {"Table": "table", "TimeseriesChart": "chart", "BarChart": "bar", "StatChart": "stat", "Graph": "graph"}
+    drawn = 0
+    for name, vis in sorted(specs.items()):
+        if not vis:
+            continue
+        b.open(f"/live/{name}?vizier={vizier}")
+        b.wait_text("#run-status", r"rows in \d+ ms|Failed")
+        check(b.text("#run-error") == "", f"{name} failed: {b.text('#run-error')}")
+        for v in vis.get("variables", []):
+            value = b.el(f"#var-{v['name']}").get_attribute("value")
+            check(value == v.get("defaultValue", ""), f"{name}: variable {v['name']} holds {value!r}")
+        for w in vis["widgets"]:
+            kind = kinds[w["displaySpec"]["@type"].rsplit(".", 1)[1]]
+            b.el(f'[data-{kind}="{w["name"]}"]')
+            drawn += 1
+        b.no_alert()
+    b.shot("live-bundled-last")
+    return {"scripts": len(specs), "widgets": drawn}
+
+
 def journey_big(b, args):
     """A result past the row cap: the page says it was truncated and how much it keeps, every widget holds
     the kept rows, and the page stays usable (sort, page, filter over 10,000 rows), timed."""
@@ -752,6 +787,7 @@ JOURNEYS = {
     "other_org": journey_other_org,
     "editor": journey_editor,
     "widgets": journey_widgets,
+    "bundled": journey_bundled,
     "big": journey_big,
     "cron_settings": journey_cron_settings,
 }
