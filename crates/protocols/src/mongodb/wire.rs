@@ -83,7 +83,7 @@ impl Timed for Message {
 pub(crate) fn body_len(head: &[u8]) -> Option<u64> {
     let len = i32::from_le_bytes(head.get(..4)?.try_into().ok()?);
     let len = u64::try_from(len).ok()?;
-    (16..=MAX_MESSAGE).contains(&len).then_some(len - 16)
+    (16..=MAX_MESSAGE).contains(&len).then(|| len - 16)
 }
 
 /// The fields of a document's top level the row needs.
@@ -112,8 +112,17 @@ impl Json {
 /// Renders the document at the start of `r` (`{...}`, or `[...]` when `array`); `None` when it is
 /// malformed, cut short, or the budget ran out.
 fn document(r: &mut Reader<'_>, json: &mut Json, array: bool, depth: usize, mut top: Option<&mut Top>) -> Option<()> {
-    let len = usize::try_from(r.i32_le()?).ok()?;
-    let mut d = Reader::new(r.take(len.checked_sub(4)?)?);
+    let len = usize::try_from(r.i32_le()?).ok()?.checked_sub(4)?;
+    // A document that runs past the kept bytes is rendered as far as it was kept.
+    let kept = match r.take(len) {
+        Some(kept) => kept,
+        None => {
+            json.cut = true;
+            let rest = r.rest();
+            r.take(rest.len())?
+        }
+    };
+    let mut d = Reader::new(kept);
     if depth >= MAX_DEPTH {
         json.cut = true;
         return None;
