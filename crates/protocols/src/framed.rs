@@ -395,11 +395,7 @@ mod tests {
         }
         assert_eq!(
             got,
-            [
-                (b"\0\0\0\x02ab".to_vec(), false),
-                (b"\0\0\0\x00".to_vec(), false),
-                (b"\0\0\0\x05he".to_vec(), true)
-            ]
+            [(b"\0\0\0\x02ab".to_vec(), false), (b"\0\0\0\x00".to_vec(), false), (b"\0\0\0\x05he".to_vec(), true)]
         );
         assert_eq!(f.buffered_bytes(), 0);
     }

@@ -61,7 +61,9 @@ fn a_recorded_v4_session_pairs_every_request_by_stream() {
     assert_eq!((stats.request.errors, stats.response.errors, stats.events, stats.segments), (0, 0, 1, 0), "{stats:?}");
     assert_eq!((stats.stitch.orphan_responses, stats.stitch.unanswered_requests), (0, 0), "{stats:?}");
     let on = |stream: i16| records.iter().find(|r| r.req.stream == stream).expect("record");
-    let bodies = |stream: i16| (on(stream).req.body.clone(), on(stream).resp.as_ref().map(|p| p.body.clone()).unwrap_or_default());
+    let bodies = |stream: i16| {
+        (on(stream).req.body.clone(), on(stream).resp.as_ref().map(|p| p.body.clone()).unwrap_or_default())
+    };
     assert_eq!(
         bodies(4),
         (
@@ -128,7 +130,7 @@ fn gaps_keep_sync_inside_a_body_and_lose_the_direction_between_messages() {
 fn nth_envelope(stream: &[u8], n: usize) -> usize {
     let mut at = 0;
     for _ in 0..n {
-        at += 9 + u32::from_be_bytes(stream[at + 5..at + 9].try_into().unwrap()) as usize;
+        at += 9 + u32::from_be_bytes(stream[at + 5..at + 9].try_into().expect("4 bytes")) as usize;
     }
     at
 }

@@ -364,7 +364,7 @@ fn summary(opcode: u8, version: u8, r: &mut Reader<'_>, o: &mut Obj, max: usize,
             done?;
             o.str("consistency", consistency_name(r.u16_be()?));
         }
-        0x0E | 0x0F | 0x10 => {
+        0x0E..=0x10 => {
             // Kept as sent, so that redaction (on by default) finds and replaces it.
             match bytes(r)? {
                 Some(token) => o.str("token", &String::from_utf8_lossy(token)),

@@ -27,7 +27,12 @@ fn summary(records: &[Record]) -> Vec<(i16, i16, i32, String)> {
     let mut out: Vec<_> = records
         .iter()
         .map(|r| {
-            (r.req.api_key, r.req.api_version, r.req.correlation_id, r.resp.as_ref().map_or("-".into(), |p| p.body.clone()))
+            (
+                r.req.api_key,
+                r.req.api_version,
+                r.req.correlation_id,
+                r.resp.as_ref().map_or("-".into(), |p| p.body.clone()),
+            )
         })
         .collect();
     out.sort_by_key(|r| r.2);
@@ -36,7 +41,9 @@ fn summary(records: &[Record]) -> Vec<(i16, i16, i32, String)> {
 
 fn recorded() -> Vec<(i16, i16, i32, String)> {
     let topic = |error: i32, offset: i64| {
-        format!(r#"{{"topics":[{{"name":"events","partitions":[{{"index":0,"error_code":{error},"base_offset":{offset}}}]}}],"throttle_time_ms":0}}"#)
+        format!(
+            r#"{{"topics":[{{"name":"events","partitions":[{{"index":0,"error_code":{error},"base_offset":{offset}}}]}}],"throttle_time_ms":0}}"#
+        )
     };
     let fetch = r#"{"name":"events","partitions":[{"index":0,"error_code":0,"high_watermark":44,"records_size":85}]}"#;
     vec![
@@ -123,8 +130,8 @@ fn a_gap_inside_a_request_marks_it_cut_and_keeps_the_stream_in_sync() {
 fn find_request(stream: &[u8], correlation_id: i32) -> usize {
     let mut at = 0;
     while at + 12 <= stream.len() {
-        let size = u32::from_be_bytes(stream[at..at + 4].try_into().unwrap()) as usize;
-        if i32::from_be_bytes(stream[at + 8..at + 12].try_into().unwrap()) == correlation_id {
+        let size = u32::from_be_bytes(stream[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if i32::from_be_bytes(stream[at + 8..at + 12].try_into().expect("4 bytes")) == correlation_id {
             return at;
         }
         at += 4 + size;

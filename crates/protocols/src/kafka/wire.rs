@@ -518,5 +518,7 @@ pub fn looks_like(first: &[u8]) -> bool {
         && header.api_key <= 74
         && header.api_version <= 20
         && header.correlation_id >= 0
-        && header.client_id.is_none_or(|c| usize::try_from(size).is_ok_and(|s| c.len() <= s - 10) && c.iter().all(|b| (0x20..0x7f).contains(b)))
+        && header.client_id.is_none_or(|c| {
+            usize::try_from(size).is_ok_and(|s| c.len() <= s - 10) && c.iter().all(|b| (0x20..0x7f).contains(b))
+        })
 }

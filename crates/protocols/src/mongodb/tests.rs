@@ -73,7 +73,11 @@ fn a_recorded_session_pairs_every_request_with_its_reply() {
     let unacknowledged = by_cmd("insert").find(|r| r.resp.is_none()).expect("w:0 insert");
     assert!(unacknowledged.req.more_to_come);
     let sasl = by_cmd("saslStart").next().expect("saslStart");
-    assert!(sasl.req.body.contains(r#""payload":{"$binary":{"base64":"biwsbj1hbGljZSxyPXJPcHJOR2Z3RWJlUldnYk5Fa3FP","subType":"00"}}"#));
+    assert!(
+        sasl.req.body.contains(
+            r#""payload":{"$binary":{"base64":"biwsbj1hbGljZSxyPXJPcHJOR2Z3RWJlUldnYk5Fa3FP","subType":"00"}}"#
+        )
+    );
 }
 
 #[test]
@@ -82,8 +86,10 @@ fn a_long_document_is_cut_to_the_budget_and_marked() {
     let mut req = Vec::new();
     let big = "x".repeat(10_000);
     req.extend(op_msg(5, 0, &doc(&[(0x02, "insert", &bson_str("things")), (0x02, "note", &bson_str(&big))])));
-    let (records, stats) =
-        run(config, &[(Side::Request, &req), (Side::Response, &op_msg(6, 5, &doc(&[(0x01, "ok", &1f64.to_le_bytes())])))]);
+    let (records, stats) = run(
+        config,
+        &[(Side::Request, &req), (Side::Response, &op_msg(6, 5, &doc(&[(0x01, "ok", &1f64.to_le_bytes())])))],
+    );
     assert_eq!(records.len(), 1, "{stats:?}");
     assert!(records[0].req.cut);
     assert_eq!(records[0].req.cmd, "insert");
@@ -109,7 +115,8 @@ fn bson_types_render_as_extended_json_and_deep_nesting_is_bounded() {
     fields.push((0x03, "deep", nested));
     let refs: Vec<(u8, &str, &[u8])> = fields.iter().map(|(k, n, v)| (*k, *n, v.as_slice())).collect();
     let reply = op_msg(2, 1, &doc(&[(0x01, "ok", &1f64.to_le_bytes())]));
-    let (records, _) = run(MongodbConfig::default(), &[(Side::Request, &op_msg(1, 0, &doc(&refs))), (Side::Response, &reply)]);
+    let (records, _) =
+        run(MongodbConfig::default(), &[(Side::Request, &op_msg(1, 0, &doc(&refs))), (Side::Response, &reply)]);
     let body = &records[0].req.body;
     assert!(body.starts_with(
         r#"{"t":true,"d":{"$date":{"$numberLong":"1700000000000"}},"n":null,"l":-5,"ts":{"$timestamp":{"t":9,"i":2}},"re":{"$regularExpression":{"pattern":"^a","options":"i"}},"nan":{"$numberDouble":"NaN"},"min":{"$minKey":1},"deep":{"a":"#
@@ -119,7 +126,7 @@ fn bson_types_render_as_extended_json_and_deep_nesting_is_bounded() {
 
 #[test]
 fn gaps_keep_sync_inside_a_message_and_lose_the_direction_between_messages() {
-    let first = u32::from_le_bytes(REQ[..4].try_into().unwrap()) as usize;
+    let first = u32::from_le_bytes(REQ[..4].try_into().expect("4 bytes")) as usize;
     let mut c = MongodbConn::new(MongodbConfig::default());
     c.feed(Side::Request, &REQ[..first - 20], 1);
     c.gap(Side::Request, 20, 2);
@@ -140,7 +147,8 @@ fn gaps_keep_sync_inside_a_message_and_lose_the_direction_between_messages() {
 
 #[test]
 fn an_implausible_header_loses_the_direction_and_is_counted() {
-    let (records, stats) = run(MongodbConfig::default(), &[(Side::Request, b"\x03\0\0\0\x01\0\0\0\0\0\0\0\xdd\x07\0\0")]);
+    let (records, stats) =
+        run(MongodbConfig::default(), &[(Side::Request, b"\x03\0\0\0\x01\0\0\0\0\0\0\0\xdd\x07\0\0")]);
     assert!(records.is_empty());
     assert_eq!(stats.request.errors, 1);
     // A whole message whose document is malformed is counted and the next one still parses.

@@ -449,7 +449,7 @@ pub(crate) fn decode(bytes: &[u8], cut: bool, budget: usize, first_ns: u64, last
         return None;
     }
     let status = match top.ok {
-        Some(v) if v == 1.0 => "ok",
+        Some(1.0) => "ok",
         Some(_) => "error",
         None => "",
     };

@@ -728,5 +728,8 @@ fn cql_auth_tokens_and_role_passwords_are_redacted() {
     req.extend(body);
     let mut records = records_of(CqlConn::new(CqlConfig::default()), &req, b"\x84\0\0\x01\x08\0\0\0\x04\0\0\0\x01");
     records.iter_mut().for_each(cql_record);
-    assert_eq!(records[0].req.body, r#"{"query":"CREATE ROLE app WITH PASSWORD = '[REDACTED]' AND LOGIN = true","consistency":"ONE"}"#);
+    assert_eq!(
+        records[0].req.body,
+        r#"{"query":"CREATE ROLE app WITH PASSWORD = '[REDACTED]' AND LOGIN = true","consistency":"ONE"}"#
+    );
 }
