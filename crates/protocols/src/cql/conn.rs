@@ -319,4 +319,8 @@ impl ConnParser for CqlConn {
     fn pending_messages(&self) -> usize {
         self.stitcher.pending_requests() + self.stitcher.pending_responses()
     }
+
+    fn shed_oldest(&mut self, n: usize) -> usize {
+        self.stitcher.shed_oldest(n)
+    }
 }

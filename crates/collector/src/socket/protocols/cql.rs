@@ -32,7 +32,10 @@ impl Protocol for Cql {
     }
 
     fn parser(config: &TrackerConfig) -> CqlConn {
-        CqlConn::new(CqlConfig { max_value_bytes: config.parse.max_body_bytes, ..CqlConfig::default() })
+        CqlConn::new(CqlConfig {
+            max_value_bytes: config.parse.max_body_bytes,
+            max_pending: config.max_pending_messages,
+        })
     }
 
     fn losses(parser: &CqlConn) -> Losses {

@@ -31,7 +31,10 @@ impl Protocol for Kafka {
     }
 
     fn parser(config: &TrackerConfig) -> KafkaConn {
-        KafkaConn::new(KafkaConfig { max_value_bytes: config.parse.max_body_bytes, ..KafkaConfig::default() })
+        KafkaConn::new(KafkaConfig {
+            max_value_bytes: config.parse.max_body_bytes,
+            max_pending: config.max_pending_messages,
+        })
     }
 
     fn losses(parser: &KafkaConn) -> Losses {

@@ -31,7 +31,10 @@ impl Protocol for Mongodb {
     }
 
     fn parser(config: &TrackerConfig) -> MongodbConn {
-        MongodbConn::new(MongodbConfig { max_value_bytes: config.parse.max_body_bytes, ..MongodbConfig::default() })
+        MongodbConn::new(MongodbConfig {
+            max_value_bytes: config.parse.max_body_bytes,
+            max_pending: config.max_pending_messages,
+        })
     }
 
     fn losses(parser: &MongodbConn) -> Losses {
