@@ -3,7 +3,8 @@
 //! `responseTo` is its `requestID`, and records alone the requests that get no reply (`OP_MSG` with
 //! `moreToCome`, the legacy unacknowledged writes).
 //!
-//! Owns everything MongoDB: framing, `OP_MSG`, `OP_QUERY`, `OP_REPLY`, the `OP_COMPRESSED` header,
+//! Owns everything MongoDB: framing, `OP_MSG`, `OP_QUERY`, `OP_REPLY`, `OP_COMPRESSED` (zlib and noop
+//! decoded within the body budget; snappy and zstd named only),
 //! the legacy opcodes' names and BSON rendered as (relaxed extended) JSON (`wire`), pairing
 //! (`conn`). Must not touch other protocols, I/O or table rows.
 //!

@@ -160,6 +160,63 @@ fn an_implausible_header_loses_the_direction_and_is_counted() {
     assert!(records.is_empty());
 }
 
+/// `message` wrapped in `OP_COMPRESSED` with zlib (compressor 2) or noop (0).
+fn compressed(message: &[u8], zlib: bool) -> Vec<u8> {
+    use std::io::Write as _;
+    let body = &message[16..];
+    let data = if zlib {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(body).expect("compress");
+        z.finish().expect("compress")
+    } else {
+        body.to_vec()
+    };
+    let mut out = ((16 + 9 + data.len()) as i32).to_le_bytes().to_vec();
+    out.extend_from_slice(&message[4..12]);
+    out.extend_from_slice(&2012i32.to_le_bytes());
+    out.extend_from_slice(&message[12..16]);
+    out.extend_from_slice(&(body.len() as i32).to_le_bytes());
+    out.push(if zlib { 2 } else { 0 });
+    out.extend(data);
+    out
+}
+
+#[test]
+fn zlib_and_noop_compressed_messages_are_decoded_and_others_named() {
+    let find = op_msg(3, 0, &doc(&[(0x02, "find", &bson_str("things")), (0x02, "$db", &bson_str("test"))]));
+    let reply = op_msg(4, 3, &doc(&[(0x01, "ok", &1f64.to_le_bytes())]));
+    for zlib in [true, false] {
+        let (records, stats) = run(
+            MongodbConfig::default(),
+            &[(Side::Request, &compressed(&find, zlib)), (Side::Response, &compressed(&reply, zlib))],
+        );
+        assert_eq!(records.len(), 1, "{stats:?}");
+        let r = &records[0];
+        assert_eq!(
+            (r.req.op_code, r.req.cmd.as_str(), r.req.body.as_str()),
+            (2012, "find", r#"{"find":"things","$db":"test"}"#)
+        );
+        assert_eq!(r.resp.as_ref().map(|p| (p.status.as_str(), p.body.as_str())), Some(("ok", r#"{"ok":1.0}"#)));
+    }
+    // Snappy is not decoded: the row names the compressed opcode and compressor.
+    let mut snappy = compressed(&find, false);
+    snappy[24] = 1;
+    let (records, _) =
+        run(MongodbConfig::default(), &[(Side::Request, &snappy), (Side::Response, &compressed(&reply, true))]);
+    assert_eq!(records[0].req.cmd, "OP_MSG");
+    assert!(records[0].req.body.contains(r#""compressor":"snappy""#));
+    // A zlib bomb is inflated no further than the budget.
+    let big = op_msg(5, 0, &doc(&[(0x02, "insert", &bson_str(&"a".repeat(1 << 20)))]));
+    let (records, _) = run(
+        MongodbConfig::default(),
+        &[
+            (Side::Request, &compressed(&big, true)),
+            (Side::Response, &compressed(&op_msg(6, 5, &doc(&[(0x01, "ok", &1f64.to_le_bytes())])), true)),
+        ],
+    );
+    assert!(records[0].req.cut && records[0].req.cmd == "insert" && records[0].req.body.len() < 8192);
+}
+
 #[test]
 fn first_bytes_tell_a_mongodb_request_from_other_protocols() {
     assert!(looks_like(REQ));

@@ -1,7 +1,7 @@
 //! MongoDB messages: the 16-byte header, the opcodes' bodies and BSON as JSON.
 //!
 //! Owns [`Message`], the decoding of a whole message's kept bytes (`OP_MSG` sections, `OP_QUERY`,
-//! `OP_REPLY`, the `OP_COMPRESSED` header, legacy opcodes by name), the BSON renderer (relaxed
+//! `OP_REPLY`, `OP_COMPRESSED` with zlib or noop inflated within the budget, legacy opcodes by name), the BSON renderer (relaxed
 //! extended JSON: `{"$oid":...}`, `{"$date":...}`, `{"$binary":...}`) and [`looks_like`]. Must not
 //! touch pairing (see `conn`).
 //!
@@ -310,6 +310,22 @@ fn sections(s: &mut Reader<'_>, json: &mut Json, top: &mut Top, sequences: &mut 
     body_seen.then_some(())
 }
 
+/// The bytes of a compressed message body, at most `budget` of them: `noop` and `zlib` are
+/// decoded (never past the budget, whatever the input claims); `snappy` and `zstd` are not.
+fn decompress(compressor: u8, data: &[u8], size: i32, budget: usize) -> Option<Vec<u8>> {
+    let want = usize::try_from(size).ok()?.min(budget);
+    match compressor {
+        0 => Some(data.get(..want.min(data.len()))?.to_vec()),
+        2 => {
+            let mut out = Vec::with_capacity(want);
+            let mut z = flate2::Decompress::new(true);
+            z.decompress_vec(data, &mut out, flate2::FlushDecompress::Finish).ok()?;
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
 /// Standard base64 with padding.
 fn base64(out: &mut String, data: &[u8]) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -411,7 +427,28 @@ pub(crate) fn decode(bytes: &[u8], cut: bool, budget: usize, first_ns: u64, last
         OP_COMPRESSED => (|| {
             let original = r.i32_le()?;
             let size = r.i32_le()?;
-            let compressor = match r.u8()? {
+            let id = r.u8()?;
+            if original != OP_COMPRESSED
+                && !cut
+                && let Some(inner) = decompress(id, r.rest(), size, budget)
+            {
+                let mut whole = bytes.get(..16)?.to_vec();
+                whole.get_mut(12..16)?.copy_from_slice(&original.to_le_bytes());
+                let inner_cut = inner.len() < usize::try_from(size).unwrap_or(0);
+                whole.extend(inner);
+                return decode(&whole, inner_cut, budget, first_ns, last_ns).map(|m| {
+                    cmd = m.cmd;
+                    json.out = m.body;
+                    json.cut = m.cut;
+                    more_to_come = m.more_to_come;
+                    top.ok = match m.status.as_str() {
+                        "ok" => Some(1.0),
+                        "error" => Some(0.0),
+                        _ => None,
+                    };
+                });
+            }
+            let compressor = match id {
                 0 => "noop",
                 1 => "snappy",
                 2 => "zlib",
