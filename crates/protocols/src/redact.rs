@@ -853,8 +853,9 @@ const MONGODB_SECRET_COMMANDS: &[&str] = &[
 const MONGODB_SECRET_FIELDS: &[&str] = &["payload", "pwd", "key", "digestPassword"];
 
 /// Redacts the credentials a MongoDB exchange carries, in place: in the authentication and user
-/// commands of [`MONGODB_SECRET_COMMANDS`] and their replies, the fields `payload`, `pwd` and `key`
-/// at any depth (a body cut too short to parse is replaced whole); in every document, secret-named
+/// commands (`saslStart`, `saslContinue`, `authenticate`, `createUser`, `updateUser`, and the
+/// `hello`/`isMaster` handshake that may carry `speculativeAuthenticate`) and their replies, the
+/// fields `payload`, `pwd`, `key` and `digestPassword` at any depth (a body cut too short to parse is replaced whole); in every document, secret-named
 /// fields ([`json`]) and credentials found by their shape ([`tokens`]).
 pub fn mongodb_record(record: &mut MongodbRecord) {
     let sensitive = MONGODB_SECRET_COMMANDS.iter().any(|c| c.eq_ignore_ascii_case(&record.req.cmd));
