@@ -2,7 +2,8 @@
 //!
 //! Owns protocol framing and request/response pairing: the shape every protocol has
 //! ([`ConnParser`], in `conn_parser`), the generic stitchers ([`stitch::FifoStitcher`],
-//! [`stitch::KeyedStitcher`]), one module per protocol (`amqp`, `dns`, `http1`, `http2`, `mqtt`, `mysql`, `nats`, `pgsql`, `redis`), and `redact`, the
+//! [`stitch::KeyedStitcher`]), one module per protocol (`amqp`, `cql`, `dns`, `http1`, `http2`, `kafka`, `mongodb`, `mqtt`, `mysql`, `nats`, `pgsql`, `redis`),
+//! the length-prefixed framing three of them share (`framed`), and `redact`, the
 //! credential redaction all of them share. Architecture invariant: this crate does no I/O, uses no async runtime and no `unsafe`,
 //! and never panics on any input; memory per connection is bounded by configuration. Must not
 //! touch connection tracking, eBPF events or table storage: the collector feeds bytes in and
@@ -24,9 +25,13 @@
 
 pub mod amqp;
 mod conn_parser;
+pub mod cql;
 pub mod dns;
+mod framed;
 pub mod http1;
 pub mod http2;
+pub mod kafka;
+pub mod mongodb;
 pub mod mqtt;
 pub mod mysql;
 pub mod nats;

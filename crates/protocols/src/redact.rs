@@ -7,7 +7,8 @@
 //! says what a value is (protobuf and other binary bodies, message payloads, SQL text), known
 //! credential shapes are found by their form ([`tokens`]): JWTs and JWEs, Loupe's and Pixie's
 //! `px-api-`/`px-dep-` keys, and vizier credentials. Protocol modules
-//! gain a thin adapter here ([`http1_record`], [`http2_record`], [`redis_command`], [`pgsql_request`], [`mysql_command`], [`nats_message`], [`mqtt_packet`], [`amqp_method`]); the on/off switch belongs to the caller.
+//! gain a thin adapter here ([`http1_record`], [`http2_record`], [`redis_command`], [`pgsql_request`], [`mysql_command`], [`nats_message`], [`mqtt_packet`], [`amqp_method`], [`kafka_record`], [`mongodb_record`], [`cql_record`]); the on/off
+//! switch belongs to the caller.
 //! Must not touch parsing, framing or rows: it rewrites values of already parsed messages.
 //!
 //! The scanners never allocate when nothing matches (they return [`Cow::Borrowed`]): they run on
@@ -16,7 +17,10 @@
 use std::borrow::Cow;
 
 use crate::amqp::Method as AmqpMethod;
+use crate::cql::Record as CqlRecord;
 use crate::http1::{Message, Record};
+use crate::kafka::Record as KafkaRecord;
+use crate::mongodb::Record as MongodbRecord;
 use crate::mqtt::Packet as MqttPacket;
 use crate::mysql::Command as MysqlCommand;
 use crate::nats::Message as NatsMessage;
@@ -783,4 +787,105 @@ pub fn amqp_method(method: &mut AmqpMethod) {
         }
     }
     method.msg = serde_json::Value::Object(doc).to_string();
+}
+
+/// Replaces the values of the top-level fields `fields` (and of any secret-named field) of the
+/// JSON object `body`; a body that does not parse (cut to the value limit) is replaced whole, since
+/// its secrets cannot be found. With `deep`, fields are found at any depth.
+fn json_fields(body: &mut String, fields: &[&str], deep: bool) {
+    fn walk(value: &mut serde_json::Value, fields: &[&str], deep: bool) {
+        match value {
+            serde_json::Value::Object(doc) => {
+                for (name, v) in doc.iter_mut() {
+                    if fields.contains(&name.as_str()) || is_secret_name(name) {
+                        *v = serde_json::Value::String(MARKER.to_string());
+                    } else if deep {
+                        walk(v, fields, deep);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) if deep => items.iter_mut().for_each(|v| walk(v, fields, deep)),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(mut doc @ serde_json::Value::Object(_)) => {
+            walk(&mut doc, fields, deep);
+            *body = doc.to_string();
+        }
+        _ => *body = MARKER.to_string(),
+    }
+}
+
+/// Redacts the credentials a Kafka exchange carries, in place: the `auth_bytes` of
+/// `SaslAuthenticate` (API key 36) and of its response (`\0user\0password` with PLAIN, SCRAM
+/// proofs); elsewhere credentials found by their shape ([`tokens`]).
+pub fn kafka_record(record: &mut KafkaRecord) {
+    if record.req.api_key == 36 {
+        json_fields(&mut record.req.body, &["auth_bytes"], false);
+        if let Some(resp) = record.resp.as_mut() {
+            json_fields(&mut resp.body, &["auth_bytes"], false);
+        }
+        return;
+    }
+    tokens_in_place(&mut record.req.client_id);
+    tokens_in_place(&mut record.req.body);
+    if let Some(resp) = record.resp.as_mut() {
+        tokens_in_place(&mut resp.body);
+    }
+}
+
+/// MongoDB commands whose documents carry credentials, and the fields that hold them: SASL
+/// payloads (SCRAM proofs, PLAIN passwords) at any depth (`speculativeAuthenticate` nests one in
+/// the handshake), `createUser`/`updateUser` passwords, `authenticate`'s key.
+const MONGODB_SECRET_COMMANDS: &[&str] = &[
+    "saslStart",
+    "saslContinue",
+    "authenticate",
+    "createUser",
+    "updateUser",
+    "hello",
+    "isMaster",
+    "ismaster",
+    "copydbsaslstart",
+    "copydb",
+];
+const MONGODB_SECRET_FIELDS: &[&str] = &["payload", "pwd", "key", "digestPassword"];
+
+/// Redacts the credentials a MongoDB exchange carries, in place: in the authentication and user
+/// commands (`saslStart`, `saslContinue`, `authenticate`, `createUser`, `updateUser`, and the
+/// `hello`/`isMaster` handshake that may carry `speculativeAuthenticate`) and their replies, the
+/// fields `payload`, `pwd`, `key` and `digestPassword` at any depth (a body cut too short to parse is replaced whole); in every document, secret-named
+/// fields ([`json`]) and credentials found by their shape ([`tokens`]).
+pub fn mongodb_record(record: &mut MongodbRecord) {
+    let sensitive = MONGODB_SECRET_COMMANDS.iter().any(|c| c.eq_ignore_ascii_case(&record.req.cmd));
+    let bodies = std::iter::once(&mut record.req.body).chain(record.resp.as_mut().map(|r| &mut r.body));
+    for body in bodies {
+        if sensitive {
+            json_fields(body, MONGODB_SECRET_FIELDS, true);
+            continue;
+        }
+        if let Cow::Owned(redacted) = json(body.as_bytes()) {
+            *body = into_string(redacted);
+        }
+        tokens_in_place(body);
+    }
+}
+
+/// Redacts the credentials a CQL exchange carries, in place: the SASL `token` of `AUTH_RESPONSE`,
+/// `AUTH_CHALLENGE` and `AUTH_SUCCESS` (PLAIN's is `\0user\0password`); in query text the
+/// literal after `PASSWORD` (`CREATE ROLE r WITH PASSWORD = 'x'`); elsewhere credentials found by
+/// their shape ([`tokens`]).
+pub fn cql_record(record: &mut CqlRecord) {
+    let messages = std::iter::once(&mut record.req).chain(record.resp.as_mut());
+    for message in messages {
+        if matches!(message.opcode, 0x0E..=0x10) {
+            json_fields(&mut message.body, &["token"], false);
+            continue;
+        }
+        if let Cow::Owned(text) = sql_password_literals(&message.body) {
+            message.body = text;
+        }
+        tokens_in_place(&mut message.body);
+    }
 }

@@ -230,6 +230,17 @@ impl<K: Eq + Hash + Clone, M> Waiting<K, M> {
         (before - self.by_key.len()) as u64
     }
 
+    /// Drops up to `n` of the oldest entries; returns how many.
+    fn shed(&mut self, n: usize) -> usize {
+        let mut dropped = 0;
+        while dropped < n {
+            let Some((_, oldest)) = self.order.pop_first() else { break };
+            self.by_key.remove(&oldest);
+            dropped += 1;
+        }
+        dropped
+    }
+
     fn clear(&mut self) -> u64 {
         let n = self.by_key.len() as u64;
         self.by_key.clear();
@@ -322,6 +333,13 @@ impl<K: Eq + Hash + Clone, Req: Timed, Resp: Timed> KeyedStitcher<K, Req, Resp> 
     /// Moves the records paired so far to `out`, oldest first.
     pub fn drain(&mut self, out: &mut Vec<Exchange<Req, Resp>>) {
         out.extend(self.ready.drain(..));
+    }
+
+    /// Drops up to `n` of the oldest unpaired messages (requests first, then responses) without
+    /// counting them: the caller that asked counts them under its own cause. Returns how many.
+    pub fn shed_oldest(&mut self, n: usize) -> usize {
+        let from_requests = self.requests.shed(n);
+        from_requests + self.responses.shed(n - from_requests)
     }
 
     /// The connection closed: unpaired messages are dropped.

@@ -25,10 +25,10 @@ crate::conn8_table! {
 crate::conn8_table! {
     /// `cql_events`: Cassandra CQL request-response pairs.
     cql_events = "cql_events", "Cassandra CQL request-response pairs", CqlEventRow, CqlEventsBuilder {
-        req_op: I64 = "req_op", "ST_NONE", "request opcode";
-        req_body: Str = "req_body", "ST_NONE", "request body";
-        resp_op: I64 = "resp_op", "ST_NONE", "response opcode";
-        resp_body: Str = "resp_body", "ST_NONE", "response body";
+        req_op: I64 = "req_op", "ST_NONE", "request opcode (7 QUERY, 9 PREPARE, 10 EXECUTE, 13 BATCH, ...; 12 EVENT for a server push)";
+        req_body: Str = "req_body", "ST_NONE", "request body as JSON (query text, consistency, prepared id, ...)";
+        resp_op: I64 = "resp_op", "ST_NONE", "response opcode (8 RESULT, 0 ERROR, ...), 0 without a response";
+        resp_body: Str = "resp_body", "ST_NONE", "response body as JSON (result kind, columns and row count, or error code and message)";
         latency_ns: I64 = "latency", "ST_DURATION_NS", "response time minus request time";
     }
 }
@@ -57,10 +57,10 @@ crate::conn8_table! {
 crate::conn8_table! {
     /// `kafka_events.beta`: Kafka request-response pairs.
     kafka_events = "kafka_events.beta", "Kafka request-response pairs", KafkaEventRow, KafkaEventsBuilder {
-        req_cmd: I64 = "req_cmd", "ST_NONE", "Kafka API key";
-        client_id: Str = "client_id", "ST_NONE", "client id";
-        req_body: Str = "req_body", "ST_NONE", "request body";
-        resp: Str = "resp", "ST_NONE", "response";
+        req_cmd: I64 = "req_cmd", "ST_NONE", "Kafka API key (0 Produce, 1 Fetch, 3 Metadata, ...)";
+        client_id: Str = "client_id", "ST_NONE", "client id of the request header";
+        req_body: Str = "req_body", "ST_NONE", "request summarised as JSON (Produce and Fetch topics and partitions, ...)";
+        resp: Str = "resp", "ST_NONE", "response summarised as JSON, empty when none is sent (Produce with acks=0)";
         latency_ns: I64 = "latency", "ST_DURATION_NS", "response time minus request time";
     }
 }
@@ -112,10 +112,10 @@ crate::conn8_table! {
 crate::conn8_table! {
     /// `mongodb_events`: MongoDB request-response pairs.
     mongodb_events = "mongodb_events", "MongoDB request-response pairs", MongodbEventRow, MongodbEventsBuilder {
-        req_cmd: Str = "req_cmd", "ST_NONE", "command";
-        req_body: Str = "req_body", "ST_NONE", "request body";
-        resp_status: Str = "resp_status", "ST_NONE", "response status";
-        resp_body: Str = "resp_body", "ST_NONE", "response body";
+        req_cmd: Str = "req_cmd", "ST_NONE", "command (insert, find, hello, ...; the opcode name for legacy opcodes)";
+        req_body: Str = "req_body", "ST_NONE", "request documents as extended JSON";
+        resp_status: Str = "resp_status", "ST_NONE", "ok or error (the reply's ok field), empty without a reply";
+        resp_body: Str = "resp_body", "ST_NONE", "reply documents as extended JSON";
         latency_ns: I64 = "latency", "ST_DURATION_NS", "response time minus request time";
     }
 }

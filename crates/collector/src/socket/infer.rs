@@ -76,6 +76,14 @@ mod tests {
             (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Direction::Ingress, Some((8, Role::Server))),
             (b"\0\0\x12\x04\0\0\0\0\0\0\x03\0\0\0\x64", Direction::Egress, Some((8, Role::Server))),
             (b"\0\0\x12\x04\0\0\0\0\0\0\x03\0\0\0\x64", Direction::Ingress, Some((8, Role::Client))),
+            (b"\x04\x00\x00\x00\x05\x00\x00\x00\x00", Direction::Egress, Some((9, Role::Client))),
+            (b"\x04\x00\x00\x00\x05\x00\x00\x00\x00", Direction::Ingress, Some((9, Role::Server))),
+            (
+                b"\x24\0\0\0\x07\0\0\0\0\0\0\0\xdd\x07\0\0\0\0\0\0\0\x0f\0\0\0\x10ping\0\x01\0\0\0\0",
+                Direction::Egress,
+                Some((10, Role::Client)),
+            ),
+            (b"\0\0\0\x0b\0\x12\0\0\0\0\0\x07\0\x01c", Direction::Ingress, Some((11, Role::Server))),
             (b"SSH-2.0-OpenSSH_9.2\r\n", Direction::Egress, None),
         ];
         for (bytes, direction, want) in cases {

@@ -1067,6 +1067,101 @@ mod tests {
         assert_eq!(t.stats().conns_parsed, 1);
     }
 
+    /// Feeds a recorded exchange to a server-side connection (requests in, responses out).
+    fn serve_recorded(req: &[u8], resp: &[u8]) -> (Tracker, TableRows) {
+        let mut t = tracker();
+        let mut rows = TableRows::default();
+        t.handle(open(Role::Server), &mut rows);
+        t.handle(data(1_000, Direction::Ingress, 0, req), &mut rows);
+        t.handle(data(4_000, Direction::Egress, 0, resp), &mut rows);
+        (t, rows)
+    }
+
+    #[test]
+    fn a_recorded_kafka_exchange_becomes_kafka_rows_redacted() {
+        use loupe_schema::protocols::KafkaEventRow;
+        let (t, rows) = serve_recorded(
+            include_bytes!("../../../protocols/testdata/kafka/kafka_python.req"),
+            include_bytes!("../../../protocols/testdata/kafka/kafka_python.resp"),
+        );
+        let got = rows.of::<KafkaEventRow>();
+        let mut keys: Vec<i64> = got.iter().map(|r| r.req_cmd).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, [0, 0, 0, 0, 1, 1, 3, 17, 18, 36]);
+        assert!(got.iter().all(|r| r.client_id == "loupe-test" && r.trace_role == 2 && r.local_port == 5000));
+        // Every row with a response waited 3 µs; the acks=0 Produce has none.
+        assert_eq!(got.iter().filter(|r| r.latency_ns == 3_000 && !r.resp.is_empty()).count(), 9);
+        let sasl = got.iter().find(|r| r.req_cmd == 36).expect("SaslAuthenticate");
+        assert_eq!(sasl.req_body, r#"{"auth_bytes":"[REDACTED]"}"#);
+        assert!(got.iter().any(|r| r.req_cmd == 0 && r.resp.contains(r#""error_code":3"#)));
+        assert_eq!(t.stats().conns_parsed, 1);
+    }
+
+    #[test]
+    fn a_recorded_mongodb_exchange_becomes_mongodb_rows_redacted() {
+        use loupe_schema::protocols::MongodbEventRow;
+        let (_, rows) = serve_recorded(
+            include_bytes!("../../../protocols/testdata/mongodb/pymongo.req"),
+            include_bytes!("../../../protocols/testdata/mongodb/pymongo.resp"),
+        );
+        let got = rows.of::<MongodbEventRow>();
+        let mut cmds: Vec<(String, String)> = got.iter().map(|r| (r.req_cmd.clone(), r.resp_status.clone())).collect();
+        cmds.sort();
+        let want = [
+            ("createUser", "ok"),
+            ("find", "error"),
+            ("find", "ok"),
+            ("insert", ""),
+            ("insert", "ok"),
+            ("isMaster", "ok"),
+            ("ping", "ok"),
+            ("saslContinue", "ok"),
+            ("saslStart", "ok"),
+        ];
+        assert_eq!(cmds, want.map(|(a, b)| (a.to_string(), b.to_string())));
+        let all = format!("{got:?}");
+        assert!(!all.contains("bob-secret") && all.contains(r#"\"pwd\":\"[REDACTED]\""#), "{all}");
+        // Bodies are bounded like HTTP bodies and marked when cut.
+        let insert = got.iter().find(|r| r.req_cmd == "insert" && !r.resp_status.is_empty()).expect("insert");
+        assert!(insert.req_body.starts_with(r#"{"insert":"things","ordered":true,"$db":"test","documents":["#));
+        assert!(got.iter().all(|r| r.req_body.len() <= 512 + BODY_TRUNCATED_MARKER.len()));
+    }
+
+    #[test]
+    fn a_recorded_cql_exchange_becomes_cql_rows_redacted() {
+        use loupe_schema::protocols::CqlEventRow;
+        let (_, rows) = serve_recorded(
+            include_bytes!("../../../protocols/testdata/cql/driver_v4.req"),
+            include_bytes!("../../../protocols/testdata/cql/driver_v4.resp"),
+        );
+        let got = rows.of::<CqlEventRow>();
+        let mut ops: Vec<(i64, i64)> = got.iter().map(|r| (r.req_op, r.resp_op)).collect();
+        ops.sort_unstable();
+        assert_eq!(
+            ops,
+            [
+                (1, 3),
+                (5, 6),
+                (7, 0),
+                (7, 8),
+                (7, 8),
+                (7, 8),
+                (7, 8),
+                (9, 8),
+                (10, 8),
+                (11, 2),
+                (12, 0),
+                (13, 8),
+                (15, 16)
+            ]
+        );
+        let auth = got.iter().find(|r| r.req_op == 15).expect("AUTH_RESPONSE");
+        assert_eq!(auth.req_body, r#"{"token":"[REDACTED]"}"#);
+        let error = got.iter().find(|r| r.resp_op == 0 && r.req_op == 7).expect("error");
+        assert_eq!(error.req_body, r#"{"query":"SELEC 1","consistency":"ONE"}"#);
+        assert!(got.iter().filter(|r| r.req_op != 12).all(|r| r.latency_ns == 3_000));
+    }
+
     /// A DNS message: `qr` selects query or response (one A answer, 10.0.0.7), for `a.test`.
     fn dns_msg(txid: u16, qr: bool) -> Vec<u8> {
         let mut m = txid.to_be_bytes().to_vec();

@@ -648,3 +648,88 @@ proptest! {
         prop_assert!(out.ends_with(&after));
     }
 }
+
+/// Every record of a recorded connection, fed whole.
+fn records_of<P: crate::ConnParser>(mut conn: P, req: &[u8], resp: &[u8]) -> Vec<P::Record> {
+    conn.feed(crate::Side::Request, req, 1);
+    conn.feed(crate::Side::Response, resp, 2);
+    conn.close(3);
+    let mut out = Vec::new();
+    conn.drain_records(&mut out);
+    out
+}
+
+#[test]
+fn kafka_sasl_authenticate_bytes_are_redacted() {
+    use crate::kafka::{KafkaConfig, KafkaConn};
+    let mut records = records_of(
+        KafkaConn::new(KafkaConfig::default()),
+        include_bytes!("../../testdata/kafka/kafka_python.req"),
+        include_bytes!("../../testdata/kafka/kafka_python.resp"),
+    );
+    records.iter_mut().for_each(kafka_record);
+    let sasl = records.iter().find(|r| r.req.api_key == 36).expect("SaslAuthenticate");
+    assert_eq!(sasl.req.body, r#"{"auth_bytes":"[REDACTED]"}"#);
+    assert_eq!(sasl.resp.as_ref().map(|r| r.body.as_str()), Some(r#"{"auth_bytes":"[REDACTED]","error_code":0}"#));
+    let all = format!("{records:?}");
+    assert!(!all.contains("alice-secret"), "{all}");
+    // Nothing else changed: topics, client ids and the SASL mechanism stay.
+    assert!(all.contains(r#"\"name\":\"events\""#) && all.contains("loupe-test") && all.contains("PLAIN"));
+}
+
+#[test]
+fn mongodb_sasl_payloads_and_user_passwords_are_redacted() {
+    use crate::mongodb::{MongodbConfig, MongodbConn};
+    let mut records = records_of(
+        MongodbConn::new(MongodbConfig::default()),
+        include_bytes!("../../testdata/mongodb/pymongo.req"),
+        include_bytes!("../../testdata/mongodb/pymongo.resp"),
+    );
+    records.iter_mut().for_each(mongodb_record);
+    let by_cmd = |cmd: &str| records.iter().find(|r| r.req.cmd == cmd).expect("command").clone();
+    let start = by_cmd("saslStart");
+    assert!(start.req.body.contains(r#""payload":"[REDACTED]""#), "{}", start.req.body);
+    assert!(start.req.body.contains(r#""mechanism":"SCRAM-SHA-256""#));
+    assert!(start.resp.as_ref().is_some_and(|r| r.body.contains(r#""payload":"[REDACTED]""#)));
+    let cont = by_cmd("saslContinue");
+    assert!(cont.req.body.contains(r#""payload":"[REDACTED]""#) && !cont.req.body.contains("$binary"));
+    let user = by_cmd("createUser");
+    assert!(user.req.body.contains(r#""pwd":"[REDACTED]""#) && user.req.body.contains(r#""createUser":"bob""#));
+    let all = format!("{records:?}");
+    assert!(!all.contains("bob-secret") && !all.contains("biwsbj1hbGljZS"), "{all}");
+    // Other documents are untouched.
+    assert!(by_cmd("find").req.body.contains(r#""filter":{"qty":{"$gt":1}}"#));
+    // A sensitive command cut too short to parse is replaced whole.
+    let mut cut = start.clone();
+    cut.req.body.truncate(40);
+    mongodb_record(&mut cut);
+    assert_eq!(cut.req.body, MARKER);
+}
+
+#[test]
+fn cql_auth_tokens_and_role_passwords_are_redacted() {
+    use crate::cql::{CqlConfig, CqlConn};
+    let mut records = records_of(
+        CqlConn::new(CqlConfig::default()),
+        include_bytes!("../../testdata/cql/driver_v4.req"),
+        include_bytes!("../../testdata/cql/driver_v4.resp"),
+    );
+    records.iter_mut().for_each(cql_record);
+    let auth = records.iter().find(|r| r.req.opcode == 0x0F).expect("AUTH_RESPONSE");
+    assert_eq!(auth.req.body, r#"{"token":"[REDACTED]"}"#);
+    let all = format!("{records:?}");
+    assert!(!all.contains("cassandra-secret"), "{all}");
+    assert!(all.contains("SELECT release_version FROM system.local"));
+    // A role's password in CQL text.
+    let query = b"CREATE ROLE app WITH PASSWORD = 'hunter2' AND LOGIN = true";
+    let mut req = vec![0x04, 0, 0, 1, 0x07];
+    let body = [&(query.len() as u32).to_be_bytes()[..], query, &[0, 1, 0]].concat();
+    req.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    req.extend(body);
+    let mut records = records_of(CqlConn::new(CqlConfig::default()), &req, b"\x84\0\0\x01\x08\0\0\0\x04\0\0\0\x01");
+    records.iter_mut().for_each(cql_record);
+    assert_eq!(
+        records[0].req.body,
+        r#"{"query":"CREATE ROLE app WITH PASSWORD = '[REDACTED]' AND LOGIN = true","consistency":"ONE"}"#
+    );
+}

@@ -135,3 +135,15 @@ fn keyed_tables_evict_the_oldest_when_full() {
     assert_eq!(keyed_drained(&mut s), [("q2", "r2", 3), ("q3", "r3", 3)]);
     assert_eq!(s.pending_responses(), 1);
 }
+
+#[test]
+fn keyed_shedding_drops_the_oldest_requests_first_uncounted() {
+    let mut s: KeyedStitcher<u32, M, M> = KeyedStitcher::new(8);
+    s.push_request(1, M("a", 10));
+    s.push_request(2, M("b", 20));
+    s.push_response(9, M("c", 30));
+    assert_eq!(s.shed_oldest(2), 2);
+    assert_eq!((s.pending_requests(), s.pending_responses()), (0, 1));
+    assert_eq!(s.shed_oldest(5), 1);
+    assert_eq!(s.counts(), StitchCounts::default());
+}

@@ -9,9 +9,12 @@
 //! state: it sees bytes of one side at a time and one connection's identity when building rows.
 
 mod amqp;
+mod cql;
 mod dns;
 mod http;
 mod http2;
+mod kafka;
+mod mongodb;
 mod mqtt;
 mod mysql;
 mod nats;
@@ -30,9 +33,12 @@ use loupe_schema::TableSpec;
 use loupe_schema::table::TableBuilder;
 
 pub use self::amqp::Amqp;
+pub use self::cql::Cql;
 pub use self::dns::Dns;
 pub use self::http::Http1;
 pub use self::http2::Http2;
+pub use self::kafka::Kafka;
+pub use self::mongodb::Mongodb;
 pub use self::mqtt::Mqtt;
 pub use self::mysql::Mysql;
 pub use self::nats::Nats;
@@ -54,6 +60,10 @@ pub(crate) static PROTOCOLS: &[&(dyn DynProtocol + Sync)] = &[
     &Registered::<Mqtt>::NEW,
     &Registered::<Amqp>::NEW,
     &Registered::<Http2>::NEW,
+    // Binary protocols tested on a whole request header each (Pixie's order: CQL, Mongo, Kafka).
+    &Registered::<Cql>::NEW,
+    &Registered::<Mongodb>::NEW,
+    &Registered::<Kafka>::NEW,
 ];
 
 /// Ends a stored value (an HTTP body, Redis arguments or reply) that holds less than the whole
@@ -472,7 +482,10 @@ mod tests {
                 "dns_events",
                 "mysql_events",
                 "mqtt_events",
-                "amqp_events"
+                "amqp_events",
+                "cql_events",
+                "mongodb_events",
+                "kafka_events.beta"
             ]
         );
     }
