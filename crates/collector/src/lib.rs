@@ -19,7 +19,7 @@ use std::time::Duration;
 use loupe_store::Store;
 
 pub use budget::{BudgetError, BudgetSplit, MemoryBudget};
-pub use host::{HostStats, HostStatsConfig};
+pub use host::{HostEvents, HostEventsConfig, HostStats, HostStatsConfig};
 pub use socket::loader::{ProbeStatus, Tracer, TracerConfig};
 pub use socket::{SocketConfig, SocketTracer, TableRows, Tracker, TrackerConfig, TrackerStats, events, loader};
 pub use source::{Source, Tables};
@@ -128,6 +128,7 @@ impl Collector {
         let counters = Arc::new(CollectorCounters::default());
         let mut specs = SocketTracer::table_specs();
         specs.extend(HostStats::table_specs());
+        specs.extend(HostEvents::table_specs());
         let tables = Tables::register(&store, &specs, counters.clone())?;
         let mut host_stats = config.host_stats.clone();
         host_stats.asid = config.tracker.asid;
@@ -156,7 +157,18 @@ impl Collector {
                         }
                     };
                     let _ = ready_tx.send(Ok(tracer.probes()));
-                    let sources: Vec<Box<dyn Source>> = vec![Box::new(tracer), Box::new(HostStats::new(host_stats))];
+                    let mut sources: Vec<Box<dyn Source>> =
+                        vec![Box::new(tracer), Box::new(HostStats::new(host_stats.clone()))];
+                    // Host events are an addition: without them the socket tracer and the /proc
+                    // tables still run.
+                    let events = HostEventsConfig { asid: host_stats.asid, ..HostEventsConfig::default() };
+                    match HostEvents::load(events) {
+                        Ok(events) => sources.push(Box::new(events)),
+                        Err(error) => tracing::warn!(
+                            error = %ErrorChain(&error),
+                            "proc_exit_events and tcp_stats_events are not collected"
+                        ),
+                    }
                     run(sources, &tables, config.poll_interval, &stop);
                 })
                 .map_err(|e| CollectorError::Thread(e.to_string()))?
@@ -187,6 +199,21 @@ impl Drop for Collector {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Shows an error with its sources, `a: b: c`, in one log field.
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
     }
 }
 
