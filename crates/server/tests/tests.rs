@@ -8,6 +8,7 @@ mod cron;
 mod dns;
 mod dns_capture;
 mod e2e;
+mod host_tables;
 mod hardening_auth;
 mod hardening_query;
 mod http2_capture;

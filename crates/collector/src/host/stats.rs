@@ -19,7 +19,7 @@ use loupe_common::Upid;
 use loupe_schema::TableSpec;
 use loupe_schema::host::{NetworkStatsBuilder, ProcessStatsBuilder, network_stats, process_stats};
 
-use super::procfs;
+use loupe_common::procfs;
 use crate::source::{Source, Tables};
 
 /// Settings of [`HostStats`].
@@ -60,6 +60,10 @@ pub struct ProcScanner {
     buf: Vec<u8>,
     path: PathBuf,
     seen_ns: HashSet<u64>,
+    /// Processes of the previous scan and this one: a process new to a scan has its command line
+    /// read once, for `loupe_common::procnames`.
+    known: HashSet<Upid>,
+    current: HashSet<Upid>,
 }
 
 impl ProcScanner {
@@ -75,6 +79,8 @@ impl ProcScanner {
             buf: Vec::with_capacity(4096),
             path: PathBuf::new(),
             seen_ns: HashSet::new(),
+            known: HashSet::new(),
+            current: HashSet::new(),
         }
     }
 
@@ -122,8 +128,15 @@ impl ProcScanner {
             // counters are then 0 rather than the row missing.
             let io = if self.read(pid, "io") { procfs::parse_io(&self.buf).unwrap_or_default() } else { Default::default() };
             let upid = Upid { asid: self.asid, pid: stat.pid, start_ticks: stat.start_ticks };
+            let upid_text = upid.to_string();
+            self.current.insert(upid);
+            if !self.known.contains(&upid) && self.read(pid, "cmdline") {
+                let cmdline = String::from_utf8_lossy(&self.buf);
+                let args: Vec<&str> = cmdline.split('\0').filter(|a| !a.is_empty()).collect();
+                loupe_common::procnames::remember(&upid_text, &args.join(" "));
+            }
             processes.time_ns.append_value(time_ns);
-            processes.upid.append_value(upid.to_string());
+            processes.upid.append_value(upid_text);
             processes.major_faults.append_value(as_i64(stat.major_faults));
             processes.minor_faults.append_value(as_i64(stat.minor_faults));
             processes.cpu_utime_ns.append_value(as_i64(stat.utime_ticks).saturating_mul(self.ns_per_tick));
@@ -159,6 +172,8 @@ impl ProcScanner {
                 counts.namespaces += 1;
             }
         }
+        std::mem::swap(&mut self.known, &mut self.current);
+        self.current.clear();
         counts
     }
 
@@ -262,6 +277,8 @@ mod tests {
         // Both come from the same kernel counters; the test's threads may touch a few pages in between.
         assert!((row.rss_bytes - vm_rss).abs() < 8 << 20, "rss {} vs VmRSS {vm_rss}", row.rss_bytes);
         assert!(row.rchar_bytes > 0);
+        let cmdline = loupe_common::procnames::recall(&me).expect("own command line remembered");
+        assert!(cmdline.contains("loupe_collector"), "{cmdline}");
         let nets = loupe_schema::host::NetworkStatsRow::from_batch(&n.finish().expect("batch"));
         let own_ns = procfs::parse_ns_link(
             std::fs::read_link("/proc/self/ns/net").expect("ns").as_os_str().as_encoded_bytes(),

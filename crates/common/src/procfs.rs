@@ -3,7 +3,8 @@
 //!
 //! Owns turning their text into numbers: bytes in, plain structs out, no I/O, so that recorded
 //! file contents test them and the fuzz target (`fuzz/fuzz_targets/procfs.rs`) feeds them
-//! arbitrary bytes. A process's files are written by the kernel, but its command name (inside
+//! arbitrary bytes. Here rather than in the collector (which reads the files) so that the fuzz
+//! workspace builds them without the collector's dependencies. A process's files are written by the kernel, but its command name (inside
 //! `stat`) is chosen by the process, and a file read while the process exits may be cut short:
 //! every parser returns `None` (or skips the line) on anything it does not expect, never panics.
 
@@ -297,7 +298,7 @@ mod tests {
         let stat = parse_stat(&std::fs::read(format!("/proc/{pid}/stat")).expect("stat")).expect("parses");
         assert_eq!(stat.pid, pid);
         assert!(stat.num_threads >= 1 && stat.vsize_bytes > 0 && stat.rss_pages > 0 && stat.start_ticks > 0);
-        let upid = loupe_common::Upid::for_local_pid(0, pid).expect("upid");
+        let upid = crate::Upid::for_local_pid(0, pid).expect("upid");
         assert_eq!(stat.start_ticks, upid.start_ticks);
         let io = parse_io(&std::fs::read("/proc/self/io").expect("io")).expect("parses");
         assert!(io.rchar > 0, "this process has read its own files");
