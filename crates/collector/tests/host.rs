@@ -77,7 +77,8 @@ fn exits_and_resets_become_rows() {
         let exits = rows(&store, "proc_exit_events", ProcExitEventRow::from_batch);
         let got = |pid| exits.iter().find(|r| pid_of(&r.upid) == pid).map(|r| (r.exit_code, r.signal, r.comm.clone()));
         let tcp = rows(&store, "tcp_stats_events", TcpStatsEventRow::from_batch);
-        let received: i64 = tcp.iter().filter(|r| r.remote_port == i64::from(closed_port)).map(|r| r.resets_received).sum();
+        let received: i64 =
+            tcp.iter().filter(|r| r.remote_port == i64::from(closed_port)).map(|r| r.resets_received).sum();
         let sent: i64 = tcp.iter().filter(|r| r.local_port == i64::from(closed_port)).map(|r| r.resets_sent).sum();
         let aborted: (i64, i64) = tcp
             .iter()
@@ -92,7 +93,12 @@ fn exits_and_resets_become_rows() {
             let upid = exits.iter().find(|r| pid_of(&r.upid) == killed_pid).map(|r| r.upid.clone());
             assert_eq!(upid, Some(killed_upid), "the exit names the process as /proc did while it ran");
             if resets_hooked {
-                assert_eq!((received, sent), (1, 1), "the refused connect: one reset each way ({tcp:?}, {:?})", events.probes());
+                assert_eq!(
+                    (received, sent),
+                    (1, 1),
+                    "the refused connect: one reset each way ({tcp:?}, {:?})",
+                    events.probes()
+                );
                 assert_eq!(aborted, (1, 1), "the SO_LINGER 0 close: one reset each way ({tcp:?})");
                 let sender = tcp.iter().find(|r| r.remote_port == i64::from(abort_port) && r.resets_sent == 1);
                 let me = loupe_common::Upid::for_local_pid(0, std::process::id()).expect("own upid").to_string();

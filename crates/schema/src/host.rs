@@ -106,8 +106,8 @@ crate::table! {
     /// socket's owner for resets met in a syscall; often another process, or none, for timer-driven
     /// retransmits). `tx`/`rx` stay 0: Pixie fills them from kprobes this kernel lacks.
     tcp_stats_events = "tcp_stats_events", "TCP retransmits and resets per connection", TcpStatsEventRow, TcpStatsEventsBuilder {
-        time_ns: Time = "time_", "ST_NONE", "time of the report";
-        upid: Upid = "upid", "ST_UPID", "process owning the socket";
+        time_ns: Time = "time_", "ST_NONE", "end of the report window";
+        upid: Upid = "upid", "ST_UPID", "process the kernel ran the event in (the socket's owner when in its syscall; pid 0: none)";
         local_addr: Str = "local_addr", "ST_IP_ADDRESS", "own IP address";
         local_port: I64 = "local_port", "ST_PORT", "own port";
         remote_addr: Str = "remote_addr", "ST_IP_ADDRESS", "peer IP address";

@@ -59,9 +59,8 @@ fn host_tables_report_memory_exits_and_resets() {
     let dir = temp_dir("host-tables");
 
     // A process holding 200 MiB it has written (so resident), steady until killed.
-    let code = format!(
-        "import sys, time\nb = b'x' * ({HOLD_MIB} << 20)\nprint('ready', flush=True)\ntime.sleep(120)\n"
-    );
+    let code =
+        format!("import sys, time\nb = b'x' * ({HOLD_MIB} << 20)\nprint('ready', flush=True)\ntime.sleep(120)\n");
     let mut holder = Command::new("python3")
         .args(["-c", &code, "loupe-rss-holder"])
         .stdout(Stdio::piped())
@@ -97,9 +96,12 @@ fn host_tables_report_memory_exits_and_resets() {
              px.display(df, 'process_stats')\n"
         ),
     );
-    let newest = |rows: &[Value]| rows.iter().filter(|r| r["t"].as_i64() >= Some(ready_ns)).max_by_key(|r| r["t"].as_i64()).cloned();
+    let newest = |rows: &[Value]| {
+        rows.iter().filter(|r| r["t"].as_i64() >= Some(ready_ns)).max_by_key(|r| r["t"].as_i64()).cloned()
+    };
     let rows = run_until(api_port, &script, Duration::from_secs(20), |rows| newest(rows).is_some());
-    let row = newest(&rows).unwrap_or_else(|| panic!("no process_stats row of the holder after it was ready: {rows:?}"));
+    let row =
+        newest(&rows).unwrap_or_else(|| panic!("no process_stats row of the holder after it was ready: {rows:?}"));
     let want = vm_rss(holder_pid);
     let rss = row["rss_bytes"].as_i64().expect("rss_bytes");
     assert!(want >= HOLD_MIB << 20, "VmRSS {want} below what the holder wrote");
@@ -189,7 +191,9 @@ fn host_tables_report_memory_exits_and_resets() {
     );
     let port = i64::from(closed_port);
     let totals = |rows: &[Value]| {
-        let sum = |c: &str, side: &str| rows.iter().filter(|r| r[side].as_i64() == Some(port)).map(|r| r[c].as_i64().unwrap_or(0)).sum::<i64>();
+        let sum = |c: &str, side: &str| {
+            rows.iter().filter(|r| r[side].as_i64() == Some(port)).map(|r| r[c].as_i64().unwrap_or(0)).sum::<i64>()
+        };
         (sum("sent", "local_port"), sum("received", "remote_port"))
     };
     let rows = run_until(api_port, &script, Duration::from_secs(10), |rows| totals(rows) == (1, 1));

@@ -547,8 +547,10 @@ mod tests {
         assert_eq!(got, [(upid.as_str(), 3, 0), (upid.as_str(), 0, 9), (upid.as_str(), 0, 11)]);
         let batches = store.table(TCP_STATS_EVENTS).expect("table").scan(loupe_store::TimeRange::ALL);
         let tcp = loupe_schema::host::TcpStatsEventRow::from_batch(&batches[0]);
-        let got: Vec<_> =
-            tcp.iter().map(|r| (r.upid.as_str(), r.remote_port, r.retransmits, r.resets_sent, r.resets_received)).collect();
+        let got: Vec<_> = tcp
+            .iter()
+            .map(|r| (r.upid.as_str(), r.remote_port, r.retransmits, r.resets_sent, r.resets_received))
+            .collect();
         assert_eq!(got, [("3:0:0", 80, 2, 1, 0), ("3:0:0", 81, 0, 0, 1)]);
         assert!(tcp.iter().all(|r| r.time_ns == 77 && r.local_addr == "127.0.0.1"));
     }

@@ -19,8 +19,8 @@ use loupe_common::Upid;
 use loupe_schema::TableSpec;
 use loupe_schema::host::{NetworkStatsBuilder, ProcessStatsBuilder, network_stats, process_stats};
 
-use loupe_common::procfs;
 use crate::source::{Source, Tables};
+use loupe_common::procfs;
 
 /// Settings of [`HostStats`].
 #[derive(Debug, Clone)]
@@ -126,7 +126,8 @@ impl ProcScanner {
             }
             // Not every process lets even root read `io` (a process being torn down); its
             // counters are then 0 rather than the row missing.
-            let io = if self.read(pid, "io") { procfs::parse_io(&self.buf).unwrap_or_default() } else { Default::default() };
+            let io =
+                if self.read(pid, "io") { procfs::parse_io(&self.buf).unwrap_or_default() } else { Default::default() };
             let upid = Upid { asid: self.asid, pid: stat.pid, start_ticks: stat.start_ticks };
             let upid_text = upid.to_string();
             self.current.insert(upid);
@@ -280,10 +281,9 @@ mod tests {
         let cmdline = loupe_common::procnames::recall(&me).expect("own command line remembered");
         assert!(cmdline.contains("loupe_collector"), "{cmdline}");
         let nets = loupe_schema::host::NetworkStatsRow::from_batch(&n.finish().expect("batch"));
-        let own_ns = procfs::parse_ns_link(
-            std::fs::read_link("/proc/self/ns/net").expect("ns").as_os_str().as_encoded_bytes(),
-        )
-        .expect("inode") as i64;
+        let own_ns =
+            procfs::parse_ns_link(std::fs::read_link("/proc/self/ns/net").expect("ns").as_os_str().as_encoded_bytes())
+                .expect("inode") as i64;
         let net = nets.iter().find(|r| r.netns == own_ns).expect("own namespace");
         assert_eq!(net.pod_id, "");
         let dev = procfs::parse_net_dev(&std::fs::read("/proc/self/net/dev").expect("dev"), |n| n != "lo");
