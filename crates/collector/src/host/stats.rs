@@ -9,7 +9,7 @@
 //! scan is skipped. `network_stats` has one row per network namespace, summed over its interfaces
 //! except `lo`; `pod_id` is empty on a bare host (no pods) and the namespace's inode is in `netns`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -60,10 +60,11 @@ pub struct ProcScanner {
     buf: Vec<u8>,
     path: PathBuf,
     seen_ns: HashSet<u64>,
-    /// Processes of the previous scan and this one: a process new to a scan has its command line
-    /// read once, for `loupe_common::procnames`.
-    known: HashSet<Upid>,
-    current: HashSet<Upid>,
+    /// Processes of the previous scan and this one, with their network namespace: a process new to
+    /// a scan has its command line read once (for `loupe_common::procnames`) and its namespace looked
+    /// up once (a process that moves to another namespace, rare, is counted in its first one).
+    known: HashMap<Upid, Option<u64>>,
+    current: HashMap<Upid, Option<u64>>,
 }
 
 impl ProcScanner {
@@ -79,8 +80,8 @@ impl ProcScanner {
             buf: Vec::with_capacity(4096),
             path: PathBuf::new(),
             seen_ns: HashSet::new(),
-            known: HashSet::new(),
-            current: HashSet::new(),
+            known: HashMap::new(),
+            current: HashMap::new(),
         }
     }
 
@@ -130,12 +131,18 @@ impl ProcScanner {
                 if self.read(pid, "io") { procfs::parse_io(&self.buf).unwrap_or_default() } else { Default::default() };
             let upid = Upid { asid: self.asid, pid: stat.pid, start_ticks: stat.start_ticks };
             let upid_text = upid.to_string();
-            self.current.insert(upid);
-            if !self.known.contains(&upid) && self.read(pid, "cmdline") {
-                let cmdline = String::from_utf8_lossy(&self.buf);
-                let args: Vec<&str> = cmdline.split('\0').filter(|a| !a.is_empty()).collect();
-                loupe_common::procnames::remember(&upid_text, &args.join(" "));
-            }
+            let netns = match self.known.get(&upid) {
+                Some(netns) => *netns,
+                None => {
+                    if self.read(pid, "cmdline") {
+                        let cmdline = String::from_utf8_lossy(&self.buf);
+                        let args: Vec<&str> = cmdline.split('\0').filter(|a| !a.is_empty()).collect();
+                        loupe_common::procnames::remember(&upid_text, &args.join(" "));
+                    }
+                    self.netns(pid)
+                }
+            };
+            self.current.insert(upid, netns);
             processes.time_ns.append_value(time_ns);
             processes.upid.append_value(upid_text);
             processes.major_faults.append_value(as_i64(stat.major_faults));
@@ -152,7 +159,7 @@ impl ProcScanner {
             processes.end_row();
             counts.processes += 1;
 
-            if let Some(netns) = self.netns(pid)
+            if let Some(netns) = netns
                 && self.seen_ns.insert(netns)
                 && self.read(pid, "net/dev")
             {
@@ -289,6 +296,11 @@ mod tests {
         let dev = procfs::parse_net_dev(&std::fs::read("/proc/self/net/dev").expect("dev"), |n| n != "lo");
         // Counters only grow between the scan and this read.
         assert!(net.rx_bytes <= dev.rx_bytes as i64 && net.tx_packets <= dev.tx_packets as i64);
+        // A second scan, which looks namespaces up only for processes new to it, finds the same one.
+        let again = scanner.scan(124, &mut p, &mut n);
+        assert!(again.processes >= 1, "{again:?}");
+        let nets = loupe_schema::host::NetworkStatsRow::from_batch(&n.finish().expect("batch"));
+        assert!(nets.iter().any(|r| r.netns == own_ns && r.time_ns == 124), "{nets:?}");
     }
 
     /// A procfs that is not there, or holds junk, yields no rows and no panic.
