@@ -19,6 +19,15 @@ static SOCKET_TRACE: &Aligned<[u8]> = &Aligned { bytes: *include_bytes!("../obj/
 /// 8-byte aligned, as aya's `EbpfLoader::load` expects.
 pub const SOCKET_TRACE_OBJ: &[u8] = &SOCKET_TRACE.bytes;
 
+static HOST: &Aligned<[u8]> = &Aligned { bytes: *include_bytes!("../obj/host.bpf.o") };
+
+/// Host events: process exits (`sched:sched_process_exit`) and TCP retransmits and resets (the
+/// `tcp_retransmit_skb`, `tcp_send_reset` and `tcp_receive_reset` BTF tracepoints), one record each
+/// into the `host_events` ring buffer.
+///
+/// 8-byte aligned, as aya's `EbpfLoader::load` expects.
+pub const HOST_OBJ: &[u8] = &HOST.bytes;
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -28,6 +37,8 @@ mod tests {
     fn object_is_aligned_elf() {
         assert_eq!(super::SOCKET_TRACE_OBJ.as_ptr() as usize % 8, 0);
         assert_eq!(&super::SOCKET_TRACE_OBJ[..4], b"\x7fELF");
+        assert_eq!(super::HOST_OBJ.as_ptr() as usize % 8, 0);
+        assert_eq!(&super::HOST_OBJ[..4], b"\x7fELF");
     }
 
     #[test]

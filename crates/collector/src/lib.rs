@@ -2,10 +2,11 @@
 //!
 //! Owns the path from the kernel to table rows: [`preflight`] checks the host, [`source`] defines
 //! what a data source is ([`Source`]) and the named tables it appends to, [`socket`] is the socket
-//! tracer (loader, reassembly, tracker, inference, per-protocol rows), and [`Collector`] runs the
-//! sources on its own thread. Must not know about PxL, queries or gRPC.
+//! tracer (loader, reassembly, tracker, inference, per-protocol rows), [`host`] the host tables
+//! (`process_stats`, `network_stats`), and [`Collector`] runs the sources on its own thread. Must not know about PxL, queries or gRPC.
 
 pub mod budget;
+pub mod host;
 pub mod preflight;
 pub mod socket;
 pub mod source;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use loupe_store::Store;
 
 pub use budget::{BudgetError, BudgetSplit, MemoryBudget};
+pub use host::{HostEvents, HostEventsConfig, HostStats, HostStatsConfig};
 pub use socket::loader::{ProbeStatus, Tracer, TracerConfig};
 pub use socket::{SocketConfig, SocketTracer, TableRows, Tracker, TrackerConfig, TrackerStats, events, loader};
 pub use source::{Source, Tables};
@@ -55,6 +57,8 @@ pub struct CollectorConfig {
     /// The agent's counters are written to `agent_stats` this often (and sampled for `/metrics`
     /// every second).
     pub stats_interval: Duration,
+    /// `process_stats` and `network_stats`: how often `/proc` is scanned, and where it is.
+    pub host_stats: HostStatsConfig,
 }
 
 impl Default for CollectorConfig {
@@ -66,6 +70,7 @@ impl Default for CollectorConfig {
             push_interval: Duration::from_millis(100),
             push_rows: 1024,
             stats_interval: Duration::from_secs(10),
+            host_stats: HostStatsConfig::default(),
         }
     }
 }
@@ -121,7 +126,12 @@ impl Collector {
     pub fn start(store: Arc<Store>, config: CollectorConfig) -> Result<Collector, CollectorError> {
         preflight::check()?;
         let counters = Arc::new(CollectorCounters::default());
-        let tables = Tables::register(&store, &SocketTracer::table_specs(), counters.clone())?;
+        let mut specs = SocketTracer::table_specs();
+        specs.extend(HostStats::table_specs());
+        specs.extend(HostEvents::table_specs());
+        let tables = Tables::register(&store, &specs, counters.clone())?;
+        let mut host_stats = config.host_stats.clone();
+        host_stats.asid = config.tracker.asid;
         let socket = SocketConfig {
             tracer: config.tracer.clone(),
             tracker: config.tracker.clone(),
@@ -147,7 +157,18 @@ impl Collector {
                         }
                     };
                     let _ = ready_tx.send(Ok(tracer.probes()));
-                    let sources: Vec<Box<dyn Source>> = vec![Box::new(tracer)];
+                    let mut sources: Vec<Box<dyn Source>> =
+                        vec![Box::new(tracer), Box::new(HostStats::new(host_stats.clone()))];
+                    // Host events are an addition: without them the socket tracer and the /proc
+                    // tables still run.
+                    let events = HostEventsConfig { asid: host_stats.asid, ..HostEventsConfig::default() };
+                    match HostEvents::load(events) {
+                        Ok(events) => sources.push(Box::new(events)),
+                        Err(error) => tracing::warn!(
+                            error = %ErrorChain(&error),
+                            "proc_exit_events and tcp_stats_events are not collected"
+                        ),
+                    }
                     run(sources, &tables, config.poll_interval, &stop);
                 })
                 .map_err(|e| CollectorError::Thread(e.to_string()))?
@@ -178,6 +199,21 @@ impl Drop for Collector {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Shows an error with its sources, `a: b: c`, in one log field.
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
     }
 }
 

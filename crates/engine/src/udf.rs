@@ -2,7 +2,7 @@
 //!
 //! Owns `pluck`, `pluck_int64` and `pluck_float64` (read one key of a JSON object string,
 //! null when the text is not an object or lacks the key) and `upid_to_cmdline` (read from this host's
-//! `/proc` when the call runs), the row-at-a-time text functions (protocol code names from `names`, `split`,
+//! `/proc` when the call runs, or remembered by the collector for a process gone), the row-at-a-time text functions (protocol code names from `names`, `split`,
 //! the SQL normalizers of `sqlnorm`) and `nslookup` (reverse DNS through the system resolver, with a
 //! bounded cache and a per-batch budget). Must not hold state between calls beyond that cache.
 
@@ -409,7 +409,8 @@ impl ScalarUDFImpl for Pluck {
 }
 
 /// `px.upid_to_cmdline`: the command line of a UPID's process (`asid:pid:start_ticks`), read from `/proc` when
-/// the query runs; '' when that process is gone (its pid missing, or reused: the start time differs).
+/// the query runs; when that process is gone (its pid missing, or reused: the start time differs), the command
+/// line the collector remembered while it ran (`loupe_common::procnames`), else ''.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Cmdline {
     signature: Signature,
@@ -434,11 +435,17 @@ pub(crate) fn cmdline_of(upid: &str) -> String {
     // Field 22 of /proc/<pid>/stat (the 20th after the parenthesised command) is the start time in ticks.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let started = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(19));
-    if started != Some(start) {
-        return String::new();
+    let live = if started == Some(start) {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&raw).split('\0').filter(|a| !a.is_empty()).collect::<Vec<_>>().join(" ")
+    } else {
+        String::new()
+    };
+    if live.is_empty() {
+        // Gone (or exiting, its memory already released): what the collector saw while it ran.
+        return loupe_common::procnames::recall(upid).unwrap_or_default();
     }
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    String::from_utf8_lossy(&raw).split('\0').filter(|a| !a.is_empty()).collect::<Vec<_>>().join(" ")
+    live
 }
 
 impl ScalarUDFImpl for Cmdline {
@@ -557,5 +564,9 @@ mod tests {
         assert_eq!(cmdline_of(&format!("7:{pid}:{start}")), want);
         assert_eq!(cmdline_of(&format!("7:{pid}:{}1", start)), "");
         assert_eq!(cmdline_of("not a upid"), "");
+        // A process gone answers with what the collector remembered of it, never with the pid's new owner.
+        loupe_common::procnames::remember(&format!("7:{pid}:{}1", start), "gone --flag");
+        assert_eq!(cmdline_of(&format!("7:{pid}:{}1", start)), "gone --flag");
+        assert_eq!(cmdline_of(&format!("7:{pid}:{start}")), want);
     }
 }

@@ -207,7 +207,7 @@ functions! {
         -> Returns::Fixed(S), Semantic::None, Rule::ScriptReference,
         "a link cell to `script`, with an optional third argument: a dict of its arguments (values may be columns); JSON `{\"label\",\"script\",\"args\"}` (ST_SCRIPT_REFERENCE)";
     UpidToCmdline "upid_to_cmdline"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "the command line of the UPID's process, read from this host's /proc when the query runs ('' once it exited)";
+        "the command line of the UPID's process, read from this host's /proc when the query runs; once it exited, the one the agent saw while it ran ('' if none)";
     Replace "replace"(constant("pattern", STR), p("s", STR), p("sub", STR)) -> Returns::Fixed(S), Semantic::None,
         Rule::Call, "`s` with every match of regex `pattern` replaced by `sub` (`\\1` names a group)";
     PodNameToStartTime "pod_name_to_start_time"(p("name", STR)) -> Returns::Fixed(T), Semantic::None, Rule::Call,

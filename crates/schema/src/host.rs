@@ -3,6 +3,15 @@
 //! The others stay empty until a source fills them, but are declared now so that a script naming any of them
 //! compiles and returns no rows.
 
+/// Name of the per-process counters table.
+pub const PROCESS_STATS: &str = "process_stats";
+/// Name of the per-namespace network counters table.
+pub const NETWORK_STATS: &str = "network_stats";
+/// Name of the process exits table.
+pub const PROC_EXIT_EVENTS: &str = "proc_exit_events";
+/// Name of the TCP retransmits and resets table.
+pub const TCP_STATS_EVENTS: &str = "tcp_stats_events";
+
 crate::table! {
     /// `process_stats`: per-process CPU, memory, fault and I/O counters from /proc.
     process_stats = "process_stats", "per-process CPU, memory and I/O counters", ProcessStatsRow, ProcessStatsBuilder {
@@ -39,8 +48,9 @@ crate::table! {
 }
 
 crate::table! {
-    /// `network_stats`: per-pod (or per network namespace) interface counters.
-    network_stats = "network_stats", "network interface counters per pod", NetworkStatsRow, NetworkStatsBuilder {
+    /// `network_stats`: per-pod (or per network namespace) interface counters, summed over the interfaces
+    /// other than `lo`.
+    network_stats = "network_stats", "network interface counters per pod or network namespace (`lo` left out)", NetworkStatsRow, NetworkStatsBuilder {
         time_ns: Time = "time_", "ST_NONE", "time of the sample";
         pod_id: Str = "pod_id", "ST_NONE", "pod (or network namespace on a bare host)";
         rx_bytes: I64 = "rx_bytes", "ST_BYTES", "bytes received (counter)";
@@ -51,6 +61,7 @@ crate::table! {
         tx_packets: I64 = "tx_packets", "ST_NONE", "packets sent (counter)";
         tx_errors: I64 = "tx_errors", "ST_NONE", "send errors (counter)";
         tx_drops: I64 = "tx_drops", "ST_NONE", "send drops (counter)";
+        netns: I64 = "netns", "ST_NONE", "inode of the network namespace (Loupe's; tells namespaces apart on a bare host)";
     }
 }
 
@@ -90,17 +101,22 @@ crate::table! {
 }
 
 crate::table! {
-    /// `tcp_stats_events`: per-connection TCP bytes and retransmits.
-    tcp_stats_events = "tcp_stats_events", "TCP bytes and retransmits per connection", TcpStatsEventRow, TcpStatsEventsBuilder {
-        time_ns: Time = "time_", "ST_NONE", "time of the report";
-        upid: Upid = "upid", "ST_UPID", "process owning the socket";
+    /// `tcp_stats_events`: per-connection TCP retransmits and resets from the `tcp:*` tracepoints, one row per
+    /// connection and report window that saw any. `upid` is the process the kernel ran the event in (the
+    /// socket's owner for resets met in a syscall; often another process, or none, for timer-driven
+    /// retransmits). `tx`/`rx` stay 0: Pixie fills them from kprobes this kernel lacks.
+    tcp_stats_events = "tcp_stats_events", "TCP retransmits and resets per connection", TcpStatsEventRow, TcpStatsEventsBuilder {
+        time_ns: Time = "time_", "ST_NONE", "end of the report window";
+        upid: Upid = "upid", "ST_UPID", "process the kernel ran the event in (the socket's owner when in its syscall; pid 0: none)";
         local_addr: Str = "local_addr", "ST_IP_ADDRESS", "own IP address";
         local_port: I64 = "local_port", "ST_PORT", "own port";
         remote_addr: Str = "remote_addr", "ST_IP_ADDRESS", "peer IP address";
         remote_port: I64 = "remote_port", "ST_PORT", "peer port";
-        tx: I64 = "tx", "ST_BYTES", "bytes sent (counter)";
-        rx: I64 = "rx", "ST_BYTES", "bytes received (counter)";
-        retransmits: I64 = "retransmits", "ST_NONE", "retransmitted segments (counter)";
+        tx: I64 = "tx", "ST_BYTES", "bytes sent (counter; 0: not traced yet)";
+        rx: I64 = "rx", "ST_BYTES", "bytes received (counter; 0: not traced yet)";
+        retransmits: I64 = "retransmits", "ST_NONE", "segments retransmitted since the previous row of this connection";
+        resets_sent: I64 = "resets_sent", "ST_NONE", "RSTs sent since the previous row of this connection (Loupe's)";
+        resets_received: I64 = "resets_received", "ST_NONE", "RSTs received since the previous row of this connection (Loupe's)";
     }
 }
 

@@ -11,6 +11,7 @@ mod doctor;
 mod e2e;
 mod hardening_auth;
 mod hardening_query;
+mod host_tables;
 mod http2_capture;
 mod mqtt_capture;
 mod mysql_capture;
