@@ -58,6 +58,8 @@ pub const PROTO_HTTP: u8 = 1;
 pub const PROTO_HTTP2: u8 = 2;
 /// MySQL/MariaDB (the server greeting first): its payload is exported.
 pub const PROTO_MYSQL: u8 = 3;
+/// Cassandra's native protocol (a v3 to v5 frame header first): its payload is exported.
+pub const PROTO_CQL: u8 = 4;
 /// PostgreSQL (a startup-phase packet or a simple query first): its payload is exported.
 pub const PROTO_PGSQL: u8 = 5;
 /// DNS over TCP (a length, then a query header with one question): its payload is exported.
@@ -66,6 +68,10 @@ pub const PROTO_DNS: u8 = 6;
 pub const PROTO_REDIS: u8 = 7;
 /// NATS (the server's `INFO {` first): its payload is exported.
 pub const PROTO_NATS: u8 = 8;
+/// MongoDB (a request header with OP_MSG, OP_QUERY or OP_COMPRESSED first): its payload is exported.
+pub const PROTO_MONGO: u8 = 9;
+/// Kafka (a request header with a known API key and version first): its payload is exported.
+pub const PROTO_KAFKA: u8 = 10;
 /// AMQP 0-9-1 (the `AMQP` protocol header or a Connection.Start frame first): its payload is exported.
 pub const PROTO_AMQP: u8 = 12;
 /// MQTT (a CONNECT packet, or its first byte alone, first); not in Pixie's list, so the next free number.
@@ -287,7 +293,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 44] = [
+        let pairs: [(&str, u64); 47] = [
             ("LOUPE_EVENT_TLS_CONN", EVENT_TLS_CONN.into()),
             ("LOUPE_STAT_TLS_NO_FD", STAT_TLS_NO_FD as u64),
             ("LOUPE_EVENT_DATAGRAM", EVENT_DATAGRAM.into()),
@@ -313,6 +319,9 @@ mod tests {
             ("LOUPE_PROTO_NATS", PROTO_NATS.into()),
             ("LOUPE_PROTO_AMQP", PROTO_AMQP.into()),
             ("LOUPE_PROTO_MQTT", PROTO_MQTT.into()),
+            ("LOUPE_PROTO_CQL", PROTO_CQL.into()),
+            ("LOUPE_PROTO_MONGO", PROTO_MONGO.into()),
+            ("LOUPE_PROTO_KAFKA", PROTO_KAFKA.into()),
             ("LOUPE_PROTO_OTHER", PROTO_OTHER.into()),
             ("LOUPE_DATA_FLAG_LAST", DATA_FLAG_LAST.into()),
             ("LOUPE_AF_INET", AF_INET.into()),

@@ -548,12 +548,52 @@ static __always_inline bool is_http2_start(__u64 word, __u64 avail)
 }
 
 /*
+ * Kafka: a request's size (4 bytes, big-endian, at least the 8-byte header rest and below 16 MiB),
+ * then its API key (0..74) and API version (0..20), both big-endian int16. Clients and brokers alike
+ * see the request first. Checked after PostgreSQL, whose startup packet has the same shape.
+ */
+static __always_inline bool is_kafka_request(__u64 word, __u64 avail)
+{
+	__u64 len = ((__u64)BYTE(word, 1) << 16) | ((__u64)BYTE(word, 2) << 8) | (__u64)BYTE(word, 3);
+
+	return avail == 8 && BYTE(word, 0) == 0 && len >= 8 && BYTE(word, 4) == 0 && BYTE(word, 5) <= 74 &&
+	       BYTE(word, 6) == 0 && BYTE(word, 7) <= 20;
+}
+
+/*
+ * Cassandra's native protocol (v3 to v5 framing of the handshake): a version byte (3, 4 or 5; with
+ * the high bit for a response), flags up to 0x1f, a stream id, an opcode up to 0x10, and a body
+ * length (the first 3 of its 4 big-endian bytes fit here) below 16 MiB.
+ */
+static __always_inline bool is_cql_frame(__u64 word, __u64 avail)
+{
+	__u8 version = BYTE(word, 0) & 0x7f;
+
+	return avail == 8 && version >= 3 && version <= 5 && BYTE(word, 1) <= 0x1f && BYTE(word, 4) <= 0x10 &&
+	       BYTE(word, 5) == 0;
+}
+
+/*
+ * MongoDB: a request header of 16 bytes, little-endian: its length (16 bytes to 16 MiB), a request
+ * id, responseTo 0 (a request), and the opcode OP_MSG (2013), OP_QUERY (2004) or OP_COMPRESSED
+ * (2012). `word2` holds bytes 8 to 15.
+ */
+static __always_inline bool is_mongo_request(__u64 word, __u64 word2, __u64 avail)
+{
+	__u64 len = (__u64)BYTE(word, 0) | ((__u64)BYTE(word, 1) << 8) | ((__u64)BYTE(word, 2) << 16);
+	__u64 op = (__u64)BYTE(word2, 4) | ((__u64)BYTE(word2, 5) << 8);
+
+	return avail >= 16 && BYTE(word, 3) == 0 && len >= 16 && (word2 & 0xffffffff) == 0 && BYTE(word2, 6) == 0 &&
+	       BYTE(word2, 7) == 0 && (op == 2013 || op == 2004 || op == 2012);
+}
+
+/*
  * Classifies a connection from its first bytes, as Pixie does: first match wins, HTTP before Redis
  * (an inline "GET k" is exported as HTTP and user space then finds Redis). Add a protocol: one more
  * LOUPE_PROTO_*, a test here, and protocol_exported. User space infers again on whole lines
  * (crates/collector/src/socket/infer.rs), so this only has to let the right connections through.
  */
-static __always_inline __u8 classify(__u64 word, __u64 avail)
+static __always_inline __u8 classify(__u64 word, __u64 avail, __u64 word2, __u64 avail16)
 {
 	/* A TLS record (handshake, application data, alert, change cipher spec) of SSL 3.0 to TLS 1.3:
 	 * never exported as such; its plaintext comes from the TLS library's uprobes. */
@@ -585,6 +625,13 @@ static __always_inline __u8 classify(__u64 word, __u64 avail)
 		return LOUPE_PROTO_AMQP;
 	if (is_http2_start(word, avail))
 		return LOUPE_PROTO_HTTP2;
+	/* Binary headers without a magic string: last, so any protocol above wins. */
+	if (is_mongo_request(word, word2, avail16))
+		return LOUPE_PROTO_MONGO;
+	if (is_kafka_request(word, avail))
+		return LOUPE_PROTO_KAFKA;
+	if (is_cql_frame(word, avail))
+		return LOUPE_PROTO_CQL;
 	return LOUPE_PROTO_OTHER;
 }
 
@@ -592,8 +639,8 @@ static __always_inline bool protocol_exported(__u8 protocol)
 {
 	return protocol == LOUPE_PROTO_HTTP || protocol == LOUPE_PROTO_REDIS || protocol == LOUPE_PROTO_PGSQL ||
 	       protocol == LOUPE_PROTO_DNS || protocol == LOUPE_PROTO_MYSQL || protocol == LOUPE_PROTO_NATS ||
-	       protocol == LOUPE_PROTO_MQTT || protocol == LOUPE_PROTO_AMQP ||
-	       protocol == LOUPE_PROTO_HTTP2;
+	       protocol == LOUPE_PROTO_MQTT || protocol == LOUPE_PROTO_AMQP || protocol == LOUPE_PROTO_HTTP2 ||
+	       protocol == LOUPE_PROTO_KAFKA || protocol == LOUPE_PROTO_MONGO || protocol == LOUPE_PROTO_CQL;
 }
 
 /* Index of the first non-empty iovec at or after `idx` (n_iov or more if none). */
@@ -703,11 +750,11 @@ static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 		stat_inc(LOUPE_STAT_TRUNCATED);
 }
 
-/* Reads up to 8 bytes from the first non-empty iovec, for classification. */
+/* Reads up to 16 bytes from the first non-empty iovec, for classification. */
 static __always_inline __u8 classify_iov(struct scratch *s, __u64 n_iov, __u64 ret)
 {
 	__u64 idx = skip_empty(s, 0, n_iov);
-	__u64 word = 0;
+	__u64 words[2] = {0, 0};
 	__u64 avail;
 
 	if (idx >= n_iov || idx >= LOUPE_MAX_IOV)
@@ -715,13 +762,14 @@ static __always_inline __u8 classify_iov(struct scratch *s, __u64 n_iov, __u64 r
 	avail = s->iov[idx & (LOUPE_MAX_IOV - 1)].len;
 	if (avail > ret)
 		avail = ret;
-	if (avail > 8)
-		avail = 8;
-	if (bpf_probe_read_user(&word, avail, (const void *)s->iov[idx & (LOUPE_MAX_IOV - 1)].base)) {
+	if (avail > 16)
+		avail = 16;
+	if (bpf_probe_read_user(words, avail, (const void *)s->iov[idx & (LOUPE_MAX_IOV - 1)].base)) {
 		stat_inc(LOUPE_STAT_READ_FAILURES);
 		return LOUPE_PROTO_UNCLASSIFIED; /* try again on the next data */
 	}
-	return classify(word, avail);
+	/* The tests written for 8 bytes read `avail == 8` as "the whole word": they get at most 8. */
+	return classify(words[0], avail < 8 ? avail : 8, words[1], avail);
 }
 
 /* ---- enter/exit bodies ---- */

@@ -52,10 +52,13 @@
 #define LOUPE_PROTO_HTTP 1
 #define LOUPE_PROTO_HTTP2 2 /* Pixie's number for HTTP/2 (cleartext here) */
 #define LOUPE_PROTO_MYSQL 3 /* Pixie's number for MySQL */
+#define LOUPE_PROTO_CQL 4   /* Pixie's number for Cassandra's native protocol */
 #define LOUPE_PROTO_PGSQL 5 /* Pixie's number for PostgreSQL */
 #define LOUPE_PROTO_DNS 6   /* Pixie's number for DNS (over TCP, and over UDP as LOUPE_EVENT_DATAGRAM) */
 #define LOUPE_PROTO_REDIS 7 /* Pixie's number for Redis */
 #define LOUPE_PROTO_NATS 8  /* Pixie's number for NATS */
+#define LOUPE_PROTO_MONGO 9 /* Pixie's number for MongoDB */
+#define LOUPE_PROTO_KAFKA 10 /* Pixie's number for Kafka */
 #define LOUPE_PROTO_AMQP 12 /* Pixie's number for AMQP */
 #define LOUPE_PROTO_MQTT 14 /* not in Pixie's list (it has no MQTT table): the next free number */
 #define LOUPE_PROTO_TLS 254 /* kernel-internal: a TLS record layer (its plaintext comes from uprobes) */

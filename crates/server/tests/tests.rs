@@ -21,6 +21,7 @@ mod pixie_api;
 mod px_cloud;
 mod redaction;
 mod redis_capture;
+mod replay_capture;
 mod split;
 mod tls;
 mod tls_capture;
