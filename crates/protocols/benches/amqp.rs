@@ -7,11 +7,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::hint::black_box;
-use std::time::Duration;
-
-use criterion::{BatchSize, Criterion, Throughput, criterion_group};
-use loupe_protocols::amqp::{AmqpConfig, AmqpConn, Record};
+use loupe_protocols::amqp::{AmqpConfig, AmqpConn};
 use loupe_protocols::redact;
 
 macro_rules! corpus_file {
@@ -20,64 +16,15 @@ macro_rules! corpus_file {
     };
 }
 
-/// The recorded mix: (request stream, response stream) per connection.
-const CORPUS: common::Corpus = &[(corpus_file!("pika.req"), corpus_file!("pika.resp"))];
-
-fn corpus_bytes() -> u64 {
-    common::corpus_bytes(CORPUS)
-}
-
-/// Parses the whole mix once; returns the number of records.
-fn parse_mix(records: &mut Vec<Record>) -> usize {
-    common::parse_mix(CORPUS, || AmqpConn::new(AmqpConfig::default()), records)
-}
-
-/// The floor: the simplest possible pass over the same bytes.
-fn count_frame_ends() -> usize {
-    common::count_byte(CORPUS, 0xce)
-}
-
-fn bench_amqp(c: &mut Criterion) {
-    let mut group = c.benchmark_group("amqp");
-    group.throughput(Throughput::Bytes(corpus_bytes()));
-    let mut records = Vec::new();
-    group.bench_function("amqp_conn_recorded_mix", |b| b.iter(|| black_box(parse_mix(&mut records))));
-    group.bench_function("baseline_frame_end_scan", |b| b.iter(|| black_box(count_frame_ends())));
-    group.finish();
-    let mut records = Vec::new();
-    parse_mix(&mut records);
-    let mut group = c.benchmark_group("redact_amqp");
-    group.bench_function("redact_recorded_mix_records", |b| {
-        b.iter_batched_ref(
-            || records.clone(),
-            |records| records.iter_mut().for_each(|r| redact::amqp_method(&mut r.req)),
-            BatchSize::SmallInput,
-        )
-    });
-    group.finish();
-}
-
-criterion_group!(benches, bench_amqp);
-
-/// Runs `f` repeatedly for about `budget` and returns MB/s over the corpus.
-fn measure_mb_per_s(budget: Duration, f: impl FnMut() -> usize) -> f64 {
-    common::mb_per_s(corpus_bytes(), budget, f)
-}
-
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-
-    // A plain summary line, measured in this run so the ratio is meaningful on any machine.
-    let budget = Duration::from_millis(500);
-    let mut records = Vec::new();
-    let parser = measure_mb_per_s(budget, || parse_mix(&mut records));
-    let floor = measure_mb_per_s(budget, count_frame_ends);
-    let records = parse_mix(&mut records);
-    println!(
-        "amqp summary: AmqpConn {parser:.1} MB/s, frame-end-scan floor {floor:.1} MB/s (ratio {:.3}) ({} bytes, \
-         {records} records per pass)",
-        parser / floor,
-        corpus_bytes(),
-    );
+    common::run(&common::Bench {
+        name: "amqp",
+        parser: "AmqpConn",
+        // The recorded mix: (request stream, response stream) per connection.
+        corpus: &[(corpus_file!("pika.req"), corpus_file!("pika.resp"))],
+        new: || AmqpConn::new(AmqpConfig::default()),
+        floor_byte: 0xce,
+        floor_name: "frame-end",
+        redact: |r| redact::amqp_method(&mut r.req),
+    });
 }

@@ -7,11 +7,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::hint::black_box;
-use std::time::Duration;
-
-use criterion::{BatchSize, Criterion, Throughput, criterion_group};
-use loupe_protocols::nats::{NatsConfig, NatsConn, Record};
+use loupe_protocols::nats::{NatsConfig, NatsConn};
 use loupe_protocols::redact;
 
 macro_rules! corpus_file {
@@ -20,77 +16,18 @@ macro_rules! corpus_file {
     };
 }
 
-/// The recorded mix: (request stream, response stream) per connection.
-const CORPUS: common::Corpus = &[
-    (corpus_file!("publisher.req"), corpus_file!("publisher.resp")),
-    (corpus_file!("subscriber.req"), corpus_file!("subscriber.resp")),
-];
-
-fn corpus_bytes() -> u64 {
-    common::corpus_bytes(CORPUS)
-}
-
-/// Parses the whole mix once; returns the number of records.
-fn parse_mix(records: &mut Vec<Record>) -> usize {
-    common::parse_mix(CORPUS, || NatsConn::new(NatsConfig::default()), records)
-}
-
-/// The floor: the simplest possible pass over the same bytes.
-fn count_line_feeds() -> usize {
-    let mut count = 0;
-    for (req, resp) in CORPUS {
-        for stream in [req, resp] {
-            for &byte in black_box(*stream) {
-                if byte == b'\n' {
-                    count += 1;
-                }
-            }
-        }
-    }
-    count
-}
-
-fn bench_nats(c: &mut Criterion) {
-    let mut group = c.benchmark_group("nats");
-    group.throughput(Throughput::Bytes(corpus_bytes()));
-    let mut records = Vec::new();
-    group.bench_function("nats_conn_recorded_mix", |b| b.iter(|| black_box(parse_mix(&mut records))));
-    group.bench_function("baseline_line_feed_scan", |b| b.iter(|| black_box(count_line_feeds())));
-    group.finish();
-    let mut records = Vec::new();
-    parse_mix(&mut records);
-    let mut group = c.benchmark_group("redact_nats");
-    group.bench_function("redact_recorded_mix_records", |b| {
-        b.iter_batched_ref(
-            || records.clone(),
-            |records| records.iter_mut().for_each(|r| redact::nats_message(&mut r.msg)),
-            BatchSize::SmallInput,
-        )
-    });
-    group.finish();
-}
-
-criterion_group!(benches, bench_nats);
-
-/// Runs `f` repeatedly for about `budget` and returns MB/s over the corpus.
-fn measure_mb_per_s(budget: Duration, f: impl FnMut() -> usize) -> f64 {
-    common::mb_per_s(corpus_bytes(), budget, f)
-}
-
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-
-    // A plain summary line, measured in this run so the ratio is meaningful on any machine.
-    let budget = Duration::from_millis(500);
-    let mut records = Vec::new();
-    let parser = measure_mb_per_s(budget, || parse_mix(&mut records));
-    let floor = measure_mb_per_s(budget, count_line_feeds);
-    let records = parse_mix(&mut records);
-    println!(
-        "nats summary: NatsConn {parser:.1} MB/s, line-feed-scan floor {floor:.1} MB/s (ratio {:.3}) ({} bytes, \
-         {records} records per pass)",
-        parser / floor,
-        corpus_bytes(),
-    );
+    common::run(&common::Bench {
+        name: "nats",
+        parser: "NatsConn",
+        // The recorded mix: (request stream, response stream) per connection.
+        corpus: &[
+            (corpus_file!("publisher.req"), corpus_file!("publisher.resp")),
+            (corpus_file!("subscriber.req"), corpus_file!("subscriber.resp")),
+        ],
+        new: || NatsConn::new(NatsConfig::default()),
+        floor_byte: b'\n',
+        floor_name: "line-feed",
+        redact: |r| redact::nats_message(&mut r.msg),
+    });
 }
