@@ -2,11 +2,12 @@
 //!
 //! Owns the path from the kernel to table rows: [`preflight`] checks the host, [`source`] defines
 //! what a data source is ([`Source`]) and the named tables it appends to, [`socket`] is the socket
-//! tracer (loader, reassembly, tracker, inference, per-protocol rows), and [`Collector`] runs the
-//! sources on its own thread. Must not know about PxL, queries or gRPC.
+//! tracer (loader, reassembly, tracker, inference, per-protocol rows), [`profiler`] the CPU profiler
+//! (`stack_traces.beta`), and [`Collector`] runs the sources on its own thread. Must not know about PxL, queries or gRPC.
 
 pub mod budget;
 pub mod preflight;
+pub mod profiler;
 pub mod socket;
 pub mod source;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 use loupe_store::Store;
 
 pub use budget::{BudgetError, BudgetSplit, MemoryBudget};
+pub use profiler::{Profiler, ProfilerConfig};
 pub use socket::loader::{ProbeStatus, Tracer, TracerConfig};
 pub use socket::{SocketConfig, SocketTracer, TableRows, Tracker, TrackerConfig, TrackerStats, events, loader};
 pub use source::{Source, Tables};
@@ -55,6 +57,8 @@ pub struct CollectorConfig {
     /// The agent's counters are written to `agent_stats` this often (and sampled for `/metrics`
     /// every second).
     pub stats_interval: Duration,
+    /// The CPU profiler (`stack_traces.beta`); `None` turns it off.
+    pub profiler: Option<ProfilerConfig>,
 }
 
 impl Default for CollectorConfig {
@@ -66,6 +70,7 @@ impl Default for CollectorConfig {
             push_interval: Duration::from_millis(100),
             push_rows: 1024,
             stats_interval: Duration::from_secs(10),
+            profiler: Some(ProfilerConfig::default()),
         }
     }
 }
@@ -121,7 +126,9 @@ impl Collector {
     pub fn start(store: Arc<Store>, config: CollectorConfig) -> Result<Collector, CollectorError> {
         preflight::check()?;
         let counters = Arc::new(CollectorCounters::default());
-        let tables = Tables::register(&store, &SocketTracer::table_specs(), counters.clone())?;
+        let mut specs = SocketTracer::table_specs();
+        specs.push(loupe_schema::host::stack_traces());
+        let tables = Tables::register(&store, &specs, counters.clone())?;
         let socket = SocketConfig {
             tracer: config.tracer.clone(),
             tracker: config.tracker.clone(),
@@ -146,8 +153,28 @@ impl Collector {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok(tracer.probes()));
-                    let sources: Vec<Box<dyn Source>> = vec![Box::new(tracer)];
+                    let mut probes = tracer.probes();
+                    let mut sources: Vec<Box<dyn Source>> = vec![Box::new(tracer)];
+                    if let Some(profiler) = config.profiler {
+                        // The profiler is optional: where it cannot run, it is reported as a failed
+                        // probe and the socket tracer goes on alone.
+                        match Profiler::load(profiler) {
+                            Ok(p) => {
+                                probes.extend(p.probes());
+                                sources.push(Box::new(p));
+                            }
+                            Err(error) => {
+                                let error = anyhow_chain(&error);
+                                tracing::warn!(%error, "CPU profiler not running (turn it off with --no-profiler)");
+                                probes.push(ProbeStatus {
+                                    name: "perf_event/cpu_clock".into(),
+                                    attached: false,
+                                    error: Some(error),
+                                });
+                            }
+                        }
+                    }
+                    let _ = ready_tx.send(Ok(probes));
                     run(sources, &tables, config.poll_interval, &stop);
                 })
                 .map_err(|e| CollectorError::Thread(e.to_string()))?
@@ -179,6 +206,18 @@ impl Drop for Collector {
             let _ = t.join();
         }
     }
+}
+
+/// An error with its sources, `a: b: c`.
+fn anyhow_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// How often freed heap memory is handed back to the kernel.

@@ -522,12 +522,33 @@ fn deeply_nested_input_is_an_error_not_a_crash() {
 
 #[test]
 fn every_bundled_script_compiles_against_the_schema_catalog() {
-    assert_eq!(bundled::scripts().len(), 3);
-    for s in bundled::scripts() {
+    assert_eq!(bundled::scripts().len(), 4);
+    // Function-form scripts are compiled with their vis spec's calls (below).
+    for s in bundled::scripts().iter().filter(|s| s.vis.is_none()) {
         let program = compile(s.pxl, &SchemaCatalog, &CompileOptions { now_ns: NOW }).unwrap_or_else(|d| {
             panic!("{}: {}", s.name, d.iter().map(|d| d.render(s.pxl, s.name)).collect::<String>())
         });
         assert_eq!(program.outputs.len(), 1, "{}", s.name);
+    }
+}
+
+#[test]
+fn perf_flamegraph_returns_folded_stacks_for_the_flamegraph_widget() {
+    let s = bundled::get("px/perf_flamegraph").expect("bundled");
+    let vis = s.vis.expect("function-form");
+    assert!(vis.contains("\"stacktraces\"") && vis.contains("StackTraceFlameGraph"), "{vis}");
+    let funcs = [ExecFunc {
+        name: "stacktraces".into(),
+        args: vec![("start_time".into(), "-5m".into()), ("cmd".into(), String::new())],
+        output_prefix: "Flamegraph".into(),
+    }];
+    let program = compile_with_funcs(s.pxl, &SchemaCatalog, &CompileOptions { now_ns: NOW }, &funcs)
+        .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.render(s.pxl, s.name)).collect::<String>()));
+    assert_eq!(program.outputs.len(), 1);
+    let names: Vec<String> = program.outputs[0].columns.iter().map(|c| c.name.clone()).collect();
+    // What the widget reads (stacktraceColumn, countColumn, percentageColumn) and `px run -o svg` draws.
+    for column in ["stack_trace", "count", "percent", "pid"] {
+        assert!(names.iter().any(|n| n == column), "no {column} in {names:?}");
     }
 }
 

@@ -35,10 +35,15 @@ const SOURCES: &[(&str, &str, &str)] = &[
         include_str!("../px/http_status_counts/http_status_counts.pxl"),
         include_str!("../px/http_status_counts/manifest.yaml"),
     ),
+    (
+        "px/perf_flamegraph",
+        include_str!("../px/perf_flamegraph/perf_flamegraph.pxl"),
+        include_str!("../px/perf_flamegraph/manifest.yaml"),
+    ),
 ];
 
 /// (name, vis.json) of each function-form script.
-const VIS: &[(&str, &str)] = &[];
+const VIS: &[(&str, &str)] = &[("px/perf_flamegraph", include_str!("../px/perf_flamegraph/vis.json"))];
 
 /// Every bundled script, sorted by name.
 pub fn scripts() -> &'static [BundledScript] {
@@ -80,10 +85,11 @@ mod tests {
     #[test]
     fn every_bundled_script_has_a_manifest() {
         let names: Vec<&str> = scripts().iter().map(|s| s.name).collect();
-        assert_eq!(names, ["px/http_data", "px/http_request_stats", "px/http_status_counts"]);
+        assert_eq!(names, ["px/http_data", "px/http_request_stats", "px/http_status_counts", "px/perf_flamegraph"]);
         for s in scripts() {
             assert!(!s.short.is_empty() && !s.long.is_empty(), "{} manifest", s.name);
-            assert!(s.pxl.contains("px.display("), "{} displays nothing", s.name);
+            // A function-form script displays what its vis spec's widgets call.
+            assert!(s.pxl.contains("px.display(") || s.vis.is_some(), "{} displays nothing", s.name);
         }
     }
 
