@@ -29,6 +29,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define LOUPE_PROFILE_STACK_MAX 32768
 #define LOUPE_PROFILE_MAX_DEPTH 127
 #define LOUPE_PROFILE_HEADER 48
+/* User addresses lie below this on x86_64 (the top of the lower canonical half). */
+#define LOUPE_USER_ADDR_END 0x0000800000000000ULL
 
 /* Set by the loader before load (EbpfLoader::override_global). */
 const volatile __u32 loupe_profile_exclude_tgid = 0; /* a process never sampled (0: none) */
@@ -218,13 +220,21 @@ int loupe_profile(struct bpf_perf_event_data *ctx)
 	s->bp = 0;
 	s->stack_len = 0;
 	if (!kthread) {
-		/* The user registers saved at the top of the kernel stack: the interrupted ones when the sample
-		 * hit user mode, those of the last entry into the kernel otherwise. */
-		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-		if (regs) {
-			s->ip = regs->ip;
-			s->sp = regs->sp;
-			s->bp = regs->bp;
+		if (ctx->regs.ip < LOUPE_USER_ADDR_END) {
+			/* The sample interrupted user code: its registers are the sample's. */
+			s->ip = ctx->regs.ip;
+			s->sp = ctx->regs.sp;
+			s->bp = ctx->regs.bp;
+		} else {
+			/* In the kernel: the user registers saved when the task entered it (the syscall's). */
+			struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+			if (regs) {
+				s->ip = regs->ip;
+				s->sp = regs->sp;
+				s->bp = regs->bp;
+			}
+		}
+		if (s->sp) {
 			s->stack_len = copy_stack(s->stack, s->sp);
 			if (s->stack_len == 0)
 				stat_add(STAT_COPY_FAILED, 1);

@@ -546,8 +546,8 @@ fn perf_flamegraph_returns_folded_stacks_for_the_flamegraph_widget() {
         .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.render(s.pxl, s.name)).collect::<String>()));
     assert_eq!(program.outputs.len(), 1);
     let names: Vec<String> = program.outputs[0].columns.iter().map(|c| c.name.clone()).collect();
-    // What the widget reads (stacktraceColumn, countColumn, percentageColumn) and `px run -o svg` draws.
-    for column in ["stack_trace", "count", "percent", "pid"] {
+    // What the widget reads (stacktraceColumn, countColumn, pidColumn) and `px run -o svg` draws.
+    for column in ["stack_trace", "count", "pid"] {
         assert!(names.iter().any(|n| n == column), "no {column} in {names:?}");
     }
 }

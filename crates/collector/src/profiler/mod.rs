@@ -269,7 +269,8 @@ impl Profiler {
             kernel.extend_from_slice(&key.kernel);
         }
         for (tgid, addrs) in by_tgid {
-            self.symbols.resolve_user(tgid, &addrs);
+            let unwinder = &self.unwinder;
+            self.symbols.resolve_user(tgid, &addrs, |a| unwinder.locate(tgid, a));
         }
         self.symbols.resolve_kernel(&kernel);
     }

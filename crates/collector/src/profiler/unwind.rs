@@ -102,6 +102,8 @@ fn read_file_info(path: &std::path::Path) -> Option<FileUnwindInfo> {
 struct ProcessModules {
     unwinder: UnwinderX86_64<Arc<[u8]>>,
     ranges: Vec<Range<u64>>,
+    /// Each executable mapping: addresses, file offset of the start, the file as this process reads it.
+    files: Vec<(Range<u64>, u64, Arc<std::path::Path>)>,
     refreshed: Instant,
     used: Instant,
 }
@@ -160,6 +162,19 @@ impl DwarfUnwinder {
         let mappings = parse_exec_mappings(&maps);
         let mut unwinder = UnwinderX86_64::new();
         let mut ranges = Vec::new();
+        // A process in our own root names files as we do; one in a container is read through its root.
+        let same_root = std::fs::read_link(dir.join("root")).is_ok_and(|r| r == std::path::Path::new("/"));
+        let files = mappings
+            .iter()
+            .map(|m| {
+                let path: Arc<std::path::Path> = if same_root {
+                    Arc::from(std::path::Path::new(&m.path))
+                } else {
+                    Arc::from(dir.join("root").join(m.path.trim_start_matches('/')))
+                };
+                (m.range.clone(), m.offset, path)
+            })
+            .collect();
         if self.files.len() > MAX_FILES {
             self.files.clear();
         }
@@ -201,7 +216,15 @@ impl DwarfUnwinder {
             unwinder.add_module(Module::new(m.path.clone(), m.range.clone(), base_avma, section_info));
             ranges.push(m.range);
         }
-        ProcessModules { unwinder, ranges, refreshed: Instant::now(), used: Instant::now() }
+        ProcessModules { unwinder, ranges, files, refreshed: Instant::now(), used: Instant::now() }
+    }
+
+    /// The file and file offset of `addr` in `tgid`, from the mappings read when it was last unwound; they
+    /// outlive the process, so its frames can still be named after it exits.
+    pub fn locate(&self, tgid: u32, addr: u64) -> Option<(Arc<std::path::Path>, u64)> {
+        let p = self.processes.get(&tgid)?;
+        let (range, offset, path) = p.files.iter().find(|(r, _, _)| r.contains(&addr))?;
+        Some((path.clone(), addr - range.start + offset))
     }
 
     /// Walks the stack of `tgid` from the registers and the stack bytes copied at `sp`, pushing each
