@@ -160,9 +160,11 @@ fn write_svg(tables: &[ResultTable], out: &mut dyn Write) -> Result<()> {
     if lines.is_empty() {
         // inferno refuses empty input; an empty profile is still a valid, empty picture.
         options.subtitle = Some("no samples in the time range".into());
-        return inferno::flamegraph::from_lines(&mut options, ["[no samples] 1"], out).context("failed to draw the flamegraph");
+        return inferno::flamegraph::from_lines(&mut options, ["[no samples] 1"], out)
+            .context("failed to draw the flamegraph");
     }
-    inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out).context("failed to draw the flamegraph")
+    inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out)
+        .context("failed to draw the flamegraph")
 }
 
 /// Prints every table in `format`.
@@ -276,7 +278,10 @@ mod tests {
     #[test]
     fn folded_stacks_are_summed_and_drawn_as_svg() {
         let t = stacks(&[("main;a;b;hot", 90), ("main;a;cold", 10), ("main;a;b;hot", 5), ("", 3), ("main;idle", 0)]);
-        assert_eq!(folded_lines(std::slice::from_ref(&t)), Some(vec!["main;a;b;hot 95".into(), "main;a;cold 10".into()]));
+        assert_eq!(
+            folded_lines(std::slice::from_ref(&t)),
+            Some(vec!["main;a;b;hot 95".into(), "main;a;cold 10".into()])
+        );
         let mut buf = Vec::new();
         print(&[table(), t], Format::Svg, &mut buf).expect("svg");
         let svg = String::from_utf8(buf).expect("utf8");

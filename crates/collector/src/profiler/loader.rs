@@ -237,14 +237,16 @@ impl ProfilerProgram {
             }
         }
         if !probes.iter().any(|p| p.attached) {
-            return Err(ProfilerLoadError::Program(
-                first_error.unwrap_or_else(|| ProgramError::UnexpectedProgramType),
-            ));
+            return Err(ProfilerLoadError::Program(first_error.unwrap_or_else(|| ProgramError::UnexpectedProgramType)));
         }
 
         let control = take(&mut ebpf, "control", Array::try_from)?;
-        let stacks = [take(&mut ebpf, "stacks_0", StackTraceMap::try_from)?, take(&mut ebpf, "stacks_1", StackTraceMap::try_from)?];
-        let counts = [take(&mut ebpf, "counts_0", BpfHashMap::try_from)?, take(&mut ebpf, "counts_1", BpfHashMap::try_from)?];
+        let stacks = [
+            take(&mut ebpf, "stacks_0", StackTraceMap::try_from)?,
+            take(&mut ebpf, "stacks_1", StackTraceMap::try_from)?,
+        ];
+        let counts =
+            [take(&mut ebpf, "counts_0", BpfHashMap::try_from)?, take(&mut ebpf, "counts_1", BpfHashMap::try_from)?];
         let ring = take(&mut ebpf, "samples", RingBuf::try_from)?;
         let stats = take(&mut ebpf, "profile_stats", PerCpuArray::try_from)?;
         Ok(ProfilerProgram { _ebpf: ebpf, control, stacks, counts, ring, stats, window: 0, probes })

@@ -219,9 +219,7 @@ impl Profiler {
         }
         let asid = self.config.asid;
         self.upids.entry(key.tgid).or_insert_with(|| {
-            Upid::for_local_pid(asid, key.tgid)
-                .unwrap_or(Upid { asid, pid: key.tgid, start_ticks: 0 })
-                .to_string()
+            Upid::for_local_pid(asid, key.tgid).unwrap_or(Upid { asid, pid: key.tgid, start_ticks: 0 }).to_string()
         });
         self.unnamed.push(key.clone());
         self.counts.insert(key, n);
@@ -278,7 +276,9 @@ impl Profiler {
     /// Ends the window: the kernel switches to the other maps, this window's stacks are read, named and
     /// written, and its maps cleared.
     fn end_window(&mut self, tables: &Tables) {
-        self.drain(usize::MAX);
+        // Bounded by what a full ring holds: samples keep coming while it drains.
+        let full_ring = self.config.ring_bytes as usize / loader::SAMPLE_HEADER;
+        self.drain(full_ring);
         let old = match self.program.flip() {
             Ok(old) => old,
             Err(error) => {
@@ -288,7 +288,7 @@ impl Profiler {
             }
         };
         // Records written before the switch.
-        self.drain(usize::MAX);
+        self.drain(full_ring);
         for (key, n) in self.program.counts(old) {
             let user = lookup_addresses(self.program.stack(old, key.user_stack_id));
             let kernel = self.kernel_stack(old, key.kernel_stack_id);
@@ -376,7 +376,10 @@ mod tests {
 
     #[test]
     fn folded_stacks_are_root_first_with_kernel_frames_last() {
-        assert_eq!(fold(&["hot", "b", "a", "main"], &["do_syscall_64", "entry"]), "main;a;b;hot;entry_[k];do_syscall_64_[k]");
+        assert_eq!(
+            fold(&["hot", "b", "a", "main"], &["do_syscall_64", "entry"]),
+            "main;a;b;hot;entry_[k];do_syscall_64_[k]"
+        );
         assert_eq!(fold::<&str>(&[], &["worker_thread"]), "worker_thread_[k]");
         assert_eq!(fold::<&str>(&[], &[]), "");
     }

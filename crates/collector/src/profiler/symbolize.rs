@@ -63,11 +63,7 @@ fn clean(name: &str) -> Arc<str> {
         return Arc::from(UNKNOWN);
     }
     let name = demangle(name);
-    if name.contains([';', '\n']) {
-        Arc::from(name.replace([';', '\n'], ":"))
-    } else {
-        Arc::from(name)
-    }
+    if name.contains([';', '\n']) { Arc::from(name.replace([';', '\n'], ":")) } else { Arc::from(name) }
 }
 
 impl Symbols {

@@ -14,6 +14,8 @@ use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
 use object::{Object, ObjectSection, ObjectSegment};
 
+/// Page size mappings are aligned to.
+const PAGE: u64 = 4096;
 /// Most frames taken from one stack.
 pub const MAX_FRAMES: usize = 128;
 /// A process's mappings are read again at most this often when an address falls outside them.
@@ -194,15 +196,17 @@ impl DwarfUnwinder {
                 }
             };
             let Some(info) = info else { continue };
-            // The loadable segment holding the mapping's file offset places the file in memory.
-            let Some(&(vaddr, seg_offset, _)) =
-                info.segments.iter().find(|&&(_, off, size)| m.offset >= off && m.offset < off + size.max(1))
+            // The loadable segment holding the mapping's file offset places the file in memory. A mapping
+            // starts on a page boundary, so its offset may lie below the segment's own (page-aligned down).
+            let Some(&(vaddr, seg_offset, _)) = info
+                .segments
+                .iter()
+                .find(|&&(_, off, size)| m.offset >= off & !(PAGE - 1) && m.offset < off.saturating_add(size.max(1)))
             else {
                 continue;
             };
-            let Some(base_avma) = m.range.start.checked_sub(vaddr.wrapping_add(m.offset - seg_offset)) else {
-                continue;
-            };
+            // avma(file offset x) = start + (x - m.offset) and svma(x) = x + (vaddr - seg_offset).
+            let base_avma = m.range.start.wrapping_sub(m.offset).wrapping_sub(vaddr.wrapping_sub(seg_offset));
             let section_info = ExplicitModuleSectionInfo {
                 base_svma: 0,
                 text_svma: info.text_svma.clone(),
