@@ -9,6 +9,7 @@
 # Usage (as root): bash scripts/bench-profiler.sh [seconds-per-run] [rounds]   (defaults: 10 s, 5 rounds)
 #        LOUPE_PROFILER_STACK_BYTES=0 measures frame-pointer stacks counted in the kernel instead of the
 #        default copy of 16 KiB of user stack per sample for .eh_frame unwinding.
+#        LOUPE_BENCH_PROFILER=<binary> runs that build of the example instead of building a release one.
 # Needs: clang (or cc); builds the example in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +17,9 @@ secs=${1:-10}
 rounds=${2:-5}
 hz=${LOUPE_PROFILER_HZ:-99}
 cores=$(nproc)
-cargo build --release -p loupe-collector --example profile >/dev/null 2>&1
-profiler=${CARGO_TARGET_DIR:-target}/release/examples/profile
+# LOUPE_BENCH_PROFILER=<binary> measures another build of the example (e.g. a debug one).
+profiler=${LOUPE_BENCH_PROFILER:-${CARGO_TARGET_DIR:-target}/release/examples/profile}
+[ -n "${LOUPE_BENCH_PROFILER:-}" ] || cargo build --release -p loupe-collector --example profile >/dev/null 2>&1
 dir=$(mktemp -d)
 agent_pid=
 trap 'kill $agent_pid 2>/dev/null; rm -rf "$dir"' EXIT

@@ -49,7 +49,7 @@ pub fn parse_exec_mappings(maps: &str) -> Vec<ExecMapping> {
             continue;
         };
         let path = fields.collect::<Vec<_>>().join(" ");
-        if !perms.as_bytes().get(2).is_some_and(|&c| c == b'x') || !path.starts_with('/') {
+        if perms.as_bytes().get(2).is_none_or(|&c| c != b'x') || !path.starts_with('/') {
             continue;
         }
         let Some((start, end)) = range.split_once('-') else { continue };
