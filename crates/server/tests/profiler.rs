@@ -1,7 +1,6 @@
 //! End to end: the CPU profiler. A program with a named hot function reached through
-//! `main → a → b → hot`, built without frame pointers (C with clang `-O2 -fomit-frame-pointer`; Rust
-//! with `rustc -C opt-level=3`, ignored for now: see its test), spins under `loupe up` with a 2 s
-//! profiler window. `px run` of
+//! `main → a → b → hot`, built without frame pointers (C with clang `-O2 -fomit-frame-pointer`, or Rust
+//! with `rustc -C opt-level=3`), spins under `loupe up` with a 2 s profiler window. `px run` of
 //! `px/perf_flamegraph` (bundled) must give, for each program's process, at least 80% of its samples to
 //! stacks that pass through `main;a;b;hot` with `hot` as the leaf and every frame named; and
 //! `px run … -o svg` must write an SVG flamegraph that shows the hot function.
@@ -147,7 +146,6 @@ fn profiles_name_the_hot_path_of_a_c_program_without_frame_pointers() {
 }
 
 #[test]
-#[ignore = "the .eh_frame walk of the Rust release binary stops after its second frame (`[unknown];hot::b;hot::hot`): open"]
 fn profiles_name_the_hot_path_of_a_rust_release_binary() {
     if !can_trace() {
         return;

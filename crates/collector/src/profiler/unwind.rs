@@ -197,11 +197,13 @@ impl DwarfUnwinder {
             };
             let Some(info) = info else { continue };
             // The loadable segment holding the mapping's file offset places the file in memory. A mapping
-            // starts on a page boundary, so its offset may lie below the segment's own (page-aligned down).
+            // starts on a page boundary, so its offset may lie below the segment's own (page-aligned down),
+            // and the previous segment's last page may hold it too: the later segment is the mapped one.
             let Some(&(vaddr, seg_offset, _)) = info
                 .segments
                 .iter()
-                .find(|&&(_, off, size)| m.offset >= off & !(PAGE - 1) && m.offset < off.saturating_add(size.max(1)))
+                .filter(|&&(_, off, size)| m.offset >= off & !(PAGE - 1) && m.offset < off.saturating_add(size.max(1)))
+                .max_by_key(|&&(_, off, _)| off)
             else {
                 continue;
             };
