@@ -101,6 +101,19 @@ fn read_file_info(path: &std::path::Path) -> Option<FileUnwindInfo> {
     })
 }
 
+/// Where a file mapped at `start` from file offset `offset` has its address 0 (the module's base), given its
+/// loadable segments (vaddr, file offset, file size); `None` if no segment holds the offset.
+fn base_avma(segments: &[(u64, u64, u64)], start: u64, offset: u64) -> Option<u64> {
+    // A mapping starts on a page boundary, so its offset may lie below its segment's own (page-aligned
+    // down), and the previous segment's last page may hold it too: the later segment is the mapped one.
+    let &(vaddr, seg_offset, _) = segments
+        .iter()
+        .filter(|&&(_, off, size)| offset >= off & !(PAGE - 1) && offset < off.saturating_add(size.max(1)))
+        .max_by_key(|&&(_, off, _)| off)?;
+    // avma(file offset x) = start + (x - offset) and svma(x) = x + (vaddr - seg_offset).
+    Some(start.wrapping_sub(offset).wrapping_sub(vaddr.wrapping_sub(seg_offset)))
+}
+
 struct ProcessModules {
     unwinder: UnwinderX86_64<Arc<[u8]>>,
     ranges: Vec<Range<u64>>,
@@ -196,19 +209,7 @@ impl DwarfUnwinder {
                 }
             };
             let Some(info) = info else { continue };
-            // The loadable segment holding the mapping's file offset places the file in memory. A mapping
-            // starts on a page boundary, so its offset may lie below the segment's own (page-aligned down),
-            // and the previous segment's last page may hold it too: the later segment is the mapped one.
-            let Some(&(vaddr, seg_offset, _)) = info
-                .segments
-                .iter()
-                .filter(|&&(_, off, size)| m.offset >= off & !(PAGE - 1) && m.offset < off.saturating_add(size.max(1)))
-                .max_by_key(|&&(_, off, _)| off)
-            else {
-                continue;
-            };
-            // avma(file offset x) = start + (x - m.offset) and svma(x) = x + (vaddr - seg_offset).
-            let base_avma = m.range.start.wrapping_sub(m.offset).wrapping_sub(vaddr.wrapping_sub(seg_offset));
+            let Some(base_avma) = base_avma(&info.segments, m.range.start, m.offset) else { continue };
             let section_info = ExplicitModuleSectionInfo {
                 base_svma: 0,
                 text_svma: info.text_svma.clone(),
@@ -294,6 +295,18 @@ garbage line
         assert_eq!(m[0].dev_inode, ("fd:01".to_owned(), 1234));
         assert_eq!(m[1].path, "/usr/lib/x86_64-linux-gnu/libc.so.6");
         assert_eq!(m[2].path, "/tmp/a dir/with space");
+    }
+
+    #[test]
+    fn mappings_are_placed_by_the_segment_they_map() {
+        // clang/ld C binary: text segment at file offset 0x1000, vaddr 0x1000.
+        let c = [(0, 0, 0x628), (0x1000, 0x1000, 0x1f5), (0x2000, 0x2000, 0x11c)];
+        assert_eq!(base_avma(&c, 0x5555_0000_1000, 0x1000), Some(0x5555_0000_0000));
+        // rustc binary: text at file offset 0x136f0, vaddr 0x146f0; its mapping starts at offset 0x13000,
+        // which the first segment (0..0x136e4) also covers.
+        let rust = [(0, 0, 0x136e4), (0x146f0, 0x136f0, 0x3e013)];
+        assert_eq!(base_avma(&rust, 0x55f8_b7f0_4000, 0x13000), Some(0x55f8_b7ef_0000));
+        assert_eq!(base_avma(&rust, 0x1000, 0x90000), None);
     }
 
     /// Unwinds this test's own stack, copied like the kernel copies it: the walk must pass through the
