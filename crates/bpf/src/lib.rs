@@ -28,6 +28,15 @@ static HOST: &Aligned<[u8]> = &Aligned { bytes: *include_bytes!("../obj/host.bpf
 /// 8-byte aligned, as aya's `EbpfLoader::load` expects.
 pub const HOST_OBJ: &[u8] = &HOST.bytes;
 
+static PROFILER: &Aligned<[u8]> = &Aligned { bytes: *include_bytes!("../obj/profiler.bpf.o") };
+
+/// The CPU profiler: a `perf_event` program sampling stacks into double-buffered stack maps and either
+/// counting them per window in the kernel (frame pointers) or sending the user registers and stack bytes
+/// to the `samples` ring buffer (for unwinding with `.eh_frame` in user space).
+///
+/// 8-byte aligned, as aya's `EbpfLoader::load` expects.
+pub const PROFILER_OBJ: &[u8] = &PROFILER.bytes;
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -39,6 +48,8 @@ mod tests {
         assert_eq!(&super::SOCKET_TRACE_OBJ[..4], b"\x7fELF");
         assert_eq!(super::HOST_OBJ.as_ptr() as usize % 8, 0);
         assert_eq!(&super::HOST_OBJ[..4], b"\x7fELF");
+        assert_eq!(super::PROFILER_OBJ.as_ptr() as usize % 8, 0);
+        assert_eq!(&super::PROFILER_OBJ[..4], b"\x7fELF");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Turning result tables into text: `table` (aligned), `json` (one object per row, with
-//! `_tableName`), or `csv` (a header per table).
+//! `_tableName`), `csv` (a header per table), or `svg` (a flamegraph of the first table with folded
+//! stacks: `stack_trace` and `count` columns, as `px/perf_flamegraph` returns).
 
 use std::io::Write;
 
@@ -18,6 +19,9 @@ pub enum Format {
     Json,
     /// CSV, a header line per output table.
     Csv,
+    /// An SVG flamegraph of the first table with `stack_trace` (folded, root first, `;`-separated) and
+    /// `count` columns, such as `px/perf_flamegraph`'s.
+    Svg,
 }
 
 /// One output table as received.
@@ -118,8 +122,56 @@ fn write_table(schema: &SchemaRef, batches: &[RecordBatch], out: &mut dyn Write)
     Ok(())
 }
 
+/// The folded stacks of the first table with `stack_trace` and `count` columns, as `stack count` lines
+/// (the same stack summed once), sorted; `None` if no table has them.
+fn folded_lines(tables: &[ResultTable]) -> Option<Vec<String>> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Int64Type};
+    let t = tables.iter().find(|t| {
+        let has = |name: &str, ty: &DataType| t.schema.field_with_name(name).is_ok_and(|f| f.data_type() == ty);
+        has("stack_trace", &DataType::Utf8) && has("count", &DataType::Int64)
+    })?;
+    let mut counts: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for b in &t.batches {
+        let (Some(stacks), Some(counts_col)) = (b.column_by_name("stack_trace"), b.column_by_name("count")) else {
+            continue;
+        };
+        let (stacks, n) = (stacks.as_string::<i32>(), counts_col.as_primitive::<Int64Type>());
+        for i in 0..b.num_rows() {
+            if stacks.is_null(i) || n.is_null(i) || n.value(i) <= 0 || stacks.value(i).is_empty() {
+                continue;
+            }
+            // A frame name never holds a newline; a stack with one would break the line format.
+            let stack = stacks.value(i).replace('\n', " ");
+            *counts.entry(stack).or_default() += n.value(i);
+        }
+    }
+    Some(counts.into_iter().map(|(stack, n)| format!("{stack} {n}")).collect())
+}
+
+/// Writes the flamegraph of the folded stacks in `tables` as SVG.
+fn write_svg(tables: &[ResultTable], out: &mut dyn Write) -> Result<()> {
+    let lines = folded_lines(tables).context(
+        "-o svg needs a table with `stack_trace` and `count` columns (folded stacks, e.g. px/perf_flamegraph)",
+    )?;
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = "CPU flamegraph".into();
+    options.count_name = "samples".into();
+    if lines.is_empty() {
+        // inferno refuses empty input; an empty profile is still a valid, empty picture.
+        options.subtitle = Some("no samples in the time range".into());
+        return inferno::flamegraph::from_lines(&mut options, ["[no samples] 1"], out)
+            .context("failed to draw the flamegraph");
+    }
+    inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out)
+        .context("failed to draw the flamegraph")
+}
+
 /// Prints every table in `format`.
 pub fn print(tables: &[ResultTable], format: Format, out: &mut dyn Write) -> Result<()> {
+    if format == Format::Svg {
+        return write_svg(tables, out);
+    }
     for (i, t) in tables.iter().enumerate() {
         match format {
             Format::Table => {
@@ -145,6 +197,8 @@ pub fn print(tables: &[ResultTable], format: Format, out: &mut dyn Write) -> Res
                     writeln!(out, "{}", serde_json::Value::Object(obj))?;
                 }
             }
+            // Drawn whole above.
+            Format::Svg => {}
             Format::Csv => {
                 if i > 0 {
                     writeln!(out)?;
@@ -210,5 +264,34 @@ mod tests {
     fn csv_has_a_header_and_quotes_newlines() {
         let text = render(Format::Csv);
         assert!(text.starts_with("status,body\n200,\"line1\nline2\"\n"), "{text}");
+    }
+
+    fn stacks(rows: &[(&str, i64)]) -> ResultTable {
+        let batch = RecordBatch::try_from_iter(vec![
+            ("stack_trace", Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as _),
+            ("count", Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())) as _),
+        ])
+        .expect("batch");
+        ResultTable { id: "0".into(), name: "Flamegraph".into(), schema: batch.schema(), batches: vec![batch] }
+    }
+
+    #[test]
+    fn folded_stacks_are_summed_and_drawn_as_svg() {
+        let t = stacks(&[("main;a;b;hot", 90), ("main;a;cold", 10), ("main;a;b;hot", 5), ("", 3), ("main;idle", 0)]);
+        assert_eq!(
+            folded_lines(std::slice::from_ref(&t)),
+            Some(vec!["main;a;b;hot 95".into(), "main;a;cold 10".into()])
+        );
+        let mut buf = Vec::new();
+        print(&[table(), t], Format::Svg, &mut buf).expect("svg");
+        let svg = String::from_utf8(buf).expect("utf8");
+        assert!(svg.contains("<svg") && svg.contains("hot") && svg.contains("cold"), "{svg}");
+        // No table of folded stacks: a clear error, not an empty picture.
+        let err = print(&[table()], Format::Svg, &mut Vec::new()).expect_err("no stacks");
+        assert!(err.to_string().contains("stack_trace"), "{err}");
+        // A table of folded stacks without rows is still a picture.
+        let mut buf = Vec::new();
+        print(&[stacks(&[])], Format::Svg, &mut buf).expect("empty svg");
+        assert!(String::from_utf8(buf).expect("utf8").contains("<svg"));
     }
 }

@@ -3,11 +3,13 @@
 //! Owns the path from the kernel to table rows: [`preflight`] checks the host, [`source`] defines
 //! what a data source is ([`Source`]) and the named tables it appends to, [`socket`] is the socket
 //! tracer (loader, reassembly, tracker, inference, per-protocol rows), [`host`] the host tables
-//! (`process_stats`, `network_stats`), and [`Collector`] runs the sources on its own thread. Must not know about PxL, queries or gRPC.
+//! (`process_stats`, `network_stats`, `proc_exit_events`, `tcp_stats_events`), [`profiler`] the CPU profiler
+//! (`stack_traces.beta`), and [`Collector`] runs the sources on its own thread. Must not know about PxL, queries or gRPC.
 
 pub mod budget;
 pub mod host;
 pub mod preflight;
+pub mod profiler;
 pub mod socket;
 pub mod source;
 
@@ -20,6 +22,7 @@ use loupe_store::Store;
 
 pub use budget::{BudgetError, BudgetSplit, MemoryBudget};
 pub use host::{HostEvents, HostEventsConfig, HostStats, HostStatsConfig};
+pub use profiler::{Profiler, ProfilerConfig};
 pub use socket::loader::{ProbeStatus, Tracer, TracerConfig};
 pub use socket::{SocketConfig, SocketTracer, TableRows, Tracker, TrackerConfig, TrackerStats, events, loader};
 pub use source::{Source, Tables};
@@ -59,6 +62,8 @@ pub struct CollectorConfig {
     pub stats_interval: Duration,
     /// `process_stats` and `network_stats`: how often `/proc` is scanned, and where it is.
     pub host_stats: HostStatsConfig,
+    /// The CPU profiler (`stack_traces.beta`); `None` turns it off.
+    pub profiler: Option<ProfilerConfig>,
 }
 
 impl Default for CollectorConfig {
@@ -71,6 +76,7 @@ impl Default for CollectorConfig {
             push_rows: 1024,
             stats_interval: Duration::from_secs(10),
             host_stats: HostStatsConfig::default(),
+            profiler: Some(ProfilerConfig::default()),
         }
     }
 }
@@ -129,6 +135,7 @@ impl Collector {
         let mut specs = SocketTracer::table_specs();
         specs.extend(HostStats::table_specs());
         specs.extend(HostEvents::table_specs());
+        specs.push(loupe_schema::host::stack_traces());
         let tables = Tables::register(&store, &specs, counters.clone())?;
         let mut host_stats = config.host_stats.clone();
         host_stats.asid = config.tracker.asid;
@@ -156,7 +163,7 @@ impl Collector {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok(tracer.probes()));
+                    let mut probes = tracer.probes();
                     let mut sources: Vec<Box<dyn Source>> =
                         vec![Box::new(tracer), Box::new(HostStats::new(host_stats.clone()))];
                     // Host events are an addition: without them the socket tracer and the /proc
@@ -169,6 +176,26 @@ impl Collector {
                             "proc_exit_events and tcp_stats_events are not collected"
                         ),
                     }
+                    if let Some(profiler) = config.profiler {
+                        // The profiler is optional: where it cannot run, it is reported as a failed
+                        // probe and the socket tracer goes on alone.
+                        match Profiler::load(profiler) {
+                            Ok(p) => {
+                                probes.extend(p.probes());
+                                sources.push(Box::new(p));
+                            }
+                            Err(error) => {
+                                let error = ErrorChain(&error).to_string();
+                                tracing::warn!(%error, "CPU profiler not running (turn it off with --no-profiler)");
+                                probes.push(ProbeStatus {
+                                    name: "perf_event/cpu_clock".into(),
+                                    attached: false,
+                                    error: Some(error),
+                                });
+                            }
+                        }
+                    }
+                    let _ = ready_tx.send(Ok(probes));
                     run(sources, &tables, config.poll_interval, &stop);
                 })
                 .map_err(|e| CollectorError::Thread(e.to_string()))?

@@ -19,7 +19,10 @@ use crate::loader::ProbeStatus;
 
 /// Something the collector thread polls: it gathers data of its own kind and appends rows to the
 /// store tables it declared.
-pub trait Source: Send {
+///
+/// Not `Send`: sources are made on the collector thread and never leave it (the profiler's symbolizer
+/// keeps `Rc`s).
+pub trait Source {
     /// A short name for logs (`socket_tracer`).
     fn name(&self) -> &'static str;
 

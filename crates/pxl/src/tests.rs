@@ -569,6 +569,26 @@ fn every_bundled_script_compiles_against_the_schema_catalog() {
     }
 }
 
+#[test]
+fn perf_flamegraph_returns_folded_stacks_for_the_flamegraph_widget() {
+    let s = bundled::get("px/perf_flamegraph").expect("bundled");
+    let vis = s.vis.expect("function-form");
+    assert!(vis.contains("\"stacktraces\"") && vis.contains("StackTraceFlameGraph"), "{vis}");
+    let funcs = [ExecFunc {
+        name: "stacktraces".into(),
+        args: vec![("start_time".into(), "-5m".into()), ("cmd".into(), String::new())],
+        output_prefix: "Flamegraph".into(),
+    }];
+    let program = compile_with_funcs(s.pxl, &SchemaCatalog, &CompileOptions { now_ns: NOW }, &funcs)
+        .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.render(s.pxl, s.name)).collect::<String>()));
+    assert_eq!(program.outputs.len(), 1);
+    let names: Vec<String> = program.outputs[0].columns.iter().map(|c| c.name.clone()).collect();
+    // What the widget reads (stacktraceColumn, countColumn, pidColumn) and `px run -o svg` draws.
+    for column in ["stack_trace", "count", "pid"] {
+        assert!(names.iter().any(|n| n == column), "no {column} in {names:?}");
+    }
+}
+
 // ------------------------------------------------------------------ exec_funcs (vis specs)
 
 const FORM_B: &str = "import px\n\ndef rows(start_time: str, n: int, slow: float = 0.5, on: bool = True):\n    df = px.DataFrame('http_events', start_time=start_time)\n    df = df[df.latency > slow]\n    df.on = on\n    return df.head(n)\n";

@@ -83,8 +83,8 @@ crate::table! {
     stack_traces = "stack_traces.beta", "CPU profile: sampled stacks and their counts", StackTraceRow, StackTracesBuilder {
         time_ns: Time = "time_", "ST_NONE", "end of the sampling window";
         upid: Upid = "upid", "ST_UPID", "the sampled process";
-        stack_trace_id: I64 = "stack_trace_id", "ST_NONE", "id of the stack";
-        stack_trace: Str = "stack_trace", "ST_NONE", "folded frames joined by `;`";
+        stack_trace_id: I64 = "stack_trace_id", "ST_NONE", "id of the stack (a hash of `stack_trace`: the same in every window)";
+        stack_trace: Str = "stack_trace", "ST_NONE", "folded frames, root first, joined by `;` (kernel frames end in `_[k]`; `[unknown]` where a frame has no name)";
         count: I64 = "count", "ST_NONE", "samples of this stack in the window";
     }
 }

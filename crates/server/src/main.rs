@@ -189,6 +189,20 @@ pub(crate) struct AgentArgs {
     /// raise it.
     #[arg(long, env = "LOUPE_MAX_OUTPUT_ROWS", default_value_t = 10_000)]
     max_output_rows: usize,
+    /// Turn the continuous CPU profiler off (stack_traces.beta stays empty).
+    #[arg(long, env = "LOUPE_NO_PROFILER", value_parser = clap::builder::BoolishValueParser::new())]
+    no_profiler: bool,
+    /// CPU profiler samples per second on each CPU.
+    #[arg(long, env = "LOUPE_PROFILER_HZ", default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    profiler_hz: u64,
+    /// How often the profiler writes stack_traces.beta (one row per distinct stack per process).
+    #[arg(long, env = "LOUPE_PROFILER_WINDOW", default_value = "30s", value_parser = humantime::parse_duration)]
+    profiler_window: Duration,
+    /// User stack bytes the profiler copies per sample to unwind binaries without frame pointers with their
+    /// .eh_frame (at most 32768); 0 walks frame pointers in the kernel only (cheaper, but such binaries then
+    /// show their leaf frame only).
+    #[arg(long, env = "LOUPE_PROFILER_STACK_BYTES", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(0..=32768))]
+    profiler_stack_bytes: u32,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/loupe`, else `~/.local/share/loupe`, else `/var/lib/loupe`. At
@@ -382,6 +396,13 @@ pub(crate) fn start_pem(args: &AgentArgs) -> Result<Pem> {
         c.tracer.exclude_tgid = if args.trace_self { 0 } else { std::process::id() };
         c.tracker.parse.max_body_bytes = args.max_body_bytes;
         c.tracker.redact = !args.no_redact;
+        c.profiler = (!args.no_profiler).then(|| loupe_collector::ProfilerConfig {
+            frequency_hz: args.profiler_hz,
+            window: args.profiler_window.max(Duration::from_secs(1)),
+            copy_stack_bytes: args.profiler_stack_bytes,
+            asid: c.tracker.asid,
+            ..Default::default()
+        });
         if args.no_redact {
             tracing::warn!("redaction is off (--no-redact): captured rows keep passwords, tokens and cookies as sent");
         }

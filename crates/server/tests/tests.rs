@@ -18,6 +18,7 @@ mod mysql_capture;
 mod nats_capture;
 mod pgsql_capture;
 mod pixie_api;
+mod profiler;
 mod px_cloud;
 mod redaction;
 mod redis_capture;

@@ -140,6 +140,7 @@ pub fn list(rows: &[Value], cols: &[Column], format: Format, out: &mut dyn Write
             }
             Ok(())
         }
+        Format::Svg => anyhow::bail!("-o svg draws flamegraphs of `px run` results; use table, json or csv here"),
     }
 }
 
@@ -151,7 +152,7 @@ pub fn record(row: &Value, cols: &[Column], format: Format, out: &mut dyn Write)
                 cols.iter().map(|c| vec![c.header.to_uppercase(), cell(field(row, c.key), c.kind)]).collect();
             write_aligned(&lines, out)
         }
-        Format::Json | Format::Csv => list(std::slice::from_ref(row), cols, format, out),
+        Format::Json | Format::Csv | Format::Svg => list(std::slice::from_ref(row), cols, format, out),
     }
 }
 
