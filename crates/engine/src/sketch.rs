@@ -55,7 +55,7 @@ impl Store {
         if i >= self.counts.len() {
             self.counts.resize(i + 1, 0);
         }
-        self.counts[i] += n;
+        self.counts[i] = self.counts[i].saturating_add(n);
         (self.counts.capacity() - before) * 8
     }
 
@@ -130,8 +130,8 @@ impl Sketch {
         }
         self.neg.merge(&other.neg);
         self.pos.merge(&other.pos);
-        self.zero += other.zero;
-        self.count += other.count;
+        self.zero = self.zero.saturating_add(other.zero);
+        self.count = self.count.saturating_add(other.count);
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
     }
@@ -150,17 +150,17 @@ impl Sketch {
         let mut seen = 0u64;
         // Negatives from the largest magnitude down, then zeros, then positives up.
         for (i, &n) in self.neg.counts.iter().enumerate().rev() {
-            seen += n;
+            seen = seen.saturating_add(n);
             if seen > rank {
                 return -midpoint(self.neg.offset + i as u32);
             }
         }
-        seen += self.zero;
+        seen = seen.saturating_add(self.zero);
         if seen > rank {
             return 0.0;
         }
         for (i, &n) in self.pos.counts.iter().enumerate() {
-            seen += n;
+            seen = seen.saturating_add(n);
             if seen > rank {
                 return midpoint(self.pos.offset + i as u32);
             }
