@@ -37,7 +37,7 @@ def timed(f):
 
 def polars_side():
     assert pl.thread_pool_size() == threads, pl.thread_pool_size()
-    df = pl.read_ipc(path, columns=COLUMNS, memory_map=False).rechunk()
+    df = pl.read_ipc(path, columns=COLUMNS).rechunk()
 
     def groupby():
         return (
