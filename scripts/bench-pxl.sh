@@ -18,7 +18,9 @@ target=${CARGO_TARGET_DIR:-target}
 venv=${PXL_BENCH_VENV:-$target/pxl-bench-venv}
 threads=${PXL_VS_THREADS:-2}
 runs=${PXL_VS_RUNS:-5}
-data=$target/pxl_vs/http_events.arrow
+# In memory (about 1 GB): the Rust side writes it, Python reads it, then it is removed. An absolute path, since
+# cargo runs the bench from the crate's directory.
+data=${PXL_VS_DATA:-/dev/shm/pxl_vs_http_events.arrow}
 out=$(mktemp)
 trap 'rm -f "$out" "$data"' EXIT
 

@@ -470,6 +470,25 @@ impl GroupsAccumulator for SketchGroups {
         Ok(())
     }
 
+    /// Each row as a sketch of its own value (null for a null or filtered-out row).
+    fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        let a = floats(values)?;
+        let mut b = BinaryBuilder::with_capacity(a.len(), a.len() * 48);
+        let mut buf = Vec::new();
+        for i in 0..a.len() {
+            if a.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i)) {
+                let mut s = Sketch::default();
+                let _ = s.add(a.value(i));
+                buf.clear();
+                s.encode(&mut buf);
+                b.append_value(&buf);
+            } else {
+                b.append_null();
+            }
+        }
+        Ok(vec![Arc::new(b.finish())])
+    }
+
     fn size(&self) -> usize {
         self.sketches.capacity() * std::mem::size_of::<Sketch>() + self.heap
     }
