@@ -268,7 +268,8 @@ fn main() {
     };
 
     type Side<'a> = (&'a str, Box<dyn Fn() -> (usize, u64) + 'a>);
-    let queries: [(&str, &str, &str, &str, fn(&[Vec<RecordBatch>]) -> (usize, u64)); 2] =
+    type Query<'q> = (&'q str, &'q str, &'q str, &'q str, fn(&[Vec<RecordBatch>]) -> (usize, u64));
+    let queries: [Query; 2] =
         [("groupby", GROUPBY_PXL, GROUPBY_SQL, "n", groupby_loop), ("merge", MERGE_PXL, MERGE_SQL, "slow", merge_loop)];
     for (query, pxl, sql, check_col, by_hand) in queries {
         let compile_times = std::cell::RefCell::new(Vec::new());
