@@ -3,13 +3,14 @@
 //! Owns [`Engine`] (a store handle plus DataFusion session settings), the catalog a caller compiles
 //! against ([`StoreCatalog`]), lowering of `loupe_pxl` plans to DataFusion `DataFrame`s (`lower`;
 //! every registered `px.*` function's lowering is one arm of its exhaustive match), the `px.*`
-//! functions DataFusion lacks (`udf`), and each query's limits: a deadline, a memory pool and a row
+//! functions DataFusion lacks (`udf`), the quantile sketch behind percentiles (`sketch`), and each query's limits: a deadline, a memory pool and a row
 //! cap per output, with results streamed to a [`QuerySink`] as batches are produced. Its API takes a
 //! compiled [`Program`], never source text: the caller compiles and splits (`loupe-planner`), so a
 //! broker can plan what agents run. Must not parse PxL nor write to the store: it only scans.
 
 mod lower;
 mod names;
+mod sketch;
 mod sqlnorm;
 mod udf;
 mod udtf;
@@ -232,6 +233,12 @@ impl Engine {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let config = SessionConfig::new().with_target_partitions(cores).with_information_schema(false);
         Engine { store, config, agent: AgentInfo::this_host() }
+    }
+
+    /// The same engine splitting each query into `n` DataFusion partitions (one per core by default).
+    pub fn with_target_partitions(mut self, n: usize) -> Self {
+        self.config = self.config.clone().with_target_partitions(n.max(1));
+        self
     }
 
     /// The same engine answering `px.GetAgentStatus()` and friends as `agent`.

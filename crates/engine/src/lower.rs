@@ -2,7 +2,7 @@
 //!
 //! Owns the store scan (time-pruned batches into a partitioned `MemTable`, then an exact
 //! `time_` filter), one DataFusion operator per PxL operator, aggregate mapping (percentiles
-//! via `approx_percentile_cont`, `px.quantiles` as a JSON string built from seven of them)
+//! and `px.quantiles`' JSON from the quantile sketch of `sketch`)
 //! and the final per-output projection and row cap, and the lowering of every scalar function of
 //! the PxL registry (`lower_call`: one exhaustive `match` over `ScalarFunc`, so a function added to
 //! the registry does not build until it is lowered here; `tests/functions.rs` runs each one). Must
@@ -23,7 +23,7 @@ use datafusion::prelude::SessionContext;
 use loupe_pxl::{AggFunc, BinaryOp, Expr, JoinHow, Literal, Output, PercentileKey, Plan, PxType, ScalarFunc};
 use loupe_store::{Store, TimeRange};
 
-use crate::{Engine, ExecError, Result, udf, udtf};
+use crate::{Engine, ExecError, Result, sketch, udf, udtf};
 
 /// The schema of `name`: the store's table, else the `loupe_schema` definition.
 pub(crate) fn table_schema(store: &Store, name: &str) -> Option<SchemaRef> {
@@ -42,10 +42,17 @@ pub(crate) fn output_frame(ctx: &SessionContext, eng: &Engine, out: &Output, max
                 ident(&c.name),
                 c.ty,
             )
-            .alias(&c.name)
+            .alias_with_metadata(&c.name, Some(semantic_metadata(c.semantic.as_deref())))
         })
         .collect();
     Ok(df.select(cols)?.limit(0, Some(max_rows))?)
+}
+
+/// The field metadata naming a column's semantic type (what the compiler inferred, `ST_NONE` when none),
+/// as `loupe_schema` tables carry it: responses hand it to clients, which show values by it.
+fn semantic_metadata(semantic: Option<&str>) -> datafusion::common::metadata::FieldMetadata {
+    let st = semantic.unwrap_or("ST_NONE").to_string();
+    std::collections::BTreeMap::from([(loupe_schema::SEMANTIC_TYPE_KEY.to_string(), st)]).into()
 }
 
 fn cast_if_needed(current: Option<&DataType>, e: DfExpr, ty: PxType) -> DfExpr {
@@ -124,16 +131,12 @@ fn lower_plan(ctx: &SessionContext, eng: &Engine, plan: &Plan) -> Result<DataFra
                 let col = ident(&a.column);
                 match a.func {
                     AggFunc::Quantiles => {
-                        let mut parts: Vec<DfExpr> = Vec::new();
-                        for (i, k) in PercentileKey::ALL.iter().enumerate() {
-                            let inner = format!("__{}_{}", a.output, k.name());
-                            agg_exprs.push(percentile(col.clone(), k.fraction()).alias(&inner));
-                            let sep = if i == 0 { "{" } else { "," };
-                            parts.push(lit(format!("{sep}\"{}\":", k.name())));
-                            parts.push(cast(ident(&inner), DataType::Utf8));
-                        }
-                        parts.push(lit("}"));
-                        finals.push(datafusion::functions::string::concat().call(parts).alias(&a.output));
+                        // One sketch gives all seven: Pixie's JSON straight from the UDAF.
+                        let keys =
+                            PercentileKey::ALL.iter().map(|k| (k.name(), per_ten_thousand(k.fraction()))).collect();
+                        let q = sketch::udaf(sketch::SketchOutput::Json(keys));
+                        agg_exprs.push(q.call(vec![cast(col, DataType::Float64)]).alias(&a.output));
+                        finals.push(ident(&a.output));
                         continue;
                     }
                     func => {
@@ -225,9 +228,13 @@ fn lower_plan(ctx: &SessionContext, eng: &Engine, plan: &Plan) -> Result<DataFra
     })
 }
 
-/// `approx_percentile_cont(p) WITHIN GROUP (ORDER BY x)` over `x` as FLOAT64.
+/// Percentile `p` (0..=1) of `x` as FLOAT64, from the quantile sketch (`sketch`).
 fn percentile(x: DfExpr, p: f64) -> DfExpr {
-    agg::approx_percentile_cont(cast(x, DataType::Float64).sort(true, false), lit(p), None)
+    sketch::udaf(sketch::SketchOutput::Percentile(per_ten_thousand(p))).call(vec![cast(x, DataType::Float64)])
+}
+
+fn per_ten_thousand(p: f64) -> u32 {
+    (p.clamp(0.0, 1.0) * 10_000.0).round() as u32
 }
 
 /// Splits batches into `n` contiguous partitions so every core scans a share.
@@ -276,6 +283,8 @@ pub(crate) fn lower_expr(e: &Expr) -> DfExpr {
         Expr::Not(x) => not(lower_expr(x)),
         Expr::Negate(x) => DfExpr::Negative(Box::new(lower_expr(x))),
         Expr::Cast { expr, to } => cast(lower_expr(expr), to.arrow_type()),
+        // The semantic type only travels in the output's field metadata.
+        Expr::Semantic { expr, .. } => lower_expr(expr),
         Expr::Call { func, args } => lower_call(*func, args),
     }
 }

@@ -97,6 +97,46 @@ px.display(s)",
 }
 
 #[test]
+fn outputs_carry_semantic_types_and_percentiles_of_many_groups_merge() {
+    // 40 groups: the sketch's grouped accumulator, its partial states (encoded) and their merge.
+    let rows: Vec<_> = (0..4000).map(|i| row(i % 50, &format!("/g{}", i % 40), "GET", 200, 1 + i % 100)).collect();
+    let e = engine_with(&rows);
+    let out = run(
+        &e,
+        "import px
+df = px.DataFrame('http_events')
+s = df.groupby('req_path').agg(n=('latency', px.count), p99=('latency', px.p99), p0=('latency', px.p01), q=('latency', px.quantiles))
+s.ratio = px.Percent(s.n / 4000)
+px.display(s)",
+    );
+    let semantic = |name: &str| {
+        let f = out[0].schema.field_with_name(name).expect(name);
+        f.metadata().get("px.semantic_type").cloned().unwrap_or_default()
+    };
+    assert_eq!(semantic("req_path"), "ST_NONE");
+    assert_eq!(semantic("n"), "ST_NONE");
+    assert_eq!(semantic("p99"), "ST_DURATION_NS");
+    assert_eq!(semantic("q"), "ST_DURATION_NS_QUANTILES");
+    assert_eq!(semantic("ratio"), "ST_PERCENT");
+    assert_eq!(out[0].num_rows(), 40);
+    for b in &out[0].batches {
+        let col = |name: &str| {
+            datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Float64Type>(
+                b.column(out[0].schema.index_of(name).expect(name)),
+            )
+            .clone()
+        };
+        let (p99, p0) = (col("p99"), col("p0"));
+        for i in 0..b.num_rows() {
+            // Group g holds latencies 1 + g%20 + 20j ms (j = 0..4), 20 times each: p01 is the smallest, p99 the largest.
+            assert!(p0.value(i) >= 1e6 && p0.value(i) <= 40e6, "p01 {}", p0.value(i));
+            assert!(p99.value(i) >= 61e6 && p99.value(i) <= 100e6, "p99 {}", p99.value(i));
+            assert!(p99.value(i) - p0.value(i) >= 79e6 * 0.99, "p99 {} p01 {}", p99.value(i), p0.value(i));
+        }
+    }
+}
+
+#[test]
 fn time_functions_and_bins() {
     let out = run(
         &engine(),

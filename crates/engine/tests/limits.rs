@@ -11,8 +11,8 @@ use loupe_store::{Store, StoreConfig};
 
 use crate::common::{NOW, compile, engine, row};
 
-/// Rows in the big store: enough that their quantiles per path (seven t-digests per row) take a
-/// while in a debug build (0.6 s alone, up to 7 s beside other builds), few enough to keep tests short.
+/// Rows in the big store: enough that merging them with each other (100 M pairs) and taking quantiles per
+/// path takes a while, few enough to keep tests short.
 const BIG_ROWS: usize = 10_000;
 
 /// A store of `BIG_ROWS` rows, each with its own `req_path`, in 1,024-row batches; built once.
@@ -39,16 +39,19 @@ fn big_engine() -> &'static Engine {
     })
 }
 
-/// Every path's latency quantiles: one group and one t-digest per row, so slow and memory-hungry.
+/// Every row merged with every row (one `req_method`), then quantiles per path: slow and memory-hungry.
 const HEAVY: &str = "import px\n\
     df = px.DataFrame('http_events', start_time='-5m')\n\
-    px.display(df.groupby('req_path').agg(q=('latency', px.quantiles)), 'heavy')\n";
+    j = df.merge(df, how='inner', left_on='req_method', right_on='req_method', suffixes=['', '_o'])\n\
+    px.display(j.groupby('req_path').agg(q=('latency_o', px.quantiles), n=('latency', px.count)), 'heavy')\n";
 
 /// A first output that is ready at once, then the heavy one.
 const LIGHT_THEN_HEAVY: &str = "import px\n\
     df = px.DataFrame('http_events', start_time='-5m')\n\
     px.display(df[df.req_path == '/item/7'][['req_path']], 'light')\n\
-    px.display(df.groupby('req_path').agg(q=('latency', px.quantiles)), 'heavy')\n";
+    j = df.merge(df, how='inner', left_on='req_method', right_on='req_method', suffixes=['', '_o'])\n\
+    px.display(j.groupby('req_path').agg(q=('latency_o', px.quantiles), r=('remote_port_o', px.quantiles), \
+    t=('resp_status_o', px.quantiles), n=('latency', px.count)), 'heavy')\n";
 
 /// The heavy queries share the process's query runtime: run one test at a time, so that one test's
 /// query does not delay another's deadline or first batch.
@@ -114,7 +117,7 @@ fn a_query_past_its_time_limit_stops_with_a_clear_error() {
 fn a_query_over_its_memory_pool_fails_at_the_limit() {
     let _serial = serial();
     let (result, _) = timed(HEAVY, &opts(None, Some(4 << 20)));
-    let error = result.expect_err("a t-digest per path does not fit in 4 MiB");
+    let error = result.expect_err("a self-merge of every row with every row does not fit in 4 MiB");
     assert!(matches!(error, ExecError::MemoryLimit { limit_bytes, .. } if limit_bytes == 4 << 20), "{error:?}");
     assert_eq!(error.to_string(), "query stopped: it needs more than its memory limit of 4 MiB");
     // The same query fits a generous pool: the limit, not the query, was the cause.

@@ -16,6 +16,17 @@ pub struct ColumnDef {
     pub name: String,
     /// Column type.
     pub ty: PxType,
+    /// Pixie's semantic type (`ST_DURATION_NS`, `ST_BYTES`, …) when it has one other than `ST_NONE`: read
+    /// from the table's field metadata, carried through operators, set by casts such as
+    /// `px.DurationNanos`. It decides how clients show a value (`1.2 ms`), never the value itself.
+    pub semantic: Option<String>,
+}
+
+impl ColumnDef {
+    /// A column without a semantic type.
+    pub fn new(name: impl Into<String>, ty: PxType) -> Self {
+        ColumnDef { name: name.into(), ty, semantic: None }
+    }
 }
 
 /// A compiled script: one plan per `px.display` call, in call order.
@@ -261,7 +272,7 @@ impl Udtf {
                 &[col("asid", Int64), col("heap", String)]
             }
         };
-        cols.iter().map(|(n, t)| ColumnDef { name: (*n).to_string(), ty: *t }).collect()
+        cols.iter().map(|(n, t)| ColumnDef::new(*n, *t)).collect()
     }
 }
 
@@ -308,6 +319,20 @@ pub enum AggFunc {
     Quantiles,
     /// Approximate percentile (0..=1) → FLOAT64: `px.p50`, `px.p90`, `px.p99`, ...
     Percentile(PercentileKey),
+}
+
+impl AggFunc {
+    /// The semantic type of this aggregate of a column of semantic type `input`: a count has none,
+    /// `px.quantiles` of durations is `ST_DURATION_NS_QUANTILES` (of anything else `ST_QUANTILES`),
+    /// every other aggregate keeps its input's (the mean of latencies is a latency).
+    pub fn output_semantic(self, input: Option<&str>) -> Option<String> {
+        match self {
+            AggFunc::Count => None,
+            AggFunc::Quantiles if input == Some("ST_DURATION_NS") => Some("ST_DURATION_NS_QUANTILES".into()),
+            AggFunc::Quantiles => Some("ST_QUANTILES".into()),
+            _ => input.map(str::to_string),
+        }
+    }
 }
 
 /// A fixed percentile, kept as an enum so plans stay `Eq` and `Hash`.
@@ -454,6 +479,42 @@ pub enum Expr {
         /// Arguments, type-checked against the function's signature.
         args: Vec<Expr>,
     },
+    /// A semantic cast (`px.DurationNanos(x)`, `px.Bytes(x)`, …): the value of `expr` unchanged, shown
+    /// as `semantic` (a Pixie `ST_*` name).
+    Semantic {
+        /// Operand.
+        expr: Box<Expr>,
+        /// The semantic type it now has.
+        semantic: String,
+    },
+}
+
+impl Expr {
+    /// The semantic type of this expression over columns `input` (`None` for `ST_NONE`), by Pixie's
+    /// rules where it has them: a column keeps its own, a cast sets one, `+`/`-` keep the type their
+    /// operands share (or that of the non-constant one), a function whose registry entry says
+    /// `SameAs(n)` takes argument `n`'s. Anything else (`*`, `/`, comparisons) has none: a latency
+    /// divided by 1e6 is no longer nanoseconds.
+    pub fn semantic(&self, input: &[ColumnDef]) -> Option<String> {
+        match self {
+            Expr::Column(c) => input.iter().find(|d| &d.name == c).and_then(|d| d.semantic.clone()),
+            Expr::Semantic { semantic, .. } => Some(semantic.clone()),
+            Expr::Negate(x) | Expr::Cast { expr: x, .. } => x.semantic(input),
+            Expr::Binary { op: BinaryOp::Add | BinaryOp::Sub, left, right } => {
+                match (left.semantic(input), right.semantic(input)) {
+                    (Some(l), Some(r)) if l == r => Some(l),
+                    (Some(s), None) if matches!(**right, Expr::Literal(_)) => Some(s),
+                    (None, Some(s)) if matches!(**left, Expr::Literal(_)) => Some(s),
+                    _ => None,
+                }
+            }
+            Expr::Call { func, args } => match func.spec().semantic {
+                crate::functions::Semantic::SameAs(n) => args.get(n).and_then(|a| a.semantic(input)),
+                crate::functions::Semantic::None => None,
+            },
+            Expr::Literal(_) | Expr::Binary { .. } | Expr::Not(_) => None,
+        }
+    }
 }
 
 /// A constant value.

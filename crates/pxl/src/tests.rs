@@ -193,6 +193,64 @@ fn quantiles_pluck_and_direct_percentiles() {
     assert_eq!(c[4].1, PxType::Float64);
 }
 
+/// Each output column's semantic type, by name.
+fn semantics(src: &str) -> Vec<(String, Option<String>)> {
+    ok(src).outputs.remove(0).columns.into_iter().map(|c| (c.name, c.semantic)).collect()
+}
+
+#[test]
+fn semantic_types_follow_columns_aggregates_casts_and_merges() {
+    let st = |v: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
+        v.iter().map(|(n, s)| ((*n).to_string(), s.map(str::to_string))).collect()
+    };
+    assert_eq!(
+        semantics(&src("df.ms = df.latency / 1000000
+df.lat2 = df.latency + 5
+df.b = px.Bytes(df.resp_body_size * 2)
+df.p = px.Percent(df.latency / 100)
+df.c = px.DurationNanos(5)
+df.binned = px.bin(df.latency, 1000)
+px.display(df[['latency', 'req_path', 'ms', 'lat2', 'b', 'p', 'c', 'binned']])")),
+        st(&[
+            ("latency", Some("ST_DURATION_NS")),
+            ("req_path", None),
+            ("ms", None),
+            ("lat2", Some("ST_DURATION_NS")),
+            ("b", Some("ST_BYTES")),
+            ("p", Some("ST_PERCENT")),
+            ("c", None),
+            ("binned", Some("ST_DURATION_NS")),
+        ])
+    );
+    assert_eq!(
+        semantics(&src(
+            "s = df.groupby('req_path').agg(n=('latency', px.count), mean=('latency', px.mean), p99=('latency', px.p99), q=('latency', px.quantiles), qb=('resp_body_size', px.quantiles), b=('resp_body_size', px.sum))
+px.display(s)"
+        )),
+        st(&[
+            ("req_path", None),
+            ("n", None),
+            ("mean", Some("ST_DURATION_NS")),
+            ("p99", Some("ST_DURATION_NS")),
+            ("q", Some("ST_DURATION_NS_QUANTILES")),
+            ("qb", Some("ST_QUANTILES")),
+            ("b", Some("ST_BYTES")),
+        ])
+    );
+    assert_eq!(
+        semantics(&src("a = df.groupby('req_path').agg(m=('latency', px.max))
+b = df.groupby('req_path').agg(m=('resp_body_size', px.max))
+j = a.merge(b, how='inner', left_on='req_path', right_on='req_path', suffixes=['_l', '_r'])
+px.display(j.rename({'m_l': 'slowest'}))")),
+        st(&[
+            ("req_path_l", None),
+            ("slowest", Some("ST_DURATION_NS")),
+            ("req_path_r", None),
+            ("m_r", Some("ST_BYTES")),
+        ])
+    );
+}
+
 #[test]
 fn head_default_and_explicit() {
     assert_eq!(plan(&src("px.display(df.head(7))")), Plan::Limit { input: Box::new(source("http_events")), n: 7 });

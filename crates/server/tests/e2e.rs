@@ -323,6 +323,11 @@ fn python_http_server_is_counted_and_bundled_scripts_run() {
         assert!(out.status.success(), "px/http_request_stats -o {format}: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("/hello.txt"), "px/http_request_stats -o {format} lacks the traffic:\n{text}");
+        // Table output shows values by semantic type (latencies with a time unit, the error rate in percent);
+        // JSON and CSV keep the raw numbers.
+        let line = text.lines().find(|l| l.contains("/hello.txt")).unwrap_or_default();
+        let units = [" ns", " µs", " ms", " s"].iter().any(|u| line.contains(u)) && line.contains(" %");
+        assert_eq!(units, format == "table", "px/http_request_stats -o {format}: {line}");
     }
     let out = px(api_port, &["run", "px/http_status_counts", "-o", "json"]);
     assert!(out.status.success(), "px via the API port: {}", String::from_utf8_lossy(&out.stderr));

@@ -227,6 +227,7 @@ fn reach(cloud: &Cloud, addr: &str, checks: &mut Vec<Check>) -> bool {
 pub fn print(checks: &[Check], format: Format, out: &mut dyn Write) -> Result<bool> {
     let healthy = !checks.iter().any(|c| c.status == Status::Fail);
     match format {
+        Format::Svg => anyhow::bail!("px debug prints a table or JSON (-o table|json), not SVG"),
         Format::Json | Format::Csv => {
             let list: Vec<Value> = checks
                 .iter()

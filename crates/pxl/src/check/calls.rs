@@ -11,13 +11,22 @@ use super::value::{TExpr, Value};
 use super::{Checker, Result};
 use crate::diagnostic::{Diagnostic, closest, did_you_mean};
 use crate::functions::{FUNCTIONS, ScalarFunc};
-use crate::plan::{AggFunc, Literal, Output, Plan, Udtf};
+use crate::plan::{AggFunc, Expr, Literal, Output, Plan, Udtf};
 use crate::syntax::{self, BinOp, ExprKind, Ident, Span};
 use crate::time;
 
-/// Semantic-type casts: identity functions on the value.
-const SEMANTIC_CASTS: &[&str] =
-    &["DurationNanos", "Percent", "Bytes", "Service", "Pod", "Namespace", "Node", "Container", "UPID"];
+/// Semantic-type casts: identity functions on the value that give it Pixie's semantic type.
+const SEMANTIC_CASTS: &[(&str, &str)] = &[
+    ("DurationNanos", "ST_DURATION_NS"),
+    ("Percent", "ST_PERCENT"),
+    ("Bytes", "ST_BYTES"),
+    ("Service", "ST_SERVICE_NAME"),
+    ("Pod", "ST_POD_NAME"),
+    ("Namespace", "ST_NAMESPACE_NAME"),
+    ("Node", "ST_NODE_NAME"),
+    ("Container", "ST_CONTAINER_NAME"),
+    ("UPID", "ST_UPID"),
+];
 
 /// Operators spelled as functions (`px.equal(a, b)` is `a == b`), typed like the operator.
 const OPERATOR_FUNCS: &[(&str, BinOp)] = &[
@@ -54,7 +63,7 @@ fn known_px_names() -> impl Iterator<Item = &'static str> {
         .chain(["days", "hours", "minutes", "seconds", "milliseconds", "microseconds"])
         .chain(["count", "sum", "mean", "min", "max", "any", "quantiles", "p01", "p10", "p25"])
         .chain(["p50", "p75", "p90", "p99"])
-        .chain(SEMANTIC_CASTS.iter().copied())
+        .chain(SEMANTIC_CASTS.iter().map(|(n, _)| *n))
         .chain(OPERATOR_FUNCS.iter().map(|(n, _)| *n))
         .chain(FUNCTIONS.iter().map(|f| f.name))
         .chain(Udtf::ALL.iter().map(|u| u.name()))
@@ -265,10 +274,18 @@ impl Checker<'_> {
                     .ok_or_else(|| self.err(&e.span, "duration overflows 64-bit nanoseconds"))?;
                 Ok(Value::Scalar(TExpr::lit(Literal::Int(ns))))
             }
-            cast if SEMANTIC_CASTS.contains(&cast) => {
+            cast if SEMANTIC_CASTS.iter().any(|(n, _)| *n == cast) => {
                 let a = self.bind_args(&what, &["value"], 1, args, kwargs, span)?;
                 let Some(e) = a.get(0) else { return Err(self.err(span, "missing value")) };
-                Ok(Value::Scalar(self.eval_scalar(e, "a value")?))
+                let value = self.eval_scalar(e, "a value")?;
+                let semantic = SEMANTIC_CASTS.iter().find(|(n, _)| *n == cast).map(|(_, st)| (*st).to_string());
+                Ok(Value::Scalar(match (value, semantic) {
+                    // A constant stays a constant (arguments that must be constants still accept it).
+                    (v @ TExpr { expr: Expr::Literal(_), .. }, _) | (v, None) => v,
+                    (TExpr { expr, ty }, Some(semantic)) => {
+                        TExpr { expr: Expr::Semantic { expr: Box::new(expr), semantic }, ty }
+                    }
+                }))
             }
             agg if AggFunc::from_name(agg).is_some() => Err(Box::new(
                 Diagnostic::new(

@@ -45,7 +45,14 @@ impl Checker<'_> {
         let all: Vec<ColumnDef> = schema
             .fields()
             .iter()
-            .filter_map(|f| PxType::from_arrow(f.data_type()).map(|ty| ColumnDef { name: f.name().clone(), ty }))
+            .filter_map(|f| {
+                let semantic = f
+                    .metadata()
+                    .get(loupe_schema::SEMANTIC_TYPE_KEY)
+                    .filter(|s| s.as_str() != "ST_NONE" && !s.is_empty())
+                    .cloned();
+                PxType::from_arrow(f.data_type()).map(|ty| ColumnDef { name: f.name().clone(), ty, semantic })
+            })
             .collect();
         let mut frame = Frame {
             plan: Plan::Source { table: table.clone(), columns: None, start_ns: None, end_ns: None },
@@ -244,7 +251,8 @@ impl Checker<'_> {
             if columns.iter().any(|c| c.name == out.name) {
                 return Err(self.err(&out.span, format!("duplicate output column `{}`", out.name)));
             }
-            columns.push(ColumnDef { name: out.name.clone(), ty });
+            let semantic = func.output_semantic(input.semantic.as_deref());
+            columns.push(ColumnDef { name: out.name.clone(), ty, semantic });
             aggs.push(Aggregation { output: out.name.clone(), func, column: col_name });
         }
         let plan = Plan::Aggregate { input: Box::new(frame.plan.clone()), group_by: keys, aggs };
@@ -325,17 +333,19 @@ impl Checker<'_> {
                 })
                 .collect()
         };
+        let semantic_of = |frame: &Frame, name: &str| frame.column(name).and_then(|c| c.semantic.clone());
         let lcols = rename(&left.columns, &right, &lsuf);
         let rcols = rename(&right.columns, &left, &rsuf);
         let mut columns: Vec<ColumnDef> = Vec::new();
-        for (_, out, ty) in lcols.iter().chain(&rcols) {
+        let sides = lcols.iter().map(|c| (c, &left)).chain(rcols.iter().map(|c| (c, &right)));
+        for ((input, out, ty), side) in sides {
             if columns.iter().any(|c| &c.name == out) {
                 return Err(self.err(
                     a.get(4).map_or(span, |e| &e.span),
                     format!("the merge outputs column `{out}` twice: choose other suffixes"),
                 ));
             }
-            columns.push(ColumnDef { name: out.clone(), ty: *ty });
+            columns.push(ColumnDef { name: out.clone(), ty: *ty, semantic: semantic_of(side, input) });
         }
         let out_name = |cols: &[(String, String, PxType)], name: &str| {
             cols.iter().find(|(i, _, _)| i == name).map_or_else(|| name.to_string(), |(_, o, _)| o.clone())
@@ -426,7 +436,7 @@ impl Checker<'_> {
 
 pub(super) fn map_column(frame: &Frame, column: &str, value: TExpr) -> Frame {
     let mut columns = frame.columns.clone();
-    let def = ColumnDef { name: column.to_string(), ty: value.ty };
+    let def = ColumnDef { name: column.to_string(), ty: value.ty, semantic: value.expr.semantic(&frame.columns) };
     match columns.iter_mut().find(|c| c.name == column) {
         Some(c) => *c = def,
         None => columns.push(def),
