@@ -226,6 +226,10 @@ fn check_widget_columns(script: &str, vis: &str, outputs: &[loupe_engine::QueryO
                     .chain(hover)
                     .collect()
             }
+            "StackTraceFlameGraph" => [&spec["stacktraceColumn"], &spec["countColumn"], &spec["pidColumn"]]
+                .into_iter()
+                .filter(|v| !v.is_null())
+                .collect(),
             other => panic!("{script}: widget {i} has display type {other:?}, which the UI does not draw"),
         };
         for c in columns {
