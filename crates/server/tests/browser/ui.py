@@ -644,7 +644,7 @@ def journey_widgets(b, args):
 def journey_bundled(b, args):
     """Every bundled script with a vis spec opens in the live view of this host: the run ends without an error,
     each variable is an input holding its default, and each widget of the spec is drawn under its name (a
-    table, time series, bar chart, stat or graph), with or without rows."""
+    table, time series, bar chart, stat, graph or flamegraph), with or without rows."""
     b.login("admin@default.com", "a long new passphrase")
     vizier = args["vizier"]
     specs = b.driver.execute_async_script("""
@@ -656,7 +656,8 @@ def journey_bundled(b, args):
           done(out);
         }).catch((e) => done(String(e)));""", session_token(b))
     check(isinstance(specs, dict) and len(specs) >= 25, f"the bundled scripts: {specs}")
-    kinds = {"Table": "table", "TimeseriesChart": "chart", "BarChart": "bar", "StatChart": "stat", "Graph": "graph"}
+    kinds = {"Table": "table", "TimeseriesChart": "chart", "BarChart": "bar", "StatChart": "stat", "Graph": "graph",
+             "StackTraceFlameGraph": "flamegraph"}
     drawn = 0
     for name, vis in sorted(specs.items()):
         if not vis:
