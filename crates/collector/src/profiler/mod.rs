@@ -88,7 +88,7 @@ pub struct ProfilerStats {
     pub records: u64,
     /// Records that did not decode (a layout mismatch: a bug).
     pub bad_records: u64,
-    /// Samples dropped because the window already held [`MAX_STACKS_PER_WINDOW`] stacks.
+    /// Samples dropped because the window already held `MAX_STACKS_PER_WINDOW` (65,536) distinct stacks.
     pub stacks_dropped: u64,
     /// Samples whose user stack came from the kernel's frame-pointer walk (the copy unwound to less).
     pub frame_pointer_fallbacks: u64,
