@@ -229,10 +229,13 @@ pub async fn run_proxy(args: &ProxyArgs, shutdown: impl Future<Output = ()> + Se
         .with_context(|| format!("failed to listen on {} (--metrics-listen)", args.metrics_listen))?;
     tracing::info!(addr = %ops_listener.local_addr()?, "health and metrics listening (/healthz, /readyz, /metrics)");
     let ops = ops_router(proxy.stats(), args.upstream.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ops = tokio::spawn(loupe_cloud::serve_router(ops_listener, ops, crate::cloud::stopped(&stop_rx)));
+    // The health listener stops with the proxy (a oneshot: `cloud`'s stop signal would make the modules a cycle).
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ops = tokio::spawn(loupe_cloud::serve_router(ops_listener, ops, async move {
+        let _ = stop_rx.await;
+    }));
     proxy.serve(shutdown).await;
-    let _ = stop_tx.send(true);
+    let _ = stop_tx.send(());
     ops.await.context("the health listener panicked")?.context("the health listener failed")?;
     Ok(())
 }
