@@ -105,42 +105,14 @@ pub async fn run_dnsmgr(args: &DnsMgrArgs, stop: &Stop) -> Result<()> {
     tracing::info!(addr = %ops_listener.local_addr()?, "health and metrics listening (/healthz, /readyz, /metrics)");
     let ops = tokio::spawn(loupe_cloud::serve_router(
         ops_listener,
-        ops_router(metastore, dns.stats()),
+        {
+            let stats = dns.stats();
+            crate::vzconn::metastore_ops_router(metastore, move || stats.prometheus())
+        },
         crate::cloud::stopped(stop),
     ));
     crate::cloud::stopped(stop).await;
     drop(dns);
     ops.await.context("the health listener panicked")?.context("the health listener failed")?;
     Ok(())
-}
-
-/// `/healthz`, `/readyz` (the metastore answers) and `/metrics` (the DNS manager's counters).
-fn ops_router(metastore: Arc<dyn loupe_metastore::Metastore>, stats: Arc<loupe_dnsmgr::DnsStats>) -> axum::Router {
-    use axum::http::{StatusCode, header};
-    use axum::routing::get;
-    let json = |text: String| ([(header::CONTENT_TYPE, "application/json")], text);
-    axum::Router::new()
-        .route("/healthz", get(move || async move { json(r#"{"status":"ok"}"#.into()) }))
-        .route(
-            "/readyz",
-            get(move || {
-                let metastore = Arc::clone(&metastore);
-                async move {
-                    match metastore.health_check().await {
-                        Ok(()) => (StatusCode::OK, json(r#"{"status":"ok","metastore":"ok"}"#.into())),
-                        Err(e) => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            json(format!(r#"{{"status":"unavailable","metastore":{:?}}}"#, e.to_string())),
-                        ),
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let stats = Arc::clone(&stats);
-                async move { stats.prometheus() }
-            }),
-        )
 }

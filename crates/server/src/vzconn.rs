@@ -143,7 +143,10 @@ pub async fn run_vzconn(args: &VzConnArgs, stop: &Stop) -> Result<()> {
     );
     let ops = tokio::spawn(loupe_cloud::serve_router(
         ops_listener,
-        ops_router(metastore, Arc::clone(manager.stats())),
+        {
+            let stats = Arc::clone(manager.stats());
+            metastore_ops_router(metastore, move || metrics_text(&stats))
+        },
         crate::cloud::stopped(stop),
     ));
     let served = match tls {
@@ -173,8 +176,12 @@ fn tls_identity(args: &VzConnArgs) -> Result<(Vec<u8>, Vec<u8>)> {
     Ok((read(&cert)?, read(&key)?))
 }
 
-/// `/healthz`, `/readyz` (the metastore answers) and `/metrics` (the manager's counters).
-fn ops_router(metastore: Arc<dyn Metastore>, stats: Arc<ManagerStats>) -> axum::Router {
+/// `/healthz`, `/readyz` (the metastore answers) and `/metrics` (what `metrics` renders): the operational view of
+/// every cloud process that reads the metastore (VZConn's manager, the DNS manager).
+pub(crate) fn metastore_ops_router(
+    metastore: Arc<dyn Metastore>,
+    metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> axum::Router {
     let json = |text: String| ([(header::CONTENT_TYPE, "application/json")], text);
     axum::Router::new()
         .route("/healthz", get(move || async move { json(r#"{"status":"ok"}"#.into()) }))
@@ -193,13 +200,7 @@ fn ops_router(metastore: Arc<dyn Metastore>, stats: Arc<ManagerStats>) -> axum::
                 }
             }),
         )
-        .route(
-            "/metrics",
-            get(move || {
-                let stats = Arc::clone(&stats);
-                async move { metrics_text(&stats) }
-            }),
-        )
+        .route("/metrics", get(move || std::future::ready(metrics())))
 }
 
 fn metrics_text(stats: &ManagerStats) -> String {
