@@ -1,7 +1,7 @@
-//! The agent's one memory budget, split between the store, the parsers' state and the ring buffer.
+//! The agent's one memory budget, split between the store, the parsers' state and the ring buffers.
 //!
 //! Owns how a single figure (`--memory-budget`) becomes the store's table budgets, the ring-buffer
-//! size, the connection cap and the reorder limit, so that the agent's resident memory stays near
+//! sizes (the socket tracer's and the CPU profiler's), the connection cap and the reorder limit, so that the agent's resident memory stays near
 //! the budget however much traffic it sees (issue 13). Must not enforce anything itself: the store
 //! evicts, the tracker refuses connections past its cap (counted as `conns_dropped{conn_cap}`), the
 //! kernel drops records on a full ring (counted); this module only sizes them.
@@ -54,8 +54,12 @@ pub enum BudgetError {
 /// How a [`MemoryBudget`] is divided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BudgetSplit {
-    /// The ring buffer's size: a power of two, 1/16 of the budget at most, 8 MiB at most.
+    /// The socket tracer's ring buffer: a power of two, 1/16 of the budget at most, 8 MiB at most.
     pub ring_bytes: u32,
+    /// The CPU profiler's ring buffer (samples with their copied stack bytes), sized like the socket
+    /// tracer's. Set aside whether or not the profiler runs, so that turning it on never pushes the
+    /// agent past its budget.
+    pub profiler_ring_bytes: u32,
     /// Most connections tracked at once.
     pub max_connections: usize,
     /// Bytes held per direction while waiting for a missing chunk.
@@ -89,9 +93,11 @@ impl MemoryBudget {
         // A connection waiting on a hole holds at most this much per direction; a few of them
         // at once fit the tracking share.
         let max_pending_bytes = (tracking / 16).clamp(64 * 1024, MIB);
-        let store_bytes = self.bytes.saturating_sub(FIXED_BYTES + ring + tracking);
+        let store_bytes = self.bytes.saturating_sub(FIXED_BYTES + 2 * ring + tracking);
+        let ring_bytes = u32::try_from(ring).unwrap_or(1 << 23);
         BudgetSplit {
-            ring_bytes: u32::try_from(ring).unwrap_or(1 << 23),
+            ring_bytes,
+            profiler_ring_bytes: ring_bytes,
             max_connections,
             max_pending_bytes,
             max_pending_messages_total: (tracking / 4 / BYTES_PER_PENDING_MESSAGE).max(1024),
@@ -110,10 +116,14 @@ impl MemoryBudget {
         config
     }
 
-    /// Sizes the collector's ring buffer, connection cap and reorder limit.
+    /// Sizes the collector's ring buffers (the profiler's too, when `collector.profiler` is set),
+    /// connection cap and reorder limit.
     pub fn apply(&self, collector: &mut CollectorConfig) {
         let split = self.split();
         collector.tracer.ring_bytes = split.ring_bytes;
+        if let Some(profiler) = collector.profiler.as_mut() {
+            profiler.ring_bytes = split.profiler_ring_bytes;
+        }
         collector.tracker.max_connections = split.max_connections;
         collector.tracker.max_pending_bytes = split.max_pending_bytes;
         collector.tracker.max_pending_messages_total = split.max_pending_messages_total;
@@ -140,7 +150,8 @@ mod tests {
             let budget = MemoryBudget::from_mib(mib).expect("valid");
             let split = budget.split();
             let tracking = budget.bytes / TRACKING_SHARE;
-            assert_eq!(split.store_bytes + split.ring_bytes as usize + tracking + FIXED_BYTES, budget.bytes, "{mib}");
+            let rings = split.ring_bytes as usize + split.profiler_ring_bytes as usize;
+            assert_eq!(split.store_bytes + rings + tracking + FIXED_BYTES, budget.bytes, "{mib}");
             assert!(split.ring_bytes.is_power_of_two() && split.ring_bytes as usize <= budget.bytes / 16);
             let names = loupe_schema::all_tables().iter().map(|t| t.name).collect::<Vec<_>>();
             let store = budget.store_config();
@@ -158,12 +169,15 @@ mod tests {
         assert_eq!(split.max_connections, 8192);
         assert_eq!(split.max_pending_bytes, 1 << 20);
         assert_eq!(split.max_pending_messages_total, 8192);
-        assert_eq!(split.store_bytes, (512 - 32 - 8 - 64) << 20);
+        assert_eq!(split.profiler_ring_bytes, 8 << 20);
+        assert_eq!(split.store_bytes, (512 - 32 - 8 - 8 - 64) << 20);
         let small = MemoryBudget::from_mib(64).expect("valid").split();
         assert_eq!((small.ring_bytes, small.max_connections, small.max_pending_bytes), (4 << 20, 1024, 512 << 10));
         assert_eq!(MemoryBudget::from_mib(63), Err(BudgetError::TooSmall { got_mib: 63, min_mib: 64 }));
-        let mut config = CollectorConfig::default();
+        let mut config =
+            CollectorConfig { profiler: Some(crate::ProfilerConfig::default()), ..CollectorConfig::default() };
         MemoryBudget::from_mib(64).expect("valid").apply(&mut config);
         assert_eq!((config.tracer.ring_bytes, config.tracker.max_connections), (4 << 20, 1024));
+        assert_eq!(config.profiler.map(|p| p.ring_bytes), Some(4 << 20));
     }
 }

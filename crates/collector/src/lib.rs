@@ -4,7 +4,7 @@
 //! what a data source is ([`Source`]) and the named tables it appends to, [`socket`] is the socket
 //! tracer (loader, reassembly, tracker, inference, per-protocol rows), [`host`] the host tables
 //! (`process_stats`, `network_stats`, `proc_exit_events`, `tcp_stats_events`), [`profiler`] the CPU profiler
-//! (`stack_traces.beta`), and [`Collector`] runs the sources on its own thread. Must not know about PxL, queries or gRPC.
+//! (`stack_traces.beta`), and [`Collector`] runs each kind of source on a thread of its own. Must not know about PxL, queries or gRPC.
 
 pub mod budget;
 pub mod host;
@@ -122,7 +122,7 @@ pub struct AgentStat {
 /// A running collector; stops and joins its thread when dropped.
 pub struct Collector {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     probes: Vec<ProbeStatus>,
     counters: Arc<CollectorCounters>,
 }
@@ -148,60 +148,69 @@ impl Collector {
             stats_interval: config.stats_interval,
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-        let thread = {
-            let stop = stop.clone();
-            let counters = counters.clone();
-            std::thread::Builder::new()
-                .name("loupe-collector".into())
-                .spawn(move || {
-                    // Loaded on this thread, which owns the sources from here on.
-                    let tracer = match SocketTracer::load(socket, counters) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let mut probes = tracer.probes();
-                    let mut sources: Vec<Box<dyn Source>> =
-                        vec![Box::new(tracer), Box::new(HostStats::new(host_stats.clone()))];
-                    // Host events are an addition: without them the socket tracer and the /proc
-                    // tables still run.
-                    let events = HostEventsConfig { asid: host_stats.asid, ..HostEventsConfig::default() };
-                    match HostEvents::load(events) {
-                        Ok(events) => sources.push(Box::new(events)),
-                        Err(error) => tracing::warn!(
-                            error = %ErrorChain(&error),
-                            "proc_exit_events and tcp_stats_events are not collected"
-                        ),
+        let tables = Arc::new(tables);
+        let poll = config.poll_interval;
+        // Each kind of source has a thread of its own: a profiler symbolizing a new binary or a slow
+        // /proc scan then never holds back the socket tracer's rows (on one shared thread, rows came
+        // seconds late on a busy host).
+        let socket_counters = counters.clone();
+        let socket = spawn_sources("loupe-collector", &tables, poll, &stop, true, move || {
+            let tracer = SocketTracer::load(socket, socket_counters)?;
+            let probes = tracer.probes();
+            Ok((vec![Box::new(tracer) as Box<dyn Source>], probes))
+        })?;
+        let mut threads = vec![socket];
+        let host_asid = host_stats.asid;
+        threads.push(spawn_sources("loupe-host", &tables, poll, &stop, false, move || {
+            let mut sources: Vec<Box<dyn Source>> = vec![Box::new(HostStats::new(host_stats))];
+            // Host events are an addition: without them the socket tracer and the /proc tables
+            // still run.
+            let events = HostEventsConfig { asid: host_asid, ..HostEventsConfig::default() };
+            match HostEvents::load(events) {
+                Ok(events) => sources.push(Box::new(events)),
+                Err(error) => tracing::warn!(
+                    error = %ErrorChain(&error),
+                    "proc_exit_events and tcp_stats_events are not collected"
+                ),
+            }
+            Ok((sources, Vec::new()))
+        })?);
+        if let Some(profiler) = config.profiler {
+            threads.push(spawn_sources("loupe-profiler", &tables, poll, &stop, false, move || {
+                // The profiler is optional: where it cannot run, it is reported as a failed probe and
+                // the socket tracer goes on alone.
+                match Profiler::load(profiler) {
+                    Ok(p) => {
+                        let probes = p.probes();
+                        Ok((vec![Box::new(p) as Box<dyn Source>], probes))
                     }
-                    if let Some(profiler) = config.profiler {
-                        // The profiler is optional: where it cannot run, it is reported as a failed
-                        // probe and the socket tracer goes on alone.
-                        match Profiler::load(profiler) {
-                            Ok(p) => {
-                                probes.extend(p.probes());
-                                sources.push(Box::new(p));
-                            }
-                            Err(error) => {
-                                let error = ErrorChain(&error).to_string();
-                                tracing::warn!(%error, "CPU profiler not running (turn it off with --no-profiler)");
-                                probes.push(ProbeStatus {
-                                    name: "perf_event/cpu_clock".into(),
-                                    attached: false,
-                                    error: Some(error),
-                                });
-                            }
-                        }
+                    Err(error) => {
+                        let error = ErrorChain(&error).to_string();
+                        tracing::warn!(%error, "CPU profiler not running (turn it off with --no-profiler)");
+                        let failed =
+                            ProbeStatus { name: "perf_event/cpu_clock".into(), attached: false, error: Some(error) };
+                        Ok((Vec::new(), vec![failed]))
                     }
-                    let _ = ready_tx.send(Ok(probes));
-                    run(sources, &tables, config.poll_interval, &stop);
-                })
-                .map_err(|e| CollectorError::Thread(e.to_string()))?
-        };
-        let probes = ready_rx.recv().map_err(|e| CollectorError::Thread(e.to_string()))??;
-        Ok(Collector { stop, thread: Some(thread), probes, counters })
+                }
+            })?);
+        }
+        let mut probes = Vec::new();
+        let mut failure = None;
+        let mut handles = Vec::new();
+        for (handle, ready) in threads {
+            match ready.recv().map_err(|e| CollectorError::Thread(e.to_string())) {
+                Ok(Ok(p)) => probes.extend(p),
+                Ok(Err(e)) | Err(e) => failure = failure.or(Some(e)),
+            }
+            handles.push(handle);
+        }
+        let collector = Collector { stop, threads: handles, probes, counters };
+        if let Some(e) = failure {
+            // Dropping stops and joins the threads that did start.
+            drop(collector);
+            return Err(e);
+        }
+        Ok(collector)
     }
 
     /// What was attached, and what failed to.
@@ -223,7 +232,7 @@ impl Collector {
 impl Drop for Collector {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -260,12 +269,49 @@ fn release_freed_memory() {
     }
 }
 
+/// What a collector thread makes its sources with, on the thread itself (sources are not `Send`):
+/// the sources and the probes they attached, or why the collector cannot run.
+type Loaded = Result<(Vec<Box<dyn Source>>, Vec<ProbeStatus>), CollectorError>;
+
+/// A collector thread and the channel it reports its probes on once its sources are loaded.
+type SourceThread = (JoinHandle<()>, std::sync::mpsc::Receiver<Result<Vec<ProbeStatus>, CollectorError>>);
+
+/// Starts a thread named `name` that loads its sources with `load`, reports their probes, and
+/// polls them until `stop` (handing freed memory back to the kernel too when `trim`).
+fn spawn_sources(
+    name: &str,
+    tables: &Arc<Tables>,
+    poll_interval: Duration,
+    stop: &Arc<AtomicBool>,
+    trim: bool,
+    load: impl FnOnce() -> Loaded + Send + 'static,
+) -> Result<SourceThread, CollectorError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let tables = tables.clone();
+    let stop = stop.clone();
+    let handle = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || match load() {
+            Ok((sources, probes)) => {
+                let _ = ready_tx.send(Ok(probes));
+                if !sources.is_empty() {
+                    run(sources, &tables, poll_interval, &stop, trim);
+                }
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+            }
+        })
+        .map_err(|e| CollectorError::Thread(e.to_string()))?;
+    Ok((handle, ready_rx))
+}
+
 /// Polls every source until `stop`; when none had work, waits on each in turn for its share
 /// of `poll_interval`.
-fn run(mut sources: Vec<Box<dyn Source>>, tables: &Tables, poll_interval: Duration, stop: &AtomicBool) {
+fn run(mut sources: Vec<Box<dyn Source>>, tables: &Tables, poll_interval: Duration, stop: &AtomicBool, trim: bool) {
     let mut last_trim = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        if last_trim.elapsed() >= TRIM_INTERVAL {
+        if trim && last_trim.elapsed() >= TRIM_INTERVAL {
             release_freed_memory();
             last_trim = std::time::Instant::now();
         }

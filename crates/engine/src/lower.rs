@@ -400,6 +400,7 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         ScalarFunc::NormalizePgsql => udf::text_udf("px_normalize_pgsql").call(a),
         ScalarFunc::NormalizeMysql => udf::text_udf("px_normalize_mysql").call(a),
         ScalarFunc::Nslookup => udf::nslookup().call(a),
+        ScalarFunc::Strptime => udf::strptime().call(a),
         ScalarFunc::Itoa => cast(arg(0), DataType::Utf8),
         // absl's SimpleAtoi: surrounding spaces allowed, anything else not a number gives the default.
         ScalarFunc::Atoi => datafusion::functions::core::expr_fn::coalesce(vec![

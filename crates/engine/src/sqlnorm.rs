@@ -17,11 +17,12 @@ pub(crate) enum Dialect {
 }
 
 /// `normalize_pgsql(sql, cmd)`: `cmd` is the request's tag, `Query` (the text is the query) or `Execute`
-/// (`query=[...] params=[...]`, a prepared statement's text and bound values).
+/// (`query=[...] params=[...]`, a prepared statement's text and bound values). Either case is taken:
+/// `pgsql_events.req_cmd` holds `QUERY` and `EXECUTE`, so `normalize_pgsql(df.req, df.req_cmd)` works.
 pub(crate) fn pgsql(sql: &str, cmd: &str) -> String {
-    match cmd {
-        "Query" => json(normalize(sql, &[], Dialect::Postgres)),
-        "Execute" => {
+    match cmd.to_ascii_lowercase().as_str() {
+        "query" => json(normalize(sql, &[], Dialect::Postgres)),
+        "execute" => {
             let (query, params) = split_execute(sql);
             json(normalize(query, &params, Dialect::Postgres))
         }
@@ -220,6 +221,8 @@ mod tests {
     #[test]
     fn postgres_constants_become_numbered_placeholders_after_the_bound_values() {
         assert_eq!(pgsql("SELECT 1", "Query"), r#"{"query":"SELECT $1","params":["1"]}"#);
+        // The tag as pgsql_events.req_cmd spells it.
+        assert_eq!(pgsql("SELECT 1", "QUERY"), pgsql("SELECT 1", "Query"));
         assert_eq!(
             pgsql("query=[SELECT * FROM test WHERE prop=$1 AND prop2='abcd'] params=['1234']", "Execute"),
             r#"{"query":"SELECT * FROM test WHERE prop=$1 AND prop2=$2","params":["'1234'","'abcd'"]}"#

@@ -4,7 +4,7 @@
 //! null when the text is not an object or lacks the key) and `upid_to_cmdline` (read from this host's
 //! `/proc` when the call runs, or remembered by the collector for a process gone), the row-at-a-time text functions (protocol code names from `names`, `split`,
 //! the SQL normalizers of `sqlnorm`) and `nslookup` (reverse DNS through the system resolver, with a
-//! bounded cache and a per-batch budget). Must not hold state between calls beyond that cache.
+//! bounded cache and a per-batch budget), and `strptime` (text read with a C-style format). Must not hold state between calls beyond that cache.
 
 use std::sync::{Arc, OnceLock};
 
@@ -61,6 +61,7 @@ pub(crate) fn register(ctx: &SessionContext) {
     ctx.register_udf(cmdline().as_ref().clone());
     ctx.register_udf(pluck_array().as_ref().clone());
     ctx.register_udf(nslookup().as_ref().clone());
+    ctx.register_udf(strptime().as_ref().clone());
     for f in TEXT_FNS {
         ctx.register_udf(text_udf(f.name).as_ref().clone());
     }
@@ -568,5 +569,81 @@ mod tests {
         loupe_common::procnames::remember(&format!("7:{pid}:{}1", start), "gone --flag");
         assert_eq!(cmdline_of(&format!("7:{pid}:{}1", start)), "gone --flag");
         assert_eq!(cmdline_of(&format!("7:{pid}:{start}")), want);
+    }
+}
+
+/// `px.strptime(s, fmt)`: the time `s` names in the format `fmt` (C `strptime` specifiers: `%Y-%m-%d
+/// %H:%M:%S`, `%z`, `%b`, ...). Without a zone in `fmt` the time is UTC; text that does not match is null.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Strptime {
+    signature: Signature,
+}
+
+/// The shared `px_strptime` UDF.
+pub(crate) fn strptime() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    UDF.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(Strptime {
+            signature: Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Immutable),
+        }))
+    })
+    .clone()
+}
+
+/// Nanoseconds since the epoch of `s` read with `fmt`, `None` when it does not match.
+pub(crate) fn parse_with_format(s: &str, fmt: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    if let Ok(t) = DateTime::parse_from_str(s, fmt) {
+        return t.timestamp_nanos_opt();
+    }
+    if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+        return t.and_utc().timestamp_nanos_opt();
+    }
+    // A date alone is its midnight.
+    NaiveDate::parse_from_str(s, fmt).ok()?.and_hms_opt(0, 0, 0)?.and_utc().timestamp_nanos_opt()
+}
+
+impl ScalarUDFImpl for Strptime {
+    fn name(&self) -> &str {
+        "px_strptime"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, None))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays: Vec<ArrayRef> = args.args.iter().map(|a| a.to_array(n)).collect::<Result<_>>()?;
+        let [text, fmt] = arrays.as_slice() else { return exec_err!("px_strptime takes 2 arguments") };
+        let (text, fmt) = (text.as_string::<i32>(), fmt.as_string::<i32>());
+        let out: arrow::array::TimestampNanosecondArray = (0..n)
+            .map(|i| {
+                if text.is_null(i) || fmt.is_null(i) {
+                    return None;
+                }
+                parse_with_format(text.value(i), fmt.value(i))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+#[cfg(test)]
+mod strptime_tests {
+    use super::parse_with_format;
+
+    #[test]
+    fn formats_with_and_without_a_zone_and_junk() {
+        let t = parse_with_format("2020-07-13 18:02:05", "%Y-%m-%d %H:%M:%S");
+        assert_eq!(t, Some(1_594_663_325_000_000_000));
+        assert_eq!(parse_with_format("2020-07-13 20:02:05 +0200", "%Y-%m-%d %H:%M:%S %z"), t);
+        assert_eq!(parse_with_format("13/Jul/2020", "%d/%b/%Y"), Some(1_594_598_400_000_000_000));
+        assert_eq!(parse_with_format("yesterday", "%Y-%m-%d"), None);
+        assert_eq!(parse_with_format("", ""), None);
     }
 }

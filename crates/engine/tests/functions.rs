@@ -59,5 +59,30 @@ fn every_registered_function_lowers_and_runs_with_its_declared_type() {
         assert_eq!(out[0].schema.field(0).data_type(), &promised.arrow_type(), "{script}");
         ran.push(f.name);
     }
-    assert_eq!(ran.len(), 81, "{ran:?}");
+    assert_eq!(ran.len(), 82, "{ran:?}");
+}
+
+#[test]
+fn strptime_and_parse_time_agree_and_window_the_rows() {
+    let e = engine();
+    // Rows are 10..50 s and 600 s old: a window from 5 minutes ago keeps the five recent ones.
+    let script = "import px\n\
+        df = px.DataFrame('http_events')\n\
+        df = df[df.time_ >= px.parse_time('-5m')]\n\
+        df.a = px.strptime('2020-07-13 18:02:05', '%Y-%m-%d %H:%M:%S')\n\
+        df.b = px.parse_time('2020-07-13 18:02:05 +0000')\n\
+        df.c = px.strptime(df.req_path, '%Y')\n\
+        df = df.groupby(['a', 'b', 'c']).agg(n=('req_path', px.count))\n\
+        px.display(df)\n";
+    let out = crate::common::run(&e, script);
+    let got = crate::common::lines(&out[0], false);
+    assert_eq!(got[3], "| 2020-07-13T18:02:05 | 2020-07-13T18:02:05 |   | 5 |", "{}", got.join("\n"));
+    let error = loupe_pxl::compile(
+        "import px\nt = px.parse_time('soon')\n",
+        &e.catalog(),
+        &loupe_pxl::CompileOptions { now_ns: 0 },
+    )
+    .expect_err("an invalid time");
+    let text = error[0].render("import px\nt = px.parse_time('soon')\n", "x.pxl");
+    assert!(text.contains("invalid time `soon`") && text.contains("x.pxl:2:"), "{text}");
 }

@@ -199,6 +199,8 @@ functions! {
         "whether `x` equals one of the constants in `values`";
     Int64ToTime "int64_to_time"(p("ns", INT)) -> Returns::Fixed(T), Semantic::None, Rule::Conversion,
         "nanoseconds since the Unix epoch as a time";
+    Strptime "strptime"(p("s", STR), p("fmt", STR)) -> Returns::Fixed(T), Semantic::None, Rule::Call,
+        "the time `s` names in the format `fmt` (C strptime specifiers: `%Y-%m-%d %H:%M:%S`, `%z`, `%b`, ...; UTC when `fmt` has no zone; null when `s` does not match)";
     TimeToInt64 "time_to_int64"(p("t", TIME)) -> Returns::Fixed(I), Semantic::None, Rule::Conversion,
         "a time as nanoseconds since the Unix epoch";
     Concat "_concat"(p("a", STR), p("b", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
@@ -396,7 +398,7 @@ mod tests {
             assert_eq!(ScalarFunc::from_name(f.name), Some(f.func));
             assert_eq!(f.func.spec().name, f.name);
         }
-        assert_eq!(FUNCTIONS.len(), 81);
+        assert_eq!(FUNCTIONS.len(), 82);
         assert_eq!(ScalarFunc::from_name("nope"), None);
     }
 

@@ -1,4 +1,4 @@
-//! Compile-time time values: relative time strings and `px.<unit>(n)` durations.
+//! Compile-time time values: relative time strings, absolute ones (`px.parse_time`) and `px.<unit>(n)` durations.
 //!
 //! Owns parsing of `'-5m'`-style strings (an optional minus, digits, a unit of `ms`, `s`, `m`,
 //! `h` or `d`) into signed nanoseconds. Must not read the clock: the caller passes "now".
@@ -40,6 +40,23 @@ pub(crate) fn parse_duration(text: &str) -> Option<i64> {
     Some(if negative { -ns } else { ns })
 }
 
+/// An absolute time string (RFC 3339 and close relatives: `2020-07-13T18:02:05Z`, `2020-07-13 18:02:05.5
+/// +00:00`, a date alone) as nanoseconds since the epoch; a zone written `+0000` is taken too.
+pub(crate) fn parse_absolute(text: &str) -> Option<i64> {
+    use arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
+    let t = text.trim();
+    if let Ok(ns) = string_to_timestamp_nanos(t) {
+        return Some(ns);
+    }
+    // `+0000` → `+00:00`, the form arrow reads.
+    let (head, zone) = t.rsplit_once(['+', '-'])?;
+    let sign = &t[head.len()..head.len() + 1];
+    if zone.len() == 4 && zone.bytes().all(|b| b.is_ascii_digit()) && head.contains(':') {
+        return string_to_timestamp_nanos(&format!("{}{sign}{}:{}", head.trim_end(), &zone[..2], &zone[2..])).ok();
+    }
+    None
+}
+
 /// `px.format_duration(ns)`: the largest whole unit of `d`, `h`, `m`, `s`, `ms` that fits, rounded down,
 /// sign kept (`-300_000_000_000` is `-5m`; below a millisecond, `0ms`).
 pub(crate) fn format_duration(ns: i64) -> String {
@@ -58,6 +75,18 @@ pub(crate) fn format_duration(ns: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absolute_times_in_the_usual_forms() {
+        let t = Some(1_594_663_325_000_000_000);
+        assert_eq!(parse_absolute("2020-07-13T18:02:05Z"), t);
+        assert_eq!(parse_absolute("2020-07-13 18:02:05 +0000"), t);
+        assert_eq!(parse_absolute("2020-07-13 20:02:05+02:00"), t);
+        assert_eq!(parse_absolute("2020-07-13 16:02:05 -0200"), t);
+        assert_eq!(parse_absolute("2020-07-13"), Some(1_594_598_400_000_000_000));
+        assert_eq!(parse_absolute("-5m"), None);
+        assert_eq!(parse_absolute("soon"), None);
+    }
 
     #[test]
     fn relative_strings() {

@@ -155,7 +155,7 @@ struct PemArgs {
 #[derive(Args, Clone)]
 pub(crate) struct AgentArgs {
     /// The agent's memory budget in MiB, covering the table store, the parsers' per-connection state and
-    /// the eBPF ring buffer (minimum 64). Past it the oldest rows are evicted, new connections over the
+    /// the eBPF ring buffers of the socket tracer and the profiler (minimum 64). Past it the oldest rows are evicted, new connections over the
     /// derived cap are counted and dropped (agent_stats conns_dropped/conn_cap) and a full ring drops
     /// records (counted). `scripts/bench-agent.sh` reports the resident size against it.
     #[arg(long, env = "LOUPE_MEMORY_BUDGET_MB", default_value_t = loupe_collector::MemoryBudget::DEFAULT_MIB)]
@@ -391,7 +391,6 @@ pub(crate) fn start_pem(args: &AgentArgs) -> Result<Pem> {
     }
     let collector = (!args.no_trace).then(|| {
         let mut c = CollectorConfig::default();
-        budget.apply(&mut c);
         // Excluding its own process also excludes every port it listens on (see the kernel's listen hook).
         c.tracer.exclude_tgid = if args.trace_self { 0 } else { std::process::id() };
         c.tracker.parse.max_body_bytes = args.max_body_bytes;
@@ -403,6 +402,8 @@ pub(crate) fn start_pem(args: &AgentArgs) -> Result<Pem> {
             asid: c.tracker.asid,
             ..Default::default()
         });
+        // After the profiler is set: the budget sizes its ring too.
+        budget.apply(&mut c);
         if args.no_redact {
             tracing::warn!("redaction is off (--no-redact): captured rows keep passwords, tokens and cookies as sent");
         }

@@ -2,7 +2,6 @@
 //! directories, and child processes that die with the test.
 
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -57,9 +56,7 @@ pub fn run_counts<K: PartialEq>(sorted: impl IntoIterator<Item = K>) -> Vec<(K, 
     counts
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
+pub use loupe_testkit::free_port;
 
 /// A child process killed when the test ends, however it ends.
 pub struct Guard(pub Child);

@@ -319,10 +319,20 @@ garbage line
         unsafe {
             std::arch::asm!("lea {ip}, [rip]", "mov {sp}, rsp", "mov {bp}, rbp", ip = out(reg) ip, sp = out(reg) sp, bp = out(reg) bp);
         }
+        // The stack's top may lie less than 16 KiB above this frame, with nothing mapped beyond it
+        // (a raw copy crashed there), so the copy goes through /proc/self/mem, which stops at the
+        // first unmapped page the way the kernel's copy does.
         let mut copy = vec![0u8; 16384];
-        // SAFETY: the 16 KiB above this frame's stack pointer belong to this thread's stack (the test
-        // harness's frames lie there, and test threads have 2 MiB stacks).
-        unsafe { std::ptr::copy_nonoverlapping(sp as *const u8, copy.as_mut_ptr(), copy.len()) };
+        let mem = std::fs::File::open("/proc/self/mem").expect("open /proc/self/mem");
+        let mut got = 0;
+        while got < copy.len() {
+            match std::os::unix::fs::FileExt::read_at(&mem, &mut copy[got..], sp + got as u64) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        copy.truncate(got);
+        assert!(got >= 4096, "only {got} bytes of stack readable above the stack pointer");
         let mut unwinder = DwarfUnwinder::new("/proc");
         let mut frames = Vec::new();
         unwinder.unwind(std::process::id(), ip, sp, bp, &copy, &mut frames);

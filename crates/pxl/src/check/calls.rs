@@ -46,8 +46,7 @@ const OPERATOR_FUNCS: &[(&str, BinOp)] = &[
 ];
 
 /// `px.*` names that are known but need machinery Loupe does not have yet.
-const NOT_YET: &[&str] =
-    &["merge", "script_reference", "export", "otel", "vis", "strptime", "parse_time", "uint128", "make_upid"];
+const NOT_YET: &[&str] = &["merge", "script_reference", "export", "otel", "vis", "uint128", "make_upid"];
 
 /// True for `px.` metadata lookups that need Kubernetes state (`upid_to_pod_name`, ...).
 fn is_metadata_func(name: &str) -> bool {
@@ -58,7 +57,7 @@ fn is_metadata_func(name: &str) -> bool {
 }
 
 fn known_px_names() -> impl Iterator<Item = &'static str> {
-    ["DataFrame", "display", "debug", "now", "parse_duration", "format_duration"]
+    ["DataFrame", "display", "debug", "now", "parse_duration", "parse_time", "format_duration"]
         .into_iter()
         .chain(["days", "hours", "minutes", "seconds", "milliseconds", "microseconds"])
         .chain(["count", "sum", "mean", "min", "max", "any", "quantiles", "p01", "p10", "p25"])
@@ -221,6 +220,34 @@ impl Checker<'_> {
                     self.err(&e.span, format!("invalid duration `{text}`: expected e.g. '5m', '-30s', '250ms'"))
                 })?;
                 Ok(Value::Scalar(TExpr::lit(Literal::Int(ns))))
+            }
+            "parse_time" => {
+                // Pixie's compile-time `px.parse_time`: a relative string (`'-5m'`, from now), an absolute
+                // one (`'2020-07-13 18:02:05 +0000'`, RFC 3339 and its relatives), or nanoseconds.
+                let a = self.bind_args(&what, &["time"], 1, args, kwargs, span)?;
+                let Some(e) = a.get(0) else { return Err(self.err(span, "missing time")) };
+                let ns = match self.eval_scalar(e, "the time")?.expr {
+                    crate::plan::Expr::Literal(Literal::Int(ns) | Literal::Time(ns)) => ns,
+                    crate::plan::Expr::Literal(Literal::String(text)) => match time::parse_duration(&text) {
+                        Some(d) => self.now_ns.saturating_add(d),
+                        None => time::parse_absolute(&text).ok_or_else(|| {
+                            self.err(
+                                &e.span,
+                                format!(
+                                    "invalid time `{text}`: expected a relative time ('-5m') or an absolute \
+                                     one ('2020-07-13 18:02:05 +0000', '2020-07-13T18:02:05Z')"
+                                ),
+                            )
+                        })?,
+                    },
+                    _ => {
+                        return Err(self.err(
+                            &e.span,
+                            "the time of px.parse_time must be a string or integer constant".to_string(),
+                        ));
+                    }
+                };
+                Ok(Value::Scalar(TExpr::lit(Literal::Time(ns))))
             }
             udtf if Udtf::from_name(udtf).is_some() => {
                 let Some(func) = Udtf::from_name(udtf) else { return Err(self.err(span, "unknown source")) };
