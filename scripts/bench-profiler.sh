@@ -2,7 +2,9 @@
 # The CPU profiler's cost (issue 19), in one run on this host: a CPU-bound program (one copy per core, so
 # every core is busy) counts loop iterations for a fixed time, alternately without and with the profiler
 # sampling at 99 Hz. Prints each round, then the median on/off throughput ratio with its spread
-# (min..max), and the profiler's own CPU (user + system of its process; the BPF program runs in the
+# (min..max); the same ratio of work per CPU-second of the busy program less the profiler's own share
+# of the machine (steadier where the hypervisor takes time away); and
+# the profiler's own CPU (user + system of its process; the BPF program runs in the
 # sampled processes' context and shows up as their lost throughput instead).
 # The profiler is `crates/collector/examples/profile.rs`: the same `Profiler` source `loupe up` runs,
 # without the socket tracer. Other load on the host skews every figure: compare within one run, and repeat.
@@ -34,17 +36,23 @@ __attribute__((noinline)) unsigned long hot(unsigned long n) {
     for (unsigned long i = 0; i < n; i++) x = x * 31 + (i ^ (x >> 7));
     return x;
 }
+static double elapsed(struct timespec a, struct timespec b) {
+    return (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+}
+/* Prints rounds per wall second and rounds per second of its own CPU time. */
 int main(int argc, char **argv) {
-    struct timespec t0, t;
+    struct timespec t0, t, c0, c;
     double secs = atof(argv[1]);
     unsigned long rounds = 0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     do {
         sink += hot(100000);
         rounds++;
         clock_gettime(CLOCK_MONOTONIC, &t);
-    } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
-    printf("%.0f\n", rounds / ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9));
+    } while (elapsed(t0, t) < secs);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c);
+    printf("%.0f %.0f\n", rounds / elapsed(t0, t), rounds / elapsed(c0, c));
     return 0;
 }
 C
@@ -58,7 +66,7 @@ run_busy() {
   local pids=() i
   for i in $(seq "$cores"); do "$dir/busy" "$secs" > "$dir/busy.$i" & pids+=($!); done
   wait "${pids[@]}"
-  cat "$dir"/busy.* | awk '{s += $1} END {printf "%.0f", s}'
+  cat "$dir"/busy.* | awk '{w += $1; c += $2} END {printf "%.0f %.0f", w, c}'
 }
 start_profiler() {
   : > "$dir/profiler.out"
@@ -71,23 +79,33 @@ stop_profiler() { kill -TERM "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
 echo "busy loop on $cores cores, ${secs}s per run, $rounds rounds, profiler at ${hz} Hz, stack copy ${LOUPE_PROFILER_STACK_BYTES:-16384} bytes"
 ratios=()
 cpus=()
+work=()
 for r in $(seq "$rounds"); do
-  off=$(run_busy)
+  read -r off off_cpu <<< "$(run_busy)"
   start_profiler
   t0=$(cpu_ticks "$agent_pid")
-  on=$(run_busy)
+  read -r on on_cpu <<< "$(run_busy)"
   t1=$(cpu_ticks "$agent_pid")
   stop_profiler
   ratio=$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.4f", a / b}')
   cpu=$(awk -v t="$((t1 - t0))" -v hz="$clk" -v s="$secs" 'BEGIN {printf "%.2f", 100 * t / hz / s}')
+  # Work per CPU-second of the busy program, less the machine share the profiler's own process took:
+  # time the hypervisor gave elsewhere is in neither, while the sampling interrupts and the BPF program
+  # are charged to the busy program (on kernels without CONFIG_IRQ_TIME_ACCOUNTING; with it, interrupt
+  # time is left out and only the wall figure shows it).
+  per_cpu=$(awk -v a="$on_cpu" -v b="$off_cpu" -v p="$cpu" -v n="$cores" 'BEGIN {printf "%.4f", a / b - p / 100 / n}')
   ratios+=("$ratio")
   cpus+=("$cpu")
-  echo "round $r: off $off/s, on $on/s, on/off $ratio, profiler CPU ${cpu}% of one core"
+  work+=("$per_cpu")
+  echo "round $r: off $off/s, on $on/s, on/off $ratio (per CPU-second, profiler included: $per_cpu), profiler CPU ${cpu}% of one core"
 done
 tail -n 2 "$dir/profiler.out" | sed 's/^/last run: /'
 printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR] = $1} END {
   m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
   printf "throughput on/off: median %.4f (loss %.2f%%), spread %.4f..%.4f over %d rounds\n", m, 100 * (1 - m), v[1], v[NR], NR }'
+printf '%s\n' "${work[@]}" | sort -n | awk '{v[NR] = $1} END {
+  m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+  printf "work per CPU-second on/off, the profiler'"'"'s own CPU taken off: median %.4f (loss %.2f%%), spread %.4f..%.4f\n", m, 100 * (1 - m), v[1], v[NR] }'
 printf '%s\n' "${cpus[@]}" | sort -n | awk '{v[NR] = $1} END {
   m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
   printf "profiler CPU while profiling the busy cores: median %.2f%% of one core, spread %.2f..%.2f%%\n", m, v[1], v[NR] }'
