@@ -106,6 +106,20 @@ pub fn compile_with_funcs(
     Ok(Program { outputs, max_output_rows_per_table })
 }
 
+/// Checks a script as it is saved, before anything runs it: [`compile_with_funcs`], except that a
+/// function-form script (one that defines functions and displays nothing itself) is accepted, its
+/// functions checked by the calls in `exec_funcs` (a vis spec's, with its variables' defaults).
+pub fn check_script(
+    source: &str,
+    catalog: &dyn Catalog,
+    options: &CompileOptions,
+    exec_funcs: &[ExecFunc],
+) -> Result<(), Vec<Diagnostic>> {
+    parse_settings(source)?;
+    let stmts = syntax::parse(source)?;
+    check::Checker::new(source, catalog, options).allowing_function_form().run(&stmts, exec_funcs).map(|_| ())
+}
+
 /// Reads `#px:set key=value` lines; returns `max_output_rows_per_table` when set.
 fn parse_settings(source: &str) -> Result<Option<usize>, Vec<Diagnostic>> {
     let mut max_rows = None;

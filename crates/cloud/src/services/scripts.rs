@@ -69,24 +69,76 @@ fn check_content(req: &cloudpb::SaveScriptRequest) -> ApiResult<()> {
     if !req.vis_json.is_empty() && serde_json::from_str::<serde_json::Value>(&req.vis_json).is_err() {
         return Err(ApiError::invalid("vis_json must be JSON text"));
     }
-    check_pxl(&req.pxl)
+    check_saved_script(&req.pxl, &req.vis_json)
 }
 
 /// Compiles the script against the tables this Loupe knows, so a mistake is reported when the script is
-/// saved, at its line and column, rather than when someone first runs it.
+/// saved, at its line and column, rather than when someone first runs it. A script run as it stands (a
+/// cron script) must display something.
 pub(super) fn check_pxl(pxl: &str) -> ApiResult<()> {
     let options = loupe_pxl::CompileOptions { now_ns: loupe_metastore::now_ns() };
-    let Err(diagnostics) = loupe_pxl::compile(pxl, &loupe_pxl::SchemaCatalog, &options) else { return Ok(()) };
-    let Some(first) = diagnostics.first() else { return Ok(()) };
+    loupe_pxl::compile(pxl, &loupe_pxl::SchemaCatalog, &options).map(|_| ()).map_err(not_compiling)
+}
+
+/// [`check_pxl`] for a saved script, which may be function-form (functions a vis spec calls, nothing
+/// displayed at top level): each function the vis spec calls is checked with the spec's variable
+/// defaults; a call needing a variable without a default is left to run time.
+fn check_saved_script(pxl: &str, vis_json: &str) -> ApiResult<()> {
+    let options = loupe_pxl::CompileOptions { now_ns: loupe_metastore::now_ns() };
+    let calls = vis_default_calls(vis_json);
+    loupe_pxl::check_script(pxl, &loupe_pxl::SchemaCatalog, &options, &calls).map_err(not_compiling)
+}
+
+/// The calls a vis spec (`px.vispb.Vis` JSON) makes with its variables at their defaults: global
+/// functions, then widgets' functions. Calls reading a variable with no default are skipped.
+fn vis_default_calls(vis_json: &str) -> Vec<loupe_pxl::ExecFunc> {
+    use serde_json::Value;
+    let Ok(vis) = serde_json::from_str::<Value>(vis_json) else { return Vec::new() };
+    let list = |key: &str| vis.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let defaults: std::collections::HashMap<String, String> = list("variables")
+        .iter()
+        .filter_map(|v| Some((v.get("name")?.as_str()?.to_owned(), v.get("defaultValue")?.as_str()?.to_owned())))
+        .collect();
+    let call = |func: &Value, output: String| -> Option<loupe_pxl::ExecFunc> {
+        let name = func.get("name")?.as_str()?.to_owned();
+        let mut args = Vec::new();
+        for a in func.get("args").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+            let param = a.get("name")?.as_str()?.to_owned();
+            let value = match (a.get("value").and_then(Value::as_str), a.get("variable").and_then(Value::as_str)) {
+                (Some(v), _) => v.to_owned(),
+                (None, Some(var)) => defaults.get(var)?.clone(),
+                (None, None) => continue,
+            };
+            args.push((param, value));
+        }
+        Some(loupe_pxl::ExecFunc { name, args, output_prefix: output })
+    };
+    let mut calls = Vec::new();
+    for g in list("globalFuncs") {
+        let output = g.get("outputName").and_then(Value::as_str).unwrap_or_default().to_owned();
+        calls.extend(g.get("func").and_then(|f| call(f, output)));
+    }
+    for (i, w) in list("widgets").iter().enumerate() {
+        let output = match w.get("name").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() => n.to_owned(),
+            _ => format!("widget_{i}"),
+        };
+        calls.extend(w.get("func").and_then(|f| call(f, output)));
+    }
+    calls
+}
+
+fn not_compiling(diagnostics: Vec<loupe_pxl::Diagnostic>) -> ApiError {
+    let Some(first) = diagnostics.first() else { return ApiError::invalid("pxl does not compile") };
     let more = match diagnostics.len() {
         1 => String::new(),
         n => format!(" (and {} more)", n - 1),
     };
     let help = first.helps.first().map(|h| format!("; help: {h}")).unwrap_or_default();
-    Err(ApiError::invalid(format!(
+    ApiError::invalid(format!(
         "pxl does not compile: line {}, column {}: {}{help}{more}",
         first.line, first.column, first.message
-    )))
+    ))
 }
 
 #[tonic::async_trait]
@@ -210,6 +262,29 @@ mod tests {
         assert!(err.message.contains("resp_status"), "did you mean: {}", err.message);
         let err = check_pxl("import px\ndf = px.DataFrame('http_events'\n").expect_err("syntax");
         assert!(err.message.starts_with("pxl does not compile: line "), "{}", err.message);
+    }
+
+    #[test]
+    fn function_form_scripts_are_checked_through_their_vis_spec() {
+        let pxl = "import px\n\ndef errors(start_time: str, path: str):\n    df = px.DataFrame('http_events', start_time=start_time)\n    return df[df.req_path == path]\n";
+        let vis = r#"{"variables":[{"name":"start_time","type":"PX_STRING","defaultValue":"-5m"},{"name":"path","type":"PX_STRING"}],
+            "widgets":[{"name":"errs","func":{"name":"errors","args":[{"name":"start_time","variable":"start_time"},{"name":"path","value":"/a"}]}}]}"#;
+        assert!(check_saved_script(pxl, vis).is_ok());
+        // Without a vis spec the functions are kept for one to call later.
+        assert!(check_saved_script(pxl, "").is_ok());
+        // The vis spec's call reaches a mistake in the function body, at its line.
+        let broken = pxl.replace("df.req_path", "df.req_pat");
+        let err = check_saved_script(&broken, vis).expect_err("unknown column");
+        assert!(err.message.contains("line 5, column"), "{}", err.message);
+        // A call to a function the script lacks.
+        let err = check_saved_script(pxl, &vis.replace(r#""name":"errors""#, r#""name":"nope""#)).expect_err("nope");
+        assert!(err.message.contains("nope"), "{}", err.message);
+        // A variable with no default leaves that call to run time.
+        let unset = vis.replace(r#"{"name":"path","value":"/a"}"#, r#"{"name":"path","variable":"path"}"#);
+        assert!(check_saved_script(&broken, &unset).is_ok());
+        // A script that defines nothing and displays nothing is refused still; cron scripts must display.
+        assert!(check_saved_script("import px\ndf = px.DataFrame('http_events')\n", "").is_err());
+        assert!(check_pxl(pxl).is_err());
     }
 
     #[test]

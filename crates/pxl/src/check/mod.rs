@@ -43,6 +43,8 @@ pub(crate) struct Checker<'a> {
     scopes: Vec<HashMap<String, Value>>,
     outputs: Vec<Output>,
     defined_functions: bool,
+    /// A script that only defines functions is accepted without outputs (see [`crate::check_script`]).
+    library: bool,
 }
 
 enum Flow {
@@ -59,7 +61,15 @@ impl<'a> Checker<'a> {
             scopes: vec![HashMap::new()],
             outputs: Vec::new(),
             defined_functions: false,
+            library: false,
         }
+    }
+
+    /// Accepts a script that defines functions and displays nothing: a function-form script checked
+    /// before its vis spec calls it.
+    pub(crate) fn allowing_function_form(mut self) -> Self {
+        self.library = true;
+        self
     }
 }
 
@@ -114,7 +124,7 @@ impl Checker<'_> {
         if !errors.is_empty() {
             return Err(errors);
         }
-        if self.outputs.is_empty() {
+        if self.outputs.is_empty() && !(self.library && self.defined_functions) {
             let mut d = Diagnostic::new(self.source, 0..0, "script has no `px.display` call, so it produces no output");
             if self.defined_functions {
                 d = d.with_help("call a function at top level, e.g. `px.display(f('-5m'))`");
