@@ -1,6 +1,6 @@
-// The vis spec's other widgets: bar chart, stat, graph (Graph and RequestGraph, as px/cluster and
-// px/service_graph draw services and the requests between them) and flamegraph (StackTraceFlameGraph: folded
-// stacks, `a;b;c`, with a sample count each). Loaded only when a spec asks for one, so the first load stays
+// The vis spec's other widgets: bar chart, stat, histogram, pie, gauge, text, graph (Graph and RequestGraph,
+// as px/cluster and px/service_graph draw services and the requests between them) and flamegraph
+// (StackTraceFlameGraph: folded stacks, `a;b;c`, with a sample count each). Loaded only when a spec asks for one, so the first load stays
 // small. Drawn by hand in SVG, like the time series: elements by createElementNS, data as text nodes and
 // attribute values only, never markup. Each widget redraws at most once per frame as rows stream in.
 
@@ -13,6 +13,8 @@ const COLORS = ['#7cc4ff', '#f7a35c', '#90ed7d', '#e4d354', '#f15c80', '#8085e9'
 // says how many were left out.
 const MAX_BARS = 60;
 const MAX_NODES = 80;
+// The most pie slices: the rest are summed into one.
+const MAX_SLICES = 12;
 
 function column(columns, name) {
   return name ? columns.findIndex((c) => c.name === name) : -1;
@@ -154,6 +156,175 @@ export class StatWidget {
     this.output.textContent = formatValue(this.last, this.col);
     this.output.dataset.value = String(this.last);
   }
+}
+
+// HistogramChart: `histogram {value, maxbins, minstep, prebinCount}`: the values of `value` counted into at
+// most `maxbins` bins of equal width (no narrower than `minstep`); with `prebinCount`, each row's `value` is
+// a bin's start and that column its count, as Pixie's scripts that bin in PxL send them.
+export class HistogramWidget {
+  constructor(name, columns, spec) {
+    const hist = spec.histogram || {};
+    this.name = name;
+    this.valueCol = columns[column(columns, hist.value)];
+    this.value = column(columns, hist.value);
+    this.count = column(columns, hist.prebinCount);
+    this.maxbins = Math.max(1, Math.min(MAX_BARS, Math.floor(Number(hist.maxbins)) || 30));
+    this.minstep = Math.max(0, Number(hist.minstep) || 0);
+    this.points = [];
+    this.plot = svg('svg', { role: 'img', class: 'chart bars histogram' });
+    this.element = frame('histogram', name, this.plot);
+  }
+
+  addRows(rows) {
+    if (this.value < 0) return;
+    for (const row of rows) {
+      const value = Number(row[this.value]);
+      const count = this.count >= 0 ? Number(row[this.count]) : 1;
+      if (Number.isFinite(value) && Number.isFinite(count)) this.points.push([value, count]);
+    }
+    schedule(this);
+  }
+
+  // [from, to, count] per bin, lowest first.
+  bins() {
+    if (this.points.length === 0) return [];
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const [v] of this.points) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    let step = Math.max((hi - lo) / this.maxbins, this.minstep);
+    if (!(step > 0)) step = 1;
+    const n = Math.max(1, Math.min(this.maxbins, Math.floor((hi - lo) / step) + 1));
+    const counts = new Array(n).fill(0);
+    for (const [v, c] of this.points) counts[Math.min(n - 1, Math.floor((v - lo) / step))] += c;
+    return counts.map((c, i) => [lo + i * step, lo + (i + 1) * step, c]);
+  }
+
+  render() {
+    const bins = this.bins();
+    const H = 240;
+    const bottom = 40;
+    const W = 800;
+    const w = (W - 60) / Math.max(1, bins.length);
+    const max = Math.max(1, ...bins.map((b) => b[2]));
+    this.plot.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    this.plot.replaceChildren();
+    bins.forEach(([from, to, count], i) => {
+      const x = 40 + i * w;
+      const height = (count / max) * (H - bottom - 16);
+      this.plot.append(svg('g', { class: 'bin', 'data-from': from, 'data-to': to, 'data-count': count },
+        svg('title', {}, `${formatValue(from, this.valueCol)} – ${formatValue(to, this.valueCol)}: ${count}`),
+        svg('rect', { x: x + 1, y: H - bottom - height, width: Math.max(1, w - 2), height: Math.max(count ? 1 : 0, height), fill: COLORS[0] }),
+        svg('text', { x: x + w / 2, y: H - bottom - height - 3, 'text-anchor': 'middle', class: 'tick' }, short(count)),
+        ...(i % Math.ceil(bins.length / 10) === 0 ? [svg('text', { x, y: H - bottom + 14, class: 'tick' }, short(from))] : [])));
+    });
+    this.plot.setAttribute('aria-label', `${this.name}: histogram of ${this.points.length} rows in ${bins.length} bins`);
+  }
+}
+
+// PieChart: `label`, `value`: one slice per label, the values of rows with the same label summed (the
+// largest slices, the rest as one "other").
+export class PieWidget {
+  constructor(name, columns, spec) {
+    this.name = name;
+    this.valueCol = columns[column(columns, spec.value)];
+    this.value = column(columns, spec.value);
+    this.label = column(columns, spec.label);
+    this.totals = new Map();
+    this.plot = svg('svg', { role: 'img', class: 'chart pie', viewBox: '0 0 800 260' });
+    this.element = frame('pie', name, this.plot);
+  }
+
+  addRows(rows) {
+    if (this.value < 0) return;
+    for (const row of rows) {
+      const value = Number(row[this.value]);
+      if (!Number.isFinite(value) || value <= 0) continue;
+      const label = this.label >= 0 ? String(row[this.label]) : this.name;
+      this.totals.set(label, (this.totals.get(label) || 0) + value);
+    }
+    schedule(this);
+  }
+
+  slices() {
+    const all = [...this.totals].sort((a, b) => b[1] - a[1]);
+    if (all.length <= MAX_SLICES) return all;
+    const rest = all.slice(MAX_SLICES - 1).reduce((sum, [, v]) => sum + v, 0);
+    return [...all.slice(0, MAX_SLICES - 1), ['other', rest]];
+  }
+
+  render() {
+    const slices = this.slices();
+    const total = slices.reduce((sum, [, v]) => sum + v, 0) || 1;
+    const [cx, cy, r] = [130, 130, 110];
+    this.plot.replaceChildren();
+    let angle = -Math.PI / 2;
+    slices.forEach(([label, value], i) => {
+      const share = value / total;
+      const next = angle + share * 2 * Math.PI;
+      const color = COLORS[i % COLORS.length];
+      const point = (a) => `${cx + r * Math.cos(a)} ${cy + r * Math.sin(a)}`;
+      // A whole circle cannot be one arc: two halves.
+      const d = share >= 0.9999
+        ? `M ${point(angle)} A ${r} ${r} 0 1 1 ${point(angle + Math.PI)} A ${r} ${r} 0 1 1 ${point(angle)} Z`
+        : `M ${cx} ${cy} L ${point(angle)} A ${r} ${r} 0 ${share > 0.5 ? 1 : 0} 1 ${point(next)} Z`;
+      this.plot.append(svg('g', { class: 'slice', 'data-label': label, 'data-value': value },
+        svg('title', {}, `${label}: ${formatValue(value, this.valueCol)} (${(share * 100).toFixed(1)}%)`),
+        svg('path', { d, fill: color }),
+        svg('rect', { x: 290, y: 14 + i * 20, width: 12, height: 12, fill: color }),
+        svg('text', { x: 308, y: 25 + i * 20, class: 'tick' },
+          `${label.length > 40 ? `${label.slice(0, 39)}…` : label}: ${short(value)} (${(share * 100).toFixed(1)}%)`)));
+      angle = next;
+    });
+    this.plot.setAttribute('aria-label', `${this.name}: ${slices.map(([l, v]) => `${l} ${formatValue(v, this.valueCol)}`).join(', ')}`);
+  }
+}
+
+// GaugeChart: `value`: the last row's value on a half dial, full at 100% for a percentage and at the
+// largest value seen otherwise.
+export class GaugeWidget {
+  constructor(name, columns, spec) {
+    this.name = name;
+    this.index = column(columns, spec.value);
+    this.col = columns[this.index];
+    this.max = 0;
+    this.dial = svg('svg', { role: 'img', class: 'chart gauge', viewBox: '0 0 200 120' });
+    this.output = h('output', { class: 'stat-value' }, '—');
+    this.element = frame('gauge', name, this.dial, this.output);
+  }
+
+  addRows(rows) {
+    if (rows.length === 0 || this.index < 0) return;
+    for (const row of rows) this.max = Math.max(this.max, Math.abs(Number(row[this.index])) || 0);
+    this.last = rows[rows.length - 1][this.index];
+    schedule(this);
+  }
+
+  render() {
+    const value = Number(this.last);
+    const full = this.col && this.col.semantic_type === 'ST_PERCENT' ? 1 : (this.max || 1);
+    const share = Number.isFinite(value) ? Math.max(0, Math.min(1, value / full)) : 0;
+    const arc = (to) => {
+      const a = Math.PI * (1 - to);
+      return `M 20 100 A 80 80 0 0 1 ${100 + 80 * Math.cos(a)} ${100 - 80 * Math.sin(a)}`;
+    };
+    this.dial.replaceChildren(
+      svg('path', { d: arc(1), class: 'gauge-track', fill: 'none', stroke: '#444', 'stroke-width': 16 }),
+      svg('path', { d: arc(share), class: 'gauge-value', fill: 'none', stroke: COLORS[0], 'stroke-width': 16, 'data-share': share }));
+    this.output.textContent = formatValue(this.last, this.col);
+    this.output.dataset.value = String(this.last);
+    this.dial.setAttribute('aria-label', `${this.name}: ${this.output.textContent}`);
+  }
+}
+
+// TextChart: `body`, Markdown the spec's author wrote, shown as text: a `#` line as a heading, other lines
+// as paragraphs (blank lines between them), never as markup. It has no data.
+export function textWidget(name, spec) {
+  const blocks = String((spec && spec.body) || '').split(/\n\s*\n/).map((b) => b.trim()).filter(Boolean);
+  const body = blocks.map((b) => {
+    const heading = /^(#{1,6})\s+(.*)$/s.exec(b);
+    return heading ? h('h3', {}, heading[2]) : h('p', {}, b.replace(/\s*\n\s*/g, ' '));
+  });
+  return { element: frame('text', name || 'text', h('div', { class: 'text-body' }, ...body)) };
 }
 
 // Graph (`adjacencyList {fromColumn, toColumn}`, edge and node weight and edge colour columns) and
@@ -384,6 +555,9 @@ function flameColor(name) {
 export function makeExtraWidget(type, name, columns, spec) {
   if (type.endsWith('.BarChart')) return new BarWidget(name, columns, spec);
   if (type.endsWith('.StatChart')) return new StatWidget(name, columns, spec);
+  if (type.endsWith('.HistogramChart')) return new HistogramWidget(name, columns, spec);
+  if (type.endsWith('.PieChart')) return new PieWidget(name, columns, spec);
+  if (type.endsWith('.GaugeChart')) return new GaugeWidget(name, columns, spec);
   if (type.endsWith('.RequestGraph')) return new GraphWidget(name, columns, spec, true);
   if (type.endsWith('.Graph')) return new GraphWidget(name, columns, spec, false);
   if (type.endsWith('.StackTraceFlameGraph')) return new FlameGraphWidget(name, columns, spec);
@@ -391,4 +565,5 @@ export function makeExtraWidget(type, name, columns, spec) {
 }
 
 // The display types this module draws (the live view loads it before a run whose spec names one).
-export const EXTRA_TYPES = ['BarChart', 'StatChart', 'RequestGraph', 'Graph', 'StackTraceFlameGraph'];
+export const EXTRA_TYPES = ['BarChart', 'StatChart', 'HistogramChart', 'PieChart', 'GaugeChart', 'TextChart',
+  'RequestGraph', 'Graph', 'StackTraceFlameGraph'];

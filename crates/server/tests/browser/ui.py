@@ -523,9 +523,6 @@ def total(start_time: str, port: int):
     df = df[df.local_port == port]
     return df.agg(requests=('latency', px.count))
 
-
-# The scripts service compiles a saved script without its vis spec's functions, so it wants one display.
-px.display(total('-1m', 0), 'port_zero')
 """
 
 WIDGETS_VIS = {
@@ -552,6 +549,16 @@ WIDGETS_VIS = {
         {"name": "flame", "globalFuncOutputName": "by_path",
          "displaySpec": {"@type": "types.px.dev/px.vispb.StackTraceFlameGraph",
                          "stacktraceColumn": "stack_trace", "countColumn": "requests"}},
+        {"name": "spread", "globalFuncOutputName": "by_path",
+         "displaySpec": {"@type": "types.px.dev/px.vispb.HistogramChart",
+                         "histogram": {"value": "requests", "maxbins": 3}}},
+        {"name": "share", "globalFuncOutputName": "by_path",
+         "displaySpec": {"@type": "types.px.dev/px.vispb.PieChart", "label": "req_path", "value": "requests"}},
+        {"name": "dial", "globalFuncOutputName": "by_path",
+         "displaySpec": {"@type": "types.px.dev/px.vispb.GaugeChart", "value": "requests"}},
+        {"name": "about",
+         "displaySpec": {"@type": "types.px.dev/px.vispb.TextChart",
+                         "body": "# Requests\n\nPer path of <b>this</b> test's nginx.\n<img src=x onerror=alert(1)>"}},
     ],
 }
 
@@ -602,6 +609,25 @@ def journey_widgets(b, args):
         b.el("#run").click()
         b.wait_text("#run-status", r"rows in \d+ ms")
     check(b.text("[data-stat=total] output") == "6", "the stat shows the total")
+
+    # Histogram of the per-path counts 3, 2 and 1 in three bins; a pie of the paths' shares; a gauge of the
+    # last row against the largest; the text as text, its markup inert.
+    bins = b.driver.execute_script(
+        "return [...document.querySelectorAll('[data-histogram=spread] g.bin')].map(g => Number(g.dataset.count))")
+    check(bins == [1, 1, 1], f"one path per bin: {bins}")
+    slices = b.driver.execute_script(
+        "return [...document.querySelectorAll('[data-pie=share] g.slice')].map(g => [g.dataset.label, Number(g.dataset.value)])")
+    check(sorted(slices) == sorted([list(i) for i in WIDGET_PATHS.items()]), f"one slice per path: {slices}")
+    gauge = b.driver.execute_script(
+        "const o = document.querySelector('[data-gauge=dial] output'); return o && Number(o.dataset.value)")
+    check(gauge in WIDGET_PATHS.values(), f"the gauge shows a row's count: {gauge}")
+    check(b.text("[data-text=about] h3") == "Requests", "the text's heading")
+    about = b.text("[data-text=about] p")
+    check("<b>this</b>" in about and "<img" in about, f"the text's markup stays text: {about}")
+    check(b.driver.execute_script("return document.querySelectorAll('[data-text=about] b, [data-text=about] img').length") == 0,
+          "no element made from the text")
+    b.driver.execute_script("document.querySelector('[data-histogram=spread]').scrollIntoView()")
+    b.shot("live-histogram-pie-gauge")
 
     bars = sorted(bars_of(b, "per path"))
     check(bars == sorted([list(i) for i in WIDGET_PATHS.items()]), f"one bar per path with its count: {bars}")

@@ -8,7 +8,7 @@ import { TableWidget } from '../table.js';
 import { TimeSeriesWidget } from '../chart.js';
 
 // The display types drawn by `widgets.js`, which is loaded only for a spec that uses one.
-const EXTRA = /\.(BarChart|StatChart|RequestGraph|Graph|StackTraceFlameGraph)$/;
+const EXTRA = /\.(BarChart|StatChart|HistogramChart|PieChart|GaugeChart|TextChart|RequestGraph|Graph|StackTraceFlameGraph)$/;
 
 function specWidgets(vis) {
   return (vis && Array.isArray(vis.widgets)) ? vis.widgets.filter((w) => w && typeof w === 'object') : [];
@@ -145,6 +145,14 @@ export async function run({ pxl, name, vizier, vis, execFuncs: funcs, widgets, s
     byTable.set(table, made);
     widgets.append(...made.map((w) => w.element));
   };
+  // Text widgets read no table: they are drawn as the run starts.
+  const drawText = () => {
+    if (!extra) return;
+    for (const w of specWidgets(vis)) {
+      if (typeOf(w).endsWith('.TextChart')) widgets.append(extra.textWidget(w.name, w.displaySpec).element);
+    }
+  };
+  drawText();
   let failure = null;
   let finished = false;
   try {
@@ -157,6 +165,7 @@ export async function run({ pxl, name, vizier, vis, execFuncs: funcs, widgets, s
       } else if (line.reset) {
         // Past the cap the server sends the rows it keeps again, in a stable order: start the widgets afresh.
         replace(widgets);
+        drawText();
         for (const table of columnsOf.keys()) draw(table);
       } else if (line.columns) {
         columnsOf.set(line.table, line.columns);
