@@ -7,4 +7,5 @@ mod functions;
 mod golden;
 mod golden_files;
 mod limits;
+mod pxviews;
 mod tables;

@@ -881,3 +881,68 @@ fn operator_functions_and_format_duration() {
     let Plan::Map { expr, .. } = p else { panic!("{p:?}") };
     assert_eq!(expr, Expr::Literal(Literal::String("-10m".into())));
 }
+
+#[test]
+fn pxviews_is_imported_and_its_functions_called_like_pixies() {
+    let pre = "import px\nimport pxviews\n";
+    let c = cols(&format!("{pre}px.display(pxviews.pod_resource_stats('-5m', px.now()))\n"));
+    let names: Vec<&str> = c.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "time_",
+            "pod_id",
+            "pod",
+            "service",
+            "node",
+            "namespace",
+            "container_count",
+            "pod_start_time",
+            "pod_status",
+            "cpu_usage",
+            "rss",
+            "vsize",
+            "actual_disk_read_throughput",
+            "actual_disk_write_throughput",
+            "total_disk_read_throughput",
+            "total_disk_write_throughput"
+        ]
+    );
+    // Keyword arguments, a time for `start_time`, and `ctx` on the pod-keyed result.
+    let p = format!(
+        "{pre}df = pxviews.inbound_http_summary(start_time=px.now() + px.parse_duration('-5m'), end_time=px.now())\n\
+         df.svc = df.ctx['service']\npx.display(df)\n"
+    );
+    assert!(cols(&p).iter().any(|(n, t)| n == "svc" && *t == PxType::String));
+    assert_eq!(
+        err(&format!("{pre}px.display(pxviews.pod_resource_stat('-5m', px.now()))\n")),
+        (3, 20, "module `pxviews` has no function `pod_resource_stat`".into())
+    );
+    assert_eq!(
+        err(&format!("{pre}px.display(pxviews.http_graph('-5m'))\n")),
+        (3, 12, "`pxviews.http_graph` is missing argument `end_time`".into())
+    );
+    assert_eq!(
+        err(&format!("{pre}f = pxviews.http_graph\n")),
+        (3, 13, "`pxviews.http_graph` is a function of the module: call it".into())
+    );
+    // A mistake the module meets (here a window that is not a number) is reported at the caller's call.
+    let (line, column, message) =
+        err(&format!("{pre}px.display(pxviews.container_process_timeseries('-5m', px.now(), 'x'))\n"));
+    assert_eq!((line, column), (3, 12));
+    assert!(message.starts_with("`pxviews.container_process_timeseries`: "), "{message}");
+    assert_eq!(err("import px\nimport pxtrace\n"), (2, 8, "module `pxtrace` is not supported yet".into()));
+}
+
+#[test]
+fn lists_concatenate() {
+    let keys = "keys = ['req_path']\n";
+    assert_eq!(
+        plan(&src(&format!("{keys}px.display(df.groupby(keys + ['req_method']).agg(n=('latency', px.count)))\n"))),
+        plan(&src("px.display(df.groupby(['req_path', 'req_method']).agg(n=('latency', px.count)))\n"))
+    );
+    assert_eq!(
+        err(&src(&format!("{keys}x = keys + 1\n"))),
+        (4, 12, "can only add a list to a list, found a INT64 constant".into())
+    );
+}

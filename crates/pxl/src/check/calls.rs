@@ -107,6 +107,7 @@ impl Checker<'_> {
                     self.call_px(attr, args, kwargs, span)
                 }
                 Value::Frame(frame) => self.call_method(frame, attr, args, kwargs, span),
+                Value::Library(module) => self.call_library(&module, attr, args, kwargs, span),
                 Value::GroupBy(frame, keys) => {
                     if attr.name != "agg" {
                         return Err(self.err(

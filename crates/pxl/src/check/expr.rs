@@ -37,6 +37,22 @@ impl Checker<'_> {
             ExprKind::Index { obj, key } => self.eval_index(obj, key),
             ExprKind::Call { func, args, kwargs } => self.eval_call(func, args, kwargs, &e.span),
             ExprKind::Binary { op, op_span, left, right } => {
+                // `keys + ['pod']`: lists concatenate, as in Python (group keys built up by helpers).
+                if *op == BinOp::Add
+                    && let ExprKind::List(_) | ExprKind::Name(_) = &left.kind
+                    && let Value::List(mut l) = self.eval(left)?
+                {
+                    return match self.eval(right)? {
+                        Value::List(r) => {
+                            l.extend(r);
+                            Ok(Value::List(l))
+                        }
+                        other => {
+                            Err(self
+                                .err(&right.span, format!("can only add a list to a list, found {}", other.describe())))
+                        }
+                    };
+                }
                 let l = self.eval_scalar(left, "an operand")?;
                 let r = self.eval_scalar(right, "an operand")?;
                 let tok = self.op_token(op_span, &e.span);
@@ -142,6 +158,9 @@ impl Checker<'_> {
             }
             Value::PxAttr(parent) => {
                 Err(self.err(&attr.span, format!("`px.{parent}.{}` is not supported yet", attr.name)))
+            }
+            Value::Library(m) => {
+                Err(self.err(&attr.span, format!("`{}.{}` is a function of the module: call it", m.name(), attr.name)))
             }
             other => Err(self.err(&attr.span, format!("{} has no attribute `{}`", other.describe(), attr.name))),
         }

@@ -15,6 +15,7 @@ mod diagnostics;
 mod expr;
 mod frame;
 mod functions;
+mod library;
 mod value;
 
 use std::collections::HashMap;
@@ -149,9 +150,14 @@ impl Checker<'_> {
         match stmt {
             Stmt::Import(names) => {
                 for n in names {
+                    if let Some(lib) = self.load_library(n) {
+                        let lib = lib?;
+                        self.bind(&n.name, lib);
+                        continue;
+                    }
                     match n.name.as_str() {
                         "px" | "pl" => self.bind(&n.name, Value::Module),
-                        "pxviews" | "pxtrace" => {
+                        "pxtrace" => {
                             return Err(self.err(&n.span, format!("module `{}` is not supported yet", n.name)));
                         }
                         other => return Err(self.err(&n.span, format!("unknown module `{other}`"))),

@@ -89,6 +89,8 @@ pub(super) enum Value {
     PxAttr(String),
     /// A user-defined function.
     Func(Rc<FunctionDef>),
+    /// An imported library module (`pxviews`).
+    Library(Rc<super::library::Loaded>),
     /// A name whose assignment failed (already reported): using it reports nothing more.
     Poisoned,
 }
@@ -105,6 +107,7 @@ impl Value {
             Value::None => "`None`".into(),
             Value::PxAttr(n) => format!("`px.{n}`"),
             Value::Func(f) => format!("function `{}`", f.name.name),
+            Value::Library(m) => format!("the `{}` module", m.name()),
             Value::Poisoned => "a value that failed earlier".into(),
         }
     }
