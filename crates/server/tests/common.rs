@@ -78,9 +78,32 @@ pub fn wait_for_port(port: u16, what: &str) {
     }
 }
 
-/// The path `temp_dir(tag)` creates, without touching it.
+/// The path `temp_dir(tag)` creates, without touching it. The name ends in `-p<pid>` of this test process, so
+/// that a later run can tell whose it was.
 pub fn temp_path(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("loupe-e2e-{tag}-{}", std::process::id()))
+    sweep_dead_runs();
+    std::env::temp_dir().join(format!("loupe-e2e-{tag}-p{}", std::process::id()))
+}
+
+/// Removes, once per test process, the directories earlier test processes left behind (a test that fails or
+/// is killed does not clean up; a database's data directory alone is over 100 MB). Only `-p<pid>` names of
+/// processes that no longer run are removed, so tests running side by side keep theirs.
+fn sweep_dead_runs() {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("loupe-e2e-") else { continue };
+            // `…-p<pid>`, or a file beside it such as `…-p<pid>.log`.
+            let pid = rest.rsplit_once("-p").and_then(|(_, p)| p.split('.').next().and_then(|p| p.parse::<u32>().ok()));
+            let Some(pid) = pid else { continue };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let path = entry.path();
+                let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            }
+        }
+    });
 }
 
 /// An empty directory of this test process, unique per `tag`.
