@@ -235,26 +235,49 @@ pub(crate) enum SketchOutput {
     Percentile(u32),
     /// Pixie's quantiles JSON: these keys and fractions (parts per ten thousand), as a STRING.
     Json(Vec<(&'static str, u32)>),
+    /// The sketch itself, encoded, as BINARY: an agent's partial state, merged by a Kelvin.
+    State,
+}
+
+/// What a sketch UDAF reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum SketchInput {
+    /// FLOAT64 values.
+    Values,
+    /// Encoded sketches ([`SketchOutput::State`]), merged.
+    States,
 }
 
 /// A sketch UDAF over one numeric argument (cast to FLOAT64 by the caller).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct SketchUdaf {
     name: String,
+    input: SketchInput,
     output: SketchOutput,
     signature: Signature,
 }
 
 /// The UDAF computing `output`.
 pub(crate) fn udaf(output: SketchOutput) -> AggregateUDF {
+    udaf_over(SketchInput::Values, output)
+}
+
+/// The UDAF computing `output` from `input`: values, or the states agents sent.
+pub(crate) fn udaf_over(input: SketchInput, output: SketchOutput) -> AggregateUDF {
     let name = match &output {
         SketchOutput::Percentile(p) => format!("px_percentile_{p}"),
         SketchOutput::Json(_) => "px_quantiles".to_string(),
+        SketchOutput::State => "px_sketch".to_string(),
+    };
+    let (name, arg) = match input {
+        SketchInput::Values => (name, DataType::Float64),
+        SketchInput::States => (format!("{name}_merge"), DataType::Binary),
     };
     AggregateUDF::from(SketchUdaf {
         name,
+        input,
         output,
-        signature: Signature::exact(vec![DataType::Float64], Volatility::Immutable),
+        signature: Signature::exact(vec![arg], Volatility::Immutable),
     })
 }
 
@@ -263,6 +286,7 @@ impl SketchOutput {
         match self {
             SketchOutput::Percentile(_) => DataType::Float64,
             SketchOutput::Json(_) => DataType::Utf8,
+            SketchOutput::State => DataType::Binary,
         }
     }
 
@@ -270,6 +294,11 @@ impl SketchOutput {
         match self {
             SketchOutput::Percentile(p) => ScalarValue::Float64(s.quantile(f64::from(*p) / 10_000.0)),
             SketchOutput::Json(keys) => ScalarValue::Utf8(json(keys, s)),
+            SketchOutput::State => {
+                let mut bytes = Vec::new();
+                s.encode(&mut bytes);
+                ScalarValue::Binary(Some(bytes))
+            }
         }
     }
 }
@@ -302,7 +331,7 @@ impl AggregateUDFImpl for SketchUdaf {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SketchAccumulator { output: self.output.clone(), sketch: Sketch::default() }))
+        Ok(Box::new(SketchAccumulator { input: self.input, output: self.output.clone(), sketch: Sketch::default() }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -314,7 +343,7 @@ impl AggregateUDFImpl for SketchUdaf {
     }
 
     fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(SketchGroups { output: self.output.clone(), sketches: Vec::new(), heap: 0 }))
+        Ok(Box::new(SketchGroups { input: self.input, output: self.output.clone(), sketches: Vec::new(), heap: 0 }))
     }
 }
 
@@ -335,12 +364,16 @@ fn decode(bytes: &[u8]) -> Result<Sketch> {
 /// The sketch of an aggregate without groups.
 #[derive(Debug)]
 struct SketchAccumulator {
+    input: SketchInput,
     output: SketchOutput,
     sketch: Sketch,
 }
 
 impl Accumulator for SketchAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if self.input == SketchInput::States {
+            return self.merge_batch(values);
+        }
         let a = floats(values)?;
         if a.null_count() == 0 {
             a.values().iter().for_each(|&v| {
@@ -381,6 +414,7 @@ impl Accumulator for SketchAccumulator {
 
 /// One sketch per group.
 struct SketchGroups {
+    input: SketchInput,
     output: SketchOutput,
     sketches: Vec<Sketch>,
     /// Bytes of bucket counts held by all sketches (what the memory pool is told).
@@ -403,6 +437,19 @@ impl GroupsAccumulator for SketchGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
+        if self.input == SketchInput::States {
+            let Some(b) = values.first().and_then(|a| a.as_binary_opt::<i32>()) else {
+                return exec_err!("the quantile sketch state is BINARY");
+            };
+            self.sketches.resize_with(total_num_groups, Sketch::default);
+            for (i, &g) in group_indices.iter().enumerate() {
+                if b.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i)) {
+                    self.sketches[g].merge(&decode(b.value(i))?);
+                }
+            }
+            self.heap = self.sketches.iter().map(Sketch::heap_size).sum();
+            return Ok(());
+        }
         let a = floats(values)?;
         self.sketches.resize_with(total_num_groups, Sketch::default);
         let vals = a.values();
@@ -440,19 +487,13 @@ impl GroupsAccumulator for SketchGroups {
                 }
                 Arc::new(b.finish())
             }
+            SketchOutput::State => encode_all(&sketches),
         })
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let sketches = self.take(emit_to);
-        let mut b = BinaryBuilder::with_capacity(sketches.len(), sketches.len() * 64);
-        let mut buf = Vec::new();
-        for s in &sketches {
-            buf.clear();
-            s.encode(&mut buf);
-            b.append_value(&buf);
-        }
-        Ok(vec![Arc::new(b.finish())])
+        Ok(vec![encode_all(&sketches)])
     }
 
     fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
@@ -472,6 +513,16 @@ impl GroupsAccumulator for SketchGroups {
 
     /// Each row as a sketch of its own value (null for a null or filtered-out row).
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        if self.input == SketchInput::States {
+            // A state already: filtered-out rows become nulls, which merging skips.
+            let Some(b) = values.first().and_then(|a| a.as_binary_opt::<i32>()) else {
+                return exec_err!("the quantile sketch state is BINARY");
+            };
+            let kept = (0..b.len()).map(|i| {
+                (b.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i))).then(|| b.value(i))
+            });
+            return Ok(vec![Arc::new(kept.collect::<arrow::array::BinaryArray>())]);
+        }
         let a = floats(values)?;
         let mut b = BinaryBuilder::with_capacity(a.len(), a.len() * 48);
         let mut buf = Vec::new();
@@ -492,6 +543,18 @@ impl GroupsAccumulator for SketchGroups {
     fn size(&self) -> usize {
         self.sketches.capacity() * std::mem::size_of::<Sketch>() + self.heap
     }
+}
+
+/// Each sketch encoded, as one BINARY array.
+fn encode_all(sketches: &[Sketch]) -> ArrayRef {
+    let mut b = BinaryBuilder::with_capacity(sketches.len(), sketches.len() * 64);
+    let mut buf = Vec::new();
+    for s in sketches {
+        buf.clear();
+        s.encode(&mut buf);
+        b.append_value(&buf);
+    }
+    Arc::new(b.finish())
 }
 
 #[cfg(test)]
