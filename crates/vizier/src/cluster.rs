@@ -815,3 +815,63 @@ impl VizierService for Broker {
         }))
     }
 }
+
+fn not_found_routes() -> tonic::service::Routes {
+    let base = axum::Router::new().fallback(|| async { axum::http::StatusCode::NOT_FOUND });
+    tonic::service::Routes::from(base)
+}
+
+/// Serves `broker` on `listener` until `shutdown`: the query API (`VizierService`) and agent registration,
+/// both demanding `token`.
+pub async fn serve_broker(
+    listener: tokio::net::TcpListener,
+    broker: Broker,
+    token: QueryToken,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    use loupe_proto::clusterpb::broker_service_server::BrokerServiceServer;
+    use loupe_proto::vizierpb::vizier_service_server::VizierServiceServer;
+    let check = crate::query_auth::RequireToken(token);
+    let query = VizierServiceServer::new(broker.clone())
+        .max_decoding_message_size(2 << 20)
+        .max_encoding_message_size(64 << 20);
+    let routes = not_found_routes()
+        .add_service(InterceptedService::new(query, check.clone()))
+        .add_service(InterceptedService::new(BrokerServiceServer::new(broker), check));
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// Serves a Kelvin on `listener` until `shutdown`: merges the broker asks for (demanding `token`, and
+/// sending it to the PEMs it pulls from), registered with the broker at `broker` as `advertise`.
+pub async fn serve_kelvin(
+    listener: tokio::net::TcpListener,
+    limits: ExecOptions,
+    token: QueryToken,
+    broker: String,
+    advertise: String,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    use loupe_proto::clusterpb::agent_service_server::AgentServiceServer;
+    let store = Arc::new(loupe_store::Store::new(loupe_store::StoreConfig::default()));
+    let node = AgentNode::new(Arc::new(Engine::new(store)), limits, token.clone());
+    let service = AgentServiceServer::new(node).max_decoding_message_size(256 << 20).max_encoding_message_size(64 << 20);
+    let routes = not_found_routes()
+        .add_service(InterceptedService::new(service, crate::query_auth::RequireToken(token.clone())));
+    let me = RegisterRequest {
+        agent_id: new_agent_id(),
+        kind: AgentKind::Kelvin as i32,
+        address: advertise,
+        hostname: AgentInfo::this_host().hostname,
+        create_time_ns: unix_ns(),
+    };
+    let heartbeat = spawn_registration(broker, token, me);
+    let result = tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await;
+    heartbeat.abort();
+    result
+}

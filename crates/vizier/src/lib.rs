@@ -15,5 +15,5 @@ pub mod query_auth;
 pub mod query_service;
 
 pub use health::ProbeReport;
-pub use pem::{Pem, PemConfig};
+pub use pem::{ClusterLink, Pem, PemConfig};
 pub use query_auth::{QueryToken, TOKEN_METADATA};
