@@ -162,6 +162,16 @@ impl Pem {
         for batch in reader {
             let batch = batch.map_err(|e| err(e.to_string()))?;
             rows += batch.num_rows();
+            // A decoded IPC batch's columns all point into one message buffer, which the store's budget would
+            // count once per column: each column gets buffers of its own first.
+            let all = arrow::array::UInt32Array::from_iter_values(0..batch.num_rows() as u32);
+            let columns = batch
+                .columns()
+                .iter()
+                .map(|c| arrow::compute::take(c.as_ref(), &all, None))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(e.to_string()))?;
+            let batch = arrow::record_batch::RecordBatch::try_new(batch.schema(), columns).map_err(|e| err(e.to_string()))?;
             t.append(batch).map_err(|e| err(e.to_string()))?;
         }
         Ok(rows)
