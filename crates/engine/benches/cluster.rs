@@ -87,7 +87,8 @@ fn main() {
     let merger = engine_over(Vec::new());
     eprintln!("{rows} rows generated and stored in {:.1?}", t0.elapsed());
 
-    let compile = |e: &Engine| loupe_pxl::compile(PXL, &e.catalog(), &loupe_pxl::CompileOptions { now_ns: 0 }).expect("compiles");
+    let compile =
+        |e: &Engine| loupe_pxl::compile(PXL, &e.catalog(), &loupe_pxl::CompileOptions { now_ns: 0 }).expect("compiles");
     let run_single = || rt.block_on(single.execute_program(&compile(&single), &opts)).expect("runs");
     // One cluster run: each agent's time (they would run at once, on their own nodes), the merge's, bytes sent.
     let run_cluster = || {
@@ -124,7 +125,10 @@ fn main() {
     println!("groupby over {rows} rows on one store: {s:.1?}");
     println!("same over {AGENTS} agents of {} rows: slowest agent + merge {c:.1?} (merge {m:.1?})", rows / AGENTS);
     println!("one store / cluster ratio: {:.2} ({cores} cores)", s.as_secs_f64() / c.as_secs_f64());
-    println!("bytes moved: {sent} (Arrow IPC) for {raw} bytes of rows in memory ({:.5} %)", sent as f64 * 100.0 / raw as f64);
+    println!(
+        "bytes moved: {sent} (Arrow IPC) for {raw} bytes of rows in memory ({:.5} %)",
+        sent as f64 * 100.0 / raw as f64
+    );
 
     // 1,000 simulated agents: planning, the fan-out's bytes, the merge of their partial states.
     const SIMULATED: usize = 1000;
@@ -133,8 +137,8 @@ fn main() {
     let mut plan = None;
     for _ in 0..21 {
         let t = Instant::now();
-        let (p, _) = loupe_planner::plan_cluster(PXL, &catalog, &loupe_pxl::CompileOptions { now_ns: 0 }, &[])
-            .expect("plans");
+        let (p, _) =
+            loupe_planner::plan_cluster(PXL, &catalog, &loupe_pxl::CompileOptions { now_ns: 0 }, &[]).expect("plans");
         let json = p.to_json().expect("encodes");
         // What a fan-out sends: one request per agent around the same encoded plan.
         let requests: Vec<Vec<u8>> = (0..SIMULATED).map(|_| json.clone()).collect();
@@ -165,13 +169,14 @@ fn main() {
         assert_eq!(out[0].num_rows(), data::PATHS);
     }
     // What a Kelvin holds for 1,000 distinct agents (the simulation shares four agents' batches).
-    let held: usize = per_agent.iter().flatten().flat_map(|o| &o.batches).map(RecordBatch::get_array_memory_size).sum::<usize>()
-        * SIMULATED
-        / AGENTS;
+    let held: usize =
+        per_agent.iter().flatten().flat_map(|o| &o.batches).map(RecordBatch::get_array_memory_size).sum::<usize>()
+            * SIMULATED
+            / AGENTS;
     println!(
         "{SIMULATED} agents: plan + encode + fan-out {:.2?} (plan {plan_bytes} bytes, sent {} KiB in all)",
         median(plans),
-        plan_bytes * SIMULATED >> 10
+        (plan_bytes * SIMULATED) >> 10
     );
     println!(
         "{SIMULATED} agents: merge of {state_rows} partial-state rows ({} KiB on the wire) in {:.1?} (goal < 1 s), \

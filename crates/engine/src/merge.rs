@@ -156,7 +156,8 @@ fn stream_table_provider(
         .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ExecError::Execution(DataFusionError::ArrowError(Box::new(e), None)))?;
-    let table = Arc::new(MemTable::try_new(schema, lower::partition(batches, ctx.copied_config().target_partitions()))?);
+    let table =
+        Arc::new(MemTable::try_new(schema, lower::partition(batches, ctx.copied_config().target_partitions()))?);
     Ok(match &stream.sends {
         StreamSends::Rows { .. } => table,
         StreamSends::PartialAggregates { group_by, aggs } => {

@@ -518,9 +518,8 @@ impl GroupsAccumulator for SketchGroups {
             let Some(b) = values.first().and_then(|a| a.as_binary_opt::<i32>()) else {
                 return exec_err!("the quantile sketch state is BINARY");
             };
-            let kept = (0..b.len()).map(|i| {
-                (b.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i))).then(|| b.value(i))
-            });
+            let kept = (0..b.len())
+                .map(|i| (b.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i))).then(|| b.value(i)));
             return Ok(vec![Arc::new(kept.collect::<arrow::array::BinaryArray>())]);
         }
         let a = floats(values)?;

@@ -114,8 +114,9 @@ px.display(df[df.latency > 850 * 1000 * 1000][['req_path', 'latency']], 'slowest
 #[tokio::test]
 async fn a_split_query_over_many_stores_gives_the_single_store_answer() {
     for (seed, stores) in [(7u64, 4usize), (99, 3), (12345, 5)] {
-        let parts: Vec<Vec<HttpEventRow>> =
-            (0..stores).map(|i| if i == 1 { Vec::new() } else { random_rows(seed * 31 + i as u64, 150 + 40 * i) }).collect();
+        let parts: Vec<Vec<HttpEventRow>> = (0..stores)
+            .map(|i| if i == 1 { Vec::new() } else { random_rows(seed * 31 + i as u64, 150 + 40 * i) })
+            .collect();
         let agents: Vec<Engine> = parts.iter().map(|p| engine_with(p)).collect();
         let all = engine_with(&parts.concat());
         for script in SCRIPTS {
@@ -152,8 +153,10 @@ px.display(df.head(4), 'h')
         .iter()
         .map(|b| {
             let n = b.column_by_name("n").expect("n");
-            datafusion::arrow::compute::sum(n.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().expect("i64"))
-                .unwrap_or(0)
+            datafusion::arrow::compute::sum(
+                n.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().expect("i64"),
+            )
+            .unwrap_or(0)
         })
         .sum();
     assert_eq!(total, 1200);

@@ -168,10 +168,7 @@ pub fn split_cluster(program: Program) -> ClusterPlan {
             Output { plan, ..out }
         })
         .collect();
-    ClusterPlan {
-        streams,
-        merge: Program { outputs, max_output_rows_per_table: program.max_output_rows_per_table },
-    }
+    ClusterPlan { streams, merge: Program { outputs, max_output_rows_per_table: program.max_output_rows_per_table } }
 }
 
 fn push(streams: &mut Vec<Stream>, plan: Plan, sends: StreamSends, runs_on: RunsOn) -> Plan {
@@ -238,7 +235,10 @@ px.display(px.GetAgentStatus(), 'agents')
         assert_eq!(plan.streams.len(), 3);
         let StreamSends::PartialAggregates { group_by, aggs } = &plan.streams[0].sends else { panic!("partial") };
         assert_eq!(group_by, &["req_path"]);
-        assert_eq!(aggs.iter().map(|a| a.func).collect::<Vec<_>>(), [AggFunc::Count, AggFunc::Percentile(loupe_pxl::PercentileKey::P99)]);
+        assert_eq!(
+            aggs.iter().map(|a| a.func).collect::<Vec<_>>(),
+            [AggFunc::Count, AggFunc::Percentile(loupe_pxl::PercentileKey::P99)]
+        );
         assert!(matches!(plan.streams[0].plan, Plan::Filter { .. }), "the filter runs on the agents");
         // The filter over the aggregate stays on the merge, over the placeholder.
         let Plan::Filter { input, .. } = &plan.merge.outputs[0].plan else { panic!("merge filter") };

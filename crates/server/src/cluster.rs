@@ -92,7 +92,8 @@ pub(crate) async fn run_broker(args: BrokerArgs, shutdown: impl std::future::Fut
         timeout: Some(args.query_timeout),
         memory_limit_bytes: Some(args.query_memory_mb.saturating_mul(1 << 20)),
     };
-    let broker = loupe_vizier::cluster::Broker::new(limits, token.clone(), args.heartbeat.max(Duration::from_millis(100)));
+    let broker =
+        loupe_vizier::cluster::Broker::new(limits, token.clone(), args.heartbeat.max(Duration::from_millis(100)));
     let listener = crate::bind(args.listen, "--listen").await?;
     tracing::info!(addr = %listener.local_addr()?, "query broker listening; every call needs the query token");
     loupe_vizier::cluster::serve_broker(listener, broker, token, shutdown).await?;

@@ -289,8 +289,7 @@ fn a_broker_two_kelvins_and_four_pems_answer_as_one_store_and_name_lost_agents()
     for node in cluster.pems.iter().chain(&cluster.kelvins) {
         assert!(addresses.contains(&format!("127.0.0.1:{}", node.port)), "{addresses:?} lacks {}", node.port);
     }
-    let (pems_only, _, _) =
-        cluster.query("import px\npx.display(px.GetAgentStatus(include_kelvin=False), 'agents')\n");
+    let (pems_only, _, _) = cluster.query("import px\npx.display(px.GetAgentStatus(include_kelvin=False), 'agents')\n");
     assert_eq!(pems_only["agents"].iter().map(RecordBatch::num_rows).sum::<usize>(), 4);
 
     // The merged answer is exactly that of all rows together.
@@ -333,14 +332,19 @@ fn a_broker_two_kelvins_and_four_pems_answer_as_one_store_and_name_lost_agents()
     let out = px(&cluster.addr(), TOKEN, &script);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("warning: partial result") && stderr.contains(&format!("127.0.0.1:{}", killed.port)), "{stderr}");
+    assert!(
+        stderr.contains("warning: partial result") && stderr.contains(&format!("127.0.0.1:{}", killed.port)),
+        "{stderr}"
+    );
     let (tables, _, _) = cluster.query(GROUPBY);
     let rest: Vec<&HttpEventRow> = loads[..2].iter().flatten().collect();
     assert_eq!(by_path(&tables["by_path"]), expected(&rest));
 
     // Once its heartbeats stop, a dead agent leaves the query set: it is listed as unresponsive.
     std::thread::sleep(Duration::from_millis(1500));
-    let (tables, _, _) = cluster.query("import px\ndf = px.GetAgentStatus()\npx.display(df[df.agent_state == 'AGENT_STATE_HEALTHY'], 'agents')\n");
+    let (tables, _, _) = cluster.query(
+        "import px\ndf = px.GetAgentStatus()\npx.display(df[df.agent_state == 'AGENT_STATE_HEALTHY'], 'agents')\n",
+    );
     assert_eq!(tables["agents"].iter().map(RecordBatch::num_rows).sum::<usize>(), 4);
 }
 
@@ -362,12 +366,22 @@ fn every_link_refuses_a_caller_without_the_vizier_token() {
             hostname: "x".into(),
             create_time_ns: 0,
         };
-        let refused = broker.register(with_token(me.clone(), Some("not-the-token-0123456789"))).await.expect_err("refused");
+        let refused =
+            broker.register(with_token(me.clone(), Some("not-the-token-0123456789"))).await.expect_err("refused");
         assert_eq!(refused.code(), tonic::Code::Unauthenticated);
         // Nor can anyone pull a PEM's rows or ask a Kelvin to merge without it.
-        let mut pem = AgentServiceClient::connect(format!("http://127.0.0.1:{}", cluster.pems[0].port)).await.expect("pem");
-        let pull = RunStreamsRequest { query_id: "x".into(), plan_json: b"{}".to_vec(), stream_ids: vec![0], timeout_ms: 1000 };
-        assert_eq!(pem.run_streams(with_token(pull, None)).await.expect_err("refused").code(), tonic::Code::Unauthenticated);
+        let mut pem =
+            AgentServiceClient::connect(format!("http://127.0.0.1:{}", cluster.pems[0].port)).await.expect("pem");
+        let pull = RunStreamsRequest {
+            query_id: "x".into(),
+            plan_json: b"{}".to_vec(),
+            stream_ids: vec![0],
+            timeout_ms: 1000,
+        };
+        assert_eq!(
+            pem.run_streams(with_token(pull, None)).await.expect_err("refused").code(),
+            tonic::Code::Unauthenticated
+        );
         let mut kelvin =
             AgentServiceClient::connect(format!("http://127.0.0.1:{}", cluster.kelvins[0].port)).await.expect("kelvin");
         let merge = loupe_proto::clusterpb::MergeRequest::default();
@@ -396,7 +410,10 @@ px.display(df.groupby('req_path').agg(n=('latency', px.count), avg=('latency', p
     assert_eq!(error, None);
     let g = &tables["g"];
     assert_eq!(g.iter().map(RecordBatch::num_rows).sum::<usize>(), 50);
-    let counted: i64 = g.iter().map(|b| arrow::compute::sum(b.column_by_name("n").expect("n").as_primitive::<Int64Type>()).unwrap_or(0)).sum();
+    let counted: i64 = g
+        .iter()
+        .map(|b| arrow::compute::sum(b.column_by_name("n").expect("n").as_primitive::<Int64Type>()).unwrap_or(0))
+        .sum();
     assert_eq!(counted, 2 * N as i64);
     let moved = stats.expect("stats").bytes_moved as u64;
     println!("pushdown: {moved} bytes moved for {raw} bytes of raw rows ({:.4} %)", moved as f64 * 100.0 / raw as f64);

@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use loupe_engine::{AgentInfo, AgentStatus, Cancelled, Engine, ExecError, ExecOptions, QueryEvent, QuerySink, StreamInputs};
+use loupe_engine::{
+    AgentInfo, AgentStatus, Cancelled, Engine, ExecError, ExecOptions, QueryEvent, QuerySink, StreamInputs,
+};
 use loupe_planner::{ClusterPlan, RunsOn};
 use loupe_proto::arrow_ipc;
 use loupe_proto::clusterpb::agent_service_client::AgentServiceClient;
@@ -301,7 +303,8 @@ async fn pull(
         let mut stream = client.run_streams(request).await.map_err(|s| s.message().to_string())?.into_inner();
         let mut batches = Vec::new();
         while let Some(msg) = stream.message().await.map_err(|s| format!("lost mid-query: {}", s.message()))? {
-            let total = received.fetch_add(msg.arrow_batch.len() as u64, Ordering::Relaxed) + msg.arrow_batch.len() as u64;
+            let total =
+                received.fetch_add(msg.arrow_batch.len() as u64, Ordering::Relaxed) + msg.arrow_batch.len() as u64;
             if total > MAX_MERGE_INPUT_BYTES {
                 return Err(format!("the merge's input passed its limit of {} MiB", MAX_MERGE_INPUT_BYTES >> 20));
             }
@@ -330,7 +333,8 @@ pub async fn run_merge(
 ) {
     let limits = query_limits(&limits, req.timeout_ms);
     let deadline = Instant::now() + limits.timeout.unwrap_or(DEFAULT_QUERY_TIMEOUT);
-    let outputs: Vec<usize> = req.outputs.iter().map(|&o| o as usize).filter(|&o| o < plan.merge.outputs.len()).collect();
+    let outputs: Vec<usize> =
+        req.outputs.iter().map(|&o| o as usize).filter(|&o| o < plan.merge.outputs.len()).collect();
     let wanted = plan.streams_of(&outputs);
     let agent_streams: Vec<u32> =
         wanted.iter().filter(|&&i| plan.streams[i].runs_on == RunsOn::Agents).map(|&i| i as u32).collect();
@@ -616,7 +620,9 @@ impl Broker {
             }
         };
         let last = match outcome {
-            Err(_) => fail(&query_id, ErrorCode::DeadlineExceeded, format!("query stopped: no answer within {timeout:?}")),
+            Err(_) => {
+                fail(&query_id, ErrorCode::DeadlineExceeded, format!("query stopped: no answer within {timeout:?}"))
+            }
             Ok(Err(status)) => ExecuteScriptResponse {
                 query_id: query_id.clone(),
                 result: Some(execute_script_response::Result::Status(status)),
@@ -658,7 +664,10 @@ impl Broker {
             .lost(AgentKind::Pem)
             .into_iter()
             .map(|(id, addr, silent)| {
-                format!("agent {id} at {addr}: unresponsive (no heartbeat for {}s); its rows are missing", silent.as_secs())
+                format!(
+                    "agent {id} at {addr}: unresponsive (no heartbeat for {}s); its rows are missing",
+                    silent.as_secs()
+                )
             })
             .collect();
         // Source functions run here, once, for the whole cluster.
@@ -667,7 +676,8 @@ impl Broker {
         let mut broker_streams = Vec::new();
         if !broker_ids.is_empty() {
             let engine = (*self.engine).clone().with_cluster_agents(self.registry.statuses());
-            let outs = engine.execute_streams(plan, &broker_ids, &self.limits).await.map_err(|e| internal(e.to_string()))?;
+            let outs =
+                engine.execute_streams(plan, &broker_ids, &self.limits).await.map_err(|e| internal(e.to_string()))?;
             for (id, out) in broker_ids.iter().zip(outs) {
                 let arrow_batches = out
                     .batches
@@ -771,7 +781,11 @@ impl Broker {
                             tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
                             _ => ErrorCode::Unavailable,
                         };
-                        return Err(Status { code: code as i32, message: status.message().to_string(), compiler_errors: vec![] });
+                        return Err(Status {
+                            code: code as i32,
+                            message: status.message().to_string(),
+                            compiler_errors: vec![],
+                        });
                     }
                 }
             }
@@ -832,9 +846,8 @@ pub async fn serve_broker(
     use loupe_proto::clusterpb::broker_service_server::BrokerServiceServer;
     use loupe_proto::vizierpb::vizier_service_server::VizierServiceServer;
     let check = crate::query_auth::RequireToken(token);
-    let query = VizierServiceServer::new(broker.clone())
-        .max_decoding_message_size(2 << 20)
-        .max_encoding_message_size(64 << 20);
+    let query =
+        VizierServiceServer::new(broker.clone()).max_decoding_message_size(2 << 20).max_encoding_message_size(64 << 20);
     let routes = not_found_routes()
         .add_service(InterceptedService::new(query, check.clone()))
         .add_service(InterceptedService::new(BrokerServiceServer::new(broker), check));
@@ -857,7 +870,8 @@ pub async fn serve_kelvin(
     use loupe_proto::clusterpb::agent_service_server::AgentServiceServer;
     let store = Arc::new(loupe_store::Store::new(loupe_store::StoreConfig::default()));
     let node = AgentNode::new(Arc::new(Engine::new(store)), limits, token.clone());
-    let service = AgentServiceServer::new(node).max_decoding_message_size(256 << 20).max_encoding_message_size(64 << 20);
+    let service =
+        AgentServiceServer::new(node).max_decoding_message_size(256 << 20).max_encoding_message_size(64 << 20);
     let routes = not_found_routes()
         .add_service(InterceptedService::new(service, crate::query_auth::RequireToken(token.clone())));
     let me = RegisterRequest {

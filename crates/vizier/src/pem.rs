@@ -171,7 +171,8 @@ impl Pem {
                 .map(|c| arrow::compute::take(c.as_ref(), &all, None))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| err(e.to_string()))?;
-            let batch = arrow::record_batch::RecordBatch::try_new(batch.schema(), columns).map_err(|e| err(e.to_string()))?;
+            let batch =
+                arrow::record_batch::RecordBatch::try_new(batch.schema(), columns).map_err(|e| err(e.to_string()))?;
             t.append(batch).map_err(|e| err(e.to_string()))?;
         }
         Ok(rows)
