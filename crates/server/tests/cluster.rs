@@ -1,11 +1,13 @@
-//! A vizier of many processes: one query broker, two Kelvins and four PEMs (`--no-trace`, each serving
-//! rows loaded into its own store), driven through the broker's query API by `px` and a gRPC client.
+//! A vizier of many processes: one query broker, two Kelvins and four PEMs (each serving rows loaded into
+//! its own store; the first also tracing real traffic when the tests run as root, the others `--no-trace`),
+//! driven through the broker's query API by `px` and a gRPC client.
 //!
 //! Checks that a groupby over every PEM is exactly the merged answer, that `px.GetAgentStatus()` on the
 //! broker lists every agent, that a lost PEM (killed, or stopped so it never answers) leaves a partial
 //! answer with a warning naming it, in bounded time, that `px` prints that warning and exits 0, that a
 //! caller without the vizier's token is refused on every link, and that PEMs ship partial aggregates
-//! (bytes moved against the raw rows' Arrow size). Needs no root. Owns only these tests.
+//! (bytes moved against the raw rows' Arrow size). Owns only these tests; queries over loaded rows filter on
+//! their paths (`/k…`), since a tracing PEM also sees the host's other traffic.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -98,7 +100,8 @@ struct Cluster {
 
 impl Cluster {
     /// A broker, `kelvins` Kelvins and one PEM per entry of `loads` (its rows), all registered.
-    fn start(tag: &str, kelvins: usize, loads: &[Vec<HttpEventRow>], query_timeout: &str) -> Cluster {
+    /// With `trace_first`, the first PEM also traces this host's traffic.
+    fn start(tag: &str, kelvins: usize, loads: &[Vec<HttpEventRow>], query_timeout: &str, trace_first: bool) -> Cluster {
         let dir = temp_dir(tag);
         let token = dir.join("token");
         std::fs::write(&token, TOKEN).expect("token");
@@ -127,8 +130,11 @@ impl Cluster {
                 let file = dir.join(format!("pem{i}.arrow"));
                 write_ipc(&file, rows);
                 let (port, metrics) = (free_port(), free_port());
-                let mut args: Vec<String> = ["vizier", "pem", "--no-trace", "--broker"].map(String::from).to_vec();
+                let mut args: Vec<String> = ["vizier", "pem", "--broker"].map(String::from).to_vec();
                 args.extend([broker_addr.clone(), "--listen".into(), format!("127.0.0.1:{port}")]);
+                if !(trace_first && i == 0) {
+                    args.push("--no-trace".into());
+                }
                 args.extend(["--metrics-listen".into(), format!("127.0.0.1:{metrics}")]);
                 args.extend(["--memory-budget".into(), "1024".into(), "--http-events-mb".into(), "700".into()]);
                 args.extend(["--load".into(), format!("http_events={}", file.display())]);
@@ -220,6 +226,7 @@ const AGENTS: &str = "import px\npx.display(px.GetAgentStatus(), 'agents')\n";
 
 const GROUPBY: &str = "import px
 df = px.DataFrame('http_events', start_time='-10m')
+df = df[px.contains(df.req_path, '/k')]
 px.display(df.groupby('req_path').agg(n=('latency', px.count), total=('latency', px.sum),
     lo=('latency', px.min), hi=('latency', px.max), avg=('latency', px.mean)), 'by_path')
 px.display(df.agg(n=('latency', px.count)), 'total')
@@ -273,7 +280,35 @@ fn px(addr: &str, token: &str, script_file: &Path) -> std::process::Output {
 #[test]
 fn a_broker_two_kelvins_and_four_pems_answer_as_one_store_and_name_lost_agents() {
     let loads: Vec<Vec<HttpEventRow>> = (0..4).map(|i| rows(17 + i, 3000 + 500 * i as usize, 40)).collect();
-    let mut cluster = Cluster::start("cluster-main", 2, &loads, "4s");
+    let traced = crate::e2e::can_trace();
+    let mut cluster = Cluster::start("cluster-main", 2, &loads, "4s", traced);
+    if traced {
+        // Real traffic traced by the first PEM reaches the broker's answers too.
+        let dir = temp_dir("cluster-nginx");
+        let port = free_port();
+        let _nginx = crate::common::start_nginx(&dir, port, "", "location / { return 200 'ok'; }");
+        for _ in 0..5 {
+            let out = Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/traced")]).output().expect("curl");
+            assert!(out.status.success());
+        }
+        let script = format!(
+            "import px\ndf = px.DataFrame('http_events', start_time='-5m')\n\
+             df = df[(df.req_path == '/traced') & ((df.local_port == {port}) | (df.remote_port == {port}))]\n\
+             px.display(df.agg(n=('latency', px.count)), 'traced')\n"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (tables, _, _) = cluster.query(&script);
+            let n = tables.get("traced").and_then(|b| b.first()).map_or(0, |b| {
+                b.column_by_name("n").expect("n").as_primitive::<Int64Type>().value(0)
+            });
+            if n >= 5 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "traced requests did not reach the broker's answer ({n} rows)");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
 
     // Every agent, with its kind: Kelvins only when asked for.
     let (tables, _, error) = cluster.query(AGENTS);
@@ -351,7 +386,7 @@ fn a_broker_two_kelvins_and_four_pems_answer_as_one_store_and_name_lost_agents()
 #[test]
 fn every_link_refuses_a_caller_without_the_vizier_token() {
     let loads = vec![rows(5, 100, 5)];
-    let cluster = Cluster::start("cluster-auth", 1, &loads, "10s");
+    let cluster = Cluster::start("cluster-auth", 1, &loads, "10s", false);
     let (_, _, error) = run(cluster.addr(), Some("wrong-token-0123456789abcdef"), AGENTS);
     assert!(error.expect("refused").contains("Unauthenticated"));
     let (_, _, error) = run(cluster.addr(), None, AGENTS);
@@ -400,7 +435,7 @@ fn pems_ship_partial_aggregates_not_rows() {
     let dir = temp_dir("cluster-raw");
     let raw: u64 = loads.iter().enumerate().map(|(i, r)| write_ipc(&dir.join(format!("{i}.arrow")), r)).sum();
     let _ = std::fs::remove_dir_all(&dir);
-    let cluster = Cluster::start("cluster-pushdown", 1, &loads, "60s");
+    let cluster = Cluster::start("cluster-pushdown", 1, &loads, "60s", false);
     let (tables, stats, error) = cluster.query(
         "import px
 df = px.DataFrame('http_events', start_time='-10m')
