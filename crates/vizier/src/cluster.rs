@@ -889,3 +889,70 @@ pub async fn serve_kelvin(
     heartbeat.abort();
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(r: &Registry, id: &str, kind: AgentKind) -> Result<(), tonic::Status> {
+        r.register(&RegisterRequest {
+            agent_id: id.into(),
+            kind: kind as i32,
+            address: format!("127.0.0.1:{}", id.len()),
+            hostname: "h".into(),
+            create_time_ns: 1,
+        })
+    }
+
+    #[test]
+    fn a_silent_agent_leaves_the_query_set_and_is_listed_unresponsive() {
+        let r = Registry::new(Duration::from_millis(20));
+        register(&r, "pem-a", AgentKind::Pem).expect("registers");
+        register(&r, "pem-bb", AgentKind::Pem).expect("registers");
+        register(&r, "kelvin", AgentKind::Kelvin).expect("registers");
+        assert_eq!(r.live(AgentKind::Pem).len(), 2);
+        assert_eq!(r.live(AgentKind::Kelvin).len(), 1);
+        std::thread::sleep(Duration::from_millis(80));
+        register(&r, "pem-a", AgentKind::Pem).expect("heartbeat");
+        assert_eq!(r.live(AgentKind::Pem), [("pem-a".to_string(), "127.0.0.1:5".to_string())]);
+        assert_eq!(r.lost(AgentKind::Pem).iter().map(|l| l.0.as_str()).collect::<Vec<_>>(), ["pem-bb"]);
+        let states: Vec<(String, bool, String)> =
+            r.statuses().into_iter().map(|s| (s.info.agent_id, s.kelvin, s.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("kelvin".to_string(), true, "AGENT_STATE_UNRESPONSIVE".to_string()),
+                ("pem-a".to_string(), false, "AGENT_STATE_HEALTHY".to_string()),
+                ("pem-bb".to_string(), false, "AGENT_STATE_UNRESPONSIVE".to_string()),
+            ]
+        );
+        // A heartbeat keeps the agent's short id.
+        let asid = |id: &str| r.statuses().into_iter().find(|s| s.info.agent_id == id).map(|s| s.info.asid);
+        let before = asid("pem-a");
+        register(&r, "pem-a", AgentKind::Pem).expect("heartbeat");
+        assert_eq!(asid("pem-a"), before);
+    }
+
+    #[test]
+    fn registrations_are_checked_and_bounded() {
+        let r = Registry::new(DEFAULT_HEARTBEAT);
+        assert_eq!(register(&r, "x", AgentKind::Unspecified).expect_err("no kind").code(), tonic::Code::InvalidArgument);
+        assert_eq!(register(&r, "", AgentKind::Pem).expect_err("no id").code(), tonic::Code::InvalidArgument);
+        assert_eq!(register(&r, &"x".repeat(300), AgentKind::Pem).expect_err("long").code(), tonic::Code::InvalidArgument);
+        for i in 0..MAX_AGENTS {
+            register(&r, &format!("a{i}"), AgentKind::Pem).expect("registers");
+        }
+        let full = register(&r, "one-more", AgentKind::Pem).expect_err("full");
+        assert_eq!(full.code(), tonic::Code::ResourceExhausted);
+        register(&r, "a7", AgentKind::Pem).expect("a known agent still heartbeats");
+    }
+
+    #[test]
+    fn a_query_deadline_is_the_shorter_of_the_operators_and_the_callers() {
+        let limits = ExecOptions { timeout: Some(Duration::from_secs(30)), ..ExecOptions::default() };
+        assert_eq!(query_limits(&limits, 5_000).timeout, Some(Duration::from_secs(5)));
+        assert_eq!(query_limits(&limits, 60_000).timeout, Some(Duration::from_secs(30)));
+        assert_eq!(query_limits(&limits, 0).timeout, Some(Duration::from_secs(30)));
+        assert_eq!(query_limits(&ExecOptions::default(), 700).timeout, Some(Duration::from_millis(700)));
+    }
+}
