@@ -63,6 +63,8 @@ pub const AGENT_EXPIRY_HEARTBEATS: u32 = 3;
 pub const MAX_AGENTS: usize = 10_000;
 /// Bytes of producers' batches one merge may receive; past it the query fails rather than grow.
 pub const MAX_MERGE_INPUT_BYTES: u64 = 1 << 30;
+/// Streams one Kelvin pulls at once; the others wait their turn within the query's deadline.
+pub const MAX_CONCURRENT_PULLS: usize = 128;
 /// Largest plan a broker may send, in bytes.
 const MAX_PLAN_BYTES: usize = 8 << 20;
 /// Messages buffered per stream: enough to keep both ends busy, few enough to hold a fast producer back.
@@ -350,7 +352,7 @@ pub async fn run_merge(
             }
         }
     }
-    let received = AtomicU64::new(0);
+    let received = Arc::new(AtomicU64::new(0));
     let mut missing = Vec::new();
     if !agent_streams.is_empty() {
         let request = RunStreamsRequest {
@@ -359,10 +361,25 @@ pub async fn run_merge(
             stream_ids: agent_streams,
             timeout_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as i64,
         };
-        let pulls = req.producers.iter().map(|p| pull(p, token, request.clone(), deadline, &received));
-        // The reader leaving (the broker's client went away) drops every pull, which cancels them on the PEMs.
+        // Owned futures, made up front: a stream adapter over a borrowing closure would not be `Send` for
+        // every lifetime, which `tokio::spawn` needs.
+        let pulls: Vec<_> = req
+            .producers
+            .iter()
+            .map(|p| {
+                let (p, token, request, received) = (p.clone(), token.clone(), request.clone(), Arc::clone(&received));
+                async move { pull(&p, &token, request, deadline, &received).await }
+            })
+            .collect();
+        // At most MAX_CONCURRENT_PULLS connections at once (file descriptors, accept queues), answers kept in
+        // producer order. The reader leaving (the broker's client went away) drops every pull, which cancels
+        // them on the PEMs.
+        let all = futures::StreamExt::collect::<Vec<Pulled>>(futures::StreamExt::buffered(
+            futures::stream::iter(pulls),
+            MAX_CONCURRENT_PULLS,
+        ));
         let results = tokio::select! {
-            r = futures::future::join_all(pulls) => r,
+            r = all => r,
             () = tx.closed() => return,
         };
         for (producer, result) in req.producers.iter().zip(results) {
