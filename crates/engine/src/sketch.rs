@@ -173,25 +173,23 @@ impl Sketch {
         (self.neg.counts.capacity() + self.pos.counts.capacity()) * 8
     }
 
-    /// The partial-aggregation state: count, zero, min, max, then each store as offset, length and
-    /// (bucket index, count) pairs of its non-empty buckets.
+    /// The partial-aggregation state (what agents send a merge): count, zero, min, max, then each store as
+    /// its number of non-empty buckets and, per bucket, the gap from the previous bucket and its count, both
+    /// LEB128 varints: a bucket costs 2 to 4 bytes instead of 12, which is most of a partial aggregate's size.
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.count.to_le_bytes());
         out.extend_from_slice(&self.zero.to_le_bytes());
         out.extend_from_slice(&self.min.to_le_bytes());
         out.extend_from_slice(&self.max.to_le_bytes());
         for store in [&self.neg, &self.pos] {
-            let buckets: Vec<(u32, u64)> = store
-                .counts
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, &n)| (store.offset + i as u32, n))
-                .collect();
-            out.extend_from_slice(&(buckets.len() as u32).to_le_bytes());
-            for (b, n) in buckets {
-                out.extend_from_slice(&b.to_le_bytes());
-                out.extend_from_slice(&n.to_le_bytes());
+            let buckets = store.counts.iter().enumerate().filter(|(_, n)| **n > 0);
+            put_varint(out, buckets.clone().count() as u64);
+            let mut previous = 0u64;
+            for (i, &n) in buckets {
+                let b = u64::from(store.offset) + i as u64;
+                put_varint(out, b - previous);
+                put_varint(out, n);
+                previous = b;
             }
         }
     }
@@ -211,21 +209,49 @@ impl Sketch {
             ..Sketch::default()
         };
         for neg in [true, false] {
-            let n = u32::from_le_bytes(take(&mut bytes)?);
+            let n = take_varint(&mut bytes)?;
+            // Every bucket takes at least two bytes: a count past that is a lie, refused before looping.
+            if n > bytes.len() as u64 / 2 {
+                return None;
+            }
+            let mut b = 0u64;
             for _ in 0..n {
-                let b = u32::from_le_bytes(take(&mut bytes)?);
-                let c = u64::from_le_bytes(take(&mut bytes)?);
+                b = b.checked_add(take_varint(&mut bytes)?)?;
+                let c = take_varint(&mut bytes)?;
                 // Finite magnitudes have buckets below 2^18 (an exponent of 11 bits and 7 kept bits);
                 // a larger one would make the store allocate for nothing.
-                if b >= MAX_BUCKET {
+                if b >= u64::from(MAX_BUCKET) {
                     return None;
                 }
-                let _ = if neg { s.neg.add(b, c) } else { s.pos.add(b, c) };
+                let _ = if neg { s.neg.add(b as u32, c) } else { s.pos.add(b as u32, c) };
             }
         }
         // `quantile` clamps to [min, max]: a state must keep min <= max (false for NaN) once it counts.
         (bytes.is_empty() && (s.count == 0 || s.min <= s.max)).then_some(s)
     }
+}
+
+/// Appends `v` as an LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads an LEB128 varint of at most ten bytes; `None` when cut short or too long.
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(byte & 0x7f).checked_shl(7 * i)?;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// What a sketch UDAF returns.
