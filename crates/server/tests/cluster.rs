@@ -5,9 +5,10 @@
 //! Checks that a groupby over every PEM is exactly the merged answer, that `px.GetAgentStatus()` on the
 //! broker lists every agent, that a lost PEM (killed, or stopped so it never answers) leaves a partial
 //! answer with a warning naming it, in bounded time, that `px` prints that warning and exits 0, that a
-//! caller without the vizier's token is refused on every link, and that PEMs ship partial aggregates
-//! (bytes moved against the raw rows' Arrow size). Owns only these tests; queries over loaded rows filter on
-//! their paths (`/k…`), since a tracing PEM also sees the host's other traffic.
+//! caller without the vizier's token is refused on every link, that PEMs ship partial aggregates (bytes
+//! moved against the raw rows' Arrow size), and that a client leaving cancels the work on every PEM.
+//! Owns only these tests; queries over loaded rows filter on their paths (`/k…`), since a tracing PEM
+//! also sees the host's other traffic.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -101,7 +102,13 @@ struct Cluster {
 impl Cluster {
     /// A broker, `kelvins` Kelvins and one PEM per entry of `loads` (its rows), all registered.
     /// With `trace_first`, the first PEM also traces this host's traffic.
-    fn start(tag: &str, kelvins: usize, loads: &[Vec<HttpEventRow>], query_timeout: &str, trace_first: bool) -> Cluster {
+    fn start(
+        tag: &str,
+        kelvins: usize,
+        loads: &[Vec<HttpEventRow>],
+        query_timeout: &str,
+        trace_first: bool,
+    ) -> Cluster {
         let dir = temp_dir(tag);
         let token = dir.join("token");
         std::fs::write(&token, TOKEN).expect("token");
@@ -288,7 +295,8 @@ fn a_broker_two_kelvins_and_four_pems_answer_as_one_store_and_name_lost_agents()
         let port = free_port();
         let _nginx = crate::common::start_nginx(&dir, port, "", "location / { return 200 'ok'; }");
         for _ in 0..5 {
-            let out = Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/traced")]).output().expect("curl");
+            let out =
+                Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/traced")]).output().expect("curl");
             assert!(out.status.success());
         }
         let script = format!(
@@ -299,9 +307,10 @@ fn a_broker_two_kelvins_and_four_pems_answer_as_one_store_and_name_lost_agents()
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let (tables, _, _) = cluster.query(&script);
-            let n = tables.get("traced").and_then(|b| b.first()).map_or(0, |b| {
-                b.column_by_name("n").expect("n").as_primitive::<Int64Type>().value(0)
-            });
+            let n = tables
+                .get("traced")
+                .and_then(|b| b.first())
+                .map_or(0, |b| b.column_by_name("n").expect("n").as_primitive::<Int64Type>().value(0));
             if n >= 5 {
                 break;
             }
@@ -453,4 +462,23 @@ px.display(df.groupby('req_path').agg(n=('latency', px.count), avg=('latency', p
     let moved = stats.expect("stats").bytes_moved as u64;
     println!("pushdown: {moved} bytes moved for {raw} bytes of raw rows ({:.4} %)", moved as f64 * 100.0 / raw as f64);
     assert!(moved > 0 && moved * 100 <= raw, "{moved} bytes moved, raw rows are {raw} bytes");
+
+    // A client that leaves cancels the query on every PEM (a groupby by a million keys, seconds of work each).
+    runtime().block_on(async {
+        let mut client = VizierServiceClient::connect(format!("http://{}", cluster.addr())).await.expect("connect");
+        let script = "import px\ndf = px.DataFrame('http_events', start_time='-10m')\n\
+                      px.display(df.groupby('time_').agg(p=('latency', px.p99)))\n";
+        let req = ExecuteScriptRequest { query_str: script.into(), ..Default::default() };
+        let stream = client.execute_script(with_token(req, Some(TOKEN))).await.expect("starts").into_inner();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        drop(stream);
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for i in 0..cluster.pems.len() {
+        let log = cluster.dir.join(format!("pem{i}.log"));
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("streams cancelled") {
+            assert!(Instant::now() < deadline, "PEM {i} kept working for a client that left: {}", log.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

@@ -74,11 +74,14 @@ fn main() {
             };
             client.register(me).await.expect("registers");
         }
-        while broker.registry().live(AgentKind::Pem).len() < AGENTS || broker.registry().live(AgentKind::Kelvin).is_empty() {
+        while broker.registry().live(AgentKind::Pem).len() < AGENTS
+            || broker.registry().live(AgentKind::Kelvin).is_empty()
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
 
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{broker_addr}")).expect("url").connect_lazy();
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{broker_addr}")).expect("url").connect_lazy();
         let mut query = VizierServiceClient::new(channel).max_decoding_message_size(64 << 20);
         let mut req = tonic::Request::new(ExecuteScriptRequest { query_str: SCRIPT.into(), ..Default::default() });
         req.metadata_mut().insert("loupe-vizier-token", token.expose().parse().expect("ascii"));
@@ -87,7 +90,9 @@ fn main() {
         let (mut rows, mut stats) = (0usize, None);
         while let Some(m) = stream.message().await.expect("stream") {
             match m.result {
-                Some(execute_script_response::Result::Data(d)) if !d.arrow_batch.is_empty() => rows += d.num_rows as usize,
+                Some(execute_script_response::Result::Data(d)) if !d.arrow_batch.is_empty() => {
+                    rows += d.num_rows as usize
+                }
                 Some(execute_script_response::Result::Stats(s)) => stats = Some(s),
                 Some(execute_script_response::Result::Status(s)) => panic!("query failed: {}", s.message),
                 _ => {}

@@ -953,9 +953,15 @@ mod tests {
     #[test]
     fn registrations_are_checked_and_bounded() {
         let r = Registry::new(DEFAULT_HEARTBEAT);
-        assert_eq!(register(&r, "x", AgentKind::Unspecified).expect_err("no kind").code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            register(&r, "x", AgentKind::Unspecified).expect_err("no kind").code(),
+            tonic::Code::InvalidArgument
+        );
         assert_eq!(register(&r, "", AgentKind::Pem).expect_err("no id").code(), tonic::Code::InvalidArgument);
-        assert_eq!(register(&r, &"x".repeat(300), AgentKind::Pem).expect_err("long").code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            register(&r, &"x".repeat(300), AgentKind::Pem).expect_err("long").code(),
+            tonic::Code::InvalidArgument
+        );
         for i in 0..MAX_AGENTS {
             register(&r, &format!("a{i}"), AgentKind::Pem).expect("registers");
         }
