@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/vizierapi.proto",
         "proto/cloudapi.proto",
         "proto/vzconn.proto",
+        "proto/vizier_cluster.proto",
         // Pixie's public API (px.*), with Pixie's names and field numbers.
         "proto/pixie/uuid.proto",
         "proto/pixie/vizierapi.proto",

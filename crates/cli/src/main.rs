@@ -378,6 +378,7 @@ async fn execute(
     }
     let mut stream = client.execute_script(req).await.map_err(refused)?.into_inner();
     let mut tables: Vec<ResultTable> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
     while let Some(msg) = stream.message().await.map_err(refused)? {
         match msg.result {
             Some(execute_script_response::Result::MetaData(m)) => tables.push(ResultTable::new(m)?),
@@ -399,10 +400,16 @@ async fn execute(
                 }
                 return Ok(ExitCode::from(1));
             }
+            // A cluster's partial answer: the rows shown lack some agents'. Said on stderr; still a success.
+            Some(execute_script_response::Result::Stats(stats)) => warnings.extend(stats.warnings),
             Some(_) | None => {}
         }
     }
     let mut out = std::io::stdout().lock();
     output::print(&tables, output, &mut out)?;
+    let mut err = std::io::stderr().lock();
+    for w in &warnings {
+        writeln!(err, "warning: partial result: {w}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@
 //! broker can plan what agents run. Must not parse PxL nor write to the store: it only scans.
 
 mod lower;
+mod merge;
 mod names;
 mod sketch;
 mod sqlnorm;
@@ -27,6 +28,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt as _;
 use loupe_pxl::{Catalog, Program};
 use loupe_store::Store;
+
+pub use merge::StreamInputs;
 
 /// Per-query settings: the operator's limits. (The script's clock is a compile input: plans arrive
 /// with their times resolved.)
@@ -185,6 +188,23 @@ pub struct Engine {
     store: Arc<Store>,
     config: SessionConfig,
     agent: AgentInfo,
+    /// When set, `px.GetAgentStatus()` lists these (a broker answering for its cluster) instead of `agent`.
+    cluster: Option<Arc<Vec<AgentStatus>>>,
+    /// A merge's placeholder tables (`loupe_planner::stream_table`), read before the store.
+    streams: Arc<std::collections::HashMap<String, Arc<dyn datafusion::catalog::TableProvider>>>,
+}
+
+/// One agent of a cluster as `px.GetAgentStatus()` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStatus {
+    /// Who it is.
+    pub info: AgentInfo,
+    /// A Kelvin (merge tier) rather than a PEM; listed only when the script asks `include_kelvin=True`.
+    pub kelvin: bool,
+    /// Pixie's state name: `AGENT_STATE_HEALTHY`, `AGENT_STATE_UNRESPONSIVE`, ...
+    pub state: String,
+    /// Nanoseconds since its last heartbeat.
+    pub since_heartbeat_ns: i64,
 }
 
 /// What `px.GetAgentStatus()` and the other agent-level source functions say about the agent this engine
@@ -232,7 +252,19 @@ impl Engine {
     pub fn new(store: Arc<Store>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let config = SessionConfig::new().with_target_partitions(cores).with_information_schema(false);
-        Engine { store, config, agent: AgentInfo::this_host() }
+        Engine {
+            store,
+            config,
+            agent: AgentInfo::this_host(),
+            cluster: None,
+            streams: Arc::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The same engine answering `px.GetAgentStatus()` with `agents`: a broker speaking for its cluster.
+    pub fn with_cluster_agents(mut self, agents: Vec<AgentStatus>) -> Self {
+        self.cluster = Some(Arc::new(agents));
+        self
     }
 
     /// The same engine splitting each query into `n` DataFusion partitions (one per core by default).
@@ -278,14 +310,34 @@ impl Engine {
     }
 
     async fn run(&self, program: &Program, opts: &ExecOptions, sink: &mut impl QuerySink) -> Result<u64> {
-        // Planned on the query runtime, whose threads have the stack DataFusion's recursive planning needs for
-        // a large script (a caller's runtime may have less: a deep plan must fail or run, not overflow it).
         let (engine, program_owned, limits) = (self.clone(), program.clone(), *opts);
         let frames = query_runtime()
             .spawn(async move { engine.plan_frames(&program_owned, &limits) })
             .await
             .map_err(|e| ExecError::Execution(DataFusionError::External(Box::new(e))))??;
         stream_frames(frames, opts, sink).await
+    }
+
+    /// Plans with `plan_frames` on the query runtime (whose threads have the stack DataFusion's recursive
+    /// planning needs for a large script: a deep plan must fail or run, not overflow a caller's stack),
+    /// then streams the frames within `opts`' deadline.
+    async fn run_planned(
+        &self,
+        plan_frames: impl FnOnce() -> Result<Vec<(String, datafusion::dataframe::DataFrame)>> + Send + 'static,
+        opts: &ExecOptions,
+        sink: &mut impl QuerySink,
+    ) -> Result<u64> {
+        let run = async {
+            let frames = query_runtime()
+                .spawn(async move { plan_frames() })
+                .await
+                .map_err(|e| ExecError::Execution(DataFusionError::External(Box::new(e))))??;
+            stream_frames(frames, opts, sink).await
+        };
+        match opts.timeout {
+            Some(limit) => tokio::time::timeout(limit, run).await.map_err(|_| ExecError::Timeout(limit))?,
+            None => run.await,
+        }
     }
 
     /// Every output lowered to a DataFrame before any runs, so a planning error comes before any result.

@@ -67,11 +67,15 @@ fn time_lit(ns: i64) -> DfExpr {
     lit(ScalarValue::TimestampNanosecond(Some(ns), None))
 }
 
-fn lower_plan(ctx: &SessionContext, eng: &Engine, plan: &Plan) -> Result<DataFrame> {
+pub(crate) fn lower_plan(ctx: &SessionContext, eng: &Engine, plan: &Plan) -> Result<DataFrame> {
     Ok(match plan {
         Plan::Udtf { func, args } => {
             let batch = udtf::rows(eng, *func, args)?;
             ctx.read_table(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?))?
+        }
+        // A merge's placeholder: the rows every producer sent (`merge`).
+        Plan::Source { table, .. } if eng.streams.contains_key(table) => {
+            ctx.read_table(eng.streams.get(table).cloned().ok_or_else(|| ExecError::UnknownTable(table.clone()))?)?
         }
         Plan::Source { table, columns, start_ns, end_ns } => {
             let store = &eng.store;

@@ -173,25 +173,23 @@ impl Sketch {
         (self.neg.counts.capacity() + self.pos.counts.capacity()) * 8
     }
 
-    /// The partial-aggregation state: count, zero, min, max, then each store as offset, length and
-    /// (bucket index, count) pairs of its non-empty buckets.
+    /// The partial-aggregation state (what agents send a merge): count, zero, min, max, then each store as
+    /// its number of non-empty buckets and, per bucket, the gap from the previous bucket and its count, both
+    /// LEB128 varints: a bucket costs 2 to 4 bytes instead of 12, which is most of a partial aggregate's size.
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.count.to_le_bytes());
         out.extend_from_slice(&self.zero.to_le_bytes());
         out.extend_from_slice(&self.min.to_le_bytes());
         out.extend_from_slice(&self.max.to_le_bytes());
         for store in [&self.neg, &self.pos] {
-            let buckets: Vec<(u32, u64)> = store
-                .counts
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, &n)| (store.offset + i as u32, n))
-                .collect();
-            out.extend_from_slice(&(buckets.len() as u32).to_le_bytes());
-            for (b, n) in buckets {
-                out.extend_from_slice(&b.to_le_bytes());
-                out.extend_from_slice(&n.to_le_bytes());
+            let buckets = store.counts.iter().enumerate().filter(|(_, n)| **n > 0);
+            put_varint(out, buckets.clone().count() as u64);
+            let mut previous = 0u64;
+            for (i, &n) in buckets {
+                let b = u64::from(store.offset) + i as u64;
+                put_varint(out, b - previous);
+                put_varint(out, n);
+                previous = b;
             }
         }
     }
@@ -211,21 +209,49 @@ impl Sketch {
             ..Sketch::default()
         };
         for neg in [true, false] {
-            let n = u32::from_le_bytes(take(&mut bytes)?);
+            let n = take_varint(&mut bytes)?;
+            // Every bucket takes at least two bytes: a count past that is a lie, refused before looping.
+            if n > bytes.len() as u64 / 2 {
+                return None;
+            }
+            let mut b = 0u64;
             for _ in 0..n {
-                let b = u32::from_le_bytes(take(&mut bytes)?);
-                let c = u64::from_le_bytes(take(&mut bytes)?);
+                b = b.checked_add(take_varint(&mut bytes)?)?;
+                let c = take_varint(&mut bytes)?;
                 // Finite magnitudes have buckets below 2^18 (an exponent of 11 bits and 7 kept bits);
                 // a larger one would make the store allocate for nothing.
-                if b >= MAX_BUCKET {
+                if b >= u64::from(MAX_BUCKET) {
                     return None;
                 }
-                let _ = if neg { s.neg.add(b, c) } else { s.pos.add(b, c) };
+                let _ = if neg { s.neg.add(b as u32, c) } else { s.pos.add(b as u32, c) };
             }
         }
         // `quantile` clamps to [min, max]: a state must keep min <= max (false for NaN) once it counts.
         (bytes.is_empty() && (s.count == 0 || s.min <= s.max)).then_some(s)
     }
+}
+
+/// Appends `v` as an LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads an LEB128 varint of at most ten bytes; `None` when cut short or too long.
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(byte & 0x7f).checked_shl(7 * i)?;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// What a sketch UDAF returns.
@@ -235,26 +261,49 @@ pub(crate) enum SketchOutput {
     Percentile(u32),
     /// Pixie's quantiles JSON: these keys and fractions (parts per ten thousand), as a STRING.
     Json(Vec<(&'static str, u32)>),
+    /// The sketch itself, encoded, as BINARY: an agent's partial state, merged by a Kelvin.
+    State,
+}
+
+/// What a sketch UDAF reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum SketchInput {
+    /// FLOAT64 values.
+    Values,
+    /// Encoded sketches ([`SketchOutput::State`]), merged.
+    States,
 }
 
 /// A sketch UDAF over one numeric argument (cast to FLOAT64 by the caller).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct SketchUdaf {
     name: String,
+    input: SketchInput,
     output: SketchOutput,
     signature: Signature,
 }
 
 /// The UDAF computing `output`.
 pub(crate) fn udaf(output: SketchOutput) -> AggregateUDF {
+    udaf_over(SketchInput::Values, output)
+}
+
+/// The UDAF computing `output` from `input`: values, or the states agents sent.
+pub(crate) fn udaf_over(input: SketchInput, output: SketchOutput) -> AggregateUDF {
     let name = match &output {
         SketchOutput::Percentile(p) => format!("px_percentile_{p}"),
         SketchOutput::Json(_) => "px_quantiles".to_string(),
+        SketchOutput::State => "px_sketch".to_string(),
+    };
+    let (name, arg) = match input {
+        SketchInput::Values => (name, DataType::Float64),
+        SketchInput::States => (format!("{name}_merge"), DataType::Binary),
     };
     AggregateUDF::from(SketchUdaf {
         name,
+        input,
         output,
-        signature: Signature::exact(vec![DataType::Float64], Volatility::Immutable),
+        signature: Signature::exact(vec![arg], Volatility::Immutable),
     })
 }
 
@@ -263,6 +312,7 @@ impl SketchOutput {
         match self {
             SketchOutput::Percentile(_) => DataType::Float64,
             SketchOutput::Json(_) => DataType::Utf8,
+            SketchOutput::State => DataType::Binary,
         }
     }
 
@@ -270,6 +320,11 @@ impl SketchOutput {
         match self {
             SketchOutput::Percentile(p) => ScalarValue::Float64(s.quantile(f64::from(*p) / 10_000.0)),
             SketchOutput::Json(keys) => ScalarValue::Utf8(json(keys, s)),
+            SketchOutput::State => {
+                let mut bytes = Vec::new();
+                s.encode(&mut bytes);
+                ScalarValue::Binary(Some(bytes))
+            }
         }
     }
 }
@@ -302,7 +357,7 @@ impl AggregateUDFImpl for SketchUdaf {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SketchAccumulator { output: self.output.clone(), sketch: Sketch::default() }))
+        Ok(Box::new(SketchAccumulator { input: self.input, output: self.output.clone(), sketch: Sketch::default() }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -314,7 +369,7 @@ impl AggregateUDFImpl for SketchUdaf {
     }
 
     fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(SketchGroups { output: self.output.clone(), sketches: Vec::new(), heap: 0 }))
+        Ok(Box::new(SketchGroups { input: self.input, output: self.output.clone(), sketches: Vec::new(), heap: 0 }))
     }
 }
 
@@ -335,12 +390,16 @@ fn decode(bytes: &[u8]) -> Result<Sketch> {
 /// The sketch of an aggregate without groups.
 #[derive(Debug)]
 struct SketchAccumulator {
+    input: SketchInput,
     output: SketchOutput,
     sketch: Sketch,
 }
 
 impl Accumulator for SketchAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if self.input == SketchInput::States {
+            return self.merge_batch(values);
+        }
         let a = floats(values)?;
         if a.null_count() == 0 {
             a.values().iter().for_each(|&v| {
@@ -381,6 +440,7 @@ impl Accumulator for SketchAccumulator {
 
 /// One sketch per group.
 struct SketchGroups {
+    input: SketchInput,
     output: SketchOutput,
     sketches: Vec<Sketch>,
     /// Bytes of bucket counts held by all sketches (what the memory pool is told).
@@ -403,6 +463,19 @@ impl GroupsAccumulator for SketchGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
+        if self.input == SketchInput::States {
+            let Some(b) = values.first().and_then(|a| a.as_binary_opt::<i32>()) else {
+                return exec_err!("the quantile sketch state is BINARY");
+            };
+            self.sketches.resize_with(total_num_groups, Sketch::default);
+            for (i, &g) in group_indices.iter().enumerate() {
+                if b.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i)) {
+                    self.sketches[g].merge(&decode(b.value(i))?);
+                }
+            }
+            self.heap = self.sketches.iter().map(Sketch::heap_size).sum();
+            return Ok(());
+        }
         let a = floats(values)?;
         self.sketches.resize_with(total_num_groups, Sketch::default);
         let vals = a.values();
@@ -440,19 +513,13 @@ impl GroupsAccumulator for SketchGroups {
                 }
                 Arc::new(b.finish())
             }
+            SketchOutput::State => encode_all(&sketches),
         })
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let sketches = self.take(emit_to);
-        let mut b = BinaryBuilder::with_capacity(sketches.len(), sketches.len() * 64);
-        let mut buf = Vec::new();
-        for s in &sketches {
-            buf.clear();
-            s.encode(&mut buf);
-            b.append_value(&buf);
-        }
-        Ok(vec![Arc::new(b.finish())])
+        Ok(vec![encode_all(&sketches)])
     }
 
     fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
@@ -472,6 +539,15 @@ impl GroupsAccumulator for SketchGroups {
 
     /// Each row as a sketch of its own value (null for a null or filtered-out row).
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        if self.input == SketchInput::States {
+            // A state already: filtered-out rows become nulls, which merging skips.
+            let Some(b) = values.first().and_then(|a| a.as_binary_opt::<i32>()) else {
+                return exec_err!("the quantile sketch state is BINARY");
+            };
+            let kept = (0..b.len())
+                .map(|i| (b.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i))).then(|| b.value(i)));
+            return Ok(vec![Arc::new(kept.collect::<arrow::array::BinaryArray>())]);
+        }
         let a = floats(values)?;
         let mut b = BinaryBuilder::with_capacity(a.len(), a.len() * 48);
         let mut buf = Vec::new();
@@ -492,6 +568,18 @@ impl GroupsAccumulator for SketchGroups {
     fn size(&self) -> usize {
         self.sketches.capacity() * std::mem::size_of::<Sketch>() + self.heap
     }
+}
+
+/// Each sketch encoded, as one BINARY array.
+fn encode_all(sketches: &[Sketch]) -> ArrayRef {
+    let mut b = BinaryBuilder::with_capacity(sketches.len(), sketches.len() * 64);
+    let mut buf = Vec::new();
+    for s in sketches {
+        buf.clear();
+        s.encode(&mut buf);
+        b.append_value(&buf);
+    }
+    Arc::new(b.finish())
 }
 
 #[cfg(test)]

@@ -33,6 +33,26 @@ pub(crate) fn rows(eng: &Engine, func: Udtf, args: &[Literal]) -> Result<RecordB
         _ => true,
     };
     let rows: Vec<Vec<Cell>> = match func {
+        Udtf::AgentStatus if eng.cluster.is_some() => {
+            let include_kelvin = !matches!(args.first(), Some(Literal::Bool(false)));
+            let agents = eng.cluster.as_deref().map(Vec::as_slice).unwrap_or_default();
+            agents
+                .iter()
+                .filter(|a| include_kelvin || !a.kelvin)
+                .map(|a| {
+                    vec![
+                        s(&a.info.agent_id),
+                        Cell::I(a.info.asid),
+                        s(&a.info.hostname),
+                        s(&a.info.ip_address),
+                        s(&a.state),
+                        Cell::T(a.info.create_time_ns),
+                        Cell::I(a.since_heartbeat_ns),
+                        Cell::B(false),
+                    ]
+                })
+                .collect()
+        }
         Udtf::AgentStatus => vec![vec![
             s(&agent.agent_id),
             Cell::I(agent.asid),

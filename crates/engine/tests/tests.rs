@@ -2,6 +2,7 @@
 //! store, with exact expected tables (one test binary, modules by concern).
 
 mod bundled;
+mod cluster;
 mod common;
 mod functions;
 mod golden;

@@ -418,6 +418,7 @@ mod tests {
                 execution_time_ns: 7,
                 records_processed: 2,
                 bytes_processed: 0,
+                ..Default::default()
             }),
         ];
         let mut c = Converter::new(None).expect("converter");

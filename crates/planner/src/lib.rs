@@ -4,15 +4,22 @@
 //!
 //! Owns the split of a program into the [`AgentFragment`] every data node runs over its own store and
 //! the [`MergeFragment`] that combines their streams, and measuring how long compiling and splitting
-//! took (reported to the client as `compilation_time_ns`). Only the single-node split is real today
-//! ([`split_single_node`]: one agent fragment that is the whole program, every merge a pass-through);
-//! the types already say what a multi-node split produces, an agent-side partial aggregate and its
-//! finalization at the merge, so adding it changes this crate and the merge tier, not its callers.
+//! took (reported to the client as `compilation_time_ns`). Two splits: [`split_single_node`] (one agent
+//! fragment that is the whole program, every merge a pass-through: a PEM answering alone) and
+//! [`split_cluster`] (`cluster`: streams cut at agent-runnable subtrees, partial aggregates on the agents,
+//! the rest on a Kelvin: what the query broker runs).
 //!
 //! Must not touch execution (no DataFusion, no store: `loupe-engine` runs fragments), PxL syntax or
 //! type rules (that is `loupe-pxl`), or the wire (callers map [`Diagnostic`]s to their protocol).
 
+mod cluster;
+
 use std::time::{Duration, Instant};
+
+pub use cluster::{
+    ClusterPlan, EncodeError, RunsOn, STREAM_TABLE_PREFIX, Stream, StreamSends, agent_runnable, split_cluster,
+    stream_index, stream_table,
+};
 
 use loupe_pxl::{Aggregation, Catalog, CompileOptions, Diagnostic, ExecFunc, Program};
 
@@ -109,6 +116,30 @@ pub fn plan_single_node_with_funcs(
     exec_funcs: &[ExecFunc],
 ) -> Result<DistributedPlan, Vec<Diagnostic>> {
     let started = Instant::now();
+    let mut plan = split_single_node(compile(source, catalog, options, exec_funcs)?);
+    plan.compile_time = started.elapsed();
+    Ok(plan)
+}
+
+/// Compiles `source` once and splits it for a cluster ([`split_cluster`]), returning the plan and the time
+/// compiling and splitting took: what a query broker does with each script.
+pub fn plan_cluster(
+    source: &str,
+    catalog: &(dyn Catalog + Sync),
+    options: &CompileOptions,
+    exec_funcs: &[ExecFunc],
+) -> Result<(ClusterPlan, Duration), Vec<Diagnostic>> {
+    let started = Instant::now();
+    let plan = split_cluster(compile(source, catalog, options, exec_funcs)?);
+    Ok((plan, started.elapsed()))
+}
+
+fn compile(
+    source: &str,
+    catalog: &(dyn Catalog + Sync),
+    options: &CompileOptions,
+    exec_funcs: &[ExecFunc],
+) -> Result<Program, Vec<Diagnostic>> {
     // The checker recurses over the script (nested expressions, user function calls): it runs on a thread
     // of its own with a stack sized for the largest scripts the parser accepts, whatever stack the caller has.
     let program = std::thread::scope(|scope| {
@@ -125,9 +156,7 @@ pub fn plan_single_node_with_funcs(
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
         Err(_) => loupe_pxl::compile_with_funcs(source, catalog, options, exec_funcs)?,
     };
-    let mut plan = split_single_node(program);
-    plan.compile_time = started.elapsed();
-    Ok(plan)
+    Ok(program)
 }
 
 /// The single-node split: the agent fragment is the whole program, each output's rows go out as

@@ -14,6 +14,13 @@ pub mod vizierpb {
     tonic::include_proto!("loupe.vizier.v1");
 }
 
+/// `loupe.vizier.cluster.v1`: the links inside one vizier (agents register with the query broker; the broker
+/// asks Kelvins to merge, Kelvins pull streams from PEMs).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod clusterpb {
+    tonic::include_proto!("loupe.vizier.cluster.v1");
+}
+
 /// The gRPC path prefix of the query service, for routers that mount it by path.
 pub const VIZIER_SERVICE_PATH: &str = "/loupe.vizier.v1.VizierService";
 

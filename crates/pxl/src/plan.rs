@@ -10,7 +10,7 @@ pub use crate::functions::ScalarFunc;
 pub use crate::types::PxType;
 
 /// A named, typed column of a plan's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ColumnDef {
     /// Column name.
     pub name: String,
@@ -30,7 +30,7 @@ impl ColumnDef {
 }
 
 /// A compiled script: one plan per `px.display` call, in call order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Program {
     /// Output tables, in the order the script displays them.
     pub outputs: Vec<Output>,
@@ -39,7 +39,7 @@ pub struct Program {
 }
 
 /// One output table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Output {
     /// Table name from `px.display(df, name)` (`output` by default).
     pub name: String,
@@ -50,7 +50,7 @@ pub struct Output {
 }
 
 /// A logical operator tree.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Plan {
     /// Rows of a table within an inclusive time range on `time_`.
     Source {
@@ -152,7 +152,7 @@ pub enum Plan {
 }
 
 /// Source functions a script reads like tables (Pixie's UDTFs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Udtf {
     /// `px.GetAgentStatus(include_kelvin=True)`: one row per agent.
     AgentStatus,
@@ -277,7 +277,7 @@ impl Udtf {
 }
 
 /// `how=` of a merge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum JoinHow {
     /// Rows with a match on both sides.
     Inner,
@@ -290,7 +290,7 @@ pub enum JoinHow {
 }
 
 /// `out_name=('column', px.func)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Aggregation {
     /// Output column name.
     pub output: String,
@@ -301,7 +301,7 @@ pub struct Aggregation {
 }
 
 /// Aggregate functions (Pixie UDAs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AggFunc {
     /// Row count → INT64.
     Count,
@@ -336,7 +336,7 @@ impl AggFunc {
 }
 
 /// A fixed percentile, kept as an enum so plans stay `Eq` and `Hash`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PercentileKey {
     /// 0.01
     P01,
@@ -446,7 +446,7 @@ impl AggFunc {
 }
 
 /// A typed scalar expression over the columns of its input.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Expr {
     /// A column of the input.
     Column(String),
@@ -474,7 +474,8 @@ pub enum Expr {
     },
     /// A scalar `px.` function (declared in `crate::functions`).
     Call {
-        /// The function.
+        /// The function (by its `px.` name on the wire: the registry's order is no contract).
+        #[serde(with = "scalar_func_by_name")]
         func: ScalarFunc,
         /// Arguments, type-checked against the function's signature.
         args: Vec<Expr>,
@@ -518,7 +519,7 @@ impl Expr {
 }
 
 /// A constant value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Literal {
     /// INT64
     Int(i64),
@@ -546,7 +547,7 @@ impl Literal {
 }
 
 /// Binary operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum BinaryOp {
     /// `+`
     Add,
@@ -574,4 +575,19 @@ pub enum BinaryOp {
     And,
     /// `or`, `|`
     Or,
+}
+
+/// [`ScalarFunc`] serialized as its `px.` name, so a plan shipped between processes (a query broker to its
+/// agents) does not depend on the registry's declaration order.
+mod scalar_func_by_name {
+    use super::ScalarFunc;
+
+    pub(super) fn serialize<S: serde::Serializer>(f: &ScalarFunc, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(f.spec().name)
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ScalarFunc, D::Error> {
+        let name = <String as serde::Deserialize>::deserialize(d)?;
+        ScalarFunc::from_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown function px.{name}")))
+    }
 }

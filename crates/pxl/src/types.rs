@@ -5,7 +5,7 @@
 use arrow::datatypes::{DataType, TimeUnit};
 
 /// A PxL value type (Pixie's data types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PxType {
     /// BOOLEAN
     Boolean,

@@ -5,6 +5,7 @@
 //! hold service logic of its own.
 
 mod cloud;
+mod cluster;
 mod dnsmgr;
 mod doctor;
 mod proxy;
@@ -68,6 +69,12 @@ enum VizierCommand {
     /// --deploy-key at first start; the identity is then kept in --data-dir). Exits non-zero when the cloud
     /// refuses the key.
     Up(vizier::VizierUpArgs),
+    /// The query broker of a vizier of many nodes: serves the query API (same as a PEM's) on --listen
+    /// (127.0.0.1:50400), compiles each script once, runs partial work on every live PEM and the merge on the
+    /// Kelvins. PEMs (`pem --broker`) and Kelvins register with it; every link carries the query token.
+    Broker(cluster::BrokerArgs),
+    /// A merge-tier node: registers with --broker and merges what PEMs send, on --listen (127.0.0.1:50500).
+    Kelvin(cluster::KelvinArgs),
     /// The cloud connector alone, for a PEM running apart (`loupe vizier pem`): registers, keeps the bridge,
     /// sends heartbeats and forwards the cloud's queries to --query-addr with the PEM's query token.
     Connector(vizier::ConnectorArgs),
@@ -150,6 +157,17 @@ struct PemArgs {
     /// is asked there: keep it where only probes and Prometheus reach it.
     #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9091")]
     metrics_listen: SocketAddr,
+    /// Join the vizier whose query broker is here: register and heartbeat, and serve the streams its Kelvins
+    /// pull on --listen (same query token). Without it the PEM answers queries alone.
+    #[arg(long, env = "LOUPE_BROKER")]
+    broker: Option<String>,
+    /// Address the broker and Kelvins reach this PEM at (default: the bound --listen address).
+    #[arg(long, env = "LOUPE_ADVERTISE", requires = "broker")]
+    advertise: Option<String>,
+    /// Rows to serve besides what is traced: TABLE=FILE, FILE an Arrow IPC stream of the table's schema
+    /// (repeatable; for demos and tests).
+    #[arg(long = "load", value_name = "TABLE=FILE")]
+    load: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -252,6 +270,8 @@ fn main() -> ExitCode {
             Command::Vizier(VizierCommand::Pem(args)) => run_agent(args, shutdown_signal()).await,
             Command::Vizier(VizierCommand::Up(args)) => vizier::run_vizier_up(args, shutdown_signal()).await,
             Command::Vizier(VizierCommand::Connector(args)) => vizier::run_connector(args, shutdown_signal()).await,
+            Command::Vizier(VizierCommand::Broker(args)) => cluster::run_broker(args, shutdown_signal()).await,
+            Command::Vizier(VizierCommand::Kelvin(args)) => cluster::run_kelvin(args, shutdown_signal()).await,
             Command::Cloud(CloudCommand::Vzconn(args)) => vzconn::run_vzconn(&args, &stop_on_signal()).await,
             Command::Cloud(CloudCommand::Api(args)) => cloud::run_api(&args, &stop_on_signal()).await,
             Command::Cloud(CloudCommand::Auth(args)) => {
@@ -426,6 +446,11 @@ async fn run_agent(args: PemArgs, shutdown: impl std::future::Future<Output = ()
         args.query_token_file.clone().unwrap_or_else(|| args.data_dir.join("secrets").join("vizier-query-token"));
     let (token, created) = QueryToken::load_or_create(&token_file).context("the query endpoint needs its token")?;
     let pem = start_pem(&args.agent)?;
+    for load in &args.load {
+        let (table, file) = load.split_once('=').context("--load takes TABLE=FILE")?;
+        let rows = pem.load_ipc_file(table, std::path::Path::new(file))?;
+        tracing::info!(table, file, rows, "rows loaded");
+    }
     let listener = bind(args.listen, "--listen").await?;
     let ops_listener = bind(args.metrics_listen, "--metrics-listen").await?;
     let addr = listener.local_addr()?;
@@ -444,14 +469,21 @@ async fn run_agent(args: PemArgs, shutdown: impl std::future::Future<Output = ()
         loupe_vizier::http::router(pem.ops()),
         cloud::stopped(&stop_rx),
     ));
-    let result = pem.serve(listener, token, shutdown).await;
+    let result = match args.broker {
+        Some(broker) => {
+            let advertise = args.advertise.unwrap_or_else(|| addr.to_string());
+            tracing::info!(%broker, %advertise, "joining the vizier's query broker");
+            pem.serve_in_cluster(listener, token, loupe_vizier::ClusterLink { broker, advertise }, shutdown).await
+        }
+        None => pem.serve(listener, token, shutdown).await,
+    };
     let _ = stop_tx.send(true);
     ops.await??;
     result?;
     Ok(())
 }
 
-async fn bind(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr} ({flag})"))
 }
 

@@ -2,6 +2,7 @@
 
 mod amqp_capture;
 mod capture;
+mod cluster;
 mod common;
 mod conn_stats;
 mod cron;

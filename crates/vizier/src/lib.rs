@@ -6,6 +6,7 @@
 //! Owns wiring and serving. Must not parse wire protocols, compile PxL or plan queries itself
 //! (that is `collector`, `pxl` and `engine`), and must not know about the cloud.
 
+pub mod cluster;
 pub mod health;
 pub mod http;
 pub mod pem;
@@ -14,5 +15,5 @@ pub mod query_auth;
 pub mod query_service;
 
 pub use health::ProbeReport;
-pub use pem::{Pem, PemConfig};
+pub use pem::{ClusterLink, Pem, PemConfig};
 pub use query_auth::{QueryToken, TOKEN_METADATA};

@@ -19,6 +19,11 @@ use crate::pixie_service::PixieQueryService;
 use crate::query_auth::{QueryToken, RequireToken};
 use crate::query_service::QueryService;
 
+type AgentRoutes = InterceptedService<
+    loupe_proto::clusterpb::agent_service_server::AgentServiceServer<crate::cluster::AgentNode>,
+    RequireToken,
+>;
+
 type PixieServer<T> = loupe_proto::pixie::vizierpb::vizier_service_server::VizierServiceServer<T>;
 
 /// Errors running the PEM.
@@ -30,6 +35,25 @@ pub enum PemError {
     /// The query port failed.
     #[error("query endpoint failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// Rows given to load at start (`--load`) could not be read or stored.
+    #[error("failed to load {path} into table `{table}`: {why}")]
+    Load {
+        /// The table.
+        table: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        why: String,
+    },
+}
+
+/// Where a PEM that is part of a cluster registers and how it is reached.
+#[derive(Debug, Clone)]
+pub struct ClusterLink {
+    /// The query broker's address.
+    pub broker: String,
+    /// The address the broker and Kelvins reach this PEM's port at.
+    pub advertise: String,
 }
 
 /// PEM settings.
@@ -126,6 +150,72 @@ impl Pem {
         tonic::service::Routes::new(self.query_service()).add_service(self.pixie_query_service())
     }
 
+    /// Appends the rows of an Arrow IPC stream file to `table` (the batches must have the table's schema):
+    /// a PEM serving rows it did not trace (demos, tests, a replayed capture). Returns the rows loaded.
+    pub fn load_ipc_file(&self, table: &str, path: &std::path::Path) -> Result<usize, PemError> {
+        let err = |why: String| PemError::Load { table: table.into(), path: path.into(), why };
+        let t = self.store.table(table).ok_or_else(|| err("no such table".into()))?;
+        let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(file), None)
+            .map_err(|e| err(e.to_string()))?;
+        let mut rows = 0;
+        for batch in reader {
+            let batch = batch.map_err(|e| err(e.to_string()))?;
+            rows += batch.num_rows();
+            // A decoded IPC batch's columns all point into one message buffer, which the store's budget would
+            // count once per column: each column gets buffers of its own first.
+            let all = arrow::array::UInt32Array::from_iter_values(0..batch.num_rows() as u32);
+            let columns = batch
+                .columns()
+                .iter()
+                .map(|c| arrow::compute::take(c.as_ref(), &all, None))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(e.to_string()))?;
+            let batch =
+                arrow::record_batch::RecordBatch::try_new(batch.schema(), columns).map_err(|e| err(e.to_string()))?;
+            t.append(batch).map_err(|e| err(e.to_string()))?;
+        }
+        Ok(rows)
+    }
+
+    /// The cluster side of this PEM's port: the streams a Kelvin pulls, WITHOUT any credential check.
+    pub fn agent_service(
+        &self,
+        token: QueryToken,
+    ) -> loupe_proto::clusterpb::agent_service_server::AgentServiceServer<crate::cluster::AgentNode> {
+        let engine = Arc::new(Engine::new(self.store.clone()));
+        loupe_proto::clusterpb::agent_service_server::AgentServiceServer::new(crate::cluster::AgentNode::new(
+            engine,
+            self.limits,
+            token,
+        ))
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(64 << 20)
+    }
+
+    /// [`Pem::serve`] as part of a cluster: the same port also serves the streams Kelvins pull (same
+    /// token), and the PEM registers with the broker of `link` and heartbeats until this returns.
+    pub async fn serve_in_cluster(
+        self,
+        listener: TcpListener,
+        token: QueryToken,
+        link: ClusterLink,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), PemError> {
+        let agent = InterceptedService::new(self.agent_service(token.clone()), RequireToken(token.clone()));
+        let me = loupe_proto::clusterpb::RegisterRequest {
+            agent_id: crate::cluster::new_agent_id(),
+            kind: loupe_proto::clusterpb::AgentKind::Pem as i32,
+            address: link.advertise,
+            hostname: loupe_engine::AgentInfo::this_host().hostname,
+            create_time_ns: loupe_common::time::now_unix_ns(),
+        };
+        let heartbeat = crate::cluster::spawn_registration(link.broker, token.clone(), me);
+        let result = self.serve_routes(listener, token, Some(agent), shutdown).await;
+        heartbeat.abort();
+        result
+    }
+
     /// What the operational listener serves: metrics and readiness of this agent.
     pub fn ops(&self) -> PemOps {
         let counters = self.collector.as_ref().map(Collector::shared_counters);
@@ -140,10 +230,23 @@ impl Pem {
         token: QueryToken,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), PemError> {
+        self.serve_routes(listener, token, None, shutdown).await
+    }
+
+    async fn serve_routes(
+        self,
+        listener: TcpListener,
+        token: QueryToken,
+        agent: Option<AgentRoutes>,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), PemError> {
         let svc = InterceptedService::new(self.query_service(), RequireToken(token.clone()));
         let pixie = InterceptedService::new(self.pixie_query_service(), RequireToken(token));
         let base = Router::new().fallback(|| async { StatusCode::NOT_FOUND });
-        let routes = tonic::service::Routes::from(base).add_service(svc).add_service(pixie);
+        let mut routes = tonic::service::Routes::from(base).add_service(svc).add_service(pixie);
+        if let Some(agent) = agent {
+            routes = routes.add_service(agent);
+        }
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         tonic::transport::Server::builder()
             .accept_http1(true)

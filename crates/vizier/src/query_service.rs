@@ -181,6 +181,7 @@ pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &s
                     execution_time_ns: i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX),
                     records_processed: rows as i64,
                     bytes_processed: 0,
+                    ..Default::default()
                 }),
             ),
             (Err(ExecError::Cancelled), None) => return,
@@ -226,6 +227,7 @@ pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &s
                     execution_time_ns: i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX),
                     records_processed: rows as i64,
                     bytes_processed: 0,
+                    ..Default::default()
                 }),
             )
         }

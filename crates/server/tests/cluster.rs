@@ -1,0 +1,484 @@
+//! A vizier of many processes: one query broker, two Kelvins and four PEMs (each serving rows loaded into
+//! its own store; the first also tracing real traffic when the tests run as root, the others `--no-trace`),
+//! driven through the broker's query API by `px` and a gRPC client.
+//!
+//! Checks that a groupby over every PEM is exactly the merged answer, that `px.GetAgentStatus()` on the
+//! broker lists every agent, that a lost PEM (killed, or stopped so it never answers) leaves a partial
+//! answer with a warning naming it, in bounded time, that `px` prints that warning and exits 0, that a
+//! caller without the vizier's token is refused on every link, that PEMs ship partial aggregates (bytes
+//! moved against the raw rows' Arrow size), and that a client leaving cancels the work on every PEM.
+//! Owns only these tests; queries over loaded rows filter on their paths (`/k…`), since a tracing PEM
+//! also sees the host's other traffic.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float64Type, Int64Type};
+use arrow::record_batch::RecordBatch;
+use loupe_proto::clusterpb::agent_service_client::AgentServiceClient;
+use loupe_proto::clusterpb::broker_service_client::BrokerServiceClient;
+use loupe_proto::clusterpb::{AgentKind, RegisterRequest, RunStreamsRequest};
+use loupe_proto::vizierpb::vizier_service_client::VizierServiceClient;
+use loupe_proto::vizierpb::{ExecuteScriptRequest, QueryExecutionStats, execute_script_response};
+use loupe_schema::http::{HttpEventRow, HttpEventsBuilder};
+
+use crate::common::{Guard, free_port, loupe_bin, px_bin, temp_dir, wait_for_port};
+
+const TOKEN: &str = "cluster-test-token-0123456789abcdef";
+
+/// Rows of one PEM: `n` requests over `keys` paths, latencies from a seeded generator.
+fn rows(seed: u64, n: usize, keys: u64) -> Vec<HttpEventRow> {
+    let now = loupe_common_now();
+    let mut x = seed | 1;
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            HttpEventRow {
+                time_ns: now - 60_000_000_000 + i as i64,
+                req_path: format!("/k{}", x % keys),
+                req_method: "GET".into(),
+                resp_status: 200,
+                latency_ns: (x % 1000) as i64 * 1000,
+                ..HttpEventRow::default()
+            }
+        })
+        .collect()
+}
+
+fn loupe_common_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos() as i64
+}
+
+/// Writes `rows` as an Arrow IPC stream file, in batches of 64 Ki rows; returns its size.
+fn write_ipc(path: &Path, rows: &[HttpEventRow]) -> u64 {
+    let file = std::fs::File::create(path).expect("create ipc file");
+    let mut writer: Option<arrow::ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>> = None;
+    let mut file = Some(std::io::BufWriter::new(file));
+    for chunk in rows.chunks(1 << 16) {
+        let mut b = HttpEventsBuilder::new();
+        for r in chunk {
+            b.append(r);
+        }
+        let batch = b.finish().expect("batch");
+        let w = writer.get_or_insert_with(|| {
+            arrow::ipc::writer::StreamWriter::try_new(file.take().expect("once"), &batch.schema()).expect("writer")
+        });
+        w.write(&batch).expect("write");
+    }
+    writer.expect("some rows").finish().expect("finish");
+    std::fs::metadata(path).expect("size").len()
+}
+
+struct Node {
+    guard: Guard,
+    port: u16,
+}
+
+fn spawn(args: &[String], log: &Path) -> Guard {
+    let log = std::fs::File::create(log).expect("log file");
+    Guard(
+        Command::new(loupe_bin())
+            .args(args)
+            .env("LOUPE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn loupe"),
+    )
+}
+
+struct Cluster {
+    dir: PathBuf,
+    broker: Node,
+    kelvins: Vec<Node>,
+    pems: Vec<Node>,
+}
+
+impl Cluster {
+    /// A broker, `kelvins` Kelvins and one PEM per entry of `loads` (its rows), all registered.
+    /// With `trace_first`, the first PEM also traces this host's traffic.
+    fn start(
+        tag: &str,
+        kelvins: usize,
+        loads: &[Vec<HttpEventRow>],
+        query_timeout: &str,
+        trace_first: bool,
+    ) -> Cluster {
+        let dir = temp_dir(tag);
+        let token = dir.join("token");
+        std::fs::write(&token, TOKEN).expect("token");
+        let tok = || vec!["--query-token-file".to_string(), token.display().to_string()];
+        let port = free_port();
+        let mut args: Vec<String> = ["vizier", "broker", "--listen"].map(String::from).to_vec();
+        args.extend([format!("127.0.0.1:{port}"), "--heartbeat".into(), "300ms".into()]);
+        args.extend(["--query-timeout".into(), query_timeout.into()]);
+        args.extend(tok());
+        let broker = Node { guard: spawn(&args, &dir.join("broker.log")), port };
+        wait_for_port(port, "the broker");
+        let broker_addr = format!("127.0.0.1:{port}");
+        let kelvins = (0..kelvins)
+            .map(|i| {
+                let port = free_port();
+                let mut args: Vec<String> = ["vizier", "kelvin", "--broker"].map(String::from).to_vec();
+                args.extend([broker_addr.clone(), "--listen".into(), format!("127.0.0.1:{port}")]);
+                args.extend(tok());
+                Node { guard: spawn(&args, &dir.join(format!("kelvin{i}.log"))), port }
+            })
+            .collect();
+        let pems: Vec<Node> = loads
+            .iter()
+            .enumerate()
+            .map(|(i, rows)| {
+                let file = dir.join(format!("pem{i}.arrow"));
+                write_ipc(&file, rows);
+                let (port, metrics) = (free_port(), free_port());
+                let mut args: Vec<String> = ["vizier", "pem", "--broker"].map(String::from).to_vec();
+                args.extend([broker_addr.clone(), "--listen".into(), format!("127.0.0.1:{port}")]);
+                if !(trace_first && i == 0) {
+                    args.push("--no-trace".into());
+                }
+                args.extend(["--metrics-listen".into(), format!("127.0.0.1:{metrics}")]);
+                args.extend(["--memory-budget".into(), "1024".into(), "--http-events-mb".into(), "700".into()]);
+                args.extend(["--load".into(), format!("http_events={}", file.display())]);
+                args.extend(["--data-dir".into(), dir.join(format!("pem{i}")).display().to_string()]);
+                args.extend(tok());
+                Node { guard: spawn(&args, &dir.join(format!("pem{i}.log"))), port }
+            })
+            .collect();
+        for p in &pems {
+            wait_for_port(p.port, "a PEM");
+        }
+        let cluster = Cluster { dir, broker, kelvins, pems };
+        // Every agent registered (they heartbeat every 300 ms).
+        let want = cluster.kelvins.len() + cluster.pems.len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (tables, _, _) = cluster.query(AGENTS);
+            if tables.get("agents").map_or(0, |b| b.iter().map(RecordBatch::num_rows).sum::<usize>()) == want {
+                break;
+            }
+            assert!(Instant::now() < deadline, "agents did not register; logs in {}", cluster.dir.display());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for i in 0..cluster.pems.len() {
+            let _ = std::fs::remove_file(cluster.dir.join(format!("pem{i}.arrow")));
+        }
+        cluster
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.broker.port)
+    }
+
+    /// Runs `script` on the broker: tables by name, the stats, and an error status' message if any.
+    fn query(&self, script: &str) -> (BTreeMap<String, Vec<RecordBatch>>, Option<QueryExecutionStats>, Option<String>) {
+        run(self.addr(), Some(TOKEN), script)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn with_token<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Some(t) = token {
+        req.metadata_mut().insert("loupe-vizier-token", t.parse().expect("ascii"));
+    }
+    req
+}
+
+fn run(
+    addr: String,
+    token: Option<&str>,
+    script: &str,
+) -> (BTreeMap<String, Vec<RecordBatch>>, Option<QueryExecutionStats>, Option<String>) {
+    runtime().block_on(async {
+        let mut client = VizierServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect")
+            .max_decoding_message_size(64 << 20);
+        let req = ExecuteScriptRequest { query_str: script.into(), ..Default::default() };
+        let mut stream = match client.execute_script(with_token(req, token)).await {
+            Ok(s) => s.into_inner(),
+            Err(s) => return (BTreeMap::new(), None, Some(format!("{:?}: {}", s.code(), s.message()))),
+        };
+        let (mut names, mut tables, mut stats, mut error) = (BTreeMap::new(), BTreeMap::new(), None, None);
+        while let Some(m) = stream.message().await.expect("stream") {
+            match m.result {
+                Some(execute_script_response::Result::MetaData(md)) => {
+                    tables.insert(md.name.clone(), Vec::new());
+                    names.insert(md.id, md.name);
+                }
+                Some(execute_script_response::Result::Data(d)) if !d.arrow_batch.is_empty() => {
+                    let name = names.get(&d.table_id).expect("announced").clone();
+                    let batches = loupe_proto::arrow_ipc::decode_batches(&d.arrow_batch).expect("decodes");
+                    tables.entry(name).or_insert_with(Vec::new).extend(batches);
+                }
+                Some(execute_script_response::Result::Stats(s)) => stats = Some(s),
+                Some(execute_script_response::Result::Status(s)) => error = Some(s.message),
+                _ => {}
+            }
+        }
+        (tables, stats, error)
+    })
+}
+
+const AGENTS: &str = "import px\npx.display(px.GetAgentStatus(), 'agents')\n";
+
+const GROUPBY: &str = "import px
+df = px.DataFrame('http_events', start_time='-10m')
+df = df[px.contains(df.req_path, '/k')]
+px.display(df.groupby('req_path').agg(n=('latency', px.count), total=('latency', px.sum),
+    lo=('latency', px.min), hi=('latency', px.max), avg=('latency', px.mean)), 'by_path')
+px.display(df.agg(n=('latency', px.count)), 'total')
+";
+
+/// The expected `by_path`: path → (count, sum, min, max).
+fn expected(all: &[&HttpEventRow]) -> BTreeMap<String, (i64, i64, i64, i64)> {
+    let mut m: BTreeMap<String, (i64, i64, i64, i64)> = BTreeMap::new();
+    for r in all {
+        let e = m.entry(r.req_path.clone()).or_insert((0, 0, i64::MAX, i64::MIN));
+        e.0 += 1;
+        e.1 += r.latency_ns;
+        e.2 = e.2.min(r.latency_ns);
+        e.3 = e.3.max(r.latency_ns);
+    }
+    m
+}
+
+/// `by_path` as path → (count, sum, min, max), checking each mean against sum / count.
+fn by_path(batches: &[RecordBatch]) -> BTreeMap<String, (i64, i64, i64, i64)> {
+    let mut m = BTreeMap::new();
+    for b in batches {
+        let col = |n: &str| b.column_by_name(n).unwrap_or_else(|| panic!("column {n}")).clone();
+        let (path, n, total, lo, hi, avg) = (col("req_path"), col("n"), col("total"), col("lo"), col("hi"), col("avg"));
+        for i in 0..b.num_rows() {
+            let (n, total) = (n.as_primitive::<Int64Type>().value(i), total.as_primitive::<Int64Type>().value(i));
+            assert_eq!(avg.as_primitive::<Float64Type>().value(i), total as f64 / n as f64);
+            m.insert(
+                path.as_string::<i32>().value(i).to_string(),
+                (n, total, lo.as_primitive::<Int64Type>().value(i), hi.as_primitive::<Int64Type>().value(i)),
+            );
+        }
+    }
+    m
+}
+
+fn px(addr: &str, token: &str, script_file: &Path) -> std::process::Output {
+    let config = temp_dir(&format!("cluster-px-{}", addr.replace(':', "_")));
+    Command::new(px_bin())
+        .args(["run", "-f"])
+        .arg(script_file)
+        .args(["--output", "json"])
+        .env("PX_CLOUD_ADDR", addr)
+        .env("PX_CONFIG_DIR", &config)
+        .env("PX_VIZIER_TOKEN", token)
+        .env_remove("PX_CA_CERT")
+        .output()
+        .expect("run px")
+}
+
+#[test]
+fn a_broker_two_kelvins_and_four_pems_answer_as_one_store_and_name_lost_agents() {
+    let loads: Vec<Vec<HttpEventRow>> = (0..4).map(|i| rows(17 + i, 3000 + 500 * i as usize, 40)).collect();
+    let traced = crate::e2e::can_trace();
+    let mut cluster = Cluster::start("cluster-main", 2, &loads, "4s", traced);
+    if traced {
+        // Real traffic traced by the first PEM reaches the broker's answers too.
+        let dir = temp_dir("cluster-nginx");
+        let port = free_port();
+        let _nginx = crate::common::start_nginx(&dir, port, "", "location / { return 200 'ok'; }");
+        for _ in 0..5 {
+            let out =
+                Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/traced")]).output().expect("curl");
+            assert!(out.status.success());
+        }
+        let script = format!(
+            "import px\ndf = px.DataFrame('http_events', start_time='-5m')\n\
+             df = df[(df.req_path == '/traced') & ((df.local_port == {port}) | (df.remote_port == {port}))]\n\
+             px.display(df.agg(n=('latency', px.count)), 'traced')\n"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (tables, _, _) = cluster.query(&script);
+            let n = tables
+                .get("traced")
+                .and_then(|b| b.first())
+                .map_or(0, |b| b.column_by_name("n").expect("n").as_primitive::<Int64Type>().value(0));
+            if n >= 5 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "traced requests did not reach the broker's answer ({n} rows)");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    // Every agent, with its kind: Kelvins only when asked for.
+    let (tables, _, error) = cluster.query(AGENTS);
+    assert_eq!(error, None);
+    let agents = &tables["agents"];
+    let addresses: Vec<String> = agents
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name("ip_address").expect("ip_address").as_string::<i32>().clone();
+            (0..c.len()).map(move |i| c.value(i).to_string())
+        })
+        .collect();
+    for node in cluster.pems.iter().chain(&cluster.kelvins) {
+        assert!(addresses.contains(&format!("127.0.0.1:{}", node.port)), "{addresses:?} lacks {}", node.port);
+    }
+    let (pems_only, _, _) = cluster.query("import px\npx.display(px.GetAgentStatus(include_kelvin=False), 'agents')\n");
+    assert_eq!(pems_only["agents"].iter().map(RecordBatch::num_rows).sum::<usize>(), 4);
+
+    // The merged answer is exactly that of all rows together.
+    let all: Vec<&HttpEventRow> = loads.iter().flatten().collect();
+    let (tables, stats, error) = cluster.query(GROUPBY);
+    assert_eq!(error, None);
+    assert_eq!(by_path(&tables["by_path"]), expected(&all));
+    let total = tables["total"][0].column_by_name("n").expect("n").as_primitive::<Int64Type>().value(0);
+    assert_eq!(total, all.len() as i64);
+    let stats = stats.expect("stats");
+    assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
+    assert!(stats.bytes_moved > 0);
+
+    // px prints the same tables, and nothing on stderr.
+    let script = cluster.dir.join("groupby.pxl");
+    std::fs::write(&script, GROUPBY).expect("script");
+    let out = px(&cluster.addr(), TOKEN, &script);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/k1"));
+
+    // A PEM stopped (its socket open, never answering): the answer comes within the deadline, without its rows.
+    let stopped = cluster.pems.remove(3);
+    // SAFETY: signalling our own child, which the guard still owns and will kill.
+    unsafe { libc::kill(stopped.guard.0.id() as i32, libc::SIGSTOP) };
+    let started = Instant::now();
+    let (tables, stats, error) = cluster.query(GROUPBY);
+    let took = started.elapsed();
+    assert_eq!(error, None);
+    assert!(took < Duration::from_secs(12), "a stopped agent held the query for {took:?}");
+    let warnings = stats.expect("stats").warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains(&format!("127.0.0.1:{}", stopped.port)), "{warnings:?}");
+    let rest: Vec<&HttpEventRow> = loads[..3].iter().flatten().collect();
+    assert_eq!(by_path(&tables["by_path"]), expected(&rest));
+
+    // A PEM killed: px shows the other agents' rows, names the lost one on stderr, and exits 0.
+    let killed = cluster.pems.remove(2);
+    drop(killed.guard);
+    drop(stopped);
+    let out = px(&cluster.addr(), TOKEN, &script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: partial result") && stderr.contains(&format!("127.0.0.1:{}", killed.port)),
+        "{stderr}"
+    );
+    let (tables, _, _) = cluster.query(GROUPBY);
+    let rest: Vec<&HttpEventRow> = loads[..2].iter().flatten().collect();
+    assert_eq!(by_path(&tables["by_path"]), expected(&rest));
+
+    // Once its heartbeats stop, a dead agent leaves the query set: it is listed as unresponsive.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (tables, _, _) = cluster.query(
+        "import px\ndf = px.GetAgentStatus()\npx.display(df[df.agent_state == 'AGENT_STATE_HEALTHY'], 'agents')\n",
+    );
+    assert_eq!(tables["agents"].iter().map(RecordBatch::num_rows).sum::<usize>(), 4);
+}
+
+#[test]
+fn every_link_refuses_a_caller_without_the_vizier_token() {
+    let loads = vec![rows(5, 100, 5)];
+    let cluster = Cluster::start("cluster-auth", 1, &loads, "10s", false);
+    let (_, _, error) = run(cluster.addr(), Some("wrong-token-0123456789abcdef"), AGENTS);
+    assert!(error.expect("refused").contains("Unauthenticated"));
+    let (_, _, error) = run(cluster.addr(), None, AGENTS);
+    assert!(error.expect("refused").contains("Unauthenticated"));
+    runtime().block_on(async {
+        // An agent that cannot prove itself does not join.
+        let mut broker = BrokerServiceClient::connect(format!("http://{}", cluster.addr())).await.expect("connect");
+        let me = RegisterRequest {
+            agent_id: "intruder".into(),
+            kind: AgentKind::Pem as i32,
+            address: "127.0.0.1:1".into(),
+            hostname: "x".into(),
+            create_time_ns: 0,
+        };
+        let refused =
+            broker.register(with_token(me.clone(), Some("not-the-token-0123456789"))).await.expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        // Nor can anyone pull a PEM's rows or ask a Kelvin to merge without it.
+        let mut pem =
+            AgentServiceClient::connect(format!("http://127.0.0.1:{}", cluster.pems[0].port)).await.expect("pem");
+        let pull = RunStreamsRequest {
+            query_id: "x".into(),
+            plan_json: b"{}".to_vec(),
+            stream_ids: vec![0],
+            timeout_ms: 1000,
+        };
+        assert_eq!(
+            pem.run_streams(with_token(pull, None)).await.expect_err("refused").code(),
+            tonic::Code::Unauthenticated
+        );
+        let mut kelvin =
+            AgentServiceClient::connect(format!("http://127.0.0.1:{}", cluster.kelvins[0].port)).await.expect("kelvin");
+        let merge = loupe_proto::clusterpb::MergeRequest::default();
+        let refused = kelvin.merge(with_token(merge, Some("nope-nope-nope-nope-nope"))).await.expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    });
+    let (tables, _, _) = cluster.query(AGENTS);
+    assert_eq!(tables["agents"].iter().map(RecordBatch::num_rows).sum::<usize>(), 2, "the intruder is not listed");
+}
+
+#[test]
+fn pems_ship_partial_aggregates_not_rows() {
+    // Two PEMs of 1 M rows each, 50 keys: what crosses the wire is a few states per key per PEM.
+    const N: usize = 1_000_000;
+    let loads: Vec<Vec<HttpEventRow>> = (0..2).map(|i| rows(1000 + i, N, 50)).collect();
+    let dir = temp_dir("cluster-raw");
+    let raw: u64 = loads.iter().enumerate().map(|(i, r)| write_ipc(&dir.join(format!("{i}.arrow")), r)).sum();
+    let _ = std::fs::remove_dir_all(&dir);
+    let cluster = Cluster::start("cluster-pushdown", 1, &loads, "60s", false);
+    let (tables, stats, error) = cluster.query(
+        "import px
+df = px.DataFrame('http_events', start_time='-10m')
+px.display(df.groupby('req_path').agg(n=('latency', px.count), avg=('latency', px.mean), p99=('latency', px.p99)), 'g')
+",
+    );
+    assert_eq!(error, None);
+    let g = &tables["g"];
+    assert_eq!(g.iter().map(RecordBatch::num_rows).sum::<usize>(), 50);
+    let counted: i64 = g
+        .iter()
+        .map(|b| arrow::compute::sum(b.column_by_name("n").expect("n").as_primitive::<Int64Type>()).unwrap_or(0))
+        .sum();
+    assert_eq!(counted, 2 * N as i64);
+    let moved = stats.expect("stats").bytes_moved as u64;
+    println!("pushdown: {moved} bytes moved for {raw} bytes of raw rows ({:.4} %)", moved as f64 * 100.0 / raw as f64);
+    assert!(moved > 0 && moved * 100 <= raw, "{moved} bytes moved, raw rows are {raw} bytes");
+
+    // A client that leaves cancels the query on every PEM (a groupby by a million keys, seconds of work each).
+    runtime().block_on(async {
+        let mut client = VizierServiceClient::connect(format!("http://{}", cluster.addr())).await.expect("connect");
+        let script = "import px\ndf = px.DataFrame('http_events', start_time='-10m')\n\
+                      px.display(df.groupby('time_').agg(p=('latency', px.p99)))\n";
+        let req = ExecuteScriptRequest { query_str: script.into(), ..Default::default() };
+        let stream = client.execute_script(with_token(req, Some(TOKEN))).await.expect("starts").into_inner();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        drop(stream);
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for i in 0..cluster.pems.len() {
+        let log = cluster.dir.join(format!("pem{i}.log"));
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("streams cancelled") {
+            assert!(Instant::now() < deadline, "PEM {i} kept working for a client that left: {}", log.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,981 @@
+//! A vizier of many nodes: the query broker, Kelvins (the merge tier) and PEMs serving their streams.
+//!
+//! The broker ([`Broker`]) serves the same `VizierService` query API as a PEM. It compiles each script
+//! once and splits it (`loupe_planner::split_cluster`), runs the source functions itself (it answers
+//! `px.GetAgentStatus()` from its registry), spreads the script's outputs over the live Kelvins in
+//! contiguous runs (so results still arrive in display order) and relays their answers. Each Kelvin
+//! ([`run_merge`]) pulls the streams its outputs read from every live PEM at once, within the query's
+//! deadline and a byte budget, and merges them (`loupe_engine`); a PEM that fails or does not answer in
+//! time is left out and named in the answer's warnings, never waited for past the deadline. A PEM
+//! ([`AgentNode::run_streams`]) runs the streams over its store. Agents register with the broker and
+//! heartbeat ([`spawn_registration`]); one silent for [`AGENT_EXPIRY_HEARTBEATS`] intervals leaves the
+//! query set. Every link carries the vizier's query token, compared in constant time
+//! ([`crate::query_auth::RequireToken`]); a client dropping its stream drops every stream below it, which
+//! cancels the work on each Kelvin and PEM. Streams are bounded channels: a slow reader holds its
+//! producer back.
+//!
+//! Must not compile or split PxL itself (`loupe-planner`), nor lower or run plans (`loupe-engine`).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use loupe_engine::{
+    AgentInfo, AgentStatus, Cancelled, Engine, ExecError, ExecOptions, QueryEvent, QuerySink, StreamInputs,
+};
+use loupe_planner::{ClusterPlan, RunsOn};
+use loupe_proto::arrow_ipc;
+use loupe_proto::clusterpb::agent_service_client::AgentServiceClient;
+use loupe_proto::clusterpb::agent_service_server::AgentService;
+use loupe_proto::clusterpb::broker_service_client::BrokerServiceClient;
+use loupe_proto::clusterpb::broker_service_server::BrokerService;
+use loupe_proto::clusterpb::{
+    AgentKind, BrokerStream, MergeRequest, MergeResponse, MergeSummary, Producer, RegisterRequest, RegisterResponse,
+    RunStreamsRequest, StreamBatch, merge_response,
+};
+use loupe_proto::vizierpb::vizier_service_server::VizierService;
+use loupe_proto::vizierpb::{
+    ErrorCode, ExecuteScriptRequest, ExecuteScriptResponse, HealthCheckRequest, HealthCheckResponse, QueryData,
+    QueryExecutionStats, QueryMetadata, Status, execute_script_response,
+};
+use loupe_pxl::CompileOptions;
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Response};
+
+use crate::query_auth::{QueryToken, TOKEN_METADATA};
+use crate::query_service::{MAX_SCRIPT_BYTES, QueryError, VERSION, error_status};
+
+/// Where `loupe vizier broker` listens unless told otherwise.
+pub const DEFAULT_BROKER_ADDR: &str = "127.0.0.1:50400";
+/// Where `loupe vizier kelvin` listens unless told otherwise.
+pub const DEFAULT_KELVIN_ADDR: &str = "127.0.0.1:50500";
+/// How often agents heartbeat unless the broker says otherwise.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
+/// Missed heartbeats after which an agent leaves the query set.
+pub const AGENT_EXPIRY_HEARTBEATS: u32 = 3;
+/// Agents a broker keeps at most: registrations past it are refused.
+pub const MAX_AGENTS: usize = 10_000;
+/// Bytes of producers' batches one merge may receive; past it the query fails rather than grow.
+pub const MAX_MERGE_INPUT_BYTES: u64 = 1 << 30;
+/// Streams one Kelvin pulls at once; the others wait their turn within the query's deadline.
+pub const MAX_CONCURRENT_PULLS: usize = 128;
+/// Largest plan a broker may send, in bytes.
+const MAX_PLAN_BYTES: usize = 8 << 20;
+/// Messages buffered per stream: enough to keep both ends busy, few enough to hold a fast producer back.
+const STREAM_BUFFER: usize = 4;
+/// How long a Kelvin waits to connect to a PEM.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The deadline of a query when the operator set none.
+const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Adds the query token to every call a node makes to another.
+#[derive(Clone, Debug)]
+pub struct AddToken(pub QueryToken);
+
+impl tonic::service::Interceptor for AddToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
+        let value = self.0.expose().parse().map_err(|_| tonic::Status::internal("query token is not ASCII"))?;
+        request.metadata_mut().insert(TOKEN_METADATA, value);
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, AddToken>;
+
+fn channel(address: &str) -> Result<Channel, String> {
+    let url = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
+    Ok(tonic::transport::Endpoint::from_shared(url)
+        .map_err(|e| format!("bad address {address}: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+fn agent_client(address: &str, token: &QueryToken) -> Result<AgentServiceClient<Authed>, String> {
+    Ok(AgentServiceClient::with_interceptor(channel(address)?, AddToken(token.clone()))
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+/// A broker client carrying `token`.
+pub fn broker_client(address: &str, token: &QueryToken) -> Result<BrokerServiceClient<Authed>, String> {
+    Ok(BrokerServiceClient::with_interceptor(channel(address)?, AddToken(token.clone())))
+}
+
+fn unix_ns() -> i64 {
+    loupe_common::time::now_unix_ns()
+}
+
+/// A fresh agent id (a random UUID, as text): several agents on one host must not share one.
+pub fn new_agent_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        b = unix_ns().to_le_bytes().repeat(2).try_into().unwrap_or([7; 16]);
+    }
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// Registers `me` with the broker at `broker` now and at every heartbeat, until the task is aborted.
+/// A refusal (a wrong token) is logged as an error and retried: an operator may fix the token file.
+pub fn spawn_registration(broker: String, token: QueryToken, me: RegisterRequest) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = DEFAULT_HEARTBEAT;
+        let mut registered = false;
+        loop {
+            match broker_client(&broker, &token) {
+                Ok(mut client) => match client.register(me.clone()).await {
+                    Ok(resp) => {
+                        let ms = resp.into_inner().heartbeat_interval_ms;
+                        interval = Duration::from_millis(u64::try_from(ms).unwrap_or(0).clamp(100, 60_000));
+                        if !registered {
+                            tracing::info!(%broker, agent_id = %me.agent_id, "registered with the query broker");
+                            registered = true;
+                        }
+                    }
+                    Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                        tracing::error!(%broker, error = %status.message(), "the query broker refused this agent's token");
+                        registered = false;
+                    }
+                    Err(status) => {
+                        tracing::warn!(%broker, error = %status.message(), "heartbeat to the query broker failed");
+                        registered = false;
+                    }
+                },
+                Err(e) => tracing::error!(%broker, error = %e, "invalid broker address"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    })
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+/// A PEM's or Kelvin's side of the cluster links: PEMs run streams over their store, Kelvins merge.
+pub struct AgentNode {
+    engine: Arc<Engine>,
+    limits: ExecOptions,
+    token: QueryToken,
+}
+
+impl AgentNode {
+    /// A node answering with `engine` within `limits`; `token` is what it sends to the nodes it pulls from.
+    pub fn new(engine: Arc<Engine>, limits: ExecOptions, token: QueryToken) -> Self {
+        AgentNode { engine, limits, token }
+    }
+}
+
+fn query_limits(limits: &ExecOptions, timeout_ms: i64) -> ExecOptions {
+    let asked = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64));
+    let timeout = match (limits.timeout, asked) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    ExecOptions { timeout, ..*limits }
+}
+
+fn decode_plan(bytes: &[u8]) -> Result<ClusterPlan, tonic::Status> {
+    if bytes.len() > MAX_PLAN_BYTES {
+        return Err(tonic::Status::resource_exhausted("plan too large"));
+    }
+    ClusterPlan::from_json(bytes).map_err(|e| tonic::Status::invalid_argument(format!("bad plan: {e}")))
+}
+
+/// Sends each batch of a PEM's streams as it is produced.
+struct StreamSink {
+    tx: mpsc::Sender<Result<StreamBatch, tonic::Status>>,
+    ids: Vec<usize>,
+}
+
+impl QuerySink for StreamSink {
+    async fn send(&mut self, event: QueryEvent) -> Result<(), Cancelled> {
+        let QueryEvent::Batch { index, batch } = event else { return Ok(()) };
+        let stream_id = self.ids.get(index).copied().unwrap_or(index) as u32;
+        let arrow_batch = arrow_ipc::encode_batch(&batch).map_err(|_| Cancelled)?;
+        self.tx.send(Ok(StreamBatch { stream_id, arrow_batch })).await.map_err(|_| Cancelled)
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentNode {
+    type RunStreamsStream = BoxStream<StreamBatch>;
+    type MergeStream = BoxStream<MergeResponse>;
+
+    async fn run_streams(
+        &self,
+        request: Request<RunStreamsRequest>,
+    ) -> Result<Response<Self::RunStreamsStream>, tonic::Status> {
+        let req = request.into_inner();
+        let plan = decode_plan(&req.plan_json)?;
+        let ids: Vec<usize> = req.stream_ids.iter().map(|&i| i as usize).collect();
+        if ids.iter().any(|&i| plan.streams.get(i).is_none_or(|s| s.runs_on != RunsOn::Agents)) {
+            return Err(tonic::Status::invalid_argument("a stream id is not an agent stream of the plan"));
+        }
+        let limits = query_limits(&self.limits, req.timeout_ms);
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let engine = Arc::clone(&self.engine);
+        tokio::spawn(async move {
+            let mut sink = StreamSink { tx: tx.clone(), ids: ids.clone() };
+            let run = engine.execute_streams_to(&plan, &ids, &limits, &mut sink);
+            let result = tokio::select! {
+                r = run => r,
+                () = tx.closed() => Err(ExecError::Cancelled),
+            };
+            match result {
+                Ok(rows) => tracing::debug!(query_id = %req.query_id, rows, "streams sent"),
+                Err(ExecError::Cancelled) => tracing::info!(query_id = %req.query_id, "streams cancelled"),
+                Err(e) => {
+                    tracing::warn!(query_id = %req.query_id, error = %e, "streams failed");
+                    let _ = tx.send(Err(tonic::Status::internal(e.to_string()))).await;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn merge(&self, request: Request<MergeRequest>) -> Result<Response<Self::MergeStream>, tonic::Status> {
+        let req = request.into_inner();
+        let plan = decode_plan(&req.plan_json)?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (engine, limits, token) = (Arc::clone(&self.engine), self.limits, self.token.clone());
+        tokio::spawn(async move { run_merge(&engine, limits, &token, plan, req, tx).await });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}
+
+/// Encodes a merge's events as the query API's messages, table ids being the plan's output indexes.
+struct MergeSink {
+    tx: mpsc::Sender<Result<MergeResponse, tonic::Status>>,
+    outputs: Vec<usize>,
+}
+
+impl MergeSink {
+    fn encode(&self, event: QueryEvent) -> Result<ExecuteScriptResponse, arrow::error::ArrowError> {
+        let id = |index: usize| self.outputs.get(index).copied().unwrap_or(index).to_string();
+        let result = match event {
+            QueryEvent::Output { index, name, schema } => execute_script_response::Result::MetaData(QueryMetadata {
+                name,
+                id: id(index),
+                arrow_schema: arrow_ipc::encode_schema(&schema)?,
+            }),
+            QueryEvent::Batch { index, batch } => execute_script_response::Result::Data(QueryData {
+                table_id: id(index),
+                arrow_batch: arrow_ipc::encode_batch(&batch)?,
+                num_rows: batch.num_rows() as u64,
+                eos: false,
+            }),
+            QueryEvent::OutputEnd { index } => execute_script_response::Result::Data(QueryData {
+                table_id: id(index),
+                arrow_batch: vec![],
+                num_rows: 0,
+                eos: true,
+            }),
+        };
+        Ok(ExecuteScriptResponse { query_id: String::new(), result: Some(result) })
+    }
+}
+
+impl QuerySink for MergeSink {
+    async fn send(&mut self, event: QueryEvent) -> Result<(), Cancelled> {
+        let response = self.encode(event).map_err(|_| Cancelled)?.encode_to_vec();
+        let message = MergeResponse { result: Some(merge_response::Result::Response(response)) };
+        self.tx.send(Ok(message)).await.map_err(|_| Cancelled)
+    }
+}
+
+/// What one producer sent, or why it is missing.
+type Pulled = Result<Vec<(usize, arrow::record_batch::RecordBatch)>, String>;
+
+/// Pulls streams `ids` from one PEM, whole, within `deadline`; counts the bytes in `received`.
+async fn pull(
+    producer: &Producer,
+    token: &QueryToken,
+    request: RunStreamsRequest,
+    deadline: Instant,
+    received: &AtomicU64,
+) -> Pulled {
+    let run = async {
+        let mut client = agent_client(&producer.address, token)?;
+        let mut stream = client.run_streams(request).await.map_err(|s| s.message().to_string())?.into_inner();
+        let mut batches = Vec::new();
+        while let Some(msg) = stream.message().await.map_err(|s| format!("lost mid-query: {}", s.message()))? {
+            let total =
+                received.fetch_add(msg.arrow_batch.len() as u64, Ordering::Relaxed) + msg.arrow_batch.len() as u64;
+            if total > MAX_MERGE_INPUT_BYTES {
+                return Err(format!("the merge's input passed its limit of {} MiB", MAX_MERGE_INPUT_BYTES >> 20));
+            }
+            for b in arrow_ipc::decode_batches(&msg.arrow_batch).map_err(|e| format!("bad batch: {e}"))? {
+                batches.push((msg.stream_id as usize, b));
+            }
+        }
+        Ok(batches)
+    };
+    match tokio::time::timeout_at(deadline.into(), run).await {
+        Ok(r) => r,
+        Err(_) => Err("did not answer before the query's deadline".to_string()),
+    }
+}
+
+/// A Kelvin's work for one query: pull the streams `req.outputs` read from every producer at once, merge
+/// them, send the outputs, then a summary naming the producers that are missing. Sends a `Status` error
+/// when the merge itself fails; stops when `tx`'s reader goes away.
+pub async fn run_merge(
+    engine: &Engine,
+    limits: ExecOptions,
+    token: &QueryToken,
+    plan: ClusterPlan,
+    req: MergeRequest,
+    tx: mpsc::Sender<Result<MergeResponse, tonic::Status>>,
+) {
+    let limits = query_limits(&limits, req.timeout_ms);
+    let deadline = Instant::now() + limits.timeout.unwrap_or(DEFAULT_QUERY_TIMEOUT);
+    let outputs: Vec<usize> =
+        req.outputs.iter().map(|&o| o as usize).filter(|&o| o < plan.merge.outputs.len()).collect();
+    let wanted = plan.streams_of(&outputs);
+    let agent_streams: Vec<u32> =
+        wanted.iter().filter(|&&i| plan.streams[i].runs_on == RunsOn::Agents).map(|&i| i as u32).collect();
+    let mut inputs = StreamInputs::new();
+    for s in &req.broker_streams {
+        for bytes in &s.arrow_batches {
+            match arrow_ipc::decode_batches(bytes) {
+                Ok(b) => inputs.entry(s.stream_id as usize).or_default().extend(b),
+                Err(e) => {
+                    let _ = tx.send(Err(tonic::Status::invalid_argument(format!("bad broker batch: {e}")))).await;
+                    return;
+                }
+            }
+        }
+    }
+    let received = Arc::new(AtomicU64::new(0));
+    let mut missing = Vec::new();
+    if !agent_streams.is_empty() {
+        let request = RunStreamsRequest {
+            query_id: req.query_id.clone(),
+            plan_json: req.plan_json.clone(),
+            stream_ids: agent_streams,
+            timeout_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as i64,
+        };
+        // Owned futures, made up front: a stream adapter over a borrowing closure would not be `Send` for
+        // every lifetime, which `tokio::spawn` needs.
+        let pulls: Vec<_> = req
+            .producers
+            .iter()
+            .map(|p| {
+                let (p, token, request, received) = (p.clone(), token.clone(), request.clone(), Arc::clone(&received));
+                async move { pull(&p, &token, request, deadline, &received).await }
+            })
+            .collect();
+        // At most MAX_CONCURRENT_PULLS connections at once (file descriptors, accept queues), answers kept in
+        // producer order. The reader leaving (the broker's client went away) drops every pull, which cancels
+        // them on the PEMs.
+        let all = futures::StreamExt::collect::<Vec<Pulled>>(futures::StreamExt::buffered(
+            futures::stream::iter(pulls),
+            MAX_CONCURRENT_PULLS,
+        ));
+        let results = tokio::select! {
+            r = all => r,
+            () = tx.closed() => return,
+        };
+        for (producer, result) in req.producers.iter().zip(results) {
+            match result {
+                Ok(batches) => {
+                    for (id, b) in batches {
+                        inputs.entry(id).or_default().push(b);
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(query_id = %req.query_id, agent = %producer.agent_id, %why, "agent's rows are missing");
+                    missing.push(format!("agent {} at {}: {why}", producer.agent_id, producer.address));
+                }
+            }
+        }
+    }
+    let bytes_received = received.load(Ordering::Relaxed);
+    let mut sink = MergeSink { tx: tx.clone(), outputs: outputs.clone() };
+    let merged = engine.execute_merge_to(&plan, &outputs, inputs, &limits, &mut sink);
+    let result = tokio::select! {
+        r = merged => r,
+        () = tx.closed() => Err(ExecError::Cancelled),
+    };
+    match result {
+        Ok(rows) => {
+            let summary = MergeSummary { missing_agents: missing, bytes_received, rows };
+            let _ = tx.send(Ok(MergeResponse { result: Some(merge_response::Result::Summary(summary)) })).await;
+        }
+        Err(ExecError::Cancelled) => {}
+        Err(e) => {
+            let status = error_status(&QueryError::Exec(e));
+            let _ = tx.send(Err(tonic::Status::new(grpc_code(status.code), status.message))).await;
+        }
+    }
+}
+
+fn grpc_code(code: i32) -> tonic::Code {
+    match ErrorCode::try_from(code) {
+        Ok(ErrorCode::DeadlineExceeded) => tonic::Code::DeadlineExceeded,
+        Ok(ErrorCode::ResourceExhausted) => tonic::Code::ResourceExhausted,
+        Ok(ErrorCode::InvalidArgument) => tonic::Code::InvalidArgument,
+        _ => tonic::Code::Internal,
+    }
+}
+
+/// One registered agent.
+#[derive(Debug, Clone)]
+struct Entry {
+    kind: AgentKind,
+    address: String,
+    hostname: String,
+    create_time_ns: i64,
+    asid: i64,
+    last_seen: Instant,
+}
+
+/// The broker's view of its agents.
+#[derive(Debug)]
+pub struct Registry {
+    agents: Mutex<HashMap<String, Entry>>,
+    heartbeat: Duration,
+    next_asid: AtomicU64,
+}
+
+impl Registry {
+    /// An empty registry asking agents to heartbeat every `heartbeat`.
+    pub fn new(heartbeat: Duration) -> Self {
+        Registry { agents: Mutex::default(), heartbeat, next_asid: AtomicU64::new(1) }
+    }
+
+    fn expiry(&self) -> Duration {
+        self.heartbeat * AGENT_EXPIRY_HEARTBEATS
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.agents.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Live agents of `kind` as `(id, address)`, sorted by id (a stable spread of merges).
+    pub fn live(&self, kind: AgentKind) -> Vec<(String, String)> {
+        let expiry = self.expiry();
+        let mut v: Vec<(String, String)> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.kind == kind && e.last_seen.elapsed() <= expiry)
+            .map(|(id, e)| (id.clone(), e.address.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Agents of `kind` that stopped heartbeating: `(id, address, silent for)`.
+    pub fn lost(&self, kind: AgentKind) -> Vec<(String, String, Duration)> {
+        let expiry = self.expiry();
+        let mut v: Vec<_> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.kind == kind && e.last_seen.elapsed() > expiry)
+            .map(|(id, e)| (id.clone(), e.address.clone(), e.last_seen.elapsed()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Every agent as `px.GetAgentStatus()` lists it (its address in `ip_address`).
+    pub fn statuses(&self) -> Vec<AgentStatus> {
+        let expiry = self.expiry();
+        let mut v: Vec<AgentStatus> = self
+            .lock()
+            .iter()
+            .map(|(id, e)| AgentStatus {
+                info: AgentInfo {
+                    agent_id: id.clone(),
+                    asid: e.asid,
+                    hostname: e.hostname.clone(),
+                    ip_address: e.address.clone(),
+                    create_time_ns: e.create_time_ns,
+                },
+                kelvin: e.kind == AgentKind::Kelvin,
+                state: if e.last_seen.elapsed() <= expiry { "AGENT_STATE_HEALTHY" } else { "AGENT_STATE_UNRESPONSIVE" }
+                    .to_string(),
+                since_heartbeat_ns: i64::try_from(e.last_seen.elapsed().as_nanos()).unwrap_or(i64::MAX),
+            })
+            .collect();
+        v.sort_by(|a, b| a.info.agent_id.cmp(&b.info.agent_id));
+        v
+    }
+
+    fn register(&self, req: &RegisterRequest) -> Result<(), tonic::Status> {
+        let kind = AgentKind::try_from(req.kind).unwrap_or(AgentKind::Unspecified);
+        if kind == AgentKind::Unspecified {
+            return Err(tonic::Status::invalid_argument("agent kind must be PEM or KELVIN"));
+        }
+        let too_long = |s: &str| s.is_empty() || s.len() > 256;
+        if too_long(&req.agent_id) || too_long(&req.address) || req.hostname.len() > 256 {
+            return Err(tonic::Status::invalid_argument("agent id and address must be 1 to 256 bytes"));
+        }
+        let mut agents = self.lock();
+        if !agents.contains_key(&req.agent_id) && agents.len() >= MAX_AGENTS {
+            return Err(tonic::Status::resource_exhausted("the broker has as many agents as it accepts"));
+        }
+        let asid = match agents.get(&req.agent_id) {
+            Some(e) => e.asid,
+            None => self.next_asid.fetch_add(1, Ordering::Relaxed) as i64,
+        };
+        agents.insert(
+            req.agent_id.clone(),
+            Entry {
+                kind,
+                address: req.address.clone(),
+                hostname: req.hostname.clone(),
+                create_time_ns: req.create_time_ns,
+                asid,
+                last_seen: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+}
+
+/// The query broker: the vizier's query API over every agent.
+#[derive(Clone)]
+pub struct Broker {
+    registry: Arc<Registry>,
+    /// Compiles against every known table and answers source functions; its store stays empty.
+    engine: Arc<Engine>,
+    limits: ExecOptions,
+    token: QueryToken,
+}
+
+impl Broker {
+    /// A broker running queries within `limits`, sending `token` to its agents, asking them to heartbeat
+    /// every `heartbeat`.
+    pub fn new(limits: ExecOptions, token: QueryToken, heartbeat: Duration) -> Self {
+        let store = Arc::new(loupe_store::Store::new(loupe_store::StoreConfig::default()));
+        Broker { registry: Arc::new(Registry::new(heartbeat)), engine: Arc::new(Engine::new(store)), limits, token }
+    }
+
+    /// Its agents.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+}
+
+#[tonic::async_trait]
+impl BrokerService for Broker {
+    async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, tonic::Status> {
+        let req = request.into_inner();
+        self.registry.register(&req)?;
+        tracing::debug!(agent_id = %req.agent_id, address = %req.address, "heartbeat");
+        Ok(Response::new(RegisterResponse {
+            heartbeat_interval_ms: i64::try_from(self.registry.heartbeat.as_millis()).unwrap_or(i64::MAX),
+        }))
+    }
+}
+
+type Sender = mpsc::Sender<Result<ExecuteScriptResponse, tonic::Status>>;
+
+fn fail(query_id: &str, code: ErrorCode, message: String) -> ExecuteScriptResponse {
+    ExecuteScriptResponse {
+        query_id: query_id.to_string(),
+        result: Some(execute_script_response::Result::Status(Status {
+            code: code as i32,
+            message,
+            compiler_errors: vec![],
+        })),
+    }
+}
+
+impl Broker {
+    async fn run(&self, req: ExecuteScriptRequest, query_id: String, tx: Sender) {
+        let started = Instant::now();
+        if req.query_str.len() > MAX_SCRIPT_BYTES {
+            let m = format!("script is {} bytes; the limit is {MAX_SCRIPT_BYTES}", req.query_str.len());
+            let _ = tx.send(Ok(fail(&query_id, ErrorCode::InvalidArgument, m))).await;
+            return;
+        }
+        if req.language == loupe_proto::vizierpb::QueryLanguage::Sql as i32 {
+            let m = "the query broker runs PxL only; send SQL to one agent's query port".to_string();
+            let _ = tx.send(Ok(fail(&query_id, ErrorCode::InvalidArgument, m))).await;
+            return;
+        }
+        let now_ns = if req.now_ns != 0 { req.now_ns } else { unix_ns() };
+        let funcs: Vec<loupe_pxl::ExecFunc> = req
+            .exec_funcs
+            .iter()
+            .map(|f| loupe_pxl::ExecFunc {
+                name: f.func_name.clone(),
+                args: f.arg_values.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
+                output_prefix: f.output_table_prefix.clone(),
+            })
+            .collect();
+        let catalog = self.engine.catalog();
+        let (plan, compile_time) =
+            match loupe_planner::plan_cluster(&req.query_str, &catalog, &CompileOptions { now_ns }, &funcs) {
+                Ok(p) => p,
+                Err(diags) => {
+                    let status = error_status(&QueryError::Compile(diags));
+                    let msg = ExecuteScriptResponse {
+                        query_id: query_id.clone(),
+                        result: Some(execute_script_response::Result::Status(status)),
+                    };
+                    let _ = tx.send(Ok(msg)).await;
+                    return;
+                }
+            };
+        let timeout = self.limits.timeout.unwrap_or(DEFAULT_QUERY_TIMEOUT);
+        let relay = self.fan_out(&plan, &query_id, timeout, &tx);
+        // Kelvins answer within the query's deadline; this bound only covers a Kelvin that itself hangs.
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(timeout + Duration::from_secs(5), relay) => r,
+            () = tx.closed() => {
+                tracing::info!(query_id, "client went away; query cancelled on every agent");
+                return;
+            }
+        };
+        let last = match outcome {
+            Err(_) => {
+                fail(&query_id, ErrorCode::DeadlineExceeded, format!("query stopped: no answer within {timeout:?}"))
+            }
+            Ok(Err(status)) => ExecuteScriptResponse {
+                query_id: query_id.clone(),
+                result: Some(execute_script_response::Result::Status(status)),
+            },
+            Ok(Ok((rows, warnings, bytes_moved))) => {
+                for w in &warnings {
+                    tracing::warn!(query_id, warning = %w, "partial answer");
+                }
+                ExecuteScriptResponse {
+                    query_id: query_id.clone(),
+                    result: Some(execute_script_response::Result::Stats(QueryExecutionStats {
+                        compilation_time_ns: i64::try_from(compile_time.as_nanos()).unwrap_or(i64::MAX),
+                        execution_time_ns: i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX),
+                        records_processed: rows as i64,
+                        bytes_processed: 0,
+                        warnings,
+                        bytes_moved: bytes_moved as i64,
+                    })),
+                }
+            }
+        };
+        let _ = tx.send(Ok(last)).await;
+    }
+
+    /// Sends every merge out, relays their answers in output order; returns rows, warnings and bytes moved.
+    async fn fan_out(
+        &self,
+        plan: &ClusterPlan,
+        query_id: &str,
+        timeout: Duration,
+        tx: &Sender,
+    ) -> Result<(u64, Vec<String>, u64), Status> {
+        let internal = |m: String| Status { code: ErrorCode::Internal as i32, message: m, compiler_errors: vec![] };
+        let plan_json = plan.to_json().map_err(|e| internal(e.to_string()))?;
+        let pems = self.registry.live(AgentKind::Pem);
+        let kelvins = self.registry.live(AgentKind::Kelvin);
+        let mut warnings: Vec<String> = self
+            .registry
+            .lost(AgentKind::Pem)
+            .into_iter()
+            .map(|(id, addr, silent)| {
+                format!(
+                    "agent {id} at {addr}: unresponsive (no heartbeat for {}s); its rows are missing",
+                    silent.as_secs()
+                )
+            })
+            .collect();
+        // Source functions run here, once, for the whole cluster.
+        let broker_ids: Vec<usize> =
+            (0..plan.streams.len()).filter(|&i| plan.streams[i].runs_on == RunsOn::Broker).collect();
+        let mut broker_streams = Vec::new();
+        if !broker_ids.is_empty() {
+            let engine = (*self.engine).clone().with_cluster_agents(self.registry.statuses());
+            let outs =
+                engine.execute_streams(plan, &broker_ids, &self.limits).await.map_err(|e| internal(e.to_string()))?;
+            for (id, out) in broker_ids.iter().zip(outs) {
+                let arrow_batches = out
+                    .batches
+                    .iter()
+                    .map(arrow_ipc::encode_batch)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| internal(e.to_string()))?;
+                broker_streams.push(BrokerStream { stream_id: *id as u32, arrow_batches });
+            }
+        }
+        let producers: Vec<Producer> =
+            pems.iter().map(|(id, addr)| Producer { agent_id: id.clone(), address: addr.clone() }).collect();
+        // Outputs in contiguous runs, one run per Kelvin, so that relaying Kelvin after Kelvin keeps display order.
+        let n = plan.merge.outputs.len();
+        let runs = kelvins.len().clamp(1, n.max(1));
+        let per = n.div_ceil(runs).max(1);
+        let mut receivers = Vec::new();
+        for (i, chunk) in (0..n).collect::<Vec<_>>().chunks(per).enumerate() {
+            let request = MergeRequest {
+                query_id: query_id.to_string(),
+                plan_json: plan_json.clone(),
+                outputs: chunk.iter().map(|&o| o as u32).collect(),
+                producers: producers.clone(),
+                broker_streams: broker_streams.clone(),
+                timeout_ms: timeout.as_millis() as i64,
+            };
+            let (mtx, mrx) = mpsc::channel(STREAM_BUFFER);
+            match kelvins.get(i) {
+                Some((kelvin_id, addr)) => {
+                    let client = agent_client(addr, &self.token).map_err(internal)?;
+                    let (kelvin_id, addr) = (kelvin_id.clone(), addr.clone());
+                    tokio::spawn(async move {
+                        let mut client = client;
+                        match client.merge(request).await {
+                            Ok(stream) => {
+                                let mut stream = stream.into_inner();
+                                loop {
+                                    let next = tokio::select! {
+                                        m = stream.message() => m,
+                                        () = mtx.closed() => return,
+                                    };
+                                    match next {
+                                        Ok(Some(m)) => {
+                                            if mtx.send(Ok(m)).await.is_err() {
+                                                return;
+                                            }
+                                        }
+                                        Ok(None) => return,
+                                        Err(s) => {
+                                            let why = format!("kelvin {kelvin_id} at {addr}: {}", s.message());
+                                            let _ = mtx.send(Err(tonic::Status::new(s.code(), why))).await;
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                            Err(s) => {
+                                let why = format!("kelvin {kelvin_id} at {addr}: {}", s.message());
+                                let _ = mtx.send(Err(tonic::Status::new(s.code(), why))).await;
+                            }
+                        }
+                    });
+                }
+                // No Kelvin registered: the broker merges itself, with the same code.
+                None => {
+                    let (engine, limits, token, plan) =
+                        (Arc::clone(&self.engine), self.limits, self.token.clone(), plan.clone());
+                    tokio::spawn(async move { run_merge(&engine, limits, &token, plan, request, mtx).await });
+                }
+            }
+            receivers.push(mrx);
+        }
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        for mut rx in receivers {
+            let mut summarized = false;
+            while let Some(message) = rx.recv().await {
+                match message.map(|m| m.result) {
+                    Ok(Some(merge_response::Result::Response(encoded))) => {
+                        let mut response = ExecuteScriptResponse::decode(encoded.as_slice())
+                            .map_err(|e| internal(format!("bad merge response: {e}")))?;
+                        response.query_id = query_id.to_string();
+                        if tx.send(Ok(response)).await.is_err() {
+                            return Ok((rows, warnings, bytes));
+                        }
+                    }
+                    Ok(Some(merge_response::Result::Summary(s))) => {
+                        rows += s.rows;
+                        bytes += s.bytes_received;
+                        for m in s.missing_agents {
+                            if !warnings.contains(&m) {
+                                warnings.push(m);
+                            }
+                        }
+                        summarized = true;
+                    }
+                    Ok(None) => {}
+                    Err(status) => {
+                        let code = match status.code() {
+                            tonic::Code::DeadlineExceeded => ErrorCode::DeadlineExceeded,
+                            tonic::Code::ResourceExhausted => ErrorCode::ResourceExhausted,
+                            tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
+                            _ => ErrorCode::Unavailable,
+                        };
+                        return Err(Status {
+                            code: code as i32,
+                            message: status.message().to_string(),
+                            compiler_errors: vec![],
+                        });
+                    }
+                }
+            }
+            if !summarized {
+                return Err(internal("a merge ended without its summary".into()));
+            }
+        }
+        // Missing agents are named in the warnings, once each, whatever merge noticed them.
+        warnings.sort();
+        warnings.dedup();
+        Ok((rows, warnings, bytes))
+    }
+}
+
+#[tonic::async_trait]
+impl VizierService for Broker {
+    type ExecuteScriptStream = BoxStream<ExecuteScriptResponse>;
+
+    async fn execute_script(
+        &self,
+        request: Request<ExecuteScriptRequest>,
+    ) -> Result<Response<Self::ExecuteScriptStream>, tonic::Status> {
+        let req = request.into_inner();
+        let query_id = new_agent_id();
+        tracing::info!(query_id, name = %req.query_name, bytes = req.query_str.len(), "executing script over the cluster");
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let broker = self.clone();
+        tokio::spawn(async move { broker.run(req, query_id, tx).await });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn health_check(
+        &self,
+        _: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, tonic::Status> {
+        let (pems, kelvins) = (self.registry.live(AgentKind::Pem).len(), self.registry.live(AgentKind::Kelvin).len());
+        Ok(Response::new(HealthCheckResponse {
+            status: Some(Status { code: ErrorCode::Ok as i32, message: "ok".into(), compiler_errors: vec![] }),
+            version: VERSION.to_string(),
+            probes: vec![format!("live agents: {pems} PEM, {kelvins} Kelvin")],
+        }))
+    }
+}
+
+fn not_found_routes() -> tonic::service::Routes {
+    let base = axum::Router::new().fallback(|| async { axum::http::StatusCode::NOT_FOUND });
+    tonic::service::Routes::from(base)
+}
+
+/// Serves `broker` on `listener` until `shutdown`: the query API (`VizierService`) and agent registration,
+/// both demanding `token`.
+pub async fn serve_broker(
+    listener: tokio::net::TcpListener,
+    broker: Broker,
+    token: QueryToken,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    use loupe_proto::clusterpb::broker_service_server::BrokerServiceServer;
+    use loupe_proto::vizierpb::vizier_service_server::VizierServiceServer;
+    let check = crate::query_auth::RequireToken(token);
+    let query =
+        VizierServiceServer::new(broker.clone()).max_decoding_message_size(2 << 20).max_encoding_message_size(64 << 20);
+    let routes = not_found_routes()
+        .add_service(InterceptedService::new(query, check.clone()))
+        .add_service(InterceptedService::new(BrokerServiceServer::new(broker), check));
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// Serves a Kelvin on `listener` until `shutdown`: merges the broker asks for (demanding `token`, and
+/// sending it to the PEMs it pulls from), registered with the broker at `broker` as `advertise`.
+pub async fn serve_kelvin(
+    listener: tokio::net::TcpListener,
+    limits: ExecOptions,
+    token: QueryToken,
+    broker: String,
+    advertise: String,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    use loupe_proto::clusterpb::agent_service_server::AgentServiceServer;
+    let store = Arc::new(loupe_store::Store::new(loupe_store::StoreConfig::default()));
+    let node = AgentNode::new(Arc::new(Engine::new(store)), limits, token.clone());
+    let service =
+        AgentServiceServer::new(node).max_decoding_message_size(256 << 20).max_encoding_message_size(64 << 20);
+    let routes = not_found_routes()
+        .add_service(InterceptedService::new(service, crate::query_auth::RequireToken(token.clone())));
+    let me = RegisterRequest {
+        agent_id: new_agent_id(),
+        kind: AgentKind::Kelvin as i32,
+        address: advertise,
+        hostname: AgentInfo::this_host().hostname,
+        create_time_ns: unix_ns(),
+    };
+    let heartbeat = spawn_registration(broker, token, me);
+    let result = tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await;
+    heartbeat.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(r: &Registry, id: &str, kind: AgentKind) -> Result<(), tonic::Status> {
+        r.register(&RegisterRequest {
+            agent_id: id.into(),
+            kind: kind as i32,
+            address: format!("127.0.0.1:{}", id.len()),
+            hostname: "h".into(),
+            create_time_ns: 1,
+        })
+    }
+
+    #[test]
+    fn a_silent_agent_leaves_the_query_set_and_is_listed_unresponsive() {
+        let r = Registry::new(Duration::from_millis(20));
+        register(&r, "pem-a", AgentKind::Pem).expect("registers");
+        register(&r, "pem-bb", AgentKind::Pem).expect("registers");
+        register(&r, "kelvin", AgentKind::Kelvin).expect("registers");
+        assert_eq!(r.live(AgentKind::Pem).len(), 2);
+        assert_eq!(r.live(AgentKind::Kelvin).len(), 1);
+        std::thread::sleep(Duration::from_millis(80));
+        register(&r, "pem-a", AgentKind::Pem).expect("heartbeat");
+        assert_eq!(r.live(AgentKind::Pem), [("pem-a".to_string(), "127.0.0.1:5".to_string())]);
+        assert_eq!(r.lost(AgentKind::Pem).iter().map(|l| l.0.as_str()).collect::<Vec<_>>(), ["pem-bb"]);
+        let states: Vec<(String, bool, String)> =
+            r.statuses().into_iter().map(|s| (s.info.agent_id, s.kelvin, s.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("kelvin".to_string(), true, "AGENT_STATE_UNRESPONSIVE".to_string()),
+                ("pem-a".to_string(), false, "AGENT_STATE_HEALTHY".to_string()),
+                ("pem-bb".to_string(), false, "AGENT_STATE_UNRESPONSIVE".to_string()),
+            ]
+        );
+        // A heartbeat keeps the agent's short id.
+        let asid = |id: &str| r.statuses().into_iter().find(|s| s.info.agent_id == id).map(|s| s.info.asid);
+        let before = asid("pem-a");
+        register(&r, "pem-a", AgentKind::Pem).expect("heartbeat");
+        assert_eq!(asid("pem-a"), before);
+    }
+
+    #[test]
+    fn registrations_are_checked_and_bounded() {
+        let r = Registry::new(DEFAULT_HEARTBEAT);
+        assert_eq!(
+            register(&r, "x", AgentKind::Unspecified).expect_err("no kind").code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(register(&r, "", AgentKind::Pem).expect_err("no id").code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            register(&r, &"x".repeat(300), AgentKind::Pem).expect_err("long").code(),
+            tonic::Code::InvalidArgument
+        );
+        for i in 0..MAX_AGENTS {
+            register(&r, &format!("a{i}"), AgentKind::Pem).expect("registers");
+        }
+        let full = register(&r, "one-more", AgentKind::Pem).expect_err("full");
+        assert_eq!(full.code(), tonic::Code::ResourceExhausted);
+        register(&r, "a7", AgentKind::Pem).expect("a known agent still heartbeats");
+    }
+
+    #[test]
+    fn a_query_deadline_is_the_shorter_of_the_operators_and_the_callers() {
+        let limits = ExecOptions { timeout: Some(Duration::from_secs(30)), ..ExecOptions::default() };
+        assert_eq!(query_limits(&limits, 5_000).timeout, Some(Duration::from_secs(5)));
+        assert_eq!(query_limits(&limits, 60_000).timeout, Some(Duration::from_secs(30)));
+        assert_eq!(query_limits(&limits, 0).timeout, Some(Duration::from_secs(30)));
+        assert_eq!(query_limits(&ExecOptions::default(), 700).timeout, Some(Duration::from_millis(700)));
+    }
+}
