@@ -158,6 +158,7 @@ struct tls_call {
 	__u64 len_ptr; /* _ex forms: size_t * getting the bytes moved; 0 for SSL_read/SSL_write */
 	__s32 fd;      /* -1 until a syscall names it */
 	__u32 _pad0;
+	__u64 ts_ns;   /* when the call began */
 };
 
 struct {
@@ -880,13 +881,16 @@ static __always_inline int mmsg_sizes(__u64 vec, __u64 n, __u64 *first, __u64 *t
 	return 0;
 }
 
-/* Fills the data record's header and emits the syscall's (or TLS call's) bytes in s->iov[0..n_iov]. */
+/*
+ * Fills the data record's header and emits the syscall's (or TLS call's) bytes in s->iov[0..n_iov].
+ * `ts_ns` is the record's time, 0 for now.
+ */
 static __always_inline void emit_conn_data(struct scratch *s, __u32 tgid, __s32 fd, __u64 generation, __u8 protocol,
-					   __u8 direction, __u64 pos, __u64 size, __u64 copy, __u64 n_iov)
+					   __u8 direction, __u64 pos, __u64 size, __u64 copy, __u64 n_iov, __u64 ts_ns)
 {
 	s->ev.h.hdr.kind = LOUPE_EVENT_DATA;
 	s->ev.h.hdr.tgid = tgid;
-	s->ev.h.hdr.ts_ns = bpf_ktime_get_ns();
+	s->ev.h.hdr.ts_ns = ts_ns ? ts_ns : bpf_ktime_get_ns();
 	s->ev.h.hdr.generation = generation;
 	s->ev.h.hdr.fd = fd;
 	s->ev.h.hdr._pad0 = 0;
@@ -1169,7 +1173,7 @@ static __always_inline int exit_data(long ret, __u8 direction)
 			return 0;
 	}
 
-	emit_conn_data(s, tgid, a.fd, c->generation, c->protocol, direction, pos, size, copy, n_iov);
+	emit_conn_data(s, tgid, a.fd, c->generation, c->protocol, direction, pos, size, copy, n_iov, 0);
 	return 0;
 }
 
@@ -1606,8 +1610,74 @@ static __always_inline int tls_enter(__u64 ssl, __u64 buf, __u64 len_ptr)
 	t.buf = buf;
 	t.len_ptr = len_ptr;
 	t.fd = -1;
+	t.ts_ns = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&tls_calls, &id, &t, BPF_ANY))
 		stat_inc(LOUPE_STAT_ARGS_MAP_FULL);
+	return 0;
+}
+
+/*
+ * Emits `size` bytes of TLS plaintext at user address `buf` as data records of the connection (tgid, fd):
+ * shared by the OpenSSL and the Go crypto/tls probes. Plaintext sent is timed at the call's entry:
+ * the peer's answer can be read on another thread before the write returns (Go's HTTP/2 client reads
+ * in its own goroutine), and a request timed after its response would have no latency.
+ */
+static __always_inline int tls_plaintext(__u32 tgid, __s32 fd, __u64 buf, __u64 size, __u8 direction,
+					 __u64 entry_ns)
+{
+	struct loupe_event_header mark = {};
+	struct conn_info *c;
+	struct scratch *s;
+	__u32 zero = 0;
+	__u64 key, pos;
+	__u64 ts_ns = direction == LOUPE_DIR_EGRESS ? entry_ns : 0;
+
+	key = conn_key(tgid, fd);
+	c = bpf_map_lookup_elem(&conn_map, &key);
+	if (!c) {
+		struct sock *sk = tcp_sock_of_fd(fd);
+
+		if (!sk)
+			return 0;
+		c = open_conn(tgid, fd, sk, LOUPE_ROLE_UNKNOWN);
+		if (!c)
+			return 0;
+	}
+	/* Only a connection that is TLS from its first bytes: a STARTTLS protocol (PostgreSQL's
+	 * SSLRequest) was exported in the clear and its parser stops at the switch; plaintext positions
+	 * starting at 0 would collide with the raw stream it already read. */
+	if (c->excluded || (c->protocol != LOUPE_PROTO_TLS && c->protocol != LOUPE_PROTO_UNCLASSIFIED))
+		return 0;
+	if (!c->tls) {
+		/* Before the first plaintext record: user space marks the connection's rows encrypted. */
+		c->tls = 1;
+		mark.kind = LOUPE_EVENT_TLS_CONN;
+		mark.tgid = tgid;
+		mark.ts_ns = bpf_ktime_get_ns();
+		mark.generation = c->generation;
+		mark.fd = fd;
+		submit(&mark, sizeof(mark), 0);
+	}
+	if (direction == LOUPE_DIR_EGRESS) {
+		pos = c->tls_sent;
+		c->tls_sent = pos + size;
+	} else {
+		pos = c->tls_recv;
+		c->tls_recv = pos + size;
+	}
+	if (c->tls_protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->tls_protocol))
+		return 0;
+	s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return 0;
+	s->iov[0].base = buf;
+	s->iov[0].len = size;
+	if (c->tls_protocol == LOUPE_PROTO_UNCLASSIFIED) {
+		c->tls_protocol = classify_iov(s, 1, size);
+		if (!protocol_exported(c->tls_protocol))
+			return 0;
+	}
+	emit_conn_data(s, tgid, fd, c->generation, c->tls_protocol, direction, pos, size, size, 1, ts_ns);
 	return 0;
 }
 
@@ -1617,13 +1687,9 @@ static __always_inline int tls_exit(long ret, __u8 direction)
 	__u32 tgid = id >> 32;
 	struct tls_call *tp = bpf_map_lookup_elem(&tls_calls, &id);
 	struct tls_ssl_key sk_key = {};
-	struct loupe_event_header mark = {};
 	struct tls_call t;
-	struct conn_info *c;
-	struct scratch *s;
-	__u32 zero = 0;
 	__s32 *known;
-	__u64 key, size = 0, pos;
+	__u64 size = 0;
 
 	if (!tp)
 		return 0;
@@ -1652,54 +1718,7 @@ static __always_inline int tls_exit(long ret, __u8 direction)
 	} else {
 		bpf_map_update_elem(&tls_fds, &sk_key, &t.fd, BPF_ANY);
 	}
-
-	key = conn_key(tgid, t.fd);
-	c = bpf_map_lookup_elem(&conn_map, &key);
-	if (!c) {
-		struct sock *sk = tcp_sock_of_fd(t.fd);
-
-		if (!sk)
-			return 0;
-		c = open_conn(tgid, t.fd, sk, LOUPE_ROLE_UNKNOWN);
-		if (!c)
-			return 0;
-	}
-	/* Only a connection that is TLS from its first bytes: a STARTTLS protocol (PostgreSQL's
-	 * SSLRequest) was exported in the clear and its parser stops at the switch; plaintext positions
-	 * starting at 0 would collide with the raw stream it already read. */
-	if (c->excluded || (c->protocol != LOUPE_PROTO_TLS && c->protocol != LOUPE_PROTO_UNCLASSIFIED))
-		return 0;
-	if (!c->tls) {
-		/* Before the first plaintext record: user space marks the connection's rows encrypted. */
-		c->tls = 1;
-		mark.kind = LOUPE_EVENT_TLS_CONN;
-		mark.tgid = tgid;
-		mark.ts_ns = bpf_ktime_get_ns();
-		mark.generation = c->generation;
-		mark.fd = t.fd;
-		submit(&mark, sizeof(mark), 0);
-	}
-	if (direction == LOUPE_DIR_EGRESS) {
-		pos = c->tls_sent;
-		c->tls_sent = pos + size;
-	} else {
-		pos = c->tls_recv;
-		c->tls_recv = pos + size;
-	}
-	if (c->tls_protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->tls_protocol))
-		return 0;
-	s = bpf_map_lookup_elem(&scratch_map, &zero);
-	if (!s)
-		return 0;
-	s->iov[0].base = t.buf;
-	s->iov[0].len = size;
-	if (c->tls_protocol == LOUPE_PROTO_UNCLASSIFIED) {
-		c->tls_protocol = classify_iov(s, 1, size);
-		if (!protocol_exported(c->tls_protocol))
-			return 0;
-	}
-	emit_conn_data(s, tgid, t.fd, c->generation, c->tls_protocol, direction, pos, size, size, 1);
-	return 0;
+	return tls_plaintext(tgid, t.fd, t.buf, size, direction, t.ts_ns);
 }
 
 /* int SSL_write(SSL *ssl, const void *buf, int num) */
@@ -1740,4 +1759,136 @@ SEC("uprobe/loupe_ssl_read_ex")
 int loupe_ssl_read_ex(struct pt_regs *ctx)
 {
 	return tls_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM4(ctx));
+}
+
+/* ---- TLS plaintext: Go's crypto/tls.(*Conn).Read and Write ---- */
+
+/*
+ * Attached by the loader to Go executables that link crypto/tls (crates/collector/src/socket/go_tls.rs):
+ * the entry program at each function's first instruction, the return program at each of its RET
+ * instructions (found by disassembly). No uretprobes: a uretprobe rewrites the return address on the
+ * goroutine's stack, and Go moves stacks when they grow, which crashes the program.
+ *
+ * Go's register ABI (Go 1.17 and later on amd64): arguments in RAX, RBX, RCX, RDI, ..., results in RAX,
+ * RBX, ...; R14 always holds the running goroutine's g. A call is keyed by (tgid, g): the goroutine may
+ * park inside Read and resume on another thread, so the thread id would not match at the RET.
+ *
+ * func (c *Conn) Read(b []byte) (int, error): RAX = c, RBX = b.ptr, RCX = b.len; at RET RAX = n.
+ * func (c *Conn) Write(b []byte) (int, error): the same.
+ *
+ * The socket is found from the *tls.Conn as Pixie does: tls.Conn's first field is its net.Conn
+ * interface (itab, data); data is a *net.TCPConn, whose first word is its *netFD; the netFD starts with
+ * poll.FD, whose Sysfd follows the 16-byte fdMutex. These layouts have held from Go 1.9 through 1.23.
+ * The attach cookie is the address of the itab of (*net.TCPConn, net.Conn) when the executable is not
+ * position independent: any other dynamic type (a wrapped connection) is then skipped, not misread.
+ */
+#define GO_TLS_CONN_NETCONN 0 /* tls.Conn.conn: net.Conn (itab, data) */
+#define GO_TCPCONN_FD 0       /* net.TCPConn{conn{fd *netFD}} */
+#define GO_NETFD_SYSFD 16     /* netFD.pfd (poll.FD).Sysfd, after fdmu */
+
+struct go_tls_key {
+	__u64 g;
+	__u32 tgid;
+	__u32 _pad0;
+};
+
+struct go_tls_call {
+	__u64 conn;  /* the *tls.Conn */
+	__u64 buf;   /* b's data pointer */
+	__u64 ts_ns; /* when the call began */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct go_tls_key);
+	__type(value, struct go_tls_call);
+} go_tls_calls SEC(".maps");
+
+static __always_inline int go_tls_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_tls_key k = {};
+	struct go_tls_call call = {};
+
+	if (!tgid_wanted(id >> 32))
+		return 0;
+	k.g = ctx->r14;
+	k.tgid = id >> 32;
+	call.conn = ctx->ax;
+	call.buf = ctx->bx;
+	call.ts_ns = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&go_tls_calls, &k, &call, BPF_ANY))
+		stat_inc(LOUPE_STAT_ARGS_MAP_FULL);
+	return 0;
+}
+
+/* The socket fd behind a *tls.Conn, or -1. */
+static __always_inline __s32 go_tls_conn_fd(__u64 conn, __u64 tcpconn_itab)
+{
+	__u64 iface[2] = {0, 0};
+	__u64 netfd = 0;
+	__s64 sysfd = -1;
+
+	if (bpf_probe_read_user(iface, sizeof(iface), (const void *)(conn + GO_TLS_CONN_NETCONN)))
+		return -1;
+	if (tcpconn_itab != 0 && iface[0] != tcpconn_itab)
+		return -1;
+	if (bpf_probe_read_user(&netfd, sizeof(netfd), (const void *)(iface[1] + GO_TCPCONN_FD)) ||
+	    bpf_probe_read_user(&sysfd, sizeof(sysfd), (const void *)(netfd + GO_NETFD_SYSFD)))
+		return -1;
+	if (sysfd < 0 || sysfd > 0x7fffffff)
+		return -1;
+	return (__s32)sysfd;
+}
+
+static __always_inline int go_tls_ret(struct pt_regs *ctx, __u8 direction)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct go_tls_key k = {};
+	struct go_tls_call *cp;
+	struct go_tls_call call;
+	long n = (long)ctx->ax;
+	__s32 fd;
+
+	k.g = ctx->r14;
+	k.tgid = tgid;
+	cp = bpf_map_lookup_elem(&go_tls_calls, &k);
+	if (!cp)
+		return 0;
+	call = *cp;
+	bpf_map_delete_elem(&go_tls_calls, &k);
+	if (n <= 0)
+		return 0;
+	fd = go_tls_conn_fd(call.conn, bpf_get_attach_cookie(ctx));
+	if (fd < 0) {
+		stat_inc(LOUPE_STAT_TLS_NO_FD);
+		return 0;
+	}
+	return tls_plaintext(tgid, fd, call.buf, (__u64)n, direction, call.ts_ns);
+}
+
+SEC("uprobe/loupe_go_tls_write")
+int loupe_go_tls_write(struct pt_regs *ctx)
+{
+	return go_tls_enter(ctx);
+}
+
+SEC("uprobe/loupe_go_tls_write_ret")
+int loupe_go_tls_write_ret(struct pt_regs *ctx)
+{
+	return go_tls_ret(ctx, LOUPE_DIR_EGRESS);
+}
+
+SEC("uprobe/loupe_go_tls_read")
+int loupe_go_tls_read(struct pt_regs *ctx)
+{
+	return go_tls_enter(ctx);
+}
+
+SEC("uprobe/loupe_go_tls_read_ret")
+int loupe_go_tls_read_ret(struct pt_regs *ctx)
+{
+	return go_tls_ret(ctx, LOUPE_DIR_INGRESS);
 }

@@ -29,12 +29,13 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
-use aya::programs::uprobe::UProbeScope;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::{ProgramError, TracePoint, UProbe};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use loupe_bpf_common as wire;
 use tracing::{debug, warn};
 
+use super::go_tls::GoTlsTarget;
 use crate::events::{ConnKey, Direction, KernelEvent, Role};
 
 /// Every program in the object and the tracepoint (category, name) it attaches to.
@@ -86,6 +87,11 @@ pub const TLS_PROBES: &[(&str, &str, &str)] = &[
     ("SSL_write_ex", "loupe_ssl_write_ex", "loupe_ssl_write_ret"),
     ("SSL_read_ex", "loupe_ssl_read_ex", "loupe_ssl_read_ret"),
 ];
+
+/// The Go `crypto/tls` programs: (entry program, program attached at each RET) for `(*Conn).Read`
+/// and `(*Conn).Write`.
+const GO_TLS_READ: (&str, &str) = ("loupe_go_tls_read", "loupe_go_tls_read_ret");
+const GO_TLS_WRITE: (&str, &str) = ("loupe_go_tls_write", "loupe_go_tls_write_ret");
 
 /// Default [`TracerConfig::http_copy_bytes`]: twice the HTTP parser's default head limit (8 KiB), so a
 /// head, the default 512-byte body budget and a pipelined next head fit.
@@ -247,6 +253,8 @@ pub struct Tracer {
     ebpf: Ebpf,
     /// Whether the TLS uprobe programs loaded (`None`), or why not.
     tls_error: Option<String>,
+    /// Whether the Go `crypto/tls` uprobe programs loaded (`None`), or why not.
+    go_tls_error: Option<String>,
     ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, [u64; wire::STAT_LEN]>,
     excluded_ports: BpfHashMap<MapData, u16, u8>,
@@ -324,6 +332,9 @@ impl Tracer {
 
         Ok(Tracer {
             tls_error: load_tls(&mut ebpf).err().map(|e| summarize(&e.to_string())),
+            go_tls_error: load_uprobes(&mut ebpf, &[GO_TLS_READ.0, GO_TLS_READ.1, GO_TLS_WRITE.0, GO_TLS_WRITE.1])
+                .err()
+                .map(|e| summarize(&e.to_string())),
             ebpf,
             ring,
             stats,
@@ -365,6 +376,37 @@ impl Tracer {
                     .ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?
                     .try_into()?;
                 p.attach(symbol, target, UProbeScope::AllProcesses)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the Go `crypto/tls` uprobe programs did not load, if they did not.
+    pub fn go_tls_error(&self) -> Option<&str> {
+        self.go_tls_error.as_deref()
+    }
+
+    /// Attaches the Go TLS uprobes to the executable file `target` (every process running it, also
+    /// later ones): the entry programs at `(*Conn).Read`/`Write`, the return programs at each of their
+    /// RET instructions, with the `*net.TCPConn` itab address as the attach cookie. Links made before
+    /// a failure stay.
+    pub fn attach_go_tls(&mut self, target: &std::path::Path, go: &GoTlsTarget) -> Result<(), ProbeError> {
+        if self.go_tls_error.is_some() {
+            return Err(ProbeError::MissingProgram("loupe_go_tls_read (Go TLS programs did not load)".into()));
+        }
+        for (function, (entry, ret)) in [(&go.read, GO_TLS_READ), (&go.write, GO_TLS_WRITE)] {
+            let points = std::iter::once((entry, function.entry)).chain(function.returns.iter().map(|&r| (ret, r)));
+            for (program, offset) in points {
+                let p: &mut UProbe = self
+                    .ebpf
+                    .program_mut(program)
+                    .ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?
+                    .try_into()?;
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(offset),
+                    cookie: Some(go.tcpconn_itab),
+                };
+                p.attach(point, target, UProbeScope::AllProcesses)?;
             }
         }
         Ok(())
@@ -477,7 +519,12 @@ fn load_tls(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
     let mut names: Vec<&str> = TLS_PROBES.iter().flat_map(|&(_, entry, ret)| [entry, ret]).collect();
     names.sort_unstable();
     names.dedup();
-    for name in names {
+    load_uprobes(ebpf, &names)
+}
+
+/// Loads (without attaching) the named uprobe programs.
+fn load_uprobes(ebpf: &mut Ebpf, names: &[&str]) -> Result<(), ProbeError> {
+    for &name in names {
         let p: &mut UProbe =
             ebpf.program_mut(name).ok_or_else(|| ProbeError::MissingProgram(name.to_owned()))?.try_into()?;
         p.load()?;
