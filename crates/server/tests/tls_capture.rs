@@ -273,6 +273,16 @@ fn go_crypto_tls_plaintext_lands_in_http_events_for_http1_and_http2() {
         );
         let out = px(api_port, &["run", "-f", all.to_str().expect("utf8 path"), "-o", "json"]);
         eprintln!("rows:\n{}", String::from_utf8_lossy(&out.stdout));
+        let stats = write_script(
+            &dir,
+            "go-tls-stats.pxl",
+            "import px\n\
+             df = px.DataFrame(table='agent_stats', start_time='-5m')\n\
+             df = df.groupby(['counter', 'cause']).agg(value=('value', px.max))\n\
+             px.display(df[df.value > 0], 'stats')\n",
+        );
+        let out = px(api_port, &["run", "-f", stats.to_str().expect("utf8 path"), "-o", "json"]);
+        eprintln!("agent_stats:\n{}", String::from_utf8_lossy(&out.stdout));
     }
     assert_eq!(got, want, "every Go HTTPS request once per side (1 client, 2 server), HTTP/1.1 and HTTP/2, encrypted");
     for r in &rows {
