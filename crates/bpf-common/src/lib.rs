@@ -14,7 +14,7 @@ pub const MAX_CHUNKS: usize = 4;
 /// (`LOUPE_PRESSURE_COPY_BYTES`); past 1/2 full, one record of [`CHUNK_SIZE`].
 pub const PRESSURE_COPY_BYTES: usize = 2048;
 /// Most iovecs walked for the vector I/O syscalls (`LOUPE_MAX_IOV`).
-pub const MAX_IOV: usize = 8;
+pub const MAX_IOV: usize = 64;
 /// Most messages of one `sendmmsg`/`recvmmsg` whose sizes are read (`LOUPE_MAX_MMSG`): the
 /// first message is copied, the others are a gap of their summed size.
 pub const MAX_MMSG: usize = 64;

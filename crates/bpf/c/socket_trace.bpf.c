@@ -95,8 +95,15 @@ struct scratch {
 	__u64 walk_idx;     /* current iovec */
 	__u64 walk_iov_off; /* bytes of it already emitted */
 	__u64 walk_msg_off; /* bytes of the message already emitted */
+	__u64 walk_fill;    /* bytes in the record being filled */
+	__u64 walk_chunks;  /* records submitted */
+	__u64 walk_last;    /* the LAST record was submitted */
+	__u64 walk_n_iov;   /* iovecs in iov[] */
+	__u64 walk_limit;   /* bytes to copy at most */
+	__u64 walk_ret;     /* bytes the syscall moved */
 	__u64 copy_limit;   /* bytes of the syscall to copy at most (see exit_data) */
 	struct loupe_data_event ev;
+	__u8 ev_slack[LOUPE_CHUNK_SIZE]; /* never written: see emit_data */
 	struct loupe_dgram_event dg;
 };
 
@@ -644,19 +651,6 @@ static __always_inline bool protocol_exported(__u8 protocol)
 	       protocol == LOUPE_PROTO_KAFKA || protocol == LOUPE_PROTO_MONGO || protocol == LOUPE_PROTO_CQL;
 }
 
-/* Index of the first non-empty iovec at or after `idx` (n_iov or more if none). */
-static __always_inline __u64 skip_empty(struct scratch *s, __u64 idx, __u64 n_iov)
-{
-	for (int j = 0; j < LOUPE_MAX_IOV; j++) {
-		if (idx >= n_iov || idx >= LOUPE_MAX_IOV)
-			break;
-		if (s->iov[idx & (LOUPE_MAX_IOV - 1)].len != 0)
-			break;
-		idx++;
-	}
-	return idx;
-}
-
 /*
  * Bytes one syscall may copy. While the consumer keeps up, up to MAX_CHUNKS records; when the
  * ring fills (a burst of large bodies outrunning the consumer), only a prefix of each syscall:
@@ -679,98 +673,192 @@ static __always_inline __u64 copy_budget(void)
 /* Volatile reload: the verifier then sees an unknown scalar, not a path-specific constant. */
 #define RELOAD(x) (*(volatile __u64 *)&(x))
 
+/* Submits the record being filled (s->walk_fill bytes from s->ev.h.chunk_offset); `last` accounts for up to `ret`. */
+static __always_inline void submit_fill(struct scratch *s, bool last, __u64 ret)
+{
+	struct loupe_data_event *ev = &s->ev;
+	__u64 fill = RELOAD(s->walk_fill);
+
+	if (fill > LOUPE_CHUNK_SIZE)
+		fill = LOUPE_CHUNK_SIZE;
+	ev->h.len = fill;
+	ev->h.flags = last ? LOUPE_DATA_FLAG_LAST : 0;
+	/* A dropped record loses its bytes, and the last one the uncaptured rest too. */
+	submit(ev, sizeof(ev->h) + fill, last ? ret - ev->h.chunk_offset : fill);
+	s->walk_fill = 0;
+	s->walk_chunks = RELOAD(s->walk_chunks) + 1;
+	if (last)
+		s->walk_last = 1;
+}
+
 /*
- * Copies the first s->copy_limit of the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most LOUPE_MAX_CHUNKS
- * records, and no more than copy_budget() bytes. Chunks are contiguous from the message start; the record flagged LAST accounts for
- * everything up to `ret`, so uncaptured bytes show as msg_size - chunk_offset > len.
+ * Copies the first s->copy_limit of the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most
+ * LOUPE_MAX_CHUNKS records, and no more than copy_budget() bytes. Iovecs are packed together into records
+ * of up to LOUPE_CHUNK_SIZE bytes: gRPC's C core sends a call as dozens of small iovecs in one sendmsg, so a
+ * record per iovec would run out of records after the first few frames. Chunks are contiguous from the
+ * message start; the record flagged LAST accounts for everything up to `ret`, so uncaptured bytes show as
+ * msg_size - chunk_offset > len.
  *
- * The walk state lives in the scratch map and is reloaded every iteration: kept in registers,
- * each iteration's exact offsets multiply the verifier's paths past its 1M-instruction limit.
+ * Each iteration copies one piece: the rest of an iovec, the room left in the record, or the bytes left
+ * under the limit, whichever is least, so it ends an iovec, fills a record or ends the walk: at most
+ * LOUPE_MAX_IOV + LOUPE_MAX_CHUNKS iterations. The walk state lives in the scratch map and is reloaded every
+ * iteration: kept in registers, each iteration's exact offsets multiply the verifier's paths past its
+ * 1M-instruction limit. The copy goes to ev->data + fill with fill < CHUNK_SIZE and len <= CHUNK_SIZE - fill;
+ * the verifier cannot relate the two, so ev_slack behind the record keeps its worst case inside the map value.
+ */
+/* One step of emit_data's walk (a bpf_loop callback); 1 ends the walk. */
+static long emit_step(__u64 k, void *unused)
+{
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+	struct loupe_data_event *ev;
+	__u64 idx, iov_off, msg_off, fill, n_iov, limit, ret;
+	__u64 len, avail, src, iov_len;
+	bool done;
+
+	if (!s)
+		return 1;
+	ev = &s->ev;
+	idx = RELOAD(s->walk_idx);
+	iov_off = RELOAD(s->walk_iov_off);
+	msg_off = RELOAD(s->walk_msg_off);
+	fill = RELOAD(s->walk_fill);
+	n_iov = RELOAD(s->walk_n_iov);
+	limit = RELOAD(s->walk_limit);
+	ret = RELOAD(s->walk_ret);
+	if (idx >= n_iov || idx >= LOUPE_MAX_IOV || msg_off >= limit || fill >= LOUPE_CHUNK_SIZE)
+		return 1;
+	iov_len = s->iov[idx & (LOUPE_MAX_IOV - 1)].len;
+	src = s->iov[idx & (LOUPE_MAX_IOV - 1)].base + iov_off;
+	if (iov_off >= iov_len) {
+		/* An empty iovec: move on. */
+		s->walk_idx = idx + 1;
+		s->walk_iov_off = 0;
+		return 0;
+	}
+	avail = iov_len - iov_off;
+	len = limit - msg_off;
+	if (len > avail)
+		len = avail;
+	if (len > LOUPE_CHUNK_SIZE - fill)
+		len = LOUPE_CHUNK_SIZE - fill;
+	if (fill == 0)
+		ev->h.chunk_offset = msg_off;
+
+	/* Re-bound in 64-bit registers right before the helper (clang-14 verifier quirk). */
+	fill &= LOUPE_CHUNK_SIZE - 1;
+	if (len > LOUPE_CHUNK_SIZE)
+		len = LOUPE_CHUNK_SIZE;
+	if (bpf_probe_read_user(ev->data + fill, len, (const void *)src)) {
+		stat_inc(LOUPE_STAT_READ_FAILURES);
+		/* What the record holds so far is good; the rest of the syscall is a gap. */
+		submit_fill(s, true, ret);
+		return 1;
+	}
+	iov_off += len;
+	msg_off += len;
+	fill += len;
+	if (iov_off >= iov_len) {
+		idx += 1;
+		iov_off = 0;
+	}
+	s->walk_idx = idx;
+	s->walk_iov_off = iov_off;
+	s->walk_msg_off = msg_off;
+	s->walk_fill = fill;
+	done = idx >= n_iov || msg_off >= limit;
+	if (fill >= LOUPE_CHUNK_SIZE || done) {
+		bool last = done || RELOAD(s->walk_chunks) + 1 >= LOUPE_MAX_CHUNKS;
+
+		submit_fill(s, last, ret);
+		if (last)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Copies the first s->copy_limit of the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most
+ * LOUPE_MAX_CHUNKS records, and no more than copy_budget() bytes. Iovecs are packed together into records
+ * of up to LOUPE_CHUNK_SIZE bytes: gRPC's C core sends a call as dozens of small iovecs in one sendmsg, so a
+ * record per iovec would run out of records after the first few frames. Chunks are contiguous from the
+ * message start; the record flagged LAST accounts for everything up to `ret`, so uncaptured bytes show as
+ * msg_size - chunk_offset > len.
+ *
+ * Each step (emit_step, run by bpf_loop so the verifier checks it once, not once per iteration) copies one
+ * piece: the rest of an iovec, the room left in the record, or the bytes left under the limit, whichever is
+ * least, so it ends an iovec, fills a record or ends the walk: at most LOUPE_MAX_IOV + LOUPE_MAX_CHUNKS
+ * steps. The copy goes to ev->data + fill with fill < CHUNK_SIZE and len <= CHUNK_SIZE - fill; the verifier
+ * cannot relate the two, so ev_slack behind the record keeps its worst case inside the map value.
  */
 static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 {
 	struct loupe_data_event *ev = &s->ev;
 	__u64 budget = copy_budget();
 	__u64 copy = RELOAD(s->copy_limit);
-	__u64 limit = copy < budget ? copy : budget;
 
-	s->walk_idx = skip_empty(s, 0, n_iov);
+	s->walk_limit = copy < budget ? copy : budget;
+	s->walk_n_iov = n_iov;
+	s->walk_ret = ret;
+	s->walk_idx = 0;
 	s->walk_iov_off = 0;
 	s->walk_msg_off = 0;
+	s->walk_fill = 0;
+	s->walk_chunks = 0;
+	s->walk_last = 0;
+	ev->h.chunk_offset = 0;
 
-	for (int k = 0; k < LOUPE_MAX_CHUNKS; k++) {
-		__u64 idx = RELOAD(s->walk_idx);
-		__u64 iov_off = RELOAD(s->walk_iov_off);
-		__u64 msg_off = RELOAD(s->walk_msg_off);
-		__u64 len, avail, src, iov_len;
-		bool last;
-
-		if (idx >= n_iov || idx >= LOUPE_MAX_IOV || msg_off >= limit)
-			break;
-		iov_len = s->iov[idx & (LOUPE_MAX_IOV - 1)].len;
-		src = s->iov[idx & (LOUPE_MAX_IOV - 1)].base + iov_off;
-		if (iov_off >= iov_len)
-			break;
-		avail = iov_len - iov_off;
-		len = limit - msg_off;
-		if (len > avail)
-			len = avail;
-		if (len > LOUPE_CHUNK_SIZE)
-			len = LOUPE_CHUNK_SIZE;
-
-		ev->h.chunk_offset = msg_off;
-		iov_off += len;
-		msg_off += len;
-		if (iov_off >= iov_len) {
-			idx = skip_empty(s, idx + 1, n_iov);
-			iov_off = 0;
-		}
-		last = k == LOUPE_MAX_CHUNKS - 1 || idx >= n_iov || msg_off >= limit;
-		s->walk_idx = idx;
-		s->walk_iov_off = iov_off;
-		s->walk_msg_off = msg_off;
-		ev->h.flags = last ? LOUPE_DATA_FLAG_LAST : 0;
-
-		/* Re-bound in a 64-bit register right before the helper (clang-14 verifier quirk). */
-		if (len > LOUPE_CHUNK_SIZE)
-			len = LOUPE_CHUNK_SIZE;
-		if (bpf_probe_read_user(ev->data, len, (const void *)src)) {
-			stat_inc(LOUPE_STAT_READ_FAILURES);
-			ev->h.len = 0;
-			ev->h.flags = LOUPE_DATA_FLAG_LAST;
-			submit(ev, sizeof(ev->h), ret - (msg_off - len));
-			return;
-		}
-		ev->h.len = len;
-		/* A dropped record loses its bytes, and the last one the uncaptured rest too. */
-		submit(ev, sizeof(ev->h) + len, last ? ret - (msg_off - len) : len);
-		if (last)
-			break;
+	bpf_loop(LOUPE_MAX_IOV + LOUPE_MAX_CHUNKS, emit_step, NULL, 0);
+	/* The walk ended without a LAST record (empty iovecs after a full record, nothing to copy): one
+	 * closes the syscall, so user space sees its uncaptured bytes as a gap of known length. */
+	if (!RELOAD(s->walk_last)) {
+		if (RELOAD(s->walk_fill) == 0)
+			ev->h.chunk_offset = RELOAD(s->walk_msg_off);
+		submit_fill(s, true, ret);
 	}
 	if (RELOAD(s->walk_msg_off) < ret)
 		stat_inc(LOUPE_STAT_TRUNCATED);
 }
 
-/* Reads up to 16 bytes from the first non-empty iovec, for classification. */
+/* Most iovecs classify_iov gathers its 16 bytes from. */
+#define CLASSIFY_MAX_IOV 16
+
+/*
+ * Reads up to 16 bytes from the first iovecs (a message written one small iovec at a time still shows
+ * its start), for classification.
+ */
 static __always_inline __u8 classify_iov(struct scratch *s, __u64 n_iov, __u64 ret)
 {
-	__u64 idx = skip_empty(s, 0, n_iov);
-	__u64 words[2] = {0, 0};
-	__u64 avail;
+	/* 32 bytes: the copy at `got` (< 16) of at most 16 - got bytes stays inside even as the verifier sees it. */
+	__u8 bytes[32] = {};
+	__u64 words[2];
+	__u64 got = 0;
+	__u64 want = ret < 16 ? ret : 16;
 
-	if (idx >= n_iov || idx >= LOUPE_MAX_IOV)
-		return LOUPE_PROTO_OTHER;
-	avail = s->iov[idx & (LOUPE_MAX_IOV - 1)].len;
-	if (avail > ret)
-		avail = ret;
-	if (avail > 16)
-		avail = 16;
-	if (bpf_probe_read_user(words, avail, (const void *)s->iov[idx & (LOUPE_MAX_IOV - 1)].base)) {
-		stat_inc(LOUPE_STAT_READ_FAILURES);
-		return LOUPE_PROTO_UNCLASSIFIED; /* try again on the next data */
+	for (int i = 0; i < CLASSIFY_MAX_IOV; i++) {
+		__u64 len;
+
+		if (i >= n_iov || i >= LOUPE_MAX_IOV || got >= want)
+			break;
+		len = s->iov[i & (LOUPE_MAX_IOV - 1)].len;
+		if (len > want - got)
+			len = want - got;
+		if (len == 0)
+			continue;
+		got &= 15;
+		if (len > 16)
+			len = 16;
+		if (bpf_probe_read_user(bytes + got, len, (const void *)s->iov[i & (LOUPE_MAX_IOV - 1)].base)) {
+			stat_inc(LOUPE_STAT_READ_FAILURES);
+			return LOUPE_PROTO_UNCLASSIFIED; /* try again on the next data */
+		}
+		got += len;
 	}
+	if (got == 0)
+		return LOUPE_PROTO_OTHER;
+	__builtin_memcpy(words, bytes, sizeof(words));
 	/* The tests written for 8 bytes read `avail == 8` as "the whole word": they get at most 8. */
-	return classify(words[0], avail < 8 ? avail : 8, words[1], avail);
+	return classify(words[0], got < 8 ? got : 8, words[1], got);
 }
 
 /* ---- enter/exit bodies ---- */
