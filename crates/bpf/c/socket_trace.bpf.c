@@ -76,7 +76,8 @@ struct conn_info {
 	__u8 dgram;    /* a UDP socket: no open record, each datagram names its peer */
 	__u8 tls;      /* TLS plaintext seen (uprobes): data records carry it, the raw syscalls are skipped */
 	__u8 tls_protocol; /* the plaintext's protocol, classified like `protocol` */
-	__u8 _pad0[2];
+	__u8 port_proto;   /* a port override (port_protocols) of its local or remote port, or 0 */
+	__u8 _pad0[1];
 	__u64 tls_sent; /* plaintext stream positions */
 	__u64 tls_recv;
 };
@@ -188,6 +189,26 @@ struct {
 	__type(key, struct tls_ssl_key);
 	__type(value, __s32);
 } tls_fds SEC(".maps");
+
+/*
+ * Per-port protocol overrides, filled by the loader from the agent's `--protocol-port PORT=PROTOCOL`: a
+ * connection with that local or remote port is exported as that protocol whatever its first bytes look like
+ * (a TLS socket still gives its plaintext, as that protocol), or never exported (LOUPE_PROTO_OTHER).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LOUPE_MAX_PORT_PROTOCOLS);
+	__type(key, __u16);
+	__type(value, __u8);
+} port_protocols SEC(".maps");
+
+/* The classifier's verdict `p` under a port override `o`: undecided and TLS stay as they are. */
+static __always_inline __u8 port_override(__u8 p, __u8 o)
+{
+	if (o == 0 || p == LOUPE_PROTO_UNCLASSIFIED || p == LOUPE_PROTO_TLS)
+		return p;
+	return o;
+}
 
 static __always_inline void note_tls_fd(__u64 id, __s32 fd)
 {
@@ -350,6 +371,20 @@ static __always_inline struct conn_info *open_conn(__u32 tgid, __s32 fd, struct 
 	c.generation = bpf_ktime_get_ns();
 	c.role = role;
 	dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	{
+		__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		__u16 rport = bpf_ntohs(dport);
+		__u8 *o = bpf_map_lookup_elem(&port_protocols, &lport);
+
+		if (!o)
+			o = bpf_map_lookup_elem(&port_protocols, &rport);
+		if (o) {
+			c.port_proto = *o;
+			/* Disabled: decided now, so no byte of it is ever looked at. */
+			if (*o == LOUPE_PROTO_OTHER)
+				c.protocol = LOUPE_PROTO_OTHER;
+		}
+	}
 	if (ports_excluded(BPF_CORE_READ(sk, __sk_common.skc_num), bpf_ntohs(dport))) {
 		/* Tracked so later syscalls skip the fd walk, but never exported: no open, data or close. */
 		c.excluded = 1;
@@ -1256,7 +1291,7 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	}
 
 	if (c->protocol == LOUPE_PROTO_UNCLASSIFIED) {
-		c->protocol = classify_iov(s, n_iov, copy);
+		c->protocol = port_override(classify_iov(s, n_iov, copy), c->port_proto);
 		if (!protocol_exported(c->protocol))
 			return 0;
 	}
@@ -1734,7 +1769,8 @@ static __always_inline int tls_plaintext(__u32 tgid, __s32 fd, __u64 buf, __u64 
 	/* Only a connection that is TLS from its first bytes: a STARTTLS protocol (PostgreSQL's
 	 * SSLRequest) was exported in the clear and its parser stops at the switch; plaintext positions
 	 * starting at 0 would collide with the raw stream it already read. */
-	if (c->excluded || (c->protocol != LOUPE_PROTO_TLS && c->protocol != LOUPE_PROTO_UNCLASSIFIED))
+	if (c->excluded || (c->protocol != LOUPE_PROTO_TLS && c->protocol != LOUPE_PROTO_UNCLASSIFIED) ||
+	    c->port_proto == LOUPE_PROTO_OTHER)
 		return 0;
 	if (!c->tls) {
 		/* Before the first plaintext record: user space marks the connection's rows encrypted. */
@@ -1761,7 +1797,7 @@ static __always_inline int tls_plaintext(__u32 tgid, __s32 fd, __u64 buf, __u64 
 	s->iov[0].base = buf;
 	s->iov[0].len = size;
 	if (c->tls_protocol == LOUPE_PROTO_UNCLASSIFIED) {
-		c->tls_protocol = classify_iov(s, 1, size);
+		c->tls_protocol = port_override(classify_iov(s, 1, size), c->port_proto);
 		if (!protocol_exported(c->tls_protocol))
 			return 0;
 	}

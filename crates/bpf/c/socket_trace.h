@@ -29,6 +29,8 @@
 #define LOUPE_DGRAM_COPY 4096
 /* Most ports in the `excluded_ports` map (the agent's own listeners). */
 #define LOUPE_MAX_EXCLUDED_PORTS 16
+/* Most ports in the `port_protocols` map (per-port protocol overrides). */
+#define LOUPE_MAX_PORT_PROTOCOLS 64
 
 /* loupe_event_header.kind */
 #define LOUPE_EVENT_CONN_OPEN 1

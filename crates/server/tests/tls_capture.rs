@@ -221,9 +221,8 @@ fn go_crypto_tls_plaintext_lands_in_http_events_for_http1_and_http2() {
     let mut want: GoCounts = [1i64, 2]
         .into_iter()
         .flat_map(|v| {
-            [("GET", "a", 200), ("GET", "b", 200), ("GET", "missing", 404), ("POST", "post", 200)].map(
-                move |(method, path, status)| (v, method.to_string(), format!("/h{v}/{path}"), status),
-            )
+            [("GET", "a", 200), ("GET", "b", 200), ("GET", "missing", 404), ("POST", "post", 200)]
+                .map(move |(method, path, status)| (v, method.to_string(), format!("/h{v}/{path}"), status))
         })
         .flat_map(|(v, method, path, status)| {
             [1, 2].map(|role| ((role, v, method.clone(), path.clone(), status, true), 1))

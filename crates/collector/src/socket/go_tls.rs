@@ -157,11 +157,8 @@ fn function_probes<'data, R: ReadRef<'data>>(
         .and_then(|i| file.section_by_index(i).ok())
         .ok_or_else(|| format!("{name}: not in a section"))?;
     let (file_start, _) = section.file_range().ok_or_else(|| format!("{name}: section has no file bytes"))?;
-    let code = section
-        .data_range(addr, size)
-        .ok()
-        .flatten()
-        .ok_or_else(|| format!("{name}: code outside its section"))?;
+    let code =
+        section.data_range(addr, size).ok().flatten().ok_or_else(|| format!("{name}: code outside its section"))?;
     let to_file = |a: u64| a - section.address() + file_start;
     let returns = ret_addresses(code, addr).into_iter().map(to_file).collect::<Vec<_>>();
     if returns.is_empty() {

@@ -36,6 +36,7 @@ use loupe_bpf_common as wire;
 use tracing::{debug, warn};
 
 use super::go_tls::GoTlsTarget;
+use super::port_protocols::PortProtocol;
 use crate::events::{ConnKey, Direction, KernelEvent, Role};
 
 /// Every program in the object and the tracepoint (category, name) it attaches to.
@@ -122,6 +123,9 @@ pub struct TracerConfig {
     /// copied. Keep it above the head limit plus the body budget, with room for a second message
     /// read in the same syscall.
     pub http_copy_bytes: u32,
+    /// Per-port protocol overrides (at most `MAX_PORT_PROTOCOLS`): the classifier exports such a port's
+    /// connections as the given protocol whatever their first bytes, or never (`none`).
+    pub port_protocols: Vec<PortProtocol>,
 }
 
 impl Default for TracerConfig {
@@ -136,6 +140,7 @@ impl Default for TracerConfig {
             wake_bytes: 1024 * 1024,
             exclude_ports: Vec::new(),
             http_copy_bytes: DEFAULT_HTTP_COPY_BYTES,
+            port_protocols: Vec::new(),
         }
     }
 }
@@ -298,6 +303,12 @@ impl Tracer {
         let mut excluded_ports: BpfHashMap<MapData, u16, u8> = BpfHashMap::try_from(ports).map_err(map_error)?;
         for &port in &config.exclude_ports {
             excluded_ports.insert(port, 1, 0).map_err(map_error)?;
+        }
+        let overrides = take_map(&mut ebpf, wire::MAP_PORT_PROTOCOLS)?;
+        let map_error = |source| LoadError::Map { name: wire::MAP_PORT_PROTOCOLS, source };
+        let mut overrides: BpfHashMap<MapData, u16, u8> = BpfHashMap::try_from(overrides).map_err(map_error)?;
+        for o in &config.port_protocols {
+            overrides.insert(o.port, o.kernel, 0).map_err(map_error)?;
         }
 
         let mut probes = Vec::with_capacity(PROBES.len());
@@ -501,6 +512,15 @@ fn validate(config: &TracerConfig) -> Result<(), LoadError> {
     if config.exclude_ports.len() > wire::MAX_EXCLUDED_PORTS {
         return Err(LoadError::InvalidConfig {
             reason: format!("at most {} excluded ports, got {}", wire::MAX_EXCLUDED_PORTS, config.exclude_ports.len()),
+        });
+    }
+    if config.port_protocols.len() > wire::MAX_PORT_PROTOCOLS {
+        return Err(LoadError::InvalidConfig {
+            reason: format!(
+                "at most {} port protocol overrides, got {}",
+                wire::MAX_PORT_PROTOCOLS,
+                config.port_protocols.len()
+            ),
         });
     }
     if !config.ring_bytes.is_power_of_two() || config.ring_bytes < page {

@@ -13,6 +13,7 @@ pub mod events;
 pub mod go_tls;
 mod infer;
 pub mod loader;
+pub mod port_protocols;
 pub mod protocols;
 mod reassembly;
 pub mod tls;
