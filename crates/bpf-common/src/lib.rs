@@ -123,6 +123,8 @@ pub const MAP_EVENTS: &str = "events";
 pub const MAP_STATS: &str = "stats";
 /// Name of the hash map of excluded ports (`u16` → `u8`).
 pub const MAP_EXCLUDED_PORTS: &str = "excluded_ports";
+/// Name of the hash map of Go executables attached (`u64` attach cookie → `struct go_tls_binary`).
+pub const MAP_GO_TLS_BINARIES: &str = "go_tls_binaries";
 /// Name of the hash map of per-port protocol overrides (`u16` → `PROTO_*`, `PROTO_OTHER` to disable).
 pub const MAP_PORT_PROTOCOLS: &str = "port_protocols";
 /// Global: tgid never traced (usually the agent itself).

@@ -1900,15 +1900,32 @@ int loupe_ssl_read_ex(struct pt_regs *ctx)
  * func (c *Conn) Read(b []byte) (int, error): RAX = c, RBX = b.ptr, RCX = b.len; at RET RAX = n.
  * func (c *Conn) Write(b []byte) (int, error): the same.
  *
- * The socket is found from the *tls.Conn as Pixie does: tls.Conn's first field is its net.Conn
- * interface (itab, data); data is a *net.TCPConn, whose first word is its *netFD; the netFD starts with
- * poll.FD, whose Sysfd follows the 16-byte fdMutex. These layouts have held from Go 1.9 through 1.23.
- * The attach cookie is the address of the itab of (*net.TCPConn, net.Conn) when the executable is not
- * position independent: any other dynamic type (a wrapped connection) is then skipped, not misread.
+ * The socket is found from the *tls.Conn as Pixie does: tls.Conn's `conn` field is its net.Conn interface
+ * (itab, data); data is a *net.TCPConn, whose `conn.fd` is its *netFD; the netFD's `pfd` is a poll.FD with
+ * the fd in `Sysfd`. The attach cookie names the executable's entry in go_tls_binaries: those offsets (from
+ * its DWARF, else Go 1.9-1.23's layout) and, when the executable is not position independent, the address
+ * of the itab of (*net.TCPConn, net.Conn): any other dynamic type (a wrapped connection) is then skipped,
+ * not misread. No entry: the default offsets, no itab check.
  */
 #define GO_TLS_CONN_NETCONN 0 /* tls.Conn.conn: net.Conn (itab, data) */
 #define GO_TCPCONN_FD 0       /* net.TCPConn{conn{fd *netFD}} */
 #define GO_NETFD_SYSFD 16     /* netFD.pfd (poll.FD).Sysfd, after fdmu */
+
+/* Per Go executable attached (key: its attach cookie), filled by the loader. */
+struct go_tls_binary {
+	__u64 tcpconn_itab; /* 0: not checked */
+	__u32 conn;         /* offset of tls.Conn.conn */
+	__u32 tcpconn_fd;   /* offset of the *netFD in net.TCPConn */
+	__u32 sysfd;        /* offset of Sysfd in net.netFD */
+	__u32 _pad0;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct go_tls_binary);
+} go_tls_binaries SEC(".maps");
 
 struct go_tls_key {
 	__u64 g;
@@ -1948,18 +1965,22 @@ static __always_inline int go_tls_enter(struct pt_regs *ctx)
 }
 
 /* The socket fd behind a *tls.Conn, or -1. */
-static __always_inline __s32 go_tls_conn_fd(__u64 conn, __u64 tcpconn_itab)
+static __always_inline __s32 go_tls_conn_fd(__u64 conn, __u64 cookie)
 {
+	struct go_tls_binary *bin = bpf_map_lookup_elem(&go_tls_binaries, &cookie);
+	struct go_tls_binary b = {0, GO_TLS_CONN_NETCONN, GO_TCPCONN_FD, GO_NETFD_SYSFD, 0};
 	__u64 iface[2] = {0, 0};
 	__u64 netfd = 0;
 	__s64 sysfd = -1;
 
-	if (bpf_probe_read_user(iface, sizeof(iface), (const void *)(conn + GO_TLS_CONN_NETCONN)))
+	if (bin)
+		b = *bin;
+	if (bpf_probe_read_user(iface, sizeof(iface), (const void *)(conn + b.conn)))
 		return -1;
-	if (tcpconn_itab != 0 && iface[0] != tcpconn_itab)
+	if (b.tcpconn_itab != 0 && iface[0] != b.tcpconn_itab)
 		return -1;
-	if (bpf_probe_read_user(&netfd, sizeof(netfd), (const void *)(iface[1] + GO_TCPCONN_FD)) ||
-	    bpf_probe_read_user(&sysfd, sizeof(sysfd), (const void *)(netfd + GO_NETFD_SYSFD)))
+	if (bpf_probe_read_user(&netfd, sizeof(netfd), (const void *)(iface[1] + b.tcpconn_fd)) ||
+	    bpf_probe_read_user(&sysfd, sizeof(sysfd), (const void *)(netfd + b.sysfd)))
 		return -1;
 	if (sysfd < 0 || sysfd > 0x7fffffff)
 		return -1;

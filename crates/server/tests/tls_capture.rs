@@ -154,10 +154,16 @@ fn https_plaintext_lands_in_http_events_once_per_side_encrypted() {
 
 /// Builds `tests/go/tlsprog.go` into `dir` with Debian's `go` (stdlib only: no module download).
 fn build_go_program(dir: &Path) -> PathBuf {
+    build_go_program_with(dir, "tlsprog", "")
+}
+
+/// [`build_go_program`] as `name`, with these `-ldflags` (`-w` drops DWARF, `-s -w` the symbols too).
+fn build_go_program_with(dir: &Path, name: &str, ldflags: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/tlsprog.go");
-    let out = dir.join("tlsprog");
+    let out = dir.join(name);
     let built = Command::new("go")
         .arg("build")
+        .arg(format!("-ldflags={ldflags}"))
         .arg("-o")
         .arg(&out)
         .arg(&src)
@@ -181,6 +187,19 @@ fn go_crypto_tls_plaintext_lands_in_http_events_for_http1_and_http2() {
     }
     let dir = temp_dir("go-tls-capture");
     let prog = build_go_program(&dir);
+    // What the agent reads from the executable: the RETs, and the struct offsets from DWARF; without
+    // DWARF the defaults (the same numbers for this Go); stripped of symbols, not covered.
+    use loupe_collector::go_tls::{GoOffsets, Inspection, inspect};
+    let Inspection::Covered(target) = inspect(&prog).expect("readable") else { panic!("not covered: {prog:?}") };
+    assert!(target.go_version.starts_with("go1."), "{target:?}");
+    assert!(!target.read.returns.is_empty() && !target.write.returns.is_empty(), "{target:?}");
+    assert!(target.tcpconn_itab != 0, "a non-PIE executable has a fixed itab address: {target:?}");
+    assert_eq!(target.offsets, GoOffsets { from_dwarf: true, ..GoOffsets::DEFAULT });
+    let no_dwarf = build_go_program_with(&dir, "tlsprog-nodwarf", "-w");
+    let Inspection::Covered(bare) = inspect(&no_dwarf).expect("readable") else { panic!("-w: not covered") };
+    assert_eq!(bare.offsets, GoOffsets::DEFAULT);
+    let stripped = build_go_program_with(&dir, "tlsprog-stripped", "-s -w");
+    assert!(matches!(inspect(&stripped).expect("readable"), Inspection::NotCovered { .. }), "stripped");
     let port = free_port();
     // The server runs before the agent: the first scan finds its executable and attaches to the
     // file, which also covers the client process started from the same file later.

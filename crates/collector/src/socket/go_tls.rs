@@ -7,15 +7,18 @@
 //! a connection against. Must not attach probes (that is `tls` and `loader`) nor read `/proc`.
 //!
 //! Covered: Go 1.17 and later (the register ABI) on x86-64, executables with a symbol table.
-//! The BPF side's struct offsets (`tls.Conn` → `net.Conn` → `*net.TCPConn` → `netFD` →
-//! `poll.FD.Sysfd`) are the layouts every Go release from 1.9 to 1.23 has; DWARF is not read.
+//! The struct offsets the BPF side follows (`tls.Conn.conn` → `*net.TCPConn` → `netFD` →
+//! `poll.FD.Sysfd`) come from the executable's DWARF when it has it (zlib-compressed sections
+//! included), else [`GoOffsets::DEFAULT`]: the layout every Go release from 1.9 to 1.23 has.
 
+use std::borrow::Cow;
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
 use object::read::ReadCache;
-use object::{Architecture, Object, ObjectKind, ObjectSection, ObjectSymbol, ReadRef};
+use object::{Architecture, CompressionFormat, Object, ObjectKind, ObjectSection, ObjectSymbol, ReadRef};
 
 /// The function whose plaintext comes back in its buffer (read at its RETs).
 pub const READ_SYMBOL: &str = "crypto/tls.(*Conn).Read";
@@ -39,6 +42,25 @@ pub struct GoFunction {
     pub returns: Vec<u64>,
 }
 
+/// Byte offsets the BPF side follows from a `*tls.Conn` to its socket's fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoOffsets {
+    /// `crypto/tls.Conn.conn` (a `net.Conn` interface: itab, data).
+    pub conn: u32,
+    /// `net.TCPConn.conn.fd` (the `*netFD`).
+    pub tcpconn_fd: u32,
+    /// `net.netFD.pfd.Sysfd`.
+    pub sysfd: u32,
+    /// Whether they were read from DWARF (else the defaults).
+    pub from_dwarf: bool,
+}
+
+impl GoOffsets {
+    /// The layout of Go 1.9 to 1.23: `conn` first in `tls.Conn`, `fd` first in `net.conn`, `Sysfd`
+    /// after `poll.FD`'s 16-byte `fdMutex`, `pfd` first in `netFD`.
+    pub const DEFAULT: GoOffsets = GoOffsets { conn: 0, tcpconn_fd: 0, sysfd: 16, from_dwarf: false };
+}
+
 /// Where the Go TLS uprobes go in one executable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoTlsTarget {
@@ -51,6 +73,8 @@ pub struct GoTlsTarget {
     /// Run-time address of the `(*net.TCPConn, net.Conn)` itab, or 0 when unknown (a
     /// position-independent executable: its address differs per process), which skips the check.
     pub tcpconn_itab: u64,
+    /// Offsets from the `*tls.Conn` to the fd.
+    pub offsets: GoOffsets,
 }
 
 /// What one executable is, as far as Go TLS goes.
@@ -139,7 +163,89 @@ pub fn inspect_data<'data, R: ReadRef<'data>>(data: R) -> Result<Inspection, GoT
     };
     // A position-independent executable loads at a different address in each process.
     let tcpconn_itab = if file.kind() == ObjectKind::Executable { itab.unwrap_or(0) } else { 0 };
-    Ok(Inspection::Covered(GoTlsTarget { go_version, read, write, tcpconn_itab }))
+    let offsets = dwarf_offsets(&file).unwrap_or(GoOffsets::DEFAULT);
+    Ok(Inspection::Covered(GoTlsTarget { go_version, read, write, tcpconn_itab, offsets }))
+}
+
+/// Most bytes a DWARF section may inflate to: a Go executable's `.debug_info` is a few MiB.
+const MAX_DWARF_BYTES: u64 = 256 << 20;
+
+/// A section's bytes, inflated if zlib-compressed; `None` if unreadable or compressed otherwise.
+fn section_bytes<'data, R: ReadRef<'data>>(section: &object::Section<'data, '_, R>) -> Option<Cow<'data, [u8]>> {
+    let compressed = section.compressed_data().ok()?;
+    match compressed.format {
+        CompressionFormat::None => Some(Cow::Borrowed(compressed.data)),
+        CompressionFormat::Zlib if compressed.uncompressed_size <= MAX_DWARF_BYTES => {
+            let mut out = Vec::with_capacity(usize::try_from(compressed.uncompressed_size).ok()?);
+            flate2::read::ZlibDecoder::new(compressed.data).take(MAX_DWARF_BYTES).read_to_end(&mut out).ok()?;
+            Some(Cow::Owned(out))
+        }
+        _ => None,
+    }
+}
+
+/// The fields whose offsets matter: (struct, member).
+const FIELDS: [(&str, &str); 5] = [
+    ("crypto/tls.Conn", "conn"),
+    ("net.TCPConn", "conn"),
+    ("net.conn", "fd"),
+    ("net.netFD", "pfd"),
+    ("internal/poll.FD", "Sysfd"),
+];
+
+/// The offsets from the executable's DWARF, if it has every field of [`FIELDS`].
+fn dwarf_offsets<'data, R: ReadRef<'data>>(file: &object::File<'data, R>) -> Option<GoOffsets> {
+    file.section_by_name(".debug_info")?;
+    let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'data, [u8]>, gimli::Error> {
+        Ok(file.section_by_name(id.name()).and_then(|s| section_bytes(&s)).unwrap_or(Cow::Borrowed(&[])))
+    })
+    .ok()?;
+    let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
+    let mut found: [Option<u64>; FIELDS.len()] = [None; FIELDS.len()];
+    let mut units = dwarf.units();
+    while let Ok(Some(header)) = units.next() {
+        let Ok(unit) = dwarf.unit(header) else { continue };
+        let mut entries = unit.entries();
+        // The wanted struct being walked, and its depth.
+        let mut inside: Option<(&str, isize)> = None;
+        while let Ok(Some(entry)) = entries.next_dfs() {
+            let depth = entry.depth();
+            if inside.is_some_and(|(_, d)| depth <= d) {
+                inside = None;
+            }
+            let name = || {
+                entry
+                    .attr_value(gimli::DW_AT_name)
+                    .and_then(|v| dwarf.attr_string(&unit, v).ok())
+                    .and_then(|s| std::str::from_utf8(s.slice()).ok().map(str::to_owned))
+            };
+            if entry.tag() == gimli::DW_TAG_structure_type {
+                if let Some(n) = name()
+                    && let Some(&(s, _)) = FIELDS.iter().find(|(s, _)| *s == n)
+                {
+                    inside = Some((s, depth));
+                }
+            } else if entry.tag() == gimli::DW_TAG_member
+                && let Some((s, d)) = inside
+                && depth == d + 1
+                && let Some(member) = name()
+                && let Some(i) = FIELDS.iter().position(|&(fs, fm)| fs == s && fm == member)
+            {
+                found[i] = entry.attr_value(gimli::DW_AT_data_member_location).and_then(|v| v.udata_value());
+            }
+        }
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let [conn, tcp_conn, conn_fd, pfd, sysfd] = found;
+    let small = |v: u64| u32::try_from(v).ok().filter(|&v| v < 4096);
+    Some(GoOffsets {
+        conn: small(conn?)?,
+        tcpconn_fd: small(tcp_conn? + conn_fd?)?,
+        sysfd: small(pfd? + sysfd?)?,
+        from_dwarf: true,
+    })
 }
 
 /// The entry and RET file offsets of one function symbol.

@@ -94,6 +94,20 @@ pub const TLS_PROBES: &[(&str, &str, &str)] = &[
 const GO_TLS_READ: (&str, &str) = ("loupe_go_tls_read", "loupe_go_tls_read_ret");
 const GO_TLS_WRITE: (&str, &str) = ("loupe_go_tls_write", "loupe_go_tls_write_ret");
 
+/// Value of the `go_tls_binaries` map: `struct go_tls_binary` in `socket_trace.bpf.c`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct GoTlsBinary {
+    tcpconn_itab: u64,
+    conn: u32,
+    tcpconn_fd: u32,
+    sysfd: u32,
+    _pad0: u32,
+}
+
+// SAFETY: repr(C), integers only, no padding (8 + 4 * 4 bytes): every bit pattern is valid.
+unsafe impl aya::Pod for GoTlsBinary {}
+
 /// Default [`TracerConfig::http_copy_bytes`]: twice the HTTP parser's default head limit (8 KiB), so a
 /// head, the default 512-byte body budget and a pipelined next head fit.
 pub const DEFAULT_HTTP_COPY_BYTES: u32 = 16 * 1024;
@@ -260,6 +274,8 @@ pub struct Tracer {
     tls_error: Option<String>,
     /// Whether the Go `crypto/tls` uprobe programs loaded (`None`), or why not.
     go_tls_error: Option<String>,
+    /// Go executables attached so far: the next one's attach cookie (its key in `go_tls_binaries`) is this + 1.
+    go_binaries: u64,
     ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, [u64; wire::STAT_LEN]>,
     excluded_ports: BpfHashMap<MapData, u16, u8>,
@@ -346,6 +362,7 @@ impl Tracer {
             go_tls_error: load_uprobes(&mut ebpf, &[GO_TLS_READ.0, GO_TLS_READ.1, GO_TLS_WRITE.0, GO_TLS_WRITE.1])
                 .err()
                 .map(|e| summarize(&e.to_string())),
+            go_binaries: 0,
             ebpf,
             ring,
             stats,
@@ -399,12 +416,28 @@ impl Tracer {
 
     /// Attaches the Go TLS uprobes to the executable file `target` (every process running it, also
     /// later ones): the entry programs at `(*Conn).Read`/`Write`, the return programs at each of their
-    /// RET instructions, with the `*net.TCPConn` itab address as the attach cookie. Links made before
-    /// a failure stay.
+    /// RET instructions. The attach cookie keys the executable's entry in the `go_tls_binaries` map (its
+    /// struct offsets and `*net.TCPConn` itab address). Links made before a failure stay.
     pub fn attach_go_tls(&mut self, target: &std::path::Path, go: &GoTlsTarget) -> Result<(), ProbeError> {
         if self.go_tls_error.is_some() {
             return Err(ProbeError::MissingProgram("loupe_go_tls_read (Go TLS programs did not load)".into()));
         }
+        self.go_binaries += 1;
+        let cookie = self.go_binaries;
+        let binary = GoTlsBinary {
+            tcpconn_itab: go.tcpconn_itab,
+            conn: go.offsets.conn,
+            tcpconn_fd: go.offsets.tcpconn_fd,
+            sysfd: go.offsets.sysfd,
+            _pad0: 0,
+        };
+        let map = self
+            .ebpf
+            .map_mut(wire::MAP_GO_TLS_BINARIES)
+            .ok_or_else(|| ProbeError::MissingProgram(wire::MAP_GO_TLS_BINARIES.to_owned()))?;
+        let mut map: BpfHashMap<&mut MapData, u64, GoTlsBinary> =
+            BpfHashMap::try_from(map).map_err(|e| ProbeError::Program(ProgramError::MapError(e)))?;
+        map.insert(cookie, binary, 0).map_err(|e| ProbeError::Program(ProgramError::MapError(e)))?;
         for (function, (entry, ret)) in [(&go.read, GO_TLS_READ), (&go.write, GO_TLS_WRITE)] {
             let points = std::iter::once((entry, function.entry)).chain(function.returns.iter().map(|&r| (ret, r)));
             for (program, offset) in points {
@@ -413,10 +446,8 @@ impl Tracer {
                     .program_mut(program)
                     .ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?
                     .try_into()?;
-                let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(offset),
-                    cookie: Some(go.tcpconn_itab),
-                };
+                let point =
+                    UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: Some(cookie) };
                 p.attach(point, target, UProbeScope::AllProcesses)?;
             }
         }

@@ -179,6 +179,7 @@ impl TlsAttacher {
                     info!(
                         executable = %path.display(),
                         go = target.go_version,
+                        offsets_from_dwarf = target.offsets.from_dwarf,
                         returns = target.read.returns.len() + target.write.returns.len(),
                         "TLS plaintext: uprobes attached to Go crypto/tls.(*Conn).Read/Write"
                     );
