@@ -196,7 +196,14 @@ const FIELDS: [(&str, &str); 5] = [
 /// The offsets from the executable's DWARF, if it has every field of [`FIELDS`].
 fn dwarf_offsets<'data, R: ReadRef<'data>>(file: &object::File<'data, R>) -> Option<GoOffsets> {
     file.section_by_name(".debug_info")?;
+    // Only what units and struct members need (gimli reads each unit's line program header): locations,
+    // ranges and frames would be megabytes inflated for nothing (this runs on the collector's socket thread,
+    // once per Go executable).
     let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'data, [u8]>, gimli::Error> {
+        use gimli::SectionId::{DebugAbbrev, DebugInfo, DebugLine, DebugLineStr, DebugStr, DebugStrOffsets};
+        if !matches!(id, DebugAbbrev | DebugInfo | DebugLine | DebugStr | DebugStrOffsets | DebugLineStr) {
+            return Ok(Cow::Borrowed(&[]));
+        }
         Ok(file.section_by_name(id.name()).and_then(|s| section_bytes(&s)).unwrap_or(Cow::Borrowed(&[])))
     })
     .ok()?;
