@@ -1889,8 +1889,8 @@ int loupe_ssl_read_ex(struct pt_regs *ctx)
 
 /*
  * Attached by the loader to Go executables that link crypto/tls (crates/collector/src/socket/go_tls.rs):
- * the entry program at each function's first instruction, the return program at each of its RET
- * instructions (found by disassembly). No uretprobes: a uretprobe rewrites the return address on the
+ * Write's program at its first instruction (it emits there), Read's entry program at its first instruction
+ * and its return program at each of its RET instructions (found by disassembly). No uretprobes: a uretprobe rewrites the return address on the
  * goroutine's stack, and Go moves stacks when they grow, which crashes the program.
  *
  * Go's register ABI (Go 1.17 and later on amd64): arguments in RAX, RBX, RCX, RDI, ..., results in RAX,
@@ -1898,7 +1898,7 @@ int loupe_ssl_read_ex(struct pt_regs *ctx)
  * park inside Read and resume on another thread, so the thread id would not match at the RET.
  *
  * func (c *Conn) Read(b []byte) (int, error): RAX = c, RBX = b.ptr, RCX = b.len; at RET RAX = n.
- * func (c *Conn) Write(b []byte) (int, error): the same.
+ * func (c *Conn) Write(b []byte) (int, error): the same registers at entry.
  *
  * The socket is found from the *tls.Conn as Pixie does: tls.Conn's `conn` field is its net.Conn interface
  * (itab, data); data is a *net.TCPConn, whose `conn.fd` is its *netFD; the netFD's `pfd` is a poll.FD with
@@ -2014,16 +2014,28 @@ static __always_inline int go_tls_ret(struct pt_regs *ctx, __u8 direction)
 	return tls_plaintext(tgid, fd, call.buf, (__u64)n, direction, call.ts_ns);
 }
 
+/*
+ * Write's plaintext is emitted at its entry, whole (len(b): tls.Conn.Write sends all of b or fails, and a
+ * failed write ends the connection anyway). At a RET it could be too late: a goroutine preempted between
+ * its last write syscall and the RET may run it after the peer answered, hung up and another goroutine
+ * closed the socket, and the connection would then be gone. The entry also times the request right.
+ */
 SEC("uprobe/loupe_go_tls_write")
 int loupe_go_tls_write(struct pt_regs *ctx)
 {
-	return go_tls_enter(ctx);
-}
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u64 len = ctx->cx;
+	__s32 fd;
 
-SEC("uprobe/loupe_go_tls_write_ret")
-int loupe_go_tls_write_ret(struct pt_regs *ctx)
-{
-	return go_tls_ret(ctx, LOUPE_DIR_EGRESS);
+	if (!tgid_wanted(tgid) || len == 0 || len > 0x7fffffff)
+		return 0;
+	fd = go_tls_conn_fd(ctx->ax, bpf_get_attach_cookie(ctx));
+	if (fd < 0) {
+		stat_inc(LOUPE_STAT_TLS_NO_FD);
+		return 0;
+	}
+	return tls_plaintext(tgid, fd, ctx->bx, len, LOUPE_DIR_EGRESS, bpf_ktime_get_ns());
 }
 
 SEC("uprobe/loupe_go_tls_read")

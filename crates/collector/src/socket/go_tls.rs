@@ -1,9 +1,9 @@
 //! Go executables' `crypto/tls`: where the Go TLS uprobes go in one executable.
 //!
 //! Owns reading one Go executable: its Go version (`.go.buildinfo`), the ELF symbols of
-//! `crypto/tls.(*Conn).Read` and `Write`, the RET instructions of both (disassembled, because
+//! `crypto/tls.(*Conn).Read` and `Write`, their RET instructions (disassembled, because
 //! uretprobes corrupt Go programs: they rewrite a return address on a goroutine stack that Go
-//! moves when it grows), and the address of the `(*net.TCPConn, net.Conn)` itab the BPF side checks
+//! moves when it grows; the BPF side uses `Read`'s, `Write` emits at its entry), and the address of the `(*net.TCPConn, net.Conn)` itab the BPF side checks
 //! a connection against. Must not attach probes (that is `tls` and `loader`) nor read `/proc`.
 //!
 //! Covered: Go 1.17 and later (the register ABI) on x86-64, executables with a symbol table.

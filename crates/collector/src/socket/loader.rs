@@ -89,10 +89,10 @@ pub const TLS_PROBES: &[(&str, &str, &str)] = &[
     ("SSL_read_ex", "loupe_ssl_read_ex", "loupe_ssl_read_ret"),
 ];
 
-/// The Go `crypto/tls` programs: (entry program, program attached at each RET) for `(*Conn).Read`
-/// and `(*Conn).Write`.
+/// The Go `crypto/tls` programs: (entry program, program attached at each RET) for `(*Conn).Read`;
+/// `(*Conn).Write` emits at its entry and has no RET program.
 const GO_TLS_READ: (&str, &str) = ("loupe_go_tls_read", "loupe_go_tls_read_ret");
-const GO_TLS_WRITE: (&str, &str) = ("loupe_go_tls_write", "loupe_go_tls_write_ret");
+const GO_TLS_WRITE: &str = "loupe_go_tls_write";
 
 /// Value of the `go_tls_binaries` map: `struct go_tls_binary` in `socket_trace.bpf.c`.
 #[repr(C)]
@@ -359,7 +359,7 @@ impl Tracer {
 
         Ok(Tracer {
             tls_error: load_tls(&mut ebpf).err().map(|e| summarize(&e.to_string())),
-            go_tls_error: load_uprobes(&mut ebpf, &[GO_TLS_READ.0, GO_TLS_READ.1, GO_TLS_WRITE.0, GO_TLS_WRITE.1])
+            go_tls_error: load_uprobes(&mut ebpf, &[GO_TLS_READ.0, GO_TLS_READ.1, GO_TLS_WRITE])
                 .err()
                 .map(|e| summarize(&e.to_string())),
             go_binaries: 0,
@@ -415,8 +415,8 @@ impl Tracer {
     }
 
     /// Attaches the Go TLS uprobes to the executable file `target` (every process running it, also
-    /// later ones): the entry programs at `(*Conn).Read`/`Write`, the return programs at each of their
-    /// RET instructions. The attach cookie keys the executable's entry in the `go_tls_binaries` map (its
+    /// later ones): programs at the entries of `(*Conn).Read`/`Write`, and at each RET instruction of
+    /// `Read`. The attach cookie keys the executable's entry in the `go_tls_binaries` map (its
     /// struct offsets and `*net.TCPConn` itab address). Links made before a failure stay.
     pub fn attach_go_tls(&mut self, target: &std::path::Path, go: &GoTlsTarget) -> Result<(), ProbeError> {
         if self.go_tls_error.is_some() {
@@ -438,18 +438,18 @@ impl Tracer {
         let mut map: BpfHashMap<&mut MapData, u64, GoTlsBinary> =
             BpfHashMap::try_from(map).map_err(|e| ProbeError::Program(ProgramError::MapError(e)))?;
         map.insert(cookie, binary, 0).map_err(|e| ProbeError::Program(ProgramError::MapError(e)))?;
-        for (function, (entry, ret)) in [(&go.read, GO_TLS_READ), (&go.write, GO_TLS_WRITE)] {
-            let points = std::iter::once((entry, function.entry)).chain(function.returns.iter().map(|&r| (ret, r)));
-            for (program, offset) in points {
-                let p: &mut UProbe = self
-                    .ebpf
-                    .program_mut(program)
-                    .ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?
-                    .try_into()?;
-                let point =
-                    UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: Some(cookie) };
-                p.attach(point, target, UProbeScope::AllProcesses)?;
-            }
+        let read = std::iter::once((GO_TLS_READ.0, go.read.entry));
+        let points =
+            read.chain(go.read.returns.iter().map(|&r| (GO_TLS_READ.1, r))).chain([(GO_TLS_WRITE, go.write.entry)]);
+        for (program, offset) in points {
+            let p: &mut UProbe = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?
+                .try_into()?;
+            let point =
+                UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: Some(cookie) };
+            p.attach(point, target, UProbeScope::AllProcesses)?;
         }
         Ok(())
     }

@@ -180,7 +180,7 @@ impl TlsAttacher {
                         executable = %path.display(),
                         go = target.go_version,
                         offsets_from_dwarf = target.offsets.from_dwarf,
-                        returns = target.read.returns.len() + target.write.returns.len(),
+                        read_returns = target.read.returns.len(),
                         "TLS plaintext: uprobes attached to Go crypto/tls.(*Conn).Read/Write"
                     );
                     self.go_attached.push((path, target.go_version));
