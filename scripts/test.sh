@@ -68,6 +68,8 @@ bare=()
 # HTTP/2 and gRPC captures: nghttp (multiplexed h2c) and Python's grpcio (gRPC's C core) for /usr/bin/python3.
 command -v nghttp >/dev/null 2>&1 || bare+=(nghttp2-client)
 /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || bare+=(python3-grpcio)
+# Go crypto/tls capture: the test builds a stdlib-only Go program (Go 1.19 here, the register ABI).
+command -v go >/dev/null 2>&1 || bare+=(golang-go)
 command -v mariadb >/dev/null 2>&1 || bare+=(mariadb-client-core)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || bare+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || bare+=(mosquitto-clients)

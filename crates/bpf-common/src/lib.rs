@@ -14,12 +14,14 @@ pub const MAX_CHUNKS: usize = 4;
 /// (`LOUPE_PRESSURE_COPY_BYTES`); past 1/2 full, one record of [`CHUNK_SIZE`].
 pub const PRESSURE_COPY_BYTES: usize = 2048;
 /// Most iovecs walked for the vector I/O syscalls (`LOUPE_MAX_IOV`).
-pub const MAX_IOV: usize = 8;
+pub const MAX_IOV: usize = 64;
 /// Most messages of one `sendmmsg`/`recvmmsg` whose sizes are read (`LOUPE_MAX_MMSG`): the
 /// first message is copied, the others are a gap of their summed size.
 pub const MAX_MMSG: usize = 64;
 /// Most entries of the `excluded_ports` map (`LOUPE_MAX_EXCLUDED_PORTS`).
 pub const MAX_EXCLUDED_PORTS: usize = 16;
+/// Most entries of the `port_protocols` map (`LOUPE_MAX_PORT_PROTOCOLS`).
+pub const MAX_PORT_PROTOCOLS: usize = 64;
 
 /// `EventHeader::kind` of a [`ConnOpenEvent`].
 pub const EVENT_CONN_OPEN: u32 = 1;
@@ -121,6 +123,10 @@ pub const MAP_EVENTS: &str = "events";
 pub const MAP_STATS: &str = "stats";
 /// Name of the hash map of excluded ports (`u16` → `u8`).
 pub const MAP_EXCLUDED_PORTS: &str = "excluded_ports";
+/// Name of the hash map of Go executables attached (`u64` attach cookie → `struct go_tls_binary`).
+pub const MAP_GO_TLS_BINARIES: &str = "go_tls_binaries";
+/// Name of the hash map of per-port protocol overrides (`u16` → `PROTO_*`, `PROTO_OTHER` to disable).
+pub const MAP_PORT_PROTOCOLS: &str = "port_protocols";
 /// Global: tgid never traced (usually the agent itself).
 pub const GLOBAL_EXCLUDE_TGID: &str = "loupe_exclude_tgid";
 /// Global: if non-zero, the only tgid traced.
@@ -293,7 +299,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_c_header() {
-        let pairs: [(&str, u64); 47] = [
+        let pairs: [(&str, u64); 48] = [
             ("LOUPE_EVENT_TLS_CONN", EVENT_TLS_CONN.into()),
             ("LOUPE_STAT_TLS_NO_FD", STAT_TLS_NO_FD as u64),
             ("LOUPE_EVENT_DATAGRAM", EVENT_DATAGRAM.into()),
@@ -337,6 +343,7 @@ mod tests {
             ("LOUPE_STAT_RINGBUF_FAILED_BYTES", STAT_RINGBUF_FAILED_BYTES as u64),
             ("LOUPE_STAT_EXCLUDED_CONNS", STAT_EXCLUDED_CONNS as u64),
             ("LOUPE_MAX_EXCLUDED_PORTS", MAX_EXCLUDED_PORTS as u64),
+            ("LOUPE_MAX_PORT_PROTOCOLS", MAX_PORT_PROTOCOLS as u64),
             ("LOUPE_MAX_MMSG", MAX_MMSG as u64),
             ("LOUPE_STAT_LEN", STAT_LEN as u64),
             ("LOUPE_SIZE_DATA_HEADER", SIZE_DATA_HEADER as u64),

@@ -76,7 +76,8 @@ struct conn_info {
 	__u8 dgram;    /* a UDP socket: no open record, each datagram names its peer */
 	__u8 tls;      /* TLS plaintext seen (uprobes): data records carry it, the raw syscalls are skipped */
 	__u8 tls_protocol; /* the plaintext's protocol, classified like `protocol` */
-	__u8 _pad0[2];
+	__u8 port_proto;   /* a port override (port_protocols) of its local or remote port, or 0 */
+	__u8 _pad0[1];
 	__u64 tls_sent; /* plaintext stream positions */
 	__u64 tls_recv;
 };
@@ -95,8 +96,15 @@ struct scratch {
 	__u64 walk_idx;     /* current iovec */
 	__u64 walk_iov_off; /* bytes of it already emitted */
 	__u64 walk_msg_off; /* bytes of the message already emitted */
+	__u64 walk_fill;    /* bytes in the record being filled */
+	__u64 walk_chunks;  /* records submitted */
+	__u64 walk_last;    /* the LAST record was submitted */
+	__u64 walk_n_iov;   /* iovecs in iov[] */
+	__u64 walk_limit;   /* bytes to copy at most */
+	__u64 walk_ret;     /* bytes the syscall moved */
 	__u64 copy_limit;   /* bytes of the syscall to copy at most (see exit_data) */
 	struct loupe_data_event ev;
+	__u8 ev_slack[LOUPE_CHUNK_SIZE]; /* never written: see emit_data */
 	struct loupe_dgram_event dg;
 };
 
@@ -158,6 +166,7 @@ struct tls_call {
 	__u64 len_ptr; /* _ex forms: size_t * getting the bytes moved; 0 for SSL_read/SSL_write */
 	__s32 fd;      /* -1 until a syscall names it */
 	__u32 _pad0;
+	__u64 ts_ns;   /* when the call began */
 };
 
 struct {
@@ -180,6 +189,26 @@ struct {
 	__type(key, struct tls_ssl_key);
 	__type(value, __s32);
 } tls_fds SEC(".maps");
+
+/*
+ * Per-port protocol overrides, filled by the loader from the agent's `--protocol-port PORT=PROTOCOL`: a
+ * connection with that local or remote port is exported as that protocol whatever its first bytes look like
+ * (a TLS socket still gives its plaintext, as that protocol), or never exported (LOUPE_PROTO_OTHER).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LOUPE_MAX_PORT_PROTOCOLS);
+	__type(key, __u16);
+	__type(value, __u8);
+} port_protocols SEC(".maps");
+
+/* The classifier's verdict `p` under a port override `o`: undecided and TLS stay as they are. */
+static __always_inline __u8 port_override(__u8 p, __u8 o)
+{
+	if (o == 0 || p == LOUPE_PROTO_UNCLASSIFIED || p == LOUPE_PROTO_TLS)
+		return p;
+	return o;
+}
 
 static __always_inline void note_tls_fd(__u64 id, __s32 fd)
 {
@@ -342,6 +371,20 @@ static __always_inline struct conn_info *open_conn(__u32 tgid, __s32 fd, struct 
 	c.generation = bpf_ktime_get_ns();
 	c.role = role;
 	dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	{
+		__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		__u16 rport = bpf_ntohs(dport);
+		__u8 *o = bpf_map_lookup_elem(&port_protocols, &lport);
+
+		if (!o)
+			o = bpf_map_lookup_elem(&port_protocols, &rport);
+		if (o) {
+			c.port_proto = *o;
+			/* Disabled: decided now, so no byte of it is ever looked at. */
+			if (*o == LOUPE_PROTO_OTHER)
+				c.protocol = LOUPE_PROTO_OTHER;
+		}
+	}
 	if (ports_excluded(BPF_CORE_READ(sk, __sk_common.skc_num), bpf_ntohs(dport))) {
 		/* Tracked so later syscalls skip the fd walk, but never exported: no open, data or close. */
 		c.excluded = 1;
@@ -643,19 +686,6 @@ static __always_inline bool protocol_exported(__u8 protocol)
 	       protocol == LOUPE_PROTO_KAFKA || protocol == LOUPE_PROTO_MONGO || protocol == LOUPE_PROTO_CQL;
 }
 
-/* Index of the first non-empty iovec at or after `idx` (n_iov or more if none). */
-static __always_inline __u64 skip_empty(struct scratch *s, __u64 idx, __u64 n_iov)
-{
-	for (int j = 0; j < LOUPE_MAX_IOV; j++) {
-		if (idx >= n_iov || idx >= LOUPE_MAX_IOV)
-			break;
-		if (s->iov[idx & (LOUPE_MAX_IOV - 1)].len != 0)
-			break;
-		idx++;
-	}
-	return idx;
-}
-
 /*
  * Bytes one syscall may copy. While the consumer keeps up, up to MAX_CHUNKS records; when the
  * ring fills (a burst of large bodies outrunning the consumer), only a prefix of each syscall:
@@ -678,98 +708,192 @@ static __always_inline __u64 copy_budget(void)
 /* Volatile reload: the verifier then sees an unknown scalar, not a path-specific constant. */
 #define RELOAD(x) (*(volatile __u64 *)&(x))
 
+/* Submits the record being filled (s->walk_fill bytes from s->ev.h.chunk_offset); `last` accounts for up to `ret`. */
+static __always_inline void submit_fill(struct scratch *s, bool last, __u64 ret)
+{
+	struct loupe_data_event *ev = &s->ev;
+	__u64 fill = RELOAD(s->walk_fill);
+
+	if (fill > LOUPE_CHUNK_SIZE)
+		fill = LOUPE_CHUNK_SIZE;
+	ev->h.len = fill;
+	ev->h.flags = last ? LOUPE_DATA_FLAG_LAST : 0;
+	/* A dropped record loses its bytes, and the last one the uncaptured rest too. */
+	submit(ev, sizeof(ev->h) + fill, last ? ret - ev->h.chunk_offset : fill);
+	s->walk_fill = 0;
+	s->walk_chunks = RELOAD(s->walk_chunks) + 1;
+	if (last)
+		s->walk_last = 1;
+}
+
 /*
- * Copies the first s->copy_limit of the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most LOUPE_MAX_CHUNKS
- * records, and no more than copy_budget() bytes. Chunks are contiguous from the message start; the record flagged LAST accounts for
- * everything up to `ret`, so uncaptured bytes show as msg_size - chunk_offset > len.
+ * Copies the first s->copy_limit of the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most
+ * LOUPE_MAX_CHUNKS records, and no more than copy_budget() bytes. Iovecs are packed together into records
+ * of up to LOUPE_CHUNK_SIZE bytes: gRPC's C core sends a call as dozens of small iovecs in one sendmsg, so a
+ * record per iovec would run out of records after the first few frames. Chunks are contiguous from the
+ * message start; the record flagged LAST accounts for everything up to `ret`, so uncaptured bytes show as
+ * msg_size - chunk_offset > len.
  *
- * The walk state lives in the scratch map and is reloaded every iteration: kept in registers,
- * each iteration's exact offsets multiply the verifier's paths past its 1M-instruction limit.
+ * Each iteration copies one piece: the rest of an iovec, the room left in the record, or the bytes left
+ * under the limit, whichever is least, so it ends an iovec, fills a record or ends the walk: at most
+ * LOUPE_MAX_IOV + LOUPE_MAX_CHUNKS iterations. The walk state lives in the scratch map and is reloaded every
+ * iteration: kept in registers, each iteration's exact offsets multiply the verifier's paths past its
+ * 1M-instruction limit. The copy goes to ev->data + fill with fill < CHUNK_SIZE and len <= CHUNK_SIZE - fill;
+ * the verifier cannot relate the two, so ev_slack behind the record keeps its worst case inside the map value.
+ */
+/* One step of emit_data's walk (a bpf_loop callback); 1 ends the walk. */
+static long emit_step(__u64 k, void *unused)
+{
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+	struct loupe_data_event *ev;
+	__u64 idx, iov_off, msg_off, fill, n_iov, limit, ret;
+	__u64 len, avail, src, iov_len;
+	bool done;
+
+	if (!s)
+		return 1;
+	ev = &s->ev;
+	idx = RELOAD(s->walk_idx);
+	iov_off = RELOAD(s->walk_iov_off);
+	msg_off = RELOAD(s->walk_msg_off);
+	fill = RELOAD(s->walk_fill);
+	n_iov = RELOAD(s->walk_n_iov);
+	limit = RELOAD(s->walk_limit);
+	ret = RELOAD(s->walk_ret);
+	if (idx >= n_iov || idx >= LOUPE_MAX_IOV || msg_off >= limit || fill >= LOUPE_CHUNK_SIZE)
+		return 1;
+	iov_len = s->iov[idx & (LOUPE_MAX_IOV - 1)].len;
+	src = s->iov[idx & (LOUPE_MAX_IOV - 1)].base + iov_off;
+	if (iov_off >= iov_len) {
+		/* An empty iovec: move on. */
+		s->walk_idx = idx + 1;
+		s->walk_iov_off = 0;
+		return 0;
+	}
+	avail = iov_len - iov_off;
+	len = limit - msg_off;
+	if (len > avail)
+		len = avail;
+	if (len > LOUPE_CHUNK_SIZE - fill)
+		len = LOUPE_CHUNK_SIZE - fill;
+	if (fill == 0)
+		ev->h.chunk_offset = msg_off;
+
+	/* Re-bound in 64-bit registers right before the helper (clang-14 verifier quirk). */
+	fill &= LOUPE_CHUNK_SIZE - 1;
+	if (len > LOUPE_CHUNK_SIZE)
+		len = LOUPE_CHUNK_SIZE;
+	if (bpf_probe_read_user(ev->data + fill, len, (const void *)src)) {
+		stat_inc(LOUPE_STAT_READ_FAILURES);
+		/* What the record holds so far is good; the rest of the syscall is a gap. */
+		submit_fill(s, true, ret);
+		return 1;
+	}
+	iov_off += len;
+	msg_off += len;
+	fill += len;
+	if (iov_off >= iov_len) {
+		idx += 1;
+		iov_off = 0;
+	}
+	s->walk_idx = idx;
+	s->walk_iov_off = iov_off;
+	s->walk_msg_off = msg_off;
+	s->walk_fill = fill;
+	done = idx >= n_iov || msg_off >= limit;
+	if (fill >= LOUPE_CHUNK_SIZE || done) {
+		bool last = done || RELOAD(s->walk_chunks) + 1 >= LOUPE_MAX_CHUNKS;
+
+		submit_fill(s, last, ret);
+		if (last)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Copies the first s->copy_limit of the syscall's `ret` bytes (spread over s->iov[0..n_iov]) into at most
+ * LOUPE_MAX_CHUNKS records, and no more than copy_budget() bytes. Iovecs are packed together into records
+ * of up to LOUPE_CHUNK_SIZE bytes: gRPC's C core sends a call as dozens of small iovecs in one sendmsg, so a
+ * record per iovec would run out of records after the first few frames. Chunks are contiguous from the
+ * message start; the record flagged LAST accounts for everything up to `ret`, so uncaptured bytes show as
+ * msg_size - chunk_offset > len.
+ *
+ * Each step (emit_step, run by bpf_loop so the verifier checks it once, not once per iteration) copies one
+ * piece: the rest of an iovec, the room left in the record, or the bytes left under the limit, whichever is
+ * least, so it ends an iovec, fills a record or ends the walk: at most LOUPE_MAX_IOV + LOUPE_MAX_CHUNKS
+ * steps. The copy goes to ev->data + fill with fill < CHUNK_SIZE and len <= CHUNK_SIZE - fill; the verifier
+ * cannot relate the two, so ev_slack behind the record keeps its worst case inside the map value.
  */
 static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 {
 	struct loupe_data_event *ev = &s->ev;
 	__u64 budget = copy_budget();
 	__u64 copy = RELOAD(s->copy_limit);
-	__u64 limit = copy < budget ? copy : budget;
 
-	s->walk_idx = skip_empty(s, 0, n_iov);
+	s->walk_limit = copy < budget ? copy : budget;
+	s->walk_n_iov = n_iov;
+	s->walk_ret = ret;
+	s->walk_idx = 0;
 	s->walk_iov_off = 0;
 	s->walk_msg_off = 0;
+	s->walk_fill = 0;
+	s->walk_chunks = 0;
+	s->walk_last = 0;
+	ev->h.chunk_offset = 0;
 
-	for (int k = 0; k < LOUPE_MAX_CHUNKS; k++) {
-		__u64 idx = RELOAD(s->walk_idx);
-		__u64 iov_off = RELOAD(s->walk_iov_off);
-		__u64 msg_off = RELOAD(s->walk_msg_off);
-		__u64 len, avail, src, iov_len;
-		bool last;
-
-		if (idx >= n_iov || idx >= LOUPE_MAX_IOV || msg_off >= limit)
-			break;
-		iov_len = s->iov[idx & (LOUPE_MAX_IOV - 1)].len;
-		src = s->iov[idx & (LOUPE_MAX_IOV - 1)].base + iov_off;
-		if (iov_off >= iov_len)
-			break;
-		avail = iov_len - iov_off;
-		len = limit - msg_off;
-		if (len > avail)
-			len = avail;
-		if (len > LOUPE_CHUNK_SIZE)
-			len = LOUPE_CHUNK_SIZE;
-
-		ev->h.chunk_offset = msg_off;
-		iov_off += len;
-		msg_off += len;
-		if (iov_off >= iov_len) {
-			idx = skip_empty(s, idx + 1, n_iov);
-			iov_off = 0;
-		}
-		last = k == LOUPE_MAX_CHUNKS - 1 || idx >= n_iov || msg_off >= limit;
-		s->walk_idx = idx;
-		s->walk_iov_off = iov_off;
-		s->walk_msg_off = msg_off;
-		ev->h.flags = last ? LOUPE_DATA_FLAG_LAST : 0;
-
-		/* Re-bound in a 64-bit register right before the helper (clang-14 verifier quirk). */
-		if (len > LOUPE_CHUNK_SIZE)
-			len = LOUPE_CHUNK_SIZE;
-		if (bpf_probe_read_user(ev->data, len, (const void *)src)) {
-			stat_inc(LOUPE_STAT_READ_FAILURES);
-			ev->h.len = 0;
-			ev->h.flags = LOUPE_DATA_FLAG_LAST;
-			submit(ev, sizeof(ev->h), ret - (msg_off - len));
-			return;
-		}
-		ev->h.len = len;
-		/* A dropped record loses its bytes, and the last one the uncaptured rest too. */
-		submit(ev, sizeof(ev->h) + len, last ? ret - (msg_off - len) : len);
-		if (last)
-			break;
+	bpf_loop(LOUPE_MAX_IOV + LOUPE_MAX_CHUNKS, emit_step, NULL, 0);
+	/* The walk ended without a LAST record (empty iovecs after a full record, nothing to copy): one
+	 * closes the syscall, so user space sees its uncaptured bytes as a gap of known length. */
+	if (!RELOAD(s->walk_last)) {
+		if (RELOAD(s->walk_fill) == 0)
+			ev->h.chunk_offset = RELOAD(s->walk_msg_off);
+		submit_fill(s, true, ret);
 	}
 	if (RELOAD(s->walk_msg_off) < ret)
 		stat_inc(LOUPE_STAT_TRUNCATED);
 }
 
-/* Reads up to 16 bytes from the first non-empty iovec, for classification. */
+/* Most iovecs classify_iov gathers its 16 bytes from. */
+#define CLASSIFY_MAX_IOV 16
+
+/*
+ * Reads up to 16 bytes from the first iovecs (a message written one small iovec at a time still shows
+ * its start), for classification.
+ */
 static __always_inline __u8 classify_iov(struct scratch *s, __u64 n_iov, __u64 ret)
 {
-	__u64 idx = skip_empty(s, 0, n_iov);
-	__u64 words[2] = {0, 0};
-	__u64 avail;
+	/* 32 bytes: the copy at `got` (< 16) of at most 16 - got bytes stays inside even as the verifier sees it. */
+	__u8 bytes[32] = {};
+	__u64 words[2];
+	__u64 got = 0;
+	__u64 want = ret < 16 ? ret : 16;
 
-	if (idx >= n_iov || idx >= LOUPE_MAX_IOV)
-		return LOUPE_PROTO_OTHER;
-	avail = s->iov[idx & (LOUPE_MAX_IOV - 1)].len;
-	if (avail > ret)
-		avail = ret;
-	if (avail > 16)
-		avail = 16;
-	if (bpf_probe_read_user(words, avail, (const void *)s->iov[idx & (LOUPE_MAX_IOV - 1)].base)) {
-		stat_inc(LOUPE_STAT_READ_FAILURES);
-		return LOUPE_PROTO_UNCLASSIFIED; /* try again on the next data */
+	for (int i = 0; i < CLASSIFY_MAX_IOV; i++) {
+		__u64 len;
+
+		if (i >= n_iov || i >= LOUPE_MAX_IOV || got >= want)
+			break;
+		len = s->iov[i & (LOUPE_MAX_IOV - 1)].len;
+		if (len > want - got)
+			len = want - got;
+		if (len == 0)
+			continue;
+		got &= 15;
+		if (len > 16)
+			len = 16;
+		if (bpf_probe_read_user(bytes + got, len, (const void *)s->iov[i & (LOUPE_MAX_IOV - 1)].base)) {
+			stat_inc(LOUPE_STAT_READ_FAILURES);
+			return LOUPE_PROTO_UNCLASSIFIED; /* try again on the next data */
+		}
+		got += len;
 	}
+	if (got == 0)
+		return LOUPE_PROTO_OTHER;
+	__builtin_memcpy(words, bytes, sizeof(words));
 	/* The tests written for 8 bytes read `avail == 8` as "the whole word": they get at most 8. */
-	return classify(words[0], avail < 8 ? avail : 8, words[1], avail);
+	return classify(words[0], got < 8 ? got : 8, words[1], got);
 }
 
 /* ---- enter/exit bodies ---- */
@@ -880,13 +1004,16 @@ static __always_inline int mmsg_sizes(__u64 vec, __u64 n, __u64 *first, __u64 *t
 	return 0;
 }
 
-/* Fills the data record's header and emits the syscall's (or TLS call's) bytes in s->iov[0..n_iov]. */
+/*
+ * Fills the data record's header and emits the syscall's (or TLS call's) bytes in s->iov[0..n_iov].
+ * `ts_ns` is the record's time, 0 for now.
+ */
 static __always_inline void emit_conn_data(struct scratch *s, __u32 tgid, __s32 fd, __u64 generation, __u8 protocol,
-					   __u8 direction, __u64 pos, __u64 size, __u64 copy, __u64 n_iov)
+					   __u8 direction, __u64 pos, __u64 size, __u64 copy, __u64 n_iov, __u64 ts_ns)
 {
 	s->ev.h.hdr.kind = LOUPE_EVENT_DATA;
 	s->ev.h.hdr.tgid = tgid;
-	s->ev.h.hdr.ts_ns = bpf_ktime_get_ns();
+	s->ev.h.hdr.ts_ns = ts_ns ? ts_ns : bpf_ktime_get_ns();
 	s->ev.h.hdr.generation = generation;
 	s->ev.h.hdr.fd = fd;
 	s->ev.h.hdr._pad0 = 0;
@@ -1164,12 +1291,12 @@ static __always_inline int exit_data(long ret, __u8 direction)
 	}
 
 	if (c->protocol == LOUPE_PROTO_UNCLASSIFIED) {
-		c->protocol = classify_iov(s, n_iov, copy);
+		c->protocol = port_override(classify_iov(s, n_iov, copy), c->port_proto);
 		if (!protocol_exported(c->protocol))
 			return 0;
 	}
 
-	emit_conn_data(s, tgid, a.fd, c->generation, c->protocol, direction, pos, size, copy, n_iov);
+	emit_conn_data(s, tgid, a.fd, c->generation, c->protocol, direction, pos, size, copy, n_iov, 0);
 	return 0;
 }
 
@@ -1606,8 +1733,75 @@ static __always_inline int tls_enter(__u64 ssl, __u64 buf, __u64 len_ptr)
 	t.buf = buf;
 	t.len_ptr = len_ptr;
 	t.fd = -1;
+	t.ts_ns = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&tls_calls, &id, &t, BPF_ANY))
 		stat_inc(LOUPE_STAT_ARGS_MAP_FULL);
+	return 0;
+}
+
+/*
+ * Emits `size` bytes of TLS plaintext at user address `buf` as data records of the connection (tgid, fd):
+ * shared by the OpenSSL and the Go crypto/tls probes. Plaintext sent is timed at the call's entry:
+ * the peer's answer can be read on another thread before the write returns (Go's HTTP/2 client reads
+ * in its own goroutine), and a request timed after its response would have no latency.
+ */
+static __always_inline int tls_plaintext(__u32 tgid, __s32 fd, __u64 buf, __u64 size, __u8 direction,
+					 __u64 entry_ns)
+{
+	struct loupe_event_header mark = {};
+	struct conn_info *c;
+	struct scratch *s;
+	__u32 zero = 0;
+	__u64 key, pos;
+	__u64 ts_ns = direction == LOUPE_DIR_EGRESS ? entry_ns : 0;
+
+	key = conn_key(tgid, fd);
+	c = bpf_map_lookup_elem(&conn_map, &key);
+	if (!c) {
+		struct sock *sk = tcp_sock_of_fd(fd);
+
+		if (!sk)
+			return 0;
+		c = open_conn(tgid, fd, sk, LOUPE_ROLE_UNKNOWN);
+		if (!c)
+			return 0;
+	}
+	/* Only a connection that is TLS from its first bytes: a STARTTLS protocol (PostgreSQL's
+	 * SSLRequest) was exported in the clear and its parser stops at the switch; plaintext positions
+	 * starting at 0 would collide with the raw stream it already read. */
+	if (c->excluded || (c->protocol != LOUPE_PROTO_TLS && c->protocol != LOUPE_PROTO_UNCLASSIFIED) ||
+	    c->port_proto == LOUPE_PROTO_OTHER)
+		return 0;
+	if (!c->tls) {
+		/* Before the first plaintext record: user space marks the connection's rows encrypted. */
+		c->tls = 1;
+		mark.kind = LOUPE_EVENT_TLS_CONN;
+		mark.tgid = tgid;
+		mark.ts_ns = bpf_ktime_get_ns();
+		mark.generation = c->generation;
+		mark.fd = fd;
+		submit(&mark, sizeof(mark), 0);
+	}
+	if (direction == LOUPE_DIR_EGRESS) {
+		pos = c->tls_sent;
+		c->tls_sent = pos + size;
+	} else {
+		pos = c->tls_recv;
+		c->tls_recv = pos + size;
+	}
+	if (c->tls_protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->tls_protocol))
+		return 0;
+	s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return 0;
+	s->iov[0].base = buf;
+	s->iov[0].len = size;
+	if (c->tls_protocol == LOUPE_PROTO_UNCLASSIFIED) {
+		c->tls_protocol = port_override(classify_iov(s, 1, size), c->port_proto);
+		if (!protocol_exported(c->tls_protocol))
+			return 0;
+	}
+	emit_conn_data(s, tgid, fd, c->generation, c->tls_protocol, direction, pos, size, size, 1, ts_ns);
 	return 0;
 }
 
@@ -1617,13 +1811,9 @@ static __always_inline int tls_exit(long ret, __u8 direction)
 	__u32 tgid = id >> 32;
 	struct tls_call *tp = bpf_map_lookup_elem(&tls_calls, &id);
 	struct tls_ssl_key sk_key = {};
-	struct loupe_event_header mark = {};
 	struct tls_call t;
-	struct conn_info *c;
-	struct scratch *s;
-	__u32 zero = 0;
 	__s32 *known;
-	__u64 key, size = 0, pos;
+	__u64 size = 0;
 
 	if (!tp)
 		return 0;
@@ -1652,54 +1842,7 @@ static __always_inline int tls_exit(long ret, __u8 direction)
 	} else {
 		bpf_map_update_elem(&tls_fds, &sk_key, &t.fd, BPF_ANY);
 	}
-
-	key = conn_key(tgid, t.fd);
-	c = bpf_map_lookup_elem(&conn_map, &key);
-	if (!c) {
-		struct sock *sk = tcp_sock_of_fd(t.fd);
-
-		if (!sk)
-			return 0;
-		c = open_conn(tgid, t.fd, sk, LOUPE_ROLE_UNKNOWN);
-		if (!c)
-			return 0;
-	}
-	/* Only a connection that is TLS from its first bytes: a STARTTLS protocol (PostgreSQL's
-	 * SSLRequest) was exported in the clear and its parser stops at the switch; plaintext positions
-	 * starting at 0 would collide with the raw stream it already read. */
-	if (c->excluded || (c->protocol != LOUPE_PROTO_TLS && c->protocol != LOUPE_PROTO_UNCLASSIFIED))
-		return 0;
-	if (!c->tls) {
-		/* Before the first plaintext record: user space marks the connection's rows encrypted. */
-		c->tls = 1;
-		mark.kind = LOUPE_EVENT_TLS_CONN;
-		mark.tgid = tgid;
-		mark.ts_ns = bpf_ktime_get_ns();
-		mark.generation = c->generation;
-		mark.fd = t.fd;
-		submit(&mark, sizeof(mark), 0);
-	}
-	if (direction == LOUPE_DIR_EGRESS) {
-		pos = c->tls_sent;
-		c->tls_sent = pos + size;
-	} else {
-		pos = c->tls_recv;
-		c->tls_recv = pos + size;
-	}
-	if (c->tls_protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->tls_protocol))
-		return 0;
-	s = bpf_map_lookup_elem(&scratch_map, &zero);
-	if (!s)
-		return 0;
-	s->iov[0].base = t.buf;
-	s->iov[0].len = size;
-	if (c->tls_protocol == LOUPE_PROTO_UNCLASSIFIED) {
-		c->tls_protocol = classify_iov(s, 1, size);
-		if (!protocol_exported(c->tls_protocol))
-			return 0;
-	}
-	emit_conn_data(s, tgid, t.fd, c->generation, c->tls_protocol, direction, pos, size, size, 1);
-	return 0;
+	return tls_plaintext(tgid, t.fd, t.buf, size, direction, t.ts_ns);
 }
 
 /* int SSL_write(SSL *ssl, const void *buf, int num) */
@@ -1740,4 +1883,169 @@ SEC("uprobe/loupe_ssl_read_ex")
 int loupe_ssl_read_ex(struct pt_regs *ctx)
 {
 	return tls_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM4(ctx));
+}
+
+/* ---- TLS plaintext: Go's crypto/tls.(*Conn).Read and Write ---- */
+
+/*
+ * Attached by the loader to Go executables that link crypto/tls (crates/collector/src/socket/go_tls.rs):
+ * Write's program at its first instruction (it emits there), Read's entry program at its first instruction
+ * and its return program at each of its RET instructions (found by disassembly). No uretprobes: a uretprobe rewrites the return address on the
+ * goroutine's stack, and Go moves stacks when they grow, which crashes the program.
+ *
+ * Go's register ABI (Go 1.17 and later on amd64): arguments in RAX, RBX, RCX, RDI, ..., results in RAX,
+ * RBX, ...; R14 always holds the running goroutine's g. A call is keyed by (tgid, g): the goroutine may
+ * park inside Read and resume on another thread, so the thread id would not match at the RET.
+ *
+ * func (c *Conn) Read(b []byte) (int, error): RAX = c, RBX = b.ptr, RCX = b.len; at RET RAX = n.
+ * func (c *Conn) Write(b []byte) (int, error): the same registers at entry.
+ *
+ * The socket is found from the *tls.Conn as Pixie does: tls.Conn's `conn` field is its net.Conn interface
+ * (itab, data); data is a *net.TCPConn, whose `conn.fd` is its *netFD; the netFD's `pfd` is a poll.FD with
+ * the fd in `Sysfd`. The attach cookie names the executable's entry in go_tls_binaries: those offsets (from
+ * its DWARF, else Go 1.9-1.23's layout) and, when the executable is not position independent, the address
+ * of the itab of (*net.TCPConn, net.Conn): any other dynamic type (a wrapped connection) is then skipped,
+ * not misread. No entry: the default offsets, no itab check.
+ */
+#define GO_TLS_CONN_NETCONN 0 /* tls.Conn.conn: net.Conn (itab, data) */
+#define GO_TCPCONN_FD 0       /* net.TCPConn{conn{fd *netFD}} */
+#define GO_NETFD_SYSFD 16     /* netFD.pfd (poll.FD).Sysfd, after fdmu */
+
+/* Per Go executable attached (key: its attach cookie), filled by the loader. */
+struct go_tls_binary {
+	__u64 tcpconn_itab; /* 0: not checked */
+	__u32 conn;         /* offset of tls.Conn.conn */
+	__u32 tcpconn_fd;   /* offset of the *netFD in net.TCPConn */
+	__u32 sysfd;        /* offset of Sysfd in net.netFD */
+	__u32 _pad0;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct go_tls_binary);
+} go_tls_binaries SEC(".maps");
+
+struct go_tls_key {
+	__u64 g;
+	__u32 tgid;
+	__u32 _pad0;
+};
+
+struct go_tls_call {
+	__u64 conn;  /* the *tls.Conn */
+	__u64 buf;   /* b's data pointer */
+	__u64 ts_ns; /* when the call began */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct go_tls_key);
+	__type(value, struct go_tls_call);
+} go_tls_calls SEC(".maps");
+
+static __always_inline int go_tls_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_tls_key k = {};
+	struct go_tls_call call = {};
+
+	if (!tgid_wanted(id >> 32))
+		return 0;
+	k.g = ctx->r14;
+	k.tgid = id >> 32;
+	call.conn = ctx->ax;
+	call.buf = ctx->bx;
+	call.ts_ns = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&go_tls_calls, &k, &call, BPF_ANY))
+		stat_inc(LOUPE_STAT_ARGS_MAP_FULL);
+	return 0;
+}
+
+/* The socket fd behind a *tls.Conn, or -1. */
+static __always_inline __s32 go_tls_conn_fd(__u64 conn, __u64 cookie)
+{
+	struct go_tls_binary *bin = bpf_map_lookup_elem(&go_tls_binaries, &cookie);
+	struct go_tls_binary b = {0, GO_TLS_CONN_NETCONN, GO_TCPCONN_FD, GO_NETFD_SYSFD, 0};
+	__u64 iface[2] = {0, 0};
+	__u64 netfd = 0;
+	__s64 sysfd = -1;
+
+	if (bin)
+		b = *bin;
+	if (bpf_probe_read_user(iface, sizeof(iface), (const void *)(conn + b.conn)))
+		return -1;
+	if (b.tcpconn_itab != 0 && iface[0] != b.tcpconn_itab)
+		return -1;
+	if (bpf_probe_read_user(&netfd, sizeof(netfd), (const void *)(iface[1] + b.tcpconn_fd)) ||
+	    bpf_probe_read_user(&sysfd, sizeof(sysfd), (const void *)(netfd + b.sysfd)))
+		return -1;
+	if (sysfd < 0 || sysfd > 0x7fffffff)
+		return -1;
+	return (__s32)sysfd;
+}
+
+static __always_inline int go_tls_ret(struct pt_regs *ctx, __u8 direction)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct go_tls_key k = {};
+	struct go_tls_call *cp;
+	struct go_tls_call call;
+	long n = (long)ctx->ax;
+	__s32 fd;
+
+	k.g = ctx->r14;
+	k.tgid = tgid;
+	cp = bpf_map_lookup_elem(&go_tls_calls, &k);
+	if (!cp)
+		return 0;
+	call = *cp;
+	bpf_map_delete_elem(&go_tls_calls, &k);
+	if (n <= 0)
+		return 0;
+	fd = go_tls_conn_fd(call.conn, bpf_get_attach_cookie(ctx));
+	if (fd < 0) {
+		stat_inc(LOUPE_STAT_TLS_NO_FD);
+		return 0;
+	}
+	return tls_plaintext(tgid, fd, call.buf, (__u64)n, direction, call.ts_ns);
+}
+
+/*
+ * Write's plaintext is emitted at its entry, whole (len(b): tls.Conn.Write sends all of b or fails, and a
+ * failed write ends the connection anyway). At a RET it could be too late: a goroutine preempted between
+ * its last write syscall and the RET may run it after the peer answered, hung up and another goroutine
+ * closed the socket, and the connection would then be gone. The entry also times the request right.
+ */
+SEC("uprobe/loupe_go_tls_write")
+int loupe_go_tls_write(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u64 len = ctx->cx;
+	__s32 fd;
+
+	if (!tgid_wanted(tgid) || len == 0 || len > 0x7fffffff)
+		return 0;
+	fd = go_tls_conn_fd(ctx->ax, bpf_get_attach_cookie(ctx));
+	if (fd < 0) {
+		stat_inc(LOUPE_STAT_TLS_NO_FD);
+		return 0;
+	}
+	return tls_plaintext(tgid, fd, ctx->bx, len, LOUPE_DIR_EGRESS, bpf_ktime_get_ns());
+}
+
+SEC("uprobe/loupe_go_tls_read")
+int loupe_go_tls_read(struct pt_regs *ctx)
+{
+	return go_tls_enter(ctx);
+}
+
+SEC("uprobe/loupe_go_tls_read_ret")
+int loupe_go_tls_read_ret(struct pt_regs *ctx)
+{
+	return go_tls_ret(ctx, LOUPE_DIR_INGRESS);
 }

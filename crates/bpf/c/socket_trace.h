@@ -19,8 +19,8 @@
 #define LOUPE_MAX_CHUNKS 4
 /* Bytes one syscall may copy while the ring buffer is more than 3/4 full. */
 #define LOUPE_PRESSURE_COPY_BYTES 2048
-/* Most iovecs walked for readv/writev/sendmsg/recvmsg. */
-#define LOUPE_MAX_IOV 8
+/* Most iovecs walked for readv/writev/sendmsg/recvmsg (a power of two); their bytes are packed into records. */
+#define LOUPE_MAX_IOV 64
 /* Most messages of one sendmmsg/recvmmsg whose sizes are read: the first is copied, the rest are a gap. */
 #define LOUPE_MAX_MMSG 64
 /* Most datagrams of one sendmmsg/recvmmsg emitted on a datagram (DNS) socket. */
@@ -29,6 +29,8 @@
 #define LOUPE_DGRAM_COPY 4096
 /* Most ports in the `excluded_ports` map (the agent's own listeners). */
 #define LOUPE_MAX_EXCLUDED_PORTS 16
+/* Most ports in the `port_protocols` map (per-port protocol overrides). */
+#define LOUPE_MAX_PORT_PROTOCOLS 64
 
 /* loupe_event_header.kind */
 #define LOUPE_EVENT_CONN_OPEN 1

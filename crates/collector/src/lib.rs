@@ -23,7 +23,9 @@ use loupe_store::Store;
 pub use budget::{BudgetError, BudgetSplit, MemoryBudget};
 pub use host::{HostEvents, HostEventsConfig, HostStats, HostStatsConfig};
 pub use profiler::{Profiler, ProfilerConfig};
+pub use socket::go_tls;
 pub use socket::loader::{ProbeStatus, Tracer, TracerConfig};
+pub use socket::port_protocols::{PortProtocol, PortProtocolError};
 pub use socket::{SocketConfig, SocketTracer, TableRows, Tracker, TrackerConfig, TrackerStats, events, loader};
 pub use source::{Source, Tables};
 

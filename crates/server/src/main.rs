@@ -197,6 +197,12 @@ pub(crate) struct AgentArgs {
     /// otherwise replaced by [REDACTED] before a row is stored (see docs/redaction.md).
     #[arg(long, env = "LOUPE_NO_REDACT", value_parser = clap::builder::BoolishValueParser::new())]
     no_redact: bool,
+    /// Per-port protocol override, PORT=PROTOCOL: connections with that local or remote port are parsed as
+    /// PROTOCOL whatever their first bytes look like (http, http2, grpc, mysql, cql, pgsql, dns, redis, nats,
+    /// mongodb, kafka, amqp, mqtt), or never traced with PORT=none. Repeat the flag (or separate with commas in
+    /// the variable); at most 64. Applies to TCP connections.
+    #[arg(long = "protocol-port", env = "LOUPE_PROTOCOL_PORTS", value_delimiter = ',', value_name = "PORT=PROTOCOL")]
+    protocol_ports: Vec<loupe_collector::PortProtocol>,
     /// Longest a query may run, sending its results included (e.g. 30s, 2m); it then stops with an error.
     #[arg(long, env = "LOUPE_QUERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     query_timeout: Duration,
@@ -415,6 +421,8 @@ pub(crate) fn start_pem(args: &AgentArgs) -> Result<Pem> {
         c.tracer.exclude_tgid = if args.trace_self { 0 } else { std::process::id() };
         c.tracker.parse.max_body_bytes = args.max_body_bytes;
         c.tracker.redact = !args.no_redact;
+        c.tracer.port_protocols.clone_from(&args.protocol_ports);
+        c.tracker.port_protocols.clone_from(&args.protocol_ports);
         c.profiler = (!args.no_profiler).then(|| loupe_collector::ProfilerConfig {
             frequency_hz: args.profiler_hz,
             window: args.profiler_window.max(Duration::from_secs(1)),

@@ -20,6 +20,7 @@ mod nats_capture;
 mod pgsql_capture;
 mod pixie_api;
 mod profiler;
+mod protocol_ports;
 mod px_cloud;
 mod redaction;
 mod redis_capture;

@@ -5,9 +5,14 @@
 //! once per side in `http_events` with `encrypted` true and its path and status, and no row of
 //! that port may be unencrypted (the raw TLS records are never parsed).
 //!
-//! Owns only this acceptance check; its queries filter by its own server's port.
+//! Go's `crypto/tls` the same way: a stdlib-only Go program (`tests/go/tlsprog.go`, built by Debian's
+//! `golang-go` in the test) serves HTTPS and calls itself from a second process over HTTP/1.1 and
+//! HTTP/2 (negotiated by ALPN); its plaintext comes from uprobes on `crypto/tls.(*Conn).Read`/`Write`.
+//!
+//! Owns only these acceptance checks; their queries filter by their own server's port.
 
-use std::path::Path;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -144,5 +149,165 @@ fn https_plaintext_lands_in_http_events_once_per_side_encrypted() {
     assert_eq!(got, want, "every HTTPS request once per side (1 client, 2 server), encrypted");
     for r in &rows {
         assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
+    }
+}
+
+/// Builds `tests/go/tlsprog.go` into `dir` with Debian's `go` (stdlib only: no module download).
+fn build_go_program(dir: &Path) -> PathBuf {
+    build_go_program_with(dir, "tlsprog", "")
+}
+
+/// [`build_go_program`] as `name`, with these `-ldflags` (`-w` drops DWARF, `-s -w` the symbols too).
+fn build_go_program_with(dir: &Path, name: &str, ldflags: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/tlsprog.go");
+    let out = dir.join(name);
+    let built = Command::new("go")
+        .arg("build")
+        .arg(format!("-ldflags={ldflags}"))
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .output()
+        .expect("run go (apt-get install golang-go)");
+    assert!(built.status.success(), "go build: {}", String::from_utf8_lossy(&built.stderr));
+    out
+}
+
+/// (trace_role, major_version, method, path, status, encrypted) -> rows.
+type GoCounts = Vec<((i64, i64, String, String, i64, bool), i64)>;
+
+#[test]
+fn go_crypto_tls_plaintext_lands_in_http_events_for_http1_and_http2() {
+    if !can_trace() {
+        return;
+    }
+    let dir = temp_dir("go-tls-capture");
+    let prog = build_go_program(&dir);
+    // What the agent reads from the executable: the RETs, and the struct offsets from DWARF; without
+    // DWARF the defaults (the same numbers for this Go); stripped of symbols, not covered.
+    use loupe_collector::go_tls::{GoOffsets, Inspection, inspect};
+    let Inspection::Covered(target) = inspect(&prog).expect("readable") else { panic!("not covered: {prog:?}") };
+    assert!(target.go_version.starts_with("go1."), "{target:?}");
+    assert!(!target.read.returns.is_empty() && !target.write.returns.is_empty(), "{target:?}");
+    assert!(target.tcpconn_itab != 0, "a non-PIE executable has a fixed itab address: {target:?}");
+    assert_eq!(target.offsets, GoOffsets { from_dwarf: true, ..GoOffsets::DEFAULT });
+    let no_dwarf = build_go_program_with(&dir, "tlsprog-nodwarf", "-w");
+    let Inspection::Covered(bare) = inspect(&no_dwarf).expect("readable") else { panic!("-w: not covered") };
+    assert_eq!(bare.offsets, GoOffsets::DEFAULT);
+    let stripped = build_go_program_with(&dir, "tlsprog-stripped", "-s -w");
+    assert!(matches!(inspect(&stripped).expect("readable"), Inspection::NotCovered { .. }), "stripped");
+    let port = free_port();
+    // The server runs before the agent: the first scan finds its executable and attaches to the
+    // file, which also covers the client process started from the same file later.
+    let mut server = Command::new(&prog)
+        .args(["serve", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the Go server");
+    let stdout = server.stdout.take().expect("stdout");
+    let _server = Guard(server);
+    let mut ready = String::new();
+    BufReader::new(stdout).read_line(&mut ready).expect("server output");
+    assert_eq!(ready.trim(), "ready", "the Go server did not start");
+    let (_loupe, _metrics_port, api_port) = start_loupe();
+    login(api_port);
+
+    let out = Command::new(&prog).args(["client", &port.to_string()]).output().expect("run the Go client");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "done",
+        "Go client: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let script = write_script(
+        &dir,
+        "go-tls.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='http_events', start_time='-5m')\n\
+             df = df[(df.local_port == {port}) | (df.remote_port == {port})]\n\
+             s = df.groupby(['trace_role', 'major_version', 'req_method', 'req_path', 'resp_status', 'encrypted']).agg(\n\
+             \x20   n=('latency', px.count), min_latency=('latency', px.min), body=('resp_body', px.any))\n\
+             px.display(s, 'counts')\n"
+        ),
+    );
+    let mut want: GoCounts = [1i64, 2]
+        .into_iter()
+        .flat_map(|v| {
+            [("GET", "a", 200), ("GET", "b", 200), ("GET", "missing", 404), ("POST", "post", 200)]
+                .map(move |(method, path, status)| (v, method.to_string(), format!("/h{v}/{path}"), status))
+        })
+        .flat_map(|(v, method, path, status)| {
+            [1, 2].map(|role| ((role, v, method.clone(), path.clone(), status, true), 1))
+        })
+        .collect();
+    want.sort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (got, rows) = loop {
+        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
+        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
+        let rows: Vec<Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
+        let mut got: GoCounts = rows
+            .iter()
+            .map(|r| {
+                let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
+                let int = |c: &str| r[c].as_i64().unwrap_or(-1);
+                let key = (
+                    int("trace_role"),
+                    int("major_version"),
+                    text("req_method"),
+                    text("req_path"),
+                    int("resp_status"),
+                    r["encrypted"].as_bool().unwrap_or(false),
+                );
+                (key, int("n"))
+            })
+            .collect();
+        got.sort();
+        if got == want || Instant::now() > deadline {
+            break (got, rows);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    if got != want {
+        // Every row of the port, to tell a lost request from a lost response.
+        let all = write_script(
+            &dir,
+            "go-tls-rows.pxl",
+            &format!(
+                "import px\n\
+                 df = px.DataFrame(table='http_events', start_time='-5m')\n\
+                 df = df[(df.local_port == {port}) | (df.remote_port == {port})]\n\
+                 px.display(df[['time_', 'trace_role', 'major_version', 'req_path', 'resp_status', 'latency', \
+                 'req_headers', 'resp_headers']], 'rows')\n"
+            ),
+        );
+        let out = px(api_port, &["run", "-f", all.to_str().expect("utf8 path"), "-o", "json"]);
+        eprintln!("rows:\n{}", String::from_utf8_lossy(&out.stdout));
+        let stats = write_script(
+            &dir,
+            "go-tls-stats.pxl",
+            "import px\n\
+             df = px.DataFrame(table='agent_stats', start_time='-5m')\n\
+             df = df.groupby(['counter', 'cause']).agg(value=('value', px.max))\n\
+             px.display(df[df.value > 0], 'stats')\n",
+        );
+        let out = px(api_port, &["run", "-f", stats.to_str().expect("utf8 path"), "-o", "json"]);
+        eprintln!("agent_stats:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+    assert_eq!(got, want, "every Go HTTPS request once per side (1 client, 2 server), HTTP/1.1 and HTTP/2, encrypted");
+    for r in &rows {
+        assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
+        if r["resp_status"].as_i64() == Some(200) {
+            let body = r["body"].as_str().unwrap_or_default();
+            assert!(body.starts_with("secret page /h"), "the response body is plaintext: {r}");
+        }
     }
 }

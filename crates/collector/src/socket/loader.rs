@@ -29,12 +29,14 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
-use aya::programs::uprobe::UProbeScope;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::{ProgramError, TracePoint, UProbe};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use loupe_bpf_common as wire;
 use tracing::{debug, warn};
 
+use super::go_tls::GoTlsTarget;
+use super::port_protocols::PortProtocol;
 use crate::events::{ConnKey, Direction, KernelEvent, Role};
 
 /// Every program in the object and the tracepoint (category, name) it attaches to.
@@ -87,6 +89,25 @@ pub const TLS_PROBES: &[(&str, &str, &str)] = &[
     ("SSL_read_ex", "loupe_ssl_read_ex", "loupe_ssl_read_ret"),
 ];
 
+/// The Go `crypto/tls` programs: (entry program, program attached at each RET) for `(*Conn).Read`;
+/// `(*Conn).Write` emits at its entry and has no RET program.
+const GO_TLS_READ: (&str, &str) = ("loupe_go_tls_read", "loupe_go_tls_read_ret");
+const GO_TLS_WRITE: &str = "loupe_go_tls_write";
+
+/// Value of the `go_tls_binaries` map: `struct go_tls_binary` in `socket_trace.bpf.c`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct GoTlsBinary {
+    tcpconn_itab: u64,
+    conn: u32,
+    tcpconn_fd: u32,
+    sysfd: u32,
+    _pad0: u32,
+}
+
+// SAFETY: repr(C), integers only, no padding (8 + 4 * 4 bytes): every bit pattern is valid.
+unsafe impl aya::Pod for GoTlsBinary {}
+
 /// Default [`TracerConfig::http_copy_bytes`]: twice the HTTP parser's default head limit (8 KiB), so a
 /// head, the default 512-byte body budget and a pipelined next head fit.
 pub const DEFAULT_HTTP_COPY_BYTES: u32 = 16 * 1024;
@@ -116,6 +137,9 @@ pub struct TracerConfig {
     /// copied. Keep it above the head limit plus the body budget, with room for a second message
     /// read in the same syscall.
     pub http_copy_bytes: u32,
+    /// Per-port protocol overrides (at most `MAX_PORT_PROTOCOLS`): the classifier exports such a port's
+    /// connections as the given protocol whatever their first bytes, or never (`none`).
+    pub port_protocols: Vec<PortProtocol>,
 }
 
 impl Default for TracerConfig {
@@ -130,6 +154,7 @@ impl Default for TracerConfig {
             wake_bytes: 1024 * 1024,
             exclude_ports: Vec::new(),
             http_copy_bytes: DEFAULT_HTTP_COPY_BYTES,
+            port_protocols: Vec::new(),
         }
     }
 }
@@ -247,6 +272,10 @@ pub struct Tracer {
     ebpf: Ebpf,
     /// Whether the TLS uprobe programs loaded (`None`), or why not.
     tls_error: Option<String>,
+    /// Whether the Go `crypto/tls` uprobe programs loaded (`None`), or why not.
+    go_tls_error: Option<String>,
+    /// Go executables attached so far: the next one's attach cookie (its key in `go_tls_binaries`) is this + 1.
+    go_binaries: u64,
     ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, [u64; wire::STAT_LEN]>,
     excluded_ports: BpfHashMap<MapData, u16, u8>,
@@ -291,6 +320,12 @@ impl Tracer {
         for &port in &config.exclude_ports {
             excluded_ports.insert(port, 1, 0).map_err(map_error)?;
         }
+        let overrides = take_map(&mut ebpf, wire::MAP_PORT_PROTOCOLS)?;
+        let map_error = |source| LoadError::Map { name: wire::MAP_PORT_PROTOCOLS, source };
+        let mut overrides: BpfHashMap<MapData, u16, u8> = BpfHashMap::try_from(overrides).map_err(map_error)?;
+        for o in &config.port_protocols {
+            overrides.insert(o.port, o.kernel, 0).map_err(map_error)?;
+        }
 
         let mut probes = Vec::with_capacity(PROBES.len());
         let mut first_failure: Option<(String, ProbeError)> = None;
@@ -324,6 +359,10 @@ impl Tracer {
 
         Ok(Tracer {
             tls_error: load_tls(&mut ebpf).err().map(|e| summarize(&e.to_string())),
+            go_tls_error: load_uprobes(&mut ebpf, &[GO_TLS_READ.0, GO_TLS_READ.1, GO_TLS_WRITE])
+                .err()
+                .map(|e| summarize(&e.to_string())),
+            go_binaries: 0,
             ebpf,
             ring,
             stats,
@@ -366,6 +405,51 @@ impl Tracer {
                     .try_into()?;
                 p.attach(symbol, target, UProbeScope::AllProcesses)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Why the Go `crypto/tls` uprobe programs did not load, if they did not.
+    pub fn go_tls_error(&self) -> Option<&str> {
+        self.go_tls_error.as_deref()
+    }
+
+    /// Attaches the Go TLS uprobes to the executable file `target` (every process running it, also
+    /// later ones): programs at the entries of `(*Conn).Read`/`Write`, and at each RET instruction of
+    /// `Read`. The attach cookie keys the executable's entry in the `go_tls_binaries` map (its
+    /// struct offsets and `*net.TCPConn` itab address). Links made before a failure stay.
+    pub fn attach_go_tls(&mut self, target: &std::path::Path, go: &GoTlsTarget) -> Result<(), ProbeError> {
+        if self.go_tls_error.is_some() {
+            return Err(ProbeError::MissingProgram("loupe_go_tls_read (Go TLS programs did not load)".into()));
+        }
+        self.go_binaries += 1;
+        let cookie = self.go_binaries;
+        let binary = GoTlsBinary {
+            tcpconn_itab: go.tcpconn_itab,
+            conn: go.offsets.conn,
+            tcpconn_fd: go.offsets.tcpconn_fd,
+            sysfd: go.offsets.sysfd,
+            _pad0: 0,
+        };
+        let map = self
+            .ebpf
+            .map_mut(wire::MAP_GO_TLS_BINARIES)
+            .ok_or_else(|| ProbeError::MissingProgram(wire::MAP_GO_TLS_BINARIES.to_owned()))?;
+        let mut map: BpfHashMap<&mut MapData, u64, GoTlsBinary> =
+            BpfHashMap::try_from(map).map_err(|e| ProbeError::Program(ProgramError::MapError(e)))?;
+        map.insert(cookie, binary, 0).map_err(|e| ProbeError::Program(ProgramError::MapError(e)))?;
+        let read = std::iter::once((GO_TLS_READ.0, go.read.entry));
+        let points =
+            read.chain(go.read.returns.iter().map(|&r| (GO_TLS_READ.1, r))).chain([(GO_TLS_WRITE, go.write.entry)]);
+        for (program, offset) in points {
+            let p: &mut UProbe = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?
+                .try_into()?;
+            let point =
+                UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: Some(cookie) };
+            p.attach(point, target, UProbeScope::AllProcesses)?;
         }
         Ok(())
     }
@@ -461,6 +545,15 @@ fn validate(config: &TracerConfig) -> Result<(), LoadError> {
             reason: format!("at most {} excluded ports, got {}", wire::MAX_EXCLUDED_PORTS, config.exclude_ports.len()),
         });
     }
+    if config.port_protocols.len() > wire::MAX_PORT_PROTOCOLS {
+        return Err(LoadError::InvalidConfig {
+            reason: format!(
+                "at most {} port protocol overrides, got {}",
+                wire::MAX_PORT_PROTOCOLS,
+                config.port_protocols.len()
+            ),
+        });
+    }
     if !config.ring_bytes.is_power_of_two() || config.ring_bytes < page {
         return Err(LoadError::InvalidConfig {
             reason: format!(
@@ -477,7 +570,12 @@ fn load_tls(ebpf: &mut Ebpf) -> Result<(), ProbeError> {
     let mut names: Vec<&str> = TLS_PROBES.iter().flat_map(|&(_, entry, ret)| [entry, ret]).collect();
     names.sort_unstable();
     names.dedup();
-    for name in names {
+    load_uprobes(ebpf, &names)
+}
+
+/// Loads (without attaching) the named uprobe programs.
+fn load_uprobes(ebpf: &mut Ebpf, names: &[&str]) -> Result<(), ProbeError> {
+    for &name in names {
         let p: &mut UProbe =
             ebpf.program_mut(name).ok_or_else(|| ProbeError::MissingProgram(name.to_owned()))?.try_into()?;
         p.load()?;

@@ -10,8 +10,10 @@
 
 mod conn_stats;
 pub mod events;
+pub mod go_tls;
 mod infer;
 pub mod loader;
+pub mod port_protocols;
 pub mod protocols;
 mod reassembly;
 pub mod tls;
@@ -75,17 +77,20 @@ impl SocketTracer {
     pub fn load(config: SocketConfig, counters: Arc<CollectorCounters>) -> Result<SocketTracer, LoadError> {
         let mut tracer = Tracer::load(&config.tracer)?;
         let mut tls = tls::TlsAttacher::new("/proc");
-        match tracer.tls_error() {
-            None => {
-                tls.scan(&mut tracer);
-                tracing::info!(
-                    libraries = ?tls.attached(),
-                    "TLS plaintext: uprobes on OpenSSL SSL_read/SSL_write (and _ex), libraries found in /proc/<pid>/maps every {}s",
-                    tls::SCAN_INTERVAL.as_secs()
-                );
-            }
-            Some(error) => tracing::warn!(%error, "TLS plaintext not traced: the uprobe programs did not load"),
+        if let Some(error) = tracer.tls_error() {
+            tracing::warn!(%error, "OpenSSL TLS plaintext not traced: the uprobe programs did not load");
         }
+        if let Some(error) = tracer.go_tls_error() {
+            tracing::warn!(%error, "Go crypto/tls plaintext not traced: the uprobe programs did not load");
+        }
+        tls.scan(&mut tracer);
+        tracing::info!(
+            libraries = ?tls.attached(),
+            go_executables = ?tls.go_attached(),
+            "TLS plaintext: uprobes on OpenSSL SSL_read/SSL_write (and _ex) and Go crypto/tls.(*Conn).Read/Write, \
+             found in /proc/<pid>/maps and /proc/<pid>/exe every {}s",
+            tls::SCAN_INTERVAL.as_secs()
+        );
         let tracker = Tracker::new(config.tracker.clone(), ClockConverter::new());
         let (asid, pid) = (config.tracker.asid, std::process::id());
         let upid = Upid::for_local_pid(asid, pid).map_or_else(|| format!("{asid}:{pid}:0"), |u| u.to_string());

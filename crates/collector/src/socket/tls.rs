@@ -1,11 +1,14 @@
-//! TLS libraries: finds the OpenSSL copies processes map and attaches the TLS uprobes to each.
+//! TLS libraries: finds the OpenSSL copies processes map and the Go executables that link
+//! `crypto/tls`, and attaches the TLS uprobes to each.
 //!
 //! Owns the `/proc` scan: every process not yet seen (by pid and executable, so an `exec` is seen
 //! again) has its `/proc/<pid>/maps` read once; each `libssl.so*` file found gets the uprobes of
 //! [`super::loader::TLS_PROBES`] attached once per file (by device and inode, through
-//! `/proc/<pid>/root` so a container's copy is its own file). One attach covers every process
-//! mapping that file, including processes started later; the periodic rescan finds new files. A
-//! process whose TLS library is not covered (GnuTLS, NSS, wolfSSL, mbed TLS) is reported once.
+//! `/proc/<pid>/root` so a container's copy is its own file). Its executable is inspected once per
+//! file too ([`super::go_tls::inspect`]): a covered Go executable gets the Go TLS uprobes. One attach
+//! covers every process mapping that file, including processes started later; the periodic rescan
+//! finds new files. A process whose TLS library is not covered (GnuTLS, NSS, wolfSSL, mbed TLS, or a
+//! Go executable that is stripped, older than Go 1.17 or not x86-64) is reported once.
 //! Must not decode events or parse protocols.
 
 use std::collections::{HashMap, HashSet};
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use super::go_tls::{self, Inspection};
 use super::loader::Tracer;
 
 /// How often `/proc` is listed for new processes.
@@ -66,6 +70,10 @@ pub struct TlsAttacher {
     seen: HashMap<u32, PathBuf>,
     /// Processes already reported as using an uncovered library.
     reported: HashSet<u32>,
+    /// Executables inspected for Go TLS, by (device, inode): why one is not covered, or `None`.
+    executables: HashMap<(u64, u64), Option<(String, String)>>,
+    /// Go executables attached, for the log and tests.
+    go_attached: Vec<(PathBuf, String)>,
     last_scan: Option<Instant>,
     own_pid: u32,
 }
@@ -79,6 +87,8 @@ impl TlsAttacher {
             attached: Vec::new(),
             seen: HashMap::new(),
             reported: HashSet::new(),
+            executables: HashMap::new(),
+            go_attached: Vec::new(),
             last_scan: None,
             own_pid: std::process::id(),
         }
@@ -87,6 +97,11 @@ impl TlsAttacher {
     /// Library files the uprobes are attached to.
     pub fn attached(&self) -> &[PathBuf] {
         &self.attached
+    }
+
+    /// Go executables the Go TLS uprobes are attached to, with their Go version.
+    pub fn go_attached(&self) -> &[(PathBuf, String)] {
+        &self.go_attached
     }
 
     /// Scans if `SCAN_INTERVAL` passed since the last scan.
@@ -99,7 +114,8 @@ impl TlsAttacher {
     /// Lists processes and handles every one not seen before (or that ran `exec` since).
     pub fn scan(&mut self, tracer: &mut Tracer) {
         self.last_scan = Some(Instant::now());
-        if tracer.tls_error().is_some() {
+        let (openssl, go) = (tracer.tls_error().is_none(), tracer.go_tls_error().is_none());
+        if !openssl && !go {
             return;
         }
         let Ok(dir) = std::fs::read_dir(&self.proc_root) else { return };
@@ -117,23 +133,66 @@ impl TlsAttacher {
                 continue;
             }
             self.seen.insert(pid, exe);
+            let go_uncovered = if go { self.inspect_executable(tracer, &proc_dir) } else { None };
             let Ok(maps) = std::fs::read_to_string(proc_dir.join("maps")) else { continue };
             let mapped = mapped_tls_libraries(&maps);
-            for path in &mapped.openssl {
-                self.attach_file(tracer, &proc_dir, path);
+            if openssl {
+                for path in &mapped.openssl {
+                    self.attach_file(tracer, &proc_dir, path);
+                }
             }
-            if mapped.openssl.is_empty() && !mapped.uncovered.is_empty() && self.reported.insert(pid) {
+            let mut uncovered = mapped.uncovered;
+            if mapped.openssl.is_empty()
+                && let Some((version, reason)) = go_uncovered
+            {
+                uncovered.push(format!("Go crypto/tls ({version}: {reason})"));
+            }
+            if mapped.openssl.is_empty() && !uncovered.is_empty() && self.reported.insert(pid) {
                 let comm = std::fs::read_to_string(proc_dir.join("comm")).unwrap_or_default();
                 warn!(
                     pid,
                     process = comm.trim(),
-                    libraries = ?mapped.uncovered,
-                    "TLS library not covered: this process's TLS plaintext is not traced (covered: OpenSSL libssl)"
+                    libraries = ?uncovered,
+                    "TLS library not covered: this process's TLS plaintext is not traced \
+                     (covered: OpenSSL libssl; Go crypto/tls from Go 1.17 on x86-64 with symbols)"
                 );
             }
         }
         self.seen.retain(|pid, _| live.contains(pid));
         self.reported.retain(|pid| live.contains(pid));
+    }
+
+    /// Inspects the process's executable once per file and attaches the Go TLS uprobes to a covered
+    /// Go executable; returns (Go version, reason) when it is a Go executable that is not covered.
+    fn inspect_executable(&mut self, tracer: &mut Tracer, proc_dir: &Path) -> Option<(String, String)> {
+        // /proc/<pid>/exe opens the very file the process runs, even inside a container.
+        let exe = proc_dir.join("exe");
+        let meta = std::fs::metadata(&exe).ok()?;
+        let key = (meta.dev(), meta.ino());
+        if let Some(known) = self.executables.get(&key) {
+            return known.clone();
+        }
+        let verdict = match go_tls::inspect(&exe) {
+            Ok(Inspection::Covered(target)) => match tracer.attach_go_tls(&exe, &target) {
+                Ok(()) => {
+                    let path = std::fs::read_link(&exe).unwrap_or(exe.clone());
+                    info!(
+                        executable = %path.display(),
+                        go = target.go_version,
+                        offsets_from_dwarf = target.offsets.from_dwarf,
+                        read_returns = target.read.returns.len(),
+                        "TLS plaintext: uprobes attached to Go crypto/tls.(*Conn).Read/Write"
+                    );
+                    self.go_attached.push((path, target.go_version));
+                    None
+                }
+                Err(error) => Some((target.go_version, format!("uprobes not attached: {error}"))),
+            },
+            Ok(Inspection::NotCovered { go_version, reason }) => Some((go_version, reason)),
+            Ok(Inspection::NotGo | Inspection::NoTls) | Err(_) => None,
+        };
+        self.executables.insert(key, verdict.clone());
+        verdict
     }
 
     fn attach_file(&mut self, tracer: &mut Tracer, proc_dir: &Path, path: &str) {

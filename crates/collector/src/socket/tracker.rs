@@ -17,6 +17,7 @@ use loupe_schema::protocols::ConnStatsBuilder;
 
 use super::conn_stats::{ClosedStats, ConnStatsKey, traffic_protocol};
 use super::infer;
+use super::port_protocols::{self, PortProtocol};
 use super::protocols::{ConnRows, Losses, PROTOCOLS, RowContext, TableRows, addr_parts};
 use super::reassembly::{Chunk, DirStream, Piece, ReorderLimits, StreamCounters};
 use crate::events::{ConnKey, Direction, KernelEvent, Role};
@@ -49,6 +50,9 @@ pub struct TrackerConfig {
     /// Most such messages held over all connections (the memory budget sets it); past it the
     /// connection adding one drops its oldest (`messages_dropped`, `pending_total_cap`).
     pub max_pending_messages_total: usize,
+    /// Per-port protocol overrides: a connection with such a local or remote port is parsed as that
+    /// protocol (not inferred), or not at all. The kernel applies the same ones (`TracerConfig`).
+    pub port_protocols: Vec<PortProtocol>,
 }
 
 impl Default for TrackerConfig {
@@ -63,6 +67,7 @@ impl Default for TrackerConfig {
             max_connections: 65_536,
             max_pending_messages: 256,
             max_pending_messages_total: 65_536,
+            port_protocols: Vec::new(),
         }
     }
 }
@@ -618,6 +623,22 @@ enum PieceRef<'a> {
     Gap { ts_ns: u64, len: u64 },
 }
 
+/// The connection's port override: `Some(Some(index into PROTOCOLS))` forced, `Some(None)` disabled,
+/// `None` when it has none.
+fn forced_protocol(conn: &Conn, config: &TrackerConfig) -> Option<Option<usize>> {
+    if config.port_protocols.is_empty() {
+        return None;
+    }
+    let port = |p: i64| u16::try_from(p).unwrap_or(0);
+    let o = port_protocols::lookup(&config.port_protocols, port(conn.local.1), port(conn.remote.1))?;
+    Some(o.protocol.and_then(|name| PROTOCOLS.iter().position(|p| p.name() == name)))
+}
+
+/// Whether the override that applies is the connection's local port's (the traced process serves it).
+fn forced_port_is_local(conn: &Conn, config: &TrackerConfig) -> bool {
+    config.port_protocols.iter().any(|o| i64::from(o.port) == conn.local.1)
+}
+
 /// Feeds one piece to the connection's parser, choosing the protocol on its first bytes; false
 /// once the connection's bytes are known not to be parsed (the rest of its pieces are dropped).
 fn feed_piece(
@@ -629,7 +650,19 @@ fn feed_piece(
 ) -> bool {
     if matches!(conn.parsing, Parsing::Undecided) {
         let PieceRef::Bytes { data, .. } = &piece else { return true };
-        let Some(found) = infer::infer(data, direction) else {
+        let inferred = match forced_protocol(conn, config) {
+            None => infer::infer(data, direction),
+            Some(forced) => forced.map(|protocol| {
+                // The role the bytes imply if they look like the forced protocol, else the port's side.
+                let role = match infer::infer(data, direction) {
+                    Some(i) if i.protocol == protocol => i.role,
+                    _ if forced_port_is_local(conn, config) => Role::Server,
+                    _ => Role::Client,
+                };
+                infer::Inferred { protocol, role }
+            }),
+        };
+        let Some(found) = inferred else {
             conn.parsing = Parsing::Other;
             stats.conns_other += 1;
             return false;
