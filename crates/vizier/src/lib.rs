@@ -8,11 +8,13 @@
 
 pub mod health;
 pub mod http;
+pub mod metadata;
 pub mod pem;
 pub mod pixie_service;
 pub mod query_auth;
 pub mod query_service;
 
 pub use health::ProbeReport;
+pub use metadata::PemMetadata;
 pub use pem::{Pem, PemConfig};
 pub use query_auth::{QueryToken, TOKEN_METADATA};
