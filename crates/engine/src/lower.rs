@@ -384,7 +384,22 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         | ScalarFunc::ServiceIdToServiceName
         | ScalarFunc::ServiceNameToServiceId
         | ScalarFunc::ServiceNameToNamespace
-        | ScalarFunc::ContainerIdToStatus => crate::metadata::text(func.spec().name).call(a),
+        | ScalarFunc::ContainerIdToStatus
+        | ScalarFunc::UpidToPodStatus
+        | ScalarFunc::PodNameToOwnerReferences
+        | ScalarFunc::PodIdToOwnerReferences
+        | ScalarFunc::PodNameToServiceId
+        | ScalarFunc::PodNameToDeploymentName
+        | ScalarFunc::PodNameToDeploymentId
+        | ScalarFunc::PodNameToReplicasetName
+        | ScalarFunc::PodNameToReplicasetId
+        | ScalarFunc::PodIdToServiceId
+        | ScalarFunc::PodIdToDeploymentName
+        | ScalarFunc::PodIdToDeploymentId
+        | ScalarFunc::PodIdToReplicasetName
+        | ScalarFunc::PodIdToReplicasetId
+        | ScalarFunc::PodIdToPodLabels
+            => crate::metadata::text(func.spec().name).call(a),
         // `services` is one `ns/name` or a JSON list of them (a pod behind several services).
         ScalarFunc::HasServiceName => {
             let quoted = string::concat().call(vec![lit("\""), arg(1), lit("\"")]);
