@@ -12,6 +12,7 @@ mod e2e;
 mod hardening_auth;
 mod hardening_query;
 mod host_tables;
+mod metadata;
 mod http2_capture;
 mod mqtt_capture;
 mod mysql_capture;
