@@ -398,8 +398,7 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         | ScalarFunc::PodIdToDeploymentId
         | ScalarFunc::PodIdToReplicasetName
         | ScalarFunc::PodIdToReplicasetId
-        | ScalarFunc::PodIdToPodLabels
-            => crate::metadata::text(func.spec().name).call(a),
+        | ScalarFunc::PodIdToPodLabels => crate::metadata::text(func.spec().name).call(a),
         // `services` is one `ns/name` or a JSON list of them (a pod behind several services).
         ScalarFunc::HasServiceName => {
             let quoted = string::concat().call(vec![lit("\""), arg(1), lit("\"")]);

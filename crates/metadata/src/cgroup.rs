@@ -57,7 +57,9 @@ pub struct ContainerRef {
 fn pod_uid(text: &str) -> Option<String> {
     let uid = text.replace('_', "-");
     let ok = uid.len() == 36
-        && uid.char_indices().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() });
+        && uid
+            .char_indices()
+            .all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() });
     ok.then_some(uid)
 }
 

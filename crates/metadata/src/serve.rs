@@ -73,7 +73,8 @@ async fn watch(AxState(s): AxState<Served>, headers: HeaderMap) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many followers\n").into_response();
     };
     let (snapshot, updates) = s.hub.subscribe();
-    let first = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(line(&Message::Snapshot(snapshot))) });
+    let first =
+        futures::stream::once(async move { Ok::<_, std::convert::Infallible>(line(&Message::Snapshot(snapshot))) });
     let rest = futures::stream::unfold((updates, permit), |(mut rx, permit)| async move {
         // A lagging follower ends here (the stream closes); it reconnects for a snapshot.
         let u = rx.recv().await.ok()?;

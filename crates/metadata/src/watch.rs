@@ -54,7 +54,9 @@ pub async fn client(cluster: &Cluster) -> Result<Client, WatchError> {
         Cluster::Kubeconfig(path) => {
             let wrap = |source| WatchError::Kubeconfig { path: path.clone(), source };
             let file = kube::config::Kubeconfig::read_from(path).map_err(wrap)?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default()).await.map_err(wrap)?
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(wrap)?
         }
         Cluster::InCluster => kube::Config::incluster()?,
     };

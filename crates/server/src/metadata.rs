@@ -35,14 +35,19 @@ pub(crate) struct MetadataArgs {
 }
 
 /// Runs the metadata service until `shutdown`.
-pub(crate) async fn run(args: MetadataArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+pub(crate) async fn run(
+    args: MetadataArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let cluster = match (&args.kubeconfig, std::env::var_os("KUBERNETES_SERVICE_HOST")) {
         (Some(path), _) => Cluster::Kubeconfig(path.clone()),
         (None, Some(_)) => Cluster::InCluster,
         (None, None) => bail!("no Kubernetes cluster to watch: pass --kubeconfig, or run in a pod"),
     };
-    let token_file = args.token_file.clone().unwrap_or_else(|| args.data_dir.join("secrets").join("vizier-query-token"));
-    let (token, created) = QueryToken::load_or_create(&token_file).context("the metadata service needs the vizier's token")?;
+    let token_file =
+        args.token_file.clone().unwrap_or_else(|| args.data_dir.join("secrets").join("vizier-query-token"));
+    let (token, created) =
+        QueryToken::load_or_create(&token_file).context("the metadata service needs the vizier's token")?;
     if created {
         tracing::info!(file = %token_file.display(), "generated the vizier's token");
     }

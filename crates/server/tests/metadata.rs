@@ -217,7 +217,11 @@ fn ctx_names_the_pod_of_a_traced_server_in_a_containerd_cgroup() {
     assert_eq!(server["pod"], "shop/cart-7d9-aaaa", "{server}");
     assert_eq!(server["service"], "shop/cart", "{server}");
     assert_eq!(server["namespace"], "shop", "{server}");
-    let client = rows.iter().find(|r| r["pid"] == std::process::id()).unwrap_or_else(|| panic!("no client row: {rows:?}"));
-    assert_eq!((&client["pod"], &client["service"], &client["namespace"]), (&Value::from(""), &Value::from(""), &Value::from("")));
+    let client =
+        rows.iter().find(|r| r["pid"] == std::process::id()).unwrap_or_else(|| panic!("no client row: {rows:?}"));
+    assert_eq!(
+        (&client["pod"], &client["service"], &client["namespace"]),
+        (&Value::from(""), &Value::from(""), &Value::from(""))
+    );
     assert!(client["node"].as_str().is_some_and(|n| !n.is_empty()), "the node is the host: {client}");
 }

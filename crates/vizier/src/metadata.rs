@@ -83,7 +83,8 @@ mod tests {
             let parent = root.join(format!("loupe-vizier-{tag}-{}", std::process::id()));
             let leaf = parent.join(path);
             std::fs::create_dir_all(&leaf).expect("cgroup (needs root)");
-            let mut dirs: Vec<PathBuf> = leaf.ancestors().take_while(|d| d.starts_with(&parent)).map(PathBuf::from).collect();
+            let mut dirs: Vec<PathBuf> =
+                leaf.ancestors().take_while(|d| d.starts_with(&parent)).map(PathBuf::from).collect();
             dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
             let child = Command::new("sleep").arg("120").spawn().expect("sleep");
             std::fs::write(leaf.join("cgroup.procs"), child.id().to_string()).expect("move into the cgroup");
@@ -103,8 +104,14 @@ mod tests {
     }
 
     fn cluster() -> Vec<Update> {
-        let named = |uid: &str, name: &str, owners| Named { uid: uid.into(), name: name.into(), namespace: "shop".into(), owners };
-        let owner = |kind: &str, name: &str, uid: &str| OwnerRef { kind: kind.into(), name: name.into(), uid: uid.into() };
+        let named = |uid: &str, name: &str, owners| Named {
+            uid: uid.into(),
+            name: name.into(),
+            namespace: "shop".into(),
+            owners,
+        };
+        let owner =
+            |kind: &str, name: &str, uid: &str| OwnerRef { kind: kind.into(), name: name.into(), uid: uid.into() };
         vec![
             Update::Upsert(Object::Deployment(named("d-1", "cart", vec![]))),
             Update::Upsert(Object::ReplicaSet(named("rs-1", "cart-7d9", vec![owner("Deployment", "cart", "d-1")]))),
@@ -208,12 +215,8 @@ mod tests {
             df.status = px.pod_name_to_status(df.pod)\n\
             px.display(df[['time_', 'pod', 'service', 'namespace', 'container', 'deployment', 'pid', 'cmd', 'remote_pod', 'status']])\n";
         let engine = pem.engine();
-        let program = loupe_pxl::compile(
-            script,
-            &engine.catalog(),
-            &loupe_pxl::CompileOptions { now_ns: now },
-        )
-        .expect("compiles");
+        let program = loupe_pxl::compile(script, &engine.catalog(), &loupe_pxl::CompileOptions { now_ns: now })
+            .expect("compiles");
         let out = engine.execute_program(&program, &ExecOptions::default()).await.expect("runs");
         let batch = arrow::compute::concat_batches(&out[0].schema, &out[0].batches).expect("one batch");
         assert_eq!(batch.num_rows(), 2);

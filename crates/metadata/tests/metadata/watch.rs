@@ -37,7 +37,10 @@ async fn the_watch_survives_its_end_and_a_410_gone() {
         assert_eq!(s.pod_field(PodField::ServiceName, c), "shop/cart");
         assert_eq!(s.pod_field(PodField::DeploymentName, c), "shop/cart");
         assert_eq!(s.pod_field(PodField::ReplicaSetName, c), "shop/cart-7d9");
-        assert_eq!(s.pod_by_ip_at("10.244.1.9", None).map(|p| s.pod_field(PodField::ServiceName, p)).as_deref(), Some("billing/pay"));
+        assert_eq!(
+            s.pod_by_ip_at("10.244.1.9", None).map(|p| s.pod_field(PodField::ServiceName, p)).as_deref(),
+            Some("billing/pay")
+        );
         assert_eq!(s.pod_named("shop/cart-7d9-bbbb").map(|p| p.uid.as_str()), Some(B), "by name after deletion");
     });
     for t in tasks {

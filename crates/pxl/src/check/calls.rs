@@ -330,10 +330,10 @@ impl Checker<'_> {
                     }
                     self.scalar_call(f.spec(), &what, args, span).map(Value::Scalar)
                 }
-                None if is_metadata_func(other) => {
-                    Err(self
-                        .err(&attr.span, format!("`px.{other}` is a Kubernetes metadata function Loupe does not answer yet")))
-                }
+                None if is_metadata_func(other) => Err(self.err(
+                    &attr.span,
+                    format!("`px.{other}` is a Kubernetes metadata function Loupe does not answer yet"),
+                )),
                 None => Err(self.err(&attr.span, format!("`px.{other}` is not supported yet"))),
             },
         }
