@@ -57,7 +57,7 @@ impl Hub {
     /// Applies `updates` and passes them on to followers.
     pub fn apply(&self, updates: Vec<Update>) {
         let mut state = self.state.write();
-        state.apply_all(updates.iter().cloned());
+        state.apply_deferred(updates.iter().cloned());
         for u in updates {
             // No follower is not an error.
             let _ = self.updates.send(u);
@@ -87,9 +87,17 @@ impl Hub {
         (state.objects().clone(), self.updates.subscribe())
     }
 
-    /// Reads the state.
+    /// Reads the state (indexing first what was applied since the last read).
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.state.read())
+        {
+            let state = self.state.read();
+            if !state.is_stale() {
+                return f(&state);
+            }
+        }
+        let mut state = self.state.write();
+        state.reindex_if_stale();
+        f(&parking_lot::RwLockWriteGuard::downgrade(state))
     }
 }
 

@@ -244,6 +244,8 @@ pub struct State {
     service_by_ip: HashMap<String, String>,
     /// container id → pod UID.
     pod_by_container: HashMap<String, String>,
+    /// Changes applied since the indexes were built ([`State::apply_deferred`]).
+    stale: bool,
 }
 
 fn full(ns: &str, name: &str) -> String {
@@ -293,12 +295,30 @@ impl State {
 
     /// Applies changes in order, indexing once at the end (a relist).
     pub fn apply_all(&mut self, updates: impl IntoIterator<Item = Update>) {
+        self.apply_deferred(updates);
+        self.reindex();
+    }
+
+    /// Applies changes without indexing: lookups are wrong until [`State::reindex_if_stale`]. A busy cluster
+    /// sends many events between two queries; indexes are rebuilt whole (milliseconds for tens of thousands of
+    /// objects), once, when the next query reads them.
+    pub fn apply_deferred(&mut self, updates: impl IntoIterator<Item = Update>) {
         for u in updates {
             self.apply_unindexed(u);
         }
-        // Indexes are rebuilt whole: changes are rare next to lookups, and a cluster's objects are few
-        // enough (tens of thousands) for this to stay in milliseconds.
-        self.reindex();
+        self.stale = true;
+    }
+
+    /// Whether changes were applied since the indexes were built.
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// Rebuilds the indexes if changes were applied since.
+    pub fn reindex_if_stale(&mut self) {
+        if self.stale {
+            self.reindex();
+        }
     }
 
     fn apply_unindexed(&mut self, update: Update) {
@@ -361,6 +381,7 @@ impl State {
     }
 
     fn reindex(&mut self) {
+        self.stale = false;
         let o = &self.objects;
         let mut pods: Vec<&Pod> = o.pods.values().collect();
         pods.sort_by(|a, b| (a.start_ns, &a.uid).cmp(&(b.start_ns, &b.uid)));
