@@ -86,6 +86,49 @@ async fn watch(AxState(s): AxState<Served>, headers: HeaderMap) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// The service's operational routes, without a credential (for probes and Prometheus only): `/healthz`,
+/// `/readyz` (503 naming the kinds not listed yet) and `/metrics` (watch counters, objects per kind).
+pub fn ops_router(hub: Arc<Hub>, stats: Arc<crate::watch::WatchStats>) -> Router {
+    let ready = stats.clone();
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                let missing = ready.unlisted();
+                if missing.is_empty() {
+                    (StatusCode::OK, "ok\n".to_owned())
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, format!("not listed yet: {missing:?}\n"))
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move {
+                let mut out = stats.prometheus();
+                let counts = hub.read(|s| {
+                    let o = s.objects();
+                    [
+                        ("pod", o.pods.values().filter(|p| p.stop_ns == 0).count()),
+                        ("service", o.services.values().filter(|v| v.stop_ns == 0).count()),
+                        ("endpoints", o.endpoints.len()),
+                        ("namespace", o.namespaces.len()),
+                        ("node", o.nodes.len()),
+                        ("replicaset", o.replica_sets.len()),
+                        ("deployment", o.deployments.len()),
+                        ("deleted_remembered", o.deleted.len()),
+                    ]
+                });
+                out.push_str("# HELP loupe_metadata_objects Kubernetes objects held, by kind\n# TYPE loupe_metadata_objects gauge\n");
+                for (kind, n) in counts {
+                    out.push_str(&format!("loupe_metadata_objects{{kind=\"{kind}\"}} {n}\n"));
+                }
+                ([("content-type", "text/plain; version=0.0.4")], out)
+            }),
+        )
+}
+
 /// Errors following the service.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {

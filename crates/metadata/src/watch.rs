@@ -74,6 +74,43 @@ pub struct WatchStats {
     pub watches: AtomicU64,
     /// Watch events applied.
     pub events: AtomicU64,
+    /// One bit per kind of [`Kind::ALL`], set once the kind has been listed.
+    pub listed: AtomicU64,
+}
+
+impl WatchStats {
+    /// The kinds not listed yet (the service is ready when none is left).
+    pub fn unlisted(&self) -> Vec<Kind> {
+        let bits = self.listed.load(Ordering::Relaxed);
+        Kind::ALL.iter().enumerate().filter(|(i, _)| bits & (1 << i) == 0).map(|(_, k)| *k).collect()
+    }
+
+    fn mark_listed(&self, kind: Kind) {
+        if let Some(i) = Kind::ALL.iter().position(|k| *k == kind) {
+            self.listed.fetch_or(1 << i, Ordering::Relaxed);
+        }
+    }
+
+    /// The counters in Prometheus' text format.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        for (name, help, v) in [
+            ("loupe_metadata_lists_total", "Kubernetes lists done (first ones and relists)", &self.lists),
+            (
+                "loupe_metadata_relists_gone_total",
+                "lists done because the API server answered 410 Gone",
+                &self.relists_gone,
+            ),
+            ("loupe_metadata_watches_total", "Kubernetes watches started", &self.watches),
+            ("loupe_metadata_events_total", "watch events applied", &self.events),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
 }
 
 /// Watches every kind with `client` into `hub` until the returned tasks are aborted.
@@ -112,6 +149,7 @@ where
             None => match api.list(&ListParams::default()).await {
                 Ok(list) => {
                     stats.lists.fetch_add(1, Ordering::Relaxed);
+                    stats.mark_listed(kind);
                     let objects = list.items.into_iter().map(convert).collect();
                     hub.replace_kind(kind, objects, now_ns());
                     let v = list.metadata.resource_version.unwrap_or_default();

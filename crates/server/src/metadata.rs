@@ -29,6 +29,10 @@ pub(crate) struct MetadataArgs {
     /// init-secrets`). Generated (0600) if absent. Default: <data-dir>/secrets/vizier-query-token.
     #[arg(long, env = "LOUPE_QUERY_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// Address of /healthz, /readyz (503 until every kind has been listed) and /metrics (watch counters, objects
+    /// per kind). No credential is asked there: keep it where only probes and Prometheus reach it.
+    #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9104")]
+    metrics_listen: SocketAddr,
     /// Directory for the service's state (the default token file).
     #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = crate::default_data_dir())]
     data_dir: PathBuf,
@@ -53,7 +57,14 @@ pub(crate) async fn run(
     }
     let client = watch::client(&cluster).await.context("connecting to the Kubernetes API")?;
     let hub = Hub::new();
-    let tasks = watch::spawn(client, hub.clone(), Arc::new(WatchStats::default()));
+    let stats = Arc::new(WatchStats::default());
+    let tasks = watch::spawn(client, hub.clone(), stats.clone());
+    let ops_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("failed to listen on {} (--metrics-listen)", args.metrics_listen))?;
+    tracing::info!(addr = %ops_listener.local_addr()?, "health and metrics listening (/healthz, /readyz, /metrics)");
+    let ops =
+        tokio::spawn(axum::serve(ops_listener, loupe_metadata::serve::ops_router(hub.clone(), stats)).into_future());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("failed to listen on {} (--listen)", args.listen))?;
@@ -63,6 +74,7 @@ pub(crate) async fn run(
     for t in tasks {
         t.abort();
     }
+    ops.abort();
     served.context("metadata service")
 }
 

@@ -43,7 +43,28 @@ async fn the_watch_survives_its_end_and_a_410_gone() {
         );
         assert_eq!(s.pod_named("shop/cart-7d9-bbbb").map(|p| p.uid.as_str()), Some(B), "by name after deletion");
     });
+    // The service's operational routes: ready (every kind listed), counters and objects in /metrics.
+    let ops = loupe_metadata::serve::ops_router(hub.clone(), stats.clone());
+    let (status, body) = get(ops.clone(), "/readyz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (_, metrics) = get(ops, "/metrics").await;
+    assert!(metrics.contains("loupe_metadata_relists_gone_total 2\n"), "{metrics}");
+    assert!(metrics.contains("loupe_metadata_objects{kind=\"pod\"} 3\n"), "{metrics}");
+    let unready = loupe_metadata::serve::ops_router(hub, std::sync::Arc::default());
+    let (status, body) = get(unready, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("Pod"), "{body}");
     for t in tasks {
         t.abort();
     }
+}
+
+async fn get(router: axum::Router, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let req = axum::http::Request::get(path).body(axum::body::Body::empty()).expect("request");
+    let resp = router.oneshot(req).await.expect("answered");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
