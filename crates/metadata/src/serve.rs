@@ -1,7 +1,8 @@
 //! The metadata service's stream to PEMs, and the PEM's side that follows it.
 //!
 //! `GET /v1/metadata/watch` with the vizier's token in `loupe-vizier-token` answers newline-delimited JSON:
-//! one `{"Snapshot":…}` line with every object, then one `{"Update":…}` line per change. A follower too slow
+//! one `{"Snapshot":…}` line with every object, then one `{"Update":…}` line per change (`"Ping"` when idle, so a
+//! follower tells a dead service from a quiet cluster). A follower too slow
 //! to keep up is cut off; it reconnects and starts again from a snapshot, as after any break.
 
 use std::net::SocketAddr;
@@ -43,7 +44,16 @@ pub enum Message {
     Snapshot(Objects),
     /// One change.
     Update(Update),
+    /// Nothing changed for [`PING_EVERY`]: the service is alive.
+    Ping,
 }
+
+/// How often an idle stream carries a [`Message::Ping`].
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+
+/// A follower that hears nothing (not even a ping) for this long reconnects: the service or the path to it died
+/// without closing the connection.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 struct Served {
@@ -77,8 +87,11 @@ async fn watch(AxState(s): AxState<Served>, headers: HeaderMap) -> Response {
         futures::stream::once(async move { Ok::<_, std::convert::Infallible>(line(&Message::Snapshot(snapshot))) });
     let rest = futures::stream::unfold((updates, permit), |(mut rx, permit)| async move {
         // A lagging follower ends here (the stream closes); it reconnects for a snapshot.
-        let u = rx.recv().await.ok()?;
-        Some((Ok(line(&Message::Update(u))), (rx, permit)))
+        let m = match tokio::time::timeout(PING_EVERY, rx.recv()).await {
+            Ok(u) => Message::Update(u.ok()?),
+            Err(_) => Message::Ping,
+        };
+        Some((Ok(line(&m)), (rx, permit)))
     });
     Response::builder()
         .header("content-type", "application/x-ndjson")
@@ -197,7 +210,10 @@ pub async fn follow_once(addr: SocketAddr, token: &str, hub: &Hub, stats: &Follo
     let mut body = resp.into_body();
     let mut buf = BytesMut::new();
     let result = loop {
-        let Some(frame) = body.frame().await else { break Ok(()) };
+        let Ok(frame) = tokio::time::timeout(SILENCE_LIMIT, body.frame()).await else {
+            break Err(FollowError::Bad(format!("nothing heard for {SILENCE_LIMIT:?}")));
+        };
+        let Some(frame) = frame else { break Ok(()) };
         let Ok(data) = frame?.into_data() else { continue };
         buf.extend_from_slice(&data);
         while let Some(end) = buf.iter().position(|&b| b == b'\n') {
@@ -211,6 +227,7 @@ pub async fn follow_once(addr: SocketAddr, token: &str, hub: &Hub, stats: &Follo
                     hub.apply(vec![u]);
                     stats.updates.fetch_add(1, Ordering::Relaxed);
                 }
+                Ok(Message::Ping) => {}
                 Err(e) => return Err(FollowError::Bad(e.to_string())),
             }
         }
