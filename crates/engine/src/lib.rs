@@ -3,13 +3,15 @@
 //! Owns [`Engine`] (a store handle plus DataFusion session settings), the catalog a caller compiles
 //! against ([`StoreCatalog`]), lowering of `loupe_pxl` plans to DataFusion `DataFrame`s (`lower`;
 //! every registered `px.*` function's lowering is one arm of its exhaustive match), the `px.*`
-//! functions DataFusion lacks (`udf`), the quantile sketch behind percentiles (`sketch`), and each query's limits: a deadline, a memory pool and a row
+//! functions DataFusion lacks (`udf`), the Kubernetes metadata functions over a
+//! [`MetadataSource`] the caller gives (`metadata`), the quantile sketch behind percentiles (`sketch`), and each query's limits: a deadline, a memory pool and a row
 //! cap per output, with results streamed to a [`QuerySink`] as batches are produced. Its API takes a
 //! compiled [`Program`], never source text: the caller compiles and splits (`loupe-planner`), so a
 //! broker can plan what agents run. Must not parse PxL nor write to the store: it only scans.
 
 mod lower;
 mod merge;
+mod metadata;
 mod names;
 mod sketch;
 mod sqlnorm;
@@ -29,6 +31,7 @@ use futures::StreamExt as _;
 use loupe_pxl::{Catalog, Program};
 use loupe_store::Store;
 
+pub use crate::metadata::MetadataSource;
 pub use merge::StreamInputs;
 
 /// Per-query settings: the operator's limits. (The script's clock is a compile input: plans arrive
@@ -270,6 +273,13 @@ impl Engine {
     /// The same engine splitting each query into `n` DataFusion partitions (one per core by default).
     pub fn with_target_partitions(mut self, n: usize) -> Self {
         self.config = self.config.clone().with_target_partitions(n.max(1));
+        self
+    }
+
+    /// The same engine answering the Kubernetes metadata functions (`px.upid_to_pod_name`, `df.ctx['pod']`,
+    /// `px.ip_to_pod_id`, …) from `source`; without one they answer ''.
+    pub fn with_metadata(mut self, source: Arc<dyn MetadataSource>) -> Self {
+        self.config.options_mut().extensions.insert(metadata::MetadataExt(Some(source)));
         self
     }
 

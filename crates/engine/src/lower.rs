@@ -338,8 +338,7 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         ScalarFunc::UpidToCmdline => udf::cmdline().call(a),
         // Pixie's replace is RE2's GlobalReplace: every match, `\\1` for groups (DataFusion reads those too).
         ScalarFunc::Replace => regex::regexp_replace().call(vec![arg(1), arg(0), arg(2), lit("g")]),
-        ScalarFunc::PodNameToStartTime => lit(ScalarValue::TimestampNanosecond(Some(0), None)),
-        ScalarFunc::PodNameToStatus => lit(""),
+        ScalarFunc::PodNameToStartTime => crate::metadata::start_time().call(a),
         ScalarFunc::ScriptReference => {
             // {"label":<label>,"script":<script>,"args":{"<name>":<value>,...}}, each value a JSON string.
             let mut parts = vec![lit("{\"label\":"), json_string(arg(0)), lit(",\"script\":"), json_string(arg(1))];
@@ -363,8 +362,7 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         }
         // One node answers for its own processes only, so a UPID's host and node are this host.
         ScalarFunc::ExecHostname | ScalarFunc::UpidToHostname | ScalarFunc::UpidToNodeName => lit(hostname()),
-        // No Kubernetes metadata is collected yet: every process is outside any pod and service, which Pixie
-        // answers with '' (docs/pxl-functions.md says so for each function).
+        // Kubernetes metadata: asked of the engine's metadata source row by row ('' without one).
         ScalarFunc::UpidToPodName
         | ScalarFunc::UpidToPodId
         | ScalarFunc::UpidToNamespace
@@ -386,11 +384,30 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         | ScalarFunc::PodNameToServiceName
         | ScalarFunc::PodNameToNamespace
         | ScalarFunc::PodNameToPodIp
+        | ScalarFunc::PodNameToStatus
         | ScalarFunc::ServiceIdToServiceName
         | ScalarFunc::ServiceNameToServiceId
-        | ScalarFunc::ServiceNameToNamespace => lit(""),
-        ScalarFunc::HasServiceName => lit(false),
-        ScalarFunc::ContainerIdToStatus => lit(r#"{"state":"Unknown","message":"","reason":""}"#),
+        | ScalarFunc::ServiceNameToNamespace
+        | ScalarFunc::ContainerIdToStatus
+        | ScalarFunc::UpidToPodStatus
+        | ScalarFunc::PodNameToOwnerReferences
+        | ScalarFunc::PodIdToOwnerReferences
+        | ScalarFunc::PodNameToServiceId
+        | ScalarFunc::PodNameToDeploymentName
+        | ScalarFunc::PodNameToDeploymentId
+        | ScalarFunc::PodNameToReplicasetName
+        | ScalarFunc::PodNameToReplicasetId
+        | ScalarFunc::PodIdToServiceId
+        | ScalarFunc::PodIdToDeploymentName
+        | ScalarFunc::PodIdToDeploymentId
+        | ScalarFunc::PodIdToReplicasetName
+        | ScalarFunc::PodIdToReplicasetId
+        | ScalarFunc::PodIdToPodLabels => crate::metadata::text(func.spec().name).call(a),
+        // `services` is one `ns/name` or a JSON list of them (a pod behind several services).
+        ScalarFunc::HasServiceName => {
+            let quoted = string::concat().call(vec![lit("\""), arg(1), lit("\"")]);
+            arg(0).eq(arg(1)).or(unicode::strpos().call(vec![arg(0), quoted]).gt(lit(0i64)))
+        }
         ScalarFunc::KafkaApiKeyName => udf::text_udf("px_kafka_api_key_name").call(a),
         ScalarFunc::CqlOpcodeName => udf::text_udf("px_cql_opcode_name").call(a),
         ScalarFunc::AmqpFrameTypeName => udf::text_udf("px_amqp_frame_type_name").call(a),

@@ -213,9 +213,9 @@ functions! {
     Replace "replace"(constant("pattern", STR), p("s", STR), p("sub", STR)) -> Returns::Fixed(S), Semantic::None,
         Rule::Call, "`s` with every match of regex `pattern` replaced by `sub` (`\\1` names a group)";
     PodNameToStartTime "pod_name_to_start_time"(p("name", STR)) -> Returns::Fixed(T), Semantic::None, Rule::Call,
-        "always the epoch (0) today: Loupe has no Kubernetes metadata yet, so no pod exists (Pixie's answer for an unknown pod)";
+        "when pod `namespace/name` was created (the epoch, 0, when unknown)";
     PodNameToStatus "pod_name_to_status"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no pod exists";
+        "the status of pod `namespace/name` as JSON `{\"phase\",\"message\",\"reason\",\"ready\"}` (phase `Terminated` once deleted; '' when unknown)";
     Negate "negate"(p("x", NUMBER)) -> Returns::SameAs(0), Semantic::SameAs(0), Rule::Call,
         "`-x`";
     ExecHostNumCpus "_exec_host_num_cpus"() -> Returns::Fixed(I), Semantic::None, Rule::Call,
@@ -233,55 +233,83 @@ functions! {
     UpidToNodeName "upid_to_node_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
         "the node of a UPID: the agent's host name (one node holds only its own processes)";
     UpidToPodName "upid_to_pod_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "Kubernetes metadata of the UPID's process, from its cgroup (containerd, CRI-O, Docker) and the vizier's metadata service at the time of the row (a pod deleted since is remembered): its pod, `namespace/name` ('' for a process outside any pod, or without a metadata service)";
     UpidToPodId "upid_to_pod_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "Kubernetes metadata of the UPID's process, from its cgroup (containerd, CRI-O, Docker) and the vizier's metadata service at the time of the row (a pod deleted since is remembered): its pod's UID ('' for a process outside any pod, or without a metadata service)";
     UpidToNamespace "upid_to_namespace"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "Kubernetes metadata of the UPID's process, from its cgroup (containerd, CRI-O, Docker) and the vizier's metadata service at the time of the row (a pod deleted since is remembered): its pod's namespace ('' for a process outside any pod, or without a metadata service)";
     UpidToServiceName "upid_to_service_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "Kubernetes metadata of the UPID's process, from its cgroup (containerd, CRI-O, Docker) and the vizier's metadata service at the time of the row (a pod deleted since is remembered): the services in front of its pod (their endpoints name it), `namespace/name`, a JSON list when several ('' for a process outside any pod, or without a metadata service)";
     UpidToServiceId "upid_to_service_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "Kubernetes metadata of the UPID's process, from its cgroup (containerd, CRI-O, Docker) and the vizier's metadata service at the time of the row (a pod deleted since is remembered): the UIDs of the services in front of its pod, a JSON list when several ('' for a process outside any pod, or without a metadata service)";
     UpidToContainerName "upid_to_container_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "Kubernetes metadata of the UPID's process, from its cgroup (containerd, CRI-O, Docker) and the vizier's metadata service at the time of the row (a pod deleted since is remembered): its container's name in the pod spec ('' for a process outside any pod, or without a metadata service)";
     UpidToContainerId "upid_to_container_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the id of the UPID's container, read from its cgroup (containerd, CRI-O, Docker; also outside Kubernetes; '' for a host process)";
     UpidToDeploymentName "upid_to_deployment_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "Kubernetes metadata of the UPID's process, from its cgroup (containerd, CRI-O, Docker) and the vizier's metadata service at the time of the row (a pod deleted since is remembered): the deployment owning its pod's replica set, `namespace/name` ('' for a process outside any pod, or without a metadata service)";
     UpidToDeploymentId "upid_to_deployment_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "Kubernetes metadata of the UPID's process, from its cgroup (containerd, CRI-O, Docker) and the vizier's metadata service at the time of the row (a pod deleted since is remembered): the UID of the deployment owning its pod ('' for a process outside any pod, or without a metadata service)";
     UpidToReplicasetName "upid_to_replicaset_name"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "Kubernetes metadata of the UPID's process, from its cgroup (containerd, CRI-O, Docker) and the vizier's metadata service at the time of the row (a pod deleted since is remembered): the replica set owning its pod, `namespace/name` ('' for a process outside any pod, or without a metadata service)";
     UpidToReplicasetId "upid_to_replicaset_id"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "Kubernetes metadata of the UPID's process, from its cgroup (containerd, CRI-O, Docker) and the vizier's metadata service at the time of the row (a pod deleted since is remembered): the UID of the replica set owning its pod ('' for a process outside any pod, or without a metadata service)";
     IpToPodId "ip_to_pod_id"(p("ip", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the UID of the pod holding IP `ip` (the live one, else the last that held it; host-network pods are not indexed; '' when none)";
     IpToServiceId "ip_to_service_id"(p("ip", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the UID of the service with cluster IP `ip`, else of the services of the pod holding `ip` ('' when none)";
     PodIdToPodName "pod_id_to_pod_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the pod with UID `id` as `namespace/name` (deleted pods are remembered a while; '' when unknown)";
     PodIdToNamespace "pod_id_to_namespace"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the namespace of the pod with UID `id` ('' when unknown)";
     PodIdToServiceName "pod_id_to_service_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the services in front of the pod with UID `id`, `namespace/name`, a JSON list when several ('' when none)";
     PodIdToNodeName "pod_id_to_node_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the node the pod with UID `id` is scheduled on ('' when unknown)";
     PodNameToPodId "pod_name_to_pod_id"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the UID of pod `namespace/name` (the live one, else the last deleted; '' when unknown)";
     PodNameToServiceName "pod_name_to_service_name"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the services in front of pod `namespace/name`, a JSON list when several ('' when none)";
     PodNameToNamespace "pod_name_to_namespace"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the namespace of pod `namespace/name` ('' when unknown)";
     PodNameToPodIp "pod_name_to_pod_ip"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the IP of pod `namespace/name` ('' when unknown)";
     ServiceIdToServiceName "service_id_to_service_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the service with UID `id` as `namespace/name` ('' when unknown)";
     ServiceNameToServiceId "service_name_to_service_id"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the UID of service `namespace/name` ('' when unknown)";
     ServiceNameToNamespace "service_name_to_namespace"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always '' today: Loupe has no Kubernetes metadata yet, so no process is in a pod (Pixie's answer for one outside any pod)";
+        "the namespace of service `namespace/name` ('' when unknown)";
+    UpidToPodStatus "upid_to_pod_status"(p("upid", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "Kubernetes metadata of the UPID's process, from its cgroup (containerd, CRI-O, Docker) and the vizier's metadata service at the time of the row (a pod deleted since is remembered): its pod's status, JSON `{\"phase\",\"message\",\"reason\",\"ready\"}` ('' for a process outside any pod, or without a metadata service)";
+    PodNameToOwnerReferences "pod_name_to_owner_references"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the owner references of pod `namespace/name`, a JSON list of `{\"kind\",\"name\",\"uid\"}` ('' when unknown)";
+    PodIdToOwnerReferences "pod_id_to_owner_references"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the owner references of the pod with UID `id`, a JSON list of `{\"kind\",\"name\",\"uid\"}` ('' when unknown)";
+    PodNameToServiceId "pod_name_to_service_id"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the UIDs of the services in front of pod `namespace/name`, a JSON list when several ('' when none)";
+    PodNameToDeploymentName "pod_name_to_deployment_name"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the deployment owning pod `namespace/name`, `namespace/name` ('' when none)";
+    PodNameToDeploymentId "pod_name_to_deployment_id"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the UID of the deployment owning pod `namespace/name` ('' when none)";
+    PodNameToReplicasetName "pod_name_to_replicaset_name"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the replica set owning pod `namespace/name`, `namespace/name` ('' when none)";
+    PodNameToReplicasetId "pod_name_to_replicaset_id"(p("name", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the UID of the replica set owning pod `namespace/name` ('' when none)";
+    PodIdToServiceId "pod_id_to_service_id"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the UIDs of the services in front of the pod with UID `id`, a JSON list when several ('' when none)";
+    PodIdToDeploymentName "pod_id_to_deployment_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the deployment owning the pod with UID `id`, `namespace/name` ('' when none)";
+    PodIdToDeploymentId "pod_id_to_deployment_id"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the UID of the deployment owning the pod with UID `id` ('' when none)";
+    PodIdToReplicasetName "pod_id_to_replicaset_name"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the replica set owning the pod with UID `id`, `namespace/name` ('' when none)";
+    PodIdToReplicasetId "pod_id_to_replicaset_id"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the UID of the replica set owning the pod with UID `id` ('' when none)";
+    PodIdToPodLabels "pod_id_to_pod_labels"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the labels of the pod with UID `id`, a JSON object ('' when unknown)";
     HasServiceName "has_service_name"(p("services", STR), p("name", STR)) -> Returns::Fixed(B), Semantic::None,
-        Rule::Call, "always false today: Loupe has no Kubernetes metadata yet, so no process is in a service";
+        Rule::Call, "whether `services` (one `namespace/name` or a JSON list of them, as `upid_to_service_name` answers) names service `name`";
     ProtocolName "protocol_name"(p("protocol", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
         "the name of a protocol number of `conn_stats.protocol` (`HTTP`, `MySQL`, ...; `Invalid (n)` when unknown)";
     HttpRespMessage "http_resp_message"(p("code", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
@@ -313,7 +341,7 @@ functions! {
     NormalizeMysql "normalize_mysql"(p("sql", STR), p("cmd", INT)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
         "a MySQL request (`cmd` 3 Query, or 23 StmtExecute with `query=[..] params=[..]`) with constants replaced by `?`: JSON `{\"query\",\"params\"}`, or `{\"error\"}`";
     ContainerIdToStatus "container_id_to_status"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
-        "always `{\"state\":\"Unknown\",\"message\":\"\",\"reason\":\"\"}` today: Loupe has no Kubernetes metadata yet, so no container is known";
+        "the state of container `id` from its pod's status, JSON `{\"state\",\"message\",\"reason\"}` (`state` `Running`, `Waiting`, `Terminated`; `Unknown` for a container not known)";
 }
 
 impl ScalarFunc {
@@ -398,7 +426,7 @@ mod tests {
             assert_eq!(ScalarFunc::from_name(f.name), Some(f.func));
             assert_eq!(f.func.spec().name, f.name);
         }
-        assert_eq!(FUNCTIONS.len(), 82);
+        assert_eq!(FUNCTIONS.len(), 96);
         assert_eq!(ScalarFunc::from_name("nope"), None);
     }
 

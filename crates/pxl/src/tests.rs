@@ -473,8 +473,8 @@ fn error_ctx_keys() {
     );
     assert_eq!(err(&src("x = df.ctx\n")), (3, 8, "`ctx` is read by key: `df.ctx['pod']`".into()));
     assert_eq!(
-        err(&src("df.pod = px.pod_name_to_owner_references(df.upid)\n")),
-        (3, 13, "`px.pod_name_to_owner_references` needs Kubernetes metadata, which is not available yet".into())
+        err(&src("df.pod = px.pod_id_to_start_time(df.upid)\n")),
+        (3, 13, "`px.pod_id_to_start_time` is a Kubernetes metadata function Loupe does not answer yet".into())
     );
 }
 

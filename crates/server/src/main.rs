@@ -8,6 +8,7 @@ mod cloud;
 mod cluster;
 mod dnsmgr;
 mod doctor;
+mod metadata;
 mod proxy;
 mod vizier;
 mod vzconn;
@@ -70,7 +71,7 @@ enum VizierCommand {
     /// refuses the key.
     Up(vizier::VizierUpArgs),
     /// The query broker of a vizier of many nodes: serves the query API (same as a PEM's) on --listen
-    /// (127.0.0.1:50400), compiles each script once, runs partial work on every live PEM and the merge on the
+    /// (127.0.0.1:50600), compiles each script once, runs partial work on every live PEM and the merge on the
     /// Kelvins. PEMs (`pem --broker`) and Kelvins register with it; every link carries the query token.
     Broker(cluster::BrokerArgs),
     /// A merge-tier node: registers with --broker and merges what PEMs send, on --listen (127.0.0.1:50500).
@@ -78,6 +79,10 @@ enum VizierCommand {
     /// The cloud connector alone, for a PEM running apart (`loupe vizier pem`): registers, keeps the bridge,
     /// sends heartbeats and forwards the cloud's queries to --query-addr with the PEM's query token.
     Connector(vizier::ConnectorArgs),
+    /// The metadata service: watches the cluster's pods, services, endpoints, namespaces, nodes, replica sets and
+    /// deployments (kube-rs; --kubeconfig, else in-cluster) and serves them on --listen (127.0.0.1:50400) to
+    /// PEMs started with --metadata, which must send the vizier's token.
+    Metadata(metadata::MetadataArgs),
 }
 
 #[derive(Subcommand)]
@@ -227,6 +232,14 @@ pub(crate) struct AgentArgs {
     /// show their leaf frame only).
     #[arg(long, env = "LOUPE_PROFILER_STACK_BYTES", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(0..=32768))]
     profiler_stack_bytes: u32,
+    /// Address of the metadata service (`loupe vizier metadata`): `df.ctx['pod']`, `ctx['service']`,
+    /// `px.ip_to_pod_id` and the other Kubernetes functions answer from it. Without it they answer '' (a host
+    /// without Kubernetes); pid, command line and host name answer either way.
+    #[arg(long, env = "LOUPE_METADATA_ADDR")]
+    metadata: Option<SocketAddr>,
+    /// File holding the vizier's token the metadata service demands (with --metadata).
+    #[arg(long, env = "LOUPE_METADATA_TOKEN_FILE")]
+    metadata_token_file: Option<PathBuf>,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/loupe`, else `~/.local/share/loupe`, else `/var/lib/loupe`. At
@@ -278,6 +291,7 @@ fn main() -> ExitCode {
             Command::Vizier(VizierCommand::Connector(args)) => vizier::run_connector(args, shutdown_signal()).await,
             Command::Vizier(VizierCommand::Broker(args)) => cluster::run_broker(args, shutdown_signal()).await,
             Command::Vizier(VizierCommand::Kelvin(args)) => cluster::run_kelvin(args, shutdown_signal()).await,
+            Command::Vizier(VizierCommand::Metadata(args)) => metadata::run(args, shutdown_signal()).await,
             Command::Cloud(CloudCommand::Vzconn(args)) => vzconn::run_vzconn(&args, &stop_on_signal()).await,
             Command::Cloud(CloudCommand::Api(args)) => cloud::run_api(&args, &stop_on_signal()).await,
             Command::Cloud(CloudCommand::Auth(args)) => {
@@ -442,7 +456,8 @@ pub(crate) fn start_pem(args: &AgentArgs) -> Result<Pem> {
         timeout: Some(args.query_timeout),
         memory_limit_bytes: Some(args.query_memory_mb.saturating_mul(1 << 20)),
     };
-    let pem = Pem::start(PemConfig { store, collector, limits })?;
+    let mut pem = Pem::start(PemConfig { store, collector, limits })?;
+    pem.set_metadata(metadata::pem_metadata(args.metadata, args.metadata_token_file.as_ref())?);
     if let Err(why) = pem.probes().readiness() {
         tracing::error!(%why, "the agent is not ready: some traffic will not be seen (/readyz answers 503)");
     }

@@ -466,6 +466,7 @@ fn every_subcommand_has_help() {
         &[],
         &["up"],
         &["vizier", "pem"],
+        &["vizier", "metadata"],
         &["cloud", "api"],
         &["cloud", "auth"],
         &["cloud", "profile"],

@@ -14,6 +14,7 @@ mod hardening_auth;
 mod hardening_query;
 mod host_tables;
 mod http2_capture;
+mod metadata;
 mod mqtt_capture;
 mod mysql_capture;
 mod nats_capture;

@@ -52,7 +52,7 @@ use crate::query_auth::{QueryToken, TOKEN_METADATA};
 use crate::query_service::{MAX_SCRIPT_BYTES, QueryError, VERSION, error_status};
 
 /// Where `loupe vizier broker` listens unless told otherwise.
-pub const DEFAULT_BROKER_ADDR: &str = "127.0.0.1:50400";
+pub const DEFAULT_BROKER_ADDR: &str = "127.0.0.1:50600";
 /// Where `loupe vizier kelvin` listens unless told otherwise.
 pub const DEFAULT_KELVIN_ADDR: &str = "127.0.0.1:50500";
 /// How often agents heartbeat unless the broker says otherwise.

@@ -9,11 +9,13 @@
 pub mod cluster;
 pub mod health;
 pub mod http;
+pub mod metadata;
 pub mod pem;
 pub mod pixie_service;
 pub mod query_auth;
 pub mod query_service;
 
 pub use health::ProbeReport;
+pub use metadata::PemMetadata;
 pub use pem::{ClusterLink, Pem, PemConfig};
 pub use query_auth::{QueryToken, TOKEN_METADATA};

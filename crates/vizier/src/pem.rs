@@ -86,6 +86,8 @@ pub struct Pem {
     probes: ProbeReport,
     /// Queries running now, over every mount of the query service.
     running: Arc<std::sync::atomic::AtomicU64>,
+    /// What the metadata functions read (this host alone until [`Pem::set_metadata`]).
+    metadata: crate::PemMetadata,
 }
 
 impl Pem {
@@ -114,7 +116,24 @@ impl Pem {
             }
             None => (None, ProbeReport::not_tracing()),
         };
-        Ok(Pem { store, collector, limits: config.limits, probes, running: Arc::default() })
+        Ok(Pem {
+            store,
+            collector,
+            limits: config.limits,
+            probes,
+            running: Arc::default(),
+            metadata: crate::PemMetadata::host_only(),
+        })
+    }
+
+    /// Answers the metadata functions (`df.ctx['pod']`, `px.ip_to_pod_id`, …) from `metadata` in the
+    /// query services made after this call.
+    pub fn set_metadata(&mut self, metadata: crate::PemMetadata) {
+        self.metadata = metadata;
+    }
+
+    pub(crate) fn engine(&self) -> Arc<Engine> {
+        Arc::new(Engine::new(self.store.clone()).with_metadata(Arc::new(self.metadata.clone())))
     }
 
     /// The node's store.
@@ -130,7 +149,7 @@ impl Pem {
     /// The query API over this node's store, as a gRPC service WITHOUT any credential check: mount
     /// it only behind one (`loupe up` mounts it on the cloud API's port behind `require_user`).
     pub fn query_service(&self) -> VizierServiceServer<QueryService> {
-        let engine = Arc::new(Engine::new(self.store.clone()));
+        let engine = self.engine();
         let service =
             QueryService::new(engine, self.limits, self.probes.clone()).with_running_counter(Arc::clone(&self.running));
         VizierServiceServer::new(service).max_decoding_message_size(2 << 20).max_encoding_message_size(64 << 20)
@@ -139,7 +158,7 @@ impl Pem {
     /// Pixie's query API (`px.api.vizierpb`) over this node's store, WITHOUT any credential check, like
     /// `query_service`: for Pixie's clients, reached through the cloud's passthrough.
     pub fn pixie_query_service(&self) -> PixieServer<PixieQueryService> {
-        let engine = Arc::new(Engine::new(self.store.clone()));
+        let engine = self.engine();
         let service =
             QueryService::new(engine, self.limits, self.probes.clone()).with_running_counter(Arc::clone(&self.running));
         PixieQueryService::new(service).into_server()

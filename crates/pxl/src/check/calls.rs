@@ -48,7 +48,8 @@ const OPERATOR_FUNCS: &[(&str, BinOp)] = &[
 /// `px.*` names that are known but need machinery Loupe does not have yet.
 const NOT_YET: &[&str] = &["merge", "script_reference", "export", "otel", "vis", "uint128", "make_upid"];
 
-/// True for `px.` metadata lookups that need Kubernetes state (`upid_to_pod_name`, ...).
+/// True for names of `px.` metadata lookups (`upid_to_pod_name`, ...): those not in the registry are refused
+/// as not answered yet.
 fn is_metadata_func(name: &str) -> bool {
     ["upid_to_", "pod_name_to_", "pod_id_to_", "service_name_to_", "service_id_to_", "ip_to_"]
         .iter()
@@ -330,10 +331,10 @@ impl Checker<'_> {
                     }
                     self.scalar_call(f.spec(), &what, args, span).map(Value::Scalar)
                 }
-                None if is_metadata_func(other) => {
-                    Err(self
-                        .err(&attr.span, format!("`px.{other}` needs Kubernetes metadata, which is not available yet")))
-                }
+                None if is_metadata_func(other) => Err(self.err(
+                    &attr.span,
+                    format!("`px.{other}` is a Kubernetes metadata function Loupe does not answer yet"),
+                )),
                 None => Err(self.err(&attr.span, format!("`px.{other}` is not supported yet"))),
             },
         }
