@@ -15,6 +15,8 @@
 # Other load on the host skews every figure: compare within one run, and repeat.
 # Usage (as root): bash scripts/bench-agent.sh [seconds-per-run] [rounds]     (defaults: 10 s, 5 rounds)
 #        LOUPE_BENCH_ONLY=worst|realistic|completeness|memory runs one part.
+#        LOUPE_BENCH_HTTP2=1 runs the worst case over cleartext HTTP/2 instead: nginx `listen ... http2` under
+#        `h2load -t1 -c16 -m1` (nghttp2-client), one request in flight per connection as wrk has.
 #        LOUPE_BENCH_FLOOR=1 adds to each worst-case round a run with the probes attached but every event
 #        filtered out in the kernel (the agent traces pid 1 only): the part of the cost that is the
 #        tracepoints themselves.
@@ -24,7 +26,16 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 rounds=${2:-5}
 only=${LOUPE_BENCH_ONLY:-all}
+http2=${LOUPE_BENCH_HTTP2:-0}
+if [[ $http2 == 1 ]]; then
+  # The other parts drive HTTP/1 with their own client.
+  [[ $only == all || $only == worst ]] || { echo "LOUPE_BENCH_HTTP2=1 runs the worst case only" >&2; exit 2; }
+  only=worst
+fi
 for p in nginx wrk; do command -v $p >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; }; done
+if [[ $http2 == 1 ]] && ! command -v h2load >/dev/null; then
+  apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null
+fi
 cargo build --release -p loupe-collector --example agent --example loadgen >/dev/null 2>&1
 target=${CARGO_TARGET_DIR:-target}/release/examples
 agent=${LOUPE_BENCH_AGENT:-$target/agent}
@@ -36,7 +47,7 @@ cat > "$dir/nginx.conf" <<CONF
 daemon off; master_process off; worker_processes 1; pid $dir/nginx.pid; error_log $dir/error.log;
 events { worker_connections 1024; }
 http { access_log off; client_body_temp_path $dir; proxy_temp_path $dir; fastcgi_temp_path $dir; uwsgi_temp_path $dir; scgi_temp_path $dir;
-  server { listen 127.0.0.1:$port; keepalive_requests 1000000; location / { return 200 'hello world\n'; } } }
+  server { listen 127.0.0.1:$port$([[ $http2 == 1 ]] && echo ' http2'); keepalive_requests 1000000; location / { return 200 'hello world\n'; } } }
 CONF
 nginx -c "$dir/nginx.conf" -p "$dir" & nginx_pid=$!
 agent_pid=
@@ -59,7 +70,11 @@ stop_agent() { kill -TERM "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; a
 run_wrk() {
   local n0 n1 out
   n0=$(cpu_ticks "$nginx_pid")
-  out=$(sh -c 'wrk -t1 -c16 -d"$1s" "$2" | awk "/Requests\/sec/ {print \$2}"; awk "{print \$16 + \$17}" /proc/$$/stat' _ "$secs" "http://127.0.0.1:$port/" | tr '\n' ' ')
+  if [[ $http2 == 1 ]]; then
+    out=$(sh -c 'h2load -t1 -c16 -m1 -D "$1" "$2" | awk "/^finished in/ {print \$4}"; awk "{print \$16 + \$17}" /proc/$$/stat' _ "$secs" "http://127.0.0.1:$port/" | tr '\n' ' ')
+  else
+    out=$(sh -c 'wrk -t1 -c16 -d"$1s" "$2" | awk "/Requests\/sec/ {print \$2}"; awk "{print \$16 + \$17}" /proc/$$/stat' _ "$secs" "http://127.0.0.1:$port/" | tr '\n' ' ')
+  fi
   n1=$(cpu_ticks "$nginx_pid")
   echo "$out" | awk -v n=$((n1 - n0)) -v hz="$hz" -v s="$secs" '{r = $1 * s; printf "%s %.2f %.2f\n", $1, n / hz * 1e6 / r, $2 / hz * 1e6 / r}'
 }
@@ -68,7 +83,7 @@ stats() { sort -g | awk '{v[NR]=$1} END {m = NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v
 field() { tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
 
 if [[ $only == all || $only == worst ]]; then
-  echo "== worst case: nginx, wrk -t1 -c16, ${secs}s runs, $rounds off/on alternations"
+  echo "== worst case: nginx, $([[ $http2 == 1 ]] && echo 'HTTP/2, h2load -t1 -c16 -m1' || echo 'wrk -t1 -c16'), ${secs}s runs, $rounds off/on alternations"
   : > "$dir/ratios"; : > "$dir/cpu"; : > "$dir/floor"; : > "$dir/kernel"; : > "$dir/floorcpu"
   for r in $(seq "$rounds"); do
     if [[ ${LOUPE_BENCH_FLOOR:-} == 1 ]]; then
