@@ -108,15 +108,11 @@ pub fn broker_client(address: &str, token: &QueryToken) -> Result<BrokerServiceC
     Ok(BrokerServiceClient::with_interceptor(channel(address)?, AddToken(token.clone())))
 }
 
-fn unix_ns() -> i64 {
-    loupe_common::time::now_unix_ns()
-}
-
 /// A fresh agent id (a random UUID, as text): several agents on one host must not share one.
 pub fn new_agent_id() -> String {
     let mut b = [0u8; 16];
     if getrandom::fill(&mut b).is_err() {
-        b = unix_ns().to_le_bytes().repeat(2).try_into().unwrap_or([7; 16]);
+        b = loupe_common::time::now_unix_ns().to_le_bytes().repeat(2).try_into().unwrap_or([7; 16]);
     }
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
@@ -602,16 +598,8 @@ impl Broker {
             let _ = tx.send(Ok(fail(&query_id, ErrorCode::InvalidArgument, m))).await;
             return;
         }
-        let now_ns = if req.now_ns != 0 { req.now_ns } else { unix_ns() };
-        let funcs: Vec<loupe_pxl::ExecFunc> = req
-            .exec_funcs
-            .iter()
-            .map(|f| loupe_pxl::ExecFunc {
-                name: f.func_name.clone(),
-                args: f.arg_values.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
-                output_prefix: f.output_table_prefix.clone(),
-            })
-            .collect();
+        let now_ns = if req.now_ns != 0 { req.now_ns } else { loupe_common::time::now_unix_ns() };
+        let funcs = crate::query_service::exec_funcs(&req);
         let catalog = self.engine.catalog();
         let (plan, compile_time) =
             match loupe_planner::plan_cluster(&req.query_str, &catalog, &CompileOptions { now_ns }, &funcs) {
@@ -896,7 +884,7 @@ pub async fn serve_kelvin(
         kind: AgentKind::Kelvin as i32,
         address: advertise,
         hostname: AgentInfo::this_host().hostname,
-        create_time_ns: unix_ns(),
+        create_time_ns: loupe_common::time::now_unix_ns(),
     };
     let heartbeat = spawn_registration(broker, token, me);
     let result = tonic::transport::Server::builder()

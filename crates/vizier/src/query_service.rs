@@ -137,6 +137,18 @@ pub fn error_status(error: &QueryError) -> Status {
     }
 }
 
+/// The functions a request asks to call (a vis spec's), as the compiler takes them.
+pub(crate) fn exec_funcs(req: &ExecuteScriptRequest) -> Vec<loupe_pxl::ExecFunc> {
+    req.exec_funcs
+        .iter()
+        .map(|f| loupe_pxl::ExecFunc {
+            name: f.func_name.clone(),
+            args: f.arg_values.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
+            output_prefix: f.output_table_prefix.clone(),
+        })
+        .collect()
+}
+
 /// Runs one request within `limits` and sends every response message to `tx` as it is ready: per
 /// output its metadata, its batches as DataFusion produces them, an empty `eos` message; then the
 /// stats, or a `Status` when the script fails. Returns when the query ends, fails, or `tx`'s
@@ -154,15 +166,7 @@ pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &s
     let now_ns = if req.now_ns != 0 { req.now_ns } else { loupe_common::time::now_unix_ns() };
     let mut sink = GrpcSink { tx: tx.clone(), query_id: query_id.to_owned(), encode_error: None };
     // Compile and split here, in the caller of the engine: the engine only ever sees plans.
-    let funcs: Vec<loupe_pxl::ExecFunc> = req
-        .exec_funcs
-        .iter()
-        .map(|f| loupe_pxl::ExecFunc {
-            name: f.func_name.clone(),
-            args: f.arg_values.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
-            output_prefix: f.output_table_prefix.clone(),
-        })
-        .collect();
+    let funcs = exec_funcs(req);
     let options = CompileOptions { now_ns };
     // `px sql`: the same engine, limits and stream, over SQL instead of PxL (nothing to compile here).
     if req.language == loupe_proto::vizierpb::QueryLanguage::Sql as i32 {
