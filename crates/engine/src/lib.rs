@@ -13,6 +13,7 @@ mod lower;
 mod merge;
 mod metadata;
 mod names;
+mod shared;
 mod sketch;
 mod sqlnorm;
 mod udf;
@@ -195,6 +196,8 @@ pub struct Engine {
     cluster: Option<Arc<Vec<AgentStatus>>>,
     /// A merge's placeholder tables (`loupe_planner::stream_table`), read before the store.
     streams: Arc<std::collections::HashMap<String, Arc<dyn datafusion::catalog::TableProvider>>>,
+    /// Results of the running program's repeated subtrees (`shared`), empty outside a query.
+    shared: shared::Shared,
 }
 
 /// One agent of a cluster as `px.GetAgentStatus()` lists it.
@@ -261,6 +264,7 @@ impl Engine {
             agent: AgentInfo::this_host(),
             cluster: None,
             streams: Arc::new(std::collections::HashMap::new()),
+            shared: shared::Shared::default(),
         }
     }
 
@@ -322,7 +326,7 @@ impl Engine {
     async fn run(&self, program: &Program, opts: &ExecOptions, sink: &mut impl QuerySink) -> Result<u64> {
         let (engine, program_owned, limits) = (self.clone(), program.clone(), *opts);
         let frames = query_runtime()
-            .spawn(async move { engine.plan_frames(&program_owned, &limits) })
+            .spawn(async move { engine.plan_frames(&program_owned, &limits).await })
             .await
             .map_err(|e| ExecError::Execution(DataFusionError::External(Box::new(e))))??;
         stream_frames(frames, opts, sink).await
@@ -350,17 +354,19 @@ impl Engine {
         }
     }
 
-    /// Every output lowered to a DataFrame before any runs, so a planning error comes before any result.
-    fn plan_frames(
+    /// Every output lowered to a DataFrame before any runs, so a planning error comes before any result;
+    /// repeated subtrees that would be costly to plan again are run first, once (`shared`).
+    async fn plan_frames(
         &self,
         program: &Program,
         opts: &ExecOptions,
     ) -> Result<Vec<(String, datafusion::dataframe::DataFrame)>> {
         let max_rows = opts.row_cap(program);
         let ctx = self.session(opts)?;
+        let eng = shared::prepare(self, &ctx, program, shared::budget(opts)).await?;
         let mut frames = Vec::with_capacity(program.outputs.len());
         for out in &program.outputs {
-            let df = lower::output_frame(&ctx, self, out, max_rows)?;
+            let df = lower::output_frame(&ctx, &eng, out, max_rows)?;
             frames.push((out.name.clone(), df));
         }
         Ok(frames)

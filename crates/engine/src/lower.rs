@@ -68,6 +68,10 @@ fn time_lit(ns: i64) -> DfExpr {
 }
 
 pub(crate) fn lower_plan(ctx: &SessionContext, eng: &Engine, plan: &Plan) -> Result<DataFrame> {
+    // A repeated subtree computed once for this query (`shared`).
+    if let Some(table) = eng.shared.get(plan) {
+        return Ok(ctx.read_table(table)?);
+    }
     Ok(match plan {
         Plan::Udtf { func, args } => {
             let batch = udtf::rows(eng, *func, args)?;

@@ -9,4 +9,5 @@ mod golden;
 mod golden_files;
 mod limits;
 mod pxviews;
+mod shared;
 mod tables;

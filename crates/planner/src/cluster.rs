@@ -114,23 +114,8 @@ fn collect_streams(plan: &Plan, found: &mut Vec<usize>) {
     {
         found.push(i);
     }
-    for child in children(plan) {
+    for child in plan.inputs() {
         collect_streams(child, found);
-    }
-}
-
-fn children(plan: &Plan) -> Vec<&Plan> {
-    match plan {
-        Plan::Source { .. } | Plan::Udtf { .. } => Vec::new(),
-        Plan::Filter { input, .. }
-        | Plan::Map { input, .. }
-        | Plan::Project { input, .. }
-        | Plan::Drop { input, .. }
-        | Plan::Aggregate { input, .. }
-        | Plan::Limit { input, .. }
-        | Plan::Rename { input, .. } => vec![input],
-        Plan::Join { left, right, .. } => vec![left, right],
-        Plan::Union { inputs } => inputs.iter().collect(),
     }
 }
 

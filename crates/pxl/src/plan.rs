@@ -151,6 +151,24 @@ pub enum Plan {
     },
 }
 
+impl Plan {
+    /// The plans this one reads, in order (none for a source).
+    pub fn inputs(&self) -> Vec<&Plan> {
+        match self {
+            Plan::Source { .. } | Plan::Udtf { .. } => Vec::new(),
+            Plan::Filter { input, .. }
+            | Plan::Map { input, .. }
+            | Plan::Project { input, .. }
+            | Plan::Drop { input, .. }
+            | Plan::Aggregate { input, .. }
+            | Plan::Limit { input, .. }
+            | Plan::Rename { input, .. } => vec![input],
+            Plan::Join { left, right, .. } => vec![left, right],
+            Plan::Union { inputs } => inputs.iter().collect(),
+        }
+    }
+}
+
 /// Source functions a script reads like tables (Pixie's UDTFs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Udtf {
