@@ -13,6 +13,7 @@ mod lower;
 mod merge;
 mod metadata;
 mod names;
+mod request_path;
 mod shared;
 mod sketch;
 mod sqlnorm;

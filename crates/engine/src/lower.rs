@@ -426,6 +426,7 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         ScalarFunc::NormalizeMysql => udf::text_udf("px_normalize_mysql").call(a),
         ScalarFunc::Nslookup => udf::nslookup().call(a),
         ScalarFunc::Strptime => udf::strptime().call(a),
+        ScalarFunc::MatchEndpoint => crate::request_path::match_endpoint().call(a),
         ScalarFunc::Itoa => cast(arg(0), DataType::Utf8),
         // absl's SimpleAtoi: surrounding spaces allowed, anything else not a number gives the default.
         ScalarFunc::Atoi => datafusion::functions::core::expr_fn::coalesce(vec![

@@ -62,6 +62,7 @@ pub(crate) fn register(ctx: &SessionContext) {
     ctx.register_udf(pluck_array().as_ref().clone());
     ctx.register_udf(nslookup().as_ref().clone());
     ctx.register_udf(strptime().as_ref().clone());
+    ctx.register_udf(crate::request_path::match_endpoint().as_ref().clone());
     for f in TEXT_FNS {
         ctx.register_udf(text_udf(f.name).as_ref().clone());
     }

@@ -342,6 +342,9 @@ functions! {
         "a MySQL request (`cmd` 3 Query, or 23 StmtExecute with `query=[..] params=[..]`) with constants replaced by `?`: JSON `{\"query\",\"params\"}`, or `{\"error\"}`";
     ContainerIdToStatus "container_id_to_status"(p("id", STR)) -> Returns::Fixed(S), Semantic::None, Rule::Call,
         "the state of container `id` from its pod's status, JSON `{\"state\",\"message\",\"reason\"}` (`state` `Running`, `Waiting`, `Terminated`; `Unknown` for a container not known)";
+    MatchEndpoint "_match_endpoint"(p("request_path", STR), p("endpoint", STR)) -> Returns::Fixed(B), Semantic::None,
+        Rule::Call,
+        "whether `request_path` (its query string left out) has the components of `endpoint`, where a `*` component matches any one (`/users/42` matches `/users/*`, not `/users/*/posts`)";
 }
 
 impl ScalarFunc {
@@ -426,7 +429,7 @@ mod tests {
             assert_eq!(ScalarFunc::from_name(f.name), Some(f.func));
             assert_eq!(f.func.spec().name, f.name);
         }
-        assert_eq!(FUNCTIONS.len(), 96);
+        assert_eq!(FUNCTIONS.len(), 97);
         assert_eq!(ScalarFunc::from_name("nope"), None);
     }
 
