@@ -157,6 +157,10 @@ pub(crate) fn lower_plan(ctx: &SessionContext, eng: &Engine, plan: &Plan) -> Res
                             AggFunc::Min | AggFunc::Any => agg::min(col),
                             AggFunc::Max => agg::max(col),
                             AggFunc::Percentile(k) => percentile(col, k.fraction()),
+                            AggFunc::RequestPathClusters => {
+                                crate::request_path::build_clusters(crate::request_path::ClusterInput::Paths)
+                                    .call(vec![col])
+                            }
                             AggFunc::Quantiles => agg::count(col),
                         };
                         agg_exprs.push(e.alias(&a.output));
@@ -185,8 +189,10 @@ pub(crate) fn lower_plan(ctx: &SessionContext, eng: &Engine, plan: &Plan) -> Res
             let rk: Vec<&str> = right_on.iter().map(String::as_str).collect();
             let out: Vec<DfExpr> = left_columns.iter().chain(right_columns).map(|(_, o)| ident(o)).collect();
             if lk.is_empty() {
-                // `left_on=[]`: every left row with every right row.
-                l.join_on(r, join, Vec::<DfExpr>::new())?.select(out)?
+                // `left_on=[]`: every left row with every right row. DataFusion wants a condition for an outer
+                // join (Pixie's endpoint scripts join a one-row aggregate with `how='outer'`): always true.
+                let on = if join == JoinType::Inner { Vec::new() } else { vec![lit(true)] };
+                l.join_on(r, join, on)?.select(out)?
             } else {
                 l.join(r, join, &lk, &rk, None)?.select(out)?
             }
@@ -427,6 +433,7 @@ fn lower_call(func: ScalarFunc, args: &[Expr]) -> DfExpr {
         ScalarFunc::Nslookup => udf::nslookup().call(a),
         ScalarFunc::Strptime => udf::strptime().call(a),
         ScalarFunc::MatchEndpoint => crate::request_path::match_endpoint().call(a),
+        ScalarFunc::PredictRequestPathCluster => crate::request_path::predict_cluster().call(a),
         ScalarFunc::Itoa => cast(arg(0), DataType::Utf8),
         // absl's SimpleAtoi: surrounding spaces allowed, anything else not a number gives the default.
         ScalarFunc::Atoi => datafusion::functions::core::expr_fn::coalesce(vec![

@@ -24,6 +24,7 @@ use datafusion::prelude::SessionContext;
 use loupe_planner::{ClusterPlan, Stream, StreamSends, stream_table};
 use loupe_pxl::{AggFunc, Aggregation, PercentileKey, Program};
 
+use crate::request_path::{self, ClusterInput};
 use crate::sketch::{self, SketchInput, SketchOutput};
 use crate::{Engine, ExecError, ExecOptions, QuerySink, Result, lower};
 
@@ -201,6 +202,10 @@ pub(crate) fn partial_aggregate(df: DataFrame, group_by: &[String], aggs: &[Aggr
             // `px.any` is lowered as min everywhere, so the merged value is the one a single store picks.
             AggFunc::Min | AggFunc::Any => exprs.push(agg::min(col).alias(part(k, 0))),
             AggFunc::Max => exprs.push(agg::max(col).alias(part(k, 0))),
+            // A clustering's partial state is its JSON, as Pixie's.
+            AggFunc::RequestPathClusters => {
+                exprs.push(request_path::build_clusters(ClusterInput::Paths).call(vec![col]).alias(part(k, 0)))
+            }
             AggFunc::Percentile(_) | AggFunc::Quantiles => exprs.push(
                 sketch::udaf_over(SketchInput::Values, SketchOutput::State)
                     .call(vec![cast(col, DataType::Float64)])
@@ -247,6 +252,10 @@ pub(crate) fn final_aggregate(df: DataFrame, group_by: &[String], aggs: &[Aggreg
             AggFunc::Percentile(key) => {
                 let out = SketchOutput::Percentile(per_ten_thousand(key.fraction()));
                 exprs.push(sketch::udaf_over(SketchInput::States, out).call(vec![p(0)]).alias(fin(k, 0)));
+                f(0)
+            }
+            AggFunc::RequestPathClusters => {
+                exprs.push(request_path::build_clusters(ClusterInput::Clusterings).call(vec![p(0)]).alias(fin(k, 0)));
                 f(0)
             }
             AggFunc::Quantiles => {

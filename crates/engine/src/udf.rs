@@ -63,6 +63,8 @@ pub(crate) fn register(ctx: &SessionContext) {
     ctx.register_udf(nslookup().as_ref().clone());
     ctx.register_udf(strptime().as_ref().clone());
     ctx.register_udf(crate::request_path::match_endpoint().as_ref().clone());
+    ctx.register_udf(crate::request_path::predict_cluster().as_ref().clone());
+    ctx.register_udaf(crate::request_path::build_clusters(crate::request_path::ClusterInput::Paths));
     for f in TEXT_FNS {
         ctx.register_udf(text_udf(f.name).as_ref().clone());
     }

@@ -174,6 +174,7 @@ fn uda_list() -> Vec<(&'static str, &'static str, &'static str)> {
         (AggFunc::Max.name(), "the input's type", "INT64/FLOAT64/TIME64NS/STRING"),
         (AggFunc::Any.name(), "the input's type", "any"),
         (AggFunc::Quantiles.name(), "STRING", "INT64/FLOAT64"),
+        (AggFunc::RequestPathClusters.name(), "STRING", "STRING"),
     ];
     for k in PercentileKey::ALL {
         out.push((AggFunc::Percentile(k).name(), "FLOAT64", "INT64/FLOAT64"));

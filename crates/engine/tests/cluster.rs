@@ -177,3 +177,42 @@ px.display(df.agg(n=('latency', px.count), avg=('latency', px.mean), p=('latency
     assert_eq!(rows_of(&got), rows_of(&expected));
     let _ = NOW;
 }
+
+/// Pixie's endpoint clustering (`pxbeta/service_endpoints`): the clustering aggregate travels between
+/// agents as its JSON state and the endpoints it predicts are those one store predicts.
+#[tokio::test]
+async fn request_paths_cluster_into_the_same_endpoints_split_or_not() {
+    let mut rng = Rng(42);
+    let rows = |n: usize, rng: &mut Rng| -> Vec<HttpEventRow> {
+        (0..n)
+            .map(|_| {
+                let path = match rng.next(3) {
+                    0 => format!("/users/{}", rng.next(50)),
+                    1 => format!("/orders/{}/items?page={}", rng.next(20), rng.next(3)),
+                    _ => "/healthz".to_string(),
+                };
+                row(1 + rng.next(200) as i64, &path, "GET", 200, 5)
+            })
+            .collect()
+    };
+    let parts: Vec<Vec<HttpEventRow>> = (0..3).map(|_| rows(120, &mut rng)).collect();
+    let agents: Vec<Engine> = parts.iter().map(|p| engine_with(p)).collect();
+    let all = engine_with(&parts.concat());
+    let script = "import px
+df = px.DataFrame('http_events', start_time='-5m')
+clustering = df.agg(clustering=('req_path', px._build_request_path_clusters))
+df = df.merge(clustering, how='outer', right_on=[], left_on=[], suffixes=['', ''])
+df.endpoint = px._predict_request_path_cluster(df.req_path, df.clustering)
+px.display(df.groupby('endpoint').agg(n=('req_path', px.count)), 'endpoints')
+";
+    let program = compile(&all, script);
+    let expected = all.execute_program(&program, &opts()).await.expect("runs on one store");
+    let got = run_cluster(&agents, &empty_engine(), &split_cluster(program)).await;
+    assert_eq!(rows_of(&got), rows_of(&expected));
+    let lines = rows_of(&expected);
+    let endpoints: Vec<&str> = lines[0].1.iter().map(|l| l.split(',').next().unwrap_or_default()).collect();
+    assert_eq!(endpoints.len(), 3, "{lines:?}");
+    assert!(lines[0].1.iter().any(|l| l.contains("/users/*")), "{lines:?}");
+    assert!(lines[0].1.iter().any(|l| l.contains("/orders/*/items")), "{lines:?}");
+    assert!(lines[0].1.iter().any(|l| l.contains("/healthz")), "{lines:?}");
+}

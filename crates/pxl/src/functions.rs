@@ -345,6 +345,9 @@ functions! {
     MatchEndpoint "_match_endpoint"(p("request_path", STR), p("endpoint", STR)) -> Returns::Fixed(B), Semantic::None,
         Rule::Call,
         "whether `request_path` (its query string left out) has the components of `endpoint`, where a `*` component matches any one (`/users/42` matches `/users/*`, not `/users/*/posts`)";
+    PredictRequestPathCluster "_predict_request_path_cluster"(p("request_path", STR), p("clustering", STR))
+        -> Returns::Fixed(S), Semantic::None, Rule::Call,
+        "the endpoint of `request_path` in `clustering`, the JSON `px._build_request_path_clusters` aggregates: its cluster's template (`/users/*`) once the cluster has more than 5 distinct paths, else the path itself";
 }
 
 impl ScalarFunc {
@@ -429,7 +432,7 @@ mod tests {
             assert_eq!(ScalarFunc::from_name(f.name), Some(f.func));
             assert_eq!(f.func.spec().name, f.name);
         }
-        assert_eq!(FUNCTIONS.len(), 97);
+        assert_eq!(FUNCTIONS.len(), 98);
         assert_eq!(ScalarFunc::from_name("nope"), None);
     }
 

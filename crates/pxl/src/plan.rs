@@ -335,6 +335,8 @@ pub enum AggFunc {
     Any,
     /// A JSON string `{"p01":..,"p10":..,"p25":..,"p50":..,"p75":..,"p90":..,"p99":..}`.
     Quantiles,
+    /// Pixie's `px._build_request_path_clusters`: the request paths' endpoints, as a clustering (JSON).
+    RequestPathClusters,
     /// Approximate percentile (0..=1) → FLOAT64: `px.p50`, `px.p90`, `px.p99`, ...
     Percentile(PercentileKey),
 }
@@ -348,6 +350,7 @@ impl AggFunc {
             AggFunc::Count => None,
             AggFunc::Quantiles if input == Some("ST_DURATION_NS") => Some("ST_DURATION_NS_QUANTILES".into()),
             AggFunc::Quantiles => Some("ST_QUANTILES".into()),
+            AggFunc::RequestPathClusters => None,
             _ => input.map(str::to_string),
         }
     }
@@ -430,6 +433,7 @@ impl AggFunc {
             (AggFunc::Min | AggFunc::Max, t @ (Int64 | Float64 | Time | String)) => Some(t),
             (AggFunc::Quantiles, Int64 | Float64) => Some(String),
             (AggFunc::Percentile(_), Int64 | Float64) => Some(Float64),
+            (AggFunc::RequestPathClusters, String) => Some(String),
             _ => None,
         }
     }
@@ -444,6 +448,7 @@ impl AggFunc {
             AggFunc::Max => "max",
             AggFunc::Any => "any",
             AggFunc::Quantiles => "quantiles",
+            AggFunc::RequestPathClusters => "_build_request_path_clusters",
             AggFunc::Percentile(k) => k.name(),
         }
     }
@@ -458,6 +463,7 @@ impl AggFunc {
             "max" => AggFunc::Max,
             "any" => AggFunc::Any,
             "quantiles" => AggFunc::Quantiles,
+            "_build_request_path_clusters" => AggFunc::RequestPathClusters,
             other => AggFunc::Percentile(PercentileKey::from_name(other)?),
         })
     }

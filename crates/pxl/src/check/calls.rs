@@ -62,7 +62,7 @@ fn known_px_names() -> impl Iterator<Item = &'static str> {
         .into_iter()
         .chain(["days", "hours", "minutes", "seconds", "milliseconds", "microseconds"])
         .chain(["count", "sum", "mean", "min", "max", "any", "quantiles", "p01", "p10", "p25"])
-        .chain(["p50", "p75", "p90", "p99"])
+        .chain(["p50", "p75", "p90", "p99", "_build_request_path_clusters"])
         .chain(SEMANTIC_CASTS.iter().map(|(n, _)| *n))
         .chain(OPERATOR_FUNCS.iter().map(|(n, _)| *n))
         .chain(FUNCTIONS.iter().map(|f| f.name))

@@ -55,13 +55,7 @@ impl Checker<'_> {
                 key.span.clone(),
                 format!("unknown `ctx` key `{name}`"),
             );
-            if matches!(name.as_str(), "cmdline" | "cmd") {
-                d = crate::diagnostic::Diagnostic::new(
-                    self.source,
-                    key.span.clone(),
-                    format!("`ctx['{name}']` is not available yet: Loupe keeps no process command lines"),
-                );
-            } else if let Some(h) = crate::diagnostic::did_you_mean(&name, CTX_KEYS.iter().map(|(k, _)| *k)) {
+            if let Some(h) = crate::diagnostic::did_you_mean(&name, CTX_KEYS.iter().map(|(k, _)| *k)) {
                 d = d.with_help(h);
             }
             return Err(Box::new(d));
