@@ -6,7 +6,8 @@
 //! broker lists every agent, that a lost PEM (killed, or stopped so it never answers) leaves a partial
 //! answer with a warning naming it, in bounded time, that `px` prints that warning and exits 0, that a
 //! caller without the vizier's token is refused on every link, that PEMs ship partial aggregates (bytes
-//! moved against the raw rows' Arrow size), and that a client leaving cancels the work on every PEM.
+//! moved against the raw rows' Arrow size), that a client leaving cancels the work on every PEM, and that
+//! the agent configuration (`loupe vizier config set`) reaches running PEMs and applies without a restart.
 //! Owns only these tests; queries over loaded rows filter on their paths (`/k…`), since a tracing PEM
 //! also sees the host's other traffic.
 
@@ -54,12 +55,13 @@ fn loupe_common_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos() as i64
 }
 
-/// Writes `rows` as an Arrow IPC stream file, in batches of 64 Ki rows; returns its size.
+/// Writes `rows` as an Arrow IPC stream file, in batches of 8 Ki rows (so that a smaller table budget has whole
+/// batches to evict); returns its size.
 fn write_ipc(path: &Path, rows: &[HttpEventRow]) -> u64 {
     let file = std::fs::File::create(path).expect("create ipc file");
     let mut writer: Option<arrow::ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>> = None;
     let mut file = Some(std::io::BufWriter::new(file));
-    for chunk in rows.chunks(1 << 16) {
+    for chunk in rows.chunks(1 << 13) {
         let mut b = HttpEventsBuilder::new();
         for r in chunk {
             b.append(r);
@@ -409,6 +411,7 @@ fn every_link_refuses_a_caller_without_the_vizier_token() {
             address: "127.0.0.1:1".into(),
             hostname: "x".into(),
             create_time_ns: 0,
+            ..RegisterRequest::default()
         };
         let refused =
             broker.register(with_token(me.clone(), Some("not-the-token-0123456789"))).await.expect_err("refused");
@@ -479,6 +482,130 @@ px.display(df.groupby('req_path').agg(n=('latency', px.count), avg=('latency', p
         while !std::fs::read_to_string(&log).unwrap_or_default().contains("streams cancelled") {
             assert!(Instant::now() < deadline, "PEM {i} kept working for a client that left: {}", log.display());
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Each agent's `(kind, config_version)` by port, from `px.GetAgentStatus()` on the broker.
+fn agent_configs(cluster: &Cluster) -> BTreeMap<String, (String, i64)> {
+    let (tables, _, error) = cluster.query(AGENTS);
+    assert_eq!(error, None);
+    let mut m = BTreeMap::new();
+    for b in &tables["agents"] {
+        let (addr, kind, version) = (
+            b.column_by_name("ip_address").expect("ip_address").as_string::<i32>().clone(),
+            b.column_by_name("kind").expect("kind").as_string::<i32>().clone(),
+            b.column_by_name("config_version").expect("config_version").as_primitive::<Int64Type>().clone(),
+        );
+        for i in 0..b.num_rows() {
+            m.insert(addr.value(i).to_string(), (kind.value(i).to_string(), version.value(i)));
+        }
+    }
+    m
+}
+
+/// `loupe vizier config ARGS` against the cluster's broker: exit status success, stdout, stderr.
+fn config_cmd(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(loupe_bin())
+        .args(["vizier", "config"])
+        .args(args)
+        .args(["--broker", &cluster.addr(), "--query-token-file"])
+        .arg(cluster.dir.join("token"))
+        .output()
+        .expect("run loupe vizier config");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Waits until every live agent reports `version` applied.
+fn wait_applied(cluster: &Cluster, version: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let agents = agent_configs(cluster);
+        if agents.values().all(|(_, v)| *v == version) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "version {version} not applied everywhere: {agents:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Rows of `http_events` whose path is `path` (or starts with `/k` for `None`), over every PEM.
+fn count_rows(cluster: &Cluster, filter: &str) -> i64 {
+    let script = format!(
+        "import px\ndf = px.DataFrame('http_events', start_time='-10m')\ndf = df[{filter}]\n\
+         px.display(df.agg(n=('latency', px.count)), 'n')\n"
+    );
+    let (tables, _, error) = cluster.query(&script);
+    assert_eq!(error, None);
+    tables
+        .get("n")
+        .and_then(|b| b.first())
+        .map_or(0, |b| b.column_by_name("n").expect("n").as_primitive::<Int64Type>().value(0))
+}
+
+#[test]
+fn the_agent_configuration_applies_on_running_pems_without_a_restart() {
+    // 40,000 rows a PEM: about 5 MiB of Arrow, in batches of 8 Ki rows.
+    let loads: Vec<Vec<HttpEventRow>> = (0..2).map(|i| rows(91 + i, 40_000, 50)).collect();
+    let traced = crate::e2e::can_trace();
+    let mut cluster = Cluster::start("cluster-config", 1, &loads, "10s", traced);
+    let loaded = "px.contains(df.req_path, '/k')";
+    assert_eq!(count_rows(&cluster, loaded), 80_000);
+    let agents = agent_configs(&cluster);
+    let kinds: Vec<&str> = agents.values().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        (kinds.iter().filter(|k| **k == "PEM").count(), kinds.iter().filter(|k| **k == "KELVIN").count()),
+        (2, 1)
+    );
+    assert!(agents.values().all(|(_, v)| *v == 0), "{agents:?}");
+
+    // Bad changes are refused by the broker, before any agent sees them.
+    let (ok, _, err) = config_cmd(&cluster, &["set", "--table-budget", "no_such_table=4"]);
+    assert!(!ok && err.contains("unknown table `no_such_table`"), "{err}");
+    let (ok, _, err) = config_cmd(&cluster, &["set", "--protocol", "gopher=off"]);
+    assert!(!ok && err.contains("unknown protocol `gopher`"), "{err}");
+
+    // A smaller http_events budget (and HTTP parsing off): every PEM applies it live and evicts its oldest rows.
+    let (ok, out, err) = config_cmd(&cluster, &["set", "--table-budget", "http_events=1", "--protocol", "http=off"]);
+    assert!(ok, "{err}");
+    let printed: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(printed["version"], 1, "{out}");
+    assert_eq!(printed["table_budget_mib"]["http_events"], 1.0, "{out}");
+    assert_eq!(printed["protocols"]["http"], "off", "{out}");
+    wait_applied(&cluster, 1);
+    let kept = count_rows(&cluster, loaded);
+    assert!(kept > 0 && kept < 80_000 / 2, "{kept} of 80,000 rows kept under a 1 MiB budget per PEM");
+    for pem in &mut cluster.pems {
+        assert!(pem.guard.0.try_wait().expect("status").is_none(), "a PEM exited");
+    }
+    let (ok, out, _) = config_cmd(&cluster, &["get"]);
+    assert!(ok && out.contains("\"version\": 1"), "{out}");
+
+    if traced {
+        // HTTP off on the tracing PEM: requests made now leave no rows; back on, they do, with no restart between.
+        let dir = temp_dir("cluster-config-nginx");
+        let port = free_port();
+        let _nginx = crate::common::start_nginx(&dir, port, "", "location / { return 200 'ok'; }");
+        let curl = |path: &str| {
+            for _ in 0..5 {
+                let url = format!("http://127.0.0.1:{port}{path}");
+                assert!(Command::new("curl").args(["-sS", &url]).output().expect("curl").status.success());
+            }
+        };
+        curl("/while-off");
+        let (ok, _, err) = config_cmd(&cluster, &["set", "--protocol", "http=on"]);
+        assert!(ok, "{err}");
+        wait_applied(&cluster, 2);
+        curl("/while-on");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count_rows(&cluster, "df.req_path == '/while-on'") < 5 {
+            assert!(Instant::now() < deadline, "HTTP turned back on, yet no rows for new requests");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        assert_eq!(count_rows(&cluster, "df.req_path == '/while-off'"), 0, "HTTP was off, yet its requests have rows");
+        for pem in &mut cluster.pems {
+            assert!(pem.guard.0.try_wait().expect("status").is_none(), "a PEM exited");
         }
     }
 }

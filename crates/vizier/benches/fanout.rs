@@ -71,6 +71,7 @@ fn main() {
                 address: pem_addr.clone(),
                 hostname: "sim".into(),
                 create_time_ns: now,
+                ..RegisterRequest::default()
             };
             client.register(me).await.expect("registers");
         }
