@@ -41,6 +41,24 @@ impl TokenArgs {
     }
 }
 
+/// Where a node that merges reads the Kubernetes metadata from (as the PEM's flags).
+#[derive(Args, Clone)]
+pub(crate) struct MetadataLink {
+    /// Address of the metadata service (HOST:PORT): the metadata functions of maps over merged rows
+    /// (`px.ip_to_pod_name`, `px.pod_id_to_service_name`, …) answer from it. Without it they answer ''.
+    #[arg(long, env = "LOUPE_METADATA_ADDR")]
+    metadata: Option<String>,
+    /// File holding the vizier's token the metadata service demands (with --metadata).
+    #[arg(long, env = "LOUPE_METADATA_TOKEN_FILE")]
+    metadata_token_file: Option<PathBuf>,
+}
+
+impl MetadataLink {
+    fn follow(&self) -> Result<loupe_vizier::PemMetadata> {
+        crate::metadata::pem_metadata(self.metadata.as_deref(), self.metadata_token_file.as_ref())
+    }
+}
+
 /// `loupe vizier broker`.
 #[derive(Args, Clone)]
 pub(crate) struct BrokerArgs {
@@ -69,6 +87,9 @@ pub(crate) struct BrokerArgs {
     /// version). No credential is asked there: keep it where only probes and Prometheus reach it.
     #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9102")]
     metrics_listen: SocketAddr,
+    /// The metadata service, for the merges the broker runs itself when no Kelvin is registered.
+    #[command(flatten)]
+    metadata: MetadataLink,
 }
 
 /// `loupe vizier kelvin`.
@@ -98,6 +119,8 @@ pub(crate) struct KelvinArgs {
     /// credential is asked there: keep it where only probes and Prometheus reach it.
     #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9103")]
     metrics_listen: SocketAddr,
+    #[command(flatten)]
+    metadata: MetadataLink,
 }
 
 /// `loupe vizier config`: the agent configuration the broker hands out.
@@ -245,7 +268,8 @@ pub(crate) async fn run_broker(args: BrokerArgs, shutdown: impl std::future::Fut
         .with_context(|| format!("reading the agent configuration ({})", config_file.display()))?;
     let broker =
         loupe_vizier::cluster::Broker::new(limits, token.clone(), args.heartbeat.max(Duration::from_millis(100)))
-            .with_config(config);
+            .with_config(config)
+            .with_metadata(args.metadata.follow()?);
     let listener = crate::bind(args.listen, "--listen").await?;
     let ops_listener = crate::bind(args.metrics_listen, "--metrics-listen").await?;
     tracing::info!(
@@ -277,13 +301,18 @@ pub(crate) async fn run_kelvin(args: KelvinArgs, shutdown: impl std::future::Fut
     let advertise = args.advertise.unwrap_or_else(|| addr.to_string());
     let ops_listener = crate::bind(args.metrics_listen, "--metrics-listen").await?;
     tracing::info!(%addr, metrics = %ops_listener.local_addr()?, broker = %args.broker, "kelvin listening; every call needs the query token");
+    let metadata = args.metadata.follow()?;
     let link = std::sync::Arc::new(loupe_vizier::cluster::LinkState::default());
     let (ready, metrics) = (std::sync::Arc::clone(&link), std::sync::Arc::clone(&link));
     let router = loupe_vizier::http::node_router(move || ready.readiness(), move || metrics.metrics_text());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ops = tokio::spawn(loupe_cloud::serve_router(ops_listener, router, crate::cloud::stopped(&stop_rx)));
-    let served =
-        loupe_vizier::cluster::serve_kelvin(listener, limits, token, args.broker, advertise, link, shutdown).await;
+    let served = loupe_vizier::cluster::serve_kelvin(
+        listener,
+        loupe_vizier::cluster::KelvinConfig { limits, token, broker: args.broker, advertise, link, metadata },
+        shutdown,
+    )
+    .await;
     let _ = stop_tx.send(true);
     ops.await??;
     served?;

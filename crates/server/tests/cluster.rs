@@ -79,6 +79,8 @@ fn write_ipc(path: &Path, rows: &[HttpEventRow]) -> u64 {
 struct Node {
     guard: Guard,
     port: u16,
+    /// Its operational listener (/healthz, /readyz, /metrics).
+    metrics: u16,
 }
 
 fn spawn(args: &[String], log: &Path) -> Guard {
@@ -115,21 +117,24 @@ impl Cluster {
         let token = dir.join("token");
         std::fs::write(&token, TOKEN).expect("token");
         let tok = || vec!["--query-token-file".to_string(), token.display().to_string()];
-        let port = free_port();
+        let (port, metrics) = (free_port(), free_port());
         let mut args: Vec<String> = ["vizier", "broker", "--listen"].map(String::from).to_vec();
         args.extend([format!("127.0.0.1:{port}"), "--heartbeat".into(), "300ms".into()]);
         args.extend(["--query-timeout".into(), query_timeout.into()]);
+        args.extend(["--metrics-listen".into(), format!("127.0.0.1:{metrics}")]);
+        args.extend(["--data-dir".into(), dir.join("broker").display().to_string()]);
         args.extend(tok());
-        let broker = Node { guard: spawn(&args, &dir.join("broker.log")), port };
+        let broker = Node { guard: spawn(&args, &dir.join("broker.log")), port, metrics };
         wait_for_port(port, "the broker");
         let broker_addr = format!("127.0.0.1:{port}");
         let kelvins = (0..kelvins)
             .map(|i| {
-                let port = free_port();
+                let (port, metrics) = (free_port(), free_port());
                 let mut args: Vec<String> = ["vizier", "kelvin", "--broker"].map(String::from).to_vec();
                 args.extend([broker_addr.clone(), "--listen".into(), format!("127.0.0.1:{port}")]);
+                args.extend(["--metrics-listen".into(), format!("127.0.0.1:{metrics}")]);
                 args.extend(tok());
-                Node { guard: spawn(&args, &dir.join(format!("kelvin{i}.log"))), port }
+                Node { guard: spawn(&args, &dir.join(format!("kelvin{i}.log"))), port, metrics }
             })
             .collect();
         let pems: Vec<Node> = loads
@@ -149,7 +154,7 @@ impl Cluster {
                 args.extend(["--load".into(), format!("http_events={}", file.display())]);
                 args.extend(["--data-dir".into(), dir.join(format!("pem{i}")).display().to_string()]);
                 args.extend(tok());
-                Node { guard: spawn(&args, &dir.join(format!("pem{i}.log"))), port }
+                Node { guard: spawn(&args, &dir.join(format!("pem{i}.log"))), port, metrics }
             })
             .collect();
         for p in &pems {
@@ -581,6 +586,21 @@ fn the_agent_configuration_applies_on_running_pems_without_a_restart() {
     }
     let (ok, out, _) = config_cmd(&cluster, &["get"]);
     assert!(ok && out.contains("\"version\": 1"), "{out}");
+    // The operational listeners say the same: every agent on version 1, none behind, the Kelvin ready.
+    let broker_metrics = http_get(cluster.broker.metrics, "/metrics");
+    assert!(broker_metrics.contains("loupe_agent_config_version 1"), "{broker_metrics}");
+    assert!(broker_metrics.contains("loupe_agents_config_pending 0"), "{broker_metrics}");
+    assert!(
+        broker_metrics.contains("loupe_broker_agents{kind=\"PEM\",state=\"AGENT_STATE_HEALTHY\"} 2"),
+        "{broker_metrics}"
+    );
+    for pem in &cluster.pems {
+        assert!(http_get(pem.metrics, "/metrics").contains("loupe_agent_config_version 1"));
+    }
+    let kelvin = &cluster.kelvins[0];
+    assert!(http_get(kelvin.metrics, "/readyz").starts_with("ok"));
+    assert!(http_get(kelvin.metrics, "/metrics").contains("loupe_broker_registered 1"));
+    assert!(http_get(cluster.broker.metrics, "/healthz").starts_with("ok"));
 
     if traced {
         // HTTP off on the tracing PEM: requests made now leave no rows; back on, they do, with no restart between.
@@ -608,4 +628,14 @@ fn the_agent_configuration_applies_on_running_pems_without_a_restart() {
             assert!(pem.guard.0.try_wait().expect("status").is_none(), "a PEM exited");
         }
     }
+}
+
+/// The body of `GET path` on a local port (an operational listener: plain HTTP/1.1, no credential).
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
 }

@@ -656,6 +656,13 @@ impl Broker {
         }
     }
 
+    /// The same broker answering the metadata functions of the merges it runs itself (no Kelvin
+    /// registered) from `metadata`.
+    pub fn with_metadata(mut self, metadata: crate::PemMetadata) -> Self {
+        self.engine = Arc::new((*self.engine).clone().with_metadata(Arc::new(metadata)));
+        self
+    }
+
     /// The same broker handing out (and changing) `config`.
     pub fn with_config(mut self, config: ConfigHolder) -> Self {
         self.config = Arc::new(config);
@@ -1030,20 +1037,34 @@ pub async fn serve_broker(
         .await
 }
 
-/// Serves a Kelvin on `listener` until `shutdown`: merges the broker asks for (demanding `token`, and
-/// sending it to the PEMs it pulls from), registered with the broker at `broker` as `advertise`.
+/// What a Kelvin needs besides its port.
+pub struct KelvinConfig {
+    /// Every merge's limits.
+    pub limits: ExecOptions,
+    /// The vizier's token: demanded of the broker, sent to the PEMs pulled from.
+    pub token: QueryToken,
+    /// The query broker's address.
+    pub broker: String,
+    /// The address the broker reaches this Kelvin at.
+    pub advertise: String,
+    /// Where its link with the broker is reported (its operational routes).
+    pub link: Arc<LinkState>,
+    /// What the metadata functions of maps over merged rows answer from.
+    pub metadata: crate::PemMetadata,
+}
+
+/// Serves a Kelvin on `listener` until `shutdown`: merges the broker asks for, registered with the broker
+/// and heartbeating (see [`KelvinConfig`]).
 pub async fn serve_kelvin(
     listener: tokio::net::TcpListener,
-    limits: ExecOptions,
-    token: QueryToken,
-    broker: String,
-    advertise: String,
-    link: Arc<LinkState>,
+    config: KelvinConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     use loupe_proto::clusterpb::agent_service_server::AgentServiceServer;
+    let KelvinConfig { limits, token, broker, advertise, link, metadata } = config;
     let store = Arc::new(loupe_store::Store::new(loupe_store::StoreConfig::default()));
-    let node = AgentNode::new(Arc::new(Engine::new(store)), limits, token.clone());
+    let engine = Engine::new(store).with_metadata(Arc::new(metadata));
+    let node = AgentNode::new(Arc::new(engine), limits, token.clone());
     let service =
         AgentServiceServer::new(node).max_decoding_message_size(256 << 20).max_encoding_message_size(64 << 20);
     let routes = not_found_routes()
