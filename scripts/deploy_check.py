@@ -7,7 +7,10 @@ runtime: every long-running container has probes, requests and limits; every Sec
 created by the manifests, by an init-secrets Job (`--k8s-secret NAME`) or declared as made by the operator
 (`loupe.dev/made-by-operator`); Services select pods and name ports that exist; a PodDisruptionBudget guards every
 workload with more than one replica and none with one (it would block node drains); the domain is set in one
-place. The rules are also run on broken copies of the manifests, so that each one is shown to fail.
+place. In the vizier: the metadata service's RBAC is read-only (list and watch of pods, services, namespaces,
+nodes, endpoints, replica sets and deployments, nothing more), and every address a container is given of the
+form SERVICE:PORT (the broker, the metadata service) is a Service of the manifests with that port. The rules
+are also run on broken copies of the manifests, so that each one is shown to fail.
 
 With --loupe and --px (built binaries), the PEM of deploy/vizier also runs here as the DaemonSet runs it: as
 root with exactly the capabilities its securityContext adds (setpriv --bounding-set) and no more, and must trace
@@ -218,6 +221,62 @@ def check_rules(objs):
     return problems
 
 
+# What the metadata service may do, and all it needs: read-only watches.
+METADATA_READS = {
+    ("", "pods"), ("", "services"), ("", "namespaces"), ("", "nodes"), ("", "endpoints"),
+    ("apps", "replicasets"), ("apps", "deployments"),
+}
+# Environment variables holding another component's address.
+ADDRESS_VARS = ("LOUPE_BROKER", "LOUPE_METADATA_ADDR", "LOUPE_QUERY_ADDR")
+
+
+def check_vizier(objs):
+    """The vizier's rules: the metadata service's RBAC and the addresses its components are given."""
+    problems = []
+    meta = next((o for o in objs if o["kind"] == "Deployment" and "metadata" in pod_spec(o)["containers"][0].get("args", [])), None)
+    if meta is None:
+        return problems
+    account = pod_spec(meta).get("serviceAccountName", "default")
+    roles = {(o["kind"], o["metadata"]["name"]): o for o in objs if o["kind"] in ("Role", "ClusterRole")}
+    granted = set()
+    for b in (o for o in objs if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == account for s in b.get("subjects", [])):
+            continue
+        role = roles.get((b["roleRef"]["kind"], b["roleRef"]["name"]))
+        if role is None:
+            problems.append(f"{name_of(b)}: binds {b['roleRef']['kind']} {b['roleRef']['name']}, which is not created")
+            continue
+        for rule in role.get("rules", []):
+            verbs = set(rule.get("verbs", []))
+            if not verbs <= {"list", "watch"}:
+                problems.append(f"{name_of(role)}: the metadata service may {sorted(verbs - {'list', 'watch'})}; "
+                                "give it list and watch only")
+            for group in rule.get("apiGroups", []):
+                for res in rule.get("resources", []):
+                    if (group, res) not in METADATA_READS:
+                        problems.append(f"{name_of(role)}: the metadata service may read {group or 'core'}/{res}, "
+                                        "which it does not watch")
+                    elif {"list", "watch"} <= verbs:
+                        granted.add((group, res))
+    for group, res in sorted(METADATA_READS - granted):
+        problems.append(f"{name_of(meta)}: its service account {account} cannot list and watch {group or 'core'}/{res}")
+    services = {(o["metadata"]["name"], p["port"]) for o in objs if o["kind"] == "Service" for p in o["spec"].get("ports", [])}
+    for o in objs:
+        spec = pod_spec(o)
+        if spec is None:
+            continue
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                if e["name"] in ADDRESS_VARS and "value" in e:
+                    host, _, port = e["value"].rpartition(":")
+                    if host.startswith("$(") or not port.isdigit():
+                        continue
+                    name = host.split(".")[0]
+                    if (name, int(port)) not in services:
+                        problems.append(f"{name_of(o)}: {e['name']}={e['value']} is no Service of the manifests")
+    return problems
+
+
 def check_domain(kubectl, overlay, objs):
     """The domain is set once: changing it where the overlay sets it changes every name in the output."""
     config = [o for o in objs if o["kind"] == "ConfigMap" and "LOUPE_DOMAIN" in o.get("data", {})]
@@ -293,6 +352,30 @@ def self_test(objs):
     failures = []
     for what, b, expected in cases:
         if not any(expected in p for p in check_rules(b)):
+            failures.append(f"the rules did not catch {what} (expected a problem containing {expected!r})")
+    return failures
+
+
+def self_test_vizier(objs):
+    """The vizier's rules must fail on copies broken on purpose."""
+    cases = []
+    broken = copy.deepcopy(objs)
+    role = next(o for o in broken if o["kind"] == "ClusterRole")
+    role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]})
+    cases.append(("a metadata service reading Secrets", broken, "may ['get']"))
+    broken = copy.deepcopy(objs)
+    role = next(o for o in broken if o["kind"] == "ClusterRole")
+    role["rules"] = [r for r in role["rules"] if "apps" not in r.get("apiGroups", [])]
+    cases.append(("a metadata service that cannot watch deployments", broken, "cannot list and watch apps/deployments"))
+    broken = copy.deepcopy(objs)
+    ds = next(o for o in broken if o["kind"] == "DaemonSet")
+    for e in pod_spec(ds)["containers"][0]["env"]:
+        if e["name"] == "LOUPE_BROKER":
+            e["value"] = "no-such-broker:50600"
+    cases.append(("a PEM pointed at a broker that does not exist", broken, "LOUPE_BROKER=no-such-broker:50600"))
+    failures = []
+    for what, b, expected in cases:
+        if not any(expected in p for p in check_vizier(b)):
             failures.append(f"the rules did not catch {what} (expected a problem containing {expected!r})")
     return failures
 
@@ -416,7 +499,10 @@ def main():
         for o in objs:
             problems += [f"{name_of(o)}: {e}" for e in validate_schema(o)]
         problems += check_rules(objs)
+        problems += check_vizier(objs)
         problems += check_domain(args.kubectl, overlay, objs)
+        if any(o["kind"] == "ClusterRole" and "vizier-metadata" in o["metadata"]["name"] for o in objs):
+            problems += self_test_vizier(objs)
         if args.loupe and any(o["kind"] == "DaemonSet" for o in objs):
             problems += check_pem_capabilities(objs, args.loupe, args.px)
         if any(o["kind"] == "ServiceMonitor" for o in objs):

@@ -9,8 +9,9 @@ moved to that port. Secret and ConfigMap volumes become directories with the sam
 and answers of a real API server for one Secret), and read back from there for the mounts and `secretKeyRef`s.
 
 Then, as a user would: `px auth login` through the proxy (https, the generated CA), the forced password change,
-`px deploy-key create`, and a vizier started from the rendered vizier manifests (PEM and connector, with the
-deploy key and the cloud's CA as the operator would create them), until `px get viziers` shows it connected.
+`px deploy-key create`, and a vizier started from the rendered vizier manifests (query broker, a Kelvin, PEM and
+connector, with the deploy key and the cloud's CA as the operator would create them), until `px get viziers` shows
+it connected and a script answers through it.
 Last, `loupe doctor` with the services' settings passes every check, and fails the right one for each fault put
 in on purpose: a wrong domain, an address without its port, a stopped NATS.
 
@@ -235,6 +236,9 @@ class Replay:
         for e in c.get("env", []):
             if "value" in e:
                 env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), e["value"])
+            elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
+                # The pod's own address: `$(POD_IP):PORT` becomes one of its listeners, mapped below to its local port.
+                env[e["name"]] = "0.0.0.0"
             elif "secretKeyRef" in e.get("valueFrom", {}):
                 ref = e["valueFrom"]["secretKeyRef"]
                 env[e["name"]] = self.secret_files(ref["name"], [{"key": ref["key"], "path": "x"}])["x"].decode()
@@ -497,6 +501,14 @@ def main():
         cfg = vby[("ConfigMap", "vizier-config")]
         cfg["data"]["LOUPE_CLOUD_ADDR"] = f"https://localhost:{r.services[('vzconn-service', 51800)]}"
         cfg["data"]["LOUPE_CLUSTER_NAME"] = "replayed"
+        # The query broker, one Kelvin (ready once the broker accepted it) and the PEM joining them. The metadata
+        # service needs an API server to watch; without it they answer the metadata functions with ''.
+        argv, env = r.pod(vby[("Deployment", "query-broker")], vizier)
+        r.start("query-broker", argv, env)
+        r.wait_ready("query-broker", "query-broker", 9102)
+        argv, env = r.pod(vby[("Deployment", "kelvin")], vizier)
+        r.start("kelvin", argv, env)
+        r.wait_ready("kelvin", "kelvin", 9103)
         argv, env = r.pod(vby[("DaemonSet", "pem")], vizier, extra_args=["--no-trace"])
         r.start("pem", argv, env)
         r.wait_ready("pem", "pem", 9091)
@@ -515,7 +527,7 @@ def main():
                 q = r.px(["run", "-c", "replayed", "-f", str(script), "-o", "json"], check=False)
                 if q.returncode != 0:
                     raise SystemExit(f"replay: a script through the cloud to the vizier failed: {q.stderr}")
-                print("  px run -c replayed: a script went cloud -> VZConn -> connector -> PEM and back")
+                print("  px run -c replayed: a script went cloud -> VZConn -> connector -> broker -> Kelvin <- PEM and back")
                 doctor(r, by, cloud)
                 ok = True
                 return

@@ -24,6 +24,7 @@ pub use budget::{BudgetError, BudgetSplit, MemoryBudget};
 pub use host::{HostEvents, HostEventsConfig, HostStats, HostStatsConfig};
 pub use profiler::{Profiler, ProfilerConfig};
 pub use socket::go_tls;
+pub use socket::live::{LiveSettings, UnknownProtocol};
 pub use socket::loader::{ProbeStatus, Tracer, TracerConfig};
 pub use socket::port_protocols::{PortProtocol, PortProtocolError};
 pub use socket::{SocketConfig, SocketTracer, TableRows, Tracker, TrackerConfig, TrackerStats, events, loader};
@@ -127,6 +128,7 @@ pub struct Collector {
     threads: Vec<JoinHandle<()>>,
     probes: Vec<ProbeStatus>,
     counters: Arc<CollectorCounters>,
+    live: Arc<LiveSettings>,
 }
 
 impl Collector {
@@ -139,6 +141,7 @@ impl Collector {
         specs.extend(HostEvents::table_specs());
         specs.push(loupe_schema::host::stack_traces());
         let tables = Tables::register(&store, &specs, counters.clone())?;
+        let live = Arc::clone(&config.tracker.live);
         let mut host_stats = config.host_stats.clone();
         host_stats.asid = config.tracker.asid;
         let socket = SocketConfig {
@@ -206,7 +209,7 @@ impl Collector {
             }
             handles.push(handle);
         }
-        let collector = Collector { stop, threads: handles, probes, counters };
+        let collector = Collector { stop, threads: handles, probes, counters, live };
         if let Some(e) = failure {
             // Dropping stops and joins the threads that did start.
             drop(collector);
@@ -218,6 +221,11 @@ impl Collector {
     /// What was attached, and what failed to.
     pub fn probes(&self) -> &[ProbeStatus] {
         &self.probes
+    }
+
+    /// The settings that change while it runs (sampling, protocols parsed): `config.tracker.live`.
+    pub fn live(&self) -> Arc<LiveSettings> {
+        Arc::clone(&self.live)
     }
 
     /// Live counters.

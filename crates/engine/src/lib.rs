@@ -212,6 +212,8 @@ pub struct AgentStatus {
     pub state: String,
     /// Nanoseconds since its last heartbeat.
     pub since_heartbeat_ns: i64,
+    /// The version of the vizier's agent configuration it runs with (0: none).
+    pub config_version: u64,
 }
 
 /// What `px.GetAgentStatus()` and the other agent-level source functions say about the agent this engine

@@ -49,6 +49,8 @@ pub(crate) fn rows(eng: &Engine, func: Udtf, args: &[Literal]) -> Result<RecordB
                         Cell::T(a.info.create_time_ns),
                         Cell::I(a.since_heartbeat_ns),
                         Cell::B(false),
+                        s(if a.kelvin { "KELVIN" } else { "PEM" }),
+                        Cell::I(i64::try_from(a.config_version).unwrap_or(i64::MAX)),
                     ]
                 })
                 .collect()
@@ -63,6 +65,9 @@ pub(crate) fn rows(eng: &Engine, func: Udtf, args: &[Literal]) -> Result<RecordB
             // The engine answers from inside the agent: its last word is now.
             Cell::I(0),
             Cell::B(kernel_headers_installed()),
+            // One agent answering alone: a PEM with no configuration from a broker.
+            s("PEM"),
+            Cell::I(0),
         ]],
         Udtf::LinuxHeadersStatus => vec![vec![Cell::I(agent.asid), Cell::B(kernel_headers_installed())]],
         Udtf::Tables => tables(eng).into_iter().map(|(name, desc, _)| vec![Cell::S(name), Cell::S(desc)]).collect(),

@@ -5,7 +5,6 @@
 //! follower tells a dead service from a quiet cluster). A follower too slow
 //! to keep up is cut off; it reconnects and starts again from a snapshot, as after any break.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -148,8 +147,8 @@ pub enum FollowError {
     /// No connection.
     #[error("connecting to the metadata service at {addr}: {source}")]
     Connect {
-        /// Where.
-        addr: SocketAddr,
+        /// Where (`HOST:PORT`).
+        addr: String,
         /// Why.
         #[source]
         source: std::io::Error,
@@ -174,13 +173,15 @@ pub struct FollowStats {
     pub updates: AtomicU64,
 }
 
-/// Follows the service at `addr` into `hub` for ever, reconnecting (after a wait, doubling to 30 s) when the
-/// stream breaks or is refused.
-pub async fn follow(addr: SocketAddr, token: String, hub: Arc<Hub>, stats: Arc<FollowStats>) {
+/// Follows the service at `addr` (`HOST:PORT`, a name resolved again at each connection, as a Kubernetes
+/// Service's) into `hub` for ever, reconnecting (after a wait, doubling to 30 s) when the stream breaks or is
+/// refused.
+pub async fn follow(addr: impl std::fmt::Display, token: String, hub: Arc<Hub>, stats: Arc<FollowStats>) {
+    let addr = addr.to_string();
     let mut backoff = Duration::from_millis(100);
     loop {
         let before = stats.snapshots.load(Ordering::Relaxed);
-        match follow_once(addr, &token, &hub, &stats).await {
+        match follow_once(&addr, &token, &hub, &stats).await {
             Ok(()) => tracing::info!(%addr, "metadata stream ended; reconnecting"),
             Err(error) => tracing::warn!(%addr, %error, "metadata stream failed; reconnecting"),
         }
@@ -193,12 +194,20 @@ pub async fn follow(addr: SocketAddr, token: String, hub: Arc<Hub>, stats: Arc<F
 }
 
 /// One connection: the snapshot, then updates until the stream ends.
-pub async fn follow_once(addr: SocketAddr, token: &str, hub: &Hub, stats: &FollowStats) -> Result<(), FollowError> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|source| FollowError::Connect { addr, source })?;
+pub async fn follow_once(
+    addr: impl std::fmt::Display,
+    token: &str,
+    hub: &Hub,
+    stats: &FollowStats,
+) -> Result<(), FollowError> {
+    let addr = addr.to_string();
+    let tcp = tokio::net::TcpStream::connect(addr.as_str())
+        .await
+        .map_err(|source| FollowError::Connect { addr: addr.clone(), source })?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
     let conn = tokio::spawn(conn);
     let req = hyper::Request::get(WATCH_PATH)
-        .header("host", addr.to_string())
+        .header("host", addr.as_str())
         .header(TOKEN_HEADER, token)
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| FollowError::Bad(e.to_string()))?;

@@ -262,6 +262,9 @@ impl Udtf {
                 col("create_time", Time),
                 col("last_heartbeat_ns", Int64),
                 col("kernel_headers_installed", Boolean),
+                // Loupe's, after Pixie's columns: PEM or KELVIN, and the agent configuration version applied.
+                col("kind", String),
+                col("config_version", Int64),
             ],
             Udtf::Schemas => &[
                 col("table_name", String),

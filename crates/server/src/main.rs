@@ -76,6 +76,10 @@ enum VizierCommand {
     Broker(cluster::BrokerArgs),
     /// A merge-tier node: registers with --broker and merges what PEMs send, on --listen (127.0.0.1:50500).
     Kelvin(cluster::KelvinArgs),
+    /// The agent configuration (table budgets, sampling, protocols parsed) the query broker hands its agents;
+    /// they apply a change at their next heartbeat, without a restart.
+    #[command(subcommand)]
+    Config(cluster::ConfigCommand),
     /// The cloud connector alone, for a PEM running apart (`loupe vizier pem`): registers, keeps the bridge,
     /// sends heartbeats and forwards the cloud's queries to --query-addr with the PEM's query token.
     Connector(vizier::ConnectorArgs),
@@ -235,8 +239,9 @@ pub(crate) struct AgentArgs {
     /// Address of the metadata service (`loupe vizier metadata`): `df.ctx['pod']`, `ctx['service']`,
     /// `px.ip_to_pod_id` and the other Kubernetes functions answer from it. Without it they answer '' (a host
     /// without Kubernetes); pid, command line and host name answer either way.
+    /// HOST:PORT; a name (a Kubernetes Service's) is resolved again at each reconnection.
     #[arg(long, env = "LOUPE_METADATA_ADDR")]
-    metadata: Option<SocketAddr>,
+    metadata: Option<String>,
     /// File holding the vizier's token the metadata service demands (with --metadata).
     #[arg(long, env = "LOUPE_METADATA_TOKEN_FILE")]
     metadata_token_file: Option<PathBuf>,
@@ -291,6 +296,7 @@ fn main() -> ExitCode {
             Command::Vizier(VizierCommand::Connector(args)) => vizier::run_connector(args, shutdown_signal()).await,
             Command::Vizier(VizierCommand::Broker(args)) => cluster::run_broker(args, shutdown_signal()).await,
             Command::Vizier(VizierCommand::Kelvin(args)) => cluster::run_kelvin(args, shutdown_signal()).await,
+            Command::Vizier(VizierCommand::Config(command)) => cluster::run_config(command).await,
             Command::Vizier(VizierCommand::Metadata(args)) => metadata::run(args, shutdown_signal()).await,
             Command::Cloud(CloudCommand::Vzconn(args)) => vzconn::run_vzconn(&args, &stop_on_signal()).await,
             Command::Cloud(CloudCommand::Api(args)) => cloud::run_api(&args, &stop_on_signal()).await,
@@ -457,7 +463,7 @@ pub(crate) fn start_pem(args: &AgentArgs) -> Result<Pem> {
         memory_limit_bytes: Some(args.query_memory_mb.saturating_mul(1 << 20)),
     };
     let mut pem = Pem::start(PemConfig { store, collector, limits })?;
-    pem.set_metadata(metadata::pem_metadata(args.metadata, args.metadata_token_file.as_ref())?);
+    pem.set_metadata(metadata::pem_metadata(args.metadata.as_deref(), args.metadata_token_file.as_ref())?);
     if let Err(why) = pem.probes().readiness() {
         tracing::error!(%why, "the agent is not ready: some traffic will not be seen (/readyz answers 503)");
     }

@@ -79,7 +79,7 @@ pub(crate) async fn run(
 }
 
 /// The PEM's metadata: followed from `addr` with the token in `token_file` when given, else this host only.
-pub(crate) fn pem_metadata(addr: Option<SocketAddr>, token_file: Option<&PathBuf>) -> Result<PemMetadata> {
+pub(crate) fn pem_metadata(addr: Option<&str>, token_file: Option<&PathBuf>) -> Result<PemMetadata> {
     let Some(addr) = addr else { return Ok(PemMetadata::host_only()) };
     let Some(path) = token_file else { bail!("--metadata needs --metadata-token-file (the vizier's token)") };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -6,7 +6,8 @@
 //! broker lists every agent, that a lost PEM (killed, or stopped so it never answers) leaves a partial
 //! answer with a warning naming it, in bounded time, that `px` prints that warning and exits 0, that a
 //! caller without the vizier's token is refused on every link, that PEMs ship partial aggregates (bytes
-//! moved against the raw rows' Arrow size), and that a client leaving cancels the work on every PEM.
+//! moved against the raw rows' Arrow size), that a client leaving cancels the work on every PEM, and that
+//! the agent configuration (`loupe vizier config set`) reaches running PEMs and applies without a restart.
 //! Owns only these tests; queries over loaded rows filter on their paths (`/k…`), since a tracing PEM
 //! also sees the host's other traffic.
 
@@ -54,12 +55,13 @@ fn loupe_common_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos() as i64
 }
 
-/// Writes `rows` as an Arrow IPC stream file, in batches of 64 Ki rows; returns its size.
+/// Writes `rows` as an Arrow IPC stream file, in batches of 8 Ki rows (so that a smaller table budget has whole
+/// batches to evict); returns its size.
 fn write_ipc(path: &Path, rows: &[HttpEventRow]) -> u64 {
     let file = std::fs::File::create(path).expect("create ipc file");
     let mut writer: Option<arrow::ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>> = None;
     let mut file = Some(std::io::BufWriter::new(file));
-    for chunk in rows.chunks(1 << 16) {
+    for chunk in rows.chunks(1 << 13) {
         let mut b = HttpEventsBuilder::new();
         for r in chunk {
             b.append(r);
@@ -77,6 +79,8 @@ fn write_ipc(path: &Path, rows: &[HttpEventRow]) -> u64 {
 struct Node {
     guard: Guard,
     port: u16,
+    /// Its operational listener (/healthz, /readyz, /metrics).
+    metrics: u16,
 }
 
 fn spawn(args: &[String], log: &Path) -> Guard {
@@ -113,21 +117,24 @@ impl Cluster {
         let token = dir.join("token");
         std::fs::write(&token, TOKEN).expect("token");
         let tok = || vec!["--query-token-file".to_string(), token.display().to_string()];
-        let port = free_port();
+        let (port, metrics) = (free_port(), free_port());
         let mut args: Vec<String> = ["vizier", "broker", "--listen"].map(String::from).to_vec();
         args.extend([format!("127.0.0.1:{port}"), "--heartbeat".into(), "300ms".into()]);
         args.extend(["--query-timeout".into(), query_timeout.into()]);
+        args.extend(["--metrics-listen".into(), format!("127.0.0.1:{metrics}")]);
+        args.extend(["--data-dir".into(), dir.join("broker").display().to_string()]);
         args.extend(tok());
-        let broker = Node { guard: spawn(&args, &dir.join("broker.log")), port };
+        let broker = Node { guard: spawn(&args, &dir.join("broker.log")), port, metrics };
         wait_for_port(port, "the broker");
         let broker_addr = format!("127.0.0.1:{port}");
         let kelvins = (0..kelvins)
             .map(|i| {
-                let port = free_port();
+                let (port, metrics) = (free_port(), free_port());
                 let mut args: Vec<String> = ["vizier", "kelvin", "--broker"].map(String::from).to_vec();
                 args.extend([broker_addr.clone(), "--listen".into(), format!("127.0.0.1:{port}")]);
+                args.extend(["--metrics-listen".into(), format!("127.0.0.1:{metrics}")]);
                 args.extend(tok());
-                Node { guard: spawn(&args, &dir.join(format!("kelvin{i}.log"))), port }
+                Node { guard: spawn(&args, &dir.join(format!("kelvin{i}.log"))), port, metrics }
             })
             .collect();
         let pems: Vec<Node> = loads
@@ -147,7 +154,7 @@ impl Cluster {
                 args.extend(["--load".into(), format!("http_events={}", file.display())]);
                 args.extend(["--data-dir".into(), dir.join(format!("pem{i}")).display().to_string()]);
                 args.extend(tok());
-                Node { guard: spawn(&args, &dir.join(format!("pem{i}.log"))), port }
+                Node { guard: spawn(&args, &dir.join(format!("pem{i}.log"))), port, metrics }
             })
             .collect();
         for p in &pems {
@@ -409,6 +416,7 @@ fn every_link_refuses_a_caller_without_the_vizier_token() {
             address: "127.0.0.1:1".into(),
             hostname: "x".into(),
             create_time_ns: 0,
+            ..RegisterRequest::default()
         };
         let refused =
             broker.register(with_token(me.clone(), Some("not-the-token-0123456789"))).await.expect_err("refused");
@@ -481,4 +489,153 @@ px.display(df.groupby('req_path').agg(n=('latency', px.count), avg=('latency', p
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Each agent's `(kind, config_version)` by port, from `px.GetAgentStatus()` on the broker.
+fn agent_configs(cluster: &Cluster) -> BTreeMap<String, (String, i64)> {
+    let (tables, _, error) = cluster.query(AGENTS);
+    assert_eq!(error, None);
+    let mut m = BTreeMap::new();
+    for b in &tables["agents"] {
+        let (addr, kind, version) = (
+            b.column_by_name("ip_address").expect("ip_address").as_string::<i32>().clone(),
+            b.column_by_name("kind").expect("kind").as_string::<i32>().clone(),
+            b.column_by_name("config_version").expect("config_version").as_primitive::<Int64Type>().clone(),
+        );
+        for i in 0..b.num_rows() {
+            m.insert(addr.value(i).to_string(), (kind.value(i).to_string(), version.value(i)));
+        }
+    }
+    m
+}
+
+/// `loupe vizier config ARGS` against the cluster's broker: exit status success, stdout, stderr.
+fn config_cmd(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(loupe_bin())
+        .args(["vizier", "config"])
+        .args(args)
+        .args(["--broker", &cluster.addr(), "--query-token-file"])
+        .arg(cluster.dir.join("token"))
+        .output()
+        .expect("run loupe vizier config");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Waits until every live agent reports `version` applied.
+fn wait_applied(cluster: &Cluster, version: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let agents = agent_configs(cluster);
+        if agents.values().all(|(_, v)| *v == version) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "version {version} not applied everywhere: {agents:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Rows of `http_events` whose path is `path` (or starts with `/k` for `None`), over every PEM.
+fn count_rows(cluster: &Cluster, filter: &str) -> i64 {
+    let script = format!(
+        "import px\ndf = px.DataFrame('http_events', start_time='-10m')\ndf = df[{filter}]\n\
+         px.display(df.agg(n=('latency', px.count)), 'n')\n"
+    );
+    let (tables, _, error) = cluster.query(&script);
+    assert_eq!(error, None);
+    tables
+        .get("n")
+        .and_then(|b| b.first())
+        .map_or(0, |b| b.column_by_name("n").expect("n").as_primitive::<Int64Type>().value(0))
+}
+
+#[test]
+fn the_agent_configuration_applies_on_running_pems_without_a_restart() {
+    // 40,000 rows a PEM: about 5 MiB of Arrow, in batches of 8 Ki rows.
+    let loads: Vec<Vec<HttpEventRow>> = (0..2).map(|i| rows(91 + i, 40_000, 50)).collect();
+    let traced = crate::e2e::can_trace();
+    let mut cluster = Cluster::start("cluster-config", 1, &loads, "10s", traced);
+    let loaded = "px.contains(df.req_path, '/k')";
+    assert_eq!(count_rows(&cluster, loaded), 80_000);
+    let agents = agent_configs(&cluster);
+    let kinds: Vec<&str> = agents.values().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        (kinds.iter().filter(|k| **k == "PEM").count(), kinds.iter().filter(|k| **k == "KELVIN").count()),
+        (2, 1)
+    );
+    assert!(agents.values().all(|(_, v)| *v == 0), "{agents:?}");
+
+    // Bad changes are refused by the broker, before any agent sees them.
+    let (ok, _, err) = config_cmd(&cluster, &["set", "--table-budget", "no_such_table=4"]);
+    assert!(!ok && err.contains("unknown table `no_such_table`"), "{err}");
+    let (ok, _, err) = config_cmd(&cluster, &["set", "--protocol", "gopher=off"]);
+    assert!(!ok && err.contains("unknown protocol `gopher`"), "{err}");
+
+    // A smaller http_events budget (and HTTP parsing off): every PEM applies it live and evicts its oldest rows.
+    let (ok, out, err) = config_cmd(&cluster, &["set", "--table-budget", "http_events=1", "--protocol", "http=off"]);
+    assert!(ok, "{err}");
+    let printed: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(printed["version"], 1, "{out}");
+    assert_eq!(printed["table_budget_mib"]["http_events"], 1.0, "{out}");
+    assert_eq!(printed["protocols"]["http"], "off", "{out}");
+    wait_applied(&cluster, 1);
+    let kept = count_rows(&cluster, loaded);
+    assert!(kept > 0 && kept < 80_000 / 2, "{kept} of 80,000 rows kept under a 1 MiB budget per PEM");
+    for pem in &mut cluster.pems {
+        assert!(pem.guard.0.try_wait().expect("status").is_none(), "a PEM exited");
+    }
+    let (ok, out, _) = config_cmd(&cluster, &["get"]);
+    assert!(ok && out.contains("\"version\": 1"), "{out}");
+    // The operational listeners say the same: every agent on version 1, none behind, the Kelvin ready.
+    let broker_metrics = http_get(cluster.broker.metrics, "/metrics");
+    assert!(broker_metrics.contains("loupe_agent_config_version 1"), "{broker_metrics}");
+    assert!(broker_metrics.contains("loupe_agents_config_pending 0"), "{broker_metrics}");
+    assert!(
+        broker_metrics.contains("loupe_broker_agents{kind=\"PEM\",state=\"AGENT_STATE_HEALTHY\"} 2"),
+        "{broker_metrics}"
+    );
+    for pem in &cluster.pems {
+        assert!(http_get(pem.metrics, "/metrics").contains("loupe_agent_config_version 1"));
+    }
+    let kelvin = &cluster.kelvins[0];
+    assert!(http_get(kelvin.metrics, "/readyz").starts_with("ok"));
+    assert!(http_get(kelvin.metrics, "/metrics").contains("loupe_broker_registered 1"));
+    assert!(http_get(cluster.broker.metrics, "/healthz").starts_with("ok"));
+
+    if traced {
+        // HTTP off on the tracing PEM: requests made now leave no rows; back on, they do, with no restart between.
+        let dir = temp_dir("cluster-config-nginx");
+        let port = free_port();
+        let _nginx = crate::common::start_nginx(&dir, port, "", "location / { return 200 'ok'; }");
+        let curl = |path: &str| {
+            for _ in 0..5 {
+                let url = format!("http://127.0.0.1:{port}{path}");
+                assert!(Command::new("curl").args(["-sS", &url]).output().expect("curl").status.success());
+            }
+        };
+        curl("/while-off");
+        let (ok, _, err) = config_cmd(&cluster, &["set", "--protocol", "http=on"]);
+        assert!(ok, "{err}");
+        wait_applied(&cluster, 2);
+        curl("/while-on");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count_rows(&cluster, "df.req_path == '/while-on'") < 5 {
+            assert!(Instant::now() < deadline, "HTTP turned back on, yet no rows for new requests");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        assert_eq!(count_rows(&cluster, "df.req_path == '/while-off'"), 0, "HTTP was off, yet its requests have rows");
+        for pem in &mut cluster.pems {
+            assert!(pem.guard.0.try_wait().expect("status").is_none(), "a PEM exited");
+        }
+    }
+}
+
+/// The body of `GET path` on a local port (an operational listener: plain HTTP/1.1, no credential).
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
 }

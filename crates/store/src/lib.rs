@@ -80,9 +80,14 @@ impl Store {
         if let Some(t) = self.tables.read().get(spec.name) {
             return Ok(t.clone());
         }
-        let budget = self.config.table_bytes.get(spec.name).copied().unwrap_or(self.config.default_table_bytes);
+        let budget = self.configured_budget(spec.name);
         let table = Arc::new(Table::new(spec.name, spec.arrow_schema(), budget)?);
         Ok(self.tables.write().entry(spec.name.to_string()).or_insert(table).clone())
+    }
+
+    /// The budget `name` had at start (its own in `table_bytes`, else the default).
+    pub fn configured_budget(&self, name: &str) -> usize {
+        self.config.table_bytes.get(name).copied().unwrap_or(self.config.default_table_bytes)
     }
 
     /// The table called `name`.

@@ -1,7 +1,7 @@
 //! One bounded table: batches in arrival order, a min/max time per batch, a byte budget.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arrow::array::{Array, TimestampNanosecondArray};
 use arrow::compute::kernels::aggregate::{max, min};
@@ -73,7 +73,8 @@ pub struct Table {
     name: String,
     schema: SchemaRef,
     time_index: usize,
-    budget: usize,
+    /// Changed live by [`Table::set_budget`]; read on every append.
+    budget: AtomicUsize,
     inner: Mutex<Inner>,
     rows_appended: AtomicU64,
     rows_evicted: AtomicU64,
@@ -82,7 +83,7 @@ pub struct Table {
 
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Table").field("name", &self.name).field("budget", &self.budget).finish()
+        f.debug_struct("Table").field("name", &self.name).field("budget", &self.budget()).finish()
     }
 }
 
@@ -98,7 +99,7 @@ impl Table {
             name: name.to_string(),
             schema,
             time_index,
-            budget: budget_bytes,
+            budget: AtomicUsize::new(budget_bytes),
             inner: Mutex::new(Inner::default()),
             rows_appended: AtomicU64::new(0),
             rows_evicted: AtomicU64::new(0),
@@ -114,6 +115,24 @@ impl Table {
     /// The table's schema.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// The byte budget now.
+    pub fn budget(&self) -> usize {
+        self.budget.load(Ordering::Relaxed)
+    }
+
+    /// Changes the byte budget now, without a restart: a smaller one evicts the oldest batches at once
+    /// (counted in `rows_evicted`), keeping the newest batch even when it alone is over (the next append
+    /// fits batches to the new budget). Returns the rows evicted.
+    pub fn set_budget(&self, budget_bytes: usize) -> usize {
+        self.budget.store(budget_bytes, Ordering::Relaxed);
+        let mut inner = self.inner.lock();
+        let evicted = evict_over(&mut inner, budget_bytes);
+        drop(inner);
+        let rows: usize = evicted.iter().map(|e| e.batch.num_rows()).sum();
+        self.rows_evicted.fetch_add(rows as u64, Ordering::Relaxed);
+        rows
     }
 
     /// Appends a batch, then evicts the oldest batches until the table fits its budget.
@@ -140,38 +159,30 @@ impl Table {
         inner.bytes += entry.bytes;
         inner.rows += entry.batch.num_rows();
         inner.entries.push(entry);
-        let mut evict = 0;
-        let mut evicted_rows = 0;
-        // The newest batch fits the budget by construction and is never evicted.
-        while inner.bytes > self.budget && evict + 1 < inner.entries.len() {
-            let (bytes, rows) = (inner.entries[evict].bytes, inner.entries[evict].batch.num_rows());
-            inner.bytes -= bytes;
-            evicted_rows += rows;
-            evict += 1;
-        }
-        if evict > 0 {
-            inner.rows -= evicted_rows;
-            // Dropping the evicted batches happens outside the lock to keep it short.
-            let gone: Vec<Entry> = inner.entries.drain(..evict).collect();
-            drop(inner);
+        let gone = evict_over(&mut inner, self.budget());
+        // Dropping the evicted batches happens outside the lock to keep it short.
+        drop(inner);
+        if !gone.is_empty() {
+            let rows: usize = gone.iter().map(|e| e.batch.num_rows()).sum();
             drop(gone);
-            self.rows_evicted.fetch_add(evicted_rows as u64, Ordering::Relaxed);
+            self.rows_evicted.fetch_add(rows as u64, Ordering::Relaxed);
         }
         Ok(())
     }
 
     fn fit_to_budget(&self, batch: RecordBatch) -> RecordBatch {
         let bytes = batch.get_array_memory_size();
-        if bytes <= self.budget {
+        let budget = self.budget();
+        if bytes <= budget {
             return batch;
         }
         let rows = batch.num_rows();
-        let mut keep = (rows as u128 * self.budget as u128 / bytes as u128) as usize;
+        let mut keep = (rows as u128 * budget as u128 / bytes as u128) as usize;
         // Slicing shares buffers, so the memory estimate of a slice would still count the whole
         // batch: compact it into fresh buffers, and shrink again if allocation rounding left it
         // over budget (the estimate is not linear in rows).
         let mut kept = compact(&batch.slice(rows - keep, keep));
-        while keep > 0 && kept.get_array_memory_size() > self.budget {
+        while keep > 0 && kept.get_array_memory_size() > budget {
             keep = keep * 9 / 10;
             kept = compact(&batch.slice(rows - keep, keep));
         }
@@ -209,11 +220,26 @@ impl Table {
             rows_appended: self.rows_appended.load(Ordering::Relaxed),
             rows_evicted: self.rows_evicted.load(Ordering::Relaxed),
             rows_dropped: self.rows_dropped.load(Ordering::Relaxed),
-            budget_bytes: self.budget as u64,
+            budget_bytes: self.budget() as u64,
             min_time_ns: inner.entries.iter().map(|e| e.min_t).min(),
             max_time_ns: inner.entries.iter().map(|e| e.max_t).max(),
         }
     }
+}
+
+/// Takes the oldest entries out until `inner` fits `budget`; the newest one always stays (an appended
+/// batch fits the budget by construction). The caller drops what is returned outside the lock.
+fn evict_over(inner: &mut Inner, budget: usize) -> Vec<Entry> {
+    let mut evict = 0;
+    let (mut bytes, mut rows) = (0, 0);
+    while inner.bytes - bytes > budget && evict + 1 < inner.entries.len() {
+        bytes += inner.entries[evict].bytes;
+        rows += inner.entries[evict].batch.num_rows();
+        evict += 1;
+    }
+    inner.bytes -= bytes;
+    inner.rows -= rows;
+    inner.entries.drain(..evict).collect()
 }
 
 /// Copies a (sliced) batch into buffers of its own size.
@@ -290,6 +316,27 @@ mod tests {
         assert!(s.rows > 0 && s.rows < 1000);
         assert_eq!(s.max_time_ns, Some(999));
         assert_eq!(s.rows + s.rows_dropped, 1000);
+    }
+
+    #[test]
+    fn a_smaller_budget_evicts_the_oldest_at_once_and_a_larger_one_keeps_more() {
+        let one = batch(&[1; 100]).get_array_memory_size();
+        let t = table(one * 10);
+        for i in 0..8 {
+            t.append(batch(&[i; 100])).expect("append");
+        }
+        assert_eq!(t.stats().rows, 800);
+        assert_eq!(t.set_budget(one * 2), 600);
+        let s = t.stats();
+        assert_eq!((s.rows, s.rows_evicted, s.min_time_ns, s.budget_bytes), (200, 600, Some(6), (one * 2) as u64));
+        t.set_budget(one * 4);
+        for i in 8..12 {
+            t.append(batch(&[i; 100])).expect("append");
+        }
+        assert_eq!((t.stats().rows, t.stats().min_time_ns), (400, Some(8)));
+        // Even a budget of nothing keeps the newest batch for queries.
+        t.set_budget(0);
+        assert_eq!(t.stats().rows, 100);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use loupe_proto::clusterpb::{AgentKind, RegisterRequest};
 use loupe_proto::vizierpb::vizier_service_client::VizierServiceClient;
 use loupe_proto::vizierpb::{ExecuteScriptRequest, execute_script_response};
 use loupe_schema::http::{HttpEventRow, HttpEventsBuilder};
-use loupe_vizier::cluster::{Broker, broker_client, serve_broker, serve_kelvin};
+use loupe_vizier::cluster::{Broker, KelvinConfig, broker_client, serve_broker, serve_kelvin};
 use loupe_vizier::{ClusterLink, Pem, PemConfig, QueryToken};
 
 const AGENTS: usize = 1000;
@@ -45,7 +45,15 @@ fn main() {
         let (l, broker_addr) = listener().await;
         tokio::spawn(serve_broker(l, broker.clone(), token.clone(), std::future::pending()));
         let (l, kelvin_addr) = listener().await;
-        tokio::spawn(serve_kelvin(l, limits, token.clone(), broker_addr.clone(), kelvin_addr, std::future::pending()));
+        let kelvin = KelvinConfig {
+            limits,
+            token: token.clone(),
+            broker: broker_addr.clone(),
+            advertise: kelvin_addr,
+            link: std::sync::Arc::default(),
+            metadata: loupe_vizier::PemMetadata::host_only(),
+        };
+        tokio::spawn(serve_kelvin(l, kelvin, std::future::pending()));
 
         let pem = Pem::start(PemConfig { collector: None, limits, ..PemConfig::default() }).expect("pem");
         let now = loupe_common::time::now_unix_ns();
@@ -71,6 +79,7 @@ fn main() {
                 address: pem_addr.clone(),
                 hostname: "sim".into(),
                 create_time_ns: now,
+                ..RegisterRequest::default()
             };
             client.register(me).await.expect("registers");
         }

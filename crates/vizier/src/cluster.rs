@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,8 +33,8 @@ use loupe_proto::clusterpb::agent_service_server::AgentService;
 use loupe_proto::clusterpb::broker_service_client::BrokerServiceClient;
 use loupe_proto::clusterpb::broker_service_server::BrokerService;
 use loupe_proto::clusterpb::{
-    AgentKind, BrokerStream, MergeRequest, MergeResponse, MergeSummary, Producer, RegisterRequest, RegisterResponse,
-    RunStreamsRequest, StreamBatch, merge_response,
+    AgentConfig, AgentKind, BrokerStream, GetConfigRequest, MergeRequest, MergeResponse, MergeSummary, Producer,
+    RegisterRequest, RegisterResponse, RunStreamsRequest, SetConfigRequest, StreamBatch, merge_response,
 };
 use loupe_proto::vizierpb::vizier_service_server::VizierService;
 use loupe_proto::vizierpb::{
@@ -48,6 +48,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Response};
 
+use crate::agent_config::{Applier, ConfigError, ConfigHolder};
 use crate::query_auth::{QueryToken, TOKEN_METADATA};
 use crate::query_service::{MAX_SCRIPT_BYTES, QueryError, VERSION, error_status};
 
@@ -118,35 +119,117 @@ pub fn new_agent_id() -> String {
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
+/// An agent's link with its broker as its operational routes report it.
+#[derive(Debug, Default)]
+pub struct LinkState {
+    registered: AtomicBool,
+    config_version: AtomicU64,
+}
+
+impl LinkState {
+    /// Whether the broker accepted the last heartbeat.
+    pub fn registered(&self) -> bool {
+        self.registered.load(Ordering::Relaxed)
+    }
+
+    /// The agent configuration version applied (0: none).
+    pub fn config_version(&self) -> u64 {
+        self.config_version.load(Ordering::Relaxed)
+    }
+
+    /// Ready when the broker accepted the last heartbeat.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.registered() { Ok(()) } else { Err("not registered with the query broker".into()) }
+    }
+
+    /// Its Prometheus text alone (a Kelvin's `/metrics`).
+    pub fn metrics_text(&self) -> String {
+        let mut w = loupe_common::prometheus::Writer::new();
+        self.write_metrics(&mut w);
+        w.finish()
+    }
+
+    /// Its Prometheus lines.
+    pub fn write_metrics(&self, w: &mut loupe_common::prometheus::Writer) {
+        use loupe_common::prometheus::Kind;
+        w.single(
+            "loupe_broker_registered",
+            Kind::Gauge,
+            "1 when the query broker accepted the last heartbeat.",
+            u64::from(self.registered()),
+        );
+        w.single(
+            "loupe_agent_config_version",
+            Kind::Gauge,
+            "Version of the vizier's agent configuration applied here (0: none).",
+            self.config_version(),
+        );
+    }
+}
+
 /// Registers `me` with the broker at `broker` now and at every heartbeat, until the task is aborted.
 /// A refusal (a wrong token) is logged as an error and retried: an operator may fix the token file.
-pub fn spawn_registration(broker: String, token: QueryToken, me: RegisterRequest) -> tokio::task::JoinHandle<()> {
+/// Each answer carries the vizier's agent configuration: a new version is handed to `apply` (an agent
+/// with nothing to apply, a Kelvin, passes `None`), and the next heartbeat, sent at once, reports the
+/// version applied or why it was not.
+pub fn spawn_registration(
+    broker: String,
+    token: QueryToken,
+    mut me: RegisterRequest,
+    apply: Option<Applier>,
+    state: Arc<LinkState>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = DEFAULT_HEARTBEAT;
         let mut registered = false;
+        // The newest version seen, applied or not: a refused one is not retried at every heartbeat.
+        let mut seen = 0u64;
         loop {
+            let mut report_now = false;
             match broker_client(&broker, &token) {
                 Ok(mut client) => match client.register(me.clone()).await {
                     Ok(resp) => {
-                        let ms = resp.into_inner().heartbeat_interval_ms;
+                        let resp = resp.into_inner();
+                        let ms = resp.heartbeat_interval_ms;
                         interval = Duration::from_millis(u64::try_from(ms).unwrap_or(0).clamp(100, 60_000));
                         if !registered {
                             tracing::info!(%broker, agent_id = %me.agent_id, "registered with the query broker");
                             registered = true;
                         }
+                        state.registered.store(true, Ordering::Relaxed);
+                        if let Some(config) = resp.config.filter(|c| c.version != seen && c.version != 0) {
+                            seen = config.version;
+                            match apply.as_ref().map_or(Ok(()), |apply| apply(&config)) {
+                                Ok(()) => {
+                                    tracing::info!(version = config.version, "agent configuration applied");
+                                    me.config_version = config.version;
+                                    me.config_error.clear();
+                                    state.config_version.store(config.version, Ordering::Relaxed);
+                                }
+                                Err(e) => {
+                                    tracing::error!(version = config.version, error = %e, "agent configuration not applied");
+                                    me.config_error = format!("version {}: {e}", config.version);
+                                }
+                            }
+                            report_now = true;
+                        }
                     }
                     Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                        state.registered.store(false, Ordering::Relaxed);
                         tracing::error!(%broker, error = %status.message(), "the query broker refused this agent's token");
                         registered = false;
                     }
                     Err(status) => {
+                        state.registered.store(false, Ordering::Relaxed);
                         tracing::warn!(%broker, error = %status.message(), "heartbeat to the query broker failed");
                         registered = false;
                     }
                 },
                 Err(e) => tracing::error!(%broker, error = %e, "invalid broker address"),
             }
-            tokio::time::sleep(interval).await;
+            if !report_now {
+                tokio::time::sleep(interval).await;
+            }
         }
     })
 }
@@ -430,6 +513,8 @@ struct Entry {
     create_time_ns: i64,
     asid: i64,
     last_seen: Instant,
+    config_version: u64,
+    config_error: String,
 }
 
 /// The broker's view of its agents.
@@ -498,6 +583,7 @@ impl Registry {
                 state: if e.last_seen.elapsed() <= expiry { "AGENT_STATE_HEALTHY" } else { "AGENT_STATE_UNRESPONSIVE" }
                     .to_string(),
                 since_heartbeat_ns: i64::try_from(e.last_seen.elapsed().as_nanos()).unwrap_or(i64::MAX),
+                config_version: e.config_version,
             })
             .collect();
         v.sort_by(|a, b| a.info.agent_id.cmp(&b.info.agent_id));
@@ -518,9 +604,15 @@ impl Registry {
             return Err(tonic::Status::resource_exhausted("the broker has as many agents as it accepts"));
         }
         let asid = match agents.get(&req.agent_id) {
-            Some(e) => e.asid,
+            Some(e) => {
+                if !req.config_error.is_empty() && e.config_error != req.config_error {
+                    tracing::warn!(agent_id = %req.agent_id, error = %req.config_error, "an agent refused the agent configuration");
+                }
+                e.asid
+            }
             None => self.next_asid.fetch_add(1, Ordering::Relaxed) as i64,
         };
+        let config_error: String = req.config_error.chars().take(1024).collect();
         agents.insert(
             req.agent_id.clone(),
             Entry {
@@ -530,6 +622,8 @@ impl Registry {
                 create_time_ns: req.create_time_ns,
                 asid,
                 last_seen: Instant::now(),
+                config_version: req.config_version,
+                config_error,
             },
         );
         Ok(())
@@ -544,6 +638,8 @@ pub struct Broker {
     engine: Arc<Engine>,
     limits: ExecOptions,
     token: QueryToken,
+    /// The agent configuration handed out with every heartbeat's answer.
+    config: Arc<ConfigHolder>,
 }
 
 impl Broker {
@@ -551,7 +647,64 @@ impl Broker {
     /// every `heartbeat`.
     pub fn new(limits: ExecOptions, token: QueryToken, heartbeat: Duration) -> Self {
         let store = Arc::new(loupe_store::Store::new(loupe_store::StoreConfig::default()));
-        Broker { registry: Arc::new(Registry::new(heartbeat)), engine: Arc::new(Engine::new(store)), limits, token }
+        Broker {
+            registry: Arc::new(Registry::new(heartbeat)),
+            engine: Arc::new(Engine::new(store)),
+            limits,
+            token,
+            config: Arc::new(ConfigHolder::in_memory()),
+        }
+    }
+
+    /// The same broker answering the metadata functions of the merges it runs itself (no Kelvin
+    /// registered) from `metadata`.
+    pub fn with_metadata(mut self, metadata: crate::PemMetadata) -> Self {
+        self.engine = Arc::new((*self.engine).clone().with_metadata(Arc::new(metadata)));
+        self
+    }
+
+    /// The same broker handing out (and changing) `config`.
+    pub fn with_config(mut self, config: ConfigHolder) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// The agent configuration it hands out.
+    pub fn config(&self) -> &ConfigHolder {
+        &self.config
+    }
+
+    /// Prometheus text for its operational listener: agents by kind and state, the configuration's version
+    /// and how many live agents have not applied it yet.
+    pub fn metrics_text(&self) -> String {
+        use loupe_common::prometheus::{Kind, Writer};
+        let statuses = self.registry.statuses();
+        let version = self.config.get().version;
+        let mut counts: Vec<((&str, &str), u64)> = Vec::new();
+        for kind in ["PEM", "KELVIN"] {
+            for state in ["AGENT_STATE_HEALTHY", "AGENT_STATE_UNRESPONSIVE"] {
+                let n =
+                    statuses.iter().filter(|a| (if a.kelvin { "KELVIN" } else { "PEM" }) == kind && a.state == state);
+                counts.push(((kind, state), n.count() as u64));
+            }
+        }
+        let behind =
+            statuses.iter().filter(|a| a.state == "AGENT_STATE_HEALTHY" && a.config_version != version).count() as u64;
+        let mut w = Writer::new();
+        w.family(
+            "loupe_broker_agents",
+            Kind::Gauge,
+            "Agents registered, by kind and state.",
+            counts.iter().map(|((k, s), n)| ([("kind", *k), ("state", *s)], *n)),
+        );
+        w.single("loupe_agent_config_version", Kind::Gauge, "Version of the agent configuration in force.", version);
+        w.single(
+            "loupe_agents_config_pending",
+            Kind::Gauge,
+            "Live agents that have not applied the agent configuration in force.",
+            behind,
+        );
+        w.finish()
     }
 
     /// Its agents.
@@ -568,7 +721,29 @@ impl BrokerService for Broker {
         tracing::debug!(agent_id = %req.agent_id, address = %req.address, "heartbeat");
         Ok(Response::new(RegisterResponse {
             heartbeat_interval_ms: i64::try_from(self.registry.heartbeat.as_millis()).unwrap_or(i64::MAX),
+            config: Some(self.config.get()),
         }))
+    }
+
+    async fn get_config(&self, _: Request<GetConfigRequest>) -> Result<Response<AgentConfig>, tonic::Status> {
+        Ok(Response::new(self.config.get()))
+    }
+
+    async fn set_config(&self, request: Request<SetConfigRequest>) -> Result<Response<AgentConfig>, tonic::Status> {
+        let req = request.into_inner();
+        let asked = req.config.unwrap_or_default();
+        match self.config.set(asked, req.expected_version) {
+            Ok(now) => {
+                tracing::info!(
+                    version = now.version,
+                    "agent configuration changed; agents apply it at their next heartbeat"
+                );
+                Ok(Response::new(now))
+            }
+            Err(e @ ConfigError::Conflict { .. }) => Err(tonic::Status::aborted(e.to_string())),
+            Err(e @ ConfigError::Save { .. }) => Err(tonic::Status::internal(e.to_string())),
+            Err(e) => Err(tonic::Status::invalid_argument(e.to_string())),
+        }
     }
 }
 
@@ -862,19 +1037,34 @@ pub async fn serve_broker(
         .await
 }
 
-/// Serves a Kelvin on `listener` until `shutdown`: merges the broker asks for (demanding `token`, and
-/// sending it to the PEMs it pulls from), registered with the broker at `broker` as `advertise`.
+/// What a Kelvin needs besides its port.
+pub struct KelvinConfig {
+    /// Every merge's limits.
+    pub limits: ExecOptions,
+    /// The vizier's token: demanded of the broker, sent to the PEMs pulled from.
+    pub token: QueryToken,
+    /// The query broker's address.
+    pub broker: String,
+    /// The address the broker reaches this Kelvin at.
+    pub advertise: String,
+    /// Where its link with the broker is reported (its operational routes).
+    pub link: Arc<LinkState>,
+    /// What the metadata functions of maps over merged rows answer from.
+    pub metadata: crate::PemMetadata,
+}
+
+/// Serves a Kelvin on `listener` until `shutdown`: merges the broker asks for, registered with the broker
+/// and heartbeating (see [`KelvinConfig`]).
 pub async fn serve_kelvin(
     listener: tokio::net::TcpListener,
-    limits: ExecOptions,
-    token: QueryToken,
-    broker: String,
-    advertise: String,
+    config: KelvinConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     use loupe_proto::clusterpb::agent_service_server::AgentServiceServer;
+    let KelvinConfig { limits, token, broker, advertise, link, metadata } = config;
     let store = Arc::new(loupe_store::Store::new(loupe_store::StoreConfig::default()));
-    let node = AgentNode::new(Arc::new(Engine::new(store)), limits, token.clone());
+    let engine = Engine::new(store).with_metadata(Arc::new(metadata));
+    let node = AgentNode::new(Arc::new(engine), limits, token.clone());
     let service =
         AgentServiceServer::new(node).max_decoding_message_size(256 << 20).max_encoding_message_size(64 << 20);
     let routes = not_found_routes()
@@ -885,8 +1075,9 @@ pub async fn serve_kelvin(
         address: advertise,
         hostname: AgentInfo::this_host().hostname,
         create_time_ns: loupe_common::time::now_unix_ns(),
+        ..RegisterRequest::default()
     };
-    let heartbeat = spawn_registration(broker, token, me);
+    let heartbeat = spawn_registration(broker, token, me, None, link);
     let result = tonic::transport::Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
@@ -906,6 +1097,7 @@ mod tests {
             address: format!("127.0.0.1:{}", id.len()),
             hostname: "h".into(),
             create_time_ns: 1,
+            ..RegisterRequest::default()
         })
     }
 

@@ -24,17 +24,24 @@ pub struct PemOps {
     counters: Option<Arc<CollectorCounters>>,
     probes: ProbeReport,
     running_queries: Arc<AtomicU64>,
+    link: Option<Arc<crate::cluster::LinkState>>,
 }
 
 impl PemOps {
     /// The routes' inputs.
     pub fn new(store: Arc<Store>, counters: Option<Arc<CollectorCounters>>, probes: ProbeReport) -> Self {
-        PemOps { store, counters, probes, running_queries: Arc::default() }
+        PemOps { store, counters, probes, running_queries: Arc::default(), link: None }
     }
 
     /// Reports `running` as the number of queries running now.
     pub fn with_running_queries(mut self, running: Arc<AtomicU64>) -> Self {
         self.running_queries = running;
+        self
+    }
+
+    /// Reports the agent's link with a query broker (registered, configuration version) in its metrics.
+    pub fn with_link(mut self, link: Arc<crate::cluster::LinkState>) -> Self {
+        self.link = Some(link);
         self
     }
 
@@ -48,6 +55,9 @@ impl PemOps {
             "Queries running now.",
             self.running_queries.load(Ordering::Relaxed),
         );
+        if let Some(link) = &self.link {
+            link.write_metrics(&mut w);
+        }
         w.finish()
     }
 
@@ -72,6 +82,26 @@ pub fn router(ops: PemOps) -> Router {
             }),
         )
         .route("/metrics", get(move || async move { metrics.metrics_text() }))
+}
+
+/// The same routes for a node without a store (the query broker, a Kelvin): `/healthz`, `/readyz` from
+/// `readiness` and `/metrics` from `metrics`.
+pub fn node_router(
+    readiness: impl Fn() -> Result<(), String> + Clone + Send + Sync + 'static,
+    metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                match readiness() {
+                    Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+                }
+            }),
+        )
+        .route("/metrics", get(move || async move { metrics() }))
 }
 
 /// Prometheus text exposition of the store's and collector's counters.

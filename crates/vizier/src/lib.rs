@@ -6,6 +6,7 @@
 //! Owns wiring and serving. Must not parse wire protocols, compile PxL or plan queries itself
 //! (that is `collector`, `pxl` and `engine`), and must not know about the cloud.
 
+pub mod agent_config;
 pub mod cluster;
 pub mod health;
 pub mod http;

@@ -3,7 +3,6 @@
 //! [`MetadataSource`]. Without a metadata service the copy stays empty: pod fields answer '', and a
 //! process's container id still comes from its cgroup.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use loupe_engine::MetadataSource;
@@ -22,7 +21,8 @@ impl PemMetadata {
 
     /// Follows the metadata service at `addr` (from a task on the current runtime, reconnecting for ever),
     /// sending `token`.
-    pub fn follow(addr: SocketAddr, token: String) -> (Self, Arc<FollowStats>) {
+    pub fn follow(addr: impl std::fmt::Display, token: String) -> (Self, Arc<FollowStats>) {
+        let addr = addr.to_string();
         let hub = Hub::new();
         let stats = Arc::new(FollowStats::default());
         tokio::spawn(loupe_metadata::serve::follow(addr, token, hub.clone(), stats.clone()));

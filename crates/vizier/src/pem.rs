@@ -88,6 +88,8 @@ pub struct Pem {
     running: Arc<std::sync::atomic::AtomicU64>,
     /// What the metadata functions read (this host alone until [`Pem::set_metadata`]).
     metadata: crate::PemMetadata,
+    /// Its link with a query broker, when in a cluster.
+    link: Arc<crate::cluster::LinkState>,
 }
 
 impl Pem {
@@ -123,6 +125,7 @@ impl Pem {
             probes,
             running: Arc::default(),
             metadata: crate::PemMetadata::host_only(),
+            link: Arc::default(),
         })
     }
 
@@ -228,8 +231,17 @@ impl Pem {
             address: link.advertise,
             hostname: loupe_engine::AgentInfo::this_host().hostname,
             create_time_ns: loupe_common::time::now_unix_ns(),
+            ..Default::default()
         };
-        let heartbeat = crate::cluster::spawn_registration(link.broker, token.clone(), me);
+        let applier =
+            crate::agent_config::PemApplier::new(self.store.clone(), self.collector.as_ref().map(Collector::live));
+        let heartbeat = crate::cluster::spawn_registration(
+            link.broker,
+            token.clone(),
+            me,
+            Some(applier.into_applier()),
+            Arc::clone(&self.link),
+        );
         let result = self.serve_routes(listener, token, Some(agent), shutdown).await;
         heartbeat.abort();
         result
@@ -238,7 +250,9 @@ impl Pem {
     /// What the operational listener serves: metrics and readiness of this agent.
     pub fn ops(&self) -> PemOps {
         let counters = self.collector.as_ref().map(Collector::shared_counters);
-        PemOps::new(self.store.clone(), counters, self.probes.clone()).with_running_queries(Arc::clone(&self.running))
+        PemOps::new(self.store.clone(), counters, self.probes.clone())
+            .with_running_queries(Arc::clone(&self.running))
+            .with_link(Arc::clone(&self.link))
     }
 
     /// Serves queries on `listener` until `shutdown` resolves. Every call must carry `token`; the port

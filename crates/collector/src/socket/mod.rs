@@ -12,6 +12,7 @@ mod conn_stats;
 pub mod events;
 pub mod go_tls;
 mod infer;
+pub mod live;
 pub mod loader;
 pub mod port_protocols;
 pub mod protocols;
@@ -150,6 +151,8 @@ impl SocketTracer {
             stat("records_dropped", "conn_cap", t.records_over_cap),
             stat("bytes_dropped", "conn_cap", t.bytes_over_cap),
             stat("messages_dropped", "pending_total_cap", t.messages_over_total_cap),
+            stat("conns_untraced", "sampling", t.conns_unsampled),
+            stat("conns_untraced", "protocol_disabled", t.conns_disabled),
             stat("conn_stats_dropped", "key_cap", self.tracker.conn_stats_dropped()),
             stat("rows_dropped", "store_refused", c.rows_dropped.load(Ordering::Relaxed)),
         ];

@@ -79,6 +79,17 @@ impl std::str::FromStr for PortProtocol {
     }
 }
 
+/// The parser (`PROTOCOLS` name) a protocol name as users write it stands for (`http` → `http1`).
+pub fn parser_name(name: &str) -> Option<&'static str> {
+    let name = name.trim().to_ascii_lowercase();
+    NAMES.iter().find(|(n, ..)| *n == name).map(|&(_, _, parser)| parser)
+}
+
+/// The protocol names users may write.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    NAMES.iter().map(|n| n.0)
+}
+
 /// The override of a connection with these ports, if any: the local port's first.
 pub fn lookup(overrides: &[PortProtocol], local_port: u16, remote_port: u16) -> Option<&PortProtocol> {
     overrides.iter().find(|o| o.port == local_port).or_else(|| overrides.iter().find(|o| o.port == remote_port))

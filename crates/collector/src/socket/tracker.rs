@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use loupe_common::{ClockConverter, Upid};
 use loupe_protocols::Side;
@@ -17,6 +18,7 @@ use loupe_schema::protocols::ConnStatsBuilder;
 
 use super::conn_stats::{ClosedStats, ConnStatsKey, traffic_protocol};
 use super::infer;
+use super::live::LiveSettings;
 use super::port_protocols::{self, PortProtocol};
 use super::protocols::{ConnRows, Losses, PROTOCOLS, RowContext, TableRows, addr_parts};
 use super::reassembly::{Chunk, DirStream, Piece, ReorderLimits, StreamCounters};
@@ -53,6 +55,8 @@ pub struct TrackerConfig {
     /// Per-port protocol overrides: a connection with such a local or remote port is parsed as that
     /// protocol (not inferred), or not at all. The kernel applies the same ones (`TracerConfig`).
     pub port_protocols: Vec<PortProtocol>,
+    /// Sampling and the protocols parsed, changed while the tracker runs (the agent configuration).
+    pub live: Arc<LiveSettings>,
 }
 
 impl Default for TrackerConfig {
@@ -68,6 +72,7 @@ impl Default for TrackerConfig {
             max_pending_messages: 256,
             max_pending_messages_total: 65_536,
             port_protocols: Vec::new(),
+            live: Arc::default(),
         }
     }
 }
@@ -83,6 +88,10 @@ pub struct TrackerStats {
     pub conns_parsed: u64,
     /// Connections whose traffic was not a supported protocol.
     pub conns_other: u64,
+    /// Connections left out by sampling.
+    pub conns_unsampled: u64,
+    /// Connections (new or open) left unparsed because their protocol was disabled.
+    pub conns_disabled: u64,
     /// Bytes lost to capture gaps (truncation or missing chunks).
     pub gap_bytes: u64,
     /// Duplicate or overlapping chunks dropped.
@@ -441,6 +450,14 @@ impl Tracker {
                 return;
             };
             let Some(protocol) = PROTOCOLS.get(found.protocol) else { return };
+            if !self.config.live.enabled(found.protocol) {
+                self.stats.conns_disabled += 1;
+                return;
+            }
+            if !self.config.live.sampled((flow, ts_ns)) {
+                self.stats.conns_unsampled += 1;
+                return;
+            }
             let mut conn = Conn::new(found.role, local, remote, ts_ns, Some(0));
             conn.parsing =
                 Parsing::Parsed { protocol: found.protocol, parser: protocol.new_datagram_conn(&self.config) };
@@ -452,6 +469,12 @@ impl Tracker {
         let Some(conn) = self.conns.get_mut(&flow) else { return };
         conn.last_ns = ts_ns;
         let side = conn.side(direction);
+        if let Parsing::Parsed { protocol, .. } = conn.parsing
+            && !self.config.live.enabled(protocol)
+        {
+            conn.parsing = Parsing::Other;
+            self.stats.conns_disabled += 1;
+        }
         if let Parsing::Parsed { parser, .. } = &mut conn.parsing {
             if data.len() as u64 == msg_size {
                 parser.feed(side, data, ts_ns);
@@ -671,8 +694,26 @@ fn feed_piece(
             conn.role = found.role;
         }
         let Some(protocol) = PROTOCOLS.get(found.protocol) else { return false };
+        if !config.live.enabled(found.protocol) {
+            conn.parsing = Parsing::Other;
+            stats.conns_disabled += 1;
+            return false;
+        }
+        if !config.live.sampled((&conn.local, &conn.remote, conn.last_ns)) {
+            conn.parsing = Parsing::Other;
+            stats.conns_unsampled += 1;
+            return false;
+        }
         conn.parsing = Parsing::Parsed { protocol: found.protocol, parser: protocol.new_conn(config) };
         stats.conns_parsed += 1;
+    }
+    // A protocol disabled while its connection is open: the connection's rows stop here.
+    if let Parsing::Parsed { protocol, .. } = conn.parsing
+        && !config.live.enabled(protocol)
+    {
+        conn.parsing = Parsing::Other;
+        stats.conns_disabled += 1;
+        return false;
     }
     let side = conn.side(direction);
     let Parsing::Parsed { parser, .. } = &mut conn.parsing else { return false };
