@@ -88,6 +88,10 @@ pub struct Pem {
     running: Arc<std::sync::atomic::AtomicU64>,
     /// What the metadata functions read (this host alone until [`Pem::set_metadata`]).
     metadata: crate::PemMetadata,
+    /// Where rows older than memory are kept and read ([`Pem::start_history`]).
+    history: Option<Arc<loupe_history::History>>,
+    /// Writes the store's new rows to `history`; dropped last, it flushes once more.
+    history_writer: Option<loupe_history::WriterHandle>,
 }
 
 impl Pem {
@@ -123,6 +127,8 @@ impl Pem {
             probes,
             running: Arc::default(),
             metadata: crate::PemMetadata::host_only(),
+            history: None,
+            history_writer: None,
         })
     }
 
@@ -132,8 +138,37 @@ impl Pem {
         self.metadata = metadata;
     }
 
+    /// Writes `config.tables` to `history` from now on, and has the query services made after this call read it
+    /// under memory (queries then span restarts). The writer flushes once more when the PEM is dropped.
+    pub fn start_history(
+        &mut self,
+        history: Arc<loupe_history::History>,
+        config: loupe_history::WriterConfig,
+    ) -> std::io::Result<()> {
+        let tables = config.tables.join(",");
+        self.history_writer =
+            Some(loupe_history::WriterHandle::start(Arc::clone(&self.store), Arc::clone(&history), config)?);
+        tracing::info!(history = ?history, %tables, "writing history");
+        self.history = Some(history);
+        Ok(())
+    }
+
+    /// The history this PEM writes and reads, once started.
+    pub fn history(&self) -> Option<&Arc<loupe_history::History>> {
+        self.history.as_ref()
+    }
+
+    /// The history writer's counters, once started.
+    pub fn history_stats(&self) -> Option<&Arc<loupe_history::writer::WriterStats>> {
+        self.history_writer.as_ref().map(|w| w.stats())
+    }
+
     pub(crate) fn engine(&self) -> Arc<Engine> {
-        Arc::new(Engine::new(self.store.clone()).with_metadata(Arc::new(self.metadata.clone())))
+        let mut engine = Engine::new(self.store.clone()).with_metadata(Arc::new(self.metadata.clone()));
+        if let Some(h) = &self.history {
+            engine = engine.with_history(Arc::clone(h));
+        }
+        Arc::new(engine)
     }
 
     /// The node's store.
