@@ -44,9 +44,13 @@ pub fn segment_name(writer: &str, first_time_ns: i64, written_ns: i64) -> String
     format!("{writer}-{:020}-{:020}.parquet", first_time_ns.max(0), written_ns.max(0))
 }
 
-/// Whether `file` is a segment written by `writer`.
+/// Whether `file` is a segment written by `writer`: exactly `<writer>-<20 digits>-<20 digits>.parquet`, so
+/// that writer `node` does not claim `node-1`'s segments.
 pub fn is_segment_of(file: &str, writer: &str) -> bool {
-    file.strip_prefix(writer).and_then(|r| r.strip_prefix('-')).is_some_and(|r| r.ends_with(".parquet"))
+    let Some(rest) = file.strip_prefix(writer).and_then(|r| r.strip_prefix('-')) else { return false };
+    let Some(stem) = rest.strip_suffix(".parquet") else { return false };
+    let b = stem.as_bytes();
+    b.len() == 41 && b[20] == b'-' && b.iter().enumerate().all(|(i, c)| i == 20 || c.is_ascii_digit())
 }
 
 /// Refuses an org, vizier or writer name that is not a safe single path component.

@@ -96,6 +96,9 @@ pub struct HistoryConfig {
     pub writer: String,
     /// Most bytes one read may hold in memory.
     pub max_read_bytes: u64,
+    /// S3 settings over the `AWS_*` variables, by `object_store`'s names (`aws_endpoint`, `aws_allow_http`,
+    /// `aws_access_key_id`, ...).
+    pub s3_options: Vec<(String, String)>,
 }
 
 impl HistoryConfig {
@@ -142,7 +145,12 @@ impl History {
                 if bucket.is_empty() {
                     return Err(HistoryError::Config(format!("{}: no bucket", config.location)));
                 }
-                let s3 = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket).build()?;
+                let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                for (key, value) in &config.s3_options {
+                    let key = key.parse().map_err(|e| HistoryError::Config(format!("S3 setting {key}: {e}")))?;
+                    b = b.with_config(key, value);
+                }
+                let s3 = b.build()?;
                 (Arc::new(s3), ObjectPath::from(prefix.trim_matches('/')), None)
             } else {
                 let dir = PathBuf::from(config.location.strip_prefix("file://").unwrap_or(&config.location));

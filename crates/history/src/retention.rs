@@ -25,8 +25,8 @@ impl Retention {
     pub const MIN_AGE: Duration = Duration::from_secs(60);
     /// Most bytes accepted per table: 16 TiB.
     pub const MAX_BYTES: u64 = 16 << 40;
-    /// Fewest bytes accepted per table: 1 MiB.
-    pub const MIN_BYTES: u64 = 1 << 20;
+    /// Fewest bytes accepted per table: 1 KiB.
+    pub const MIN_BYTES: u64 = 1 << 10;
 
     /// The same retention clamped into the accepted bounds.
     pub fn bounded(self) -> Retention {

@@ -77,6 +77,7 @@ pub(crate) fn attach(pem: &mut Pem, args: &HistoryArgs, default_dir: Option<Path
         vizier: args.history_vizier.clone().unwrap_or_else(|| host.clone()),
         writer: host,
         max_read_bytes: HistoryConfig::DEFAULT_MAX_READ_BYTES,
+        s3_options: Vec::new(),
     };
     let history = Arc::new(History::open(&config).context("failed to open history")?);
     history.set_default_retention(Retention { max_age: args.history_max_age, max_bytes: args.history_max_mb << 20 });
