@@ -116,7 +116,13 @@ fn bench(c: &mut Criterion) {
     let h = history(&dir);
     let t0 = Instant::now();
     let written = rt.block_on(h.write_batches("service_stats", &batches, now)).expect("write");
-    eprintln!("wrote {} rows in {} segments, {} KiB, in {:.1?}", written.rows, written.segments, written.bytes >> 10, t0.elapsed());
+    eprintln!(
+        "wrote {} rows in {} segments, {} KiB, in {:.1?}",
+        written.rows,
+        written.segments,
+        written.bytes >> 10,
+        t0.elapsed()
+    );
     let hist_store = Arc::new(Store::new(config));
     hist_store.register(&service_stats()).expect("register");
     let from_history = Engine::new(hist_store).with_history(Arc::clone(&h));
@@ -162,9 +168,9 @@ fn bench(c: &mut Criterion) {
         b.append(&HttpEventRow {
             time_ns: start + (i as i64) * 86_400_000,
             req_path: format!("/api/v1/items/{}", x % 5_000),
-            req_method: if x % 5 == 0 { "POST" } else { "GET" }.into(),
+            req_method: if x.is_multiple_of(5) { "POST" } else { "GET" }.into(),
             req_headers: format!("{{\"Host\":\"svc-{}.ns\",\"User-Agent\":\"curl/8.5\"}}", x % 50),
-            resp_status: if x % 97 == 0 { 500 } else { 200 },
+            resp_status: if x.is_multiple_of(97) { 500 } else { 200 },
             resp_body: format!("{{\"id\":{},\"ok\":true}}", x % 100_000),
             latency_ns: (x % 2_000_000) as i64,
             ..HttpEventRow::default()

@@ -59,7 +59,11 @@ pub fn check_name(what: &str, name: &str) -> Result<()> {
         && name.len() <= 128
         && !name.starts_with('.')
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok { Ok(()) } else { Err(HistoryError::Config(format!("{what} name {name:?}: use [A-Za-z0-9._-], at most 128"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(HistoryError::Config(format!("{what} name {name:?}: use [A-Za-z0-9._-], at most 128")))
+    }
 }
 
 /// Refuses a table name that is not a safe single path component.

@@ -6,9 +6,9 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures::FutureExt;
+use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use object_store::{ObjectStore, ObjectStoreExt};
-use futures::TryStreamExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
@@ -155,10 +155,8 @@ impl History {
                         .as_any()
                         .downcast_ref::<TimestampNanosecondArray>()
                         .ok_or_else(|| HistoryError::Config("time_ is not Timestamp(ns)".into()))?;
-                    let keep: BooleanArray = times
-                        .iter()
-                        .map(|t| Some(t.is_some_and(|t| t >= bounds.lo() && t <= bounds.hi())))
-                        .collect();
+                    let keep: BooleanArray =
+                        times.iter().map(|t| Some(t.is_some_and(|t| t >= bounds.lo() && t <= bounds.hi()))).collect();
                     let cols = mapped.iter().map(|&c| batch.column(pos(c)).clone()).collect();
                     let projected = RecordBatch::try_new_with_options(
                         target.clone(),
@@ -171,7 +169,10 @@ impl History {
                     }
                     held += rows.get_array_memory_size() as u64;
                     if held > self.max_read_bytes {
-                        return Err(HistoryError::ReadLimit { table: table.to_string(), limit_bytes: self.max_read_bytes });
+                        return Err(HistoryError::ReadLimit {
+                            table: table.to_string(),
+                            limit_bytes: self.max_read_bytes,
+                        });
                     }
                     stats.rows += rows.num_rows() as u64;
                     out.push(rows);

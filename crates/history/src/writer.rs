@@ -31,7 +31,11 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        WriterConfig { tables: Vec::new(), flush_interval: Duration::from_secs(60), sweep_interval: Duration::from_secs(300) }
+        WriterConfig {
+            tables: Vec::new(),
+            flush_interval: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(300),
+        }
     }
 }
 
@@ -71,7 +75,12 @@ pub struct Flusher {
 
 impl Flusher {
     /// Writes every row appended to `tables` of `store` since the last call.
-    pub async fn flush(&mut self, store: &loupe_store::Store, history: &History, tables: &[String]) -> Result<FlushReport> {
+    pub async fn flush(
+        &mut self,
+        store: &loupe_store::Store,
+        history: &History,
+        tables: &[String],
+    ) -> Result<FlushReport> {
         let mut report = FlushReport::default();
         for name in tables.iter().take(MAX_TABLES) {
             let Some(table) = store.table(name) else { continue };
@@ -129,7 +138,14 @@ impl History {
     }
 
     /// Encodes one hour's rows as a segment and stores it; returns its size.
-    async fn put_segment(&self, table: &str, hour: i64, first_ns: i64, rows: &RecordBatch, written_ns: i64) -> Result<u64> {
+    async fn put_segment(
+        &self,
+        table: &str,
+        hour: i64,
+        first_ns: i64,
+        rows: &RecordBatch,
+        written_ns: i64,
+    ) -> Result<u64> {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -178,7 +194,8 @@ impl WriterHandle {
             let mut flusher = Flusher::default();
             let mut last_sweep = Instant::now();
             loop {
-                let stopping = !matches!(stopped.recv_timeout(flush_every), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
+                let stopping =
+                    !matches!(stopped.recv_timeout(flush_every), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
                 match runtime.block_on(flusher.flush(&store, &history, &tables)) {
                     Ok(r) => {
                         counters.rows_written.fetch_add(r.rows, Ordering::Relaxed);

@@ -53,9 +53,9 @@ pub fn local(tag: &str) -> (Arc<History>, PathBuf) {
 
 /// The virtualenv's python, or `None` (after saying why) outside CI when it is missing.
 pub fn venv_python(what: &str) -> Option<PathBuf> {
-    let venv = std::env::var_os("LOUPE_HISTORY_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/history-venv")
-    });
+    let venv = std::env::var_os("LOUPE_HISTORY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/history-venv"));
     let python = venv.join("bin/python");
     if python.exists() {
         return Some(python);

@@ -14,7 +14,8 @@ fn duckdb_reads_a_written_partition_with_the_same_counts() {
     let (h, dir) = local("duckdb");
     let schema = loupe_schema::http::http_events().arrow_schema();
     // Three hours, uneven counts, two paths.
-    let batches = [rows(1_200, "/a", DAY0, HOUR), rows(700, "/b", DAY0 + HOUR, HOUR), rows(333, "/a", DAY0 + 2 * HOUR, HOUR)];
+    let batches =
+        [rows(1_200, "/a", DAY0, HOUR), rows(700, "/b", DAY0 + HOUR, HOUR), rows(333, "/a", DAY0 + 2 * HOUR, HOUR)];
     rt.block_on(h.write_batches("http_events", &batches, DAY0 + 3 * HOUR)).expect("write");
     let (ours, _) = rt.block_on(h.read("http_events", &schema, None, TimeBounds::default())).expect("read");
     assert_eq!(count(&ours), 2_233);

@@ -110,7 +110,8 @@ fn retention_deletes_hours_past_the_age_then_the_oldest_past_the_bytes() {
     }
     let now = DAY0 + 10 * HOUR;
     // Age: hours that ended more than 3 h ago go (hours 0..=6), hours 7, 8, 9 stay.
-    h.set_retention("http_events", Retention { max_age: Duration::from_secs(3 * 3600), max_bytes: 1 << 40 }).expect("set");
+    h.set_retention("http_events", Retention { max_age: Duration::from_secs(3 * 3600), max_bytes: 1 << 40 })
+        .expect("set");
     let r = rt.block_on(h.sweep_table("http_events", now)).expect("sweep");
     assert_eq!((r.expired_files, r.evicted_files, r.kept_files), (7, 0, 3));
     let (got, _) = rt.block_on(h.read("http_events", &schema, None, TimeBounds::default())).expect("read");

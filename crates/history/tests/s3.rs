@@ -93,7 +93,8 @@ fn segments_round_trip_through_a_real_s3_server() {
     );
     assert_eq!(keys.lines().count(), 4, "{keys}");
     // Retention: two hours past the age go.
-    h.set_retention("http_events", Retention { max_age: Duration::from_secs(3 * 3600), max_bytes: 1 << 40 }).expect("set");
+    h.set_retention("http_events", Retention { max_age: Duration::from_secs(3 * 3600), max_bytes: 1 << 40 })
+        .expect("set");
     let r = rt.block_on(h.sweep(DAY0 + 5 * HOUR)).expect("sweep");
     assert_eq!(r.len(), 1);
     assert_eq!((r[0].1.expired_files, r[0].1.kept_files), (2, 2));

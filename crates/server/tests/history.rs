@@ -161,7 +161,8 @@ fn a_query_after_a_restart_returns_the_rows_from_before_it_exactly_once() {
     let after = dir.join("after.arrow");
     write_ipc(&after, &rows(700, "/after", now - hour / 2, hour / 4));
     let second = start(&data, port, api_port, Some(&after));
-    let relogin = px_with_stdin(api_port, &["auth", "login", "--email", "admin@default.com"], "a long new passphrase\n");
+    let relogin =
+        px_with_stdin(api_port, &["auth", "login", "--email", "admin@default.com"], "a long new passphrase\n");
     assert!(relogin.status.success(), "login: {}", String::from_utf8_lossy(&relogin.stderr));
     // Memory holds the new rows (and history will too, after a flush): still each row once.
     poll_counts(api_port, &script, &[("/before", 2_500), ("/after", 700)]);
