@@ -118,3 +118,25 @@ fn time_bound(e: &Expr) -> Option<Bound> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::{col, lit};
+
+    use super::*;
+
+    #[test]
+    fn time_filters_become_bounds_and_others_do_not() {
+        let t = |v: i64| lit(ScalarValue::TimestampNanosecond(Some(v), None));
+        assert_eq!(time_bound(&col("time_").gt_eq(t(5))), Some(Bound::AtLeast(5)));
+        assert_eq!(time_bound(&col("time_").lt(t(9))), Some(Bound::AtMost(9)));
+        // Literal first: the operator is mirrored.
+        assert_eq!(time_bound(&t(7).gt(col("time_"))), Some(Bound::AtMost(7)));
+        assert_eq!(time_bound(&col("time_").eq(t(7))), None);
+        assert_eq!(time_bound(&col("latency").gt_eq(t(5))), None);
+        assert_eq!(
+            time_bound(&lit(ScalarValue::TimestampSecond(Some(2), None)).lt_eq(col("time_"))),
+            Some(Bound::AtLeast(2_000_000_000))
+        );
+    }
+}
