@@ -98,6 +98,9 @@ phase "rustdoc"
 # The end-to-end tests drive the real `loupe` and `px` binaries.
 cargo build --workspace --bins --locked
 phase "build"
+# loupe-history's tests start moto's S3 server and read segments with DuckDB, from a pinned PyPI virtualenv.
+LOUPE_HISTORY_VENV="$(bash scripts/history-venv.sh)"
+export LOUPE_HISTORY_VENV
 cargo test --workspace --locked
 phase "tests"
 

@@ -7,8 +7,10 @@
 //! [`MetadataSource`] the caller gives (`metadata`), the quantile sketch behind percentiles (`sketch`), and each query's limits: a deadline, a memory pool and a row
 //! cap per output, with results streamed to a [`QuerySink`] as batches are produced. Its API takes a
 //! compiled [`Program`], never source text: the caller compiles and splits (`loupe-planner`), so a
-//! broker can plan what agents run. Must not parse PxL nor write to the store: it only scans.
+//! broker can plan what agents run. With a `loupe_history::History` (`Engine::with_history`), a table's
+//! scan is its memory plus the rows history holds that memory no longer does (`history`). Must not parse PxL nor write to the store: it only scans.
 
+mod history;
 mod lower;
 mod merge;
 mod metadata;
@@ -199,6 +201,8 @@ pub struct Engine {
     streams: Arc<std::collections::HashMap<String, Arc<dyn datafusion::catalog::TableProvider>>>,
     /// Results of the running program's repeated subtrees (`shared`), empty outside a query.
     shared: shared::Shared,
+    /// Rows older than memory holds (`history`).
+    history: Option<Arc<loupe_history::History>>,
 }
 
 /// One agent of a cluster as `px.GetAgentStatus()` lists it.
@@ -268,7 +272,15 @@ impl Engine {
             cluster: None,
             streams: Arc::new(std::collections::HashMap::new()),
             shared: shared::Shared::default(),
+            history: None,
         }
+    }
+
+    /// The same engine reading `history` too: each table's scan returns memory's rows plus history's rows
+    /// older than the oldest row memory holds (so none twice), pruned by hour and row group.
+    pub fn with_history(mut self, history: Arc<loupe_history::History>) -> Self {
+        self.history = Some(history);
+        self
     }
 
     /// The same engine answering `px.GetAgentStatus()` with `agents`: a broker speaking for its cluster.
@@ -392,11 +404,8 @@ impl Engine {
             for name in names {
                 let Some(schema) = lower::table_schema(&self.store, &name) else { continue };
                 // Arc clones of the stored batches: no copy of the store.
-                let batches =
-                    self.store.table(&name).map(|t| t.scan(loupe_store::TimeRange::default())).unwrap_or_default();
-                let parts = lower::partition(batches, self.config.target_partitions());
-                let table = datafusion::catalog::MemTable::try_new(schema, parts)?;
-                ctx.register_table(datafusion::common::TableReference::bare(name), Arc::new(table))?;
+                let table = lower::scan_table(self, &name, schema, loupe_store::TimeRange::default())?;
+                ctx.register_table(datafusion::common::TableReference::bare(name), table)?;
             }
             let options = datafusion::execution::context::SQLOptions::new()
                 .with_allow_ddl(false)

@@ -67,6 +67,28 @@ fn time_lit(ns: i64) -> DfExpr {
     lit(ScalarValue::TimestampNanosecond(Some(ns), None))
 }
 
+/// A table's rows in `range` as DataFusion reads them: memory's batches (pruned by batch), plus history's rows
+/// older than memory's oldest when the engine has history. Rows are filtered exactly by the caller.
+pub(crate) fn scan_table(
+    eng: &Engine,
+    table: &str,
+    schema: SchemaRef,
+    range: TimeRange,
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let (batches, floor) = eng.store.table(table).map(|t| t.scan_with_floor(range)).unwrap_or_default();
+    let parts = partition(batches, eng.target_partitions());
+    Ok(match &eng.history {
+        Some(history) => Arc::new(crate::history::HistoryTable::new(
+            table,
+            schema,
+            parts,
+            Arc::clone(history),
+            loupe_history::reader::TimeBounds { start_ns: range.start_ns, end_ns: range.end_ns, before_ns: floor },
+        )),
+        None => Arc::new(MemTable::try_new(schema, parts)?),
+    })
+}
+
 pub(crate) fn lower_plan(ctx: &SessionContext, eng: &Engine, plan: &Plan) -> Result<DataFrame> {
     // A repeated subtree computed once for this query (`shared`).
     if let Some(table) = eng.shared.get(plan) {
@@ -85,9 +107,7 @@ pub(crate) fn lower_plan(ctx: &SessionContext, eng: &Engine, plan: &Plan) -> Res
             let store = &eng.store;
             let schema = table_schema(store, table).ok_or_else(|| ExecError::UnknownTable(table.clone()))?;
             let range = TimeRange { start_ns: *start_ns, end_ns: *end_ns };
-            let batches = store.table(table).map(|t| t.scan(range)).unwrap_or_default();
-            let parts = partition(batches, ctx.copied_config().target_partitions());
-            let mut df = ctx.read_table(Arc::new(MemTable::try_new(schema, parts)?))?;
+            let mut df = ctx.read_table(scan_table(eng, table, schema, range)?)?;
             // The store prunes whole batches; rows are filtered exactly here.
             if let Some(s) = start_ns {
                 df = df.filter(ident(loupe_schema::TIME_COLUMN).gt_eq(time_lit(*s)))?;

@@ -8,6 +8,7 @@ mod cloud;
 mod cluster;
 mod dnsmgr;
 mod doctor;
+mod history;
 mod metadata;
 mod proxy;
 mod vizier;
@@ -173,10 +174,6 @@ struct PemArgs {
     /// Address the broker and Kelvins reach this PEM at (default: the bound --listen address).
     #[arg(long, env = "LOUPE_ADVERTISE", requires = "broker")]
     advertise: Option<String>,
-    /// Rows to serve besides what is traced: TABLE=FILE, FILE an Arrow IPC stream of the table's schema
-    /// (repeatable; for demos and tests).
-    #[arg(long = "load", value_name = "TABLE=FILE")]
-    load: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -245,6 +242,12 @@ pub(crate) struct AgentArgs {
     /// File holding the vizier's token the metadata service demands (with --metadata).
     #[arg(long, env = "LOUPE_METADATA_TOKEN_FILE")]
     metadata_token_file: Option<PathBuf>,
+    /// Rows to serve besides what is traced: TABLE=FILE, FILE an Arrow IPC stream of the table's schema
+    /// (repeatable; for demos and tests).
+    #[arg(long = "load", value_name = "TABLE=FILE")]
+    load: Vec<String>,
+    #[command(flatten)]
+    history: history::HistoryArgs,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/loupe`, else `~/.local/share/loupe`, else `/var/lib/loupe`. At
@@ -328,7 +331,7 @@ fn main() -> ExitCode {
 
 async fn run_up(mut args: UpArgs) -> Result<()> {
     // The agent first: its preflight (root, BTF, tracefs) is the likeliest failure on a new machine.
-    let pem = start_pem(&args.agent)?;
+    let pem = start_pem(&args.agent, Some(args.cloud.state.metastore.data_dir.join("history")))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = || cloud::stopped(&stop_rx);
     // Behind the proxy every login comes from loopback, which any local process reaches too: the proxy proves
@@ -429,7 +432,9 @@ impl loupe_cloud::Colocated for AgentOps {
     }
 }
 
-pub(crate) fn start_pem(args: &AgentArgs) -> Result<Pem> {
+/// Starts the agent: store, collector, metadata, history (to `default_history` unless a flag says otherwise), and
+/// the rows given with `--load`.
+pub(crate) fn start_pem(args: &AgentArgs, default_history: Option<PathBuf>) -> Result<Pem> {
     let budget = loupe_collector::MemoryBudget::from_mib(args.memory_budget).context("invalid --memory-budget")?;
     let mut store = budget.store_config();
     if let Some(mb) = args.http_events_mb {
@@ -467,6 +472,12 @@ pub(crate) fn start_pem(args: &AgentArgs) -> Result<Pem> {
     if let Err(why) = pem.probes().readiness() {
         tracing::error!(%why, "the agent is not ready: some traffic will not be seen (/readyz answers 503)");
     }
+    history::attach(&mut pem, &args.history, default_history)?;
+    for load in &args.load {
+        let (table, file) = load.split_once('=').context("--load takes TABLE=FILE")?;
+        let rows = pem.load_ipc_file(table, std::path::Path::new(file))?;
+        tracing::info!(table, file, rows, "rows loaded");
+    }
     Ok(pem)
 }
 
@@ -474,12 +485,7 @@ async fn run_agent(args: PemArgs, shutdown: impl std::future::Future<Output = ()
     let token_file =
         args.query_token_file.clone().unwrap_or_else(|| args.data_dir.join("secrets").join("vizier-query-token"));
     let (token, created) = QueryToken::load_or_create(&token_file).context("the query endpoint needs its token")?;
-    let pem = start_pem(&args.agent)?;
-    for load in &args.load {
-        let (table, file) = load.split_once('=').context("--load takes TABLE=FILE")?;
-        let rows = pem.load_ipc_file(table, std::path::Path::new(file))?;
-        tracing::info!(table, file, rows, "rows loaded");
-    }
+    let pem = start_pem(&args.agent, None)?;
     let listener = bind(args.listen, "--listen").await?;
     let ops_listener = bind(args.metrics_listen, "--metrics-listen").await?;
     let addr = listener.local_addr()?;

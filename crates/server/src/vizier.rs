@@ -123,7 +123,7 @@ fn connector_config(
 pub async fn run_vizier_up(args: VizierUpArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let token_file = token_file(args.query_token_file.as_deref(), &args.data_dir);
     let (token, _) = QueryToken::load_or_create(&token_file).context("the query endpoint needs its token")?;
-    let pem = crate::start_pem(&args.agent)?;
+    let pem = crate::start_pem(&args.agent, None)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("failed to listen on {} (--listen)", args.listen))?;

@@ -12,6 +12,7 @@ mod doctor;
 mod e2e;
 mod hardening_auth;
 mod hardening_query;
+mod history;
 mod host_tables;
 mod http2_capture;
 mod metadata;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-pub use table::{Table, TableStats, TimeRange};
+pub use table::{BatchesAfter, Table, TableStats, TimeRange};
 
 /// Errors the store returns.
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,8 @@ pub struct TableStats {
 }
 
 struct Entry {
+    /// The batch's number in append order (0 for the first batch ever appended): a reader's cursor.
+    seq: u64,
     batch: RecordBatch,
     min_t: i64,
     max_t: i64,
@@ -66,6 +68,19 @@ struct Inner {
     entries: Vec<Entry>,
     bytes: usize,
     rows: usize,
+    /// The sequence number the next appended batch gets.
+    next_seq: u64,
+}
+
+/// What [`Table::batches_after`] returns: the batches appended since a cursor, and the cursor to pass next.
+#[derive(Debug, Clone, Default)]
+pub struct BatchesAfter {
+    /// The batches held whose sequence number is at least the cursor, oldest first.
+    pub batches: Vec<RecordBatch>,
+    /// The cursor to pass next time (one past the newest batch returned).
+    pub next: u64,
+    /// Batches appended after the cursor but evicted before this call: rows the reader never saw.
+    pub missed_batches: u64,
 }
 
 /// A bounded, append-only, time-indexed table.
@@ -156,6 +171,9 @@ impl Table {
         self.rows_appended.fetch_add(rows as u64, Ordering::Relaxed);
 
         let mut inner = self.inner.lock();
+        let mut entry = entry;
+        entry.seq = inner.next_seq;
+        inner.next_seq += 1;
         inner.bytes += entry.bytes;
         inner.rows += entry.batch.num_rows();
         inner.entries.push(entry);
@@ -198,7 +216,7 @@ impl Table {
             .ok_or_else(|| StoreError::NoTimeColumn { table: self.name.clone() })?;
         let (min_t, max_t) = (min(times).unwrap_or(i64::MIN), max(times).unwrap_or(i64::MAX));
         let bytes = batch.get_array_memory_size();
-        Ok(Entry { batch, min_t, max_t, bytes })
+        Ok(Entry { seq: 0, batch, min_t, max_t, bytes })
     }
 
     /// The batches that may hold rows in `range`, oldest first.
@@ -208,6 +226,25 @@ impl Table {
     pub fn scan(&self, range: TimeRange) -> Vec<RecordBatch> {
         let inner = self.inner.lock();
         inner.entries.iter().filter(|e| range.overlaps(e.min_t, e.max_t)).map(|e| e.batch.clone()).collect()
+    }
+
+    /// The batches that may hold rows in `range` (as [`Table::scan`]), with the oldest `time_` of every batch
+    /// held, taken under the same lock: rows older than it are no longer in memory, which lets a reader
+    /// of history take from there exactly the rows memory lacks.
+    pub fn scan_with_floor(&self, range: TimeRange) -> (Vec<RecordBatch>, Option<i64>) {
+        let inner = self.inner.lock();
+        let floor = inner.entries.iter().map(|e| e.min_t).min();
+        (inner.entries.iter().filter(|e| range.overlaps(e.min_t, e.max_t)).map(|e| e.batch.clone()).collect(), floor)
+    }
+
+    /// The batches appended at or after cursor `seq` (0: from the first batch ever) that are still held, for a
+    /// reader that must see each batch once (the history writer).
+    pub fn batches_after(&self, seq: u64) -> BatchesAfter {
+        let inner = self.inner.lock();
+        let oldest = inner.entries.first().map_or(inner.next_seq, |e| e.seq);
+        let batches: Vec<RecordBatch> =
+            inner.entries.iter().filter(|e| e.seq >= seq).map(|e| e.batch.clone()).collect();
+        BatchesAfter { batches, next: inner.next_seq, missed_batches: oldest.saturating_sub(seq) }
     }
 
     /// Counters and sizes now.
@@ -274,6 +311,24 @@ mod tests {
 
     fn table(budget: usize) -> Table {
         Table::new("http_events", http_events().arrow_schema(), budget).expect("table")
+    }
+
+    #[test]
+    fn batches_after_sees_each_batch_once_and_counts_evicted_ones() {
+        let one = batch(&[10, 20]).get_array_memory_size();
+        let t = table(one * 2 + one / 2);
+        t.append(batch(&[10, 20])).expect("append");
+        let first = t.batches_after(0);
+        assert_eq!((first.batches.len(), first.next, first.missed_batches), (1, 1, 0));
+        assert!(t.batches_after(first.next).batches.is_empty());
+        for _ in 0..3 {
+            t.append(batch(&[30, 40])).expect("append");
+        }
+        // Budget for two: batches 0 and 1 were evicted, the cursor at 1 missed batch 1.
+        let next = t.batches_after(first.next);
+        assert_eq!((next.batches.len(), next.next, next.missed_batches), (2, 4, 1));
+        let (_, floor) = t.scan_with_floor(TimeRange::ALL);
+        assert_eq!(floor, Some(30));
     }
 
     #[test]

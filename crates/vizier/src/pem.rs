@@ -90,6 +90,10 @@ pub struct Pem {
     metadata: crate::PemMetadata,
     /// Its link with a query broker, when in a cluster.
     link: Arc<crate::cluster::LinkState>,
+    /// Where rows older than memory are kept and read ([`Pem::start_history`]).
+    history: Option<Arc<loupe_history::History>>,
+    /// Writes the store's new rows to `history`; dropped last, it flushes once more.
+    history_writer: Option<loupe_history::WriterHandle>,
 }
 
 impl Pem {
@@ -126,6 +130,8 @@ impl Pem {
             running: Arc::default(),
             metadata: crate::PemMetadata::host_only(),
             link: Arc::default(),
+            history: None,
+            history_writer: None,
         })
     }
 
@@ -135,8 +141,37 @@ impl Pem {
         self.metadata = metadata;
     }
 
+    /// Writes `config.tables` to `history` from now on, and has the query services made after this call read it
+    /// under memory (queries then span restarts). The writer flushes once more when the PEM is dropped.
+    pub fn start_history(
+        &mut self,
+        history: Arc<loupe_history::History>,
+        config: loupe_history::WriterConfig,
+    ) -> std::io::Result<()> {
+        let tables = config.tables.join(",");
+        self.history_writer =
+            Some(loupe_history::WriterHandle::start(Arc::clone(&self.store), Arc::clone(&history), config)?);
+        tracing::info!(history = ?history, %tables, "writing history");
+        self.history = Some(history);
+        Ok(())
+    }
+
+    /// The history this PEM writes and reads, once started.
+    pub fn history(&self) -> Option<&Arc<loupe_history::History>> {
+        self.history.as_ref()
+    }
+
+    /// The history writer's counters, once started.
+    pub fn history_stats(&self) -> Option<&Arc<loupe_history::writer::WriterStats>> {
+        self.history_writer.as_ref().map(|w| w.stats())
+    }
+
     pub(crate) fn engine(&self) -> Arc<Engine> {
-        Arc::new(Engine::new(self.store.clone()).with_metadata(Arc::new(self.metadata.clone())))
+        let mut engine = Engine::new(self.store.clone()).with_metadata(Arc::new(self.metadata.clone()));
+        if let Some(h) = &self.history {
+            engine = engine.with_history(Arc::clone(h));
+        }
+        Arc::new(engine)
     }
 
     /// The node's store.

@@ -1,0 +1,187 @@
+//! End to end: history across a restart. `loupe up --no-trace` is given rows (`--load`), writes them to its
+//! history directory, is stopped (SIGTERM: the writer flushes once more) and started again over the same data
+//! directory: a PxL query then returns the rows from before the restart with exact counts, and together with new
+//! rows loaded after it, each row once (memory and history never both answer for a row).
+//!
+//! Needs no root: tracing is off. Owns only these tests; shared helpers are in `common`.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use loupe_schema::http::{HttpEventRow, HttpEventsBuilder};
+use serde_json::Value;
+
+use crate::common::{Guard, free_port, loupe_up_over, temp_dir, wait_for_port};
+use crate::e2e::{px, px_with_stdin, write_script};
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos() as i64
+}
+
+/// `n` rows on `path`, spread evenly over `[from_ns, from_ns + span_ns)`.
+fn rows(n: usize, path: &str, from_ns: i64, span_ns: i64) -> Vec<HttpEventRow> {
+    (0..n)
+        .map(|i| HttpEventRow {
+            time_ns: from_ns + span_ns / n as i64 * i as i64,
+            req_path: path.into(),
+            req_method: "GET".into(),
+            resp_status: 200,
+            latency_ns: 1000 + i as i64,
+            ..HttpEventRow::default()
+        })
+        .collect()
+}
+
+fn write_ipc(file: &Path, rows: &[HttpEventRow]) {
+    let mut b = HttpEventsBuilder::new();
+    for r in rows {
+        b.append(r);
+    }
+    let batch = b.finish().expect("batch");
+    let f = std::fs::File::create(file).expect("create");
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(f, &batch.schema()).expect("writer");
+    w.write(&batch).expect("write");
+    w.finish().expect("finish");
+}
+
+fn start(data: &Path, port: u16, api_port: u16, load: Option<&Path>) -> Guard {
+    let mut c = loupe_up_over(data, port, api_port, 0);
+    c.args(["--no-trace", "--history-flush-interval", "1s"]).stdout(Stdio::null()).stderr(Stdio::null());
+    if let Some(file) = load {
+        c.arg("--load").arg(format!("http_events={}", file.display()));
+    }
+    let guard = Guard(c.spawn().expect("spawn loupe up"));
+    wait_for_port(api_port, "loupe up's cloud API");
+    guard
+}
+
+/// Stops `loupe up` with SIGTERM (a clean shutdown) and waits for it.
+fn stop(mut guard: Guard) {
+    // SAFETY: kill(2) on the child's own pid; no memory is involved.
+    unsafe {
+        libc::kill(guard.0.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while guard.0.try_wait().expect("poll").is_none() {
+        assert!(Instant::now() < deadline, "loupe up did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `script` until it gives `want` (path → count) or 20 s pass (the vizier connects after start).
+fn poll_counts(api_port: u16, script: &Path, want: &[(&str, i64)]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut want: Vec<(String, i64)> = want.iter().map(|(p, n)| ((*p).to_string(), *n)).collect();
+    want.sort();
+    loop {
+        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8"), "-o", "json"]);
+        let mut got: Vec<(String, i64)> = if out.status.success() {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("json row"))
+                .map(|r| (r["req_path"].as_str().unwrap_or_default().to_string(), r["n"].as_i64().unwrap_or(-1)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        got.sort();
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "px reported {got:?}, want {want:?}; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_query_after_a_restart_returns_the_rows_from_before_it_exactly_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("history-restart");
+    let data = dir.join("data");
+    let now = now_ns();
+    let hour = 3_600_000_000_000;
+    // Before: 2,500 rows over the two hours ending an hour ago (so at least two hour partitions).
+    let before = dir.join("before.arrow");
+    write_ipc(&before, &rows(2_500, "/before", now - 3 * hour, 2 * hour));
+    let (port, api_port) = (free_port(), free_port());
+    let script = write_script(
+        &dir,
+        "counts.pxl",
+        "import px\n\
+         df = px.DataFrame(table='http_events', start_time='-1d')\n\
+         df = df.groupby('req_path').agg(n=('latency', px.count))\n\
+         px.display(df, 'counts')\n",
+    );
+
+    let first = start(&data, port, api_port, Some(&before));
+    crate::e2e::login(api_port);
+    poll_counts(api_port, &script, &[("/before", 2_500)]);
+    // Written within a flush interval or two, as Hive-style partitions, private.
+    let history = data.join("history");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while segments(&history).is_empty() {
+        assert!(Instant::now() < deadline, "no segment under {}", history.display());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop(first);
+    let files = segments(&history);
+    assert!(files.len() >= 2, "two hours at least: {files:?}");
+    for f in &files {
+        let rel = f.strip_prefix(&history).expect("under history").display().to_string();
+        assert!(rel.starts_with("http_events/org=default/vizier="), "{rel}");
+        assert!(rel.split('/').nth(3).is_some_and(|h| h.starts_with("hour=")), "{rel}");
+        assert_eq!(std::fs::metadata(f).expect("meta").permissions().mode() & 0o777, 0o600, "{rel}");
+        let parent = f.parent().expect("parent");
+        assert_eq!(std::fs::metadata(parent).expect("meta").permissions().mode() & 0o777, 0o700, "{rel}");
+    }
+    assert_eq!(std::fs::metadata(&history).expect("meta").permissions().mode() & 0o777, 0o700);
+
+    // After the restart memory is empty: the rows come from history, each once.
+    let after = dir.join("after.arrow");
+    write_ipc(&after, &rows(700, "/after", now - hour / 2, hour / 4));
+    let second = start(&data, port, api_port, Some(&after));
+    let relogin =
+        px_with_stdin(api_port, &["auth", "login", "--email", "admin@default.com"], "a long new passphrase\n");
+    assert!(relogin.status.success(), "login: {}", String::from_utf8_lossy(&relogin.stderr));
+    // Memory holds the new rows (and history will too, after a flush): still each row once.
+    poll_counts(api_port, &script, &[("/before", 2_500), ("/after", 700)]);
+    std::thread::sleep(Duration::from_secs(3));
+    poll_counts(api_port, &script, &[("/before", 2_500), ("/after", 700)]);
+    // A window that excludes the older rows prunes them (their hours are not read).
+    let recent = write_script(
+        &dir,
+        "recent.pxl",
+        "import px\n\
+         df = px.DataFrame(table='http_events', start_time='-45m')\n\
+         df = df.groupby('req_path').agg(n=('latency', px.count))\n\
+         px.display(df, 'counts')\n",
+    );
+    poll_counts(api_port, &recent, &[("/after", 700)]);
+    // `px sql` sees the same rows.
+    let out = px(api_port, &["sql", "SELECT count(*) AS n FROM http_events WHERE req_path = '/before'", "-o", "json"]);
+    assert!(out.status.success(), "px sql: {}", String::from_utf8_lossy(&out.stderr));
+    let row: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("one json row");
+    assert_eq!(row["n"].as_i64(), Some(2_500), "{row}");
+    stop(second);
+}
