@@ -8,6 +8,7 @@
 //! queries: it is given the spec (`loupe_pxl::otel`) and the output's batches.
 
 pub mod convert;
+pub mod prometheus;
 pub mod send;
 
 /// The OTLP messages and services (`opentelemetry.proto.*`).

@@ -118,7 +118,10 @@ impl Sender {
             match (&self.target, &self.grpc) {
                 (Target::Grpc { .. }, Some(ch)) => {
                     let mut client = MetricsServiceClient::new(ch.clone());
-                    let reply = client.export(self.grpc_request(req.clone())?).await.map_err(grpc_error)?;
+                    let reply = client
+                        .export(self.grpc_request(req.clone())?)
+                        .await
+                        .map_err(|e| grpc_error(&self.target, e))?;
                     partial(
                         "metric points",
                         reply.into_inner().partial_success.map(|p| (p.rejected_data_points, p.error_message)),
@@ -137,7 +140,10 @@ impl Sender {
             match (&self.target, &self.grpc) {
                 (Target::Grpc { .. }, Some(ch)) => {
                     let mut client = TraceServiceClient::new(ch.clone());
-                    let reply = client.export(self.grpc_request(req.clone())?).await.map_err(grpc_error)?;
+                    let reply = client
+                        .export(self.grpc_request(req.clone())?)
+                        .await
+                        .map_err(|e| grpc_error(&self.target, e))?;
                     partial("spans", reply.into_inner().partial_success.map(|p| (p.rejected_spans, p.error_message)))
                 }
                 (Target::Http { base }, _) => self.http_post(&format!("{base}/v1/traces"), req.encode_to_vec()).await,
@@ -269,9 +275,15 @@ enum Attempt {
     Fail(ExportError),
 }
 
-fn grpc_error(s: tonic::Status) -> Attempt {
+fn grpc_error(target: &Target, s: tonic::Status) -> Attempt {
     use tonic::Code;
-    let e = ExportError::Refused(format!("gRPC {:?}: {}", s.code(), s.message().chars().take(200).collect::<String>()));
+    let at = match target {
+        Target::Grpc { uri } => uri.as_str(),
+        Target::Http { base } => base.as_str(),
+    };
+    let m = format!("{at}: gRPC {:?}: {}", s.code(), s.message().chars().take(200).collect::<String>());
+    // UNAVAILABLE is also what a connection that fails gives: not a receiver's answer.
+    let e = if s.code() == Code::Unavailable { ExportError::Send(m) } else { ExportError::Refused(m) };
     // The OTLP/gRPC spec's retryable codes.
     match s.code() {
         Code::Cancelled

@@ -286,3 +286,95 @@ async fn refusals_and_unreachable_receivers_are_errors_with_bounded_retries() {
     no_endpoint.endpoint = None;
     assert!(matches!(export(&no_endpoint, None, &[rows()]).await, Err(ExportError::NoEndpoint)));
 }
+
+/// `promtool check metrics` on `text`: its complaints (empty when the exposition is valid and lint-clean).
+fn promtool(text: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() { said } else { format!("promtool failed: {said}") }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[tokio::test]
+async fn script_results_scraped_by_prometheus() {
+    let text = loupe_export::prometheus::render("svc-latency", &[("svc_stats".to_string(), vec![rows()])]);
+    assert!(text.contains("# TYPE loupe_svc_stats_p50 gauge\n"), "{text}");
+    assert!(
+        text.contains(
+            "loupe_svc_stats_p50{script=\"svc-latency\",service=\"cart\",trace_id=\"0102030405060708090a0b0c0d0e0f10\",\
+             span_id=\"1112131415161718\"} 1.5\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("time_"), "time columns are not samples: {text}");
+    assert_eq!(promtool(&text), "", "promtool check metrics");
+    // A malformed exposition is refused by the same check (the check can fail).
+    assert!(promtool("loupe x y z\n").starts_with("promtool failed"));
+
+    // A real scrape: serve the exposition (behind a bearer token) and let Debian's prometheus scrape it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let target = listener.local_addr().expect("addr");
+    let body = text.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move |h: axum::http::HeaderMap| async move {
+            if h.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer scrape-token") {
+                return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+            }
+            (axum::http::StatusCode::OK, body)
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = std::env::temp_dir().join(format!("loupe-export-prom-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("token"), "scrape-token").expect("token");
+    let config = format!(
+        "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: loupe\n    authorization: {{credentials_file: {}}}\n    static_configs: [{{targets: ['{target}']}}]\n",
+        dir.join("token").display()
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).expect("config");
+    let web = free_port();
+    let mut prom = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let query = "loupe_svc_stats_p99{service=\"checkout\",script=\"svc-latency\"}";
+    let got = loop {
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args(["-sS", "--get", "--data-urlencode", &format!("query={query}")])
+                .arg(format!("http://127.0.0.1:{web}/api/v1/query"))
+                .output()
+                .expect("curl")
+        })
+        .await
+        .expect("curl task");
+        let answer = String::from_utf8_lossy(&out.stdout).to_string();
+        if answer.contains("\"value\"") || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let _ = prom.kill();
+    let _ = prom.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(got.contains("\"19\"]"), "prometheus scraped p99 = 19 for checkout: {got}");
+}

@@ -7,6 +7,7 @@
 //! (that is `collector`, `pxl` and `engine`), and must not know about the cloud.
 
 pub mod cluster;
+mod export;
 pub mod health;
 pub mod http;
 pub mod metadata;

@@ -91,6 +91,9 @@ pub enum QueryError {
     /// The engine failed or stopped the query.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// `px.export` could not deliver its rows.
+    #[error(transparent)]
+    Export(#[from] loupe_export::ExportError),
 }
 
 /// A compiler diagnostic in its wire form: every field, so the client draws the caret from it and
@@ -123,6 +126,15 @@ pub fn error_status(error: &QueryError) -> Status {
                 message: e.to_string(),
                 compiler_errors: vec![],
             };
+        }
+        QueryError::Export(e) => {
+            use loupe_export::ExportError as E;
+            let code = match e {
+                E::NoEndpoint | E::Endpoint(_) => ErrorCode::FailedPrecondition,
+                E::Send(_) | E::Refused(_) => ErrorCode::Unavailable,
+                E::Convert(_) => ErrorCode::Internal,
+            };
+            return Status { code: code as i32, message: e.to_string(), compiler_errors: vec![] };
         }
         QueryError::Exec(e) => e,
     };
@@ -205,11 +217,17 @@ pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &s
     let result = match planned.and_then(|p| Ok(p.into_local()?)) {
         Ok(program) => {
             tracing::debug!(query_id, compile_ns = compile_time.as_nanos() as u64, "script compiled");
-            let run = engine.execute_program_to(&program, &limits, &mut sink);
+            // `px.export`'s outputs go to OpenTelemetry, not to the client.
+            let mut exporting = crate::export::ExportSink::new(&program, &mut sink, None);
+            let run = engine.execute_program_to(&program, &limits, &mut exporting);
             // A client that leaves while DataFusion computes (no message to send yet) stops it too.
-            tokio::select! {
+            let r = tokio::select! {
                 r = run => r.map_err(QueryError::Exec),
                 () = tx.closed() => Err(QueryError::Exec(ExecError::Cancelled)),
+            };
+            match (r, exporting.error.take()) {
+                (Ok(_), Some(e)) => Err(QueryError::Export(e)),
+                (r, _) => r,
             }
         }
         Err(e) => Err(e),
