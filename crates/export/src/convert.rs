@@ -8,8 +8,7 @@ use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, BooleanArray, Float64Array, RecordBatch, TimestampNanosecondArray, UInt64Array};
 use arrow::datatypes::{DataType, TimeUnit};
-use loupe_pxl::Literal;
-use loupe_pxl::otel::{ExportSpec, OtelAttributes, OtelData, OtelValue};
+use loupe_pxl::otel::{ExportSpec, OtelAttributes, OtelConstant, OtelData, OtelValue};
 
 use crate::ExportError;
 use crate::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -108,12 +107,12 @@ impl<'b> Columns<'b> {
     }
 }
 
-fn literal_value(l: &Literal) -> any_value::Value {
+fn literal_value(l: &OtelConstant) -> any_value::Value {
     match l {
-        Literal::Int(i) | Literal::Time(i) => any_value::Value::IntValue(*i),
-        Literal::Float(f) => any_value::Value::DoubleValue(*f),
-        Literal::String(s) => any_value::Value::StringValue(s.clone()),
-        Literal::Bool(b) => any_value::Value::BoolValue(*b),
+        OtelConstant::Int(i) => any_value::Value::IntValue(*i),
+        OtelConstant::Float(f) => any_value::Value::DoubleValue(*f),
+        OtelConstant::String(s) => any_value::Value::StringValue(s.clone()),
+        OtelConstant::Bool(b) => any_value::Value::BoolValue(*b),
     }
 }
 
@@ -245,8 +244,13 @@ pub fn requests(spec: &ExportSpec, batches: &[RecordBatch]) -> Result<Requests, 
                                 any_value::Value::StringValue(s) => s,
                                 other => format!("{other:?}"),
                             }),
-                            OtelValue::Constant(Literal::String(s)) => Some(s.clone()),
-                            OtelValue::Constant(l) => Some(format!("{l:?}")),
+                            OtelValue::Constant(OtelConstant::String(s)) => Some(s.clone()),
+                            OtelValue::Constant(l) => Some(match literal_value(l) {
+                                any_value::Value::IntValue(i) => i.to_string(),
+                                any_value::Value::DoubleValue(d) => d.to_string(),
+                                any_value::Value::BoolValue(b) => b.to_string(),
+                                other => format!("{other:?}"),
+                            }),
                         };
                         let (Some(name), Some(start), Some(end)) =
                             (name, cols.time_ns(start_time, row)?, cols.time_ns(end_time, row)?)

@@ -13,7 +13,20 @@ pub enum OtelValue {
     /// The column's value in each row.
     Column(String),
     /// The same value for every row.
-    Constant(crate::plan::Literal),
+    Constant(OtelConstant),
+}
+
+/// A constant value of an exported field.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum OtelConstant {
+    /// An integer (a time constant too, in ns).
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    String(String),
+    /// A boolean.
+    Bool(bool),
 }
 
 /// Attributes (resource, metric or span): OpenTelemetry key → value, in script order.
@@ -128,7 +141,7 @@ pub const DEFAULT_TIMEOUT_S: u64 = 5;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CompileOptions, Literal, SchemaCatalog, compile};
+    use crate::{CompileOptions, SchemaCatalog, compile};
 
     const HEAD: &str = "import px\ndf = px.DataFrame('http_events', start_time='-5m')\n\
         df.service = 'checkout'\ndf = df.groupby(['time_', 'service']).agg(n=('latency', px.count), \
@@ -162,7 +175,7 @@ mod tests {
             spec.resource,
             vec![
                 ("service.name".to_string(), OtelValue::Column("service".into())),
-                ("deployment.environment".to_string(), OtelValue::Constant(Literal::String("prod".into()))),
+                ("deployment.environment".to_string(), OtelValue::Constant(OtelConstant::String("prod".into()))),
             ]
         );
         assert!(matches!(&spec.data[0], OtelData::Gauge { name, value, unit, .. }

@@ -8,9 +8,14 @@
 
 use super::value::{Frame, TExpr, Value};
 use super::{Checker, Result};
-use crate::otel::{DEFAULT_TIMEOUT_S, ExportSpec, OtelAttributes, OtelData, OtelEndpoint, OtelValue, SPAN_KINDS};
+use crate::otel::{
+    DEFAULT_TIMEOUT_S, ExportSpec, OtelAttributes, OtelConstant, OtelData, OtelEndpoint, OtelValue, SPAN_KINDS,
+};
 use crate::plan::{Expr, Literal, Output, PxType};
 use crate::syntax::{self, ExprKind, Ident, Span};
+
+/// A `px.otel.*` call: its path under `px.`, its positional and keyword arguments.
+type OtelCall<'e> = (String, &'e [syntax::Expr], &'e [(Ident, syntax::Expr)]);
 
 /// Most entries in `data=[...]` (each row becomes one point or span per entry).
 const MAX_DATA: usize = 64;
@@ -53,7 +58,7 @@ impl Checker<'_> {
         e: &'e syntax::Expr,
         want: &[&str],
         what: &str,
-    ) -> Result<(String, &'e [syntax::Expr], &'e [(Ident, syntax::Expr)])> {
+    ) -> Result<OtelCall<'e>> {
         if let ExprKind::Call { func, args, kwargs } = &e.kind
             && let Some(path) = self.px_path(func)
             && want.contains(&path.as_str())
@@ -288,7 +293,12 @@ impl Checker<'_> {
     /// A column of `frame` (`df.col`, `df['col']`) or a constant.
     fn otel_value(&mut self, e: &syntax::Expr, frame: &Frame, what: &str) -> Result<OtelValue> {
         match self.eval_scalar(e, what)? {
-            TExpr { expr: Expr::Literal(l), .. } => Ok(OtelValue::Constant(l)),
+            TExpr { expr: Expr::Literal(l), .. } => Ok(OtelValue::Constant(match l {
+                Literal::Int(i) | Literal::Time(i) => OtelConstant::Int(i),
+                Literal::Float(f) => OtelConstant::Float(f),
+                Literal::String(s) => OtelConstant::String(s),
+                Literal::Bool(b) => OtelConstant::Bool(b),
+            })),
             TExpr { expr: Expr::Column(c), .. } => {
                 self.require_column(frame, &c, &e.span)?;
                 Ok(OtelValue::Column(c))
