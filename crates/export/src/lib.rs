@@ -116,6 +116,6 @@ pub async fn export(
         spans: requests.spans,
         requests: requests.metrics.len() + requests.traces.len(),
     };
-    tracing::info!(url = %endpoint.url, points = summary.points, spans = summary.spans, "exported to OpenTelemetry");
+    tracing::info!(url = %send::shown_url(&endpoint.url), points = summary.points, spans = summary.spans, "exported to OpenTelemetry");
     Ok(summary)
 }

@@ -47,7 +47,7 @@ impl Target {
     /// say so explicitly, `http://` and `https://` are OTLP/HTTP (a path ending in `/v1/metrics` or `/v1/traces`
     /// is taken as the base's).
     pub fn parse(url: &str, insecure: bool) -> Result<Target, ExportError> {
-        let bad = |why: &str| ExportError::Endpoint(format!("`{url}`: {why}"));
+        let bad = |why: &str| ExportError::Endpoint(format!("`{}`: {why}", shown_url(url)));
         if let Some(rest) = url.strip_prefix("grpc://") {
             return Ok(Target::Grpc { uri: format!("http://{}", host_port(rest).ok_or_else(|| bad("no host:port"))?) });
         }
@@ -75,6 +75,15 @@ impl Target {
     }
 }
 
+/// `url` as logs and errors show it: any `user:password@` in it (a credential) is left out.
+pub fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if scheme.is_empty() { format!("{host}{path}") } else { format!("{scheme}://{host}{path}") }
+}
+
 fn host_port(s: &str) -> Option<&str> {
     let s = s.trim_end_matches('/');
     let (host, port) = s.rsplit_once(':')?;
@@ -97,13 +106,13 @@ impl Sender {
         let grpc = match &target {
             Target::Grpc { uri } => {
                 let mut ep = Endpoint::from_shared(uri.clone())
-                    .map_err(|e| ExportError::Endpoint(format!("`{}`: {e}", endpoint.url)))?
+                    .map_err(|e| ExportError::Endpoint(format!("`{}`: {e}", shown_url(&endpoint.url))))?
                     .connect_timeout(timeout)
                     .timeout(timeout);
                 if uri.starts_with("https://") {
                     ep = ep
                         .tls_config(ClientTlsConfig::new().with_native_roots().timeout(timeout))
-                        .map_err(|e| ExportError::Endpoint(format!("`{}`: {e}", endpoint.url)))?;
+                        .map_err(|e| ExportError::Endpoint(format!("`{}`: {e}", shown_url(&endpoint.url))))?;
                 }
                 Some(ep.connect_lazy())
             }
@@ -191,11 +200,11 @@ impl Sender {
     async fn http_post(&self, url: &str, body: Vec<u8>) -> Result<(), Attempt> {
         let fail = |e: String| Attempt::Fail(ExportError::Endpoint(e));
         let uri: hyper::Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| fail(e.to_string()))?;
-        let host = uri.host().ok_or_else(|| fail(format!("`{url}` has no host")))?.to_string();
+        let host = uri.host().ok_or_else(|| fail(format!("`{}` has no host", shown_url(url))))?.to_string();
         let tls = uri.scheme_str() == Some("https");
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let mut req = Request::post(uri.clone())
-            .header(hyper::header::HOST, uri.authority().map_or(host.clone(), |a| a.to_string()))
+            .header(hyper::header::HOST, uri.port_u16().map_or_else(|| host.clone(), |p| format!("{host}:{p}")))
             .header(hyper::header::CONTENT_TYPE, "application/x-protobuf");
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());
@@ -215,7 +224,11 @@ impl Sender {
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(r) => r,
-            Err(_) => Err(Attempt::Retry(ExportError::Send(format!("no answer from {url} within {:?}", self.timeout)))),
+            Err(_) => Err(Attempt::Retry(ExportError::Send(format!(
+                "no answer from {} within {:?}",
+                shown_url(url),
+                self.timeout
+            )))),
         }
     }
 }
@@ -281,6 +294,7 @@ fn grpc_error(target: &Target, s: tonic::Status) -> Attempt {
         Target::Grpc { uri } => uri.as_str(),
         Target::Http { base } => base.as_str(),
     };
+    let at = shown_url(at);
     let m = format!("{at}: gRPC {:?}: {}", s.code(), s.message().chars().take(200).collect::<String>());
     // UNAVAILABLE is also what a connection that fails gives: not a receiver's answer.
     let e = if s.code() == Code::Unavailable { ExportError::Send(m) } else { ExportError::Refused(m) };
@@ -323,5 +337,14 @@ mod tests {
         assert!(Target::parse("ftp://h:1", true).is_err());
         assert!(Target::parse("collector", true).is_err());
         assert!(Target::parse("h:99999", true).is_err());
+        assert_eq!(shown_url("https://user:secret@h:4318/otlp"), "https://h:4318/otlp");
+        assert_eq!(shown_url("h:4317"), "h:4317");
+        assert!(
+            !Target::parse("ftp://u:secret@h:1", true)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("secret")
+        );
     }
 }
