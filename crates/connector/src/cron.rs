@@ -49,6 +49,8 @@ pub(crate) struct CronSettings {
     pub(crate) request_interval: Duration,
     /// Results kept while unacknowledged.
     pub(crate) max_pending: usize,
+    /// Each script's newest rows.
+    pub(crate) latest: crate::latest::LatestResults,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +214,7 @@ impl Scheduler {
             next.push(Entry { spec, schedule, next: due });
         }
         self.scripts = next;
+        self.settings.latest.retain(&self.scripts.iter().map(|e| e.spec.name.as_str()).collect());
         self.checksum = set.checksum;
     }
 
@@ -254,12 +257,16 @@ impl Scheduler {
                 Schedule::Cron(_) => MAX_RUN_TIME,
             };
             let (query, spec, done) = (self.query.clone(), entry.spec.clone(), self.done_tx.clone());
+            let latest = self.settings.latest.clone();
             tokio::spawn(async move {
                 let started = Instant::now();
                 let outcome = query.run_script(&spec.script, &spec.name, timeout).await;
                 let duration_ns = started.elapsed().as_nanos().min(i64::MAX as u128) as i64;
                 let (error_code, error, summary) = match outcome {
-                    Ok(summary) => (0, String::new(), summary),
+                    Ok(mut summary) => {
+                        latest.set(&spec.name, summary.tables.take());
+                        (0, String::new(), summary)
+                    }
                     Err(status) => (status.code() as i32, status.message().to_owned(), Default::default()),
                 };
                 tracing::debug!(name = %spec.name, error_code, "cron script ran");
@@ -382,6 +389,7 @@ mod tests {
                 data_dir: dir.to_owned(),
                 request_interval: Duration::from_secs(30),
                 max_pending: 3,
+                latest: Default::default(),
             },
             query,
             checksum: String::new(),

@@ -100,12 +100,14 @@ impl QueryClient {
 }
 
 /// What one run of a script returned.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RunSummary {
     /// Rows over every output.
     pub(crate) records: i64,
     /// Arrow IPC bytes of those rows.
     pub(crate) bytes: i64,
+    /// The rows by output table, when they fit in `latest::MAX_KEPT_BYTES`.
+    pub(crate) tables: Option<crate::latest::Tables>,
 }
 
 impl QueryClient {
@@ -127,11 +129,26 @@ impl QueryClient {
         request.set_timeout(timeout);
         let mut stream = self.client().execute_script(request).await?.into_inner();
         let mut summary = RunSummary::default();
+        let mut tables: crate::latest::Tables = Vec::new();
+        let mut ids: Vec<(String, usize)> = Vec::new();
+        let mut kept = true;
         while let Some(response) = stream.message().await? {
             match response.result {
+                Some(Part::MetaData(m)) => {
+                    ids.push((m.id, tables.len()));
+                    tables.push((m.name, Vec::new()));
+                }
                 Some(Part::Data(data)) => {
                     summary.records += data.num_rows as i64;
                     summary.bytes += data.arrow_batch.len() as i64;
+                    kept &= summary.bytes <= crate::latest::MAX_KEPT_BYTES as i64;
+                    if kept && !data.arrow_batch.is_empty() {
+                        let at = ids.iter().find(|(id, _)| *id == data.table_id).map(|(_, i)| *i);
+                        match (at, loupe_proto::arrow_ipc::decode_batches(&data.arrow_batch)) {
+                            (Some(i), Ok(batches)) => tables[i].1.extend(batches),
+                            _ => kept = false,
+                        }
+                    }
                 }
                 Some(Part::Status(s)) if s.code != ErrorCode::Ok as i32 => {
                     let code = ErrorCode::try_from(s.code).unwrap_or(ErrorCode::Internal).grpc_code();
@@ -140,6 +157,7 @@ impl QueryClient {
                 _ => {}
             }
         }
+        summary.tables = kept.then_some(tables);
         Ok(summary)
     }
 }

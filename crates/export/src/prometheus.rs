@@ -2,7 +2,7 @@
 //! format (0.0.4), for a `/metrics` endpoint to serve.
 //!
 //! The naming rule: each numeric column (INT64, UINT64, FLOAT64; booleans as 0/1) of table `t` becomes the gauge
-//! `loupe_<t>_<column>` (plus `_value` after a `_total`, `_sum`, `_count` or `_bucket` ending), one sample per row, labelled with the row's string columns and `script="<name>"`; names
+//! `loupe_script_<t>_<column>` (plus `_value` after a `_total`, `_sum`, `_count` or `_bucket` ending), one sample per row, labelled with the row's string columns and `script="<name>"`; names
 //! are lower-cased with every character outside `[a-z0-9_]` replaced by `_`. Time columns are left out (the scrape
 //! is the time); when several rows have the same labels the last one wins (a time series of one service keeps its
 //! newest value). At most [`MAX_SERIES`] samples are written.
@@ -33,10 +33,10 @@ pub fn metric_name(parts: &[&str]) -> String {
     out
 }
 
-/// `loupe_<table>_<column>`, with `_value` added to a name ending in a suffix Prometheus keeps for counters,
+/// `loupe_script_<table>_<column>` (apart from Loupe's own metrics), with `_value` added to a name ending in a suffix Prometheus keeps for counters,
 /// histograms and summaries (`_total`, `_sum`, `_count`, `_bucket`), so the gauge is not read as one of those.
 pub fn gauge_name(table: &str, column: &str) -> String {
-    let mut name = metric_name(&["loupe", table, column]);
+    let mut name = metric_name(&["loupe_script", table, column]);
     if ["_total", "_sum", "_count", "_bucket"].iter().any(|s| name.ends_with(s)) {
         name.push_str("_value");
     }
@@ -82,54 +82,65 @@ fn format_value(v: f64) -> String {
     }
 }
 
-/// The exposition of `tables` (name → batches) of script `script`.
-pub fn render(script: &str, tables: &[(String, Vec<RecordBatch>)]) -> String {
+/// One script's result: its name and its output tables (name → batches).
+pub type ScriptResult = (String, Vec<(String, Vec<RecordBatch>)>);
+
+/// The exposition of every script's result (a metric that several scripts' tables make has one family).
+pub fn render(results: &[ScriptResult]) -> String {
     // metric name → (help, labels text → value), in name order so scrapes are stable.
     let mut families: BTreeMap<String, (String, BTreeMap<String, String>)> = BTreeMap::new();
     let mut samples = 0usize;
-    for (table, batches) in tables {
-        for batch in batches {
-            let schema = batch.schema();
-            let labels: Vec<(String, usize)> = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
-                .map(|(i, f)| (metric_name(&[f.name()]), i))
-                .collect();
-            // Two columns that sanitize to one label name (or to `script`, or Prometheus's reserved `__`) keep
-            // only the first: a sample never repeats a label.
-            let mut seen = std::collections::HashSet::from(["script".to_string()]);
-            let labels: Vec<(String, usize)> =
-                labels.into_iter().filter(|(n, _)| !n.starts_with("__") && seen.insert(n.clone())).collect();
-            let values: Vec<(String, usize, &str)> = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| {
-                    matches!(f.data_type(), DataType::Int64 | DataType::UInt64 | DataType::Float64 | DataType::Boolean)
-                })
-                .map(|(i, f)| (gauge_name(table, f.name()), i, f.name().as_str()))
-                .collect();
-            for row in 0..batch.num_rows() {
-                let mut label_text = format!("script=\"{}\"", escape(script));
-                for (name, i) in &labels {
-                    if let Some(v) = text(batch.column(*i).as_ref(), row) {
-                        let _ = write!(label_text, ",{name}=\"{}\"", escape(&v));
-                    }
-                }
-                for (name, i, column) in &values {
-                    let Some(v) = number(batch.column(*i).as_ref(), row) else { continue };
-                    let family = families.entry(name.clone()).or_insert_with(|| {
-                        (format!("column `{column}` of table `{table}` of script `{script}`"), BTreeMap::new())
-                    });
-                    if !family.1.contains_key(&label_text) {
-                        if samples >= MAX_SERIES {
-                            continue;
+    for (script, tables) in results {
+        for (table, batches) in tables {
+            for batch in batches {
+                let schema = batch.schema();
+                let labels: Vec<(String, usize)> = schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
+                    .map(|(i, f)| (metric_name(&[f.name()]), i))
+                    .collect();
+                // Two columns that sanitize to one label name (or to `script`, or Prometheus's reserved `__`) keep
+                // only the first: a sample never repeats a label.
+                let mut seen = std::collections::HashSet::from(["script".to_string()]);
+                let labels: Vec<(String, usize)> =
+                    labels.into_iter().filter(|(n, _)| !n.starts_with("__") && seen.insert(n.clone())).collect();
+                let values: Vec<(String, usize, &str)> = schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| {
+                        matches!(
+                            f.data_type(),
+                            DataType::Int64 | DataType::UInt64 | DataType::Float64 | DataType::Boolean
+                        )
+                    })
+                    .map(|(i, f)| (gauge_name(table, f.name()), i, f.name().as_str()))
+                    .collect();
+                for row in 0..batch.num_rows() {
+                    let mut label_text = format!("script=\"{}\"", escape(script));
+                    for (name, i) in &labels {
+                        if let Some(v) = text(batch.column(*i).as_ref(), row) {
+                            let _ = write!(label_text, ",{name}=\"{}\"", escape(&v));
                         }
-                        samples += 1;
                     }
-                    family.1.insert(label_text.clone(), format_value(v));
+                    for (name, i, column) in &values {
+                        let Some(v) = number(batch.column(*i).as_ref(), row) else { continue };
+                        let family = families.entry(name.clone()).or_insert_with(|| {
+                            (
+                                format!("column `{column}` of table `{table}` of a script's newest result"),
+                                BTreeMap::new(),
+                            )
+                        });
+                        if !family.1.contains_key(&label_text) {
+                            if samples >= MAX_SERIES {
+                                continue;
+                            }
+                            samples += 1;
+                        }
+                        family.1.insert(label_text.clone(), format_value(v));
+                    }
                 }
             }
         }
@@ -154,7 +165,7 @@ mod tests {
         assert_eq!(metric_name(&["loupe", "http_stats", "p99 Latency"]), "loupe_http_stats_p99_latency");
         assert_eq!(metric_name(&["9lives"]), "_9lives");
         assert_eq!(metric_name(&["req.path"]), "req_path");
-        assert_eq!(gauge_name("s", "latency_sum"), "loupe_s_latency_sum_value");
-        assert_eq!(gauge_name("s", "n"), "loupe_s_n");
+        assert_eq!(gauge_name("s", "latency_sum"), "loupe_script_s_latency_sum_value");
+        assert_eq!(gauge_name("s", "n"), "loupe_script_s_n");
     }
 }

@@ -309,11 +309,12 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn script_results_scraped_by_prometheus() {
-    let text = loupe_export::prometheus::render("svc-latency", &[("svc_stats".to_string(), vec![rows()])]);
-    assert!(text.contains("# TYPE loupe_svc_stats_p50 gauge\n"), "{text}");
+    let text =
+        loupe_export::prometheus::render(&[("svc-latency".to_string(), vec![("svc_stats".to_string(), vec![rows()])])]);
+    assert!(text.contains("# TYPE loupe_script_svc_stats_p50 gauge\n"), "{text}");
     assert!(
         text.contains(
-            "loupe_svc_stats_p50{script=\"svc-latency\",service=\"cart\",trace_id=\"0102030405060708090a0b0c0d0e0f10\",\
+            "loupe_script_svc_stats_p50{script=\"svc-latency\",service=\"cart\",trace_id=\"0102030405060708090a0b0c0d0e0f10\",\
              span_id=\"1112131415161718\"} 1.5\n"
         ),
         "{text}"
@@ -356,7 +357,7 @@ async fn script_results_scraped_by_prometheus() {
         .spawn()
         .expect("prometheus");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let query = "loupe_svc_stats_p99{service=\"checkout\",script=\"svc-latency\"}";
+    let query = "loupe_script_svc_stats_p99{service=\"checkout\",script=\"svc-latency\"}";
     let got = loop {
         let out = tokio::task::spawn_blocking(move || {
             std::process::Command::new("curl")

@@ -141,3 +141,60 @@ fn px_export_sends_the_displayed_rows_as_metrics_and_spans() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("px.export") && stderr.contains(&dead.to_string()), "{stderr}");
 }
+
+/// `promtool check metrics` on `text`: what it says, empty when the exposition is valid and lint-clean.
+fn promtool(text: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() { said } else { format!("promtool failed: {said}") }
+}
+
+#[test]
+fn a_cron_scripts_newest_rows_are_gauges_on_the_metrics_listener() {
+    if !can_trace() {
+        return;
+    }
+    let (_loupe, metrics_port, api_port) = start_loupe();
+    login(api_port);
+    let dir = temp_dir("otel-prom");
+    let file = write_script(
+        &dir,
+        "procs.pxl",
+        "import px\n\
+         df = px.DataFrame('process_stats', start_time='-20s')\n\
+         s = df.agg(samples=('rss_bytes', px.count), rss_max=('rss_bytes', px.max))\n\
+         s.host = 'this \"host\"'\n\
+         px.display(s, 'procs')\n",
+    );
+    let out = px(api_port, &["cron", "create", "--name", "procs", "--every", "2s", "-f", file.to_str().expect("utf8")]);
+    assert!(out.status.success(), "cron create: {}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ours = loop {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", &format!("http://127.0.0.1:{metrics_port}/metrics")])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let ours: String = text.lines().filter(|l| l.contains("loupe_script_")).map(|l| format!("{l}\n")).collect();
+        if ours.contains("loupe_script_procs_samples{") {
+            break ours;
+        }
+        assert!(std::time::Instant::now() < deadline, "no script gauges after 60 s:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(ours.contains("# TYPE loupe_script_procs_rss_max gauge\n"), "{ours}");
+    let sample = ours.lines().find(|l| l.starts_with("loupe_script_procs_samples{")).expect("sample");
+    assert!(sample.starts_with(r#"loupe_script_procs_samples{script="procs",host="this \"host\""} "#), "{sample}");
+    let n: f64 = sample.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number");
+    assert!(n >= 1.0, "{sample}");
+    assert_eq!(promtool(&ours), "", "promtool check metrics:\n{ours}");
+}

@@ -53,12 +53,7 @@ impl Checker<'_> {
     }
 
     /// `e` must be a call of `px.<want>`; returns its arguments bound to `params`.
-    fn otel_call<'e>(
-        &mut self,
-        e: &'e syntax::Expr,
-        want: &[&str],
-        what: &str,
-    ) -> Result<OtelCall<'e>> {
+    fn otel_call<'e>(&mut self, e: &'e syntax::Expr, want: &[&str], what: &str) -> Result<OtelCall<'e>> {
         if let ExprKind::Call { func, args, kwargs } = &e.kind
             && let Some(path) = self.px_path(func)
             && want.contains(&path.as_str())
