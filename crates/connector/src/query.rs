@@ -4,6 +4,7 @@
 //!
 //! Owns the calls. Must not touch the bridge.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +24,9 @@ pub(crate) const FORWARDED_METHODS: [&str; 2] =
 pub(crate) struct QueryClient {
     channel: Channel,
     token: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    /// The org's default export endpoint (`ExportDefault`, encoded), sent with every request as
+    /// `EXPORT_DEFAULT` metadata; set by the cron scheduler from the cloud's set.
+    export_default: Arc<RwLock<Option<tonic::metadata::MetadataValue<tonic::metadata::Binary>>>>,
 }
 
 impl QueryClient {
@@ -37,7 +41,7 @@ impl QueryClient {
                 .connect_lazy(),
         };
         let token = token.parse().map_err(|_| "the query token is not ASCII".to_owned())?;
-        Ok(QueryClient { channel, token })
+        Ok(QueryClient { channel, token, export_default: Arc::default() })
     }
 
     fn client(&self) -> VizierServiceClient<Channel> {
@@ -47,7 +51,17 @@ impl QueryClient {
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.metadata_mut().insert(loupe_proto::headers::VIZIER_TOKEN, self.token.clone());
+        if let Some(value) = self.export_default.read().unwrap_or_else(PoisonError::into_inner).clone() {
+            request.metadata_mut().insert_bin(loupe_proto::headers::EXPORT_DEFAULT, value);
+        }
         request
+    }
+
+    /// Sends `endpoint` with every later request as the default of a `px.export` that names none (none: no
+    /// default).
+    pub(crate) fn set_export_default(&self, endpoint: Option<&loupe_proto::vzconnpb::ExportDefault>) {
+        let value = endpoint.map(|e| tonic::metadata::MetadataValue::from_bytes(&e.encode_to_vec()));
+        *self.export_default.write().unwrap_or_else(PoisonError::into_inner) = value;
     }
 
     /// Runs an encoded ExecuteScriptRequest; each response comes back encoded.

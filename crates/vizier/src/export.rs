@@ -9,7 +9,24 @@ use arrow::array::RecordBatch;
 use loupe_engine::{Cancelled, QueryEvent, QuerySink};
 use loupe_export::{ExportError, ExportSummary};
 use loupe_pxl::Program;
-use loupe_pxl::otel::{ExportSpec, OtelEndpoint};
+use loupe_pxl::otel::{DEFAULT_TIMEOUT_S, ExportSpec, OtelEndpoint};
+
+/// The default endpoint the caller sent (`EXPORT_DEFAULT` metadata: the connector sends its org's, set with
+/// `px export set`), if any and readable. A caller that can run a script could name any endpoint in it anyway.
+pub(crate) fn default_endpoint(metadata: &tonic::metadata::MetadataMap) -> Option<OtelEndpoint> {
+    use prost::Message as _;
+    let bytes = metadata.get_bin(loupe_proto::headers::EXPORT_DEFAULT)?.to_bytes().ok()?;
+    let e = loupe_proto::vzconnpb::ExportDefault::decode(bytes).ok()?;
+    if e.url.is_empty() {
+        return None;
+    }
+    Some(OtelEndpoint {
+        url: e.url,
+        headers: e.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+        insecure: e.insecure,
+        timeout_s: if e.timeout_s == 0 { DEFAULT_TIMEOUT_S } else { u64::from(e.timeout_s.min(60)) },
+    })
+}
 
 /// Withholds exported outputs from `inner` and sends them to OpenTelemetry.
 pub(crate) struct ExportSink<'a, S> {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 use loupe_engine::{Cancelled, Engine, ExecError, ExecOptions, QueryEvent, QuerySink};
 use loupe_planner::PlanError;
+use loupe_pxl::otel::OtelEndpoint;
 use loupe_proto::arrow_ipc;
 use loupe_proto::vizierpb::vizier_service_server::VizierService;
 use loupe_proto::vizierpb::{
@@ -166,6 +167,18 @@ pub(crate) fn exec_funcs(req: &ExecuteScriptRequest) -> Vec<loupe_pxl::ExecFunc>
 /// stats, or a `Status` when the script fails. Returns when the query ends, fails, or `tx`'s
 /// receiver is dropped (the client went away), which stops the query at once.
 pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &str, limits: ExecOptions, tx: Sender) {
+    run_query_exporting(engine, req, query_id, limits, None, tx).await;
+}
+
+/// [`run_query`], with `export_default` the endpoint of a `px.export` that names none.
+pub async fn run_query_exporting(
+    engine: &Engine,
+    req: &ExecuteScriptRequest,
+    query_id: &str,
+    limits: ExecOptions,
+    export_default: Option<OtelEndpoint>,
+    tx: Sender,
+) {
     if req.query_str.len() > MAX_SCRIPT_BYTES {
         let status = Status {
             code: ErrorCode::InvalidArgument as i32,
@@ -218,7 +231,7 @@ pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &s
         Ok(program) => {
             tracing::debug!(query_id, compile_ns = compile_time.as_nanos() as u64, "script compiled");
             // `px.export`'s outputs go to OpenTelemetry, not to the client.
-            let mut exporting = crate::export::ExportSink::new(&program, &mut sink, None);
+            let mut exporting = crate::export::ExportSink::new(&program, &mut sink, export_default);
             let run = engine.execute_program_to(&program, &limits, &mut exporting);
             // A client that leaves while DataFusion computes (no message to send yet) stops it too.
             let r = tokio::select! {
@@ -349,6 +362,7 @@ impl VizierService for QueryService {
         &self,
         request: Request<ExecuteScriptRequest>,
     ) -> Result<Response<Self::ExecuteScriptStream>, tonic::Status> {
+        let export_default = crate::export::default_endpoint(request.metadata());
         let req = request.into_inner();
         let query_id = format!("{:016x}", rand_id());
         tracing::info!(query_id, name = %req.query_name, bytes = req.query_str.len(), "executing script");
@@ -357,7 +371,7 @@ impl VizierService for QueryService {
         let limits = self.limits;
         let running = Running::start(&self.running);
         tokio::spawn(async move {
-            run_query(&engine, &req, &query_id, limits, tx).await;
+            run_query_exporting(&engine, &req, &query_id, limits, export_default, tx).await;
             drop(running);
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
