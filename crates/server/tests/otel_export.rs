@@ -19,6 +19,8 @@ use crate::e2e::{can_trace, login, px, start_loupe, write_script};
 #[derive(Default, Clone)]
 struct Receiver {
     metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    /// The `x-api-key` header of each metrics request.
+    keys: Arc<Mutex<Vec<String>>>,
     traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
 }
 
@@ -28,6 +30,8 @@ impl MetricsService for Receiver {
         &self,
         r: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let key = r.metadata().get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        self.keys.lock().expect("lock").push(key);
         self.metrics.lock().expect("lock").push(r.into_inner());
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
@@ -140,6 +144,69 @@ fn px_export_sends_the_displayed_rows_as_metrics_and_spans() {
     assert!(!out.status.success(), "an export nobody received must fail the script");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("px.export") && stderr.contains(&dead.to_string()), "{stderr}");
+}
+
+#[test]
+fn px_export_set_is_the_endpoint_of_a_script_that_names_none() {
+    if !can_trace() {
+        return;
+    }
+    let receiver = Receiver::default();
+    let (_rt, receiver_port) = start_receiver(receiver.clone());
+    let (_loupe, _metrics_port, api_port) = start_loupe();
+    login(api_port);
+    let dir = temp_dir("otel-default");
+    let key_file = write_script(&dir, "key", "the-org-key\n");
+    let header = format!("x-api-key={}", key_file.to_str().expect("utf8"));
+    let url = format!("127.0.0.1:{receiver_port}");
+    let out = px(api_port, &["export", "set", "--url", &url, "--header-file", &header, "--insecure", "-o", "json"]);
+    assert!(out.status.success(), "px export set: {}", String::from_utf8_lossy(&out.stderr));
+    let out = px(api_port, &["export", "get"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && shown.contains(&url) && shown.contains("x-api-key=<redacted>"), "{shown}");
+    assert!(!shown.contains("the-org-key"), "{shown}");
+
+    // No `endpoint=`: the org's default is used once the vizier has it (pushed at once; asked every 30 s).
+    let file = write_script(
+        &dir,
+        "default.pxl",
+        "import px
+         df = px.DataFrame('process_stats', start_time='-30s')
+         df = df.groupby('time_').agg(rss=('rss_bytes', px.sum))
+         df.service = 'loupe-default'
+         px.export(df, px.otel.Data(resource={'service.name': df.service},
+           data=[px.otel.metric.Gauge(name='host.rss.default', value=df.rss)]))
+",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        let out = px(api_port, &["run", "-f", file.to_str().expect("utf8")]);
+        if out.status.success() && !receiver.metrics.lock().expect("lock").is_empty() {
+            break;
+        }
+        let why = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(std::time::Instant::now() < deadline, "the default endpoint never arrived: {why}");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let metrics = receiver.metrics.lock().expect("lock").clone();
+    let m = &metrics[0].resource_metrics[0].scope_metrics[0].metrics[0];
+    assert_eq!(m.name, "host.rss.default");
+    assert_eq!(receiver.keys.lock().expect("lock")[0], "the-org-key", "the org's header reached the receiver");
+
+    // Deleted: a script without `endpoint=` fails again, saying why.
+    let out = px(api_port, &["export", "delete"]);
+    assert!(out.status.success(), "px export delete: {}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        let out = px(api_port, &["run", "-f", file.to_str().expect("utf8")]);
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("endpoint"), "{stderr}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the default endpoint was never withdrawn");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
 }
 
 /// `promtool check metrics` on `text`: what it says, empty when the exposition is valid and lint-clean.
