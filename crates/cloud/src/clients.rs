@@ -9,10 +9,10 @@ use std::convert::Infallible;
 
 use loupe_proto::cloudpb::{
     api_key_service_client::ApiKeyServiceClient, auth_service_client::AuthServiceClient,
-    cron_script_service_client::CronScriptServiceClient,
-    export_target_service_client::ExportTargetServiceClient, deploy_key_service_client::DeployKeyServiceClient,
-    profile_service_client::ProfileServiceClient, script_service_client::ScriptServiceClient,
-    service_health_client::ServiceHealthClient, vizier_info_service_client::VizierInfoServiceClient,
+    cron_script_service_client::CronScriptServiceClient, deploy_key_service_client::DeployKeyServiceClient,
+    export_target_service_client::ExportTargetServiceClient, profile_service_client::ProfileServiceClient,
+    script_service_client::ScriptServiceClient, service_health_client::ServiceHealthClient,
+    vizier_info_service_client::VizierInfoServiceClient,
 };
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;

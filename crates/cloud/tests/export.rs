@@ -47,8 +47,11 @@ async fn the_export_target_is_set_read_redacted_and_deleted_per_org() {
     let body = json!({ "url": "otel-collector:4317", "headers": { "api-key": SECRET }, "insecure": true,
         "timeout_s": 9 });
     let set = h.call("PUT", PATH, Some(&a), Some(body)).await.expect(200).body;
-    assert_eq!(set, json!({ "url": "otel-collector:4317", "headers": { "api-key": "<redacted>" }, "insecure": true,
-        "timeout_s": 9 }));
+    assert_eq!(
+        set,
+        json!({ "url": "otel-collector:4317", "headers": { "api-key": "<redacted>" }, "insecure": true,
+        "timeout_s": 9 })
+    );
     let read = h.call("GET", PATH, Some(&a), None).await.expect(200).body;
     assert_eq!(read, set);
     assert!(!read.to_string().contains(SECRET));

@@ -446,7 +446,10 @@ mod tests {
         let dir = temp_dir("replace");
         let mut s = scheduler(&dir);
         let now = 1_000 * S + 5;
-        s.replace(SavedSet { checksum: "a".into(), scripts: vec![spec("x", 10), spec("y", 60)], ..Default::default() }, now);
+        s.replace(
+            SavedSet { checksum: "a".into(), scripts: vec![spec("x", 10), spec("y", 60)], ..Default::default() },
+            now,
+        );
         let next: Vec<Option<i64>> = s.scripts.iter().map(|e| e.next).collect();
         assert_eq!(next, [Some(1_010 * S), Some(1_020 * S)]);
         s.scripts[0].next = Some(1_020 * S);

@@ -68,7 +68,9 @@ use loupe_pxl::otel::{ExportSpec, OtelEndpoint};
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// No endpoint: the script names none and the caller has no default.
-    #[error("px.export: no endpoint: give `endpoint=px.otel.Endpoint(url=...)` or set the org's default with `px export set`")]
+    #[error(
+        "px.export: no endpoint: give `endpoint=px.otel.Endpoint(url=...)` or set the org's default with `px export set`"
+    )]
     NoEndpoint,
     /// The endpoint is not usable as written.
     #[error("px.export: bad endpoint {0}")]

@@ -170,13 +170,12 @@ fn px_export_set_is_the_endpoint_of_a_script_that_names_none() {
     let file = write_script(
         &dir,
         "default.pxl",
-        "import px
-         df = px.DataFrame('process_stats', start_time='-30s')
-         df = df.groupby('time_').agg(rss=('rss_bytes', px.sum))
-         df.service = 'loupe-default'
-         px.export(df, px.otel.Data(resource={'service.name': df.service},
-           data=[px.otel.metric.Gauge(name='host.rss.default', value=df.rss)]))
-",
+        "import px\n\
+         df = px.DataFrame('process_stats', start_time='-30s')\n\
+         df = df.groupby('time_').agg(rss=('rss_bytes', px.sum))\n\
+         df.service = 'loupe-default'\n\
+         px.export(df, px.otel.Data(resource={'service.name': df.service},\n\
+           data=[px.otel.metric.Gauge(name='host.rss.default', value=df.rss)]))\n",
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
     loop {

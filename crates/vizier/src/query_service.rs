@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 use loupe_engine::{Cancelled, Engine, ExecError, ExecOptions, QueryEvent, QuerySink};
 use loupe_planner::PlanError;
-use loupe_pxl::otel::OtelEndpoint;
 use loupe_proto::arrow_ipc;
 use loupe_proto::vizierpb::vizier_service_server::VizierService;
 use loupe_proto::vizierpb::{
     CompilerError, ErrorCode, ExecuteScriptRequest, ExecuteScriptResponse, HealthCheckRequest, HealthCheckResponse,
     QueryData, QueryExecutionStats, QueryMetadata, Status, execute_script_response,
 };
+use loupe_pxl::otel::OtelEndpoint;
 use loupe_pxl::{CompileOptions, Diagnostic};
 use tonic::{Request, Response};
 

@@ -18,7 +18,8 @@ use futures::StreamExt as _;
 use loupe_bus::{Bus, subject};
 use loupe_metastore::{CronScript, Metastore, NewCronResult};
 use loupe_proto::vzconnpb::{
-    BusEnvelope, CronResultAck, CronRunKey, CronRunResult, CronScriptSet, CronScriptSpec, CronSyncRequest, ExportDefault,
+    BusEnvelope, CronResultAck, CronRunKey, CronRunResult, CronScriptSet, CronScriptSpec, CronSyncRequest,
+    ExportDefault,
 };
 use prost::Message as _;
 use sha2::Digest as _;

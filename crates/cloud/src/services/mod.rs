@@ -24,9 +24,9 @@ use loupe_auth::{SigningKey, TokenError};
 use loupe_proto::cloudpb::{self, api_key_service_server::ApiKeyServiceServer, auth_service_server::AuthServiceServer};
 use loupe_proto::cloudpb::{
     cron_script_service_server::CronScriptServiceServer, deploy_key_service_server::DeployKeyServiceServer,
-    export_target_service_server::ExportTargetServiceServer,
-    profile_service_server::ProfileServiceServer, script_service_server::ScriptServiceServer,
-    service_health_server::ServiceHealthServer, vizier_info_service_server::VizierInfoServiceServer,
+    export_target_service_server::ExportTargetServiceServer, profile_service_server::ProfileServiceServer,
+    script_service_server::ScriptServiceServer, service_health_server::ServiceHealthServer,
+    vizier_info_service_server::VizierInfoServiceServer,
 };
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
