@@ -119,7 +119,7 @@ pub fn encode_export_default(endpoint: &ExportDefault) -> String {
 
 /// The endpoint an org setting holds; `None` for none (empty) or an unreadable value.
 pub fn decode_export_default(setting: &str) -> Option<ExportDefault> {
-    if setting.is_empty() || setting.len() % 2 != 0 {
+    if setting.is_empty() || !setting.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> =
