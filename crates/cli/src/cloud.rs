@@ -1,6 +1,6 @@
 //! `px`'s cloud commands over the REST API: `px auth login|logout|status|password`, `px api-key …`,
 //! `px deploy-key …`, `px script list|show`, `px get viziers`, `px get vizier NAME`, `px delete vizier NAME` and
-//! `px cron …` (in `cron`), and the REST half of `px debug` (in `debug`).
+//! `px cron …` (in `cron`), `px export …` (in `export`), and the REST half of `px debug` (in `debug`).
 //!
 //! Owns the command-line shape of these verbs (kept close to Pixie's `px`), reading secrets without echoing
 //! them, choosing the stored credential for the current cloud, and telling the user what to do next (log in,
@@ -11,6 +11,7 @@
 mod client;
 mod cron;
 pub mod debug;
+mod export;
 mod render;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -52,6 +53,9 @@ pub enum CloudCommand {
     /// Manage the org's cron scripts (scripts its viziers run on a schedule) and read their results.
     #[command(subcommand)]
     Cron(cron::CronCommand),
+    /// Show or set the org's default OpenTelemetry endpoint, used by `px.export` when a script names none.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
 }
 
 /// `px get …`.
@@ -274,6 +278,7 @@ pub fn run(cloud: &Cloud, command: CloudCommand) -> Result<ExitCode> {
         CloudCommand::Get(cmd) => get(&store, cloud, cmd, &mut out),
         CloudCommand::Delete(DeleteCommand::Vizier { name }) => delete_vizier(&store, cloud, &name, &mut out),
         CloudCommand::Cron(cmd) => cron::run(&store, cloud, cmd, &mut out),
+        CloudCommand::Export(cmd) => export::run(&store, cloud, cmd, &mut out),
     };
     match result {
         Ok(code) => Ok(code),

@@ -34,6 +34,7 @@ fn template(schema: &str) -> Value {
         "CreateCronScriptRequest" => json!({ "name": "cy", "script": pxl("y"), "frequency_s": 60, "cron": null }),
         "UpdateCronScriptRequest" => json!({ "script": pxl("y") }),
         "RunRequest" => json!({ "pxl": pxl("y"), "vizier": "v", "name": "n" }),
+        "ExportTargetView" => json!({ "url": "c:4317", "headers": { "k": "v" } }),
         other => panic!("no template for {other}"),
     }
 }
@@ -41,6 +42,12 @@ fn template(schema: &str) -> Value {
 fn injected(schema: &str, s: &str) -> Vec<Value> {
     let base = template(schema);
     let mut out = Vec::new();
+    if schema == "ExportTargetView" {
+        out.push(json!({ "url": s }));
+        out.push(json!({ "url": "c:4317", "headers": { s: "v" } }));
+        out.push(json!({ "url": "c:4317", "headers": { "k": s } }));
+        return out;
+    }
     if schema == "Settings" {
         out.push(json!({ "settings": { s: "v" } }));
         out.push(json!({ "settings": { "k": s } }));

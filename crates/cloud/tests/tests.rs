@@ -5,6 +5,7 @@
 mod bad_input;
 mod common;
 mod cron;
+mod export;
 mod flows;
 mod fuzz;
 mod grpc;

@@ -21,7 +21,7 @@ use std::time::Duration;
 use loupe_common::schedule::Schedule;
 use loupe_common::time::now_unix_ns;
 use loupe_proto::vzconnpb::{
-    BridgeMessage, CronResultAck, CronRunResult, CronScriptSet, CronScriptSpec, CronSyncRequest,
+    BridgeMessage, CronResultAck, CronRunResult, CronScriptSet, CronScriptSpec, CronSyncRequest, ExportDefault,
 };
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
@@ -49,12 +49,18 @@ pub(crate) struct CronSettings {
     pub(crate) request_interval: Duration,
     /// Results kept while unacknowledged.
     pub(crate) max_pending: usize,
+    /// Each script's newest rows.
+    pub(crate) latest: crate::latest::LatestResults,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct SavedSet {
     checksum: String,
     scripts: Vec<SavedScript>,
+    /// The org's default export endpoint, encoded `ExportDefault` in hex (header values are credentials: the
+    /// file is 0600 and never logged).
+    #[serde(default)]
+    export_default: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +218,9 @@ impl Scheduler {
             next.push(Entry { spec, schedule, next: due });
         }
         self.scripts = next;
+        let export_default = unhex(&set.export_default).and_then(|b| ExportDefault::decode(b.as_slice()).ok());
+        self.query.set_export_default(export_default.as_ref());
+        self.settings.latest.retain(&self.scripts.iter().map(|e| e.spec.name.as_str()).collect());
         self.checksum = set.checksum;
     }
 
@@ -221,8 +230,11 @@ impl Scheduler {
                 let Ok(set) = CronScriptSet::decode(m.payload.as_slice()) else {
                     return tracing::warn!("undecodable cron script set dropped");
                 };
-                let saved =
-                    SavedSet { checksum: set.checksum, scripts: set.scripts.into_iter().map(saved_script).collect() };
+                let saved = SavedSet {
+                    checksum: set.checksum,
+                    scripts: set.scripts.into_iter().map(saved_script).collect(),
+                    export_default: set.export_default.map(|e| hex(&e.encode_to_vec())).unwrap_or_default(),
+                };
                 if let Err(error) = save(&self.settings.data_dir.join(SCRIPTS_FILE), &saved) {
                     tracing::warn!(%error, "cron scripts not saved; a restart would wait for the cloud");
                 }
@@ -254,12 +266,16 @@ impl Scheduler {
                 Schedule::Cron(_) => MAX_RUN_TIME,
             };
             let (query, spec, done) = (self.query.clone(), entry.spec.clone(), self.done_tx.clone());
+            let latest = self.settings.latest.clone();
             tokio::spawn(async move {
                 let started = Instant::now();
                 let outcome = query.run_script(&spec.script, &spec.name, timeout).await;
                 let duration_ns = started.elapsed().as_nanos().min(i64::MAX as u128) as i64;
                 let (error_code, error, summary) = match outcome {
-                    Ok(summary) => (0, String::new(), summary),
+                    Ok(mut summary) => {
+                        latest.set(&spec.name, summary.tables.take());
+                        (0, String::new(), summary)
+                    }
                     Err(status) => (status.code() as i32, status.message().to_owned(), Default::default()),
                 };
                 tracing::debug!(name = %spec.name, error_code, "cron script ran");
@@ -326,6 +342,17 @@ impl Scheduler {
     }
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
 fn saved_script(s: CronScriptSpec) -> SavedScript {
     SavedScript { id: s.id, name: s.name, script: s.script, frequency_s: s.frequency_s, cron_expr: s.cron_expr }
 }
@@ -382,6 +409,7 @@ mod tests {
                 data_dir: dir.to_owned(),
                 request_interval: Duration::from_secs(30),
                 max_pending: 3,
+                latest: Default::default(),
             },
             query,
             checksum: String::new(),
@@ -418,14 +446,17 @@ mod tests {
         let dir = temp_dir("replace");
         let mut s = scheduler(&dir);
         let now = 1_000 * S + 5;
-        s.replace(SavedSet { checksum: "a".into(), scripts: vec![spec("x", 10), spec("y", 60)] }, now);
+        s.replace(
+            SavedSet { checksum: "a".into(), scripts: vec![spec("x", 10), spec("y", 60)], ..Default::default() },
+            now,
+        );
         let next: Vec<Option<i64>> = s.scripts.iter().map(|e| e.next).collect();
         assert_eq!(next, [Some(1_010 * S), Some(1_020 * S)]);
         s.scripts[0].next = Some(1_020 * S);
         // y's period changes; x stays; z is new; one with a broken schedule is skipped.
         let broken = SavedScript { cron_expr: "bad".into(), ..spec("w", 0) };
         let scripts = vec![spec("x", 10), spec("y", 30), spec("z", 7), broken];
-        s.replace(SavedSet { checksum: "b".into(), scripts }, now);
+        s.replace(SavedSet { checksum: "b".into(), scripts, ..Default::default() }, now);
         let next: Vec<(&str, Option<i64>)> = s.scripts.iter().map(|e| (e.spec.id.as_str(), e.next)).collect();
         assert_eq!(next, [("x", Some(1_020 * S)), ("y", Some(1_020 * S)), ("z", Some(1_001 * S))]);
         assert_eq!(s.checksum, "b");
@@ -483,13 +514,14 @@ mod tests {
                 cron_expr: String::new(),
             }],
             checksum: "sum".into(),
+            export_default: None,
         };
         s.receive(message(wire::CRON_SYNC, set.encode_to_vec()));
         assert_eq!(s.scripts.len(), 1);
         let path = dir.join(SCRIPTS_FILE);
         assert_eq!(std::fs::metadata(&path).expect("saved").permissions().mode() & 0o777, 0o600);
         let saved: SavedSet = load(&path).expect("load");
-        assert_eq!(saved, SavedSet { checksum: "sum".into(), scripts: vec![spec("x", 10)] });
+        assert_eq!(saved, SavedSet { checksum: "sum".into(), scripts: vec![spec("x", 10)], ..Default::default() });
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -12,6 +12,7 @@ mod backoff;
 pub mod certs;
 mod cron;
 mod identity;
+pub mod latest;
 mod query;
 mod session;
 mod tls;
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 pub use crate::backoff::Backoff;
 pub use crate::cron::{RESULTS_FILE as CRON_RESULTS_FILE, SCRIPTS_FILE as CRON_SCRIPTS_FILE};
 pub use crate::identity::{IDENTITY_FILE, Identity};
+pub use crate::latest::LatestResults;
 pub use crate::tls::cloud_url;
 
 /// The topics and metadata keys of the VZConn protocol, as `loupe-proto` spells them for both ends.
@@ -106,6 +108,8 @@ pub struct ConnectorConfig {
     pub cron_request_interval: Duration,
     /// Cron results kept while the cloud has not acknowledged them (on disk); past it the oldest are dropped.
     pub cron_max_pending: usize,
+    /// Where each cron script's newest rows are kept (share a clone to render them).
+    pub latest_results: LatestResults,
 }
 
 impl ConnectorConfig {
@@ -133,6 +137,7 @@ impl ConnectorConfig {
             max_message_bytes: 1_000_000,
             cron_request_interval: Duration::from_secs(30),
             cron_max_pending: 1_000,
+            latest_results: LatestResults::default(),
         }
     }
 }

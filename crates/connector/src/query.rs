@@ -4,6 +4,7 @@
 //!
 //! Owns the calls. Must not touch the bridge.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +24,9 @@ pub(crate) const FORWARDED_METHODS: [&str; 2] =
 pub(crate) struct QueryClient {
     channel: Channel,
     token: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    /// The org's default export endpoint (`ExportDefault`, encoded), sent with every request as
+    /// `EXPORT_DEFAULT` metadata; set by the cron scheduler from the cloud's set.
+    export_default: Arc<RwLock<Option<tonic::metadata::MetadataValue<tonic::metadata::Binary>>>>,
 }
 
 impl QueryClient {
@@ -37,7 +41,7 @@ impl QueryClient {
                 .connect_lazy(),
         };
         let token = token.parse().map_err(|_| "the query token is not ASCII".to_owned())?;
-        Ok(QueryClient { channel, token })
+        Ok(QueryClient { channel, token, export_default: Arc::default() })
     }
 
     fn client(&self) -> VizierServiceClient<Channel> {
@@ -47,7 +51,17 @@ impl QueryClient {
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.metadata_mut().insert(loupe_proto::headers::VIZIER_TOKEN, self.token.clone());
+        if let Some(value) = self.export_default.read().unwrap_or_else(PoisonError::into_inner).clone() {
+            request.metadata_mut().insert_bin(loupe_proto::headers::EXPORT_DEFAULT, value);
+        }
         request
+    }
+
+    /// Sends `endpoint` with every later request as the default of a `px.export` that names none (none: no
+    /// default).
+    pub(crate) fn set_export_default(&self, endpoint: Option<&loupe_proto::vzconnpb::ExportDefault>) {
+        let value = endpoint.map(|e| tonic::metadata::MetadataValue::from_bytes(&e.encode_to_vec()));
+        *self.export_default.write().unwrap_or_else(PoisonError::into_inner) = value;
     }
 
     /// Runs an encoded ExecuteScriptRequest; each response comes back encoded.
@@ -100,12 +114,14 @@ impl QueryClient {
 }
 
 /// What one run of a script returned.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RunSummary {
     /// Rows over every output.
     pub(crate) records: i64,
     /// Arrow IPC bytes of those rows.
     pub(crate) bytes: i64,
+    /// The rows by output table, when they fit in `latest::MAX_KEPT_BYTES`.
+    pub(crate) tables: Option<crate::latest::Tables>,
 }
 
 impl QueryClient {
@@ -127,11 +143,26 @@ impl QueryClient {
         request.set_timeout(timeout);
         let mut stream = self.client().execute_script(request).await?.into_inner();
         let mut summary = RunSummary::default();
+        let mut tables: crate::latest::Tables = Vec::new();
+        let mut ids: Vec<(String, usize)> = Vec::new();
+        let mut kept = true;
         while let Some(response) = stream.message().await? {
             match response.result {
+                Some(Part::MetaData(m)) => {
+                    ids.push((m.id, tables.len()));
+                    tables.push((m.name, Vec::new()));
+                }
                 Some(Part::Data(data)) => {
                     summary.records += data.num_rows as i64;
                     summary.bytes += data.arrow_batch.len() as i64;
+                    kept &= summary.bytes <= crate::latest::MAX_KEPT_BYTES as i64;
+                    if kept && !data.arrow_batch.is_empty() {
+                        let at = ids.iter().find(|(id, _)| *id == data.table_id).map(|(_, i)| *i);
+                        match (at, loupe_proto::arrow_ipc::decode_batches(&data.arrow_batch)) {
+                            (Some(i), Ok(batches)) => tables[i].1.extend(batches),
+                            _ => kept = false,
+                        }
+                    }
                 }
                 Some(Part::Status(s)) if s.code != ErrorCode::Ok as i32 => {
                     let code = ErrorCode::try_from(s.code).unwrap_or(ErrorCode::Internal).grpc_code();
@@ -140,6 +171,7 @@ impl QueryClient {
                 _ => {}
             }
         }
+        summary.tables = kept.then_some(tables);
         Ok(summary)
     }
 }

@@ -50,6 +50,7 @@ pub(crate) async fn run(
         data_dir: config.data_dir.clone(),
         request_interval: config.cron_request_interval,
         max_pending: config.cron_max_pending,
+        latest: config.latest_results.clone(),
     };
     let cron = crate::cron::start(settings, query.clone());
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);

@@ -132,6 +132,9 @@ pub mod headers {
     pub const API_KEY: &str = "pixie-api-key";
     /// The shared secret a node agent's query port demands (`loupe vizier pem --query-token-file`).
     pub const VIZIER_TOKEN: &str = "loupe-vizier-token";
+    /// The org's default OpenTelemetry endpoint (`vzconnpb::ExportDefault`, encoded), which the connector sends
+    /// with its queries for a `px.export` that names none. Binary metadata (base64 on the wire).
+    pub const EXPORT_DEFAULT: &str = "loupe-export-default-bin";
     /// The end client's address, stamped by the API gateway for the services behind it.
     pub const CLIENT_IP: &str = "x-loupe-client-ip";
     /// The gateway's proof that it stamped [`CLIENT_IP`], derived from the shared signing key.

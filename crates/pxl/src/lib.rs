@@ -12,6 +12,7 @@
 mod check;
 mod diagnostic;
 pub mod functions;
+pub mod otel;
 mod plan;
 mod syntax;
 mod time;

@@ -47,6 +47,9 @@ pub struct Output {
     pub plan: Plan,
     /// Its columns, in order, with types known at compile time.
     pub columns: Vec<ColumnDef>,
+    /// `px.export(df, px.otel.Data(...))`: the rows are sent to OpenTelemetry as this says, not to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::otel::ExportSpec>,
 }
 
 /// A logical operator tree.

@@ -344,7 +344,9 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
     // The agent opens no port of its own: queries reach it only through the API, behind a user's credential, and
     // through VZConn like any vizier's. The host's vizier being connected is part of readiness.
     let (own_connected_tx, own_connected) = watch::channel(false);
-    let agent_ops = AgentOps { pem: pem.ops(), own_connected };
+    // The newest rows of this host's cron scripts, shown as gauges on the metrics listener.
+    let script_results = loupe_connector::LatestResults::default();
+    let agent_ops = AgentOps { pem: pem.ops(), own_connected, script_results: script_results.clone() };
     let ops = cloud::OpsListener { addr: args.metrics_listen, colocated: Some(Arc::new(agent_ops)) };
     // This host's vizier registers through VZConn like any other, served on the API's port (so the TLS proxy
     // routes it too) over a bus in process; its connector reaches the query service in memory.
@@ -378,6 +380,7 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
         &data_dir.join("vizier"),
         pem.query_routes(),
         args.vizier_disconnect_timeout,
+        script_results,
     )
     .await?;
     vizier::report_connected(&connector, own_connected_tx).await;
@@ -416,11 +419,13 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
 struct AgentOps {
     pem: loupe_vizier::http::PemOps,
     own_connected: watch::Receiver<bool>,
+    script_results: loupe_connector::LatestResults,
 }
 
 impl loupe_cloud::Colocated for AgentOps {
     fn metrics_text(&self) -> String {
-        self.pem.metrics_text()
+        // Cron scripts' newest rows as `loupe_script_<table>_<column>` gauges (docs/export.md).
+        self.pem.metrics_text() + &loupe_export::prometheus::render(&self.script_results.snapshot())
     }
 
     fn readiness(&self) -> Result<(), String> {

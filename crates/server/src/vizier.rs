@@ -284,6 +284,7 @@ pub async fn start_own(
     data_dir: &Path,
     query: tonic::service::Routes,
     disconnect_after: std::time::Duration,
+    script_results: loupe_connector::LatestResults,
 ) -> Result<Connector> {
     let deploy_key = if data_dir.join(loupe_connector::IDENTITY_FILE).exists() {
         None
@@ -312,6 +313,7 @@ pub async fn start_own(
     // Its queries are answered on the API's port (behind a user's credential): that is where clients reach it.
     config.advertise_addr = SocketAddr::new(host, api.port()).to_string();
     config.query_channel = Some(in_memory_channel(query));
+    config.latest_results = script_results;
     // Several heartbeats per disconnect timeout, also when a short one is set (tests, demos).
     config.heartbeat_interval = config.heartbeat_interval.min(disconnect_after / 3);
     Connector::start(config).context("cannot start this host's vizier connector")

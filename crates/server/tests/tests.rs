@@ -19,6 +19,7 @@ mod metadata;
 mod mqtt_capture;
 mod mysql_capture;
 mod nats_capture;
+mod otel_export;
 mod pgsql_capture;
 mod pixie_api;
 mod profiler;

@@ -789,6 +789,14 @@ impl Broker {
                     return;
                 }
             };
+        if plan.merge.outputs.iter().any(|o| o.export.is_some()) {
+            // Said rather than ignored: the broker would otherwise relay the rows as a table and export nothing.
+            let m = "px.export runs on a single-node vizier (`loupe up`, `loupe vizier up`); the query broker does \
+                     not export yet"
+                .to_string();
+            let _ = tx.send(Ok(fail(&query_id, ErrorCode::FailedPrecondition, m))).await;
+            return;
+        }
         let timeout = self.limits.timeout.unwrap_or(DEFAULT_QUERY_TIMEOUT);
         let relay = self.fan_out(&plan, &query_id, timeout, &tx);
         // Kelvins answer within the query's deadline; this bound only covers a Kelvin that itself hangs.

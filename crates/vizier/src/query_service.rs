@@ -21,6 +21,7 @@ use loupe_proto::vizierpb::{
     CompilerError, ErrorCode, ExecuteScriptRequest, ExecuteScriptResponse, HealthCheckRequest, HealthCheckResponse,
     QueryData, QueryExecutionStats, QueryMetadata, Status, execute_script_response,
 };
+use loupe_pxl::otel::OtelEndpoint;
 use loupe_pxl::{CompileOptions, Diagnostic};
 use tonic::{Request, Response};
 
@@ -91,6 +92,9 @@ pub enum QueryError {
     /// The engine failed or stopped the query.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// `px.export` could not deliver its rows.
+    #[error(transparent)]
+    Export(#[from] loupe_export::ExportError),
 }
 
 /// A compiler diagnostic in its wire form: every field, so the client draws the caret from it and
@@ -124,6 +128,15 @@ pub fn error_status(error: &QueryError) -> Status {
                 compiler_errors: vec![],
             };
         }
+        QueryError::Export(e) => {
+            use loupe_export::ExportError as E;
+            let code = match e {
+                E::NoEndpoint | E::Endpoint(_) => ErrorCode::FailedPrecondition,
+                E::Send(_) | E::Refused(_) => ErrorCode::Unavailable,
+                E::Convert(_) => ErrorCode::Internal,
+            };
+            return Status { code: code as i32, message: e.to_string(), compiler_errors: vec![] };
+        }
         QueryError::Exec(e) => e,
     };
     match error {
@@ -154,6 +167,18 @@ pub(crate) fn exec_funcs(req: &ExecuteScriptRequest) -> Vec<loupe_pxl::ExecFunc>
 /// stats, or a `Status` when the script fails. Returns when the query ends, fails, or `tx`'s
 /// receiver is dropped (the client went away), which stops the query at once.
 pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &str, limits: ExecOptions, tx: Sender) {
+    run_query_exporting(engine, req, query_id, limits, None, tx).await;
+}
+
+/// [`run_query`], with `export_default` the endpoint of a `px.export` that names none.
+pub async fn run_query_exporting(
+    engine: &Engine,
+    req: &ExecuteScriptRequest,
+    query_id: &str,
+    limits: ExecOptions,
+    export_default: Option<OtelEndpoint>,
+    tx: Sender,
+) {
     if req.query_str.len() > MAX_SCRIPT_BYTES {
         let status = Status {
             code: ErrorCode::InvalidArgument as i32,
@@ -205,11 +230,17 @@ pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &s
     let result = match planned.and_then(|p| Ok(p.into_local()?)) {
         Ok(program) => {
             tracing::debug!(query_id, compile_ns = compile_time.as_nanos() as u64, "script compiled");
-            let run = engine.execute_program_to(&program, &limits, &mut sink);
+            // `px.export`'s outputs go to OpenTelemetry, not to the client.
+            let mut exporting = crate::export::ExportSink::new(&program, &mut sink, export_default);
+            let run = engine.execute_program_to(&program, &limits, &mut exporting);
             // A client that leaves while DataFusion computes (no message to send yet) stops it too.
-            tokio::select! {
+            let r = tokio::select! {
                 r = run => r.map_err(QueryError::Exec),
                 () = tx.closed() => Err(QueryError::Exec(ExecError::Cancelled)),
+            };
+            match (r, exporting.error.take()) {
+                (Ok(_), Some(e)) => Err(QueryError::Export(e)),
+                (r, _) => r,
             }
         }
         Err(e) => Err(e),
@@ -331,6 +362,7 @@ impl VizierService for QueryService {
         &self,
         request: Request<ExecuteScriptRequest>,
     ) -> Result<Response<Self::ExecuteScriptStream>, tonic::Status> {
+        let export_default = crate::export::default_endpoint(request.metadata());
         let req = request.into_inner();
         let query_id = format!("{:016x}", rand_id());
         tracing::info!(query_id, name = %req.query_name, bytes = req.query_str.len(), "executing script");
@@ -339,7 +371,7 @@ impl VizierService for QueryService {
         let limits = self.limits;
         let running = Running::start(&self.running);
         tokio::spawn(async move {
-            run_query(&engine, &req, &query_id, limits, tx).await;
+            run_query_exporting(&engine, &req, &query_id, limits, export_default, tx).await;
             drop(running);
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))

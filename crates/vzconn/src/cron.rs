@@ -19,6 +19,7 @@ use loupe_bus::{Bus, subject};
 use loupe_metastore::{CronScript, Metastore, NewCronResult};
 use loupe_proto::vzconnpb::{
     BusEnvelope, CronResultAck, CronRunKey, CronRunResult, CronScriptSet, CronScriptSpec, CronSyncRequest,
+    ExportDefault,
 };
 use prost::Message as _;
 use sha2::Digest as _;
@@ -107,8 +108,27 @@ impl CronService {
     }
 }
 
-/// The set of `scripts` as a vizier receives it, with its checksum.
-pub fn script_set(scripts: &[CronScript]) -> CronScriptSet {
+/// The org setting that holds the org's default export endpoint (`encode_export_default`; empty for none).
+pub const EXPORT_DEFAULT_SETTING: &str = "export.default";
+
+/// `endpoint` as the org setting stores it: the encoded message in hex (header values are credentials: only
+/// the cloud's export service and this module read them, and neither returns or logs them).
+pub fn encode_export_default(endpoint: &ExportDefault) -> String {
+    endpoint.encode_to_vec().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The endpoint an org setting holds; `None` for none (empty) or an unreadable value.
+pub fn decode_export_default(setting: &str) -> Option<ExportDefault> {
+    if setting.is_empty() || !setting.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> =
+        (0..setting.len()).step_by(2).map(|i| u8::from_str_radix(setting.get(i..i + 2)?, 16).ok()).collect();
+    ExportDefault::decode(bytes?.as_slice()).ok()
+}
+
+/// The set of `scripts` as a vizier receives it, with the org's default export endpoint and its checksum.
+pub fn script_set(scripts: &[CronScript], export_default: Option<ExportDefault>) -> CronScriptSet {
     let scripts: Vec<CronScriptSpec> = scripts
         .iter()
         .map(|c| CronScriptSpec {
@@ -119,7 +139,7 @@ pub fn script_set(scripts: &[CronScript]) -> CronScriptSet {
             cron_expr: c.cron_expr.clone(),
         })
         .collect();
-    let mut set = CronScriptSet { scripts, checksum: String::new() };
+    let mut set = CronScriptSet { scripts, checksum: String::new(), export_default };
     let digest = sha2::Sha256::digest(set.encode_to_vec());
     set.checksum = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     set
@@ -143,7 +163,11 @@ impl CronPusher {
             Ok(s) => s,
             Err(error) => return tracing::warn!(%error, %vizier_id, "cron scripts not read; the vizier asks again"),
         };
-        let set = script_set(&scripts);
+        let export_default = match self.records.org_setting(org_id, EXPORT_DEFAULT_SETTING).await {
+            Ok(s) => s.as_deref().and_then(decode_export_default),
+            Err(error) => return tracing::warn!(%error, %vizier_id, "export default not read; the vizier asks again"),
+        };
+        let set = script_set(&scripts, export_default);
         if held == Some(set.checksum.as_str()) {
             return;
         }
@@ -242,14 +266,14 @@ mod tests {
 
     #[test]
     fn the_checksum_follows_what_the_vizier_runs() {
-        let a = script_set(&[script("a", 10)]);
+        let a = script_set(&[script("a", 10)], None);
         assert_eq!(a.checksum.len(), 32);
         assert_eq!(a.scripts.len(), 1);
-        assert_eq!(script_set(&[script("a", 10)]).checksum, a.checksum, "stable");
-        assert_ne!(script_set(&[script("a", 20)]).checksum, a.checksum, "the schedule counts");
+        assert_eq!(script_set(&[script("a", 10)], None).checksum, a.checksum, "stable");
+        assert_ne!(script_set(&[script("a", 20)], None).checksum, a.checksum, "the schedule counts");
         let mut touched = script("a", 10);
         touched.updated_at = 99;
-        assert_eq!(script_set(&[touched]).checksum, a.checksum, "what the vizier does not run does not count");
-        assert_ne!(script_set(&[]).checksum, a.checksum);
+        assert_eq!(script_set(&[touched], None).checksum, a.checksum, "what the vizier does not run does not count");
+        assert_ne!(script_set(&[], None).checksum, a.checksum);
     }
 }

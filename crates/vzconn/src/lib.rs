@@ -32,7 +32,10 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::credential::CredentialKey;
-pub use crate::cron::{CronConfig, CronPusher, CronService, script_set};
+pub use crate::cron::{
+    CronConfig, CronPusher, CronService, EXPORT_DEFAULT_SETTING, decode_export_default, encode_export_default,
+    script_set,
+};
 pub use crate::manager::{ManagerConfig, ManagerStats, VizierManager, status_name};
 pub use crate::passthrough::{Passthrough, PassthroughConfig, PassthroughError, ReplyStream, VIZIER_GRACE};
 

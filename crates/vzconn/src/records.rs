@@ -111,6 +111,11 @@ impl Records {
 }
 
 impl Records {
+    /// The org's setting `key`, if set and not empty.
+    pub(crate) async fn org_setting(&self, org_id: Uuid, key: &str) -> Result<Option<String>> {
+        Ok(self.metastore.get_org_setting(org_id, key).await?.filter(|v| !v.is_empty()))
+    }
+
     /// The enabled cron scripts of the org that run on this vizier (those naming it, and those naming none).
     pub(crate) async fn cron_scripts_of(&self, org_id: Uuid, vizier_id: Uuid) -> Result<Vec<CronScript>> {
         let all = self.metastore.list_cron_scripts(org_id).await?;

@@ -124,6 +124,12 @@ impl Client {
         self.finish(path, req.send_json(body))
     }
 
+    /// `PUT {base}{path}` with a JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        let req = self.authed(self.agent.put(self.url(path)));
+        self.finish(path, req.send_json(body))
+    }
+
     /// `DELETE {base}{path}`.
     pub fn delete(&self, path: &str) -> Result<Value> {
         let req = self.authed(self.agent.delete(self.url(path)));

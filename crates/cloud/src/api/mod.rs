@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod cron;
+pub mod export;
 pub mod keys;
 pub mod model;
 pub mod profile;
@@ -103,6 +104,10 @@ fn declare() -> Declared {
         .add(User, routes!(cron::update_cron_script))
         .add(User, routes!(cron::delete_cron_script))
         .add(User, routes!(cron::list_cron_script_results))
+        // The org's export target (issue 20).
+        .add(User, routes!(export::get_export_target))
+        .add(Admin, routes!(export::put_export_target))
+        .add(Admin, routes!(export::delete_export_target))
         // Scripts run for a browser, as JSON lines (`rows`; its passthrough comes as an extension, `app`).
         .add(User, routes!(rows::run))
 }
@@ -391,7 +396,7 @@ mod tests {
     fn every_route_documents_what_its_access_and_shape_imply() {
         let doc = document();
         let routes = routes();
-        assert_eq!(routes.len(), 40);
+        assert_eq!(routes.len(), 43);
         for route in &routes {
             let op = operation(doc, route);
             let what = format!("{} {}", route.method, route.path);

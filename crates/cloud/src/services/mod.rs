@@ -10,6 +10,7 @@
 mod auth;
 pub mod caller;
 mod cron;
+mod export;
 mod keys;
 pub mod pixie;
 mod profile;
@@ -23,8 +24,9 @@ use loupe_auth::{SigningKey, TokenError};
 use loupe_proto::cloudpb::{self, api_key_service_server::ApiKeyServiceServer, auth_service_server::AuthServiceServer};
 use loupe_proto::cloudpb::{
     cron_script_service_server::CronScriptServiceServer, deploy_key_service_server::DeployKeyServiceServer,
-    profile_service_server::ProfileServiceServer, script_service_server::ScriptServiceServer,
-    service_health_server::ServiceHealthServer, vizier_info_service_server::VizierInfoServiceServer,
+    export_target_service_server::ExportTargetServiceServer, profile_service_server::ProfileServiceServer,
+    script_service_server::ScriptServiceServer, service_health_server::ServiceHealthServer,
+    vizier_info_service_server::VizierInfoServiceServer,
 };
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
@@ -114,7 +116,7 @@ pub enum ServiceKind {
     Auth,
     /// Org, users, settings, invitations and viziers (`ProfileService`, `VizierInfoService`).
     Profile,
-    /// The script manager (`ScriptService`, `CronScriptService`).
+    /// The script manager (`ScriptService`, `CronScriptService`, `ExportTargetService`).
     Scripts,
 }
 
@@ -152,6 +154,7 @@ impl ServiceKind {
             ServiceKind::Scripts => &[
                 <ScriptServiceServer<CloudServices> as NamedService>::NAME,
                 <CronScriptServiceServer<CloudServices> as NamedService>::NAME,
+                <ExportTargetServiceServer<CloudServices> as NamedService>::NAME,
                 pixie::SCRIPTS_SERVICES[0],
             ],
         }
@@ -234,7 +237,8 @@ impl CloudServices {
             ServiceKind::Scripts => {
                 routes = routes
                     .add_service(ScriptServiceServer::new(self.clone()))
-                    .add_service(CronScriptServiceServer::new(self.clone()));
+                    .add_service(CronScriptServiceServer::new(self.clone()))
+                    .add_service(ExportTargetServiceServer::new(self.clone()));
             }
         }
         self.pixie_routes(kind, routes)

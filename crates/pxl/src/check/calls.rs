@@ -46,7 +46,7 @@ const OPERATOR_FUNCS: &[(&str, BinOp)] = &[
 ];
 
 /// `px.*` names that are known but need machinery Loupe does not have yet.
-const NOT_YET: &[&str] = &["merge", "script_reference", "export", "otel", "vis", "uint128", "make_upid"];
+const NOT_YET: &[&str] = &["merge", "script_reference", "vis", "uint128", "make_upid"];
 
 /// True for names of `px.` metadata lookups (`upid_to_pod_name`, ...): those not in the registry are refused
 /// as not answered yet.
@@ -58,7 +58,7 @@ fn is_metadata_func(name: &str) -> bool {
 }
 
 fn known_px_names() -> impl Iterator<Item = &'static str> {
-    ["DataFrame", "display", "debug", "now", "parse_duration", "parse_time", "format_duration"]
+    ["DataFrame", "display", "debug", "export", "otel", "now", "parse_duration", "parse_time", "format_duration"]
         .into_iter()
         .chain(["days", "hours", "minutes", "seconds", "milliseconds", "microseconds"])
         .chain(["count", "sum", "mean", "min", "max", "any", "quantiles", "p01", "p10", "p25"])
@@ -123,6 +123,10 @@ impl Checker<'_> {
                     }
                     self.aggregate(&frame, keys, kwargs, span)
                 }
+                Value::PxAttr(parent) if parent == "otel" => Err(self.err(
+                    &attr.span,
+                    format!("`px.otel.{}` is only accepted inside `px.export(df, px.otel.Data(...))`", attr.name),
+                )),
                 Value::PxAttr(parent) => {
                     Err(self.err(&attr.span, format!("`px.{parent}.{}` is not supported yet", attr.name)))
                 }
@@ -207,9 +211,11 @@ impl Checker<'_> {
                     let at = a.get(1).map_or(span.clone(), |e| e.span.clone());
                     return Err(self.err(&at, format!("output `{out_name}` is displayed twice")));
                 }
-                self.outputs.push(Output { name: out_name, plan: frame.plan, columns: frame.columns });
+                self.outputs.push(Output { name: out_name, plan: frame.plan, columns: frame.columns, export: None });
                 Ok(Value::None)
             }
+            "export" => self.export(args, kwargs, span),
+            "otel" => Err(self.err(&attr.span, "`px.otel` is a module: use `px.otel.Data(...)` inside `px.export`")),
             "now" => {
                 self.bind_args(&what, &[], 0, args, kwargs, span)?;
                 Ok(Value::Scalar(TExpr::lit(Literal::Time(self.now_ns))))

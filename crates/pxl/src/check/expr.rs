@@ -156,6 +156,10 @@ impl Checker<'_> {
                 }
                 self.require_column(&frame, &attr.name, &attr.span).map(|_| Value::None)
             }
+            Value::PxAttr(parent) if parent == "otel" => Err(self.err(
+                &attr.span,
+                format!("`px.otel.{}` is only accepted inside `px.export(df, px.otel.Data(...))`", attr.name),
+            )),
             Value::PxAttr(parent) => {
                 Err(self.err(&attr.span, format!("`px.{parent}.{}` is not supported yet", attr.name)))
             }

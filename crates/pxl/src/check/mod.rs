@@ -16,6 +16,7 @@ mod expr;
 mod frame;
 mod functions;
 mod library;
+mod otel;
 mod value;
 
 use std::collections::HashMap;
@@ -329,6 +330,7 @@ impl Checker<'_> {
                     name: call.output_prefix.clone(),
                     plan: frame.plan,
                     columns: frame.columns,
+                    export: None,
                 });
                 Ok(())
             }
