@@ -11,8 +11,9 @@ pub mod convert;
 pub mod prometheus;
 pub mod send;
 
-/// The OTLP messages and services (`opentelemetry.proto.*`).
-#[allow(missing_docs, clippy::all)]
+/// The OTLP messages and services (`opentelemetry.proto.*`). Their doc comments are the upstream `.proto` files'
+/// prose, which rustdoc reads as HTML (`<version>`) and links.
+#[allow(missing_docs, clippy::all, rustdoc::invalid_html_tags, rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
 pub mod otlp {
     /// `opentelemetry.proto.common.v1`.
     pub mod common {
