@@ -60,11 +60,30 @@ pub struct ProcScanner {
     buf: Vec<u8>,
     path: PathBuf,
     seen_ns: HashSet<u64>,
-    /// Processes of the previous scan and this one, with their network namespace: a process new to
-    /// a scan has its command line read once (for `loupe_common::procnames`) and its namespace looked
-    /// up once (a process that moves to another namespace, rare, is counted in its first one).
-    known: HashMap<Upid, Option<u64>>,
-    current: HashMap<Upid, Option<u64>>,
+    /// Processes of the previous scan and this one: a process new to a scan has its namespace looked
+    /// up once (a process that moves to another namespace, rare, is counted in its first one), and
+    /// its command line reaches `loupe_common::procnames` when first seen or changed.
+    known: HashMap<Upid, Known>,
+    current: HashMap<Upid, Known>,
+}
+
+/// What a scan keeps of a process it has met, to skip rereading what has not changed.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    /// Inode of its network namespace.
+    netns: Option<u64>,
+    /// Hash of the `cmdline` file last read (0: unreadable or empty).
+    cmdline_hash: u64,
+}
+
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    if bytes.is_empty() {
+        return 0;
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish().max(1)
 }
 
 impl ProcScanner {
@@ -131,18 +150,21 @@ impl ProcScanner {
                 if self.read(pid, "io") { procfs::parse_io(&self.buf).unwrap_or_default() } else { Default::default() };
             let upid = Upid { asid: self.asid, pid: stat.pid, start_ticks: stat.start_ticks };
             let upid_text = upid.to_string();
-            let netns = match self.known.get(&upid) {
-                Some(netns) => *netns,
-                None => {
-                    if self.read(pid, "cmdline") {
-                        let cmdline = String::from_utf8_lossy(&self.buf);
-                        let args: Vec<&str> = cmdline.split('\0').filter(|a| !a.is_empty()).collect();
-                        loupe_common::procnames::remember(&upid_text, &args.join(" "));
-                    }
-                    self.netns(pid)
-                }
+            // The command line is read every scan, not once per process: `exec` keeps the pid and
+            // start time (so the UPID) but changes it, and servers such as postgres rewrite their own.
+            // Only a change reaches the shared memory of names.
+            let cmdline_hash = if self.read(pid, "cmdline") { hash_bytes(&self.buf) } else { 0 };
+            let before = self.known.get(&upid).copied();
+            if before.map(|k| k.cmdline_hash) != Some(cmdline_hash) && cmdline_hash != 0 {
+                let cmdline = String::from_utf8_lossy(&self.buf);
+                let args: Vec<&str> = cmdline.split('\0').filter(|a| !a.is_empty()).collect();
+                loupe_common::procnames::remember(&upid_text, &args.join(" "));
+            }
+            let netns = match before {
+                Some(known) => known.netns,
+                None => self.netns(pid),
             };
-            self.current.insert(upid, netns);
+            self.current.insert(upid, Known { netns, cmdline_hash });
             processes.time_ns.append_value(time_ns);
             processes.upid.append_value(upid_text);
             processes.major_faults.append_value(as_i64(stat.major_faults));
@@ -316,6 +338,30 @@ mod tests {
         assert_eq!(counts, ScanCounts { processes: 0, namespaces: 0, skipped: 1 });
         let counts = ProcScanner::new(0, dir.join("absent")).scan(1, &mut p, &mut n);
         assert_eq!(counts, ScanCounts::default());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `exec` keeps a process's UPID but not its command line: the next scan remembers the new one.
+    #[test]
+    fn a_command_line_changed_by_exec_is_remembered_anew() {
+        let dir = std::env::temp_dir().join(format!("loupe-procfs-exec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("4242")).expect("mkdir");
+        // Fields after the command: state, then 19 more up to the start time (field 22) = 777.
+        let stat = |comm: &str| {
+            format!("4242 ({comm}) S 1 4242 4242 0 -1 0 10 0 0 0 5 3 0 0 20 0 1 0 777 1000000 100 0 0 0\n")
+        };
+        std::fs::write(dir.join("4242/stat"), stat("bash")).expect("stat");
+        std::fs::write(dir.join("4242/cmdline"), b"bash\0/usr/bin/shim\0python3\0").expect("cmdline");
+        let mut scanner = ProcScanner::new(9, &dir);
+        let (mut p, mut n) = (ProcessStatsBuilder::new(), NetworkStatsBuilder::new());
+        assert_eq!(scanner.scan(1, &mut p, &mut n).processes, 1);
+        let upid = Upid { asid: 9, pid: 4242, start_ticks: 777 }.to_string();
+        assert_eq!(loupe_common::procnames::recall(&upid).as_deref(), Some("bash /usr/bin/shim python3"));
+        std::fs::write(dir.join("4242/stat"), stat("python3")).expect("stat");
+        std::fs::write(dir.join("4242/cmdline"), b"/usr/bin/python3\0-c\0pass\0").expect("cmdline");
+        assert_eq!(scanner.scan(2, &mut p, &mut n).processes, 1);
+        assert_eq!(loupe_common::procnames::recall(&upid).as_deref(), Some("/usr/bin/python3 -c pass"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
