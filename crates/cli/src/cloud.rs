@@ -1,6 +1,6 @@
 //! `px`'s cloud commands over the REST API: `px auth login|logout|status|password`, `px api-key …`,
 //! `px deploy-key …`, `px script list|show`, `px get viziers`, `px get vizier NAME`, `px delete vizier NAME` and
-//! `px cron …` (in `cron`), `px export …` (in `export`), and the REST half of `px debug` (in `debug`).
+//! `px cron …` (in `cron`), `px export …` (in `export`), `px retention …` (in `retention`), and the REST half of `px debug` (in `debug`).
 //!
 //! Owns the command-line shape of these verbs (kept close to Pixie's `px`), reading secrets without echoing
 //! them, choosing the stored credential for the current cloud, and telling the user what to do next (log in,
@@ -13,6 +13,7 @@ mod cron;
 pub mod debug;
 mod export;
 mod render;
+mod retention;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -56,6 +57,9 @@ pub enum CloudCommand {
     /// Show or set the org's default OpenTelemetry endpoint, used by `px.export` when a script names none.
     #[command(subcommand)]
     Export(export::ExportCommand),
+    /// Show or set how long, and how much of, each table the org's viziers keep in history.
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
 }
 
 /// `px get …`.
@@ -279,6 +283,7 @@ pub fn run(cloud: &Cloud, command: CloudCommand) -> Result<ExitCode> {
         CloudCommand::Delete(DeleteCommand::Vizier { name }) => delete_vizier(&store, cloud, &name, &mut out),
         CloudCommand::Cron(cmd) => cron::run(&store, cloud, cmd, &mut out),
         CloudCommand::Export(cmd) => export::run(&store, cloud, cmd, &mut out),
+        CloudCommand::Retention(cmd) => retention::run(&store, cloud, cmd, &mut out),
     };
     match result {
         Ok(code) => Ok(code),

@@ -11,8 +11,8 @@ use loupe_proto::cloudpb::{
     api_key_service_client::ApiKeyServiceClient, auth_service_client::AuthServiceClient,
     cron_script_service_client::CronScriptServiceClient, deploy_key_service_client::DeployKeyServiceClient,
     export_target_service_client::ExportTargetServiceClient, profile_service_client::ProfileServiceClient,
-    script_service_client::ScriptServiceClient, service_health_client::ServiceHealthClient,
-    vizier_info_service_client::VizierInfoServiceClient,
+    retention_service_client::RetentionServiceClient, script_service_client::ScriptServiceClient,
+    service_health_client::ServiceHealthClient, vizier_info_service_client::VizierInfoServiceClient,
 };
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
@@ -151,6 +151,11 @@ impl ServiceClients {
     /// `CronScriptService` (served with the scripts).
     pub fn cron_scripts(&self) -> CronScriptServiceClient<ServiceChannel> {
         CronScriptServiceClient::new(self.scripts.clone())
+    }
+
+    /// `RetentionService` (served with the scripts).
+    pub fn retention(&self) -> RetentionServiceClient<ServiceChannel> {
+        RetentionServiceClient::new(self.scripts.clone())
     }
 
     /// `ExportTargetService` (served with the scripts).

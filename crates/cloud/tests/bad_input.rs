@@ -35,6 +35,7 @@ fn template(schema: &str) -> Value {
         "UpdateCronScriptRequest" => json!({ "script": pxl("y") }),
         "RunRequest" => json!({ "pxl": pxl("y"), "vizier": "v", "name": "n" }),
         "ExportTargetView" => json!({ "url": "c:4317", "headers": { "k": "v" } }),
+        "RetentionLimitsView" => json!({ "max_age_s": 3600, "max_bytes": 1u64 << 20 }),
         other => panic!("no template for {other}"),
     }
 }

@@ -170,5 +170,5 @@ pub fn pxl(marker: &str) -> String {
 pub fn concrete_path(template: &str, id: &str, name: &str) -> String {
     // Script URLs name the script after its `px/` or `org/`, which the template already spells.
     let short = name.split_once('/').map_or(name, |(_, short)| short);
-    template.replace("{id}", id).replace("{name}", short)
+    template.replace("{id}", id).replace("{name}", short).replace("{table}", "http_events")
 }

@@ -11,4 +11,5 @@ mod fuzz;
 mod grpc;
 mod hardening;
 mod isolation;
+mod retention;
 mod routes;

@@ -61,6 +61,16 @@ struct SavedSet {
     /// file is 0600 and never logged).
     #[serde(default)]
     export_default: String,
+    /// The org's history retention per table.
+    #[serde(default)]
+    retention: Vec<SavedRetention>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SavedRetention {
+    table: String,
+    max_age_s: u64,
+    max_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,9 +132,12 @@ pub(crate) fn start(settings: CronSettings, query: QueryClient) -> CronHandle {
         tracing::info!(scripts = set.scripts.len(), pending = pending.len(), "cron scripts resumed from the data dir");
     }
     let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let (retention, wanted) = tokio::sync::watch::channel(None);
+    tokio::spawn(apply_retention(query.clone(), wanted));
     let mut scheduler = Scheduler {
         settings,
         query,
+        retention,
         checksum: String::new(),
         scripts: Vec::new(),
         pending: pending.into_iter().map(|result| Pending { result, sent_at: None }).collect(),
@@ -151,6 +164,8 @@ struct Pending {
 struct Scheduler {
     settings: CronSettings,
     query: QueryClient,
+    /// The history retention the vizier should hold (`None` until a set is known).
+    retention: tokio::sync::watch::Sender<Option<Vec<SavedRetention>>>,
     checksum: String,
     scripts: Vec<Entry>,
     pending: VecDeque<Pending>,
@@ -220,6 +235,12 @@ impl Scheduler {
         self.scripts = next;
         let export_default = unhex(&set.export_default).and_then(|b| ExportDefault::decode(b.as_slice()).ok());
         self.query.set_export_default(export_default.as_ref());
+        // The applier hands it to the vizier, retrying until the vizier takes it; an unchanged value is a no-op.
+        self.retention.send_if_modified(|held| {
+            let changed = held.as_ref() != Some(&set.retention);
+            *held = Some(set.retention.clone());
+            changed
+        });
         self.settings.latest.retain(&self.scripts.iter().map(|e| e.spec.name.as_str()).collect());
         self.checksum = set.checksum;
     }
@@ -234,6 +255,11 @@ impl Scheduler {
                     checksum: set.checksum,
                     scripts: set.scripts.into_iter().map(saved_script).collect(),
                     export_default: set.export_default.map(|e| hex(&e.encode_to_vec())).unwrap_or_default(),
+                    retention: set
+                        .retention
+                        .into_iter()
+                        .map(|r| SavedRetention { table: r.table, max_age_s: r.max_age_s, max_bytes: r.max_bytes })
+                        .collect(),
                 };
                 if let Err(error) = save(&self.settings.data_dir.join(SCRIPTS_FILE), &saved) {
                     tracing::warn!(%error, "cron scripts not saved; a restart would wait for the cloud");
@@ -342,6 +368,47 @@ impl Scheduler {
     }
 }
 
+/// Hands each history retention the scheduler wants to the vizier's `VizierConfigService`, retrying (every
+/// `RETENTION_RETRY`, and at once on a newer value) until the vizier takes it: the query service may start
+/// after the connector or restart. Ends when the scheduler does.
+async fn apply_retention(query: QueryClient, mut wanted: tokio::sync::watch::Receiver<Option<Vec<SavedRetention>>>) {
+    const RETENTION_RETRY: Duration = Duration::from_secs(5);
+    let mut warned = false;
+    loop {
+        let current = wanted.borrow_and_update().clone();
+        if let Some(tables) = current {
+            let limits = tables
+                .iter()
+                .map(|t| {
+                    let limits =
+                        loupe_proto::clusterpb::RetentionLimits { max_age_s: t.max_age_s, max_bytes: t.max_bytes };
+                    (t.table.clone(), limits)
+                })
+                .collect();
+            match query.set_history_retention(limits).await {
+                Ok(()) => {
+                    tracing::info!(tables = tables.len(), "history retention handed to the vizier");
+                    warned = false;
+                }
+                Err(status) => {
+                    if !warned {
+                        tracing::warn!(error = %status.message(), code = ?status.code(), "the vizier did not take the history retention; retrying");
+                        warned = true;
+                    }
+                    tokio::select! {
+                        changed = wanted.changed() => if changed.is_err() { return },
+                        () = tokio::time::sleep(RETENTION_RETRY) => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        if wanted.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -412,6 +479,7 @@ mod tests {
                 latest: Default::default(),
             },
             query,
+            retention: tokio::sync::watch::channel(None).0,
             checksum: String::new(),
             scripts: Vec::new(),
             pending: VecDeque::new(),
@@ -515,13 +583,25 @@ mod tests {
             }],
             checksum: "sum".into(),
             export_default: None,
+            retention: vec![loupe_proto::vzconnpb::HistoryRetention {
+                table: "http_events".into(),
+                max_age_s: 3600,
+                max_bytes: 1 << 20,
+            }],
         };
+        let mut wanted = s.retention.subscribe();
         s.receive(message(wire::CRON_SYNC, set.encode_to_vec()));
         assert_eq!(s.scripts.len(), 1);
+        let retention = vec![SavedRetention { table: "http_events".into(), max_age_s: 3600, max_bytes: 1 << 20 }];
+        assert!(wanted.has_changed().expect("open"), "the retention goes to the applier");
+        assert_eq!(wanted.borrow_and_update().as_ref(), Some(&retention));
         let path = dir.join(SCRIPTS_FILE);
         assert_eq!(std::fs::metadata(&path).expect("saved").permissions().mode() & 0o777, 0o600);
         let saved: SavedSet = load(&path).expect("load");
-        assert_eq!(saved, SavedSet { checksum: "sum".into(), scripts: vec![spec("x", 10)], ..Default::default() });
+        assert_eq!(
+            saved,
+            SavedSet { checksum: "sum".into(), scripts: vec![spec("x", 10)], retention, ..Default::default() }
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -57,6 +57,18 @@ impl QueryClient {
         request
     }
 
+    /// Hands the vizier the org's history retention per table (replacing what it had).
+    pub(crate) async fn set_history_retention(
+        &self,
+        tables: std::collections::HashMap<String, loupe_proto::clusterpb::RetentionLimits>,
+    ) -> Result<(), tonic::Status> {
+        use loupe_proto::clusterpb::vizier_config_service_client::VizierConfigServiceClient;
+        let mut request = tonic::Request::new(loupe_proto::clusterpb::SetHistoryRetentionRequest { tables });
+        request.metadata_mut().insert(loupe_proto::headers::VIZIER_TOKEN, self.token.clone());
+        request.set_timeout(Duration::from_secs(10));
+        VizierConfigServiceClient::new(self.channel.clone()).set_history_retention(request).await.map(|_| ())
+    }
+
     /// Sends `endpoint` with every later request as the default of a `px.export` that names none (none: no
     /// default).
     pub(crate) fn set_export_default(&self, endpoint: Option<&loupe_proto::vzconnpb::ExportDefault>) {

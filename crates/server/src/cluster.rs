@@ -173,11 +173,18 @@ fn config_json(c: &AgentConfig) -> serde_json::Value {
     budgets.sort();
     let mut protocols: Vec<(&String, &bool)> = c.protocols.iter().collect();
     protocols.sort();
+    let retention: std::collections::BTreeMap<&String, serde_json::Value> = c
+        .history_retention
+        .iter()
+        .map(|(t, r)| (t, serde_json::json!({ "max_age_s": r.max_age_s, "max_bytes": r.max_bytes })))
+        .collect();
     serde_json::json!({
         "version": c.version,
         "table_budget_mib": budgets.into_iter().map(|(t, b)| (t.clone(), serde_json::json!(*b as f64 / (1u64 << 20) as f64))).collect::<serde_json::Map<_, _>>(),
         "sampling": c.sampling,
         "protocols": protocols.into_iter().map(|(p, on)| (p.clone(), serde_json::json!(if *on { "on" } else { "off" }))).collect::<serde_json::Map<_, _>>(),
+        // Set by the cloud (`px retention`), kept by `config set`.
+        "history_retention": retention,
     })
 }
 

@@ -34,6 +34,9 @@ pub(crate) struct HistoryArgs {
     /// How often new rows are written (1s to 1h).
     #[arg(long, env = "LOUPE_HISTORY_FLUSH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     history_flush_interval: Duration,
+    /// How often retention is enforced: segments past a table's age or bytes are deleted (1s to 1d).
+    #[arg(long, env = "LOUPE_HISTORY_SWEEP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    history_sweep_interval: Duration,
     /// Each table's history is kept this long by default (1m to 400d); `px retention set` overrides it per table.
     #[arg(long, env = "LOUPE_HISTORY_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
     history_max_age: Duration,
@@ -89,7 +92,11 @@ pub(crate) fn attach(pem: &mut Pem, args: &HistoryArgs, default_dir: Option<Path
     for t in &tables {
         anyhow::ensure!(pem.store().table(t).is_some(), "--history-tables: no table `{t}`");
     }
-    let writer = WriterConfig { tables, flush_interval: args.history_flush_interval, ..WriterConfig::default() };
+    let writer = WriterConfig {
+        tables,
+        flush_interval: args.history_flush_interval,
+        sweep_interval: args.history_sweep_interval,
+    };
     pem.start_history(history, writer).context("failed to start the history writer")?;
     Ok(())
 }

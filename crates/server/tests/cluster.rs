@@ -602,6 +602,40 @@ fn the_agent_configuration_applies_on_running_pems_without_a_restart() {
     assert!(http_get(kelvin.metrics, "/metrics").contains("loupe_broker_registered 1"));
     assert!(http_get(cluster.broker.metrics, "/healthz").starts_with("ok"));
 
+    // The cloud's history retention (`px retention`, handed over by the connector): only with the token, kept
+    // by the broker as the next version, applied by every PEM, and kept by an operator's later change.
+    let retention = |token: Option<&str>| {
+        use loupe_proto::clusterpb::{
+            RetentionLimits, SetHistoryRetentionRequest, vizier_config_service_client::VizierConfigServiceClient,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.addr()))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect");
+            let tables = [("http_events".to_string(), RetentionLimits { max_age_s: 7200, max_bytes: 64 << 20 })];
+            let mut request = tonic::Request::new(SetHistoryRetentionRequest { tables: tables.into() });
+            if let Some(t) = token {
+                request.metadata_mut().insert(loupe_proto::headers::VIZIER_TOKEN, t.parse().expect("ascii"));
+            }
+            VizierConfigServiceClient::new(channel).set_history_retention(request).await.map(|_| ())
+        })
+    };
+    let refused = retention(None).expect_err("no token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let token = std::fs::read_to_string(cluster.dir.join("token")).expect("token");
+    retention(Some(token.trim())).expect("taken");
+    let (ok, out, _) = config_cmd(&cluster, &["get"]);
+    let printed: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(ok && printed["version"] == 2, "{out}");
+    assert_eq!(printed["history_retention"]["http_events"]["max_age_s"], 7200, "{out}");
+    wait_applied(&cluster, 2);
+    retention(Some(token.trim())).expect("taken again");
+    let (_, out, _) = config_cmd(&cluster, &["get"]);
+    assert!(out.contains("\"version\": 2"), "the same retention again is no new version: {out}");
+
     if traced {
         // HTTP off on the tracing PEM: requests made now leave no rows; back on, they do, with no restart between.
         let dir = temp_dir("cluster-config-nginx");
@@ -614,9 +648,14 @@ fn the_agent_configuration_applies_on_running_pems_without_a_restart() {
             }
         };
         curl("/while-off");
-        let (ok, _, err) = config_cmd(&cluster, &["set", "--protocol", "http=on"]);
+        let (ok, out, err) = config_cmd(&cluster, &["set", "--protocol", "http=on"]);
         assert!(ok, "{err}");
-        wait_applied(&cluster, 2);
+        let printed: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(
+            printed["history_retention"]["http_events"]["max_age_s"], 7200,
+            "an operator's change keeps it: {out}"
+        );
+        wait_applied(&cluster, 3);
         curl("/while-on");
         let deadline = Instant::now() + Duration::from_secs(30);
         while count_rows(&cluster, "df.req_path == '/while-on'") < 5 {

@@ -185,3 +185,77 @@ fn a_query_after_a_restart_returns_the_rows_from_before_it_exactly_once() {
     assert_eq!(row["n"].as_i64(), Some(2_500), "{row}");
     stop(second);
 }
+
+/// The metrics listener's `/metrics` text.
+fn metrics(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
+fn poll(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn px_retention_reaches_the_vizier_whose_sweep_deletes_what_is_past_it() {
+    let dir = temp_dir("history-retention");
+    let data = dir.join("data");
+    let hour = 3_600_000_000_000;
+    // 1,200 rows from five to four hours ago: past a two-hour retention, within the default week.
+    let old = dir.join("old.arrow");
+    write_ipc(&old, &rows(1_200, "/old", now_ns() - 5 * hour, hour));
+    let (port, api_port) = (free_port(), free_port());
+    let mut c = loupe_up_over(&data, port, api_port, 0);
+    c.args(["--no-trace", "--history-flush-interval", "1s", "--history-sweep-interval", "1s"])
+        .arg("--load")
+        .arg(format!("http_events={}", old.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _up = Guard(c.spawn().expect("spawn loupe up"));
+    wait_for_port(api_port, "loupe up's cloud API");
+    crate::e2e::login(api_port);
+    let written = data.join("history").join("http_events");
+    poll("no http_events segment written", || !segments(&written).is_empty());
+    let gauge =
+        |table: &str, value: u64| format!("loupe_history_retention_max_age_seconds{{table=\"{table}\"}} {value}\n");
+    let week = 7 * 86_400;
+    assert!(metrics(port).contains(&gauge("http_events", week)), "{}", metrics(port));
+    // The week-old default keeps them through sweeps.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!segments(&written).is_empty());
+
+    // Set through the cloud: answered with the org's policy, then taken by the vizier, whose next sweep
+    // deletes the old hours of that table only.
+    let out = px(api_port, &["retention", "set", "http_events", "--max-age", "2h", "--max-mb", "64", "-o", "json"]);
+    assert!(out.status.success(), "px retention set: {}", String::from_utf8_lossy(&out.stderr));
+    let row: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("one json row");
+    assert_eq!(
+        (row["table"].as_str(), row["max_age_s"].as_u64(), row["max_mb"].as_u64()),
+        (Some("http_events"), Some(7200), Some(64))
+    );
+    poll("the vizier did not take the retention", || metrics(port).contains(&gauge("http_events", 7200)));
+    assert!(metrics(port).contains(&gauge("dns_events", week)), "other tables keep the default");
+    assert!(metrics(port).contains("loupe_history_retention_max_bytes{table=\"http_events\"} 67108864\n"));
+    poll("the sweep did not delete the old hours", || segments(&written).is_empty());
+    let out = px(api_port, &["retention", "get", "-o", "csv"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "table,max_age,max_mb\nhttp_events,2h,64\n");
+
+    // Refused with the cloud's reason; nothing changes.
+    let out = px(api_port, &["retention", "set", "no_such_table", "--max-age", "2h"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown table"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Deleted: the vizier is back on its flags.
+    let out = px(api_port, &["retention", "delete", "http_events", "-o", "json"]);
+    assert!(out.status.success(), "px retention delete: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "");
+    poll("the vizier did not go back to its default", || metrics(port).contains(&gauge("http_events", week)));
+}

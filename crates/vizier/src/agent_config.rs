@@ -1,17 +1,18 @@
-//! The vizier's agent configuration (table budgets, sampling, protocols parsed): what the broker holds and
-//! hands out with every heartbeat's answer ([`ConfigHolder`]), its checks ([`validate`]), and how a PEM
-//! applies a new version live, without a restart ([`PemApplier`]).
+//! The vizier's agent configuration (table budgets, sampling, protocols parsed, history retention): what the
+//! broker holds and hands out with every heartbeat's answer ([`ConfigHolder`]), its checks ([`validate`]), how
+//! a PEM applies a new version live, without a restart ([`PemApplier`]), and the `VizierConfigService` through
+//! which the cloud connector hands over the org's history retention ([`ConfigService`]).
 //!
 //! Owns the rules of a configuration; must not know how it travels (that is `cluster`'s registration) nor
 //! change the tables' or the tracker's code (it calls `Table::set_budget` and the collector's
 //! `LiveSettings`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use loupe_collector::LiveSettings;
-use loupe_proto::clusterpb::AgentConfig;
+use loupe_proto::clusterpb::{AgentConfig, RetentionLimits};
 use loupe_store::Store;
 use prost::Message as _;
 
@@ -51,6 +52,12 @@ pub enum ConfigError {
         /// MiB the agent's flags gave the store.
         share: u64,
     },
+    /// A history retention out of bounds.
+    #[error("the history retention of `{table}` is out of bounds: ages from 60 s to 400 days, 1 KiB to 16 TiB")]
+    Retention {
+        /// The table.
+        table: String,
+    },
     /// Another change came first (`expected_version`).
     #[error("the configuration is at version {current}, not {expected}: read it again and retry")]
     Conflict {
@@ -71,9 +78,13 @@ pub enum ConfigError {
 
 /// Checks a configuration against what every agent knows: the tables, the protocol names, the bounds.
 pub fn validate(config: &AgentConfig) -> Result<(), ConfigError> {
-    if config.table_budget_bytes.len() > MAX_ENTRIES || config.protocols.len() > MAX_ENTRIES {
+    if config.table_budget_bytes.len() > MAX_ENTRIES
+        || config.protocols.len() > MAX_ENTRIES
+        || config.history_retention.len() > MAX_ENTRIES
+    {
         return Err(ConfigError::TooLarge);
     }
+    retention_of(&config.history_retention)?;
     for (table, &bytes) in &config.table_budget_bytes {
         if !loupe_schema::all_tables().iter().any(|t| t.name == table) {
             return Err(ConfigError::UnknownTable(table.clone()));
@@ -89,6 +100,26 @@ pub fn validate(config: &AgentConfig) -> Result<(), ConfigError> {
     }
     LiveSettings::default().set_disabled(config.protocols.keys().map(String::as_str))?;
     Ok(())
+}
+
+/// History retention per table as the history takes it, checked: known tables, ages and sizes in bounds.
+pub fn retention_of(
+    tables: &HashMap<String, RetentionLimits>,
+) -> Result<BTreeMap<String, loupe_history::Retention>, ConfigError> {
+    use loupe_history::Retention;
+    let mut out = BTreeMap::new();
+    for (table, limits) in tables {
+        if !loupe_schema::all_tables().iter().any(|t| t.name == table) {
+            return Err(ConfigError::UnknownTable(table.clone()));
+        }
+        let retention =
+            Retention { max_age: std::time::Duration::from_secs(limits.max_age_s), max_bytes: limits.max_bytes };
+        if retention.bounded() != retention {
+            return Err(ConfigError::Retention { table: table.clone() });
+        }
+        out.insert(table.clone(), retention);
+    }
+    Ok(out)
 }
 
 /// The broker's copy of the configuration, kept (protobuf, 0600) in a file when given one, so that a
@@ -127,12 +158,31 @@ impl ConfigHolder {
 
     /// Replaces the configuration by `config` (checked) as the next version, unless `expected_version`
     /// (when not 0) is no longer the current one. Returns what is now in force.
+    /// The history retention is the cloud's ([`ConfigHolder::set_history_retention`]): an operator's change
+    /// keeps it.
     pub fn set(&self, mut config: AgentConfig, expected_version: u64) -> Result<AgentConfig, ConfigError> {
         validate(&config)?;
         let mut current = self.lock();
         if expected_version != 0 && expected_version != current.version {
             return Err(ConfigError::Conflict { current: current.version, expected: expected_version });
         }
+        config.history_retention = current.history_retention.clone();
+        self.replace(&mut current, config)
+    }
+
+    /// Replaces the history retention (what the cloud's `px retention` sets), as the next version unless it is
+    /// unchanged. Returns what is now in force.
+    pub fn set_history_retention(&self, tables: HashMap<String, RetentionLimits>) -> Result<AgentConfig, ConfigError> {
+        retention_of(&tables)?;
+        let mut current = self.lock();
+        if current.history_retention == tables {
+            return Ok(current.clone());
+        }
+        let config = AgentConfig { history_retention: tables, ..current.clone() };
+        self.replace(&mut current, config)
+    }
+
+    fn replace(&self, current: &mut AgentConfig, mut config: AgentConfig) -> Result<AgentConfig, ConfigError> {
         config.version = current.version + 1;
         if let Some(file) = &self.file {
             write_private(file, &config.encode_to_vec())
@@ -167,12 +217,19 @@ pub type Applier = Arc<dyn Fn(&AgentConfig) -> Result<(), ConfigError> + Send + 
 pub struct PemApplier {
     store: Arc<Store>,
     live: Option<Arc<LiveSettings>>,
+    history: Option<Arc<loupe_history::History>>,
 }
 
 impl PemApplier {
     /// Applies to `store`, and to the tracer's `live` settings when it traces.
     pub fn new(store: Arc<Store>, live: Option<Arc<LiveSettings>>) -> Self {
-        PemApplier { store, live }
+        PemApplier { store, live, history: None }
+    }
+
+    /// Also applies the history retention to `history` (when this PEM writes one).
+    pub fn with_history(mut self, history: Option<Arc<loupe_history::History>>) -> Self {
+        self.history = history;
+        self
     }
 
     /// Applies `config` now: every part or, on an error, none.
@@ -203,12 +260,90 @@ impl PemApplier {
                 tracing::info!(table = t.name(), budget, evicted, "table budget changed");
             }
         }
+        if let Some(history) = &self.history {
+            apply_retention(history, &config.history_retention)?;
+        }
         Ok(())
     }
 
     /// As an [`Applier`].
     pub fn into_applier(self) -> Applier {
         Arc::new(move |c| self.apply(c))
+    }
+}
+
+/// Replaces `history`'s own retention per table by `tables` (checked), logging a change.
+fn apply_retention(
+    history: &loupe_history::History,
+    tables: &HashMap<String, RetentionLimits>,
+) -> Result<(), ConfigError> {
+    let wanted = retention_of(tables)?;
+    if history.retention_table() == wanted {
+        return Ok(());
+    }
+    history.replace_retention(&wanted).map_err(|e| ConfigError::Save { path: PathBuf::new(), why: e.to_string() })?;
+    for (table, r) in &wanted {
+        tracing::info!(table, max_age_s = r.max_age.as_secs(), max_bytes = r.max_bytes, "history retention set");
+    }
+    tracing::info!(tables = wanted.len(), "history retention changed; the next sweep enforces it");
+    Ok(())
+}
+
+/// `VizierConfigService` on a vizier's query port: the broker's keeps the retention in its configuration (the
+/// PEMs apply it at their next heartbeat); a lone PEM's applies it to its own history at once.
+#[derive(Clone)]
+pub enum ConfigService {
+    /// A broker's: through its configuration.
+    Broker(Arc<ConfigHolder>),
+    /// A lone PEM's: its history, if it writes one.
+    Pem(Option<Arc<loupe_history::History>>),
+}
+
+impl ConfigService {
+    /// As a gRPC service, WITHOUT any credential check (the caller adds the vizier token's).
+    pub fn into_server(self) -> loupe_proto::clusterpb::vizier_config_service_server::VizierConfigServiceServer<Self> {
+        loupe_proto::clusterpb::vizier_config_service_server::VizierConfigServiceServer::new(self)
+            .max_decoding_message_size(1 << 20)
+    }
+}
+
+#[tonic::async_trait]
+impl loupe_proto::clusterpb::vizier_config_service_server::VizierConfigService for ConfigService {
+    async fn set_history_retention(
+        &self,
+        request: tonic::Request<loupe_proto::clusterpb::SetHistoryRetentionRequest>,
+    ) -> Result<tonic::Response<loupe_proto::clusterpb::SetHistoryRetentionResponse>, tonic::Status> {
+        let tables = request.into_inner().tables;
+        if tables.len() > MAX_ENTRIES {
+            return Err(tonic::Status::invalid_argument(ConfigError::TooLarge.to_string()));
+        }
+        let outcome = match self {
+            ConfigService::Broker(holder) => {
+                let before = holder.get().version;
+                holder.set_history_retention(tables).map(|now| {
+                    if now.version != before {
+                        tracing::info!(
+                            version = now.version,
+                            "history retention from the cloud; PEMs apply it at their next heartbeat"
+                        );
+                    }
+                })
+            }
+            ConfigService::Pem(Some(history)) => apply_retention(history, &tables),
+            ConfigService::Pem(None) => retention_of(&tables).map(|wanted| {
+                if !wanted.is_empty() {
+                    tracing::info!(
+                        tables = wanted.len(),
+                        "history retention from the cloud ignored: this vizier writes no history"
+                    );
+                }
+            }),
+        };
+        match outcome {
+            Ok(()) => Ok(tonic::Response::new(loupe_proto::clusterpb::SetHistoryRetentionResponse {})),
+            Err(e @ ConfigError::Save { .. }) => Err(tonic::Status::internal(e.to_string())),
+            Err(e) => Err(tonic::Status::invalid_argument(e.to_string())),
+        }
     }
 }
 
@@ -290,6 +425,7 @@ mod tests {
             table_budget_bytes: [("http_events".to_string(), 1 << 20)].into(),
             sampling: Some(0.0),
             protocols: [("http".to_string(), false)].into(),
+            ..AgentConfig::default()
         };
         applier.apply(&c).expect("applies");
         assert_eq!(http.budget(), 1 << 20);
@@ -301,5 +437,63 @@ mod tests {
             AgentConfig { table_budget_bytes: [("http_events".to_string(), 1 << 40)].into(), ..AgentConfig::default() };
         assert!(matches!(applier.apply(&greedy), Err(ConfigError::OverShare { .. })));
         assert_eq!(http.budget(), start, "nothing applied");
+    }
+
+    fn limits(max_age_s: u64, max_bytes: u64) -> RetentionLimits {
+        RetentionLimits { max_age_s, max_bytes }
+    }
+
+    #[test]
+    fn the_clouds_retention_is_checked_versioned_and_kept_by_an_operators_change() {
+        let holder = ConfigHolder::in_memory();
+        for bad in [[("nope".to_string(), limits(3600, 1 << 30))], [("http_events".to_string(), limits(1, 1 << 30))]] {
+            assert!(holder.set_history_retention(bad.into()).is_err());
+        }
+        let tables: HashMap<String, RetentionLimits> = [("http_events".to_string(), limits(7200, 1 << 30))].into();
+        assert_eq!(holder.set_history_retention(tables.clone()).expect("set").version, 1);
+        assert_eq!(holder.set_history_retention(tables.clone()).expect("same").version, 1, "unchanged: no new version");
+        // `loupe vizier config set --reset` sends an empty configuration: the cloud's part stays.
+        let now = holder.set(AgentConfig { sampling: Some(0.5), ..AgentConfig::default() }, 0).expect("set");
+        assert_eq!((now.version, now.history_retention), (2, tables));
+        assert_eq!(holder.set_history_retention(HashMap::new()).expect("cleared").version, 3);
+    }
+
+    #[test]
+    fn a_pem_applies_the_clouds_retention_to_its_history() {
+        let dir = std::env::temp_dir().join(format!("loupe-agent-config-history-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let history = Arc::new(
+            loupe_history::History::open(&loupe_history::HistoryConfig {
+                location: dir.to_string_lossy().into_owned(),
+                org: "o".into(),
+                vizier: "v".into(),
+                writer: "w".into(),
+                max_read_bytes: 1 << 20,
+                s3_options: vec![],
+            })
+            .expect("history"),
+        );
+        let applier = PemApplier::new(store(), None).with_history(Some(Arc::clone(&history)));
+        let c = AgentConfig {
+            history_retention: [("dns_events".to_string(), limits(3600, 1 << 20))].into(),
+            ..AgentConfig::default()
+        };
+        applier.apply(&c).expect("applies");
+        let want = loupe_history::Retention { max_age: std::time::Duration::from_secs(3600), max_bytes: 1 << 20 };
+        assert_eq!(history.retention("dns_events"), want);
+        assert_ne!(history.retention("http_events"), want, "other tables keep the default");
+        applier.apply(&AgentConfig::default()).expect("applies");
+        assert!(history.retention_table().is_empty(), "an empty policy puts every table back on the default");
+        let lone = ConfigService::Pem(Some(Arc::clone(&history)));
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        use loupe_proto::clusterpb::vizier_config_service_server::VizierConfigService as _;
+        let req = |tables: HashMap<String, RetentionLimits>| {
+            tonic::Request::new(loupe_proto::clusterpb::SetHistoryRetentionRequest { tables })
+        };
+        rt.block_on(lone.set_history_retention(req(c.history_retention.clone()))).expect("taken");
+        assert_eq!(history.retention("dns_events"), want);
+        let refused = rt.block_on(lone.set_history_retention(req([("x".to_string(), limits(3600, 1 << 20))].into())));
+        assert_eq!(refused.expect_err("refused").code(), tonic::Code::InvalidArgument);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1036,8 +1036,10 @@ pub async fn serve_broker(
     let check = crate::query_auth::RequireToken(token);
     let query =
         VizierServiceServer::new(broker.clone()).max_decoding_message_size(2 << 20).max_encoding_message_size(64 << 20);
+    let config = crate::agent_config::ConfigService::Broker(Arc::clone(&broker.config)).into_server();
     let routes = not_found_routes()
         .add_service(InterceptedService::new(query, check.clone()))
+        .add_service(InterceptedService::new(config, check.clone()))
         .add_service(InterceptedService::new(BrokerServiceServer::new(broker), check));
     tonic::transport::Server::builder()
         .add_routes(routes)

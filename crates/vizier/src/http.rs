@@ -25,12 +25,13 @@ pub struct PemOps {
     probes: ProbeReport,
     running_queries: Arc<AtomicU64>,
     link: Option<Arc<crate::cluster::LinkState>>,
+    history: Option<(Arc<loupe_history::History>, Option<Arc<loupe_history::writer::WriterStats>>)>,
 }
 
 impl PemOps {
     /// The routes' inputs.
     pub fn new(store: Arc<Store>, counters: Option<Arc<CollectorCounters>>, probes: ProbeReport) -> Self {
-        PemOps { store, counters, probes, running_queries: Arc::default(), link: None }
+        PemOps { store, counters, probes, running_queries: Arc::default(), link: None, history: None }
     }
 
     /// Reports `running` as the number of queries running now.
@@ -42,6 +43,16 @@ impl PemOps {
     /// Reports the agent's link with a query broker (registered, configuration version) in its metrics.
     pub fn with_link(mut self, link: Arc<crate::cluster::LinkState>) -> Self {
         self.link = Some(link);
+        self
+    }
+
+    /// Reports the history this agent writes: its writer's counters and each table's retention in force.
+    pub fn with_history(
+        mut self,
+        history: Arc<loupe_history::History>,
+        stats: Option<Arc<loupe_history::writer::WriterStats>>,
+    ) -> Self {
+        self.history = Some((history, stats));
         self
     }
 
@@ -57,6 +68,9 @@ impl PemOps {
         );
         if let Some(link) = &self.link {
             link.write_metrics(&mut w);
+        }
+        if let Some((history, stats)) = &self.history {
+            write_history_metrics(&mut w, &self.store, history, stats.as_deref());
         }
         w.finish()
     }
@@ -102,6 +116,56 @@ pub fn node_router(
             }),
         )
         .route("/metrics", get(move || async move { metrics() }))
+}
+
+fn write_history_metrics(
+    w: &mut Writer,
+    store: &Store,
+    history: &loupe_history::History,
+    stats: Option<&loupe_history::writer::WriterStats>,
+) {
+    if let Some(s) = stats {
+        let load = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+        w.single("loupe_history_rows_written_total", Kind::Counter, "Rows written to history.", load(&s.rows_written));
+        w.single(
+            "loupe_history_segments_written_total",
+            Kind::Counter,
+            "Parquet segments written to history.",
+            load(&s.segments_written),
+        );
+        w.single(
+            "loupe_history_bytes_written_total",
+            Kind::Counter,
+            "Bytes written to history.",
+            load(&s.bytes_written),
+        );
+        w.single(
+            "loupe_history_batches_missed_total",
+            Kind::Counter,
+            "Store batches evicted before history wrote them (rows lost to history).",
+            load(&s.batches_missed),
+        );
+        w.single(
+            "loupe_history_errors_total",
+            Kind::Counter,
+            "History flushes or sweeps that failed.",
+            load(&s.errors),
+        );
+    }
+    let retention: Vec<(String, loupe_history::Retention)> =
+        store.tables().iter().map(|t| (t.name().to_string(), history.retention(t.name()))).collect();
+    w.family(
+        "loupe_history_retention_max_age_seconds",
+        Kind::Gauge,
+        "Age past which a table's history is deleted (the org's `px retention`, else the agent's flags).",
+        retention.iter().map(|(table, r)| ([("table", table.as_str())], r.max_age.as_secs())),
+    );
+    w.family(
+        "loupe_history_retention_max_bytes",
+        Kind::Gauge,
+        "Bytes of a table's history past which the oldest is deleted.",
+        retention.iter().map(|(table, r)| ([("table", table.as_str())], r.max_bytes)),
+    );
 }
 
 /// Prometheus text exposition of the store's and collector's counters.

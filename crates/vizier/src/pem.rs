@@ -204,7 +204,19 @@ impl Pem {
 
     /// Both query APIs, Loupe's and Pixie's, as one set of gRPC routes WITHOUT any credential check.
     pub fn query_routes(&self) -> tonic::service::Routes {
-        tonic::service::Routes::new(self.query_service()).add_service(self.pixie_query_service())
+        tonic::service::Routes::new(self.query_service())
+            .add_service(self.pixie_query_service())
+            .add_service(self.config_service())
+    }
+
+    /// `VizierConfigService` of a lone PEM (not in a cluster: there the broker serves it), applying the
+    /// cloud's history retention to this PEM's history, WITHOUT any credential check.
+    pub fn config_service(
+        &self,
+    ) -> loupe_proto::clusterpb::vizier_config_service_server::VizierConfigServiceServer<
+        crate::agent_config::ConfigService,
+    > {
+        crate::agent_config::ConfigService::Pem(self.history.clone()).into_server()
     }
 
     /// Appends the rows of an Arrow IPC stream file to `table` (the batches must have the table's schema):
@@ -269,7 +281,8 @@ impl Pem {
             ..Default::default()
         };
         let applier =
-            crate::agent_config::PemApplier::new(self.store.clone(), self.collector.as_ref().map(Collector::live));
+            crate::agent_config::PemApplier::new(self.store.clone(), self.collector.as_ref().map(Collector::live))
+                .with_history(self.history.clone());
         let heartbeat = crate::cluster::spawn_registration(
             link.broker,
             token.clone(),
@@ -285,9 +298,13 @@ impl Pem {
     /// What the operational listener serves: metrics and readiness of this agent.
     pub fn ops(&self) -> PemOps {
         let counters = self.collector.as_ref().map(Collector::shared_counters);
-        PemOps::new(self.store.clone(), counters, self.probes.clone())
+        let ops = PemOps::new(self.store.clone(), counters, self.probes.clone())
             .with_running_queries(Arc::clone(&self.running))
-            .with_link(Arc::clone(&self.link))
+            .with_link(Arc::clone(&self.link));
+        match &self.history {
+            Some(history) => ops.with_history(Arc::clone(history), self.history_stats().cloned()),
+            None => ops,
+        }
     }
 
     /// Serves queries on `listener` until `shutdown` resolves. Every call must carry `token`; the port
@@ -309,11 +326,13 @@ impl Pem {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), PemError> {
         let svc = InterceptedService::new(self.query_service(), RequireToken(token.clone()));
-        let pixie = InterceptedService::new(self.pixie_query_service(), RequireToken(token));
+        let pixie = InterceptedService::new(self.pixie_query_service(), RequireToken(token.clone()));
         let base = Router::new().fallback(|| async { StatusCode::NOT_FOUND });
         let mut routes = tonic::service::Routes::from(base).add_service(svc).add_service(pixie);
-        if let Some(agent) = agent {
-            routes = routes.add_service(agent);
+        match agent {
+            Some(agent) => routes = routes.add_service(agent),
+            // In a cluster the broker takes the cloud's configuration; a lone PEM takes it itself.
+            None => routes = routes.add_service(InterceptedService::new(self.config_service(), RequireToken(token))),
         }
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         tonic::transport::Server::builder()

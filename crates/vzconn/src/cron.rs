@@ -19,7 +19,7 @@ use loupe_bus::{Bus, subject};
 use loupe_metastore::{CronScript, Metastore, NewCronResult};
 use loupe_proto::vzconnpb::{
     BusEnvelope, CronResultAck, CronRunKey, CronRunResult, CronScriptSet, CronScriptSpec, CronSyncRequest,
-    ExportDefault,
+    ExportDefault, HistoryRetention,
 };
 use prost::Message as _;
 use sha2::Digest as _;
@@ -127,8 +127,46 @@ pub fn decode_export_default(setting: &str) -> Option<ExportDefault> {
     ExportDefault::decode(bytes?.as_slice()).ok()
 }
 
-/// The set of `scripts` as a vizier receives it, with the org's default export endpoint and its checksum.
-pub fn script_set(scripts: &[CronScript], export_default: Option<ExportDefault>) -> CronScriptSet {
+/// The org setting that holds the org's history retention per table (`encode_retention`; empty for none).
+pub const RETENTION_SETTING: &str = "history.retention";
+
+/// Retention entries as the org setting stores them: `table=max_age_s:max_bytes`, comma-separated, in table
+/// order.
+pub fn encode_retention(tables: &[HistoryRetention]) -> String {
+    let mut sorted: Vec<&HistoryRetention> = tables.iter().collect();
+    sorted.sort_by(|a, b| a.table.cmp(&b.table));
+    sorted.iter().map(|t| format!("{}={}:{}", t.table, t.max_age_s, t.max_bytes)).collect::<Vec<_>>().join(",")
+}
+
+/// The entries an org setting holds, in table order; an unreadable entry is left out.
+pub fn decode_retention(setting: &str) -> Vec<HistoryRetention> {
+    let mut out: Vec<HistoryRetention> = setting
+        .split(',')
+        .filter_map(|entry| {
+            let (table, limits) = entry.split_once('=')?;
+            let (age, bytes) = limits.split_once(':')?;
+            if table.is_empty() {
+                return None;
+            }
+            Some(HistoryRetention {
+                table: table.to_owned(),
+                max_age_s: age.parse().ok()?,
+                max_bytes: bytes.parse().ok()?,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.table.cmp(&b.table));
+    out.dedup_by(|a, b| a.table == b.table);
+    out
+}
+
+/// The set of `scripts` as a vizier receives it, with the org's default export endpoint, its history retention
+/// and its checksum.
+pub fn script_set(
+    scripts: &[CronScript],
+    export_default: Option<ExportDefault>,
+    retention: Vec<HistoryRetention>,
+) -> CronScriptSet {
     let scripts: Vec<CronScriptSpec> = scripts
         .iter()
         .map(|c| CronScriptSpec {
@@ -139,7 +177,7 @@ pub fn script_set(scripts: &[CronScript], export_default: Option<ExportDefault>)
             cron_expr: c.cron_expr.clone(),
         })
         .collect();
-    let mut set = CronScriptSet { scripts, checksum: String::new(), export_default };
+    let mut set = CronScriptSet { scripts, checksum: String::new(), export_default, retention };
     let digest = sha2::Sha256::digest(set.encode_to_vec());
     set.checksum = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     set
@@ -167,7 +205,11 @@ impl CronPusher {
             Ok(s) => s.as_deref().and_then(decode_export_default),
             Err(error) => return tracing::warn!(%error, %vizier_id, "export default not read; the vizier asks again"),
         };
-        let set = script_set(&scripts, export_default);
+        let retention = match self.records.org_setting(org_id, RETENTION_SETTING).await {
+            Ok(s) => s.as_deref().map(decode_retention).unwrap_or_default(),
+            Err(error) => return tracing::warn!(%error, %vizier_id, "retention not read; the vizier asks again"),
+        };
+        let set = script_set(&scripts, export_default, retention);
         if held == Some(set.checksum.as_str()) {
             return;
         }
@@ -266,14 +308,34 @@ mod tests {
 
     #[test]
     fn the_checksum_follows_what_the_vizier_runs() {
-        let a = script_set(&[script("a", 10)], None);
+        let a = script_set(&[script("a", 10)], None, vec![]);
         assert_eq!(a.checksum.len(), 32);
         assert_eq!(a.scripts.len(), 1);
-        assert_eq!(script_set(&[script("a", 10)], None).checksum, a.checksum, "stable");
-        assert_ne!(script_set(&[script("a", 20)], None).checksum, a.checksum, "the schedule counts");
+        assert_eq!(script_set(&[script("a", 10)], None, vec![]).checksum, a.checksum, "stable");
+        assert_ne!(script_set(&[script("a", 20)], None, vec![]).checksum, a.checksum, "the schedule counts");
         let mut touched = script("a", 10);
         touched.updated_at = 99;
-        assert_eq!(script_set(&[touched], None).checksum, a.checksum, "what the vizier does not run does not count");
-        assert_ne!(script_set(&[], None).checksum, a.checksum);
+        assert_eq!(
+            script_set(&[touched], None, vec![]).checksum,
+            a.checksum,
+            "what the vizier does not run does not count"
+        );
+        assert_ne!(script_set(&[], None, vec![]).checksum, a.checksum);
+        let kept = HistoryRetention { table: "http_events".into(), max_age_s: 3600, max_bytes: 1 << 20 };
+        assert_ne!(
+            script_set(&[script("a", 10)], None, vec![kept]).checksum,
+            a.checksum,
+            "a retention change reaches the vizier"
+        );
+    }
+
+    #[test]
+    fn retention_settings_read_back_in_table_order_and_skip_junk() {
+        let t = |table: &str, age: u64| HistoryRetention { table: table.into(), max_age_s: age, max_bytes: 1 << 20 };
+        let text = encode_retention(&[t("redis_events", 60), t("http_events", 7200)]);
+        assert_eq!(text, "http_events=7200:1048576,redis_events=60:1048576");
+        assert_eq!(decode_retention(&text), vec![t("http_events", 7200), t("redis_events", 60)]);
+        assert_eq!(decode_retention(""), vec![]);
+        assert_eq!(decode_retention("x=1,=2:3,y=a:1,http_events=7200:1048576"), vec![t("http_events", 7200)]);
     }
 }

@@ -33,8 +33,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::credential::CredentialKey;
 pub use crate::cron::{
-    CronConfig, CronPusher, CronService, EXPORT_DEFAULT_SETTING, decode_export_default, encode_export_default,
-    script_set,
+    CronConfig, CronPusher, CronService, EXPORT_DEFAULT_SETTING, RETENTION_SETTING, decode_export_default,
+    decode_retention, encode_export_default, encode_retention, script_set,
 };
 pub use crate::manager::{ManagerConfig, ManagerStats, VizierManager, status_name};
 pub use crate::passthrough::{Passthrough, PassthroughConfig, PassthroughError, ReplyStream, VIZIER_GRACE};

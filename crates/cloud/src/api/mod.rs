@@ -15,6 +15,7 @@ pub mod export;
 pub mod keys;
 pub mod model;
 pub mod profile;
+pub mod retention;
 pub mod rows;
 pub mod scripts;
 
@@ -108,6 +109,10 @@ fn declare() -> Declared {
         .add(User, routes!(export::get_export_target))
         .add(Admin, routes!(export::put_export_target))
         .add(Admin, routes!(export::delete_export_target))
+        // The org's history retention (issue 20).
+        .add(User, routes!(retention::get_retention))
+        .add(Admin, routes!(retention::put_table_retention))
+        .add(Admin, routes!(retention::delete_table_retention))
         // Scripts run for a browser, as JSON lines (`rows`; its passthrough comes as an extension, `app`).
         .add(User, routes!(rows::run))
 }
@@ -396,7 +401,7 @@ mod tests {
     fn every_route_documents_what_its_access_and_shape_imply() {
         let doc = document();
         let routes = routes();
-        assert_eq!(routes.len(), 43);
+        assert_eq!(routes.len(), 46);
         for route in &routes {
             let op = operation(doc, route);
             let what = format!("{} {}", route.method, route.path);

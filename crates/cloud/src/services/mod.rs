@@ -14,6 +14,7 @@ mod export;
 mod keys;
 pub mod pixie;
 mod profile;
+mod retention;
 mod scripts;
 
 use std::future::Future;
@@ -25,8 +26,8 @@ use loupe_proto::cloudpb::{self, api_key_service_server::ApiKeyServiceServer, au
 use loupe_proto::cloudpb::{
     cron_script_service_server::CronScriptServiceServer, deploy_key_service_server::DeployKeyServiceServer,
     export_target_service_server::ExportTargetServiceServer, profile_service_server::ProfileServiceServer,
-    script_service_server::ScriptServiceServer, service_health_server::ServiceHealthServer,
-    vizier_info_service_server::VizierInfoServiceServer,
+    retention_service_server::RetentionServiceServer, script_service_server::ScriptServiceServer,
+    service_health_server::ServiceHealthServer, vizier_info_service_server::VizierInfoServiceServer,
 };
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
@@ -116,7 +117,7 @@ pub enum ServiceKind {
     Auth,
     /// Org, users, settings, invitations and viziers (`ProfileService`, `VizierInfoService`).
     Profile,
-    /// The script manager (`ScriptService`, `CronScriptService`, `ExportTargetService`).
+    /// The script manager (`ScriptService`, `CronScriptService`, `ExportTargetService`, `RetentionService`).
     Scripts,
 }
 
@@ -155,6 +156,7 @@ impl ServiceKind {
                 <ScriptServiceServer<CloudServices> as NamedService>::NAME,
                 <CronScriptServiceServer<CloudServices> as NamedService>::NAME,
                 <ExportTargetServiceServer<CloudServices> as NamedService>::NAME,
+                <RetentionServiceServer<CloudServices> as NamedService>::NAME,
                 pixie::SCRIPTS_SERVICES[0],
             ],
         }
@@ -238,7 +240,8 @@ impl CloudServices {
                 routes = routes
                     .add_service(ScriptServiceServer::new(self.clone()))
                     .add_service(CronScriptServiceServer::new(self.clone()))
-                    .add_service(ExportTargetServiceServer::new(self.clone()));
+                    .add_service(ExportTargetServiceServer::new(self.clone()))
+                    .add_service(RetentionServiceServer::new(self.clone()));
             }
         }
         self.pixie_routes(kind, routes)
