@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use loupe_proxy::secrets::{CA_CERT, SERVER_CERT, SERVER_KEY};
+use loupe_proxy::secrets::{CA_CERT, INTERNAL_CERT, INTERNAL_KEY, SERVER_CERT, SERVER_KEY};
 use loupe_proxy::{Outcome, Proxy, ProxyConfig, Report, San};
 
 use crate::default_data_dir;
@@ -32,6 +32,14 @@ pub struct InitSecretsArgs {
     /// Another DNS name or IP address the server certificate must cover (repeatable).
     #[arg(long = "san", value_name = "NAME")]
     pub sans: Vec<String>,
+    /// The Kubernetes namespace the cloud runs in: the internal certificate (`internal.crt`, presented by the
+    /// split services to each other) names each internal service as `<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc` and
+    /// `<svc>.<ns>.svc.cluster.local`. Default with --k8s-secret: the Secret's namespace; else short names only.
+    #[arg(long, env = "LOUPE_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Another DNS name or IP address the internal certificate must cover (repeatable).
+    #[arg(long = "internal-san", value_name = "NAME")]
+    pub internal_sans: Vec<String>,
     /// The data directory (holds `secrets/` unless --dir says otherwise).
     #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
@@ -118,7 +126,44 @@ pub(crate) fn requested_names(domain: Option<&str>, sans: &[String]) -> Result<V
     Ok(names)
 }
 
+/// The cloud's internal gRPC services, by their Kubernetes Service names (deploy/cloud/base): what the API
+/// gateway dials, so what the internal certificate must name.
+pub(crate) const INTERNAL_SERVICES: [&str; 4] = ["auth", "profile", "scripts", "vzconn-internal"];
+
+/// The names of the internal certificate: every internal service, short and qualified by `namespace`, and
+/// `sans`.
+pub(crate) fn internal_names(namespace: Option<&str>, sans: &[String]) -> Result<Vec<San>> {
+    let mut names = Vec::new();
+    let namespace = namespace.map(str::trim).filter(|ns| !ns.is_empty());
+    for service in INTERNAL_SERVICES {
+        names.push(San::Dns(service.to_owned()));
+        if let Some(ns) = namespace {
+            for name in [
+                format!("{service}.{ns}"),
+                format!("{service}.{ns}.svc"),
+                format!("{service}.{ns}.svc.cluster.local"),
+            ] {
+                names.push(San::parse(&name).with_context(|| format!("invalid namespace {ns:?}"))?);
+            }
+        }
+    }
+    for san in sans {
+        names.push(San::parse(san).with_context(|| format!("invalid --internal-san {san:?}"))?);
+    }
+    Ok(names)
+}
+
 fn missing_names_warning(report: &Report) -> Option<String> {
+    if !report.missing_internal_names.is_empty() {
+        let names: Vec<String> = report.missing_internal_names.iter().map(San::to_string).collect();
+        // Printed apart: the server certificate's warning below is the one returned.
+        eprintln!(
+            "warning: {} does not cover {}: services reached by those names will be refused; remove {INTERNAL_CERT} \
+             and {INTERNAL_KEY} and run `loupe setup init-secrets` again to reissue it with the same CA",
+            report.path(INTERNAL_CERT).display(),
+            names.join(", ")
+        );
+    }
     (!report.missing_names.is_empty()).then(|| {
         let names: Vec<String> = report.missing_names.iter().map(San::to_string).collect();
         format!(
@@ -162,7 +207,9 @@ fn kube_api(args: &InitSecretsArgs) -> Result<loupe_proxy::k8s::KubeApi> {
 /// which added, never a value.
 async fn init_k8s_secret(args: &InitSecretsArgs, name: &str, dir: &Path, names: &[San]) -> Result<()> {
     let api = kube_api(args)?;
-    let report = loupe_proxy::k8s::sync_secret(&api, name, dir, names, &args.only)
+    let namespace = args.namespace.as_deref().unwrap_or(api.namespace());
+    let internal = internal_names(Some(namespace), &args.internal_sans)?;
+    let report = loupe_proxy::k8s::sync_secret(&api, name, dir, names, &internal, &args.only)
         .await
         .with_context(|| format!("failed to initialise the Kubernetes Secret {name}"))?;
     for key in &report.kept {
@@ -191,7 +238,8 @@ pub async fn init_secrets(args: &InitSecretsArgs) -> Result<()> {
     if let Some(name) = &args.k8s_secret {
         return init_k8s_secret(args, name, &dir, &names).await;
     }
-    let report = loupe_proxy::init_secrets(&dir, &names)
+    let internal = internal_names(args.namespace.as_deref(), &args.internal_sans)?;
+    let report = loupe_proxy::init_secrets_with_internal(&dir, &names, &internal)
         .with_context(|| format!("failed to initialise the secrets in {}", dir.display()))?;
     for (name, outcome) in &report.files {
         let verb = match outcome {
