@@ -553,14 +553,16 @@ mod tests {
         let url = fake_api(Arc::clone(&store)).await;
         let names = [San::Dns("loupe.example.com".into())];
 
-        let first = sync_secret(&api(&url, TOKEN), "loupe-secrets", &scratch("a"), &names, &[], &[]).await.expect("sync");
+        let first =
+            sync_secret(&api(&url, TOKEN), "loupe-secrets", &scratch("a"), &names, &[], &[]).await.expect("sync");
         assert!(first.created);
         assert_eq!(first.added.len(), SECRET_KEYS.len());
         let created = data_of(&store, "loupe-secrets");
         assert_eq!(created.keys().map(String::as_str).collect::<Vec<_>>().len(), SECRET_KEYS.len());
 
         // A second run from an empty directory (a new Job pod) changes nothing.
-        let second = sync_secret(&api(&url, TOKEN), "loupe-secrets", &scratch("b"), &names, &[], &[]).await.expect("sync");
+        let second =
+            sync_secret(&api(&url, TOKEN), "loupe-secrets", &scratch("b"), &names, &[], &[]).await.expect("sync");
         assert!(!second.created);
         assert!(second.added.is_empty());
         assert_eq!(data_of(&store, "loupe-secrets"), created);
@@ -591,7 +593,8 @@ mod tests {
         let store: Store = Arc::default();
         let url = fake_api(Arc::clone(&store)).await;
         let only = vec![VIZIER_QUERY_TOKEN.to_owned()];
-        let report = sync_secret(&api(&url, TOKEN), "vizier-secrets", &scratch("d"), &[], &[], &only).await.expect("sync");
+        let report =
+            sync_secret(&api(&url, TOKEN), "vizier-secrets", &scratch("d"), &[], &[], &only).await.expect("sync");
         assert_eq!(report.added, only);
         let data = data_of(&store, "vizier-secrets");
         assert_eq!(data.keys().cloned().collect::<Vec<_>>(), only);

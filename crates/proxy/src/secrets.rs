@@ -230,8 +230,12 @@ pub fn init_secrets_with_internal(dir: &Path, extra_names: &[San], internal_name
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io("restrict", dir))?;
     let path = |name: &str| dir.join(name);
     let exists = |name: &str| path(name).exists();
-    let mut report =
-        Report { dir: dir.to_owned(), files: Vec::new(), missing_names: Vec::new(), missing_internal_names: Vec::new() };
+    let mut report = Report {
+        dir: dir.to_owned(),
+        files: Vec::new(),
+        missing_names: Vec::new(),
+        missing_internal_names: Vec::new(),
+    };
 
     if exists(CA_KEY) && !exists(CA_CERT) {
         return Err(SecretsError::Incomplete { present: path(CA_KEY), missing: path(CA_CERT) });

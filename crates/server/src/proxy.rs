@@ -138,11 +138,9 @@ pub(crate) fn internal_names(namespace: Option<&str>, sans: &[String]) -> Result
     for service in INTERNAL_SERVICES {
         names.push(San::Dns(service.to_owned()));
         if let Some(ns) = namespace {
-            for name in [
-                format!("{service}.{ns}"),
-                format!("{service}.{ns}.svc"),
-                format!("{service}.{ns}.svc.cluster.local"),
-            ] {
+            for name in
+                [format!("{service}.{ns}"), format!("{service}.{ns}.svc"), format!("{service}.{ns}.svc.cluster.local")]
+            {
                 names.push(San::parse(&name).with_context(|| format!("invalid namespace {ns:?}"))?);
             }
         }

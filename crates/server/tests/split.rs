@@ -221,7 +221,8 @@ fn gateway_readyz(dir: &Path, tag: &str, secrets: &Path, addrs: [String; 2], ext
 fn internal_hops_refuse_the_wrong_ca_and_plain_http(dir: &Path, secrets: &Path, ports: [u16; 2], metastore: &str) {
     let https = ports.map(|p| format!("https://127.0.0.1:{p}"));
     // The proper CA: the services answer.
-    let (ready, log) = gateway_readyz(dir, "right-ca", secrets, https.clone(), &["--internal-ca", &path(secrets, "ca.crt")]);
+    let (ready, log) =
+        gateway_readyz(dir, "right-ca", secrets, https.clone(), &["--internal-ca", &path(secrets, "ca.crt")]);
     assert!(ready.starts_with("200 "), "{ready}\n{log}");
     assert!(log.contains("internal gRPC over TLS"), "{log}");
 
