@@ -382,3 +382,22 @@ pub async fn start_for_up(
     );
     Ok(tokio::spawn(proxy.serve(shutdown)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_internal_names_are_every_service_short_and_in_the_namespace() {
+        let short = internal_names(None, &[]).expect("names");
+        assert_eq!(short, INTERNAL_SERVICES.map(|s| San::Dns(s.to_owned())).to_vec());
+        let names = internal_names(Some("plc"), &["10.0.0.7".to_owned()]).expect("names");
+        assert_eq!(names.len(), INTERNAL_SERVICES.len() * 4 + 1);
+        for wanted in ["auth", "profile.plc", "scripts.plc.svc", "vzconn-internal.plc.svc.cluster.local"] {
+            assert!(names.contains(&San::Dns(wanted.to_owned())), "{wanted}");
+        }
+        assert!(names.contains(&San::Ip("10.0.0.7".parse().expect("ip"))));
+        assert!(internal_names(Some("bad ns"), &[]).is_err());
+        assert!(internal_names(None, &["not a name".to_owned()]).is_err());
+    }
+}
