@@ -12,7 +12,7 @@ Then, as a user would: `px auth login` through the proxy (https, the generated C
 `px deploy-key create`, and a vizier started from the rendered vizier manifests (query broker, a Kelvin, PEM and
 connector, with the deploy key and the cloud's CA as the operator would create them), until `px get viziers` shows
 it connected and a script answers through it. The gateway's hops to auth, profile and scripts are TLS with the
-internal certificate init-secrets issued: checked directly too (the certificate names the services and chains to
+internal certificate init-secrets issued, and so is the proxy's hop to the API: checked directly too (the certificate names the services and chains to
 the CA; another CA's client and plain HTTP/2 get nothing).
 Last, `loupe doctor` with the services' settings passes every check, and fails the right one for each fault put
 in on purpose: a wrong domain, an address without its port, a stopped NATS.
@@ -438,7 +438,8 @@ def internal_tls(r, ca_pem, ns):
     """The gateway's hops are TLS: each service's listener presents a certificate naming it, under the CA."""
     ca = r.work / "internal-ca.crt"
     ca.write_bytes(ca_pem)
-    for name, port in (("auth", 50100), ("profile", 51500), ("scripts", 52000), ("vzconn-internal", 51801)):
+    for name, port in (("api-service", 51200), ("auth", 50100), ("profile", 51500), ("scripts", 52000),
+                       ("vzconn-internal", 51801)):
         local = r.services[(name, port)]
         trusted = ssl.create_default_context(cafile=str(ca))
         trusted.set_alpn_protocols(["h2"])
@@ -467,6 +468,8 @@ def internal_tls(r, ca_pem, ns):
     log = (r.work / "api.log").read_text()
     if "internal gRPC over TLS" not in log:
         raise SystemExit("replay: the gateway did not log the TLS mode of its internal hops")
+    if "forwarding to the API over TLS" not in (r.work / "proxy.log").read_text():
+        raise SystemExit("replay: the proxy did not log that it reaches the API over TLS")
 
 
 def main():
@@ -528,7 +531,7 @@ def main():
         deploy_key = re.search(r"px-dep-[A-Za-z0-9_-]+", key).group(0)
         print("  px: logged in through the proxy, password changed, deploy key created")
         internal_tls(r, first["ca.crt"], ns)
-        print("  internal hops: TLS with the internal certificate (service names, the CA); other CA and h2c refused")
+        print("  internal hops (proxy -> API -> services): TLS with the internal certificate; other CA and h2c refused")
 
         # 5. a vizier from the rendered vizier manifests, its cloud address the public vzconn-service.
         vizier = render(ROOT / args.vizier)

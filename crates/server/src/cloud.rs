@@ -68,6 +68,9 @@ pub struct CloudArgs {
     /// Set by `loupe up`: the secret its TLS proxy adds to every request (never a flag).
     #[arg(skip)]
     pub proxy_secret: Option<String>,
+    /// Set by `loupe cloud api --tls-cert`: the API's port serves TLS with it (never a flag).
+    #[arg(skip)]
+    pub listener_tls: Option<Arc<rustls::ServerConfig>>,
     /// Longest a script sent through the cloud to a vizier may run, its results included (e.g. 5m, 90s); then
     /// the cloud stops waiting and tells the vizier to stop. The vizier's own --query-timeout applies as well.
     #[arg(long, env = "LOUPE_VIZIER_QUERY_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
@@ -109,6 +112,13 @@ pub struct ApiArgs {
     /// and the gateway's credential cross it in clear).
     #[arg(long, env = "LOUPE_INSECURE_INTERNAL", conflicts_with = "internal_ca")]
     pub insecure_internal: bool,
+    /// PEM certificate chain the API's port presents, e.g. `internal.crt` (naming `api-service`): the port then
+    /// serves TLS only, and the proxy in front needs --upstream-ca. Default: plain HTTP.
+    #[arg(long, env = "LOUPE_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "LOUPE_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// NATS URL of the message bus `loupe cloud vzconn` uses (e.g. nats://nats:4222): scripts sent to this API
     /// (`px run -c VIZIER`) reach the viziers through it. Without it, queries are refused.
     #[arg(long, env = "LOUPE_NATS_URL", hide_env_values = true)]
@@ -548,7 +558,7 @@ pub async fn start_api(
         Some(VzConnMount::Remote(addr, tls)) => router = mount_remote_vzconn(router, &addr, &tls)?,
         None => {}
     }
-    let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
+    let api = serve_api(listener, router, args, stop);
     Ok(StartedApi {
         task: tokio::spawn(both(api, ops)),
         metastore: Arc::clone(&state.metastore),
@@ -584,9 +594,30 @@ impl loupe_cloud::VizierCalls for PassthroughCalls {
     }
 }
 
+/// Serves the API's router on `listener`, over TLS when `args` says so, in the background.
+fn serve_api(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    args: &CloudArgs,
+    stop: &Stop,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    match &args.listener_tls {
+        Some(tls) => tokio::spawn(loupe_cloud::serve_router_tls(listener, router, Arc::clone(tls), stopped(stop))),
+        None => tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop))),
+    }
+}
+
 /// `loupe cloud api`: the API server, with the services in process or, given their addresses, in front of
 /// `loupe cloud auth|profile|scripts` (then it needs no metastore).
 pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
+    let mut args = args.clone();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let config = loupe_proxy::proxy::server_tls_config(cert, key)
+            .with_context(|| format!("unusable --tls-cert {} / --tls-key {}", cert.display(), key.display()))?;
+        tracing::info!(cert = %cert.display(), "the API's port serves TLS only");
+        args.cloud.listener_tls = Some(config);
+    }
+    let args = &args;
     let ops = OpsListener { addr: args.metrics_listen, colocated: None };
     let bus: Option<Arc<dyn loupe_bus::Bus>> = match &args.nats_url {
         Some(url) => Some(Arc::new(
@@ -623,7 +654,7 @@ pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
     if let Some(addr) = &args.vzconn_addr {
         router = mount_remote_vzconn(router, addr, &tls)?;
     }
-    let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
+    let api = serve_api(listener, router, &args.cloud, stop);
     both(api, ops).await?;
     Ok(())
 }

@@ -71,9 +71,13 @@ pub struct ProxyArgs {
     /// Also listen for plain HTTP here, answering every request with a redirect to https.
     #[arg(long, env = "LOUPE_PROXY_REDIRECT_LISTEN")]
     pub redirect_listen: Option<SocketAddr>,
-    /// The cloud API to forward to (plain HTTP).
+    /// The cloud API to forward to: plain HTTP, or `https://` with --upstream-ca.
     #[arg(long, env = "LOUPE_PROXY_UPSTREAM", default_value = "http://127.0.0.1:51200")]
     pub upstream: String,
+    /// PEM file of the only CA the upstream's certificate may chain to (`ca.crt` from `loupe setup init-secrets`,
+    /// with `loupe cloud api --tls-cert internal.crt`); the upstream is then `https://`, its host the name checked.
+    #[arg(long, env = "LOUPE_PROXY_UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
     /// PEM certificate chain to present. Default: `<data-dir>/secrets/server.crt`.
     #[arg(long, env = "LOUPE_TLS_CERT")]
     pub cert: Option<PathBuf>,
@@ -126,9 +130,9 @@ pub(crate) fn requested_names(domain: Option<&str>, sans: &[String]) -> Result<V
     Ok(names)
 }
 
-/// The cloud's internal gRPC services, by their Kubernetes Service names (deploy/cloud/base): what the API
-/// gateway dials, so what the internal certificate must name.
-pub(crate) const INTERNAL_SERVICES: [&str; 4] = ["auth", "profile", "scripts", "vzconn-internal"];
+/// The cloud's internal listeners, by their Kubernetes Service names (deploy/cloud/base): what the API gateway
+/// and the proxy dial, so what the internal certificate must name.
+pub(crate) const INTERNAL_SERVICES: [&str; 5] = ["api-service", "auth", "profile", "scripts", "vzconn-internal"];
 
 /// The names of the internal certificate: every internal service, short and qualified by `namespace`, and
 /// `sans`.
@@ -261,10 +265,23 @@ pub async fn init_secrets(args: &InitSecretsArgs) -> Result<()> {
 /// `loupe cloud proxy`: the TLS proxy alone, until `shutdown`.
 pub async fn run_proxy(args: &ProxyArgs, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
     let secrets = args.data_dir.join(SECRETS_DIR);
+    let upstream_ca = match &args.upstream_ca {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("failed to read the upstream CA {} (--upstream-ca)", path.display()))?;
+            tracing::info!(upstream = %args.upstream, ca = %path.display(), "forwarding to the API over TLS");
+            Some(pem)
+        }
+        None => {
+            tracing::info!(upstream = %args.upstream, "forwarding to the API over plain HTTP (no --upstream-ca)");
+            None
+        }
+    };
     let config = ProxyConfig {
         listen: args.listen,
         redirect_listen: args.redirect_listen,
         upstream: args.upstream.clone(),
+        upstream_ca,
         cert: args.cert.clone().unwrap_or_else(|| secrets.join(SERVER_CERT)),
         key: args.key.clone().unwrap_or_else(|| secrets.join(SERVER_KEY)),
         upstream_headers: Vec::new(),
@@ -369,6 +386,7 @@ pub async fn start_for_up(
         listen: args.proxy_listen,
         redirect_listen: None,
         upstream: format!("http://{}", SocketAddr::new(upstream_ip, api.port())),
+        upstream_ca: None,
         cert: dir.join(SERVER_CERT),
         key: dir.join(SERVER_KEY),
         upstream_headers: args.upstream_secret.iter().map(|s| (PROXY_SECRET_HEADER.to_owned(), s.clone())).collect(),
