@@ -3,7 +3,7 @@
 The cloud overlay is rendered with `kubectl kustomize`, and each Deployment's and Job's command, args and env are
 run as local processes (the `loupe` binary built here standing in for the image), against real PostgreSQL, NATS
 and Redis started on loopback from Debian's packages, with the StatefulSets' own settings. Service names become
-loopback ports: `http://auth:50100` in an env value reaches the local `auth`, whose `0.0.0.0:50100` listener was
+loopback ports: `https://auth:50100` in an env value reaches the local `auth`, whose `0.0.0.0:50100` listener was
 moved to that port. Secret and ConfigMap volumes become directories with the same files; the Secret
 `loupe-secrets` is written by the real `init-secrets` Job through a small Kubernetes API on loopback (the calls
 and answers of a real API server for one Secret), and read back from there for the mounts and `secretKeyRef`s.
@@ -11,7 +11,9 @@ and answers of a real API server for one Secret), and read back from there for t
 Then, as a user would: `px auth login` through the proxy (https, the generated CA), the forced password change,
 `px deploy-key create`, and a vizier started from the rendered vizier manifests (query broker, a Kelvin, PEM and
 connector, with the deploy key and the cloud's CA as the operator would create them), until `px get viziers` shows
-it connected and a script answers through it.
+it connected and a script answers through it. The gateway's hops to auth, profile and scripts are TLS with the
+internal certificate init-secrets issued, and so is the proxy's hop to the API: checked directly too (the certificate names the services and chains to
+the CA; another CA's client and plain HTTP/2 get nothing).
 Last, `loupe doctor` with the services' settings passes every check, and fails the right one for each fault put
 in on purpose: a wrong domain, an address without its port, a stopped NATS.
 
@@ -27,6 +29,7 @@ import pathlib
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -431,6 +434,44 @@ def doctor(r, by, cloud):
           "stopped NATS each fail theirs")
 
 
+def internal_tls(r, ca_pem, ns):
+    """The gateway's hops are TLS: each service's listener presents a certificate naming it, under the CA."""
+    ca = r.work / "internal-ca.crt"
+    ca.write_bytes(ca_pem)
+    for name, port in (("api-service", 51200), ("auth", 50100), ("profile", 51500), ("scripts", 52000),
+                       ("vzconn-internal", 51801)):
+        local = r.services[(name, port)]
+        trusted = ssl.create_default_context(cafile=str(ca))
+        trusted.set_alpn_protocols(["h2"])
+        for host in (name, f"{name}.{ns}.svc.cluster.local"):
+            with socket.create_connection(("127.0.0.1", local), timeout=5) as raw:
+                with trusted.wrap_socket(raw, server_hostname=host) as tls:
+                    if tls.selected_alpn_protocol() != "h2":
+                        raise SystemExit(f"replay: {name} did not offer h2 over TLS")
+        # The system's authorities do not know the internal CA: the handshake fails.
+        try:
+            with socket.create_connection(("127.0.0.1", local), timeout=5) as raw:
+                with ssl.create_default_context().wrap_socket(raw, server_hostname=name):
+                    pass
+            raise SystemExit(f"replay: {name} was trusted without the internal CA")
+        except ssl.SSLCertVerificationError:
+            pass
+        # Plain HTTP/2 (the client preface) gets no HTTP/2 answer: a TLS alert or a closed connection.
+        with socket.create_connection(("127.0.0.1", local), timeout=5) as raw:
+            raw.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            try:
+                answer = raw.recv(64)
+            except (ConnectionResetError, socket.timeout):
+                answer = b""
+            if answer[:1] not in (b"", b"\x15"):
+                raise SystemExit(f"replay: {name} answered plain HTTP/2: {answer!r}")
+    log = (r.work / "api.log").read_text()
+    if "internal gRPC over TLS" not in log:
+        raise SystemExit("replay: the gateway did not log the TLS mode of its internal hops")
+    if "forwarding to the API over TLS" not in (r.work / "proxy.log").read_text():
+        raise SystemExit("replay: the proxy did not log that it reaches the API over TLS")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loupe", required=True)
@@ -489,6 +530,8 @@ def main():
         key = r.px(["deploy-key", "create", "-o", "json"]).stdout
         deploy_key = re.search(r"px-dep-[A-Za-z0-9_-]+", key).group(0)
         print("  px: logged in through the proxy, password changed, deploy key created")
+        internal_tls(r, first["ca.crt"], ns)
+        print("  internal hops (proxy -> API -> services): TLS with the internal certificate; other CA and h2c refused")
 
         # 5. a vizier from the rendered vizier manifests, its cloud address the public vzconn-service.
         vizier = render(ROOT / args.vizier)

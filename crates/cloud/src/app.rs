@@ -171,6 +171,92 @@ pub async fn serve_router(
         .await
 }
 
+/// How long a peer may take to finish the TLS handshake before its connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long open connections get to finish their requests once `shutdown` resolves.
+const TLS_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `router` over TLS with `tls` (a service's internal gRPC listener): every connection must complete a
+/// handshake with it first, so a plain-HTTP client or one that does not trust the certificate gets no answer
+/// (logged at debug: the client's problem, not this process's). Peer addresses are available as with
+/// [`serve_router`]. On `shutdown`, stops accepting and lets open connections finish, for a bounded time.
+pub async fn serve_router_tls(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of descriptors and the like: keep serving the connections there are, try again shortly.
+                Err(error) => {
+                    tracing::warn!(%error, "failed to accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        // Reap finished connections so the set does not grow with every connection ever made.
+        while connections.try_join_next().is_some() {}
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let service = tower::ServiceExt::<axum::http::Request<hyper::body::Incoming>>::map_request(
+                router,
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    request
+                },
+            );
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                }
+                _ = async { stop.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(TLS_DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain time; closing them");
+        connections.abort_all();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use axum::body::Body;

@@ -33,9 +33,9 @@ pub mod state;
 
 pub use crate::api::{Route, document as openapi_document, routes};
 pub use crate::app::{
-    Colocated, app, gateway_app, gateway_app_with_queries, ops_app, serve, serve_router, service_app,
+    Colocated, app, gateway_app, gateway_app_with_queries, ops_app, serve, serve_router, serve_router_tls, service_app,
 };
-pub use crate::clients::{ServiceAddrs, ServiceChannel, ServiceClients, remote_channel};
+pub use crate::clients::{InternalTls, ServiceAddrs, ServiceChannel, ServiceClients, remote_channel};
 pub use crate::error::{ApiError, ApiResult, PASSWORD_CHANGE_REQUIRED};
 pub use crate::gateway::pixie::{ByteStream, PixieQueries, VizierCalls, pixie_query_service};
 pub use crate::gateway::{Gateway, PROXY_SECRET_HEADER, grpc_forward_to, require_user};

@@ -12,4 +12,4 @@ pub mod proxy;
 pub mod secrets;
 
 pub use crate::proxy::{Proxy, ProxyConfig, ProxyError, ProxyStats};
-pub use crate::secrets::{Outcome, Report, San, SecretsError, init_secrets};
+pub use crate::secrets::{Outcome, Report, San, SecretsError, init_secrets, init_secrets_with_internal};

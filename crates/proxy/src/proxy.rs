@@ -1,7 +1,7 @@
 //! The TLS-terminating reverse proxy in front of the cloud API, and the plain-HTTP listener that redirects to it.
 //!
-//! Owns TLS (rustls on ring, ALPN `h2` and `http/1.1` on one port), forwarding every request to one plain-HTTP
-//! upstream with its method, path, headers, body and trailers intact (gRPC over HTTP/2 prior knowledge, so
+//! Owns TLS (rustls on ring, ALPN `h2` and `http/1.1` on one port), forwarding every request to one upstream
+//! (plain HTTP, or `https://` verified against a given CA only: the split cloud's internal hop) with its method, path, headers, body and trailers intact (gRPC over HTTP/2 prior knowledge, so
 //! trailers survive; everything else over HTTP/1.1), the `X-Forwarded-*` headers, any fixed headers the
 //! configuration adds (such as a secret by which the upstream recognises this proxy), the 502 answer when the
 //! upstream is down, and the 308 redirect. Must not look inside requests beyond HTTP semantics: no routes, no
@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::{Authority, Scheme};
 use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -85,9 +86,12 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
-    /// The upstream address is not a plain-HTTP `host:port` or `http://host:port`.
-    #[error("invalid upstream {0:?}: expected host:port or http://host:port")]
+    /// The upstream address is not `host:port`, `http://host:port` or (with a CA) `https://host:port`.
+    #[error("invalid upstream {0:?}: expected host:port, http://host:port, or https://host:port with its CA")]
     Upstream(String),
+    /// The upstream CA holds no usable PEM certificate.
+    #[error("the upstream CA holds no usable PEM certificate")]
+    UpstreamCa,
     /// A configured upstream header has an invalid name or value.
     #[error("invalid upstream header {0:?}")]
     UpstreamHeader(String),
@@ -104,8 +108,11 @@ pub struct ProxyConfig {
     /// A plain-HTTP listener answering every request with a 308 to the same host and path on the TLS
     /// listener's port; none when absent.
     pub redirect_listen: Option<SocketAddr>,
-    /// The cloud API, plain HTTP: `host:port` or `http://host:port`.
+    /// The cloud API: `host:port` or `http://host:port`, or `https://host:port` with `upstream_ca`.
     pub upstream: String,
+    /// PEM of the only CA an `https://` upstream's certificate may chain to (its name checked against the
+    /// upstream's host). Without it the upstream must be plain HTTP; with it, it must be https.
+    pub upstream_ca: Option<Vec<u8>>,
     /// PEM certificate chain, the server's certificate first.
     pub cert: PathBuf,
     /// PEM private key of that certificate.
@@ -173,7 +180,9 @@ impl Proxy {
     /// Loads the certificate and key, and binds the listeners (so a busy port fails here, before serving).
     pub async fn bind(config: &ProxyConfig) -> Result<Self> {
         let acceptor = TlsAcceptor::from(server_tls_config(&config.cert, &config.key)?);
-        let forwarder = Arc::new(Forwarder::new(&config.upstream)?.with_headers(&config.upstream_headers)?);
+        let forwarder = Arc::new(
+            Forwarder::new(&config.upstream, config.upstream_ca.as_deref())?.with_headers(&config.upstream_headers)?,
+        );
         let tls = bind(config.listen).await?;
         let redirect = match config.redirect_listen {
             Some(addr) => Some(bind(addr).await?),
@@ -324,32 +333,73 @@ fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
+/// The client side of an https upstream: only `ca_pem`'s certificates are trusted (none without it, when
+/// the upstream is plain HTTP and the configuration is never used).
+fn upstream_tls(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(pem) = ca_pem {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            roots.add(cert.map_err(|_| ProxyError::UpstreamCa)?).map_err(|_| ProxyError::UpstreamCa)?;
+        }
+        if roots.is_empty() {
+            return Err(ProxyError::UpstreamCa);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Forwards requests to the upstream: gRPC over HTTP/2, the rest over HTTP/1.1, each with a pool of its own.
 struct Forwarder {
     scheme: Scheme,
     authority: Authority,
-    http1: Client<HttpConnector, Incoming>,
-    http2: Client<HttpConnector, Incoming>,
+    http1: Client<HttpsConnector<HttpConnector>, Incoming>,
+    http2: Client<HttpsConnector<HttpConnector>, Incoming>,
     extra: Vec<(HeaderName, HeaderValue)>,
     stats: Arc<ProxyStats>,
 }
 
 impl Forwarder {
-    fn new(upstream: &str) -> Result<Self> {
+    fn new(upstream: &str, ca_pem: Option<&[u8]>) -> Result<Self> {
         let invalid = || ProxyError::Upstream(upstream.to_owned());
-        let with_scheme = if upstream.contains("://") { upstream.to_owned() } else { format!("http://{upstream}") };
+        let default_scheme = if ca_pem.is_some() { "https" } else { "http" };
+        let with_scheme =
+            if upstream.contains("://") { upstream.to_owned() } else { format!("{default_scheme}://{upstream}") };
         let uri: Uri = with_scheme.parse().map_err(|_| invalid())?;
         let path_is_root = uri.path_and_query().is_none_or(|p| p.as_str() == "/");
-        if uri.scheme() != Some(&Scheme::HTTP) || !path_is_root {
+        // The scheme must agree with the CA: never https unverified, never plain http when TLS was asked for.
+        let scheme = match (uri.scheme(), ca_pem) {
+            (Some(s), None) if *s == Scheme::HTTP => Scheme::HTTP,
+            (Some(s), Some(_)) if *s == Scheme::HTTPS => Scheme::HTTPS,
+            _ => return Err(invalid()),
+        };
+        if !path_is_root {
             return Err(invalid());
         }
         let authority = uri.authority().cloned().ok_or_else(invalid)?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
         connector.set_nodelay(true);
-        let http1 = Client::builder(TokioExecutor::new()).build(connector.clone());
-        let http2 = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
-        Ok(Self { scheme: Scheme::HTTP, authority, http1, http2, extra: Vec::new(), stats: Arc::default() })
+        connector.enforce_http(false);
+        let tls = upstream_tls(ca_pem)?;
+        // One ALPN per pool: HTTP/1.1 for REST, h2 for gRPC, as over plain HTTP.
+        let https1 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector.clone());
+        let https2 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http2()
+            .wrap_connector(connector);
+        let http1 = Client::builder(TokioExecutor::new()).build(https1);
+        let http2 = Client::builder(TokioExecutor::new()).http2_only(true).build(https2);
+        Ok(Self { scheme, authority, http1, http2, extra: Vec::new(), stats: Arc::default() })
     }
 
     /// Adds fixed headers to every forwarded request.

@@ -1,5 +1,6 @@
-//! The secrets directory: a private CA, a server certificate it signed, and random secrets (the token signing
-//! key, the database password and the node agents' query token), each in its own file.
+//! The secrets directory: a private CA, a server certificate it signed, the internal certificate it signed (what
+//! the cloud's split services present to each other over TLS), and random secrets (the token signing key, the
+//! database password and the node agents' query token), each in its own file.
 //!
 //! Owns generating them (in Rust, with rcgen on ring), the file names, their protection (directory 0700,
 //! private keys and secrets 0600) and the rule that nothing is ever overwritten: a file that exists is kept, and
@@ -30,6 +31,11 @@ pub const CA_KEY: &str = "ca.key";
 pub const SERVER_CERT: &str = "server.crt";
 /// The server certificate's private key.
 pub const SERVER_KEY: &str = "server.key";
+/// The certificate the cloud's internal gRPC listeners present (`loupe cloud auth|profile|scripts|vzconn
+/// --tls-cert`), signed by the CA and naming every internal service; callers trust it through `ca.crt`.
+pub const INTERNAL_CERT: &str = "internal.crt";
+/// The internal certificate's private key.
+pub const INTERNAL_KEY: &str = "internal.key";
 /// A random key for signing session tokens (64 hex digits).
 pub const JWT_SIGNING_KEY: &str = "jwt-signing-key";
 /// A random password for the metastore's database (32 hex digits).
@@ -187,6 +193,9 @@ pub struct Report {
     /// Names asked for that the kept server certificate does not cover: it must be reissued (remove
     /// `server.crt` and `server.key` and run again) for clients to reach the server by those names.
     pub missing_names: Vec<San>,
+    /// Internal names asked for that the kept internal certificate does not cover (remove `internal.crt` and
+    /// `internal.key` and run again to reissue it).
+    pub missing_internal_names: Vec<San>,
 }
 
 impl Report {
@@ -208,11 +217,25 @@ impl Report {
 /// The directory is made 0700 (and tightened if it existed), private keys and secrets 0600. Every file is
 /// published with a link that fails if the name exists, so two concurrent runs never overwrite each other.
 pub fn init_secrets(dir: &Path, extra_names: &[San]) -> Result<Report> {
+    init_secrets_with_internal(dir, extra_names, &[])
+}
+
+/// [`init_secrets`], and the internal certificate (`internal.crt`, `internal.key`) for `localhost`, the
+/// loopback addresses and `internal_names` (the cluster's service names), issued by the CA when absent. Without
+/// the CA's key (a server certificate provided from elsewhere) the internal pair is not issued: the services
+/// then say which file they miss. A kept internal certificate is checked against `internal_names` like the
+/// server certificate.
+pub fn init_secrets_with_internal(dir: &Path, extra_names: &[San], internal_names: &[San]) -> Result<Report> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io("create", dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io("restrict", dir))?;
     let path = |name: &str| dir.join(name);
     let exists = |name: &str| path(name).exists();
-    let mut report = Report { dir: dir.to_owned(), files: Vec::new(), missing_names: Vec::new() };
+    let mut report = Report {
+        dir: dir.to_owned(),
+        files: Vec::new(),
+        missing_names: Vec::new(),
+        missing_internal_names: Vec::new(),
+    };
 
     if exists(CA_KEY) && !exists(CA_CERT) {
         return Err(SecretsError::Incomplete { present: path(CA_KEY), missing: path(CA_CERT) });
@@ -264,6 +287,8 @@ pub fn init_secrets(dir: &Path, extra_names: &[San]) -> Result<Report> {
         }
     }
 
+    internal_pair(dir, internal_names, &mut report)?;
+
     // 32 bytes for an HMAC-SHA256 key; 16 for a password that must fit in URLs and config files unquoted.
     for (name, bytes) in [
         (JWT_SIGNING_KEY, 32),
@@ -280,6 +305,43 @@ pub fn init_secrets(dir: &Path, extra_names: &[San]) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// Issues the internal certificate when absent and the CA's key is at hand; checks a kept one's names.
+fn internal_pair(dir: &Path, internal_names: &[San], report: &mut Report) -> Result<()> {
+    let path = |name: &str| dir.join(name);
+    match (path(INTERNAL_CERT).exists(), path(INTERNAL_KEY).exists()) {
+        (true, true) => {
+            report.files.extend([(INTERNAL_CERT, Outcome::Kept), (INTERNAL_KEY, Outcome::Kept)]);
+            report.missing_internal_names = uncovered_names(&path(INTERNAL_CERT), internal_names)?;
+        }
+        (true, false) => {
+            return Err(SecretsError::Incomplete { present: path(INTERNAL_CERT), missing: path(INTERNAL_KEY) });
+        }
+        (false, true) => {
+            return Err(SecretsError::Incomplete { present: path(INTERNAL_KEY), missing: path(INTERNAL_CERT) });
+        }
+        (false, false) => {
+            if !(path(CA_CERT).exists() && path(CA_KEY).exists()) {
+                return Ok(());
+            }
+            let ca = load_ca(dir)?;
+            let mut names = San::defaults();
+            for name in internal_names {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+            let (cert_pem, key_pem) = issue_server_cert(&ca, &names)?;
+            if !chains_to(&cert_pem, &ca.cert_pem) {
+                return Err(SecretsError::ForeignCa { ca_cert: path(CA_CERT) });
+            }
+            write_new(&path(INTERNAL_KEY), key_pem.as_bytes(), 0o600)?;
+            write_new(&path(INTERNAL_CERT), cert_pem.as_bytes(), 0o644)?;
+            report.files.extend([(INTERNAL_CERT, Outcome::Created), (INTERNAL_KEY, Outcome::Created)]);
+        }
+    }
+    Ok(())
 }
 
 /// The CA: its key, its certificate, and the parameters a certificate it issues names it by.
@@ -508,6 +570,8 @@ pub(crate) mod tests {
             CA_KEY,
             SERVER_CERT,
             SERVER_KEY,
+            INTERNAL_CERT,
+            INTERNAL_KEY,
             JWT_SIGNING_KEY,
             DB_PASSWORD,
             REDIS_PASSWORD,
@@ -543,6 +607,7 @@ pub(crate) mod tests {
         for name in [
             CA_KEY,
             SERVER_KEY,
+            INTERNAL_KEY,
             JWT_SIGNING_KEY,
             DB_PASSWORD,
             REDIS_PASSWORD,
@@ -551,7 +616,7 @@ pub(crate) mod tests {
         ] {
             assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
         }
-        for name in [CA_CERT, SERVER_CERT] {
+        for name in [CA_CERT, SERVER_CERT, INTERNAL_CERT] {
             assert_eq!(mode(&dir.join(name)), 0o644, "{name}");
         }
     }
@@ -614,6 +679,33 @@ pub(crate) mod tests {
         let err = init_secrets(&dir, &[]).expect_err("no CA key to issue with");
         assert!(matches!(err, SecretsError::NoCaKey { .. }), "{err}");
         assert!(!dir.join(SERVER_CERT).exists());
+    }
+
+    #[test]
+    fn the_internal_certificate_names_the_services_chains_to_the_ca_and_is_never_replaced() {
+        let dir = temp_dir("internal");
+        let internal = [San::parse("auth").expect("name"), San::parse("auth.plc.svc.cluster.local").expect("name")];
+        let public = [San::parse("loupe.example.com").expect("name")];
+        let first = init_secrets_with_internal(&dir, &public, &internal).expect("init");
+        assert!(first.files.contains(&(INTERNAL_CERT, Outcome::Created)), "{:?}", first.files);
+        let cert = read(&dir.join(INTERNAL_CERT)).expect("cert");
+        assert!(chains_to(&cert, &read(&dir.join(CA_CERT)).expect("ca")));
+        assert!(uncovered_names(&dir.join(INTERNAL_CERT), &internal).expect("check").is_empty());
+        // The public name is the proxy's, not the internal listeners'.
+        assert_eq!(uncovered_names(&dir.join(INTERNAL_CERT), &public).expect("check"), public.to_vec());
+        let more = [San::parse("profile").expect("name")];
+        let second = init_secrets_with_internal(&dir, &public, &more).expect("second run");
+        assert!(second.files.contains(&(INTERNAL_CERT, Outcome::Kept)), "{:?}", second.files);
+        assert_eq!(second.missing_internal_names, more.to_vec());
+        assert_eq!(read(&dir.join(INTERNAL_CERT)).expect("cert"), cert);
+        // Without the CA's key, no internal pair is made up, and nothing fails.
+        std::fs::remove_file(dir.join(INTERNAL_CERT)).expect("rm");
+        std::fs::remove_file(dir.join(INTERNAL_KEY)).expect("rm");
+        std::fs::remove_file(dir.join(CA_KEY)).expect("rm");
+        let third = init_secrets_with_internal(&dir, &public, &internal).expect("third run");
+        assert!(!dir.join(INTERNAL_CERT).exists());
+        assert!(third.files.iter().all(|(name, _)| *name != INTERNAL_CERT), "{:?}", third.files);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

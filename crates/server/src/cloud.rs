@@ -14,7 +14,9 @@ use loupe_auth::{
     AdminBootstrap, InMemorySessionCache, RedisSessionCache, RedisSessionCacheConfig, SessionCache, SigningKey,
 };
 use loupe_cloud::services::GatewayCredential;
-use loupe_cloud::{CloudConfig, CloudState, Gateway, ServiceAddrs, ServiceClients, ServiceKind, TrustedProxy};
+use loupe_cloud::{
+    CloudConfig, CloudState, Gateway, InternalTls, ServiceAddrs, ServiceClients, ServiceKind, TrustedProxy,
+};
 use loupe_metastore::Metastore;
 
 /// Where the cloud keeps its state.
@@ -66,6 +68,9 @@ pub struct CloudArgs {
     /// Set by `loupe up`: the secret its TLS proxy adds to every request (never a flag).
     #[arg(skip)]
     pub proxy_secret: Option<String>,
+    /// Set by `loupe cloud api --tls-cert`: the API's port serves TLS with it (never a flag).
+    #[arg(skip)]
+    pub listener_tls: Option<Arc<rustls::ServerConfig>>,
     /// Longest a script sent through the cloud to a vizier may run, its results included (e.g. 5m, 90s); then
     /// the cloud stops waiting and tells the vizier to stop. The vizier's own --query-timeout applies as well.
     #[arg(long, env = "LOUPE_VIZIER_QUERY_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
@@ -83,21 +88,37 @@ pub struct ApiArgs {
     /// No credential is asked there: keep it where only probes and Prometheus reach it.
     #[arg(long, env = "LOUPE_METRICS_LISTEN", default_value = "127.0.0.1:9092")]
     pub metrics_listen: SocketAddr,
-    /// Address of `loupe cloud auth` (e.g. http://auth:50100); with the other two, the API server runs as a
-    /// gateway without a metastore of its own.
+    /// Address of `loupe cloud auth` (e.g. https://auth:50100); with the other two, the API server runs as a
+    /// gateway without a metastore of its own. The internal hops are TLS: see --internal-ca.
     #[arg(long, env = "LOUPE_AUTH_ADDR", requires_all = ["profile_addr", "scripts_addr"])]
     pub auth_addr: Option<String>,
-    /// Address of `loupe cloud profile` (e.g. http://profile:51500).
+    /// Address of `loupe cloud profile` (e.g. https://profile:51500).
     #[arg(long, env = "LOUPE_PROFILE_ADDR", requires_all = ["auth_addr", "scripts_addr"])]
     pub profile_addr: Option<String>,
-    /// Address of `loupe cloud scripts` (e.g. http://scripts:52000).
+    /// Address of `loupe cloud scripts` (e.g. https://scripts:52000).
     #[arg(long, env = "LOUPE_SCRIPTS_ADDR", requires_all = ["auth_addr", "profile_addr"])]
     pub scripts_addr: Option<String>,
-    /// Address of `loupe cloud vzconn` (plain HTTP/2 on an internal network, e.g. http://vzconn:51800, served
-    /// with --insecure-plaintext): VZConn's gRPC calls (`/loupe.vzconn.v1.*`) on the API's port, and so through
-    /// the TLS proxy, are forwarded there, so viziers may use the cloud's one public address.
+    /// Address of `loupe cloud vzconn` (e.g. https://vzconn-internal:51801, serving the internal certificate):
+    /// VZConn's gRPC calls (`/loupe.vzconn.v1.*`) on the API's port, and so through the TLS proxy, are forwarded
+    /// there, so viziers may use the cloud's one public address.
     #[arg(long, env = "LOUPE_VZCONN_ADDR")]
     pub vzconn_addr: Option<String>,
+    /// PEM file of the CA the internal services' certificates must chain to (`ca.crt` from `loupe setup
+    /// init-secrets`); each is checked against the host of its address (e.g. `auth`). Needed, or
+    /// --insecure-internal, as soon as one service address is given.
+    #[arg(long, env = "LOUPE_INTERNAL_CA", value_name = "FILE")]
+    pub internal_ca: Option<PathBuf>,
+    /// Talk plain HTTP/2 to the service addresses: only on a network no one else can read or join (sessions
+    /// and the gateway's credential cross it in clear).
+    #[arg(long, env = "LOUPE_INSECURE_INTERNAL", conflicts_with = "internal_ca")]
+    pub insecure_internal: bool,
+    /// PEM certificate chain the API's port presents, e.g. `internal.crt` (naming `api-service`): the port then
+    /// serves TLS only, and the proxy in front needs --upstream-ca. Default: plain HTTP.
+    #[arg(long, env = "LOUPE_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "LOUPE_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// NATS URL of the message bus `loupe cloud vzconn` uses (e.g. nats://nats:4222): scripts sent to this API
     /// (`px run -c VIZIER`) reach the viziers through it. Without it, queries are refused.
     #[arg(long, env = "LOUPE_NATS_URL", hide_env_values = true)]
@@ -108,8 +129,8 @@ pub struct ApiArgs {
 pub enum VzConnMount {
     /// VZConn itself and its cron side, on this bus with these settings.
     InProcess(Arc<dyn loupe_bus::Bus>, loupe_vzconn::VzConnConfig, loupe_vzconn::CronConfig),
-    /// Forwarded to this address.
-    Remote(String),
+    /// Forwarded to this address, over TLS unless the mode is `Insecure`.
+    Remote(String, InternalTls),
 }
 
 /// The path VZConn's gRPC calls take.
@@ -118,8 +139,8 @@ fn vzconn_path() -> String {
     format!("/{name}/{{*method}}")
 }
 
-fn mount_remote_vzconn(router: axum::Router, addr: &str) -> Result<axum::Router> {
-    let channel = loupe_cloud::remote_channel("vzconn", addr).context("invalid --vzconn-addr")?;
+fn mount_remote_vzconn(router: axum::Router, addr: &str, tls: &InternalTls) -> Result<axum::Router> {
+    let channel = loupe_cloud::remote_channel("vzconn", addr, tls).context("invalid --vzconn-addr")?;
     tracing::info!(vzconn = %addr, "forwarding VZConn (loupe.vzconn.v1) from the API's port");
     Ok(router.route_service(&vzconn_path(), loupe_cloud::grpc_forward_to(channel)))
 }
@@ -147,7 +168,72 @@ pub struct ServiceArgs {
     #[arg(long, env = "LOUPE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
+    pub tls: ServiceTlsArgs,
+    #[command(flatten)]
     pub state: StateArgs,
+}
+
+/// The TLS of a service's internal gRPC listener: a certificate (`internal.crt` from `loupe setup
+/// init-secrets`, naming the service), or an explicit opt-out. Neither is refused: a split service does not
+/// silently serve in clear.
+#[derive(Args, Clone, Debug)]
+pub struct ServiceTlsArgs {
+    /// PEM certificate chain the gRPC listener presents, e.g. `internal.crt` from `loupe setup init-secrets`
+    /// (signed by its CA, naming every internal service). Callers verify it with --internal-ca.
+    #[arg(long, env = "LOUPE_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert, e.g. `internal.key`.
+    #[arg(long, env = "LOUPE_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP/2 instead: only on a network no one else can read or join.
+    #[arg(long, env = "LOUPE_INSECURE_INTERNAL", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub insecure_internal: bool,
+}
+
+/// The listener's TLS configuration, `None` with --insecure-internal; says which mode was chosen.
+fn service_tls(service: &str, args: &ServiceTlsArgs) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let config = loupe_proxy::proxy::server_tls_config(cert, key)
+                .with_context(|| format!("unusable --tls-cert {} / --tls-key {}", cert.display(), key.display()))?;
+            tracing::info!(service, cert = %cert.display(), "internal gRPC over TLS");
+            Ok(Some(config))
+        }
+        _ if args.insecure_internal => {
+            tracing::warn!(
+                service,
+                "--insecure-internal: internal gRPC in plain HTTP/2; sessions cross the network in clear"
+            );
+            Ok(None)
+        }
+        _ => anyhow::bail!(
+            "loupe cloud {service} serves its gRPC over TLS: give --tls-cert and --tls-key (`internal.crt` and \
+             `internal.key` from `loupe setup init-secrets`), or --insecure-internal on a network no one else reads"
+        ),
+    }
+}
+
+/// How the API reaches the processes named by its address flags; says which mode was chosen.
+fn internal_tls(args: &ApiArgs) -> Result<InternalTls> {
+    match &args.internal_ca {
+        Some(path) => {
+            let ca_pem = std::fs::read(path)
+                .with_context(|| format!("failed to read the internal CA {} (--internal-ca)", path.display()))?;
+            if !String::from_utf8_lossy(&ca_pem).contains("-----BEGIN CERTIFICATE-----") {
+                anyhow::bail!("{} holds no PEM certificate (--internal-ca)", path.display());
+            }
+            tracing::info!(ca = %path.display(), "internal gRPC over TLS, servers verified against the internal CA");
+            Ok(InternalTls::Verified { ca_pem })
+        }
+        None if args.insecure_internal => {
+            tracing::warn!("--insecure-internal: internal gRPC in plain HTTP/2; sessions cross the network in clear");
+            Ok(InternalTls::Insecure)
+        }
+        None => anyhow::bail!(
+            "the internal services are reached over TLS: give --internal-ca (`ca.crt` from `loupe setup \
+             init-secrets`), or --insecure-internal on a network no one else reads"
+        ),
+    }
 }
 
 /// `30d`, `12h`, `90m`, `3600s`: a positive duration with a unit.
@@ -469,10 +555,10 @@ pub async fn start_api(
             });
             router = router.route_service(&vzconn_path(), vzconn.service());
         }
-        Some(VzConnMount::Remote(addr)) => router = mount_remote_vzconn(router, &addr)?,
+        Some(VzConnMount::Remote(addr, tls)) => router = mount_remote_vzconn(router, &addr, &tls)?,
         None => {}
     }
-    let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
+    let api = serve_api(listener, router, args, stop);
     Ok(StartedApi {
         task: tokio::spawn(both(api, ops)),
         metastore: Arc::clone(&state.metastore),
@@ -508,9 +594,30 @@ impl loupe_cloud::VizierCalls for PassthroughCalls {
     }
 }
 
+/// Serves the API's router on `listener`, over TLS when `args` says so, in the background.
+fn serve_api(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    args: &CloudArgs,
+    stop: &Stop,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    match &args.listener_tls {
+        Some(tls) => tokio::spawn(loupe_cloud::serve_router_tls(listener, router, Arc::clone(tls), stopped(stop))),
+        None => tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop))),
+    }
+}
+
 /// `loupe cloud api`: the API server, with the services in process or, given their addresses, in front of
 /// `loupe cloud auth|profile|scripts` (then it needs no metastore).
 pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
+    let mut args = args.clone();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let config = loupe_proxy::proxy::server_tls_config(cert, key)
+            .with_context(|| format!("unusable --tls-cert {} / --tls-key {}", cert.display(), key.display()))?;
+        tracing::info!(cert = %cert.display(), "the API's port serves TLS only");
+        args.cloud.listener_tls = Some(config);
+    }
+    let args = &args;
     let ops = OpsListener { addr: args.metrics_listen, colocated: None };
     let bus: Option<Arc<dyn loupe_bus::Bus>> = match &args.nats_url {
         Some(url) => Some(Arc::new(
@@ -523,13 +630,15 @@ pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
             None
         }
     };
+    let remote = args.auth_addr.is_some() || args.vzconn_addr.is_some();
+    let tls = if remote { internal_tls(args)? } else { InternalTls::Insecure };
     let (Some(auth), Some(profile), Some(scripts)) = (&args.auth_addr, &args.profile_addr, &args.scripts_addr) else {
-        let vzconn = args.vzconn_addr.clone().map(VzConnMount::Remote);
+        let vzconn = args.vzconn_addr.clone().map(|addr| VzConnMount::Remote(addr, tls));
         start_api(&args.cloud, bus, vzconn, ops, stop).await?.task.await??;
         return Ok(());
     };
     let addrs = ServiceAddrs { auth: auth.clone(), profile: profile.clone(), scripts: scripts.clone() };
-    let clients = ServiceClients::remote(&addrs)?;
+    let clients = ServiceClients::remote(&addrs, &tls)?;
     // The services believe the client addresses this gateway stamps only with the credential derived from
     // the signing key they share.
     let credential = GatewayCredential::derive(&signing_key(&args.cloud.state)?)?;
@@ -543,15 +652,17 @@ pub async fn run_api(args: &ApiArgs, stop: &Stop) -> Result<()> {
     let ops = start_ops(ops, gateway.clone(), stop).await?;
     let mut router = public_router(gateway, bus, &args.cloud);
     if let Some(addr) = &args.vzconn_addr {
-        router = mount_remote_vzconn(router, addr)?;
+        router = mount_remote_vzconn(router, addr, &tls)?;
     }
-    let api = tokio::spawn(loupe_cloud::serve_router(listener, router, stopped(stop)));
+    let api = serve_api(listener, router, &args.cloud, stop);
     both(api, ops).await?;
     Ok(())
 }
 
 /// `loupe cloud auth|profile|scripts`: one service process. The auth service also creates the first admin.
 pub async fn run_service(kind: ServiceKind, args: &ServiceArgs, stop: &Stop) -> Result<()> {
+    // Before anything else: a service missing its certificate must not touch the metastore first.
+    let tls = service_tls(kind.name(), &args.tls)?;
     let state = open_state(&args.state, cloud_config(&args.state, None)).await?;
     if args.state.redis_url.is_none() {
         tracing::warn!(
@@ -569,12 +680,17 @@ pub async fn run_service(kind: ServiceKind, args: &ServiceArgs, stop: &Stop) -> 
     };
     let addr = args.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)));
     let listener = bind(addr, "--listen").await?;
-    tracing::info!(service = kind.name(), addr = %listener.local_addr()?, "cloud service listening (gRPC)");
+    tracing::info!(
+        service = kind.name(), addr = %listener.local_addr()?, tls = tls.is_some(), "cloud service listening (gRPC)"
+    );
     let metrics = args.metrics_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_metrics_port)));
     let ops = OpsListener { addr: metrics, colocated: None };
     let ops = start_ops(ops, Gateway::in_process(&state), stop).await?;
-    let service =
-        tokio::spawn(loupe_cloud::serve_router(listener, loupe_cloud::service_app(state, kind), stopped(stop)));
+    let app = loupe_cloud::service_app(state, kind);
+    let service = match tls {
+        Some(tls) => tokio::spawn(loupe_cloud::serve_router_tls(listener, app, tls, stopped(stop))),
+        None => tokio::spawn(loupe_cloud::serve_router(listener, app, stopped(stop))),
+    };
     both(service, ops).await?;
     Ok(())
 }

@@ -94,7 +94,7 @@ enum VizierCommand {
 enum CloudCommand {
     /// The API server: REST under /api/v1 and gRPC loupe.cloud.v1 on one port, health and metrics. Runs the
     /// services in process unless --auth-addr, --profile-addr and --scripts-addr name them.
-    Api(ApiArgs),
+    Api(Box<ApiArgs>),
     /// The auth service (gRPC): sessions, API keys, deploy keys; creates the first admin.
     Auth(ServiceArgs),
     /// The profile service (gRPC): org, users, settings, invitations, viziers.

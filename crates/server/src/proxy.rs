@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use loupe_proxy::secrets::{CA_CERT, SERVER_CERT, SERVER_KEY};
+use loupe_proxy::secrets::{CA_CERT, INTERNAL_CERT, INTERNAL_KEY, SERVER_CERT, SERVER_KEY};
 use loupe_proxy::{Outcome, Proxy, ProxyConfig, Report, San};
 
 use crate::default_data_dir;
@@ -32,6 +32,14 @@ pub struct InitSecretsArgs {
     /// Another DNS name or IP address the server certificate must cover (repeatable).
     #[arg(long = "san", value_name = "NAME")]
     pub sans: Vec<String>,
+    /// The Kubernetes namespace the cloud runs in: the internal certificate (`internal.crt`, presented by the
+    /// split services to each other) names each internal service as `<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc` and
+    /// `<svc>.<ns>.svc.cluster.local`. Default with --k8s-secret: the Secret's namespace; else short names only.
+    #[arg(long, env = "LOUPE_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Another DNS name or IP address the internal certificate must cover (repeatable).
+    #[arg(long = "internal-san", value_name = "NAME")]
+    pub internal_sans: Vec<String>,
     /// The data directory (holds `secrets/` unless --dir says otherwise).
     #[arg(long, env = "LOUPE_DATA_DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
@@ -63,9 +71,13 @@ pub struct ProxyArgs {
     /// Also listen for plain HTTP here, answering every request with a redirect to https.
     #[arg(long, env = "LOUPE_PROXY_REDIRECT_LISTEN")]
     pub redirect_listen: Option<SocketAddr>,
-    /// The cloud API to forward to (plain HTTP).
+    /// The cloud API to forward to: plain HTTP, or `https://` with --upstream-ca.
     #[arg(long, env = "LOUPE_PROXY_UPSTREAM", default_value = "http://127.0.0.1:51200")]
     pub upstream: String,
+    /// PEM file of the only CA the upstream's certificate may chain to (`ca.crt` from `loupe setup init-secrets`,
+    /// with `loupe cloud api --tls-cert internal.crt`); the upstream is then `https://`, its host the name checked.
+    #[arg(long, env = "LOUPE_PROXY_UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
     /// PEM certificate chain to present. Default: `<data-dir>/secrets/server.crt`.
     #[arg(long, env = "LOUPE_TLS_CERT")]
     pub cert: Option<PathBuf>,
@@ -118,7 +130,42 @@ pub(crate) fn requested_names(domain: Option<&str>, sans: &[String]) -> Result<V
     Ok(names)
 }
 
+/// The cloud's internal listeners, by their Kubernetes Service names (deploy/cloud/base): what the API gateway
+/// and the proxy dial, so what the internal certificate must name.
+pub(crate) const INTERNAL_SERVICES: [&str; 5] = ["api-service", "auth", "profile", "scripts", "vzconn-internal"];
+
+/// The names of the internal certificate: every internal service, short and qualified by `namespace`, and
+/// `sans`.
+pub(crate) fn internal_names(namespace: Option<&str>, sans: &[String]) -> Result<Vec<San>> {
+    let mut names = Vec::new();
+    let namespace = namespace.map(str::trim).filter(|ns| !ns.is_empty());
+    for service in INTERNAL_SERVICES {
+        names.push(San::Dns(service.to_owned()));
+        if let Some(ns) = namespace {
+            for name in
+                [format!("{service}.{ns}"), format!("{service}.{ns}.svc"), format!("{service}.{ns}.svc.cluster.local")]
+            {
+                names.push(San::parse(&name).with_context(|| format!("invalid namespace {ns:?}"))?);
+            }
+        }
+    }
+    for san in sans {
+        names.push(San::parse(san).with_context(|| format!("invalid --internal-san {san:?}"))?);
+    }
+    Ok(names)
+}
+
 fn missing_names_warning(report: &Report) -> Option<String> {
+    if !report.missing_internal_names.is_empty() {
+        let names: Vec<String> = report.missing_internal_names.iter().map(San::to_string).collect();
+        // Printed apart: the server certificate's warning below is the one returned.
+        eprintln!(
+            "warning: {} does not cover {}: services reached by those names will be refused; remove {INTERNAL_CERT} \
+             and {INTERNAL_KEY} and run `loupe setup init-secrets` again to reissue it with the same CA",
+            report.path(INTERNAL_CERT).display(),
+            names.join(", ")
+        );
+    }
     (!report.missing_names.is_empty()).then(|| {
         let names: Vec<String> = report.missing_names.iter().map(San::to_string).collect();
         format!(
@@ -162,7 +209,9 @@ fn kube_api(args: &InitSecretsArgs) -> Result<loupe_proxy::k8s::KubeApi> {
 /// which added, never a value.
 async fn init_k8s_secret(args: &InitSecretsArgs, name: &str, dir: &Path, names: &[San]) -> Result<()> {
     let api = kube_api(args)?;
-    let report = loupe_proxy::k8s::sync_secret(&api, name, dir, names, &args.only)
+    let namespace = args.namespace.as_deref().unwrap_or(api.namespace());
+    let internal = internal_names(Some(namespace), &args.internal_sans)?;
+    let report = loupe_proxy::k8s::sync_secret(&api, name, dir, names, &internal, &args.only)
         .await
         .with_context(|| format!("failed to initialise the Kubernetes Secret {name}"))?;
     for key in &report.kept {
@@ -191,7 +240,8 @@ pub async fn init_secrets(args: &InitSecretsArgs) -> Result<()> {
     if let Some(name) = &args.k8s_secret {
         return init_k8s_secret(args, name, &dir, &names).await;
     }
-    let report = loupe_proxy::init_secrets(&dir, &names)
+    let internal = internal_names(args.namespace.as_deref(), &args.internal_sans)?;
+    let report = loupe_proxy::init_secrets_with_internal(&dir, &names, &internal)
         .with_context(|| format!("failed to initialise the secrets in {}", dir.display()))?;
     for (name, outcome) in &report.files {
         let verb = match outcome {
@@ -215,10 +265,23 @@ pub async fn init_secrets(args: &InitSecretsArgs) -> Result<()> {
 /// `loupe cloud proxy`: the TLS proxy alone, until `shutdown`.
 pub async fn run_proxy(args: &ProxyArgs, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
     let secrets = args.data_dir.join(SECRETS_DIR);
+    let upstream_ca = match &args.upstream_ca {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("failed to read the upstream CA {} (--upstream-ca)", path.display()))?;
+            tracing::info!(upstream = %args.upstream, ca = %path.display(), "forwarding to the API over TLS");
+            Some(pem)
+        }
+        None => {
+            tracing::info!(upstream = %args.upstream, "forwarding to the API over plain HTTP (no --upstream-ca)");
+            None
+        }
+    };
     let config = ProxyConfig {
         listen: args.listen,
         redirect_listen: args.redirect_listen,
         upstream: args.upstream.clone(),
+        upstream_ca,
         cert: args.cert.clone().unwrap_or_else(|| secrets.join(SERVER_CERT)),
         key: args.key.clone().unwrap_or_else(|| secrets.join(SERVER_KEY)),
         upstream_headers: Vec::new(),
@@ -323,6 +386,7 @@ pub async fn start_for_up(
         listen: args.proxy_listen,
         redirect_listen: None,
         upstream: format!("http://{}", SocketAddr::new(upstream_ip, api.port())),
+        upstream_ca: None,
         cert: dir.join(SERVER_CERT),
         key: dir.join(SERVER_KEY),
         upstream_headers: args.upstream_secret.iter().map(|s| (PROXY_SECRET_HEADER.to_owned(), s.clone())).collect(),
@@ -335,4 +399,23 @@ pub async fn start_for_up(
         ca.display()
     );
     Ok(tokio::spawn(proxy.serve(shutdown)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_internal_names_are_every_service_short_and_in_the_namespace() {
+        let short = internal_names(None, &[]).expect("names");
+        assert_eq!(short, INTERNAL_SERVICES.map(|s| San::Dns(s.to_owned())).to_vec());
+        let names = internal_names(Some("plc"), &["10.0.0.7".to_owned()]).expect("names");
+        assert_eq!(names.len(), INTERNAL_SERVICES.len() * 4 + 1);
+        for wanted in ["auth", "profile.plc", "scripts.plc.svc", "vzconn-internal.plc.svc.cluster.local"] {
+            assert!(names.contains(&San::Dns(wanted.to_owned())), "{wanted}");
+        }
+        assert!(names.contains(&San::Ip("10.0.0.7".parse().expect("ip"))));
+        assert!(internal_names(Some("bad ns"), &[]).is_err());
+        assert!(internal_names(None, &["not a name".to_owned()]).is_err());
+    }
 }

@@ -27,16 +27,22 @@ pub struct VzConnArgs {
     /// --tls-cert) unless --insecure-plaintext is given.
     #[arg(long, env = "LOUPE_VZCONN_LISTEN", default_value = "127.0.0.1:51800")]
     pub listen: SocketAddr,
-    /// PEM certificate chain to present. Default: `<data-dir>/secrets/server.crt`, generated with the CA (and
-    /// covering --domain) when the secrets directory lacks it.
+    /// PEM certificate chain to present: the cloud's `server.crt` where viziers dial in, `internal.crt` for the
+    /// instance the API gateway forwards to (--vzconn-addr). Default: `<data-dir>/secrets/server.crt`, generated
+    /// with the CA (and covering --domain) when the secrets directory lacks it.
     #[arg(long, env = "LOUPE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert. Default: `<data-dir>/secrets/server.key`.
     #[arg(long, env = "LOUPE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Serve plain HTTP/2 instead of TLS: only behind a TLS proxy, or on a network where viziers' credentials
-    /// may be read.
-    #[arg(long, env = "LOUPE_VZCONN_INSECURE_PLAINTEXT", conflicts_with_all = ["tls_cert", "tls_key"])]
+    /// may be read. Also spelt --insecure-internal, as the other split services' opt-out.
+    #[arg(
+        long,
+        alias = "insecure-internal",
+        env = "LOUPE_VZCONN_INSECURE_PLAINTEXT",
+        conflicts_with_all = ["tls_cert", "tls_key"]
+    )]
     pub insecure_plaintext: bool,
     /// The deployment's domain: the generated server certificate also covers it and `*.<domain>`.
     #[arg(long, env = "LOUPE_DOMAIN", default_value = "localhost")]

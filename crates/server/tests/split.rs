@@ -5,6 +5,10 @@
 //! reaching them through the same generated clients `loupe up` uses in process; `loupe cloud proxy` terminates
 //! TLS in front of the gateway. The real `px` drives it over https, trusting the generated CA.
 //!
+//! The hops between the gateway and the services are TLS: each service presents `internal.crt` from
+//! init-secrets, the gateway verifies it against `--internal-ca`. A gateway trusting another CA, or speaking
+//! plain HTTP/2, gets nothing from the services, and a service without a certificate refuses to start.
+//!
 //! Needs no root. Checks that a logout done by the auth process is seen by the scripts process (through
 //! Redis), and that a restarted service is picked up by the running gateway.
 
@@ -29,13 +33,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// `loupe cloud <service>` on `port`, over the shared metastore, Redis and signing key.
+/// `loupe cloud <service>` on `port`, over the shared metastore, Redis and signing key, serving TLS with the
+/// internal certificate.
 fn service(service: &str, port: u16, metastore: &str, redis: &str, secrets: &Path) -> Guard {
     let child = Command::new(loupe_bin())
         .args(["cloud", service, "--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", "127.0.0.1:0"])
         .args(["--metastore-url", metastore, "--redis-url", redis])
         .arg("--signing-key-file")
         .arg(secrets.join("jwt-signing-key"))
+        .arg("--tls-cert")
+        .arg(secrets.join("internal.crt"))
+        .arg("--tls-key")
+        .arg(secrets.join("internal.key"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -86,9 +95,12 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
     let gateway = Command::new(loupe_bin())
         .args(["cloud", "api", "--api-listen", &format!("127.0.0.1:{api_port}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-        .args(["--auth-addr", &format!("http://127.0.0.1:{auth_port}")])
-        .args(["--profile-addr", &format!("http://127.0.0.1:{profile_port}")])
+        // By IP, by name (checked against the certificate's names), and bare (TLS is the default).
+        .args(["--auth-addr", &format!("https://127.0.0.1:{auth_port}")])
+        .args(["--profile-addr", &format!("https://localhost:{profile_port}")])
         .args(["--scripts-addr", &format!("127.0.0.1:{scripts_port}")])
+        .arg("--internal-ca")
+        .arg(secrets.join("ca.crt"))
         // The services believe the client addresses the gateway stamps only with a credential derived from it.
         .arg("--signing-key-file")
         .arg(secrets.join("jwt-signing-key"))
@@ -170,6 +182,8 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
     assert!(text(&ended.stderr).contains("session has ended"), "{}", text(&ended.stderr));
     drop(scripts);
 
+    internal_hops_refuse_the_wrong_ca_and_plain_http(&dir, &secrets, [auth_port, profile_port], &metastore);
+
     // The key came from init-secrets, not from the metastore.
     let kv = Command::new("psql")
         .arg(&metastore)
@@ -178,4 +192,75 @@ fn the_cloud_runs_as_separate_processes_behind_the_gateway() {
         .expect("psql (from postgresql-15)");
     assert!(kv.status.success(), "psql: {}", text(&kv.stderr));
     assert_eq!(text(&kv.stdout).trim(), "0", "a signing key was generated into the metastore");
+}
+
+/// A gateway on its own ports in front of the running auth and profile services (`addrs`), with `extra` flags;
+/// its `/readyz` answer once it listens, and its log.
+fn gateway_readyz(dir: &Path, tag: &str, secrets: &Path, addrs: [String; 2], extra: &[&str]) -> (String, String) {
+    let (api_port, metrics_port) = (free_port(), free_port());
+    let log_path = dir.join(format!("{tag}.log"));
+    let log = std::fs::File::create(&log_path).expect("log");
+    let child = Command::new(loupe_bin())
+        .args(["cloud", "api", "--api-listen", &format!("127.0.0.1:{api_port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--auth-addr", &addrs[0], "--profile-addr", &addrs[1], "--scripts-addr", &addrs[1]])
+        .args(extra)
+        .arg("--signing-key-file")
+        .arg(secrets.join("jwt-signing-key"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn loupe cloud api");
+    let _gateway = Guard(child);
+    wait_for_port(metrics_port, tag);
+    let ready = readyz(metrics_port);
+    (ready, std::fs::read_to_string(&log_path).unwrap_or_default())
+}
+
+fn internal_hops_refuse_the_wrong_ca_and_plain_http(dir: &Path, secrets: &Path, ports: [u16; 2], metastore: &str) {
+    let https = ports.map(|p| format!("https://127.0.0.1:{p}"));
+    // The proper CA: the services answer.
+    let (ready, log) =
+        gateway_readyz(dir, "right-ca", secrets, https.clone(), &["--internal-ca", &path(secrets, "ca.crt")]);
+    assert!(ready.starts_with("200 "), "{ready}\n{log}");
+    assert!(log.contains("internal gRPC over TLS"), "{log}");
+
+    // Another deployment's CA: the certificate is refused, and the log says why.
+    let other = dir.join("other-secrets");
+    let init = Command::new(loupe_bin()).args(["setup", "init-secrets", "--dir"]).arg(&other).output().expect("run");
+    assert!(init.status.success(), "init-secrets: {}", text(&init.stderr));
+    let (ready, log) = gateway_readyz(dir, "wrong-ca", secrets, https, &["--internal-ca", &path(&other, "ca.crt")]);
+    assert!(ready.starts_with("503 ") && ready.contains("auth service"), "{ready}");
+    assert!(log.to_lowercase().contains("certificate"), "the refused certificate is not named: {log}");
+
+    // Plain HTTP/2, explicitly asked for: the TLS listeners give it nothing.
+    let http = ports.map(|p| format!("http://127.0.0.1:{p}"));
+    let (ready, log) = gateway_readyz(dir, "plain", secrets, http.clone(), &["--insecure-internal"]);
+    assert!(ready.starts_with("503 ") && ready.contains("auth service"), "{ready}");
+    assert!(log.contains("--insecure-internal"), "the chosen mode is not logged: {log}");
+
+    // Without either, the gateway does not start, nor does a service without its certificate.
+    let out = Command::new(loupe_bin())
+        .args(["cloud", "api", "--api-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--auth-addr", &http[0], "--profile-addr", &http[1], "--scripts-addr", &http[1]])
+        .arg("--signing-key-file")
+        .arg(secrets.join("jwt-signing-key"))
+        .output()
+        .expect("run loupe cloud api");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--internal-ca"), "{}", text(&out.stderr));
+    let out = Command::new(loupe_bin())
+        .args(["cloud", "profile", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--metastore-url", metastore])
+        .arg("--signing-key-file")
+        .arg(secrets.join("jwt-signing-key"))
+        .output()
+        .expect("run loupe cloud profile");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--tls-cert"), "{}", text(&out.stderr));
+}
+
+fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).display().to_string()
 }

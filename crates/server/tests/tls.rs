@@ -116,6 +116,8 @@ fn init_secrets_is_idempotent_and_cloud_proxy_redirects_and_reports_a_down_api()
         "ca.key",
         "server.crt",
         "server.key",
+        "internal.crt",
+        "internal.key",
         "jwt-signing-key",
         "db-password",
         "redis-password",

@@ -102,7 +102,7 @@ fn the_api_gateway_forwards_vzconn_to_its_own_process() {
     let (vz_port, vz_metrics, api_port, api_metrics) = (free_port(), free_port(), free_port(), free_port());
     let _vzconn = Guard(
         Command::new(loupe_bin())
-            .args(["cloud", "vzconn", "--insecure-plaintext", "--metastore-url", &db])
+            .args(["cloud", "vzconn", "--metastore-url", &db])
             .args(["--listen", &format!("127.0.0.1:{vz_port}"), "--metrics-listen", &format!("127.0.0.1:{vz_metrics}")])
             .arg("--data-dir")
             .arg(&cloud.data)
@@ -113,7 +113,10 @@ fn the_api_gateway_forwards_vzconn_to_its_own_process() {
     );
     let _api = Guard(
         Command::new(loupe_bin())
-            .args(["cloud", "api", "--metastore-url", &db, "--vzconn-addr", &format!("http://127.0.0.1:{vz_port}")])
+            .args(["cloud", "api", "--metastore-url", &db, "--vzconn-addr", &format!("https://127.0.0.1:{vz_port}")])
+            // VZConn presents the cloud's certificate (generated in the shared data dir): verified by its CA.
+            .arg("--internal-ca")
+            .arg(cloud.data.join("secrets").join("ca.crt"))
             .args(["--api-listen", &format!("127.0.0.1:{api_port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{api_metrics}")])
             .arg("--data-dir")

@@ -95,6 +95,7 @@ async fn start_proxy(tag: &str, upstream: &str) -> (SocketAddr, SocketAddr, Path
         listen: "127.0.0.1:0".parse().expect("addr"),
         redirect_listen: Some("127.0.0.1:0".parse().expect("addr")),
         upstream: upstream.to_owned(),
+        upstream_ca: None,
         cert: dir.join(SERVER_CERT),
         key: dir.join(SERVER_KEY),
         upstream_headers: vec![("x-upstream-secret".to_owned(), "s3cret".to_owned())],
@@ -347,12 +348,20 @@ fn hop_by_hop_headers_are_dropped_but_te_trailers_is_kept() {
 }
 
 #[test]
-fn upstreams_must_be_plain_http() {
-    assert!(Forwarder::new("127.0.0.1:51200").is_ok());
-    assert!(Forwarder::new("http://127.0.0.1:51200/").is_ok());
+fn upstreams_are_plain_http_or_https_with_their_ca() {
+    assert!(Forwarder::new("127.0.0.1:51200", None).is_ok());
+    assert!(Forwarder::new("http://127.0.0.1:51200/", None).is_ok());
     for bad in ["https://127.0.0.1:1", "http://127.0.0.1:1/prefix", "", "ftp://x:1"] {
-        assert!(matches!(Forwarder::new(bad), Err(ProxyError::Upstream(_))), "{bad}");
+        assert!(matches!(Forwarder::new(bad, None), Err(ProxyError::Upstream(_))), "{bad}");
     }
-    let forwarder = Forwarder::new("127.0.0.1:1").expect("upstream");
+    let dir = crate::secrets::tests::temp_dir("upstream-ca");
+    init_secrets(&dir, &[]).expect("secrets");
+    let ca = std::fs::read(dir.join(crate::secrets::CA_CERT)).expect("ca");
+    assert!(Forwarder::new("https://api-service:51200", Some(&ca)).is_ok());
+    assert!(Forwarder::new("api-service:51200", Some(&ca)).is_ok_and(|f| f.scheme == Scheme::HTTPS));
+    // TLS asked for: plain http is refused, as is a CA file without a certificate.
+    assert!(matches!(Forwarder::new("http://api-service:51200", Some(&ca)), Err(ProxyError::Upstream(_))));
+    assert!(matches!(Forwarder::new("https://api-service:51200", Some(b"nothing")), Err(ProxyError::UpstreamCa)));
+    let forwarder = Forwarder::new("127.0.0.1:1", None).expect("upstream");
     assert!(matches!(forwarder.with_headers(&[("bad name".into(), "v".into())]), Err(ProxyError::UpstreamHeader(_))));
 }
