@@ -80,6 +80,8 @@ pub fn scan(path: &Path) -> Result<Scan, StaticSslError> {
 /// Scans an ELF file's bytes. Anything that is not ELF is [`Scan::None`].
 pub fn scan_data<'data, R: ReadRef<'data>>(data: R) -> Result<Scan, StaticSslError> {
     let file = object::File::parse(data)?;
+    // Section headers may point past the end: an offset is only kept inside the file.
+    let file_len = data.len().unwrap_or(0);
     if file.format() != BinaryFormat::Elf {
         return Ok(Scan::None);
     }
@@ -94,7 +96,7 @@ pub fn scan_data<'data, R: ReadRef<'data>>(data: R) -> Result<Scan, StaticSslErr
             let Ok(name) = symbol.name() else { continue };
             let Some(i) = TLS_PROBES.iter().position(|&(probe, _, _)| probe == name) else { continue };
             if offsets[i].is_none() {
-                offsets[i] = symbol.section_index().and_then(|index| file_offset(&file, index, symbol.address()));
+                offsets[i] = symbol.section_index().and_then(|index| file_offset(&file, index, symbol.address(), file_len));
             }
         }
         let functions: Vec<(&'static str, u64)> =
@@ -112,12 +114,19 @@ pub fn scan_data<'data, R: ReadRef<'data>>(data: R) -> Result<Scan, StaticSslErr
     Ok(if marked { Scan::Stripped } else { Scan::None })
 }
 
-/// The file offset of `address` in section `index`: where a uprobe on it is attached.
-fn file_offset<'data, R: ReadRef<'data>>(file: &object::File<'data, R>, index: SectionIndex, address: u64) -> Option<u64> {
+/// The file offset of `address` in section `index`: where a uprobe on it is attached. `None` unless
+/// it lies inside the section's bytes and the file's `file_len` bytes.
+fn file_offset<'data, R: ReadRef<'data>>(
+    file: &object::File<'data, R>,
+    index: SectionIndex,
+    address: u64,
+    file_len: u64,
+) -> Option<u64> {
     let section = file.section_by_index(index).ok()?;
     let (start, size) = section.file_range()?;
     let within = address.checked_sub(section.address())?;
-    (within < size).then(|| start.checked_add(within)).flatten()
+    let offset = (within < size).then(|| start.checked_add(within)).flatten()?;
+    (offset < file_len).then_some(offset)
 }
 
 #[cfg(test)]
