@@ -375,9 +375,8 @@ fn statically_linked_openssl_plaintext_lands_in_http_events_and_a_stripped_one_i
     assert_eq!(names, ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"], "{found:?}");
     assert_eq!(found.table, SymbolTable::Symtab);
     assert_eq!(scan(&stripped).expect("readable"), Scan::Stripped);
-    let maps_libssl = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps").contains("libssl.so")
-    };
+    let maps_libssl =
+        |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps").contains("libssl.so");
 
     let out = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
@@ -398,7 +397,10 @@ fn statically_linked_openssl_plaintext_lands_in_http_events_and_a_stripped_one_i
     login(api_port);
     let logged = |needle: &str, file: &Path| {
         let file = file.display().to_string();
-        log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().any(|l| l.contains(needle) && l.contains(&file))
+        log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|l| l.contains(needle) && l.contains(&file))
     };
     let deadline = Instant::now() + Duration::from_secs(15);
     while !logged("uprobes attached to OpenSSL linked into this file", &prog) && Instant::now() < deadline {

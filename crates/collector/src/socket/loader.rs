@@ -427,8 +427,7 @@ impl Tracer {
                     .program_mut(program)
                     .ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?
                     .try_into()?;
-                let point =
-                    UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: None };
+                let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: None };
                 p.attach(point, target, UProbeScope::AllProcesses)?;
             }
         }

@@ -96,7 +96,8 @@ pub fn scan_data<'data, R: ReadRef<'data>>(data: R) -> Result<Scan, StaticSslErr
             let Ok(name) = symbol.name() else { continue };
             let Some(i) = TLS_PROBES.iter().position(|&(probe, _, _)| probe == name) else { continue };
             if offsets[i].is_none() {
-                offsets[i] = symbol.section_index().and_then(|index| file_offset(&file, index, symbol.address(), file_len));
+                offsets[i] =
+                    symbol.section_index().and_then(|index| file_offset(&file, index, symbol.address(), file_len));
             }
         }
         let functions: Vec<(&'static str, u64)> =
@@ -108,9 +109,12 @@ pub fn scan_data<'data, R: ReadRef<'data>>(data: R) -> Result<Scan, StaticSslErr
     if file.section_by_name(".symtab").is_some() {
         return Ok(Scan::None);
     }
-    let marked = file.sections().filter(|s| s.kind() == SectionKind::ReadOnlyString || s.kind() == SectionKind::ReadOnlyData).any(|s| {
-        s.size() <= MAX_MARKER_SCAN && s.data().is_ok_and(|d| memchr::memmem::find(d, OPENSSL_MARKER).is_some())
-    });
+    let marked = file
+        .sections()
+        .filter(|s| s.kind() == SectionKind::ReadOnlyString || s.kind() == SectionKind::ReadOnlyData)
+        .any(|s| {
+            s.size() <= MAX_MARKER_SCAN && s.data().is_ok_and(|d| memchr::memmem::find(d, OPENSSL_MARKER).is_some())
+        });
     Ok(if marked { Scan::Stripped } else { Scan::None })
 }
 
