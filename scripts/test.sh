@@ -70,6 +70,9 @@ command -v nghttp >/dev/null 2>&1 || bare+=(nghttp2-client)
 /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || bare+=(python3-grpcio)
 # Go crypto/tls capture: the test builds a stdlib-only Go program (Go 1.19 here, the register ABI).
 command -v go >/dev/null 2>&1 || bare+=(golang-go)
+# Statically linked OpenSSL capture: the test links a C TLS client/server against libssl.a with the C compiler.
+command -v cc >/dev/null 2>&1 || bare+=(gcc libc6-dev)
+[ -f /usr/lib/x86_64-linux-gnu/libssl.a ] || [ -f /usr/lib/aarch64-linux-gnu/libssl.a ] || bare+=(libssl-dev)
 command -v mariadb >/dev/null 2>&1 || bare+=(mariadb-client-core)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || bare+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || bare+=(mosquitto-clients)

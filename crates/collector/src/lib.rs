@@ -23,11 +23,11 @@ use loupe_store::Store;
 pub use budget::{BudgetError, BudgetSplit, MemoryBudget};
 pub use host::{HostEvents, HostEventsConfig, HostStats, HostStatsConfig};
 pub use profiler::{Profiler, ProfilerConfig};
-pub use socket::go_tls;
 pub use socket::live::{LiveSettings, UnknownProtocol};
 pub use socket::loader::{ProbeStatus, Tracer, TracerConfig};
 pub use socket::port_protocols::{PortProtocol, PortProtocolError};
 pub use socket::{SocketConfig, SocketTracer, TableRows, Tracker, TrackerConfig, TrackerStats, events, loader};
+pub use socket::{go_tls, static_ssl};
 pub use source::{Source, Tables};
 
 /// Errors starting the collector.

@@ -8,6 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -38,6 +39,13 @@ pub(crate) fn start_loupe() -> (Guard, u16, u16) {
 
 /// [`start_loupe`] with `extra_args` on `loupe up`'s command line.
 pub(crate) fn start_loupe_with(extra_args: &[&str]) -> (Guard, u16, u16) {
+    let (guard, port, api_port, _log) = start_loupe_logged(extra_args);
+    (guard, port, api_port)
+}
+
+/// [`start_loupe_with`], also keeping every line loupe logs (for tests that check what it said).
+pub(crate) fn start_loupe_logged(extra_args: &[&str]) -> (Guard, u16, u16, Arc<Mutex<Vec<String>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
     // A port picked free may be taken by another test's process before loupe binds it: a start that exits
     // at once (address in use) is retried on other ports, up to three times, instead of waiting out the minute.
     for attempt in 1..=3 {
@@ -51,14 +59,16 @@ pub(crate) fn start_loupe_with(extra_args: &[&str]) -> (Guard, u16, u16) {
             .expect("spawn loupe");
         // Echo loupe's log into the test output, so a failure shows what the agent said.
         let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[loupe] {line}");
+                sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line);
             }
         });
         let mut guard = Guard(child);
         match wait_for_ports_or_exit(&mut guard, &[port, api_port]) {
-            Ok(()) => return (guard, port, api_port),
+            Ok(()) => return (guard, port, api_port, log),
             Err(status) if attempt < 3 => {
                 eprintln!("loupe up exited while starting ({status}); retrying on other ports")
             }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{Guard, free_port, temp_dir, wait_for_port};
-use crate::e2e::{can_trace, login, px, start_loupe, write_script};
+use crate::e2e::{can_trace, login, px, start_loupe, start_loupe_logged, write_script};
 
 /// nginx with TLS on 127.0.0.1:`port`, certificate and key made with `openssl` in `dir`.
 fn start_tls_nginx(dir: &Path, port: u16) -> Guard {
@@ -310,4 +310,168 @@ fn go_crypto_tls_plaintext_lands_in_http_events_for_http1_and_http2() {
             assert!(body.starts_with("secret page /h"), "the response body is plaintext: {r}");
         }
     }
+}
+
+/// Builds `tests/c/sslprog.c` into `dir` as `name` with the C compiler, OpenSSL linked in from
+/// `libssl.a`/`libcrypto.a` (glibc stays shared, as in Node.js builds); `-s` strips its symbols.
+fn build_static_openssl_program(dir: &Path, name: &str, strip: bool) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/sslprog.c");
+    let out = dir.join(name);
+    let mut cc = Command::new("cc");
+    cc.args(["-O1", "-Wall", "-o"]).arg(&out).arg(&src);
+    if strip {
+        cc.arg("-s");
+    }
+    let built = cc
+        .args(["-Wl,-Bstatic", "-lssl", "-lcrypto", "-Wl,-Bdynamic", "-lpthread", "-ldl"])
+        .output()
+        .expect("run cc (apt-get install gcc libc6-dev)");
+    assert!(built.status.success(), "cc: {} (apt-get install libssl-dev)", String::from_utf8_lossy(&built.stderr));
+    out
+}
+
+/// Starts `prog serve` on 127.0.0.1:`port` with the certificate and key in `dir`; waits for "ready".
+fn start_sslprog(prog: &Path, dir: &Path, port: u16) -> Guard {
+    let mut server = Command::new(prog)
+        .arg("serve")
+        .arg(port.to_string())
+        .arg(dir.join("cert.pem"))
+        .arg(dir.join("key.pem"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the static OpenSSL server");
+    let stdout = server.stdout.take().expect("stdout");
+    let guard = Guard(server);
+    let mut ready = String::new();
+    BufReader::new(stdout).read_line(&mut ready).expect("server output");
+    assert_eq!(ready.trim(), "ready", "the static OpenSSL server did not start");
+    guard
+}
+
+/// Runs `prog client port paths…` (one kept-alive connection).
+fn run_sslprog_client(prog: &Path, port: u16, paths: &[&str]) {
+    let out = Command::new(prog).arg("client").arg(port.to_string()).args(paths).output().expect("run the client");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "done",
+        "static OpenSSL client: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn statically_linked_openssl_plaintext_lands_in_http_events_and_a_stripped_one_is_skipped() {
+    if !can_trace() {
+        return;
+    }
+    let dir = temp_dir("static-openssl-capture");
+    let prog = build_static_openssl_program(&dir, "sslprog", false);
+    let stripped = build_static_openssl_program(&dir, "sslprog-stripped", true);
+    // What the agent reads: all four functions from the full symbol table; nothing from the stripped copy.
+    use loupe_collector::static_ssl::{Scan, SymbolTable, scan};
+    let Scan::Found(found) = scan(&prog).expect("readable") else { panic!("OpenSSL not found in {prog:?}") };
+    let names: Vec<&str> = found.functions.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"], "{found:?}");
+    assert_eq!(found.table, SymbolTable::Symtab);
+    assert_eq!(scan(&stripped).expect("readable"), Scan::Stripped);
+    let maps_libssl =
+        |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps").contains("libssl.so");
+
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    let (port, stripped_port) = (free_port(), free_port());
+    // Both servers run before the agent: its first scan reads their executables; the clients started
+    // later run the same files, which the one attach per file covers.
+    let server = start_sslprog(&prog, &dir, port);
+    assert!(!maps_libssl(server.0.id()), "the test program must not map a shared libssl");
+    let _stripped_server = start_sslprog(&stripped, &dir, stripped_port);
+    let (_loupe, _metrics_port, api_port, log) = start_loupe_logged(&[]);
+    login(api_port);
+    let logged = |needle: &str, file: &Path| {
+        let file = file.display().to_string();
+        log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|l| l.contains(needle) && l.contains(&file))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !logged("uprobes attached to OpenSSL linked into this file", &prog) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(logged("uprobes attached to OpenSSL linked into this file", &prog), "no attach logged for {prog:?}");
+
+    run_sslprog_client(&prog, port, &["/a", "/b", "/missing"]);
+    run_sslprog_client(&prog, port, &["/a"]);
+    run_sslprog_client(&stripped, stripped_port, &["/hidden", "/hidden"]);
+
+    let script = write_script(
+        &dir,
+        "static-tls.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='http_events', start_time='-5m')\n\
+             df = df[(df.local_port == {port}) | (df.remote_port == {port}) | (df.local_port == {stripped_port}) | \
+             (df.remote_port == {stripped_port})]\n\
+             s = df.groupby(['trace_role', 'req_path', 'resp_status', 'encrypted']).agg(\n\
+             \x20   n=('latency', px.count), min_latency=('latency', px.min), body=('resp_body', px.any))\n\
+             px.display(s, 'counts')\n"
+        ),
+    );
+    // Client rows (1) from the _ex functions, server rows (2) from SSL_read/SSL_write; none of the
+    // stripped pair's "/hidden" (its TLS records are never parsed as HTTP).
+    let mut want: Counts = [("/a", 200, 2), ("/b", 200, 1), ("/missing", 404, 1)]
+        .iter()
+        .flat_map(|&(path, status, n)| [1, 2].map(|role| ((role, path.to_string(), status, true), n)))
+        .collect();
+    want.sort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (got, rows) = loop {
+        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
+        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
+        let rows: Vec<Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
+        let mut got: Counts = rows
+            .iter()
+            .map(|r| {
+                (
+                    (
+                        r["trace_role"].as_i64().unwrap_or(-1),
+                        r["req_path"].as_str().unwrap_or_default().to_string(),
+                        r["resp_status"].as_i64().unwrap_or(-1),
+                        r["encrypted"].as_bool().unwrap_or(false),
+                    ),
+                    r["n"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect();
+        got.sort();
+        if got == want || Instant::now() > deadline {
+            break (got, rows);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(got, want, "every request once per side, encrypted, from the statically linked OpenSSL");
+    for r in &rows {
+        assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
+        if r["resp_status"].as_i64() == Some(200) {
+            let body = r["body"].as_str().unwrap_or_default();
+            assert!(body.starts_with("secret page /"), "the response body is plaintext: {r}");
+        }
+    }
+    assert!(
+        logged("skipped a file with OpenSSL linked in but no symbol table (stripped)", &stripped),
+        "the stripped executable is skipped with a log line"
+    );
+    assert!(
+        !logged("uprobes not attached", &prog) && !logged("uprobes not attached", &stripped),
+        "no attach error for either program"
+    );
 }

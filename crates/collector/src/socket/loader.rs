@@ -409,6 +409,31 @@ impl Tracer {
         Ok(())
     }
 
+    /// Attaches the TLS uprobes to OpenSSL linked into another file `target` (an executable, or a
+    /// library that is not `libssl`): `functions` are (symbol of [`TLS_PROBES`], file offset), from
+    /// [`super::static_ssl::scan`]. Covers every process running or mapping the file, also later
+    /// ones. Links made before a failure stay.
+    pub fn attach_tls_at(&mut self, target: &std::path::Path, functions: &[(&str, u64)]) -> Result<(), ProbeError> {
+        if self.tls_error.is_some() {
+            return Err(ProbeError::MissingProgram("loupe_ssl_write (TLS programs did not load)".into()));
+        }
+        for &(symbol, offset) in functions {
+            let Some(&(_, entry, ret)) = TLS_PROBES.iter().find(|(s, _, _)| *s == symbol) else {
+                return Err(ProbeError::MissingProgram(format!("no TLS probe for {symbol}")));
+            };
+            for program in [entry, ret] {
+                let p: &mut UProbe = self
+                    .ebpf
+                    .program_mut(program)
+                    .ok_or_else(|| ProbeError::MissingProgram(program.to_owned()))?
+                    .try_into()?;
+                let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: None };
+                p.attach(point, target, UProbeScope::AllProcesses)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Why the Go `crypto/tls` uprobe programs did not load, if they did not.
     pub fn go_tls_error(&self) -> Option<&str> {
         self.go_tls_error.as_deref()

@@ -17,6 +17,7 @@ pub mod loader;
 pub mod port_protocols;
 pub mod protocols;
 mod reassembly;
+pub mod static_ssl;
 pub mod tls;
 mod tracker;
 
@@ -88,6 +89,7 @@ impl SocketTracer {
         tracing::info!(
             libraries = ?tls.attached(),
             go_executables = ?tls.go_attached(),
+            linked = ?tls.linked_attached(),
             "TLS plaintext: uprobes on OpenSSL SSL_read/SSL_write (and _ex) and Go crypto/tls.(*Conn).Read/Write, \
              found in /proc/<pid>/maps and /proc/<pid>/exe every {}s",
             tls::SCAN_INTERVAL.as_secs()

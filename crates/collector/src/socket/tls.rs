@@ -9,6 +9,13 @@
 //! covers every process mapping that file, including processes started later; the periodic rescan
 //! finds new files. A process whose TLS library is not covered (GnuTLS, NSS, wolfSSL, mbed TLS, or a
 //! Go executable that is stripped, older than Go 1.17 or not x86-64) is reported once.
+//!
+//! OpenSSL (or BoringSSL) linked into another file is found too: the process's executable and every
+//! other file it maps executable code from (not `libssl.so*`) are read once per file (by device and
+//! inode) with [`super::static_ssl::scan`]; one holding `SSL_read`/`SSL_write` in its symbol table
+//! gets the same uprobes at those offsets, and is logged once with its path and build-id. A stripped
+//! file that carries OpenSSL's source file names is logged once as skipped. At most
+//! [`MAX_TLS_FILES`] files get the OpenSSL uprobes (shared and linked-in alike).
 //! Must not decode events or parse protocols.
 
 use std::collections::{HashMap, HashSet};
@@ -20,9 +27,15 @@ use tracing::{info, warn};
 
 use super::go_tls::{self, Inspection};
 use super::loader::Tracer;
+use super::static_ssl::{self, Scan};
 
 /// How often `/proc` is listed for new processes.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Most files the OpenSSL uprobes are attached to (8 uprobes each), `libssl` copies and files
+/// linking OpenSSL in together: a host running many different builds cannot make the agent hold
+/// uprobes without bound.
+pub const MAX_TLS_FILES: usize = 256;
 
 /// TLS libraries whose plaintext is not traced, by file name prefix.
 const NOT_COVERED: &[&str] = &["libgnutls.so", "libnss3.so", "libwolfssl.so", "libmbedtls.so"];
@@ -34,6 +47,9 @@ pub struct Mapped {
     pub openssl: Vec<String>,
     /// TLS libraries that are not covered (file names).
     pub uncovered: Vec<String>,
+    /// Other files executable code is mapped from (paths as the process sees them): where OpenSSL
+    /// may be linked in.
+    pub other_code: Vec<String>,
 }
 
 /// Reads the TLS libraries out of one `/proc/<pid>/maps` text.
@@ -41,7 +57,9 @@ pub fn mapped_tls_libraries(maps: &str) -> Mapped {
     let mut out = Mapped::default();
     for line in maps.lines() {
         // address perms offset dev inode path: the path is the sixth field and may hold spaces.
-        let Some(path) = line.splitn(6, ' ').nth(5).map(str::trim_start) else { continue };
+        let mut fields = line.splitn(6, ' ');
+        let perms = fields.nth(1).unwrap_or_default();
+        let Some(path) = fields.nth(3).map(str::trim_start) else { continue };
         if !path.starts_with('/') {
             continue;
         }
@@ -54,6 +72,8 @@ pub fn mapped_tls_libraries(maps: &str) -> Mapped {
             && !out.uncovered.iter().any(|u| u == lib)
         {
             out.uncovered.push((*lib).to_owned());
+        } else if perms.contains('x') && !out.other_code.iter().any(|p| p == path) {
+            out.other_code.push(path.to_owned());
         }
     }
     out
@@ -74,6 +94,12 @@ pub struct TlsAttacher {
     executables: HashMap<(u64, u64), Option<(String, String)>>,
     /// Go executables attached, for the log and tests.
     go_attached: Vec<(PathBuf, String)>,
+    /// Files scanned for linked-in OpenSSL, by (device, inode): whether it is stripped OpenSSL.
+    linked: HashMap<(u64, u64), bool>,
+    /// Files with OpenSSL linked in that the uprobes are attached to, for the log and tests.
+    linked_attached: Vec<PathBuf>,
+    /// The limit [`MAX_TLS_FILES`] was reported.
+    limit_reported: bool,
     last_scan: Option<Instant>,
     own_pid: u32,
 }
@@ -89,6 +115,9 @@ impl TlsAttacher {
             reported: HashSet::new(),
             executables: HashMap::new(),
             go_attached: Vec::new(),
+            linked: HashMap::new(),
+            linked_attached: Vec::new(),
+            limit_reported: false,
             last_scan: None,
             own_pid: std::process::id(),
         }
@@ -102,6 +131,11 @@ impl TlsAttacher {
     /// Go executables the Go TLS uprobes are attached to, with their Go version.
     pub fn go_attached(&self) -> &[(PathBuf, String)] {
         &self.go_attached
+    }
+
+    /// Files with OpenSSL linked in (not `libssl`) the uprobes are attached to.
+    pub fn linked_attached(&self) -> &[PathBuf] {
+        &self.linked_attached
     }
 
     /// Scans if `SCAN_INTERVAL` passed since the last scan.
@@ -141,7 +175,19 @@ impl TlsAttacher {
                     self.attach_file(tracer, &proc_dir, path);
                 }
             }
+            let mut stripped = false;
+            if openssl {
+                let exe_path = proc_dir.join("exe");
+                stripped |= self.scan_linked(tracer, &exe_path, &proc_dir);
+                for path in &mapped.other_code {
+                    let target = proc_dir.join("root").join(path.trim_start_matches('/'));
+                    stripped |= self.scan_linked(tracer, &target, &proc_dir);
+                }
+            }
             let mut uncovered = mapped.uncovered;
+            if stripped {
+                uncovered.push("OpenSSL linked into a stripped file (no symbols)".into());
+            }
             if mapped.openssl.is_empty()
                 && let Some((version, reason)) = go_uncovered
             {
@@ -154,7 +200,7 @@ impl TlsAttacher {
                     process = comm.trim(),
                     libraries = ?uncovered,
                     "TLS library not covered: this process's TLS plaintext is not traced \
-                     (covered: OpenSSL libssl; Go crypto/tls from Go 1.17 on x86-64 with symbols)"
+                     (covered: OpenSSL libssl, OpenSSL or BoringSSL linked in with symbols; Go crypto/tls from Go 1.17 on x86-64 with symbols)"
                 );
             }
         }
@@ -195,13 +241,82 @@ impl TlsAttacher {
         verdict
     }
 
+    /// Whether another file may get the OpenSSL uprobes; reports the limit once.
+    fn under_limit(&mut self) -> bool {
+        if self.attached.len() + self.linked_attached.len() < MAX_TLS_FILES {
+            return true;
+        }
+        if !std::mem::replace(&mut self.limit_reported, true) {
+            warn!(limit = MAX_TLS_FILES, "TLS plaintext: file limit reached, no more files get the OpenSSL uprobes");
+        }
+        false
+    }
+
+    /// Scans `target` (the executable, or a mapped file through the process's root) for OpenSSL
+    /// linked in, once per file, and attaches the uprobes where its symbols are. Returns whether it
+    /// is a stripped file with OpenSSL in it.
+    fn scan_linked(&mut self, tracer: &mut Tracer, target: &Path, proc_dir: &Path) -> bool {
+        let Ok(meta) = std::fs::metadata(target) else { return false };
+        let key = (meta.dev(), meta.ino());
+        if let Some(&stripped) = self.linked.get(&key) {
+            return stripped;
+        }
+        if !self.under_limit() {
+            // Not cached: a later scan tries again (the limit does not shrink, so this stays cheap).
+            return false;
+        }
+        // `/proc/<pid>/exe` names the file as the process saw it; a mapped file is named by its path.
+        let shown = match target.strip_prefix(proc_dir.join("root")) {
+            Ok(inside) => Path::new("/").join(inside),
+            Err(_) => std::fs::read_link(target).unwrap_or_else(|_| target.to_owned()),
+        };
+        let stripped = match static_ssl::scan(target) {
+            Ok(Scan::Found(found)) => {
+                let names: Vec<&str> = found.functions.iter().map(|(name, _)| *name).collect();
+                match tracer.attach_tls_at(target, &found.functions) {
+                    Ok(()) => {
+                        info!(
+                            file = %shown.display(),
+                            build_id = found.build_id.as_deref().unwrap_or("none"),
+                            device = key.0,
+                            inode = key.1,
+                            symbols = ?found.table,
+                            functions = ?names,
+                            "TLS plaintext: uprobes attached to OpenSSL linked into this file"
+                        );
+                        self.linked_attached.push(shown);
+                    }
+                    Err(error) => {
+                        warn!(file = %shown.display(), %error, "TLS plaintext: uprobes not attached to linked-in OpenSSL")
+                    }
+                }
+                false
+            }
+            Ok(Scan::Stripped) => {
+                info!(
+                    file = %shown.display(),
+                    device = key.0,
+                    inode = key.1,
+                    "TLS plaintext: skipped a file with OpenSSL linked in but no symbol table (stripped): \
+                     SSL_read/SSL_write cannot be found, its TLS plaintext is not traced"
+                );
+                true
+            }
+            // Not ELF, unreadable, or no TLS library in it: nothing to say.
+            Ok(Scan::None) | Err(_) => false,
+        };
+        self.linked.insert(key, stripped);
+        stripped
+    }
+
     fn attach_file(&mut self, tracer: &mut Tracer, proc_dir: &Path, path: &str) {
         // Through the process's root: the file it maps, even inside a container.
         let target = proc_dir.join("root").join(path.trim_start_matches('/'));
         let Ok(meta) = std::fs::metadata(&target) else { return };
-        if !self.files.insert((meta.dev(), meta.ino())) {
+        if self.files.contains(&(meta.dev(), meta.ino())) || !self.under_limit() {
             return;
         }
+        self.files.insert((meta.dev(), meta.ino()));
         match tracer.attach_tls(&target) {
             Ok(()) => {
                 info!(library = path, "TLS plaintext: uprobes attached to SSL_read/SSL_write (and _ex)");
@@ -224,6 +339,10 @@ mod tests {
 7f20-7f30 r--p 00000000 08:01 124 /usr/lib/x86_64-linux-gnu/libgnutls.so.30
 7f30-7f40 rw-p 00000000 00:00 0 \n\
 7f40-7f50 r--p 00000000 08:01 125 /opt/my app/libssl.so.1.1
+5600-5700 r-xp 00001000 08:01 126 /usr/bin/node
+5700-5800 r--p 00101000 08:01 126 /usr/bin/node
+7f50-7f60 r-xp 00001000 08:01 127 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f60-7f70 r-xp 00001000 08:01 127 /usr/lib/x86_64-linux-gnu/libc.so.6
 7ffd-7ffe rw-p 00000000 00:00 0                          [stack]
 ";
         assert_eq!(
@@ -231,6 +350,7 @@ mod tests {
             Mapped {
                 openssl: vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3".into(), "/opt/my app/libssl.so.1.1".into()],
                 uncovered: vec!["libgnutls.so".into()],
+                other_code: vec!["/usr/bin/node".into(), "/usr/lib/x86_64-linux-gnu/libc.so.6".into()],
             }
         );
         assert_eq!(mapped_tls_libraries("garbage\n\n1 2 3"), Mapped::default());
