@@ -1,4 +1,4 @@
-//! Fuzz target: arbitrary bytes as an ELF file into `loupe_collector::static_ssl::scan_data`, the
+//! Fuzz target: arbitrary bytes as an ELF file into `loupe_elf::static_ssl::scan_data`, the
 //! reader that finds OpenSSL linked into executables by their symbol tables. Run with
 //! `cargo fuzz run elf_ssl` from `fuzz/`.
 //!
@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loupe_collector::static_ssl::{Scan, scan_data};
+use loupe_elf::static_ssl::{Scan, scan_data};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(Scan::Found(found)) = scan_data(data) {

@@ -89,6 +89,22 @@ pub const TLS_PROBES: &[(&str, &str, &str)] = &[
     ("SSL_read_ex", "loupe_ssl_read_ex", "loupe_ssl_read_ret"),
 ];
 
+// `loupe_elf::static_ssl` reports functions by these names, in this order.
+const _: () = {
+    assert!(TLS_PROBES.len() == loupe_elf::SSL_FUNCTIONS.len());
+    let mut i = 0;
+    while i < TLS_PROBES.len() {
+        let (a, b) = (TLS_PROBES[i].0.as_bytes(), loupe_elf::SSL_FUNCTIONS[i].as_bytes());
+        assert!(a.len() == b.len());
+        let mut j = 0;
+        while j < a.len() {
+            assert!(a[j] == b[j]);
+            j += 1;
+        }
+        i += 1;
+    }
+};
+
 /// The Go `crypto/tls` programs: (entry program, program attached at each RET) for `(*Conn).Read`;
 /// `(*Conn).Write` emits at its entry and has no RET program.
 const GO_TLS_READ: (&str, &str) = ("loupe_go_tls_read", "loupe_go_tls_read_ret");

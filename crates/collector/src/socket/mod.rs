@@ -17,7 +17,7 @@ pub mod loader;
 pub mod port_protocols;
 pub mod protocols;
 mod reassembly;
-pub mod static_ssl;
+pub use loupe_elf::static_ssl;
 pub mod tls;
 mod tracker;
 

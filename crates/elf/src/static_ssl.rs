@@ -3,12 +3,12 @@
 //! or a shared library that is not `libssl.so`.
 //!
 //! Owns reading one ELF file's symbol tables (`.symtab`, then `.dynsym`) for the defined functions
-//! of [`super::loader::TLS_PROBES`], and turning each symbol's address into the file offset a uprobe
+//! of [`crate::SSL_FUNCTIONS`], and turning each symbol's address into the file offset a uprobe
 //! is attached at. `SSL_read` and `SSL_write` are required; the `_ex` forms are taken when present
 //! (BoringSSL has none). A file without a symbol table whose read-only data carries OpenSSL's
 //! source file names is reported as [`Scan::Stripped`], so the caller can say why it is skipped.
 //! The BPF side maps an `SSL *` to its socket by the syscalls made inside the call, so nothing else
-//! (no `SSL_get_fd`/`SSL_set_fd`) is needed. Must not attach probes (that is `tls` and `loader`)
+//! (no `SSL_get_fd`/`SSL_set_fd`) is needed. Must not attach probes (the collector's `tls` and `loader`)
 //! nor read `/proc`; must never panic, whatever the bytes (fuzzed: `fuzz/fuzz_targets/elf_ssl.rs`).
 
 use std::fs::File;
@@ -17,7 +17,7 @@ use std::path::Path;
 use object::read::ReadCache;
 use object::{BinaryFormat, Object, ObjectSection, ObjectSymbol, ReadRef, SectionIndex, SectionKind, SymbolKind};
 
-use super::loader::TLS_PROBES;
+use crate::SSL_FUNCTIONS;
 
 /// Functions without which a file is not traced.
 const REQUIRED: [&str; 2] = ["SSL_read", "SSL_write"];
@@ -41,7 +41,7 @@ pub enum SymbolTable {
 /// The TLS functions found in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SslFunctions {
-    /// (symbol, file offset) for each function of `TLS_PROBES` found, in `TLS_PROBES`' order.
+    /// (symbol, file offset) for each function of `SSL_FUNCTIONS` found, in `SSL_FUNCTIONS`' order.
     pub functions: Vec<(&'static str, u64)>,
     /// Where `SSL_read` was found.
     pub table: SymbolTable,
@@ -88,20 +88,20 @@ pub fn scan_data<'data, R: ReadRef<'data>>(data: R) -> Result<Scan, StaticSslErr
     let build_id = || file.build_id().ok().flatten().map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
     for (table, symbols) in [(SymbolTable::Symtab, file.symbols()), (SymbolTable::Dynsym, file.dynamic_symbols())] {
         // One pass over the table: node's has a few hundred thousand symbols.
-        let mut offsets: [Option<u64>; TLS_PROBES.len()] = [None; TLS_PROBES.len()];
+        let mut offsets: [Option<u64>; SSL_FUNCTIONS.len()] = [None; SSL_FUNCTIONS.len()];
         for symbol in symbols {
             if !symbol.is_definition() || symbol.kind() != SymbolKind::Text {
                 continue;
             }
             let Ok(name) = symbol.name() else { continue };
-            let Some(i) = TLS_PROBES.iter().position(|&(probe, _, _)| probe == name) else { continue };
+            let Some(i) = SSL_FUNCTIONS.iter().position(|&probe| probe == name) else { continue };
             if offsets[i].is_none() {
                 offsets[i] =
                     symbol.section_index().and_then(|index| file_offset(&file, index, symbol.address(), file_len));
             }
         }
         let functions: Vec<(&'static str, u64)> =
-            TLS_PROBES.iter().zip(offsets).filter_map(|(&(name, _, _), offset)| Some((name, offset?))).collect();
+            SSL_FUNCTIONS.iter().zip(offsets).filter_map(|(&name, offset)| Some((name, offset?))).collect();
         if REQUIRED.iter().all(|r| functions.iter().any(|(name, _)| name == r)) {
             return Ok(Scan::Found(SslFunctions { functions, table, build_id: build_id() }));
         }
