@@ -1,12 +1,12 @@
 //! Shared test harness: a fresh API server per test, request builders and login helpers.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use loupe_auth::{AdminBootstrap, InMemorySessionCache, SessionCache, SigningKey, hash_password};
-use loupe_cloud::{CloudConfig, CloudState, app, bootstrap};
+use loupe_cloud::{CloudConfig, CloudState, CronChanges, app, bootstrap};
 use loupe_metastore::{NewUser, Role};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -55,6 +55,32 @@ pub struct Harness {
 
 pub async fn harness() -> Harness {
     harness_with(CloudConfig::default()).await
+}
+
+/// Records the orgs told to the `CronChanges` hook (their viziers' cron sets changed), in order.
+#[derive(Debug, Default)]
+pub struct Recorder(Mutex<Vec<Uuid>>);
+
+impl Recorder {
+    /// The orgs told so far.
+    pub fn orgs(&self) -> Vec<Uuid> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+impl CronChanges for Recorder {
+    fn changed(&self, org_id: Uuid) {
+        self.0.lock().expect("lock").push(org_id);
+    }
+}
+
+/// A [`harness`] whose `CronChanges` hook is the returned [`Recorder`].
+pub async fn harness_recording_changes() -> (Harness, Arc<Recorder>) {
+    let base = harness().await;
+    let recorder = Arc::new(Recorder::default());
+    let mut state = base.state.clone();
+    state.cron_changes = Some(Arc::clone(&recorder) as Arc<dyn CronChanges>);
+    (Harness { app: app(state.clone()), state }, recorder)
 }
 
 pub async fn harness_with(config: CloudConfig) -> Harness {

@@ -2,34 +2,17 @@
 //! results, delete; every refusal with its reason; each change told to the `CronChanges` hook with the org; and
 //! nothing of one org visible to another.
 
-use std::sync::{Arc, Mutex};
-
-use loupe_cloud::{CronChanges, app};
 use loupe_metastore::{NewCronResult, NewVizier};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::{Cred, Harness, harness, pxl};
-
-/// Records the orgs whose cron scripts changed.
-#[derive(Debug, Default)]
-struct Recorder(Mutex<Vec<Uuid>>);
-
-impl CronChanges for Recorder {
-    fn changed(&self, org_id: Uuid) {
-        self.0.lock().expect("lock").push(org_id);
-    }
-}
+use crate::common::{Cred, harness_recording_changes, pxl};
 
 const PATH: &str = "/api/v1/cron-scripts";
 
 #[tokio::test]
 async fn cron_scripts_are_created_changed_read_and_deleted_by_name() {
-    let base = harness().await;
-    let recorder = Arc::new(Recorder::default());
-    let mut state = base.state.clone();
-    state.cron_changes = Some(Arc::clone(&recorder) as Arc<dyn CronChanges>);
-    let h = Harness { app: app(state.clone()), state };
+    let (h, recorder) = harness_recording_changes().await;
     let a = Cred::Bearer(h.admin_token().await);
     let me = h.call("GET", "/api/v1/auth/me", Some(&a), None).await.expect(200);
     let org: Uuid = me.body["org"]["id"].as_str().expect("org").parse().expect("uuid");
@@ -143,5 +126,5 @@ async fn cron_scripts_are_created_changed_read_and_deleted_by_name() {
     // Two creates and two patches of A, B's create, A's delete: each told once, with its org.
     let b_me = h.call("GET", "/api/v1/auth/me", Some(&b), None).await.expect(200);
     let b_org: Uuid = b_me.body["org"]["id"].as_str().expect("org").parse().expect("uuid");
-    assert_eq!(*recorder.0.lock().expect("lock"), [org, org, org, org, b_org, org]);
+    assert_eq!(recorder.orgs(), [org, org, org, org, b_org, org]);
 }

@@ -3,36 +3,21 @@
 //! viziers learn it with their cron set); one org never sees another's; no credential, no answer.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
-use loupe_cloud::{CronChanges, app};
 use loupe_metastore::Role;
 use loupe_proto::cloudpb::{self, export_target_service_client::ExportTargetServiceClient};
 use serde_json::json;
 use tonic::{Code, Request};
 use uuid::Uuid;
 
-use crate::common::{Cred, Harness, NEW_ADMIN_PASSWORD, harness};
-
-#[derive(Debug, Default)]
-struct Recorder(Mutex<Vec<Uuid>>);
-
-impl CronChanges for Recorder {
-    fn changed(&self, org_id: Uuid) {
-        self.0.lock().expect("lock").push(org_id);
-    }
-}
+use crate::common::{Cred, NEW_ADMIN_PASSWORD, harness_recording_changes};
 
 const PATH: &str = "/api/v1/export-target";
 const SECRET: &str = "s3cret-api-key-value";
 
 #[tokio::test]
 async fn the_export_target_is_set_read_redacted_and_deleted_per_org() {
-    let base = harness().await;
-    let recorder = Arc::new(Recorder::default());
-    let mut state = base.state.clone();
-    state.cron_changes = Some(Arc::clone(&recorder) as Arc<dyn CronChanges>);
-    let h = Harness { app: app(state.clone()), state };
+    let (h, recorder) = harness_recording_changes().await;
     let a = Cred::Bearer(h.admin_token().await);
     let me = h.call("GET", "/api/v1/auth/me", Some(&a), None).await.expect(200);
     let org: Uuid = me.body["org"]["id"].as_str().expect("org").parse().expect("uuid");
@@ -55,7 +40,7 @@ async fn the_export_target_is_set_read_redacted_and_deleted_per_org() {
     let read = h.call("GET", PATH, Some(&a), None).await.expect(200).body;
     assert_eq!(read, set);
     assert!(!read.to_string().contains(SECRET));
-    assert_eq!(*recorder.0.lock().expect("lock"), [org]);
+    assert_eq!(recorder.orgs(), [org]);
     // What the viziers receive holds the value itself.
     let stored = h.state.metastore.get_org_setting(org, loupe_vzconn::EXPORT_DEFAULT_SETTING).await.expect("get");
     let stored = loupe_vzconn::decode_export_default(&stored.expect("stored")).expect("decodes");
@@ -72,7 +57,7 @@ async fn the_export_target_is_set_read_redacted_and_deleted_per_org() {
         let answer = h.call("PUT", PATH, Some(&a), Some(body)).await.expect(400);
         assert!(answer.message().contains(why), "{why}: {}", answer.body);
     }
-    assert_eq!(recorder.0.lock().expect("lock").len(), 1);
+    assert_eq!(recorder.orgs().len(), 1);
 
     // A member reads it but cannot change it.
     h.create_user(org, "member@default.com", Role::Member).await;
@@ -113,6 +98,6 @@ async fn the_export_target_is_set_read_redacted_and_deleted_per_org() {
     h.call("DELETE", PATH, Some(&a), None).await.expect(204);
     h.call("GET", PATH, Some(&a), None).await.expect(404);
     h.call("DELETE", PATH, Some(&a), None).await.expect(404);
-    assert_eq!(recorder.0.lock().expect("lock").iter().filter(|o| **o == org).count(), 2);
+    assert_eq!(recorder.orgs().iter().filter(|o| **o == org).count(), 2);
     assert_eq!(h.call("GET", PATH, Some(&b), None).await.expect(200).body, b_set);
 }

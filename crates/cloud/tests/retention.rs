@@ -4,35 +4,20 @@
 //! another's; no credential, no answer.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
-use loupe_cloud::{CronChanges, app};
 use loupe_metastore::Role;
 use loupe_proto::cloudpb::{self, retention_service_client::RetentionServiceClient};
 use serde_json::json;
 use tonic::{Code, Request};
 use uuid::Uuid;
 
-use crate::common::{Cred, Harness, NEW_ADMIN_PASSWORD, harness};
-
-#[derive(Debug, Default)]
-struct Recorder(Mutex<Vec<Uuid>>);
-
-impl CronChanges for Recorder {
-    fn changed(&self, org_id: Uuid) {
-        self.0.lock().expect("lock").push(org_id);
-    }
-}
+use crate::common::{Cred, NEW_ADMIN_PASSWORD, harness_recording_changes};
 
 const PATH: &str = "/api/v1/retention";
 
 #[tokio::test]
 async fn retention_is_set_per_table_checked_and_reaches_the_viziers_setting() {
-    let base = harness().await;
-    let recorder = Arc::new(Recorder::default());
-    let mut state = base.state.clone();
-    state.cron_changes = Some(Arc::clone(&recorder) as Arc<dyn CronChanges>);
-    let h = Harness { app: app(state.clone()), state };
+    let (h, recorder) = harness_recording_changes().await;
     let a = Cred::Bearer(h.admin_token().await);
     let me = h.call("GET", "/api/v1/auth/me", Some(&a), None).await.expect(200);
     let org: Uuid = me.body["org"]["id"].as_str().expect("org").parse().expect("uuid");
@@ -63,7 +48,7 @@ async fn retention_is_set_per_table_checked_and_reaches_the_viziers_setting() {
     ]);
     assert_eq!(policy, want);
     assert_eq!(h.call("GET", PATH, Some(&a), None).await.expect(200).body, want);
-    assert_eq!(*recorder.0.lock().expect("lock"), [org, org, org]);
+    assert_eq!(recorder.orgs(), [org, org, org]);
     let stored = h.state.metastore.get_org_setting(org, loupe_vzconn::RETENTION_SETTING).await.expect("get");
     let entries = loupe_vzconn::decode_retention(&stored.expect("stored"));
     assert_eq!(
@@ -82,7 +67,7 @@ async fn retention_is_set_per_table_checked_and_reaches_the_viziers_setting() {
         assert!(answer.message().contains(why), "{why}: {}", answer.body);
     }
     h.call("PUT", &format!("{PATH}/http_events"), Some(&a), Some(json!({ "max_age_s": 60 }))).await.expect(400);
-    assert_eq!(recorder.0.lock().expect("lock").len(), 3);
+    assert_eq!(recorder.orgs().len(), 3);
 
     // A member reads it but cannot change it.
     h.create_user(org, "member@default.com", Role::Member).await;
@@ -124,5 +109,5 @@ async fn retention_is_set_per_table_checked_and_reaches_the_viziers_setting() {
     let left = h.call("DELETE", &format!("{PATH}/http_events"), Some(&a), None).await.expect(200).body;
     assert_eq!(left, json!([{ "table": "process_stats", "max_age_s": 86_400, "max_bytes": 1u64 << 30 }]));
     h.call("DELETE", &format!("{PATH}/http_events"), Some(&a), None).await.expect(404);
-    assert_eq!(recorder.0.lock().expect("lock").iter().filter(|o| **o == org).count(), 4);
+    assert_eq!(recorder.orgs().iter().filter(|o| **o == org).count(), 4);
 }
