@@ -60,6 +60,39 @@ fn start_tls_nginx(dir: &Path, port: u16) -> Guard {
 /// (trace_role, req_path, resp_status, encrypted) -> rows.
 type Counts = Vec<((i64, String, i64, bool), i64)>;
 
+/// Runs `script` until its rows, counted by `key` (the row's `n`), equal `want` or 20 s pass; returns the last
+/// counts (sorted) and rows.
+fn poll_counts<K: Ord>(
+    api_port: u16,
+    script: &Path,
+    want: &[(K, i64)],
+    key: impl Fn(&Value) -> K,
+) -> (Vec<(K, i64)>, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
+        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
+        let rows: Vec<Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
+        let mut got: Vec<(K, i64)> = rows.iter().map(|r| (key(r), r["n"].as_i64().unwrap_or(-1))).collect();
+        got.sort();
+        if got == want || Instant::now() > deadline {
+            return (got, rows);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The key of a `Counts` row: (trace_role, req_path, resp_status, encrypted).
+fn role_path_status(r: &Value) -> (i64, String, i64, bool) {
+    (
+        r["trace_role"].as_i64().unwrap_or(-1),
+        r["req_path"].as_str().unwrap_or_default().to_string(),
+        r["resp_status"].as_i64().unwrap_or(-1),
+        r["encrypted"].as_bool().unwrap_or(false),
+    )
+}
+
 #[test]
 fn https_plaintext_lands_in_http_events_once_per_side_encrypted() {
     if !can_trace() {
@@ -120,32 +153,7 @@ fn https_plaintext_lands_in_http_events_once_per_side_encrypted() {
         .flat_map(|&(path, status, n)| [1, 2].map(|role| ((role, path.to_string(), status, true), n)))
         .collect();
     want.sort();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (got, rows) = loop {
-        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
-        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
-        let rows: Vec<Value> =
-            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
-        let mut got: Counts = rows
-            .iter()
-            .map(|r| {
-                (
-                    (
-                        r["trace_role"].as_i64().unwrap_or(-1),
-                        r["req_path"].as_str().unwrap_or_default().to_string(),
-                        r["resp_status"].as_i64().unwrap_or(-1),
-                        r["encrypted"].as_bool().unwrap_or(false),
-                    ),
-                    r["n"].as_i64().unwrap_or(-1),
-                )
-            })
-            .collect();
-        got.sort();
-        if got == want || Instant::now() > deadline {
-            break (got, rows);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let (got, rows) = poll_counts(api_port, &script, &want, role_path_status);
     assert_eq!(got, want, "every HTTPS request once per side (1 client, 2 server), encrypted");
     for r in &rows {
         assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
@@ -248,34 +256,18 @@ fn go_crypto_tls_plaintext_lands_in_http_events_for_http1_and_http2() {
         })
         .collect();
     want.sort();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (got, rows) = loop {
-        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
-        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
-        let rows: Vec<Value> =
-            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
-        let mut got: GoCounts = rows
-            .iter()
-            .map(|r| {
-                let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
-                let int = |c: &str| r[c].as_i64().unwrap_or(-1);
-                let key = (
-                    int("trace_role"),
-                    int("major_version"),
-                    text("req_method"),
-                    text("req_path"),
-                    int("resp_status"),
-                    r["encrypted"].as_bool().unwrap_or(false),
-                );
-                (key, int("n"))
-            })
-            .collect();
-        got.sort();
-        if got == want || Instant::now() > deadline {
-            break (got, rows);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let (got, rows) = poll_counts(api_port, &script, &want, |r| {
+        let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
+        let int = |c: &str| r[c].as_i64().unwrap_or(-1);
+        (
+            int("trace_role"),
+            int("major_version"),
+            text("req_method"),
+            text("req_path"),
+            int("resp_status"),
+            r["encrypted"].as_bool().unwrap_or(false),
+        )
+    });
     if got != want {
         // Every row of the port, to tell a lost request from a lost response.
         let all = write_script(
@@ -432,32 +424,7 @@ fn statically_linked_openssl_plaintext_lands_in_http_events_and_a_stripped_one_i
         .flat_map(|&(path, status, n)| [1, 2].map(|role| ((role, path.to_string(), status, true), n)))
         .collect();
     want.sort();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (got, rows) = loop {
-        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
-        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
-        let rows: Vec<Value> =
-            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
-        let mut got: Counts = rows
-            .iter()
-            .map(|r| {
-                (
-                    (
-                        r["trace_role"].as_i64().unwrap_or(-1),
-                        r["req_path"].as_str().unwrap_or_default().to_string(),
-                        r["resp_status"].as_i64().unwrap_or(-1),
-                        r["encrypted"].as_bool().unwrap_or(false),
-                    ),
-                    r["n"].as_i64().unwrap_or(-1),
-                )
-            })
-            .collect();
-        got.sort();
-        if got == want || Instant::now() > deadline {
-            break (got, rows);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let (got, rows) = poll_counts(api_port, &script, &want, role_path_status);
     assert_eq!(got, want, "every request once per side, encrypted, from the statically linked OpenSSL");
     for r in &rows {
         assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
