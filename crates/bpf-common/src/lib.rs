@@ -138,6 +138,9 @@ pub const GLOBAL_WAKE_BYTES: &str = "loupe_wake_bytes";
 /// Global: most bytes one syscall copies on an HTTP connection, 0 for no HTTP-specific limit
 /// (`loupe_http_copy_bytes`).
 pub const GLOBAL_HTTP_COPY_BYTES: &str = "loupe_http_copy_bytes";
+/// Global: non-zero makes the data syscalls' exit programs read their arguments from the task's saved
+/// registers (`bpf_task_pt_regs`), so their enter programs need not run (`loupe_args_at_exit`).
+pub const GLOBAL_ARGS_AT_EXIT: &str = "loupe_args_at_exit";
 
 /// Common prefix of every record (`struct loupe_event_header`).
 #[repr(C)]

@@ -11,9 +11,10 @@
  *
  * Only syscall tracepoints and uprobes are used: this kernel has no kprobes and fentry/fexit do not load.
  *
- * Flow: sys_enter_* filters by tgid, checks the fd is a TCP socket (cached in conn_map) and
- * stashes the arguments in args_map keyed by pid_tgid; sys_exit_* reads the return value, opens
- * the connection if needed, classifies its first bytes, and for exported protocols copies the
+ * Flow: the data syscalls' sys_exit_* read their arguments from the task's saved registers (or, on kernels
+ * without bpf_task_pt_regs, from args_map, where sys_enter_* stashed them keyed by pid_tgid), filter by
+ * tgid, check the fd is a TCP or UDP socket (cached in conn_map), read the return value, open
+ * the connection if needed, classify its first bytes, and for exported protocols copy the
  * payload into the ring buffer in chunks. sendfile and splice move bytes between an fd and a
  * socket inside the kernel, with no user buffer to copy: they advance the stream position and
  * emit a payload-less record, a gap of known length for user space.
@@ -34,6 +35,12 @@ const volatile __u32 loupe_exclude_tgid = 0; /* usually the agent itself */
 const volatile __u32 loupe_only_tgid = 0;    /* 0 = trace every process */
 const volatile __u32 loupe_wake_every = 64;  /* force a consumer wakeup every N records per CPU */
 const volatile __u32 loupe_wake_bytes = 0;   /* ...or once this many bytes wait in the ring (0: never) */
+/* Set by the loader where bpf_task_pt_regs exists (Linux 5.15+): the data syscalls' exit programs read
+ * their arguments from the task's saved user registers, and their enter programs are not attached. The
+ * enter program's args_map insert and the exit's lookup and delete were about a third of the kernel-side
+ * cost per request (bpf_stats, issue 13). The saved registers still hold the arguments at sys_exit: the
+ * kernel writes only the return value register, and a tracer's changes (ptrace) come after the tracepoint. */
+const volatile __u32 loupe_args_at_exit = 0;
 /* Most bytes one syscall copies on an HTTP connection: the head and the body budget the parser keeps.
  * The rest is accounted for (msg_size), not copied: user space sees a gap of known length, so rows
  * keep the real body size. 0: no HTTP-specific limit (LOUPE_CHUNK_SIZE * LOUPE_MAX_CHUNKS). */
@@ -829,10 +836,43 @@ static long emit_step(__u64 k, void *unused)
 static __always_inline void emit_data(struct scratch *s, __u64 n_iov, __u64 ret)
 {
 	struct loupe_data_event *ev = &s->ev;
-	__u64 budget = copy_budget();
 	__u64 copy = RELOAD(s->copy_limit);
+	/* The budget never goes below LOUPE_PRESSURE_COPY_BYTES: a small message need not ask the ring. */
+	__u64 budget = copy <= LOUPE_PRESSURE_COPY_BYTES ? copy : copy_budget();
+	__u64 limit = copy < budget ? copy : budget;
 
-	s->walk_limit = copy < budget ? copy : budget;
+	/* The common cases, one buffer, or two (a head and a body: nginx's writev), that fit one record: copied
+	 * straight, without the walk's loop. */
+	if (n_iov <= 2 && limit <= LOUPE_CHUNK_SIZE) {
+		__u64 len = s->iov[0].len < limit ? s->iov[0].len : limit;
+		__u64 len2 = 0;
+
+		ev->h.chunk_offset = 0;
+		if (len > LOUPE_CHUNK_SIZE)
+			len = LOUPE_CHUNK_SIZE;
+		if (len > 0 && bpf_probe_read_user(ev->data, len, (const void *)s->iov[0].base)) {
+			stat_inc(LOUPE_STAT_READ_FAILURES); /* the syscall's bytes become a gap */
+			len = 0;
+		} else if (n_iov == 2 && len < limit && len == s->iov[0].len) {
+			len2 = s->iov[1].len < limit - len ? s->iov[1].len : limit - len;
+			/* len < limit <= CHUNK_SIZE: the mask keeps it as it is, for the verifier; len2 may reach
+			 * into ev_slack as the verifier sees it, never in fact. */
+			if (len2 > LOUPE_CHUNK_SIZE)
+				len2 = LOUPE_CHUNK_SIZE;
+			if (len2 > 0 && bpf_probe_read_user(ev->data + (len & (LOUPE_CHUNK_SIZE - 1)), len2,
+							    (const void *)s->iov[1].base)) {
+				stat_inc(LOUPE_STAT_READ_FAILURES);
+				len2 = 0;
+			}
+		}
+		s->walk_fill = len + len2;
+		submit_fill(s, true, ret);
+		if (len + len2 < ret)
+			stat_inc(LOUPE_STAT_TRUNCATED);
+		return;
+	}
+
+	s->walk_limit = limit;
 	s->walk_n_iov = n_iov;
 	s->walk_ret = ret;
 	s->walk_idx = 0;
@@ -898,6 +938,51 @@ static __always_inline __u8 classify_iov(struct scratch *s, __u64 n_iov, __u64 r
 
 /* ---- enter/exit bodies ---- */
 
+/* What prepare_args found. */
+#define ARGS_SKIP 0  /* not a socket to follow */
+#define ARGS_READY 1 /* *a holds the arguments */
+#define ARGS_DONE 2  /* a tracked UDP socket that showed no DNS: nothing to do (the cheapest way out) */
+
+/*
+ * Fills *a with the syscall's arguments if `fd` is a tracked, TCP or UDP socket. `addr` is the user
+ * sockaddr a datagram syscall names (kept for UDP sockets only).
+ */
+static __always_inline int prepare_args(__u64 id, __s64 fd_arg, __u64 buf, __u64 count, __u32 kind, __u64 addr,
+					struct syscall_args *a, struct conn_info **found)
+{
+	__u32 tgid = id >> 32;
+	__s32 fd = (__s32)fd_arg;
+	struct conn_info *c;
+	__u64 key;
+
+	if (!tgid_wanted(tgid) || fd < 0)
+		return ARGS_SKIP;
+	key = conn_key(tgid, fd);
+	c = bpf_map_lookup_elem(&conn_map, &key);
+	*found = c;
+	a->sk = 0;
+	a->dgram = 0;
+	if (!c) {
+		/* The expensive check runs once per connection: afterwards conn_map answers. */
+		a->sk = (__u64)sock_of_fd(fd, &a->dgram);
+		if (!a->sk)
+			return ARGS_SKIP;
+	} else {
+		if (c->dgram && c->protocol == LOUPE_PROTO_OTHER)
+			return ARGS_DONE;
+		a->dgram = c->dgram;
+		/* Inside SSL_read/SSL_write on this thread, the socket it moves bytes on is this one. */
+		if (c->protocol == LOUPE_PROTO_TLS || c->tls)
+			note_tls_fd(id, fd);
+	}
+	a->addr = a->dgram ? addr : 0;
+	a->fd = fd;
+	a->buf = buf;
+	a->count = count;
+	a->kind = kind;
+	return ARGS_READY;
+}
+
 /*
  * Stashes the syscall's arguments for its exit if `fd` is a tracked, TCP or UDP socket; true if it
  * is. `addr` is the user sockaddr a datagram syscall names (kept for UDP sockets only).
@@ -905,36 +990,12 @@ static __always_inline __u8 classify_iov(struct scratch *s, __u64 n_iov, __u64 r
 static __always_inline bool stash_addr_args(__s64 fd_arg, __u64 buf, __u64 count, __u32 kind, __u64 addr)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	__s32 fd = (__s32)fd_arg;
 	struct syscall_args a = {};
-	struct conn_info *c;
-	__u64 key;
+	struct conn_info *found;
+	int r = prepare_args(id, fd_arg, buf, count, kind, addr, &a, &found);
 
-	if (!tgid_wanted(tgid) || fd < 0)
-		return false;
-	key = conn_key(tgid, fd);
-	c = bpf_map_lookup_elem(&conn_map, &key);
-	if (!c) {
-		/* The expensive check runs once per connection: afterwards conn_map answers. */
-		a.sk = (__u64)sock_of_fd(fd, &a.dgram);
-		if (!a.sk)
-			return false;
-	} else {
-		/* A UDP socket that showed no DNS: nothing to stash (the cheapest way out). */
-		if (c->dgram && c->protocol == LOUPE_PROTO_OTHER)
-			return true;
-		a.dgram = c->dgram;
-		/* Inside SSL_read/SSL_write on this thread, the socket it moves bytes on is this one. */
-		if (c->protocol == LOUPE_PROTO_TLS || c->tls)
-			note_tls_fd(id, fd);
-	}
-	if (a.dgram)
-		a.addr = addr;
-	a.fd = fd;
-	a.buf = buf;
-	a.count = count;
-	a.kind = kind;
+	if (r != ARGS_READY)
+		return r == ARGS_DONE;
 	if (bpf_map_update_elem(&args_map, &id, &a, BPF_ANY))
 		stat_inc(LOUPE_STAT_ARGS_MAP_FULL);
 	return true;
@@ -957,10 +1018,11 @@ static __always_inline int enter_data(__s64 fd_arg, __u64 buf, __u64 count, __u3
  * none to track: the socket was closed by another thread meanwhile, or conn_map is full.
  */
 static __always_inline struct conn_info *advance_conn(__u32 tgid, struct syscall_args *a, __u8 direction,
-						      __u64 size, __u64 *pos)
+						      __u64 size, __u64 *pos, struct conn_info *known)
 {
 	__u64 key = conn_key(tgid, a->fd);
-	struct conn_info *c = bpf_map_lookup_elem(&conn_map, &key);
+	/* `known`: the caller's lookup of the same key in this run, saving a second one. */
+	struct conn_info *c = known ? known : bpf_map_lookup_elem(&conn_map, &key);
 
 	if (!c) {
 		if (!a->sk)
@@ -1225,24 +1287,86 @@ static __always_inline int exit_dgram(__u32 tgid, struct syscall_args *a, __u8 d
 	return 0;
 }
 
-static __always_inline int exit_data(long ret, __u8 direction)
+/* Where a data syscall's arguments sit in its saved registers (loupe_args_at_exit). */
+#define REGS_BUF 1      /* read/write(fd, buf, len) */
+#define REGS_BUF_ADDR 2 /* recvfrom/sendto(fd, buf, len, flags, addr, addrlen) */
+#define REGS_IOV 3      /* readv/writev(fd, iov, iovcnt) */
+#define REGS_MSG 4      /* recvmsg/sendmsg(fd, msghdr *, flags) */
+#define REGS_MMSG 5     /* recvmmsg/sendmmsg(fd, mmsghdr *, vlen, ...) */
+
+/*
+ * The finished syscall's arguments, read from the task's saved user registers, as its enter program would
+ * have stashed them (ARGS_* of prepare_args). A msghdr is read from user memory only for a socket followed:
+ * recvmsg writes back its lengths and flags, never the iovec and name pointers read here.
+ */
+static __always_inline int args_from_regs(__u64 id, __u32 how, struct syscall_args *a, struct conn_info **found)
+{
+	/* A BTF pointer: its fields are plain loads (the verifier guards them), not probe-read helper calls. */
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 fd = PT_REGS_PARM1_SYSCALL(regs);
+	__u64 buf = PT_REGS_PARM2_SYSCALL(regs);
+	__u64 count = 0;
+	__u64 addr = 0;
+	__u32 kind = ARGS_BUF;
+	int r;
+
+	if (how == REGS_BUF_ADDR) {
+		addr = PT_REGS_PARM5_SYSCALL(regs);
+	} else if (how == REGS_IOV || how == REGS_MMSG) {
+		count = PT_REGS_PARM3_SYSCALL(regs);
+		kind = how == REGS_IOV ? ARGS_IOV : ARGS_MMSG;
+	}
+	if (how != REGS_MSG)
+		return prepare_args(id, fd, buf, count, kind, addr, a, found);
+
+	r = prepare_args(id, fd, 0, 0, ARGS_IOV, 0, a, found);
+	if (r == ARGS_READY) {
+		struct user_msghdr *msg = (struct user_msghdr *)buf;
+		struct iovec *iov = NULL;
+		void *name = NULL;
+		__u64 iovlen = 0;
+
+		if (bpf_core_read_user(&iov, sizeof(iov), &msg->msg_iov) ||
+		    bpf_core_read_user(&iovlen, sizeof(iovlen), &msg->msg_iovlen) ||
+		    bpf_core_read_user(&name, sizeof(name), &msg->msg_name))
+			return ARGS_SKIP;
+		a->buf = (__u64)iov;
+		a->count = iovlen;
+		a->addr = a->dgram ? (__u64)name : 0;
+	}
+	return r;
+}
+
+/*
+ * A data syscall's exit. `how` says where its arguments sit in the saved registers when
+ * loupe_args_at_exit is set; otherwise its enter program stashed them in args_map.
+ */
+static __always_inline int exit_data(long ret, __u8 direction, __u32 how)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	struct syscall_args *ap = bpf_map_lookup_elem(&args_map, &id);
-	struct syscall_args a;
+	struct syscall_args a = {};
+	struct conn_info *found = NULL;
 	struct conn_info *c;
 	struct scratch *s;
 	__u32 zero = 0;
 	__u64 n_iov;
 	__u64 pos, size, copy;
 
-	if (!ap)
-		return 0;
-	a = *ap;
-	bpf_map_delete_elem(&args_map, &id);
-	if (ret <= 0)
-		return 0;
+	if (loupe_args_at_exit) {
+		/* Failed and empty calls (EAGAIN on a non-blocking socket) leave at once. */
+		if (ret <= 0 || args_from_regs(id, how, &a, &found) != ARGS_READY)
+			return 0;
+	} else {
+		struct syscall_args *ap = bpf_map_lookup_elem(&args_map, &id);
+
+		if (!ap)
+			return 0;
+		a = *ap;
+		bpf_map_delete_elem(&args_map, &id);
+		if (ret <= 0)
+			return 0;
+	}
 	if (a.dgram)
 		return exit_dgram(tgid, &a, direction, (__u64)ret);
 	size = (__u64)ret;
@@ -1262,7 +1386,7 @@ static __always_inline int exit_data(long ret, __u8 direction)
 			return 0;
 	}
 
-	c = advance_conn(tgid, &a, direction, size, &pos);
+	c = advance_conn(tgid, &a, direction, size, &pos, found);
 	if (!c)
 		return 0;
 	/* Not exported, or TLS whose plaintext the uprobes send (a STARTTLS protocol's raw records). */
@@ -1326,7 +1450,7 @@ static __always_inline int exit_nocopy(long ret)
 	size = (__u64)ret;
 	direction = a.count == LOUPE_DIR_INGRESS ? LOUPE_DIR_INGRESS : LOUPE_DIR_EGRESS;
 
-	c = advance_conn(tgid, &a, direction, size, &pos);
+	c = advance_conn(tgid, &a, direction, size, &pos, NULL);
 	if (!c)
 		return 0;
 	stat_inc(LOUPE_STAT_NOT_COPIED);
@@ -1377,7 +1501,7 @@ int loupe_enter_read(void *ctx)
 SEC("tracepoint/syscalls/sys_exit_read")
 int loupe_exit_read(void *ctx)
 {
-	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS);
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS, REGS_BUF);
 }
 
 SEC("tracepoint/syscalls/sys_enter_write")
@@ -1389,7 +1513,7 @@ int loupe_enter_write(void *ctx)
 SEC("tracepoint/syscalls/sys_exit_write")
 int loupe_exit_write(void *ctx)
 {
-	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS, REGS_BUF);
 }
 
 /* recvfrom/sendto(fd, buf, len, flags, addr, addrlen): addr names a UDP datagram's peer. */
@@ -1403,7 +1527,7 @@ int loupe_enter_recvfrom(void *ctx)
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
 int loupe_exit_recvfrom(void *ctx)
 {
-	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS);
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS, REGS_BUF_ADDR);
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendto")
@@ -1416,7 +1540,7 @@ int loupe_enter_sendto(void *ctx)
 SEC("tracepoint/syscalls/sys_exit_sendto")
 int loupe_exit_sendto(void *ctx)
 {
-	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS, REGS_BUF_ADDR);
 }
 
 SEC("tracepoint/syscalls/sys_enter_readv")
@@ -1428,7 +1552,7 @@ int loupe_enter_readv(void *ctx)
 SEC("tracepoint/syscalls/sys_exit_readv")
 int loupe_exit_readv(void *ctx)
 {
-	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS);
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS, REGS_IOV);
 }
 
 SEC("tracepoint/syscalls/sys_enter_writev")
@@ -1440,7 +1564,7 @@ int loupe_enter_writev(void *ctx)
 SEC("tracepoint/syscalls/sys_exit_writev")
 int loupe_exit_writev(void *ctx)
 {
-	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS, REGS_IOV);
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
@@ -1452,7 +1576,7 @@ int loupe_enter_recvmsg(void *ctx)
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
 int loupe_exit_recvmsg(void *ctx)
 {
-	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS);
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS, REGS_MSG);
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
@@ -1464,7 +1588,7 @@ int loupe_enter_sendmsg(void *ctx)
 SEC("tracepoint/syscalls/sys_exit_sendmsg")
 int loupe_exit_sendmsg(void *ctx)
 {
-	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS, REGS_MSG);
 }
 
 /* sendmmsg/recvmmsg(fd, mmsghdr *vec, vlen, ...): several messages in one call (rare on TCP). */
@@ -1477,7 +1601,7 @@ int loupe_enter_sendmmsg(void *ctx)
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int loupe_exit_sendmmsg(void *ctx)
 {
-	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS);
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_EGRESS, REGS_MMSG);
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvmmsg")
@@ -1489,7 +1613,7 @@ int loupe_enter_recvmmsg(void *ctx)
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
 int loupe_exit_recvmmsg(void *ctx)
 {
-	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS);
+	return exit_data(EXIT_RET(ctx), LOUPE_DIR_INGRESS, REGS_MMSG);
 }
 
 /* sendfile(out_fd, in_fd, offset, count): only out_fd can be the socket (in_fd must be mmap-able). */

@@ -28,6 +28,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_finished_builder_starts_the_next_batch_at_the_last_ones_size() {
+        let mut b = HttpEventsBuilder::new();
+        let row = HttpEventRow { req_path: "/a/path/of/some/length".into(), ..Default::default() };
+        for _ in 0..5000 {
+            b.append(&row);
+        }
+        let first = b.finish().expect("batch");
+        assert_eq!(first.num_rows(), 5000);
+        // Room for the last batch and an eighth, so the next one of that size never grows by doubling.
+        assert!(b.latency_ns.capacity() >= 5000 + 5000 / 8, "{}", b.latency_ns.capacity());
+        let before = b.latency_ns.capacity();
+        for _ in 0..5000 {
+            b.append(&row);
+        }
+        assert_eq!(b.latency_ns.capacity(), before, "the second batch fit without growing");
+        let second = b.finish().expect("batch");
+        assert_eq!(HttpEventRow::from_batch(&second), HttpEventRow::from_batch(&first));
+        assert_eq!(second.schema(), http_events().arrow_schema());
+        // An empty batch leaves a builder that still works.
+        let empty = b.finish().expect("empty batch");
+        assert_eq!(empty.num_rows(), 0);
+        b.append(&row);
+        assert_eq!(b.finish().expect("batch").num_rows(), 1);
+    }
+
+    #[test]
     fn builder_matches_schema() {
         let mut b = HttpEventsBuilder::new();
         b.append(&HttpEventRow { time_ns: 1, resp_status: 200, ..Default::default() });

@@ -33,7 +33,7 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope
 use aya::programs::{ProgramError, TracePoint, UProbe};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use loupe_bpf_common as wire;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::go_tls::GoTlsTarget;
 use super::port_protocols::PortProtocol;
@@ -78,6 +78,36 @@ const PROBES: &[(&str, &str, &str)] = &[
     ("loupe_exit_sendfile64", "syscalls", "sys_exit_sendfile64"),
     ("loupe_enter_splice", "syscalls", "sys_enter_splice"),
     ("loupe_exit_splice", "syscalls", "sys_exit_splice"),
+];
+
+/// The data syscalls' enter probes: they only stash arguments for the exit, which reads them from the
+/// saved registers instead where it can ([`TracerConfig::args_at_exit`]). sendfile and splice keep theirs.
+const DATA_ENTERS: &[&str] = &[
+    "loupe_enter_read",
+    "loupe_enter_write",
+    "loupe_enter_readv",
+    "loupe_enter_writev",
+    "loupe_enter_sendto",
+    "loupe_enter_recvfrom",
+    "loupe_enter_sendmsg",
+    "loupe_enter_recvmsg",
+    "loupe_enter_sendmmsg",
+    "loupe_enter_recvmmsg",
+];
+
+/// The exits of [`DATA_ENTERS`]' syscalls: one that does not load in exit mode sends the loader back to
+/// entry mode.
+const DATA_EXITS: &[&str] = &[
+    "loupe_exit_read",
+    "loupe_exit_write",
+    "loupe_exit_readv",
+    "loupe_exit_writev",
+    "loupe_exit_sendto",
+    "loupe_exit_recvfrom",
+    "loupe_exit_sendmsg",
+    "loupe_exit_recvmsg",
+    "loupe_exit_sendmmsg",
+    "loupe_exit_recvmmsg",
 ];
 
 /// The TLS library functions hooked, as (symbol, entry program, return program). The `_ex` forms
@@ -156,6 +186,11 @@ pub struct TracerConfig {
     /// Per-port protocol overrides (at most `MAX_PORT_PROTOCOLS`): the classifier exports such a port's
     /// connections as the given protocol whatever their first bytes, or never (`none`).
     pub port_protocols: Vec<PortProtocol>,
+    /// Read the data syscalls' arguments at their exit, from the task's saved registers, where the
+    /// kernel allows it (`bpf_task_pt_regs`, Linux 5.15+): their enter probes are then not attached,
+    /// which saves a map insert, lookup and delete per syscall. Where it does not load, the tracer
+    /// falls back to stashing them at entry and says so. `false` forces the entry probes.
+    pub args_at_exit: bool,
 }
 
 impl Default for TracerConfig {
@@ -171,6 +206,7 @@ impl Default for TracerConfig {
             exclude_ports: Vec::new(),
             http_copy_bytes: DEFAULT_HTTP_COPY_BYTES,
             port_protocols: Vec::new(),
+            args_at_exit: true,
         }
     }
 }
@@ -300,6 +336,22 @@ pub struct Tracer {
     max_records_per_poll: usize,
     decoded: u64,
     decode_errors: u64,
+    /// The data syscalls' arguments are read at exit (their enter probes are not attached).
+    args_at_exit: bool,
+}
+
+/// Why [`Tracer::load_as`] gave up.
+enum Fallback {
+    /// Reading arguments at exit does not load here (the reason): load again with entry probes.
+    Entry(String),
+    /// Nothing to retry.
+    Fail(LoadError),
+}
+
+impl From<LoadError> for Fallback {
+    fn from(error: LoadError) -> Self {
+        Fallback::Fail(error)
+    }
 }
 
 impl std::fmt::Debug for Tracer {
@@ -319,7 +371,40 @@ impl Tracer {
     /// Attaching needs tracefs mounted: call `preflight::check` first.
     pub fn load(config: &TracerConfig) -> Result<Tracer, LoadError> {
         validate(config)?;
+        if config.args_at_exit {
+            match Self::load_as(config, true) {
+                Ok(tracer) => {
+                    info!("socket tracer reads syscall arguments at exit (task registers)");
+                    return Ok(tracer);
+                }
+                Err(Fallback::Entry(reason)) => {
+                    warn!(
+                        error = %reason,
+                        "syscall arguments cannot be read at exit on this kernel (bpf_task_pt_regs): \
+                         stashing them at entry instead, at a higher cost per traced syscall"
+                    );
+                }
+                Err(Fallback::Fail(error)) => return Err(error),
+            }
+        }
+        let tracer = Self::load_as(config, false).map_err(|e| match e {
+            Fallback::Fail(e) => e,
+            Fallback::Entry(_) => unreachable!("entry mode has no fallback"),
+        })?;
+        info!("socket tracer stashes syscall arguments at entry");
+        Ok(tracer)
+    }
+
+    /// Whether the data syscalls' arguments are read at their exit (see [`TracerConfig::args_at_exit`]).
+    pub fn args_at_exit(&self) -> bool {
+        self.args_at_exit
+    }
+
+    /// [`Tracer::load`] in one mode: arguments read at exit (`at_exit`), or stashed by enter probes.
+    fn load_as(config: &TracerConfig, at_exit: bool) -> Result<Tracer, Fallback> {
+        let at_exit_flag = u32::from(at_exit);
         let mut ebpf = EbpfLoader::new()
+            .override_global(wire::GLOBAL_ARGS_AT_EXIT, &at_exit_flag, true)
             .override_global(wire::GLOBAL_EXCLUDE_TGID, &config.exclude_tgid, true)
             .override_global(wire::GLOBAL_ONLY_TGID, &config.only_tgid, true)
             .override_global(wire::GLOBAL_WAKE_EVERY, &config.wake_every, true)
@@ -346,11 +431,18 @@ impl Tracer {
         let mut probes = Vec::with_capacity(PROBES.len());
         let mut first_failure: Option<(String, ProbeError)> = None;
         for &(program, category, tracepoint) in PROBES {
+            if at_exit && DATA_ENTERS.contains(&program) {
+                continue;
+            }
             let name = format!("{category}/{tracepoint}");
             match attach(&mut ebpf, program, category, tracepoint) {
                 Ok(()) => {
                     debug!(probe = %name, "attached");
                     probes.push(ProbeStatus { name, attached: true, error: None });
+                }
+                Err(error) if at_exit && DATA_EXITS.contains(&program) => {
+                    // Dropping `ebpf` detaches what attached so far; the caller loads again in entry mode.
+                    return Err(Fallback::Entry(summarize(&error.to_string())));
                 }
                 Err(error) => {
                     let reason = summarize(&error.to_string());
@@ -365,7 +457,7 @@ impl Tracer {
         if !probes.iter().any(|p| p.attached)
             && let Some((probe, source)) = first_failure
         {
-            return Err(LoadError::NoProbeAttached { probe, source });
+            return Err(LoadError::NoProbeAttached { probe, source }.into());
         }
 
         let ring = take_map(&mut ebpf, wire::MAP_EVENTS)?;
@@ -389,6 +481,7 @@ impl Tracer {
             max_records_per_poll: (config.ring_bytes as usize / 32).max(1024),
             decoded: 0,
             decode_errors: 0,
+            args_at_exit: at_exit,
         })
     }
 
