@@ -153,6 +153,10 @@ impl QueryClient {
             ..Default::default()
         });
         request.set_timeout(timeout);
+        // The vizier keeps a cron run's outputs in its history under the script's name.
+        request
+            .metadata_mut()
+            .insert_bin(loupe_proto::headers::CRON_SCRIPT, tonic::metadata::MetadataValue::from_bytes(name.as_bytes()));
         let mut stream = self.client().execute_script(request).await?.into_inner();
         let mut summary = RunSummary::default();
         let mut tables: crate::latest::Tables = Vec::new();

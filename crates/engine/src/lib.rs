@@ -308,10 +308,15 @@ impl Engine {
         self
     }
 
+    /// The history this engine reads, if any.
+    pub fn history(&self) -> Option<&Arc<loupe_history::History>> {
+        self.history.as_ref()
+    }
+
     /// The catalog a caller compiles scripts against for this engine: every `loupe_schema` table plus
-    /// any extra table registered in the store.
+    /// any extra table registered in the store, and the cron result tables its history holds.
     pub fn catalog(&self) -> StoreCatalog {
-        StoreCatalog { store: self.store.clone() }
+        StoreCatalog { store: self.store.clone(), history: self.history.clone() }
     }
 
     /// Runs a compiled program and collects its outputs whole; one [`QueryOutput`] per `px.display`,
@@ -395,14 +400,8 @@ impl Engine {
     pub async fn execute_sql_to(&self, sql: &str, opts: &ExecOptions, sink: &mut impl QuerySink) -> Result<u64> {
         let run = async {
             let ctx = self.session(opts)?;
-            let mut names: Vec<String> = loupe_schema::all_tables().iter().map(|t| t.name.to_string()).collect();
-            for t in self.store.tables() {
-                if !names.iter().any(|n| n == t.name()) {
-                    names.push(t.name().to_string());
-                }
-            }
-            for name in names {
-                let Some(schema) = lower::table_schema(&self.store, &name) else { continue };
+            for name in self.catalog().table_names() {
+                let Some(schema) = lower::table_schema(&self.store, self.history.as_deref(), &name) else { continue };
                 // Arc clones of the stored batches: no copy of the store.
                 let table = lower::scan_table(self, &name, schema, loupe_store::TimeRange::default())?;
                 ctx.register_table(datafusion::common::TableReference::bare(name), table)?;
@@ -521,29 +520,33 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The compiler's view of the store: store tables first, then `loupe_schema` tables.
+/// The compiler's view of the store: store tables first, then `loupe_schema` tables, then the cron result
+/// tables of history (when given one).
 #[derive(Debug, Clone)]
 pub struct StoreCatalog {
     store: Arc<Store>,
+    history: Option<Arc<loupe_history::History>>,
 }
 
 impl StoreCatalog {
     /// A catalog over `store`.
     pub fn new(store: Arc<Store>) -> Self {
-        StoreCatalog { store }
+        StoreCatalog { store, history: None }
     }
 }
 
 impl Catalog for StoreCatalog {
     fn table_schema(&self, name: &str) -> Option<SchemaRef> {
-        lower::table_schema(&self.store, name)
+        lower::table_schema(&self.store, self.history.as_deref(), name)
     }
 
     fn table_names(&self) -> Vec<String> {
         let mut names: Vec<String> = loupe_schema::all_tables().iter().map(|t| t.name.to_string()).collect();
-        for t in self.store.tables() {
-            if !names.iter().any(|n| n == t.name()) {
-                names.push(t.name().to_string());
+        let extra = self.store.tables().iter().map(|t| t.name().to_string()).collect::<Vec<_>>();
+        let results = self.history.as_ref().map(|h| h.result_tables()).unwrap_or_default();
+        for name in extra.into_iter().chain(results) {
+            if !names.contains(&name) {
+                names.push(name);
             }
         }
         names

@@ -25,9 +25,14 @@ use loupe_store::{Store, TimeRange};
 
 use crate::{Engine, ExecError, Result, sketch, udf, udtf};
 
-/// The schema of `name`: the store's table, else the `loupe_schema` definition.
-pub(crate) fn table_schema(store: &Store, name: &str) -> Option<SchemaRef> {
-    store.table(name).map(|t| t.schema()).or_else(|| loupe_schema::table(name).map(|t| t.arrow_schema()))
+/// The schema of `name`: the store's table, else the `loupe_schema` definition, else a cron script's result
+/// table in history (which only history holds).
+pub(crate) fn table_schema(store: &Store, history: Option<&loupe_history::History>, name: &str) -> Option<SchemaRef> {
+    store
+        .table(name)
+        .map(|t| t.schema())
+        .or_else(|| loupe_schema::table(name).map(|t| t.arrow_schema()))
+        .or_else(|| history.and_then(|h| h.result_schema(name)))
 }
 
 /// The DataFrame computing one output: its plan, the script's column order, the row cap.
@@ -105,7 +110,8 @@ pub(crate) fn lower_plan(ctx: &SessionContext, eng: &Engine, plan: &Plan) -> Res
         }
         Plan::Source { table, columns, start_ns, end_ns } => {
             let store = &eng.store;
-            let schema = table_schema(store, table).ok_or_else(|| ExecError::UnknownTable(table.clone()))?;
+            let schema = table_schema(store, eng.history.as_deref(), table)
+                .ok_or_else(|| ExecError::UnknownTable(table.clone()))?;
             let range = TimeRange { start_ns: *start_ns, end_ns: *end_ns };
             let mut df = ctx.read_table(scan_table(eng, table, schema, range)?)?;
             // The store prunes whole batches; rows are filtered exactly here.

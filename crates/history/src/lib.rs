@@ -15,12 +15,14 @@
 //!
 //! Owns: the layout ([`layout`]), the backends ([`History::open`]: a directory, files 0600 in directories 0700, or
 //! `s3://bucket/prefix`), the writer that follows the store ([`writer`]), the pruned reader ([`History::read`]:
-//! hour partitions, then row-group statistics, then rows) and retention by age and bytes per table ([`retention`]).
+//! hour partitions, then row-group statistics, then rows), retention by age and bytes per table ([`retention`]),
+//! and the tables of cron scripts' results ([`results`]).
 //! Must not touch: DataFusion or PxL (the engine puts history and memory together), the network beyond the
 //! object store, or the store's rows (it reads them, never changes or evicts them).
 
 pub mod layout;
 pub mod reader;
+pub mod results;
 pub mod retention;
 pub mod writer;
 
@@ -32,6 +34,7 @@ use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 use parking_lot::RwLock;
 
+pub use results::{ResultsReport, result_table_name};
 pub use retention::{Retention, SweepReport};
 pub use writer::{FlushReport, WriterConfig, WriterHandle};
 
@@ -119,6 +122,8 @@ pub struct History {
     max_read_bytes: u64,
     retention: RwLock<BTreeMap<String, Retention>>,
     default_retention: RwLock<Retention>,
+    /// The cron scripts' result tables held (`results`), with their schemas: they are not in the store.
+    result_schemas: RwLock<BTreeMap<String, arrow::datatypes::SchemaRef>>,
 }
 
 impl std::fmt::Debug for History {
@@ -175,6 +180,7 @@ impl History {
             max_read_bytes: config.max_read_bytes,
             retention: RwLock::new(BTreeMap::new()),
             default_retention: RwLock::new(Retention::default()),
+            result_schemas: RwLock::new(BTreeMap::new()),
         })
     }
 

@@ -184,10 +184,16 @@ impl History {
 }
 
 /// A segment read through the object store: byte ranges on demand, the footer from the listed size.
-struct SegmentReader {
+pub(crate) struct SegmentReader {
     store: std::sync::Arc<dyn ObjectStore>,
     path: object_store::path::Path,
     size: u64,
+}
+
+impl SegmentReader {
+    pub(crate) fn new(store: std::sync::Arc<dyn ObjectStore>, path: object_store::path::Path, size: u64) -> Self {
+        SegmentReader { store, path, size }
+    }
 }
 
 fn parquet_error(e: object_store::Error) -> parquet::errors::ParquetError {

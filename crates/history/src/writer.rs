@@ -1,7 +1,7 @@
 //! The writer: follows selected store tables with a cursor each, and every flush interval writes the rows
 //! appended since as segments (split by hour, sorted by `time_`); sweeps retention every sweep interval, and
-//! flushes once more when stopped. It runs on a thread of its own with a small runtime, so neither the
-//! collector nor queries wait on storage.
+//! flushes once more when stopped; at start it finds the cron result tables already stored. It runs on a thread
+//! of its own with a small runtime, so neither the collector nor queries wait on storage.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -193,6 +193,15 @@ impl WriterHandle {
         let thread = std::thread::Builder::new().name("loupe-history".into()).spawn(move || {
             let mut flusher = Flusher::default();
             let mut last_sweep = Instant::now();
+            // The cron scripts' result tables of earlier runs, so queries find them after a restart.
+            match runtime.block_on(history.load_result_tables()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tables = n, "cron result tables found in history"),
+                Err(error) => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%error, "cron result tables in history not read; queries will not find them");
+                }
+            }
             loop {
                 let stopping =
                     !matches!(stopped.recv_timeout(flush_every), Err(std::sync::mpsc::RecvTimeoutError::Timeout));

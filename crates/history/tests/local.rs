@@ -137,3 +137,70 @@ fn retention_deletes_hours_past_the_age_then_the_oldest_past_the_bytes() {
     let b = Retention { max_age: Duration::from_secs(100 * 365 * 86_400), max_bytes: 0 }.bounded();
     assert_eq!((b.max_age, b.max_bytes), (Retention::MAX_AGE, Retention::MIN_BYTES));
 }
+
+#[test]
+fn cron_results_are_written_with_a_time_and_found_again_after_reopening() {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use loupe_history::results::{MAX_RESULT_RUN_BYTES, MAX_RESULT_TABLES};
+
+    let rt = runtime();
+    let (h, dir) = local("results");
+    // Per-service counts without a time_: each row gets the run's time.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("service", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let run = |n: i64| {
+        arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec!["a", "b", "c"])), Arc::new(Int64Array::from(vec![n; 3]))],
+        )
+        .expect("batch")
+    };
+    for (i, at) in [DAY0 + 60_000_000_000, DAY0 + 2 * HOUR].into_iter().enumerate() {
+        let outputs = vec![("output".to_string(), vec![run(i as i64)])];
+        let r = rt.block_on(h.write_results("Service Stats", &outputs, at)).expect("write");
+        assert_eq!((r.written.rows, r.tables.as_slice()), (3, ["cron_service_stats".to_string()].as_slice()));
+    }
+    assert_eq!(h.result_tables(), ["cron_service_stats"]);
+    let stored = h.result_schema("cron_service_stats").expect("schema");
+    assert_eq!(stored.field(0).name(), "time_");
+    assert!(dir.join("cron_service_stats/org=acme/vizier=vz-1/hour=2026-12-03T02").is_dir());
+
+    // A reopened history knows nothing until it looks; then it reads both runs back, each at its time.
+    drop(h);
+    let h = loupe_history::History::open(&crate::common::config(&dir.display().to_string())).expect("reopen");
+    assert!(h.result_schema("cron_service_stats").is_none());
+    assert_eq!(rt.block_on(h.load_result_tables()).expect("load"), 1);
+    let schema = h.result_schema("cron_service_stats").expect("found again");
+    assert_eq!(schema, stored);
+    let (got, _) = rt.block_on(h.read("cron_service_stats", &schema, None, TimeBounds::default())).expect("read");
+    assert_eq!(count(&got), 6);
+    let late = TimeBounds { start_ns: Some(DAY0 + HOUR), ..TimeBounds::default() };
+    let (got, _) = rt.block_on(h.read("cron_service_stats", &schema, None, late)).expect("read");
+    assert_eq!(count(&got), 3, "the second run only");
+
+    // A run past the byte bound is not written; a time_ that is not a timestamp leaves that output out.
+    let big = arrow::array::RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)])),
+        vec![Arc::new(StringArray::from(vec!["x".repeat(MAX_RESULT_RUN_BYTES + 1)]))],
+    )
+    .expect("batch");
+    assert!(rt.block_on(h.write_results("big", &[("output".into(), vec![big])], DAY0)).is_err());
+    let bad = arrow::array::RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("time_", DataType::Int64, false)])),
+        vec![Arc::new(Int64Array::from(vec![1]))],
+    )
+    .expect("batch");
+    let r = rt.block_on(h.write_results("bad", &[("output".into(), vec![bad])], DAY0)).expect("write");
+    assert_eq!((r.written.rows, r.skipped.len()), (0, 1));
+    // At most MAX_RESULT_TABLES tables.
+    for i in 0..MAX_RESULT_TABLES + 1 {
+        let outputs = vec![(format!("o{i}"), vec![run(0)])];
+        let r = rt.block_on(h.write_results("many", &outputs, DAY0)).expect("write");
+        assert_eq!(r.skipped.len(), usize::from(i + 1 >= MAX_RESULT_TABLES), "table {i}");
+    }
+    assert_eq!(h.result_tables().len(), MAX_RESULT_TABLES);
+    let _ = std::fs::remove_dir_all(&dir);
+}

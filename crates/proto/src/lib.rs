@@ -135,6 +135,9 @@ pub mod headers {
     /// The org's default OpenTelemetry endpoint (`vzconnpb::ExportDefault`, encoded), which the connector sends
     /// with its queries for a `px.export` that names none. Binary metadata (base64 on the wire).
     pub const EXPORT_DEFAULT: &str = "loupe-export-default-bin";
+    /// The name of the cron script a query runs (UTF-8), which the connector sends with each cron run: the vizier
+    /// keeps that run's outputs in its history (`loupe_history::results`). Binary metadata (base64 on the wire).
+    pub const CRON_SCRIPT: &str = "loupe-cron-script-bin";
     /// The end client's address, stamped by the API gateway for the services behind it.
     pub const CLIENT_IP: &str = "x-loupe-client-ip";
     /// The gateway's proof that it stamped [`CLIENT_IP`], derived from the shared signing key.

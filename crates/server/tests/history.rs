@@ -259,3 +259,110 @@ fn px_retention_reaches_the_vizier_whose_sweep_deletes_what_is_past_it() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "");
     poll("the vizier did not go back to its default", || metrics(port).contains(&gauge("http_events", week)));
 }
+
+/// `px ARGS -o json` as one JSON value per line (none when px fails).
+fn json_lines(api_port: u16, args: &[&str]) -> Vec<Value> {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    let out = px(api_port, &args);
+    if !out.status.success() {
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// `px cron results NAME` once the list has stopped changing for 4 s (no run in flight, every result in).
+fn settled_results(api_port: u16, name: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut last = json_lines(api_port, &["cron", "results", name]);
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = json_lines(api_port, &["cron", "results", name]);
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if !last.is_empty() && since.elapsed() >= Duration::from_secs(4) {
+            return last;
+        }
+        assert!(Instant::now() < deadline, "cron results did not settle: {last:?}");
+    }
+}
+
+#[test]
+fn a_cron_scripts_results_are_kept_in_history_and_read_back_after_a_restart() {
+    let dir = temp_dir("history-cron");
+    let data = dir.join("data");
+    let now = now_ns();
+    let loaded = dir.join("loaded.arrow");
+    let mut loaded_rows = rows(300, "/a", now - 1_800_000_000_000, 600_000_000_000);
+    loaded_rows.extend(rows(200, "/b", now - 1_800_000_000_000, 600_000_000_000));
+    write_ipc(&loaded, &loaded_rows);
+    let (port, api_port) = (free_port(), free_port());
+    let first = start(&data, port, api_port, Some(&loaded));
+    crate::e2e::login(api_port);
+
+    // Per-path counts every 2 s: two rows a run, without a time_ (each run's rows get its time).
+    let script = write_script(
+        &dir,
+        "path-counts.pxl",
+        "import px\n\
+         df = px.DataFrame(table='http_events', start_time='-1d')\n\
+         px.display(df.groupby('req_path').agg(n=('latency', px.count)))\n",
+    );
+    let out = px(
+        api_port,
+        &["cron", "create", "--name", "path-counts", "--every", "2s", "-f", script.to_str().expect("utf8")],
+    );
+    assert!(out.status.success(), "cron create: {}", String::from_utf8_lossy(&out.stderr));
+    poll("three cron runs", || json_lines(api_port, &["cron", "results", "path-counts"]).len() >= 3);
+    let out = px(api_port, &["cron", "disable", "path-counts"]);
+    assert!(out.status.success(), "cron disable: {}", String::from_utf8_lossy(&out.stderr));
+    settled_results(api_port, "path-counts");
+    stop(first);
+    let table = data.join("history").join("cron_path_counts");
+    let files = segments(&table);
+    assert!(!files.is_empty(), "no segment under {}", table.display());
+    for f in &files {
+        let rel = f.strip_prefix(&table).expect("under the table").display().to_string();
+        assert!(rel.starts_with("org=default/vizier="), "{rel}");
+    }
+
+    // After the restart (nothing loaded, nothing run) the runs' rows come from history: each run's two rows.
+    let second = start(&data, port, api_port, None);
+    let relogin =
+        px_with_stdin(api_port, &["auth", "login", "--email", "admin@default.com"], "a long new passphrase\n");
+    assert!(relogin.status.success(), "login: {}", String::from_utf8_lossy(&relogin.stderr));
+    let results = settled_results(api_port, "path-counts");
+    for r in &results {
+        assert_eq!((r["error_code"].as_i64(), r["records"].as_i64()), (Some(0), Some(2)), "{r}");
+    }
+    let runs = results.len() as i64;
+    let read = write_script(
+        &dir,
+        "read.pxl",
+        "import px\n\
+         df = px.DataFrame(table='cron_path_counts', start_time='-1d')\n\
+         df = df.groupby('req_path').agg(runs=('n', px.count), total=('n', px.sum))\n\
+         px.display(df, 'kept')\n",
+    );
+    let mut got: Vec<(String, i64, i64)> = Vec::new();
+    poll("the runs' rows from history", || {
+        let rows = json_lines(api_port, &["run", "-f", read.to_str().expect("utf8")]);
+        got = rows
+            .iter()
+            .map(|r| {
+                let path = r["req_path"].as_str().unwrap_or_default().to_string();
+                (path, r["runs"].as_i64().unwrap_or(-1), r["total"].as_i64().unwrap_or(-1))
+            })
+            .collect();
+        got.sort();
+        got == [("/a".to_string(), runs, 300 * runs), ("/b".to_string(), runs, 200 * runs)]
+    });
+    // `px sql` sees the table too.
+    let out = px(api_port, &["sql", "SELECT count(*) AS n FROM cron_path_counts", "-o", "json"]);
+    assert!(out.status.success(), "px sql: {}", String::from_utf8_lossy(&out.stderr));
+    let row: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("one json row");
+    assert_eq!(row["n"].as_i64(), Some(2 * runs), "{row}");
+    stop(second);
+    let _ = std::fs::remove_dir_all(&dir);
+}

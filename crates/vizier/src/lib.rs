@@ -8,6 +8,7 @@
 
 pub mod agent_config;
 pub mod cluster;
+mod cron_results;
 mod export;
 pub mod health;
 pub mod http;

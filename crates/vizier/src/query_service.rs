@@ -167,16 +167,18 @@ pub(crate) fn exec_funcs(req: &ExecuteScriptRequest) -> Vec<loupe_pxl::ExecFunc>
 /// stats, or a `Status` when the script fails. Returns when the query ends, fails, or `tx`'s
 /// receiver is dropped (the client went away), which stops the query at once.
 pub async fn run_query(engine: &Engine, req: &ExecuteScriptRequest, query_id: &str, limits: ExecOptions, tx: Sender) {
-    run_query_exporting(engine, req, query_id, limits, None, tx).await;
+    run_query_exporting(engine, req, query_id, limits, None, None, tx).await;
 }
 
-/// [`run_query`], with `export_default` the endpoint of a `px.export` that names none.
+/// [`run_query`], with `export_default` the endpoint of a `px.export` that names none, and `cron_script` the
+/// name of the cron script this query runs, whose outputs are then kept in the engine's history.
 pub async fn run_query_exporting(
     engine: &Engine,
     req: &ExecuteScriptRequest,
     query_id: &str,
     limits: ExecOptions,
     export_default: Option<OtelEndpoint>,
+    cron_script: Option<String>,
     tx: Sender,
 ) {
     if req.query_str.len() > MAX_SCRIPT_BYTES {
@@ -230,18 +232,25 @@ pub async fn run_query_exporting(
     let result = match planned.and_then(|p| Ok(p.into_local()?)) {
         Ok(program) => {
             tracing::debug!(query_id, compile_ns = compile_time.as_nanos() as u64, "script compiled");
+            // A cron run's outputs are also kept in history (those not exported).
+            let keeping = cron_script.is_some() && engine.history().is_some();
+            let mut keep = crate::cron_results::ResultsSink::new(&mut sink, keeping);
             // `px.export`'s outputs go to OpenTelemetry, not to the client.
-            let mut exporting = crate::export::ExportSink::new(&program, &mut sink, export_default);
+            let mut exporting = crate::export::ExportSink::new(&program, &mut keep, export_default);
             let run = engine.execute_program_to(&program, &limits, &mut exporting);
             // A client that leaves while DataFusion computes (no message to send yet) stops it too.
             let r = tokio::select! {
                 r = run => r.map_err(QueryError::Exec),
                 () = tx.closed() => Err(QueryError::Exec(ExecError::Cancelled)),
             };
-            match (r, exporting.error.take()) {
+            let r = match (r, exporting.error.take()) {
                 (Ok(_), Some(e)) => Err(QueryError::Export(e)),
                 (r, _) => r,
+            };
+            if r.is_ok() {
+                keep.write(engine.history(), cron_script.as_deref(), now_ns).await;
             }
+            r
         }
         Err(e) => Err(e),
     };
@@ -363,6 +372,7 @@ impl VizierService for QueryService {
         request: Request<ExecuteScriptRequest>,
     ) -> Result<Response<Self::ExecuteScriptStream>, tonic::Status> {
         let export_default = crate::export::default_endpoint(request.metadata());
+        let cron_script = crate::cron_results::cron_script(request.metadata());
         let req = request.into_inner();
         let query_id = format!("{:016x}", rand_id());
         tracing::info!(query_id, name = %req.query_name, bytes = req.query_str.len(), "executing script");
@@ -371,7 +381,7 @@ impl VizierService for QueryService {
         let limits = self.limits;
         let running = Running::start(&self.running);
         tokio::spawn(async move {
-            run_query_exporting(&engine, &req, &query_id, limits, export_default, tx).await;
+            run_query_exporting(&engine, &req, &query_id, limits, export_default, cron_script, tx).await;
             drop(running);
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))

@@ -22,9 +22,22 @@ const MIN_BYTES: u64 = 1 << 20;
 /// Most bytes per table and vizier: 16 TiB.
 const MAX_BYTES: u64 = 16 << 40;
 
+/// Whether `table` is a name a cron script's results can have in history (`loupe_history::result_table_name`:
+/// `cron_` then `[a-z0-9_]`, at most 102 characters). The cloud does not know which exist; a vizier ignores a
+/// retention for a table it does not hold.
+fn is_cron_result_table(table: &str) -> bool {
+    table.len() <= 102
+        && table.strip_prefix("cron_").is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
 fn check(entry: &cloudpb::TableRetention) -> ApiResult<()> {
-    if !loupe_schema::all_tables().iter().any(|t| t.name == entry.table) {
-        return Err(ApiError::invalid(format!("unknown table {:?} (px.GetTables() lists them)", entry.table)));
+    if !loupe_schema::all_tables().iter().any(|t| t.name == entry.table) && !is_cron_result_table(&entry.table) {
+        return Err(ApiError::invalid(format!(
+            "unknown table {:?} (px.GetTables() lists them; a cron script's results are cron_<script>)",
+            entry.table
+        )));
     }
     if !(MIN_AGE_S..=MAX_AGE_S).contains(&entry.max_age_s) {
         return Err(ApiError::invalid(format!("max_age_s must be from {MIN_AGE_S} (1m) to {MAX_AGE_S} (400d)")));
@@ -130,8 +143,14 @@ mod tests {
         assert!(check(&entry("http_events", 7 * 86_400, 1 << 30)).is_ok());
         assert!(check(&entry("process_stats", MIN_AGE_S, MIN_BYTES)).is_ok());
         assert!(check(&entry("process_stats", MAX_AGE_S, MAX_BYTES)).is_ok());
+        // A cron script's results (`cron_<script>`): any such name, as the cloud cannot know which exist.
+        assert!(check(&entry("cron_service_stats_1m", 86_400, 1 << 30)).is_ok());
         for bad in [
             entry("no_such_table", 3600, 1 << 30),
+            entry("cron_", 3600, 1 << 30),
+            entry("cron_Upper", 3600, 1 << 30),
+            entry("cron_../x", 3600, 1 << 30),
+            entry(&format!("cron_{}", "x".repeat(98)), 3600, 1 << 30),
             entry("", 3600, 1 << 30),
             entry("http_events", MIN_AGE_S - 1, 1 << 30),
             entry("http_events", MAX_AGE_S + 1, 1 << 30),
