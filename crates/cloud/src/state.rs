@@ -88,6 +88,9 @@ pub struct CloudState {
     /// Told when an org's cron scripts change, so that its viziers get them at once; `None` where VZConn does
     /// not run in this process (the viziers then learn it at their next request).
     pub cron_changes: Option<Arc<dyn CronChanges>>,
+    /// Seals credentials kept in org settings (the export endpoint's header values); `None` where this process
+    /// is given none, which then refuses to store such credentials.
+    pub settings_key: Option<loupe_vzconn::SettingsKey>,
 }
 
 /// What the cron service calls after changing an org's cron scripts (VZConn's pusher, wired by the binary).
@@ -116,6 +119,7 @@ impl CloudState {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             cron_changes: None,
+            settings_key: None,
         }
     }
 }

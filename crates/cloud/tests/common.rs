@@ -83,6 +83,12 @@ pub async fn harness_recording_changes() -> (Harness, Arc<Recorder>) {
     (Harness { app: app(state.clone()), state }, recorder)
 }
 
+/// The settings key every harness seals with.
+pub fn settings_key() -> loupe_vzconn::SettingsKey {
+    loupe_vzconn::SettingsKey::from_text("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+        .expect("settings key")
+}
+
 pub async fn harness_with(config: CloudConfig) -> Harness {
     harness_with_cache(config, Arc::new(InMemorySessionCache::new())).await
 }
@@ -91,7 +97,8 @@ pub async fn harness_with(config: CloudConfig) -> Harness {
 pub async fn harness_with_cache(config: CloudConfig, sessions: Arc<dyn SessionCache>) -> Harness {
     let metastore = loupe_metastore::connect("sqlite::memory:").await.expect("metastore");
     let key = SigningKey::generate().expect("signing key");
-    let state = CloudState::new(metastore, sessions, key, config);
+    let mut state = CloudState::new(metastore, sessions, key, config);
+    state.settings_key = Some(settings_key());
     let outcome = bootstrap(&state, &AdminBootstrap::default()).await.expect("bootstrap");
     assert!(outcome.created.is_some());
     Harness { app: app(state.clone()), state }

@@ -10,7 +10,7 @@ use serde_json::json;
 use tonic::{Code, Request};
 use uuid::Uuid;
 
-use crate::common::{Cred, NEW_ADMIN_PASSWORD, harness_recording_changes};
+use crate::common::{Cred, NEW_ADMIN_PASSWORD, harness, harness_recording_changes};
 
 const PATH: &str = "/api/v1/export-target";
 const SECRET: &str = "s3cret-api-key-value";
@@ -41,10 +41,20 @@ async fn the_export_target_is_set_read_redacted_and_deleted_per_org() {
     assert_eq!(read, set);
     assert!(!read.to_string().contains(SECRET));
     assert_eq!(recorder.orgs(), [org]);
-    // What the viziers receive holds the value itself.
+    // The metastore holds the value sealed; what the viziers receive holds the value itself.
     let stored = h.state.metastore.get_org_setting(org, loupe_vzconn::EXPORT_DEFAULT_SETTING).await.expect("get");
-    let stored = loupe_vzconn::decode_export_default(&stored.expect("stored")).expect("decodes");
-    assert_eq!((stored.headers[0].name.as_str(), stored.headers[0].value.as_str()), ("api-key", SECRET));
+    let stored = stored.expect("stored");
+    let kept = loupe_vzconn::decode_export_default(&stored).expect("decodes");
+    assert_eq!(kept.headers[0].name, "api-key");
+    assert!(kept.headers[0].value.starts_with("sealed1:"), "{}", kept.headers[0].value);
+    assert!(!kept.headers[0].value.contains(SECRET) && !stored.contains(&hex(SECRET)), "kept in clear");
+    let sent = loupe_vzconn::open_export_default(&stored, Some(&crate::common::settings_key()), org).expect("opens");
+    assert_eq!((sent.headers[0].name.as_str(), sent.headers[0].value.as_str()), ("api-key", SECRET));
+    // Another org's id, another key or none: not opened, so not sent.
+    assert!(loupe_vzconn::open_export_default(&stored, Some(&crate::common::settings_key()), Uuid::new_v4()).is_none());
+    assert!(loupe_vzconn::open_export_default(&stored, None, org).is_none());
+    let other = loupe_vzconn::SettingsKey::from_text(&"f".repeat(64)).expect("key");
+    assert!(loupe_vzconn::open_export_default(&stored, Some(&other), org).is_none());
 
     // Refusals, with their reasons; none reaches the hook.
     for (body, why) in [
@@ -100,4 +110,20 @@ async fn the_export_target_is_set_read_redacted_and_deleted_per_org() {
     h.call("DELETE", PATH, Some(&a), None).await.expect(404);
     assert_eq!(recorder.orgs().iter().filter(|o| **o == org).count(), 2);
     assert_eq!(h.call("GET", PATH, Some(&b), None).await.expect(200).body, b_set);
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A process without a settings key refuses to keep header values rather than keep them in clear.
+#[tokio::test]
+async fn without_a_settings_key_header_values_are_refused_not_kept_in_clear() {
+    let mut h = harness().await;
+    h.state.settings_key = None;
+    let h = crate::common::Harness { app: loupe_cloud::app(h.state.clone()), state: h.state };
+    let a = Cred::Bearer(h.admin_token().await);
+    let body = json!({ "url": "c:4317", "headers": { "api-key": SECRET } });
+    let answer = h.call("PUT", PATH, Some(&a), Some(body)).await.expect(503);
+    assert!(answer.message().contains("settings key"), "{}", answer.body);
 }

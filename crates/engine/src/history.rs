@@ -2,7 +2,7 @@
 //! memory batches (taken at planning) and the rows history holds that are older than memory's oldest
 //! (`TimeBounds::before_ns`, taken under the same lock as the batches), read when DataFusion plans the scan.
 //! Time filters pushed down by DataFusion (`px sql`'s `WHERE time_ >= …`) narrow the history read too;
-//! they stay inexact, so rows are still filtered above the scan. Owns no storage: `loupe-history` does.
+//! they stay inexact, so rows are still filtered above the scan; only the columns the plan reads are read. Owns no storage: `loupe-history` does.
 
 use std::sync::Arc;
 
@@ -77,16 +77,27 @@ impl TableProvider for HistoryTable {
                 None => {}
             }
         }
+        // Only the columns the plan reads come off disk (and count against the history read limit); memory's
+        // batches are narrowed the same way (zero-copy) so that both partitions share one schema.
         let (rows, _stats) = self
             .history
-            .read(&self.table, &self.schema, None, bounds)
+            .read(&self.table, &self.schema, projection.map(Vec::as_slice), bounds)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let mut partitions = self.memory.clone();
+        let (schema, mut partitions) = match projection {
+            Some(columns) => (
+                Arc::new(self.schema.project(columns)?),
+                self.memory
+                    .iter()
+                    .map(|p| p.iter().map(|b| b.project(columns)).collect::<Result<Vec<_>, _>>())
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => (self.schema.clone(), self.memory.clone()),
+        };
         if !rows.is_empty() {
             partitions.push(rows);
         }
-        Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?)
+        Ok(MemorySourceConfig::try_new_exec(&partitions, schema, None)?)
     }
 }
 
@@ -138,5 +149,64 @@ mod tests {
             time_bound(&lit(ScalarValue::TimestampSecond(Some(2), None)).lt_eq(col("time_"))),
             Some(Bound::AtLeast(2_000_000_000))
         );
+    }
+    /// `n` rows from `from`, 1 µs apart, each with a 1 KiB request body.
+    fn rows(n: usize, from: i64) -> RecordBatch {
+        use loupe_schema::http::{HttpEventRow, HttpEventsBuilder};
+        let mut b = HttpEventsBuilder::new();
+        for i in 0..n {
+            b.append(&HttpEventRow {
+                time_ns: from + 1_000 * i as i64,
+                req_path: "/p".into(),
+                req_body: "x".repeat(1024),
+                latency_ns: 1 + i as i64,
+                ..HttpEventRow::default()
+            });
+        }
+        b.finish().expect("batch")
+    }
+
+    /// Only the columns a plan reads come off disk: a count and a sum over 2,000 rows whose bodies alone are
+    /// 2 MiB run under a 256 KiB read limit, and give memory's rows plus history's; reading the bodies too is
+    /// refused by the same limit.
+    #[test]
+    fn history_reads_only_the_columns_the_plan_reads() {
+        let dir = std::env::temp_dir().join(format!("loupe-engine-history-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = loupe_history::HistoryConfig {
+            location: dir.display().to_string(),
+            org: "o".into(),
+            vizier: "v".into(),
+            writer: "w".into(),
+            max_read_bytes: 256 << 10,
+            s3_options: Vec::new(),
+        };
+        let history = Arc::new(History::open(&config).expect("history"));
+        let day = 1_796_256_000_000_000_000_i64;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            history.write_batches("http_events", &[rows(2_000, day)], day).await.expect("write");
+            let memory = rows(10, day + 3_600_000_000_000);
+            let schema = memory.schema();
+            let bounds = TimeBounds { before_ns: Some(day + 3_600_000_000_000), ..TimeBounds::default() };
+            let table = HistoryTable::new("http_events", schema, vec![vec![memory]], Arc::clone(&history), bounds);
+            let ctx = datafusion::prelude::SessionContext::new();
+            ctx.register_table("t", Arc::new(table)).expect("register");
+            let out = ctx
+                .sql("SELECT count(*) AS n, sum(latency) AS s FROM t")
+                .await
+                .expect("plan")
+                .collect()
+                .await
+                .expect("projected read within the limit");
+            let n = out[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("n").value(0);
+            let sum = out[0].column(1).as_any().downcast_ref::<arrow::array::Int64Array>().expect("s").value(0);
+            assert_eq!(n, 2_010);
+            assert_eq!(sum, (1..=2_000).sum::<i64>() + (1..=10).sum::<i64>());
+            let full = ctx.sql("SELECT count(req_body) FROM t").await.expect("plan").collect().await;
+            let err = full.expect_err("2 MiB of bodies is over the 256 KiB read limit").to_string();
+            assert!(err.contains("exceeds"), "{err}");
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -22,14 +22,14 @@ use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject as _};
 
 use crate::secrets::{
     CA_CERT, CA_KEY, DB_PASSWORD, INTERNAL_CERT, INTERNAL_KEY, JWT_SIGNING_KEY, REDIS_PASSWORD, Report, SERVER_CERT,
-    SERVER_KEY, San, VIZIER_CREDENTIAL_KEY, VIZIER_QUERY_TOKEN, init_secrets_with_internal,
+    SERVER_KEY, SETTINGS_KEY, San, VIZIER_CREDENTIAL_KEY, VIZIER_QUERY_TOKEN, init_secrets_with_internal,
 };
 
 /// Where a pod finds its service account's credentials.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Every key the secrets directory can hold, in the order they are reported.
-pub const SECRET_KEYS: [&str; 11] = [
+pub const SECRET_KEYS: [&str; 12] = [
     CA_CERT,
     CA_KEY,
     SERVER_CERT,
@@ -41,6 +41,7 @@ pub const SECRET_KEYS: [&str; 11] = [
     REDIS_PASSWORD,
     VIZIER_QUERY_TOKEN,
     VIZIER_CREDENTIAL_KEY,
+    SETTINGS_KEY,
 ];
 
 /// A response body larger than this is refused: one Secret of a few keys is a few kilobytes.

@@ -49,6 +49,10 @@ pub const VIZIER_QUERY_TOKEN: &str = "vizier-query-token";
 /// A random key the cloud derives every vizier's credential from (64 hex digits); `loupe cloud vzconn` and
 /// `loupe up` read it. Every VZConn replica needs the same one; changing it makes every vizier register again.
 pub const VIZIER_CREDENTIAL_KEY: &str = "vizier-credential-key";
+/// A random key that seals the credentials org settings hold (export endpoint header values; 64 hex digits);
+/// the scripts service, `loupe cloud vzconn` and `loupe up` read it. Changing it makes those settings unreadable
+/// (they must be set again).
+pub const SETTINGS_KEY: &str = "settings-key";
 
 /// The CA's subject. A server certificate issued later by an existing CA names it as issuer, so it must not
 /// change between versions.
@@ -296,6 +300,7 @@ pub fn init_secrets_with_internal(dir: &Path, extra_names: &[San], internal_name
         (REDIS_PASSWORD, 16),
         (VIZIER_QUERY_TOKEN, 32),
         (VIZIER_CREDENTIAL_KEY, 32),
+        (SETTINGS_KEY, 32),
     ] {
         if exists(name) {
             report.files.push((name, Outcome::Kept));
@@ -577,6 +582,7 @@ pub(crate) mod tests {
             REDIS_PASSWORD,
             VIZIER_QUERY_TOKEN,
             VIZIER_CREDENTIAL_KEY,
+            SETTINGS_KEY,
         ];
         assert_eq!(outcomes(&first), all.map(|n| (n, Outcome::Created)).to_vec());
         assert!(first.missing_names.is_empty(), "{:?}", first.missing_names);
@@ -593,6 +599,7 @@ pub(crate) mod tests {
         assert_eq!(std::fs::read_to_string(dir.join(REDIS_PASSWORD)).expect("password").len(), 32);
         assert_eq!(std::fs::read_to_string(dir.join(VIZIER_QUERY_TOKEN)).expect("query token").len(), 64);
         assert_eq!(std::fs::read_to_string(dir.join(VIZIER_CREDENTIAL_KEY)).expect("credential key").len(), 64);
+        assert_eq!(std::fs::read_to_string(dir.join(SETTINGS_KEY)).expect("settings key").len(), 64);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), all.len());
     }
@@ -613,6 +620,7 @@ pub(crate) mod tests {
             REDIS_PASSWORD,
             VIZIER_QUERY_TOKEN,
             VIZIER_CREDENTIAL_KEY,
+            SETTINGS_KEY,
         ] {
             assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
         }

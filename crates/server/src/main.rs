@@ -356,7 +356,7 @@ async fn run_up(mut args: UpArgs) -> Result<()> {
     let vzconn = cloud::VzConnMount::InProcess(
         Arc::clone(&bus),
         loupe_vzconn::VzConnConfig::new(secret),
-        vzconn::cron_config(args.cron_results),
+        vzconn::cron_config(args.cron_results, cloud::state_settings_key(&args.cloud.state)?),
     );
     let started = cloud::start_api(&args.cloud, Some(Arc::clone(&bus)), Some(vzconn), ops, &stop_rx).await?;
     let mut api = started.task;

@@ -205,13 +205,28 @@ fn run(
     token: Option<&str>,
     script: &str,
 ) -> (BTreeMap<String, Vec<RecordBatch>>, Option<QueryExecutionStats>, Option<String>) {
+    run_with(addr, token, script, None)
+}
+
+/// [`run`], sending `export_default` (an encoded `ExportDefault`) as the connector does.
+fn run_with(
+    addr: String,
+    token: Option<&str>,
+    script: &str,
+    export_default: Option<Vec<u8>>,
+) -> (BTreeMap<String, Vec<RecordBatch>>, Option<QueryExecutionStats>, Option<String>) {
     runtime().block_on(async {
         let mut client = VizierServiceClient::connect(format!("http://{addr}"))
             .await
             .expect("connect")
             .max_decoding_message_size(64 << 20);
         let req = ExecuteScriptRequest { query_str: script.into(), ..Default::default() };
-        let mut stream = match client.execute_script(with_token(req, token)).await {
+        let mut req = with_token(req, token);
+        if let Some(bytes) = export_default {
+            req.metadata_mut()
+                .insert_bin(loupe_proto::headers::EXPORT_DEFAULT, tonic::metadata::MetadataValue::from_bytes(&bytes));
+        }
+        let mut stream = match client.execute_script(req).await {
             Ok(s) => s.into_inner(),
             Err(s) => return (BTreeMap::new(), None, Some(format!("{:?}: {}", s.code(), s.message()))),
         };
@@ -677,4 +692,102 @@ fn http_get(port: u16, path: &str) -> String {
     let mut text = String::new();
     s.read_to_string(&mut text).expect("read");
     text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
+/// `px.export` over the cluster: the Kelvins that merge the exported outputs send them, to the endpoint the
+/// script names or to the caller's default (the org's, which the connector sends); the client gets only the
+/// displayed outputs; an endpoint nobody listens on fails the query with the reason.
+#[test]
+fn px_export_through_the_broker_sends_the_merged_rows_from_the_kelvins() {
+    use loupe_export::otlp::common::v1::any_value;
+    use loupe_export::otlp::metrics::v1::{metric, number_data_point};
+    use prost::Message as _;
+
+    let loads: Vec<Vec<HttpEventRow>> = (0..2).map(|i| rows(71 + i, 2000, 12)).collect();
+    let cluster = Cluster::start("cluster-export", 2, &loads, "10s", false);
+    let receiver = crate::otel_export::Receiver::default();
+    let (_rt, receiver_port) = crate::otel_export::start_receiver(receiver.clone());
+    let script = |endpoint: &str| {
+        format!(
+            "import px
+df = px.DataFrame('http_events', start_time='-10m')
+df = df[px.contains(df.req_path, '/k')]
+df = df.groupby('req_path').agg(n=('latency', px.count), time_=('time_', px.max))
+px.display(df, 'by_path')
+px.export(df, px.otel.Data(resource={{'service.name': df.req_path}},
+  data=[px.otel.metric.Gauge(name='path.requests', value=df.n)]{endpoint}))
+"
+        )
+    };
+    let all: Vec<&HttpEventRow> = loads.iter().flatten().collect();
+    let want: BTreeMap<String, i64> = expected(&all).into_iter().map(|(k, v)| (k, v.0)).collect();
+    let sent = |r: &crate::otel_export::Receiver| -> BTreeMap<String, i64> {
+        let mut m = BTreeMap::new();
+        for req in r.metrics.lock().expect("lock").iter() {
+            for rm in &req.resource_metrics {
+                let service = match rm.resource.as_ref().and_then(|r| r.attributes[0].value.clone()) {
+                    Some(v) => match v.value {
+                        Some(any_value::Value::StringValue(s)) => s,
+                        other => panic!("service.name: {other:?}"),
+                    },
+                    None => panic!("no resource"),
+                };
+                let metric = &rm.scope_metrics[0].metrics[0];
+                assert_eq!(metric.name, "path.requests");
+                let Some(metric::Data::Gauge(g)) = &metric.data else { panic!("a gauge: {metric:?}") };
+                for p in &g.data_points {
+                    let Some(number_data_point::Value::AsInt(v)) = p.value else { panic!("an integer: {p:?}") };
+                    assert!(p.time_unix_nano > 0);
+                    *m.entry(service.clone()).or_insert(0) += v;
+                }
+            }
+        }
+        m
+    };
+
+    // The endpoint named in the script.
+    let named = format!(",\n  endpoint=px.otel.Endpoint(url='127.0.0.1:{receiver_port}', insecure=True)");
+    let (tables, stats, error) = cluster.query(&script(&named));
+    assert_eq!(error, None, "logs in {}", cluster.dir.display());
+    assert!(stats.is_some());
+    assert_eq!(tables.keys().collect::<Vec<_>>(), ["by_path"], "the exported output is not sent to the client");
+    let shown: BTreeMap<String, i64> = by_path_counts(&tables["by_path"]);
+    assert_eq!(shown, want);
+    assert_eq!(sent(&receiver), want, "the exported points are the merged rows, once each");
+
+    // No endpoint in the script: the caller's default, with its header.
+    receiver.metrics.lock().expect("lock").clear();
+    receiver.keys.lock().expect("lock").clear();
+    let default = loupe_proto::vzconnpb::ExportDefault {
+        url: format!("127.0.0.1:{receiver_port}"),
+        headers: vec![loupe_proto::vzconnpb::ExportHeader { name: "x-api-key".into(), value: "org-key".into() }],
+        insecure: true,
+        timeout_s: 5,
+    };
+    let (_, _, error) = run_with(cluster.addr(), Some(TOKEN), &script(""), Some(default.encode_to_vec()));
+    assert_eq!(error, None);
+    assert_eq!(sent(&receiver), want);
+    let keys = receiver.keys.lock().expect("lock").clone();
+    assert!(!keys.is_empty() && keys.iter().all(|k| k == "org-key"), "the default's header is sent: {keys:?}");
+    // ...and none at all: the query fails, saying so.
+    let (_, _, error) = cluster.query(&script(""));
+    assert!(error.as_deref().is_some_and(|e| e.contains("endpoint")), "{error:?}");
+
+    // Nobody listening: the query fails and names the endpoint.
+    let dead = free_port();
+    let (_, _, error) =
+        cluster.query(&script(&format!(",\n  endpoint=px.otel.Endpoint(url='127.0.0.1:{dead}', insecure=True)")));
+    assert!(error.as_deref().is_some_and(|e| e.contains(&dead.to_string())), "{error:?}");
+}
+
+/// `by_path` as path → count.
+fn by_path_counts(batches: &[RecordBatch]) -> BTreeMap<String, i64> {
+    let mut m = BTreeMap::new();
+    for b in batches {
+        let (path, n) = (b.column_by_name("req_path").expect("req_path"), b.column_by_name("n").expect("n"));
+        for i in 0..b.num_rows() {
+            m.insert(path.as_string::<i32>().value(i).to_string(), n.as_primitive::<Int64Type>().value(i));
+        }
+    }
+    m
 }

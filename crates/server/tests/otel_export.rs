@@ -16,12 +16,13 @@ use serde_json::Value;
 use crate::common::{free_port, temp_dir};
 use crate::e2e::{can_trace, login, px, start_loupe, write_script};
 
+/// An OTLP/gRPC receiver that keeps what it is sent (also used by the cluster tests).
 #[derive(Default, Clone)]
-struct Receiver {
-    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+pub(crate) struct Receiver {
+    pub(crate) metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
     /// The `x-api-key` header of each metrics request.
-    keys: Arc<Mutex<Vec<String>>>,
-    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    pub(crate) keys: Arc<Mutex<Vec<String>>>,
+    pub(crate) traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
 }
 
 #[tonic::async_trait]
@@ -49,7 +50,7 @@ impl TraceService for Receiver {
 }
 
 /// Serves the receiver on a loopback port from a runtime of its own (these tests are synchronous).
-fn start_receiver(receiver: Receiver) -> (tokio::runtime::Runtime, u16) {
+pub(crate) fn start_receiver(receiver: Receiver) -> (tokio::runtime::Runtime, u16) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let port = listener.local_addr().expect("addr").port();

@@ -123,6 +123,7 @@ fn init_secrets_is_idempotent_and_cloud_proxy_redirects_and_reports_a_down_api()
         "redis-password",
         "vizier-query-token",
         "vizier-credential-key",
+        "settings-key",
     ];
 
     let out = loupe(&["setup", "init-secrets", "--dir", &dir_arg, "--domain", "loupe.example.com"]);

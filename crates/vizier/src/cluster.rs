@@ -477,14 +477,26 @@ pub async fn run_merge(
     }
     let bytes_received = received.load(Ordering::Relaxed);
     let mut sink = MergeSink { tx: tx.clone(), outputs: outputs.clone() };
-    let merged = engine.execute_merge_to(&plan, &outputs, inputs, &limits, &mut sink);
+    // `px.export`'s outputs go to OpenTelemetry from here, where they are merged, not to the broker.
+    let specs = outputs.iter().map(|&o| plan.merge.outputs[o].export.clone()).collect();
+    let mut exporting =
+        crate::export::ExportSink::with_specs(specs, &mut sink, crate::export::endpoint_of(&req.export_default));
+    let merged = engine.execute_merge_to(&plan, &outputs, inputs, &limits, &mut exporting);
     let result = tokio::select! {
         r = merged => r,
         () = tx.closed() => Err(ExecError::Cancelled),
     };
     match result {
         Ok(rows) => {
-            let summary = MergeSummary { missing_agents: missing, bytes_received, rows };
+            let (export_error_code, export_error) = match exporting.error.take() {
+                Some(e) => {
+                    let status = error_status(&QueryError::Export(e));
+                    (status.code, status.message)
+                }
+                None => (0, String::new()),
+            };
+            let summary =
+                MergeSummary { missing_agents: missing, bytes_received, rows, export_error_code, export_error };
             let _ = tx.send(Ok(MergeResponse { result: Some(merge_response::Result::Summary(summary)) })).await;
         }
         Err(ExecError::Cancelled) => {}
@@ -761,7 +773,9 @@ fn fail(query_id: &str, code: ErrorCode, message: String) -> ExecuteScriptRespon
 }
 
 impl Broker {
-    async fn run(&self, req: ExecuteScriptRequest, query_id: String, tx: Sender) {
+    /// Runs one query over the cluster; `export_default` is the caller's `EXPORT_DEFAULT` (encoded, empty for
+    /// none), handed to the Kelvins that export.
+    async fn run(&self, req: ExecuteScriptRequest, query_id: String, export_default: Vec<u8>, tx: Sender) {
         let started = Instant::now();
         if req.query_str.len() > MAX_SCRIPT_BYTES {
             let m = format!("script is {} bytes; the limit is {MAX_SCRIPT_BYTES}", req.query_str.len());
@@ -789,16 +803,8 @@ impl Broker {
                     return;
                 }
             };
-        if plan.merge.outputs.iter().any(|o| o.export.is_some()) {
-            // Said rather than ignored: the broker would otherwise relay the rows as a table and export nothing.
-            let m = "px.export runs on a single-node vizier (`loupe up`, `loupe vizier up`); the query broker does \
-                     not export yet"
-                .to_string();
-            let _ = tx.send(Ok(fail(&query_id, ErrorCode::FailedPrecondition, m))).await;
-            return;
-        }
         let timeout = self.limits.timeout.unwrap_or(DEFAULT_QUERY_TIMEOUT);
-        let relay = self.fan_out(&plan, &query_id, timeout, &tx);
+        let relay = self.fan_out(&plan, &query_id, timeout, &export_default, &tx);
         // Kelvins answer within the query's deadline; this bound only covers a Kelvin that itself hangs.
         let outcome = tokio::select! {
             r = tokio::time::timeout(timeout + Duration::from_secs(5), relay) => r,
@@ -841,6 +847,7 @@ impl Broker {
         plan: &ClusterPlan,
         query_id: &str,
         timeout: Duration,
+        export_default: &[u8],
         tx: &Sender,
     ) -> Result<(u64, Vec<String>, u64), Status> {
         let internal = |m: String| Status { code: ErrorCode::Internal as i32, message: m, compiler_errors: vec![] };
@@ -891,6 +898,7 @@ impl Broker {
                 producers: producers.clone(),
                 broker_streams: broker_streams.clone(),
                 timeout_ms: timeout.as_millis() as i64,
+                export_default: export_default.to_vec(),
             };
             let (mtx, mrx) = mpsc::channel(STREAM_BUFFER);
             match kelvins.get(i) {
@@ -952,6 +960,14 @@ impl Broker {
                         }
                     }
                     Ok(Some(merge_response::Result::Summary(s))) => {
+                        if !s.export_error.is_empty() {
+                            // The query fails as on a single node: its rows were not delivered where it said.
+                            return Err(Status {
+                                code: s.export_error_code,
+                                message: s.export_error,
+                                compiler_errors: vec![],
+                            });
+                        }
                         rows += s.rows;
                         bytes += s.bytes_received;
                         for m in s.missing_agents {
@@ -996,12 +1012,13 @@ impl VizierService for Broker {
         &self,
         request: Request<ExecuteScriptRequest>,
     ) -> Result<Response<Self::ExecuteScriptStream>, tonic::Status> {
+        let export_default = crate::export::default_endpoint_bytes(request.metadata());
         let req = request.into_inner();
         let query_id = new_agent_id();
         tracing::info!(query_id, name = %req.query_name, bytes = req.query_str.len(), "executing script over the cluster");
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let broker = self.clone();
-        tokio::spawn(async move { broker.run(req, query_id, tx).await });
+        tokio::spawn(async move { broker.run(req, query_id, export_default, tx).await });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 

@@ -1,6 +1,7 @@
 //! `px.export`: the outputs a script exports go to OpenTelemetry (`loupe-export`) instead of the client. A sink in
 //! front of the client's takes those outputs' batches (already capped by the engine's row limit), sends them when
-//! each output ends, and keeps the first failure for the query's status.
+//! each output ends, and keeps the first failure for the query's status. A single-node vizier puts it in front
+//! of its client; in a cluster each Kelvin puts it in front of the broker, for the outputs it merges.
 //!
 //! Owns which outputs are withheld from the client and when they are sent. Must not convert or send OTLP itself
 //! (`loupe-export` does), nor log endpoint headers.
@@ -14,8 +15,25 @@ use loupe_pxl::otel::{DEFAULT_TIMEOUT_S, ExportSpec, OtelEndpoint};
 /// The default endpoint the caller sent (`EXPORT_DEFAULT` metadata: the connector sends its org's, set with
 /// `px export set`), if any and readable. A caller that can run a script could name any endpoint in it anyway.
 pub(crate) fn default_endpoint(metadata: &tonic::metadata::MetadataMap) -> Option<OtelEndpoint> {
+    endpoint_of(&default_endpoint_bytes(metadata))
+}
+
+/// The `EXPORT_DEFAULT` metadata as sent (an encoded `ExportDefault`), empty for none: what the broker hands its
+/// Kelvins, which export the outputs they merge.
+pub(crate) fn default_endpoint_bytes(metadata: &tonic::metadata::MetadataMap) -> Vec<u8> {
+    metadata
+        .get_bin(loupe_proto::headers::EXPORT_DEFAULT)
+        .and_then(|v| v.to_bytes().ok())
+        .map(|b| b.to_vec())
+        .unwrap_or_default()
+}
+
+/// The endpoint an encoded `ExportDefault` names, if any and readable.
+pub(crate) fn endpoint_of(bytes: &[u8]) -> Option<OtelEndpoint> {
     use prost::Message as _;
-    let bytes = metadata.get_bin(loupe_proto::headers::EXPORT_DEFAULT)?.to_bytes().ok()?;
+    if bytes.is_empty() {
+        return None;
+    }
     let e = loupe_proto::vzconnpb::ExportDefault::decode(bytes).ok()?;
     if e.url.is_empty() {
         return None;
@@ -43,7 +61,12 @@ pub(crate) struct ExportSink<'a, S> {
 impl<'a, S: QuerySink> ExportSink<'a, S> {
     /// A sink for `program`'s outputs; `default` is the endpoint of a spec that names none.
     pub(crate) fn new(program: &Program, inner: &'a mut S, default: Option<OtelEndpoint>) -> Self {
-        let specs = program.outputs.iter().map(|o| o.export.clone()).collect();
+        Self::with_specs(program.outputs.iter().map(|o| o.export.clone()).collect(), inner, default)
+    }
+
+    /// A sink for outputs whose export specs are `specs`, by the events' output index (a Kelvin's share of a
+    /// cluster plan's outputs).
+    pub(crate) fn with_specs(specs: Vec<Option<ExportSpec>>, inner: &'a mut S, default: Option<OtelEndpoint>) -> Self {
         ExportSink { inner, specs, default, batches: Vec::new(), sent: ExportSummary::default(), error: None }
     }
 

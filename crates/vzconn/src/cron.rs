@@ -26,6 +26,7 @@ use sha2::Digest as _;
 use uuid::Uuid;
 
 use crate::records::Records;
+use crate::settings_key::{SettingsKey, SettingsKeyError};
 use crate::{Result, topic};
 
 /// The cron side's settings.
@@ -37,12 +38,15 @@ pub struct CronConfig {
     pub queue_group: String,
     /// Messages handled at once (the metastore is the limit).
     pub concurrency: usize,
+    /// Opens the export endpoint's sealed header values before they are sent to the viziers; without it, an
+    /// endpoint with sealed headers is not sent (and that is logged).
+    pub settings_key: Option<SettingsKey>,
 }
 
 impl Default for CronConfig {
-    /// 100 results per script, queue group `cron`, 16 at once.
+    /// 100 results per script, queue group `cron`, 16 at once, no settings key.
     fn default() -> Self {
-        CronConfig { keep_results: 100, queue_group: "cron".into(), concurrency: 16 }
+        CronConfig { keep_results: 100, queue_group: "cron".into(), concurrency: 16, settings_key: None }
     }
 }
 
@@ -65,12 +69,17 @@ impl Drop for CronService {
 pub struct CronPusher {
     records: Records,
     bus: Arc<dyn Bus>,
+    settings_key: Option<SettingsKey>,
 }
 
 impl CronService {
     /// Subscribes to sync requests and results.
     pub async fn start(metastore: Arc<dyn Metastore>, bus: Arc<dyn Bus>, config: CronConfig) -> Result<Self> {
-        let pusher = CronPusher { records: Records::new(metastore), bus: Arc::clone(&bus) };
+        let pusher = CronPusher {
+            records: Records::new(metastore),
+            bus: Arc::clone(&bus),
+            settings_key: config.settings_key.clone(),
+        };
         let requests = bus.queue_subscribe(&subject::v2c_all(topic::CRON_REQUEST), &config.queue_group).await?;
         let results = bus.queue_subscribe(&subject::v2c_all(topic::CRON_RESULT), &config.queue_group).await?;
         let concurrency = config.concurrency.max(1);
@@ -111,13 +120,23 @@ impl CronService {
 /// The org setting that holds the org's default export endpoint (`encode_export_default`; empty for none).
 pub const EXPORT_DEFAULT_SETTING: &str = "export.default";
 
-/// `endpoint` as the org setting stores it: the encoded message in hex (header values are credentials: only
-/// the cloud's export service and this module read them, and neither returns or logs them).
-pub fn encode_export_default(endpoint: &ExportDefault) -> String {
-    endpoint.encode_to_vec().iter().map(|b| format!("{b:02x}")).collect()
+/// `endpoint` as `org`'s setting stores it: the encoded message in hex, each header value sealed with `key`
+/// (header values are credentials: only the cloud's export service and this module read them, neither returns
+/// or logs them, and the metastore holds them sealed).
+pub fn encode_export_default(
+    endpoint: &ExportDefault,
+    key: &SettingsKey,
+    org: Uuid,
+) -> std::result::Result<String, SettingsKeyError> {
+    let mut sealed = endpoint.clone();
+    for h in &mut sealed.headers {
+        h.value = key.seal(org, &h.name, &h.value)?;
+    }
+    Ok(sealed.encode_to_vec().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The endpoint an org setting holds; `None` for none (empty) or an unreadable value.
+/// The endpoint an org setting holds, header values as stored (sealed); `None` for none (empty) or an
+/// unreadable value.
 pub fn decode_export_default(setting: &str) -> Option<ExportDefault> {
     if setting.is_empty() || !setting.len().is_multiple_of(2) {
         return None;
@@ -125,6 +144,31 @@ pub fn decode_export_default(setting: &str) -> Option<ExportDefault> {
     let bytes: Option<Vec<u8>> =
         (0..setting.len()).step_by(2).map(|i| u8::from_str_radix(setting.get(i..i + 2)?, 16).ok()).collect();
     ExportDefault::decode(bytes?.as_slice()).ok()
+}
+
+/// The endpoint `org`'s setting holds with its header values opened, as a vizier is sent it. `None` for none,
+/// and (logged, naming the org, never a value) for one whose headers cannot be opened: no key here, or another
+/// key sealed them. A value an older version stored in clear is used as it is, with a warning to set it again.
+pub fn open_export_default(setting: &str, key: Option<&SettingsKey>, org: Uuid) -> Option<ExportDefault> {
+    let mut endpoint = decode_export_default(setting)?;
+    for h in &mut endpoint.headers {
+        if !crate::settings_key::is_sealed(&h.value) {
+            tracing::warn!(%org, header = %h.name, "an export header is stored in clear (by an older version): set the export target again (px export set) to seal it");
+            continue;
+        }
+        let Some(key) = key else {
+            tracing::warn!(%org, "the org's export target is not sent: this process has no settings key (--settings-key-file) to open its headers");
+            return None;
+        };
+        match key.open(org, &h.name, &h.value) {
+            Ok(v) => h.value = v,
+            Err(error) => {
+                tracing::warn!(%org, header = %h.name, %error, "the org's export target is not sent: set it again (px export set)");
+                return None;
+            }
+        }
+    }
+    Some(endpoint)
 }
 
 /// The org setting that holds the org's history retention per table (`encode_retention`; empty for none).
@@ -202,7 +246,7 @@ impl CronPusher {
             Err(error) => return tracing::warn!(%error, %vizier_id, "cron scripts not read; the vizier asks again"),
         };
         let export_default = match self.records.org_setting(org_id, EXPORT_DEFAULT_SETTING).await {
-            Ok(s) => s.as_deref().and_then(decode_export_default),
+            Ok(s) => s.as_deref().and_then(|s| open_export_default(s, self.settings_key.as_ref(), org_id)),
             Err(error) => return tracing::warn!(%error, %vizier_id, "export default not read; the vizier asks again"),
         };
         let retention = match self.records.org_setting(org_id, RETENTION_SETTING).await {

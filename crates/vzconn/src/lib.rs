@@ -19,6 +19,7 @@ mod manager;
 mod passthrough;
 mod records;
 mod register;
+pub mod settings_key;
 pub mod topic;
 
 use std::sync::Arc;
@@ -34,10 +35,11 @@ use tonic::{Request, Response, Status, Streaming};
 pub use crate::credential::CredentialKey;
 pub use crate::cron::{
     CronConfig, CronPusher, CronService, EXPORT_DEFAULT_SETTING, RETENTION_SETTING, decode_export_default,
-    decode_retention, encode_export_default, encode_retention, script_set,
+    decode_retention, encode_export_default, encode_retention, open_export_default, script_set,
 };
 pub use crate::manager::{ManagerConfig, ManagerStats, VizierManager, status_name};
 pub use crate::passthrough::{Passthrough, PassthroughConfig, PassthroughError, ReplyStream, VIZIER_GRACE};
+pub use crate::settings_key::{SettingsKey, SettingsKeyError};
 
 /// Metadata keys of the deploy key on `RegisterVizier`, and of the vizier id and credential on `Bridge`.
 pub use loupe_proto::headers::{

@@ -120,7 +120,13 @@ impl ExportTargetService for CloudServices {
                 insecure: req.insecure,
                 timeout_s: req.timeout_s,
             };
-            let value = loupe_vzconn::encode_export_default(&stored);
+            let key = self.state.settings_key.as_ref().ok_or_else(|| {
+                ApiError::unavailable(
+                    "this service has no settings key to seal header values with (--settings-key-file)",
+                )
+            })?;
+            let value =
+                loupe_vzconn::encode_export_default(&stored, key, caller.org_id()).map_err(ApiError::internal)?;
             self.state.metastore.put_org_setting(caller.org_id(), loupe_vzconn::EXPORT_DEFAULT_SETTING, &value).await?;
             tracing::info!(org_id = %caller.org_id(), url = %stored.url, "export target set");
             self.export_changed(caller.org_id());
