@@ -1,7 +1,8 @@
 //! `px.export` end to end: `loupe up` runs a script (through the cloud, as `px run` sends it) that both displays
 //! and exports the same rows; an OTLP/gRPC receiver on loopback (a tonic `MetricsService`/`TraceService` from
 //! `loupe-export`'s OpenTelemetry types) must get exactly the displayed values as gauge points, and one span per
-//! row. A receiver that is not there makes `px run` fail with the reason.
+//! row. A receiver that is not there makes `px run` fail with the reason. A cron script's newest rows are gauges on
+//! the metrics listener, which `promtool` checks and a real Prometheus scrapes and answers queries over.
 
 use std::sync::{Arc, Mutex};
 
@@ -264,4 +265,56 @@ fn a_cron_scripts_newest_rows_are_gauges_on_the_metrics_listener() {
     let n: f64 = sample.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number");
     assert!(n >= 1.0, "{sample}");
     assert_eq!(promtool(&ours), "", "promtool check metrics:\n{ours}");
+
+    // A real Prometheus (Debian's) scrapes the listener every second and answers a query over the gauge with its
+    // labels, while the target stays up.
+    let prom_port = free_port();
+    let config = write_script(
+        &dir,
+        "prometheus.yml",
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+             scrape_configs:\n  - job_name: loupe\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
+        ),
+    );
+    let prom_log = dir.join("prometheus.log");
+    let _prometheus = crate::common::Guard(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&prom_log).expect("log"))
+            .spawn()
+            .expect("prometheus (Debian's prometheus package; scripts/test.sh installs it)"),
+    );
+    crate::common::wait_for_port(prom_port, "prometheus");
+    let query = |q: &str| -> Value {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-G", "--data-urlencode", &format!("query={q}")])
+            .arg(format!("http://127.0.0.1:{prom_port}/api/v1/query"))
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let scraped = loop {
+        let answer = query("loupe_script_procs_samples");
+        if let Some(series) = answer["data"]["result"].as_array().and_then(|r| r.first()).cloned() {
+            break series;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prometheus never had the gauge: {answer}\n{}",
+            std::fs::read_to_string(&prom_log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(scraped["metric"]["script"], "procs", "{scraped}");
+    assert_eq!(scraped["metric"]["host"], "this \"host\"", "{scraped}");
+    assert_eq!(scraped["metric"]["job"], "loupe", "{scraped}");
+    let value: f64 = scraped["value"][1].as_str().and_then(|v| v.parse().ok()).expect("a sample value");
+    assert!(value >= 1.0, "{scraped}");
+    let up = query("up{job=\"loupe\"}");
+    assert_eq!(up["data"]["result"][0]["value"][1], "1", "the scrape target is up: {up}");
 }

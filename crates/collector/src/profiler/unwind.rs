@@ -121,6 +121,8 @@ struct ProcessModules {
     files: Vec<(Range<u64>, u64, Arc<std::path::Path>)>,
     refreshed: Instant,
     used: Instant,
+    /// The executable it ran when its mappings were read (device, inode): an `exec` changes it.
+    exe: Option<(u64, u64)>,
 }
 
 /// Counters of the unwinder's work.
@@ -171,7 +173,15 @@ impl DwarfUnwinder {
         self.processes.retain(|_, p| p.used.elapsed() < idle);
     }
 
+    /// The executable `tgid` runs now, by device and inode.
+    fn exe_of(&self, tgid: u32) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(self.proc_root.join(tgid.to_string()).join("exe")).ok()?;
+        Some((meta.dev(), meta.ino()))
+    }
+
     fn load_process(&mut self, tgid: u32) -> ProcessModules {
+        let exe = self.exe_of(tgid);
         let dir = self.proc_root.join(tgid.to_string());
         let maps = std::fs::read_to_string(dir.join("maps")).unwrap_or_default();
         let mappings = parse_exec_mappings(&maps);
@@ -223,7 +233,7 @@ impl DwarfUnwinder {
             unwinder.add_module(Module::new(m.path.clone(), m.range.clone(), base_avma, section_info));
             ranges.push(m.range);
         }
-        ProcessModules { unwinder, ranges, files, refreshed: Instant::now(), used: Instant::now() }
+        ProcessModules { unwinder, ranges, files, refreshed: Instant::now(), used: Instant::now(), exe }
     }
 
     /// The file and file offset of `addr` in `tgid`, from the mappings read when it was last unwound; they
@@ -242,7 +252,13 @@ impl DwarfUnwinder {
         self.stats.stacks += 1;
         let stale = match self.processes.get(&tgid) {
             None => true,
-            Some(p) => !p.ranges.iter().any(|r| r.contains(&ip)) && p.refreshed.elapsed() >= REFRESH_INTERVAL,
+            // An address in no known mapping: the mappings are read again at most once a second (code mapped
+            // since, or JIT code that no file describes), but at once after an `exec`. A forked child sampled
+            // before its `exec` would otherwise leave the new program unwound to its leaf for up to a second.
+            Some(p) if !p.ranges.iter().any(|r| r.contains(&ip)) => {
+                p.refreshed.elapsed() >= REFRESH_INTERVAL || self.exe_of(tgid) != p.exe
+            }
+            Some(_) => false,
         };
         if stale {
             if self.processes.len() >= MAX_PROCESSES {
@@ -295,6 +311,38 @@ garbage line
         assert_eq!(m[0].dev_inode, ("fd:01".to_owned(), 1234));
         assert_eq!(m[1].path, "/usr/lib/x86_64-linux-gnu/libc.so.6");
         assert_eq!(m[2].path, "/tmp/a dir/with space");
+    }
+
+    /// A process that runs `exec` between two samples has its mappings read again at the second, though a
+    /// second has not passed: the new program is unwound with its own files, not the old program's.
+    #[test]
+    fn an_exec_reloads_the_mappings_at_once() {
+        let root = std::env::temp_dir().join(format!("loupe-unwind-exec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("42");
+        std::fs::create_dir_all(dir.join("root/bin")).expect("dirs");
+        for name in ["old", "new"] {
+            std::fs::write(dir.join("root/bin").join(name), b"not an ELF file").expect("program");
+        }
+        let write_maps = |name: &str, inode: u32| {
+            let maps = format!("55d0c0a01000-55d0c0a02000 r-xp 00001000 fd:01 {inode} /bin/{name}\n");
+            std::fs::write(dir.join("maps"), maps).expect("maps");
+            let _ = std::fs::remove_file(dir.join("exe"));
+            std::os::unix::fs::symlink(dir.join("root/bin").join(name), dir.join("exe")).expect("exe link");
+        };
+        let mut unwinder = DwarfUnwinder::new(&root);
+        let mut out = Vec::new();
+        write_maps("old", 1);
+        unwinder.unwind(42, 0x1000, 0, 0, &[], &mut out);
+        assert_eq!(unwinder.stats().files_failed, 1, "the old program's file was read");
+        // Within the second, with the same executable: an unknown address does not read the mappings again.
+        unwinder.unwind(42, 0x2000, 0, 0, &[], &mut out);
+        assert_eq!(unwinder.stats().files_failed, 1);
+        // `exec`: another executable, other mappings.
+        write_maps("new", 2);
+        unwinder.unwind(42, 0x55d0_c0a0_1800, 0, 0, &[], &mut out);
+        assert_eq!(unwinder.stats().files_failed, 2, "the new program's file was read at once");
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
