@@ -52,11 +52,7 @@ impl CredentialKey {
     /// The credential of vizier `vizier_id` of org `org_id`.
     pub fn issue(&self, org_id: Uuid, vizier_id: Uuid) -> String {
         let tag = self.mac(org_id, vizier_id).finalize().into_bytes();
-        let mut hex = String::with_capacity(64);
-        for b in tag {
-            hex.push_str(&format!("{b:02x}"));
-        }
-        format!("{VERSION}.{}.{hex}", org_id.as_hyphenated())
+        format!("{VERSION}.{}.{}", org_id.as_hyphenated(), crate::hex::encode(&tag))
     }
 
     /// The org of `vizier_id` if `credential` is that vizier's, compared in constant time; `None` otherwise
@@ -65,27 +61,10 @@ impl CredentialKey {
         let mut parts = credential.trim().splitn(3, '.');
         let (Some(VERSION), Some(org), Some(hex)) = (parts.next(), parts.next(), parts.next()) else { return None };
         let org_id = Uuid::parse_str(org).ok()?;
-        let tag = decode_hex32(hex)?;
+        let tag: [u8; 32] = crate::hex::decode(hex)?.try_into().ok()?;
         // `verify_slice` compares in constant time.
         self.mac(org_id, vizier_id).verify_slice(&tag).ok().map(|()| org_id)
     }
-}
-
-fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -132,18 +132,16 @@ pub fn encode_export_default(
     for h in &mut sealed.headers {
         h.value = key.seal(org, &h.name, &h.value)?;
     }
-    Ok(sealed.encode_to_vec().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::hex::encode(&sealed.encode_to_vec()))
 }
 
 /// The endpoint an org setting holds, header values as stored (sealed); `None` for none (empty) or an
 /// unreadable value.
 pub fn decode_export_default(setting: &str) -> Option<ExportDefault> {
-    if setting.is_empty() || !setting.len().is_multiple_of(2) {
+    if setting.is_empty() {
         return None;
     }
-    let bytes: Option<Vec<u8>> =
-        (0..setting.len()).step_by(2).map(|i| u8::from_str_radix(setting.get(i..i + 2)?, 16).ok()).collect();
-    ExportDefault::decode(bytes?.as_slice()).ok()
+    ExportDefault::decode(crate::hex::decode(setting)?.as_slice()).ok()
 }
 
 /// The endpoint `org`'s setting holds with its header values opened, as a vizier is sent it. `None` for none,
@@ -223,7 +221,7 @@ pub fn script_set(
         .collect();
     let mut set = CronScriptSet { scripts, checksum: String::new(), export_default, retention };
     let digest = sha2::Sha256::digest(set.encode_to_vec());
-    set.checksum = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    set.checksum = crate::hex::encode(&digest[..16]);
     set
 }
 

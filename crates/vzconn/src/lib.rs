@@ -15,6 +15,7 @@
 mod bridge;
 mod credential;
 mod cron;
+mod hex;
 mod manager;
 mod passthrough;
 mod records;

@@ -60,9 +60,7 @@ impl SettingsKey {
         let mut h = sha2::Sha256::new();
         h.update(b"loupe settings key v1\0");
         h.update(text.as_bytes());
-        let key: [u8; 32] = h.finalize().into();
-        // A 32-byte key is what AES-256 takes: this cannot fail.
-        let cipher = Aes256Gcm::new_from_slice(&key).map_err(|_| SettingsKeyError::TooShort(0))?;
+        let cipher = Aes256Gcm::new(&h.finalize());
         Ok(SettingsKey { cipher: std::sync::Arc::new(cipher) })
     }
 
@@ -75,25 +73,18 @@ impl SettingsKey {
             .cipher
             .encrypt(&Nonce::from(nonce), Payload { msg: value.as_bytes(), aad: &aad })
             .map_err(|_| SettingsKeyError::Open)?;
-        let mut out = String::with_capacity(SEALED_PREFIX.len() + 2 * (NONCE_LEN + sealed.len()));
-        out.push_str(SEALED_PREFIX);
-        for b in nonce.iter().chain(&sealed) {
-            out.push_str(&format!("{b:02x}"));
-        }
-        Ok(out)
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        Ok(format!("{SEALED_PREFIX}{}", crate::hex::encode(&bytes)))
     }
 
     /// The value `stored` seals for header `name` of `org`'s setting.
     pub fn open(&self, org: Uuid, name: &str, stored: &str) -> Result<String, SettingsKeyError> {
         let hex = stored.strip_prefix(SEALED_PREFIX).ok_or(SettingsKeyError::NotSealed)?;
-        if !hex.len().is_multiple_of(2) || hex.len() < 2 * (NONCE_LEN + 16) {
+        let bytes = crate::hex::decode(hex).ok_or(SettingsKeyError::Open)?;
+        if bytes.len() < NONCE_LEN + 16 {
             return Err(SettingsKeyError::Open);
         }
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect::<Option<_>>()
-            .ok_or(SettingsKeyError::Open)?;
         let (nonce, body) = bytes.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SettingsKeyError::Open)?;
         let aad = aad(org, name);
