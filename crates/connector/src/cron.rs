@@ -126,10 +126,11 @@ impl CronHandle {
 /// Loads the saved set and results and starts the scheduler.
 pub(crate) fn start(settings: CronSettings, query: QueryClient) -> CronHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let set: SavedSet = load(&settings.data_dir.join(SCRIPTS_FILE)).unwrap_or_default();
+    let set: Option<SavedSet> = load(&settings.data_dir.join(SCRIPTS_FILE));
     let pending: Vec<SavedResult> = load(&settings.data_dir.join(RESULTS_FILE)).unwrap_or_default();
-    if !set.scripts.is_empty() || !pending.is_empty() {
-        tracing::info!(scripts = set.scripts.len(), pending = pending.len(), "cron scripts resumed from the data dir");
+    let scripts = set.as_ref().map_or(0, |s| s.scripts.len());
+    if scripts != 0 || !pending.is_empty() {
+        tracing::info!(scripts, pending = pending.len(), "cron scripts resumed from the data dir");
     }
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (retention, wanted) = tokio::sync::watch::channel(None);
@@ -145,7 +146,11 @@ pub(crate) fn start(settings: CronSettings, query: QueryClient) -> CronHandle {
         last_request: None,
         done_tx,
     };
-    scheduler.replace(set, now_unix_ns());
+    // Without a saved set nothing is known yet, the retention included: the vizier keeps its own until the
+    // cloud's set arrives (handing it an empty one at every start raced the process's exit with a log line).
+    if let Some(set) = set {
+        scheduler.replace(set, now_unix_ns());
+    }
     tokio::spawn(scheduler.run(rx, done_rx));
     CronHandle { tx }
 }
