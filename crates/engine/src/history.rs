@@ -2,7 +2,8 @@
 //! memory batches (taken at planning) and the rows history holds that are older than memory's oldest
 //! (`TimeBounds::before_ns`, taken under the same lock as the batches), read when DataFusion plans the scan.
 //! Time filters pushed down by DataFusion (`px sql`'s `WHERE time_ >= …`) narrow the history read too;
-//! they stay inexact, so rows are still filtered above the scan; only the columns the plan reads are read. Owns no storage: `loupe-history` does.
+//! they stay inexact, so rows are still filtered above the scan; only the columns the plan reads are read.
+//! Owns no storage: `loupe-history` does.
 
 use std::sync::Arc;
 
@@ -150,6 +151,7 @@ mod tests {
             Some(Bound::AtLeast(2_000_000_000))
         );
     }
+
     /// `n` rows from `from`, 1 µs apart, each with a 1 KiB request body.
     fn rows(n: usize, from: i64) -> RecordBatch {
         use loupe_schema::http::{HttpEventRow, HttpEventsBuilder};
