@@ -74,9 +74,9 @@ echo "built in $(( $(date +%s) - start )) s"
 step "checking $tag"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 user=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$tag")
-entry=$(buildah inspect --type image --format '{{json .OCIv1.Config.Entrypoint}}' "$tag")
+entry=$(buildah inspect --type image --format '{{.OCIv1.Config.Entrypoint}}' "$tag")
 [[ $user == 65532:65532 ]] || fail "user is '$user', not 65532:65532"
-[[ $entry == '["/usr/local/bin/loupe"]' ]] || fail "entrypoint is $entry"
+[[ $entry == '[/usr/local/bin/loupe]' ]] || fail "entrypoint is $entry"
 c=$(buildah from "$tag")
 trap 'buildah umount "$c" >/dev/null 2>&1; buildah rm "$c" >/dev/null 2>&1' EXIT
 mnt=$(buildah mount "$c")

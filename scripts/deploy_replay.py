@@ -242,6 +242,8 @@ class Replay:
             elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
                 # The pod's own address: `$(POD_IP):PORT` becomes one of its listeners, mapped below to its local port.
                 env[e["name"]] = "0.0.0.0"
+            elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+                env[e["name"]] = "replay-node"
             elif "secretKeyRef" in e.get("valueFrom", {}):
                 ref = e["valueFrom"]["secretKeyRef"]
                 env[e["name"]] = self.secret_files(ref["name"], [{"key": ref["key"], "path": "x"}])["x"].decode()

@@ -551,4 +551,11 @@ impl Catalog for StoreCatalog {
         }
         names
     }
+
+    fn held_by_broker(&self, name: &str) -> bool {
+        // Only history holds a result table; on a query broker, that history is the cluster's one copy.
+        self.store.table(name).is_none()
+            && loupe_schema::table(name).is_none()
+            && self.history.as_ref().is_some_and(|h| h.result_schema(name).is_some())
+    }
 }

@@ -41,6 +41,15 @@ pub fn result_table_name(script: &str, output: &str) -> String {
     }
 }
 
+/// Whether `table` has the shape [`result_table_name`] gives (`cron_`, then `[a-z0-9_]`, at most 102
+/// characters): the names a retention policy may give for results a history may hold.
+pub fn is_result_table_name(table: &str) -> bool {
+    table.len() <= RESULT_TABLE_PREFIX.len() + 2 * MAX_PART + 1
+        && table.strip_prefix(RESULT_TABLE_PREFIX).is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
 fn sanitize(part: &str) -> String {
     let mut out = String::new();
     for c in part.chars() {
@@ -187,5 +196,11 @@ mod tests {
         assert_eq!(long.len(), RESULT_TABLE_PREFIX.len() + 48 + 1 + 48);
         assert!(layout::check_table(&long).is_ok());
         assert_eq!(result_table_name("é-stats", "output"), "cron_stats");
+        for name in [long.as_str(), "cron_service_stats_1m", "cron_unnamed"] {
+            assert!(is_result_table_name(name), "{name}");
+        }
+        for name in ["cron_", "http_events", "cron_A", "cron_../x", &format!("{long}x")] {
+            assert!(!is_result_table_name(name), "{name}");
+        }
     }
 }

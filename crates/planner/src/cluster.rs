@@ -11,7 +11,9 @@
 //! finalized rows. A `head(n)` directly over one is pushed to the agents as a local limit as well
 //! (the merge keeps the `head(n)`). Everything above the cuts (final aggregates, joins, appends, limits,
 //! maps and filters over merged rows) runs on a Kelvin. Source functions (`px.GetAgentStatus()`, …)
-//! answer for the cluster, so they run once, on the broker ([`RunsOn::Broker`]).
+//! answer for the cluster, so they run once, on the broker ([`RunsOn::Broker`]); so do scans of tables the
+//! broker holds for the whole cluster (cron scripts' results in its history), with the row-wise operators and
+//! partial aggregate above them, as an agent would.
 //!
 //! Must not execute anything (the engine runs streams and merges) nor know the wire: a plan is
 //! serde-serializable and callers choose the encoding ([`ClusterPlan::to_json`] is the one the vizier
@@ -75,7 +77,7 @@ pub enum StreamSends {
 pub enum RunsOn {
     /// Every live data node (PEM), over its own store.
     Agents,
-    /// The broker, once, for the whole cluster (source functions).
+    /// The broker, once, for the whole cluster (source functions, tables only the broker holds).
     Broker,
 }
 
@@ -135,10 +137,17 @@ pub fn agent_runnable(plan: &Plan) -> bool {
     }
 }
 
-/// Splits `program` for a cluster (see the module doc for where each operator goes).
+/// Splits `program` for a cluster (see the module doc for where each operator goes), every table being on
+/// the agents.
 pub fn split_cluster(program: Program) -> ClusterPlan {
+    split_cluster_with(program, &|_| false)
+}
+
+/// [`split_cluster`], where `held_by_broker(table)` says which tables the broker alone holds (its scans run
+/// there, once).
+pub fn split_cluster_with(program: Program, held_by_broker: &dyn Fn(&str) -> bool) -> ClusterPlan {
     let cap = program.max_output_rows_per_table.unwrap_or(loupe_pxl::DEFAULT_MAX_OUTPUT_ROWS);
-    let mut streams = Vec::new();
+    let mut split = Splitter { streams: Vec::new(), held_by_broker };
     let outputs = program
         .outputs
         .into_iter()
@@ -146,50 +155,77 @@ pub fn split_cluster(program: Program) -> ClusterPlan {
             // A whole output that agents can run is their rows' union, capped where it is made: no agent
             // needs to send more rows than the output can show.
             let plan = if agent_runnable(&out.plan) {
-                push(&mut streams, out.plan, StreamSends::Rows { limit: Some(cap) }, RunsOn::Agents)
+                split.push(out.plan, StreamSends::Rows { limit: Some(cap) })
             } else {
-                cut(out.plan, &mut streams)
+                split.cut(out.plan)
             };
             Output { plan, ..out }
         })
         .collect();
-    ClusterPlan { streams, merge: Program { outputs, max_output_rows_per_table: program.max_output_rows_per_table } }
-}
-
-fn push(streams: &mut Vec<Stream>, plan: Plan, sends: StreamSends, runs_on: RunsOn) -> Plan {
-    streams.push(Stream { plan, sends, runs_on });
-    Plan::Source { table: stream_table(streams.len() - 1), columns: None, start_ns: None, end_ns: None }
-}
-
-fn cut(plan: Plan, streams: &mut Vec<Stream>) -> Plan {
-    if agent_runnable(&plan) {
-        return push(streams, plan, StreamSends::Rows { limit: None }, RunsOn::Agents);
+    ClusterPlan {
+        streams: split.streams,
+        merge: Program { outputs, max_output_rows_per_table: program.max_output_rows_per_table },
     }
-    let mut recurse = |p: Box<Plan>| Box::new(cut(*p, streams));
+}
+
+/// The scanned table of an agent-runnable plan.
+fn scanned_table(plan: &Plan) -> &str {
     match plan {
-        Plan::Aggregate { input, group_by, aggs } if agent_runnable(&input) => {
-            push(streams, *input, StreamSends::PartialAggregates { group_by, aggs }, RunsOn::Agents)
+        Plan::Source { table, .. } => table,
+        other => other.inputs().first().map_or("", |input| scanned_table(input)),
+    }
+}
+
+struct Splitter<'a> {
+    streams: Vec<Stream>,
+    held_by_broker: &'a dyn Fn(&str) -> bool,
+}
+
+impl Splitter<'_> {
+    /// Makes agent-runnable `plan` a stream (on the broker when it scans a table only the broker holds) and
+    /// returns the merge's placeholder for it.
+    fn push(&mut self, plan: Plan, sends: StreamSends) -> Plan {
+        let runs_on = if (self.held_by_broker)(scanned_table(&plan)) { RunsOn::Broker } else { RunsOn::Agents };
+        self.push_on(plan, sends, runs_on)
+    }
+
+    fn push_on(&mut self, plan: Plan, sends: StreamSends, runs_on: RunsOn) -> Plan {
+        self.streams.push(Stream { plan, sends, runs_on });
+        Plan::Source { table: stream_table(self.streams.len() - 1), columns: None, start_ns: None, end_ns: None }
+    }
+
+    fn cut(&mut self, plan: Plan) -> Plan {
+        if agent_runnable(&plan) {
+            return self.push(plan, StreamSends::Rows { limit: None });
         }
-        Plan::Limit { input, n } if agent_runnable(&input) => {
-            let input = Box::new(push(streams, *input, StreamSends::Rows { limit: Some(n) }, RunsOn::Agents));
-            Plan::Limit { input, n }
+        match plan {
+            // The broker, too, sends partial states for a table it holds: one row per group, not its rows.
+            Plan::Aggregate { input, group_by, aggs } if agent_runnable(&input) => {
+                self.push(*input, StreamSends::PartialAggregates { group_by, aggs })
+            }
+            Plan::Limit { input, n } if agent_runnable(&input) => {
+                let input = Box::new(self.push(*input, StreamSends::Rows { limit: Some(n) }));
+                Plan::Limit { input, n }
+            }
+            udtf @ Plan::Udtf { .. } => self.push_on(udtf, StreamSends::Rows { limit: None }, RunsOn::Broker),
+            Plan::Filter { input, predicate } => Plan::Filter { input: Box::new(self.cut(*input)), predicate },
+            Plan::Map { input, column, expr } => Plan::Map { input: Box::new(self.cut(*input)), column, expr },
+            Plan::Project { input, columns } => Plan::Project { input: Box::new(self.cut(*input)), columns },
+            Plan::Drop { input, columns } => Plan::Drop { input: Box::new(self.cut(*input)), columns },
+            Plan::Rename { input, renames } => Plan::Rename { input: Box::new(self.cut(*input)), renames },
+            Plan::Aggregate { input, group_by, aggs } => {
+                Plan::Aggregate { input: Box::new(self.cut(*input)), group_by, aggs }
+            }
+            Plan::Limit { input, n } => Plan::Limit { input: Box::new(self.cut(*input)), n },
+            Plan::Join { left, right, how, left_columns, right_columns, left_on, right_on } => {
+                let left = Box::new(self.cut(*left));
+                let right = Box::new(self.cut(*right));
+                Plan::Join { left, right, how, left_columns, right_columns, left_on, right_on }
+            }
+            Plan::Union { inputs } => Plan::Union { inputs: inputs.into_iter().map(|p| self.cut(p)).collect() },
+            // A scan is agent-runnable, so it was cut above.
+            source @ Plan::Source { .. } => source,
         }
-        udtf @ Plan::Udtf { .. } => push(streams, udtf, StreamSends::Rows { limit: None }, RunsOn::Broker),
-        Plan::Filter { input, predicate } => Plan::Filter { input: recurse(input), predicate },
-        Plan::Map { input, column, expr } => Plan::Map { input: recurse(input), column, expr },
-        Plan::Project { input, columns } => Plan::Project { input: recurse(input), columns },
-        Plan::Drop { input, columns } => Plan::Drop { input: recurse(input), columns },
-        Plan::Rename { input, renames } => Plan::Rename { input: recurse(input), renames },
-        Plan::Aggregate { input, group_by, aggs } => Plan::Aggregate { input: recurse(input), group_by, aggs },
-        Plan::Limit { input, n } => Plan::Limit { input: recurse(input), n },
-        Plan::Join { left, right, how, left_columns, right_columns, left_on, right_on } => {
-            let left = recurse(left);
-            let right = Box::new(cut(*right, streams));
-            Plan::Join { left, right, how, left_columns, right_columns, left_on, right_on }
-        }
-        Plan::Union { inputs } => Plan::Union { inputs: inputs.into_iter().map(|p| cut(p, streams)).collect() },
-        // A scan is agent-runnable, so it was cut above.
-        source @ Plan::Source { .. } => source,
     }
 }
 
@@ -202,6 +238,37 @@ mod tests {
     fn compile(script: &str) -> Program {
         loupe_pxl::compile(script, &SchemaCatalog, &CompileOptions { now_ns: 1_700_000_000_000_000_000 })
             .expect("compiles")
+    }
+
+    #[test]
+    fn a_table_the_broker_holds_is_scanned_there_once_with_the_work_above_it() {
+        // A held table with http_events' columns (the planner needs no schema of its own).
+        let catalog = |name: &str| {
+            let name = if name == "cron_stats" { "http_events" } else { name };
+            loupe_pxl::Catalog::table_schema(&SchemaCatalog, name)
+        };
+        let script = "import px
+c = px.DataFrame('cron_stats', start_time='-1d')
+c = c[c.latency > 1]
+px.display(c.groupby('req_path').agg(n=('latency', px.sum)), 'kept')
+px.display(c, 'rows')
+h = px.DataFrame('http_events', start_time='-5m')
+px.display(h.agg(n=('latency', px.count)), 'live')
+";
+        let program = loupe_pxl::compile(script, &catalog, &CompileOptions { now_ns: 1_700_000_000_000_000_000 })
+            .expect("compiles");
+        let plan = split_cluster_with(program, &|t| t == "cron_stats");
+        let on: Vec<(RunsOn, bool)> = plan
+            .streams
+            .iter()
+            .map(|s| (s.runs_on, matches!(s.sends, StreamSends::PartialAggregates { .. })))
+            .collect();
+        assert_eq!(on, [(RunsOn::Broker, true), (RunsOn::Broker, false), (RunsOn::Agents, true)]);
+        assert_eq!(scanned_table(&plan.streams[1].plan), "cron_stats");
+        // Everything is on the agents when nothing is held.
+        let program = loupe_pxl::compile(script, &catalog, &CompileOptions { now_ns: 1_700_000_000_000_000_000 })
+            .expect("compiles");
+        assert!(split_cluster(program).streams.iter().all(|s| s.runs_on == RunsOn::Agents));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 pub use cluster::{
     ClusterPlan, EncodeError, RunsOn, STREAM_TABLE_PREFIX, Stream, StreamSends, agent_runnable, split_cluster,
-    stream_index, stream_table,
+    split_cluster_with, stream_index, stream_table,
 };
 
 use loupe_pxl::{Aggregation, Catalog, CompileOptions, Diagnostic, ExecFunc, Program};
@@ -130,7 +130,7 @@ pub fn plan_cluster(
     exec_funcs: &[ExecFunc],
 ) -> Result<(ClusterPlan, Duration), Vec<Diagnostic>> {
     let started = Instant::now();
-    let plan = split_cluster(compile(source, catalog, options, exec_funcs)?);
+    let plan = split_cluster_with(compile(source, catalog, options, exec_funcs)?, &|t| catalog.held_by_broker(t));
     Ok((plan, started.elapsed()))
 }
 

@@ -41,6 +41,12 @@ pub trait Catalog {
     fn table_names(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Whether table `name` is held in one place for a whole cluster (a cron script's results in the query
+    /// broker's history) rather than on every data node: a cluster plan scans it there, once. False by default.
+    fn held_by_broker(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 impl<F> Catalog for F

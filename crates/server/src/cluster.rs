@@ -90,6 +90,10 @@ pub(crate) struct BrokerArgs {
     /// The metadata service, for the merges the broker runs itself when no Kelvin is registered.
     #[command(flatten)]
     metadata: MetadataLink,
+    /// Where cron scripts' results are kept for the whole cluster (`cron_<script>` tables; PEMs keep their own
+    /// tables). None kept without a place.
+    #[command(flatten)]
+    history: crate::history::HistoryPlace,
 }
 
 /// `loupe vizier kelvin`.
@@ -273,10 +277,16 @@ pub(crate) async fn run_broker(args: BrokerArgs, shutdown: impl std::future::Fut
         args.agent_config_file.clone().unwrap_or_else(|| args.token.data_dir.join("vizier-agent-config.pb"));
     let config = loupe_vizier::agent_config::ConfigHolder::load(config_file.clone())
         .with_context(|| format!("reading the agent configuration ({})", config_file.display()))?;
-    let broker =
+    let mut broker =
         loupe_vizier::cluster::Broker::new(limits, token.clone(), args.heartbeat.max(Duration::from_millis(100)))
             .with_config(config)
             .with_metadata(args.metadata.follow()?);
+    if let Some(history) = args.history.open(None, "broker")? {
+        let found = history.load_result_tables().await.context("reading the cron result tables in history")?;
+        tracing::info!(history = ?history, result_tables = found, "keeping cron scripts' results in history");
+        broker = broker.with_history(history);
+    }
+    let upkeep = broker.spawn_history_upkeep(args.history.sweep_interval());
     let listener = crate::bind(args.listen, "--listen").await?;
     let ops_listener = crate::bind(args.metrics_listen, "--metrics-listen").await?;
     tracing::info!(
@@ -290,6 +300,9 @@ pub(crate) async fn run_broker(args: BrokerArgs, shutdown: impl std::future::Fut
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ops = tokio::spawn(loupe_cloud::serve_router(ops_listener, router, crate::cloud::stopped(&stop_rx)));
     let served = loupe_vizier::cluster::serve_broker(listener, broker, token, shutdown).await;
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
+    }
     let _ = stop_tx.send(true);
     ops.await??;
     served?;

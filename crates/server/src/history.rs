@@ -16,15 +16,8 @@ const DEFAULT_TABLES: &str =
 
 #[derive(Args, Clone, Debug)]
 pub(crate) struct HistoryArgs {
-    /// Keep history (the selected tables' rows as Parquet, `<table>/org=…/vizier=…/hour=…/`) in this directory
-    /// (0700; segments 0600). Queries then read it under memory, across restarts. `loupe up` defaults to
-    /// <data-dir>/history.
-    #[arg(long, env = "LOUPE_HISTORY_DIR", conflicts_with = "history_url")]
-    history_dir: Option<PathBuf>,
-    /// Keep history in S3-compatible object storage instead: s3://bucket/prefix, with the AWS_* variables
-    /// (AWS_ENDPOINT_URL for a server other than AWS, AWS_ALLOW_HTTP=true for plain http).
-    #[arg(long, env = "LOUPE_HISTORY_URL")]
-    history_url: Option<String>,
+    #[command(flatten)]
+    place: HistoryPlace,
     /// Keep no history (`loupe up` otherwise keeps it under its data directory).
     #[arg(long, env = "LOUPE_NO_HISTORY", value_parser = clap::builder::BoolishValueParser::new())]
     no_history: bool,
@@ -34,6 +27,20 @@ pub(crate) struct HistoryArgs {
     /// How often new rows are written (1s to 1h).
     #[arg(long, env = "LOUPE_HISTORY_FLUSH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     history_flush_interval: Duration,
+}
+
+/// Where an agent's history lives, whose it is and how long it is kept: every agent's flags, the query
+/// broker's too (it keeps cron scripts' results for its cluster).
+#[derive(Args, Clone, Debug)]
+pub(crate) struct HistoryPlace {
+    /// Keep history (Parquet, `<table>/org=…/vizier=…/hour=…/`) in this directory (0700; segments 0600).
+    /// Queries then read it under memory, across restarts. `loupe up` defaults to <data-dir>/history.
+    #[arg(long, env = "LOUPE_HISTORY_DIR", conflicts_with = "history_url")]
+    history_dir: Option<PathBuf>,
+    /// Keep history in S3-compatible object storage instead: s3://bucket/prefix, with the AWS_* variables
+    /// (AWS_ENDPOINT_URL for a server other than AWS, AWS_ALLOW_HTTP=true for plain http).
+    #[arg(long, env = "LOUPE_HISTORY_URL")]
+    history_url: Option<String>,
     /// How often retention is enforced: segments past a table's age or bytes are deleted (1s to 1d).
     #[arg(long, env = "LOUPE_HISTORY_SWEEP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     history_sweep_interval: Duration,
@@ -49,6 +56,11 @@ pub(crate) struct HistoryArgs {
     /// The vizier partition of this agent's history (`vizier=`; default: the host name).
     #[arg(long, env = "LOUPE_HISTORY_VIZIER")]
     history_vizier: Option<String>,
+    /// Whose segments these are: an agent reads back only its own, so it must stay the same across restarts
+    /// (on Kubernetes, the node's name; a pod's host name changes). Default: the host name for a node agent,
+    /// `broker` for the query broker.
+    #[arg(long, env = "LOUPE_HISTORY_WRITER")]
+    history_writer: Option<String>,
 }
 
 /// A host name reduced to the characters the layout allows.
@@ -63,27 +75,41 @@ fn host_label() -> String {
     if label.is_empty() { "host".into() } else { label }
 }
 
+impl HistoryPlace {
+    /// Opens the history these flags name (`default_dir` when none does), with its default retention; `None`
+    /// when there is no place. `default_writer` names this agent's segments unless `--history-writer` does.
+    pub(crate) fn open(&self, default_dir: Option<PathBuf>, default_writer: &str) -> Result<Option<Arc<History>>> {
+        let location = match (&self.history_url, self.history_dir.clone().or(default_dir)) {
+            (Some(url), _) => url.clone(),
+            (None, Some(dir)) => dir.display().to_string(),
+            (None, None) => return Ok(None),
+        };
+        let config = HistoryConfig {
+            location,
+            org: self.history_org.clone(),
+            vizier: self.history_vizier.clone().unwrap_or_else(host_label),
+            writer: self.history_writer.clone().unwrap_or_else(|| default_writer.to_string()),
+            max_read_bytes: HistoryConfig::DEFAULT_MAX_READ_BYTES,
+            s3_options: Vec::new(),
+        };
+        let history = History::open(&config).context("failed to open history")?;
+        history
+            .set_default_retention(Retention { max_age: self.history_max_age, max_bytes: self.history_max_mb << 20 });
+        Ok(Some(Arc::new(history)))
+    }
+
+    /// How often retention is enforced.
+    pub(crate) fn sweep_interval(&self) -> Duration {
+        self.history_sweep_interval
+    }
+}
+
 /// Starts `pem`'s history as `args` say; `default_dir` is where it goes when no flag names a place (`loupe up`).
 pub(crate) fn attach(pem: &mut Pem, args: &HistoryArgs, default_dir: Option<PathBuf>) -> Result<()> {
     if args.no_history {
         return Ok(());
     }
-    let location = match (&args.history_url, args.history_dir.clone().or(default_dir)) {
-        (Some(url), _) => url.clone(),
-        (None, Some(dir)) => dir.display().to_string(),
-        (None, None) => return Ok(()),
-    };
-    let host = host_label();
-    let config = HistoryConfig {
-        location,
-        org: args.history_org.clone(),
-        vizier: args.history_vizier.clone().unwrap_or_else(|| host.clone()),
-        writer: host,
-        max_read_bytes: HistoryConfig::DEFAULT_MAX_READ_BYTES,
-        s3_options: Vec::new(),
-    };
-    let history = Arc::new(History::open(&config).context("failed to open history")?);
-    history.set_default_retention(Retention { max_age: args.history_max_age, max_bytes: args.history_max_mb << 20 });
+    let Some(history) = args.place.open(default_dir, &host_label())? else { return Ok(()) };
     let tables: Vec<String> = if args.history_tables.trim() == "all" {
         pem.store().tables().iter().map(|t| t.name().to_string()).collect()
     } else {
@@ -95,7 +121,7 @@ pub(crate) fn attach(pem: &mut Pem, args: &HistoryArgs, default_dir: Option<Path
     let writer = WriterConfig {
         tables,
         flush_interval: args.history_flush_interval,
-        sweep_interval: args.history_sweep_interval,
+        sweep_interval: args.place.history_sweep_interval,
     };
     pem.start_history(history, writer).context("failed to start the history writer")?;
     Ok(())

@@ -7,7 +7,8 @@
 //! answer with a warning naming it, in bounded time, that `px` prints that warning and exits 0, that a
 //! caller without the vizier's token is refused on every link, that PEMs ship partial aggregates (bytes
 //! moved against the raw rows' Arrow size), that a client leaving cancels the work on every PEM, and that
-//! the agent configuration (`loupe vizier config set`) reaches running PEMs and applies without a restart.
+//! the agent configuration (`loupe vizier config set`) reaches running PEMs and applies without a restart, and
+//! that a cron run's results are kept once for the cluster, in the broker's history, across its restart.
 //! Owns only these tests; queries over loaded rows filter on their paths (`/k…`), since a tracing PEM
 //! also sees the host's other traffic.
 
@@ -99,6 +100,8 @@ fn spawn(args: &[String], log: &Path) -> Guard {
 struct Cluster {
     dir: PathBuf,
     broker: Node,
+    /// How the broker was started (to start it again).
+    broker_args: Vec<String>,
     kelvins: Vec<Node>,
     pems: Vec<Node>,
 }
@@ -123,8 +126,11 @@ impl Cluster {
         args.extend(["--query-timeout".into(), query_timeout.into()]);
         args.extend(["--metrics-listen".into(), format!("127.0.0.1:{metrics}")]);
         args.extend(["--data-dir".into(), dir.join("broker").display().to_string()]);
+        args.extend(["--history-dir".into(), dir.join("broker-history").display().to_string()]);
+        args.extend(["--history-sweep-interval".into(), "1s".into()]);
         args.extend(tok());
         let broker = Node { guard: spawn(&args, &dir.join("broker.log")), port, metrics };
+        let broker_args = args;
         wait_for_port(port, "the broker");
         let broker_addr = format!("127.0.0.1:{port}");
         let kelvins = (0..kelvins)
@@ -160,22 +166,34 @@ impl Cluster {
         for p in &pems {
             wait_for_port(p.port, "a PEM");
         }
-        let cluster = Cluster { dir, broker, kelvins, pems };
-        // Every agent registered (they heartbeat every 300 ms).
-        let want = cluster.kelvins.len() + cluster.pems.len();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (tables, _, _) = cluster.query(AGENTS);
-            if tables.get("agents").map_or(0, |b| b.iter().map(RecordBatch::num_rows).sum::<usize>()) == want {
-                break;
-            }
-            assert!(Instant::now() < deadline, "agents did not register; logs in {}", cluster.dir.display());
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let cluster = Cluster { dir, broker, broker_args, kelvins, pems };
+        cluster.wait_registered();
         for i in 0..cluster.pems.len() {
             let _ = std::fs::remove_file(cluster.dir.join(format!("pem{i}.arrow")));
         }
         cluster
+    }
+
+    /// Waits until every agent is registered (they heartbeat every 300 ms).
+    fn wait_registered(&self) {
+        let want = self.kelvins.len() + self.pems.len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (tables, _, _) = self.query(AGENTS);
+            if tables.get("agents").map_or(0, |b| b.iter().map(RecordBatch::num_rows).sum::<usize>()) == want {
+                break;
+            }
+            assert!(Instant::now() < deadline, "agents did not register; logs in {}", self.dir.display());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops the broker and starts it again on the same port and data, waiting for the agents to come back.
+    fn restart_broker(&mut self) {
+        drop(std::mem::replace(&mut self.broker.guard, Guard(Command::new("true").spawn().expect("true"))));
+        self.broker.guard = spawn(&self.broker_args, &self.dir.join("broker-restarted.log"));
+        wait_for_port(self.broker.port, "the restarted broker");
+        self.wait_registered();
     }
 
     fn addr(&self) -> String {
@@ -205,26 +223,36 @@ fn run(
     token: Option<&str>,
     script: &str,
 ) -> (BTreeMap<String, Vec<RecordBatch>>, Option<QueryExecutionStats>, Option<String>) {
-    run_with(addr, token, script, None)
+    run_with(addr, token, script, &[])
 }
 
-/// [`run`], sending `export_default` (an encoded `ExportDefault`) as the connector does.
+/// [`run`], sending binary metadata as the connector does (`EXPORT_DEFAULT`, `CRON_SCRIPT`).
 fn run_with(
     addr: String,
     token: Option<&str>,
     script: &str,
-    export_default: Option<Vec<u8>>,
+    metadata: &[(&'static str, Vec<u8>)],
+) -> (BTreeMap<String, Vec<RecordBatch>>, Option<QueryExecutionStats>, Option<String>) {
+    run_at(addr, token, script, metadata, 0)
+}
+
+/// [`run_with`] as if run at `now_ns` (0: now).
+fn run_at(
+    addr: String,
+    token: Option<&str>,
+    script: &str,
+    metadata: &[(&'static str, Vec<u8>)],
+    now_ns: i64,
 ) -> (BTreeMap<String, Vec<RecordBatch>>, Option<QueryExecutionStats>, Option<String>) {
     runtime().block_on(async {
         let mut client = VizierServiceClient::connect(format!("http://{addr}"))
             .await
             .expect("connect")
             .max_decoding_message_size(64 << 20);
-        let req = ExecuteScriptRequest { query_str: script.into(), ..Default::default() };
+        let req = ExecuteScriptRequest { query_str: script.into(), now_ns, ..Default::default() };
         let mut req = with_token(req, token);
-        if let Some(bytes) = export_default {
-            req.metadata_mut()
-                .insert_bin(loupe_proto::headers::EXPORT_DEFAULT, tonic::metadata::MetadataValue::from_bytes(&bytes));
+        for (key, bytes) in metadata {
+            req.metadata_mut().insert_bin(*key, tonic::metadata::MetadataValue::from_bytes(bytes));
         }
         let mut stream = match client.execute_script(req).await {
             Ok(s) => s.into_inner(),
@@ -764,7 +792,12 @@ px.export(df, px.otel.Data(resource={{'service.name': df.req_path}},
         insecure: true,
         timeout_s: 5,
     };
-    let (_, _, error) = run_with(cluster.addr(), Some(TOKEN), &script(""), Some(default.encode_to_vec()));
+    let (_, _, error) = run_with(
+        cluster.addr(),
+        Some(TOKEN),
+        &script(""),
+        &[(loupe_proto::headers::EXPORT_DEFAULT, default.encode_to_vec())],
+    );
     assert_eq!(error, None);
     assert_eq!(sent(&receiver), want);
     let keys = receiver.keys.lock().expect("lock").clone();
@@ -790,4 +823,104 @@ fn by_path_counts(batches: &[RecordBatch]) -> BTreeMap<String, i64> {
         }
     }
     m
+}
+
+#[test]
+fn a_cron_runs_results_are_kept_once_for_the_cluster_by_the_broker_across_its_restart() {
+    let loads = [rows(31, 3_000, 7), rows(32, 2_000, 7)];
+    let all: Vec<&HttpEventRow> = loads.iter().flatten().collect();
+    let want = expected(&all);
+    let total: i64 = want.values().map(|v| v.0).sum();
+    let mut cluster = Cluster::start("cron-broker", 1, &loads, "20s", false);
+    // What a cron script of the cloud sends, run as the connector runs it (named by `CRON_SCRIPT`).
+    let cron = "import px
+df = px.DataFrame('http_events', start_time='-1h')
+df = df[px.contains(df.req_path, '/k')]
+px.display(df.groupby('req_path').agg(n=('latency', px.count)))
+px.display(df.agg(n=('latency', px.count)), 'total')
+";
+    let name = (loupe_proto::headers::CRON_SCRIPT, b"Service Stats (1m)".to_vec());
+    for run in 1..=2 {
+        let (tables, _, error) = run_with(cluster.addr(), Some(TOKEN), cron, std::slice::from_ref(&name));
+        assert_eq!(error, None, "cron run {run}; logs in {}", cluster.dir.display());
+        assert_eq!(by_path_counts(&tables["output"]).len(), want.len(), "the client still gets its rows");
+    }
+    // Kept once for the cluster, as the broker's segments, not once per PEM or Kelvin.
+    let tables_dir = cluster.dir.join("broker-history");
+    for table in ["cron_service_stats_1m", "cron_service_stats_1m_total"] {
+        let mut segments = Vec::new();
+        let mut stack = vec![tables_dir.join(table)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())).flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    segments.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        assert_eq!(segments.len(), 2, "{table}: one segment per run: {segments:?}");
+        assert!(segments.iter().all(|s| s.starts_with("broker-")), "{table}: the broker's own: {segments:?}");
+    }
+    let read = "import px
+df = px.DataFrame('cron_service_stats_1m', start_time='-1h')
+px.display(df, 'runs')
+px.display(df.groupby('req_path').agg(n=('n', px.sum), runs=('n', px.count)), 'per_path')
+t = px.DataFrame('cron_service_stats_1m_total', start_time='-1h')
+px.display(t[t.n > 0].agg(n=('n', px.sum)), 'total')
+";
+    for when in ["before the broker's restart", "after it"] {
+        let (tables, _, error) = cluster.query(read);
+        assert_eq!(error, None, "{when}; logs in {}", cluster.dir.display());
+        let runs: usize = tables["runs"].iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(runs, 2 * want.len(), "{when}: each run's rows once");
+        let per_path = &tables["per_path"];
+        let mut got = BTreeMap::new();
+        for b in per_path {
+            let paths = b.column_by_name("req_path").expect("req_path").as_string::<i32>();
+            let n = b.column_by_name("n").expect("n").as_primitive::<Int64Type>();
+            let count = b.column_by_name("runs").expect("runs").as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                got.insert(paths.value(i).to_string(), (n.value(i), count.value(i)));
+            }
+        }
+        let want_per_path: BTreeMap<String, (i64, i64)> = want.iter().map(|(p, v)| (p.clone(), (2 * v.0, 2))).collect();
+        assert_eq!(got, want_per_path, "{when}: the kept counts add up to both runs'");
+        let kept_total = tables["total"][0].column_by_name("n").expect("n").as_primitive::<Int64Type>().value(0);
+        assert_eq!(kept_total, 2 * total, "{when}");
+        if when.starts_with("before") {
+            cluster.restart_broker();
+        }
+    }
+    // The cloud's retention reaches the broker's history too: a run from three hours ago goes at the next
+    // sweep under a two-hour limit for its table; the run of now stays.
+    let agents = "import px\npx.display(px.GetAgentStatus().agg(n=('agent_id', px.count)))\n";
+    let name = (loupe_proto::headers::CRON_SCRIPT, b"agents".to_vec());
+    let hours_ago = loupe_common_now() - 3 * 3_600_000_000_000;
+    for at in [hours_ago, 0] {
+        let (_, _, error) = run_at(cluster.addr(), Some(TOKEN), agents, std::slice::from_ref(&name), at);
+        assert_eq!(error, None, "logs in {}", cluster.dir.display());
+    }
+    let kept_runs = |cluster: &Cluster| {
+        let (tables, _, error) =
+            cluster.query("import px\npx.display(px.DataFrame('cron_agents', start_time='-1d'), 'runs')\n");
+        assert_eq!(error, None);
+        tables["runs"].iter().map(RecordBatch::num_rows).sum::<usize>()
+    };
+    assert_eq!(kept_runs(&cluster), 2, "both runs kept under the default 7 days");
+    runtime().block_on(async {
+        use loupe_proto::clusterpb::vizier_config_service_client::VizierConfigServiceClient;
+        let mut client =
+            VizierConfigServiceClient::connect(format!("http://{}", cluster.addr())).await.expect("connect");
+        let limits = loupe_proto::clusterpb::RetentionLimits { max_age_s: 7200, max_bytes: 1 << 30 };
+        let tables = [("cron_agents".to_string(), limits)].into();
+        let req = with_token(loupe_proto::clusterpb::SetHistoryRetentionRequest { tables }, Some(TOKEN));
+        client.set_history_retention(req).await.expect("the broker takes a cron table's retention");
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kept_runs(&cluster) != 1 {
+        assert!(Instant::now() < deadline, "the old run was not swept; logs in {}", cluster.dir.display());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(kept_runs(&cluster), 1, "the run of now stays");
 }

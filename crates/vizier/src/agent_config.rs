@@ -86,7 +86,10 @@ pub fn validate(config: &AgentConfig) -> Result<(), ConfigError> {
     }
     retention_of(&config.history_retention)?;
     for (table, &bytes) in &config.table_budget_bytes {
-        if !loupe_schema::all_tables().iter().any(|t| t.name == table) {
+        // A cron script's result table is held by name only (the cloud cannot know which exist).
+        let known = loupe_schema::all_tables().iter().any(|t| t.name == table)
+            || loupe_history::results::is_result_table_name(table);
+        if !known {
             return Err(ConfigError::UnknownTable(table.clone()));
         }
         if bytes < MIN_TABLE_BUDGET_BYTES {
@@ -109,7 +112,10 @@ pub fn retention_of(
     use loupe_history::Retention;
     let mut out = BTreeMap::new();
     for (table, limits) in tables {
-        if !loupe_schema::all_tables().iter().any(|t| t.name == table) {
+        // A cron script's result table is held by name only (the cloud cannot know which exist).
+        let known = loupe_schema::all_tables().iter().any(|t| t.name == table)
+            || loupe_history::results::is_result_table_name(table);
+        if !known {
             return Err(ConfigError::UnknownTable(table.clone()));
         }
         let retention =
@@ -273,7 +279,7 @@ impl PemApplier {
 }
 
 /// Replaces `history`'s own retention per table by `tables` (checked), logging a change.
-fn apply_retention(
+pub(crate) fn apply_retention(
     history: &loupe_history::History,
     tables: &HashMap<String, RetentionLimits>,
 ) -> Result<(), ConfigError> {
@@ -449,7 +455,14 @@ mod tests {
         for bad in [[("nope".to_string(), limits(3600, 1 << 30))], [("http_events".to_string(), limits(1, 1 << 30))]] {
             assert!(holder.set_history_retention(bad.into()).is_err());
         }
-        let tables: HashMap<String, RetentionLimits> = [("http_events".to_string(), limits(7200, 1 << 30))].into();
+        let bad_result = [("cron_".to_string(), limits(3600, 1 << 30))];
+        assert!(holder.set_history_retention(bad_result.into()).is_err(), "no script named");
+        let tables: HashMap<String, RetentionLimits> = [
+            ("http_events".to_string(), limits(7200, 1 << 30)),
+            // The cloud accepts a cron script's result table by name: so must the vizier, or it refuses all.
+            ("cron_service_stats_1m".to_string(), limits(86400, 1 << 20)),
+        ]
+        .into();
         assert_eq!(holder.set_history_retention(tables.clone()).expect("set").version, 1);
         assert_eq!(holder.set_history_retention(tables.clone()).expect("same").version, 1, "unchanged: no new version");
         // `loupe vizier config set --reset` sends an empty configuration: the cloud's part stays.

@@ -652,6 +652,8 @@ pub struct Broker {
     token: QueryToken,
     /// The agent configuration handed out with every heartbeat's answer.
     config: Arc<ConfigHolder>,
+    /// Where cron scripts' results are kept for the whole cluster (its engine reads them too), if anywhere.
+    history: Option<Arc<loupe_history::History>>,
 }
 
 impl Broker {
@@ -665,7 +667,42 @@ impl Broker {
             limits,
             token,
             config: Arc::new(ConfigHolder::in_memory()),
+            history: None,
         }
+    }
+
+    /// The same broker keeping cron scripts' results in `history` (once for the whole cluster) and answering
+    /// scans of them from it.
+    pub fn with_history(mut self, history: Arc<loupe_history::History>) -> Self {
+        self.engine = Arc::new((*self.engine).clone().with_history(Arc::clone(&history)));
+        self.history = Some(history);
+        self
+    }
+
+    /// Keeps the broker's history within the retention the cloud sets (the configuration's, as the PEMs
+    /// apply it) or else its defaults: every `interval`, segments past their table's age or bytes are deleted.
+    /// Nothing to do without history.
+    pub fn spawn_history_upkeep(&self, interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        let history = self.history.clone()?;
+        let config = Arc::clone(&self.config);
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = crate::agent_config::apply_retention(&history, &config.get().history_retention) {
+                    tracing::warn!(error = %e, "history retention from the configuration not applied");
+                }
+                match history.sweep(loupe_common::time::now_unix_ns()).await {
+                    Ok(reports) => {
+                        for (table, report) in reports {
+                            tracing::debug!(table, ?report, "history swept");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "history sweep failed"),
+                }
+            }
+        }))
     }
 
     /// The same broker answering the metadata functions of the merges it runs itself (no Kelvin
@@ -775,7 +812,14 @@ fn fail(query_id: &str, code: ErrorCode, message: String) -> ExecuteScriptRespon
 impl Broker {
     /// Runs one query over the cluster; `export_default` is the caller's `EXPORT_DEFAULT` (encoded, empty for
     /// none), handed to the Kelvins that export.
-    async fn run(&self, req: ExecuteScriptRequest, query_id: String, export_default: Vec<u8>, tx: Sender) {
+    async fn run(
+        &self,
+        req: ExecuteScriptRequest,
+        query_id: String,
+        export_default: Vec<u8>,
+        cron_script: Option<String>,
+        tx: Sender,
+    ) {
         let started = Instant::now();
         if req.query_str.len() > MAX_SCRIPT_BYTES {
             let m = format!("script is {} bytes; the limit is {MAX_SCRIPT_BYTES}", req.query_str.len());
@@ -804,7 +848,10 @@ impl Broker {
                 }
             };
         let timeout = self.limits.timeout.unwrap_or(DEFAULT_QUERY_TIMEOUT);
-        let relay = self.fan_out(&plan, &query_id, timeout, &export_default, &tx);
+        // A cron run's outputs are also kept in the broker's history (those not exported), once for the cluster.
+        let history = cron_script.as_ref().and(self.history.as_ref());
+        let mut kept = history.map(|_| crate::cron_results::KeptRun::default());
+        let relay = self.fan_out(&plan, &query_id, timeout, &export_default, kept.as_mut(), &tx);
         // Kelvins answer within the query's deadline; this bound only covers a Kelvin that itself hangs.
         let outcome = tokio::select! {
             r = tokio::time::timeout(timeout + Duration::from_secs(5), relay) => r,
@@ -824,6 +871,9 @@ impl Broker {
             Ok(Ok((rows, warnings, bytes_moved))) => {
                 for w in &warnings {
                     tracing::warn!(query_id, warning = %w, "partial answer");
+                }
+                if let (Some(run), Some(history), Some(script)) = (kept, history, cron_script.as_deref()) {
+                    run.write(history, script, now_ns).await;
                 }
                 ExecuteScriptResponse {
                     query_id: query_id.clone(),
@@ -848,6 +898,7 @@ impl Broker {
         query_id: &str,
         timeout: Duration,
         export_default: &[u8],
+        mut kept: Option<&mut crate::cron_results::KeptRun>,
         tx: &Sender,
     ) -> Result<(u64, Vec<String>, u64), Status> {
         let internal = |m: String| Status { code: ErrorCode::Internal as i32, message: m, compiler_errors: vec![] };
@@ -955,6 +1006,9 @@ impl Broker {
                         let mut response = ExecuteScriptResponse::decode(encoded.as_slice())
                             .map_err(|e| internal(format!("bad merge response: {e}")))?;
                         response.query_id = query_id.to_string();
+                        if let Some(run) = kept.as_deref_mut() {
+                            run.observe(&response);
+                        }
                         if tx.send(Ok(response)).await.is_err() {
                             return Ok((rows, warnings, bytes));
                         }
@@ -1013,12 +1067,13 @@ impl VizierService for Broker {
         request: Request<ExecuteScriptRequest>,
     ) -> Result<Response<Self::ExecuteScriptStream>, tonic::Status> {
         let export_default = crate::export::default_endpoint_bytes(request.metadata());
+        let cron_script = crate::cron_results::cron_script(request.metadata());
         let req = request.into_inner();
         let query_id = new_agent_id();
         tracing::info!(query_id, name = %req.query_name, bytes = req.query_str.len(), "executing script over the cluster");
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let broker = self.clone();
-        tokio::spawn(async move { broker.run(req, query_id, export_default, tx).await });
+        tokio::spawn(async move { broker.run(req, query_id, export_default, cron_script, tx).await });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
