@@ -13,7 +13,9 @@ Then, as a user would: `px auth login` through the proxy (https, the generated C
 connector, with the deploy key and the cloud's CA as the operator would create them), until `px get viziers` shows
 it connected and a script answers through it. The gateway's hops to auth, profile and scripts are TLS with the
 internal certificate init-secrets issued, and so is the proxy's hop to the API: checked directly too (the certificate names the services and chains to
-the CA; another CA's client and plain HTTP/2 get nothing).
+the CA; another CA's client and plain HTTP/2 get nothing). The org's export default (`px export set` with a
+header from a file) is sealed in Postgres by the scripts service and opened by VZConn for the vizier: a script's
+`px.export` without an endpoint reaches an OTLP/HTTP receiver on loopback with that header.
 Last, `loupe doctor` with the services' settings passes every check, and fails the right one for each fault put
 in on purpose: a wrong domain, an address without its port, a stopped NATS.
 
@@ -297,6 +299,7 @@ class Replay:
         proc = self.start("postgres", [str(PG_BIN / "postgres"), "-D", str(self.pgdata), "-p", str(port),
                                        "-k", str(sock), "-c", "listen_addresses=127.0.0.1"], None, user="postgres")
         env = dict(os.environ, PGPASSWORD=password)
+        self.pg = (port, user, db, env)
         for _ in range(100):
             r = subprocess.run([str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", "postgres", "-c",
                                 f"CREATE DATABASE {db}"], capture_output=True, text=True, env=env)
@@ -306,6 +309,13 @@ class Replay:
                 break
             time.sleep(0.2)
         raise SystemExit(f"replay: PostgreSQL did not start: {r.stderr}\n{self.log_tail('postgres')}")
+
+    def psql(self, sql):
+        """One query's rows on the replayed metastore, as psql prints them unaligned."""
+        port, user, db, env = self.pg
+        r = subprocess.run([str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", db, "-At",
+                            "-c", sql], capture_output=True, text=True, env=env, check=True)
+        return r.stdout
 
     def start_nats(self, sts):
         c = sts["spec"]["template"]["spec"]["containers"][0]
@@ -385,6 +395,61 @@ class Replay:
         if check and r.returncode != 0:
             raise SystemExit(f"replay: px {' '.join(args)} failed: {r.stdout}\n{r.stderr}")
         return r
+
+
+def export_default(r, work):
+    """The org's export default set through the split cloud: its header value is sealed at rest by the scripts
+    service (`settings-key` from init-secrets), opened by VZConn for the org's vizier, and sent by the Kelvin's
+    merge to an OTLP/HTTP receiver with a script's `px.export` that names no endpoint."""
+    got = []
+
+    class Otlp(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length", 0))
+            self.rfile.read(n)
+            got.append((self.path, self.headers.get("x-api-key"), n))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Otlp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        secret = "replay-key-" + os.urandom(8).hex()
+        key = work / "otlp-key"
+        key.write_text(secret + "\n")
+        os.chmod(key, 0o600)
+        r.px(["export", "set", "--url", f"http://127.0.0.1:{server.server_address[1]}",
+              "--header-file", f"x-api-key={key}"])
+        stored = r.psql("SELECT value FROM org_settings WHERE key = 'export.default'")
+        if not stored.strip() or secret in stored:
+            raise SystemExit(f"replay: the export header is not sealed at rest: {stored!r}")
+        script = work / "export.pxl"
+        script.write_text("import px\n"
+                          "df = px.GetAgentStatus().agg(n=('agent_id', px.count))\n"
+                          "df.time_ = px.now()\n"
+                          "df.service = 'replayed'\n"
+                          "px.export(df, px.otel.Data(resource={'service.name': df.service},\n"
+                          "  data=[px.otel.metric.Gauge(name='replay.agents', value=df.n)]))\n")
+        deadline = time.time() + 60
+        while True:
+            q = r.px(["run", "-c", "replayed", "-f", str(script)], check=False)
+            if q.returncode == 0 and any(path.endswith("/v1/metrics") for path, _, _ in got):
+                break
+            if time.time() > deadline:
+                raise SystemExit(f"replay: the org's export default never reached the receiver: {q.stderr} {got}")
+            time.sleep(1)
+        keys = {k for _, k, _ in got}
+        if keys != {secret}:
+            raise SystemExit(f"replay: the receiver got x-api-key {keys}, not the org's")
+        print("  px export set: the header sealed in Postgres by the scripts service, opened by VZConn; "
+              "a script's px.export reached an OTLP/HTTP receiver from the Kelvin with it")
+    finally:
+        server.shutdown()
 
 
 def doctor(r, by, cloud):
@@ -573,6 +638,7 @@ def main():
                 if q.returncode != 0:
                     raise SystemExit(f"replay: a script through the cloud to the vizier failed: {q.stderr}")
                 print("  px run -c replayed: a script went cloud -> VZConn -> connector -> broker -> Kelvin <- PEM and back")
+                export_default(r, work)
                 doctor(r, by, cloud)
                 ok = True
                 return
