@@ -390,10 +390,24 @@ def self_test_monitors(objs):
     return []
 
 
+_next_port = [os.getpid() % 2000]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now, from 10000-11999: below Linux's ephemeral range (32768-60999), where the
+    outgoing connections of the replayed services take their local ports, so that none takes it before the
+    process it is meant for binds it (and below the Rust tests' 12000-31999); never the same one twice."""
+    for _ in range(2000):
+        port = 10000 + _next_port[0] % 2000
+        _next_port[0] += 1
+        with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise SystemExit("no free loopback port between 10000 and 11999")
 
 
 def check_pem_capabilities(objs, loupe, px):
