@@ -86,10 +86,7 @@ pub fn validate(config: &AgentConfig) -> Result<(), ConfigError> {
     }
     retention_of(&config.history_retention)?;
     for (table, &bytes) in &config.table_budget_bytes {
-        // A cron script's result table is held by name only (the cloud cannot know which exist).
-        let known = loupe_schema::all_tables().iter().any(|t| t.name == table)
-            || loupe_history::results::is_result_table_name(table);
-        if !known {
+        if !is_schema_table(table) {
             return Err(ConfigError::UnknownTable(table.clone()));
         }
         if bytes < MIN_TABLE_BUDGET_BYTES {
@@ -113,9 +110,7 @@ pub fn retention_of(
     let mut out = BTreeMap::new();
     for (table, limits) in tables {
         // A cron script's result table is held by name only (the cloud cannot know which exist).
-        let known = loupe_schema::all_tables().iter().any(|t| t.name == table)
-            || loupe_history::results::is_result_table_name(table);
-        if !known {
+        if !is_schema_table(table) && !loupe_history::results::is_result_table_name(table) {
             return Err(ConfigError::UnknownTable(table.clone()));
         }
         let retention =
@@ -278,6 +273,11 @@ impl PemApplier {
     }
 }
 
+/// Whether `table` is one of the tables `loupe_schema` defines.
+fn is_schema_table(table: &str) -> bool {
+    loupe_schema::all_tables().iter().any(|t| t.name == table)
+}
+
 /// Replaces `history`'s own retention per table by `tables` (checked), logging a change.
 pub(crate) fn apply_retention(
     history: &loupe_history::History,
@@ -384,6 +384,13 @@ mod tests {
                 c.table_budget_bytes.insert("nope".into(), 1 << 20);
             }),
             ConfigError::UnknownTable("nope".into())
+        );
+        // A cron result table is no store table: it has no budget to set (only a retention).
+        assert_eq!(
+            bad(|c| {
+                c.table_budget_bytes.insert("cron_stats".into(), 1 << 20);
+            }),
+            ConfigError::UnknownTable("cron_stats".into())
         );
         assert!(matches!(
             bad(|c| {
