@@ -29,27 +29,26 @@ pub(crate) struct KeptRun {
     /// The wire ids of the outputs, in `outputs`' order ([`KeptRun::observe`]).
     ids: Vec<String>,
     bytes: usize,
-    over: bool,
+    /// Why nothing of the run is kept, once that is so: part of a result would read as the whole.
+    dropped: Option<&'static str>,
 }
 
 impl KeptRun {
     /// A new output begins.
     pub(crate) fn output(&mut self, name: &str) {
-        if !self.over {
+        if self.dropped.is_none() {
             self.outputs.push((name.to_string(), Vec::new()));
         }
     }
 
     /// A batch of output `index` (in the order [`KeptRun::output`] named them; the last one when unknown).
     pub(crate) fn batch(&mut self, index: Option<usize>, batch: &RecordBatch) {
-        if self.over {
+        if self.dropped.is_some() {
             return;
         }
         self.bytes += batch.get_array_memory_size();
         if self.bytes > MAX_RESULT_RUN_BYTES {
-            // Nothing of the run is kept: part of a result would read as the whole.
-            self.over = true;
-            self.outputs.clear();
+            self.drop_run("its outputs are larger than a run may keep");
             return;
         }
         let slot = match index {
@@ -73,25 +72,22 @@ impl KeptRun {
                 let index = self.ids.iter().position(|id| *id == data.table_id);
                 match loupe_proto::arrow_ipc::decode_batches(&data.arrow_batch) {
                     Ok(batches) if index.is_some() => batches.iter().for_each(|b| self.batch(index, b)),
-                    _ => {
-                        tracing::warn!("a relayed answer did not decode; this cron run is not kept in history");
-                        self.over = true;
-                        self.outputs.clear();
-                    }
+                    _ => self.drop_run("a relayed answer did not decode"),
                 }
             }
             _ => {}
         }
     }
 
+    fn drop_run(&mut self, why: &'static str) {
+        self.dropped = Some(why);
+        self.outputs.clear();
+    }
+
     /// Writes the outputs as `script`'s run at `run_ns`; a failure is logged (the client has its rows).
     pub(crate) async fn write(self, history: &History, script: &str, run_ns: i64) {
-        if self.over {
-            tracing::warn!(
-                script,
-                limit_bytes = MAX_RESULT_RUN_BYTES,
-                "cron script's run too large for history; not kept"
-            );
+        if let Some(why) = self.dropped {
+            tracing::warn!(script, why, limit_bytes = MAX_RESULT_RUN_BYTES, "cron script's run not kept in history");
             return;
         }
         match history.write_results(script, &self.outputs, run_ns).await {
