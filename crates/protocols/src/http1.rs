@@ -25,7 +25,9 @@ mod parser;
 mod stitch;
 
 pub use head::{looks_like_request, looks_like_response};
-pub use message::{CONTENT_TYPE_GRPC, CONTENT_TYPE_JSON, CONTENT_TYPE_UNKNOWN, Message, MessageKind, ParseConfig};
+pub use message::{
+    CONTENT_TYPE_GRPC, CONTENT_TYPE_JSON, CONTENT_TYPE_UNKNOWN, Headers, Message, MessageKind, ParseConfig,
+};
 pub use parser::{MAX_PENDING_METHODS, ParseStats, StreamParser};
 pub use stitch::{ConnStats, DEFAULT_MAX_PENDING, Http1Conn, Record, Side, StitchStats, Stitcher};
 

@@ -35,17 +35,13 @@ pub const MARKER: &str = "[REDACTED]";
 const MARKER_JSON: &[u8] = b"\"[REDACTED]\"";
 
 /// A name carries a secret when, compared case-insensitively and ignoring the separators in
-/// [`SEPARATORS`], it ends with one of these: `password`, `new_password`, `X-Auth-Token`,
+/// the separators of [`is_separator`], it ends with one of these: `password`, `new_password`, `X-Auth-Token`,
 /// `accessToken`, `client_secret`, `X-Api-Key`, `X-Amz-Signature` ...
 const SECRET_SUFFIXES: &[&[u8]] =
     &[b"password", b"passwd", b"secret", b"token", b"apikey", b"signature", b"credential", b"credentials"];
 
 /// ... or is exactly one of these (after the same normalisation).
 const SECRET_NAMES: &[&[u8]] = &[b"sig", b"authorization", b"proxyauthorization", b"cookie", b"setcookie"];
-
-/// Ignored when names are compared: `api_key`, `Api-Key`, `apiKey` and `user[password]` all name
-/// what they seem to.
-const SEPARATORS: &[u8] = b"_-. []";
 
 /// Authorization schemes kept in front of the marker (`Bearer [REDACTED]`), because they tell
 /// how a client authenticates without giving anything away. Anything else is replaced whole.
@@ -86,25 +82,63 @@ pub fn is_secret_name(name: &str) -> bool {
 /// [`is_secret_name`] on raw bytes; `truncated` says the name lost its head (too long to keep
 /// whole), so only suffixes can match.
 fn secret_name(name: &[u8], truncated: bool) -> bool {
-    // Every listed word ends in one of these letters: a cheap first test for the common case.
-    let last = name.iter().rev().find(|b| !SEPARATORS.contains(b)).map(u8::to_ascii_lowercase);
-    if !matches!(last, Some(b'd' | b't' | b'n' | b'y' | b'e' | b'g' | b'l' | b's')) {
+    // The last two letters rule out nearly every name at once (`Host`, `Date`, `Content-Type`
+    // and most others end in a pair no listed word ends in); a test checks the pairs.
+    let mut last = name.iter().rev().filter(|b| !is_separator(**b)).map(u8::to_ascii_lowercase);
+    let (Some(z), Some(y)) = (last.next(), last.next()) else {
+        return false;
+    };
+    if !matches!(
+        [y, z],
+        [b'r', b'd']
+            | [b'w', b'd']
+            | [b'e', b't']
+            | [b'e', b'n']
+            | [b'e', b'y']
+            | [b'r', b'e']
+            | [b'a', b'l']
+            | [b'l', b's']
+            | [b'i', b'g']
+            | [b'o', b'n']
+            | [b'i', b'e']
+    ) {
         return false;
     }
-    if SECRET_SUFFIXES.iter().any(|word| ends_with_word(name, word)) {
-        return true;
+    // One pass from the end: the last letters, lowercased and without separators, are all any
+    // listed word needs (this runs for every header of every captured message).
+    let mut tail = [0u8; TAIL];
+    let mut kept = 0;
+    let mut normalized = 0;
+    for &b in name.iter().rev() {
+        if is_separator(b) {
+            continue;
+        }
+        normalized += 1;
+        if kept < TAIL {
+            kept += 1;
+            if let Some(slot) = tail.get_mut(TAIL - kept) {
+                *slot = b.to_ascii_lowercase();
+            }
+        }
     }
-    !truncated && SECRET_NAMES.iter().any(|word| ends_with_word(name, word) && normalized_len(name) == word.len())
+    let tail = tail.get(TAIL - kept..).unwrap_or_default();
+    SECRET_SUFFIXES.iter().any(|word| tail.ends_with(word))
+        || (!truncated && SECRET_NAMES.iter().any(|word| normalized == word.len() && tail.ends_with(word)))
+}
+
+/// Letters of a name [`secret_name`] keeps: the longest listed word (`proxyauthorization`) fits.
+const TAIL: usize = 24;
+
+/// Whether `b` is ignored when names are compared (`_`, `-`, `.`, space, `[`, `]`), so that `api_key`,
+/// `Api-Key`, `apiKey` and `user[password]` all name what they seem to.
+fn is_separator(b: u8) -> bool {
+    matches!(b, b'_' | b'-' | b'.' | b' ' | b'[' | b']')
 }
 
 /// Whether `name`, lowercased and without separators, ends with `word` (lowercase).
 fn ends_with_word(name: &[u8], word: &[u8]) -> bool {
-    let mut chars = name.iter().rev().filter(|b| !SEPARATORS.contains(b)).map(u8::to_ascii_lowercase);
+    let mut chars = name.iter().rev().filter(|b| !is_separator(**b)).map(u8::to_ascii_lowercase);
     word.iter().rev().all(|&w| chars.next() == Some(w))
-}
-
-fn normalized_len(name: &[u8]) -> usize {
-    name.iter().filter(|b| !SEPARATORS.contains(b)).count()
 }
 
 /// A decoded name (percent-encoding, JSON escapes) on the stack; past [`NAME_BUF`] bytes it
@@ -422,17 +456,28 @@ fn into_string(bytes: Vec<u8>) -> String {
 /// request target, and secret fields of the body (by its own `Content-Type`). Allocates only
 /// for what it replaces.
 pub fn http1_message(message: &mut Message) {
-    for (name, value) in &mut message.headers {
-        if let Cow::Owned(redacted) = header_value(name, value) {
-            *value = redacted;
+    let headers = &mut message.headers;
+    for i in 0..headers.len() {
+        let (name, value) = headers.at(i);
+        let redacted = match header_value(name, value) {
+            Cow::Owned(named) => match tokens(named.as_bytes()) {
+                Cow::Owned(shaped) => Some(into_string(shaped)),
+                Cow::Borrowed(_) => Some(named),
+            },
+            Cow::Borrowed(_) => match tokens(value.as_bytes()) {
+                Cow::Owned(shaped) => Some(into_string(shaped)),
+                Cow::Borrowed(_) => None,
+            },
+        };
+        if let Some(redacted) = redacted {
+            headers.set_value(i, &redacted);
         }
-        tokens_in_place(value);
     }
     if let Cow::Owned(redacted) = url(&message.path) {
         message.path = redacted;
     }
     tokens_in_place(&mut message.path);
-    let redacted_body = match body(message.header("content-type"), &message.body) {
+    let redacted_body = match body(message.headers.content_type(), &message.body) {
         Cow::Owned(redacted) => Some(redacted),
         Cow::Borrowed(_) => None,
     };

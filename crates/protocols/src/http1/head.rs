@@ -128,36 +128,35 @@ pub(crate) struct StatusLine<'a> {
     pub(crate) reason: Cow<'a, str>,
 }
 
-/// Whether `byte` is a control character HTTP forbids inside a line (tab is allowed).
-fn is_forbidden_ctl(byte: u8) -> bool {
-    (byte < 0x20 && byte != b'\t') || byte == 0x7f
+/// RFC 9110 `tchar`: the characters a method or header name may contain. A table lookup: every
+/// header name byte goes through it (a scan of the symbol list, then a `match`, were visible
+/// parts of the agent's profile).
+fn is_tchar(byte: u8) -> bool {
+    TCHAR.get(usize::from(byte)).copied().unwrap_or(false)
 }
 
-/// RFC 9110 `tchar`: the characters a method or header name may contain. One `match` the
-/// compiler turns into range and bit tests: every header name byte goes through it (a scan of the
-/// symbol list was a visible part of the agent's profile).
-fn is_tchar(byte: u8) -> bool {
-    matches!(
-        byte,
-        b'0'..=b'9'
-            | b'a'..=b'z'
-            | b'A'..=b'Z'
-            | b'!'
-            | b'#'
-            | b'$'
-            | b'%'
-            | b'&'
-            | b'\''
-            | b'*'
-            | b'+'
-            | b'-'
-            | b'.'
-            | b'^'
-            | b'_'
-            | b'`'
-            | b'|'
-            | b'~'
-    )
+/// [`is_tchar`] for every byte value.
+// The loop's bound is the table's length: the index is always in range.
+#[allow(clippy::indexing_slicing)]
+static TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            );
+        byte += 1;
+    }
+    table
+};
+
+/// Whether any byte is a control character HTTP forbids inside a line: one branch-free pass the
+/// compiler vectorises (header values are most of a head's bytes).
+fn has_forbidden_ctl(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |bad, &b| bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f))
 }
 
 /// Parses `METHOD SP request-target SP HTTP/1.d` (line without its CRLF).
@@ -169,7 +168,7 @@ pub(crate) fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     if parts.next().is_some() || !METHODS.contains(&method) {
         return None;
     }
-    if target.is_empty() || target.iter().any(|&b| is_forbidden_ctl(b) || b == b'\t') {
+    if target.is_empty() || has_forbidden_ctl(target) || target.contains(&b'\t') {
         return None;
     }
     Some(RequestLine { method: text(method), path: text(target), minor_version: parse_version(version)? })
@@ -196,7 +195,7 @@ pub(crate) fn parse_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
         [b' ', reason @ ..] => reason,
         _ => return None,
     };
-    if reason.iter().copied().any(is_forbidden_ctl) {
+    if has_forbidden_ctl(reason) {
         return None;
     }
     Some(StatusLine { minor_version, status, reason: text(reason) })
@@ -214,10 +213,15 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
 
 /// Trims HTTP optional whitespace (spaces and tabs) from both ends.
 pub(crate) fn trim_ows(bytes: &[u8]) -> &[u8] {
+    bytes.get(trimmed_range(bytes)).unwrap_or_default()
+}
+
+/// Where [`trim_ows`]'s result lies in `bytes`.
+fn trimmed_range(bytes: &[u8]) -> std::ops::Range<usize> {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |p| p + 1);
-    bytes.get(start..end).unwrap_or_default()
+    start..end
 }
 
 /// A header line: a new field, or an obsolete line folding continuation of the previous one.
@@ -232,7 +236,7 @@ pub(crate) enum HeaderLine<'a> {
 /// Parses one header line (without its CRLF); `None` if it is not a valid field line.
 pub(crate) fn parse_header_line(line: &[u8]) -> Option<HeaderLine<'_>> {
     if matches!(line.first(), Some(b' ' | b'\t')) {
-        if line.iter().copied().any(is_forbidden_ctl) {
+        if has_forbidden_ctl(line) {
             return None;
         }
         let value = trim_ows(line);
@@ -240,14 +244,28 @@ pub(crate) fn parse_header_line(line: &[u8]) -> Option<HeaderLine<'_>> {
     }
     // One pass over the name: it is tchars up to the colon (no control byte is a tchar).
     let colon = line.iter().position(|&b| !is_tchar(b))?;
-    let (name, value) = line.split_at(colon);
-    let value = value.strip_prefix(b":")?;
-    if name.is_empty() || value.iter().copied().any(is_forbidden_ctl) {
+    if colon == 0 || line.get(colon) != Some(&b':') {
         return None;
     }
-    // A name of tchars is ASCII, so valid text.
-    let name = std::str::from_utf8(name).ok()?;
-    Some(HeaderLine::Field(Cow::Borrowed(name), text(trim_ows(value))))
+    // Trimming removes spaces and tabs only, which are allowed: check what is kept.
+    let after = colon + 1;
+    let kept = trimmed_range(line.get(after..).unwrap_or_default());
+    let (start, end) = (after + kept.start, after + kept.end);
+    let value = line.get(start..end).unwrap_or_default();
+    if has_forbidden_ctl(value) {
+        return None;
+    }
+    // One UTF-8 validation for the whole line, which nearly always passes; name and value are
+    // cut from it at ASCII bytes, so they are text too.
+    if let Ok(text) = std::str::from_utf8(line) {
+        return Some(HeaderLine::Field(
+            Cow::Borrowed(text.get(..colon).unwrap_or_default()),
+            Cow::Borrowed(text.get(start..end).unwrap_or_default()),
+        ));
+    }
+    // A name of tchars is ASCII, so valid text: only the value needs replacing.
+    let name = std::str::from_utf8(line.get(..colon).unwrap_or_default()).ok()?;
+    Some(HeaderLine::Field(Cow::Borrowed(name), text(value)))
 }
 
 /// Returns the first line of `prefix` (without CR/LF) if a full line is present.

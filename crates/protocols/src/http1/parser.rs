@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 
 use super::head::{self, HeaderLine, StartMatch};
-use super::message::{Message, MessageKind, ParseConfig};
+use super::message::{Headers, Message, MessageKind, ParseConfig};
 
 /// Longest chunk-size line accepted (hex size, extensions and CRLF).
 const MAX_CHUNK_LINE_BYTES: usize = 1024;
@@ -142,9 +142,6 @@ pub struct StreamParser {
     /// Emptied messages handed back by [`recycle`](Self::recycle), reused for the next
     /// messages so that steady traffic parses without allocating (at most [`MAX_SPARE_MESSAGES`]).
     spare: Vec<Message>,
-    /// Emptied header texts of recycled messages, reused for the next headers (at most
-    /// [`MAX_SPARE_TEXTS`]).
-    spare_texts: Vec<String>,
 }
 
 impl StreamParser {
@@ -174,7 +171,6 @@ impl StreamParser {
             pending_methods: VecDeque::new(),
             stats: ParseStats::default(),
             spare: Vec::new(),
-            spare_texts: Vec::new(),
         }
     }
 
@@ -204,14 +200,14 @@ impl StreamParser {
     /// without allocating. Keeps a few; the rest, and buffers grown large, are freed.
     pub fn recycle(&mut self, mut message: Message) {
         if self.spare.len() < MAX_SPARE_MESSAGES && message.kind == self.kind {
-            empty_message(&mut message, &mut self.spare_texts);
+            empty_message(&mut message);
             self.spare.push(message);
         }
     }
 
     /// Empties the message in progress, keeping its buffers.
     fn reset_cur(&mut self) {
-        empty_message(&mut self.cur, &mut self.spare_texts);
+        empty_message(&mut self.cur);
     }
 
     /// Tells a response parser that a request with `method` was sent, in request order.
@@ -506,7 +502,7 @@ impl StreamParser {
         // what it would have held had every line been copied.
         let mut uncopied = 0..0;
         while let Some(rest) = input.get(pos..).filter(|rest| !rest.is_empty()) {
-            let (chunk, line_done) = match rest.iter().position(|&b| b == b'\n') {
+            let (chunk, line_done) = match memchr::memchr(b'\n', rest) {
                 Some(end) => (rest.get(..=end).unwrap_or(rest), true),
                 None => (rest, false),
             };
@@ -540,7 +536,7 @@ impl StreamParser {
                         None => false,
                     }
                 } else {
-                    add_header_line(line, &mut self.cur.headers, &mut self.spare_texts)
+                    add_header_line(line, &mut self.cur.headers)
                 };
                 if !ok {
                     self.copy_head(input, &mut uncopied);
@@ -578,7 +574,7 @@ impl StreamParser {
                     None => self.fail_head(pos),
                 };
             } else {
-                add_header_line(line, &mut self.cur.headers, &mut self.spare_texts)
+                add_header_line(line, &mut self.cur.headers)
             };
             if !ok {
                 return self.fail_head(pos);
@@ -671,17 +667,16 @@ impl StreamParser {
     fn framing(&mut self) -> Option<Framing> {
         let mut content_length: Option<u64> = None;
         let mut transfer_encoding: Option<&str> = None;
-        for (name, value) in &self.cur.headers {
-            if name.eq_ignore_ascii_case("content-length") {
-                let len = parse_content_length(value)?;
-                if content_length.is_some_and(|seen| seen != len) {
-                    return None;
-                }
-                content_length = Some(len);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                // With several fields the last coding listed is the final one.
-                transfer_encoding = Some(value);
+        for value in self.cur.headers.values_of("content-length") {
+            let len = parse_content_length(value)?;
+            if content_length.is_some_and(|seen| seen != len) {
+                return None;
             }
+            content_length = Some(len);
+        }
+        // With several fields the last coding listed is the final one.
+        if let Some(value) = self.cur.headers.values_of("transfer-encoding").last() {
+            transfer_encoding = Some(value);
         }
         let chunked = transfer_encoding
             .map(|te| te.rsplit(',').next().is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked")));
@@ -887,15 +882,15 @@ impl StreamParser {
 /// Most emptied messages a parser keeps for reuse: one in flight and one being turned into a
 /// row is the steady state; pipelining needs more only briefly.
 const MAX_SPARE_MESSAGES: usize = 4;
-/// Most emptied header texts a parser keeps for reuse (a name and a value per header).
-const MAX_SPARE_TEXTS: usize = 64;
 /// Buffers that grew past this are freed rather than kept for reuse, so that one huge head
 /// does not stay resident for the connection's life.
 const MAX_SPARE_CAPACITY: usize = 1024;
+/// Most header fields whose spans a reused message keeps room for.
+const MAX_SPARE_FIELDS: usize = 64;
 
 /// Empties `message` for reuse (as [`Message::empty`] makes it), keeping its buffers unless they
-/// grew large; its header texts go to `spare_texts`.
-fn empty_message(message: &mut Message, spare_texts: &mut Vec<String>) {
+/// grew large.
+fn empty_message(message: &mut Message) {
     let Message { kind: _, minor_version, method, path, status, reason, headers, body, body_size, ts_ns } = message;
     *minor_version = 1;
     *status = 0;
@@ -911,24 +906,12 @@ fn empty_message(message: &mut Message, spare_texts: &mut Vec<String>) {
     if body.capacity() > MAX_SPARE_CAPACITY {
         *body = Vec::new();
     }
-    for (name, value) in headers.drain(..) {
-        for mut text in [name, value] {
-            if spare_texts.len() < MAX_SPARE_TEXTS && text.capacity() <= MAX_SPARE_CAPACITY {
-                text.clear();
-                spare_texts.push(text);
-            }
-        }
+    let (text, fields) = headers.capacity();
+    if text > MAX_SPARE_CAPACITY * 4 || fields > MAX_SPARE_FIELDS {
+        *headers = Headers::new();
+    } else {
+        headers.clear();
     }
-    if headers.capacity() > MAX_SPARE_TEXTS {
-        *headers = Vec::new();
-    }
-}
-
-/// `text` copied into a reused buffer from `spare_texts` (a new one when none is left).
-fn reused_text(text: &str, spare_texts: &mut Vec<String>) -> String {
-    let mut out = spare_texts.pop().unwrap_or_default();
-    out.push_str(text);
-    out
 }
 
 /// Parses the start line into `message`; false if it is not one.
@@ -959,22 +942,13 @@ fn parse_start_line(kind: MessageKind, line: &[u8], message: &mut Message) -> bo
 }
 
 /// Adds a header line (a field, or a folded continuation of the last one); false if invalid.
-fn add_header_line(line: &[u8], headers: &mut Vec<(String, String)>, spare_texts: &mut Vec<String>) -> bool {
+fn add_header_line(line: &[u8], headers: &mut Headers) -> bool {
     match head::parse_header_line(line) {
         Some(HeaderLine::Field(name, value)) => {
-            headers.push((reused_text(&name, spare_texts), reused_text(&value, spare_texts)));
+            headers.push(&name, &value);
             true
         }
-        Some(HeaderLine::Continuation(more)) => match headers.last_mut() {
-            Some((_, value)) => {
-                if !value.is_empty() && !more.is_empty() {
-                    value.push(' ');
-                }
-                value.push_str(&more);
-                true
-            }
-            None => false,
-        },
+        Some(HeaderLine::Continuation(more)) => headers.continue_last(&more),
         None => false,
     }
 }

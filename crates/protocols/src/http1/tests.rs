@@ -233,7 +233,7 @@ fn arb_exchange() -> impl Strategy<Value = Exchange> {
         expected_req.method = method.to_string();
         expected_req.path = path.clone();
         expected_req.minor_version = req_minor;
-        expected_req.headers = req_headers;
+        expected_req.headers = req_headers.into_iter().collect();
         let (body, framing) = match &req_body {
             Some((body, framing)) => (body.as_slice(), Some(framing)),
             None => (&[][..], None),
@@ -246,7 +246,7 @@ fn arb_exchange() -> impl Strategy<Value = Exchange> {
         expected_resp.status = status;
         expected_resp.reason = reason.clone();
         expected_resp.minor_version = resp_minor;
-        expected_resp.headers = resp_headers;
+        expected_resp.headers = resp_headers.into_iter().collect();
         let no_body = status == 204 || status == 304;
         let (response_bytes, response) = if method == "HEAD" {
             // A HEAD response advertises a length but carries no body.

@@ -297,7 +297,7 @@ impl Half {
     }
 
     fn bytes(&self) -> usize {
-        self.msg.body.capacity() + self.msg.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+        self.msg.body.capacity() + self.msg.headers.text_bytes()
     }
 }
 
@@ -349,13 +349,13 @@ impl Streams {
             }
         }
         // Trailers join the headers, within the same byte bound.
-        let mut kept: usize = half.msg.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let mut kept: usize = half.msg.headers.text_bytes();
         for field in fields {
             kept += field.0.len() + field.1.len();
             if kept > max_header_bytes {
                 break;
             }
-            half.msg.headers.push(field);
+            half.msg.headers.push(&field.0, &field.1);
         }
         half.unresolved = half.unresolved.saturating_add(unresolved);
         if unresolved > 0 {
@@ -432,8 +432,8 @@ impl Streams {
         for half in [&mut req, &mut resp] {
             match half.unresolved {
                 0 => {}
-                u32::MAX => half.msg.headers.push((UNRESOLVED_HEADER.to_string(), "lost".to_string())),
-                n => half.msg.headers.push((UNRESOLVED_HEADER.to_string(), n.to_string())),
+                u32::MAX => half.msg.headers.push(UNRESOLVED_HEADER, "lost"),
+                n => half.msg.headers.push(UNRESOLVED_HEADER, &n.to_string()),
             }
         }
         if self.ready.len() >= self.config.max_ready.max(1) {

@@ -733,3 +733,18 @@ fn cql_auth_tokens_and_role_passwords_are_redacted() {
         r#"{"query":"CREATE ROLE app WITH PASSWORD = '[REDACTED]' AND LOGIN = true","consistency":"ONE"}"#
     );
 }
+
+#[test]
+fn the_fast_name_filter_lets_every_listed_word_through() {
+    // `secret_name` rejects most names by their last two letters: every word must pass that.
+    for word in SECRET_SUFFIXES.iter().chain(SECRET_NAMES) {
+        assert!(secret_name(word, false), "{}", String::from_utf8_lossy(word));
+        assert!(secret_name(&word.to_ascii_uppercase(), false), "{}", String::from_utf8_lossy(word));
+        let mut prefixed = b"x-".to_vec();
+        prefixed.extend_from_slice(word);
+        assert_eq!(secret_name(&prefixed, false), SECRET_SUFFIXES.contains(word), "{}", String::from_utf8_lossy(word));
+    }
+    for safe in ["Host", "Date", "Content-Type", "Connection", "Server", "x", "", "-_-"] {
+        assert!(!is_secret_name(safe), "{safe}");
+    }
+}

@@ -57,10 +57,7 @@ fn simple_get_request() {
     assert_eq!(m.kind, MessageKind::Request);
     assert_eq!((m.method.as_str(), m.path.as_str()), ("GET", "/index.html?q=1"));
     assert_eq!(m.minor_version, 1);
-    assert_eq!(
-        m.headers,
-        vec![("Host".to_string(), "example.com".to_string()), ("Accept".to_string(), "*/*".to_string())]
-    );
+    assert_eq!(m.headers, [("Host", "example.com"), ("Accept", "*/*")].into_iter().collect::<crate::http1::Headers>());
     assert!(m.body.is_empty());
     assert_eq!((m.status, m.reason.as_str(), m.body_size), (0, "", 0));
 }
@@ -289,7 +286,7 @@ fn blank_lines_between_messages_are_not_errors() {
 #[test]
 fn folded_header_values_are_joined() {
     let msgs = requests(b"GET / HTTP/1.1\r\nX-Long: part one\r\n\tpart two\r\n\r\n");
-    assert_eq!(msgs[0].headers[0].1, "part one part two");
+    assert_eq!(msgs[0].headers.at(0).1, "part one part two");
 }
 
 #[test]
