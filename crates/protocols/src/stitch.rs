@@ -19,6 +19,12 @@ pub trait Timed {
     fn ts_ns(&self) -> u64;
 }
 
+impl<T: Timed + ?Sized> Timed for Box<T> {
+    fn ts_ns(&self) -> u64 {
+        (**self).ts_ns()
+    }
+}
+
 /// A request paired with its response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exchange<Req, Resp> {

@@ -12,6 +12,11 @@
 //! starts inside the garbage is still found; every failure drops at least one byte, so parsing
 //! always terminates. Body bytes are never buffered beyond the kept prefix.
 
+// Messages are boxed: they move from parser to queues to records and back for reuse, and a
+// boxed move is a pointer where the message itself is about 180 bytes (its copies were a
+// visible part of the agent's profile).
+#![allow(clippy::vec_box)]
+
 use std::collections::VecDeque;
 
 use super::head::{self, HeaderLine, StartMatch};
@@ -108,7 +113,7 @@ pub struct StreamParser {
     /// False after garbage or a gap, until a message head parses again.
     in_sync: bool,
     /// The message being parsed.
-    cur: Message,
+    cur: Box<Message>,
     /// After a gap inside a body, further body bytes are counted but no longer kept.
     body_frozen: bool,
     /// A chunk found by resynchronisation is being read: if its framing breaks before its
@@ -141,7 +146,7 @@ pub struct StreamParser {
     stats: ParseStats,
     /// Emptied messages handed back by [`recycle`](Self::recycle), reused for the next
     /// messages so that steady traffic parses without allocating (at most [`MAX_SPARE_MESSAGES`]).
-    spare: Vec<Message>,
+    spare: Vec<Box<Message>>,
 }
 
 impl StreamParser {
@@ -152,7 +157,7 @@ impl StreamParser {
             config,
             state: State::Idle,
             in_sync: true,
-            cur: Message::empty(kind),
+            cur: Box::new(Message::empty(kind)),
             body_frozen: false,
             chunk_resync: false,
             resync_region: 0,
@@ -198,7 +203,7 @@ impl StreamParser {
     /// Hands back a message this parser emitted, once the caller is done with it: its buffers
     /// (texts, headers, body) are reused for later messages, so that steady traffic parses
     /// without allocating. Keeps a few; the rest, and buffers grown large, are freed.
-    pub fn recycle(&mut self, mut message: Message) {
+    pub fn recycle(&mut self, mut message: Box<Message>) {
         if self.spare.len() < MAX_SPARE_MESSAGES && message.kind == self.kind {
             empty_message(&mut message);
             self.spare.push(message);
@@ -232,7 +237,7 @@ impl StreamParser {
 
     /// Feeds the next bytes of the stream, carried by a syscall at `ts_ns`. Complete messages
     /// are pushed to `out`.
-    pub fn feed(&mut self, data: &[u8], ts_ns: u64, out: &mut Vec<Message>) {
+    pub fn feed(&mut self, data: &[u8], ts_ns: u64, out: &mut Vec<Box<Message>>) {
         let mut rest = data;
         loop {
             if !self.replay.is_empty() {
@@ -266,7 +271,7 @@ impl StreamParser {
     /// resume is dropped. What is left of a gap outside any body drops the partial message
     /// (and, for a response parser, the remembered request methods) and the parser skips to
     /// the next plausible message start.
-    pub fn gap(&mut self, len: u64, ts_ns: u64, out: &mut Vec<Message>) {
+    pub fn gap(&mut self, len: u64, ts_ns: u64, out: &mut Vec<Box<Message>>) {
         self.stats.gaps += 1;
         let mut left = len;
         let mut absorbed = false;
@@ -354,7 +359,7 @@ impl StreamParser {
     /// The connection closed at `ts_ns`: a close-delimited response is complete and pushed to
     /// `out` with `ts_ns` as its timestamp (the close is what ends it), and so is a chunked
     /// message whose framing and end were lost in a gap; any other partial message is dropped. The parser is then ready for a fresh stream.
-    pub fn close(&mut self, ts_ns: u64, out: &mut Vec<Message>) {
+    pub fn close(&mut self, ts_ns: u64, out: &mut Vec<Box<Message>>) {
         match self.state {
             State::UntilClose => self.emit(ts_ns, out),
             // A gap swallowed the body's framing and its end: the close says it ended there.
@@ -384,7 +389,7 @@ impl StreamParser {
     }
 
     /// Runs steps over `input` until it is consumed or a step fails; returns bytes consumed.
-    fn run(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> usize {
+    fn run(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Box<Message>>) -> usize {
         let mut pos = 0;
         while let Some(rest) = input.get(pos..).filter(|rest| !rest.is_empty()) {
             match self.step(rest, ts_ns, out) {
@@ -401,7 +406,7 @@ impl StreamParser {
         pos
     }
 
-    fn step(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
+    fn step(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Box<Message>>) -> Step {
         match self.state {
             State::Idle => self.step_idle(input, ts_ns, out),
             State::Head => self.step_head(input, ts_ns, out),
@@ -446,7 +451,7 @@ impl StreamParser {
     }
 
     /// Skips blank lines and garbage up to the next message start, then reads its head.
-    fn step_idle(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
+    fn step_idle(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Box<Message>>) -> Step {
         // Blank lines between messages are tolerated (RFC 9112 section 2.2).
         let blank =
             if self.in_sync { input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len()) } else { 0 };
@@ -493,7 +498,7 @@ impl StreamParser {
     }
 
     /// Copies head bytes line by line, parsing each completed line.
-    fn step_head(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
+    fn step_head(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Box<Message>>) -> Step {
         let mut pos = 0;
         // Complete header lines parsed where they lie in `input` and not yet copied to
         // `head_buf`: the head usually completes within one input, and then its bytes are never
@@ -647,7 +652,7 @@ impl StreamParser {
     }
 
     /// The head is complete: choose the body framing. `None` if the framing headers are bad.
-    fn finish_head(&mut self, ts_ns: u64, out: &mut Vec<Message>) -> Option<()> {
+    fn finish_head(&mut self, ts_ns: u64, out: &mut Vec<Box<Message>>) -> Option<()> {
         let framing = self.framing()?;
         self.head_buf.clear();
         self.in_sync = true;
@@ -773,7 +778,7 @@ impl StreamParser {
     /// size: when the region is a whole number of chunks of the last size read, the data bytes
     /// are exact; otherwise the number of chunks is estimated with that size (or the region's
     /// framing is counted as body when no chunk was read yet).
-    fn step_chunk_resync(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
+    fn step_chunk_resync(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Box<Message>>) -> Step {
         let at_start = !self.resync_scanned;
         self.resync_scanned = true;
         // Chunks of the last size read put the next chunk-size line at a known offset: the
@@ -828,7 +833,7 @@ impl StreamParser {
     /// Completes a message whose chunk framing was lost in a gap and whose end was lost too
     /// (`seen` more bytes of it were scanned): the region less the last chunk (`0\r\n\r\n`)
     /// is counted as chunks, and the message ends when its bytes were last seen or lost.
-    fn end_resynced_message(&mut self, seen: usize, out: &mut Vec<Message>) {
+    fn end_resynced_message(&mut self, seen: usize, out: &mut Vec<Box<Message>>) {
         let region = self.resync_region.saturating_add(seen as u64).saturating_sub(5);
         self.absorb_gap(resync_data_bytes(region, self.last_chunk));
         self.resync_region = 0;
@@ -836,7 +841,7 @@ impl StreamParser {
         self.emit(end_ts, out);
     }
 
-    fn step_trailers(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Message>) -> Step {
+    fn step_trailers(&mut self, input: &[u8], ts_ns: u64, out: &mut Vec<Box<Message>>) -> Step {
         let limit = self.config.max_header_bytes.saturating_sub(self.trailer_bytes);
         let Some((n, done)) = self.read_line(input, limit) else {
             return self.fail_body(0);
@@ -862,8 +867,8 @@ impl StreamParser {
     }
 
     /// Pushes the current message; a response takes `ts_ns` (its last byte) as its timestamp.
-    fn emit(&mut self, ts_ns: u64, out: &mut Vec<Message>) {
-        let next = self.spare.pop().unwrap_or_else(|| Message::empty(self.kind));
+    fn emit(&mut self, ts_ns: u64, out: &mut Vec<Box<Message>>) {
+        let next = self.spare.pop().unwrap_or_else(|| Box::new(Message::empty(self.kind)));
         let mut message = std::mem::replace(&mut self.cur, next);
         if self.kind == MessageKind::Response {
             message.ts_ns = ts_ns;

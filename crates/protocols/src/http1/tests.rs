@@ -303,8 +303,8 @@ proptest! {
             prop_assert!(resp.ts_ns >= req.ts_ns);
             req.ts_ns = 0;
             resp.ts_ns = 0;
-            prop_assert_eq!(&req, &exchange.request);
-            prop_assert_eq!(&resp, &exchange.response);
+            prop_assert_eq!(&*req, &exchange.request);
+            prop_assert_eq!(&*resp, &exchange.response);
         }
     }
 }

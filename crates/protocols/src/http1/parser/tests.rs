@@ -10,7 +10,7 @@ fn parser(kind: MessageKind, methods: &[&str]) -> StreamParser {
     p
 }
 
-fn without_ts(mut messages: Vec<Message>) -> Vec<Message> {
+fn without_ts(mut messages: Vec<Box<Message>>) -> Vec<Box<Message>> {
     for m in &mut messages {
         m.ts_ns = 0;
     }
@@ -20,6 +20,12 @@ fn without_ts(mut messages: Vec<Message>) -> Vec<Message> {
 /// Parses `input` in one feed, then split at every position and byte by byte, asserting the
 /// same messages (timestamps aside) and stats come out; returns the one-feed parser's output.
 fn check_splits(kind: MessageKind, input: &[u8], methods: &[&str]) -> (Vec<Message>, ParseStats) {
+    let (messages, stats) = check_splits_boxed(kind, input, methods);
+    (messages.into_iter().map(|m| *m).collect(), stats)
+}
+
+/// [`check_splits`] with the parser's own output type.
+fn check_splits_boxed(kind: MessageKind, input: &[u8], methods: &[&str]) -> (Vec<Box<Message>>, ParseStats) {
     let mut whole = parser(kind, methods);
     let mut expected = Vec::new();
     whole.feed(input, 1, &mut expected);
@@ -318,7 +324,7 @@ fn timestamps_are_first_byte_for_requests_and_last_byte_for_responses() {
 }
 
 /// Feeds `input`, then a gap of `gap` bytes at `gap_ts`, then `after`; returns everything emitted.
-fn feed_gap_feed(p: &mut StreamParser, input: &[u8], gap: u64, gap_ts: u64, after: &[u8]) -> Vec<Message> {
+fn feed_gap_feed(p: &mut StreamParser, input: &[u8], gap: u64, gap_ts: u64, after: &[u8]) -> Vec<Box<Message>> {
     let mut out = Vec::new();
     p.feed(input, 1, &mut out);
     p.gap(gap, gap_ts, &mut out);

@@ -2,16 +2,16 @@
 
 use super::*;
 
-fn request(path: &str, ts_ns: u64) -> Message {
-    let mut m = Message::empty(MessageKind::Request);
+fn request(path: &str, ts_ns: u64) -> Box<Message> {
+    let mut m = Box::new(Message::empty(MessageKind::Request));
     m.method = "GET".into();
     m.path = path.into();
     m.ts_ns = ts_ns;
     m
 }
 
-fn response(status: u16, ts_ns: u64) -> Message {
-    let mut m = Message::empty(MessageKind::Response);
+fn response(status: u16, ts_ns: u64) -> Box<Message> {
+    let mut m = Box::new(Message::empty(MessageKind::Response));
     m.status = status;
     m.ts_ns = ts_ns;
     m
@@ -20,7 +20,7 @@ fn response(status: u16, ts_ns: u64) -> Message {
 fn drained(stitcher: &mut Stitcher) -> Vec<(String, u16, u64)> {
     let mut out = Vec::new();
     stitcher.drain(&mut out);
-    out.into_iter().map(|r| (r.req.path, r.resp.status, r.latency_ns)).collect()
+    out.into_iter().map(|r| (r.req.path.clone(), r.resp.status, r.latency_ns)).collect()
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn corpus_parses_at_any_chunk_size() {
         assert_eq!(stats.request.errors + stats.response.errors, 0, "{name}");
         for chunk in [1, 2, 3, 7, 64, 1460] {
             let (got, _) = parse_corpus_stream(req, resp, chunk);
-            let strip = |records: Vec<Record>| -> Vec<(Message, Message)> {
+            let strip = |records: Vec<Record>| -> Vec<(Box<Message>, Box<Message>)> {
                 records
                     .into_iter()
                     .map(|mut r| {
