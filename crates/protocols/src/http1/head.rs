@@ -235,12 +235,42 @@ pub(crate) enum HeaderLine<'a> {
 
 /// Parses one header line (without its CRLF); `None` if it is not a valid field line.
 pub(crate) fn parse_header_line(line: &[u8]) -> Option<HeaderLine<'_>> {
+    match std::str::from_utf8(line) {
+        Ok(text) => parse_header_text(text),
+        Err(_) => parse_header_bytes(line),
+    }
+}
+
+/// [`parse_header_line`] on a line known to be text (nearly every line is: the parser validates
+/// a whole input at once, which is far cheaper than a validation per line).
+pub(crate) fn parse_header_text(line: &str) -> Option<HeaderLine<'_>> {
+    let (field, value) = split_header_line(line.as_bytes())?;
+    let value = line.get(value).unwrap_or_default();
+    Some(match field {
+        Some(colon) => HeaderLine::Field(Cow::Borrowed(line.get(..colon).unwrap_or_default()), Cow::Borrowed(value)),
+        None => HeaderLine::Continuation(Cow::Borrowed(value)),
+    })
+}
+
+/// [`parse_header_line`] on a line that is not valid UTF-8: its invalid bytes are replaced.
+fn parse_header_bytes(line: &[u8]) -> Option<HeaderLine<'_>> {
+    let (field, value) = split_header_line(line)?;
+    let value = text(line.get(value).unwrap_or_default());
+    Some(match field {
+        // A name of tchars is ASCII, so valid text.
+        Some(colon) => HeaderLine::Field(Cow::Borrowed(std::str::from_utf8(line.get(..colon)?).ok()?), value),
+        None => HeaderLine::Continuation(value),
+    })
+}
+
+/// Checks a header line and finds its parts: `Some(colon)` (where the name ends) for a field or
+/// `None` for a continuation, and where the value lies, surrounding whitespace trimmed.
+fn split_header_line(line: &[u8]) -> Option<(Option<usize>, std::ops::Range<usize>)> {
     if matches!(line.first(), Some(b' ' | b'\t')) {
         if has_forbidden_ctl(line) {
             return None;
         }
-        let value = trim_ows(line);
-        return Some(HeaderLine::Continuation(text(value)));
+        return Some((None, trimmed_range(line)));
     }
     // One pass over the name: it is tchars up to the colon (no control byte is a tchar).
     let colon = line.iter().position(|&b| !is_tchar(b))?;
@@ -250,22 +280,11 @@ pub(crate) fn parse_header_line(line: &[u8]) -> Option<HeaderLine<'_>> {
     // Trimming removes spaces and tabs only, which are allowed: check what is kept.
     let after = colon + 1;
     let kept = trimmed_range(line.get(after..).unwrap_or_default());
-    let (start, end) = (after + kept.start, after + kept.end);
-    let value = line.get(start..end).unwrap_or_default();
-    if has_forbidden_ctl(value) {
+    let value = after + kept.start..after + kept.end;
+    if has_forbidden_ctl(line.get(value.clone()).unwrap_or_default()) {
         return None;
     }
-    // One UTF-8 validation for the whole line, which nearly always passes; name and value are
-    // cut from it at ASCII bytes, so they are text too.
-    if let Ok(text) = std::str::from_utf8(line) {
-        return Some(HeaderLine::Field(
-            Cow::Borrowed(text.get(..colon).unwrap_or_default()),
-            Cow::Borrowed(text.get(start..end).unwrap_or_default()),
-        ));
-    }
-    // A name of tchars is ASCII, so valid text: only the value needs replacing.
-    let name = std::str::from_utf8(line.get(..colon).unwrap_or_default()).ok()?;
-    Some(HeaderLine::Field(Cow::Borrowed(name), text(value)))
+    Some((Some(colon), value))
 }
 
 /// Returns the first line of `prefix` (without CR/LF) if a full line is present.

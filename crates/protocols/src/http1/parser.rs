@@ -506,6 +506,9 @@ impl StreamParser {
         // bytes to replay after a failure) is copied first, so `head_buf` then holds exactly
         // what it would have held had every line been copied.
         let mut uncopied = 0..0;
+        // The input as text, validated once when the first line is read in place: as far as it
+        // is valid UTF-8, and no further than a head can reach.
+        let mut text: Option<&str> = None;
         while let Some(rest) = input.get(pos..).filter(|rest| !rest.is_empty()) {
             let (chunk, line_done) = match memchr::memchr(b'\n', rest) {
                 Some(end) => (rest.get(..=end).unwrap_or(rest), true),
@@ -530,6 +533,7 @@ impl StreamParser {
                 if uncopied.start == uncopied.end {
                     uncopied = pos..pos;
                 }
+                let line_at = pos;
                 pos += chunk.len();
                 uncopied.end = pos;
                 self.line_start = held + chunk.len();
@@ -541,7 +545,12 @@ impl StreamParser {
                         None => false,
                     }
                 } else {
-                    add_header_line(line, &mut self.cur.headers)
+                    let max = self.config.max_header_bytes;
+                    let text = *text.get_or_insert_with(|| valid_text_prefix(input, max));
+                    match text.get(line_at..line_at + line.len()) {
+                        Some(line) => add_header_fields(head::parse_header_text(line), &mut self.cur.headers),
+                        None => add_header_line(line, &mut self.cur.headers),
+                    }
                 };
                 if !ok {
                     self.copy_head(input, &mut uncopied);
@@ -948,13 +957,27 @@ fn parse_start_line(kind: MessageKind, line: &[u8], message: &mut Message) -> bo
 
 /// Adds a header line (a field, or a folded continuation of the last one); false if invalid.
 fn add_header_line(line: &[u8], headers: &mut Headers) -> bool {
-    match head::parse_header_line(line) {
+    add_header_fields(head::parse_header_line(line), headers)
+}
+
+/// Adds a parsed header line; false if it was invalid.
+fn add_header_fields(parsed: Option<HeaderLine<'_>>, headers: &mut Headers) -> bool {
+    match parsed {
         Some(HeaderLine::Field(name, value)) => {
             headers.push(&name, &value);
             true
         }
         Some(HeaderLine::Continuation(more)) => headers.continue_last(&more),
         None => false,
+    }
+}
+
+/// The longest prefix of `input`, up to `max` bytes, that is valid UTF-8.
+fn valid_text_prefix(input: &[u8], max: usize) -> &str {
+    let bounded = input.get(..max.min(input.len())).unwrap_or_default();
+    match std::str::from_utf8(bounded) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(bounded.get(..e.valid_up_to()).unwrap_or_default()).unwrap_or_default(),
     }
 }
 

@@ -748,3 +748,11 @@ fn the_fast_name_filter_lets_every_listed_word_through() {
         assert!(!is_secret_name(safe), "{safe}");
     }
 }
+
+#[test]
+fn every_token_start_holds_a_byte_the_prefilter_looks_for() {
+    // `tokens` skips text with none of `-`, `J`, `.`: each start must hold one.
+    for start in TOKEN_STARTS {
+        assert!(start.iter().any(|b| matches!(b, b'-' | b'J' | b'.')), "{}", String::from_utf8_lossy(start));
+    }
+}

@@ -5,15 +5,13 @@
 //! owned row and no `String` per column on the way. Must not parse bytes (that is
 //! `loupe_protocols::http1`).
 
-use std::fmt::Write as _;
-
 use arrow::array::StringBuilder;
 use loupe_protocols::http1::{self, Http1Conn, Record};
 use loupe_protocols::redact;
 use loupe_schema::TableSpec;
 use loupe_schema::http::{HttpEventsBuilder, http_events};
 
-use super::{BODY_TRUNCATED_MARKER, Looks, Losses, Protocol, RowContext, append_conn8};
+use super::{Looks, Losses, Protocol, RowContext, append_conn8, body_text};
 use crate::socket::tracker::TrackerConfig;
 
 /// HTTP/1.0 and HTTP/1.1 into `http_events`.
@@ -77,12 +75,12 @@ fn append_row(b: &mut HttpEventsBuilder, rec: &mut Record, ctx: &RowContext<'_>)
     headers_json(&mut b.req_headers, &rec.req);
     b.req_method.append_value(&rec.req.method);
     b.req_path.append_value(&rec.req.path);
-    body_text(&mut b.req_body, &rec.req, cut.0);
+    body_text(&mut b.req_body, &rec.req.body, cut.0);
     b.req_body_size.append_value(rec.req.body_size as i64);
     headers_json(&mut b.resp_headers, &rec.resp);
     b.resp_status.append_value(i64::from(rec.resp.status));
     b.resp_message.append_value(&rec.resp.reason);
-    body_text(&mut b.resp_body, &rec.resp, cut.1);
+    body_text(&mut b.resp_body, &rec.resp.body, cut.1);
     b.resp_body_size.append_value(rec.resp.body_size as i64);
     b.latency_ns.append_value(rec.latency_ns as i64);
     b.end_row();
@@ -106,13 +104,4 @@ fn headers_json(column: &mut StringBuilder, message: &http1::Message) {
 thread_local! {
     /// The text `headers_json` builds, reused from row to row.
     static JSON_SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
-/// Appends the kept body as column text, marked when it is not the whole body (`cut`).
-fn body_text(column: &mut StringBuilder, message: &http1::Message, cut: bool) {
-    let _ = column.write_str(&String::from_utf8_lossy(&message.body));
-    if cut {
-        let _ = column.write_str(BODY_TRUNCATED_MARKER);
-    }
-    column.append_value("");
 }

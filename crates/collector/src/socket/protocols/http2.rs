@@ -7,8 +7,6 @@
 //! phrase. Rows whose header fields could not be decoded carry `:loupe-unresolved` in their header
 //! JSON. Redaction is HTTP/1's. Must not parse bytes (that is `loupe_protocols::http2`).
 
-use std::fmt::Write as _;
-
 use arrow::array::StringBuilder;
 use loupe_protocols::http1::Message;
 use loupe_protocols::http2::{self, Http2Config, Http2Conn, Record};
@@ -16,7 +14,7 @@ use loupe_protocols::redact;
 use loupe_schema::TableSpec;
 use loupe_schema::http::{HttpEventsBuilder, http_events};
 
-use super::{BODY_TRUNCATED_MARKER, Looks, Losses, Protocol, RowContext, append_conn8};
+use super::{Looks, Losses, Protocol, RowContext, append_conn8, body_text};
 use crate::socket::tracker::TrackerConfig;
 
 /// HTTP/2 (h2c) and gRPC into `http_events`.
@@ -62,12 +60,12 @@ impl Protocol for Http2 {
         headers_json(&mut b.req_headers, &rec.req);
         b.req_method.append_value(&rec.req.method);
         b.req_path.append_value(&rec.req.path);
-        body_text(&mut b.req_body, &rec.req, cut.0);
+        body_text(&mut b.req_body, &rec.req.body, cut.0);
         b.req_body_size.append_value(rec.req.body_size as i64);
         headers_json(&mut b.resp_headers, &rec.resp);
         b.resp_status.append_value(i64::from(rec.resp.status));
         b.resp_message.append_value(resp_message(&rec.resp));
-        body_text(&mut b.resp_body, &rec.resp, cut.1);
+        body_text(&mut b.resp_body, &rec.resp.body, cut.1);
         b.resp_body_size.append_value(rec.resp.body_size as i64);
         b.latency_ns.append_value(rec.latency_ns as i64);
         b.end_row();
@@ -166,14 +164,6 @@ fn reason(status: u16) -> &'static str {
 fn headers_json(column: &mut StringBuilder, message: &Message) {
     // Writing to a string builder cannot fail.
     let _ = message.write_headers_json(column);
-    column.append_value("");
-}
-
-fn body_text(column: &mut StringBuilder, message: &Message, cut: bool) {
-    let _ = column.write_str(&String::from_utf8_lossy(&message.body));
-    if cut {
-        let _ = column.write_str(BODY_TRUNCATED_MARKER);
-    }
     column.append_value("");
 }
 

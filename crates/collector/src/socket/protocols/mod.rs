@@ -213,6 +213,21 @@ pub(crate) fn addr_parts(addr: Option<SocketAddr>) -> (String, i64) {
     }
 }
 
+/// Appends a kept HTTP body as column text (invalid UTF-8 replaced), marked when it is not the
+/// whole body (`cut`).
+pub(super) fn body_text(column: &mut arrow::array::StringBuilder, body: &[u8], cut: bool) {
+    use std::fmt::Write as _;
+    // Validating first is cheaper than the replacing decoder on text, which bodies nearly are.
+    let _ = match std::str::from_utf8(body) {
+        Ok(text) => column.write_str(text),
+        Err(_) => column.write_str(&String::from_utf8_lossy(body)),
+    };
+    if cut {
+        let _ = column.write_str(BODY_TRUNCATED_MARKER);
+    }
+    column.append_value("");
+}
+
 /// `text` bounded to `max` bytes (at a character boundary), with [`BODY_TRUNCATED_MARKER`] when
 /// it was cut here or is already incomplete (`cut`).
 pub fn bounded_text(mut text: String, cut: bool, max: usize) -> String {
