@@ -7,7 +7,7 @@
 #     with the agent: p50/p99 latency and the agent's CPU in cores;
 #  3. completeness: 100,000 keep-alive requests at full speed, then the http_events rows of each side
 #     (server: nginx, client: loadgen) against the requests sent, and the agent's drop counters;
-#  4. memory: the agent under a 64 MiB budget (LOUPE_BENCH_BUDGET_MB) while http_events receives more
+#  4. memory: the agent under a 96 MiB budget (the smallest) (LOUPE_BENCH_BUDGET_MB) while http_events receives more
 #     than 10x the rows it can hold; reports the peak resident size (VmHWM) against the budget.
 # The agent is the collector alone (`crates/collector/examples/agent.rs`, the same code `loupe up`
 # runs, built in a fraction of the time); LOUPE_BENCH_AGENT=<binary> measures another (e.g.
@@ -119,9 +119,9 @@ if [[ $only == all || $only == worst ]]; then
 fi
 
 if [[ $only == all || $only == realistic ]]; then
-  echo "== realistic case: nginx at a fixed 10,000 req/s over 16 connections, ${secs}s runs, 3 off/on alternations"
+  echo "== realistic case: nginx at a fixed 10,000 req/s over 16 connections, ${secs}s runs, $rounds off/on alternations"
   : > "$dir/p99"; : > "$dir/cores"
-  for r in 1 2 3; do
+  for r in $(seq "$rounds"); do
     off=$("$loadgen" "127.0.0.1:$port" 16 10000 "$secs")
     start_agent
     t0=$(cpu_ticks "$agent_pid")
@@ -155,7 +155,7 @@ if [[ $only == all || $only == completeness ]]; then
 fi
 
 if [[ $only == all || $only == memory ]]; then
-  budget=${LOUPE_BENCH_BUDGET_MB:-64}
+  budget=${LOUPE_BENCH_BUDGET_MB:-96}
   echo "== memory: a ${budget} MiB budget under more than 10x the traffic http_events holds"
   LOUPE_MEMORY_BUDGET_MB=$budget LOUPE_BENCH_PORT=$port start_agent
   rss_idle=$(awk '/^VmRSS/ {print $2}' "/proc/$agent_pid/status")

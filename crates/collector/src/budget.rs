@@ -13,9 +13,13 @@ use crate::CollectorConfig;
 const MIB: usize = 1024 * 1024;
 
 /// What the budget sets aside before anything is traced: the program's code, thread stacks, the
-/// allocator's slack and the tables' open batches. Measured: the bench agent idles at ~10 MiB,
-/// `loupe up` at ~40 MiB.
-const FIXED_BYTES: usize = 32 * MIB;
+/// allocator's slack, the tables' open batches and the CPU profiler's parsed binaries (unwind
+/// tables and symbols of what it samples). Measured on an idle host: the agent resides at 15 MiB
+/// without the profiler and 44 MiB with it (ring buffers aside); `loupe up` adds its servers.
+const FIXED_BYTES: usize = 48 * MIB;
+/// Resident bytes per byte of ring buffer: the kernel maps a ring's data pages twice, so that a
+/// record that wraps around reads as one, and the consumer touches both mappings.
+const RING_RESIDENT_FACTOR: usize = 2;
 
 /// The budget's share for connection tracking: parser buffers, reorder buffers, per-connection rows.
 const TRACKING_SHARE: usize = 8; // 1/8
@@ -74,8 +78,8 @@ impl MemoryBudget {
     /// The default: 512 MiB (Pixie's PEM asks for a 2 GiB memory limit with a 1 GiB store; Loupe's
     /// rows are smaller).
     pub const DEFAULT_MIB: usize = 512;
-    /// The smallest budget accepted.
-    pub const MIN_MIB: usize = 64;
+    /// The smallest budget accepted: it leaves the store about 20 MiB.
+    pub const MIN_MIB: usize = 96;
 
     /// A budget of `mib` MiB, or why it is unusable.
     pub fn from_mib(mib: usize) -> Result<Self, BudgetError> {
@@ -93,7 +97,8 @@ impl MemoryBudget {
         // A connection waiting on a hole holds at most this much per direction; a few of them
         // at once fit the tracking share.
         let max_pending_bytes = (tracking / 16).clamp(64 * 1024, MIB);
-        let store_bytes = self.bytes.saturating_sub(FIXED_BYTES + 2 * ring + tracking);
+        // Two rings (the socket tracer's and the profiler's), each resident twice over.
+        let store_bytes = self.bytes.saturating_sub(FIXED_BYTES + 2 * RING_RESIDENT_FACTOR * ring + tracking);
         let ring_bytes = u32::try_from(ring).unwrap_or(1 << 23);
         BudgetSplit {
             ring_bytes,
@@ -146,11 +151,11 @@ mod tests {
 
     #[test]
     fn the_parts_add_up_to_the_budget() {
-        for mib in [64, 100, 512, 4096] {
+        for mib in [96, 100, 512, 4096] {
             let budget = MemoryBudget::from_mib(mib).expect("valid");
             let split = budget.split();
             let tracking = budget.bytes / TRACKING_SHARE;
-            let rings = split.ring_bytes as usize + split.profiler_ring_bytes as usize;
+            let rings = RING_RESIDENT_FACTOR * (split.ring_bytes as usize + split.profiler_ring_bytes as usize);
             assert_eq!(split.store_bytes + rings + tracking + FIXED_BYTES, budget.bytes, "{mib}");
             assert!(split.ring_bytes.is_power_of_two() && split.ring_bytes as usize <= budget.bytes / 16);
             let names = loupe_schema::all_tables().iter().map(|t| t.name).collect::<Vec<_>>();
@@ -170,14 +175,15 @@ mod tests {
         assert_eq!(split.max_pending_bytes, 1 << 20);
         assert_eq!(split.max_pending_messages_total, 8192);
         assert_eq!(split.profiler_ring_bytes, 8 << 20);
-        assert_eq!(split.store_bytes, (512 - 32 - 8 - 8 - 64) << 20);
-        let small = MemoryBudget::from_mib(64).expect("valid").split();
-        assert_eq!((small.ring_bytes, small.max_connections, small.max_pending_bytes), (4 << 20, 1024, 512 << 10));
-        assert_eq!(MemoryBudget::from_mib(63), Err(BudgetError::TooSmall { got_mib: 63, min_mib: 64 }));
+        assert_eq!(split.store_bytes, (512 - 48 - 2 * 2 * 8 - 64) << 20);
+        let small = MemoryBudget::from_mib(96).expect("valid").split();
+        assert_eq!((small.ring_bytes, small.max_connections, small.max_pending_bytes), (4 << 20, 1536, 768 << 10));
+        assert_eq!(small.store_bytes, (96 - 48 - 2 * 2 * 4 - 12) << 20);
+        assert_eq!(MemoryBudget::from_mib(95), Err(BudgetError::TooSmall { got_mib: 95, min_mib: 96 }));
         let mut config =
             CollectorConfig { profiler: Some(crate::ProfilerConfig::default()), ..CollectorConfig::default() };
-        MemoryBudget::from_mib(64).expect("valid").apply(&mut config);
-        assert_eq!((config.tracer.ring_bytes, config.tracker.max_connections), (4 << 20, 1024));
+        MemoryBudget::from_mib(96).expect("valid").apply(&mut config);
+        assert_eq!((config.tracer.ring_bytes, config.tracker.max_connections), (4 << 20, 1536));
         assert_eq!(config.profiler.map(|p| p.ring_bytes), Some(4 << 20));
     }
 }
