@@ -160,6 +160,87 @@ fn https_plaintext_lands_in_http_events_once_per_side_encrypted() {
     }
 }
 
+/// The `libssl` and `libcrypto` files `/usr/bin/python3`'s `ssl` module maps.
+fn python_openssl_files() -> Vec<PathBuf> {
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", "import ssl\nprint(open('/proc/self/maps').read())"])
+        .output()
+        .expect("run /usr/bin/python3");
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    let mut files: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains("/libssl.so") || p.contains("/libcrypto.so"))
+        .map(PathBuf::from)
+        .collect();
+    files.sort();
+    files.dedup();
+    assert_eq!(files.len(), 2, "python's ssl maps one libssl and one libcrypto: {files:?}");
+    files
+}
+
+#[test]
+fn a_libssl_loaded_after_the_first_scan_is_found_when_the_process_connects_again() {
+    if !can_trace() {
+        return;
+    }
+    let dir = temp_dir("tls-dlopen");
+    let port = free_port();
+    let _nginx = start_tls_nginx(&dir, port);
+    let (_loupe, _metrics_port, api_port) = start_loupe();
+    login(api_port);
+    // Private copies of the libraries: no other process maps these files, so only a second look at
+    // this process after it loads them (as `import ssl` does, long after it started) finds them.
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib).expect("lib dir");
+    for file in python_openssl_files() {
+        std::fs::copy(&file, lib.join(file.file_name().expect("file name"))).expect("copy the library");
+    }
+    let py = format!(
+        "import socket, time\n\
+         socket.create_connection(('127.0.0.1', {port})).close()\n\
+         time.sleep(3)\n\
+         import ssl, http.client\n\
+         assert any('{lib}/libssl' in l for l in open('/proc/self/maps')), 'the private libssl is loaded'\n\
+         ctx = ssl._create_unverified_context()\n\
+         def get(paths):\n\
+         \x20   c = http.client.HTTPSConnection('127.0.0.1', {port}, context=ctx)\n\
+         \x20   for p in paths:\n\
+         \x20       c.request('GET', p)\n\
+         \x20       r = c.getresponse()\n\
+         \x20       assert r.status == 200, r.status\n\
+         \x20       r.read()\n\
+         \x20   c.close()\n\
+         get(['/first'])\n\
+         time.sleep(5)\n\
+         get(['/late', '/late'])\n",
+        lib = lib.display()
+    );
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", &py])
+        .env("LD_LIBRARY_PATH", &lib)
+        .output()
+        .expect("run /usr/bin/python3");
+    assert!(out.status.success(), "python ssl client: {}", String::from_utf8_lossy(&out.stderr));
+
+    let script = write_script(
+        &dir,
+        "late.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='http_events', start_time='-5m')\n\
+             df = df[((df.local_port == {port}) | (df.remote_port == {port})) & (df.req_path == '/late')]\n\
+             s = df.groupby(['trace_role', 'req_path', 'resp_status', 'encrypted']).agg(n=('latency', px.count))\n\
+             px.display(s, 'counts')\n"
+        ),
+    );
+    // The server's side through the system libssl; the client's through its private copy, found
+    // once the process connected after loading it.
+    let want: Counts = [1, 2].map(|role| ((role, "/late".to_string(), 200, true), 2)).to_vec();
+    let (got, _) = poll_counts(api_port, &script, &want, role_path_status);
+    assert_eq!(got, want, "the requests after the rescan, once per side, encrypted");
+}
+
 /// Builds `tests/go/tlsprog.go` into `dir` with Debian's `go` (stdlib only: no module download).
 fn build_go_program(dir: &Path) -> PathBuf {
     build_go_program_with(dir, "tlsprog", "")

@@ -247,8 +247,13 @@ impl Source for SocketTracer {
     }
 
     fn poll(&mut self, tables: &Tables) -> bool {
-        let (tracker, rows) = (&mut self.tracker, &mut self.rows);
-        let n = self.tracer.poll(|e| tracker.handle(e, rows));
+        let (tracker, rows, tls) = (&mut self.tracker, &mut self.rows, &mut self.tls);
+        let n = self.tracer.poll(|e| {
+            if let events::KernelEvent::ConnOpen { key, .. } = &e {
+                tls.note_connection(key.tgid);
+            }
+            tracker.handle(e, rows)
+        });
         self.counters.events.fetch_add(n as u64, Ordering::Relaxed);
         self.tls.maybe_scan(&mut self.tracer);
         if self.last_tick.elapsed() >= self.config.tick_interval {

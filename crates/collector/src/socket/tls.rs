@@ -7,7 +7,10 @@
 //! `/proc/<pid>/root` so a container's copy is its own file). Its executable is inspected once per
 //! file too ([`super::go_tls::inspect`]): a covered Go executable gets the Go TLS uprobes. One attach
 //! covers every process mapping that file, including processes started later; the periodic rescan
-//! finds new files. A process whose TLS library is not covered (GnuTLS, NSS, wolfSSL, mbed TLS, or a
+//! finds new files. A library loaded later (`dlopen`, as Python's `ssl` and Node's addons do) is
+//! found too: a process that opens a connection after its scan has its maps read again at the next
+//! scan when its address space changed since (its virtual size in `/proc/<pid>/stat`), so TLS it
+//! starts from then on is traced. A process whose TLS library is not covered (GnuTLS, NSS, wolfSSL, mbed TLS, or a
 //! Go executable that is stripped, older than Go 1.17 or not x86-64) is reported once.
 //!
 //! OpenSSL (or BoringSSL) linked into another file is found too: the process's executable and every
@@ -31,6 +34,10 @@ use super::static_ssl::{self, Scan};
 
 /// How often `/proc` is listed for new processes.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Most processes remembered as having opened a connection since the last scan (the ones checked
+/// for libraries loaded since their first scan); past this, more wait for a later scan.
+const MAX_ACTIVE: usize = 4096;
 
 /// Most files the OpenSSL uprobes are attached to (8 uprobes each), `libssl` copies and files
 /// linking OpenSSL in together: a host running many different builds cannot make the agent hold
@@ -86,8 +93,11 @@ pub struct TlsAttacher {
     files: HashSet<(u64, u64)>,
     /// Paths attached, for the log and tests.
     attached: Vec<PathBuf>,
-    /// Processes scanned: pid → the executable it ran then.
-    seen: HashMap<u32, PathBuf>,
+    /// Processes scanned: pid → the executable it ran then and its virtual size (bytes) when its
+    /// maps were last read.
+    seen: HashMap<u32, (PathBuf, u64)>,
+    /// Processes that opened a connection since the last scan.
+    active: HashSet<u32>,
     /// Processes already reported as using an uncovered library.
     reported: HashSet<u32>,
     /// Executables inspected for Go TLS, by (device, inode): why one is not covered, or `None`.
@@ -112,6 +122,7 @@ impl TlsAttacher {
             files: HashSet::new(),
             attached: Vec::new(),
             seen: HashMap::new(),
+            active: HashSet::new(),
             reported: HashSet::new(),
             executables: HashMap::new(),
             go_attached: Vec::new(),
@@ -136,6 +147,14 @@ impl TlsAttacher {
     /// Files with OpenSSL linked in (not `libssl`) the uprobes are attached to.
     pub fn linked_attached(&self) -> &[PathBuf] {
         &self.linked_attached
+    }
+
+    /// Notes that process `tgid` opened a connection: if it loaded a TLS library since its scan,
+    /// the next scan finds it.
+    pub fn note_connection(&mut self, tgid: u32) {
+        if self.active.len() < MAX_ACTIVE {
+            self.active.insert(tgid);
+        }
     }
 
     /// Scans if `SCAN_INTERVAL` passed since the last scan.
@@ -163,10 +182,16 @@ impl TlsAttacher {
             let proc_dir = entry.path();
             // Kernel threads have no executable: nothing to scan.
             let Ok(exe) = std::fs::read_link(proc_dir.join("exe")) else { continue };
-            if self.seen.get(&pid) == Some(&exe) {
+            if let Some((seen_exe, size)) = self.seen.get(&pid)
+                && *seen_exe == exe
+            {
+                if openssl && self.active.contains(&pid) {
+                    let size = *size;
+                    self.rescan_loaded(tracer, pid, &proc_dir, size);
+                }
                 continue;
             }
-            self.seen.insert(pid, exe);
+            self.seen.insert(pid, (exe, virtual_size(&proc_dir)));
             let go_uncovered = if go { self.inspect_executable(tracer, &proc_dir) } else { None };
             let Ok(maps) = std::fs::read_to_string(proc_dir.join("maps")) else { continue };
             let mapped = mapped_tls_libraries(&maps);
@@ -206,6 +231,23 @@ impl TlsAttacher {
         }
         self.seen.retain(|pid, _| live.contains(pid));
         self.reported.retain(|pid| live.contains(pid));
+        self.active.clear();
+    }
+
+    /// Reads again the maps of a process scanned before, if its address space changed since (a
+    /// `dlopen` maps new files), and attaches the uprobes to a `libssl` it loaded since.
+    fn rescan_loaded(&mut self, tracer: &mut Tracer, pid: u32, proc_dir: &Path, size: u64) {
+        let now = virtual_size(proc_dir);
+        if now == size {
+            return;
+        }
+        if let Some(entry) = self.seen.get_mut(&pid) {
+            entry.1 = now;
+        }
+        let Ok(maps) = std::fs::read_to_string(proc_dir.join("maps")) else { return };
+        for path in &mapped_tls_libraries(&maps).openssl {
+            self.attach_file(tracer, proc_dir, path);
+        }
     }
 
     /// Inspects the process's executable once per file and attaches the Go TLS uprobes to a covered
@@ -327,8 +369,32 @@ impl TlsAttacher {
     }
 }
 
+/// A process's virtual memory size in bytes (`/proc/<pid>/stat` field 23), 0 when unreadable: it
+/// changes when the process maps or unmaps memory, a loaded library included.
+fn virtual_size(proc_dir: &Path) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else { return 0 };
+    stat_virtual_size(&stat)
+}
+
+/// Field 23 of a `/proc/<pid>/stat` line; the command name (field 2) may hold spaces and
+/// parentheses, so fields are counted after its last `)`.
+fn stat_virtual_size(stat: &str) -> u64 {
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after.split_ascii_whitespace().nth(20).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_virtual_size_is_field_23_of_stat_whatever_the_command_name() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 1234 5678901 300 \
+                    18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(super::stat_virtual_size(stat), 5_678_901);
+        assert_eq!(super::stat_virtual_size("garbage"), 0);
+        let own = std::fs::read_to_string("/proc/self/stat").expect("own stat");
+        assert!(super::stat_virtual_size(&own) > 0);
+    }
+
     use super::*;
 
     #[test]
