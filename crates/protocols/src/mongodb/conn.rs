@@ -2,8 +2,11 @@
 //!
 //! Owns [`MongodbConn`] and [`Record`]: each direction's [`Framer`](crate::framed) and the
 //! [`KeyedStitcher`] that pairs a request's `requestID` with a reply's `responseTo`. A request that
-//! gets no reply (`moreToCome`, a legacy write) is a record alone. Must not decode fields itself
-//! (see `wire`).
+//! gets no reply (`moreToCome`, a legacy write) is a record alone. An exhaust cursor (a request with
+//! `exhaustAllowed`: a streamed `getMore`, the drivers' awaitable `hello`) gets replies flagged
+//! `moreToCome`, each answering the previous reply's `requestID`: every reply of the stream is a
+//! record with the request, its latency the time since the previous reply. Must not decode fields
+//! itself (see `wire`).
 
 use std::collections::VecDeque;
 
@@ -14,6 +17,10 @@ use crate::stitch::{DEFAULT_MAX_PENDING, Exchange, KeyedStitcher, StitchCounts};
 
 /// Bytes of a message kept beyond the body budget: its header and the command's leading fields.
 const MAX_KEPT_HEADER: usize = 4096;
+
+/// Exhaust streams followed at once per connection (drivers keep one for monitoring, a cursor
+/// another); past this the oldest is forgotten and its later replies count as unpaired.
+const MAX_EXHAUST_STREAMS: usize = 16;
 
 /// Limits for one connection; they bound its memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +70,8 @@ pub struct MongodbStats {
     pub alone: u64,
     /// Records dropped because the ready queue was full.
     pub overflow_drops: u64,
+    /// Replies of exhaust streams after their first (each a record with the stream's request).
+    pub streamed: u64,
 }
 
 /// MongoDB for one connection: the main entry point (see the module example).
@@ -74,6 +83,9 @@ pub struct MongodbConn {
     stitcher: KeyedStitcher<i32, Message, Message>,
     ready: VecDeque<Record>,
     exchanges: Vec<Exchange<Message, Message>>,
+    /// Exhaust streams waiting for their next reply: the last reply's `requestID`, the stream's
+    /// request, and when the last reply ended.
+    exhaust: VecDeque<(i32, Message, u64)>,
     stats: MongodbStats,
 }
 
@@ -88,6 +100,7 @@ impl MongodbConn {
             stitcher: KeyedStitcher::new(config.max_pending),
             ready: VecDeque::new(),
             exchanges: Vec::new(),
+            exhaust: VecDeque::new(),
             stats: MongodbStats::default(),
         }
     }
@@ -122,15 +135,51 @@ impl MongodbConn {
                 self.push_ready(Record { req: msg, resp: None, latency_ns: 0 });
             }
             Side::Request => self.stitcher.push_request(msg.request_id, msg),
-            Side::Response => self.stitcher.push_response(msg.response_to, msg),
+            Side::Response => match self.exhaust.iter().position(|(id, ..)| *id == msg.response_to) {
+                Some(at) => {
+                    if let Some((_, req, previous_ns)) = self.exhaust.remove(at) {
+                        self.stats.streamed += 1;
+                        self.streamed_reply(req, msg, previous_ns);
+                    }
+                }
+                None => {
+                    let streams = msg.more_to_come;
+                    self.stitcher.push_response(msg.response_to, msg);
+                    if streams {
+                        // Its successor may come in the same bytes: follow the stream now.
+                        self.take_exchanges();
+                    }
+                }
+            },
         }
         false
+    }
+
+    /// A reply of an exhaust stream: a record with the stream's request; the stream goes on when
+    /// the reply says more is to come.
+    fn streamed_reply(&mut self, req: Message, resp: Message, previous_ns: u64) {
+        let latency_ns = resp.last_ns.saturating_sub(previous_ns);
+        if resp.more_to_come {
+            self.follow(resp.request_id, req.clone(), resp.last_ns);
+        }
+        self.push_ready(Record { req, resp: Some(resp), latency_ns });
+    }
+
+    /// Waits for the reply answering `reply_id` in an exhaust stream of `req`.
+    fn follow(&mut self, reply_id: i32, req: Message, last_ns: u64) {
+        if self.exhaust.len() >= MAX_EXHAUST_STREAMS {
+            self.exhaust.pop_front();
+        }
+        self.exhaust.push_back((reply_id, req, last_ns));
     }
 
     fn take_exchanges(&mut self) {
         let mut exchanges = std::mem::take(&mut self.exchanges);
         self.stitcher.drain(&mut exchanges);
         for Exchange { req, resp, latency_ns } in exchanges.drain(..) {
+            if resp.more_to_come {
+                self.follow(resp.request_id, req.clone(), resp.last_ns);
+            }
             self.push_ready(Record { req, resp: Some(resp), latency_ns });
         }
         self.exchanges = exchanges;
@@ -182,6 +231,7 @@ impl ConnParser for MongodbConn {
         self.responses.close();
         self.take_exchanges();
         self.stitcher.close();
+        self.exhaust.clear();
     }
 
     fn drain_records(&mut self, out: &mut Vec<Record>) {
@@ -193,7 +243,7 @@ impl ConnParser for MongodbConn {
     }
 
     fn pending_messages(&self) -> usize {
-        self.stitcher.pending_requests() + self.stitcher.pending_responses()
+        self.stitcher.pending_requests() + self.stitcher.pending_responses() + self.exhaust.len()
     }
 
     fn shed_oldest(&mut self, n: usize) -> usize {

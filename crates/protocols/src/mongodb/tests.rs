@@ -81,6 +81,54 @@ fn a_recorded_session_pairs_every_request_with_its_reply() {
 }
 
 #[test]
+fn every_reply_of_an_exhaust_cursor_is_a_record_with_its_request() {
+    const MORE_TO_COME: i32 = 2;
+    const EXHAUST_ALLOWED: i32 = 1 << 16;
+    let ok = doc(&[(0x01, "ok", &1f64.to_le_bytes())]);
+    let get_more = op_msg_flags(7, 0, EXHAUST_ALLOWED, &doc(&[(0x12, "getMore", &9i64.to_le_bytes())]));
+    // Three batches: each answers the previous reply, the last one ends the stream; then a plain
+    // request and reply, and a stray reply to an id nobody sent.
+    let (a, b, c) =
+        (op_msg_flags(100, 7, MORE_TO_COME, &ok), op_msg_flags(101, 100, MORE_TO_COME, &ok), op_msg(102, 101, &ok));
+    let ping = op_msg(8, 0, &doc(&[(0x01, "ping", &1f64.to_le_bytes())]));
+    let (pong, stray) = (op_msg(103, 8, &ok), op_msg(104, 555, &ok));
+    let b_and_c = [b.as_slice(), c.as_slice()].concat();
+    let pieces: Vec<(Side, &[u8])> = vec![
+        (Side::Request, &get_more),
+        (Side::Response, &a),
+        // Two replies in one read: the second follows the first at once.
+        (Side::Response, &b_and_c),
+        (Side::Request, &ping),
+        (Side::Response, &pong),
+        (Side::Response, &stray),
+    ];
+    let mut c_conn = MongodbConn::new(MongodbConfig::default());
+    for (ts, (side, bytes)) in pieces.iter().enumerate() {
+        c_conn.feed(*side, bytes, (ts as u64 + 1) * 10);
+    }
+    let mut records = Vec::new();
+    c_conn.drain_records(&mut records);
+    let got: Vec<(String, i32, u64)> = records
+        .iter()
+        .map(|r| (r.req.cmd.clone(), r.resp.as_ref().map_or(-1, |p| p.request_id), r.latency_ns))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("getMore".into(), 100, 10),
+            ("getMore".into(), 101, 10),
+            ("getMore".into(), 102, 0),
+            ("ping".into(), 103, 10)
+        ]
+    );
+    let stats = c_conn.stats();
+    assert_eq!(stats.streamed, 2, "{stats:?}");
+    assert_eq!(c_conn.pending_messages(), 1, "the stray reply waits, the finished stream does not");
+    c_conn.close(1_000);
+    assert_eq!(c_conn.stats().stitch.orphan_responses, 1, "only the stray reply is unpaired");
+}
+
+#[test]
 fn a_long_document_is_cut_to_the_budget_and_marked() {
     let config = MongodbConfig { max_value_bytes: 0, ..MongodbConfig::default() };
     let mut req = Vec::new();
@@ -254,8 +302,13 @@ fn doc(fields: &[(u8, &str, &[u8])]) -> Vec<u8> {
 }
 
 fn op_msg(request_id: i32, response_to: i32, document: &[u8]) -> Vec<u8> {
+    op_msg_flags(request_id, response_to, 0, document)
+}
+
+/// `OP_MSG` with flag bits (`moreToCome` 2, `exhaustAllowed` 1 << 16).
+fn op_msg_flags(request_id: i32, response_to: i32, flags: i32, document: &[u8]) -> Vec<u8> {
     let mut out = ((16 + 5 + document.len()) as i32).to_le_bytes().to_vec();
-    for v in [request_id, response_to, 2013, 0] {
+    for v in [request_id, response_to, 2013, flags] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.push(0);
