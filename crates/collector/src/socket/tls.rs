@@ -385,17 +385,17 @@ fn stat_virtual_size(stat: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_virtual_size_is_field_23_of_stat_whatever_the_command_name() {
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 1234 5678901 300 \
                     18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
-        assert_eq!(super::stat_virtual_size(stat), 5_678_901);
-        assert_eq!(super::stat_virtual_size("garbage"), 0);
+        assert_eq!(stat_virtual_size(stat), 5_678_901);
+        assert_eq!(stat_virtual_size("garbage"), 0);
         let own = std::fs::read_to_string("/proc/self/stat").expect("own stat");
-        assert!(super::stat_virtual_size(&own) > 0);
+        assert!(stat_virtual_size(&own) > 0);
     }
-
-    use super::*;
 
     #[test]
     fn maps_lines_give_openssl_and_uncovered_libraries() {

@@ -235,11 +235,6 @@ impl Headers {
         }
     }
 
-    /// The name of field `i`; empty past the end.
-    pub fn name_at(&self, i: usize) -> &str {
-        self.fields.get(i).map_or("", |f| self.span(f.name))
-    }
-
     /// Whether fields `i` and `j` have the same name (exactly); false past the end.
     pub(crate) fn same_name(&self, i: usize, j: usize) -> bool {
         match (self.fields.get(i), self.fields.get(j)) {
@@ -258,8 +253,7 @@ impl Headers {
 
     /// The value of the first field named `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&str> {
-        let field = self.fields.iter().find(|f| self.is_named(f, name.as_bytes()))?;
-        Some(self.span(field.value))
+        self.values_of(name).next()
     }
 
     /// Whether `field` is named `wanted` (case-insensitive); lengths first, so that most fields
@@ -270,7 +264,7 @@ impl Headers {
     }
 
     /// The values of the fields named `name` (case-insensitive), in wire order.
-    pub fn values_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn values_of<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
         self.fields.iter().filter(move |f| self.is_named(f, name.as_bytes())).map(|f| self.span(f.value))
     }
 
@@ -381,15 +375,6 @@ impl<N: AsRef<str>, V: AsRef<str>> Extend<(N, V)> for Headers {
         for (name, value) in fields {
             self.push(name.as_ref(), value.as_ref());
         }
-    }
-}
-
-impl<'a> IntoIterator for &'a Headers {
-    type Item = (&'a str, &'a str);
-    type IntoIter = Box<dyn DoubleEndedIterator<Item = (&'a str, &'a str)> + 'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
     }
 }
 

@@ -680,7 +680,6 @@ impl StreamParser {
     /// Body framing per RFC 9112 section 6.3.
     fn framing(&mut self) -> Option<Framing> {
         let mut content_length: Option<u64> = None;
-        let mut transfer_encoding: Option<&str> = None;
         for value in self.cur.headers.values_of("content-length") {
             let len = parse_content_length(value)?;
             if content_length.is_some_and(|seen| seen != len) {
@@ -689,9 +688,7 @@ impl StreamParser {
             content_length = Some(len);
         }
         // With several fields the last coding listed is the final one.
-        if let Some(value) = self.cur.headers.values_of("transfer-encoding").last() {
-            transfer_encoding = Some(value);
-        }
+        let transfer_encoding = self.cur.headers.values_of("transfer-encoding").last();
         let chunked = transfer_encoding
             .map(|te| te.rsplit(',').next().is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked")));
         match self.kind {

@@ -199,7 +199,7 @@ fn serialise(
         }
     }
     expected.headers.extend(framing_header);
-    for (name, value) in &expected.headers {
+    for (name, value) in expected.headers.iter() {
         bytes.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
     bytes.extend_from_slice(b"\r\n");

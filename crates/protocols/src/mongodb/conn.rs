@@ -155,10 +155,16 @@ impl MongodbConn {
         false
     }
 
-    /// A reply of an exhaust stream: a record with the stream's request; the stream goes on when
-    /// the reply says more is to come.
+    /// A reply of an exhaust stream: a record with the stream's request, its latency the time
+    /// since the previous reply.
     fn streamed_reply(&mut self, req: Message, resp: Message, previous_ns: u64) {
         let latency_ns = resp.last_ns.saturating_sub(previous_ns);
+        self.answered(req, resp, latency_ns);
+    }
+
+    /// A request with a reply becomes a record; the stream goes on when the reply says more is to
+    /// come.
+    fn answered(&mut self, req: Message, resp: Message, latency_ns: u64) {
         if resp.more_to_come {
             self.follow(resp.request_id, req.clone(), resp.last_ns);
         }
@@ -177,10 +183,7 @@ impl MongodbConn {
         let mut exchanges = std::mem::take(&mut self.exchanges);
         self.stitcher.drain(&mut exchanges);
         for Exchange { req, resp, latency_ns } in exchanges.drain(..) {
-            if resp.more_to_come {
-                self.follow(resp.request_id, req.clone(), resp.last_ns);
-            }
-            self.push_ready(Record { req, resp: Some(resp), latency_ns });
+            self.answered(req, resp, latency_ns);
         }
         self.exchanges = exchanges;
     }
