@@ -191,7 +191,8 @@ impl TlsAttacher {
                 }
                 continue;
             }
-            self.seen.insert(pid, (exe, virtual_size(&proc_dir)));
+            // The size is what a later rescan compares: only read when there are probes to attach.
+            self.seen.insert(pid, (exe, if openssl { virtual_size(&proc_dir) } else { 0 }));
             let go_uncovered = if go { self.inspect_executable(tracer, &proc_dir) } else { None };
             let Ok(maps) = std::fs::read_to_string(proc_dir.join("maps")) else { continue };
             let mapped = mapped_tls_libraries(&maps);
