@@ -73,6 +73,8 @@ command -v go >/dev/null 2>&1 || bare+=(golang-go)
 # Statically linked OpenSSL capture: the test links a C TLS client/server against libssl.a with the C compiler.
 command -v cc >/dev/null 2>&1 || bare+=(gcc libc6-dev)
 [ -f /usr/lib/x86_64-linux-gnu/libssl.a ] || [ -f /usr/lib/aarch64-linux-gnu/libssl.a ] || bare+=(libssl-dev)
+# Node.js TLS capture (memory BIOs): the machine's own Node links OpenSSL in; Debian's links libssl.so.3.
+command -v node >/dev/null 2>&1 || bare+=(nodejs)
 command -v mariadb >/dev/null 2>&1 || bare+=(mariadb-client-core)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || bare+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || bare+=(mosquitto-clients)

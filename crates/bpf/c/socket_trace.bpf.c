@@ -87,6 +87,7 @@ struct conn_info {
 	__u8 _pad0[1];
 	__u64 tls_sent; /* plaintext stream positions */
 	__u64 tls_recv;
+	__u64 tls_ssl;  /* the SSL * bound to this socket (tls_socket), or 0 */
 };
 
 struct loupe_iov {
@@ -183,7 +184,10 @@ struct {
 	__type(value, struct tls_call);
 } tls_calls SEC(".maps");
 
-/* The socket of each SSL * seen, for calls served from OpenSSL's buffer (no syscall inside). */
+/*
+ * The socket each SSL * is bound to, for calls that make no syscall: served from OpenSSL's buffer, or
+ * fed through memory BIOs (Node.js). Valid while that connection's conn_info names the same SSL *.
+ */
 struct tls_ssl_key {
 	__u64 ssl;
 	__u32 tgid;
@@ -216,6 +220,18 @@ static __always_inline __u8 port_override(__u8 p, __u8 o)
 		return p;
 	return o;
 }
+
+/*
+ * Per thread (pid_tgid): the TLS socket not yet bound to an SSL * that the thread last read outside any SSL
+ * call. A library fed through memory BIOs (Node.js) reads the socket itself, then hands the records to
+ * OpenSSL on the same thread: the SSL call that comes next is that socket's (tls_socket).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __s32);
+} tls_thread_reads SEC(".maps");
 
 static __always_inline void note_tls_fd(__u64 id, __s32 fd)
 {
@@ -1389,6 +1405,9 @@ static __always_inline int exit_data(long ret, __u8 direction, __u32 how)
 	c = advance_conn(tgid, &a, direction, size, &pos, found);
 	if (!c)
 		return 0;
+	if (direction == LOUPE_DIR_INGRESS && c->tls_ssl == 0 && (c->protocol == LOUPE_PROTO_TLS || c->tls) &&
+	    !bpf_map_lookup_elem(&tls_calls, &id))
+		bpf_map_update_elem(&tls_thread_reads, &id, &a.fd, BPF_ANY);
 	/* Not exported, or TLS whose plaintext the uprobes send (a STARTTLS protocol's raw records). */
 	if ((c->protocol != LOUPE_PROTO_UNCLASSIFIED && !protocol_exported(c->protocol)) || c->tls)
 		return 0;
@@ -1929,20 +1948,65 @@ static __always_inline int tls_plaintext(__u32 tgid, __s32 fd, __u64 buf, __u64 
 	return 0;
 }
 
+/*
+ * The socket of the finished SSL call `t` on thread `id`, binding the SSL * to it: the socket a syscall inside
+ * the call named; else the one the SSL * is bound to, while that connection is open and still bound to it;
+ * else the unbound TLS socket this thread last read outside any SSL call (tls_thread_reads). -1 if none.
+ * Runs whatever the call returned: a handshake's first calls return no data but bind.
+ */
+static __always_inline __s32 tls_socket(__u64 id, const struct tls_call *t)
+{
+	struct tls_ssl_key k = {};
+	struct conn_info *c;
+	__u32 tgid = id >> 32;
+	__s32 fd = t->fd;
+	__s32 *known;
+	__u64 key;
+
+	k.ssl = t->ssl;
+	k.tgid = tgid;
+	if (fd < 0) {
+		known = bpf_map_lookup_elem(&tls_fds, &k);
+		if (known) {
+			key = conn_key(tgid, *known);
+			c = bpf_map_lookup_elem(&conn_map, &key);
+			if (c && c->tls_ssl == t->ssl)
+				return *known;
+		}
+		known = bpf_map_lookup_elem(&tls_thread_reads, &id);
+		if (!known)
+			return -1;
+		fd = *known;
+		bpf_map_delete_elem(&tls_thread_reads, &id);
+		key = conn_key(tgid, fd);
+		c = bpf_map_lookup_elem(&conn_map, &key);
+		/* A socket bound to another SSL * is that one's: its read was not for this call. */
+		if (!c || c->tls_ssl != 0)
+			return -1;
+	} else {
+		key = conn_key(tgid, fd);
+		c = bpf_map_lookup_elem(&conn_map, &key);
+		if (!c || c->tls_ssl == t->ssl)
+			return fd;
+	}
+	c->tls_ssl = t->ssl;
+	bpf_map_update_elem(&tls_fds, &k, &fd, BPF_ANY);
+	return fd;
+}
+
 static __always_inline int tls_exit(long ret, __u8 direction)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 	struct tls_call *tp = bpf_map_lookup_elem(&tls_calls, &id);
-	struct tls_ssl_key sk_key = {};
 	struct tls_call t;
-	__s32 *known;
 	__u64 size = 0;
 
 	if (!tp)
 		return 0;
 	t = *tp;
 	bpf_map_delete_elem(&tls_calls, &id);
+	t.fd = tls_socket(id, &t);
 	if (t.len_ptr) {
 		/* SSL_read_ex/SSL_write_ex return 1 on success, the byte count goes to *len_ptr. */
 		if (ret != 1 || bpf_probe_read_user(&size, sizeof(size), (const void *)t.len_ptr))
@@ -1954,17 +2018,9 @@ static __always_inline int tls_exit(long ret, __u8 direction)
 	}
 	if (size == 0)
 		return 0;
-	sk_key.ssl = t.ssl;
-	sk_key.tgid = tgid;
 	if (t.fd < 0) {
-		known = bpf_map_lookup_elem(&tls_fds, &sk_key);
-		if (!known) {
-			stat_inc(LOUPE_STAT_TLS_NO_FD);
-			return 0;
-		}
-		t.fd = *known;
-	} else {
-		bpf_map_update_elem(&tls_fds, &sk_key, &t.fd, BPF_ANY);
+		stat_inc(LOUPE_STAT_TLS_NO_FD);
+		return 0;
 	}
 	return tls_plaintext(tgid, t.fd, t.buf, size, direction, t.ts_ns);
 }

@@ -9,6 +9,9 @@
 //! `golang-go` in the test) serves HTTPS and calls itself from a second process over HTTP/1.1 and
 //! HTTP/2 (negotiated by ALPN); its plaintext comes from uprobes on `crypto/tls.(*Conn).Read`/`Write`.
 //!
+//! Node.js (`tests/node/https.js`): OpenSSL linked into `node` and fed through memory BIOs, so no
+//! syscall inside an SSL call names its socket; HTTP/1.1 connections in turn and at once, and HTTP/2.
+//!
 //! Owns only these acceptance checks; their queries filter by their own server's port.
 
 use std::io::{BufRead, BufReader};
@@ -57,8 +60,11 @@ fn start_tls_nginx(dir: &Path, port: u16) -> Guard {
     guard
 }
 
+/// (trace_role, req_path, resp_status, encrypted).
+type RolePathStatus = (i64, String, i64, bool);
+
 /// (trace_role, req_path, resp_status, encrypted) -> rows.
-type Counts = Vec<((i64, String, i64, bool), i64)>;
+type Counts = Vec<(RolePathStatus, i64)>;
 
 /// Runs `script` until its rows, counted by `key` (the row's `n`), equal `want` or 20 s pass; returns the last
 /// counts (sorted) and rows.
@@ -83,8 +89,22 @@ fn poll_counts<K: Ord>(
     }
 }
 
+/// Prints the agent's non-zero counters (for a failing test's output).
+fn print_agent_stats(dir: &Path, api_port: u16) {
+    let stats = write_script(
+        dir,
+        "agent-stats.pxl",
+        "import px\n\
+         df = px.DataFrame(table='agent_stats', start_time='-5m')\n\
+         df = df.groupby(['counter', 'cause']).agg(value=('value', px.max))\n\
+         px.display(df[df.value > 0], 'stats')\n",
+    );
+    let out = px(api_port, &["run", "-f", stats.to_str().expect("utf8 path"), "-o", "json"]);
+    eprintln!("agent_stats:\n{}", String::from_utf8_lossy(&out.stdout));
+}
+
 /// The key of a `Counts` row: (trace_role, req_path, resp_status, encrypted).
-fn role_path_status(r: &Value) -> (i64, String, i64, bool) {
+fn role_path_status(r: &Value) -> RolePathStatus {
     (
         r["trace_role"].as_i64().unwrap_or(-1),
         r["req_path"].as_str().unwrap_or_default().to_string(),
@@ -364,16 +384,7 @@ fn go_crypto_tls_plaintext_lands_in_http_events_for_http1_and_http2() {
         );
         let out = px(api_port, &["run", "-f", all.to_str().expect("utf8 path"), "-o", "json"]);
         eprintln!("rows:\n{}", String::from_utf8_lossy(&out.stdout));
-        let stats = write_script(
-            &dir,
-            "go-tls-stats.pxl",
-            "import px\n\
-             df = px.DataFrame(table='agent_stats', start_time='-5m')\n\
-             df = df.groupby(['counter', 'cause']).agg(value=('value', px.max))\n\
-             px.display(df[df.value > 0], 'stats')\n",
-        );
-        let out = px(api_port, &["run", "-f", stats.to_str().expect("utf8 path"), "-o", "json"]);
-        eprintln!("agent_stats:\n{}", String::from_utf8_lossy(&out.stdout));
+        print_agent_stats(&dir, api_port);
     }
     assert_eq!(got, want, "every Go HTTPS request once per side (1 client, 2 server), HTTP/1.1 and HTTP/2, encrypted");
     for r in &rows {
@@ -522,4 +533,122 @@ fn statically_linked_openssl_plaintext_lands_in_http_events_and_a_stripped_one_i
         !logged("uprobes not attached", &prog) && !logged("uprobes not attached", &stripped),
         "no attach error for either program"
     );
+}
+
+/// Node.js (`/usr/bin/node`, OpenSSL linked into the executable) serving HTTPS and fetching it
+/// from a second Node process. Node feeds OpenSSL through memory BIOs, so the socket of an SSL
+/// call is not the one a syscall inside the call names: the agent binds it from the thread's
+/// socket reads around the call.
+#[test]
+fn node_https_plaintext_lands_in_http_events_once_per_side_encrypted() {
+    if !can_trace() {
+        return;
+    }
+    let node = which_node().expect("node on PATH (scripts/test.sh installs Debian's nodejs)");
+    let dir = temp_dir("node-tls");
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    let script_js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/https.js");
+    let port = free_port();
+    let (_loupe, _metrics_port, api_port, log) = start_loupe_logged(&[]);
+    login(api_port);
+    let mut server = Command::new(&node)
+        .arg(&script_js)
+        .args(["serve", &port.to_string()])
+        .arg(dir.join("cert.pem"))
+        .arg(dir.join("key.pem"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the node server");
+    let stdout = server.stdout.take().expect("stdout");
+    let _server = Guard(server);
+    let mut ready = String::new();
+    BufReader::new(stdout).read_line(&mut ready).expect("server output");
+    assert_eq!(ready.trim(), "ready", "the node server did not start");
+    // The agent looks at a process once it has a socket: calls before the attach are not traced.
+    let file = std::fs::canonicalize(&node).expect("node's path").display().to_string();
+    let attached = || {
+        log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|l| l.contains("uprobes attached to OpenSSL linked into this file") && l.contains(&file))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !attached() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(attached(), "no attach logged for {file}");
+    let run = |mode: &str, args: &[&str]| {
+        let out = Command::new(&node)
+            .arg(&script_js)
+            .args([mode, &port.to_string()])
+            .args(args)
+            .output()
+            .expect("run the node client");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "done",
+            "node {mode}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // HTTP/1.1: one connection in turn, then another; four at once (the server's one thread
+    // interleaves their reads and SSL calls); HTTP/2 streams at once on one connection.
+    run("client", &["/a", "/b", "/missing"]);
+    run("client", &["/a"]);
+    run("parallel", &["4", "/p"]);
+    run("h2", &["/h2/a", "/h2/b", "/missing/h2"]);
+
+    let script = write_script(
+        &dir,
+        "node-tls.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='http_events', start_time='-5m')\n\
+             df = df[(df.local_port == {port}) | (df.remote_port == {port})]\n\
+             s = df.groupby(['trace_role', 'major_version', 'req_path', 'resp_status', 'encrypted']).agg(\n\
+             \x20   n=('latency', px.count), min_latency=('latency', px.min), body=('resp_body', px.any))\n\
+             px.display(s, 'counts')\n"
+        ),
+    );
+    let key = |r: &Value| (r["major_version"].as_i64().unwrap_or(-1), role_path_status(r));
+    let mut want: Vec<((i64, RolePathStatus), i64)> = [
+        (1, "/a", 200, 2),
+        (1, "/b", 200, 1),
+        (1, "/missing", 404, 1),
+        (1, "/p", 200, 8),
+        (2, "/h2/a", 200, 1),
+        (2, "/h2/b", 200, 1),
+        (2, "/missing/h2", 404, 1),
+    ]
+    .iter()
+    .flat_map(|&(version, path, status, n)| [1, 2].map(|role| ((version, (role, path.to_string(), status, true)), n)))
+    .collect();
+    want.sort();
+    let (got, rows) = poll_counts(api_port, &script, &want, key);
+    if got != want {
+        print_agent_stats(&dir, api_port);
+    }
+    assert_eq!(got, want, "every Node request once per side, encrypted: {rows:?}");
+    for r in &rows {
+        assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
+        if r["resp_status"].as_i64() == Some(200) {
+            let body = r["body"].as_str().unwrap_or_default();
+            assert!(body.starts_with("secret page /"), "the response body is plaintext: {r}");
+        }
+    }
+}
+
+/// Node.js from `PATH`.
+fn which_node() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("node")).find(|p| p.is_file()))
 }
