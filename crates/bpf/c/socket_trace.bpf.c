@@ -2083,21 +2083,24 @@ int loupe_ssl_read_ex(struct pt_regs *ctx)
  * The socket is found from the *tls.Conn as Pixie does: tls.Conn's `conn` field is its net.Conn interface
  * (itab, data); data is a *net.TCPConn, whose `conn.fd` is its *netFD; the netFD's `pfd` is a poll.FD with
  * the fd in `Sysfd`. The attach cookie names the executable's entry in go_tls_binaries: those offsets (from
- * its DWARF, else Go 1.9-1.23's layout) and, when the executable is not position independent, the address
+ * its DWARF, else Go 1.9-1.27's layout) and, when the executable is not position independent, the address
  * of the itab of (*net.TCPConn, net.Conn): any other dynamic type (a wrapped connection) is then skipped,
- * not misread. No entry: the default offsets, no itab check.
+ * not misread. Recent Go releases name no itab in the symbol table: the itab's first function (net.Conn's
+ * first method, Close) must then be net.(*TCPConn).Close. No entry: the default offsets, no check.
  */
 #define GO_TLS_CONN_NETCONN 0 /* tls.Conn.conn: net.Conn (itab, data) */
 #define GO_TCPCONN_FD 0       /* net.TCPConn{conn{fd *netFD}} */
 #define GO_NETFD_SYSFD 16     /* netFD.pfd (poll.FD).Sysfd, after fdmu */
+#define GO_ITAB_FUN 24        /* itab.fun[0], after inter, _type and hash (padded) */
 
 /* Per Go executable attached (key: its attach cookie), filled by the loader. */
 struct go_tls_binary {
-	__u64 tcpconn_itab; /* 0: not checked */
-	__u32 conn;         /* offset of tls.Conn.conn */
-	__u32 tcpconn_fd;   /* offset of the *netFD in net.TCPConn */
-	__u32 sysfd;        /* offset of Sysfd in net.netFD */
+	__u64 tcpconn_itab;  /* 0: not checked */
+	__u32 conn;          /* offset of tls.Conn.conn */
+	__u32 tcpconn_fd;    /* offset of the *netFD in net.TCPConn */
+	__u32 sysfd;         /* offset of Sysfd in net.netFD */
 	__u32 _pad0;
+	__u64 tcpconn_close; /* with no itab address: net.(*TCPConn).Close, the itab's fun[0]; 0: not checked */
 };
 
 struct {
@@ -2148,8 +2151,9 @@ static __always_inline int go_tls_enter(struct pt_regs *ctx)
 static __always_inline __s32 go_tls_conn_fd(__u64 conn, __u64 cookie)
 {
 	struct go_tls_binary *bin = bpf_map_lookup_elem(&go_tls_binaries, &cookie);
-	struct go_tls_binary b = {0, GO_TLS_CONN_NETCONN, GO_TCPCONN_FD, GO_NETFD_SYSFD, 0};
+	struct go_tls_binary b = {0, GO_TLS_CONN_NETCONN, GO_TCPCONN_FD, GO_NETFD_SYSFD, 0, 0};
 	__u64 iface[2] = {0, 0};
+	__u64 method = 0;
 	__u64 netfd = 0;
 	__s64 sysfd = -1;
 
@@ -2158,6 +2162,10 @@ static __always_inline __s32 go_tls_conn_fd(__u64 conn, __u64 cookie)
 	if (bpf_probe_read_user(iface, sizeof(iface), (const void *)(conn + b.conn)))
 		return -1;
 	if (b.tcpconn_itab != 0 && iface[0] != b.tcpconn_itab)
+		return -1;
+	if (b.tcpconn_itab == 0 && b.tcpconn_close != 0 &&
+	    (bpf_probe_read_user(&method, sizeof(method), (const void *)(iface[0] + GO_ITAB_FUN)) ||
+	     method != b.tcpconn_close))
 		return -1;
 	if (bpf_probe_read_user(&netfd, sizeof(netfd), (const void *)(iface[1] + b.tcpconn_fd)) ||
 	    bpf_probe_read_user(&sysfd, sizeof(sysfd), (const void *)(netfd + b.sysfd)))

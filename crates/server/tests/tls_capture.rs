@@ -5,8 +5,8 @@
 //! once per side in `http_events` with `encrypted` true and its path and status, and no row of
 //! that port may be unencrypted (the raw TLS records are never parsed).
 //!
-//! Go's `crypto/tls` the same way: a stdlib-only Go program (`tests/go/tlsprog.go`, built by Debian's
-//! `golang-go` in the test) serves HTTPS and calls itself from a second process over HTTP/1.1 and
+//! Go's `crypto/tls` the same way: a stdlib-only Go program (`tests/go/tlsprog.go`, built in the test
+//! by Debian's `golang-go` 1.19 and by PyPI's Go 1.27) serves HTTPS and calls itself from a second process over HTTP/1.1 and
 //! HTTP/2 (negotiated by ALPN); its plaintext comes from uprobes on `crypto/tls.(*Conn).Read`/`Write`.
 //!
 //! Node.js (`tests/node/https.js`): OpenSSL linked into `node` and fed through memory BIOs, so no
@@ -261,16 +261,12 @@ fn a_libssl_loaded_after_the_first_scan_is_found_when_the_process_connects_again
     assert_eq!(got, want, "the requests after the rescan, once per side, encrypted");
 }
 
-/// Builds `tests/go/tlsprog.go` into `dir` with Debian's `go` (stdlib only: no module download).
-fn build_go_program(dir: &Path) -> PathBuf {
-    build_go_program_with(dir, "tlsprog", "")
-}
-
-/// [`build_go_program`] as `name`, with these `-ldflags` (`-w` drops DWARF, `-s -w` the symbols too).
-fn build_go_program_with(dir: &Path, name: &str, ldflags: &str) -> PathBuf {
+/// Builds `tests/go/tlsprog.go` into `dir` as `name` with the toolchain `go` (stdlib only: no module
+/// download), with these `-ldflags` (`-w` drops DWARF, `-s -w` the symbols too).
+fn build_go_program_with(go: &Path, dir: &Path, name: &str, ldflags: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/tlsprog.go");
     let out = dir.join(name);
-    let built = Command::new("go")
+    let built = Command::new(go)
         .arg("build")
         .arg(format!("-ldflags={ldflags}"))
         .arg("-o")
@@ -280,8 +276,9 @@ fn build_go_program_with(dir: &Path, name: &str, ldflags: &str) -> PathBuf {
         .env("GOPATH", dir.join("gopath"))
         .env("GOFLAGS", "-mod=mod")
         .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
         .output()
-        .expect("run go (apt-get install golang-go)");
+        .unwrap_or_else(|e| panic!("run {go:?} (scripts/test.sh installs it): {e}"));
     assert!(built.status.success(), "go build: {}", String::from_utf8_lossy(&built.stderr));
     out
 }
@@ -291,23 +288,51 @@ type GoCounts = Vec<((i64, i64, String, String, i64, bool), i64)>;
 
 #[test]
 fn go_crypto_tls_plaintext_lands_in_http_events_for_http1_and_http2() {
+    // Debian's Go (1.19 on bookworm).
+    go_tls_capture(Path::new("go"), "go-tls-capture");
+}
+
+/// A recent Go (1.27), eight releases past Debian's: the toolchain `LOUPE_TEST_NEW_GO` names, else
+/// the one `scripts/new-go.sh` installs from PyPI. Its symbol table names no itab, so the agent
+/// checks a connection's type by the itab's first method instead.
+#[test]
+fn go_crypto_tls_plaintext_of_a_recent_go_lands_in_http_events() {
     if !can_trace() {
         return;
     }
-    let dir = temp_dir("go-tls-capture");
-    let prog = build_go_program(&dir);
+    let go = std::env::var_os("LOUPE_TEST_NEW_GO").map(PathBuf::from).unwrap_or_else(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/new-go.sh");
+        let out = Command::new("bash").arg(script).output().expect("run scripts/new-go.sh");
+        assert!(out.status.success(), "scripts/new-go.sh: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    });
+    go_tls_capture(&go, "new-go-tls-capture");
+}
+
+/// Builds `tests/go/tlsprog.go` with `go`, checks what the agent reads from it (with and without
+/// DWARF, stripped), then traces its HTTPS server and client over HTTP/1.1 and HTTP/2.
+fn go_tls_capture(go: &Path, tag: &str) {
+    if !can_trace() {
+        return;
+    }
+    let dir = temp_dir(tag);
+    let prog = build_go_program_with(go, &dir, "tlsprog", "");
     // What the agent reads from the executable: the RETs, and the struct offsets from DWARF; without
     // DWARF the defaults (the same numbers for this Go); stripped of symbols, not covered.
     use loupe_collector::go_tls::{GoOffsets, Inspection, inspect};
     let Inspection::Covered(target) = inspect(&prog).expect("readable") else { panic!("not covered: {prog:?}") };
     assert!(target.go_version.starts_with("go1."), "{target:?}");
     assert!(!target.read.returns.is_empty() && !target.write.returns.is_empty(), "{target:?}");
-    assert!(target.tcpconn_itab != 0, "a non-PIE executable has a fixed itab address: {target:?}");
+    // A non-PIE executable has a fixed itab address, or (recent Go, no itab symbols) a fixed Close.
+    assert!(
+        (target.tcpconn_itab != 0) != (target.tcpconn_close != 0),
+        "one check of the connection's type: {target:?}"
+    );
     assert_eq!(target.offsets, GoOffsets { from_dwarf: true, ..GoOffsets::DEFAULT });
-    let no_dwarf = build_go_program_with(&dir, "tlsprog-nodwarf", "-w");
+    let no_dwarf = build_go_program_with(go, &dir, "tlsprog-nodwarf", "-w");
     let Inspection::Covered(bare) = inspect(&no_dwarf).expect("readable") else { panic!("-w: not covered") };
     assert_eq!(bare.offsets, GoOffsets::DEFAULT);
-    let stripped = build_go_program_with(&dir, "tlsprog-stripped", "-s -w");
+    let stripped = build_go_program_with(go, &dir, "tlsprog-stripped", "-s -w");
     assert!(matches!(inspect(&stripped).expect("readable"), Inspection::NotCovered { .. }), "stripped");
     let port = free_port();
     // The server runs before the agent: the first scan finds its executable and attaches to the

@@ -9,7 +9,8 @@
 //! Covered: Go 1.17 and later (the register ABI) on x86-64, executables with a symbol table.
 //! The struct offsets the BPF side follows (`tls.Conn.conn` → `*net.TCPConn` → `netFD` →
 //! `poll.FD.Sysfd`) come from the executable's DWARF when it has it (zlib-compressed sections
-//! included), else [`GoOffsets::DEFAULT`]: the layout every Go release from 1.9 to 1.23 has.
+//! included), else [`GoOffsets::DEFAULT`]: the layout every Go release from 1.9 to 1.27 has (the
+//! capture tests build with 1.19 and 1.27 and compare).
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -24,8 +25,11 @@ use object::{Architecture, CompressionFormat, Object, ObjectKind, ObjectSection,
 pub const READ_SYMBOL: &str = "crypto/tls.(*Conn).Read";
 /// The function whose buffer holds plaintext to send.
 pub const WRITE_SYMBOL: &str = "crypto/tls.(*Conn).Write";
-/// The itab of `*net.TCPConn` as a `net.Conn` (Go 1.20 and earlier spell it `go.itab.`, later `go:itab.`).
+/// The itab of `*net.TCPConn` as a `net.Conn` (Go 1.20 and earlier spell it `go.itab.`, later `go:itab.`;
+/// recent releases leave itabs out of the symbol table).
 const TCPCONN_ITABS: &[&str] = &["go.itab.*net.TCPConn,net.Conn", "go:itab.*net.TCPConn,net.Conn"];
+/// `net.Conn`'s first method by name, as `*net.TCPConn` implements it: the first function of that itab.
+const TCPCONN_CLOSE: &str = "net.(*TCPConn).Close";
 /// First Go release with the register ABI on x86-64 (arguments in RAX, RBX, RCX, ...).
 const FIRST_REGISTER_ABI_MINOR: u32 = 17;
 /// Most bytes of a function disassembled: `Read` and `Write` are a few KiB; more means a bad symbol.
@@ -56,7 +60,7 @@ pub struct GoOffsets {
 }
 
 impl GoOffsets {
-    /// The layout of Go 1.9 to 1.23: `conn` first in `tls.Conn`, `fd` first in `net.conn`, `Sysfd`
+    /// The layout of Go 1.9 to 1.27: `conn` first in `tls.Conn`, `fd` first in `net.conn`, `Sysfd`
     /// after `poll.FD`'s 16-byte `fdMutex`, `pfd` first in `netFD`.
     pub const DEFAULT: GoOffsets = GoOffsets { conn: 0, tcpconn_fd: 0, sysfd: 16, from_dwarf: false };
 }
@@ -71,8 +75,11 @@ pub struct GoTlsTarget {
     /// `crypto/tls.(*Conn).Write`.
     pub write: GoFunction,
     /// Run-time address of the `(*net.TCPConn, net.Conn)` itab, or 0 when unknown (a
-    /// position-independent executable: its address differs per process), which skips the check.
+    /// position-independent executable: its address differs per process; or no symbol names it).
     pub tcpconn_itab: u64,
+    /// When the itab has no symbol: run-time address of `net.(*TCPConn).Close`, which the first
+    /// function of a `*net.TCPConn`'s `net.Conn` itab must be; 0 when unknown. Both 0 skip the check.
+    pub tcpconn_close: u64,
     /// Offsets from the `*tls.Conn` to the fd.
     pub offsets: GoOffsets,
 }
@@ -122,12 +129,14 @@ pub fn inspect_data<'data, R: ReadRef<'data>>(data: R) -> Result<Inspection, GoT
     let mut read = None;
     let mut write = None;
     let mut itab = None;
+    let mut close = None;
     let mut any_symbol = false;
     for symbol in file.symbols() {
         any_symbol = true;
         match symbol.name() {
             Ok(READ_SYMBOL) => read = Some(symbol.index()),
             Ok(WRITE_SYMBOL) => write = Some(symbol.index()),
+            Ok(TCPCONN_CLOSE) => close = Some(symbol.address()),
             Ok(name) if TCPCONN_ITABS.contains(&name) => itab = Some(symbol.address()),
             _ => {}
         }
@@ -162,9 +171,11 @@ pub fn inspect_data<'data, R: ReadRef<'data>>(data: R) -> Result<Inspection, GoT
         (Err(e), _) | (_, Err(e)) => return not_covered(e),
     };
     // A position-independent executable loads at a different address in each process.
-    let tcpconn_itab = if file.kind() == ObjectKind::Executable { itab.unwrap_or(0) } else { 0 };
+    let fixed = |address: Option<u64>| if file.kind() == ObjectKind::Executable { address.unwrap_or(0) } else { 0 };
+    let tcpconn_itab = fixed(itab);
+    let tcpconn_close = if tcpconn_itab == 0 { fixed(close) } else { 0 };
     let offsets = dwarf_offsets(&file).unwrap_or(GoOffsets::DEFAULT);
-    Ok(Inspection::Covered(GoTlsTarget { go_version, read, write, tcpconn_itab, offsets }))
+    Ok(Inspection::Covered(GoTlsTarget { go_version, read, write, tcpconn_itab, tcpconn_close, offsets }))
 }
 
 /// Most bytes a DWARF section may inflate to: a Go executable's `.debug_info` is a few MiB.

@@ -149,9 +149,10 @@ struct GoTlsBinary {
     tcpconn_fd: u32,
     sysfd: u32,
     _pad0: u32,
+    tcpconn_close: u64,
 }
 
-// SAFETY: repr(C), integers only, no padding (8 + 4 * 4 bytes): every bit pattern is valid.
+// SAFETY: repr(C), integers only, no padding (8 + 4 * 4 + 8 bytes): every bit pattern is valid.
 unsafe impl aya::Pod for GoTlsBinary {}
 
 /// Default [`TracerConfig::http_copy_bytes`]: twice the HTTP parser's default head limit (8 KiB), so a
@@ -564,6 +565,7 @@ impl Tracer {
             tcpconn_fd: go.offsets.tcpconn_fd,
             sysfd: go.offsets.sysfd,
             _pad0: 0,
+            tcpconn_close: go.tcpconn_close,
         };
         let map = self
             .ebpf
