@@ -159,27 +159,11 @@ impl SocketTracer {
             stat("rows_dropped", "store_refused", c.rows_dropped.load(Ordering::Relaxed)),
         ];
         for (protocol, l) in self.tracker.losses() {
-            let named = |what: &str| -> &'static str {
-                match (protocol, what) {
-                    ("http1", "parse_errors") => "http1_parse_errors",
-                    ("http1", "dropped_partial") => "http1_messages_dropped",
-                    ("http1", "unpaired") => "http1_messages_unpaired",
-                    ("http1", _) => "http1_messages_overflow",
-                    ("http2", "parse_errors") => "http2_parse_errors",
-                    ("http2", "dropped_partial") => "http2_messages_dropped",
-                    ("http2", "unpaired") => "http2_messages_unpaired",
-                    ("http2", _) => "http2_messages_overflow",
-                    ("redis", "parse_errors") => "redis_parse_errors",
-                    ("redis", "dropped_partial") => "redis_messages_dropped",
-                    ("redis", "unpaired") => "redis_messages_unpaired",
-                    ("redis", _) => "redis_messages_overflow",
-                    _ => "protocol_losses",
-                }
-            };
-            stats.push(stat(named("parse_errors"), "malformed", l.parse_errors));
-            stats.push(stat(named("dropped_partial"), "gap_or_close", l.dropped_partial));
-            stats.push(stat(named("unpaired"), "no_partner", l.unpaired));
-            stats.push(stat(named("overflow"), "queue_full", l.overflow));
+            let [parse_errors, dropped, unpaired, overflow] = protocols::loss_counters(protocol);
+            stats.push(stat(parse_errors, "malformed", l.parse_errors));
+            stats.push(stat(dropped, "gap_or_close", l.dropped_partial));
+            stats.push(stat(unpaired, "no_partner", l.unpaired));
+            stats.push(stat(overflow, "queue_full", l.overflow));
         }
         for (table, evicted) in tables.rows_evicted() {
             stats.push(stat("rows_evicted", table, evicted));

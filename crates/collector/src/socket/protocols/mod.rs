@@ -66,6 +66,28 @@ pub(crate) static PROTOCOLS: &[&(dyn DynProtocol + Sync)] = &[
     &Registered::<Kafka>::NEW,
 ];
 
+/// The `agent_stats` counters of one protocol's [`Losses`], in the order parse errors, partial
+/// messages dropped, unpaired messages, overflows: `<protocol>_parse_errors`,
+/// `<protocol>_messages_dropped`, `<protocol>_messages_unpaired`, `<protocol>_messages_overflow`.
+/// Each protocol has its own, so no two series of `/metrics` share their labels; a name not
+/// registered here gets `protocol_*` (a test holds every registered protocol to its own set).
+pub(crate) fn loss_counters(protocol: &str) -> [&'static str; 4] {
+    macro_rules! by_name {
+        ($($p:literal),* $(,)?) => {
+            match protocol {
+                $($p => [
+                    concat!($p, "_parse_errors"),
+                    concat!($p, "_messages_dropped"),
+                    concat!($p, "_messages_unpaired"),
+                    concat!($p, "_messages_overflow"),
+                ],)*
+                _ => ["protocol_parse_errors", "protocol_messages_dropped", "protocol_messages_unpaired", "protocol_messages_overflow"],
+            }
+        };
+    }
+    by_name!("http1", "http2", "nats", "redis", "pgsql", "dns", "mysql", "mqtt", "amqp", "cql", "mongodb", "kafka")
+}
+
 /// Ends a stored value (an HTTP body, Redis arguments or reply) that holds less than the whole
 /// value; the size columns, where a table has them, keep the real size. Pixie's marker.
 pub const BODY_TRUNCATED_MARKER: &str = loupe_protocols::TRUNCATED_MARKER;
@@ -482,6 +504,26 @@ mod tests {
         assert_eq!(bounded_text("héllo".into(), false, 2), format!("h{BODY_TRUNCATED_MARKER}"));
         assert_eq!(bounded_text("hello".into(), false, 5), "hello");
         assert_eq!(bounded_text("hel".into(), true, 5), format!("hel{BODY_TRUNCATED_MARKER}"));
+    }
+
+    #[test]
+    fn every_registered_protocol_has_its_own_loss_counters() {
+        let mut all = Vec::new();
+        for p in PROTOCOLS {
+            let counters = loss_counters(p.name());
+            for c in counters {
+                assert!(c.starts_with(&format!("{}_", p.name())), "{} counts its losses as {c}", p.name());
+            }
+            all.extend(counters);
+        }
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "a counter name is shared: {all:?}");
+        assert_eq!(
+            loss_counters("pgsql"),
+            ["pgsql_parse_errors", "pgsql_messages_dropped", "pgsql_messages_unpaired", "pgsql_messages_overflow"]
+        );
     }
 
     #[test]
