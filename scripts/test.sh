@@ -80,6 +80,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || bare+=(mos
 command -v mosquitto_pub >/dev/null 2>&1 || bare+=(mosquitto-clients)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || bare+=(rabbitmq-server)
 /usr/bin/python3 -c 'import pika' >/dev/null 2>&1 || bare+=(python3-pika)
+/usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || bare+=(python3-redis)
 # px.export's Prometheus view: promtool checks the exposition format (and the prometheus server scrapes it).
 command -v promtool >/dev/null 2>&1 || bare+=(prometheus)
 if ((${#need[@]} + ${#bare[@]})); then

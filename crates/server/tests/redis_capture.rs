@@ -1,6 +1,6 @@
 //! End to end: Redis capture. `loupe up` traces a real `redis-server` driven by a raw RESP client
 //! (plain, pipelined, an error reply, pub/sub, ACL and AUTH, RESP3 after `HELLO 3 AUTH`) and by
-//! `redis-cli`; `px run` of
+//! `redis-cli`, and by a client library (redis-py); `px run` of
 //! `px.DataFrame(table='redis_events')` must return exactly those commands, once per side, with
 //! their replies, and with the credentials redacted.
 //!
@@ -180,4 +180,117 @@ fn redis_commands_land_in_redis_events_once_per_side() {
     };
     assert_eq!(got, want, "every command once per side (1 client, 2 server), with its reply, credentials redacted");
     assert!(latencies.iter().all(|&l| (0..5_000_000_000).contains(&l)), "latencies: {latencies:?}");
+}
+
+/// A real client library: redis-py (Debian's `python3-redis`, for `/usr/bin/python3`) on one
+/// connection: 20 commands one by one, a pipeline of 50 in one write, a `MULTI`/`EXEC` transaction,
+/// one error; and a pub/sub subscriber on a second connection receiving 5 messages.
+#[test]
+fn a_client_library_pipeline_and_pubsub_land_in_redis_events_counted_per_side() {
+    if !can_trace() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let port: u16 = redis.url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("redis port");
+    let (_loupe, _metrics_port, api_port) = start_loupe();
+    login(api_port);
+    let py = format!(
+        "import redis, time\n\
+         r = redis.Redis(port={port})\n\
+         for i in range(10):\n\
+         \x20   r.set('k%d' % i, 'v%d' % i)\n\
+         \x20   assert r.get('k%d' % i) == b'v%d' % i\n\
+         p = r.pipeline(transaction=False)\n\
+         for i in range(50):\n\
+         \x20   p.incr('counter')\n\
+         assert p.execute()[-1] == 50\n\
+         t = r.pipeline(transaction=True)\n\
+         t.lpush('l', 'a').lpush('l', 'b').lrange('l', 0, -1)\n\
+         assert t.execute()[-1] == [b'b', b'a']\n\
+         try:\n\
+         \x20   r.incr('k0')\n\
+         \x20   raise SystemExit('no error')\n\
+         except redis.ResponseError:\n\
+         \x20   pass\n\
+         s = r.pubsub()\n\
+         s.subscribe('news')\n\
+         assert s.get_message(timeout=5)['type'] == 'subscribe'\n\
+         for i in range(5):\n\
+         \x20   assert r.publish('news', 'm%d' % i) == 1\n\
+         got = []\n\
+         deadline = time.time() + 10\n\
+         while len(got) < 5 and time.time() < deadline:\n\
+         \x20   m = s.get_message(timeout=1)\n\
+         \x20   if m and m['type'] == 'message':\n\
+         \x20       got.append(m['data'])\n\
+         assert got == [b'm%d' % i for i in range(5)], got\n\
+         s.close()\n\
+         r.close()\n"
+    );
+    let out = Command::new("/usr/bin/python3").args(["-c", &py]).output().expect("run /usr/bin/python3");
+    assert!(out.status.success(), "redis-py (apt-get install python3-redis): {}", String::from_utf8_lossy(&out.stderr));
+
+    let dir = temp_dir("redis-py-capture");
+    // The server's rows have the Redis port as local port, the client's as remote port.
+    let script = write_script(
+        &dir,
+        "redis-py.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='redis_events')\n\
+             df = df[((df.trace_role == 2) & (df.local_port == {port})) | ((df.trace_role == 1) & (df.remote_port == {port}))]\n\
+             df.err = px.substring(df.resp, 0, 1) == '-'\n\
+             s = df.groupby(['trace_role', 'req_cmd', 'err']).agg(n=('latency', px.count), min_latency=('latency', px.min))\n\
+             px.display(s, 'counts')\n"
+        ),
+    );
+    let side = [
+        ("SET", false, 10),
+        ("GET", false, 10),
+        // redis-py sends `incr` as INCRBY key 1.
+        ("INCRBY", false, 50),
+        ("INCRBY", true, 1),
+        ("MULTI", false, 1),
+        ("LPUSH", false, 2),
+        ("LRANGE", false, 1),
+        ("EXEC", false, 1),
+        ("SUBSCRIBE", false, 1),
+        ("PUBLISH", false, 5),
+        ("PUSH PUB", false, 5),
+    ];
+    let mut want: Vec<((i64, String, bool), i64)> = [1, 2]
+        .into_iter()
+        .flat_map(|role| side.iter().map(move |&(cmd, err, n)| ((role, cmd.to_string(), err), n)))
+        .collect();
+    want.sort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (got, rows) = loop {
+        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
+        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
+        let rows: Vec<Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
+        let mut got: Vec<((i64, String, bool), i64)> = rows
+            .iter()
+            .map(|r| {
+                let key = (
+                    r["trace_role"].as_i64().unwrap_or(-1),
+                    r["req_cmd"].as_str().unwrap_or_default().to_string(),
+                    r["err"].as_bool().unwrap_or(false),
+                );
+                (key, r["n"].as_i64().unwrap_or(-1))
+            })
+            .collect();
+        got.sort();
+        if got == want || Instant::now() > deadline {
+            break (got, rows);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(got, want, "each command once per side (1 client, 2 server), the error marked");
+    for r in &rows {
+        // A push answers no command: its latency is 0; every command's is > 0.
+        if r["req_cmd"] != "PUSH PUB" {
+            assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
+        }
+    }
 }
