@@ -76,6 +76,8 @@ command -v cc >/dev/null 2>&1 || bare+=(gcc libc6-dev)
 # Node.js TLS capture (memory BIOs): the machine's own Node links OpenSSL in; Debian's links libssl.so.3.
 command -v node >/dev/null 2>&1 || bare+=(nodejs)
 command -v mariadb >/dev/null 2>&1 || bare+=(mariadb-client-core)
+# MariaDB's binary prepared statements from a client library: Perl's DBD::MariaDB (server-side prepare).
+perl -MDBD::MariaDB -e1 >/dev/null 2>&1 || bare+=(libdbd-mariadb-perl)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || bare+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || bare+=(mosquitto-clients)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || bare+=(rabbitmq-server)

@@ -5,9 +5,9 @@
 //! (client and server), with their status, latencies above zero and no credential; a PxL groupby
 //! over them must count the same.
 //!
-//! Binary prepared statements (`COM_STMT_PREPARE`/`EXECUTE`) are covered at the parser level
-//! only: the `mariadb` client sends SQL text. Owns only this acceptance check; its queries filter
-//! by its own server's port.
+//! Binary prepared statements (`COM_STMT_PREPARE`/`EXECUTE`/`CLOSE`) come from a client library,
+//! Perl's DBD::MariaDB with server-side prepare (the `mariadb` client sends SQL text). Owns only
+//! these acceptance checks; their queries filter by their own server's port.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -175,4 +175,118 @@ fn mysql_commands_land_in_mysql_events_once_per_side() {
         .collect();
     counts.sort();
     assert_eq!(counts, [(1, 2, 7), (1, 3, 1), (2, 2, 7), (2, 3, 1)]);
+}
+
+/// Binary prepared statements (`COM_STMT_PREPARE`, `COM_STMT_EXECUTE`, `COM_STMT_CLOSE`) from a real
+/// client library: Perl's DBD::MariaDB (Debian's `libdbd-mariadb-perl`, Connector/C underneath) with
+/// `mariadb_server_prepare=1`. A select prepared once and executed twice, an insert, and a prepare
+/// that fails: each execute carries its statement's text.
+#[test]
+fn binary_prepared_statements_of_a_client_library_land_in_mysql_events_once_per_side() {
+    if !can_trace() {
+        return;
+    }
+    let port = free_port();
+    let dir = temp_dir("mysql-binary-capture");
+    let _mariadb = start_mariadb(port, &dir);
+    let setup = Command::new("mariadb")
+        .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "-e"])
+        .arg(
+            "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name TEXT); \
+             INSERT INTO shop.items VALUES (1, 'apple'), (2, 'pear'); \
+             CREATE USER 'alice'@'127.0.0.1' IDENTIFIED BY 's3cret'; GRANT ALL ON shop.* TO 'alice'@'127.0.0.1';",
+        )
+        .output()
+        .expect("run mariadb");
+    assert!(setup.status.success(), "setup: {}", String::from_utf8_lossy(&setup.stderr));
+    let (_loupe, _metrics_port, api_port) = start_loupe();
+    login(api_port);
+
+    let perl = format!(
+        "use strict; use DBI;\n\
+         my $dbh = DBI->connect('DBI:MariaDB:database=shop;host=127.0.0.1;port={port};mariadb_server_prepare=1',\n\
+         \x20   'alice', 's3cret', {{RaiseError => 1, PrintError => 0, AutoCommit => 1}});\n\
+         my $sth = $dbh->prepare('SELECT name FROM items WHERE id = ?');\n\
+         for my $id (1, 2) {{ $sth->execute($id); my ($name) = $sth->fetchrow_array; print \"$name\\n\"; $sth->finish; }}\n\
+         my $ins = $dbh->prepare('INSERT INTO items VALUES (?, ?)');\n\
+         $ins->execute(5, 'kiwi');\n\
+         eval {{ $dbh->prepare('SELECT * FROM nope WHERE id = ?') }};\n\
+         print $@ ? \"refused\\n\" : \"accepted\\n\";\n\
+         undef $sth; undef $ins;\n\
+         $dbh->disconnect;\n"
+    );
+    let out = Command::new("perl").args(["-e", &perl]).output().expect("run perl");
+    assert!(
+        out.status.success(),
+        "perl DBD::MariaDB (apt-get install libdbd-mariadb-perl): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "apple\npear\nrefused\n");
+
+    let script = write_script(
+        &dir,
+        "mysql-binary.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='mysql_events')\n\
+             df = df[((df.trace_role == 2) & (df.local_port == {port})) | ((df.trace_role == 1) & (df.remote_port == {port}))]\n\
+             s = df.groupby(['trace_role', 'req_cmd', 'req_body', 'resp_status']).agg(\n\
+             \x20   n=('latency', px.count), min_latency=('latency', px.min))\n\
+             px.display(s, 'counts')\n"
+        ),
+    );
+    let select = "SELECT name FROM items WHERE id = ?";
+    let insert = "INSERT INTO items VALUES (?, ?)";
+    // req_cmd: 3 COM_QUERY, 22 COM_STMT_PREPARE, 23 COM_STMT_EXECUTE, 25 COM_STMT_CLOSE; resp_status: 1 none,
+    // 2 OK, 3 error. The driver sets the connection's character set in text first.
+    let side = [
+        (3, "SET NAMES 'utf8mb4'", 2, 1),
+        (3, "SET character_set_server = 'utf8mb4'", 2, 1),
+        (3, "SET collation_connection = 'utf8mb4_unicode_ci'", 2, 1),
+        (3, "SET collation_server = 'utf8mb4_unicode_ci'", 2, 1),
+        (22, select, 2, 1),
+        (23, select, 2, 2),
+        (22, insert, 2, 1),
+        (23, insert, 2, 1),
+        (22, "SELECT * FROM nope WHERE id = ?", 3, 1),
+        (25, select, 1, 1),
+        (25, insert, 1, 1),
+    ];
+    let mut want: Vec<((i64, i64, String, i64), i64)> = [1, 2]
+        .into_iter()
+        .flat_map(|role| side.iter().map(move |&(cmd, body, status, n)| ((role, cmd, body.to_string(), status), n)))
+        .collect();
+    want.sort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (got, rows) = loop {
+        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
+        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
+        let rows: Vec<Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
+        let mut got: Vec<((i64, i64, String, i64), i64)> = rows
+            .iter()
+            .map(|r| {
+                let int = |c: &str| r[c].as_i64().unwrap_or(-1);
+                let key = (
+                    int("trace_role"),
+                    int("req_cmd"),
+                    r["req_body"].as_str().unwrap_or_default().to_string(),
+                    int("resp_status"),
+                );
+                (key, int("n"))
+            })
+            .collect();
+        got.sort();
+        if got == want || Instant::now() > deadline {
+            break (got, rows);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(got, want, "every binary-protocol command once per side (1 client, 2 server)");
+    for r in &rows {
+        // COM_STMT_CLOSE has no response: its latency is 0.
+        if r["req_cmd"] != 25 {
+            assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
+        }
+    }
 }
