@@ -44,6 +44,8 @@ fi
 need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# wget links GnuTLS: the TLS capture checks that an uncovered library is reported.
+command -v wget >/dev/null 2>&1 || need+=(wget)
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ -x /usr/bin/python3 ] || need+=(python3)

@@ -12,6 +12,8 @@
 //! Node.js (`tests/node/https.js`): OpenSSL linked into `node` and fed through memory BIOs, so no
 //! syscall inside an SSL call names its socket; HTTP/1.1 connections in turn and at once, and HTTP/2.
 //!
+//! `wget` (GnuTLS, not covered) is reported once in the agent's log and its records never parsed.
+//!
 //! Owns only these acceptance checks; their queries filter by their own server's port.
 
 use std::io::{BufRead, BufReader};
@@ -676,4 +678,67 @@ fn node_https_plaintext_lands_in_http_events_once_per_side_encrypted() {
 fn which_node() -> Option<PathBuf> {
     std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("node")).find(|p| p.is_file()))
+}
+
+/// wget links GnuTLS, which is not covered: the agent says so once for that process, naming the
+/// library, and never parses its TLS records; nginx's side of the same requests (OpenSSL) is traced.
+#[test]
+fn a_process_whose_tls_library_is_not_covered_is_reported_once() {
+    if !can_trace() {
+        return;
+    }
+    let dir = temp_dir("tls-uncovered");
+    let port = free_port();
+    let _nginx = start_tls_nginx(&dir, port);
+    let (_loupe, _metrics_port, api_port, log) = start_loupe_logged(&[]);
+    login(api_port);
+    // Four requests a second apart: the process lives across several of the agent's scans.
+    let urls: Vec<String> = (1..=4).map(|i| format!("https://127.0.0.1:{port}/gnutls/{i}")).collect();
+    let wget = Command::new("wget")
+        .args(["-q", "--no-check-certificate", "--wait=1", "-O", "/dev/null"])
+        .args(&urls)
+        .spawn()
+        .expect("spawn wget (apt-get install wget)");
+    let pid = wget.id();
+    let status = Guard(wget).0.wait().expect("wait for wget");
+    assert!(status.success(), "wget failed");
+
+    let script = write_script(
+        &dir,
+        "uncovered.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='http_events', start_time='-5m')\n\
+             df = df[(df.local_port == {port}) | (df.remote_port == {port})]\n\
+             s = df.groupby(['trace_role', 'req_path', 'resp_status', 'encrypted']).agg(n=('latency', px.count))\n\
+             px.display(s, 'counts')\n"
+        ),
+    );
+    // Only the server's side: wget's records are TLS the agent cannot read, and never parsed.
+    let mut want: Counts = (1..=4).map(|i| ((2, format!("/gnutls/{i}"), 200, true), 1)).collect();
+    want.sort();
+    let (got, _) = poll_counts(api_port, &script, &want, role_path_status);
+    assert_eq!(got, want, "nginx's side only, encrypted");
+    let pid_field = format!("pid={pid} ");
+    let reports: Vec<String> = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|l| without_colours(l))
+        .filter(|l| l.contains("TLS library not covered") && l.contains(&pid_field))
+        .collect();
+    assert_eq!(reports.len(), 1, "one report for wget (pid {pid}): {reports:?}");
+    assert!(reports[0].contains("libgnutls") && reports[0].contains("wget"), "{}", reports[0]);
+}
+
+/// `line` without the terminal colour sequences (`ESC [ … m`) the agent's log has.
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find("\x1b[") {
+        out.push_str(&rest[..at]);
+        rest = rest[at..].find('m').map_or("", |end| &rest[at + end + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
