@@ -3,8 +3,8 @@
 //! `grpcio` server (gRPC's C core, Debian's `python3-grpcio`) called by a `grpcio` client, and a Rust `tonic`
 //! server called by a `tonic` client (both in the test process, hyper's HTTP/2 underneath); `px run`
 //! over `http_events` must return exactly the requests made, once per side, as HTTP/2 rows with
-//! paths, methods, statuses, gRPC status and message from the trailers, redacted credentials and
-//! latencies > 0.
+//! paths, methods, statuses, gRPC status and message from the trailers, redacted credentials,
+//! latencies > 0 and addresses that fit each side's role; a PxL groupby must count the same.
 //!
 //! Owns only this acceptance check; it must not assume it is alone on the host: its queries filter
 //! by its own servers' ports.
@@ -75,6 +75,7 @@ fn wait_for_rows_matching(
     loop {
         let (got, rows) = query(api_port, &script);
         if matches(&got, want) {
+            check_addresses_and_counts(api_port, &dir, port, &rows, want);
             return rows;
         }
         if Instant::now() > deadline {
@@ -82,6 +83,55 @@ fn wait_for_rows_matching(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Each row's addresses fit its role (the server's local port is `port`, the client's remote port;
+/// both ends on loopback), and a PxL groupby counts per (role, method) what `want` holds.
+fn check_addresses_and_counts(api_port: u16, dir: &Path, port: u16, rows: &[Value], want: &[Row]) {
+    for r in rows {
+        let (local, remote) = (r["local_port"].as_i64(), r["remote_port"].as_i64());
+        match r["trace_role"].as_i64() {
+            Some(2) => assert_eq!(local, Some(i64::from(port)), "a server row's local port: {r}"),
+            Some(1) => assert_eq!(remote, Some(i64::from(port)), "a client row's remote port: {r}"),
+            _ => panic!("a row without a role: {r}"),
+        }
+        assert_eq!(r["remote_addr"], "127.0.0.1", "{r}");
+        assert_eq!(r["local_addr"], "127.0.0.1", "{r}");
+    }
+    let script = write_script(
+        dir,
+        "http2-counts.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='http_events')\n\
+             df = df[(df.local_port == {port}) | (df.remote_port == {port})]\n\
+             s = df.groupby(['trace_role', 'req_method']).agg(n=('latency', px.count))\n\
+             px.display(s, 'counts')\n"
+        ),
+    );
+    let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
+    assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut got: Vec<(i64, String, i64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json row"))
+        .map(|r| {
+            (
+                r["trace_role"].as_i64().unwrap_or(-1),
+                r["req_method"].as_str().unwrap_or_default().to_string(),
+                r["n"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut expected: Vec<(i64, String, i64)> = Vec::new();
+    for w in want {
+        match expected.iter_mut().find(|(role, method, _)| *role == w.0 && *method == w.2) {
+            Some(e) => e.2 += 1,
+            None => expected.push((w.0, w.2.clone(), 1)),
+        }
+    }
+    expected.sort();
+    assert_eq!(got, expected, "the groupby counts what the rows hold");
 }
 
 fn both_sides(side: &[(&str, &str, i64, &str)]) -> Vec<Row> {
