@@ -613,6 +613,68 @@ static __always_inline bool is_http2_start(__u64 word, __u64 avail)
 	       BYTE(word, 7) == 0 && len % 6 == 0 && len <= 384;
 }
 
+/* The static-table index a header block's first byte names, or 0 (user space: http2's static_name_index). */
+static __always_inline __u8 hpack_static_name(__u8 b)
+{
+	__u8 index;
+
+	if (b & 0x80)
+		index = b & 0x7f;
+	else if (b & 0x40)
+		index = b & 0x3f;
+	else if (b & 0x20)
+		return 0; /* a dynamic table size update */
+	else
+		index = b & 0x0f;
+	return index >= 1 && index <= 14 ? index : 0;
+}
+
+/* What the first bytes of a connection met mid-way say of HTTP/2 (is_http2_midway). */
+#define MIDWAY_NO 0    /* not HTTP/2 as far as these bytes go */
+#define MIDWAY_YES 1   /* a header block led by pseudo-headers */
+#define MIDWAY_WAIT 2  /* an HTTP/2 frame that decides nothing (PING, WINDOW_UPDATE, a block of table entries) */
+
+/*
+ * HTTP/2 met mid-connection (the agent started after the preface). YES for a HEADERS frame with END_HEADERS
+ * on a client-initiated (odd) stream, of 1 byte to 16 KiB, whose header block starts with a pseudo-header of
+ * HPACK's static table (:authority, :method, :path, :scheme or :status), indexed or as a literal's name, after
+ * at most a run of dynamic-table entries (gRPC's C core sends :path and :authority from the table first).
+ * WAIT for such a frame whose first 16 bytes show only table entries, and for a PING or a WINDOW_UPDATE
+ * (keepalives and flow control come between calls): the next data decides. User space checks the same
+ * (http2::looks_like).
+ */
+static __always_inline int is_http2_midway(__u64 word, __u64 word2, __u64 avail16)
+{
+	__u64 len = ((__u64)BYTE(word, 0) << 16) | ((__u64)BYTE(word, 1) << 8) | (__u64)BYTE(word, 2);
+	__u8 flags = BYTE(word, 4);
+	__u64 at = 1 + ((flags & 0x8) ? 1 : 0) + ((flags & 0x20) ? 5 : 0); /* in word2: byte 9 is its byte 1 */
+
+	if (avail16 < 9 || (BYTE(word, 5) & 0x80))
+		return MIDWAY_NO;
+	/* PING (8 bytes, ACK or not, stream 0) and WINDOW_UPDATE (4 bytes): whole 9-byte heads. */
+	if (len == 8 && BYTE(word, 3) == 6 && (flags & ~0x1) == 0 && BYTE(word, 5) == 0 && BYTE(word, 6) == 0 &&
+	    BYTE(word, 7) == 0 && BYTE(word2, 0) == 0)
+		return MIDWAY_WAIT;
+	if (len == 4 && BYTE(word, 3) == 8 && flags == 0)
+		return MIDWAY_WAIT;
+	if (BYTE(word, 3) != 1 || !(flags & 0x4) || (flags & ~0x2d) || len == 0 || len > 16384 || !(BYTE(word2, 0) & 1))
+		return MIDWAY_NO;
+#pragma unroll
+	for (int i = 1; i < 8; i++) {
+		__u8 b = BYTE(word2, i);
+
+		if (i < at)
+			continue;
+		if (8 + i >= avail16 || i > len) /* word2's byte i is payload byte i - 1 */
+			return MIDWAY_WAIT;
+		if (hpack_static_name(b))
+			return MIDWAY_YES;
+		if (b < 0xbe) /* neither a static pseudo-header nor a dynamic entry (index 62 and up) */
+			return MIDWAY_NO;
+	}
+	return MIDWAY_WAIT;
+}
+
 /*
  * Kafka: a request's size (4 bytes, big-endian, at least the 8-byte header rest and below 16 MiB),
  * then its API key (0..74) and API version (0..20), both big-endian int16. Clients and brokers alike
@@ -698,7 +760,15 @@ static __always_inline __u8 classify(__u64 word, __u64 avail, __u64 word2, __u64
 		return LOUPE_PROTO_KAFKA;
 	if (is_cql_frame(word, avail))
 		return LOUPE_PROTO_CQL;
-	return LOUPE_PROTO_OTHER;
+	/* The least certain: after every other test. */
+	switch (is_http2_midway(word, word2, avail16)) {
+	case MIDWAY_YES:
+		return LOUPE_PROTO_HTTP2;
+	case MIDWAY_WAIT:
+		return LOUPE_PROTO_UNCLASSIFIED;
+	default:
+		return LOUPE_PROTO_OTHER;
+	}
 }
 
 static __always_inline bool protocol_exported(__u8 protocol)

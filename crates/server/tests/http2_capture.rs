@@ -4,7 +4,9 @@
 //! server called by a `tonic` client (both in the test process, hyper's HTTP/2 underneath); `px run`
 //! over `http_events` must return exactly the requests made, once per side, as HTTP/2 rows with
 //! paths, methods, statuses, gRPC status and message from the trailers, redacted credentials,
-//! latencies > 0 and addresses that fit each side's role; a PxL groupby must count the same.
+//! latencies > 0 and addresses that fit each side's role; a PxL groupby must count the same. A gRPC
+//! channel opened before the agent started is still traced: its rows are marked where the unseen
+//! HPACK dynamic table hides fields, and counted, never guessed.
 //!
 //! Owns only this acceptance check; it must not assume it is alone on the host: its queries filter
 //! by its own servers' ports.
@@ -394,5 +396,110 @@ fn rust_tonic_calls_give_grpc_rows_with_status_from_trailers() {
         } else {
             assert_eq!(resp_headers["grpc-status"], "14", "{r}");
         }
+    }
+}
+
+/// A gRPC client whose channel (one HTTP/2 connection) is already open and has made calls when
+/// the agent starts, then makes three more: the HPACK dynamic table those earlier calls built
+/// was never seen.
+const GRPC_CLIENT_ACROSS_START: &str = r#"
+import sys
+import grpc
+
+with grpc.insecure_channel("127.0.0.1:" + sys.argv[1]) as channel:
+    say = channel.unary_unary("/helloworld.Greeter/SayHello")
+    for name in (b"early1", b"early2"):
+        assert say(name, metadata=(("x-tenant", "acme"),), timeout=10) == b"hello " + name
+    print("warm", flush=True)
+    sys.stdin.readline()
+    for name in (b"late1", b"late2", b"late3"):
+        assert say(name, metadata=(("x-tenant", "acme"),), timeout=10) == b"hello " + name
+print("done", flush=True)
+"#;
+
+/// A capture that starts mid-connection: header blocks that refer to dynamic-table entries the
+/// agent never saw are marked `:loupe-unresolved` and counted, never filled in by a guess; what
+/// the frames do carry (bodies, the status from the trailers' literals) is still kept.
+#[test]
+fn a_capture_starting_mid_connection_marks_what_it_cannot_decode() {
+    if !can_trace() {
+        return;
+    }
+    let port = free_port();
+    let mut server = Command::new("/usr/bin/python3")
+        .args(["-c", GRPC_SERVER, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run /usr/bin/python3 (apt-get install python3-grpcio)");
+    let stdout = server.stdout.take().expect("stdout");
+    let _server = Guard(server);
+    let mut ready = String::new();
+    BufReader::new(stdout).read_line(&mut ready).expect("server output");
+    assert_eq!(ready.trim(), "ready", "the gRPC server did not start");
+    let mut client = Command::new("/usr/bin/python3")
+        .args(["-c", GRPC_CLIENT_ACROSS_START, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the gRPC client");
+    let mut client_out = BufReader::new(client.stdout.take().expect("stdout"));
+    let mut client_in = client.stdin.take().expect("stdin");
+    let _client = Guard(client);
+    let mut line = String::new();
+    client_out.read_line(&mut line).expect("client output");
+    assert_eq!(line.trim(), "warm", "the gRPC client did not make its first calls");
+
+    let (_loupe, _metrics, api_port) = start_loupe();
+    login(api_port);
+    std::io::Write::write_all(&mut client_in, b"go\n").expect("tell the client to go on");
+    line.clear();
+    client_out.read_line(&mut line).expect("client output");
+    assert_eq!(line.trim(), "done", "the gRPC client failed after the agent started");
+
+    // Three calls per side; their request blocks name :path, content-type and the metadata by
+    // entries of the unseen dynamic table: left out and marked, the path never guessed. What the
+    // block says itself (:method, :status from the static table) and the bodies are kept.
+    let want = both_sides(&[("POST", "", 200, ""), ("POST", "", 200, ""), ("POST", "", 200, "")]);
+    let matches = |got: &[Row], want: &[Row]| {
+        got.len() == want.len()
+            && got.iter().zip(want).all(|(g, w)| (g.0, g.1, &g.2, &g.3, g.4) == (w.0, w.1, &w.2, &w.3, w.4))
+    };
+    let rows = wait_for_rows_matching(api_port, "http2-mid-q", port, &want, matches);
+    let mut bodies = Vec::new();
+    for r in &rows {
+        let req_headers: Value = serde_json::from_str(r["req_headers"].as_str().unwrap_or("{}")).expect("json");
+        assert!(req_headers.get(":loupe-unresolved").is_some(), "the request block is marked: {r}");
+        assert!(req_headers.get(":path").is_none(), "never guessed: {r}");
+        assert!(r["latency"].as_i64().is_some_and(|l| l > 0 && l < 5_000_000_000), "latency: {r}");
+        let body = r["req_body"].as_str().unwrap_or_default();
+        bodies.push(body.get(5..).unwrap_or_default().to_string());
+    }
+    bodies.sort();
+    assert_eq!(bodies, ["late1", "late1", "late2", "late2", "late3", "late3"]);
+    // Counted: each side's undecodable blocks are parse errors of http2.
+    let dir = temp_dir("http2-mid-stats");
+    let stats = write_script(
+        &dir,
+        "stats.pxl",
+        "import px\n\
+         df = px.DataFrame(table='agent_stats', start_time='-5m')\n\
+         df = df[df.counter == 'http2_parse_errors']\n\
+         df = df.groupby(['counter']).agg(value=('value', px.max))\n\
+         px.display(df, 'stats')\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = px(api_port, &["run", "-f", stats.to_str().expect("utf8 path"), "-o", "json"]);
+        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
+        let value = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find_map(|r| r["value"].as_i64())
+            .unwrap_or(0);
+        if value >= 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "http2_parse_errors counts the unresolved blocks: {value}");
+        std::thread::sleep(Duration::from_millis(500));
     }
 }

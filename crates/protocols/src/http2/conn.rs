@@ -178,7 +178,9 @@ impl FrameHead {
 }
 
 /// Whether `first` (the first captured bytes of one direction) is HTTP/2: the client preface, or
-/// a SETTINGS frame (the first frame a server sends). `Some(true)` for the client side.
+/// a SETTINGS frame (the first frame a server sends), or, for a connection met mid-way (the agent
+/// started after its preface), a header block `mid_connection_headers` recognises.
+/// `Some(true)` for the client side.
 pub fn looks_like(first: &[u8]) -> Option<bool> {
     let n = first.len().min(PREFACE.len());
     if n >= 8 && first.get(..n) == PREFACE.get(..n) {
@@ -186,7 +188,49 @@ pub fn looks_like(first: &[u8]) -> Option<bool> {
     }
     let raw: &[u8; 9] = first.get(..9)?.try_into().ok()?;
     let f = FrameHead::parse(raw);
-    (f.ty == SETTINGS && f.flags == 0 && FrameHead::plausible(raw)).then_some(false)
+    if f.ty == SETTINGS && f.flags == 0 && FrameHead::plausible(raw) {
+        return Some(false);
+    }
+    mid_connection_headers(first)
+}
+
+/// A HEADERS frame met mid-connection: END_HEADERS set, on a client-initiated (odd) stream, at
+/// most 16 KiB (the default largest frame), its header block starting with a pseudo-header of
+/// HPACK's static table, indexed or as a literal's name, after at most a run of dynamic-table
+/// entries (gRPC's C core sends `:path` and `:authority` from the table first), within the first
+/// 16 bytes: `:authority`, `:method`, `:path` or `:scheme` (indices 1 to 7) start a request
+/// (`Some(true)`), `:status` (8 to 14) a response. Every implementation sends the pseudo-headers
+/// first (RFC 9113 §8.3). The kernel's first-bytes test (`is_http2_midway` in `crates/bpf/c`)
+/// checks the same bytes, and waits past PING and WINDOW_UPDATE frames.
+fn mid_connection_headers(first: &[u8]) -> Option<bool> {
+    let raw: &[u8; 9] = first.get(..9)?.try_into().ok()?;
+    let f = FrameHead::parse(raw);
+    if f.ty != HEADERS || f.flags & END_HEADERS == 0 || !FrameHead::plausible(raw) || f.stream % 2 == 0 || f.len == 0 {
+        return None;
+    }
+    let at = 9 + usize::from(f.flags & PADDED != 0) + if f.flags & PRIORITY_FLAG != 0 { 5 } else { 0 };
+    let end = first.len().min(16).min(9 + f.len);
+    for &b in first.get(at..end)? {
+        match static_name_index(b) {
+            Some(1..=7) => return Some(true),
+            Some(_) => return Some(false),
+            None if b >= 0xbe => {} // a dynamic-table entry (index 62 and up)
+            None => return None,
+        }
+    }
+    None
+}
+
+/// The static-table index a header block's first byte names, when it names one in that byte: an
+/// indexed field (7-bit index), or a literal with an indexed name (6-bit, or 4-bit prefix).
+fn static_name_index(b: u8) -> Option<u8> {
+    let index = match b {
+        0x80.. => b & 0x7f,
+        0x40..=0x7f => b & 0x3f,
+        0x20..=0x3f => return None, // a dynamic table size update
+        _ => b & 0x0f,              // literal without indexing (0x0_) or never indexed (0x1_)
+    };
+    (1..=14).contains(&index).then_some(index)
 }
 
 /// One direction's framing and HPACK state.

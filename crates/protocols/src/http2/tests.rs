@@ -260,6 +260,27 @@ fn first_bytes() {
     assert_eq!(looks_like(&[0, 0, 17, 4, 0, 0, 0, 0, 0]), None);
     assert_eq!(looks_like(b"PRI * HTTP/1.1\r\n"), None);
     assert_eq!(looks_like(b"GET / HTTP/1.1\r\n"), None);
+    // Met mid-connection: a request's or a response's HEADERS frame, led by a static pseudo-header.
+    let (q3, r3) = grpc_call(3, false);
+    assert_eq!(looks_like(&q3), Some(true), "request headers (:method POST)");
+    assert_eq!(looks_like(&r3), Some(false), "response headers (:status 200)");
+    // A literal with incremental indexing whose name is static entry 4 (:path), value "/x".
+    assert_eq!(looks_like(&frame(1, 4, 5, &[0x44, 2, b'/', b'x'])), Some(true), "a literal with :path's name");
+    assert_eq!(looks_like(&frame(1, 4, 5, &[0x40, 1, b'a', 1, b'b'])), None, "a literal with a new name");
+    let mut padded_priority = vec![2, 0, 0, 0, 0, 16, 0x88];
+    padded_priority.extend([0, 0]);
+    assert_eq!(looks_like(&frame(1, 4 | 8 | 0x20, 7, &padded_priority)), Some(false));
+    assert_eq!(looks_like(&frame(1, 4, 2, &[0x83])), None, "an even (server-pushed) stream");
+    assert_eq!(looks_like(&frame(1, 1, 3, &[0x83])), None, "without END_HEADERS: a CONTINUATION follows");
+    assert_eq!(looks_like(&frame(1, 4, 3, &[0xbe])), None, "a dynamic-table entry alone says nothing");
+    // gRPC's C core: :path and :authority from the dynamic table, then :method POST, :scheme http.
+    assert_eq!(looks_like(&frame(1, 4, 3, &[0xc4, 0xc3, 0x83, 0x86, 0xc2])), Some(true));
+    assert_eq!(looks_like(&frame(1, 4, 3, &[0xc4, 0x88])), Some(false));
+    assert_eq!(looks_like(&frame(1, 4, 3, &[0xc4, 0x00, 1, b'a', 1, b'b'])), None, "a new name after entries");
+    assert_eq!(looks_like(&frame(1, 4, 3, &[0x8f])), None, "a static entry that is no pseudo-header");
+    assert_eq!(looks_like(&frame(1, 4, 3, &[0x3f, 0xe1, 0x1f])), None, "a table size update first");
+    assert_eq!(looks_like(&frame(0, 0, 3, b"\0\0\0\0\x01x")), None, "a DATA frame");
+    assert_eq!(looks_like(&frame(1, 4, 3, &[])), None, "an empty block");
 }
 
 /// The bound `buffered_bytes` must respect for `config`.
