@@ -205,7 +205,12 @@ pub fn looks_like(first: &[u8]) -> Option<bool> {
 fn mid_connection_headers(first: &[u8]) -> Option<bool> {
     let raw: &[u8; 9] = first.get(..9)?.try_into().ok()?;
     let f = FrameHead::parse(raw);
-    if f.ty != HEADERS || f.flags & END_HEADERS == 0 || !FrameHead::plausible(raw) || f.stream % 2 == 0 || f.len == 0 {
+    if f.ty != HEADERS
+        || f.flags & END_HEADERS == 0
+        || !FrameHead::plausible(raw)
+        || f.stream.is_multiple_of(2)
+        || f.len == 0
+    {
         return None;
     }
     let at = 9 + usize::from(f.flags & PADDED != 0) + if f.flags & PRIORITY_FLAG != 0 { 5 } else { 0 };
