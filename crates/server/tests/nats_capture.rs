@@ -6,8 +6,11 @@
 //! (client and server), with the acknowledgements as `resp` and the credentials redacted; a PxL
 //! groupby over them must count the same.
 //!
-//! Owns only this acceptance check; it must not assume it is alone on the host: its queries
-//! filter by its own server's port.
+//! NATS's own client library (nats-py) too: publish, headers, subscribe, request/reply, drain,
+//! counted per side by a PxL groupby.
+//!
+//! Owns only these acceptance checks; they must not assume they are alone on the host: their
+//! queries filter by their own server's port.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -201,4 +204,108 @@ fn nats_messages_land_in_nats_events_once_per_side() {
     counts.sort();
     let want_counts = run_counts(want.iter().map(|(role, cmd, ..)| (*role, cmd.clone())));
     assert_eq!(counts, want_counts);
+}
+
+/// NATS's own client library, nats-py (from PyPI, in the venv `scripts/client-venv.sh` makes): a
+/// subscriber, a publisher of 10 messages with a header on every fifth, and a request answered by
+/// a responder through an inbox subscription, on two connections.
+const NATS_PY: &str = r#"
+import asyncio, sys
+import nats
+
+async def main(port):
+    url = "nats://127.0.0.1:%d" % port
+    sub = await nats.connect(url, name="sub")
+    pub = await nats.connect(url, name="pub")
+    got = []
+    async def on_order(msg):
+        got.append(msg.data)
+    async def on_request(msg):
+        await msg.respond(b"pong " + msg.data)
+    await sub.subscribe("orders.*", cb=on_order)
+    await sub.subscribe("svc.ping", cb=on_request)
+    await sub.flush()
+    for i in range(10):
+        headers = {"x-seq": str(i)} if i % 5 == 0 else None
+        await pub.publish("orders.%d" % i, b"order %d" % i, headers=headers)
+    await pub.flush()
+    reply = await pub.request("svc.ping", b"hi", timeout=5)
+    assert reply.data == b"pong hi", reply.data
+    for _ in range(50):
+        if len(got) == 10:
+            break
+        await asyncio.sleep(0.1)
+    assert len(got) == 10, got
+    await pub.drain()
+    await sub.drain()
+    print("done", flush=True)
+
+asyncio.run(main(int(sys.argv[1])))
+"#;
+
+#[test]
+fn a_client_library_publishes_subscribes_and_requests_counted_per_side() {
+    if !can_trace() {
+        return;
+    }
+    let python = std::env::var_os("LOUPE_CLIENT_PYTHON").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/client-venv.sh");
+        let out = std::process::Command::new("bash").arg(script).output().expect("run scripts/client-venv.sh");
+        assert!(out.status.success(), "scripts/client-venv.sh: {}", String::from_utf8_lossy(&out.stderr));
+        std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    });
+    let nats = NatsServer::start();
+    let port: u16 = nats.url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("nats port");
+    let (_loupe, _metrics_port, api_port) = start_loupe();
+    login(api_port);
+    let out =
+        std::process::Command::new(&python).args(["-c", NATS_PY, &port.to_string()]).output().expect("run nats-py");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "done",
+        "nats-py: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = temp_dir("nats-py-capture");
+    let script = write_script(
+        &dir,
+        "nats-py.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='nats_events.beta')\n\
+             df = df[((df.trace_role == 2) & (df.local_port == {port})) | ((df.trace_role == 1) & (df.remote_port == {port}))]\n\
+             s = df.groupby(['trace_role', 'cmd']).agg(n=('resp', px.count))\n\
+             px.display(s, 'counts')\n"
+        ),
+    );
+    // Per side. PUB: 8 orders, the request and its reply; MSG: the 8 orders, the request and the reply
+    // delivered; HPUB/HMSG: the two orders with a header; SUB/UNSUB: orders, the service and the inbox.
+    let side =
+        [("CONNECT", 2), ("HMSG", 2), ("HPUB", 2), ("INFO", 2), ("MSG", 10), ("PUB", 10), ("SUB", 3), ("UNSUB", 3)];
+    let mut want: Vec<((i64, String), i64)> =
+        [1, 2].into_iter().flat_map(|role| side.iter().map(move |&(cmd, n)| ((role, cmd.to_string()), n))).collect();
+    want.sort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (got, pings) = loop {
+        let mut got = Vec::new();
+        let mut pings: Vec<((i64, String), i64)> = Vec::new();
+        for r in run(api_port, &script) {
+            let key = (r["trace_role"].as_i64().unwrap_or(-1), r["cmd"].as_str().unwrap_or_default().to_string());
+            let n = r["n"].as_i64().unwrap_or(-1);
+            if key.1 == "PING" || key.1 == "PONG" { pings.push((key, n)) } else { got.push((key, n)) }
+        }
+        got.sort();
+        pings.sort();
+        if got == want || Instant::now() > deadline {
+            break (got, pings);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(got, want, "each message once per side (1 client, 2 server)");
+    // The library's flushes: as many PINGs as PONGs, the same on both sides, at least one per connection.
+    let count = |role: i64, cmd: &str| pings.iter().find(|((r, c), _)| *r == role && c == cmd).map_or(0, |p| p.1);
+    assert!(count(1, "PING") >= 2, "{pings:?}");
+    for (role, cmd) in [(1, "PONG"), (2, "PING"), (2, "PONG")] {
+        assert_eq!(count(role, cmd), count(1, "PING"), "{pings:?}");
+    }
 }
