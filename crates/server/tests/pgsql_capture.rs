@@ -6,8 +6,11 @@
 //! server), with their responses, latencies above zero and every credential redacted; a PxL
 //! groupby over them must count the same.
 //!
-//! Owns only this acceptance check; it must not assume it is alone on the host: its queries
-//! filter by its own server's port.
+//! A client library speaking the extended protocol itself (psycopg 3): server-bound parameters
+//! (binary ones shown in hex), statements prepared on first use, an error at Parse, a pipeline.
+//!
+//! Owns only these acceptance checks; they must not assume they are alone on the host: their
+//! queries filter by their own server's port.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -218,5 +221,172 @@ fn postgres_requests_land_in_pgsql_events_once_per_side() {
         .collect();
     counts.sort();
     let want_counts = run_counts(want.iter().map(|(role, cmd, ..)| (*role, cmd.clone())));
+    assert_eq!(counts, want_counts);
+}
+
+/// A client library that speaks the extended protocol itself: psycopg 3 (from PyPI, in the venv
+/// `scripts/client-venv.sh` makes). Parameters bound by the server, statements prepared from the
+/// first execution, an error in the extended protocol (the server skips to Sync), and a pipeline.
+const PSYCOPG: &str = r#"
+import sys
+import psycopg
+
+with psycopg.connect(sys.argv[1], prepare_threshold=0, autocommit=True) as conn:
+    with conn.cursor() as cur:
+        for i in (1, 2):
+            cur.execute("SELECT name FROM items WHERE id = %s", (i,))
+            assert cur.fetchone()[0] == ("apple", "pear")[i - 1]
+        cur.execute("INSERT INTO items VALUES (%s, %s)", (3, "fig"))
+        try:
+            cur.execute("SELECT * FROM nope WHERE id = %s", (1,))
+            raise SystemExit("no error")
+        except psycopg.errors.UndefinedTable:
+            pass
+        with conn.pipeline():
+            for i in (4, 5, 6):
+                cur.execute("INSERT INTO items VALUES (%s, %s)", (i, "kiwi"))
+print("done", flush=True)
+"#;
+
+#[test]
+fn a_client_library_speaking_the_extended_protocol_lands_in_pgsql_events_counted_per_side() {
+    if !can_trace() {
+        return;
+    }
+    let python = std::env::var_os("LOUPE_CLIENT_PYTHON").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/client-venv.sh");
+        let out = Command::new("bash").arg(script).output().expect("run scripts/client-venv.sh");
+        assert!(out.status.success(), "scripts/client-venv.sh: {}", String::from_utf8_lossy(&out.stderr));
+        std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    });
+    let pg = PgServer::start().unwrap_or_else(|err| panic!("cannot start PostgreSQL 15: {err}"));
+    let port = pg.port();
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().expect("database name").to_string();
+    let db = db.as_str();
+    ok(
+        &psql(
+            port,
+            "postgres",
+            None,
+            db,
+            &[
+                "CREATE TABLE items (id int PRIMARY KEY, name text)",
+                "INSERT INTO items VALUES (1, 'apple'), (2, 'pear')",
+            ],
+        ),
+        "schema",
+    );
+    let (_loupe, _metrics_port, api_port) = start_loupe();
+    login(api_port);
+    let url = format!("host=127.0.0.1 port={port} user=postgres dbname={db}");
+    let out = Command::new(&python)
+        .args(["-c", PSYCOPG, &url])
+        .env("PGPASSFILE", "/nonexistent")
+        .output()
+        .expect("run psycopg");
+    ok(&out, "psycopg");
+    let dir = temp_dir("pgsql-psycopg");
+    let script = write_script(
+        &dir,
+        "psycopg.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='pgsql_events')\n\
+             df = df[((df.trace_role == 2) & (df.local_port == {port})) | ((df.trace_role == 1) & (df.remote_port == {port}))]\n\
+             df.err = px.substring(df.resp, 0, 5) == 'ERROR'\n\
+             s = df.groupby(['trace_role', 'req_cmd', 'err']).agg(n=('latency', px.count), min_latency=('latency', px.min))\n\
+             px.display(s, 'counts')\n"
+        ),
+    );
+    // Per side: the statements prepared on first use, executed with server-bound parameters (psycopg
+    // sends integers in binary: shown in hex), the error at Parse, the pipeline's three inserts.
+    let select = "SELECT name FROM items WHERE id = $1";
+    let insert = "INSERT INTO items VALUES ($1, $2)";
+    let bound = |query: &str, params: &str| format!("{query} -- params: {params}");
+    let mut side: Vec<(String, String, String)> = vec![
+        ("STARTUP".into(), format!("user=postgres database={db}"), "AUTHENTICATION OK".into()),
+        ("PARSE".into(), select.into(), "PARSE COMPLETE".into()),
+        ("PARSE".into(), insert.into(), "PARSE COMPLETE".into()),
+        (
+            "PARSE".into(),
+            "SELECT * FROM nope WHERE id = $1".into(),
+            "ERROR 42P01 relation \"nope\" does not exist".into(),
+        ),
+    ];
+    for (params, resp) in [(r#"["\\x0001"]"#, "apple\nSELECT 1"), (r#"["\\x0002"]"#, "pear\nSELECT 1")] {
+        side.push(("BIND".into(), bound(select, params), "BIND COMPLETE".into()));
+        side.push(("DESCRIBE".into(), bound(select, params), "name".into()));
+        side.push(("EXECUTE".into(), bound(select, params), resp.into()));
+    }
+    for (id, name) in [(3, "fig"), (4, "kiwi"), (5, "kiwi"), (6, "kiwi")] {
+        let params = format!(r#"["\\x000{id}","{name}"]"#);
+        side.push(("BIND".into(), bound(insert, &params), "BIND COMPLETE".into()));
+        side.push(("DESCRIBE".into(), bound(insert, &params), "NO DATA".into()));
+        side.push(("EXECUTE".into(), bound(insert, &params), "INSERT 0 1".into()));
+    }
+    let mut want: Vec<Row> = [1, 2]
+        .into_iter()
+        .flat_map(|role| side.iter().map(move |(c, q, r)| (role, c.clone(), q.clone(), r.clone())))
+        .collect();
+    want.sort();
+    let rows_script = write_script(
+        &dir,
+        "psycopg-rows.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='pgsql_events')\n\
+             df = df[((df.trace_role == 2) & (df.local_port == {port})) | ((df.trace_role == 1) & (df.remote_port == {port}))]\n\
+             px.display(df, 'rows')\n"
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (got, rows) = loop {
+        let rows = run(api_port, &rows_script);
+        let mut got: Vec<Row> = rows
+            .iter()
+            .map(|r| {
+                let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
+                (r["trace_role"].as_i64().unwrap_or(-1), text("req_cmd"), text("req"), text("resp"))
+            })
+            .collect();
+        got.sort();
+        if got == want || Instant::now() > deadline {
+            break (got, rows);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(got, want, "every extended-protocol request once per side (1 client, 2 server)");
+    for r in &rows {
+        assert!(r["latency"].as_i64().is_some_and(|l| l > 0 && l < 5_000_000_000), "latency: {r}");
+    }
+    // The groupby over the same rows: one error per side, the rest answered.
+    let mut counts: Vec<((i64, String, bool), i64)> = run(api_port, &script)
+        .iter()
+        .map(|r| {
+            let key = (
+                r["trace_role"].as_i64().unwrap_or(-1),
+                r["req_cmd"].as_str().unwrap_or_default().to_string(),
+                r["err"].as_bool().unwrap_or(false),
+            );
+            (key, r["n"].as_i64().unwrap_or(-1))
+        })
+        .collect();
+    counts.sort();
+    let mut want_counts: Vec<((i64, String, bool), i64)> = [1, 2]
+        .into_iter()
+        .flat_map(|role| {
+            [
+                ("BIND", false, 6),
+                ("DESCRIBE", false, 6),
+                ("EXECUTE", false, 6),
+                ("PARSE", false, 2),
+                ("PARSE", true, 1),
+                ("STARTUP", false, 1),
+            ]
+            .map(|(cmd, err, n)| ((role, cmd.to_string(), err), n))
+        })
+        .collect();
+    want_counts.sort();
     assert_eq!(counts, want_counts);
 }

@@ -567,14 +567,18 @@ fn be32_at(body: &[u8], at: usize) -> u32 {
 fn value_text(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_string(),
-        Err(_) => {
-            let mut out = String::from("\\x");
-            for b in bytes {
-                out.push_str(&format!("{b:02x}"));
-            }
-            out
-        }
+        Err(_) => hex_text(bytes),
     }
+}
+
+/// `bytes` as `\x` and two hex digits each.
+fn hex_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(2 + 2 * bytes.len());
+    out.push_str("\\x");
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
 }
 
 /// `user=... database=...`: the StartupMessage's parameters in their order (a protocol minor
@@ -588,15 +592,26 @@ fn startup_text(body: &[u8], code: u32) -> String {
     pairs.join(" ")
 }
 
-/// A Bind's parameter values (text; NULL as `<NULL>`), starting at `at` (after the names); and
-/// whether some were cut off.
+/// A Bind's parameter values, starting at `at` (after the names): text-format ones as text,
+/// binary-format ones in hex (`\x0001`, as PostgreSQL prints bytea), NULL as `<NULL>`; and whether
+/// some were cut off.
 fn bind_params(body: &[u8], at: usize) -> (Vec<String>, bool) {
     let Some(formats) = be16_at(body, at) else { return (Vec::new(), true) };
-    let mut at = at + 2 + 2 * usize::from(formats);
+    let formats_at = at + 2;
+    // No code: all text; one code: it applies to every parameter; else one code each.
+    let binary = |i: usize| {
+        let code_at = match formats {
+            0 => return false,
+            1 => formats_at,
+            _ => formats_at + 2 * i,
+        };
+        be16_at(body, code_at) == Some(1)
+    };
+    let mut at = formats_at + 2 * usize::from(formats);
     let Some(count) = be16_at(body, at) else { return (Vec::new(), true) };
     at += 2;
     let mut params = Vec::new();
-    for _ in 0..count {
+    for i in 0..usize::from(count) {
         let Some(&[a, b, c, d]) = at.checked_add(4).and_then(|end| body.get(at..end)) else { return (params, true) };
         let len = i32::from_be_bytes([a, b, c, d]);
         at += 4;
@@ -605,10 +620,11 @@ fn bind_params(body: &[u8], at: usize) -> (Vec<String>, bool) {
             continue;
         }
         let end = at.saturating_add(len as usize);
+        let text = |value: &[u8]| if binary(i) { hex_text(value) } else { value_text(value) };
         match body.get(at..end) {
-            Some(value) => params.push(value_text(value)),
+            Some(value) => params.push(text(value)),
             None => {
-                params.push(value_text(body.get(at..).unwrap_or_default()));
+                params.push(text(body.get(at..).unwrap_or_default()));
                 return (params, true);
             }
         }

@@ -292,6 +292,33 @@ fn prepared_statements_show_their_query_and_parameters() {
 }
 
 #[test]
+fn binary_format_parameters_are_shown_in_hex() {
+    // Bind with format codes: one code for all (binary), then one each (text, binary).
+    let bind_with = |codes: &[u16], params: &[&[u8]]| {
+        let mut body = [cstr(""), cstr("s")].concat();
+        body.extend_from_slice(&(codes.len() as u16).to_be_bytes());
+        codes.iter().for_each(|c| body.extend_from_slice(&c.to_be_bytes()));
+        body.extend_from_slice(&(params.len() as u16).to_be_bytes());
+        for p in params {
+            body.extend_from_slice(&(p.len() as i32).to_be_bytes());
+            body.extend_from_slice(p);
+        }
+        body.extend_from_slice(&[0, 0]);
+        typed(b'B', &body)
+    };
+    let mut c = conn();
+    c.feed(Side::Request, &[parse("s", "SELECT $1, $2"), sync()].concat(), 1);
+    c.feed(Side::Response, &[typed(b'1', b""), ready()].concat(), 2);
+    c.feed(Side::Request, &[bind_with(&[1], &[&[0, 2], &[0, 0, 0, 7]]), sync()].concat(), 3);
+    c.feed(Side::Response, &[typed(b'2', b""), ready()].concat(), 4);
+    c.feed(Side::Request, &[bind_with(&[0, 1], &[b"fig", &[1]]), sync()].concat(), 5);
+    c.feed(Side::Response, &[typed(b'2', b""), ready()].concat(), 6);
+    let got = rows(&mut c);
+    assert_eq!(got[1], row("BIND", r#"SELECT $1, $2 -- params: ["\\x0002","\\x00000007"]"#, "BIND COMPLETE", false));
+    assert_eq!(got[2], row("BIND", r#"SELECT $1, $2 -- params: ["fig","\\x01"]"#, "BIND COMPLETE", false));
+}
+
+#[test]
 fn an_extended_error_skips_to_sync_and_later_requests_pair_again() {
     let mut c = conn();
     c.feed(Side::Request, &[parse("", "SELEC 1"), bind("", "", &[]), execute(""), sync()].concat(), 1);
