@@ -15,8 +15,10 @@
 # Other load on the host skews every figure: compare within one run, and repeat.
 # Usage (as root): bash scripts/bench-agent.sh [seconds-per-run] [rounds]     (defaults: 10 s, 5 rounds)
 #        LOUPE_BENCH_ONLY=worst|realistic|completeness|memory runs one part.
-#        LOUPE_BENCH_HTTP2=1 runs the worst case over cleartext HTTP/2 instead: nginx `listen ... http2` under
-#        `h2load -t1 -c16 -m1` (nghttp2-client), one request in flight per connection as wrk has.
+#        LOUPE_BENCH_HTTP2=1 runs every part over cleartext HTTP/2 instead: nginx `listen ... http2`, driven by
+#        h2load (nghttp2-client) with one request in flight per connection as wrk and loadgen have: `-t1 -c16
+#        -m1` (worst case), `--rps` per connection for the fixed rate (p50/p99 from its per-request log), `-n`
+#        for the counted runs.
 #        LOUPE_BENCH_FLOOR=1 adds to each worst-case round a run with the probes attached but every event
 #        filtered out in the kernel (the agent traces pid 1 only): the part of the cost that is the
 #        tracepoints themselves.
@@ -27,11 +29,6 @@ secs=${1:-10}
 rounds=${2:-5}
 only=${LOUPE_BENCH_ONLY:-all}
 http2=${LOUPE_BENCH_HTTP2:-0}
-if [[ $http2 == 1 ]]; then
-  # The other parts drive HTTP/1 with their own client.
-  [[ $only == all || $only == worst ]] || { echo "LOUPE_BENCH_HTTP2=1 runs the worst case only" >&2; exit 2; }
-  only=worst
-fi
 for p in nginx wrk; do command -v $p >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; }; done
 if [[ $http2 == 1 ]] && ! command -v h2load >/dev/null; then
   apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null
@@ -78,6 +75,25 @@ run_wrk() {
   n1=$(cpu_ticks "$nginx_pid")
   echo "$out" | awk -v n=$((n1 - n0)) -v hz="$hz" -v s="$secs" '{r = $1 * s; printf "%s %.2f %.2f\n", $1, n / hz * 1e6 / r, $2 / hz * 1e6 / r}'
 }
+# Sends $1 keep-alive requests at full speed over 16 connections; prints "requests=<answered>".
+send_n() {
+  if [[ $http2 == 1 ]]; then
+    h2load -t1 -c16 -m1 -n "$1" "http://127.0.0.1:$port/" | awk '/^requests:/ {print "requests=" $8}'
+  else
+    "$loadgen" "127.0.0.1:$port" 16 0 120 "$1"
+  fi
+}
+# 10,000 requests a second over 16 connections for $secs; prints "requests=N p50_us=X p99_us=Y" (and more for
+# loadgen).
+fixed_rate() {
+  if [[ $http2 == 1 ]]; then
+    rm -f "$dir/h2load.log" # h2load appends to it
+    h2load -t1 -c16 -m1 --rps=625 -D "$secs" --log-file="$dir/h2load.log" "http://127.0.0.1:$port/" > /dev/null
+    sort -n -k3 "$dir/h2load.log" | awk '{v[NR] = $3} END {printf "requests=%d p50_us=%d p99_us=%d\n", NR, v[int(NR * 0.5)], v[int(NR * 0.99)]}'
+  else
+    "$loadgen" "127.0.0.1:$port" 16 10000 "$secs"
+  fi
+}
 # median, min and max of the numbers on stdin
 stats() { sort -g | awk '{v[NR]=$1} END {m = NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; printf "%.3f (min %.3f, max %.3f, n %d)", m, v[1], v[NR], NR}'; }
 field() { tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
@@ -119,13 +135,13 @@ if [[ $only == all || $only == worst ]]; then
 fi
 
 if [[ $only == all || $only == realistic ]]; then
-  echo "== realistic case: nginx at a fixed 10,000 req/s over 16 connections, ${secs}s runs, $rounds off/on alternations"
+  echo "== realistic case: nginx at a fixed 10,000 req/s over 16 connections$([[ $http2 == 1 ]] && echo ', HTTP/2 (h2load --rps)'), ${secs}s runs, $rounds off/on alternations"
   : > "$dir/p99"; : > "$dir/cores"
   for r in $(seq "$rounds"); do
-    off=$("$loadgen" "127.0.0.1:$port" 16 10000 "$secs")
+    off=$(fixed_rate)
     start_agent
     t0=$(cpu_ticks "$agent_pid")
-    on=$("$loadgen" "127.0.0.1:$port" 16 10000 "$secs")
+    on=$(fixed_rate)
     t1=$(cpu_ticks "$agent_pid")
     stop_agent
     cores=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v s="$secs" 'BEGIN {print t / hz / s}')
@@ -139,13 +155,13 @@ if [[ $only == all || $only == realistic ]]; then
 fi
 
 if [[ $only == all || $only == completeness ]]; then
-  echo "== completeness: 100,000 keep-alive requests at full speed over 16 connections"
+  echo "== completeness: 100,000 keep-alive requests at full speed over 16 connections$([[ $http2 == 1 ]] && echo ', HTTP/2')"
   LOUPE_BENCH_PORT=$port start_agent
-  sent=$("$loadgen" "127.0.0.1:$port" 16 0 120 100000)
+  sent=$(send_n 100000)
   sleep 1
   stop_agent
   n=$(echo "$sent" | field requests)
-  echo "loadgen: $sent"
+  echo "client: $sent"
   grep -E '^(http_events|agent_stats)' "$dir/agent.out" || true
   server=$(awk '/^http_events/ {for (i = 1; i <= NF; i++) if ($i ~ /^server_rows=/) {sub(/.*=/, "", $i); print $i}}' "$dir/agent.out")
   client=$(awk '/^http_events/ {for (i = 1; i <= NF; i++) if ($i ~ /^client_rows=/) {sub(/.*=/, "", $i); print $i}}' "$dir/agent.out")
@@ -162,7 +178,7 @@ if [[ $only == all || $only == memory ]]; then
   sent=0
   # Batches of 200,000 requests (400,000 rows, both sides) until http_events has evicted 10x what it holds.
   for _ in $(seq 10); do
-    "$loadgen" "127.0.0.1:$port" 16 0 120 200000 > /dev/null
+    send_n 200000 > /dev/null
     sent=$((sent + 200000))
     kill -USR1 "$agent_pid"
     sleep 1.5
