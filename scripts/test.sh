@@ -66,6 +66,7 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # without recommends: only the server binaries, no system instance or its extras.
 bare=()
 [ -x /usr/sbin/named ] || bare+=(bind9)
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || bare+=(dnsmasq-base)
 [ -x /usr/sbin/mariadbd ] || bare+=(mariadb-server-core)
 # HTTP/2 and gRPC captures: nghttp (multiplexed h2c) and Python's grpcio (gRPC's C core) for /usr/bin/python3.
 command -v nghttp >/dev/null 2>&1 || bare+=(nghttp2-client)

@@ -88,6 +88,9 @@ struct conn_info {
 	__u64 tls_sent; /* plaintext stream positions */
 	__u64 tls_recv;
 	__u64 tls_ssl;  /* the SSL * bound to this socket (tls_socket), or 0 */
+	__u8 early[2];  /* its first two bytes received, when read one at a time while undecided (dns_tcp_split) */
+	__u8 early_len;
+	__u8 _pad1[5];
 };
 
 struct loupe_iov {
@@ -1194,6 +1197,53 @@ static __always_inline bool is_dns_udp_query(__u64 word, __u64 size)
 	       BYTE(word, 7) == 0;
 }
 
+/*
+ * DNS over TCP read in pieces: dnsmasq reads a query's 2-byte length one byte at a time, then the query. A
+ * connection's first two received bytes, each read alone, are kept while it is undecided; a third read at
+ * offset 2 of the size they announce that looks like a DNS query decides DNS, and the two bytes go out first,
+ * as the stream's first record, so user space sees the whole stream. OTHER when it is not that.
+ */
+static __noinline __u8 dns_tcp_split(struct conn_info *c, struct scratch *s, __u64 key, __u64 pos, __u64 size)
+{
+	struct loupe_data_event *ev = &s->ev;
+	const void *buf = (const void *)s->iov[0].base;
+	__u64 word = 0;
+	__u8 b = 0;
+
+	if (size == 1 && pos < 2 && pos == c->early_len) {
+		if (bpf_probe_read_user(&b, 1, buf))
+			return LOUPE_PROTO_OTHER;
+		c->early[pos & 1] = b;
+		c->early_len = pos + 1;
+		return LOUPE_PROTO_UNCLASSIFIED;
+	}
+	if (pos != 2 || c->early_len != 2 || size != (((__u64)c->early[0] << 8) | c->early[1]) ||
+	    bpf_probe_read_user(&word, sizeof(word), buf) || !is_dns_udp_query(word, size))
+		return LOUPE_PROTO_OTHER;
+	ev->h.hdr.kind = LOUPE_EVENT_DATA;
+	ev->h.hdr.tgid = key >> 32; /* conn_key(tgid, fd) */
+	ev->h.hdr.ts_ns = bpf_ktime_get_ns();
+	ev->h.hdr.generation = c->generation;
+	ev->h.hdr.fd = (__s32)key;
+	ev->h.hdr._pad0 = 0;
+	ev->h.pos = 0;
+	ev->h.msg_size = 2;
+	ev->h.chunk_offset = 0;
+	ev->h.len = 2;
+	ev->h.direction = LOUPE_DIR_INGRESS;
+	ev->h.protocol = LOUPE_PROTO_DNS;
+	ev->h.flags = LOUPE_DATA_FLAG_LAST;
+	ev->h._pad0 = 0;
+	ev->data[0] = c->early[0];
+	ev->data[1] = c->early[1];
+	/* No wake-up of its own: the query's record follows at once. */
+	if (bpf_ringbuf_output(&events, ev, sizeof(ev->h) + 2, BPF_RB_NO_WAKEUP) == 0)
+		stat_inc(LOUPE_STAT_EVENTS);
+	else
+		stat_inc(LOUPE_STAT_RINGBUF_FAILURES);
+	return LOUPE_PROTO_DNS;
+}
+
 /* Starts tracking a UDP socket. No record: it has no single peer, each datagram names its own. */
 static __always_inline struct conn_info *open_dgram(__u32 tgid, __s32 fd)
 {
@@ -1504,7 +1554,11 @@ static __always_inline int exit_data(long ret, __u8 direction, __u32 how)
 	}
 
 	if (c->protocol == LOUPE_PROTO_UNCLASSIFIED) {
-		c->protocol = port_override(classify_iov(s, n_iov, copy), c->port_proto);
+		__u8 p = classify_iov(s, n_iov, copy);
+
+		if (p == LOUPE_PROTO_OTHER && direction == LOUPE_DIR_INGRESS && n_iov == 1 && pos <= 2)
+			p = dns_tcp_split(c, s, conn_key(tgid, a.fd), pos, size);
+		c->protocol = port_override(p, c->port_proto);
 		if (!protocol_exported(c->protocol))
 			return 0;
 	}

@@ -7,10 +7,10 @@
 //! with `recvmmsg` and answers with `sendmmsg` naming each peer, and `dig` sends on a connected
 //! socket with `sendmmsg` and receives with `recvmsg`.
 //!
-//! `named` rather than `dnsmasq`: dnsmasq reads a TCP query's length one byte at a time, and a
-//! first read of one byte cannot be classified by the kernel's first-bytes gate, so its server
-//! side is not captured (its client side is).
-//! Owns only this acceptance check; its queries filter by its own server's port.
+//! dnsmasq too, over TCP and UDP: it reads a TCP query's 2-byte length one byte at a time, which
+//! the kernel's first-bytes gate keeps until the query that follows decides.
+//!
+//! Owns only these acceptance checks; their queries filter by their own server's port.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -221,4 +221,96 @@ fn reorder(v: &Value) -> String {
     ];
     let fields: Vec<String> = ORDER.iter().map(|k| format!("\"{k}\":{}", v[*k])).collect();
     format!("{{{}}}", fields.join(","))
+}
+
+/// dnsmasq (Debian's `dnsmasq-base`) on 127.0.0.1:`port`, answering `*.dnsmasq.test` from its
+/// `--address` rules and nothing else (no upstream, no hosts file).
+fn start_dnsmasq(port: u16) -> Guard {
+    let child = Command::new("dnsmasq")
+        .args(["--no-daemon", "--conf-file=/dev/null", "--listen-address=127.0.0.1", "--bind-interfaces"])
+        .args([
+            "--no-resolv",
+            "--no-hosts",
+            "--address=/web.dnsmasq.test/10.0.0.7",
+            "--address=/api.dnsmasq.test/10.1.2.3",
+        ])
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dnsmasq (Debian package dnsmasq-base)");
+    let guard = Guard(child);
+    wait_for_port(port, "dnsmasq");
+    guard
+}
+
+/// dnsmasq, queried by `dig` over TCP and UDP. Over TCP it reads a query's 2-byte length one byte
+/// at a time: the kernel keeps those two bytes until the query that follows decides DNS.
+#[test]
+fn dnsmasq_over_tcp_and_udp_lands_in_dns_events_once_per_side() {
+    if !can_trace() {
+        return;
+    }
+    let port = free_port();
+    let dir = temp_dir("dns-dnsmasq");
+    let _dnsmasq = start_dnsmasq(port);
+    let (_loupe, _metrics_port, api_port) = start_loupe();
+    login(api_port);
+    for tcp in [true, false] {
+        assert_eq!(dig(tcp, port, &["web.dnsmasq.test", "A"]), "10.0.0.7\n");
+        assert_eq!(
+            dig(tcp, port, &["+keepopen", "api.dnsmasq.test", "A", "web.dnsmasq.test", "A"]),
+            "10.1.2.3\n10.0.0.7\n"
+        );
+    }
+    let script = write_script(
+        &dir,
+        "dnsmasq.pxl",
+        &format!(
+            "import px\n\
+             df = px.DataFrame(table='dns_events')\n\
+             df = df[((df.trace_role == 2) & (df.local_port == {port})) | ((df.trace_role == 1) & (df.remote_port == {port}))]\n\
+             s = df.groupby(['trace_role', 'req_body', 'resp_body']).agg(n=('latency', px.count), min_latency=('latency', px.min))\n\
+             px.display(s, 'counts')\n"
+        ),
+    );
+    let answer = |name: &str, addr: &str| {
+        (
+            format!(r#"{{"queries":[{{"name":"{name}","type":"A"}}]}}"#),
+            format!(r#"{{"answers":[{{"name":"{name}","type":"A","addr":"{addr}"}}]}}"#),
+        )
+    };
+    // Per side, TCP and UDP together: web three times (twice alone, once after api), api twice.
+    let (web, api) = (answer("web.dnsmasq.test", "10.0.0.7"), answer("api.dnsmasq.test", "10.1.2.3"));
+    let mut want: Vec<((i64, String, String), i64)> = [1, 2]
+        .into_iter()
+        .flat_map(|role| [((role, web.0.clone(), web.1.clone()), 4), ((role, api.0.clone(), api.1.clone()), 2)])
+        .collect();
+    want.sort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (got, rows) = loop {
+        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
+        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
+        let rows: Vec<Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
+        let mut got: Vec<((i64, String, String), i64)> = rows
+            .iter()
+            .map(|r| {
+                let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
+                (
+                    (r["trace_role"].as_i64().unwrap_or(-1), text("req_body"), text("resp_body")),
+                    r["n"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect();
+        got.sort();
+        if got == want || Instant::now() > deadline {
+            break (got, rows);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(got, want, "every query once per side (1 client, 2 server), over TCP and UDP");
+    for r in &rows {
+        assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
+    }
 }
