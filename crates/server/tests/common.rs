@@ -68,6 +68,45 @@ impl Drop for Guard {
     }
 }
 
+/// Spawns `command` with its standard output piped and waits for its first line, which must be
+/// `ready` (the test servers print it once they listen); the child dies with the returned guard.
+pub fn spawn_ready(command: &mut Command, what: &str) -> Guard {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = Guard(child);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).expect("server output");
+    assert_eq!(ready.trim(), "ready", "{what} did not start");
+    guard
+}
+
+/// A self-signed P-256 certificate for `localhost`, made by `openssl` as `dir`/cert.pem and
+/// `dir`/key.pem.
+pub fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
+/// The Python of the venv `scripts/client-venv.sh` makes (client libraries from PyPI): the one
+/// `LOUPE_CLIENT_PYTHON` names (`scripts/test.sh` sets it), else the script is run for it.
+pub fn client_python() -> PathBuf {
+    std::env::var_os("LOUPE_CLIENT_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/client-venv.sh");
+        let out = Command::new("bash").arg(script).output().expect("run scripts/client-venv.sh");
+        assert!(out.status.success(), "scripts/client-venv.sh: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
 /// Waits up to 60 s for something to listen on `port` (loading the BPF programs alone takes ~8 s in a debug
 /// build, more when several agents start at once on two busy cores).
 pub fn wait_for_port(port: u16, what: &str) {

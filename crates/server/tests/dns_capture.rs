@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{Guard, free_port, temp_dir, wait_for_port};
-use crate::e2e::{can_trace, login, px, start_loupe, write_script};
+use crate::e2e::{can_trace, login, poll_keyed_counts, px, start_loupe, write_script};
 
 /// BIND's `named` on 127.0.0.1:`port`, primary for `loupe.test` and nothing else (no recursion,
 /// no control channel), with its config, zone and state in `dir`.
@@ -287,28 +287,10 @@ fn dnsmasq_over_tcp_and_udp_lands_in_dns_events_once_per_side() {
         .flat_map(|role| [((role, web.0.clone(), web.1.clone()), 4), ((role, api.0.clone(), api.1.clone()), 2)])
         .collect();
     want.sort();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (got, rows) = loop {
-        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
-        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
-        let rows: Vec<Value> =
-            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
-        let mut got: Vec<((i64, String, String), i64)> = rows
-            .iter()
-            .map(|r| {
-                let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
-                (
-                    (r["trace_role"].as_i64().unwrap_or(-1), text("req_body"), text("resp_body")),
-                    r["n"].as_i64().unwrap_or(-1),
-                )
-            })
-            .collect();
-        got.sort();
-        if got == want || Instant::now() > deadline {
-            break (got, rows);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let (got, rows) = poll_keyed_counts(api_port, &script, &want, |r| {
+        let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
+        (r["trace_role"].as_i64().unwrap_or(-1), text("req_body"), text("resp_body"))
+    });
     assert_eq!(got, want, "every query once per side (1 client, 2 server), over TCP and UDP");
     for r in &rows {
         assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");

@@ -112,6 +112,29 @@ pub(crate) fn px_with_stdin(port: u16, args: &[&str], stdin: &str) -> Output {
     px_output(&format!("127.0.0.1:{port}"), None, &config, args, stdin)
 }
 
+/// Runs `script` until its rows, counted by `key` (the row's `n`), equal `want` or 20 s pass; returns the last
+/// counts (sorted) and rows.
+pub(crate) fn poll_keyed_counts<K: Ord>(
+    api_port: u16,
+    script: &Path,
+    want: &[(K, i64)],
+    key: impl Fn(&Value) -> K,
+) -> (Vec<(K, i64)>, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
+        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
+        let rows: Vec<Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
+        let mut got: Vec<(K, i64)> = rows.iter().map(|r| (key(r), r["n"].as_i64().unwrap_or(-1))).collect();
+        got.sort();
+        if got == want || Instant::now() > deadline {
+            return (got, rows);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 pub(crate) fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write script");

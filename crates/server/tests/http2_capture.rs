@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Guard, free_port, start_nginx, temp_dir};
+use crate::common::{Guard, free_port, spawn_ready, start_nginx, temp_dir};
 use crate::e2e::{can_trace, login, px, start_loupe, write_script};
 
 /// One row as compared: (trace_role, major_version, method, path, status, resp_message).
@@ -275,16 +275,10 @@ fn python_grpcio_calls_give_grpc_rows_with_status_from_trailers() {
         return;
     }
     let port = free_port();
-    let mut server = Command::new("/usr/bin/python3")
-        .args(["-c", GRPC_SERVER, &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run /usr/bin/python3 (apt-get install python3-grpcio)");
-    let stdout = server.stdout.take().expect("stdout");
-    let _server = Guard(server);
-    let mut ready = String::new();
-    BufReader::new(stdout).read_line(&mut ready).expect("server output");
-    assert_eq!(ready.trim(), "ready", "the gRPC server did not start");
+    let _server = spawn_ready(
+        Command::new("/usr/bin/python3").args(["-c", GRPC_SERVER, &port.to_string()]),
+        "the gRPC server (apt-get install python3-grpcio)",
+    );
     let (_loupe, _metrics, api_port) = start_loupe();
     login(api_port);
 
@@ -426,16 +420,10 @@ fn a_capture_starting_mid_connection_marks_what_it_cannot_decode() {
         return;
     }
     let port = free_port();
-    let mut server = Command::new("/usr/bin/python3")
-        .args(["-c", GRPC_SERVER, &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run /usr/bin/python3 (apt-get install python3-grpcio)");
-    let stdout = server.stdout.take().expect("stdout");
-    let _server = Guard(server);
-    let mut ready = String::new();
-    BufReader::new(stdout).read_line(&mut ready).expect("server output");
-    assert_eq!(ready.trim(), "ready", "the gRPC server did not start");
+    let _server = spawn_ready(
+        Command::new("/usr/bin/python3").args(["-c", GRPC_SERVER, &port.to_string()]),
+        "the gRPC server (apt-get install python3-grpcio)",
+    );
     let mut client = Command::new("/usr/bin/python3")
         .args(["-c", GRPC_CLIENT_ACROSS_START, &port.to_string()])
         .stdin(Stdio::piped())

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{Guard, free_port, temp_dir, wait_for_port};
-use crate::e2e::{can_trace, login, px, start_loupe, write_script};
+use crate::e2e::{can_trace, login, poll_keyed_counts, px, start_loupe, write_script};
 
 /// `mariadbd` on 127.0.0.1:`port` with a fresh data dir under `dir`.
 fn start_mariadb(port: u16, dir: &Path) -> Guard {
@@ -43,6 +43,21 @@ fn start_mariadb(port: u16, dir: &Path) -> Guard {
     guard
 }
 
+/// Before tracing starts: database `shop` with two items, and `alice` (password `s3cret`) who may
+/// use it.
+fn set_up_shop(port: u16) {
+    let setup = Command::new("mariadb")
+        .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "-e"])
+        .arg(
+            "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name TEXT); \
+             INSERT INTO shop.items VALUES (1, 'apple'), (2, 'pear'); \
+             CREATE USER 'alice'@'127.0.0.1' IDENTIFIED BY 's3cret'; GRANT ALL ON shop.* TO 'alice'@'127.0.0.1';",
+        )
+        .output()
+        .expect("run mariadb");
+    assert!(setup.status.success(), "setup: {}", String::from_utf8_lossy(&setup.stderr));
+}
+
 /// The `mariadb` client as `user` against `shop`, running `sql` in batch mode.
 fn mariadb(port: u16, user: &str, password: &str, sql: &str) -> Output {
     Command::new("mariadb")
@@ -65,16 +80,7 @@ fn mysql_commands_land_in_mysql_events_once_per_side() {
     let dir = temp_dir("mysql-capture");
     let _mariadb = start_mariadb(port, &dir);
     // Set up before tracing starts.
-    let setup = Command::new("mariadb")
-        .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "-e"])
-        .arg(
-            "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name TEXT); \
-             INSERT INTO shop.items VALUES (1, 'apple'), (2, 'pear'); \
-             CREATE USER 'alice'@'127.0.0.1' IDENTIFIED BY 's3cret'; GRANT ALL ON shop.* TO 'alice'@'127.0.0.1';",
-        )
-        .output()
-        .expect("run mariadb");
-    assert!(setup.status.success(), "setup: {}", String::from_utf8_lossy(&setup.stderr));
+    set_up_shop(port);
     let (_loupe, _metrics_port, api_port) = start_loupe();
     login(api_port);
 
@@ -189,16 +195,7 @@ fn binary_prepared_statements_of_a_client_library_land_in_mysql_events_once_per_
     let port = free_port();
     let dir = temp_dir("mysql-binary-capture");
     let _mariadb = start_mariadb(port, &dir);
-    let setup = Command::new("mariadb")
-        .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "-e"])
-        .arg(
-            "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name TEXT); \
-             INSERT INTO shop.items VALUES (1, 'apple'), (2, 'pear'); \
-             CREATE USER 'alice'@'127.0.0.1' IDENTIFIED BY 's3cret'; GRANT ALL ON shop.* TO 'alice'@'127.0.0.1';",
-        )
-        .output()
-        .expect("run mariadb");
-    assert!(setup.status.success(), "setup: {}", String::from_utf8_lossy(&setup.stderr));
+    set_up_shop(port);
     let (_loupe, _metrics_port, api_port) = start_loupe();
     login(api_port);
 
@@ -257,31 +254,10 @@ fn binary_prepared_statements_of_a_client_library_land_in_mysql_events_once_per_
         .flat_map(|role| side.iter().map(move |&(cmd, body, status, n)| ((role, cmd, body.to_string(), status), n)))
         .collect();
     want.sort();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (got, rows) = loop {
-        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
-        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
-        let rows: Vec<Value> =
-            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
-        let mut got: Vec<((i64, i64, String, i64), i64)> = rows
-            .iter()
-            .map(|r| {
-                let int = |c: &str| r[c].as_i64().unwrap_or(-1);
-                let key = (
-                    int("trace_role"),
-                    int("req_cmd"),
-                    r["req_body"].as_str().unwrap_or_default().to_string(),
-                    int("resp_status"),
-                );
-                (key, int("n"))
-            })
-            .collect();
-        got.sort();
-        if got == want || Instant::now() > deadline {
-            break (got, rows);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let (got, rows) = poll_keyed_counts(api_port, &script, &want, |r| {
+        let int = |c: &str| r[c].as_i64().unwrap_or(-1);
+        (int("trace_role"), int("req_cmd"), r["req_body"].as_str().unwrap_or_default().to_string(), int("resp_status"))
+    });
     assert_eq!(got, want, "every binary-protocol command once per side (1 client, 2 server)");
     for r in &rows {
         // COM_STMT_CLOSE has no response: its latency is 0.

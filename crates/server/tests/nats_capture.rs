@@ -248,12 +248,7 @@ fn a_client_library_publishes_subscribes_and_requests_counted_per_side() {
     if !can_trace() {
         return;
     }
-    let python = std::env::var_os("LOUPE_CLIENT_PYTHON").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/client-venv.sh");
-        let out = std::process::Command::new("bash").arg(script).output().expect("run scripts/client-venv.sh");
-        assert!(out.status.success(), "scripts/client-venv.sh: {}", String::from_utf8_lossy(&out.stderr));
-        std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    });
+    let python = crate::common::client_python();
     let nats = NatsServer::start();
     let port: u16 = nats.url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("nats port");
     let (_loupe, _metrics_port, api_port) = start_loupe();

@@ -137,6 +137,27 @@ fn drive(port: u16, db: &str, dir: &Path) -> Vec<(String, String, String)> {
 /// One row as compared: (trace_role, req_cmd, req, resp).
 type Row = (i64, String, String, String);
 
+/// Runs `script` until its rows, as [`Row`]s (sorted), equal `want` or 20 s pass; returns them and
+/// the rows' JSON.
+fn wait_for_rows(api_port: u16, script: &Path, want: &[Row]) -> (Vec<Row>, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = run(api_port, script);
+        let mut got: Vec<Row> = rows
+            .iter()
+            .map(|r| {
+                let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
+                (r["trace_role"].as_i64().unwrap_or(-1), text("req_cmd"), text("req"), text("resp"))
+            })
+            .collect();
+        got.sort();
+        if got == want || Instant::now() > deadline {
+            return (got, rows);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 fn run(api_port: u16, script: &Path) -> Vec<Value> {
     let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
     assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -173,22 +194,7 @@ fn postgres_requests_land_in_pgsql_events_once_per_side() {
         "pgsql.pxl",
         &format!("import px\ndf = px.DataFrame(table='pgsql_events')\n{filter}px.display(df, 'pgsql')\n"),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (got, rows) = loop {
-        let rows = run(api_port, &rows_script);
-        let mut got: Vec<Row> = rows
-            .iter()
-            .map(|r| {
-                let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
-                (r["trace_role"].as_i64().unwrap_or(-1), text("req_cmd"), text("req"), text("resp"))
-            })
-            .collect();
-        got.sort();
-        if got == want || Instant::now() > deadline {
-            break (got, rows);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let (got, rows) = wait_for_rows(api_port, &rows_script, &want);
     assert_eq!(got, want, "every request once per side (1 client, 2 server), with its response, credentials redacted");
     for r in &rows {
         let latency = r["latency"].as_i64().unwrap_or(-1);
@@ -253,12 +259,7 @@ fn a_client_library_speaking_the_extended_protocol_lands_in_pgsql_events_counted
     if !can_trace() {
         return;
     }
-    let python = std::env::var_os("LOUPE_CLIENT_PYTHON").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/client-venv.sh");
-        let out = Command::new("bash").arg(script).output().expect("run scripts/client-venv.sh");
-        assert!(out.status.success(), "scripts/client-venv.sh: {}", String::from_utf8_lossy(&out.stderr));
-        std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    });
+    let python = crate::common::client_python();
     let pg = PgServer::start().unwrap_or_else(|err| panic!("cannot start PostgreSQL 15: {err}"));
     let port = pg.port();
     let url = pg.create_database();
@@ -340,22 +341,7 @@ fn a_client_library_speaking_the_extended_protocol_lands_in_pgsql_events_counted
              px.display(df, 'rows')\n"
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (got, rows) = loop {
-        let rows = run(api_port, &rows_script);
-        let mut got: Vec<Row> = rows
-            .iter()
-            .map(|r| {
-                let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
-                (r["trace_role"].as_i64().unwrap_or(-1), text("req_cmd"), text("req"), text("resp"))
-            })
-            .collect();
-        got.sort();
-        if got == want || Instant::now() > deadline {
-            break (got, rows);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let (got, rows) = wait_for_rows(api_port, &rows_script, &want);
     assert_eq!(got, want, "every extended-protocol request once per side (1 client, 2 server)");
     for r in &rows {
         assert!(r["latency"].as_i64().is_some_and(|l| l > 0 && l < 5_000_000_000), "latency: {r}");

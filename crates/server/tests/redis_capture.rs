@@ -16,7 +16,7 @@ use loupe_testkit::RedisServer;
 use serde_json::Value;
 
 use crate::common::temp_dir;
-use crate::e2e::{can_trace, login, px, start_loupe, write_script};
+use crate::e2e::{can_trace, login, poll_keyed_counts, px, start_loupe, write_script};
 
 /// Sends `request` and reads exactly `reply` back (asserting it), so every exchange is complete.
 fn exchange(stream: &mut TcpStream, request: &[u8], reply: &[u8]) {
@@ -263,29 +263,13 @@ fn a_client_library_pipeline_and_pubsub_land_in_redis_events_counted_per_side() 
         .flat_map(|role| side.iter().map(move |&(cmd, err, n)| ((role, cmd.to_string(), err), n)))
         .collect();
     want.sort();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (got, rows) = loop {
-        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
-        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
-        let rows: Vec<Value> =
-            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
-        let mut got: Vec<((i64, String, bool), i64)> = rows
-            .iter()
-            .map(|r| {
-                let key = (
-                    r["trace_role"].as_i64().unwrap_or(-1),
-                    r["req_cmd"].as_str().unwrap_or_default().to_string(),
-                    r["err"].as_bool().unwrap_or(false),
-                );
-                (key, r["n"].as_i64().unwrap_or(-1))
-            })
-            .collect();
-        got.sort();
-        if got == want || Instant::now() > deadline {
-            break (got, rows);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let (got, rows) = poll_keyed_counts(api_port, &script, &want, |r| {
+        (
+            r["trace_role"].as_i64().unwrap_or(-1),
+            r["req_cmd"].as_str().unwrap_or_default().to_string(),
+            r["err"].as_bool().unwrap_or(false),
+        )
+    });
     assert_eq!(got, want, "each command once per side (1 client, 2 server), the error marked");
     for r in &rows {
         // A push answers no command: its latency is 0; every command's is > 0.

@@ -23,21 +23,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Guard, free_port, temp_dir, wait_for_port};
-use crate::e2e::{can_trace, login, px, start_loupe, start_loupe_logged, write_script};
+use crate::common::{Guard, free_port, make_certificate, spawn_ready, temp_dir, wait_for_port};
+use crate::e2e::{can_trace, login, poll_keyed_counts, px, start_loupe, start_loupe_logged, write_script};
 
 /// nginx with TLS on 127.0.0.1:`port`, certificate and key made with `openssl` in `dir`.
 fn start_tls_nginx(dir: &Path, port: u16) -> Guard {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("run openssl");
-    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    let (cert, key) = make_certificate(dir);
     let d = dir.display();
     let conf = format!(
         "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
@@ -67,29 +58,6 @@ type RolePathStatus = (i64, String, i64, bool);
 
 /// (trace_role, req_path, resp_status, encrypted) -> rows.
 type Counts = Vec<(RolePathStatus, i64)>;
-
-/// Runs `script` until its rows, counted by `key` (the row's `n`), equal `want` or 20 s pass; returns the last
-/// counts (sorted) and rows.
-fn poll_counts<K: Ord>(
-    api_port: u16,
-    script: &Path,
-    want: &[(K, i64)],
-    key: impl Fn(&Value) -> K,
-) -> (Vec<(K, i64)>, Vec<Value>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = px(api_port, &["run", "-f", script.to_str().expect("utf8 path"), "-o", "json"]);
-        assert!(out.status.success(), "px failed: {}", String::from_utf8_lossy(&out.stderr));
-        let rows: Vec<Value> =
-            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
-        let mut got: Vec<(K, i64)> = rows.iter().map(|r| (key(r), r["n"].as_i64().unwrap_or(-1))).collect();
-        got.sort();
-        if got == want || Instant::now() > deadline {
-            return (got, rows);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 /// Prints the agent's non-zero counters (for a failing test's output).
 fn print_agent_stats(dir: &Path, api_port: u16) {
@@ -175,7 +143,7 @@ fn https_plaintext_lands_in_http_events_once_per_side_encrypted() {
         .flat_map(|&(path, status, n)| [1, 2].map(|role| ((role, path.to_string(), status, true), n)))
         .collect();
     want.sort();
-    let (got, rows) = poll_counts(api_port, &script, &want, role_path_status);
+    let (got, rows) = poll_keyed_counts(api_port, &script, &want, role_path_status);
     assert_eq!(got, want, "every HTTPS request once per side (1 client, 2 server), encrypted");
     for r in &rows {
         assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
@@ -259,7 +227,7 @@ fn a_libssl_loaded_after_the_first_scan_is_found_when_the_process_connects_again
     // The server's side through the system libssl; the client's through its private copy, found
     // once the process connected after loading it.
     let want: Counts = [1, 2].map(|role| ((role, "/late".to_string(), 200, true), 2)).to_vec();
-    let (got, _) = poll_counts(api_port, &script, &want, role_path_status);
+    let (got, _) = poll_keyed_counts(api_port, &script, &want, role_path_status);
     assert_eq!(got, want, "the requests after the rescan, once per side, encrypted");
 }
 
@@ -384,7 +352,7 @@ fn go_tls_capture(go: &Path, tag: &str) {
         })
         .collect();
     want.sort();
-    let (got, rows) = poll_counts(api_port, &script, &want, |r| {
+    let (got, rows) = poll_keyed_counts(api_port, &script, &want, |r| {
         let text = |c: &str| r[c].as_str().unwrap_or_default().to_string();
         let int = |c: &str| r[c].as_i64().unwrap_or(-1);
         (
@@ -443,21 +411,15 @@ fn build_static_openssl_program(dir: &Path, name: &str, strip: bool) -> PathBuf 
 
 /// Starts `prog serve` on 127.0.0.1:`port` with the certificate and key in `dir`; waits for "ready".
 fn start_sslprog(prog: &Path, dir: &Path, port: u16) -> Guard {
-    let mut server = Command::new(prog)
-        .arg("serve")
-        .arg(port.to_string())
-        .arg(dir.join("cert.pem"))
-        .arg(dir.join("key.pem"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the static OpenSSL server");
-    let stdout = server.stdout.take().expect("stdout");
-    let guard = Guard(server);
-    let mut ready = String::new();
-    BufReader::new(stdout).read_line(&mut ready).expect("server output");
-    assert_eq!(ready.trim(), "ready", "the static OpenSSL server did not start");
-    guard
+    spawn_ready(
+        Command::new(prog)
+            .arg("serve")
+            .arg(port.to_string())
+            .arg(dir.join("cert.pem"))
+            .arg(dir.join("key.pem"))
+            .stderr(Stdio::null()),
+        "the static OpenSSL server",
+    )
 }
 
 /// Runs `prog client port paths…` (one kept-alive connection).
@@ -489,15 +451,7 @@ fn statically_linked_openssl_plaintext_lands_in_http_events_and_a_stripped_one_i
     let maps_libssl =
         |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps").contains("libssl.so");
 
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .output()
-        .expect("run openssl");
-    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    make_certificate(&dir);
     let (port, stripped_port) = (free_port(), free_port());
     // Both servers run before the agent: its first scan reads their executables; the clients started
     // later run the same files, which the one attach per file covers.
@@ -543,7 +497,7 @@ fn statically_linked_openssl_plaintext_lands_in_http_events_and_a_stripped_one_i
         .flat_map(|&(path, status, n)| [1, 2].map(|role| ((role, path.to_string(), status, true), n)))
         .collect();
     want.sort();
-    let (got, rows) = poll_counts(api_port, &script, &want, role_path_status);
+    let (got, rows) = poll_keyed_counts(api_port, &script, &want, role_path_status);
     assert_eq!(got, want, "every request once per side, encrypted, from the statically linked OpenSSL");
     for r in &rows {
         assert!(r["min_latency"].as_i64().unwrap_or(0) > 0, "latency must be > 0: {r}");
@@ -573,33 +527,20 @@ fn node_https_plaintext_lands_in_http_events_once_per_side_encrypted() {
     }
     let node = which_node().expect("node on PATH (scripts/test.sh installs Debian's nodejs)");
     let dir = temp_dir("node-tls");
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .output()
-        .expect("run openssl");
-    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    make_certificate(&dir);
     let script_js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/https.js");
     let port = free_port();
     let (_loupe, _metrics_port, api_port, log) = start_loupe_logged(&[]);
     login(api_port);
-    let mut server = Command::new(&node)
-        .arg(&script_js)
-        .args(["serve", &port.to_string()])
-        .arg(dir.join("cert.pem"))
-        .arg(dir.join("key.pem"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the node server");
-    let stdout = server.stdout.take().expect("stdout");
-    let _server = Guard(server);
-    let mut ready = String::new();
-    BufReader::new(stdout).read_line(&mut ready).expect("server output");
-    assert_eq!(ready.trim(), "ready", "the node server did not start");
+    let _server = spawn_ready(
+        Command::new(&node)
+            .arg(&script_js)
+            .args(["serve", &port.to_string()])
+            .arg(dir.join("cert.pem"))
+            .arg(dir.join("key.pem"))
+            .stderr(Stdio::null()),
+        "the node server",
+    );
     // The agent looks at a process once it has a socket: calls before the attach are not traced.
     let file = std::fs::canonicalize(&node).expect("node's path").display().to_string();
     let attached = || {
@@ -660,7 +601,7 @@ fn node_https_plaintext_lands_in_http_events_once_per_side_encrypted() {
     .flat_map(|&(version, path, status, n)| [1, 2].map(|role| ((version, (role, path.to_string(), status, true)), n)))
     .collect();
     want.sort();
-    let (got, rows) = poll_counts(api_port, &script, &want, key);
+    let (got, rows) = poll_keyed_counts(api_port, &script, &want, key);
     if got != want {
         print_agent_stats(&dir, api_port);
     }
@@ -717,7 +658,7 @@ fn a_process_whose_tls_library_is_not_covered_is_reported_once() {
     // Only the server's side: wget's records are TLS the agent cannot read, and never parsed.
     let mut want: Counts = (1..=4).map(|i| ((2, format!("/gnutls/{i}"), 200, true), 1)).collect();
     want.sort();
-    let (got, _) = poll_counts(api_port, &script, &want, role_path_status);
+    let (got, _) = poll_keyed_counts(api_port, &script, &want, role_path_status);
     assert_eq!(got, want, "nginx's side only, encrypted");
     let pid_field = format!("pid={pid} ");
     let reports: Vec<String> = log
