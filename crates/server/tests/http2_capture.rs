@@ -269,16 +269,21 @@ with grpc.insecure_channel("127.0.0.1:" + sys.argv[1]) as channel:
 print("done", flush=True)
 "#;
 
+/// [`GRPC_SERVER`] on 127.0.0.1:`port`, once it listens.
+fn start_grpc_server(port: u16) -> Guard {
+    spawn_ready(
+        Command::new("/usr/bin/python3").args(["-c", GRPC_SERVER, &port.to_string()]),
+        "the gRPC server (apt-get install python3-grpcio)",
+    )
+}
+
 #[test]
 fn python_grpcio_calls_give_grpc_rows_with_status_from_trailers() {
     if !can_trace() {
         return;
     }
     let port = free_port();
-    let _server = spawn_ready(
-        Command::new("/usr/bin/python3").args(["-c", GRPC_SERVER, &port.to_string()]),
-        "the gRPC server (apt-get install python3-grpcio)",
-    );
+    let _server = start_grpc_server(port);
     let (_loupe, _metrics, api_port) = start_loupe();
     login(api_port);
 
@@ -420,10 +425,7 @@ fn a_capture_starting_mid_connection_marks_what_it_cannot_decode() {
         return;
     }
     let port = free_port();
-    let _server = spawn_ready(
-        Command::new("/usr/bin/python3").args(["-c", GRPC_SERVER, &port.to_string()]),
-        "the gRPC server (apt-get install python3-grpcio)",
-    );
+    let _server = start_grpc_server(port);
     let mut client = Command::new("/usr/bin/python3")
         .args(["-c", GRPC_CLIENT_ACROSS_START, &port.to_string()])
         .stdin(Stdio::piped())

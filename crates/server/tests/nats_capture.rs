@@ -138,14 +138,20 @@ fn query(api_port: u16, script: &std::path::Path) -> (Vec<Row>, Vec<Value>) {
     (got, rows)
 }
 
+/// A private `nats-server`, and its port.
+fn start_nats() -> (NatsServer, u16) {
+    let nats = NatsServer::start();
+    let port = nats.url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("nats port");
+    (nats, port)
+}
+
 #[test]
 fn nats_messages_land_in_nats_events_once_per_side() {
     if !can_trace() {
         return;
     }
     // Started before the agent, so its readiness probe is not traced.
-    let nats = NatsServer::start();
-    let port: u16 = nats.url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("nats port");
+    let (_nats, port) = start_nats();
     let (_loupe, _metrics_port, api_port) = start_loupe();
     login(api_port);
     let want_side = drive(port);
@@ -249,8 +255,7 @@ fn a_client_library_publishes_subscribes_and_requests_counted_per_side() {
         return;
     }
     let python = crate::common::client_python();
-    let nats = NatsServer::start();
-    let port: u16 = nats.url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("nats port");
+    let (_nats, port) = start_nats();
     let (_loupe, _metrics_port, api_port) = start_loupe();
     login(api_port);
     let out =

@@ -49,6 +49,14 @@ fn ok(out: &Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A private PostgreSQL 15 server with a fresh database, and that database's name.
+fn start_postgres() -> (PgServer, String) {
+    let pg = PgServer::start().unwrap_or_else(|err| panic!("cannot start PostgreSQL 15: {err}"));
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().expect("database name").to_string();
+    (pg, db)
+}
+
 /// Before tracing starts: the schema, two roles with passwords, and an hba that makes `alice`
 /// authenticate with SCRAM and `bob` with a cleartext password (everyone else is trusted).
 fn set_up(pg: &PgServer, db: &str) {
@@ -170,13 +178,8 @@ fn postgres_requests_land_in_pgsql_events_once_per_side() {
         return;
     }
     // Started and set up before the agent, so pg_ctl's readiness checks and the setup are not traced.
-    let pg = match PgServer::start() {
-        Ok(pg) => pg,
-        Err(err) => panic!("cannot start PostgreSQL 15: {err}"),
-    };
+    let (pg, db) = start_postgres();
     let port = pg.port();
-    let url = pg.create_database();
-    let db = url.rsplit('/').next().expect("database name").to_string();
     set_up(&pg, &db);
     let (_loupe, _metrics_port, api_port) = start_loupe();
     login(api_port);
@@ -260,10 +263,8 @@ fn a_client_library_speaking_the_extended_protocol_lands_in_pgsql_events_counted
         return;
     }
     let python = crate::common::client_python();
-    let pg = PgServer::start().unwrap_or_else(|err| panic!("cannot start PostgreSQL 15: {err}"));
+    let (pg, db) = start_postgres();
     let port = pg.port();
-    let url = pg.create_database();
-    let db = url.rsplit('/').next().expect("database name").to_string();
     let db = db.as_str();
     ok(
         &psql(

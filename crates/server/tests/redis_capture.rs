@@ -142,14 +142,20 @@ fn query(api_port: u16, script: &std::path::Path) -> (Vec<Row>, Vec<i64>) {
     (got, rows.iter().map(|r| r["latency"].as_i64().unwrap_or(-1)).collect())
 }
 
+/// A private `redis-server`, and its port.
+fn start_redis() -> (RedisServer, u16) {
+    let redis = RedisServer::start();
+    let port = redis.url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("redis port");
+    (redis, port)
+}
+
 #[test]
 fn redis_commands_land_in_redis_events_once_per_side() {
     if !can_trace() {
         return;
     }
     // Started before the agent, so its readiness PINGs are not traced.
-    let redis = RedisServer::start();
-    let port: u16 = redis.url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("redis port");
+    let (_redis, port) = start_redis();
     let (_loupe, _metrics_port, api_port) = start_loupe();
     login(api_port);
     let want_side = drive(port);
@@ -190,8 +196,7 @@ fn a_client_library_pipeline_and_pubsub_land_in_redis_events_counted_per_side() 
     if !can_trace() {
         return;
     }
-    let redis = RedisServer::start();
-    let port: u16 = redis.url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("redis port");
+    let (_redis, port) = start_redis();
     let (_loupe, _metrics_port, api_port) = start_loupe();
     login(api_port);
     let py = format!(

@@ -191,7 +191,7 @@ pub fn looks_like(first: &[u8]) -> Option<bool> {
     if f.ty == SETTINGS && f.flags == 0 && FrameHead::plausible(raw) {
         return Some(false);
     }
-    mid_connection_headers(first)
+    mid_connection_headers(first, raw, &f)
 }
 
 /// A HEADERS frame met mid-connection: END_HEADERS set, on a client-initiated (odd) stream, at
@@ -202,9 +202,8 @@ pub fn looks_like(first: &[u8]) -> Option<bool> {
 /// (`Some(true)`), `:status` (8 to 14) a response. Every implementation sends the pseudo-headers
 /// first (RFC 9113 §8.3). The kernel's first-bytes test (`is_http2_midway` in `crates/bpf/c`)
 /// checks the same bytes, and waits past PING and WINDOW_UPDATE frames.
-fn mid_connection_headers(first: &[u8]) -> Option<bool> {
-    let raw: &[u8; 9] = first.get(..9)?.try_into().ok()?;
-    let f = FrameHead::parse(raw);
+/// `raw` is `first`'s frame header, `f` that header parsed.
+fn mid_connection_headers(first: &[u8], raw: &[u8; 9], f: &FrameHead) -> Option<bool> {
     if f.ty != HEADERS
         || f.flags & END_HEADERS == 0
         || !FrameHead::plausible(raw)
