@@ -19,6 +19,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -177,17 +178,17 @@ fn a_libssl_loaded_after_the_first_scan_is_found_when_the_process_connects_again
     let dir = temp_dir("tls-dlopen");
     let port = free_port();
     let _nginx = start_tls_nginx(&dir, port);
-    let (_loupe, _metrics_port, api_port) = start_loupe();
+    let (_loupe, _metrics_port, api_port, log) = start_loupe_logged(&[]);
     login(api_port);
     // Private copies of the libraries: no other process maps these files, so only a second look at
     // this process after it loads them (as `import ssl` does, long after it started) finds them.
-    let lib = dir.join("lib");
+    let (lib, go) = (dir.join("lib"), dir.join("go"));
     std::fs::create_dir_all(&lib).expect("lib dir");
     for file in python_openssl_files() {
         std::fs::copy(&file, lib.join(file.file_name().expect("file name"))).expect("copy the library");
     }
     let py = format!(
-        "import socket, time\n\
+        "import os, socket, time\n\
          socket.create_connection(('127.0.0.1', {port})).close()\n\
          time.sleep(3)\n\
          import ssl, http.client\n\
@@ -202,16 +203,27 @@ fn a_libssl_loaded_after_the_first_scan_is_found_when_the_process_connects_again
          \x20       r.read()\n\
          \x20   c.close()\n\
          get(['/first'])\n\
-         time.sleep(5)\n\
+         deadline = time.time() + 120\n\
+         while not os.path.exists('{go}') and time.time() < deadline: time.sleep(0.1)\n\
          get(['/late', '/late'])\n",
-        lib = lib.display()
+        lib = lib.display(),
+        go = go.display(),
     );
-    let out = Command::new("/usr/bin/python3")
+    let client = Command::new("/usr/bin/python3")
         .args(["-c", &py])
         .env("LD_LIBRARY_PATH", &lib)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run /usr/bin/python3");
+    // The connection for "/first" (after the import) is what makes the agent look again; how soon
+    // that attach lands depends on the machine's load, so "/late" waits for it instead of a guess.
+    let found =
+        wait_logged(&log, "uprobes attached to SSL_read/SSL_write", &lib.join("libssl"), Duration::from_secs(90));
+    std::fs::write(&go, b"").expect("signal the client");
+    let out = client.wait_with_output().expect("wait for the python client");
     assert!(out.status.success(), "python ssl client: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(found, "no attach logged for the private libssl in {lib:?}");
 
     let script = write_script(
         &dir,
@@ -460,18 +472,8 @@ fn statically_linked_openssl_plaintext_lands_in_http_events_and_a_stripped_one_i
     let _stripped_server = start_sslprog(&stripped, &dir, stripped_port);
     let (_loupe, _metrics_port, api_port, log) = start_loupe_logged(&[]);
     login(api_port);
-    let logged = |needle: &str, file: &Path| {
-        let file = file.display().to_string();
-        log.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .any(|l| l.contains(needle) && l.contains(&file))
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !logged("uprobes attached to OpenSSL linked into this file", &prog) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(logged("uprobes attached to OpenSSL linked into this file", &prog), "no attach logged for {prog:?}");
+    let attached = "uprobes attached to OpenSSL linked into this file";
+    assert!(wait_logged(&log, attached, &prog, Duration::from_secs(15)), "no attach logged for {prog:?}");
 
     run_sslprog_client(&prog, port, &["/a", "/b", "/missing"]);
     run_sslprog_client(&prog, port, &["/a"]);
@@ -507,11 +509,17 @@ fn statically_linked_openssl_plaintext_lands_in_http_events_and_a_stripped_one_i
         }
     }
     assert!(
-        logged("skipped a file with OpenSSL linked in but no symbol table (stripped)", &stripped),
+        wait_logged(
+            &log,
+            "skipped a file with OpenSSL linked in but no symbol table (stripped)",
+            &stripped,
+            Duration::ZERO
+        ),
         "the stripped executable is skipped with a log line"
     );
     assert!(
-        !logged("uprobes not attached", &prog) && !logged("uprobes not attached", &stripped),
+        !wait_logged(&log, "uprobes not attached", &prog, Duration::ZERO)
+            && !wait_logged(&log, "uprobes not attached", &stripped, Duration::ZERO),
         "no attach error for either program"
     );
 }
@@ -670,6 +678,23 @@ fn a_process_whose_tls_library_is_not_covered_is_reported_once() {
         .collect();
     assert_eq!(reports.len(), 1, "one report for wget (pid {pid}): {reports:?}");
     assert!(reports[0].contains("libgnutls") && reports[0].contains("wget"), "{}", reports[0]);
+}
+
+/// Waits up to `timeout` for a line of loupe's `log` holding both `needle` and `file`'s path.
+fn wait_logged(log: &Mutex<Vec<String>>, needle: &str, file: &Path, timeout: Duration) -> bool {
+    let file = file.display().to_string();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lines = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lines.iter().any(|l| l.contains(needle) && l.contains(&file)) {
+            return true;
+        }
+        drop(lines);
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `line` without the terminal colour sequences (`ESC [ … m`) the agent's log has.
