@@ -16,7 +16,7 @@
 //!
 //! Owns only these acceptance checks; their queries filter by their own server's port.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -641,14 +641,29 @@ fn a_process_whose_tls_library_is_not_covered_is_reported_once() {
     let _nginx = start_tls_nginx(&dir, port);
     let (_loupe, _metrics_port, api_port, log) = start_loupe_logged(&[]);
     login(api_port);
-    // Four requests a second apart: the process lives across several of the agent's scans.
-    let urls: Vec<String> = (1..=4).map(|i| format!("https://127.0.0.1:{port}/gnutls/{i}")).collect();
-    let wget = Command::new("wget")
-        .args(["-q", "--no-check-certificate", "--wait=1", "-O", "/dev/null"])
-        .args(&urls)
+    // wget reads its URLs from stdin to the end before it fetches any: it stays alive, its libraries
+    // mapped, until the agent's scan (which a loaded host can slow to seconds) has seen it.
+    let mut wget = Command::new("wget")
+        .args(["-q", "--no-check-certificate", "-O", "/dev/null", "-i", "-"])
+        .stdin(Stdio::piped())
         .spawn()
         .expect("spawn wget (apt-get install wget)");
     let pid = wget.id();
+    let pid_field = format!("pid={pid} ");
+    let reported = |log: &Mutex<Vec<String>>| -> Vec<String> {
+        log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|l| without_colours(l))
+            .filter(|l| l.contains("TLS library not covered") && l.contains(&pid_field))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while reported(&log).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let urls: String = (1..=4).map(|i| format!("https://127.0.0.1:{port}/gnutls/{i}\n")).collect();
+    wget.stdin.take().expect("wget's stdin").write_all(urls.as_bytes()).expect("write the URLs to wget");
     let status = Guard(wget).0.wait().expect("wait for wget");
     assert!(status.success(), "wget failed");
 
@@ -668,14 +683,7 @@ fn a_process_whose_tls_library_is_not_covered_is_reported_once() {
     want.sort();
     let (got, _) = poll_keyed_counts(api_port, &script, &want, role_path_status);
     assert_eq!(got, want, "nginx's side only, encrypted");
-    let pid_field = format!("pid={pid} ");
-    let reports: Vec<String> = log
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .map(|l| without_colours(l))
-        .filter(|l| l.contains("TLS library not covered") && l.contains(&pid_field))
-        .collect();
+    let reports = reported(&log);
     assert_eq!(reports.len(), 1, "one report for wget (pid {pid}): {reports:?}");
     assert!(reports[0].contains("libgnutls") && reports[0].contains("wget"), "{}", reports[0]);
 }

@@ -333,8 +333,8 @@ fn ui_editor_marks_a_compile_error_at_its_line_and_saves_the_fixed_script() {
     let ui = start("editor");
     let vizier = ready_admin(&ui);
     let (_nginx, port) = traffic("editor");
-    let facts = journey(&ui, "editor", &[("vizier", vizier), ("port", port.to_string())]);
-    // Exactly the three server rows of the test's nginx.
+    // Exactly the three server rows of the test's nginx (the journey runs the script until they are all in).
+    let facts = journey(&ui, "editor", &[("vizier", vizier), ("port", port.to_string()), ("rows", "3".into())]);
     assert_eq!(facts["rows"], 3, "{facts}");
 }
 

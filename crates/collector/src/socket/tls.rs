@@ -219,15 +219,8 @@ impl TlsAttacher {
             {
                 uncovered.push(format!("Go crypto/tls ({version}: {reason})"));
             }
-            if mapped.openssl.is_empty() && !uncovered.is_empty() && self.reported.insert(pid) {
-                let comm = std::fs::read_to_string(proc_dir.join("comm")).unwrap_or_default();
-                warn!(
-                    pid,
-                    process = comm.trim(),
-                    libraries = ?uncovered,
-                    "TLS library not covered: this process's TLS plaintext is not traced \
-                     (covered: OpenSSL libssl, OpenSSL or BoringSSL linked in with symbols; Go crypto/tls from Go 1.17 on x86-64 with symbols)"
-                );
+            if mapped.openssl.is_empty() {
+                self.report_uncovered(pid, &proc_dir, &uncovered);
             }
         }
         self.seen.retain(|pid, _| live.contains(pid));
@@ -246,9 +239,29 @@ impl TlsAttacher {
             entry.1 = now;
         }
         let Ok(maps) = std::fs::read_to_string(proc_dir.join("maps")) else { return };
-        for path in &mapped_tls_libraries(&maps).openssl {
+        let mapped = mapped_tls_libraries(&maps);
+        for path in &mapped.openssl {
             self.attach_file(tracer, proc_dir, path);
         }
+        // A first scan that came between exec and the loader mapping the libraries saw none of them.
+        if mapped.openssl.is_empty() {
+            self.report_uncovered(pid, proc_dir, &mapped.uncovered);
+        }
+    }
+
+    /// Says once per process that its TLS library is not covered, if it has one.
+    fn report_uncovered(&mut self, pid: u32, proc_dir: &Path, uncovered: &[String]) {
+        if uncovered.is_empty() || !self.reported.insert(pid) {
+            return;
+        }
+        let comm = std::fs::read_to_string(proc_dir.join("comm")).unwrap_or_default();
+        warn!(
+            pid,
+            process = comm.trim(),
+            libraries = ?uncovered,
+            "TLS library not covered: this process's TLS plaintext is not traced \
+             (covered: OpenSSL libssl, OpenSSL or BoringSSL linked in with symbols; Go crypto/tls from Go 1.17 on x86-64 with symbols)"
+        );
     }
 
     /// Inspects the process's executable once per file and attaches the Go TLS uprobes to a covered
