@@ -19,9 +19,11 @@
 #        h2load (nghttp2-client) with one request in flight per connection as wrk and loadgen have: `-t1 -c16
 #        -m1` (worst case), `--rps` per connection for the fixed rate (p50/p99 from its per-request log), `-n`
 #        for the counted runs.
-#        LOUPE_BENCH_FLOOR=1 adds to each worst-case round a run with the probes attached but every event
-#        filtered out in the kernel (the agent traces pid 1 only): the part of the cost that is the
-#        tracepoints themselves.
+#        LOUPE_BENCH_FLOOR=1 adds to each worst-case round two runs that split the cost: one with the probes
+#        attached but every event filtered out in the kernel (the agent traces pid 1 only): the part that is
+#        the tracepoints themselves; one that captures everything but parses nothing (LOUPE_BENCH_PARSE=none:
+#        the kernel copies every event into the ring, user space decodes and tracks it, then drops it): the
+#        capture apart from the parsers and rows.
 # Needs: nginx-light, wrk (Debian); builds the two examples in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,11 +103,18 @@ field() { tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
 if [[ $only == all || $only == worst ]]; then
   echo "== worst case: nginx, $([[ $http2 == 1 ]] && echo 'HTTP/2, h2load -t1 -c16 -m1' || echo 'wrk -t1 -c16'), ${secs}s runs, $rounds off/on alternations"
   : > "$dir/ratios"; : > "$dir/cpu"; : > "$dir/floor"; : > "$dir/kernel"; : > "$dir/floorcpu"
+  : > "$dir/capture"; : > "$dir/capturecpu"; : > "$dir/captureagent"
   for r in $(seq "$rounds"); do
     if [[ ${LOUPE_BENCH_FLOOR:-} == 1 ]]; then
       LOUPE_BENCH_ONLY_TGID=1 start_agent
       read -r floor floor_nginx floor_wrk < <(run_wrk)
       stop_agent
+      LOUPE_BENCH_PARSE=none start_agent
+      t0=$(cpu_ticks "$agent_pid")
+      read -r capture capture_nginx capture_wrk < <(run_wrk)
+      t1=$(cpu_ticks "$agent_pid")
+      stop_agent
+      capture_us=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v r="$capture" -v s="$secs" 'BEGIN {print t / hz * 1e6 / (r * s)}')
     fi
     read -r off off_nginx off_wrk < <(run_wrk)
     start_agent
@@ -123,11 +132,18 @@ if [[ $only == all || $only == worst ]]; then
       awk -v a="$floor" -v b="$off" 'BEGIN {print a / b}' >> "$dir/floor"
       printf 'round %d: probes attached, all filtered in the kernel: %.0f req/s, nginx %.2f us, wrk %.2f us per request\n' "$r" "$floor" "$floor_nginx" "$floor_wrk"
       echo "$floor_nginx $off_nginx $floor_wrk $off_wrk" | awk '{print $1 - $2 + $3 - $4}' >> "$dir/floorcpu"
+      awk -v a="$capture" -v b="$off" 'BEGIN {print a / b}' >> "$dir/capture"
+      echo "$capture_us" >> "$dir/captureagent"
+      printf 'round %d: captured, nothing parsed: %.0f req/s, nginx %.2f us, wrk %.2f us, agent %.2f us per request\n' "$r" "$capture" "$capture_nginx" "$capture_wrk" "$capture_us"
+      echo "$capture_nginx $off_nginx $capture_wrk $off_wrk" | awk '{print $1 - $2 + $3 - $4}' >> "$dir/capturecpu"
     fi
   done
   if [[ ${LOUPE_BENCH_FLOOR:-} == 1 ]]; then
     echo "worst case floor (probes attached, nothing traced) / off: median $(stats < "$dir/floor")"
     echo "worst case floor: CPU added to nginx + wrk per request (us): median $(stats < "$dir/floorcpu")"
+    echo "worst case capture only (copied to the ring, drained, not parsed) / off: median $(stats < "$dir/capture")"
+    echo "worst case capture only: CPU added to nginx + wrk per request (us): median $(stats < "$dir/capturecpu")"
+    echo "worst case capture only: agent CPU per request (us): median $(stats < "$dir/captureagent")"
   fi
   echo "worst case on/off throughput ratio: median $(stats < "$dir/ratios")"
   echo "worst case agent CPU per traced request (us): median $(stats < "$dir/cpu")"

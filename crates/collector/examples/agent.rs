@@ -7,6 +7,9 @@
 //!
 //! `LOUPE_BENCH_ONLY_TGID=<pid>` traces that process only: with a pid that does no I/O (1), every
 //! event is filtered out in the kernel, which measures what the attached tracepoints cost by themselves.
+//! `LOUPE_BENCH_PARSE=none` traces everything but parses nothing: the kernel copies every event into the
+//! ring buffer and user space decodes and tracks it, then drops it unparsed, which measures the capture
+//! apart from the parsers and rows.
 //!
 //! `LOUPE_MEMORY_BUDGET_MB=<MiB>` sets the memory budget (`loupe up --memory-budget`; default 512): the
 //! bench's memory step checks the resident size against it, printing the tables on SIGUSR1.
@@ -62,6 +65,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.tracer.exclude_tgid = std::process::id();
     if let Some(only) = std::env::var("LOUPE_BENCH_ONLY_TGID").ok().and_then(|p| p.parse().ok()) {
         config.tracer.only_tgid = only;
+    }
+    if std::env::var("LOUPE_BENCH_PARSE").is_ok_and(|p| p == "none") {
+        config.tracker.live.set_disabled(loupe_collector::socket::port_protocols::names())?;
     }
     let collector = Collector::start(store.clone(), config)?;
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
