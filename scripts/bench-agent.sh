@@ -99,6 +99,12 @@ fixed_rate() {
 # median, min and max of the numbers on stdin
 stats() { sort -g | awk '{v[NR]=$1} END {m = NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; printf "%.3f (min %.3f, max %.3f, n %d)", m, v[1], v[NR], NR}'; }
 field() { tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
+# $1 / $2
+quotient() { awk -v a="$1" -v b="$2" 'BEGIN {print a / b}'; }
+# Microseconds of CPU per request: $1 clock ticks over a run of $secs at $2 req/s.
+us_per_request() { awk -v t="$1" -v hz="$hz" -v r="$2" -v s="$secs" 'BEGIN {print t / hz * 1e6 / (r * s)}'; }
+# CPU per request that a traced run added to nginx and wrk: "<nginx traced> <nginx off> <wrk traced> <wrk off>".
+added_us() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN {print a - b + c - d}'; }
 
 if [[ $only == all || $only == worst ]]; then
   echo "== worst case: nginx, $([[ $http2 == 1 ]] && echo 'HTTP/2, h2load -t1 -c16 -m1' || echo 'wrk -t1 -c16'), ${secs}s runs, $rounds off/on alternations"
@@ -114,7 +120,7 @@ if [[ $only == all || $only == worst ]]; then
       read -r capture capture_nginx capture_wrk < <(run_wrk)
       t1=$(cpu_ticks "$agent_pid")
       stop_agent
-      capture_us=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v r="$capture" -v s="$secs" 'BEGIN {print t / hz * 1e6 / (r * s)}')
+      capture_us=$(us_per_request $((t1 - t0)) "$capture")
     fi
     read -r off off_nginx off_wrk < <(run_wrk)
     start_agent
@@ -122,20 +128,20 @@ if [[ $only == all || $only == worst ]]; then
     read -r on on_nginx on_wrk < <(run_wrk)
     t1=$(cpu_ticks "$agent_pid")
     stop_agent
-    ratio=$(awk -v a="$on" -v b="$off" 'BEGIN {print a / b}')
-    us=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v r="$on" -v s="$secs" 'BEGIN {print t / hz * 1e6 / (r * s)}')
+    ratio=$(quotient "$on" "$off")
+    us=$(us_per_request $((t1 - t0)) "$on")
     echo "$ratio" >> "$dir/ratios"; echo "$us" >> "$dir/cpu"
     printf 'round %d: off %.0f req/s, on %.0f req/s, ratio %.3f, agent CPU %.2f us per request\n' "$r" "$off" "$on" "$ratio" "$us"
     printf 'round %d: CPU per request (us) nginx off %.2f on %.2f, wrk off %.2f on %.2f\n' "$r" "$off_nginx" "$on_nginx" "$off_wrk" "$on_wrk"
-    echo "$on_nginx $off_nginx $on_wrk $off_wrk" | awk '{print $1 - $2 + $3 - $4}' >> "$dir/kernel"
+    added_us "$on_nginx" "$off_nginx" "$on_wrk" "$off_wrk" >> "$dir/kernel"
     if [[ ${LOUPE_BENCH_FLOOR:-} == 1 ]]; then
-      awk -v a="$floor" -v b="$off" 'BEGIN {print a / b}' >> "$dir/floor"
+      quotient "$floor" "$off" >> "$dir/floor"
       printf 'round %d: probes attached, all filtered in the kernel: %.0f req/s, nginx %.2f us, wrk %.2f us per request\n' "$r" "$floor" "$floor_nginx" "$floor_wrk"
-      echo "$floor_nginx $off_nginx $floor_wrk $off_wrk" | awk '{print $1 - $2 + $3 - $4}' >> "$dir/floorcpu"
-      awk -v a="$capture" -v b="$off" 'BEGIN {print a / b}' >> "$dir/capture"
+      added_us "$floor_nginx" "$off_nginx" "$floor_wrk" "$off_wrk" >> "$dir/floorcpu"
+      quotient "$capture" "$off" >> "$dir/capture"
       echo "$capture_us" >> "$dir/captureagent"
       printf 'round %d: captured, nothing parsed: %.0f req/s, nginx %.2f us, wrk %.2f us, agent %.2f us per request\n' "$r" "$capture" "$capture_nginx" "$capture_wrk" "$capture_us"
-      echo "$capture_nginx $off_nginx $capture_wrk $off_wrk" | awk '{print $1 - $2 + $3 - $4}' >> "$dir/capturecpu"
+      added_us "$capture_nginx" "$off_nginx" "$capture_wrk" "$off_wrk" >> "$dir/capturecpu"
     fi
   done
   if [[ ${LOUPE_BENCH_FLOOR:-} == 1 ]]; then
@@ -161,7 +167,7 @@ if [[ $only == all || $only == realistic ]]; then
     t1=$(cpu_ticks "$agent_pid")
     stop_agent
     cores=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v s="$secs" 'BEGIN {print t / hz / s}')
-    p99_ratio=$(awk -v a="$(echo "$on" | field p99_us)" -v b="$(echo "$off" | field p99_us)" 'BEGIN {print a / b}')
+    p99_ratio=$(quotient "$(echo "$on" | field p99_us)" "$(echo "$off" | field p99_us)")
     echo "$p99_ratio" >> "$dir/p99"; echo "$cores" >> "$dir/cores"
     echo "round $r: off [$off]"
     echo "round $r: on  [$on] agent $cores cores, p99 on/off $p99_ratio"

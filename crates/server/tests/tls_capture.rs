@@ -218,8 +218,11 @@ fn a_libssl_loaded_after_the_first_scan_is_found_when_the_process_connects_again
         .expect("run /usr/bin/python3");
     // The connection for "/first" (after the import) is what makes the agent look again; how soon
     // that attach lands depends on the machine's load, so "/late" waits for it instead of a guess.
-    let found =
-        wait_logged(&log, "uprobes attached to SSL_read/SSL_write", &lib.join("libssl"), Duration::from_secs(90));
+    let found = wait_logged(
+        &log,
+        &["uprobes attached to SSL_read/SSL_write", &lib.join("libssl").display().to_string()],
+        Duration::from_secs(90),
+    );
     std::fs::write(&go, b"").expect("signal the client");
     let out = client.wait_with_output().expect("wait for the python client");
     assert!(out.status.success(), "python ssl client: {}", String::from_utf8_lossy(&out.stderr));
@@ -473,7 +476,10 @@ fn statically_linked_openssl_plaintext_lands_in_http_events_and_a_stripped_one_i
     let (_loupe, _metrics_port, api_port, log) = start_loupe_logged(&[]);
     login(api_port);
     let attached = "uprobes attached to OpenSSL linked into this file";
-    assert!(wait_logged(&log, attached, &prog, Duration::from_secs(15)), "no attach logged for {prog:?}");
+    assert!(
+        wait_logged(&log, &[attached, &prog.display().to_string()], Duration::from_secs(15)),
+        "no attach logged for {prog:?}"
+    );
 
     run_sslprog_client(&prog, port, &["/a", "/b", "/missing"]);
     run_sslprog_client(&prog, port, &["/a"]);
@@ -509,17 +515,16 @@ fn statically_linked_openssl_plaintext_lands_in_http_events_and_a_stripped_one_i
         }
     }
     assert!(
-        wait_logged(
+        !logged(
             &log,
-            "skipped a file with OpenSSL linked in but no symbol table (stripped)",
-            &stripped,
-            Duration::ZERO
-        ),
+            &["skipped a file with OpenSSL linked in but no symbol table (stripped)", &stripped.display().to_string()]
+        )
+        .is_empty(),
         "the stripped executable is skipped with a log line"
     );
     assert!(
-        !wait_logged(&log, "uprobes not attached", &prog, Duration::ZERO)
-            && !wait_logged(&log, "uprobes not attached", &stripped, Duration::ZERO),
+        logged(&log, &["uprobes not attached", &prog.display().to_string()]).is_empty()
+            && logged(&log, &["uprobes not attached", &stripped.display().to_string()]).is_empty(),
         "no attach error for either program"
     );
 }
@@ -649,19 +654,8 @@ fn a_process_whose_tls_library_is_not_covered_is_reported_once() {
         .spawn()
         .expect("spawn wget (apt-get install wget)");
     let pid = wget.id();
-    let pid_field = format!("pid={pid} ");
-    let reported = |log: &Mutex<Vec<String>>| -> Vec<String> {
-        log.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|l| without_colours(l))
-            .filter(|l| l.contains("TLS library not covered") && l.contains(&pid_field))
-            .collect()
-    };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while reported(&log).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let report = ["TLS library not covered", &format!("pid={pid} ")];
+    wait_logged(&log, &report, Duration::from_secs(90));
     let urls: String = (1..=4).map(|i| format!("https://127.0.0.1:{port}/gnutls/{i}\n")).collect();
     wget.stdin.take().expect("wget's stdin").write_all(urls.as_bytes()).expect("write the URLs to wget");
     let status = Guard(wget).0.wait().expect("wait for wget");
@@ -683,21 +677,28 @@ fn a_process_whose_tls_library_is_not_covered_is_reported_once() {
     want.sort();
     let (got, _) = poll_keyed_counts(api_port, &script, &want, role_path_status);
     assert_eq!(got, want, "nginx's side only, encrypted");
-    let reports = reported(&log);
+    let reports = logged(&log, &report);
     assert_eq!(reports.len(), 1, "one report for wget (pid {pid}): {reports:?}");
     assert!(reports[0].contains("libgnutls") && reports[0].contains("wget"), "{}", reports[0]);
 }
 
-/// Waits up to `timeout` for a line of loupe's `log` holding both `needle` and `file`'s path.
-fn wait_logged(log: &Mutex<Vec<String>>, needle: &str, file: &Path, timeout: Duration) -> bool {
-    let file = file.display().to_string();
+/// The lines of loupe's `log` so far, without colours, that hold every one of `needles`.
+fn logged(log: &Mutex<Vec<String>>, needles: &[&str]) -> Vec<String> {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|l| without_colours(l))
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .collect()
+}
+
+/// Waits up to `timeout` for a line of loupe's `log` holding every one of `needles`.
+fn wait_logged(log: &Mutex<Vec<String>>, needles: &[&str], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        let lines = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if lines.iter().any(|l| l.contains(needle) && l.contains(&file)) {
+        if !logged(log, needles).is_empty() {
             return true;
         }
-        drop(lines);
         if Instant::now() >= deadline {
             return false;
         }
